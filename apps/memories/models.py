@@ -1,0 +1,143 @@
+"""Memories (the truth), their edit history, tag rows and the vector-index outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
+
+
+class MemoryKind(models.TextChoices):
+    FACT = "fact"
+    PREFERENCE = "preference"
+    EPISODE = "episode"
+    PROCEDURE = "procedure"
+    OBSERVATION = "observation"
+    SUMMARY = "summary"
+    NOTE = "note"
+
+
+def content_hash(content: str) -> str:
+    """SHA-256 of the whitespace-normalised content: the dedup key within a namespace."""
+    normalised = " ".join(content.split())
+    return hashlib.sha256(normalised.encode()).hexdigest()
+
+
+class MemoryQuerySet(models.QuerySet):
+    def for_principal(self, principal: Principal, action: Action = Action.READ) -> MemoryQuerySet:
+        """The memories ``principal`` may act on with ``action``: the one scoping entry point."""
+        if principal.is_system_admin:
+            return self
+        if principal.namespace_id is not None and principal.can(action, principal.namespace_id):
+            return self.filter(namespace_id=principal.namespace_id)
+        return self.none()
+
+    def live(self) -> MemoryQuerySet:
+        """Not expired (expired rows wait for the retention job but are never served)."""
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+
+
+class Memory(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memories")
+    content = models.TextField()
+    kind = models.CharField(max_length=32, choices=MemoryKind.choices, default=MemoryKind.FACT)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    agent_id = models.CharField(max_length=128, help_text="From the credential that stored it.")
+    session_id = models.CharField(max_length=128, blank=True, default="")
+    importance = models.FloatField(default=0.5, help_text="0..1")
+    confidence = models.FloatField(default=1.0, help_text="0..1")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_recalled_at = models.DateTimeField(null=True, blank=True)
+    access_count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    content_hash = models.CharField(max_length=64, editable=False)
+    version = models.PositiveIntegerField(default=1)
+
+    objects = MemoryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "memories"
+        indexes = [
+            models.Index(fields=["namespace", "-created_at"], name="memory_ns_created"),
+            models.Index(fields=["namespace", "agent_id"], name="memory_ns_agent"),
+            models.Index(fields=["namespace", "session_id"], name="memory_ns_session"),
+            models.Index(fields=["namespace", "content_hash"], name="memory_ns_hash"),
+            models.Index(fields=["agent_id"], name="memory_agent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.content[:60]
+
+
+class MemoryTag(models.Model):
+    """One row per (memory, tag): an index for tag filters that works on SQLite and PostgreSQL."""
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="tag_rows")
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    tag = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["memory", "tag"], name="memorytag_unique")]
+        indexes = [models.Index(fields=["namespace", "tag"], name="memorytag_ns_tag")]
+
+    def __str__(self) -> str:
+        return self.tag
+
+
+class MemoryVersion(models.Model):
+    """One edit of a memory: who, when, and each changed field's before and after."""
+
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField(help_text="The memory's version after this edit.")
+    changed_by = models.CharField(max_length=160)
+    changed_at = models.DateTimeField(default=timezone.now)
+    changes = models.JSONField(help_text='{"field": {"before": ..., "after": ...}}')
+
+    class Meta:
+        ordering = ["memory", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["memory", "version"], name="memoryversion_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} by {self.changed_by}"
+
+
+class IndexOutbox(models.Model):
+    """Pending vector-index work, written in the memory's own transaction.
+
+    Inline indexing deletes its rows on success; whatever is left (Chroma was down)
+    is replayed by ``drain_outbox``. Rows name memories by id without a foreign key so
+    a pending delete outlives the memory it removes.
+    """
+
+    class Op(models.TextChoices):
+        UPSERT = "upsert"
+        DELETE = "delete"
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    memory_id = models.UUIDField()
+    op = models.CharField(max_length=8, choices=Op.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "index outbox"
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.memory_id}"

@@ -1,0 +1,272 @@
+"""The memory service layer: every door (REST, WebSocket, MCP, admin, commands) calls these.
+
+Each function takes the acting :class:`Principal`, validates its input with the
+shared schemas, checks the role, writes SQL and the outbox in one transaction and
+indexes after the commit. Doors only translate their protocol.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.memories import indexing, schemas
+from apps.memories.embeddings import get_embedder
+from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
+from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
+from apps.tenancy.services import authorize, resolve_namespace
+
+#: Fields an edit may change and that a version records.
+EDITABLE_FIELDS = (
+    "content", "kind", "tags", "metadata", "importance", "confidence",
+    "expires_at", "valid_from", "valid_until",
+)
+
+
+@dataclass(frozen=True)
+class RecallHit:
+    memory: Memory
+    score: float
+
+
+# --- ingest -----------------------------------------------------------------------
+
+def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None = None) -> Memory:
+    """Store one memory for ``principal`` (agent role or above)."""
+    return ingest_many(principal, [data], namespace=namespace or data.get("namespace"),
+                       _single=True)[0]
+
+
+def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
+                namespace: str | None = None, *, _single: bool = False) -> list[Memory]:
+    """Store up to ``max_batch`` memories, all or nothing."""
+    limit = settings.MEMORYWEB_LIMITS["max_batch"]
+    if not _single and len(items) > limit:
+        raise InvalidInput(f"{len(items)} memories; a batch holds at most {limit}.",
+                           field="memories", code="too_many")
+    if not items:
+        raise InvalidInput("no memories given.", field="memories")
+    ns = resolve_namespace(principal, namespace)
+    authorize(principal, ns.pk, Action.INGEST)
+    cleaned = [
+        schemas.validate(schemas.MemoryInput, item, prefix="" if _single else f"memories[{i}]")
+        for i, item in enumerate(items)
+    ]
+    for i, data in enumerate(cleaned):
+        other = data.pop("namespace", None)
+        if other and other != ns.slug:
+            raise InvalidInput("all memories of a batch go to one namespace.",
+                               field="namespace" if _single else f"memories[{i}].namespace")
+
+    embeddings = indexing.embed_contents([d["content"] for d in cleaned])
+    now = timezone.now()
+    memories = [
+        Memory(
+            id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
+            content_hash=content_hash(d["content"]), created_at=now, updated_at=now, **d,
+        )
+        for d in cleaned
+    ]
+    with transaction.atomic():
+        Memory.objects.bulk_create(memories)
+        MemoryTag.objects.bulk_create(
+            [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags]
+        )
+        outbox = IndexOutbox.objects.bulk_create(
+            [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT) for m in memories]
+        )
+    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+    return memories
+
+
+# --- read ---------------------------------------------------------------------------
+
+def get(principal: Principal, memory_id: Any) -> Memory:
+    """One memory the principal may read; NotFound otherwise (never says which)."""
+    try:
+        pk = uuid.UUID(str(memory_id))
+    except ValueError:
+        raise NotFound("memory not found.") from None
+    memory = (
+        Memory.objects.for_principal(principal).live().select_related("namespace")
+        .filter(pk=pk).first()
+    )
+    if memory is None:
+        raise NotFound("memory not found.")
+    return memory
+
+
+def list_memories(principal: Principal, namespace: str | None = None):
+    """Memories the principal may read, newest first; one namespace or all it can see."""
+    queryset = Memory.objects.for_principal(principal).live().select_related("namespace")
+    if namespace:
+        ns = resolve_namespace(principal, namespace)
+        authorize(principal, ns.pk, Action.READ)
+        queryset = queryset.filter(namespace=ns)
+    return queryset.order_by("-created_at", "-pk")
+
+
+def _where(filters: Mapping[str, Any]) -> dict | None:
+    """Recall filters as one Chroma ``where`` clause (all scalar, all pushed down)."""
+    clauses: list[dict] = []
+    for field in ("agent_id", "session_id", "kind"):
+        if filters.get(field):
+            clauses.append({field: filters[field]})
+    for tag in filters.get("tags") or []:
+        clauses.append({TAG_KEY + tag: True})
+    if filters.get("created_after"):
+        clauses.append({"created_ts": {"$gte": filters["created_after"].timestamp()}})
+    if filters.get("created_before"):
+        clauses.append({"created_ts": {"$lt": filters["created_before"].timestamp()}})
+    for key, value in (filters.get("metadata") or {}).items():
+        clauses.append({META_KEY + key: value})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def recall(principal: Principal, data: Mapping[str, Any], *,
+           exclude_ids: Sequence[str] = ()) -> tuple[Namespace, list[RecallHit]]:
+    """The ``k`` memories closest in meaning to ``query`` that match the filters."""
+    params = schemas.validate(schemas.RecallInput, data)
+    ns = resolve_namespace(principal, params.get("namespace"))
+    authorize(principal, ns.pk, Action.READ)
+    k = params["k"]
+    where = _where(params.get("filters") or {})
+    vector = get_embedder().embed([params["query"]])[0]
+    store = get_vector_store()
+    excluded = set(map(str, exclude_ids))
+    fetch = k + len(excluded) + 8
+    while True:
+        hits = store.query(ns, vector, fetch, where)
+        ids = [h.id for h in hits if h.id not in excluded]
+        # SQL decides what exists and is live; Chroma may briefly hold a deleted id.
+        rows = Memory.objects.live().filter(namespace=ns).in_bulk(ids)
+        ranked = [RecallHit(rows[uuid.UUID(h.id)], h.similarity)
+                  for h in hits if h.id not in excluded and uuid.UUID(h.id) in rows][:k]
+        if len(ranked) >= k or len(hits) < fetch or fetch >= 8 * k + 64:
+            break
+        fetch *= 4
+    if ranked:
+        _note_recalled([h.memory for h in ranked])
+    return ns, ranked
+
+
+def _note_recalled(memories: Sequence[Memory]) -> None:
+    now = timezone.now()
+    Memory.objects.filter(pk__in=[m.pk for m in memories]).update(
+        access_count=F("access_count") + 1, last_recalled_at=now
+    )
+    for memory in memories:
+        memory.access_count += 1
+        memory.last_recalled_at = now
+
+
+# --- edit ----------------------------------------------------------------------------
+
+def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
+           partial: bool = True) -> Memory:
+    """Edit a memory (team admin); re-embeds and records a version of what changed."""
+    memory = get(principal, memory_id)
+    authorize(principal, memory.namespace_id, Action.EDIT)
+    cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=partial)
+    if not partial:  # PUT replaces every editable field; omitted ones take defaults
+        cleaned = {field: cleaned.get(field) for field in EDITABLE_FIELDS}
+    embeddings = indexing.embed_contents([cleaned.get("content", memory.content)])
+    with transaction.atomic():
+        memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
+        changes = {
+            field: {"before": _jsonable(getattr(memory, field)), "after": _jsonable(value)}
+            for field, value in cleaned.items()
+            if getattr(memory, field) != value
+        }
+        if not changes:
+            return memory
+        for field, value in cleaned.items():
+            setattr(memory, field, value)
+        if "content" in changes:
+            memory.content_hash = content_hash(memory.content)
+        memory.version += 1
+        memory.updated_at = timezone.now()
+        memory.save()
+        if "tags" in changes:
+            MemoryTag.objects.filter(memory=memory).delete()
+            MemoryTag.objects.bulk_create(
+                [MemoryTag(memory=memory, namespace_id=memory.namespace_id, tag=t) for t in memory.tags]
+            )
+        MemoryVersion.objects.create(memory=memory, version=memory.version,
+                                     changed_by=principal.label, changes=changes)
+        row = IndexOutbox.objects.create(namespace_id=memory.namespace_id, memory_id=memory.pk,
+                                         op=IndexOutbox.Op.UPSERT)
+    indexing.index_inline(memory.namespace, [memory], embeddings, [row.pk])
+    return memory
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def delete(principal: Principal, memory_id: Any) -> None:
+    """Delete one memory (team admin) from SQL, its versions, and the vector index."""
+    memory = get(principal, memory_id)
+    authorize(principal, memory.namespace_id, Action.EDIT)
+    _delete_in_namespace(memory.namespace, [memory.pk])
+
+
+def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
+    """Delete every memory stored by ``agent_id`` (system admin), in one or all namespaces."""
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may delete all memories of an agent.")
+    queryset = Memory.objects.filter(agent_id=agent_id)
+    if namespace:
+        queryset = queryset.filter(namespace=resolve_namespace(principal, namespace))
+    total = 0
+    by_namespace: dict[int, list] = {}
+    for ns_id, pk in queryset.values_list("namespace_id", "pk"):
+        by_namespace.setdefault(ns_id, []).append(pk)
+    namespaces = Namespace.objects.in_bulk(list(by_namespace))
+    for ns_id, pks in by_namespace.items():
+        total += _delete_in_namespace(namespaces[ns_id], pks)
+    return total
+
+
+def _delete_in_namespace(ns: Namespace, pks: Sequence[Any], chunk: int = 500) -> int:
+    deleted = 0
+    for start in range(0, len(pks), chunk):
+        part = list(pks[start : start + chunk])
+        with transaction.atomic():
+            deleted += Memory.objects.filter(namespace=ns, pk__in=part).delete()[1].get(
+                Memory._meta.label, 0)
+            outbox = IndexOutbox.objects.bulk_create(
+                [IndexOutbox(namespace=ns, memory_id=pk, op=IndexOutbox.Op.DELETE) for pk in part]
+            )
+        indexing.unindex_inline(ns, [str(pk) for pk in part], [o.pk for o in outbox])
+    return deleted
+
+
+def ingest_and_recall(principal: Principal, data: Mapping[str, Any]) -> tuple[Memory, list[RecallHit]]:
+    """Seed 000's combined call: store a memory, then recall what else relates to it.
+
+    The stored memory itself is left out of the results.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidInput("expected a JSON object.")
+    schemas.validate(schemas.IngestAndRecallInput, data)  # everything checked before writing
+    recall_keys = ("query", "k", "filters")
+    memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys})
+    query = {k: data[k] for k in recall_keys if k in data}
+    query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])
+    query["namespace"] = memory.namespace.slug
+    _, hits = recall(principal, query, exclude_ids=[str(memory.pk)])
+    return memory, hits

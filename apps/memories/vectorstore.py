@@ -1,0 +1,164 @@
+"""ChromaDB access: one collection per namespace, vectors computed by MemoryWeb.
+
+Chroma holds only ids, vectors and the scalar fields recall filters on; the content
+stays in SQL (the truth), so erasing a memory from Chroma is deleting its id.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from apps.tenancy.models import Namespace
+
+TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
+META_KEY = "m:"  # metadata key prefix for a scalar user-metadata value
+
+
+@dataclass(frozen=True)
+class VectorHit:
+    id: str
+    similarity: float  # cosine similarity, 1 - cosine distance
+
+
+def chroma_metadata(memory) -> dict[str, Any]:
+    """The filterable fields of a memory as Chroma metadata (scalars only)."""
+    meta: dict[str, Any] = {
+        "agent_id": memory.agent_id,
+        "session_id": memory.session_id or "",
+        "kind": memory.kind,
+        "created_ts": memory.created_at.timestamp(),
+    }
+    for tag in memory.tags:
+        meta[TAG_KEY + tag] = True
+    for key, value in (memory.metadata or {}).items():
+        if isinstance(value, (str, int, float, bool)):
+            meta[META_KEY + key] = value
+    return meta
+
+
+class VectorStore:
+    def __init__(self, client):
+        from apps.memories.embeddings import MemoryWebEmbeddingFunction
+
+        self.client = client
+        self._ef = MemoryWebEmbeddingFunction()
+        self._collections: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _name(self, namespace: Namespace) -> str:
+        return settings.CHROMA_COLLECTION_PREFIX + namespace.collection
+
+    def collection(self, namespace: Namespace):
+        name = self._name(namespace)
+        found = self._collections.get(name)
+        if found is None:
+            with self._lock:
+                found = self._collections.get(name)
+                if found is None:
+                    found = self.client.get_or_create_collection(
+                        name=name,
+                        embedding_function=self._ef,
+                        configuration={"hnsw": {"space": "cosine"}},
+                        metadata={"namespace": namespace.slug},
+                    )
+                    self._collections[name] = found
+        return found
+
+    def upsert(
+        self,
+        namespace: Namespace,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> None:
+        if not ids:
+            return
+        self.collection(namespace).upsert(
+            ids=list(ids), embeddings=embeddings, metadatas=list(metadatas)
+        )
+
+    def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:
+        if ids:
+            self.collection(namespace).delete(ids=list(ids))
+
+    def query(
+        self, namespace: Namespace, embedding: np.ndarray, n: int, where: dict | None
+    ) -> list[VectorHit]:
+        collection = self.collection(namespace)
+        result = collection.query(
+            query_embeddings=embedding.reshape(1, -1),
+            n_results=n,
+            where=where or None,
+            include=["distances"],
+        )
+        ids = result["ids"][0]
+        distances = result["distances"][0]
+        return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+
+    def count(self, namespace: Namespace) -> int:
+        return self.collection(namespace).count()
+
+    def all_ids(self, namespace: Namespace, page: int = 5000) -> set[str]:
+        collection = self.collection(namespace)
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            batch = collection.get(include=[], limit=page, offset=offset)["ids"]
+            ids.update(batch)
+            if len(batch) < page:
+                return ids
+            offset += page
+
+    def drop_collection(self, name: str) -> None:
+        with self._lock:
+            self._collections.pop(name, None)
+        try:
+            self.client.delete_collection(name)
+        except Exception:  # already gone: dropping is idempotent
+            pass
+
+    def forget_cached(self, namespace: Namespace) -> None:
+        with self._lock:
+            self._collections.pop(self._name(namespace), None)
+
+    def heartbeat(self) -> None:
+        self.client.heartbeat()
+
+
+_store: VectorStore | None = None
+_store_lock = threading.Lock()
+
+
+def make_client():
+    """A Chroma client: HTTP when CHROMA_URL is set, else persistent under DATA_DIR."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.CHROMA_URL:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.CHROMA_URL)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+
+
+def get_vector_store() -> VectorStore:
+    """The process-wide vector store (one Chroma client per process)."""
+    global _store
+    if _store is None:
+        with _store_lock:
+            if _store is None:
+                _store = VectorStore(make_client())
+    return _store

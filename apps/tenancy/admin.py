@@ -1,0 +1,52 @@
+"""Admin for namespaces and API keys. A new key's secret is shown once, in a message."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.utils import timezone
+
+from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.roles import Role
+from apps.tenancy.services import create_api_key
+
+
+@admin.register(Namespace)
+class NamespaceAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "memory_count", "created_at"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["collection", "created_at", "updated_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(memory_count=Count("memories"))
+
+    @admin.display(ordering="memory_count", description="memories")
+    def memory_count(self, obj):
+        return obj.memory_count
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["prefix", "namespace", "role", "agent_id", "name", "created_at",
+                    "last_used_at", "expires_at", "revoked_at"]
+    list_filter = ["role", "namespace"]
+    search_fields = ["prefix", "agent_id", "name"]
+    fields = ["namespace", "role", "agent_id", "name", "expires_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Key material and binding never change; make a new key instead.
+        return ["namespace", "role", "agent_id", "prefix", "created_at", "last_used_at"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        key, raw = create_api_key(
+            role=Role.from_label(obj.role), agent_id=obj.agent_id, namespace=obj.namespace,
+            name=obj.name, expires_at=obj.expires_at,
+        )
+        obj.pk = key.pk
+        messages.warning(request, f"Copy the new key now, it is not shown again: {raw}")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} key(s) revoked.")

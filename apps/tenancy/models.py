@@ -1,0 +1,86 @@
+"""Tenants (namespaces) and the API keys agents authenticate with."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from apps.tenancy.roles import ROLE_CHOICES, Role
+
+
+def new_collection_name() -> str:
+    """A Chroma collection name that is never reused, even for a re-created slug."""
+    return uuid.uuid4().hex
+
+
+class Namespace(models.Model):
+    """A tenant: memories, keys and (later) members and grants belong to exactly one."""
+
+    slug = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    collection = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_collection_name,
+        editable=False,
+        help_text="Suffix of this namespace's Chroma collection.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    """An agent credential bound to one namespace, one agent_id and one role.
+
+    Only a SHA-256 of the key is stored; ``prefix`` (the first characters, shown in
+    lists) finds the row, and the hash is compared in constant time. A key with role
+    ``system`` has no namespace and names one per request.
+    """
+
+    namespace = models.ForeignKey(
+        Namespace, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    role = models.CharField(max_length=16, choices=ROLE_CHOICES)
+    agent_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=200, blank=True)
+    prefix = models.CharField(max_length=32, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(role="system", namespace__isnull=True)
+                | (~models.Q(role="system") & models.Q(namespace__isnull=False)),
+                name="apikey_system_iff_no_namespace",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.role}, {self.agent_id})"
+
+    @property
+    def role_enum(self) -> Role:
+        return Role.from_label(self.role)

@@ -1,0 +1,116 @@
+"""Namespaces, keys and authorization: the tenancy half of the service layer."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action, Role
+
+KEY_PREFIX_WRITE = "mw_live_"
+KEY_PREFIX_READ = "mw_read_"  # read-only keys are recognisable at a glance
+_LOOKUP_CHARS = 12  # characters of the random part kept in clear as the lookup prefix
+
+
+def _hash_key(raw: str) -> str:
+    # Keys carry 256 bits of randomness, so a fast hash is enough (no dictionary attack).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_namespace(slug: str, name: str = "") -> Namespace:
+    if not slug or slugify(slug) != slug:
+        raise InvalidInput("slug must be lowercase letters, digits, '-' or '_'.", field="slug")
+    try:
+        with transaction.atomic():
+            return Namespace.objects.create(slug=slug, name=name or slug)
+    except IntegrityError:
+        raise InvalidInput(f"namespace {slug!r} already exists.", field="slug", code="conflict") from None
+
+
+def create_api_key(
+    *,
+    role: Role,
+    agent_id: str,
+    namespace: Namespace | None = None,
+    name: str = "",
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored or shown again."""
+    if role == Role.SYSTEM and namespace is not None:
+        raise InvalidInput("a system-admin key is global; give no namespace.", field="namespace")
+    if role != Role.SYSTEM and namespace is None:
+        raise InvalidInput("a namespace is required for this role.", field="namespace")
+    if not agent_id or len(agent_id) > settings.MEMORYWEB_LIMITS["max_id_length"]:
+        raise InvalidInput("agent_id must be 1-128 characters.", field="agent_id")
+    head = KEY_PREFIX_READ if role == Role.READER else KEY_PREFIX_WRITE
+    raw = head + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(
+        namespace=namespace,
+        role=role.label,
+        agent_id=agent_id,
+        name=name,
+        prefix=raw[: len(head) + _LOOKUP_CHARS],
+        key_hash=_hash_key(raw),
+        expires_at=expires_at,
+    )
+    return key, raw
+
+
+def authenticate_key(raw: str) -> ApiKey | None:
+    """The active key matching ``raw``, compared in constant time, or None."""
+    if not raw.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) or len(raw) > 200:
+        return None
+    prefix = raw[: len(KEY_PREFIX_WRITE) + _LOOKUP_CHARS]
+    key = ApiKey.objects.active().select_related("namespace").filter(prefix=prefix).first()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash_key(raw)):
+        return None
+    _touch(key)
+    return key
+
+
+def _touch(key: ApiKey) -> None:
+    """Record use at most once per MEMORYWEB_KEY_TOUCH_SECONDS, so reads stay reads."""
+    now = timezone.now()
+    period = timedelta(seconds=settings.MEMORYWEB_KEY_TOUCH_SECONDS)
+    if key.last_used_at is None or now - key.last_used_at > period:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
+def resolve_namespace(principal: Principal, slug: str | None) -> Namespace:
+    """The namespace a request acts on.
+
+    A namespace-bound key acts on its own namespace (naming another one is a 404, as if
+    it did not exist). A system admin must name one.
+    """
+    if principal.namespace_id is not None:
+        namespace = Namespace.objects.filter(pk=principal.namespace_id).first()
+        if namespace is None or (slug and slug != namespace.slug):
+            raise NotFound(f"namespace {slug!r} not found.", field="namespace")
+        return namespace
+    if not slug:
+        raise InvalidInput("namespace is required for this credential.", field="namespace")
+    namespace = Namespace.objects.filter(slug=slug).first()
+    if namespace is None or principal.role_in(namespace.pk) is None:
+        raise NotFound(f"namespace {slug!r} not found.", field="namespace")
+    return namespace
+
+
+def authorize(principal: Principal, namespace_id: int, action: Action) -> Role:
+    """Raise NotFound if the namespace is invisible, PermissionDenied if the role is too low."""
+    role = principal.role_in(namespace_id)
+    if role is None:
+        raise NotFound("not found.")
+    if not principal.can(action, namespace_id):
+        raise PermissionDenied(f"role {role.label!r} may not {action.value} in this namespace.")
+    return role

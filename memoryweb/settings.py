@@ -1,0 +1,233 @@
+"""MemoryWeb settings, read from the environment (django-environ).
+
+Sections: environment and secrets, data directory, apps, database, vector store,
+embedder, API and limits, static files, logging. Every variable is listed in the
+README's configuration table.
+
+``MEMORYWEB_ENV`` is ``local`` (default: DEBUG on, a secret key generated once into
+the data directory) or ``production`` (DEBUG off, ``SECRET_KEY`` required).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Secrets may also come from files: SECRET_KEY_FILE=/run/secrets/key etc.
+env.smart_cast = True
+
+
+def _env_or_file(name: str, default: str | None = None) -> str | None:
+    """Return ``$NAME`` or the stripped content of the file named by ``$NAME_FILE``."""
+    path = env.str(f"{name}_FILE", default="")
+    if path:
+        return Path(path).read_text().strip()
+    return env.str(name, default=default)
+
+
+# --- Environment and secrets -------------------------------------------------
+MEMORYWEB_ENV = env.str("MEMORYWEB_ENV", default="local")
+if MEMORYWEB_ENV not in {"local", "production", "test"}:
+    raise RuntimeError(f"MEMORYWEB_ENV must be local, production or test, not {MEMORYWEB_ENV!r}")
+DEBUG = env.bool("DEBUG", default=MEMORYWEB_ENV == "local")
+
+# --- Data directory ----------------------------------------------------------
+DATA_DIR = Path(env.str("MEMORYWEB_DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = _env_or_file("SECRET_KEY")
+if not SECRET_KEY:
+    if MEMORYWEB_ENV == "production":
+        raise RuntimeError("SECRET_KEY (or SECRET_KEY_FILE) must be set when MEMORYWEB_ENV=production")
+    # Local and test: one random key per data directory, created on first start.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    SECRET_KEY = key_file.read_text().strip()
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- Applications ------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "apps.core",
+    "apps.tenancy",
+    "apps.memories",
+    "apps.ops",
+]
+
+MIDDLEWARE = [
+    "apps.core.middleware.RequestBodyLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "memoryweb.urls"
+ASGI_APPLICATION = "memoryweb.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+# Embedded default: SQLite in WAL mode under the data directory. synchronous=FULL so
+# an acknowledged write survives a power cut, not only a process crash.
+# IMMEDIATE transactions take the write lock up front, so concurrent writers queue on
+# the busy timeout instead of failing with "database is locked" on lock upgrade.
+SQLITE_SYNCHRONOUS = env.str("MEMORYWEB_SQLITE_SYNCHRONOUS", default="FULL")
+if "DATABASE_URL" in env:
+    DATABASES = {"default": env.db("DATABASE_URL")}
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "memoryweb.sqlite3",
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
+                    "PRAGMA foreign_keys=ON;"
+                    "PRAGMA busy_timeout=30000;"
+                ),
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Vector store (ChromaDB) -------------------------------------------------
+# Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.
+CHROMA_URL = env.str("CHROMA_URL", default="")
+CHROMA_PATH = DATA_DIR / "chroma"
+CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
+
+# --- Embedder ----------------------------------------------------------------
+# Dotted path to a factory returning an apps.memories.embeddings.Embedder.
+MEMORYWEB_EMBEDDER = env.str("MEMORYWEB_EMBEDDER", default="minilm-onnx")
+MEMORYWEB_EMBEDDER_THREADS = env.int("MEMORYWEB_EMBEDDER_THREADS", default=0)  # 0 = onnxruntime default
+MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=64)
+
+# --- API and limits (documented in docs/api.md and the README) ---------------
+MEMORYWEB_LIMITS = {
+    "max_body_bytes": env.int("MEMORYWEB_MAX_BODY_BYTES", default=2 * 1024 * 1024),
+    "max_content_bytes": env.int("MEMORYWEB_MAX_CONTENT_BYTES", default=32 * 1024),
+    "max_batch": env.int("MEMORYWEB_MAX_BATCH", default=1000),
+    "max_k": env.int("MEMORYWEB_MAX_K", default=100),
+    "max_query_bytes": env.int("MEMORYWEB_MAX_QUERY_BYTES", default=4096),
+    "max_tags": 32,
+    "max_tag_length": 64,
+    "max_metadata_bytes": env.int("MEMORYWEB_MAX_METADATA_BYTES", default=16 * 1024),
+    "max_id_length": 128,
+    "max_page_size": 1000,
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
+# Keys update last_used_at at most this often, so reads do not become writes.
+MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.tenancy.authentication.ApiKeyAuthentication",
+        "apps.tenancy.authentication.PrincipalSessionAuthentication",
+    ],
+    # Secure by default: a view that needs less says so explicitly.
+    "DEFAULT_PERMISSION_CLASSES": ["apps.tenancy.permissions.IsPrincipal"],
+    "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MemoryWeb API",
+    "DESCRIPTION": "Multi-tenant long-term memory for AI agents. Authenticate with "
+    "`Authorization: Bearer <key>`; errors are `{\"error\": {\"code\", \"message\", \"field\"}}`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Internationalisation, static files ---------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if MEMORYWEB_ENV == "production"
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = MEMORYWEB_ENV != "production"
+
+# --- Security (production) -----------------------------------------------------
+if MEMORYWEB_ENV == "production":
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# --- Logging -------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "chromadb": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+    },
+}

@@ -1,0 +1,20 @@
+"""Top-level URL map: admin, health probes, REST API v1, OpenAPI schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.errors import not_found_view
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("apps.ops.urls")),
+    path("api/v1/", include("apps.memories.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Unknown API paths answer the JSON error envelope, also with DEBUG on.
+    re_path(r"^api/", not_found_view),
+]
+
+handler404 = "apps.core.errors.not_found_view"
+handler500 = "apps.core.errors.server_error_view"
