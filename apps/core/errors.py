@@ -74,6 +74,8 @@ def flatten_validation_error(detail: Any, prefix: str = "") -> tuple[str | None,
     """Flatten DRF's nested ValidationError detail to (field path, message, code)."""
     if isinstance(detail, dict):
         for key, value in detail.items():
+            if isinstance(key, int):  # an item of a list field
+                return flatten_validation_error(value, f"{prefix}[{key}]")
             name = "" if key == "non_field_errors" else str(key)
             path = f"{prefix}.{name}" if prefix and name else (prefix or name)
             return flatten_validation_error(value, path)

@@ -36,6 +36,17 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class TextField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of quietly stringifying them."""
+
+    default_error_messages = {"invalid": "must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _check_bytes(value: str, limit: int, what: str) -> str:
     size = len(value.encode())
     if size > limit:
@@ -44,7 +55,7 @@ def _check_bytes(value: str, limit: int, what: str) -> str:
 
 
 class TagsField(serializers.ListField):
-    child = serializers.CharField(max_length=LIMITS["max_tag_length"], allow_blank=False)
+    child = TextField(max_length=LIMITS["max_tag_length"], allow_blank=False)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", LIMITS["max_tags"])
@@ -72,11 +83,11 @@ class MetadataField(serializers.JSONField):
 class MemoryInput(StrictSerializer):
     """One memory to store. ``namespace`` is only for system-admin keys."""
 
-    content = serializers.CharField(trim_whitespace=True)
+    content = TextField(trim_whitespace=True)
     kind = serializers.ChoiceField(choices=MemoryKind.choices, default=MemoryKind.FACT)
     tags = TagsField(required=False, default=list)
     metadata = MetadataField(required=False, default=dict)
-    session_id = serializers.CharField(
+    session_id = TextField(
         max_length=LIMITS["max_id_length"], required=False, allow_blank=True, default=""
     )
     importance = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
@@ -117,8 +128,8 @@ class MemoryBatchInput(StrictSerializer):
 
 
 class RecallFilters(StrictSerializer):
-    agent_id = serializers.CharField(max_length=LIMITS["max_id_length"], required=False)
-    session_id = serializers.CharField(max_length=LIMITS["max_id_length"], required=False)
+    agent_id = TextField(max_length=LIMITS["max_id_length"], required=False)
+    session_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     kind = serializers.ChoiceField(choices=MemoryKind.choices, required=False)
     tags = TagsField(required=False)
     created_after = serializers.DateTimeField(required=False)
@@ -135,7 +146,7 @@ class RecallFilters(StrictSerializer):
 
 
 class RecallInput(StrictSerializer):
-    query = serializers.CharField()
+    query = TextField()
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
     filters = RecallFilters(required=False)
     namespace = serializers.SlugField(required=False, allow_blank=True)
@@ -161,7 +172,7 @@ def validate(serializer_class: type[serializers.Serializer], data: Any, *, parti
 class IngestAndRecallInput(MemoryInput):
     """A memory to store plus a recall; the query defaults to the memory's content."""
 
-    query = serializers.CharField(required=False)
+    query = TextField(required=False)
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
     filters = RecallFilters(required=False)
 

@@ -7,6 +7,7 @@ indexes after the commit. Doors only translate their protocol.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from apps.memories import indexing, schemas
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
@@ -26,6 +27,8 @@ from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
+
+log = logging.getLogger(__name__)
 
 #: Fields an edit may change and that a version records.
 EDITABLE_FIELDS = (
@@ -44,6 +47,8 @@ class RecallHit:
 
 def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None = None) -> Memory:
     """Store one memory for ``principal`` (agent role or above)."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput("expected a JSON object.")
     return ingest_many(principal, [data], namespace=namespace or data.get("namespace"),
                        _single=True)[0]
 
@@ -149,7 +154,11 @@ def recall(principal: Principal, data: Mapping[str, Any], *,
     excluded = set(map(str, exclude_ids))
     fetch = k + len(excluded) + 8
     while True:
-        hits = store.query(ns, vector, fetch, where)
+        try:
+            hits = store.query(ns, vector, fetch, where)
+        except Exception as exc:
+            log.warning("vector recall failed: %s", exc)
+            raise Unavailable("the vector index is unavailable; retry shortly.") from exc
         ids = [h.id for h in hits if h.id not in excluded]
         # SQL decides what exists and is live; Chroma may briefly hold a deleted id.
         rows = Memory.objects.live().filter(namespace=ns).in_bulk(ids)

@@ -1,0 +1,373 @@
+#!/usr/bin/env python
+"""Recall latency and batch-ingest throughput of MemoryWeb over HTTP, against the raw floor.
+
+The "floor" is what the same work costs with no server at all: the same embedder and a bare
+Chroma collection, called in-process. The ratio HTTP/floor is the price of everything
+MemoryWeb adds (HTTP, auth, validation, SQL, outbox, tenancy); the targets bound that price:
+
+* HTTP recall p95 <= 3x the floor's p95;
+* HTTP batch ingest >= 50% of the floor's throughput.
+
+A real Daphne process serves a fresh data directory, so the numbers include what a client sees.
+The floor runs before Daphne starts so the two never compete for CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+WARMUP = 20
+NAMESPACE, AGENT = "bench", "bench-agent"
+
+PEOPLE = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Gustavo", "Hana", "Ivan", "Jun", "Kofi",
+          "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Ravi", "Sofia", "Tomas"]
+PROJECTS = ["Atlas", "Borealis", "Cobalt", "Delta", "Ember", "Falcon", "Granite", "Helix", "Juniper",
+            "Kestrel", "Lumen", "Meridian"]
+TOOLS = ["PostgreSQL", "Redis", "Kubernetes", "Terraform", "GitHub Actions", "Grafana", "Sentry", "Docker",
+         "pytest", "Airflow", "Kafka", "Snowflake", "Figma", "Jira"]
+PREFS = ["dark mode", "short status updates", "tabs over spaces", "morning meetings", "async code review",
+         "written specs", "strict type hints", "Slack over email", "green tea", "vegetarian food",
+         "window seats", "metric units", "bullet-point summaries", "quiet Fridays"]
+EVENTS = ["release", "launch", "retrospective", "database migration", "outage", "customer demo",
+          "offsite", "security audit", "design review", "load test"]
+TASKS = ["deployments", "on-call", "code review", "data backfills", "incident response", "release notes",
+         "onboarding", "budget planning", "log analysis", "benchmarking"]
+CITIES = ["Berlin", "Lagos", "Lisbon", "Osaka", "Toronto", "Nairobi", "Austin", "Seoul", "Lima"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
+          "October", "November", "December"]
+
+TEMPLATES: dict[str, list[str]] = {
+    "fact": ["{p} is the tech lead of project {proj} and works from the {city} office.",
+             "Project {proj} uses {tool} for {task}, with a budget of {n} hours per month.",
+             "{p} owns {task} for {proj} and reports to {p2}."],
+    "preference": ["{p} prefers {pref} and strongly dislikes {pref2}.",
+                   "When doing {task}, {p} likes to use {tool} rather than {tool2}.",
+                   "The user said they want {pref} in every reply about project {proj}."],
+    "episode": ["On {date}, the {proj} {event} was delayed by {n} minutes because {tool} ran out of disk.",
+                "{p} and {p2} met in {city} on {date} to discuss the {proj} {event}.",
+                "During the {event} on {date}, {p} rolled back {proj} after {n} failed requests."],
+    "procedure": ["To run the {proj} {event}, check {tool} first, notify {p}, then wait {n} minutes.",
+                  "For {task} on {proj}: open {tool}, export the last {n} days, and send the file to {p}.",
+                  "If {tool} alerts during {task}, page {p} and then {p2} after {n} minutes."],
+    "observation": ["{p} seemed frustrated during the {proj} {event}; the {tool} alerts were noisy.",
+                    "The {proj} dashboards in {tool} show about {n} errors per hour since {date}.",
+                    "{p} answers faster on {pref} days and tends to skip {task}."],
+}
+EXTRAS = ["{p2} confirmed this later in the {city} channel.",
+          "This matters for {task2} on project {proj2} next quarter.",
+          "Follow up with {p2} before {date2} about the {tool2} bill of {n2} dollars.",
+          "Note that {tool2} version 1.{n2} is pinned for compatibility with the {proj2} stack.",
+          "It came up twice in the conversation, so the assistant marked it as important.",
+          "{p2} disagreed and suggested moving {task2} to {tool2} instead, citing {n2} incidents.",
+          "The decision should be revisited after the {proj2} {event2} in {city}."]
+QUERIES = ["What does {p} prefer?", "Which tool does project {proj} use for {task}?",
+           "When was the {proj} {event}?", "Who leads project {proj}?", "How do we run the {proj} {event}?",
+           "What went wrong with {tool} during the {event}?", "Where is {p} based?",
+           "How does {p} feel about {pref}?", "Who should I page when {tool} alerts?",
+           "What is the budget for {task} on {proj}?", "What did {p} and {p2} talk about in {city}?",
+           "steps for {task} with {tool}"]
+
+
+def _fields(rng: random.Random) -> dict[str, Any]:
+    """One random draw of every placeholder, so templates and extras can mix freely."""
+
+    def date() -> str:
+        return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(2023, 2025)}"
+
+    p, p2 = rng.sample(PEOPLE, 2)
+    proj, proj2 = rng.sample(PROJECTS, 2)
+    tool, tool2 = rng.sample(TOOLS, 2)
+    pref, pref2 = rng.sample(PREFS, 2)
+    task, task2 = rng.sample(TASKS, 2)
+    event, event2 = rng.sample(EVENTS, 2)
+    return dict(p=p, p2=p2, proj=proj, proj2=proj2, tool=tool, tool2=tool2, pref=pref, pref2=pref2,
+                task=task, task2=task2, event=event, event2=event2, city=rng.choice(CITIES),
+                date=date(), date2=date(), n=rng.randint(2, 500), n2=rng.randint(2, 90))
+
+
+def generate_memories(n: int, seed: int = 42) -> list[dict[str, Any]]:
+    """N unique, varied memories (8-60ish words), identical for a given seed."""
+    rng, seen, out = random.Random(seed), set(), []
+    while len(out) < n:
+        kind = rng.choice(list(TEMPLATES))
+        f = _fields(rng)
+        parts = [rng.choice(TEMPLATES[kind]).format(**f)]
+        target = rng.randint(8, 60)
+        words = len(parts[0].split())
+        for extra in rng.sample(EXTRAS, len(EXTRAS)):
+            text = extra.format(**f)
+            if words >= target or words + len(text.split()) > 60:
+                break
+            parts.append(text)
+            words += len(text.split())
+        content = " ".join(parts)
+        if content in seen:
+            continue
+        seen.add(content)
+        tags = rng.sample([f["proj"].lower(), f["tool"].lower().replace(" ", "-"), kind, "work"],
+                          rng.randint(0, 3))
+        session = f"session-{rng.randint(1, 400):04d}" if rng.random() < 0.6 else ""
+        out.append({"content": content, "kind": kind, "tags": tags, "session_id": session})
+    return out
+
+
+def generate_queries(n: int, seed: int = 43) -> list[str]:
+    """Question-style paraphrases over the memories' vocabulary (never verbatim content)."""
+    rng = random.Random(seed)
+    return [rng.choice(QUERIES).format(**_fields(rng)) for _ in range(n)]
+
+
+def stats_ms(samples: list[float]) -> dict[str, float]:
+    ms = np.asarray(samples) * 1000.0
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "count": len(samples)}
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run a manage.py command the way an operator would; its stdout, or a readable failure."""
+    proc = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{proc.stderr}")
+    return proc.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_floor(texts: list[str], queries: list[str], batch: int, workdir: Path) -> dict[str, Any]:
+    """Same embedder as the server, bare Chroma, no HTTP/SQL: the lower bound we compare against."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "memoryweb.settings"
+    sys.path.insert(0, str(REPO))
+    import chromadb
+    import django
+
+    django.setup()
+    from apps.memories.embeddings import MiniLMOnnxEmbedder
+
+    embedder = MiniLMOnnxEmbedder(batch_size=64)
+    client = chromadb.PersistentClient(path=str(workdir / "floor_chroma"),
+                                       settings=chromadb.config.Settings(anonymized_telemetry=False))
+    collection = client.create_collection("floor", configuration={"hnsw": {"space": "cosine"}})
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(texts), batch), desc="floor ingest", unit="batch"):
+        chunk = texts[i : i + batch]
+        collection.add(ids=[str(j) for j in range(i, i + len(chunk))], embeddings=embedder.embed(chunk))
+    ingest_s = time.perf_counter() - start
+
+    def recall(q: str) -> int:
+        result = collection.query(query_embeddings=embedder.embed([q]), n_results=10, include=["distances"])
+        return len(result["ids"][0])
+
+    latencies = timed(recall, queries, "floor recall")
+    return {"ingest": {"total_s": ingest_s, "per_s": len(texts) / ingest_s}, "recall": stats_ms(latencies)}
+
+
+def timed(call: Callable[[str], int], queries: list[str], desc: str) -> list[float]:
+    """Warm up, then time each call sequentially; every call must find something."""
+    for q in generate_queries(WARMUP, seed=7):
+        call(q)
+    latencies = []
+    for q in tqdm(queries, desc=desc, unit="q"):
+        start = time.perf_counter()
+        found = call(q)
+        latencies.append(time.perf_counter() - start)
+        if not found:
+            raise RuntimeError(f"{desc}: no results for {q!r}")
+    return latencies
+
+
+def start_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    """Daphne, as deployed; returns once /readiness answers 200 (60 s at most)."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                 "memoryweb.asgi:application"], cwd=REPO, env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daphne exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readiness", timeout=2, trust_env=False).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    stop_server(proc)
+    raise RuntimeError(f"daphne not ready after 60 s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def post(client: httpx.Client, path: str, body: dict[str, Any], expect: int) -> dict[str, Any]:
+    response = client.post(path, json=body)
+    if response.status_code != expect:
+        raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
+    return response.json()
+
+
+def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list[str],
+             batch: int) -> dict[str, Any]:
+    """Batch ingest then sequential recall through the public API, one keep-alive connection."""
+    post(client, "/api/v1/recall", {"query": "load the model", "k": 1}, 200)  # embedder load, untimed
+    start = time.perf_counter()
+    for i in tqdm(range(0, len(memories), batch), desc="http ingest", unit="batch"):
+        chunk = memories[i : i + batch]
+        if post(client, "/api/v1/memories/batch", {"memories": chunk}, 201)["count"] != len(chunk):
+            raise RuntimeError("batch response count does not match the request")
+    ingest_s = time.perf_counter() - start
+
+    def recall(q: str) -> int:
+        return len(post(client, "/api/v1/recall", {"query": q, "k": 10}, 200)["results"])
+
+    latencies = timed(recall, queries, "http recall")
+    return {"ingest": {"total_s": ingest_s, "per_s": len(memories) / ingest_s},
+            "recall": stats_ms(latencies)}
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """Two panels: latency percentiles (grouped bars) and ingest throughput, HTTP vs floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    x, width = np.arange(3), 0.38
+    for offset, name, color in ((-width / 2, "http", "#d95f02"), (width / 2, "floor", "#1b9e77")):
+        values = [report[name]["recall"][p] for p in ("p50", "p95", "p99")]
+        bars = left.bar(x + offset, values, width, label=name.upper() if name == "http" else "raw floor",
+                        color=color)
+        left.bar_label(bars, fmt="%.1f", fontsize=8)
+    left.set_xticks(x, ["p50", "p95", "p99"])
+    left.set_ylabel("recall latency (ms)")
+    left.set_title(f"Recall, k=10 (p95 ratio {report['ratios']['recall_p95_http_over_floor']:.2f}x)")
+    left.legend()
+    values = [report["http"]["ingest"]["per_s"], report["floor"]["ingest"]["per_s"]]
+    bars = right.bar(["HTTP batch", "raw floor"], values, color=["#d95f02", "#1b9e77"])
+    right.bar_label(bars, fmt="%.0f", fontsize=8)
+    right.set_ylabel("memories / s")
+    right.set_title(f"Ingest (ratio {report['ratios']['ingest_http_over_floor']:.0%})")
+    n, date = report["parameters"]["n"], report["timestamp"][:10]
+    fig.suptitle(f"MemoryWeb recall latency and ingest, N={n:,}, {date}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Example: .venv/bin/python bench/recall_latency.py --n 1000 --queries 50")
+    parser.add_argument("--n", type=int, default=10_000, help="memories to ingest (default 10000)")
+    parser.add_argument("--batch", type=int, default=500, help="memories per batch request, max 1000 (500)")
+    parser.add_argument("--queries", type=int, default=300, help="timed recall queries (default 300)")
+    parser.add_argument("--data-dir", type=Path, help="server data dir (default: a fresh temp dir)")
+    parser.add_argument("--keep-data", action="store_true", help="do not delete the temp dirs at the end")
+    parser.add_argument("--output", type=Path, default=RESULTS / "recall_latency.json",
+                        help="JSON report; the PNG chart is written next to it (default bench/results/)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be between 1 and 1000")
+    if args.n < 10 or args.queries < 1:
+        parser.error("--n must be >= 10 and --queries >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="mw-bench-data-"))
+    floor_dir = Path(tempfile.mkdtemp(prefix="mw-bench-floor-"))
+    base = {**os.environ, "MEMORYWEB_ENV": "local", "DEBUG": "false"}
+    server_env = {**base, "MEMORYWEB_DATA_DIR": str(data_dir)}
+    # The floor's Django gets its own data dir (never the server's) and keeps per-request logs quiet.
+    os.environ.update({**base, "MEMORYWEB_DATA_DIR": str(floor_dir), "LOG_LEVEL": "WARNING"})
+    memories, queries = generate_memories(args.n), generate_queries(args.queries)
+    load_before = os.getloadavg()
+    try:
+        manage(server_env, "migrate", "-v0")
+        manage(server_env, "create_namespace", NAMESPACE)
+        key = manage(server_env, "create_api_key", "--namespace", NAMESPACE, "--role", "agent",
+                     "--agent-id", AGENT).splitlines()[-1].strip()
+        floor = run_floor([m["content"] for m in memories], queries, args.batch, floor_dir)
+        port = free_port()
+        server = start_server(server_env, port, data_dir / "daphne.log")
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300, trust_env=False,
+                              headers={"Authorization": f"Bearer {key}"}) as client:
+                http = run_http(client, memories, queries, args.batch)
+        finally:
+            stop_server(server)
+    finally:
+        if not args.keep_data:
+            shutil.rmtree(floor_dir, ignore_errors=True)
+            if args.data_dir is None:
+                shutil.rmtree(data_dir, ignore_errors=True)
+
+    ratios = {"ingest_http_over_floor": http["ingest"]["per_s"] / floor["ingest"]["per_s"],
+              "recall_p95_http_over_floor": http["recall"]["p95"] / floor["recall"]["p95"]}
+    targets = {"recall_p95_le_3x_floor": ratios["recall_p95_http_over_floor"] <= 3.0,
+               "ingest_ge_50pct_floor": ratios["ingest_http_over_floor"] >= 0.5}
+    report = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "loadavg_before": load_before,
+                    "loadavg_after": os.getloadavg()},
+        "parameters": {"n": args.n, "batch": args.batch, "queries": args.queries, "warmup": WARMUP,
+                       "k": 10, "seed": 42, "embedder_batch": 64},
+        "phase_order": ["setup (manage.py)", "floor ingest", "floor recall", "daphne start",
+                        "http ingest", "http recall"],
+        "note": "The floor runs in the bench process before Daphne starts, so the two never share CPU.",
+        "http": http, "floor": floor, "ratios": ratios,
+        "targets": {name: "pass" if ok else "fail" for name, ok in targets.items()},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    png = args.output.with_suffix(".png")
+    chart(report, png)
+
+    print(f"\nN={args.n} batch={args.batch} queries={args.queries} nproc={os.cpu_count()}")
+    print(f"{'':18}{'HTTP':>10}{'floor':>10}{'ratio':>8}")
+    print(f"{'ingest (mem/s)':18}{http['ingest']['per_s']:10.0f}{floor['ingest']['per_s']:10.0f}"
+          f"{ratios['ingest_http_over_floor']:8.2f}")
+    for p in ("p50", "p95", "p99", "mean"):
+        h, f = http["recall"][p], floor["recall"][p]
+        print(f"{'recall ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
+    for name, verdict in report["targets"].items():
+        print(f"target {name}: {verdict.upper()}")
+    print(f"wrote {args.output} and {png}")
+    return 1 if args.check and not all(targets.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Shared fixtures: two tenants and a principal for every role, plus an outsider.
+
+Every test can ask "and the outsider?": ``alpha`` is the namespace under test, ``beta``
+belongs to someone else. Keys are real (hashed in the database, sent as Bearer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.roles import Role
+from apps.tenancy.services import create_api_key, create_namespace
+
+
+@dataclass
+class Caller:
+    """An API client authenticated with one key."""
+
+    client: APIClient
+    key: ApiKey | None
+    raw: str | None
+    role: str
+
+    def post(self, path, data=None, **kw):
+        return self.client.post(path, data, format="json", **kw)
+
+    def get(self, path, data=None, **kw):
+        return self.client.get(path, data, **kw)
+
+    def patch(self, path, data=None, **kw):
+        return self.client.patch(path, data, format="json", **kw)
+
+    def put(self, path, data=None, **kw):
+        return self.client.put(path, data, format="json", **kw)
+
+    def delete(self, path, **kw):
+        return self.client.delete(path, **kw)
+
+
+def make_caller(role: Role | None, namespace: Namespace | None, agent_id: str = "agent-1") -> Caller:
+    client = APIClient()
+    if role is None:
+        return Caller(client, None, None, "anonymous")
+    key, raw = create_api_key(role=role, agent_id=agent_id, namespace=namespace)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return Caller(client, key, raw, role.label)
+
+
+@pytest.fixture
+def alpha(db) -> Namespace:
+    return create_namespace("alpha", "Team Alpha")
+
+
+@pytest.fixture
+def beta(db) -> Namespace:
+    return create_namespace("beta", "Team Beta")
+
+
+@pytest.fixture
+def reader(alpha) -> Caller:
+    return make_caller(Role.READER, alpha, "reader-1")
+
+
+@pytest.fixture
+def agent(alpha) -> Caller:
+    return make_caller(Role.AGENT, alpha, "agent-1")
+
+
+@pytest.fixture
+def team_admin(alpha) -> Caller:
+    return make_caller(Role.ADMIN, alpha, "admin-1")
+
+
+@pytest.fixture
+def system_admin(db) -> Caller:
+    return make_caller(Role.SYSTEM, None, "root")
+
+
+@pytest.fixture
+def outsider(beta) -> Caller:
+    """An agent of another tenant: must never see alpha's data."""
+    return make_caller(Role.AGENT, beta, "outsider-1")
+
+
+@pytest.fixture
+def anonymous() -> Caller:
+    return make_caller(None, None)
+
+
+@pytest.fixture
+def callers(reader, agent, team_admin, system_admin, outsider, anonymous) -> dict[str, Caller]:
+    return {
+        "reader": reader, "agent": agent, "admin": team_admin, "system": system_admin,
+        "outsider": outsider, "anonymous": anonymous,
+    }
+
+
+@pytest.fixture
+def stored(agent):
+    """Store memories in alpha through the API and return their JSON."""
+
+    def _store(content: str, **fields) -> dict:
+        response = agent.post("/api/v1/memories", {"content": content, **fields})
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    return _store
