@@ -49,9 +49,6 @@ class MemoryAdmin(admin.ModelAdmin):
                                     namespace=obj.namespace.slug)
         obj.pk = saved.pk
 
-    def save_related(self, request, form, formsets, change):
-        pass  # versions are read-only; nothing else is related
-
     def delete_model(self, request, obj):
         services.delete(Principal.for_user(request.user), obj.pk)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pytest
 
 from apps.memories.models import Memory
+from apps.tenancy.roles import Role
+from tests.conftest import make_caller
 
 ROLES = ["reader", "agent", "admin", "system", "outsider", "anonymous"]
 
@@ -166,9 +168,6 @@ def test_delete_by_agent_spares_other_agents_and_reaches_every_namespace(system_
 
 
 def test_delete_by_agent_limited_to_namespace(system_admin, agent, beta):
-    from tests.conftest import make_caller
-    from apps.tenancy.roles import Role
-
     twin = make_caller(Role.AGENT, beta, "agent-1")  # same agent_id in another tenant
     agent.post("/api/v1/memories", {"content": "in alpha"})
     twin.post("/api/v1/memories", {"content": "in beta"})

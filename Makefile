@@ -1,0 +1,49 @@
+# MemoryWeb: `make run` installs and starts the server (embedded: SQLite + local Chroma),
+# `make test` installs the dev tools and runs lint plus the whole test suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+
+.PHONY: run test test-postgres lint install install-dev bench clean help
+
+help:
+	@echo "make run            install, migrate, serve on http://$(HOST):$(PORT) (PORT=... to change)"
+	@echo "make test           install dev deps, ruff, pytest (SQLite + Chroma in a temp dir)"
+	@echo "make test-postgres  the same suite against PostgreSQL (DATABASE_URL, default local 'test')"
+	@echo "make bench          bench/recall_latency.py (10,000 memories, writes bench/results/)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.base: requirements/base.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: requirements/dev.txt requirements/base.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $@ $(VENV)/.base
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+run: install
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python -m daphne -b $(HOST) -p $(PORT) memoryweb.asgi:application
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+test: install-dev lint
+	$(BIN)/python -m pytest
+
+test-postgres: install-dev
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest
+
+bench: install-dev
+	$(BIN)/python bench/recall_latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

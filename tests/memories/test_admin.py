@@ -1,0 +1,84 @@
+"""The admin edits memories through the service layer: versions, index and all."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
+
+from apps.memories.models import Memory
+from apps.memories.vectorstore import get_vector_store
+from apps.tenancy.models import ApiKey
+from apps.tenancy.services import authenticate_key
+
+
+@pytest.fixture
+def admin_client(client, db):
+    get_user_model().objects.create_superuser("root", "root@example.com", "pw")
+    client.login(username="root", password="pw")
+    return client
+
+
+def _form(memory: Memory, **changes) -> dict:
+    data = {
+        "content": memory.content, "kind": memory.kind, "tags": '["a"]', "metadata": "{}",
+        "importance": memory.importance, "confidence": memory.confidence,
+        "expires_at_0": "", "expires_at_1": "", "valid_from_0": "", "valid_from_1": "",
+        "valid_until_0": "", "valid_until_1": "",
+        "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
+    }
+    data.update(changes)
+    return data
+
+
+def test_changelist_and_search(admin_client, stored):
+    stored("The wifi password is on the fridge")
+    stored("Lunch is at noon")
+    response = admin_client.get("/admin/memories/memory/?q=wifi")
+    assert response.status_code == 200
+    assert b"wifi password" in response.content
+    assert b"Lunch is at noon" not in response.content
+
+
+def test_edit_in_admin_goes_through_service(admin_client, stored, agent, alpha):
+    memory = Memory.objects.get(pk=stored("Standup is at 9:00", tags=["a"])["id"])
+    response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
+                                 _form(memory, content="Standup is at 9:30"))
+    assert response.status_code == 302, response.content
+    memory.refresh_from_db()
+    assert memory.content == "Standup is at 9:30"
+    assert memory.version == 2
+    version = memory.versions.get()
+    assert version.changed_by == "user:root"
+    assert version.changes["content"]["before"] == "Standup is at 9:00"
+    top = agent.post("/api/v1/recall", {"query": "Standup is at 9:30", "k": 1}).json()["results"][0]
+    assert top["id"] == str(memory.pk) and top["score"] > 0.99  # re-embedded
+
+
+def test_delete_in_admin_removes_vector(admin_client, stored, alpha):
+    memory = stored("Temporary note")
+    response = admin_client.post(f"/admin/memories/memory/{memory['id']}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Memory.objects.filter(pk=memory["id"]).exists()
+    assert memory["id"] not in get_vector_store().all_ids(alpha)
+
+
+def test_add_api_key_in_admin_shows_secret_once(admin_client, alpha):
+    response = admin_client.post("/admin/tenancy/apikey/add/", {
+        "namespace": alpha.pk, "role": "agent", "agent_id": "from-admin", "name": "ui",
+        "expires_at_0": "", "expires_at_1": "", "revoked_at_0": "", "revoked_at_1": "",
+    })
+    assert response.status_code == 302, response.content
+    messages = [str(m) for m in get_messages(response.wsgi_request)]
+    raw = next(m.split(": ")[-1] for m in messages if "not shown again" in m)
+    key = ApiKey.objects.get(agent_id="from-admin")
+    assert authenticate_key(raw).pk == key.pk
+    assert raw in admin_client.get("/admin/tenancy/apikey/").content.decode()  # shown once...
+    assert raw not in admin_client.get("/admin/tenancy/apikey/").content.decode()  # ...and never again
+    assert raw not in admin_client.get(f"/admin/tenancy/apikey/{key.pk}/change/").content.decode()
+
+
+def test_non_staff_cannot_open_admin(client, db):
+    get_user_model().objects.create_user("eve", password="pw")
+    client.login(username="eve", password="pw")
+    assert client.get("/admin/memories/memory/").status_code == 302

@@ -1,0 +1,98 @@
+"""The embedded default end to end: a real Daphne process, its own data dir, real HTTP.
+
+This is the README's walk-through as a test: create a namespace and a key with the
+management commands, store over HTTP, recall over HTTP, then restart the server and
+find the memory again (the write was durable).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def embedded_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
+    env.update({"MEMORYWEB_DATA_DIR": str(tmp_path / "data"), "MEMORYWEB_ENV": "local",
+                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
+    return env
+
+
+def _manage(env, *args) -> str:
+    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout.strip()
+
+
+class Daphne:
+    def __init__(self, env):
+        self.env = env
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Daphne:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "memoryweb.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/readiness", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError("daphne did not become ready")
+
+    def __exit__(self, *exc) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def test_store_and_recall_over_real_daphne(embedded_env):
+    _manage(embedded_env, "migrate", "-v0")
+    _manage(embedded_env, "create_namespace", "demo")
+    key = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "agent",
+                  "--agent-id", "bot-1")
+    headers = {"Authorization": f"Bearer {key}"}
+    with Daphne(embedded_env) as server:
+        stored = httpx.post(f"{server.url}/api/v1/memories", headers=headers,
+                            json={"content": "The API rate limit is 480 requests per minute"})
+        assert stored.status_code == 201, stored.text
+        memory_id = stored.json()["id"]
+        recall = httpx.post(f"{server.url}/api/v1/recall", headers=headers,
+                            json={"query": "how many requests per minute?", "k": 1})
+        assert recall.status_code == 200
+        assert recall.json()["results"][0]["id"] == memory_id
+        anonymous = httpx.post(f"{server.url}/api/v1/recall", json={"query": "x"})
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "not_authenticated"
+    with Daphne(embedded_env) as server:  # a restart finds the acknowledged write
+        recall = httpx.post(f"{server.url}/api/v1/recall", headers=headers,
+                            json={"query": "rate limit", "k": 1})
+        assert recall.json()["results"][0]["id"] == memory_id
+    data_dir = Path(embedded_env["MEMORYWEB_DATA_DIR"])
+    assert (data_dir / "memoryweb.sqlite3").exists() and (data_dir / "chroma").is_dir()
+    with sqlite3.connect(data_dir / "memoryweb.sqlite3") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent per file
