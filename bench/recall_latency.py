@@ -263,18 +263,17 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     x, width = np.arange(3), 0.38
-    for offset, name, color in ((-width / 2, "http", "#d95f02"), (width / 2, "floor", "#1b9e77")):
+    series = (("http", "HTTP", "#d95f02"), ("floor", "raw floor", "#1b9e77"))
+    for offset, (name, label, color) in zip((-width / 2, width / 2), series, strict=True):
         values = [report[name]["recall"][p] for p in ("p50", "p95", "p99")]
-        bars = left.bar(x + offset, values, width, label=name.upper() if name == "http" else "raw floor",
-                        color=color)
-        left.bar_label(bars, fmt="%.1f", fontsize=8)
+        left.bar_label(left.bar(x + offset, values, width, label=label, color=color), fmt="%.1f", fontsize=8)
     left.set_xticks(x, ["p50", "p95", "p99"])
     left.set_ylabel("recall latency (ms)")
     left.set_title(f"Recall, k=10 (p95 ratio {report['ratios']['recall_p95_http_over_floor']:.2f}x)")
     left.legend()
     values = [report["http"]["ingest"]["per_s"], report["floor"]["ingest"]["per_s"]]
-    bars = right.bar(["HTTP batch", "raw floor"], values, color=["#d95f02", "#1b9e77"])
-    right.bar_label(bars, fmt="%.0f", fontsize=8)
+    right.bar_label(right.bar(["HTTP batch", "raw floor"], values, color=[c for *_, c in series]),
+                    fmt="%.0f", fontsize=8)
     right.set_ylabel("memories / s")
     right.set_title(f"Ingest (ratio {report['ratios']['ingest_http_over_floor']:.0%})")
     n, date = report["parameters"]["n"], report["timestamp"][:10]
@@ -291,7 +290,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=10_000, help="memories to ingest (default 10000)")
     parser.add_argument("--batch", type=int, default=500, help="memories per batch request, max 1000 (500)")
     parser.add_argument("--queries", type=int, default=300, help="timed recall queries (default 300)")
-    parser.add_argument("--data-dir", type=Path, help="server data dir (default: a fresh temp dir)")
+    parser.add_argument("--data-dir", type=Path, help="server data dir, new or empty (default: fresh temp)")
     parser.add_argument("--keep-data", action="store_true", help="do not delete the temp dirs at the end")
     parser.add_argument("--output", type=Path, default=RESULTS / "recall_latency.json",
                         help="JSON report; the PNG chart is written next to it (default bench/results/)")
@@ -347,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
                        "k": 10, "seed": 42, "embedder_batch": 64},
         "phase_order": ["setup (manage.py)", "floor ingest", "floor recall", "daphne start",
                         "http ingest", "http recall"],
-        "note": "The floor runs in the bench process before Daphne starts, so the two never share CPU.",
+        "notes": ["The floor runs in the bench process before Daphne starts: the two never share CPU.",
+                  "One untimed recall loads the server's embedder before the timed HTTP ingest.",
+                  f"Latency excludes {WARMUP} warm-up queries; requests are sequential, one connection."],
         "http": http, "floor": floor, "ratios": ratios,
         "targets": {name: "pass" if ok else "fail" for name, ok in targets.items()},
     }

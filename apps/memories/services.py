@@ -162,6 +162,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *,
         ids = [h.id for h in hits if h.id not in excluded]
         # SQL decides what exists and is live; Chroma may briefly hold a deleted id.
         rows = Memory.objects.live().filter(namespace=ns).in_bulk(ids)
+        for row in rows.values():
+            row.namespace = ns  # all from one namespace: no join, no per-row query
         ranked = [RecallHit(rows[uuid.UUID(h.id)], h.similarity)
                   for h in hits if h.id not in excluded and uuid.UUID(h.id) in rows][:k]
         if len(ranked) >= k or len(hits) < fetch or fetch >= 8 * k + 64:

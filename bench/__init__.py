@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run by hand against a real server; results go to bench/results/."""

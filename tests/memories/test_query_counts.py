@@ -1,0 +1,40 @@
+"""Locked query counts on the hot endpoints, so an N+1 shows up as a failing test."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def warm_key(agent):
+    agent.get("/api/v1/memories")  # first use records last_used_at; later requests do not write
+    return agent
+
+
+def test_recall_query_count_does_not_grow_with_k(warm_key, django_assert_num_queries):
+    warm_key.post("/api/v1/memories/batch", {"memories": [{"content": f"note {i}", "tags": ["t"]}
+                                                          for i in range(30)]})
+    # key lookup, namespace, hydrate results, access-count update (in a transaction on SQLite).
+    for k in (1, 25):
+        with django_assert_num_queries(4):
+            response = warm_key.post("/api/v1/recall", {"query": "note", "k": k})
+        assert len(response.json()["results"]) == k
+
+
+def test_list_query_count_does_not_grow_with_page(warm_key, django_assert_num_queries):
+    warm_key.post("/api/v1/memories/batch", {"memories": [{"content": f"note {i}"} for i in range(30)]})
+    for limit in (1, 30):
+        # key lookup, count, page (namespace joined)
+        with django_assert_num_queries(3):
+            response = warm_key.get(f"/api/v1/memories?limit={limit}")
+        assert len(response.json()["results"]) == limit
+
+
+def test_batch_ingest_query_count_does_not_grow_with_size(warm_key, django_assert_max_num_queries):
+    for size in (2, 200):
+        items = [{"content": f"size {size} item {i}", "tags": ["a", "b"]} for i in range(size)]
+        # key, namespace, savepoint, memories, tags, outbox, release, outbox cleanup, backlog
+        # check; SQLite splits a bulk insert by its bound-parameter limit, hence a margin.
+        # An N+1 would be hundreds.
+        with django_assert_max_num_queries(20):
+            assert warm_key.post("/api/v1/memories/batch", {"memories": items}).status_code == 201
