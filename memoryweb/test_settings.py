@@ -1,10 +1,15 @@
 """Settings for the test suite: a fresh data directory (SQLite + Chroma) per run."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("MEMORYWEB_ENV", "test")
-os.environ.setdefault("MEMORYWEB_DATA_DIR", tempfile.mkdtemp(prefix="memoryweb-test-"))
+if "MEMORYWEB_DATA_DIR" not in os.environ:
+    _data_dir = tempfile.mkdtemp(prefix="memoryweb-test-")
+    os.environ["MEMORYWEB_DATA_DIR"] = _data_dir
+    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 os.environ.setdefault("DEBUG", "false")
 
 from memoryweb.settings import *  # noqa: F403

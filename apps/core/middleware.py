@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
 from apps.core.errors import error_response
@@ -15,8 +16,8 @@ class RequestBodyLimitMiddleware:
 
     Django's own check (``DATA_UPLOAD_MAX_MEMORY_SIZE``) raises while the view reads the
     body and yields an HTML 400; refusing on ``Content-Length`` up front is cheaper and
-    gives the documented error. Bodies without a length are still capped by Django's
-    check, which the API's exception handler also turns into 413.
+    gives the documented error.
+    Bodies without a declared length (chunked) are measured after the server buffered them.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
@@ -29,10 +30,16 @@ class RequestBodyLimitMiddleware:
             declared = int(length)
         except ValueError:
             return error_response(400, "invalid", "Content-Length is not a number.")
+        if not declared and request.method in {"POST", "PUT", "PATCH"}:
+            try:  # chunked upload: Django measures it while reading
+                declared = len(request.body)
+            except RequestDataTooBig:
+                return self._too_large("more than the limit")
         if declared > self.limit:
-            return error_response(
-                413,
-                "payload_too_large",
-                f"Request body is {declared} bytes; the limit is {self.limit} bytes.",
-            )
+            return self._too_large(f"{declared} bytes")
         return self.get_response(request)
+
+    def _too_large(self, size: str) -> HttpResponse:
+        return error_response(
+            413, "payload_too_large", f"Request body is {size}; the limit is {self.limit} bytes."
+        )

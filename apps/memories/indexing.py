@@ -155,7 +155,7 @@ def reindex_namespace(namespace: Namespace, batch_size: int = 256,
     """
     store = get_vector_store()
     started = timezone.now()
-    old_name = store._name(namespace)
+    old_name = store.collection_name(namespace)
     building = Namespace(pk=namespace.pk, slug=namespace.slug)  # collection gets a new name
     total = 0
     queryset = Memory.objects.filter(namespace=namespace).order_by("pk")

@@ -49,31 +49,41 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
     """Store one memory for ``principal`` (agent role or above)."""
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    return ingest_many(principal, [data], namespace=namespace or data.get("namespace"),
-                       _single=True)[0]
+    ns = resolve_namespace(principal, namespace or data.get("namespace"))
+    authorize(principal, ns.pk, Action.INGEST)
+    cleaned = schemas.validate(schemas.MemoryInput, data)
+    _check_same_namespace(ns, cleaned, "namespace")
+    return _store(principal, ns, [cleaned])[0]
 
 
 def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
-                namespace: str | None = None, *, _single: bool = False) -> list[Memory]:
-    """Store up to ``max_batch`` memories, all or nothing."""
+                namespace: str | None = None) -> list[Memory]:
+    """Store up to ``max_batch`` memories in one namespace, all or nothing."""
     limit = settings.MEMORYWEB_LIMITS["max_batch"]
-    if not _single and len(items) > limit:
-        raise InvalidInput(f"{len(items)} memories; a batch holds at most {limit}.",
-                           field="memories", code="too_many")
     if not items:
         raise InvalidInput("no memories given.", field="memories")
+    if len(items) > limit:
+        raise InvalidInput(f"{len(items)} memories; a batch holds at most {limit}.",
+                           field="memories", code="too_many")
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.INGEST)
-    cleaned = [
-        schemas.validate(schemas.MemoryInput, item, prefix="" if _single else f"memories[{i}]")
-        for i, item in enumerate(items)
-    ]
-    for i, data in enumerate(cleaned):
-        other = data.pop("namespace", None)
-        if other and other != ns.slug:
-            raise InvalidInput("all memories of a batch go to one namespace.",
-                               field="namespace" if _single else f"memories[{i}].namespace")
+    cleaned = []
+    for i, item in enumerate(items):  # validate everything before writing anything
+        data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
+        _check_same_namespace(ns, data, f"memories[{i}].namespace")
+        cleaned.append(data)
+    return _store(principal, ns, cleaned)
 
+
+def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> None:
+    other = data.pop("namespace", None)
+    if other and other != ns.slug:
+        raise InvalidInput(f"namespace {other!r} differs from the request's namespace {ns.slug!r}.",
+                           field=field)
+
+
+def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -> list[Memory]:
+    """Write validated memories + tag rows + outbox in one transaction, then index."""
     embeddings = indexing.embed_contents([d["content"] for d in cleaned])
     now = timezone.now()
     memories = [
@@ -281,3 +291,16 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any]) -> tuple[Me
     query["namespace"] = memory.namespace.slug
     _, hits = recall(principal, query, exclude_ids=[str(memory.pk)])
     return memory, hits
+
+
+def delete_namespace(principal: Principal, namespace: Namespace) -> int:
+    """Delete a namespace with its memories, versions, keys and its Chroma collection."""
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may delete a namespace.")
+    store = get_vector_store()
+    collection = store.collection_name(namespace)
+    with transaction.atomic():
+        count = Memory.objects.filter(namespace=namespace).count()
+        namespace.delete()
+    store.drop_collection(collection)
+    return count

@@ -51,11 +51,11 @@ class VectorStore:
         self._collections: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def _name(self, namespace: Namespace) -> str:
+    def collection_name(self, namespace: Namespace) -> str:
         return settings.CHROMA_COLLECTION_PREFIX + namespace.collection
 
     def collection(self, namespace: Namespace):
-        name = self._name(namespace)
+        name = self.collection_name(namespace)
         found = self._collections.get(name)
         if found is None:
             with self._lock:
@@ -125,7 +125,7 @@ class VectorStore:
 
     def forget_cached(self, namespace: Namespace) -> None:
         with self._lock:
-            self._collections.pop(self._name(namespace), None)
+            self._collections.pop(self.collection_name(namespace), None)
 
     def heartbeat(self) -> None:
         self.client.heartbeat()

@@ -5,6 +5,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key
 
@@ -17,6 +18,15 @@ class NamespaceAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(memory_count=Count("memories"))
+
+    def delete_model(self, request, obj):
+        from apps.memories.services import delete_namespace  # the door calls the service
+
+        delete_namespace(Principal.for_user(request.user), obj)
+
+    def delete_queryset(self, request, queryset):
+        for namespace in queryset:
+            self.delete_model(request, namespace)
 
     @admin.display(ordering="memory_count", description="memories")
     def memory_count(self, obj):

@@ -82,3 +82,13 @@ def test_non_staff_cannot_open_admin(client, db):
     get_user_model().objects.create_user("eve", password="pw")
     client.login(username="eve", password="pw")
     assert client.get("/admin/memories/memory/").status_code == 302
+
+
+def test_deleting_namespace_in_admin_drops_its_collection(admin_client, stored, alpha):
+    stored("soon gone")
+    name = get_vector_store().collection_name(alpha)
+    assert name in [c.name for c in get_vector_store().client.list_collections()]
+    response = admin_client.post(f"/admin/tenancy/namespace/{alpha.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Memory.objects.exists()
+    assert name not in [c.name for c in get_vector_store().client.list_collections()]

@@ -88,6 +88,17 @@ def test_store_and_recall_over_real_daphne(embedded_env):
         anonymous = httpx.post(f"{server.url}/api/v1/recall", json={"query": "x"})
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "not_authenticated"
+        # A chunked body (no Content-Length) over the limit is refused too.
+        def chunks():
+            yield b'{"content": "'
+            for _ in range(3 * 1024):
+                yield b"x" * 1024
+            yield b'"}'
+
+        chunked = httpx.post(f"{server.url}/api/v1/memories", content=chunks(),
+                             headers={**headers, "Content-Type": "application/json"})
+        assert chunked.status_code == 413
+        assert chunked.json()["error"]["code"] == "payload_too_large"
     with Daphne(embedded_env) as server:  # a restart finds the acknowledged write
         recall = httpx.post(f"{server.url}/api/v1/recall", headers=headers,
                             json={"query": "rate limit", "k": 1})
