@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
 import socket
 import subprocess
@@ -34,113 +33,40 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+try:
+    from bench.corpus import generate_memories, generate_queries
+except ImportError:  # run as a script, bench/ is sys.path[0]
+    from corpus import generate_memories, generate_queries
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP = 20
 NAMESPACE, AGENT = "bench", "bench-agent"
-
-PEOPLE = ["Alice", "Bruno", "Chen", "Dana", "Emeka", "Farah", "Gustavo", "Hana", "Ivan", "Jun", "Kofi",
-          "Lena", "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Ravi", "Sofia", "Tomas"]
-PROJECTS = ["Atlas", "Borealis", "Cobalt", "Delta", "Ember", "Falcon", "Granite", "Helix", "Juniper",
-            "Kestrel", "Lumen", "Meridian"]
-TOOLS = ["PostgreSQL", "Redis", "Kubernetes", "Terraform", "GitHub Actions", "Grafana", "Sentry", "Docker",
-         "pytest", "Airflow", "Kafka", "Snowflake", "Figma", "Jira"]
-PREFS = ["dark mode", "short status updates", "tabs over spaces", "morning meetings", "async code review",
-         "written specs", "strict type hints", "Slack over email", "green tea", "vegetarian food",
-         "window seats", "metric units", "bullet-point summaries", "quiet Fridays"]
-EVENTS = ["release", "launch", "retrospective", "database migration", "outage", "customer demo",
-          "offsite", "security audit", "design review", "load test"]
-TASKS = ["deployments", "on-call", "code review", "data backfills", "incident response", "release notes",
-         "onboarding", "budget planning", "log analysis", "benchmarking"]
-CITIES = ["Berlin", "Lagos", "Lisbon", "Osaka", "Toronto", "Nairobi", "Austin", "Seoul", "Lima"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December"]
-
-TEMPLATES: dict[str, list[str]] = {
-    "fact": ["{p} is the tech lead of project {proj} and works from the {city} office.",
-             "Project {proj} uses {tool} for {task}, with a budget of {n} hours per month.",
-             "{p} owns {task} for {proj} and reports to {p2}."],
-    "preference": ["{p} prefers {pref} and strongly dislikes {pref2}.",
-                   "When doing {task}, {p} likes to use {tool} rather than {tool2}.",
-                   "The user said they want {pref} in every reply about project {proj}."],
-    "episode": ["On {date}, the {proj} {event} was delayed by {n} minutes because {tool} ran out of disk.",
-                "{p} and {p2} met in {city} on {date} to discuss the {proj} {event}.",
-                "During the {event} on {date}, {p} rolled back {proj} after {n} failed requests."],
-    "procedure": ["To run the {proj} {event}, check {tool} first, notify {p}, then wait {n} minutes.",
-                  "For {task} on {proj}: open {tool}, export the last {n} days, and send the file to {p}.",
-                  "If {tool} alerts during {task}, page {p} and then {p2} after {n} minutes."],
-    "observation": ["{p} seemed frustrated during the {proj} {event}; the {tool} alerts were noisy.",
-                    "The {proj} dashboards in {tool} show about {n} errors per hour since {date}.",
-                    "{p} answers faster on {pref} days and tends to skip {task}."],
-}
-EXTRAS = ["{p2} confirmed this later in the {city} channel.",
-          "This matters for {task2} on project {proj2} next quarter.",
-          "Follow up with {p2} before {date2} about the {tool2} bill of {n2} dollars.",
-          "Note that {tool2} version 1.{n2} is pinned for compatibility with the {proj2} stack.",
-          "It came up twice in the conversation, so the assistant marked it as important.",
-          "{p2} disagreed and suggested moving {task2} to {tool2} instead, citing {n2} incidents.",
-          "The decision should be revisited after the {proj2} {event2} in {city}."]
-QUERIES = ["What does {p} prefer?", "Which tool does project {proj} use for {task}?",
-           "When was the {proj} {event}?", "Who leads project {proj}?", "How do we run the {proj} {event}?",
-           "What went wrong with {tool} during the {event}?", "Where is {p} based?",
-           "How does {p} feel about {pref}?", "Who should I page when {tool} alerts?",
-           "What is the budget for {task} on {proj}?", "What did {p} and {p2} talk about in {city}?",
-           "steps for {task} with {tool}"]
-
-
-def _fields(rng: random.Random) -> dict[str, Any]:
-    """One random draw of every placeholder, so templates and extras can mix freely."""
-
-    def date() -> str:
-        return f"{rng.choice(MONTHS)} {rng.randint(1, 28)}, {rng.randint(2023, 2025)}"
-
-    p, p2 = rng.sample(PEOPLE, 2)
-    proj, proj2 = rng.sample(PROJECTS, 2)
-    tool, tool2 = rng.sample(TOOLS, 2)
-    pref, pref2 = rng.sample(PREFS, 2)
-    task, task2 = rng.sample(TASKS, 2)
-    event, event2 = rng.sample(EVENTS, 2)
-    return dict(p=p, p2=p2, proj=proj, proj2=proj2, tool=tool, tool2=tool2, pref=pref, pref2=pref2,
-                task=task, task2=task2, event=event, event2=event2, city=rng.choice(CITIES),
-                date=date(), date2=date(), n=rng.randint(2, 500), n2=rng.randint(2, 90))
-
-
-def generate_memories(n: int, seed: int = 42) -> list[dict[str, Any]]:
-    """N unique, varied memories (8-60ish words), identical for a given seed."""
-    rng, seen, out = random.Random(seed), set(), []
-    while len(out) < n:
-        kind = rng.choice(list(TEMPLATES))
-        f = _fields(rng)
-        parts = [rng.choice(TEMPLATES[kind]).format(**f)]
-        target = rng.randint(8, 60)
-        words = len(parts[0].split())
-        for extra in rng.sample(EXTRAS, len(EXTRAS)):
-            text = extra.format(**f)
-            if words >= target or words + len(text.split()) > 60:
-                break
-            parts.append(text)
-            words += len(text.split())
-        content = " ".join(parts)
-        if content in seen:
-            continue
-        seen.add(content)
-        tags = rng.sample([f["proj"].lower(), f["tool"].lower().replace(" ", "-"), kind, "work"],
-                          rng.randint(0, 3))
-        session = f"session-{rng.randint(1, 400):04d}" if rng.random() < 0.6 else ""
-        out.append({"content": content, "kind": kind, "tags": tags, "session_id": session})
-    return out
-
-
-def generate_queries(n: int, seed: int = 43) -> list[str]:
-    """Question-style paraphrases over the memories' vocabulary (never verbatim content)."""
-    rng = random.Random(seed)
-    return [rng.choice(QUERIES).format(**_fields(rng)) for _ in range(n)]
 
 
 def stats_ms(samples: list[float]) -> dict[str, float]:
     ms = np.asarray(samples) * 1000.0
     return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
             "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "count": len(samples)}
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User+system CPU of this process or ``pid`` (Linux). CPU/wall well below the core count
+    during a phase means it waited on someone else's load: that phase's number is noisy."""
+    if pid is None:
+        mine = os.times()
+        return mine.user + mine.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(work: Callable[[], Any], pid: int | None = None) -> tuple[Any, dict[str, float]]:
+    """Run ``work``; its result, wall seconds, and CPU seconds of the process doing the work."""
+    cpu, start = cpu_seconds(pid), time.perf_counter()
+    result = work()
+    wall = time.perf_counter() - start
+    used = cpu_seconds(pid) - cpu
+    return result, {"total_s": wall, "cpu_s": used, "cpu_per_wall": used / wall}
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -172,18 +98,24 @@ def run_floor(texts: list[str], queries: list[str], batch: int, workdir: Path) -
     client = chromadb.PersistentClient(path=str(workdir / "floor_chroma"),
                                        settings=chromadb.config.Settings(anonymized_telemetry=False))
     collection = client.create_collection("floor", configuration={"hnsw": {"space": "cosine"}})
-    start = time.perf_counter()
-    for i in tqdm(range(0, len(texts), batch), desc="floor ingest", unit="batch"):
-        chunk = texts[i : i + batch]
-        collection.add(ids=[str(j) for j in range(i, i + len(chunk))], embeddings=embedder.embed(chunk))
-    ingest_s = time.perf_counter() - start
+
+    def ingest() -> None:
+        for i in tqdm(range(0, len(texts), batch), desc="floor ingest", unit="batch"):
+            chunk = texts[i : i + batch]
+            collection.add(ids=[str(j) for j in range(i, i + len(chunk))], embeddings=embedder.embed(chunk))
 
     def recall(q: str) -> int:
         result = collection.query(query_embeddings=embedder.embed([q]), n_results=10, include=["distances"])
         return len(result["ids"][0])
 
-    latencies = timed(recall, queries, "floor recall")
-    return {"ingest": {"total_s": ingest_s, "per_s": len(texts) / ingest_s}, "recall": stats_ms(latencies)}
+    return report_phases(len(texts), measure(ingest), measure(lambda: timed(recall, queries, "floor recall")))
+
+
+def report_phases(n: int, ingest: tuple[Any, dict[str, float]],
+                  recall: tuple[list[float], dict[str, float]]) -> dict[str, Any]:
+    """The JSON shape shared by the HTTP and floor sections, so ratios line up field by field."""
+    return {"ingest": {**ingest[1], "per_s": n / ingest[1]["total_s"]},
+            "recall": {**stats_ms(recall[0]), "cpu_per_wall": recall[1]["cpu_per_wall"]}}
 
 
 def timed(call: Callable[[str], int], queries: list[str], desc: str) -> list[float]:
@@ -236,22 +168,21 @@ def post(client: httpx.Client, path: str, body: dict[str, Any], expect: int) -> 
 
 
 def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list[str],
-             batch: int) -> dict[str, Any]:
+             batch: int, server_pid: int) -> dict[str, Any]:
     """Batch ingest then sequential recall through the public API, one keep-alive connection."""
     post(client, "/api/v1/recall", {"query": "load the model", "k": 1}, 200)  # embedder load, untimed
-    start = time.perf_counter()
-    for i in tqdm(range(0, len(memories), batch), desc="http ingest", unit="batch"):
-        chunk = memories[i : i + batch]
-        if post(client, "/api/v1/memories/batch", {"memories": chunk}, 201)["count"] != len(chunk):
-            raise RuntimeError("batch response count does not match the request")
-    ingest_s = time.perf_counter() - start
+
+    def ingest() -> None:
+        for i in tqdm(range(0, len(memories), batch), desc="http ingest", unit="batch"):
+            chunk = memories[i : i + batch]
+            if post(client, "/api/v1/memories/batch", {"memories": chunk}, 201)["count"] != len(chunk):
+                raise RuntimeError("batch response count does not match the request")
 
     def recall(q: str) -> int:
         return len(post(client, "/api/v1/recall", {"query": q, "k": 10}, 200)["results"])
 
-    latencies = timed(recall, queries, "http recall")
-    return {"ingest": {"total_s": ingest_s, "per_s": len(memories) / ingest_s},
-            "recall": stats_ms(latencies)}
+    return report_phases(len(memories), measure(ingest, server_pid),
+                         measure(lambda: timed(recall, queries, "http recall"), server_pid))
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -324,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300, trust_env=False,
                               headers={"Authorization": f"Bearer {key}"}) as client:
-                http = run_http(client, memories, queries, args.batch)
+                http = run_http(client, memories, queries, args.batch, server.pid)
         finally:
             stop_server(server)
     finally:
@@ -348,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                         "http ingest", "http recall"],
         "notes": ["The floor runs in the bench process before Daphne starts: the two never share CPU.",
                   "One untimed recall loads the server's embedder before the timed HTTP ingest.",
-                  f"Latency excludes {WARMUP} warm-up queries; requests are sequential, one connection."],
+                  f"Latency excludes {WARMUP} warm-up queries; requests are sequential, one connection.",
+                  "cpu_per_wall: CPU of the working process (server for HTTP) / wall time; well below "
+                  "its usual value means the phase waited on other load on the machine."],
         "http": http, "floor": floor, "ratios": ratios,
         "targets": {name: "pass" if ok else "fail" for name, ok in targets.items()},
     }
