@@ -2,9 +2,9 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryweb.settings")
+
+from apps.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 

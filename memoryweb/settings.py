@@ -159,6 +159,8 @@ MEMORYWEB_LIMITS = {
     "max_page_size": 1000,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
+# Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.
+MEMORYWEB_RECALL_STATS_SECONDS = env.float("MEMORYWEB_RECALL_STATS_SECONDS", default=1.0)
 # Keys update last_used_at at most this often, so reads do not become writes.
 MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
 

@@ -15,3 +15,4 @@ os.environ.setdefault("DEBUG", "false")
 from memoryweb.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffer tested apart)

@@ -15,11 +15,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
-from apps.memories import indexing, schemas
+from apps.memories import indexing, recall_stats, schemas
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
@@ -185,11 +184,9 @@ def recall(principal: Principal, data: Mapping[str, Any], *,
 
 
 def _note_recalled(memories: Sequence[Memory]) -> None:
+    recall_stats.note_recalled(m.pk for m in memories)
     now = timezone.now()
-    Memory.objects.filter(pk__in=[m.pk for m in memories]).update(
-        access_count=F("access_count") + 1, last_recalled_at=now
-    )
-    for memory in memories:
+    for memory in memories:  # what the caller sees matches what will be stored
         memory.access_count += 1
         memory.last_recalled_at = now
 
