@@ -178,11 +178,24 @@ def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list
             if post(client, "/api/v1/memories/batch", {"memories": chunk}, 201)["count"] != len(chunk):
                 raise RuntimeError("batch response count does not match the request")
 
-    def recall(q: str) -> int:
-        return len(post(client, "/api/v1/recall", {"query": q, "k": 10}, 200)["results"])
+    stages: dict[str, list[float]] = {}
 
-    return report_phases(len(memories), measure(ingest, server_pid),
-                         measure(lambda: timed(recall, queries, "http recall"), server_pid))
+    def recall(q: str) -> int:
+        response = client.post("/api/v1/recall", json={"query": q, "k": 10})
+        if response.status_code != 200:
+            raise RuntimeError(f"POST /api/v1/recall: {response.status_code} {response.text[:500]}")
+        for part in response.headers.get("server-timing", "").split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            if duration:
+                stages.setdefault(name, []).append(float(duration) / 1000)
+        return len(response.json()["results"])
+
+    report = report_phases(len(memories), measure(ingest, server_pid),
+                           measure(lambda: timed(recall, queries, "http recall"), server_pid))
+    # Where the server spent its time (Server-Timing header), warm-up queries excluded.
+    report["recall"]["server_timing"] = {
+        name: stats_ms(values[-len(queries):]) for name, values in stages.items()}
+    return report
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -297,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in ("p50", "p95", "p99", "mean"):
         h, f = http["recall"][p], floor["recall"][p]
         print(f"{'recall ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
+    for name, stage in http["recall"].get("server_timing", {}).items():
+        print(f"{'  server ' + name:18}{stage['p50']:10.1f} p50 {stage['p95']:6.1f} p95")
     for name, verdict in report["targets"].items():
         print(f"target {name}: {verdict.upper()}")
     print(f"wrote {args.output} and {png}")

@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.middleware.ServerTimingMiddleware",
     "apps.core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -112,7 +113,6 @@ TEMPLATES = [
 SQLITE_SYNCHRONOUS = env.str("MEMORYWEB_SQLITE_SYNCHRONOUS", default="FULL")
 if "DATABASE_URL" in env:
     DATABASES = {"default": env.db("DATABASE_URL")}
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     DATABASES = {
@@ -131,7 +131,11 @@ else:
             },
         }
     }
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=600))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Threads that run HTTP requests (each holds at most one database connection).
+MEMORYWEB_HTTP_THREADS = env.int("MEMORYWEB_HTTP_THREADS", default=8)
 
 # --- Vector store (ChromaDB) -------------------------------------------------
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.

@@ -1,29 +1,54 @@
-"""An ASGI handler that runs Django's middleware chain and sync views in one thread hop.
+"""An ASGI handler that runs Django's middleware chain and sync views on a thread pool.
 
-Django's stock ASGIHandler builds the middleware chain in async mode. A sync-only
-middleware (WhiteNoise, ours) then forces async_to_sync, and every MiddlewareMixin in
-async mode runs its process_request/process_response through sync_to_async: about a
-dozen thread hand-offs per request. On this 2-core machine that measured ~4 ms of a
-~18 ms recall (in-process ASGI, 2,000 memories). All our views are sync, so the chain
-is built in sync mode and entered once, exactly as a WSGI worker thread would run it.
-Requests still overlap: each runs in its own thread (``thread_sensitive`` under the
-per-request ThreadSensitiveContext that ASGIHandler sets up).
+Measured on this 2-core machine (recall, 2,000 memories, in-process ASGI):
+
+* Django's stock ASGIHandler builds the middleware chain in async mode. A sync-only
+  middleware (WhiteNoise, ours) forces async_to_sync, and every MiddlewareMixin in
+  async mode runs process_request/process_response through sync_to_async: about a
+  dozen thread hand-offs per request, ~4 ms of an ~18 ms recall.
+* It also runs each request's sync code in a brand-new thread (one per
+  ThreadSensitiveContext), so every request opens a new database connection and
+  onnxruntime runs on a cold thread (+1.3 ms per embedding).
+
+All our views are sync, so the chain is built in sync mode and each request runs it
+whole on one thread of a long-lived pool, as a threaded WSGI server does: one hand-off,
+warm threads, persistent connections (``CONN_MAX_AGE``). Because the request_started /
+request_finished signals fire on another thread under ASGI, the pool thread closes
+stale or broken connections itself around each request, which is what those signals
+do for it under WSGI.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse
 
 
-class SyncChainASGIHandler(ASGIHandler):
+class ThreadPoolASGIHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
-        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+        chain = self._middleware_chain
+        self._pool = ThreadPoolExecutor(
+            max_workers=settings.MEMORYWEB_HTTP_THREADS, thread_name_prefix="http"
+        )
+
+        def run(request: HttpRequest) -> HttpResponse:
+            close_old_connections()
+            try:
+                return chain(request)
+            finally:
+                close_old_connections()
+
+        self._middleware_chain = sync_to_async(run, thread_sensitive=False, executor=self._pool)
 
 
-def get_asgi_application() -> SyncChainASGIHandler:
+def get_asgi_application() -> ThreadPoolASGIHandler:
     import django
 
     django.setup(set_prefix=False)
-    return SyncChainASGIHandler()
+    return ThreadPoolASGIHandler()

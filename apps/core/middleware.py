@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
@@ -43,3 +44,22 @@ class RequestBodyLimitMiddleware:
         return error_response(
             413, "payload_too_large", f"Request body is {size}; the limit is {self.limit} bytes."
         )
+
+
+class ServerTimingMiddleware:
+    """Adds ``app;dur=<ms>`` (time inside Django) to the ``Server-Timing`` header.
+
+    Views may already have put their own stages there (recall: embed, vector, sql), so
+    a client or a benchmark can tell server time from network and queueing time.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        start = time.perf_counter()
+        response = self.get_response(request)
+        app = f"app;dur={(time.perf_counter() - start) * 1000:.2f}"
+        stages = response.get("Server-Timing")
+        response["Server-Timing"] = f"{stages}, {app}" if stages else app
+        return response

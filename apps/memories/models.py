@@ -81,6 +81,10 @@ class Memory(models.Model):
     def __str__(self) -> str:
         return self.content[:60]
 
+    def is_live(self, now) -> bool:
+        """Not expired: the row-level twin of ``Memory.objects.live()``."""
+        return self.expires_at is None or self.expires_at > now
+
 
 class MemoryTag(models.Model):
     """One row per (memory, tag): an index for tag filters that works on SQLite and PostgreSQL."""

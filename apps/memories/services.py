@@ -8,9 +8,10 @@ indexes after the commit. Doors only translate their protocol.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -134,9 +135,9 @@ def list_memories(principal: Principal, namespace: str | None = None):
 def _where(filters: Mapping[str, Any]) -> dict | None:
     """Recall filters as one Chroma ``where`` clause (all scalar, all pushed down)."""
     clauses: list[dict] = []
-    for field in ("agent_id", "session_id", "kind"):
-        if filters.get(field):
-            clauses.append({field: filters[field]})
+    for name in ("agent_id", "session_id", "kind"):
+        if filters.get(name):
+            clauses.append({name: filters[name]})
     for tag in filters.get("tags") or []:
         clauses.append({TAG_KEY + tag: True})
     if filters.get("created_after"):
@@ -150,27 +151,58 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+@dataclass
+class RecallResult:
+    namespace: Namespace
+    hits: list[RecallHit]
+    #: Milliseconds per stage (embed, vector, sql), for Server-Timing and metrics.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    def __init__(self, timings: dict[str, float], stage: str):
+        self.timings, self.stage = timings, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        elapsed = (time.perf_counter() - self.start) * 1000
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + elapsed
+
+
 def recall(principal: Principal, data: Mapping[str, Any], *,
-           exclude_ids: Sequence[str] = ()) -> tuple[Namespace, list[RecallHit]]:
+           exclude_ids: Sequence[str] = ()) -> RecallResult:
     """The ``k`` memories closest in meaning to ``query`` that match the filters."""
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace"))
     authorize(principal, ns.pk, Action.READ)
+    result = RecallResult(ns, [])
     k = params["k"]
     where = _where(params.get("filters") or {})
-    vector = get_embedder().embed([params["query"]])[0]
+    with _Stopwatch(result.timings, "embed"):
+        vector = get_embedder().embed([params["query"]])[0]
     store = get_vector_store()
     excluded = set(map(str, exclude_ids))
-    fetch = k + len(excluded) + 8
+    # Ask for exactly what is needed; expired or just-deleted rows are rare, and the
+    # loop below widens the search only when SQL drops some of the hits.
+    fetch = k + len(excluded)
     while True:
         try:
-            hits = store.query(ns, vector, fetch, where)
+            with _Stopwatch(result.timings, "vector"):
+                hits = store.query(ns, vector, fetch, where)
         except Exception as exc:
             log.warning("vector recall failed: %s", exc)
             raise Unavailable("the vector index is unavailable; retry shortly.") from exc
         ids = [h.id for h in hits if h.id not in excluded]
         # SQL decides what exists and is live; Chroma may briefly hold a deleted id.
-        rows = Memory.objects.live().filter(namespace=ns).in_bulk(ids)
+        with _Stopwatch(result.timings, "sql"):
+            # By primary key only: with a namespace condition in the query SQLite's
+            # planner scans the namespace's index instead (measured: 4.6 ms vs 0.5 ms
+            # at 10k memories). Namespace and expiry are checked on the fetched rows.
+            now = timezone.now()
+            rows = {pk: row for pk, row in Memory.objects.in_bulk(ids).items()
+                    if row.namespace_id == ns.pk and row.is_live(now)}
         for row in rows.values():
             row.namespace = ns  # all from one namespace: no join, no per-row query
         ranked = [RecallHit(rows[uuid.UUID(h.id)], h.similarity)
@@ -180,7 +212,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *,
         fetch *= 4
     if ranked:
         _note_recalled([h.memory for h in ranked])
-    return ns, ranked
+    result.hits = ranked
+    return result
 
 
 def _note_recalled(memories: Sequence[Memory]) -> None:
@@ -200,19 +233,19 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
     authorize(principal, memory.namespace_id, Action.EDIT)
     cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=partial)
     if not partial:  # PUT replaces every editable field; omitted ones take defaults
-        cleaned = {field: cleaned.get(field) for field in EDITABLE_FIELDS}
+        cleaned = {name: cleaned.get(name) for name in EDITABLE_FIELDS}
     embeddings = indexing.embed_contents([cleaned.get("content", memory.content)])
     with transaction.atomic():
         memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
         changes = {
-            field: {"before": _jsonable(getattr(memory, field)), "after": _jsonable(value)}
-            for field, value in cleaned.items()
-            if getattr(memory, field) != value
+            name: {"before": _jsonable(getattr(memory, name)), "after": _jsonable(value)}
+            for name, value in cleaned.items()
+            if getattr(memory, name) != value
         }
         if not changes:
             return memory
-        for field, value in cleaned.items():
-            setattr(memory, field, value)
+        for name, value in cleaned.items():
+            setattr(memory, name, value)
         if "content" in changes:
             memory.content_hash = content_hash(memory.content)
         memory.version += 1
@@ -286,8 +319,7 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any]) -> tuple[Me
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])
     query["namespace"] = memory.namespace.slug
-    _, hits = recall(principal, query, exclude_ids=[str(memory.pk)])
-    return memory, hits
+    return memory, recall(principal, query, exclude_ids=[str(memory.pk)]).hits
 
 
 def delete_namespace(principal: Principal, namespace: Namespace) -> int:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from apps.tenancy.roles import Action, Role, allows
 
@@ -23,6 +24,8 @@ class Principal:
     namespace_id: int | None = None
     key_id: int | None = None
     user_id: int | None = None
+    #: The bound namespace as loaded with the key (saves a query per request).
+    namespace: Any = field(default=None, compare=False, repr=False)
 
     # DRF treats request.user as a user: these make a Principal pass its checks.
     is_authenticated = True
@@ -55,6 +58,7 @@ class Principal:
             role=key.role_enum,
             namespace_id=key.namespace_id,
             key_id=key.pk,
+            namespace=key.namespace if key.namespace_id else None,
         )
 
     @classmethod

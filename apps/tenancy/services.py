@@ -94,7 +94,7 @@ def resolve_namespace(principal: Principal, slug: str | None) -> Namespace:
     it did not exist). A system admin must name one.
     """
     if principal.namespace_id is not None:
-        namespace = Namespace.objects.filter(pk=principal.namespace_id).first()
+        namespace = principal.namespace or Namespace.objects.filter(pk=principal.namespace_id).first()
         if namespace is None or (slug and slug != namespace.slug):
             raise NotFound(f"namespace {slug!r} not found.", field="namespace")
         return namespace

@@ -14,9 +14,9 @@ def warm_key(agent):
 def test_recall_query_count_does_not_grow_with_k(warm_key, django_assert_num_queries):
     warm_key.post("/api/v1/memories/batch", {"memories": [{"content": f"note {i}", "tags": ["t"]}
                                                           for i in range(30)]})
-    # key lookup, namespace, hydrate results, access-count update (in a transaction on SQLite).
+    # key lookup (with its namespace), hydrate results, access-count update (inline in tests).
     for k in (1, 25):
-        with django_assert_num_queries(4):
+        with django_assert_num_queries(3):
             response = warm_key.post("/api/v1/recall", {"query": "note", "k": k})
         assert len(response.json()["results"]) == k
 
@@ -33,7 +33,7 @@ def test_list_query_count_does_not_grow_with_page(warm_key, django_assert_num_qu
 def test_batch_ingest_query_count_does_not_grow_with_size(warm_key, django_assert_max_num_queries):
     for size in (2, 200):
         items = [{"content": f"size {size} item {i}", "tags": ["a", "b"]} for i in range(size)]
-        # key, namespace, savepoint, memories, tags, outbox, release, outbox cleanup, backlog
+        # key, savepoint, memories, tags, outbox, release, outbox cleanup, backlog
         # check; SQLite splits a bulk insert by its bound-parameter limit, hence a margin.
         # An N+1 would be hundreds.
         with django_assert_max_num_queries(20):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -92,13 +94,18 @@ class RecallView(APIView):
     @extend_schema(summary="Recall memories by meaning", request=schemas.RecallInput,
                    responses=RecallResponseSerializer)
     def post(self, request):
-        namespace, hits = services.recall(request.user, request.data)
-        return Response({
-            "namespace": namespace.slug,
+        start = time.perf_counter()
+        result = services.recall(request.user, request.data)
+        result.timings["service"] = (time.perf_counter() - start) * 1000
+        response = Response({
+            "namespace": result.namespace.slug,
             "query": request.data.get("query"),
             "k": request.data.get("k", 10),
-            "results": _hits(hits),
+            "results": _hits(result.hits),
         })
+        response["Server-Timing"] = ", ".join(
+            f"{stage};dur={ms:.2f}" for stage, ms in result.timings.items())
+        return response
 
 
 class IngestAndRecallView(APIView):
