@@ -161,8 +161,11 @@ MEMORYWEB_LIMITS = {
     "max_metadata_bytes": env.int("MEMORYWEB_MAX_METADATA_BYTES", default=16 * 1024),
     "max_id_length": 128,
     "max_page_size": 1000,
+    "max_metadata_filters": 16,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
+# Each server process drains the vector-index outbox this often (0 = never).
+MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.
 MEMORYWEB_RECALL_STATS_SECONDS = env.float("MEMORYWEB_RECALL_STATS_SECONDS", default=1.0)
 # Keys update last_used_at at most this often, so reads do not become writes.

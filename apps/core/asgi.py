@@ -51,4 +51,8 @@ def get_asgi_application() -> ThreadPoolASGIHandler:
     import django
 
     django.setup(set_prefix=False)
+    from apps.memories.indexing import start_background_drain
+
+    # Each server process replays vector-index work left by an outage (idempotent).
+    start_background_drain(settings.MEMORYWEB_DRAIN_SECONDS)
     return ThreadPoolASGIHandler()

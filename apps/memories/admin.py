@@ -1,8 +1,11 @@
 """Admin for memories. Every change goes through the service layer (versions, index)."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
-from apps.memories import services
+from apps.core.admin import SuperuserOnlyAdmin
+from apps.core.errors import ServiceError
+from apps.memories import schemas, services
 from apps.memories.models import IndexOutbox, Memory, MemoryVersion
 from apps.memories.services import EDITABLE_FIELDS
 from apps.tenancy.principal import Principal
@@ -19,8 +22,28 @@ class MemoryVersionInline(admin.TabularInline):
         return False
 
 
+class MemoryForm(forms.ModelForm):
+    """Runs the service layer's own validation, so refusals show on the form, not as a 500."""
+
+    class Meta:
+        model = Memory
+        fields = ["namespace", *EDITABLE_FIELDS]
+
+    def clean(self):
+        cleaned = super().clean()
+        data = {f: cleaned[f] for f in EDITABLE_FIELDS if cleaned.get(f) is not None}
+        try:
+            schemas.validate(schemas.MemoryUpdate if self.instance.pk else schemas.MemoryInput, data,
+                             partial=bool(self.instance.pk))
+        except ServiceError as exc:
+            field = exc.field.split(".")[0].split("[")[0] if exc.field else None
+            self.add_error(field if field in self.fields else None, exc.message)
+        return cleaned
+
+
 @admin.register(Memory)
-class MemoryAdmin(admin.ModelAdmin):
+class MemoryAdmin(SuperuserOnlyAdmin):
+    form = MemoryForm
     list_display = ["snippet", "namespace", "agent_id", "kind", "created_at", "last_recalled_at",
                     "access_count"]
     list_filter = ["namespace", "kind", "created_at", "agent_id"]
@@ -38,6 +61,14 @@ class MemoryAdmin(admin.ModelAdmin):
     def snippet(self, obj):
         return obj.content[:80] + ("…" if len(obj.content) > 80 else "")
 
+    # The services run their own transactions and index after commit; the admin's
+    # outer transaction would hold SQLite's write lock while the model embeds.
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        return self._delete_view(request, object_id, extra_context)
+
     def save_model(self, request, obj, form, change):
         principal = Principal.for_user(request.user)
         data = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS if f in form.cleaned_data}
@@ -54,12 +85,15 @@ class MemoryAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         principal = Principal.for_user(request.user)
-        for pk in queryset.values_list("pk", flat=True):
-            services.delete(principal, pk)
+        try:
+            for pk in queryset.values_list("pk", flat=True):
+                services.delete(principal, pk)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
 
 
 @admin.register(IndexOutbox)
-class IndexOutboxAdmin(admin.ModelAdmin):
+class IndexOutboxAdmin(SuperuserOnlyAdmin):
     list_display = ["id", "namespace", "memory_id", "op", "created_at", "attempts", "last_error"]
     list_filter = ["op", "namespace"]
 
@@ -68,3 +102,6 @@ class IndexOutboxAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # pending index work is replayed, never discarded by hand

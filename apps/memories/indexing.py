@@ -2,18 +2,21 @@
 
 SQL is the truth. Every write puts an outbox row in its own transaction; after the
 commit the write is indexed inline (read-your-writes) and its rows are removed. If
-Chroma is unavailable the rows stay, the write is still acknowledged, and the next
-successful inline index (or ``manage.py drain_outbox``) replays them.
+Chroma is unavailable the rows stay, the write is still acknowledged, and a later
+drain replays them: after the next successful inline index, every few seconds in
+each web process (``start_background_drain``), or ``manage.py drain_outbox``.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,8 +27,11 @@ from apps.tenancy.models import Namespace
 
 log = logging.getLogger(__name__)
 
-#: Outbox rows replayed automatically after a successful inline index.
+#: Outbox rows replayed automatically after a successful inline index...
 AUTO_DRAIN_LIMIT = 256
+#: ...skipping rows that already failed this often (left to the background drain and
+#: the command, so a poison row does not cost every write a retry).
+AUTO_DRAIN_MAX_ATTEMPTS = 3
 
 
 def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
@@ -35,6 +41,11 @@ def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
     except Exception:
         log.exception("embedding failed; the write will be indexed from the outbox")
         return None
+
+
+def _current(namespace: Namespace) -> Namespace:
+    """The namespace as it is now: a reindex may have swapped its collection meanwhile."""
+    return Namespace.objects.only("id", "slug", "collection", "reindex_started_at").get(pk=namespace.pk)
 
 
 def index_inline(
@@ -48,45 +59,45 @@ def index_inline(
     Returns True when indexed. On failure the outbox rows stay for a later drain.
     """
     try:
+        target = _current(namespace)
         if embeddings is None:
             embeddings = get_embedder().embed([m.content for m in memories])
         get_vector_store().upsert(
-            namespace,
-            [str(m.pk) for m in memories],
-            embeddings,
-            [chroma_metadata(m) for m in memories],
+            target, [str(m.pk) for m in memories], embeddings, [chroma_metadata(m) for m in memories]
         )
     except Exception as exc:
         _record_failure(outbox_ids, exc)
         return False
-    IndexOutbox.objects.filter(pk__in=list(outbox_ids)).delete()
-    _auto_drain()
+    _settle(target, outbox_ids)
     return True
 
 
 def unindex_inline(namespace: Namespace, memory_ids: Sequence[str], outbox_ids: Sequence[int]) -> bool:
     """Remove just-deleted memories from Chroma; never raises."""
     try:
-        get_vector_store().delete(namespace, list(memory_ids))
+        target = _current(namespace)
+        get_vector_store().delete(target, list(memory_ids))
     except Exception as exc:
         _record_failure(outbox_ids, exc)
         return False
-    IndexOutbox.objects.filter(pk__in=list(outbox_ids)).delete()
-    _auto_drain()
+    _settle(target, outbox_ids)
     return True
 
 
+def _settle(namespace: Namespace, outbox_ids: Sequence[int]) -> None:
+    """Done: drop our outbox rows (unless a rebuild will replay them), then help the backlog."""
+    if namespace.reindex_started_at is None:
+        IndexOutbox.objects.filter(pk__in=list(outbox_ids)).delete()
+    if IndexOutbox.objects.filter(attempts__lt=AUTO_DRAIN_MAX_ATTEMPTS).exists():
+        drain_outbox(limit=AUTO_DRAIN_LIMIT, max_attempts=AUTO_DRAIN_MAX_ATTEMPTS)
+
+
 def _record_failure(outbox_ids: Iterable[int], exc: Exception) -> None:
-    log.warning("vector index unavailable, %d outbox rows kept: %s", len(list(outbox_ids)), exc)
-    IndexOutbox.objects.filter(pk__in=list(outbox_ids)).update(
+    ids = list(outbox_ids)
+    log.warning("vector index write failed, %d outbox rows kept: %s", len(ids), exc)
+    IndexOutbox.objects.filter(pk__in=ids).update(
         attempts=F("attempts") + 1, last_error=f"{type(exc).__name__}: {exc}"[:1000]
     )
-
-
-def _auto_drain() -> None:
-    """Chroma just worked: replay a bounded slice of any backlog left by earlier failures."""
-    if IndexOutbox.objects.exists():
-        drain_outbox(limit=AUTO_DRAIN_LIMIT)
 
 
 @dataclass
@@ -96,40 +107,61 @@ class DrainReport:
     remaining: int = 0
 
 
-def drain_outbox(limit: int | None = None, batch_size: int = 256,
+def drain_outbox(limit: int | None = None, batch_size: int = 256, *,
+                 namespace: Namespace | None = None, max_attempts: int | None = None,
                  progress: Callable[[int], None] | None = None) -> DrainReport:
-    """Replay pending outbox rows in order; stop at the first namespace that fails.
+    """Replay pending outbox rows in order; idempotent, so concurrent drainers only repeat work.
 
-    Replays are idempotent (upsert the memory's current SQL state, or delete), so a
-    crash mid-way or two drainers at once only repeat work.
+    A namespace whose batch fails is retried row by row, so one bad row cannot hold up
+    the others; a namespace where every row fails (its index is down) is skipped for the
+    rest of this run. Namespaces being rebuilt are left to the rebuild unless named.
     """
     report = DrainReport()
-    while limit is None or report.processed < limit:
-        size = batch_size if limit is None else min(batch_size, limit - report.processed)
-        rows = list(IndexOutbox.objects.order_by("id")[:size])
+    pending = IndexOutbox.objects.order_by("id")
+    if namespace is not None:
+        pending = pending.filter(namespace=namespace)
+    else:
+        pending = pending.filter(namespace__reindex_started_at__isnull=True)
+    if max_attempts is not None:
+        pending = pending.filter(attempts__lt=max_attempts)
+    down: set[int] = set()
+    last_id = 0
+    while limit is None or report.processed + report.failed < limit:
+        size = batch_size if limit is None else min(batch_size, limit - report.processed - report.failed)
+        rows = list(pending.filter(id__gt=last_id).exclude(namespace_id__in=down)[:size])
         if not rows:
             break
+        last_id = rows[-1].pk
         by_namespace: dict[int, list[IndexOutbox]] = defaultdict(list)
         for row in rows:
             by_namespace[row.namespace_id].append(row)
         namespaces = Namespace.objects.in_bulk(list(by_namespace))
-        stop = False
         for namespace_id, ns_rows in by_namespace.items():
-            try:
-                _replay(namespaces[namespace_id], ns_rows)
-            except Exception as exc:
-                _record_failure([r.pk for r in ns_rows], exc)
-                report.failed += len(ns_rows)
-                stop = True
-                break
-            IndexOutbox.objects.filter(pk__in=[r.pk for r in ns_rows]).delete()
-            report.processed += len(ns_rows)
+            done, failed = _replay_isolated(namespaces[namespace_id], ns_rows)
+            report.processed += done
+            report.failed += failed
+            if failed and not done:
+                down.add(namespace_id)
             if progress:
                 progress(len(ns_rows))
-        if stop:
-            break
     report.remaining = IndexOutbox.objects.count()
     return report
+
+
+def _replay_isolated(namespace: Namespace, rows: Sequence[IndexOutbox]) -> tuple[int, int]:
+    try:
+        _replay(namespace, rows)
+    except Exception as exc:
+        if len(rows) == 1:
+            _record_failure([rows[0].pk], exc)
+            return 0, 1
+        done = failed = 0
+        for row in rows:
+            row_done, row_failed = _replay_isolated(namespace, [row])
+            done, failed = done + row_done, failed + row_failed
+        return done, failed
+    IndexOutbox.objects.filter(pk__in=[r.pk for r in rows]).delete()
+    return len(rows), 0
 
 
 def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
@@ -143,48 +175,73 @@ def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
         vectors = get_embedder().embed([m.content for m in memories])
         store.upsert(namespace, [str(m.pk) for m in memories], vectors,
                      [chroma_metadata(m) for m in memories])
+        # A delete that committed while we embedded has already unindexed and dropped its
+        # outbox row: take back what we just re-added for it.
+        still = {str(pk) for pk in Memory.objects.filter(pk__in=list(present)).values_list("pk", flat=True)}
+        store.delete(namespace, [i for i in present if i not in still])
 
 
 def reindex_namespace(namespace: Namespace, batch_size: int = 256,
                       progress: Callable[[int], None] | None = None) -> int:
     """Rebuild a namespace's collection from SQL into a fresh one, then swap.
 
-    Recall keeps using the old collection until the swap. Writes that land during the
-    rebuild are caught up afterwards (memories updated since the start are upserted,
-    ids no longer in SQL removed), and the old collection is dropped.
+    Recall keeps using the old collection until the swap. While the rebuild runs,
+    writes keep their outbox rows (``reindex_started_at`` is set); after the swap those
+    rows are replayed into the new collection, so no write is lost.
     """
     store = get_vector_store()
-    started = timezone.now()
+    Namespace.objects.filter(pk=namespace.pk).update(reindex_started_at=timezone.now())
     old_name = store.collection_name(namespace)
-    building = Namespace(pk=namespace.pk, slug=namespace.slug)  # collection gets a new name
+    building = Namespace(pk=namespace.pk, slug=namespace.slug)  # a fresh collection name
     total = 0
-    queryset = Memory.objects.filter(namespace=namespace).order_by("pk")
-    last_pk = None
-    while True:
-        page = queryset.filter(pk__gt=last_pk) if last_pk else queryset
-        memories = list(page[:batch_size])
-        if not memories:
-            break
-        vectors = get_embedder().embed([m.content for m in memories])
-        store.upsert(building, [str(m.pk) for m in memories], vectors,
-                     [chroma_metadata(m) for m in memories])
-        total += len(memories)
-        last_pk = memories[-1].pk
-        if progress:
-            progress(len(memories))
+    try:
+        queryset = Memory.objects.filter(namespace=namespace).order_by("pk")
+        last_pk = None
+        while True:
+            page = queryset.filter(pk__gt=last_pk) if last_pk else queryset
+            memories = list(page[:batch_size])
+            if not memories:
+                break
+            vectors = get_embedder().embed([m.content for m in memories])
+            store.upsert(building, [str(m.pk) for m in memories], vectors,
+                         [chroma_metadata(m) for m in memories])
+            total += len(memories)
+            last_pk = memories[-1].pk
+            if progress:
+                progress(len(memories))
+    except BaseException:
+        Namespace.objects.filter(pk=namespace.pk).update(reindex_started_at=None)
+        store.drop_collection(store.collection_name(building))
+        raise
     Namespace.objects.filter(pk=namespace.pk).update(collection=building.collection)
     namespace.collection = building.collection
     store.forget_cached(namespace)
-    # Catch up with writes that happened while building.
-    recent = list(Memory.objects.filter(namespace=namespace, updated_at__gte=started))
-    if recent:
-        store.upsert(namespace, [str(m.pk) for m in recent],
-                     get_embedder().embed([m.content for m in recent]),
-                     [chroma_metadata(m) for m in recent])
-    in_sql = {str(pk) for pk in Memory.objects.filter(namespace=namespace).values_list("pk", flat=True)}
-    stale = list(store.all_ids(namespace) - in_sql)
-    for start in range(0, len(stale), 1000):
-        store.delete(namespace, stale[start : start + 1000])
+    drain_outbox(namespace=namespace)  # writes made during the rebuild
+    Namespace.objects.filter(pk=namespace.pk).update(reindex_started_at=None)
+    drain_outbox(namespace=namespace)  # writes that saw the flag just before it was cleared
     store.drop_collection(old_name)
-    IndexOutbox.objects.filter(namespace=namespace, created_at__lt=started).delete()
     return total
+
+
+_drainer: threading.Thread | None = None
+
+
+def start_background_drain(interval: float) -> None:
+    """Drain the outbox every ``interval`` seconds in this process (the web server)."""
+    global _drainer
+    if interval <= 0 or _drainer is not None:
+        return
+
+    def run() -> None:
+        stop = threading.Event()
+        while not stop.wait(interval):
+            try:
+                if IndexOutbox.objects.exists():
+                    drain_outbox(limit=1000)
+            except Exception:
+                log.exception("background outbox drain failed")
+            finally:
+                close_old_connections()
+
+    _drainer = threading.Thread(target=run, name="outbox-drain", daemon=True)
+    _drainer.start()

@@ -7,6 +7,7 @@ same error messages. The REST views reuse them for the OpenAPI schema.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -47,6 +48,20 @@ class TextField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class UTCDateTimeField(serializers.DateTimeField):
+    """A date-time normalised to UTC; one that cannot be (year 1 at +05:00) is refused.
+
+    Otherwise the database adapter's conversion overflows later and answers 500.
+    """
+
+    def to_internal_value(self, value):
+        parsed = super().to_internal_value(value)
+        try:
+            return parsed.astimezone(dt.UTC)
+        except (OverflowError, ValueError):
+            raise serializers.ValidationError("date-time out of range.", code="invalid") from None
+
+
 def _check_bytes(value: str, limit: int, what: str) -> str:
     size = len(value.encode())
     if size > limit:
@@ -66,11 +81,38 @@ class TagsField(serializers.ListField):
         return list(dict.fromkeys(t.strip() for t in tags if t.strip()))
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def check_json_text(value: Any, path: str = "metadata") -> None:
+    """Refuse what SQL or Chroma cannot store: NUL, lone surrogates, int64 overflow.
+
+    Accepting them would store a memory that then fails to render (500 on every read)
+    or to index (a poison row in the outbox).
+    """
+    strings = [value] if isinstance(value, str) else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_json_text(key, f"{path} key")
+            check_json_text(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json_text(item, f"{path}[{index}]")
+    elif isinstance(value, bool):
+        pass
+    elif isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
+        raise serializers.ValidationError(f"{path}: integers must fit in 64 bits.")
+    for text in strings:
+        if "\x00" in text or any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+            raise serializers.ValidationError(f"{path}: NUL and lone surrogate characters are not allowed.")
+
+
 class MetadataField(serializers.JSONField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             raise serializers.ValidationError("metadata must be a JSON object.")
+        check_json_text(value)
         size = len(json.dumps(value, separators=(",", ":")).encode())
         if size > LIMITS["max_metadata_bytes"]:
             raise serializers.ValidationError(
@@ -92,9 +134,9 @@ class MemoryInput(StrictSerializer):
     )
     importance = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
     confidence = serializers.FloatField(min_value=0.0, max_value=1.0, default=1.0)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    valid_from = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    valid_until = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_at = UTCDateTimeField(required=False, allow_null=True, default=None)
+    valid_from = UTCDateTimeField(required=False, allow_null=True, default=None)
+    valid_until = UTCDateTimeField(required=False, allow_null=True, default=None)
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
     def validate_content(self, value: str) -> str:
@@ -115,16 +157,10 @@ class MemoryUpdate(MemoryInput):
 
 
 class MemoryBatchInput(StrictSerializer):
-    memories = serializers.ListField(child=serializers.DictField(), allow_empty=False)
-    namespace = serializers.SlugField(required=False, allow_blank=True)
+    """The batch envelope; the service checks the size and each memory."""
 
-    def validate_memories(self, value):
-        if len(value) > LIMITS["max_batch"]:
-            raise serializers.ValidationError(
-                f"{len(value)} memories; a batch holds at most {LIMITS['max_batch']}.",
-                code="too_many",
-            )
-        return value
+    memories = serializers.ListField(child=serializers.JSONField())
+    namespace = serializers.SlugField(required=False, allow_blank=True)
 
 
 class RecallFilters(StrictSerializer):
@@ -132,16 +168,20 @@ class RecallFilters(StrictSerializer):
     session_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     kind = serializers.ChoiceField(choices=MemoryKind.choices, required=False)
     tags = TagsField(required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    created_after = UTCDateTimeField(required=False)
+    created_before = UTCDateTimeField(required=False)
     metadata = serializers.DictField(required=False)
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > LIMITS["max_metadata_filters"]:
+            raise serializers.ValidationError(
+                f"at most {LIMITS['max_metadata_filters']} metadata conditions.", code="too_many")
         for key, item in value.items():
             if not isinstance(item, (str, int, float, bool)) or item is None:
                 raise serializers.ValidationError(
                     f"metadata.{key}: filter values must be a string, number or boolean."
                 )
+        check_json_text(value)
         return value
 
 

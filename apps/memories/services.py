@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied, ServiceError, Unavailable
 from apps.memories import indexing, recall_stats, schemas
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
@@ -49,7 +49,7 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
     """Store one memory for ``principal`` (agent role or above)."""
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    ns = resolve_namespace(principal, namespace or data.get("namespace"))
+    ns = resolve_namespace(principal, data.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.INGEST)
     cleaned = schemas.validate(schemas.MemoryInput, data)
     _check_same_namespace(ns, cleaned, "namespace")
@@ -108,17 +108,25 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
 # --- read ---------------------------------------------------------------------------
 
 def get(principal: Principal, memory_id: Any) -> Memory:
-    """One memory the principal may read; NotFound otherwise (never says which)."""
+    """One live memory the principal may read; NotFound otherwise (never says which)."""
+    return _visible(principal, memory_id, Memory.objects.live())
+
+
+def _visible(principal: Principal, memory_id: Any, queryset) -> Memory:
     try:
         pk = uuid.UUID(str(memory_id))
     except ValueError:
         raise NotFound("memory not found.") from None
-    memory = (
-        Memory.objects.for_principal(principal).live().select_related("namespace")
-        .filter(pk=pk).first()
-    )
+    memory = queryset.for_principal(principal).select_related("namespace").filter(pk=pk).first()
     if memory is None:
         raise NotFound("memory not found.")
+    return memory
+
+
+def _editable(principal: Principal, memory_id: Any) -> Memory:
+    """A memory to edit or delete: expired ones too (they are not served, but they exist)."""
+    memory = _visible(principal, memory_id, Memory.objects.all())
+    authorize(principal, memory.namespace_id, Action.EDIT)
     return memory
 
 
@@ -154,6 +162,8 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
 @dataclass
 class RecallResult:
     namespace: Namespace
+    query: str
+    k: int
     hits: list[RecallHit]
     #: Milliseconds per stage (embed, vector, sql), for Server-Timing and metrics.
     timings: dict[str, float] = field(default_factory=dict)
@@ -171,14 +181,14 @@ class _Stopwatch:
         self.timings[self.stage] = self.timings.get(self.stage, 0.0) + elapsed
 
 
-def recall(principal: Principal, data: Mapping[str, Any], *,
+def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | None = None,
            exclude_ids: Sequence[str] = ()) -> RecallResult:
     """The ``k`` memories closest in meaning to ``query`` that match the filters."""
     params = schemas.validate(schemas.RecallInput, data)
-    ns = resolve_namespace(principal, params.get("namespace"))
+    ns = resolve_namespace(principal, params.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.READ)
-    result = RecallResult(ns, [])
     k = params["k"]
+    result = RecallResult(ns, params["query"], k, [])
     where = _where(params.get("filters") or {})
     with _Stopwatch(result.timings, "embed"):
         vector = get_embedder().embed([params["query"]])[0]
@@ -229,14 +239,19 @@ def _note_recalled(memories: Sequence[Memory]) -> None:
 def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
            partial: bool = True) -> Memory:
     """Edit a memory (team admin); re-embeds and records a version of what changed."""
-    memory = get(principal, memory_id)
-    authorize(principal, memory.namespace_id, Action.EDIT)
+    memory = _editable(principal, memory_id)
     cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=partial)
     if not partial:  # PUT replaces every editable field; omitted ones take defaults
         cleaned = {name: cleaned.get(name) for name in EDITABLE_FIELDS}
-    embeddings = indexing.embed_contents([cleaned.get("content", memory.content)])
+    embedded_text = cleaned.get("content", memory.content)
+    embeddings = indexing.embed_contents([embedded_text])
     with transaction.atomic():
-        memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
+        memory = (Memory.objects.select_for_update(of=("self",)).select_related("namespace")
+                  .get(pk=memory.pk))
+        valid_from = cleaned.get("valid_from", memory.valid_from)
+        valid_until = cleaned.get("valid_until", memory.valid_until)
+        if valid_from and valid_until and valid_until <= valid_from:
+            raise InvalidInput("must be after valid_from.", field="valid_until")
         changes = {
             name: {"before": _jsonable(getattr(memory, name)), "after": _jsonable(value)}
             for name, value in cleaned.items()
@@ -260,6 +275,8 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
                                      changed_by=principal.label, changes=changes)
         row = IndexOutbox.objects.create(namespace_id=memory.namespace_id, memory_id=memory.pk,
                                          op=IndexOutbox.Op.UPSERT)
+    if memory.content != embedded_text:  # a concurrent edit changed it meanwhile
+        embeddings = None
     indexing.index_inline(memory.namespace, [memory], embeddings, [row.pk])
     return memory
 
@@ -270,66 +287,85 @@ def _jsonable(value: Any) -> Any:
 
 def delete(principal: Principal, memory_id: Any) -> None:
     """Delete one memory (team admin) from SQL, its versions, and the vector index."""
-    memory = get(principal, memory_id)
-    authorize(principal, memory.namespace_id, Action.EDIT)
-    _delete_in_namespace(memory.namespace, [memory.pk])
+    memory = _editable(principal, memory_id)
+    _delete_memories({memory.namespace_id: [memory.pk]})
 
 
 def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
     """Delete every memory stored by ``agent_id`` (system admin), in one or all namespaces."""
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete all memories of an agent.")
+    limit = settings.MEMORYWEB_LIMITS["max_id_length"]
+    if not agent_id or len(agent_id) > limit or "\x00" in agent_id:
+        raise InvalidInput(f"agent_id must be 1-{limit} characters.", field="agent_id")
     queryset = Memory.objects.filter(agent_id=agent_id)
     if namespace:
         queryset = queryset.filter(namespace=resolve_namespace(principal, namespace))
-    total = 0
     by_namespace: dict[int, list] = {}
     for ns_id, pk in queryset.values_list("namespace_id", "pk"):
         by_namespace.setdefault(ns_id, []).append(pk)
-    namespaces = Namespace.objects.in_bulk(list(by_namespace))
-    for ns_id, pks in by_namespace.items():
-        total += _delete_in_namespace(namespaces[ns_id], pks)
-    return total
+    return _delete_memories(by_namespace)
 
 
-def _delete_in_namespace(ns: Namespace, pks: Sequence[Any], chunk: int = 500) -> int:
+def _delete_memories(by_namespace: Mapping[int, Sequence[Any]], chunk: int = 500) -> int:
+    """Delete memories in one transaction (all or nothing), then unindex per namespace."""
+    outbox: dict[int, list[IndexOutbox]] = {}
     deleted = 0
-    for start in range(0, len(pks), chunk):
-        part = list(pks[start : start + chunk])
-        with transaction.atomic():
-            deleted += Memory.objects.filter(namespace=ns, pk__in=part).delete()[1].get(
-                Memory._meta.label, 0)
-            outbox = IndexOutbox.objects.bulk_create(
-                [IndexOutbox(namespace=ns, memory_id=pk, op=IndexOutbox.Op.DELETE) for pk in part]
+    with transaction.atomic():
+        for ns_id, pks in by_namespace.items():
+            for start in range(0, len(pks), chunk):
+                part = list(pks[start : start + chunk])
+                deleted += Memory.objects.filter(namespace_id=ns_id, pk__in=part).delete()[1].get(
+                    Memory._meta.label, 0)
+            outbox[ns_id] = IndexOutbox.objects.bulk_create(
+                [IndexOutbox(namespace_id=ns_id, memory_id=pk, op=IndexOutbox.Op.DELETE) for pk in pks]
             )
-        indexing.unindex_inline(ns, [str(pk) for pk in part], [o.pk for o in outbox])
+    namespaces = Namespace.objects.in_bulk(list(by_namespace))
+    for ns_id, rows in outbox.items():
+        indexing.unindex_inline(namespaces[ns_id], [str(r.memory_id) for r in rows], [r.pk for r in rows])
     return deleted
 
 
-def ingest_and_recall(principal: Principal, data: Mapping[str, Any]) -> tuple[Memory, list[RecallHit]]:
+@dataclass
+class IngestAndRecallResult:
+    memory: Memory
+    hits: list[RecallHit]
+    #: Why the recall half failed after the memory was stored (the write still stands).
+    recall_error: ServiceError | None = None
+
+
+def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
+                      namespace: str | None = None) -> IngestAndRecallResult:
     """Seed 000's combined call: store a memory, then recall what else relates to it.
 
-    The stored memory itself is left out of the results.
+    Everything is validated before the write. The stored memory is left out of the
+    results. If the recall fails after the write (the vector index is down), the write
+    is still acknowledged and the error is reported beside it, so a retry does not
+    store the memory twice.
     """
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    schemas.validate(schemas.IngestAndRecallInput, data)  # everything checked before writing
+    schemas.validate(schemas.IngestAndRecallInput, data)
     recall_keys = ("query", "k", "filters")
-    memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys})
+    memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])
     query["namespace"] = memory.namespace.slug
-    return memory, recall(principal, query, exclude_ids=[str(memory.pk)]).hits
+    try:
+        hits = recall(principal, query, exclude_ids=[str(memory.pk)]).hits
+    except Unavailable as exc:
+        return IngestAndRecallResult(memory, [], exc)
+    return IngestAndRecallResult(memory, hits)
 
 
 def delete_namespace(principal: Principal, namespace: Namespace) -> int:
     """Delete a namespace with its memories, versions, keys and its Chroma collection."""
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete a namespace.")
-    store = get_vector_store()
-    collection = store.collection_name(namespace)
+    # Derived data first: if the SQL delete then fails, a reindex rebuilds the vectors;
+    # the other order could leave an orphan collection with nothing left to find it.
+    get_vector_store().drop_collection(get_vector_store().collection_name(namespace))
     with transaction.atomic():
         count = Memory.objects.filter(namespace=namespace).count()
         namespace.delete()
-    store.drop_collection(collection)
     return count

@@ -6,6 +6,7 @@ stays in SQL (the truth), so erasing a memory from Chroma is deleting its id.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,9 @@ def chroma_metadata(memory) -> dict[str, Any]:
     for tag in memory.tags:
         meta[TAG_KEY + tag] = True
     for key, value in (memory.metadata or {}).items():
-        if isinstance(value, (str, int, float, bool)):
+        if isinstance(value, (str, bool)) or (
+            isinstance(value, int) and -(2**63) <= value < 2**63
+        ) or (isinstance(value, float) and math.isfinite(value)):
             meta[META_KEY + key] = value
     return meta
 
@@ -116,11 +119,14 @@ class VectorStore:
             offset += page
 
     def drop_collection(self, name: str) -> None:
+        """Delete a collection; one that is already gone is fine, other errors propagate."""
+        from chromadb.errors import NotFoundError
+
         with self._lock:
             self._collections.pop(name, None)
         try:
             self.client.delete_collection(name)
-        except Exception:  # already gone: dropping is idempotent
+        except NotFoundError:
             pass
 
     def forget_cached(self, namespace: Namespace) -> None:
@@ -151,7 +157,39 @@ def make_client():
             ssl=url.scheme == "https",
             settings=chroma_settings,
         )
+    _lock_embedded_store()
     return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+
+
+_lock_file = None
+
+
+def _lock_embedded_store() -> None:
+    """One process at a time on an embedded Chroma directory.
+
+    Chroma's PersistentClient is not safe across processes (its HNSW files would be
+    written by two). A second process (``manage.py reindex`` while the server runs, a
+    second server on the same data dir) gets a clear error instead of corrupt files.
+    Several processes need a Chroma server: set CHROMA_URL.
+    """
+    global _lock_file
+    import fcntl
+
+    settings.CHROMA_PATH.mkdir(parents=True, exist_ok=True)
+    handle = open(settings.CHROMA_PATH / "memoryweb.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise EmbeddedStoreBusy(
+            f"the embedded vector store at {settings.CHROMA_PATH} is in use by another process "
+            "(is the server running?). Stop it first, or run a Chroma server and set CHROMA_URL."
+        ) from None
+    _lock_file = handle
+
+
+class EmbeddedStoreBusy(RuntimeError):
+    pass
 
 
 def get_vector_store() -> VectorStore:

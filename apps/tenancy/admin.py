@@ -1,17 +1,55 @@
 """Admin for namespaces and API keys. A new key's secret is shown once, in a message."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.core.admin import SuperuserOnlyAdmin
+from apps.core.errors import ServiceError
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-from apps.tenancy.services import create_api_key
+from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key
+
+
+class NamespaceForm(forms.ModelForm):
+    class Meta:
+        model = Namespace
+        fields = ["slug", "name"]
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if not SLUG_RE.match(slug):
+            raise forms.ValidationError("lowercase letters, digits, '-' or '_'.")
+        return slug
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["namespace", "role", "agent_id", "name", "expires_at", "revoked_at"]
+
+    def clean_agent_id(self):
+        try:
+            return check_agent_id(self.cleaned_data["agent_id"])
+        except ServiceError as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.instance.pk and cleaned.get("role"):
+            system = cleaned["role"] == Role.SYSTEM.label
+            if system and cleaned.get("namespace"):
+                self.add_error("namespace", "a system-admin key is global; leave the namespace empty.")
+            if not system and not cleaned.get("namespace"):
+                self.add_error("namespace", "this role needs a namespace.")
+        return cleaned
 
 
 @admin.register(Namespace)
-class NamespaceAdmin(admin.ModelAdmin):
+class NamespaceAdmin(SuperuserOnlyAdmin):
+    form = NamespaceForm
     list_display = ["slug", "name", "memory_count", "created_at"]
     search_fields = ["slug", "name"]
     readonly_fields = ["collection", "created_at", "updated_at"]
@@ -34,7 +72,8 @@ class NamespaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(SuperuserOnlyAdmin):
+    form = ApiKeyForm
     list_display = ["prefix", "namespace", "role", "agent_id", "name", "created_at",
                     "last_used_at", "expires_at", "revoked_at"]
     list_filter = ["role", "namespace"]
@@ -49,7 +88,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        key, raw = create_api_key(
+        key, raw = create_api_key(  # the form has already checked what the service checks
             role=Role.from_label(obj.role), agent_id=obj.agent_id, namespace=obj.namespace,
             name=obj.name, expires_at=obj.expires_at,
         )

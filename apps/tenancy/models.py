@@ -27,6 +27,11 @@ class Namespace(models.Model):
         editable=False,
         help_text="Suffix of this namespace's Chroma collection.",
     )
+    reindex_started_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set while manage.py reindex rebuilds the collection: writes keep their "
+        "outbox rows so the rebuild replays them after the swap.",
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

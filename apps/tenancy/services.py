@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -20,6 +21,19 @@ from apps.tenancy.roles import Action, Role
 KEY_PREFIX_WRITE = "mw_live_"
 KEY_PREFIX_READ = "mw_read_"  # read-only keys are recognisable at a glance
 _LOOKUP_CHARS = 12  # characters of the random part kept in clear as the lookup prefix
+
+#: Agent ids of keys: URL-safe (they appear in /agents/{agent_id}/...) and never of the
+#: form "user:<name>", which names people acting through the admin.
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
+SLUG_RE = re.compile(r"^[-a-z0-9_]{1,64}$")
+
+
+def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
+    if not isinstance(agent_id, str) or not AGENT_ID_RE.match(agent_id):
+        raise InvalidInput(
+            "agent_id must be 1-128 characters: letters, digits, '_', '.', '@', '-' "
+            "(starting with a letter or digit).", field=field)
+    return agent_id
 
 
 def _hash_key(raw: str) -> str:
@@ -50,8 +64,7 @@ def create_api_key(
         raise InvalidInput("a system-admin key is global; give no namespace.", field="namespace")
     if role != Role.SYSTEM and namespace is None:
         raise InvalidInput("a namespace is required for this role.", field="namespace")
-    if not agent_id or len(agent_id) > settings.MEMORYWEB_LIMITS["max_id_length"]:
-        raise InvalidInput("agent_id must be 1-128 characters.", field="agent_id")
+    check_agent_id(agent_id)
     head = KEY_PREFIX_READ if role == Role.READER else KEY_PREFIX_WRITE
     raw = head + secrets.token_urlsafe(32)
     key = ApiKey.objects.create(
@@ -93,6 +106,8 @@ def resolve_namespace(principal: Principal, slug: str | None) -> Namespace:
     A namespace-bound key acts on its own namespace (naming another one is a 404, as if
     it did not exist). A system admin must name one.
     """
+    if slug is not None and (not isinstance(slug, str) or (slug and not SLUG_RE.match(slug))):
+        raise NotFound("namespace not found.", field="namespace")  # cannot exist
     if principal.namespace_id is not None:
         namespace = principal.namespace or Namespace.objects.filter(pk=principal.namespace_id).first()
         if namespace is None or (slug and slug != namespace.slug):

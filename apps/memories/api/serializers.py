@@ -6,6 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.memories.models import Memory, MemoryVersion
+from apps.memories.schemas import MemoryInput
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -76,10 +77,25 @@ class BatchResponseSerializer(serializers.Serializer):
     results = MemorySerializer(many=True)
 
 
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    field = serializers.CharField(required=False)
+
+
 class IngestAndRecallResponseSerializer(serializers.Serializer):
     memory = MemorySerializer()
     results = RecallResultSerializer(many=True)
+    recall_error = ErrorSerializer(required=False, help_text="Present when the memory was stored "
+                                   "but the recall failed (vector index unavailable).")
 
 
 class DeleteCountSerializer(serializers.Serializer):
     deleted = serializers.IntegerField()
+
+
+class MemoryBatchRequestSerializer(serializers.Serializer):
+    """Schema of the batch body (validation happens in the service, item by item)."""
+
+    memories = MemoryInput(many=True, help_text="1 to 1,000 memories, stored all or nothing.")
+    namespace = serializers.SlugField(required=False, help_text="System-admin keys only.")

@@ -16,6 +16,7 @@ from apps.memories.api.serializers import (
     BatchResponseSerializer,
     DeleteCountSerializer,
     IngestAndRecallResponseSerializer,
+    MemoryBatchRequestSerializer,
     MemorySerializer,
     MemoryVersionSerializer,
     RecallResponseSerializer,
@@ -26,6 +27,11 @@ NAMESPACE_PARAM = OpenApiParameter(
     "namespace", OpenApiTypes.STR, description="Namespace slug (system-admin keys; a "
     "namespace-bound key may only name its own).",
 )
+
+
+def _query_namespace(request) -> str | None:
+    """``?namespace=`` for system-admin keys; a body ``namespace`` takes precedence."""
+    return request.query_params.get("namespace") or None
 
 
 def _hits(hits) -> list[dict]:
@@ -56,7 +62,7 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return services.list_memories(self.request.user, self.request.query_params.get("namespace"))
 
     def create(self, request):
-        memory = services.ingest(request.user, request.data)
+        memory = services.ingest(request.user, request.data, _query_namespace(request))
         return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
@@ -75,11 +81,12 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(summary="Store up to 1,000 memories, all or nothing",
-                   request=schemas.MemoryBatchInput, responses={201: BatchResponseSerializer})
+                   request=MemoryBatchRequestSerializer, responses={201: BatchResponseSerializer})
     @action(detail=False, methods=["post"], filterset_class=None, pagination_class=None)
     def batch(self, request):
         body = schemas.validate(schemas.MemoryBatchInput, request.data)
-        memories = services.ingest_many(request.user, body["memories"], namespace=body.get("namespace"))
+        memories = services.ingest_many(request.user, body["memories"],
+                                        namespace=body.get("namespace") or _query_namespace(request))
         return Response({"count": len(memories), "results": MemorySerializer(memories, many=True).data},
                         status=status.HTTP_201_CREATED)
 
@@ -95,12 +102,12 @@ class RecallView(APIView):
                    responses=RecallResponseSerializer)
     def post(self, request):
         start = time.perf_counter()
-        result = services.recall(request.user, request.data)
+        result = services.recall(request.user, request.data, namespace=_query_namespace(request))
         result.timings["service"] = (time.perf_counter() - start) * 1000
         response = Response({
             "namespace": result.namespace.slug,
-            "query": request.data.get("query"),
-            "k": request.data.get("k", 10),
+            "query": result.query,
+            "k": result.k,
             "results": _hits(result.hits),
         })
         response["Server-Timing"] = ", ".join(
@@ -113,9 +120,11 @@ class IngestAndRecallView(APIView):
                    request=schemas.IngestAndRecallInput,
                    responses={201: IngestAndRecallResponseSerializer})
     def post(self, request):
-        memory, hits = services.ingest_and_recall(request.user, request.data)
-        return Response({"memory": MemorySerializer(memory).data, "results": _hits(hits)},
-                        status=status.HTTP_201_CREATED)
+        result = services.ingest_and_recall(request.user, request.data, _query_namespace(request))
+        body = {"memory": MemorySerializer(result.memory).data, "results": _hits(result.hits)}
+        if result.recall_error:
+            body["recall_error"] = result.recall_error.as_dict()["error"]
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AgentMemoriesView(APIView):

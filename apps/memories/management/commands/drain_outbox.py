@@ -1,16 +1,19 @@
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from apps.memories.indexing import drain_outbox
 from apps.memories.models import IndexOutbox
+from apps.memories.vectorstore import EmbeddedStoreBusy
 
 
 class Command(BaseCommand):
     help = (
         "Replay pending vector-index work (writes acknowledged while Chroma was "
-        "unavailable). Exits non-zero if rows remain after a one-off run."
+        "unavailable). Exits non-zero if rows failed. Each web process already drains "
+        "every MEMORYWEB_DRAIN_SECONDS; with the embedded Chroma, stop the server first "
+        "(one process at a time), or use CHROMA_URL."
     )
 
     def add_arguments(self, parser):
@@ -18,7 +21,13 @@ class Command(BaseCommand):
                             help="keep running, draining every SECONDS (a worker process)")
         parser.add_argument("--limit", type=int, help="process at most this many rows")
 
-    def handle(self, *args, watch=None, limit=None, **opts):
+    def handle(self, *args, **opts):
+        try:
+            self._drain(opts.get("watch"), opts.get("limit"))
+        except EmbeddedStoreBusy as exc:
+            raise CommandError(str(exc)) from None
+
+    def _drain(self, watch: float | None, limit: int | None) -> None:
         if watch:
             while True:
                 report = drain_outbox(limit=limit)

@@ -3,6 +3,7 @@ from tqdm import tqdm
 
 from apps.memories.indexing import reindex_namespace
 from apps.memories.models import Memory
+from apps.memories.vectorstore import EmbeddedStoreBusy
 from apps.tenancy.models import Namespace
 
 
@@ -16,7 +17,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--namespace", help="slug of the one namespace to rebuild")
 
-    def handle(self, *args, namespace=None, **opts):
+    def handle(self, *args, **opts):
+        try:
+            self._reindex(opts.get("namespace"))
+        except EmbeddedStoreBusy as exc:
+            raise CommandError(str(exc)) from None
+
+    def _reindex(self, namespace: str | None) -> None:
         namespaces = Namespace.objects.all()
         if namespace:
             namespaces = namespaces.filter(slug=namespace)
