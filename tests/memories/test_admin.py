@@ -92,3 +92,35 @@ def test_deleting_namespace_in_admin_drops_its_collection(admin_client, stored, 
     assert response.status_code == 302
     assert not Memory.objects.exists()
     assert name not in [c.name for c in get_vector_store().client.list_collections()]
+
+
+def test_staff_without_superuser_sees_no_tenant_data(client, db, stored):
+    from django.contrib.auth.models import Permission
+
+    stored("a secret of alpha")
+    staff = get_user_model().objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(codename__in=[
+        "view_memory", "change_memory", "add_apikey", "view_namespace"]))
+    client.login(username="staff", password="pw")
+    assert client.get("/admin/memories/memory/").status_code == 403
+    assert client.get("/admin/tenancy/apikey/add/").status_code == 403
+    assert b"/admin/memories/memory/" not in client.get("/admin/").content  # not even listed
+
+
+def test_invalid_edit_in_admin_shows_on_the_form(admin_client, stored):
+    memory = Memory.objects.get(pk=stored("short")["id"])
+    response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
+                                 _form(memory, content="x" * 40_000))
+    assert response.status_code == 200
+    assert b"limit is 32768" in response.content
+    memory.refresh_from_db()
+    assert memory.content == "short" and memory.version == 1
+
+
+def test_system_key_with_namespace_is_refused_in_admin(admin_client, alpha):
+    response = admin_client.post("/admin/tenancy/apikey/add/", {
+        "namespace": alpha.pk, "role": "system", "agent_id": "root2", "name": "",
+        "expires_at_0": "", "expires_at_1": "", "revoked_at_0": "", "revoked_at_1": "",
+    })
+    assert response.status_code == 200
+    assert not ApiKey.objects.filter(agent_id="root2").exists()

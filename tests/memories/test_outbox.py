@@ -153,3 +153,16 @@ def test_readiness_reports_vector_store_down(client, db, chroma_server):
     assert response.status_code == 503
     assert response.json()["checks"]["vector_store"].startswith("error")
     assert response.json()["checks"]["database"] == "ok"
+
+
+def test_ingest_and_recall_during_outage_keeps_the_write(agent, chroma_server):
+    chroma_server.stop()
+    response = agent.post("/api/v1/ingest_and_recall", {"content": "Stored while the index is down"})
+    assert response.status_code == 201
+    body = response.json()
+    assert body["results"] == []
+    assert body["recall_error"]["code"] == "unavailable"
+    assert Memory.objects.filter(pk=body["memory"]["id"]).exists()
+    chroma_server.start()
+    call_command("drain_outbox")
+    assert _recall_ids(agent, "Stored while the index is down")[0] == body["memory"]["id"]

@@ -182,3 +182,25 @@ def test_list_is_paginated(agent):
     assert page["count"] == 5
     assert len(page["results"]) == 2
     assert "offset=2" in page["next"]
+
+
+def test_expired_memory_can_still_be_deleted_and_edited(team_admin):
+    past = (timezone.now() - timedelta(minutes=1)).isoformat()
+    expired = team_admin.post("/api/v1/memories", {"content": "stale", "expires_at": past}).json()
+    patched = team_admin.patch(f"/api/v1/memories/{expired['id']}", {"expires_at": None})
+    assert patched.status_code == 200  # un-expired by an edit
+    assert team_admin.get(f"/api/v1/memories/{expired['id']}").status_code == 200
+    team_admin.patch(f"/api/v1/memories/{expired['id']}", {"expires_at": past})
+    assert team_admin.delete(f"/api/v1/memories/{expired['id']}").status_code == 204
+    assert not Memory.objects.filter(pk=expired["id"]).exists()
+
+
+def test_recall_echoes_validated_parameters(agent, facts):
+    body = agent.post("/api/v1/recall", {"query": "rate limit"}).json()
+    assert (body["namespace"], body["query"], body["k"]) == ("alpha", "rate limit", 10)
+
+
+def test_recall_reports_server_timing(agent, facts):
+    response = agent.post("/api/v1/recall", {"query": "rate limit"})
+    stages = {part.split(";")[0].strip() for part in response["Server-Timing"].split(",")}
+    assert {"embed", "vector", "sql", "service", "app"} <= stages

@@ -192,3 +192,67 @@ def test_unknown_api_route_is_json_404(agent):
 
 def test_method_not_allowed_is_json(agent):
     _assert_error(agent.get("/api/v1/recall"), 405, code="method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"bad": "\ud800"}, {"\ud800": 1}, {"nested": ["ok", "\udfff"]}, {"nul": "a\x00b"},
+     {"big": 2**63}, {"small": -(2**63) - 1}],
+)
+def test_metadata_that_could_not_be_stored_or_indexed_is_refused(agent, metadata):
+    body = json.dumps({"content": "x", "metadata": metadata})  # \ud800 escaped, as a client sends it
+    response = agent.client.post("/api/v1/memories", body, content_type="application/json")
+    _assert_error(response, 400, "metadata")
+    assert _nothing_stored()
+
+
+def test_metadata_at_int64_edges_is_accepted(agent):
+    body = {"content": "x", "metadata": {"max": 2**63 - 1, "min": -(2**63)}}
+    assert agent.post("/api/v1/memories", body).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("filters", "field"),
+    [({"metadata": {"n": 2**63}}, "filters.metadata"),
+     ({"metadata": {f"k{i}": i for i in range(LIMITS["max_metadata_filters"] + 1)}}, "filters.metadata"),
+     ({"created_after": "0001-01-01T00:00:00+05:00"}, "filters.created_after")],
+)
+def test_recall_filters_out_of_range_are_400(agent, stored, filters, field):
+    stored("something")
+    _assert_error(agent.post("/api/v1/recall", {"query": "x", "filters": filters}), 400, field)
+
+
+def test_out_of_range_dates_are_400_not_500(agent):
+    response = agent.get("/api/v1/memories?created_after=0001-01-01T00:00:00%2B05:00")
+    _assert_error(response, 400, "created_after")
+    body = {"content": "x", "expires_at": "0001-01-01T00:00:00+05:00"}
+    _assert_error(agent.post("/api/v1/memories", body), 400, "expires_at")
+    assert _nothing_stored()
+
+
+def test_patch_validity_window_is_checked_against_stored_values(team_admin, stored):
+    memory = stored("window", valid_from="2026-06-01T00:00:00Z")
+    response = team_admin.patch(f"/api/v1/memories/{memory['id']}", {"valid_until": "2026-05-01T00:00:00Z"})
+    _assert_error(response, 400, "valid_until")
+    assert Memory.objects.get(pk=memory["id"]).valid_until is None
+
+
+@pytest.mark.parametrize("agent_id", ["a" * (LIMITS["max_id_length"] + 1), "bad%00id"])
+def test_delete_by_agent_with_invalid_agent_id_is_400(system_admin, agent_id):
+    _assert_error(system_admin.delete(f"/api/v1/agents/{agent_id}/memories"), 400, "agent_id")
+
+
+@pytest.mark.parametrize("slug", ["al%00pha", "ALPHA", "x" * 65, "../alpha"])
+def test_malformed_namespace_parameter_is_404(system_admin, alpha, slug):
+    _assert_error(system_admin.get(f"/api/v1/memories?namespace={slug}"), 404, "namespace")
+    _assert_error(system_admin.post(f"/api/v1/recall?namespace={slug}", {"query": "x"}), 404)
+
+
+def test_system_admin_may_name_namespace_in_query_string(system_admin, alpha):
+    response = system_admin.post("/api/v1/memories?namespace=alpha", {"content": "via query"})
+    assert response.status_code == 201
+    assert response.json()["namespace"] == "alpha"
+    recall = system_admin.post("/api/v1/recall?namespace=alpha", {"query": "via query"})
+    assert recall.json()["results"][0]["content"] == "via query"
+    batch = system_admin.post("/api/v1/memories/batch?namespace=alpha", {"memories": [{"content": "b"}]})
+    assert batch.status_code == 201

@@ -85,6 +85,11 @@ def test_store_and_recall_over_real_daphne(embedded_env):
                             json={"query": "how many requests per minute?", "k": 1})
         assert recall.status_code == 200
         assert recall.json()["results"][0]["id"] == memory_id
+        # A second process on the embedded Chroma is refused with a clear message.
+        busy = subprocess.run([sys.executable, "manage.py", "reindex"], cwd=ROOT, env=embedded_env,
+                              capture_output=True, text=True, timeout=120)
+        assert busy.returncode != 0
+        assert "in use by another process" in busy.stderr
         anonymous = httpx.post(f"{server.url}/api/v1/recall", json={"query": "x"})
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "not_authenticated"
@@ -103,6 +108,8 @@ def test_store_and_recall_over_real_daphne(embedded_env):
         recall = httpx.post(f"{server.url}/api/v1/recall", headers=headers,
                             json={"query": "rate limit", "k": 1})
         assert recall.json()["results"][0]["id"] == memory_id
+    # With the server stopped, the command may run.
+    assert "demo: 1 memories indexed" in _manage(embedded_env, "reindex")
     data_dir = Path(embedded_env["MEMORYWEB_DATA_DIR"])
     assert (data_dir / "memoryweb.sqlite3").exists() and (data_dir / "chroma").is_dir()
     with sqlite3.connect(data_dir / "memoryweb.sqlite3") as db:

@@ -125,3 +125,12 @@ def test_create_namespace_command_rejects_bad_or_taken_slug(alpha, slug):
     with pytest.raises(CommandError):
         call_command("create_namespace", slug)
     assert Namespace.objects.count() == 1
+
+
+@pytest.mark.parametrize("agent_id", ["user:alice", "has space", "a/b", "", "-leading", "x" * 129, "é"])
+def test_agent_ids_must_be_url_safe_and_not_impersonate_users(alpha, agent_id):
+    from apps.core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput):
+        create_api_key(role=Role.AGENT, agent_id=agent_id, namespace=alpha)
+    assert ApiKey.objects.count() == 0
