@@ -25,7 +25,7 @@ class MemoryKind(models.TextChoices):
 
 
 def content_hash(content: str) -> str:
-    """SHA-256 of the whitespace-normalised content: the dedup key within a namespace."""
+    """SHA-256 of the whitespace-normalised content (indexed per namespace for dedup, issue 3)."""
     normalised = " ".join(content.split())
     return hashlib.sha256(normalised.encode()).hexdigest()
 
