@@ -86,6 +86,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Server-side messages: a new API key shown once in the admin never travels in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 ROOT_URLCONF = "memoryweb.urls"
 ASGI_APPLICATION = "memoryweb.asgi.application"
 WSGI_APPLICATION = None

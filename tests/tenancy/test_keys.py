@@ -112,6 +112,7 @@ def test_create_system_admin_key_command(db):
         ["--namespace", "alpha"],
         ["--system-admin", "--namespace", "alpha"],
         ["--namespace", "alpha", "--agent-id", "a", "--expires-at", "soon"],
+        ["--namespace", "alpha", "--agent-id", "a", "--expires-at", "2020-01-01T00:00:00"],
     ],
 )
 def test_create_api_key_command_rejects_bad_arguments(alpha, args):
@@ -134,3 +135,11 @@ def test_agent_ids_must_be_url_safe_and_not_impersonate_users(alpha, agent_id):
     with pytest.raises(InvalidInput):
         create_api_key(role=Role.AGENT, agent_id=agent_id, namespace=alpha)
     assert ApiKey.objects.count() == 0
+
+
+def test_create_api_key_naive_expiry_is_utc(alpha):
+    out = StringIO()
+    call_command("create_api_key", "--namespace", "alpha", "--agent-id", "a",
+                 "--expires-at", "2999-01-01T00:00:00", stdout=out)
+    key = authenticate_key(out.getvalue().strip())
+    assert key.expires_at.isoformat() == "2999-01-01T00:00:00+00:00"

@@ -1,4 +1,7 @@
+import datetime
+
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
@@ -28,6 +31,10 @@ class Command(BaseCommand):
             expires_at = parse_datetime(opts["expires_at"])
             if expires_at is None:
                 raise CommandError("--expires-at must be an ISO 8601 date-time")
+            if timezone.is_naive(expires_at):
+                expires_at = timezone.make_aware(expires_at, datetime.UTC)
+            if expires_at <= timezone.now():
+                raise CommandError("--expires-at is in the past")
         if opts["system_admin"]:
             if opts["namespace"]:
                 raise CommandError("--system-admin keys are global; drop --namespace")
