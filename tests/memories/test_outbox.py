@@ -6,61 +6,18 @@ failure is a real refused connection, not a mock.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import httpx
 import pytest
 from django.core.management import call_command
 
 from apps.memories import vectorstore
 from apps.memories.models import IndexOutbox, Memory
-
-CHROMA_BIN = Path(sys.executable).parent / "chroma"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ChromaServer:
-    def __init__(self, path: Path):
-        self.path = path
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(CHROMA_BIN), "run", "--path", str(self.path), "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("chroma server did not start")
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
+from tests.servers import ChromaServer
 
 
 @pytest.fixture
 def chroma_server(tmp_path, settings, monkeypatch):
     """The process-wide vector store, pointed at a real Chroma server we control."""
-    server = ChromaServer(tmp_path / "chroma-server")
+    server = ChromaServer(tmp_path / "chroma-server", tmp_path / "chroma.log")
     server.start()
     settings.CHROMA_URL = server.url
     monkeypatch.setattr(vectorstore, "_store", vectorstore.VectorStore(vectorstore.make_client()))

@@ -8,23 +8,15 @@ find the memory again (the write was durable).
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import ROOT, DaphneServer
 
 
 @pytest.fixture
@@ -41,42 +33,13 @@ def _manage(env, *args) -> str:
     return result.stdout.strip()
 
 
-class Daphne:
-    def __init__(self, env):
-        self.env = env
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> Daphne:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "memoryweb.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/readiness", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError("daphne did not become ready")
-
-    def __exit__(self, *exc) -> None:
-        if self.process:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
-def test_store_and_recall_over_real_daphne(embedded_env):
+def test_store_and_recall_over_real_daphne(embedded_env, tmp_path):
     _manage(embedded_env, "migrate", "-v0")
     _manage(embedded_env, "create_namespace", "demo")
     key = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "agent",
                   "--agent-id", "bot-1")
     headers = {"Authorization": f"Bearer {key}"}
-    with Daphne(embedded_env) as server:
+    with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         stored = httpx.post(f"{server.url}/api/v1/memories", headers=headers,
                             json={"content": "The API rate limit is 480 requests per minute"})
         assert stored.status_code == 201, stored.text
@@ -104,7 +67,8 @@ def test_store_and_recall_over_real_daphne(embedded_env):
                              headers={**headers, "Content-Type": "application/json"})
         assert chunked.status_code == 413
         assert chunked.json()["error"]["code"] == "payload_too_large"
-    with Daphne(embedded_env) as server:  # a restart finds the acknowledged write
+    # A restart finds the acknowledged write.
+    with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         recall = httpx.post(f"{server.url}/api/v1/recall", headers=headers,
                             json={"query": "rate limit", "k": 1})
         assert recall.json()["results"][0]["id"] == memory_id
