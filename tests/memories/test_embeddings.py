@@ -1,0 +1,76 @@
+"""The offline embedder: same vectors whatever the batch, chosen by a setting, known to Chroma."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apps.memories import embeddings
+from apps.memories.embeddings import MemoryWebEmbeddingFunction, get_embedder
+from apps.memories.vectorstore import get_vector_store
+
+TEXTS = [
+    "short",
+    "A somewhat longer sentence about the quarterly planning meeting and its agenda.",
+    "Deployments happen on Tuesdays. " * 60,  # over 256 tokens: truncated, pads the others
+    "Alice prefers dark mode",
+]
+
+
+def test_vectors_do_not_depend_on_batch_company_or_order():
+    embedder = get_embedder()
+    alone = np.stack([embedder.embed([t])[0] for t in TEXTS])
+    together = embedder.embed(TEXTS)
+    reversed_batch = embedder.embed(TEXTS[::-1])[::-1]
+    assert together.shape == (len(TEXTS), embedder.dimension)
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    np.testing.assert_allclose(reversed_batch, alone, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
+
+
+def test_meaning_is_captured():
+    a, b, c = get_embedder().embed(["The cat sits on the mat", "A feline rests on a rug",
+                                    "Stock markets fell sharply today"])
+    assert a @ b > 0.4 > a @ c
+
+
+def test_empty_input_gives_empty_matrix():
+    assert get_embedder().embed([]).shape == (0, get_embedder().dimension)
+
+
+class ConstantEmbedder:
+    name, dimension = "constant", 384
+
+    def __init__(self, batch_size: int, threads: int):
+        self.batch_size = batch_size
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        out[:, 0] = 1.0
+        return out
+
+
+def test_embedder_is_chosen_by_setting(settings, monkeypatch):
+    monkeypatch.setattr(embeddings, "_embedder", None)
+    settings.MEMORYWEB_EMBEDDER = f"{__name__}.ConstantEmbedder"
+    chosen = get_embedder()
+    assert isinstance(chosen, ConstantEmbedder)
+    assert chosen.batch_size == settings.MEMORYWEB_EMBED_BATCH
+    monkeypatch.setattr(embeddings, "_embedder", None)  # the next test gets the real one back
+
+
+def test_unknown_embedder_setting_fails_loudly(settings, monkeypatch):
+    monkeypatch.setattr(embeddings, "_embedder", None)
+    settings.MEMORYWEB_EMBEDDER = "no.such.Embedder"
+    with pytest.raises(ImportError):
+        get_embedder()
+    monkeypatch.setattr(embeddings, "_embedder", None)
+
+
+def test_collections_carry_the_embedding_function(alpha):
+    collection = get_vector_store().collection(alpha)
+    config = collection.configuration_json
+    assert config["embedding_function"]["name"] == "memoryweb"
+    assert config["hnsw"]["space"] == "cosine"
+    vectors = MemoryWebEmbeddingFunction()(["hello world"])
+    np.testing.assert_allclose(vectors[0], get_embedder().embed(["hello world"])[0], atol=1e-6)
