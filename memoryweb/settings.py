@@ -167,6 +167,9 @@ MEMORYWEB_LIMITS = {
     "max_metadata_filters": 16,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
+# Recall: default mode (vector | lexical | hybrid) and candidates per channel in hybrid.
+MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="vector")
+MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.

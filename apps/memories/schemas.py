@@ -185,9 +185,16 @@ class RecallFilters(StrictSerializer):
         return value
 
 
+RECALL_MODES = ["vector", "lexical", "hybrid"]
+
+
 class RecallInput(StrictSerializer):
     query = TextField()
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
+    mode = serializers.ChoiceField(
+        choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE,
+        help_text="vector: meaning (Chroma); lexical: keywords (SQL full text); "
+        "hybrid: both, fused by reciprocal rank.")
     filters = RecallFilters(required=False)
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
@@ -214,6 +221,7 @@ class IngestAndRecallInput(MemoryInput):
 
     query = TextField(required=False)
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
+    mode = serializers.ChoiceField(choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE)
     filters = RecallFilters(required=False)
 
     def validate_query(self, value: str) -> str:

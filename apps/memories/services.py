@@ -16,10 +16,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied, ServiceError, Unavailable
-from apps.memories import indexing, recall_stats, schemas
+from apps.memories import fusion, indexing, lexical, recall_stats, schemas
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
@@ -165,6 +166,8 @@ class RecallResult:
     query: str
     k: int
     hits: list[RecallHit]
+    #: The keyword query as the lexical engine saw it (lexical and hybrid modes).
+    lexical_query: str | None = None
     #: Milliseconds per stage (embed, vector, sql), for Server-Timing and metrics.
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -183,47 +186,89 @@ class _Stopwatch:
 
 def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | None = None,
            exclude_ids: Sequence[str] = ()) -> RecallResult:
-    """The ``k`` memories closest in meaning to ``query`` that match the filters."""
+    """The ``k`` memories that best answer ``query`` among those matching the filters.
+
+    ``mode`` picks the channels: ``vector`` (meaning, Chroma), ``lexical`` (keywords,
+    the SQL full-text index) or ``hybrid`` (both, fused by reciprocal rank).
+    """
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.READ)
-    k = params["k"]
+    k, mode = params["k"], params["mode"]
+    filters = params.get("filters") or {}
     result = RecallResult(ns, params["query"], k, [])
-    where = _where(params.get("filters") or {})
-    with _Stopwatch(result.timings, "embed"):
-        vector = get_embedder().embed([params["query"]])[0]
-    store = get_vector_store()
-    excluded = set(map(str, exclude_ids))
-    # Ask for exactly what is needed; expired or just-deleted rows are rare, and the
-    # loop below widens the search only when SQL drops some of the hits.
-    fetch = k + len(excluded)
+    excluded = {uuid.UUID(str(i)) for i in exclude_ids}
+    vector = None
+    if mode in ("vector", "hybrid"):
+        with _Stopwatch(result.timings, "embed"):
+            vector = get_embedder().embed([params["query"]])[0]
+    # Each channel proposes more than k in hybrid mode so the fusion has candidates to
+    # agree on. If SQL drops hits (expired, just deleted), the search widens.
+    pool = k if mode != "hybrid" else max(4 * k, settings.MEMORYWEB_HYBRID_POOL)
     while True:
-        try:
-            with _Stopwatch(result.timings, "vector"):
-                hits = store.query(ns, vector, fetch, where)
-        except Exception as exc:
-            log.warning("vector recall failed: %s", exc)
-            raise Unavailable("the vector index is unavailable; retry shortly.") from exc
-        ids = [h.id for h in hits if h.id not in excluded]
-        # SQL decides what exists and is live; Chroma may briefly hold a deleted id.
+        channels: dict[str, list[tuple[uuid.UUID, float]]] = {}
+        if vector is not None:
+            channels["vector"] = _vector_channel(ns, vector, filters, pool, excluded, result)
+        if mode in ("lexical", "hybrid"):
+            channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
+        scored = channels[mode] if mode != "hybrid" else fusion.reciprocal_rank(channels)
         with _Stopwatch(result.timings, "sql"):
             # By primary key only: with a namespace condition in the query SQLite's
             # planner scans the namespace's index instead (measured: 4.6 ms vs 0.5 ms
             # at 10k memories). Namespace and expiry are checked on the fetched rows.
             now = timezone.now()
-            rows = {pk: row for pk, row in Memory.objects.in_bulk(ids).items()
+            rows = {pk: row for pk, row in Memory.objects.in_bulk([pk for pk, _ in scored]).items()
                     if row.namespace_id == ns.pk and row.is_live(now)}
-        for row in rows.values():
-            row.namespace = ns  # all from one namespace: no join, no per-row query
-        ranked = [RecallHit(rows[uuid.UUID(h.id)], h.similarity)
-                  for h in hits if h.id not in excluded and uuid.UUID(h.id) in rows][:k]
-        if len(ranked) >= k or len(hits) < fetch or fetch >= 8 * k + 64:
+        result.hits = [RecallHit(rows[pk], score) for pk, score in scored if pk in rows][:k]
+        exhausted = all(len(found) < pool for found in channels.values())
+        if len(result.hits) >= k or exhausted or pool >= 8 * k + 64:
             break
-        fetch *= 4
-    if ranked:
-        _note_recalled([h.memory for h in ranked])
-    result.hits = ranked
+        pool *= 4
+    for hit in result.hits:
+        hit.memory.namespace = ns  # all from one namespace: no join, no per-row query
+    if result.hits:
+        _note_recalled([h.memory for h in result.hits])
     return result
+
+
+def _vector_channel(ns: Namespace, vector, filters: Mapping[str, Any], n: int,
+                    excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
+    """Nearest neighbours in Chroma (cosine similarity), filters applied inside Chroma."""
+    where = _where(filters)
+    try:
+        with _Stopwatch(result.timings, "vector"):
+            hits = get_vector_store().query(ns, vector, n + len(excluded), where)
+    except Exception as exc:
+        log.warning("vector recall failed: %s", exc)
+        raise Unavailable("the vector index is unavailable; retry shortly.") from exc
+    return [(uuid.UUID(h.id), h.similarity) for h in hits if uuid.UUID(h.id) not in excluded][:n]
+
+
+def _lexical_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: int,
+                     excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
+    """Keyword matches from the SQL full-text index, filters applied in the same query."""
+    lexical_query = lexical.build_query(query)
+    result.lexical_query = lexical_query.engine_query
+    candidates = _filtered(Memory.objects.live().filter(namespace=ns), filters).exclude(pk__in=excluded)
+    with _Stopwatch(result.timings, "lexical"):
+        return lexical.search(candidates, lexical_query, n)
+
+
+def _filtered(queryset, filters: Mapping[str, Any]):
+    """Recall filters as SQL conditions: the same meaning as ``_where`` has in Chroma."""
+    for name in ("agent_id", "session_id", "kind"):
+        if filters.get(name):
+            queryset = queryset.filter(**{name: filters[name]})
+    for tag in filters.get("tags") or []:
+        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(tag=tag).values("memory_id"))
+    if filters.get("created_after"):
+        queryset = queryset.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        queryset = queryset.filter(created_at__lt=filters["created_before"])
+    for index, (key, value) in enumerate((filters.get("metadata") or {}).items()):
+        alias = f"_meta_{index}"  # KeyTransform quotes the key: no lookup injection via "__"
+        queryset = queryset.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+    return queryset
 
 
 def _note_recalled(memories: Sequence[Memory]) -> None:
@@ -346,7 +391,7 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     schemas.validate(schemas.IngestAndRecallInput, data)
-    recall_keys = ("query", "k", "filters")
+    recall_keys = ("query", "k", "mode", "filters")
     memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])
