@@ -170,6 +170,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 # Recall: default mode (vector | lexical | hybrid) and candidates per channel in hybrid.
 MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="vector")
 MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
+# Hybrid fusion: "weighted" (scores scaled per channel) or "rrf" (reciprocal rank).
+# Defaults measured on LoCoMo (docs/recall.md): weighted 1:2 beat RRF at every k.
+MEMORYWEB_FUSION = env.str("MEMORYWEB_FUSION", default="weighted")
+MEMORYWEB_FUSION_WEIGHTS = {
+    "vector": env.float("MEMORYWEB_FUSION_WEIGHT_VECTOR", default=1.0),
+    "lexical": env.float("MEMORYWEB_FUSION_WEIGHT_LEXICAL", default=2.0),
+}
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.

@@ -211,15 +211,10 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
             channels["vector"] = _vector_channel(ns, vector, filters, pool, excluded, result)
         if mode in ("lexical", "hybrid"):
             channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
-        scored = channels[mode] if mode != "hybrid" else fusion.reciprocal_rank(channels)
+        scored = channels[mode] if mode != "hybrid" else fusion.fuse(
+            channels, settings.MEMORYWEB_FUSION, settings.MEMORYWEB_FUSION_WEIGHTS)
         with _Stopwatch(result.timings, "sql"):
-            # By primary key only: with a namespace condition in the query SQLite's
-            # planner scans the namespace's index instead (measured: 4.6 ms vs 0.5 ms
-            # at 10k memories). Namespace and expiry are checked on the fetched rows.
-            now = timezone.now()
-            rows = {pk: row for pk, row in Memory.objects.in_bulk([pk for pk, _ in scored]).items()
-                    if row.namespace_id == ns.pk and row.is_live(now)}
-        result.hits = [RecallHit(rows[pk], score) for pk, score in scored if pk in rows][:k]
+            result.hits = _hydrate(ns, scored, k)
         exhausted = all(len(found) < pool for found in channels.values())
         if len(result.hits) >= k or exhausted or pool >= 8 * k + 64:
             break
@@ -229,6 +224,27 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
     return result
+
+
+def _hydrate(ns: Namespace, scored: Sequence[tuple[uuid.UUID, float]], k: int) -> list[RecallHit]:
+    """The first k ranked ids that are live rows of ``ns``, loaded from SQL.
+
+    Loads k plus a small margin first (rows are rarely missing) and only reads further
+    down the ranking when some were dropped. By primary key only: with a namespace
+    condition in the query SQLite's planner scans the namespace's index instead
+    (measured: 4.6 ms vs 0.5 ms at 10k memories); namespace and expiry are checked on
+    the fetched rows.
+    """
+    hits: list[RecallHit] = []
+    now = timezone.now()
+    start, size = 0, k + 4
+    while len(hits) < k and start < len(scored):
+        window = scored[start : start + size]
+        rows = Memory.objects.in_bulk([pk for pk, _ in window])
+        hits += [RecallHit(rows[pk], score) for pk, score in window
+                 if pk in rows and rows[pk].namespace_id == ns.pk and rows[pk].is_live(now)]
+        start, size = start + size, size * 2
+    return hits[:k]
 
 
 def _vector_channel(ns: Namespace, vector, filters: Mapping[str, Any], n: int,
