@@ -1,0 +1,126 @@
+"""The lexical channel: kept consistent by the database, safe from query syntax, filtered."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from apps.memories import lexical
+from apps.memories.models import Memory
+
+
+def _search(namespace, text, limit=10):
+    query = lexical.build_query(text)
+    return lexical.search(Memory.objects.filter(namespace=namespace), query, limit)
+
+
+def _recall(caller, query, mode="lexical", k=10, **filters):
+    body = {"query": query, "k": k, "mode": mode}
+    if filters:
+        body["filters"] = filters
+    response = caller.post("/api/v1/recall", body)
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def test_index_follows_create_update_and_delete(agent, team_admin, alpha):
+    memory = agent.post("/api/v1/memories", {"content": "The zebra crossing is painted blue"}).json()
+    assert [str(pk) for pk, _ in _search(alpha, "zebra")] == [memory["id"]]
+    team_admin.patch(f"/api/v1/memories/{memory['id']}", {"content": "The giraffe enclosure opens at nine"})
+    assert _search(alpha, "zebra") == []
+    assert [str(pk) for pk, _ in _search(alpha, "giraffe")] == [memory["id"]]
+    team_admin.delete(f"/api/v1/memories/{memory['id']}")
+    assert _search(alpha, "giraffe") == []
+
+
+def test_index_follows_bulk_delete_and_namespace_deletion(agent, system_admin, alpha):
+    from apps.memories.services import delete_namespace
+    from apps.tenancy.principal import Principal
+
+    agent.post("/api/v1/memories/batch", {"memories": [{"content": f"walrus fact {i}"} for i in range(5)]})
+    assert len(_search(alpha, "walrus")) == 5
+    system_admin.delete("/api/v1/agents/agent-1/memories")
+    assert _search(alpha, "walrus") == []
+    agent.post("/api/v1/memories", {"content": "penguin colony census"})
+    delete_namespace(Principal.for_key(system_admin.key), alpha)
+    with connection.cursor() as cursor:  # nothing left behind in the index itself
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT count(*) FROM memories_memory "
+                           "WHERE search @@ to_tsquery('english', 'penguin')")
+        else:
+            cursor.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH '\"penguin\"'")
+        assert cursor.fetchone()[0] == 0
+
+
+def test_stemming_matches_word_forms(agent, alpha):
+    agent.post("/api/v1/memories", {"content": "She was running marathons every spring"})
+    assert len(_search(alpha, "runs marathon")) == 1
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ['"', '""', "'", "NEAR(a b)", "a NEAR b", "*", "run*", "-", "- -", "a -b", "(", ")", "a AND", "OR",
+     "NOT", "col:value", "^start", "{a b}", "a + b", "\\", "'; DROP TABLE memories_memory; --",
+     "\x01\x02", "!!!", "🙂 emoji", "ü ö ä", "a" * 4000, "&|!<->:*"],
+)
+def test_hostile_queries_work_or_fail_cleanly(agent, hostile):
+    agent.post("/api/v1/memories", {"content": "a plain memory about running and tables"})
+    for mode in ("lexical", "hybrid"):
+        response = agent.post("/api/v1/recall", {"query": hostile, "mode": mode})
+        assert response.status_code in (200, 400), response.content
+    assert Memory.objects.count() == 1
+
+
+def test_query_of_only_punctuation_returns_nothing_lexically(agent):
+    agent.post("/api/v1/memories", {"content": "anything"})
+    assert _recall(agent, "?!.,") == []
+
+
+def test_engine_query_quotes_every_term():
+    query = lexical.build_query('What did "NEAR" mean - for tables*?')
+    assert query.terms == ("near", "mean", "tables")
+    if connection.vendor != "postgresql":
+        assert query.engine_query == '"near" OR "mean" OR "tables"'
+
+
+def test_lexical_filters_combine_with_and(agent, team_admin):
+    agent.post("/api/v1/memories", {"content": "budget review for apollo", "kind": "episode",
+                                    "tags": ["finance", "q3"], "session_id": "s1",
+                                    "metadata": {"project": "apollo", "priority": 2}})
+    agent.post("/api/v1/memories", {"content": "budget review for zeus", "kind": "fact",
+                                    "tags": ["finance"], "session_id": "s2",
+                                    "metadata": {"project": "zeus", "priority": 2}})
+    team_admin.post("/api/v1/memories", {"content": "budget review by the admin", "tags": ["q3"]})
+    contents = lambda **f: sorted(r["content"] for r in _recall(agent, "budget review", **f))  # noqa: E731
+    assert len(contents()) == 3
+    assert contents(kind="episode") == ["budget review for apollo"]
+    assert contents(tags=["finance"]) == ["budget review for apollo", "budget review for zeus"]
+    assert contents(tags=["finance", "q3"]) == ["budget review for apollo"]
+    assert contents(session_id="s2") == ["budget review for zeus"]
+    assert contents(agent_id="admin-1") == ["budget review by the admin"]
+    assert contents(metadata={"project": "zeus"}) == ["budget review for zeus"]
+    assert contents(metadata={"priority": 2, "project": "apollo"}) == ["budget review for apollo"]
+    assert contents(metadata={"a__contains": "x"}) == []  # a key, not a lookup
+
+
+def test_lexical_channel_never_crosses_namespaces(agent, outsider):
+    outsider.post("/api/v1/memories", {"content": "beta secret keyword xylophone"})
+    assert _recall(agent, "xylophone", mode="lexical") == []
+    assert _recall(agent, "xylophone", mode="hybrid") == []
+
+
+@pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
+def test_every_mode_finds_the_exact_text_first(agent, mode):
+    for text in ["The wifi password is on the fridge", "Lunch is served at noon",
+                 "The quarterly report is due Friday"]:
+        agent.post("/api/v1/memories", {"content": text})
+    results = _recall(agent, "The quarterly report is due Friday", mode=mode, k=3)
+    assert results[0]["content"] == "The quarterly report is due Friday"
+
+
+def test_hybrid_finds_what_only_one_channel_finds(agent):
+    agent.post("/api/v1/memories", {"content": "Order number XK-4471 shipped late"})  # keyword-only
+    agent.post("/api/v1/memories", {"content": "Our feline companion enjoys sleeping on rugs"})
+    assert _recall(agent, "XK-4471", mode="hybrid", k=1)[0]["content"].startswith("Order number")
+    top = _recall(agent, "cat napping on the carpet", mode="hybrid", k=1)[0]
+    assert top["content"].startswith("Our feline")
