@@ -265,9 +265,12 @@ def _lexical_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: i
     """Keyword matches from the SQL full-text index, filters applied in the same query."""
     lexical_query = lexical.build_query(query)
     result.lexical_query = lexical_query.engine_query
-    candidates = _filtered(Memory.objects.live().filter(namespace=ns), filters).exclude(pk__in=excluded)
+    candidates = None
+    if any(filters.values()):
+        candidates = _filtered(Memory.objects.filter(namespace=ns), filters)
     with _Stopwatch(result.timings, "lexical"):
-        return lexical.search(candidates, lexical_query, n)
+        found = lexical.search(ns.pk, lexical_query, n + len(excluded), candidates)
+    return [(pk, score) for pk, score in found if pk not in excluded][:n]
 
 
 def _filtered(queryset, filters: Mapping[str, Any]):

@@ -10,8 +10,7 @@ from apps.memories.models import Memory
 
 
 def _search(namespace, text, limit=10):
-    query = lexical.build_query(text)
-    return lexical.search(Memory.objects.filter(namespace=namespace), query, limit)
+    return lexical.search(namespace.pk, lexical.build_query(text), limit)
 
 
 def _recall(caller, query, mode="lexical", k=10, **filters):
@@ -124,3 +123,19 @@ def test_hybrid_finds_what_only_one_channel_finds(agent):
     assert _recall(agent, "XK-4471", mode="hybrid", k=1)[0]["content"].startswith("Order number")
     top = _recall(agent, "cat napping on the carpet", mode="hybrid", k=1)[0]
     assert top["content"].startswith("Our feline")
+
+
+@pytest.mark.parametrize("mode", ["lexical", "hybrid"])
+def test_expired_and_excluded_memories_never_come_back(agent, mode):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    past = (timezone.now() - timedelta(minutes=1)).isoformat()
+    agent.post("/api/v1/memories", {"content": "expired walrus sighting", "expires_at": past})
+    agent.post("/api/v1/memories", {"content": "current walrus sighting"})
+    assert [r["content"] for r in _recall(agent, "walrus sighting", mode=mode)] == ["current walrus sighting"]
+    stored = agent.post("/api/v1/ingest_and_recall",
+                        {"content": "another walrus sighting", "mode": mode}).json()
+    assert stored["memory"]["id"] not in [r["id"] for r in stored["results"]]
+    assert [r["content"] for r in stored["results"]] == ["current walrus sighting"]
