@@ -178,10 +178,28 @@ def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list
             if post(client, "/api/v1/memories/batch", {"memories": chunk}, 201)["count"] != len(chunk):
                 raise RuntimeError("batch response count does not match the request")
 
+    ingested = measure(ingest, server_pid)
+    default = measure_recall(client, queries, None, server_pid)
+    hybrid = measure_recall(client, queries, "hybrid", server_pid)
+    report = report_phases(len(memories), ingested, default[:2])
+    report["recall"]["server_timing"] = default[2]
+    report["recall_hybrid"] = {**report_phases(len(memories), ingested, hybrid[:2])["recall"],
+                               "server_timing": hybrid[2]}
+    return report
+
+
+def measure_recall(client: httpx.Client, queries: list[str], mode: str | None, server_pid: int
+                   ) -> tuple[list[float], dict[str, float], dict[str, dict[str, float]]]:
+    """Sequential recalls in one mode (None: the server's default).
+
+    Returns the latencies, the CPU measure, and where the server spent its time (the
+    Server-Timing header), warm-up queries excluded.
+    """
     stages: dict[str, list[float]] = {}
+    body = {"k": 10} | ({"mode": mode} if mode else {})
 
     def recall(q: str) -> int:
-        response = client.post("/api/v1/recall", json={"query": q, "k": 10})
+        response = client.post("/api/v1/recall", json={"query": q, **body})
         if response.status_code != 200:
             raise RuntimeError(f"POST /api/v1/recall: {response.status_code} {response.text[:500]}")
         for part in response.headers.get("server-timing", "").split(","):
@@ -190,12 +208,9 @@ def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list
                 stages.setdefault(name, []).append(float(duration) / 1000)
         return len(response.json()["results"])
 
-    report = report_phases(len(memories), measure(ingest, server_pid),
-                           measure(lambda: timed(recall, queries, "http recall"), server_pid))
-    # Where the server spent its time (Server-Timing header), warm-up queries excluded.
-    report["recall"]["server_timing"] = {
-        name: stats_ms(values[-len(queries):]) for name, values in stages.items()}
-    return report
+    latencies, cpu = measure(lambda: timed(recall, queries, f"http recall ({mode or 'default'})"),
+                             server_pid)
+    return latencies, cpu, {name: stats_ms(values[-len(queries):]) for name, values in stages.items()}
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -206,17 +221,21 @@ def chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    x, width = np.arange(3), 0.38
-    series = (("http", "HTTP", "#d95f02"), ("floor", "raw floor", "#1b9e77"))
-    for offset, (name, label, color) in zip((-width / 2, width / 2), series, strict=True):
-        values = [report[name]["recall"][p] for p in ("p50", "p95", "p99")]
-        left.bar_label(left.bar(x + offset, values, width, label=label, color=color), fmt="%.1f", fontsize=8)
+    x, width = np.arange(3), 0.27
+    series = (("HTTP, default mode", report["http"]["recall"], "#d95f02"),
+              ("HTTP, hybrid", report["http"]["recall_hybrid"], "#7570b3"),
+              ("raw floor", report["floor"]["recall"], "#1b9e77"))
+    for offset, (label, stats, color) in zip((-width, 0, width), series, strict=True):
+        values = [stats[p] for p in ("p50", "p95", "p99")]
+        left.bar_label(left.bar(x + offset, values, width, label=label, color=color), fmt="%.1f", fontsize=7)
     left.set_xticks(x, ["p50", "p95", "p99"])
     left.set_ylabel("recall latency (ms)")
-    left.set_title(f"Recall, k=10 (p95 ratio {report['ratios']['recall_p95_http_over_floor']:.2f}x)")
+    ratios = report["ratios"]
+    left.set_title(f"Recall, k=10 (p95 vs floor: {ratios['recall_p95_http_over_floor']:.2f}x default, "
+                   f"{ratios['hybrid_recall_p95_http_over_floor']:.2f}x hybrid)", fontsize=10)
     left.legend()
     values = [report["http"]["ingest"]["per_s"], report["floor"]["ingest"]["per_s"]]
-    right.bar_label(right.bar(["HTTP batch", "raw floor"], values, color=[c for *_, c in series]),
+    right.bar_label(right.bar(["HTTP batch", "raw floor"], values, color=["#d95f02", "#1b9e77"]),
                     fmt="%.0f", fontsize=8)
     right.set_ylabel("memories / s")
     right.set_title(f"Ingest (ratio {report['ratios']['ingest_http_over_floor']:.0%})")
@@ -278,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.rmtree(data_dir, ignore_errors=True)
 
     ratios = {"ingest_http_over_floor": http["ingest"]["per_s"] / floor["ingest"]["per_s"],
-              "recall_p95_http_over_floor": http["recall"]["p95"] / floor["recall"]["p95"]}
+              "recall_p95_http_over_floor": http["recall"]["p95"] / floor["recall"]["p95"],
+              "hybrid_recall_p95_http_over_floor": http["recall_hybrid"]["p95"] / floor["recall"]["p95"]}
     targets = {"recall_p95_le_3x_floor": ratios["recall_p95_http_over_floor"] <= 3.0,
+               "hybrid_recall_p95_le_3x_floor": ratios["hybrid_recall_p95_http_over_floor"] <= 3.0,
                "ingest_ge_50pct_floor": ratios["ingest_http_over_floor"] >= 0.5}
     report = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -289,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"n": args.n, "batch": args.batch, "queries": args.queries, "warmup": WARMUP,
                        "k": 10, "seed": 42, "embedder_batch": 64},
         "phase_order": ["setup (manage.py)", "floor ingest", "floor recall", "daphne start",
-                        "http ingest", "http recall"],
+                        "http ingest", "http recall (server default mode)", "http recall (hybrid)"],
         "notes": ["The floor runs in the bench process before Daphne starts: the two never share CPU.",
                   "One untimed recall loads the server's embedder before the timed HTTP ingest.",
                   f"Latency excludes {WARMUP} warm-up queries; requests are sequential, one connection.",
@@ -311,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
         h, f = http["recall"][p], floor["recall"][p]
         print(f"{'recall ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
     for name, stage in http["recall"].get("server_timing", {}).items():
+        print(f"{'  server ' + name:18}{stage['p50']:10.1f} p50 {stage['p95']:6.1f} p95")
+    for p in ("p50", "p95", "p99"):
+        h, f = http["recall_hybrid"][p], floor["recall"][p]
+        print(f"{'hybrid ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
+    for name, stage in http["recall_hybrid"]["server_timing"].items():
         print(f"{'  server ' + name:18}{stage['p50']:10.1f} p50 {stage['p95']:6.1f} p95")
     for name, verdict in report["targets"].items():
         print(f"target {name}: {verdict.upper()}")
