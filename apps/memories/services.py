@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
 
 log = logging.getLogger(__name__)
+
+#: Threads for the vector side of hybrid recalls (one per concurrent hybrid recall).
+_channel_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="recall-vector")
 
 #: Fields an edit may change and that a version records.
 EDITABLE_FIELDS = (
@@ -199,17 +203,33 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     result = RecallResult(ns, params["query"], k, [])
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
     vector = None
-    if mode in ("vector", "hybrid"):
+
+    def embed() -> None:
+        nonlocal vector
         with _Stopwatch(result.timings, "embed"):
             vector = get_embedder().embed([params["query"]])[0]
+
     # Each channel proposes more than k in hybrid mode so the fusion has candidates to
     # agree on. If SQL drops hits (expired, just deleted), the search widens.
     pool = k if mode != "hybrid" else max(4 * k, settings.MEMORYWEB_HYBRID_POOL)
     while True:
         channels: dict[str, list[tuple[uuid.UUID, float]]] = {}
-        if vector is not None:
+        if mode == "hybrid":
+            # The vector side (model + Chroma, no database) runs on a helper thread
+            # while this thread asks SQL; both release the GIL while they work.
+            def vector_side(size: int) -> list[tuple[uuid.UUID, float]]:
+                if vector is None:
+                    embed()
+                return _vector_channel(ns, vector, filters, size, excluded, result)
+
+            pending = _channel_pool.submit(vector_side, pool)
+            channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
+            channels["vector"] = pending.result()
+        elif mode == "vector":
+            if vector is None:
+                embed()
             channels["vector"] = _vector_channel(ns, vector, filters, pool, excluded, result)
-        if mode in ("lexical", "hybrid"):
+        else:
             channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
         scored = channels[mode] if mode != "hybrid" else fusion.fuse(
             channels, settings.MEMORYWEB_FUSION, settings.MEMORYWEB_FUSION_WEIGHTS)
