@@ -1,64 +1,84 @@
-"""Fusing ranked lists from several recall channels into one ranking."""
+"""Fusing ranked lists from several recall channels into one ranking.
+
+Every fused score is the sum of per-channel contributions, and those contributions are
+kept, so ``explain`` can show how each result got its score and the parts add up.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 #: The usual RRF constant (Cormack et al. 2009): dampens the weight of top ranks.
 RRF_K = 60
 
+Channels = Mapping[str, Sequence[tuple[Hashable, float]]]
 
-def reciprocal_rank(channels: Mapping[str, Sequence[tuple[Hashable, float]]],
-                    weights: Mapping[str, float] | None = None,
-                    k: int = RRF_K) -> list[tuple[Hashable, float]]:
+
+@dataclass
+class Fused:
+    item: Hashable
+    score: float = 0.0
+    #: channel -> {"raw": engine score, "rank": 1-based, "contribution": share of score}
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _collect(channels: Channels, contribution) -> list[Fused]:
+    fused: dict[Hashable, Fused] = {}
+    for name, ranked in channels.items():
+        for rank, (item, raw) in enumerate(ranked, start=1):
+            entry = fused.setdefault(item, Fused(item))
+            share = contribution(name, rank, raw)
+            entry.parts[name] = {"raw": raw, "rank": rank, "contribution": share}
+            entry.score += share
+    return sorted(fused.values(), key=lambda entry: entry.score, reverse=True)
+
+
+def reciprocal_rank(channels: Channels, weights: Mapping[str, float] | None = None,
+                    k: int = RRF_K) -> list[Fused]:
     """Reciprocal-rank fusion, scaled so that rank 1 in every channel scores 1.0.
 
-    Each channel is a best-first list of (id, raw score); raw scores are ignored, only
-    ranks count, which makes channels with incomparable scales (cosine, BM25) fusable.
+    Raw scores are ignored, only ranks count, which makes channels with incomparable
+    scales (cosine, BM25) fusable.
     """
     weights = weights or {}
-    total: dict[Hashable, float] = {}
-    best = 0.0
-    for name, ranked in channels.items():
-        weight = weights.get(name, 1.0)
-        best += weight / (k + 1)
-        for rank, (item, _) in enumerate(ranked, start=1):
-            total[item] = total.get(item, 0.0) + weight / (k + rank)
+    best = sum(weights.get(name, 1.0) / (k + 1) for name in channels)
     if not best:
         return []
-    fused = sorted(total.items(), key=lambda pair: pair[1], reverse=True)
-    return [(item, score / best) for item, score in fused]
+    return _collect(channels, lambda name, rank, raw: weights.get(name, 1.0) / (k + rank) / best)
 
 
-def weighted_scores(channels: Mapping[str, Sequence[tuple[Hashable, float]]],
-                    weights: Mapping[str, float] | None = None) -> list[tuple[Hashable, float]]:
-    """Weighted sum of per-channel scores, each scaled to 0..1 by the channel's best.
+def weighted_scores(channels: Channels, weights: Mapping[str, float] | None = None) -> list[Fused]:
+    """Weighted sum of per-channel scores, each scaled to 0..1 over the channel's candidates.
 
     Unlike RRF this keeps how much better one candidate is than the next: a keyword hit
     with twice the BM25 of the runner-up counts for more than one that barely leads. A
-    candidate missing from a channel scores 0 there.
+    candidate missing from a channel gets nothing from it.
     """
     weights = weights or {}
-    total: dict[Hashable, float] = {}
-    norm = 0.0
-    for name, ranked in channels.items():
-        weight = weights.get(name, 1.0)
-        norm += weight
-        if not ranked:
-            continue
-        top = max(score for _, score in ranked)
-        low = min(score for _, score in ranked)
-        span = (top - low) or 1.0
-        for item, score in ranked:
-            total[item] = total.get(item, 0.0) + weight * (score - low) / span
+    norm = sum(weights.get(name, 1.0) for name in channels)
     if not norm:
         return []
-    fused = sorted(total.items(), key=lambda pair: pair[1], reverse=True)
-    return [(item, score / norm) for item, score in fused]
+    bounds = {}
+    for name, ranked in channels.items():
+        scores = [score for _, score in ranked] or [0.0]
+        low, top = min(scores), max(scores)
+        bounds[name] = (low, (top - low) or 1.0)
+
+    def contribution(name: str, rank: int, raw: float) -> float:
+        low, span = bounds[name]
+        return weights.get(name, 1.0) * (raw - low) / span / norm
+
+    return _collect(channels, contribution)
 
 
-def fuse(channels: Mapping[str, Sequence[tuple[Hashable, float]]], method: str,
-         weights: Mapping[str, float] | None = None) -> list[tuple[Hashable, float]]:
+def single(channel: str, ranked: Sequence[tuple[Hashable, float]]) -> list[Fused]:
+    """One channel: its own score, its own rank (for a uniform explain output)."""
+    return [Fused(item, raw, {channel: {"raw": raw, "rank": rank, "contribution": raw}})
+            for rank, (item, raw) in enumerate(ranked, start=1)]
+
+
+def fuse(channels: Channels, method: str, weights: Mapping[str, float] | None = None) -> list[Fused]:
     if method == "rrf":
         return reciprocal_rank(channels, weights)
     if method == "weighted":

@@ -194,7 +194,10 @@ class RecallInput(StrictSerializer):
     mode = serializers.ChoiceField(
         choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE,
         help_text="vector: meaning (Chroma); lexical: keywords (SQL full text); "
-        "hybrid: both, fused by reciprocal rank.")
+        "hybrid: both, fused.")
+    explain = serializers.BooleanField(
+        default=False, help_text="Add each channel's raw score, rank and contribution per result, "
+        "and the query as the lexical engine saw it.")
     filters = RecallFilters(required=False)
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
@@ -222,6 +225,7 @@ class IngestAndRecallInput(MemoryInput):
     query = TextField(required=False)
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
     mode = serializers.ChoiceField(choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE)
+    explain = serializers.BooleanField(default=False)
     filters = RecallFilters(required=False)
 
     def validate_query(self, value: str) -> str:

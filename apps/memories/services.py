@@ -46,6 +46,8 @@ EDITABLE_FIELDS = (
 class RecallHit:
     memory: Memory
     score: float
+    #: channel -> {"raw", "rank", "contribution"}; contributions add up to ``score``.
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 # --- ingest -----------------------------------------------------------------------
@@ -172,6 +174,8 @@ class RecallResult:
     hits: list[RecallHit]
     #: The keyword query as the lexical engine saw it (lexical and hybrid modes).
     lexical_query: str | None = None
+    mode: str = "vector"
+    explain: bool = False
     #: Milliseconds per stage (embed, vector, sql), for Server-Timing and metrics.
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -200,7 +204,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     authorize(principal, ns.pk, Action.READ)
     k, mode = params["k"], params["mode"]
     filters = params.get("filters") or {}
-    result = RecallResult(ns, params["query"], k, [])
+    result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"])
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
     vector = None
 
@@ -231,7 +235,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
             channels["vector"] = _vector_channel(ns, vector, filters, pool, excluded, result)
         else:
             channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
-        scored = channels[mode] if mode != "hybrid" else fusion.fuse(
+        scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, settings.MEMORYWEB_FUSION, settings.MEMORYWEB_FUSION_WEIGHTS)
         with _Stopwatch(result.timings, "sql"):
             result.hits = _hydrate(ns, scored, k)
@@ -246,7 +250,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     return result
 
 
-def _hydrate(ns: Namespace, scored: Sequence[tuple[uuid.UUID, float]], k: int) -> list[RecallHit]:
+def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], k: int) -> list[RecallHit]:
     """The first k ranked ids that are live rows of ``ns``, loaded from SQL.
 
     Loads k rows first (rows are rarely missing) and only reads further
@@ -260,9 +264,9 @@ def _hydrate(ns: Namespace, scored: Sequence[tuple[uuid.UUID, float]], k: int) -
     start, size = 0, k
     while len(hits) < k and start < len(scored):
         window = scored[start : start + size]
-        rows = Memory.objects.in_bulk([pk for pk, _ in window])
-        hits += [RecallHit(rows[pk], score) for pk, score in window
-                 if pk in rows and rows[pk].namespace_id == ns.pk and rows[pk].is_live(now)]
+        rows = Memory.objects.in_bulk([entry.item for entry in window])
+        hits += [RecallHit(rows[e.item], e.score, e.parts) for e in window
+                 if e.item in rows and rows[e.item].namespace_id == ns.pk and rows[e.item].is_live(now)]
         start, size = start + size, size * 2
     return hits[:k]
 
@@ -430,7 +434,7 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     schemas.validate(schemas.IngestAndRecallInput, data)
-    recall_keys = ("query", "k", "mode", "filters")
+    recall_keys = ("query", "k", "mode", "explain", "filters")
     memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])

@@ -1,23 +1,43 @@
-"""Fusion of ranked channels."""
+"""Fusion of ranked channels: order, scale, and contributions that add up."""
+
+import pytest
 
 from apps.memories import fusion
 
 
+def _scores(fused):
+    return {f.item: f.score for f in fused}
+
+
 def test_rrf_top_of_every_channel_scores_one():
     fused = fusion.reciprocal_rank({"a": [("x", 9.0), ("y", 1.0)], "b": [("x", 0.5), ("z", 0.4)]})
-    assert fused[0] == ("x", 1.0)
-    assert {item for item, _ in fused} == {"x", "y", "z"}
+    assert (fused[0].item, fused[0].score) == ("x", pytest.approx(1.0))
+    assert set(_scores(fused)) == {"x", "y", "z"}
 
 
 def test_weighted_uses_score_gaps_and_weights():
-    channels = {"vector": [("a", 0.9), ("b", 0.8), ("c", 0.1)], "lexical": [("c", 10.0), ("b", 1.0)]}
-    equal = dict(fusion.weighted_scores(channels, {"vector": 1, "lexical": 1}))
-    assert equal["c"] > equal["b"] > equal["a"] * 0  # c: best keyword hit wins with equal weights
+    channels = {"vector": [("a", 0.9), ("b", 0.8), ("c", 0.5), ("d", 0.1)],
+                "lexical": [("c", 10.0), ("b", 1.0)]}
+    equal = _scores(fusion.weighted_scores(channels, {"vector": 1, "lexical": 1}))
+    # c: middling by meaning, far ahead by keywords; b barely leads c by meaning
+    assert equal["c"] == pytest.approx(0.75) and equal["c"] > equal["a"] > equal["b"]
     vector_heavy = fusion.weighted_scores(channels, {"vector": 10, "lexical": 1})
-    assert vector_heavy[0][0] == "a"
-    assert all(0.0 <= score <= 1.0 for _, score in vector_heavy)
+    assert vector_heavy[0].item == "a"
+    assert all(0.0 <= f.score <= 1.0 for f in vector_heavy)
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+def test_contributions_add_up_to_the_score(method):
+    channels = {"vector": [("a", 0.9), ("b", 0.7), ("c", 0.2)], "lexical": [("b", 7.0), ("d", 3.0)]}
+    for entry in fusion.fuse(channels, method, {"vector": 1.0, "lexical": 2.0}):
+        assert sum(p["contribution"] for p in entry.parts.values()) == pytest.approx(entry.score)
+        for name, part in entry.parts.items():
+            ranked = [item for item, _ in channels[name]]
+            assert ranked.index(entry.item) + 1 == part["rank"]
 
 
 def test_empty_channels_fuse_to_nothing():
     assert fusion.fuse({"vector": [], "lexical": []}, "weighted") == []
     assert fusion.fuse({"vector": [], "lexical": []}, "rrf") == []
+    with pytest.raises(ValueError):
+        fusion.fuse({}, "magic")

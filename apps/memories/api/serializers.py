@@ -52,7 +52,9 @@ class MemorySerializer(serializers.ModelSerializer):
 class RecallResultSerializer(MemorySerializer):
     """Schema only: the recall view adds ``score`` to MemorySerializer's rows."""
 
-    score = serializers.FloatField(help_text="Cosine similarity to the query, -1..1.")
+    score = serializers.FloatField(help_text="Vector mode: cosine similarity; hybrid: fused 0..1.")
+    explain = serializers.DictField(required=False, help_text="With explain: per channel "
+                                    "{raw, rank, contribution}; contributions add up to score.")
 
     class Meta(MemorySerializer.Meta):
         fields = [*MemorySerializer.Meta.fields, "score"]
@@ -63,7 +65,10 @@ class RecallResponseSerializer(serializers.Serializer):
     namespace = serializers.CharField()
     query = serializers.CharField()
     k = serializers.IntegerField()
+    mode = serializers.CharField()
     results = RecallResultSerializer(many=True)
+    explain = serializers.DictField(required=False, help_text="With explain: mode, fusion method, "
+                                    "weights and the query as the lexical engine saw it.")
 
 
 class MemoryVersionSerializer(serializers.ModelSerializer):

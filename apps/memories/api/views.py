@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -34,12 +35,16 @@ def _query_namespace(request) -> str | None:
     return request.query_params.get("namespace") or None
 
 
-def _hits(hits) -> list[dict]:
+def _hits(hits, explain: bool = False) -> list[dict]:
     # One serializer for the whole list: DRF builds a ModelSerializer's fields per
     # instance, which cost more than the recall itself when done per hit.
     rows = MemorySerializer([hit.memory for hit in hits], many=True).data
     for row, hit in zip(rows, hits, strict=True):
         row["score"] = round(hit.score, 6)
+        if explain:
+            row["explain"] = {channel: {"raw": part["raw"], "rank": part["rank"],
+                                        "contribution": part["contribution"]}
+                              for channel, part in hit.parts.items()}
     return rows
 
 
@@ -104,12 +109,21 @@ class RecallView(APIView):
         start = time.perf_counter()
         result = services.recall(request.user, request.data, namespace=_query_namespace(request))
         result.timings["service"] = (time.perf_counter() - start) * 1000
-        response = Response({
+        body = {
             "namespace": result.namespace.slug,
             "query": result.query,
             "k": result.k,
-            "results": _hits(result.hits),
-        })
+            "mode": result.mode,
+            "results": _hits(result.hits, result.explain),
+        }
+        if result.explain:
+            body["explain"] = {
+                "mode": result.mode,
+                "fusion": settings.MEMORYWEB_FUSION if result.mode == "hybrid" else None,
+                "weights": settings.MEMORYWEB_FUSION_WEIGHTS if result.mode == "hybrid" else None,
+                "lexical_query": result.lexical_query,
+            }
+        response = Response(body)
         response["Server-Timing"] = ", ".join(
             f"{stage};dur={ms:.2f}" for stage, ms in result.timings.items())
         return response
