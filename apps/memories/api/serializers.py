@@ -57,7 +57,7 @@ class RecallResultSerializer(MemorySerializer):
                                     "{raw, rank, contribution}; contributions add up to score.")
 
     class Meta(MemorySerializer.Meta):
-        fields = [*MemorySerializer.Meta.fields, "score"]
+        fields = [*MemorySerializer.Meta.fields, "score", "explain"]
         read_only_fields = fields
 
 
