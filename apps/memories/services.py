@@ -197,7 +197,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     """The ``k`` memories that best answer ``query`` among those matching the filters.
 
     ``mode`` picks the channels: ``vector`` (meaning, Chroma), ``lexical`` (keywords,
-    the SQL full-text index) or ``hybrid`` (both, fused by reciprocal rank).
+    the SQL full-text index) or ``hybrid`` (both, fused: ``MEMORYWEB_FUSION``). Every
+    hit keeps its per-channel parts for ``explain``.
     """
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
