@@ -58,6 +58,11 @@ class NotFound(ServiceError):
     code = "not_found"
 
 
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
 class Unavailable(ServiceError):
     status = 503
     code = "unavailable"

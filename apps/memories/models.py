@@ -67,6 +67,10 @@ class Memory(models.Model):
 
     objects = MemoryQuerySet.as_manager()
 
+    #: Set by ingest on the instance it returns (not stored): True when identical content
+    #: already lived in the namespace and that memory is returned instead of a new one.
+    duplicate = False
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "memories"
@@ -145,3 +149,25 @@ class IndexOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.op} {self.memory_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """What an ingest with an ``Idempotency-Key`` produced, so a retry replays it.
+
+    Scoped to the namespace and the caller; the body's hash tells a retry from a
+    different request that reuses the key (refused with 409).
+    """
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    principal = models.CharField(max_length=160)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    memory_ids = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "principal", "key"],
+                                               name="idempotency_unique")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -7,6 +7,9 @@ indexes after the commit. Doors only translate their protocol.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -16,14 +19,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models.fields.json import KeyTransform
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput, NotFound, PermissionDenied, ServiceError, Unavailable
+from apps.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    Unavailable,
+)
 from apps.memories import fusion, indexing, lexical, recall_stats, schemas
 from apps.memories.embeddings import get_embedder
-from apps.memories.models import IndexOutbox, Memory, MemoryTag, MemoryVersion, content_hash
+from apps.memories.models import (
+    IdempotencyRecord,
+    IndexOutbox,
+    Memory,
+    MemoryTag,
+    MemoryVersion,
+    content_hash,
+)
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
@@ -52,20 +69,26 @@ class RecallHit:
 
 # --- ingest -----------------------------------------------------------------------
 
-def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None = None) -> Memory:
-    """Store one memory for ``principal`` (agent role or above)."""
+def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None = None, *,
+           idempotency_key: str | None = None) -> Memory:
+    """Store one memory for ``principal`` (agent role or above).
+
+    Identical content already live in the namespace is not stored twice: that memory is
+    returned with ``duplicate = True``. With an ``idempotency_key`` a retry of the same
+    request returns what the first one stored.
+    """
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     ns = resolve_namespace(principal, data.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.INGEST)
     cleaned = schemas.validate(schemas.MemoryInput, data)
     _check_same_namespace(ns, cleaned, "namespace")
-    return _store(principal, ns, [cleaned])[0]
+    return _store_once(principal, ns, [cleaned], idempotency_key, data)[0]
 
 
 def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
-                namespace: str | None = None) -> list[Memory]:
-    """Store up to ``max_batch`` memories in one namespace, all or nothing."""
+                namespace: str | None = None, *, idempotency_key: str | None = None) -> list[Memory]:
+    """Store up to ``max_batch`` memories in one namespace, all or nothing (dedup as ingest)."""
     limit = settings.MEMORYWEB_LIMITS["max_batch"]
     if not items:
         raise InvalidInput("no memories given.", field="memories")
@@ -79,7 +102,7 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
         data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
         _check_same_namespace(ns, data, f"memories[{i}].namespace")
         cleaned.append(data)
-    return _store(principal, ns, cleaned)
+    return _store_once(principal, ns, cleaned, idempotency_key, list(items))
 
 
 def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> None:
@@ -89,27 +112,85 @@ def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> No
                            field=field)
 
 
+def _store_once(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
+                idempotency_key: str | None, raw: Any) -> list[Memory]:
+    """``_store`` behind an optional Idempotency-Key: a retry replays the first result."""
+    if not idempotency_key:
+        return _store(principal, ns, cleaned)
+    if len(idempotency_key) > 255:
+        raise InvalidInput("Idempotency-Key is at most 255 characters.", field="Idempotency-Key")
+    request_hash = hashlib.sha256(
+        json.dumps(raw, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+    scope = {"namespace": ns, "principal": principal.label, "key": idempotency_key}
+    record = IdempotencyRecord.objects.filter(**scope).first()
+    if record is None:
+        memories = _store(principal, ns, cleaned)
+        try:
+            with transaction.atomic():
+                IdempotencyRecord.objects.create(**scope, request_hash=request_hash,
+                                                 memory_ids=[str(m.pk) for m in memories])
+            return memories
+        except IntegrityError:  # a concurrent retry recorded first: answer as it did
+            record = IdempotencyRecord.objects.get(**scope)
+    if record.request_hash != request_hash:
+        raise Conflict("this Idempotency-Key was used for a different request.",
+                       field="Idempotency-Key")
+    rows = Memory.objects.select_related("namespace").in_bulk(record.memory_ids)
+    replayed = []
+    for memory_id in record.memory_ids:
+        memory = rows.get(uuid.UUID(memory_id))
+        if memory is None:
+            raise Conflict("what this Idempotency-Key stored has since been deleted.",
+                           field="Idempotency-Key")
+        memory.duplicate = True
+        replayed.append(memory)
+    return replayed
+
+
 def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -> list[Memory]:
-    """Write validated memories + tag rows + outbox in one transaction, then index."""
-    embeddings = indexing.embed_contents([d["content"] for d in cleaned])
+    """Write validated memories + tag rows + outbox in one transaction, then index.
+
+    Content identical (after whitespace normalisation) to a live memory of the
+    namespace, or to an earlier item of the same batch, is not written again: the
+    existing memory takes its place in the result, marked ``duplicate``.
+    """
+    hashes = [content_hash(d["content"]) for d in cleaned]
+    existing: dict[str, Memory] = {}
+    for memory in (Memory.objects.live().select_related("namespace")
+                   .filter(namespace=ns, content_hash__in=set(hashes)).order_by("-created_at")):
+        existing[memory.content_hash] = memory  # oldest wins
     now = timezone.now()
-    memories = [
-        Memory(
-            id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
-            content_hash=content_hash(d["content"]), created_at=now, updated_at=now, **d,
-        )
-        for d in cleaned
-    ]
-    with transaction.atomic():
-        Memory.objects.bulk_create(memories)
-        MemoryTag.objects.bulk_create(
-            [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags]
-        )
-        outbox = IndexOutbox.objects.bulk_create(
-            [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT) for m in memories]
-        )
-    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
-    return memories
+    fresh: dict[str, Memory] = {}
+    for data, digest in zip(cleaned, hashes, strict=True):
+        if digest not in existing and digest not in fresh:
+            fresh[digest] = Memory(id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
+                                   content_hash=digest, created_at=now, updated_at=now, **data)
+    memories = list(fresh.values())
+    if memories:
+        embeddings = indexing.embed_contents([m.content for m in memories])
+        with transaction.atomic():
+            Memory.objects.bulk_create(memories)
+            MemoryTag.objects.bulk_create(
+                [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags]
+            )
+            outbox = IndexOutbox.objects.bulk_create(
+                [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT) for m in memories]
+            )
+        indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+    result = []
+    returned: set[str] = set()
+    for digest in hashes:
+        if digest in existing:
+            memory = existing[digest]
+            memory.duplicate = True
+        else:
+            memory = fresh[digest]
+            if digest in returned:  # the same content twice in one batch
+                memory = copy.copy(memory)
+                memory.duplicate = True
+        returned.add(digest)
+        result.append(memory)
+    return result
 
 
 # --- read ---------------------------------------------------------------------------

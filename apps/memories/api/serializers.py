@@ -79,7 +79,9 @@ class MemoryVersionSerializer(serializers.ModelSerializer):
 
 class BatchResponseSerializer(serializers.Serializer):
     count = serializers.IntegerField()
-    results = MemorySerializer(many=True)
+    created = serializers.IntegerField(help_text="New memories stored.")
+    duplicates = serializers.IntegerField(help_text="Items whose content was already stored.")
+    results = MemorySerializer(many=True, help_text="In request order, each with duplicate.")
 
 
 class ErrorSerializer(serializers.Serializer):

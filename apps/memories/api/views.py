@@ -35,6 +35,10 @@ def _query_namespace(request) -> str | None:
     return request.query_params.get("namespace") or None
 
 
+def _idempotency_key(request) -> str | None:
+    return request.headers.get("Idempotency-Key") or None
+
+
 def _hits(hits, explain: bool = False) -> list[dict]:
     # One serializer for the whole list: DRF builds a ModelSerializer's fields per
     # instance, which cost more than the recall itself when done per hit.
@@ -51,8 +55,12 @@ def _hits(hits, explain: bool = False) -> list[dict]:
 @extend_schema_view(
     list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM]),
     retrieve=extend_schema(summary="Get a memory"),
-    create=extend_schema(summary="Store a memory", request=schemas.MemoryInput,
-                         responses={201: MemorySerializer}),
+    create=extend_schema(
+        summary="Store a memory (identical content: 200 with the existing one, duplicate=true)",
+        request=schemas.MemoryInput, responses={201: MemorySerializer, 200: MemorySerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                                     description="A retry with the same key and body returns "
+                                     "the first result; another body with the key is a 409.")]),
     update=extend_schema(summary="Replace a memory's editable fields (team admin)",
                          request=schemas.MemoryUpdate),
     partial_update=extend_schema(summary="Edit a memory (team admin)", request=schemas.MemoryUpdate),
@@ -67,8 +75,10 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return services.list_memories(self.request.user, self.request.query_params.get("namespace"))
 
     def create(self, request):
-        memory = services.ingest(request.user, request.data, _query_namespace(request))
-        return Response(MemorySerializer(memory).data, status=status.HTTP_201_CREATED)
+        memory = services.ingest(request.user, request.data, _query_namespace(request),
+                                 idempotency_key=_idempotency_key(request))
+        body = {**MemorySerializer(memory).data, "duplicate": memory.duplicate}
+        return Response(body, status=status.HTTP_200_OK if memory.duplicate else status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
         return Response(MemorySerializer(services.get(request.user, pk)).data)
@@ -86,14 +96,21 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(summary="Store up to 1,000 memories, all or nothing",
+                   parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR,
+                                                OpenApiParameter.HEADER)],
                    request=MemoryBatchRequestSerializer, responses={201: BatchResponseSerializer})
     @action(detail=False, methods=["post"], filterset_class=None, pagination_class=None)
     def batch(self, request):
         body = schemas.validate(schemas.MemoryBatchInput, request.data)
         memories = services.ingest_many(request.user, body["memories"],
-                                        namespace=body.get("namespace") or _query_namespace(request))
-        return Response({"count": len(memories), "results": MemorySerializer(memories, many=True).data},
-                        status=status.HTTP_201_CREATED)
+                                        namespace=body.get("namespace") or _query_namespace(request),
+                                        idempotency_key=_idempotency_key(request))
+        rows = MemorySerializer(memories, many=True).data
+        for row, memory in zip(rows, memories, strict=True):
+            row["duplicate"] = memory.duplicate
+        duplicates = sum(m.duplicate for m in memories)
+        return Response({"count": len(memories), "created": len(memories) - duplicates,
+                         "duplicates": duplicates, "results": rows}, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Edit history of a memory", responses=MemoryVersionSerializer(many=True))
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
@@ -135,7 +152,8 @@ class IngestAndRecallView(APIView):
                    responses={201: IngestAndRecallResponseSerializer})
     def post(self, request):
         result = services.ingest_and_recall(request.user, request.data, _query_namespace(request))
-        body = {"memory": MemorySerializer(result.memory).data, "results": _hits(result.hits)}
+        body = {"memory": {**MemorySerializer(result.memory).data, "duplicate": result.memory.duplicate},
+                "results": _hits(result.hits)}
         if result.recall_error:
             body["recall_error"] = result.recall_error.as_dict()["error"]
         return Response(body, status=status.HTTP_201_CREATED)
