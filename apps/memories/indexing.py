@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.background import run_every
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.vectorstore import chroma_metadata, get_vector_store
@@ -229,19 +229,10 @@ _drainer: threading.Thread | None = None
 def start_background_drain(interval: float) -> None:
     """Drain the outbox every ``interval`` seconds in this process (the web server)."""
     global _drainer
-    if interval <= 0 or _drainer is not None:
-        return
+    if interval > 0 and _drainer is None:
+        _drainer = run_every(interval, _drain_backlog, "outbox-drain")
 
-    def run() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval):
-            try:
-                if IndexOutbox.objects.exists():
-                    drain_outbox(limit=1000)
-            except Exception:
-                log.exception("background outbox drain failed")
-            finally:
-                close_old_connections()
 
-    _drainer = threading.Thread(target=run, name="outbox-drain", daemon=True)
-    _drainer.start()
+def _drain_backlog() -> None:
+    if IndexOutbox.objects.exists():
+        drain_outbox(limit=1000)

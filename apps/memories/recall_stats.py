@@ -11,7 +11,6 @@ loses at most that window of counts. ``0`` writes them inline (the test settings
 from __future__ import annotations
 
 import atexit
-import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -19,11 +18,10 @@ from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.db.models import F
 from django.utils import timezone
 
-log = logging.getLogger(__name__)
+from apps.core.background import run_every
 
 
 class RecallStatsBuffer:
@@ -42,8 +40,7 @@ class RecallStatsBuffer:
             self._counts.update(ids)
             self._last = when
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="recall-stats", daemon=True)
-                self._thread.start()
+                self._thread = run_every(self.interval, self.flush, "recall-stats")
 
     def flush(self) -> int:
         """Write what is buffered; returns the number of memories touched."""
@@ -53,16 +50,6 @@ class RecallStatsBuffer:
         if counts and when:
             self._write(counts, when)
         return len(counts)
-
-    def _run(self) -> None:
-        stop = threading.Event()
-        while not stop.wait(self.interval):
-            try:
-                self.flush()
-            except Exception:  # keep the thread alive; a lost batch of counts is tolerable
-                log.exception("recall stats flush failed")
-            finally:
-                close_old_connections()
 
     @staticmethod
     def _write(counts: Counter[UUID], when: datetime) -> None:
