@@ -288,35 +288,13 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     filters = params.get("filters") or {}
     result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"])
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
-    vector = None
-
-    def embed() -> None:
-        nonlocal vector
-        with _Stopwatch(result.timings, "embed"):
-            vector = get_embedder().embed([params["query"]])[0]
-
     # Each channel proposes more than k in hybrid mode so the fusion has candidates to
     # agree on. If SQL drops hits (expired, just deleted), the search widens.
     pool = k if mode != "hybrid" else max(4 * k, settings.MEMORYWEB_HYBRID_POOL)
+    embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
     while True:
-        channels: dict[str, list[tuple[uuid.UUID, float]]] = {}
-        if mode == "hybrid":
-            # The vector side (model + Chroma, no database) runs on a helper thread
-            # while this thread asks SQL; both release the GIL while they work.
-            def vector_side(size: int) -> list[tuple[uuid.UUID, float]]:
-                if vector is None:
-                    embed()
-                return _vector_channel(ns, vector, filters, size, excluded, result)
-
-            pending = _channel_pool.submit(vector_side, pool)
-            channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
-            channels["vector"] = pending.result()
-        elif mode == "vector":
-            if vector is None:
-                embed()
-            channels["vector"] = _vector_channel(ns, vector, filters, pool, excluded, result)
-        else:
-            channels["lexical"] = _lexical_channel(ns, params["query"], filters, pool, excluded, result)
+        channels = _search_channels(ns, params["query"], mode, filters, pool, excluded, result,
+                                    embedding)
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, settings.MEMORYWEB_FUSION, settings.MEMORYWEB_FUSION_WEIGHTS)
         with _Stopwatch(result.timings, "sql"):
@@ -325,8 +303,6 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
         if len(result.hits) >= k or exhausted or pool >= 8 * k + 64:
             break
         pool *= 4
-    for hit in result.hits:
-        hit.memory.namespace = ns  # all from one namespace: no join, no per-row query
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
     return result
@@ -350,12 +326,37 @@ def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], k: int) -> list[Reca
         hits += [RecallHit(rows[e.item], e.score, e.parts) for e in window
                  if e.item in rows and rows[e.item].namespace_id == ns.pk and rows[e.item].is_live(now)]
         start, size = start + size, size * 2
+    for hit in hits:
+        hit.memory.namespace = ns  # all from one namespace: no join, no per-row query
     return hits[:k]
 
 
-def _vector_channel(ns: Namespace, vector, filters: Mapping[str, Any], n: int,
-                    excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
+def _search_channels(ns: Namespace, query: str, mode: str, filters: Mapping[str, Any], n: int,
+                     excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
+                     ) -> dict[str, list[tuple[uuid.UUID, float]]]:
+    """Ask each channel of ``mode`` for ``n`` candidates, best first.
+
+    In hybrid mode the vector side (model + Chroma, no database) runs on a helper thread
+    while this thread asks SQL; both release the GIL while they work.
+    """
+    args = (ns, query, filters, n, excluded, result)
+    if mode == "vector":
+        return {"vector": _vector_channel(*args, embedding)}
+    if mode == "lexical":
+        return {"lexical": _lexical_channel(*args)}
+    pending = _channel_pool.submit(_vector_channel, *args, embedding)
+    lexical_hits = _lexical_channel(*args)
+    return {"lexical": lexical_hits, "vector": pending.result()}
+
+
+def _vector_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: int,
+                    excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
+                    ) -> list[tuple[uuid.UUID, float]]:
     """Nearest neighbours in Chroma (cosine similarity), filters applied inside Chroma."""
+    if "vector" not in embedding:
+        with _Stopwatch(result.timings, "embed"):
+            embedding["vector"] = get_embedder().embed([query])[0]
+    vector = embedding["vector"]
     where = _where(filters)
     try:
         with _Stopwatch(result.timings, "vector"):
