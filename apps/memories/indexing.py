@@ -43,6 +43,14 @@ def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
         return None
 
 
+def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarray | None = None) -> None:
+    """Memories' vectors (embedded now unless given) and filter fields into the collection."""
+    if vectors is None:
+        vectors = get_embedder().embed([m.content for m in memories])
+    get_vector_store().upsert(namespace, [str(m.pk) for m in memories], vectors,
+                              [chroma_metadata(m) for m in memories])
+
+
 def _current(namespace: Namespace) -> Namespace:
     """The namespace as it is now: a reindex may have swapped its collection meanwhile."""
     return Namespace.objects.only("id", "slug", "collection", "reindex_started_at").get(pk=namespace.pk)
@@ -60,11 +68,7 @@ def index_inline(
     """
     try:
         target = _current(namespace)
-        if embeddings is None:
-            embeddings = get_embedder().embed([m.content for m in memories])
-        get_vector_store().upsert(
-            target, [str(m.pk) for m in memories], embeddings, [chroma_metadata(m) for m in memories]
-        )
+        _upsert(target, memories, embeddings)
     except Exception as exc:
         _record_failure(outbox_ids, exc)
         return False
@@ -172,9 +176,7 @@ def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
     store = get_vector_store()
     store.delete(namespace, [i for i in ids if i not in present])
     if memories:
-        vectors = get_embedder().embed([m.content for m in memories])
-        store.upsert(namespace, [str(m.pk) for m in memories], vectors,
-                     [chroma_metadata(m) for m in memories])
+        _upsert(namespace, memories)
         # A delete that committed while we embedded has already unindexed and dropped its
         # outbox row: take back what we just re-added for it.
         still = {str(pk) for pk in Memory.objects.filter(pk__in=list(present)).values_list("pk", flat=True)}
@@ -202,9 +204,7 @@ def reindex_namespace(namespace: Namespace, batch_size: int = 256,
             memories = list(page[:batch_size])
             if not memories:
                 break
-            vectors = get_embedder().embed([m.content for m in memories])
-            store.upsert(building, [str(m.pk) for m in memories], vectors,
-                         [chroma_metadata(m) for m in memories])
+            _upsert(building, memories)
             total += len(memories)
             last_pk = memories[-1].pk
             if progress:
