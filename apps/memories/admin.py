@@ -84,10 +84,9 @@ class MemoryAdmin(SuperuserOnlyAdmin):
         services.delete(Principal.for_user(request.user), obj.pk)
 
     def delete_queryset(self, request, queryset):
-        principal = Principal.for_user(request.user)
         try:
-            for pk in queryset.values_list("pk", flat=True):
-                services.delete(principal, pk)
+            ids = list(queryset.values_list("pk", flat=True))
+            services.delete_many(Principal.for_user(request.user), ids)
         except ServiceError as exc:
             messages.error(request, exc.message)
 

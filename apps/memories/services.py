@@ -462,6 +462,24 @@ def delete(principal: Principal, memory_id: Any) -> None:
     _delete_memories({memory.namespace_id: [memory.pk]})
 
 
+def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
+    """Delete several memories in one transaction: all of them, or none if any is missing
+    or in a namespace where the principal may not edit."""
+    try:
+        pks = {uuid.UUID(str(i)) for i in memory_ids}
+    except ValueError:
+        raise NotFound("memory not found.") from None
+    by_namespace: dict[int, list[uuid.UUID]] = {}
+    for ns_id, pk in Memory.objects.for_principal(principal).filter(pk__in=pks).values_list(
+            "namespace_id", "pk"):
+        by_namespace.setdefault(ns_id, []).append(pk)
+    if sum(map(len, by_namespace.values())) != len(pks):
+        raise NotFound("memory not found.")
+    for ns_id in by_namespace:
+        authorize(principal, ns_id, Action.EDIT)
+    return _delete_memories(by_namespace)
+
+
 def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
     """Delete every memory stored by ``agent_id`` (system admin), in one or all namespaces."""
     if not principal.is_system_admin:

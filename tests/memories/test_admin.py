@@ -124,3 +124,13 @@ def test_system_key_with_namespace_is_refused_in_admin(admin_client, alpha):
     })
     assert response.status_code == 200
     assert not ApiKey.objects.filter(agent_id="root2").exists()
+
+
+def test_bulk_delete_action_goes_through_the_service_in_one_go(admin_client, stored, alpha):
+    ids = [stored(f"bulk note {i}")["id"] for i in range(3)]
+    keep = stored("keep me")["id"]
+    response = admin_client.post("/admin/memories/memory/", {
+        "action": "delete_selected", "_selected_action": ids, "post": "yes"})
+    assert response.status_code == 302
+    assert [str(pk) for pk in Memory.objects.values_list("pk", flat=True)] == [keep]
+    assert get_vector_store().all_ids(alpha) == {keep}

@@ -222,3 +222,19 @@ def test_agent_naming_another_namespace_is_404(agent, beta):
     response = agent.post("/api/v1/memories", {"content": "x", "namespace": "beta"})
     assert response.status_code == 404
     assert Memory.objects.count() == 0
+
+
+def test_delete_many_is_all_or_nothing(agent, team_admin, outsider):
+    from apps.core.errors import NotFound, PermissionDenied
+    from apps.memories import services
+    from apps.tenancy.principal import Principal
+
+    mine = [agent.post("/api/v1/memories", {"content": f"note {i}"}).json()["id"] for i in range(2)]
+    theirs = outsider.post("/api/v1/memories", {"content": "beta note"}).json()["id"]
+    with pytest.raises(NotFound):  # one id outside the admin's tenant: nothing is deleted
+        services.delete_many(Principal.for_key(team_admin.key), [*mine, theirs])
+    with pytest.raises(PermissionDenied):  # an agent may not delete
+        services.delete_many(Principal.for_key(agent.key), mine)
+    assert Memory.objects.count() == 3
+    assert services.delete_many(Principal.for_key(team_admin.key), mine) == 2
+    assert list(Memory.objects.values_list("content", flat=True)) == ["beta note"]
