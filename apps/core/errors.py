@@ -28,10 +28,7 @@ class ServiceError(Exception):
             self.code = code
 
     def as_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field:
-            body["field"] = self.field
-        return {"error": body}
+        return envelope(self.code, self.message, self.field)
 
 
 class InvalidInput(ServiceError):
@@ -68,11 +65,16 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+def envelope(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """``{"error": {"code", "message", "field"?}}``: the body of every error MemoryWeb sends."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
-    return JsonResponse({"error": body}, status=status)
+    return {"error": body}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JsonResponse:
+    return JsonResponse(envelope(code, message, field), status=status)
 
 
 def flatten_validation_error(detail: Any, prefix: str = "") -> tuple[str | None, str, str]:
@@ -131,14 +133,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
         field, message, code = flatten_validation_error(exc.detail)
-        body = {"code": code, "message": message}
-        if field:
-            body["field"] = field
-        response.data = {"error": body}
+        response.data = envelope(code, message, field)
         return response
     code = _DRF_CODES.get(type(exc), getattr(exc, "default_code", "error"))
     detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else str(exc)
-    response.data = {"error": {"code": code, "message": str(detail)}}
+    response.data = envelope(code, str(detail))
     if response.status_code == 401:
         response["WWW-Authenticate"] = 'Bearer realm="memoryweb"'
     return response

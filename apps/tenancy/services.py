@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.tenancy.models import ApiKey, Namespace
@@ -25,7 +24,7 @@ _LOOKUP_CHARS = 12  # characters of the random part kept in clear as the lookup 
 #: Agent ids of keys: URL-safe (they appear in /agents/{agent_id}/...) and never of the
 #: form "user:<name>", which names people acting through the admin.
 AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
-SLUG_RE = re.compile(r"^[-a-z0-9_]{1,64}$")
+SLUG_RE = re.compile(r"^[a-z0-9][-a-z0-9_]{0,63}$")
 
 
 def check_agent_id(agent_id: str, field: str = "agent_id") -> str:
@@ -42,7 +41,7 @@ def _hash_key(raw: str) -> str:
 
 
 def create_namespace(slug: str, name: str = "") -> Namespace:
-    if not slug or slugify(slug) != slug:
+    if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise InvalidInput("slug must be lowercase letters, digits, '-' or '_'.", field="slug")
     try:
         with transaction.atomic():

@@ -121,7 +121,7 @@ def test_create_api_key_command_rejects_bad_arguments(alpha, args):
     assert ApiKey.objects.count() == 0
 
 
-@pytest.mark.parametrize("slug", ["Bad Slug", "", "UPPER", "alpha"])
+@pytest.mark.parametrize("slug", ["Bad Slug", "", "UPPER", "alpha", "-leading", "x" * 65])
 def test_create_namespace_command_rejects_bad_or_taken_slug(alpha, slug):
     with pytest.raises(CommandError):
         call_command("create_namespace", slug)

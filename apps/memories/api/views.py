@@ -46,9 +46,7 @@ def _hits(hits, explain: bool = False) -> list[dict]:
     for row, hit in zip(rows, hits, strict=True):
         row["score"] = round(hit.score, 6)
         if explain:
-            row["explain"] = {channel: {"raw": part["raw"], "rank": part["rank"],
-                                        "contribution": part["contribution"]}
-                              for channel, part in hit.parts.items()}
+            row["explain"] = hit.parts  # channel -> {raw, rank, contribution}
     return rows
 
 
