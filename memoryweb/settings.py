@@ -173,10 +173,27 @@ MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # Hybrid fusion: "weighted" (scores scaled per channel) or "rrf" (reciprocal rank).
 # Defaults measured on LoCoMo (docs/recall.md): weighted 1:2 beat RRF at every k.
 MEMORYWEB_FUSION = env.str("MEMORYWEB_FUSION", default="weighted")
+# Hybrid weights: the two channels, then priors scored on their candidates (0..1 each):
+# recency (half-life below, relative to the newest candidate), importance, and the
+# reranker's score when one is configured. The fused score is the weighted mean.
 MEMORYWEB_FUSION_WEIGHTS = {
     "vector": env.float("MEMORYWEB_FUSION_WEIGHT_VECTOR", default=1.0),
     "lexical": env.float("MEMORYWEB_FUSION_WEIGHT_LEXICAL", default=2.0),
+    "recency": env.float("MEMORYWEB_FUSION_WEIGHT_RECENCY", default=0.0),
+    "importance": env.float("MEMORYWEB_FUSION_WEIGHT_IMPORTANCE", default=0.0),
+    "rerank": env.float("MEMORYWEB_FUSION_WEIGHT_RERANK", default=3.0),
 }
+MEMORYWEB_RECENCY_HALF_LIFE_DAYS = env.float("MEMORYWEB_RECENCY_HALF_LIFE_DAYS", default=30.0)
+# Results scoring below this are dropped (unset: none); MMR diversity lambda (unset: off).
+MEMORYWEB_MIN_SCORE = env.float("MEMORYWEB_MIN_SCORE", default=None)
+MEMORYWEB_MMR_LAMBDA = env.float("MEMORYWEB_MMR_LAMBDA", default=None)
+# Optional reranker: dotted path of a class implementing apps.memories.rerank.Reranker;
+# it rescores the top MEMORYWEB_RERANK_DEPTH fused candidates.
+MEMORYWEB_RERANKER = env.str("MEMORYWEB_RERANKER", default="")
+MEMORYWEB_RERANK_DEPTH = env.int("MEMORYWEB_RERANK_DEPTH", default=30)
+# Near-duplicates on ingest: cosine similarity at or above which a new memory is linked
+# (or skipped) per its namespace's policy.
+MEMORYWEB_NEAR_DUPLICATE_THRESHOLD = env.float("MEMORYWEB_NEAR_DUPLICATE_THRESHOLD", default=0.95)
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.

@@ -62,6 +62,14 @@ class Memory(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
+    occurred_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When what the memory records happened (client-supplied, e.g. a session's "
+        "date); time filters and recency use it, falling back to created_at.")
+    near_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates",
+        help_text="An older memory of the namespace this one closely resembles (cosine "
+        "similarity above the namespace's threshold), linked at ingest.")
     content_hash = models.CharField(max_length=64, editable=False)
     version = models.PositiveIntegerField(default=1)
 
@@ -70,6 +78,8 @@ class Memory(models.Model):
     #: Set by ingest on the instance it returns (not stored): True when identical content
     #: already lived in the namespace and that memory is returned instead of a new one.
     duplicate = False
+    #: Set by ingest (not stored): cosine similarity to the near-duplicate it found, if any.
+    near_duplicate_similarity: float | None = None
 
     class Meta:
         ordering = ["-created_at"]
@@ -80,6 +90,7 @@ class Memory(models.Model):
             models.Index(fields=["namespace", "session_id"], name="memory_ns_session"),
             models.Index(fields=["namespace", "content_hash"], name="memory_ns_hash"),
             models.Index(fields=["agent_id"], name="memory_agent"),
+            models.Index(fields=["namespace", "occurred_at"], name="memory_ns_occurred"),
         ]
 
     def __str__(self) -> str:
@@ -88,6 +99,16 @@ class Memory(models.Model):
     def is_live(self, now) -> bool:
         """Not expired: the row-level twin of ``Memory.objects.live()``."""
         return self.expires_at is None or self.expires_at > now
+
+    @property
+    def event_time(self):
+        """When it happened if the client said so, else when it was stored."""
+        return self.occurred_at or self.created_at
+
+    def is_valid_at(self, moment) -> bool:
+        """Inside its validity window (open ends are unbounded)."""
+        return ((self.valid_from is None or self.valid_from <= moment)
+                and (self.valid_until is None or moment < self.valid_until))
 
 
 class MemoryTag(models.Model):

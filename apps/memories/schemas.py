@@ -62,6 +62,20 @@ class UTCDateTimeField(serializers.DateTimeField):
             raise serializers.ValidationError("date-time out of range.", code="invalid") from None
 
 
+class DateOrDateTimeField(UTCDateTimeField):
+    """A date-time, or a bare date meaning its midnight UTC (seed 003's X-Memory-After)."""
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value) == 10:
+            try:
+                day = dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        return super().to_internal_value(value)
+
+
 def _check_bytes(value: str, limit: int, what: str) -> str:
     size = len(value.encode())
     if size > limit:
@@ -137,6 +151,10 @@ class MemoryInput(StrictSerializer):
     expires_at = UTCDateTimeField(required=False, allow_null=True, default=None)
     valid_from = UTCDateTimeField(required=False, allow_null=True, default=None)
     valid_until = UTCDateTimeField(required=False, allow_null=True, default=None)
+    occurred_at = UTCDateTimeField(
+        required=False, allow_null=True, default=None,
+        help_text="When what it records happened (e.g. the session's date); time filters and "
+        "recency use it, falling back to created_at.")
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
     def validate_content(self, value: str) -> str:
@@ -168,9 +186,36 @@ class RecallFilters(StrictSerializer):
     session_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     kind = serializers.ChoiceField(choices=MemoryKind.choices, required=False)
     tags = TagsField(required=False)
-    created_after = UTCDateTimeField(required=False)
-    created_before = UTCDateTimeField(required=False)
+    created_after = UTCDateTimeField(required=False, help_text="Stored at or after.")
+    created_before = UTCDateTimeField(required=False, help_text="Stored before.")
+    occurred_after = UTCDateTimeField(
+        required=False, help_text="Happened at or after (occurred_at, else created_at).")
+    occurred_before = UTCDateTimeField(
+        required=False, help_text="Happened before (occurred_at, else created_at).")
+    after = DateOrDateTimeField(
+        required=False, help_text="Seed 003's `after` mode: only memories that happened at or "
+        "after this date (YYYY-MM-DD, midnight UTC) or date-time; the same as occurred_after.")
+    valid_at = UTCDateTimeField(
+        required=False, help_text="Only memories whose validity window (valid_from, "
+        "valid_until) contains this moment. Default: now.")
+    include_invalid = serializers.BooleanField(
+        default=False, help_text="Also return memories outside their validity window.")
     metadata = serializers.DictField(required=False)
+
+    def validate(self, attrs):
+        if "after" in attrs:
+            after = attrs.pop("after")
+            if attrs.get("occurred_after") and attrs["occurred_after"] != after:
+                raise serializers.ValidationError(
+                    {"after": "give after or occurred_after, not both."})
+            attrs["occurred_after"] = after
+        if attrs.get("include_invalid") and attrs.get("valid_at"):
+            raise serializers.ValidationError(
+                {"valid_at": "valid_at and include_invalid contradict each other."})
+        for low, high in (("created_after", "created_before"), ("occurred_after", "occurred_before")):
+            if attrs.get(low) and attrs.get(high) and attrs[high] <= attrs[low]:
+                raise serializers.ValidationError({high: f"must be after {low}."})
+        return attrs
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
         if len(value) > LIMITS["max_metadata_filters"]:
@@ -186,15 +231,33 @@ class RecallFilters(StrictSerializer):
 
 
 RECALL_MODES = ["vector", "lexical", "hybrid"]
+FUSION_METHODS = ["weighted", "rrf"]
+#: Fusion inputs: the two retrieval channels and the priors scored on their candidates.
+FUSION_INPUTS = ("vector", "lexical", "recency", "importance", "rerank")
 
 
-class RecallInput(StrictSerializer):
+class RecallTuning(StrictSerializer):
+    """Ranking knobs a request may set (over the namespace's and the server's defaults)."""
+
+    mode = serializers.ChoiceField(
+        choices=RECALL_MODES, required=False,
+        help_text="vector: meaning (Chroma); lexical: keywords (SQL full text); hybrid: both, "
+        "fused with recency and importance. Default: the namespace's, else the server's.")
+    min_score = serializers.FloatField(
+        required=False, allow_null=True, min_value=-1.0,
+        help_text="Drop results scoring below this (hybrid 0..1, vector cosine, lexical BM25).")
+    mmr_lambda = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.0, max_value=1.0,
+        help_text="MMR diversity: 1 = relevance only, lower trades relevance for variety; "
+        "null = off.")
+    rerank = serializers.BooleanField(
+        required=False, help_text="Run the configured reranker (MEMORYWEB_RERANKER) on the "
+        "candidates. Default: on when one is configured.")
+
+
+class RecallInput(RecallTuning):
     query = TextField()
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
-    mode = serializers.ChoiceField(
-        choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE,
-        help_text="vector: meaning (Chroma); lexical: keywords (SQL full text); "
-        "hybrid: both, fused.")
     explain = serializers.BooleanField(
         default=False, help_text="Add each channel's raw score, rank and contribution per result, "
         "and the query as the lexical engine saw it.")
@@ -219,14 +282,39 @@ def validate(serializer_class: type[serializers.Serializer], data: Any, *, parti
     return dict(serializer.validated_data)
 
 
-class IngestAndRecallInput(MemoryInput):
+class IngestAndRecallInput(MemoryInput, RecallTuning):
     """A memory to store plus a recall; the query defaults to the memory's content."""
 
     query = TextField(required=False)
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
-    mode = serializers.ChoiceField(choices=RECALL_MODES, default=settings.MEMORYWEB_RECALL_MODE)
     explain = serializers.BooleanField(default=False)
     filters = RecallFilters(required=False)
 
     def validate_query(self, value: str) -> str:
         return _check_bytes(value, LIMITS["max_query_bytes"], "query")
+
+
+class FusionWeights(StrictSerializer):
+    vector = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    lexical = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    recency = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    importance = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    rerank = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+
+
+class RecallDefaults(RecallTuning):
+    """A namespace's overrides of the server's recall settings (Namespace.recall_defaults)."""
+
+    fusion = serializers.ChoiceField(choices=FUSION_METHODS, required=False)
+    weights = FusionWeights(required=False)
+    recency_half_life_days = serializers.FloatField(required=False, min_value=0.001)
+
+
+def validate_recall_defaults(value: Any) -> dict[str, Any]:
+    """A namespace's ``recall_defaults``, checked and normalised (plain JSON types)."""
+    if value in (None, ""):
+        return {}
+    cleaned = validate(RecallDefaults, value, prefix="recall_defaults")
+    if "weights" in cleaned:
+        cleaned["weights"] = dict(cleaned["weights"])
+    return cleaned

@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.core.errors import (
@@ -31,7 +33,7 @@ from apps.core.errors import (
     ServiceError,
     Unavailable,
 )
-from apps.memories import fusion, indexing, lexical, recall_stats, schemas
+from apps.memories import fusion, indexing, lexical, ranking, recall_stats, schemas
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import (
     IdempotencyRecord,
@@ -42,7 +44,7 @@ from apps.memories.models import (
     content_hash,
 )
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
-from apps.tenancy.models import Namespace
+from apps.tenancy.models import Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
@@ -55,7 +57,7 @@ _channel_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="recall-vec
 #: Fields an edit may change and that a version records.
 EDITABLE_FIELDS = (
     "content", "kind", "tags", "metadata", "importance", "confidence",
-    "expires_at", "valid_from", "valid_until",
+    "expires_at", "valid_from", "valid_until", "occurred_at",
 )
 
 
@@ -152,7 +154,8 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
 
     Content identical (after whitespace normalisation) to a live memory of the
     namespace, or to an earlier item of the same batch, is not written again: the
-    existing memory takes its place in the result, marked ``duplicate``.
+    existing memory takes its place in the result, marked ``duplicate``. Near-duplicates
+    (by embedding) are then linked, skipped or kept per the namespace's policy.
     """
     hashes = [content_hash(d["content"]) for d in cleaned]
     existing: dict[str, Memory] = {}
@@ -168,6 +171,15 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
     memories = list(fresh.values())
     if memories:
         embeddings = indexing.embed_contents([m.content for m in memories])
+        skipped = _near_duplicates(ns, memories, embeddings)
+        if skipped:  # skip policy: the near-duplicate stands in for the new memory
+            keep = [i for i, m in enumerate(memories) if m.pk not in skipped]
+            for digest, memory in fresh.items():
+                if memory.pk in skipped:
+                    existing[digest] = skipped[memory.pk]
+            memories = [memories[i] for i in keep]
+            embeddings = embeddings[keep] if embeddings is not None else None
+    if memories:
         with transaction.atomic():
             Memory.objects.bulk_create(memories)
             MemoryTag.objects.bulk_create(
@@ -191,6 +203,47 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
         returned.add(digest)
         result.append(memory)
     return result
+
+
+def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
+                     embeddings: np.ndarray | None) -> dict[uuid.UUID, Memory]:
+    """Find each new memory's closest match (stored, or earlier in the batch) and apply
+    the namespace's policy: ``link`` sets ``near_duplicate_of``, ``skip`` returns the
+    new memory's id mapped to the match that replaces it, ``keep`` does nothing.
+
+    Best effort: without embeddings or with the vector index down, nothing is linked
+    (the write itself must not fail for it).
+    """
+    if ns.near_duplicate_policy == NearDuplicatePolicy.KEEP or embeddings is None:
+        return {}
+    threshold = ns.near_duplicate_threshold or settings.MEMORYWEB_NEAR_DUPLICATE_THRESHOLD
+    try:
+        stored = get_vector_store().nearest(ns, embeddings)
+    except Exception as exc:  # the index is down: store without linking
+        log.warning("near-duplicate check skipped: %s", exc)
+        stored = [None] * len(memories)
+    stored_ids = {uuid.UUID(hit.id) for hit in stored if hit and hit.similarity >= threshold}
+    targets = Memory.objects.live().filter(namespace=ns).in_bulk(stored_ids) if stored_ids else {}
+    within = embeddings @ embeddings.T  # unit vectors: cosine similarity
+    skipped: dict[uuid.UUID, Memory] = {}
+    for i, memory in enumerate(memories):
+        best, similarity = None, threshold
+        hit = stored[i]
+        if hit and hit.similarity >= similarity and uuid.UUID(hit.id) in targets:
+            best, similarity = targets[uuid.UUID(hit.id)], hit.similarity
+        for j in range(i):  # an earlier item of the same batch (itself not skipped)
+            if within[i, j] >= similarity and memories[j].pk not in skipped:
+                best, similarity = memories[j], float(within[i, j])
+        if best is None:
+            continue
+        if ns.near_duplicate_policy == NearDuplicatePolicy.SKIP:
+            stand_in = copy.copy(best)
+            stand_in.near_duplicate_similarity = min(similarity, 1.0)
+            skipped[memory.pk] = stand_in
+        else:
+            memory.near_duplicate_of = best
+            memory.near_duplicate_similarity = min(similarity, 1.0)
+    return skipped
 
 
 # --- read ---------------------------------------------------------------------------
@@ -240,6 +293,10 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
         clauses.append({"created_ts": {"$gte": filters["created_after"].timestamp()}})
     if filters.get("created_before"):
         clauses.append({"created_ts": {"$lt": filters["created_before"].timestamp()}})
+    if filters.get("occurred_after"):
+        clauses.append({"event_ts": {"$gte": filters["occurred_after"].timestamp()}})
+    if filters.get("occurred_before"):
+        clauses.append({"event_ts": {"$lt": filters["occurred_before"].timestamp()}})
     for key, value in (filters.get("metadata") or {}).items():
         clauses.append({META_KEY + key: value})
     if not clauses:
@@ -257,7 +314,9 @@ class RecallResult:
     lexical_query: str | None = None
     mode: str = "vector"
     explain: bool = False
-    #: Milliseconds per stage (embed, vector, sql), for Server-Timing and metrics.
+    #: The ranking settings in force (request over namespace over server).
+    options: ranking.RecallOptions | None = None
+    #: Milliseconds per stage (embed, vector, lexical, sql, rank), for Server-Timing.
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -278,57 +337,75 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     """The ``k`` memories that best answer ``query`` among those matching the filters.
 
     ``mode`` picks the channels: ``vector`` (meaning, Chroma), ``lexical`` (keywords,
-    the SQL full-text index) or ``hybrid`` (both, fused: ``MEMORYWEB_FUSION``). Every
-    hit keeps its per-channel parts for ``explain``.
+    the SQL full-text index) or ``hybrid`` (both, fused with recency, importance and
+    the optional reranker). ``ranking.finish`` then applies the minimum score and MMR.
+    Ranking settings come from the request, else the namespace, else the server. Every
+    hit keeps its per-input parts for ``explain``.
     """
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.READ)
-    k, mode = params["k"], params["mode"]
+    options = ranking.options_for(ns, params)
+    k, mode = params["k"], options.mode
     filters = params.get("filters") or {}
-    result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"])
+    result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"],
+                          options=options)
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
+    depth = options.candidate_depth(k)
     # Each channel proposes more than k in hybrid mode so the fusion has candidates to
-    # agree on. If SQL drops hits (expired, just deleted), the search widens.
-    pool = k if mode != "hybrid" else max(4 * k, settings.MEMORYWEB_HYBRID_POOL)
+    # agree on. If SQL drops hits (expired, outside their validity, just deleted), the
+    # search widens.
+    pool = depth if mode != "hybrid" else max(4 * k, depth, settings.MEMORYWEB_HYBRID_POOL)
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
     while True:
         channels = _search_channels(ns, params["query"], mode, filters, pool, excluded, result,
                                     embedding)
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
-            channels, settings.MEMORYWEB_FUSION, settings.MEMORYWEB_FUSION_WEIGHTS)
+            channels, options.fusion, options.weights)
         with _Stopwatch(result.timings, "sql"):
-            result.hits = _hydrate(ns, scored, k)
+            candidates = _hydrate(ns, scored, depth, filters)
         exhausted = all(len(found) < pool for found in channels.values())
-        if len(result.hits) >= k or exhausted or pool >= 8 * k + 64:
+        if len(candidates) >= depth or exhausted or pool >= 8 * depth + 64:
             break
         pool *= 4
+    with _Stopwatch(result.timings, "rank"):
+        finished = ranking.finish(
+            params["query"], candidates, options, k,
+            lambda ids: get_vector_store().embeddings(ns, ids))
+    result.hits = [RecallHit(c.memory, c.score, c.parts) for c in finished]
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
     return result
 
 
-def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], k: int) -> list[RecallHit]:
-    """The first k ranked ids that are live rows of ``ns``, loaded from SQL.
+def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], depth: int,
+             filters: Mapping[str, Any]) -> list[ranking.Candidate]:
+    """The first ``depth`` ranked ids that are servable rows of ``ns``, loaded from SQL.
 
-    Loads k rows first (rows are rarely missing) and only reads further
-    down the ranking when some were dropped. By primary key only: with a namespace
-    condition in the query SQLite's planner scans the namespace's index instead
-    (measured: 4.6 ms vs 0.5 ms at 10k memories); namespace and expiry are checked on
-    the fetched rows.
+    Servable: live (not expired) and, unless ``include_invalid``, inside the validity
+    window at ``valid_at`` (default now). Both are rare exclusions, so they are checked
+    on the fetched rows rather than pushed into every channel. Loads ``depth`` rows
+    first and only reads further down the ranking when some were dropped. By primary
+    key only: with a namespace condition in the query SQLite's planner scans the
+    namespace's index instead (measured: 4.6 ms vs 0.5 ms at 10k memories); the
+    namespace is checked on the fetched rows too.
     """
-    hits: list[RecallHit] = []
+    found: list[ranking.Candidate] = []
     now = timezone.now()
-    start, size = 0, k
-    while len(hits) < k and start < len(scored):
+    valid_at = None if filters.get("include_invalid") else (filters.get("valid_at") or now)
+    start, size = 0, depth
+    while len(found) < depth and start < len(scored):
         window = scored[start : start + size]
         rows = Memory.objects.in_bulk([entry.item for entry in window])
-        hits += [RecallHit(rows[e.item], e.score, e.parts) for e in window
-                 if e.item in rows and rows[e.item].namespace_id == ns.pk and rows[e.item].is_live(now)]
+        for entry in window:
+            memory = rows.get(entry.item)
+            if (memory is not None and memory.namespace_id == ns.pk and memory.is_live(now)
+                    and (valid_at is None or memory.is_valid_at(valid_at))):
+                found.append(ranking.Candidate(memory, entry.score, entry.parts))
         start, size = start + size, size * 2
-    for hit in hits:
-        hit.memory.namespace = ns  # all from one namespace: no join, no per-row query
-    return hits[:k]
+    for candidate in found:
+        candidate.memory.namespace = ns  # all from one namespace: no join, no per-row query
+    return found[:depth]
 
 
 def _search_channels(ns: Namespace, query: str, mode: str, filters: Mapping[str, Any], n: int,
@@ -391,6 +468,12 @@ def _filtered(queryset, filters: Mapping[str, Any]):
         queryset = queryset.filter(created_at__gte=filters["created_after"])
     if filters.get("created_before"):
         queryset = queryset.filter(created_at__lt=filters["created_before"])
+    if filters.get("occurred_after") or filters.get("occurred_before"):
+        queryset = queryset.alias(_event=Coalesce("occurred_at", "created_at"))
+        if filters.get("occurred_after"):
+            queryset = queryset.filter(_event__gte=filters["occurred_after"])
+        if filters.get("occurred_before"):
+            queryset = queryset.filter(_event__lt=filters["occurred_before"])
     for index, (key, value) in enumerate((filters.get("metadata") or {}).items()):
         alias = f"_meta_{index}"  # KeyTransform quotes the key: no lookup injection via "__"
         queryset = queryset.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
@@ -535,7 +618,7 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     schemas.validate(schemas.IngestAndRecallInput, data)
-    recall_keys = ("query", "k", "mode", "explain", "filters")
+    recall_keys = ("query", "k", "mode", "explain", "filters", "min_score", "mmr_lambda", "rerank")
     memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])

@@ -34,6 +34,8 @@ def chroma_metadata(memory) -> dict[str, Any]:
         "session_id": memory.session_id or "",
         "kind": memory.kind,
         "created_ts": memory.created_at.timestamp(),
+        # When it happened (occurred_at, else created_at): occurred_* filters and `after`.
+        "event_ts": memory.event_time.timestamp(),
     }
     for tag in memory.tags:
         meta[TAG_KEY + tag] = True
@@ -103,6 +105,23 @@ class VectorStore:
         ids = result["ids"][0]
         distances = result["distances"][0]
         return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+
+    def nearest(self, namespace: Namespace, embeddings: np.ndarray) -> list[VectorHit | None]:
+        """The closest stored vector to each row of ``embeddings`` (None: empty collection)."""
+        collection = self.collection(namespace)
+        if not len(embeddings) or not collection.count():
+            return [None] * len(embeddings)
+        result = collection.query(query_embeddings=embeddings, n_results=1, include=["distances"])
+        return [VectorHit(ids[0], 1.0 - float(distances[0])) if ids else None
+                for ids, distances in zip(result["ids"], result["distances"], strict=True)]
+
+    def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by id (ids not in the index are left out)."""
+        if not ids:
+            return {}
+        found = self.collection(namespace).get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32)
+                for i, v in zip(found["ids"], found["embeddings"], strict=True)}
 
     def count(self, namespace: Namespace) -> int:
         return self.collection(namespace).count()

@@ -15,6 +15,12 @@ def new_collection_name() -> str:
     return uuid.uuid4().hex
 
 
+class NearDuplicatePolicy(models.TextChoices):
+    KEEP = "keep"
+    LINK = "link"
+    SKIP = "skip"
+
+
 class Namespace(models.Model):
     """A tenant: memories, keys and (later) members and grants belong to exactly one."""
 
@@ -32,6 +38,20 @@ class Namespace(models.Model):
         help_text="Set while manage.py reindex rebuilds the collection: writes keep their "
         "outbox rows so the rebuild replays them after the swap.",
     )
+    near_duplicate_policy = models.CharField(
+        max_length=8, choices=NearDuplicatePolicy.choices, default=NearDuplicatePolicy.LINK,
+        help_text="What ingest does with a memory whose embedding is within the threshold of "
+        "an existing one: keep it unlinked, store it linked (near_duplicate_of), or skip it "
+        "and return the existing memory.")
+    near_duplicate_threshold = models.FloatField(
+        null=True, blank=True,
+        help_text="Cosine similarity at or above which a memory is a near-duplicate; empty "
+        "means MEMORYWEB_NEAR_DUPLICATE_THRESHOLD.")
+    recall_defaults = models.JSONField(
+        default=dict, blank=True,
+        help_text='Overrides of the server\'s recall settings for this namespace, e.g. '
+        '{"mode": "hybrid", "fusion": "rrf", "weights": {"lexical": 1.5}, "min_score": 0.2, '
+        '"mmr_lambda": 0.7}. See docs/recall.md.')
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -40,6 +60,20 @@ class Namespace(models.Model):
 
     def __str__(self) -> str:
         return self.slug
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from apps.core.errors import InvalidInput
+        from apps.memories.schemas import validate_recall_defaults
+
+        if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
+            raise ValidationError({"near_duplicate_threshold": "must be in (0, 1]."})
+        try:
+            self.recall_defaults = validate_recall_defaults(self.recall_defaults)
+        except InvalidInput as exc:
+            where = f"{exc.field}: " if exc.field else ""
+            raise ValidationError({"recall_defaults": where + exc.message}) from None
 
 
 class ApiKeyQuerySet(models.QuerySet):

@@ -36,7 +36,9 @@ class MemorySerializer(serializers.ModelSerializer):
             "created_at": _iso(m.created_at), "updated_at": _iso(m.updated_at),
             "last_recalled_at": _iso(m.last_recalled_at), "access_count": m.access_count,
             "expires_at": _iso(m.expires_at), "valid_from": _iso(m.valid_from),
-            "valid_until": _iso(m.valid_until), "content_hash": m.content_hash, "version": m.version,
+            "valid_until": _iso(m.valid_until), "occurred_at": _iso(m.occurred_at),
+            "near_duplicate_of": str(m.near_duplicate_of_id) if m.near_duplicate_of_id else None,
+            "content_hash": m.content_hash, "version": m.version,
         }
 
     class Meta:
@@ -44,9 +46,31 @@ class MemorySerializer(serializers.ModelSerializer):
         fields = [
             "id", "namespace", "content", "kind", "tags", "metadata", "agent_id", "session_id",
             "importance", "confidence", "created_at", "updated_at", "last_recalled_at",
-            "access_count", "expires_at", "valid_from", "valid_until", "content_hash", "version",
+            "access_count", "expires_at", "valid_from", "valid_until", "occurred_at",
+            "near_duplicate_of", "content_hash", "version",
         ]
         read_only_fields = fields
+
+
+class StoredMemorySerializer(MemorySerializer):
+    """Schema only: what a store returns, MemorySerializer's row plus how dedup went."""
+
+    duplicate = serializers.BooleanField(help_text="Nothing new was stored: identical content "
+                                         "(or, under the skip policy, a near-duplicate) exists.")
+    near_duplicate_similarity = serializers.FloatField(
+        required=False, help_text="Cosine similarity to the near-duplicate found, when one was.")
+
+    class Meta(MemorySerializer.Meta):
+        fields = [*MemorySerializer.Meta.fields, "duplicate", "near_duplicate_similarity"]
+        read_only_fields = fields
+
+
+def stored(memory: Memory) -> dict[str, Any]:
+    """A stored (or deduplicated) memory as ingest answers it."""
+    row = {**MemorySerializer(memory).data, "duplicate": memory.duplicate}
+    if memory.near_duplicate_similarity is not None:
+        row["near_duplicate_similarity"] = round(memory.near_duplicate_similarity, 6)
+    return row
 
 
 class RecallResultSerializer(MemorySerializer):
@@ -81,7 +105,7 @@ class BatchResponseSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     created = serializers.IntegerField(help_text="New memories stored.")
     duplicates = serializers.IntegerField(help_text="Items whose content was already stored.")
-    results = MemorySerializer(many=True, help_text="In request order, each with duplicate.")
+    results = StoredMemorySerializer(many=True, help_text="In request order, each with duplicate.")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -91,7 +115,7 @@ class ErrorSerializer(serializers.Serializer):
 
 
 class IngestAndRecallResponseSerializer(serializers.Serializer):
-    memory = MemorySerializer()
+    memory = StoredMemorySerializer()
     results = RecallResultSerializer(many=True)
     recall_error = ErrorSerializer(required=False, help_text="Present when the memory was stored "
                                    "but the recall failed (vector index unavailable).")

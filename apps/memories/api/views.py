@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
-from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -12,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.errors import InvalidInput
 from apps.memories import schemas, services
 from apps.memories.api.serializers import (
     BatchResponseSerializer,
@@ -21,6 +23,8 @@ from apps.memories.api.serializers import (
     MemorySerializer,
     MemoryVersionSerializer,
     RecallResponseSerializer,
+    StoredMemorySerializer,
+    stored,
 )
 from apps.memories.filters import MemoryFilter
 
@@ -55,7 +59,8 @@ def _hits(hits, explain: bool = False) -> list[dict]:
     retrieve=extend_schema(summary="Get a memory"),
     create=extend_schema(
         summary="Store a memory (identical content: 200 with the existing one, duplicate=true)",
-        request=schemas.MemoryInput, responses={201: MemorySerializer, 200: MemorySerializer},
+        request=schemas.MemoryInput,
+        responses={201: StoredMemorySerializer, 200: StoredMemorySerializer},
         parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
                                      description="A retry with the same key and body returns "
                                      "the first result; another body with the key is a 409.")]),
@@ -75,7 +80,7 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def create(self, request):
         memory = services.ingest(request.user, request.data, _query_namespace(request),
                                  idempotency_key=_idempotency_key(request))
-        body = {**MemorySerializer(memory).data, "duplicate": memory.duplicate}
+        body = stored(memory)
         return Response(body, status=status.HTTP_200_OK if memory.duplicate else status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
@@ -103,9 +108,7 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         memories = services.ingest_many(request.user, body["memories"],
                                         namespace=body.get("namespace") or _query_namespace(request),
                                         idempotency_key=_idempotency_key(request))
-        rows = MemorySerializer(memories, many=True).data
-        for row, memory in zip(rows, memories, strict=True):
-            row["duplicate"] = memory.duplicate
+        rows = [stored(memory) for memory in memories]
         duplicates = sum(m.duplicate for m in memories)
         return Response({"count": len(memories), "created": len(memories) - duplicates,
                          "duplicates": duplicates, "results": rows}, status=status.HTTP_201_CREATED)
@@ -117,12 +120,31 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(MemoryVersionSerializer(memory.versions.all(), many=True).data)
 
 
+def _with_after_header(request) -> Any:
+    """Seed 003's ``X-Memory-After: YYYY-MM-DD`` header as the ``after`` filter."""
+    after = request.headers.get("X-Memory-After")
+    data = request.data
+    if not after or not isinstance(data, Mapping):
+        return data
+    filters = data.get("filters") or {}
+    if not isinstance(filters, Mapping):
+        return data  # validation names the problem
+    if filters.get("after") not in (None, after):
+        raise InvalidInput("X-Memory-After and filters.after differ.", field="X-Memory-After")
+    return {**data, "filters": {**filters, "after": after}}
+
+
 class RecallView(APIView):
     @extend_schema(summary="Recall memories by meaning", request=schemas.RecallInput,
-                   responses=RecallResponseSerializer)
+                   responses=RecallResponseSerializer,
+                   parameters=[OpenApiParameter(
+                       "X-Memory-After", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                       description="Seed 003's after mode: only memories that happened on or "
+                       "after this date (YYYY-MM-DD); the same as filters.after.")])
     def post(self, request):
         start = time.perf_counter()
-        result = services.recall(request.user, request.data, namespace=_query_namespace(request))
+        result = services.recall(request.user, _with_after_header(request),
+                                 namespace=_query_namespace(request))
         result.timings["service"] = (time.perf_counter() - start) * 1000
         body = {
             "namespace": result.namespace.slug,
@@ -132,12 +154,10 @@ class RecallView(APIView):
             "results": _hits(result.hits, result.explain),
         }
         if result.explain:
-            body["explain"] = {
-                "mode": result.mode,
-                "fusion": settings.MEMORYWEB_FUSION if result.mode == "hybrid" else None,
-                "weights": settings.MEMORYWEB_FUSION_WEIGHTS if result.mode == "hybrid" else None,
-                "lexical_query": result.lexical_query,
-            }
+            body["explain"] = {"mode": result.mode, "lexical_query": result.lexical_query,
+                               **result.options.describe()}
+            if result.mode != "hybrid":  # one channel: nothing is fused or weighted
+                body["explain"].update(fusion=None, weights=None)
         response = Response(body)
         response["Server-Timing"] = ", ".join(
             f"{stage};dur={ms:.2f}" for stage, ms in result.timings.items())
@@ -150,7 +170,7 @@ class IngestAndRecallView(APIView):
                    responses={201: IngestAndRecallResponseSerializer})
     def post(self, request):
         result = services.ingest_and_recall(request.user, request.data, _query_namespace(request))
-        body = {"memory": {**MemorySerializer(result.memory).data, "duplicate": result.memory.duplicate},
+        body = {"memory": stored(result.memory),
                 "results": _hits(result.hits)}
         if result.recall_error:
             body["recall_error"] = result.recall_error.as_dict()["error"]
