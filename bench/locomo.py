@@ -56,6 +56,14 @@ def sessions(conversation: dict[str, Any]):
             yield n, conversation.get(f"session_{n}_date_time", ""), conversation[f"session_{n}"]
 
 
+def session_time(text: str) -> str | None:
+    """LoCoMo's session date ("1:56 pm on 8 May, 2023") as ISO 8601 UTC, None if unreadable."""
+    try:
+        return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return None
+
+
 def evidence_ids(raw: list[str]) -> list[str]:
     """Split packed ids ("D8:6; D9:17") into single ones."""
     return [part for item in raw for part in re.split(r"[;\s]+", item) if part]
@@ -88,6 +96,7 @@ def ingest(samples: list[dict[str, Any]], principal) -> dict[str, set[str]]:
             create_namespace(slug)
             items = [
                 {"content": turn_text(turn, date), "kind": "episode", "session_id": f"session-{n}",
+                 "occurred_at": session_time(date),
                  "metadata": {"dia_id": turn["dia_id"], "speaker": turn["speaker"], "session": n,
                               "session_date": date}}
                 for n, date, turns in sessions(sample["conversation"]) for turn in turns

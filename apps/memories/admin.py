@@ -46,13 +46,15 @@ class MemoryAdmin(SuperuserOnlyAdmin):
     form = MemoryForm
     list_display = ["snippet", "namespace", "agent_id", "kind", "created_at", "last_recalled_at",
                     "access_count"]
-    list_filter = ["namespace", "kind", "created_at", "agent_id"]
+    list_filter = ["namespace", "kind", "created_at", "agent_id",
+                   ("near_duplicate_of", admin.EmptyFieldListFilter)]
     search_fields = ["content", "agent_id", "session_id"]
     date_hierarchy = "created_at"
     list_select_related = ["namespace"]
     inlines = [MemoryVersionInline]
     readonly_fields = ["id", "agent_id", "session_id", "created_at", "updated_at",
-                       "last_recalled_at", "access_count", "content_hash", "version"]
+                       "last_recalled_at", "access_count", "near_duplicate_of", "content_hash",
+                       "version"]
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "namespace"] if obj else self.readonly_fields

@@ -16,7 +16,8 @@ from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key
 class NamespaceForm(forms.ModelForm):
     class Meta:
         model = Namespace
-        fields = ["slug", "name"]
+        fields = ["slug", "name", "near_duplicate_policy", "near_duplicate_threshold",
+                  "recall_defaults"]
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]

@@ -134,3 +134,18 @@ def test_bulk_delete_action_goes_through_the_service_in_one_go(admin_client, sto
     assert response.status_code == 302
     assert [str(pk) for pk in Memory.objects.values_list("pk", flat=True)] == [keep]
     assert get_vector_store().all_ids(alpha) == {keep}
+
+
+def test_namespace_recall_settings_are_edited_and_validated_in_admin(admin_client, alpha):
+    url = f"/admin/tenancy/namespace/{alpha.pk}/change/"
+    form = {"slug": "alpha", "name": "Team Alpha", "near_duplicate_policy": "skip",
+            "near_duplicate_threshold": "0.9", "recall_defaults": '{"mode": "hybrid", "mmr_lambda": 2}'}
+    response = admin_client.post(url, form)
+    assert response.status_code == 200 and b"mmr_lambda" in response.content
+    alpha.refresh_from_db()
+    assert alpha.recall_defaults == {} and alpha.near_duplicate_policy == "link"
+    response = admin_client.post(url, {**form, "recall_defaults": '{"mode": "hybrid", "mmr_lambda": 0.7}'})
+    assert response.status_code == 302
+    alpha.refresh_from_db()
+    assert alpha.recall_defaults == {"mode": "hybrid", "mmr_lambda": 0.7}
+    assert alpha.near_duplicate_policy == "skip" and alpha.near_duplicate_threshold == 0.9
