@@ -74,14 +74,19 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
             f"WHERE m.search @@ q AND m.namespace_id = %s{restrict} "
             "ORDER BY score DESC, m.id LIMIT %s"
         )
+        args = [query.engine_query, namespace_id, *params, limit]
     else:
+        # The namespace is a token of the ns column (migration 0005), so FTS5 walks only
+        # this namespace's postings; bm25 weighs the content column alone.
         sql = (
-            "SELECT memory_id, -bm25(memories_fts) AS score FROM memories_fts "
-            f"WHERE memories_fts MATCH %s AND namespace_id = %s{restrict} "
+            "SELECT memory_id, -bm25(memories_fts, 0.0, 0.0, 1.0) AS score FROM memories_fts "
+            f"WHERE memories_fts MATCH %s{restrict} "
             "ORDER BY score DESC, memory_id LIMIT %s"
         )
+        scoped = f'ns : "n{int(namespace_id)}" AND content : ({query.engine_query})'
+        args = [scoped, *params, limit]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [query.engine_query, namespace_id, *params, limit])
+        cursor.execute(sql, args)
         return [(_as_uuid(row[0]), float(row[1])) for row in cursor.fetchall()]
 
 

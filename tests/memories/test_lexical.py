@@ -108,6 +108,16 @@ def test_lexical_channel_never_crosses_namespaces(agent, outsider):
     assert _recall(agent, "xylophone", mode="hybrid") == []
 
 
+def test_lexical_scope_is_the_namespace_even_when_both_match(agent, outsider, alpha, beta):
+    agent.post("/api/v1/memories", {"content": "alpha plays the xylophone"})
+    outsider.post("/api/v1/memories", {"content": "beta secret keyword xylophone"})
+    assert [r["content"] for r in _recall(agent, "xylophone")] == ["alpha plays the xylophone"]
+    assert [r["content"] for r in outsider.post("/api/v1/recall", {
+        "query": "xylophone", "mode": "lexical"}).json()["results"]] == ["beta secret keyword xylophone"]
+    # The namespace token (n<id>) lives in its own column: a query for it matches nothing.
+    assert _recall(agent, f"n{alpha.pk} n{beta.pk}", mode="lexical") == []
+
+
 @pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
 def test_every_mode_finds_the_exact_text_first(agent, mode):
     for text in ["The wifi password is on the fridge", "Lunch is served at noon",

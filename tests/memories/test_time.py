@@ -87,7 +87,8 @@ def offices(stored):
     iso = lambda d: d.isoformat()  # noqa: E731
     return {
         "past": stored("The office address is 1 Old Street",
-                       valid_from=iso(now - dt.timedelta(days=400)), valid_until=iso(now - dt.timedelta(days=30))),
+                       valid_from=iso(now - dt.timedelta(days=400)),
+                       valid_until=iso(now - dt.timedelta(days=30))),
         "current": stored("The office address is 2 New Street",
                           valid_from=iso(now - dt.timedelta(days=30))),
         "future": stored("The office address will be 3 Future Street",
