@@ -78,6 +78,45 @@ def single(channel: str, ranked: Sequence[tuple[Hashable, float]]) -> list[Fused
             for rank, (item, raw) in enumerate(ranked, start=1)]
 
 
+def session_context(fused: Sequence[Fused], sessions: Mapping[Hashable, str],
+                    weight: float) -> list[Fused]:
+    """Add a ``session`` part: ``weight`` x the fused score of the best *other* candidate
+    from the same session, then rescale so scores stay in 0..1.
+
+    Memories are written in conversations: when a session-mate of a candidate is itself
+    a strong hit, the candidate is more likely on topic too (the answer often sits a turn
+    away from the words the query shares with it). The best *other* member is used, not
+    the session's best, so a lone strong hit is not boosted by its own score.
+    Candidates without a session get no part; when no two candidates share a session,
+    nothing changes. ``weight`` is relative to the channels' total weight, so the score
+    is the weighted mean of the channels and the session-mate's score. The part's
+    ``raw`` is that session-mate's fused score and ``rank`` its fused rank; every
+    contribution is divided by ``1 + weight``, so the parts still add up.
+    """
+    if weight <= 0:
+        return list(fused)
+    base = [(entry, entry.score) for entry in fused]
+    leaders: dict[str, list[tuple[int, Fused, float]]] = {}  # session -> its best two
+    for rank, (entry, score) in enumerate(sorted(base, key=lambda pair: pair[1], reverse=True), 1):
+        session = sessions.get(entry.item)
+        if session and len(leaders.setdefault(session, [])) < 2:
+            leaders[session].append((rank, entry, score))
+    if not any(len(top) > 1 for top in leaders.values()):  # no session-mates: no input
+        return list(fused)
+    scale = 1.0 / (1.0 + weight)
+    for entry, _ in base:
+        for part in entry.parts.values():
+            part["contribution"] *= scale
+        entry.score *= scale
+        mate = next((m for m in leaders.get(sessions.get(entry.item), ()) if m[1] is not entry), None)
+        if mate is not None:
+            rank, _, score = mate
+            share = weight * score * scale
+            entry.parts["session"] = {"raw": score, "rank": rank, "contribution": share}
+            entry.score += share
+    return sorted((entry for entry, _ in base), key=lambda entry: entry.score, reverse=True)
+
+
 def fuse(channels: Channels, method: str, weights: Mapping[str, float] | None = None) -> list[Fused]:
     if method == "rrf":
         return reciprocal_rank(channels, weights)

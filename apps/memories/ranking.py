@@ -29,6 +29,8 @@ from apps.tenancy.models import Namespace
 
 RETRIEVAL_CHANNELS = ("vector", "lexical")
 PRIORS = ("recency", "importance")
+#: Hybrid's session-context input (``fusion.session_context``), part of the fused score.
+SESSION = "session"
 
 
 @dataclass(frozen=True)
@@ -123,10 +125,13 @@ def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],
     """Scale the retrieval parts and add each prior's, so the score is the weighted mean.
 
     The fused retrieval score is already 0..1 with total weight ``retrieval`` (the
-    channels' weights); each prior adds ``weight * value`` and its weight to the total.
+    channels' weights, plus the session input's when it took part); each prior adds
+    ``weight * value`` and its weight to the total.
     """
     values = {name: _prior_values(name, query, candidates, options) for name in priors}
     retrieval = sum(options.weights.get(name, 1.0) for name in RETRIEVAL_CHANNELS)
+    if any(SESSION in c.parts for c in candidates):
+        retrieval += options.weights.get(SESSION, 0.0)
     total = retrieval + sum(options.weights[name] for name in priors)
     scale = retrieval / total
     for name, column in values.items():
@@ -138,7 +143,7 @@ def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],
             candidate.parts[name] = {"raw": column[index], "rank": ranks[index],
                                      "contribution": options.weights[name] * column[index] / total}
     for candidate in candidates:
-        for name in RETRIEVAL_CHANNELS:
+        for name in (*RETRIEVAL_CHANNELS, SESSION):
             if name in candidate.parts:
                 candidate.parts[name]["contribution"] *= scale
         candidate.score = sum(part["contribution"] for part in candidate.parts.values())

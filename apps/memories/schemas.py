@@ -300,6 +300,7 @@ class FusionWeights(StrictSerializer):
     recency = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     importance = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     rerank = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    session = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
 
 
 class RecallDefaults(RecallTuning):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -362,6 +362,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                                     embedding)
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, options.fusion, options.weights)
+        if mode == "hybrid":
+            scored = _session_context(scored, filters, options, result)
         with _Stopwatch(result.timings, "sql"):
             candidates = _hydrate(ns, scored, depth, filters)
         exhausted = all(len(found) < pool for found in channels.values())
@@ -376,6 +378,35 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
     return result
+
+
+def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
+                     options: ranking.RecallOptions, result: RecallResult) -> list[fusion.Fused]:
+    """Hybrid: the ``session`` input (``fusion.session_context``), weighted like a channel.
+
+    Skipped when the recall is filtered to one session: every candidate shares it, so
+    the input would carry no information. Costs one primary-key query (~0.3 ms).
+    """
+    weight = options.weights.get("session", 0.0)
+    if weight <= 0 or filters.get("session_id") or len(scored) < 2:
+        return scored
+    channels = sum(options.weights.get(name, 1.0) for name in ranking.RETRIEVAL_CHANNELS)
+    with _Stopwatch(result.timings, "sql"):
+        sessions = _sessions_of([entry.item for entry in scored])
+    return fusion.session_context(scored, sessions, weight / (channels or 1.0))
+
+
+def _sessions_of(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """id -> session_id of those memories that have one. Raw SQL by primary key: the ORM
+    spends more building this query than the database spends answering it (measured
+    at 100 ids: 1.1 ms vs 0.3 ms on SQLite)."""
+    pk = Memory._meta.pk
+    by_db_value = {pk.get_db_prep_value(i, connection): i for i in ids}
+    sql = (f"SELECT id, session_id FROM {connection.ops.quote_name(Memory._meta.db_table)} "
+           f"WHERE id IN ({', '.join(['%s'] * len(by_db_value))}) AND session_id <> ''")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(by_db_value))
+        return {by_db_value[row[0]]: row[1] for row in cursor.fetchall()}
 
 
 def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], depth: int,

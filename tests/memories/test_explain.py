@@ -45,3 +45,24 @@ def test_hybrid_explain_shows_both_channels_and_the_engine_query(agent, facts):
 def test_without_explain_there_is_no_breakdown(agent, facts):
     body = agent.post("/api/v1/recall", {"query": "editor theme"}).json()
     assert "explain" not in body and all("explain" not in r for r in body["results"])
+
+
+def test_hybrid_session_context_part(agent):
+    """A session-mate of a strong hit gets a ``session`` part; a memory alone does not."""
+    agent.post("/api/v1/memories/batch", {"memories": [
+        {"content": "The staging database runs on host db-3", "session_id": "ops-1"},
+        {"content": "It was moved there last spring", "session_id": "ops-1"},
+        {"content": "The db-3 host has 64 GB of memory"},
+    ]})
+    body = agent.post("/api/v1/recall", {"query": "staging database host", "mode": "hybrid",
+                                         "k": 3, "explain": True}).json()
+    parts = {r["content"]: r["explain"] for r in body["results"]}
+    assert "session" in parts["It was moved there last spring"]
+    assert "session" in parts["The staging database runs on host db-3"]
+    assert "session" not in parts["The db-3 host has 64 GB of memory"]
+    for result in body["results"]:
+        total = sum(p["contribution"] for p in result["explain"].values())
+        assert total == pytest.approx(result["score"], abs=1e-5)
+    filtered = agent.post("/api/v1/recall", {"query": "staging database host", "mode": "hybrid",
+                                             "explain": True, "filters": {"session_id": "ops-1"}})
+    assert all("session" not in r["explain"] for r in filtered.json()["results"])

@@ -41,3 +41,23 @@ def test_empty_channels_fuse_to_nothing():
     assert fusion.fuse({"vector": [], "lexical": []}, "rrf") == []
     with pytest.raises(ValueError):
         fusion.fuse({}, "magic")
+
+
+def test_session_context_boosts_session_mates_and_keeps_parts_adding_up():
+    channels = {"lexical": [("a", 9.0), ("b", 5.0), ("c", 4.9), ("d", 1.0)]}
+    ranked = fusion.session_context(fusion.weighted_scores(channels),
+                                    {"a": "s1", "c": "s1", "b": "s2"}, 0.3)
+    assert [e.item for e in ranked] == ["a", "c", "b", "d"]  # c rides on a; b is alone
+    for entry in ranked:
+        assert sum(p["contribution"] for p in entry.parts.values()) == pytest.approx(entry.score)
+    parts = {e.item: e.parts for e in ranked}
+    assert parts["c"]["session"]["rank"] == 1 and parts["a"]["session"]["rank"] == 3
+    assert "session" not in parts["b"] and "session" not in parts["d"]
+    assert max(e.score for e in ranked) <= 1.0
+
+
+def test_session_context_without_session_mates_changes_nothing():
+    fused = fusion.weighted_scores({"lexical": [("a", 9.0), ("b", 5.0)]})
+    before = [(e.item, e.score) for e in fused]
+    after = fusion.session_context(fused, {"a": "s1", "b": "s2"}, 0.3)
+    assert [(e.item, e.score) for e in after] == before
