@@ -179,10 +179,10 @@ def run_http(client: httpx.Client, memories: list[dict[str, Any]], queries: list
                 raise RuntimeError("batch response count does not match the request")
 
     ingested = measure(ingest, server_pid)
-    default = measure_recall(client, queries, None, server_pid)
+    vector = measure_recall(client, queries, "vector", server_pid)
     hybrid = measure_recall(client, queries, "hybrid", server_pid)
-    report = report_phases(len(memories), ingested, default[:2])
-    report["recall"]["server_timing"] = default[2]
+    report = report_phases(len(memories), ingested, vector[:2])
+    report["recall"]["server_timing"] = vector[2]
     report["recall_hybrid"] = {**report_phases(len(memories), ingested, hybrid[:2])["recall"],
                                "server_timing": hybrid[2]}
     return report
@@ -222,7 +222,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     x, width = np.arange(3), 0.27
-    series = (("HTTP, default mode", report["http"]["recall"], "#d95f02"),
+    series = (("HTTP, vector", report["http"]["recall"], "#d95f02"),
               ("HTTP, hybrid", report["http"]["recall_hybrid"], "#7570b3"),
               ("raw floor", report["floor"]["recall"], "#1b9e77"))
     for offset, (label, stats, color) in zip((-width, 0, width), series, strict=True):
@@ -231,8 +231,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
     left.set_xticks(x, ["p50", "p95", "p99"])
     left.set_ylabel("recall latency (ms)")
     ratios = report["ratios"]
-    left.set_title(f"Recall, k=10 (p95 vs floor: {ratios['recall_p95_http_over_floor']:.2f}x default, "
-                   f"{ratios['hybrid_recall_p95_http_over_floor']:.2f}x hybrid)", fontsize=10)
+    left.set_title(f"Recall, k=10 (p95 vs floor: {ratios['recall_p95_http_over_floor']:.2f}x vector, "
+                   f"{ratios['hybrid_recall_p95_http_over_floor']:.2f}x hybrid, the default)", fontsize=10)
     left.legend()
     values = [report["http"]["ingest"]["per_s"], report["floor"]["ingest"]["per_s"]]
     right.bar_label(right.bar(["HTTP batch", "raw floor"], values, color=["#d95f02", "#1b9e77"]),
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"n": args.n, "batch": args.batch, "queries": args.queries, "warmup": WARMUP,
                        "k": 10, "seed": 42, "embedder_batch": 64},
         "phase_order": ["setup (manage.py)", "floor ingest", "floor recall", "daphne start",
-                        "http ingest", "http recall (server default mode)", "http recall (hybrid)"],
+                        "http ingest", "http recall (vector)", "http recall (hybrid, the default)"],
         "notes": ["The floor runs in the bench process before Daphne starts: the two never share CPU.",
                   "One untimed recall loads the server's embedder before the timed HTTP ingest.",
                   f"Latency excludes {WARMUP} warm-up queries; requests are sequential, one connection.",
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{ratios['ingest_http_over_floor']:8.2f}")
     for p in ("p50", "p95", "p99", "mean"):
         h, f = http["recall"][p], floor["recall"][p]
-        print(f"{'recall ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
+        print(f"{'vector ' + p + ' (ms)':18}{h:10.1f}{f:10.1f}{h / f:8.2f}")
     for name, stage in http["recall"].get("server_timing", {}).items():
         print(f"{'  server ' + name:18}{stage['p50']:10.1f} p50 {stage['p95']:6.1f} p95")
     for p in ("p50", "p95", "p99"):

@@ -168,8 +168,11 @@ MEMORYWEB_LIMITS = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 # Recall: default mode (vector | lexical | hybrid) and candidates per channel in hybrid.
-MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="vector")
+MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="hybrid")
 MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
+# SQLite keyword queries leave out terms found in more than this share of all memories
+# (they barely move BM25 but dominate its cost); 1.0 keeps every term.
+MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
 # Hybrid fusion: "weighted" (scores scaled per channel) or "rrf" (reciprocal rank).
 # Defaults measured on LoCoMo (docs/recall.md): weighted beat RRF at every k; vector 1,
 # lexical 3, session 1.2 tuned on conversations 0-4, confirmed on 5-9.

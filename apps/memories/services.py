@@ -312,6 +312,8 @@ class RecallResult:
     hits: list[RecallHit]
     #: The keyword query as the lexical engine saw it (lexical and hybrid modes).
     lexical_query: str | None = None
+    #: Query terms left out of the keyword query as too common.
+    lexical_dropped: tuple[str, ...] = ()
     mode: str = "vector"
     explain: bool = False
     #: The ranking settings in force (request over namespace over server).
@@ -478,8 +480,9 @@ def _vector_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: in
 def _lexical_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: int,
                      excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
     """Keyword matches from the SQL full-text index, filters applied in the same query."""
-    lexical_query = lexical.build_query(query)
+    lexical_query = lexical.prune_common(lexical.build_query(query))
     result.lexical_query = lexical_query.engine_query
+    result.lexical_dropped = lexical_query.dropped
     candidates = None
     if any(filters.values()):
         candidates = _filtered(Memory.objects.filter(namespace=ns), filters)

@@ -51,7 +51,8 @@ def test_edit_in_admin_goes_through_service(admin_client, stored, agent, alpha):
     version = memory.versions.get()
     assert version.changed_by == "user:root"
     assert version.changes["content"]["before"] == "Standup is at 9:00"
-    top = agent.post("/api/v1/recall", {"query": "Standup is at 9:30", "k": 1}).json()["results"][0]
+    top = agent.post("/api/v1/recall", {"query": "Standup is at 9:30", "k": 1,
+                                        "mode": "vector"}).json()["results"][0]
     assert top["id"] == str(memory.pk) and top["score"] > 0.99  # re-embedded
 
 

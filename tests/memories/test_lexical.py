@@ -149,3 +149,42 @@ def test_expired_and_excluded_memories_never_come_back(agent, mode):
                         {"content": "another walrus sighting", "mode": mode}).json()
     assert stored["memory"]["id"] not in [r["id"] for r in stored["results"]]
     assert [r["content"] for r in stored["results"]] == ["current walrus sighting"]
+
+
+@pytest.fixture
+def prune_everywhere(monkeypatch):
+    """Prune even in a test-sized index (normally only from 2,000 memories on)."""
+    monkeypatch.setattr(lexical, "PRUNE_FROM_ROWS", 0)
+    monkeypatch.setitem(lexical._total, "at", 0.0)  # re-count now
+
+
+def test_common_terms_are_left_out_of_the_keyword_query(agent, prune_everywhere):
+    agent.post("/api/v1/memories/batch", {"memories": [
+        {"content": f"project note number {i}"} for i in range(8)] + [
+        {"content": "the zebra project"}]})
+    query = lexical.prune_common(lexical.build_query("zebra projects"), max_share=0.5)
+    body = agent.post("/api/v1/recall", {"query": "zebra projects", "mode": "lexical",
+                                         "explain": True}).json()
+    if connection.vendor == "postgresql":  # ranks without document counts: nothing pruned
+        assert query.terms == ("zebra", "projects") and body["explain"]["lexical_dropped"] == []
+        return
+    assert query.terms == ("zebra",) and query.dropped == ("projects",)
+    assert body["explain"]["lexical_dropped"] == ["projects"]
+    assert [r["content"] for r in body["results"]] == ["the zebra project"]
+
+
+def test_when_every_term_is_common_the_two_rarest_stay(agent, prune_everywhere):
+    agent.post("/api/v1/memories/batch", {"memories": [
+        {"content": f"alpha beta gamma {i}"} for i in range(6)] + [
+        {"content": "alpha beta"}, {"content": "alpha"}]})
+    query = lexical.prune_common(lexical.build_query("alpha beta gamma"), max_share=0.1)
+    if connection.vendor == "postgresql":
+        assert query.dropped == ()
+        return
+    assert query.terms == ("beta", "gamma") and query.dropped == ("alpha",)
+
+
+def test_small_indexes_are_never_pruned(agent):
+    agent.post("/api/v1/memories/batch", {"memories": [{"content": f"project {i}"} for i in range(5)]})
+    query = lexical.build_query("project zebra")
+    assert lexical.prune_common(query, max_share=0.01) == query

@@ -23,8 +23,10 @@ FACTS = [
 ]
 
 
-def _recall(caller, query, k=5, **filters):
+def _recall(caller, query, k=5, mode=None, **filters):
     body = {"query": query, "k": k}
+    if mode:
+        body["mode"] = mode
     if filters:
         body["filters"] = filters
     response = caller.post("/api/v1/recall", body)
@@ -41,9 +43,10 @@ def facts(agent):
 
 @pytest.mark.parametrize("fact", FACTS)
 def test_store_then_recall_own_text_is_rank_one(agent, facts, fact):
-    results = _recall(agent, fact)
+    assert _recall(agent, fact)[0]["content"] == fact  # the default mode (hybrid)
+    results = _recall(agent, fact, mode="vector")
     assert results[0]["content"] == fact
-    assert results[0]["score"] > 0.99
+    assert results[0]["score"] > 0.99  # cosine similarity with itself
 
 
 def test_recall_by_paraphrase(agent, facts):

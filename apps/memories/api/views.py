@@ -158,6 +158,7 @@ class RecallView(APIView):
         }
         if result.explain:
             body["explain"] = {"mode": result.mode, "lexical_query": result.lexical_query,
+                               "lexical_dropped": list(result.lexical_dropped),
                                **result.options.describe()}
             if result.mode != "hybrid":  # one channel: nothing is fused or weighted
                 body["explain"].update(fusion=None, weights=None)
