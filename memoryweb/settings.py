@@ -139,6 +139,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Threads that run HTTP requests (each holds at most one database connection).
 MEMORYWEB_HTTP_THREADS = env.int("MEMORYWEB_HTTP_THREADS", default=8)
+# How long a Python thread may hold the GIL while others wait (Python's default: 5 ms).
+# A hybrid recall runs SQLite on one thread while another embeds and queries Chroma;
+# each time SQLite hands back a result it waits for the GIL, up to this long.
+MEMORYWEB_GIL_SWITCH_MS = env.float("MEMORYWEB_GIL_SWITCH_MS", default=1.0)
 
 # --- Vector store (ChromaDB) -------------------------------------------------
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.

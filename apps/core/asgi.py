@@ -20,6 +20,7 @@ do for it under WSGI.
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -52,6 +53,10 @@ def get_asgi_application() -> ThreadPoolASGIHandler:
 
     django.setup(set_prefix=False)
     from apps.memories.indexing import start_background_drain
+
+    # Shorter GIL slices: a thread coming back from SQLite or onnxruntime (which run
+    # without the GIL) waits at most this long for it (docs/performance.md).
+    sys.setswitchinterval(settings.MEMORYWEB_GIL_SWITCH_MS / 1000)
 
     # Each server process replays vector-index work left by an outage (idempotent).
     start_background_drain(settings.MEMORYWEB_DRAIN_SECONDS)
