@@ -67,11 +67,19 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "guardian",
     "apps.core",
     "apps.tenancy",
     "apps.memories",
     "apps.ops",
 ]
+
+# Namespace roles are django-guardian object permissions (apps/tenancy/members.py).
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous callers get nothing
 
 MIDDLEWARE = [
     "apps.core.middleware.ServerTimingMiddleware",

@@ -35,9 +35,10 @@ class MemoryQuerySet(models.QuerySet):
         """The memories ``principal`` may act on with ``action``: the one scoping entry point."""
         if principal.is_system_admin:
             return self
-        if principal.namespace_id is not None and principal.can(action, principal.namespace_id):
-            return self.filter(namespace_id=principal.namespace_id)
-        return self.none()
+        ids = principal.namespace_ids(action)
+        if not ids:
+            return self.none()
+        return self.filter(namespace_id=ids[0]) if len(ids) == 1 else self.filter(namespace_id__in=ids)
 
     def live(self) -> MemoryQuerySet:
         """Not expired (expired rows wait for the retention job but are never served)."""

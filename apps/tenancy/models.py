@@ -57,6 +57,13 @@ class Namespace(models.Model):
 
     class Meta:
         ordering = ["slug"]
+        # Member roles are bundles of these, held per namespace (roles.ROLE_PERMISSIONS).
+        permissions = [
+            ("read_memories", "Recall and read the namespace's memories"),
+            ("ingest_memories", "Store memories in the namespace"),
+            ("edit_memories", "Edit and delete the namespace's memories"),
+            ("manage_namespace", "Manage the namespace's members, keys and grants"),
+        ]
 
     def __str__(self) -> str:
         return self.slug

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,8 @@ class Principal:
     user_id: int | None = None
     #: The bound namespace as loaded with the key (saves a query per request).
     namespace: Any = field(default=None, compare=False, repr=False)
+    #: A person's roles: namespace id -> role, from their memberships (members.py).
+    memberships: Mapping[int, Role] = field(default_factory=dict, compare=False, repr=False)
 
     # DRF treats request.user as a user: these make a Principal pass its checks.
     is_authenticated = True
@@ -45,7 +48,14 @@ class Principal:
             return Role.SYSTEM
         if self.namespace_id is not None and self.namespace_id == namespace_id:
             return self.role
-        return None
+        return self.memberships.get(namespace_id)
+
+    def namespace_ids(self, action: Action) -> list[int]:
+        """The namespaces where this (non-system) principal may take ``action``."""
+        ids = {ns_id for ns_id in self.memberships if self.can(action, ns_id)}
+        if self.namespace_id is not None and self.can(action, self.namespace_id):
+            ids.add(self.namespace_id)
+        return sorted(ids)
 
     def can(self, action: Action, namespace_id: int) -> bool:
         return allows(self.role_in(namespace_id), action)
@@ -63,9 +73,13 @@ class Principal:
 
     @classmethod
     def for_user(cls, user) -> Principal:  # user: django.contrib.auth User
+        """A person: a system admin if a superuser, else their namespace memberships."""
+        from apps.tenancy.members import memberships
+
         return cls(
             label=f"user:{user.get_username()}",
             agent_id=f"user:{user.get_username()}",
             role=Role.SYSTEM if user.is_superuser else None,
             user_id=user.pk,
+            memberships={} if user.is_superuser else memberships(user),
         )

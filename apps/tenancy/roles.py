@@ -50,3 +50,27 @@ MIN_ROLE: dict[Action, Role] = {
 
 def allows(role: Role | None, action: Action) -> bool:
     return role is not None and role >= MIN_ROLE[action]
+
+
+#: Object permissions on a Namespace (Namespace.Meta.permissions), one per action a
+#: member may take there. A role is a named bundle of them.
+ACTION_PERMISSION: dict[Action, str] = {
+    Action.READ: "read_memories",
+    Action.INGEST: "ingest_memories",
+    Action.EDIT: "edit_memories",
+    Action.MANAGE: "manage_namespace",
+}
+
+#: Role -> the permissions a member with that role holds on the namespace.
+ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
+    role: frozenset(perm for action, perm in ACTION_PERMISSION.items() if allows(role, action))
+    for role in (Role.READER, Role.AGENT, Role.ADMIN)
+}
+
+
+def role_from_permissions(perms: set[str] | frozenset[str]) -> Role | None:
+    """The highest member role whose whole bundle ``perms`` holds (None: not a member)."""
+    for role in (Role.ADMIN, Role.AGENT, Role.READER):
+        if ROLE_PERMISSIONS[role] <= perms:
+            return role
+    return None
