@@ -218,6 +218,10 @@ MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 MEMORYWEB_RECALL_STATS_SECONDS = env.float("MEMORYWEB_RECALL_STATS_SECONDS", default=1.0)
 # Keys update last_used_at at most this often, so reads do not become writes.
 MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
+# A rotated key's old secret keeps working this long (a rotate request may choose).
+MEMORYWEB_KEY_ROTATION_GRACE_SECONDS = env.int("MEMORYWEB_KEY_ROTATION_GRACE_SECONDS", default=3600)
+# Requests per principal (API key or person), DRF rate syntax; empty = unlimited.
+MEMORYWEB_RATE_LIMIT = env.str("MEMORYWEB_RATE_LIMIT", default="6000/min")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -231,6 +235,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.tenancy.throttling.PrincipalRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from apps.core.admin import SuperuserOnlyAdmin
 from apps.core.errors import ServiceError
+from apps.tenancy.keys import rotate_key
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
@@ -80,7 +81,7 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
     list_filter = ["role", "namespace"]
     search_fields = ["prefix", "agent_id", "name"]
     fields = ["namespace", "role", "agent_id", "name", "expires_at", "revoked_at"]
-    actions = ["revoke"]
+    actions = ["revoke", "rotate"]
 
     def get_readonly_fields(self, request, obj=None):
         # Key material and binding never change; make a new key instead.
@@ -100,3 +101,20 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} key(s) revoked.")
+
+    @admin.action(description="Rotate selected keys (old secrets work for the grace period)")
+    def rotate(self, request, queryset):
+        """Through the key service, as the REST endpoint; each new secret is shown once."""
+        principal = Principal.for_user(request.user)
+        for key in queryset.select_related("namespace"):
+            if key.namespace is None:
+                self.message_user(request, f"{key.prefix}: system keys are rotated by creating "
+                                  "a new one.", messages.ERROR)
+                continue
+            try:
+                new, raw = rotate_key(principal, key.namespace.slug, key.pk)
+            except ServiceError as exc:
+                self.message_user(request, f"{key.prefix}: {exc.message}", messages.ERROR)
+                continue
+            messages.warning(request, f"{key.prefix} rotated. Copy the new key now, it is not "
+                             f"shown again: {raw} (new prefix {new.prefix})")

@@ -150,3 +150,20 @@ def test_namespace_recall_settings_are_edited_and_validated_in_admin(admin_clien
     alpha.refresh_from_db()
     assert alpha.recall_defaults == {"mode": "hybrid", "mmr_lambda": 0.7}
     assert alpha.near_duplicate_policy == "skip" and alpha.near_duplicate_threshold == 0.9
+
+
+def test_rotate_action_in_admin_shows_the_new_secret_once(admin_client, alpha):
+    from apps.tenancy.models import ApiKey
+    from apps.tenancy.roles import Role
+    from apps.tenancy.services import create_api_key
+
+    key, raw = create_api_key(role=Role.AGENT, agent_id="rotor", namespace=alpha)
+    response = admin_client.post("/admin/tenancy/apikey/", {
+        "action": "rotate", "_selected_action": [key.pk]}, follow=True)
+    assert response.status_code == 200
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    new = ApiKey.objects.filter(agent_id="rotor").exclude(pk=key.pk).get()
+    secret = next(t for t in texts if "rotated" in t).split("shown again: ")[1].split(" ")[0]
+    assert secret.startswith(new.prefix) and authenticate_key(secret).pk == new.pk
+    assert authenticate_key(raw).pk == key.pk  # still inside the grace period
+    assert ApiKey.objects.get(pk=key.pk).expires_at is not None

@@ -1,0 +1,123 @@
+"""Key lifecycle for team admins: list, create, rotate, revoke and expire a namespace's keys.
+
+Seed 003's admin endpoints. Every function takes the acting principal and the
+namespace slug, and needs the ``manage`` action there (team admin or system admin).
+A key of another namespace is a 404, like any foreign object. Secrets are returned
+once, by ``create`` and ``rotate``, and never stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.errors import InvalidInput, NotFound
+from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
+from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action, Role
+from apps.tenancy.services import authorize, create_api_key, resolve_namespace
+
+MAX_GRACE = 7 * 24 * 3600
+
+
+class KeyInput(StrictSerializer):
+    role = serializers.ChoiceField(choices=["reader", "agent", "admin"])
+    agent_id = serializers.CharField(max_length=128)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    expires_at = UTCDateTimeField(required=False, allow_null=True, default=None)
+
+
+class KeyUpdate(StrictSerializer):
+    expires_at = UTCDateTimeField(allow_null=True)
+
+
+class RotateInput(StrictSerializer):
+    grace_seconds = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_GRACE,
+        help_text="How long the old secret keeps working (default "
+        "MEMORYWEB_KEY_ROTATION_GRACE_SECONDS).")
+
+
+def _managed(principal: Principal, slug: str) -> Namespace:
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.MANAGE)
+    return namespace
+
+
+def _validated(serializer_class, data: Any) -> dict[str, Any]:
+    return validate(serializer_class, data)
+
+
+def _future(moment, field: str = "expires_at"):
+    if moment is not None and moment <= timezone.now():
+        raise InvalidInput("must be in the future.", field=field)
+    return moment
+
+
+def list_keys(principal: Principal, slug: str):
+    """Every key of the namespace, newest first, revoked and expired ones included."""
+    return ApiKey.objects.filter(namespace=_managed(principal, slug)).order_by("-created_at", "-pk")
+
+
+def get_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
+    namespace = _managed(principal, slug)
+    try:
+        return ApiKey.objects.get(namespace=namespace, pk=int(key_id))
+    except (ApiKey.DoesNotExist, TypeError, ValueError):
+        raise NotFound("key not found.") from None
+
+
+def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tuple[ApiKey, str]:
+    """A new key of the namespace; returns it with its secret (shown once)."""
+    namespace = _managed(principal, slug)
+    cleaned = _validated(KeyInput, data)
+    return create_api_key(role=Role.from_label(cleaned["role"]), agent_id=cleaned["agent_id"],
+                          namespace=namespace, name=cleaned["name"],
+                          expires_at=_future(cleaned["expires_at"]))
+
+
+def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, Any]) -> ApiKey:
+    key = get_key(principal, slug, key_id)
+    key.expires_at = _future(_validated(KeyUpdate, data)["expires_at"])
+    key.save(update_fields=["expires_at"])
+    return key
+
+
+def rotate_key(principal: Principal, slug: str, key_id: Any,
+               data: Mapping[str, Any] | None = None) -> tuple[ApiKey, str]:
+    """A new secret for the same role and agent; the old one works for the grace period.
+
+    The new key keeps the old one's name, role, agent_id and expiry. The old key's
+    expiry becomes now + grace (or stays, if sooner): a grace of 0 cuts it off at once.
+    """
+    old = get_key(principal, slug, key_id)
+    if old.revoked_at is not None or (old.expires_at and old.expires_at <= timezone.now()):
+        raise InvalidInput("a revoked or expired key cannot be rotated; create a new one.",
+                           field="key")
+    grace = _validated(RotateInput, data or {}).get(
+        "grace_seconds", settings.MEMORYWEB_KEY_ROTATION_GRACE_SECONDS)
+    with transaction.atomic():
+        new, raw = create_api_key(role=old.role_enum, agent_id=old.agent_id,
+                                  namespace=old.namespace, name=old.name,
+                                  expires_at=old.expires_at)
+        cutoff = timezone.now() + timedelta(seconds=grace)
+        if old.expires_at is None or cutoff < old.expires_at:
+            old.expires_at = cutoff
+            old.save(update_fields=["expires_at"])
+    return new, raw
+
+
+def revoke_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
+    """Stop a key at once (idempotent)."""
+    key = get_key(principal, slug, key_id)
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
