@@ -83,6 +83,7 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
         raise InvalidInput("expected a JSON object.")
     ns = resolve_namespace(principal, data.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.INGEST)
+    _check_writable(ns)
     cleaned = schemas.validate(schemas.MemoryInput, data)
     _check_same_namespace(ns, cleaned, "namespace")
     return _store_once(principal, ns, [cleaned], idempotency_key, data)[0]
@@ -99,12 +100,20 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
                            field="memories", code="too_many")
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.INGEST)
+    _check_writable(ns)
     cleaned = []
     for i, item in enumerate(items):  # validate everything before writing anything
         data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
         _check_same_namespace(ns, data, f"memories[{i}].namespace")
         cleaned.append(data)
     return _store_once(principal, ns, cleaned, idempotency_key, list(items))
+
+
+def _check_writable(ns: Namespace) -> None:
+    """An archived namespace keeps its memories readable and refuses every write."""
+    if ns.archived_at is not None:
+        raise Conflict(f"namespace {ns.slug!r} is archived; writes are refused until a system "
+                       "admin unarchives it.", field="namespace")
 
 
 def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> None:
@@ -268,6 +277,7 @@ def _editable(principal: Principal, memory_id: Any) -> Memory:
     """A memory to edit or delete: expired ones too (they are not served, but they exist)."""
     memory = _visible(principal, memory_id, Memory.objects.all())
     authorize(principal, memory.namespace_id, Action.EDIT)
+    _check_writable(memory.namespace)
     return memory
 
 

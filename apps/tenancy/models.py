@@ -52,6 +52,10 @@ class Namespace(models.Model):
         help_text='Overrides of the server\'s recall settings for this namespace, e.g. '
         '{"mode": "hybrid", "fusion": "rrf", "weights": {"lexical": 1.5}, "min_score": 0.2, '
         '"mmr_lambda": 0.7}. See docs/recall.md.')
+    archived_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Set when a system admin archives the namespace: its memories stay readable, "
+        "writes are refused (409) until it is unarchived.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

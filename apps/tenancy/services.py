@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action, Role
@@ -47,7 +47,7 @@ def create_namespace(slug: str, name: str = "") -> Namespace:
         with transaction.atomic():
             return Namespace.objects.create(slug=slug, name=name or slug)
     except IntegrityError:
-        raise InvalidInput(f"namespace {slug!r} already exists.", field="slug", code="conflict") from None
+        raise Conflict(f"namespace {slug!r} already exists.", field="slug") from None
 
 
 def create_api_key(

@@ -1,10 +1,15 @@
 from django.urls import path
 
-from apps.tenancy.api import views
+from apps.tenancy.api import namespace_views, views
 
 app_name = "tenancy-api"
 
 urlpatterns = [
+    path("namespaces", namespace_views.NamespaceListView.as_view(), name="namespaces"),
+    path("namespaces/<str:slug>", namespace_views.NamespaceDetailView.as_view(), name="namespace"),
+    path("namespaces/<str:slug>/members", namespace_views.MemberListView.as_view(), name="members"),
+    path("namespaces/<str:slug>/members/<str:username>", namespace_views.MemberDetailView.as_view(),
+         name="member"),
     path("namespaces/<str:slug>/keys", views.KeyListView.as_view(), name="keys"),
     path("namespaces/<str:slug>/keys/<int:key_id>", views.KeyDetailView.as_view(), name="key"),
     path("namespaces/<str:slug>/keys/<int:key_id>/rotate", views.KeyRotateView.as_view(),

@@ -1,0 +1,103 @@
+"""The namespaces API's services: list, create, rename, configure, archive, delete, members.
+
+System admins do everything; a team admin sees and configures their own namespace
+(name, recall defaults, near-duplicate policy) and manages its members; any other
+principal sees the namespaces it can read. Invisible namespaces are 404s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.memories.schemas import StrictSerializer, validate, validate_recall_defaults
+from apps.tenancy import members as membership
+from apps.tenancy.models import Namespace, NearDuplicatePolicy
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action, Role
+from apps.tenancy.services import authorize, create_namespace, resolve_namespace
+
+
+class NamespaceCreate(StrictSerializer):
+    slug = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class NamespaceUpdate(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    recall_defaults = serializers.JSONField(required=False)
+    near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
+                                                    required=False)
+    near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
+                                                      min_value=0.01, max_value=1.0)
+    archived = serializers.BooleanField(required=False, help_text="System admins only.")
+
+
+class MemberInput(StrictSerializer):
+    role = serializers.ChoiceField(choices=["reader", "agent", "admin"])
+
+
+def list_namespaces(principal: Principal):
+    """Every namespace for a system admin; otherwise those the principal may read."""
+    queryset = Namespace.objects.order_by("slug")
+    if principal.is_system_admin:
+        return queryset
+    return queryset.filter(pk__in=principal.namespace_ids(Action.READ))
+
+
+def get_namespace(principal: Principal, slug: str) -> Namespace:
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.READ)
+    return namespace
+
+
+def create(principal: Principal, data: Mapping[str, Any]) -> Namespace:
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may create a namespace.")
+    cleaned = validate(NamespaceCreate, data)
+    return create_namespace(cleaned["slug"], cleaned["name"])
+
+
+def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespace:
+    """Rename or configure (team admin of it); archive or unarchive (system admin)."""
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.MANAGE)
+    cleaned = validate(NamespaceUpdate, data)
+    if "archived" in cleaned:
+        if not principal.is_system_admin:
+            raise PermissionDenied("only a system admin may archive a namespace.")
+        archived = cleaned.pop("archived")
+        namespace.archived_at = (namespace.archived_at or timezone.now()) if archived else None
+    if "recall_defaults" in cleaned:
+        cleaned["recall_defaults"] = validate_recall_defaults(cleaned["recall_defaults"])
+    for name, value in cleaned.items():
+        setattr(namespace, name, value)
+    namespace.save()
+    return namespace
+
+
+def list_members(principal: Principal, slug: str) -> dict[str, Role]:
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.MANAGE)
+    return membership.members(namespace)
+
+
+def set_member(principal: Principal, slug: str, username: str,
+               data: Mapping[str, Any] | None) -> Role | None:
+    """Give ``username`` a role (``data`` = {"role"}) or end the membership (None)."""
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.MANAGE)
+    users = get_user_model()
+    user = users.objects.filter(**{users.USERNAME_FIELD: username}).first()
+    if user is None:
+        raise NotFound(f"user {username!r} not found.", field="username")
+    if user.is_superuser:
+        raise InvalidInput("a system admin needs no membership.", field="username")
+    role = Role.from_label(validate(MemberInput, data)["role"]) if data is not None else None
+    membership.set_role(namespace, user, role)
+    return role
