@@ -1,0 +1,144 @@
+"""Every API route by every kind of caller: the exact status, and no foreign data in the body.
+
+Targets are alpha's objects (a memory, a key, a member). Callers: no key, a revoked key,
+an expired key, alpha's reader / agent / team admin keys, a system admin, and beta's
+agent (the outsider). A route added to the API fails ``test_every_api_route_is_in_the_matrix``
+until it gets a row here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
+
+from apps.tenancy.members import set_role
+from apps.tenancy.roles import Role
+from tests.conftest import make_caller
+
+SECRET = "alpha's confidential launch code is 7734"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: str  # the URL pattern as Django has it, for the coverage test
+    path: str  # with {memory}, {key}, {user} placeholders
+    body: dict | None
+    min_role: Role  # the lowest alpha role that succeeds
+    ok: int  # the success status
+    scoped: bool = True  # about alpha's objects: an outsider gets 404, not 403
+
+
+MEMORY_BODY = {"content": "written by the matrix", "namespace": "alpha"}
+ROUTES = [
+    Route("GET", "api/v1/memories", "/api/v1/memories?namespace=alpha", None, Role.READER, 200),
+    Route("POST", "api/v1/memories", "/api/v1/memories", MEMORY_BODY, Role.AGENT, 201),
+    Route("POST", "api/v1/memories/batch", "/api/v1/memories/batch",
+          {"memories": [{"content": "batch item"}], "namespace": "alpha"}, Role.AGENT, 201),
+    Route("GET", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", None, Role.READER, 200),
+    Route("PATCH", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", {"importance": 0.9},
+          Role.ADMIN, 200),
+    Route("PUT", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", {"content": "replaced"},
+          Role.ADMIN, 200),
+    Route("DELETE", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", None, Role.ADMIN, 204),
+    Route("GET", "api/v1/memories/<pk>/versions", "/api/v1/memories/{memory}/versions", None,
+          Role.READER, 200),
+    Route("POST", "api/v1/recall", "/api/v1/recall", {"query": "launch code", "namespace": "alpha"},
+          Role.READER, 200),
+    Route("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall", MEMORY_BODY,
+          Role.AGENT, 201),
+    Route("DELETE", "api/v1/agents/<str:agent_id>/memories",
+          "/api/v1/agents/agent-1/memories?namespace=alpha", None, Role.SYSTEM, 200, scoped=False),
+    Route("GET", "api/v1/namespaces", "/api/v1/namespaces", None, Role.READER, 200, scoped=False),
+    Route("POST", "api/v1/namespaces", "/api/v1/namespaces", {"slug": "gamma"}, Role.SYSTEM, 201,
+          scoped=False),
+    Route("GET", "api/v1/namespaces/<str:slug>", "/api/v1/namespaces/alpha", None, Role.READER, 200),
+    Route("PATCH", "api/v1/namespaces/<str:slug>", "/api/v1/namespaces/alpha", {"name": "A"},
+          Role.ADMIN, 200),
+    Route("DELETE", "api/v1/namespaces/<str:slug>", "/api/v1/namespaces/alpha", None, Role.SYSTEM, 204),
+    Route("GET", "api/v1/namespaces/<str:slug>/members", "/api/v1/namespaces/alpha/members", None,
+          Role.ADMIN, 200),
+    Route("PUT", "api/v1/namespaces/<str:slug>/members/<str:username>",
+          "/api/v1/namespaces/alpha/members/{user}", {"role": "agent"}, Role.ADMIN, 200),
+    Route("DELETE", "api/v1/namespaces/<str:slug>/members/<str:username>",
+          "/api/v1/namespaces/alpha/members/{user}", None, Role.ADMIN, 204),
+    Route("GET", "api/v1/namespaces/<str:slug>/keys", "/api/v1/namespaces/alpha/keys", None,
+          Role.ADMIN, 200),
+    Route("POST", "api/v1/namespaces/<str:slug>/keys", "/api/v1/namespaces/alpha/keys",
+          {"role": "reader", "agent_id": "matrix"}, Role.ADMIN, 201),
+    Route("PATCH", "api/v1/namespaces/<str:slug>/keys/<int:key_id>",
+          "/api/v1/namespaces/alpha/keys/{key}", {"expires_at": None}, Role.ADMIN, 200),
+    Route("DELETE", "api/v1/namespaces/<str:slug>/keys/<int:key_id>",
+          "/api/v1/namespaces/alpha/keys/{key}", None, Role.ADMIN, 204),
+    Route("POST", "api/v1/namespaces/<str:slug>/keys/<int:key_id>/rotate",
+          "/api/v1/namespaces/alpha/keys/{key}/rotate", {}, Role.ADMIN, 201),
+]
+
+CALLERS = ["anonymous", "revoked", "expired", "outsider", "reader", "agent", "admin", "system"]
+ALPHA_ROLES = {"reader": Role.READER, "agent": Role.AGENT, "admin": Role.ADMIN, "system": Role.SYSTEM}
+
+
+def expected_status(route: Route, caller: str) -> int:
+    if caller in ("anonymous", "revoked", "expired"):
+        return 401
+    if caller == "outsider":
+        if route.scoped:
+            return 404
+        return route.ok if route.min_role <= Role.AGENT else 403
+    return route.ok if ALPHA_ROLES[caller] >= route.min_role else 403
+
+
+@pytest.fixture
+def world(alpha, beta, callers):
+    """alpha's memory, key and member; a revoked and an expired alpha key."""
+    memory = callers["agent"].post("/api/v1/memories", {"content": SECRET}).json()
+    callers["outsider"].post("/api/v1/memories", {"content": "beta's own note"})
+    target_key = make_caller(Role.AGENT, alpha, "target")
+    member = get_user_model().objects.create_user("member-1")
+    set_role(alpha, member, Role.READER)
+    revoked = make_caller(Role.ADMIN, alpha, "revoked")
+    revoked.key.revoked_at = timezone.now()
+    revoked.key.save()
+    expired = make_caller(Role.ADMIN, alpha, "expired")
+    expired.key.expires_at = timezone.now() - dt.timedelta(seconds=1)
+    expired.key.save()
+    return {"memory": memory["id"], "key": target_key.key.pk, "user": "member-1",
+            "callers": {**callers, "revoked": revoked, "expired": expired}}
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.pattern}")
+def test_matrix_cell(world, route, caller):
+    client = world["callers"][caller]
+    path = route.path.format(memory=world["memory"], key=world["key"], user=world["user"])
+    send = getattr(client, route.method.lower())
+    response = send(path, route.body) if route.body is not None else send(path)
+    assert response.status_code == expected_status(route, caller), response.content
+    if caller in ("anonymous", "revoked", "expired", "outsider"):
+        body = response.content.decode()
+        assert SECRET not in body and world["memory"] not in body
+        assert "member-1" not in body
+
+
+def _api_patterns(resolver=None, prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        pattern = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            found |= _api_patterns(entry, pattern)
+        elif isinstance(entry, URLPattern) and pattern.startswith("api/v1/"):
+            pattern = re.sub(r"\(\?P<pk>\[\^/\]\+\)", "<pk>", pattern)  # router's detail regex
+            found.add(pattern.replace("^", "").replace("$", ""))
+    return found
+
+
+def test_every_api_route_is_in_the_matrix():
+    covered = {route.pattern for route in ROUTES}
+    missing = sorted(_api_patterns() - covered)
+    assert not missing, f"API routes missing from the isolation matrix: {missing}"
