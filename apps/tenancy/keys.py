@@ -51,10 +51,6 @@ def _managed(principal: Principal, slug: str) -> Namespace:
     return namespace
 
 
-def _validated(serializer_class, data: Any) -> dict[str, Any]:
-    return validate(serializer_class, data)
-
-
 def _future(moment, field: str = "expires_at"):
     if moment is not None and moment <= timezone.now():
         raise InvalidInput("must be in the future.", field=field)
@@ -77,7 +73,7 @@ def get_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
 def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tuple[ApiKey, str]:
     """A new key of the namespace; returns it with its secret (shown once)."""
     namespace = _managed(principal, slug)
-    cleaned = _validated(KeyInput, data)
+    cleaned = validate(KeyInput, data)
     return create_api_key(role=Role.from_label(cleaned["role"]), agent_id=cleaned["agent_id"],
                           namespace=namespace, name=cleaned["name"],
                           expires_at=_future(cleaned["expires_at"]))
@@ -85,7 +81,7 @@ def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tupl
 
 def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, Any]) -> ApiKey:
     key = get_key(principal, slug, key_id)
-    key.expires_at = _future(_validated(KeyUpdate, data)["expires_at"])
+    key.expires_at = _future(validate(KeyUpdate, data)["expires_at"])
     key.save(update_fields=["expires_at"])
     return key
 
@@ -101,7 +97,7 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
     if old.revoked_at is not None or (old.expires_at and old.expires_at <= timezone.now()):
         raise InvalidInput("a revoked or expired key cannot be rotated; create a new one.",
                            field="key")
-    grace = _validated(RotateInput, data or {}).get(
+    grace = validate(RotateInput, data or {}).get(
         "grace_seconds", settings.MEMORYWEB_KEY_ROTATION_GRACE_SECONDS)
     with transaction.atomic():
         new, raw = create_api_key(role=old.role_enum, agent_id=old.agent_id,

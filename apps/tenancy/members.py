@@ -38,24 +38,28 @@ def memberships(user) -> dict[int, Role]:
     """namespace id -> the user's role there, for every namespace they are a member of."""
     if user is None or not user.is_authenticated:
         return {}
-    content_type = ContentType.objects.get_for_model(Namespace)
-    held: dict[int, set[str]] = {}
-    for object_pk, codename in UserObjectPermission.objects.filter(
-            user=user, content_type=content_type,
-            permission__codename__in=ALL_PERMISSIONS).values_list("object_pk", "permission__codename"):
-        held.setdefault(int(object_pk), set()).add(codename)
-    roles = {ns_id: role_from_permissions(perms) for ns_id, perms in held.items()}
-    return {ns_id: role for ns_id, role in roles.items() if role is not None}
+    rows = _permission_rows(user=user).values_list("object_pk", "permission__codename")
+    return {int(ns_id): role for ns_id, role in _roles(rows).items()}
 
 
 def members(namespace: Namespace) -> dict[str, Role]:
     """username -> role, for every member of ``namespace``."""
-    content_type = ContentType.objects.get_for_model(Namespace)
-    held: dict[str, set[str]] = {}
-    for username, codename in UserObjectPermission.objects.filter(
-            content_type=content_type, object_pk=str(namespace.pk),
-            permission__codename__in=ALL_PERMISSIONS).values_list(
-            f"user__{get_user_model().USERNAME_FIELD}", "permission__codename"):
-        held.setdefault(username, set()).add(codename)
-    roles = {name: role_from_permissions(perms) for name, perms in held.items()}
-    return {name: role for name, role in sorted(roles.items()) if role is not None}
+    rows = _permission_rows(object_pk=str(namespace.pk)).values_list(
+        f"user__{get_user_model().USERNAME_FIELD}", "permission__codename")
+    return dict(sorted(_roles(rows).items()))
+
+
+def _permission_rows(**conditions):
+    """The namespace-role permissions granted directly to users, narrowed by ``conditions``."""
+    return UserObjectPermission.objects.filter(
+        content_type=ContentType.objects.get_for_model(Namespace),
+        permission__codename__in=ALL_PERMISSIONS, **conditions)
+
+
+def _roles(rows) -> dict:
+    """(owner, codename) rows -> owner: role, for owners whose permissions make a whole role."""
+    held: dict = {}
+    for owner, codename in rows:
+        held.setdefault(owner, set()).add(codename)
+    roles = {owner: role_from_permissions(perms) for owner, perms in held.items()}
+    return {owner: role for owner, role in roles.items() if role is not None}

@@ -81,6 +81,13 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
     return namespace
 
 
+def delete(principal: Principal, slug: str) -> int:
+    """Delete a namespace and everything in it (system admin); returns the memory count."""
+    from apps.memories.services import delete_namespace  # memories builds on tenancy
+
+    return delete_namespace(principal, resolve_namespace(principal, slug))
+
+
 def list_members(principal: Principal, slug: str) -> dict[str, Role]:
     namespace = resolve_namespace(principal, slug)
     authorize(principal, namespace.pk, Action.MANAGE)

@@ -7,10 +7,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.memories import services as memory_services
 from apps.tenancy import namespaces
 from apps.tenancy.models import Namespace
-from apps.tenancy.services import resolve_namespace
 
 
 class NamespaceSerializer(serializers.ModelSerializer):
@@ -61,7 +59,7 @@ class NamespaceDetailView(APIView):
     @extend_schema(summary="Delete a namespace with its memories, keys and vectors (system admin)",
                    responses={204: None})
     def delete(self, request, slug: str):
-        memory_services.delete_namespace(request.user, resolve_namespace(request.user, slug))
+        namespaces.delete(request.user, slug)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
