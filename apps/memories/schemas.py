@@ -263,6 +263,9 @@ class RecallInput(RecallTuning):
         "and the query as the lexical engine saw it.")
     filters = RecallFilters(required=False)
     namespace = serializers.SlugField(required=False, allow_blank=True)
+    include_shared = serializers.BooleanField(
+        default=False, help_text="Also search every namespace that currently shares memories "
+        "with this one (sharing grants); each result names its namespace.")
 
     def validate_query(self, value: str) -> str:
         return _check_bytes(value, LIMITS["max_query_bytes"], "query")
@@ -289,6 +292,7 @@ class IngestAndRecallInput(MemoryInput, RecallTuning):
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
     explain = serializers.BooleanField(default=False)
     filters = RecallFilters(required=False)
+    include_shared = serializers.BooleanField(default=False)
 
     def validate_query(self, value: str) -> str:
         return _check_bytes(value, LIMITS["max_query_bytes"], "query")

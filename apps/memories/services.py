@@ -33,7 +33,7 @@ from apps.core.errors import (
     ServiceError,
     Unavailable,
 )
-from apps.memories import fusion, indexing, lexical, ranking, recall_stats, schemas
+from apps.memories import fusion, indexing, lexical, ranking, recall_stats, schemas, sharing
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import (
     IdempotencyRecord,
@@ -67,6 +67,8 @@ class RecallHit:
     score: float
     #: channel -> {"raw", "rank", "contribution"}; contributions add up to ``score``.
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: From a namespace that shares with the caller's (``include_shared``), read-only.
+    shared: bool = False
 
 
 # --- ingest -----------------------------------------------------------------------
@@ -258,24 +260,58 @@ def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
 # --- read ---------------------------------------------------------------------------
 
 def get(principal: Principal, memory_id: Any) -> Memory:
-    """One live memory the principal may read; NotFound otherwise (never says which)."""
-    return _visible(principal, memory_id, Memory.objects.live())
+    """One live memory the principal may read, in its namespaces or shared with one of
+    them by a live grant; NotFound otherwise (never says which)."""
+    try:
+        return _visible(principal, memory_id, Memory.objects.live())
+    except NotFound:
+        memory = _shared(principal, memory_id, Memory.objects.live())
+        if memory is None:
+            raise
+        return memory
+
+
+def versions(principal: Principal, memory_id: Any):
+    """A memory's edit history, newest first. Only for its own namespace's principals:
+    past versions may hold content a sharing grant's scope no longer (or never) covered."""
+    return _visible(principal, memory_id, Memory.objects.live()).versions.all()
+
+
+def _pk(memory_id: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(memory_id))
+    except ValueError:
+        raise NotFound("memory not found.") from None
 
 
 def _visible(principal: Principal, memory_id: Any, queryset) -> Memory:
-    try:
-        pk = uuid.UUID(str(memory_id))
-    except ValueError:
-        raise NotFound("memory not found.") from None
+    pk = _pk(memory_id)
     memory = queryset.for_principal(principal).select_related("namespace").filter(pk=pk).first()
     if memory is None:
         raise NotFound("memory not found.")
     return memory
 
 
+def _shared(principal: Principal, memory_id: Any, queryset) -> Memory | None:
+    """The memory if a live grant shares it with a namespace the principal reads."""
+    condition = sharing.shared_with(principal)
+    if condition is None:
+        return None
+    return queryset.filter(condition, pk=_pk(memory_id)).select_related("namespace").first()
+
+
 def _editable(principal: Principal, memory_id: Any) -> Memory:
-    """A memory to edit or delete: expired ones too (they are not served, but they exist)."""
-    memory = _visible(principal, memory_id, Memory.objects.all())
+    """A memory to edit or delete: expired ones too (they are not served, but they exist).
+
+    A memory shared with the caller is visible but read-only: 403, not 404.
+    """
+    try:
+        memory = _visible(principal, memory_id, Memory.objects.all())
+    except NotFound:
+        if _shared(principal, memory_id, Memory.objects.all()) is not None:
+            raise PermissionDenied("this memory is shared with your namespace read-only; "
+                                   "only its own namespace may change it.") from None
+        raise
     authorize(principal, memory.namespace_id, Action.EDIT)
     _check_writable(memory.namespace)
     return memory
@@ -330,6 +366,8 @@ class RecallResult:
     options: ranking.RecallOptions | None = None
     #: Milliseconds per stage (embed, vector, lexical, sql, rank), for Server-Timing.
     timings: dict[str, float] = field(default_factory=dict)
+    #: The namespaces searched: the caller's own, then those sharing with it.
+    sources: list[sharing.Source] = field(default_factory=list)
 
 
 class _Stopwatch:
@@ -353,6 +391,10 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     the optional reranker). ``ranking.finish`` then applies the minimum score and MMR.
     Ranking settings come from the request, else the namespace, else the server. Every
     hit keeps its per-input parts for ``explain``.
+
+    With ``include_shared`` every namespace that currently grants the caller's namespace
+    access is searched too, within its grants' scope, and all candidates are ranked
+    together as if they were one namespace (see ``_search_channels``).
     """
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
@@ -360,8 +402,9 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     options = ranking.options_for(ns, params)
     k, mode = params["k"], options.mode
     filters = params.get("filters") or {}
+    sources = sharing.sources(ns, params["include_shared"])
     result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"],
-                          options=options)
+                          options=options, sources=sources)
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
     depth = options.candidate_depth(k)
     # Each channel proposes more than k in hybrid mode so the fusion has candidates to
@@ -370,23 +413,23 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     pool = depth if mode != "hybrid" else max(4 * k, depth, settings.MEMORYWEB_HYBRID_POOL)
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
     while True:
-        channels = _search_channels(ns, params["query"], mode, filters, pool, excluded, result,
-                                    embedding)
+        channels = _search_channels(sources, params["query"], mode, filters, pool, excluded,
+                                    result, embedding)
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, options.fusion, options.weights)
         if mode == "hybrid":
             scored = _session_context(scored, filters, options, result)
         with _Stopwatch(result.timings, "sql"):
-            candidates = _hydrate(ns, scored, depth, filters)
+            candidates = _hydrate(sources, scored, depth, filters)
         exhausted = all(len(found) < pool for found in channels.values())
         if len(candidates) >= depth or exhausted or pool >= 8 * depth + 64:
             break
         pool *= 4
     with _Stopwatch(result.timings, "rank"):
-        finished = ranking.finish(
-            params["query"], candidates, options, k,
-            lambda ids: get_vector_store().embeddings(ns, ids))
-    result.hits = [RecallHit(c.memory, c.score, c.parts) for c in finished]
+        finished = ranking.finish(params["query"], candidates, options, k,
+                                  lambda ids: _embeddings(candidates, ids))
+    result.hits = [RecallHit(c.memory, c.score, c.parts, shared=c.memory.namespace_id != ns.pk)
+                   for c in finished]
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
     return result
@@ -409,21 +452,23 @@ def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
 
 
 def _sessions_of(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """id -> session_id of those memories that have one. Raw SQL by primary key: the ORM
+    """id -> session of those memories that have one, as ``<namespace id>:<session_id>``
+    (two namespaces may use the same session names). Raw SQL by primary key: the ORM
     spends more building this query than the database spends answering it (measured
     at 100 ids: 1.1 ms vs 0.3 ms on SQLite)."""
     pk = Memory._meta.pk
     by_db_value = {pk.get_db_prep_value(i, connection): i for i in ids}
-    sql = (f"SELECT id, session_id FROM {connection.ops.quote_name(Memory._meta.db_table)} "
+    sql = (f"SELECT id, namespace_id, session_id "
+           f"FROM {connection.ops.quote_name(Memory._meta.db_table)} "
            f"WHERE id IN ({', '.join(['%s'] * len(by_db_value))}) AND session_id <> ''")
     with connection.cursor() as cursor:
         cursor.execute(sql, list(by_db_value))
-        return {by_db_value[row[0]]: row[1] for row in cursor.fetchall()}
+        return {by_db_value[row[0]]: f"{row[1]}:{row[2]}" for row in cursor.fetchall()}
 
 
-def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], depth: int,
+def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], depth: int,
              filters: Mapping[str, Any]) -> list[ranking.Candidate]:
-    """The first ``depth`` ranked ids that are servable rows of ``ns``, loaded from SQL.
+    """The first ``depth`` ranked ids that are servable rows of the sources, from SQL.
 
     Servable: live (not expired) and, unless ``include_invalid``, inside the validity
     window at ``valid_at`` (default now). Both are rare exclusions, so they are checked
@@ -431,8 +476,10 @@ def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], depth: int,
     first and only reads further down the ranking when some were dropped. By primary
     key only: with a namespace condition in the query SQLite's planner scans the
     namespace's index instead (measured: 4.6 ms vs 0.5 ms at 10k memories); the
-    namespace is checked on the fetched rows too.
+    namespace, and for a shared namespace the grants' scope, is checked on the fetched
+    rows instead.
     """
+    by_namespace = {source.namespace.pk: source for source in sources}
     found: list[ranking.Candidate] = []
     now = timezone.now()
     valid_at = None if filters.get("include_invalid") else (filters.get("valid_at") or now)
@@ -442,60 +489,107 @@ def _hydrate(ns: Namespace, scored: Sequence[fusion.Fused], depth: int,
         rows = Memory.objects.in_bulk([entry.item for entry in window])
         for entry in window:
             memory = rows.get(entry.item)
-            if (memory is not None and memory.namespace_id == ns.pk and memory.is_live(now)
+            source = by_namespace.get(memory.namespace_id) if memory is not None else None
+            if (source is not None and source.covers(memory) and memory.is_live(now)
                     and (valid_at is None or memory.is_valid_at(valid_at))):
+                memory.namespace = source.namespace  # no join, no per-row query
                 found.append(ranking.Candidate(memory, entry.score, entry.parts))
         start, size = start + size, size * 2
-    for candidate in found:
-        candidate.memory.namespace = ns  # all from one namespace: no join, no per-row query
     return found[:depth]
 
 
-def _search_channels(ns: Namespace, query: str, mode: str, filters: Mapping[str, Any], n: int,
-                     excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
+def _embeddings(candidates: Sequence[ranking.Candidate], ids: Sequence[str]) -> dict[str, Any]:
+    """Stored vectors of ``ids`` (MMR, reranking), asked of each namespace's collection."""
+    namespaces = {str(c.memory.pk): c.memory.namespace for c in candidates}
+    by_namespace: dict[int, list[str]] = {}
+    for memory_id in ids:
+        by_namespace.setdefault(namespaces[memory_id].pk, []).append(memory_id)
+    vectors: dict[str, Any] = {}
+    for group in by_namespace.values():
+        vectors.update(get_vector_store().embeddings(namespaces[group[0]], group))
+    return vectors
+
+
+def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
+                     filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
+                     result: RecallResult, embedding: dict[str, Any],
                      ) -> dict[str, list[tuple[uuid.UUID, float]]]:
-    """Ask each channel of ``mode`` for ``n`` candidates, best first.
+    """Ask each channel of ``mode`` for ``n`` candidates, best first, across the sources.
 
     In hybrid mode the vector side (model + Chroma, no database) runs on a helper thread
     while this thread asks SQL; both release the GIL while they work.
+
+    Several sources (``include_shared``): each channel asks every source for ``n``
+    candidates and keeps the ``n`` best by raw score. Cosine similarity comes from one
+    embedding model and keyword scores from one formula, so they compare across
+    namespaces: a shared memory ranks where it would if it were the caller's own, no
+    source is favoured for being first, larger or smaller, and fusion then runs once.
     """
-    args = (ns, query, filters, n, excluded, result)
+    def vector() -> list[tuple[uuid.UUID, float]]:
+        return _best([_vector_channel(s, query, filters, n, excluded, result, embedding)
+                      for s in sources], n)
+
+    def keyword() -> list[tuple[uuid.UUID, float]]:
+        return _best([_lexical_channel(s, query, filters, n, excluded, result)
+                      for s in sources], n)
+
     if mode == "vector":
-        return {"vector": _vector_channel(*args, embedding)}
+        return {"vector": vector()}
     if mode == "lexical":
-        return {"lexical": _lexical_channel(*args)}
-    pending = _channel_pool.submit(_vector_channel, *args, embedding)
-    lexical_hits = _lexical_channel(*args)
+        return {"lexical": keyword()}
+    pending = _channel_pool.submit(vector)
+    lexical_hits = keyword()
     return {"lexical": lexical_hits, "vector": pending.result()}
 
 
-def _vector_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: int,
+def _best(lists: Sequence[list[tuple[uuid.UUID, float]]], n: int) -> list[tuple[uuid.UUID, float]]:
+    """One source: its list. Several: the ``n`` highest scores of all, ties by id."""
+    if len(lists) == 1:
+        return lists[0]
+    merged = [hit for hits in lists for hit in hits]
+    merged.sort(key=lambda hit: (-hit[1], str(hit[0])))
+    return merged[:n]
+
+
+def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
                     excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
                     ) -> list[tuple[uuid.UUID, float]]:
-    """Nearest neighbours in Chroma (cosine similarity), filters applied inside Chroma."""
+    """Nearest neighbours in Chroma (cosine similarity), filters and grant scope applied
+    inside Chroma."""
     if "vector" not in embedding:
         with _Stopwatch(result.timings, "embed"):
             embedding["vector"] = get_embedder().embed([query])[0]
     vector = embedding["vector"]
-    where = _where(filters)
+    where = _and(_where(filters), source.where())
     try:
         with _Stopwatch(result.timings, "vector"):
-            hits = get_vector_store().query(ns, vector, n + len(excluded), where)
+            hits = get_vector_store().query(source.namespace, vector, n + len(excluded), where)
     except Exception as exc:
         log.warning("vector recall failed: %s", exc)
         raise Unavailable("the vector index is unavailable; retry shortly.") from exc
     return [(uuid.UUID(h.id), h.similarity) for h in hits if uuid.UUID(h.id) not in excluded][:n]
 
 
-def _lexical_channel(ns: Namespace, query: str, filters: Mapping[str, Any], n: int,
+def _and(*clauses: dict | None) -> dict | None:
+    """Chroma ``where`` clauses joined with ``$and`` (None ones left out)."""
+    present = [clause for clause in clauses if clause]
+    if len(present) < 2:
+        return present[0] if present else None
+    return {"$and": present}
+
+
+def _lexical_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
                      excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
-    """Keyword matches from the SQL full-text index, filters applied in the same query."""
+    """Keyword matches from the SQL full-text index, filters and grant scope applied in
+    the same query. The explain fields describe the caller's own namespace's query."""
+    ns = source.namespace
     lexical_query = lexical.prune_common(lexical.build_query(query))
-    result.lexical_query = lexical_query.engine_query
-    result.lexical_dropped = lexical_query.dropped
+    if not source.shared:
+        result.lexical_query = lexical_query.engine_query
+        result.lexical_dropped = lexical_query.dropped
     candidates = None
-    if any(filters.values()):
-        candidates = _filtered(Memory.objects.filter(namespace=ns), filters)
+    if any(filters.values()) or not source.unrestricted:
+        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters))
     with _Stopwatch(result.timings, "lexical"):
         found = lexical.search(ns.pk, lexical_query, n + len(excluded), candidates)
     return [(pk, score) for pk, score in found if pk not in excluded][:n]
@@ -662,7 +756,8 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     schemas.validate(schemas.IngestAndRecallInput, data)
-    recall_keys = ("query", "k", "mode", "explain", "filters", "min_score", "mmr_lambda", "rerank")
+    recall_keys = ("query", "k", "mode", "explain", "filters", "min_score", "mmr_lambda", "rerank",
+                   "include_shared")
     memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])

@@ -19,10 +19,10 @@ from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, NotFound
 from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
-from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action, Role
-from apps.tenancy.services import authorize, create_api_key, resolve_namespace
+from apps.tenancy.roles import Role
+from apps.tenancy.services import create_api_key, managed_namespace
 
 MAX_GRACE = 7 * 24 * 3600
 
@@ -45,12 +45,6 @@ class RotateInput(StrictSerializer):
         "MEMORYWEB_KEY_ROTATION_GRACE_SECONDS).")
 
 
-def _managed(principal: Principal, slug: str) -> Namespace:
-    namespace = resolve_namespace(principal, slug)
-    authorize(principal, namespace.pk, Action.MANAGE)
-    return namespace
-
-
 def _future(moment, field: str = "expires_at"):
     if moment is not None and moment <= timezone.now():
         raise InvalidInput("must be in the future.", field=field)
@@ -59,11 +53,11 @@ def _future(moment, field: str = "expires_at"):
 
 def list_keys(principal: Principal, slug: str):
     """Every key of the namespace, newest first, revoked and expired ones included."""
-    return ApiKey.objects.filter(namespace=_managed(principal, slug)).order_by("-created_at", "-pk")
+    return ApiKey.objects.filter(namespace=managed_namespace(principal, slug)).order_by("-created_at", "-pk")
 
 
 def get_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
-    namespace = _managed(principal, slug)
+    namespace = managed_namespace(principal, slug)
     try:
         return ApiKey.objects.get(namespace=namespace, pk=int(key_id))
     except (ApiKey.DoesNotExist, TypeError, ValueError):
@@ -72,7 +66,7 @@ def get_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
 
 def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tuple[ApiKey, str]:
     """A new key of the namespace; returns it with its secret (shown once)."""
-    namespace = _managed(principal, slug)
+    namespace = managed_namespace(principal, slug)
     cleaned = validate(KeyInput, data)
     return create_api_key(role=Role.from_label(cleaned["role"]), agent_id=cleaned["agent_id"],
                           namespace=namespace, name=cleaned["name"],

@@ -134,3 +134,72 @@ class ApiKey(models.Model):
     @property
     def role_enum(self) -> Role:
         return Role.from_label(self.role)
+
+
+class SharingGrantQuerySet(models.QuerySet):
+    def live(self) -> SharingGrantQuerySet:
+        """Neither revoked nor expired: read at every request, so a revoke bites at once."""
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class SharingGrant(models.Model):
+    """Namespace ``grantor`` lets namespace ``grantee`` read some of its memories.
+
+    The scope is every memory of the grantor unless narrowed: ``tags`` (a memory with
+    any of them), ``kinds`` (one of them) and a window on when memories were stored
+    (``created_after`` inclusive, ``created_before`` exclusive). Several live grants
+    between the same pair add up (a memory is shared if any grant covers it). Grants
+    are revoked, not deleted, so the record of what was shared stays.
+    """
+
+    grantor = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="grants_given")
+    grantee = models.ForeignKey(Namespace, on_delete=models.CASCADE,
+                                related_name="grants_received")
+    tags = models.JSONField(default=list, blank=True,
+                            help_text="Share only memories with any of these tags (empty: any).")
+    kinds = models.JSONField(default=list, blank=True,
+                             help_text="Share only memories of these kinds (empty: any).")
+    created_after = models.DateTimeField(
+        null=True, blank=True, help_text="Share only memories stored at or after this moment.")
+    created_before = models.DateTimeField(
+        null=True, blank=True, help_text="Share only memories stored before this moment.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=200, editable=False,
+                                  help_text="The principal that created the grant.")
+
+    objects = SharingGrantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(grantor=models.F("grantee")),
+                                   name="sharinggrant_not_to_itself"),
+        ]
+        indexes = [models.Index(fields=["grantee", "revoked_at"], name="grant_grantee_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.grantor} → {self.grantee}"
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+    @property
+    def is_unrestricted(self) -> bool:
+        return not (self.tags or self.kinds or self.created_after or self.created_before)
+
+    def covers(self, memory) -> bool:
+        """Whether this grant's scope includes ``memory`` (a Memory of the grantor)."""
+        return (memory.namespace_id == self.grantor_id
+                and (not self.tags or bool(set(self.tags) & set(memory.tags)))
+                and (not self.kinds or memory.kind in self.kinds)
+                and (self.created_after is None or memory.created_at >= self.created_after)
+                and (self.created_before is None or memory.created_at < self.created_before))

@@ -20,7 +20,7 @@ from apps.tenancy import members as membership
 from apps.tenancy.models import Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action, Role
-from apps.tenancy.services import authorize, create_namespace, resolve_namespace
+from apps.tenancy.services import authorize, create_namespace, managed_namespace, resolve_namespace
 
 
 class NamespaceCreate(StrictSerializer):
@@ -65,8 +65,7 @@ def create(principal: Principal, data: Mapping[str, Any]) -> Namespace:
 
 def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespace:
     """Rename or configure (team admin of it); archive or unarchive (system admin)."""
-    namespace = resolve_namespace(principal, slug)
-    authorize(principal, namespace.pk, Action.MANAGE)
+    namespace = managed_namespace(principal, slug)
     cleaned = validate(NamespaceUpdate, data)
     if "archived" in cleaned:
         if not principal.is_system_admin:
@@ -89,16 +88,14 @@ def delete(principal: Principal, slug: str) -> int:
 
 
 def list_members(principal: Principal, slug: str) -> dict[str, Role]:
-    namespace = resolve_namespace(principal, slug)
-    authorize(principal, namespace.pk, Action.MANAGE)
+    namespace = managed_namespace(principal, slug)
     return membership.members(namespace)
 
 
 def set_member(principal: Principal, slug: str, username: str,
                data: Mapping[str, Any] | None) -> Role | None:
     """Give ``username`` a role (``data`` = {"role"}) or end the membership (None)."""
-    namespace = resolve_namespace(principal, slug)
-    authorize(principal, namespace.pk, Action.MANAGE)
+    namespace = managed_namespace(principal, slug)
     users = get_user_model()
     user = users.objects.filter(**{users.USERNAME_FIELD: username}).first()
     if user is None:

@@ -128,3 +128,10 @@ def authorize(principal: Principal, namespace_id: int, action: Action) -> Role:
     if not principal.can(action, namespace_id):
         raise PermissionDenied(f"role {role.label!r} may not {action.value} in this namespace.")
     return role
+
+
+def managed_namespace(principal: Principal, slug: str) -> Namespace:
+    """The namespace ``slug`` if the principal may manage it (members, keys, grants)."""
+    namespace = resolve_namespace(principal, slug)
+    authorize(principal, namespace.pk, Action.MANAGE)
+    return namespace

@@ -1,9 +1,11 @@
 """Every API route by every kind of caller: the exact status, and no foreign data in the body.
 
-Targets are alpha's objects (a memory, a key, a member). Callers: no key, a revoked key,
-an expired key, alpha's reader / agent / team admin keys, a system admin, and beta's
-agent (the outsider). A route added to the API fails ``test_every_api_route_is_in_the_matrix``
-until it gets a row here.
+Targets are alpha's objects: a private memory, a memory alpha shares (tag ``public``)
+with delta, a key, a member, a grant. Callers: no key, a revoked key, an expired key,
+alpha's reader / agent / team admin keys, alpha's reader and team admin as logged-in
+people (session), a system admin, beta's agent (the outsider), delta's agent (a grantee
+with a live grant) and epsilon's agent (a grantee whose grant was revoked). A route added
+to the API fails ``test_every_api_route_is_in_the_matrix`` until it gets a row here.
 """
 
 from __future__ import annotations
@@ -16,23 +18,28 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from apps.tenancy.members import set_role
+from apps.tenancy.models import SharingGrant
 from apps.tenancy.roles import Role
-from tests.conftest import make_caller
+from apps.tenancy.services import create_namespace
+from tests.conftest import Caller, make_caller
 
 SECRET = "alpha's confidential launch code is 7734"
+SHARED = "alpha's public roadmap: the launch moves to spring"
 
 
 @dataclass(frozen=True)
 class Route:
     method: str
     pattern: str  # the URL pattern as Django has it, for the coverage test
-    path: str  # with {memory}, {key}, {user} placeholders
+    path: str  # with {memory}, {shared}, {key}, {user}, {grant} placeholders
     body: dict | None
     min_role: Role  # the lowest alpha role that succeeds
     ok: int  # the success status
     scoped: bool = True  # about alpha's objects: an outsider gets 404, not 403
+    grantee: int | None = None  # a live grantee's status, when not the outsider's
 
 
 MEMORY_BODY = {"content": "written by the matrix", "namespace": "alpha"}
@@ -48,6 +55,17 @@ ROUTES = [
           Role.ADMIN, 200),
     Route("DELETE", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", None, Role.ADMIN, 204),
     Route("GET", "api/v1/memories/<pk>/versions", "/api/v1/memories/{memory}/versions", None,
+          Role.READER, 200),
+    # The memory alpha shares with delta: readable by delta, never writable.
+    Route("GET", "api/v1/memories/<pk>", "/api/v1/memories/{shared}", None, Role.READER, 200,
+          grantee=200),
+    Route("PATCH", "api/v1/memories/<pk>", "/api/v1/memories/{shared}", {"importance": 0.9},
+          Role.ADMIN, 200, grantee=403),
+    Route("PUT", "api/v1/memories/<pk>", "/api/v1/memories/{shared}", {"content": "replaced"},
+          Role.ADMIN, 200, grantee=403),
+    Route("DELETE", "api/v1/memories/<pk>", "/api/v1/memories/{shared}", None, Role.ADMIN, 204,
+          grantee=403),
+    Route("GET", "api/v1/memories/<pk>/versions", "/api/v1/memories/{shared}/versions", None,
           Role.READER, 200),
     Route("POST", "api/v1/recall", "/api/v1/recall", {"query": "launch code", "namespace": "alpha"},
           Role.READER, 200),
@@ -78,26 +96,52 @@ ROUTES = [
           "/api/v1/namespaces/alpha/keys/{key}", None, Role.ADMIN, 204),
     Route("POST", "api/v1/namespaces/<str:slug>/keys/<int:key_id>/rotate",
           "/api/v1/namespaces/alpha/keys/{key}/rotate", {}, Role.ADMIN, 201),
+    Route("GET", "api/v1/namespaces/<str:slug>/grants", "/api/v1/namespaces/alpha/grants", None,
+          Role.ADMIN, 200),
+    Route("POST", "api/v1/namespaces/<str:slug>/grants", "/api/v1/namespaces/alpha/grants",
+          {"grantee": "beta", "tags": ["public"]}, Role.ADMIN, 201),
+    Route("GET", "api/v1/namespaces/<str:slug>/grants/<int:grant_id>",
+          "/api/v1/namespaces/alpha/grants/{grant}", None, Role.ADMIN, 200),
+    Route("DELETE", "api/v1/namespaces/<str:slug>/grants/<int:grant_id>",
+          "/api/v1/namespaces/alpha/grants/{grant}", None, Role.ADMIN, 204),
+    Route("GET", "api/v1/sharing/accessible", "/api/v1/sharing/accessible", None, Role.READER, 200,
+          scoped=False),
 ]
 
-CALLERS = ["anonymous", "revoked", "expired", "outsider", "reader", "agent", "admin", "system"]
-ALPHA_ROLES = {"reader": Role.READER, "agent": Role.AGENT, "admin": Role.ADMIN, "system": Role.SYSTEM}
+CALLERS = ["anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee", "reader",
+           "agent", "admin", "member_reader", "member_admin", "system"]
+ALPHA_ROLES = {"reader": Role.READER, "agent": Role.AGENT, "admin": Role.ADMIN,
+               "member_reader": Role.READER, "member_admin": Role.ADMIN, "system": Role.SYSTEM}
+#: Callers that must see nothing of alpha but what alpha shares with them.
+FOREIGN = ("anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee")
 
 
 def expected_status(route: Route, caller: str) -> int:
     if caller in ("anonymous", "revoked", "expired"):
         return 401
-    if caller == "outsider":
+    if caller == "grantee" and route.grantee is not None:
+        return route.grantee
+    if caller in ("outsider", "grantee", "ex_grantee"):
         if route.scoped:
             return 404
         return route.ok if route.min_role <= Role.AGENT else 403
     return route.ok if ALPHA_ROLES[caller] >= route.min_role else 403
 
 
+def _person(username: str, namespace, role: Role) -> Caller:
+    user = get_user_model().objects.create_user(username)
+    set_role(namespace, user, role)
+    client = APIClient()
+    client.force_login(user)
+    return Caller(client, None, None, f"member {role.label}")
+
+
 @pytest.fixture
 def world(alpha, beta, callers):
-    """alpha's memory, key and member; a revoked and an expired alpha key."""
+    """alpha's private and shared memories, key, member and grants; the extra callers."""
     memory = callers["agent"].post("/api/v1/memories", {"content": SECRET}).json()
+    shared = callers["agent"].post("/api/v1/memories", {"content": SHARED,
+                                                        "tags": ["public"]}).json()
     callers["outsider"].post("/api/v1/memories", {"content": "beta's own note"})
     target_key = make_caller(Role.AGENT, alpha, "target")
     member = get_user_model().objects.create_user("member-1")
@@ -108,22 +152,51 @@ def world(alpha, beta, callers):
     expired = make_caller(Role.ADMIN, alpha, "expired")
     expired.key.expires_at = timezone.now() - dt.timedelta(seconds=1)
     expired.key.save()
-    return {"memory": memory["id"], "key": target_key.key.pk, "user": "member-1",
-            "callers": {**callers, "revoked": revoked, "expired": expired}}
+    delta, epsilon = create_namespace("delta"), create_namespace("epsilon")
+    grant = SharingGrant.objects.create(grantor=alpha, grantee=delta, tags=["public"])
+    SharingGrant.objects.create(grantor=alpha, grantee=epsilon, revoked_at=timezone.now())
+    extra = {
+        "revoked": revoked, "expired": expired,
+        "grantee": make_caller(Role.AGENT, delta, "delta-agent"),
+        "ex_grantee": make_caller(Role.AGENT, epsilon, "epsilon-agent"),
+        "member_reader": _person("reading-person", alpha, Role.READER),
+        "member_admin": _person("admin-person", alpha, Role.ADMIN),
+    }
+    return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
+            "user": "member-1", "grant": grant.pk, "callers": {**callers, **extra}}
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.pattern}")
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_matrix_cell(world, route, caller):
     client = world["callers"][caller]
-    path = route.path.format(memory=world["memory"], key=world["key"], user=world["user"])
+    path = route.path.format(memory=world["memory"], shared=world["shared"], key=world["key"],
+                             user=world["user"], grant=world["grant"])
     send = getattr(client, route.method.lower())
     response = send(path, route.body) if route.body is not None else send(path)
     assert response.status_code == expected_status(route, caller), response.content
-    if caller in ("anonymous", "revoked", "expired", "outsider"):
+    if caller in FOREIGN:
         body = response.content.decode()
         assert SECRET not in body and world["memory"] not in body
         assert "member-1" not in body
+        if caller != "grantee" or response.status_code >= 400:
+            assert SHARED not in body and world["shared"] not in body
+
+
+@pytest.mark.parametrize("caller", ["outsider", "grantee", "ex_grantee"])
+@pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
+def test_shared_recall_reaches_exactly_what_is_shared(world, caller, mode):
+    """Recall with include_shared, by each foreign caller: the live grantee gets alpha's
+    shared memory and never the private one; the others get nothing of alpha's."""
+    response = world["callers"][caller].post("/api/v1/recall", {
+        "query": "alpha launch code roadmap", "include_shared": True, "mode": mode,
+        "explain": True, "k": 50})
+    assert response.status_code == 200, response.content
+    body = response.content.decode()
+    assert SECRET not in body and world["memory"] not in body
+    found = {row["id"] for row in response.json()["results"]}
+    assert (world["shared"] in found) == (caller == "grantee")
+    assert ("alpha" in response.json()["searched"]) == (caller == "grantee")
 
 
 def _api_patterns(resolver=None, prefix: str = "") -> set[str]:

@@ -77,11 +77,13 @@ class RecallResultSerializer(MemorySerializer):
     """Schema only: the recall view adds ``score`` to MemorySerializer's rows."""
 
     score = serializers.FloatField(help_text="Vector mode: cosine similarity; hybrid: fused 0..1.")
+    shared = serializers.BooleanField(help_text="From another namespace through a sharing grant "
+                                      "(include_shared); ``namespace`` names it. Read-only.")
     explain = serializers.DictField(required=False, help_text="With explain: per channel "
                                     "{raw, rank, contribution}; contributions add up to score.")
 
     class Meta(MemorySerializer.Meta):
-        fields = [*MemorySerializer.Meta.fields, "score", "explain"]
+        fields = [*MemorySerializer.Meta.fields, "score", "shared", "explain"]
         read_only_fields = fields
 
 
@@ -91,6 +93,8 @@ class RecallResponseSerializer(serializers.Serializer):
     k = serializers.IntegerField()
     mode = serializers.CharField()
     results = RecallResultSerializer(many=True)
+    searched = serializers.ListField(child=serializers.CharField(), help_text="The namespaces "
+                                     "searched: the caller's, then those sharing with it.")
     explain = serializers.DictField(required=False, help_text="With explain: mode, fusion method, "
                                     "weights and the query as the lexical engine saw it.")
 

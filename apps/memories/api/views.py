@@ -50,6 +50,7 @@ def _hits(hits, explain: bool = False) -> list[dict]:
     rows = MemorySerializer([hit.memory for hit in hits], many=True).data
     for row, hit in zip(rows, hits, strict=True):
         row["score"] = round(hit.score, 6)
+        row["shared"] = hit.shared
         if explain:
             row["explain"] = hit.parts  # channel -> {raw, rank, contribution}
     return rows
@@ -119,8 +120,7 @@ class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(summary="Edit history of a memory", responses=MemoryVersionSerializer(many=True))
     @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
     def versions(self, request, pk=None):
-        memory = services.get(request.user, pk)
-        return Response(MemoryVersionSerializer(memory.versions.all(), many=True).data)
+        return Response(MemoryVersionSerializer(services.versions(request.user, pk), many=True).data)
 
 
 def _with_after_header(request) -> Any:
@@ -155,6 +155,7 @@ class RecallView(APIView):
             "k": result.k,
             "mode": result.mode,
             "results": _hits(result.hits, result.explain),
+            "searched": [source.namespace.slug for source in result.sources],
         }
         if result.explain:
             body["explain"] = {"mode": result.mode, "lexical_query": result.lexical_query,

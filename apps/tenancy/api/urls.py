@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.tenancy.api import namespace_views, views
+from apps.tenancy.api import grant_views, namespace_views, views
 
 app_name = "tenancy-api"
 
@@ -14,4 +14,8 @@ urlpatterns = [
     path("namespaces/<str:slug>/keys/<int:key_id>", views.KeyDetailView.as_view(), name="key"),
     path("namespaces/<str:slug>/keys/<int:key_id>/rotate", views.KeyRotateView.as_view(),
          name="key-rotate"),
+    path("namespaces/<str:slug>/grants", grant_views.GrantListView.as_view(), name="grants"),
+    path("namespaces/<str:slug>/grants/<int:grant_id>", grant_views.GrantDetailView.as_view(),
+         name="grant"),
+    path("sharing/accessible", grant_views.AccessibleView.as_view(), name="sharing-accessible"),
 ]
