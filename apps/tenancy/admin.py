@@ -1,14 +1,16 @@
-"""Admin for namespaces and API keys. A new key's secret is shown once, in a message."""
+"""Admin for namespaces, API keys and sharing grants. A new key's secret is shown once,
+in a message. Keys and grants change through their services, as over REST."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.utils import timezone
 
 from apps.core.admin import SuperuserOnlyAdmin
 from apps.core.errors import ServiceError
-from apps.tenancy.keys import rotate_key
-from apps.tenancy.models import ApiKey, Namespace
+from apps.memories.schemas import validate
+from apps.tenancy import grants
+from apps.tenancy.keys import revoke_key, revoke_system_key, rotate_key
+from apps.tenancy.models import ApiKey, Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key
@@ -99,7 +101,15 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        """Through the key service, as the REST endpoint."""
+        principal = Principal.for_user(request.user)
+        count = 0
+        for key in queryset.filter(revoked_at__isnull=True).select_related("namespace"):
+            if key.namespace is None:
+                revoke_system_key(principal, key.pk)
+            else:
+                revoke_key(principal, key.namespace.slug, key.pk)
+            count += 1
         self.message_user(request, f"{count} key(s) revoked.")
 
     @admin.action(description="Rotate selected keys (old secrets work for the grace period)")
@@ -118,3 +128,64 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
                 continue
             messages.warning(request, f"{key.prefix} rotated. Copy the new key now, it is not "
                              f"shown again: {raw} (new prefix {new.prefix})")
+
+
+class SharingGrantForm(forms.ModelForm):
+    class Meta:
+        model = SharingGrant
+        fields = ["grantor", "grantee", "tags", "kinds", "created_after", "created_before",
+                  "expires_at"]
+
+    def service_input(self) -> dict:
+        """The form's values as the grant service's input (what REST would send)."""
+        data = {name: self.cleaned_data.get(name) for name in self.Meta.fields[2:]}
+        data = {name: value for name, value in data.items() if value not in (None, [], "")}
+        for moment in ("created_after", "created_before", "expires_at"):
+            if moment in data:
+                data[moment] = data[moment].isoformat()
+        grantee = self.cleaned_data.get("grantee")
+        return {"grantee": grantee.slug if grantee else "", **data}
+
+    def clean(self):
+        cleaned = super().clean()
+        grantor, grantee = cleaned.get("grantor"), cleaned.get("grantee")
+        if grantor and grantee and grantor == grantee:
+            self.add_error("grantee", "a namespace cannot share with itself.")
+        try:
+            validate(grants.GrantInput, self.service_input())
+        except ServiceError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        return cleaned
+
+
+@admin.register(SharingGrant)
+class SharingGrantAdmin(SuperuserOnlyAdmin):
+    """Grants are created and revoked through apps.tenancy.grants, never edited in place
+    or deleted (a changed scope is a new grant; the revoked row is the record)."""
+
+    form = SharingGrantForm
+    list_display = ["grantor", "grantee", "tags", "kinds", "created_at", "expires_at",
+                    "revoked_at", "created_by"]
+    list_filter = ["grantor", "grantee"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return [*SharingGrantForm.Meta.fields, "revoked_at", "created_at", "created_by"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if not change:  # the form has checked what the service checks
+            grant = grants.create_grant(Principal.for_user(request.user), obj.grantor.slug,
+                                        form.service_input())
+            obj.pk = grant.pk
+
+    @admin.action(description="Revoke selected grants")
+    def revoke(self, request, queryset):
+        principal = Principal.for_user(request.user)
+        for grant in queryset.select_related("grantor"):
+            grants.revoke_grant(principal, grant.grantor.slug, grant.pk)
+        self.message_user(request, f"{queryset.count()} grant(s) revoked.")

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
-from apps.core.errors import InvalidInput, NotFound
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
@@ -106,7 +106,20 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
 
 def revoke_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
     """Stop a key at once (idempotent)."""
-    key = get_key(principal, slug, key_id)
+    return _revoke(get_key(principal, slug, key_id))
+
+
+def revoke_system_key(principal: Principal, key_id: Any) -> ApiKey:
+    """Stop a system-admin key (they belong to no namespace): system admins only."""
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may revoke a system-admin key.")
+    key = ApiKey.objects.filter(namespace__isnull=True, pk=key_id).first()
+    if key is None:
+        raise NotFound("key not found.")
+    return _revoke(key)
+
+
+def _revoke(key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
