@@ -232,7 +232,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["apps.tenancy.permissions.IsPrincipal"],
     "DEFAULT_PAGINATION_CLASS": "apps.core.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # Scope first: every generic list is cut to the caller's namespaces (tenancy/filters.py).
+    "DEFAULT_FILTER_BACKENDS": [
+        "apps.tenancy.filters.PrincipalScopeFilter",
+        "django_filters.rest_framework.DjangoFilterBackend",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["apps.tenancy.throttling.PrincipalRateThrottle"],
