@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenancy",
     "apps.memories",
+    "apps.audit",
     "apps.ops",
 ]
 
@@ -82,6 +83,7 @@ AUTHENTICATION_BACKENDS = [
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous callers get nothing
 
 MIDDLEWARE = [
+    "apps.core.request_id.RequestIdMiddleware",
     "apps.core.middleware.ServerTimingMiddleware",
     "apps.core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -179,6 +181,11 @@ MEMORYWEB_LIMITS = {
     "max_metadata_filters": 16,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
+# Audit log (apps/audit): the chain's tip is also written to this file after each commit,
+# so cutting entries off the end is detectable; empty disables it (not recommended).
+MEMORYWEB_AUDIT_ANCHOR = env.str("MEMORYWEB_AUDIT_ANCHOR", default=str(DATA_DIR / "audit-anchor.json"))
+# Audit every recall too (a namespace may override); exports are always audited.
+MEMORYWEB_AUDIT_READS = env.bool("MEMORYWEB_AUDIT_READS", default=False)
 # Recall: default mode (vector | lexical | hybrid) and candidates per channel in hybrid.
 MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="hybrid")
 MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)

@@ -50,6 +50,14 @@ def make_caller(role: Role | None, namespace: Namespace | None, agent_id: str = 
     return Caller(client, key, raw, role.label)
 
 
+@pytest.fixture(autouse=True)
+def audit_anchor(settings, tmp_path):
+    """Each test its own audit anchor file: the database starts over per test, the
+    anchor must too."""
+    settings.MEMORYWEB_AUDIT_ANCHOR = str(tmp_path / "audit-anchor.json")
+    return tmp_path / "audit-anchor.json"
+
+
 @pytest.fixture
 def alpha(db) -> Namespace:
     return create_namespace("alpha", "Team Alpha")

@@ -25,6 +25,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from apps.audit.log import record as audit
 from apps.core.errors import (
     Conflict,
     InvalidInput,
@@ -199,6 +200,10 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
             outbox = IndexOutbox.objects.bulk_create(
                 [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT) for m in memories]
             )
+            audit(principal, "memory.create", namespace=ns, record_ids=[m.pk for m in memories],
+                  summary={"count": len(memories), "requested": len(cleaned),
+                           "near_duplicates_linked": sum(m.near_duplicate_of_id is not None
+                                                         for m in memories)})
         indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
     result = []
     returned: set[str] = set()
@@ -432,7 +437,19 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                    for c in finished]
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
+    if _audits_reads(ns):
+        with transaction.atomic():
+            audit(principal, "memory.recall", namespace=ns,
+                  record_ids=[h.memory.pk for h in result.hits],
+                  summary={"k": k, "mode": mode, "results": len(result.hits),
+                           "include_shared": params["include_shared"]})
     return result
+
+
+def _audits_reads(ns: Namespace) -> bool:
+    """Recalls are audited where the namespace (else the server) says so: an entry per
+    recall turns every read into a write."""
+    return settings.MEMORYWEB_AUDIT_READS if ns.audit_reads is None else ns.audit_reads
 
 
 def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
@@ -665,6 +682,8 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
             )
         MemoryVersion.objects.create(memory=memory, version=memory.version,
                                      changed_by=principal.label, changes=changes)
+        audit(principal, "memory.update", namespace=memory.namespace, record_ids=[memory.pk],
+              summary={"fields": sorted(changes), "version": memory.version})
         row = IndexOutbox.objects.create(namespace_id=memory.namespace_id, memory_id=memory.pk,
                                          op=IndexOutbox.Op.UPSERT)
     if memory.content != embedded_text:  # a concurrent edit changed it meanwhile
@@ -680,7 +699,7 @@ def _jsonable(value: Any) -> Any:
 def delete(principal: Principal, memory_id: Any) -> None:
     """Delete one memory (team admin) from SQL, its versions, and the vector index."""
     memory = _editable(principal, memory_id)
-    _delete_memories({memory.namespace_id: [memory.pk]})
+    _delete_memories(principal, {memory.namespace_id: [memory.pk]}, "memory.delete")
 
 
 def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
@@ -698,7 +717,7 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
         raise NotFound("memory not found.")
     for ns_id in by_namespace:
         authorize(principal, ns_id, Action.EDIT)
-    return _delete_memories(by_namespace)
+    return _delete_memories(principal, by_namespace, "memory.delete")
 
 
 def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
@@ -714,23 +733,31 @@ def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None =
     by_namespace: dict[int, list] = {}
     for ns_id, pk in queryset.values_list("namespace_id", "pk"):
         by_namespace.setdefault(ns_id, []).append(pk)
-    return _delete_memories(by_namespace)
+    return _delete_memories(principal, by_namespace, "memory.delete_by_agent",
+                            {"agent_id": agent_id})
 
 
-def _delete_memories(by_namespace: Mapping[int, Sequence[Any]], chunk: int = 500) -> int:
-    """Delete memories in one transaction (all or nothing), then unindex per namespace."""
+def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[Any]],
+                     operation: str, summary: Mapping[str, Any] | None = None,
+                     chunk: int = 500) -> int:
+    """Delete memories in one transaction (all or nothing, one audit entry per namespace),
+    then unindex per namespace."""
     outbox: dict[int, list[IndexOutbox]] = {}
+    namespaces = Namespace.objects.in_bulk(list(by_namespace))
     deleted = 0
     with transaction.atomic():
         for ns_id, pks in by_namespace.items():
+            removed = 0
             for start in range(0, len(pks), chunk):
                 part = list(pks[start : start + chunk])
-                deleted += Memory.objects.filter(namespace_id=ns_id, pk__in=part).delete()[1].get(
+                removed += Memory.objects.filter(namespace_id=ns_id, pk__in=part).delete()[1].get(
                     Memory._meta.label, 0)
             outbox[ns_id] = IndexOutbox.objects.bulk_create(
                 [IndexOutbox(namespace_id=ns_id, memory_id=pk, op=IndexOutbox.Op.DELETE) for pk in pks]
             )
-    namespaces = Namespace.objects.in_bulk(list(by_namespace))
+            audit(principal, operation, namespace=namespaces[ns_id], record_ids=pks,
+                  summary={**(summary or {}), "count": removed})
+            deleted += removed
     for ns_id, rows in outbox.items():
         indexing.unindex_inline(namespaces[ns_id], [str(r.memory_id) for r in rows], [r.pk for r in rows])
     return deleted
@@ -778,5 +805,7 @@ def delete_namespace(principal: Principal, namespace: Namespace) -> int:
     get_vector_store().drop_collection(get_vector_store().collection_name(namespace))
     with transaction.atomic():
         count = Memory.objects.filter(namespace=namespace).count()
+        audit(principal, "namespace.delete", namespace=namespace,
+              summary={"memories": count, "keys": namespace.api_keys.count()})
         namespace.delete()
     return count

@@ -8,19 +8,19 @@ from django.db.models import Count
 from apps.core.admin import SuperuserOnlyAdmin
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
-from apps.tenancy import grants
-from apps.tenancy.keys import revoke_key, revoke_system_key, rotate_key
+from apps.tenancy import grants, namespaces
+from apps.tenancy.keys import revoke_key, revoke_system_key, rotate_key, set_expiry
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key
+from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
 
 
 class NamespaceForm(forms.ModelForm):
     class Meta:
         model = Namespace
         fields = ["slug", "name", "near_duplicate_policy", "near_duplicate_threshold",
-                  "recall_defaults"]
+                  "recall_defaults", "audit_reads"]
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]
@@ -61,6 +61,27 @@ class NamespaceAdmin(SuperuserOnlyAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(memory_count=Count("memories"))
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        """Through the namespace services, so the change is validated and audited."""
+        principal = Principal.for_user(request.user)
+        if not change:
+            created = create_namespace(obj.slug, obj.name, actor=principal)
+            for name in ("near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
+                         "audit_reads"):
+                setattr(created, name, getattr(obj, name))
+            obj.pk = created.pk
+            form.changed_data = [name for name in form.changed_data if name not in ("slug", "name")]
+        if form.changed_data:
+            data = {name: getattr(obj, name) for name in form.changed_data
+                    if name in namespaces.NamespaceUpdate().fields}
+            try:
+                namespaces.update(principal, Namespace.objects.get(pk=obj.pk).slug, data)
+            except ServiceError as exc:  # the form validated the same rules
+                messages.error(request, exc.message)
+
     def delete_model(self, request, obj):
         from apps.memories.services import delete_namespace  # the door calls the service
 
@@ -86,15 +107,25 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
     actions = ["revoke", "rotate"]
 
     def get_readonly_fields(self, request, obj=None):
-        # Key material and binding never change; make a new key instead.
-        return ["namespace", "role", "agent_id", "prefix", "created_at", "last_used_at"] if obj else []
+        # Key material and binding never change (make a new key); revoking is an action.
+        if obj is None:
+            return ["revoked_at"]
+        return ["namespace", "role", "agent_id", "name", "prefix", "created_at", "last_used_at",
+                "revoked_at"]
 
     def save_model(self, request, obj, form, change):
-        if change:
-            return super().save_model(request, obj, form, change)
+        principal = Principal.for_user(request.user)
+        if change:  # only the expiry can change: through the key service
+            if "expires_at" in form.changed_data and obj.namespace is not None:
+                expiry = obj.expires_at.isoformat() if obj.expires_at else None
+                try:
+                    set_expiry(principal, obj.namespace.slug, obj.pk, {"expires_at": expiry})
+                except ServiceError as exc:
+                    messages.error(request, exc.message)
+            return
         key, raw = create_api_key(  # the form has already checked what the service checks
             role=Role.from_label(obj.role), agent_id=obj.agent_id, namespace=obj.namespace,
-            name=obj.name, expires_at=obj.expires_at,
+            name=obj.name, expires_at=obj.expires_at, actor=principal,
         )
         obj.pk = key.pk
         messages.warning(request, f"Copy the new key now, it is not shown again: {raw}")

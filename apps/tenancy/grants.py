@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound
 from apps.memories.models import MemoryKind
 from apps.memories.schemas import StrictSerializer, TagsField, UTCDateTimeField, validate
@@ -84,8 +86,19 @@ def create_grant(principal: Principal, slug: str, data: Mapping[str, Any]) -> Sh
         raise InvalidInput(f"namespace {slug_in!r} does not exist.", field="grantee")
     if grantee.pk == grantor.pk:
         raise InvalidInput("a namespace cannot share with itself.", field="grantee")
-    return SharingGrant.objects.create(grantor=grantor, grantee=grantee,
-                                       created_by=principal.label, **cleaned)
+    with transaction.atomic():
+        grant = SharingGrant.objects.create(grantor=grantor, grantee=grantee,
+                                            created_by=principal.label, **cleaned)
+        audit(principal, "grant.create", namespace=grantor, record_ids=[grant.pk],
+              summary=_grant_summary(grant))
+    return grant
+
+
+def _grant_summary(grant: SharingGrant) -> dict:
+    """What an audit entry says about a grant: who may read what, until when."""
+    return {"grantee": grant.grantee.slug, "tags": grant.tags, "kinds": grant.kinds,
+            **{name: getattr(grant, name).isoformat() if getattr(grant, name) else None
+               for name in ("created_after", "created_before", "expires_at")}}
 
 
 def revoke_grant(principal: Principal, slug: str, grant_id: Any) -> SharingGrant:
@@ -93,7 +106,10 @@ def revoke_grant(principal: Principal, slug: str, grant_id: Any) -> SharingGrant
     grant = get_grant(principal, slug, grant_id)
     if grant.revoked_at is None:
         grant.revoked_at = timezone.now()
-        grant.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            grant.save(update_fields=["revoked_at"])
+            audit(principal, "grant.revoke", namespace=grant.grantor, record_ids=[grant.pk],
+                  summary=_grant_summary(grant))
     return grant
 
 

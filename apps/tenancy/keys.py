@@ -17,12 +17,13 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-from apps.tenancy.services import create_api_key, managed_namespace
+from apps.tenancy.services import create_api_key, key_summary, managed_namespace
 
 MAX_GRACE = 7 * 24 * 3600
 
@@ -70,13 +71,16 @@ def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tupl
     cleaned = validate(KeyInput, data)
     return create_api_key(role=Role.from_label(cleaned["role"]), agent_id=cleaned["agent_id"],
                           namespace=namespace, name=cleaned["name"],
-                          expires_at=_future(cleaned["expires_at"]))
+                          expires_at=_future(cleaned["expires_at"]), actor=principal)
 
 
 def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, Any]) -> ApiKey:
     key = get_key(principal, slug, key_id)
     key.expires_at = _future(validate(KeyUpdate, data)["expires_at"])
-    key.save(update_fields=["expires_at"])
+    with transaction.atomic():
+        key.save(update_fields=["expires_at"])
+        audit(principal, "key.expiry", namespace=key.namespace, record_ids=[key.pk],
+              summary=key_summary(key))
     return key
 
 
@@ -96,17 +100,20 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
     with transaction.atomic():
         new, raw = create_api_key(role=old.role_enum, agent_id=old.agent_id,
                                   namespace=old.namespace, name=old.name,
-                                  expires_at=old.expires_at)
+                                  expires_at=old.expires_at, actor=principal,
+                                  operation="key.rotate")
         cutoff = timezone.now() + timedelta(seconds=grace)
         if old.expires_at is None or cutoff < old.expires_at:
             old.expires_at = cutoff
             old.save(update_fields=["expires_at"])
+        audit(principal, "key.expiry", namespace=old.namespace, record_ids=[old.pk],
+              summary={**key_summary(old), "rotated_to": new.prefix})
     return new, raw
 
 
 def revoke_key(principal: Principal, slug: str, key_id: Any) -> ApiKey:
     """Stop a key at once (idempotent)."""
-    return _revoke(get_key(principal, slug, key_id))
+    return _revoke(principal, get_key(principal, slug, key_id))
 
 
 def revoke_system_key(principal: Principal, key_id: Any) -> ApiKey:
@@ -116,11 +123,14 @@ def revoke_system_key(principal: Principal, key_id: Any) -> ApiKey:
     key = ApiKey.objects.filter(namespace__isnull=True, pk=key_id).first()
     if key is None:
         raise NotFound("key not found.")
-    return _revoke(key)
+    return _revoke(principal, key)
 
 
-def _revoke(key: ApiKey) -> ApiKey:
+def _revoke(principal: Principal, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            key.save(update_fields=["revoked_at"])
+            audit(principal, "key.revoke", namespace=key.namespace, record_ids=[key.pk],
+                  summary=key_summary(key))
     return key

@@ -14,14 +14,17 @@ from django.db import transaction
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
+from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput
 from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
 from apps.tenancy.roles import ACTION_PERMISSION, ROLE_PERMISSIONS, Role, role_from_permissions
 
 ALL_PERMISSIONS = frozenset(ACTION_PERMISSION.values())
 
 
-def set_role(namespace: Namespace, user, role: Role | None) -> None:
+def set_role(namespace: Namespace, user, role: Role | None, *,
+             actor: Principal | str = "system:manage.py") -> None:
     """Make ``user`` a member of ``namespace`` with ``role`` (None: no longer a member)."""
     if role is not None and role not in ROLE_PERMISSIONS:
         raise InvalidInput(f"a member's role is reader, agent or admin, not {role.label}.",
@@ -32,6 +35,9 @@ def set_role(namespace: Namespace, user, role: Role | None) -> None:
             remove_perm(perm, user, namespace)
         for perm in wanted:
             assign_perm(perm, user, namespace)
+        audit(actor, "member.set" if role is not None else "member.remove", namespace=namespace,
+              summary={"username": user.get_username(),
+                       "role": role.label if role is not None else None})
 
 
 def memberships(user) -> dict[int, Role]:

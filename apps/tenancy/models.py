@@ -52,6 +52,10 @@ class Namespace(models.Model):
         help_text='Overrides of the server\'s recall settings for this namespace, e.g. '
         '{"mode": "hybrid", "fusion": "rrf", "weights": {"lexical": 1.5}, "min_score": 0.2, '
         '"mmr_lambda": 0.7}. See docs/recall.md.')
+    audit_reads = models.BooleanField(
+        null=True, blank=True,
+        help_text="Write an audit entry for every recall in this namespace (ids returned, never "
+        "the query or content); empty means MEMORYWEB_AUDIT_READS. Exports are always audited.")
     archived_at = models.DateTimeField(
         null=True, blank=True,
         help_text="Set when a system admin archives the namespace: its memories stay readable, "

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.memories.schemas import StrictSerializer, validate, validate_recall_defaults
 from apps.tenancy import members as membership
@@ -35,6 +37,9 @@ class NamespaceUpdate(StrictSerializer):
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
                                                       min_value=0.01, max_value=1.0)
+    audit_reads = serializers.BooleanField(
+        required=False, allow_null=True,
+        help_text="Audit every recall here (null: the server's MEMORYWEB_AUDIT_READS).")
     archived = serializers.BooleanField(required=False, help_text="System admins only.")
 
 
@@ -60,23 +65,30 @@ def create(principal: Principal, data: Mapping[str, Any]) -> Namespace:
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may create a namespace.")
     cleaned = validate(NamespaceCreate, data)
-    return create_namespace(cleaned["slug"], cleaned["name"])
+    return create_namespace(cleaned["slug"], cleaned["name"], actor=principal)
 
 
 def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespace:
     """Rename or configure (team admin of it); archive or unarchive (system admin)."""
     namespace = managed_namespace(principal, slug)
     cleaned = validate(NamespaceUpdate, data)
+    archived_changed = False
     if "archived" in cleaned:
         if not principal.is_system_admin:
             raise PermissionDenied("only a system admin may archive a namespace.")
         archived = cleaned.pop("archived")
+        before = namespace.archived_at
         namespace.archived_at = (namespace.archived_at or timezone.now()) if archived else None
+        archived_changed = before != namespace.archived_at
     if "recall_defaults" in cleaned:
         cleaned["recall_defaults"] = validate_recall_defaults(cleaned["recall_defaults"])
+    changed = sorted(name for name, value in cleaned.items() if getattr(namespace, name) != value)
     for name, value in cleaned.items():
         setattr(namespace, name, value)
-    namespace.save()
+    with transaction.atomic():
+        namespace.save()
+        audit(principal, "namespace.update", namespace=namespace,
+              summary={"fields": changed + (["archived"] if archived_changed else [])})
     return namespace
 
 
@@ -103,5 +115,5 @@ def set_member(principal: Principal, slug: str, username: str,
     if user.is_superuser:
         raise InvalidInput("a system admin needs no membership.", field="username")
     role = Role.from_label(validate(MemberInput, data)["role"]) if data is not None else None
-    membership.set_role(namespace, user, role)
+    membership.set_role(namespace, user, role, actor=principal)
     return role

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
@@ -40,12 +41,17 @@ def _hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_namespace(slug: str, name: str = "") -> Namespace:
+def create_namespace(slug: str, name: str = "", *,
+                     actor: Principal | str = "system:manage.py") -> Namespace:
+    """A new namespace; ``actor`` is who the audit entry names (a principal, or the
+    command that created it)."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise InvalidInput("slug must be lowercase letters, digits, '-' or '_'.", field="slug")
     try:
         with transaction.atomic():
-            return Namespace.objects.create(slug=slug, name=name or slug)
+            namespace = Namespace.objects.create(slug=slug, name=name or slug)
+            audit(actor, "namespace.create", namespace=namespace, summary={"name": namespace.name})
+            return namespace
     except IntegrityError:
         raise Conflict(f"namespace {slug!r} already exists.", field="slug") from None
 
@@ -57,8 +63,11 @@ def create_api_key(
     namespace: Namespace | None = None,
     name: str = "",
     expires_at: datetime | None = None,
+    actor: Principal | str = "system:manage.py",
+    operation: str = "key.create",
 ) -> tuple[ApiKey, str]:
-    """Create a key and return it with its secret, which is never stored or shown again."""
+    """Create a key and return it with its secret, which is never stored or shown again
+    (nor audited: the entry names the key's prefix, role and agent_id)."""
     if role == Role.SYSTEM and namespace is not None:
         raise InvalidInput("a system-admin key is global; give no namespace.", field="namespace")
     if role != Role.SYSTEM and namespace is None:
@@ -66,16 +75,25 @@ def create_api_key(
     check_agent_id(agent_id)
     head = KEY_PREFIX_READ if role == Role.READER else KEY_PREFIX_WRITE
     raw = head + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(
-        namespace=namespace,
-        role=role.label,
-        agent_id=agent_id,
-        name=name,
-        prefix=raw[: len(head) + _LOOKUP_CHARS],
-        key_hash=_hash_key(raw),
-        expires_at=expires_at,
-    )
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            namespace=namespace,
+            role=role.label,
+            agent_id=agent_id,
+            name=name,
+            prefix=raw[: len(head) + _LOOKUP_CHARS],
+            key_hash=_hash_key(raw),
+            expires_at=expires_at,
+        )
+        audit(actor, operation, namespace=namespace, record_ids=[key.pk],
+              summary=key_summary(key))
     return key, raw
+
+
+def key_summary(key: ApiKey) -> dict:
+    """What an audit entry says about a key: never its secret or hash."""
+    return {"prefix": key.prefix, "role": key.role, "agent_id": key.agent_id,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None}
 
 
 def authenticate_key(raw: str) -> ApiKey | None:

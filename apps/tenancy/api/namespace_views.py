@@ -18,7 +18,8 @@ class NamespaceSerializer(serializers.ModelSerializer):
     class Meta:
         model = Namespace
         fields = ["slug", "name", "role", "archived", "archived_at", "created_at", "updated_at",
-                  "near_duplicate_policy", "near_duplicate_threshold", "recall_defaults"]
+                  "near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
+                  "audit_reads"]
         read_only_fields = fields
 
     def get_archived(self, namespace: Namespace) -> bool:
