@@ -6,3 +6,6 @@ class MemoriesConfig(AppConfig):
 
     name = "apps.memories"
     label = "memories"
+
+    def ready(self) -> None:
+        from apps.memories import signals  # noqa: F401  (connects the receivers)

@@ -1,10 +1,18 @@
 """Keyword recall from the SQL database itself: SQLite FTS5 (BM25) or PostgreSQL full text.
 
-The index is maintained by the database (see migration 0002), so it is always in step
-with the memories table. Queries are built from the user's words only: the text is
-split into word tokens, common English stopwords are dropped, and each token is
-quoted (FTS5) or passed as a bare lexeme (PostgreSQL), so quotes, ``NEAR``, ``*``,
-``-`` or parentheses in a query are just characters, never syntax.
+SQLite: one FTS5 table per namespace, ``memories_fts_<namespace id>`` (migration 0007),
+so BM25's corpus statistics (row count, document frequencies, average length) and the
+common-term pruning see only the caller's own memories; with one shared table another
+tenant's words moved the scores, which told a caller whether a word was stored
+elsewhere. The services keep the table in step inside the write's transaction
+(``add``/``remove``/``replace``); a namespace's table is created by its first write and
+dropped with the namespace. PostgreSQL: a generated tsvector column (migration 0002),
+ranked by ts_rank_cd without corpus statistics, so nothing here applies to it.
+
+Queries are built from the user's words only: the text is split into word tokens,
+common English stopwords are dropped, and each token is quoted (FTS5) or passed as a
+bare lexeme (PostgreSQL), so quotes, ``NEAR``, ``*``, ``-`` or parentheses in a query
+are just characters, never syntax.
 """
 
 from __future__ import annotations
@@ -12,11 +20,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import snowballstemmer
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import QuerySet
 
 MAX_TERMS = 32
@@ -62,22 +71,24 @@ def _with_terms(terms: tuple[str, ...], dropped: tuple[str, ...] = ()) -> Lexica
 
 
 _stemmer = snowballstemmer.stemmer("porter")  # the algorithm of FTS5's porter tokenizer
-_total = {"rows": 0, "at": 0.0}
+#: namespace id -> (memories, when counted); re-counted at most once a minute.
+_totals: dict[int, tuple[int, float]] = {}
 _TOTAL_TTL = 60.0
-#: Below this many memories nothing is pruned: every query is cheap, and in a small
-#: index a share is a handful of memories.
+#: Below this many memories in the namespace nothing is pruned: every query is cheap,
+#: and in a small index a share is a handful of memories.
 PRUNE_FROM_ROWS = 2000
 
 
-def prune_common(query: LexicalQuery, max_share: float | None = None) -> LexicalQuery:
-    """Leave out terms found in more than ``max_share`` of all memories (SQLite).
+def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None = None) -> LexicalQuery:
+    """Leave out terms found in more than ``max_share`` of the namespace's memories (SQLite).
 
     Such terms barely move BM25 (their IDF is near zero) but make the engine score
     every memory that contains them: on the benchmark corpus they set the tail of the
-    keyword stage (p95 5.8 -> 3.5 ms at 0.2). Document counts come from the FTS5
-    vocabulary (``memories_fts_vocab``), looked up by Porter stem; a term whose stem is
-    not found is kept. If every term is common, the two rarest stay. PostgreSQL ranks
-    without document frequencies and is left as is.
+    keyword stage (p95 5.8 -> 3.5 ms at 0.2). Counts are the namespace's own (its
+    table's FTS5 vocabulary, looked up by Porter stem), never the server's: what is
+    dropped, and shown as ``lexical_dropped``, must not depend on other tenants' words.
+    A term whose stem is not found is kept. If every term is common, the two rarest
+    stay. PostgreSQL ranks without document frequencies and is left as is.
     """
     share = settings.MEMORYWEB_LEXICAL_MAX_DF if max_share is None else max_share
     if connection.vendor != "sqlite" or share >= 1.0 or len(query.terms) < 2:
@@ -85,14 +96,19 @@ def prune_common(query: LexicalQuery, max_share: float | None = None) -> Lexical
     stems = {term: _stemmer.stemWord(term) for term in query.terms}
     unique = sorted(set(stems.values()))
     with connection.cursor() as cursor:
-        if _total_rows(cursor) < PRUNE_FROM_ROWS:  # small index: every query is cheap
+        total = _total_rows(cursor, namespace_id)
+        if total < PRUNE_FROM_ROWS:  # small index: every query is cheap
             return query
-        cursor.execute("SELECT term, doc FROM memories_fts_vocab WHERE term IN "
-                       f"({', '.join(['%s'] * len(unique))})", unique)
+        try:
+            cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
+                           f"({', '.join(['%s'] * len(unique))})", unique)
+        except OperationalError as exc:
+            if _is_missing_table(exc):  # memories written around the services: not indexed yet
+                return query
+            raise
         counts = dict(cursor.fetchall())
-        limit = share * _total_rows(cursor)
     frequency = {term: counts.get(stem, 0) for term, stem in stems.items()}
-    keep = tuple(t for t in query.terms if frequency[t] <= limit)
+    keep = tuple(t for t in query.terms if frequency[t] <= share * total)
     if not keep:
         rarest = set(sorted(query.terms, key=frequency.__getitem__)[:2])
         keep = tuple(t for t in query.terms if t in rarest)
@@ -101,13 +117,15 @@ def prune_common(query: LexicalQuery, max_share: float | None = None) -> Lexical
     return _with_terms(keep, tuple(t for t in query.terms if t not in keep))
 
 
-def _total_rows(cursor) -> int:
-    """Memories in the keyword index, re-counted at most once a minute per process."""
+def _total_rows(cursor, namespace_id: int) -> int:
+    """The namespace's memories, re-counted at most once a minute per process."""
     now = time.monotonic()
-    if now - _total["at"] > _TOTAL_TTL:
-        cursor.execute("SELECT count(*) FROM memories_memory")
-        _total.update(rows=cursor.fetchone()[0], at=now)
-    return _total["rows"]
+    rows, at = _totals.get(namespace_id, (0, float("-inf")))
+    if now - at > _TOTAL_TTL:
+        cursor.execute("SELECT count(*) FROM memories_memory WHERE namespace_id = %s", [namespace_id])
+        rows = cursor.fetchone()[0]
+        _totals[namespace_id] = (rows, now)
+    return rows
 
 
 def search(namespace_id: int, query: LexicalQuery, limit: int,
@@ -134,19 +152,155 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
         )
         args = [query.engine_query, namespace_id, *params, limit]
     else:
-        # The namespace is a token of the ns column (migration 0005), so FTS5 walks only
-        # this namespace's postings; bm25 weighs the content column alone.
+        # The namespace's own table (module docstring): bm25 weighs the content column
+        # alone, with this namespace's statistics alone.
+        table = fts_table(namespace_id)
         sql = (
-            "SELECT memory_id, -bm25(memories_fts, 0.0, 0.0, 1.0) AS score FROM memories_fts "
-            f"WHERE memories_fts MATCH %s{restrict} "
+            f"SELECT memory_id, -bm25({table}, 0.0, 1.0) AS score FROM {table} "
+            f"WHERE {table} MATCH %s{restrict} "
             "ORDER BY score DESC, memory_id LIMIT %s"
         )
-        scoped = f'ns : "n{int(namespace_id)}" AND content : ({query.engine_query})'
-        args = [scoped, *params, limit]
+        args = [f"content : ({query.engine_query})", *params, limit]
     with connection.cursor() as cursor:
-        cursor.execute(sql, args)
+        try:
+            cursor.execute(sql, args)
+        except OperationalError as exc:
+            if _is_missing_table(exc):  # no memory was ever written to this namespace
+                return []
+            raise
         return [(_as_uuid(row[0]), float(row[1])) for row in cursor.fetchall()]
 
 
 def _as_uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+# --- the per-namespace tables (SQLite) -------------------------------------------------
+
+#: Bound parameters per statement, well under SQLite's limit.
+_CHUNK = 500
+
+
+def fts_table(namespace_id: int) -> str:
+    """The namespace's FTS5 table; the id is an int, so the name is safe to format in."""
+    return f"memories_fts_{int(namespace_id)}"
+
+
+def vocab_table(namespace_id: int) -> str:
+    """An fts5vocab view of the namespace's table: per-term document counts for pruning."""
+    return f"{fts_table(namespace_id)}_vocab"
+
+
+def _is_missing_table(exc: OperationalError) -> bool:
+    return "no such table" in str(exc)
+
+
+def _create(cursor, namespace_id: int) -> None:
+    """Create the namespace's tables if they do not exist yet (a cheap no-op if they do).
+
+    Created by the first write rather than with the namespace: a namespace that never
+    stores a memory costs no schema entries (each FTS5 table is six, and every new
+    connection parses the whole schema), and namespaces made by any path (admin, ORM,
+    fixtures) get one without a hook on their creation.
+    """
+    table = fts_table(namespace_id)
+    cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
+                   "memory_id UNINDEXED, content, tokenize = 'porter unicode61 remove_diacritics 2')")
+    cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {vocab_table(namespace_id)} "
+                   f"USING fts5vocab({table}, 'row')")
+
+
+def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+    """Index these memories of the namespace, copied from memories_memory (SQLite only).
+
+    Call inside the transaction that wrote them, so the index commits or rolls back with
+    the rows. Reading the text back from the table keeps the stored id format (and the
+    content) exactly what the memories table holds.
+    """
+    if connection.vendor != "sqlite" or not memory_ids:
+        return
+    with connection.cursor() as cursor:
+        _create(cursor, namespace_id)
+        for part in _chunks(memory_ids):
+            cursor.execute(
+                f"INSERT INTO {fts_table(namespace_id)}(memory_id, content) "
+                f"SELECT id, content FROM memories_memory WHERE namespace_id = %s AND id IN "
+                f"({', '.join(['%s'] * len(part))})", [namespace_id, *part])
+
+
+def remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+    """Unindex these memories (SQLite only); call inside the transaction that deletes them.
+
+    memory_id is not indexed by FTS5, so each statement scans the namespace's rows once:
+    delete in chunks, never one statement per memory.
+    """
+    if connection.vendor != "sqlite" or not memory_ids:
+        return
+    with connection.cursor() as cursor:
+        for part in _chunks(memory_ids):
+            try:
+                cursor.execute(f"DELETE FROM {fts_table(namespace_id)} WHERE memory_id IN "
+                               f"({', '.join(['%s'] * len(part))})", part)
+            except OperationalError as exc:
+                if not _is_missing_table(exc):
+                    raise
+                return
+
+
+def replace(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+    """Re-index memories whose content changed (SQLite only), in the edit's transaction."""
+    remove(namespace_id, memory_ids)
+    add(namespace_id, memory_ids)
+
+
+def drop(namespace_id: int) -> None:
+    """Drop the namespace's tables (SQLite only); FTS5 drops its shadow tables with them."""
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {vocab_table(namespace_id)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {fts_table(namespace_id)}")
+    _totals.pop(namespace_id, None)
+
+
+def rebuild(namespace_id: int) -> int:
+    """Rebuild the namespace's table from memories_memory, the truth; returns its rows.
+
+    For ``manage.py reindex``: repairs whatever writes that bypassed the services left
+    out (or behind). Run it inside a transaction so recall never sees a half-built table.
+    """
+    if connection.vendor != "sqlite":
+        return 0
+    drop(namespace_id)
+    with connection.cursor() as cursor:
+        _create(cursor, namespace_id)
+        cursor.execute(f"INSERT INTO {fts_table(namespace_id)}(memory_id, content) "
+                       "SELECT id, content FROM memories_memory WHERE namespace_id = %s",
+                       [namespace_id])
+        return cursor.rowcount
+
+
+def drop_orphans() -> list[int]:
+    """Drop the tables of namespaces that no longer exist (e.g. deleted by raw SQL)."""
+    if connection.vendor != "sqlite":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE %s",
+                       ["memories_fts_%"])
+        ids = {int(m.group(1)) for (name,) in cursor.fetchall()
+               if (m := _TABLE_NAME.fullmatch(name))}
+        cursor.execute("SELECT id FROM tenancy_namespace")
+        orphans = sorted(ids - {row[0] for row in cursor.fetchall()})
+    for namespace_id in orphans:
+        drop(namespace_id)
+    return orphans
+
+
+_TABLE_NAME = re.compile(r"memories_fts_(\d+)")
+
+
+def _chunks(ids: Iterable[uuid.UUID]) -> Iterable[list[str]]:
+    """Ids in the memories table's own storage format (32 hex digits), _CHUNK at a time."""
+    values = [uuid.UUID(str(i)).hex for i in ids]
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]

@@ -194,6 +194,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
     if memories:
         with transaction.atomic():
             Memory.objects.bulk_create(memories)
+            lexical.add(ns.pk, [m.pk for m in memories])
             MemoryTag.objects.bulk_create(
                 [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags]
             )
@@ -537,18 +538,21 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
     while this thread asks SQL; both release the GIL while they work.
 
     Several sources (``include_shared``): each channel asks every source for ``n``
-    candidates and keeps the ``n`` best by raw score. Cosine similarity comes from one
-    embedding model and keyword scores from one formula, so they compare across
-    namespaces: a shared memory ranks where it would if it were the caller's own, no
-    source is favoured for being first, larger or smaller, and fusion then runs once.
+    candidates and keeps the ``n`` best of all, treating every source alike (no source
+    wins for being the caller's, first, larger or smaller), and fusion then runs once.
+    Vector candidates compare by cosine similarity: one embedding model, so identical
+    content scores identically anywhere. Keyword candidates compare by their rank within
+    their own namespace (``_by_rank``): BM25 uses each namespace's own term statistics
+    (lexical.py), so its scores do not compare across namespaces, and a grantor's raw
+    scores would tell a grantee how common a word is among memories it was not shown.
     """
     def vector() -> list[tuple[uuid.UUID, float]]:
         return _best([_vector_channel(s, query, filters, n, excluded, result, embedding)
                       for s in sources], n)
 
     def keyword() -> list[tuple[uuid.UUID, float]]:
-        return _best([_lexical_channel(s, query, filters, n, excluded, result)
-                      for s in sources], n)
+        found = [_lexical_channel(s, query, filters, n, excluded, result) for s in sources]
+        return _best([_by_rank(hits) for hits in found] if len(found) > 1 else found, n)
 
     if mode == "vector":
         return {"vector": vector()}
@@ -557,6 +561,12 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
     pending = _channel_pool.submit(vector)
     lexical_hits = keyword()
     return {"lexical": lexical_hits, "vector": pending.result()}
+
+
+def _by_rank(hits: list[tuple[uuid.UUID, float]]) -> list[tuple[uuid.UUID, float]]:
+    """Replace scores by 1 / (60 + rank): the reciprocal-rank scale, the same for every
+    namespace whatever its size or vocabulary."""
+    return [(pk, 1.0 / (fusion.RRF_K + rank)) for rank, (pk, _) in enumerate(hits, start=1)]
 
 
 def _best(lists: Sequence[list[tuple[uuid.UUID, float]]], n: int) -> list[tuple[uuid.UUID, float]]:
@@ -600,7 +610,7 @@ def _lexical_channel(source: sharing.Source, query: str, filters: Mapping[str, A
     """Keyword matches from the SQL full-text index, filters and grant scope applied in
     the same query. The explain fields describe the caller's own namespace's query."""
     ns = source.namespace
-    lexical_query = lexical.prune_common(lexical.build_query(query))
+    lexical_query = lexical.prune_common(lexical.build_query(query), ns.pk)
     if not source.shared:
         result.lexical_query = lexical_query.engine_query
         result.lexical_dropped = lexical_query.dropped
@@ -675,6 +685,8 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
         memory.version += 1
         memory.updated_at = timezone.now()
         memory.save()
+        if "content" in changes:
+            lexical.replace(memory.namespace_id, [memory.pk])
         if "tags" in changes:
             MemoryTag.objects.filter(memory=memory).delete()
             MemoryTag.objects.bulk_create(
@@ -752,6 +764,7 @@ def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[A
                 part = list(pks[start : start + chunk])
                 removed += Memory.objects.filter(namespace_id=ns_id, pk__in=part).delete()[1].get(
                     Memory._meta.label, 0)
+            lexical.remove(ns_id, pks)
             outbox[ns_id] = IndexOutbox.objects.bulk_create(
                 [IndexOutbox(namespace_id=ns_id, memory_id=pk, op=IndexOutbox.Op.DELETE) for pk in pks]
             )
@@ -797,7 +810,7 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
 
 
 def delete_namespace(principal: Principal, namespace: Namespace) -> int:
-    """Delete a namespace with its memories, versions, keys and its Chroma collection."""
+    """Delete a namespace with its memories, versions, keys, keyword table and Chroma collection."""
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete a namespace.")
     # Derived data first: if the SQL delete then fails, a reindex rebuilds the vectors;
@@ -807,5 +820,5 @@ def delete_namespace(principal: Principal, namespace: Namespace) -> int:
         count = Memory.objects.filter(namespace=namespace).count()
         audit(principal, "namespace.delete", namespace=namespace,
               summary={"memories": count, "keys": namespace.api_keys.count()})
-        namespace.delete()
+        namespace.delete()  # its keyword table goes with it (apps.memories.signals)
     return count

@@ -17,14 +17,14 @@ def warm_key(agent):
     # ... plus the keyword query and the candidates' session ids
     ("hybrid", 5),
 ])
-def test_recall_query_count_does_not_grow_with_k(warm_key, django_assert_num_queries, monkeypatch,
-                                                 mode, queries):
+def test_recall_query_count_does_not_grow_with_k(warm_key, alpha, django_assert_num_queries,
+                                                 monkeypatch, mode, queries):
     import time
 
     from apps.memories import lexical
 
-    # The index size is re-counted once a minute: keep that query out of the count.
-    monkeypatch.setattr(lexical, "_total", {"rows": 30, "at": time.monotonic()})
+    # The namespace's size is re-counted once a minute: keep that query out of the count.
+    monkeypatch.setattr(lexical, "_totals", {alpha.pk: (30, time.monotonic())})
     warm_key.post("/api/v1/memories/batch", {"memories": [{"content": f"note {i}", "tags": ["t"]}
                                                           for i in range(30)]})
     for k in (1, 25):

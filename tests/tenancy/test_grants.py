@@ -157,21 +157,68 @@ def test_grant_scope_is_checked_on_the_rows_too(team_admin, outsider, alpha_note
     assert outsider.get(f"/api/v1/memories/{memory_id}").status_code == 404
 
 
-def test_merge_ranks_shared_memories_by_relevance_not_by_source(team_admin, outsider, stored):
-    """Identical content scores the same in either namespace; a strong shared match
-    outranks the grantee's own weak one."""
+def test_identical_content_has_the_same_meaning_score_in_either_namespace(team_admin, outsider,
+                                                                          stored):
     text = "Quarterly revenue for the glacier project grew by twelve percent."
     mine = outsider.post("/api/v1/memories", {"content": text}).json()
     theirs = stored(text)
+    grant(team_admin)
+    body = shared_recall(outsider, query="glacier project quarterly revenue", mode="vector")
+    scores = {row["id"]: row["score"] for row in body["results"]}
+    assert scores[mine["id"]] == pytest.approx(scores[theirs["id"]], abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
+def test_a_strong_shared_match_outranks_a_weak_own_one(team_admin, outsider, stored, mode):
     weak = outsider.post("/api/v1/memories", {"content": "The cafeteria menu changes on "
                                               "Mondays."}).json()
     strong = stored("Glacier project quarterly revenue figures are in the finance folder.")
     grant(team_admin)
-    for mode in ("vector", "lexical", "hybrid"):
-        body = shared_recall(outsider, query="glacier project quarterly revenue", mode=mode, k=10)
-        scores = {row["id"]: row["score"] for row in body["results"]}
-        assert scores[mine["id"]] == pytest.approx(scores[theirs["id"]], abs=1e-6), mode
-        assert scores[strong["id"]] > scores.get(weak["id"], 0.0), mode
+    body = shared_recall(outsider, query="glacier project quarterly revenue", mode=mode, k=10)
+    scores = {row["id"]: row["score"] for row in body["results"]}
+    assert scores[strong["id"]] > scores.get(weak["id"], 0.0)
+
+
+@pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
+def test_the_merge_does_not_favour_the_callers_own_namespace(db, mode):
+    """Mirror worlds: swapping which namespace holds which memories (the caller's own
+    or the grantor's) leaves the merged ranking of contents and scores unchanged."""
+    from apps.tenancy.services import create_namespace
+
+    first = ["The glacier survey found the ice shelf thinning by two metres.",
+             "Survey teams leave base camp at dawn.", "Budget review is due on Friday."]
+    second = ["Ice shelf thickness was measured with radar during the survey.",
+              "The glacier camp stores fuel for three weeks.", "Lunch is served at noon."]
+    ranked = []
+    for own, shared in ((first, second), (second, first)):
+        grantee, grantor = create_namespace(f"own-{len(ranked)}"), create_namespace(
+            f"shared-{len(ranked)}")
+        SharingGrant.objects.create(grantor=grantor, grantee=grantee)
+        for namespace, contents in ((grantee, own), (grantor, shared)):
+            writer = make_caller(Role.AGENT, namespace, "writer")
+            for content in contents:
+                assert writer.post("/api/v1/memories", {"content": content}).status_code == 201
+        body = shared_recall(make_caller(Role.READER, grantee, "asker"), k=10, mode=mode,
+                             query="glacier ice shelf survey")
+        ranked.append(sorted((-round(row["score"], 6), row["content"]) for row in body["results"]))
+    assert ranked[0] == ranked[1]
+
+
+def test_the_grantors_unshared_memories_do_not_move_shared_scores(team_admin, agent, outsider,
+                                                                  alpha_notes):
+    """Keyword statistics are per namespace: the grantor's other memories must not show
+    through the scores (or explain) of what it shares."""
+    grant(team_admin, tags=["ops"])
+    query = {"query": "lighthouse deploy pipeline midnight", "explain": True}
+    before = {mode: shared_recall(outsider, mode=mode, **query)["results"]
+              for mode in ("lexical", "hybrid")}
+    for i in range(6):  # unshared: tagged hr
+        agent.post("/api/v1/memories", {"content": f"Deploy pipeline incident {i} at midnight.",
+                                        "tags": ["hr"]})
+    for mode, rows in before.items():
+        after = shared_recall(outsider, mode=mode, **query)["results"]
+        assert [(r["id"], r["score"], r["explain"]) for r in after] == [
+            (r["id"], r["score"], r["explain"]) for r in rows], mode
 
 
 def test_shared_recall_works_with_mmr_min_score_and_explain(team_admin, outsider, alpha_notes):
