@@ -106,6 +106,9 @@ ROUTES = [
           "/api/v1/namespaces/alpha/grants/{grant}", None, Role.ADMIN, 204),
     Route("GET", "api/v1/sharing/accessible", "/api/v1/sharing/accessible", None, Role.READER, 200,
           scoped=False),
+    Route("GET", "api/v1/audit", "/api/v1/audit?namespace=alpha", None, Role.ADMIN, 200),
+    Route("GET", "api/v1/audit/verify", "/api/v1/audit/verify", None, Role.SYSTEM, 200,
+          scoped=False),
 ]
 
 CALLERS = ["anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee", "reader",

@@ -1,0 +1,160 @@
+"""Every write through the API leaves its audit entry: operation, actor, namespace,
+record ids and request id, never content. A write route missing here fails the coverage
+test, like the isolation matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from apps.audit.models import AuditEntry
+from apps.tenancy.models import SharingGrant
+from apps.tenancy.roles import Role
+from tests.conftest import make_caller
+
+CONTENT = "the audited memory's private words"
+
+
+@dataclass(frozen=True)
+class Write:
+    method: str
+    pattern: str
+    path: str  # {memory}, {key}, {grant}, {user} placeholders
+    body: dict | None
+    caller: str
+    operation: str
+    namespace: str = "alpha"
+    names: str | None = None  # the placeholder whose id must be among record_ids
+
+
+WRITES = [
+    Write("POST", "api/v1/memories", "/api/v1/memories", {"content": CONTENT + " 2"}, "agent",
+          "memory.create"),
+    Write("POST", "api/v1/memories/batch", "/api/v1/memories/batch",
+          {"memories": [{"content": CONTENT + " 3"}, {"content": CONTENT + " 4"}]}, "agent",
+          "memory.create"),
+    Write("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall",
+          {"content": CONTENT + " 5"}, "agent", "memory.create"),
+    Write("PATCH", "api/v1/memories/<pk>", "/api/v1/memories/{memory}",
+          {"content": CONTENT + " edited"}, "admin", "memory.update", names="memory"),
+    Write("PUT", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", {"content": CONTENT + " put"},
+          "admin", "memory.update", names="memory"),
+    Write("DELETE", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", None, "admin",
+          "memory.delete", names="memory"),
+    Write("DELETE", "api/v1/agents/<str:agent_id>/memories",
+          "/api/v1/agents/agent-1/memories?namespace=alpha", None, "system",
+          "memory.delete_by_agent", names="memory"),
+    Write("POST", "api/v1/namespaces", "/api/v1/namespaces", {"slug": "gamma"}, "system",
+          "namespace.create", namespace="gamma"),
+    Write("PATCH", "api/v1/namespaces/<str:slug>", "/api/v1/namespaces/alpha",
+          {"name": "Renamed", "audit_reads": True}, "admin", "namespace.update"),
+    Write("DELETE", "api/v1/namespaces/<str:slug>", "/api/v1/namespaces/alpha", None, "system",
+          "namespace.delete"),
+    Write("PUT", "api/v1/namespaces/<str:slug>/members/<str:username>",
+          "/api/v1/namespaces/alpha/members/{user}", {"role": "agent"}, "admin", "member.set"),
+    Write("DELETE", "api/v1/namespaces/<str:slug>/members/<str:username>",
+          "/api/v1/namespaces/alpha/members/{user}", None, "admin", "member.remove"),
+    Write("POST", "api/v1/namespaces/<str:slug>/keys", "/api/v1/namespaces/alpha/keys",
+          {"role": "reader", "agent_id": "new"}, "admin", "key.create"),
+    Write("PATCH", "api/v1/namespaces/<str:slug>/keys/<int:key_id>",
+          "/api/v1/namespaces/alpha/keys/{key}", {"expires_at": "2099-01-01T00:00:00Z"}, "admin",
+          "key.expiry", names="key"),
+    Write("DELETE", "api/v1/namespaces/<str:slug>/keys/<int:key_id>",
+          "/api/v1/namespaces/alpha/keys/{key}", None, "admin", "key.revoke", names="key"),
+    Write("POST", "api/v1/namespaces/<str:slug>/keys/<int:key_id>/rotate",
+          "/api/v1/namespaces/alpha/keys/{key}/rotate", {}, "admin", "key.rotate"),
+    Write("POST", "api/v1/namespaces/<str:slug>/grants", "/api/v1/namespaces/alpha/grants",
+          {"grantee": "beta"}, "admin", "grant.create"),
+    Write("DELETE", "api/v1/namespaces/<str:slug>/grants/<int:grant_id>",
+          "/api/v1/namespaces/alpha/grants/{grant}", None, "admin", "grant.revoke", names="grant"),
+]
+#: POST routes that read: recall is audited when the namespace asks (test below).
+READS = {("POST", "api/v1/recall")}
+
+
+@pytest.fixture
+def targets(alpha, beta, agent):
+    memory = agent.post("/api/v1/memories", {"content": CONTENT}).json()["id"]
+    key = make_caller(Role.AGENT, alpha, "target").key.pk
+    get_user_model().objects.create_user("member-1")
+    grant = SharingGrant.objects.create(grantor=alpha, grantee=beta).pk
+    return {"memory": memory, "key": key, "grant": grant, "user": "member-1"}
+
+
+@pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w.method} {w.path}")
+def test_write_leaves_its_entry(write, targets, callers):
+    caller = callers[write.caller]
+    last = AuditEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
+    send = getattr(caller, write.method.lower())
+    path = write.path.format(**targets)
+    response = send(path, write.body) if write.body is not None else send(path)
+    assert response.status_code < 300, response.content
+    entries = list(AuditEntry.objects.filter(seq__gt=last, operation=write.operation))
+    assert len(entries) == 1, [e.operation for e in AuditEntry.objects.filter(seq__gt=last)]
+    entry = entries[0]
+    assert entry.actor == f"key:{caller.key.prefix}" and entry.agent_id == caller.key.agent_id
+    assert entry.namespace == write.namespace
+    assert entry.request_id == response["X-Request-ID"]
+    if write.names:
+        assert str(targets[write.names]) in entry.record_ids
+    as_text = str(entry.summary) + str(entry.record_ids)
+    assert CONTENT not in as_text and "private words" not in as_text
+    assert caller.raw not in as_text
+
+
+def test_recall_is_audited_where_the_namespace_asks(alpha, agent, reader):
+    stored = agent.post("/api/v1/memories", {"content": "recall me"}).json()["id"]
+    reader.post("/api/v1/recall", {"query": "recall me"})
+    assert not AuditEntry.objects.filter(operation="memory.recall").exists()
+    alpha.audit_reads = True
+    alpha.save()
+    response = reader.post("/api/v1/recall", {"query": "recall me", "include_shared": True})
+    entry = AuditEntry.objects.get(operation="memory.recall")
+    assert entry.record_ids == [stored] and entry.actor == f"key:{reader.key.prefix}"
+    assert entry.summary == {"k": 10, "mode": "hybrid", "results": 1, "include_shared": True}
+    assert entry.request_id == response["X-Request-ID"]
+
+
+def test_a_proxys_request_id_is_kept(agent):
+    response = agent.post("/api/v1/memories", {"content": "traced"},
+                          HTTP_X_REQUEST_ID="proxy-4242")
+    assert response["X-Request-ID"] == "proxy-4242"
+    assert AuditEntry.objects.get(operation="memory.create").request_id == "proxy-4242"
+    odd = agent.post("/api/v1/memories", {"content": "odd"}, HTTP_X_REQUEST_ID="bad id\n")
+    assert odd["X-Request-ID"] != "bad id\n" and len(odd["X-Request-ID"]) == 32
+
+
+def test_a_failed_write_leaves_no_entry(agent, reader):
+    before = AuditEntry.objects.count()
+    assert reader.post("/api/v1/memories", {"content": "not allowed"}).status_code == 403
+    assert agent.post("/api/v1/memories", {"content": ""}).status_code == 400
+    assert AuditEntry.objects.count() == before
+
+
+def _write_routes(resolver=None, prefix: str = "") -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for entry in (resolver or get_resolver()).url_patterns:
+        pattern = prefix + str(entry.pattern)
+        if isinstance(entry, URLResolver):
+            found |= _write_routes(entry, pattern)
+        elif isinstance(entry, URLPattern) and pattern.startswith("api/v1/"):
+            pattern = pattern.replace("(?P<pk>[^/]+)", "<pk>").replace("^", "").replace("$", "")
+            callback = entry.callback
+            if hasattr(callback, "actions"):
+                methods = set(callback.actions)
+            else:
+                methods = {m for m in ("post", "put", "patch", "delete")
+                           if hasattr(callback.view_class, m)}
+            found |= {(m.upper(), pattern) for m in methods & {"post", "put", "patch", "delete"}}
+    return found
+
+
+def test_every_write_route_is_covered():
+    routes = _write_routes()
+    assert len(routes) >= len({(w.method, w.pattern) for w in WRITES})  # the walk finds them
+    covered = {(w.method, w.pattern) for w in WRITES} | READS
+    missing = sorted(routes - covered)
+    assert not missing, f"write routes without an audit test: {missing}"
