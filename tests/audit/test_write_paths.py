@@ -103,6 +103,10 @@ def test_write_leaves_its_entry(write, targets, callers):
     as_text = str(entry.summary) + str(entry.record_ids)
     assert CONTENT not in as_text and "private words" not in as_text
     assert caller.raw not in as_text
+    new_secret = response.json().get("key") if response.status_code != 204 else None
+    if write.operation in ("key.create", "key.rotate"):  # the new secret: never audited
+        assert new_secret and new_secret not in as_text
+        assert new_secret[:-4] not in str(list(AuditEntry.objects.values()))
 
 
 def test_recall_is_audited_where_the_namespace_asks(alpha, agent, reader):
