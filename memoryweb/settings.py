@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "apps.tenancy",
     "apps.memories",
     "apps.audit",
+    "apps.privacy",
     "apps.ops",
 ]
 

@@ -304,3 +304,38 @@ def _chunks(ids: Iterable[uuid.UUID]) -> Iterable[list[str]]:
     values = [uuid.UUID(str(i)).hex for i in ids]
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+def held(namespace_id: int, memory_ids: Sequence[uuid.UUID | str]) -> int:
+    """How many of these memories the namespace's keyword index still holds (erasure
+    checks). PostgreSQL indexes a column of the memory row itself: 0 once it is gone."""
+    if connection.vendor != "sqlite":
+        return 0
+    found = 0
+    with connection.cursor() as cursor:
+        for part in _chunks(memory_ids):
+            try:
+                cursor.execute(f"SELECT count(*) FROM {fts_table(namespace_id)} WHERE memory_id IN "
+                               f"({', '.join(['%s'] * len(part))})", part)
+            except OperationalError as exc:
+                if _is_missing_table(exc):
+                    return 0
+                raise
+            found += cursor.fetchone()[0]
+    return found
+
+
+def compact(namespace_id: int) -> None:
+    """Merge the namespace's FTS5 segments (SQLite), so deleted rows' tokens leave the
+    index files too, not just the results (FTS5 keeps them until a merge; SQLite 3.40
+    has no secure-delete option). Costs time proportional to the namespace's index:
+    for erasure, not for every delete."""
+    if connection.vendor != "sqlite":
+        return
+    table = fts_table(namespace_id)
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+        except OperationalError as exc:
+            if not _is_missing_table(exc):
+                raise

@@ -11,7 +11,9 @@ from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.audit.models import AuditEntry
+from apps.privacy import erasure
 from apps.tenancy.models import SharingGrant
+from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
@@ -70,6 +72,19 @@ WRITES = [
           {"grantee": "beta"}, "admin", "grant.create"),
     Write("DELETE", "api/v1/namespaces/<str:slug>/grants/<int:grant_id>",
           "/api/v1/namespaces/alpha/grants/{grant}", None, "admin", "grant.revoke", names="grant"),
+    Write("POST", "api/v1/erasure-requests", "/api/v1/erasure-requests", {"agent_id": "agent-1"},
+          "admin", "erasure.request"),
+    Write("POST", "api/v1/erasure-requests/<str:request_id>/approve",
+          "/api/v1/erasure-requests/{erasure}/approve", None, "admin", "erasure.approve",
+          names="erasure"),
+    Write("POST", "api/v1/erasure-requests/<str:request_id>/reject",
+          "/api/v1/erasure-requests/{erasure}/reject", None, "admin", "erasure.reject",
+          names="erasure"),
+    Write("POST", "api/v1/erasure-requests/<str:request_id>/execute",
+          "/api/v1/erasure-requests/{erasure_approved}/execute", None, "admin",
+          "erasure.execute", names="erasure_approved"),
+    Write("DELETE", "api/v1/forget/certified", "/api/v1/forget/certified?namespace=alpha&"
+          "agent_id=agent-1", None, "system", "erasure.execute"),
 ]
 #: POST routes that read: recall is audited when the namespace asks (test below).
 READS = {("POST", "api/v1/recall")}
@@ -81,7 +96,11 @@ def targets(alpha, beta, agent):
     key = make_caller(Role.AGENT, alpha, "target").key.pk
     get_user_model().objects.create_user("member-1")
     grant = SharingGrant.objects.create(grantor=alpha, grantee=beta).pk
-    return {"memory": memory, "key": key, "grant": grant, "user": "member-1"}
+    root = Principal(label="system:test", agent_id="", role=Role.SYSTEM)
+    nobody = {"namespace": "alpha", "agent_id": "nobody"}
+    return {"memory": memory, "key": key, "grant": grant, "user": "member-1",
+            "erasure": erasure.create(root, nobody).pk,
+            "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk}
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w.method} {w.path}")

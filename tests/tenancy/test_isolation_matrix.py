@@ -20,8 +20,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.privacy import erasure
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
+from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
 from apps.tenancy.services import create_namespace
 from tests.conftest import Caller, make_caller
@@ -109,6 +111,24 @@ ROUTES = [
     Route("GET", "api/v1/audit", "/api/v1/audit?namespace=alpha", None, Role.ADMIN, 200),
     Route("GET", "api/v1/audit/verify", "/api/v1/audit/verify", None, Role.SYSTEM, 200,
           scoped=False),
+    Route("GET", "api/v1/export", "/api/v1/export?namespace=alpha", None, Role.ADMIN, 200),
+    Route("GET", "api/v1/erasure-requests", "/api/v1/erasure-requests", None, Role.ADMIN, 200,
+          scoped=False),
+    Route("POST", "api/v1/erasure-requests", "/api/v1/erasure-requests",
+          {"namespace": "alpha", "agent_id": "nobody"}, Role.ADMIN, 201),
+    Route("GET", "api/v1/erasure-requests/<str:request_id>", "/api/v1/erasure-requests/{erasure}",
+          None, Role.ADMIN, 200),
+    Route("POST", "api/v1/erasure-requests/<str:request_id>/approve",
+          "/api/v1/erasure-requests/{erasure}/approve", None, Role.ADMIN, 200),
+    Route("POST", "api/v1/erasure-requests/<str:request_id>/reject",
+          "/api/v1/erasure-requests/{erasure}/reject", None, Role.ADMIN, 200),
+    Route("POST", "api/v1/erasure-requests/<str:request_id>/execute",
+          "/api/v1/erasure-requests/{erasure_approved}/execute", None, Role.ADMIN, 200),
+    Route("GET", "api/v1/erasure-requests/<str:request_id>/certificate",
+          "/api/v1/erasure-requests/{erasure_done}/certificate", None, Role.ADMIN, 200),
+    Route("DELETE", "api/v1/forget/certified",
+          "/api/v1/forget/certified?namespace=alpha&agent_id=nobody", None, Role.SYSTEM, 200,
+          scoped=False),
 ]
 
 CALLERS = ["anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee", "reader",
@@ -165,21 +185,30 @@ def world(alpha, beta, callers):
         "member_reader": _person("reading-person", alpha, Role.READER),
         "member_admin": _person("admin-person", alpha, Role.ADMIN),
     }
+    root = Principal.for_key(callers["system"].key)
+    nobody = {"namespace": "alpha", "agent_id": "nobody"}
+    erasures = {
+        "erasure": erasure.create(root, nobody).pk,
+        "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk,
+        "erasure_done": erasure.create(root, {**nobody, "execute": True}).pk,
+    }
     return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
-            "user": "member-1", "grant": grant.pk, "callers": {**callers, **extra}}
+            "user": "member-1", "grant": grant.pk, **erasures,
+            "callers": {**callers, **extra}}
 
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_matrix_cell(world, route, caller):
     client = world["callers"][caller]
-    path = route.path.format(memory=world["memory"], shared=world["shared"], key=world["key"],
-                             user=world["user"], grant=world["grant"])
+    path = route.path.format(**{k: v for k, v in world.items() if k != "callers"})
     send = getattr(client, route.method.lower())
     response = send(path, route.body) if route.body is not None else send(path)
-    assert response.status_code == expected_status(route, caller), response.content
+    content = (b"".join(response.streaming_content) if response.streaming
+               else response.content)
+    assert response.status_code == expected_status(route, caller), content
     if caller in FOREIGN:
-        body = response.content.decode()
+        body = content.decode()
         assert SECRET not in body and world["memory"] not in body
         assert "member-1" not in body
         if caller != "grantee" or response.status_code >= 400:

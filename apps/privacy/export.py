@@ -1,0 +1,143 @@
+"""Export: everything held about a namespace or a subject, as streamed JSON lines.
+
+Lines, in order: every selected memory with its versions (``"type": "memory"``), the
+sharing grants that expose any of them (``"grant"``), the audit entries about them
+(``"audit"``), then one ``"manifest"`` line with the selector, counts per type and the
+SHA-256 of every byte before it, so a recipient can check the file is whole. Memories
+are read in keyset-ordered chunks and written as they are read: memory use does not
+grow with the export (bench/export_memory.py measures it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit.log import record as audit
+from apps.audit.models import AuditEntry, AuditRecord
+from apps.memories.api.serializers import MemorySerializer
+from apps.memories.models import Memory, MemoryVersion
+from apps.privacy.selectors import Selector
+from apps.tenancy.models import SharingGrant
+from apps.tenancy.principal import Principal
+
+CHUNK = 500
+FORMAT = "memoryweb-export/1"
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+            ).encode()
+
+
+def start(principal: Principal, selector: Selector) -> Iterator[bytes]:
+    """Audit the export (in its own transaction, before the first byte), then return
+    the stream of chunks (each several lines)."""
+    with transaction.atomic():
+        audit(principal, "export", namespace=selector.namespace, summary=selector.describe())
+    return _stream(principal, selector)
+
+
+def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
+    digest = hashlib.sha256()
+    counts = {"memory": 0, "version": 0, "grant": 0, "audit": 0}
+    grants = list(SharingGrant.objects.filter(grantor=selector.namespace).select_related("grantee"))
+    exposing: set[int] = set()
+    seen_entries: set[int] = set()
+    whole_namespace = selector.subject is None
+
+    def emit(lines: list[bytes]) -> bytes:
+        chunk = b"".join(lines)
+        digest.update(chunk)
+        return chunk
+
+    for memories in _chunks(selector):
+        versions = _versions_of(memories)
+        lines = []
+        for memory in memories:
+            row = {"type": "memory", **MemorySerializer(memory).data,
+                   "versions": versions.get(memory.pk, [])}
+            counts["version"] += len(row["versions"])
+            lines.append(_line(row))
+            exposing.update(g.pk for g in grants if g.covers(memory))
+        counts["memory"] += len(memories)
+        if not whole_namespace:  # entries about these memories, each once
+            entries = _entries_naming([str(m.pk) for m in memories], seen_entries)
+            counts["audit"] += len(entries)
+            lines += [_line({"type": "audit", **entry}) for entry in entries]
+        yield emit(lines)
+    lines = [_line({"type": "grant", **_grant_row(g)}) for g in grants if g.pk in exposing]
+    counts["grant"] = len(lines)
+    if lines:
+        yield emit(lines)
+    if whole_namespace:
+        for entries in _namespace_entries(selector.namespace.pk):
+            counts["audit"] += len(entries)
+            yield emit([_line({"type": "audit", **entry}) for entry in entries])
+    yield _line({"type": "manifest", "format": FORMAT, "selector": selector.describe(),
+                 "exported_at": timezone.now().isoformat(), "exported_by": principal.label,
+                 "counts": counts, "sha256": digest.hexdigest()})
+
+
+def _chunks(selector: Selector) -> Iterator[list[Memory]]:
+    """The selected memories, oldest first, CHUNK at a time (keyset: no OFFSET scans)."""
+    queryset = selector.memories().select_related("namespace").order_by("created_at", "id")
+    last = None
+    while True:
+        page = queryset
+        if last is not None:
+            page = page.filter(created_at__gte=last.created_at).exclude(
+                created_at=last.created_at, id__lte=last.id)
+        batch = list(page[:CHUNK])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
+def _versions_of(memories: list[Memory]) -> dict[Any, list[dict[str, Any]]]:
+    found: dict[Any, list[dict[str, Any]]] = {}
+    for version in MemoryVersion.objects.filter(memory__in=memories).order_by("memory", "version"):
+        found.setdefault(version.memory_id, []).append({
+            "version": version.version, "changed_by": version.changed_by,
+            "changed_at": version.changed_at.isoformat(), "changes": version.changes})
+    return found
+
+
+def _entry_row(entry: AuditEntry) -> dict[str, Any]:
+    return {"seq": entry.seq, "created_at": entry.created_at.isoformat(), "actor": entry.actor,
+            "agent_id": entry.agent_id, "namespace": entry.namespace,
+            "operation": entry.operation, "record_ids": entry.record_ids,
+            "summary": entry.summary, "request_id": entry.request_id,
+            "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash}
+
+
+def _entries_naming(ids: list[str], seen: set[int]) -> list[dict[str, Any]]:
+    seqs = set(AuditRecord.objects.filter(record_id__in=ids).values_list("entry_id", flat=True))
+    fresh = sorted(seqs - seen)
+    seen.update(fresh)
+    return [_entry_row(e) for e in AuditEntry.objects.filter(seq__in=fresh).order_by("seq")]
+
+
+def _namespace_entries(namespace_id: int) -> Iterator[list[dict[str, Any]]]:
+    after = 0
+    while True:
+        batch = list(AuditEntry.objects.filter(namespace_id=namespace_id, seq__gt=after)
+                     .order_by("seq")[:CHUNK])
+        if not batch:
+            return
+        yield [_entry_row(e) for e in batch]
+        after = batch[-1].seq
+
+
+def _grant_row(grant: SharingGrant) -> dict[str, Any]:
+    moments = ("created_after", "created_before", "expires_at", "revoked_at", "created_at")
+    return {"id": grant.pk, "grantee": grant.grantee.slug, "tags": grant.tags,
+            "kinds": grant.kinds, "status": grant.status,
+            **{name: getattr(grant, name).isoformat() if getattr(grant, name) else None
+               for name in moments}}

@@ -1,0 +1,45 @@
+"""manage.py export: the REST export, to a file, with a progress bar."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from apps.core.errors import ServiceError
+from apps.privacy import export
+from apps.privacy.selectors import select
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Role
+
+
+class Command(BaseCommand):
+    help = ("Export everything held about a namespace, or about one subject in it, as JSON "
+            "lines: memories with their versions, the grants that expose them, the audit "
+            "entries about them, and a closing manifest line with counts and the SHA-256 of "
+            "the body. The same format as GET /api/v1/export. Audited as a system action.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--namespace", required=True, help="the namespace's slug")
+        subject = parser.add_mutually_exclusive_group()
+        subject.add_argument("--agent-id", help="only memories stored by this agent")
+        subject.add_argument("--session-id", help="only memories of this session")
+        subject.add_argument("--subject-id", help='only memories whose metadata "subject_id" '
+                             "is this")
+        subject.add_argument("--ids", help="only these memory ids (comma-separated)")
+        parser.add_argument("--output", "-o", required=True, help="the file to write")
+
+    def handle(self, *args, namespace, agent_id, session_id, subject_id, ids, output, **opts):
+        principal = Principal(label="system:manage.py export", agent_id="", role=Role.SYSTEM)
+        data = {"namespace": namespace, "agent_id": agent_id, "session_id": session_id,
+                "subject_id": subject_id, "ids": ids.split(",") if ids else None}
+        try:
+            selector = select(principal, {k: v for k, v in data.items() if v is not None})
+        except ServiceError as exc:
+            raise CommandError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
+        total = selector.memories().count()
+        with open(output, "wb") as out, tqdm(total=total, unit="memory",
+                                             file=self.stderr._out) as bar:
+            for chunk in export.start(principal, selector):
+                out.write(chunk)
+                bar.update(chunk.count(b'{"type":"memory"'))
+        self.stdout.write(f"exported {total} memories of {namespace} to {output}")

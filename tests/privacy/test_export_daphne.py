@@ -1,0 +1,44 @@
+"""Export streamed by a real Daphne process (the ASGI path), and the audit chain it
+leaves checked by manage.py audit_verify in another process (anchor file included)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import httpx
+
+from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.servers import ROOT, DaphneServer
+
+
+def test_export_streams_over_daphne_and_the_chain_verifies(embedded_env, tmp_path):  # noqa: F811
+    _manage(embedded_env, "migrate", "-v0")
+    _manage(embedded_env, "create_namespace", "demo")
+    key = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "admin",
+                  "--agent-id", "ops")
+    headers = {"Authorization": f"Bearer {key}"}
+    with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
+        for start in (0, 600):  # more than one export chunk (500 memories)
+            batch = {"memories": [{"content": f"exported memory {i}"}
+                                  for i in range(start, start + 600)]}
+            assert httpx.post(f"{server.url}/api/v1/memories/batch", headers=headers, json=batch,
+                              timeout=120).status_code == 201
+        chunks = []
+        with httpx.stream("GET", f"{server.url}/api/v1/export", headers=headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/x-ndjson"
+            chunks = list(response.iter_raw())
+    body = b"".join(chunks)
+    lines = body.splitlines(keepends=True)
+    manifest = json.loads(lines[-1])
+    assert manifest["counts"]["memory"] == 1200
+    assert manifest["sha256"] == hashlib.sha256(b"".join(lines[:-1])).hexdigest()
+    assert len(chunks) > 1  # streamed in pieces, not one body
+    verified = subprocess.run([sys.executable, "manage.py", "audit_verify", "--no-progress"],
+                              cwd=ROOT, env=embedded_env, capture_output=True, text=True,
+                              timeout=120)
+    assert verified.returncode == 0, verified.stderr
+    assert "audit chain intact" in verified.stdout
