@@ -56,6 +56,10 @@ class Namespace(models.Model):
         null=True, blank=True,
         help_text="Write an audit entry for every recall in this namespace (ids returned, never "
         "the query or content); empty means MEMORYWEB_AUDIT_READS. Exports are always audited.")
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Erase memories older than this many days (manage.py expire_memories, "
+        "through the erasure path, with a certificate); empty keeps them until deleted.")
     archived_at = models.DateTimeField(
         null=True, blank=True,
         help_text="Set when a system admin archives the namespace: its memories stay readable, "

@@ -37,6 +37,9 @@ class NamespaceUpdate(StrictSerializer):
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
                                                       min_value=0.01, max_value=1.0)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=36500,
+        help_text="Erase memories older than this many days (null: keep).")
     audit_reads = serializers.BooleanField(
         required=False, allow_null=True,
         help_text="Audit every recall here (null: the server's MEMORYWEB_AUDIT_READS).")
