@@ -1,4 +1,4 @@
-"""ASGI entry point served by Daphne: HTTP now; WebSocket routes join here (issue 6)."""
+"""ASGI entry point served by Daphne: HTTP through Django, WebSocket through Channels."""
 
 import os
 
@@ -10,4 +10,6 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 
-application = ProtocolTypeRouter({"http": django_asgi_app})
+from apps.live.routing import websocket_application  # noqa: E402
+
+application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})

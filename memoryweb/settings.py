@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.memories",
     "apps.audit",
     "apps.privacy",
+    "apps.live",
     "apps.ops",
 ]
 
@@ -102,6 +103,28 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 ROOT_URLCONF = "memoryweb.urls"
 ASGI_APPLICATION = "memoryweb.asgi.application"
+
+# --- Live (WebSocket) ---------------------------------------------------------
+# Channel layer: in-process by default; Redis when REDIS_URL is set, so several Daphne
+# processes share events and standing queries (apps/live, docs/live.md).
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("MEMORYWEB_CHANNEL_PREFIX",
+                                                           default="memoryweb")},
+    }}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+MEMORYWEB_LIVE = {
+    "auth_timeout_seconds": env.float("MEMORYWEB_LIVE_AUTH_TIMEOUT", default=5.0),
+    "max_subscriptions": env.int("MEMORYWEB_LIVE_MAX_SUBSCRIPTIONS", default=20),
+    "messages_per_second": env.float("MEMORYWEB_LIVE_RATE", default=50.0),
+    "burst": env.int("MEMORYWEB_LIVE_BURST", default=100),
+    "send_queue": env.int("MEMORYWEB_LIVE_SEND_QUEUE", default=1000),
+    "recheck_seconds": env.float("MEMORYWEB_LIVE_RECHECK_SECONDS", default=15.0),
+    "default_min_score": 0.5,
+}
 WSGI_APPLICATION = None
 
 TEMPLATES = [

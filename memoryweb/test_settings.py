@@ -16,3 +16,6 @@ from memoryweb.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffer tested apart)
+# The WebSocket tests import the ASGI application in-process: no background outbox
+# drain thread there (it would touch the database outside any test's access).
+MEMORYWEB_DRAIN_SECONDS = 0

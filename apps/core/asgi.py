@@ -20,6 +20,7 @@ do for it under WSGI.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,8 +30,27 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponse
 
+_main_loop: asyncio.AbstractEventLoop | None = None
+
+
+def main_loop() -> asyncio.AbstractEventLoop | None:
+    """The server's event loop (Daphne's), once it has served a request; None in
+    management commands and the WSGI test client. Sync code on the request threads
+    hands coroutines to it (apps.live.events) without waiting for them."""
+    return _main_loop
+
+
+def bind_main_loop() -> None:
+    global _main_loop
+    _main_loop = asyncio.get_running_loop()
+
 
 class ThreadPoolASGIHandler(ASGIHandler):
+    async def __call__(self, scope, receive, send):
+        if _main_loop is None:
+            bind_main_loop()
+        return await super().__call__(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         super().load_middleware(is_async=False)
         chain = self._middleware_chain

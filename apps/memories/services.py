@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,7 @@ from apps.core.errors import (
     ServiceError,
     Unavailable,
 )
+from apps.live import events as live
 from apps.memories import fusion, indexing, lexical, ranking, recall_stats, schemas, sharing
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import (
@@ -205,6 +206,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
                   summary={"count": len(memories), "requested": len(cleaned),
                            "near_duplicates_linked": sum(m.near_duplicate_of_id is not None
                                                          for m in memories)})
+            live.memories_changed("created", ns, memories, embeddings, principal)
         indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
     result = []
     returned: set[str] = set()
@@ -389,14 +391,18 @@ class _Stopwatch:
 
 
 def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | None = None,
-           exclude_ids: Sequence[str] = ()) -> RecallResult:
+           exclude_ids: Sequence[str] = (),
+           on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
+           ) -> RecallResult:
     """The ``k`` memories that best answer ``query`` among those matching the filters.
 
     ``mode`` picks the channels: ``vector`` (meaning, Chroma), ``lexical`` (keywords,
     the SQL full-text index) or ``hybrid`` (both, fused with recency, importance and
     the optional reranker). ``ranking.finish`` then applies the minimum score and MMR.
     Ranking settings come from the request, else the namespace, else the server. Every
-    hit keeps its per-input parts for ``explain``.
+    hit keeps its per-input parts for ``explain``. ``on_lexical`` (the WebSocket door's
+    streaming) gets the keyword channel's ranked ids as soon as they are known, while
+    the vector side may still run.
 
     With ``include_shared`` every namespace that currently grants the caller's namespace
     access is searched too, within its grants' scope, and all candidates are ranked
@@ -420,7 +426,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
     while True:
         channels = _search_channels(sources, params["query"], mode, filters, pool, excluded,
-                                    result, embedding)
+                                    result, embedding, on_lexical)
+        on_lexical = None  # once: a widened search does not stream again
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, options.fusion, options.weights)
         if mode == "hybrid":
@@ -438,6 +445,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                    for c in finished]
     if result.hits:
         _note_recalled([h.memory for h in result.hits])
+        live.memories_recalled(ns, [h.memory.pk for h in result.hits if not h.shared], principal)
     if _audits_reads(ns):
         with transaction.atomic():
             audit(principal, "memory.recall", namespace=ns,
@@ -531,6 +539,7 @@ def _embeddings(candidates: Sequence[ranking.Candidate], ids: Sequence[str]) -> 
 def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
                      filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
                      result: RecallResult, embedding: dict[str, Any],
+                     on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
                      ) -> dict[str, list[tuple[uuid.UUID, float]]]:
     """Ask each channel of ``mode`` for ``n`` candidates, best first, across the sources.
 
@@ -552,7 +561,10 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
 
     def keyword() -> list[tuple[uuid.UUID, float]]:
         found = [_lexical_channel(s, query, filters, n, excluded, result) for s in sources]
-        return _best([_by_rank(hits) for hits in found] if len(found) > 1 else found, n)
+        hits = _best([_by_rank(hits) for hits in found] if len(found) > 1 else found, n)
+        if on_lexical is not None:
+            on_lexical(hits)
+        return hits
 
     if mode == "vector":
         return {"vector": vector()}
@@ -701,6 +713,7 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
     if memory.content != embedded_text:  # a concurrent edit changed it meanwhile
         embeddings = None
     indexing.index_inline(memory.namespace, [memory], embeddings, [row.pk])
+    live.memories_changed("updated", memory.namespace, [memory], embeddings, principal)
     return memory
 
 
@@ -770,6 +783,8 @@ def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[A
             )
             audit(principal, operation, namespace=namespaces[ns_id], record_ids=pks,
                   summary={**(summary or {}), "count": removed})
+            live.memories_deleted(namespaces[ns_id], pks, principal,
+                                  erasure=operation == "memory.erase")
             deleted += removed
     for ns_id, rows in outbox.items():
         indexing.unindex_inline(namespaces[ns_id], [str(r.memory_id) for r in rows], [r.pk for r in rows])

@@ -19,6 +19,7 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound
+from apps.live import events as live
 from apps.memories.models import MemoryKind
 from apps.memories.schemas import StrictSerializer, TagsField, UTCDateTimeField, validate
 from apps.tenancy.models import Namespace, SharingGrant
@@ -110,6 +111,7 @@ def revoke_grant(principal: Principal, slug: str, grant_id: Any) -> SharingGrant
             grant.save(update_fields=["revoked_at"])
             audit(principal, "grant.revoke", namespace=grant.grantor, record_ids=[grant.pk],
                   summary=_grant_summary(grant))
+            live.control(live.grant_group(grant.pk), "grant_revoked")
     return grant
 
 

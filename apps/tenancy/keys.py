@@ -19,6 +19,7 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.live import events as live
 from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
@@ -81,6 +82,7 @@ def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, 
         key.save(update_fields=["expires_at"])
         audit(principal, "key.expiry", namespace=key.namespace, record_ids=[key.pk],
               summary=key_summary(key))
+        live.control(live.key_group(key.pk), "key_changed")
     return key
 
 
@@ -108,6 +110,7 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
             old.save(update_fields=["expires_at"])
         audit(principal, "key.expiry", namespace=old.namespace, record_ids=[old.pk],
               summary={**key_summary(old), "rotated_to": new.prefix})
+        live.control(live.key_group(old.pk), "key_changed")
     return new, raw
 
 
@@ -133,4 +136,5 @@ def _revoke(principal: Principal, key: ApiKey) -> ApiKey:
             key.save(update_fields=["revoked_at"])
             audit(principal, "key.revoke", namespace=key.namespace, record_ids=[key.pk],
                   summary=key_summary(key))
+            live.control(live.key_group(key.pk), "key_revoked")  # open WebSockets close now
     return key

@@ -26,7 +26,7 @@ def test_parallel_writers_on_postgresql_keep_the_chain_gapless(agent):
         try:
             for i in range(5):
                 services.ingest(principal, {"content": f"worker {worker} note {i}"})
-        except Exception as exc:
+        except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()

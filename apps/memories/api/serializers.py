@@ -73,6 +73,19 @@ def stored(memory: Memory) -> dict[str, Any]:
     return row
 
 
+def hit_rows(hits, explain: bool = False) -> list[dict[str, Any]]:
+    """Recall hits as every door returns them: the memory, ``score``, ``shared``, and
+    with ``explain`` each channel's part. One serializer for the whole list: DRF builds
+    a ModelSerializer's fields per instance, which cost more than the recall itself."""
+    rows = MemorySerializer([hit.memory for hit in hits], many=True).data
+    for row, hit in zip(rows, hits, strict=True):
+        row["score"] = round(hit.score, 6)
+        row["shared"] = hit.shared
+        if explain:
+            row["explain"] = hit.parts  # channel -> {raw, rank, contribution}
+    return rows
+
+
 class RecallResultSerializer(MemorySerializer):
     """Schema only: the recall view adds ``score`` to MemorySerializer's rows."""
 

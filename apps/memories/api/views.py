@@ -24,6 +24,7 @@ from apps.memories.api.serializers import (
     MemoryVersionSerializer,
     RecallResponseSerializer,
     StoredMemorySerializer,
+    hit_rows,
     stored,
 )
 from apps.memories.filters import MemoryFilter
@@ -42,18 +43,6 @@ def _query_namespace(request) -> str | None:
 
 def _idempotency_key(request) -> str | None:
     return request.headers.get("Idempotency-Key") or None
-
-
-def _hits(hits, explain: bool = False) -> list[dict]:
-    # One serializer for the whole list: DRF builds a ModelSerializer's fields per
-    # instance, which cost more than the recall itself when done per hit.
-    rows = MemorySerializer([hit.memory for hit in hits], many=True).data
-    for row, hit in zip(rows, hits, strict=True):
-        row["score"] = round(hit.score, 6)
-        row["shared"] = hit.shared
-        if explain:
-            row["explain"] = hit.parts  # channel -> {raw, rank, contribution}
-    return rows
 
 
 @extend_schema_view(
@@ -154,7 +143,7 @@ class RecallView(APIView):
             "query": result.query,
             "k": result.k,
             "mode": result.mode,
-            "results": _hits(result.hits, result.explain),
+            "results": hit_rows(result.hits, result.explain),
             "searched": [source.namespace.slug for source in result.sources],
         }
         if result.explain:
@@ -176,7 +165,7 @@ class IngestAndRecallView(APIView):
     def post(self, request):
         result = services.ingest_and_recall(request.user, request.data, _query_namespace(request))
         body = {"memory": stored(result.memory),
-                "results": _hits(result.hits)}
+                "results": hit_rows(result.hits)}
         if result.recall_error:
             body["recall_error"] = result.recall_error.as_dict()["error"]
         return Response(body, status=status.HTTP_201_CREATED)

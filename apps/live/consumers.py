@@ -1,0 +1,403 @@
+"""``/ws/v1/live``: recall, ingest, standing queries and the event feed over one socket.
+
+Protocol (docs/live.md): JSON messages with a ``type`` and a client-chosen ``id`` echoed
+in every reply. Everything a message asks for goes through the same services, with the
+same validation and permissions, as the REST API. Outgoing messages pass through a
+bounded queue drained by one sender task: a client that reads too slowly fills it and
+is closed (4408) rather than holding up anyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.core.errors import InvalidInput, ServiceError
+from apps.live.events import grant_group, key_group
+from apps.live.hub import hub
+from apps.live.matching import Subscription
+from apps.memories import schemas, services
+from apps.memories.api.serializers import hit_rows, stored
+from apps.memories.embeddings import get_embedder
+from apps.tenancy.grants import live_grants_to
+from apps.tenancy.models import ApiKey, SharingGrant
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
+from apps.tenancy.services import authenticate_key, authorize, resolve_namespace
+
+#: Close codes (documented in docs/live.md).
+CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credential
+CLOSE_ACCESS_LOST = 4403  # the key was revoked or expired, the membership ended
+CLOSE_SLOW_CONSUMER = 4408  # the send queue filled up: the client reads too slowly
+CLOSE_RATE_LIMITED = 4429  # far over the message rate, repeatedly
+
+LIMITS = settings.MEMORYWEB_LIVE
+
+
+class SubscribeInput(schemas.StrictSerializer):
+    query = schemas.TextField()
+    namespace = serializers.SlugField(required=False)
+    filters = schemas.RecallFilters(required=False)
+    include_shared = serializers.BooleanField(default=False)
+    min_score = serializers.FloatField(min_value=0.0, max_value=1.0,
+                                       default=LIMITS["default_min_score"])
+
+
+class EventsInput(schemas.StrictSerializer):
+    namespace = serializers.SlugField(required=False)
+
+
+def _principal_for_key(raw: str) -> tuple[Principal, ApiKey] | None:
+    key = authenticate_key(raw)
+    return (Principal.for_key(key), key) if key else None
+
+
+def _grant_covers_row(grant: SharingGrant, row: Mapping[str, Any]) -> bool:
+    created = dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
+    return ((not grant.tags or bool(set(grant.tags) & set(row.get("tags") or [])))
+            and (not grant.kinds or row.get("kind") in grant.kinds)
+            and (grant.created_after is None or created >= grant.created_after)
+            and (grant.created_before is None or created < grant.created_before)
+            and (grant.expires_at is None or grant.expires_at > timezone.now()))
+
+
+def _scope(grants: list[SharingGrant]):
+    """A row check: does any of these live grants cover the memory?"""
+    return lambda row: any(_grant_covers_row(grant, row) for grant in grants)
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    principal: Principal | None = None
+    key_id: int | None = None
+
+    # --- connection -------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.accept()
+        self.outbox: asyncio.Queue = asyncio.Queue(maxsize=LIMITS["send_queue"])
+        self.sender = asyncio.create_task(self._send_forever())
+        self.tokens, self.refilled, self.strikes = float(LIMITS["burst"]), time.monotonic(), 0
+        self.events_id: str | None = None
+        self.subscriptions: dict[str, Subscription] = {}
+        self.grant_groups: set[str] = set()
+        self.closing = False
+        self.background: set[asyncio.Future] = set()
+        self.timers: list[asyncio.TimerHandle | asyncio.Task] = []
+        credential = self._header_key()
+        if credential is not None:
+            await self._authenticate_key(credential, None)
+        elif self._session_user() is not None:
+            user = self._session_user()
+            self.principal = await sync_to_async(Principal.for_user)(user)
+            await self._authenticated(None)
+        else:
+            self.timers.append(asyncio.get_running_loop().call_later(
+                LIMITS["auth_timeout_seconds"], self._auth_timeout))
+
+    def _header_key(self) -> str | None:
+        for name, value in self.scope.get("headers", []):
+            if name == b"authorization":
+                text = value.decode("latin-1")
+                return text[7:].strip() if text.lower().startswith("bearer ") else ""
+        return None
+
+    def _session_user(self):
+        """A logged-in person; only for browsers (they send Origin, which the validator
+        checked against ALLOWED_HOSTS), never for header-less cross-site guesses."""
+        user = self.scope.get("user")
+        has_origin = any(name == b"origin" for name, _ in self.scope.get("headers", []))
+        if has_origin and user is not None and user.is_authenticated and user.is_active:
+            return user
+        return None
+
+    def _auth_timeout(self) -> None:
+        if self.principal is None:
+            self._later(self._close(CLOSE_UNAUTHENTICATED, "authentication timeout"))
+
+    async def _authenticate_key(self, raw: str, request_id: str | None) -> None:
+        found = await sync_to_async(_principal_for_key)(raw) if raw else None
+        if found is None:
+            await self._close(CLOSE_UNAUTHENTICATED, "invalid or expired API key")
+            return
+        self.principal, key = found
+        self.key_id = key.pk
+        await self.channel_layer.group_add(key_group(key.pk), self.channel_name)
+        self._close_at(key.expires_at)
+        await self._authenticated(request_id)
+
+    async def _authenticated(self, request_id: str | None) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = [asyncio.create_task(self._recheck_forever())]
+        self.offer({"type": "ready", "id": request_id, "principal": self.principal.label,
+                    "role": self.principal.role.label if self.principal.role else None})
+
+    def _close_at(self, moment: dt.datetime | None) -> None:
+        if moment is not None:
+            delay = max((moment - timezone.now()).total_seconds(), 0.0)
+            self.timers.append(asyncio.get_running_loop().call_later(
+                delay, lambda: self._later(self._close(CLOSE_ACCESS_LOST, "API key expired"))))
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        for timer in getattr(self, "timers", []):
+            timer.cancel()
+        if getattr(self, "sender", None):
+            self.sender.cancel()
+        await hub().forget(self)
+        for group in [*getattr(self, "grant_groups", ()),
+                      *([key_group(self.key_id)] if self.key_id else [])]:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self.close(code=code, reason=reason)
+
+    # --- access that changes while connected ----------------------------------------------
+
+    async def live_control(self, message: dict) -> None:
+        """A key revoked or changed, a grant revoked (events.control)."""
+        if message["action"] == "key_revoked":
+            await self._close(CLOSE_ACCESS_LOST, "API key revoked")
+        else:  # key_changed (expiry), grant_revoked
+            await self._recheck()
+
+    async def _recheck_forever(self) -> None:
+        while True:
+            await asyncio.sleep(LIMITS["recheck_seconds"])
+            await self._recheck()
+
+    async def _recheck(self) -> None:
+        """Reload the credential and the grants shared subscriptions rely on."""
+        still = await sync_to_async(self._still_allowed)()
+        if not still:
+            await self._close(CLOSE_ACCESS_LOST, "access revoked")
+            return
+        for subscription in list(self.subscriptions.values()):
+            shared = [n for n, scope in subscription.scopes.items() if scope is not None]
+            if not shared:
+                continue
+            granting = await sync_to_async(self._granting)(subscription)
+            for namespace_id in shared:
+                if namespace_id in granting:  # still shared: with the grants as they are now
+                    subscription.scopes[namespace_id] = _scope(granting[namespace_id])
+                else:
+                    await hub().drop_scope(self, namespace_id)
+
+    def _still_allowed(self) -> bool:
+        if self.key_id is not None:
+            key = ApiKey.objects.active().filter(pk=self.key_id).first()
+            if key is None:
+                return False
+            self._close_at(key.expires_at)
+            return True
+        if self.principal is not None and self.principal.user_id is not None:
+            from django.contrib.auth import get_user_model
+
+            user = get_user_model().objects.filter(pk=self.principal.user_id, is_active=True).first()
+            if user is None:
+                return False
+            self.principal = Principal.for_user(user)
+        return True
+
+    def _granting(self, subscription: Subscription) -> dict[int, list[SharingGrant]]:
+        own = next(n for n, scope in subscription.scopes.items() if scope is None)
+        return live_grants_to([own])
+
+    # --- incoming ---------------------------------------------------------------------
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        request_id = content.get("id") if isinstance(content, dict) else None
+        if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
+            request_id = None
+        if not self._within_rate():
+            self.strikes += 1
+            if self.strikes > 3:
+                await self._close(CLOSE_RATE_LIMITED, "message rate limit exceeded")
+            else:
+                self._error(request_id, "throttled", "message rate limit exceeded; slow down.")
+            return
+        if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+            self._error(request_id, "invalid", "expected a JSON object with a type.", "type")
+            return
+        kind = content["type"]
+        if kind == "auth":
+            if self.principal is None:
+                await self._authenticate_key(str(content.get("key") or ""), request_id)
+            return
+        if self.principal is None:
+            await self._close(CLOSE_UNAUTHENTICATED, "authenticate first")
+            return
+        handler = {"ping": self._ping, "recall": self._recall, "ingest": self._ingest,
+                   "subscribe": self._subscribe, "unsubscribe": self._unsubscribe,
+                   "events": self._events}.get(kind)
+        if handler is None:
+            self._error(request_id, "invalid", f"unknown message type {kind!r}.", "type")
+            return
+        body = {k: v for k, v in content.items() if k not in ("type", "id")}
+        try:
+            await handler(request_id, body)
+        except ServiceError as exc:
+            self._error(request_id, exc.code, exc.message, exc.field)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        try:
+            await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
+        except ValueError:  # not JSON
+            self._error(None, "invalid", "messages are JSON text.")
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(LIMITS["burst"]),
+                          self.tokens + (now - self.refilled) * LIMITS["messages_per_second"])
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def _ping(self, request_id: str | None, body: dict) -> None:
+        self.offer({"type": "pong", "id": request_id})
+
+    async def _recall(self, request_id: str | None, body: dict) -> None:
+        loop = asyncio.get_running_loop()
+
+        def lexical_first(hits) -> None:
+            k = body.get("k", 10) if isinstance(body.get("k"), int) else 10
+            partial = [{"id": str(pk), "score": round(score, 6)} for pk, score in hits[:k]]
+            loop.call_soon_threadsafe(self.offer, {"type": "recall.partial", "id": request_id,
+                                                   "stage": "lexical", "results": partial})
+
+        def run() -> dict:
+            result = services.recall(self.principal, body, on_lexical=lexical_first)
+            return {"type": "recall.results", "id": request_id,
+                    "namespace": result.namespace.slug, "query": result.query, "k": result.k,
+                    "mode": result.mode, "results": hit_rows(result.hits, result.explain),
+                    "searched": [s.namespace.slug for s in result.sources]}
+
+        self.offer(await sync_to_async(run)())
+        self.offer({"type": "done", "id": request_id})
+
+    async def _ingest(self, request_id: str | None, body: dict) -> None:
+        def run() -> list[dict]:
+            if "memories" in body:
+                items = body["memories"]
+                if not isinstance(items, list):
+                    raise InvalidInput("memories must be a list.", field="memories")
+                return [stored(m) for m in services.ingest_many(
+                    self.principal, items, namespace=body.get("namespace"))]
+            return [stored(services.ingest(self.principal, body))]
+
+        self.offer({"type": "ingested", "id": request_id, "results": await sync_to_async(run)()})
+
+    async def _subscribe(self, request_id: str | None, body: dict) -> None:
+        if not request_id:
+            raise InvalidInput("a subscription needs an id (matches are sent with it).",
+                               field="id")
+        if request_id in self.subscriptions:
+            raise InvalidInput(f"subscription {request_id!r} exists; unsubscribe first.",
+                               field="id")
+        if len(self.subscriptions) >= LIMITS["max_subscriptions"]:
+            raise InvalidInput(f"at most {LIMITS['max_subscriptions']} subscriptions per "
+                               "connection.", field="id", code="too_many")
+
+        def prepare() -> Subscription:
+            cleaned = schemas.validate(SubscribeInput, body)
+            namespace = resolve_namespace(self.principal, cleaned.get("namespace"))
+            authorize(self.principal, namespace.pk, Action.READ)
+            vector = np.asarray(get_embedder().embed([cleaned["query"]])[0], dtype=np.float32)
+            scopes: dict[int, Any] = {namespace.pk: None}
+            if cleaned["include_shared"]:
+                for grantor_id, grants in live_grants_to([namespace.pk]).items():
+                    scopes[grantor_id] = _scope(grants)
+                    self.grant_groups.update(grant_group(g.pk) for g in grants)
+            return Subscription(self, request_id, vector, cleaned["min_score"],
+                                cleaned.get("filters") or {}, scopes)
+
+        subscription = await sync_to_async(prepare)()
+        for group in self.grant_groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.subscriptions[request_id] = subscription
+        await hub().subscribe(subscription)
+        self.offer({"type": "subscribed", "id": request_id,
+                    "namespaces": len(subscription.scopes)})
+
+    async def _unsubscribe(self, request_id: str | None, body: dict) -> None:
+        target = body.get("subscription") or request_id
+        if target not in self.subscriptions:
+            raise InvalidInput(f"no subscription {target!r}.", field="subscription")
+        del self.subscriptions[target]
+        await hub().unsubscribe(self, target)
+        self.offer({"type": "unsubscribed", "id": request_id, "subscription": target})
+
+    async def _events(self, request_id: str | None, body: dict) -> None:
+        def namespaces() -> list[int]:
+            cleaned = schemas.validate(EventsInput, body)
+            if cleaned.get("namespace") or self.principal.namespace_id or \
+                    self.principal.is_system_admin:
+                namespace = resolve_namespace(self.principal, cleaned.get("namespace"))
+                authorize(self.principal, namespace.pk, Action.READ)
+                return [namespace.pk]
+            return self.principal.namespace_ids(Action.READ)
+
+        if self.events_id is not None:
+            raise InvalidInput("the event feed is already on for this connection.", field="type")
+        watched = await sync_to_async(namespaces)()
+        self.events_id = request_id
+        for namespace_id in watched:
+            await hub().watch(self, namespace_id)
+        self.offer({"type": "watching", "id": request_id, "namespaces": len(watched)})
+
+    # --- outgoing ---------------------------------------------------------------------
+
+    def offer(self, message: dict) -> None:
+        """Queue a message for the client; a full queue drops the client (slow consumer)."""
+        if self.closing:
+            return
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            self._later(self._close(CLOSE_SLOW_CONSUMER, "slow consumer: messages not read in time"))
+
+    def offer_event(self, message: dict) -> None:
+        memories = [{k: v for k, v in item.items() if k != "embedding"}
+                    for item in message["memories"]]
+        self.offer({"type": "event", "id": self.events_id, "event": message["event"],
+                    "namespace": message["namespace"], "actor": message["actor"],
+                    "agent_id": message["agent_id"], "at": message["at"],
+                    "erasure": message["erasure"], "memories": memories})
+
+    def offer_match(self, subscription: Subscription, item: dict, score: float,
+                    message: dict) -> None:
+        own = next(n for n, scope in subscription.scopes.items() if scope is None)
+        self.offer({"type": "match", "id": subscription.sub_id, "score": round(score, 6),
+                    "event": message["event"], "namespace": message["namespace"],
+                    "shared": message["namespace_id"] != own, "memory": item["row"]})
+
+    async def _send_forever(self) -> None:
+        while True:
+            message = await self.outbox.get()
+            await self.send_json({k: v for k, v in message.items() if v is not None or k == "id"})
+
+    def _later(self, coroutine) -> None:
+        """Run a coroutine from sync code, keeping a reference until it is done."""
+        task = asyncio.ensure_future(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    def _error(self, request_id: str | None, code: str, message: str,
+               field: str | None = None) -> None:
+        error = {"code": code, "message": message, **({"field": field} if field else {})}
+        self.offer({"type": "error", "id": request_id, "error": error})
