@@ -28,14 +28,21 @@ def verify(*, chunk: int = 2000, progress: Callable[[int], None] | None = None) 
 
     Detects an edited entry (its hash no longer matches its content), a deleted one (a
     gap in the sequence), reordered ones (``prev_hash`` no longer names the entry
-    before), and a cut-off tail (the head row or the anchor file is ahead of the log).
-    Reads ``chunk`` entries at a time, so memory stays flat however long the log is.
+    before), and a cut-off tail (the head row or the anchor file names an entry the log
+    no longer has). The head row is read first and the walk stops at it, so entries
+    appended while it runs (a busy server) are neither checked nor mistaken for
+    tampering. Reads ``chunk`` entries at a time: memory stays flat however long the log.
     """
     verdict = Verdict()
+    head = AuditHead.objects.filter(pk=1).first()
+    until = head.seq if head is not None else None
     expected_seq, expected_prev = 1, GENESIS_HASH
     after = 0
     while True:
-        batch = list(AuditEntry.objects.filter(seq__gt=after).order_by("seq")[:chunk])
+        batch = AuditEntry.objects.filter(seq__gt=after).order_by("seq")
+        if until is not None:
+            batch = batch.filter(seq__lte=until)
+        batch = list(batch[:chunk])
         if not batch:
             break
         for entry in batch:
@@ -57,12 +64,11 @@ def verify(*, chunk: int = 2000, progress: Callable[[int], None] | None = None) 
         after = batch[-1].seq
         if progress:
             progress(len(batch))
-    _check_tip(verdict)
+    _check_tip(verdict, head)
     return verdict
 
 
-def _check_tip(verdict: Verdict) -> None:
-    head = AuditHead.objects.filter(pk=1).first()
+def _check_tip(verdict: Verdict, head: AuditHead | None) -> None:
     if head is not None and (head.seq, head.entry_hash) != (verdict.last_seq, verdict.last_hash):
         verdict.broken = (verdict.last_seq + 1, f"the log ends at entry {verdict.last_seq} but "
                           f"its head row says {head.seq}: entries were removed from the end")
@@ -80,10 +86,14 @@ def _check_tip(verdict: Verdict) -> None:
     if not tip.signed:
         verdict.broken = (max(tip.seq, 0), "the anchor file's signature is invalid: it was "
                           "edited or written by another deployment")
-    elif tip.seq > verdict.last_seq:
+        return
+    # Against the table, not the walk: the anchor may have moved past the head read
+    # above while the walk ran (entries appended meanwhile).
+    held = AuditEntry.objects.filter(seq=tip.seq).values_list("entry_hash", flat=True).first()
+    if tip.seq and held is None:
         verdict.broken = (verdict.last_seq + 1, f"the anchor says entry {tip.seq} existed but "
                           f"the log ends at {verdict.last_seq}: entries were removed from the end")
-    elif tip.seq and AuditEntry.objects.filter(seq=tip.seq, entry_hash=tip.entry_hash).count() != 1:
+    elif tip.seq and held != tip.entry_hash:
         verdict.broken = (tip.seq, "entry at the anchor's position does not have the anchor's "
                           "hash: the log was rewritten")
     elif tip.seq < verdict.last_seq:

@@ -81,6 +81,9 @@ class Memory(models.Model):
     duplicate = False
     #: Set by ingest (not stored): cosine similarity to the near-duplicate it found, if any.
     near_duplicate_similarity: float | None = None
+    #: Set by recall and get (not stored): the caller reads this memory through a sharing
+    #: grant, so the grantor's internal details are left out of what it is shown.
+    shared_with_caller = False
 
     class Meta:
         ordering = ["-created_at"]

@@ -276,6 +276,7 @@ def get(principal: Principal, memory_id: Any) -> Memory:
         memory = _shared(principal, memory_id, Memory.objects.live())
         if memory is None:
             raise
+        memory.shared_with_caller = True
         return memory
 
 
@@ -444,7 +445,9 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     result.hits = [RecallHit(c.memory, c.score, c.parts, shared=c.memory.namespace_id != ns.pk)
                    for c in finished]
     if result.hits:
-        _note_recalled([h.memory for h in result.hits])
+        _note_recalled([h.memory for h in result.hits if not h.shared])
+        for hit in result.hits:
+            hit.memory.shared_with_caller = hit.shared
         live.memories_recalled(ns, [h.memory.pk for h in result.hits if not h.shared], principal)
     if _audits_reads(ns):
         with transaction.atomic():
@@ -622,8 +625,9 @@ def _lexical_channel(source: sharing.Source, query: str, filters: Mapping[str, A
     """Keyword matches from the SQL full-text index, filters and grant scope applied in
     the same query. The explain fields describe the caller's own namespace's query."""
     ns = source.namespace
-    lexical_query = lexical.prune_common(lexical.build_query(query), ns.pk)
-    if not source.shared:
+    lexical_query = lexical.build_query(query)
+    if not source.shared:  # a grantor's frequencies would show through what is dropped
+        lexical_query = lexical.prune_common(lexical_query, ns.pk)
         result.lexical_query = lexical_query.engine_query
         result.lexical_dropped = lexical_query.dropped
     candidates = None

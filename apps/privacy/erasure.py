@@ -31,7 +31,7 @@ from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
 from apps.memories import lexical
 from apps.memories.models import IdempotencyRecord, IndexOutbox, Memory, MemoryTag, MemoryVersion
-from apps.memories.schemas import validate
+from apps.memories.schemas import StrictSerializer, validate
 from apps.memories.services import _delete_memories
 from apps.memories.vectorstore import get_vector_store
 from apps.privacy.models import ErasureRequest, ErasureState
@@ -53,7 +53,7 @@ class ErasureInput(SelectorInput):
                                        "execute at once; the response carries the certificate.")
 
 
-class RejectInput(serializers.Serializer):
+class RejectInput(StrictSerializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
@@ -119,7 +119,7 @@ def _decide(principal: Principal, request_id: Any, to: ErasureState, **fields: A
         request.state, request.decided_by, request.decided_at = to, principal.label, timezone.now()
         for name, value in fields.items():
             setattr(request, name, value)
-        request.save()
+        request.save(update_fields=["state", "decided_by", "decided_at", *fields])
         audit(principal, f"erasure.{'approve' if to == ErasureState.APPROVED else 'reject'}",
               namespace=request.namespace, record_ids=[request.pk],
               summary={"selector": request.selector})
@@ -132,6 +132,8 @@ def approve(principal: Principal, request_id: Any) -> ErasureRequest:
 
 def reject(principal: Principal, request_id: Any, data: Mapping[str, Any] | None = None
            ) -> ErasureRequest:
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidInput("expected a JSON object.")
     reason = validate(RejectInput, dict(data or {})).get("reason", "")
     return _decide(principal, request_id, ErasureState.REJECTED, rejection_reason=reason)
 
@@ -142,10 +144,12 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
     """Erase what an approved request selects, check every store, issue the certificate.
 
     An ``executing`` request (an earlier attempt stopped) is finished, not restarted.
+    System admins only (DESIGN.md's role table): a team admin requests and approves.
     """
     request = get(principal, request_id)
-    if request.namespace_id is not None:
-        authorize(principal, request.namespace_id, Action.MANAGE)
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may execute an erasure; team admins "
+                               "request and approve it.")
     if request.state not in (ErasureState.APPROVED, ErasureState.EXECUTING):
         raise Conflict(f"the request is {request.state}; it must be approved first.",
                        field="state")
@@ -154,9 +158,10 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
         raise Conflict("the namespace was deleted, and everything in it with it.",
                        field="namespace")
     if request.state == ErasureState.APPROVED:
-        _delete(principal, request, namespace)
+        _delete(principal, request.pk, namespace)
+        request.refresh_from_db()
     _finish_vectors(request, namespace)
-    checks = verify_stores(namespace, request.erased)
+    checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate))
     if not all(check["ok"] for check in checks.values()):
         request.last_error = f"verification failed: {json.dumps(checks)}"
         request.save(update_fields=["last_error"])
@@ -167,23 +172,35 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
     return request
 
 
-def _delete(principal: Principal, request: ErasureRequest, namespace: Namespace) -> None:
+def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None:
     """Record what is erased (ids, content hashes, counts; state ``executing``) and delete
     it through the memory service's delete path (SQL rows, keyword rows, outbox, Chroma
-    inline, audited), all in one transaction. Chroma failing does not fail the delete:
-    ``_finish_vectors`` retries it."""
-    selector = Selector(namespace, _subject(request.selector))
-    rows = list(selector.memories().values_list("pk", "content_hash"))
-    ids = [pk for pk, _ in rows]
-    counts = {"memories": len(ids), "versions": _count(MemoryVersion, "memory_id", ids),
-              "tags": _count(MemoryTag, "memory_id", ids),
-              "keyword_rows": lexical.held(namespace.pk, ids)}
+    inline, audited), all in one transaction that holds the request's row: a concurrent
+    execute waits, then finds it ``executing`` and only finishes. The selection runs in
+    the same transaction, so a memory stored meanwhile cannot slip past the certificate.
+    Chroma failing does not fail the delete: ``_finish_vectors`` retries it.
+
+    Memories outside the selector that hold identical content (another subject's record
+    of the same words) are kept, and listed as ``retained`` in the certificate.
+    """
     with transaction.atomic():
-        counts["idempotency_records"] = _forget_idempotency(namespace, {str(i) for i in ids})
+        request = ErasureRequest.objects.select_for_update().get(pk=request_id)
+        if request.state != ErasureState.APPROVED:
+            return  # another execution got here first
+        selector = Selector(namespace, _subject(request.selector))
+        rows = list(selector.memories().values_list("pk", "content_hash"))
+        ids = [pk for pk, _ in rows]
+        retained = list(Memory.objects.filter(namespace=namespace, content_hash__in={
+            digest for _, digest in rows}).exclude(pk__in=ids).values_list("pk", "content_hash"))
+        counts = {"memories": len(ids), "versions": _count(MemoryVersion, "memory_id", ids),
+                  "tags": _count(MemoryTag, "memory_id", ids),
+                  "keyword_rows": lexical.held(namespace.pk, ids),
+                  "idempotency_records": _forget_idempotency(namespace, {str(i) for i in ids})}
         request.erased = [{"id": str(pk), "content_sha256": digest} for pk, digest in rows]
         request.state, request.executed_by = ErasureState.EXECUTING, principal.label
-        request.certificate = {"counts": counts}  # completed by _certify
-        request.save()
+        request.certificate = {"counts": counts, "retained": [  # completed by _certify
+            {"id": str(pk), "content_sha256": digest} for pk, digest in retained]}
+        request.save(update_fields=["erased", "state", "executed_by", "certificate"])
         if connection.vendor == "sqlite":  # zero freed pages instead of leaving content there
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA secure_delete = ON")
@@ -214,9 +231,10 @@ def _finish_vectors(request: ErasureRequest, namespace: Namespace) -> None:
                                    memory_id__in=ids[start : start + _CHUNK]).delete()
 
 
-def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]]
-                  ) -> dict[str, dict[str, Any]]:
-    """Ask every store whether it still holds any erased id or content hash."""
+def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]],
+                  retained: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+    """Ask every store whether it still holds any erased id or content hash (``retained``:
+    the memories outside the selector that held identical content when it ran)."""
     ids = [item["id"] for item in erased]
     hashes = sorted({item["content_sha256"] for item in erased})
     if namespace is None:  # deleted namespace: its rows, table and collection went with it
@@ -229,8 +247,8 @@ def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str
             raise Unavailable("the vector index is unavailable; cannot check it.") from exc
         remaining = {
             "memories": _count(Memory, "pk", ids),
-            "content_hashes": _count(Memory.objects.filter(namespace=namespace),
-                                     "content_hash", hashes),
+            "content_hashes": _count(Memory.objects.filter(namespace=namespace).exclude(
+                pk__in=list(retained)), "content_hash", hashes),
             "versions": _count(MemoryVersion, "memory_id", ids),
             "tags": _count(MemoryTag, "memory_id", ids),
             "keyword_index": lexical.held(namespace.pk, ids),
@@ -239,6 +257,10 @@ def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str
             "idempotency_records": _idempotency_naming(namespace, set(ids)),
         }
     return {store: {"remaining": n, "ok": n == 0} for store, n in remaining.items()}
+
+
+def _retained_ids(certificate: Mapping[str, Any] | None) -> list[str]:
+    return [item["id"] for item in (certificate or {}).get("retained", [])]
 
 
 def _certify(principal: Principal, request: ErasureRequest, namespace: Namespace,
@@ -252,10 +274,15 @@ def _certify(principal: Principal, request: ErasureRequest, namespace: Namespace
         "approved_by": request.decided_by, "approved_at": request.decided_at.isoformat(),
         "executed_by": request.executed_by or principal.label, "executed_at": now.isoformat(),
         "counts": (request.certificate or {}).get("counts", {}),
-        "erased": request.erased, "verification": checks,
+        "erased": request.erased, "retained": (request.certificate or {}).get("retained", []),
+        "verification": checks,
     }
     digest = certificate_hash(body)
     with transaction.atomic():
+        current = ErasureRequest.objects.select_for_update().get(pk=request.pk)
+        if current.state == ErasureState.EXECUTED:  # a concurrent execute certified it
+            request.refresh_from_db()
+            return
         entry = audit(principal, "erasure.execute", namespace=namespace, record_ids=[request.pk],
                       summary={"certificate_sha256": digest, "memories": len(request.erased)})
         request.certificate = {**body, "certificate_sha256": digest,

@@ -66,8 +66,9 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
             lines.append(_line(row))
             exposing.update(g.pk for g in grants if g.covers(memory))
         counts["memory"] += len(memories)
-        if not whole_namespace:  # entries about these memories, each once
-            entries = _entries_naming([str(m.pk) for m in memories], seen_entries)
+        if not whole_namespace:  # this namespace's entries about these memories, each once
+            entries = _entries_naming(selector.namespace.pk, [str(m.pk) for m in memories],
+                                      seen_entries)
             counts["audit"] += len(entries)
             lines += [_line({"type": "audit", **entry}) for entry in entries]
         yield emit(lines)
@@ -117,11 +118,16 @@ def _entry_row(entry: AuditEntry) -> dict[str, Any]:
             "prev_hash": entry.prev_hash, "entry_hash": entry.entry_hash}
 
 
-def _entries_naming(ids: list[str], seen: set[int]) -> list[dict[str, Any]]:
-    seqs = set(AuditRecord.objects.filter(record_id__in=ids).values_list("entry_id", flat=True))
+def _entries_naming(namespace_id: int, ids: list[str], seen: set[int]) -> list[dict[str, Any]]:
+    """The namespace's own entries naming these ids. Another namespace's entries may name
+    them too (a grantee's audited recall of a shared memory): those are the other
+    tenant's records, never exported here."""
+    seqs = set(AuditRecord.objects.filter(record_id__in=ids, entry__namespace_id=namespace_id)
+               .values_list("entry_id", flat=True))
     fresh = sorted(seqs - seen)
     seen.update(fresh)
-    return [_entry_row(e) for e in AuditEntry.objects.filter(seq__in=fresh).order_by("seq")]
+    return [_entry_row(e) for e in AuditEntry.objects.filter(
+        seq__in=fresh, namespace_id=namespace_id).order_by("seq")]
 
 
 def _namespace_entries(namespace_id: int) -> Iterator[list[dict[str, Any]]]:

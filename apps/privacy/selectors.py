@@ -3,12 +3,13 @@ subject id, or explicit memory ids). Export and erasure share this selector."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework import serializers
 
 from apps.memories.models import Memory
@@ -54,8 +55,11 @@ class Selector:
         field, value = self.subject
         if field == "ids":
             return found.filter(pk__in=value)
-        if field == "subject_id":
-            return found.filter(**{f"metadata__{SUBJECT_KEY}": value})
+        if field == "subject_id":  # a JSON string, or the same id stored as a number
+            match = Q(**{f"metadata__{SUBJECT_KEY}": value})
+            if re.fullmatch(r"-?\d{1,18}", value):
+                match |= Q(**{f"metadata__{SUBJECT_KEY}": int(value)})
+            return found.filter(match)
         return found.filter(**{field: value})
 
     def describe(self) -> dict[str, Any]:

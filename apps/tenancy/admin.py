@@ -110,8 +110,10 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
         # Key material and binding never change (make a new key); revoking is an action.
         if obj is None:
             return ["revoked_at"]
-        return ["namespace", "role", "agent_id", "name", "prefix", "created_at", "last_used_at",
-                "revoked_at"]
+        fixed = ["namespace", "role", "agent_id", "name", "prefix", "created_at", "last_used_at",
+                 "revoked_at"]
+        # A system key's expiry has no service door (it belongs to no namespace): fixed too.
+        return fixed + (["expires_at"] if obj.namespace_id is None else [])
 
     def save_model(self, request, obj, form, change):
         principal = Principal.for_user(request.user)

@@ -137,3 +137,18 @@ def test_the_head_row_is_recreated_after_a_flush(db):
 
     create_namespace("fresh")
     assert AuditHead.objects.get(pk=1).seq == AuditEntry.objects.get().seq == 1
+
+
+def test_entries_appended_during_a_walk_are_not_mistaken_for_tampering(chain, agent):
+    """A busy server appends while audit_verify runs: the walk stops at the head it read
+    first, and the anchor (which moved on) is checked against the table."""
+    appended = []
+
+    def write_meanwhile(_count: int) -> None:
+        if not appended:
+            appended.append(agent.post("/api/v1/memories", {"content": "written mid-walk"}))
+
+    verdict = verify(chunk=3, progress=write_meanwhile)
+    assert appended and verdict.ok, verdict.broken
+    assert verdict.last_seq < AuditEntry.objects.order_by("-seq").first().seq
+    assert anchor.read().seq > verdict.last_seq

@@ -81,7 +81,7 @@ WRITES = [
           "/api/v1/erasure-requests/{erasure}/reject", None, "admin", "erasure.reject",
           names="erasure"),
     Write("POST", "api/v1/erasure-requests/<str:request_id>/execute",
-          "/api/v1/erasure-requests/{erasure_approved}/execute", None, "admin",
+          "/api/v1/erasure-requests/{erasure_approved}/execute", None, "system",
           "erasure.execute", names="erasure_approved"),
     Write("DELETE", "api/v1/forget/certified", "/api/v1/forget/certified?namespace=alpha&"
           "agent_id=agent-1", None, "system", "erasure.execute"),

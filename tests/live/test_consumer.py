@@ -171,7 +171,8 @@ async def test_an_outsider_never_hears_another_namespace(agent, outsider):
     await socket.disconnect()
 
 
-async def test_event_feed_and_erasure_events_carry_no_content(alpha, agent, team_admin):
+async def test_event_feed_and_erasure_events_carry_no_content(alpha, agent, team_admin,
+                                                              system_admin):
     socket = await connect(team_admin)
     assert (await ask(socket, {"type": "events", "id": "e1"}))["type"] == "watching"
     created = (await rest(agent, "post", "/api/v1/memories",
@@ -185,7 +186,7 @@ async def test_event_feed_and_erasure_events_carry_no_content(alpha, agent, team
     erasure = (await rest(team_admin, "post", "/api/v1/erasure-requests",
                           {"subject_id": "dana"})).json()
     await rest(team_admin, "post", f"/api/v1/erasure-requests/{erasure['id']}/approve")
-    await rest(team_admin, "post", f"/api/v1/erasure-requests/{erasure['id']}/execute")
+    await rest(system_admin, "post", f"/api/v1/erasure-requests/{erasure['id']}/execute")
     event = await socket.receive_json_from(timeout=TIMEOUT)
     assert event["event"] == "deleted" and event["erasure"] is True
     assert event["memories"] == [{"id": created["id"]}]

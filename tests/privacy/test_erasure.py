@@ -36,14 +36,16 @@ def subject(alpha, agent, team_admin):
                                                  Memory.objects.filter(pk__in=ids)}}
 
 
-def _erase(team_admin, selector: dict) -> dict:
+def _erase(team_admin, system_admin, selector: dict) -> dict:
+    """Requested and approved by alpha's team admin, executed by a system admin."""
     created = team_admin.post(REQUESTS, {**selector, "reason": "ticket 42"})
     assert created.status_code == 201, created.content
     assert created.json()["state"] == "requested"
     request_id = created.json()["id"]
     approved = team_admin.post(f"{REQUESTS}/{request_id}/approve")
     assert approved.status_code == 200 and approved.json()["state"] == "approved"
-    executed = team_admin.post(f"{REQUESTS}/{request_id}/execute")
+    assert team_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 403
+    executed = system_admin.post(f"{REQUESTS}/{request_id}/execute")
     assert executed.status_code == 200, executed.content
     assert executed.json()["state"] == "executed"
     return executed.json()
@@ -55,10 +57,10 @@ def _export_ids(team_admin, query: str) -> set[str]:
     return {line["id"] for line in lines if line["type"] == "memory"}
 
 
-def test_erasure_reaches_every_store_and_certifies_it(team_admin, agent, alpha, subject,
-                                                      tmp_path):
+def test_erasure_reaches_every_store_and_certifies_it(team_admin, system_admin, agent, alpha,
+                                                      subject, tmp_path):
     assert _export_ids(team_admin, "agent_id=agent-2") == set(subject["ids"])
-    body = _erase(team_admin, {"agent_id": "agent-2"})
+    body = _erase(team_admin, system_admin, {"agent_id": "agent-2"})
     certificate = body["certificate"]
 
     # Export for the subject: nothing. Chroma, keyword index, versions: none of it.
@@ -79,6 +81,7 @@ def test_erasure_reaches_every_store_and_certifies_it(team_admin, agent, alpha, 
     # The certificate: who, what (hashes, never content), checks, hash in the audit chain.
     assert certificate["requested_by"] == certificate["approved_by"] == (
         f"key:{team_admin.key.prefix}")
+    assert certificate["executed_by"] == f"key:{system_admin.key.prefix}"
     assert certificate["selector"] == {"namespace": "alpha", "agent_id": "agent-2"}
     assert {item["id"] for item in certificate["erased"]} == set(subject["ids"])
     assert {item["content_sha256"] for item in certificate["erased"]} == subject["hashes"]
@@ -103,9 +106,10 @@ def test_erasure_reaches_every_store_and_certifies_it(team_admin, agent, alpha, 
     call_command("verify_certificate", str(path))
 
 
-def test_a_tampered_certificate_or_returning_data_fails_verification(team_admin, agent, subject,
-                                                                     tmp_path, capsys):
-    certificate = _erase(team_admin, {"subject_id": "dana"})["certificate"]
+def test_a_tampered_certificate_or_returning_data_fails_verification(team_admin, system_admin,
+                                                                     agent, subject, tmp_path,
+                                                                     capsys):
+    certificate = _erase(team_admin, system_admin, {"subject_id": "dana"})["certificate"]
     path = tmp_path / "certificate.json"
     path.write_text(json.dumps({**certificate, "selector": {"namespace": "alpha"}}))
     with pytest.raises(CommandError, match="certificate hash"):
@@ -119,25 +123,26 @@ def test_a_tampered_certificate_or_returning_data_fails_verification(team_admin,
     assert "FAIL store content_hashes: 1 erased item(s) held" in capsys.readouterr().out
 
 
-def test_export_erase_export_round_trip(team_admin, subject):
+def test_export_erase_export_round_trip(team_admin, system_admin, subject):
     everything = _export_ids(team_admin, "")
     assert set(subject["ids"]) | {subject["keep"]} <= everything
-    _erase(team_admin, {"ids": subject["ids"][:2]})
+    _erase(team_admin, system_admin, {"ids": subject["ids"][:2]})
     assert _export_ids(team_admin, f"ids={','.join(subject['ids'])}") == {subject["ids"][2]}
     assert _export_ids(team_admin, "") == everything - set(subject["ids"][:2])
 
 
-def test_state_machine(team_admin, subject):
+def test_state_machine(team_admin, system_admin, subject):
     request_id = team_admin.post(REQUESTS, {"session_id": "none"}).json()["id"]
-    assert team_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 409
+    assert system_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 409
     assert team_admin.get(f"{REQUESTS}/{request_id}/certificate").status_code == 404
     rejected = team_admin.post(f"{REQUESTS}/{request_id}/reject", {"reason": "not the subject"})
     assert rejected.json()["state"] == "rejected"
     assert rejected.json()["rejection_reason"] == "not the subject"
-    for action in ("approve", "reject", "execute"):
+    for action in ("approve", "reject"):
         assert team_admin.post(f"{REQUESTS}/{request_id}/{action}").status_code == 409
-    done = _erase(team_admin, {"session_id": "none"})
-    assert team_admin.post(f"{REQUESTS}/{done['id']}/execute").status_code == 409
+    assert system_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 409
+    done = _erase(team_admin, system_admin, {"session_id": "none"})
+    assert system_admin.post(f"{REQUESTS}/{done['id']}/execute").status_code == 409
     listed = team_admin.get(f"{REQUESTS}?state=rejected").json()
     assert [r["id"] for r in listed] == [request_id]
     assert team_admin.get(f"{REQUESTS}?state=bogus").status_code == 400
@@ -184,20 +189,75 @@ def test_bad_erasure_requests_are_400(team_admin, body, field):
 
 
 def test_vector_index_down_leaves_the_request_executing_until_retried(
-        team_admin, chroma_server, alpha):  # noqa: F811
+        team_admin, system_admin, chroma_server, alpha):  # noqa: F811
     make = make_caller(Role.AGENT, alpha, "agent-2")
     ids = [make.post("/api/v1/memories", {"content": f"outage note {i}"}).json()["id"]
            for i in range(2)]
     request_id = team_admin.post(REQUESTS, {"agent_id": "agent-2"}).json()["id"]
     team_admin.post(f"{REQUESTS}/{request_id}/approve")
     chroma_server.stop()
-    failed = team_admin.post(f"{REQUESTS}/{request_id}/execute")
+    failed = system_admin.post(f"{REQUESTS}/{request_id}/execute")
     assert failed.status_code == 503
     stuck = ErasureRequest.objects.get(pk=request_id)
     assert stuck.state == "executing" and "vector index" in stuck.last_error
     assert not Memory.objects.filter(pk__in=ids).exists()  # SQL is done already
     chroma_server.start()
-    finished = team_admin.post(f"{REQUESTS}/{request_id}/execute")
+    finished = system_admin.post(f"{REQUESTS}/{request_id}/execute")
     assert finished.status_code == 200 and finished.json()["state"] == "executed"
     assert not set(ids) & get_vector_store().all_ids(alpha)
     assert all(c["ok"] for c in finished.json()["certificate"]["verification"].values())
+
+
+def test_numeric_subject_ids_are_erased_too(team_admin, system_admin, agent):
+    numeric = agent.post("/api/v1/memories", {"content": "Patient 42 prefers mornings.",
+                                              "metadata": {"subject_id": 42}}).json()["id"]
+    text = agent.post("/api/v1/memories", {"content": "Patient 42 visited twice.",
+                                           "metadata": {"subject_id": "42"}}).json()["id"]
+    certificate = _erase(team_admin, system_admin, {"subject_id": "42"})["certificate"]
+    assert {item["id"] for item in certificate["erased"]} == {numeric, text}
+
+
+def test_identical_content_of_another_subject_is_retained_and_listed(team_admin, system_admin,
+                                                                     agent, alpha, tmp_path):
+    """Ingest deduplicates identical text, an edit does not: another record may hold the
+    same words. It stays (it is not the subject's), and the certificate says so."""
+    mine = agent.post("/api/v1/memories", {"content": "Meet at the north gate.",
+                                           "metadata": {"subject_id": "ann"}}).json()["id"]
+    other = agent.post("/api/v1/memories", {"content": "Meet somewhere."}).json()["id"]
+    team_admin.patch(f"/api/v1/memories/{other}", {"content": "Meet at the north gate."})
+    certificate = _erase(team_admin, system_admin, {"subject_id": "ann"})["certificate"]
+    assert [item["id"] for item in certificate["erased"]] == [mine]
+    assert [item["id"] for item in certificate["retained"]] == [other]
+    assert all(check["ok"] for check in certificate["verification"].values())
+    path = tmp_path / "certificate.json"
+    path.write_text(json.dumps(certificate))
+    call_command("verify_certificate", str(path))
+    assert Memory.objects.filter(pk=other).exists()
+
+
+def test_a_second_execution_neither_erases_again_nor_certifies_twice(team_admin, system_admin,
+                                                                     subject):
+    from apps.privacy import erasure
+    from apps.tenancy.principal import Principal
+
+    root = Principal.for_key(system_admin.key)
+    request_id = team_admin.post(REQUESTS, {"agent_id": "agent-2"}).json()["id"]
+    team_admin.post(f"{REQUESTS}/{request_id}/approve")
+    stale = ErasureRequest.objects.get(pk=request_id)  # what a concurrent call had read
+    first = erasure.execute(root, request_id)
+    erasure._delete(root, stale.pk, stale.namespace)  # the late one: must change nothing
+    erasure._certify(root, stale, stale.namespace, {})
+    after = ErasureRequest.objects.get(pk=request_id)
+    assert after.erased == first.erased and len(after.erased) == 3
+    assert after.certificate_sha256 == first.certificate_sha256
+    assert AuditEntry.objects.filter(operation="erasure.execute").count() == 1
+
+
+def test_reject_with_a_non_object_body_is_a_400(team_admin, subject):
+    request_id = team_admin.post(REQUESTS, {"agent_id": "agent-2"}).json()["id"]
+    for body in ([1, 2], "text", 5):
+        response = team_admin.client.post(f"{REQUESTS}/{request_id}/reject", body, format="json")
+        assert response.status_code == 400, body
+    response = team_admin.post(f"{REQUESTS}/{request_id}/reject", {"why": "typo"})
+    assert response.status_code == 400 and response.json()["error"]["field"] == "why"
+    assert ErasureRequest.objects.get(pk=request_id).state == "requested"

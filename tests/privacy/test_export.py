@@ -120,3 +120,18 @@ def test_revoked_grants_that_exposed_memories_are_listed_with_their_status(team_
     lines, _, _ = _read(team_admin.get("/api/v1/export"))
     grant = next(line for line in lines if line["type"] == "grant")
     assert grant["status"] == "revoked"
+
+
+def test_subject_export_holds_only_the_namespaces_own_audit_entries(team_admin, outsider, beta,
+                                                                    held):
+    """beta audits its recalls, and recalls alpha's shared memory: that entry is beta's
+    record (its key, its agent, its own memory ids), never part of alpha's export."""
+    beta.audit_reads = True
+    beta.save()
+    outsider.post("/api/v1/memories", {"content": "Beta's deploy notes."})
+    outsider.post("/api/v1/recall", {"query": "deploys", "include_shared": True})
+    beta_entry = AuditEntry.objects.get(operation="memory.recall")
+    assert held["ops"]["id"] in beta_entry.record_ids  # the shared memory, named by beta
+    lines, _, raw = _read(team_admin.get(f"/api/v1/export?ids={held['ops']['id']}"))
+    assert beta_entry.seq not in {line["seq"] for line in lines if line["type"] == "audit"}
+    assert outsider.key.prefix.encode() not in raw

@@ -320,3 +320,34 @@ def test_sessions_of_different_namespaces_are_not_mates(team_admin, outsider, st
     theirs = stored("b", session_id="s1")
     sessions = _sessions_of([Memory.objects.get(pk=m["id"]).pk for m in (mine, theirs)])
     assert len(set(sessions.values())) == 2
+
+
+def test_a_grantors_common_words_are_not_pruned_for_the_grantee(monkeypatch, team_admin, agent,
+                                                                 outsider):
+    """Pruning by the grantor's word counts would tell the grantee how common a word is
+    among memories it was not shown: shared sources are searched unpruned."""
+    from apps.memories import lexical
+
+    monkeypatch.setattr(lexical, "PRUNE_FROM_ROWS", 1)
+    for i in range(6):  # unshared: "merger" in every one of them
+        agent.post("/api/v1/memories", {"content": f"Merger memo {i}."})
+    shared = agent.post("/api/v1/memories", {"content": "Merger talks resume.",
+                                             "tags": ["ops"]}).json()
+    grant(team_admin, tags=["ops"])
+    found = ids(shared_recall(outsider, query="merger schedule", mode="lexical"))
+    assert shared["id"] in found
+
+
+def test_shared_rows_leave_out_the_grantors_statistics_and_links(team_admin, agent, outsider,
+                                                                 alpha_notes):
+    grant(team_admin)
+    memory_id = alpha_notes["ops"]["id"]
+    before = Memory.objects.get(pk=memory_id).access_count
+    row = next(r for r in shared_recall(outsider)["results"] if r["id"] == memory_id)
+    assert row["access_count"] is None and row["last_recalled_at"] is None
+    assert row["near_duplicate_of"] is None
+    fetched = outsider.get(f"/api/v1/memories/{memory_id}").json()
+    assert fetched["access_count"] is None
+    assert Memory.objects.get(pk=memory_id).access_count == before  # not counted for alpha
+    own = agent.get(f"/api/v1/memories/{memory_id}").json()
+    assert own["access_count"] == before

@@ -123,7 +123,7 @@ ROUTES = [
     Route("POST", "api/v1/erasure-requests/<str:request_id>/reject",
           "/api/v1/erasure-requests/{erasure}/reject", None, Role.ADMIN, 200),
     Route("POST", "api/v1/erasure-requests/<str:request_id>/execute",
-          "/api/v1/erasure-requests/{erasure_approved}/execute", None, Role.ADMIN, 200),
+          "/api/v1/erasure-requests/{erasure_approved}/execute", None, Role.SYSTEM, 200),
     Route("GET", "api/v1/erasure-requests/<str:request_id>/certificate",
           "/api/v1/erasure-requests/{erasure_done}/certificate", None, Role.ADMIN, 200),
     Route("DELETE", "api/v1/forget/certified",

@@ -29,6 +29,13 @@ class MemorySerializer(serializers.ModelSerializer):
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     def to_representation(self, m: Memory) -> dict[str, Any]:
+        row = self._row(m)
+        if m.shared_with_caller:  # the grantor's own statistics and links stay its own
+            row.update(access_count=None, last_recalled_at=None, near_duplicate_of=None)
+        return row
+
+    @staticmethod
+    def _row(m: Memory) -> dict[str, Any]:
         return {
             "id": str(m.pk), "namespace": m.namespace.slug, "content": m.content, "kind": m.kind,
             "tags": m.tags, "metadata": m.metadata, "agent_id": m.agent_id,

@@ -51,10 +51,11 @@ class Command(BaseCommand):
         chain = verify()
         check("audit chain", chain.ok, f"{chain.checked} entries intact" if chain.ok
               else f"broken at entry {chain.broken[0]}: {chain.broken[1]}")
-        namespace = Namespace.objects.filter(pk=(certificate.get("namespace") or {}).get("id"),
-                                             slug=certificate["namespace"].get("slug")).first()
+        where = certificate.get("namespace") or {}
+        namespace = Namespace.objects.filter(pk=where.get("id"), slug=where.get("slug")).first()
         try:
-            stores = verify_stores(namespace, certificate.get("erased") or [])
+            stores = verify_stores(namespace, certificate.get("erased") or [],
+                                   [item["id"] for item in certificate.get("retained") or []])
         except ServiceError as exc:
             raise CommandError(f"cannot check the stores: {exc.message}") from None
         for store, result in stores.items():
@@ -63,4 +64,4 @@ class Command(BaseCommand):
             raise CommandError(f"certificate NOT verified: {', '.join(failures)} failed")
         self.stdout.write(self.style.SUCCESS(
             f"certificate verified: {len(certificate.get('erased') or [])} memories erased "
-            f"from {certificate['namespace']['slug']}, nothing left in any store"))
+            f"from {where.get('slug')}, nothing left in any store"))
