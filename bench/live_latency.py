@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="mw-live-bench-"))
     env = {**os.environ, "MEMORYWEB_ENV": "local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
            "MEMORYWEB_DATA_DIR": str(workdir), "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
-           "MEMORYWEB_LIVE_SEND_QUEUE": "10000"}
+           "MEMORYWEB_LIVE_SEND_QUEUE": "10000", "MEMORYWEB_LIVE_RATE": "10000"}
     env.pop("REDIS_URL", None)
     try:
         manage(env, "migrate", "-v0")

@@ -116,11 +116,13 @@ if REDIS_URL:
     }}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# Publish memory events to the channel layer (WebSocket feeds and standing queries).
+MEMORYWEB_LIVE_EVENTS = env.bool("MEMORYWEB_LIVE_EVENTS", default=True)
 MEMORYWEB_LIVE = {
     "auth_timeout_seconds": env.float("MEMORYWEB_LIVE_AUTH_TIMEOUT", default=5.0),
     "max_subscriptions": env.int("MEMORYWEB_LIVE_MAX_SUBSCRIPTIONS", default=20),
-    "messages_per_second": env.float("MEMORYWEB_LIVE_RATE", default=50.0),
-    "burst": env.int("MEMORYWEB_LIVE_BURST", default=100),
+    "messages_per_second": env.float("MEMORYWEB_LIVE_RATE", default=100.0),
+    "burst": env.int("MEMORYWEB_LIVE_BURST", default=200),
     "send_queue": env.int("MEMORYWEB_LIVE_SEND_QUEUE", default=1000),
     "recheck_seconds": env.float("MEMORYWEB_LIVE_RECHECK_SECONDS", default=15.0),
     "default_min_score": 0.5,

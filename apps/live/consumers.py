@@ -389,7 +389,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def _send_forever(self) -> None:
         while True:
             message = await self.outbox.get()
-            await self.send_json({k: v for k, v in message.items() if v is not None or k == "id"})
+            await self.send_json(message)
 
     def _later(self, coroutine) -> None:
         """Run a coroutine from sync code, keeping a reference until it is done."""

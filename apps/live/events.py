@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -79,6 +80,8 @@ def _after_commit(namespace, event: str, items: list[dict], actor, erasure: bool
 def send(group: str, message: dict) -> None:
     """group_send without waiting when a server loop runs (the request thread must not
     wait on subscribers), else synchronously (management commands, tests)."""
+    if not settings.MEMORYWEB_LIVE_EVENTS:
+        return
     layer = get_channel_layer()
     if layer is None:
         return

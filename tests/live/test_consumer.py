@@ -252,3 +252,48 @@ async def test_a_consumer_that_falls_behind_a_burst_is_dropped(monkeypatch, alph
                            "min_score": 0.3})
     await rest(agent, "post", "/api/v1/memories", {"content": "Disk full alert on db-2."})
     assert await closed_with(socket) == 4408
+
+
+async def _session_headers(username: str, alpha, role: Role | None, origin: bytes | None):
+    from django.conf import settings as django_settings
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from apps.tenancy.members import set_role
+
+    def login() -> str:
+        user = get_user_model().objects.create_user(username, password="pw")
+        if role is not None:
+            set_role(alpha, user, role)
+        client = Client()
+        client.force_login(user)
+        return client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+    cookie = await sync_to_async(login)()
+    headers = [(b"cookie", f"sessionid={cookie}".encode())]
+    return headers + ([(b"origin", origin)] if origin else [])
+
+
+async def test_a_logged_in_person_connects_with_the_session(monkeypatch, alpha, agent):
+    headers = await _session_headers("dana", alpha, Role.READER, b"http://testserver")
+    socket = await connect(headers=headers)
+    ready = await socket.receive_json_from(timeout=TIMEOUT)
+    assert ready["principal"] == "user:dana" and ready["role"] is None
+    watching = await ask(socket, {"type": "events", "id": "e1"})
+    assert watching["namespaces"] == 1  # her memberships
+    await rest(agent, "post", "/api/v1/memories", {"content": "Seen by Dana's dashboard."})
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["event"] == "created"
+    await socket.disconnect()
+
+
+async def test_a_session_without_origin_is_not_trusted(monkeypatch, alpha):
+    monkeypatch.setitem(LIMITS, "auth_timeout_seconds", 0.2)
+    socket = await connect(headers=await _session_headers("eve", alpha, Role.ADMIN, None))
+    assert await closed_with(socket) == 4401
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(alpha):
+    headers = await _session_headers("mallory", alpha, Role.ADMIN, b"https://evil.example")
+    socket = WebsocketCommunicator(application, "/ws/v1/live", headers=headers)
+    connected, _ = await socket.connect(timeout=TIMEOUT)
+    assert not connected
