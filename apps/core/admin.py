@@ -25,3 +25,17 @@ class SuperuserOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return self.has_module_permission(request)
+
+
+class ReadOnlyAdmin(SuperuserOnlyAdmin):
+    """Viewable by system admins, never added, changed or deleted here: records (audit
+    entries, erasure requests) that only their services write."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -3,22 +3,13 @@ get their own pages with the dashboard, issue 7; meanwhile the REST API does it)
 
 from django.contrib import admin
 
-from apps.core.admin import SuperuserOnlyAdmin
+from apps.core.admin import ReadOnlyAdmin
 from apps.privacy.models import ErasureRequest
 
 
 @admin.register(ErasureRequest)
-class ErasureRequestAdmin(SuperuserOnlyAdmin):
+class ErasureRequestAdmin(ReadOnlyAdmin):
     list_display = ["id", "namespace_slug", "state", "requested_by", "requested_at",
                     "decided_by", "executed_at", "certificate_sha256"]
     list_filter = ["state", "namespace_slug"]
     search_fields = ["id", "namespace_slug", "requested_by"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

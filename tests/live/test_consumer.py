@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from apps.live.consumers import LIMITS
 from apps.memories.models import Memory
@@ -17,6 +19,14 @@ from tests.conftest import make_caller
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 TIMEOUT = 5
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_sync_thread_connections():
+    """The consumer's database work runs on asgiref's sync thread, which keeps its
+    connection; close it so the test database can be dropped (PostgreSQL)."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 async def connect(caller=None, headers=None) -> WebsocketCommunicator:

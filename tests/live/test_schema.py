@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from memoryweb.asgi import application
-from tests.live.test_consumer import TIMEOUT, rest
+from tests.live.test_consumer import TIMEOUT, close_sync_thread_connections, rest  # noqa: F401
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "apps/live/schema.json").read_text())
