@@ -63,12 +63,10 @@ def _principal_for_key(raw: str) -> tuple[Principal, ApiKey] | None:
 
 
 def _grant_covers_row(grant: SharingGrant, row: Mapping[str, Any]) -> bool:
+    """The grant is still unexpired and its scope covers the event's memory row."""
     created = dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
-    return ((not grant.tags or bool(set(grant.tags) & set(row.get("tags") or [])))
-            and (not grant.kinds or row.get("kind") in grant.kinds)
-            and (grant.created_after is None or created >= grant.created_after)
-            and (grant.created_before is None or created < grant.created_before)
-            and (grant.expires_at is None or grant.expires_at > timezone.now()))
+    return ((grant.expires_at is None or grant.expires_at > timezone.now())
+            and grant.covers_fields(row.get("tags"), row.get("kind"), created))
 
 
 def _scope(grants: list[SharingGrant]):

@@ -206,8 +206,12 @@ class SharingGrant(models.Model):
 
     def covers(self, memory) -> bool:
         """Whether this grant's scope includes ``memory`` (a Memory of the grantor)."""
-        return (memory.namespace_id == self.grantor_id
-                and (not self.tags or bool(set(self.tags) & set(memory.tags)))
-                and (not self.kinds or memory.kind in self.kinds)
-                and (self.created_after is None or memory.created_at >= self.created_after)
-                and (self.created_before is None or memory.created_at < self.created_before))
+        return memory.namespace_id == self.grantor_id and self.covers_fields(
+            memory.tags, memory.kind, memory.created_at)
+
+    def covers_fields(self, tags, kind: str, created_at) -> bool:
+        """The scope test on a memory's fields (a row, or a live event's copy of one)."""
+        return ((not self.tags or bool(set(self.tags) & set(tags or [])))
+                and (not self.kinds or kind in self.kinds)
+                and (self.created_after is None or created_at >= self.created_after)
+                and (self.created_before is None or created_at < self.created_before))
