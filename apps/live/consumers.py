@@ -12,28 +12,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
-from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, ServiceError
-from apps.live.events import grant_group, key_group
+from apps.live import subscriptions
+from apps.live.events import key_group
 from apps.live.hub import hub
 from apps.live.matching import Subscription
-from apps.memories import schemas, services
+from apps.memories import services
 from apps.memories.api.serializers import hit_rows, stored
-from apps.memories.embeddings import get_embedder
-from apps.tenancy.grants import live_grants_to
-from apps.tenancy.models import ApiKey, SharingGrant
+from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
-from apps.tenancy.services import authenticate_key, authorize, resolve_namespace
+from apps.tenancy.services import authenticate_key
 
 #: Close codes (documented in docs/live.md).
 CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credential
@@ -44,34 +39,9 @@ CLOSE_RATE_LIMITED = 4429  # far over the message rate, repeatedly
 LIMITS = settings.MEMORYWEB_LIVE
 
 
-class SubscribeInput(schemas.StrictSerializer):
-    query = schemas.TextField()
-    namespace = serializers.SlugField(required=False)
-    filters = schemas.RecallFilters(required=False)
-    include_shared = serializers.BooleanField(default=False)
-    min_score = serializers.FloatField(min_value=0.0, max_value=1.0,
-                                       default=LIMITS["default_min_score"])
-
-
-class EventsInput(schemas.StrictSerializer):
-    namespace = serializers.SlugField(required=False)
-
-
 def _principal_for_key(raw: str) -> tuple[Principal, ApiKey] | None:
     key = authenticate_key(raw)
     return (Principal.for_key(key), key) if key else None
-
-
-def _grant_covers_row(grant: SharingGrant, row: Mapping[str, Any]) -> bool:
-    """The grant is still unexpired and its scope covers the event's memory row."""
-    created = dt.datetime.fromisoformat(row["created_at"].replace("Z", "+00:00"))
-    return ((grant.expires_at is None or grant.expires_at > timezone.now())
-            and grant.covers_fields(row.get("tags"), row.get("kind"), created))
-
-
-def _scope(grants: list[SharingGrant]):
-    """A row check: does any of these live grants cover the memory?"""
-    return lambda row: any(_grant_covers_row(grant, row) for grant in grants)
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -187,10 +157,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             shared = [n for n, scope in subscription.scopes.items() if scope is not None]
             if not shared:
                 continue
-            granting = await sync_to_async(self._granting)(subscription)
+            grants = await sync_to_async(subscriptions.granting)(subscription)
             for namespace_id in shared:
-                if namespace_id in granting:  # still shared: with the grants as they are now
-                    subscription.scopes[namespace_id] = _scope(granting[namespace_id])
+                if namespace_id in grants:  # still shared: with the grants as they are now
+                    subscription.scopes[namespace_id] = subscriptions.scope(grants[namespace_id])
                 else:
                     await hub().drop_scope(self, namespace_id)
 
@@ -209,10 +179,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 return False
             self.principal = Principal.for_user(user)
         return True
-
-    def _granting(self, subscription: Subscription) -> dict[int, list[SharingGrant]]:
-        own = next(n for n, scope in subscription.scopes.items() if scope is None)
-        return live_grants_to([own])
 
     # --- incoming ---------------------------------------------------------------------
 
@@ -311,21 +277,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             raise InvalidInput(f"at most {LIMITS['max_subscriptions']} subscriptions per "
                                "connection.", field="id", code="too_many")
 
-        def prepare() -> Subscription:
-            cleaned = schemas.validate(SubscribeInput, body)
-            namespace = resolve_namespace(self.principal, cleaned.get("namespace"))
-            authorize(self.principal, namespace.pk, Action.READ)
-            vector = np.asarray(get_embedder().embed([cleaned["query"]])[0], dtype=np.float32)
-            scopes: dict[int, Any] = {namespace.pk: None}
-            if cleaned["include_shared"]:
-                for grantor_id, grants in live_grants_to([namespace.pk]).items():
-                    scopes[grantor_id] = _scope(grants)
-                    self.grant_groups.update(grant_group(g.pk) for g in grants)
-            return Subscription(self, request_id, vector, cleaned["min_score"],
-                                cleaned.get("filters") or {}, scopes)
-
-        subscription = await sync_to_async(prepare)()
-        for group in self.grant_groups:
+        subscription, groups = await sync_to_async(subscriptions.prepare)(
+            self.principal, self, request_id, body)
+        self.grant_groups |= groups
+        for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.subscriptions[request_id] = subscription
         await hub().subscribe(subscription)
@@ -341,18 +296,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.offer({"type": "unsubscribed", "id": request_id, "subscription": target})
 
     async def _events(self, request_id: str | None, body: dict) -> None:
-        def namespaces() -> list[int]:
-            cleaned = schemas.validate(EventsInput, body)
-            if cleaned.get("namespace") or self.principal.namespace_id or \
-                    self.principal.is_system_admin:
-                namespace = resolve_namespace(self.principal, cleaned.get("namespace"))
-                authorize(self.principal, namespace.pk, Action.READ)
-                return [namespace.pk]
-            return self.principal.namespace_ids(Action.READ)
-
         if self.events_id is not None:
             raise InvalidInput("the event feed is already on for this connection.", field="type")
-        watched = await sync_to_async(namespaces)()
+        watched = await sync_to_async(subscriptions.watched_namespaces)(self.principal, body)
         self.events_id = request_id
         for namespace_id in watched:
             await hub().watch(self, namespace_id)

@@ -236,15 +236,25 @@ def remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """
     if connection.vendor != "sqlite" or not memory_ids:
         return
+    _per_chunk(f"DELETE FROM {fts_table(namespace_id)} WHERE memory_id IN", memory_ids)
+
+
+def _per_chunk(statement: str, memory_ids: Sequence[uuid.UUID | str]) -> list[tuple]:
+    """Run ``statement IN (…)`` per chunk of ids; each chunk's first row (if any). A
+    namespace that never got its table (no memory written yet) yields nothing."""
+    rows = []
     with connection.cursor() as cursor:
         for part in _chunks(memory_ids):
             try:
-                cursor.execute(f"DELETE FROM {fts_table(namespace_id)} WHERE memory_id IN "
-                               f"({', '.join(['%s'] * len(part))})", part)
+                cursor.execute(f"{statement} ({', '.join(['%s'] * len(part))})", part)
             except OperationalError as exc:
                 if not _is_missing_table(exc):
                     raise
-                return
+                return rows
+            row = cursor.fetchone() if cursor.description else None
+            if row is not None:
+                rows.append(row)
+    return rows
 
 
 def replace(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
@@ -311,18 +321,8 @@ def held(namespace_id: int, memory_ids: Sequence[uuid.UUID | str]) -> int:
     checks). PostgreSQL indexes a column of the memory row itself: 0 once it is gone."""
     if connection.vendor != "sqlite":
         return 0
-    found = 0
-    with connection.cursor() as cursor:
-        for part in _chunks(memory_ids):
-            try:
-                cursor.execute(f"SELECT count(*) FROM {fts_table(namespace_id)} WHERE memory_id IN "
-                               f"({', '.join(['%s'] * len(part))})", part)
-            except OperationalError as exc:
-                if _is_missing_table(exc):
-                    return 0
-                raise
-            found += cursor.fetchone()[0]
-    return found
+    return sum(count for (count,) in _per_chunk(
+        f"SELECT count(*) FROM {fts_table(namespace_id)} WHERE memory_id IN", memory_ids))
 
 
 def compact(namespace_id: int) -> None:

@@ -254,7 +254,7 @@ def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str
             "keyword_index": lexical.held(namespace.pk, ids),
             "vector_index": vectors,
             "outbox": _count(IndexOutbox, "memory_id", ids),
-            "idempotency_records": _idempotency_naming(namespace, set(ids)),
+            "idempotency_records": len(_idempotency_naming(namespace, set(ids))),
         }
     return {store: {"remaining": n, "ok": n == 0} for store, n in remaining.items()}
 
@@ -311,15 +311,15 @@ def _count(model_or_queryset, field: str, values: Sequence[Any]) -> int:
                for i in range(0, len(values), _CHUNK))
 
 
-def _idempotency_naming(namespace: Namespace, ids: set[str]) -> int:
-    return sum(1 for memory_ids in IdempotencyRecord.objects.filter(namespace=namespace)
-               .values_list("memory_ids", flat=True) if ids & set(memory_ids))
+def _idempotency_naming(namespace: Namespace, ids: set[str]) -> list[int]:
+    """The namespace's idempotency records that name any of these memory ids."""
+    return [pk for pk, memory_ids in IdempotencyRecord.objects.filter(namespace=namespace)
+            .values_list("pk", "memory_ids") if ids & set(memory_ids)]
 
 
 def _forget_idempotency(namespace: Namespace, ids: set[str]) -> int:
     """Idempotency records naming erased memories go too (they hold the ids)."""
-    doomed = [pk for pk, memory_ids in IdempotencyRecord.objects.filter(namespace=namespace)
-              .values_list("pk", "memory_ids") if ids & set(memory_ids)]
+    doomed = _idempotency_naming(namespace, ids)
     IdempotencyRecord.objects.filter(pk__in=doomed).delete()
     return len(doomed)
 
