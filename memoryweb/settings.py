@@ -56,7 +56,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- Applications ------------------------------------------------------------
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The Django admin with MemoryWeb's site (scoped per namespace, allauth login).
+    "apps.dashboard.admin_app.DashboardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -68,6 +69,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    # People's login (username or e-mail + password) and TOTP multi-factor.
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "apps.core",
     "apps.tenancy",
     "apps.memories",
@@ -75,12 +80,14 @@ INSTALLED_APPS = [
     "apps.privacy",
     "apps.live",
     "apps.ops",
+    "apps.dashboard",
 ]
 
 # Namespace roles are django-guardian object permissions (apps/tenancy/members.py).
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
 ]
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous callers get nothing
 
@@ -96,6 +103,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "apps.dashboard.middleware.RequireStaffMfaMiddleware",
 ]
 
 # Server-side messages: a new API key shown once in the admin never travels in a cookie.
@@ -290,6 +299,27 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# --- People's login (django-allauth) and the dashboard ------------------------
+# The dashboard (the Django admin, /admin/) and the browser session both log in here.
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/admin/"
+ACCOUNT_LOGOUT_REDIRECT_URL = "/accounts/login/"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
+# No e-mail server is assumed: addresses are not verified by mail (an operator creates
+# people with `manage.py add_member` or in the admin).
+ACCOUNT_EMAIL_VERIFICATION = env.str("MEMORYWEB_EMAIL_VERIFICATION", default="none")
+ACCOUNT_ADAPTER = "apps.dashboard.accounts.AccountAdapter"
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+# Anyone may create an account only when this is on (off: people are invited).
+MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
+# Dashboard users (team and system admins) must set up TOTP before the dashboard opens.
+MEMORYWEB_REQUIRE_MFA = env.bool("MEMORYWEB_REQUIRE_MFA", default=MEMORYWEB_ENV == "production")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 
 # --- Internationalisation, static files ---------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,13 +1,17 @@
-"""Top-level URL map: admin, health probes, REST API v1, OpenAPI schema and docs."""
+"""Top-level URL map: dashboard (admin), people's login, health probes, REST API v1,
+OpenAPI schema and docs."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.core.errors import not_found_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("", include("apps.ops.urls")),
     path("api/v1/", include("apps.memories.api.urls")),
     path("api/v1/", include("apps.tenancy.api.urls")),

@@ -16,6 +16,8 @@ import json
 from django.db import models
 from django.utils import timezone
 
+from apps.tenancy.scoping import NamespaceScopedQuerySet
+
 GENESIS_HASH = "0" * 64
 
 
@@ -35,6 +37,8 @@ class AuditEntry(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64)
+
+    objects = NamespaceScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["seq"]

@@ -1,41 +1,72 @@
-"""Admin helpers shared by the apps."""
+"""Admin base classes shared by the apps: every list is cut to the person's namespaces.
+
+Team admins see and change rows of the namespaces they manage; system admins see all.
+The scope comes from the model's ``for_principal`` queryset, the same entry point the
+REST API uses (apps/tenancy/scoping.py), so the admin cannot show more than the API.
+An object outside the scope is not found (the admin answers "doesn't exist").
+"""
+
+from __future__ import annotations
 
 from django.contrib import admin
 
+from apps.dashboard.access import principal_for
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
 
-class SuperuserOnlyAdmin(admin.ModelAdmin):
-    """Visible to superusers (system admins) only.
 
-    Team admins get scoped access through per-namespace permissions (django-guardian,
-    issue 4) and the dashboard (issue 7); until then a staff flag alone must not reveal
-    every tenant's data.
-    """
+class ScopedAdmin(admin.ModelAdmin):
+    #: The action a team admin's role must allow in a row's namespace to see and change it.
+    scope_action = Action.MANAGE
+    #: Rows are added here by system admins only (for example namespaces).
+    system_only_add = False
+    #: Rows are deleted here by system admins only.
+    system_only_delete = False
 
-    def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_superuser
+    def principal(self, request) -> Principal:
+        principal = principal_for(request)
+        if principal is None:  # the site's admin_view has already required a login
+            raise PermissionError("not logged in")
+        return principal
 
-    def has_view_permission(self, request, obj=None):
+    def get_queryset(self, request):
+        return super().get_queryset(request).for_principal(self.principal(request), self.scope_action)
+
+    def has_module_permission(self, request) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
         return self.has_module_permission(request)
 
-    def has_add_permission(self, request):
+    def has_change_permission(self, request, obj=None) -> bool:
         return self.has_module_permission(request)
 
-    def has_change_permission(self, request, obj=None):
-        return self.has_module_permission(request)
+    def has_add_permission(self, request) -> bool:
+        return self.has_module_permission(request) and (
+            not self.system_only_add or self.principal(request).is_system_admin)
 
-    def has_delete_permission(self, request, obj=None):
-        return self.has_module_permission(request)
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.has_module_permission(request) and (
+            not self.system_only_delete or self.principal(request).is_system_admin)
 
 
-class ReadOnlyAdmin(SuperuserOnlyAdmin):
-    """Viewable by system admins, never added, changed or deleted here: records (audit
-    entries, erasure requests) that only their services write."""
+class SystemAdminOnly(ScopedAdmin):
+    """Visible to system admins only (operational tables with no tenant meaning)."""
 
-    def has_add_permission(self, request):
+    def has_module_permission(self, request) -> bool:
+        principal = principal_for(request)
+        return principal is not None and principal.is_system_admin
+
+
+class ReadOnlyAdmin(ScopedAdmin):
+    """Records that only their services write (audit entries, erasure requests): viewable
+    in scope, never added, changed or deleted here."""
+
+    def has_add_permission(self, request) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

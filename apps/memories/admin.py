@@ -1,25 +1,35 @@
-"""Admin for memories. Every change goes through the service layer (versions, index)."""
+"""Memories in the dashboard: search, filters, edit with versions, diff and revert, bulk
+actions. Every change goes through the service layer (versions, index, audit, events).
+
+Team admins see the memories of the namespaces they manage (``for_principal``, as in
+REST); system admins see all. Search uses the keyword index, not ``LIKE``.
+"""
+
+from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Case, Count, IntegerField, Value, When
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from apps.core.admin import SuperuserOnlyAdmin
+from apps.audit.models import AuditEntry
+from apps.core.admin import ScopedAdmin, SystemAdminOnly
 from apps.core.errors import ServiceError
+from apps.dashboard.diff import version_rows
 from apps.memories import schemas, services
-from apps.memories.models import IndexOutbox, Memory, MemoryVersion
+from apps.memories.models import IndexOutbox, Memory, MemoryKind, MemoryTag
 from apps.memories.services import EDITABLE_FIELDS
-from apps.tenancy.principal import Principal
+from apps.tenancy.models import Namespace
+from apps.tenancy.roles import Action
 
-
-class MemoryVersionInline(admin.TabularInline):
-    model = MemoryVersion
-    extra = 0
-    can_delete = False
-    fields = ["version", "changed_by", "changed_at", "changes"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
+#: Choices offered by the agent and tag filters (the most frequent first).
+FILTER_CHOICES = 50
+#: Keyword matches considered by a search (per namespace, then merged).
+SEARCH_LIMIT = 1000
 
 
 class MemoryForm(forms.ModelForm):
@@ -41,17 +51,116 @@ class MemoryForm(forms.ModelForm):
         return cleaned
 
 
+class _ScopedFilter(admin.SimpleListFilter):
+    """A filter whose choices come from the rows the person may see, never from others'."""
+
+    def scope(self, request, model_admin):
+        return model_admin.get_queryset(request)
+
+
+class NamespaceFilter(_ScopedFilter):
+    title = "namespace"
+    parameter_name = "namespace"
+
+    def lookups(self, request, model_admin):
+        principal = model_admin.principal(request)
+        return [(str(pk), slug) for pk, slug in Namespace.objects.for_principal(
+            principal, model_admin.scope_action).order_by("slug").values_list("pk", "slug")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(namespace_id=self.value()) if self.value() else queryset
+
+
+class AgentFilter(_ScopedFilter):
+    title = "agent"
+    parameter_name = "agent"
+
+    def lookups(self, request, model_admin):
+        agents = (self.scope(request, model_admin).values("agent_id").annotate(n=Count("pk"))
+                  .order_by("-n", "agent_id")[:FILTER_CHOICES])
+        return [(row["agent_id"], f"{row['agent_id']} ({row['n']})") for row in agents]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(agent_id=self.value()) if self.value() else queryset
+
+
+class TagFilter(_ScopedFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        principal = model_admin.principal(request)
+        tags = MemoryTag.objects.all()
+        if not principal.is_system_admin:
+            tags = tags.filter(namespace_id__in=principal.namespace_ids(model_admin.scope_action))
+        rows = tags.values("tag").annotate(n=Count("pk")).order_by("-n", "tag")[:FILTER_CHOICES]
+        return [(row["tag"], f"{row['tag']} ({row['n']})") for row in rows]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return queryset.filter(pk__in=MemoryTag.objects.filter(tag=self.value()).values("memory_id"))
+
+
+class ImportanceFilter(admin.SimpleListFilter):
+    title = "importance"
+    parameter_name = "importance"
+    BANDS = {"high": (0.7, 1.01), "medium": (0.3, 0.7), "low": (0.0, 0.3)}
+
+    def lookups(self, request, model_admin):
+        return [("high", "high (≥ 0.7)"), ("medium", "medium"), ("low", "low (< 0.3)")]
+
+    def queryset(self, request, queryset):
+        if self.value() not in self.BANDS:
+            return queryset
+        low, high = self.BANDS[self.value()]
+        return queryset.filter(importance__gte=low, importance__lt=high)
+
+
+class DuplicateFilter(admin.SimpleListFilter):
+    title = "near-duplicates"
+    parameter_name = "duplicates"
+
+    def lookups(self, request, model_admin):
+        return [("copy", "resembles an older memory"), ("original", "has near-duplicates")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "copy":
+            return queryset.filter(near_duplicate_of__isnull=False)
+        if self.value() == "original":
+            return queryset.filter(near_duplicates__isnull=False).distinct()
+        return queryset
+
+
+class TagsForm(forms.Form):
+    add = forms.CharField(required=False, help_text="Comma-separated tags to add.")
+    remove = forms.CharField(required=False, help_text="Comma-separated tags to remove.")
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        return [tag.strip() for tag in text.split(",") if tag.strip()]
+
+
+class KindForm(forms.Form):
+    kind = forms.ChoiceField(choices=MemoryKind.choices)
+
+
 @admin.register(Memory)
-class MemoryAdmin(SuperuserOnlyAdmin):
+class MemoryAdmin(ScopedAdmin):
     form = MemoryForm
-    list_display = ["snippet", "namespace", "agent_id", "kind", "created_at", "last_recalled_at",
-                    "access_count"]
-    list_filter = ["namespace", "kind", "created_at", "agent_id",
-                   ("near_duplicate_of", admin.EmptyFieldListFilter)]
-    search_fields = ["content", "agent_id", "session_id"]
+    scope_action = Action.EDIT
+    change_form_template = "admin/memories/memory/change_form.html"
+    list_display = ["snippet", "namespace", "agent_id", "kind", "importance", "created_at",
+                    "last_recalled_at", "access_count", "duplicate_of"]
+    list_filter = [NamespaceFilter, AgentFilter, "kind", TagFilter, "created_at",
+                   ImportanceFilter, DuplicateFilter]
+    search_fields = ["content"]  # shows the search box; get_search_results uses the index
+    search_help_text = "Full-text search (the keyword index: words, any order)."
     date_hierarchy = "created_at"
     list_select_related = ["namespace"]
-    inlines = [MemoryVersionInline]
+    list_per_page = 50
+    show_full_result_count = False  # one COUNT less per page on large namespaces
+    actions = ["retag", "change_kind", "forget_agents"]
     readonly_fields = ["id", "agent_id", "session_id", "created_at", "updated_at",
                        "last_recalled_at", "access_count", "near_duplicate_of", "content_hash",
                        "version"]
@@ -59,20 +168,86 @@ class MemoryAdmin(SuperuserOnlyAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "namespace"] if obj else self.readonly_fields
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is None and "namespace" in form.base_fields:  # new memory: a namespace they edit
+            form.base_fields["namespace"].queryset = Namespace.objects.for_principal(
+                self.principal(request), self.scope_action)
+        return form
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not self.principal(request).is_system_admin:
+            actions.pop("forget_agents", None)  # DESIGN.md: bulk delete by agent is system-only
+        return actions
+
     @admin.display(description="content")
     def snippet(self, obj):
         return obj.content[:80] + ("…" if len(obj.content) > 80 else "")
 
+    @admin.display(description="dup of", boolean=True)
+    def duplicate_of(self, obj):
+        return obj.near_duplicate_of_id is not None
+
+    def get_search_results(self, request, queryset, search_term):
+        """Keyword-index matches in the person's namespaces; best first unless sorted."""
+        if not search_term.strip():
+            return queryset, False
+        ids = services.keyword_matches(self.principal(request), search_term, SEARCH_LIMIT)
+        queryset = queryset.filter(pk__in=ids)
+        if "o" not in request.GET and ids:  # no column sort chosen: keep the index's order
+            rank = Case(*[When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)],
+                        output_field=IntegerField())
+            queryset = queryset.annotate(search_rank=rank).order_by("search_rank")
+        return queryset, False
+
+    # --- Detail: versions, diff, revert, audit trail, near-duplicates -----------------
+    def get_urls(self):
+        return [path("<uuid:object_id>/revert/<int:version>/",
+                     self.admin_site.admin_view(self.revert_view), name="memories_memory_revert"),
+                *super().get_urls()]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        memory = self.get_object(request, object_id)
+        if memory is not None:
+            principal = self.principal(request)
+            extra_context = {
+                **(extra_context or {}),
+                "version_rows": version_rows(memory, memory.versions.order_by("-version")),
+                "audit_entries": AuditEntry.objects.for_principal(principal, Action.MANAGE)
+                .filter(records__record_id=str(memory.pk)).order_by("-seq")[:50],
+                "near_duplicates": self.get_queryset(request).filter(
+                    near_duplicates__pk=memory.pk) | self.get_queryset(request).filter(
+                    near_duplicate_of=memory.pk),
+            }
+        return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def revert_view(self, request, object_id, version):
+        memory = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:memories_memory_change", args=[memory.pk]))
+        try:
+            reverted = services.revert(self.principal(request), memory.pk, version)
+        except ServiceError as exc:
+            messages.error(request, exc.message)
+        else:
+            if reverted.version == memory.version:
+                messages.info(request, f"Already as in version {version}; nothing changed.")
+            else:
+                messages.success(request, f"Reverted to version {version}; this is now "
+                                 f"version {reverted.version}.")
+        return HttpResponseRedirect(reverse("admin:memories_memory_change", args=[memory.pk]))
+
     # The services run their own transactions and index after commit; the admin's
     # outer transaction would hold SQLite's write lock while the model embeds.
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        return self._changeform_view(request, object_id, form_url, extra_context)
+    def add_view(self, request, form_url="", extra_context=None):
+        return self._changeform_view(request, None, form_url, extra_context)
 
     def delete_view(self, request, object_id, extra_context=None):
         return self._delete_view(request, object_id, extra_context)
 
     def save_model(self, request, obj, form, change):
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
         data = {f: form.cleaned_data[f] for f in EDITABLE_FIELDS if f in form.cleaned_data}
         if change:
             changed = {f: v for f, v in data.items() if f in form.changed_data}
@@ -82,19 +257,88 @@ class MemoryAdmin(SuperuserOnlyAdmin):
                                     namespace=obj.namespace.slug)
         obj.pk = saved.pk
 
+    def save_related(self, request, form, formsets, change):
+        """Nothing to save: tags are kept by the service, not by the form."""
+
     def delete_model(self, request, obj):
-        services.delete(Principal.for_user(request.user), obj.pk)
+        services.delete(self.principal(request), obj.pk)
 
     def delete_queryset(self, request, queryset):
         try:
             ids = list(queryset.values_list("pk", flat=True))
-            services.delete_many(Principal.for_user(request.user), ids)
+            services.delete_many(self.principal(request), ids)
         except ServiceError as exc:
             messages.error(request, exc.message)
 
+    # --- Bulk actions (each with a confirmation page) -----------------------------------
+    def _confirm(self, request, queryset, action: str, title: str, form=None, **context):
+        return TemplateResponse(request, "admin/memories/memory/bulk_confirm.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": title,
+            "action": action, "form": form, "queryset": queryset, "count": queryset.count(),
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "selected": queryset.values_list("pk", flat=True), **context,
+        })
+
+    def _update_each(self, request, queryset, change) -> int:
+        principal, done = self.principal(request), 0
+        for memory in queryset.only("pk", "tags", "kind"):
+            data = change(memory)
+            if data is None:
+                continue
+            try:
+                services.update(principal, memory.pk, data)
+                done += 1
+            except ServiceError as exc:
+                self.message_user(request, f"{memory.pk}: {exc.message}", messages.ERROR)
+        return done
+
+    @admin.action(description="Re-tag selected memories")
+    def retag(self, request, queryset):
+        form = TagsForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._confirm(request, queryset, "retag", "Re-tag memories", form)
+        add = TagsForm.split(form.cleaned_data["add"])
+        remove = set(TagsForm.split(form.cleaned_data["remove"]))
+
+        def change(memory):
+            tags = [t for t in memory.tags if t not in remove]
+            tags += [t for t in add if t not in tags]
+            return {"tags": tags} if tags != memory.tags else None
+
+        self.message_user(request, f"{self._update_each(request, queryset, change)} memory(ies) re-tagged.")
+        return None
+
+    @admin.action(description="Change kind of selected memories")
+    def change_kind(self, request, queryset):
+        form = KindForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return self._confirm(request, queryset, "change_kind", "Change kind", form)
+        kind = form.cleaned_data["kind"]
+        done = self._update_each(request, queryset,
+                                 lambda memory: {"kind": kind} if memory.kind != kind else None)
+        self.message_user(request, f"{done} memory(ies) changed to {kind}.")
+        return None
+
+    @admin.action(description="Forget everything from the selected memories' agents")
+    def forget_agents(self, request, queryset):
+        """Every memory of each (agent, namespace) in the selection, not only the selected
+        ones: the confirmation page shows how many that is."""
+        pairs = sorted(set(queryset.values_list("agent_id", "namespace__slug")))
+        counts = [(agent, slug, Memory.objects.filter(agent_id=agent, namespace__slug=slug).count())
+                  for agent, slug in pairs]
+        if "apply" not in request.POST:
+            return self._confirm(request, queryset, "forget_agents",
+                                 "Forget everything from these agents", None, agent_counts=counts,
+                                 total=sum(n for *_, n in counts))
+        principal, deleted = self.principal(request), 0
+        for agent, slug, _ in counts:
+            deleted += services.delete_by_agent(principal, agent, namespace=slug)
+        self.message_user(request, f"{deleted} memory(ies) forgotten from {len(counts)} agent(s).")
+        return None
+
 
 @admin.register(IndexOutbox)
-class IndexOutboxAdmin(SuperuserOnlyAdmin):
+class IndexOutboxAdmin(SystemAdminOnly):
     list_display = ["id", "namespace", "memory_id", "op", "created_at", "attempts", "last_error"]
     list_filter = ["op", "namespace"]
 

@@ -176,6 +176,21 @@ class IndexOutbox(models.Model):
         return f"{self.op} {self.memory_id}"
 
 
+class RecallDay(models.Model):
+    """How many recalls a namespace answered on a day (UTC): the dashboard's "recalls per
+    day". Counted per process and flushed with the recall statistics (recall_stats.py)."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "day"], name="recallday_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.count}"
+
+
 class IdempotencyRecord(models.Model):
     """What an ingest with an ``Idempotency-Key`` produced, so a retry replays it.
 

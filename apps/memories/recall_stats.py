@@ -14,10 +14,11 @@ import atexit
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -29,6 +30,8 @@ class RecallStatsBuffer:
         self.interval = interval
         self._counts: Counter[UUID] = Counter()
         self._last: datetime | None = None
+        #: (namespace id, UTC day) -> recalls answered
+        self._recalls: Counter[tuple[int, date]] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -42,14 +45,42 @@ class RecallStatsBuffer:
             if self._thread is None:
                 self._thread = run_every(self.interval, self.flush, "recall-stats")
 
+    def record_recall(self, namespace_id: int, day: date) -> None:
+        if self.interval <= 0:
+            self._write_recalls(Counter({(namespace_id, day): 1}))
+            return
+        with self._lock:
+            self._recalls[(namespace_id, day)] += 1
+            if self._thread is None:
+                self._thread = run_every(self.interval, self.flush, "recall-stats")
+
     def flush(self) -> int:
         """Write what is buffered; returns the number of memories touched."""
         with self._lock:
-            counts, when = self._counts, self._last
-            self._counts, self._last = Counter(), None
+            counts, when, recalls = self._counts, self._last, self._recalls
+            self._counts, self._last, self._recalls = Counter(), None, Counter()
         if counts and when:
             self._write(counts, when)
+        if recalls:
+            self._write_recalls(recalls)
         return len(counts)
+
+    @staticmethod
+    def _write_recalls(recalls: Counter[tuple[int, date]]) -> None:
+        """Add to each (namespace, day) row, creating it on the day's first recall."""
+        from apps.memories.models import RecallDay
+
+        for (namespace_id, day), increment in recalls.items():
+            for _ in range(2):  # a concurrent first insert: the second pass updates it
+                if RecallDay.objects.filter(namespace_id=namespace_id, day=day).update(
+                        count=F("count") + increment):
+                    break
+                try:
+                    with transaction.atomic():
+                        RecallDay.objects.create(namespace_id=namespace_id, day=day, count=increment)
+                    break
+                except IntegrityError:  # created meanwhile, or the namespace was deleted
+                    continue
 
     @staticmethod
     def _write(counts: Counter[UUID], when: datetime) -> None:
@@ -71,3 +102,8 @@ atexit.register(recall_stats.flush)
 
 def note_recalled(ids: Iterable[UUID]) -> None:
     recall_stats.record(list(ids), timezone.now())
+
+
+def note_recall(namespace_id: int) -> None:
+    """One recall answered in the namespace (for recalls per day)."""
+    recall_stats.record_recall(namespace_id, timezone.now().date())

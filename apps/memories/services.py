@@ -444,6 +444,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                                   lambda ids: _embeddings(candidates, ids))
     result.hits = [RecallHit(c.memory, c.score, c.parts, shared=c.memory.namespace_id != ns.pk)
                    for c in finished]
+    recall_stats.note_recall(ns.pk)
     if result.hits:
         _note_recalled([h.memory for h in result.hits if not h.shared])
         for hit in result.hits:
@@ -672,8 +673,11 @@ def _note_recalled(memories: Sequence[Memory]) -> None:
 # --- edit ----------------------------------------------------------------------------
 
 def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
-           partial: bool = True) -> Memory:
-    """Edit a memory (team admin); re-embeds and records a version of what changed."""
+           partial: bool = True, reverted_to: int | None = None) -> Memory:
+    """Edit a memory (team admin); re-embeds and records a version of what changed.
+
+    ``reverted_to`` (set by ``revert``) is noted in the audit entry.
+    """
     memory = _editable(principal, memory_id)
     cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=partial)
     if not partial:  # PUT replaces every editable field; omitted ones take defaults
@@ -710,8 +714,11 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
             )
         MemoryVersion.objects.create(memory=memory, version=memory.version,
                                      changed_by=principal.label, changes=changes)
+        summary = {"fields": sorted(changes), "version": memory.version}
+        if reverted_to is not None:
+            summary["reverted_to"] = reverted_to
         audit(principal, "memory.update", namespace=memory.namespace, record_ids=[memory.pk],
-              summary={"fields": sorted(changes), "version": memory.version})
+              summary=summary)
         row = IndexOutbox.objects.create(namespace_id=memory.namespace_id, memory_id=memory.pk,
                                          op=IndexOutbox.Op.UPSERT)
     if memory.content != embedded_text:  # a concurrent edit changed it meanwhile
@@ -719,6 +726,55 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
     indexing.index_inline(memory.namespace, [memory], embeddings, [row.pk])
     live.memories_changed("updated", memory.namespace, [memory], embeddings, principal)
     return memory
+
+
+def state_at(memory: Memory, version: int) -> dict[str, Any]:
+    """The editable fields as they were at ``version`` (1 = as stored), rebuilt by undoing
+    each later edit's changes, newest first. Values are JSON forms (dates as ISO text)."""
+    if not 1 <= version <= memory.version:
+        raise InvalidInput(f"version must be between 1 and {memory.version}.", field="version")
+    state = {name: _jsonable(getattr(memory, name)) for name in EDITABLE_FIELDS}
+    for edit in memory.versions.filter(version__gt=version).order_by("-version"):
+        for name, change in edit.changes.items():
+            if name in state:
+                state[name] = change["before"]
+    return state
+
+
+def revert(principal: Principal, memory_id: Any, version: int) -> Memory:
+    """Make a memory's editable fields what they were at ``version`` (team admin).
+
+    A revert is a new edit, not a rewind: it records a new version (with ``reverted_to``
+    in its audit entry), re-indexes and is evented like any update, so history is kept.
+    """
+    memory = _editable(principal, memory_id)
+    target = state_at(memory, version)
+    current = {name: _jsonable(getattr(memory, name)) for name in EDITABLE_FIELDS}
+    changed = {name: value for name, value in target.items() if current[name] != value}
+    if not changed:
+        return memory
+    return update(principal, memory.pk, changed, reverted_to=version)
+
+
+def keyword_matches(principal: Principal, text: str, limit: int = 1000) -> list[uuid.UUID]:
+    """Memories matching ``text`` in the keyword index of every namespace the principal
+    may read (its own, never shared ones), each namespace's best first, interleaved.
+
+    For people searching a list (the dashboard): ranks are per namespace (BM25
+    statistics are), so namespaces take turns rather than comparing scores.
+    """
+    query = lexical.build_query(text)
+    if not query.terms:
+        return []
+    if principal.is_system_admin:
+        namespace_ids = list(Namespace.objects.values_list("pk", flat=True))
+    else:
+        namespace_ids = principal.namespace_ids(Action.READ)
+    per_namespace = [[pk for pk, _ in lexical.search(ns_id, query, limit)] for ns_id in namespace_ids]
+    merged: list[uuid.UUID] = []
+    for rank in range(max(map(len, per_namespace), default=0)):
+        merged.extend(ids[rank] for ids in per_namespace if rank < len(ids))
+    return merged[:limit]
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,15 +1,106 @@
-"""Erasure requests in the admin: read-only here (reviewing, approving and executing them
-get their own pages with the dashboard, issue 7; meanwhile the REST API does it)."""
+"""Erasure requests in the dashboard: review what a request selects, approve or reject it
+(team admin), execute it (system admin) and download its certificate.
 
-from django.contrib import admin
+Every button calls apps.privacy.erasure, as the REST API does, so the same rules, states
+and audit entries apply; the admin never edits a request's row itself.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 
 from apps.core.admin import ReadOnlyAdmin
-from apps.privacy.models import ErasureRequest
+from apps.core.errors import ServiceError
+from apps.privacy import erasure
+from apps.privacy.models import ErasureRequest, ErasureState
+from apps.privacy.selectors import SUBJECT_FIELDS, Selector
 
 
 @admin.register(ErasureRequest)
 class ErasureRequestAdmin(ReadOnlyAdmin):
-    list_display = ["id", "namespace_slug", "state", "requested_by", "requested_at",
-                    "decided_by", "executed_at", "certificate_sha256"]
-    list_filter = ["state", "namespace_slug"]
-    search_fields = ["id", "namespace_slug", "requested_by"]
+    change_form_template = "admin/privacy/erasurerequest/change_form.html"
+    list_display = ["id", "namespace_slug", "state", "subject", "requested_by", "requested_at",
+                    "decided_by", "executed_at"]
+    list_filter = ["state"]
+    search_fields = ["=id", "namespace_slug", "requested_by"]
+    readonly_fields = ["id", "namespace_slug", "selector", "reason", "state", "requested_by",
+                       "requested_at", "decided_by", "decided_at", "rejection_reason",
+                       "executed_by", "executed_at", "certificate_sha256", "last_error"]
+    fields = readonly_fields
+
+    @admin.display(description="subject")
+    def subject(self, obj):
+        found = [f"{name}={obj.selector[name]}" for name in SUBJECT_FIELDS if name in obj.selector]
+        return ", ".join(found) if found else "the whole namespace"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<uuid:object_id>/step/<str:step>/", view(self.step_view), name="privacy_erasure_step"),
+            path("<uuid:object_id>/certificate.json", view(self.certificate_view),
+                 name="privacy_erasure_certificate"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        found = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if found is not None:
+            principal = self.principal(request)
+            context.update(
+                selected_now=self._selected_now(found),
+                can_decide=found.state == ErasureState.REQUESTED,
+                can_execute=principal.is_system_admin
+                and found.state in (ErasureState.APPROVED, ErasureState.EXECUTING),
+                has_certificate=found.state == ErasureState.EXECUTED,
+                certificate_json=json.dumps(found.certificate, indent=2) if found.certificate else "",
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    @staticmethod
+    def _selected_now(found: ErasureRequest) -> int | None:
+        """How many memories the selector matches now (what executing would erase)."""
+        if found.namespace is None or found.state == ErasureState.EXECUTED:
+            return None
+        subject = next(((name, found.selector[name]) for name in SUBJECT_FIELDS
+                        if name in found.selector), None)
+        return Selector(found.namespace, subject).memories().count()
+
+    def step_view(self, request, object_id, step: str):
+        """POST approve | reject | execute: through the erasure service."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        found = get_object_or_404(self.get_queryset(request), pk=object_id)
+        principal = self.principal(request)
+        steps = {
+            "approve": lambda: erasure.approve(principal, found.pk),
+            "reject": lambda: erasure.reject(principal, found.pk,
+                                             {"reason": request.POST.get("reason", "")}),
+            "execute": lambda: erasure.execute(principal, found.pk),
+        }
+        if step not in steps:
+            return HttpResponseNotAllowed(["POST"])
+        try:
+            done = steps[step]()
+        except ServiceError as exc:
+            messages.error(request, f"Could not {step}: {exc.message}")
+        else:
+            messages.success(request, f"Erasure request {done.state}.")
+        return HttpResponseRedirect(reverse("admin:privacy_erasurerequest_change", args=[found.pk]))
+
+    def certificate_view(self, request, object_id):
+        """The deletion certificate as a JSON download (as GET …/certificate over REST)."""
+        found = get_object_or_404(self.get_queryset(request), pk=object_id)
+        found = erasure.get(self.principal(request), found.pk)  # the service's own check
+        if found.state != ErasureState.EXECUTED or not found.certificate:
+            messages.error(request, "No certificate: the request has not been executed.")
+            return HttpResponseRedirect(reverse("admin:privacy_erasurerequest_change", args=[found.pk]))
+        response = HttpResponse(json.dumps(found.certificate, indent=2, sort_keys=True),
+                                content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="erasure-{found.pk}.json"'
+        return response

@@ -7,6 +7,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from apps.tenancy.scoping import NamespaceScopedQuerySet
+
 
 class ErasureState(models.TextChoices):
     REQUESTED = "requested"
@@ -44,6 +46,8 @@ class ErasureRequest(models.Model):
     last_error = models.TextField(blank=True)
     certificate = models.JSONField(null=True, blank=True)
     certificate_sha256 = models.CharField(max_length=64, blank=True)
+
+    objects = NamespaceScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-requested_at"]

@@ -1,18 +1,22 @@
-"""Admin for namespaces, API keys and sharing grants. A new key's secret is shown once,
-in a message. Keys and grants change through their services, as over REST."""
+"""Admin for namespaces, members, API keys and sharing grants, scoped per namespace.
+
+Team admins see the namespaces they manage and change them, their members, keys and
+grants through the same services as REST (so every change is checked and audited);
+system admins see everything. A new key's secret is shown once, in a message.
+"""
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.http import HttpResponseRedirect
 
-from apps.core.admin import SuperuserOnlyAdmin
+from apps.core.admin import ScopedAdmin
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
 from apps.tenancy import grants, namespaces
-from apps.tenancy.keys import revoke_key, revoke_system_key, rotate_key, set_expiry
+from apps.tenancy.keys import create_key, revoke_key, revoke_system_key, rotate_key, set_expiry
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
-from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
+from apps.tenancy.roles import ROLE_CHOICES, Action, Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
 
 
@@ -52,8 +56,14 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(Namespace)
-class NamespaceAdmin(SuperuserOnlyAdmin):
+class NamespaceAdmin(ScopedAdmin):
+    """Team admins change their namespaces' settings and members; creating and deleting
+    namespaces is for system admins."""
+
+    system_only_add = True
+    system_only_delete = True
     form = NamespaceForm
+    change_form_template = "admin/tenancy/namespace/change_form.html"
     list_display = ["slug", "name", "memory_count", "created_at"]
     search_fields = ["slug", "name"]
     readonly_fields = ["collection", "created_at", "updated_at"]
@@ -66,7 +76,7 @@ class NamespaceAdmin(SuperuserOnlyAdmin):
 
     def save_model(self, request, obj, form, change):
         """Through the namespace services, so the change is validated and audited."""
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
         if not change:
             created = create_namespace(obj.slug, obj.name, actor=principal)
             for name in ("near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
@@ -85,7 +95,7 @@ class NamespaceAdmin(SuperuserOnlyAdmin):
     def delete_model(self, request, obj):
         from apps.memories.services import delete_namespace  # the door calls the service
 
-        delete_namespace(Principal.for_user(request.user), obj)
+        delete_namespace(self.principal(request), obj)
 
     def delete_queryset(self, request, queryset):
         for namespace in queryset:
@@ -95,9 +105,34 @@ class NamespaceAdmin(SuperuserOnlyAdmin):
     def memory_count(self, obj):
         return obj.memory_count
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The settings form, with the namespace's members below it (set through the
+        namespace service: audited, team admins only for their own namespaces)."""
+        namespace = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if namespace is not None:
+            principal = self.principal(request)
+            if request.method == "POST" and "_member" in request.POST:
+                return self._set_member(request, principal, namespace)
+            extra_context["members"] = namespaces.list_members(principal, namespace.slug)
+            extra_context["member_roles"] = ["reader", "agent", "admin"]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _set_member(self, request, principal, namespace):
+        username = request.POST.get("username", "").strip()
+        role = request.POST.get("role", "")
+        try:
+            namespaces.set_member(principal, namespace.slug, username,
+                                  None if role == "remove" else {"role": role})
+        except ServiceError as exc:
+            messages.error(request, f"{username or 'member'}: {exc.message}")
+        else:
+            messages.success(request, f"{username}: {'removed' if role == 'remove' else role}.")
+        return HttpResponseRedirect(request.path)
+
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(SuperuserOnlyAdmin):
+class ApiKeyAdmin(ScopedAdmin):
     form = ApiKeyForm
     list_display = ["prefix", "namespace", "role", "agent_id", "name", "created_at",
                     "last_used_at", "expires_at", "revoked_at"]
@@ -115,8 +150,19 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
         # A system key's expiry has no service door (it belongs to no namespace): fixed too.
         return fixed + (["expires_at"] if obj.namespace_id is None else [])
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """A team admin picks one of their namespaces and a member role, never system."""
+        form = super().get_form(request, obj, change, **kwargs)
+        principal = self.principal(request)
+        if obj is None and not principal.is_system_admin:
+            form.base_fields["namespace"].queryset = Namespace.objects.for_principal(
+                principal, Action.MANAGE)
+            form.base_fields["namespace"].required = True
+            form.base_fields["role"].choices = [c for c in ROLE_CHOICES if c[0] != Role.SYSTEM.label]
+        return form
+
     def save_model(self, request, obj, form, change):
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
         if change:  # only the expiry can change: through the key service
             if "expires_at" in form.changed_data and obj.namespace is not None:
                 expiry = obj.expires_at.isoformat() if obj.expires_at else None
@@ -125,17 +171,20 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
                 except ServiceError as exc:
                     messages.error(request, exc.message)
             return
-        key, raw = create_api_key(  # the form has already checked what the service checks
-            role=Role.from_label(obj.role), agent_id=obj.agent_id, namespace=obj.namespace,
-            name=obj.name, expires_at=obj.expires_at, actor=principal,
-        )
+        if obj.namespace is None:  # a system key (the form allowed it to system admins only)
+            key, raw = create_api_key(role=Role.SYSTEM, agent_id=obj.agent_id, namespace=None,
+                                      name=obj.name, expires_at=obj.expires_at, actor=principal)
+        else:  # the form has already checked what the service checks
+            key, raw = create_key(principal, obj.namespace.slug, {
+                "role": obj.role, "agent_id": obj.agent_id, "name": obj.name,
+                "expires_at": obj.expires_at.isoformat() if obj.expires_at else None})
         obj.pk = key.pk
         messages.warning(request, f"Copy the new key now, it is not shown again: {raw}")
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
         """Through the key service, as the REST endpoint."""
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
         count = 0
         for key in queryset.filter(revoked_at__isnull=True).select_related("namespace"):
             if key.namespace is None:
@@ -148,7 +197,7 @@ class ApiKeyAdmin(SuperuserOnlyAdmin):
     @admin.action(description="Rotate selected keys (old secrets work for the grace period)")
     def rotate(self, request, queryset):
         """Through the key service, as the REST endpoint; each new secret is shown once."""
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
         for key in queryset.select_related("namespace"):
             if key.namespace is None:
                 self.message_user(request, f"{key.prefix}: system keys are rotated by creating "
@@ -192,7 +241,7 @@ class SharingGrantForm(forms.ModelForm):
 
 
 @admin.register(SharingGrant)
-class SharingGrantAdmin(SuperuserOnlyAdmin):
+class SharingGrantAdmin(ScopedAdmin):
     """Grants are created and revoked through apps.tenancy.grants, never edited in place
     or deleted (a changed scope is a new grant; the revoked row is the record)."""
 
@@ -210,15 +259,29 @@ class SharingGrantAdmin(SuperuserOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        """A team admin shares from a namespace they manage (to any namespace)."""
+        form = super().get_form(request, obj, change, **kwargs)
+        principal = self.principal(request)
+        if obj is None and not principal.is_system_admin:
+            form.base_fields["grantor"].queryset = Namespace.objects.for_principal(
+                principal, Action.MANAGE)
+        return form
+
     def save_model(self, request, obj, form, change):
         if not change:  # the form has checked what the service checks
-            grant = grants.create_grant(Principal.for_user(request.user), obj.grantor.slug,
+            grant = grants.create_grant(self.principal(request), obj.grantor.slug,
                                         form.service_input())
             obj.pk = grant.pk
 
     @admin.action(description="Revoke selected grants")
     def revoke(self, request, queryset):
-        principal = Principal.for_user(request.user)
+        principal = self.principal(request)
+        revoked = 0
         for grant in queryset.select_related("grantor"):
-            grants.revoke_grant(principal, grant.grantor.slug, grant.pk)
-        self.message_user(request, f"{queryset.count()} grant(s) revoked.")
+            try:
+                grants.revoke_grant(principal, grant.grantor.slug, grant.pk)
+                revoked += 1
+            except ServiceError as exc:  # a grantee's admin sees the grant, cannot revoke it
+                self.message_user(request, f"grant {grant.pk}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{revoked} grant(s) revoked.")

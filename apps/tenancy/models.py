@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from apps.tenancy.roles import ROLE_CHOICES, Role
+from apps.tenancy.scoping import NamespaceScopedQuerySet
 
 
 def new_collection_name() -> str:
@@ -19,6 +20,10 @@ class NearDuplicatePolicy(models.TextChoices):
     KEEP = "keep"
     LINK = "link"
     SKIP = "skip"
+
+
+class NamespaceQuerySet(NamespaceScopedQuerySet):
+    namespace_fields = ("pk",)
 
 
 class Namespace(models.Model):
@@ -67,6 +72,8 @@ class Namespace(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = NamespaceQuerySet.as_manager()
+
     class Meta:
         ordering = ["slug"]
         # Member roles are bundles of these, held per namespace (roles.ROLE_PERMISSIONS).
@@ -95,7 +102,7 @@ class Namespace(models.Model):
             raise ValidationError({"recall_defaults": where + exc.message}) from None
 
 
-class ApiKeyQuerySet(models.QuerySet):
+class ApiKeyQuerySet(NamespaceScopedQuerySet):
     def active(self) -> ApiKeyQuerySet:
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(
@@ -144,7 +151,10 @@ class ApiKey(models.Model):
         return Role.from_label(self.role)
 
 
-class SharingGrantQuerySet(models.QuerySet):
+class SharingGrantQuerySet(NamespaceScopedQuerySet):
+    #: A grant is visible to both sides; only the grantor's admins may revoke it.
+    namespace_fields = ("grantor_id", "grantee_id")
+
     def live(self) -> SharingGrantQuerySet:
         """Neither revoked nor expired: read at every request, so a revoke bites at once."""
         return self.filter(revoked_at__isnull=True).filter(

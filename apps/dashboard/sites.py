@@ -1,0 +1,68 @@
+"""MemoryWeb's admin site: allauth login, access by namespace role, pages beyond CRUD."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import resolve_url
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+
+from apps.dashboard.access import is_dashboard_user
+
+#: The pages beyond CRUD: (url name, title), shown as a "Tools" section in the index and
+#: the sidebar.
+TOOLS = [
+    ("overview", "Namespace overview"),
+    ("playground", "Recall playground"),
+    ("live", "Live feed"),
+]
+
+
+class DashboardSite(admin.AdminSite):
+    site_header = "MemoryWeb"
+    site_title = "MemoryWeb dashboard"
+    index_title = "Dashboard"
+    enable_nav_sidebar = True
+
+    def has_permission(self, request) -> bool:
+        """Team admins of any namespace and system admins; ``is_staff`` plays no part."""
+        return is_dashboard_user(request)
+
+    def login(self, request, extra_context=None):
+        """The admin logs in through allauth (password, then TOTP when set up)."""
+        next_url = request.GET.get(REDIRECT_FIELD_NAME, "")
+        if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()},
+                                               require_https=request.is_secure()):
+            next_url = reverse("admin:index")
+        if request.user.is_authenticated:
+            if not self.has_permission(request):
+                raise PermissionDenied("the dashboard is for team admins and system admins.")
+            return HttpResponseRedirect(next_url)
+        return HttpResponseRedirect(f"{resolve_url(settings.LOGIN_URL)}?"
+                                    f"{urlencode({REDIRECT_FIELD_NAME: next_url})}")
+
+    def get_urls(self):
+        from apps.dashboard import views
+
+        pages = [
+            path("dashboard/overview/", self.admin_view(views.overview), name="overview"),
+            path("dashboard/playground/", self.admin_view(views.playground), name="playground"),
+            path("dashboard/live/", self.admin_view(views.live_feed), name="live"),
+        ]
+        return pages + super().get_urls()
+
+    def get_app_list(self, request, app_label=None):
+        apps = super().get_app_list(request, app_label)
+        if app_label is None or app_label == "dashboard":
+            apps.insert(0, {
+                "name": "Tools", "app_label": "dashboard", "app_url": reverse("admin:overview"),
+                "has_module_perms": True,
+                "models": [{"name": title, "object_name": name, "admin_url": reverse(f"admin:{name}"),
+                            "add_url": None, "view_only": True, "perms": {"view": True}}
+                           for name, title in TOOLS],
+            })
+        return apps
