@@ -281,7 +281,7 @@ class MemoryAdmin(ScopedAdmin):
 
     def _update_each(self, request, queryset, change) -> int:
         principal, done = self.principal(request), 0
-        for memory in queryset.only("pk", "tags", "kind"):
+        for memory in queryset.select_related(None).only("pk", "tags", "kind"):
             data = change(memory)
             if data is None:
                 continue

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
+from apps.tenancy.scoping import NamespaceScopedQuerySet
 
 
 class MemoryKind(models.TextChoices):
@@ -167,6 +168,8 @@ class IndexOutbox(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+
+    objects = NamespaceScopedQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

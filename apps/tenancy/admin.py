@@ -125,9 +125,10 @@ class NamespaceAdmin(ScopedAdmin):
             namespaces.set_member(principal, namespace.slug, username,
                                   None if role == "remove" else {"role": role})
         except ServiceError as exc:
-            messages.error(request, f"{username or 'member'}: {exc.message}")
+            messages.error(request, f"Member {username or '?'}: {exc.message}")
         else:
-            messages.success(request, f"{username}: {'removed' if role == 'remove' else role}.")
+            messages.success(request, f"Member {username}: "
+                             f"{'removed' if role == 'remove' else f'now {role}'}.")
         return HttpResponseRedirect(request.path)
 
 
@@ -136,7 +137,7 @@ class ApiKeyAdmin(ScopedAdmin):
     form = ApiKeyForm
     list_display = ["prefix", "namespace", "role", "agent_id", "name", "created_at",
                     "last_used_at", "expires_at", "revoked_at"]
-    list_filter = ["role", "namespace"]
+    list_filter = ["role", ("namespace", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["prefix", "agent_id", "name"]
     fields = ["namespace", "role", "agent_id", "name", "expires_at", "revoked_at"]
     actions = ["revoke", "rotate"]
@@ -248,7 +249,8 @@ class SharingGrantAdmin(ScopedAdmin):
     form = SharingGrantForm
     list_display = ["grantor", "grantee", "tags", "kinds", "created_at", "expires_at",
                     "revoked_at", "created_by"]
-    list_filter = ["grantor", "grantee"]
+    list_filter = [("grantor", admin.RelatedOnlyFieldListFilter),
+                   ("grantee", admin.RelatedOnlyFieldListFilter)]
     actions = ["revoke"]
 
     def get_readonly_fields(self, request, obj=None):
