@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test test-postgres lint install install-dev bench clean help
+.PHONY: run test test-postgres lint install install-dev chromium bench clean help
 
 help:
 	@echo "make run            install, migrate, serve on http://$(HOST):$(PORT) (PORT=... to change)"
@@ -29,6 +29,14 @@ $(VENV)/.dev: requirements/dev.txt requirements/base.txt | $(BIN)/python
 install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never
+# `playwright install`): installed from Debian's packages when missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  else echo "install Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python -m daphne -b $(HOST) -p $(PORT) memoryweb.asgi:application
@@ -36,10 +44,10 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check .
 
-test: install-dev lint
+test: install-dev chromium lint
 	$(BIN)/python -m pytest
 
-test-postgres: install-dev
+test-postgres: install-dev chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest
 
 bench: install-dev

@@ -53,21 +53,24 @@ def weighted_scores(channels: Channels, weights: Mapping[str, float] | None = No
 
     Unlike RRF this keeps how much better one candidate is than the next: a keyword hit
     with twice the BM25 of the runner-up counts for more than one that barely leads. A
-    candidate missing from a channel gets nothing from it.
+    candidate missing from a channel gets nothing from it; a channel's only candidate (or
+    candidates that all score alike) gets the channel's full weight.
     """
     weights = weights or {}
     norm = sum(weights.get(name, 1.0) for name in channels)
     if not norm:
         return []
-    bounds = {}
+    bounds: dict[str, tuple[float, float]] = {}
     for name, ranked in channels.items():
         scores = [score for _, score in ranked] or [0.0]
         low, top = min(scores), max(scores)
-        bounds[name] = (low, (top - low) or 1.0)
+        bounds[name] = (low, top - low)
 
     def contribution(name: str, rank: int, raw: float) -> float:
         low, span = bounds[name]
-        return weights.get(name, 1.0) * (raw - low) / span / norm
+        # One candidate (or all scoring alike): each is the channel's best, not its worst.
+        scaled = (raw - low) / span if span else 1.0
+        return weights.get(name, 1.0) * scaled / norm
 
     return _collect(channels, contribution)
 

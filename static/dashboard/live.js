@@ -23,7 +23,7 @@
     row.appendChild(text("strong", event.event));
     row.appendChild(text("span", "  by " + (event.agent_id || event.actor || "?") + "  "));
     const memories = event.memories || [];
-    const first = memories[0] || {};
+    const first = (memories[0] || {}).row || {};  // created/updated: {id, row}; others: {id}
     const summary = first.content ? first.content.slice(0, 140)
       : memories.length + " memor" + (memories.length === 1 ? "y" : "ies");
     row.appendChild(text("span", summary, "mw-event-content"));

@@ -61,3 +61,13 @@ def test_session_context_without_session_mates_changes_nothing():
     before = [(e.item, e.score) for e in fused]
     after = fusion.session_context(fused, {"a": "s1", "b": "s2"}, 0.3)
     assert [(e.item, e.score) for e in after] == before
+
+
+def test_a_channels_only_candidate_gets_its_full_weight():
+    """Min-max scaling would give a lone keyword hit 0 (it is both the best and the worst)."""
+    fused = {f.item: f for f in fusion.weighted_scores(
+        {"lexical": [("a", 2.6)], "vector": [("a", 0.5), ("b", 0.4)]}, {"lexical": 3, "vector": 1})}
+    assert fused["a"].parts["lexical"]["contribution"] == 0.75
+    assert fused["a"].score == 1.0 and fused["b"].score == 0.0
+    alike = fusion.weighted_scores({"lexical": [("a", 1.0), ("b", 1.0)]})
+    assert [f.score for f in alike] == [1.0, 1.0]

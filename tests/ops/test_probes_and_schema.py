@@ -43,5 +43,8 @@ def test_api_docs_load_nothing_from_another_host(client, db):
     assert external == []
 
 
-def test_admin_login_page_renders(db):
-    assert Client().get("/admin/login/").status_code == 200
+def test_admin_login_is_the_allauth_login_page(db):
+    response = Client().get("/admin/login/", follow=True)
+    assert response.status_code == 200
+    assert response.request["PATH_INFO"] == "/accounts/login/"
+    assert b'name="password"' in response.content

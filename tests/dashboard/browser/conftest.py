@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from tests.servers import ROOT, DaphneServer
 
@@ -29,7 +30,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VIEWPORT = {"width": 1280, "height": 800}
 PASSWORD = "a-long-test-password-1"
 #: Playwright's default for expect() and waits, in milliseconds (a 2-core CI box).
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = 10_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 #: One management-shell run: namespaces, people, keys. Prints one JSON line of keys.
 SETUP = """
@@ -86,8 +88,8 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    """Daphne on a fresh data dir with alpha (alice is its team admin), beta (bob's) and
-    a superuser root; memories stored over REST by alpha's and beta's agents."""
+    """Daphne on a fresh data dir with alpha (alice is its team admin, rita a reader),
+    beta (bob's) and a superuser root; memories stored over REST by their agents."""
     base = tmp_path_factory.mktemp("browser-site")
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
     env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
@@ -114,8 +116,6 @@ def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
                     "(apt-get install chromium); the browser tests need it.", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                               args=CHROMIUM_ARGS)
@@ -137,7 +137,7 @@ def log_in(page, site: Site, username: str, password: str = PASSWORD) -> None:
 def person(site, browser):
     """``person("alice")``: a new browser context logged in as that person (through the
     form once per module, then from the saved cookies), returning its page."""
-    contexts = []
+    contexts, problems = [], []
 
     def open_as(username: str):
         context = browser.new_context(viewport=VIEWPORT, base_url=site.url, accept_downloads=True,
@@ -145,6 +145,7 @@ def person(site, browser):
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
+        watch(page, problems)
         if username not in site.storage:
             log_in(page, site, username)
             site.storage[username] = context.storage_state()
@@ -153,14 +154,26 @@ def person(site, browser):
     yield open_as
     for context in contexts:
         context.close()
+    assert not problems, f"script errors or server errors in the browser: {problems}"
+
+
+def watch(page, problems: list[str]) -> None:
+    """Collect what a person would not see but should not happen: script errors, and
+    answers of 500 and above from the server (a 404 may be what a test expects)."""
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.on("response", lambda response: response.status >= 500
+            and problems.append(f"{response.status} {response.url}"))
 
 
 @pytest.fixture
 def anonymous_page(site, browser):
     context = browser.new_context(viewport=VIEWPORT, base_url=site.url)
     context.set_default_timeout(TIMEOUT_MS)
-    yield context.new_page()
+    page, problems = context.new_page(), []
+    watch(page, problems)
+    yield page
     context.close()
+    assert not problems, f"script errors or server errors in the browser: {problems}"
 
 
 @pytest.fixture
