@@ -319,7 +319,11 @@ MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
 # Dashboard users (team and system admins) must set up TOTP before the dashboard opens.
 MEMORYWEB_REQUIRE_MFA = env.bool("MEMORYWEB_REQUIRE_MFA", default=MEMORYWEB_ENV == "production")
-EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# Password-reset mail: printed to the console locally; in production dropped unless a real
+# backend is configured (reset links in a log would let anyone who reads it take over).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.dummy.EmailBackend"
+                        if MEMORYWEB_ENV == "production"
+                        else "django.core.mail.backends.console.EmailBackend")
 
 # --- Internationalisation, static files ---------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -8,6 +8,8 @@ closes the dashboard at the next request.
 
 from __future__ import annotations
 
+from allauth.mfa.models import Authenticator
+from django.conf import settings
 from django.http import HttpRequest
 
 from apps.tenancy.principal import Principal
@@ -26,6 +28,19 @@ def principal_for(request: HttpRequest) -> Principal | None:
         cached = Principal.for_user(user)
         setattr(request, _CACHE_ATTRIBUTE, cached)
     return cached
+
+
+def needs_mfa_setup(user, principal: Principal | None = None) -> bool:
+    """True while MEMORYWEB_REQUIRE_MFA is on and a team or system admin has no TOTP
+    authenticator: their password-only session may do nothing but set one up (the
+    dashboard, REST with the session and the live WebSocket all ask this). Once one is
+    set up, allauth asks for the code before any session exists."""
+    if not settings.MEMORYWEB_REQUIRE_MFA or user is None or not user.is_authenticated:
+        return False
+    principal = principal or Principal.for_user(user)
+    if not (principal.is_system_admin or principal.namespace_ids(Action.MANAGE)):
+        return False
+    return not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
 def is_dashboard_user(request: HttpRequest) -> bool:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from allauth.mfa.models import Authenticator
-from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 
-from apps.dashboard.access import is_dashboard_user
+from apps.dashboard.access import needs_mfa_setup, principal_for
+
+#: What a password-only session may still reach: allauth (to set up TOTP, log out),
+#: static files, and the API and WebSocket (which refuse the session themselves).
+OPEN_PREFIXES = ("/accounts/", "/static/", "/api/", "/ws/", "/health", "/readiness",
+                 "/admin/logout/")
 
 
 class RequireStaffMfaMiddleware:
     """A team or system admin without a TOTP authenticator is sent to set one up before
-    any dashboard page opens. allauth then asks for the code at every login."""
+    any page opens; allauth then asks for the code at every login."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if (settings.MEMORYWEB_REQUIRE_MFA and request.path.startswith("/admin/")
-                and is_dashboard_user(request)
-                and not Authenticator.objects.filter(user=request.user,
-                                                     type=Authenticator.Type.TOTP).exists()):
+        path = request.path_info
+        if (not path.startswith(OPEN_PREFIXES) and request.user.is_authenticated
+                and needs_mfa_setup(request.user, principal_for(request))):
             messages.warning(request, "Set up an authenticator app before using the dashboard.")
             return redirect("mfa_activate_totp")
         return self.get_response(request)

@@ -89,7 +89,8 @@ def _overview_numbers(namespace: Namespace, days: int) -> dict:
         "total": total,
         "stored_in_window": sum(per_day.values()),
         "recalls_in_window": sum(recalls.values()),
-        "growth_chart": bar_chart(growth, title=f"Memories over the last {days} days",
+        # Memories held now, by the day they were stored (deleted ones are not history).
+        "growth_chart": bar_chart(growth, title=f"Memories held, by day stored ({days} days)",
                                   label_every=label_every),
         "recall_chart": bar_chart(recall_points, title=f"Recalls per day, last {days} days",
                                   label_every=label_every),

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, ServiceError
+from apps.dashboard.access import needs_mfa_setup
 from apps.live import subscriptions
 from apps.live.events import key_group
 from apps.live.hub import hub
@@ -66,7 +67,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._authenticate_key(credential, None)
         elif self._session_user() is not None:
             user = self._session_user()
-            self.principal = await sync_to_async(Principal.for_user)(user)
+            principal = await sync_to_async(Principal.for_user)(user)
+            if await sync_to_async(needs_mfa_setup)(user, principal):
+                await self._close(CLOSE_ACCESS_LOST, "two-factor authentication required")
+                return
+            self.principal = principal
             await self._authenticated(None)
         else:
             self.timers.append(asyncio.get_running_loop().call_later(

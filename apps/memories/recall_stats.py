@@ -59,18 +59,28 @@ class RecallStatsBuffer:
         with self._lock:
             counts, when, recalls = self._counts, self._last, self._recalls
             self._counts, self._last, self._recalls = Counter(), None, Counter()
-        if counts and when:
-            self._write(counts, when)
-        if recalls:
-            self._write_recalls(recalls)
-        return len(counts)
+        touched = len(counts)
+        try:
+            if counts and when:
+                self._write(counts, when)
+                counts = Counter()
+            if recalls:
+                self._write_recalls(recalls)  # removes each (namespace, day) once written
+        except Exception:
+            # The database was busy or away: keep what was not written for the next flush.
+            with self._lock:
+                self._counts.update(counts)
+                self._last = self._last or when
+                self._recalls.update(recalls)
+            raise
+        return touched
 
     @staticmethod
     def _write_recalls(recalls: Counter[tuple[int, date]]) -> None:
         """Add to each (namespace, day) row, creating it on the day's first recall."""
         from apps.memories.models import RecallDay
 
-        for (namespace_id, day), increment in recalls.items():
+        for (namespace_id, day), increment in list(recalls.items()):
             for _ in range(2):  # a concurrent first insert: the second pass updates it
                 if RecallDay.objects.filter(namespace_id=namespace_id, day=day).update(
                         count=F("count") + increment):
@@ -81,6 +91,7 @@ class RecallStatsBuffer:
                     break
                 except IntegrityError:  # created meanwhile, or the namespace was deleted
                     continue
+            del recalls[(namespace_id, day)]
 
     @staticmethod
     def _write(counts: Counter[UUID], when: datetime) -> None:
@@ -89,11 +100,12 @@ class RecallStatsBuffer:
         by_increment: dict[int, list[UUID]] = defaultdict(list)
         for memory_id, increment in counts.items():
             by_increment[increment].append(memory_id)
-        for increment, ids in by_increment.items():
-            for start in range(0, len(ids), 500):
-                Memory.objects.filter(pk__in=ids[start : start + 500]).update(
-                    access_count=F("access_count") + increment, last_recalled_at=when
-                )
+        with transaction.atomic():  # all or nothing: a failed flush is retried whole
+            for increment, ids in by_increment.items():
+                for start in range(0, len(ids), 500):
+                    Memory.objects.filter(pk__in=ids[start : start + 500]).update(
+                        access_count=F("access_count") + increment, last_recalled_at=when
+                    )
 
 
 recall_stats = RecallStatsBuffer(settings.MEMORYWEB_RECALL_STATS_SECONDS)

@@ -756,9 +756,11 @@ def revert(principal: Principal, memory_id: Any, version: int) -> Memory:
     return update(principal, memory.pk, changed, reverted_to=version)
 
 
-def keyword_matches(principal: Principal, text: str, limit: int = 1000) -> list[uuid.UUID]:
+def keyword_matches(principal: Principal, text: str, limit: int = 1000, *,
+                    namespace_ids: Sequence[int] | None = None) -> list[uuid.UUID]:
     """Memories matching ``text`` in the keyword index of every namespace the principal
-    may read (its own, never shared ones), each namespace's best first, interleaved.
+    may read (its own, never shared ones), or of those of ``namespace_ids`` it may read,
+    each namespace's best first, interleaved.
 
     For people searching a list (the dashboard): ranks are per namespace (BM25
     statistics are), so namespaces take turns rather than comparing scores.
@@ -767,10 +769,12 @@ def keyword_matches(principal: Principal, text: str, limit: int = 1000) -> list[
     if not query.terms:
         return []
     if principal.is_system_admin:
-        namespace_ids = list(Namespace.objects.values_list("pk", flat=True))
+        readable = list(Namespace.objects.values_list("pk", flat=True))
     else:
-        namespace_ids = principal.namespace_ids(Action.READ)
-    per_namespace = [[pk for pk, _ in lexical.search(ns_id, query, limit)] for ns_id in namespace_ids]
+        readable = principal.namespace_ids(Action.READ)
+    if namespace_ids is not None:
+        readable = [ns_id for ns_id in readable if ns_id in set(namespace_ids)]
+    per_namespace = [[pk for pk, _ in lexical.search(ns_id, query, limit)] for ns_id in readable]
     merged: list[uuid.UUID] = []
     for rank in range(max(map(len, per_namespace), default=0)):
         merged.extend(ids[rank] for ids in per_namespace if rank < len(ids))
@@ -800,8 +804,9 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
         by_namespace.setdefault(ns_id, []).append(pk)
     if sum(map(len, by_namespace.values())) != len(pks):
         raise NotFound("memory not found.")
-    for ns_id in by_namespace:
+    for ns_id, namespace in Namespace.objects.in_bulk(list(by_namespace)).items():
         authorize(principal, ns_id, Action.EDIT)
+        _check_writable(namespace)  # as delete(): an archived namespace is read-only
     return _delete_memories(principal, by_namespace, "memory.delete")
 
 

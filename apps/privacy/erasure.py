@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -208,6 +210,7 @@ def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None
             if ids:
                 _delete_memories(principal, {namespace.pk: ids}, "memory.erase",
                                  {"erasure_request": str(request.pk)})
+                _forget_admin_log(ids)
         finally:
             if connection.vendor == "sqlite":
                 with connection.cursor() as cursor:
@@ -322,6 +325,17 @@ def _forget_idempotency(namespace: Namespace, ids: set[str]) -> int:
     doomed = _idempotency_naming(namespace, ids)
     IdempotencyRecord.objects.filter(pk__in=doomed).delete()
     return len(doomed)
+
+
+def _forget_admin_log(ids: list) -> None:
+    """Delete the Django admin's own log rows about these memories: their ``object_repr``
+    held the first characters of content. (The dashboard no longer writes them for
+    memories; rows from before that would outlive the erasure.)"""
+    memory_type = ContentType.objects.get_for_model(Memory)
+    names = [str(pk) for pk in ids]
+    for start in range(0, len(names), 500):
+        LogEntry.objects.filter(content_type=memory_type,
+                                object_id__in=names[start : start + 500]).delete()
 
 
 def _checkpoint_wal() -> None:

@@ -56,10 +56,14 @@ class Selector:
         if field == "ids":
             return found.filter(pk__in=value)
         if field == "subject_id":  # a JSON string, or the same id stored as a number
-            match = Q(**{f"metadata__{SUBJECT_KEY}": value})
-            if re.fullmatch(r"-?\d{1,18}", value):
-                match |= Q(**{f"metadata__{SUBJECT_KEY}": int(value)})
-            return found.filter(match)
+            values = [value, int(value)] if re.fullmatch(r"-?\d{1,18}", value) else [value]
+            match = Q()
+            for named in values:
+                # Now, or before an edit took it out: a version keeps the old metadata,
+                # and a revert would bring the subject back.
+                match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
+                match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
+            return found.filter(pk__in=Memory.objects.filter(match).values("pk"))
         return found.filter(**{field: value})
 
     def describe(self) -> dict[str, Any]:

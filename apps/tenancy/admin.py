@@ -162,6 +162,9 @@ class ApiKeyAdmin(ScopedAdmin):
             form.base_fields["role"].choices = [c for c in ROLE_CHOICES if c[0] != Role.SYSTEM.label]
         return form
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoke (audited, evented); the row stays as the record
+
     def save_model(self, request, obj, form, change):
         principal = self.principal(request)
         if change:  # only the expiry can change: through the key service
@@ -188,10 +191,14 @@ class ApiKeyAdmin(ScopedAdmin):
         principal = self.principal(request)
         count = 0
         for key in queryset.filter(revoked_at__isnull=True).select_related("namespace"):
-            if key.namespace is None:
-                revoke_system_key(principal, key.pk)
-            else:
-                revoke_key(principal, key.namespace.slug, key.pk)
+            try:
+                if key.namespace is None:
+                    revoke_system_key(principal, key.pk)
+                else:
+                    revoke_key(principal, key.namespace.slug, key.pk)
+            except ServiceError as exc:
+                self.message_user(request, f"{key.prefix}: {exc.message}", messages.ERROR)
+                continue
             count += 1
         self.message_user(request, f"{count} key(s) revoked.")
 
@@ -214,6 +221,9 @@ class ApiKeyAdmin(ScopedAdmin):
 
 
 class SharingGrantForm(forms.ModelForm):
+    #: Named by slug, as over REST: a drop-down would list every tenant's namespace.
+    grantee = forms.CharField(max_length=64, help_text="The slug of the namespace that may read.")
+
     class Meta:
         model = SharingGrant
         fields = ["grantor", "grantee", "tags", "kinds", "created_after", "created_before",
@@ -228,6 +238,13 @@ class SharingGrantForm(forms.ModelForm):
                 data[moment] = data[moment].isoformat()
         grantee = self.cleaned_data.get("grantee")
         return {"grantee": grantee.slug if grantee else "", **data}
+
+    def clean_grantee(self):
+        slug = self.cleaned_data["grantee"].strip()
+        grantee = Namespace.objects.filter(slug=slug).first() if SLUG_RE.match(slug) else None
+        if grantee is None:
+            raise forms.ValidationError(f"namespace {slug!r} does not exist.")
+        return grantee
 
     def clean(self):
         cleaned = super().clean()

@@ -40,4 +40,11 @@ class PrincipalSessionAuthentication(authentication.SessionAuthentication):
         if result is None:
             return None
         user, auth = result
-        return Principal.for_user(user), auth
+        principal = Principal.for_user(user)
+        from apps.dashboard.access import needs_mfa_setup  # people's login rules live there
+
+        if needs_mfa_setup(user, principal):
+            raise exceptions.PermissionDenied(
+                "two-factor authentication is required: set up an authenticator at "
+                "/accounts/2fa/ (or use an API key).")
+        return principal, auth

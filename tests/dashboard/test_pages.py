@@ -34,7 +34,10 @@ def test_overview_counts_memories_agents_recalls_and_backlog(alice, alpha, memor
     assert re.search(r">3</div>recalls in 30 days", page)
     assert "agent-1</a></td><td>1</td>" in page and "agent-2</a></td><td>1</td>" in page
     assert page.count('<rect class="bar"') == 60  # growth and recalls, 30 days each
-    assert "<svg" in page and "Memories over the last 30 days" in page
+    assert "<svg" in page and "Memories held, by day stored (30 days)" in page
+    today = __import__("django.utils.timezone", fromlist=["now"]).now().date().isoformat()
+    assert f"<title>{today}: 2</title>" in page  # the growth chart's last bar: both memories
+    assert f"<title>{today}: 3</title>" in page  # the recalls chart's: three recalls
     page = alice.get("/admin/dashboard/overview/", {"days": "7"}).content.decode()
     assert page.count('<rect class="bar"') == 14
 
@@ -124,7 +127,10 @@ def _user(username):
 @pytest.mark.django_db(transaction=True)
 def test_audit_verify_button_reports_the_chain(alice, root, memories):
     response = alice.post("/admin/audit/auditentry/verify/", follow=True)
-    assert b"Audit chain intact" in response.content and b"Chain status: intact" in response.content
+    assert b"Audit chain intact up to the signed anchor." in response.content
+    assert b"Chain status: intact</p>" in response.content  # no global entry count for a team
+    counted = root.post("/admin/audit/auditentry/verify/", follow=True).content
+    assert re.search(rb"Audit chain intact: \d+ entries verified", counted)
     assert alice.get("/admin/audit/auditentry/verify/").status_code == 405
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditentry SET operation = 'memory.tampered' WHERE seq = 2")

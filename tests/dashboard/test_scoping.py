@@ -33,11 +33,13 @@ def test_memory_list_shows_only_the_admins_namespaces(alice, root, memories):
 
 
 def test_filter_choices_never_name_another_namespace(alice, memories, beta):
-    store_beta_only = Memory.objects.filter(namespace=beta).update(agent_id="beta-bot")
-    assert store_beta_only
+    from tests.dashboard.conftest import store
+
+    store(beta, "Only beta knows this.", agent_id="beta-bot", tags=["beta-only-tag"])
     page = alice.get("/admin/memories/memory/").content.decode()
-    assert "?namespace=" in page and "beta" not in page.lower().replace("beta's", "")
-    assert "beta-bot" not in page
+    assert "?namespace=" in page and "?tag=ops" in page and "?agent=agent-1" in page
+    assert "beta" not in page.lower()
+    assert "beta-bot" not in page and "beta-only-tag" not in page
 
 
 def test_a_memory_of_another_namespace_cannot_be_opened(alice, memories):

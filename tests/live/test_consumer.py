@@ -307,3 +307,10 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(alpha):
     socket = WebsocketCommunicator(application, "/ws/v1/live", headers=headers)
     connected, _ = await socket.connect(timeout=TIMEOUT)
     assert not connected
+
+
+async def test_a_team_admins_session_without_required_totp_is_refused(settings, alpha):
+    settings.MEMORYWEB_REQUIRE_MFA = True
+    socket = await connect(headers=await _session_headers("tess", alpha, Role.ADMIN,
+                                                          b"http://testserver"))
+    assert await closed_with(socket) == 4403
