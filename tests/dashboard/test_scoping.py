@@ -8,7 +8,6 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.audit.models import AuditEntry
-from apps.memories.models import Memory
 from apps.privacy import erasure
 from apps.tenancy import grants
 from apps.tenancy.members import members
