@@ -69,6 +69,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "guardian",
+    # Request, database and cache metrics (MemoryWeb's own series: apps/ops/metrics.py).
+    "django_prometheus",
+    # Background jobs (apps/ops/jobs.py, apps/ops/tasks.py).
+    "huey.contrib.djhuey",
     # People's login (username or e-mail + password) and TOTP multi-factor.
     "allauth",
     "allauth.account",
@@ -92,6 +96,7 @@ AUTHENTICATION_BACKENDS = [
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous callers get nothing
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.request_id.RequestIdMiddleware",
     "apps.core.middleware.ServerTimingMiddleware",
     "apps.core.middleware.RequestBodyLimitMiddleware",
@@ -105,6 +110,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "apps.dashboard.middleware.RequireStaffMfaMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 # Server-side messages: a new API key shown once in the admin never travels in a cookie.
@@ -162,10 +168,13 @@ SQLITE_SYNCHRONOUS = env.str("MEMORYWEB_SQLITE_SYNCHRONOUS", default="FULL")
 if "DATABASE_URL" in env:
     DATABASES = {"default": env.db("DATABASE_URL")}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The same backends, instrumented for Prometheus (queries, errors, connections).
+    DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
+        "django.db.backends.", "django_prometheus.db.backends.")
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "django_prometheus.db.backends.sqlite3",
             "NAME": DATA_DIR / "memoryweb.sqlite3",
             "OPTIONS": {
                 "timeout": 30,
@@ -188,6 +197,31 @@ MEMORYWEB_HTTP_THREADS = env.int("MEMORYWEB_HTTP_THREADS", default=8)
 # A hybrid recall runs SQLite on one thread while another embeds and queries Chroma;
 # each time SQLite hands back a result it waits for the GIL, up to this long.
 MEMORYWEB_GIL_SWITCH_MS = env.float("MEMORYWEB_GIL_SWITCH_MS", default=1.0)
+
+# --- Cache, background jobs, metrics ------------------------------------------
+# The cache holds login rate limits and used TOTP codes: shared through Redis when
+# scaled (so a code cannot be replayed on another process), in-process otherwise.
+CACHES = {"default": {
+    "BACKEND": "django_prometheus.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    "KEY_PREFIX": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb"),
+} if REDIS_URL else {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+# Jobs (huey): the queue is Redis when scaled (run `manage.py run_huey` as the worker
+# process), else a SQLite file in the data directory served by a consumer inside the
+# server process (MEMORYWEB_JOBS_IN_PROCESS).
+MEMORYWEB_JOBS_IN_PROCESS = env.bool("MEMORYWEB_JOBS_IN_PROCESS", default=not REDIS_URL)
+_HUEY_CONSUMER = {"workers": env.int("MEMORYWEB_JOB_WORKERS", default=2), "worker_type": "thread",
+                  "periodic": True, "check_worker_health": True}
+if REDIS_URL:
+    HUEY = {"huey_class": "huey.RedisHuey", "url": REDIS_URL, "immediate": False,
+            "name": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb") + "-jobs",
+            "consumer": _HUEY_CONSUMER}
+else:
+    HUEY = {"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "jobs.sqlite3"),
+            "immediate": False, "name": "memoryweb-jobs", "consumer": _HUEY_CONSUMER}
+# /metrics answers only with `Authorization: Bearer $MEMORYWEB_METRICS_TOKEN` (compared in
+# constant time); without a token it is off (404).
+MEMORYWEB_METRICS_TOKEN = _env_or_file("MEMORYWEB_METRICS_TOKEN", default="") or ""
+PROMETHEUS_METRIC_NAMESPACE = ""
 
 # --- Vector store (ChromaDB) -------------------------------------------------
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.

@@ -66,6 +66,22 @@ class AuditEntry(models.Model):
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
+class AuditCheckpoint(models.Model):
+    """A point up to which the chain was verified (by the ``audit_checkpoint`` job): the
+    next run verifies only what was written after it. A full walk ignores checkpoints."""
+
+    seq = models.BigIntegerField(unique=True)
+    entry_hash = models.CharField(max_length=64)
+    verified_at = models.DateTimeField(default=timezone.now)
+    entries_checked = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"verified up to {self.seq}"
+
+
 class AuditRecord(models.Model):
     """Which entries name which record: an index for export and erasure ("every entry
     about this memory"), rebuilt from ``record_ids``; not part of the chain."""

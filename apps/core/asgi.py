@@ -80,4 +80,8 @@ def get_asgi_application() -> ThreadPoolASGIHandler:
 
     # Each server process replays vector-index work left by an outage (idempotent).
     start_background_drain(settings.MEMORYWEB_DRAIN_SECONDS)
+    if settings.MEMORYWEB_JOBS_IN_PROCESS:  # embedded: no worker process to run the jobs
+        from apps.ops.worker import start_in_process
+
+        start_in_process()
     return ThreadPoolASGIHandler()

@@ -27,6 +27,7 @@ from apps.live.hub import hub
 from apps.live.matching import Subscription
 from apps.memories import services
 from apps.memories.api.serializers import hit_rows, stored
+from apps.ops import metrics
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authenticate_key
@@ -53,6 +54,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         await self.accept()
+        metrics.WEBSOCKET_CONNECTIONS.inc()
+        self.counted = True
         self.outbox: asyncio.Queue = asyncio.Queue(maxsize=LIMITS["send_queue"])
         self.sender = asyncio.create_task(self._send_forever())
         self.tokens, self.refilled, self.strikes = float(LIMITS["burst"]), time.monotonic(), 0
@@ -123,6 +126,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        if getattr(self, "counted", False):
+            self.counted = False
+            metrics.WEBSOCKET_CONNECTIONS.dec()
+            metrics.WEBSOCKET_SUBSCRIPTIONS.dec(len(getattr(self, "subscriptions", {})))
         for timer in getattr(self, "timers", []):
             timer.cancel()
         if getattr(self, "sender", None):
@@ -287,6 +294,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.grant_groups |= groups
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
+        if request_id not in self.subscriptions:
+            metrics.WEBSOCKET_SUBSCRIPTIONS.inc()
         self.subscriptions[request_id] = subscription
         await hub().subscribe(subscription)
         self.offer({"type": "subscribed", "id": request_id,
@@ -297,6 +306,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if target not in self.subscriptions:
             raise InvalidInput(f"no subscription {target!r}.", field="subscription")
         del self.subscriptions[target]
+        metrics.WEBSOCKET_SUBSCRIPTIONS.dec()
         await hub().unsubscribe(self, target)
         self.offer({"type": "unsubscribed", "id": request_id, "subscription": target})
 

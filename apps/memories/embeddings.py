@@ -10,6 +10,7 @@ together) is an order of magnitude faster with identical vectors.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -95,6 +96,26 @@ _embedder: Embedder | None = None
 _embedder_lock = threading.Lock()
 
 
+class MeasuredEmbedder:
+    """The configured embedder, with each call's time and text count in the metrics."""
+
+    def __init__(self, inner: Embedder):
+        self.inner = inner
+        self.name, self.dimension = inner.name, inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        from apps.ops import metrics
+
+        started = time.perf_counter()
+        vectors = self.inner.embed(texts)
+        metrics.EMBED_SECONDS.observe(time.perf_counter() - started)
+        metrics.EMBEDDED_TEXTS.inc(len(texts))
+        return vectors
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
 def get_embedder() -> Embedder:
     """The process-wide embedder, created on first use (thread-safe)."""
     global _embedder
@@ -104,10 +125,10 @@ def get_embedder() -> Embedder:
                 factory = import_string(
                     EMBEDDERS.get(settings.MEMORYWEB_EMBEDDER, settings.MEMORYWEB_EMBEDDER)
                 )
-                _embedder = factory(
+                _embedder = MeasuredEmbedder(factory(
                     batch_size=settings.MEMORYWEB_EMBED_BATCH,
                     threads=settings.MEMORYWEB_EMBEDDER_THREADS,
-                )
+                ))
     return _embedder
 
 

@@ -23,6 +23,7 @@ from apps.core.background import run_every
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.vectorstore import chroma_metadata, get_vector_store
+from apps.ops import metrics
 from apps.tenancy.models import Namespace
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ def index_inline(
         target = _current(namespace)
         _upsert(target, memories, embeddings)
     except Exception as exc:
+        metrics.INDEX_ERRORS.labels("upsert").inc()
         _record_failure(outbox_ids, exc)
         return False
     _settle(target, outbox_ids)
@@ -82,6 +84,7 @@ def unindex_inline(namespace: Namespace, memory_ids: Sequence[str], outbox_ids: 
         target = _current(namespace)
         get_vector_store().delete(target, list(memory_ids))
     except Exception as exc:
+        metrics.INDEX_ERRORS.labels("delete").inc()
         _record_failure(outbox_ids, exc)
         return False
     _settle(target, outbox_ids)
@@ -157,6 +160,7 @@ def _replay_isolated(namespace: Namespace, rows: Sequence[IndexOutbox]) -> tuple
         _replay(namespace, rows)
     except Exception as exc:
         if len(rows) == 1:
+            metrics.INDEX_ERRORS.labels("drain").inc()
             _record_failure([rows[0].pk], exc)
             return 0, 1
         done = failed = 0

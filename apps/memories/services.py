@@ -46,6 +46,7 @@ from apps.memories.models import (
     content_hash,
 )
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
+from apps.ops import metrics
 from apps.tenancy.models import Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
@@ -75,6 +76,7 @@ class RecallHit:
 
 # --- ingest -----------------------------------------------------------------------
 
+@metrics.observed("ingest")
 def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None = None, *,
            idempotency_key: str | None = None) -> Memory:
     """Store one memory for ``principal`` (agent role or above).
@@ -93,6 +95,7 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
     return _store_once(principal, ns, [cleaned], idempotency_key, data)[0]
 
 
+@metrics.observed("ingest")
 def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
                 namespace: str | None = None, *, idempotency_key: str | None = None) -> list[Memory]:
     """Store up to ``max_batch`` memories in one namespace, all or nothing (dedup as ingest)."""
@@ -208,6 +211,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
                                                          for m in memories)})
             live.memories_changed("created", ns, memories, embeddings, principal)
         indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+        metrics.MEMORIES_STORED.inc(len(memories))
     result = []
     returned: set[str] = set()
     for digest in hashes:
@@ -391,6 +395,7 @@ class _Stopwatch:
         self.timings[self.stage] = self.timings.get(self.stage, 0.0) + elapsed
 
 
+@metrics.observed("recall")
 def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | None = None,
            exclude_ids: Sequence[str] = (),
            on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
@@ -456,6 +461,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                   record_ids=[h.memory.pk for h in result.hits],
                   summary={"k": k, "mode": mode, "results": len(result.hits),
                            "include_shared": params["include_shared"]})
+    metrics.RECALLS.labels(mode).inc()
     return result
 
 
@@ -672,6 +678,7 @@ def _note_recalled(memories: Sequence[Memory]) -> None:
 
 # --- edit ----------------------------------------------------------------------------
 
+@metrics.observed("update")
 def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
            partial: bool = True, reverted_to: int | None = None) -> Memory:
     """Edit a memory (team admin); re-embeds and records a version of what changed.
@@ -741,6 +748,7 @@ def state_at(memory: Memory, version: int) -> dict[str, Any]:
     return state
 
 
+@metrics.observed("revert")
 def revert(principal: Principal, memory_id: Any, version: int) -> Memory:
     """Make a memory's editable fields what they were at ``version`` (team admin).
 
@@ -785,12 +793,14 @@ def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+@metrics.observed("delete")
 def delete(principal: Principal, memory_id: Any) -> None:
     """Delete one memory (team admin) from SQL, its versions, and the vector index."""
     memory = _editable(principal, memory_id)
     _delete_memories(principal, {memory.namespace_id: [memory.pk]}, "memory.delete")
 
 
+@metrics.observed("delete")
 def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
     """Delete several memories in one transaction: all of them, or none if any is missing
     or in a namespace where the principal may not edit."""
@@ -810,6 +820,7 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
     return _delete_memories(principal, by_namespace, "memory.delete")
 
 
+@metrics.observed("delete_by_agent")
 def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
     """Delete every memory stored by ``agent_id`` (system admin), in one or all namespaces."""
     if not principal.is_system_admin:
@@ -864,6 +875,7 @@ class IngestAndRecallResult:
     recall_error: ServiceError | None = None
 
 
+@metrics.observed("ingest_and_recall")
 def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
                       namespace: str | None = None) -> IngestAndRecallResult:
     """Seed 000's combined call: store a memory, then recall what else relates to it.

@@ -5,4 +5,5 @@ from apps.ops import views
 urlpatterns = [
     path("health", views.HealthView.as_view(), name="health"),
     path("readiness", views.ReadinessView.as_view(), name="readiness"),
+    path("metrics", views.metrics_view, name="metrics"),
 ]

@@ -1,7 +1,7 @@
 """Retention: memories past their namespace's maximum age, or past their own expires_at,
 are erased through the erasure path (request, approval, execution, certificate, audit),
-by the principal ``system:retention``. ``manage.py expire_memories`` runs it; the job
-scheduler (issue 8) will run that command on a timer."""
+by the principal ``system:retention``. ``manage.py expire_memories`` runs it, and the
+``expire_memories`` background job every hour (apps/ops/jobs.py)."""
 
 from __future__ import annotations
 
@@ -62,3 +62,16 @@ def expire(namespace: Namespace, *, dry_run: bool = False) -> RetentionReport:
         report.requests.append(request)
         report.erased += len(request.erased)
     return report
+
+
+def resume_interrupted() -> int:
+    """Finish the retention erasures a stopped run left behind (a killed worker): an
+    ``approved`` one is executed, an ``executing`` one (memories already gone from SQL)
+    gets its vectors, checks and certificate. Returns how many were finished."""
+    from apps.privacy.models import ErasureState
+
+    stuck = list(ErasureRequest.objects.filter(
+        state__in=[ErasureState.APPROVED, ErasureState.EXECUTING], requested_by=RETENTION.label))
+    for request in stuck:
+        erasure.execute(RETENTION, request.pk)
+    return len(stuck)

@@ -1,0 +1,160 @@
+"""Background jobs: what runs on a timer, and the one wrapper every run goes through.
+
+The queue and scheduler are huey (tasks in apps/ops/tasks.py): embedded, its queue is a
+SQLite file in the data directory and a consumer runs inside the server process; scaled,
+the queue is Redis and ``manage.py run_huey`` runs as its own worker process. Whoever
+runs a job, ``run_job`` gives it the same rules:
+
+- a **paused** job is skipped (``manage.py jobs pause NAME``; the flag is in SQL, so it
+  survives restarts and holds for every worker);
+- one run at a time, through a **lease** on the job's row: a second worker finds it
+  held and skips; a lease older than the job's timeout belonged to a run that died (a
+  killed worker) and is taken over;
+- each job is **idempotent and resumable**: it works from SQL state (the outbox rows,
+  erasure requests left ``executing``, the last audit checkpoint), so a run cut off
+  midway is finished by the next one without doing anything twice;
+- runs, failures and durations go to the job's row and to Prometheus.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.ops import metrics
+from apps.ops.models import JobState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    schedule: str  # for people: what the crontab in tasks.py says
+    run: Callable[[], dict[str, Any]]
+    #: A run holding the lease longer than this is presumed dead.
+    timeout: timedelta = timedelta(minutes=30)
+
+
+def _drain_outbox() -> dict[str, Any]:
+    from apps.memories.indexing import drain_outbox
+    from apps.memories.models import IndexOutbox
+
+    before = IndexOutbox.objects.count()
+    drain_outbox(limit=10_000)
+    return {"backlog_before": before, "backlog_after": IndexOutbox.objects.count()}
+
+
+def _expire_memories() -> dict[str, Any]:
+    from apps.privacy import retention
+    from apps.tenancy.models import Namespace
+
+    finished = retention.resume_interrupted()
+    erased = 0
+    for namespace in Namespace.objects.filter(archived_at__isnull=True).order_by("pk"):
+        erased += retention.expire(namespace).erased
+    return {"erased": erased, "resumed": finished}
+
+
+def _audit_checkpoint() -> dict[str, Any]:
+    from apps.audit import checkpoint
+
+    made = checkpoint.advance()
+    return {"ok": made.ok, "verified": made.checked, "seq": made.last_seq}
+
+
+def _audit_verify_full() -> dict[str, Any]:
+    from apps.audit import checkpoint
+
+    verdict = checkpoint.verify_all()
+    return {"ok": verdict.ok, "verified": verdict.checked}
+
+
+JOBS: dict[str, Job] = {job.name: job for job in [
+    Job("drain_outbox", "Replay vector-index work left by a Chroma outage (each server "
+        "process also drains every MEMORYWEB_DRAIN_SECONDS).", "every minute", _drain_outbox),
+    Job("expire_memories", "Erase memories past their namespace's retention or their own "
+        "expiry, with certificates; finishes erasures a stopped run left executing.",
+        "hourly at :07", _expire_memories, timeout=timedelta(hours=2)),
+    Job("audit_checkpoint", "Verify the audit entries written since the last checkpoint "
+        "and record a new one (a broken chain fails the job and the metric).",
+        "every 10 minutes", _audit_checkpoint),
+    Job("audit_verify_full", "Verify the whole audit chain against the signed anchor.",
+        "daily at 03:17", _audit_verify_full, timeout=timedelta(hours=6)),
+]}
+
+
+class JobFailed(Exception):
+    """A job ran and reported a problem (for example a broken audit chain)."""
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _take_lease(job: Job) -> bool:
+    """Mark the job running, unless a live run holds it or it is paused."""
+    now = timezone.now()
+    JobState.objects.get_or_create(name=job.name)
+    with transaction.atomic():
+        taken = JobState.objects.filter(name=job.name, paused=False).filter(
+            Q(running_since__isnull=True) | Q(running_since__lt=now - job.timeout)
+        ).update(running_since=now, running_on=_holder(), last_started_at=now)
+    return bool(taken)
+
+
+def run_job(name: str) -> dict[str, Any] | None:
+    """Run a job now under the rules above; None when skipped (paused or running)."""
+    job = JOBS[name]
+    if not _take_lease(job):
+        metrics.JOB_RUNS.labels(name, "skipped").inc()
+        state = JobState.objects.get(name=name)
+        log.info("job %s skipped: %s", name, "paused" if state.paused else
+                 f"running on {state.running_on} since {state.running_since}")
+        return None
+    started = time.perf_counter()
+    outcome, error, result = "ok", "", {}
+    try:
+        result = job.run()
+        if result.get("ok") is False:
+            raise JobFailed(f"{name} reported a problem: {result}")
+    except Exception as exc:
+        outcome, error = "error", f"{type(exc).__name__}: {exc}"
+        log.exception("job %s failed", name)
+        raise
+    finally:
+        metrics.JOB_RUNS.labels(name, outcome).inc()
+        metrics.JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
+        JobState.objects.filter(name=name).update(
+            running_since=None, running_on="", last_finished_at=timezone.now(),
+            last_outcome=outcome, last_error=error[:4000], last_result=result,
+            runs=F("runs") + 1, failures=F("failures") + int(outcome == "error"))
+    return result
+
+
+def set_paused(name: str, paused: bool, by: str) -> JobState:
+    """Pause or resume a job for every worker (``manage.py jobs pause|resume``)."""
+    if name not in JOBS:
+        raise KeyError(name)
+    state, _ = JobState.objects.get_or_create(name=name)
+    state.paused, state.paused_by = paused, by if paused else ""
+    state.paused_at = timezone.now() if paused else None
+    state.save(update_fields=["paused", "paused_by", "paused_at"])
+    return state
+
+
+def states() -> list[tuple[Job, JobState]]:
+    """Every job with its state (a row is created on first sight)."""
+    found = {state.name: state for state in JobState.objects.all()}
+    return [(job, found.get(job.name) or JobState(name=job.name)) for job in JOBS.values()]

@@ -1,0 +1,106 @@
+"""MemoryWeb's own Prometheus series, next to django-prometheus' request, database and
+cache series. Exposed at /metrics (apps/ops/views.py) with a bearer token.
+
+Labels are bounded: an operation name, a recall mode, an outcome, a job name, an index
+operation — never a namespace, key, agent or memory (their number is unbounded and they
+name tenants). The services record these (DESIGN.md: metrics happen once, in the service
+layer); each process keeps its own registry, so scrape every server process.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+#: Latency buckets for in-process work (seconds): 1 ms .. 10 s.
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+OPERATIONS = Counter(
+    "memoryweb_operations_total", "Service operations by outcome (ok, error).",
+    ["operation", "outcome"])
+OPERATION_SECONDS = Histogram(
+    "memoryweb_operation_seconds", "Time spent in a service operation.", ["operation"],
+    buckets=BUCKETS)
+MEMORIES_STORED = Counter("memoryweb_memories_stored_total",
+                          "Memories written by ingest (new rows, not duplicates).")
+RECALLS = Counter("memoryweb_recalls_total", "Recalls answered, by mode.", ["mode"])
+EMBED_SECONDS = Histogram("memoryweb_embedding_seconds", "Time to embed one batch of texts.",
+                          buckets=BUCKETS)
+EMBEDDED_TEXTS = Counter("memoryweb_embedded_texts_total", "Texts embedded.")
+INDEX_ERRORS = Counter("memoryweb_index_errors_total",
+                       "Vector-index writes that failed (left in the outbox to retry).", ["op"])
+WEBSOCKET_CONNECTIONS = Gauge("memoryweb_websocket_connections", "Open live WebSocket connections.")
+WEBSOCKET_SUBSCRIPTIONS = Gauge("memoryweb_websocket_subscriptions",
+                                "Standing queries held by this process's connections.")
+JOB_RUNS = Counter("memoryweb_job_runs_total", "Background job runs by outcome (ok, error, "
+                   "skipped while paused).", ["job", "outcome"])
+JOB_SECONDS = Histogram("memoryweb_job_seconds", "Background job run time.", ["job"],
+                        buckets=(0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 1800))
+
+
+@contextmanager
+def timed(operation: str) -> Iterator[None]:
+    """Count an operation (ok or error) and time it."""
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException:
+        OPERATIONS.labels(operation, "error").inc()
+        raise
+    finally:
+        OPERATION_SECONDS.labels(operation).observe(time.perf_counter() - started)
+    OPERATIONS.labels(operation, "ok").inc()
+
+
+def observed(operation: str):
+    """Decorator form of ``timed`` for a service function."""
+
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            with timed(operation):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+class OutboxCollector(Collector):
+    """The vector-index outbox backlog, read from the database at scrape time (every
+    process reports the same shared number; the gauge is not summed across processes)."""
+
+    def describe(self):
+        """The series' name without a query (called at registration)."""
+        yield GaugeMetricFamily("memoryweb_outbox_backlog",
+                                "Vector-index operations waiting in the outbox.")
+
+    def collect(self):
+        from django.db import DatabaseError
+
+        from apps.memories.models import IndexOutbox
+
+        backlog = GaugeMetricFamily("memoryweb_outbox_backlog",
+                                    "Vector-index operations waiting in the outbox.")
+        try:
+            backlog.add_metric([], IndexOutbox.objects.count())
+        except DatabaseError:  # the database is down: /readiness says so; no number here
+            return
+        yield backlog
+
+
+_registered = False
+
+
+def register_collectors() -> None:
+    """Once per process (AppConfig.ready)."""
+    global _registered
+    if not _registered:
+        REGISTRY.register(OutboxCollector())
+        _registered = True

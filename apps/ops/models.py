@@ -1,0 +1,34 @@
+"""Background job state: kept in SQL so pausing a job and its history survive restarts
+and are shared by every worker process."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class JobState(models.Model):
+    """One row per job name (apps/ops/jobs.py): paused or not, and its last run."""
+
+    name = models.CharField(max_length=64, unique=True)
+    paused = models.BooleanField(default=False)
+    paused_by = models.CharField(max_length=200, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    #: Set while a run holds the job (a lease: a run older than the job's timeout is
+    #: presumed dead, e.g. a killed worker, and the next run takes over).
+    running_since = models.DateTimeField(null=True, blank=True)
+    running_on = models.CharField(max_length=200, blank=True, help_text="host:pid of the run")
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=16, blank=True, help_text="ok, error or skipped")
+    last_error = models.TextField(blank=True)
+    last_result = models.JSONField(default=dict, blank=True, help_text="What the last run did.")
+    runs = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'paused' if self.paused else 'active'})"

@@ -1,0 +1,121 @@
+"""Background jobs: pause and resume survive restarts (state in SQL), one run at a time
+through a lease a dead run gives up, idempotent resumption of an interrupted job, and
+the consumer running inside a real server process."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from apps.audit.models import AuditCheckpoint
+from apps.memories.models import IndexOutbox, Memory
+from apps.ops import jobs
+from apps.ops.models import JobState
+from apps.privacy.models import ErasureRequest, ErasureState
+from apps.privacy.retention import RETENTION
+from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.servers import DaphneServer
+
+
+def _command(*args) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("jobs", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)  # the audit anchor advances on commit
+def test_a_run_records_its_state(agent):
+    agent.post("/api/v1/memories", {"content": "Audited write."})
+    result = jobs.run_job("audit_checkpoint")
+    assert result["ok"] is True and result["verified"] >= 1
+    state = JobState.objects.get(name="audit_checkpoint")
+    assert (state.runs, state.failures, state.last_outcome, state.running_since) == (1, 0, "ok", None)
+    assert state.last_result == result
+
+
+def test_pause_and_resume_through_the_command(agent):
+    assert "paused" in _command("pause", "drain_outbox")
+    assert JobState.objects.get(name="drain_outbox").paused  # in SQL: survives restarts
+    assert jobs.run_job("drain_outbox") is None
+    status = _command("status")
+    assert "drain_outbox" in status and "paused" in status and "expire_memories" in status
+    assert "active" in _command("resume", "drain_outbox")
+    assert jobs.run_job("drain_outbox") == {"backlog_before": 0, "backlog_after": 0}
+    assert "drain_outbox: ok" in _command("run", "drain_outbox")
+    with pytest.raises(Exception, match="name a job"):
+        _command("pause", "nope")
+
+
+def test_one_run_at_a_time_and_a_dead_runs_lease_is_taken_over(db):
+    JobState.objects.create(name="drain_outbox", running_since=timezone.now(), running_on="other:1")
+    assert jobs.run_job("drain_outbox") is None  # held by a live run elsewhere
+    JobState.objects.filter(name="drain_outbox").update(
+        running_since=timezone.now() - timedelta(hours=1))  # that worker was killed
+    assert jobs.run_job("drain_outbox") is not None
+    assert JobState.objects.get(name="drain_outbox").running_since is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_audit_checkpoint_walks_only_new_entries_and_fails_on_tampering(agent):
+    agent.post("/api/v1/memories", {"content": "first"})
+    first = jobs.run_job("audit_checkpoint")
+    agent.post("/api/v1/memories", {"content": "second"})
+    second = jobs.run_job("audit_checkpoint")
+    assert second["verified"] == 1 and second["seq"] == first["seq"] + 1
+    assert AuditCheckpoint.objects.count() == 2
+    agent.post("/api/v1/memories", {"content": "third"})
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE audit_auditentry SET operation = 'x' WHERE seq = %s", [second["seq"] + 1])
+    with pytest.raises(jobs.JobFailed):
+        jobs.run_job("audit_checkpoint")
+    state = JobState.objects.get(name="audit_checkpoint")
+    assert (state.last_outcome, state.failures) == ("error", 1)
+    assert "last error: JobFailed: audit_checkpoint reported a problem" in _command("status")
+    assert AuditCheckpoint.objects.count() == 2  # no checkpoint over a broken link
+
+
+def test_an_interrupted_retention_run_is_finished_by_the_next(agent, alpha):
+    from apps.privacy import erasure
+
+    stored = agent.post("/api/v1/memories", {"content": "Expired note.",
+                                             "expires_at": "2020-01-01T00:00:00Z"}).json()
+    # A run that stopped after approving (the worker was killed): the request is left.
+    left = erasure.create(RETENTION, {"namespace": "alpha", "ids": [stored["id"]]})
+    erasure.approve(RETENTION, left.pk)
+    result = jobs.run_job("expire_memories")
+    assert result == {"erased": 0, "resumed": 1}  # finished, not erased twice
+    left.refresh_from_db()
+    assert left.state == ErasureState.EXECUTED and left.certificate_sha256
+    assert not Memory.objects.filter(pk=stored["id"]).exists()
+    assert ErasureRequest.objects.count() == 1
+    assert jobs.run_job("expire_memories") == {"erased": 0, "resumed": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drain_job_replays_the_outbox(agent, alpha):
+    stored = agent.post("/api/v1/memories", {"content": "Left in the outbox."}).json()
+    IndexOutbox.objects.create(namespace=alpha, memory_id=stored["id"], op="upsert")
+    assert jobs.run_job("drain_outbox") == {"backlog_before": 1, "backlog_after": 0}
+
+
+def test_the_server_runs_jobs_in_process(embedded_env, tmp_path):  # noqa: F811
+    """Embedded mode: a task queued by another process (here ``manage.py shell``, as the
+    scheduler would) is run by the consumer inside Daphne."""
+    _manage(embedded_env, "migrate", "-v0")
+    with DaphneServer(tmp_path / "daphne.log", embedded_env):
+        _manage(embedded_env, "shell", "-c",
+                "from apps.ops.tasks import audit_checkpoint; audit_checkpoint()")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = _manage(embedded_env, "jobs", "status")
+            if "audit_checkpoint     active" in status and " ok " in status:
+                break
+            time.sleep(0.5)
+        assert " ok " in status, status
