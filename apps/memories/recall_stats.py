@@ -11,6 +11,7 @@ loses at most that window of counts. ``0`` writes them inline (the test settings
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -100,12 +101,13 @@ class RecallStatsBuffer:
         by_increment: dict[int, list[UUID]] = defaultdict(list)
         for memory_id, increment in counts.items():
             by_increment[increment].append(memory_id)
-        with transaction.atomic():  # all or nothing: a failed flush is retried whole
-            for increment, ids in by_increment.items():
-                for start in range(0, len(ids), 500):
-                    Memory.objects.filter(pk__in=ids[start : start + 500]).update(
-                        access_count=F("access_count") + increment, last_recalled_at=when
-                    )
+        statements = [(increment, ids[start : start + 500])
+                      for increment, ids in by_increment.items() for start in range(0, len(ids), 500)]
+        # All or nothing, so a failed flush is retried whole (one statement is already).
+        with transaction.atomic() if len(statements) > 1 else contextlib.nullcontext():
+            for increment, ids in statements:
+                Memory.objects.filter(pk__in=ids).update(
+                    access_count=F("access_count") + increment, last_recalled_at=when)
 
 
 recall_stats = RecallStatsBuffer(settings.MEMORYWEB_RECALL_STATS_SECONDS)

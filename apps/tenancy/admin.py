@@ -101,6 +101,13 @@ class NamespaceAdmin(ScopedAdmin):
         for namespace in queryset:
             self.delete_model(request, namespace)
 
+    def get_deleted_objects(self, objs, request):
+        """Everything in a namespace goes with it, through the namespace service (audited):
+        deleting it needs the namespace's own delete permission (system admins), not a
+        permission per key, grant or memory (keys, for one, are never deleted on their own)."""
+        deleted, counts, _, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     @admin.display(ordering="memory_count", description="memories")
     def memory_count(self, obj):
         return obj.memory_count

@@ -79,7 +79,7 @@ def test_key_add_expiry_revoke_rotate_in_the_admin(admin_client, alpha):
 
 def test_grant_add_and_revoke_in_the_admin(admin_client, alpha, beta):
     admin_client.post("/admin/tenancy/sharinggrant/add/", {
-        "grantor": alpha.pk, "grantee": beta.pk, "tags": '["ops"]', "kinds": "[]",
+        "grantor": alpha.pk, "grantee": beta.slug, "tags": '["ops"]', "kinds": "[]",
         "created_after_0": "", "created_after_1": "", "created_before_0": "",
         "created_before_1": "", "expires_at_0": "", "expires_at_1": ""})
     grant = SharingGrant.objects.get()

@@ -54,7 +54,7 @@ def test_embedder_is_chosen_by_setting(settings, monkeypatch):
     monkeypatch.setattr(embeddings, "_embedder", None)
     settings.MEMORYWEB_EMBEDDER = f"{__name__}.ConstantEmbedder"
     chosen = get_embedder()
-    assert isinstance(chosen, ConstantEmbedder)
+    assert isinstance(chosen.inner, ConstantEmbedder)  # inside the metrics wrapper
     assert chosen.batch_size == settings.MEMORYWEB_EMBED_BATCH
     monkeypatch.setattr(embeddings, "_embedder", None)  # the next test gets the real one back
 

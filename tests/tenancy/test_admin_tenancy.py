@@ -27,7 +27,7 @@ def admin_client(client, db):
 
 def test_grant_created_in_the_admin_goes_through_the_service(admin_client, alpha, beta):
     response = admin_client.post("/admin/tenancy/sharinggrant/add/", {
-        **GRANT_FORM, "grantor": alpha.pk, "grantee": beta.pk, "tags": '["ops"]',
+        **GRANT_FORM, "grantor": alpha.pk, "grantee": beta.slug, "tags": '["ops"]',
         "kinds": '["fact"]'})
     assert response.status_code == 302, response.content.decode()[:2000]
     grant = SharingGrant.objects.get()
@@ -41,9 +41,9 @@ def test_grant_created_in_the_admin_goes_through_the_service(admin_client, alpha
     ({"expires_at_0": "2001-01-01", "expires_at_1": "00:00:00"}, "must be in the future"),
 ])
 def test_bad_grant_in_the_admin_is_a_form_error(admin_client, alpha, beta, changes, message):
-    data = {**GRANT_FORM, "grantor": alpha.pk, "grantee": beta.pk, **changes}
+    data = {**GRANT_FORM, "grantor": alpha.pk, "grantee": beta.slug, **changes}
     if data["grantee"] == "self":
-        data["grantee"] = alpha.pk
+        data["grantee"] = alpha.slug
     response = admin_client.post("/admin/tenancy/sharinggrant/add/", data)
     assert response.status_code == 200
     assert message in response.content.decode()

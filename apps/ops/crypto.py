@@ -1,0 +1,116 @@
+"""Passphrase encryption for backups: AES-256-GCM in 1 MiB chunks (``cryptography``).
+
+Format: ``MAGIC``, a 16-byte salt, the scrypt cost (n, r, p), an 8-byte nonce prefix;
+then records of a 4-byte length and one chunk's ciphertext with its tag. Each chunk's
+nonce is the prefix plus its index, and its associated data is (index, is-last): a
+reordered, dropped, added or cut-off chunk fails to decrypt, so does a wrong passphrase.
+Memory stays at about one chunk however large the backup.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+MAGIC = b"MWBACKUP-AESGCM-1\n"
+CHUNK = 1 << 20
+#: scrypt cost: ~0.1 s and 32 MiB to derive the key (per backup or restore, not per chunk).
+N, R, P = 1 << 15, 8, 1
+
+
+class DecryptionError(ValueError):
+    """Wrong passphrase, or a file that was changed, cut short or is not a backup."""
+
+
+def _key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> AESGCM:
+    if not passphrase:
+        raise ValueError("the passphrase is empty.")
+    derived = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode())
+    return AESGCM(derived)
+
+
+def _aad(index: int, last: bool) -> bytes:
+    return struct.pack(">Q?", index, last)
+
+
+class EncryptingWriter:
+    """A write-only file object that encrypts into ``sink``; ``close()`` seals the end."""
+
+    def __init__(self, sink: BinaryIO, passphrase: str):
+        salt, self.prefix = os.urandom(16), os.urandom(4)
+        self.aead = _key(passphrase, salt, N, R, P)
+        self.sink, self.buffer, self.index, self.closed = sink, bytearray(), 0, False
+        sink.write(MAGIC + salt + struct.pack(">III", N, R, P) + self.prefix)
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        while len(self.buffer) > CHUNK:  # keep at least one byte back for the last chunk
+            self._emit(bytes(self.buffer[:CHUNK]), last=False)
+            del self.buffer[:CHUNK]
+        return len(data)
+
+    def _emit(self, chunk: bytes, last: bool) -> None:
+        nonce = self.prefix + struct.pack(">Q", self.index)
+        sealed = self.aead.encrypt(nonce, chunk, _aad(self.index, last))
+        self.sink.write(struct.pack(">I", len(sealed)) + sealed)
+        self.index += 1
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._emit(bytes(self.buffer), last=True)
+            self.buffer.clear()
+            self.closed = True
+            self.sink.flush()
+
+
+def is_encrypted(head: bytes) -> bool:
+    return head.startswith(MAGIC)
+
+
+class DecryptingReader:
+    """A read-only file object over an encrypted backup (``read`` only, forward only)."""
+
+    def __init__(self, source: BinaryIO, passphrase: str):
+        header = source.read(len(MAGIC) + 16 + 12 + 4)
+        if not header.startswith(MAGIC) or len(header) < len(MAGIC) + 32:
+            raise DecryptionError("not an encrypted MemoryWeb backup.")
+        salt = header[len(MAGIC):len(MAGIC) + 16]
+        n, r, p = struct.unpack(">III", header[len(MAGIC) + 16:len(MAGIC) + 28])
+        self.prefix = header[len(MAGIC) + 28:]
+        self.aead = _key(passphrase, salt, n, r, p)
+        self.source, self.buffer, self.index, self.ended = source, bytearray(), 0, False
+
+    def _next(self) -> None:
+        size = self.source.read(4)
+        if len(size) < 4:
+            raise DecryptionError("the backup ends too early (cut off).")
+        sealed = self.source.read(struct.unpack(">I", size)[0])
+        nonce = self.prefix + struct.pack(">Q", self.index)
+        for last in (False, True):
+            try:
+                self.buffer += self.aead.decrypt(nonce, sealed, _aad(self.index, last))
+            except InvalidTag:
+                continue
+            self.ended = last
+            self.index += 1
+            if last and self.source.read(1):
+                raise DecryptionError("data after the end of the backup.")
+            return
+        raise DecryptionError("wrong passphrase, or the backup was changed.")
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.ended and (size < 0 or len(self.buffer) < size):
+            self._next()
+        if size < 0:
+            size = len(self.buffer)
+        out = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return out

@@ -1,0 +1,104 @@
+import json
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django.db.models import Count, Min
+from django.utils import timezone
+
+from apps.memories import lexical
+from apps.memories.models import IndexOutbox, Memory
+from apps.tenancy.models import ApiKey, Namespace
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+class Command(BaseCommand):
+    help = ("Counts per namespace (memories, active keys, keyword and vector index entries), "
+            "disk usage, the outbox backlog and index health: a namespace whose vector or "
+            "keyword index holds a different number of memories than SQL needs `reindex` "
+            "(unless the outbox is still draining). --json for machines. Reading the embedded "
+            "vector index needs the server stopped; use --no-vectors while it runs.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", dest="as_json",
+                            help="print one JSON document")
+        parser.add_argument("--no-vectors", action="store_true",
+                            help="skip the vector index counts (works while the server runs)")
+
+    def handle(self, as_json=False, no_vectors=False, **options):
+        report = self.collect(vectors=not no_vectors)
+        if as_json:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+            return
+        self.stdout.write(f"{'namespace':<24} {'memories':>9} {'keys':>5} {'keyword':>8} "
+                          f"{'vector':>8}  health")
+        for row in report["namespaces"]:
+            vector = "-" if row["vector_entries"] is None else row["vector_entries"]
+            self.stdout.write(f"{row['slug']:<24} {row['memories']:>9} {row['active_keys']:>5} "
+                              f"{row['keyword_entries'] if row['keyword_entries'] is not None else '-':>8} "
+                              f"{vector:>8}  {row['health']}")
+        outbox = report["outbox"]
+        self.stdout.write(f"outbox: {outbox['backlog']} waiting"
+                          + (f", oldest {outbox['oldest_seconds']} s" if outbox["backlog"] else ""))
+        for name, size in report["disk_bytes"].items():
+            self.stdout.write(f"disk {name}: {size / 1e6:.1f} MB")
+
+    def collect(self, vectors: bool) -> dict:
+        store = None
+        if vectors:
+            from apps.memories.vectorstore import get_vector_store
+
+            store = get_vector_store()
+        backlog = IndexOutbox.objects.aggregate(n=Count("pk"), oldest=Min("created_at"))
+        pending = set(IndexOutbox.objects.values_list("namespace_id", flat=True).distinct())
+        counts = dict(Memory.objects.values_list("namespace_id").annotate(n=Count("pk")))
+        keys = dict(ApiKey.objects.active().exclude(namespace=None).values_list("namespace_id")
+                    .annotate(n=Count("pk")))
+        rows = []
+        for namespace in Namespace.objects.order_by("slug"):
+            memories = counts.get(namespace.pk, 0)
+            keyword = self._keyword_entries(namespace.pk)
+            vector = store.count(namespace) if store else None
+            problems = []
+            if keyword is not None and keyword != memories:
+                problems.append(f"keyword index {keyword} != {memories}")
+            if vector is not None and vector != memories:
+                problems.append(f"vector index {vector} != {memories}")
+            if problems:
+                health = ("draining outbox: " if namespace.pk in pending else "reindex needed: ") \
+                    + "; ".join(problems)
+            else:
+                health = "ok"
+            rows.append({"slug": namespace.slug, "memories": memories,
+                         "active_keys": keys.get(namespace.pk, 0), "keyword_entries": keyword,
+                         "vector_entries": vector, "health": health,
+                         "archived": namespace.archived_at is not None})
+        disk = {"data_dir": _size(settings.DATA_DIR)}
+        if connection.vendor == "sqlite":
+            name = Path(settings.DATABASES["default"]["NAME"])
+            disk["sqlite"] = sum(_size(Path(f"{name}{suffix}")) for suffix in ("", "-wal", "-shm"))
+        if not settings.CHROMA_URL:
+            disk["chroma"] = _size(settings.CHROMA_PATH)
+        oldest = backlog["oldest"]
+        return {"namespaces": rows, "disk_bytes": disk, "pid": os.getpid(),
+                "outbox": {"backlog": backlog["n"],
+                           "oldest_seconds": int((timezone.now() - oldest).total_seconds())
+                           if oldest else None}}
+
+    @staticmethod
+    def _keyword_entries(namespace_id: int) -> int | None:
+        if connection.vendor != "sqlite":
+            return None  # PostgreSQL indexes a column of the memory row: always in step
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(f"SELECT count(*) FROM {lexical.fts_table(namespace_id)}")
+            except Exception:  # never written to: no table yet
+                return 0
+            return cursor.fetchone()[0]
