@@ -6,12 +6,13 @@ BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
 
-.PHONY: run test test-postgres lint install install-dev chromium bench clean help
+.PHONY: run test test-postgres test-scaled lint install install-dev chromium bench clean help
 
 help:
 	@echo "make run            install, migrate, serve on http://$(HOST):$(PORT) (PORT=... to change)"
 	@echo "make test           install dev deps, ruff, pytest (SQLite + Chroma in a temp dir)"
 	@echo "make test-postgres  the same suite against PostgreSQL (DATABASE_URL, default local 'test')"
+	@echo "make test-scaled    the suite against PostgreSQL, a Chroma server (started here) and Redis"
 	@echo "make bench          bench/recall_latency.py (10,000 memories, writes bench/results/)"
 
 $(BIN)/python:
@@ -49,6 +50,9 @@ test: install-dev chromium lint
 
 test-postgres: install-dev chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest
+
+test-scaled: install-dev chromium
+	$(BIN)/python tests/run_scaled.py
 
 bench: install-dev
 	$(BIN)/python bench/recall_latency.py

@@ -19,3 +19,17 @@ MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffe
 # The WebSocket tests import the ASGI application in-process: no background outbox
 # drain thread there (it would touch the database outside any test's access).
 MEMORYWEB_DRAIN_SECONDS = 0
+# Nor the background-job consumer (Daphne subprocesses in tests run it, as in production).
+MEMORYWEB_JOBS_IN_PROCESS = False
+
+if REDIS_URL:  # noqa: F405  (scaled mode: make test-scaled)
+    # One test run's keys apart from any other's on the shared Redis.
+    _run = os.path.basename(os.environ["MEMORYWEB_DATA_DIR"])
+    CACHES["default"]["KEY_PREFIX"] = f"test-{_run}"  # noqa: F405
+    # The in-process WebSocket tests (WebsocketCommunicator) publish events from the
+    # request's thread onto pytest's per-test event loop; channels_redis binds its
+    # connections to one loop, so those tests keep the in-memory layer. The Redis layer is
+    # tested for real across Daphne processes (tests/live/test_live_daphne.py,
+    # tests/ops/test_scaled.py), which is where it matters.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    HUEY["name"] = f"test-{_run}-jobs"  # noqa: F405

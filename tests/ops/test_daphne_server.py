@@ -21,7 +21,8 @@ from tests.servers import ROOT, DaphneServer
 
 @pytest.fixture
 def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}  # the embedded default
     env.update({"MEMORYWEB_DATA_DIR": str(tmp_path / "data"), "MEMORYWEB_ENV": "local",
                 "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
     return env
