@@ -62,6 +62,19 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99": round(float(np.percentile(ms, 99)), 1)}
 
 
+def server_errors(*logs: Path) -> list[str]:
+    """The last lines of each traceback the servers logged (why a request failed)."""
+    found = []
+    for log in logs:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        for block in text.split("Traceback (most recent call last):")[1:]:
+            lines = [line for line in block.splitlines()[:80]
+                     if line.strip() and not line.startswith("127.0.0.1")]
+            cause = next((i for i, line in enumerate(lines) if not line.startswith(" ")), len(lines))
+            found.append(f"{log.name}: " + " | ".join(lines[max(cause - 2, 0):cause + 1])[:600])
+    return found[:10]
+
+
 def setup(env: dict[str, str], seed: int) -> dict[str, list[str]]:
     """Namespaces, one agent key per agent, and the seed memories (through the API)."""
     manage(env, "migrate", "--no-input", "-v0")
@@ -88,7 +101,8 @@ def seed_memories(url: str, keys: dict[str, list[str]], count: int) -> None:
 
 
 async def agent(url: str, key: str, number: int, deadline: float, ingest_share: float,
-                queries: list[str], samples: list[tuple[float, str, float, bool]]) -> None:
+                queries: list[str], samples: list[tuple[float, str, float, bool]],
+                failures: list[str]) -> None:
     rng = random.Random(number)
     async with httpx.AsyncClient(base_url=url, timeout=60, trust_env=False,
                                  headers={"Authorization": f"Bearer {key}"}) as client:
@@ -105,8 +119,12 @@ async def agent(url: str, key: str, number: int, deadline: float, ingest_share: 
                     response = await client.post("/api/v1/recall", json={
                         "query": rng.choice(queries), "k": 10})
                 ok = 200 <= response.status_code < 300
-            except httpx.HTTPError:
+                if not ok:
+                    failures.append(f"{'ingest' if ingest else 'recall'} {response.status_code}: "
+                                    f"{response.text[:300]}")
+            except httpx.HTTPError as exc:
                 ok = False
+                failures.append(f"{'ingest' if ingest else 'recall'} {type(exc).__name__}: {exc}")
             samples.append((start, "ingest" if ingest else "recall", time.monotonic() - start, ok))
             n += 1
 
@@ -115,6 +133,7 @@ def run_load(urls: list[str], keys: dict[str, list[str]], seconds: float, ingest
              pids: list[int]) -> dict[str, Any]:
     queries = generate_queries(500)
     samples: list[tuple[float, str, float, bool]] = []
+    failures: list[str] = []
     flat = [(slug, key) for slug, agent_keys in keys.items() for key in agent_keys]
     rss_before = {pid: round(rss_mb(pid), 1) for pid in pids}
     started = time.monotonic()
@@ -122,7 +141,7 @@ def run_load(urls: list[str], keys: dict[str, list[str]], seconds: float, ingest
 
     async def everyone() -> None:
         await asyncio.gather(*(agent(urls[i % len(urls)], key, i, deadline, ingest_share, queries,
-                                     samples) for i, (_, key) in enumerate(flat)))
+                                     samples, failures) for i, (_, key) in enumerate(flat)))
 
     asyncio.run(everyone())
     elapsed = time.monotonic() - started
@@ -139,6 +158,7 @@ def run_load(urls: list[str], keys: dict[str, list[str]], seconds: float, ingest
                                      float(np.percentile(window, 95))])
     return {
         "seconds": round(elapsed, 1), "requests": len(samples), "errors": errors,
+        "error_samples": failures[:20],
         "throughput_rps": round(len(samples) / elapsed, 1),
         "ingest_rps": round(len(by_op["ingest"]) / elapsed, 1),
         "recall_rps": round(len(by_op["recall"]) / elapsed, 1),
@@ -160,7 +180,9 @@ def embedded(args, work: Path) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         seed_memories(url, keys, args.seed)
         print(f"embedded: seeded {args.seed * NAMESPACES} memories; {args.seconds} s of load", flush=True)
-        return run_load([url], keys, args.seconds, args.ingest_share, [server.pid])
+        result = run_load([url], keys, args.seconds, args.ingest_share, [server.pid])
+        result["server_errors"] = server_errors(work / "embedded.log")
+        return result
     finally:
         stop_server(server)
 
@@ -192,8 +214,11 @@ def scaled(args, work: Path) -> dict[str, Any]:
         urls = [f"http://127.0.0.1:{port}" for port in ports]
         seed_memories(urls[0], keys, args.seed)
         print(f"scaled: seeded {args.seed * NAMESPACES} memories; {args.seconds} s of load", flush=True)
-        return run_load(urls, keys, args.seconds, args.ingest_share,
-                        [s.pid for s in servers] + [worker.pid])
+        result = run_load(urls, keys, args.seconds, args.ingest_share,
+                          [s.pid for s in servers] + [worker.pid])
+        result["server_errors"] = server_errors(*(work / f"scaled-{port}.log" for port in ports),
+                                                work / "worker.log")
+        return result
     finally:
         for server in servers:
             stop_server(server)

@@ -123,6 +123,9 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # stopped
+            if self._listener is not listener:  # stopped while this one was arriving
+                client.close()
+                return
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:

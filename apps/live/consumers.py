@@ -56,6 +56,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         metrics.WEBSOCKET_CONNECTIONS.inc()
         self.counted = True
+        try:
+            await self._start()
+        except BaseException:
+            # Channels calls disconnect() only for a connection that finished connecting.
+            self.counted = False
+            metrics.WEBSOCKET_CONNECTIONS.dec()
+            raise
+
+    async def _start(self) -> None:
         self.outbox: asyncio.Queue = asyncio.Queue(maxsize=LIMITS["send_queue"])
         self.sender = asyncio.create_task(self._send_forever())
         self.tokens, self.refilled, self.strikes = float(LIMITS["burst"]), time.monotonic(), 0

@@ -18,6 +18,7 @@ are just characters, never syntax.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -70,7 +71,17 @@ def _with_terms(terms: tuple[str, ...], dropped: tuple[str, ...] = ()) -> Lexica
     return LexicalQuery(terms, engine_query, dropped)
 
 
-_stemmer = snowballstemmer.stemmer("porter")  # the algorithm of FTS5's porter tokenizer
+#: One Porter stemmer (the algorithm of FTS5's porter tokenizer) per thread: a snowball
+#: stemmer keeps the word it works on in itself, so threads sharing one corrupt each
+#: other's words (found by bench/load.py: IndexError under 32 concurrent agents).
+_stemmers = threading.local()
+
+
+def _stem(term: str) -> str:
+    stemmer = getattr(_stemmers, "porter", None)
+    if stemmer is None:
+        stemmer = _stemmers.porter = snowballstemmer.stemmer("porter")
+    return stemmer.stemWord(term)
 #: namespace id -> (memories, when counted); re-counted at most once a minute.
 _totals: dict[int, tuple[int, float]] = {}
 _TOTAL_TTL = 60.0
@@ -93,7 +104,7 @@ def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None
     share = settings.MEMORYWEB_LEXICAL_MAX_DF if max_share is None else max_share
     if connection.vendor != "sqlite" or share >= 1.0 or len(query.terms) < 2:
         return query
-    stems = {term: _stemmer.stemWord(term) for term in query.terms}
+    stems = {term: _stem(term) for term in query.terms}
     unique = sorted(set(stems.values()))
     with connection.cursor() as cursor:
         total = _total_rows(cursor, namespace_id)

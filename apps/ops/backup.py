@@ -23,6 +23,7 @@ audit chain and re-anchors it to the restored tip.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -46,6 +47,10 @@ FORMAT = "memoryweb-backup/1"
 SQLITE_NAME = "memoryweb.sqlite3"
 PG_NAME = "database.pgdump"
 SECRET_NAME = "secret_key"
+ANCHOR_NAME = "audit-anchor.json"
+#: Present in the data directory while a restore has not finished: restore resumes from
+#: it, and /readiness answers 503 meanwhile.
+RESTORING_MARKER = "RESTORING"
 
 
 class BackupError(RuntimeError):
@@ -82,9 +87,19 @@ def create(output: Path, *, passphrase: str | None = None,
     """Write a backup to ``output`` (atomically: a partial file never has the final name)."""
     note = progress or (lambda stage, size: None)
     output = output.resolve()
-    with tempfile.TemporaryDirectory(prefix=".memoryweb-backup-", dir=output.parent) as work:
+    # Staged in the data directory (0700), never next to the output: an encrypted backup
+    # must not leave a plaintext copy on the backup medium if it is cut off.
+    with tempfile.TemporaryDirectory(prefix=".memoryweb-backup-", dir=settings.DATA_DIR) as work:
         folder = Path(work)
         files: list[Path] = []
+        # The signed anchor, read before the snapshot: it names an entry the snapshot holds
+        # (the anchor only advances after a commit), so restore can check the chain.
+        from apps.audit import anchor
+
+        tip = anchor.read()
+        if tip is not None and tip.signed:
+            (folder / ANCHOR_NAME).write_text(anchor.path().read_text())
+            files.append(folder / ANCHOR_NAME)
         if _engine() == "sqlite":
             files.append(_sqlite_snapshot(folder / SQLITE_NAME))
             counts = _sqlite_counts(folder / SQLITE_NAME)
@@ -103,7 +118,8 @@ def create(output: Path, *, passphrase: str | None = None,
             "files": {f.name: {"sha256": _sha256(f), "bytes": f.stat().st_size} for f in files},
         }
         partial = output.with_name(output.name + ".partial")
-        with partial.open("wb") as sink:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as sink:  # 0600: it holds every memory (and a key)
             target: BinaryIO = EncryptingWriter(sink, passphrase) if passphrase else sink
             with tarfile.open(fileobj=target, mode="w|gz") as archive:
                 body = json.dumps(manifest, indent=2).encode()
@@ -212,10 +228,24 @@ def _check_empty_target() -> None:
         raise BackupError(f"{settings.CHROMA_PATH} is not empty: restore into a new data directory.")
 
 
+def restoring() -> bool:
+    """A restore into this data directory started and has not finished."""
+    return (settings.DATA_DIR / RESTORING_MARKER).exists()
+
+
 def restore(path: Path, *, passphrase: Callable[[], str],
             progress: Callable[[str, int, int], None] | None = None) -> RestoreReport:
-    """Restore ``path`` into the configured, empty database and data directory."""
+    """Restore ``path`` into the configured, empty database and data directory.
+
+    Resumable: a marker file says a restore is under way; run the same command again
+    after a failure and it finishes from the database already in place.
+    """
     note = progress or (lambda stage, done, total: None)
+    marker = settings.DATA_DIR / RESTORING_MARKER
+    if marker.exists():
+        manifest = json.loads(marker.read_text())
+        report = RestoreReport(manifest, notes=["resumed an unfinished restore"])
+        return _finish(report, note, marker)
     _check_empty_target()
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".memoryweb-restore-", dir=settings.DATA_DIR) as work:
@@ -238,6 +268,9 @@ def restore(path: Path, *, passphrase: Callable[[], str],
             raise BackupError(f"this backup is of a {manifest['engine']} database; the target "
                               f"is {_engine()} (export and import to move between them).")
         report = RestoreReport(manifest)
+        if (folder / ANCHOR_NAME).exists():
+            manifest["anchor"] = json.loads((folder / ANCHOR_NAME).read_text())
+        marker.write_text(json.dumps(manifest))
         if (folder / SECRET_NAME).exists() and settings.MEMORYWEB_ENV != "production":
             key = (folder / SECRET_NAME).read_text().strip()
             target = settings.DATA_DIR / SECRET_NAME
@@ -253,12 +286,13 @@ def restore(path: Path, *, passphrase: Callable[[], str],
         else:
             args, environment = _pg_environment()
             _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
-                  *args, str(folder / PG_NAME)], environment)
+                  "--single-transaction", *args, str(folder / PG_NAME)], environment)
         note("database", 1, 1)
-    return _finish(report, note)
+    return _finish(report, note, marker)
 
 
-def _finish(report: RestoreReport, note: Callable[[str, int, int], None]) -> RestoreReport:
+def _finish(report: RestoreReport, note: Callable[[str, int, int], None],
+            marker: Path) -> RestoreReport:
     from django.core.management import call_command
 
     from apps.audit import anchor
@@ -267,28 +301,47 @@ def _finish(report: RestoreReport, note: Callable[[str, int, int], None]) -> Res
     from apps.memories import lexical
     from apps.memories.indexing import reindex_namespace
     from apps.memories.models import IndexOutbox, Memory
-    from apps.tenancy.models import Namespace
+    from apps.tenancy.models import Namespace, new_collection_name
 
     call_command("migrate", verbosity=0, interactive=False)  # a backup of an older version
     IndexOutbox.objects.all().delete()  # everything is re-embedded below
     lexical.drop_orphans()
+    # The chain first, against the signed anchor taken with the backup: a rewritten chain
+    # must not be blessed by re-anchoring it.
+    verdict = None
+    head = AuditHead.objects.filter(pk=1).first()
+    saved = report.manifest.get("anchor")
+    if head is not None and anchor.path() is not None:
+        if saved is not None:
+            if not hmac.compare_digest(str(saved.get("hmac", "")),
+                                       anchor._signature(int(saved["seq"]), saved["entry_hash"])):
+                raise BackupError("the backup's audit anchor is not signed with this deployment's "
+                                  "secret key: it was changed, or SECRET_KEY differs.")
+            anchor._write(anchor.path(), int(saved["seq"]), saved["entry_hash"], force=True)
+            verdict = verify()  # the chain, and the entry the anchor names
+        else:
+            report.notes.append("the backup holds no signed audit anchor (anchoring was off): "
+                                "the chain was checked on its own")
+            verdict = verify()
+            if not verdict.ok and "anchor" in verdict.broken[1]:
+                anchor._write(anchor.path(), head.seq, head.entry_hash, force=True)
+                verdict = verify()
+        if verdict.ok:  # advance it to the restored tip
+            anchor._write(anchor.path(), head.seq, head.entry_hash, force=False)
     namespaces = list(Namespace.objects.order_by("pk"))
     total = Memory.objects.count()
     report.namespaces, report.memories = len(namespaces), total
     done = 0
     for namespace in namespaces:  # the keyword tables came inside the SQLite snapshot
+        # A collection of its own: with a shared Chroma server the source deployment's
+        # collections (named in the restored rows) must stay untouched.
+        namespace.collection = new_collection_name()
+        Namespace.objects.filter(pk=namespace.pk).update(collection=namespace.collection)
         done += reindex_namespace(namespace, progress=lambda n: note("vectors", n, total))
     report.reindexed = done
-    verdict = None
-    head = AuditHead.objects.filter(pk=1).first()
-    if head is not None:
-        # Re-anchor to the restored tip (the old data directory's anchor file is not in
-        # the backup), then walk the whole chain against it.
-        if anchor.path() is not None:
-            anchor._write(anchor.path(), head.seq, head.entry_hash, force=True)
-        verdict = verify()
     report.audit_ok = verdict is None or verdict.ok
     report.audit_entries = verdict.checked if verdict else 0
     if verdict is not None and not verdict.ok:
         report.notes.append(f"audit chain broken at entry {verdict.broken[0]}: {verdict.broken[1]}")
+    marker.unlink(missing_ok=True)
     return report

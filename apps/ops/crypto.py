@@ -1,6 +1,6 @@
 """Passphrase encryption for backups: AES-256-GCM in 1 MiB chunks (``cryptography``).
 
-Format: ``MAGIC``, a 16-byte salt, the scrypt cost (n, r, p), an 8-byte nonce prefix;
+Format: ``MAGIC``, a 16-byte salt, the scrypt cost (n, r, p), a 4-byte nonce prefix;
 then records of a 4-byte length and one chunk's ciphertext with its tag. Each chunk's
 nonce is the prefix plus its index, and its associated data is (index, is-last): a
 reordered, dropped, added or cut-off chunk fails to decrypt, so does a wrong passphrase.
@@ -21,6 +21,8 @@ MAGIC = b"MWBACKUP-AESGCM-1\n"
 CHUNK = 1 << 20
 #: scrypt cost: ~0.1 s and 32 MiB to derive the key (per backup or restore, not per chunk).
 N, R, P = 1 << 15, 8, 1
+#: The most a file may ask for (it names its own cost): 1 GiB of memory at most.
+MAX_N, MAX_R, MAX_P = 1 << 20, 16, 4
 
 
 class DecryptionError(ValueError):
@@ -84,6 +86,11 @@ class DecryptingReader:
             raise DecryptionError("not an encrypted MemoryWeb backup.")
         salt = header[len(MAGIC):len(MAGIC) + 16]
         n, r, p = struct.unpack(">III", header[len(MAGIC) + 16:len(MAGIC) + 28])
+        if not (2 <= n <= MAX_N and n & (n - 1) == 0 and 1 <= r <= MAX_R and 1 <= p <= MAX_P):
+            raise DecryptionError(f"the backup asks for a key-derivation cost (n={n}, r={r}, "
+                                  f"p={p}) outside what MemoryWeb writes.")
+        if not passphrase:
+            raise DecryptionError("the passphrase is empty.")
         self.prefix = header[len(MAGIC) + 28:]
         self.aead = _key(passphrase, salt, n, r, p)
         self.source, self.buffer, self.index, self.ended = source, bytearray(), 0, False

@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -60,11 +61,23 @@ def _expire_memories() -> dict[str, Any]:
     from apps.privacy import retention
     from apps.tenancy.models import Namespace
 
-    finished = retention.resume_interrupted()
+    failed: list[str] = []
+    try:
+        finished = retention.resume_interrupted()
+    except Exception as exc:  # noqa: BLE001  (reported below; the namespaces still get their turn)
+        log.exception("retention: finishing interrupted erasures failed")
+        finished, failed = 0, [f"resume: {exc}"]
     erased = 0
     for namespace in Namespace.objects.filter(archived_at__isnull=True).order_by("pk"):
-        erased += retention.expire(namespace).erased
-    return {"erased": erased, "resumed": finished}
+        try:  # one namespace's trouble (say its vectors are unreachable) stops no other
+            erased += retention.expire(namespace).erased
+        except Exception as exc:  # noqa: BLE001
+            log.exception("retention failed in namespace %s", namespace.slug)
+            failed.append(f"{namespace.slug}: {exc}")
+    result: dict[str, Any] = {"erased": erased, "resumed": finished}
+    if failed:
+        result.update(ok=False, failed=failed[:20])
+    return result
 
 
 def _audit_checkpoint() -> dict[str, Any]:
@@ -103,21 +116,23 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _take_lease(job: Job) -> bool:
-    """Mark the job running, unless a live run holds it or it is paused."""
-    now = timezone.now()
+def _take_lease(job: Job) -> str | None:
+    """Mark the job running and return the run's token, unless a live run holds it or it
+    is paused (None)."""
+    now, token = timezone.now(), uuid.uuid4().hex
     JobState.objects.get_or_create(name=job.name)
     with transaction.atomic():
         taken = JobState.objects.filter(name=job.name, paused=False).filter(
             Q(running_since__isnull=True) | Q(running_since__lt=now - job.timeout)
-        ).update(running_since=now, running_on=_holder(), last_started_at=now)
-    return bool(taken)
+        ).update(running_since=now, running_on=_holder(), last_started_at=now, lease=token)
+    return token if taken else None
 
 
 def run_job(name: str) -> dict[str, Any] | None:
     """Run a job now under the rules above; None when skipped (paused or running)."""
     job = JOBS[name]
-    if not _take_lease(job):
+    token = _take_lease(job)
+    if token is None:
         metrics.JOB_RUNS.labels(name, "skipped").inc()
         state = JobState.objects.get(name=name)
         log.info("job %s skipped: %s", name, "paused" if state.paused else
@@ -136,10 +151,13 @@ def run_job(name: str) -> dict[str, Any] | None:
     finally:
         metrics.JOB_RUNS.labels(name, outcome).inc()
         metrics.JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
-        JobState.objects.filter(name=name).update(
-            running_since=None, running_on="", last_finished_at=timezone.now(),
-            last_outcome=outcome, last_error=error[:4000], last_result=result,
-            runs=F("runs") + 1, failures=F("failures") + int(outcome == "error"))
+        finished = {"last_finished_at": timezone.now(), "last_outcome": outcome,
+                    "last_error": error[:4000], "last_result": result, "runs": F("runs") + 1,
+                    "failures": F("failures") + int(outcome == "error")}
+        held = JobState.objects.filter(name=name, lease=token).update(
+            running_since=None, running_on="", lease="", **finished)
+        if not held:  # taken over meanwhile: record the run, leave the new holder's lease
+            JobState.objects.filter(name=name).update(**finished)
     return result
 
 

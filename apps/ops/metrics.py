@@ -22,7 +22,8 @@ from prometheus_client.registry import REGISTRY, Collector
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 OPERATIONS = Counter(
-    "memoryweb_operations_total", "Service operations by outcome (ok, error).",
+    "memoryweb_operations_total",
+    "Service operations by outcome: ok, refused (bad input, rights: 4xx), error.",
     ["operation", "outcome"])
 OPERATION_SECONDS = Histogram(
     "memoryweb_operation_seconds", "Time spent in a service operation.", ["operation"],
@@ -47,9 +48,14 @@ JOB_SECONDS = Histogram("memoryweb_job_seconds", "Background job run time.", ["j
 @contextmanager
 def timed(operation: str) -> Iterator[None]:
     """Count an operation (ok or error) and time it."""
+    from apps.core.errors import ServiceError
+
     started = time.perf_counter()
     try:
         yield
+    except ServiceError as exc:  # the caller's mistake or rights (4xx), or a dependency (5xx)
+        OPERATIONS.labels(operation, "refused" if exc.status < 500 else "error").inc()
+        raise
     except BaseException:
         OPERATIONS.labels(operation, "error").inc()
         raise
@@ -95,6 +101,43 @@ class OutboxCollector(Collector):
         yield backlog
 
 
+class JobStateCollector(Collector):
+    """Every job's state from SQL, so the web processes' /metrics show the jobs whichever
+    process ran them (the worker has no endpoint of its own)."""
+
+    def describe(self):
+        yield from self._families()
+
+    @staticmethod
+    def _families():
+        return (GaugeMetricFamily("memoryweb_job_recorded_runs", "Runs recorded for a job.", labels=["job"]),
+                GaugeMetricFamily("memoryweb_job_recorded_failures", "Failed runs recorded for a job.",
+                                  labels=["job"]),
+                GaugeMetricFamily("memoryweb_job_last_finished_timestamp_seconds",
+                                  "When a job's last run finished (Unix time).", labels=["job"]),
+                GaugeMetricFamily("memoryweb_job_paused", "1 while a job is paused.", labels=["job"]))
+
+    def collect(self):
+        from django.db import DatabaseError
+
+        from apps.ops.jobs import JOBS
+        from apps.ops.models import JobState
+
+        runs, failures, finished, paused = self._families()
+        try:
+            states = {state.name: state for state in JobState.objects.all()}
+        except DatabaseError:
+            return
+        for name in JOBS:  # a fixed set: bounded labels
+            state = states.get(name)
+            runs.add_metric([name], state.runs if state else 0)
+            failures.add_metric([name], state.failures if state else 0)
+            paused.add_metric([name], int(bool(state and state.paused)))
+            if state and state.last_finished_at:
+                finished.add_metric([name], state.last_finished_at.timestamp())
+        yield from (runs, failures, finished, paused)
+
+
 _registered = False
 
 
@@ -103,4 +146,5 @@ def register_collectors() -> None:
     global _registered
     if not _registered:
         REGISTRY.register(OutboxCollector())
+        REGISTRY.register(JobStateCollector())
         _registered = True

@@ -18,6 +18,9 @@ class JobState(models.Model):
     #: presumed dead, e.g. a killed worker, and the next run takes over).
     running_since = models.DateTimeField(null=True, blank=True)
     running_on = models.CharField(max_length=200, blank=True, help_text="host:pid of the run")
+    #: The holding run's token: a run that lost its lease (timed out, taken over) cannot
+    #: clear the lease of the run that took over when it finally finishes.
+    lease = models.CharField(max_length=32, blank=True)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_outcome = models.CharField(max_length=16, blank=True, help_text="ok, error or skipped")

@@ -53,6 +53,10 @@ class ReadinessView(APIView):
             checks["vector_store"] = "ok"
         except Exception as exc:
             checks["vector_store"] = f"error: {type(exc).__name__}"
+        from apps.ops.backup import restoring
+
+        if restoring():
+            checks["restore"] = "error: a restore has not finished (run manage.py restore again)"
         ready = all(v == "ok" for v in checks.values())
         body = {"status": "ready" if ready else "unavailable", "checks": checks}
         if checks["database"] == "ok":

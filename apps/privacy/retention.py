@@ -71,7 +71,8 @@ def resume_interrupted() -> int:
     from apps.privacy.models import ErasureState
 
     stuck = list(ErasureRequest.objects.filter(
-        state__in=[ErasureState.APPROVED, ErasureState.EXECUTING], requested_by=RETENTION.label))
+        state__in=[ErasureState.APPROVED, ErasureState.EXECUTING], requested_by=RETENTION.label,
+        namespace__isnull=False))  # a deleted namespace took its memories with it
     for request in stuck:
         erasure.execute(RETENTION, request.pk)
     return len(stuck)

@@ -191,3 +191,29 @@ def test_small_indexes_are_never_pruned(agent, alpha):
     agent.post("/api/v1/memories/batch", {"memories": [{"content": f"project {i}"} for i in range(5)]})
     query = lexical.build_query("project zebra")
     assert lexical.prune_common(query, alpha.pk, max_share=0.01) == query
+
+
+def test_stemming_is_safe_across_threads():
+    """A snowball stemmer holds the word it works on: one shared by threads mixed up their
+    words (an IndexError under load, found by bench/load.py). Each thread has its own."""
+    import threading
+
+    from apps.memories import lexical
+
+    words = ["migrations", "running", "generously", "connections", "relational", "happiness",
+             "operational", "agreement", "hopefully", "conditional"] * 200
+    expected = [lexical._stem(w) for w in words]
+    results, errors = {}, []
+
+    def work(number: int) -> None:
+        try:
+            results[number] = [lexical._stem(w) for w in words]
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and all(found == expected for found in results.values())

@@ -45,6 +45,16 @@ def test_round_trip(size):
     assert _open(blob) == data
 
 
+def test_a_file_asking_for_an_absurd_key_cost_is_refused():
+    blob = bytearray(_seal(b"x"))
+    offset = len(crypto.MAGIC) + 16
+    blob[offset:offset + 4] = struct.pack(">I", 1 << 30)  # n: 1 GiB x 128 x r of memory
+    with pytest.raises(DecryptionError, match="key-derivation cost"):
+        _open(bytes(blob))
+    with pytest.raises(DecryptionError, match="passphrase is empty"):
+        _open(_seal(b"x"), "")
+
+
 def test_a_wrong_passphrase_is_refused():
     with pytest.raises(DecryptionError, match="wrong passphrase"):
         _open(_seal(b"secret memories"), "battery staple")

@@ -78,13 +78,27 @@ def test_series_move_with_operations(scrape, agent, reader, outsider):
                 method="POST") == 5
 
 
-def test_refused_operations_count_as_errors(scrape, reader):
-    before = _value(scrape().get("memoryweb_operations", []), "memoryweb_operations_total",
-                    operation="ingest", outcome="error")
+def test_refusals_are_counted_apart_from_errors(scrape, reader):
+    def count(outcome: str) -> float:
+        return _value(scrape().get("memoryweb_operations", []), "memoryweb_operations_total",
+                      operation="ingest", outcome=outcome)
+
+    refused, errors = count("refused"), count("error")
     assert reader.post("/api/v1/memories", {"content": "readers cannot write"}).status_code == 403
-    after = _value(scrape()["memoryweb_operations"], "memoryweb_operations_total",
-                   operation="ingest", outcome="error")
-    assert after - before == 1
+    assert (count("refused") - refused, count("error") - errors) == (1, 0)
+
+
+def test_job_state_is_exposed_by_the_web_process(scrape, db):
+    from apps.ops.jobs import run_job, set_paused
+
+    run_job("drain_outbox")
+    set_paused("expire_memories", True, by="test")
+    samples = scrape()
+    assert _value(samples["memoryweb_job_recorded_runs"], "memoryweb_job_recorded_runs",
+                  job="drain_outbox") == 1
+    assert _value(samples["memoryweb_job_paused"], "memoryweb_job_paused", job="expire_memories") == 1
+    assert _value(samples["memoryweb_job_last_finished_timestamp_seconds"],
+                  "memoryweb_job_last_finished_timestamp_seconds", job="drain_outbox") > 1.7e9
 
 
 def test_no_label_names_a_tenant_key_agent_or_memory(scrape, agent, outsider, alpha, beta):

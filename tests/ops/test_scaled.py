@@ -31,14 +31,72 @@ def _manage(env, *args) -> str:
 
 
 @pytest.fixture
-def database():
-    """A fresh PostgreSQL database for this test, dropped afterwards."""
-    name = f"mw_scaled_{uuid.uuid4().hex[:10]}"
+def databases():
+    """``databases()``: a fresh PostgreSQL database for this test, dropped afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"mw_scaled_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return name
+
+    yield make
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield name
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(databases):
+    return databases()
+
+
+def _pg_env(tmp_path, name: str, database: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
+    env.update({"MEMORYWEB_DATA_DIR": str(tmp_path / name), "MEMORYWEB_ENV": "local",
+                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
+                "DATABASE_URL": f"{POSTGRES.rsplit('/', 1)[0]}/{database}"})
+    return env
+
+
+COUNT_AND_RECALL = """
+from apps.memories import services
+from apps.memories.models import Memory
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Role
+root = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
+hits = services.recall(root, {"query": "where is the spare badge?", "k": 1, "mode": "vector"},
+                       namespace="demo").hits
+print(Memory.objects.count(), hits[0].memory.content)
+"""
+
+STORE = """
+from apps.memories import services
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Role
+root = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
+services.ingest_many(root, [{"content": "The spare badge is in the blue drawer."},
+                            {"content": "Lunch is at noon."}], namespace="demo")
+"""
+
+
+def test_postgresql_backup_and_restore(tmp_path, databases):
+    """pg_dump while serving, pg_restore into an empty database; vectors re-embedded."""
+    source = _pg_env(tmp_path, "source", databases())
+    _manage(source, "migrate", "-v0")
+    _manage(source, "create_namespace", "demo")
+    _manage(source, "shell", "-c", STORE)
+    _manage(source, "backup", "-o", str(tmp_path / "pg.tar.gz"))
+    target = _pg_env(tmp_path, "target", databases())
+    out = _manage(target, "restore", str(tmp_path / "pg.tar.gz"))
+    assert "restored 1 namespaces, 2 memories (2 re-embedded); audit chain intact" in out, out
+    assert _manage(target, "shell", "-c", COUNT_AND_RECALL).splitlines()[-1] == (
+        "2 The spare badge is in the blue drawer.")
+    again = subprocess.run([sys.executable, "manage.py", "restore", str(tmp_path / "pg.tar.gz")],
+                           cwd=ROOT, env=target, capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "empty database" in again.stderr
 
 
 def _wait_for(check, timeout: float = 30, what: str = "condition"):
@@ -101,10 +159,13 @@ def test_two_servers_and_a_worker_share_postgres_chroma_and_redis(tmp_path, data
 
             # A job queued on Redis (as the scheduler does) is run by the worker process.
             _manage(env, "shell", "-c", "from apps.ops.tasks import audit_checkpoint; audit_checkpoint()")
-            status = _wait_for(lambda: (s := _manage(env, "jobs", "status")) and
-                               "audit_checkpoint     active" in s and " ok " in s and s,
-                               what="the worker to run audit_checkpoint")
-            assert "audit_checkpoint" in status
+            def checkpoint_line() -> str | None:
+                line = next(line for line in _manage(env, "jobs", "status").splitlines()
+                            if line.startswith("audit_checkpoint "))
+                return line if " ok " in line else None
+
+            line = _wait_for(checkpoint_line, what="the worker to run audit_checkpoint")
+            assert line.split()[-2] == "1", line  # one run, by the worker
 
             assert _readiness(first.url)[0] == 200
             proxy.stop()  # the database goes away
