@@ -64,14 +64,14 @@ def _expire_memories() -> dict[str, Any]:
     failed: list[str] = []
     try:
         finished = retention.resume_interrupted()
-    except Exception as exc:  # noqa: BLE001  (reported below; the namespaces still get their turn)
+    except Exception as exc:
         log.exception("retention: finishing interrupted erasures failed")
         finished, failed = 0, [f"resume: {exc}"]
     erased = 0
     for namespace in Namespace.objects.filter(archived_at__isnull=True).order_by("pk"):
         try:  # one namespace's trouble (say its vectors are unreachable) stops no other
             erased += retention.expire(namespace).erased
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("retention failed in namespace %s", namespace.slug)
             failed.append(f"{namespace.slug}: {exc}")
     result: dict[str, Any] = {"erased": erased, "resumed": finished}

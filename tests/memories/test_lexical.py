@@ -208,7 +208,7 @@ def test_stemming_is_safe_across_threads():
     def work(number: int) -> None:
         try:
             results[number] = [lexical._stem(w) for w in words]
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
