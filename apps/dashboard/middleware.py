@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 
@@ -22,7 +23,8 @@ class RequireStaffMfaMiddleware:
 
     def __call__(self, request):
         path = request.path_info
-        if (not path.startswith(OPEN_PREFIXES) and request.user.is_authenticated
+        if (settings.MEMORYWEB_REQUIRE_MFA and not path.startswith(OPEN_PREFIXES)
+                and request.user.is_authenticated
                 and needs_mfa_setup(request.user, principal_for(request))):
             messages.warning(request, "Set up an authenticator app before using the dashboard.")
             return redirect("mfa_activate_totp")

@@ -20,6 +20,8 @@ from chromadb.utils.embedding_functions import register_embedding_function
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from apps.ops import metrics
+
 
 class Embedder(Protocol):
     """Turns texts into L2-normalised float32 vectors, shape (len(texts), dimension)."""
@@ -104,8 +106,6 @@ class MeasuredEmbedder:
         self.name, self.dimension = inner.name, inner.dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        from apps.ops import metrics
-
         started = time.perf_counter()
         vectors = self.inner.embed(texts)
         metrics.EMBED_SECONDS.observe(time.perf_counter() - started)

@@ -18,6 +18,8 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from apps.core.errors import ServiceError
+
 #: Latency buckets for in-process work (seconds): 1 ms .. 10 s.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -48,8 +50,6 @@ JOB_SECONDS = Histogram("memoryweb_job_seconds", "Background job run time.", ["j
 @contextmanager
 def timed(operation: str) -> Iterator[None]:
     """Count an operation (ok or error) and time it."""
-    from apps.core.errors import ServiceError
-
     started = time.perf_counter()
     try:
         yield
