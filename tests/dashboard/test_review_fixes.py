@@ -134,3 +134,15 @@ def test_a_failed_flush_keeps_the_recall_statistics(alpha, monkeypatch):
     monkeypatch.undo()
     buffer.flush()
     assert RecallDay.objects.get(namespace=alpha, day=day).count == 2
+
+
+def test_user_accounts_changed_in_the_admin_are_audited(root):
+    root.post("/admin/auth/user/add/", {"username": "newbie", "password1": "a long pass 4711",
+                                        "password2": "a long pass 4711", "usable_password": "true"})
+    newbie = get_user_model().objects.get(username="newbie")
+    created = AuditEntry.objects.get(operation="user.create")
+    assert created.actor == "user:root" and created.summary == {"username": "newbie",
+                                                                "fields": ["password", "username"]}
+    root.post(f"/admin/auth/user/{newbie.pk}/delete/", {"post": "yes"})
+    assert not get_user_model().objects.filter(username="newbie").exists()
+    assert AuditEntry.objects.get(operation="user.delete").record_ids == [str(newbie.pk)]
