@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "apps.live",
     "apps.ops",
     "apps.dashboard",
+    "apps.mcp",
 ]
 
 # Namespace roles are django-guardian object permissions (apps/tenancy/members.py).

@@ -1,0 +1,106 @@
+"""What the MCP tools call: the service layer directly (embedded) or the REST API (proxy).
+
+Both answer the same shapes as the REST API, and both turn a refusal into ``ToolError``
+with the API's own message, which the MCP SDK returns to the agent as a tool error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+from mcp.server.mcpserver.exceptions import ToolError
+
+
+class Backend(Protocol):
+    def store(self, data: dict[str, Any]) -> dict[str, Any]: ...
+    def recall(self, data: dict[str, Any]) -> dict[str, Any]: ...
+    def update(self, memory_id: str, data: dict[str, Any]) -> dict[str, Any]: ...
+    def forget(self, memory_id: str) -> None: ...
+    def list_recent(self, limit: int) -> list[dict[str, Any]]: ...
+
+
+class ServiceBackend:
+    """In-process: the key's principal calls the services (``manage.py mcp``, ``/mcp``)."""
+
+    def __init__(self, principal):
+        self.principal = principal
+
+    def _call(self, function, *args, **kwargs):
+        from apps.core.errors import ServiceError
+
+        try:
+            return function(self.principal, *args, **kwargs)
+        except ServiceError as exc:
+            raise ToolError(f"{exc.code}: {exc.message}") from None
+
+    def store(self, data):
+        from apps.memories import services
+        from apps.memories.api.serializers import stored
+
+        return stored(self._call(services.ingest, data))
+
+    def recall(self, data):
+        from apps.memories import services
+        from apps.memories.api.serializers import hit_rows
+
+        result = self._call(services.recall, data)
+        return {"namespace": result.namespace.slug, "query": result.query, "mode": result.mode,
+                "results": hit_rows(result.hits)}
+
+    def update(self, memory_id, data):
+        from apps.memories import services
+        from apps.memories.api.serializers import MemorySerializer
+
+        return dict(MemorySerializer(self._call(services.update, memory_id, data)).data)
+
+    def forget(self, memory_id):
+        from apps.memories import services
+
+        self._call(services.delete, memory_id)
+
+    def list_recent(self, limit):
+        from apps.memories import services
+        from apps.memories.api.serializers import MemorySerializer
+
+        memories = list(self._call(services.list_memories)[:limit])
+        return list(MemorySerializer(memories, many=True).data)
+
+
+class RestBackend:
+    """A thin proxy to a MemoryWeb server (seed 002's topology): the key travels as the
+    bearer token, the server does everything else."""
+
+    def __init__(self, server_url: str, key: str, timeout: float = 60):
+        self.client = httpx.Client(base_url=server_url.rstrip("/"), timeout=timeout,
+                                   headers={"Authorization": f"Bearer {key}"})
+
+    def _send(self, method: str, path: str, **kwargs) -> Any:
+        try:
+            response = self.client.request(method, f"/api/v1/{path}", **kwargs)
+        except httpx.HTTPError as exc:
+            raise ToolError(f"unavailable: the MemoryWeb server did not answer ({exc}).") from None
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                message = f"{error['code']}: {error['message']}"
+            except (ValueError, KeyError, TypeError):
+                message = f"HTTP {response.status_code}"
+            raise ToolError(message)
+        return response.json() if response.content else None
+
+    def store(self, data):
+        return self._send("POST", "memories", json=data)
+
+    def recall(self, data):
+        body = self._send("POST", "recall", json=data)
+        return {key: body[key] for key in ("namespace", "query", "mode", "results") if key in body}
+
+    def update(self, memory_id, data):
+        return self._send("PATCH", f"memories/{memory_id}", json=data)
+
+    def forget(self, memory_id):
+        self._send("DELETE", f"memories/{memory_id}")
+
+    def list_recent(self, limit):
+        return self._send("GET", "memories", params={"limit": limit})["results"]

@@ -1,0 +1,113 @@
+"""The MCP server: five memory tools with schemas and descriptions an LLM can use well.
+
+Seed 003 offered store, recall, update and forget; MemoryWeb adds list_recent. Every
+tool calls a ``Backend`` (backends.py): the services in-process, or the REST API when
+the command runs as a thin proxy. Validation, permissions, audit and events happen
+there, once, as for every other door.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+from apps.mcp.backends import Backend
+
+INSTRUCTIONS = (
+    "Long-term memory shared across sessions. Recall before answering questions about the "
+    "user, their projects, conventions, earlier decisions or fixes; store durable facts, "
+    "preferences and outcomes worth remembering (one self-contained statement per memory, "
+    "no secrets). Update a memory that became wrong instead of storing a contradiction; "
+    "forget one only when asked or when it is clearly wrong."
+)
+
+Kind = Literal["fact", "preference", "episode", "procedure", "observation", "summary", "note"]
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def build_server(backend: Callable[[], Backend]) -> MCPServer:
+    """An MCP server whose tools call ``backend()`` (per call: the HTTP transport gives
+    each request its own caller)."""
+    server = MCPServer(name="memoryweb", title="MemoryWeb", instructions=INSTRUCTIONS)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
+    def store(
+        content: Annotated[str, Field(description="The memory: one self-contained statement, "
+                                      "e.g. 'The staging deploy needs VPN access.'")],
+        kind: Annotated[Kind, Field(description="fact, preference, episode, procedure, "
+                                    "observation, summary or note")] = "fact",
+        tags: Annotated[list[str] | None, Field(description="Short labels for filtering, "
+                                                "e.g. ['ops', 'staging']")] = None,
+        importance: Annotated[float, Field(ge=0, le=1, description="0..1; how much this "
+                                           "matters later (default 0.5)")] = 0.5,
+        session_id: Annotated[str | None, Field(description="The conversation or task this "
+                                                "came from")] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description="Extra JSON fields; "
+                                                         "subject_id names a person")] = None,
+    ) -> dict[str, Any]:
+        """Store a memory. Identical content already stored is not duplicated: the existing
+        memory comes back with duplicate=true."""
+        return backend().store(_drop_none({"content": content, "kind": kind, "tags": tags,
+                                           "importance": importance, "session_id": session_id,
+                                           "metadata": metadata}))
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def recall(
+        query: Annotated[str, Field(description="What you want to know, in words: a question "
+                                    "or keywords")],
+        k: Annotated[int, Field(ge=1, le=100, description="How many memories (default 5)")] = 5,
+        tags: Annotated[list[str] | None, Field(description="Only memories with any of "
+                                                "these tags")] = None,
+        kind: Annotated[Kind | None, Field(description="Only memories of this kind")] = None,
+        mode: Annotated[Literal["hybrid", "vector", "lexical"] | None,
+                        Field(description="hybrid (default): meaning and keywords; vector: "
+                              "meaning; lexical: exact words")] = None,
+        include_shared: Annotated[bool, Field(description="Also search namespaces that "
+                                              "share memories with yours")] = False,
+    ) -> dict[str, Any]:
+        """Find the memories that best answer a query, best first, each with its id and
+        score (ids are what update and forget take)."""
+        filters = _drop_none({"tags": tags, "kind": kind})
+        return backend().recall(_drop_none({"query": query, "k": k, "mode": mode,
+                                            "include_shared": include_shared,
+                                            "filters": filters or None}))
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
+                                             idempotentHint=True))
+    def update(
+        id: Annotated[str, Field(description="The memory's id (from recall or store)")],
+        content: Annotated[str | None, Field(description="The corrected statement")] = None,
+        tags: Annotated[list[str] | None, Field(description="Replaces the tags")] = None,
+        kind: Annotated[Kind | None, Field(description="A new kind")] = None,
+        importance: Annotated[float | None, Field(ge=0, le=1, description="A new importance")] = None,
+    ) -> dict[str, Any]:
+        """Correct a memory (needs the team-admin role): only the fields given change, and
+        the previous version is kept in its history."""
+        return backend().update(id, _drop_none({"content": content, "tags": tags, "kind": kind,
+                                                "importance": importance}))
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
+                                             idempotentHint=True))
+    def forget(
+        id: Annotated[str, Field(description="The memory's id (from recall or store)")],
+    ) -> dict[str, Any]:
+        """Delete a memory (needs the team-admin role). For a person's data protection
+        request, an administrator uses a certified erasure instead."""
+        backend().forget(id)
+        return {"forgotten": id}
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def list_recent(
+        limit: Annotated[int, Field(ge=1, le=100, description="How many (default 10)")] = 10,
+    ) -> dict[str, Any]:
+        """The most recently stored memories, newest first: what happened lately."""
+        return {"memories": backend().list_recent(limit)}
+
+    return server
