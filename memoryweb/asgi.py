@@ -11,5 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 
 from apps.live.routing import websocket_application  # noqa: E402
+from apps.mcp.http import mcp_router  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application()})
+application = ProtocolTypeRouter({"http": mcp_router(django_asgi_app),
+                                  "websocket": websocket_application()})

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from asgiref.sync import sync_to_async
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
@@ -28,17 +29,28 @@ INSTRUCTIONS = (
 Kind = Literal["fact", "preference", "episode", "procedure", "observation", "summary", "note"]
 
 
+async def _call(backend: Callable[[Context | None], Backend], ctx: Context | None,
+                operation: str, *args: Any) -> Any:
+    """Find the caller's backend and run one operation (database, model, HTTP) on a worker
+    thread of asgiref's pool: the SDK's own pool (AnyIO) keeps a non-daemon thread that
+    would hold Daphne open at shutdown."""
+    def run() -> Any:
+        return getattr(backend(ctx), operation)(*args)
+
+    return await sync_to_async(run, thread_sensitive=False)()
+
+
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def build_server(backend: Callable[[], Backend]) -> MCPServer:
-    """An MCP server whose tools call ``backend()`` (per call: the HTTP transport gives
-    each request its own caller)."""
+def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
+    """An MCP server whose tools call ``backend(ctx)``, per call: over stdio one key serves
+    the whole process, over HTTP each request carries its own (apps/mcp/http.py)."""
     server = MCPServer(name="memoryweb", title="MemoryWeb", instructions=INSTRUCTIONS)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
-    def store(
+    async def store(
         content: Annotated[str, Field(description="The memory: one self-contained statement, "
                                       "e.g. 'The staging deploy needs VPN access.'")],
         kind: Annotated[Kind, Field(description="fact, preference, episode, procedure, "
@@ -51,15 +63,17 @@ def build_server(backend: Callable[[], Backend]) -> MCPServer:
                                                 "came from")] = None,
         metadata: Annotated[dict[str, Any] | None, Field(description="Extra JSON fields; "
                                                          "subject_id names a person")] = None,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Store a memory. Identical content already stored is not duplicated: the existing
         memory comes back with duplicate=true."""
-        return backend().store(_drop_none({"content": content, "kind": kind, "tags": tags,
-                                           "importance": importance, "session_id": session_id,
-                                           "metadata": metadata}))
+        memory = _drop_none({"content": content, "kind": kind, "tags": tags,
+                             "importance": importance, "session_id": session_id,
+                             "metadata": metadata})
+        return await _call(backend, ctx, "store", memory)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
-    def recall(
+    async def recall(
         query: Annotated[str, Field(description="What you want to know, in words: a question "
                                     "or keywords")],
         k: Annotated[int, Field(ge=1, le=100, description="How many memories (default 5)")] = 5,
@@ -71,43 +85,48 @@ def build_server(backend: Callable[[], Backend]) -> MCPServer:
                               "meaning; lexical: exact words")] = None,
         include_shared: Annotated[bool, Field(description="Also search namespaces that "
                                               "share memories with yours")] = False,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Find the memories that best answer a query, best first, each with its id and
         score (ids are what update and forget take)."""
         filters = _drop_none({"tags": tags, "kind": kind})
-        return backend().recall(_drop_none({"query": query, "k": k, "mode": mode,
-                                            "include_shared": include_shared,
-                                            "filters": filters or None}))
+        request = _drop_none({"query": query, "k": k, "mode": mode,
+                              "include_shared": include_shared, "filters": filters or None})
+        return await _call(backend, ctx, "recall", request)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
                                              idempotentHint=True))
-    def update(
+    async def update(
         id: Annotated[str, Field(description="The memory's id (from recall or store)")],
         content: Annotated[str | None, Field(description="The corrected statement")] = None,
         tags: Annotated[list[str] | None, Field(description="Replaces the tags")] = None,
         kind: Annotated[Kind | None, Field(description="A new kind")] = None,
         importance: Annotated[float | None, Field(ge=0, le=1, description="A new importance")] = None,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Correct a memory (needs the team-admin role): only the fields given change, and
         the previous version is kept in its history."""
-        return backend().update(id, _drop_none({"content": content, "tags": tags, "kind": kind,
-                                                "importance": importance}))
+        changes = _drop_none({"content": content, "tags": tags, "kind": kind,
+                              "importance": importance})
+        return await _call(backend, ctx, "update", id, changes)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
                                              idempotentHint=True))
-    def forget(
+    async def forget(
         id: Annotated[str, Field(description="The memory's id (from recall or store)")],
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Delete a memory (needs the team-admin role). For a person's data protection
         request, an administrator uses a certified erasure instead."""
-        backend().forget(id)
+        await _call(backend, ctx, "forget", id)
         return {"forgotten": id}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
-    def list_recent(
+    async def list_recent(
         limit: Annotated[int, Field(ge=1, le=100, description="How many (default 10)")] = 10,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """The most recently stored memories, newest first: what happened lately."""
-        return {"memories": backend().list_recent(limit)}
+        return {"memories": await _call(backend, ctx, "list_recent", limit)}
 
     return server

@@ -45,6 +45,7 @@ async def _agent_steps(session):
     tools = {tool.name: tool for tool in listed.tools}
     assert set(tools) == TOOLS
     assert "content" in tools["store"].input_schema["properties"]
+    assert all("ctx" not in tool.input_schema["properties"] for tool in tools.values())
     assert tools["recall"].description and tools["recall"].input_schema["required"] == ["query"]
     stored = _payload(await session.call_tool("store", {
         "content": "The staging deploy needs the VPN.", "tags": ["ops"], "kind": "procedure"}))

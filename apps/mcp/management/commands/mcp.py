@@ -35,4 +35,4 @@ class Command(BaseCommand):
             backend = ServiceBackend(Principal.for_key(found))
         # stdout carries the protocol: everything else goes to stderr.
         sys.stdout.flush()
-        build_server(lambda: backend).run(transport="stdio")
+        build_server(lambda ctx: backend).run(transport="stdio")

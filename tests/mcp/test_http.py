@@ -1,0 +1,38 @@
+"""MCP over streamable HTTP at /mcp on a real Daphne: the SDK's client with a bearer key
+lists the five tools, stores, recalls, updates, forgets; permission errors are tool
+errors; no key or a bad key is a 401 before the MCP layer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import httpx2
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.mcp.test_stdio import TOOLS, _admin_steps, _agent_steps, _keys
+from tests.ops.test_daphne_server import embedded_env  # noqa: F401  (fixture)
+from tests.servers import DaphneServer
+
+
+async def _over_http(url: str, key: str, steps):
+    client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    async with client, streamable_http_client(f"{url}/mcp", http_client=client) as (read, write), \
+            ClientSession(read, write) as session:
+        await session.initialize()
+        return await steps(session)
+
+
+def test_mcp_over_http(embedded_env, tmp_path):  # noqa: F811
+    keys = _keys(embedded_env)
+    with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
+        memory_id = asyncio.run(_over_http(server.url, keys["agent"], _agent_steps))
+        asyncio.run(_over_http(server.url, keys["admin"], lambda s: _admin_steps(s, memory_id)))
+        for headers in ({}, {"Authorization": "Bearer mw_live_wrong"}, {"Authorization": "Basic x"}):
+            refused = httpx.post(f"{server.url}/mcp", headers=headers, timeout=30,
+                                 json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+            assert refused.status_code == 401 and refused.json()["error"]["code"] == "not_authenticated"
+        # The rest of the site is untouched by the mount.
+        assert httpx.get(f"{server.url}/health", timeout=30).json() == {"status": "ok"}
+        assert TOOLS
