@@ -7,6 +7,7 @@ with the API's own message, which the MCP SDK returns to the agent as a tool err
 from __future__ import annotations
 
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
@@ -80,14 +81,23 @@ class RestBackend:
             response = self.client.request(method, f"/api/v1/{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise ToolError(f"unavailable: the MemoryWeb server did not answer ({exc}).") from None
-        if response.status_code >= 400:
+        if response.is_redirect:  # never followed: a DELETE answered 301 deleted nothing
+            raise ToolError(f"unavailable: the server redirects to {response.headers.get('location')}; "
+                            "use that address as --server-url.")
+        if not response.is_success:
             try:
                 error = response.json()["error"]
                 message = f"{error['code']}: {error['message']}"
             except (ValueError, KeyError, TypeError):
                 message = f"HTTP {response.status_code}"
             raise ToolError(message)
-        return response.json() if response.content else None
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ToolError("unavailable: the server's answer is not JSON (is --server-url a "
+                            "MemoryWeb server?).") from None
 
     def store(self, data):
         return self._send("POST", "memories", json=data)
@@ -97,10 +107,10 @@ class RestBackend:
         return {key: body[key] for key in ("namespace", "query", "mode", "results") if key in body}
 
     def update(self, memory_id, data):
-        return self._send("PATCH", f"memories/{memory_id}", json=data)
+        return self._send("PATCH", f"memories/{quote(str(memory_id), safe='')}", json=data)
 
     def forget(self, memory_id):
-        self._send("DELETE", f"memories/{memory_id}")
+        self._send("DELETE", f"memories/{quote(str(memory_id), safe='')}")
 
     def list_recent(self, limit):
         return self._send("GET", "memories", params={"limit": limit})["results"]

@@ -8,10 +8,11 @@ there, once, as for every other door.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -22,8 +23,8 @@ INSTRUCTIONS = (
     "Long-term memory shared across sessions. Recall before answering questions about the "
     "user, their projects, conventions, earlier decisions or fixes; store durable facts, "
     "preferences and outcomes worth remembering (one self-contained statement per memory, "
-    "no secrets). Update a memory that became wrong instead of storing a contradiction; "
-    "forget one only when asked or when it is clearly wrong."
+    "no secrets). A memory that became wrong is updated (or forgotten, when asked) by a "
+    "key with the team-admin role; with an agent key, store the correction instead."
 )
 
 Kind = Literal["fact", "preference", "episode", "procedure", "observation", "summary", "note"]
@@ -37,7 +38,9 @@ async def _call(backend: Callable[[Context | None], Backend], ctx: Context | Non
     def run() -> Any:
         return getattr(backend(ctx), operation)(*args)
 
-    return await sync_to_async(run, thread_sensitive=False)()
+    # channels' wrapper closes stale or broken database connections around the call, as
+    # Django does around a request (CONN_MAX_AGE, CONN_HEALTH_CHECKS).
+    return await database_sync_to_async(run, thread_sensitive=False)()
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +80,7 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         query: Annotated[str, Field(description="What you want to know, in words: a question "
                                     "or keywords")],
         k: Annotated[int, Field(ge=1, le=100, description="How many memories (default 5)")] = 5,
-        tags: Annotated[list[str] | None, Field(description="Only memories with any of "
+        tags: Annotated[list[str] | None, Field(description="Only memories that have all of "
                                                 "these tags")] = None,
         kind: Annotated[Kind | None, Field(description="Only memories of this kind")] = None,
         mode: Annotated[Literal["hybrid", "vector", "lexical"] | None,
@@ -97,7 +100,7 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
                                              idempotentHint=True))
     async def update(
-        id: Annotated[str, Field(description="The memory's id (from recall or store)")],
+        id: Annotated[uuid.UUID, Field(description="The memory's id (from recall or store)")],
         content: Annotated[str | None, Field(description="The corrected statement")] = None,
         tags: Annotated[list[str] | None, Field(description="Replaces the tags")] = None,
         kind: Annotated[Kind | None, Field(description="A new kind")] = None,
@@ -108,18 +111,18 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         the previous version is kept in its history."""
         changes = _drop_none({"content": content, "tags": tags, "kind": kind,
                               "importance": importance})
-        return await _call(backend, ctx, "update", id, changes)
+        return await _call(backend, ctx, "update", str(id), changes)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
                                              idempotentHint=True))
     async def forget(
-        id: Annotated[str, Field(description="The memory's id (from recall or store)")],
+        id: Annotated[uuid.UUID, Field(description="The memory's id (from recall or store)")],
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Delete a memory (needs the team-admin role). For a person's data protection
         request, an administrator uses a certified erasure instead."""
-        await _call(backend, ctx, "forget", id)
-        return {"forgotten": id}
+        await _call(backend, ctx, "forget", str(id))
+        return {"forgotten": str(id)}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def list_recent(

@@ -8,11 +8,13 @@ import asyncio
 
 import httpx
 import httpx2
+import pytest
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
-from tests.mcp.test_stdio import TOOLS, _admin_steps, _agent_steps, _keys
-from tests.ops.test_daphne_server import embedded_env  # noqa: F401  (fixture)
+from tests.mcp.test_stdio import REVOKE, _admin_steps, _agent_steps, _keys
+from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
 from tests.servers import DaphneServer
 
 
@@ -24,6 +26,17 @@ async def _over_http(url: str, key: str, steps):
         return await steps(session)
 
 
+def _revoked_over_http(env):
+    """Over HTTP the key is checked on every request, before MCP: revoked, the next call's
+    request is refused (401), which the client reports as an error."""
+    async def steps(session):
+        assert not (await session.call_tool("list_recent", {"limit": 1})).is_error
+        _manage(env, "shell", "-c", REVOKE)
+        with pytest.raises(MCPError, match="Server returned an error response"):
+            await session.call_tool("list_recent", {"limit": 1})
+    return steps
+
+
 def test_mcp_over_http(embedded_env, tmp_path):  # noqa: F811
     keys = _keys(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
@@ -33,6 +46,10 @@ def test_mcp_over_http(embedded_env, tmp_path):  # noqa: F811
             refused = httpx.post(f"{server.url}/mcp", headers=headers, timeout=30,
                                  json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
             assert refused.status_code == 401 and refused.json()["error"]["code"] == "not_authenticated"
+        twice = httpx.post(f"{server.url}/mcp", timeout=30, json={"jsonrpc": "2.0", "id": 1},
+                           headers=[("Authorization", f"Bearer {keys['admin']}"),
+                                    ("Authorization", f"Bearer {keys['agent']}")])
+        assert twice.status_code == 401  # one credential per request, not two to choose from
+        asyncio.run(_over_http(server.url, keys["agent"], _revoked_over_http(embedded_env)))
         # The rest of the site is untouched by the mount.
         assert httpx.get(f"{server.url}/health", timeout=30).json() == {"status": "ok"}
-        assert TOOLS

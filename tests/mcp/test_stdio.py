@@ -57,8 +57,24 @@ async def _agent_steps(session):
     refused = await session.call_tool("update", {"id": stored["id"], "content": "changed"})
     assert refused.is_error and "may not edit" in refused.content[0].text  # an agent cannot
     bad = await session.call_tool("store", {"content": ""})
-    assert bad.is_error
+    assert bad.is_error and "invalid: content" in bad.content[0].text
+    sneaky = await session.call_tool("forget", {"id": "../namespaces/demo/keys/1"})
+    assert sneaky.is_error and "uuid" in sneaky.content[0].text.lower()  # refused by the schema
     return stored["id"]
+
+
+REVOKE = ("from django.utils import timezone; from apps.tenancy.models import ApiKey; "
+          "ApiKey.objects.filter(agent_id='agent-bot').update(revoked_at=timezone.now())")
+
+
+def _revoke_and_check(env: dict[str, str]):
+    """Revoke the agent key while the session is open: the next call is refused."""
+    async def steps(session):
+        assert not (await session.call_tool("list_recent", {"limit": 1})).is_error
+        _manage(env, "shell", "-c", REVOKE)
+        after = await session.call_tool("list_recent", {"limit": 1})
+        assert after.is_error and "authentication_failed" in after.content[0].text, after.content
+    return steps
 
 
 async def _admin_steps(session, memory_id: str):
@@ -78,12 +94,14 @@ def test_mcp_over_stdio(embedded_env, tmp_path, mode):  # noqa: F811
         memory_id = asyncio.run(_session_run(embedded_env, keys["agent"], [], _agent_steps))
         asyncio.run(_session_run(embedded_env, keys["admin"], [],
                                  lambda session: _admin_steps(session, memory_id)))
+        asyncio.run(_session_run(embedded_env, keys["agent"], [], _revoke_and_check(embedded_env)))
         return
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         args = ["--server-url", server.url]
         memory_id = asyncio.run(_session_run(embedded_env, keys["agent"], args, _agent_steps))
         asyncio.run(_session_run(embedded_env, keys["admin"], args,
                                  lambda session: _admin_steps(session, memory_id)))
+        asyncio.run(_session_run(embedded_env, keys["agent"], args, _revoke_and_check(embedded_env)))
 
 
 def test_mcp_refuses_to_start_without_a_valid_key(embedded_env):  # noqa: F811

@@ -17,6 +17,8 @@ class Command(BaseCommand):
                             "http://127.0.0.1:8000")
 
     def handle(self, server_url=None, **options):
+        from mcp.server.mcpserver.exceptions import ToolError
+
         from apps.mcp.backends import RestBackend, ServiceBackend
         from apps.mcp.server import build_server
 
@@ -24,15 +26,26 @@ class Command(BaseCommand):
         if not key:
             raise CommandError("set MEMORYWEB_API_KEY to the agent's API key.")
         if server_url:
-            backend = RestBackend(server_url, key)
-        else:
-            from apps.tenancy.principal import Principal
-            from apps.tenancy.services import authenticate_key
+            if not server_url.startswith(("http://", "https://")):
+                raise CommandError("--server-url must be an http:// or https:// address.")
+            proxy = RestBackend(server_url, key)
 
-            found = authenticate_key(key)
-            if found is None:
+            def backend(ctx):
+                return proxy
+        else:
+            from apps.mcp.http import principal_for_key
+
+            if principal_for_key(key) is None:
                 raise CommandError("MEMORYWEB_API_KEY is not a valid, active key.")
-            backend = ServiceBackend(Principal.for_key(found))
+
+            def backend(ctx):
+                # Checked at every call, as every other door does: a key revoked or
+                # expired while the agent runs stops working at once, and the namespace
+                # (archived or not) is read fresh.
+                principal = principal_for_key(key)
+                if principal is None:
+                    raise ToolError("authentication_failed: Invalid, expired or revoked API key.")
+                return ServiceBackend(principal)
         # stdout carries the protocol: everything else goes to stderr.
         sys.stdout.flush()
-        build_server(lambda ctx: backend).run(transport="stdio")
+        build_server(backend).run(transport="stdio")
