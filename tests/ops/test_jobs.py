@@ -144,14 +144,15 @@ def test_drain_job_replays_the_outbox(agent, alpha):
 
 def test_the_server_runs_jobs_in_process(embedded_env, tmp_path):  # noqa: F811
     """Embedded mode: a task queued by another process (here ``manage.py shell``, as the
-    scheduler would) is run by the consumer inside Daphne."""
+    scheduler would) is run by the consumer inside Daphne. The daily job is used so that
+    its own schedule (03:17) cannot add a run while the test watches."""
     _manage(embedded_env, "migrate", "-v0")
     with DaphneServer(tmp_path / "daphne.log", embedded_env):
         _manage(embedded_env, "shell", "-c",
-                "from apps.ops.tasks import audit_checkpoint; audit_checkpoint()")
+                "from apps.ops.tasks import audit_verify_full; audit_verify_full()")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            line = _status_line(_manage(embedded_env, "jobs", "status"), "audit_checkpoint")
+            line = _status_line(_manage(embedded_env, "jobs", "status"), "audit_verify_full")
             if " ok " in line:
                 break
             time.sleep(0.5)

@@ -157,14 +157,17 @@ def test_two_servers_and_a_worker_share_postgres_chroma_and_redis(tmp_path, data
                                   json={"query": "how hot does the kiln get?", "k": 1}).json()
             assert recalled["results"][0]["id"] == memory_id
 
-            # A job queued on Redis (as the scheduler does) is run by the worker process.
-            _manage(env, "shell", "-c", "from apps.ops.tasks import audit_checkpoint; audit_checkpoint()")
-            def checkpoint_line() -> str | None:
+            # A job queued on Redis is run by the worker process (the daily job: its own
+            # schedule cannot add a run while the test watches).
+            _manage(env, "shell", "-c", "from apps.ops.tasks import audit_verify_full; "
+                    "audit_verify_full()")
+
+            def job_line() -> str | None:
                 line = next(line for line in _manage(env, "jobs", "status").splitlines()
-                            if line.startswith("audit_checkpoint "))
+                            if line.startswith("audit_verify_full "))
                 return line if " ok " in line else None
 
-            line = _wait_for(checkpoint_line, what="the worker to run audit_checkpoint")
+            line = _wait_for(job_line, what="the worker to run audit_verify_full")
             assert line.split()[-2] == "1", line  # one run, by the worker
 
             assert _readiness(first.url)[0] == 200
