@@ -38,13 +38,16 @@ def needs_mfa_setup(user, principal: Principal | None = None) -> bool:
     if not settings.MEMORYWEB_REQUIRE_MFA or user is None or not user.is_authenticated:
         return False
     principal = principal or Principal.for_user(user)
-    if not (principal.is_system_admin or principal.namespace_ids(Action.MANAGE)):
+    if not may_use_dashboard(principal):
         return False
     return not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
 
 
-def is_dashboard_user(request: HttpRequest) -> bool:
+def may_use_dashboard(principal: Principal) -> bool:
     """A system admin, or a team admin of some namespace."""
+    return principal.is_system_admin or bool(principal.namespace_ids(Action.MANAGE))
+
+
+def is_dashboard_user(request: HttpRequest) -> bool:
     principal = principal_for(request)
-    return principal is not None and (
-        principal.is_system_admin or bool(principal.namespace_ids(Action.MANAGE)))
+    return principal is not None and may_use_dashboard(principal)

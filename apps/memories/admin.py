@@ -89,10 +89,7 @@ class TagFilter(_ScopedFilter):
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
-        principal = model_admin.principal(request)
-        tags = MemoryTag.objects.all()
-        if not principal.is_system_admin:
-            tags = tags.filter(namespace_id__in=principal.namespace_ids(model_admin.scope_action))
+        tags = MemoryTag.objects.for_principal(model_admin.principal(request), model_admin.scope_action)
         rows = tags.values("tag").annotate(n=Count("pk")).order_by("-n", "tag")[:FILTER_CHOICES]
         return [(row["tag"], f"{row['tag']} ({row['n']})") for row in rows]
 

@@ -10,8 +10,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.tenancy.models import Namespace
-from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 from apps.tenancy.scoping import NamespaceScopedQuerySet
 
 
@@ -31,15 +29,8 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
-class MemoryQuerySet(models.QuerySet):
-    def for_principal(self, principal: Principal, action: Action = Action.READ) -> MemoryQuerySet:
-        """The memories ``principal`` may act on with ``action``: the one scoping entry point."""
-        if principal.is_system_admin:
-            return self
-        ids = principal.namespace_ids(action)
-        if not ids:
-            return self.none()
-        return self.filter(namespace_id=ids[0]) if len(ids) == 1 else self.filter(namespace_id__in=ids)
+class MemoryQuerySet(NamespaceScopedQuerySet):
+    """``for_principal`` (the one scoping entry point) comes from NamespaceScopedQuerySet."""
 
     def live(self) -> MemoryQuerySet:
         """Not expired (expired rows wait for the retention job but are never served)."""
@@ -122,6 +113,8 @@ class MemoryTag(models.Model):
     memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="tag_rows")
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     tag = models.CharField(max_length=64)
+
+    objects = NamespaceScopedQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["memory", "tag"], name="memorytag_unique")]

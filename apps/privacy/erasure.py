@@ -84,13 +84,9 @@ def create(principal: Principal, data: Mapping[str, Any]) -> ErasureRequest:
 
 def visible(principal: Principal) -> QuerySet[ErasureRequest]:
     """Requests the principal may see: its managed namespaces' (system admins: all)."""
-    found = ErasureRequest.objects.all()
-    if principal.is_system_admin:
-        return found
-    managed = principal.namespace_ids(Action.MANAGE)
-    if not managed:
+    if not principal.is_system_admin and not principal.namespace_ids(Action.MANAGE):
         raise PermissionDenied("erasure requests are for team admins and system admins.")
-    return found.filter(namespace_id__in=managed)
+    return ErasureRequest.objects.for_principal(principal, Action.MANAGE)
 
 
 def get(principal: Principal, request_id: Any) -> ErasureRequest:

@@ -30,6 +30,8 @@ class NamespaceScopedQuerySet(models.QuerySet):
         ids = principal.namespace_ids(action)
         if not ids:
             return self.none()
+        if self.namespace_fields == ("namespace_id",) and len(ids) == 1:
+            return self.filter(namespace_id=ids[0])  # the common case: one key, one namespace
         condition = Q()
         for name in self.namespace_fields:
             condition |= Q(**{f"{name}__in": ids})

@@ -8,7 +8,7 @@ from rest_framework.generics import ListAPIView
 from rest_framework.test import APIRequestFactory, force_authenticate
 
 from apps.memories.api.serializers import MemorySerializer
-from apps.memories.models import Memory, MemoryTag
+from apps.memories.models import Memory, MemoryVersion
 from apps.tenancy.principal import Principal
 
 
@@ -20,10 +20,10 @@ class CarelessMemoryList(ListAPIView):
     pagination_class = None
 
 
-class CarelessTagList(ListAPIView):
-    """Tag rows have no ``for_principal`` (nothing lists them on their own)."""
+class CarelessVersionList(ListAPIView):
+    """Version rows have no ``for_principal`` (they are read through their memory)."""
 
-    queryset = MemoryTag.objects.all()
+    queryset = MemoryVersion.objects.all()
     serializer_class = MemorySerializer
     pagination_class = None
 
@@ -44,4 +44,4 @@ def test_an_unscoped_list_view_is_scoped_anyway(stored, outsider, agent):
 
 def test_a_list_of_a_model_without_scope_is_a_configuration_error(agent):
     with pytest.raises(ImproperlyConfigured, match="for_principal"):
-        _list(CarelessTagList, agent)
+        _list(CarelessVersionList, agent)
