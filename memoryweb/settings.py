@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "apps.ops",
     "apps.dashboard",
     "apps.mcp",
+    "apps.compat",
 ]
 
 # Namespace roles are django-guardian object permissions (apps/tenancy/members.py).
@@ -242,6 +243,7 @@ MEMORYWEB_LIMITS = {
     "max_content_bytes": env.int("MEMORYWEB_MAX_CONTENT_BYTES", default=32 * 1024),
     "max_batch": env.int("MEMORYWEB_MAX_BATCH", default=1000),
     "max_k": env.int("MEMORYWEB_MAX_K", default=100),
+    "max_filter_delete": env.int("MEMORYWEB_MAX_FILTER_DELETE", default=10_000),
     "max_query_bytes": env.int("MEMORYWEB_MAX_QUERY_BYTES", default=4096),
     "max_tags": 32,
     "max_tag_length": 64,
@@ -289,6 +291,21 @@ MEMORYWEB_RERANK_DEPTH = env.int("MEMORYWEB_RERANK_DEPTH", default=30)
 # Near-duplicates on ingest: cosine similarity at or above which a new memory is linked
 # (or skipped) per its namespace's policy.
 MEMORYWEB_NEAR_DUPLICATE_THRESHOLD = env.float("MEMORYWEB_NEAR_DUPLICATE_THRESHOLD", default=0.95)
+
+# Drop-in routes for clients of the servers MemoryWeb replaces (docs/integrations.md):
+# seed 000's API under MEMORYWEB_CMM_PREFIX (its clients call /ingest, /memory/42...) and
+# seed 003's memory API under MEMORYWEB_MEMORYOSS_PREFIX (its clients call /v1/store...).
+# An empty prefix mounts seed 000's routes at the root; "off" leaves a door out. A key is
+# required either way.
+def _prefix(name: str, default: str) -> str | None:
+    value = env.str(name, default=default).strip().strip("/")
+    return None if value == "off" else (value + "/" if value else "")
+
+
+MEMORYWEB_CMM_PREFIX = _prefix("MEMORYWEB_CMM_PREFIX", "cmm")
+MEMORYWEB_MEMORYOSS_PREFIX = _prefix("MEMORYWEB_MEMORYOSS_PREFIX", "v1")
+# Key checks through seed 003's /v1/auth/token, per client address.
+MEMORYWEB_TOKEN_RATE = env.str("MEMORYWEB_TOKEN_RATE", default="60/min")
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.

@@ -1,11 +1,13 @@
 """Top-level URL map: dashboard (admin), people's login, health probes, REST API v1,
-OpenAPI schema and docs."""
+OpenAPI schema and docs, and the drop-in routes of replaced servers."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.compat import urls as compat_urls
 from apps.core.errors import not_found_view
 
 urlpatterns = [
@@ -22,6 +24,14 @@ urlpatterns = [
     # Unknown API paths answer the JSON error envelope, also with DEBUG on.
     re_path(r"^api/", not_found_view),
 ]
+
+# Drop-in routes for clients of the servers MemoryWeb replaces (docs/integrations.md),
+# after MemoryWeb's own: with an empty prefix, /health stays MemoryWeb's.
+for _prefix, _patterns, _namespace in (
+        (settings.MEMORYWEB_CMM_PREFIX, compat_urls.cmm_patterns, "cmm"),
+        (settings.MEMORYWEB_MEMORYOSS_PREFIX, compat_urls.memoryoss_patterns, "memoryoss")):
+    if _prefix is not None:
+        urlpatterns.append(path(_prefix, include((_patterns, _namespace))))
 
 handler404 = "apps.core.errors.not_found_view"
 handler500 = "apps.core.errors.server_error_view"

@@ -65,6 +65,14 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
+class NotImplementedYet(ServiceError):
+    """An operation a replaced system had that MemoryWeb does not offer yet: refused,
+    never faked."""
+
+    status = 501
+    code = "not_implemented"
+
+
 def envelope(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """``{"error": {"code", "message", "field"?}}``: the body of every error MemoryWeb sends."""
     body: dict[str, Any] = {"code": code, "message": message}
@@ -143,9 +151,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def _is_api(path: str) -> bool:
+    """The REST API's paths and the drop-in routes' (when they have a prefix)."""
+    from django.conf import settings
+
+    prefixes = ["api/", settings.MEMORYWEB_CMM_PREFIX, settings.MEMORYWEB_MEMORYOSS_PREFIX]
+    return any(prefix and path.startswith("/" + prefix) for prefix in prefixes)
+
+
 def not_found_view(request: HttpRequest, exception: Exception | None = None):
     """JSON 404 for API paths; Django's page elsewhere."""
-    if request.path.startswith("/api/"):
+    if _is_api(request.path):
         return error_response(404, "not_found", f"No route for {request.path}.")
     from django.views.defaults import page_not_found
 
@@ -153,7 +169,7 @@ def not_found_view(request: HttpRequest, exception: Exception | None = None):
 
 
 def server_error_view(request: HttpRequest):
-    if request.path.startswith("/api/"):
+    if _is_api(request.path):
         return error_response(500, "server_error", "Internal error; it has been logged.")
     from django.views.defaults import server_error
 

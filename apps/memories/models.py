@@ -207,3 +207,35 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class ExternalId(models.Model):
+    """Another system's id for a memory: what an importer read (a mem0 id, seed 000's
+    integer id, an export's original id) or what a drop-in route handed out (seed 000's
+    clients address memories as ``/memory/42``).
+
+    Re-running an import finds its records here and creates nothing new; the rows go
+    with their memory (cascade), so an erasure leaves no mapping behind.
+    """
+
+    class System(models.TextChoices):
+        MEMORYWEB = "memoryweb", "MemoryWeb export"
+        MEM0 = "mem0", "mem0"
+        CMM = "cmm", "seed 000 (CMM)"
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    system = models.CharField(max_length=16, choices=System.choices)
+    external_id = models.CharField(max_length=128)
+    memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="external_ids")
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "system", "external_id"],
+                                    name="externalid_unique"),
+            models.UniqueConstraint(fields=["memory", "system"], name="externalid_one_per_system"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.system}:{self.external_id}"

@@ -185,7 +185,9 @@ class RecallFilters(StrictSerializer):
     agent_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     session_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     kind = serializers.ChoiceField(choices=MemoryKind.choices, required=False)
-    tags = TagsField(required=False)
+    tags = TagsField(required=False, help_text="Only memories with every one of these tags.")
+    tags_any = TagsField(required=False, help_text="Only memories with at least one of these "
+                         "tags (seed 003's tag filter).")
     created_after = UTCDateTimeField(required=False, help_text="Stored at or after.")
     created_before = UTCDateTimeField(required=False, help_text="Stored before.")
     occurred_after = UTCDateTimeField(

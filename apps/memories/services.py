@@ -348,6 +348,9 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
             clauses.append({name: filters[name]})
     for tag in filters.get("tags") or []:
         clauses.append({TAG_KEY + tag: True})
+    any_of = [{TAG_KEY + tag: True} for tag in filters.get("tags_any") or []]
+    if any_of:
+        clauses.append(any_of[0] if len(any_of) == 1 else {"$or": any_of})
     if filters.get("created_after"):
         clauses.append({"created_ts": {"$gte": filters["created_after"].timestamp()}})
     if filters.get("created_before"):
@@ -652,6 +655,9 @@ def _filtered(queryset, filters: Mapping[str, Any]):
             queryset = queryset.filter(**{name: filters[name]})
     for tag in filters.get("tags") or []:
         queryset = queryset.filter(pk__in=MemoryTag.objects.filter(tag=tag).values("memory_id"))
+    if filters.get("tags_any"):
+        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(
+            tag__in=filters["tags_any"]).values("memory_id"))
     if filters.get("created_after"):
         queryset = queryset.filter(created_at__gte=filters["created_after"])
     if filters.get("created_before"):
@@ -836,6 +842,41 @@ def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None =
         by_namespace.setdefault(ns_id, []).append(pk)
     return _delete_memories(principal, by_namespace, "memory.delete_by_agent",
                             {"agent_id": agent_id})
+
+
+#: The recall filters that select memories to delete (as ``_filtered`` applies them).
+_DELETE_FILTERS = {"agent_id", "session_id", "kind", "tags", "tags_any", "created_after",
+                   "created_before", "occurred_after", "occurred_before", "metadata"}
+
+
+@metrics.observed("delete_matching")
+def delete_matching(principal: Principal, namespace: str | None, filters: Mapping[str, Any]) -> int:
+    """Delete every memory of a namespace that matches ``filters`` (system admin, like
+    delete_by_agent): the recall filters' meaning, at least one of them, and at most
+    ``max_filter_delete`` memories (more is refused: narrow it or delete by ids)."""
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may delete memories by filter.")
+    cleaned = schemas.validate(schemas.RecallFilters, dict(filters), prefix="filters")
+    cleaned.pop("include_invalid", None)
+    other = sorted(set(cleaned) - _DELETE_FILTERS)
+    if other:  # a recall-only filter (valid_at) would select nothing here, or everything
+        raise InvalidInput(f"{other[0]} cannot select memories to delete.", field=f"filters.{other[0]}")
+    if not any(cleaned.values()):
+        raise InvalidInput("give at least one filter (or ids); deleting a whole namespace "
+                           "is DELETE /api/v1/namespaces/{slug}.", field="filters")
+    ns = resolve_namespace(principal, namespace)
+    _check_writable(ns)
+    pks = list(_filtered(Memory.objects.filter(namespace=ns), cleaned).values_list("pk", flat=True)
+               [: settings.MEMORYWEB_LIMITS["max_filter_delete"] + 1])
+    if len(pks) > settings.MEMORYWEB_LIMITS["max_filter_delete"]:
+        raise InvalidInput(f"the filter matches more than "
+                           f"{settings.MEMORYWEB_LIMITS['max_filter_delete']} memories; narrow it "
+                           "or delete by ids.", field="filters", code="too_many")
+    if not pks:
+        return 0
+    described = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in cleaned.items()}
+    return _delete_memories(principal, {ns.pk: pks}, "memory.delete_matching",
+                            {"filters": described})
 
 
 def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[Any]],

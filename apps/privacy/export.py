@@ -1,6 +1,7 @@
 """Export: everything held about a namespace or a subject, as streamed JSON lines.
 
-Lines, in order: every selected memory with its versions (``"type": "memory"``), the
+Lines, in order: every selected memory with its versions (``"type": "memory"``; and
+``external_ids`` when it was imported from another system), the
 sharing grants that expose any of them (``"grant"``), the audit entries about them
 (``"audit"``), then one ``"manifest"`` line with the selector, counts per type and the
 SHA-256 of every byte before it, so a recipient can check the file is whole. Memories
@@ -21,6 +22,7 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry, AuditRecord
 from apps.memories.api.serializers import MemorySerializer
+from apps.memories.imports import external_ids_of
 from apps.memories.models import Memory, MemoryVersion
 from apps.privacy.selectors import Selector
 from apps.tenancy.models import SharingGrant
@@ -58,10 +60,13 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
 
     for memories in _chunks(selector):
         versions = _versions_of(memories)
+        other_ids = external_ids_of(memories)
         lines = []
         for memory in memories:
             row = {"type": "memory", **MemorySerializer(memory).data,
                    "versions": versions.get(memory.pk, [])}
+            if memory.pk in other_ids:  # its ids in the systems it was imported from
+                row["external_ids"] = other_ids[memory.pk]
             counts["version"] += len(row["versions"])
             lines.append(_line(row))
             exposing.update(g.pk for g in grants if g.covers(memory))

@@ -1,0 +1,372 @@
+"""Seed 000's HTTP API (the "CMM" memory server), as drop-in routes over the services.
+
+Its clients address memories by integer (``/memory/42``), write ``gist`` for the text
+and an ``importance`` where 1.0 is an ordinary memory. Here every route needs a key
+(``Authorization: Bearer``), each maps onto the same service call and role check as the
+REST API, and a memory's integer id is an :class:`ExternalId` of its namespace: the
+importer keeps the ones a data directory had, and a memory stored through any other
+door gets the next free number the first time a seed 000 route shows it.
+
+Importance: MemoryWeb's is 0..1 (0.5 = ordinary). Seed 000's is a positive weight
+(1.0 = ordinary, larger = more important, no upper bound), so ``unit = w / (1 + w)`` and
+back ``w = unit / (1 - unit)``: 1.0 <-> 0.5, 2.0 <-> 0.667, 0 <-> 0, order kept.
+
+Consolidate, end of day and merge answer 501 until the lifecycle work lands.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import BigIntegerField, Max
+from django.db.models.functions import Cast
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.errors import InvalidInput, NotFound, NotImplementedYet, PermissionDenied
+from apps.memories import services
+from apps.memories.api.serializers import _iso
+from apps.memories.models import ExternalId, Memory
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
+from apps.tenancy.services import authorize, resolve_namespace
+
+CMM = ExternalId.System.CMM
+TAG = "seed 000 drop-in (cmm)"
+NAMESPACE_PARAM = OpenApiParameter("namespace", OpenApiTypes.STR,
+                                   description="Namespace slug (system-admin keys only).")
+
+
+def importance_from_cmm(weight: float) -> float:
+    return weight / (1.0 + weight)
+
+
+def importance_to_cmm(unit: float) -> float:
+    if unit >= 1.0:
+        return 1e6  # "as important as it gets": seed 000's scale has no top
+    return round(unit / (1.0 - unit), 6)
+
+
+# --- ids --------------------------------------------------------------------------------
+
+def cmm_ids(namespace: Namespace, memories: Sequence[Memory]) -> dict[uuid.UUID, int]:
+    """Each memory's integer id in its namespace, numbering the ones that have none."""
+    pks = [m.pk for m in memories]
+    for _ in range(5):  # a concurrent request may take the same numbers: read again
+        have = dict(ExternalId.objects.filter(namespace=namespace, system=CMM, memory_id__in=pks)
+                    .values_list("memory_id", "external_id"))
+        missing = [pk for pk in dict.fromkeys(pks) if pk not in have]
+        if not missing:
+            return {pk: int(value) for pk, value in have.items()}
+        try:
+            with transaction.atomic():
+                top = (ExternalId.objects.filter(namespace=namespace, system=CMM)
+                       .annotate(number=Cast("external_id", BigIntegerField()))
+                       .aggregate(top=Max("number"))["top"]) or 0
+                ExternalId.objects.bulk_create([
+                    ExternalId(namespace=namespace, system=CMM, external_id=str(top + i + 1),
+                               memory_id=pk) for i, pk in enumerate(missing)])
+        except IntegrityError:
+            continue
+    raise InvalidInput("could not number the memories (too many concurrent requests); retry.")
+
+
+def _memory_pk(namespace: Namespace, memory_id: str) -> uuid.UUID:
+    """``/memory/42`` (or the memory's own UUID) to the memory's key; 404 otherwise."""
+    if memory_id.lstrip("-").isdigit() and len(memory_id) <= 19:
+        found = (ExternalId.objects.filter(namespace=namespace, system=CMM,
+                                           external_id=str(int(memory_id)))
+                 .values_list("memory_id", flat=True).first())
+        if found is not None:
+            return found
+        raise NotFound(f"memory {memory_id} not found.")
+    try:
+        return uuid.UUID(memory_id)
+    except ValueError:
+        raise NotFound(f"memory {memory_id} not found.") from None
+
+
+# --- translation ----------------------------------------------------------------------------
+
+def rows(namespace: Namespace, memories: Sequence[Memory]) -> list[dict[str, Any]]:
+    """Memories as seed 000 shows them (MemoryWeb's extra fields kept beside)."""
+    numbers = cmm_ids(namespace, [m for m in memories if m.namespace_id == namespace.pk])
+    found = []
+    for m in memories:
+        found.append({
+            "id": numbers.get(m.pk), "gist": m.content, "importance": importance_to_cmm(m.importance),
+            "agent_id": m.agent_id, "session_id": m.session_id, "timestamp": _iso(m.created_at),
+            "metadata": {**m.metadata, "agent_id": m.agent_id, "session_id": m.session_id},
+            "tags": m.tags, "kind": m.kind, "namespace": m.namespace.slug,
+            "memoryweb_id": str(m.pk), "version": m.version, "updated_at": _iso(m.updated_at),
+        })
+    return found
+
+
+#: Seed 000 fields an ingest or an edit may carry (``gist`` is the text).
+_WRITABLE = {"gist", "content", "text", "importance", "metadata", "tags", "kind", "session_id",
+             "agent_id", "namespace", "occurred_at", "expires_at", "confidence"}
+
+
+def memory_input(principal: Principal, body: Any, *, edit: bool = False) -> dict[str, Any]:
+    """A seed 000 body as MemoryWeb's memory input (validated again by the service)."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("expected a JSON object.")
+    unknown = sorted(set(body) - _WRITABLE - ({"query", "k", "top_k"} if not edit else set()))
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+    data: dict[str, Any] = {}
+    texts = [name for name in ("gist", "content", "text") if name in body]
+    if len(texts) > 1:
+        raise InvalidInput(f"give one of gist, content, text, not {' and '.join(texts)}.",
+                           field=texts[1])
+    if texts:
+        data["content"] = body[texts[0]]
+    elif not edit:
+        raise InvalidInput("gist is required.", field="gist")
+    metadata = body.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise InvalidInput("metadata must be a JSON object.", field="metadata")
+        metadata = dict(metadata)
+        _check_agent(principal, metadata.pop("agent_id", None), "metadata.agent_id", edit)
+        session = metadata.pop("session_id", None)
+        if session is not None and not edit:
+            data["session_id"] = session
+        data["metadata"] = metadata
+    _check_agent(principal, body.get("agent_id"), "agent_id", edit)
+    if "importance" in body:
+        weight = body["importance"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise InvalidInput("importance must be a number >= 0 (1.0 = ordinary).",
+                               field="importance")
+        data["importance"] = importance_from_cmm(float(weight))
+    for name in ("tags", "kind", "occurred_at", "expires_at", "confidence", "namespace"):
+        if name in body:
+            data[name] = body[name]
+    if "session_id" in body:
+        if edit:
+            raise InvalidInput("session_id is provenance; an edit cannot change it.",
+                               field="session_id")
+        data["session_id"] = body["session_id"]
+    return data
+
+
+def _check_agent(principal: Principal, agent_id: Any, field: str, edit: bool) -> None:
+    """Seed 000 clients send their agent_id; here it comes from the key. The same value
+    is accepted, another one refused (an agent cannot write as someone else)."""
+    if agent_id is None:
+        return
+    if edit:
+        raise InvalidInput("agent_id is provenance; an edit cannot change it.", field=field)
+    if agent_id != principal.agent_id:
+        raise InvalidInput(f"agent_id comes from the API key (this key stores as "
+                           f"{principal.agent_id!r}); give that or leave it out.", field=field)
+
+
+def _k(body: Mapping[str, Any], default: int = 5) -> int:
+    value = body.get("k", body.get("top_k", default))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("k must be an integer.", field="k")
+    return value
+
+
+def _namespace(request, body: Any = None) -> Namespace:
+    slug = body.get("namespace") if isinstance(body, Mapping) else None
+    return resolve_namespace(request.user, slug or request.query_params.get("namespace") or None)
+
+
+# --- views ----------------------------------------------------------------------------------
+
+class CmmView(APIView):
+    """Seed 000's routes are documented under their own tag in the OpenAPI schema."""
+
+
+@extend_schema(tags=[TAG])
+class IngestView(CmmView):
+    @extend_schema(summary="Store a memory (seed 000 /ingest: gist, importance, metadata)",
+                   request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        ns = _namespace(request, request.data)
+        memory = services.ingest(request.user, memory_input(request.user, request.data),
+                                 ns.slug)
+        row = rows(ns, [memory])[0]
+        return Response({"id": row["id"], "duplicate": memory.duplicate, "memory": row},
+                        status=status.HTTP_200_OK if memory.duplicate else status.HTTP_201_CREATED)
+
+
+def _recall_query(body: Any) -> dict[str, Any]:
+    if not isinstance(body, Mapping):
+        raise InvalidInput("expected a JSON object.")
+    query = {"query": body.get("query"), "k": _k(body)}
+    filters = {name: body[name] for name in ("agent_id", "session_id") if body.get(name)}
+    if filters:
+        query["filters"] = filters
+    return query
+
+
+@extend_schema(tags=[TAG])
+class RecallView(CmmView):
+    @extend_schema(summary="Recall by meaning (seed 000 /recall: query, k, agent_id filter)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        body = request.data
+        ns = _namespace(request, body)
+        unknown = sorted(set(body) - {"query", "k", "top_k", "agent_id", "session_id",
+                                      "namespace"}) if isinstance(body, Mapping) else []
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        result = services.recall(request.user, _recall_query(body), namespace=ns.slug)
+        found = rows(ns, [hit.memory for hit in result.hits])
+        for row, hit in zip(found, result.hits, strict=True):
+            row["score"] = round(hit.score, 6)
+        return Response({"query": result.query, "results": found, "count": len(found)})
+
+
+@extend_schema(tags=[TAG])
+class IngestAndRecallView(CmmView):
+    @extend_schema(summary="Store a memory, then recall related ones (seed 000)",
+                   request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request):
+        body = request.data
+        ns = _namespace(request, body)
+        data = {**memory_input(request.user, body), "k": _k(body)}
+        if body.get("query") is not None:  # else the memory's own text is the query
+            data["query"] = body["query"]
+        result = services.ingest_and_recall(request.user, data, ns.slug)
+        memory_row = rows(ns, [result.memory])[0]
+        found = rows(ns, [hit.memory for hit in result.hits])
+        for row, hit in zip(found, result.hits, strict=True):
+            row["score"] = round(hit.score, 6)
+        answer = {"id": memory_row["id"], "duplicate": result.memory.duplicate,
+                  "memory": memory_row, "results": found}
+        if result.recall_error:
+            answer["recall_error"] = result.recall_error.as_dict()["error"]
+        return Response(answer, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
+class MemoryView(CmmView):
+    @extend_schema(summary="A memory by its seed 000 id", responses=OpenApiTypes.OBJECT)
+    def get(self, request, memory_id: str):
+        ns = _namespace(request)
+        memory = services.get(request.user, _memory_pk(ns, memory_id))
+        return Response(rows(ns, [memory])[0])
+
+    @extend_schema(summary="Edit a memory: gist, importance, metadata, tags (team admin)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def put(self, request, memory_id: str):
+        ns = _namespace(request)
+        data = memory_input(request.user, request.data, edit=True)
+        data.pop("namespace", None)
+        memory = services.update(request.user, _memory_pk(ns, memory_id), data, partial=True)
+        return Response(rows(ns, [memory])[0])
+
+    @extend_schema(summary="Delete a memory (team admin)", responses=OpenApiTypes.OBJECT)
+    def delete(self, request, memory_id: str):
+        ns = _namespace(request)
+        pk = _memory_pk(ns, memory_id)
+        services.delete(request.user, pk)
+        return Response({"deleted": True, "id": int(memory_id) if memory_id.lstrip("-").isdigit()
+                         else memory_id})
+
+
+@extend_schema(tags=[TAG])
+class MemoriesView(CmmView):
+    @extend_schema(summary="Recent memories, newest first (seed 000 /memories)",
+                   parameters=[NAMESPACE_PARAM,
+                               OpenApiParameter("agent_id", OpenApiTypes.STR),
+                               OpenApiParameter("session_id", OpenApiTypes.STR),
+                               OpenApiParameter("limit", OpenApiTypes.INT,
+                                                description="Default 20, at most 1,000.")],
+                   responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        ns = _namespace(request)
+        limit = _limit(request.query_params.get("limit"))
+        queryset = services.list_memories(request.user, ns.slug)
+        for name in ("agent_id", "session_id"):
+            value = request.query_params.get(name)
+            if value:
+                queryset = queryset.filter(**{name: value})
+        found = rows(ns, list(queryset[:limit]))
+        return Response({"memories": found, "count": len(found)})
+
+
+def _limit(raw: str | None, default: int = 20) -> int:
+    ceiling = settings.MEMORYWEB_LIMITS["max_page_size"]
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= ceiling:
+        raise InvalidInput(f"limit must be an integer from 1 to {ceiling}.", field="limit")
+    return int(raw)
+
+
+@extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
+class AgentMemoriesView(CmmView):
+    @extend_schema(summary="Delete every memory of an agent, in one namespace or all "
+                   "(system admin)",
+                   responses=OpenApiTypes.OBJECT)
+    def delete(self, request, agent_id: str):
+        # Seed 000 had one store: a system key without ?namespace= cleans every namespace.
+        deleted = services.delete_by_agent(request.user, agent_id,
+                                           request.query_params.get("namespace") or None)
+        return Response({"deleted": deleted, "agent_id": agent_id})
+
+
+@extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
+class SaveView(CmmView):
+    @extend_schema(summary="Seed 000's /save: nothing to do, every write is already durable "
+                   "(team admin)", request=None, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        ns = _namespace(request, request.data)
+        authorize(request.user, ns.pk, Action.EDIT)
+        return Response({"saved": True, "message": "MemoryWeb commits every write to its "
+                         "database before answering; there is nothing left to save."})
+
+
+class _NotYet(CmmView):
+    """Seed 000 operations of the memory lifecycle, not offered yet: 501 after the role
+    check, so a caller learns both whether it could and that it cannot yet."""
+
+    action = Action.EDIT
+    what = ""
+
+    @extend_schema(request=None, responses={501: OpenApiTypes.OBJECT})
+    def post(self, request):
+        ns = _namespace(request, request.data)
+        if self.action == Action.SYSTEM and not request.user.is_system_admin:
+            raise PermissionDenied(f"only a system admin may {self.what}.")
+        authorize(request.user, ns.pk, self.action)
+        raise NotImplementedYet(f"{self.what} is not available yet in MemoryWeb (it comes "
+                                "with the memory lifecycle work); nothing was changed.")
+
+
+@extend_schema(tags=[TAG], summary="Seed 000's /consolidate: 501 until lifecycle work lands")
+class ConsolidateView(_NotYet):
+    what = "consolidate (merging similar memories)"
+
+
+@extend_schema(tags=[TAG], summary="Seed 000's /end_of_day: 501 until lifecycle work lands")
+class EndOfDayView(_NotYet):
+    what = "end_of_day (the daily digest)"
+
+
+@extend_schema(tags=[TAG], summary="Seed 000's /merge: 501 until lifecycle work lands")
+class MergeView(_NotYet):
+    action = Action.SYSTEM
+    what = "merge (merging namespaces)"
+
+
+@extend_schema(tags=[TAG])
+class HealthView(CmmView):
+    @extend_schema(summary="Seed 000's /health (with a key)", responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        return Response({"status": "ok", "service": "memoryweb"})

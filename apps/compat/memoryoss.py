@@ -1,0 +1,431 @@
+"""Seed 003's memory API (memoryOSS ``/v1/...``), as drop-in routes over the services.
+
+Its clients (the memoryOSS SDKs, scripts) call ``/v1/store``, ``/v1/recall`` and so on
+with ``Authorization: Bearer`` and read errors as ``{"error": "<message>"}``; these
+routes answer in those shapes, with MemoryWeb's error ``code`` and ``field`` beside the
+message. Each maps onto the same service call and role check as the REST API, so the
+roles are MemoryWeb's (an edit is a team admin's; deleting by filter a system admin's).
+
+Mapped, not copied: ``memory_type`` <-> kind (semantic = fact, episodic = episode,
+procedural = procedure, working = note; MemoryWeb's other kinds are accepted as they
+are); ``agent`` must be the key's own agent; ``tags`` in a recall matches any tag, as
+there; ``limit`` is clamped to ``max_k``. Refused with a clear 400: client-side
+embeddings (``embedding``, ``query_embedding``, ``zero_knowledge``), per-request
+``weights`` and ``cursor`` paging. ``/v1/consolidate`` answers 501 until the lifecycle
+work lands.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from apps.core.errors import InvalidInput, NotImplementedYet
+from apps.memories import services
+from apps.memories.api.serializers import _iso
+from apps.memories.models import Memory, MemoryKind
+from apps.privacy import erasure, export
+from apps.privacy.api.views import streaming
+from apps.privacy.selectors import select
+from apps.tenancy.roles import Action
+from apps.tenancy.services import authenticate_key, authorize, resolve_namespace
+
+TAG = "seed 003 drop-in (memoryOSS /v1)"
+TYPE_TO_KIND = {"semantic": MemoryKind.FACT, "episodic": MemoryKind.EPISODE,
+                "procedural": MemoryKind.PROCEDURE, "working": MemoryKind.NOTE}
+KIND_TO_TYPE = {MemoryKind.FACT: "semantic", MemoryKind.PREFERENCE: "semantic",
+                MemoryKind.SUMMARY: "semantic", MemoryKind.EPISODE: "episodic",
+                MemoryKind.OBSERVATION: "episodic", MemoryKind.PROCEDURE: "procedural",
+                MemoryKind.NOTE: "working"}
+MAX_RECALL_BATCH = 10
+_UNSUPPORTED = {
+    "embedding": "client-side embeddings are not supported: MemoryWeb embeds the content itself.",
+    "zero_knowledge": "zero-knowledge storage (client-side embeddings) is not supported.",
+    "query_embedding": "client-side query embeddings are not supported.",
+    "weights": "per-request weights are not supported; a team admin sets a namespace's "
+               "recall_defaults (weights) instead.",
+    "cursor": "cursor paging is not supported; ask for up to max_k results with limit.",
+}
+
+
+class MemoryOssView(APIView):
+    """Errors as seed 003 writes them: ``{"error": message, "code", "field"?}``."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        error = response.data.get("error") if isinstance(response.data, dict) else None
+        if isinstance(error, dict):
+            response.data = {"error": error.get("message", ""), "code": error.get("code"),
+                             **({"field": error["field"]} if error.get("field") else {})}
+        return response
+
+
+def memory_row(m: Memory) -> dict[str, Any]:
+    """A memory as seed 003 shows it, with MemoryWeb's kind, importance and metadata beside."""
+    return {
+        "id": str(m.pk), "content": m.content, "tags": m.tags, "agent": m.agent_id or None,
+        "session": m.session_id or None, "namespace": m.namespace.slug,
+        "memory_type": KIND_TO_TYPE.get(m.kind, "semantic"), "kind": m.kind, "status": "active",
+        "version": m.version, "created_at": _iso(m.created_at), "updated_at": _iso(m.updated_at),
+        "content_hash": m.content_hash, "confidence": m.confidence, "importance": m.importance,
+        "metadata": m.metadata,
+    }
+
+
+def _object(body: Any, where: str | None = None) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise InvalidInput("expected a JSON object.", field=where)
+    return body
+
+
+def _refuse_unsupported(body: Mapping[str, Any], prefix: str = "") -> None:
+    for name, reason in _UNSUPPORTED.items():
+        if body.get(name) not in (None, False, [], {}):
+            raise InvalidInput(reason, field=prefix + name)
+
+
+def _kind(memory_type: Any, field: str) -> str:
+    if memory_type in TYPE_TO_KIND:
+        return TYPE_TO_KIND[memory_type]
+    if memory_type in MemoryKind.values:
+        return memory_type
+    raise InvalidInput(f"memory_type must be one of {', '.join([*TYPE_TO_KIND, *MemoryKind.values])}.",
+                       field=field)
+
+
+def _check_agent(request, agent: Any, field: str) -> None:
+    if agent is not None and agent != request.user.agent_id:
+        raise InvalidInput(f"agent comes from the API key (this key stores as "
+                           f"{request.user.agent_id!r}); give that or leave it out.", field=field)
+
+
+_STORE_FIELDS = {"content", "tags", "agent", "session", "namespace", "memory_type",
+                 "zero_knowledge", "embedding", "metadata", "importance", "confidence"}
+
+
+def store_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
+    body = _object(body, prefix.rstrip(".") or None)
+    unknown = sorted(set(body) - _STORE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=prefix + unknown[0])
+    _refuse_unsupported(body, prefix)
+    _check_agent(request, body.get("agent"), prefix + "agent")
+    data = {k: body[k] for k in ("content", "tags", "namespace", "metadata", "importance",
+                                 "confidence") if k in body}
+    if body.get("session") is not None:
+        data["session_id"] = body["session"]
+    if body.get("memory_type") is not None:
+        data["kind"] = _kind(body["memory_type"], prefix + "memory_type")
+    return data
+
+
+def _namespace_of(request, body: Mapping[str, Any] | None = None) -> str | None:
+    slug = (body or {}).get("namespace") or request.query_params.get("namespace")
+    return slug or None
+
+
+class TokenThrottle(AnonRateThrottle):
+    """Key checks per client address (MEMORYWEB_TOKEN_RATE): guessing is hopeless against
+    a key's entropy, but nobody needs to try it fast."""
+
+    def get_rate(self) -> str:
+        return settings.MEMORYWEB_TOKEN_RATE
+
+
+@extend_schema(tags=[TAG])
+class AuthTokenView(MemoryOssView):
+    """``/v1/auth/token``: a MemoryWeb key is itself the bearer token, so this checks the
+    key and hands it back; the memoryOSS SDKs' ``authenticate()`` then works unchanged."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [TokenThrottle]
+
+    @extend_schema(summary="Check an API key; it is the bearer token (seed 003)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        body = _object(request.data)
+        raw = body.get("api_key")
+        key = authenticate_key(raw) if isinstance(raw, str) else None
+        if key is None:
+            return Response({"error": "invalid API key", "code": "authentication_failed"},
+                            status=status.HTTP_401_UNAUTHORIZED)
+        expires_in = (int((key.expires_at - timezone.now()).total_seconds())
+                      if key.expires_at else None)
+        return Response({"token": raw, "token_type": "Bearer", "expires_in": expires_in})
+
+
+@extend_schema(tags=[TAG])
+class StoreView(MemoryOssView):
+    @extend_schema(summary="Store a memory (seed 003)", request=OpenApiTypes.OBJECT,
+                   responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        data = store_input(request, request.data)
+        memory = services.ingest(request.user, data, _namespace_of(request))
+        return Response({"id": str(memory.pk), "version": memory.version,
+                         "duplicate": memory.duplicate})
+
+
+@extend_schema(tags=[TAG])
+class StoreBatchView(MemoryOssView):
+    @extend_schema(summary="Store up to max_batch memories, all or nothing (seed 003)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        body = _object(request.data)
+        items = body.get("memories")
+        if not isinstance(items, list):
+            raise InvalidInput("memories must be a list.", field="memories")
+        data = [store_input(request, item, f"memories[{i}].") for i, item in enumerate(items)]
+        slugs = {d.pop("namespace") for d in data if d.get("namespace")}
+        if len(slugs) > 1:
+            raise InvalidInput("a batch stores into one namespace.", field="memories")
+        namespace = next(iter(slugs), None) or _namespace_of(request, body)
+        memories = services.ingest_many(request.user, data, namespace)
+        return Response({"stored": [{"id": str(m.pk), "version": m.version,
+                                     "duplicate": m.duplicate} for m in memories]})
+
+
+_RECALL_FIELDS = {"query", "limit", "agent", "session", "namespace", "memory_type", "tags",
+                  "before", "after", "cursor", "consistency", "weights", "query_embedding"}
+
+
+def recall_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
+    body = _object(body, prefix.rstrip(".") or None)
+    unknown = sorted(set(body) - _RECALL_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=prefix + unknown[0])
+    _refuse_unsupported(body, prefix)
+    if body.get("consistency") not in (None, "strong", "eventual"):
+        raise InvalidInput("consistency must be strong or eventual (recall is always strong "
+                           "here: it reads its own writes).", field=prefix + "consistency")
+    limit = body.get("limit", 10)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput("limit must be a positive integer.", field=prefix + "limit")
+    filters: dict[str, Any] = {}
+    for source, target in (("agent", "agent_id"), ("session", "session_id"),
+                           ("tags", "tags_any"), ("before", "created_before"),
+                           ("after", "created_after")):
+        if body.get(source) not in (None, []):
+            filters[target] = body[source]
+    if body.get("memory_type") is not None:
+        filters["kind"] = _kind(body["memory_type"], prefix + "memory_type")
+    after = request.headers.get("X-Memory-After")
+    if after and "created_after" not in filters:
+        filters["after"] = after
+    query = {"query": body.get("query"), "k": min(limit, settings.MEMORYWEB_LIMITS["max_k"])}
+    if body.get("namespace"):
+        query["namespace"] = body["namespace"]
+    if filters:
+        query["filters"] = filters
+    return query
+
+
+def recall_answer(result: services.RecallResult) -> dict[str, Any]:
+    found = []
+    for hit in result.hits:
+        provenance = [name for name, part in hit.parts.items()
+                      if part.get("contribution", 0) > 0] or [result.mode]
+        found.append({"memory": memory_row(hit.memory), "score": round(hit.score, 6),
+                      "provenance": provenance})
+    return {"memories": found}
+
+
+@extend_schema(tags=[TAG])
+class RecallView(MemoryOssView):
+    @extend_schema(summary="Recall by meaning and keywords (seed 003)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        query = recall_input(request, request.data)
+        result = services.recall(request.user, query, namespace=_namespace_of(request))
+        return Response(recall_answer(result))
+
+
+@extend_schema(tags=[TAG])
+class RecallBatchView(MemoryOssView):
+    @extend_schema(summary=f"Up to {MAX_RECALL_BATCH} recalls in one call (seed 003)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        queries = _object(request.data).get("queries")
+        if not isinstance(queries, list) or not queries:
+            raise InvalidInput("queries must be a non-empty list.", field="queries")
+        if len(queries) > MAX_RECALL_BATCH:
+            raise InvalidInput(f"{len(queries)} queries; a batch holds at most "
+                               f"{MAX_RECALL_BATCH}.", field="queries", code="too_many")
+        prepared = [recall_input(request, q, f"queries[{i}].") for i, q in enumerate(queries)]
+        results = [services.recall(request.user, q, namespace=_namespace_of(request))
+                   for q in prepared]
+        return Response({"results": [recall_answer(r) for r in results]})
+
+
+@extend_schema(tags=[TAG])
+class UpdateView(MemoryOssView):
+    @extend_schema(summary="Edit a memory's content, tags or type (team admin; seed 003)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def patch(self, request):
+        body = _object(request.data)
+        unknown = sorted(set(body) - {"id", "content", "tags", "memory_type", "metadata",
+                                      "importance", "confidence", "namespace"})
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        if not body.get("id"):
+            raise InvalidInput("id is required.", field="id")
+        data = {k: body[k] for k in ("content", "tags", "metadata", "importance", "confidence")
+                if k in body}
+        if body.get("memory_type") is not None:
+            data["kind"] = _kind(body["memory_type"], "memory_type")
+        memory = services.update(request.user, body["id"], data, partial=True)
+        return Response({"id": str(memory.pk), "version": memory.version,
+                         "updated_at": _iso(memory.updated_at), "status": "active"})
+
+
+_FORGET_FIELDS = {"ids", "agent", "session", "namespace", "tags", "before", "subject_id"}
+
+
+def _forget_body(request) -> Mapping[str, Any]:
+    body = request.data if request.data else dict(request.query_params.items())
+    body = _object(body)
+    unknown = sorted(set(body) - _FORGET_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+    return body
+
+
+@extend_schema(tags=[TAG])
+class ForgetView(MemoryOssView):
+    @extend_schema(summary="Delete memories by ids (team admin) or by filter (system admin)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def delete(self, request):
+        body = _forget_body(request)
+        if "subject_id" in body:
+            raise InvalidInput("subject_id selects a certified erasure: DELETE "
+                               "/v1/forget/certified.", field="subject_id")
+        filters = {target: body[source] for source, target in (
+            ("agent", "agent_id"), ("session", "session_id"), ("tags", "tags_any"),
+            ("before", "created_before")) if body.get(source) not in (None, [])}
+        ids = body.get("ids")
+        if ids not in (None, []):
+            if filters:
+                raise InvalidInput("give ids or filters, not both.", field="ids")
+            if not isinstance(ids, list) or len(ids) > settings.MEMORYWEB_LIMITS["max_batch"]:
+                raise InvalidInput(f"ids must be a list of at most "
+                                   f"{settings.MEMORYWEB_LIMITS['max_batch']} ids.", field="ids")
+            return Response({"deleted": services.delete_many(request.user, ids)})
+        deleted = services.delete_matching(request.user, _namespace_of(request, body), filters)
+        return Response({"deleted": deleted})
+
+
+@extend_schema(tags=[TAG])
+class ForgetCertifiedView(MemoryOssView):
+    @extend_schema(summary="Erase a subject in one call with a deletion certificate (system "
+                   "admin; seed 003)", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def delete(self, request):
+        body = _forget_body(request)
+        for name in ("tags", "before"):
+            if body.get(name) not in (None, []):
+                raise InvalidInput("a certified erasure selects by ids, agent, session or "
+                                   f"subject_id, not {name}.", field=name)
+        selector = {target: body[source] for source, target in (
+            ("ids", "ids"), ("agent", "agent_id"), ("session", "session_id"),
+            ("subject_id", "subject_id"), ("namespace", "namespace")) if body.get(source)}
+        done = erasure.forget_certified(request.user, selector)
+        return Response({"deleted": len(done.erased), "erasure_request": str(done.pk),
+                         "certificate": done.certificate})
+
+
+def _export_document(chunks: Iterator[bytes], namespace: str) -> Iterator[bytes]:
+    """The export's JSON lines as seed 003's one JSON document, streamed: its memories
+    (with versions and other systems' ids), then the count and the manifest."""
+    yield (f'{{"namespace":{json.dumps(namespace)},"exported_at":'
+           f'{json.dumps(timezone.now().isoformat())},"memories":[').encode()
+    count, first = 0, True
+    manifest: dict[str, Any] = {}
+    for chunk in chunks:
+        out = []
+        for line in chunk.splitlines():
+            row = json.loads(line)
+            kind = row.pop("type")
+            if kind == "manifest":
+                manifest = row
+            elif kind == "memory":
+                memory = {**row, "memory_type": KIND_TO_TYPE.get(row["kind"], "semantic"),
+                          "agent": row["agent_id"] or None, "session": row["session_id"] or None}
+                out.append((b"" if first else b",") + json.dumps(
+                    memory, ensure_ascii=False, separators=(",", ":")).encode())
+                first = False
+                count += 1
+        if out:
+            yield b"".join(out)
+    yield f'],"count":{count},"manifest":{json.dumps(manifest)}}}'.encode()
+
+
+@extend_schema(tags=[TAG])
+class ExportView(MemoryOssView):
+    @extend_schema(summary="Export a namespace's memories as one JSON document (team admin; "
+                   "seed 003)", parameters=[OpenApiParameter("namespace", OpenApiTypes.STR)],
+                   responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        selector = select(request.user, {"namespace": request.query_params["namespace"]}
+                          if request.query_params.get("namespace") else {})
+        document = _export_document(export.start(request.user, selector), selector.namespace.slug)
+        response = streaming(request, document, f"memoryweb-{selector.namespace.slug}.json")
+        response["Content-Type"] = "application/json"
+        return response
+
+
+@extend_schema(tags=[TAG])
+class MemoriesView(MemoryOssView):
+    @extend_schema(summary="List a namespace's memories, newest first (seed 003 data access)",
+                   parameters=[OpenApiParameter(name, OpenApiTypes.STR) for name in
+                               ("namespace", "agent", "session")] +
+                   [OpenApiParameter("limit", OpenApiTypes.INT, description="Default 100, at "
+                                     "most 1,000."), OpenApiParameter("offset", OpenApiTypes.INT)],
+                   responses=OpenApiTypes.OBJECT)
+    def get(self, request):
+        params = request.query_params
+        queryset = services.list_memories(request.user, params.get("namespace") or None)
+        for source, target in (("agent", "agent_id"), ("session", "session_id")):
+            if params.get(source):
+                queryset = queryset.filter(**{target: params[source]})
+        limit, offset = _int_param(params, "limit", 100), _int_param(params, "offset", 0)
+        if not 1 <= limit <= settings.MEMORYWEB_LIMITS["max_page_size"]:
+            raise InvalidInput(f"limit must be from 1 to "
+                               f"{settings.MEMORYWEB_LIMITS['max_page_size']}.", field="limit")
+        page = list(queryset[offset:offset + limit])
+        namespace = page[0].namespace.slug if page else params.get("namespace")
+        return Response({"namespace": namespace, "agent": params.get("agent"),
+                         "session": params.get("session"), "count": queryset.count(),
+                         "limit": limit, "offset": offset,
+                         "memories": [memory_row(m) for m in page]})
+
+
+def _int_param(params, name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise InvalidInput(f"{name} must be a non-negative integer.", field=name)
+    return int(raw)
+
+
+@extend_schema(tags=[TAG])
+class ConsolidateView(MemoryOssView):
+    @extend_schema(summary="Seed 003's /v1/consolidate: 501 until lifecycle work lands",
+                   request=None, responses={501: OpenApiTypes.OBJECT})
+    def post(self, request):
+        body = request.data if isinstance(request.data, Mapping) else {}
+        namespace = resolve_namespace(request.user, _namespace_of(request, body))
+        authorize(request.user, namespace.pk, Action.EDIT)  # whether it could, then: not yet
+        raise NotImplementedYet("consolidate (merging similar memories) is not available yet "
+                                "in MemoryWeb (it comes with the memory lifecycle work); "
+                                "nothing was changed.")

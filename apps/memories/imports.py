@@ -1,0 +1,246 @@
+"""Import: memories from another store, with their provenance kept (the service side).
+
+The importers (``apps.compat.formats``) read a file into :class:`ImportRecord` objects;
+this module validates and writes them. Unlike ``ingest`` it keeps what the source says
+about each memory (its agent, when it was stored and edited, its version history,
+how often it was recalled), because an import moves memories, it does not author them.
+That is why it takes a team admin (``manage``), not an agent.
+
+Idempotent: a record names its id in the source system (an :class:`ExternalId`), and
+a record already imported into the namespace is skipped, so a re-run creates nothing.
+Each batch is one transaction (memories, tag rows, keyword index, versions, external
+ids, outbox, one audit entry), indexed in Chroma after the commit like any write. A bad
+record is reported with its line and skipped; the rest go on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.audit.log import record as audit
+from apps.core.errors import InvalidInput
+from apps.live import events as live
+from apps.memories import indexing, lexical, schemas
+from apps.memories.models import (
+    ExternalId,
+    IndexOutbox,
+    Memory,
+    MemoryTag,
+    MemoryVersion,
+    content_hash,
+)
+from apps.memories.services import _check_writable
+from apps.ops import metrics
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.roles import Action
+from apps.tenancy.services import authorize, resolve_namespace
+
+LIMITS = schemas.LIMITS
+BATCH = 200
+
+
+class VersionInput(schemas.StrictSerializer):
+    version = serializers.IntegerField(min_value=2)
+    changed_by = schemas.TextField(max_length=160)
+    changed_at = schemas.UTCDateTimeField()
+    changes = serializers.DictField()
+
+
+class ImportInput(schemas.MemoryInput):
+    """A memory as a source holds it: MemoryInput plus the provenance ingest never takes
+    from a body (the import is a team admin's act, audited as such)."""
+
+    namespace = None
+    agent_id = schemas.TextField(max_length=LIMITS["max_id_length"], allow_blank=True, default="")
+    created_at = schemas.UTCDateTimeField(required=False)
+    updated_at = schemas.UTCDateTimeField(required=False)
+    last_recalled_at = schemas.UTCDateTimeField(required=False, allow_null=True, default=None)
+    access_count = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
+    version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, default=1)
+    versions = VersionInput(many=True, required=False, default=list)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        numbers = [v["version"] for v in attrs["versions"]]
+        if len(set(numbers)) != len(numbers) or any(n > attrs["version"] for n in numbers):
+            raise serializers.ValidationError(
+                {"versions": "version numbers must be distinct and at most the memory's version."})
+        return attrs
+
+
+@dataclass
+class ImportRecord:
+    """One memory read from a source file, before validation."""
+
+    line: int
+    #: Its id in the source system: how a re-run recognises it.
+    system: str
+    external_id: str
+    data: dict[str, Any]
+    #: Keep this id when it is free (MemoryWeb's own export: a round trip keeps ids).
+    preferred_id: uuid.UUID | None = None
+    #: The source's near-duplicate link, as an id of the same source (linked at the end).
+    near_duplicate_of: str | None = None
+    #: Ids the memory had in other systems (an export carries them), restored as well.
+    other_ids: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    existing: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    linked: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.errors)
+
+
+def import_records(principal: Principal, namespace: str, records: Iterable[ImportRecord | tuple],
+                   *, progress: Callable[[int], None] | None = None,
+                   batch_size: int = BATCH) -> ImportReport:
+    """Import ``records`` into ``namespace`` (team admin). ``records`` may also yield
+    ``(line, message)`` tuples: a reader's own parse errors, reported as they come."""
+    ns = resolve_namespace(principal, namespace)
+    authorize(principal, ns.pk, Action.MANAGE)
+    _check_writable(ns)
+    report = ImportReport()
+    links: list[tuple[uuid.UUID, str, str]] = []
+    for chunk in _chunks(records, batch_size):
+        good: list[ImportRecord] = []
+        for item in chunk:
+            if isinstance(item, tuple):
+                report.errors.append(item)
+            else:
+                good.append(item)
+        if good:
+            _import_batch(principal, ns, good, report, links)
+        if progress:
+            progress(len(chunk))
+    report.linked = _link_near_duplicates(ns, links)
+    return report
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecord],
+                  report: ImportReport, links: list[tuple[uuid.UUID, str, str]]) -> None:
+    known = set(ExternalId.objects.filter(
+        namespace=ns, system__in={r.system for r in records},
+        external_id__in=[r.external_id for r in records]).values_list("system", "external_id"))
+    preferred = [r.preferred_id for r in records if r.preferred_id]
+    taken = {pk: ns_id for pk, ns_id in Memory.objects.filter(pk__in=preferred)
+             .values_list("pk", "namespace_id")}
+    memories: list[Memory] = []
+    versions: list[MemoryVersion] = []
+    external: list[ExternalId] = []
+    seen: set[tuple[str, str]] = set()
+    for record in records:
+        key = (record.system, record.external_id)
+        if key in known or key in seen or taken.get(record.preferred_id) == ns.pk:
+            report.existing += 1  # imported before (or the export came from here)
+            continue
+        try:
+            cleaned = schemas.validate(ImportInput, record.data)
+        except InvalidInput as exc:
+            report.errors.append((record.line, f"{exc.field + ': ' if exc.field else ''}"
+                                  f"{exc.message}"))
+            continue
+        seen.add(key)
+        pk = record.preferred_id if record.preferred_id and record.preferred_id not in taken \
+            else uuid.uuid4()
+        now = timezone.now()
+        history = cleaned.pop("versions")
+        cleaned.setdefault("created_at", now)
+        cleaned.setdefault("updated_at", cleaned["created_at"])
+        memory = Memory(id=pk, namespace=ns, content_hash=content_hash(cleaned["content"]),
+                        **cleaned)
+        memories.append(memory)
+        versions += [MemoryVersion(memory=memory, **v) for v in history]
+        ids = dict(record.other_ids)
+        if pk != record.preferred_id:  # a kept id is its own mapping (the round trip adds none)
+            ids[record.system] = record.external_id
+        external += [ExternalId(namespace=ns, system=system, external_id=str(value)[:128],
+                                memory=memory) for system, value in ids.items()]
+        if record.near_duplicate_of:
+            links.append((pk, record.system, record.near_duplicate_of))
+    if not memories:
+        return
+    embeddings = indexing.embed_contents([m.content for m in memories])
+    try:
+        with transaction.atomic():
+            Memory.objects.bulk_create(memories)
+            lexical.add(ns.pk, [m.pk for m in memories])
+            MemoryTag.objects.bulk_create(
+                [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags])
+            MemoryVersion.objects.bulk_create(versions)
+            ExternalId.objects.bulk_create(external)
+            outbox = IndexOutbox.objects.bulk_create(
+                [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT)
+                 for m in memories])
+            audit(principal, "memory.import", namespace=ns, record_ids=[m.pk for m in memories],
+                  summary={"count": len(memories), "systems": sorted({e.system for e in external})})
+            live.memories_changed("created", ns, memories, embeddings, principal)
+    except IntegrityError as exc:  # a concurrent import of the same records won the race
+        first, last = records[0].line, records[-1].line
+        report.errors.append((first, f"lines {first}-{last} not imported (another import wrote "
+                              f"some of them meanwhile; run again): {exc}"))
+        return
+    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+    metrics.MEMORIES_STORED.inc(len(memories))
+    report.created += len(memories)
+
+
+def _link_near_duplicates(ns: Namespace, links: list[tuple[uuid.UUID, str, str]]) -> int:
+    """Restore the source's near-duplicate links once every record is in (a link may
+    point forward in the file). A target that was not imported stays unlinked."""
+    linked = 0
+    for pk, system, target in links:
+        found = (ExternalId.objects.filter(namespace=ns, system=system, external_id=target)
+                 .values_list("memory_id", flat=True).first())
+        if found is None and system == ExternalId.System.MEMORYWEB:
+            found = Memory.objects.filter(namespace=ns, pk=_uuid_or_none(target)).values_list(
+                "pk", flat=True).first()
+        if found is not None and found != pk:
+            linked += Memory.objects.filter(pk=pk).update(near_duplicate_of_id=found)
+    return linked
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def external_ids_of(memories: Iterable[Memory]) -> dict[uuid.UUID, dict[str, str]]:
+    """Each memory's ids in other systems (the export writes them beside the memory)."""
+    found: dict[uuid.UUID, dict[str, str]] = {}
+    for memory_id, system, value in ExternalId.objects.filter(
+            memory__in=[m.pk for m in memories]).values_list("memory_id", "system", "external_id"):
+        found.setdefault(memory_id, {})[system] = value
+    return found
+
+
+def summary_of(report: ImportReport) -> Mapping[str, Any]:
+    return {"created": report.created, "existing": report.existing,
+            "skipped": report.skipped, "near_duplicates_linked": report.linked}

@@ -1,0 +1,277 @@
+"""Seed 000's clients against the drop-in routes at /cmm/: its documented curl examples
+(with a key), its other routes, and the role table mapped onto MemoryWeb's roles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from apps.audit.models import AuditEntry
+from apps.compat.cmm import importance_from_cmm, importance_to_cmm
+from apps.memories.models import ExternalId, Memory
+
+RATE_LIMIT = "The API rate limit is 480 req/min (confirmed by load test)"
+
+
+@pytest.fixture
+def cmm_data(tmp_path):
+    """A seed 000 data directory: memories 41-43 (two by agent-47) and entities."""
+    memories = [
+        {"id": 41, "gist": "Deploys happen on Tuesdays after the standup", "importance": 1.0,
+         "metadata": {"agent_id": "agent-12", "session_id": "s-1"}, "timestamp": 1_700_000_000},
+        {"id": 42, "gist": "The API rate limit is 300 req/min", "importance": 0.5,
+         "metadata": {"agent_id": "agent-47", "session_id": "s-2"},
+         "timestamp": "2024-03-01T10:00:00Z"},
+        {"id": 43, "gist": "The staging database is called pluto", "importance": 3.0,
+         "agent_id": "agent-47", "session_id": "s-2", "timestamp": "2024-03-02T10:00:00+00:00"},
+    ]
+    (tmp_path / "memories.json").write_text(json.dumps(memories, indent=2))
+    (tmp_path / "entities.json").write_text(json.dumps({"API": [42], "pluto": [43],
+                                                        "staging": [43]}))
+    (tmp_path / "faiss.index").write_bytes(b"\x00not read")
+    return tmp_path
+
+
+@pytest.fixture
+def imported(alpha, cmm_data):
+    call_command("import_memories", "--namespace", "alpha", "--format", "cmm", str(cmm_data),
+                 "--no-progress")
+    return cmm_data
+
+
+def test_the_documented_curl_examples_work_with_a_key(imported, team_admin, reader, agent,
+                                                      system_admin):
+    # curl http://localhost:7832/memory/42
+    shown = reader.get("/cmm/memory/42")
+    assert shown.status_code == 200, shown.content
+    assert shown.json()["gist"] == "The API rate limit is 300 req/min"
+    assert shown.json()["agent_id"] == "agent-47" and shown.json()["id"] == 42
+
+    # curl -X PUT http://localhost:7832/memory/42 -d '{"gist": "...", "importance": 2.0}'
+    edited = team_admin.put("/cmm/memory/42", {"gist": RATE_LIMIT, "importance": 2.0})
+    assert edited.status_code == 200, edited.content
+    assert edited.json()["gist"] == RATE_LIMIT and edited.json()["importance"] == 2.0
+    assert edited.json()["version"] == 2
+    memory = Memory.objects.get(content=RATE_LIMIT)
+    assert memory.importance == pytest.approx(2 / 3)
+    assert memory.agent_id == "agent-47"  # provenance kept by the edit
+    assert reader.get("/cmm/memory/42").json()["gist"] == RATE_LIMIT
+
+    # curl "http://localhost:7832/memories?agent_id=agent-47&limit=50"
+    listed = reader.get("/cmm/memories?agent_id=agent-47&limit=50")
+    assert listed.status_code == 200
+    assert [row["id"] for row in listed.json()["memories"]] == [43, 42]  # newest first
+    assert reader.get("/cmm/memories?limit=20").json()["count"] == 3
+
+    # The recall finds the edited text (re-embedded and re-indexed).
+    found = agent.post("/cmm/recall", {"query": "what is the rate limit?", "k": 1})
+    assert found.status_code == 200
+    assert found.json()["results"][0]["id"] == 42
+
+    # curl -X DELETE http://localhost:7832/memories/agent/agent-47
+    assert agent.delete("/cmm/memories/agent/agent-47").status_code == 403
+    assert team_admin.delete("/cmm/memories/agent/agent-47").status_code == 403
+    gone = system_admin.delete("/cmm/memories/agent/agent-47")
+    assert gone.status_code == 200 and gone.json() == {"deleted": 2, "agent_id": "agent-47"}
+    assert reader.get("/cmm/memory/42").status_code == 404
+    assert reader.get("/cmm/memories?agent_id=agent-47&limit=50").json()["memories"] == []
+
+    # curl -X DELETE http://localhost:7832/memory/42 (41 is the one left)
+    assert reader.delete("/cmm/memory/41").status_code == 403
+    assert team_admin.delete("/cmm/memory/41").json() == {"deleted": True, "id": 41}
+    assert Memory.objects.filter(namespace__slug="alpha").count() == 0
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("get", "/cmm/memory/42", None),
+    ("put", "/cmm/memory/42", {"gist": "overwritten", "importance": 2.0}),
+    ("delete", "/cmm/memory/42", None),
+    ("get", "/cmm/memories?agent_id=agent-47&limit=50", None),
+    ("delete", "/cmm/memories/agent/agent-47", None),
+    ("post", "/cmm/ingest", {"gist": "anonymous write"}),
+    ("post", "/cmm/recall", {"query": "rate limit"}),
+    ("post", "/cmm/ingest_and_recall", {"gist": "anonymous write"}),
+    ("post", "/cmm/consolidate", {}),
+    ("post", "/cmm/end_of_day", {}),
+    ("post", "/cmm/merge", {}),
+    ("post", "/cmm/save", {}),
+    ("get", "/cmm/health", None),
+])
+def test_every_route_fails_without_a_key(imported, anonymous, method, path, body):
+    before = Memory.objects.count(), AuditEntry.objects.count()
+    send = getattr(anonymous.client, method)
+    response = send(path, body, format="json") if body is not None else send(path)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert Memory.objects.get(content__startswith="The API rate").content.endswith("300 req/min")
+    assert (Memory.objects.count(), AuditEntry.objects.count()) == before
+
+
+def test_another_tenant_never_reaches_alphas_ids(imported, outsider):
+    assert outsider.get("/cmm/memory/42").status_code == 404
+    assert outsider.put("/cmm/memory/42", {"gist": "x"}).status_code == 404
+    assert outsider.get("/cmm/memories?agent_id=agent-47").json()["memories"] == []
+    # beta's own numbering starts at 1, apart from alpha's.
+    stored = outsider.post("/cmm/ingest", {"gist": "beta's first note"})
+    assert stored.status_code == 201 and stored.json()["id"] == 1
+    assert outsider.get("/cmm/memory/1").json()["gist"] == "beta's first note"
+    assert outsider.get("/cmm/memory/42").status_code == 404
+
+
+def test_ingest_numbers_new_memories_after_the_imported_ones(imported, agent, reader):
+    stored = agent.post("/cmm/ingest", {"gist": "The on-call phone is in the blue drawer",
+                                        "importance": 1.0, "agent_id": "agent-1",
+                                        "metadata": {"session_id": "s-9", "source": "chat"}})
+    assert stored.status_code == 201, stored.content
+    row = stored.json()["memory"]
+    assert stored.json()["id"] == 44 and row["id"] == 44
+    assert row["session_id"] == "s-9" and row["metadata"]["source"] == "chat"
+    assert row["importance"] == 1.0
+    assert Memory.objects.get(pk=row["memoryweb_id"]).importance == 0.5
+    again = agent.post("/cmm/ingest", {"gist": "The on-call phone is in the blue drawer"})
+    assert again.status_code == 200 and again.json() == {**again.json(), "id": 44,
+                                                        "duplicate": True}
+    # A memory stored through the REST API gets the next number when first shown here.
+    rest = agent.post("/api/v1/memories", {"content": "Lunch is at noon"}).json()
+    assert reader.get(f"/cmm/memory/{rest['id']}").json()["id"] == 45
+    assert reader.get("/cmm/memory/45").json()["memoryweb_id"] == rest["id"]
+
+
+def test_ingest_refuses_another_agents_name_and_bad_input(imported, agent):
+    before = Memory.objects.count()
+    wrong = agent.post("/cmm/ingest", {"gist": "spoofed", "agent_id": "agent-47"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["field"] == "agent_id"
+    assert "comes from the API key" in wrong.json()["error"]["message"]
+    spoof = agent.post("/cmm/ingest", {"gist": "spoofed", "metadata": {"agent_id": "agent-47"}})
+    assert spoof.status_code == 400
+    for body, field in [({}, "gist"), ({"gist": "x", "importance": -1}, "importance"),
+                        ({"gist": "x", "importance": "high"}, "importance"),
+                        ({"gist": "x", "colour": "red"}, "colour"),
+                        ({"gist": "x", "content": "y"}, "content"),
+                        ({"gist": ""}, "content")]:
+        response = agent.post("/cmm/ingest", body)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["field"] == field, response.json()
+    assert Memory.objects.count() == before
+
+
+def test_ingest_and_recall_stores_then_finds_related(imported, agent):
+    response = agent.post("/cmm/ingest_and_recall",
+                          {"gist": "pluto is the staging database; prod is neptune", "k": 3})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["id"] == 44 and body["memory"]["gist"].startswith("pluto is")
+    assert body["results"][0]["id"] == 43  # the imported "staging database is called pluto"
+    assert 44 not in [row["id"] for row in body["results"]]
+
+
+def test_put_refuses_what_an_edit_cannot_change(imported, team_admin):
+    for body in ({"agent_id": "agent-9"}, {"session_id": "s-9"}, {"importance": -2},
+                 {"gist": 7}):
+        response = team_admin.put("/cmm/memory/42", body)
+        assert response.status_code == 400, body
+    assert Memory.objects.get(content__endswith="300 req/min").version == 1
+    assert team_admin.put("/cmm/memory/9999", {"gist": "x"}).status_code == 404
+    assert team_admin.put("/cmm/memory/not-an-id", {"gist": "x"}).status_code == 404
+
+
+@pytest.mark.parametrize("path, lowest", [("/cmm/consolidate", "admin"),
+                                          ("/cmm/end_of_day", "admin"),
+                                          ("/cmm/merge", "system")])
+def test_lifecycle_operations_answer_501_not_a_fake_success(imported, callers, path, lowest):
+    before = Memory.objects.count(), AuditEntry.objects.count()
+    for name in ("reader", "agent", "admin", "system"):
+        caller = callers[name]
+        suffix = "?namespace=alpha" if name == "system" else ""
+        response = caller.post(path + suffix, {})
+        allowed = {"admin": name in ("admin", "system"), "system": name == "system"}[lowest]
+        if allowed:
+            assert response.status_code == 501, (name, response.content)
+            assert response.json()["error"]["code"] == "not_implemented"
+            assert "not available yet" in response.json()["error"]["message"]
+        else:
+            assert response.status_code == 403, (name, response.content)
+    assert (Memory.objects.count(), AuditEntry.objects.count()) == before
+
+
+def test_save_and_health(imported, team_admin, agent):
+    assert agent.post("/cmm/save", {}).status_code == 403
+    saved = team_admin.post("/cmm/save", {})
+    assert saved.status_code == 200 and saved.json()["saved"] is True
+    assert agent.get("/cmm/health").json()["status"] == "ok"
+
+
+def test_unknown_routes_under_the_prefix_answer_json(agent):
+    response = agent.get("/cmm/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_importance_scale_round_trips():
+    for weight in (0.0, 0.25, 1.0, 2.0, 3.5, 10.0):
+        assert importance_to_cmm(importance_from_cmm(weight)) == pytest.approx(weight)
+    assert importance_from_cmm(1.0) == 0.5  # ordinary is ordinary on both scales
+    assert importance_from_cmm(0.5) < importance_from_cmm(2.0) < 1.0
+
+
+def test_prefixes_are_settings_and_empty_mounts_at_the_root(settings, imported, reader):
+    from django.urls import clear_url_caches
+
+    import memoryweb.urls
+
+    settings.MEMORYWEB_CMM_PREFIX = ""
+    clear_url_caches()
+    import importlib
+
+    importlib.reload(memoryweb.urls)
+    try:
+        assert reader.get("/memory/42").json()["gist"].endswith("300 req/min")
+        assert reader.get("/memories?agent_id=agent-47&limit=50").json()["count"] == 2
+        assert reader.get("/health").json()["status"] == "ok"  # MemoryWeb's own probe wins
+    finally:
+        settings.MEMORYWEB_CMM_PREFIX = "cmm/"
+        importlib.reload(memoryweb.urls)
+        clear_url_caches()
+
+
+def test_cmm_import_keeps_agent_session_time_importance_entities(imported):
+    rows = {e.external_id: e.memory for e in ExternalId.objects.filter(system="cmm")
+            .select_related("memory")}
+    assert set(rows) == {"41", "42", "43"}
+    m41, m43 = rows["41"], rows["43"]
+    assert (m41.agent_id, m41.session_id) == ("agent-12", "s-1")
+    assert m41.created_at.timestamp() == 1_700_000_000
+    assert m41.importance == 0.5 and m43.importance == 0.75
+    assert m43.metadata["entities"] == ["pluto", "staging"]
+    assert "agent_id" not in m41.metadata  # moved to the field, not duplicated
+
+
+def test_cmm_reimport_creates_nothing_and_bad_records_are_reported(imported, tmp_path):
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_memories", "--namespace", "alpha", "--format", "cmm", str(imported),
+                 "--no-progress", stdout=out, stderr=err)
+    assert "0 imported, 3 already there, 0 problems" in out.getvalue()
+    assert Memory.objects.count() == 3
+    keyed = tmp_path / "keyed"
+    keyed.mkdir()
+    (keyed / "memories.json").write_text(json.dumps({"memories": {
+        "7": {"gist": "Keyed by id is read too", "importance": 1},
+        "8": {"gist": "Bad importance", "importance": "very"},
+        "x9": {"gist": "Bad id"},
+        "10": {"importance": 1},
+        "11": {"gist": "Bad time", "timestamp": "last tuesday"}}}, indent=1))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("import_memories", "--namespace", "alpha", "--format", "cmm", str(keyed),
+                     "--no-progress", stdout=out, stderr=err)
+    assert "1 imported, 0 already there, 4 problems" in out.getvalue()
+    text = (keyed / "memories.json").read_text().splitlines()
+    for memory_id, words in [("8", "importance must be a number"), ("x9", "not an integer id"),
+                             ("10", "no text in 'gist'"), ("11", "neither ISO 8601")]:
+        line = next(n for n, row in enumerate(text, 1) if f'"{memory_id}":' in row)
+        assert f"memories.json: line {line}: " in err.getvalue() and words in err.getvalue()
+    assert ExternalId.objects.filter(system="cmm", external_id="7").exists()
