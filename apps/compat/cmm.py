@@ -9,29 +9,30 @@ door gets the next free number the first time a seed 000 route shows it.
 
 Importance: MemoryWeb's is 0..1 (0.5 = ordinary). Seed 000's is a positive weight
 (1.0 = ordinary, larger = more important, no upper bound), so ``unit = w / (1 + w)`` and
-back ``w = unit / (1 - unit)``: 1.0 <-> 0.5, 2.0 <-> 0.667, 0 <-> 0, order kept.
+back ``w = unit / (1 - unit)``: 1.0 <-> 0.5, 2.0 <-> 0.667, 0 <-> 0, order kept; the top
+of MemoryWeb's scale (1.0) shows as 1e12.
 
 Consolidate, end of day and merge answer 501 until the lifecycle work lands.
 """
 
 from __future__ import annotations
 
+import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import BigIntegerField, Max
-from django.db.models.functions import Cast
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput, NotFound, NotImplementedYet, PermissionDenied
-from apps.memories import services
+from apps.memories import external_ids, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import ExternalId, Memory
 from apps.tenancy.models import Namespace
@@ -49,39 +50,29 @@ def importance_from_cmm(weight: float) -> float:
     return weight / (1.0 + weight)
 
 
+#: MemoryWeb's top importance (1.0) on seed 000's scale, which has no top.
+CMM_TOP = 1e12
+
+
 def importance_to_cmm(unit: float) -> float:
     if unit >= 1.0:
-        return 1e6  # "as important as it gets": seed 000's scale has no top
-    return round(unit / (1.0 - unit), 6)
+        return CMM_TOP
+    return round(unit / (1.0 - unit), 9)
+
+
+def same_importance(unit: float, weight: float) -> bool:
+    """A weight read from a GET and sent back unchanged (rounding aside)."""
+    return abs(importance_from_cmm(weight) - unit) < 1e-8
 
 
 # --- ids --------------------------------------------------------------------------------
 
-def cmm_ids(namespace: Namespace, memories: Sequence[Memory]) -> dict[uuid.UUID, int]:
-    """Each memory's integer id in its namespace, numbering the ones that have none."""
-    pks = [m.pk for m in memories]
-    for _ in range(5):  # a concurrent request may take the same numbers: read again
-        have = dict(ExternalId.objects.filter(namespace=namespace, system=CMM, memory_id__in=pks)
-                    .values_list("memory_id", "external_id"))
-        missing = [pk for pk in dict.fromkeys(pks) if pk not in have]
-        if not missing:
-            return {pk: int(value) for pk, value in have.items()}
-        try:
-            with transaction.atomic():
-                top = (ExternalId.objects.filter(namespace=namespace, system=CMM)
-                       .annotate(number=Cast("external_id", BigIntegerField()))
-                       .aggregate(top=Max("number"))["top"]) or 0
-                ExternalId.objects.bulk_create([
-                    ExternalId(namespace=namespace, system=CMM, external_id=str(top + i + 1),
-                               memory_id=pk) for i, pk in enumerate(missing)])
-        except IntegrityError:
-            continue
-    raise InvalidInput("could not number the memories (too many concurrent requests); retry.")
+_NUMBER = re.compile(r"\d{1,16}", re.ASCII)
 
 
 def _memory_pk(namespace: Namespace, memory_id: str) -> uuid.UUID:
     """``/memory/42`` (or the memory's own UUID) to the memory's key; 404 otherwise."""
-    if memory_id.lstrip("-").isdigit() and len(memory_id) <= 19:
+    if _NUMBER.fullmatch(memory_id):
         found = (ExternalId.objects.filter(namespace=namespace, system=CMM,
                                            external_id=str(int(memory_id)))
                  .values_list("memory_id", flat=True).first())
@@ -98,7 +89,8 @@ def _memory_pk(namespace: Namespace, memory_id: str) -> uuid.UUID:
 
 def rows(namespace: Namespace, memories: Sequence[Memory]) -> list[dict[str, Any]]:
     """Memories as seed 000 shows them (MemoryWeb's extra fields kept beside)."""
-    numbers = cmm_ids(namespace, [m for m in memories if m.namespace_id == namespace.pk])
+    numbers = external_ids.numbers(namespace, CMM, [m.pk for m in memories
+                                                    if m.namespace_id == namespace.pk])
     found = []
     for m in memories:
         found.append({
@@ -116,8 +108,15 @@ _WRITABLE = {"gist", "content", "text", "importance", "metadata", "tags", "kind"
              "agent_id", "namespace", "occurred_at", "expires_at", "confidence"}
 
 
-def memory_input(principal: Principal, body: Any, *, edit: bool = False) -> dict[str, Any]:
-    """A seed 000 body as MemoryWeb's memory input (validated again by the service)."""
+def memory_input(principal: Principal, body: Any, *, current: Memory | None = None
+                 ) -> dict[str, Any]:
+    """A seed 000 body as MemoryWeb's memory input (validated again by the service).
+
+    ``current``: the memory an edit changes. What a GET showed and the client sends
+    back unchanged (its agent and session, in ``metadata`` too; its importance) is not
+    a change; a different agent or session is refused, since they are provenance.
+    """
+    edit = current is not None
     if not isinstance(body, Mapping):
         raise InvalidInput("expected a JSON object.")
     unknown = sorted(set(body) - _WRITABLE - ({"query", "k", "top_k"} if not edit else set()))
@@ -137,39 +136,57 @@ def memory_input(principal: Principal, body: Any, *, edit: bool = False) -> dict
         if not isinstance(metadata, Mapping):
             raise InvalidInput("metadata must be a JSON object.", field="metadata")
         metadata = dict(metadata)
-        _check_agent(principal, metadata.pop("agent_id", None), "metadata.agent_id", edit)
+        _check_agent(principal, metadata.pop("agent_id", None), "metadata.agent_id", current)
         session = metadata.pop("session_id", None)
+        _check_session(session, "metadata.session_id", current)
         if session is not None and not edit:
             data["session_id"] = session
         data["metadata"] = metadata
-    _check_agent(principal, body.get("agent_id"), "agent_id", edit)
+    _check_agent(principal, body.get("agent_id"), "agent_id", current)
     if "importance" in body:
-        weight = body["importance"]
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise InvalidInput("importance must be a number >= 0 (1.0 = ordinary).",
-                               field="importance")
-        data["importance"] = importance_from_cmm(float(weight))
+        weight = _weight(body["importance"])
+        if current is None or not same_importance(current.importance, weight):
+            data["importance"] = importance_from_cmm(weight)
     for name in ("tags", "kind", "occurred_at", "expires_at", "confidence", "namespace"):
         if name in body:
             data[name] = body[name]
     if "session_id" in body:
-        if edit:
-            raise InvalidInput("session_id is provenance; an edit cannot change it.",
-                               field="session_id")
-        data["session_id"] = body["session_id"]
+        _check_session(body["session_id"], "session_id", current)
+        if not edit:
+            data["session_id"] = body["session_id"]
     return data
 
 
-def _check_agent(principal: Principal, agent_id: Any, field: str, edit: bool) -> None:
+def _weight(value: Any) -> float:
+    bad = InvalidInput("importance must be a number >= 0 (1.0 = ordinary).", field="importance")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise bad
+    try:
+        weight = float(value)
+    except OverflowError:
+        raise bad from None
+    if not math.isfinite(weight) or weight < 0:
+        raise bad
+    return weight
+
+
+def _check_agent(principal: Principal, agent_id: Any, field: str, current: Memory | None) -> None:
     """Seed 000 clients send their agent_id; here it comes from the key. The same value
     is accepted, another one refused (an agent cannot write as someone else)."""
     if agent_id is None:
         return
-    if edit:
-        raise InvalidInput("agent_id is provenance; an edit cannot change it.", field=field)
+    if current is not None:
+        if agent_id != current.agent_id:
+            raise InvalidInput("agent_id is provenance; an edit cannot change it.", field=field)
+        return
     if agent_id != principal.agent_id:
         raise InvalidInput(f"agent_id comes from the API key (this key stores as "
                            f"{principal.agent_id!r}); give that or leave it out.", field=field)
+
+
+def _check_session(session_id: Any, field: str, current: Memory | None) -> None:
+    if current is not None and session_id is not None and session_id != current.session_id:
+        raise InvalidInput("session_id is provenance; an edit cannot change it.", field=field)
 
 
 def _k(body: Mapping[str, Any], default: int = 5) -> int:
@@ -186,8 +203,18 @@ def _namespace(request, body: Any = None) -> Namespace:
 
 # --- views ----------------------------------------------------------------------------------
 
+class AnyTypeJSONParser(JSONParser):
+    """Seed 000's documented calls are ``curl -d '{...}'``, which labels the JSON as a
+    form (``application/x-www-form-urlencoded``): the body is read as JSON whatever its
+    declared type, and anything else is a 400 naming the problem."""
+
+    media_type = "*/*"
+
+
 class CmmView(APIView):
-    """Seed 000's routes are documented under their own tag in the OpenAPI schema."""
+    """Seed 000's routes (their own tag in the OpenAPI schema); bodies are JSON."""
+
+    parser_classes = [AnyTypeJSONParser]
 
 
 @extend_schema(tags=[TAG])
@@ -250,7 +277,8 @@ class IngestAndRecallView(CmmView):
                   "memory": memory_row, "results": found}
         if result.recall_error:
             answer["recall_error"] = result.recall_error.as_dict()["error"]
-        return Response(answer, status=status.HTTP_201_CREATED)
+        return Response(answer, status=status.HTTP_200_OK if result.memory.duplicate
+                        else status.HTTP_201_CREATED)
 
 
 @extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
@@ -265,9 +293,10 @@ class MemoryView(CmmView):
                    request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def put(self, request, memory_id: str):
         ns = _namespace(request)
-        data = memory_input(request.user, request.data, edit=True)
+        current = services.get(request.user, _memory_pk(ns, memory_id))
+        data = memory_input(request.user, request.data, current=current)
         data.pop("namespace", None)
-        memory = services.update(request.user, _memory_pk(ns, memory_id), data, partial=True)
+        memory = services.update(request.user, current.pk, data, partial=True)
         return Response(rows(ns, [memory])[0])
 
     @extend_schema(summary="Delete a memory (team admin)", responses=OpenApiTypes.OBJECT)
@@ -275,7 +304,7 @@ class MemoryView(CmmView):
         ns = _namespace(request)
         pk = _memory_pk(ns, memory_id)
         services.delete(request.user, pk)
-        return Response({"deleted": True, "id": int(memory_id) if memory_id.lstrip("-").isdigit()
+        return Response({"deleted": True, "id": int(memory_id) if _NUMBER.fullmatch(memory_id)
                          else memory_id})
 
 
@@ -304,7 +333,7 @@ def _limit(raw: str | None, default: int = 20) -> int:
     ceiling = settings.MEMORYWEB_LIMITS["max_page_size"]
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= ceiling:
+    if not _NUMBER.fullmatch(raw) or not 1 <= int(raw) <= ceiling:
         raise InvalidInput(f"limit must be an integer from 1 to {ceiling}.", field="limit")
     return int(raw)
 
@@ -326,8 +355,8 @@ class SaveView(CmmView):
     @extend_schema(summary="Seed 000's /save: nothing to do, every write is already durable "
                    "(team admin)", request=None, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        ns = _namespace(request, request.data)
-        authorize(request.user, ns.pk, Action.EDIT)
+        if not request.user.is_system_admin:  # a system admin may save "everything"
+            authorize(request.user, _namespace(request, request.data).pk, Action.EDIT)
         return Response({"saved": True, "message": "MemoryWeb commits every write to its "
                          "database before answering; there is nothing left to save."})
 
@@ -341,10 +370,11 @@ class _NotYet(CmmView):
 
     @extend_schema(request=None, responses={501: OpenApiTypes.OBJECT})
     def post(self, request):
-        ns = _namespace(request, request.data)
-        if self.action == Action.SYSTEM and not request.user.is_system_admin:
-            raise PermissionDenied(f"only a system admin may {self.what}.")
-        authorize(request.user, ns.pk, self.action)
+        if self.action == Action.SYSTEM:  # across namespaces: no namespace to name
+            if not request.user.is_system_admin:
+                raise PermissionDenied(f"only a system admin may {self.what}.")
+        else:
+            authorize(request.user, _namespace(request, request.data).pk, self.action)
         raise NotImplementedYet(f"{self.what} is not available yet in MemoryWeb (it comes "
                                 "with the memory lifecycle work); nothing was changed.")
 

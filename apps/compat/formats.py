@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.compat.cmm import importance_from_cmm
+from apps.memories.external_ids import MAX_NUMBER
 from apps.memories.imports import ImportRecord
 from apps.memories.models import ExternalId, MemoryKind
 from apps.privacy.export import FORMAT as EXPORT_FORMAT
@@ -88,8 +89,16 @@ def _export_record(number: int, row: dict[str, Any]) -> Item:
         return number, f"id: {original!r} is not a MemoryWeb id (a UUID)."
     other_ids = row.get("external_ids") or {}
     if not isinstance(other_ids, dict) or not all(
-            k in ExternalId.System.values and isinstance(v, str) for k, v in other_ids.items()):
+            k in ExternalId.System.values and isinstance(v, str) and 0 < len(v) <= 128
+            for k, v in other_ids.items()):
         return number, "external_ids: expected an object of system -> id text."
+    if ExternalId.System.CMM in other_ids and _int_id(other_ids[ExternalId.System.CMM]) is None:
+        return number, f"external_ids.cmm: {other_ids['cmm']!r} is not a seed 000 number " \
+            f"(0 to {MAX_NUMBER})."
+    if ExternalId.System.CMM in other_ids:  # "007" and "7" are one number
+        other_ids = {**other_ids, "cmm": str(_int_id(other_ids[ExternalId.System.CMM]))}
+    if row.get("near_duplicate_of") is not None and not isinstance(row["near_duplicate_of"], str):
+        return number, "near_duplicate_of: expected a memory id."
     content = row.get("content")
     key = str(preferred) if preferred else "sha256:" + hashlib.sha256(
         str(content).encode()).hexdigest()
@@ -105,7 +114,8 @@ def _check_manifest(number: int, row: dict[str, Any], sha256: str,
     if row.get("sha256") != sha256:
         yield number, ("manifest: the SHA-256 of the lines before it differs from the one "
                        "recorded: the file was altered or cut; what could be read was imported.")
-    expected = (row.get("counts") or {}).get("memory")
+    counted = row.get("counts")
+    expected = counted.get("memory") if isinstance(counted, dict) else None
     if expected is not None and expected != counts["memory"]:
         yield number, f"manifest: {expected} memories announced, {counts['memory']} read."
 
@@ -142,6 +152,9 @@ def _mem0_record(line: int, item: Any) -> Item:
     metadata = item.get("metadata") or {}
     if not isinstance(metadata, dict):
         return line, f"memory {memory_id}: metadata must be an object."
+    categories = item.get("categories") or []
+    if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+        return line, f"memory {memory_id}: categories must be a list of strings."
     identity = {k: item[k] for k in _MEM0_IDENTITY if item.get(k) not in (None, "")}
     metadata = {**metadata, "mem0": identity} if identity else dict(metadata)
     if item.get("user_id") and SUBJECT_KEY not in metadata:
@@ -150,12 +163,19 @@ def _mem0_record(line: int, item: Any) -> Item:
         "content": content, "metadata": metadata,
         "agent_id": str(item.get("agent_id") or "mem0"),
         "session_id": str(item.get("run_id") or ""),
-        "tags": [str(c) for c in item.get("categories") or []],
+        "tags": categories,
     }
-    for source, target in (("created_at", "created_at"), ("updated_at", "updated_at"),
-                           ("expiration_date", "expires_at")):
+    for source, target in (("created_at", "created_at"), ("updated_at", "updated_at")):
         if item.get(source):
             data[target] = item[source]
+    expiry = item.get("expiration_date")
+    if isinstance(expiry, str) and len(expiry) == 10:  # a day: mem0 keeps it through that day
+        try:
+            expiry = (dt.date.fromisoformat(expiry) + dt.timedelta(days=1)).isoformat() + "T00:00:00Z"
+        except ValueError:
+            return line, f"memory {memory_id}: expiration_date {expiry!r} is not a date."
+    if expiry:
+        data["expires_at"] = expiry
     return ImportRecord(line, ExternalId.System.MEM0, memory_id, data)
 
 
@@ -202,7 +222,7 @@ def _cmm_record(line: int, item: Any, entities: Mapping[str, list[str]]) -> Item
         return line, "expected a memory object."
     memory_id = _int_id(item.get("id"))
     if memory_id is None:
-        return line, f"id: {item.get('id')!r} is not an integer id."
+        return line, f"id: {item.get('id')!r} is not an integer id (0 to {MAX_NUMBER})."
     content = next((item[k] for k in ("gist", "content", "text") if isinstance(item.get(k), str)),
                    None)
     if content is None:
@@ -299,12 +319,13 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 
 def _int_id(value: Any) -> int | None:
+    """A seed 000 id: an integer from 0 to 2**53 (what every JSON client reads exactly)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and re.fullmatch(r"\d{1,16}", value.strip(), re.ASCII):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_NUMBER:
         return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,18}", value.strip()):
-        return int(value)
     return None
 
 

@@ -18,6 +18,7 @@ work lands.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -89,10 +90,16 @@ def _object(body: Any, where: str | None = None) -> Mapping[str, Any]:
     return body
 
 
-def _refuse_unsupported(body: Mapping[str, Any], prefix: str = "") -> None:
+def _checked(body: Any, allowed: set[str], prefix: str = "") -> Mapping[str, Any]:
+    """A JSON object with only ``allowed`` fields, none of them a refused feature."""
+    body = _object(body, prefix.rstrip(".") or None)
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=prefix + unknown[0])
     for name, reason in _UNSUPPORTED.items():
         if body.get(name) not in (None, False, [], {}):
             raise InvalidInput(reason, field=prefix + name)
+    return body
 
 
 def _kind(memory_type: Any, field: str) -> str:
@@ -115,12 +122,10 @@ _STORE_FIELDS = {"content", "tags", "agent", "session", "namespace", "memory_typ
 
 
 def store_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
-    body = _object(body, prefix.rstrip(".") or None)
-    unknown = sorted(set(body) - _STORE_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=prefix + unknown[0])
-    _refuse_unsupported(body, prefix)
+    body = _checked(body, _STORE_FIELDS, prefix)
     _check_agent(request, body.get("agent"), prefix + "agent")
+    if body.get("namespace") is not None and not isinstance(body["namespace"], str):
+        raise InvalidInput("namespace must be a string.", field=prefix + "namespace")
     data = {k: body[k] for k in ("content", "tags", "namespace", "metadata", "importance",
                                  "confidence") if k in body}
     if body.get("session") is not None:
@@ -201,11 +206,7 @@ _RECALL_FIELDS = {"query", "limit", "agent", "session", "namespace", "memory_typ
 
 
 def recall_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
-    body = _object(body, prefix.rstrip(".") or None)
-    unknown = sorted(set(body) - _RECALL_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=prefix + unknown[0])
-    _refuse_unsupported(body, prefix)
+    body = _checked(body, _RECALL_FIELDS, prefix)
     if body.get("consistency") not in (None, "strong", "eventual"):
         raise InvalidInput("consistency must be strong or eventual (recall is always strong "
                            "here: it reads its own writes).", field=prefix + "consistency")
@@ -273,11 +274,8 @@ class UpdateView(MemoryOssView):
     @extend_schema(summary="Edit a memory's content, tags or type (team admin; seed 003)",
                    request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def patch(self, request):
-        body = _object(request.data)
-        unknown = sorted(set(body) - {"id", "content", "tags", "memory_type", "metadata",
-                                      "importance", "confidence", "namespace"})
-        if unknown:
-            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        body = _checked(request.data, {"id", "content", "tags", "memory_type", "metadata",
+                                       "importance", "confidence", "namespace"})
         if not body.get("id"):
             raise InvalidInput("id is required.", field="id")
         data = {k: body[k] for k in ("content", "tags", "metadata", "importance", "confidence")
@@ -293,12 +291,8 @@ _FORGET_FIELDS = {"ids", "agent", "session", "namespace", "tags", "before", "sub
 
 
 def _forget_body(request) -> Mapping[str, Any]:
-    body = request.data if request.data else dict(request.query_params.items())
-    body = _object(body)
-    unknown = sorted(set(body) - _FORGET_FIELDS)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
-    return body
+    return _checked(request.data if request.data else dict(request.query_params.items()),
+                    _FORGET_FIELDS)
 
 
 @extend_schema(tags=[TAG])
@@ -345,7 +339,10 @@ class ForgetCertifiedView(MemoryOssView):
 
 def _export_document(chunks: Iterator[bytes], namespace: str) -> Iterator[bytes]:
     """The export's JSON lines as seed 003's one JSON document, streamed: its memories
-    (with versions and other systems' ids), then the count and the manifest."""
+    (with versions and other systems' ids), then the count, and the manifest of the
+    JSON-lines export it was made from (``jsonl_manifest``: its SHA-256 and counts are
+    those of ``GET /api/v1/export``, audit and grant lines included, which this document
+    leaves out)."""
     yield (f'{{"namespace":{json.dumps(namespace)},"exported_at":'
            f'{json.dumps(timezone.now().isoformat())},"memories":[').encode()
     count, first = 0, True
@@ -366,7 +363,7 @@ def _export_document(chunks: Iterator[bytes], namespace: str) -> Iterator[bytes]
                 count += 1
         if out:
             yield b"".join(out)
-    yield f'],"count":{count},"manifest":{json.dumps(manifest)}}}'.encode()
+    yield f'],"count":{count},"jsonl_manifest":{json.dumps(manifest)}}}'.encode()
 
 
 @extend_schema(tags=[TAG])
@@ -413,8 +410,8 @@ def _int_param(params, name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise InvalidInput(f"{name} must be a non-negative integer.", field=name)
+    if not re.fullmatch(r"\d{1,9}", raw, re.ASCII):
+        raise InvalidInput(f"{name} must be an integer from 0 to 999999999.", field=name)
     return int(raw)
 
 

@@ -16,7 +16,7 @@ record is reported with its line and skipped; the rest go on.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput
 from apps.live import events as live
 from apps.memories import indexing, lexical, schemas
+from apps.memories.external_ids import raise_sequence
 from apps.memories.models import (
     ExternalId,
     IndexOutbox,
@@ -97,13 +98,13 @@ class ImportRecord:
 class ImportReport:
     created: int = 0
     existing: int = 0
+    #: (line, message): records skipped, and problems with the file itself.
     errors: list[tuple[int, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    #: (line, message): imported, with something left out (said why).
+    warnings: list[tuple[int, str]] = field(default_factory=list)
     linked: int = 0
-
-    @property
-    def skipped(self) -> int:
-        return len(self.errors)
+    #: Each record's source id seen in this run -> its line (a file naming one twice).
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def import_records(principal: Principal, namespace: str, records: Iterable[ImportRecord | tuple],
@@ -127,7 +128,7 @@ def import_records(principal: Principal, namespace: str, records: Iterable[Impor
             _import_batch(principal, ns, good, report, links)
         if progress:
             progress(len(chunk))
-    report.linked = _link_near_duplicates(ns, links)
+    report.linked = _link_near_duplicates(principal, ns, links)
     return report
 
 
@@ -142,22 +143,66 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield chunk
 
 
+@dataclass
+class _Known:
+    """What the namespace already holds of a batch's identities."""
+
+    #: (system, id) -> (memory id, imported?)
+    external: dict[tuple[str, str], tuple[uuid.UUID, bool]]
+    #: memory id -> namespace id, for the MemoryWeb ids the batch names
+    memories: dict[uuid.UUID, int]
+
+    @classmethod
+    def of(cls, ns: Namespace, records: list[ImportRecord]) -> _Known:
+        keys = {(r.system, r.external_id) for r in records}
+        keys |= {(system, str(value)) for r in records for system, value in r.other_ids.items()}
+        external = {(system, value): (memory, imported) for system, value, memory, imported in
+                    ExternalId.objects.filter(namespace=ns, external_id__in={k[1] for k in keys})
+                    .values_list("system", "external_id", "memory_id", "imported")
+                    if (system, value) in keys}
+        named = {r.preferred_id for r in records if r.preferred_id}
+        named |= {pk for r in records if (pk := _uuid_or_none(
+            r.other_ids.get(ExternalId.System.MEMORYWEB, ""))) is not None}
+        memories = dict(Memory.objects.filter(pk__in=named).values_list("pk", "namespace_id"))
+        return cls(external, memories)
+
+    def already_here(self, ns: Namespace, record: ImportRecord) -> bool:
+        """Imported before: under its own source id, or (moved back) as the MemoryWeb
+        memory it was copied from."""
+        if self.external.get((record.system, record.external_id), (None, False))[1]:
+            return True
+        if record.preferred_id and self.memories.get(record.preferred_id) == ns.pk:
+            return True
+        origin = _uuid_or_none(record.other_ids.get(ExternalId.System.MEMORYWEB, ""))
+        if origin and self.memories.get(origin) == ns.pk:
+            return True
+        return any(self.external.get((system, value), (None, False))[1]
+                   for system, value in record.other_ids.items())
+
+
 def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecord],
                   report: ImportReport, links: list[tuple[uuid.UUID, str, str]]) -> None:
-    known = set(ExternalId.objects.filter(
-        namespace=ns, system__in={r.system for r in records},
-        external_id__in=[r.external_id for r in records]).values_list("system", "external_id"))
-    preferred = [r.preferred_id for r in records if r.preferred_id]
-    taken = {pk: ns_id for pk, ns_id in Memory.objects.filter(pk__in=preferred)
-             .values_list("pk", "namespace_id")}
+    known = _Known.of(ns, records)
     memories: list[Memory] = []
     versions: list[MemoryVersion] = []
     external: list[ExternalId] = []
-    seen: set[tuple[str, str]] = set()
     for record in records:
         key = (record.system, record.external_id)
-        if key in known or key in seen or taken.get(record.preferred_id) == ns.pk:
-            report.existing += 1  # imported before (or the export came from here)
+        if key in report.seen:
+            report.errors.append((record.line, f"{record.system} id {record.external_id} was "
+                                  f"already read at line {report.seen[key]}; skipped."))
+            continue
+        report.seen[key] = record.line
+        if known.already_here(ns, record):
+            report.existing += 1
+            continue
+        if key in known.external:  # handed out here (a drop-in route) to another memory
+            report.errors.append((record.line, f"{record.system} id {record.external_id} already "
+                                  "names another memory of this namespace; skipped (import "
+                                  "into a namespace that has not used it)."))
+            continue
+        if record.near_duplicate_of is not None and not isinstance(record.near_duplicate_of, str):
+            report.errors.append((record.line, "near_duplicate_of: expected an id (text)."))
             continue
         try:
             cleaned = schemas.validate(ImportInput, record.data)
@@ -165,29 +210,36 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
             report.errors.append((record.line, f"{exc.field + ': ' if exc.field else ''}"
                                   f"{exc.message}"))
             continue
-        seen.add(key)
-        pk = record.preferred_id if record.preferred_id and record.preferred_id not in taken \
-            else uuid.uuid4()
-        now = timezone.now()
+        pk = record.preferred_id if record.preferred_id and record.preferred_id not in \
+            known.memories else uuid.uuid4()
         history = cleaned.pop("versions")
-        cleaned.setdefault("created_at", now)
+        cleaned.setdefault("created_at", timezone.now())
         cleaned.setdefault("updated_at", cleaned["created_at"])
         memory = Memory(id=pk, namespace=ns, content_hash=content_hash(cleaned["content"]),
                         **cleaned)
         memories.append(memory)
         versions += [MemoryVersion(memory=memory, **v) for v in history]
-        ids = dict(record.other_ids)
+        ids = {}
+        for system, value in record.other_ids.items():
+            if (system, value) in known.external:
+                report.warnings.append((record.line, f"imported without its {system} id {value}: "
+                                        "it names another memory of this namespace."))
+            else:
+                ids[system] = value
         if pk != record.preferred_id:  # a kept id is its own mapping (the round trip adds none)
-            ids[record.system] = record.external_id
-        external += [ExternalId(namespace=ns, system=system, external_id=str(value)[:128],
-                                memory=memory) for system, value in ids.items()]
+            ids.setdefault(record.system, record.external_id)  # the origin, if it had one, stays
+        external += [ExternalId(namespace=ns, system=system, external_id=value, memory=memory,
+                                imported=True) for system, value in ids.items()]
         if record.near_duplicate_of:
             links.append((pk, record.system, record.near_duplicate_of))
     if not memories:
         return
     embeddings = indexing.embed_contents([m.content for m in memories])
+    numbered = [int(e.external_id) for e in external if e.system == ExternalId.System.CMM]
     try:
         with transaction.atomic():
+            if numbered:  # numbers handed out later start above the imported ones
+                raise_sequence(ns, ExternalId.System.CMM, max(numbered))
             Memory.objects.bulk_create(memories)
             lexical.add(ns.pk, [m.pk for m in memories])
             MemoryTag.objects.bulk_create(
@@ -202,18 +254,19 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
             live.memories_changed("created", ns, memories, embeddings, principal)
     except IntegrityError as exc:  # a concurrent import of the same records won the race
         first, last = records[0].line, records[-1].line
-        report.errors.append((first, f"lines {first}-{last} not imported (another import wrote "
-                              f"some of them meanwhile; run again): {exc}"))
+        report.errors.append((first, f"lines {first}-{last} not imported: another import wrote "
+                              f"some of them meanwhile ({exc}); run again to add the rest."))
         return
     indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
     metrics.MEMORIES_STORED.inc(len(memories))
     report.created += len(memories)
 
 
-def _link_near_duplicates(ns: Namespace, links: list[tuple[uuid.UUID, str, str]]) -> int:
+def _link_near_duplicates(principal: Principal, ns: Namespace,
+                          links: list[tuple[uuid.UUID, str, str]]) -> int:
     """Restore the source's near-duplicate links once every record is in (a link may
     point forward in the file). A target that was not imported stays unlinked."""
-    linked = 0
+    linked: list[uuid.UUID] = []
     for pk, system, target in links:
         found = (ExternalId.objects.filter(namespace=ns, system=system, external_id=target)
                  .values_list("memory_id", flat=True).first())
@@ -221,8 +274,12 @@ def _link_near_duplicates(ns: Namespace, links: list[tuple[uuid.UUID, str, str]]
             found = Memory.objects.filter(namespace=ns, pk=_uuid_or_none(target)).values_list(
                 "pk", flat=True).first()
         if found is not None and found != pk:
-            linked += Memory.objects.filter(pk=pk).update(near_duplicate_of_id=found)
-    return linked
+            if Memory.objects.filter(pk=pk).update(near_duplicate_of_id=found):
+                linked.append(pk)
+    if linked:
+        audit(principal, "memory.import", namespace=ns, record_ids=linked,
+              summary={"near_duplicates_linked": len(linked)})
+    return len(linked)
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:
@@ -230,17 +287,3 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
-
-
-def external_ids_of(memories: Iterable[Memory]) -> dict[uuid.UUID, dict[str, str]]:
-    """Each memory's ids in other systems (the export writes them beside the memory)."""
-    found: dict[uuid.UUID, dict[str, str]] = {}
-    for memory_id, system, value in ExternalId.objects.filter(
-            memory__in=[m.pk for m in memories]).values_list("memory_id", "system", "external_id"):
-        found.setdefault(memory_id, {})[system] = value
-    return found
-
-
-def summary_of(report: ImportReport) -> Mapping[str, Any]:
-    return {"created": report.created, "existing": report.existing,
-            "skipped": report.skipped, "near_duplicates_linked": report.linked}

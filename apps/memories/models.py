@@ -227,6 +227,9 @@ class ExternalId(models.Model):
     system = models.CharField(max_length=16, choices=System.choices)
     external_id = models.CharField(max_length=128)
     memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="external_ids")
+    #: Read from a source by an importer (True), or handed out here by a drop-in route:
+    #: a re-import recognises its own records, and refuses to take over a handed-out id.
+    imported = models.BooleanField(default=False)
 
     objects = NamespaceScopedQuerySet.as_manager()
 
@@ -239,3 +242,25 @@ class ExternalId(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system}:{self.external_id}"
+
+
+class ExternalIdSequence(models.Model):
+    """The last number handed out per namespace and system (seed 000's integer ids).
+
+    It only goes up: a deleted memory's number is never given to another one (a client
+    still holding ``/memory/42`` must not reach someone else's memory), and an import
+    raises it past the numbers it brought.
+    """
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    system = models.CharField(max_length=16, choices=ExternalId.System.choices)
+    last = models.BigIntegerField(default=0)
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "system"],
+                                               name="externalidsequence_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.system}: {self.last}"

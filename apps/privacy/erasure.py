@@ -32,7 +32,14 @@ from rest_framework import serializers
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
 from apps.memories import lexical
-from apps.memories.models import IdempotencyRecord, IndexOutbox, Memory, MemoryTag, MemoryVersion
+from apps.memories.models import (
+    ExternalId,
+    IdempotencyRecord,
+    IndexOutbox,
+    Memory,
+    MemoryTag,
+    MemoryVersion,
+)
 from apps.memories.schemas import StrictSerializer, validate
 from apps.memories.services import _delete_memories
 from apps.memories.vectorstore import get_vector_store
@@ -250,6 +257,7 @@ def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str
                 pk__in=list(retained)), "content_hash", hashes),
             "versions": _count(MemoryVersion, "memory_id", ids),
             "tags": _count(MemoryTag, "memory_id", ids),
+            "external_ids": _count(ExternalId, "memory_id", ids),
             "keyword_index": lexical.held(namespace.pk, ids),
             "vector_index": vectors,
             "outbox": _count(IndexOutbox, "memory_id", ids),

@@ -22,7 +22,7 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry, AuditRecord
 from apps.memories.api.serializers import MemorySerializer
-from apps.memories.imports import external_ids_of
+from apps.memories.external_ids import external_ids_of
 from apps.memories.models import Memory, MemoryVersion
 from apps.privacy.selectors import Selector
 from apps.tenancy.models import SharingGrant

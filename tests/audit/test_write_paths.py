@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from apps.audit.models import AuditEntry
-from apps.compat.cmm import cmm_ids
-from apps.memories.models import Memory
+from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
@@ -130,7 +129,7 @@ def targets(alpha, beta, agent):
     root = Principal(label="system:test", agent_id="", role=Role.SYSTEM)
     nobody = {"namespace": "alpha", "agent_id": "nobody"}
     return {"memory": memory, "key": key, "grant": grant, "user": "member-1",
-            "cmm_memory": cmm_ids(alpha, [Memory.objects.get(pk=memory)])[uuid.UUID(memory)],
+            "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
             "erasure": erasure.create(root, nobody).pk,
             "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk}
 

@@ -275,3 +275,99 @@ def test_cmm_reimport_creates_nothing_and_bad_records_are_reported(imported, tmp
         line = next(n for n, row in enumerate(text, 1) if f'"{memory_id}":' in row)
         assert f"memories.json: line {line}: " in err.getvalue() and words in err.getvalue()
     assert ExternalId.objects.filter(system="cmm", external_id="7").exists()
+
+
+def test_erasure_takes_the_seed_000_ids_with_the_memories(imported, system_admin, reader):
+    erased = system_admin.client.delete("/api/v1/forget/certified?namespace=alpha&agent_id=agent-47")
+    assert erased.status_code == 200, erased.content
+    checks = erased.json()["verification"]
+    assert checks["external_ids"] == {"remaining": 0, "ok": True}
+    assert set(ExternalId.objects.values_list("external_id", flat=True)) == {"41"}
+    assert reader.get("/cmm/memory/42").status_code == 404
+
+
+def test_the_curl_examples_work_as_curl_sends_them(imported, team_admin, reader):
+    """`curl -d '{...}'` labels its JSON a form: seed 000 read it as JSON, so do we."""
+    form = "application/x-www-form-urlencoded"
+    body = json.dumps({"gist": RATE_LIMIT, "importance": 2.0})
+    edited = team_admin.client.generic("PUT", "/cmm/memory/42", body, content_type=form)
+    assert edited.status_code == 200, edited.content
+    assert reader.get("/cmm/memory/42").json()["gist"] == RATE_LIMIT
+    broken = team_admin.client.generic("PUT", "/cmm/memory/42", "gist=x", content_type=form)
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "parse_error"
+
+
+def test_a_deleted_memorys_number_is_never_handed_out_again(alpha, agent, team_admin, reader):
+    ids = [agent.post("/cmm/ingest", {"gist": f"note {n}"}).json()["id"] for n in range(3)]
+    assert ids == [1, 2, 3]
+    assert team_admin.delete("/cmm/memory/3").status_code == 200
+    assert agent.post("/cmm/ingest", {"gist": "note 4"}).json()["id"] == 4
+    assert reader.get("/cmm/memory/3").status_code == 404  # a retried DELETE /memory/3 is safe
+
+
+def test_an_import_cannot_take_over_a_number_a_route_handed_out(alpha, agent, tmp_path):
+    import io
+
+    for n in range(3):
+        agent.post("/cmm/ingest", {"gist": f"live note {n}"})
+    (tmp_path / "memories.json").write_text(json.dumps(
+        [{"id": 2, "gist": "seed two"}, {"id": 50, "gist": "seed fifty"},
+         {"id": 50, "gist": "fifty again"}], indent=1))
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("import_memories", "--namespace", "alpha", "--format", "cmm",
+                     str(tmp_path), "--no-progress", stdout=out, stderr=err)
+    assert "1 imported, 0 already there, 2 problems" in out.getvalue()
+    assert "cmm id 2 already names another memory" in err.getvalue()
+    assert "cmm id 50 was already read at line" in err.getvalue()
+    assert agent.get("/cmm/memory/2").json()["gist"] == "live note 1"
+    assert agent.get("/cmm/memory/50").json()["gist"] == "seed fifty"
+    # Numbers handed out next start above the imported ones.
+    assert agent.post("/cmm/ingest", {"gist": "after the import"}).json()["id"] == 51
+
+
+@pytest.mark.parametrize("path", ["/cmm/memory/%C2%B2", "/cmm/memory/--5", "/cmm/memory/-5",
+                                  "/cmm/memory/99999999999999999999", "/cmm/memory/%20"])
+def test_odd_ids_are_404s(imported, reader, path):
+    assert reader.get(path).status_code == 404
+
+
+def test_odd_numbers_are_400s(imported, reader, agent):
+    assert reader.get("/cmm/memories?limit=%C2%B2").status_code == 400
+    assert reader.get("/cmm/memories?limit=0").status_code == 400
+    huge = agent.post("/cmm/ingest", {"gist": "x"}, HTTP_CONTENT_TYPE="application/json")
+    assert huge.status_code == 201
+    body = '{"gist": "y", "importance": 1' + "1" * 400 + "}"
+    response = agent.client.generic("POST", "/cmm/ingest", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"]["field"] == "importance"
+
+
+def test_what_a_get_shows_can_be_put_back_unchanged(imported, team_admin):
+    shown = team_admin.get("/cmm/memory/42").json()
+    put = team_admin.put("/cmm/memory/42", {k: shown[k] for k in ("gist", "importance",
+                                                                  "metadata", "tags", "kind")})
+    assert put.status_code == 200, put.content
+    assert put.json()["version"] == 1  # nothing changed, no new version
+    Memory.objects.filter(content__endswith="300 req/min").update(importance=0.3)
+    shown = team_admin.get("/cmm/memory/42").json()
+    again = team_admin.put("/cmm/memory/42", {"importance": shown["importance"],
+                                              "agent_id": "agent-47"})
+    assert again.json()["version"] == 1
+    assert Memory.objects.get(content__endswith="300 req/min").importance == 0.3
+    moved = team_admin.put("/cmm/memory/42", {"metadata": {**shown["metadata"],
+                                                           "session_id": "other"}})
+    assert moved.status_code == 400 and moved.json()["error"]["field"] == "metadata.session_id"
+
+
+def test_system_keys_reach_save_and_merge_without_a_namespace(system_admin, agent, alpha):
+    assert system_admin.post("/cmm/save", {}).status_code == 200
+    merged = system_admin.post("/cmm/merge", {})
+    assert merged.status_code == 501
+    assert agent.post("/cmm/merge", {}).status_code == 403
+
+
+def test_ingest_and_recall_answers_200_for_identical_content(imported, agent):
+    first = agent.post("/cmm/ingest_and_recall", {"gist": "A brand new fact"})
+    again = agent.post("/cmm/ingest_and_recall", {"gist": "A brand new fact"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["duplicate"] is True and again.json()["id"] == first.json()["id"]

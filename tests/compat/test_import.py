@@ -90,8 +90,9 @@ def test_export_import_export_keeps_every_field(rich_alpha, tmp_path):
     hits = services.recall(ROOT, {"query": "jasmine tea", "k": 1}, namespace="alpha").hits
     assert hits[0].memory.content == "Alice likes jasmine tea"
     # The import is audited as such, record ids and no content.
-    entry = AuditEntry.objects.filter(operation="memory.import").latest("seq")
+    entry, links = AuditEntry.objects.filter(operation="memory.import").order_by("-seq")[:2][::-1]
     assert len(entry.record_ids) == 4 and "jasmine" not in json.dumps(entry.summary)
+    assert links.summary == {"near_duplicates_linked": 1}  # the relinking is audited too
 
 
 def test_reimport_creates_nothing_new(rich_alpha, tmp_path):
@@ -249,3 +250,63 @@ def test_progress_bar_and_help(alpha, tmp_path, capsys):
     command = load_command_class(get_commands()["import_memories"], "import_memories")
     text = command.create_parser("manage.py", "import_memories").format_help()
     assert "--format {jsonl,mem0,cmm}" in text and "mem0's get_all" in text
+
+
+def test_moving_memories_back_creates_nothing(rich_alpha, beta, tmp_path):
+    _export("alpha", tmp_path / "a.jsonl")
+    _import("beta", "jsonl", tmp_path / "a.jsonl")
+    _export("beta", tmp_path / "b.jsonl")
+    before = Memory.objects.filter(namespace=rich_alpha).count()
+    code, out, _ = _import("alpha", "jsonl", tmp_path / "b.jsonl")
+    assert code == 0 and "0 imported, 4 already there" in out
+    assert Memory.objects.filter(namespace=rich_alpha).count() == before
+
+
+def test_ids_taken_in_the_receiving_namespace_are_left_out_with_a_warning(
+        rich_alpha, beta, tmp_path):
+    from tests.conftest import make_caller
+
+    beta_agent = make_caller(Role.AGENT, beta, "beta-agent")
+    for n in range(45):  # beta hands out numbers 1..45, so 42 is taken
+        beta_agent.post("/cmm/ingest", {"gist": f"beta note {n}"})
+    _export("alpha", tmp_path / "a.jsonl")
+    code, out, err = _import("beta", "jsonl", tmp_path / "a.jsonl")
+    assert code == 0 and "4 imported" in out and "1 warnings" in out
+    assert "warning: imported without its cmm id 42" in err
+    assert beta_agent.get("/cmm/memory/42").json()["gist"] == "beta note 41"
+    copy = Memory.objects.get(namespace=beta, content="The rate limit is 300 req/min")
+    assert set(copy.external_ids.values_list("system", flat=True)) == {"memoryweb"}
+    assert "0 imported, 4 already there" in _import("beta", "jsonl", tmp_path / "a.jsonl")[1]
+
+
+@pytest.mark.parametrize("line, words", [
+    ({"type": "memory", "content": "x", "near_duplicate_of": 5}, "near_duplicate_of"),
+    ({"type": "memory", "content": "x", "external_ids": {"cmm": "abc"}}, "external_ids.cmm"),
+    ({"type": "memory", "content": "x", "external_ids": {"cmm": str(10**20)}}, "external_ids.cmm"),
+    ({"type": "memory", "content": "x", "external_ids": {"elsewhere": "1"}}, "external_ids"),
+    ({"type": "manifest", "format": "memoryweb-export/1", "counts": [1], "sha256": "0"},
+     "SHA-256"),
+])
+def test_malformed_lines_are_problems_not_crashes(alpha, tmp_path, line, words):
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps(line) + "\n" + json.dumps({"content": "fine"}) + "\n")
+    code, out, err = _import("alpha", "jsonl", path)
+    assert code == 1 and words in err and "1 problems" in out
+    assert Memory.objects.filter(content="fine").exists()
+
+
+@pytest.mark.parametrize("categories", [5, "food", [1, 2]])
+def test_mem0_categories_must_be_a_list_of_strings(alpha, tmp_path, categories):
+    path = tmp_path / "mem0.json"
+    path.write_text(json.dumps([{"id": "m-1", "memory": "x", "categories": categories},
+                                {"id": "m-2", "memory": "y"}]))
+    code, _, err = _import("alpha", "mem0", path)
+    assert code == 1 and "categories must be a list of strings" in err
+    assert list(Memory.objects.values_list("content", flat=True)) == ["y"]
+
+
+def test_mem0_expiration_date_keeps_the_whole_day(alpha, tmp_path):
+    path = tmp_path / "mem0.json"
+    path.write_text(json.dumps([{"id": "m-1", "memory": "x", "expiration_date": "2099-01-31"}]))
+    assert _import("alpha", "mem0", path)[0] == 0
+    assert Memory.objects.get().expires_at == dt.datetime(2099, 2, 1, tzinfo=dt.UTC)

@@ -192,7 +192,7 @@ def test_memories_export_and_certified_forget(alpha, agent, team_admin, system_a
     document = json.loads(b"".join(exported.streaming_content))
     assert document["namespace"] == "alpha" and document["count"] == 2
     assert {m["memory_type"] for m in document["memories"]} == {"semantic"}
-    assert document["manifest"]["counts"]["memory"] == 2
+    assert document["jsonl_manifest"]["counts"]["memory"] == 2
     assert AuditEntry.objects.filter(operation="export").count() == 1
 
     assert _delete(team_admin, "/v1/forget/certified", {"session": "support-7"}).status_code == 403
@@ -224,3 +224,12 @@ def test_consolidate_is_501_for_admins_and_403_below(alpha, agent, team_admin):
     assert agent.post("/v1/consolidate", {}).status_code == 403
     response = team_admin.post("/v1/consolidate", {})
     assert response.status_code == 501 and response.json()["code"] == "not_implemented"
+
+
+def test_odd_parameters_are_400s(alpha, agent, reader):
+    for query in ("limit=%C2%B2", "offset=%C2%B2", "offset=99999999999999999999", "limit=0"):
+        response = reader.get(f"/v1/memories?{query}")
+        assert response.status_code == 400, query
+    batch = agent.post("/v1/store/batch", {"memories": [{"content": "x", "namespace": ["a"]}]})
+    assert batch.status_code == 400 and batch.json()["field"] == "memories[0].namespace"
+    assert Memory.objects.count() == 0

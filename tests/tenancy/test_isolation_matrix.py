@@ -20,7 +20,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from apps.compat.cmm import cmm_ids
+from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
 from apps.tenancy.members import set_role
@@ -150,7 +150,7 @@ ROUTES = [
           "/cmm/memories/agent/agent-1?namespace=alpha", None, Role.SYSTEM, 200, scoped=False),
     Route("POST", "cmm/consolidate", "/cmm/consolidate?namespace=alpha", {}, Role.ADMIN, 501),
     Route("POST", "cmm/end_of_day", "/cmm/end_of_day?namespace=alpha", {}, Role.ADMIN, 501),
-    Route("POST", "cmm/merge", "/cmm/merge?namespace=alpha", {}, Role.SYSTEM, 501),
+    Route("POST", "cmm/merge", "/cmm/merge", {}, Role.SYSTEM, 501, scoped=False),
     Route("POST", "cmm/save", "/cmm/save?namespace=alpha", {}, Role.ADMIN, 200),
     Route("GET", "cmm/health", "/cmm/health", None, Role.READER, 200, scoped=False),
     # Seed 003's drop-in routes (apps/compat/memoryoss.py).
@@ -236,8 +236,8 @@ def world(alpha, beta, callers):
         "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk,
         "erasure_done": erasure.create(root, {**nobody, "execute": True}).pk,
     }
-    cmm_memory = cmm_ids(alpha, [Memory.objects.get(pk=memory["id"])])[
-        Memory.objects.get(pk=memory["id"]).pk]
+    pk = Memory.objects.get(pk=memory["id"]).pk
+    cmm_memory = cmm_numbers(alpha, "cmm", [pk])[pk]
     return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
             "cmm_memory": cmm_memory,
             "user": "member-1", "grant": grant.pk, **erasures,

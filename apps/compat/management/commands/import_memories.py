@@ -62,9 +62,12 @@ class Command(BaseCommand):
             self.stderr.write(f"{name}: {f'line {line}: ' if line else ''}{message}")
         if len(report.errors) > SHOWN:
             self.stderr.write(f"... and {len(report.errors) - SHOWN} more problems.")
+        for line, message in report.warnings[:SHOWN]:
+            self.stderr.write(f"{name}: {f'line {line}: ' if line else ''}warning: {message}")
         links = f", {report.linked} near-duplicate links restored" if report.linked else ""
         self.stdout.write(
             f"{namespace}: {report.created} imported, {report.existing} already there{links}, "
-            f"{len(report.errors)} problems (listed above; those records were skipped).")
+            f"{len(report.errors)} problems (listed above; those records were skipped)"
+            + (f", {len(report.warnings)} warnings" if report.warnings else "") + ".")
         if report.errors:
             raise SystemExit(1)
