@@ -47,6 +47,23 @@ def chroma_metadata(memory) -> dict[str, Any]:
     return meta
 
 
+def _without_stale_keys(collection, ids: Sequence[str],
+                        metadatas: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``metadatas`` plus ``None`` for every key a stored row has and the new one lacks.
+
+    Chroma merges an upsert's metadata into the stored one: a tag or metadata key an
+    edit removed would stay filterable in the vector index (a recall filtered on the old
+    tag still found the memory). ``None`` deletes a key.
+    """
+    stored = collection.get(ids=list(ids), include=["metadatas"])
+    before = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
+    cleaned = []
+    for memory_id, meta in zip(ids, metadatas, strict=True):
+        stale = set(before.get(memory_id) or {}) - set(meta)
+        cleaned.append({**meta, **dict.fromkeys(stale)})
+    return cleaned
+
+
 class VectorStore:
     def __init__(self, client):
         from apps.memories.embeddings import MemoryWebEmbeddingFunction
@@ -84,9 +101,9 @@ class VectorStore:
     ) -> None:
         if not ids:
             return
-        self.collection(namespace).upsert(
-            ids=list(ids), embeddings=embeddings, metadatas=list(metadatas)
-        )
+        collection = self.collection(namespace)
+        metadatas = _without_stale_keys(collection, ids, metadatas)
+        collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
 
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:
         if ids:
