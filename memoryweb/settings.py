@@ -291,6 +291,8 @@ MEMORYWEB_RERANK_DEPTH = env.int("MEMORYWEB_RERANK_DEPTH", default=30)
 # Near-duplicates on ingest: cosine similarity at or above which a new memory is linked
 # (or skipped) per its namespace's policy.
 MEMORYWEB_NEAR_DUPLICATE_THRESHOLD = env.float("MEMORYWEB_NEAR_DUPLICATE_THRESHOLD", default=0.95)
+# Idempotency-Key records older than this are dropped by the hourly retention job.
+MEMORYWEB_IDEMPOTENCY_DAYS = env.float("MEMORYWEB_IDEMPOTENCY_DAYS", default=7.0)
 
 # Drop-in routes for clients of the servers MemoryWeb replaces (docs/integrations.md):
 # seed 000's API under MEMORYWEB_CMM_PREFIX (its clients call /ingest, /memory/42...) and

@@ -74,10 +74,23 @@ def _expire_memories() -> dict[str, Any]:
         except Exception as exc:
             log.exception("retention failed in namespace %s", namespace.slug)
             failed.append(f"{namespace.slug}: {exc}")
-    result: dict[str, Any] = {"erased": erased, "resumed": finished}
+    result: dict[str, Any] = {"erased": erased, "resumed": finished,
+                              "idempotency_records_dropped": _drop_old_idempotency_records()}
     if failed:
         result.update(ok=False, failed=failed[:20])
     return result
+
+
+def _drop_old_idempotency_records() -> int:
+    """Retries come within minutes; a record older than MEMORYWEB_IDEMPOTENCY_DAYS only
+    takes space (a retry after it answers as a new request)."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.memories.models import IdempotencyRecord
+
+    cutoff = timezone.now() - timedelta(days=settings.MEMORYWEB_IDEMPOTENCY_DAYS)
+    return IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()[0]
 
 
 def _audit_checkpoint() -> dict[str, Any]:

@@ -127,12 +127,30 @@ def test_an_interrupted_retention_run_is_finished_by_the_next(agent, alpha):
     left = erasure.create(RETENTION, {"namespace": "alpha", "ids": [stored["id"]]})
     erasure.approve(RETENTION, left.pk)
     result = jobs.run_job("expire_memories")
-    assert result == {"erased": 0, "resumed": 1}  # finished, not erased twice
+    assert result == {"erased": 0, "resumed": 1,  # finished, not erased twice
+                      "idempotency_records_dropped": 0}
     left.refresh_from_db()
     assert left.state == ErasureState.EXECUTED and left.certificate_sha256
     assert not Memory.objects.filter(pk=stored["id"]).exists()
     assert ErasureRequest.objects.count() == 1
-    assert jobs.run_job("expire_memories") == {"erased": 0, "resumed": 0}
+    assert jobs.run_job("expire_memories") == {"erased": 0, "resumed": 0,
+                                               "idempotency_records_dropped": 0}
+
+
+def test_retention_drops_old_idempotency_records(agent, alpha, settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.memories.models import IdempotencyRecord
+
+    for key in ("old", "new"):
+        agent.post("/api/v1/memories", {"content": f"kept {key}"}, HTTP_IDEMPOTENCY_KEY=key)
+    IdempotencyRecord.objects.filter(key="old").update(
+        created_at=timezone.now() - dt.timedelta(days=8))
+    assert jobs.run_job("expire_memories")["idempotency_records_dropped"] == 1
+    assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+    assert Memory.objects.count() == 2  # the memories stay; only the replay records go
 
 
 @pytest.mark.django_db(transaction=True)
