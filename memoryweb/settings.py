@@ -211,6 +211,9 @@ CACHES = {"default": {
 # process), else a SQLite file in the data directory served by a consumer inside the
 # server process (MEMORYWEB_JOBS_IN_PROCESS).
 MEMORYWEB_JOBS_IN_PROCESS = env.bool("MEMORYWEB_JOBS_IN_PROCESS", default=not REDIS_URL)
+# A running job renews its lease this often; four missed beats and another worker takes
+# the job over (a killed worker no longer blocks it for the job's whole timeout).
+MEMORYWEB_JOB_HEARTBEAT_SECONDS = env.float("MEMORYWEB_JOB_HEARTBEAT_SECONDS", default=30.0)
 _HUEY_CONSUMER = {"workers": env.int("MEMORYWEB_JOB_WORKERS", default=2), "worker_type": "thread",
                   "periodic": True, "check_worker_health": True}
 if REDIS_URL:

@@ -8,8 +8,9 @@ runs a job, ``run_job`` gives it the same rules:
 - a **paused** job is skipped (``manage.py jobs pause NAME``; the flag is in SQL, so it
   survives restarts and holds for every worker);
 - one run at a time, through a **lease** on the job's row: a second worker finds it
-  held and skips; a lease older than the job's timeout belonged to a run that died (a
-  killed worker) and is taken over;
+  held and skips. The holder renews a heartbeat every MEMORYWEB_JOB_HEARTBEAT_SECONDS; a
+  lease whose heartbeat is four beats old belonged to a run that died (a killed worker)
+  and is taken over, and so is one older than the job's timeout (a run that hangs);
 - each job is **idempotent and resumable**: it works from SQL state (the outbox rows,
   erasure requests left ``executing``, the last audit checkpoint), so a run cut off
   midway is finished by the next one without doing anything twice;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -129,16 +132,49 @@ def _holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: Heartbeats a lease may miss before it is presumed dead.
+STALE_BEATS = 4
+
+
 def _take_lease(job: Job) -> str | None:
     """Mark the job running and return the run's token, unless a live run holds it or it
     is paused (None)."""
     now, token = timezone.now(), uuid.uuid4().hex
+    stale = timedelta(seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
     JobState.objects.get_or_create(name=job.name)
     with transaction.atomic():
         taken = JobState.objects.filter(name=job.name, paused=False).filter(
             Q(running_since__isnull=True) | Q(running_since__lt=now - job.timeout)
-        ).update(running_since=now, running_on=_holder(), last_started_at=now, lease=token)
+            | Q(heartbeat_at__lt=now - stale)
+        ).update(running_since=now, running_on=_holder(), last_started_at=now, lease=token,
+                 heartbeat_at=now)
     return token if taken else None
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the run's lease while it works; stops with the run (or when it lost it)."""
+
+    def __init__(self, name: str, token: str):
+        super().__init__(name=f"job-heartbeat-{name}", daemon=True)
+        self.job, self.token, self.stopped = name, token, threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS):
+                try:
+                    held = JobState.objects.filter(name=self.job, lease=self.token).update(
+                        heartbeat_at=timezone.now())
+                except Exception:  # a busy database: the next beat tries again
+                    log.warning("job %s: heartbeat not written", self.job, exc_info=True)
+                    continue
+                if not held:
+                    return  # taken over: nothing of ours to renew
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
 
 
 def run_job(name: str) -> dict[str, Any] | None:
@@ -153,6 +189,8 @@ def run_job(name: str) -> dict[str, Any] | None:
         return None
     started = time.perf_counter()
     outcome, error, result = "ok", "", {}
+    heartbeat = _Heartbeat(name, token)
+    heartbeat.start()
     try:
         result = job.run()
         if result.get("ok") is False:
@@ -162,13 +200,14 @@ def run_job(name: str) -> dict[str, Any] | None:
         log.exception("job %s failed", name)
         raise
     finally:
+        heartbeat.stop()
         metrics.JOB_RUNS.labels(name, outcome).inc()
         metrics.JOB_SECONDS.labels(name).observe(time.perf_counter() - started)
         finished = {"last_finished_at": timezone.now(), "last_outcome": outcome,
                     "last_error": error[:4000], "last_result": result, "runs": F("runs") + 1,
                     "failures": F("failures") + int(outcome == "error")}
         held = JobState.objects.filter(name=name, lease=token).update(
-            running_since=None, running_on="", lease="", **finished)
+            running_since=None, running_on="", lease="", heartbeat_at=None, **finished)
         if not held:  # taken over meanwhile: record the run, leave the new holder's lease
             JobState.objects.filter(name=name).update(**finished)
     return result

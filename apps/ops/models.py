@@ -21,6 +21,10 @@ class JobState(models.Model):
     #: The holding run's token: a run that lost its lease (timed out, taken over) cannot
     #: clear the lease of the run that took over when it finally finishes.
     lease = models.CharField(max_length=32, blank=True)
+    #: Renewed by the holding run every MEMORYWEB_JOB_HEARTBEAT_SECONDS: a lease whose
+    #: heartbeat stopped (the worker was killed) is taken over within minutes, not after
+    #: the job's whole timeout.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
     last_outcome = models.CharField(max_length=16, blank=True, help_text="ok, error or skipped")

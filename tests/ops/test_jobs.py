@@ -66,6 +66,47 @@ def test_one_run_at_a_time_and_a_dead_runs_lease_is_taken_over(db):
     assert JobState.objects.get(name="drain_outbox").running_since is None
 
 
+def test_a_killed_runs_lease_is_taken_over_once_its_heartbeat_is_stale(db, settings):
+    settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS = 30
+    now = timezone.now()
+    JobState.objects.create(name="expire_memories", running_since=now - timedelta(minutes=5),
+                            running_on="killed:1", lease="dead", heartbeat_at=now)
+    assert jobs.run_job("expire_memories") is None  # beating: alive, within its 2 h timeout
+    JobState.objects.filter(name="expire_memories").update(
+        heartbeat_at=now - timedelta(minutes=3))  # four beats missed: that worker died
+    assert jobs.run_job("expire_memories") is not None
+    state = JobState.objects.get(name="expire_memories")
+    assert (state.running_since, state.lease, state.heartbeat_at) == (None, "", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_run_keeps_its_lease_beating(settings, monkeypatch):
+    """While a run works its heartbeat advances, so no other worker takes the job."""
+    settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS = 0.5  # stale after 2 s
+    seen: dict = {}
+
+    def long_job() -> dict:
+        first = JobState.objects.get(name="drain_outbox").heartbeat_at
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # until the heartbeat thread has renewed it
+            current = JobState.objects.get(name="drain_outbox").heartbeat_at
+            if current > first:
+                break
+            time.sleep(0.02)
+        seen["renewed"] = current > first
+        # A second worker now: the run is older than 4 beats, but its heartbeat is fresh.
+        JobState.objects.filter(name="drain_outbox").update(
+            running_since=timezone.now() - timedelta(seconds=1))
+        seen["second"] = jobs.run_job("drain_outbox")
+        return {}
+
+    monkeypatch.setitem(jobs.JOBS, "drain_outbox", jobs.Job(
+        "drain_outbox", "test", "never", long_job))
+    assert jobs.run_job("drain_outbox") == {}
+    assert seen == {"renewed": True, "second": None}
+    assert JobState.objects.get(name="drain_outbox").heartbeat_at is None
+
+
 def test_a_run_that_lost_its_lease_leaves_the_new_holders_alone(db, monkeypatch):
     """A run that outlived its timeout was taken over; when it finally finishes it records
     itself but must not clear the lease of the run that took over."""

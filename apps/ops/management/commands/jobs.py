@@ -40,5 +40,9 @@ class Command(BaseCommand):
                     if state.last_started_at else "never")
             self.stdout.write(f"{job.name:<20} {status:<8} {job.schedule:<18} {last:<22} "
                               f"{state.last_outcome or '-':<8} {state.runs:>6} {state.failures:>6}")
+            if state.running_since:
+                beat = (f"heartbeat {int((now - state.heartbeat_at).total_seconds())} s ago"
+                        if state.heartbeat_at else "no heartbeat")
+                self.stdout.write(f"    on {state.running_on or '?'}, {beat}")
             if state.last_outcome == "error":
                 self.stdout.write(f"    last error: {state.last_error.splitlines()[0][:200]}")
