@@ -214,6 +214,8 @@ MEMORYWEB_JOBS_IN_PROCESS = env.bool("MEMORYWEB_JOBS_IN_PROCESS", default=not RE
 # A running job renews its lease this often; four missed beats and another worker takes
 # the job over (a killed worker no longer blocks it for the job's whole timeout).
 MEMORYWEB_JOB_HEARTBEAT_SECONDS = env.float("MEMORYWEB_JOB_HEARTBEAT_SECONDS", default=30.0)
+if MEMORYWEB_JOB_HEARTBEAT_SECONDS <= 0:
+    raise RuntimeError("MEMORYWEB_JOB_HEARTBEAT_SECONDS must be above 0 (30 is the default)")
 _HUEY_CONSUMER = {"workers": env.int("MEMORYWEB_JOB_WORKERS", default=2), "worker_type": "thread",
                   "periodic": True, "check_worker_health": True}
 if REDIS_URL:
@@ -296,6 +298,8 @@ MEMORYWEB_RERANK_DEPTH = env.int("MEMORYWEB_RERANK_DEPTH", default=30)
 MEMORYWEB_NEAR_DUPLICATE_THRESHOLD = env.float("MEMORYWEB_NEAR_DUPLICATE_THRESHOLD", default=0.95)
 # Idempotency-Key records older than this are dropped by the hourly retention job.
 MEMORYWEB_IDEMPOTENCY_DAYS = env.float("MEMORYWEB_IDEMPOTENCY_DAYS", default=7.0)
+if MEMORYWEB_IDEMPOTENCY_DAYS <= 0:
+    raise RuntimeError("MEMORYWEB_IDEMPOTENCY_DAYS must be above 0 (retries need the records)")
 
 # Drop-in routes for clients of the servers MemoryWeb replaces (docs/integrations.md):
 # seed 000's API under MEMORYWEB_CMM_PREFIX (its clients call /ingest, /memory/42...) and

@@ -257,7 +257,7 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
         report.errors.append((first, f"lines {first}-{last} not imported: another import wrote "
                               f"some of them meanwhile ({exc}); run again to add the rest."))
         return
-    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox], fresh=True)
     metrics.MEMORIES_STORED.inc(len(memories))
     report.created += len(memories)
 

@@ -44,12 +44,16 @@ def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
         return None
 
 
-def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarray | None = None) -> None:
-    """Memories' vectors (embedded now unless given) and filter fields into the collection."""
+def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarray | None = None,
+            *, fresh: bool = False) -> None:
+    """Memories' vectors (embedded now unless given) and filter fields into the collection.
+
+    ``fresh``: ids never indexed before (just stored), so no stored metadata to clear.
+    """
     if vectors is None:
         vectors = get_embedder().embed([m.content for m in memories])
     get_vector_store().upsert(namespace, [str(m.pk) for m in memories], vectors,
-                              [chroma_metadata(m) for m in memories])
+                              [chroma_metadata(m) for m in memories], fresh=fresh)
 
 
 def _current(namespace: Namespace) -> Namespace:
@@ -62,14 +66,16 @@ def index_inline(
     memories: Sequence[Memory],
     embeddings: np.ndarray | None,
     outbox_ids: Sequence[int],
+    *,
+    fresh: bool = False,
 ) -> bool:
-    """Upsert just-committed memories into Chroma; never raises.
+    """Upsert just-committed memories into Chroma; never raises (``fresh``: new ids).
 
     Returns True when indexed. On failure the outbox rows stay for a later drain.
     """
     try:
         target = _current(namespace)
-        _upsert(target, memories, embeddings)
+        _upsert(target, memories, embeddings, fresh=fresh)
     except Exception as exc:
         metrics.INDEX_ERRORS.labels("upsert").inc()
         _record_failure(outbox_ids, exc)

@@ -210,7 +210,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
                            "near_duplicates_linked": sum(m.near_duplicate_of_id is not None
                                                          for m in memories)})
             live.memories_changed("created", ns, memories, embeddings, principal)
-        indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox])
+        indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox], fresh=True)
         metrics.MEMORIES_STORED.inc(len(memories))
     result = []
     returned: set[str] = set()

@@ -98,11 +98,16 @@ class VectorStore:
         ids: Sequence[str],
         embeddings: np.ndarray,
         metadatas: Sequence[Mapping[str, Any]],
+        *,
+        fresh: bool = False,
     ) -> None:
+        """Write vectors and filter fields; ``fresh``: ids never written before (an
+        ingest), which have no stored keys to clear, so the read is skipped."""
         if not ids:
             return
         collection = self.collection(namespace)
-        metadatas = _without_stale_keys(collection, ids, metadatas)
+        if not fresh:
+            metadatas = _without_stale_keys(collection, ids, metadatas)
         collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
 
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:

@@ -77,8 +77,13 @@ def _expire_memories() -> dict[str, Any]:
         except Exception as exc:
             log.exception("retention failed in namespace %s", namespace.slug)
             failed.append(f"{namespace.slug}: {exc}")
+    try:
+        dropped = _drop_old_idempotency_records()
+    except Exception as exc:
+        log.exception("retention: dropping old idempotency records failed")
+        dropped, failed = 0, [*failed, f"idempotency records: {exc}"]
     result: dict[str, Any] = {"erased": erased, "resumed": finished,
-                              "idempotency_records_dropped": _drop_old_idempotency_records()}
+                              "idempotency_records_dropped": dropped}
     if failed:
         result.update(ok=False, failed=failed[:20])
     return result
@@ -93,7 +98,13 @@ def _drop_old_idempotency_records() -> int:
     from apps.memories.models import IdempotencyRecord
 
     cutoff = timezone.now() - timedelta(days=settings.MEMORYWEB_IDEMPOTENCY_DAYS)
-    return IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()[0]
+    dropped = 0
+    while True:  # in chunks: the first run after an upgrade may find a large backlog
+        chunk = list(IdempotencyRecord.objects.filter(created_at__lt=cutoff)
+                     .values_list("pk", flat=True)[:5000])
+        if not chunk:
+            return dropped
+        dropped += IdempotencyRecord.objects.filter(pk__in=chunk).delete()[0]
 
 
 def _audit_checkpoint() -> dict[str, Any]:
@@ -145,7 +156,9 @@ def _take_lease(job: Job) -> str | None:
     with transaction.atomic():
         taken = JobState.objects.filter(name=job.name, paused=False).filter(
             Q(running_since__isnull=True) | Q(running_since__lt=now - job.timeout)
-            | Q(heartbeat_at__lt=now - stale)
+            # Stale heartbeat, on a run old enough to have beaten (a run just taken over by
+            # a worker that does not beat, mid-upgrade, keeps the old value meanwhile).
+            | Q(heartbeat_at__lt=now - stale, running_since__lt=now - stale)
         ).update(running_since=now, running_on=_holder(), last_started_at=now, lease=token,
                  heartbeat_at=now)
     return token if taken else None
@@ -164,11 +177,14 @@ class _Heartbeat(threading.Thread):
                 try:
                     held = JobState.objects.filter(name=self.job, lease=self.token).update(
                         heartbeat_at=timezone.now())
-                except Exception:  # a busy database: the next beat tries again
+                except Exception:  # a busy or dropped database: the next beat tries again
                     log.warning("job %s: heartbeat not written", self.job, exc_info=True)
+                    connection.close_if_unusable_or_obsolete()
                     continue
-                if not held:
-                    return  # taken over: nothing of ours to renew
+                if not held:  # taken over (presumed dead): the run goes on, unguarded
+                    log.error("job %s lost its lease to another worker while running",
+                              self.job)
+                    return
         finally:
             connection.close()
 

@@ -4,6 +4,9 @@ the consumer running inside a real server process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 
@@ -19,7 +22,7 @@ from apps.ops.models import JobState
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.retention import RETENTION
 from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
-from tests.servers import DaphneServer
+from tests.servers import ROOT, DaphneServer
 
 
 def _command(*args) -> str:
@@ -216,3 +219,22 @@ def test_the_server_runs_jobs_in_process(embedded_env, tmp_path):  # noqa: F811
                 break
             time.sleep(0.5)
         assert " ok " in line and line.split()[-2] == "1", line  # one run, by the server
+
+
+def test_a_run_just_taken_over_is_not_taken_over_again_by_a_leftover_heartbeat(db, settings):
+    """Mid-upgrade a worker that does not beat may take over a dead run's lease and leave
+    its old heartbeat: the lease is fresh (running_since), so it stays held."""
+    settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS = 30
+    now = timezone.now()
+    JobState.objects.create(name="drain_outbox", running_since=now, running_on="old:1",
+                            lease="fresh", heartbeat_at=now - timedelta(hours=1))
+    assert jobs.run_job("drain_outbox") is None
+
+
+def test_settings_refuse_a_heartbeat_or_idempotency_window_of_zero():
+    env = {**os.environ, "MEMORYWEB_ENV": "test", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"}
+    for name in ("MEMORYWEB_JOB_HEARTBEAT_SECONDS", "MEMORYWEB_IDEMPOTENCY_DAYS"):
+        done = subprocess.run([sys.executable, "-c", "import memoryweb.settings"], cwd=ROOT,
+                              env={**env, name: "0"}, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and f"{name} must be above 0" in done.stderr

@@ -176,6 +176,10 @@ ROUTES = [
 #: to every caller with a wrong key (tests/compat/test_memoryoss.py).
 UNAUTHENTICATED = {"v1/auth/token"}
 
+#: In this order on purpose: a route's callers share one world (SQL writes are rolled
+#: back per caller, side effects outside SQL, such as Chroma deletes or a dropped
+#: collection, are not), so the foreign callers ask first, on an untouched world, and the
+#: system admin, whose operations go furthest, asks last.
 CALLERS = ["anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee", "reader",
            "agent", "admin", "member_reader", "member_admin", "system"]
 ALPHA_ROLES = {"reader": Role.READER, "agent": Role.AGENT, "admin": Role.ADMIN,
