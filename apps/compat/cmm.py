@@ -31,6 +31,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.compat.common import check_own_agent, int_param
 from apps.core.errors import InvalidInput, NotFound, NotImplementedYet, PermissionDenied
 from apps.memories import external_ids, services
 from apps.memories.api.serializers import _iso
@@ -179,9 +180,7 @@ def _check_agent(principal: Principal, agent_id: Any, field: str, current: Memor
         if agent_id != current.agent_id:
             raise InvalidInput("agent_id is provenance; an edit cannot change it.", field=field)
         return
-    if agent_id != principal.agent_id:
-        raise InvalidInput(f"agent_id comes from the API key (this key stores as "
-                           f"{principal.agent_id!r}); give that or leave it out.", field=field)
+    check_own_agent(principal, agent_id, field)
 
 
 def _check_session(session_id: Any, field: str, current: Memory | None) -> None:
@@ -319,7 +318,8 @@ class MemoriesView(CmmView):
                    responses=OpenApiTypes.OBJECT)
     def get(self, request):
         ns = _namespace(request)
-        limit = _limit(request.query_params.get("limit"))
+        limit = int_param(request.query_params, "limit", 20, 1,
+                          settings.MEMORYWEB_LIMITS["max_page_size"])
         queryset = services.list_memories(request.user, ns.slug)
         for name in ("agent_id", "session_id"):
             value = request.query_params.get(name)
@@ -327,15 +327,6 @@ class MemoriesView(CmmView):
                 queryset = queryset.filter(**{name: value})
         found = rows(ns, list(queryset[:limit]))
         return Response({"memories": found, "count": len(found)})
-
-
-def _limit(raw: str | None, default: int = 20) -> int:
-    ceiling = settings.MEMORYWEB_LIMITS["max_page_size"]
-    if raw is None:
-        return default
-    if not _NUMBER.fullmatch(raw) or not 1 <= int(raw) <= ceiling:
-        raise InvalidInput(f"limit must be an integer from 1 to {ceiling}.", field="limit")
-    return int(raw)
 
 
 @extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])

@@ -18,7 +18,6 @@ work lands.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -32,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from apps.compat.common import check_own_agent, int_param
 from apps.core.errors import InvalidInput, NotImplementedYet
 from apps.memories import services
 from apps.memories.api.serializers import _iso
@@ -111,19 +111,13 @@ def _kind(memory_type: Any, field: str) -> str:
                        field=field)
 
 
-def _check_agent(request, agent: Any, field: str) -> None:
-    if agent is not None and agent != request.user.agent_id:
-        raise InvalidInput(f"agent comes from the API key (this key stores as "
-                           f"{request.user.agent_id!r}); give that or leave it out.", field=field)
-
-
 _STORE_FIELDS = {"content", "tags", "agent", "session", "namespace", "memory_type",
                  "zero_knowledge", "embedding", "metadata", "importance", "confidence"}
 
 
 def store_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
     body = _checked(body, _STORE_FIELDS, prefix)
-    _check_agent(request, body.get("agent"), prefix + "agent")
+    check_own_agent(request.user, body.get("agent"), prefix + "agent")
     if body.get("namespace") is not None and not isinstance(body["namespace"], str):
         raise InvalidInput("namespace must be a string.", field=prefix + "namespace")
     data = {k: body[k] for k in ("content", "tags", "namespace", "metadata", "importance",
@@ -394,25 +388,14 @@ class MemoriesView(MemoryOssView):
         for source, target in (("agent", "agent_id"), ("session", "session_id")):
             if params.get(source):
                 queryset = queryset.filter(**{target: params[source]})
-        limit, offset = _int_param(params, "limit", 100), _int_param(params, "offset", 0)
-        if not 1 <= limit <= settings.MEMORYWEB_LIMITS["max_page_size"]:
-            raise InvalidInput(f"limit must be from 1 to "
-                               f"{settings.MEMORYWEB_LIMITS['max_page_size']}.", field="limit")
+        limit = int_param(params, "limit", 100, 1, settings.MEMORYWEB_LIMITS["max_page_size"])
+        offset = int_param(params, "offset", 0, 0, 999_999_999)
         page = list(queryset[offset:offset + limit])
         namespace = page[0].namespace.slug if page else params.get("namespace")
         return Response({"namespace": namespace, "agent": params.get("agent"),
                          "session": params.get("session"), "count": queryset.count(),
                          "limit": limit, "offset": offset,
                          "memories": [memory_row(m) for m in page]})
-
-
-def _int_param(params, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not re.fullmatch(r"\d{1,9}", raw, re.ASCII):
-        raise InvalidInput(f"{name} must be an integer from 0 to 999999999.", field=name)
-    return int(raw)
 
 
 @extend_schema(tags=[TAG])
