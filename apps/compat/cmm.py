@@ -31,8 +31,8 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.compat.common import check_own_agent, int_param
-from apps.core.errors import InvalidInput, NotFound, NotImplementedYet, PermissionDenied
+from apps.compat.common import check_own_agent, int_param, not_yet
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.memories import external_ids, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import ExternalId, Memory
@@ -232,6 +232,9 @@ class IngestView(CmmView):
 def _recall_query(body: Any) -> dict[str, Any]:
     if not isinstance(body, Mapping):
         raise InvalidInput("expected a JSON object.")
+    unknown = sorted(set(body) - {"query", "k", "top_k", "agent_id", "session_id", "namespace"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
     query = {"query": body.get("query"), "k": _k(body)}
     filters = {name: body[name] for name in ("agent_id", "session_id") if body.get(name)}
     if filters:
@@ -246,10 +249,6 @@ class RecallView(CmmView):
     def post(self, request):
         body = request.data
         ns = _namespace(request, body)
-        unknown = sorted(set(body) - {"query", "k", "top_k", "agent_id", "session_id",
-                                      "namespace"}) if isinstance(body, Mapping) else []
-        if unknown:
-            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
         result = services.recall(request.user, _recall_query(body), namespace=ns.slug)
         found = rows(ns, [hit.memory for hit in result.hits])
         for row, hit in zip(found, result.hits, strict=True):
@@ -366,8 +365,7 @@ class _NotYet(CmmView):
                 raise PermissionDenied(f"only a system admin may {self.what}.")
         else:
             authorize(request.user, _namespace(request, request.data).pk, self.action)
-        raise NotImplementedYet(f"{self.what} is not available yet in MemoryWeb (it comes "
-                                "with the memory lifecycle work); nothing was changed.")
+        raise not_yet(self.what)
 
 
 @extend_schema(tags=[TAG], summary="Seed 000's /consolidate: 501 until lifecycle work lands")

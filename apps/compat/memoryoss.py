@@ -31,8 +31,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from apps.compat.common import check_own_agent, int_param
-from apps.core.errors import InvalidInput, NotImplementedYet
+from apps.compat.common import check_own_agent, int_param, not_yet
+from apps.core.errors import InvalidInput
 from apps.memories import services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import Memory, MemoryKind
@@ -406,6 +406,4 @@ class ConsolidateView(MemoryOssView):
         body = request.data if isinstance(request.data, Mapping) else {}
         namespace = resolve_namespace(request.user, _namespace_of(request, body))
         authorize(request.user, namespace.pk, Action.EDIT)  # whether it could, then: not yet
-        raise NotImplementedYet("consolidate (merging similar memories) is not available yet "
-                                "in MemoryWeb (it comes with the memory lifecycle work); "
-                                "nothing was changed.")
+        raise not_yet("consolidate (merging similar memories)")

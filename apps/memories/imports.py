@@ -37,7 +37,7 @@ from apps.memories.models import (
     MemoryVersion,
     content_hash,
 )
-from apps.memories.services import _check_writable
+from apps.memories.services import check_writable
 from apps.ops import metrics
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
@@ -114,7 +114,7 @@ def import_records(principal: Principal, namespace: str, records: Iterable[Impor
     ``(line, message)`` tuples: a reader's own parse errors, reported as they come."""
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.MANAGE)
-    _check_writable(ns)
+    check_writable(ns)
     report = ImportReport()
     links: list[tuple[uuid.UUID, str, str]] = []
     for chunk in _chunks(records, batch_size):

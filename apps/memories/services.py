@@ -89,7 +89,7 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
         raise InvalidInput("expected a JSON object.")
     ns = resolve_namespace(principal, data.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.INGEST)
-    _check_writable(ns)
+    check_writable(ns)
     cleaned = schemas.validate(schemas.MemoryInput, data)
     _check_same_namespace(ns, cleaned, "namespace")
     return _store_once(principal, ns, [cleaned], idempotency_key, data)[0]
@@ -107,7 +107,7 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
                            field="memories", code="too_many")
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.INGEST)
-    _check_writable(ns)
+    check_writable(ns)
     cleaned = []
     for i, item in enumerate(items):  # validate everything before writing anything
         data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
@@ -116,7 +116,7 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
     return _store_once(principal, ns, cleaned, idempotency_key, list(items))
 
 
-def _check_writable(ns: Namespace) -> None:
+def check_writable(ns: Namespace) -> None:
     """An archived namespace keeps its memories readable and refuses every write."""
     if ns.archived_at is not None:
         raise Conflict(f"namespace {ns.slug!r} is archived; writes are refused until a system "
@@ -326,7 +326,7 @@ def _editable(principal: Principal, memory_id: Any) -> Memory:
                                    "only its own namespace may change it.") from None
         raise
     authorize(principal, memory.namespace_id, Action.EDIT)
-    _check_writable(memory.namespace)
+    check_writable(memory.namespace)
     return memory
 
 
@@ -822,7 +822,7 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
         raise NotFound("memory not found.")
     for ns_id, namespace in Namespace.objects.in_bulk(list(by_namespace)).items():
         authorize(principal, ns_id, Action.EDIT)
-        _check_writable(namespace)  # as delete(): an archived namespace is read-only
+        check_writable(namespace)  # as delete(): an archived namespace is read-only
     return _delete_memories(principal, by_namespace, "memory.delete")
 
 
@@ -865,7 +865,7 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
         raise InvalidInput("give at least one filter (or ids); deleting a whole namespace "
                            "is DELETE /api/v1/namespaces/{slug}.", field="filters")
     ns = resolve_namespace(principal, namespace)
-    _check_writable(ns)
+    check_writable(ns)
     pks = list(_filtered(Memory.objects.filter(namespace=ns), cleaned).values_list("pk", flat=True)
                [: settings.MEMORYWEB_LIMITS["max_filter_delete"] + 1])
     if len(pks) > settings.MEMORYWEB_LIMITS["max_filter_delete"]:

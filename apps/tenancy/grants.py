@@ -76,10 +76,10 @@ def create_grant(principal: Principal, slug: str, data: Mapping[str, Any]) -> Sh
     is named by slug; naming one that does not exist is a 400 (the caller is a team
     admin who learnt the slug from its owners).
     """
-    from apps.memories.services import _check_writable  # memories builds on tenancy
+    from apps.memories.services import check_writable  # memories builds on tenancy
 
     grantor = managed_namespace(principal, slug)
-    _check_writable(grantor)
+    check_writable(grantor)
     cleaned = validate(GrantInput, data)
     slug_in = cleaned.pop("grantee")
     grantee = Namespace.objects.filter(slug=slug_in).first() if SLUG_RE.match(slug_in) else None
