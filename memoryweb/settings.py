@@ -256,7 +256,14 @@ MEMORYWEB_LIMITS = {
     "max_id_length": 128,
     "max_page_size": 1000,
     "max_metadata_filters": 16,
+    # Arrays/objects inside each other in one JSON body or message (the outer one is 1):
+    # deeper text is refused before parsing (400 parse_error), since Python's decoder
+    # recurses per level and ~1,000 levels crashed it (apps/core/parsers.py).
+    "max_json_depth": env.int("MEMORYWEB_MAX_JSON_DEPTH", default=64),
 }
+if not 16 <= MEMORYWEB_LIMITS["max_json_depth"] <= 512:
+    raise RuntimeError("MEMORYWEB_MAX_JSON_DEPTH must be 16..512 (the API's own bodies need "
+                       "about 6 levels; Python's JSON decoder fails near 1,000)")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 # Audit log (apps/audit): the chain's tip is also written to this file after each commit,
 # so cutting entries off the end is detectable; empty disables it (not recommended).
@@ -345,7 +352,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["apps.tenancy.throttling.PrincipalRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser with a nesting limit (MEMORYWEB_MAX_JSON_DEPTH): 400, never 500.
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 

@@ -27,12 +27,12 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
 from apps.memories import external_ids, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import ExternalId, Memory
