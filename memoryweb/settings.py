@@ -322,6 +322,13 @@ MEMORYWEB_CMM_PREFIX = _prefix("MEMORYWEB_CMM_PREFIX", "cmm")
 MEMORYWEB_MEMORYOSS_PREFIX = _prefix("MEMORYWEB_MEMORYOSS_PREFIX", "v1")
 # Key checks through seed 003's /v1/auth/token, per client address.
 MEMORYWEB_TOKEN_RATE = env.str("MEMORYWEB_TOKEN_RATE", default="60/min")
+# Reverse proxies in front of the server that append to X-Forwarded-For. Per-address
+# limits (the key check above, the login limits) key on the peer address unless this
+# says otherwise: a client could send any X-Forwarded-For (apps/core/client_address.py).
+MEMORYWEB_TRUSTED_PROXIES = env.int("MEMORYWEB_TRUSTED_PROXIES", default=0)
+if not 0 <= MEMORYWEB_TRUSTED_PROXIES <= 10:
+    raise RuntimeError("MEMORYWEB_TRUSTED_PROXIES must be 0 (no proxy: the peer address is the "
+                       "client) up to 10, the number of proxies that append to X-Forwarded-For")
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.
@@ -355,6 +362,8 @@ REST_FRAMEWORK = {
     # DRF's JSON parser with a nesting limit (MEMORYWEB_MAX_JSON_DEPTH): 400, never 500.
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": None,
+    # Any DRF throttle keyed by address believes X-Forwarded-For only this far.
+    "NUM_PROXIES": MEMORYWEB_TRUSTED_PROXIES,
 }
 
 SPECTACULAR_SETTINGS = {

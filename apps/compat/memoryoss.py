@@ -32,6 +32,7 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from apps.compat.common import check_own_agent, int_param, not_yet
+from apps.core.client_address import client_address
 from apps.core.errors import InvalidInput
 from apps.memories import services
 from apps.memories.api.serializers import _iso
@@ -136,10 +137,15 @@ def _namespace_of(request, body: Mapping[str, Any] | None = None) -> str | None:
 
 class TokenThrottle(AnonRateThrottle):
     """Key checks per client address (MEMORYWEB_TOKEN_RATE): guessing is hopeless against
-    a key's entropy, but nobody needs to try it fast."""
+    a key's entropy, but nobody needs to try it fast. The address is the peer's unless
+    trusted proxies are configured (apps/core/client_address.py), never a header the
+    client chose."""
 
     def get_rate(self) -> str:
         return settings.MEMORYWEB_TOKEN_RATE
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
 
 
 @extend_schema(tags=[TAG])

@@ -42,6 +42,8 @@ class MemoryForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         data = {f: cleaned[f] for f in EDITABLE_FIELDS if cleaned.get(f) is not None}
+        if self.instance.pk:  # an edit sends only what changed (save_model): check that
+            data = {f: v for f, v in data.items() if f in self.changed_data}
         try:
             schemas.validate(schemas.MemoryUpdate if self.instance.pk else schemas.MemoryInput, data,
                              partial=bool(self.instance.pk))

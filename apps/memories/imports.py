@@ -59,6 +59,8 @@ class ImportInput(schemas.MemoryInput):
     """A memory as a source holds it: MemoryInput plus the provenance ingest never takes
     from a body (the import is a team admin's act, audited as such)."""
 
+    #: A source's expired memory is still held there: imported as it is, erased by retention.
+    allow_past_expiry = True
     namespace = None
     agent_id = schemas.TextField(max_length=LIMITS["max_id_length"], allow_blank=True, default="")
     created_at = schemas.UTCDateTimeField(required=False)

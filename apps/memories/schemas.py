@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, flatten_validation_error
@@ -157,8 +158,18 @@ class MemoryInput(StrictSerializer):
         "recency use it, falling back to created_at.")
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
+    #: A memory whose expiry has passed is never served: storing one would hand out an id
+    #: that is 404 at once, and an edit to a past expiry is a delete in disguise. Imports
+    #: keep what their source held (``ImportInput``); the retention job erases it.
+    allow_past_expiry = False
+
     def validate_content(self, value: str) -> str:
         return _check_bytes(value, LIMITS["max_content_bytes"], "content")
+
+    def validate_expires_at(self, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and not self.allow_past_expiry and value <= timezone.now():
+            raise serializers.ValidationError("expires_at must be in the future.")
+        return value
 
     def validate(self, attrs):
         if attrs.get("valid_from") and attrs.get("valid_until"):

@@ -165,8 +165,9 @@ def test_the_audit_checkpoint_walks_only_new_entries_and_fails_on_tampering(agen
 def test_an_interrupted_retention_run_is_finished_by_the_next(agent, alpha):
     from apps.privacy import erasure
 
-    stored = agent.post("/api/v1/memories", {"content": "Expired note.",
-                                             "expires_at": "2020-01-01T00:00:00Z"}).json()
+    stored = agent.post("/api/v1/memories", {"content": "Expired note."}).json()
+    Memory.objects.filter(pk=stored["id"]).update(  # expired since (ingest refuses a past one)
+        expires_at=timezone.now() - timedelta(days=1))
     # A run that stopped after approving (the worker was killed): the request is left.
     left = erasure.create(RETENTION, {"namespace": "alpha", "ids": [stored["id"]]})
     erasure.approve(RETENTION, left.pk)
