@@ -7,14 +7,22 @@ system admins see everything. A new key's secret is shown once, in a message.
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import BooleanField, Case, Count, ExpressionWrapper, Value, When
 from django.http import HttpResponseRedirect
+from django.utils import formats, timezone
 
 from apps.core.admin import ScopedAdmin
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
 from apps.tenancy import grants, namespaces
-from apps.tenancy.keys import create_key, revoke_key, revoke_system_key, rotate_key, set_expiry
+from apps.tenancy.keys import (
+    check_new_expiry,
+    create_key,
+    revoke_key,
+    revoke_system_key,
+    rotate_key,
+    set_expiry,
+)
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
 from apps.tenancy.roles import ROLE_CHOICES, Action, Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
@@ -46,6 +54,11 @@ class ApiKeyForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if self.instance.pk and "expires_at" in self.changed_data:
+            try:  # the key service's own rule: never revive a revoked or rotated key
+                check_new_expiry(self.instance, cleaned.get("expires_at"))
+            except ServiceError as exc:
+                self.add_error("expires_at", exc.message)
         if not self.instance.pk and cleaned.get("role"):
             system = cleaned["role"] == Role.SYSTEM.label
             if system and cleaned.get("namespace"):
@@ -271,16 +284,56 @@ class SharingGrantAdmin(ScopedAdmin):
     or deleted (a changed scope is a new grant; the revoked row is the record)."""
 
     form = SharingGrantForm
-    list_display = ["grantor", "grantee", "tags", "kinds", "created_at", "expires_at",
-                    "revoked_at", "created_by"]
+    list_display = ["grantor", "grantee", "tags", "kinds", "created_at", "expires_at", "status",
+                    "revoked", "made_by"]
     list_filter = [("grantor", admin.RelatedOnlyFieldListFilter),
                    ("grantee", admin.RelatedOnlyFieldListFilter)]
     actions = ["revoke"]
+    #: What only the grantor's side sees: who at the grantor made the grant, and when it
+    #: was revoked (REST's /sharing/accessible shows the grantee neither).
+    GRANTOR_ONLY = ("revoked_at", "created_by")
+
+    def grantor_side(self, request, obj) -> bool:
+        """Whether the viewer manages the grant's grantor (else they see it as grantee)."""
+        principal = self.principal(request)
+        return principal.is_system_admin or principal.can(Action.MANAGE, obj.grantor_id)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return list(SharingGrantForm.Meta.fields)
+        fields = [*SharingGrantForm.Meta.fields, "status", "revoked_at", "created_at", "created_by"]
+        if not self.grantor_side(request, obj):
+            fields = [name for name in fields if name not in self.GRANTOR_ONLY]
+        return fields
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
             return []
-        return [*SharingGrantForm.Meta.fields, "revoked_at", "created_at", "created_by"]
+        return self.get_fields(request, obj)
+
+    def get_queryset(self, request):
+        """Each row knows whether the viewer sees it as its grantor (the list's columns
+        below depend on it; the admin instance is shared, so nothing is kept on it)."""
+        principal = self.principal(request)
+        mine = (Value(True) if principal.is_system_admin else Case(
+            When(grantor_id__in=principal.namespace_ids(Action.MANAGE), then=Value(True)),
+            default=Value(False)))
+        return super().get_queryset(request).annotate(
+            viewer_is_grantor=ExpressionWrapper(mine, output_field=BooleanField()))
+
+    @admin.display(description="status")
+    def status(self, obj):
+        return obj.status
+
+    @admin.display(ordering="revoked_at", description="revoked")
+    def revoked(self, obj):
+        if obj.revoked_at is None or not obj.viewer_is_grantor:
+            return "-"
+        return formats.localize(timezone.template_localtime(obj.revoked_at))
+
+    @admin.display(description="made by")
+    def made_by(self, obj):
+        return obj.created_by if obj.viewer_is_grantor else "-"
 
     def has_delete_permission(self, request, obj=None):
         return False

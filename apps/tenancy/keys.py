@@ -75,10 +75,32 @@ def create_key(principal: Principal, slug: str, data: Mapping[str, Any]) -> tupl
                           expires_at=_future(cleaned["expires_at"]), actor=principal)
 
 
+def check_new_expiry(key: ApiKey, expires_at):
+    """``expires_at`` as a new expiry of ``key``, or InvalidInput naming why not.
+
+    A revoked key stays revoked, and a rotated key may end sooner but never after its
+    grace (nor never): an expiry edit must not bring back a secret that was cut off.
+    The admin's form asks this too, so the refusal shows on the form.
+    """
+    if key.revoked_at is not None:
+        raise InvalidInput("this key is revoked; a revoked key cannot be given a new expiry "
+                           "(create a new key).", field="expires_at")
+    if key.grace_ends_at is not None and (expires_at is None or expires_at > key.grace_ends_at):
+        successor = key.superseded_by.prefix if key.superseded_by_id else "a new key"
+        raise InvalidInput(
+            f"this key was rotated (replaced by {successor}); its expiry may move earlier, "
+            f"never past the end of its grace period ({key.grace_ends_at.isoformat()}).",
+            field="expires_at")
+    return _future(expires_at)
+
+
 def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, Any]) -> ApiKey:
+    """Set or clear a key's expiry (never reviving a revoked or rotated key)."""
     key = get_key(principal, slug, key_id)
-    key.expires_at = _future(validate(KeyUpdate, data)["expires_at"])
+    expires_at = validate(KeyUpdate, data)["expires_at"]
     with transaction.atomic():
+        key = ApiKey.objects.select_for_update().select_related("superseded_by").get(pk=key.pk)
+        key.expires_at = check_new_expiry(key, expires_at)
         key.save(update_fields=["expires_at"])
         audit(principal, "key.expiry", namespace=key.namespace, record_ids=[key.pk],
               summary=key_summary(key))
@@ -92,22 +114,32 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
 
     The new key keeps the old one's name, role, agent_id and expiry. The old key's
     expiry becomes now + grace (or stays, if sooner): a grace of 0 cuts it off at once.
+    The old key is marked superseded (``superseded_by``, ``rotated_at``, and
+    ``grace_ends_at``, past which no later edit can move its expiry), and is never
+    rotated a second time (its successor is).
     """
     old = get_key(principal, slug, key_id)
-    if old.revoked_at is not None or (old.expires_at and old.expires_at <= timezone.now()):
-        raise InvalidInput("a revoked or expired key cannot be rotated; create a new one.",
-                           field="key")
     grace = validate(RotateInput, data or {}).get(
         "grace_seconds", settings.MEMORYWEB_KEY_ROTATION_GRACE_SECONDS)
     with transaction.atomic():
+        old = ApiKey.objects.select_for_update().select_related("superseded_by").get(pk=old.pk)
+        if old.is_superseded:
+            successor = old.superseded_by.prefix if old.superseded_by_id else "another key"
+            raise InvalidInput(f"this key was already rotated (to {successor}); rotate that "
+                               "key instead.", field="key")
+        if old.status != "active":
+            raise InvalidInput("a revoked or expired key cannot be rotated; create a new one.",
+                               field="key")
         new, raw = create_api_key(role=old.role_enum, agent_id=old.agent_id,
                                   namespace=old.namespace, name=old.name,
                                   expires_at=old.expires_at, actor=principal,
                                   operation="key.rotate")
-        cutoff = timezone.now() + timedelta(seconds=grace)
+        now = timezone.now()
+        cutoff = now + timedelta(seconds=grace)
         if old.expires_at is None or cutoff < old.expires_at:
             old.expires_at = cutoff
-            old.save(update_fields=["expires_at"])
+        old.superseded_by, old.rotated_at, old.grace_ends_at = new, now, old.expires_at
+        old.save(update_fields=["expires_at", "superseded_by", "rotated_at", "grace_ends_at"])
         audit(principal, "key.expiry", namespace=old.namespace, record_ids=[old.pk],
               summary={**key_summary(old), "rotated_to": new.prefix})
         live.control(live.key_group(old.pk), "key_changed")

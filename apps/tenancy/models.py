@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -104,10 +105,16 @@ class Namespace(models.Model):
 
 class ApiKeyQuerySet(NamespaceScopedQuerySet):
     def active(self) -> ApiKeyQuerySet:
+        """Keys that authenticate now: every door looks keys up through this.
+
+        A rotated key's grace end is checked on its own, not only through ``expires_at``
+        (which a constraint already keeps at or before it), so supersession is honoured
+        even if the expiry were ever written past it.
+        """
         now = timezone.now()
         return self.filter(revoked_at__isnull=True).filter(
             models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
-        )
+        ).filter(models.Q(grace_ends_at__isnull=True) | models.Q(grace_ends_at__gt=now))
 
 
 class ApiKey(models.Model):
@@ -130,6 +137,16 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Rotation is recorded, not only expressed as an expiry: clearing or pushing out the
+    # expiry of a rotated key must never bring its old secret back (issue 16, item 3).
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes",
+        editable=False, help_text="The key that replaced this one when it was rotated.")
+    rotated_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                      help_text="When this key was rotated away.")
+    grace_ends_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="A rotated key's last moment: its expiry may move earlier, never past this.")
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -140,7 +157,18 @@ class ApiKey(models.Model):
                 condition=models.Q(role="system", namespace__isnull=True)
                 | (~models.Q(role="system") & models.Q(namespace__isnull=False)),
                 name="apikey_system_iff_no_namespace",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rotated_at__isnull=True, grace_ends_at__isnull=True)
+                | models.Q(rotated_at__isnull=False, grace_ends_at__isnull=False),
+                name="apikey_rotation_recorded_whole",
+            ),
+            # The database itself refuses to revive a rotated key, whatever writes it.
+            models.CheckConstraint(
+                condition=models.Q(grace_ends_at__isnull=True)
+                | models.Q(expires_at__isnull=False, expires_at__lte=models.F("grace_ends_at")),
+                name="apikey_rotated_expires_within_grace",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -149,6 +177,21 @@ class ApiKey(models.Model):
     @property
     def role_enum(self) -> Role:
         return Role.from_label(self.role)
+
+    @property
+    def is_superseded(self) -> bool:
+        return self.rotated_at is not None
+
+    @property
+    def status(self) -> str:
+        """active, expired or revoked (a rotated key past its grace is expired)."""
+        if self.revoked_at is not None:
+            return "revoked"
+        now = timezone.now()
+        if ((self.expires_at is not None and self.expires_at <= now)
+                or (self.grace_ends_at is not None and self.grace_ends_at <= now)):
+            return "expired"
+        return "active"
 
 
 class SharingGrantQuerySet(NamespaceScopedQuerySet):
@@ -225,3 +268,64 @@ class SharingGrant(models.Model):
                 and (not self.kinds or kind in self.kinds)
                 and (self.created_after is None or created_at >= self.created_after)
                 and (self.created_before is None or created_at < self.created_before))
+
+
+class InvitationStatus(models.TextChoices):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    REVOKED = "revoked"
+
+
+class InvitationQuerySet(NamespaceScopedQuerySet):
+    def open(self) -> InvitationQuerySet:
+        """Pending and not expired: what the invited person may still accept."""
+        return self.filter(status=InvitationStatus.PENDING, expires_at__gt=timezone.now())
+
+
+class Invitation(models.Model):
+    """A team admin's offer of a role in their namespace; the person accepts or declines.
+
+    ``invitee`` is the username or e-mail address as the inviter typed it. ``user`` is
+    whom it named when it was sent (empty when it named nobody who may accept: no such
+    account, a system admin, an inactive account). The inviter never sees ``user``, and a
+    name that nobody holds is stored and listed like any other, so sending an invitation
+    tells the inviter nothing about who exists on the server; an account registered
+    under that name later does not inherit it.
+    """
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="invitations")
+    invitee = models.CharField(max_length=254)
+    by_email = models.BooleanField(default=False, help_text="invitee is an e-mail address.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, editable=False,
+                             on_delete=models.SET_NULL, related_name="+")
+    role = models.CharField(max_length=16, choices=[c for c in ROLE_CHOICES if c[0] != "system"])
+    status = models.CharField(max_length=16, choices=InvitationStatus.choices,
+                              default=InvitationStatus.PENDING)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_by = models.CharField(max_length=200, editable=False,
+                                  help_text="The principal that sent the invitation.")
+    expires_at = models.DateTimeField()
+    decided_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When it was accepted, declined or revoked.")
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "invitee", "by_email"],
+                                    condition=models.Q(status="pending"),
+                                    name="invitation_one_pending_per_invitee"),
+        ]
+        indexes = [models.Index(fields=["user", "status"], name="invitation_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.invitee} → {self.namespace} ({self.role}, {self.state})"
+
+    @property
+    def state(self) -> str:
+        """The status, with a pending invitation past its expiry shown as expired."""
+        if self.status == InvitationStatus.PENDING and self.expires_at <= timezone.now():
+            return "expired"
+        return self.status

@@ -106,3 +106,71 @@ def test_error_reports_cleanse_the_authorization_header(rf):
     meta = SafeExceptionReporterFilter().get_safe_request_meta(request)
     assert "mw_live_secretsecret" not in str(meta)
     assert meta["HTTP_AUTHORIZATION"] == SafeExceptionReporterFilter.cleansed_substitute
+
+
+def _team_admin_session(username: str, namespace):
+    """A logged-in team admin of ``namespace`` (the dashboard's own kind of user)."""
+    from django.test import Client
+
+    from apps.tenancy.members import set_role
+
+    user = get_user_model().objects.create_user(username, f"{username}@example.org", "pw")
+    set_role(namespace, user, Role.ADMIN)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+KEY_CHANGE = {"expires_at_0": "", "expires_at_1": ""}
+
+
+def test_the_admin_cannot_revive_a_rotated_key(admin_client, alpha):
+    """Issue 16 item 3 through the admin's change form: clearing a rotated key's expiry is
+    a form error, and the old secret stays dead."""
+    from apps.tenancy.keys import rotate_key
+    from apps.tenancy.principal import Principal
+
+    key, raw = create_api_key(role=Role.AGENT, agent_id="bot", namespace=alpha)
+    root = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
+    new, _ = rotate_key(root, "alpha", key.pk, {"grace_seconds": 0})
+    before = ApiKey.objects.get(pk=key.pk).expires_at
+    response = admin_client.post(f"/admin/tenancy/apikey/{key.pk}/change/", KEY_CHANGE)
+    page = response.content.decode()
+    assert response.status_code == 200 and "rotated" in page and new.prefix in page
+    assert ApiKey.objects.get(pk=key.pk).expires_at == before
+    assert authenticate_key(raw) is None
+
+
+def test_the_admin_cannot_give_a_revoked_key_an_expiry(admin_client, alpha):
+    key, raw = create_api_key(role=Role.AGENT, agent_id="bot", namespace=alpha)
+    admin_client.post("/admin/tenancy/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    response = admin_client.post(f"/admin/tenancy/apikey/{key.pk}/change/", {
+        "expires_at_0": "2099-01-01", "expires_at_1": "00:00:00"})
+    assert response.status_code == 200 and "revoked" in response.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).expires_at is None and authenticate_key(raw) is None
+
+
+def test_the_grantee_does_not_see_who_at_the_grantor_made_or_revoked_a_grant(alpha, beta):
+    """Issue 16 item 8: REST hides a received grant's created_by; the admin hides it too
+    (list and change page), and the revocation's details, for the grantee side only."""
+    import datetime as dt
+
+    grantor = _team_admin_session("alice", alpha)
+    grantee = _team_admin_session("bob", beta)
+    live = SharingGrant.objects.create(grantor=alpha, grantee=beta, created_by="key:mw_live_SECRETPFX1")
+    gone = SharingGrant.objects.create(grantor=alpha, grantee=beta, created_by="key:mw_live_SECRETPFX2",
+                                       revoked_at=dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC))
+    revoked_shown = "Jan. 2, 2026"  # how the admin renders that moment
+    listing = grantee.get("/admin/tenancy/sharinggrant/").content.decode()
+    changes = [grantee.get(f"/admin/tenancy/sharinggrant/{g.pk}/change/").content.decode()
+               for g in (live, gone)]
+    assert f"/admin/tenancy/sharinggrant/{live.pk}/change/" in listing  # still listed
+    for page in (listing, *changes):
+        assert "SECRETPFX" not in page and revoked_shown not in page
+    for page in changes:
+        assert "Created by" not in page and "Revoked at" not in page
+    # The grantor's own admins still see both, on the list and the change page.
+    own = grantor.get(f"/admin/tenancy/sharinggrant/{gone.pk}/change/").content.decode()
+    assert "mw_live_SECRETPFX2" in own and "Revoked at" in own and revoked_shown in own
+    own_list = grantor.get("/admin/tenancy/sharinggrant/").content.decode()
+    assert "mw_live_SECRETPFX1" in own_list and revoked_shown in own_list

@@ -125,3 +125,84 @@ def test_rate_limit_is_per_key_with_retry_after(settings, agent, reader):
     assert int(limited["Retry-After"]) > 0 and limited.json()["error"]["code"] == "throttled"
     assert reader.get("/api/v1/memories").status_code == 200  # another key: its own budget
     cache.clear()
+
+
+# --- A rotated or revoked key stays dead (issue 16, item 3) ---------------------------
+
+
+def _rotate(team_admin, key_id: int, grace: int) -> dict:
+    response = team_admin.post(f"{KEYS}/{key_id}/rotate", {"grace_seconds": grace})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+@pytest.mark.parametrize("expiry", [None, "+1y"])
+def test_a_rotated_key_cannot_be_revived_by_an_expiry_edit(team_admin, agent, expiry):
+    """The review's repro: rotate with grace 0, then clear (or push out) the old key's
+    expiry. The PATCH is refused, changes nothing, and the old secret stays dead."""
+    new = _rotate(team_admin, agent.key.pk, 0)
+    assert not _works(agent.raw)
+    before = ApiKey.objects.get(pk=agent.key.pk).expires_at
+    value = None if expiry is None else (timezone.now() + dt.timedelta(days=365)).isoformat()
+    response = team_admin.patch(f"{KEYS}/{agent.key.pk}", {"expires_at": value})
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert error["field"] == "expires_at" and "rotated" in error["message"]
+    assert new["prefix"] in error["message"]  # names the key that replaced it
+    assert ApiKey.objects.get(pk=agent.key.pk).expires_at == before
+    assert not _works(agent.raw) and _works(new["key"])
+    old = next(r for r in team_admin.get(KEYS).json() if r["id"] == agent.key.pk)
+    assert old["status"] != "active" and old["superseded_by"] == new["id"]
+    assert old["rotated_at"] is not None
+
+
+def test_a_key_in_its_grace_period_may_end_sooner_but_never_later(team_admin, agent):
+    _rotate(team_admin, agent.key.pk, 600)
+    grace_end = ApiKey.objects.get(pk=agent.key.pk).grace_ends_at
+    assert grace_end is not None
+    later = (grace_end + dt.timedelta(seconds=60)).isoformat()
+    refused = team_admin.patch(f"{KEYS}/{agent.key.pk}", {"expires_at": later})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "expires_at"
+    assert team_admin.patch(f"{KEYS}/{agent.key.pk}", {"expires_at": None}).status_code == 400
+    sooner = (timezone.now() + dt.timedelta(seconds=120)).isoformat()
+    assert team_admin.patch(f"{KEYS}/{agent.key.pk}", {"expires_at": sooner}).status_code == 200
+    assert _works(agent.raw)  # still inside the (shortened) grace period
+
+
+def test_a_rotated_key_is_not_rotated_twice(team_admin, agent):
+    new = _rotate(team_admin, agent.key.pk, 600)
+    again = team_admin.post(f"{KEYS}/{agent.key.pk}/rotate", {"grace_seconds": 0})
+    assert again.status_code == 400 and new["prefix"] in again.json()["error"]["message"]
+    assert ApiKey.objects.filter(agent_id=agent.key.agent_id).count() == 2
+
+
+def test_a_revoked_key_cannot_be_given_a_new_expiry(team_admin, agent):
+    assert team_admin.delete(f"{KEYS}/{agent.key.pk}").status_code == 204
+    later = (timezone.now() + dt.timedelta(days=30)).isoformat()
+    for value in (later, None):
+        response = team_admin.patch(f"{KEYS}/{agent.key.pk}", {"expires_at": value})
+        assert response.status_code == 400, response.content
+        assert "revoked" in response.json()["error"]["message"]
+    assert not _works(agent.raw)
+
+
+def test_the_database_refuses_to_extend_a_superseded_key(team_admin, agent):
+    """Depth: even a write that skips the service (a shell, a data fix) cannot revive a
+    rotated key: a constraint keeps its expiry at or before the end of its grace."""
+    from django.db import IntegrityError, transaction
+
+    _rotate(team_admin, agent.key.pk, 0)
+    for value in (None, timezone.now() + dt.timedelta(days=1)):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ApiKey.objects.filter(pk=agent.key.pk).update(expires_at=value)
+    assert not _works(agent.raw)
+
+
+def test_authentication_ignores_a_superseded_key_past_its_grace(team_admin, agent):
+    """active() (every door's key lookup) checks the grace end itself, not only expires_at."""
+    _rotate(team_admin, agent.key.pk, 600)
+    assert ApiKey.objects.active().filter(pk=agent.key.pk).exists()
+    past = timezone.now() - dt.timedelta(seconds=1)
+    ApiKey.objects.filter(pk=agent.key.pk).update(expires_at=past, grace_ends_at=past)
+    assert not ApiKey.objects.active().filter(pk=agent.key.pk).exists()
+    assert not _works(agent.raw)

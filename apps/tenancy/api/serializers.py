@@ -7,22 +7,16 @@ from apps.tenancy.models import ApiKey
 
 class ApiKeySerializer(serializers.ModelSerializer):
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    status = serializers.SerializerMethodField(help_text="active, expired or revoked")
+    status = serializers.CharField(read_only=True, help_text="active, expired or revoked")
+    superseded_by = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The id of the key that replaced this one (rotation).")
 
     class Meta:
         model = ApiKey
         fields = ["id", "namespace", "prefix", "role", "agent_id", "name", "created_at",
-                  "last_used_at", "expires_at", "revoked_at", "status"]
+                  "last_used_at", "expires_at", "revoked_at", "status", "superseded_by",
+                  "rotated_at", "grace_ends_at"]
         read_only_fields = fields
-
-    def get_status(self, key: ApiKey) -> str:
-        from django.utils import timezone
-
-        if key.revoked_at is not None:
-            return "revoked"
-        if key.expires_at is not None and key.expires_at <= timezone.now():
-            return "expired"
-        return "active"
 
 
 class NewApiKeySerializer(ApiKeySerializer):
