@@ -8,10 +8,10 @@ closes the dashboard at the next request.
 
 from __future__ import annotations
 
-from allauth.mfa.models import Authenticator
 from django.conf import settings
 from django.http import HttpRequest
 
+from apps.tenancy import mfa
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
 
@@ -31,21 +31,38 @@ def principal_for(request: HttpRequest) -> Principal | None:
 
 
 def needs_mfa_setup(user, principal: Principal | None = None) -> bool:
-    """True while MEMORYWEB_REQUIRE_MFA is on and a team or system admin has no TOTP
-    authenticator: their password-only session may do nothing but set one up (the
-    dashboard, REST with the session and the live WebSocket all ask this). Once one is
-    set up, allauth asks for the code before any session exists."""
+    """True while the person's password-only session may do nothing at all until they set
+    up TOTP: a superuser, or a person whose every role needs a second factor (REST with
+    the session and the live WebSocket ask this, and refuse the whole session).
+
+    A person who also holds a reader or agent role somewhere keeps a working session
+    for it; their admin roles are dormant in their own namespaces only (the Principal
+    carries them, apps/tenancy/mfa.py), so one namespace's role never changes what the
+    person may do in another. Once TOTP is set up, allauth asks for the code before any
+    session exists."""
+    if not settings.MEMORYWEB_REQUIRE_MFA or user is None or not user.is_authenticated:
+        return False
+    return mfa.session_refused(user, principal or Principal.for_user(user))
+
+
+def dashboard_needs_mfa(user, principal: Principal | None = None) -> bool:
+    """True while someone who would use the dashboard (a superuser, or a team admin whose
+    role is dormant for want of TOTP) has no authenticator: the dashboard only serves
+    admin roles, so its pages send them to set one up first."""
     if not settings.MEMORYWEB_REQUIRE_MFA or user is None or not user.is_authenticated:
         return False
     principal = principal or Principal.for_user(user)
-    if not may_use_dashboard(principal):
-        return False
-    return not Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+    if principal.is_system_admin:
+        return not mfa.has_totp(user)
+    return bool(principal.dormant)
 
 
 def may_use_dashboard(principal: Principal) -> bool:
-    """A system admin, or a team admin of some namespace."""
-    return principal.is_system_admin or bool(principal.namespace_ids(Action.MANAGE))
+    """A system admin, or a team admin of some namespace (also while that role is dormant
+    for want of TOTP: the middleware then sends them to set it up, and logging out of
+    the dashboard keeps working)."""
+    return (principal.is_system_admin or bool(principal.namespace_ids(Action.MANAGE))
+            or bool(principal.dormant))
 
 
 def is_dashboard_user(request: HttpRequest) -> bool:

@@ -29,6 +29,9 @@ class Principal:
     namespace: Any = field(default=None, compare=False, repr=False)
     #: A person's roles: namespace id -> role, from their memberships (members.py).
     memberships: Mapping[int, Role] = field(default_factory=dict, compare=False, repr=False)
+    #: Namespaces where the person's role needs a second factor they have not set up
+    #: (apps/tenancy/mfa.py): the role is held there but may not be exercised.
+    dormant: frozenset[int] = field(default_factory=frozenset, compare=False, repr=False)
 
     # DRF treats request.user as a user: these make a Principal pass its checks.
     is_authenticated = True
@@ -58,6 +61,8 @@ class Principal:
         return sorted(ids)
 
     def can(self, action: Action, namespace_id: int) -> bool:
+        if namespace_id in self.dormant:
+            return False
         return allows(self.role_in(namespace_id), action)
 
     @classmethod
@@ -73,13 +78,17 @@ class Principal:
 
     @classmethod
     def for_user(cls, user) -> Principal:  # user: django.contrib.auth User
-        """A person: a system admin if a superuser, else their namespace memberships."""
+        """A person: a system admin if a superuser, else their namespace memberships
+        (with the roles that await a second factor held dormant, apps/tenancy/mfa.py)."""
         from apps.tenancy.members import memberships
+        from apps.tenancy.mfa import dormant_namespaces
 
+        held = {} if user.is_superuser else memberships(user)
         return cls(
             label=f"user:{user.get_username()}",
             agent_id=f"user:{user.get_username()}",
             role=Role.SYSTEM if user.is_superuser else None,
             user_id=user.pk,
-            memberships={} if user.is_superuser else memberships(user),
+            memberships=held,
+            dormant=dormant_namespaces(user, held),
         )

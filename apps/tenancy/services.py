@@ -143,6 +143,10 @@ def authorize(principal: Principal, namespace_id: int, action: Action) -> Role:
     role = principal.role_in(namespace_id)
     if role is None:
         raise NotFound("not found.")
+    if namespace_id in principal.dormant:  # apps/tenancy/mfa.py: the role awaits TOTP
+        raise PermissionDenied(
+            f"two-factor authentication is required for your {role.label} role in this "
+            "namespace: set up an authenticator at /accounts/2fa/ (or use an API key).")
     if not principal.can(action, namespace_id):
         raise PermissionDenied(f"role {role.label!r} may not {action.value} in this namespace.")
     return role
