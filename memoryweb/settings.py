@@ -142,8 +142,14 @@ MEMORYWEB_LIVE = {
     "burst": env.int("MEMORYWEB_LIVE_BURST", default=200),
     "send_queue": env.int("MEMORYWEB_LIVE_SEND_QUEUE", default=1000),
     "recheck_seconds": env.float("MEMORYWEB_LIVE_RECHECK_SECONDS", default=15.0),
+    # Open connections per principal (API key or person), counted across processes when
+    # the cache is Redis: one key cannot hold unbounded sockets (apps/tenancy/budget.py).
+    "max_connections_per_principal": env.int("MEMORYWEB_WS_MAX_CONNECTIONS_PER_KEY",
+                                             default=10),
     "default_min_score": 0.5,
 }
+if MEMORYWEB_LIVE["max_connections_per_principal"] < 1:
+    raise RuntimeError("MEMORYWEB_WS_MAX_CONNECTIONS_PER_KEY must be at least 1 (10 is the default)")
 WSGI_APPLICATION = None
 
 TEMPLATES = [

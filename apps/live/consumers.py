@@ -5,12 +5,17 @@ in every reply. Everything a message asks for goes through the same services, wi
 same validation and permissions, as the REST API. Outgoing messages pass through a
 bounded queue drained by one sender task: a client that reads too slowly fills it and
 is closed (4408) rather than holding up anyone else.
+
+Every request message draws from the principal's one rate budget, shared with REST and
+MCP (apps/tenancy/budget.py), and a principal holds at most
+``MEMORYWEB_WS_MAX_CONNECTIONS_PER_KEY`` connections at once (a lease per connection).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from typing import Any
 
@@ -20,6 +25,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, ServiceError
+from apps.core.parsers import JSONTooDeep
+from apps.core.parsers import loads as parse_json
 from apps.dashboard.access import needs_mfa_setup
 from apps.live import subscriptions
 from apps.live.events import key_group
@@ -28,17 +35,28 @@ from apps.live.matching import Subscription
 from apps.memories import services
 from apps.memories.api.serializers import hit_rows, stored
 from apps.ops import metrics
+from apps.tenancy import budget
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authenticate_key
 
 #: Close codes (documented in docs/live.md).
+CLOSE_BAD_MESSAGE = 4400  # a message refused unread (JSON nested too deeply)
 CLOSE_UNAUTHENTICATED = 4401  # no, bad or late credential
 CLOSE_ACCESS_LOST = 4403  # the key was revoked or expired, the membership ended
 CLOSE_SLOW_CONSUMER = 4408  # the send queue filled up: the client reads too slowly
-CLOSE_RATE_LIMITED = 4429  # far over the message rate, repeatedly
+CLOSE_RATE_LIMITED = 4429  # far over the message rate, repeatedly; too many connections
 
 LIMITS = settings.MEMORYWEB_LIVE
+log = logging.getLogger(__name__)
+
+
+class _Close:
+    """Queued after the last messages to send: the sender closes the socket when it gets
+    here, so an error saying why arrives before the close."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        self.code, self.reason = code, reason
 
 
 def _principal_for_key(raw: str) -> tuple[Principal, ApiKey] | None:
@@ -49,6 +67,10 @@ def _principal_for_key(raw: str) -> tuple[Principal, ApiKey] | None:
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     principal: Principal | None = None
     key_id: int | None = None
+    #: This connection's slot in its principal's connection cap.
+    lease: budget.Lease | None = None
+    #: Closes the socket when the key expires (replaced whenever the expiry is re-read).
+    expiry: asyncio.TimerHandle | None = None
 
     # --- connection -------------------------------------------------------------------
 
@@ -72,6 +94,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.subscriptions: dict[str, Subscription] = {}
         self.grant_groups: set[str] = set()
         self.closing = False
+        self.draining = False  # a close is queued behind the last messages
         self.background: set[asyncio.Future] = set()
         self.timers: list[asyncio.TimerHandle | asyncio.Task] = []
         credential = self._header_key()
@@ -117,21 +140,37 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.principal, key = found
         self.key_id = key.pk
         await self.channel_layer.group_add(key_group(key.pk), self.channel_name)
-        self._close_at(key.expires_at)
+        self._expire_at(key.expires_at)
         await self._authenticated(request_id)
 
     async def _authenticated(self, request_id: str | None) -> None:
         for timer in self.timers:
             timer.cancel()
+        self.timers = []
+        cap = LIMITS["max_connections_per_principal"]
+        self.lease = await sync_to_async(budget.acquire, thread_sensitive=False)(
+            "ws", self.principal.label, cap)
+        if self.lease is None:
+            self._error(request_id, "too_many_connections",
+                        f"at most {cap} open connections per key (or person); close one "
+                        "first.")
+            self._finish(CLOSE_RATE_LIMITED, "too many connections")
+            return
         self.timers = [asyncio.create_task(self._recheck_forever())]
         self.offer({"type": "ready", "id": request_id, "principal": self.principal.label,
                     "role": self.principal.role.label if self.principal.role else None})
 
-    def _close_at(self, moment: dt.datetime | None) -> None:
+    def _expire_at(self, moment: dt.datetime | None) -> None:
+        """Close with 4403 when the key expires (a rotation's grace period ends the same
+        way). On the event loop only: it schedules a timer there. Each call replaces the
+        previous timer, so an expiry moved later no longer closes early."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         if moment is not None:
             delay = max((moment - timezone.now()).total_seconds(), 0.0)
-            self.timers.append(asyncio.get_running_loop().call_later(
-                delay, lambda: self._later(self._close(CLOSE_ACCESS_LOST, "API key expired"))))
+            self.expiry = asyncio.get_running_loop().call_later(
+                delay, lambda: self._later(self._close(CLOSE_ACCESS_LOST, "API key expired")))
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
@@ -139,10 +178,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             self.counted = False
             metrics.WEBSOCKET_CONNECTIONS.dec()
             metrics.WEBSOCKET_SUBSCRIPTIONS.dec(len(getattr(self, "subscriptions", {})))
-        for timer in getattr(self, "timers", []):
+        for timer in [*getattr(self, "timers", []), *([self.expiry] if self.expiry else [])]:
             timer.cancel()
         if getattr(self, "sender", None):
             self.sender.cancel()
+        if self.lease is not None:
+            lease, self.lease = self.lease, None
+            await sync_to_async(lease.release, thread_sensitive=False)()
         await hub().forget(self)
         for group in [*getattr(self, "grant_groups", ()),
                       *([key_group(self.key_id)] if self.key_id else [])]:
@@ -164,16 +206,33 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._recheck()
 
     async def _recheck_forever(self) -> None:
+        """Renew the connection's lease and recheck access, for as long as it is open.
+
+        A failed round (the database or cache briefly away) is logged and the next one
+        runs: this task ending silently once left connections unchecked for good."""
+        loop = asyncio.get_running_loop()
+        period = min(LIMITS["recheck_seconds"], budget.LEASE_SECONDS / 4)
+        checked = loop.time()
         while True:
-            await asyncio.sleep(LIMITS["recheck_seconds"])
-            await self._recheck()
+            await asyncio.sleep(period)
+            try:
+                if self.lease is not None:
+                    await sync_to_async(self.lease.renew, thread_sensitive=False)()
+                if loop.time() - checked >= LIMITS["recheck_seconds"]:
+                    checked = loop.time()
+                    await self._recheck()
+            except Exception:
+                log.exception("live connection recheck failed; retrying")
 
     async def _recheck(self) -> None:
-        """Reload the credential and the grants shared subscriptions rely on."""
-        still = await sync_to_async(self._still_allowed)()
+        """Reload the credential (and its expiry) and the grants shared subscriptions
+        rely on."""
+        still, expires_at = await sync_to_async(self._still_allowed)()
         if not still:
             await self._close(CLOSE_ACCESS_LOST, "access revoked")
             return
+        if self.key_id is not None:
+            self._expire_at(expires_at)
         for subscription in list(self.subscriptions.values()):
             shared = [n for n, scope in subscription.scopes.items() if scope is not None]
             if not shared:
@@ -185,25 +244,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 else:
                     await hub().drop_scope(self, namespace_id)
 
-    def _still_allowed(self) -> bool:
+    def _still_allowed(self) -> tuple[bool, dt.datetime | None]:
+        """(still allowed, the key's expiry). Runs on a worker thread: it reads the
+        database and schedules nothing (timers belong to the event loop)."""
         if self.key_id is not None:
             key = ApiKey.objects.active().filter(pk=self.key_id).first()
-            if key is None:
-                return False
-            self._close_at(key.expires_at)
-            return True
+            return (False, None) if key is None else (True, key.expires_at)
         if self.principal is not None and self.principal.user_id is not None:
             from django.contrib.auth import get_user_model
 
             user = get_user_model().objects.filter(pk=self.principal.user_id, is_active=True).first()
             if user is None:
-                return False
+                return False, None
             self.principal = Principal.for_user(user)
-        return True
+        return True, None
 
     # --- incoming ---------------------------------------------------------------------
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.closing or self.draining:
+            return  # refused and about to close: nothing more is done for it
         request_id = content.get("id") if isinstance(content, dict) else None
         if request_id is not None and (not isinstance(request_id, str) or len(request_id) > 64):
             request_id = None
@@ -231,6 +291,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if handler is None:
             self._error(request_id, "invalid", f"unknown message type {kind!r}.", "type")
             return
+        if kind != "ping":  # a heartbeat is not a request (as /health is not on REST)
+            verdict = await sync_to_async(budget.draw, thread_sensitive=False)(
+                self.principal.label)
+            if not verdict.allowed:
+                wait = verdict.retry_after_seconds
+                self._error(request_id, "rate_limited",
+                            f"the rate limit ({verdict.rate}, shared by REST, MCP and this "
+                            f"socket) is used up; retry in {wait} s.", retry_after=wait)
+                return
         body = {k: v for k, v in content.items() if k not in ("type", "id")}
         try:
             await handler(request_id, body)
@@ -240,8 +309,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:
             await super().receive(text_data=text_data, bytes_data=bytes_data, **kwargs)
+        except JSONTooDeep as exc:  # refused unread: say why, then close
+            self._error(None, "parse_error", str(exc))
+            self._finish(CLOSE_BAD_MESSAGE, "JSON nested too deeply")
         except ValueError:  # not JSON
             self._error(None, "invalid", "messages are JSON text.")
+
+    @classmethod
+    async def decode_json(cls, text_data: str) -> Any:
+        """JSON with the nesting limit every door applies (apps/core/parsers.py)."""
+        return parse_json(text_data)
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
@@ -332,7 +409,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def offer(self, message: dict) -> None:
         """Queue a message for the client; a full queue drops the client (slow consumer)."""
-        if self.closing:
+        if self.closing or self.draining:
             return
         try:
             self.outbox.put_nowait(message)
@@ -357,7 +434,20 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def _send_forever(self) -> None:
         while True:
             message = await self.outbox.get()
+            if isinstance(message, _Close):
+                await self._close(message.code, message.reason)
+                return
             await self.send_json(message)
+
+    def _finish(self, code: int, reason: str) -> None:
+        """Close once the messages already queued (the error saying why) are sent."""
+        if self.closing or self.draining:
+            return
+        try:
+            self.outbox.put_nowait(_Close(code, reason))
+        except asyncio.QueueFull:
+            self._later(self._close(code, reason))
+        self.draining = True
 
     def _later(self, coroutine) -> None:
         """Run a coroutine from sync code, keeping a reference until it is done."""
@@ -366,6 +456,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         task.add_done_callback(self.background.discard)
 
     def _error(self, request_id: str | None, code: str, message: str,
-               field: str | None = None) -> None:
-        error = {"code": code, "message": message, **({"field": field} if field else {})}
+               field: str | None = None, **extra: Any) -> None:
+        error = {"code": code, "message": message, **({"field": field} if field else {}),
+                 **extra}
         self.offer({"type": "error", "id": request_id, "error": error})

@@ -1,33 +1,28 @@
-"""Per-principal rate limits: each API key (or person) has its own budget.
+"""Per-principal rate limits on REST and the drop-in routes: each API key (or person)
+has its own budget, shared with the MCP and WebSocket doors (apps/tenancy/budget.py).
 
-DRF's SimpleRateThrottle with the principal's label as the cache key, so one busy
-key never slows another. Over the limit: 429 with ``Retry-After``. Counts live in
-Django's cache (per process by default; a shared cache such as Redis makes the limit
+Over the limit: 429 ``throttled`` with ``Retry-After``. One busy key never slows
+another. Counts live in Django's cache (per process by default; Redis makes the limit
 global across processes).
 """
 
 from __future__ import annotations
 
-from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from apps.tenancy import budget
 
 
-class PrincipalRateThrottle(SimpleRateThrottle):
-    scope = "principal"
-
-    def get_rate(self) -> str | None:
-        # Read at request time (not import time), so the setting can change in tests.
-        return settings.MEMORYWEB_RATE_LIMIT or None
+class PrincipalRateThrottle(BaseThrottle):
+    """A DRF throttle over the one budget (``MEMORYWEB_RATE_LIMIT``, read per request)."""
 
     def allow_request(self, request, view) -> bool:
-        self.rate = self.get_rate()
-        if self.rate is None:
-            return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
-
-    def get_cache_key(self, request, view) -> str | None:
+        self.verdict = None
         label = getattr(request.user, "label", None)
         if not label:
-            return None  # anonymous requests are refused by authentication anyway
-        return self.cache_format % {"scope": self.scope, "ident": label}
+            return True  # anonymous requests are refused by authentication anyway
+        self.verdict = budget.draw(label)
+        return self.verdict.allowed
+
+    def wait(self) -> float | None:
+        return self.verdict.retry_after_seconds if self.verdict is not None else None

@@ -1,0 +1,128 @@
+"""/ws/v1/live in-process: keys that expire while connected, the shared rate budget, the
+cap on connections per key, and messages nested too deeply.
+
+Real ASGI application, real database and cache; the over-the-wire behaviours (close
+codes a real server sends, budgets across doors and processes) are in
+tests/live/test_limits_daphne.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import pytest_asyncio
+from asgiref.sync import sync_to_async
+from django.core.cache import cache
+from django.db import connections
+from django.utils import timezone
+
+from apps.live.consumers import LIMITS
+from apps.memories.models import Memory
+from apps.tenancy.models import ApiKey
+from apps.tenancy.roles import Role
+from tests.conftest import make_caller
+from tests.live.test_consumer import ask, closed_with, connect, rest
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+#: Generous: only how long a test may wait for something that must happen.
+EXPIRY_TIMEOUT = 20
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def fresh_cache_and_connections():
+    await sync_to_async(cache.clear)()
+    yield
+    await sync_to_async(cache.clear)()
+    await sync_to_async(connections.close_all)()
+
+
+async def expect_close(socket, timeout: float = EXPIRY_TIMEOUT) -> int:
+    """The close code, skipping any messages before it."""
+    while True:
+        output = await socket.receive_output(timeout=timeout)
+        if output["type"] == "websocket.close":
+            return output["code"]
+
+
+async def test_rotating_with_a_grace_period_closes_4403_when_the_grace_ends(agent, team_admin):
+    socket = await connect(agent)
+    rotated = await rest(team_admin, "post",
+                         f"/api/v1/namespaces/alpha/keys/{agent.key.pk}/rotate",
+                         {"grace_seconds": 2})
+    assert rotated.status_code == 201
+    # The old key works during the grace period: the socket is open and answers.
+    assert await ask(socket, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+    assert await expect_close(socket) == 4403
+
+
+async def test_a_key_patched_to_expire_soon_closes_4403_at_its_expiry(agent, team_admin):
+    socket = await connect(agent)
+    soon = (timezone.now() + dt.timedelta(seconds=2)).isoformat()
+    patched = await rest(team_admin, "patch", f"/api/v1/namespaces/alpha/keys/{agent.key.pk}",
+                         {"expires_at": soon})
+    assert patched.status_code == 200, patched.content
+    assert await ask(socket, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+    assert await expect_close(socket) == 4403
+
+
+async def test_a_key_that_expires_later_is_still_rechecked(monkeypatch, alpha):
+    """A key with a distant expiry: the periodic recheck survives it and still notices
+    the key is gone (here revoked without the control message a revocation sends)."""
+    monkeypatch.setitem(LIMITS, "recheck_seconds", 0.2)
+    caller = await sync_to_async(make_caller)(Role.AGENT, alpha, "later")
+    await sync_to_async(ApiKey.objects.filter(pk=caller.key.pk).update)(
+        expires_at=timezone.now() + dt.timedelta(days=30))
+    socket = await connect(caller)
+    # A few rechecks pass (each one used to crash the task that runs them) ...
+    assert await socket.receive_nothing(timeout=1)
+    assert await ask(socket, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+    # ... and the next one still runs.
+    await sync_to_async(ApiKey.objects.filter(pk=caller.key.pk).update)(revoked_at=timezone.now())
+    assert await expect_close(socket) == 4403
+
+
+async def test_a_message_nested_too_deeply_gets_a_parse_error_and_a_close(agent):
+    socket = await connect(agent)
+    await socket.send_to(text_data='{"type": "ingest", "content": "x", "metadata": '
+                         + "[" * 5000 + "]" * 5000 + "}")
+    error = await socket.receive_json_from(timeout=5)
+    assert error["type"] == "error" and error["error"]["code"] == "parse_error"
+    assert "nested deeper than 64" in error["error"]["message"]
+    assert await closed_with(socket) == 4400
+    assert not await sync_to_async(Memory.objects.exists)()
+
+
+async def test_every_door_draws_from_one_budget(settings, agent, reader):
+    settings.MEMORYWEB_RATE_LIMIT = "3/min"
+    socket = await connect(agent)
+    for i in range(2):
+        reply = await ask(socket, {"type": "ingest", "id": f"i{i}", "content": f"fact {i}"})
+        assert reply["type"] == "ingested"
+    assert (await rest(agent, "get", "/api/v1/memories")).status_code == 200  # the third
+    refused = await ask(socket, {"type": "ingest", "id": "over", "content": "one too many"})
+    assert refused["type"] == "error" and refused["id"] == "over"
+    assert refused["error"]["code"] == "rate_limited" and refused["error"]["retry_after"] >= 1
+    assert (await rest(agent, "get", "/api/v1/memories")).status_code == 429
+    # A heartbeat is not a request; another key has its own budget.
+    assert await ask(socket, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+    other = await connect(reader)
+    assert (await ask(other, {"type": "recall", "id": "r", "query": "fact"}))["type"] != "error"
+    assert await sync_to_async(Memory.objects.count)() == 2
+    await socket.disconnect()
+    await other.disconnect()
+
+
+async def test_connections_per_key_are_capped_and_released(monkeypatch, agent):
+    monkeypatch.setitem(LIMITS, "max_connections_per_principal", 2)
+    first, second = await connect(agent), await connect(agent)
+    third = await connect()
+    await third.send_json_to({"type": "auth", "key": agent.raw, "id": "a"})
+    refused = await third.receive_json_from(timeout=5)
+    assert refused["type"] == "error" and refused["error"]["code"] == "too_many_connections"
+    assert await closed_with(third) == 4429
+    await first.disconnect()
+    again = await connect(agent)  # the closed connection's slot is free again
+    assert await ask(again, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
+    await second.disconnect()
+    await again.disconnect()
