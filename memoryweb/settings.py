@@ -240,6 +240,17 @@ PROMETHEUS_METRIC_NAMESPACE = ""
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.
 CHROMA_URL = env.str("CHROMA_URL", default="")
 CHROMA_PATH = DATA_DIR / "chroma"
+# The embedded server's admin socket (apps/ops/control.py): the server owns the embedded
+# Chroma, and commands run beside it do their vector-store work through this socket
+# (docs/operations.md). Empty: off (commands then need the server stopped). A Unix socket
+# path must be absolute and short (the kernel's limit is 107 bytes).
+MEMORYWEB_CONTROL_SOCKET = env.str("MEMORYWEB_CONTROL_SOCKET",
+                                   default=str(DATA_DIR / "control.sock"))
+if MEMORYWEB_CONTROL_SOCKET and (not Path(MEMORYWEB_CONTROL_SOCKET).is_absolute()
+                                 or len(MEMORYWEB_CONTROL_SOCKET.encode()) > 100):
+    raise RuntimeError(f"MEMORYWEB_CONTROL_SOCKET={MEMORYWEB_CONTROL_SOCKET!r}: an absolute path "
+                       "of at most 100 bytes (a Unix socket's limit; the default is in "
+                       "MEMORYWEB_DATA_DIR), or empty to turn the admin socket off")
 CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
 
 # --- Embedder ----------------------------------------------------------------

@@ -21,6 +21,9 @@ MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffe
 MEMORYWEB_DRAIN_SECONDS = 0
 # Nor the background-job consumer (Daphne subprocesses in tests run it, as in production).
 MEMORYWEB_JOBS_IN_PROCESS = False
+# Nor the admin socket: pytest is no server (tests start Daphne subprocesses for that),
+# and in-process tests open the embedded store directly.
+MEMORYWEB_CONTROL_SOCKET = ""
 
 if REDIS_URL:  # noqa: F405  (scaled mode: make test-scaled)
     # One test run's keys apart from any other's on the shared Redis.

@@ -78,6 +78,11 @@ def get_asgi_application() -> ThreadPoolASGIHandler:
     # without the GIL) waits at most this long for it (docs/performance.md).
     sys.setswitchinterval(settings.MEMORYWEB_GIL_SWITCH_MS / 1000)
 
+    # Embedded: this process owns the data directory's vector store and serves commands
+    # through its admin socket (apps/ops/control.py); first, before anything opens the store.
+    from apps.ops import control
+
+    control.start()
     # Each server process replays vector-index work left by an outage (idempotent).
     start_background_drain(settings.MEMORYWEB_DRAIN_SECONDS)
     if settings.MEMORYWEB_JOBS_IN_PROCESS:  # embedded: no worker process to run the jobs

@@ -1,6 +1,7 @@
-"""What the MCP tools call: the service layer directly (embedded) or the REST API (proxy).
+"""What the MCP tools call: the service layer directly (embedded), the running server
+through its admin socket (embedded, beside a server), or the REST API (proxy).
 
-Both answer the same shapes as the REST API, and both turn a refusal into ``ToolError``
+All answer the same shapes as the REST API, and all turn a refusal into ``ToolError``
 with the API's own message, which the MCP SDK returns to the agent as a tool error.
 """
 
@@ -66,6 +67,42 @@ class ServiceBackend:
 
         memories = list(self._call(services.list_memories)[:limit])
         return list(MemorySerializer(memories, many=True).data)
+
+
+class ServerBackend:
+    """Through the admin socket of the server running on this embedded data directory
+    (``manage.py mcp`` beside it, apps/ops/control.py): the server checks the key at
+    every call and runs the tool as its principal, so the call is the server's like one
+    to ``/mcp`` (its store, its events)."""
+
+    def __init__(self, client, key: str):
+        self.client, self.key = client, key
+
+    def _call(self, tool: str, *args: Any) -> Any:
+        from apps.ops.control_client import ControlError, ServerGone
+
+        try:
+            return self.client.call("mcp.call", {"key": self.key, "tool": tool, "args": list(args)})
+        except ControlError as exc:
+            raise ToolError(exc.message if exc.code == "tool_error" else str(exc)) from None
+        except ServerGone:
+            raise ToolError("unavailable: the MemoryWeb server stopped during the call; "
+                            "try again.") from None
+
+    def store(self, data):
+        return self._call("store", data)
+
+    def recall(self, data):
+        return self._call("recall", data)
+
+    def update(self, memory_id, data):
+        return self._call("update", str(memory_id), data)
+
+    def forget(self, memory_id):
+        self._call("forget", str(memory_id))
+
+    def list_recent(self, limit):
+        return self._call("list_recent", int(limit))
 
 
 class RestBackend:

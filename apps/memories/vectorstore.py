@@ -7,6 +7,8 @@ stays in SQL (the truth), so erasing a memory from Chroma is deleting its id.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,12 +150,14 @@ class VectorStore:
     def count(self, namespace: Namespace) -> int:
         return self.collection(namespace).count()
 
+    def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
+        return self.collection(namespace).get(include=[], limit=limit, offset=offset)["ids"]
+
     def all_ids(self, namespace: Namespace, page: int = 5000) -> set[str]:
-        collection = self.collection(namespace)
         ids: set[str] = set()
         offset = 0
         while True:
-            batch = collection.get(include=[], limit=page, offset=offset)["ids"]
+            batch = self.ids_page(namespace, offset, page)
             ids.update(batch)
             if len(batch) < page:
                 return ids
@@ -180,6 +184,8 @@ class VectorStore:
 
 _store: VectorStore | None = None
 _store_lock = threading.Lock()
+#: True in the process that owns the data directory (the server: apps/ops/control.py).
+_owner = False
 
 
 def make_client():
@@ -199,45 +205,102 @@ def make_client():
             settings=chroma_settings,
         )
     _lock_embedded_store()
-    return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+    except BaseException:
+        _unlock_embedded_store()
+        raise
 
 
 _lock_file = None
+_lock_mutex = threading.Lock()
 
 
 def _lock_embedded_store() -> None:
     """One process at a time on an embedded Chroma directory.
 
     Chroma's PersistentClient is not safe across processes (its HNSW files would be
-    written by two). A second process (``manage.py reindex`` while the server runs, a
-    second server on the same data dir) gets a clear error instead of corrupt files.
-    Several processes need a Chroma server: set CHROMA_URL.
+    written by two). The server keeps the lock; a command takes it only when no server
+    runs, and hands it over when one starts (GuestVectorStore). Anyone else gets a clear
+    error naming the holder instead of corrupt files. Taking it again in the process
+    that holds it is a no-op.
     """
     global _lock_file
     import fcntl
 
-    settings.CHROMA_PATH.mkdir(parents=True, exist_ok=True)
-    handle = open(settings.CHROMA_PATH / "memoryweb.lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise EmbeddedStoreBusy(
-            f"the embedded vector store at {settings.CHROMA_PATH} is in use by another process "
-            "(is the server running?). Stop it first, or run a Chroma server and set CHROMA_URL."
-        ) from None
-    _lock_file = handle
+    with _lock_mutex:
+        if _lock_file is not None:
+            return
+        settings.CHROMA_PATH.mkdir(parents=True, exist_ok=True)
+        handle = open(settings.CHROMA_PATH / "memoryweb.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            socket_path = settings.MEMORYWEB_CONTROL_SOCKET or "off (MEMORYWEB_CONTROL_SOCKET)"
+            raise EmbeddedStoreBusy(
+                f"the embedded vector store at {settings.CHROMA_PATH} is in use by another "
+                f"process ({holder}). A running server shares it with commands through its "
+                f"admin socket ({socket_path}); two commands at once, or a server whose socket "
+                "this command cannot reach, cannot share it: wait for the other to finish, "
+                "or run a Chroma server and set CHROMA_URL.") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{_process_label()}, pid {os.getpid()}")
+        handle.flush()
+        _lock_file = handle
+
+
+def _unlock_embedded_store() -> None:
+    """Let go of the embedded store (a command handing it to the server that started)."""
+    global _lock_file
+    with _lock_mutex:
+        if _lock_file is not None:
+            _lock_file.close()  # closing the descriptor releases the flock
+            _lock_file = None
+
+
+def _process_label() -> str:
+    """Who holds the store, for the message another process gets."""
+    if _owner:
+        return "the server"
+    args = [os.path.basename(sys.argv[0]), *sys.argv[1:2]] if sys.argv else []
+    return " ".join(args) or "a Python process"
 
 
 class EmbeddedStoreBusy(RuntimeError):
     pass
 
 
+def become_owner() -> None:
+    """This process serves the data directory: it takes the embedded store and keeps it
+    (``get_vector_store`` retries until a command that held it lets go); every other
+    process works through this one's admin socket. Called before anything here opens
+    the store (apps/ops/control.py)."""
+    global _owner, _store
+    with _store_lock:
+        _owner = True
+        if _store is not None and not isinstance(_store, VectorStore):
+            _store = None  # a guest's view, made before this process became the server
+
+
 def get_vector_store() -> VectorStore:
-    """The process-wide vector store (one Chroma client per process)."""
+    """The process-wide vector store (one Chroma client per process).
+
+    Scaled (CHROMA_URL) and in the server: the Chroma client itself. In any other process
+    with the embedded Chroma (a management command): a GuestVectorStore, which works
+    through the running server, or on the directory itself when no server runs.
+    """
     global _store
     if _store is None:
         with _store_lock:
             if _store is None:
-                _store = VectorStore(make_client())
+                if settings.CHROMA_URL or _owner:
+                    _store = VectorStore(make_client())
+                else:
+                    from apps.memories.guest_store import GuestVectorStore
+
+                    _store = GuestVectorStore()
     return _store

@@ -1,0 +1,233 @@
+"""The client side of a running embedded server's admin socket (apps/ops/control.py).
+
+A management command reaches the server that owns the data directory through a Unix
+socket in that directory: one JSON object per line each way, one request answered at a
+time per connection (each thread keeps its own connection). Arrays travel as base64
+float32, never pickled. Who may connect is decided by the socket's permissions (0600)
+and the directory's; the client checks the other end too: a server run by this user,
+by root, or by the data directory's owner, so a key (``mcp.call``) never goes to a
+stranger's socket.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from apps.memories.vectorstore import VectorHit
+
+#: A request or answer longer than this is refused (a batch of 1,000 vectors is ~2 MB).
+MAX_LINE = 64 * 1024 * 1024
+CONNECT_SECONDS = 5.0
+#: How long one call may take before the command gives up on the server.
+CALL_SECONDS = 600.0
+
+
+class ControlError(Exception):
+    """The server answered with an error: ``code`` and a message for a person."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class ServerGone(ConnectionError):
+    """No server answers on the socket, or it closed the connection mid-call."""
+
+
+def socket_path() -> str:
+    """The admin socket of this data directory ('' when there is none to look for)."""
+    if settings.CHROMA_URL:
+        return ""  # scaled: every process talks to the Chroma server itself
+    return settings.MEMORYWEB_CONTROL_SOCKET or ""
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The user id of the process at the other end (Linux), None where unknown."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", raw)[1]
+
+
+def pack_array(values: Any) -> dict[str, Any]:
+    array = np.ascontiguousarray(values, dtype="<f4")
+    return {"shape": list(array.shape), "f32": base64.b64encode(array.tobytes()).decode()}
+
+
+def unpack_array(packed: Mapping[str, Any]) -> np.ndarray:
+    """The array ``pack_array`` sent; ValueError if the shape and the bytes disagree."""
+    shape = [int(n) for n in packed["shape"]]
+    data = base64.b64decode(packed["f32"], validate=True)
+    array = np.frombuffer(data, dtype="<f4")
+    if not 1 <= len(shape) <= 2 or any(n < 0 for n in shape) or array.size != int(np.prod(shape)):
+        raise ValueError("array shape does not match its data")
+    return array.reshape(shape).astype(np.float32)
+
+
+def pack_namespace(namespace) -> dict[str, Any]:
+    """What the server needs to find a namespace's collection (no database read there)."""
+    return {"id": namespace.pk, "slug": namespace.slug, "collection": namespace.collection}
+
+
+class ControlClient:
+    def __init__(self) -> None:
+        self._threads = threading.local()
+
+    def reachable(self) -> bool:
+        """A server answers on the socket right now (connects and hangs up)."""
+        sock = self._connect()
+        if sock is None:
+            return False
+        sock.close()
+        return True
+
+    def available(self) -> bool:
+        """This thread has, or can now open, a connection to the server."""
+        return self._connection() is not None
+
+    def _connect(self) -> socket.socket | None:
+        path = socket_path()
+        if not path or not os.path.exists(path):
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_SECONDS)
+        try:
+            sock.connect(path)
+        except OSError:  # refused: a socket file left by a server that was killed
+            sock.close()
+            return None
+        uid = peer_uid(sock)
+        if uid is not None and uid not in {os.getuid(), 0, os.stat(settings.DATA_DIR).st_uid}:
+            sock.close()
+            raise ControlError("untrusted", f"the process serving {path} runs as user id {uid}, "
+                               "neither this user nor the data directory's owner.")
+        sock.settimeout(CALL_SECONDS)
+        return sock
+
+    def _connection(self) -> tuple[socket.socket, Any] | None:
+        held = getattr(self._threads, "connection", None)
+        if held is None:
+            sock = self._connect()
+            if sock is None:
+                return None
+            held = self._threads.connection = (sock, sock.makefile("rb"))
+        return held
+
+    def _drop(self) -> None:
+        held = getattr(self._threads, "connection", None)
+        self._threads.connection = None
+        if held is not None:
+            held[1].close()
+            held[0].close()
+
+    def call(self, op: str, args: Mapping[str, Any] | None = None) -> Any:
+        """Send one request and return its result; ControlError for the server's refusal,
+        ServerGone when no server answers (nothing was, or may have been, done)."""
+        held = self._connection()
+        if held is None:
+            raise ServerGone(f"no server answers on {socket_path() or 'the admin socket'}")
+        sock, reader = held
+        line = json.dumps({"op": op, "args": dict(args or {})}, separators=(",", ":")).encode()
+        try:
+            sock.sendall(line + b"\n")
+            answer = reader.readline(MAX_LINE + 1)
+        except TimeoutError:
+            self._drop()
+            raise ControlError("timeout", f"the server did not answer {op} within "
+                               f"{CALL_SECONDS:.0f} s.") from None
+        except OSError as exc:
+            self._drop()
+            raise ServerGone(f"the server closed the connection ({exc})") from None
+        if not answer.endswith(b"\n"):
+            self._drop()
+            raise ServerGone("the server closed the connection")
+        reply = json.loads(answer)
+        if not reply.get("ok"):
+            error = reply.get("error") or {}
+            raise ControlError(str(error.get("code", "error")), str(error.get("message", "")))
+        return reply.get("result")
+
+
+class RemoteVectorStore:
+    """VectorStore's operations, run by the server that owns the embedded Chroma."""
+
+    def __init__(self) -> None:
+        self.client = ControlClient()
+
+    def available(self) -> bool:
+        return self.client.available()
+
+    def reachable(self) -> bool:
+        return self.client.reachable()
+
+    def _call(self, op: str, **args: Any) -> Any:
+        try:
+            return self.client.call(f"vector.{op}", args)
+        except ControlError as exc:
+            if exc.code != "busy":
+                raise
+            from apps.memories.vectorstore import EmbeddedStoreBusy
+
+            raise EmbeddedStoreBusy(exc.message) from None
+
+    def upsert(self, namespace, ids: Sequence[str], embeddings, metadatas: Sequence[Mapping],
+               *, fresh: bool = False) -> None:
+        self._call("upsert", namespace=pack_namespace(namespace), ids=[str(i) for i in ids],
+                   embeddings=pack_array(embeddings), metadatas=[dict(m) for m in metadatas],
+                   fresh=bool(fresh))
+
+    def delete(self, namespace, ids: Sequence[str]) -> None:
+        self._call("delete", namespace=pack_namespace(namespace), ids=[str(i) for i in ids])
+
+    def query(self, namespace, embedding, n: int, where: dict | None) -> list[VectorHit]:
+        rows = self._call("query", namespace=pack_namespace(namespace),
+                          embedding=pack_array(np.asarray(embedding).reshape(-1)), n=int(n),
+                          where=where or None)
+        return [VectorHit(str(i), float(s)) for i, s in rows]
+
+    def nearest(self, namespace, embeddings) -> list[VectorHit | None]:
+        if not len(embeddings):
+            return []
+        rows = self._call("nearest", namespace=pack_namespace(namespace),
+                          embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)))
+        return [VectorHit(str(row[0]), float(row[1])) if row else None for row in rows]
+
+    def embeddings(self, namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        found = self._call("embeddings", namespace=pack_namespace(namespace),
+                           ids=[str(i) for i in ids])
+        vectors = unpack_array(found["vectors"]) if found["ids"] else []
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(found["ids"], vectors,
+                                                                 strict=True)}
+
+    def count(self, namespace) -> int:
+        return int(self._call("count", namespace=pack_namespace(namespace)))
+
+    def all_ids(self, namespace, page: int = 5000) -> set[str]:
+        ids: set[str] = set()
+        offset = 0
+        while True:
+            batch = self._call("ids", namespace=pack_namespace(namespace), offset=offset,
+                               limit=page)
+            ids.update(batch)
+            if len(batch) < page:
+                return ids
+            offset += page
+
+    def drop_collection(self, name: str) -> None:
+        self._call("drop_collection", name=name)
+
+    def forget_cached(self, namespace) -> None:
+        self._call("forget_cached", namespace=pack_namespace(namespace))
+
+    def heartbeat(self) -> None:
+        self._call("heartbeat")

@@ -1,0 +1,217 @@
+"""Management commands beside a running embedded server (issue 16, item 16).
+
+The embedded Chroma is one process's: the server's. A command started while a real Daphne
+serves (on its own data directory, in-process jobs and outbox drain on, as in production)
+must do its vector-store work through the server's admin socket, and never take the store
+from it: ``stats``, ``verify_certificate``, ``reindex``, ``drain_outbox``, ``export``,
+``import_memories``, ``backup`` and the embedded ``mcp`` all succeed while recall and
+``/readiness`` keep answering 200. A command that held the store before the server
+started hands it over as soon as the server is up, and keeps working through it.
+
+These tests always run embedded (``embedded_env`` drops DATABASE_URL, CHROMA_URL and
+REDIS_URL), also under ``tests/run_scaled.py``: the single-owner lock exists only for the
+embedded Chroma, and that is what is tested here; the scaled mode (a Chroma server every
+process talks to) has no owner to share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.servers import ROOT, DaphneServer
+
+FACTS = ["The staging deploy needs the VPN.", "Backups run at 02:00 UTC every night.",
+         "The on-call rota changes on Mondays.", "Grafana lives at grafana.internal.",
+         "The API rate limit is 480 requests per minute."]
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """A management command in its own process; fails the test with its output if it fails."""
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"{args[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def _setup(env: dict[str, str]) -> dict[str, str]:
+    _manage(env, "migrate", "-v0")
+    for slug in ("demo", "copy"):
+        _manage(env, "create_namespace", slug)
+    keys = {"agent": ("demo", "agent"), "admin": ("demo", "admin"), "copy": ("copy", "admin"),
+            "reader": ("demo", "reader")}
+    found = {name: _manage(env, "create_api_key", "--namespace", ns, "--role", role,
+                           "--agent-id", f"{name}-bot").splitlines()[-1]
+             for name, (ns, role) in keys.items()}
+    found["system"] = _manage(env, "create_api_key", "--system-admin").splitlines()[-1]
+    return found
+
+
+class Poller:
+    """Recall and /readiness, one after the other, from a thread until stopped: every
+    answer is kept, so the test can say that each one was 200."""
+
+    def __init__(self, url: str, key: str):
+        self.url, self.key = url, key
+        self.answers: list[tuple[str, int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self._stop.is_set():
+                for name, send in (
+                        ("recall", lambda: client.post("/api/v1/recall", headers=headers, json={
+                            "query": "when do backups run?", "k": 3})),
+                        ("readiness", lambda: client.get("/readiness"))):
+                    try:
+                        response = send()
+                        self.answers.append((name, response.status_code, response.text[:300]))
+                    except httpx.HTTPError as exc:
+                        self.answers.append((name, 0, repr(exc)))
+                self._stop.wait(0.05)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def assert_all_ok(self) -> None:
+        bad = [answer for answer in self.answers if answer[1] != 200]
+        assert self.answers and not bad, f"{len(bad)} of {len(self.answers)} answers not 200: {bad[:5]}"
+
+
+def _tool(result) -> dict:
+    assert not result.is_error, result.content
+    return json.loads(result.content[0].text)
+
+
+async def _mcp(env: dict[str, str], key: str, steps):
+    """An MCP client of the official SDK driving the embedded ``manage.py mcp`` over stdio."""
+    parameters = StdioServerParameters(command=sys.executable, args=["manage.py", "mcp"],
+                                       env={**env, "MEMORYWEB_API_KEY": key}, cwd=str(ROOT))
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        return await steps(session)
+
+
+REVOKE = ("from django.utils import timezone; from apps.tenancy.models import ApiKey; "
+          "ApiKey.objects.filter(agent_id='agent-bot').update(revoked_at=timezone.now())")
+
+
+def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa: F811
+    env = {**embedded_env, "MEMORYWEB_ERASURE_FOUR_EYES": "false"}
+    keys = _setup(env)
+    with DaphneServer(tmp_path / "daphne.log", env) as server:
+        agent = {"Authorization": f"Bearer {keys['agent']}"}
+        for fact in FACTS:
+            assert httpx.post(f"{server.url}/api/v1/memories", headers=agent,
+                              json={"content": fact}).status_code == 201
+        dana = httpx.post(f"{server.url}/api/v1/memories", headers=agent, json={
+            "content": "Dana is allergic to nuts.", "metadata": {"subject_id": "dana"}})
+        assert dana.status_code == 201, dana.text
+        erased = httpx.request("DELETE", f"{server.url}/api/v1/forget/certified", json={
+            "namespace": "demo", "subject_id": "dana"},
+            headers={"Authorization": f"Bearer {keys['system']}"})
+        assert erased.status_code == 200, erased.text
+        certificate = tmp_path / "certificate.json"
+        certificate.write_text(erased.text)
+
+        with Poller(server.url, keys["reader"]) as poller:
+            stats = json.loads(_run(env, "stats", "--json").stdout)
+            demo = next(row for row in stats["namespaces"] if row["slug"] == "demo")
+            assert demo["memories"] == demo["vector_entries"] == len(FACTS), demo
+            assert demo["health"] == "ok"
+
+            verified = _run(env, "verify_certificate", str(certificate))
+            assert "certificate verified: 1 memories erased" in verified.stdout
+
+            assert f"demo: {len(FACTS)} memories indexed" in _run(env, "reindex").stdout
+            assert "failed=0" in _run(env, "drain_outbox").stdout
+
+            export = tmp_path / "demo.jsonl"
+            _run(env, "export", "--namespace", "demo", "--output", str(export))
+            imported = _run(env, "import_memories", "--namespace", "copy", "--format", "jsonl",
+                            str(export))
+            assert f"copy: {len(FACTS)} imported" in imported.stdout
+            assert f"{len(FACTS)}/{len(FACTS)}" in imported.stderr  # tqdm's progress bar
+            # The imported vectors went into the server's index: vector-only recall finds them.
+            recalled = httpx.post(f"{server.url}/api/v1/recall", json={
+                "query": "when do backups run?", "k": 1, "mode": "vector"},
+                headers={"Authorization": f"Bearer {keys['copy']}"})
+            assert recalled.status_code == 200, recalled.text
+            assert recalled.json()["results"][0]["content"] == FACTS[1]
+
+            _run(env, "backup", "--output", str(tmp_path / "backup.tar.gz"))
+
+            async def agent_steps(session):
+                stored = _tool(await session.call_tool("store", {
+                    "content": "The release train leaves on Thursdays."}))
+                found = _tool(await session.call_tool("recall", {
+                    "query": "when does the release train leave?", "k": 1, "mode": "vector"}))
+                assert found["results"][0]["id"] == stored["id"]
+                # The server checks the key at every call: revoked meanwhile, refused at once.
+                _manage(env, "shell", "-c", REVOKE)
+                after = await session.call_tool("list_recent", {"limit": 1})
+                assert after.is_error and "authentication_failed" in after.content[0].text, \
+                    after.content
+                return stored["id"]
+
+            stored_id = asyncio.run(_mcp(env, keys["agent"], agent_steps))
+            # The embedded mcp stored through the server: its write is found over HTTP.
+            listed = httpx.get(f"{server.url}/api/v1/memories/{stored_id}",
+                               headers={"Authorization": f"Bearer {keys['admin']}"})
+            assert listed.status_code == 200, listed.text
+        poller.assert_all_ok()
+        final = json.loads(_run(env, "stats", "--json").stdout)
+        assert all(row["health"] == "ok" for row in final["namespaces"]), final["namespaces"]
+
+
+def test_a_command_started_first_hands_the_store_to_the_server(embedded_env, tmp_path):  # noqa: F811
+    keys = _setup(embedded_env)
+    log = tmp_path / "daphne.log"
+    server = DaphneServer(log, embedded_env)
+
+    async def steps(session):
+        # No server yet: the command opens the embedded store itself.
+        first = _tool(await session.call_tool("store", {"content": FACTS[1]}))
+        assert _tool(await session.call_tool("recall", {
+            "query": "when do backups run?", "k": 1, "mode": "vector"}))["results"][0]["id"] \
+            == first["id"]
+        # The server starts while the command still runs and holds the store: it must
+        # become ready (DaphneServer.start waits for /readiness 200), not stay 503.
+        await asyncio.to_thread(server.start, 90)
+        with Poller(server.url, keys["reader"]) as poller:
+            # The command keeps working, now through the server.
+            second = _tool(await session.call_tool("store", {"content": FACTS[0]}))
+            found = _tool(await session.call_tool("recall", {
+                "query": "what does the staging deploy need?", "k": 1, "mode": "vector"}))
+            assert found["results"][0]["id"] == second["id"]
+        poller.assert_all_ok()
+        return first["id"]
+
+    try:
+        first_id = asyncio.run(_mcp(embedded_env, keys["agent"], steps))
+        # The command has exited: the server still answers, and finds what it stored.
+        headers = {"Authorization": f"Bearer {keys['agent']}"}
+        assert httpx.get(f"{server.url}/readiness").status_code == 200
+        recalled = httpx.post(f"{server.url}/api/v1/recall", headers=headers, json={
+            "query": "when do backups run?", "k": 1, "mode": "vector"})
+        assert recalled.status_code == 200 and recalled.json()["results"][0]["id"] == first_id
+        assert "demo: 2 memories indexed" in _run(embedded_env, "reindex").stdout
+    finally:
+        server.stop()
+    assert not Path(embedded_env["MEMORYWEB_DATA_DIR"], "control.sock").exists()
