@@ -64,6 +64,16 @@ class Memory(models.Model):
         help_text="An older memory of the namespace this one closely resembles (cosine "
         "similarity above the namespace's threshold), linked at ingest.")
     content_hash = models.CharField(max_length=64, editable=False)
+    #: The content hash while this memory is the one ingest stored for that content; the
+    #: unique constraint below lets one of two concurrent identical ingests insert, and
+    #: the other finds the winner instead (issue 16). NULL on rows that never claimed it
+    #: (imported, or stored before the constraint). A holder that has since expired or
+    #: been edited to other content is released by the next ingest of that content
+    #: (services._store), so the slot never blocks what dedup would store. NULL, not "":
+    #: adding a nullable column is instant on a large table (SQLite would copy it for a
+    #: default), and the constraint leaves NULLs out.
+    dedup_slot = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True, editable=False)
     version = models.PositiveIntegerField(default=1)
 
     objects = MemoryQuerySet.as_manager()
@@ -87,6 +97,11 @@ class Memory(models.Model):
             models.Index(fields=["namespace", "content_hash"], name="memory_ns_hash"),
             models.Index(fields=["agent_id"], name="memory_agent"),
             models.Index(fields=["namespace", "occurred_at"], name="memory_ns_occurred"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["namespace", "dedup_slot"],
+                                    condition=Q(dedup_slot__isnull=False),
+                                    name="memory_one_per_content"),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -130,9 +131,23 @@ def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> No
                            field=field)
 
 
+class _KeyTaken(Exception):
+    """Another request recorded this Idempotency-Key first: raised inside the store's
+    transaction so everything it wrote so far rolls back."""
+
+
 def _store_once(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
                 idempotency_key: str | None, raw: Any) -> list[Memory]:
-    """``_store`` behind an optional Idempotency-Key: a retry replays the first result."""
+    """``_store`` behind an optional Idempotency-Key: a retry replays the first result.
+
+    The key's record is inserted first, in the transaction that stores the memories, so
+    the unique constraint on (namespace, principal, key) picks one of several concurrent
+    requests: the others' insert fails (PostgreSQL makes them wait for the winner's
+    commit; SQLite's IMMEDIATE transactions run one after another), their transaction
+    rolls back having written nothing, and they answer from the winner's record: its
+    memories, or 409 for a different body. A check before the insert would let every
+    concurrent request through (issue 16).
+    """
     if not idempotency_key:
         return _store(principal, ns, cleaned)
     if len(idempotency_key) > 255:
@@ -140,16 +155,21 @@ def _store_once(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any
     request_hash = hashlib.sha256(
         json.dumps(raw, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
     scope = {"namespace": ns, "principal": principal.label, "key": idempotency_key}
-    record = IdempotencyRecord.objects.filter(**scope).first()
-    if record is None:
-        memories = _store(principal, ns, cleaned)
-        try:
-            with transaction.atomic():
-                IdempotencyRecord.objects.create(**scope, request_hash=request_hash,
-                                                 memory_ids=[str(m.pk) for m in memories])
-            return memories
-        except IntegrityError:  # a concurrent retry recorded first: answer as it did
-            record = IdempotencyRecord.objects.get(**scope)
+    for _ in range(3):  # a record can vanish between the failed insert and the read (retention)
+        record = IdempotencyRecord.objects.filter(**scope).first()  # a retry skips the embedding
+        if record is None:
+            try:
+                return _store(principal, ns, cleaned, claim=IdempotencyRecord(
+                    **scope, request_hash=request_hash, memory_ids=[]))
+            except _KeyTaken:  # a concurrent request with the key committed first
+                record = IdempotencyRecord.objects.filter(**scope).first()
+        if record is not None:
+            return _replay(record, request_hash)
+    raise Unavailable("the Idempotency-Key's record changed under concurrent requests; retry.")
+
+
+def _replay(record: IdempotencyRecord, request_hash: str) -> list[Memory]:
+    """What the request that recorded the key stored, or 409 for a different request."""
     if record.request_hash != request_hash:
         raise Conflict("this Idempotency-Key was used for a different request.",
                        field="Idempotency-Key")
@@ -165,26 +185,32 @@ def _store_once(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any
     return replayed
 
 
-def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -> list[Memory]:
+def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
+           claim: IdempotencyRecord | None = None) -> list[Memory]:
     """Write validated memories + tag rows + outbox in one transaction, then index.
 
     Content identical (after whitespace normalisation) to a live memory of the
     namespace, or to an earlier item of the same batch, is not written again: the
     existing memory takes its place in the result, marked ``duplicate``. Near-duplicates
     (by embedding) are then linked, skipped or kept per the namespace's policy.
+
+    Concurrent identical ingests: each new memory claims its content's ``dedup_slot``
+    (unique per namespace), so only one insert succeeds; the others find the winner's
+    memory and return it as a duplicate, writing nothing for it (no row, audit entry,
+    outbox row, vector or live event). ``claim``: an Idempotency-Key record, inserted
+    first in the same transaction (raises ``_KeyTaken`` if another request holds it).
     """
     hashes = [content_hash(d["content"]) for d in cleaned]
-    existing: dict[str, Memory] = {}
-    for memory in (Memory.objects.live().select_related("namespace")
-                   .filter(namespace=ns, content_hash__in=set(hashes)).order_by("-created_at")):
-        existing[memory.content_hash] = memory  # oldest wins
+    existing = _live_by_hash(ns, hashes)
     now = timezone.now()
     fresh: dict[str, Memory] = {}
     for data, digest in zip(cleaned, hashes, strict=True):
         if digest not in existing and digest not in fresh:
             fresh[digest] = Memory(id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
-                                   content_hash=digest, created_at=now, updated_at=now, **data)
+                                   content_hash=digest, dedup_slot=digest, created_at=now,
+                                   updated_at=now, **data)
     memories = list(fresh.values())
+    embeddings = None
     if memories:
         embeddings = indexing.embed_contents([m.content for m in memories])
         skipped = _near_duplicates(ns, memories, embeddings)
@@ -195,9 +221,17 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
                     existing[digest] = skipped[memory.pk]
             memories = [memories[i] for i in keep]
             embeddings = embeddings[keep] if embeddings is not None else None
-    if memories:
-        with transaction.atomic():
-            Memory.objects.bulk_create(memories)
+    if not memories and claim is None:
+        return _answer(hashes, existing, fresh)  # nothing to write: no transaction
+    with transaction.atomic():
+        if claim is not None:
+            try:
+                claim.save(force_insert=True)
+            except IntegrityError:  # leaves the block: the whole transaction rolls back
+                raise _KeyTaken from None
+        if memories:
+            memories, embeddings = _insert_claiming_slots(ns, memories, embeddings, existing)
+        if memories:
             lexical.add(ns.pk, [m.pk for m in memories])
             MemoryTag.objects.bulk_create(
                 [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags]
@@ -210,8 +244,83 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
                            "near_duplicates_linked": sum(m.near_duplicate_of_id is not None
                                                          for m in memories)})
             live.memories_changed("created", ns, memories, embeddings, principal)
+        result = _answer(hashes, existing, fresh)
+        if claim is not None:
+            claim.memory_ids = [str(m.pk) for m in result]
+            claim.save(update_fields=["memory_ids"])
+    if memories:
         indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox], fresh=True)
         metrics.MEMORIES_STORED.inc(len(memories))
+    return result
+
+
+def _live_by_hash(ns: Namespace, hashes: Sequence[str]) -> dict[str, Memory]:
+    """The namespace's live memory for each content hash that has one (the oldest)."""
+    found: dict[str, Memory] = {}
+    for memory in (Memory.objects.live().select_related("namespace")
+                   .filter(namespace=ns, content_hash__in=set(hashes)).order_by("-created_at")):
+        found[memory.content_hash] = memory  # oldest wins
+    return found
+
+
+def _insert_claiming_slots(ns: Namespace, memories: list[Memory], embeddings: np.ndarray | None,
+                           existing: dict[str, Memory]) -> tuple[list[Memory], np.ndarray | None]:
+    """Insert new memories (inside the store's transaction), each claiming its content's
+    dedup slot; what a concurrent ingest claimed first is replaced by its memory.
+
+    Insert first, look after a conflict: the unique constraint, not a prior read, decides
+    who stores. On a conflict the insert's savepoint rolls back and the winners are read
+    (PostgreSQL has waited for their commit, and READ COMMITTED shows it to the next
+    statement; on SQLite they committed before this transaction took the write lock).
+    Their memories go into ``existing``; slots held by memories that have since expired or
+    been edited to other words are released; the rest is inserted again. Rows go in
+    content-hash order, so concurrent batches take the slots' locks in one order and
+    never deadlock. Returns the memories inserted and their embeddings.
+    """
+    for _ in range(len(memories) + 3):  # each conflict settles at least one slot
+        try:
+            with transaction.atomic():
+                Memory.objects.bulk_create(sorted(memories, key=lambda m: m.content_hash))
+            return memories, embeddings
+        except IntegrityError:
+            pass
+        digests = [m.content_hash for m in memories]
+        winners = _live_by_hash(ns, digests)
+        Memory.objects.filter(namespace=ns, dedup_slot__in=digests).filter(
+            Q(expires_at__lte=timezone.now()) | ~Q(content_hash=F("dedup_slot"))
+        ).update(dedup_slot=None)
+        if winners:
+            memories, embeddings = _drop_taken(memories, embeddings, winners, existing)
+            if not memories:
+                return [], None
+    raise Unavailable("concurrent writes of the same content kept conflicting; retry.")
+
+
+def _drop_taken(memories: list[Memory], embeddings: np.ndarray | None,
+                winners: dict[str, Memory], existing: dict[str, Memory],
+                ) -> tuple[list[Memory], np.ndarray | None]:
+    """Leave out the new memories whose content a concurrent ingest stored (``winners``):
+    the winner takes their place in ``existing``, and so in the answer, and in any link
+    or skip-policy stand-in of this batch that pointed at them."""
+    replaced = {m.pk: winners[m.content_hash] for m in memories if m.content_hash in winners}
+    keep = [i for i, m in enumerate(memories) if m.pk not in replaced]
+    kept = [memories[i] for i in keep]
+    for memory in kept:
+        if memory.near_duplicate_of_id in replaced:
+            memory.near_duplicate_of = replaced[memory.near_duplicate_of_id]
+    for digest, stand_in in list(existing.items()):
+        if stand_in.pk in replaced:  # a skip-policy stand-in for a memory never stored
+            substitute = copy.copy(replaced[stand_in.pk])
+            substitute.near_duplicate_similarity = stand_in.near_duplicate_similarity
+            existing[digest] = substitute
+    existing.update(winners)
+    return kept, (embeddings[keep] if embeddings is not None else None)
+
+
+def _answer(hashes: Sequence[str], existing: Mapping[str, Memory],
+            fresh: Mapping[str, Memory]) -> list[Memory]:
+    """One memory per requested item, in order: stored now, or the one that already was
+    (``duplicate``, as is a repeat of the same content within the batch)."""
     result = []
     returned: set[str] = set()
     for digest in hashes:

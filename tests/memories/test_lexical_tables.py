@@ -30,10 +30,13 @@ def _tables() -> set[str]:
 
 
 def _raw_memory(namespace: Namespace, content: str) -> Memory:
-    """A memory written around the services (as a raw ORM job would)."""
+    """A memory written around the services (as a raw ORM job would), by the model as it
+    was at 0006 (later migrations add columns that table does not have yet)."""
     now = timezone.now()
-    return Memory.objects.create(namespace=namespace, content=content, agent_id="job",
-                                 content_hash=content_hash(content), created_at=now, updated_at=now)
+    model = MigrationExecutor(connection).loader.project_state(
+        ("memories", "0006_fts_vocabulary")).apps.get_model("memories", "Memory")
+    return model.objects.create(namespace_id=namespace.pk, content=content, agent_id="job",
+                                content_hash=content_hash(content), created_at=now, updated_at=now)
 
 
 def _migrate(target: tuple[str, str] | None) -> None:
