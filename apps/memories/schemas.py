@@ -24,6 +24,9 @@ LIMITS = settings.MEMORYWEB_LIMITS
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know, so a typo ('tag' for 'tags') is an error."""
 
+    #: The OpenAPI schema says ``additionalProperties: false`` (apps/core/openapi.py).
+    refuses_unknown_fields = True
+
     def to_internal_value(self, data):
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
@@ -115,18 +118,41 @@ def check_json_text(value: Any, path: str = "metadata") -> None:
             check_json_text(item, f"{path}[{index}]")
     elif isinstance(value, bool):
         pass
-    elif isinstance(value, int) and not INT64[0] <= value <= INT64[1]:
-        raise serializers.ValidationError(f"{path}: integers must fit in 64 bits.")
+    elif isinstance(value, (int, float)) and not INT64[0] <= value <= INT64[1]:
+        # Floats too: the schema's JSON number cannot tell 1e19 from 10000000000000000000.
+        raise serializers.ValidationError(f"{path}: numbers must fit in 64-bit integers' range.")
     for text in strings:
         if "\x00" in text or any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
             raise serializers.ValidationError(f"{path}: NUL and lone surrogate characters are not allowed.")
 
 
+#: Arrays/objects inside each other in metadata, the metadata object itself being 1. Far
+#: under the body limit (MEMORYWEB_MAX_JSON_DEPTH, at least 16) wherever metadata sits in a
+#: body, so the limit is the same at every door and the OpenAPI schema can state it exactly.
+MAX_METADATA_DEPTH = 8
+
+
+def json_depth(value: Any) -> int:
+    """How many arrays/objects nest inside each other in ``value`` (a scalar is 0)."""
+    depth, level = 0, [value]
+    while containers := [item for item in level if isinstance(item, (dict, list))]:
+        depth += 1
+        level = [item for container in containers
+                 for item in (container.values() if isinstance(container, dict) else container)]
+    return depth
+
+
 class MetadataField(serializers.JSONField):
+    #: The schema: an object whose values nest at most this deep (apps/core/openapi.py).
+    json_object_depth = MAX_METADATA_DEPTH
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             raise serializers.ValidationError("metadata must be a JSON object.")
+        if json_depth(value) > MAX_METADATA_DEPTH:
+            raise serializers.ValidationError(
+                f"metadata nests deeper than {MAX_METADATA_DEPTH} levels.", code="too_deep")
         check_json_text(value)
         size = len(json.dumps(value, separators=(",", ":")).encode())
         if size > LIMITS["max_metadata_bytes"]:

@@ -164,14 +164,12 @@ def test_update_cannot_change_provenance(team_admin, stored):
 
 @pytest.mark.parametrize(
     ("query", "field"),
-    [("created_after=soon", "created_after"), ("kind=gossip", "kind"), ("limit=abc", None)],
+    [("created_after=soon", "created_after"), ("kind=gossip", "kind"), ("limit=abc", "limit"),
+     ("limit=0", "limit"), ("offset=null", "offset"), ("offset=-1", "offset")],
 )
 def test_invalid_list_filters(agent, query, field):
-    response = agent.get(f"/api/v1/memories?{query}")
-    if field:
-        _assert_error(response, 400, field)
-    else:  # DRF ignores a malformed limit and uses the default page size
-        assert response.status_code == 200
+    # DRF ignored a malformed limit or offset and listed the first page (issue 16 item 17)
+    _assert_error(agent.get(f"/api/v1/memories?{query}"), 400, field)
 
 
 def test_page_size_is_capped(agent):

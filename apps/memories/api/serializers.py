@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.core.openapi import ErrorDetailSerializer
 from apps.memories.models import Memory, MemoryVersion
 from apps.memories.schemas import MemoryInput
 
@@ -141,7 +142,7 @@ class ErrorSerializer(serializers.Serializer):
 class IngestAndRecallResponseSerializer(serializers.Serializer):
     memory = StoredMemorySerializer()
     results = RecallResultSerializer(many=True)
-    recall_error = ErrorSerializer(required=False, help_text="Present when the memory was stored "
+    recall_error = ErrorDetailSerializer(required=False, help_text="Present when the memory was stored "
                                    "but the recall failed (vector index unavailable).")
 
 
