@@ -26,6 +26,10 @@ class OriginValidator(ChannelsOriginValidator):
 def websocket_application():
     from channels.routing import URLRouter
 
+    from apps.live.transport import close_failed_connections_with_a_code
+
+    close_failed_connections_with_a_code()  # 1009 for an over-size message, not a drop
+
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:  # as channels' AllowedHostsOriginValidator does
         allowed = ["localhost", "127.0.0.1", "[::1]"]

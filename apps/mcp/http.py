@@ -8,13 +8,33 @@ never by cookie, so a browser page cannot ride a visitor's credentials here.
 
 Daphne does not run ASGI lifespan events, so the SDK's session manager (which needs a
 running task group) is started on the server's event loop by the first request.
+
+Before the SDK sees a POST, this door reads its body (at most ``max_body_bytes``) once:
+
+* JSON nested deeper than ``MEMORYWEB_MAX_JSON_DEPTH`` is a JSON-RPC parse error (-32700,
+  HTTP 400), as on every other door (apps/core/parsers.py);
+* each ``tools/call`` in it draws one unit from the key's rate budget, the one REST and
+  the WebSocket draw from (apps/tenancy/budget.py); over it: HTTP 429 with
+  ``Retry-After`` and a JSON-RPC error (code -32029, ``data.code`` "rate_limited") that
+  the SDK's client raises as an ``MCPError``. ``initialize``, ``tools/list``, ``ping``
+  and notifications are not charged: they do no work on anyone's data.
+
+``GET /mcp`` (the optional server-to-client stream) answers 405 at once. In stateless mode
+nothing can ever be sent on such a stream (each request has its own short-lived
+transport), so holding it open only cost a connection per GET, without limit, even after
+the key was revoked; and a GET accepting ``*/*`` waited 15 s for the stream's first
+keep-alive before any header arrived. The MCP specification allows exactly this answer,
+and the SDK clients take it to mean "no stream", so there are no open streams to cap or
+to end when a key is revoked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
 from mcp.server.mcpserver import Context
@@ -22,11 +42,19 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
+from apps.core.parsers import JSONTooDeep
+from apps.core.parsers import loads as parse_json
 from apps.mcp.backends import ServiceBackend
 from apps.mcp.server import build_server
+from apps.tenancy import budget
 
 #: Where the endpoint leaves the request's principal for the tools (the ASGI scope).
 SCOPE_KEY = "memoryweb.principal"
+#: JSON-RPC error code for "over the rate budget" (the implementation-defined server range;
+#: -32000 and -32001 are the SDK's own).
+RATE_LIMITED = -32029
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
 
 
 def _bearer(scope) -> str | None:
@@ -98,16 +126,98 @@ class McpEndpoint:
         principal = await database_sync_to_async(principal_for_key, thread_sensitive=False)(
             _bearer(scope))
         if principal is None:
-            body = json.dumps({"error": {"code": "not_authenticated", "message":
-                               "send Authorization: Bearer <API key> (an active MemoryWeb key)."}}
-                              ).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"), (b"www-authenticate", b'Bearer realm="mcp"'),
-                (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await _answer(send, 401, {"error": {"code": "not_authenticated", "message":
+                          "send Authorization: Bearer <API key> (an active MemoryWeb key)."}},
+                          [(b"www-authenticate", b'Bearer realm="mcp"')])
             return
+        method = scope.get("method")
+        if method == "GET":
+            await _answer(send, 405, {"error": {"code": "method_not_allowed", "message":
+                          "GET /mcp opens no stream: this server is stateless and answers "
+                          "every request on its POST."}}, [(b"allow", b"POST")])
+            return
+        if method == "POST":
+            body = await _read_body(receive, settings.MEMORYWEB_LIMITS["max_body_bytes"])
+            if body is None:
+                await _answer(send, 413, _rpc_error(None, INVALID_REQUEST,
+                              "Request body is larger than the limit "
+                              f"({settings.MEMORYWEB_LIMITS['max_body_bytes']} bytes)."))
+                return
+            refusal = await sync_to_async(_admit, thread_sensitive=False)(body, principal.label)
+            if refusal is not None:
+                await _answer(send, *refusal)
+                return
+            receive = _replay(body, receive)
         manager = await self._ensure_running()
         await manager.handle_request({**scope, SCOPE_KEY: principal}, receive, send)
+
+
+async def _answer(send, status: int, payload: dict[str, Any],
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _rpc_error(request_id: Any, code: int, message: str,
+               data: dict[str, Any] | None = None) -> dict[str, Any]:
+    error = {"code": code, "message": message, **({"data": data} if data else {})}
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it exceeds ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; the SDK sees an empty body and answers
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands the SDK the body already read, then the real stream (for
+    the client's disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+def _admit(body: bytes, label: str) -> tuple[int, dict[str, Any], list] | None:
+    """None to let the request through, else (status, JSON-RPC error, headers). On a worker
+    thread: parsing a large body and the budget's cache round trips stay off the loop."""
+    try:
+        message = parse_json(body)
+    except JSONTooDeep as exc:
+        return 400, _rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"), []
+    except ValueError:
+        return None  # the SDK answers broken JSON with its own parse error
+    calls = [m for m in (message if isinstance(message, list) else [message])
+             if isinstance(m, dict) and m.get("method") == "tools/call"]
+    if not calls:
+        return None
+    verdict = budget.draw(label, len(calls))
+    if verdict.allowed:
+        return None
+    wait = verdict.retry_after_seconds
+    request_id = calls[0].get("id") if isinstance(calls[0].get("id"), (str, int)) else None
+    error = _rpc_error(request_id, RATE_LIMITED,
+                       f"rate_limited: the rate limit ({verdict.rate}, shared with the REST "
+                       f"API and the WebSocket) is used up; retry in {wait} s.",
+                       {"code": "rate_limited", "retry_after": wait})
+    return 429, error, [(b"retry-after", str(wait).encode())]
 
 
 def mcp_router(django_app):
