@@ -378,6 +378,13 @@ def _mcp_call(args: dict[str, Any]) -> Any:
     if tool == "list_recent" and not (len(arguments) == 1 and isinstance(arguments[0], int)
                                       and 1 <= arguments[0] <= 100):
         raise Refused("bad_request", "mcp.call list_recent: limit 1..100")
+    from apps.tenancy import budget
+
+    verdict = budget.draw(principal.label)  # the key's one budget, shared with every door
+    if not verdict.allowed:
+        raise Refused("tool_error", f"rate_limited: the rate limit ({verdict.rate}, shared by "
+                      "REST, MCP and the live socket) is used up; retry in "
+                      f"{verdict.retry_after_seconds} s.")
     try:
         return getattr(ServiceBackend(principal), tool)(*arguments)
     except ToolError as exc:

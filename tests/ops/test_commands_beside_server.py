@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -214,4 +216,41 @@ def test_a_command_started_first_hands_the_store_to_the_server(embedded_env, tmp
         assert "demo: 2 memories indexed" in _run(embedded_env, "reindex").stdout
     finally:
         server.stop()
-    assert not Path(embedded_env["MEMORYWEB_DATA_DIR"], "control.sock").exists()
+
+
+def _ask(path: Path, line: bytes) -> dict:
+    """One raw request on the admin socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(60)
+        sock.connect(str(path))
+        sock.sendall(line + b"\n")
+        with sock.makefile("rb") as reader:
+            return json.loads(reader.readline())
+
+
+def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):  # noqa: F811
+    keys = _setup(embedded_env)
+    path = Path(embedded_env["MEMORYWEB_DATA_DIR"], "control.sock")
+    with DaphneServer(tmp_path / "daphne.log", embedded_env):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only this user may connect
+        hello = _ask(path, b'{"op": "hello"}')
+        assert hello["ok"] and hello["result"]["protocol"] == 1
+        assert "mcp.call" in hello["result"]["operations"]
+        for line, code in ((b"not json", "bad_request"), (b'["hello"]', "bad_request"),
+                           (b'{"op": "shell", "args": {"command": "id"}}', "unknown_operation"),
+                           (b'{"op": "vector.drop_collection", "args": {"name": "other"}}',
+                            "bad_request"),
+                           (b'{"op": "vector.upsert", "args": {"namespace": {"id": 1}}}',
+                            "bad_request")):
+            answer = _ask(path, line)
+            assert not answer["ok"] and answer["error"]["code"] == code, (line, answer)
+        # The key travels with every MCP call and is checked there.
+        for key in ("", "mw_live_not_a_key", keys["agent"] + "x"):
+            refused = _ask(path, json.dumps({"op": "mcp.call", "args": {
+                "key": key, "tool": "list_recent", "args": [5]}}).encode())
+            assert refused["error"] == {"code": "tool_error", "message": "authentication_failed: "
+                                        "Invalid, expired or revoked API key."}
+        listed = _ask(path, json.dumps({"op": "mcp.call", "args": {
+            "key": keys["agent"], "tool": "list_recent", "args": [5]}}).encode())
+        assert listed == {"ok": True, "result": []}
+    assert not path.exists()  # removed when the server stops

@@ -49,11 +49,14 @@ def test_store_and_recall_over_real_daphne(embedded_env, tmp_path):
                             json={"query": "how many requests per minute?", "k": 1})
         assert recall.status_code == 200
         assert recall.json()["results"][0]["id"] == memory_id
-        # A second process on the embedded Chroma is refused with a clear message.
-        busy = subprocess.run([sys.executable, "manage.py", "reindex"], cwd=ROOT, env=embedded_env,
+        # A second process never opens the embedded Chroma beside the server: one that
+        # cannot reach the server's admin socket is refused with a clear message
+        # (through the socket, commands work: tests/ops/test_commands_beside_server.py).
+        busy = subprocess.run([sys.executable, "manage.py", "reindex"], cwd=ROOT,
+                              env={**embedded_env, "MEMORYWEB_CONTROL_SOCKET": ""},
                               capture_output=True, text=True, timeout=120)
         assert busy.returncode != 0
-        assert "in use by another process" in busy.stderr
+        assert "in use by another process (the server, pid" in busy.stderr
         anonymous = httpx.post(f"{server.url}/api/v1/recall", json={"query": "x"})
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "not_authenticated"

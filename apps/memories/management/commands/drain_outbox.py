@@ -12,8 +12,8 @@ class Command(BaseCommand):
     help = (
         "Replay pending vector-index work (writes acknowledged while Chroma was "
         "unavailable). Exits non-zero if rows failed. Each web process already drains "
-        "every MEMORYWEB_DRAIN_SECONDS; with the embedded Chroma, stop the server first "
-        "(one process at a time), or use CHROMA_URL."
+        "every MEMORYWEB_DRAIN_SECONDS. Beside a running embedded server, the vector "
+        "writes go through its admin socket."
     )
 
     def add_arguments(self, parser):

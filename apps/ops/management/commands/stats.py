@@ -3,7 +3,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
@@ -23,17 +23,22 @@ class Command(BaseCommand):
     help = ("Counts per namespace (memories, active keys, keyword and vector index entries), "
             "disk usage, the outbox backlog and index health: a namespace whose vector or "
             "keyword index holds a different number of memories than SQL needs `reindex` "
-            "(unless the outbox is still draining). --json for machines. Reading the embedded "
-            "vector index needs the server stopped; use --no-vectors while it runs.")
+            "(unless the outbox is still draining). --json for machines. While the embedded "
+            "server runs, the vector counts come through its admin socket.")
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="print one JSON document")
         parser.add_argument("--no-vectors", action="store_true",
-                            help="skip the vector index counts (works while the server runs)")
+                            help="skip the vector index counts")
 
     def handle(self, as_json=False, no_vectors=False, **options):
-        report = self.collect(vectors=not no_vectors)
+        from apps.memories.vectorstore import EmbeddedStoreBusy
+
+        try:
+            report = self.collect(vectors=not no_vectors)
+        except EmbeddedStoreBusy as exc:
+            raise CommandError(f"{exc} (--no-vectors skips the vector counts)") from None
         if as_json:
             self.stdout.write(json.dumps(report, indent=2, default=str))
             return
