@@ -67,9 +67,10 @@ class Memory(models.Model):
     #: The content hash while this memory is the one ingest stored for that content; the
     #: unique constraint below lets one of two concurrent identical ingests insert, and
     #: the other finds the winner instead (issue 16). NULL on rows that never claimed it
-    #: (imported, or stored before the constraint). A holder that has since expired or
-    #: been edited to other content is released by the next ingest of that content
-    #: (services._store), so the slot never blocks what dedup would store. NULL, not "":
+    #: (imported, or stored before the constraint). An edit of the content gives it up;
+    #: a holder that has since expired (or whose words a raw write changed) is released
+    #: by the next ingest of that content (services._store), so the slot never blocks
+    #: what dedup would store. NULL, not "":
     #: adding a nullable column is instant on a large table (SQLite would copy it for a
     #: default), and the constraint leaves NULLs out.
     dedup_slot = models.CharField(  # noqa: DJ001

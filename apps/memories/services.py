@@ -272,10 +272,11 @@ def _insert_claiming_slots(ns: Namespace, memories: list[Memory], embeddings: np
     who stores. On a conflict the insert's savepoint rolls back and the winners are read
     (PostgreSQL has waited for their commit, and READ COMMITTED shows it to the next
     statement; on SQLite they committed before this transaction took the write lock).
-    Their memories go into ``existing``; slots held by memories that have since expired or
-    been edited to other words are released; the rest is inserted again. Rows go in
-    content-hash order, so concurrent batches take the slots' locks in one order and
-    never deadlock. Returns the memories inserted and their embeddings.
+    Their memories go into ``existing``; slots held by memories that have since expired
+    (or whose words a job changed around the services) are released; the rest is
+    inserted again. Rows go in content-hash order, so concurrent batches take the slots'
+    locks in one order and never deadlock. Returns the memories inserted and their
+    embeddings.
     """
     for _ in range(len(memories) + 3):  # each conflict settles at least one slot
         try:
@@ -824,6 +825,9 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
             setattr(memory, name, value)
         if "content" in changes:
             memory.content_hash = content_hash(memory.content)
+            # The dedup slot is ingest's (services._store): an edit gives up the old
+            # words' slot rather than keep their hash, and claims none (edits may repeat).
+            memory.dedup_slot = None
         memory.version += 1
         memory.updated_at = timezone.now()
         memory.save()

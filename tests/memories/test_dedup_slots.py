@@ -108,15 +108,26 @@ def test_a_retry_that_lost_its_idempotency_key_replays_the_winner(agent, alpha, 
 
 
 def test_a_memory_edited_away_from_its_words_frees_them(agent, team_admin, alpha):
-    """The first memory still holds the slot of words it no longer has; storing those
-    words again stores them (dedup compares live content, not a stale slot)."""
+    """An edit gives up the old words' slot (it keeps no hash of them); storing those
+    words again stores them."""
     first = agent.post("/api/v1/memories", {"content": "the old wording"}).json()
     assert team_admin.patch(f"/api/v1/memories/{first['id']}",
                             {"content": "a new wording"}).status_code == 200
+    assert Memory.objects.get(pk=first["id"]).dedup_slot is None
     again = agent.post("/api/v1/memories", {"content": "the old wording"})
     assert again.status_code == 201 and again.json()["id"] != first["id"]
-    assert Memory.objects.get(pk=first["id"]).dedup_slot is None
     assert Memory.objects.get(pk=again.json()["id"]).dedup_slot is not None
+
+
+def test_a_slot_left_by_a_raw_write_is_released_by_the_next_ingest(agent, alpha):
+    """A job that rewrites content around the services leaves the slot on words the
+    memory no longer has; the next ingest of those words releases it and stores them."""
+    first = agent.post("/api/v1/memories", {"content": "words before the job"}).json()
+    Memory.objects.filter(pk=first["id"]).update(content="words after the job",
+                                                 content_hash="0" * 64)
+    again = agent.post("/api/v1/memories", {"content": "words before the job"})
+    assert again.status_code == 201 and again.json()["id"] != first["id"]
+    assert Memory.objects.get(pk=first["id"]).dedup_slot is None
 
 
 def test_an_edit_may_repeat_another_memorys_words(agent, team_admin):

@@ -10,8 +10,8 @@ against is the namespace's *live* memories (not expired), and "expired" depends 
 clock, which no constraint can express. Rows also legitimately share a hash: an expired
 memory waiting for retention and its renewed copy, a memory edited into another's
 words, imported records, and duplicates stored before this fix. So the slot is held by
-the memory ingest stored; a holder that expires or is edited away is released by the
-next ingest of that content.
+the memory ingest stored; an edit of its content gives it up, and a holder that expires
+is released by the next ingest of that content.
 
 Existing rows: the column starts NULL on every row, so existing duplicates need no
 resolving and none is deleted or merged (they have their own ids, audit entries,
