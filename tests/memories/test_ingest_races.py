@@ -117,19 +117,26 @@ def race(tmp_path_factory) -> Iterator[Race]:
 
 
 def _together(count: int, call: Callable[[int], httpx.Response]) -> list[httpx.Response]:
-    """``call(i)`` on ``count`` threads, released at once by a barrier."""
+    """``call(i)`` on ``count`` threads, released at once by a barrier; a client's own
+    failure is raised here, in the test's thread."""
     barrier = threading.Barrier(count)
     responses: list[Any] = [None] * count
 
     def run(i: int) -> None:
         barrier.wait()
-        responses[i] = call(i)
+        try:
+            responses[i] = call(i)
+        except BaseException as exc:  # re-raised below, in the test's thread
+            responses[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    for response in responses:
+        if isinstance(response, BaseException):
+            raise response
     return responses
 
 
