@@ -92,10 +92,23 @@ def send(group: str, message: dict) -> None:
         if loop is not None and loop.is_running():
             future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
             future.add_done_callback(_log_failure)
+        elif _through_server(group, message):
+            pass  # a command beside the embedded server: delivered by the server
         else:
             async_to_sync(layer.group_send)(group, message)
     except Exception as exc:  # live delivery never fails a write
         log.warning("live event to %s not sent: %s", group, exc)
+
+
+def _through_server(group: str, message: dict) -> bool:
+    """A command's event, handed to the embedded server running beside it: the in-memory
+    channel layer is per process, so only the server's own reaches its WebSocket feeds
+    (apps/ops/control.py). False when there is no such server (scaled: Redis carries it)."""
+    if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "channels.layers.InMemoryChannelLayer":
+        return False
+    from apps.ops.control_client import send_live_event
+
+    return send_live_event(group, message)
 
 
 def _log_failure(future) -> None:

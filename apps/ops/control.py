@@ -14,6 +14,8 @@ checked peer user) and runs a short list of named operations, one JSON object pe
 * ``mcp.call``: one MCP tool call of the embedded ``manage.py mcp`` with the agent's key,
   which the server checks at every call; the tool then runs here, as that key's
   principal, like a call to ``/mcp`` (its events reach this server's WebSocket feeds).
+* ``live.send``: a command's live event (memories imported, erased…) for this server's
+  WebSocket feeds (the embedded channel layer is in-process).
 * ``hello``: who answers (protocol version, pid, operations).
 
 Who may connect is decided by the file system (the socket is 0600 in the data directory,
@@ -30,6 +32,7 @@ import atexit
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -56,6 +59,8 @@ CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.2
 #: The tools ``mcp.call`` runs (apps/mcp/backends.py's Backend).
 MCP_TOOLS = frozenset({"store", "recall", "update", "forget", "list_recent"})
+#: The channel-layer groups of apps/live/events.py.
+LIVE_GROUP = re.compile(r"live\.(ns|key|grant)\.[0-9]+")
 
 Operation = Callable[[dict[str, Any]], Any]
 OPERATIONS: dict[str, Operation] = {}
@@ -357,6 +362,20 @@ def _forget_cached(args: dict[str, Any]) -> None:
 @operation("vector.heartbeat")
 def _heartbeat(args: dict[str, Any]) -> None:
     _store().heartbeat()
+
+
+@operation("live.send")
+def _live_send(args: dict[str, Any]) -> None:
+    """A command's live event (a memory imported, erased…) to this server's WebSocket
+    feeds: its in-memory channel layer is the one they listen on."""
+    from apps.live import events
+
+    group, message = args["group"], args["message"]
+    if not (isinstance(group, str) and LIVE_GROUP.fullmatch(group) and isinstance(message, dict)
+            and message.get("type") in {"live.event", "live.control"}):
+        raise Refused("bad_request", "live.send: a live group and a live.event or live.control "
+                      "message")
+    events.send(group, message)
 
 
 @operation("mcp.call")

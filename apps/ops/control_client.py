@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 import struct
@@ -22,8 +23,11 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 
 from apps.memories.vectorstore import VectorHit
+
+log = logging.getLogger(__name__)
 
 #: A request or answer longer than this is refused (a batch of 1,000 vectors is ~2 MB).
 MAX_LINE = 64 * 1024 * 1024
@@ -137,7 +141,8 @@ class ControlClient:
         if held is None:
             raise ServerGone(f"no server answers on {socket_path() or 'the admin socket'}")
         sock, reader = held
-        line = json.dumps({"op": op, "args": dict(args or {})}, separators=(",", ":")).encode()
+        line = json.dumps({"op": op, "args": dict(args or {})}, cls=DjangoJSONEncoder,
+                          separators=(",", ":")).encode()
         try:
             sock.sendall(line + b"\n")
             answer = reader.readline(MAX_LINE + 1)
@@ -156,6 +161,27 @@ class ControlClient:
             error = reply.get("error") or {}
             raise ControlError(str(error.get("code", "error")), str(error.get("message", "")))
         return reply.get("result")
+
+
+_events_client: ControlClient | None = None
+
+
+def send_live_event(group: str, message: Mapping[str, Any]) -> bool:
+    """Hand a live event (apps/live/events.py) to the embedded server beside this
+    process, for its WebSocket feeds; False when no server answers."""
+    global _events_client
+    if not socket_path():
+        return False
+    if _events_client is None:
+        _events_client = ControlClient()
+    if not _events_client.available():
+        return False
+    try:
+        _events_client.call("live.send", {"group": group, "message": dict(message)})
+    except (ControlError, ServerGone) as exc:
+        log.warning("live event to %s not handed to the server: %s", group, exc)
+        return False
+    return True
 
 
 class RemoteVectorStore:

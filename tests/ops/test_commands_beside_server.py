@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from websockets.sync.client import connect
 
 from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
 from tests.servers import ROOT, DaphneServer
@@ -146,10 +147,19 @@ def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa
 
             export = tmp_path / "demo.jsonl"
             _run(env, "export", "--namespace", "demo", "--output", str(export))
-            imported = _run(env, "import_memories", "--namespace", "copy", "--format", "jsonl",
-                            str(export))
+            with connect(server.url.replace("http", "ws") + "/ws/v1/live", open_timeout=60,
+                         additional_headers={"Authorization": f"Bearer {keys['copy']}"}) as feed:
+                assert json.loads(feed.recv(timeout=60))["type"] == "ready"
+                feed.send(json.dumps({"type": "events", "id": "e1"}))
+                assert json.loads(feed.recv(timeout=60))["type"] == "watching"
+                imported = _run(env, "import_memories", "--namespace", "copy", "--format",
+                                "jsonl", str(export))
+                # The command's events reach the server's WebSocket feeds too.
+                event = json.loads(feed.recv(timeout=60))
             assert f"copy: {len(FACTS)} imported" in imported.stdout
             assert f"{len(FACTS)}/{len(FACTS)}" in imported.stderr  # tqdm's progress bar
+            assert (event["type"], event["event"], event["namespace"]) == ("event", "created", "copy")
+            assert len(event["memories"]) == len(FACTS)
             # The imported vectors went into the server's index: vector-only recall finds them.
             recalled = httpx.post(f"{server.url}/api/v1/recall", json={
                 "query": "when do backups run?", "k": 1, "mode": "vector"},
