@@ -58,13 +58,19 @@ def test_deep_json_is_a_400_parse_error(callers, method, path, who):
 
 
 def test_the_limit_is_exact_and_documented(settings, agent):
+    """At the limit the body is parsed (the metadata's own rules then judge it: a field
+    error, not a parse error); one level more is refused unparsed."""
     assert settings.MEMORYWEB_LIMITS["max_json_depth"] == 64
     at_limit = agent.client.post("/api/v1/memories", nested(64), content_type="application/json")
-    assert at_limit.status_code == 201, at_limit.content
-    over = agent.client.post("/api/v1/memories", nested(65).replace("nested", "over"),
-                             content_type="application/json")
+    assert at_limit.json().get("error", {}).get("code") != "parse_error", at_limit.content
+    over = agent.client.post("/api/v1/memories", nested(65), content_type="application/json")
     assert over.status_code == 400 and over.json()["error"]["code"] == "parse_error"
-    assert list(Memory.objects.values_list("content", flat=True)) == ["nested"]
+    settings.MEMORYWEB_LIMITS = {**settings.MEMORYWEB_LIMITS, "max_json_depth": 16}
+    shallow = '{"content": "shallow", "metadata": {"a": ' + "[" * 15 + "]" * 15 + "}}"
+    refused = agent.client.post("/api/v1/memories", shallow, content_type="application/json")
+    assert refused.json()["error"]["code"] == "parse_error"
+    assert "nested deeper than 16" in refused.json()["error"]["message"]
+    assert not Memory.objects.filter(content="shallow").exists()
 
 
 def test_other_parse_errors_keep_their_message(agent):
