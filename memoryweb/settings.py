@@ -357,6 +357,12 @@ MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
 MEMORYWEB_KEY_ROTATION_GRACE_SECONDS = env.int("MEMORYWEB_KEY_ROTATION_GRACE_SECONDS", default=3600)
 # Requests per principal (API key or person), DRF rate syntax; empty = unlimited.
 MEMORYWEB_RATE_LIMIT = env.str("MEMORYWEB_RATE_LIMIT", default="6000/min")
+# One budget for every door (REST, drop-in routes, MCP tools/call, WebSocket messages):
+# apps/tenancy/budget.py parses it per request; nonsense stops the start instead.
+if MEMORYWEB_RATE_LIMIT.strip() and not re.fullmatch(r"\s*\d+\s*/\s*[smhd][a-z]*\s*",
+                                                     MEMORYWEB_RATE_LIMIT.lower()):
+    raise RuntimeError(f"MEMORYWEB_RATE_LIMIT={MEMORYWEB_RATE_LIMIT!r}: expected e.g. 6000/min, "
+                       "20/s, 100000/day, or empty for unlimited")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -373,12 +379,6 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
     ],
     # Shared schema rules (error answers, strict bodies, bounded JSON): apps/core/openapi.py.
-# One budget for every door (REST, drop-in routes, MCP tools/call, WebSocket messages):
-# apps/tenancy/budget.py parses it per request; nonsense stops the start instead.
-if MEMORYWEB_RATE_LIMIT.strip() and not re.fullmatch(r"\s*\d+\s*/\s*[smhd][a-z]*\s*",
-                                                     MEMORYWEB_RATE_LIMIT.lower()):
-    raise RuntimeError(f"MEMORYWEB_RATE_LIMIT={MEMORYWEB_RATE_LIMIT!r}: expected e.g. 6000/min, "
-                       "20/s, 100000/day, or empty for unlimited")
     "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["apps.tenancy.throttling.PrincipalRateThrottle"],
@@ -418,15 +418,9 @@ ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 # Anyone may create an account only when this is on (off: people are invited).
 MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
-# A team admin's invitation to a namespace can be accepted for this many days: long
-# enough to be seen, short enough that a forgotten offer does not stay open for ever.
-MEMORYWEB_INVITATION_DAYS = env.int("MEMORYWEB_INVITATION_DAYS", default=7)
-if not 1 <= MEMORYWEB_INVITATION_DAYS <= 365:
-    raise RuntimeError("MEMORYWEB_INVITATION_DAYS must be 1..365 (7 is the default)")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
-# Admin roles need TOTP: without it a team-admin role is dormant in its own namespace
-# (other roles keep working) and a system admin's session does nothing (apps/tenancy/mfa.py).
+# Dashboard users (team and system admins) must set up TOTP before the dashboard opens.
 MEMORYWEB_REQUIRE_MFA = env.bool("MEMORYWEB_REQUIRE_MFA", default=MEMORYWEB_ENV == "production")
 # Password-reset mail: printed to the console locally; in production dropped unless a real
 # backend is configured (reset links in a log would let anyone who reads it take over).

@@ -30,6 +30,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.compat import openapi
 from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
@@ -189,15 +190,22 @@ def _check_session(session_id: Any, field: str, current: Memory | None) -> None:
 
 
 def _k(body: Mapping[str, Any], default: int = 5) -> int:
-    value = body.get("k", body.get("top_k", default))
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("k must be an integer.", field="k")
-    return value
+    """``k`` (or ``top_k``; ``k`` wins). Each one given must be a valid count, also the
+    one that loses, so a body the schema calls invalid is never quietly accepted."""
+    high = settings.MEMORYWEB_LIMITS["max_k"]
+    for name in ("k", "top_k"):
+        value = body.get(name)
+        if name in body and (isinstance(value, bool) or not isinstance(value, int)
+                             or not 1 <= value <= high):
+            raise InvalidInput(f"{name} must be an integer from 1 to {high}.", field=name)
+    return body.get("k", body.get("top_k", default))
 
 
 def _namespace(request, body: Any = None) -> Namespace:
     slug = body.get("namespace") if isinstance(body, Mapping) else None
-    return resolve_namespace(request.user, slug or request.query_params.get("namespace") or None)
+    if slug in (None, ""):  # anything else, {} or 0 too, is checked (and is a 404)
+        slug = request.query_params.get("namespace") or None
+    return resolve_namespace(request.user, slug)
 
 
 # --- views ----------------------------------------------------------------------------------
@@ -219,7 +227,8 @@ class CmmView(APIView):
 @extend_schema(tags=[TAG])
 class IngestView(CmmView):
     @extend_schema(summary="Store a memory (seed 000 /ingest: gist, importance, metadata)",
-                   request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+                   request={"application/json": openapi.CmmIngest},
+                   responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
     def post(self, request):
         ns = _namespace(request, request.data)
         memory = services.ingest(request.user, memory_input(request.user, request.data),
@@ -236,7 +245,9 @@ def _recall_query(body: Any) -> dict[str, Any]:
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
     query = {"query": body.get("query"), "k": _k(body)}
-    filters = {name: body[name] for name in ("agent_id", "session_id") if body.get(name)}
+    # Null or "" is no filter (seed 000 clients send them); anything else is validated.
+    filters = {name: body[name] for name in ("agent_id", "session_id")
+               if body.get(name) not in (None, "")}
     if filters:
         query["filters"] = filters
     return query
@@ -245,7 +256,7 @@ def _recall_query(body: Any) -> dict[str, Any]:
 @extend_schema(tags=[TAG])
 class RecallView(CmmView):
     @extend_schema(summary="Recall by meaning (seed 000 /recall: query, k, agent_id filter)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request={"application/json": openapi.CmmRecall}, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         body = request.data
         ns = _namespace(request, body)
@@ -259,7 +270,8 @@ class RecallView(CmmView):
 @extend_schema(tags=[TAG])
 class IngestAndRecallView(CmmView):
     @extend_schema(summary="Store a memory, then recall related ones (seed 000)",
-                   request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+                   request={"application/json": openapi.CmmIngestAndRecall},
+                   responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
     def post(self, request):
         body = request.data
         ns = _namespace(request, body)
@@ -288,7 +300,7 @@ class MemoryView(CmmView):
         return Response(rows(ns, [memory])[0])
 
     @extend_schema(summary="Edit a memory: gist, importance, metadata, tags (team admin)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request={"application/json": openapi.CmmEdit}, responses=OpenApiTypes.OBJECT)
     def put(self, request, memory_id: str):
         ns = _namespace(request)
         current = services.get(request.user, _memory_pk(ns, memory_id))
@@ -297,7 +309,7 @@ class MemoryView(CmmView):
         memory = services.update(request.user, current.pk, data, partial=True)
         return Response(rows(ns, [memory])[0])
 
-    @extend_schema(summary="Delete a memory (team admin)", responses=OpenApiTypes.OBJECT)
+    @extend_schema(summary="Delete a memory (team admin)", responses={200: OpenApiTypes.OBJECT})
     def delete(self, request, memory_id: str):
         ns = _namespace(request)
         pk = _memory_pk(ns, memory_id)
@@ -312,7 +324,7 @@ class MemoriesView(CmmView):
                    parameters=[NAMESPACE_PARAM,
                                OpenApiParameter("agent_id", OpenApiTypes.STR),
                                OpenApiParameter("session_id", OpenApiTypes.STR),
-                               OpenApiParameter("limit", OpenApiTypes.INT,
+                               OpenApiParameter("limit", openapi.PAGE_LIMIT,
                                                 description="Default 20, at most 1,000.")],
                    responses=OpenApiTypes.OBJECT)
     def get(self, request):

@@ -26,15 +26,17 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
+from apps.compat import openapi
 from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.client_address import client_address
 from apps.core.errors import InvalidInput
-from apps.memories import services
+from apps.memories import schemas, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import Memory, MemoryKind
 from apps.privacy import erasure, export
@@ -63,6 +65,8 @@ _UNSUPPORTED = {
 
 class MemoryOssView(APIView):
     """Errors as seed 003 writes them: ``{"error": message, "code", "field"?}``."""
+
+    openapi_error_style = "flat"  # the schema's error answers (apps/core/openapi.py)
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
@@ -104,6 +108,8 @@ def _checked(body: Any, allowed: set[str], prefix: str = "") -> Mapping[str, Any
 
 
 def _kind(memory_type: Any, field: str) -> str:
+    if not isinstance(memory_type, str):  # {} or [] raised TypeError (a 500)
+        memory_type = None
     if memory_type in TYPE_TO_KIND:
         return TYPE_TO_KIND[memory_type]
     if memory_type in MemoryKind.values:
@@ -158,7 +164,8 @@ class AuthTokenView(MemoryOssView):
     throttle_classes = [TokenThrottle]
 
     @extend_schema(summary="Check an API key; it is the bearer token (seed 003)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1Token,
+                   responses={200: OpenApiTypes.OBJECT, 401: openapi.FLAT_ERROR})
     def post(self, request):
         body = _object(request.data)
         raw = body.get("api_key")
@@ -173,7 +180,7 @@ class AuthTokenView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class StoreView(MemoryOssView):
-    @extend_schema(summary="Store a memory (seed 003)", request=OpenApiTypes.OBJECT,
+    @extend_schema(summary="Store a memory (seed 003)", request=openapi.V1Store,
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
         data = store_input(request, request.data)
@@ -185,7 +192,7 @@ class StoreView(MemoryOssView):
 @extend_schema(tags=[TAG])
 class StoreBatchView(MemoryOssView):
     @extend_schema(summary="Store up to max_batch memories, all or nothing (seed 003)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1StoreBatch, responses=OpenApiTypes.OBJECT)
     def post(self, request):
         body = _object(request.data)
         items = body.get("memories")
@@ -199,6 +206,14 @@ class StoreBatchView(MemoryOssView):
         memories = services.ingest_many(request.user, data, namespace)
         return Response({"stored": [{"id": str(m.pk), "version": m.version,
                                      "duplicate": m.duplicate} for m in memories]})
+
+
+def _given(body: Mapping[str, Any], name: str) -> bool:
+    """Whether a filter field is given: missing or null is not, nor an empty list for the
+    list fields (``tags``, ``ids``); any other value is, and is validated (an ``agent`` of
+    ``[]`` or ``0`` is a 400, not "no filter")."""
+    value = body.get(name)
+    return value is not None and not (name in ("tags", "ids") and value == [])
 
 
 _RECALL_FIELDS = {"query", "limit", "agent", "session", "namespace", "memory_type", "tags",
@@ -217,13 +232,19 @@ def recall_input(request, body: Any, prefix: str = "") -> dict[str, Any]:
     for source, target in (("agent", "agent_id"), ("session", "session_id"),
                            ("tags", "tags_any"), ("before", "created_before"),
                            ("after", "created_after")):
-        if body.get(source) not in (None, []):
+        if _given(body, source):
             filters[target] = body[source]
     if body.get("memory_type") is not None:
         filters["kind"] = _kind(body["memory_type"], prefix + "memory_type")
     after = request.headers.get("X-Memory-After")
-    if after and "created_after" not in filters:
+    if after is not None and "created_after" not in filters:
         filters["after"] = after
+    elif after is not None:  # the body's after wins, but a bad header is still a 400
+        try:
+            schemas.DateOrDateTimeField().run_validation(after)
+        except ValidationError:
+            raise InvalidInput("X-Memory-After must be a date (YYYY-MM-DD) or a date-time.",
+                               field="X-Memory-After") from None
     query = {"query": body.get("query"), "k": min(limit, settings.MEMORYWEB_LIMITS["max_k"])}
     if body.get("namespace"):
         query["namespace"] = body["namespace"]
@@ -245,7 +266,8 @@ def recall_answer(result: services.RecallResult) -> dict[str, Any]:
 @extend_schema(tags=[TAG])
 class RecallView(MemoryOssView):
     @extend_schema(summary="Recall by meaning and keywords (seed 003)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1Recall, responses=OpenApiTypes.OBJECT,
+                   parameters=[openapi.MEMORY_AFTER_HEADER])
     def post(self, request):
         query = recall_input(request, request.data)
         result = services.recall(request.user, query, namespace=_namespace_of(request))
@@ -255,7 +277,8 @@ class RecallView(MemoryOssView):
 @extend_schema(tags=[TAG])
 class RecallBatchView(MemoryOssView):
     @extend_schema(summary=f"Up to {MAX_RECALL_BATCH} recalls in one call (seed 003)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1RecallBatch, responses=OpenApiTypes.OBJECT,
+                   parameters=[openapi.MEMORY_AFTER_HEADER])
     def post(self, request):
         queries = _object(request.data).get("queries")
         if not isinstance(queries, list) or not queries:
@@ -271,8 +294,10 @@ class RecallBatchView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class UpdateView(MemoryOssView):
+    patch_body_is_whole = True  # the schema: id is required (apps/core/openapi.py)
+
     @extend_schema(summary="Edit a memory's content, tags or type (team admin; seed 003)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1Update, responses=OpenApiTypes.OBJECT)
     def patch(self, request):
         body = _checked(request.data, {"id", "content", "tags", "memory_type", "metadata",
                                        "importance", "confidence", "namespace"})
@@ -297,8 +322,10 @@ def _forget_body(request) -> Mapping[str, Any]:
 
 @extend_schema(tags=[TAG])
 class ForgetView(MemoryOssView):
+    reads_delete_body = True  # the schema documents the DELETE's JSON body
+
     @extend_schema(summary="Delete memories by ids (team admin) or by filter (system admin)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request=openapi.V1Forget, responses={200: OpenApiTypes.OBJECT})
     def delete(self, request):
         body = _forget_body(request)
         if "subject_id" in body:
@@ -306,9 +333,9 @@ class ForgetView(MemoryOssView):
                                "/v1/forget/certified.", field="subject_id")
         filters = {target: body[source] for source, target in (
             ("agent", "agent_id"), ("session", "session_id"), ("tags", "tags_any"),
-            ("before", "created_before")) if body.get(source) not in (None, [])}
+            ("before", "created_before")) if _given(body, source)}
         ids = body.get("ids")
-        if ids not in (None, []):
+        if _given(body, "ids"):
             if filters:
                 raise InvalidInput("give ids or filters, not both.", field="ids")
             if not isinstance(ids, list) or len(ids) > settings.MEMORYWEB_LIMITS["max_batch"]:
@@ -321,8 +348,11 @@ class ForgetView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class ForgetCertifiedView(MemoryOssView):
+    reads_delete_body = True
+
     @extend_schema(summary="Erase a subject in one call with a deletion certificate (system "
-                   "admin; seed 003)", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   "admin; seed 003)", request=openapi.V1ForgetCertified,
+                   responses={200: OpenApiTypes.OBJECT})
     def delete(self, request):
         body = _forget_body(request)
         for name in ("tags", "before"):
@@ -331,7 +361,7 @@ class ForgetCertifiedView(MemoryOssView):
                                    f"subject_id, not {name}.", field=name)
         selector = {target: body[source] for source, target in (
             ("ids", "ids"), ("agent", "agent_id"), ("session", "session_id"),
-            ("subject_id", "subject_id"), ("namespace", "namespace")) if body.get(source)}
+            ("subject_id", "subject_id"), ("namespace", "namespace")) if _given(body, source)}
         done = erasure.forget_certified(request.user, selector)
         return Response({"deleted": len(done.erased), "erasure_request": str(done.pk),
                          "certificate": done.certificate})
@@ -385,8 +415,9 @@ class MemoriesView(MemoryOssView):
     @extend_schema(summary="List a namespace's memories, newest first (seed 003 data access)",
                    parameters=[OpenApiParameter(name, OpenApiTypes.STR) for name in
                                ("namespace", "agent", "session")] +
-                   [OpenApiParameter("limit", OpenApiTypes.INT, description="Default 100, at "
-                                     "most 1,000."), OpenApiParameter("offset", OpenApiTypes.INT)],
+                   [OpenApiParameter("limit", openapi.PAGE_LIMIT, description="Default 100, "
+                                     "at most 1,000."),
+                    OpenApiParameter("offset", openapi.PAGE_OFFSET)],
                    responses=OpenApiTypes.OBJECT)
     def get(self, request):
         params = request.query_params

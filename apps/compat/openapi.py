@@ -27,7 +27,7 @@ from apps.memories.schemas import (
 MAX_K = LIMITS["max_k"]
 MAX_ID = LIMITS["max_id_length"]
 #: Empty (no filter) or some non-space text.
-EMPTY_OR_TEXT = RegexValidator(r"^$|\S")
+EMPTY_OR_TEXT = RegexValidator(r"^$|[^\s\x1c-\x1f]")
 
 
 class StrictBody(serializers.Serializer):
@@ -156,8 +156,9 @@ class V1Store(StrictBody):
 
 
 class V1StoreBatch(serializers.Serializer):
-    memories = V1Store(many=True, help_text=f"1 to {LIMITS['max_batch']:,}, stored all "
-                              "or nothing, into one namespace.")
+    memories = V1Store(many=True, min_length=1, max_length=LIMITS["max_batch"],
+                       help_text=f"1 to {LIMITS['max_batch']:,}, stored all or nothing, into "
+                       "one namespace.")
     namespace = serializers.SlugField(required=False, allow_blank=True, allow_null=True)
 
 
@@ -182,7 +183,7 @@ class V1Recall(StrictBody):
 
 
 class V1RecallBatch(serializers.Serializer):
-    queries = V1Recall(many=True, help_text="1 to 10 recalls.")
+    queries = V1Recall(many=True, min_length=1, max_length=10, help_text="1 to 10 recalls.")
 
 
 class V1Update(StrictBody):
@@ -220,7 +221,9 @@ class V1Token(serializers.Serializer):
 
 
 class V1ForgetCertified(StrictBody):
-    """Select the subject by ``ids``, ``agent``, ``session`` or ``subject_id``."""
+    """Select the subject by one of ``ids``, ``agent``, ``session`` or ``subject_id``."""
+
+    openapi_one_of_required = ("ids", "agent", "session", "subject_id")
 
     ids = serializers.ListField(child=serializers.UUIDField(), required=False, allow_null=True,
                                 allow_empty=True)

@@ -45,6 +45,8 @@ ERROR_DESCRIPTIONS = {
            "(`unavailable`); retry shortly.",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+#: Text that is not blank once Python's str.strip() has trimmed it.
+NOT_BLANK = r"[^\s\x1c-\x1f]"
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -144,6 +146,20 @@ class AutoSchema(openapi.AutoSchema):
                     "content": {"application/json": {"schema": self._error_schema()}},
                 }
 
+    # --- query parameters ----------------------------------------------------------
+
+    def _get_filter_parameters(self):
+        """django-filter reads an empty value (``?kind=``, ``?created_after=``) as "no
+        filter"; the schema says so, or it would call those requests invalid."""
+        parameters = super()._get_filter_parameters()
+        for parameter in parameters:
+            schema = parameter.get("schema", {})
+            if "enum" in schema and "" not in schema["enum"]:
+                schema["enum"] = [*schema["enum"], ""]
+            elif schema.get("format") in ("date-time", "date"):
+                parameter["schema"] = {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+        return parameters
+
     # --- request bodies ------------------------------------------------------------
 
     def _get_request_body(self, direction="request"):
@@ -155,27 +171,53 @@ class AutoSchema(openapi.AutoSchema):
         if ((method == "DELETE" and getattr(self.view, "reads_delete_body", False))
                 or (method == "PATCH" and getattr(self.view, "patch_body_is_whole", False))):
             self.method = "POST"
-            try:
-                return super()._get_request_body(direction)
-            finally:
-                self.method = method
-        return super()._get_request_body(direction)
+        try:
+            body = super()._get_request_body(direction)
+        finally:
+            self.method = method
+        if body and not body.get("required"):
+            # One of several fields is required (oneOf): so is the body.
+            serializer = self.get_request_serializer()
+            candidates = serializer.values() if isinstance(serializer, dict) else [serializer]
+            if any(getattr(s, "openapi_one_of_required", ()) for s in candidates):
+                body["required"] = True
+        return body
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
+        # A nested ``many=True`` serializer's bounds (drf-spectacular leaves them out).
+        for name, field in serializer.fields.items():
+            prop = schema.get("properties", {}).get(name)
+            if isinstance(field, serializers.ListSerializer) and prop is not None:
+                if field.min_length is not None:
+                    prop["minItems"] = field.min_length
+                if field.max_length is not None:
+                    prop["maxItems"] = field.max_length
         if direction != "request":
             return schema
         if getattr(serializer, "refuses_unknown_fields", False):
             schema["additionalProperties"] = False
-        # Alternative names of one field (seed 000's gist, content, text).
+        # Exactly one, or at most one, of some fields is given (seed 000's gist, content,
+        # text; a selector's subject).
         one_of = getattr(serializer, "openapi_one_of_required", ())
         if one_of:
-            schema["oneOf"] = [{"required": [name]} for name in one_of]
+            schema["oneOf"] = [self._given(schema, name) for name in one_of]
         at_most_one = getattr(serializer, "openapi_at_most_one_of", ())
         if at_most_one:
-            schema["not"] = {"anyOf": [{"required": [a, b]} for i, a in enumerate(at_most_one)
+            schema["not"] = {"anyOf": [{"allOf": [self._given(schema, a), self._given(schema, b)]}
+                                       for i, a in enumerate(at_most_one)
                                        for b in at_most_one[i + 1:]]}
         return schema
+
+    @staticmethod
+    def _given(schema: dict[str, Any], name: str) -> dict[str, Any]:
+        """``name`` is given: present, not null, and (a list) not empty, which is how the
+        views read such fields."""
+        prop = schema.get("properties", {}).get(name, {})
+        given: dict[str, Any] = {"type": prop["type"]} if "type" in prop else {}
+        if prop.get("type") == "array":
+            given["minItems"] = 1
+        return {"required": [name], "properties": {name: given}} if given else {"required": [name]}
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         depth = getattr(field, "json_object_depth", None)
@@ -207,4 +249,6 @@ class AutoSchema(openapi.AutoSchema):
                 and field.trim_whitespace and not field.allow_blank
                 and "pattern" not in schema and "enum" not in schema
                 and "format" not in schema):
-            schema["pattern"] = r"\S"  # trimmed before the blank check
+            # Some non-space character (trimmed before the blank check). Python also strips
+            # \x1c-\x1f, which the schema's regex dialect does not count as space.
+            schema["pattern"] = NOT_BLANK

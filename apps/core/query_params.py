@@ -75,4 +75,5 @@ class KnownQueryParams:
 
     def initial(self, request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
-        self.check_query_params(request)
+        if hasattr(self, request.method.lower()):  # an unsupported method stays a 405
+            self.check_query_params(request)

@@ -56,6 +56,7 @@ _CHUNK = 500
 
 
 class ErasureInput(SelectorInput):
+    openapi_one_of_required = SUBJECT_FIELDS  # the schema: a request names its subject
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500,
                                    help_text="Why (e.g. the data subject's request reference).")
     execute = serializers.BooleanField(default=False, help_text="System admins: approve and "

@@ -24,6 +24,7 @@ SUBJECT_KEY = "subject_id"
 
 
 class SelectorInput(StrictSerializer):
+    openapi_at_most_one_of = SUBJECT_FIELDS  # the schema says validate()'s rule
     namespace = serializers.CharField(required=False, max_length=64, help_text="The namespace "
                                       "(a namespace key may leave it out).")
     agent_id = serializers.CharField(required=False, max_length=128)

@@ -108,7 +108,13 @@ def revoke_grant(principal: Principal, slug: str, grant_id: Any) -> SharingGrant
     if grant.revoked_at is None:
         grant.revoked_at = timezone.now()
         with transaction.atomic():
-            grant.save(update_fields=["revoked_at"])
+            # A conditional update, not save(): a concurrent revoke or namespace delete
+            # leaves no row to save, which answered 500 (found by schemathesis).
+            if not SharingGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(
+                    revoked_at=grant.revoked_at):
+                if not SharingGrant.objects.filter(pk=grant.pk).exists():
+                    raise NotFound("grant not found.")
+                return get_grant(principal, slug, grant_id)  # revoked meanwhile
             audit(principal, "grant.revoke", namespace=grant.grantor, record_ids=[grant.pk],
                   summary=_grant_summary(grant))
             live.control(live.grant_group(grant.pk), "grant_revoked")

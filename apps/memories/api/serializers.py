@@ -3,6 +3,7 @@
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from rest_framework import serializers
 
 from apps.core.openapi import ErrorDetailSerializer
@@ -133,12 +134,6 @@ class BatchResponseSerializer(serializers.Serializer):
     results = StoredMemorySerializer(many=True, help_text="In request order, each with duplicate.")
 
 
-class ErrorSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    field = serializers.CharField(required=False)
-
-
 class IngestAndRecallResponseSerializer(serializers.Serializer):
     memory = StoredMemorySerializer()
     results = RecallResultSerializer(many=True)
@@ -153,5 +148,8 @@ class DeleteCountSerializer(serializers.Serializer):
 class MemoryBatchRequestSerializer(serializers.Serializer):
     """Schema of the batch body (validation happens in the service, item by item)."""
 
-    memories = MemoryInput(many=True, help_text="1 to 1,000 memories, stored all or nothing.")
+    refuses_unknown_fields = True  # as schemas.MemoryBatchInput, which checks the body
+
+    memories = MemoryInput(many=True, min_length=1, max_length=settings.MEMORYWEB_LIMITS["max_batch"],
+                           help_text="1 to 1,000 memories, stored all or nothing.")
     namespace = serializers.SlugField(required=False, help_text="System-admin keys only.")

@@ -116,7 +116,7 @@ def _with_after_header(request) -> Any:
     """Seed 003's ``X-Memory-After: YYYY-MM-DD`` header as the ``after`` filter."""
     after = request.headers.get("X-Memory-After")
     data = request.data
-    if not after or not isinstance(data, Mapping):
+    if after is None or not isinstance(data, Mapping):  # an empty header is a bad date
         return data
     filters = data.get("filters") or {}
     if not isinstance(filters, Mapping):
@@ -130,7 +130,7 @@ class RecallView(APIView):
     @extend_schema(summary="Recall memories by meaning", request=schemas.RecallInput,
                    responses=RecallResponseSerializer,
                    parameters=[OpenApiParameter(
-                       "X-Memory-After", OpenApiTypes.STR, OpenApiParameter.HEADER,
+                       "X-Memory-After", OpenApiTypes.DATE, OpenApiParameter.HEADER,
                        description="Seed 003's after mode: only memories that happened on or "
                        "after this date (YYYY-MM-DD); the same as filters.after.")])
     def post(self, request):

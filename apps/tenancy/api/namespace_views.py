@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.tenancy import namespaces
-from apps.tenancy.api.invitation_views import InvitedSerializer, invited
-from apps.tenancy.models import Invitation, Namespace
+from apps.tenancy.models import Namespace
 
 
 class NamespaceSerializer(serializers.ModelSerializer):
@@ -67,22 +66,20 @@ class NamespaceDetailView(APIView):
 
 class MemberListView(APIView):
     @extend_schema(summary="A namespace's members and their roles (team admin)",
-                   responses={200: dict})
+                   responses={200: inline_serializer("Member", {
+                       "username": serializers.CharField(),
+                       "role": serializers.CharField()}, many=True)})
     def get(self, request, slug: str):
         return Response([{"username": name, "role": role.label}
                          for name, role in namespaces.list_members(request.user, slug).items()])
 
 
 class MemberDetailView(APIView):
-    @extend_schema(summary="Change a member's role (team admin); for anyone else, send an "
-                   "invitation (202, the same answer for every name). A system admin sets "
-                   "any user's role directly.",
-                   request=namespaces.MemberInput, responses={200: dict, 202: InvitedSerializer})
+    @extend_schema(summary="Give an existing user a role here (team admin)",
+                   request=namespaces.MemberInput, responses={200: dict})
     def put(self, request, slug: str, username: str):
-        result = namespaces.set_member(request.user, slug, username, request.data)
-        if isinstance(result, Invitation):
-            return invited(result)
-        return Response({"username": username, "role": result.label})
+        role = namespaces.set_member(request.user, slug, username, request.data)
+        return Response({"username": username, "role": role.label})
 
     @extend_schema(summary="End a membership (team admin)", responses={204: None})
     def delete(self, request, slug: str, username: str):

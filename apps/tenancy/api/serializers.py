@@ -9,7 +9,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     status = serializers.CharField(read_only=True, help_text="active, expired or revoked")
     superseded_by = serializers.PrimaryKeyRelatedField(
-        read_only=True, help_text="The id of the key that replaced this one (rotation).")
+        read_only=True, allow_null=True, help_text="The id of the key that replaced this one (rotation).")
 
     class Meta:
         model = ApiKey

@@ -25,6 +25,8 @@ class KeyListView(APIView):
 
 
 class KeyDetailView(APIView):
+    patch_body_is_whole = True  # the schema: expires_at is required (apps/core/openapi.py)
+
     @extend_schema(summary="Set or clear a key's expiry (team admin)", request=keys.KeyUpdate,
                    responses=ApiKeySerializer)
     def patch(self, request, slug: str, key_id: int):
