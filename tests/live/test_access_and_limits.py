@@ -126,3 +126,39 @@ async def test_connections_per_key_are_capped_and_released(monkeypatch, agent):
     assert await ask(again, {"type": "ping", "id": "p"}) == {"type": "pong", "id": "p"}
     await second.disconnect()
     await again.disconnect()
+
+
+async def _session(alpha, origin: bytes, host: bytes = b"memory.example.org"):
+    """A logged-in admin's socket from a browser page at ``origin``, to ``host``; the
+    WebSocket application built now, with the settings as the test has them."""
+    from channels.testing import WebsocketCommunicator
+
+    from apps.live.routing import websocket_application
+    from tests.live.test_consumer import _session_headers
+
+    name = f"person-{len(origin)}-{origin[-6:].decode()}"
+    headers = await _session_headers(name, alpha, Role.ADMIN, origin)
+    socket = WebsocketCommunicator(websocket_application(), "/ws/v1/live",
+                                   headers=[*headers, (b"host", host)])
+    connected, _ = await socket.connect(timeout=5)
+    return socket, connected
+
+
+async def test_a_session_socket_from_another_site_is_refused_even_with_any_host(settings, alpha):
+    """With ALLOWED_HOSTS='*' (common behind proxies) the Origin used to be checked against
+    ALLOWED_HOSTS, so any site could open a socket riding a logged-in person's session."""
+    settings.ALLOWED_HOSTS = ["*"]
+    _, connected = await _session(alpha, b"http://evil.example")
+    assert not connected
+    # The page's own site, or an origin the operator trusts for CSRF, is let through.
+    same, connected = await _session(alpha, b"https://memory.example.org")
+    assert connected and (await same.receive_json_from(timeout=5))["type"] == "ready"
+    await same.disconnect()
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dashboard.example.org"]
+    trusted, connected = await _session(alpha, b"https://dashboard.example.org")
+    assert connected and (await trusted.receive_json_from(timeout=5))["type"] == "ready"
+    await trusted.disconnect()
+    # A host the server does not serve is refused even when the Origin matches it.
+    settings.ALLOWED_HOSTS = ["memory.example.org"]
+    _, connected = await _session(alpha, b"https://other.example", b"other.example")
+    assert not connected

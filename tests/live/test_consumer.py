@@ -280,7 +280,8 @@ async def _session_headers(username: str, alpha, role: Role | None, origin: byte
         return client.cookies[django_settings.SESSION_COOKIE_NAME].value
 
     cookie = await sync_to_async(login)()
-    headers = [(b"cookie", f"sessionid={cookie}".encode())]
+    # A browser sends the Host it connects to; the origin check compares the two.
+    headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"host", b"testserver")]
     return headers + ([(b"origin", origin)] if origin else [])
 
 

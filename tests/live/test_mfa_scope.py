@@ -37,7 +37,8 @@ async def _session(username: str, roles: dict) -> list[tuple[bytes, bytes]]:
         return client.cookies[django_settings.SESSION_COOKIE_NAME].value
 
     cookie = await sync_to_async(login)()
-    return [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver")]
+    return [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver"),
+            (b"host", b"testserver")]  # a browser sends both; the origin check compares them
 
 
 async def test_a_reader_elsewhere_keeps_the_socket_while_the_admin_role_sleeps(settings, alpha,
