@@ -418,9 +418,15 @@ ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 # Anyone may create an account only when this is on (off: people are invited).
 MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
+# A team admin's invitation to a namespace can be accepted for this many days: long
+# enough to be seen, short enough that a forgotten offer does not stay open for ever.
+MEMORYWEB_INVITATION_DAYS = env.int("MEMORYWEB_INVITATION_DAYS", default=7)
+if not 1 <= MEMORYWEB_INVITATION_DAYS <= 365:
+    raise RuntimeError("MEMORYWEB_INVITATION_DAYS must be 1..365 (7 is the default)")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
-# Dashboard users (team and system admins) must set up TOTP before the dashboard opens.
+# Admin roles need TOTP: without it a team-admin role is dormant in its own namespace
+# (other roles keep working) and a system admin's session does nothing (apps/tenancy/mfa.py).
 MEMORYWEB_REQUIRE_MFA = env.bool("MEMORYWEB_REQUIRE_MFA", default=MEMORYWEB_ENV == "production")
 # Password-reset mail: printed to the console locally; in production dropped unless a real
 # backend is configured (reset links in a log would let anyone who reads it take over).

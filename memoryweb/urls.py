@@ -9,9 +9,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.compat import urls as compat_urls
 from apps.core.errors import not_found_view
+from apps.dashboard.invitations import invitations_page
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The invited person's page sits with the account pages (apps/dashboard/invitations.py).
+    path("accounts/invitations/", invitations_page, name="account_invitations"),
     path("accounts/", include("allauth.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("", include("apps.ops.urls")),

@@ -14,7 +14,7 @@ from django.utils import formats, timezone
 from apps.core.admin import ScopedAdmin
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
-from apps.tenancy import grants, namespaces
+from apps.tenancy import grants, invitations, namespaces
 from apps.tenancy.keys import (
     check_new_expiry,
     create_key,
@@ -23,7 +23,7 @@ from apps.tenancy.keys import (
     rotate_key,
     set_expiry,
 )
-from apps.tenancy.models import ApiKey, Namespace, SharingGrant
+from apps.tenancy.models import ApiKey, Invitation, Namespace, SharingGrant
 from apps.tenancy.roles import ROLE_CHOICES, Action, Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
 
@@ -134,21 +134,42 @@ class NamespaceAdmin(ScopedAdmin):
             principal = self.principal(request)
             if request.method == "POST" and "_member" in request.POST:
                 return self._set_member(request, principal, namespace)
+            if request.method == "POST" and "_invitation" in request.POST:
+                return self._revoke_invitation(request, principal, namespace)
             extra_context["members"] = namespaces.list_members(principal, namespace.slug)
             extra_context["member_roles"] = ["reader", "agent", "admin"]
+            extra_context["invitations"] = [
+                i for i in invitations.list_invitations(principal, namespace.slug)
+                if i.state == "pending"]
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _set_member(self, request, principal, namespace):
+        """A member's role changes at once; anyone else is invited (as over REST, the
+        message is the same whoever the name belongs to)."""
         username = request.POST.get("username", "").strip()
         role = request.POST.get("role", "")
         try:
-            namespaces.set_member(principal, namespace.slug, username,
-                                  None if role == "remove" else {"role": role})
+            result = namespaces.set_member(principal, namespace.slug, username,
+                                           None if role == "remove" else {"role": role})
         except ServiceError as exc:
             messages.error(request, f"Member {username or '?'}: {exc.message}")
         else:
-            messages.success(request, f"Member {username}: "
-                             f"{'removed' if role == 'remove' else f'now {role}'}.")
+            if isinstance(result, Invitation):
+                messages.success(request, f"Member {username}: invited as {role} (they become "
+                                 "a member when they accept).")
+            else:
+                messages.success(request, f"Member {username}: "
+                                 f"{'removed' if role == 'remove' else f'now {role}'}.")
+        return HttpResponseRedirect(request.path)
+
+    def _revoke_invitation(self, request, principal, namespace):
+        try:
+            invitation = invitations.revoke(principal, namespace.slug,
+                                            request.POST.get("invitation"))
+        except ServiceError as exc:
+            messages.error(request, f"Invitation: {exc.message}")
+        else:
+            messages.success(request, f"Invitation of {invitation.invitee} revoked.")
         return HttpResponseRedirect(request.path)
 
 

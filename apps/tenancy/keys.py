@@ -99,7 +99,7 @@ def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, 
     key = get_key(principal, slug, key_id)
     expires_at = validate(KeyUpdate, data)["expires_at"]
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().select_related("superseded_by").get(pk=key.pk)
+        key = ApiKey.objects.select_for_update(of=("self",)).select_related("superseded_by").get(pk=key.pk)
         key.expires_at = check_new_expiry(key, expires_at)
         key.save(update_fields=["expires_at"])
         audit(principal, "key.expiry", namespace=key.namespace, record_ids=[key.pk],
@@ -122,7 +122,7 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
     grace = validate(RotateInput, data or {}).get(
         "grace_seconds", settings.MEMORYWEB_KEY_ROTATION_GRACE_SECONDS)
     with transaction.atomic():
-        old = ApiKey.objects.select_for_update().select_related("superseded_by").get(pk=old.pk)
+        old = ApiKey.objects.select_for_update(of=("self",)).select_related("superseded_by").get(pk=old.pk)
         if old.is_superseded:
             successor = old.superseded_by.prefix if old.superseded_by_id else "another key"
             raise InvalidInput(f"this key was already rotated (to {successor}); rotate that "

@@ -48,6 +48,14 @@ def memberships(user) -> dict[int, Role]:
     return {int(ns_id): role for ns_id, role in _roles(rows).items()}
 
 
+def member_user(namespace: Namespace, username: str):
+    """The user ``username`` if they are a member of ``namespace``, else None (whether
+    or not such a user exists: team admins must not learn that, see invitations.py)."""
+    users = get_user_model()
+    holders = _permission_rows(object_pk=str(namespace.pk)).values("user_id")
+    return users.objects.filter(**{users.USERNAME_FIELD: username}, pk__in=holders).first()
+
+
 def members(namespace: Namespace) -> dict[str, Role]:
     """username -> role, for every member of ``namespace``."""
     rows = _permission_rows(object_pk=str(namespace.pk)).values_list(

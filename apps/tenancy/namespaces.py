@@ -24,8 +24,9 @@ from apps.memories.schemas import (
     validate,
     validate_recall_defaults,
 )
+from apps.tenancy import invitations
 from apps.tenancy import members as membership
-from apps.tenancy.models import Namespace, NearDuplicatePolicy
+from apps.tenancy.models import Invitation, Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action, Role
 from apps.tenancy.services import (
@@ -122,15 +123,28 @@ def list_members(principal: Principal, slug: str) -> dict[str, Role]:
 
 
 def set_member(principal: Principal, slug: str, username: str,
-               data: Mapping[str, Any] | None) -> Role | None:
-    """Give ``username`` a role (``data`` = {"role"}) or end the membership (None)."""
+               data: Mapping[str, Any] | None) -> Role | Invitation | None:
+    """Give ``username`` a role (``data`` = {"role"}) or end the membership (None).
+
+    A system admin (who sees every user anyway) does it directly. A team admin changes
+    or ends the role of a *member* directly; for anyone else the answer must not depend
+    on whether the name exists outside this namespace (issue 16, item 4): a role is an
+    invitation the person accepts (returned, the door answers 202), and ending a
+    membership that does not exist is the same 404 for every name."""
     namespace = managed_namespace(principal, slug)
-    users = get_user_model()
-    user = users.objects.filter(**{users.USERNAME_FIELD: username}).first()
-    if user is None:
-        raise NotFound(f"user {username!r} not found.", field="username")
-    if user.is_superuser:
-        raise InvalidInput("a system admin needs no membership.", field="username")
     role = Role.from_label(validate(MemberInput, data)["role"]) if data is not None else None
+    if principal.is_system_admin:
+        users = get_user_model()
+        user = users.objects.filter(**{users.USERNAME_FIELD: username}).first()
+        if user is None:
+            raise NotFound(f"user {username!r} not found.", field="username")
+        if user.is_superuser:
+            raise InvalidInput("a system admin needs no membership.", field="username")
+    else:
+        user = membership.member_user(namespace, username)
+        if user is None and role is None:
+            raise NotFound(f"{username!r} is not a member of this namespace.", field="username")
+        if user is None:
+            return invitations.invite_member(principal, namespace, username, role)
     membership.set_role(namespace, user, role, actor=principal)
     return role

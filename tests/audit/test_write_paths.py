@@ -10,17 +10,21 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
+from apps.tenancy import invitations
+from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-from tests.conftest import make_caller
+from tests.conftest import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 
 CONTENT = "the audited memory's private words"
+INVITEE = "invitee-1"  # a person with an invitation to alpha, answering it with their session
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,18 @@ WRITES = [
           "/api/v1/namespaces/alpha/members/{user}", {"role": "agent"}, "admin", "member.set"),
     Write("DELETE", "api/v1/namespaces/<str:slug>/members/<str:username>",
           "/api/v1/namespaces/alpha/members/{user}", None, "admin", "member.remove"),
+    # Invitations (issue 16, item 4): a team admin sends and revokes, the person answers.
+    Write("POST", "api/v1/namespaces/<str:slug>/invitations", "/api/v1/namespaces/alpha/invitations",
+          {"username": "someone", "role": "reader"}, "admin", "invitation.create"),
+    Write("DELETE", "api/v1/namespaces/<str:slug>/invitations/<int:invitation_id>",
+          "/api/v1/namespaces/alpha/invitations/{invitation}", None, "admin", "invitation.revoke",
+          names="invitation"),
+    Write("POST", "api/v1/invitations/<int:invitation_id>/accept",
+          "/api/v1/invitations/{invitation}/accept", None, "invitee", "invitation.accept",
+          names="invitation"),
+    Write("POST", "api/v1/invitations/<int:invitation_id>/decline",
+          "/api/v1/invitations/{invitation}/decline", None, "invitee", "invitation.decline",
+          names="invitation"),
     Write("POST", "api/v1/namespaces/<str:slug>/keys", "/api/v1/namespaces/alpha/keys",
           {"role": "reader", "agent_id": "new"}, "admin", "key.create"),
     Write("PATCH", "api/v1/namespaces/<str:slug>/keys/<int:key_id>",
@@ -124,11 +140,17 @@ NO_WRITE = {("POST", "v1/auth/token"), ("POST", "cmm/save"), ("POST", "cmm/conso
 def targets(alpha, beta, agent):
     memory = agent.post("/api/v1/memories", {"content": CONTENT}).json()["id"]
     key = make_caller(Role.AGENT, alpha, "target").key.pk
-    get_user_model().objects.create_user("member-1")
+    # A member: PUT changes the role of a member directly (a non-member is invited instead).
+    set_role(alpha, get_user_model().objects.create_user("member-1"), Role.READER)
+    invitee = get_user_model().objects.create_user(INVITEE)
     grant = SharingGrant.objects.create(grantor=alpha, grantee=beta).pk
     root = Principal(label="system:test", agent_id="", role=Role.SYSTEM)
     nobody = {"namespace": "alpha", "agent_id": "nobody"}
+    invitation = invitations.invite(root, "alpha", {"username": INVITEE, "role": "reader"}).pk
+    session = APIClient()
+    session.force_login(invitee)
     return {"memory": memory, "key": key, "grant": grant, "user": "member-1",
+            "invitation": invitation, "invitee": Caller(session, None, None, "person"),
             "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
             "erasure": erasure.create(root, nobody).pk,
             "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk}
@@ -136,7 +158,7 @@ def targets(alpha, beta, agent):
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w.method} {w.path}")
 def test_write_leaves_its_entry(write, targets, callers):
-    caller = callers[write.caller]
+    caller = targets["invitee"] if write.caller == "invitee" else callers[write.caller]
     last = AuditEntry.objects.order_by("-seq").values_list("seq", flat=True).first()
     send = getattr(caller, write.method.lower())
     path = write.path.format(**targets)
@@ -146,14 +168,17 @@ def test_write_leaves_its_entry(write, targets, callers):
     entries = list(AuditEntry.objects.filter(seq__gt=last, operation=write.operation))
     assert len(entries) == 1, [e.operation for e in AuditEntry.objects.filter(seq__gt=last)]
     entry = entries[0]
-    assert entry.actor == f"key:{caller.key.prefix}" and entry.agent_id == caller.key.agent_id
+    if caller.key is not None:
+        assert entry.actor == f"key:{caller.key.prefix}" and entry.agent_id == caller.key.agent_id
+    else:  # a person acting with their session
+        assert entry.actor == entry.agent_id == f"user:{INVITEE}"
     assert entry.namespace == write.namespace
     assert entry.request_id == response["X-Request-ID"]
     if write.names:
         assert str(targets[write.names]) in entry.record_ids
     as_text = str(entry.summary) + str(entry.record_ids)
     assert CONTENT not in as_text and "private words" not in as_text
-    assert caller.raw not in as_text
+    assert caller.raw is None or caller.raw not in as_text
     new_secret = response.json().get("key") if response.status_code != 204 else None
     if write.operation in ("key.create", "key.rotate"):  # the new secret: never audited
         assert new_secret and new_secret not in as_text

@@ -122,11 +122,22 @@ def test_a_team_admin_cannot_add_or_delete_namespaces(alice, alpha):
 
 
 def test_a_team_admin_manages_members_of_their_namespace(alice, alpha, beta):
-    get_user_model().objects.create_user("dave", password="pw")
+    # Issue 16 item 4: a non-member is invited and joins by accepting; then the role
+    # changes directly.
+    from apps.tenancy import invitations
+    from apps.tenancy.models import Invitation
+
+    dave = get_user_model().objects.create_user("dave", password="pw")
     response = alice.post(f"/admin/tenancy/namespace/{alpha.pk}/change/",
                           {"_member": "1", "username": "dave", "role": "agent"}, follow=True)
-    assert b"Member dave: now agent." in response.content
+    assert b"Member dave: invited as agent" in response.content
+    assert members(alpha) == {"alice": Role.ADMIN}
+    invitations.accept(Principal.for_user(dave), Invitation.objects.get(invitee="dave").pk)
     assert members(alpha) == {"alice": Role.ADMIN, "dave": Role.AGENT}
+    response = alice.post(f"/admin/tenancy/namespace/{alpha.pk}/change/",
+                          {"_member": "1", "username": "dave", "role": "reader"}, follow=True)
+    assert b"Member dave: now reader." in response.content
+    assert members(alpha) == {"alice": Role.ADMIN, "dave": Role.READER}
     assert AuditEntry.objects.filter(operation="member.set", actor="user:alice").exists()
     alice.post(f"/admin/tenancy/namespace/{beta.pk}/change/",
                {"_member": "1", "username": "dave", "role": "admin"})

@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
+from apps.tenancy import invitations
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
@@ -46,6 +47,9 @@ class Route:
     ok: int  # the success status
     scoped: bool = True  # about alpha's objects: an outsider gets 404, not 403
     grantee: int | None = None  # a live grantee's status, when not the outsider's
+    #: The one caller the object belongs to (an invitation's invitee): it gets ``ok``,
+    #: every other authenticated caller 404, whatever its role.
+    only: str | None = None
 
 
 MEMORY_BODY = {"content": "written by the matrix", "namespace": "alpha"}
@@ -112,6 +116,19 @@ ROUTES = [
           "/api/v1/namespaces/alpha/grants/{grant}", None, Role.ADMIN, 204),
     Route("GET", "api/v1/sharing/accessible", "/api/v1/sharing/accessible", None, Role.READER, 200,
           scoped=False),
+    # Invitations (issue 16, item 4): alpha's admins send and list them; only the invited
+    # person (alpha's reading member, invited to become an agent) sees and answers one.
+    Route("GET", "api/v1/namespaces/<str:slug>/invitations", "/api/v1/namespaces/alpha/invitations",
+          None, Role.ADMIN, 200),
+    Route("POST", "api/v1/namespaces/<str:slug>/invitations", "/api/v1/namespaces/alpha/invitations",
+          {"username": "someone", "role": "reader"}, Role.ADMIN, 202),
+    Route("DELETE", "api/v1/namespaces/<str:slug>/invitations/<int:invitation_id>",
+          "/api/v1/namespaces/alpha/invitations/{invitation}", None, Role.ADMIN, 204),
+    Route("GET", "api/v1/invitations", "/api/v1/invitations", None, Role.READER, 200, scoped=False),
+    Route("POST", "api/v1/invitations/<int:invitation_id>/accept",
+          "/api/v1/invitations/{invitation}/accept", None, Role.READER, 200, only="member_reader"),
+    Route("POST", "api/v1/invitations/<int:invitation_id>/decline",
+          "/api/v1/invitations/{invitation}/decline", None, Role.READER, 200, only="member_reader"),
     Route("GET", "api/v1/audit", "/api/v1/audit?namespace=alpha", None, Role.ADMIN, 200),
     Route("GET", "api/v1/audit/verify", "/api/v1/audit/verify", None, Role.SYSTEM, 200,
           scoped=False),
@@ -191,6 +208,8 @@ FOREIGN = ("anonymous", "revoked", "expired", "outsider", "grantee", "ex_grantee
 def expected_status(route: Route, caller: str) -> int:
     if caller in ("anonymous", "revoked", "expired"):
         return 401
+    if route.only is not None:
+        return route.ok if caller == route.only else 404
     if caller == "grantee" and route.grantee is not None:
         return route.grantee
     if caller in ("outsider", "grantee", "ex_grantee"):
@@ -243,9 +262,10 @@ def world(alpha, beta, callers):
     }
     pk = Memory.objects.get(pk=memory["id"]).pk
     cmm_memory = cmm_numbers(alpha, "cmm", [pk])[pk]
+    invitation = invitations.invite(root, "alpha", {"username": "reading-person", "role": "agent"})
     return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
             "cmm_memory": cmm_memory,
-            "user": "member-1", "grant": grant.pk, **erasures,
+            "user": "member-1", "grant": grant.pk, "invitation": invitation.pk, **erasures,
             "callers": {**callers, **extra}}
 
 
@@ -264,7 +284,7 @@ def _cell(world, route: Route, caller: str) -> list[str]:
                         f"{expected_status(route, caller)}: {content[:300]!r}")
     if caller in FOREIGN:
         text = content.decode()
-        leaked = [SECRET, world["memory"], "member-1"]
+        leaked = [SECRET, world["memory"], "member-1", "reading-person"]
         if caller != "grantee" or response.status_code >= 400:
             leaked += [SHARED, world["shared"]]
         problems += [f"{caller}: the body holds {item!r}" for item in leaked if item in text]

@@ -62,14 +62,23 @@ def test_foreign_namespaces_are_404(outsider, team_admin):
 
 
 def test_team_admin_manages_members(team_admin, reader, alpha):
+    # Issue 16 item 4: a non-member is invited (202) and joins by accepting, and a name
+    # nobody holds gets the same answer (it was 200 for lee, 404 for ghost).
+    from apps.tenancy import invitations
+    from apps.tenancy.principal import Principal
+
     user = get_user_model().objects.create_user("lee")
     response = team_admin.put("/api/v1/namespaces/alpha/members/lee", {"role": "agent"})
-    assert response.status_code == 200 and memberships(user) == {alpha.pk: 2}
+    assert response.status_code == 202 and memberships(user) == {}
+    invitations.accept(Principal.for_user(user), response.json()["id"])
+    assert memberships(user) == {alpha.pk: 2}
     assert team_admin.get("/api/v1/namespaces/alpha/members").json() == [
         {"username": "lee", "role": "agent"}]
     assert reader.get("/api/v1/namespaces/alpha/members").status_code == 403
-    assert team_admin.put("/api/v1/namespaces/alpha/members/ghost", {"role": "agent"}).status_code == 404
+    assert team_admin.put("/api/v1/namespaces/alpha/members/ghost", {"role": "agent"}).status_code == 202
     assert team_admin.put("/api/v1/namespaces/alpha/members/lee", {"role": "system"}).status_code == 400
+    assert team_admin.put("/api/v1/namespaces/alpha/members/lee", {"role": "reader"}).json() == {
+        "username": "lee", "role": "reader"}  # a member's role changes directly
     assert team_admin.delete("/api/v1/namespaces/alpha/members/lee").status_code == 204
     assert memberships(user) == {}
 

@@ -8,7 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.tenancy import namespaces
-from apps.tenancy.models import Namespace
+from apps.tenancy.api.invitation_views import InvitedSerializer, invited
+from apps.tenancy.models import Invitation, Namespace
 
 
 class NamespaceSerializer(serializers.ModelSerializer):
@@ -75,11 +76,15 @@ class MemberListView(APIView):
 
 
 class MemberDetailView(APIView):
-    @extend_schema(summary="Give an existing user a role here (team admin)",
-                   request=namespaces.MemberInput, responses={200: dict})
+    @extend_schema(summary="Change a member's role (team admin); for anyone else, send an "
+                   "invitation (202, the same answer for every name). A system admin sets "
+                   "any user's role directly.",
+                   request=namespaces.MemberInput, responses={200: dict, 202: InvitedSerializer})
     def put(self, request, slug: str, username: str):
-        role = namespaces.set_member(request.user, slug, username, request.data)
-        return Response({"username": username, "role": role.label})
+        result = namespaces.set_member(request.user, slug, username, request.data)
+        if isinstance(result, Invitation):
+            return invited(result)
+        return Response({"username": username, "role": result.label})
 
     @extend_schema(summary="End a membership (team admin)", responses={204: None})
     def delete(self, request, slug: str, username: str):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.tenancy.api import grant_views, namespace_views, views
+from apps.tenancy.api import grant_views, invitation_views, namespace_views, views
 
 app_name = "tenancy-api"
 
@@ -18,4 +18,13 @@ urlpatterns = [
     path("namespaces/<str:slug>/grants/<int:grant_id>", grant_views.GrantDetailView.as_view(),
          name="grant"),
     path("sharing/accessible", grant_views.AccessibleView.as_view(), name="sharing-accessible"),
+    path("namespaces/<str:slug>/invitations", invitation_views.NamespaceInvitationListView.as_view(),
+         name="invitations"),
+    path("namespaces/<str:slug>/invitations/<int:invitation_id>",
+         invitation_views.NamespaceInvitationDetailView.as_view(), name="invitation"),
+    path("invitations", invitation_views.MyInvitationListView.as_view(), name="my-invitations"),
+    path("invitations/<int:invitation_id>/accept", invitation_views.InvitationAcceptView.as_view(),
+         name="invitation-accept"),
+    path("invitations/<int:invitation_id>/decline",
+         invitation_views.InvitationDeclineView.as_view(), name="invitation-decline"),
 ]
