@@ -101,6 +101,8 @@ ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous callers get 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.request_id.RequestIdMiddleware",
+    # Django's own HTML error answers (unknown path, wrong method) become JSON on API paths.
+    "apps.core.json_errors.JsonApiErrorsMiddleware",
     "apps.core.middleware.ServerTimingMiddleware",
     "apps.core.middleware.RequestBodyLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -288,6 +290,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 MEMORYWEB_AUDIT_ANCHOR = env.str("MEMORYWEB_AUDIT_ANCHOR", default=str(DATA_DIR / "audit-anchor.json"))
 # Audit every recall too (a namespace may override); exports are always audited.
 MEMORYWEB_AUDIT_READS = env.bool("MEMORYWEB_AUDIT_READS", default=False)
+# Erasure approvals by someone other than the requester (a key counts as whoever created
+# it; apps/privacy/four_eyes.py). On in production: one person alone cannot erase data.
+MEMORYWEB_ERASURE_FOUR_EYES = env.bool("MEMORYWEB_ERASURE_FOUR_EYES",
+                                       default=MEMORYWEB_ENV == "production")
 # Recall: default mode (vector | lexical | hybrid) and candidates per channel in hybrid.
 MEMORYWEB_RECALL_MODE = env.str("MEMORYWEB_RECALL_MODE", default="hybrid")
 MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
@@ -310,6 +316,16 @@ MEMORYWEB_FUSION_WEIGHTS = {
     "importance": env.float("MEMORYWEB_FUSION_WEIGHT_IMPORTANCE", default=0.0),
     "rerank": env.float("MEMORYWEB_FUSION_WEIGHT_RERANK", default=3.0),
 }
+# Settings under which every recall would be empty (or fail) are refused at start-up, as a
+# namespace's recall_defaults are when saved (apps/memories/ranking.py check).
+if MEMORYWEB_RECALL_MODE not in {"vector", "lexical", "hybrid"}:
+    raise RuntimeError("MEMORYWEB_RECALL_MODE must be vector, lexical or hybrid")
+if MEMORYWEB_FUSION not in {"weighted", "rrf"}:
+    raise RuntimeError("MEMORYWEB_FUSION must be weighted or rrf")
+if min(MEMORYWEB_FUSION_WEIGHTS.values()) < 0 or (
+        MEMORYWEB_FUSION_WEIGHTS["vector"] + MEMORYWEB_FUSION_WEIGHTS["lexical"] <= 0):
+    raise RuntimeError("MEMORYWEB_FUSION_WEIGHT_* must be 0 or more, and VECTOR or LEXICAL above "
+                       "0: hybrid recall has no other channel to rank by")
 MEMORYWEB_RECENCY_HALF_LIFE_DAYS = env.float("MEMORYWEB_RECENCY_HALF_LIFE_DAYS", default=30.0)
 # Results scoring below this are dropped (unset: none); MMR diversity lambda (unset: off).
 MEMORYWEB_MIN_SCORE = env.float("MEMORYWEB_MIN_SCORE", default=None)

@@ -34,6 +34,7 @@ from apps.compat import openapi
 from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
+from apps.core.query_params import KnownQueryParams
 from apps.memories import external_ids, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import ExternalId, Memory
@@ -218,10 +219,12 @@ class AnyTypeJSONParser(JSONParser):
     media_type = "*/*"
 
 
-class CmmView(APIView):
-    """Seed 000's routes (their own tag in the OpenAPI schema); bodies are JSON."""
+class CmmView(KnownQueryParams, APIView):
+    """Seed 000's routes (their own tag in the OpenAPI schema); bodies are JSON. Each names
+    its namespace with ``?namespace=`` (system keys); any other query parameter is a 400."""
 
     parser_classes = [AnyTypeJSONParser]
+    query_params = {"namespace"}
 
 
 @extend_schema(tags=[TAG])
@@ -320,6 +323,8 @@ class MemoryView(CmmView):
 
 @extend_schema(tags=[TAG])
 class MemoriesView(CmmView):
+    query_params = {"namespace", "agent_id", "session_id", "limit"}
+
     @extend_schema(summary="Recent memories, newest first (seed 000 /memories)",
                    parameters=[NAMESPACE_PARAM,
                                OpenApiParameter("agent_id", OpenApiTypes.STR),
@@ -346,10 +351,13 @@ class AgentMemoriesView(CmmView):
                    "(system admin)",
                    responses=OpenApiTypes.OBJECT)
     def delete(self, request, agent_id: str):
-        # Seed 000 had one store: a system key without ?namespace= cleans every namespace.
-        deleted = services.delete_by_agent(request.user, agent_id,
-                                           request.query_params.get("namespace") or None)
-        return Response({"deleted": deleted, "agent_id": agent_id})
+        # Seed 000 had one store: its clients' call without ?namespace= means everywhere
+        # (MemoryWeb's own route asks for all_namespaces=true instead).
+        namespace = request.query_params.get("namespace") or None
+        counts = services.delete_by_agent(request.user, agent_id, namespace,
+                                          all_namespaces=namespace is None)
+        return Response({"deleted": sum(counts.values()), "agent_id": agent_id,
+                         "namespaces": counts})
 
 
 @extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
@@ -398,6 +406,8 @@ class MergeView(_NotYet):
 
 @extend_schema(tags=[TAG])
 class HealthView(CmmView):
+    query_params = ()
+
     @extend_schema(summary="Seed 000's /health (with a key)", responses=OpenApiTypes.OBJECT)
     def get(self, request):
         return Response({"status": "ok", "service": "memoryweb"})

@@ -36,6 +36,7 @@ from apps.compat import openapi
 from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.client_address import client_address
 from apps.core.errors import InvalidInput
+from apps.core.query_params import KnownQueryParams
 from apps.memories import schemas, services
 from apps.memories.api.serializers import _iso
 from apps.memories.models import Memory, MemoryKind
@@ -63,8 +64,11 @@ _UNSUPPORTED = {
 }
 
 
-class MemoryOssView(APIView):
-    """Errors as seed 003 writes them: ``{"error": message, "code", "field"?}``."""
+class MemoryOssView(KnownQueryParams, APIView):
+    """Errors as seed 003 writes them: ``{"error": message, "code", "field"?}``. A system
+    key may name the namespace with ``?namespace=``; other query parameters are a 400."""
+
+    query_params = {"namespace"}
 
     openapi_error_style = "flat"  # the schema's error answers (apps/core/openapi.py)
 
@@ -158,6 +162,8 @@ class TokenThrottle(AnonRateThrottle):
 class AuthTokenView(MemoryOssView):
     """``/v1/auth/token``: a MemoryWeb key is itself the bearer token, so this checks the
     key and hands it back; the memoryOSS SDKs' ``authenticate()`` then works unchanged."""
+
+    query_params = ()
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -294,6 +300,8 @@ class RecallBatchView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class UpdateView(MemoryOssView):
+    query_params = ()  # the memory's id names its namespace
+
     patch_body_is_whole = True  # the schema: id is required (apps/core/openapi.py)
 
     @extend_schema(summary="Edit a memory's content, tags or type (team admin; seed 003)",
@@ -316,12 +324,22 @@ _FORGET_FIELDS = {"ids", "agent", "session", "namespace", "tags", "before", "sub
 
 
 def _forget_body(request) -> Mapping[str, Any]:
-    return _checked(request.data if request.data else dict(request.query_params.items()),
-                    _FORGET_FIELDS)
+    """The selection from the JSON body and the query string together: seed 003's SDKs send
+    a body, curl users a query string, and a system admin may add ``?namespace=`` to
+    either. A field given in both must say the same."""
+    body = _object(request.data, None) if request.data else {}
+    query = dict(request.query_params.items())
+    for name in sorted(set(body) & set(query)):
+        if body[name] != query[name]:
+            raise InvalidInput(f"{name} differs between the body and the query string.",
+                               field=name)
+    return _checked({**query, **body}, _FORGET_FIELDS)
 
 
 @extend_schema(tags=[TAG])
 class ForgetView(MemoryOssView):
+    query_params = _FORGET_FIELDS  # a DELETE may carry its selection in the query string
+
     reads_delete_body = True  # the schema documents the DELETE's JSON body
 
     @extend_schema(summary="Delete memories by ids (team admin) or by filter (system admin)",
@@ -348,6 +366,8 @@ class ForgetView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class ForgetCertifiedView(MemoryOssView):
+    query_params = _FORGET_FIELDS
+
     reads_delete_body = True
 
     @extend_schema(summary="Erase a subject in one call with a deletion certificate (system "
@@ -412,6 +432,8 @@ class ExportView(MemoryOssView):
 
 @extend_schema(tags=[TAG])
 class MemoriesView(MemoryOssView):
+    query_params = {"namespace", "agent", "session", "limit", "offset"}
+
     @extend_schema(summary="List a namespace's memories, newest first (seed 003 data access)",
                    parameters=[OpenApiParameter(name, OpenApiTypes.STR) for name in
                                ("namespace", "agent", "session")] +

@@ -152,11 +152,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def _is_api(path: str) -> bool:
-    """The REST API's paths and the drop-in routes' (when they have a prefix)."""
-    from django.conf import settings
+    """The API doors' paths, the drop-in ones at the root included (apps/core/json_errors.py)."""
+    from apps.core.json_errors import is_api_path
 
-    prefixes = ["api/", settings.MEMORYWEB_CMM_PREFIX, settings.MEMORYWEB_MEMORYOSS_PREFIX]
-    return any(prefix and path.startswith("/" + prefix) for prefix in prefixes)
+    return is_api_path(path)
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None):

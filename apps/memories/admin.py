@@ -355,7 +355,7 @@ class MemoryAdmin(ScopedAdmin):
         principal, deleted = self.principal(request), 0
         for agent, slug, _ in counts:
             try:
-                deleted += services.delete_by_agent(principal, agent, namespace=slug)
+                deleted += sum(services.delete_by_agent(principal, agent, namespace=slug).values())
             except ServiceError as exc:
                 self.message_user(request, f"{agent} in {slug}: {exc.message}", messages.ERROR)
         self.message_user(request, f"{deleted} memory(ies) forgotten from {len(counts)} agent(s).")

@@ -4,6 +4,7 @@ import datetime as dt
 
 import django_filters
 from django import forms
+from django.db.models.functions import Coalesce
 from django_filters.fields import IsoDateTimeField
 
 from apps.memories.models import Memory, MemoryKind
@@ -26,6 +27,28 @@ class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UTCIsoDateTimeField
 
 
+#: When a memory happened: ``occurred_at``, else when it was stored (as recall's filters).
+EVENT_TIME = Coalesce("occurred_at", "created_at")
+
+#: ``?ordering=``: ties go by storing order, so a session's turns that share a timestamp
+#: (one date for a whole session) still list in the order they were said.
+ORDERINGS = {
+    "created_at": ("created_at", "pk"),
+    "-created_at": ("-created_at", "-pk"),
+    "occurred_at": (EVENT_TIME.asc(), "created_at", "pk"),
+    "-occurred_at": (EVENT_TIME.desc(), "-created_at", "-pk"),
+}
+
+
+class MemoryFilterForm(forms.Form):
+    def clean(self):
+        cleaned = super().clean()
+        for low, high in (("created_after", "created_before"), ("occurred_after", "occurred_before")):
+            if cleaned.get(low) and cleaned.get(high) and cleaned[high] <= cleaned[low]:
+                self.add_error(high, f"must be after {low}.")
+        return cleaned
+
+
 class MemoryFilter(django_filters.FilterSet):
     agent_id = django_filters.CharFilter()
     session_id = django_filters.CharFilter()
@@ -33,10 +56,27 @@ class MemoryFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    occurred_after = UTCIsoDateTimeFilter(
+        method="filter_occurred", label="Happened at or after (occurred_at, else created_at)")
+    occurred_before = UTCIsoDateTimeFilter(
+        method="filter_occurred", label="Happened before (occurred_at, else created_at)")
+    ordering = django_filters.ChoiceFilter(
+        choices=[(name, name) for name in ORDERINGS], method="filter_ordering",
+        label="created_at / -created_at (default: newest stored first), occurred_at / "
+        "-occurred_at (event time; a session's turns in conversation order)")
 
     class Meta:
         model = Memory
-        fields = ["agent_id", "session_id", "kind", "tag", "created_after", "created_before"]
+        form = MemoryFilterForm
+        fields = ["agent_id", "session_id", "kind", "tag", "created_after", "created_before",
+                  "occurred_after", "occurred_before", "ordering"]
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(tag_rows__tag=value)
+
+    def filter_occurred(self, queryset, name, value):
+        lookup = "gte" if name == "occurred_after" else "lt"
+        return queryset.alias(_event=EVENT_TIME).filter(**{f"_event__{lookup}": value})
+
+    def filter_ordering(self, queryset, name, value):
+        return queryset.order_by(*ORDERINGS[value])

@@ -6,12 +6,17 @@
 1. **priors** (hybrid mode): recency, importance and the optional reranker join the
    fusion as further inputs scored 0..1, each with its weight. The fused score stays
    the weighted mean of every input, so the explain parts still add up to the score.
-2. **minimum score**: results below it are dropped (any mode, on the final score).
-3. **MMR** (any mode, when ``mmr_lambda`` is set): the k results are picked greedily,
+2. **evidence**: candidates that nothing which counts found (only a channel weighted 0,
+   no session-mate, no reranker score: score 0) are padding, not answers, and are
+   dropped unless a request asks for ``pad_to_k`` (``has_evidence``).
+3. **minimum score**: results below it are dropped (any mode, on the final score).
+4. **MMR** (any mode, when ``mmr_lambda`` is set): the k results are picked greedily,
    trading relevance against similarity to the results already picked.
 
 ``options_for`` decides which knobs apply: the request's, else the namespace's
-``recall_defaults``, else the server's settings.
+``recall_defaults``, else the server's settings; ``check`` refuses a combination under
+which every recall would be empty (all channel weights 0, a minimum score above the
+mode's top) or a setting that would be ignored (``rerank`` with no reranker).
 """
 
 from __future__ import annotations
@@ -31,6 +36,18 @@ RETRIEVAL_CHANNELS = ("vector", "lexical")
 PRIORS = ("recency", "importance")
 #: Hybrid's session-context input (``fusion.session_context``), part of the fused score.
 SESSION = "session"
+#: Inputs whose positive contribution is evidence besides the channels' own: the session
+#: context (a session-mate the channels found) and the reranker's opinion. Recency and
+#: importance are not: they only reorder what something else found.
+EVIDENCE = (SESSION, "rerank")
+
+#: The highest score each mode can give (None: no fixed top), read off the code:
+#: hybrid's score is a weighted mean of inputs in 0..1 (``fusion.weighted_scores`` scales
+#: each channel to 0..1, ``fusion.reciprocal_rank`` so that rank 1 everywhere is 1.0, the
+#: session context and the priors keep the mean), so 1.0 with either fusion; vector's is a
+#: cosine similarity, at most 1.0; lexical's is BM25 (SQLite, negated) or ts_rank_cd
+#: (PostgreSQL), which grow with the number of matching terms and have no fixed top.
+TOP_SCORE = {"hybrid": 1.0, "vector": 1.0, "lexical": None}
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,10 @@ class RecallOptions:
     min_score: float | None
     mmr_lambda: float | None
     rerank: bool
+    #: Fill up to k with candidates no channel found evidence for (score 0); off by default.
+    pad_to_k: bool = False
+    #: Where each knob came from: "request", "namespace" or "server" (for error messages).
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def active_priors(self) -> list[str]:
         """Priors that take part: hybrid mode only, and only with a positive weight."""
@@ -71,19 +92,24 @@ class RecallOptions:
         """For explain: the settings the ranking used."""
         return {"fusion": self.fusion, "weights": dict(self.weights),
                 "recency_half_life_days": self.recency_half_life_days,
-                "min_score": self.min_score, "mmr_lambda": self.mmr_lambda, "rerank": self.rerank}
+                "min_score": self.min_score, "mmr_lambda": self.mmr_lambda, "rerank": self.rerank,
+                "pad_to_k": self.pad_to_k}
 
 
 def options_for(namespace: Namespace, params: Mapping[str, Any]) -> RecallOptions:
     """Request over namespace over server settings, key by key."""
     ns = namespace.recall_defaults or {}
+    origins: dict[str, str] = {}
 
     def pick(name: str, default: Any) -> Any:
         if name in params:
+            origins[name] = "request"
             return params[name]
+        origins[name] = "namespace" if name in ns else "server"
         return ns.get(name, default)
 
     weights = {**settings.MEMORYWEB_FUSION_WEIGHTS, **(ns.get("weights") or {})}
+    origins.update({f"weights.{name}": "namespace" for name in ns.get("weights") or {}})
     reranker_configured = bool(settings.MEMORYWEB_RERANKER)
     return RecallOptions(
         mode=pick("mode", settings.MEMORYWEB_RECALL_MODE),
@@ -94,7 +120,83 @@ def options_for(namespace: Namespace, params: Mapping[str, Any]) -> RecallOption
         min_score=pick("min_score", settings.MEMORYWEB_MIN_SCORE),
         mmr_lambda=pick("mmr_lambda", settings.MEMORYWEB_MMR_LAMBDA),
         rerank=bool(pick("rerank", reranker_configured)) and reranker_configured,
+        pad_to_k=bool(pick("pad_to_k", False)),
+        origins=origins,
     )
+
+
+def _field(options: RecallOptions, name: str) -> str | None:
+    """The input field that set ``name``: the request's, the namespace's recall_defaults
+    (None when it is the server's setting, which no client can change)."""
+    origin = options.origins.get(name, "server")
+    if origin == "request":
+        return name
+    return f"recall_defaults.{name}" if origin == "namespace" else None
+
+
+def _where(options: RecallOptions, name: str) -> str:
+    origin = options.origins.get(name, "server")
+    if origin == "namespace":
+        return " (the namespace's recall_defaults)"
+    return "" if origin == "request" else " (the server's setting)"
+
+
+def check(options: RecallOptions, asked: Mapping[str, Any], *, any_mode: bool = False) -> None:
+    """Refuse settings under which every recall comes back empty, or that would be
+    ignored without a word (``InvalidInput`` naming the setting).
+
+    ``asked``: the settings given explicitly (the namespace's recall_defaults under the
+    request's parameters), to tell ``rerank: true`` from the default. ``any_mode``:
+    checking a namespace's defaults, which requests of any mode inherit, so the channel
+    weights are checked even if the namespace's own mode does not fuse.
+    """
+    from apps.core.errors import InvalidInput  # core builds on nothing; keep it a leaf
+
+    if any_mode or options.mode == "hybrid":
+        if sum(options.weights.get(name, 1.0) for name in RETRIEVAL_CHANNELS) <= 0:
+            field = "recall_defaults.weights" if any(
+                options.origins.get(f"weights.{n}") for n in RETRIEVAL_CHANNELS) else None
+            raise InvalidInput(
+                "weights.vector and weights.lexical are both 0: hybrid recall has no channel "
+                "to rank by and would always be empty; give one of them a weight above 0 (or "
+                "pick mode vector or lexical).", field=field)
+    top = TOP_SCORE.get(options.mode)
+    if options.min_score is not None and top is not None and options.min_score > top:
+        hint = ("; give a min_score in the request or ask a team admin to change it"
+                if options.origins.get("min_score") == "namespace" and not any_mode else "")
+        raise InvalidInput(
+            f"min_score {options.min_score:g}{_where(options, 'min_score')} is above the "
+            f"highest score {options.mode} recall can give ({top:.1f}): every recall would "
+            f"be empty{hint}.", field=_field(options, "min_score"))
+    if asked.get("rerank") is True:
+        where, field = _where(options, "rerank"), _field(options, "rerank")
+        if not settings.MEMORYWEB_RERANKER:
+            raise InvalidInput(f"rerank is true{where} but no reranker is configured on this "
+                               "server (MEMORYWEB_RERANKER); leave rerank out or set it false.",
+                               field=field)
+        if options.weights.get("rerank", 0) <= 0:
+            raise InvalidInput(f"rerank is true{where} but weights.rerank is 0, so the "
+                               "reranker's scores would count for nothing; give weights.rerank "
+                               "a weight above 0.", field=field)
+        if options.origins.get("rerank") == "request" and options.mode != "hybrid":
+            raise InvalidInput(f"rerank applies to hybrid recall only, not {options.mode}.",
+                               field=field)
+
+
+def has_evidence(candidate: Candidate, options: RecallOptions) -> bool:
+    """Something that counts found it: a channel with a weight above 0 (in hybrid mode)
+    gave it a raw score above 0 (a keyword match; a cosine similarity above 0), or the
+    session context or the reranker scored it. Otherwise it is padding (score 0).
+
+    The raw score, not the contribution: weighted fusion scales each channel min-max, so
+    the weakest keyword match contributes 0 and is still a match.
+    """
+    for name in RETRIEVAL_CHANNELS:
+        part = candidate.parts.get(name)
+        weight = options.weights.get(name, 1.0) if options.mode == "hybrid" else 1.0
+        if part is not None and weight > 0 and part.get("raw", 0.0) > 0:
+            return True
+    return any(candidate.parts.get(name, {}).get("contribution", 0.0) > 0 for name in EVIDENCE)
 
 
 @dataclass
@@ -112,6 +214,8 @@ def finish(query: str, candidates: list[Candidate], options: RecallOptions, k: i
     if priors and candidates:
         _add_priors(query, candidates, priors, options)
         candidates.sort(key=lambda c: c.score, reverse=True)
+    if not options.pad_to_k:  # nothing that counts found it: padding, not an answer
+        candidates = [c for c in candidates if has_evidence(c, options)]
     if options.min_score is not None:
         candidates = [c for c in candidates if c.score >= options.min_score]
     if options.mmr_lambda is not None and len(candidates) > 1:

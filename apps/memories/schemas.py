@@ -308,7 +308,10 @@ class RecallTuning(StrictSerializer):
         "null = off.")
     rerank = serializers.BooleanField(
         required=False, help_text="Run the configured reranker (MEMORYWEB_RERANKER) on the "
-        "candidates. Default: on when one is configured.")
+        "candidates. Default: on when one is configured; true without one is a 400.")
+    pad_to_k = serializers.BooleanField(
+        required=False, help_text="Fill up to k with candidates no channel found any evidence "
+        "for (score 0). Default false: such padding is left out.")
 
 
 class RecallInput(RecallTuning):
@@ -384,4 +387,17 @@ def validate_recall_defaults(value: Any) -> dict[str, Any]:
     cleaned = validate(RecallDefaults, value, prefix="recall_defaults")
     if "weights" in cleaned:
         cleaned["weights"] = dict(cleaned["weights"])
+    from apps.memories import ranking  # ranking builds on the models, not on the schemas
+
+    # Settings under which every recall would be empty are refused when saved, not found
+    # out later from a tenant's empty results.
+    ranking.check(ranking.options_for(_Defaults(cleaned), {}), cleaned, any_mode=True)
     return cleaned
+
+
+class _Defaults:
+    """Stands for a namespace with these recall_defaults (``ranking.options_for`` reads
+    nothing else), so defaults are checked before they are saved."""
+
+    def __init__(self, recall_defaults: dict[str, Any]):
+        self.recall_defaults = recall_defaults

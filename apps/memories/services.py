@@ -530,7 +530,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
     authorize(principal, ns.pk, Action.READ)
-    options = ranking.options_for(ns, params)
+    options = _recall_options(ns, params)
     k, mode = params["k"], options.mode
     filters = params.get("filters") or {}
     sources = sharing.sources(ns, params["include_shared"])
@@ -576,6 +576,14 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                            "include_shared": params["include_shared"]})
     metrics.RECALLS.labels(mode).inc()
     return result
+
+
+def _recall_options(ns: Namespace, params: Mapping[str, Any]) -> ranking.RecallOptions:
+    """The ranking settings in force, refused (400) if every recall would be empty under
+    them or one would be ignored: the request's over the namespace's over the server's."""
+    options = ranking.options_for(ns, params)
+    ranking.check(options, {**(ns.recall_defaults or {}), **params})
+    return options
 
 
 def _audits_reads(ns: Namespace) -> bool:
@@ -940,21 +948,38 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
 
 
 @metrics.observed("delete_by_agent")
-def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None) -> int:
-    """Delete every memory stored by ``agent_id`` (system admin), in one or all namespaces."""
+def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None, *,
+                    all_namespaces: bool = False) -> dict[str, int]:
+    """Delete every memory stored by ``agent_id`` (system admin) in ``namespace``, or in
+    every namespace when ``all_namespaces`` says so explicitly; the count per namespace.
+
+    An agent id is only unique within a tenant (two tenants may both have ``agent-1``), so
+    deleting everywhere is never the default: a forgotten ``?namespace=`` must not wipe
+    every tenant's agent of that name.
+    """
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete all memories of an agent.")
     limit = settings.MEMORYWEB_LIMITS["max_id_length"]
     if not agent_id or len(agent_id) > limit or "\x00" in agent_id:
         raise InvalidInput(f"agent_id must be 1-{limit} characters.", field="agent_id")
+    if bool(namespace) == all_namespaces:
+        raise InvalidInput(
+            "name one namespace (?namespace=) or every namespace (all_namespaces=true), not both."
+            if namespace else "name the namespace to delete from (?namespace=), or confirm "
+            "every namespace with all_namespaces=true: an agent id is only unique within a "
+            "tenant.", field="all_namespaces")
     queryset = Memory.objects.filter(agent_id=agent_id)
+    counts: dict[int, int] = {}
     if namespace:
-        queryset = queryset.filter(namespace=resolve_namespace(principal, namespace))
+        ns = resolve_namespace(principal, namespace)
+        queryset, counts[ns.pk] = queryset.filter(namespace=ns), 0
     by_namespace: dict[int, list] = {}
     for ns_id, pk in queryset.values_list("namespace_id", "pk"):
         by_namespace.setdefault(ns_id, []).append(pk)
-    return _delete_memories(principal, by_namespace, "memory.delete_by_agent",
-                            {"agent_id": agent_id})
+    _delete_memories(principal, by_namespace, "memory.delete_by_agent", {"agent_id": agent_id},
+                     counts=counts)
+    slugs = dict(Namespace.objects.filter(pk__in=list(counts)).values_list("pk", "slug"))
+    return {slugs[ns_id]: counts[ns_id] for ns_id in sorted(counts, key=slugs.get)}
 
 
 #: The recall filters that select memories to delete (as ``_filtered`` applies them).
@@ -994,9 +1019,9 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
 
 def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[Any]],
                      operation: str, summary: Mapping[str, Any] | None = None,
-                     chunk: int = 500) -> int:
+                     chunk: int = 500, counts: dict[int, int] | None = None) -> int:
     """Delete memories in one transaction (all or nothing, one audit entry per namespace),
-    then unindex per namespace."""
+    then unindex per namespace. ``counts`` (if given) gets each namespace's deletions."""
     outbox: dict[int, list[IndexOutbox]] = {}
     namespaces = Namespace.objects.in_bulk(list(by_namespace))
     deleted = 0
@@ -1016,6 +1041,8 @@ def _delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[A
             live.memories_deleted(namespaces[ns_id], pks, principal,
                                   erasure=operation == "memory.erase")
             deleted += removed
+            if counts is not None:
+                counts[ns_id] = removed
     for ns_id, rows in outbox.items():
         indexing.unindex_inline(namespaces[ns_id], [str(r.memory_id) for r in rows], [r.pk for r in rows])
     return deleted
@@ -1041,9 +1068,12 @@ def ingest_and_recall(principal: Principal, data: Mapping[str, Any],
     """
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    schemas.validate(schemas.IngestAndRecallInput, data)
+    cleaned = schemas.validate(schemas.IngestAndRecallInput, data)
     recall_keys = ("query", "k", "mode", "explain", "filters", "min_score", "mmr_lambda", "rerank",
-                   "include_shared")
+                   "pad_to_k", "include_shared")
+    tuning = ("mode", "min_score", "mmr_lambda", "rerank", "pad_to_k")
+    _recall_options(resolve_namespace(principal, data.get("namespace") or namespace),
+                    {k: cleaned[k] for k in tuning if k in cleaned})  # before the write
     memory = ingest(principal, {k: v for k, v in data.items() if k not in recall_keys}, namespace)
     query = {k: data[k] for k in recall_keys if k in data}
     query.setdefault("query", memory.content[: settings.MEMORYWEB_LIMITS["max_query_bytes"] // 4])

@@ -52,9 +52,12 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         context = dict(extra_context or {})
         if found is not None:
             principal = self.principal(request)
+            can_decide = found.state == ErasureState.REQUESTED
             context.update(
                 selected_now=self._selected_now(found),
-                can_decide=found.state == ErasureState.REQUESTED,
+                can_decide=can_decide,
+                # Four-eyes: the requester sees no approve button (the service refuses too).
+                can_approve=can_decide and erasure.may_approve(principal, found),
                 can_execute=principal.is_system_admin
                 and found.state in (ErasureState.APPROVED, ErasureState.EXECUTING),
                 has_certificate=found.state == ErasureState.EXECUTED,

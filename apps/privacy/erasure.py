@@ -8,6 +8,10 @@ store again and issues a certificate: who asked, who approved, the selector, cou
 the content hashes of what was erased (never the content), each store's check, and a
 SHA-256 over all of it that is also written into the audit chain.
 
+A rejection gives its reason; a selector that matches nothing is refused when the request
+is made. With four-eyes on (``MEMORYWEB_ERASURE_FOUR_EYES``, apps/privacy/four_eyes.py)
+the approver is another identity than the requester, and one-call erasure is off.
+
 Execution is restartable: the ids and hashes are saved (state ``executing``) before
 anything is deleted, so if the vector index is down the request stays ``executing``
 and a retry finishes the job and the checks.
@@ -43,6 +47,7 @@ from apps.memories.models import (
 from apps.memories.schemas import StrictSerializer, validate
 from apps.memories.services import _delete_memories
 from apps.memories.vectorstore import get_vector_store
+from apps.privacy import four_eyes
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SUBJECT_FIELDS, Selector, SelectorInput, select
 from apps.tenancy.models import Namespace
@@ -64,7 +69,10 @@ class ErasureInput(SelectorInput):
 
 
 class RejectInput(StrictSerializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    reason = serializers.CharField(
+        max_length=500, help_text="Why not (kept with the request, shown to the requester).",
+        error_messages={"required": "a rejection needs a reason.",
+                        "blank": "a rejection needs a reason."})
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -78,6 +86,17 @@ def create(principal: Principal, data: Mapping[str, Any]) -> ErasureRequest:
     if execute_now and not principal.is_system_admin:
         raise PermissionDenied("only a system admin may execute an erasure at once; "
                                "request it and have it approved.")
+    if execute_now and four_eyes.enabled() and not four_eyes.is_job(principal.label):
+        raise PermissionDenied("four-eyes is on (MEMORYWEB_ERASURE_FOUR_EYES): an erasure is "
+                               "requested, approved by someone else, then executed; it cannot "
+                               "be done in one call.")
+    if not selector.memories().exists():
+        field, value = selector.subject
+        named = field if field == "ids" else f"{field} {value!r}"
+        # The selection is within a namespace the caller manages: another tenant's ids
+        # get the very answer ids nobody holds get.
+        raise InvalidInput(f"{named} matches nothing you can see in namespace "
+                           f"{selector.namespace.slug!r}; there is nothing to erase.", field=field)
     with transaction.atomic():
         request = ErasureRequest.objects.create(
             namespace=selector.namespace, namespace_slug=selector.namespace.slug,
@@ -122,6 +141,11 @@ def _decide(principal: Principal, request_id: Any, to: ErasureState, **fields: A
         if request.state != ErasureState.REQUESTED:
             raise Conflict(f"the request is {request.state}; only a requested one can be "
                            f"{to.value}.", field="state")
+        if to == ErasureState.APPROVED and not may_approve(principal, request):
+            raise PermissionDenied(
+                f"four-eyes (MEMORYWEB_ERASURE_FOUR_EYES): {request.requested_by} asked for this "
+                "erasure, and its approver must be someone else (a key counts as whoever created "
+                "it); another team admin or a system admin approves it, or reject it to withdraw.")
         request.state, request.decided_by, request.decided_at = to, principal.label, timezone.now()
         for name, value in fields.items():
             setattr(request, name, value)
@@ -132,6 +156,14 @@ def _decide(principal: Principal, request_id: Any, to: ErasureState, **fields: A
     return request
 
 
+def may_approve(principal: Principal, request: ErasureRequest) -> bool:
+    """The four-eyes rule (apps/privacy/four_eyes.py): with it on, nobody approves what
+    they asked for themselves, under another label either; jobs are exempt."""
+    if not four_eyes.enabled() or four_eyes.is_job(request.requested_by):
+        return True
+    return not four_eyes.same_identity(principal.label, request.requested_by)
+
+
 def approve(principal: Principal, request_id: Any) -> ErasureRequest:
     return _decide(principal, request_id, ErasureState.APPROVED)
 
@@ -140,7 +172,7 @@ def reject(principal: Principal, request_id: Any, data: Mapping[str, Any] | None
            ) -> ErasureRequest:
     if data is not None and not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    reason = validate(RejectInput, dict(data or {})).get("reason", "")
+    reason = validate(RejectInput, dict(data or {}))["reason"]  # a rejection says why
     return _decide(principal, request_id, ErasureState.REJECTED, rejection_reason=reason)
 
 

@@ -97,8 +97,8 @@ WRITES = [
           "/api/v1/erasure-requests/{erasure}/approve", None, "admin", "erasure.approve",
           names="erasure"),
     Write("POST", "api/v1/erasure-requests/<str:request_id>/reject",
-          "/api/v1/erasure-requests/{erasure}/reject", None, "admin", "erasure.reject",
-          names="erasure"),
+          "/api/v1/erasure-requests/{erasure}/reject", {"reason": "not the subject"}, "admin",
+          "erasure.reject", names="erasure"),
     Write("POST", "api/v1/erasure-requests/<str:request_id>/execute",
           "/api/v1/erasure-requests/{erasure_approved}/execute", None, "system",
           "erasure.execute", names="erasure_approved"),
@@ -145,15 +145,15 @@ def targets(alpha, beta, agent):
     invitee = get_user_model().objects.create_user(INVITEE)
     grant = SharingGrant.objects.create(grantor=alpha, grantee=beta).pk
     root = Principal(label="system:test", agent_id="", role=Role.SYSTEM)
-    nobody = {"namespace": "alpha", "agent_id": "nobody"}
+    selector = {"namespace": "alpha", "agent_id": "agent-1"}  # an erasure selects something
     invitation = invitations.invite(root, "alpha", {"username": INVITEE, "role": "reader"}).pk
     session = APIClient()
     session.force_login(invitee)
     return {"memory": memory, "key": key, "grant": grant, "user": "member-1",
             "invitation": invitation, "invitee": Caller(session, None, None, "person"),
             "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
-            "erasure": erasure.create(root, nobody).pk,
-            "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk}
+            "erasure": erasure.create(root, selector).pk,
+            "erasure_approved": erasure.approve(root, erasure.create(root, selector).pk).pk}
 
 
 @pytest.mark.parametrize("write", WRITES, ids=lambda w: f"{w.method} {w.path}")

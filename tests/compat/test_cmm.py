@@ -74,7 +74,8 @@ def test_the_documented_curl_examples_work_with_a_key(imported, team_admin, read
     assert agent.delete("/cmm/memories/agent/agent-47").status_code == 403
     assert team_admin.delete("/cmm/memories/agent/agent-47").status_code == 403
     gone = system_admin.delete("/cmm/memories/agent/agent-47")
-    assert gone.status_code == 200 and gone.json() == {"deleted": 2, "agent_id": "agent-47"}
+    assert gone.status_code == 200 and gone.json() == {"deleted": 2, "agent_id": "agent-47",
+                                                       "namespaces": {"alpha": 2}}
     assert reader.get("/cmm/memory/42").status_code == 404
     assert reader.get("/cmm/memories?agent_id=agent-47&limit=50").json()["memories"] == []
 

@@ -88,7 +88,8 @@ def test_seed_000_curl_examples_and_seed_003_sdk_calls(embedded_env, tmp_path): 
         assert status == 403  # a system admin's operation
         status, body = _curl(*auth("system"), "-X", "DELETE",
                              f"{url}/cmm/memories/agent/agent-47")
-        assert status == 200 and body == {"deleted": 2, "agent_id": "agent-47"}
+        assert status == 200 and body == {"deleted": 2, "agent_id": "agent-47",
+                                          "namespaces": {"demo": 2}}
         # curl -X DELETE http://localhost:7832/memory/42 (gone with agent-47's; 41 is left)
         assert _curl(*auth("admin"), "-X", "DELETE", f"{url}/cmm/memory/42")[0] == 404
         status, body = _curl(*auth("admin"), "-X", "DELETE", f"{url}/cmm/memory/41")

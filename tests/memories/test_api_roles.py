@@ -151,7 +151,7 @@ def test_delete_memory_by_role(callers, stored, role, expected):
 )
 def test_delete_by_agent_by_role(callers, stored, role, expected):
     stored("from agent-1")
-    response = callers[role].delete("/api/v1/agents/agent-1/memories")
+    response = callers[role].delete("/api/v1/agents/agent-1/memories?all_namespaces=true")
     assert response.status_code == expected, response.content
     assert Memory.objects.filter(agent_id="agent-1").count() == (0 if expected == 200 else 1)
 
@@ -160,8 +160,8 @@ def test_delete_by_agent_spares_other_agents_and_reaches_every_namespace(system_
     agent.post("/api/v1/memories", {"content": "alpha by agent-1"})
     outsider.post("/api/v1/memories", {"content": "beta by outsider-1"})
     system_admin.post("/api/v1/memories", {"content": "beta by agent-1?", "namespace": "beta"})
-    response = system_admin.delete("/api/v1/agents/agent-1/memories")
-    assert response.json() == {"deleted": 1}
+    response = system_admin.delete("/api/v1/agents/agent-1/memories?all_namespaces=true")
+    assert response.json() == {"deleted": 1, "namespaces": {"alpha": 1}}
     assert set(Memory.objects.values_list("agent_id", flat=True)) == {"outsider-1", "root"}
     recall = agent.post("/api/v1/recall", {"query": "alpha by agent-1"}).json()
     assert recall["results"] == []
@@ -172,7 +172,7 @@ def test_delete_by_agent_limited_to_namespace(system_admin, agent, beta):
     agent.post("/api/v1/memories", {"content": "in alpha"})
     twin.post("/api/v1/memories", {"content": "in beta"})
     response = system_admin.delete("/api/v1/agents/agent-1/memories?namespace=beta")
-    assert response.json() == {"deleted": 1}
+    assert response.json() == {"deleted": 1, "namespaces": {"beta": 1}}
     assert list(Memory.objects.values_list("content", flat=True)) == ["in alpha"]
 
 

@@ -38,7 +38,7 @@ def test_index_follows_bulk_delete_and_namespace_deletion(agent, system_admin, a
 
     agent.post("/api/v1/memories/batch", {"memories": [{"content": f"walrus fact {i}"} for i in range(5)]})
     assert len(_search(alpha, "walrus")) == 5
-    system_admin.delete("/api/v1/agents/agent-1/memories")
+    system_admin.delete("/api/v1/agents/agent-1/memories?all_namespaces=true")
     assert _search(alpha, "walrus") == []
     agent.post("/api/v1/memories", {"content": "penguin colony census"})
     table = lexical.fts_table(alpha.pk)

@@ -72,7 +72,8 @@ def test_min_score_drops_weak_results(agent, stored):
     cut = (everything[0]["score"] + everything[-1]["score"]) / 2
     kept = _recall(agent, k=10, min_score=cut)["results"]
     assert kept and len(kept) < len(everything) and all(r["score"] >= cut for r in kept)
-    assert _recall(agent, min_score=1.01)["results"] == []
+    # Above what hybrid can score: refused, not an empty answer (test_recall_settings.py).
+    assert agent.post("/api/v1/recall", {"query": QUERY, "min_score": 1.01}).status_code == 400
 
 
 @pytest.mark.parametrize("mode", ["vector", "hybrid"])
@@ -127,7 +128,10 @@ def test_reranker_reorders_and_is_explained(agent, stored, keyword_reranker):
 
 def test_rerank_is_off_without_a_configured_reranker(agent, stored):
     stored(EARLY)
-    assert _recall(agent, rerank=True, explain=True)["explain"]["rerank"] is False
+    assert _recall(agent, explain=True)["explain"]["rerank"] is False
+    # Asking for it anyway is a 400 naming the setting, not silently ignored.
+    refused = agent.post("/api/v1/recall", {"query": QUERY, "rerank": True})
+    assert refused.status_code == 400 and refused.json()["error"]["field"] == "rerank"
 
 
 def test_namespace_defaults_apply_and_requests_override_them(agent, alpha, stored):

@@ -97,7 +97,9 @@ def test_filter_by_created_range(agent, facts):
     # Chroma holds the creation time given at ingest; re-index so the moved row is seen.
     call_command("reindex", "--namespace", "alpha")
     cutoff = (timezone.now() - timedelta(days=1)).isoformat()
-    after = _recall(agent, FACTS[0], k=20, created_after=cutoff)
+    # pad_to_k: every memory the filter lets through, also those pointing away from the query.
+    after = agent.post("/api/v1/recall", {"query": FACTS[0], "k": 20, "pad_to_k": True,
+                                          "filters": {"created_after": cutoff}}).json()["results"]
     assert FACTS[0] not in [r["content"] for r in after]
     assert len(after) == len(FACTS) - 1
     before = _recall(agent, FACTS[0], k=20, created_before=cutoff)
@@ -190,11 +192,14 @@ def test_list_is_paginated(agent):
 
 def test_expired_memory_can_still_be_deleted_and_edited(team_admin):
     past = (timezone.now() - timedelta(minutes=1)).isoformat()
-    expired = team_admin.post("/api/v1/memories", {"content": "stale", "expires_at": past}).json()
+    expired = team_admin.post("/api/v1/memories", {"content": "stale"}).json()
+    Memory.objects.filter(pk=expired["id"]).update(expires_at=past)  # ingest refuses a past one
     patched = team_admin.patch(f"/api/v1/memories/{expired['id']}", {"expires_at": None})
     assert patched.status_code == 200  # un-expired by an edit
     assert team_admin.get(f"/api/v1/memories/{expired['id']}").status_code == 200
-    team_admin.patch(f"/api/v1/memories/{expired['id']}", {"expires_at": past})
+    assert team_admin.patch(f"/api/v1/memories/{expired['id']}",  # an edit may not expire it
+                            {"expires_at": past}).status_code == 400
+    Memory.objects.filter(pk=expired["id"]).update(expires_at=past)
     assert team_admin.delete(f"/api/v1/memories/{expired['id']}").status_code == 204
     assert not Memory.objects.filter(pk=expired["id"]).exists()
 

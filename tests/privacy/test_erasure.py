@@ -132,16 +132,16 @@ def test_export_erase_export_round_trip(team_admin, system_admin, subject):
 
 
 def test_state_machine(team_admin, system_admin, subject):
-    request_id = team_admin.post(REQUESTS, {"session_id": "none"}).json()["id"]
+    request_id = team_admin.post(REQUESTS, {"agent_id": "agent-2"}).json()["id"]
     assert system_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 409
     assert team_admin.get(f"{REQUESTS}/{request_id}/certificate").status_code == 404
     rejected = team_admin.post(f"{REQUESTS}/{request_id}/reject", {"reason": "not the subject"})
     assert rejected.json()["state"] == "rejected"
     assert rejected.json()["rejection_reason"] == "not the subject"
-    for action in ("approve", "reject"):
-        assert team_admin.post(f"{REQUESTS}/{request_id}/{action}").status_code == 409
+    assert team_admin.post(f"{REQUESTS}/{request_id}/approve").status_code == 409
+    assert team_admin.post(f"{REQUESTS}/{request_id}/reject", {"reason": "again"}).status_code == 409
     assert system_admin.post(f"{REQUESTS}/{request_id}/execute").status_code == 409
-    done = _erase(team_admin, system_admin, {"session_id": "none"})
+    done = _erase(team_admin, system_admin, {"agent_id": "agent-2"})
     assert system_admin.post(f"{REQUESTS}/{done['id']}/execute").status_code == 409
     listed = team_admin.get(f"{REQUESTS}?state=rejected").json()
     assert [r["id"] for r in listed] == [request_id]

@@ -136,19 +136,20 @@ ROUTES = [
     Route("GET", "api/v1/erasure-requests", "/api/v1/erasure-requests", None, Role.ADMIN, 200,
           scoped=False),
     Route("POST", "api/v1/erasure-requests", "/api/v1/erasure-requests",
-          {"namespace": "alpha", "agent_id": "nobody"}, Role.ADMIN, 201),
+          {"namespace": "alpha", "agent_id": "erasable"}, Role.ADMIN, 201),
     Route("GET", "api/v1/erasure-requests/<str:request_id>", "/api/v1/erasure-requests/{erasure}",
           None, Role.ADMIN, 200),
     Route("POST", "api/v1/erasure-requests/<str:request_id>/approve",
           "/api/v1/erasure-requests/{erasure}/approve", None, Role.ADMIN, 200),
     Route("POST", "api/v1/erasure-requests/<str:request_id>/reject",
-          "/api/v1/erasure-requests/{erasure}/reject", None, Role.ADMIN, 200),
+          "/api/v1/erasure-requests/{erasure}/reject", {"reason": "not the subject"}, Role.ADMIN,
+          200),
     Route("POST", "api/v1/erasure-requests/<str:request_id>/execute",
           "/api/v1/erasure-requests/{erasure_approved}/execute", None, Role.SYSTEM, 200),
     Route("GET", "api/v1/erasure-requests/<str:request_id>/certificate",
           "/api/v1/erasure-requests/{erasure_done}/certificate", None, Role.ADMIN, 200),
     Route("DELETE", "api/v1/forget/certified",
-          "/api/v1/forget/certified?namespace=alpha&agent_id=nobody", None, Role.SYSTEM, 200,
+          "/api/v1/forget/certified?namespace=alpha&agent_id=erasable", None, Role.SYSTEM, 200,
           scoped=False),
     # Seed 000's drop-in routes (apps/compat/cmm.py); ?namespace= lets the system key act.
     Route("POST", "cmm/ingest", "/cmm/ingest?namespace=alpha", {"gist": "written by the matrix"},
@@ -183,7 +184,7 @@ ROUTES = [
           Role.ADMIN, 200),
     Route("DELETE", "v1/forget", "/v1/forget?namespace=alpha&agent=nobody", None, Role.SYSTEM,
           200, scoped=False),
-    Route("DELETE", "v1/forget/certified", "/v1/forget/certified?namespace=alpha&agent=nobody",
+    Route("DELETE", "v1/forget/certified", "/v1/forget/certified?namespace=alpha&agent=erasable",
           None, Role.SYSTEM, 200, scoped=False),
     Route("GET", "v1/export", "/v1/export?namespace=alpha", None, Role.ADMIN, 200),
     Route("GET", "v1/memories", "/v1/memories?namespace=alpha", None, Role.READER, 200),
@@ -254,11 +255,17 @@ def world(alpha, beta, callers):
         "member_admin": _person("admin-person", alpha, Role.ADMIN),
     }
     root = Principal.for_key(callers["system"].key)
-    nobody = {"namespace": "alpha", "agent_id": "nobody"}
+    # An erasure must select something: "erasable" holds a memory the erasure routes (and
+    # the requests below) select, "erased" one that the executed request already erased.
+    for subject in ("erasable", "erased"):
+        make_caller(Role.AGENT, alpha, subject).post("/api/v1/memories",
+                                                     {"content": f"a note by {subject}"})
+    erasable = {"namespace": "alpha", "agent_id": "erasable"}
     erasures = {
-        "erasure": erasure.create(root, nobody).pk,
-        "erasure_approved": erasure.approve(root, erasure.create(root, nobody).pk).pk,
-        "erasure_done": erasure.create(root, {**nobody, "execute": True}).pk,
+        "erasure": erasure.create(root, erasable).pk,
+        "erasure_approved": erasure.approve(root, erasure.create(root, erasable).pk).pk,
+        "erasure_done": erasure.create(root, {"namespace": "alpha", "agent_id": "erased",
+                                              "execute": True}).pk,
     }
     pk = Memory.objects.get(pk=memory["id"]).pk
     cmm_memory = cmm_numbers(alpha, "cmm", [pk])[pk]

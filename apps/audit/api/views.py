@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from apps.audit import services
 from apps.audit.models import AuditEntry
+from apps.core.query_params import KnownQueryParams
 
 
 class AuditEntrySerializer(serializers.ModelSerializer):
@@ -25,7 +26,9 @@ class AuditPageSerializer(serializers.Serializer):
                                               "the next page; null on the last page.")
 
 
-class AuditListView(APIView):
+class AuditListView(KnownQueryParams, APIView):
+    query_params = set(services.AuditQuery().fields)
+
     @extend_schema(summary="Audit entries, oldest first (team admin: their namespace; system "
                    "admin: all)", parameters=[services.AuditQuery], responses=AuditPageSerializer)
     def get(self, request):
@@ -37,7 +40,7 @@ class AuditListView(APIView):
                          "next_after_seq": page[-1].seq if more else None})
 
 
-class AuditVerifyView(APIView):
+class AuditVerifyView(KnownQueryParams, APIView):
     @extend_schema(summary="Verify the whole audit chain (system admin)", responses=inline_serializer(
         "AuditVerdict", {"intact": serializers.BooleanField(),
                          "checked": serializers.IntegerField(),

@@ -142,7 +142,11 @@ class IngestAndRecallResponseSerializer(serializers.Serializer):
 
 
 class DeleteCountSerializer(serializers.Serializer):
-    deleted = serializers.IntegerField()
+    deleted = serializers.IntegerField(help_text="Memories deleted in all (every namespace).")
+    namespaces = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="Memories deleted per namespace slug (the named one, or each one that held "
+        "the agent's memories with all_namespaces=true).")
 
 
 class MemoryBatchRequestSerializer(serializers.Serializer):

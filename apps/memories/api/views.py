@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput
+from apps.core.query_params import KnownQueryParams
 from apps.memories import schemas, services
 from apps.memories.api.serializers import (
     BatchResponseSerializer,
@@ -60,8 +61,10 @@ def _idempotency_key(request) -> str | None:
     partial_update=extend_schema(summary="Edit a memory (team admin)", request=schemas.MemoryUpdate),
     destroy=extend_schema(summary="Delete a memory (team admin)"),
 )
-class MemoryViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = MemorySerializer
+    #: Besides the list's filters, paging and ordering (apps/core/query_params.py).
+    query_params = {"list": {"namespace"}, "create": {"namespace"}, "batch": {"namespace"}}
     filterset_class = MemoryFilter
     lookup_value_regex = "[^/]+"
 
@@ -126,7 +129,9 @@ def _with_after_header(request) -> Any:
     return {**data, "filters": {**filters, "after": after}}
 
 
-class RecallView(APIView):
+class RecallView(KnownQueryParams, APIView):
+    query_params = {"namespace"}
+
     @extend_schema(summary="Recall memories by meaning", request=schemas.RecallInput,
                    responses=RecallResponseSerializer,
                    parameters=[OpenApiParameter(
@@ -158,7 +163,9 @@ class RecallView(APIView):
         return response
 
 
-class IngestAndRecallView(APIView):
+class IngestAndRecallView(KnownQueryParams, APIView):
+    query_params = {"namespace"}
+
     @extend_schema(summary="Store a memory, then recall related ones (seed 000)",
                    request=schemas.IngestAndRecallInput,
                    responses={201: IngestAndRecallResponseSerializer})
@@ -171,12 +178,28 @@ class IngestAndRecallView(APIView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class AgentMemoriesView(APIView):
-    @extend_schema(summary="Delete every memory of an agent (system admin)",
-                   parameters=[NAMESPACE_PARAM], responses=DeleteCountSerializer)
+def bool_param(request, name: str) -> bool:
+    """``?name=true|false`` (absent: false); anything else is a 400 naming it."""
+    value = request.query_params.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidInput(f"{name} must be true or false.", field=name)
+    return value == "true"
+
+
+class AgentMemoriesView(KnownQueryParams, APIView):
+    query_params = {"namespace", "all_namespaces"}
+
+    @extend_schema(summary="Delete every memory of an agent in a namespace, or in every "
+                   "namespace with all_namespaces=true (system admin)",
+                   parameters=[NAMESPACE_PARAM, OpenApiParameter(
+                       "all_namespaces", OpenApiTypes.BOOL, description="true: every namespace "
+                       "(agent ids are unique per tenant only). Required when no namespace is "
+                       "named; not with one.")],
+                   responses={200: DeleteCountSerializer})
     def delete(self, request, agent_id: str):
-        deleted = services.delete_by_agent(request.user, agent_id, request.query_params.get("namespace"))
-        return Response({"deleted": deleted})
+        counts = services.delete_by_agent(request.user, agent_id, _query_namespace(request),
+                                          all_namespaces=bool_param(request, "all_namespaces"))
+        return Response({"deleted": sum(counts.values()), "namespaces": counts})
 
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput, NotFound
+from apps.core.query_params import KnownQueryParams
 from apps.privacy import erasure, export
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SelectorInput, select
@@ -33,6 +34,21 @@ def query_selector(request) -> dict[str, Any]:
     return data
 
 
+def body_and_query_selector(request) -> dict[str, Any]:
+    """A DELETE's selector from its JSON body and its query string together (a system admin
+    may add ``?namespace=`` to a body); a field given in both must say the same."""
+    query = query_selector(request)
+    if not request.data:
+        return query
+    if not isinstance(request.data, Mapping):
+        raise InvalidInput("expected a JSON object.")
+    for name in sorted(set(request.data) & set(query)):
+        if request.data[name] != query[name]:
+            raise InvalidInput(f"{name} differs between the body and the query string.",
+                               field=name)
+    return {**query, **request.data}
+
+
 async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """Pull each chunk on the thread that runs the sync views (it holds the database
     connection), so Daphne streams them; a sync iterator would be read whole first."""
@@ -48,7 +64,9 @@ def streaming(request, chunks: Iterator[bytes], filename: str) -> StreamingHttpR
     return response
 
 
-class ExportView(APIView):
+class ExportView(KnownQueryParams, APIView):
+    query_params = {*SelectorInput().fields}
+
     @extend_schema(
         summary="Export a namespace or a subject as JSON lines (team admin)",
         parameters=[SelectorInput, OpenApiParameter(
@@ -87,7 +105,9 @@ def _request_body(request: ErasureRequest) -> dict[str, Any]:
     return body
 
 
-class ErasureListView(APIView):
+class ErasureListView(KnownQueryParams, APIView):
+    query_params = {"state"}
+
     @extend_schema(summary="Erasure requests of the caller's namespaces (team admin)",
                    parameters=[OpenApiParameter("state", OpenApiTypes.STR,
                                                 enum=[s.value for s in ErasureState])],
@@ -110,35 +130,35 @@ class ErasureListView(APIView):
         return Response(_request_body(created), status=status.HTTP_201_CREATED)
 
 
-class ErasureDetailView(APIView):
+class ErasureDetailView(KnownQueryParams, APIView):
     @extend_schema(summary="An erasure request (with its certificate once executed)",
                    responses=ErasureRequestSerializer)
     def get(self, request, request_id: str):
         return Response(_request_body(erasure.get(request.user, request_id)))
 
 
-class ErasureApproveView(APIView):
+class ErasureApproveView(KnownQueryParams, APIView):
     @extend_schema(summary="Approve a requested erasure (team admin)", request=None,
                    responses=ErasureRequestSerializer)
     def post(self, request, request_id: str):
         return Response(_request_body(erasure.approve(request.user, request_id)))
 
 
-class ErasureRejectView(APIView):
+class ErasureRejectView(KnownQueryParams, APIView):
     @extend_schema(summary="Reject a requested erasure (team admin)", request=erasure.RejectInput,
                    responses=ErasureRequestSerializer)
     def post(self, request, request_id: str):
         return Response(_request_body(erasure.reject(request.user, request_id, request.data)))
 
 
-class ErasureExecuteView(APIView):
+class ErasureExecuteView(KnownQueryParams, APIView):
     @extend_schema(summary="Execute an approved erasure (team admin); returns the certificate",
                    request=None, responses=ErasureRequestSerializer)
     def post(self, request, request_id: str):
         return Response(_request_body(erasure.execute(request.user, request_id)))
 
 
-class CertificateView(APIView):
+class CertificateView(KnownQueryParams, APIView):
     @extend_schema(summary="Download an executed erasure's deletion certificate (JSON)",
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, request_id: str):
@@ -150,10 +170,12 @@ class CertificateView(APIView):
         return response
 
 
-class ForgetCertifiedView(APIView):
+class ForgetCertifiedView(KnownQueryParams, APIView):
+    query_params = {*SelectorInput().fields}
+
     @extend_schema(summary="Erase a subject in one call and answer the certificate (system "
                    "admin; seed 003)", request=SelectorInput,
                    responses={200: OpenApiTypes.OBJECT})
     def delete(self, request):
-        executed = erasure.forget_certified(request.user, request.data or query_selector(request))
+        executed = erasure.forget_certified(request.user, body_and_query_selector(request))
         return Response(executed.certificate)

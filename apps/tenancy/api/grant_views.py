@@ -8,6 +8,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.query_params import KnownQueryParams
 from apps.tenancy import grants
 from apps.tenancy.models import SharingGrant
 
@@ -33,7 +34,7 @@ class AccessibleGrantSerializer(GrantSerializer):
         read_only_fields = fields
 
 
-class GrantListView(APIView):
+class GrantListView(KnownQueryParams, APIView):
     @extend_schema(summary="Grants this namespace has given (team admin)",
                    responses=GrantSerializer(many=True))
     def get(self, request, slug: str):
@@ -46,7 +47,7 @@ class GrantListView(APIView):
         return Response(GrantSerializer(grant).data, status=status.HTTP_201_CREATED)
 
 
-class GrantDetailView(APIView):
+class GrantDetailView(KnownQueryParams, APIView):
     @extend_schema(summary="A grant this namespace has given (team admin)",
                    responses=GrantSerializer)
     def get(self, request, slug: str, grant_id: int):
@@ -59,7 +60,9 @@ class GrantDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class AccessibleView(APIView):
+class AccessibleView(KnownQueryParams, APIView):
+    query_params = {"namespace"}
+
     @extend_schema(summary="Live grants to the caller's namespaces: what recall with "
                    "include_shared can reach",
                    parameters=[OpenApiParameter("namespace", OpenApiTypes.STR, description=

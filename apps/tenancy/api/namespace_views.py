@@ -7,6 +7,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.query_params import KnownQueryParams
 from apps.tenancy import namespaces
 from apps.tenancy.api.invitation_views import InvitedSerializer, invited
 from apps.tenancy.models import Invitation, Namespace
@@ -36,7 +37,7 @@ def _render(request, namespace_or_list, many: bool = False):
     return NamespaceSerializer(namespace_or_list, many=many, context={"principal": request.user}).data
 
 
-class NamespaceListView(APIView):
+class NamespaceListView(KnownQueryParams, APIView):
     @extend_schema(summary="Namespaces the caller can see", responses=NamespaceSerializer(many=True))
     def get(self, request):
         return Response(_render(request, namespaces.list_namespaces(request.user), many=True))
@@ -48,7 +49,7 @@ class NamespaceListView(APIView):
         return Response(_render(request, namespace), status=status.HTTP_201_CREATED)
 
 
-class NamespaceDetailView(APIView):
+class NamespaceDetailView(KnownQueryParams, APIView):
     @extend_schema(summary="A namespace", responses=NamespaceSerializer)
     def get(self, request, slug: str):
         return Response(_render(request, namespaces.get_namespace(request.user, slug)))
@@ -65,7 +66,7 @@ class NamespaceDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MemberListView(APIView):
+class MemberListView(KnownQueryParams, APIView):
     @extend_schema(summary="A namespace's members and their roles (team admin)",
                    responses={200: inline_serializer("Member", {
                        "username": serializers.CharField(),
@@ -75,7 +76,7 @@ class MemberListView(APIView):
                          for name, role in namespaces.list_members(request.user, slug).items()])
 
 
-class MemberDetailView(APIView):
+class MemberDetailView(KnownQueryParams, APIView):
     @extend_schema(summary="Change a member's role (team admin); for anyone else, send an "
                    "invitation (202, the same answer for every name). A system admin sets "
                    "any user's role directly.",

@@ -7,11 +7,12 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.query_params import KnownQueryParams
 from apps.tenancy import keys
 from apps.tenancy.api.serializers import ApiKeySerializer, NewApiKeySerializer, with_secret
 
 
-class KeyListView(APIView):
+class KeyListView(KnownQueryParams, APIView):
     @extend_schema(summary="List a namespace's keys (team admin; never the secrets)",
                    responses=ApiKeySerializer(many=True))
     def get(self, request, slug: str):
@@ -24,7 +25,7 @@ class KeyListView(APIView):
         return Response(with_secret(key, raw), status=status.HTTP_201_CREATED)
 
 
-class KeyDetailView(APIView):
+class KeyDetailView(KnownQueryParams, APIView):
     patch_body_is_whole = True  # the schema: expires_at is required (apps/core/openapi.py)
 
     @extend_schema(summary="Set or clear a key's expiry (team admin)", request=keys.KeyUpdate,
@@ -38,7 +39,7 @@ class KeyDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class KeyRotateView(APIView):
+class KeyRotateView(KnownQueryParams, APIView):
     @extend_schema(summary="Rotate a key: a new secret; the old one works for the grace period",
                    request=keys.RotateInput, responses={201: NewApiKeySerializer})
     def post(self, request, slug: str, key_id: int):
