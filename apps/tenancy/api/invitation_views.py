@@ -17,6 +17,7 @@ class InvitationSerializer(serializers.ModelSerializer):
 
     status = serializers.CharField(source="state", read_only=True,
                                    help_text="pending, expired, accepted, declined or revoked")
+    role = serializers.ChoiceField(choices=invitations.MEMBER_ROLES, read_only=True)
 
     class Meta:
         model = Invitation
@@ -31,7 +32,7 @@ class InvitedSerializer(serializers.Serializer):
     status = serializers.CharField(help_text='Always "invited".')
     id = serializers.IntegerField()
     invitee = serializers.CharField()
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=invitations.MEMBER_ROLES)
     expires_at = serializers.DateTimeField()
 
 
@@ -40,6 +41,7 @@ class MyInvitationSerializer(serializers.ModelSerializer):
 
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     namespace_name = serializers.CharField(source="namespace.name", read_only=True)
+    role = serializers.ChoiceField(choices=invitations.MEMBER_ROLES, read_only=True)
 
     class Meta:
         model = Invitation
