@@ -238,11 +238,38 @@ def _ask(path: Path, line: bytes) -> dict:
             return json.loads(reader.readline())
 
 
+#: Every vector-store operation from a command's process while the server holds the store.
+VECTOR_OPS = """
+import json
+import numpy as np
+from apps.memories.vectorstore import get_vector_store
+from apps.tenancy.models import Namespace
+
+store, ns = get_vector_store(), Namespace.objects.get(slug="demo")
+vectors = np.eye(3, 384, dtype=np.float32)
+store.upsert(ns, ["a", "b", "c"], vectors, [{"agent_id": "x", "t:red": True},
+                                            {"agent_id": "y"}, {"agent_id": "z"}])
+out = {"store": type(store).__name__, "count": store.count(ns),
+       "query": [h.id for h in store.query(ns, vectors[1], 2, {"agent_id": "y"})],
+       "nearest": [h.id for h in store.nearest(ns, vectors[2:3])],
+       "embeddings": {i: v.tolist()[:3] for i, v in store.embeddings(ns, ["a", "zz"]).items()}}
+store.upsert(ns, ["a"], vectors[:1], [{"agent_id": "x"}])  # the tag removed
+out["tagged"] = [h.id for h in store.query(ns, vectors[0], 3, {"t:red": True})]
+store.delete(ns, ["b"])
+out["left"] = sorted(store.all_ids(ns, page=1))
+store.heartbeat()
+print(json.dumps(out))
+"""
+
+
 def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):  # noqa: F811
     keys = _setup(embedded_env)
     path = Path(embedded_env["MEMORYWEB_DATA_DIR"], "control.sock")
     with DaphneServer(tmp_path / "daphne.log", embedded_env):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only this user may connect
+        done = json.loads(_run(embedded_env, "shell", "-c", VECTOR_OPS).stdout.splitlines()[-1])
+        assert done == {"store": "GuestVectorStore", "count": 3, "query": ["b"], "nearest": ["c"],
+                        "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [], "left": ["a", "c"]}
         hello = _ask(path, b'{"op": "hello"}')
         assert hello["ok"] and hello["result"]["protocol"] == 1
         assert "mcp.call" in hello["result"]["operations"]
