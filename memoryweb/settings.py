@@ -373,6 +373,12 @@ MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
 MEMORYWEB_KEY_ROTATION_GRACE_SECONDS = env.int("MEMORYWEB_KEY_ROTATION_GRACE_SECONDS", default=3600)
 # Requests per principal (API key or person), DRF rate syntax; empty = unlimited.
 MEMORYWEB_RATE_LIMIT = env.str("MEMORYWEB_RATE_LIMIT", default="6000/min")
+# One budget for every door (REST, drop-in routes, MCP tools/call, WebSocket messages):
+# apps/tenancy/budget.py parses it per request; nonsense stops the start instead.
+if MEMORYWEB_RATE_LIMIT.strip() and not re.fullmatch(r"\s*\d+\s*/\s*[smhd][a-z]*\s*",
+                                                     MEMORYWEB_RATE_LIMIT.lower()):
+    raise RuntimeError(f"MEMORYWEB_RATE_LIMIT={MEMORYWEB_RATE_LIMIT!r}: expected e.g. 6000/min, "
+                       "20/s, 100000/day, or empty for unlimited")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -389,12 +395,6 @@ REST_FRAMEWORK = {
         "django_filters.rest_framework.DjangoFilterBackend",
     ],
     # Shared schema rules (error answers, strict bodies, bounded JSON): apps/core/openapi.py.
-# One budget for every door (REST, drop-in routes, MCP tools/call, WebSocket messages):
-# apps/tenancy/budget.py parses it per request; nonsense stops the start instead.
-if MEMORYWEB_RATE_LIMIT.strip() and not re.fullmatch(r"\s*\d+\s*/\s*[smhd][a-z]*\s*",
-                                                     MEMORYWEB_RATE_LIMIT.lower()):
-    raise RuntimeError(f"MEMORYWEB_RATE_LIMIT={MEMORYWEB_RATE_LIMIT!r}: expected e.g. 6000/min, "
-                       "20/s, 100000/day, or empty for unlimited")
     "DEFAULT_SCHEMA_CLASS": "apps.core.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["apps.tenancy.throttling.PrincipalRateThrottle"],

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core.errors import InvalidInput, flatten_validation_error
@@ -38,6 +39,12 @@ class StrictSerializer(serializers.Serializer):
                     else ""
                 )
                 raise serializers.ValidationError({name: f"unknown field {name!r}.{hint}"})
+            # DRF's CharField turns 0 into "0"; the schema says string, so a number is a 400.
+            for name, field in self.fields.items():
+                value = data.get(name)
+                if (isinstance(field, serializers.CharField) and not field.read_only
+                        and value is not None and not isinstance(value, str)):
+                    raise serializers.ValidationError({name: "must be a string."})
         return super().to_internal_value(data)
 
 
@@ -218,6 +225,16 @@ class MemoryBatchInput(StrictSerializer):
     namespace = serializers.SlugField(required=False, allow_blank=True)
 
 
+@extend_schema_field({
+    "type": "object", "maxProperties": LIMITS["max_metadata_filters"],
+    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "boolean"},
+                                       {"type": "number", "minimum": INT64[0],
+                                        "maximum": INT64[1]}]},
+    "description": "Metadata keys and the value each must equal (strings, numbers, booleans)."})
+class MetadataFilterField(serializers.DictField):
+    """``filters.metadata``: validated by RecallFilters.validate_metadata."""
+
+
 class RecallFilters(StrictSerializer):
     agent_id = TextField(max_length=LIMITS["max_id_length"], required=False)
     session_id = TextField(max_length=LIMITS["max_id_length"], required=False)
@@ -239,7 +256,7 @@ class RecallFilters(StrictSerializer):
         "valid_until) contains this moment. Default: now.")
     include_invalid = serializers.BooleanField(
         default=False, help_text="Also return memories outside their validity window.")
-    metadata = serializers.DictField(required=False)
+    metadata = MetadataFilterField(required=False)
 
     def validate(self, attrs):
         if "after" in attrs:
@@ -355,6 +372,12 @@ class RecallDefaults(RecallTuning):
     fusion = serializers.ChoiceField(choices=FUSION_METHODS, required=False)
     weights = FusionWeights(required=False)
     recency_half_life_days = serializers.FloatField(required=False, min_value=0.001)
+
+
+@extend_schema_field(RecallDefaults)
+class RecallDefaultsField(serializers.JSONField):
+    """``recall_defaults`` in a body: read as JSON, checked by validate_recall_defaults;
+    the OpenAPI schema shows the RecallDefaults object it must be."""
 
 
 def validate_recall_defaults(value: Any) -> dict[str, Any]:
