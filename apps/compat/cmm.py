@@ -349,7 +349,7 @@ class MemoriesView(CmmView):
 class AgentMemoriesView(CmmView):
     @extend_schema(summary="Delete every memory of an agent, in one namespace or all "
                    "(system admin)",
-                   responses=OpenApiTypes.OBJECT)
+                   responses={200: OpenApiTypes.OBJECT})
     def delete(self, request, agent_id: str):
         # Seed 000 had one store: its clients' call without ?namespace= means everywhere
         # (MemoryWeb's own route asks for all_namespaces=true instead).

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import transaction
 from django.utils import timezone
 from rest_framework import serializers
@@ -24,14 +25,17 @@ from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-from apps.tenancy.services import create_api_key, key_summary, managed_namespace
+from apps.tenancy.services import AGENT_ID_RE, create_api_key, key_summary, managed_namespace
 
 MAX_GRACE = 7 * 24 * 3600
 
 
 class KeyInput(StrictSerializer):
     role = serializers.ChoiceField(choices=["reader", "agent", "admin"])
-    agent_id = serializers.CharField(max_length=128)
+    # The service checks it too (check_agent_id); the validator puts it in the schema.
+    agent_id = serializers.CharField(max_length=128, validators=[RegexValidator(
+        AGENT_ID_RE, "agent_id must be 1-128 characters: letters, digits, '_', '.', '@', '-' "
+        "(starting with a letter or digit).")])
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     expires_at = UTCDateTimeField(required=False, allow_null=True, default=None)
 
