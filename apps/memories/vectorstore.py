@@ -66,6 +66,24 @@ def _without_stale_keys(collection, ids: Sequence[str],
     return cleaned
 
 
+def _swapped(namespace: Namespace) -> Namespace | None:
+    """``namespace`` with its current collection if a reindex swapped it since the caller
+    read the row (and then dropped the old one), else None. A read that raced the swap
+    asks again instead of failing (a recall during ``manage.py reindex``)."""
+    from django.db import connection
+
+    opened = connection.connection is None  # a worker thread's (recall's vector channel)
+    try:
+        current = (Namespace.objects.filter(pk=namespace.pk)
+                   .values_list("collection", flat=True).first())
+    finally:
+        if opened and not connection.in_atomic_block:
+            connection.close()  # not kept open by a thread that has no request to end it
+    if current is None or current == namespace.collection:
+        return None
+    return Namespace(pk=namespace.pk, slug=namespace.slug, collection=current)
+
+
 class VectorStore:
     def __init__(self, client):
         from apps.memories.embeddings import MemoryWebEmbeddingFunction
@@ -94,6 +112,23 @@ class VectorStore:
                     self._collections[name] = found
         return found
 
+    def _readable(self, namespace: Namespace):
+        """The collection a read uses: opened, never created, unless the namespace has
+        none yet. A reader holding the row from before a reindex swap must not re-create
+        (empty) the collection the swap dropped: it reads the current one instead."""
+        from chromadb.errors import NotFoundError
+
+        name = self.collection_name(namespace)
+        found = self._collections.get(name)
+        if found is not None:
+            return found
+        try:
+            found = self.client.get_collection(name=name, embedding_function=self._ef)
+        except NotFoundError:  # dropped by a swap, or never written to
+            return self.collection(_swapped(namespace) or namespace)
+        with self._lock:
+            return self._collections.setdefault(name, found)
+
     def upsert(
         self,
         namespace: Namespace,
@@ -119,39 +154,60 @@ class VectorStore:
     def query(
         self, namespace: Namespace, embedding: np.ndarray, n: int, where: dict | None
     ) -> list[VectorHit]:
-        collection = self.collection(namespace)
-        result = collection.query(
-            query_embeddings=embedding.reshape(1, -1),
-            n_results=n,
-            where=where or None,
-            include=["distances"],
-        )
+        from chromadb.errors import NotFoundError
+
+        try:
+            result = self._readable(namespace).query(
+                query_embeddings=embedding.reshape(1, -1),
+                n_results=n,
+                where=where or None,
+                include=["distances"],
+            )
+        except NotFoundError:
+            if (current := _swapped(namespace)) is None:
+                raise
+            return self.query(current, embedding, n, where)
         ids = result["ids"][0]
         distances = result["distances"][0]
         return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
     def nearest(self, namespace: Namespace, embeddings: np.ndarray) -> list[VectorHit | None]:
         """The closest stored vector to each row of ``embeddings`` (None: empty collection)."""
-        collection = self.collection(namespace)
-        if not len(embeddings) or not collection.count():
-            return [None] * len(embeddings)
-        result = collection.query(query_embeddings=embeddings, n_results=1, include=["distances"])
+        from chromadb.errors import NotFoundError
+
+        try:
+            collection = self._readable(namespace)
+            if not len(embeddings) or not collection.count():
+                return [None] * len(embeddings)
+            result = collection.query(query_embeddings=embeddings, n_results=1,
+                                      include=["distances"])
+        except NotFoundError:
+            if (current := _swapped(namespace)) is None:
+                raise
+            return self.nearest(current, embeddings)
         return [VectorHit(ids[0], 1.0 - float(distances[0])) if ids else None
                 for ids, distances in zip(result["ids"], result["distances"], strict=True)]
 
     def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors by id (ids not in the index are left out)."""
+        from chromadb.errors import NotFoundError
+
         if not ids:
             return {}
-        found = self.collection(namespace).get(ids=list(ids), include=["embeddings"])
+        try:
+            found = self._readable(namespace).get(ids=list(ids), include=["embeddings"])
+        except NotFoundError:
+            if (current := _swapped(namespace)) is None:
+                raise
+            return self.embeddings(current, ids)
         return {i: np.asarray(v, dtype=np.float32)
                 for i, v in zip(found["ids"], found["embeddings"], strict=True)}
 
     def count(self, namespace: Namespace) -> int:
-        return self.collection(namespace).count()
+        return self._readable(namespace).count()
 
     def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
-        return self.collection(namespace).get(include=[], limit=limit, offset=offset)["ids"]
+        return self._readable(namespace).get(include=[], limit=limit, offset=offset)["ids"]
 
     def all_ids(self, namespace: Namespace, page: int = 5000) -> set[str]:
         ids: set[str] = set()

@@ -7,6 +7,7 @@ import pytest
 from apps.memories import indexing, services
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.vectorstore import get_vector_store
+from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 
 
@@ -85,3 +86,21 @@ def test_failed_rebuild_leaves_the_old_collection_in_use(agent, alpha, monkeypat
     assert (alpha.collection, alpha.reindex_started_at) == (old, None)
     results = agent.post("/api/v1/recall", {"query": "findable"}).json()["results"]
     assert results[0]["content"] == "still findable"
+
+
+def test_a_read_that_raced_a_reindex_swap_reads_the_new_collection(agent, alpha):
+    """A recall read the namespace row before ``reindex`` swapped its collection and
+    queries after the old one was dropped (``manage.py reindex`` beside a serving
+    server): it asks the current collection instead of failing with 503."""
+    memory = agent.post("/api/v1/memories", {"content": "The VPN is needed for staging"}).json()
+    stale = Namespace.objects.get(pk=alpha.pk)
+    store = get_vector_store()
+    dropped = store.collection(stale)
+    indexing.reindex_namespace(Namespace.objects.get(pk=alpha.pk))
+    vector = store.embeddings(stale, [memory["id"]])[memory["id"]]
+    assert [hit.id for hit in store.query(stale, vector, 1, None)] == [memory["id"]]
+    assert store.nearest(stale, vector.reshape(1, -1))[0].id == memory["id"]
+    assert store.collection_name(stale) not in [c.name for c in store.client.list_collections()]
+    # A process that still has the dropped collection open (scaled: another server).
+    store._collections[store.collection_name(stale)] = dropped
+    assert [hit.id for hit in store.query(stale, vector, 1, None)] == [memory["id"]]
