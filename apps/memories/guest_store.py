@@ -133,11 +133,17 @@ class GuestVectorStore:
         self._call("drop_collection", name)
 
     def forget_cached(self, namespace) -> None:
+        from apps.ops.control_client import ServerGone
+
         with self._gate:
             if self._local is not None:
                 self._local.forget_cached(namespace)
+                return
         if self._remote.available():
-            self._remote.forget_cached(namespace)
+            try:
+                self._remote.forget_cached(namespace)
+            except ServerGone:
+                pass  # a server that stopped has no cache left
 
     def heartbeat(self) -> None:
         self._call("heartbeat")
@@ -145,8 +151,8 @@ class GuestVectorStore:
     def __getattr__(self, name: str) -> Any:
         """Anything else (the Chroma ``client``, ``collection``) exists only on the
         directory itself: for tests and tools in a process with no server running."""
-        if name.startswith("__"):
-            raise AttributeError(name)
+        if name.startswith("__") or name in {"_remote", "_gate", "_local", "_watcher"}:
+            raise AttributeError(name)  # not set yet (copying, or __init__ failed)
         if self._remote.reachable():
             raise AttributeError(f"{name} is not available through the server's admin socket")
         with self._gate:
