@@ -26,6 +26,11 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r".* matches nothing you can see in namespace", "an erasure must erase something"),
     (r"a namespace cannot share with itself\.", "grantee = the path's namespace"),
     (r"this key was already rotated", "rotate the newest key"),
+    (r"a revoked or expired key cannot be rotated", "rotate a live key"),
+    (r"a namespace is required for this role\.", "which roles a key may have"),
+    (r"a system-admin key is global; give no namespace\.", "which roles a key may have"),
+    (r"a system admin needs no membership\.", "who the user is"),
+    (r"the filter matches more than", "how much the namespace holds"),
     (r"this key is revoked; a revoked key cannot be given a new expiry", "revoked stays revoked"),
     # Recall settings that would make every recall empty, or need a configured reranker
     # (docs/recall.md): they depend on the mode and on the server's settings.
@@ -42,6 +47,8 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r"valid_at and include_invalid contradict each other\.", "one or the other"),
     (r"give ids or filters, not both\.", "seed 003 forget: ids or filters"),
     (r"a batch stores into one namespace\.", "seed 003 batch: one namespace"),
+    (r"namespace '.*' differs from the request's namespace", "an item's namespace = the batch's"),
+    (r"\w+ differs between the body and the query string\.", "body and query agree"),
     # Query parameters cannot be declared mutually exclusive (bodies can: oneOf / not).
     (r"give one of agent_id, session_id, subject_id, ids, not ", "one subject per selector"),
     # Deleting by filter needs a filter.
