@@ -249,8 +249,9 @@ CHROMA_PATH = DATA_DIR / "chroma"
 # path must be absolute and short (the kernel's limit is 107 bytes).
 MEMORYWEB_CONTROL_SOCKET = env.str("MEMORYWEB_CONTROL_SOCKET",
                                    default=str(DATA_DIR / "control.sock"))
-if MEMORYWEB_CONTROL_SOCKET and (not Path(MEMORYWEB_CONTROL_SOCKET).is_absolute()
-                                 or len(MEMORYWEB_CONTROL_SOCKET.encode()) > 100):
+if MEMORYWEB_CONTROL_SOCKET and not CHROMA_URL and (  # scaled: no socket, nothing to check
+        not Path(MEMORYWEB_CONTROL_SOCKET).is_absolute()
+        or len(MEMORYWEB_CONTROL_SOCKET.encode()) > 100):
     raise RuntimeError(f"MEMORYWEB_CONTROL_SOCKET={MEMORYWEB_CONTROL_SOCKET!r}: an absolute path "
                        "of at most 100 bytes (a Unix socket's limit; the default is in "
                        "MEMORYWEB_DATA_DIR), or empty to turn the admin socket off")
