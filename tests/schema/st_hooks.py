@@ -20,7 +20,7 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     # What depends on the key or on what the server holds.
     (r"namespace is required for this credential\.", "a system key names its namespace"),
     (r"[\w\[\].]*agent(_id)? comes from the API key", "only the key's own agent id"),
-    (r"namespace '.*' does not exist\.", "a grant's grantee must exist"),
+    (r"namespace ['\"].*['\"] does not exist\.", "a grant's grantee must exist"),
     (r"name the namespace to delete from", "?namespace= or all_namespaces=true"),
     (r"name one namespace \(\?namespace=\) or every namespace", "not both"),
     (r".* matches nothing you can see in namespace", "an erasure must erase something"),
@@ -47,7 +47,7 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r"valid_at and include_invalid contradict each other\.", "one or the other"),
     (r"give ids or filters, not both\.", "seed 003 forget: ids or filters"),
     (r"a batch stores into one namespace\.", "seed 003 batch: one namespace"),
-    (r"namespace '.*' differs from the request's namespace", "an item's namespace = the batch's"),
+    (r"namespace ['\"].*['\"] differs from the request's namespace", "one namespace a batch"),
     (r"\w+ differs between the body and the query string\.", "body and query agree"),
     # Query parameters cannot be declared mutually exclusive (bodies can: oneOf / not).
     (r"give one of agent_id, session_id, subject_id, ids, not ", "one subject per selector"),
