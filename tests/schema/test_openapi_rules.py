@@ -167,6 +167,13 @@ def test_bad_after_headers_are_refused_not_ignored(agent):
         assert response.status_code == 400, (path, response.content)
 
 
+def test_null_filters_are_refused_with_or_without_the_after_header(agent):
+    for headers in ({}, {"HTTP_X_MEMORY_AFTER": "2026-01-01"}):
+        response = agent.post("/api/v1/recall", {"query": "x", "filters": None}, **headers)
+        assert response.status_code == 400, (headers, response.content)
+        assert response.json()["error"]["field"] == "filters"
+
+
 def test_erasure_list_refuses_an_empty_state(team_admin):
     response = team_admin.get("/api/v1/erasure-requests?state=")
     assert response.status_code == 400

@@ -121,9 +121,9 @@ def _with_after_header(request) -> Any:
     data = request.data
     if after is None or not isinstance(data, Mapping):  # an empty header is a bad date
         return data
-    filters = data.get("filters") or {}
+    filters = data.get("filters", {})
     if not isinstance(filters, Mapping):
-        return data  # validation names the problem
+        return data  # validation names the problem (null too: the header must not hide it)
     if filters.get("after") not in (None, after):
         raise InvalidInput("X-Memory-After and filters.after differ.", field="X-Memory-After")
     return {**data, "filters": {**filters, "after": after}}
