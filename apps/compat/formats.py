@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.compat.cmm import importance_from_cmm
+from apps.core import parsers as json_input
 from apps.memories.external_ids import MAX_NUMBER
 from apps.memories.imports import ImportRecord
 from apps.memories.models import ExternalId, MemoryKind
@@ -61,8 +62,8 @@ def read_jsonl(path: Path) -> Iterator[Item]:
                 digest.update(raw)
                 continue
             try:
-                row = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                row = json_input.loads(raw, strict=False)
+            except ValueError as exc:  # not UTF-8, not JSON, or nested past the limit
                 digest.update(raw)
                 yield number, f"not a JSON line: {exc}"
                 continue
@@ -284,12 +285,14 @@ def _cmm_entities(path: Path) -> tuple[dict[str, list[str]], tuple[int, str] | N
 def _load_json(path: Path) -> tuple[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-        return text, json.loads(text)
+        return text, json_input.loads(text, strict=False)
     except UnicodeDecodeError as exc:
         return "", (1, f"{path.name}: not UTF-8 text ({exc}).")
     except json.JSONDecodeError as exc:
         return "", (exc.lineno, f"{path.name}: not JSON: {exc.msg} (column {exc.colno}); "
                     "nothing could be read.")
+    except json_input.JSONTooDeep as exc:
+        return "", (1, f"{path.name}: {exc} Nothing could be read.")
 
 
 def _line_of(text: str, memory_id: Any) -> int:

@@ -9,7 +9,9 @@ An object outside the scope is not found (the admin answers "doesn't exist").
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 
+from apps.core.parsers import BoundedJSONFormField
 from apps.dashboard.access import principal_for
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
@@ -22,6 +24,8 @@ class ScopedAdmin(admin.ModelAdmin):
     system_only_add = False
     #: Rows are deleted here by system admins only.
     system_only_delete = False
+    #: JSON boxes (metadata, recall settings) refuse text nested past the API's limit.
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
     def principal(self, request) -> Principal:
         principal = principal_for(request)

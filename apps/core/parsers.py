@@ -23,7 +23,10 @@ import re
 from itertools import accumulate, count
 from typing import Any
 
+from django import forms
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.utils.json import strict_constant
@@ -92,3 +95,20 @@ class JSONParser(parsers.JSONParser):
             raise ParseError(str(exc)) from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """Django's form JSONField with the nesting limit: the admin's metadata and recall
+    settings boxes parse what a person pastes with ``json.loads``, which raised
+    ``RecursionError`` (a 500) on text nested about 1,000 deep. Deep text is a form error,
+    and is shown back as typed."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and depth_exceeds(value, depth_limit()):
+            raise ValidationError(too_deep_message(depth_limit()), code="invalid")
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if isinstance(data, str) and depth_exceeds(data, depth_limit()):
+            return InvalidJSONInput(data)
+        return super().bound_data(data, initial)

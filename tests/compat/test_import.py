@@ -310,3 +310,19 @@ def test_mem0_expiration_date_keeps_the_whole_day(alpha, tmp_path):
     path.write_text(json.dumps([{"id": "m-1", "memory": "x", "expiration_date": "2099-01-31"}]))
     assert _import("alpha", "mem0", path)[0] == 0
     assert Memory.objects.get().expires_at == dt.datetime(2099, 2, 1, tzinfo=dt.UTC)
+
+
+def test_deeply_nested_json_is_a_problem_not_a_crash(alpha, tmp_path):
+    """A line or file nested past MEMORYWEB_MAX_JSON_DEPTH is reported like any other bad
+    input (it raised RecursionError from json.loads before)."""
+    deep = "[" * 5000 + "]" * 5000
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"content": "x", "metadata": {"a": ' + deep + "}}\n"
+                     + json.dumps({"content": "fine"}) + "\n")
+    code, out, err = _import("alpha", "jsonl", lines)
+    assert code == 1 and "nested deeper than" in err and "1 problems" in out
+    assert Memory.objects.filter(content="fine").exists()
+    dump = tmp_path / "deep.json"
+    dump.write_text('{"results": ' + deep + "}")
+    code, out, err = _import("alpha", "mem0", dump)
+    assert code == 1 and "nested deeper than" in err and "0 imported" in out

@@ -169,3 +169,21 @@ def test_rotate_action_in_admin_shows_the_new_secret_once(admin_client, alpha):
     assert secret.startswith(new.prefix) and authenticate_key(secret).pk == new.pk
     assert authenticate_key(raw).pk == key.pk  # still inside the grace period
     assert ApiKey.objects.get(pk=key.pk).expires_at is not None
+
+
+def test_deeply_nested_json_in_the_admin_is_a_form_error(admin_client, stored, alpha):
+    """Metadata and recall settings nested past MEMORYWEB_MAX_JSON_DEPTH are refused on the
+    form (json.loads raised RecursionError: a 500) and change nothing."""
+    deep = "[" * 5000 + "]" * 5000
+    memory = Memory.objects.get(pk=stored("short")["id"])
+    response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
+                                 _form(memory, metadata='{"a": ' + deep + "}"))
+    assert response.status_code == 200 and b"nested deeper than" in response.content
+    memory.refresh_from_db()
+    assert memory.metadata == {} and memory.version == 1
+    response = admin_client.post(f"/admin/tenancy/namespace/{alpha.pk}/change/", {
+        "slug": "alpha", "name": "Team Alpha", "near_duplicate_policy": "link",
+        "near_duplicate_threshold": "0.9", "recall_defaults": deep})
+    assert response.status_code == 200 and b"nested deeper than" in response.content
+    alpha.refresh_from_db()
+    assert alpha.recall_defaults == {}
