@@ -202,8 +202,11 @@ def _admit(body: bytes, label: str) -> tuple[int, dict[str, Any], list] | None:
         message = parse_json(body)
     except JSONTooDeep as exc:
         return 400, _rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"), []
-    except ValueError:
-        return None  # the SDK answers broken JSON with its own parse error
+    except ValueError as exc:
+        # Fail closed: text this parser refuses is never handed on. The SDK's own parser
+        # is laxer (it takes NaN and Infinity), so a body refused here but read there was
+        # a tools/call that drew nothing from the budget.
+        return 400, _rpc_error(None, PARSE_ERROR, f"Parse error: {exc}"), []
     calls = [m for m in (message if isinstance(message, list) else [message])
              if isinstance(m, dict) and m.get("method") == "tools/call"]
     if not calls:

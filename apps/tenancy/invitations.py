@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -98,6 +98,24 @@ def invite_member(principal: Principal, namespace: Namespace, username: str,
 
 def _create(principal: Principal, namespace: Namespace, invitee: str, by_email: bool,
             role: str) -> Invitation:
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return _create_once(principal, namespace, invitee, by_email, role)
+        except IntegrityError:
+            # Two invitations of one name raced past the lock (there was no pending row to
+            # lock yet): the unique constraint let one in; this one replaces it, as it
+            # would have had it come a moment later.
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise Conflict("the invitation changed concurrently; send it again.") from None
+    raise AssertionError("unreachable")
+
+
+#: Tries of one invitation that keeps meeting a concurrent one for the same name.
+_CREATE_ATTEMPTS = 3
+
+
+def _create_once(principal: Principal, namespace: Namespace, invitee: str, by_email: bool,
+                 role: str) -> Invitation:
     now = timezone.now()
     with transaction.atomic():
         replaced = list(Invitation.objects.select_for_update().filter(

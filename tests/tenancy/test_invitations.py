@@ -242,3 +242,29 @@ def test_the_person_answers_on_their_account_page(beta_admin, people, beta):
     assert response.status_code == 200 and b"You are now agent in beta" in response.content
     assert members(beta) == {"areader": Role.AGENT}
     assert Client().get("/accounts/invitations/").status_code == 302  # login first
+
+
+def test_an_invitation_racing_another_for_the_same_name_replaces_it(beta_admin, people, beta,
+                                                                     monkeypatch):
+    """Two invitations of one name at once: with no pending row to lock, both inserted and
+    the loser's IntegrityError was a 500. The rival is committed the moment this request
+    has looked for pending rows (the race's window); the request still answers 202 and one
+    invitation stays pending."""
+    from apps.tenancy import invitations
+
+    resolve = invitations._resolve
+    raced = []
+
+    def rival_first(invitee, by_email):
+        if not raced:
+            raced.append(Invitation.objects.create(
+                namespace=beta, invitee=invitee, by_email=by_email, role="reader",
+                created_by="rival", created_at=timezone.now(),
+                expires_at=timezone.now() + dt.timedelta(days=1)))
+        return resolve(invitee, by_email)
+
+    monkeypatch.setattr(invitations, "_resolve", rival_first)
+    response = beta_admin.post(INVITE, {"username": "alice", "role": "agent"})
+    assert response.status_code == 202, response.content
+    pending = Invitation.objects.filter(namespace=beta, invitee="alice", status="pending")
+    assert [i.role for i in pending] == ["agent"]

@@ -122,6 +122,14 @@ def test_one_budget_across_rest_mcp_and_the_websocket(embedded_env, tmp_path):  
         error = raw.json()
         assert error["id"] == 7 and error["error"]["code"] == -32029
         assert error["error"]["data"]["code"] == "rate_limited"
+        # A body the budget's parser refuses (NaN, which the SDK's parser would take) is
+        # refused, never handed on uncharged.
+        lax = ('{"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "store",'
+               ' "arguments": {"content": "past the budget with NaN"}, "_meta": {"x": NaN}}}')
+        raw = httpx.post(f"{server.url}/mcp", timeout=WAIT, content=lax,
+                         headers={**_bearer(keys["rest-first"]), **MCP_HEADERS,
+                                  "Content-Type": "application/json"})
+        assert raw.status_code == 400 and raw.json()["error"]["code"] == -32700, raw.text
         # ... and so does the WebSocket, per request message (a ping is not one).
         with _socket(server, keys["rest-first"]) as socket:
             refused = _ask(socket, {"type": "ingest", "id": "i1", "content": "over, by socket"})
