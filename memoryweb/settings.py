@@ -215,7 +215,12 @@ MEMORYWEB_GIL_SWITCH_MS = env.float("MEMORYWEB_GIL_SWITCH_MS", default=1.0)
 CACHES = {"default": {
     "BACKEND": "django_prometheus.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
     "KEY_PREFIX": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb"),
-} if REDIS_URL else {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+} if REDIS_URL else {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache",
+                     # Rate budgets and connection leases live here too (one counter per
+                     # principal and window): Django's 300 entries would cull a busy key's
+                     # count and start its budget again.
+                     "OPTIONS": {"MAX_ENTRIES": env.int("MEMORYWEB_LOCAL_CACHE_ENTRIES",
+                                                        default=100_000)}}}
 # Jobs (huey): the queue is Redis when scaled (run `manage.py run_huey` as the worker
 # process), else a SQLite file in the data directory served by a consumer inside the
 # server process (MEMORYWEB_JOBS_IN_PROCESS).

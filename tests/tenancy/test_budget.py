@@ -79,3 +79,14 @@ def test_leases_cap_release_and_expire(label):
     assert budget.acquire("ws", label, 2) is not None
     second.renew()  # its slot was taken meanwhile: renewing does not steal it back
     assert cache.get(second.key) != second.token
+
+
+def test_many_principals_do_not_push_a_busy_ones_count_out(settings, label):
+    """The in-process cache kept 300 entries (Django's default) and culled the oldest: with
+    a few hundred principals active, a key's count was dropped and its budget started
+    again. The embedded cache holds far more than that."""
+    settings.MEMORYWEB_RATE_LIMIT = "1/min"
+    assert budget.draw(label, now=T0).allowed
+    for others in range(1000):
+        budget.draw(f"key:other-{others}-{label}", now=T0 + 1)
+    assert not budget.draw(label, now=T0 + 2).allowed
