@@ -8,8 +8,10 @@ address it saw, and the N-th entry from the right is what the outermost trusted 
 saw. Entries further left came from the client and are ignored.
 
 Used by the token endpoint's limit (``apps.compat.memoryoss.TokenThrottle``), the login
-limits (allauth, through ``apps.dashboard.accounts.AccountAdapter``) and, through DRF's
-``NUM_PROXIES`` set from the same setting, any other DRF throttle keyed by address.
+limits (allauth, through ``apps.dashboard.accounts.AccountAdapter``). DRF's
+``NUM_PROXIES`` is set from the same setting for any future DRF throttle keyed by address,
+but DRF's rule is looser on a chain shorter than N (it then believes the leftmost entry,
+which the client chose): a per-address limit must call :func:`client_address` instead.
 """
 
 from __future__ import annotations

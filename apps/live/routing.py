@@ -17,7 +17,10 @@ websocket_urlpatterns = [path("ws/v1/live", LiveConsumer.as_asgi())]
 
 
 class OriginValidator:
-    """The browser's page must be this site, as Django's CSRF check requires for a POST.
+    """The browser's page must be this site, as Django's CSRF check asks of a POST's
+    Origin, except for the scheme: behind a proxy that ends TLS the socket arrives as
+    ``ws`` while the page was ``https``, so the host decides (a page on another host,
+    whatever its scheme, is refused).
 
     An ``Origin`` is valid when its host (and port) is the ``Host`` the browser connected
     to, that host is one this server serves (``ALLOWED_HOSTS``), or the origin is listed
