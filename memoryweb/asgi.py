@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryweb.settings")
 
-from apps.core.asgi import get_asgi_application
+from apps.core.asgi import get_asgi_application, recording_main_loop
 
 django_asgi_app = get_asgi_application()
 
@@ -13,5 +13,5 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from apps.live.routing import websocket_application  # noqa: E402
 from apps.mcp.http import mcp_router  # noqa: E402
 
-application = ProtocolTypeRouter({"http": mcp_router(django_asgi_app),
-                                  "websocket": websocket_application()})
+application = recording_main_loop(ProtocolTypeRouter({"http": mcp_router(django_asgi_app),
+                                                      "websocket": websocket_application()}))

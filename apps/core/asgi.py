@@ -34,15 +34,30 @@ _main_loop: asyncio.AbstractEventLoop | None = None
 
 
 def main_loop() -> asyncio.AbstractEventLoop | None:
-    """The server's event loop (Daphne's), once it has served a request; None in
-    management commands and the WSGI test client. Sync code on the request threads
-    hands coroutines to it (apps.live.events) without waiting for them."""
+    """The server's event loop (Daphne's), once it has received its first connection of
+    any protocol (recording_main_loop); None in management commands and the WSGI test
+    client. Sync code on the request threads hands coroutines to it (apps.live.events)
+    without waiting for them."""
     return _main_loop
 
 
 def bind_main_loop() -> None:
     global _main_loop
     _main_loop = asyncio.get_running_loop()
+
+
+def recording_main_loop(application):
+    """``application`` (the top-level protocol router), recording the event loop at the
+    first connection of any protocol. A WebSocket ``ingest`` or an ``/mcp`` store can be
+    a fresh server's first traffic: its live event must find the loop (the feeds'
+    in-process channel layer lives on it), not take the way a command's event takes."""
+
+    async def app(scope, receive, send):
+        if _main_loop is None:
+            bind_main_loop()
+        return await application(scope, receive, send)
+
+    return app
 
 
 class ThreadPoolASGIHandler(ASGIHandler):

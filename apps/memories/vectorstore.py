@@ -352,13 +352,16 @@ def get_vector_store() -> VectorStore:
 
     Scaled (CHROMA_URL) and in the server: the Chroma client itself. In any other process
     with the embedded Chroma (a management command): a GuestVectorStore, which works
-    through the running server, or on the directory itself when no server runs.
+    through the running server, or on the directory itself when no server runs. With no
+    admin socket configured (MEMORYWEB_CONTROL_SOCKET empty) there is no server to work
+    through, whichever process this is: the Chroma client itself, behind the lock (a
+    guest's view would serialise every call for nothing, and watch for a server forever).
     """
     global _store
     if _store is None:
         with _store_lock:
             if _store is None:
-                if settings.CHROMA_URL or _owner:
+                if settings.CHROMA_URL or _owner or not settings.MEMORYWEB_CONTROL_SOCKET:
                     _store = VectorStore(make_client())
                 else:
                     from apps.memories.guest_store import GuestVectorStore

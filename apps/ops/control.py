@@ -29,6 +29,7 @@ runs, commands open the directory themselves, as before.
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import os
@@ -54,6 +55,20 @@ log = logging.getLogger(__name__)
 PROTOCOL = 1
 #: Commands connected at once (each connection has a thread).
 MAX_CONNECTIONS = 32
+#: A connection with no request for this long is closed, so a command that hangs (or
+#: forgot its connection) does not keep one of the slots above forever; the client
+#: reconnects by itself (control_client.ControlClient).
+IDLE_SECONDS = 300.0
+#: ``accept()`` failing for a moment (out of descriptors, a peer gone before it was
+#: accepted…) is retried after a pause, doubled up to the maximum; only a closed
+#: listener ends the loop.
+ACCEPT_RETRY_SECONDS = 0.05
+ACCEPT_RETRY_MAX_SECONDS = 2.0
+#: accept()'s errors that mean the listener itself is gone (closed, shut down).
+LISTENER_CLOSED = frozenset({errno.EBADF, errno.EINVAL, errno.ENOTSOCK})
+#: The refusal a connection gets when every slot is taken: a code of its own, sent before
+#: any request was read, so the client knows nothing was done and connects again.
+FULL = "full"
 #: How long an operation waits for the store while a command hands it over.
 CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.2
@@ -67,6 +82,12 @@ OPERATIONS: dict[str, Operation] = {}
 
 _started = False
 _control_lock = None  # the open file holding this server's claim on the socket
+
+
+def serving() -> bool:
+    """This process is the server answering on the admin socket (it holds the claim).
+    Such a process never sends anything to the socket: it would be talking to itself."""
+    return _control_lock is not None
 
 
 class Refused(Exception):
@@ -178,31 +199,60 @@ def _claim_store() -> None:
 # --- serving -----------------------------------------------------------------------
 
 def _serve(listener: socket.socket) -> None:
+    """Accept connections until the listener is closed. A failing ``accept()`` (EMFILE
+    when the process is out of descriptors, ECONNABORTED, EINTR…) is retried after a
+    short pause: giving up would leave every command unanswered until a restart."""
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
     trusted = {os.getuid(), 0}
+    pause = ACCEPT_RETRY_SECONDS
     while True:
         try:
             conn, _ = listener.accept()
+        except OSError as exc:
+            if exc.errno in LISTENER_CLOSED:
+                log.info("the admin socket is closed: no more connections (%s)", exc)
+                return
+            log.warning("admin socket: accept() failed (%s); retrying in %.2f s", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, ACCEPT_RETRY_MAX_SECONDS)
+            continue
+        pause = ACCEPT_RETRY_SECONDS
+        try:
+            _admit(conn, slots, trusted)
+        except Exception:  # one connection's trouble (no thread left…) never ends the loop
+            log.exception("admin socket: a connection could not be served")
+            conn.close()
+
+
+def _admit(conn: socket.socket, slots: threading.BoundedSemaphore, trusted: set[int]) -> None:
+    uid = peer_uid(conn)
+    if uid is not None and uid not in trusted:
+        log.warning("admin socket: refused a connection from user id %s", uid)
+        conn.close()
+        return
+    if not slots.acquire(blocking=False):
+        conn.settimeout(1.0)  # a refusal never blocks the accept loop
+        try:
+            _send(conn, _error(FULL, f"more than {MAX_CONNECTIONS} commands connected"))
         except OSError:
-            log.exception("the admin socket stopped accepting")
-            return
-        uid = peer_uid(conn)
-        if uid is not None and uid not in trusted:
-            log.warning("admin socket: refused a connection from user id %s", uid)
+            pass  # the command went away meanwhile
+        finally:
             conn.close()
-            continue
-        if not slots.acquire(blocking=False):
-            _send(conn, _error("busy", f"more than {MAX_CONNECTIONS} commands connected"))
-            conn.close()
-            continue
+        return
+    try:
         threading.Thread(target=_handle, args=(conn, slots), name="control-connection",
                          daemon=True).start()
+    except BaseException:
+        slots.release()
+        raise
 
 
 def _handle(conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
-    """Answer one connection's requests in order until it hangs up."""
+    """Answer one connection's requests in order until it hangs up, or asks nothing for
+    IDLE_SECONDS (the wait for a request times out, and the connection is closed)."""
     try:
         with conn, conn.makefile("rb") as reader:
+            conn.settimeout(IDLE_SECONDS)
             while True:
                 line = reader.readline(MAX_LINE + 1)
                 if not line:
@@ -212,7 +262,7 @@ def _handle(conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
                     return
                 _send(conn, _answer(line))
     except OSError:
-        pass  # the command went away
+        pass  # the command went away, or stayed idle too long (TimeoutError)
     finally:
         slots.release()
         connections.close_all()  # this thread's database connections

@@ -15,9 +15,11 @@ import base64
 import json
 import logging
 import os
+import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,6 +36,12 @@ MAX_LINE = 64 * 1024 * 1024
 CONNECT_SECONDS = 5.0
 #: How long one call may take before the command gives up on the server.
 CALL_SECONDS = 600.0
+#: Connecting again when the server refused the connection for lack of slots
+#: (control.FULL): this many retries, the pause doubling from RETRY_SECONDS.
+RECONNECTS = 5
+RETRY_SECONDS = 0.1
+#: control.FULL (not imported: the server module imports this one).
+_FULL = "full"
 
 
 class ControlError(Exception):
@@ -120,6 +128,11 @@ class ControlClient:
 
     def _connection(self) -> tuple[socket.socket, Any] | None:
         held = getattr(self._threads, "connection", None)
+        if held is not None and _hung_up(held[0]):
+            # The server closed it while this thread was idle (its idle timeout, a
+            # restart): no request was in flight, so a new connection is all it takes.
+            self._drop()
+            held = None
         if held is None:
             sock = self._connect()
             if sock is None:
@@ -136,15 +149,39 @@ class ControlClient:
 
     def call(self, op: str, args: Mapping[str, Any] | None = None) -> Any:
         """Send one request and return its result; ControlError for the server's refusal,
-        ServerGone when no server answers (nothing was, or may have been, done)."""
+        ServerGone when no server answers (nothing was, or may have been, done).
+
+        A connection the server closed while idle, or refused because every slot was
+        taken, is made again here (bounded): in both cases the server read no request,
+        so nothing is done twice. A connection lost during a call is not retried here
+        (ServerGone): whether it was done is unknown, and only the caller knows whether
+        the operation may run again (vector operations may: GuestVectorStore)."""
+        line = json.dumps({"op": op, "args": dict(args or {})}, cls=DjangoJSONEncoder,
+                          separators=(",", ":")).encode() + b"\n"
+        for attempt in range(RECONNECTS + 1):
+            reply = self._exchange(op, line)
+            if reply.get("ok"):
+                return reply.get("result")
+            error = reply.get("error") or {}
+            code, message = str(error.get("code", "error")), str(error.get("message", ""))
+            if code != _FULL:
+                raise ControlError(code, message)
+            self._drop()  # the server closes a refused connection
+            if attempt < RECONNECTS:
+                _backoff(attempt)
+        raise ControlError("busy", f"the server has no connection free ({message}); "
+                           "try again when fewer commands run.")
+
+    def _exchange(self, op: str, line: bytes) -> dict[str, Any]:
         held = self._connection()
         if held is None:
             raise ServerGone(f"no server answers on {socket_path() or 'the admin socket'}")
         sock, reader = held
-        line = json.dumps({"op": op, "args": dict(args or {})}, cls=DjangoJSONEncoder,
-                          separators=(",", ":")).encode()
         try:
-            sock.sendall(line + b"\n")
+            try:
+                sock.sendall(line)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # closed before it read the request: its refusal (FULL) may be there
             answer = reader.readline(MAX_LINE + 1)
         except TimeoutError:
             self._drop()
@@ -156,11 +193,24 @@ class ControlClient:
         if not answer.endswith(b"\n"):
             self._drop()
             raise ServerGone("the server closed the connection")
-        reply = json.loads(answer)
-        if not reply.get("ok"):
-            error = reply.get("error") or {}
-            raise ControlError(str(error.get("code", "error")), str(error.get("message", "")))
-        return reply.get("result")
+        return json.loads(answer)
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """The server closed this connection (or it broke) while no call was in flight.
+    Between two calls nothing is due from the server, so anything readable (the end of
+    the stream, an error, or data that belongs to no request) makes it unusable."""
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed already
+        return True
+
+
+def _backoff(attempt: int) -> None:
+    """The pause before connecting again after a refusal for lack of slots."""
+    time.sleep(RETRY_SECONDS * 2 ** attempt)
 
 
 _events_client: ControlClient | None = None
@@ -168,10 +218,14 @@ _events_client: ControlClient | None = None
 
 def send_live_event(group: str, message: Mapping[str, Any]) -> bool:
     """Hand a live event (apps/live/events.py) to the embedded server beside this
-    process, for its WebSocket feeds; False when no server answers."""
+    process, for its WebSocket feeds; False when no server answers, or when this process
+    is that server (its ``live.send`` would call events.send again: each hop a connection
+    slot held, until all were taken and the socket answered nothing else)."""
     global _events_client
-    if not socket_path():
-        return False
+    from apps.ops import control
+
+    if not socket_path() or control.serving():
+        return False  # the server itself: its own event would come back to it, forever
     if _events_client is None:
         _events_client = ControlClient()
     if not _events_client.available():
