@@ -438,6 +438,11 @@ ACCOUNT_EMAIL_VERIFICATION = env.str("MEMORYWEB_EMAIL_VERIFICATION", default="no
 ACCOUNT_ADAPTER = "apps.dashboard.accounts.AccountAdapter"
 ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
+# Turning on TOTP or changing recovery codes asks for the password again unless the
+# person authenticated (logged in, or re-entered it) within this many seconds; the
+# adapter counts the login itself, so activating TOTP right after logging in does not
+# ask twice (allauth's own default, 300 s, made explicit).
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 # Anyone may create an account only when this is on (off: people are invited).
 MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
 # A team admin's invitation to a namespace can be accepted for this many days: long

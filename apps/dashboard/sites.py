@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import REDIRECT_FIELD_NAME
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from apps.dashboard.access import is_dashboard_user
+from apps.dashboard.access import is_dashboard_user, principal_for
+from apps.dashboard.no_access import no_access
 
 #: The pages beyond CRUD: (url name, title), shown as a "Tools" section in the index and
 #: the sidebar.
@@ -40,7 +40,9 @@ class DashboardSite(admin.AdminSite):
             next_url = reverse("admin:index")
         if request.user.is_authenticated:
             if not self.has_permission(request):
-                raise PermissionDenied("the dashboard is for team admins and system admins.")
+                # Not a bare "403 Forbidden": which roles they hold, what the dashboard
+                # needs, and the way out (log out, invitations, two-factor settings).
+                return no_access(request, principal_for(request))
             return HttpResponseRedirect(next_url)
         return HttpResponseRedirect(f"{resolve_url(settings.LOGIN_URL)}?"
                                     f"{urlencode({REDIRECT_FIELD_NAME: next_url})}")

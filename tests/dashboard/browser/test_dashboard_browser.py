@@ -280,17 +280,34 @@ def test_audit_chain_verifies(person, site, screenshot):
     screenshot(page, "audit-list")
 
 
-def test_a_reader_is_refused_the_dashboard(anonymous_page, site):
+def test_a_reader_is_told_why_and_logs_out(anonymous_page, site, screenshot):
     """Rita reads alpha but manages nothing: her login works, the dashboard does not open
-    (only a team-admin role or superuser does; is_staff plays no part)."""
+    (only a team-admin role or superuser does; is_staff plays no part). She is not left
+    at a bare 403: a page in the admin's look names her role and what the dashboard
+    needs, links to her invitations and two-factor settings, and logs her out."""
     page = anonymous_page
     page.goto("/accounts/login/?next=/admin/")
+    expect(page.locator("body")).not_to_contain_text("sign up")  # sign-up is closed
     page.fill("input[name=login]", "rita")
     page.fill("input[name=password]", PASSWORD)
     page.get_by_role("button", name="Sign In").click()
     page.wait_for_url(re.compile(r"/admin/login/"))  # logged in, sent on, refused
+    expect(page.locator("h1")).to_have_text("No dashboard access")
+    expect(page.locator("#content")).to_contain_text("reader in alpha")
+    expect(page.locator("#content")).to_contain_text("team admins")
+    expect(page.locator("#header #site-name")).to_have_text("MemoryWeb")  # the admin's look
+    expect(page.get_by_role("link", name="Your invitations")).to_have_attribute(
+        "href", "/accounts/invitations/")
+    expect(page.get_by_role("link", name="Two-factor authentication")).to_have_attribute(
+        "href", "/accounts/2fa/")
+    screenshot(page, "no-dashboard-access")
     for path in ("/admin/", "/admin/memories/memory/", "/admin/dashboard/overview/?namespace=alpha"):
         response = page.goto(path)
         assert response.status == 403, (path, response.status, page.url)
         expect(page.locator("body")).not_to_contain_text("Lunch is at noon")
-        expect(page.locator("body")).not_to_contain_text("Log out")
+        expect(page.locator("h1")).to_have_text("No dashboard access")
+
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(re.compile(r"/accounts/login/$"))
+    page.goto("/admin/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))  # the session is gone
