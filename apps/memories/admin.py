@@ -301,33 +301,22 @@ class MemoryAdmin(ScopedAdmin):
             "selected": queryset.values_list("pk", flat=True), **context,
         })
 
-    def _update_each(self, request, queryset, change) -> int:
-        principal, done = self.principal(request), 0
-        for memory in queryset.select_related(None).only("pk", "tags", "kind"):
-            data = change(memory)
-            if data is None:
-                continue
-            try:
-                services.update(principal, memory.pk, data)
-                done += 1
-            except ServiceError as exc:
-                self.message_user(request, f"{memory.pk}: {exc.message}", messages.ERROR)
-        return done
+    def _report(self, request, result: services.BatchEdit) -> int:
+        """Refusals as error messages; the number of memories changed."""
+        for memory_id, message in result.errors:
+            self.message_user(request, f"{memory_id}: {message}", messages.ERROR)
+        return len(result.updated)
 
     @admin.action(description="Re-tag selected memories")
     def retag(self, request, queryset):
         form = TagsForm(request.POST if "apply" in request.POST else None)
         if not form.is_valid():
             return self._confirm(request, queryset, "retag", "Re-tag memories", form)
-        add = TagsForm.split(form.cleaned_data["add"])
-        remove = set(TagsForm.split(form.cleaned_data["remove"]))
-
-        def change(memory):
-            tags = [t for t in memory.tags if t not in remove]
-            tags += [t for t in add if t not in tags]
-            return {"tags": tags} if tags != memory.tags else None
-
-        self.message_user(request, f"{self._update_each(request, queryset, change)} memory(ies) re-tagged.")
+        # One batched service call: tags are not embedded, so nothing re-embeds.
+        result = services.retag_many(self.principal(request), list(queryset.values_list("pk", flat=True)),
+                                     add=TagsForm.split(form.cleaned_data["add"]),
+                                     remove=TagsForm.split(form.cleaned_data["remove"]))
+        self.message_user(request, f"{self._report(request, result)} memory(ies) re-tagged.")
         return None
 
     @admin.action(description="Change kind of selected memories")
@@ -336,8 +325,8 @@ class MemoryAdmin(ScopedAdmin):
         if not form.is_valid():
             return self._confirm(request, queryset, "change_kind", "Change kind", form)
         kind = form.cleaned_data["kind"]
-        done = self._update_each(request, queryset,
-                                 lambda memory: {"kind": kind} if memory.kind != kind else None)
+        done = self._report(request, services.set_kind_many(
+            self.principal(request), list(queryset.values_list("pk", flat=True)), kind))
         self.message_user(request, f"{done} memory(ies) changed to {kind}.")
         return None
 

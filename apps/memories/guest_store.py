@@ -110,6 +110,9 @@ class GuestVectorStore:
         if ids:
             self._call("upsert", namespace, ids, embeddings, metadatas, fresh=fresh)
 
+    def update_metadata(self, namespace, ids, metadatas):
+        return self._call("update_metadata", namespace, ids, metadatas) if ids else {}
+
     def delete(self, namespace, ids) -> None:
         if ids:
             self._call("delete", namespace, ids)

@@ -50,10 +50,29 @@ def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarra
 
     ``fresh``: ids never indexed before (just stored), so no stored metadata to clear.
     """
+    if not memories:
+        return
     if vectors is None:
         vectors = get_embedder().embed([m.content for m in memories])
     get_vector_store().upsert(namespace, [str(m.pk) for m in memories], vectors,
                               [chroma_metadata(m) for m in memories], fresh=fresh)
+
+
+def _update_metadata(namespace: Namespace, memories: Sequence[Memory]) -> np.ndarray:
+    """Memories' filter fields into the collection, keeping their stored vectors (an edit
+    that left ``content``, the only embedded text, alone). A memory the collection lacks
+    (its first index never happened, or was lost) is embedded and indexed in full.
+    Returns the vectors, one row per memory (for the live event)."""
+    store = get_vector_store()
+    ids = [str(m.pk) for m in memories]
+    vectors = store.update_metadata(namespace, ids, [chroma_metadata(m) for m in memories])
+    missing = [m for m in memories if str(m.pk) not in vectors]
+    if missing:
+        embedded = get_embedder().embed([m.content for m in missing])
+        store.upsert(namespace, [str(m.pk) for m in missing], embedded,
+                     [chroma_metadata(m) for m in missing])
+        vectors.update(zip((str(m.pk) for m in missing), embedded, strict=True))
+    return np.stack([vectors[i] for i in ids]) if ids else np.zeros((0, 0), dtype=np.float32)
 
 
 def _current(namespace: Namespace) -> Namespace:
@@ -82,6 +101,22 @@ def index_inline(
         return False
     _settle(target, outbox_ids)
     return True
+
+
+def index_metadata_inline(namespace: Namespace, memories: Sequence[Memory],
+                          outbox_ids: Sequence[int]) -> np.ndarray | None:
+    """Write just-committed filter fields (tags, kind, metadata) without embedding; never
+    raises. Returns the memories' stored vectors, or None when the index failed (the
+    outbox's ``metadata`` rows stay for a later drain, which also re-uses the vectors)."""
+    try:
+        target = _current(namespace)
+        vectors = _update_metadata(target, memories)
+    except Exception as exc:
+        metrics.INDEX_ERRORS.labels("metadata").inc()
+        _record_failure(outbox_ids, exc)
+        return None
+    _settle(target, outbox_ids)
+    return vectors
 
 
 def unindex_inline(namespace: Namespace, memory_ids: Sequence[str], outbox_ids: Sequence[int]) -> bool:
@@ -180,13 +215,16 @@ def _replay_isolated(namespace: Namespace, rows: Sequence[IndexOutbox]) -> tuple
 
 def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
     ids = list(dict.fromkeys(str(r.memory_id) for r in rows))
-    # The current SQL state decides: present means upsert, absent means delete.
+    # The current SQL state decides: present means upsert, absent means delete. A memory
+    # whose pending rows are all ``metadata`` (no content change) keeps its stored vector.
+    embed = {str(r.memory_id) for r in rows if r.op != IndexOutbox.Op.METADATA}
     memories = list(Memory.objects.filter(pk__in=ids))
     present = {str(m.pk) for m in memories}
     store = get_vector_store()
     store.delete(namespace, [i for i in ids if i not in present])
     if memories:
-        _upsert(namespace, memories)
+        _upsert(namespace, [m for m in memories if str(m.pk) in embed])
+        _update_metadata(namespace, [m for m in memories if str(m.pk) not in embed])
         # A delete that committed while we embedded has already unindexed and dropped its
         # outbox row: take back what we just re-added for it.
         still = {str(pk) for pk in Memory.objects.filter(pk__in=list(present)).values_list("pk", flat=True)}

@@ -170,6 +170,9 @@ class IndexOutbox(models.Model):
     class Op(models.TextChoices):
         UPSERT = "upsert"
         DELETE = "delete"
+        #: Filter fields only (tags, kind, metadata changed; the content did not): the
+        #: replay keeps the stored vector instead of running the embedding model.
+        METADATA = "metadata"
 
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     memory_id = models.UUIDField()

@@ -152,6 +152,30 @@ class VectorStore:
             metadatas = _without_stale_keys(collection, ids, metadatas)
         collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
 
+    def update_metadata(self, namespace: Namespace, ids: Sequence[str],
+                        metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Replace the filter fields of stored ids, keeping their vectors: an edit that
+        left the embedded text alone (tags, kind, metadata) needs no embedding model.
+
+        Keys the new metadata lacks are deleted (as ``upsert`` does). Returns the stored
+        vectors of the ids updated; ids the collection lacks are left out, untouched,
+        for the caller to index in full.
+        """
+        if not ids:
+            return {}
+        collection = self.collection(namespace)
+        stored = collection.get(ids=list(ids), include=["metadatas", "embeddings"])
+        before = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
+        vectors = {i: np.asarray(v, dtype=np.float32)
+                   for i, v in zip(stored["ids"], stored["embeddings"], strict=True)}
+        found = [(i, meta) for i, meta in zip(ids, metadatas, strict=True) if i in before]
+        if found:
+            collection.update(
+                ids=[i for i, _ in found],
+                metadatas=[{**meta, **dict.fromkeys(set(before[i] or {}) - set(meta))}
+                           for i, meta in found])
+        return vectors
+
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:
         if ids:
             self.collection(namespace).delete(ids=list(ids))

@@ -7,10 +7,10 @@ vector-store work through the server instead of opening the directory: the serve
 listens on a Unix socket in the data directory (``MEMORYWEB_CONTROL_SOCKET``, mode 0600,
 checked peer user) and runs a short list of named operations, one JSON object per line:
 
-* ``vector.*``: the VectorStore operations (upsert, delete, query, nearest, embeddings,
-  count, ids, drop_collection, forget_cached, heartbeat). Vectors travel as base64
-  float32, never pickled. The command does everything else itself (SQL, embedding,
-  progress bars), so every command works unchanged.
+* ``vector.*``: the VectorStore operations (upsert, update_metadata, delete, query,
+  nearest, embeddings, count, ids, drop_collection, forget_cached, heartbeat). Vectors
+  travel as base64 float32, never pickled. The command does everything else itself
+  (SQL, embedding, progress bars), so every command works unchanged.
 * ``mcp.call``: one MCP tool call of the embedded ``manage.py mcp`` with the agent's key,
   which the server checks at every call; the tool then runs here, as that key's
   principal, like a call to ``/mcp`` (its events reach this server's WebSocket feeds).
@@ -349,6 +349,18 @@ def _upsert(args: dict[str, Any]) -> None:
         raise Refused("bad_request", "vector.upsert: one embedding row and one metadata "
                       "object per id")
     _store().upsert(_namespace(args), ids, vectors, metadatas, fresh=bool(args.get("fresh")))
+
+
+@operation("vector.update_metadata")
+def _update_metadata(args: dict[str, Any]) -> dict[str, Any]:
+    """Filter fields only (an edit of tags, kind or metadata): no vectors sent."""
+    ids, metadatas = _strings(args, "ids"), args["metadatas"]
+    if not (isinstance(metadatas, list) and all(isinstance(m, dict) for m in metadatas)
+            and len(metadatas) == len(ids)):
+        raise Refused("bad_request", "vector.update_metadata: one metadata object per id")
+    found = _store().update_metadata(_namespace(args), ids, metadatas)
+    kept = list(found)
+    return {"ids": kept, "vectors": pack_array([found[i] for i in kept]) if kept else None}
 
 
 @operation("vector.delete")

@@ -266,6 +266,14 @@ class RemoteVectorStore:
                    embeddings=pack_array(embeddings), metadatas=[dict(m) for m in metadatas],
                    fresh=bool(fresh))
 
+    def update_metadata(self, namespace, ids: Sequence[str],
+                        metadatas: Sequence[Mapping]) -> dict[str, np.ndarray]:
+        found = self._call("update_metadata", namespace=pack_namespace(namespace),
+                           ids=[str(i) for i in ids], metadatas=[dict(m) for m in metadatas])
+        vectors = unpack_array(found["vectors"]) if found["ids"] else []
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(found["ids"], vectors,
+                                                                 strict=True)}
+
     def delete(self, namespace, ids: Sequence[str]) -> None:
         self._call("delete", namespace=pack_namespace(namespace), ids=[str(i) for i in ids])
 

@@ -255,6 +255,13 @@ out = {"store": type(store).__name__, "count": store.count(ns),
        "embeddings": {i: v.tolist()[:3] for i, v in store.embeddings(ns, ["a", "zz"]).items()}}
 store.upsert(ns, ["a"], vectors[:1], [{"agent_id": "x"}])  # the tag removed
 out["tagged"] = [h.id for h in store.query(ns, vectors[0], 3, {"t:red": True})]
+# Filter fields only (a tags-only edit): the stored vector is kept and returned, an id
+# the collection lacks is left out, a key the new metadata lacks is removed.
+kept = store.update_metadata(ns, ["c", "zz"], [{"agent_id": "w", "t:blue": True}, {"agent_id": "q"}])
+out["kept"] = {i: v.tolist()[:3] for i, v in kept.items()}
+out["blue"] = [h.id for h in store.query(ns, vectors[2], 3, {"t:blue": True})]
+store.update_metadata(ns, ["c"], [{"agent_id": "w"}])
+out["blue_after"] = [h.id for h in store.query(ns, vectors[2], 3, {"t:blue": True})]
 store.delete(ns, ["b"])
 out["left"] = sorted(store.all_ids(ns, page=1))
 store.heartbeat()
@@ -269,7 +276,8 @@ def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):  #
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only this user may connect
         done = json.loads(_run(embedded_env, "shell", "-c", VECTOR_OPS).stdout.splitlines()[-1])
         assert done == {"store": "GuestVectorStore", "count": 3, "query": ["b"], "nearest": ["c"],
-                        "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [], "left": ["a", "c"]}
+                        "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [], "left": ["a", "c"],
+                        "kept": {"c": [0.0, 0.0, 1.0]}, "blue": ["c"], "blue_after": []}
         hello = _ask(path, b'{"op": "hello"}')
         assert hello["ok"] and hello["result"]["protocol"] == 1
         assert "mcp.call" in hello["result"]["operations"]
@@ -278,7 +286,9 @@ def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):  #
                            (b'{"op": "vector.drop_collection", "args": {"name": "other"}}',
                             "bad_request"),
                            (b'{"op": "vector.upsert", "args": {"namespace": {"id": 1}}}',
-                            "bad_request")):
+                            "bad_request"),
+                           (b'{"op": "vector.update_metadata", "args": {"namespace": {"id": 1}, '
+                            b'"ids": ["a"], "metadatas": []}}', "bad_request")):
             answer = _ask(path, line)
             assert not answer["ok"] and answer["error"]["code"] == code, (line, answer)
         # The key travels with every MCP call and is checked there.
