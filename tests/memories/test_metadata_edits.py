@@ -167,3 +167,17 @@ def test_a_metadata_op_for_a_memory_missing_from_the_index_embeds_it(alpha, embe
     services.update(_admin(alpha), memory.pk, {"tags": ["new"]})
     assert embed_calls == [1]
     assert _stored_tags(alpha, [memory.pk]) == {str(memory.pk): {"new"}}
+
+
+def test_the_dashboards_bulk_retag_does_not_embed(alpha, embed_calls):
+    """The admin action goes through the batched service: no embedder call per memory."""
+    from tests.dashboard.conftest import person
+
+    ids = [str(m.pk) for m in _store_some(alpha, 6)]
+    embed_calls.clear()
+    page = person("alice", alpha).post("/admin/memories/memory/", {
+        "action": "retag", "_selected_action": ids, "apply": "1", "add": "new", "remove": "old"},
+        follow=True)
+    assert b"6 memory(ies) re-tagged." in page.content
+    assert embed_calls == []
+    assert set(_stored_tags(alpha, ids).values()) == {frozenset({"new"})}
