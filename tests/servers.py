@@ -48,13 +48,18 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.command()[0]} exited:\n{self.log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + self.health_path, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
+            if self.ready():
+                return
+            time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"not ready after {timeout} s:\n{self.log_path.read_text()[-2000:]}")
+
+    def ready(self) -> bool:
+        """Whether the server answers yet: ``health_path`` gives 200."""
+        try:
+            return httpx.get(self.url + self.health_path, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def stop(self) -> None:
         if self.process:
