@@ -15,7 +15,7 @@ from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.audit.log import record as audit
-from apps.core.errors import InvalidInput
+from apps.core.errors import Conflict, InvalidInput
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import ACTION_PERMISSION, ROLE_PERMISSIONS, Role, role_from_permissions
@@ -31,6 +31,8 @@ def set_role(namespace: Namespace, user, role: Role | None, *,
                            field="role")
     wanted = ROLE_PERMISSIONS[role] if role is not None else frozenset()
     with transaction.atomic():
+        if role is not Role.ADMIN:
+            _keep_an_admin(namespace, user)
         for perm in ALL_PERMISSIONS - wanted:
             remove_perm(perm, user, namespace)
         for perm in wanted:
@@ -38,6 +40,21 @@ def set_role(namespace: Namespace, user, role: Role | None, *,
         audit(actor, "member.set" if role is not None else "member.remove", namespace=namespace,
               summary={"username": user.get_username(),
                        "role": role.label if role is not None else None})
+
+
+def _keep_an_admin(namespace: Namespace, user) -> None:
+    """Refuse to remove or demote the namespace's last team admin (issue 17, item 3).
+
+    Without one nobody can manage the namespace from the dashboard: the reviewed team
+    admin removed herself with one click and was locked out. This is the one place every
+    door (REST, the dashboard, ``add_member``, invitations) goes through. The namespace
+    row is locked first so two admins demoting each other at once cannot both succeed.
+    System admins are no members, so they are never counted here, and are unaffected."""
+    Namespace.objects.select_for_update().filter(pk=namespace.pk).first()
+    admins = {name for name, held in members(namespace).items() if held is Role.ADMIN}
+    if admins == {user.get_username()}:
+        raise Conflict(f"{user.get_username()} is the last admin of {namespace.slug}: make "
+                       "someone else admin first.", field="username", code="last_admin")
 
 
 def memberships(user) -> dict[int, Role]:

@@ -34,7 +34,7 @@ def test_roles_are_bundles_of_permissions():
 
 def test_setting_a_role_replaces_the_previous_one(alpha, beta):
     user = get_user_model().objects.create_user("dana")
-    set_role(alpha, user, Role.ADMIN)
+    set_role(alpha, user, Role.AGENT)  # (not admin: the last admin stays, test_last_admin.py)
     set_role(beta, user, Role.READER)
     set_role(alpha, user, Role.READER)
     assert memberships(user) == {alpha.pk: Role.READER, beta.pk: Role.READER}
@@ -109,6 +109,7 @@ def test_add_member_command_creates_the_user_and_sets_the_role(alpha, capsys):
     assert user.check_password("s3cret") and memberships(user) == {alpha.pk: Role.AGENT}
     call_command("add_member", "alpha", "zoe", "--role", "admin")
     assert memberships(user) == {alpha.pk: Role.ADMIN}
+    call_command("add_member", "alpha", "yan", "--role", "admin")  # zoe is not the last admin
     call_command("add_member", "alpha", "zoe", "--remove")
     assert memberships(user) == {}
     assert "zoe is no longer a member of alpha" in capsys.readouterr().out
