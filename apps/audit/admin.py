@@ -3,27 +3,109 @@ person's namespaces, with a button that verifies the whole chain."""
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db import transaction
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
 from apps.audit import verify
-from apps.audit.models import AuditEntry
+from apps.audit.models import AuditCheckpoint, AuditEntry
 from apps.core.admin import ReadOnlyAdmin
+from apps.ops.models import JobState
+from apps.tenancy.models import ApiKey, Namespace
+
+KEY_ACTOR = "key:"
+
+
+class AuditNamespaceFilter(admin.SimpleListFilter):
+    """Entries of one namespace; the choices are only the namespaces the viewer may see
+    (as the memory list's filter), so the list of choices leaks no other tenant's slug."""
+
+    title = "namespace"
+    parameter_name = "namespace_id"
+
+    def lookups(self, request, model_admin):
+        principal = model_admin.principal(request)
+        return [(str(pk), slug) for pk, slug in Namespace.objects.for_principal(
+            principal, model_admin.scope_action).order_by("slug").values_list("pk", "slug")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(namespace_id=int(self.value()))
+        except ValueError:
+            return queryset.none()
+
+
+class _KeyNamedChangeList(ChangeList):
+    """After the page's rows are fetched, names the keys among their actors with one
+    query for the whole page (not one per row)."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        prefixes = {entry.actor.removeprefix(KEY_ACTOR) for entry in self.result_list
+                    if entry.actor.startswith(KEY_ACTOR)}
+        # Only keys the viewer may see: a team admin is not told a system key's name.
+        names = dict(ApiKey.objects.for_principal(self.model_admin.principal(request),
+                                                  self.model_admin.scope_action)
+                     .filter(prefix__in=prefixes).exclude(name="")
+                     .values_list("prefix", "name")) if prefixes else {}
+        for entry in self.result_list:
+            entry.key_name = names.get(entry.actor.removeprefix(KEY_ACTOR))
+
+
+def last_verified() -> dict | None:
+    """The latest moment the chain was known intact: a checkpoint (written by the
+    ``audit_checkpoint`` job and by the dashboard's button) or a full walk by the daily
+    ``audit_verify_full`` job, whichever is newer."""
+    candidates = []
+    checkpoint = AuditCheckpoint.objects.order_by("-verified_at").first()
+    if checkpoint is not None:
+        candidates.append({"at": checkpoint.verified_at, "seq": checkpoint.seq,
+                           "by": checkpoint.verified_by or "the background audit_checkpoint job"})
+    full = JobState.objects.filter(name="audit_verify_full", last_outcome="ok").first()
+    if full is not None and full.last_finished_at is not None:
+        candidates.append({"at": full.last_finished_at, "seq": None,
+                           "by": "the background audit_verify_full job"})
+    return max(candidates, key=lambda c: c["at"]) if candidates else None
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdmin):
     change_list_template = "admin/audit/auditentry/change_list.html"
-    list_display = ["seq", "created_at", "operation", "actor", "agent_id", "namespace", "record_count",
-                    "request_id"]
-    list_filter = ["operation", "created_at"]
+    list_display = ["seq", "created_at", "operation", "actor_name", "agent_id", "namespace",
+                    "record_count", "request_id"]
+    list_filter = ["operation", AuditNamespaceFilter, "created_at"]
     search_fields = ["=actor", "=agent_id", "=request_id", "=operation", "=records__record_id"]
     search_help_text = "Exact actor, agent, request id, operation or record (memory) id."
     ordering = ["-seq"]
     show_full_result_count = False
     readonly_fields = ["seq", "created_at", "actor", "agent_id", "namespace", "namespace_id",
-                       "operation", "record_ids", "summary", "request_id", "prev_hash", "entry_hash"]
+                       "operation", "records_json", "summary_json", "request_id", "prev_hash",
+                       "entry_hash"]
+
+    def get_changelist(self, request, **kwargs):
+        return _KeyNamedChangeList
+
+    @admin.display(description="actor", ordering="actor")
+    def actor_name(self, obj) -> str:
+        """A key by its name and prefix ("Support bot (mw_live_ab12)"), others as written."""
+        name = getattr(obj, "key_name", None)
+        return f"{name} ({obj.actor.removeprefix(KEY_ACTOR)})" if name else obj.actor
+
+    @admin.display(description="summary")
+    def summary_json(self, obj):
+        return format_html('<pre class="mw-json">{}</pre>', json.dumps(obj.summary, indent=2))
+
+    @admin.display(description="record ids")
+    def records_json(self, obj):
+        return format_html('<pre class="mw-json">{}</pre>', json.dumps(obj.record_ids, indent=2))
 
     @admin.display(description="records")
     def record_count(self, obj):
@@ -43,6 +125,12 @@ class AuditEntryAdmin(ReadOnlyAdmin):
             return HttpResponseNotAllowed(["POST"])
         verdict = verify.verify()
         system = self.principal(request).is_system_admin
+        if verdict.ok and verdict.checked:
+            # A checkpoint like the background job's, so "last verified" counts this walk.
+            with transaction.atomic():
+                AuditCheckpoint.objects.update_or_create(seq=verdict.last_seq, defaults={
+                    "entry_hash": verdict.last_hash, "entries_checked": verdict.checked,
+                    "verified_at": timezone.now(), "verified_by": "from the dashboard"})
         # How long the chain is tells how busy every tenant is: system admins only.
         request.session["audit_verdict"] = {"ok": verdict.ok,
                                             "checked": verdict.checked if system else None}
@@ -59,4 +147,8 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     def changelist_view(self, request, extra_context=None):
         verdict = request.session.get("audit_verdict")
-        return super().changelist_view(request, {**(extra_context or {}), "verdict": verdict})
+        verified = last_verified()
+        if verified and not self.principal(request).is_system_admin:
+            verified["seq"] = None  # how long the chain is: system admins only
+        return super().changelist_view(request, {**(extra_context or {}), "verdict": verdict,
+                                                 "last_verified": verified})

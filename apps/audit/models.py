@@ -74,6 +74,9 @@ class AuditCheckpoint(models.Model):
     entry_hash = models.CharField(max_length=64)
     verified_at = models.DateTimeField(default=timezone.now)
     entries_checked = models.PositiveIntegerField(default=0)
+    #: Who verified, for "last verified … by …" in the audit list: blank is the
+    #: ``audit_checkpoint`` job; the dashboard's "Verify chain" button says so here.
+    verified_by = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-seq"]

@@ -8,6 +8,7 @@ import datetime as dt
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.db.models import Count, Min
 from django.db.models.functions import TruncDate
 from django.http import Http404
@@ -25,6 +26,7 @@ from apps.tenancy.roles import Action
 
 #: Days shown by the overview's charts (?days= may choose 7..365).
 DEFAULT_DAYS = 30
+MIN_DAYS, MAX_DAYS = 7, 365
 
 
 def _namespaces(request):
@@ -49,14 +51,30 @@ def _chosen(request, namespaces, slug: str | None) -> Namespace | None:
     return namespaces.first()
 
 
+def _days(request) -> int:
+    """The overview's ``?days=``, kept within 7..365; an adjusted value is said on the
+    page (a warning message) rather than silently replaced."""
+    asked = request.GET.get("days")
+    if asked is None or asked == "":
+        return DEFAULT_DAYS
+    try:
+        wanted = int(asked)
+    except ValueError:
+        messages.warning(request, f"Showing {DEFAULT_DAYS} days: ?days= must be a whole number "
+                         f"of days ({asked[:20]} was asked for).")
+        return DEFAULT_DAYS
+    days = min(max(wanted, MIN_DAYS), MAX_DAYS)
+    if days != wanted:
+        messages.warning(request, f"Showing {days} days: ?days= must be between {MIN_DAYS} and "
+                         f"{MAX_DAYS} ({wanted} was asked for).")
+    return days
+
+
 def overview(request):
     """Memory count, growth over time, memories per agent, recalls per day, outbox backlog."""
     namespaces = _namespaces(request)
     namespace = _chosen(request, namespaces, request.GET.get("namespace"))
-    try:
-        days = min(max(int(request.GET.get("days", DEFAULT_DAYS)), 7), 365)
-    except ValueError:
-        days = DEFAULT_DAYS
+    days = _days(request)
     context = {"namespaces": namespaces, "namespace": namespace, "days": days}
     if namespace is not None:
         context.update(_overview_numbers(namespace, days))

@@ -152,6 +152,9 @@ class ApiKey(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Not Django's "Api keys" from the class name.
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(role="system", namespace__isnull=True)
