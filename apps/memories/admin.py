@@ -7,6 +7,8 @@ REST); system admins see all. Search uses the keyword index, not ``LIKE``.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -18,6 +20,7 @@ from django.urls import path, reverse
 
 from apps.audit.models import AuditEntry
 from apps.core.admin import ScopedAdmin, SystemAdminOnly
+from apps.core.confirm import confirmation_page, confirmed
 from apps.core.errors import ServiceError
 from apps.dashboard.diff import version_rows
 from apps.memories import schemas, services
@@ -233,9 +236,23 @@ class MemoryAdmin(ScopedAdmin):
         return self._changeform_view(request, object_id, form_url, extra_context)
 
     def revert_view(self, request, object_id, version):
+        """Revert after a confirmation page naming the memory and the version (issue 17,
+        item 3): a GET or an unconfirmed POST changes nothing. The change page's list
+        filters (``_changelist_filters``) ride along, so Cancel and the result keep them."""
         memory = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:memories_memory_change", args=[memory.pk]))
+        back = reverse("admin:memories_memory_change", args=[memory.pk])
+        filters = request.GET.get("_changelist_filters")
+        if filters:
+            back += "?" + urlencode({"_changelist_filters": filters})
+        if not confirmed(request):
+            snippet = memory.content if len(memory.content) <= 60 else memory.content[:57] + "…"
+            return confirmation_page(
+                request, self.admin_site, title="Revert memory",
+                effect=f"Revert memory “{snippet}” in {memory.namespace.slug} to version {version}",
+                button=f"Revert to version {version}", cancel_url=back,
+                details=[f"Every field becomes as it was in version {version}; this is saved as "
+                         f"version {memory.version + 1} and re-indexed.",
+                         "The current text is kept only in the version history."])
         try:
             reverted = services.revert(self.principal(request), memory.pk, version)
         except ServiceError as exc:
@@ -246,7 +263,7 @@ class MemoryAdmin(ScopedAdmin):
             else:
                 messages.success(request, f"Reverted to version {version}; this is now "
                                  f"version {reverted.version}.")
-        return HttpResponseRedirect(reverse("admin:memories_memory_change", args=[memory.pk]))
+        return HttpResponseRedirect(back)
 
     # The services run their own transactions and index after commit; the admin's
     # outer transaction would hold SQLite's write lock while the model embeds.

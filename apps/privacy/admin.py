@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from apps.core.admin import ReadOnlyAdmin
+from apps.core.confirm import confirmation_page, confirmed, plural, typed_matches
 from apps.core.errors import ServiceError
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest, ErasureState
@@ -75,26 +76,63 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         return Selector(found.namespace, subject).memories().count()
 
     def step_view(self, request, object_id, step: str):
-        """POST approve | reject | execute: through the erasure service."""
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+        """approve | reject | execute, through the erasure service, after a confirmation.
+
+        A GET (or a POST without ``confirm=yes``) shows the confirmation page naming the
+        effect and changes nothing; executing also needs the namespace slug typed, and
+        rejecting a reason. A refusal is shown on that page as a form error."""
+        if step not in ("approve", "reject", "execute"):
+            return HttpResponseNotAllowed(["GET", "POST"])
         found = get_object_or_404(self.get_queryset(request), pk=object_id)
         principal = self.principal(request)
+        back = reverse("admin:privacy_erasurerequest_change", args=[found.pk])
+        slug = found.namespace_slug
+        count = self._selected_now(found)
+        what = (plural(count, "memory", "memories") if count is not None else "the selected memories")
+        pages = {
+            "approve": dict(title="Approve erasure", button=f"Approve erasing {what} in {slug}",
+                            effect=f"Approve erasing {what} in {slug}?",
+                            details=[f"Selects {self.subject(found)}.",
+                                     "A system admin can then execute it: the memories are "
+                                     "erased from every store and cannot be restored."]),
+            "reject": dict(title="Reject erasure", button="Reject this erasure request",
+                           effect=f"Reject the request to erase {what} in {slug}?",
+                           details=[f"Selects {self.subject(found)}.",
+                                    "A rejected request is closed for good; the reason is kept "
+                                    "with it and in the audit log."], reason=True),
+            "execute": dict(title="Execute erasure", button=f"Erase {what} in {slug}",
+                            effect=f"Erase {what} in {slug}",
+                            details=[f"Selects {self.subject(found)}.",
+                                     "They are erased from the database, the keyword index and "
+                                     "the vector index, and a certificate is issued.",
+                                     "This cannot be undone."], typed=slug),
+        }
+
+        def page(error: str | None = None, status: int = 200):
+            return confirmation_page(request, self.admin_site, cancel_url=back, error=error,
+                                     status=status, **pages[step])
+
+        if not confirmed(request):
+            return page()
+        if step == "execute" and not typed_matches(request, slug):
+            return page(f"Type the namespace slug {slug} exactly to confirm.", 400)
         steps = {
             "approve": lambda: erasure.approve(principal, found.pk),
             "reject": lambda: erasure.reject(principal, found.pk,
                                              {"reason": request.POST.get("reason", "")}),
             "execute": lambda: erasure.execute(principal, found.pk),
         }
-        if step not in steps:
-            return HttpResponseNotAllowed(["POST"])
         try:
             done = steps[step]()
         except ServiceError as exc:
-            messages.error(request, f"Could not {step}: {exc.message}")
-        else:
-            messages.success(request, f"Erasure request {done.state}.")
-        return HttpResponseRedirect(reverse("admin:privacy_erasurerequest_change", args=[found.pk]))
+            return page(f"Could not {step}: {exc.message}", exc.status)
+        if step == "execute" and done.certificate:
+            erased = done.certificate.get("counts", {}).get("memories")
+            if erased is not None:
+                messages.success(request, f"{plural(erased, 'memory', 'memories')} erased "
+                                 f"in {slug}.")
+        messages.success(request, f"Erasure request {done.state}.")
+        return HttpResponseRedirect(back)
 
     def certificate_view(self, request, object_id):
         """The deletion certificate as a JSON download (as GET …/certificate over REST)."""

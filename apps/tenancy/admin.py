@@ -8,10 +8,12 @@ system admins see everything. A new key's secret is shown once, in a message.
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import BooleanField, Case, Count, ExpressionWrapper, Value, When
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import formats, timezone
 
 from apps.core.admin import ScopedAdmin
+from apps.core.confirm import confirmation_page, confirmed
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
 from apps.tenancy import grants, invitations, namespaces
@@ -125,6 +127,51 @@ class NamespaceAdmin(ScopedAdmin):
     def memory_count(self, obj):
         return obj.memory_count
 
+    def get_urls(self):
+        return [path("<path:object_id>/members/<str:username>/remove/",
+                     self.admin_site.admin_view(self.remove_member_view),
+                     name="tenancy_namespace_remove_member"),
+                *super().get_urls()]
+
+    def remove_member_view(self, request, object_id, username):
+        """Remove a member after a confirmation page naming them and the namespace (issue 17,
+        item 3); a GET or an unconfirmed POST changes nothing. The namespace service refuses
+        to remove the last admin (409), shown here as the page's error, before and after."""
+        namespace = self.get_object(request, object_id)
+        principal = self.principal(request)
+        if namespace is None or not principal.can(Action.MANAGE, namespace.pk):
+            raise Http404("namespace not found.")
+        back = reverse("admin:tenancy_namespace_change", args=[namespace.pk])
+        current = namespaces.list_members(principal, namespace.slug)
+        if username not in current:
+            raise Http404("not a member.")
+        yourself = username == request.user.get_username()
+        admins = [name for name, role in current.items() if role is Role.ADMIN]
+        last = admins == [username]
+
+        def page(error: str | None = None, status: int = 200):
+            return confirmation_page(
+                request, self.admin_site, title="Remove member", cancel_url=back,
+                effect=f"Remove {username} ({current[username].label}) from {namespace.slug}",
+                button=f"Remove {username} from {namespace.slug}",
+                details=["You will lose access to this namespace at once." if yourself else
+                         f"{username} loses access to {namespace.slug} at once.",
+                         "Adding them back needs a new invitation."],
+                error=error, can_confirm=error is None, status=status)
+
+        if last:  # said before the click too; the service is what enforces it
+            return page(f"{username} is the last admin of {namespace.slug}: make someone else "
+                        "admin first.", 409 if request.method == "POST" else 200)
+        if not confirmed(request):
+            return page()
+        try:
+            namespaces.set_member(principal, namespace.slug, username, None)
+        except ServiceError as exc:
+            return page(exc.message, exc.status)
+        messages.success(request, f"Member {username}: removed.")
+        # Whoever removed themselves cannot see the namespace any more.
+        return HttpResponseRedirect(reverse("admin:index") if yourself else back)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The settings form, with the namespace's members below it (set through the
         namespace service: audited, team admins only for their own namespaces)."""
@@ -148,6 +195,9 @@ class NamespaceAdmin(ScopedAdmin):
         message is the same whoever the name belongs to)."""
         username = request.POST.get("username", "").strip()
         role = request.POST.get("role", "")
+        if role == "remove":  # only through the confirmation page (remove_member_view)
+            return HttpResponseRedirect(reverse("admin:tenancy_namespace_remove_member",
+                                                args=[namespace.pk, username or "?"]))
         try:
             result = namespaces.set_member(principal, namespace.slug, username,
                                            None if role == "remove" else {"role": role})
@@ -158,8 +208,7 @@ class NamespaceAdmin(ScopedAdmin):
                 messages.success(request, f"Member {username}: invited as {role} (they become "
                                  "a member when they accept).")
             else:
-                messages.success(request, f"Member {username}: "
-                                 f"{'removed' if role == 'remove' else f'now {role}'}.")
+                messages.success(request, f"Member {username}: now {role}.")
         return HttpResponseRedirect(request.path)
 
     def _revoke_invitation(self, request, principal, namespace):

@@ -47,21 +47,24 @@ def test_edit_shows_the_new_version_with_a_word_diff_and_revert_restores(alice, 
     assert "memory.update" in page  # the audit trail names the edit
     assert str(memory.pk) in _recall_ids(alpha, "thirty days")  # re-indexed
 
-    response = alice.post(f"/admin/memories/memory/{memory.pk}/revert/1/", follow=True)
+    response = alice.post(f"/admin/memories/memory/{memory.pk}/revert/1/", {"confirm": "yes"},
+                          follow=True)
     assert b"Reverted to version 1; this is now version 3." in response.content
     memory.refresh_from_db()
     assert memory.content == "The deploy key rotates every ninety days." and memory.version == 3
     entry = AuditEntry.objects.filter(operation="memory.update").order_by("-seq").first()
     assert entry.summary["reverted_to"] == 1 and entry.actor == "user:alice"
     assert memory.versions.get(version=3).changes["content"]["after"].endswith("ninety days.")
-    assert alice.get(f"/admin/memories/memory/{memory.pk}/revert/1/").status_code == 302  # GET: no-op
+    # GET: the confirmation page (test_safety_rails.py), no change
+    assert alice.get(f"/admin/memories/memory/{memory.pk}/revert/1/").status_code == 200
     memory.refresh_from_db()
     assert memory.version == 3
 
 
 def test_revert_to_a_version_that_does_not_exist_changes_nothing(alice, memories):
     memory = memories["alpha"][0]
-    response = alice.post(f"/admin/memories/memory/{memory.pk}/revert/7/", follow=True)
+    response = alice.post(f"/admin/memories/memory/{memory.pk}/revert/7/", {"confirm": "yes"},
+                          follow=True)
     assert b"ersion must be between 1 and 1." in response.content
     memory.refresh_from_db()
     assert memory.version == 1

@@ -87,13 +87,15 @@ def test_erasure_review_approve_execute_and_certificate(alice, root, alpha, memo
     page = alice.get(url).content.decode()
     assert 'id="erasure-count">1<' in page and "erasure-approve-button" in page
     assert "erasure-execute-button" not in page
-    alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/approve/")
+    alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/approve/", {"confirm": "yes"})
     requested.refresh_from_db()
     assert requested.state == "approved" and requested.decided_by == "user:alice"
-    refused = alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/execute/", follow=True)
+    refused = alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/execute/",
+                         {"confirm": "yes", "typed": "alpha"}, follow=True)
     assert b"only a system admin may execute" in refused.content
     assert "erasure-execute-button" in root.get(url).content.decode()
-    done = root.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/execute/", follow=True)
+    done = root.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/execute/",
+                     {"confirm": "yes", "typed": "alpha"}, follow=True)
     assert b"Erasure request executed." in done.content and b"certificate-download" in done.content
     requested.refresh_from_db()
     download = alice.get(f"/admin/privacy/erasurerequest/{requested.pk}/certificate.json")
@@ -104,7 +106,7 @@ def test_erasure_review_approve_execute_and_certificate(alice, root, alpha, memo
         {k: v for k, v in certificate.items() if k not in ("certificate_sha256", "audit")})
     assert [e["id"] for e in certificate["erased"]] == [str(memories["alpha"][1].pk)]
     assert alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/hack/").status_code == 405
-    assert alice.get(f"/admin/privacy/erasurerequest/{requested.pk}/step/approve/").status_code == 405
+    assert alice.get(f"/admin/privacy/erasurerequest/{requested.pk}/step/hack/").status_code == 405
 
 
 def test_a_request_not_yet_executed_has_no_certificate(alice, memories):
@@ -113,7 +115,7 @@ def test_a_request_not_yet_executed_has_no_certificate(alice, memories):
     response = alice.get(f"/admin/privacy/erasurerequest/{requested.pk}/certificate.json", follow=True)
     assert b"No certificate" in response.content
     rejected = alice.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/reject/",
-                          {"reason": "not our data"}, follow=True)
+                          {"confirm": "yes", "reason": "not our data"}, follow=True)
     assert b"Erasure request rejected." in rejected.content
     assert ErasureRequest.objects.get(pk=requested.pk).rejection_reason == "not our data"
 

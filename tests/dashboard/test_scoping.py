@@ -142,8 +142,7 @@ def test_a_team_admin_manages_members_of_their_namespace(alice, alpha, beta):
     alice.post(f"/admin/tenancy/namespace/{beta.pk}/change/",
                {"_member": "1", "username": "dave", "role": "admin"})
     assert members(beta) == {}
-    alice.post(f"/admin/tenancy/namespace/{alpha.pk}/change/",
-               {"_member": "1", "username": "dave", "role": "remove"})
+    alice.post(f"/admin/tenancy/namespace/{alpha.pk}/members/dave/remove/", {"confirm": "yes"})
     assert members(alpha) == {"alice": Role.ADMIN}
 
 

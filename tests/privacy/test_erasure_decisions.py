@@ -64,10 +64,10 @@ def test_the_dashboard_refuses_a_rejection_without_a_reason(client, alpha, held)
     client.force_login(alice)
     requested = erasure.create(Principal.for_user(alice), {"namespace": "alpha",
                                                            "agent_id": "agent-1"})
-    page = client.get(f"/admin/privacy/erasurerequest/{requested.pk}/change/").content.decode()
+    step = f"/admin/privacy/erasurerequest/{requested.pk}/step/reject/"
+    page = client.get(step).content.decode()  # the confirmation page holds the reason
     assert 'name="reason"' in page and "required" in page.split('name="reason"')[1][:120]
-    refused = client.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/reject/",
-                          {"reason": " "}, follow=True)
+    refused = client.post(step, {"confirm": "yes", "reason": " "}, follow=True)
     assert b"a rejection needs a reason" in refused.content
     assert ErasureRequest.objects.get(pk=requested.pk).state == "requested"
 
@@ -212,7 +212,7 @@ def test_the_dashboard_hides_approve_from_the_requester(four_eyes, client, alpha
     page = client.get(f"/admin/privacy/erasurerequest/{requested.pk}/change/").content.decode()
     assert "erasure-approve-button" not in page and "four-eyes" in page
     refused = client.post(f"/admin/privacy/erasurerequest/{requested.pk}/step/approve/",
-                          follow=True)
+                          {"confirm": "yes"}, follow=True)
     assert b"four-eyes" in refused.content
     assert ErasureRequest.objects.get(pk=requested.pk).state == "requested"
 
