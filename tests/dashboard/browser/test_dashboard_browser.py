@@ -98,7 +98,13 @@ def test_edit_shows_the_diff_and_reverts(person, site, screenshot):
     page.locator("div.submit-row").last.scroll_into_view_if_needed()  # the diff in view
     screenshot(page, "memory-change")
 
-    click_submit(versions.locator('tr.mw-version[data-version="1"] button.mw-revert'))
+    versions.locator('tr.mw-version[data-version="1"] a.mw-revert').click()
+    # The confirmation page names the effect; Cancel goes back and changes nothing.
+    expect(page.locator("#mw-effect")).to_contain_text("to version 1")
+    page.locator("#mw-confirm-cancel").click()
+    expect(versions.locator("h2")).to_have_text("Version history (now version 2)")
+    versions.locator('tr.mw-version[data-version="1"] a.mw-revert').click()
+    click_submit(page.locator("#mw-confirm-button"))
     expect(page.locator("ul.messagelist")).to_contain_text(
         "Reverted to version 1; this is now version 3.")
     expect(page.locator("textarea[name=content]")).to_have_value(original)
@@ -217,7 +223,9 @@ def test_erasure_is_approved_executed_and_certified(person, site, screenshot, tm
     expect(alice.locator("#erasure-state")).to_have_text("requested")
     expect(alice.locator("#erasure-count")).to_have_text("1")
     expect(alice.locator("#erasure-execute-button")).to_have_count(0)  # system admins execute
-    click_submit(alice.locator("#erasure-approve-button"))
+    alice.locator("#erasure-approve-button").click()
+    expect(alice.locator("#mw-effect")).to_have_text("Approve erasing 1 memory in alpha?")
+    click_submit(alice.locator("#mw-confirm-button"))
     expect(alice.locator("ul.messagelist")).to_contain_text("Erasure request approved.")
     expect(alice.locator("#erasure-state")).to_have_text("approved")
     expect(alice.locator("#erasure-execute-button")).to_have_count(0)
@@ -225,7 +233,20 @@ def test_erasure_is_approved_executed_and_certified(person, site, screenshot, tm
     root = person("root")
     root.goto(change)
     expect(root.locator("#erasure-state")).to_have_text("approved")
-    click_submit(root.locator("#erasure-execute-button"))
+    root.locator("#erasure-execute-button").click()
+    # Typed confirmation: the red button names the effect; a wrong slug erases nothing.
+    expect(root.locator("#mw-effect")).to_have_text("Erase 1 memory in alpha")
+    expect(root.locator("#mw-confirm-button")).to_have_text("Erase 1 memory in alpha")
+    root.locator("#mw-typed").fill("alpah")
+    click_submit(root.locator("#mw-confirm-button"))
+    expect(root.locator("#mw-confirm-error")).to_contain_text("Type the namespace slug alpha")
+    root.locator("#mw-confirm-cancel").click()
+    expect(root.locator("#erasure-state")).to_have_text("approved")
+    root.locator("#erasure-execute-button").click()
+    root.locator("#mw-typed").fill("alpha")
+    screenshot(root, "erasure-execute-confirm")
+    click_submit(root.locator("#mw-confirm-button"))
+    expect(root.locator("ul.messagelist")).to_contain_text("1 memory erased in alpha.")
     expect(root.locator("ul.messagelist")).to_contain_text("Erasure request executed.")
     expect(root.locator("#erasure-state")).to_have_text("executed")
     root.locator("#erasure-review").scroll_into_view_if_needed()
@@ -311,3 +332,23 @@ def test_a_reader_is_told_why_and_logs_out(anonymous_page, site, screenshot):
     page.wait_for_url(re.compile(r"/accounts/login/$"))
     page.goto("/admin/")
     expect(page).to_have_url(re.compile(r"/accounts/login/\?next="))  # the session is gone
+
+
+# Safety rails (issue 17, item 3) -------------------------------------------------------
+def test_member_removal_confirms_and_keeps_the_last_admin(person, site, screenshot):
+    page = person("alice")
+    page.goto("/admin/tenancy/namespace/")
+    page.get_by_role("link", name="alpha", exact=True).click()
+    members = page.locator("#members")
+    rita = members.locator("tr", has_text="rita")
+    rita.locator("a.mw-remove-member").click()
+    expect(page.locator("#mw-effect")).to_have_text("Remove rita (reader) from alpha")
+    page.locator("#mw-confirm-cancel").click()  # Cancel: rita stays
+    expect(members.locator("tr", has_text="rita")).to_contain_text("reader")
+
+    members.locator("tr", has_text="alice").locator("a.mw-remove-member").click()
+    expect(page.locator("#mw-confirm-error")).to_contain_text("alice is the last admin of alpha")
+    expect(page.locator("#mw-confirm-button")).to_have_count(0)
+    screenshot(page, "member-last-admin")
+    page.locator("#mw-confirm-cancel").click()
+    expect(members.locator("tr", has_text="alice")).to_contain_text("admin")
