@@ -20,7 +20,7 @@ from django.urls import path, reverse
 
 from apps.audit.models import AuditEntry
 from apps.core.admin import ScopedAdmin, SystemAdminOnly
-from apps.core.confirm import confirmation_page, confirmed
+from apps.core.confirm import confirmation_page, confirmed, plural
 from apps.core.errors import ServiceError
 from apps.dashboard.diff import version_rows
 from apps.memories import schemas, services
@@ -333,7 +333,8 @@ class MemoryAdmin(ScopedAdmin):
         result = services.retag_many(self.principal(request), list(queryset.values_list("pk", flat=True)),
                                      add=TagsForm.split(form.cleaned_data["add"]),
                                      remove=TagsForm.split(form.cleaned_data["remove"]))
-        self.message_user(request, f"{self._report(request, result)} memory(ies) re-tagged.")
+        changed = self._report(request, result)
+        self.message_user(request, f"{plural(changed, 'memory', 'memories')} re-tagged.")
         return None
 
     @admin.action(description="Change kind of selected memories")
@@ -344,7 +345,7 @@ class MemoryAdmin(ScopedAdmin):
         kind = form.cleaned_data["kind"]
         done = self._report(request, services.set_kind_many(
             self.principal(request), list(queryset.values_list("pk", flat=True)), kind))
-        self.message_user(request, f"{done} memory(ies) changed to {kind}.")
+        self.message_user(request, f"{plural(done, 'memory', 'memories')} changed to {kind}.")
         return None
 
     @admin.action(description="Forget everything from the selected memories' agents")
@@ -364,7 +365,8 @@ class MemoryAdmin(ScopedAdmin):
                 deleted += sum(services.delete_by_agent(principal, agent, namespace=slug).values())
             except ServiceError as exc:
                 self.message_user(request, f"{agent} in {slug}: {exc.message}", messages.ERROR)
-        self.message_user(request, f"{deleted} memory(ies) forgotten from {len(counts)} agent(s).")
+        self.message_user(request, f"{plural(deleted, 'memory', 'memories')} forgotten from "
+                                   f"{plural(len(counts), 'agent', 'agents')}.")
         return None
 
 

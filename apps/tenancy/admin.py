@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import formats, timezone
 
 from apps.core.admin import ScopedAdmin
-from apps.core.confirm import confirmation_page, confirmed
+from apps.core.confirm import confirmation_page, confirmed, plural
 from apps.core.errors import ServiceError
 from apps.memories.schemas import validate
 from apps.tenancy import grants, invitations, namespaces
@@ -290,7 +290,7 @@ class ApiKeyAdmin(ScopedAdmin):
                 self.message_user(request, f"{key.prefix}: {exc.message}", messages.ERROR)
                 continue
             count += 1
-        self.message_user(request, f"{count} key(s) revoked.")
+        self.message_user(request, f"{plural(count, 'key', 'keys')} revoked.")
 
     @admin.action(description="Rotate selected keys (old secrets work for the grace period)")
     def rotate(self, request, queryset):
@@ -433,4 +433,4 @@ class SharingGrantAdmin(ScopedAdmin):
                 revoked += 1
             except ServiceError as exc:  # a grantee's admin sees the grant, cannot revoke it
                 self.message_user(request, f"grant {grant.pk}: {exc.message}", messages.ERROR)
-        self.message_user(request, f"{revoked} grant(s) revoked.")
+        self.message_user(request, f"{plural(revoked, 'grant', 'grants')} revoked.")

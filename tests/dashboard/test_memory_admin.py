@@ -90,11 +90,11 @@ def _action(client, name: str, memories, **extra):
 def test_retag_asks_first_then_goes_through_the_service(alice, memories):
     chosen = memories["alpha"]
     page = _action(alice, "retag", chosen)
-    assert b"2 memory(ies) selected." in page.content and b"Yes, apply" in page.content
+    assert b"2 memories selected." in page.content and b"Yes, apply" in page.content
     alpha_memories = Memory.objects.filter(namespace__slug="alpha").order_by("created_at")
     assert [m.tags for m in alpha_memories] == [["ops"], []]
     page = _action(alice, "retag", chosen, apply="1", add="reviewed, ops", remove="ops")
-    assert b"2 memory(ies) re-tagged." in page.content
+    assert b"2 memories re-tagged." in page.content
     tags = {m.content[:5]: m.tags for m in Memory.objects.filter(namespace__slug="alpha")}
     assert tags == {"The d": ["reviewed", "ops"], "Lunch": ["reviewed", "ops"]}
     assert AuditEntry.objects.filter(operation="memory.update", actor="user:alice").count() == 2
@@ -102,7 +102,7 @@ def test_retag_asks_first_then_goes_through_the_service(alice, memories):
 
 def test_change_kind(alice, memories):
     page = _action(alice, "change_kind", memories["alpha"], apply="1", kind="procedure")
-    assert b"memory(ies) changed to procedure" in page.content
+    assert b"memories changed to procedure" in page.content
     assert set(Memory.objects.filter(namespace__slug="alpha").values_list("kind", flat=True)) == {"procedure"}
     bad = _action(alice, "change_kind", memories["alpha"], apply="1", kind="gossip")
     assert b"Select a valid choice" in bad.content
@@ -118,7 +118,7 @@ def test_forget_agent_is_for_system_admins_and_shows_counts_first(alice, root, a
     assert b"<td>agent-1</td><td>alpha</td><td>2</td>" in page.content  # all of them, not 1
     assert Memory.objects.filter(agent_id="agent-1").count() == 3
     page = _action(root, "forget_agents", [memories["alpha"][0]], apply="1")
-    assert b"2 memory(ies) forgotten from 1 agent(s)." in page.content
+    assert b"2 memories forgotten from 1 agent." in page.content
     left = Memory.objects.filter(agent_id="agent-1").values_list("namespace__slug", flat=True)
     assert list(left) == ["beta"]
     assert AuditEntry.objects.filter(operation="memory.delete_by_agent").count() == 1

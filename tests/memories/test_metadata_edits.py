@@ -178,6 +178,6 @@ def test_the_dashboards_bulk_retag_does_not_embed(alpha, embed_calls):
     page = person("alice", alpha).post("/admin/memories/memory/", {
         "action": "retag", "_selected_action": ids, "apply": "1", "add": "new", "remove": "old"},
         follow=True)
-    assert b"6 memory(ies) re-tagged." in page.content
+    assert b"6 memories re-tagged." in page.content
     assert embed_calls == []
     assert set(_stored_tags(alpha, ids).values()) == {frozenset({"new"})}

@@ -120,7 +120,7 @@ def test_a_tampered_certificate_or_returning_data_fails_verification(team_admin,
     agent.post("/api/v1/memories", {"content": f"Dana's {RARE} allergy: nuts."})
     with pytest.raises(CommandError, match="content_hashes"):
         call_command("verify_certificate", str(path))
-    assert "FAIL store content_hashes: 1 erased item(s) held" in capsys.readouterr().out
+    assert "FAIL store content_hashes: 1 erased item held" in capsys.readouterr().out
 
 
 def test_export_erase_export_round_trip(team_admin, system_admin, subject):

@@ -64,7 +64,7 @@ def test_key_revoke_action_revokes_namespace_and_system_keys(admin_client, alpha
     system_key, system_raw = create_api_key(role=Role.SYSTEM, agent_id="root")
     response = admin_client.post("/admin/tenancy/apikey/", {
         "action": "revoke", "_selected_action": [team_key.pk, system_key.pk]}, follow=True)
-    assert "2 key(s) revoked" in response.content.decode()
+    assert "2 keys revoked" in response.content.decode()
     assert authenticate_key(team_raw) is None and authenticate_key(system_raw) is None
 
 

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.audit.models import AuditEntry
 from apps.audit.verify import verify
+from apps.core.confirm import plural
 from apps.core.errors import ServiceError
 from apps.privacy.erasure import FORMAT, certificate_hash, verify_stores
 from apps.tenancy.models import Namespace
@@ -59,7 +60,8 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(f"cannot check the stores: {exc.message}") from None
         for store, result in stores.items():
-            check(f"store {store}", result["ok"], f"{result['remaining']} erased item(s) held")
+            held = plural(result["remaining"], "erased item", "erased items")
+            check(f"store {store}", result["ok"], f"{held} held")
         if failures:
             raise CommandError(f"certificate NOT verified: {', '.join(failures)} failed")
         self.stdout.write(self.style.SUCCESS(
