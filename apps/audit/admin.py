@@ -101,7 +101,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="summary")
     def summary_json(self, obj):
-        return format_html('<pre class="mw-json">{}</pre>', json.dumps(obj.summary, indent=2))
+        return format_html('<pre class="mw-json">{}</pre>', json.dumps(obj.summary, indent=2, sort_keys=True))
 
     @admin.display(description="record ids")
     def records_json(self, obj):

@@ -17,5 +17,6 @@ register = template.Library()
 
 @register.filter
 def as_json(value: Any) -> str:
-    """Compact JSON (autoescaped by the template like any other text)."""
-    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
+    """Compact JSON (autoescaped by the template like any other text), keys sorted: the
+    same entry reads the same on SQLite and on PostgreSQL (jsonb reorders keys)."""
+    return json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False, sort_keys=True)
