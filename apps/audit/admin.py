@@ -15,32 +15,17 @@ from django.utils.html import format_html
 
 from apps.audit import verify
 from apps.audit.models import AuditCheckpoint, AuditEntry
-from apps.core.admin import ReadOnlyAdmin
+from apps.core.admin import NamespaceFilter, ReadOnlyAdmin
 from apps.ops.models import JobState
-from apps.tenancy.models import ApiKey, Namespace
+from apps.tenancy.models import ApiKey
 
 KEY_ACTOR = "key:"
 
 
-class AuditNamespaceFilter(admin.SimpleListFilter):
-    """Entries of one namespace; the choices are only the namespaces the viewer may see
-    (as the memory list's filter), so the list of choices leaks no other tenant's slug."""
+class AuditNamespaceFilter(NamespaceFilter):
+    """The shared namespace filter under the audit list's own parameter name."""
 
-    title = "namespace"
     parameter_name = "namespace_id"
-
-    def lookups(self, request, model_admin):
-        principal = model_admin.principal(request)
-        return [(str(pk), slug) for pk, slug in Namespace.objects.for_principal(
-            principal, model_admin.scope_action).order_by("slug").values_list("pk", "slug")]
-
-    def queryset(self, request, queryset):
-        if not self.value():
-            return queryset
-        try:
-            return queryset.filter(namespace_id=int(self.value()))
-        except ValueError:
-            return queryset.none()
 
 
 class _KeyNamedChangeList(ChangeList):

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from apps.audit.models import AuditEntry
-from apps.core.admin import ScopedAdmin, SystemAdminOnly
+from apps.core.admin import NamespaceFilter, ScopedAdmin, SystemAdminOnly
 from apps.core.confirm import confirmation_page, confirmed, plural
 from apps.core.errors import ServiceError
 from apps.dashboard.diff import version_rows
@@ -61,19 +61,6 @@ class _ScopedFilter(admin.SimpleListFilter):
 
     def scope(self, request, model_admin):
         return model_admin.get_queryset(request)
-
-
-class NamespaceFilter(_ScopedFilter):
-    title = "namespace"
-    parameter_name = "namespace"
-
-    def lookups(self, request, model_admin):
-        principal = model_admin.principal(request)
-        return [(str(pk), slug) for pk, slug in Namespace.objects.for_principal(
-            principal, model_admin.scope_action).order_by("slug").values_list("pk", "slug")]
-
-    def queryset(self, request, queryset):
-        return queryset.filter(namespace_id=self.value()) if self.value() else queryset
 
 
 class AgentFilter(_ScopedFilter):
