@@ -100,7 +100,7 @@ def test_an_archived_namespaces_memories_are_read_only_in_the_admin(alice, alpha
 
 
 def test_search_keeps_every_match_of_the_chosen_namespace(root, alpha, beta, monkeypatch):
-    from apps.memories import admin as memory_admin
+    from apps.memories import admin_search as memory_admin
 
     monkeypatch.setattr(memory_admin, "SEARCH_LIMIT", 4)
     for i in range(4):
