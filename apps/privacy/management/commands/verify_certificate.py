@@ -1,5 +1,6 @@
 """manage.py verify_certificate FILE: re-check a deletion certificate against the live
-stores and the audit chain."""
+stores and the audit chain (the checks are apps/privacy/certificates.py's, the same the
+dashboard's "Verify now" runs inside the server)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.audit.models import AuditEntry
-from apps.audit.verify import verify
-from apps.core.confirm import plural
 from apps.core.errors import ServiceError
-from apps.privacy.erasure import FORMAT, certificate_hash, verify_stores
-from apps.tenancy.models import Namespace
+from apps.privacy.certificates import NotACertificate, verify_certificate
+from apps.privacy.erasure import FORMAT
 
 
 class Command(BaseCommand):
@@ -31,39 +29,17 @@ class Command(BaseCommand):
             certificate = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot read {file}: {exc}") from None
-        if not isinstance(certificate, dict) or certificate.get("format") != FORMAT:
-            raise CommandError(f"{file} is not a {FORMAT} certificate.")
-        failures = []
-
-        def check(name: str, ok: bool, detail: str = "") -> None:
-            self.stdout.write(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
-            if not ok:
-                failures.append(name)
-
-        digest = certificate_hash(certificate)
-        check("certificate hash", digest == certificate.get("certificate_sha256"),
-              "matches its content" if digest == certificate.get("certificate_sha256")
-              else "the certificate was altered")
-        anchor = certificate.get("audit") or {}
-        entry = AuditEntry.objects.filter(seq=anchor.get("seq")).first()
-        check("audit entry", entry is not None and entry.entry_hash == anchor.get("entry_hash")
-              and entry.summary.get("certificate_sha256") == digest,
-              f"#{anchor.get('seq')} records this certificate's hash" if entry else "not found")
-        chain = verify()
-        check("audit chain", chain.ok, f"{chain.checked} entries intact" if chain.ok
-              else f"broken at entry {chain.broken[0]}: {chain.broken[1]}")
-        where = certificate.get("namespace") or {}
-        namespace = Namespace.objects.filter(pk=where.get("id"), slug=where.get("slug")).first()
         try:
-            stores = verify_stores(namespace, certificate.get("erased") or [],
-                                   [item["id"] for item in certificate.get("retained") or []])
+            result = verify_certificate(certificate)
+        except NotACertificate:
+            raise CommandError(f"{file} is not a {FORMAT} certificate.") from None
         except ServiceError as exc:
             raise CommandError(f"cannot check the stores: {exc.message}") from None
-        for store, result in stores.items():
-            held = plural(result["remaining"], "erased item", "erased items")
-            check(f"store {store}", result["ok"], f"{held} held")
-        if failures:
-            raise CommandError(f"certificate NOT verified: {', '.join(failures)} failed")
+        for check in result.checks:
+            detail = f": {check.detail}" if check.detail else ""
+            self.stdout.write(f"{'ok  ' if check.ok else 'FAIL'} {check.name}{detail}")
+        if not result.ok:
+            raise CommandError(f"certificate NOT verified: {', '.join(result.failures)} failed")
         self.stdout.write(self.style.SUCCESS(
-            f"certificate verified: {len(certificate.get('erased') or [])} memories erased "
-            f"from {where.get('slug')}, nothing left in any store"))
+            f"certificate verified: {result.erased} memories erased "
+            f"from {result.namespace}, nothing left in any store"))
