@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.db import transaction
@@ -37,11 +37,19 @@ def _line(record: dict[str, Any]) -> bytes:
             ).encode()
 
 
-def start(principal: Principal, selector: Selector) -> Iterator[bytes]:
+def start(principal: Principal, selector: Selector, *,
+          context: Mapping[str, Any] | None = None) -> Iterator[bytes]:
     """Audit the export (in its own transaction, before the first byte), then return
-    the stream of chunks (each several lines)."""
+    the stream of chunks (each several lines).
+
+    The entry holds the selector and how many memories it selected when the export
+    began (``memories``), whichever door asked (REST, dashboard, manage.py). ``context``
+    adds to it, e.g. the dashboard's ``{"erasure_request": id}`` for an export made from
+    an erasure request, so the request's story lists it."""
+    summary = {**selector.describe(), "memories": selector.memories().count(),
+               **(context or {})}
     with transaction.atomic():
-        audit(principal, "export", namespace=selector.namespace, summary=selector.describe())
+        audit(principal, "export", namespace=selector.namespace, summary=summary)
     return _stream(principal, selector)
 
 

@@ -79,7 +79,7 @@ def test_subject_export_holds_only_the_subject(team_admin, held, query, expected
 def test_export_is_audited(team_admin, held):
     team_admin.get("/api/v1/export?agent_id=agent-2")
     entry = AuditEntry.objects.filter(operation="export").get()
-    assert entry.summary == {"namespace": "alpha", "agent_id": "agent-2"}
+    assert entry.summary == {"namespace": "alpha", "agent_id": "agent-2", "memories": 1}
     assert entry.actor == f"key:{team_admin.key.prefix}"
 
 
