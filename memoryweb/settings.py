@@ -450,6 +450,18 @@ MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
 MEMORYWEB_INVITATION_DAYS = env.int("MEMORYWEB_INVITATION_DAYS", default=7)
 if not 1 <= MEMORYWEB_INVITATION_DAYS <= 365:
     raise RuntimeError("MEMORYWEB_INVITATION_DAYS must be 1..365 (7 is the default)")
+# The dashboard's bulk re-tag, change of kind and forget-agents act within the request up
+# to this many memories; above it they run as a background job with a progress page
+# (apps/memories/bulk_jobs.py), so a large selection neither holds a request for
+# seconds nor dies with it. 0: always a job.
+MEMORYWEB_DASHBOARD_BULK_INLINE_MAX = env.int("MEMORYWEB_DASHBOARD_BULK_INLINE_MAX", default=50)
+# Memories a bulk job changes per transaction: each batch commits with the job's progress,
+# so a restarted worker resumes after the last one. Smaller: finer progress and shorter
+# write locks; larger: fewer transactions.
+MEMORYWEB_DASHBOARD_BULK_BATCH = env.int("MEMORYWEB_DASHBOARD_BULK_BATCH", default=200)
+if MEMORYWEB_DASHBOARD_BULK_INLINE_MAX < 0 or not 1 <= MEMORYWEB_DASHBOARD_BULK_BATCH <= 5000:
+    raise RuntimeError("MEMORYWEB_DASHBOARD_BULK_INLINE_MAX must be 0 or more (50 is the default) "
+                       "and MEMORYWEB_DASHBOARD_BULK_BATCH 1..5000 (200 is the default)")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
 # Admin roles need TOTP: without it a team-admin role is dormant in its own namespace

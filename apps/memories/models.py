@@ -283,3 +283,7 @@ class ExternalIdSequence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.system}: {self.last}"
+
+
+# The dashboard's bulk jobs (their own module; imported here so Django registers the model).
+from apps.memories.bulk_models import BulkJob  # noqa: E402, F401

@@ -117,7 +117,7 @@ def test_forget_agent_is_for_system_admins_and_shows_counts_first(alice, root, a
     page = _action(root, "forget_agents", [memories["alpha"][0]])
     assert b"<td>agent-1</td><td>alpha</td><td>2</td>" in page.content  # all of them, not 1
     assert Memory.objects.filter(agent_id="agent-1").count() == 3
-    page = _action(root, "forget_agents", [memories["alpha"][0]], apply="1")
+    page = _action(root, "forget_agents", [memories["alpha"][0]], apply="1", typed="agent-1")
     assert b"2 memories forgotten from 1 agent." in page.content
     left = Memory.objects.filter(agent_id="agent-1").values_list("namespace__slug", flat=True)
     assert list(left) == ["beta"]
