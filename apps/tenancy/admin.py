@@ -26,8 +26,23 @@ from apps.tenancy.keys import (
     set_expiry,
 )
 from apps.tenancy.models import ApiKey, Invitation, Namespace, SharingGrant
-from apps.tenancy.roles import ROLE_CHOICES, Action, Role
+from apps.tenancy.roles import ROLE_CHOICES, ROLE_LABELS, Action, Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
+
+#: The roles a member may hold (system admins are superusers, never members).
+MEMBER_ROLES = (Role.READER, Role.AGENT, Role.ADMIN)
+
+
+def _what_is_lost(username: str, yourself: bool, old: Role, new: Role, slug: str) -> str:
+    """The demotion's effect in words, for the confirmation page."""
+    who = "You" if yourself else username
+    if old is Role.ADMIN:
+        lost = (f"{who} can no longer manage {slug} (members, keys, grants, erasure requests) "
+                "or edit and delete its memories")
+        if new is Role.READER:
+            lost += ", nor store new ones"
+        return lost + ", at once."
+    return f"{who} can no longer store memories in {slug}, at once; reading stays."
 
 
 class NamespaceForm(forms.ModelForm):
@@ -131,16 +146,68 @@ class NamespaceAdmin(ScopedAdmin):
         return [path("<path:object_id>/members/<str:username>/remove/",
                      self.admin_site.admin_view(self.remove_member_view),
                      name="tenancy_namespace_remove_member"),
+                path("<path:object_id>/members/<str:username>/role/<str:role>/",
+                     self.admin_site.admin_view(self.demote_member_view),
+                     name="tenancy_namespace_demote_member"),
                 *super().get_urls()]
+
+    def _managed(self, request, object_id):
+        """The namespace if the person manages it, else 404 (whoever else asks)."""
+        namespace = self.get_object(request, object_id)
+        if namespace is None or not self.principal(request).can(Action.MANAGE, namespace.pk):
+            raise Http404("namespace not found.")
+        return namespace
+
+    def demote_member_view(self, request, object_id, username, role):
+        """Lower a member's role after a confirmation page naming what they lose (issue 17,
+        item 3); a GET or an unconfirmed POST changes nothing. Raising a role needs no
+        confirmation (the member form does it at once). The last admin cannot be demoted:
+        ``members.set_role`` refuses it (409) behind every door; this page says so first."""
+        namespace = self._managed(request, object_id)
+        principal = self.principal(request)
+        back = reverse("admin:tenancy_namespace_change", args=[namespace.pk])
+        current = namespaces.list_members(principal, namespace.slug)
+        try:
+            new = Role.from_label(role)
+        except ValueError:
+            raise Http404("no such role.") from None
+        if username not in current or new not in MEMBER_ROLES:
+            raise Http404("not a member, or not a member's role.")
+        old = current[username]
+        if new >= old:  # not a demotion: the member form sets it at once
+            return HttpResponseRedirect(back)
+        yourself = username == request.user.get_username()
+        last = old is Role.ADMIN and [n for n, r in current.items() if r is Role.ADMIN] == [username]
+
+        def page(error: str | None = None, status: int = 200):
+            return confirmation_page(
+                request, self.admin_site, title="Lower a member's role", cancel_url=back,
+                effect=f"Demote {username} from {old.label} to {new.label} in {namespace.slug}",
+                button=f"Demote {username} to {new.label}",
+                details=[_what_is_lost(username, yourself, old, new, namespace.slug),
+                         "Their API keys keep their own roles (revoke them on the API keys page)."],
+                error=error, can_confirm=error is None, status=status)
+
+        if last:  # said before the click too; the service is what enforces it
+            return page(f"{username} is the last admin of {namespace.slug}: make someone else "
+                        "admin first.", 409 if request.method == "POST" else 200)
+        if not confirmed(request):
+            return page()
+        try:
+            namespaces.set_member(principal, namespace.slug, username, {"role": new.label})
+        except ServiceError as exc:
+            return page(exc.message, exc.status)
+        messages.success(request, f"Member {username}: now {new.label}.")
+        # Whoever demoted themself from admin cannot manage the namespace any more.
+        return HttpResponseRedirect(reverse("admin:index") if yourself and new < Role.ADMIN
+                                    else back)
 
     def remove_member_view(self, request, object_id, username):
         """Remove a member after a confirmation page naming them and the namespace (issue 17,
         item 3); a GET or an unconfirmed POST changes nothing. The namespace service refuses
         to remove the last admin (409), shown here as the page's error, before and after."""
-        namespace = self.get_object(request, object_id)
+        namespace = self._managed(request, object_id)
         principal = self.principal(request)
-        if namespace is None or not principal.can(Action.MANAGE, namespace.pk):
-            raise Http404("namespace not found.")
         back = reverse("admin:tenancy_namespace_change", args=[namespace.pk])
         current = namespaces.list_members(principal, namespace.slug)
         if username not in current:
@@ -198,6 +265,11 @@ class NamespaceAdmin(ScopedAdmin):
         if role == "remove":  # only through the confirmation page (remove_member_view)
             return HttpResponseRedirect(reverse("admin:tenancy_namespace_remove_member",
                                                 args=[namespace.pk, username or "?"]))
+        held = namespaces.list_members(principal, namespace.slug).get(username)
+        if held is not None and role in ROLE_LABELS and Role.from_label(role) < held:
+            # A lower role: only through the confirmation page (demote_member_view).
+            return HttpResponseRedirect(reverse("admin:tenancy_namespace_demote_member",
+                                                args=[namespace.pk, username, role]))
         try:
             result = namespaces.set_member(principal, namespace.slug, username,
                                            None if role == "remove" else {"role": role})

@@ -136,6 +136,9 @@ def test_a_team_admin_manages_members_of_their_namespace(alice, alpha, beta):
     assert members(alpha) == {"alice": Role.ADMIN, "dave": Role.AGENT}
     response = alice.post(f"/admin/tenancy/namespace/{alpha.pk}/change/",
                           {"_member": "1", "username": "dave", "role": "reader"}, follow=True)
+    assert b"Demote dave from agent to reader in alpha" in response.content  # a lower role asks
+    response = alice.post(f"/admin/tenancy/namespace/{alpha.pk}/members/dave/role/reader/",
+                          {"confirm": "yes"}, follow=True)
     assert b"Member dave: now reader." in response.content
     assert members(alpha) == {"alice": Role.ADMIN, "dave": Role.READER}
     assert AuditEntry.objects.filter(operation="member.set", actor="user:alice").exists()
