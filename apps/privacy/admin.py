@@ -2,12 +2,16 @@
 (team admin), execute it (system admin) and download its certificate.
 
 Every button calls apps.privacy.erasure, as the REST API does, so the same rules, states
-and audit entries apply; the admin never edits a request's row itself.
+and audit entries apply; the admin never edits a request's row itself. The GDPR
+workflow's other pages live beside it: Export and New erasure request
+(admin_workflow.py), the request's story and certificate card (admin_story.py), Verify
+now and the printable certificate (admin_certificate.py).
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -17,7 +21,7 @@ from django.urls import path, reverse
 from apps.core.admin import ReadOnlyAdmin
 from apps.core.confirm import confirmation_page, confirmed, plural, typed_matches
 from apps.core.errors import ServiceError
-from apps.privacy import erasure
+from apps.privacy import admin_certificate, admin_story, admin_workflow, erasure, four_eyes
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SUBJECT_FIELDS, Selector
 
@@ -41,12 +45,28 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view
+
+        def bound(function):  # the workflow's views take this admin first
+            return view(lambda request, **kwargs: function(self, request, **kwargs))
+
         return [
+            path("export/", bound(admin_workflow.export_view), name="privacy_export"),
+            path("new/", bound(admin_workflow.new_request_view), name="privacy_erasure_new"),
             path("<uuid:object_id>/step/<str:step>/", view(self.step_view), name="privacy_erasure_step"),
             path("<uuid:object_id>/certificate.json", view(self.certificate_view),
                  name="privacy_erasure_certificate"),
+            path("<uuid:object_id>/certificate/verify/", bound(admin_certificate.verify_view),
+                 name="privacy_erasure_verify"),
+            path("<uuid:object_id>/certificate/print/", bound(admin_certificate.print_view),
+                 name="privacy_erasure_print"),
             *super().get_urls(),
         ]
+
+    def changelist_view(self, request, extra_context=None):
+        """The list's tools: Export and New erasure request."""
+        return super().changelist_view(request, {
+            **(extra_context or {}), "export_url": reverse("admin:privacy_export"),
+            "new_url": reverse("admin:privacy_erasure_new")})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         found = self.get_object(request, object_id)
@@ -54,15 +74,24 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         if found is not None:
             principal = self.principal(request)
             can_decide = found.state == ErasureState.REQUESTED
+            entries = list(admin_story.related_entries(principal, found))
+            executed = found.state == ErasureState.EXECUTED and bool(found.certificate)
             context.update(
                 selected_now=self._selected_now(found),
                 can_decide=can_decide,
                 # Four-eyes: the requester sees no approve button (the service refuses too).
                 can_approve=can_decide and erasure.may_approve(principal, found),
+                four_eyes=four_eyes.enabled(),
                 can_execute=principal.is_system_admin
                 and found.state in (ErasureState.APPROVED, ErasureState.EXECUTING),
                 has_certificate=found.state == ErasureState.EXECUTED,
                 certificate_json=json.dumps(found.certificate, indent=2) if found.certificate else "",
+                subject_words=admin_workflow.describe(found.selector),
+                story=admin_story.story(found, entries), audit_entries=entries,
+                card=admin_story.certificate_card(found.certificate) if executed else None,
+                matches_url=(f"{reverse('admin:memories_memory_changelist')}?"
+                             f"{urlencode({'erasure': found.pk})}")
+                if found.state in (ErasureState.REQUESTED, ErasureState.APPROVED) else None,
             )
         return super().change_view(request, object_id, form_url, context)
 
@@ -71,9 +100,7 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
         """How many memories the selector matches now (what executing would erase)."""
         if found.namespace is None or found.state == ErasureState.EXECUTED:
             return None
-        subject = next(((name, found.selector[name]) for name in SUBJECT_FIELDS
-                        if name in found.selector), None)
-        return Selector(found.namespace, subject).memories().count()
+        return Selector.described(found.namespace, found.selector).memories().count()
 
     def step_view(self, request, object_id, step: str):
         """approve | reject | execute, through the erasure service, after a confirmation.

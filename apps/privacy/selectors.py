@@ -67,6 +67,13 @@ class Selector:
             return found.filter(pk__in=Memory.objects.filter(match).values("pk"))
         return found.filter(**{field: value})
 
+    @classmethod
+    def described(cls, namespace: Namespace, described: Mapping[str, Any]) -> Selector:
+        """The selector an erasure request recorded (``describe()``'s output) again."""
+        subject = next(((name, described[name]) for name in SUBJECT_FIELDS if name in described),
+                       None)
+        return cls(namespace, subject)
+
     def describe(self) -> dict[str, Any]:
         """The selector as recorded in manifests, audit entries and certificates."""
         described: dict[str, Any] = {"namespace": self.namespace.slug}
