@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -48,12 +49,29 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
     show_full_result_count = False  # one COUNT less per page on large namespaces
     actions = [*MemoryBulkActionsMixin.bulk_actions, *MemoryPrivacyActionsMixin.privacy_actions]
     change_list_template = "admin/memories/memory/change_list.html"
-    readonly_fields = ["id", "agent_id", "session_id", "created_at", "updated_at",
-                       "last_recalled_at", "access_count", "near_duplicate_of", "content_hash",
-                       "version"]
+    #: Set by the server, never by the form: shown read-only in a collapsed fieldset, and
+    #: ignored if posted (they are not form fields at all).
+    technical_fields = ["id", "agent_id", "session_id", "content_hash", "access_count",
+                        "last_recalled_at", "near_duplicate_of", "version", "created_at",
+                        "updated_at"]
+    readonly_fields = technical_fields
 
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "namespace"] if obj else self.readonly_fields
+
+    def get_fieldsets(self, request, obj=None):
+        """What a person edits first; the times; then, folded away, what the server keeps
+        (issue 17 item 5: content hash and access count sat among the editable fields)."""
+        fieldsets = [
+            (None, {"fields": ["namespace", "content", "kind", "tags", "metadata",
+                               "importance", "confidence"]}),
+            ("When", {"fields": ["occurred_at", "valid_from", "valid_until", "expires_at"]}),
+        ]
+        if obj is not None:
+            fieldsets.append(("Technical details", {
+                "classes": ["collapse"], "fields": self.technical_fields,
+                "description": "Kept by the server; read-only."}))
+        return fieldsets
 
     def has_change_permission(self, request, obj=None):
         """An archived namespace's memories are read-only (the services refuse writes)."""
@@ -82,29 +100,50 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
                 *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        memory = self.get_object(request, object_id)
-        if memory is not None:
-            principal = self.principal(request)
-            extra_context = {
-                **(extra_context or {}),
-                "version_rows": version_rows(memory, memory.versions.order_by("-version")),
-                "audit_entries": AuditEntry.objects.for_principal(principal, Action.MANAGE)
-                .filter(records__record_id=str(memory.pk)).order_by("-seq")[:50],
-                "near_duplicates": self.get_queryset(request).filter(
-                    near_duplicates__pk=memory.pk) | self.get_queryset(request).filter(
-                    near_duplicate_of=memory.pk),
-            }
         return self._changeform_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        """The tabs' contents, and the heading from the stored memory: after a refused save
+        ``obj`` carries the unsaved text (the form wrote it onto the instance), which the
+        heading, the title and the breadcrumbs showed as if it were stored."""
+        if obj is not None and obj.pk is not None and not add:
+            stored = (self.get_queryset(request).filter(pk=obj.pk).first()
+                      if request.method == "POST" else obj) or obj
+            principal = self.principal(request)
+            near = (self.get_queryset(request).filter(near_duplicates__pk=stored.pk)
+                    | self.get_queryset(request).filter(near_duplicate_of=stored.pk))
+            context.update({
+                "stored": stored,
+                "subtitle": str(stored),
+                "version_rows": version_rows(stored, stored.versions.order_by("-version")),
+                "audit_entries": list(
+                    AuditEntry.objects.for_principal(principal, Action.MANAGE)
+                    .filter(records__record_id=str(stored.pk)).order_by("-seq")[:50]),
+                "near_duplicates": list(near),
+            })
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def history_view(self, request, object_id, extra_context=None):
+        """The admin's history page read "This object doesn't have a change history" (its
+        LogEntry is not written for memories, see log_change): the real history is the
+        version list on the change page, so HISTORY goes there, filters kept."""
+        memory = self.get_object(request, unquote(object_id))
+        if memory is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return HttpResponseRedirect(self._change_url(request, memory) + "#versions")
+
+    def _change_url(self, request, memory: Memory) -> str:
+        """The change page, with the list's filters (``_changelist_filters``) if any."""
+        url = reverse("admin:memories_memory_change", args=[memory.pk])
+        filters = request.GET.get("_changelist_filters")
+        return url + "?" + urlencode({"_changelist_filters": filters}) if filters else url
 
     def revert_view(self, request, object_id, version):
         """Revert after a confirmation page naming the memory and the version (issue 17,
         item 3): a GET or an unconfirmed POST changes nothing. The change page's list
         filters (``_changelist_filters``) ride along, so Cancel and the result keep them."""
         memory = get_object_or_404(self.get_queryset(request), pk=object_id)
-        back = reverse("admin:memories_memory_change", args=[memory.pk])
-        filters = request.GET.get("_changelist_filters")
-        if filters:
-            back += "?" + urlencode({"_changelist_filters": filters})
+        back = self._change_url(request, memory) + "#versions"
         if not confirmed(request):
             snippet = memory.content if len(memory.content) <= 60 else memory.content[:57] + "…"
             return confirmation_page(

@@ -95,7 +95,8 @@ def test_edit_shows_the_diff_and_reverts(person, site, screenshot):
     expect(v2.locator(".mw-diff ins")).to_have_text("Saturday")
     expect(v2.locator(".mw-diff strong")).to_have_text(["content"])  # nothing else changed
     expect(v2.locator("button.mw-revert")).to_have_count(0)  # the current version
-    page.locator("div.submit-row").last.scroll_into_view_if_needed()  # the diff in view
+    page.get_by_role("tab", name="Versions 2").click()  # the history: a tab above the form
+    expect(v2).to_be_visible()
     screenshot(page, "memory-change")
 
     versions.locator('tr.mw-version[data-version="1"] a.mw-revert').click()
