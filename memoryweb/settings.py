@@ -306,6 +306,11 @@ MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # SQLite keyword queries leave out terms found in more than this share of all memories
 # (they barely move BM25 but dominate its cost); 1.0 keeps every term.
 MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
+# The dashboard's memory search lists at most this many matches (it looks for one more,
+# so a capped search says "1,000+ matches" and refuses select-all; docs/dashboard.md).
+MEMORYWEB_DASHBOARD_SEARCH_LIMIT = env.int("MEMORYWEB_DASHBOARD_SEARCH_LIMIT", default=1000)
+if not 1 <= MEMORYWEB_DASHBOARD_SEARCH_LIMIT <= 100_000:
+    raise RuntimeError("MEMORYWEB_DASHBOARD_SEARCH_LIMIT must be 1..100000 (1000 is the default)")
 # Hybrid fusion: "weighted" (scores scaled per channel) or "rrf" (reciprocal rank).
 # Defaults measured on LoCoMo (docs/recall.md): weighted beat RRF at every k; vector 1,
 # lexical 3, session 1.2 tuned on conversations 0-4, confirmed on 5-9.

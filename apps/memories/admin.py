@@ -39,8 +39,8 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
     change_form_template = "admin/memories/memory/change_form.html"
     list_display = ["snippet", "namespace", "agent_id", "kind", "importance", "created_at",
                     "last_recalled_at", "access_count", "duplicate_of"]
-    list_filter = [NamespaceFilter, AgentFilter, "kind", TagFilter, "created_at",
-                   ImportanceFilter, DuplicateFilter]
+    list_filter = [NamespaceFilter, AgentFilter, "kind", TagFilter, *MemorySearchMixin.lookup_filters,
+                   "created_at", ImportanceFilter, DuplicateFilter]
     search_fields = ["content"]  # shows the search box; get_search_results uses the index
     search_help_text = "Full-text search (the keyword index: words, any order)."
     date_hierarchy = "created_at"

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import Count
+import json
+import re
+from typing import Any
 
-from apps.memories.models import MemoryTag
+from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
+from django.db.models.fields.json import KeyTransform
+
+from apps.memories.models import Memory, MemoryTag
+from apps.privacy.selectors import SUBJECT_KEY
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -74,3 +80,101 @@ class DuplicateFilter(admin.SimpleListFilter):
         if self.value() == "original":
             return queryset.filter(near_duplicates__isnull=False).distinct()
         return queryset
+
+
+# --- Lookup filters (issue 17, item 2): a data subject, any metadata key -------------------
+
+class _InputFilter(admin.SimpleListFilter):
+    """A filter typed into a box (``input_filter.html``), with optional listed choices.
+
+    The box is a GET form carrying the list's other parameters along, so typing a value
+    keeps the search and the other filters. Shown even when nothing is listed.
+    """
+
+    template = "admin/memories/memory/input_filter.html"
+    placeholder = ""
+
+    def has_output(self) -> bool:
+        return True
+
+    def lookups(self, request, model_admin):
+        return []
+
+    def choices(self, changelist):
+        yield {"form": True, "parameter": self.parameter_name, "value": self.value() or "",
+               "placeholder": self.placeholder,
+               "hidden": sorted((name, value) for name, value in changelist.params.items()
+                                if name != self.parameter_name)}
+        yield {"selected": self.value() is None, "display": "All",
+               "query_string": changelist.get_query_string(remove=[self.parameter_name])}
+        for value, label in self.lookup_choices:
+            yield {"selected": self.value() == str(value), "display": label,
+                   "query_string": changelist.get_query_string({self.parameter_name: value})}
+
+
+def subject_memories(subject_id: str) -> QuerySet[Memory]:
+    """Memories naming the data subject, by the rule export and erasure apply
+    (apps/privacy/selectors.py): metadata ``subject_id`` equal to it (as a string, or the
+    same id stored as a number), now or before an edit took it out (a version keeps the
+    old metadata, and a revert would bring the subject back)."""
+    values: list[str | int] = [subject_id]
+    if re.fullmatch(r"-?\d{1,18}", subject_id):
+        values.append(int(subject_id))
+    match = Q()
+    for named in values:
+        match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
+        match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
+    return Memory.objects.filter(match).values("pk")
+
+
+class SubjectFilter(_InputFilter):
+    """The memories export and erasure would take for a data subject; the most frequent
+    subject ids among the rows the person may see are listed (never another tenant's)."""
+
+    title = f"data subject ({SUBJECT_KEY})"
+    parameter_name = SUBJECT_KEY
+    placeholder = "subject id"
+
+    def lookups(self, request, model_admin):
+        key = f"metadata__{SUBJECT_KEY}"
+        rows = (model_admin.get_queryset(request).filter(metadata__has_key=SUBJECT_KEY)
+                .values(key).annotate(n=Count("pk")).order_by("-n", key)[:FILTER_CHOICES])
+        return [(str(row[key]), f"{row[key]} ({row['n']})") for row in rows
+                if isinstance(row[key], str | int) and not isinstance(row[key], bool)]
+
+    def queryset(self, request, queryset):
+        value = (self.value() or "").strip()
+        return queryset.filter(pk__in=subject_memories(value)) if value else queryset
+
+
+class MetadataFilter(_InputFilter):
+    """``key=value``: metadata ``key`` equal to ``value`` (as text, or the number, true,
+    false or null it spells); ``key`` alone: memories that have the key."""
+
+    title = "metadata (key=value)"
+    parameter_name = "metadata"
+    placeholder = "key=value"
+
+    def queryset(self, request, queryset):
+        text = (self.value() or "").strip()
+        if not text:
+            return queryset
+        key, given, raw = (part.strip() for part in text.partition("="))
+        if not key or len(key) > 128:
+            messages.warning(request, "The metadata filter takes key=value (for example "
+                             "ticket=T-42) or a key alone.")
+            return queryset.none()
+        if not given:
+            return queryset.filter(metadata__has_key=key)
+        values: list[Any] = [raw]
+        try:
+            spelled = json.loads(raw)
+        except ValueError:
+            spelled = raw
+        if spelled is None or isinstance(spelled, bool | int | float):
+            values.append(spelled)
+        match = Q()
+        for value in values:
+            match |= Q(metadata_value=value)
+        return queryset.alias(metadata_value=KeyTransform(key, "metadata")).filter(
+            Q(metadata__has_key=key) & match)

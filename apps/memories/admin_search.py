@@ -1,33 +1,183 @@
-"""Keyword search in the dashboard's memory list: the keyword index, never ``LIKE``."""
+"""Precise lookup in the dashboard's memory list (issue 17, item 2): the keyword index,
+never ``LIKE``.
+
+- Every word by default; ``?match=any`` (the "any word" box beside the search) for any
+  of them. "Quoted phrases" and punctuated tokens (e-mail addresses, URLs, ids) match
+  exactly as written (services.keyword_matches, lexical.parse_lookup).
+- Across namespaces the rows are grouped by namespace (slug order), each namespace's
+  best first: BM25 scores are per namespace (each has its own index statistics) and do
+  not compare, so interleaving them put another tenant's weak match above a strong one.
+- At most ``MEMORYWEB_DASHBOARD_SEARCH_LIMIT`` matches are listed. One more is looked
+  for, so a capped search says "1,000+ matches — refine your search" instead of passing
+  1,000 for an exact count, and "select all" across pages is refused while capped: it
+  would act on an arbitrary cut of the matches.
+- The content column shows the text around the first match with the matched terms in
+  ``<mark>``, every piece of the (untrusted) text escaped.
+
+What a search found travels from ``get_search_results`` (called by the ChangeList while
+it builds its queryset) to the templates on the request (``request.memoryweb_lookup``),
+then on the ChangeList (``cl.lookup``): the admin gives no other per-request channel.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import Case, IntegerField, Value, When
+from dataclasses import dataclass, field
 
-from apps.memories import services
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
+from django.db.models import Case, Count, IntegerField, Value, When
+from django.http import HttpResponseRedirect
+from django.utils.html import escape, format_html, format_html_join
 
-#: Keyword matches considered by a search (per namespace, then merged).
-SEARCH_LIMIT = 1000
+from apps.memories import lexical, services
+from apps.memories.admin_filters import MetadataFilter, SubjectFilter
+from apps.memories.models import Memory
+
+#: The query parameter of the "any word" box (absent: every word).
+MATCH_VAR = "match"
+#: Query parameters that are not list filters: without any other, the search is not
+#: narrowed by a candidate subquery (it costs more than the match itself).
+UNFILTERED = {"q", "o", "p", MATCH_VAR, "_facets", "e", "all", "_popup", "_to_field"}
+#: The content column: characters shown, and of context before the first match.
+SNIPPET = 100
+CONTEXT = 30
+HELP = ("Every word, in any order (tick “any word” for any of them); "
+        "“a quoted phrase” and e-mail addresses, URLs and ids match exactly as written.")
+
+
+def search_limit() -> int:
+    """Matches a search lists at most (read per request, so a test or an operator's
+    change applies at once)."""
+    return settings.MEMORYWEB_DASHBOARD_SEARCH_LIMIT
+
+
+@dataclass
+class LookupResult:
+    """What one search found, for the notice, the counts and the select-all rule."""
+
+    text: str
+    match_all: bool
+    parsed: lexical.Lookup
+    #: Matches found, counting at most one past the cap.
+    found: int
+    cap: int
+    #: (namespace slug, namespace id, rows listed) when rows of several namespaces are listed.
+    groups: list[tuple[str, int, int]] = field(default_factory=list)
+
+    @property
+    def capped(self) -> bool:
+        return self.found > self.cap
+
+    @property
+    def listed(self) -> int:
+        return min(self.found, self.cap)
+
+    @property
+    def cap_label(self) -> str:
+        return f"{self.cap:,}"
+
+    @property
+    def listed_label(self) -> str:
+        return f"{self.listed:,}"
+
+
+class LookupChangeList(ChangeList):
+    """The memory list's ChangeList: ``match`` is the search's option, not a field
+    lookup; ``lookup`` and ``match_any`` are what the templates read; each listed row
+    gets the parsed search (``lookup_query``) for the content column's highlights."""
+
+    def get_filters_params(self, params=None):
+        lookup_params = super().get_filters_params(params)
+        lookup_params.pop(MATCH_VAR, None)
+        return lookup_params
+
+    def get_results(self, request):
+        super().get_results(request)
+        self.match_any = request.GET.get(MATCH_VAR) == "any"
+        self.lookup_help = HELP
+        self.lookup: LookupResult | None = getattr(request, "memoryweb_lookup", None)
+        if self.lookup is not None:
+            for obj in self.result_list:  # evaluates the page once; the template reuses it
+                obj.lookup_query = self.lookup.parsed
 
 
 class MemorySearchMixin:
-    """``get_search_results`` and the content column for :class:`apps.memories.admin.MemoryAdmin`."""
+    """Search, the content column and the select-all rule for
+    :class:`apps.memories.admin.MemoryAdmin`."""
+
+    #: The sidebar's lookup filters (MemoryAdmin.list_filter lists them after the tags).
+    lookup_filters = (SubjectFilter, MetadataFilter)
 
     @admin.display(description="content")
     def snippet(self, obj):
-        return obj.content[:80] + ("…" if len(obj.content) > 80 else "")
+        """The start of the content, or with a search the text around its first match,
+        matched terms in ``<mark>``; every piece of content escaped (format_html)."""
+        content = obj.content
+        query: lexical.Lookup | None = getattr(obj, "lookup_query", None)
+        spans = query.spans(content) if query is not None else []
+        if not spans:
+            return content[:80] + ("…" if len(content) > 80 else "")
+        start = 0 if len(content) <= SNIPPET else max(0, spans[0][0] - CONTEXT)
+        if start:  # begin at a word, unless that is far back
+            space = content.rfind(" ", 0, start + 1)
+            start = space + 1 if 0 <= start - space <= 20 else start
+        end = min(len(content), max(start + SNIPPET, spans[0][1]))
+        parts = ["…"] if start else []
+        position = start
+        for first, last in spans:
+            first, last = max(first, position), min(last, end)
+            if first >= end:
+                break
+            if last <= first:
+                continue
+            parts += [escape(content[position:first]), format_html("<mark>{}</mark>", content[first:last])]
+            position = last
+        parts.append(escape(content[position:end]))
+        if end < len(content):
+            parts.append("…")
+        return format_html_join("", "{}", ((part,) for part in parts))
+
+    def get_changelist(self, request, **kwargs):
+        return LookupChangeList
 
     def get_search_results(self, request, queryset, search_term):
-        """Keyword-index matches in the person's namespaces; best first unless sorted."""
+        """Keyword-index matches in the person's namespaces, within the list's filters;
+        grouped by namespace, best first, unless a column sort is chosen."""
+        request.memoryweb_lookup = None
         if not search_term.strip():
             return queryset, False
-        namespace_ids = list(queryset.values_list("namespace_id", flat=True).distinct())
-        ids = services.keyword_matches(self.principal(request), search_term, SEARCH_LIMIT,
-                                       namespace_ids=namespace_ids)
+        match = "any" if request.GET.get(MATCH_VAR) == "any" else "all"
+        cap = search_limit()
+        namespace_ids = list(queryset.order_by().values_list("namespace_id", flat=True).distinct())
+        filtered = bool(set(request.GET) - UNFILTERED)
+        ids = services.keyword_matches(self.principal(request), search_term, cap + 1,
+                                       namespace_ids=namespace_ids, match=match,
+                                       candidates=queryset.order_by() if filtered else None)
+        result = LookupResult(search_term, match == "all",
+                              lexical.parse_lookup(search_term, match_all=match == "all"),
+                              found=len(ids), cap=cap)
+        ids = ids[:cap]
         queryset = queryset.filter(pk__in=ids)
-        if "o" not in request.GET and ids:  # no column sort chosen: keep the index's order
+        if len(namespace_ids) > 1 and ids:
+            rows = (Memory.objects.filter(pk__in=ids).values("namespace_id", "namespace__slug")
+                    .annotate(n=Count("pk")).order_by("namespace__slug"))
+            result.groups = [(row["namespace__slug"], row["namespace_id"], row["n"]) for row in rows]
+        request.memoryweb_lookup = result
+        if "o" not in request.GET and ids:  # no column sort chosen: keep the lookup's order
             rank = Case(*[When(pk=pk, then=Value(i)) for i, pk in enumerate(ids)],
                         output_field=IntegerField())
             queryset = queryset.annotate(search_rank=rank).order_by("search_rank")
         return queryset, False
+
+    def response_action(self, request, queryset):
+        """Refuse "select all" (``select_across``) while the search is capped: it would
+        act on the listed cut of the matches, not on what the person searched for."""
+        lookup: LookupResult | None = getattr(request, "memoryweb_lookup", None)
+        if request.POST.get("select_across") == "1" and lookup is not None and lookup.capped:
+            messages.error(request, f"Nothing was done: the search matches more than "
+                           f"{lookup.cap_label} memories, so “select all” would take an "
+                           f"arbitrary {lookup.cap_label} of them. Refine the search (more "
+                           f"words, a “quoted phrase”, a filter) or select rows on the page.")
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -1033,28 +1033,33 @@ def revert(principal: Principal, memory_id: Any, version: int) -> Memory:
 
 
 def keyword_matches(principal: Principal, text: str, limit: int = 1000, *,
-                    namespace_ids: Sequence[int] | None = None) -> list[uuid.UUID]:
+                    namespace_ids: Sequence[int] | None = None, match: str = "any",
+                    candidates: QuerySet[Memory] | None = None) -> list[uuid.UUID]:
     """Memories matching ``text`` in the keyword index of every namespace the principal
-    may read (its own, never shared ones), or of those of ``namespace_ids`` it may read,
-    each namespace's best first, interleaved.
+    may read (its own, never shared ones), or of those of ``namespace_ids`` it may read;
+    ``candidates`` (a Memory queryset: the list's filters) narrows the match itself.
 
-    For people searching a list (the dashboard): ranks are per namespace (BM25
-    statistics are), so namespaces take turns rather than comparing scores.
+    For people searching a list (the dashboard), not for recall (whose keyword stage is
+    an OR of words tuned for recall: lexical.build_query). ``match`` "all": every word;
+    "any": any of them; either way "quoted phrases" and punctuated tokens (e-mail
+    addresses, URLs, ids) match exactly as written (lexical.parse_lookup). BM25 scores
+    are per namespace and do not compare, so the result is grouped by namespace (in slug
+    order), each namespace's best first; at most ``limit``.
     """
-    query = lexical.build_query(text)
+    query = lexical.parse_lookup(text, match_all=match == "all")
     if not query.terms:
         return []
-    if principal.is_system_admin:
-        readable = list(Namespace.objects.values_list("pk", flat=True))
-    else:
-        readable = principal.namespace_ids(Action.READ)
+    readable = Namespace.objects.order_by("slug")
+    if not principal.is_system_admin:
+        readable = readable.filter(pk__in=principal.namespace_ids(Action.READ))
     if namespace_ids is not None:
-        readable = [ns_id for ns_id in readable if ns_id in set(namespace_ids)]
-    per_namespace = [[pk for pk, _ in lexical.search(ns_id, query, limit)] for ns_id in readable]
-    merged: list[uuid.UUID] = []
-    for rank in range(max(map(len, per_namespace), default=0)):
-        merged.extend(ids[rank] for ids in per_namespace if rank < len(ids))
-    return merged[:limit]
+        readable = readable.filter(pk__in=list(namespace_ids))
+    found: list[uuid.UUID] = []
+    for ns_id in readable.values_list("pk", flat=True):
+        found.extend(pk for pk, _ in lexical.lookup(ns_id, query, limit - len(found), candidates))
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _jsonable(value: Any) -> Any:

@@ -99,10 +99,8 @@ def test_an_archived_namespaces_memories_are_read_only_in_the_admin(alice, alpha
     assert Memory.objects.filter(pk=memory.pk).exists()
 
 
-def test_search_keeps_every_match_of_the_chosen_namespace(root, alpha, beta, monkeypatch):
-    from apps.memories import admin_search as memory_admin
-
-    monkeypatch.setattr(memory_admin, "SEARCH_LIMIT", 4)
+def test_search_keeps_every_match_of_the_chosen_namespace(root, alpha, beta, settings):
+    settings.MEMORYWEB_DASHBOARD_SEARCH_LIMIT = 4
     for i in range(4):
         store(beta, f"deploy note beta {i}")
         store(alpha, f"deploy note alpha {i}")
