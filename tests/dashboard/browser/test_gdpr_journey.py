@@ -59,6 +59,54 @@ def site(tmp_path_factory) -> Iterator[Site]:
         yield found
 
 
+#: The GDPR screens' own text (statuses, verdicts, story, hash): each must read against
+#: its background, light or dark (WCAG contrast of at least 3:1, with ::before marks).
+OWN_TEXT = (".mw-status-ok, .mw-status-bad, .mw-cert-verdict, .mw-step-title, .mw-step-line, "
+            ".mw-hash, .mw-lead, .errorlist li, #print-hash, .mw-print-sheet p, "
+            ".mw-print-sheet li, .mw-print-sheet td")
+LAYOUT = """
+(selector) => {
+  const parse = (c) => { const m = c && c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = ({r, g, b}) => { const f = (v) => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const behind = (el) => { for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
+    return {r: 255, g: 255, b: 255, a: 1}; };
+  const ratio = (fg, bg) => { const a = lum(fg), b = lum(bg);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+  const poor = [];
+  for (const el of document.querySelectorAll(selector)) {
+    if (!el.getClientRects().length) continue;
+    for (const pseudo of [null, '::before']) {
+      const style = getComputedStyle(el, pseudo);
+      if (pseudo && (style.content === 'none' || style.content === 'normal')) continue;
+      const fg = parse(style.color); if (!fg) continue;
+      const r = ratio(fg, behind(el));
+      const text = el.textContent.trim().slice(0, 25);
+      if (r < 3) poor.push(`${el.className || el.tagName}${pseudo || ''} "${text}" ${r.toFixed(2)}`);
+    }
+  }
+  // What sticks out: elements, and text running out of its element (a long hash).
+  const right = (el) => { const range = document.createRange(); range.selectNodeContents(el);
+    return Math.max(el.getBoundingClientRect().right, range.getBoundingClientRect().right); };
+  const wide = [...document.querySelectorAll('body *')].filter(el =>
+    right(el) > window.innerWidth + 1).sort((a, b) => right(b) - right(a)).slice(0, 4).map(el =>
+    `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${Math.round(right(el))}`);
+  return {overflow: document.documentElement.scrollWidth - window.innerWidth, poor, wide};
+}
+"""
+
+
+def _fits_and_reads(page, where: str) -> None:
+    found = page.evaluate(LAYOUT, OWN_TEXT)
+    assert found["overflow"] <= 0, (f"{where}: the page is {found['overflow']} px too wide "
+                                    f"(the widest: {found['wide']})")
+    assert not found["poor"], f"{where}: text too faint against its background: {found['poor']}"
+
+
 def _download(page, click, tmp_path: Path) -> list[dict]:
     """Click, catch the download, return its JSON lines."""
     with page.expect_download(timeout=TIMEOUT_MS) as info:
@@ -72,7 +120,7 @@ def _memory_ids(lines: list[dict]) -> set[str]:
     return {line["id"] for line in lines if line["type"] == "memory"}
 
 
-def test_the_whole_gdpr_journey(person, site, screenshot, tmp_path):
+def test_the_whole_gdpr_journey(person, browser, site, screenshot, tmp_path):
     jane = {site.memories[name]["id"] for name in ("tea", "badge", "move")}
 
     # Find and export: the DPO starts from the memory list's Export button.
@@ -177,6 +225,29 @@ def test_the_whole_gdpr_journey(person, site, screenshot, tmp_path):
     priya.emulate_media(media="print")
     expect(priya.locator("#print-button")).to_be_hidden()  # print CSS hides the tools
     assert len(priya.pdf()) > 1000  # Chromium prints it
+
+    # Every GDPR screen fits a phone and a laptop, and reads in the light and dark themes.
+    screens = {"export": "/admin/privacy/erasurerequest/export/",
+               "new-request": "/admin/privacy/erasurerequest/new/", "request": change,
+               "print": change.replace("/change/", "/certificate/print/")}
+    for width, height in ((1366, 900), (375, 812)):
+        for theme in ("light", "dark"):
+            context = browser.new_context(viewport={"width": width, "height": height},
+                                          base_url=site.url, color_scheme=theme,
+                                          storage_state=site.storage["priya"])
+            context.set_default_timeout(TIMEOUT_MS)
+            page = context.new_page()
+            for name, url in screens.items():
+                page.goto(url)
+                _fits_and_reads(page, f"{name} at {width} px, {theme}")
+                if name == "request" and width == 375:
+                    page.locator("#certificate-card").scroll_into_view_if_needed()
+                    screenshot(page, f"gdpr-certificate-card-375-{theme}")
+            page.goto(change)
+            click_submit(page.locator("#certificate-verify-button"))
+            expect(page.locator("#verify-verdict")).to_contain_text("all 12 checks passed")
+            _fits_and_reads(page, f"verify at {width} px, {theme}")
+            context.close()
 
     # The subject is gone over REST too; beta's memory with the same subject id is not.
     for name in ("tea", "badge", "move"):
