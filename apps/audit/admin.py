@@ -47,13 +47,22 @@ class _KeyNamedChangeList(ChangeList):
 
 def last_verified() -> dict | None:
     """The latest moment the chain was known intact: a checkpoint (written by the
-    ``audit_checkpoint`` job and by the dashboard's button) or a full walk by the daily
-    ``audit_verify_full`` job, whichever is newer."""
+    ``audit_checkpoint`` job and by the dashboard's button), the checkpoint job's last
+    successful run, or a full walk by the daily ``audit_verify_full`` job, whichever is
+    newer. The job's run counts on its own because it writes a checkpoint only when
+    entries were added since the last one: in a quiet time it still checks the chain's
+    end, and the page would otherwise show an older moment as if the job had stopped."""
     candidates = []
     checkpoint = AuditCheckpoint.objects.order_by("-verified_at").first()
     if checkpoint is not None:
         candidates.append({"at": checkpoint.verified_at, "seq": checkpoint.seq,
                            "by": checkpoint.verified_by or "the background audit_checkpoint job"})
+    incremental = JobState.objects.filter(name="audit_checkpoint", last_outcome="ok").first()
+    if incremental is not None and incremental.last_finished_at is not None:
+        newest = AuditCheckpoint.objects.order_by("-seq").first()
+        candidates.append({"at": incremental.last_finished_at,
+                           "seq": newest.seq if newest else None,
+                           "by": "the background audit_checkpoint job"})
     full = JobState.objects.filter(name="audit_verify_full", last_outcome="ok").first()
     if full is not None and full.last_finished_at is not None:
         candidates.append({"at": full.last_finished_at, "seq": None,

@@ -5,20 +5,22 @@ service layer and lists only the namespaces that person manages (system admins: 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import secrets
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, Min
 from django.db.models.functions import TruncDate
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.dashboard.access import principal_for
-from apps.dashboard.charts import bar_chart
-from apps.memories import services
+from apps.dashboard.charts import bar_chart, line_chart
+from apps.memories import services, sharing
 from apps.memories.models import IndexOutbox, Memory, MemoryKind, RecallDay
 from apps.memories.schemas import RECALL_MODES
 from apps.tenancy.models import ApiKey, Namespace
@@ -95,23 +97,26 @@ def _overview_numbers(namespace: Namespace, days: int) -> dict:
     for offset in range(days):
         day = start + dt.timedelta(days=offset)
         running += per_day.get(day, 0)
-        growth.append((day.isoformat(), running))
+        growth.append((day, running))
     recalls = dict(RecallDay.objects.filter(namespace=namespace, day__gte=start)
                    .values_list("day", "count"))
-    recall_points = [((start + dt.timedelta(days=o)).isoformat(),
-                      recalls.get(start + dt.timedelta(days=o), 0)) for o in range(days)]
+    recall_points = [(day, recalls.get(day, 0)) for day, _ in growth]
     outbox = IndexOutbox.objects.filter(namespace=namespace).aggregate(
         n=Count("pk"), oldest=Min("created_at"))
-    label_every = max(days // 6, 1)
+    axes = {"today": today, "label_every": max(days // 6, 1), "x_label": "Day (UTC)"}
     return {
         "total": total,
         "stored_in_window": sum(per_day.values()),
         "recalls_in_window": sum(recalls.values()),
-        # Memories held now, by the day they were stored (deleted ones are not history).
-        "growth_chart": bar_chart(growth, title=f"Memories held, by day stored ({days} days)",
-                                  label_every=label_every),
+        # Memories held now, by the day they were stored: a deleted memory leaves no
+        # trace to place it on the days it existed (docs/dashboard.md says so).
+        "growth_chart": line_chart(growth, title=f"Memories held, by day stored ({days} days)",
+                                   y_label="Memories held", **axes),
+        "new_chart": bar_chart([(day, per_day.get(day, 0)) for day, _ in growth],
+                               title=f"New memories per day, last {days} days",
+                               y_label="New memories", **axes),
         "recall_chart": bar_chart(recall_points, title=f"Recalls per day, last {days} days",
-                                  label_every=label_every),
+                                  y_label="Recalls", **axes),
         "agents": memories.values("agent_id").annotate(n=Count("pk")).order_by("-n", "agent_id")[:20],
         "kinds": memories.values("kind").annotate(n=Count("pk")).order_by("-n"),
         "outbox": outbox["n"], "outbox_oldest": outbox["oldest"],
@@ -145,30 +150,105 @@ class PlaygroundForm(forms.Form):
                 "include_shared": data["include_shared"], **({"filters": filters} if filters else {})}
 
 
+#: Where the playground keeps the last recall's outcome between its POST and the GET it
+#: redirects to: ids, scores and the form's input, never memory content (an erasure
+#: must not miss a copy), so showing it again reads the memories afresh.
+PLAYGROUND_SESSION_KEY = "mw_playground"
+
+
 def playground(request):
     """Type a query, pick a namespace and filters, see ranked results with the explain
-    breakdown per channel (the same recall service and numbers as the REST API)."""
+    breakdown per channel (the same recall service and numbers as the REST API).
+
+    The recall runs on POST only, then redirects (POST-redirect-GET): a recall is
+    counted (statistics, access counts, events, read audit), so a reload or a link must
+    never run one. The GET shows the outcome kept in the session without recalling."""
     namespaces = list(_namespaces(request))
-    form = PlaygroundForm(namespaces, request.GET if "query" in request.GET else None)
-    context = {"form": form}
-    if form.is_bound and form.is_valid():
-        try:
-            result = services.recall(principal_for(request), form.recall_input(),
-                                     namespace=form.cleaned_data["namespace"])
-        except ServiceError as exc:
-            context["error"] = exc.message
-        else:
-            channels = sorted({name for hit in result.hits for name in hit.parts})
-            context.update(result=result, channels=channels, rows=[
-                {"memory": hit.memory, "score": hit.score, "shared": hit.shared,
-                 "parts": [hit.parts.get(name) for name in channels]} for hit in result.hits])
-    return _page(request, "dashboard/playground.html", "Recall playground", **context)
+    if request.method == "POST":
+        form = PlaygroundForm(namespaces, request.POST)
+        if form.is_valid():
+            token = secrets.token_urlsafe(8)
+            request.session[PLAYGROUND_SESSION_KEY] = {
+                "token": token, "input": {name: form.data.get(name, "") for name in form.fields},
+                **_run_recall(request, form)}
+            return HttpResponseRedirect(f"{request.path}?shown={token}")
+        return _page(request, "dashboard/playground.html", "Recall playground", form=form)
+    kept = request.session.get(PLAYGROUND_SESSION_KEY) or {}
+    if request.GET.get("shown") and kept.get("token") == request.GET["shown"]:
+        form = PlaygroundForm(namespaces, initial=kept["input"])
+        context = _shown(request, kept)
+    else:  # a link may fill the form in (?query=...); it still takes a click to recall
+        form = PlaygroundForm(namespaces, initial={name: request.GET[name] for name in
+                                                   PlaygroundForm.base_fields if name in request.GET})
+        context = {"expired": bool(request.GET.get("shown"))}
+    return _page(request, "dashboard/playground.html", "Recall playground", form=form, **context)
+
+
+def _run_recall(request, form: PlaygroundForm) -> dict:
+    """The recall, as kept in the session: the error, or ids, scores and explain parts."""
+    try:
+        result = services.recall(principal_for(request), form.recall_input(),
+                                 namespace=form.cleaned_data["namespace"])
+    except ServiceError as exc:
+        return {"error": exc.message}
+    return {"namespace": result.namespace.slug, "mode": result.mode,
+            "lexical_query": result.lexical_query, "lexical_dropped": list(result.lexical_dropped),
+            # Through JSON: the session keeps JSON, and scores may be NumPy floats.
+            "hits": json.loads(json.dumps([
+                {"id": str(hit.memory.pk), "score": hit.score, "shared": hit.shared,
+                 "parts": hit.parts} for hit in result.hits], default=float))}
+
+
+def _shown(request, kept: dict) -> dict:
+    """The kept outcome with its memories read again, as the person may see them now: a
+    memory deleted, erased or no longer shared since is left out (and counted)."""
+    if "error" in kept:
+        return {"error": kept["error"]}
+    principal = principal_for(request)
+    ids = [hit["id"] for hit in kept["hits"]]
+    found = {str(m.pk): m for m in Memory.objects.live().for_principal(principal)
+             .filter(pk__in=ids).select_related("namespace")}
+    shared = sharing.shared_with(principal)
+    if shared is not None and len(found) < len(ids):
+        found.update({str(m.pk): m for m in Memory.objects.live().filter(shared, pk__in=ids)
+                      .select_related("namespace")})
+    hits = [hit for hit in kept["hits"] if hit["id"] in found]
+    channels = sorted({name for hit in hits for name in hit["parts"]})
+    return {"result": kept, "channels": channels, "gone": len(ids) - len(hits), "rows": [
+        {"memory": found[hit["id"]], "score": hit["score"], "shared": hit["shared"],
+         "parts": [(name, hit["parts"].get(name)) for name in channels]} for hit in hits]}
+
+
+#: Events kept while the feed is paused; beyond it the oldest are dropped (and counted).
+LIVE_BUFFER_CAP = 500
+#: The event types of the live feed (apps/live/schema.json), in the order offered.
+LIVE_EVENTS = ("created", "updated", "deleted", "recalled")
+#: At most this many agents are offered in the feed's agent filter up front (more are
+#: added as their events arrive).
+LIVE_AGENT_CHOICES = 200
 
 
 def live_feed(request):
     """Events arriving over the WebSocket (/ws/v1/live, with the person's session) as
-    agents write and recall in a namespace the person manages."""
+    agents write and recall in a namespace the person manages.
+
+    Filtering (event types, agent) and pausing happen in the browser on the stream
+    (static/dashboard/live.js): the protocol's ``events`` request takes a namespace
+    only, and API clients keep it unchanged. ``?event=`` (repeatable) and ``?agent=``
+    preset the filters, so a filtered view can be linked."""
     namespaces = _namespaces(request)
     namespace = _chosen(request, namespaces, request.GET.get("namespace"))
+    agents: list[str] = []
+    if namespace is not None:
+        from_memories = (Memory.objects.filter(namespace=namespace).order_by("agent_id")
+                         .values_list("agent_id", flat=True).distinct()[:LIVE_AGENT_CHOICES])
+        from_keys = (ApiKey.objects.filter(namespace=namespace).exclude(agent_id="")
+                     .values_list("agent_id", flat=True).distinct()[:LIVE_AGENT_CHOICES])
+        agents = sorted({*from_memories, *from_keys})[:LIVE_AGENT_CHOICES]
+    chosen_events = [e for e in request.GET.getlist("event") if e in LIVE_EVENTS] or list(LIVE_EVENTS)
+    agent = request.GET.get("agent", "")
+    if agent and agent not in agents:
+        agents.append(agent)
     return _page(request, "dashboard/live.html", "Live feed", namespaces=namespaces,
-                 namespace=namespace)
+                 namespace=namespace, agents=agents, agent=agent, live_events=LIVE_EVENTS,
+                 chosen_events=chosen_events, buffer_cap=LIVE_BUFFER_CAP)

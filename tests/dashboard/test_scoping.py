@@ -68,7 +68,7 @@ def test_search_finds_only_the_admins_memories(alice, root, memories):
 
 
 def test_playground_overview_and_live_feed_refuse_another_namespace(alice, memories):
-    page = alice.get("/admin/dashboard/playground/", {"namespace": "beta", "query": "vault"})
+    page = alice.post("/admin/dashboard/playground/", {"namespace": "beta", "query": "vault"})
     assert page.status_code == 200 and BETA_WORDS not in page.content
     assert b"Select a valid choice" in page.content
     assert b'value="beta"' not in alice.get("/admin/dashboard/playground/").content

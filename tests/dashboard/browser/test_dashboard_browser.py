@@ -282,7 +282,7 @@ def test_overview_counts_and_charts(person, site, screenshot):
     before = int(page.locator("#memory-count").inner_text())
     assert before >= 2
     expect(page.locator("#outbox-backlog")).to_have_text(re.compile(r"^\d+$"))
-    expect(page.locator("svg.mw-chart")).to_have_count(2)
+    expect(page.locator("svg.mw-chart")).to_have_count(3)  # held, new per day, recalls
     expect(page.locator("#per-agent")).to_contain_text("agent-1")
     expect(page.locator("#per-agent")).not_to_contain_text("beta-agent")
     site.store("alpha_agent", "Overview check: the fire drill is on the first Monday.")
