@@ -91,7 +91,8 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
                 card=admin_story.certificate_card(found.certificate) if executed else None,
                 matches_url=(f"{reverse('admin:memories_memory_changelist')}?"
                              f"{urlencode({'erasure': found.pk})}")
-                if found.state in (ErasureState.REQUESTED, ErasureState.APPROVED) else None,
+                if found.state in (ErasureState.REQUESTED, ErasureState.APPROVED)
+                and found.namespace_id is not None else None,
             )
         return super().change_view(request, object_id, form_url, context)
 
