@@ -27,8 +27,8 @@ from apps.core import parsers as json_input
 from apps.memories.external_ids import MAX_NUMBER
 from apps.memories.imports import ImportRecord
 from apps.memories.models import ExternalId, MemoryKind
+from apps.memories.subjects import SUBJECT_KEY
 from apps.privacy.export import FORMAT as EXPORT_FORMAT
-from apps.privacy.selectors import SUBJECT_KEY
 
 Item = ImportRecord | tuple[int, str]
 

@@ -42,7 +42,8 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
     list_filter = [NamespaceFilter, AgentFilter, "kind", TagFilter, *MemorySearchMixin.lookup_filters,
                    "created_at", ImportanceFilter, DuplicateFilter]
     search_fields = ["content"]  # shows the search box; get_search_results uses the index
-    search_help_text = "Full-text search (the keyword index: words, any order)."
+    search_help_text = ("Every word must appear (tick “any word” for any of them); quoted phrases "
+                        "and e-mail addresses match exactly.")
     date_hierarchy = "created_at"
     list_select_related = ["namespace"]
     list_per_page = 50

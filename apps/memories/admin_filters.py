@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTransform
 
-from apps.memories.models import Memory, MemoryTag
-from apps.privacy.selectors import SUBJECT_KEY
+from apps.memories.models import MemoryTag
+from apps.memories.subjects import SUBJECT_KEY, naming_subject
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -112,21 +111,6 @@ class _InputFilter(admin.SimpleListFilter):
                    "query_string": changelist.get_query_string({self.parameter_name: value})}
 
 
-def subject_memories(subject_id: str) -> QuerySet[Memory]:
-    """Memories naming the data subject, by the rule export and erasure apply
-    (apps/privacy/selectors.py): metadata ``subject_id`` equal to it (as a string, or the
-    same id stored as a number), now or before an edit took it out (a version keeps the
-    old metadata, and a revert would bring the subject back)."""
-    values: list[str | int] = [subject_id]
-    if re.fullmatch(r"-?\d{1,18}", subject_id):
-        values.append(int(subject_id))
-    match = Q()
-    for named in values:
-        match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
-        match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
-    return Memory.objects.filter(match).values("pk")
-
-
 class SubjectFilter(_InputFilter):
     """The memories export and erasure would take for a data subject; the most frequent
     subject ids among the rows the person may see are listed (never another tenant's)."""
@@ -144,7 +128,7 @@ class SubjectFilter(_InputFilter):
 
     def queryset(self, request, queryset):
         value = (self.value() or "").strip()
-        return queryset.filter(pk__in=subject_memories(value)) if value else queryset
+        return queryset.filter(pk__in=naming_subject(value).values("pk")) if value else queryset
 
 
 class MetadataFilter(_InputFilter):

@@ -3,24 +3,22 @@ subject id, or explicit memory ids). Export and erasure share this selector."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apps.memories.models import Memory
 from apps.memories.schemas import StrictSerializer, validate
+from apps.memories.subjects import SUBJECT_KEY, naming_subject
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import managed_namespace
 
 SUBJECT_FIELDS = ("agent_id", "session_id", "subject_id", "ids")
-#: The metadata key that names a data subject (a person the memories are about).
-SUBJECT_KEY = "subject_id"
 
 
 class SelectorInput(StrictSerializer):
@@ -56,15 +54,8 @@ class Selector:
         field, value = self.subject
         if field == "ids":
             return found.filter(pk__in=value)
-        if field == "subject_id":  # a JSON string, or the same id stored as a number
-            values = [value, int(value)] if re.fullmatch(r"-?\d{1,18}", value) else [value]
-            match = Q()
-            for named in values:
-                # Now, or before an edit took it out: a version keeps the old metadata,
-                # and a revert would bring the subject back.
-                match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
-                match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
-            return found.filter(pk__in=Memory.objects.filter(match).values("pk"))
+        if field == "subject_id":  # the shared rule (apps/memories/subjects.py)
+            return found.filter(pk__in=naming_subject(value).values("pk"))
         return found.filter(**{field: value})
 
     @classmethod
