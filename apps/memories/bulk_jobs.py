@@ -40,14 +40,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.errors import PermissionDenied, ServiceError
+from apps.core.errors import ServiceError
 from apps.memories import services
 from apps.memories.bulk_models import BulkJob
 from apps.memories.models import Memory
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Action
-from apps.tenancy.services import resolve_namespace
 
 log = logging.getLogger(__name__)
 
@@ -202,20 +201,11 @@ def _forget_batch(job: BulkJob, principal: Principal, targets: list, batch: int)
 
 
 def forget_some(principal: Principal, agent: str, slug: str, limit: int) -> int:
-    """``services.delete_by_agent`` for at most ``limit`` memories: its checks (a system
-    admin, a namespace they may name), then the deletion helper it uses, with its audit
-    operation (``memory.delete_by_agent``, one entry per batch) and index work. The
-    service deletes an agent's memories in one transaction, whatever their number; a job
-    needs them a batch at a time."""
-    if not principal.is_system_admin:
-        raise PermissionDenied("only a system admin may delete all memories of an agent.")
-    namespace = resolve_namespace(principal, slug)
-    pks = list(Memory.objects.filter(agent_id=agent, namespace=namespace)
-               .values_list("pk", flat=True)[:limit])
-    if not pks:
-        return 0
-    return services._delete_memories(principal, {namespace.pk: pks}, "memory.delete_by_agent",
-                                     {"agent_id": agent})
+    """``services.delete_by_agent`` for at most ``limit`` memories (its checks, its audit
+    operation ``memory.delete_by_agent``, one entry per batch): the service alone would
+    delete an agent's memories in one transaction, whatever their number; a job needs
+    them a batch at a time."""
+    return sum(services.delete_by_agent(principal, agent, namespace=slug, limit=limit).values())
 
 
 def _refuse(job: BulkJob, refusals: list[list[str]], count: int | None = None) -> None:

@@ -1095,9 +1095,10 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
 
 @metrics.observed("delete_by_agent")
 def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None = None, *,
-                    all_namespaces: bool = False) -> dict[str, int]:
+                    all_namespaces: bool = False, limit: int | None = None) -> dict[str, int]:
     """Delete every memory stored by ``agent_id`` (system admin) in ``namespace``, or in
     every namespace when ``all_namespaces`` says so explicitly; the count per namespace.
+    ``limit``: at most this many this call (the dashboard's bulk job forgets in batches).
 
     An agent id is only unique within a tenant (two tenants may both have ``agent-1``), so
     deleting everywhere is never the default: a forgotten ``?namespace=`` must not wipe
@@ -1105,9 +1106,9 @@ def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None =
     """
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete all memories of an agent.")
-    limit = settings.MEMORYWEB_LIMITS["max_id_length"]
-    if not agent_id or len(agent_id) > limit or "\x00" in agent_id:
-        raise InvalidInput(f"agent_id must be 1-{limit} characters.", field="agent_id")
+    longest = settings.MEMORYWEB_LIMITS["max_id_length"]
+    if not agent_id or len(agent_id) > longest or "\x00" in agent_id:
+        raise InvalidInput(f"agent_id must be 1-{longest} characters.", field="agent_id")
     if bool(namespace) == all_namespaces:
         raise InvalidInput(
             "name one namespace (?namespace=) or every namespace (all_namespaces=true), not both."
@@ -1120,7 +1121,7 @@ def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None =
         ns = resolve_namespace(principal, namespace)
         queryset, counts[ns.pk] = queryset.filter(namespace=ns), 0
     by_namespace: dict[int, list] = {}
-    for ns_id, pk in queryset.values_list("namespace_id", "pk"):
+    for ns_id, pk in queryset.values_list("namespace_id", "pk")[:limit]:
         by_namespace.setdefault(ns_id, []).append(pk)
     _delete_memories(principal, by_namespace, "memory.delete_by_agent", {"agent_id": agent_id},
                      counts=counts)
