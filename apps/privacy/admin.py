@@ -68,6 +68,13 @@ class ErasureRequestAdmin(ReadOnlyAdmin):
             **(extra_context or {}), "export_url": reverse("admin:privacy_export"),
             "new_url": reverse("admin:privacy_erasure_new")})
 
+    def history_view(self, request, object_id, extra_context=None):
+        """The admin's own history is empty here (every step is a service call, recorded in
+        the audit log, never a LogEntry): HISTORY opens the request's story instead."""
+        found = get_object_or_404(self.get_queryset(request), pk=object_id)
+        return HttpResponseRedirect(
+            reverse("admin:privacy_erasurerequest_change", args=[found.pk]) + "#erasure-story")
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         found = self.get_object(request, object_id)
         context = dict(extra_context or {})

@@ -304,3 +304,14 @@ def test_certificate_pages_wait_for_execution(alice, dana):
     for response in (alice.post(f"{base}/verify/"), alice.get(f"{base}/print/")):
         assert response.status_code == 302
     assert Memory.objects.filter(metadata__subject_id="dana").count() == 4
+
+
+def test_history_opens_the_requests_story_and_stays_in_its_tenant(alice, bob, dana):
+    """The admin's HISTORY page was empty ("no change history"): every step is a service
+    call recorded in the audit log, so HISTORY opens the story on the request's page."""
+    ours = erasure.create(_principal("alice"), {"namespace": "alpha", "subject_id": "dana"})
+    theirs = erasure.create(_principal("bob"), {"namespace": "beta", "subject_id": "dana"})
+    response = alice.get(f"/admin/privacy/erasurerequest/{ours.pk}/history/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/privacy/erasurerequest/{ours.pk}/change/#erasure-story"
+    assert alice.get(f"/admin/privacy/erasurerequest/{theirs.pk}/history/").status_code == 404

@@ -88,10 +88,13 @@ def _open(browser, site, person, username: str, width: str, theme: str):
 @pytest.mark.parametrize("theme", THEMES)
 def test_every_screen_fits_and_reads(browser, site, person, screenshot, width, theme):
     problems: list[str] = []
-    for name, username, where in SCREENS:
-        path = where(site) if callable(where) else where
-        context, page = _open(browser, site, person, username, width, theme)
-        try:
+    pages: dict[str, object] = {}  # one browser context per person for all their screens
+    try:
+        for name, username, where in SCREENS:
+            path = where(site) if callable(where) else where
+            if username not in pages:
+                pages[username] = _open(browser, site, person, username, width, theme)
+            page = pages[username][1]
             response = page.goto(path)
             assert response is not None and response.status == 200, f"{name}: {path} answered " \
                 f"{response.status if response else 'nothing'}"
@@ -102,6 +105,7 @@ def test_every_screen_fits_and_reads(browser, site, person, screenshot, width, t
             if found["poor"]:
                 problems.append(f"{name} at {width} px ({theme}): low contrast: {found['poor']}")
             screenshot(page, f"{name}-{width}-{theme}")
-        finally:
+    finally:
+        for context, _ in pages.values():
             context.close()
     assert not problems, "\n".join(problems)
