@@ -5,6 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
+# pytest-xdist workers (each with its own data directory, test database and Redis
+# prefix; a module's tests stay on one worker, so its server and browser are started once).
+# TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-postgres test-scaled lint install install-dev chromium bench clean help
 
@@ -46,13 +51,13 @@ lint: install-dev
 	$(BIN)/ruff check .
 
 test: install-dev chromium lint
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-postgres: install-dev chromium
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PYTEST)
 
 test-scaled: install-dev chromium
-	$(BIN)/python tests/run_scaled.py
+	$(BIN)/python tests/run_scaled.py -n $(TEST_WORKERS) --dist loadfile
 
 bench: install-dev
 	$(BIN)/python bench/recall_latency.py

@@ -6,13 +6,18 @@ import shutil
 import tempfile
 
 os.environ.setdefault("MEMORYWEB_ENV", "test")
-if "MEMORYWEB_DATA_DIR" not in os.environ:
-    _data_dir = tempfile.mkdtemp(prefix="memoryweb-test-")
+# pytest-xdist workers inherit the controller's environment, so a data directory made
+# there would be shared: each worker gets its own (its tests replace and delete files in it).
+_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if "MEMORYWEB_DATA_DIR" not in os.environ or (
+        _worker and os.environ.get("MEMORYWEB_TEST_DATA_DIR_OF") != _worker):
+    _data_dir = tempfile.mkdtemp(prefix=f"memoryweb-test-{_worker or 'main'}-")
     os.environ["MEMORYWEB_DATA_DIR"] = _data_dir
+    os.environ["MEMORYWEB_TEST_DATA_DIR_OF"] = _worker or ""
     atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 os.environ.setdefault("DEBUG", "false")
 
-from memoryweb.settings import *  # noqa: F403
+from memoryweb.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffer tested apart)
@@ -36,3 +41,9 @@ if REDIS_URL:  # noqa: F405  (scaled mode: make test-scaled)
     # tests/ops/test_scaled.py), which is where it matters.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     HUEY["name"] = f"test-{_run}-jobs"  # noqa: F405
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # Django's in-memory test database, said explicitly: pytest-django recognises only
+    # Django's own SQLite engine, and would give each xdist worker a test database named
+    # after the file path of the Prometheus-instrumented one ("test_/tmp/…_gw0").
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}  # noqa: F405
