@@ -117,3 +117,20 @@ def stored(agent):
         return response.json()
 
     return _store
+
+
+@pytest.fixture
+def embed_calls(monkeypatch) -> list[int]:
+    """Texts per call of the embedder, recorded (the real one still runs): how tests
+    prove that an edit of tags, kind or metadata re-embeds nothing."""
+    from apps.memories.embeddings import get_embedder
+
+    embedder, calls = get_embedder(), []
+    real = embedder.embed
+
+    def counting(texts):
+        calls.append(len(texts))
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    return calls

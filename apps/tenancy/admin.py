@@ -179,28 +179,17 @@ class NamespaceAdmin(ScopedAdmin):
         yourself = username == request.user.get_username()
         last = old is Role.ADMIN and [n for n, r in current.items() if r is Role.ADMIN] == [username]
 
-        def page(error: str | None = None, status: int = 200):
-            return confirmation_page(
-                request, self.admin_site, title="Lower a member's role", cancel_url=back,
-                effect=f"Demote {username} from {old.label} to {new.label} in {namespace.slug}",
-                button=f"Demote {username} to {new.label}",
-                details=[_what_is_lost(username, yourself, old, new, namespace.slug),
-                         "Their API keys keep their own roles (revoke them on the API keys page)."],
-                error=error, can_confirm=error is None, status=status)
-
-        if last:  # said before the click too; the service is what enforces it
-            return page(f"{username} is the last admin of {namespace.slug}: make someone else "
-                        "admin first.", 409 if request.method == "POST" else 200)
-        if not confirmed(request):
-            return page()
-        try:
-            namespaces.set_member(principal, namespace.slug, username, {"role": new.label})
-        except ServiceError as exc:
-            return page(exc.message, exc.status)
-        messages.success(request, f"Member {username}: now {new.label}.")
+        page = dict(title="Lower a member's role",
+                    effect=f"Demote {username} from {old.label} to {new.label} in {namespace.slug}",
+                    button=f"Demote {username} to {new.label}",
+                    details=[_what_is_lost(username, yourself, old, new, namespace.slug),
+                             "Their API keys keep their own roles (revoke them on the API keys "
+                             "page)."])
         # Whoever demoted themself from admin cannot manage the namespace any more.
-        return HttpResponseRedirect(reverse("admin:index") if yourself and new < Role.ADMIN
-                                    else back)
+        return self._confirm_member_change(
+            request, namespace, username, {"role": new.label}, last=last, page=page,
+            done=f"Member {username}: now {new.label}.", back=back,
+            leaves=yourself and new < Role.ADMIN)
 
     def remove_member_view(self, request, object_id, username):
         """Remove a member after a confirmation page naming them and the namespace (issue 17,
@@ -216,28 +205,39 @@ class NamespaceAdmin(ScopedAdmin):
         admins = [name for name, role in current.items() if role is Role.ADMIN]
         last = admins == [username]
 
-        def page(error: str | None = None, status: int = 200):
-            return confirmation_page(
-                request, self.admin_site, title="Remove member", cancel_url=back,
-                effect=f"Remove {username} ({current[username].label}) from {namespace.slug}",
-                button=f"Remove {username} from {namespace.slug}",
-                details=["You will lose access to this namespace at once." if yourself else
-                         f"{username} loses access to {namespace.slug} at once.",
-                         "Adding them back needs a new invitation."],
-                error=error, can_confirm=error is None, status=status)
+        page = dict(title="Remove member",
+                    effect=f"Remove {username} ({current[username].label}) from {namespace.slug}",
+                    button=f"Remove {username} from {namespace.slug}",
+                    details=["You will lose access to this namespace at once." if yourself else
+                             f"{username} loses access to {namespace.slug} at once.",
+                             "Adding them back needs a new invitation."])
+        # Whoever removed themselves cannot see the namespace any more.
+        return self._confirm_member_change(request, namespace, username, None, last=last,
+                                           page=page, done=f"Member {username}: removed.",
+                                           back=back, leaves=yourself)
 
-        if last:  # said before the click too; the service is what enforces it
-            return page(f"{username} is the last admin of {namespace.slug}: make someone else "
+    def _confirm_member_change(self, request, namespace, username: str, change: dict | None, *,
+                               last: bool, page: dict, done: str, back: str, leaves: bool):
+        """The confirmation page ``page`` (title, effect, button, details), then
+        ``set_member(…, change)`` on the confirming POST. The last admin's page says so and
+        has no button (409 on a POST); the service is what enforces it, behind every door.
+        ``leaves``: the person loses the namespace, so the result is the dashboard's index."""
+
+        def show(error: str | None = None, status: int = 200):
+            return confirmation_page(request, self.admin_site, cancel_url=back, error=error,
+                                     can_confirm=error is None, status=status, **page)
+
+        if last:  # said before the click too
+            return show(f"{username} is the last admin of {namespace.slug}: make someone else "
                         "admin first.", 409 if request.method == "POST" else 200)
         if not confirmed(request):
-            return page()
+            return show()
         try:
-            namespaces.set_member(principal, namespace.slug, username, None)
+            namespaces.set_member(self.principal(request), namespace.slug, username, change)
         except ServiceError as exc:
-            return page(exc.message, exc.status)
-        messages.success(request, f"Member {username}: removed.")
-        # Whoever removed themselves cannot see the namespace any more.
-        return HttpResponseRedirect(reverse("admin:index") if yourself else back)
+            return show(exc.message, exc.status)
+        messages.success(request, done)
+        return HttpResponseRedirect(reverse("admin:index") if leaves else back)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         """The settings form, with the namespace's members below it (set through the

@@ -13,7 +13,6 @@ from django.contrib.auth import get_user_model
 from apps.audit.models import AuditEntry
 from apps.memories import bulk_jobs, services
 from apps.memories.bulk_models import BulkJob
-from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
@@ -37,13 +36,6 @@ def queued(monkeypatch) -> list[str]:
     return ids
 
 
-@pytest.fixture
-def embed_calls(monkeypatch) -> list[int]:
-    """Texts per embedder call (the real embedder still runs)."""
-    embedder, calls = get_embedder(), []
-    real = embedder.embed
-    monkeypatch.setattr(embedder, "embed", lambda texts: calls.append(len(texts)) or real(texts))
-    return calls
 
 
 @pytest.fixture

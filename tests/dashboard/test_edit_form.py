@@ -15,7 +15,6 @@ from urllib.parse import quote
 import pytest
 
 from apps.audit.models import AuditEntry
-from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory, MemoryTag, MemoryVersion
 from tests.dashboard.conftest import store
 
@@ -53,18 +52,6 @@ def _subtitle(page: str) -> str:
     return html.unescape(re.search(r"</h1>\s*<h2>(.*?)</h2>", page, re.DOTALL).group(1))
 
 
-@pytest.fixture
-def embed_calls(monkeypatch) -> list[int]:
-    """Texts per call of the embedder (the real one still runs)."""
-    embedder, calls = get_embedder(), []
-    real = embedder.embed
-
-    def counting(texts):
-        calls.append(len(texts))
-        return real(texts)
-
-    monkeypatch.setattr(embedder, "embed", counting)
-    return calls
 
 
 # --- tags ---------------------------------------------------------------------------------

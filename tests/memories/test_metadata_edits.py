@@ -7,8 +7,6 @@ calls of the process-wide embedder: a behaviour, not a timing.
 
 from __future__ import annotations
 
-import pytest
-
 from apps.audit.models import AuditEntry
 from apps.memories import indexing, services
 from apps.memories.embeddings import get_embedder
@@ -16,20 +14,6 @@ from apps.memories.models import IndexOutbox, MemoryVersion
 from apps.memories.vectorstore import TAG_KEY, get_vector_store
 from apps.tenancy.principal import Principal
 from apps.tenancy.roles import Role
-
-
-@pytest.fixture
-def embed_calls(monkeypatch) -> list[int]:
-    """Texts per call of the embedder, recorded (the real one still runs)."""
-    embedder, calls = get_embedder(), []
-    real = embedder.embed
-
-    def counting(texts):
-        calls.append(len(texts))
-        return real(texts)
-
-    monkeypatch.setattr(embedder, "embed", counting)
-    return calls
 
 
 def _admin(namespace) -> Principal:

@@ -60,6 +60,24 @@ print("KEYS=" + json.dumps(keys))
 """
 
 
+#: JavaScript shared by the layout checks: ``parse`` a CSS colour, its luminance ``lum``,
+#: the opaque background ``behind`` an element, and the WCAG contrast ``ratio`` of two colours.
+COLOUR_JS = """
+  const parse = (c) => { const m = c && c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
+  const lum = ({r, g, b}) => { const f = (v) => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
+  const behind = (el) => { for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
+    return parse(getComputedStyle(document.documentElement).backgroundColor)
+      || {r: 255, g: 255, b: 255, a: 1}; };
+  const ratio = (fg, bg) => { const a = lum(fg), b = lum(bg);
+    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+"""
+
+
 @dataclass
 class Site:
     """The running server, its API keys and the memories stored at start."""

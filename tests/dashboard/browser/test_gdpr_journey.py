@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import PASSWORD, SETUP, TIMEOUT_MS, Site, _manage
+from tests.dashboard.browser.conftest import COLOUR_JS, PASSWORD, SETUP, TIMEOUT_MS, Site, _manage
 from tests.dashboard.browser.test_dashboard_browser import click_submit
 from tests.servers import DaphneServer
 
@@ -66,17 +66,7 @@ OWN_TEXT = (".mw-status-ok, .mw-status-bad, .mw-cert-verdict, .mw-step-title, .m
             ".mw-print-sheet li, .mw-print-sheet td")
 LAYOUT = """
 (selector) => {
-  const parse = (c) => { const m = c && c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
-    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
-    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
-  const lum = ({r, g, b}) => { const f = (v) => { v /= 255;
-      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
-  const behind = (el) => { for (let e = el; e; e = e.parentElement) {
-      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
-    return {r: 255, g: 255, b: 255, a: 1}; };
-  const ratio = (fg, bg) => { const a = lum(fg), b = lum(bg);
-    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+""" + COLOUR_JS + """
   const poor = [];
   for (const el of document.querySelectorAll(selector)) {
     if (!el.getClientRects().length) continue;

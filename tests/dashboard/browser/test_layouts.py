@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.browser.conftest import TIMEOUT_MS
+from tests.dashboard.browser.conftest import COLOUR_JS, TIMEOUT_MS
 
 WIDTHS = {"1366": {"width": 1366, "height": 900}, "375": {"width": 375, "height": 812}}
 THEMES = ["light", "dark"]
@@ -47,16 +47,7 @@ SCREENS = [
 #: Runs in the page: the widest overflow and the text elements with too little contrast.
 CHECK = """
 (minContrast) => {
-  const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
-    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
-    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
-  const lum = ({r, g, b}) => { const f = (v) => { v /= 255;
-      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
-  const background = (el) => { for (let e = el; e; e = e.parentElement) {
-      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
-    return parse(getComputedStyle(document.documentElement).backgroundColor)
-      || {r: 255, g: 255, b: 255, a: 1}; };
+""" + COLOUR_JS + """
   const poor = [];
   for (const el of document.querySelectorAll('body *')) {
     const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
@@ -64,10 +55,9 @@ CHECK = """
     const rect = el.getBoundingClientRect(), style = getComputedStyle(el);
     if (!rect.width || !rect.height || style.visibility === 'hidden' || style.opacity === '0') continue;
     const fg = parse(style.color); if (!fg || fg.a < 0.5) continue;
-    const bg = background(el), l1 = lum(fg), l2 = lum(bg);
-    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
-    if (ratio < minContrast) poor.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}` +
-      `.${[...el.classList].join('.')} "${el.textContent.trim().slice(0, 30)}" ${ratio.toFixed(2)}`);
+    const contrast = ratio(fg, behind(el));
+    if (contrast < minContrast) poor.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}` +
+      `.${[...el.classList].join('.')} "${el.textContent.trim().slice(0, 30)}" ${contrast.toFixed(2)}`);
   }
   return {scroll: document.documentElement.scrollWidth, poor: poor.slice(0, 10)};
 }
