@@ -16,6 +16,12 @@ if "MEMORYWEB_DATA_DIR" not in os.environ or (
     os.environ["MEMORYWEB_TEST_DATA_DIR_OF"] = _worker or ""
     atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 os.environ.setdefault("DEBUG", "false")
+# This run's (this xdist worker's) keys, channel groups and job queue on a shared Redis:
+# the Daphne servers tests start inherit it, so two workers' servers never take each
+# other's jobs or live events (tests that share Redis between servers set their own).
+if os.environ.get("MEMORYWEB_TEST_PREFIX_OF") != os.environ["MEMORYWEB_DATA_DIR"]:
+    os.environ["MEMORYWEB_CHANNEL_PREFIX"] = "mw-" + os.path.basename(os.environ["MEMORYWEB_DATA_DIR"])
+    os.environ["MEMORYWEB_TEST_PREFIX_OF"] = os.environ["MEMORYWEB_DATA_DIR"]
 
 from memoryweb.settings import *  # noqa: E402, F403
 

@@ -171,7 +171,8 @@ class MetadataField(BoundedJSONFormField):
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, InvalidJSONInput):
             return value
-        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True,
+                          cls=self.encoder)  # one order on SQLite and PostgreSQL (jsonb reorders)
 
 
 class MemoryForm(forms.ModelForm):

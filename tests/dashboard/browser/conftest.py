@@ -109,7 +109,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     """Daphne on a fresh data dir with alpha (alice is its team admin, rita a reader),
     beta (bob's) and a superuser root; memories stored over REST by their agents."""
     base = tmp_path_factory.mktemp("browser-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
     env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
                 "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
     _manage(env, "migrate", "-v0")

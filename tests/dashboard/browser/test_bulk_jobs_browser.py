@@ -30,7 +30,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     """The shared fixture's server and people, with small bulk-job settings, and
     ``site.env`` for ``manage.py`` beside it."""
     base = tmp_path_factory.mktemp("bulk-jobs-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
     env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
                 "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
                 "MEMORYWEB_DASHBOARD_BULK_INLINE_MAX": "5", "MEMORYWEB_DASHBOARD_BULK_BATCH": "10"})

@@ -37,7 +37,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
     memories about the data subject in alpha, one unrelated, one about the same subject id
     in beta (another tenant's, untouched)."""
     base = tmp_path_factory.mktemp("gdpr-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
     env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
                 "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
                 "MEMORYWEB_ERASURE_FOUR_EYES": "true"})
