@@ -82,14 +82,20 @@ def form_page(request: HttpRequest, admin_site, form: SelectorForm, *, erasing: 
     return TemplateResponse(request, TEMPLATE, context, status=status)
 
 
+def _form(form_class: type[SelectorForm], request: HttpRequest, principal: Principal
+          ) -> SelectorForm:
+    """The export or request form: bound to a POST, else prefilled from the query string."""
+    return form_class(request.POST if request.method == "POST" else None,
+                      initial=prefill(request.GET), principal=principal)
+
+
 def export_view(model_admin, request: HttpRequest) -> HttpResponse:
     """GET: the export form (prefilled from the query string). POST: validate, then stream
     the download; a POST naming ``erasure`` exports what that request selects."""
     principal = model_admin.principal(request)
     if request.method == "POST" and request.POST.get("erasure"):
         return _export_request(request, principal, request.POST["erasure"])
-    form = ExportForm(request.POST if request.method == "POST" else None,
-                      initial=prefill(request.GET), principal=principal)
+    form = _form(ExportForm, request, principal)
     status = 200
     if form.is_bound:
         status = 400
@@ -134,8 +140,7 @@ def new_request_view(model_admin, request: HttpRequest) -> HttpResponse:
     """GET: the new-request form (prefilled). POST: ``erasure.create``, then the request's
     review page; a refusal is shown on the form and nothing is created."""
     principal = model_admin.principal(request)
-    form = ErasureForm(request.POST if request.method == "POST" else None,
-                       initial=prefill(request.GET), principal=principal)
+    form = _form(ErasureForm, request, principal)
     status = 200
     if form.is_bound:
         status = 400
