@@ -11,11 +11,12 @@ HOST   ?= 127.0.0.1
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: run test test-postgres test-scaled lint install install-dev chromium bench clean help
+.PHONY: run test test-fast test-postgres test-scaled lint install install-dev chromium bench clean help
 
 help:
 	@echo "make run            install, migrate, serve on http://$(HOST):$(PORT) (PORT=... to change)"
 	@echo "make test           install dev deps, ruff, pytest (SQLite + Chroma in a temp dir)"
+	@echo "make test-fast      the edit loop: lint, then the tests that start no process (-m 'not processes')"
 	@echo "make test-postgres  the same suite against PostgreSQL (DATABASE_URL, default local 'test')"
 	@echo "make test-scaled    the suite against PostgreSQL, a Chroma server (started here) and Redis"
 	@echo "make bench          bench/recall_latency.py (10,000 memories, writes bench/results/)"
@@ -47,11 +48,21 @@ run: install
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python -m daphne -b $(HOST) -p $(PORT) memoryweb.asgi:application
 
+# ruff; the apps' layers (import-linter, pyproject.toml); no private name taken from
+# another app; no model change without its migration.
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python tools/private_imports.py
+	$(BIN)/python manage.py makemigrations --check --dry-run --no-input >/dev/null
 
 test: install-dev chromium lint
 	$(PYTEST)
+
+# The edit loop: every test that starts no process (Daphne, Chroma, Chromium, manage.py;
+# the "processes" marker, tests/plugins/processes.py), on the same workers.
+test-fast: install-dev lint
+	$(PYTEST) -m "not processes"
 
 test-postgres: install-dev chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PYTEST)

@@ -44,7 +44,7 @@ from apps.memories import services
 from apps.memories.embeddings import get_embedder
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
+from apps.core.roles import Role
 from bench.corpus import generate_memories
 
 ns = Namespace.objects.get(slug="retag")
@@ -54,7 +54,7 @@ items = [{{"content": m["content"] + f" #{{i}}", "tags": ["inbox"]}}
          for i, m in enumerate(generate_memories({n}))]
 ids = []
 for start in range(0, len(items), 250):
-    ids += [m.pk for m in services.ingest_many(agent, items[start:start + 250])]
+    ids += [r.memory.pk for r in services.ingest_many(agent, items[start:start + 250])]
 embedder, texts, calls = get_embedder(), [], []
 real = embedder.embed
 embedder.embed = lambda batch: calls.append(1) or texts.append(len(batch)) or real(batch)

@@ -79,6 +79,9 @@ def setup_django(data_dir: Path) -> None:
     import django
     from django.core.management import call_command
 
+    from apps.core.conf import prepare_data_dir
+
+    prepare_data_dir()  # the data directory and its secret key, before setup
     django.setup()
     call_command("migrate", verbosity=0)
 
@@ -184,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix="memoryweb-locomo-"))
     try:
         setup_django(data_dir)
+        from apps.core.roles import Role
         from apps.tenancy.principal import Principal
-        from apps.tenancy.roles import Role
 
         principal = Principal(label="bench:locomo", agent_id="locomo", role=Role.SYSTEM)
         known = ingest(samples, principal)

@@ -91,6 +91,9 @@ def run_floor(texts: list[str], queries: list[str], batch: int, workdir: Path) -
     import chromadb
     import django
 
+    from apps.core.conf import prepare_data_dir
+
+    prepare_data_dir()  # the data directory and its secret key, before setup
     django.setup()
     from apps.memories.embeddings import MiniLMOnnxEmbedder
 

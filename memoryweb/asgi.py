@@ -4,7 +4,22 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryweb.settings")
 
-from apps.core.asgi import get_asgi_application, recording_main_loop
+import django
+
+from apps.core.conf import prepare_data_dir
+
+# The data directory and the generated secret key exist before Django starts (settings
+# create nothing at import); then bad settings stop the start with every problem named,
+# before any background thread begins (Daphne runs no system checks of its own).
+prepare_data_dir()
+django.setup(set_prefix=False)
+
+from apps.core.checks import refuse_to_start  # noqa: E402
+
+refuse_to_start()
+
+from apps.core.asgi import recording_main_loop  # noqa: E402
+from apps.server.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 

@@ -6,51 +6,51 @@ README's configuration table.
 
 ``MEMORYWEB_ENV`` is ``local`` (default: DEBUG on, a secret key generated once into
 the data directory) or ``production`` (DEBUG off, ``SECRET_KEY`` required).
+
+Importing this module reads the environment and nothing else: no directory is created
+and no file written (the entry points do that first: ``prepare_data_dir`` in
+apps/core/conf.py). Values are checked by the system checks in apps/core/checks.py, so
+``manage.py check`` lists every bad one at once and the server refuses to start on any.
+Only the two choices the rest of this file depends on fail here: an unknown
+``MEMORYWEB_ENV`` and a production without ``SECRET_KEY``.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
-# Secrets may also come from files: SECRET_KEY_FILE=/run/secrets/key etc.
+# Any variable may come from a file instead: SECRET_KEY_FILE=/run/secrets/key reads
+# SECRET_KEY from that file (django-environ's FileAwareEnv; the file wins over the variable).
+env = environ.FileAwareEnv()
 env.smart_cast = True
-
-
-def _env_or_file(name: str, default: str | None = None) -> str | None:
-    """Return ``$NAME`` or the stripped content of the file named by ``$NAME_FILE``."""
-    path = env.str(f"{name}_FILE", default="")
-    if path:
-        return Path(path).read_text().strip()
-    return env.str(name, default=default)
-
 
 # --- Environment and secrets -------------------------------------------------
 MEMORYWEB_ENV = env.str("MEMORYWEB_ENV", default="local")
 if MEMORYWEB_ENV not in {"local", "production", "test"}:
-    raise RuntimeError(f"MEMORYWEB_ENV must be local, production or test, not {MEMORYWEB_ENV!r}")
+    raise ImproperlyConfigured(f"MEMORYWEB_ENV must be local, production or test, not "
+                               f"{MEMORYWEB_ENV!r}")
 DEBUG = env.bool("DEBUG", default=MEMORYWEB_ENV == "local")
 
 # --- Data directory ----------------------------------------------------------
 DATA_DIR = Path(env.str("MEMORYWEB_DATA_DIR", default=str(BASE_DIR / "data"))).resolve()
-DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-SECRET_KEY = _env_or_file("SECRET_KEY")
+# Secret files usually end in a newline, which is no part of the key.
+SECRET_KEY = env.str("SECRET_KEY", default="").strip()
+# Local and test without SECRET_KEY: one random key per data directory, generated on the
+# first start (apps.core.conf.prepare_data_dir) and read here on every later one.
+MEMORYWEB_GENERATED_SECRET_KEY: Path | None = None
 if not SECRET_KEY:
     if MEMORYWEB_ENV == "production":
-        raise RuntimeError("SECRET_KEY (or SECRET_KEY_FILE) must be set when MEMORYWEB_ENV=production")
-    # Local and test: one random key per data directory, created on first start.
-    key_file = DATA_DIR / "secret_key"
-    if not key_file.exists():
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    SECRET_KEY = key_file.read_text().strip()
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when "
+                                   "MEMORYWEB_ENV=production")
+    MEMORYWEB_GENERATED_SECRET_KEY = DATA_DIR / "secret_key"
+    if MEMORYWEB_GENERATED_SECRET_KEY.exists():
+        SECRET_KEY = MEMORYWEB_GENERATED_SECRET_KEY.read_text().strip()
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -88,6 +88,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.mcp",
     "apps.compat",
+    "apps.server",
 ]
 
 # Namespace roles are django-guardian object permissions (apps/tenancy/members.py).
@@ -151,8 +152,6 @@ MEMORYWEB_LIVE = {
                                              default=10),
     "default_min_score": 0.5,
 }
-if MEMORYWEB_LIVE["max_connections_per_principal"] < 1:
-    raise RuntimeError("MEMORYWEB_WS_MAX_CONNECTIONS_PER_KEY must be at least 1 (10 is the default)")
 WSGI_APPLICATION = None
 
 TEMPLATES = [
@@ -228,8 +227,6 @@ MEMORYWEB_JOBS_IN_PROCESS = env.bool("MEMORYWEB_JOBS_IN_PROCESS", default=not RE
 # A running job renews its lease this often; four missed beats and another worker takes
 # the job over (a killed worker no longer blocks it for the job's whole timeout).
 MEMORYWEB_JOB_HEARTBEAT_SECONDS = env.float("MEMORYWEB_JOB_HEARTBEAT_SECONDS", default=30.0)
-if MEMORYWEB_JOB_HEARTBEAT_SECONDS <= 0:
-    raise RuntimeError("MEMORYWEB_JOB_HEARTBEAT_SECONDS must be above 0 (30 is the default)")
 _HUEY_CONSUMER = {"workers": env.int("MEMORYWEB_JOB_WORKERS", default=2), "worker_type": "thread",
                   "periodic": True, "check_worker_health": True}
 if REDIS_URL:
@@ -241,7 +238,7 @@ else:
             "immediate": False, "name": "memoryweb-jobs", "consumer": _HUEY_CONSUMER}
 # /metrics answers only with `Authorization: Bearer $MEMORYWEB_METRICS_TOKEN` (compared in
 # constant time); without a token it is off (404).
-MEMORYWEB_METRICS_TOKEN = _env_or_file("MEMORYWEB_METRICS_TOKEN", default="") or ""
+MEMORYWEB_METRICS_TOKEN = env.str("MEMORYWEB_METRICS_TOKEN", default="").strip()
 PROMETHEUS_METRIC_NAMESPACE = ""
 
 # --- Vector store (ChromaDB) -------------------------------------------------
@@ -254,12 +251,6 @@ CHROMA_PATH = DATA_DIR / "chroma"
 # path must be absolute and short (the kernel's limit is 107 bytes).
 MEMORYWEB_CONTROL_SOCKET = env.str("MEMORYWEB_CONTROL_SOCKET",
                                    default=str(DATA_DIR / "control.sock"))
-if MEMORYWEB_CONTROL_SOCKET and not CHROMA_URL and (  # scaled: no socket, nothing to check
-        not Path(MEMORYWEB_CONTROL_SOCKET).is_absolute()
-        or len(MEMORYWEB_CONTROL_SOCKET.encode()) > 100):
-    raise RuntimeError(f"MEMORYWEB_CONTROL_SOCKET={MEMORYWEB_CONTROL_SOCKET!r}: an absolute path "
-                       "of at most 100 bytes (a Unix socket's limit; the default is in "
-                       "MEMORYWEB_DATA_DIR), or empty to turn the admin socket off")
 CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
 
 # --- Embedder ----------------------------------------------------------------
@@ -287,9 +278,6 @@ MEMORYWEB_LIMITS = {
     # recurses per level and ~1,000 levels crashed it (apps/core/parsers.py).
     "max_json_depth": env.int("MEMORYWEB_MAX_JSON_DEPTH", default=64),
 }
-if not 16 <= MEMORYWEB_LIMITS["max_json_depth"] <= 512:
-    raise RuntimeError("MEMORYWEB_MAX_JSON_DEPTH must be 16..512 (the API's own bodies need "
-                       "about 6 levels; Python's JSON decoder fails near 1,000)")
 DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 # Audit log (apps/audit): the chain's tip is also written to this file after each commit,
 # so cutting entries off the end is detectable; empty disables it (not recommended).
@@ -309,8 +297,6 @@ MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
 # The dashboard's memory search lists at most this many matches (it looks for one more,
 # so a capped search says "1,000+ matches" and refuses select-all; docs/dashboard.md).
 MEMORYWEB_DASHBOARD_SEARCH_LIMIT = env.int("MEMORYWEB_DASHBOARD_SEARCH_LIMIT", default=1000)
-if not 1 <= MEMORYWEB_DASHBOARD_SEARCH_LIMIT <= 100_000:
-    raise RuntimeError("MEMORYWEB_DASHBOARD_SEARCH_LIMIT must be 1..100000 (1000 is the default)")
 # Hybrid fusion: "weighted" (scores scaled per channel) or "rrf" (reciprocal rank).
 # Defaults measured on LoCoMo (docs/recall.md): weighted beat RRF at every k; vector 1,
 # lexical 3, session 1.2 tuned on conversations 0-4, confirmed on 5-9.
@@ -327,16 +313,8 @@ MEMORYWEB_FUSION_WEIGHTS = {
     "importance": env.float("MEMORYWEB_FUSION_WEIGHT_IMPORTANCE", default=0.0),
     "rerank": env.float("MEMORYWEB_FUSION_WEIGHT_RERANK", default=3.0),
 }
-# Settings under which every recall would be empty (or fail) are refused at start-up, as a
-# namespace's recall_defaults are when saved (apps/memories/ranking.py check).
-if MEMORYWEB_RECALL_MODE not in {"vector", "lexical", "hybrid"}:
-    raise RuntimeError("MEMORYWEB_RECALL_MODE must be vector, lexical or hybrid")
-if MEMORYWEB_FUSION not in {"weighted", "rrf"}:
-    raise RuntimeError("MEMORYWEB_FUSION must be weighted or rrf")
-if min(MEMORYWEB_FUSION_WEIGHTS.values()) < 0 or (
-        MEMORYWEB_FUSION_WEIGHTS["vector"] + MEMORYWEB_FUSION_WEIGHTS["lexical"] <= 0):
-    raise RuntimeError("MEMORYWEB_FUSION_WEIGHT_* must be 0 or more, and VECTOR or LEXICAL above "
-                       "0: hybrid recall has no other channel to rank by")
+# Settings under which every recall would be empty (or fail) are refused at start-up by the
+# system checks, as a namespace's recall_defaults are when saved (ranking.check).
 MEMORYWEB_RECENCY_HALF_LIFE_DAYS = env.float("MEMORYWEB_RECENCY_HALF_LIFE_DAYS", default=30.0)
 # Results scoring below this are dropped (unset: none); MMR diversity lambda (unset: off).
 MEMORYWEB_MIN_SCORE = env.float("MEMORYWEB_MIN_SCORE", default=None)
@@ -350,8 +328,6 @@ MEMORYWEB_RERANK_DEPTH = env.int("MEMORYWEB_RERANK_DEPTH", default=30)
 MEMORYWEB_NEAR_DUPLICATE_THRESHOLD = env.float("MEMORYWEB_NEAR_DUPLICATE_THRESHOLD", default=0.95)
 # Idempotency-Key records older than this are dropped by the hourly retention job.
 MEMORYWEB_IDEMPOTENCY_DAYS = env.float("MEMORYWEB_IDEMPOTENCY_DAYS", default=7.0)
-if MEMORYWEB_IDEMPOTENCY_DAYS <= 0:
-    raise RuntimeError("MEMORYWEB_IDEMPOTENCY_DAYS must be above 0 (retries need the records)")
 
 # Drop-in routes for clients of the servers MemoryWeb replaces (docs/integrations.md):
 # seed 000's API under MEMORYWEB_CMM_PREFIX (its clients call /ingest, /memory/42...) and
@@ -371,9 +347,6 @@ MEMORYWEB_TOKEN_RATE = env.str("MEMORYWEB_TOKEN_RATE", default="60/min")
 # limits (the key check above, the login limits) key on the peer address unless this
 # says otherwise: a client could send any X-Forwarded-For (apps/core/client_address.py).
 MEMORYWEB_TRUSTED_PROXIES = env.int("MEMORYWEB_TRUSTED_PROXIES", default=0)
-if not 0 <= MEMORYWEB_TRUSTED_PROXIES <= 10:
-    raise RuntimeError("MEMORYWEB_TRUSTED_PROXIES must be 0 (no proxy: the peer address is the "
-                       "client) up to 10, the number of proxies that append to X-Forwarded-For")
 # Each server process drains the vector-index outbox this often (0 = never).
 MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 # Recall statistics (access_count, last_recalled_at) are flushed this often; 0 = inline.
@@ -385,11 +358,7 @@ MEMORYWEB_KEY_ROTATION_GRACE_SECONDS = env.int("MEMORYWEB_KEY_ROTATION_GRACE_SEC
 # Requests per principal (API key or person), DRF rate syntax; empty = unlimited.
 MEMORYWEB_RATE_LIMIT = env.str("MEMORYWEB_RATE_LIMIT", default="6000/min")
 # One budget for every door (REST, drop-in routes, MCP tools/call, WebSocket messages):
-# apps/tenancy/budget.py parses it per request; nonsense stops the start instead.
-if MEMORYWEB_RATE_LIMIT.strip() and not re.fullmatch(r"\s*\d+\s*/\s*[smhd][a-z]*\s*",
-                                                     MEMORYWEB_RATE_LIMIT.lower()):
-    raise RuntimeError(f"MEMORYWEB_RATE_LIMIT={MEMORYWEB_RATE_LIMIT!r}: expected e.g. 6000/min, "
-                       "20/s, 100000/day, or empty for unlimited")
+# apps/tenancy/budget.py parses it per request; nonsense stops the start instead (checks).
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -428,6 +397,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name per choice set (else drf-spectacular names collisions by hash and
+    # `check --deploy` warns, drf_spectacular.W001).
+    "ENUM_NAME_OVERRIDES": {
+        "KindEnum": "apps.memories.models.MemoryKind",
+        "RoleEnum": ["reader", "agent", "admin"],  # a role one gives: keys, members, invitations
+        "KeyRoleEnum": "apps.core.roles.ROLE_CHOICES",  # a key's role (system keys too)
+    },
 }
 
 # --- People's login (django-allauth) and the dashboard ------------------------
@@ -453,8 +429,6 @@ MEMORYWEB_OPEN_SIGNUP = env.bool("MEMORYWEB_OPEN_SIGNUP", default=False)
 # A team admin's invitation to a namespace can be accepted for this many days: long
 # enough to be seen, short enough that a forgotten offer does not stay open for ever.
 MEMORYWEB_INVITATION_DAYS = env.int("MEMORYWEB_INVITATION_DAYS", default=7)
-if not 1 <= MEMORYWEB_INVITATION_DAYS <= 365:
-    raise RuntimeError("MEMORYWEB_INVITATION_DAYS must be 1..365 (7 is the default)")
 # The dashboard's bulk re-tag, change of kind and forget-agents act within the request up
 # to this many memories; above it they run as a background job with a progress page
 # (apps/memories/bulk_jobs.py), so a large selection neither holds a request for
@@ -464,9 +438,6 @@ MEMORYWEB_DASHBOARD_BULK_INLINE_MAX = env.int("MEMORYWEB_DASHBOARD_BULK_INLINE_M
 # so a restarted worker resumes after the last one. Smaller: finer progress and shorter
 # write locks; larger: fewer transactions.
 MEMORYWEB_DASHBOARD_BULK_BATCH = env.int("MEMORYWEB_DASHBOARD_BULK_BATCH", default=200)
-if MEMORYWEB_DASHBOARD_BULK_INLINE_MAX < 0 or not 1 <= MEMORYWEB_DASHBOARD_BULK_BATCH <= 5000:
-    raise RuntimeError("MEMORYWEB_DASHBOARD_BULK_INLINE_MAX must be 0 or more (50 is the default) "
-                       "and MEMORYWEB_DASHBOARD_BULK_BATCH 1..5000 (200 is the default)")
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("MEMORYWEB_MFA_ISSUER", default="MemoryWeb")
 # Admin roles need TOTP: without it a team-admin role is dormant in its own namespace
@@ -486,7 +457,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(DATA_DIR / "static")))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -499,11 +469,24 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = MEMORYWEB_ENV != "production"
 
 # --- Security (production) -----------------------------------------------------
+# HTTPS only, behind a proxy that terminates TLS and sets X-Forwarded-Proto (docs/deploy.md);
+# `manage.py check --deploy` is clean with these defaults. Local and test serve plain
+# HTTP on 127.0.0.1 (`make run`) and set none of them.
 if MEMORYWEB_ENV == "production":
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # A plain-HTTP request that reaches the app is sent to HTTPS (the proxy normally
+    # redirects first). The probes and /metrics are exempt: load balancers and Prometheus
+    # call each process's own port directly.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_REDIRECT_EXEMPT = [r"^(health|readiness|metrics)$"]
+    # Browsers remember to use HTTPS only (sent on HTTPS answers only). Turn it down with
+    # SECURE_HSTS_SECONDS=0 while trying out a new host name.
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
 # --- Logging -------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -23,7 +23,16 @@ if os.environ.get("MEMORYWEB_TEST_PREFIX_OF") != os.environ["MEMORYWEB_DATA_DIR"
     os.environ["MEMORYWEB_CHANNEL_PREFIX"] = "mw-" + os.path.basename(os.environ["MEMORYWEB_DATA_DIR"])
     os.environ["MEMORYWEB_TEST_PREFIX_OF"] = os.environ["MEMORYWEB_DATA_DIR"]
 
+from apps.core.conf import ensure_secret_key  # noqa: E402
 from memoryweb.settings import *  # noqa: E402, F403
+
+# pytest-django starts Django itself, so the entry points' start-up step
+# (apps.core.conf.prepare_data_dir) is done here: the static root WhiteNoise looks at, and
+# the data directory's generated key, which the Daphne servers tests start on this
+# directory read as well (the audit anchor they sign is checked here).
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405
+if MEMORYWEB_GENERATED_SECRET_KEY is not None:  # noqa: F405
+    SECRET_KEY = ensure_secret_key(MEMORYWEB_GENERATED_SECRET_KEY)  # noqa: F405
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
 MEMORYWEB_RECALL_STATS_SECONDS = 0  # inline, so tests see counts at once (buffer tested apart)

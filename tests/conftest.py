@@ -11,9 +11,13 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
+from apps.core.roles import Role
 from apps.tenancy.models import ApiKey, Namespace
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key, create_namespace
+
+#: Fixtures and hooks of tests that start processes (Daphne, Chroma, Chromium, manage.py),
+#: and their ``processes`` marker; pytester to test that plugin (tests/test_markers.py).
+pytest_plugins = ["tests.plugins.processes", "pytester"]
 
 
 @dataclass

@@ -71,6 +71,20 @@ def advance(seq: int, entry_hash: str, *, force: bool = False) -> None:
         log.error("audit anchor %s not advanced to %s: %s", where, seq, exc)
 
 
+def is_signed(seq: int, entry_hash: str, signature: str) -> bool:
+    """True when ``signature`` is this deployment's HMAC of the anchor (a backup's saved
+    anchor is checked with it before a restore trusts it)."""
+    return hmac.compare_digest(str(signature), _signature(seq, entry_hash))
+
+
+def write(seq: int, entry_hash: str, *, force: bool = False) -> None:
+    """Set the anchor to ``seq`` now, raising on failure (a restore must know); ``force``
+    also moves it back. No-op when anchoring is off."""
+    where = path()
+    if where is not None:
+        _write(where, seq, entry_hash, force)
+
+
 def _write(where: Path, seq: int, entry_hash: str, force: bool) -> None:
     where.parent.mkdir(parents=True, exist_ok=True)
     with open(where.with_suffix(".lock"), "a") as lock:

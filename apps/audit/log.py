@@ -8,7 +8,7 @@ field names and identifiers, never memory content.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -17,10 +17,17 @@ from django.utils import timezone
 from apps.audit import anchor
 from apps.audit.models import AuditEntry, AuditHead, AuditRecord
 from apps.core import request_id
-from apps.tenancy.principal import Principal
 
 
-def record(actor: Principal | str, operation: str, *, namespace: Any = None,
+class Actor(Protocol):
+    """Who did it, as the log records it (apps.tenancy.principal.Principal is one). The
+    audit app sits below tenancy, so it names the two fields it reads, not the class."""
+
+    label: str
+    agent_id: str
+
+
+def record(actor: Actor | str, operation: str, *, namespace: Any = None,
            record_ids: Iterable[Any] = (), summary: Mapping[str, Any] | None = None,
            ) -> AuditEntry:
     """Append one entry. ``actor`` is the principal (or ``system:<job>`` for jobs);

@@ -16,7 +16,7 @@ import json
 from django.db import models
 from django.utils import timezone
 
-from apps.tenancy.scoping import NamespaceScopedQuerySet
+from apps.core.scoping import NamespaceScopedQuerySet
 
 GENESIS_HASH = "0" * 64
 

@@ -35,12 +35,13 @@ from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
 from apps.core.query_params import KnownQueryParams
+from apps.core.roles import Action
 from apps.memories import external_ids, services
-from apps.memories.api.serializers import _iso
 from apps.memories.models import ExternalId, Memory
+from apps.memories.representation import iso_datetime
+from apps.memories.results import memory_of
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
 
 CMM = ExternalId.System.CMM
@@ -98,10 +99,10 @@ def rows(namespace: Namespace, memories: Sequence[Memory]) -> list[dict[str, Any
     for m in memories:
         found.append({
             "id": numbers.get(m.pk), "gist": m.content, "importance": importance_to_cmm(m.importance),
-            "agent_id": m.agent_id, "session_id": m.session_id, "timestamp": _iso(m.created_at),
+            "agent_id": m.agent_id, "session_id": m.session_id, "timestamp": iso_datetime(m.created_at),
             "metadata": {**m.metadata, "agent_id": m.agent_id, "session_id": m.session_id},
             "tags": m.tags, "kind": m.kind, "namespace": m.namespace.slug,
-            "memoryweb_id": str(m.pk), "version": m.version, "updated_at": _iso(m.updated_at),
+            "memoryweb_id": str(m.pk), "version": m.version, "updated_at": iso_datetime(m.updated_at),
         })
     return found
 
@@ -234,11 +235,11 @@ class IngestView(CmmView):
                    responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
     def post(self, request):
         ns = _namespace(request, request.data)
-        memory = services.ingest(request.user, memory_input(request.user, request.data),
+        result = services.ingest(request.user, memory_input(request.user, request.data),
                                  ns.slug)
-        row = rows(ns, [memory])[0]
-        return Response({"id": row["id"], "duplicate": memory.duplicate, "memory": row},
-                        status=status.HTTP_200_OK if memory.duplicate else status.HTTP_201_CREATED)
+        row = rows(ns, [result.memory])[0]
+        return Response({"id": row["id"], "duplicate": result.duplicate, "memory": row},
+                        status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
 
 
 def _recall_query(body: Any) -> dict[str, Any]:
@@ -282,15 +283,15 @@ class IngestAndRecallView(CmmView):
         if body.get("query") is not None:  # else the memory's own text is the query
             data["query"] = body["query"]
         result = services.ingest_and_recall(request.user, data, ns.slug)
-        memory_row = rows(ns, [result.memory])[0]
+        memory_row = rows(ns, [result.stored.memory])[0]
         found = rows(ns, [hit.memory for hit in result.hits])
         for row, hit in zip(found, result.hits, strict=True):
             row["score"] = round(hit.score, 6)
-        answer = {"id": memory_row["id"], "duplicate": result.memory.duplicate,
+        answer = {"id": memory_row["id"], "duplicate": result.stored.duplicate,
                   "memory": memory_row, "results": found}
         if result.recall_error:
             answer["recall_error"] = result.recall_error.as_dict()["error"]
-        return Response(answer, status=status.HTTP_200_OK if result.memory.duplicate
+        return Response(answer, status=status.HTTP_200_OK if result.stored.duplicate
                         else status.HTTP_201_CREATED)
 
 
@@ -299,14 +300,14 @@ class MemoryView(CmmView):
     @extend_schema(summary="A memory by its seed 000 id", responses=OpenApiTypes.OBJECT)
     def get(self, request, memory_id: str):
         ns = _namespace(request)
-        memory = services.get(request.user, _memory_pk(ns, memory_id))
-        return Response(rows(ns, [memory])[0])
+        memory = memory_of(services.get(request.user, _memory_pk(ns, memory_id)))
+        return Response(rows(ns, [memory])[0])  # seed 000's row has no grantor statistics
 
     @extend_schema(summary="Edit a memory: gist, importance, metadata, tags (team admin)",
                    request={"application/json": openapi.CmmEdit}, responses=OpenApiTypes.OBJECT)
     def put(self, request, memory_id: str):
         ns = _namespace(request)
-        current = services.get(request.user, _memory_pk(ns, memory_id))
+        current = memory_of(services.get(request.user, _memory_pk(ns, memory_id)))
         data = memory_input(request.user, request.data, current=current)
         data.pop("namespace", None)
         memory = services.update(request.user, current.pk, data, partial=True)

@@ -37,13 +37,13 @@ from apps.compat.common import check_own_agent, int_param, not_yet
 from apps.core.client_address import client_address
 from apps.core.errors import InvalidInput
 from apps.core.query_params import KnownQueryParams
+from apps.core.roles import Action
 from apps.memories import schemas, services
-from apps.memories.api.serializers import _iso
 from apps.memories.models import Memory, MemoryKind
+from apps.memories.representation import iso_datetime
 from apps.privacy import erasure, export
 from apps.privacy.api.views import streaming
 from apps.privacy.selectors import select
-from apps.tenancy.roles import Action
 from apps.tenancy.services import authenticate_key, authorize, resolve_namespace
 
 TAG = "seed 003 drop-in (memoryOSS /v1)"
@@ -87,7 +87,8 @@ def memory_row(m: Memory) -> dict[str, Any]:
         "id": str(m.pk), "content": m.content, "tags": m.tags, "agent": m.agent_id or None,
         "session": m.session_id or None, "namespace": m.namespace.slug,
         "memory_type": KIND_TO_TYPE.get(m.kind, "semantic"), "kind": m.kind, "status": "active",
-        "version": m.version, "created_at": _iso(m.created_at), "updated_at": _iso(m.updated_at),
+        "version": m.version, "created_at": iso_datetime(m.created_at),
+        "updated_at": iso_datetime(m.updated_at),
         "content_hash": m.content_hash, "confidence": m.confidence, "importance": m.importance,
         "metadata": m.metadata,
     }
@@ -190,9 +191,9 @@ class StoreView(MemoryOssView):
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
         data = store_input(request, request.data)
-        memory = services.ingest(request.user, data, _namespace_of(request))
-        return Response({"id": str(memory.pk), "version": memory.version,
-                         "duplicate": memory.duplicate})
+        result = services.ingest(request.user, data, _namespace_of(request))
+        return Response({"id": str(result.memory.pk), "version": result.memory.version,
+                         "duplicate": result.duplicate})
 
 
 @extend_schema(tags=[TAG])
@@ -209,9 +210,9 @@ class StoreBatchView(MemoryOssView):
         if len(slugs) > 1:
             raise InvalidInput("a batch stores into one namespace.", field="memories")
         namespace = next(iter(slugs), None) or _namespace_of(request, body)
-        memories = services.ingest_many(request.user, data, namespace)
-        return Response({"stored": [{"id": str(m.pk), "version": m.version,
-                                     "duplicate": m.duplicate} for m in memories]})
+        results = services.ingest_many(request.user, data, namespace)
+        return Response({"stored": [{"id": str(r.memory.pk), "version": r.memory.version,
+                                     "duplicate": r.duplicate} for r in results]})
 
 
 def _given(body: Mapping[str, Any], name: str) -> bool:
@@ -317,7 +318,7 @@ class UpdateView(MemoryOssView):
             data["kind"] = _kind(body["memory_type"], "memory_type")
         memory = services.update(request.user, body["id"], data, partial=True)
         return Response({"id": str(memory.pk), "version": memory.version,
-                         "updated_at": _iso(memory.updated_at), "status": "active"})
+                         "updated_at": iso_datetime(memory.updated_at), "status": "active"})
 
 
 _FORGET_FIELDS = {"ids", "agent", "session", "namespace", "tags", "before", "subject_id"}

@@ -6,3 +6,7 @@ class CoreConfig(AppConfig):
 
     name = "apps.core"
     label = "core"
+
+    def ready(self) -> None:
+        # Registers the settings checks (apps/core/checks.py) with Django's framework.
+        from apps.core import checks  # noqa: F401

@@ -16,12 +16,14 @@ warm threads, persistent connections (``CONN_MAX_AGE``). Because the request_sta
 request_finished signals fire on another thread under ASGI, the pool thread closes
 stale or broken connections itself around each request, which is what those signals
 do for it under WSGI.
+
+The server's start-up (the admin socket, the background drain, the in-process job
+worker) is composed above every app, in apps/server/asgi.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
@@ -81,27 +83,3 @@ class ThreadPoolASGIHandler(ASGIHandler):
                 close_old_connections()
 
         self._middleware_chain = sync_to_async(run, thread_sensitive=False, executor=self._pool)
-
-
-def get_asgi_application() -> ThreadPoolASGIHandler:
-    import django
-
-    django.setup(set_prefix=False)
-    from apps.memories.indexing import start_background_drain
-
-    # Shorter GIL slices: a thread coming back from SQLite or onnxruntime (which run
-    # without the GIL) waits at most this long for it (docs/performance.md).
-    sys.setswitchinterval(settings.MEMORYWEB_GIL_SWITCH_MS / 1000)
-
-    # Embedded: this process owns the data directory's vector store and serves commands
-    # through its admin socket (apps/ops/control.py); first, before anything opens the store.
-    from apps.ops import control
-
-    control.start()
-    # Each server process replays vector-index work left by an outage (idempotent).
-    start_background_drain(settings.MEMORYWEB_DRAIN_SECONDS)
-    if settings.MEMORYWEB_JOBS_IN_PROCESS:  # embedded: no worker process to run the jobs
-        from apps.ops.worker import start_in_process
-
-        start_in_process()
-    return ThreadPoolASGIHandler()

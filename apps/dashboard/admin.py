@@ -10,7 +10,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db import transaction
 
 from apps.audit.log import record as audit
-from apps.dashboard.access import principal_for
+from apps.tenancy.people import principal_for
 
 User = get_user_model()
 

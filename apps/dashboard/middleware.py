@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 
-from apps.dashboard.access import dashboard_needs_mfa, principal_for
+from apps.tenancy.people import dashboard_needs_mfa, principal_for
 
 #: What a password-only session may still reach: allauth (to set up TOTP, log out),
 #: static files, and the API and WebSocket (which refuse the session themselves).

@@ -13,10 +13,10 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core.roles import Role
 from apps.tenancy import invitations
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 
 def held_roles(principal: Principal | None) -> list[tuple[str, str]]:

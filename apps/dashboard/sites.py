@@ -10,8 +10,9 @@ from django.shortcuts import resolve_url
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from apps.dashboard.access import is_dashboard_user, principal_for
+from apps.dashboard.access import is_dashboard_user
 from apps.dashboard.no_access import no_access
+from apps.tenancy.people import principal_for
 
 #: The pages beyond CRUD: (url name, title), shown as a "Tools" section in the index and
 #: the sidebar.

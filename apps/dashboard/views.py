@@ -18,13 +18,13 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from apps.core.errors import ServiceError
-from apps.dashboard.access import principal_for
+from apps.core.roles import Action
 from apps.dashboard.charts import bar_chart, line_chart
 from apps.memories import services, sharing
 from apps.memories.models import IndexOutbox, Memory, MemoryKind, RecallDay
 from apps.memories.schemas import RECALL_MODES
 from apps.tenancy.models import ApiKey, Namespace
-from apps.tenancy.roles import Action
+from apps.tenancy.people import principal_for
 
 #: Days shown by the overview's charts (?days= may choose 7..365).
 DEFAULT_DAYS = 30

@@ -21,22 +21,22 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.conf import settings
 from django.utils import timezone
 
+from apps.core import conf
 from apps.core.errors import InvalidInput, ServiceError
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
-from apps.dashboard.access import needs_mfa_setup
 from apps.live import subscriptions
 from apps.live.events import key_group
 from apps.live.hub import hub
 from apps.live.matching import Subscription
 from apps.memories import services
-from apps.memories.api.serializers import hit_rows, stored
+from apps.memories.representation import hit_rows, stored_row
 from apps.ops import metrics
 from apps.tenancy import budget
 from apps.tenancy.models import ApiKey
+from apps.tenancy.people import needs_mfa_setup
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authenticate_key
 
@@ -47,7 +47,9 @@ CLOSE_ACCESS_LOST = 4403  # the key was revoked or expired, the membership ended
 CLOSE_SLOW_CONSUMER = 4408  # the send queue filled up: the client reads too slowly
 CLOSE_RATE_LIMITED = 4429  # far over the message rate, repeatedly; too many connections
 
-LIMITS = settings.MEMORYWEB_LIVE
+#: ``MEMORYWEB_LIVE`` read at each access (tests set entries through it); the code below
+#: reads ``conf.live()`` when it needs a value.
+LIMITS = conf.SettingView("MEMORYWEB_LIVE")
 log = logging.getLogger(__name__)
 
 
@@ -87,9 +89,10 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             raise
 
     async def _start(self) -> None:
-        self.outbox: asyncio.Queue = asyncio.Queue(maxsize=LIMITS["send_queue"])
+        limits = conf.live()
+        self.outbox: asyncio.Queue = asyncio.Queue(maxsize=limits.send_queue)
         self.sender = asyncio.create_task(self._send_forever())
-        self.tokens, self.refilled, self.strikes = float(LIMITS["burst"]), time.monotonic(), 0
+        self.tokens, self.refilled, self.strikes = float(limits.burst), time.monotonic(), 0
         self.events_id: str | None = None
         self.subscriptions: dict[str, Subscription] = {}
         self.grant_groups: set[str] = set()
@@ -110,7 +113,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._authenticated(None)
         else:
             self.timers.append(asyncio.get_running_loop().call_later(
-                LIMITS["auth_timeout_seconds"], self._auth_timeout))
+                limits.auth_timeout_seconds, self._auth_timeout))
 
     def _header_key(self) -> str | None:
         for name, value in self.scope.get("headers", []):
@@ -147,7 +150,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         for timer in self.timers:
             timer.cancel()
         self.timers = []
-        cap = LIMITS["max_connections_per_principal"]
+        cap = conf.live().max_connections_per_principal
         self.lease = await sync_to_async(budget.acquire, thread_sensitive=False)(
             "ws", self.principal.label, cap)
         if self.lease is None:
@@ -211,14 +214,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         A failed round (the database or cache briefly away) is logged and the next one
         runs: this task ending silently once left connections unchecked for good."""
         loop = asyncio.get_running_loop()
-        period = min(LIMITS["recheck_seconds"], budget.LEASE_SECONDS / 4)
+        period = min(conf.live().recheck_seconds, budget.LEASE_SECONDS / 4)
         checked = loop.time()
         while True:
             await asyncio.sleep(period)
             try:
                 if self.lease is not None:
                     await sync_to_async(self.lease.renew, thread_sensitive=False)()
-                if loop.time() - checked >= LIMITS["recheck_seconds"]:
+                if loop.time() - checked >= conf.live().recheck_seconds:
                     checked = loop.time()
                     await self._recheck()
             except Exception:
@@ -322,8 +325,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(float(LIMITS["burst"]),
-                          self.tokens + (now - self.refilled) * LIMITS["messages_per_second"])
+        limits = conf.live()
+        self.tokens = min(float(limits.burst),
+                          self.tokens + (now - self.refilled) * limits.messages_per_second)
         self.refilled = now
         if self.tokens < 1:
             return False
@@ -358,9 +362,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 items = body["memories"]
                 if not isinstance(items, list):
                     raise InvalidInput("memories must be a list.", field="memories")
-                return [stored(m) for m in services.ingest_many(
+                return [stored_row(r) for r in services.ingest_many(
                     self.principal, items, namespace=body.get("namespace"))]
-            return [stored(services.ingest(self.principal, body))]
+            return [stored_row(services.ingest(self.principal, body))]
 
         self.offer({"type": "ingested", "id": request_id, "results": await sync_to_async(run)()})
 
@@ -371,8 +375,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if request_id in self.subscriptions:
             raise InvalidInput(f"subscription {request_id!r} exists; unsubscribe first.",
                                field="id")
-        if len(self.subscriptions) >= LIMITS["max_subscriptions"]:
-            raise InvalidInput(f"at most {LIMITS['max_subscriptions']} subscriptions per "
+        most = conf.live().max_subscriptions
+        if len(self.subscriptions) >= most:
+            raise InvalidInput(f"at most {most} subscriptions per "
                                "connection.", field="id", code="too_many")
 
         subscription, groups = await sync_to_async(subscriptions.prepare)(

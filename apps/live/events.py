@@ -38,10 +38,10 @@ def grant_group(grant_id: int) -> str:
 
 def memories_changed(event: str, namespace, memories: Sequence[Any], embeddings, actor) -> None:
     """``created`` or ``updated``: rows and embeddings, sent after the commit."""
-    from apps.memories.api.serializers import MemorySerializer
+    from apps.memories.representation import memory_row
 
     vectors = None if embeddings is None else [list(map(float, v)) for v in embeddings]
-    items = [{"id": str(m.pk), "row": MemorySerializer(m).data,
+    items = [{"id": str(m.pk), "row": memory_row(m),
               "embedding": vectors[i] if vectors is not None else None}
              for i, m in enumerate(memories)]
     _after_commit(namespace, event, items, actor)
@@ -103,7 +103,7 @@ def send(group: str, message: dict) -> None:
 def _through_server(group: str, message: dict) -> bool:
     """A command's event, handed to the embedded server running beside it: the in-memory
     channel layer is per process, so only the server's own reaches its WebSocket feeds
-    (apps/ops/control.py). False when there is no such server (scaled: Redis carries it)."""
+    (apps/server/control.py). False when there is no such server (scaled: Redis carries it)."""
     if settings.CHANNEL_LAYERS["default"]["BACKEND"] != "channels.layers.InMemoryChannelLayer":
         return False
     from apps.ops.control_client import send_live_event

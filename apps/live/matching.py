@@ -70,7 +70,7 @@ def _moment(value: str | None) -> dt.datetime | None:
 
 
 def matches_filters(row: Mapping[str, Any], filters: Mapping[str, Any]) -> bool:
-    """The recall filters' meaning (services._where / _filtered) applied to one row."""
+    """The recall filters' meaning (recall.channels._where / _filtered) applied to one row."""
     for name in ("agent_id", "session_id", "kind"):
         if filters.get(name) and row.get(name) != filters[name]:
             return False

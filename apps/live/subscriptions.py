@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from apps.core.roles import Action
 from apps.live.events import grant_group
 from apps.live.matching import Subscription
 from apps.memories import schemas
@@ -20,7 +21,6 @@ from apps.memories.embeddings import get_embedder
 from apps.tenancy.grants import live_grants_to
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
 
 
@@ -29,8 +29,9 @@ class SubscribeInput(schemas.StrictSerializer):
     namespace = serializers.SlugField(required=False)
     filters = schemas.RecallFilters(required=False)
     include_shared = serializers.BooleanField(default=False)
+    #: Absent: MEMORYWEB_LIVE["default_min_score"], read when the message is validated.
     min_score = serializers.FloatField(min_value=0.0, max_value=1.0,
-                                       default=settings.MEMORYWEB_LIVE["default_min_score"])
+                                       default=lambda: settings.MEMORYWEB_LIVE["default_min_score"])
 
 
 class EventsInput(schemas.StrictSerializer):

@@ -38,13 +38,13 @@ class ServiceBackend:
 
     def store(self, data):
         from apps.memories import services
-        from apps.memories.api.serializers import stored
+        from apps.memories.representation import stored_row
 
-        return stored(self._call(services.ingest, data))
+        return stored_row(self._call(services.ingest, data))
 
     def recall(self, data):
         from apps.memories import services
-        from apps.memories.api.serializers import hit_rows
+        from apps.memories.representation import hit_rows
 
         result = self._call(services.recall, data)
         return {"namespace": result.namespace.slug, "query": result.query, "mode": result.mode,
@@ -52,9 +52,9 @@ class ServiceBackend:
 
     def update(self, memory_id, data):
         from apps.memories import services
-        from apps.memories.api.serializers import MemorySerializer
+        from apps.memories.representation import memory_row
 
-        return dict(MemorySerializer(self._call(services.update, memory_id, data)).data)
+        return memory_row(self._call(services.update, memory_id, data))
 
     def forget(self, memory_id):
         from apps.memories import services
@@ -63,15 +63,15 @@ class ServiceBackend:
 
     def list_recent(self, limit):
         from apps.memories import services
-        from apps.memories.api.serializers import MemorySerializer
+        from apps.memories.representation import memory_row
 
         memories = list(self._call(services.list_memories)[:limit])
-        return list(MemorySerializer(memories, many=True).data)
+        return [memory_row(m) for m in memories]
 
 
 class ServerBackend:
     """Through the admin socket of the server running on this embedded data directory
-    (``manage.py mcp`` beside it, apps/ops/control.py): the server checks the key at
+    (``manage.py mcp`` beside it, apps/server/control.py): the server checks the key at
     every call and runs the tool as its principal, so the call is the server's like one
     to ``/mcp`` (its store, its events)."""
 

@@ -16,24 +16,26 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from apps.audit.models import AuditEntry
-from apps.core.admin import NamespaceFilter, ScopedAdmin, SystemAdminOnly
 from apps.core.confirm import confirmation_page, confirmed
 from apps.core.errors import ServiceError
-from apps.dashboard.diff import version_rows
+from apps.core.roles import Action
 from apps.memories import services
 from apps.memories.admin_bulk import MemoryBulkActionsMixin
+from apps.memories.admin_diff import version_rows
 from apps.memories.admin_filters import AgentFilter, DuplicateFilter, ImportanceFilter, TagFilter
 from apps.memories.admin_forms import MemoryForm
-from apps.memories.admin_privacy import MemoryPrivacyActionsMixin
 from apps.memories.admin_search import MemorySearchMixin
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.services import EDITABLE_FIELDS
+from apps.tenancy.admin_base import NamespaceFilter, ScopedAdmin, SystemAdminOnly
 from apps.tenancy.models import Namespace
-from apps.tenancy.roles import Action
 
 
 @admin.register(Memory)
-class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearchMixin, ScopedAdmin):
+class MemoryAdmin(MemoryBulkActionsMixin, MemorySearchMixin, ScopedAdmin):
+    """The memory list and editor. Privacy, a layer above, registers a subclass with its
+    GDPR actions and buttons in its place (apps/privacy/admin_memories.py)."""
+
     form = MemoryForm
     scope_action = Action.EDIT
     change_form_template = "admin/memories/memory/change_form.html"
@@ -48,7 +50,7 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
     list_select_related = ["namespace"]
     list_per_page = 50
     show_full_result_count = False  # one COUNT less per page on large namespaces
-    actions = [*MemoryBulkActionsMixin.bulk_actions, *MemoryPrivacyActionsMixin.privacy_actions]
+    actions = [*MemoryBulkActionsMixin.bulk_actions]
     change_list_template = "admin/memories/memory/change_list.html"
     #: Set by the server, never by the form: shown read-only in a collapsed fieldset, and
     #: ignored if posted (they are not form fields at all).
@@ -182,7 +184,7 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemoryPrivacyActionsMixin, MemorySearc
             saved = services.update(principal, obj.pk, changed) if changed else obj
         else:
             saved = services.ingest(principal, {k: v for k, v in data.items() if v is not None},
-                                    namespace=obj.namespace.slug)
+                                    namespace=obj.namespace.slug).memory
         obj.pk = saved.pk
 
     def save_related(self, request, form, formsets, change):

@@ -14,11 +14,11 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 
-from apps.core.admin import ScopedAdmin
 from apps.core.confirm import plural
+from apps.core.roles import Action
 from apps.memories import bulk_jobs
 from apps.memories.bulk_models import BulkJob
-from apps.tenancy.roles import Action
+from apps.tenancy.admin_base import ScopedAdmin
 
 
 @admin.register(BulkJob)

@@ -9,3 +9,17 @@ class MemoriesConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.memories import signals  # noqa: F401  (connects the receivers)
+        from apps.memories.schemas import RecallDefaults, validate_recall_defaults
+        from apps.tenancy import namespace_settings
+
+        # A namespace's recall_defaults are memories' rules, stored on tenancy's row.
+        namespace_settings.register(namespace_settings.NamespaceSetting(
+            "recall_defaults", validate_recall_defaults, RecallDefaults))
+
+        from apps.memories.stores import register_memory_stores
+
+        register_memory_stores()  # the registry erasure, verification, stats and reindex iterate
+
+        from apps.memories.collectors import register_collectors
+
+        register_collectors()  # the outbox backlog gauge at /metrics

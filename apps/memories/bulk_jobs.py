@@ -41,12 +41,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import ServiceError
+from apps.core.roles import Action
 from apps.memories import services
 from apps.memories.bulk_models import BulkJob
 from apps.memories.models import Memory
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 
 log = logging.getLogger(__name__)
 

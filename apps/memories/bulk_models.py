@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.roles import Action
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 
 
 class BulkJobQuerySet(models.QuerySet):

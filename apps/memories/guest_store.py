@@ -2,7 +2,7 @@
 
 Chroma's embedded PersistentClient belongs to one process at a time (vectorstore.py's
 lock), and that process is the server whenever one runs. A command therefore works
-through the server's admin socket when it can reach one (apps/ops/control.py), and opens
+through the server's admin socket when it can reach one (apps/server/control.py), and opens
 the directory itself only when no server runs. If a server starts while a command holds
 the directory, the command hands it over between two operations (a watcher thread
 notices the server's socket, so an idle command, such as ``manage.py mcp`` waiting for
@@ -36,7 +36,7 @@ class GuestVectorStore:
     """VectorStore's interface: through the server, else the embedded directory itself."""
 
     def __init__(self) -> None:
-        from apps.ops.control_client import RemoteVectorStore
+        from apps.memories.remote_store import RemoteVectorStore
 
         self._remote = RemoteVectorStore()
         self._local: VectorStore | None = None

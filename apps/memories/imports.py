@@ -8,8 +8,9 @@ That is why it takes a team admin (``manage``), not an agent.
 
 Idempotent: a record names its id in the source system (an :class:`ExternalId`), and
 a record already imported into the namespace is skipped, so a re-run creates nothing.
-Each batch is one transaction (memories, tag rows, keyword index, versions, external
-ids, outbox, one audit entry), indexed in Chroma after the commit like any write. A bad
+Each batch is one transaction of the write path (apps/memories/writes.py: memories, tag
+rows, keyword index, versions, external ids, outbox, one audit entry), indexed in Chroma
+after the commit like any write. A bad
 record is reported with its line and skipped; the rest go on.
 """
 
@@ -20,28 +21,24 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput
-from apps.live import events as live
-from apps.memories import indexing, lexical, schemas
+from apps.core.roles import Action
+from apps.memories import indexing, schemas, writes
 from apps.memories.external_ids import raise_sequence
 from apps.memories.models import (
     ExternalId,
-    IndexOutbox,
     Memory,
-    MemoryTag,
     MemoryVersion,
     content_hash,
 )
 from apps.memories.services import check_writable
-from apps.ops import metrics
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize, resolve_namespace
 
 LIMITS = schemas.LIMITS
@@ -238,29 +235,22 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
         return
     embeddings = indexing.embed_contents([m.content for m in memories])
     numbered = [int(e.external_id) for e in external if e.system == ExternalId.System.CMM]
+
+    def entry(stored: list[Memory]) -> None:
+        audit(principal, "memory.import", namespace=ns, record_ids=[m.pk for m in stored],
+              summary={"count": len(stored), "systems": sorted({e.system for e in external})})
+
     try:
-        with transaction.atomic():
+        with writes.atomic() as write:  # the write path (apps/memories/writes.py) indexes on leaving
             if numbered:  # numbers handed out later start above the imported ones
                 raise_sequence(ns, ExternalId.System.CMM, max(numbered))
-            Memory.objects.bulk_create(memories)
-            lexical.add(ns.pk, [m.pk for m in memories])
-            MemoryTag.objects.bulk_create(
-                [MemoryTag(memory=m, namespace=ns, tag=t) for m in memories for t in m.tags])
-            MemoryVersion.objects.bulk_create(versions)
-            ExternalId.objects.bulk_create(external)
-            outbox = IndexOutbox.objects.bulk_create(
-                [IndexOutbox(namespace=ns, memory_id=m.pk, op=IndexOutbox.Op.UPSERT)
-                 for m in memories])
-            audit(principal, "memory.import", namespace=ns, record_ids=[m.pk for m in memories],
-                  summary={"count": len(memories), "systems": sorted({e.system for e in external})})
-            live.memories_changed("created", ns, memories, embeddings, principal)
+            write.create(ns, memories, embeddings, actor=principal, audit=entry,
+                         versions=versions, external_ids=external)
     except IntegrityError as exc:  # a concurrent import of the same records won the race
         first, last = records[0].line, records[-1].line
         report.errors.append((first, f"lines {first}-{last} not imported: another import wrote "
                               f"some of them meanwhile ({exc}); run again to add the rest."))
         return
-    indexing.index_inline(ns, memories, embeddings, [o.pk for o in outbox], fresh=True)
-    metrics.MEMORIES_STORED.inc(len(memories))
     report.created += len(memories)
 
 
@@ -276,7 +266,7 @@ def _link_near_duplicates(principal: Principal, ns: Namespace,
             found = Memory.objects.filter(namespace=ns, pk=_uuid_or_none(target)).values_list(
                 "pk", flat=True).first()
         if found is not None and found != pk:
-            if Memory.objects.filter(pk=pk).update(near_duplicate_of_id=found):
+            if writes.link_near_duplicate(pk, found):
                 linked.append(pk)
     if linked:
         audit(principal, "memory.import", namespace=ns, record_ids=linked,

@@ -9,18 +9,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.kinds import MemoryKind
+from apps.core.scoping import NamespaceScopedQuerySet
 from apps.tenancy.models import Namespace
-from apps.tenancy.scoping import NamespaceScopedQuerySet
-
-
-class MemoryKind(models.TextChoices):
-    FACT = "fact"
-    PREFERENCE = "preference"
-    EPISODE = "episode"
-    PROCEDURE = "procedure"
-    OBSERVATION = "observation"
-    SUMMARY = "summary"
-    NOTE = "note"
 
 
 def content_hash(content: str) -> str:
@@ -69,7 +60,7 @@ class Memory(models.Model):
     #: the other finds the winner instead (issue 16). NULL on rows that never claimed it
     #: (imported, or stored before the constraint). An edit of the content gives it up;
     #: a holder that has since expired (or whose words a raw write changed) is released
-    #: by the next ingest of that content (services._store), so the slot never blocks
+    #: by the next ingest of that content (writes._insert_claiming_slots), so the slot never blocks
     #: what dedup would store. NULL, not "":
     #: adding a nullable column is instant on a large table (SQLite would copy it for a
     #: default), and the constraint leaves NULLs out.
@@ -79,14 +70,9 @@ class Memory(models.Model):
 
     objects = MemoryQuerySet.as_manager()
 
-    #: Set by ingest on the instance it returns (not stored): True when identical content
-    #: already lived in the namespace and that memory is returned instead of a new one.
-    duplicate = False
-    #: Set by ingest (not stored): cosine similarity to the near-duplicate it found, if any.
-    near_duplicate_similarity: float | None = None
-    #: Set by recall and get (not stored): the caller reads this memory through a sharing
-    #: grant, so the grantor's internal details are left out of what it is shown.
-    shared_with_caller = False
+    # What a service found about a memory (a duplicate, a near-duplicate's similarity,
+    # read through a sharing grant) is not stored here: it rides beside it, in the result
+    # objects of apps/memories/results.py.
 
     class Meta:
         ordering = ["-created_at"]

@@ -27,14 +27,23 @@ from apps.core.background import run_every
 
 
 class RecallStatsBuffer:
-    def __init__(self, interval: float):
-        self.interval = interval
+    """``interval``: seconds between flushes; None reads MEMORYWEB_RECALL_STATS_SECONDS
+    each time (so a setting changed at run time, or in a test, takes effect)."""
+
+    def __init__(self, interval: float | None = None):
+        self._interval = interval
         self._counts: Counter[UUID] = Counter()
         self._last: datetime | None = None
         #: (namespace id, UTC day) -> recalls answered
         self._recalls: Counter[tuple[int, date]] = Counter()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        if self._interval is not None:
+            return self._interval
+        return float(settings.MEMORYWEB_RECALL_STATS_SECONDS)
 
     def record(self, ids: Iterable[UUID], when: datetime) -> None:
         if self.interval <= 0:
@@ -110,7 +119,7 @@ class RecallStatsBuffer:
                     access_count=F("access_count") + increment, last_recalled_at=when)
 
 
-recall_stats = RecallStatsBuffer(settings.MEMORYWEB_RECALL_STATS_SECONDS)
+recall_stats = RecallStatsBuffer()
 atexit.register(recall_stats.flush)
 
 

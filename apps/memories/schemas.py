@@ -11,142 +11,29 @@ import datetime as dt
 import json
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.core.errors import InvalidInput, flatten_validation_error
+from apps.core import conf
+from apps.core.validation import (
+    INT64,
+    MAX_METADATA_DEPTH,
+    DateOrDateTimeField,
+    StrictSerializer,
+    TagsField,
+    TextField,
+    UTCDateTimeField,
+    check_bytes,
+    check_json_text,
+    json_depth,
+    validate,
+)
 from apps.memories.models import MemoryKind
 
-LIMITS = settings.MEMORYWEB_LIMITS
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not know, so a typo ('tag' for 'tags') is an error."""
-
-    #: The OpenAPI schema says ``additionalProperties: false`` (apps/core/openapi.py).
-    refuses_unknown_fields = True
-
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                name = unknown[0]
-                hint = (
-                    " agent_id comes from the API key, never from the body."
-                    if name == "agent_id"
-                    else ""
-                )
-                raise serializers.ValidationError({name: f"unknown field {name!r}.{hint}"})
-            # DRF's CharField turns 0 into "0"; the schema says string, so a number is a 400.
-            for name, field in self.fields.items():
-                value = data.get(name)
-                if (isinstance(field, serializers.CharField) and not field.read_only
-                        and value is not None and not isinstance(value, str)):
-                    raise serializers.ValidationError({name: "must be a string."})
-        return super().to_internal_value(data)
-
-
-class TextField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of quietly stringifying them."""
-
-    default_error_messages = {"invalid": "must be a string."}
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class UTCDateTimeField(serializers.DateTimeField):
-    """A date-time normalised to UTC; one that cannot be (year 1 at +05:00) is refused.
-
-    Otherwise the database adapter's conversion overflows later and answers 500.
-    """
-
-    def to_internal_value(self, value):
-        parsed = super().to_internal_value(value)
-        try:
-            return parsed.astimezone(dt.UTC)
-        except (OverflowError, ValueError):
-            raise serializers.ValidationError("date-time out of range.", code="invalid") from None
-
-
-class DateOrDateTimeField(UTCDateTimeField):
-    """A date-time, or a bare date meaning its midnight UTC (seed 003's X-Memory-After)."""
-
-    def to_internal_value(self, value):
-        if isinstance(value, str) and len(value) == 10:
-            try:
-                day = dt.date.fromisoformat(value)
-            except ValueError:
-                pass
-            else:
-                return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-        return super().to_internal_value(value)
-
-
-def _check_bytes(value: str, limit: int, what: str) -> str:
-    size = len(value.encode())
-    if size > limit:
-        raise serializers.ValidationError(f"{what} is {size} bytes; the limit is {limit}.", code="too_long")
-    return value
-
-
-class TagsField(serializers.ListField):
-    child = TextField(max_length=LIMITS["max_tag_length"], allow_blank=False)
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("max_length", LIMITS["max_tags"])
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        tags = super().to_internal_value(data)
-        return list(dict.fromkeys(t.strip() for t in tags if t.strip()))
-
-
-INT64 = (-(2**63), 2**63 - 1)
-
-
-def check_json_text(value: Any, path: str = "metadata") -> None:
-    """Refuse what SQL or Chroma cannot store: NUL, lone surrogates, int64 overflow.
-
-    Accepting them would store a memory that then fails to render (500 on every read)
-    or to index (a poison row in the outbox).
-    """
-    strings = [value] if isinstance(value, str) else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_json_text(key, f"{path} key")
-            check_json_text(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_json_text(item, f"{path}[{index}]")
-    elif isinstance(value, bool):
-        pass
-    elif isinstance(value, (int, float)) and not INT64[0] <= value <= INT64[1]:
-        # Floats too: the schema's JSON number cannot tell 1e19 from 10000000000000000000.
-        raise serializers.ValidationError(f"{path}: numbers must fit in 64-bit integers' range.")
-    for text in strings:
-        if "\x00" in text or any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
-            raise serializers.ValidationError(f"{path}: NUL and lone surrogate characters are not allowed.")
-
-
-#: Arrays/objects inside each other in metadata, the metadata object itself being 1. Far
-#: under the body limit (MEMORYWEB_MAX_JSON_DEPTH, at least 16) wherever metadata sits in a
-#: body, so the limit is the same at every door and the OpenAPI schema can state it exactly.
-MAX_METADATA_DEPTH = 8
-
-
-def json_depth(value: Any) -> int:
-    """How many arrays/objects nest inside each other in ``value`` (a scalar is 0)."""
-    depth, level = 0, [value]
-    while containers := [item for item in level if isinstance(item, (dict, list))]:
-        depth += 1
-        level = [item for container in containers
-                 for item in (container.values() if isinstance(container, dict) else container)]
-    return depth
+#: ``MEMORYWEB_LIMITS`` read at each access (apps/core/conf.py); code in functions reads
+#: ``conf.limits()``. A field declared below takes its bound once, when its class is made.
+LIMITS = conf.SettingView("MEMORYWEB_LIMITS")
 
 
 class MetadataField(serializers.JSONField):
@@ -162,9 +49,10 @@ class MetadataField(serializers.JSONField):
                 f"metadata nests deeper than {MAX_METADATA_DEPTH} levels.", code="too_deep")
         check_json_text(value)
         size = len(json.dumps(value, separators=(",", ":")).encode())
-        if size > LIMITS["max_metadata_bytes"]:
+        limit = conf.limits().max_metadata_bytes
+        if size > limit:
             raise serializers.ValidationError(
-                f"metadata is {size} bytes; the limit is {LIMITS['max_metadata_bytes']}.",
+                f"metadata is {size} bytes; the limit is {limit}.",
                 code="too_long",
             )
         return value
@@ -197,7 +85,7 @@ class MemoryInput(StrictSerializer):
     allow_past_expiry = False
 
     def validate_content(self, value: str) -> str:
-        return _check_bytes(value, LIMITS["max_content_bytes"], "content")
+        return check_bytes(value, conf.limits().max_content_bytes, "content")
 
     def validate_expires_at(self, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and not self.allow_past_expiry and value <= timezone.now():
@@ -274,9 +162,10 @@ class RecallFilters(StrictSerializer):
         return attrs
 
     def validate_metadata(self, value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > LIMITS["max_metadata_filters"]:
+        most = conf.limits().max_metadata_filters
+        if len(value) > most:
             raise serializers.ValidationError(
-                f"at most {LIMITS['max_metadata_filters']} metadata conditions.", code="too_many")
+                f"at most {most} metadata conditions.", code="too_many")
         for key, item in value.items():
             if not isinstance(item, (str, int, float, bool)) or item is None:
                 raise serializers.ValidationError(
@@ -286,8 +175,8 @@ class RecallFilters(StrictSerializer):
         return value
 
 
-RECALL_MODES = ["vector", "lexical", "hybrid"]
-FUSION_METHODS = ["weighted", "rrf"]
+RECALL_MODES = list(conf.RECALL_MODES)
+FUSION_METHODS = list(conf.FUSION_METHODS)
 #: Fusion inputs: the two retrieval channels and the priors scored on their candidates.
 FUSION_INPUTS = ("vector", "lexical", "recency", "importance", "rerank")
 
@@ -327,21 +216,7 @@ class RecallInput(RecallTuning):
         "with this one (sharing grants); each result names its namespace.")
 
     def validate_query(self, value: str) -> str:
-        return _check_bytes(value, LIMITS["max_query_bytes"], "query")
-
-
-def validate(serializer_class: type[serializers.Serializer], data: Any, *, partial: bool = False,
-             prefix: str = "") -> dict[str, Any]:
-    """Validate ``data`` or raise :class:`InvalidInput` naming the first bad field."""
-    if not isinstance(data, dict):
-        raise InvalidInput("expected a JSON object.", field=prefix or None)
-    serializer = serializer_class(data=data, partial=partial)
-    if not serializer.is_valid():
-        field, message, code = flatten_validation_error(serializer.errors)
-        if prefix:
-            field = f"{prefix}.{field}" if field else prefix
-        raise InvalidInput(message, field=field, code=code)
-    return dict(serializer.validated_data)
+        return check_bytes(value, conf.limits().max_query_bytes, "query")
 
 
 class IngestAndRecallInput(MemoryInput, RecallTuning):
@@ -354,7 +229,7 @@ class IngestAndRecallInput(MemoryInput, RecallTuning):
     include_shared = serializers.BooleanField(default=False)
 
     def validate_query(self, value: str) -> str:
-        return _check_bytes(value, LIMITS["max_query_bytes"], "query")
+        return check_bytes(value, conf.limits().max_query_bytes, "query")
 
 
 class FusionWeights(StrictSerializer):
@@ -374,12 +249,6 @@ class RecallDefaults(RecallTuning):
     recency_half_life_days = serializers.FloatField(required=False, min_value=0.001)
 
 
-@extend_schema_field(RecallDefaults)
-class RecallDefaultsField(serializers.JSONField):
-    """``recall_defaults`` in a body: read as JSON, checked by validate_recall_defaults;
-    the OpenAPI schema shows the RecallDefaults object it must be."""
-
-
 def validate_recall_defaults(value: Any) -> dict[str, Any]:
     """A namespace's ``recall_defaults``, checked and normalised (plain JSON types)."""
     if value in (None, ""):
@@ -387,7 +256,7 @@ def validate_recall_defaults(value: Any) -> dict[str, Any]:
     cleaned = validate(RecallDefaults, value, prefix="recall_defaults")
     if "weights" in cleaned:
         cleaned["weights"] = dict(cleaned["weights"])
-    from apps.memories import ranking  # ranking builds on the models, not on the schemas
+    from apps.memories.recall import ranking  # ranking builds on the models, not on the schemas
 
     # Settings under which every recall would be empty are refused when saved, not found
     # out later from a tenant's empty results.

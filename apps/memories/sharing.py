@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from django.db.models import Q
 
+from apps.core.roles import Action
 from apps.memories.models import Memory, MemoryTag
 from apps.memories.vectorstore import TAG_KEY
 from apps.tenancy.grants import live_grants_to
 from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 
 
 @dataclass

@@ -269,7 +269,7 @@ class VectorStore:
 
 _store: VectorStore | None = None
 _store_lock = threading.Lock()
-#: True in the process that owns the data directory (the server: apps/ops/control.py).
+#: True in the process that owns the data directory (the server: apps/server/control.py).
 _owner = False
 
 
@@ -363,7 +363,7 @@ def become_owner() -> None:
     """This process serves the data directory: it takes the embedded store and keeps it
     (``get_vector_store`` retries until a command that held it lets go); every other
     process works through this one's admin socket. Called before anything here opens
-    the store (apps/ops/control.py)."""
+    the store (apps/server/control.py)."""
     global _owner, _store
     with _store_lock:
         _owner = True

@@ -1,4 +1,4 @@
-"""The client side of a running embedded server's admin socket (apps/ops/control.py).
+"""The client side of a running embedded server's admin socket (apps/server/control.py).
 
 A management command reaches the server that owns the data directory through a Unix
 socket in that directory: one JSON object per line each way, one request answered at a
@@ -7,6 +7,10 @@ float32, never pickled. Who may connect is decided by the socket's permissions (
 and the directory's; the client checks the other end too: a server run by this user,
 by root, or by the data directory's owner, so a key (``mcp.call``) never goes to a
 stranger's socket.
+
+This is low-level transport every app may use (apps.ops sits under all but apps.core):
+what travels over it is the callers' business (apps/memories/remote_store.py for the
+vector store, apps/mcp/backends.py for tool calls, send_live_event below).
 """
 
 from __future__ import annotations
@@ -20,14 +24,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-
-from apps.memories.vectorstore import VectorHit
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,23 @@ CALL_SECONDS = 600.0
 #: (control.FULL): this many retries, the pause doubling from RETRY_SECONDS.
 RECONNECTS = 5
 RETRY_SECONDS = 0.1
-#: control.FULL (not imported: the server module imports this one).
+#: apps/server/control.py's FULL (not imported: apps.ops sits below apps.server).
 _FULL = "full"
+
+#: Set by the server's control.start() once this process holds the socket's claim.
+_serving = False
+
+
+def mark_serving() -> None:
+    """This process now serves the admin socket (apps/server/control.py calls it): from
+    here on it never sends to the socket, which would be talking to itself."""
+    global _serving
+    _serving = True
+
+
+def serving() -> bool:
+    """This process is the server answering on the admin socket."""
+    return _serving
 
 
 class ControlError(Exception):
@@ -222,9 +239,7 @@ def send_live_event(group: str, message: Mapping[str, Any]) -> bool:
     is that server (its ``live.send`` would call events.send again: each hop a connection
     slot held, until all were taken and the socket answered nothing else)."""
     global _events_client
-    from apps.ops import control
-
-    if not socket_path() or control.serving():
+    if not socket_path() or serving():
         return False  # the server itself: its own event would come back to it, forever
     if _events_client is None:
         _events_client = ControlClient()
@@ -236,86 +251,3 @@ def send_live_event(group: str, message: Mapping[str, Any]) -> bool:
         log.warning("live event to %s not handed to the server: %s", group, exc)
         return False
     return True
-
-
-class RemoteVectorStore:
-    """VectorStore's operations, run by the server that owns the embedded Chroma."""
-
-    def __init__(self) -> None:
-        self.client = ControlClient()
-
-    def available(self) -> bool:
-        return self.client.available()
-
-    def reachable(self) -> bool:
-        return self.client.reachable()
-
-    def _call(self, op: str, **args: Any) -> Any:
-        try:
-            return self.client.call(f"vector.{op}", args)
-        except ControlError as exc:
-            if exc.code != "busy":
-                raise
-            from apps.memories.vectorstore import EmbeddedStoreBusy
-
-            raise EmbeddedStoreBusy(exc.message) from None
-
-    def upsert(self, namespace, ids: Sequence[str], embeddings, metadatas: Sequence[Mapping],
-               *, fresh: bool = False) -> None:
-        self._call("upsert", namespace=pack_namespace(namespace), ids=[str(i) for i in ids],
-                   embeddings=pack_array(embeddings), metadatas=[dict(m) for m in metadatas],
-                   fresh=bool(fresh))
-
-    def update_metadata(self, namespace, ids: Sequence[str],
-                        metadatas: Sequence[Mapping]) -> dict[str, np.ndarray]:
-        found = self._call("update_metadata", namespace=pack_namespace(namespace),
-                           ids=[str(i) for i in ids], metadatas=[dict(m) for m in metadatas])
-        vectors = unpack_array(found["vectors"]) if found["ids"] else []
-        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(found["ids"], vectors,
-                                                                 strict=True)}
-
-    def delete(self, namespace, ids: Sequence[str]) -> None:
-        self._call("delete", namespace=pack_namespace(namespace), ids=[str(i) for i in ids])
-
-    def query(self, namespace, embedding, n: int, where: dict | None) -> list[VectorHit]:
-        rows = self._call("query", namespace=pack_namespace(namespace),
-                          embedding=pack_array(np.asarray(embedding).reshape(-1)), n=int(n),
-                          where=where or None)
-        return [VectorHit(str(i), float(s)) for i, s in rows]
-
-    def nearest(self, namespace, embeddings) -> list[VectorHit | None]:
-        if not len(embeddings):
-            return []
-        rows = self._call("nearest", namespace=pack_namespace(namespace),
-                          embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)))
-        return [VectorHit(str(row[0]), float(row[1])) if row else None for row in rows]
-
-    def embeddings(self, namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        found = self._call("embeddings", namespace=pack_namespace(namespace),
-                           ids=[str(i) for i in ids])
-        vectors = unpack_array(found["vectors"]) if found["ids"] else []
-        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(found["ids"], vectors,
-                                                                 strict=True)}
-
-    def count(self, namespace) -> int:
-        return int(self._call("count", namespace=pack_namespace(namespace)))
-
-    def all_ids(self, namespace, page: int = 5000) -> set[str]:
-        ids: set[str] = set()
-        offset = 0
-        while True:
-            batch = self._call("ids", namespace=pack_namespace(namespace), offset=offset,
-                               limit=page)
-            ids.update(batch)
-            if len(batch) < page:
-                return ids
-            offset += page
-
-    def drop_collection(self, name: str) -> None:
-        self._call("drop_collection", name=name)
-
-    def forget_cached(self, namespace) -> None:
-        self._call("forget_cached", namespace=pack_namespace(namespace))
-
-    def heartbeat(self) -> None:
-        self._call("heartbeat")

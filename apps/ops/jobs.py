@@ -1,9 +1,12 @@
 """Background jobs: what runs on a timer, and the one wrapper every run goes through.
 
-The queue and scheduler are huey (tasks in apps/ops/tasks.py): embedded, its queue is a
-SQLite file in the data directory and a consumer runs inside the server process; scaled,
-the queue is Redis and ``manage.py run_huey`` runs as its own worker process. Whoever
-runs a job, ``run_job`` gives it the same rules:
+Each job belongs to the app whose data it works on and is declared there, in the app's
+``tasks`` module, through ``register`` below (apps/memories/tasks.py: drain_outbox;
+apps/privacy/tasks.py: expire_memories; apps/audit/tasks.py: the audit checks). The
+queue and scheduler are huey: embedded, its queue is a SQLite file in the data directory
+and a consumer runs inside the server process; scaled, the queue is Redis and
+``manage.py run_huey`` runs as its own worker process. Whoever runs a job, ``run_job``
+gives it the same rules:
 
 - a **paused** job is skipped (``manage.py jobs pause NAME``; the flag is in SQL, so it
   survives restarts and holds for every worker);
@@ -27,13 +30,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.module_loading import autodiscover_modules
+from huey.api import TaskWrapper
+from huey.contrib.djhuey import db_periodic_task
 
 from apps.ops import metrics
 from apps.ops.models import JobState
@@ -45,94 +51,51 @@ log = logging.getLogger(__name__)
 class Job:
     name: str
     description: str
-    schedule: str  # for people: what the crontab in tasks.py says
+    schedule: str  # for people: what the crontab given to ``register`` says
     run: Callable[[], dict[str, Any]]
     #: A run holding the lease longer than this is presumed dead.
     timeout: timedelta = timedelta(minutes=30)
 
 
-def _drain_outbox() -> dict[str, Any]:
-    from apps.memories.indexing import drain_outbox
-    from apps.memories.models import IndexOutbox
+#: Every scheduled job by name, filled by the apps that own them (``register``).
+JOBS: dict[str, Job] = {}
+#: The huey periodic task of each job: calling one queues a run (``audit_verify_full()``).
+TASKS: dict[str, TaskWrapper] = {}
 
-    before = IndexOutbox.objects.count()
-    drain_outbox(limit=10_000)
-    return {"backlog_before": before, "backlog_after": IndexOutbox.objects.count()}
-
-
-def _expire_memories() -> dict[str, Any]:
-    from apps.privacy import retention
-    from apps.tenancy.models import Namespace
-
-    failed: list[str] = []
-    try:
-        finished = retention.resume_interrupted()
-    except Exception as exc:
-        log.exception("retention: finishing interrupted erasures failed")
-        finished, failed = 0, [f"resume: {exc}"]
-    erased = 0
-    for namespace in Namespace.objects.filter(archived_at__isnull=True).order_by("pk"):
-        try:  # one namespace's trouble (say its vectors are unreachable) stops no other
-            erased += retention.expire(namespace).erased
-        except Exception as exc:
-            log.exception("retention failed in namespace %s", namespace.slug)
-            failed.append(f"{namespace.slug}: {exc}")
-    try:
-        dropped = _drop_old_idempotency_records()
-    except Exception as exc:
-        log.exception("retention: dropping old idempotency records failed")
-        dropped, failed = 0, [*failed, f"idempotency records: {exc}"]
-    result: dict[str, Any] = {"erased": erased, "resumed": finished,
-                              "idempotency_records_dropped": dropped}
-    if failed:
-        result.update(ok=False, failed=failed[:20])
-    return result
+#: huey names a task "<module of its function>.<name>", and a queued message, a
+#: revocation or a result carries that string. The jobs' tasks were all defined in
+#: apps/ops/tasks.py, so each keeps "apps.ops.tasks.<job name>" (that module resolves the
+#: names too): messages queued before the jobs moved to their apps still find their task.
+TASK_MODULE = "apps.ops.tasks"
 
 
-def _drop_old_idempotency_records() -> int:
-    """Retries come within minutes; a record older than MEMORYWEB_IDEMPOTENCY_DAYS only
-    takes space (a retry after it answers as a new request)."""
-    from django.conf import settings
-    from django.utils import timezone
+def register(job: Job, when: Callable[[datetime], bool]) -> TaskWrapper:
+    """Declare a scheduled job: the app that owns the work calls this in its ``tasks``
+    module (found by ``autodiscover``), with huey's schedule (a ``crontab``).
 
-    from apps.memories.models import IdempotencyRecord
+    The job joins JOBS (``manage.py jobs``, the metrics, the dashboard) and gets a huey
+    periodic task named as above that only calls ``run_job``, which applies pausing, the
+    lease, metrics and the job's state. Returns the task (calling it queues a run).
+    """
+    if job.name in JOBS:
+        raise ValueError(f"a job named {job.name!r} is registered already")
 
-    cutoff = timezone.now() - timedelta(days=settings.MEMORYWEB_IDEMPOTENCY_DAYS)
-    dropped = 0
-    while True:  # in chunks: the first run after an upgrade may find a large backlog
-        chunk = list(IdempotencyRecord.objects.filter(created_at__lt=cutoff)
-                     .values_list("pk", flat=True)[:5000])
-        if not chunk:
-            return dropped
-        dropped += IdempotencyRecord.objects.filter(pk__in=chunk).delete()[0]
+    def run_on_schedule() -> None:
+        run_job(job.name)
 
-
-def _audit_checkpoint() -> dict[str, Any]:
-    from apps.audit import checkpoint
-
-    made = checkpoint.advance()
-    return {"ok": made.ok, "verified": made.checked, "seq": made.last_seq}
+    run_on_schedule.__module__ = TASK_MODULE
+    run_on_schedule.__name__ = run_on_schedule.__qualname__ = job.name
+    run_on_schedule.__doc__ = job.description
+    task = db_periodic_task(when, name=job.name)(run_on_schedule)
+    JOBS[job.name], TASKS[job.name] = job, task
+    return task
 
 
-def _audit_verify_full() -> dict[str, Any]:
-    from apps.audit import checkpoint
-
-    verdict = checkpoint.verify_all()
-    return {"ok": verdict.ok, "verified": verdict.checked}
-
-
-JOBS: dict[str, Job] = {job.name: job for job in [
-    Job("drain_outbox", "Replay vector-index work left by a Chroma outage (each server "
-        "process also drains every MEMORYWEB_DRAIN_SECONDS).", "every minute", _drain_outbox),
-    Job("expire_memories", "Erase memories past their namespace's retention or their own "
-        "expiry, with certificates; finishes erasures a stopped run left executing.",
-        "hourly at :07", _expire_memories, timeout=timedelta(hours=2)),
-    Job("audit_checkpoint", "Verify the audit entries written since the last checkpoint "
-        "and record a new one (a broken chain fails the job and the metric).",
-        "every 10 minutes", _audit_checkpoint),
-    Job("audit_verify_full", "Verify the whole audit chain against the signed anchor.",
-        "daily at 03:17", _audit_verify_full, timeout=timedelta(hours=6)),
-]}
+def autodiscover() -> None:
+    """Import every installed app's ``tasks`` module, where its jobs are registered, as
+    huey's ``run_huey`` does (OpsConfig.ready, so every process, a web server, a command
+    or a worker, knows every job). Imported by name: apps.ops imports no app above it."""
+    autodiscover_modules("tasks")
 
 
 class JobFailed(Exception):
@@ -241,6 +204,6 @@ def set_paused(name: str, paused: bool, by: str) -> JobState:
 
 
 def states() -> list[tuple[Job, JobState]]:
-    """Every job with its state (a row is created on first sight)."""
+    """Every job with its state, by name (apps register theirs in INSTALLED_APPS order)."""
     found = {state.name: state for state in JobState.objects.all()}
-    return [(job, found.get(job.name) or JobState(name=job.name)) for job in JOBS.values()]
+    return [(JOBS[name], found.get(name) or JobState(name=name)) for name in sorted(JOBS)]

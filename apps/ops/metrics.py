@@ -1,5 +1,5 @@
 """MemoryWeb's own Prometheus series, next to django-prometheus' request, database and
-cache series. Exposed at /metrics (apps/ops/views.py) with a bearer token.
+cache series. Exposed at /metrics (apps/server/views.py) with a bearer token.
 
 Labels are bounded: an operation name, a recall mode, an outcome, a job name, an index
 operation — never a namespace, key, agent or memory (their number is unbounded and they
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -78,29 +78,6 @@ def observed(operation: str):
     return decorate
 
 
-class OutboxCollector(Collector):
-    """The vector-index outbox backlog, read from the database at scrape time (every
-    process reports the same shared number; the gauge is not summed across processes)."""
-
-    def describe(self):
-        """The series' name without a query (called at registration)."""
-        yield GaugeMetricFamily("memoryweb_outbox_backlog",
-                                "Vector-index operations waiting in the outbox.")
-
-    def collect(self):
-        from django.db import DatabaseError
-
-        from apps.memories.models import IndexOutbox
-
-        backlog = GaugeMetricFamily("memoryweb_outbox_backlog",
-                                    "Vector-index operations waiting in the outbox.")
-        try:
-            backlog.add_metric([], IndexOutbox.objects.count())
-        except DatabaseError:  # the database is down: /readiness says so; no number here
-            return
-        yield backlog
-
-
 class JobStateCollector(Collector):
     """Every job's state from SQL, so the web processes' /metrics show the jobs whichever
     process ran them (the worker has no endpoint of its own)."""
@@ -138,13 +115,18 @@ class JobStateCollector(Collector):
         yield from (runs, failures, finished, paused)
 
 
-_registered = False
+_registered: set[str] = set()
+
+
+def register_collector(name: str, make: Callable[[], Collector]) -> None:
+    """Register a scrape-time collector once per process, whichever app owns what it reads
+    (each from its AppConfig.ready: ops its jobs' states, memories its outbox backlog).
+    ``name`` keeps a second ready() (a test re-running it) from registering it twice."""
+    if name not in _registered:
+        REGISTRY.register(make())
+        _registered.add(name)
 
 
 def register_collectors() -> None:
-    """Once per process (AppConfig.ready)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(OutboxCollector())
-        REGISTRY.register(JobStateCollector())
-        _registered = True
+    """ops' own collectors (OpsConfig.ready)."""
+    register_collector("jobs", JobStateCollector)

@@ -1,28 +1,27 @@
-"""huey's schedule for the jobs in apps/ops/jobs.py (huey.contrib.djhuey finds this
-module). Every task only calls ``run_job``, which applies pausing, the lease, metrics
-and the job's state; the schedules are listed for people in ``manage.py jobs status``."""
+"""The name under which huey knows every scheduled job's task: ``apps.ops.tasks.<job>``.
 
-from huey import crontab
-from huey.contrib.djhuey import db_periodic_task
+The jobs themselves are declared by the apps that own them (apps/memories/tasks.py,
+apps/privacy/tasks.py, apps/audit/tasks.py) through ``apps.ops.jobs.register``, which
+names each task after this module, where they were all listed before, so queued
+messages keep their name. The names resolve here too, for scripts and people:
+``from apps.ops.tasks import audit_verify_full; audit_verify_full()`` queues a run.
+"""
 
-from apps.ops.jobs import run_job
+from __future__ import annotations
 
+from huey.api import TaskWrapper
 
-@db_periodic_task(crontab(minute="*"))
-def drain_outbox():
-    run_job("drain_outbox")
-
-
-@db_periodic_task(crontab(minute="7"))
-def expire_memories():
-    run_job("expire_memories")
+from apps.ops.jobs import TASKS
 
 
-@db_periodic_task(crontab(minute="*/10"))
-def audit_checkpoint():
-    run_job("audit_checkpoint")
+def __getattr__(name: str) -> TaskWrapper:
+    """A registered job's huey task by its name (PEP 562)."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}: no job "
+                             f"named so is registered") from None
 
 
-@db_periodic_task(crontab(hour="3", minute="17"))
-def audit_verify_full():
-    run_job("audit_verify_full")
+def __dir__() -> list[str]:
+    return sorted([*globals(), *TASKS])

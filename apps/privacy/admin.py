@@ -18,12 +18,20 @@ from django.http import HttpResponse, HttpResponseNotAllowed, HttpResponseRedire
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from apps.core.admin import ReadOnlyAdmin
 from apps.core.confirm import confirmation_page, confirmed, plural, typed_matches
 from apps.core.errors import ServiceError
-from apps.privacy import admin_certificate, admin_story, admin_workflow, erasure, four_eyes
+from apps.privacy import (  # noqa: F401  (admin_audit, admin_memories register admins)
+    admin_audit,
+    admin_certificate,
+    admin_memories,
+    admin_story,
+    admin_workflow,
+    erasure,
+    four_eyes,
+)
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SUBJECT_FIELDS, Selector
+from apps.tenancy.admin_base import ReadOnlyAdmin
 
 
 @admin.register(ErasureRequest)

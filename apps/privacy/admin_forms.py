@@ -15,9 +15,9 @@ from django import forms
 from django.conf import settings
 
 from apps.core.errors import ServiceError
+from apps.core.roles import Action
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 
 #: The subject fields in the order the form shows them, with their labels.
 SUBJECT_LABELS = {

@@ -18,13 +18,13 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEntry
 from apps.core.confirm import plural
+from apps.core.roles import Action, Role
 from apps.privacy import four_eyes
 from apps.privacy.certificates import STORE_LABELS
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.tenancy.members import memberships
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action, Role
 
 #: The certificate's ``counts`` in words, in the order the card lists them.
 COUNT_LABELS = {

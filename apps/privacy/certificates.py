@@ -2,37 +2,46 @@
 and the dashboard's "Verify now" (issue 17, item 4).
 
 The checks: the certificate's SHA-256 matches its content; the audit entry it names holds
-that hash; the audit chain is intact; and no store (memories, content hashes, versions,
-tags, external ids, keyword index, vector index, outbox, idempotency records) holds any
-erased id or content hash today. The command runs them in its own process; the dashboard
-runs them inside the server, which is what works while the server holds the embedded
-vector store.
+that hash; the audit chain is intact; and no registered store (apps/memories/stores.py:
+memories, content hashes, versions, tags, external ids, keyword index, vector index,
+outbox, idempotency records, the admin log, …) holds any erased id or content hash today.
+The command runs them in its own process; the dashboard runs them inside the server,
+which is what works while the server holds the embedded vector store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from apps.audit.models import AuditEntry
 from apps.audit.verify import verify
 from apps.core.confirm import plural
+from apps.memories import stores
 from apps.privacy.erasure import FORMAT, certificate_hash, verify_stores
 from apps.tenancy.models import Namespace
 
+
+class _StoreLabels(Mapping[str, str]):
+    """Each checked store's label, read from the registry when asked (a store registered
+    later, by another app or a test, is labelled too)."""
+
+    def _labels(self) -> dict[str, str]:
+        return {store.name: store.label for store in stores.stores() if store.remaining}
+
+    def __getitem__(self, name: str) -> str:
+        return self._labels()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._labels())
+
+    def __len__(self) -> int:
+        return len(self._labels())
+
+
 #: What each store check asks, in words (the dashboard's result page and the card).
-STORE_LABELS = {
-    "memories": "memory rows",
-    "content_hashes": "the namespace's memories, by content hash",
-    "versions": "version history",
-    "tags": "tags",
-    "external_ids": "other systems' ids",
-    "keyword_index": "keyword (full-text) index",
-    "vector_index": "vector index",
-    "outbox": "index outbox",
-    "idempotency_records": "idempotency records",
-}
+STORE_LABELS: Mapping[str, str] = _StoreLabels()
 
 
 class NotACertificate(ValueError):

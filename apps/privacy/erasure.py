@@ -1,10 +1,11 @@
 """Erasure: a reviewed request, an execution that reaches every copy, and a certificate.
 
 A team admin (of the namespace) or a system admin requests the erasure of a subject's
-memories; a team admin or system admin approves or rejects it; executing it deletes the
-memories from SQL (rows, versions, tags, keyword index rows, idempotency records that
-name them), from Chroma (by id), and from the queues (outbox rows), then checks every
-store again and issues a certificate: who asked, who approved, the selector, counts,
+memories; a team admin or system admin approves or rejects it; executing it erases the
+memories from every store in the registry (apps/memories/stores.py: SQL rows, versions,
+tags, other systems' ids, keyword index rows, idempotency records and admin log rows
+that name them, Chroma by id, the outbox), then asks every store again and issues a
+certificate: who asked, who approved, the selector, counts,
 the content hashes of what was erased (never the content), each store's check, and a
 SHA-256 over all of it that is also written into the audit chain.
 
@@ -26,8 +27,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -35,29 +34,19 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unavailable
-from apps.memories import lexical
-from apps.memories.models import (
-    ExternalId,
-    IdempotencyRecord,
-    IndexOutbox,
-    Memory,
-    MemoryTag,
-    MemoryVersion,
-)
-from apps.memories.schemas import StrictSerializer, validate
-from apps.memories.services import _delete_memories
-from apps.memories.vectorstore import get_vector_store
+from apps.core.roles import Action
+from apps.core.validation import StrictSerializer, validate
+from apps.memories import stores, writes
+from apps.memories.models import Memory
 from apps.privacy import four_eyes
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SUBJECT_FIELDS, Selector, SelectorInput, select
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
 from apps.tenancy.services import authorize
 
 log = logging.getLogger(__name__)
 FORMAT = "memoryweb-deletion-certificate/1"
-_CHUNK = 500
 
 
 class ErasureInput(SelectorInput):
@@ -198,7 +187,9 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
     if request.state == ErasureState.APPROVED:
         _delete(principal, request.pk, namespace)
         request.refresh_from_db()
-    _finish_vectors(request, namespace)
+    else:  # a retry: the rows are gone; the stores' own steps are repeated (idempotent)
+        _erase_again(request.pk, namespace)
+    _finish(request, namespace)
     checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate))
     if not all(check["ok"] for check in checks.values()):
         request.last_error = f"verification failed: {json.dumps(checks)}"
@@ -212,11 +203,16 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
 
 def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None:
     """Record what is erased (ids, content hashes, counts; state ``executing``) and delete
-    it through the memory service's delete path (SQL rows, keyword rows, outbox, Chroma
-    inline, audited), all in one transaction that holds the request's row: a concurrent
-    execute waits, then finds it ``executing`` and only finishes. The selection runs in
-    the same transaction, so a memory stored meanwhile cannot slip past the certificate.
-    Chroma failing does not fail the delete: ``_finish_vectors`` retries it.
+    it, all in one transaction that holds the request's row: a concurrent execute waits,
+    then finds it ``executing`` and only finishes. The selection runs in the same
+    transaction, so a memory stored meanwhile cannot slip past the certificate.
+
+    Every registered store (apps/memories/stores.py) is reached by the write path's
+    ``writes.erase``: first those an ordinary delete leaves (idempotency records, the admin
+    log), then the memory delete (SQL rows and their cascade, keyword rows, outbox, Chroma
+    inline, audited), then the finishing steps of the stores it reached (the keyword index
+    is merged). Stores erased after the commit (Chroma) are ``_finish``'s: its failing
+    does not fail this.
 
     Memories outside the selector that hold identical content (another subject's record
     of the same words) are kept, and listed as ``retained`` in the certificate.
@@ -230,73 +226,66 @@ def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None
         ids = [pk for pk, _ in rows]
         retained = list(Memory.objects.filter(namespace=namespace, content_hash__in={
             digest for _, digest in rows}).exclude(pk__in=ids).values_list("pk", "content_hash"))
-        counts = {"memories": len(ids), "versions": _count(MemoryVersion, "memory_id", ids),
-                  "tags": _count(MemoryTag, "memory_id", ids),
-                  "keyword_rows": lexical.held(namespace.pk, ids),
-                  "idempotency_records": _forget_idempotency(namespace, {str(i) for i in ids})}
+        counts = {store.certificate_count: store.count(namespace, ids)
+                  for store in stores.stores() if store.certificate_count and store.count}
         request.erased = [{"id": str(pk), "content_sha256": digest} for pk, digest in rows]
         request.state, request.executed_by = ErasureState.EXECUTING, principal.label
         request.certificate = {"counts": counts, "retained": [  # completed by _certify
             {"id": str(pk), "content_sha256": digest} for pk, digest in retained]}
         request.save(update_fields=["erased", "state", "executed_by", "certificate"])
-        if connection.vendor == "sqlite":  # zero freed pages instead of leaving content there
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA secure_delete = ON")
-        try:
-            if ids:
-                _delete_memories(principal, {namespace.pk: ids}, "memory.erase",
-                                 {"erasure_request": str(request.pk)})
-                _forget_admin_log(ids)
-        finally:
-            if connection.vendor == "sqlite":
-                with connection.cursor() as cursor:
-                    cursor.execute("PRAGMA secure_delete = OFF")
-        lexical.compact(namespace.pk)
+
+        def entry(namespace: Namespace, ids: Sequence[Any], removed: int) -> None:
+            audit(principal, "memory.erase", namespace=namespace, record_ids=ids,
+                  summary={"erasure_request": str(request.pk), "count": removed})
+
+        writes.erase(namespace, ids, actor=principal, audit=entry)
 
 
-def _finish_vectors(request: ErasureRequest, namespace: Namespace) -> None:
-    """Delete the ids from Chroma (again: idempotent) and settle their outbox rows."""
-    ids = [item["id"] for item in request.erased]
+def _erase_again(request_id: Any, namespace: Namespace) -> None:
+    """A retried execute: repeat the in-transaction steps of the stores (not the delete
+    path: the rows are gone), so "retry execute" also clears a store that still held
+    erased data when the checks ran."""
+    with transaction.atomic():
+        request = ErasureRequest.objects.select_for_update().get(pk=request_id)
+        if request.state != ErasureState.EXECUTING:
+            return  # a concurrent execute certified it meanwhile
+        writes.erase_again(namespace, [item["id"] for item in request.erased])
+
+
+def _finish(request: ErasureRequest, namespace: Namespace) -> None:
+    """Erase the ids from the stores outside the transaction (Chroma, then the outbox rows
+    recording that work), again: idempotent, so a retried execute repeats it."""
     try:
-        for start in range(0, len(ids), _CHUNK):
-            get_vector_store().delete(namespace, ids[start : start + _CHUNK])
-    except Exception as exc:
-        request.last_error = f"vector index: {type(exc).__name__}: {exc}"[:2000]
+        writes.erase_after_commit(namespace, [item["id"] for item in request.erased])
+    except writes.EraseFailed as failed:
+        store, exc = failed.store, failed.__cause__
+        request.last_error = f"{store.label}: {type(exc).__name__}: {exc}"[:2000]
         request.save(update_fields=["last_error"])
-        raise Unavailable("the vector index is unavailable; the erasure is recorded and "
+        raise Unavailable(f"the {store.label} is unavailable; the erasure is recorded and "
                           "will finish when execute is retried.") from exc
-    for start in range(0, len(ids), _CHUNK):
-        IndexOutbox.objects.filter(namespace=namespace,
-                                   memory_id__in=ids[start : start + _CHUNK]).delete()
 
 
 def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]],
                   retained: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
-    """Ask every store whether it still holds any erased id or content hash (``retained``:
-    the memories outside the selector that held identical content when it ran)."""
-    ids = [item["id"] for item in erased]
-    hashes = sorted({item["content_sha256"] for item in erased})
-    if namespace is None:  # deleted namespace: its rows, table and collection went with it
-        remaining = {"memories": _count(Memory, "pk", ids)}
-    else:
+    """Ask every registered store whether it still holds any erased id or content hash
+    (``retained``: the memories outside the selector that held identical content when it
+    ran). A deleted namespace's stores that went with it are not asked."""
+    done = stores.Erased(ids=tuple(item["id"] for item in erased),
+                         hashes=tuple(item["content_sha256"] for item in erased),
+                         retained=tuple(retained))
+    checks = {}
+    for store in stores.stores():
+        if store.remaining is None:
+            continue
         try:
-            vectors = sum(len(get_vector_store().embeddings(namespace, ids[i : i + _CHUNK]))
-                          for i in range(0, len(ids), _CHUNK))
+            held = store.remaining(namespace, done)
         except Exception as exc:
-            raise Unavailable("the vector index is unavailable; cannot check it.") from exc
-        remaining = {
-            "memories": _count(Memory, "pk", ids),
-            "content_hashes": _count(Memory.objects.filter(namespace=namespace).exclude(
-                pk__in=list(retained)), "content_hash", hashes),
-            "versions": _count(MemoryVersion, "memory_id", ids),
-            "tags": _count(MemoryTag, "memory_id", ids),
-            "external_ids": _count(ExternalId, "memory_id", ids),
-            "keyword_index": lexical.held(namespace.pk, ids),
-            "vector_index": vectors,
-            "outbox": _count(IndexOutbox, "memory_id", ids),
-            "idempotency_records": len(_idempotency_naming(namespace, set(ids))),
-        }
-    return {store: {"remaining": n, "ok": n == 0} for store, n in remaining.items()}
+            if not store.external:
+                raise
+            raise Unavailable(f"the {store.label} is unavailable; cannot check it.") from exc
+        if held is not None:
+            checks[store.name] = {"remaining": held, "ok": held == 0}
+    return checks
 
 
 def _retained_ids(certificate: Mapping[str, Any] | None) -> list[str]:
@@ -344,37 +333,6 @@ def _subject(selector: Mapping[str, Any]) -> tuple[str, Any]:
     return field, selector[field]
 
 
-def _count(model_or_queryset, field: str, values: Sequence[Any]) -> int:
-    queryset = getattr(model_or_queryset, "objects", model_or_queryset)
-    values = list(values)
-    return sum(queryset.filter(**{f"{field}__in": values[i : i + _CHUNK]}).count()
-               for i in range(0, len(values), _CHUNK))
-
-
-def _idempotency_naming(namespace: Namespace, ids: set[str]) -> list[int]:
-    """The namespace's idempotency records that name any of these memory ids."""
-    return [pk for pk, memory_ids in IdempotencyRecord.objects.filter(namespace=namespace)
-            .values_list("pk", "memory_ids") if ids & set(memory_ids)]
-
-
-def _forget_idempotency(namespace: Namespace, ids: set[str]) -> int:
-    """Idempotency records naming erased memories go too (they hold the ids)."""
-    doomed = _idempotency_naming(namespace, ids)
-    IdempotencyRecord.objects.filter(pk__in=doomed).delete()
-    return len(doomed)
-
-
-def _forget_admin_log(ids: list) -> None:
-    """Delete the Django admin's own log rows about these memories: their ``object_repr``
-    held the first characters of content. (The dashboard no longer writes them for
-    memories; rows from before that would outlive the erasure.)"""
-    memory_type = ContentType.objects.get_for_model(Memory)
-    names = [str(pk) for pk in ids]
-    for start in range(0, len(names), 500):
-        LogEntry.objects.filter(content_type=memory_type,
-                                object_id__in=names[start : start + 500]).delete()
-
-
 def _checkpoint_wal() -> None:
     """SQLite: fold the WAL into the database file and truncate it, so erased rows'
     old page images do not linger there (best effort: busy readers can defer it)."""
@@ -395,3 +353,18 @@ def forget_certified(principal: Principal, data: Mapping[str, Any]) -> ErasureRe
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
     return create(principal, {**data, "execute": True})
+
+
+#: Privacy's own memory-derived data, in the registry of stores (apps/memories/stores.py).
+ERASURE_RECORDS = stores.Store(
+    "erasure_records", "erasure requests and certificates",
+    "privacy_erasurerequest: the selector, the states and the certificate: each erased "
+    "memory's id and content SHA-256.", stores.ErasedBy.KEPT, models=(ErasureRequest,),
+    kept_because="the evidence of the erasure itself: ids and content hashes, never content "
+    "(docs/privacy.md, Limits: a hash confirms a guessed exact text).")
+
+
+def register_stores() -> None:
+    """Called by ``PrivacyConfig.ready``: privacy sits above memories, so it registers its
+    store itself."""
+    stores.register(ERASURE_RECORDS)

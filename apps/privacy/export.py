@@ -21,9 +21,9 @@ from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry, AuditRecord
-from apps.memories.api.serializers import MemorySerializer
 from apps.memories.external_ids import external_ids_of
 from apps.memories.models import Memory, MemoryVersion
+from apps.memories.representation import memory_row
 from apps.privacy.selectors import Selector
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
@@ -71,7 +71,7 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
         other_ids = external_ids_of(memories)
         lines = []
         for memory in memories:
-            row = {"type": "memory", **MemorySerializer(memory).data,
+            row = {"type": "memory", **memory_row(memory),
                    "versions": versions.get(memory.pk, [])}
             if memory.pk in other_ids:  # its ids in the systems it was imported from
                 row["external_ids"] = other_ids[memory.pk]

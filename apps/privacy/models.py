@@ -7,7 +7,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from apps.tenancy.scoping import NamespaceScopedQuerySet
+from apps.core.scoping import NamespaceScopedQuerySet
 
 
 class ErasureState(models.TextChoices):

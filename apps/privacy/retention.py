@@ -1,7 +1,7 @@
 """Retention: memories past their namespace's maximum age, or past their own expires_at,
 are erased through the erasure path (request, approval, execution, certificate, audit),
 by the principal ``system:retention``. ``manage.py expire_memories`` runs it, and the
-``expire_memories`` background job every hour (apps/ops/jobs.py)."""
+``expire_memories`` background job every hour (apps/privacy/tasks.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 RETENTION = Principal(label="system:retention", agent_id="", role=Role.SYSTEM)
 

@@ -11,8 +11,8 @@ from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework import serializers
 
+from apps.core.validation import StrictSerializer, validate
 from apps.memories.models import Memory
-from apps.memories.schemas import StrictSerializer, validate
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal

@@ -12,11 +12,12 @@ from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import formats, timezone
 
-from apps.core.admin import ScopedAdmin
 from apps.core.confirm import confirmation_page, confirmed, plural
 from apps.core.errors import ServiceError
-from apps.memories.schemas import validate
+from apps.core.roles import ROLE_CHOICES, ROLE_LABELS, Action, Role
+from apps.core.validation import validate
 from apps.tenancy import grants, invitations, namespaces
+from apps.tenancy.admin_base import ScopedAdmin
 from apps.tenancy.keys import (
     check_new_expiry,
     create_key,
@@ -26,7 +27,6 @@ from apps.tenancy.keys import (
     set_expiry,
 )
 from apps.tenancy.models import ApiKey, Invitation, Namespace, SharingGrant
-from apps.tenancy.roles import ROLE_CHOICES, ROLE_LABELS, Action, Role
 from apps.tenancy.services import SLUG_RE, check_agent_id, create_api_key, create_namespace
 
 #: The roles a member may hold (system admins are superusers, never members).
@@ -123,9 +123,7 @@ class NamespaceAdmin(ScopedAdmin):
                 messages.error(request, exc.message)
 
     def delete_model(self, request, obj):
-        from apps.memories.services import delete_namespace  # the door calls the service
-
-        delete_namespace(self.principal(request), obj)
+        namespaces.delete_namespace(self.principal(request), obj)  # the door calls the service
 
     def delete_queryset(self, request, queryset):
         for namespace in queryset:

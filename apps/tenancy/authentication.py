@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rest_framework import authentication, exceptions
 
+from apps.tenancy.people import needs_mfa_setup
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authenticate_key
 
@@ -41,8 +42,6 @@ class PrincipalSessionAuthentication(authentication.SessionAuthentication):
             return None
         user, auth = result
         principal = Principal.for_user(user)
-        from apps.dashboard.access import needs_mfa_setup  # people's login rules live there
-
         if needs_mfa_setup(user, principal):
             raise exceptions.PermissionDenied(
                 "two-factor authentication is required: set up an authenticator at "

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,23 +31,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_RATE = re.compile(r"\s*(\d+)\s*/\s*([smhd])[a-z]*\s*")
+from apps.core.conf import parse_rate  # one parser: the system checks use it too
 
 #: How long a lease outlives its last renewal: a crashed process's connections stop
 #: counting after at most this long. Holders renew every ``LEASE_SECONDS / 4``.
 LEASE_SECONDS = 60.0
-
-
-def parse_rate(text: str | None) -> tuple[int, int] | None:
-    """``"20/min"`` -> (20, 60); empty -> None (unlimited). DRF's syntax: the period's
-    first letter (s, m, h, d) counts."""
-    if not text or not text.strip():
-        return None
-    match = _RATE.fullmatch(text.lower())
-    if not match:
-        raise ValueError(f"not a rate: {text!r} (expected e.g. '6000/min', '20/s')")
-    return int(match[1]), _UNITS[match[2]]
 
 
 @dataclass(frozen=True)

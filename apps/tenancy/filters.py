@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.filters import BaseFilterBackend
 
-from apps.tenancy.roles import Action
+from apps.core.roles import Action
 
 
 class PrincipalScopeFilter(BaseFilterBackend):

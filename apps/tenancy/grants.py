@@ -19,13 +19,19 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound
-from apps.live import events as live
-from apps.memories.models import MemoryKind
-from apps.memories.schemas import StrictSerializer, TagsField, UTCDateTimeField, validate
+from apps.core.kinds import MemoryKind
+from apps.core.roles import Action
+from apps.core.validation import StrictSerializer, TagsField, UTCDateTimeField, validate
+from apps.tenancy import changes
 from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action
-from apps.tenancy.services import SLUG_RE, authorize, managed_namespace, resolve_namespace
+from apps.tenancy.services import (
+    SLUG_RE,
+    authorize,
+    check_writable,
+    managed_namespace,
+    resolve_namespace,
+)
 
 
 class GrantInput(StrictSerializer):
@@ -76,8 +82,6 @@ def create_grant(principal: Principal, slug: str, data: Mapping[str, Any]) -> Sh
     is named by slug; naming one that does not exist is a 400 (the caller is a team
     admin who learnt the slug from its owners).
     """
-    from apps.memories.services import check_writable  # memories builds on tenancy
-
     grantor = managed_namespace(principal, slug)
     check_writable(grantor)
     cleaned = validate(GrantInput, data)
@@ -117,7 +121,7 @@ def revoke_grant(principal: Principal, slug: str, grant_id: Any) -> SharingGrant
                 return get_grant(principal, slug, grant_id)  # revoked meanwhile
             audit(principal, "grant.revoke", namespace=grant.grantor, record_ids=[grant.pk],
                   summary=_grant_summary(grant))
-            live.control(live.grant_group(grant.pk), "grant_revoked")
+            changes.grant_revoked.send(sender=SharingGrant, grant_id=grant.pk)
     return grant
 
 

@@ -33,11 +33,11 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound
-from apps.memories.schemas import StrictSerializer, TextField, validate
+from apps.core.roles import Role
+from apps.core.validation import StrictSerializer, TextField, validate
 from apps.tenancy import members as membership
 from apps.tenancy.models import Invitation, InvitationStatus, Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import managed_namespace
 
 MEMBER_ROLES = ["reader", "agent", "admin"]

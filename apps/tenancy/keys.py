@@ -20,11 +20,11 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
-from apps.live import events as live
-from apps.memories.schemas import StrictSerializer, UTCDateTimeField, validate
+from apps.core.roles import Role
+from apps.core.validation import StrictSerializer, UTCDateTimeField, validate
+from apps.tenancy import changes
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import AGENT_ID_RE, create_api_key, key_summary, managed_namespace
 
 MAX_GRACE = 7 * 24 * 3600
@@ -108,7 +108,7 @@ def set_expiry(principal: Principal, slug: str, key_id: Any, data: Mapping[str, 
         key.save(update_fields=["expires_at"])
         audit(principal, "key.expiry", namespace=key.namespace, record_ids=[key.pk],
               summary=key_summary(key))
-        live.control(live.key_group(key.pk), "key_changed")
+        changes.key_changed.send(sender=ApiKey, key_id=key.pk, action="key_changed")
     return key
 
 
@@ -146,7 +146,7 @@ def rotate_key(principal: Principal, slug: str, key_id: Any,
         old.save(update_fields=["expires_at", "superseded_by", "rotated_at", "grace_ends_at"])
         audit(principal, "key.expiry", namespace=old.namespace, record_ids=[old.pk],
               summary={**key_summary(old), "rotated_to": new.prefix})
-        live.control(live.key_group(old.pk), "key_changed")
+        changes.key_changed.send(sender=ApiKey, key_id=old.pk, action="key_changed")
     return new, raw
 
 
@@ -172,5 +172,6 @@ def _revoke(principal: Principal, key: ApiKey) -> ApiKey:
             key.save(update_fields=["revoked_at"])
             audit(principal, "key.revoke", namespace=key.namespace, record_ids=[key.pk],
                   summary=key_summary(key))
-            live.control(live.key_group(key.pk), "key_revoked")  # open WebSockets close now
+            # Open WebSockets of the key close now (apps/live/receivers.py).
+            changes.key_changed.send(sender=ApiKey, key_id=key.pk, action="key_revoked")
     return key

@@ -16,9 +16,9 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput
+from apps.core.roles import ACTION_PERMISSION, ROLE_PERMISSIONS, Role, role_from_permissions
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import ACTION_PERMISSION, ROLE_PERMISSIONS, Role, role_from_permissions
 
 ALL_PERMISSIONS = frozenset(ACTION_PERMISSION.values())
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from django.conf import settings
 
-from apps.tenancy.roles import Role
+from apps.core.roles import Role
 
 #: Member roles that may only be exercised with a second factor when MFA is required.
 MFA_ROLES = frozenset({Role.ADMIN})

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from apps.tenancy.roles import ROLE_CHOICES, Role
-from apps.tenancy.scoping import NamespaceScopedQuerySet
+from apps.core.roles import ROLE_CHOICES, Role
+from apps.core.scoping import NamespaceScopedQuerySet
 
 
 def new_collection_name() -> str:
@@ -92,12 +92,12 @@ class Namespace(models.Model):
         from django.core.exceptions import ValidationError
 
         from apps.core.errors import InvalidInput
-        from apps.memories.schemas import validate_recall_defaults
+        from apps.tenancy import namespace_settings  # keeps DRF out of the models import
 
         if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
             raise ValidationError({"near_duplicate_threshold": "must be in (0, 1]."})
         try:
-            self.recall_defaults = validate_recall_defaults(self.recall_defaults)
+            self.recall_defaults = namespace_settings.clean("recall_defaults", self.recall_defaults)
         except InvalidInput as exc:
             where = f"{exc.field}: " if exc.field else ""
             raise ValidationError({"recall_defaults": where + exc.message}) from None

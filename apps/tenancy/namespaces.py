@@ -18,17 +18,12 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
-from apps.memories.schemas import (
-    RecallDefaultsField,
-    StrictSerializer,
-    validate,
-    validate_recall_defaults,
-)
-from apps.tenancy import invitations
+from apps.core.roles import Action, Role
+from apps.core.validation import StrictSerializer, validate
+from apps.tenancy import changes, invitations, namespace_settings
 from apps.tenancy import members as membership
 from apps.tenancy.models import Invitation, Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action, Role
 from apps.tenancy.services import (
     SLUG_RE,
     authorize,
@@ -47,7 +42,7 @@ class NamespaceCreate(StrictSerializer):
 
 class NamespaceUpdate(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    recall_defaults = RecallDefaultsField(required=False)
+    recall_defaults = namespace_settings.NamespaceSettingField("recall_defaults", required=False)
     near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
@@ -99,7 +94,8 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
         namespace.archived_at = (namespace.archived_at or timezone.now()) if archived else None
         archived_changed = before != namespace.archived_at
     if "recall_defaults" in cleaned:
-        cleaned["recall_defaults"] = validate_recall_defaults(cleaned["recall_defaults"])
+        cleaned["recall_defaults"] = namespace_settings.clean("recall_defaults",
+                                                        cleaned["recall_defaults"])
     changed = sorted(name for name, value in cleaned.items() if getattr(namespace, name) != value)
     for name, value in cleaned.items():
         setattr(namespace, name, value)
@@ -112,9 +108,26 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
 
 def delete(principal: Principal, slug: str) -> int:
     """Delete a namespace and everything in it (system admin); returns the memory count."""
-    from apps.memories.services import delete_namespace  # memories builds on tenancy
-
     return delete_namespace(principal, resolve_namespace(principal, slug))
+
+
+def delete_namespace(principal: Principal, namespace: Namespace) -> int:
+    """Delete a namespace with its memories, versions, keys, keyword table and vector
+    collection (system admin); returns how many memories it held.
+
+    The SQL rows go by cascade; what lives outside SQL is dropped by the apps that keep
+    it, on ``changes.namespace_deleting`` (memories: the vector collection, before the
+    rows; its keyword table after, on ``post_delete``).
+    """
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may delete a namespace.")
+    changes.namespace_deleting.send(sender=Namespace, namespace=namespace)
+    with transaction.atomic():
+        count = namespace.memories.count()
+        audit(principal, "namespace.delete", namespace=namespace,
+              summary={"memories": count, "keys": namespace.api_keys.count()})
+        namespace.delete()
+    return count
 
 
 def list_members(principal: Principal, slug: str) -> dict[str, Role]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.tenancy.roles import Action, Role, allows
+from apps.core.roles import Action, Role, allows
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from apps.core.roles import Action, Role
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action, Role
 
 KEY_PREFIX_WRITE = "mw_live_"
 KEY_PREFIX_READ = "mw_read_"  # read-only keys are recognisable at a glance
@@ -157,3 +157,10 @@ def managed_namespace(principal: Principal, slug: str) -> Namespace:
     namespace = resolve_namespace(principal, slug)
     authorize(principal, namespace.pk, Action.MANAGE)
     return namespace
+
+
+def check_writable(ns: Namespace) -> None:
+    """An archived namespace keeps its memories readable and refuses every write."""
+    if ns.archived_at is not None:
+        raise Conflict(f"namespace {ns.slug!r} is archived; writes are refused until a system "
+                       "admin unarchives it.", field="namespace")

@@ -7,11 +7,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key
-from tests.memories.test_admin import _form
+from tests.helpers.admin_forms import memory_form
 
 ROOT = "user:root"
 
@@ -30,7 +30,7 @@ def _newest(operation: str) -> AuditEntry:
 def test_memory_edit_and_deletes_in_the_admin(admin_client, stored):
     memory = Memory.objects.get(pk=stored("Standup is at 9:00", tags=["a"])["id"])
     admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
-                      _form(memory, content="Standup is at 9:30"))
+                      memory_form(memory, content="Standup is at 9:30"))
     entry = _newest("memory.update")
     assert (entry.actor, entry.record_ids, entry.summary["fields"]) == (
         ROOT, [str(memory.pk)], ["content"])

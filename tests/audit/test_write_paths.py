@@ -13,13 +13,13 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
 from apps.tenancy import invitations
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from tests.conftest import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 

@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories import services
 from apps.memories.models import ExternalId, Memory, MemoryVersion
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_namespace
 
 ROOT = Principal(label="system:test", agent_id="", role=Role.SYSTEM)

@@ -13,7 +13,7 @@ import sys
 import httpx
 import pytest
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage_commands, migrate
 from tests.servers import ROOT, DaphneServer
 
 RATE_LIMIT = "The API rate limit is 480 req/min (confirmed by load test)"
@@ -41,14 +41,13 @@ def _seed_000_data(path) -> None:
     (path / "faiss.index").write_bytes(b"not read")
 
 
-def test_seed_000_curl_examples_and_seed_003_sdk_calls(embedded_env, tmp_path):  # noqa: F811
-    _manage(embedded_env, "migrate", "-v0")
-    _manage(embedded_env, "create_namespace", "demo")
-    keys = {role: _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", role,
-                          "--agent-id", f"{role}-bot").splitlines()[-1]
-            for role in ("reader", "agent", "admin")}
-    keys["system"] = _manage(embedded_env, "create_api_key", "--system-admin",
-                             "--agent-id", "root").splitlines()[-1]
+def test_seed_000_curl_examples_and_seed_003_sdk_calls(embedded_env, tmp_path):
+    migrate(embedded_env)
+    roles = ("reader", "agent", "admin")
+    _, *made = manage_commands(embedded_env, ["create_namespace", "demo"], *(
+        ["create_api_key", "--namespace", "demo", "--role", role, "--agent-id", f"{role}-bot"]
+        for role in roles), ["create_api_key", "--system-admin", "--agent-id", "root"])
+    keys = {name: key.splitlines()[-1] for name, key in zip([*roles, "system"], made, strict=True)}
     data = tmp_path / "cmm-data"
     _seed_000_data(data)
     imported = subprocess.run(

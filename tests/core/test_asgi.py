@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from apps.core import asgi
+from apps.server.asgi import get_asgi_application
 
 
 @pytest.fixture
@@ -19,6 +20,6 @@ def restore_switch_interval():
 def test_gil_switch_interval_comes_from_settings(settings, restore_switch_interval, monkeypatch):
     monkeypatch.setattr("apps.memories.indexing.start_background_drain", lambda seconds: None)
     settings.MEMORYWEB_GIL_SWITCH_MS = 2.5
-    application = asgi.get_asgi_application()
+    application = get_asgi_application()
     assert isinstance(application, asgi.ThreadPoolASGIHandler)
     assert sys.getswitchinterval() == pytest.approx(0.0025)

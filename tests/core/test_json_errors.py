@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage_commands, migrate
 from tests.servers import DaphneServer
 
 API_PATHS = ["/api/v1/nothing-here", "/v1/nothing-here", "/cmm/nothing-here", "/cmm/memory/",
@@ -62,13 +62,12 @@ def test_the_admin_keeps_its_own_answers(client, db, debug):
     assert client.get("/admin").status_code == 301  # the slash is appended as ever
 
 
-def test_an_empty_drop_in_prefix_makes_the_root_the_doors_with_debug_on(embedded_env,  # noqa: F811
+def test_an_empty_drop_in_prefix_makes_the_root_the_doors_with_debug_on(embedded_env,
                                                                          tmp_path):
     env = {**embedded_env, "DEBUG": "true", "MEMORYWEB_CMM_PREFIX": ""}
-    _manage(env, "migrate", "-v0")
-    _manage(env, "create_namespace", "demo")
-    key = _manage(env, "create_api_key", "--namespace", "demo", "--role", "agent",
-                  "--agent-id", "bot-1")
+    migrate(env)
+    _, key = manage_commands(env, ["create_namespace", "demo"], [
+        "create_api_key", "--namespace", "demo", "--role", "agent", "--agent-id", "bot-1"])
     with DaphneServer(tmp_path / "daphne.log", env) as server:
         for path in ("/nothing-here", "/memory/", "/v1/nothing-here", "/api/v1/nothing-here"):
             response = httpx.get(server.url + path)

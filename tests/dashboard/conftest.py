@@ -6,10 +6,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from apps.core.roles import Role
 from apps.memories import services
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 
 def person(username: str, namespace=None, role: Role = Role.ADMIN, superuser: bool = False) -> Client:
@@ -45,7 +45,7 @@ def root(db) -> Client:
 def store(namespace, content: str, agent_id: str = "agent-1", **fields):
     principal = Principal(label=f"key:{agent_id}", agent_id=agent_id, role=Role.AGENT,
                           namespace_id=namespace.pk, namespace=namespace)
-    return services.ingest(principal, {"content": content, **fields})
+    return services.ingest(principal, {"content": content, **fields}).memory
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories import bulk_jobs, services
 from apps.memories.bulk_models import BulkJob
 from apps.memories.models import IndexOutbox, Memory
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 LIST = "/admin/memories/memory/"
 
@@ -55,9 +55,9 @@ def batch_sizes(monkeypatch) -> list[int]:
 def _ten(namespace, agent: str = "agent-1", tags=("old",)) -> list[Memory]:
     agent_principal = Principal(label=f"key:{agent}", agent_id=agent, role=Role.AGENT,
                                 namespace_id=namespace.pk, namespace=namespace)
-    return services.ingest_many(agent_principal, [
+    return [result.memory for result in services.ingest_many(agent_principal, [
         {"content": f"Note {i} from {agent} about the {namespace.slug} rollout.", "tags": list(tags)}
-        for i in range(10)])
+        for i in range(10)])]
 
 
 def _retag_all(client, url: str = LIST, **fields):

@@ -10,10 +10,10 @@ from allauth.account.authentication import AUTHENTICATION_METHODS_SESSION_KEY
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from apps.core.roles import Role
 from apps.tenancy.invitations import invite
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 PASSWORD = "correct horse"
 TOTP_ACTIVATE = "/accounts/2fa/totp/activate/"

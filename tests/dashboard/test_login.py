@@ -11,8 +11,8 @@ from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_tot
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from apps.core.roles import Role
 from apps.tenancy.members import set_role
-from apps.tenancy.roles import Role
 
 
 def _code(secret: str) -> str:

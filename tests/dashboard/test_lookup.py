@@ -12,12 +12,12 @@ import re
 
 import pytest
 
+from apps.core.roles import Role
 from apps.memories import lexical, services
 from apps.memories.admin import MemoryAdmin
 from apps.memories.models import Memory
 from apps.privacy.selectors import Selector
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from tests.dashboard.conftest import store
 
 LIST = "/admin/memories/memory/"

@@ -10,10 +10,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories import services
 from apps.memories.models import Memory
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from tests.dashboard.conftest import store
 
 

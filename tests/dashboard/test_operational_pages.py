@@ -18,13 +18,13 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.audit import log
+from apps.core.roles import Role
 from apps.dashboard.charts import bar_chart, line_chart, nice_step
 from apps.dashboard.views import PLAYGROUND_SESSION_KEY
 from apps.memories import services
 from apps.memories.models import Memory, RecallDay
 from apps.ops.jobs import run_job
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key
 
 from .conftest import store
@@ -257,9 +257,9 @@ def test_a_checkpoint_run_with_nothing_new_still_counts_as_verified(alice, memor
     """The checkpoint job records a checkpoint only when entries were written since the
     last; a run that found nothing new still checked the chain's end, and the page must
     not say "last verified" at the older moment (as if the job had stopped)."""
-    from apps.audit.admin import last_verified
     from apps.audit.models import AuditCheckpoint
     from apps.ops.models import JobState
+    from apps.privacy.admin_audit import last_verified
 
     run_job("audit_checkpoint")
     first = last_verified()

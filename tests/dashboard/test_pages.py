@@ -10,12 +10,12 @@ import re
 import pytest
 from django.db import connection
 
+from apps.core.roles import Role
 from apps.memories import services
 from apps.memories.models import IndexOutbox, RecallDay
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 
 def _reader(namespace) -> Principal:

@@ -17,13 +17,13 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEntry
 from apps.core.errors import Conflict
+from apps.core.roles import Role
 from apps.memories import services
 from apps.memories.models import Memory, RecallDay
 from apps.memories.recall_stats import RecallStatsBuffer
 from apps.privacy import erasure
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key, create_namespace
 from tests.dashboard.conftest import store
 

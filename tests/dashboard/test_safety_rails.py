@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 
+from apps.core.roles import Role
 from apps.memories import services
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.members import members, set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from tests.dashboard.conftest import person
 
 

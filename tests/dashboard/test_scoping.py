@@ -8,12 +8,12 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.privacy import erasure
 from apps.tenancy import grants
 from apps.tenancy.members import members
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key, create_namespace
 
 BETA_WORDS = b"lives in the vault"

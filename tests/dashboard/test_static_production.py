@@ -8,23 +8,24 @@ import re
 
 import httpx
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage, migrate
 from tests.servers import DaphneServer
 
 
-def test_production_serves_hashed_static_files(embedded_env, tmp_path):  # noqa: F811
+def test_production_serves_hashed_static_files(embedded_env, tmp_path):
     env = {**embedded_env, "MEMORYWEB_ENV": "production", "SECRET_KEY": "x" * 50,
+           "SECURE_SSL_REDIRECT": "false",  # plain HTTP here, no proxy in front
            "ALLOWED_HOSTS": "127.0.0.1", "STATIC_ROOT": str(tmp_path / "static")}
-    _manage(env, "migrate", "-v0")
-    _manage(env, "collectstatic", "--no-input", "-v0")
+    migrate(env)
+    manage(env, "collectstatic", "--no-input", "-v0")
     with DaphneServer(tmp_path / "daphne.log", env) as server:
         client = httpx.Client(base_url=server.url, follow_redirects=True, timeout=30)
         login = client.get("/admin/")
         assert login.url.path == "/accounts/login/"
         assets = set(re.findall(r'(?:src|href)="(/static/[^"]+)"', login.text))
         assert len(assets) == 3  # the login page in the admin's look
-        named = _manage(env, "shell", "-c", "from django.templatetags.static import static; "
-                        "print(static('dashboard/dashboard.css')); print(static('dashboard/live.js'))")
+        named = manage(env, "shell", "-c", "from django.templatetags.static import static; "
+                       "print(static('dashboard/dashboard.css')); print(static('dashboard/live.js'))")
         assets |= {line for line in named.split() if line.startswith("/static/")}
         assert all(re.search(r"\.[0-9a-f]{12}\.(css|js)$", url) for url in assets), assets  # hashed
         for url in sorted(assets):

@@ -11,28 +11,20 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.db import connections
 from django.utils import timezone
 
+from apps.core.roles import Role
 from apps.live.consumers import LIMITS
 from apps.memories.models import Memory
 from apps.tenancy.models import ApiKey
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
-from tests.live.test_consumer import ask, closed_with, connect, rest
+from tests.helpers.websocket import ask, closed_with, connect, rest, session_headers
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("close_sync_thread_connections")]
 #: Generous: only how long a test may wait for something that must happen.
 EXPIRY_TIMEOUT = 20
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_sync_thread_connections():
-    """Budgets and leases need no reset: each test's keys (and their labels) are new."""
-    yield
-    await sync_to_async(connections.close_all)()
 
 
 async def expect_close(socket, timeout: float = EXPIRY_TIMEOUT) -> int:
@@ -132,10 +124,9 @@ async def _session(alpha, origin: bytes, host: bytes = b"memory.example.org"):
     from channels.testing import WebsocketCommunicator
 
     from apps.live.routing import websocket_application
-    from tests.live.test_consumer import _session_headers
 
     name = f"person-{len(origin)}-{origin[-6:].decode()}"
-    headers = await _session_headers(name, alpha, Role.ADMIN, origin)
+    headers = await session_headers(name, alpha, Role.ADMIN, origin)
     socket = WebsocketCommunicator(websocket_application(), "/ws/v1/live",
                                    headers=[*headers, (b"host", host)])
     connected, _ = await socket.connect(timeout=5)

@@ -5,58 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import connections
 
+from apps.core.roles import Role
 from apps.live.consumers import LIMITS
 from apps.memories.models import Memory
 from apps.tenancy.models import SharingGrant
-from apps.tenancy.roles import Role
 from memoryweb.asgi import application
 from tests.conftest import make_caller
+from tests.helpers.websocket import TIMEOUT, ask, closed_with, connect, rest, session_headers
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-TIMEOUT = 5
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_sync_thread_connections():
-    """The consumer's database work runs on asgiref's sync thread, which keeps its
-    connection; close it so the test database can be dropped (PostgreSQL)."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-async def connect(caller=None, headers=None) -> WebsocketCommunicator:
-    headers = list(headers or [])
-    if caller is not None:
-        headers.append((b"authorization", f"Bearer {caller.raw}".encode()))
-    socket = WebsocketCommunicator(application, "/ws/v1/live", headers=headers)
-    connected, _ = await socket.connect(timeout=TIMEOUT)
-    assert connected
-    if caller is not None:
-        ready = await socket.receive_json_from(timeout=TIMEOUT)
-        assert ready["type"] == "ready" and ready["principal"] == f"key:{caller.key.prefix}"
-    return socket
-
-
-async def ask(socket, message: dict) -> dict:
-    await socket.send_json_to(message)
-    return await socket.receive_json_from(timeout=TIMEOUT)
-
-
-async def closed_with(socket) -> int:
-    output = await socket.receive_output(timeout=TIMEOUT)
-    while output["type"] != "websocket.close":
-        output = await socket.receive_output(timeout=TIMEOUT)
-    return output["code"]
-
-
-async def rest(caller, method: str, path: str, body=None):
-    send = getattr(caller, method)
-    return await sync_to_async(lambda: send(path, body) if body is not None else send(path))()
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("close_sync_thread_connections")]
 
 
 async def test_no_credential_is_closed_after_the_timeout(monkeypatch, db):
@@ -264,29 +225,8 @@ async def test_a_consumer_that_falls_behind_a_burst_is_dropped(monkeypatch, alph
     assert await closed_with(socket) == 4408
 
 
-async def _session_headers(username: str, alpha, role: Role | None, origin: bytes | None):
-    from django.conf import settings as django_settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from apps.tenancy.members import set_role
-
-    def login() -> str:
-        user = get_user_model().objects.create_user(username, password="pw")
-        if role is not None:
-            set_role(alpha, user, role)
-        client = Client()
-        client.force_login(user)
-        return client.cookies[django_settings.SESSION_COOKIE_NAME].value
-
-    cookie = await sync_to_async(login)()
-    # A browser sends the Host it connects to; the origin check compares the two.
-    headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"host", b"testserver")]
-    return headers + ([(b"origin", origin)] if origin else [])
-
-
 async def test_a_logged_in_person_connects_with_the_session(monkeypatch, alpha, agent):
-    headers = await _session_headers("dana", alpha, Role.READER, b"http://testserver")
+    headers = await session_headers("dana", alpha, Role.READER, b"http://testserver")
     socket = await connect(headers=headers)
     ready = await socket.receive_json_from(timeout=TIMEOUT)
     assert ready["principal"] == "user:dana" and ready["role"] is None
@@ -299,12 +239,12 @@ async def test_a_logged_in_person_connects_with_the_session(monkeypatch, alpha, 
 
 async def test_a_session_without_origin_is_not_trusted(monkeypatch, alpha):
     monkeypatch.setitem(LIMITS, "auth_timeout_seconds", 0.2)
-    socket = await connect(headers=await _session_headers("eve", alpha, Role.ADMIN, None))
+    socket = await connect(headers=await session_headers("eve", alpha, Role.ADMIN, None))
     assert await closed_with(socket) == 4401
 
 
 async def test_a_foreign_origin_is_refused_at_the_handshake(alpha):
-    headers = await _session_headers("mallory", alpha, Role.ADMIN, b"https://evil.example")
+    headers = await session_headers("mallory", alpha, Role.ADMIN, b"https://evil.example")
     socket = WebsocketCommunicator(application, "/ws/v1/live", headers=headers)
     connected, _ = await socket.connect(timeout=TIMEOUT)
     assert not connected
@@ -312,6 +252,6 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(alpha):
 
 async def test_a_team_admins_session_without_required_totp_is_refused(settings, alpha):
     settings.MEMORYWEB_REQUIRE_MFA = True
-    socket = await connect(headers=await _session_headers("tess", alpha, Role.ADMIN,
-                                                          b"http://testserver"))
+    socket = await connect(headers=await session_headers("tess", alpha, Role.ADMIN,
+                                                         b"http://testserver"))
     assert await closed_with(socket) == 4403

@@ -8,18 +8,12 @@ reaches a standing query held open on the other.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 
 import httpx
-import pytest
-import redis
 from websockets.sync.client import connect
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import REDIS_URL, manage_commands, migrate
 from tests.servers import ChromaServer, DaphneServer
-
-REDIS_URL = os.environ.get("MEMORYWEB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _socket(server, key: str):
@@ -38,14 +32,14 @@ def _next(socket, kind: str) -> dict:
 
 
 def _setup(env) -> tuple[str, str]:
-    _manage(env, "migrate", "-v0")
-    _manage(env, "create_namespace", "demo")
-    keys = [_manage(env, "create_api_key", "--namespace", "demo", "--role", "agent",
-                    "--agent-id", name).splitlines()[-1] for name in ("watcher", "writer")]
-    return keys[0], keys[1]
+    migrate(env)
+    _, watcher, writer = manage_commands(env, ["create_namespace", "demo"], *(
+        ["create_api_key", "--namespace", "demo", "--role", "agent", "--agent-id", name]
+        for name in ("watcher", "writer")))
+    return watcher.splitlines()[-1], writer.splitlines()[-1]
 
 
-def test_live_over_a_real_daphne(embedded_env, tmp_path):  # noqa: F811
+def test_live_over_a_real_daphne(embedded_env, tmp_path):
     watcher, writer = _setup(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         rest = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {writer}"},
@@ -72,16 +66,7 @@ def test_live_over_a_real_daphne(embedded_env, tmp_path):  # noqa: F811
             assert "Parking" not in json.dumps(match)
 
 
-@pytest.fixture
-def redis_prefix():
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed for the scaled live test: {exc}")
-    return f"mwtest-{uuid.uuid4().hex[:8]}"
-
-
-def test_two_daphne_processes_share_live_events_over_redis(embedded_env, tmp_path,  # noqa: F811
+def test_two_daphne_processes_share_live_events_over_redis(embedded_env, tmp_path,
                                                            redis_prefix):
     with ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log") as chroma:
         env = {**embedded_env, "CHROMA_URL": chroma.url, "REDIS_URL": REDIS_URL,

@@ -5,20 +5,13 @@ beta's dormant admin role is refused there."""
 from __future__ import annotations
 
 import pytest
-import pytest_asyncio
 from asgiref.sync import sync_to_async
-from django.db import connections
 
-from apps.tenancy.roles import Role
-from tests.live.test_consumer import TIMEOUT, ask, closed_with, connect
+from apps.core.roles import Role
+from tests.helpers.websocket import TIMEOUT, ask, closed_with, connect
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_sync_thread_connections():
-    yield
-    await sync_to_async(connections.close_all)()
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("close_sync_thread_connections")]
 
 
 async def _session(username: str, roles: dict) -> list[tuple[bytes, bytes]]:

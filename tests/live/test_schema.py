@@ -12,9 +12,10 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from memoryweb.asgi import application
-from tests.live.test_consumer import TIMEOUT, close_sync_thread_connections, rest  # noqa: F401
+from tests.helpers.websocket import TIMEOUT, rest
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("close_sync_thread_connections")]
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "apps/live/schema.json").read_text())
 
 

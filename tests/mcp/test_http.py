@@ -13,8 +13,8 @@ from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp.test_stdio import REVOKE, _admin_steps, _agent_steps, _keys
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage
+from tests.helpers.mcp import REVOKE, admin_steps, agent_and_admin_keys, agent_steps
 from tests.servers import DaphneServer
 
 
@@ -31,17 +31,17 @@ def _revoked_over_http(env):
     request is refused (401), which the client reports as an error."""
     async def steps(session):
         assert not (await session.call_tool("list_recent", {"limit": 1})).is_error
-        _manage(env, "shell", "-c", REVOKE)
+        manage(env, "shell", "-c", REVOKE)
         with pytest.raises(MCPError, match="Server returned an error response"):
             await session.call_tool("list_recent", {"limit": 1})
     return steps
 
 
-def test_mcp_over_http(embedded_env, tmp_path):  # noqa: F811
-    keys = _keys(embedded_env)
+def test_mcp_over_http(embedded_env, tmp_path):
+    keys = agent_and_admin_keys(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
-        memory_id = asyncio.run(_over_http(server.url, keys["agent"], _agent_steps))
-        asyncio.run(_over_http(server.url, keys["admin"], lambda s: _admin_steps(s, memory_id)))
+        memory_id = asyncio.run(_over_http(server.url, keys["agent"], agent_steps))
+        asyncio.run(_over_http(server.url, keys["admin"], lambda s: admin_steps(s, memory_id)))
         for headers in ({}, {"Authorization": "Bearer mw_live_wrong"}, {"Authorization": "Basic x"}):
             refused = httpx.post(f"{server.url}/mcp", headers=headers, timeout=30,
                                  json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})

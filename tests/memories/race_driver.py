@@ -23,6 +23,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memoryweb.settings")
 
 import django
 
+from apps.core.conf import prepare_data_dir
+
+prepare_data_dir()  # the data directory and its secret key, before setup
 django.setup()
 
 from asgiref.sync import async_to_sync  # noqa: E402
@@ -31,13 +34,13 @@ from django.db import connection  # noqa: E402
 
 from apps.audit.models import AuditEntry  # noqa: E402
 from apps.core.errors import ServiceError  # noqa: E402
+from apps.core.roles import Role  # noqa: E402
 from apps.live.events import namespace_group  # noqa: E402
 from apps.memories import services  # noqa: E402
 from apps.memories.models import IdempotencyRecord, IndexOutbox, Memory  # noqa: E402
 from apps.memories.vectorstore import get_vector_store  # noqa: E402
 from apps.tenancy.models import Namespace  # noqa: E402
 from apps.tenancy.principal import Principal  # noqa: E402
-from apps.tenancy.roles import Role  # noqa: E402
 from apps.tenancy.services import create_api_key, create_namespace  # noqa: E402
 
 SENTINEL = "race-driver-sentinel"
@@ -52,9 +55,9 @@ def _race(count: int, call: Callable[[int], Any]) -> list[dict[str, Any]]:
         try:
             barrier.wait()
             result = call(i)
-            memories = result if isinstance(result, list) else [result]
-            outcomes[i] = {"ids": [str(m.pk) for m in memories],
-                           "duplicate": [m.duplicate for m in memories]}
+            results = result if isinstance(result, list) else [result]
+            outcomes[i] = {"ids": [str(r.memory.pk) for r in results],
+                           "duplicate": [r.duplicate for r in results]}
         except ServiceError as exc:
             outcomes[i] = {"error": exc.code, "field": exc.field}
         except Exception as exc:  # anything else is a failure the test reports

@@ -10,6 +10,7 @@ from apps.memories.models import Memory
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.models import ApiKey
 from apps.tenancy.services import authenticate_key
+from tests.helpers.admin_forms import memory_form
 
 
 @pytest.fixture
@@ -17,18 +18,6 @@ def admin_client(client, db):
     get_user_model().objects.create_superuser("root", "root@example.com", "pw")
     client.login(username="root", password="pw")
     return client
-
-
-def _form(memory: Memory, **changes) -> dict:
-    data = {
-        "content": memory.content, "kind": memory.kind, "tags": '["a"]', "metadata": "{}",
-        "importance": memory.importance, "confidence": memory.confidence,
-        "expires_at_0": "", "expires_at_1": "", "valid_from_0": "", "valid_from_1": "",
-        "valid_until_0": "", "valid_until_1": "",
-        "versions-TOTAL_FORMS": "0", "versions-INITIAL_FORMS": "0",
-    }
-    data.update(changes)
-    return data
 
 
 def test_changelist_and_search(admin_client, stored):
@@ -43,7 +32,7 @@ def test_changelist_and_search(admin_client, stored):
 def test_edit_in_admin_goes_through_service(admin_client, stored, agent, alpha):
     memory = Memory.objects.get(pk=stored("Standup is at 9:00", tags=["a"])["id"])
     response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
-                                 _form(memory, content="Standup is at 9:30"))
+                                 memory_form(memory, content="Standup is at 9:30"))
     assert response.status_code == 302, response.content
     memory.refresh_from_db()
     assert memory.content == "Standup is at 9:30"
@@ -113,7 +102,7 @@ def test_staff_without_superuser_sees_no_tenant_data(client, db, stored):
 def test_invalid_edit_in_admin_shows_on_the_form(admin_client, stored):
     memory = Memory.objects.get(pk=stored("short")["id"])
     response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
-                                 _form(memory, content="x" * 40_000))
+                                 memory_form(memory, content="x" * 40_000))
     assert response.status_code == 200
     assert b"limit is 32768" in response.content
     memory.refresh_from_db()
@@ -155,8 +144,8 @@ def test_namespace_recall_settings_are_edited_and_validated_in_admin(admin_clien
 
 
 def test_rotate_action_in_admin_shows_the_new_secret_once(admin_client, alpha):
+    from apps.core.roles import Role
     from apps.tenancy.models import ApiKey
-    from apps.tenancy.roles import Role
     from apps.tenancy.services import create_api_key
 
     key, raw = create_api_key(role=Role.AGENT, agent_id="rotor", namespace=alpha)
@@ -177,7 +166,7 @@ def test_deeply_nested_json_in_the_admin_is_a_form_error(admin_client, stored, a
     deep = "[" * 5000 + "]" * 5000
     memory = Memory.objects.get(pk=stored("short")["id"])
     response = admin_client.post(f"/admin/memories/memory/{memory.pk}/change/",
-                                 _form(memory, metadata='{"a": ' + deep + "}"))
+                                 memory_form(memory, metadata='{"a": ' + deep + "}"))
     assert response.status_code == 200 and b"nested deeper than" in response.content
     memory.refresh_from_db()
     assert memory.metadata == {} and memory.version == 1

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.privacy.models import ErasureRequest
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
 

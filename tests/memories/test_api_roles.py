@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from apps.core.roles import Role
 from apps.memories.models import Memory
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
 ROLES = ["reader", "agent", "admin", "system", "outsider", "anonymous"]

@@ -15,6 +15,7 @@ from apps.audit.models import AuditEntry
 from apps.core.errors import Conflict
 from apps.memories import services
 from apps.memories.models import IdempotencyRecord, IndexOutbox, Memory
+from apps.memories.services import ingestion
 from apps.tenancy.models import NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 
@@ -26,7 +27,7 @@ NEAR = "The deploy key rotates every monday"  # cosine 0.96 with ORIGINAL (MiniL
 def meanwhile(monkeypatch):
     """``meanwhile(call)``: run ``call`` once, right after the next near-duplicate check
     (the end of the first request's window between its read and its transaction)."""
-    check = services._near_duplicates
+    check = ingestion._near_duplicates
 
     def arrange(call):
         pending = [call]
@@ -37,7 +38,7 @@ def meanwhile(monkeypatch):
                 pending.pop()()
             return found
 
-        monkeypatch.setattr(services, "_near_duplicates", checked_while_another_commits)
+        monkeypatch.setattr(ingestion, "_near_duplicates", checked_while_another_commits)
     return arrange
 
 
@@ -55,9 +56,9 @@ def test_the_loser_of_a_content_race_returns_the_winner_and_writes_nothing(agent
     won = []
     meanwhile(lambda: won.append(services.ingest(_principal(agent), {"content": ORIGINAL})))
     lost = services.ingest(_principal(agent), {"content": ORIGINAL})
-    assert lost.pk == won[0].pk and lost.duplicate
-    assert list(Memory.objects.values_list("pk", flat=True)) == [won[0].pk]
-    assert _created_entries(alpha) == [[str(won[0].pk)]]
+    assert lost.memory.pk == won[0].memory.pk and lost.duplicate
+    assert list(Memory.objects.values_list("pk", flat=True)) == [won[0].memory.pk]
+    assert _created_entries(alpha) == [[str(won[0].memory.pk)]]
     assert not IndexOutbox.objects.exists()
 
 
@@ -73,13 +74,14 @@ def test_a_batch_item_that_lost_its_race_hands_its_links_to_the_winner(agent, al
     meanwhile(lambda: won.append(services.ingest(_principal(agent), {"content": ORIGINAL})))
     first, second = services.ingest_many(_principal(agent), [{"content": ORIGINAL},
                                                              {"content": NEAR}])
-    assert first.pk == won[0].pk and first.duplicate
+    winner = won[0].memory
+    assert first.memory.pk == winner.pk and first.duplicate
     if policy == NearDuplicatePolicy.LINK:
-        assert not second.duplicate and second.near_duplicate_of_id == won[0].pk
-        assert Memory.objects.get(pk=second.pk).near_duplicate_of_id == won[0].pk
-        assert _created_entries(alpha) == [[str(won[0].pk)], [str(second.pk)]]
+        assert not second.duplicate and second.memory.near_duplicate_of_id == winner.pk
+        assert Memory.objects.get(pk=second.memory.pk).near_duplicate_of_id == winner.pk
+        assert _created_entries(alpha) == [[str(winner.pk)], [str(second.memory.pk)]]
     else:
-        assert second.pk == won[0].pk and second.duplicate
+        assert second.memory.pk == winner.pk and second.duplicate
         assert second.near_duplicate_similarity >= 0.95
         assert Memory.objects.count() == 1 and len(_created_entries(alpha)) == 1
 
@@ -92,8 +94,8 @@ def test_a_request_that_lost_its_idempotency_key_writes_nothing(agent, alpha, me
         services.ingest(_principal(agent), {"content": "second body"}, idempotency_key="k1")
     assert refused.value.field == "Idempotency-Key"
     assert list(Memory.objects.values_list("content", flat=True)) == ["first body"]
-    assert _created_entries(alpha) == [[str(won[0].pk)]]
-    assert IdempotencyRecord.objects.get().memory_ids == [str(won[0].pk)]
+    assert _created_entries(alpha) == [[str(won[0].memory.pk)]]
+    assert IdempotencyRecord.objects.get().memory_ids == [str(won[0].memory.pk)]
 
 
 def test_a_retry_that_lost_its_idempotency_key_replays_the_winner(agent, alpha, meanwhile):
@@ -102,8 +104,8 @@ def test_a_retry_that_lost_its_idempotency_key_replays_the_winner(agent, alpha, 
     meanwhile(lambda: won.append(services.ingest_many(_principal(agent), body,
                                                       idempotency_key="b1")))
     replayed = services.ingest_many(_principal(agent), body, idempotency_key="b1")
-    assert [m.pk for m in replayed] == [m.pk for m in won[0]]
-    assert all(m.duplicate for m in replayed)
+    assert [r.memory.pk for r in replayed] == [r.memory.pk for r in won[0]]
+    assert all(r.duplicate for r in replayed)
     assert Memory.objects.count() == 2 and len(_created_entries(alpha)) == 1
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from apps.memories import fusion
+from apps.memories.recall import fusion
 
 
 def _scores(fused):

@@ -55,7 +55,8 @@ def test_writes_during_a_rebuild_are_kept(agent, team_admin, alpha, monkeypatch)
 
     def progress(done: int) -> None:
         if not during:  # mid-rebuild: a new memory, an edit and a delete
-            during["new"] = str(services.ingest(principal, {"content": "Written during the rebuild"}).pk)
+            during["new"] = str(services.ingest(principal,
+                                                {"content": "Written during the rebuild"}).memory.pk)
             services.update(admin, ids[0], {"content": "Edited during the rebuild"})
             services.delete(admin, ids[11])
             assert IndexOutbox.objects.count() == 3  # kept for the rebuild to replay

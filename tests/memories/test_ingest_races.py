@@ -37,13 +37,16 @@ import psycopg
 import pytest
 from websockets.sync.client import connect
 
+from tests.helpers.embedded import embedded_environment, migrate
 from tests.servers import ROOT, DaphneServer
 
+#: A Daphne per module (``race``), manage.py processes on PostgreSQL.
+pytestmark = pytest.mark.processes
 POSTGRES = os.environ.get("MEMORYWEB_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 SLUGS = ("same-content", "key-different-bodies", "key-same-body", "batch-key", "doors")
 SETUP = """
 import json
-from apps.tenancy.roles import Role
+from apps.core.roles import Role
 from apps.tenancy.services import create_api_key, create_namespace
 keys = {}
 for slug in %r:
@@ -101,11 +104,8 @@ SENTINEL = "sentinel: every earlier event has been delivered"
 @pytest.fixture(scope="module")
 def race(tmp_path_factory) -> Iterator[Race]:
     tmp = tmp_path_factory.mktemp("races")
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}  # the embedded default
-    env.update({"MEMORYWEB_DATA_DIR": str(tmp / "data"), "MEMORYWEB_ENV": "local",
-                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
-    _manage(env, "migrate", "-v0")
+    env = embedded_environment(tmp / "data")  # the embedded default
+    migrate(env)
     keys = json.loads(_manage(env, "shell", "-c", SETUP % (SLUGS,)).splitlines()[-1])
     with DaphneServer(tmp / "daphne.log", env) as server:
         yield Race(env, server, keys)

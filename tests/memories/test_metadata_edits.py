@@ -8,12 +8,12 @@ calls of the process-wide embedder: a behaviour, not a timing.
 from __future__ import annotations
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories import indexing, services
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, MemoryVersion
 from apps.memories.vectorstore import TAG_KEY, get_vector_store
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 
 def _admin(namespace) -> Principal:
@@ -24,8 +24,9 @@ def _admin(namespace) -> Principal:
 def _store_some(namespace, n: int) -> list:
     agent = Principal(label="key:a", agent_id="a", role=Role.AGENT, namespace_id=namespace.pk,
                       namespace=namespace)
-    return services.ingest_many(agent, [{"content": f"Invoice {i} for the harbour crane repair",
-                                         "tags": ["old"]} for i in range(n)])
+    return [result.memory for result in services.ingest_many(
+        agent, [{"content": f"Invoice {i} for the harbour crane repair", "tags": ["old"]}
+                for i in range(n)])]
 
 
 def _recall(namespace, tag: str, mode: str) -> set[str]:

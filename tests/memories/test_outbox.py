@@ -1,7 +1,8 @@
 """A write survives a vector-index outage: acknowledged, durable, indexed later.
 
-These tests run a real Chroma server (``chroma run``) and stop it mid-test, so the
-failure is a real refused connection, not a mock.
+These tests run a real Chroma server (``chroma run``, the ``chroma_server`` fixture of
+tests/plugins/processes.py) and stop it mid-test, so the failure is a real refused
+connection, not a mock.
 """
 
 from __future__ import annotations
@@ -11,18 +12,6 @@ from django.core.management import call_command
 
 from apps.memories import vectorstore
 from apps.memories.models import IndexOutbox, Memory
-from tests.servers import ChromaServer
-
-
-@pytest.fixture
-def chroma_server(tmp_path, settings, monkeypatch):
-    """The process-wide vector store, pointed at a real Chroma server we control."""
-    server = ChromaServer(tmp_path / "chroma-server", tmp_path / "chroma.log")
-    server.start()
-    settings.CHROMA_URL = server.url
-    monkeypatch.setattr(vectorstore, "_store", vectorstore.VectorStore(vectorstore.make_client()))
-    yield server
-    server.stop()
 
 
 def _recall_ids(caller, query):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 from django.core.exceptions import ValidationError
 
-from apps.memories import ranking
+from apps.memories.recall import ranking
 from apps.tenancy.models import NearDuplicatePolicy
 
 EARLY = "The backup job runs at 2am on Sundays"

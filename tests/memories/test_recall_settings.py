@@ -163,7 +163,7 @@ def test_the_weakest_real_match_stays_although_fusion_scores_it_0(agent, fruit):
                                  "rerank": {"raw": 1.0, "contribution": 0.3}}, True),
 ])
 def test_what_counts_as_evidence(mode, weights, parts, evidence):
-    from apps.memories.ranking import Candidate, RecallOptions, has_evidence
+    from apps.memories.recall.ranking import Candidate, RecallOptions, has_evidence
 
     options = RecallOptions(mode=mode, fusion="weighted", weights={"vector": 1.0, "lexical": 3.0,
                                                                    **weights},

@@ -6,33 +6,17 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 
-from tests.ops.test_daphne_server import embedded_env  # noqa: F401  (fixture)
-from tests.servers import ROOT, DaphneServer
+from tests.helpers.backup import all_ids, manage_process, set_up_demo
+from tests.servers import DaphneServer
 
 WORDS = ("alpha beta gamma delta kettle harbor violet maple copper lantern orbit meadow "
          "falcon granite velvet ember willow quartz saffron tundra cobalt juniper").split()
-
-
-def _manage(env, *args, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=600)
-    if check:
-        assert done.returncode == 0, f"manage.py {args[0]}:\n{done.stdout}\n{done.stderr[-3000:]}"
-    return done
-
-
-def _setup(env) -> str:
-    _manage(env, "migrate", "-v0")
-    _manage(env, "create_namespace", "demo")
-    return _manage(env, "create_api_key", "--system-admin").stdout.strip().splitlines()[-1]
 
 
 def _sentence(rng: random.Random, writer: int, n: int) -> str:
@@ -45,20 +29,8 @@ def _recall_top10(url: str, key: str, queries: list[str]) -> list[list[str]]:
         "namespace": "demo", "query": q, "k": 10}).json()["results"]] for q in queries]
 
 
-def _all_ids(url: str, key: str) -> set[str]:
-    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-    ids, offset = set(), 0
-    while True:
-        page = client.get("/api/v1/memories", params={"namespace": "demo", "limit": 1000,
-                                                       "offset": offset}).json()["results"]
-        ids |= {m["id"] for m in page}
-        if len(page) < 1000:
-            return ids
-        offset += 1000
-
-
-def test_backup_under_writers_then_restore(embedded_env, tmp_path):  # noqa: F811
-    key = _setup(embedded_env)
+def test_backup_under_writers_then_restore(embedded_env, tmp_path):
+    key = set_up_demo(embedded_env)
     acked: list[tuple[float, str]] = []  # (time acknowledged, id)
     failures: list[str] = []  # an assert in a thread would only warn: collected, checked below
     stop, lock = threading.Event(), threading.Lock()
@@ -89,7 +61,7 @@ def test_backup_under_writers_then_restore(embedded_env, tmp_path):  # noqa: F81
             time.sleep(0.1)  # writers well under way
         assert len(acked) >= 200 and not failures, failures
         started = time.monotonic()
-        done = _manage(embedded_env, "backup", "--output", str(tmp_path / "b.tar.gz"))
+        done = manage_process(embedded_env, "backup", "--output", str(tmp_path / "b.tar.gz"))
         finished = time.monotonic()
         stop.set()
         for thread in threads:
@@ -100,11 +72,11 @@ def test_backup_under_writers_then_restore(embedded_env, tmp_path):  # noqa: F81
         acked_before = {i for at, i in acked if at < started}
 
         restored_env = {**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "restored")}
-        out = _manage(restored_env, "restore", str(tmp_path / "b.tar.gz")).stdout
+        out = manage_process(restored_env, "restore", str(tmp_path / "b.tar.gz")).stdout
         assert "audit chain intact" in out, out
         assert finished > started
         with DaphneServer(tmp_path / "restored.log", restored_env) as copy:
-            restored = _all_ids(copy.url, key)
+            restored = all_ids(copy.url, key)
             # Every write acknowledged before the backup began is in it; everything in it
             # was acknowledged (by the end of the backup at the latest).
             assert acked_before <= restored
@@ -113,47 +85,47 @@ def test_backup_under_writers_then_restore(embedded_env, tmp_path):  # noqa: F81
             # The original loses what came after the snapshot: then both hold the same set.
             original = httpx.Client(base_url=server.url, timeout=60,
                                     headers={"Authorization": f"Bearer {key}"})
-            for extra in _all_ids(server.url, key) - restored:
+            for extra in all_ids(server.url, key) - restored:
                 assert original.delete(f"/api/v1/memories/{extra}").status_code == 204
             rng = random.Random(7)
             queries = [" ".join(rng.sample(WORDS, 3)) for _ in range(50)]
             before, after = _recall_top10(server.url, key, queries), _recall_top10(copy.url, key, queries)
             same = sum(a == b for a, b in zip(before, after, strict=True))
             assert same == 50, f"{50 - same} of 50 queries differ"
-            stats = json.loads(_manage(restored_env, "stats", "--json", "--no-vectors").stdout)
+            stats = json.loads(manage_process(restored_env, "stats", "--json", "--no-vectors").stdout)
             assert stats["namespaces"][0]["memories"] == len(restored)
 
 
-def test_encrypted_backup_needs_its_passphrase(embedded_env, tmp_path):  # noqa: F811
-    key = _setup(embedded_env)
+def test_encrypted_backup_needs_its_passphrase(embedded_env, tmp_path):
+    key = set_up_demo(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         stored = httpx.post(f"{server.url}/api/v1/memories", timeout=60,
                             headers={"Authorization": f"Bearer {key}"},
                             json={"namespace": "demo", "content": "The vault code is 4711."}).json()
-        _manage(embedded_env, "backup", "-o", str(tmp_path / "b.enc"), "--encrypt",
-                stdin="correct horse battery\n")
+        manage_process(embedded_env, "backup", "-o", str(tmp_path / "b.enc"), "--encrypt",
+                       stdin="correct horse battery\n")
     blob = (tmp_path / "b.enc").read_bytes()
     assert b"vault code" not in blob and b"SQLite format" not in blob
     fresh = {**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "fresh")}
-    wrong = _manage(fresh, "restore", str(tmp_path / "b.enc"), stdin="wrong\n", check=False)
+    wrong = manage_process(fresh, "restore", str(tmp_path / "b.enc"), stdin="wrong\n", check=False)
     assert wrong.returncode != 0 and "wrong passphrase" in wrong.stderr
-    out = _manage(fresh, "restore", str(tmp_path / "b.enc"), stdin="correct horse battery\n").stdout
+    out = manage_process(fresh, "restore", str(tmp_path / "b.enc"), stdin="correct horse battery\n").stdout
     assert "restored 1 namespaces, 1 memories (1 re-embedded)" in out
     with DaphneServer(tmp_path / "fresh.log", fresh) as copy:
         hits = httpx.post(f"{copy.url}/api/v1/recall", timeout=60,
                           headers={"Authorization": f"Bearer {key}"},
                           json={"namespace": "demo", "query": "vault code", "mode": "vector"}).json()
         assert hits["results"][0]["id"] == stored["id"]
-    again = _manage(fresh, "restore", str(tmp_path / "b.enc"), stdin="correct horse battery\n",
-                    check=False)
+    again = manage_process(fresh, "restore", str(tmp_path / "b.enc"), stdin="correct horse battery\n",
+                           check=False)
     assert again.returncode != 0 and "empty data directory" in again.stderr
 
 
 @pytest.mark.parametrize("content", [b"not a backup at all", b""])
-def test_restore_refuses_a_file_that_is_not_a_backup(embedded_env, tmp_path, content):  # noqa: F811
+def test_restore_refuses_a_file_that_is_not_a_backup(embedded_env, tmp_path, content):
     (tmp_path / "junk").write_bytes(content)
-    done = _manage({**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "d")}, "restore",
-                   str(tmp_path / "junk"), check=False)
+    done = manage_process({**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "d")}, "restore",
+                          str(tmp_path / "junk"), check=False)
     assert done.returncode != 0 and "not a readable backup" in done.stderr
 
 
@@ -174,52 +146,52 @@ head.save()
 """
 
 
-def test_restore_does_not_bless_a_rewritten_audit_chain(embedded_env, tmp_path):  # noqa: F811
+def test_restore_does_not_bless_a_rewritten_audit_chain(embedded_env, tmp_path):
     """Rewriting the chain with recomputed hashes fools the hashes, not the signed anchor:
     the backup carries the anchor, and restore checks the chain against it first."""
-    _setup(embedded_env)
-    _manage(embedded_env, "create_namespace", "other")
-    _manage(embedded_env, "shell", "-c", REWRITE_CHAIN)
-    _manage(embedded_env, "backup", "-o", str(tmp_path / "b.tar.gz"))
+    set_up_demo(embedded_env)
+    manage_process(embedded_env, "create_namespace", "other")
+    manage_process(embedded_env, "shell", "-c", REWRITE_CHAIN)
+    manage_process(embedded_env, "backup", "-o", str(tmp_path / "b.tar.gz"))
     fresh = {**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "fresh")}
-    done = _manage(fresh, "restore", str(tmp_path / "b.tar.gz"), check=False)
+    done = manage_process(fresh, "restore", str(tmp_path / "b.tar.gz"), check=False)
     assert done.returncode != 0 and "audit chain BROKEN" in done.stdout, done.stdout + done.stderr
 
 
-def test_a_failed_restore_is_finished_by_running_it_again(embedded_env, tmp_path):  # noqa: F811
-    key = _setup(embedded_env)
+def test_a_failed_restore_is_finished_by_running_it_again(embedded_env, tmp_path):
+    key = set_up_demo(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         httpx.post(f"{server.url}/api/v1/memories/batch", timeout=60, params={"namespace": "demo"},
                    headers={"Authorization": f"Bearer {key}"},
                    json={"memories": [{"content": f"note {i} about the copper kettle"} for i in range(5)]})
-    _manage(embedded_env, "backup", "-o", str(tmp_path / "b.tar.gz"))
+    manage_process(embedded_env, "backup", "-o", str(tmp_path / "b.tar.gz"))
     fresh = {**embedded_env, "MEMORYWEB_DATA_DIR": str(tmp_path / "fresh")}
-    broken = _manage({**fresh, "MEMORYWEB_EMBEDDER": "tests.ops.embedders.BrokenEmbedder"},
-                     "restore", str(tmp_path / "b.tar.gz"), check=False)
+    broken = manage_process({**fresh, "MEMORYWEB_EMBEDDER": "tests.ops.embedders.BrokenEmbedder"},
+                            "restore", str(tmp_path / "b.tar.gz"), check=False)
     assert broken.returncode != 0 and "the embedder is broken" in broken.stderr
-    ready = _manage(fresh, "shell", "-c", "from django.test import Client; "
-                    "print(Client().get('/readiness').status_code)").stdout
+    ready = manage_process(fresh, "shell", "-c", "from django.test import Client; "
+                           "print(Client().get('/readiness').status_code)").stdout
     assert ready.strip().splitlines()[-1] == "503"  # not serving a half-restored directory
-    out = _manage(fresh, "restore", str(tmp_path / "b.tar.gz")).stdout
+    out = manage_process(fresh, "restore", str(tmp_path / "b.tar.gz")).stdout
     assert "restored 1 namespaces, 5 memories (5 re-embedded)" in out and "resumed" in out
-    stats = json.loads(_manage(fresh, "stats", "--json").stdout)
+    stats = json.loads(manage_process(fresh, "stats", "--json").stdout)
     assert stats["namespaces"][0]["health"] == "ok"
 
 
-def test_restore_next_to_a_live_deployment_leaves_its_vectors_alone(embedded_env, tmp_path):  # noqa: F811
+def test_restore_next_to_a_live_deployment_leaves_its_vectors_alone(embedded_env, tmp_path):
     """Both on one Chroma server: the restored namespaces get collections of their own."""
     from tests.servers import ChromaServer
 
     with ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log") as chroma:
         source = {**embedded_env, "CHROMA_URL": chroma.url}
-        key = _setup(source)
+        key = set_up_demo(source)
         with DaphneServer(tmp_path / "daphne.log", source) as server:
             httpx.post(f"{server.url}/api/v1/memories", timeout=60,
                        headers={"Authorization": f"Bearer {key}"},
                        json={"namespace": "demo", "content": "The copper kettle whistles."})
-        _manage(source, "backup", "-o", str(tmp_path / "b.tar.gz"))
+        manage_process(source, "backup", "-o", str(tmp_path / "b.tar.gz"))
         copy = {**source, "MEMORYWEB_DATA_DIR": str(tmp_path / "copy")}
-        _manage(copy, "restore", str(tmp_path / "b.tar.gz"))
+        manage_process(copy, "restore", str(tmp_path / "b.tar.gz"))
         for env in (source, copy):
-            (row,) = json.loads(_manage(env, "stats", "--json").stdout)["namespaces"]
+            (row,) = json.loads(manage_process(env, "stats", "--json").stdout)["namespaces"]
             assert row["vector_entries"] == row["memories"] == 1, row

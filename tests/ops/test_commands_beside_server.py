@@ -20,7 +20,6 @@ import asyncio
 import json
 import socket
 import stat
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -30,33 +29,9 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from websockets.sync.client import connect
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.commands import FACTS, run_command, set_up_keys
+from tests.helpers.embedded import manage
 from tests.servers import ROOT, DaphneServer
-
-FACTS = ["The staging deploy needs the VPN.", "Backups run at 02:00 UTC every night.",
-         "The on-call rota changes on Mondays.", "Grafana lives at grafana.internal.",
-         "The API rate limit is 480 requests per minute."]
-
-
-def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """A management command in its own process; fails the test with its output if it fails."""
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, f"{args[0]} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-def _setup(env: dict[str, str]) -> dict[str, str]:
-    _manage(env, "migrate", "-v0")
-    for slug in ("demo", "copy"):
-        _manage(env, "create_namespace", slug)
-    keys = {"agent": ("demo", "agent"), "admin": ("demo", "admin"), "copy": ("copy", "admin"),
-            "reader": ("demo", "reader")}
-    found = {name: _manage(env, "create_api_key", "--namespace", ns, "--role", role,
-                           "--agent-id", f"{name}-bot").splitlines()[-1]
-             for name, (ns, role) in keys.items()}
-    found["system"] = _manage(env, "create_api_key", "--system-admin").splitlines()[-1]
-    return found
 
 
 class Poller:
@@ -115,9 +90,9 @@ REVOKE = ("from django.utils import timezone; from apps.tenancy.models import Ap
           "ApiKey.objects.filter(agent_id='agent-bot').update(revoked_at=timezone.now())")
 
 
-def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa: F811
+def test_commands_work_through_a_running_server(embedded_env, tmp_path):
     env = {**embedded_env, "MEMORYWEB_ERASURE_FOUR_EYES": "false"}
-    keys = _setup(env)
+    keys = set_up_keys(env)
     with DaphneServer(tmp_path / "daphne.log", env) as server:
         agent = {"Authorization": f"Bearer {keys['agent']}"}
         for fact in FACTS:
@@ -134,26 +109,26 @@ def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa
         certificate.write_text(erased.text)
 
         with Poller(server.url, keys["reader"]) as poller:
-            stats = json.loads(_run(env, "stats", "--json").stdout)
+            stats = json.loads(run_command(env, "stats", "--json").stdout)
             demo = next(row for row in stats["namespaces"] if row["slug"] == "demo")
             assert demo["memories"] == demo["vector_entries"] == len(FACTS), demo
             assert demo["health"] == "ok"
 
-            verified = _run(env, "verify_certificate", str(certificate))
+            verified = run_command(env, "verify_certificate", str(certificate))
             assert "certificate verified: 1 memories erased" in verified.stdout
 
-            assert f"demo: {len(FACTS)} memories indexed" in _run(env, "reindex").stdout
-            assert "failed=0" in _run(env, "drain_outbox").stdout
+            assert f"demo: {len(FACTS)} memories indexed" in run_command(env, "reindex").stdout
+            assert "failed=0" in run_command(env, "drain_outbox").stdout
 
             export = tmp_path / "demo.jsonl"
-            _run(env, "export", "--namespace", "demo", "--output", str(export))
+            run_command(env, "export", "--namespace", "demo", "--output", str(export))
             with connect(server.url.replace("http", "ws") + "/ws/v1/live", open_timeout=60,
                          additional_headers={"Authorization": f"Bearer {keys['copy']}"}) as feed:
                 assert json.loads(feed.recv(timeout=60))["type"] == "ready"
                 feed.send(json.dumps({"type": "events", "id": "e1"}))
                 assert json.loads(feed.recv(timeout=60))["type"] == "watching"
-                imported = _run(env, "import_memories", "--namespace", "copy", "--format",
-                                "jsonl", str(export))
+                imported = run_command(env, "import_memories", "--namespace", "copy", "--format",
+                                       "jsonl", str(export))
                 # The command's events reach the server's WebSocket feeds too.
                 event = json.loads(feed.recv(timeout=60))
             assert f"copy: {len(FACTS)} imported" in imported.stdout
@@ -167,7 +142,7 @@ def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa
             assert recalled.status_code == 200, recalled.text
             assert recalled.json()["results"][0]["content"] == FACTS[1]
 
-            _run(env, "backup", "--output", str(tmp_path / "backup.tar.gz"))
+            run_command(env, "backup", "--output", str(tmp_path / "backup.tar.gz"))
 
             async def agent_steps(session):
                 stored = _tool(await session.call_tool("store", {
@@ -176,7 +151,7 @@ def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa
                     "query": "when does the release train leave?", "k": 1, "mode": "vector"}))
                 assert found["results"][0]["id"] == stored["id"]
                 # The server checks the key at every call: revoked meanwhile, refused at once.
-                _manage(env, "shell", "-c", REVOKE)
+                manage(env, "shell", "-c", REVOKE)
                 after = await session.call_tool("list_recent", {"limit": 1})
                 assert after.is_error and "authentication_failed" in after.content[0].text, \
                     after.content
@@ -188,12 +163,12 @@ def test_commands_work_through_a_running_server(embedded_env, tmp_path):  # noqa
                                headers={"Authorization": f"Bearer {keys['admin']}"})
             assert listed.status_code == 200, listed.text
         poller.assert_all_ok()
-        final = json.loads(_run(env, "stats", "--json").stdout)
+        final = json.loads(run_command(env, "stats", "--json").stdout)
         assert all(row["health"] == "ok" for row in final["namespaces"]), final["namespaces"]
 
 
-def test_a_command_started_first_hands_the_store_to_the_server(embedded_env, tmp_path):  # noqa: F811
-    keys = _setup(embedded_env)
+def test_a_command_started_first_hands_the_store_to_the_server(embedded_env, tmp_path):
+    keys = set_up_keys(embedded_env)
     log = tmp_path / "daphne.log"
     server = DaphneServer(log, embedded_env)
 
@@ -223,7 +198,7 @@ def test_a_command_started_first_hands_the_store_to_the_server(embedded_env, tmp
         recalled = httpx.post(f"{server.url}/api/v1/recall", headers=headers, json={
             "query": "when do backups run?", "k": 1, "mode": "vector"})
         assert recalled.status_code == 200 and recalled.json()["results"][0]["id"] == first_id
-        assert "demo: 2 memories indexed" in _run(embedded_env, "reindex").stdout
+        assert "demo: 2 memories indexed" in run_command(embedded_env, "reindex").stdout
     finally:
         server.stop()
 
@@ -269,12 +244,12 @@ print(json.dumps(out))
 """
 
 
-def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):  # noqa: F811
-    keys = _setup(embedded_env)
+def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):
+    keys = set_up_keys(embedded_env)
     path = Path(embedded_env["MEMORYWEB_DATA_DIR"], "control.sock")
     with DaphneServer(tmp_path / "daphne.log", embedded_env):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only this user may connect
-        done = json.loads(_run(embedded_env, "shell", "-c", VECTOR_OPS).stdout.splitlines()[-1])
+        done = json.loads(run_command(embedded_env, "shell", "-c", VECTOR_OPS).stdout.splitlines()[-1])
         assert done == {"store": "GuestVectorStore", "count": 3, "query": ["b"], "nearest": ["c"],
                         "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [], "left": ["a", "c"],
                         "kept": {"c": [0.0, 0.0, 1.0]}, "blue": ["c"], "blue_after": []}

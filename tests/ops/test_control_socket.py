@@ -1,4 +1,4 @@
-"""The admin socket's own robustness (apps/ops/control.py, apps/ops/control_client.py).
+"""The admin socket's own robustness (apps/server/control.py, apps/ops/control_client.py).
 
 * A live event in the server never goes through its own admin socket: a fresh real Daphne
   whose first traffic is a WebSocket ``ingest`` and an ``/mcp`` store (no plain HTTP
@@ -31,11 +31,13 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from apps.memories.remote_store import RemoteVectorStore
 from apps.memories.vectorstore import EmbeddedStoreBusy
-from apps.ops import control, control_client
-from apps.ops.control_client import ControlClient, ControlError, RemoteVectorStore
-from tests.ops.test_commands_beside_server import FACTS, _run, _setup
-from tests.ops.test_daphne_server import embedded_env  # noqa: F401  (fixture)
+from apps.ops import control_client
+from apps.ops.control_client import ControlClient, ControlError
+from apps.server import control
+from tests.helpers.commands import FACTS, run_command, set_up_keys
+from tests.helpers.embedded import migrate
 from tests.servers import ROOT, DaphneServer
 
 # --- 1. live events in a fresh server ------------------------------------------------
@@ -85,8 +87,8 @@ def _mcp_store(server: DaphneServer, key: str, text: str) -> str:
 
 
 def test_first_traffic_over_websocket_and_mcp_never_loops_through_the_socket(
-        embedded_env, tmp_path):  # noqa: F811
-    keys = _setup(embedded_env)
+        embedded_env, tmp_path):
+    keys = set_up_keys(embedded_env)
     with UntouchedDaphne(tmp_path / "daphne.log", embedded_env) as server, \
             _ws(server, keys["admin"]) as feed, _ws(server, keys["agent"]) as writer:
         feed.send(json.dumps({"type": "events", "id": "e1"}))
@@ -101,7 +103,7 @@ def test_first_traffic_over_websocket_and_mcp_never_loops_through_the_socket(
         assert (event["event"], [m["id"] for m in event["memories"]]) == ("created", [stored])
 
         # The admin socket still has its connection slots: a command works through it.
-        stats = json.loads(_run(embedded_env, "stats", "--json").stdout)
+        stats = json.loads(run_command(embedded_env, "stats", "--json").stdout)
         demo = next(row for row in stats["namespaces"] if row["slug"] == "demo")
         assert (demo["memories"], demo["vector_entries"], demo["health"]) == (2, 2, "ok"), demo
 
@@ -248,16 +250,16 @@ def test_a_client_retries_when_every_connection_slot_is_taken(served, monkeypatc
 
 NO_SOCKET = """
 from apps.memories import vectorstore
-from apps.ops import control
+from apps.server import control
 control.start()  # as the server does at start-up: nothing to serve
 store = vectorstore.get_vector_store()
 print(type(store).__name__, vectorstore._lock_file is not None)
 """
 
 
-def test_no_socket_configured_means_the_plain_vector_store(embedded_env):  # noqa: F811
+def test_no_socket_configured_means_the_plain_vector_store(embedded_env):
     env = {**embedded_env, "MEMORYWEB_CONTROL_SOCKET": ""}
-    _run(env, "migrate", "-v0")
+    migrate(env)
     done = subprocess.run([sys.executable, "manage.py", "shell", "-c", NO_SOCKET], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

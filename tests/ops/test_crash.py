@@ -11,15 +11,14 @@ from collections import Counter
 
 import httpx
 
-from tests.ops.test_backup import _all_ids, _manage, _setup
-from tests.ops.test_daphne_server import embedded_env  # noqa: F401  (fixture)
+from tests.helpers.backup import all_ids, manage_process, set_up_demo
 from tests.servers import DaphneServer
 
 BATCH = 25
 
 
-def test_kill_9_during_batch_ingest(embedded_env, tmp_path):  # noqa: F811
-    key = _setup(embedded_env)
+def test_kill_9_during_batch_ingest(embedded_env, tmp_path):
+    key = set_up_demo(embedded_env)
     acked: list[int] = []
     sent = Counter()
     stop = threading.Event()
@@ -56,7 +55,7 @@ def test_kill_9_during_batch_ingest(embedded_env, tmp_path):  # noqa: F811
     assert len(sent) > len(acked)  # at least one batch was in flight when it died
 
     with DaphneServer(tmp_path / "restarted.log", embedded_env) as again:
-        ids = _all_ids(again.url, key)
+        ids = all_ids(again.url, key)
         client = httpx.Client(base_url=again.url, timeout=30, headers={"Authorization": f"Bearer {key}"})
         per_batch: Counter = Counter()
         offset = 0
@@ -78,6 +77,6 @@ def test_kill_9_during_batch_ingest(embedded_env, tmp_path):  # noqa: F811
                 break
             time.sleep(0.5)
         assert ready["outbox_backlog"] == 0, ready
-    stats = json.loads(_manage(embedded_env, "stats", "--json").stdout)  # server stopped
+    stats = json.loads(manage_process(embedded_env, "stats", "--json").stdout)  # server stopped
     (row,) = stats["namespaces"]
     assert row["health"] == "ok" and row["vector_entries"] == row["memories"] == len(ids), row

@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from apps.ops import crypto
-from apps.ops.crypto import CHUNK, DecryptingReader, DecryptionError, EncryptingWriter
+from apps.server import crypto
+from apps.server.crypto import CHUNK, DecryptingReader, DecryptionError, EncryptingWriter
 
 
 def _seal(data: bytes, passphrase: str = "correct horse") -> bytes:

@@ -7,38 +7,22 @@ find the memory again (the write was durable).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
+from tests.helpers.embedded import manage
 from tests.servers import ROOT, DaphneServer
 
 
-@pytest.fixture
-def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}  # the embedded default
-    env.update({"MEMORYWEB_DATA_DIR": str(tmp_path / "data"), "MEMORYWEB_ENV": "local",
-                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
-    return env
-
-
-def _manage(env, *args) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120, check=True)
-    return result.stdout.strip()
-
-
 def test_store_and_recall_over_real_daphne(embedded_env, tmp_path):
-    _manage(embedded_env, "migrate", "-v0")
-    _manage(embedded_env, "create_namespace", "demo")
-    key = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "agent",
-                  "--agent-id", "bot-1")
+    manage(embedded_env, "migrate", "-v0")  # the real command here; other tests: migrate(env)
+    manage(embedded_env, "create_namespace", "demo")
+    key = manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "agent",
+                 "--agent-id", "bot-1")
     headers = {"Authorization": f"Bearer {key}"}
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         stored = httpx.post(f"{server.url}/api/v1/memories", headers=headers,
@@ -77,7 +61,7 @@ def test_store_and_recall_over_real_daphne(embedded_env, tmp_path):
                             json={"query": "rate limit", "k": 1})
         assert recall.json()["results"][0]["id"] == memory_id
     # With the server stopped, the command may run.
-    assert "demo: 1 memories indexed" in _manage(embedded_env, "reindex")
+    assert "demo: 1 memories indexed" in manage(embedded_env, "reindex")
     data_dir = Path(embedded_env["MEMORYWEB_DATA_DIR"])
     assert (data_dir / "memoryweb.sqlite3").exists() and (data_dir / "chroma").is_dir()
     with sqlite3.connect(data_dir / "memoryweb.sqlite3") as db:

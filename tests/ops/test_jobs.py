@@ -21,7 +21,7 @@ from apps.ops import jobs
 from apps.ops.models import JobState
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.retention import RETENTION
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage, migrate
 from tests.servers import ROOT, DaphneServer
 
 
@@ -205,17 +205,17 @@ def test_drain_job_replays_the_outbox(agent, alpha):
     assert jobs.run_job("drain_outbox") == {"backlog_before": 1, "backlog_after": 0}
 
 
-def test_the_server_runs_jobs_in_process(embedded_env, tmp_path):  # noqa: F811
+def test_the_server_runs_jobs_in_process(embedded_env, tmp_path):
     """Embedded mode: a task queued by another process (here ``manage.py shell``, as the
     scheduler would) is run by the consumer inside Daphne. The daily job is used so that
     its own schedule (03:17) cannot add a run while the test watches."""
-    _manage(embedded_env, "migrate", "-v0")
+    migrate(embedded_env)
     with DaphneServer(tmp_path / "daphne.log", embedded_env):
-        _manage(embedded_env, "shell", "-c",
-                "from apps.ops.tasks import audit_verify_full; audit_verify_full()")
+        manage(embedded_env, "shell", "-c",
+               "from apps.ops.tasks import audit_verify_full; audit_verify_full()")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            line = _status_line(_manage(embedded_env, "jobs", "status"), "audit_verify_full")
+            line = _status_line(manage(embedded_env, "jobs", "status"), "audit_verify_full")
             if " ok " in line:
                 break
             time.sleep(0.5)
@@ -232,10 +232,11 @@ def test_a_run_just_taken_over_is_not_taken_over_again_by_a_leftover_heartbeat(d
     assert jobs.run_job("drain_outbox") is None
 
 
+@pytest.mark.processes  # a fresh Python per value: the settings are read at start-up
 def test_settings_refuse_a_heartbeat_or_idempotency_window_of_zero():
     env = {**os.environ, "MEMORYWEB_ENV": "test", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"}
     for name in ("MEMORYWEB_JOB_HEARTBEAT_SECONDS", "MEMORYWEB_IDEMPOTENCY_DAYS"):
-        done = subprocess.run([sys.executable, "-c", "import memoryweb.settings"], cwd=ROOT,
+        done = subprocess.run([sys.executable, "manage.py", "check", "--tag", "memoryweb"], cwd=ROOT,
                               env={**env, name: "0"}, capture_output=True, text=True,
                               timeout=120)
         assert done.returncode != 0 and f"{name} must be above 0" in done.stderr

@@ -7,8 +7,6 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.memories.test_outbox import chroma_server  # noqa: F401  (fixture)
-
 TOKEN = "s3cret-metrics-token"
 #: Label names the exposition may carry: all bounded.
 ALLOWED_LABELS = {"operation", "outcome", "mode", "op", "job", "le", "method", "view", "status",
@@ -113,7 +111,7 @@ def test_no_label_names_a_tenant_key_agent_or_memory(scrape, agent, outsider, al
                 assert not any(secret in value for secret in secrets), (name, sample.labels)
 
 
-def test_index_errors_and_backlog_are_counted(scrape, agent, chroma_server):  # noqa: F811
+def test_index_errors_and_backlog_are_counted(scrape, agent, chroma_server):
     before = _value(scrape().get("memoryweb_index_errors", []), "memoryweb_index_errors_total",
                     op="upsert")
     chroma_server.stop()

@@ -19,6 +19,8 @@ from websockets.sync.client import connect
 
 from tests.servers import ROOT, ChromaServer, DaphneServer, TcpProxy
 
+#: Daphne servers, a huey worker, a Chroma server and manage.py on PostgreSQL.
+pytestmark = pytest.mark.processes
 POSTGRES = os.environ.get("MEMORYWEB_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEMORYWEB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -65,7 +67,7 @@ COUNT_AND_RECALL = """
 from apps.memories import services
 from apps.memories.models import Memory
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
+from apps.core.roles import Role
 root = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
 hits = services.recall(root, {"query": "where is the spare badge?", "k": 1, "mode": "vector"},
                        namespace="demo").hits
@@ -75,7 +77,7 @@ print(Memory.objects.count(), hits[0].memory.content)
 STORE = """
 from apps.memories import services
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
+from apps.core.roles import Role
 root = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
 services.ingest_many(root, [{"content": "The spare badge is in the blue drawer."},
                             {"content": "Lunch is at noon."}], namespace="demo")

@@ -8,13 +8,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.memories import lexical
 from apps.memories.models import IdempotencyRecord, Memory, MemoryVersion, content_hash
 from apps.memories.vectorstore import get_vector_store
 from apps.privacy.models import ErasureRequest
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
-from tests.memories.test_outbox import chroma_server  # noqa: F401  (fixture)
 
 #: Commits for real: the audit anchor advances after each, as certificates check it.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -189,7 +188,7 @@ def test_bad_erasure_requests_are_400(team_admin, body, field):
 
 
 def test_vector_index_down_leaves_the_request_executing_until_retried(
-        team_admin, system_admin, chroma_server, alpha):  # noqa: F811
+        team_admin, system_admin, chroma_server, alpha):
     make = make_caller(Role.AGENT, alpha, "agent-2")
     ids = [make.post("/api/v1/memories", {"content": f"outage note {i}"}).json()["id"]
            for i in range(2)]

@@ -14,11 +14,11 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from tests.conftest import Caller, make_caller
 from tests.servers import ROOT
 
@@ -217,6 +217,7 @@ def test_the_dashboard_hides_approve_from_the_requester(four_eyes, client, alpha
     assert ErasureRequest.objects.get(pk=requested.pk).state == "requested"
 
 
+@pytest.mark.processes  # a fresh Python per environment: settings are read at start-up
 @pytest.mark.parametrize(("env", "expected"), [
     ({"MEMORYWEB_ENV": "production"}, "True"),
     ({"MEMORYWEB_ENV": "local"}, "False"),

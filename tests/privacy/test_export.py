@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.tenancy.models import SharingGrant
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
 

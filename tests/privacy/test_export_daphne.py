@@ -11,15 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import manage_commands, migrate
 from tests.servers import ROOT, DaphneServer
 
 
-def test_export_streams_over_daphne_and_the_chain_verifies(embedded_env, tmp_path):  # noqa: F811
-    _manage(embedded_env, "migrate", "-v0")
-    _manage(embedded_env, "create_namespace", "demo")
-    key = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role", "admin",
-                  "--agent-id", "ops")
+def test_export_streams_over_daphne_and_the_chain_verifies(embedded_env, tmp_path):
+    migrate(embedded_env)
+    _, key = manage_commands(embedded_env, ["create_namespace", "demo"], [
+        "create_api_key", "--namespace", "demo", "--role", "admin", "--agent-id", "ops"])
     headers = {"Authorization": f"Bearer {key}"}
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         for start in (0, 600):  # more than one export chunk (500 memories)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from apps.core.openapi import NOT_BLANK
+from apps.core.roles import Role
 from apps.tenancy import grants
 from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

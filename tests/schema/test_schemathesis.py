@@ -26,6 +26,7 @@ import pytest
 
 from tests.servers import ROOT, DaphneServer
 
+pytestmark = pytest.mark.processes  # Daphne, manage.py and the schemathesis CLI
 SEED = os.environ.get("MEMORYWEB_SCHEMATHESIS_SEED", "16017")
 SECONDS = os.environ.get("MEMORYWEB_SCHEMATHESIS_SECONDS", "75")
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

@@ -9,8 +9,8 @@ from django.contrib.auth import get_user_model
 from django.views.debug import SafeExceptionReporterFilter
 from rest_framework.test import APIClient
 
+from apps.core.roles import Role
 from apps.tenancy.models import ApiKey, SharingGrant
-from apps.tenancy.roles import Role
 from apps.tenancy.services import authenticate_key, create_api_key
 
 GRANT_FORM = {"tags": "[]", "kinds": "[]", "created_after_0": "", "created_after_1": "",

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
+from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.tenancy.models import SharingGrant
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
 GRANTS = "/api/v1/namespaces/alpha/grants"
@@ -314,7 +314,7 @@ def test_deleting_either_namespace_removes_its_grants(team_admin, system_admin, 
 def test_sessions_of_different_namespaces_are_not_mates(team_admin, outsider, stored):
     """Session context pairs memories of one conversation; the same session_id in two
     namespaces is two conversations."""
-    from apps.memories.services import _sessions_of
+    from apps.memories.recall.context import _sessions_of
 
     mine = outsider.post("/api/v1/memories", {"content": "a", "session_id": "s1"}).json()
     theirs = stored("b", session_id="s1")

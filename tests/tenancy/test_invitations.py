@@ -14,9 +14,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
+from apps.core.roles import Role
 from apps.tenancy.members import members, memberships, set_role
 from apps.tenancy.models import Invitation
-from apps.tenancy.roles import Role
 from tests.conftest import make_caller
 
 INVITE = "/api/v1/namespaces/beta/invitations"

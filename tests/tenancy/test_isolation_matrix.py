@@ -21,6 +21,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.core.roles import Role
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
@@ -28,7 +29,6 @@ from apps.tenancy import invitations
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_namespace
 from tests.conftest import Caller, make_caller
 from tests.routes import API_PREFIXES, fill

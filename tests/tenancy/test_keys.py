@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.core.roles import Role
 from apps.tenancy.models import ApiKey, Namespace
-from apps.tenancy.roles import Role
 from apps.tenancy.services import authenticate_key, create_api_key
 
 

@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.core.errors import Conflict
+from apps.core.roles import Role
 from apps.tenancy.members import members, set_role
-from apps.tenancy.roles import Role
 
 MEMBER = "/api/v1/namespaces/alpha/members"
 

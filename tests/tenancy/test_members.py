@@ -8,10 +8,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
+from apps.core.roles import ROLE_PERMISSIONS, Role, role_from_permissions
 from apps.memories.models import Memory
 from apps.tenancy.members import members, memberships, set_role
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import ROLE_PERMISSIONS, Role, role_from_permissions
 
 
 def _person(username: str, namespace=None, role: Role | None = None) -> APIClient:

@@ -15,10 +15,10 @@ from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from apps.core.roles import Action, Role
 from apps.tenancy.members import set_role
 from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Action, Role
 
 
 @pytest.fixture

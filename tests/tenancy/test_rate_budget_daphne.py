@@ -22,8 +22,7 @@ from mcp.shared.exceptions import MCPError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.live.test_live_daphne import REDIS_URL, redis_prefix  # noqa: F401  (fixture)
-from tests.ops.test_daphne_server import _manage, embedded_env  # noqa: F401  (fixture)
+from tests.helpers.embedded import REDIS_URL, manage, manage_commands, migrate
 from tests.servers import ChromaServer, DaphneServer
 
 #: How long a client waits for an answer that must come (a hang fails the test).
@@ -33,10 +32,11 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 
 
 def _keys(env, *names: str) -> dict[str, str]:
-    _manage(env, "migrate", "-v0")
-    _manage(env, "create_namespace", "demo")
-    return {name: _manage(env, "create_api_key", "--namespace", "demo", "--role", "agent",
-                          "--agent-id", name).splitlines()[-1] for name in names}
+    migrate(env)
+    _, *keys = manage_commands(env, ["create_namespace", "demo"], *(
+        ["create_api_key", "--namespace", "demo", "--role", "agent", "--agent-id", name]
+        for name in names))
+    return {name: key.splitlines()[-1] for name, key in zip(names, keys, strict=True)}
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -102,7 +102,7 @@ def _count(server, key: str) -> int:
     return listed.json()["count"]
 
 
-def test_one_budget_across_rest_mcp_and_the_websocket(embedded_env, tmp_path):  # noqa: F811
+def test_one_budget_across_rest_mcp_and_the_websocket(embedded_env, tmp_path):
     keys = _keys(embedded_env, "rest-first", "mcp-first", "bystander")
     env = {**embedded_env, "MEMORYWEB_RATE_LIMIT": "10/min"}
     with DaphneServer(tmp_path / "daphne.log", env) as server:
@@ -146,10 +146,10 @@ def test_one_budget_across_rest_mcp_and_the_websocket(embedded_env, tmp_path):  
                 "rate_limited"
 
 
-def test_caps_answers_and_close_codes_over_the_wire(embedded_env, tmp_path):  # noqa: F811
+def test_caps_answers_and_close_codes_over_the_wire(embedded_env, tmp_path):
     keys = _keys(embedded_env, "capped", "expiring", "rotated", "plain")
-    keys["admin"] = _manage(embedded_env, "create_api_key", "--namespace", "demo", "--role",
-                            "admin", "--agent-id", "admin").splitlines()[-1]
+    keys["admin"] = manage(embedded_env, "create_api_key", "--namespace", "demo", "--role",
+                           "admin", "--agent-id", "admin").splitlines()[-1]
     env = {**embedded_env, "MEMORYWEB_WS_MAX_CONNECTIONS_PER_KEY": "2"}
     with DaphneServer(tmp_path / "daphne.log", env) as server:
         # WebSocket connections per key: the third is refused, saying why; a closed one
@@ -214,8 +214,8 @@ def test_caps_answers_and_close_codes_over_the_wire(embedded_env, tmp_path):  # 
     assert "no running event loop" not in log and "RecursionError" not in log
 
 
-def test_budget_and_cap_hold_across_processes_over_redis(embedded_env, tmp_path,  # noqa: F811
-                                                         redis_prefix):  # noqa: F811
+def test_budget_and_cap_hold_across_processes_over_redis(embedded_env, tmp_path,
+                                                         redis_prefix):
     with ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log") as chroma:
         env = {**embedded_env, "CHROMA_URL": chroma.url, "REDIS_URL": REDIS_URL,
                "MEMORYWEB_CHANNEL_PREFIX": redis_prefix, "MEMORYWEB_RATE_LIMIT": "6/min",

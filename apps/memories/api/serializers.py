@@ -1,108 +1,70 @@
-"""Output shapes of the memory API (inputs live in apps.memories.schemas)."""
+"""Output shapes of the memory API for the REST views and the OpenAPI schema (inputs
+live in apps.memories.schemas).
 
-from datetime import datetime
+The rows themselves come from :mod:`apps.memories.representation`, which every door
+formats memories with; these serializers declare the fields for the schema and render
+through it, and a test checks both agree (tests/memories/test_serialization.py).
+"""
+
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
 from apps.core.openapi import ErrorDetailSerializer
+from apps.memories import representation
 from apps.memories.models import Memory, MemoryVersion
+from apps.memories.recall import RecallHit
+from apps.memories.results import Readable, StoredMemory
 from apps.memories.schemas import MemoryInput
 
 
-def _iso(value: datetime | None) -> str | None:
-    """DRF's DateTimeField rendering: ISO 8601, UTC written as Z."""
-    if value is None:
-        return None
-    text = value.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
-
-
 class MemorySerializer(serializers.ModelSerializer):
-    """A memory as the API returns it.
-
-    ``to_representation`` is written out by hand: DRF's generic path costs ~0.2 ms per
-    row (field lookups and conversions), which dominated a recall's response time. The
-    declared fields still drive the OpenAPI schema, and a test checks both renderings
-    agree field for field.
-    """
+    """A memory as the API returns it: ``representation.memory_row`` (a ``SharedMemory``
+    without the grantor's statistics). The declared fields drive the OpenAPI schema; a
+    test checks DRF's generic rendering of them agrees field for field."""
 
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
-    def to_representation(self, m: Memory) -> dict[str, Any]:
-        row = self._row(m)
-        if m.shared_with_caller:  # the grantor's own statistics and links stay its own
-            row.update(access_count=None, last_recalled_at=None, near_duplicate_of=None)
-        return row
-
-    @staticmethod
-    def _row(m: Memory) -> dict[str, Any]:
-        return {
-            "id": str(m.pk), "namespace": m.namespace.slug, "content": m.content, "kind": m.kind,
-            "tags": m.tags, "metadata": m.metadata, "agent_id": m.agent_id,
-            "session_id": m.session_id, "importance": m.importance, "confidence": m.confidence,
-            "created_at": _iso(m.created_at), "updated_at": _iso(m.updated_at),
-            "last_recalled_at": _iso(m.last_recalled_at), "access_count": m.access_count,
-            "expires_at": _iso(m.expires_at), "valid_from": _iso(m.valid_from),
-            "valid_until": _iso(m.valid_until), "occurred_at": _iso(m.occurred_at),
-            "near_duplicate_of": str(m.near_duplicate_of_id) if m.near_duplicate_of_id else None,
-            "content_hash": m.content_hash, "version": m.version,
-        }
+    def to_representation(self, item: Readable) -> dict[str, Any]:
+        return representation.memory_row(item)
 
     class Meta:
         model = Memory
-        fields = [
-            "id", "namespace", "content", "kind", "tags", "metadata", "agent_id", "session_id",
-            "importance", "confidence", "created_at", "updated_at", "last_recalled_at",
-            "access_count", "expires_at", "valid_from", "valid_until", "occurred_at",
-            "near_duplicate_of", "content_hash", "version",
-        ]
+        fields = list(representation.MEMORY_FIELDS)
         read_only_fields = fields
 
 
 class StoredMemorySerializer(MemorySerializer):
-    """Schema only: what a store returns, MemorySerializer's row plus how dedup went."""
+    """What a store returns (a ``StoredMemory``): MemorySerializer's row plus how dedup
+    went (``representation.stored_row``)."""
 
     duplicate = serializers.BooleanField(help_text="Nothing new was stored: identical content "
                                          "(or, under the skip policy, a near-duplicate) exists.")
     near_duplicate_similarity = serializers.FloatField(
         required=False, help_text="Cosine similarity to the near-duplicate found, when one was.")
 
+    def to_representation(self, item: StoredMemory) -> dict[str, Any]:
+        return representation.stored_row(item)
+
     class Meta(MemorySerializer.Meta):
         fields = [*MemorySerializer.Meta.fields, "duplicate", "near_duplicate_similarity"]
         read_only_fields = fields
 
 
-def stored(memory: Memory) -> dict[str, Any]:
-    """A stored (or deduplicated) memory as ingest answers it."""
-    row = {**MemorySerializer(memory).data, "duplicate": memory.duplicate}
-    if memory.near_duplicate_similarity is not None:
-        row["near_duplicate_similarity"] = round(memory.near_duplicate_similarity, 6)
-    return row
-
-
-def hit_rows(hits, explain: bool = False) -> list[dict[str, Any]]:
-    """Recall hits as every door returns them: the memory, ``score``, ``shared``, and
-    with ``explain`` each channel's part. One serializer for the whole list: DRF builds
-    a ModelSerializer's fields per instance, which cost more than the recall itself."""
-    rows = MemorySerializer([hit.memory for hit in hits], many=True).data
-    for row, hit in zip(rows, hits, strict=True):
-        row["score"] = round(hit.score, 6)
-        row["shared"] = hit.shared
-        if explain:
-            row["explain"] = hit.parts  # channel -> {raw, rank, contribution}
-    return rows
-
-
 class RecallResultSerializer(MemorySerializer):
-    """Schema only: the recall view adds ``score`` to MemorySerializer's rows."""
+    """A recall hit (a ``RecallHit``): MemorySerializer's row plus ``score``, ``shared``
+    and, with explain, each channel's part (``representation.hit_row``; the views call
+    ``hit_rows`` with the request's explain)."""
 
     score = serializers.FloatField(help_text="Vector mode: cosine similarity; hybrid: fused 0..1.")
     shared = serializers.BooleanField(help_text="From another namespace through a sharing grant "
                                       "(include_shared); ``namespace`` names it. Read-only.")
     explain = serializers.DictField(required=False, help_text="With explain: per channel "
                                     "{raw, rank, contribution}; contributions add up to score.")
+
+    def to_representation(self, item: RecallHit) -> dict[str, Any]:
+        return representation.hit_row(item)
 
     class Meta(MemorySerializer.Meta):
         fields = [*MemorySerializer.Meta.fields, "score", "shared", "explain"]

@@ -25,11 +25,10 @@ from apps.memories.api.serializers import (
     MemoryVersionSerializer,
     RecallResponseSerializer,
     StoredMemorySerializer,
-    hit_rows,
-    stored,
 )
 from apps.memories.filters import MemoryFilter
 from apps.memories.models import Memory
+from apps.memories.representation import hit_rows, memory_row, stored_row
 
 NAMESPACE_PARAM = OpenApiParameter(
     "namespace", OpenApiTypes.STR, description="Namespace slug (system-admin keys; a "
@@ -74,21 +73,21 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
         return services.list_memories(self.request.user, self.request.query_params.get("namespace"))
 
     def create(self, request):
-        memory = services.ingest(request.user, request.data, _query_namespace(request),
+        result = services.ingest(request.user, request.data, _query_namespace(request),
                                  idempotency_key=_idempotency_key(request))
-        body = stored(memory)
-        return Response(body, status=status.HTTP_200_OK if memory.duplicate else status.HTTP_201_CREATED)
+        body = stored_row(result)
+        return Response(body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
-        return Response(MemorySerializer(services.get(request.user, pk)).data)
+        return Response(memory_row(services.get(request.user, pk)))
 
     def update(self, request, pk=None):
         memory = services.update(request.user, pk, request.data, partial=False)
-        return Response(MemorySerializer(memory).data)
+        return Response(memory_row(memory))
 
     def partial_update(self, request, pk=None):
         memory = services.update(request.user, pk, request.data, partial=True)
-        return Response(MemorySerializer(memory).data)
+        return Response(memory_row(memory))
 
     def destroy(self, request, pk=None):
         services.delete(request.user, pk)
@@ -101,12 +100,12 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
     @action(detail=False, methods=["post"], filterset_class=None, pagination_class=None)
     def batch(self, request):
         body = schemas.validate(schemas.MemoryBatchInput, request.data)
-        memories = services.ingest_many(request.user, body["memories"],
-                                        namespace=body.get("namespace") or _query_namespace(request),
-                                        idempotency_key=_idempotency_key(request))
-        rows = [stored(memory) for memory in memories]
-        duplicates = sum(m.duplicate for m in memories)
-        return Response({"count": len(memories), "created": len(memories) - duplicates,
+        results = services.ingest_many(request.user, body["memories"],
+                                       namespace=body.get("namespace") or _query_namespace(request),
+                                       idempotency_key=_idempotency_key(request))
+        rows = [stored_row(result) for result in results]
+        duplicates = sum(result.duplicate for result in results)
+        return Response({"count": len(results), "created": len(results) - duplicates,
                          "duplicates": duplicates, "results": rows}, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Edit history of a memory", responses=MemoryVersionSerializer(many=True))
@@ -171,7 +170,7 @@ class IngestAndRecallView(KnownQueryParams, APIView):
                    responses={201: IngestAndRecallResponseSerializer})
     def post(self, request):
         result = services.ingest_and_recall(request.user, request.data, _query_namespace(request))
-        body = {"memory": stored(result.memory),
+        body = {"memory": stored_row(result.stored),
                 "results": hit_rows(result.hits)}
         if result.recall_error:
             body["recall_error"] = result.recall_error.as_dict()["error"]

@@ -13,95 +13,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from tests.helpers.browser import PASSWORD, SETUP, TIMEOUT_MS, VIEWPORT, Site, watch
+from tests.helpers.embedded import embedded_environment, manage, migrate
 from tests.servers import ROOT, DaphneServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-VIEWPORT = {"width": 1280, "height": 800}
-PASSWORD = "a-long-test-password-1"
-#: Playwright's default for expect() and waits, in milliseconds (a 2-core CI box).
-TIMEOUT_MS = 10_000
 expect.set_options(timeout=TIMEOUT_MS)
-
-#: One management-shell run: namespaces, people, keys. Prints one JSON line of keys.
-SETUP = """
-import io, json
-from django.core.management import call_command
-from django.contrib.auth import get_user_model
-
-def run(*args):
-    out = io.StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue().strip().splitlines()[-1]
-
-for slug in ("alpha", "beta"):
-    run("create_namespace", slug)
-run("add_member", "alpha", "alice", "--role", "admin", "--password", PASSWORD)
-run("add_member", "beta", "bob", "--role", "admin", "--password", PASSWORD)
-run("add_member", "alpha", "rita", "--role", "reader", "--password", PASSWORD)
-get_user_model().objects.create_superuser("root", "root@example.org", PASSWORD)
-keys = {name: run("create_api_key", "--namespace", slug, "--role", role, "--agent-id", agent)
-        for name, slug, role, agent in [
-            ("alpha_agent", "alpha", "agent", "agent-1"),
-            ("alpha_leaver", "alpha", "agent", "leaver-7"),
-            ("alpha_admin", "alpha", "admin", "admin-1"),
-            ("beta_agent", "beta", "agent", "beta-agent")]}
-print("KEYS=" + json.dumps(keys))
-"""
-
-
-#: JavaScript shared by the layout checks: ``parse`` a CSS colour, its luminance ``lum``,
-#: the opaque background ``behind`` an element, and the WCAG contrast ``ratio`` of two colours.
-COLOUR_JS = """
-  const parse = (c) => { const m = c && c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
-    const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
-    return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1}; };
-  const lum = ({r, g, b}) => { const f = (v) => { v /= 255;
-      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b); };
-  const behind = (el) => { for (let e = el; e; e = e.parentElement) {
-      const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c; }
-    return parse(getComputedStyle(document.documentElement).backgroundColor)
-      || {r: 255, g: 255, b: 255, a: 1}; };
-  const ratio = (fg, bg) => { const a = lum(fg), b = lum(bg);
-    return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
-"""
-
-
-@dataclass
-class Site:
-    """The running server, its API keys and the memories stored at start."""
-
-    url: str
-    keys: dict[str, str]
-    memories: dict[str, dict] = field(default_factory=dict)
-    storage: dict[str, dict] = field(default_factory=dict)  # username -> logged-in state
-
-    def api(self, key: str, method: str, path: str, **kwargs) -> httpx.Response:
-        return httpx.request(method, f"{self.url}/api/v1/{path}", timeout=30,
-                             headers={"Authorization": f"Bearer {self.keys[key]}"}, **kwargs)
-
-    def store(self, key: str, content: str, **fields) -> dict:
-        response = self.api(key, "POST", "memories", json={"content": content, **fields})
-        assert response.status_code == 201, response.text
-        return response.json()
-
-
-def _manage(env: dict[str, str], *args: str) -> str:
-    result = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, f"manage.py {args[0]} failed:\n{result.stderr[-3000:]}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -109,11 +33,9 @@ def site(tmp_path_factory) -> Iterator[Site]:
     """Daphne on a fresh data dir with alpha (alice is its team admin, rita a reader),
     beta (bob's) and a superuser root; memories stored over REST by their agents."""
     base = tmp_path_factory.mktemp("browser-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
-    env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
-                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings"})
-    _manage(env, "migrate", "-v0")
-    out = _manage(env, "shell", "-c", SETUP.replace("PASSWORD", repr(PASSWORD)))
+    env = embedded_environment(base / "data")
+    migrate(env)
+    out = manage(env, "shell", "-c", SETUP.replace("PASSWORD", repr(PASSWORD)))
     keys = json.loads(next(line for line in out.splitlines() if line.startswith("KEYS="))[5:])
     with DaphneServer(base / "daphne.log", env) as server:
         found = Site(url=server.url, keys=keys)
@@ -173,14 +95,6 @@ def person(site, browser):
     for context in contexts:
         context.close()
     assert not problems, f"script errors or server errors in the browser: {problems}"
-
-
-def watch(page, problems: list[str]) -> None:
-    """Collect what a person would not see but should not happen: script errors, and
-    answers of 500 and above from the server (a 404 may be what a test expects)."""
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    page.on("response", lambda response: response.status >= 500
-            and problems.append(f"{response.status} {response.url}"))
 
 
 @pytest.fixture

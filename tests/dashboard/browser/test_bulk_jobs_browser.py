@@ -10,14 +10,14 @@ while the page is watched, then hand it to the server's worker.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import PASSWORD, SETUP, VIEWPORT, Site, _manage, watch
+from tests.helpers.browser import PASSWORD, SETUP, VIEWPORT, Site, watch
+from tests.helpers.embedded import embedded_environment, manage, migrate
 from tests.servers import DaphneServer
 
 #: Long enough for a job of 60 memories on a loaded 2-core box (huey's idle worker
@@ -30,12 +30,10 @@ def site(tmp_path_factory) -> Iterator[Site]:
     """The shared fixture's server and people, with small bulk-job settings, and
     ``site.env`` for ``manage.py`` beside it."""
     base = tmp_path_factory.mktemp("bulk-jobs-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
-    env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
-                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
-                "MEMORYWEB_DASHBOARD_BULK_INLINE_MAX": "5", "MEMORYWEB_DASHBOARD_BULK_BATCH": "10"})
-    _manage(env, "migrate", "-v0")
-    out = _manage(env, "shell", "-c", SETUP.replace("PASSWORD", repr(PASSWORD)))
+    env = embedded_environment(base / "data", MEMORYWEB_DASHBOARD_BULK_INLINE_MAX="5",
+                               MEMORYWEB_DASHBOARD_BULK_BATCH="10")
+    migrate(env)
+    out = manage(env, "shell", "-c", SETUP.replace("PASSWORD", repr(PASSWORD)))
     keys = json.loads(next(line for line in out.splitlines() if line.startswith("KEYS="))[5:])
     with DaphneServer(base / "daphne.log", env) as server:
         found = Site(url=server.url, keys=keys)
@@ -48,7 +46,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
 
 def _shell(site: Site, code: str) -> str:
     """Python run beside the server on its data directory (the last line printed)."""
-    return _manage(site.env, "shell", "-c", code).strip().splitlines()[-1]
+    return manage(site.env, "shell", "-c", code).strip().splitlines()[-1]
 
 
 def _exists(site: Site, memory_id: str) -> bool:

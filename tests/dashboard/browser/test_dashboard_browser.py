@@ -14,7 +14,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import PASSWORD, TIMEOUT_MS
+from tests.helpers.browser import PASSWORD, TIMEOUT_MS, click_submit
 
 MISSED = "\u2013"  # the en dash shown when a channel did not find the memory
 # Each explain cell: raw / rank / contribution.
@@ -23,16 +23,6 @@ PART = re.compile(r"^\d+\.\d{4} / \d+ / \d+\.\d{4}$")
 
 def memory_url(memory: dict) -> str:
     return f"/admin/memories/memory/{memory['id']}/change/"
-
-
-def click_submit(button) -> None:
-    """Click a button that submits a form named by its ``form`` attribute, first saying
-    clearly if it has none (an HTML parser drops a <form> nested in another, so a button
-    naming it belongs to no form and a click does nothing)."""
-    action = button.evaluate("b => b.form ? b.form.getAttribute('action') : null")
-    assert action, (f"{button.evaluate('b => b.outerHTML')} submits no form: "
-                    "its form is missing from the page (nested in the admin's own <form>?)")
-    button.click()
 
 
 # 1 -------------------------------------------------------------------------------------

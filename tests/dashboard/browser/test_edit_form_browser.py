@@ -10,7 +10,7 @@ import re
 
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import TIMEOUT_MS, VIEWPORT
+from tests.helpers.browser import TIMEOUT_MS, VIEWPORT
 
 #: Horizontal overflow of the page: how far its content reaches past the viewport.
 OVERFLOW = "document.documentElement.scrollWidth - document.documentElement.clientWidth"

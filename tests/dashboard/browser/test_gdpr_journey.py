@@ -12,7 +12,6 @@ REST, as they would.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import COLOUR_JS, PASSWORD, SETUP, TIMEOUT_MS, Site, _manage
-from tests.dashboard.browser.test_dashboard_browser import click_submit
+from tests.helpers.browser import COLOUR_JS, PASSWORD, SETUP, TIMEOUT_MS, Site, click_submit
+from tests.helpers.embedded import embedded_environment, manage, migrate
 from tests.servers import DaphneServer
 
 SUBJECT = "jane-doe-4411"
@@ -37,13 +36,10 @@ def site(tmp_path_factory) -> Iterator[Site]:
     memories about the data subject in alpha, one unrelated, one about the same subject id
     in beta (another tenant's, untouched)."""
     base = tmp_path_factory.mktemp("gdpr-site")
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CHROMA_URL", "REDIS_URL"}}
-    env.update({"MEMORYWEB_DATA_DIR": str(base / "data"), "MEMORYWEB_ENV": "local",
-                "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
-                "MEMORYWEB_ERASURE_FOUR_EYES": "true"})
-    _manage(env, "migrate", "-v0")
+    env = embedded_environment(base / "data", MEMORYWEB_ERASURE_FOUR_EYES="true")
+    migrate(env)
     setup = SETUP.replace('print("KEYS="', PEOPLE + 'print("KEYS="')
-    out = _manage(env, "shell", "-c", setup.replace("PASSWORD", repr(PASSWORD)))
+    out = manage(env, "shell", "-c", setup.replace("PASSWORD", repr(PASSWORD)))
     keys = json.loads(next(line for line in out.splitlines() if line.startswith("KEYS="))[5:])
     with DaphneServer(base / "daphne.log", env) as server:
         found = Site(url=server.url, keys=keys)

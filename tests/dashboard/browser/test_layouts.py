@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.browser.conftest import COLOUR_JS, TIMEOUT_MS
+from tests.helpers.browser import COLOUR_JS, TIMEOUT_MS
 
 WIDTHS = {"1366": {"width": 1366, "height": 900}, "375": {"width": 375, "height": 812}}
 THEMES = ["light", "dark"]

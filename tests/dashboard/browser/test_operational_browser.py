@@ -13,7 +13,7 @@ import time
 
 from playwright.sync_api import expect
 
-from tests.dashboard.browser.conftest import TIMEOUT_MS, watch
+from tests.helpers.browser import TIMEOUT_MS, watch
 
 LIVE = "/admin/dashboard/live/?namespace=alpha"
 PHONE = {"width": 375, "height": 812}

@@ -9,9 +9,9 @@ from tqdm import tqdm
 
 from apps.compat import formats
 from apps.core.errors import ServiceError
+from apps.core.roles import Role
 from apps.memories.imports import import_records
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 #: How many problems the summary lists before it only counts them.
 SHOWN = 50

@@ -6,10 +6,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from apps.core.errors import ServiceError
+from apps.core.roles import Role
 from apps.privacy import export
 from apps.privacy.selectors import select
 from apps.tenancy.principal import Principal
-from apps.tenancy.roles import Role
 
 
 class Command(BaseCommand):

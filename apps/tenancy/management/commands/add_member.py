@@ -2,9 +2,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.errors import ServiceError
+from apps.core.roles import Role
 from apps.tenancy.members import set_role
 from apps.tenancy.models import Namespace
-from apps.tenancy.roles import Role
 
 MEMBER_ROLES = ["reader", "agent", "admin"]
 

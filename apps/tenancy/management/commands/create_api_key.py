@@ -5,8 +5,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
+from apps.core.roles import Role
 from apps.tenancy.models import Namespace
-from apps.tenancy.roles import Role
 from apps.tenancy.services import create_api_key
 
 

@@ -1,0 +1,179 @@
+"""The recall channels: candidates from the vector index (Chroma) and from the keyword
+index (SQL full text), asked of each source namespace and merged across them; and the
+recall filters in each store's language (``_where`` for Chroma, ``_filtered`` for SQL,
+which deletion by filter uses too)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.db.models.fields.json import KeyTransform
+from django.db.models.functions import Coalesce
+
+from apps.core.errors import Unavailable
+from apps.memories import lexical, sharing
+from apps.memories.embeddings import get_embedder
+from apps.memories.models import Memory, MemoryTag
+from apps.memories.recall import fusion
+from apps.memories.recall.results import RecallResult, _Stopwatch
+from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
+
+log = logging.getLogger(__name__)
+
+#: Threads for the vector side of hybrid recalls (one per concurrent hybrid recall).
+_channel_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="recall-vector")
+
+
+def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
+                     filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
+                     result: RecallResult, embedding: dict[str, Any],
+                     on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
+                     ) -> dict[str, list[tuple[uuid.UUID, float]]]:
+    """Ask each channel of ``mode`` for ``n`` candidates, best first, across the sources.
+
+    In hybrid mode the vector side (model + Chroma, no database) runs on a helper thread
+    while this thread asks SQL; both release the GIL while they work.
+
+    Several sources (``include_shared``): each channel asks every source for ``n``
+    candidates and keeps the ``n`` best of all, treating every source alike (no source
+    wins for being the caller's, first, larger or smaller), and fusion then runs once.
+    Vector candidates compare by cosine similarity: one embedding model, so identical
+    content scores identically anywhere. Keyword candidates compare by their rank within
+    their own namespace (``_by_rank``): BM25 uses each namespace's own term statistics
+    (lexical.py), so its scores do not compare across namespaces, and a grantor's raw
+    scores would tell a grantee how common a word is among memories it was not shown.
+    """
+    def vector() -> list[tuple[uuid.UUID, float]]:
+        return _best([_vector_channel(s, query, filters, n, excluded, result, embedding)
+                      for s in sources], n)
+
+    def keyword() -> list[tuple[uuid.UUID, float]]:
+        found = [_lexical_channel(s, query, filters, n, excluded, result) for s in sources]
+        hits = _best([_by_rank(hits) for hits in found] if len(found) > 1 else found, n)
+        if on_lexical is not None:
+            on_lexical(hits)
+        return hits
+
+    if mode == "vector":
+        return {"vector": vector()}
+    if mode == "lexical":
+        return {"lexical": keyword()}
+    pending = _channel_pool.submit(vector)
+    lexical_hits = keyword()
+    return {"lexical": lexical_hits, "vector": pending.result()}
+
+
+def _by_rank(hits: list[tuple[uuid.UUID, float]]) -> list[tuple[uuid.UUID, float]]:
+    """Replace scores by 1 / (60 + rank): the reciprocal-rank scale, the same for every
+    namespace whatever its size or vocabulary."""
+    return [(pk, 1.0 / (fusion.RRF_K + rank)) for rank, (pk, _) in enumerate(hits, start=1)]
+
+
+def _best(lists: Sequence[list[tuple[uuid.UUID, float]]], n: int) -> list[tuple[uuid.UUID, float]]:
+    """One source: its list. Several: the ``n`` highest scores of all, ties by id."""
+    if len(lists) == 1:
+        return lists[0]
+    merged = [hit for hits in lists for hit in hits]
+    merged.sort(key=lambda hit: (-hit[1], str(hit[0])))
+    return merged[:n]
+
+
+def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
+                    excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
+                    ) -> list[tuple[uuid.UUID, float]]:
+    """Nearest neighbours in Chroma (cosine similarity), filters and grant scope applied
+    inside Chroma."""
+    if "vector" not in embedding:
+        with _Stopwatch(result.timings, "embed"):
+            embedding["vector"] = get_embedder().embed([query])[0]
+    vector = embedding["vector"]
+    where = _and(_where(filters), source.where())
+    try:
+        with _Stopwatch(result.timings, "vector"):
+            hits = get_vector_store().query(source.namespace, vector, n + len(excluded), where)
+    except Exception as exc:
+        log.warning("vector recall failed: %s", exc)
+        raise Unavailable("the vector index is unavailable; retry shortly.") from exc
+    return [(uuid.UUID(h.id), h.similarity) for h in hits if uuid.UUID(h.id) not in excluded][:n]
+
+
+def _and(*clauses: dict | None) -> dict | None:
+    """Chroma ``where`` clauses joined with ``$and`` (None ones left out)."""
+    present = [clause for clause in clauses if clause]
+    if len(present) < 2:
+        return present[0] if present else None
+    return {"$and": present}
+
+
+def _lexical_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
+                     excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
+    """Keyword matches from the SQL full-text index, filters and grant scope applied in
+    the same query. The explain fields describe the caller's own namespace's query."""
+    ns = source.namespace
+    lexical_query = lexical.build_query(query)
+    if not source.shared:  # a grantor's frequencies would show through what is dropped
+        lexical_query = lexical.prune_common(lexical_query, ns.pk)
+        result.lexical_query = lexical_query.engine_query
+        result.lexical_dropped = lexical_query.dropped
+    candidates = None
+    if any(filters.values()) or not source.unrestricted:
+        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters))
+    with _Stopwatch(result.timings, "lexical"):
+        found = lexical.search(ns.pk, lexical_query, n + len(excluded), candidates)
+    return [(pk, score) for pk, score in found if pk not in excluded][:n]
+
+
+def _filtered(queryset, filters: Mapping[str, Any]):
+    """Recall filters as SQL conditions: the same meaning as ``_where`` has in Chroma."""
+    for name in ("agent_id", "session_id", "kind"):
+        if filters.get(name):
+            queryset = queryset.filter(**{name: filters[name]})
+    for tag in filters.get("tags") or []:
+        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(tag=tag).values("memory_id"))
+    if filters.get("tags_any"):
+        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(
+            tag__in=filters["tags_any"]).values("memory_id"))
+    if filters.get("created_after"):
+        queryset = queryset.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        queryset = queryset.filter(created_at__lt=filters["created_before"])
+    if filters.get("occurred_after") or filters.get("occurred_before"):
+        queryset = queryset.alias(_event=Coalesce("occurred_at", "created_at"))
+        if filters.get("occurred_after"):
+            queryset = queryset.filter(_event__gte=filters["occurred_after"])
+        if filters.get("occurred_before"):
+            queryset = queryset.filter(_event__lt=filters["occurred_before"])
+    for index, (key, value) in enumerate((filters.get("metadata") or {}).items()):
+        alias = f"_meta_{index}"  # KeyTransform quotes the key: no lookup injection via "__"
+        queryset = queryset.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+    return queryset
+
+
+def _where(filters: Mapping[str, Any]) -> dict | None:
+    """Recall filters as one Chroma ``where`` clause (all scalar, all pushed down)."""
+    clauses: list[dict] = []
+    for name in ("agent_id", "session_id", "kind"):
+        if filters.get(name):
+            clauses.append({name: filters[name]})
+    for tag in filters.get("tags") or []:
+        clauses.append({TAG_KEY + tag: True})
+    any_of = [{TAG_KEY + tag: True} for tag in filters.get("tags_any") or []]
+    if any_of:
+        clauses.append(any_of[0] if len(any_of) == 1 else {"$or": any_of})
+    if filters.get("created_after"):
+        clauses.append({"created_ts": {"$gte": filters["created_after"].timestamp()}})
+    if filters.get("created_before"):
+        clauses.append({"created_ts": {"$lt": filters["created_before"].timestamp()}})
+    if filters.get("occurred_after"):
+        clauses.append({"event_ts": {"$gte": filters["occurred_after"].timestamp()}})
+    if filters.get("occurred_before"):
+        clauses.append({"event_ts": {"$lt": filters["occurred_before"].timestamp()}})
+    for key, value in (filters.get("metadata") or {}).items():
+        clauses.append({META_KEY + key: value})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}

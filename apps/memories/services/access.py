@@ -1,0 +1,55 @@
+"""Which memory a caller may see or change, and the archived-namespace guard: the checks
+that reading, editing, deleting and ingesting share, kept apart so that none of those
+modules imports another for them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from apps.core.errors import NotFound, PermissionDenied
+from apps.core.roles import Action
+from apps.memories import sharing
+from apps.memories.models import Memory
+from apps.tenancy.principal import Principal
+from apps.tenancy.services import authorize, check_writable  # check_writable: tenancy's rule
+
+
+def _pk(memory_id: Any) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(memory_id))
+    except ValueError:
+        raise NotFound("memory not found.") from None
+
+
+def _visible(principal: Principal, memory_id: Any, queryset) -> Memory:
+    pk = _pk(memory_id)
+    memory = queryset.for_principal(principal).select_related("namespace").filter(pk=pk).first()
+    if memory is None:
+        raise NotFound("memory not found.")
+    return memory
+
+
+def _shared(principal: Principal, memory_id: Any, queryset) -> Memory | None:
+    """The memory if a live grant shares it with a namespace the principal reads."""
+    condition = sharing.shared_with(principal)
+    if condition is None:
+        return None
+    return queryset.filter(condition, pk=_pk(memory_id)).select_related("namespace").first()
+
+
+def _editable(principal: Principal, memory_id: Any) -> Memory:
+    """A memory to edit or delete: expired ones too (they are not served, but they exist).
+
+    A memory shared with the caller is visible but read-only: 403, not 404.
+    """
+    try:
+        memory = _visible(principal, memory_id, Memory.objects.all())
+    except NotFound:
+        if _shared(principal, memory_id, Memory.objects.all()) is not None:
+            raise PermissionDenied("this memory is shared with your namespace read-only; "
+                                   "only its own namespace may change it.") from None
+        raise
+    authorize(principal, memory.namespace_id, Action.EDIT)
+    check_writable(memory.namespace)
+    return memory

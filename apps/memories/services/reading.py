@@ -1,0 +1,80 @@
+"""Reading memories: one (``get``, the caller's own or shared with it), its history
+(``versions``), a list (``list_memories``) and the dashboard's keyword lookup
+(``keyword_matches``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from django.db.models import QuerySet
+
+from apps.core.errors import NotFound
+from apps.core.roles import Action
+from apps.memories import lexical
+from apps.memories.models import Memory
+from apps.memories.results import SharedMemory
+from apps.memories.services.access import _shared, _visible
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.services import authorize, resolve_namespace
+
+
+def get(principal: Principal, memory_id: Any) -> Memory | SharedMemory:
+    """One live memory the principal may read: in its namespaces (the ``Memory``), or
+    shared with one of them by a live grant (a ``SharedMemory``, shown without the
+    grantor's statistics); NotFound otherwise (never says which)."""
+    try:
+        return _visible(principal, memory_id, Memory.objects.live())
+    except NotFound:
+        memory = _shared(principal, memory_id, Memory.objects.live())
+        if memory is None:
+            raise
+        return SharedMemory(memory)
+
+
+def versions(principal: Principal, memory_id: Any):
+    """A memory's edit history, newest first. Only for its own namespace's principals:
+    past versions may hold content a sharing grant's scope no longer (or never) covered."""
+    return _visible(principal, memory_id, Memory.objects.live()).versions.all()
+
+
+def list_memories(principal: Principal, namespace: str | None = None):
+    """Memories the principal may read, newest first; one namespace or all it can see."""
+    queryset = Memory.objects.for_principal(principal).live().select_related("namespace")
+    if namespace:
+        ns = resolve_namespace(principal, namespace)
+        authorize(principal, ns.pk, Action.READ)
+        queryset = queryset.filter(namespace=ns)
+    return queryset.order_by("-created_at", "-pk")
+
+
+def keyword_matches(principal: Principal, text: str, limit: int = 1000, *,
+                    namespace_ids: Sequence[int] | None = None, match: str = "any",
+                    candidates: QuerySet[Memory] | None = None) -> list[uuid.UUID]:
+    """Memories matching ``text`` in the keyword index of every namespace the principal
+    may read (its own, never shared ones), or of those of ``namespace_ids`` it may read;
+    ``candidates`` (a Memory queryset: the list's filters) narrows the match itself.
+
+    For people searching a list (the dashboard), not for recall (whose keyword stage is
+    an OR of words tuned for recall: lexical.build_query). ``match`` "all": every word;
+    "any": any of them; either way "quoted phrases" and punctuated tokens (e-mail
+    addresses, URLs, ids) match exactly as written (lexical.parse_lookup). BM25 scores
+    are per namespace and do not compare, so the result is grouped by namespace (in slug
+    order), each namespace's best first; at most ``limit``.
+    """
+    query = lexical.parse_lookup(text, match_all=match == "all")
+    if not query.terms:
+        return []
+    readable = Namespace.objects.order_by("slug")
+    if not principal.is_system_admin:
+        readable = readable.filter(pk__in=principal.namespace_ids(Action.READ))
+    if namespace_ids is not None:
+        readable = readable.filter(pk__in=list(namespace_ids))
+    found: list[uuid.UUID] = []
+    for ns_id in readable.values_list("pk", flat=True):
+        found.extend(pk for pk, _ in lexical.lookup(ns_id, query, limit - len(found), candidates))
+        if len(found) >= limit:
+            break
+    return found

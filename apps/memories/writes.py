@@ -1,0 +1,375 @@
+"""The write path: THE one module through which memories are created, updated, deleted
+and erased.
+
+Ingest, the importer, edits (``update``, the batched edits, ``revert``), deletes, erasure
+and (to come) the lifecycle jobs all write here, and nothing else writes ``Memory``,
+``MemoryVersion`` or ``MemoryTag`` rows, keyword-index rows (``lexical.add/replace/remove``)
+or vector-outbox rows: ``tests/memories/test_write_path.py`` fails when a module does. One
+place, so a store derived from memories (apps/memories/stores.py) is written the same way
+by every door, and a new one is added once.
+
+The services decide: validation, authorization, dedup decisions, Idempotency-Keys and
+the wording of audit entries stay theirs. This module writes. A service opens the
+write's transaction with :func:`atomic` and writes through the handle it yields::
+
+    with writes.atomic() as write:
+        ...  # the service's reads, checks and own rows (an idempotency record)
+        write.create(namespace, memories, embeddings, actor=principal, audit=entry)
+    # the block is left: the memories are in the vector index
+
+Inside the transaction each operation writes, in this order: the memory rows (claiming
+dedup slots, or giving one up), the keyword index, tag rows, versions (and an import's
+external ids), the outbox rows that carry the change to the vector index; then it calls
+the service's ``audit`` hook (so the entry is in the change's transaction) and sends the
+memory signal (apps/memories/changes.py) live listens to. Work on the vector index is
+queued on the handle and runs, in order, when the ``atomic`` block is left without an
+error: indexed inline for read-your-writes, the outbox rows settled (or kept, with the
+failure, for the drain). It runs when the block is left, as the services always did, not
+at the outermost commit: inside an enclosing transaction (erasure's) it still runs there,
+and an index write that fails is left to the outbox. An update's live event carries the
+vectors the index returns, so it is sent with that work, after the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.core.errors import Unavailable
+from apps.memories import changes, indexing, lexical, stores
+from apps.memories.models import (
+    ExternalId,
+    IndexOutbox,
+    Memory,
+    MemoryTag,
+    MemoryVersion,
+    content_hash,
+)
+from apps.ops import metrics
+from apps.tenancy.models import Namespace
+
+#: ``on_taken(memories, embeddings)``: a concurrent write claimed some of these memories'
+#: dedup slots first; returns the memories (and their embeddings) still to insert.
+OnTaken = Callable[[list[Memory], np.ndarray | None], tuple[list[Memory], np.ndarray | None]]
+
+
+@contextmanager
+def atomic() -> Iterator[Write]:
+    """A memory write's transaction (``transaction.atomic``); the indexing and events the
+    writes queued run, in order, once the block is left without an error."""
+    write = Write()
+    with transaction.atomic():
+        yield write
+    write._done()
+
+
+class Write:
+    """The writes of one :func:`atomic` block, and the work they queued for after it."""
+
+    def __init__(self) -> None:
+        self._after: list[Callable[[], None]] = []
+        self._open = True
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise RuntimeError("a memory write outside its writes.atomic() block")
+
+    def _queue(self, work: Callable[[], None]) -> None:
+        self._after.append(work)
+
+    def _done(self) -> None:
+        self._open = False
+        for work in self._after:
+            work()
+
+    # --- create -------------------------------------------------------------------------
+
+    def create(self, namespace: Namespace, memories: list[Memory], embeddings: np.ndarray | None,
+               *, actor: Any, audit: Callable[[list[Memory]], object],
+               on_taken: OnTaken | None = None, versions: Sequence[MemoryVersion] = (),
+               external_ids: Sequence[ExternalId] = ()) -> list[Memory]:
+        """Insert new memories (unsaved rows) with their tag rows, keyword index and outbox
+        rows; ``audit(stored)`` then the live ``created`` event. After the block: indexed
+        (``fresh`` ids) and counted. Returns the memories inserted.
+
+        ``on_taken`` given (ingest): each memory claims its content's dedup slot, and what
+        a concurrent write claimed first is settled by it (see
+        :func:`_insert_claiming_slots`); without it (the importer) the rows go in as given.
+        ``versions``/``external_ids``: an import's history and other systems' ids.
+        """
+        self._require_open()
+        if not memories:
+            return []
+        if on_taken is not None:
+            for memory in memories:
+                memory.dedup_slot = memory.content_hash
+            memories, embeddings = _insert_claiming_slots(namespace, memories, embeddings, on_taken)
+            if not memories:
+                return []
+        else:
+            Memory.objects.bulk_create(memories)
+        lexical.add(namespace.pk, [m.pk for m in memories])
+        MemoryTag.objects.bulk_create(
+            [MemoryTag(memory=m, namespace=namespace, tag=t) for m in memories for t in m.tags])
+        MemoryVersion.objects.bulk_create(list(versions))
+        ExternalId.objects.bulk_create(list(external_ids))
+        outbox = IndexOutbox.objects.bulk_create(
+            [IndexOutbox(namespace=namespace, memory_id=m.pk, op=IndexOutbox.Op.UPSERT)
+             for m in memories])
+        audit(memories)
+        changes.memories_changed("created", namespace, memories, embeddings, actor)
+        outbox_ids = [o.pk for o in outbox]
+
+        def index() -> None:
+            indexing.index_inline(namespace, memories, embeddings, outbox_ids, fresh=True)
+            metrics.MEMORIES_STORED.inc(len(memories))
+
+        self._queue(index)
+        return memories
+
+    # --- update -------------------------------------------------------------------------
+
+    def update(self, memory: Memory, values: Mapping[str, Any], edits: dict[str, Any], *,
+               embeddings: np.ndarray | None, actor: Any,
+               audit: Callable[[Memory, dict[str, Any]], object]) -> None:
+        """Edit one memory (locked by the caller): set ``values``, bump its version, record
+        ``edits`` (field -> before/after) as a version row, re-index its words if the
+        content changed and its tag rows if the tags did, an outbox row (``upsert`` for new
+        content, else ``metadata``), ``audit(memory, edits)``. After the block: indexed
+        (``embeddings``: of the new content, None to embed it then; a metadata edit keeps
+        the stored vector) and the live ``updated`` event with the vectors.
+        """
+        self._require_open()
+        _apply(memory, values, edits)
+        memory.save()
+        if "content" in edits:
+            lexical.replace(memory.namespace_id, [memory.pk])
+        if "tags" in edits:
+            _replace_tags([memory])
+        MemoryVersion.objects.create(memory=memory, version=memory.version,
+                                     changed_by=actor.label, changes=edits)
+        row = IndexOutbox.objects.create(
+            namespace_id=memory.namespace_id, memory_id=memory.pk,
+            op=IndexOutbox.Op.UPSERT if "content" in edits else IndexOutbox.Op.METADATA)
+        audit(memory, edits)
+        namespace = memory.namespace
+
+        def index() -> None:
+            vectors = embeddings
+            if "content" in edits:
+                indexing.index_inline(namespace, [memory], embeddings, [row.pk])
+            else:
+                vectors = indexing.index_metadata_inline(namespace, [memory], [row.pk])
+            changes.memories_changed("updated", namespace, [memory], vectors, actor)
+
+        self._queue(index)
+
+    def update_many(self, edits: Sequence[tuple[Memory, Mapping[str, Any], dict[str, Any]]], *,
+                    actor: Any, audit: Callable[[Memory, dict[str, Any]], object]) -> list[Memory]:
+        """Edit many memories (locked by the caller) in a few statements: each
+        ``(memory, values, edits)`` as :meth:`update` does, for fields that are not
+        embedded (never ``content``), with ``metadata`` outbox rows. After the block: per
+        namespace, the filter fields into the vector index and one live event. Returns the
+        memories, grouped by namespace (the order they are indexed and announced in).
+        """
+        self._require_open()
+        if any("content" in changed for _, _, changed in edits):
+            raise ValueError("update_many edits no content: use update")
+        memories = [memory for memory, _, _ in edits]
+        for memory, values, changed in edits:
+            _apply(memory, values, changed)
+        fields = sorted({name for _, _, changed in edits for name in changed})
+        Memory.objects.bulk_update(memories, [*fields, "version", "updated_at"])
+        retagged = [memory for memory, _, changed in edits if "tags" in changed]
+        if retagged:
+            _replace_tags(retagged)
+        MemoryVersion.objects.bulk_create([
+            MemoryVersion(memory=memory, version=memory.version, changed_by=actor.label,
+                          changes=changed) for memory, _, changed in edits])
+        rows = IndexOutbox.objects.bulk_create([
+            IndexOutbox(namespace_id=m.namespace_id, memory_id=m.pk, op=IndexOutbox.Op.METADATA)
+            for m in memories])
+        for memory, _, changed in edits:
+            audit(memory, changed)
+        by_namespace: dict[int, list[tuple[Memory, int]]] = {}
+        for memory, row in zip(memories, rows, strict=True):
+            by_namespace.setdefault(memory.namespace_id, []).append((memory, row.pk))
+
+        def index() -> None:
+            for pairs in by_namespace.values():
+                group = [m for m, _ in pairs]
+                vectors = indexing.index_metadata_inline(group[0].namespace, group,
+                                                         [pk for _, pk in pairs])
+                changes.memories_changed("updated", group[0].namespace, group, vectors, actor)
+
+        self._queue(index)
+        return [memory for pairs in by_namespace.values() for memory, _ in pairs]
+
+    # --- delete -------------------------------------------------------------------------
+
+    def delete(self, namespace: Namespace, ids: Sequence[Any], *, actor: Any,
+               audit: Callable[[Namespace, Sequence[Any], int], object], erasure: bool = False,
+               chunk: int = 500) -> int:
+        """Delete memories of one namespace: the rows (versions, tags and external ids by
+        cascade), their keyword index rows, ``delete`` outbox rows; ``audit(namespace,
+        ids, removed)``, then the live ``deleted`` event (``erasure``: says so, nothing
+        more). After the block: removed from the vector index. Returns the rows deleted.
+        """
+        self._require_open()
+        removed = 0
+        for start in range(0, len(ids), chunk):
+            part = list(ids[start : start + chunk])
+            removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete()[1].get(
+                Memory._meta.label, 0)
+        lexical.remove(namespace.pk, ids)
+        outbox = IndexOutbox.objects.bulk_create(
+            [IndexOutbox(namespace_id=namespace.pk, memory_id=pk, op=IndexOutbox.Op.DELETE)
+             for pk in ids])
+        audit(namespace, ids, removed)
+        changes.memories_deleted(namespace, ids, actor, erasure=erasure)
+        memory_ids, outbox_ids = [str(r.memory_id) for r in outbox], [r.pk for r in outbox]
+        self._queue(lambda: indexing.unindex_inline(namespace, memory_ids, outbox_ids))
+        return removed
+
+
+# --- erase ------------------------------------------------------------------------------
+
+def erase(namespace: Namespace, ids: Sequence[Any], *, actor: Any,
+          audit: Callable[[Namespace, Sequence[Any], int], object]) -> None:
+    """Erase memories, inside the erasure's transaction, from every registered store
+    (apps/memories/stores.py) that can be erased before the commit: first those an ordinary
+    delete leaves (idempotency records, the admin log), then the delete (:meth:`Write.delete`
+    in its own block, so the vectors go when it is left; ``audit`` as there), then the
+    finishing steps of the stores the delete reached (the keyword index is merged). On
+    SQLite the deletes zero the pages they free. The stores erased after the commit are
+    :func:`erase_after_commit`'s."""
+    def delete() -> None:
+        with atomic() as write:
+            write.delete(namespace, ids, actor=actor, audit=audit, erasure=True)
+
+    _erase(namespace, ids, delete)
+
+
+def erase_again(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """A retried erasure (the rows are gone): repeat the stores' own steps of :func:`erase`
+    (idempotent), so a retry also clears a store that still held erased data."""
+    _erase(namespace, ids, None)
+
+
+def _erase(namespace: Namespace, ids: Sequence[Any], delete: Callable[[], None] | None) -> None:
+    with _secure_delete():
+        if ids:
+            for store in _erasable(stores.ErasedBy.ERASURE):
+                store.erase(namespace, ids)
+            if delete is not None:
+                delete()
+    for store in _erasable(stores.ErasedBy.DELETE_PATH, stores.ErasedBy.CASCADE):
+        store.erase(namespace, ids)
+
+
+class EraseFailed(Exception):
+    """A store erased after the commit failed; ``store`` says which (the cause is chained)."""
+
+    def __init__(self, store: stores.Store) -> None:
+        super().__init__(store.label)
+        self.store = store
+
+
+def erase_after_commit(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """Erase the ids from the stores outside the SQL transaction (the vectors, then the
+    outbox rows recording that work), in registry order; idempotent, so a retried
+    erasure repeats it. Stops at the first store that fails (:class:`EraseFailed`)."""
+    for store in _erasable(*stores.ErasedBy, after_commit=True):
+        try:
+            store.erase(namespace, ids)
+        except Exception as exc:
+            raise EraseFailed(store) from exc
+
+
+def _erasable(*how: stores.ErasedBy, after_commit: bool = False) -> list[stores.Store]:
+    """The registered stores erased this way that have an ``erase`` step in that phase."""
+    return [store for store in stores.stores() if store.erase and store.erased_by in how
+            and store.after_commit == after_commit]
+
+
+@contextmanager
+def _secure_delete() -> Iterator[None]:
+    """SQLite: zero freed pages instead of leaving content there, for the erasure's deletes."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA secure_delete = OFF")
+
+
+# --- links ------------------------------------------------------------------------------
+
+def link_near_duplicate(memory_id: Any, target_id: Any) -> bool:
+    """Point a memory at the memory it nearly duplicates (an import restoring its source's
+    links once every record is in). Not an edit: no version, outbox row or event (the link
+    is in neither the vector index nor a memory's history). False if the memory is gone."""
+    return bool(Memory.objects.filter(pk=memory_id).update(near_duplicate_of_id=target_id))
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+def _apply(memory: Memory, values: Mapping[str, Any], edits: Mapping[str, Any]) -> None:
+    """Set an edit's values on the row. New content gives up its old words' dedup slot
+    rather than keep their hash, and claims none (slots are ingest's; edits may repeat
+    content)."""
+    for name, value in values.items():
+        setattr(memory, name, value)
+    if "content" in edits:
+        memory.content_hash = content_hash(memory.content)
+        memory.dedup_slot = None
+    memory.version += 1
+    memory.updated_at = timezone.now()
+
+
+def _replace_tags(memories: Sequence[Memory]) -> None:
+    MemoryTag.objects.filter(memory__in=memories).delete()
+    MemoryTag.objects.bulk_create([MemoryTag(memory=m, namespace_id=m.namespace_id, tag=t)
+                                   for m in memories for t in m.tags])
+
+
+def _insert_claiming_slots(namespace: Namespace, memories: list[Memory],
+                           embeddings: np.ndarray | None, on_taken: OnTaken
+                           ) -> tuple[list[Memory], np.ndarray | None]:
+    """Insert new memories, each claiming its content's dedup slot (unique per namespace);
+    what a concurrent write claimed first is settled by ``on_taken``.
+
+    Insert first, look after a conflict: the unique constraint, not a prior read, decides
+    who stores. On a conflict the insert's savepoint rolls back and ``on_taken`` reads the
+    winners (PostgreSQL has waited for their commit, and READ COMMITTED shows it to the
+    next statement; on SQLite they committed before this transaction took the write lock)
+    and leaves their memories out; slots held by memories that have since expired (or
+    whose words a job changed around the services) are released; the rest is inserted
+    again. Rows go in content-hash order, so concurrent batches take the slots' locks in
+    one order and never deadlock. Returns the memories inserted and their embeddings.
+    """
+    for _ in range(len(memories) + 3):  # each conflict settles at least one slot
+        try:
+            with transaction.atomic():
+                Memory.objects.bulk_create(sorted(memories, key=lambda m: m.content_hash))
+            return memories, embeddings
+        except IntegrityError:
+            pass
+        digests = [m.content_hash for m in memories]
+        memories, embeddings = on_taken(memories, embeddings)
+        Memory.objects.filter(namespace=namespace, dedup_slot__in=digests).filter(
+            Q(expires_at__lte=timezone.now()) | ~Q(content_hash=F("dedup_slot"))
+        ).update(dedup_slot=None)
+        if not memories:
+            return [], None
+    raise Unavailable("concurrent writes of the same content kept conflicting; retry.")
