@@ -43,6 +43,7 @@ LOOKUPS = (os.path.join("ctypes", "util.py"),)
 
 @pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by the marks given here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use a process fixture, or the older ``live_server`` marker."""
     for item in items:
         if item.get_closest_marker("processes"):
             continue
@@ -65,7 +66,7 @@ def no_unmarked_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     real_init = subprocess.Popen.__init__
     root = str(request.config.rootpath)
 
-    def noted(self, args, *more, **kwargs):
+    def noted(self: subprocess.Popen, args: object, *more: object, **kwargs: object) -> None:
         stack = traceback.extract_stack()[:-1]
         if not any(frame.filename.endswith(LOOKUPS) for frame in stack):
             where = [f"{frame.filename}:{frame.lineno}" for frame in stack
