@@ -9,18 +9,17 @@ from django.db.models.signals import post_delete, post_migrate
 from django.dispatch import receiver
 
 from apps.memories import lexical
-from apps.memories.vectorstore import get_vector_store
 from apps.tenancy import changes as tenancy_changes
 from apps.tenancy.models import Namespace
 
 
-@receiver(tenancy_changes.namespace_deleting, dispatch_uid="memories.drop_vector_collection")
-def drop_vector_collection(sender: type[Namespace], namespace: Namespace, **kwargs: Any) -> None:
-    """Before a namespace's rows go (tenancy.namespaces.delete_namespace): its Chroma
-    collection. Derived data first: if the SQL delete then fails, a reindex rebuilds the
-    vectors; the other order could leave an orphan collection nothing points at."""
-    store = get_vector_store()
-    store.drop_collection(store.collection_name(namespace))
+@receiver(tenancy_changes.namespace_deleting, dispatch_uid="memories.forget_namespace")
+def forget_namespace(sender: type[Namespace], namespace: Namespace, **kwargs: Any) -> None:
+    """Before a namespace's rows go (tenancy.namespaces.delete_namespace): what the
+    cascade leaves, through the write path (writes.forget_namespace)."""
+    from apps.memories import writes  # writes imports the stores, which import these models
+
+    writes.forget_namespace(namespace)
 
 
 @receiver(post_delete, sender=Namespace, dispatch_uid="memories.drop_keyword_table")

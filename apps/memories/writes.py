@@ -273,6 +273,23 @@ def _erase(namespace: Namespace, ids: Sequence[Any], delete: Callable[[], None] 
         store.erase(namespace, ids)
 
 
+def forget_namespace(namespace: Namespace) -> None:
+    """Before a namespace is deleted (tenancy's ``namespace_deleting``): what its SQL
+    cascade will not reach. The stores only erasure empties (the admin's change log names
+    its memories, and held their first characters), then the vector collection — derived
+    data first, so a failed SQL delete leaves rows a reindex can rebuild from, never an
+    orphan collection nothing points at."""
+    from apps.memories.vectorstore import get_vector_store
+
+    ids = [str(pk) for pk in Memory.objects.filter(namespace=namespace).values_list("pk", flat=True)]
+    if ids:
+        with transaction.atomic(), _secure_delete():
+            for store in _erasable(stores.ErasedBy.ERASURE):
+                store.erase(namespace, ids)
+    vectors = get_vector_store()
+    vectors.drop_collection(vectors.collection_name(namespace))
+
+
 class EraseFailed(Exception):
     """A store erased after the commit failed; ``store`` says which (the cause is chained)."""
 

@@ -233,3 +233,22 @@ def test_reindex_rebuilds_a_registered_derived_store(alpha, beta, two, digests):
     call_command("reindex", "--namespace", "alpha", stdout=out)
     assert digests.rebuilt == ["alpha"] and digests.held[alpha.pk] == set(two)
     assert "alpha: 2 memories indexed (" in out.getvalue() and "digests 2" in out.getvalue()
+
+
+def test_deleting_a_namespace_erases_what_its_cascade_leaves(alpha, beta, stored, system_admin):
+    """The admin's change log is no foreign key of a memory: the cascade of a namespace
+    delete never reaches it, so the write path erases it first (and not another's)."""
+    from apps.tenancy.namespaces import delete_namespace
+    from apps.tenancy.principal import Principal
+
+    mine = stored("Ada's phone number is 555-0100")
+    theirs = Memory.objects.create(namespace=beta, content="beta's own", agent_id="b")
+    user = get_user_model().objects.create_user("dpo", password="x" * 12)
+    kind = ContentType.objects.get_for_model(Memory)
+    for memory_id in (mine["id"], str(theirs.pk)):
+        LogEntry.objects.create(user=user, content_type=kind, object_id=memory_id,
+                                object_repr="Ada's phone number is 555", action_flag=CHANGE)
+
+    assert delete_namespace(Principal.for_key(system_admin.key), alpha) == 1
+
+    assert list(LogEntry.objects.values_list("object_id", flat=True)) == [str(theirs.pk)]
