@@ -20,7 +20,7 @@ from apps.tenancy import invitations
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
-from tests.conftest import Caller, make_caller
+from tests.helpers.callers import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 
 CONTENT = "the audited memory's private words"

@@ -264,7 +264,7 @@ def test_moving_memories_back_creates_nothing(rich_alpha, beta, tmp_path):
 
 def test_ids_taken_in_the_receiving_namespace_are_left_out_with_a_warning(
         rich_alpha, beta, tmp_path):
-    from tests.conftest import make_caller
+    from tests.helpers.callers import make_caller
 
     beta_agent = make_caller(Role.AGENT, beta, "beta-agent")
     for n in range(45):  # beta hands out numbers 1..45, so 42 is taken

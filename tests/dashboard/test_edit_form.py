@@ -16,7 +16,7 @@ import pytest
 
 from apps.audit.models import AuditEntry
 from apps.memories.models import Memory, MemoryTag, MemoryVersion
-from tests.dashboard.conftest import store
+from tests.helpers.people import store
 
 LIST = "/admin/memories/memory/"
 

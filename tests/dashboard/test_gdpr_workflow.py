@@ -18,7 +18,7 @@ from apps.memories.models import Memory
 from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.principal import Principal
-from tests.dashboard.conftest import person, store
+from tests.helpers.people import person, store
 
 #: Commits for real: the audit anchor advances after each commit, and Verify now checks it.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,7 +18,7 @@ from apps.memories.admin import MemoryAdmin
 from apps.memories.models import Memory
 from apps.privacy.selectors import Selector
 from apps.tenancy.principal import Principal
-from tests.dashboard.conftest import store
+from tests.helpers.people import store
 
 LIST = "/admin/memories/memory/"
 SYSTEM = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)

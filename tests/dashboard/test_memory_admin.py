@@ -14,7 +14,7 @@ from apps.core.roles import Role
 from apps.memories import services
 from apps.memories.models import Memory
 from apps.tenancy.principal import Principal
-from tests.dashboard.conftest import store
+from tests.helpers.people import store
 
 
 def _form(memory: Memory, **changes) -> dict:

@@ -26,8 +26,7 @@ from apps.memories.models import Memory, RecallDay
 from apps.ops.jobs import run_job
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_api_key
-
-from .conftest import store
+from tests.helpers.people import store
 
 AUDIT = "/admin/audit/auditentry/"
 

@@ -25,7 +25,7 @@ from apps.privacy import erasure
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_api_key, create_namespace
-from tests.dashboard.conftest import store
+from tests.helpers.people import store
 
 SYSTEM = Principal(label="system:test", agent_id="root", role=Role.SYSTEM)
 

@@ -16,7 +16,7 @@ from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.members import members, set_role
 from apps.tenancy.principal import Principal
-from tests.dashboard.conftest import person
+from tests.helpers.people import person
 
 
 def _user(username: str):

@@ -12,7 +12,7 @@ from apps.memories.models import Memory
 from apps.privacy import erasure
 from apps.tenancy.members import members, set_role
 from apps.tenancy.principal import Principal
-from tests.dashboard.conftest import person, store
+from tests.helpers.people import person, store
 
 LIST = "/admin/memories/memory/"
 

@@ -32,7 +32,7 @@ def test_memory_list_shows_only_the_admins_namespaces(alice, root, memories):
 
 
 def test_filter_choices_never_name_another_namespace(alice, memories, beta):
-    from tests.dashboard.conftest import store
+    from tests.helpers.people import store
 
     store(beta, "Only beta knows this.", agent_id="beta-bot", tags=["beta-only-tag"])
     page = alice.get("/admin/memories/memory/").content.decode()

@@ -1,5 +1,5 @@
 """Management commands beside a running embedded server (tests/ops/test_commands_beside_server.py,
-tests/ops/test_control_socket.py): a command's result, a deployment with keys, facts to store."""
+tests/server/test_control_socket.py): a command's result, a deployment with keys, facts to store."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from apps.core.roles import Role
 from apps.live.consumers import LIMITS
 from apps.memories.models import Memory
 from apps.tenancy.models import ApiKey
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 from tests.helpers.websocket import ask, closed_with, connect, rest, session_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),

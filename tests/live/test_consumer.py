@@ -13,7 +13,7 @@ from apps.live.consumers import LIMITS
 from apps.memories.models import Memory
 from apps.tenancy.models import SharingGrant
 from memoryweb.asgi import application
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 from tests.helpers.websocket import TIMEOUT, ask, closed_with, connect, rest, session_headers
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True),

@@ -14,7 +14,7 @@ from apps.audit.models import AuditEntry
 from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.privacy.models import ErasureRequest
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 
 @pytest.fixture

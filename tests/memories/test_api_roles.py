@@ -10,7 +10,7 @@ import pytest
 
 from apps.core.roles import Role
 from apps.memories.models import Memory
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 ROLES = ["reader", "agent", "admin", "system", "outsider", "anonymous"]
 

@@ -156,7 +156,7 @@ def test_a_metadata_op_for_a_memory_missing_from_the_index_embeds_it(alpha, embe
 
 def test_the_dashboards_bulk_retag_does_not_embed(alpha, embed_calls):
     """The admin action goes through the batched service: no embedder call per memory."""
-    from tests.dashboard.conftest import person
+    from tests.helpers.people import person
 
     ids = [str(m.pk) for m in _store_some(alpha, 6)]
     embed_calls.clear()

@@ -13,7 +13,7 @@ from apps.memories import lexical
 from apps.memories.models import IdempotencyRecord, Memory, MemoryVersion, content_hash
 from apps.memories.vectorstore import get_vector_store
 from apps.privacy.models import ErasureRequest
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 #: Commits for real: the audit anchor advances after each, as certificates check it.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from apps.privacy import erasure
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
-from tests.conftest import Caller, make_caller
+from tests.helpers.callers import Caller, make_caller
 from tests.servers import ROOT
 
 REQUESTS = "/api/v1/erasure-requests"

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
 from apps.tenancy.models import SharingGrant
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 
 def _read(response) -> tuple[list[dict], dict, bytes]:

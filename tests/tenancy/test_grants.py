@@ -10,7 +10,7 @@ from django.utils import timezone
 from apps.core.roles import Role
 from apps.memories.models import Memory
 from apps.tenancy.models import SharingGrant
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 GRANTS = "/api/v1/namespaces/alpha/grants"
 

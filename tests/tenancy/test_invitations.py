@@ -17,7 +17,7 @@ from apps.audit.models import AuditEntry
 from apps.core.roles import Role
 from apps.tenancy.members import members, memberships, set_role
 from apps.tenancy.models import Invitation
-from tests.conftest import make_caller
+from tests.helpers.callers import make_caller
 
 INVITE = "/api/v1/namespaces/beta/invitations"
 

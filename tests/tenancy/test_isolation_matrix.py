@@ -30,7 +30,7 @@ from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_namespace
-from tests.conftest import Caller, make_caller
+from tests.helpers.callers import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 
 SECRET = "alpha's confidential launch code is 7734"
