@@ -17,7 +17,7 @@ from django.urls import reverse
 from apps.core.errors import ServiceError
 from apps.privacy.admin_story import certificate_card, role_of
 from apps.privacy.admin_workflow import describe, visible_request
-from apps.privacy.certificates import STORE_LABELS, NotACertificate, verify_certificate
+from apps.privacy.certificates import NotACertificate, store_labels, verify_certificate
 from apps.privacy.erasure import FORMAT
 from apps.privacy.models import ErasureRequest, ErasureState
 
@@ -48,9 +48,10 @@ def verify_view(model_admin, request: HttpRequest, object_id) -> HttpResponse:
         status = getattr(exc, "status", 400)
     else:
         verified = result.ok
+        labels = store_labels()
         for check in result.checks:
             store = check.name.removeprefix("store ")
-            label = f"store: {STORE_LABELS[store]}" if store in STORE_LABELS else check.name
+            label = f"store: {labels[store]}" if store in labels else check.name
             checks.append({"name": check.name, "label": label, "ok": check.ok,
                            "detail": check.detail_for(system)})
     context = {

@@ -20,7 +20,7 @@ from apps.audit.models import AuditEntry
 from apps.core.confirm import plural
 from apps.core.roles import Action, Role
 from apps.privacy import four_eyes
-from apps.privacy.certificates import STORE_LABELS
+from apps.privacy.certificates import store_labels
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.tenancy.members import memberships
 from apps.tenancy.models import ApiKey
@@ -134,11 +134,12 @@ def certificate_card(certificate: Mapping[str, Any]) -> dict[str, Any]:
     counts = certificate.get("counts") or {}
     verification = certificate.get("verification") or {}
     anchor = certificate.get("audit") or {}
+    labels = store_labels()
     return {
         "counts": [(COUNT_LABELS.get(name, name), counts[name])
                    for name in [*COUNT_LABELS, *sorted(set(counts) - set(COUNT_LABELS))]
                    if name in counts],
-        "checks": [(STORE_LABELS.get(name, name), found.get("remaining"), bool(found.get("ok")))
+        "checks": [(labels.get(name, name), found.get("remaining"), bool(found.get("ok")))
                    for name, found in verification.items()],
         "all_checked": bool(verification) and all(found.get("ok")
                                                   for found in verification.values()),

@@ -11,7 +11,7 @@ which is what works while the server holds the embedded vector store.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,25 +23,10 @@ from apps.privacy.erasure import FORMAT, certificate_hash, verify_stores
 from apps.tenancy.models import Namespace
 
 
-class _StoreLabels(Mapping[str, str]):
-    """Each checked store's label, read from the registry when asked (a store registered
-    later, by another app or a test, is labelled too)."""
-
-    def _labels(self) -> dict[str, str]:
-        return {store.name: store.label for store in stores.stores() if store.remaining}
-
-    def __getitem__(self, name: str) -> str:
-        return self._labels()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._labels())
-
-    def __len__(self) -> int:
-        return len(self._labels())
-
-
-#: What each store check asks, in words (the dashboard's result page and the card).
-STORE_LABELS: Mapping[str, str] = _StoreLabels()
+def store_labels() -> dict[str, str]:
+    """What each store check asks, in words (the dashboard's result page and the card),
+    from the registry at the time of asking, so a store registered later is labelled too."""
+    return {store.name: store.label for store in stores.stores() if store.remaining}
 
 
 class NotACertificate(ValueError):

@@ -20,7 +20,7 @@ from django.test.utils import isolate_apps
 
 from apps.memories import stores
 from apps.memories.models import Memory
-from apps.privacy.certificates import STORE_LABELS
+from apps.privacy.certificates import store_labels
 from apps.privacy.models import ErasureRequest
 from apps.tenancy.models import Namespace
 
@@ -182,7 +182,7 @@ def test_erasure_erases_counts_and_verifies_a_registered_store(system_admin, alp
     assert certificate["verification"]["digests"] == {"remaining": 0, "ok": True}
     assert certificate["verification"]["admin_log"] == {"remaining": 0, "ok": True}
     assert not LogEntry.objects.filter(object_id__in=two).exists()
-    assert STORE_LABELS["digests"] == "memory digests"
+    assert store_labels()["digests"] == "memory digests"
 
     path = tmp_path / "certificate.json"
     path.write_text(json.dumps(certificate))
