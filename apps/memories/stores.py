@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -358,7 +357,6 @@ def _admin_log_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
         _admin_log().filter(object_id__in=part).delete()
 
 
-@cache
 def memory_stores() -> tuple[Store, ...]:
     """The stores memories declares: its own, and the audit log's (audit sits below
     memories and cannot import this registry). In the order certificates list them."""

@@ -215,7 +215,7 @@ class Write:
 
     def delete(self, namespace: Namespace, ids: Sequence[Any], *, actor: Any,
                audit: Callable[[Namespace, Sequence[Any], int], object], erasure: bool = False,
-               chunk: int = 500) -> int:
+               ) -> int:
         """Delete memories of one namespace: the rows (versions, tags and external ids by
         cascade), their keyword index rows, ``delete`` outbox rows; ``audit(namespace,
         ids, removed)``, then the live ``deleted`` event (``erasure``: says so, nothing
@@ -223,8 +223,7 @@ class Write:
         """
         self._require_open()
         removed = 0
-        for start in range(0, len(ids), chunk):
-            part = list(ids[start : start + chunk])
+        for part in stores.chunks(ids):
             removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete()[1].get(
                 Memory._meta.label, 0)
         lexical.remove(namespace.pk, ids)

@@ -16,10 +16,8 @@ from apps.core.asgi import ThreadPoolASGIHandler
 
 
 def get_asgi_application() -> ThreadPoolASGIHandler:
-    """Set Django up, start the server's background parts, and return the HTTP handler."""
-    import django
-
-    django.setup(set_prefix=False)
+    """Start the server's background parts and return the HTTP handler (Django is set up
+    by the entry point, memoryweb/asgi.py, which checks the settings first)."""
     from apps.memories.indexing import start_background_drain
 
     # Shorter GIL slices: a thread coming back from SQLite or onnxruntime (which run

@@ -83,8 +83,9 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
                              c.score, c.parts) for c in finished]
     recall_stats.note_recall(ns.pk)
     if result.hits:
-        _note_recalled([h.memory for h in result.hits if not h.shared])
-        changes.memories_recalled(ns, [h.memory.pk for h in result.hits if not h.shared], principal)
+        own = [h.memory for h in result.hits if not h.shared]
+        _note_recalled(own)
+        changes.memories_recalled(ns, [memory.pk for memory in own], principal)
     if _audits_reads(ns):
         with transaction.atomic():
             audit(principal, "memory.recall", namespace=ns,

@@ -124,7 +124,7 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
 
 def delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[Any]],
                      operation: str, summary: Mapping[str, Any] | None = None,
-                     chunk: int = 500, counts: dict[int, int] | None = None) -> int:
+                     counts: dict[int, int] | None = None) -> int:
     """Delete memories in one transaction (all or nothing, one audit entry per namespace)
     through the write path (apps/memories/writes.py), which unindexes them per namespace
     once it is done. ``counts`` (if given) gets each namespace's deletions."""
@@ -137,8 +137,7 @@ def delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[An
 
     with writes.atomic() as write:
         for ns_id, pks in by_namespace.items():
-            removed = write.delete(namespaces[ns_id], pks, actor=principal, audit=entry,
-                                   erasure=operation == "memory.erase", chunk=chunk)
+            removed = write.delete(namespaces[ns_id], pks, actor=principal, audit=entry)
             deleted += removed
             if counts is not None:
                 counts[ns_id] = removed
