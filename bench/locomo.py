@@ -9,6 +9,14 @@ Each question whose evidence turns all resolve is then recalled in every mode
 * recall@k: the share of a question's evidence turns found in the top k, averaged;
 * MRR: 1 / rank of the first evidence turn found in the top 20 (0 if none), averaged.
 
+The tuning protocol (docs/recall.md): the conversations are split in two parts,
+``tuning`` (conversations 1-5) and ``reporting`` (6-10). Defaults are chosen on the
+tuning part only and reported on the reporting part, which no choice has looked at;
+``--swap`` exchanges the parts, to check that what was chosen on one holds on the other.
+Each part is scored on its own, and against ``rrf``: a plain reciprocal-rank fusion of
+the two channels (equal weights, nothing else), the untuned baseline every gain is
+measured from. ``--set`` overrides a setting for a tuning sweep.
+
 The data is read from ../shared/benchmarks/locomo/ (CC BY-NC 4.0; never copied into
 this repository). Results go to bench/results/locomo.json and locomo.png.
 """
@@ -34,7 +42,14 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "benchmarks" / "locomo" / "locomo10.json"
 RESULTS = Path(__file__).resolve().parent / "results"
-MODES = ("vector", "lexical", "hybrid")
+MODES = ("vector", "lexical", "hybrid", "rrf")
+#: The untuned baseline: hybrid recall with plain reciprocal-rank fusion, the two
+#: channels weighted alike, no session input and no priors.
+PLAIN_RRF = {"MEMORYWEB_FUSION": "rrf",
+             "MEMORYWEB_FUSION_WEIGHTS": {"vector": 1.0, "lexical": 1.0, "session": 0.0,
+                                          "recency": 0.0, "importance": 0.0, "rerank": 0.0}}
+#: Conversation indices of each part (0-based: conversations 1-5 and 6-10).
+PARTS = {"tuning": range(0, 5), "reporting": range(5, 10)}
 KS = (1, 5, 10, 20)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
@@ -111,13 +126,26 @@ def ingest(samples: list[dict[str, Any]], principal) -> dict[str, set[str]]:
     return known
 
 
-def evaluate(samples, known, principal) -> dict[str, Any]:
-    """Recall every resolvable question in every mode; score the evidence ranks."""
+def recall_ranked(principal, question: str, slug: str, mode: str) -> list[str]:
+    """The dia_ids of the top 20 for one question in one mode (``rrf``: the baseline)."""
+    from django.test import override_settings
+
     from apps.memories import services
 
-    per_mode: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in MODES}
+    # pad_to_k: every list has k entries, as when the recorded results were made
+    # (docs/recall.md); padding only adds evidence turns at the tail by chance.
+    request = {"query": question, "k": max(KS), "mode": "hybrid" if mode == "rrf" else mode,
+               "namespace": slug, "pad_to_k": True}
+    with override_settings(**(PLAIN_RRF if mode == "rrf" else {})):
+        hits = services.recall(principal, request).hits
+    return [h.memory.metadata["dia_id"] for h in hits]
+
+
+def evaluate(samples, known, principal, modes=MODES) -> dict[str, Any]:
+    """Recall every resolvable question in every mode; score the evidence ranks."""
+    per_mode: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in modes}
     per_category: dict[str, dict[int, dict[str, list[float]]]] = {
-        m: defaultdict(lambda: defaultdict(list)) for m in MODES}
+        m: defaultdict(lambda: defaultdict(list)) for m in modes}
     latency: dict[str, list[float]] = defaultdict(list)
     questions = [(s["sample_id"].lower(), qa) for s in samples for qa in s["qa"]]
     skipped = 0
@@ -126,14 +154,10 @@ def evaluate(samples, known, principal) -> dict[str, Any]:
         if not evidence or not evidence <= known[slug]:
             skipped += 1
             continue
-        for mode in MODES:
+        for mode in modes:
             start = time.perf_counter()
-            # pad_to_k: every list has k entries, as when the recorded results were made
-            # (docs/recall.md); padding only adds evidence turns at the tail by chance.
-            hits = services.recall(principal, {"query": qa["question"], "k": max(KS), "mode": mode,
-                                               "namespace": slug, "pad_to_k": True}).hits
+            ranked = recall_ranked(principal, qa["question"], slug, mode)
             latency[mode].append(time.perf_counter() - start)
-            ranked = [h.memory.metadata["dia_id"] for h in hits]
             first = next((i for i, d in enumerate(ranked, 1) if d in evidence), None)
             scores = {f"R@{k}": len(evidence & set(ranked[:k])) / len(evidence) for k in KS}
             scores["MRR"] = 1 / first if first else 0.0
@@ -142,72 +166,131 @@ def evaluate(samples, known, principal) -> dict[str, Any]:
                 per_category[mode][qa["category"]][name].append(value)
     mean = lambda values: sum(values) / len(values) if values else 0.0  # noqa: E731
     return {
-        "questions": len(per_mode[MODES[0]]["MRR"]), "skipped_unresolvable": skipped,
-        "overall": {m: {n: mean(v) for n, v in per_mode[m].items()} for m in MODES},
+        "conversations": [s["sample_id"] for s in samples],
+        "questions": len(per_mode[modes[0]]["MRR"]), "skipped_unresolvable": skipped,
+        "overall": {m: {n: mean(v) for n, v in per_mode[m].items()} for m in modes},
         "by_category": {m: {f"{c} {CATEGORIES[c]}": {n: mean(v) for n, v in per_category[m][c].items()}
                             | {"questions": len(per_category[m][c]["MRR"])}
-                            for c in sorted(per_category[m])} for m in MODES},
+                            for c in sorted(per_category[m])} for m in modes},
         "latency_ms_p50": {m: sorted(v)[len(v) // 2] * 1000 for m, v in latency.items()},
     }
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
+    """One panel per part: each mode's R@k and MRR."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [f"R@{k}" for k in KS] + ["MRR"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / len(MODES)
-    colors = {"vector": "#1b9e77", "lexical": "#7570b3", "hybrid": "#d95f02"}
-    for i, mode in enumerate(MODES):
-        values = [report["overall"][mode][m] for m in metrics]
-        bars = ax.bar([x + i * width for x in range(len(metrics))], values, width, label=mode,
-                      color=colors[mode])
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks([x + width for x in range(len(metrics))], metrics)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("evidence recall / MRR")
-    ax.legend()
-    ax.set_title(f"LoCoMo evidence recall, {report['questions']} questions, "
-                 f"{report['timestamp'][:10]}")
+    parts = report["parts"]
+    fig, axes = plt.subplots(1, len(parts), figsize=(7 * len(parts), 4.5), squeeze=False)
+    colors = {"vector": "#1b9e77", "lexical": "#7570b3", "hybrid": "#d95f02", "rrf": "#999999"}
+    for ax, (name, part) in zip(axes[0], parts.items(), strict=True):
+        modes = list(part["overall"])
+        width = 0.8 / len(modes)
+        for i, mode in enumerate(modes):
+            values = [part["overall"][mode][m] for m in metrics]
+            bars = ax.bar([x + i * width for x in range(len(metrics))], values, width,
+                          label="plain RRF" if mode == "rrf" else mode, color=colors.get(mode))
+            ax.bar_label(bars, fmt="%.2f", fontsize=6)
+        ax.set_xticks([x + width * (len(modes) - 1) / 2 for x in range(len(metrics))], metrics)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("evidence recall / MRR")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{name} part: conversations {part['conversations'][0]}..."
+                     f"{part['conversations'][-1]}, {part['questions']} questions", fontsize=10)
+    fig.suptitle(f"LoCoMo evidence recall, {report['timestamp'][:10]}"
+                 + (" (parts swapped)" if report["protocol"]["swapped"] else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` (JSON, else a string) or ``NAME.key=VALUE`` for one key of a dict
+    setting, as Django settings for override_settings."""
+    from django.conf import settings
+
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, raw = pair.partition("=")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        name, _, key = name.partition(".")
+        if key:
+            overrides[name] = {**overrides.get(name, getattr(settings, name)), key: value}
+        else:
+            overrides[name] = value
+    return overrides
+
+
+def part_indices(swap: bool) -> dict[str, range]:
+    if not swap:
+        return dict(PARTS)
+    return {"tuning": PARTS["reporting"], "reporting": PARTS["tuning"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="locomo10.json")
-    parser.add_argument("--conversations", type=int, default=10, help="use the first N (default all 10)")
+    parser.add_argument("--part", choices=("both", "tuning", "reporting"), default="both",
+                        help="which part(s) to run (default both, each scored on its own)")
+    parser.add_argument("--swap", action="store_true",
+                        help="tuning = conversations 6-10, reporting = 1-5")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, of {', '.join(MODES)} (default all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a setting for this run (JSON value; NAME.key for one key "
+                             "of a dict setting, e.g. MEMORYWEB_FUSION_WEIGHTS.lexical=2)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo.json")
     args = parser.parse_args(argv)
-    samples = json.loads(args.data.read_text())[: args.conversations]
+    modes = tuple(m for m in args.modes.split(",") if m)
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
+    data = json.loads(args.data.read_text())
+    parts = {name: [data[i] for i in indices] for name, indices in part_indices(args.swap).items()
+             if args.part in ("both", name)}
     data_dir = Path(tempfile.mkdtemp(prefix="memoryweb-locomo-"))
     try:
         setup_django(data_dir)
+        from django.test import override_settings
+
         from apps.core.roles import Role
         from apps.tenancy.principal import Principal
 
+        overrides = parse_overrides(args.overrides)
+        override_settings(**overrides).enable()
         principal = Principal(label="bench:locomo", agent_id="locomo", role=Role.SYSTEM)
-        known = ingest(samples, principal)
+        known = ingest([s for samples in parts.values() for s in samples], principal)
         report = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
                   "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
-                  "conversations": len(samples), "turns": sum(len(v) for v in known.values()),
-                  **evaluate(samples, known, principal)}
+                  "protocol": {"swapped": args.swap, "settings": overrides,
+                               "parts": {n: [s["sample_id"] for s in v] for n, v in parts.items()}},
+                  "turns": sum(len(v) for v in known.values()),
+                  "parts": {name: evaluate(samples, known, principal, modes)
+                            for name, samples in parts.items()}}
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     chart(report, args.output.with_suffix(".png"))
-    skipped = report["skipped_unresolvable"]
-    print(f"{report['questions']} questions, {skipped} skipped (evidence unresolvable)")
-    print(f"{'mode':10}" + "".join(f"{m:>8}" for m in [f'R@{k}' for k in KS] + ["MRR", "p50 ms"]))
-    for mode in MODES:
-        row = report["overall"][mode]
-        print(f"{mode:10}" + "".join(f"{row[f'R@{k}']:8.3f}" for k in KS)
-              + f"{row['MRR']:8.3f}{report['latency_ms_p50'][mode]:8.1f}")
+    for name, part in report["parts"].items():
+        print(f"\n{name} part ({', '.join(part['conversations'])}): {part['questions']} questions, "
+              f"{part['skipped_unresolvable']} skipped (evidence unresolvable)")
+        print(f"{'mode':10}" + "".join(f"{m:>8}" for m in [f'R@{k}' for k in KS] + ["MRR", "p50 ms"]))
+        for mode in modes:
+            row = part["overall"][mode]
+            print(f"{mode:10}" + "".join(f"{row[f'R@{k}']:8.3f}" for k in KS)
+                  + f"{row['MRR']:8.3f}{part['latency_ms_p50'][mode]:8.1f}")
+        if {"hybrid", "rrf"} <= set(modes):
+            gain = {m: part["overall"]["hybrid"][m] - part["overall"]["rrf"][m]
+                    for m in ("R@5", "R@10", "MRR")}
+            print("hybrid - plain RRF: " + ", ".join(f"{m} {v:+.3f}" for m, v in gain.items()))
     return 0
 
 
