@@ -129,6 +129,9 @@ class GuestVectorStore:
     def count(self, namespace) -> int:
         return self._call("count", namespace)
 
+    def context_holders(self, namespace, context_ids) -> list[str]:
+        return self._call("context_holders", namespace, context_ids) if context_ids else []
+
     def all_ids(self, namespace, page: int = 5000) -> set[str]:
         return self._call("all_ids", namespace, page)
 

@@ -20,6 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.background import run_every
+from apps.memories import context
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.vectorstore import chroma_metadata, get_vector_store
@@ -53,14 +54,21 @@ def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarra
     if not memories:
         return
     if vectors is None:
-        vectors = get_embedder().embed([m.content for m in memories])
+        vectors = get_embedder().embed(context.index_texts(memories))
     get_vector_store().upsert(namespace, [str(m.pk) for m in memories], vectors,
                               [chroma_metadata(m) for m in memories], fresh=fresh)
 
 
+def refresh(namespace: Namespace, memories: Sequence[Memory]) -> None:
+    """Re-embed and re-index memories from their rows now (raises if the index fails):
+    erasure's repeat of a conversation-context re-index (apps/memories/stores.py)."""
+    _upsert(_current(namespace), memories)
+
+
 def _update_metadata(namespace: Namespace, memories: Sequence[Memory]) -> np.ndarray:
     """Memories' filter fields into the collection, keeping their stored vectors (an edit
-    that left ``content``, the only embedded text, alone). A memory the collection lacks
+    that left ``content`` alone: with the context's, apps/memories/context.py, the only
+    embedded text). A memory the collection lacks
     (its first index never happened, or was lost) is embedded and indexed in full.
     Returns the vectors, one row per memory (for the live event)."""
     store = get_vector_store()
@@ -68,7 +76,7 @@ def _update_metadata(namespace: Namespace, memories: Sequence[Memory]) -> np.nda
     vectors = store.update_metadata(namespace, ids, [chroma_metadata(m) for m in memories])
     missing = [m for m in memories if str(m.pk) not in vectors]
     if missing:
-        embedded = get_embedder().embed([m.content for m in missing])
+        embedded = get_embedder().embed(context.index_texts(missing))
         store.upsert(namespace, [str(m.pk) for m in missing], embedded,
                      [chroma_metadata(m) for m in missing])
         vectors.update(zip((str(m.pk) for m in missing), embedded, strict=True))

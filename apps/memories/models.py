@@ -54,6 +54,12 @@ class Memory(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="near_duplicates",
         help_text="An older memory of the namespace this one closely resembles (cosine "
         "similarity above the namespace's threshold), linked at ingest.")
+    context_memory = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        editable=False,
+        help_text="The memory indexed with this one as its context: the one before it in "
+        "its session when it was stored (apps/memories/context.py). Its words are in this "
+        "memory's keyword row and embedding, so erasing it re-indexes this one.")
     content_hash = models.CharField(max_length=64, editable=False)
     #: The content hash while this memory is the one ingest stored for that content; the
     #: unique constraint below lets one of two concurrent identical ingests insert, and
@@ -80,7 +86,7 @@ class Memory(models.Model):
         indexes = [
             models.Index(fields=["namespace", "-created_at"], name="memory_ns_created"),
             models.Index(fields=["namespace", "agent_id"], name="memory_ns_agent"),
-            models.Index(fields=["namespace", "session_id"], name="memory_ns_session"),
+            models.Index(fields=["namespace", "session_id", "-created_at"], name="memory_ns_session_created"),
             models.Index(fields=["namespace", "content_hash"], name="memory_ns_hash"),
             models.Index(fields=["agent_id"], name="memory_agent"),
             models.Index(fields=["namespace", "occurred_at"], name="memory_ns_occurred"),

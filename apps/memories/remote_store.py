@@ -83,6 +83,12 @@ class RemoteVectorStore:
     def count(self, namespace) -> int:
         return int(self._call("count", namespace=pack_namespace(namespace)))
 
+    def context_holders(self, namespace, context_ids: Sequence[str]) -> list[str]:
+        if not context_ids:
+            return []
+        return list(self._call("context_holders", namespace=pack_namespace(namespace),
+                               context_ids=[str(i) for i in context_ids]))
+
     def all_ids(self, namespace, page: int = 5000) -> set[str]:
         ids: set[str] = set()
         offset = 0

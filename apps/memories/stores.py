@@ -297,6 +297,54 @@ def _vector_rebuild(namespace: Namespace, progress: Progress) -> int:
     return reindex_namespace(namespace, progress=progress)
 
 
+def _context_rows_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int:
+    """Memories indexed with a conversation context (of these ids, when given)."""
+    from apps.memories.models import Memory
+
+    linked = Memory.objects.filter(namespace=namespace)
+    if ids is None:
+        return linked.filter(context_memory__isnull=False).count()
+    return count_in(linked, "context_memory_id", [str(i) for i in ids])
+
+
+def _context_rows_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
+    """Links to an erased memory, and keyword rows still holding its words as context."""
+    from apps.memories import lexical
+    from apps.memories.models import Memory
+
+    linked = count_in(Memory.objects.all(), "context_memory_id", list(erased.ids))
+    if namespace is None:
+        return linked
+    return linked + lexical.held_as_context(namespace.pk, erased.ids)
+
+
+def _context_vectors_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int | None:
+    from apps.memories.vectorstore import get_vector_store
+
+    if ids is None:
+        return None  # not countable without reading every vector's metadata
+    return sum(len(get_vector_store().context_holders(namespace, part))
+               for part in chunks([str(i) for i in ids]))
+
+
+def _context_vectors_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
+    return None if namespace is None else _context_vectors_count(namespace, erased.ids)
+
+
+def _context_vectors_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """Re-embed, from SQL as it is now, the memories whose vectors still hold an erased
+    memory's words as context: the delete path queued it; this repeats it for a retried
+    erasure, or one whose inline indexing failed."""
+    from apps.memories.indexing import refresh
+    from apps.memories.models import Memory
+    from apps.memories.vectorstore import get_vector_store
+
+    for part in chunks([str(i) for i in ids]):
+        holders = get_vector_store().context_holders(namespace, part)
+        if holders:
+            refresh(namespace, list(Memory.objects.filter(namespace=namespace, pk__in=holders)))
+
+
 def _outbox_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
     from apps.memories.models import IndexOutbox
 
@@ -416,6 +464,19 @@ def _index_stores() -> tuple[Store, ...]:
               ErasedBy.DELETE_PATH, count=_vector_count, remaining=_vector_remaining,
               erase=_vector_erase, after_commit=True, external=True, mirrors_memories=True,
               rebuild=_vector_rebuild),
+        Store("context_keyword_rows", "conversation context in keyword rows",
+              "The memory stored after another in its session is indexed with that one's "
+              "first 1,000 characters as its conversation context (apps/memories/context.py): "
+              "a column of its keyword row (context_search on PostgreSQL) and the link "
+              "context_memory. The delete path unlinks and re-indexes those memories.",
+              ErasedBy.DELETE_PATH, count=_context_rows_count, remaining=_context_rows_remaining),
+        Store("context_vectors", "conversation context in vectors",
+              "The vector of the memory stored after another in its session embeds that "
+              "one's words too (Chroma metadata context_id names it). The delete path "
+              "re-embeds those memories; erasure re-embeds any still naming an erased memory "
+              "after the commit, and retries until none does.",
+              ErasedBy.DELETE_PATH, count=_context_vectors_count, remaining=_context_vectors_remaining,
+              erase=_context_vectors_erase, after_commit=True, external=True),
         Store("outbox", "index outbox",
               "memories_indexoutbox: pending vector-index work (ids only); erasure settles "
               "the delete rows once the vectors are gone.",

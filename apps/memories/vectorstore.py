@@ -21,6 +21,7 @@ from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
 META_KEY = "m:"  # metadata key prefix for a scalar user-metadata value
+CONTEXT_KEY = "context_id"  # the memory whose words were embedded with this one (context.py)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def chroma_metadata(memory) -> dict[str, Any]:
         # When it happened (occurred_at, else created_at): occurred_* filters and `after`.
         "event_ts": memory.event_time.timestamp(),
     }
+    if memory.context_memory_id is not None:  # whose words the vector holds too (context.py)
+        meta[CONTEXT_KEY] = str(memory.context_memory_id)
     for tag in memory.tags:
         meta[TAG_KEY + tag] = True
     for key, value in (memory.metadata or {}).items():
@@ -234,6 +237,14 @@ class VectorStore:
 
     def count(self, namespace: Namespace) -> int:
         return self._readable(namespace).count()
+
+    def context_holders(self, namespace: Namespace, context_ids: Sequence[str]) -> list[str]:
+        """The ids whose vector was embedded with one of ``context_ids`` as its
+        conversation context (apps/memories/context.py): erasure's checks."""
+        if not context_ids:
+            return []
+        where = {CONTEXT_KEY: {"$in": [str(i) for i in context_ids]}}
+        return list(self._readable(namespace).get(where=where, include=[])["ids"])
 
     def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
         return self._readable(namespace).get(include=[], limit=limit, offset=offset)["ids"]

@@ -42,7 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Unavailable
-from apps.memories import changes, indexing, lexical, stores
+from apps.memories import changes, context, indexing, lexical, stores
 from apps.memories.models import (
     ExternalId,
     IndexOutbox,
@@ -150,6 +150,8 @@ class Write:
         memory.save()
         if "content" in edits:
             lexical.replace(memory.namespace_id, [memory.pk])
+            # the memories indexed with this one as their context carry its old words
+            self._reindex_context(memory.namespace, context.dependents(memory.namespace_id, [memory.pk]))
         if "tags" in edits:
             _replace_tags([memory])
         MemoryVersion.objects.create(memory=memory, version=memory.version,
@@ -222,6 +224,9 @@ class Write:
         more). After the block: removed from the vector index. Returns the rows deleted.
         """
         self._require_open()
+        # The memories indexed with these as their context: the delete unlinks them (SET
+        # NULL); their keyword rows and vectors lose the deleted words below.
+        dependents = context.dependents(namespace.pk, ids)
         removed = 0
         for part in stores.chunks(ids):
             removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete()[1].get(
@@ -234,7 +239,24 @@ class Write:
         changes.memories_deleted(namespace, ids, actor, erasure=erasure)
         memory_ids, outbox_ids = [str(r.memory_id) for r in outbox], [r.pk for r in outbox]
         self._queue(lambda: indexing.unindex_inline(namespace, memory_ids, outbox_ids))
+        for memory in dependents:
+            memory.context_memory = None
+        self._reindex_context(namespace, dependents)
         return removed
+
+    def _reindex_context(self, namespace: Namespace, memories: Sequence[Memory]) -> None:
+        """Re-index memories whose conversation context changed or went (context.py):
+        their keyword rows now, their vectors (re-embedded) after the block, through
+        ``upsert`` outbox rows like any write. Not an edit of theirs: no version, audit
+        entry or event."""
+        if not memories:
+            return
+        lexical.replace(namespace.pk, [m.pk for m in memories])
+        outbox = IndexOutbox.objects.bulk_create(
+            [IndexOutbox(namespace_id=namespace.pk, memory_id=m.pk, op=IndexOutbox.Op.UPSERT)
+             for m in memories])
+        outbox_ids = [r.pk for r in outbox]
+        self._queue(lambda: indexing.index_inline(namespace, memories, None, outbox_ids))
 
 
 # --- erase ------------------------------------------------------------------------------

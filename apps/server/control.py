@@ -400,6 +400,15 @@ def _count(args: dict[str, Any]) -> int:
     return _store().count(_namespace(args))
 
 
+@operation("vector.context_holders")
+def _context_holders(args: dict[str, Any]) -> list[str]:
+    context_ids = args["context_ids"]
+    if not (isinstance(context_ids, list) and all(isinstance(i, str) for i in context_ids)
+            and len(context_ids) <= 10_000):
+        raise Refused("bad_request", "vector.context_holders: context_ids, at most 10000 strings")
+    return _store().context_holders(_namespace(args), context_ids)
+
+
 @operation("vector.ids")
 def _ids(args: dict[str, Any]) -> list[str]:
     offset, limit = args["offset"], args["limit"]

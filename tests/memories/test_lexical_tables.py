@@ -19,8 +19,11 @@ from apps.tenancy.models import Namespace
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 tables only")
 
 
-def _search(namespace_id: int, text: str) -> list[uuid.UUID]:
-    return [pk for pk, _ in lexical.search(namespace_id, lexical.build_query(text), 10)]
+def _search(namespace_id: int, text: str, context_weight: float | None = None) -> list[uuid.UUID]:
+    """``context_weight=0``: the memories' own words only, a query tables from before the
+    context column (0014) answer too."""
+    return [pk for pk, _ in lexical.search(namespace_id, lexical.build_query(text), 10,
+                                           context_weight=context_weight)]
 
 
 def _tables() -> set[str]:
@@ -55,12 +58,35 @@ def test_migration_splits_the_shared_table_and_back():
         second = _raw_memory(beta, "the walrus migration")
         _migrate(("memories", "0007_fts_per_namespace"))
         assert "memories_fts" not in _tables()
-        assert _search(alpha.pk, "walrus") == [first.pk] and _search(beta.pk, "walrus") == [second.pk]
+        assert _search(alpha.pk, "walrus", 0) == [first.pk] and _search(beta.pk, "walrus", 0) == [second.pk]
         _migrate(("memories", "0006_fts_vocabulary"))
         assert lexical.fts_table(alpha.pk) not in _tables()
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'walrus'")
             assert cursor.fetchone()[0] == 2
+    finally:
+        _migrate(None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_adds_the_context_columns_and_back():
+    alpha = Namespace.objects.create(slug="alpha")
+    _migrate(("memories", "0007_fts_per_namespace"))
+    try:
+        first = _raw_memory(alpha, "the walrus census")
+        with connection.cursor() as cursor:  # as the services of 0007..0013 indexed it
+            cursor.execute(f"CREATE VIRTUAL TABLE {lexical.fts_table(alpha.pk)} USING fts5("
+                           "memory_id UNINDEXED, content, tokenize = 'porter unicode61')")
+            cursor.execute(f"INSERT INTO {lexical.fts_table(alpha.pk)}(memory_id, content) "
+                           "SELECT id, content FROM memories_memory")
+        _migrate(("memories", "0013_bulk_job"))
+        _migrate(("memories", "0014_context_memory"))
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT memory_id, context, context_id FROM {lexical.fts_table(alpha.pk)}")
+            assert cursor.fetchall() == [(first.pk.hex, "", None)]
+        assert _search(alpha.pk, "walrus") == [first.pk]
+        _migrate(("memories", "0013_bulk_job"))
+        assert _search(alpha.pk, "walrus", 0) == [first.pk]
     finally:
         _migrate(None)
 

@@ -14,7 +14,7 @@ from typing import Any
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, ServiceError
 from apps.core.roles import Action
-from apps.memories import indexing, schemas, writes
+from apps.memories import context, indexing, schemas, writes
 from apps.memories.models import Memory
 from apps.memories.services.access import _editable, _pk, check_writable
 from apps.ops import metrics
@@ -43,8 +43,11 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
     if not partial:  # PUT replaces every editable field; omitted ones take defaults
         cleaned = {name: cleaned.get(name) for name in EDITABLE_FIELDS}
     embedded_text = cleaned.get("content", memory.content)
-    embeddings = (indexing.embed_contents([embedded_text])
-                  if embedded_text != memory.content else None)
+    embeddings = None
+    if embedded_text != memory.content:  # with its conversation context, as ingest embeds it
+        embeddings = indexing.embed_contents(
+            context.index_texts([Memory(content=embedded_text,
+                                        context_memory_id=memory.context_memory_id)]))
 
     def entry(edited: Memory, changes: dict[str, Any]) -> None:
         summary = {"fields": sorted(changes), "version": edited.version}

@@ -20,7 +20,7 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
 from apps.core.roles import Action
-from apps.memories import indexing, schemas, writes
+from apps.memories import context, indexing, schemas, writes
 from apps.memories.models import IdempotencyRecord, Memory, content_hash
 from apps.memories.results import StoredMemory
 from apps.memories.services.access import check_writable
@@ -163,7 +163,8 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
     embeddings = None
     near = _NearDuplicates()
     if memories:
-        embeddings = indexing.embed_contents([m.content for m in memories])
+        context.assign(ns.pk, memories)  # the turn before, indexed with each (context.py)
+        embeddings = indexing.embed_contents(context.index_texts(memories))
         near = _near_duplicates(ns, memories, embeddings)
         skipped = near.skipped
         if skipped:  # skip policy: the near-duplicate stands in for the new memory
@@ -173,6 +174,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
                     existing[digest] = skipped[memory.pk]
             memories = [memories[i] for i in keep]
             embeddings = embeddings[keep] if embeddings is not None else None
+            context.remap(memories, skipped)
     if not memories and claim is None:
         return _answer(hashes, existing, fresh, near)  # nothing to write: no transaction
 
@@ -232,6 +234,7 @@ def _drop_taken(memories: list[Memory], embeddings: np.ndarray | None,
     for memory in kept:
         if memory.near_duplicate_of_id in replaced:
             memory.near_duplicate_of = replaced[memory.near_duplicate_of_id]
+    context.remap(kept, replaced)
     for digest, stand_in in list(existing.items()):
         if stand_in.pk in replaced:  # a skip-policy stand-in for a memory never stored
             existing[digest] = replaced[stand_in.pk]  # its similarity stays (_answer)
