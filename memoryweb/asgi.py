@@ -18,10 +18,11 @@ from apps.core.checks import refuse_to_start  # noqa: E402
 
 refuse_to_start()
 
-from apps.core.asgi import recording_main_loop  # noqa: E402
+from apps.core.asgi import recording_main_loop, with_lean_api  # noqa: E402
 from apps.server.asgi import get_asgi_application  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+# API calls with a key take the lean middleware chain; the rest the full one (apps/core/asgi.py).
+django_asgi_app = with_lean_api(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 

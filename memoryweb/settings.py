@@ -118,6 +118,30 @@ MIDDLEWARE = [
     "apps.dashboard.middleware.RequireStaffMfaMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+# The lean path (apps/core/asgi.py, docs/performance.md "Lean API path"): a request with
+# `Authorization: Bearer …` on an API path runs MIDDLEWARE without what only people's
+# browsers need. The key is its whole credential, so none of these can change its answer:
+# static files (WhiteNoise serves /static/ only), the session and the person it holds
+# (sessions, auth: a Bearer request never logs in by cookie), CSRF (a cookie-borne attack;
+# DRF's session authentication checks CSRF itself), messages (the dashboard's), allauth
+# (its /accounts/ pages) and the MFA redirect (people's pages). Everything else stays, in
+# the same order: metrics before and after, the request id, JSON errors, Server-Timing, the
+# body limit, the security headers (SecurityMiddleware, X-Frame-Options) and
+# CommonMiddleware (Content-Length, the slash redirect), so answers keep their headers.
+# A middleware added to MIDDLEWARE runs on the lean path too unless it is listed here.
+MEMORYWEB_BROWSER_MIDDLEWARE = frozenset({
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "apps.dashboard.middleware.RequireStaffMfaMiddleware",
+})
+MEMORYWEB_API_MIDDLEWARE = [name for name in MIDDLEWARE if name not in MEMORYWEB_BROWSER_MIDDLEWARE]
+# Off: every request runs the whole MIDDLEWARE (to compare, or for a middleware of your own
+# that API calls must pass through).
+MEMORYWEB_LEAN_API = env.bool("MEMORYWEB_LEAN_API", default=True)
 
 # Server-side messages: a new API key shown once in the admin never travels in a cookie.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
@@ -294,6 +318,11 @@ MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # SQLite keyword queries leave out terms found in more than this share of all memories
 # (they barely move BM25 but dominate its cost); 1.0 keeps every term.
 MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
+# Conversation context (apps/memories/context.py, docs/recall.md): a memory stored with a
+# session_id is indexed with the memory before it in that session (embedding and keyword
+# index); the keyword channel weighs the context's words by this against the memory's own.
+MEMORYWEB_INDEX_CONTEXT = env.bool("MEMORYWEB_INDEX_CONTEXT", default=True)
+MEMORYWEB_LEXICAL_CONTEXT_WEIGHT = env.float("MEMORYWEB_LEXICAL_CONTEXT_WEIGHT", default=0.25)
 # The dashboard's memory search lists at most this many matches (it looks for one more,
 # so a capped search says "1,000+ matches" and refuses select-all; docs/dashboard.md).
 MEMORYWEB_DASHBOARD_SEARCH_LIMIT = env.int("MEMORYWEB_DASHBOARD_SEARCH_LIMIT", default=1000)
@@ -306,7 +335,7 @@ MEMORYWEB_FUSION = env.str("MEMORYWEB_FUSION", default="weighted")
 # reranker's score when one is configured. The fused score is the weighted mean.
 MEMORYWEB_FUSION_WEIGHTS = {
     "vector": env.float("MEMORYWEB_FUSION_WEIGHT_VECTOR", default=1.0),
-    "lexical": env.float("MEMORYWEB_FUSION_WEIGHT_LEXICAL", default=3.0),
+    "lexical": env.float("MEMORYWEB_FUSION_WEIGHT_LEXICAL", default=1.5),
     # The best other same-session candidate's fused score (fusion.session_context).
     "session": env.float("MEMORYWEB_FUSION_WEIGHT_SESSION", default=1.2),
     "recency": env.float("MEMORYWEB_FUSION_WEIGHT_RECENCY", default=0.0),
@@ -353,6 +382,11 @@ MEMORYWEB_DRAIN_SECONDS = env.float("MEMORYWEB_DRAIN_SECONDS", default=5.0)
 MEMORYWEB_RECALL_STATS_SECONDS = env.float("MEMORYWEB_RECALL_STATS_SECONDS", default=1.0)
 # Keys update last_used_at at most this often, so reads do not become writes.
 MEMORYWEB_KEY_TOUCH_SECONDS = env.int("MEMORYWEB_KEY_TOUCH_SECONDS", default=60)
+# A process remembers a key it authenticated this long (apps/tenancy/key_cache.py): no SQL
+# per request. Revoked, rotated or changed in this process, it is forgotten at once; done
+# in another process (a second Daphne, a shell), it keeps working there at most this long.
+# 0: look keys up on every request.
+MEMORYWEB_KEY_CACHE_SECONDS = env.float("MEMORYWEB_KEY_CACHE_SECONDS", default=5.0)
 # A rotated key's old secret keeps working this long (a rotate request may choose).
 MEMORYWEB_KEY_ROTATION_GRACE_SECONDS = env.int("MEMORYWEB_KEY_ROTATION_GRACE_SECONDS", default=3600)
 # Requests per principal (API key or person), DRF rate syntax; empty = unlimited.

@@ -273,6 +273,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_HYBRID_POOL": (_COUNT, None),
     "MEMORYWEB_RERANK_DEPTH": (_COUNT, None),
     "MEMORYWEB_LEXICAL_MAX_DF": (Bound(low=0, high=1, above=True), "1 keeps every term."),
+    "MEMORYWEB_LEXICAL_CONTEXT_WEIGHT": (Bound(low=0, high=1), "0 leaves the context's words "
+                                         "out of keyword recall."),
     "MEMORYWEB_RECENCY_HALF_LIFE_DAYS": (_SECONDS, None),
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),
@@ -283,6 +285,10 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_DRAIN_SECONDS": (Bound(low=0), "0: never."),
     "MEMORYWEB_RECALL_STATS_SECONDS": (Bound(low=0), "0 writes them inline."),
     "MEMORYWEB_KEY_TOUCH_SECONDS": (Bound(low=0, integer=True), None),
+    "MEMORYWEB_KEY_CACHE_SECONDS": (Bound(low=0, high=60),
+                                    "A key revoked in another process keeps working there "
+                                    "this long; 0 looks keys up on every request (5 is the "
+                                    "default)."),
     "MEMORYWEB_KEY_ROTATION_GRACE_SECONDS": (Bound(low=0, high=7 * 86400, integer=True),
                                              "A rotate request may choose 0..7 days."),
     "MEMORYWEB_GIL_SWITCH_MS": (_SECONDS, None),

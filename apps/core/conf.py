@@ -168,6 +168,18 @@ def rate_limit() -> tuple[int, int] | None:
     return parse_rate(settings.MEMORYWEB_RATE_LIMIT)
 
 
+def lean_api() -> bool:
+    """``MEMORYWEB_LEAN_API`` now: whether API calls with a key take the lean middleware
+    chain (apps/core/asgi.py)."""
+    return bool(settings.MEMORYWEB_LEAN_API)
+
+
+def key_cache_seconds() -> float:
+    """``MEMORYWEB_KEY_CACHE_SECONDS`` now: how long a process may remember an
+    authenticated API key (0: not at all; apps/tenancy/key_cache.py)."""
+    return float(settings.MEMORYWEB_KEY_CACHE_SECONDS)
+
+
 # --- The data directory: created at start, never at import --------------------------------
 
 

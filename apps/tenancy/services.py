@@ -15,6 +15,7 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
+from apps.tenancy import key_cache
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 
@@ -97,24 +98,41 @@ def key_summary(key: ApiKey) -> dict:
 
 
 def authenticate_key(raw: str) -> ApiKey | None:
-    """The active key matching ``raw``, compared in constant time, or None."""
+    """The active key matching ``raw``, compared in constant time, or None.
+
+    A key authenticated in the last ``MEMORYWEB_KEY_CACHE_SECONDS`` comes from this
+    process's memory of it (apps/tenancy/key_cache.py: keyed by the key's hash, expiry
+    checked now, forgotten at once when it changes here), without SQL; each caller gets
+    its own copy.
+    """
     if not raw.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) or len(raw) > 200:
         return None
+    digest = _hash_key(raw)
+    remembered = key_cache.find(digest)
+    if remembered is not None:
+        if _touch(remembered):
+            key_cache.remember(digest, remembered, key_cache.generation(), keep_until=True)
+        return remembered
+    seen = key_cache.generation()
     prefix = raw[: len(KEY_PREFIX_WRITE) + _LOOKUP_CHARS]
     key = ApiKey.objects.active().select_related("namespace").filter(prefix=prefix).first()
-    if key is None or not hmac.compare_digest(key.key_hash, _hash_key(raw)):
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
         return None
     _touch(key)
+    key_cache.remember(digest, key, seen)
     return key
 
 
-def _touch(key: ApiKey) -> None:
-    """Record use at most once per MEMORYWEB_KEY_TOUCH_SECONDS, so reads stay reads."""
+def _touch(key: ApiKey) -> bool:
+    """Record use at most once per MEMORYWEB_KEY_TOUCH_SECONDS, so reads stay reads;
+    whether it wrote."""
     now = timezone.now()
     period = timedelta(seconds=settings.MEMORYWEB_KEY_TOUCH_SECONDS)
     if key.last_used_at is None or now - key.last_used_at > period:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+        return True
+    return False
 
 
 def resolve_namespace(principal: Principal, slug: str | None) -> Namespace:

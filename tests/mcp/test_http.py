@@ -39,6 +39,9 @@ def _revoked_over_http(env):
 
 def test_mcp_over_http(embedded_env, tmp_path):
     keys = agent_and_admin_keys(embedded_env)
+    # REVOKE is a shell's data fix in another process: seen at the next call only when the
+    # server looks keys up on every call (else within MEMORYWEB_KEY_CACHE_SECONDS).
+    embedded_env["MEMORYWEB_KEY_CACHE_SECONDS"] = "0"
     with DaphneServer(tmp_path / "daphne.log", embedded_env) as server:
         memory_id = asyncio.run(_over_http(server.url, keys["agent"], agent_steps))
         asyncio.run(_over_http(server.url, keys["admin"], lambda s: admin_steps(s, memory_id)))

@@ -21,6 +21,7 @@ LONGEST = (
     "tests/server/test_backup.py",
     "tests/dashboard/browser/test_layouts.py",
     "tests/ops/test_commands_beside_server.py",
+    "tests/server/test_lean_api_path.py",
     "tests/ops/test_scaled.py",
     "tests/mcp/test_stdio.py",
     "tests/dashboard/browser/test_gdpr_journey.py",

@@ -53,7 +53,10 @@ def test_malformed_bearer_is_401(db, header):
     assert client.get("/api/v1/memories").status_code == 401
 
 
-def test_revoked_key_is_refused(alpha):
+def test_revoked_key_is_refused(alpha, settings):
+    # Revoked by a data fix, not the service: only a lookup per request sees it at once
+    # (with the key cache, within MEMORYWEB_KEY_CACHE_SECONDS: tests/server/test_key_cache.py).
+    settings.MEMORYWEB_KEY_CACHE_SECONDS = 0
     key, raw = create_api_key(role=Role.AGENT, agent_id="a", namespace=alpha)
     assert _client(raw).get("/api/v1/memories").status_code == 200
     ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
