@@ -45,8 +45,10 @@ ERROR_DESCRIPTIONS = {
            "(`unavailable`); retry shortly.",
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-#: Text that is not blank once Python's str.strip() has trimmed it.
-NOT_BLANK = r"[^\s\x1c-\x1f]"
+#: Text that is not blank once Python's str.strip() has trimmed it: the schema's regex
+#: dialect (ECMA 262) does not count \x1c-\x1f and NEL (\x85) as space; Python does
+#: (every other character str.isspace() knows is in ECMA's \s).
+NOT_BLANK = r"[^\s\x1c-\x1f\x85]"
 
 
 class ErrorDetailSerializer(serializers.Serializer):
@@ -250,5 +252,5 @@ class AutoSchema(openapi.AutoSchema):
                 and "pattern" not in schema and "enum" not in schema
                 and "format" not in schema):
             # Some non-space character (trimmed before the blank check). Python also strips
-            # \x1c-\x1f, which the schema's regex dialect does not count as space.
+            # \x1c-\x1f and \x85, which the schema's regex dialect does not count as space.
             schema["pattern"] = NOT_BLANK

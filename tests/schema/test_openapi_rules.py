@@ -194,3 +194,19 @@ def test_revoking_a_grant_whose_row_went_meanwhile_is_a_404_not_a_500(alpha, bet
     with pytest.raises(grants.NotFound):
         grants.revoke_grant(root, "alpha", grant.pk)
     assert Namespace.objects.filter(slug="alpha").exists()
+
+
+#: What ECMA 262's ``\s`` matches (the schema's regex dialect): Python's str.strip() trims
+#: more, and NOT_BLANK must name what it trims besides.
+ECMA_SPACE = (set("\t\n\x0b\x0c\r \xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff")
+              | {chr(c) for c in range(0x2000, 0x200B)})
+
+
+def test_the_not_blank_pattern_names_every_space_python_strips():
+    import re
+    import sys
+
+    stripped = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    named = re.compile("[" + NOT_BLANK[2:-1].replace("\\s", "") + "]")  # besides \s
+    missing = sorted(hex(ord(c)) for c in stripped - ECMA_SPACE if not named.fullmatch(c))
+    assert missing == [], f"str.strip() trims these, the schema's pattern accepts them: {missing}"
