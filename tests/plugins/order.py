@@ -5,11 +5,13 @@ order of the collection; by default it sorts modules by their number of tests, w
 puts the one-test schemathesis module (~170 s, mostly waiting on HTTP, about one core
 between its CLI and its server) last, where one worker ran it alone at the end. It
 starts first here, beside the many small modules. Putting every long, process-heavy
-module first was measured worse (2026-12-05, clean clone, idle: embedded pytest 9 min
-47 s against 8 min 50 s in xdist's order; scaled 12 min 41 s against 8 min 5 s): they
-then start servers on both workers at once and slow each other down. The rest follow
-by number of tests, as xdist orders them; the Makefile and ``tests/run_scaled.py``
-pass ``--no-loadscope-reorder`` so xdist keeps this order.
+module first was tried (2026-12-05) and gave no clear gain: the embedded pass took
+11 min 44 s with it and 11 min 59 s with schemathesis alone first (same tests, one CI
+run each, clean clones), and the scaled pass 12 min 41 s with it against 8 min 5 s in
+xdist's order a day earlier with ~55 fewer tests; long modules started together start
+servers on both workers at once. The rest follow by number of tests, as xdist orders
+them; the Makefile and ``tests/run_scaled.py`` pass ``--no-loadscope-reorder`` so xdist
+keeps this order.
 """
 
 from __future__ import annotations
