@@ -33,10 +33,8 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.memories.lexical import CONTEXT_CHARS
 from apps.memories.models import Memory
-
-#: At most this many characters of the context are indexed with a memory.
-CONTEXT_CHARS = 1000
 
 _CONTEXT_FIELD = Memory._meta.get_field("context_memory")
 

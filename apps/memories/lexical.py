@@ -234,10 +234,20 @@ def _create(cursor, namespace_id: int) -> None:
                    f"USING fts5vocab({table}, 'row')")
 
 
-#: The words of a memory's conversation context (apps/memories/context.py): its first
-#: CONTEXT_CHARS characters, as the embedding takes them.
-_CONTEXT_SQL = {"sqlite": "coalesce(substr(c.content, 1, 1000), '')",
-                "postgresql": "to_tsvector('english', left(c.content, 1000))"}
+#: At most this many characters of a memory's conversation context are indexed with it
+#: (apps/memories/context.py embeds the same).
+CONTEXT_CHARS = 1000
+_CONTEXT_SQL = {"sqlite": f"coalesce(substr(c.content, 1, {CONTEXT_CHARS}), '')",
+                "postgresql": f"to_tsvector('english', left(c.content, {CONTEXT_CHARS}))"}
+
+
+def _insert_rows(namespace_id: int, where: str) -> str:
+    """SQLite: the statement copying memories of the namespace (``m``, narrowed by
+    ``where``) into its table, each with its context's words (``add`` and ``rebuild``)."""
+    return (f"INSERT INTO {fts_table(namespace_id)}(memory_id, content, context, context_id) "
+            f"SELECT m.id, m.content, {_CONTEXT_SQL['sqlite']}, m.context_memory_id "
+            "FROM memories_memory m LEFT JOIN memories_memory c ON c.id = m.context_memory_id "
+            f"WHERE m.namespace_id = %s{where}")
 
 
 def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
@@ -259,12 +269,8 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     with connection.cursor() as cursor:
         _create(cursor, namespace_id)
         for part in _chunks(memory_ids):
-            cursor.execute(
-                f"INSERT INTO {fts_table(namespace_id)}(memory_id, content, context, context_id) "
-                f"SELECT m.id, m.content, {_CONTEXT_SQL['sqlite']}, m.context_memory_id "
-                "FROM memories_memory m LEFT JOIN memories_memory c ON c.id = m.context_memory_id "
-                f"WHERE m.namespace_id = %s AND m.id IN ({', '.join(['%s'] * len(part))})",
-                [namespace_id, *part])
+            cursor.execute(_insert_rows(namespace_id, f" AND m.id IN ({', '.join(['%s'] * len(part))})"),
+                           [namespace_id, *part])
 
 
 def _set_context_search(memory_ids: Sequence[uuid.UUID | str] | None, namespace_id: int | None = None,
@@ -340,10 +346,7 @@ def rebuild(namespace_id: int) -> int:
     drop(namespace_id)
     with connection.cursor() as cursor:
         _create(cursor, namespace_id)
-        cursor.execute(f"INSERT INTO {fts_table(namespace_id)}(memory_id, content, context, context_id) "
-                       f"SELECT m.id, m.content, {_CONTEXT_SQL['sqlite']}, m.context_memory_id "
-                       "FROM memories_memory m LEFT JOIN memories_memory c ON c.id = m.context_memory_id "
-                       "WHERE m.namespace_id = %s", [namespace_id])
+        cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])
         return cursor.rowcount
 
 
