@@ -275,6 +275,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_LEXICAL_MAX_DF": (Bound(low=0, high=1, above=True), "1 keeps every term."),
     "MEMORYWEB_LEXICAL_CONTEXT_WEIGHT": (Bound(low=0, high=1), "0 leaves the context's words "
                                          "out of keyword recall."),
+    "MEMORYWEB_LEXICAL_WINDOW": (Bound(low=0, integer=True), "0 scores every keyword match."),
+    "MEMORYWEB_LEXICAL_RARE_DF": (Bound(low=0, integer=True), None),
     "MEMORYWEB_RECENCY_HALF_LIFE_DAYS": (_SECONDS, None),
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),

@@ -21,13 +21,15 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import snowballstemmer
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
+
+from apps.memories import keyword_search
 
 MAX_TERMS = 32
 
@@ -52,6 +54,9 @@ class LexicalQuery:
     engine_query: str
     #: Terms left out as too common (``prune_common``), for ``explain``.
     dropped: tuple[str, ...] = ()
+    #: The namespace's document count per term when ``prune_common`` looked them up
+    #: (``search`` reuses them rather than asking the vocabulary twice).
+    frequency: tuple[tuple[str, int], ...] | None = None
 
 
 def build_query(text: str) -> LexicalQuery:
@@ -63,12 +68,14 @@ def build_query(text: str) -> LexicalQuery:
     return _with_terms(terms)
 
 
-def _with_terms(terms: tuple[str, ...], dropped: tuple[str, ...] = ()) -> LexicalQuery:
+def _with_terms(terms: tuple[str, ...], dropped: tuple[str, ...] = (),
+                frequency: Mapping[str, int] | None = None) -> LexicalQuery:
     if connection.vendor == "postgresql":
         engine_query = " | ".join(terms)
     else:
         engine_query = " OR ".join(f'"{t}"' for t in terms)
-    return LexicalQuery(terms, engine_query, dropped)
+    counts = None if frequency is None else tuple((t, frequency.get(t, 0)) for t in terms)
+    return LexicalQuery(terms, engine_query, dropped, counts)
 
 
 #: One Porter stemmer (the algorithm of FTS5's porter tokenizer) per thread: a snowball
@@ -104,28 +111,35 @@ def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None
     share = settings.MEMORYWEB_LEXICAL_MAX_DF if max_share is None else max_share
     if connection.vendor != "sqlite" or share >= 1.0 or len(query.terms) < 2:
         return query
-    stems = {term: _stem(term) for term in query.terms}
-    unique = sorted(set(stems.values()))
     with connection.cursor() as cursor:
         total = _total_rows(cursor, namespace_id)
         if total < PRUNE_FROM_ROWS:  # small index: every query is cheap
             return query
-        try:
-            cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
-                           f"({', '.join(['%s'] * len(unique))})", unique)
-        except OperationalError as exc:
-            if _is_missing_table(exc):  # memories written around the services: not indexed yet
-                return query
-            raise
-        counts = dict(cursor.fetchall())
-    frequency = {term: counts.get(stem, 0) for term, stem in stems.items()}
+        frequency = _frequencies(cursor, namespace_id, query.terms)
+    if frequency is None:  # memories written around the services: not indexed yet
+        return query
     keep = tuple(t for t in query.terms if frequency[t] <= share * total)
     if not keep:
         rarest = set(sorted(query.terms, key=frequency.__getitem__)[:2])
         keep = tuple(t for t in query.terms if t in rarest)
-    if len(keep) == len(query.terms):
-        return query
-    return _with_terms(keep, tuple(t for t in query.terms if t not in keep))
+    dropped = tuple(t for t in query.terms if t not in keep)
+    return _with_terms(keep, dropped, frequency)
+
+
+def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, int] | None:
+    """How many of the namespace's memories hold each term (by its Porter stem, from the
+    table's FTS5 vocabulary; 0 if the stem is not there), or None without a table."""
+    stems = {term: _stem(term) for term in terms}
+    unique = sorted(set(stems.values()))
+    try:
+        cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
+                       f"({', '.join(['%s'] * len(unique))})", unique)
+    except OperationalError as exc:
+        if _is_missing_table(exc):
+            return None
+        raise
+    counts = dict(cursor.fetchall())
+    return {term: counts.get(stem, 0) for term, stem in stems.items()}
 
 
 def _total_rows(cursor, namespace_id: int) -> int:
@@ -160,38 +174,24 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
         subquery, params = candidates.values("id").query.sql_with_params()
         restrict = f" AND {'m.id' if connection.vendor == 'postgresql' else 'memory_id'} IN ({subquery})"
     if connection.vendor == "postgresql":
-        if weight > 0:
-            score = ("ts_rank_cd(m.search, q) + %s * ts_rank_cd(coalesce(m.context_search, "
-                     "''::tsvector), q)")
-            match, first = "(m.search @@ q OR m.context_search @@ q)", [float(weight)]
-        else:
-            score, match, first = "ts_rank_cd(m.search, q)", "m.search @@ q", []
-        sql = (
-            f"SELECT m.id, {score} AS score "
-            "FROM memories_memory m, to_tsquery('english', %s) q "
-            f"WHERE {match} AND m.namespace_id = %s{restrict} "
-            "ORDER BY score DESC, m.id LIMIT %s"
-        )
-        args = [*first, query.engine_query, namespace_id, *params, limit]
+        with connection.cursor() as cursor:
+            found = keyword_search.postgresql(cursor, namespace_id, query.terms, query.engine_query,
+                                              limit=limit, weight=weight, restrict=restrict,
+                                              restrict_params=params)
     else:
-        # The namespace's own table (module docstring): bm25 weighs the content column,
-        # and the context column by ``weight``, with this namespace's statistics alone.
-        table = fts_table(namespace_id)
-        columns = "{content context}" if weight > 0 else "content"
-        sql = (
-            f"SELECT memory_id, -bm25({table}, 0.0, 1.0, %s, 0.0) AS score FROM {table} "
-            f"WHERE {table} MATCH %s{restrict} "
-            "ORDER BY score DESC, memory_id LIMIT %s"
-        )
-        args = [float(weight), f"{columns} : ({query.engine_query})", *params, limit]
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(sql, args)
-        except OperationalError as exc:
-            if _is_missing_table(exc):  # no memory was ever written to this namespace
-                return []
-            raise
-        return [(_as_uuid(row[0]), float(row[1])) for row in cursor.fetchall()]
+        frequency = None if query.frequency is None else dict(query.frequency)
+        with connection.cursor() as cursor:
+            try:
+                found = keyword_search.sqlite(
+                    cursor, fts_table(namespace_id), query.terms, limit=limit, weight=weight,
+                    restrict=restrict, restrict_params=params,
+                    frequency=lambda: (frequency if frequency is not None
+                                       else _frequencies(cursor, namespace_id, query.terms)))
+            except OperationalError as exc:
+                if _is_missing_table(exc):  # no memory was ever written to this namespace
+                    return []
+                raise
+    return [(_as_uuid(pk), score) for pk, score in found]
 
 
 def _as_uuid(value) -> uuid.UUID:

@@ -1,0 +1,143 @@
+"""The keyword statement, bounded so its cost does not grow with the namespace.
+
+FTS5 ranks by computing BM25 for every row that matches the OR query and then sorting:
+the work grows with the namespace (measured in-process on bench/corpus.py texts, the
+stage's p50 went 10 -> 45 -> 87 ms at 10k, 50k and 100k memories). Above
+``MEMORYWEB_LEXICAL_WINDOW`` indexed rows, the statement is split by where a match can
+come from, and every part is cheap for FTS5 (a ``rowid`` range and a short doclist):
+
+* the **recent window**: every query term, in the ``window`` most recently indexed rows
+  (a rowid range FTS5 seeks to);
+* the **rare terms** (found in at most ``rare_df`` of the namespace's memories), in the
+  rows before the window: ``rare AND common`` plus ``rare NOT common``, so the rows they
+  find carry the same BM25 score they would in the full query (the common terms'
+  phrases are in both expressions; under NOT they count zero, as they would).
+
+What the bounded statement leaves out: older rows that match only common terms. Each
+such term is in more than ``rare_df`` memories, and the vector channel still covers the
+whole namespace; bench/recall_latency.py measures how many top-10 results change.
+Below the window (every namespace LoCoMo has, most namespaces there are) the statement
+is the full query, exactly as before. Scores are "higher is better" (BM25 negated).
+
+PostgreSQL (``postgresql``) is bounded the same way with what it has: the window is the
+most recent memories by ``created_at`` (the namespace's index), and a term is rare when
+a probe reading at most ``rare_df`` + 1 of its older matches comes back short. The GIN
+index only marks matches; the heap reads and ts_rank_cd are what grew with the namespace.
+lexical.py owns the tables and the query's terms; this module only the statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class KeywordPlan:
+    sql: str
+    args: list
+    #: False: every match is scored (the namespace is within the window, or no window).
+    bounded: bool
+
+
+def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit: int,
+         restrict: str = "", restrict_params: Sequence = (), last_rowid: int = 0,
+         window: int = 0, rare_df: int = 0,
+         frequency: Mapping[str, int] | None = None) -> KeywordPlan:
+    """The statement for ``terms`` (already quoted-safe word tokens) over ``table``.
+
+    ``restrict`` is an SQL condition starting with `` AND`` (filters; its parameters in
+    ``restrict_params``), ``last_rowid`` the table's highest rowid, ``frequency`` the
+    namespace's document count per term (terms missing from it count as rare).
+    """
+    score = f"-bm25({table}, 0.0, 1.0, %s, 0.0)"
+    select = f"SELECT memory_id, {score} AS score FROM {table} WHERE {table} MATCH %s"
+
+    def match(expression: str) -> str:
+        return f"{columns} : ({expression})"
+
+    def part(expression: str, rowid: str) -> tuple[str, list]:
+        return (f"{select}{rowid}{restrict}",
+                [float(weight), match(expression), *([last_rowid - window] if rowid else []),
+                 *restrict_params])
+
+    every = _or(terms)
+    if not window or last_rowid <= window or frequency is None:
+        sql, args = part(every, "")
+        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], False)
+    rare = [t for t in terms if frequency.get(t, 0) <= rare_df]
+    common = [t for t in terms if t not in rare]
+    if not common:  # every term is rare: the full query is already cheap
+        sql, args = part(every, "")
+        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], True)
+    parts = [part(every, " AND rowid > %s")]
+    if rare:
+        parts.append(part(f"({_or(rare)}) AND ({_or(common)})", " AND rowid <= %s"))
+        parts.append(part(f"({_or(rare)}) NOT ({_or(common)})", " AND rowid <= %s"))
+    sql = " UNION ALL ".join(text for text, _ in parts)
+    args = [value for _, values in parts for value in values]
+    return KeywordPlan(f"SELECT memory_id, score FROM ({sql}) ORDER BY score DESC, memory_id "
+                       "LIMIT %s", [*args, limit], True)
+
+
+def _or(terms: Sequence[str]) -> str:
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+def sqlite(cursor, table: str, terms: Sequence[str], *, limit: int, weight: float, restrict: str,
+           restrict_params: Sequence, frequency: Callable[[], Mapping[str, int] | None],
+           ) -> list[tuple[str, float]]:
+    """Run the plan for the namespace's FTS5 ``table``: (memory id, score) best first.
+    ``frequency`` is called only when the table is larger than the window."""
+    window = settings.MEMORYWEB_LEXICAL_WINDOW
+    cursor.execute(f"SELECT max(id) FROM {table}_content")
+    last_rowid = cursor.fetchone()[0] or 0
+    statement = plan(table, terms, columns="{content context}" if weight > 0 else "content",
+                     weight=weight, limit=limit, restrict=restrict, restrict_params=restrict_params,
+                     last_rowid=last_rowid, window=window, rare_df=settings.MEMORYWEB_LEXICAL_RARE_DF,
+                     frequency=frequency() if window and last_rowid > window else None)
+    cursor.execute(statement.sql, statement.args)
+    return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def postgresql(cursor, namespace_id: int, terms: Sequence[str], engine_query: str, *, limit: int,
+               weight: float, restrict: str, restrict_params: Sequence) -> list[tuple[str, float]]:
+    """ts_rank_cd over the memory's tsvector (and its context's, by ``weight``), bounded
+    above the window (module docstring)."""
+    if weight > 0:
+        score = ("ts_rank_cd(m.search, q) + %s * ts_rank_cd(coalesce(m.context_search, "
+                 "''::tsvector), q)")
+        match, first = "(m.search @@ q OR m.context_search @@ q)", [float(weight)]
+    else:
+        score, match, first = "ts_rank_cd(m.search, q)", "m.search @@ q", []
+    bound, bound_args = "", []
+    window = settings.MEMORYWEB_LEXICAL_WINDOW
+    if window:
+        cursor.execute("SELECT created_at FROM memories_memory WHERE namespace_id = %s "
+                       "ORDER BY created_at DESC OFFSET %s LIMIT 1", [namespace_id, window])
+        row = cursor.fetchone()
+        if row is not None:
+            rare = _rare_before(cursor, namespace_id, terms, row[0], match)
+            bound, bound_args = " AND (m.created_at > %s OR m.id = ANY(%s::uuid[]))", [row[0], rare]
+    cursor.execute(
+        f"SELECT m.id, {score} AS score FROM memories_memory m, to_tsquery('english', %s) q "
+        f"WHERE {match} AND m.namespace_id = %s{bound}{restrict} ORDER BY score DESC, m.id LIMIT %s",
+        [*first, engine_query, namespace_id, *bound_args, *restrict_params, limit])
+    return [(row[0], float(row[1])) for row in cursor.fetchall()]
+
+
+def _rare_before(cursor, namespace_id: int, terms: Sequence[str], before, match: str) -> list:
+    """Ids of the namespace's memories from ``before`` or earlier that hold one of the
+    terms found there at most ``MEMORYWEB_LEXICAL_RARE_DF`` times (PostgreSQL)."""
+    cap = settings.MEMORYWEB_LEXICAL_RARE_DF
+    found: list = []
+    for term in terms:
+        cursor.execute(f"SELECT m.id FROM memories_memory m, to_tsquery('english', %s) q "
+                       f"WHERE {match} AND m.namespace_id = %s AND m.created_at <= %s LIMIT %s",
+                       [term, namespace_id, before, cap + 1])
+        ids = [row[0] for row in cursor.fetchall()]
+        if len(ids) <= cap:
+            found.extend(ids)
+    return found
