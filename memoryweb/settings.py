@@ -318,11 +318,12 @@ MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # SQLite keyword queries leave out terms found in more than this share of all memories
 # (they barely move BM25 but dominate its cost); 1.0 keeps every term.
 MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
-# SQLite keyword queries in a namespace of more than WINDOW indexed memories score only
-# the WINDOW most recent ones, plus older ones holding a term found in at most RARE_DF
-# memories (apps/memories/keyword_plan.py): the stage's cost stops growing with the
-# namespace. 0 scores every match.
-MEMORYWEB_LEXICAL_WINDOW = env.int("MEMORYWEB_LEXICAL_WINDOW", default=10_000)
+# Opt-in bounded keyword stage (apps/memories/keyword_search.py, docs/recall.md): in a
+# namespace of more than WINDOW indexed memories, score only the WINDOW most recent ones
+# plus older ones holding a term found in at most RARE_DF memories. Its cost stops
+# growing with the namespace, but it loses keyword recall on older memories (measured on
+# LoCoMo). 0 (the default) scores every match.
+MEMORYWEB_LEXICAL_WINDOW = env.int("MEMORYWEB_LEXICAL_WINDOW", default=0)
 MEMORYWEB_LEXICAL_RARE_DF = env.int("MEMORYWEB_LEXICAL_RARE_DF", default=1_000)
 # Conversation context (apps/memories/context.py, docs/recall.md): a memory stored with a
 # session_id is indexed with the memory before it in that session (embedding and keyword
