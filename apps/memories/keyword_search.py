@@ -45,7 +45,8 @@ class KeywordPlan:
 def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit: int,
          restrict: str = "", restrict_params: Sequence = (), last_rowid: int = 0,
          window: int = 0, rare_df: int = 0,
-         frequency: Mapping[str, int] | None = None) -> KeywordPlan:
+         frequency: Mapping[str, int] | None = None, expression: str | None = None,
+         ) -> KeywordPlan:
     """The statement for ``terms`` (already quoted-safe word tokens) over ``table``.
 
     ``restrict`` is an SQL condition starting with `` AND`` (filters; its parameters in
@@ -63,8 +64,10 @@ def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit
                 [float(weight), match(expression), *([last_rowid - window] if rowid else []),
                  *restrict_params])
 
-    every = _or(terms)
-    if not window or last_rowid <= window or frequency is None:
+    every = _or(terms) if expression is None else expression
+    # Only the OR of the terms splits by rarity; any other expression (a person's
+    # every-word or phrase search) is always run whole.
+    if not window or last_rowid <= window or frequency is None or every != _or(terms):
         sql, args = part(every, "")
         return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], False)
     rare = [t for t in terms if frequency.get(t, 0) <= rare_df]
@@ -88,16 +91,19 @@ def _or(terms: Sequence[str]) -> str:
 
 def sqlite(cursor, table: str, terms: Sequence[str], *, limit: int, weight: float, restrict: str,
            restrict_params: Sequence, frequency: Callable[[], Mapping[str, int] | None],
-           ) -> list[tuple[str, float]]:
+           expression: str | None = None) -> list[tuple[str, float]]:
     """Run the plan for the namespace's FTS5 ``table``: (memory id, score) best first.
     ``frequency`` is called only when the table is larger than the window."""
     window = settings.MEMORYWEB_LEXICAL_WINDOW
-    cursor.execute(f"SELECT max(id) FROM {table}_content")
-    last_rowid = cursor.fetchone()[0] or 0
+    last_rowid = 0
+    if window:  # off (the default): no extra statement per search
+        cursor.execute(f"SELECT max(id) FROM {table}_content")
+        last_rowid = cursor.fetchone()[0] or 0
     statement = plan(table, terms, columns="{content context}" if weight > 0 else "content",
                      weight=weight, limit=limit, restrict=restrict, restrict_params=restrict_params,
                      last_rowid=last_rowid, window=window, rare_df=settings.MEMORYWEB_LEXICAL_RARE_DF,
-                     frequency=frequency() if window and last_rowid > window else None)
+                     frequency=frequency() if window and last_rowid > window else None,
+                     expression=expression)
     cursor.execute(statement.sql, statement.args)
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 

@@ -17,6 +17,7 @@ are just characters, never syntax.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -122,6 +123,8 @@ def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None
     if not keep:
         rarest = set(sorted(query.terms, key=frequency.__getitem__)[:2])
         keep = tuple(t for t in query.terms if t in rarest)
+    if len(keep) == len(query.terms):  # the query as built (a person's AND query stays one)
+        return dataclasses.replace(query, frequency=tuple((t, frequency[t]) for t in query.terms))
     dropped = tuple(t for t in query.terms if t not in keep)
     return _with_terms(keep, dropped, frequency)
 
@@ -184,7 +187,7 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
             try:
                 found = keyword_search.sqlite(
                     cursor, fts_table(namespace_id), query.terms, limit=limit, weight=weight,
-                    restrict=restrict, restrict_params=params,
+                    restrict=restrict, restrict_params=params, expression=query.engine_query,
                     frequency=lambda: (frequency if frequency is not None
                                        else _frequencies(cursor, namespace_id, query.terms)))
             except OperationalError as exc:

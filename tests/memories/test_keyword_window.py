@@ -96,3 +96,13 @@ def test_plan_above_the_window_splits_by_rarity():
     every_rare = keyword_search.plan("t", ["zebra"], columns="content", weight=0.0, limit=5,
                                      last_rowid=100, window=10, rare_df=1, frequency={"zebra": 1})
     assert every_rare.bounded and "UNION" not in every_rare.sql and "rowid" not in every_rare.sql
+
+
+def test_plan_runs_any_other_expression_whole_above_the_window():
+    """A person's every-word search (an AND expression) is never split by rarity."""
+    statement = keyword_search.plan("t", ["apple", "zebra"], columns="content", weight=0.0,
+                                    limit=5, last_rowid=100, window=10, rare_df=1,
+                                    frequency={"apple": 100, "zebra": 1},
+                                    expression='"apple" AND "zebra"')
+    assert not statement.bounded
+    assert statement.args[1] == 'content : ("apple" AND "zebra")'
