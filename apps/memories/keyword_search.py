@@ -15,9 +15,10 @@ come from, and every part is cheap for FTS5 (a ``rowid`` range and a short docli
 
 What the bounded statement leaves out: older rows that match only common terms. Each
 such term is in more than ``rare_df`` memories, and the vector channel still covers the
-whole namespace; bench/recall_latency.py measures how many top-10 results change.
-Below the window (every namespace LoCoMo has, most namespaces there are) the statement
-is the full query, exactly as before. Scores are "higher is better" (BM25 negated).
+whole namespace. That cost too much recall to be the default (docs/recall.md: LoCoMo
+scaled to a 100k namespace's proportions, hybrid R@5 0.703 -> 0.485), so the window is
+opt-in: with ``MEMORYWEB_LEXICAL_WINDOW`` 0 (the default), and below the window, the
+statement is the full query. Scores are "higher is better" (BM25 negated).
 
 PostgreSQL (``postgresql``) is bounded the same way with what it has: the window is the
 most recent memories by ``created_at`` (the namespace's index), and a term is rare when
@@ -67,14 +68,12 @@ def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit
     every = _or(terms) if expression is None else expression
     # Only the OR of the terms splits by rarity; any other expression (a person's
     # every-word or phrase search) is always run whole.
-    if not window or last_rowid <= window or frequency is None or every != _or(terms):
-        sql, args = part(every, "")
-        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], False)
-    rare = [t for t in terms if frequency.get(t, 0) <= rare_df]
+    bounded = bool(window and last_rowid > window and frequency is not None and every == _or(terms))
+    rare = [t for t in terms if bounded and frequency.get(t, 0) <= rare_df]
     common = [t for t in terms if t not in rare]
-    if not common:  # every term is rare: the full query is already cheap
+    if not bounded or not common:  # whole; with every term rare it is already cheap
         sql, args = part(every, "")
-        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], True)
+        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], bounded)
     parts = [part(every, " AND rowid > %s")]
     if rare:
         parts.append(part(f"({_or(rare)}) AND ({_or(common)})", " AND rowid <= %s"))

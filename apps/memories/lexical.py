@@ -182,13 +182,12 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
                                               limit=limit, weight=weight, restrict=restrict,
                                               restrict_params=params)
     else:
-        frequency = None if query.frequency is None else dict(query.frequency)
         with connection.cursor() as cursor:
             try:
                 found = keyword_search.sqlite(
                     cursor, fts_table(namespace_id), query.terms, limit=limit, weight=weight,
                     restrict=restrict, restrict_params=params, expression=query.engine_query,
-                    frequency=lambda: (frequency if frequency is not None
+                    frequency=lambda: (dict(query.frequency) if query.frequency is not None
                                        else _frequencies(cursor, namespace_id, query.terms)))
             except OperationalError as exc:
                 if _is_missing_table(exc):  # no memory was ever written to this namespace
