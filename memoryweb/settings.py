@@ -330,6 +330,14 @@ MEMORYWEB_LEXICAL_RARE_DF = env.int("MEMORYWEB_LEXICAL_RARE_DF", default=1_000)
 # index); the keyword channel weighs the context's words by this against the memory's own.
 MEMORYWEB_INDEX_CONTEXT = env.bool("MEMORYWEB_INDEX_CONTEXT", default=True)
 MEMORYWEB_LEXICAL_CONTEXT_WEIGHT = env.float("MEMORYWEB_LEXICAL_CONTEXT_WEIGHT", default=0.25)
+# Keyword recall's engine (docs/recall.md, "An in-memory keyword index"): "sql" ranks in
+# the database (FTS5 bm25 / ts_rank_cd); "memory" ranks from a per-namespace in-memory
+# BM25 index (apps/memories/keyword_index.py) kept in step with SQL through a change log
+# (rows kept LOG_MINUTES), at most MEMORY_MB per process (least recently searched
+# namespaces are evicted and rebuilt from SQL when next searched).
+MEMORYWEB_KEYWORD_ENGINE = env.str("MEMORYWEB_KEYWORD_ENGINE", default="sql")
+MEMORYWEB_KEYWORD_MEMORY_MB = env.float("MEMORYWEB_KEYWORD_MEMORY_MB", default=512.0)
+MEMORYWEB_KEYWORD_LOG_MINUTES = env.int("MEMORYWEB_KEYWORD_LOG_MINUTES", default=60)
 # The dashboard's memory search lists at most this many matches (it looks for one more,
 # so a capped search says "1,000+ matches" and refuses select-all; docs/dashboard.md).
 MEMORYWEB_DASHBOARD_SEARCH_LIMIT = env.int("MEMORYWEB_DASHBOARD_SEARCH_LIMIT", default=1000)

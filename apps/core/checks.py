@@ -163,6 +163,9 @@ def check_modes(app_configs=None, **kwargs) -> list[CheckMessage]:
                      "The mode a recall uses when neither the request nor its namespace "
                      "names one.")
     errors += _choice("MEMORYWEB_FUSION", settings.MEMORYWEB_FUSION, conf.FUSION_METHODS)
+    errors += _choice("MEMORYWEB_KEYWORD_ENGINE", settings.MEMORYWEB_KEYWORD_ENGINE,
+                      conf.KEYWORD_ENGINES, "sql (the default) ranks keyword recall in the "
+                      "database; memory from an in-memory index per namespace.")
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         errors += _choice("MEMORYWEB_SQLITE_SYNCHRONOUS (SQLITE_SYNCHRONOUS)",
                           settings.SQLITE_SYNCHRONOUS, _SQLITE_SYNCHRONOUS,
@@ -277,6 +280,10 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
                                          "out of keyword recall."),
     "MEMORYWEB_LEXICAL_WINDOW": (Bound(low=0, integer=True), "0 scores every keyword match."),
     "MEMORYWEB_LEXICAL_RARE_DF": (Bound(low=0, integer=True), None),
+    "MEMORYWEB_KEYWORD_MEMORY_MB": (Bound(low=0, above=True), "512 is the default."),
+    "MEMORYWEB_KEYWORD_LOG_MINUTES": (Bound(low=5, integer=True),
+                                      "A process that has not searched a namespace for this "
+                                      "long rebuilds it when it has changed (60 is the default)."),
     "MEMORYWEB_RECENCY_HALF_LIFE_DAYS": (_SECONDS, None),
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),

@@ -28,6 +28,8 @@ from django.core.exceptions import ImproperlyConfigured
 RECALL_MODES = ("vector", "lexical", "hybrid")
 #: Hybrid fusion methods (``MEMORYWEB_FUSION``).
 FUSION_METHODS = ("weighted", "rrf")
+#: Keyword recall engines (``MEMORYWEB_KEYWORD_ENGINE``).
+KEYWORD_ENGINES = ("sql", "memory")
 #: The most a fusion weight may be: the bound on a namespace's ``recall_defaults.weights``.
 MAX_FUSION_WEIGHT = 100.0
 

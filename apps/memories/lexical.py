@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
 
-from apps.memories import keyword_search
+from apps.memories import keyword_index_log, keyword_search
 
 MAX_TERMS = 32
 
@@ -172,6 +172,12 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
     if not query.terms:
         return []
     weight = settings.MEMORYWEB_LEXICAL_CONTEXT_WEIGHT if context_weight is None else context_weight
+    if keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query:
+        # The in-memory engine (keyword_index.py): the same BM25 without scoring every
+        # match in SQL. OR queries only (a lookup's every-word or phrase query stays SQL).
+        found = keyword_index_log.indexes().search(namespace_id, query.terms, limit, weight, candidates)
+        if found is not None:
+            return [(uuid.UUID(pk), score) for pk, score in found]
     restrict, params = "", []
     if candidates is not None:
         subquery, params = candidates.values("id").query.sql_with_params()
@@ -263,6 +269,12 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """
     if not memory_ids:
         return
+    if keyword_index_log.enabled():
+        keyword_index_log.log(namespace_id, memory_ids, "add")
+    _add(namespace_id, memory_ids)
+
+
+def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     if connection.vendor == "postgresql":
         _set_context_search(memory_ids)
         return
@@ -296,6 +308,12 @@ def remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     memory_id is not indexed by FTS5, so each statement scans the namespace's rows once:
     delete in chunks, never one statement per memory.
     """
+    if memory_ids and keyword_index_log.enabled():
+        keyword_index_log.log(namespace_id, memory_ids, "remove")
+    _remove(namespace_id, memory_ids)
+
+
+def _remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     if connection.vendor != "sqlite" or not memory_ids:
         return
     _per_chunk(f"DELETE FROM {fts_table(namespace_id)} WHERE memory_id IN", memory_ids)
@@ -321,12 +339,16 @@ def _per_chunk(statement: str, memory_ids: Sequence[uuid.UUID | str]) -> list[tu
 
 def replace(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """Re-index memories whose content or context changed, in the edit's transaction."""
-    remove(namespace_id, memory_ids)
-    add(namespace_id, memory_ids)
+    if memory_ids and keyword_index_log.enabled():
+        keyword_index_log.log(namespace_id, memory_ids, "add")  # "add": re-read as it is now
+    _remove(namespace_id, memory_ids)
+    _add(namespace_id, memory_ids)
 
 
 def drop(namespace_id: int) -> None:
-    """Drop the namespace's tables (SQLite only); FTS5 drops its shadow tables with them."""
+    """Drop the namespace's tables (SQLite only); FTS5 drops its shadow tables with them.
+    This process's in-memory index of it goes too (others evict it in time)."""
+    keyword_index_log.indexes().drop(namespace_id)
     if connection.vendor != "sqlite":
         return
     with connection.cursor() as cursor:
@@ -340,7 +362,11 @@ def rebuild(namespace_id: int) -> int:
 
     For ``manage.py reindex``: repairs whatever writes that bypassed the services left
     out (or behind). Run it inside a transaction so recall never sees a half-built table.
+    With the in-memory engine, every process rebuilds its index of the namespace at its
+    next search (a ``rebuild`` row in the change log).
     """
+    if keyword_index_log.enabled():
+        keyword_index_log.log(namespace_id, (), "rebuild")
     if connection.vendor == "postgresql":
         _set_context_search(None, namespace_id)
     if connection.vendor != "sqlite":

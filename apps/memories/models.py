@@ -279,3 +279,35 @@ class ExternalIdSequence(models.Model):
 
 # The dashboard's bulk jobs (their own module; imported here so Django registers the model).
 from apps.memories.bulk_models import BulkJob  # noqa: E402, F401
+
+
+class KeywordChange(models.Model):
+    """One change to a namespace's keyword index: which memory, not what it says.
+
+    Written by ``lexical.add/remove/replace`` in the write's own transaction when
+    ``MEMORYWEB_KEYWORD_ENGINE`` is ``"memory"``, so every process's in-memory keyword
+    index (apps/memories/keyword_index.py) learns of it at its next search: the id is
+    re-read from memories_memory (present: indexed as it is now; gone: dropped). Ids and
+    operation names only, never text; rows older than ``MEMORYWEB_KEYWORD_LOG_MINUTES``
+    are pruned (a process that fell further behind rebuilds the namespace from SQL).
+    """
+
+    class Op(models.TextChoices):
+        ADD = "add"
+        REMOVE = "remove"
+        #: Every process rebuilds the namespace from SQL (``reindex``).
+        REBUILD = "rebuild"
+
+    #: The sequence number processes remember (the primary key).
+    id = models.BigAutoField(primary_key=True)
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+",
+                                  db_index=False)
+    memory_id = models.UUIDField(null=True, blank=True)
+    op = models.CharField(max_length=8, choices=Op.choices)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["namespace", "id"], name="keywordchange_ns_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.op} {self.memory_id}"

@@ -496,6 +496,59 @@ def _index_stores() -> tuple[Store, ...]:
               "erased).",
               ErasedBy.ERASURE, models=(LogEntry,), count=_admin_log_count,
               remaining=_admin_log_remaining, erase=_admin_log_erase),
+        *_keyword_memory_stores(),
+    )
+
+
+def _memory_index_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int | None:
+    from apps.memories import keyword_index_log
+
+    indexes = keyword_index_log.indexes()
+    return indexes.count(namespace.pk) if ids is None else indexes.held(namespace.pk, ids)
+
+
+def _memory_index_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
+    from apps.memories import keyword_index_log
+
+    return None if namespace is None else keyword_index_log.indexes().held(namespace.pk, erased.ids)
+
+
+def _memory_index_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
+    from apps.memories import keyword_index_log
+
+    keyword_index_log.indexes().forget(namespace.pk, ids)
+
+
+def _memory_index_rebuild(namespace: Namespace, progress: Progress) -> int | None:
+    """Every process rebuilds at its next search (``lexical.rebuild`` logs it): here, the
+    local copy goes now."""
+    from apps.memories import keyword_index_log
+
+    keyword_index_log.indexes().drop(namespace.pk)
+    return None
+
+
+def _keyword_memory_stores() -> tuple[Store, ...]:
+    """The in-memory keyword engine (``MEMORYWEB_KEYWORD_ENGINE = "memory"``)."""
+    from apps.memories.models import KeywordChange
+
+    return (
+        Store("keyword_memory_index", "in-memory keyword index",
+              "Per server process, per namespace searched: each memory's stemmed words and "
+              "its conversation context's (apps/memories/keyword_index.py), rebuilt from SQL. "
+              "The delete path logs the removal; erasure drops the ids from this process's "
+              "index at once, every other process drops them at its next search of the "
+              "namespace (before answering it). Counted and checked in this process.",
+              ErasedBy.DELETE_PATH, count=_memory_index_count, remaining=_memory_index_remaining,
+              erase=_memory_index_erase, after_commit=True, rebuild=_memory_index_rebuild),
+        Store("keyword_change_log", "keyword index change log",
+              "memories_keywordchange: which memory's keyword entries changed (add, remove) "
+              "and when, so each process's in-memory index catches up; ids and operation "
+              "names only. Pruned after MEMORYWEB_KEYWORD_LOG_MINUTES.",
+              ErasedBy.KEPT, models=(KeywordChange,),
+              kept_because="ids and operation names, never content; an erasure's remove rows "
+              "are how the other processes drop the erased memories from their indexes, and "
+              "every row is pruned after MEMORYWEB_KEYWORD_LOG_MINUTES (60 by default)."),
     )
 
 

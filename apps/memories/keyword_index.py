@@ -1,0 +1,386 @@
+"""An in-memory BM25 keyword index of one namespace: FTS5's scoring, numpy postings.
+
+FTS5 computes bm25() for every row that matches the OR query (~3 µs a row), so the
+keyword stage grew with the namespace (docs/recall.md). This index scores the same
+matches with numpy (a few ns a posting) and keeps only the top ``limit``, so what grows
+with the namespace is a vectorised pass over the query terms' postings, not a per-row
+function call. It is opt-in (``MEMORYWEB_KEYWORD_ENGINE = "memory"``); keyword_index_log.py
+keeps one per namespace in step with SQL across processes and bounds their memory.
+
+**The same ranking as the namespace's FTS5 table** (lexical.py, ``_create``):
+
+- *Tokens*: FTS5's ``porter unicode61 remove_diacritics 2``: lower case, diacritics
+  removed, runs of letters and digits (anything else separates), each stemmed by the
+  Porter algorithm (lexical's thread-local ``_stem``) unless shorter than 3 or longer
+  than 64 bytes, as FTS5's porter tokenizer passes those through unchanged.
+- *Fields*: the memory's own words and its conversation context's first
+  ``CONTEXT_CHARS`` characters (context.py), the context's occurrences weighted by
+  ``weight`` (FTS5 ``bm25(t, 0, 1, weight, 0)``; 0: own words only, as a lookup asks).
+- *Score* (fts5_aux.c ``fts5Bm25Function``), per query term (a "phrase"), summed in the
+  query's order: ``idf * f * (k1 + 1) / (f + k1 * (1 - b + b * D / avgdl))`` with
+  k1 1.2, b 0.75, ``f`` the weighted occurrences in the row, ``D`` the row's tokens in
+  *all* columns and ``avgdl`` the namespace's tokens over its rows (FTS5 normalises by
+  the whole row, not per column), ``idf = log((N - df + 0.5) / (df + 0.5))``, raised to
+  1e-6 when not above 0 (FTS5's clamp for terms in over half the rows), ``N`` the
+  namespace's rows and ``df`` the rows that match the term in the searched columns.
+- *Order*: score descending, then memory id (the SQL statement's ``ORDER BY``).
+
+Statistics are this namespace's only: another tenant's words never move a score.
+
+**Layout**: postings in CSR form (per term a slice of three int32 arrays: document,
+occurrences in the memory's words, in its context) plus a tail of postings added since
+the last compaction; removed documents are tombstones (a mask; N and the token total
+drop at once, ``df`` counts live documents) until :meth:`NamespaceIndex.compact` drops
+them with the tail merged in (when either passes a share of the index).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import unicodedata
+from array import array
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+K1 = 1.2
+B = 0.75
+#: FTS5's porter tokenizer stems tokens of 3..64 bytes only.
+_STEM_MIN_BYTES, _STEM_MAX_BYTES = 3, 64
+#: unicode61 token characters (letters and digits); everything else separates.
+_TOKEN = re.compile(r"[^\W_]+")
+#: Compact when the tail holds more than this share of the postings (or dead documents
+#: pass this share of the documents).
+COMPACT_SHARE = 0.2
+_COMPACT_MIN = 5_000
+_EMPTY = np.zeros(0, dtype=np.int32)
+
+_stems: dict[str, str] = {}
+_STEM_CACHE_MAX = 500_000
+
+
+def _stemmed(word: str) -> str:
+    """The Porter stem as FTS5's porter tokenizer makes it (cached: words repeat)."""
+    found = _stems.get(word)
+    if found is None:
+        from apps.memories.lexical import _stem  # lexical imports this module's users
+
+        size = len(word) if word.isascii() else len(word.encode())
+        found = word if size < _STEM_MIN_BYTES or size > _STEM_MAX_BYTES else _stem(word)
+        if len(_stems) >= _STEM_CACHE_MAX:
+            _stems.clear()
+        _stems[word] = found
+    return found
+
+
+def _fold(text: str) -> str:
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
+
+
+def tokens(text: str) -> list[str]:
+    """The terms FTS5's ``porter unicode61 remove_diacritics 2`` makes of ``text``."""
+    return [_stemmed(word) for word in _TOKEN.findall(_fold(text))]
+
+
+def query_terms(terms: Sequence[str]) -> list[str] | None:
+    """Each query term (a quoted FTS5 phrase) as the one index term it is, in order; None
+    when one is a phrase of several tokens (``foo_bar``), which only the SQL engine
+    matches (it needs positions); a term of no token matches nothing and is left out."""
+    found = []
+    for term in terms:
+        parts = tokens(term)
+        if len(parts) > 1:
+            return None
+        found.extend(parts)
+    return found
+
+
+class NamespaceIndex:
+    """One namespace's documents (memories) and postings; not thread-safe by itself
+    (keyword_index_log.py holds ``lock`` around every use)."""
+
+    def __init__(self, namespace_id: int) -> None:
+        self.namespace_id = namespace_id
+        self.lock = threading.RLock()
+        #: The last change-log sequence number applied (keyword_index_log.py).
+        self.applied = 0
+        #: ``time.time()`` of the last sync with the log.
+        self.synced_at = 0.0
+        #: Ids applied inside a transaction that may roll back: re-read at the next sync.
+        self.pending: set[str] = set()
+        #: Built inside a transaction: built again at the next sync outside one.
+        self.provisional = False
+        self._ids: list[str] = []  # document -> memory id (32 hex digits, as stored)
+        self._doc: dict[str, int] = {}  # live documents only
+        self._length = np.zeros(64, dtype=np.int32)
+        self._alive = np.zeros(64, dtype=bool)
+        self._keys = np.zeros(64, dtype="S32")  # the ids again, for ties sorted in numpy
+        self._tokens = 0  # live documents' tokens, all columns
+        self._dead = 0
+        self._vocab: dict[str, int] = {}
+        self._offsets = np.zeros(1, dtype=np.int64)
+        self._docs = self._own = self._ctx = _EMPTY
+        self._tail: dict[str, list[tuple[int, int, int]]] = {}
+        self._tail_size = 0
+        self._buffer = np.zeros(0, dtype=np.float64)
+        self._seen = np.zeros(0, dtype=bool)
+        self._norm = np.zeros(0, dtype=np.float64)
+        self._norm_key: tuple[int, int, int] | None = None
+        self._version = 0  # bumped by every change of documents or their numbering
+
+    # --- size -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._doc)
+
+    def holds(self, memory_id: str) -> bool:
+        return memory_id in self._doc
+
+    def nbytes(self) -> int:
+        """An estimate of the memory it takes (arrays exactly; Python objects by size)."""
+        arrays = (self._length.nbytes + self._alive.nbytes + self._keys.nbytes + self._offsets.nbytes
+                  + self._docs.nbytes + self._own.nbytes + self._ctx.nbytes)
+        return arrays + 200 * len(self._ids) + 170 * len(self._vocab) + 120 * self._tail_size
+
+    # --- writes -----------------------------------------------------------------------
+
+    def add(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
+        """Index memories given as (id hex, content, context text or None), replacing any
+        held under the same id. The context is cut to ``CONTEXT_CHARS`` characters."""
+        from apps.memories.lexical import CONTEXT_CHARS
+
+        for memory_id, content, context in rows:
+            self.remove([memory_id])
+            own = Counter(tokens(content))
+            ctx = Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter()
+            doc = len(self._ids)
+            self._version += 1
+            self._grow(doc + 1)
+            self._ids.append(memory_id)
+            self._doc[memory_id] = doc
+            length = own.total() + ctx.total()
+            self._length[doc] = length
+            self._keys[doc] = memory_id.encode()
+            self._alive[doc] = True
+            self._tokens += length
+            for term in own.keys() | ctx.keys():
+                self._tail.setdefault(term, []).append((doc, own.get(term, 0), ctx.get(term, 0)))
+                self._tail_size += 1
+
+    def load(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
+        """Fill an empty index (a build from SQL): postings gathered in flat int arrays,
+        then laid out as CSR, never as per-posting Python objects (their peak was several
+        times the index's size)."""
+        from apps.memories.lexical import CONTEXT_CHARS
+
+        assert not self._ids, "load() fills an empty index"
+        vocab: dict[str, int] = {}
+        tids, docs, owns, ctxs, lengths = (array("i") for _ in range(5))
+        for memory_id, content, context in rows:
+            if memory_id in self._doc:
+                continue
+            own = Counter(tokens(content))
+            ctx = Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter()
+            doc = len(self._ids)
+            self._ids.append(memory_id)
+            self._doc[memory_id] = doc
+            lengths.append(own.total() + ctx.total())
+            for term in own.keys() | ctx.keys():
+                tids.append(vocab.setdefault(term, len(vocab)))
+                docs.append(doc)
+                owns.append(own.get(term, 0))
+                ctxs.append(ctx.get(term, 0))
+        tid = np.frombuffer(tids, dtype=np.int32)
+        order = np.argsort(tid, kind="stable")
+        counts = np.bincount(tid, minlength=len(vocab))
+        self._vocab = vocab
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self._docs = np.frombuffer(docs, dtype=np.int32)[order]
+        self._own = np.frombuffer(owns, dtype=np.int32)[order]
+        self._ctx = np.frombuffer(ctxs, dtype=np.int32)[order]
+        self._length = np.frombuffer(lengths, dtype=np.int32).copy()
+        self._tokens = int(self._length.sum())
+        self._alive = np.ones(len(self._ids), dtype=bool)
+        self._keys = np.array([memory_id.encode() for memory_id in self._ids], dtype="S32")
+        self._grow(len(self._ids) + 1)
+        self._version += 1
+
+    def remove(self, memory_ids: Iterable[str]) -> None:
+        """Drop these memories (tombstones until the next compaction)."""
+        for memory_id in memory_ids:
+            doc = self._doc.pop(memory_id, None)
+            if doc is not None:
+                self._version += 1
+                self._alive[doc] = False
+                self._tokens -= int(self._length[doc])
+                self._dead += 1
+
+    def _grow(self, size: int) -> None:
+        if size > len(self._length):
+            capacity = max(size, 2 * len(self._length))
+            self._length = np.resize(self._length, capacity)
+            self._keys = np.resize(self._keys, capacity)
+            self._alive = np.concatenate([self._alive, np.zeros(capacity - len(self._alive), bool)])
+
+    def maybe_compact(self) -> None:
+        held = len(self._docs)
+        if (self._tail_size > max(_COMPACT_MIN, COMPACT_SHARE * held)
+                or self._dead > max(_COMPACT_MIN // 5, COMPACT_SHARE * len(self._ids))):
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the tail into the CSR arrays and drop dead documents (renumbering the rest)."""
+        terms = list(self._vocab)
+        new_terms = [t for t in self._tail if t not in self._vocab]
+        vocab = {**self._vocab, **{t: len(terms) + i for i, t in enumerate(new_terms)}}
+        terms += new_terms
+        tail = [(vocab[t], d, o, c) for t, postings in self._tail.items() for d, o, c in postings]
+        flat = np.array(tail, dtype=np.int64).reshape(-1, 4)
+        tid = np.concatenate([np.repeat(np.arange(len(self._vocab)), np.diff(self._offsets)),
+                              flat[:, 0]]).astype(np.int64)
+        docs = np.concatenate([self._docs, flat[:, 1].astype(np.int32)])
+        own = np.concatenate([self._own, flat[:, 2].astype(np.int32)])
+        ctx = np.concatenate([self._ctx, flat[:, 3].astype(np.int32)])
+        size = len(self._ids)
+        alive = self._alive[:size]
+        keep = alive[docs]
+        tid, docs, own, ctx = tid[keep], docs[keep], own[keep], ctx[keep]
+        renumber = (np.cumsum(alive) - 1).astype(np.int32)
+        docs = renumber[docs]
+        order = np.argsort(tid, kind="stable")
+        tid, docs, own, ctx = tid[order], docs[order], own[order], ctx[order]
+        counts = np.bincount(tid, minlength=len(terms))
+        used = np.flatnonzero(counts)
+        self._vocab = {terms[t]: i for i, t in enumerate(used.tolist())}
+        self._offsets = np.concatenate([[0], np.cumsum(counts[used])]).astype(np.int64)
+        self._docs, self._own, self._ctx = docs, own, ctx
+        live = np.flatnonzero(alive)
+        self._ids = [self._ids[i] for i in live.tolist()]
+        self._doc = {memory_id: i for i, memory_id in enumerate(self._ids)}
+        self._length = self._length[live].copy()
+        self._keys = self._keys[live].copy()
+        self._alive = np.ones(len(self._ids), dtype=bool)
+        self._grow(len(self._ids) + 1)
+        self._tail, self._tail_size, self._dead = {}, 0, 0
+        self._version += 1
+
+    # --- reads ------------------------------------------------------------------------
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The term's (documents, own occurrences, context occurrences), dead ones included."""
+        tid = self._vocab.get(term)
+        parts = []
+        if tid is not None:
+            start, end = self._offsets[tid], self._offsets[tid + 1]
+            parts.append((self._docs[start:end], self._own[start:end], self._ctx[start:end]))
+        tail = self._tail.get(term)
+        if tail:
+            flat = np.array(tail, dtype=np.int32).reshape(-1, 3)
+            parts.append((flat[:, 0], flat[:, 1], flat[:, 2]))
+        if not parts:
+            return _EMPTY, _EMPTY, _EMPTY
+        if len(parts) == 1:
+            return parts[0]
+        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
+
+    def document_frequency(self, term: str, weight: float = 1.0) -> int:
+        docs, own, _ = self.postings(term)
+        if weight <= 0:
+            docs = docs[own > 0]
+        return int(np.count_nonzero(self._alive[docs])) if self._dead else len(docs)
+
+    def search(self, terms: Sequence[str], weight: float, limit: int,
+               allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+        """The best ``limit`` (memory id hex, score) for these index terms, score
+        descending then id; ``allowed`` (a mask over documents) narrows them."""
+        rows = len(self._doc)
+        if not rows or not terms or limit <= 0:
+            return []
+        size = len(self._ids)
+        if len(self._buffer) < size:  # kept zeroed between searches: no fresh pages each time
+            self._buffer = np.zeros(max(size, 2 * len(self._buffer)), dtype=np.float64)
+        try:
+            found, values = self._accumulate(self._buffer, terms, weight, rows, size)
+        except BaseException:
+            self._buffer = np.zeros(0, dtype=np.float64)  # never leave them dirty
+            self._seen = np.zeros(0, dtype=bool)
+            raise
+        if allowed is not None:
+            keep = allowed[found]
+            found, values = found[keep], values[keep]
+        if len(found) > limit:
+            kth = np.partition(values, len(values) - limit)[len(values) - limit]
+            above = values > kth
+            tied = found[values == kth]
+            # of the documents tied at the edge, those with the smallest ids (the SQL order)
+            tied = tied[np.argsort(self._keys[tied], kind="stable")[:limit - int(above.sum())]]
+            values = np.concatenate([values[above], np.full(len(tied), kth)])
+            found = np.concatenate([found[above], tied])
+        ranked = sorted(zip(found.tolist(), values.tolist(), strict=True),
+                        key=lambda item: (-item[1], self._ids[item[0]]))[:limit]
+        return [(self._ids[doc], score) for doc, score in ranked]
+
+    def _norms(self, rows: int, size: int) -> np.ndarray:
+        """Per document ``k1 * (1 - b + b * D / avgdl)`` (FTS5's expression, same float
+        operations), kept until the documents change."""
+        key = (self._version, rows, size)
+        if self._norm_key != key:
+            length = self._length[:size].astype(np.float64)
+            self._norm = K1 * (1 - B + B * length / (self._tokens / rows))
+            self._norm_key = key
+        return self._norm
+
+    def _accumulate(self, scores: np.ndarray, terms: Sequence[str], weight: float, rows: int,
+                    size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Add each term's BM25 contribution into ``scores`` (in the query's order, as FTS5
+        sums them); return the matched documents and their scores, ``scores`` zeroed again."""
+        norm = self._norms(rows, size)
+        touched, postings = [], 0
+        for term in terms:
+            docs, own, ctx = self.postings(term)
+            if weight > 0:
+                freq = own + weight * ctx
+            else:
+                matched = own > 0
+                docs, freq = docs[matched], own[matched].astype(np.float64)
+            if self._dead:
+                live = self._alive[docs]
+                docs, freq = docs[live], freq[live]
+            if not len(docs):
+                continue
+            df = len(docs)
+            idf = math.log((rows - df + 0.5) / (df + 0.5))
+            if idf <= 0.0:
+                idf = 1e-6
+            scores[docs] += idf * ((freq * (K1 + 1.0)) / (freq + norm[docs]))
+            touched.append(docs)
+            postings += len(docs)
+        if not touched:
+            return _EMPTY, np.zeros(0)
+        if len(touched) == 1:
+            found = touched[0]
+        elif postings > size // 8:  # a scan of a (warm) byte mask beats sorting that many
+            if len(self._seen) < size:
+                self._seen = np.zeros(len(scores), dtype=bool)
+            for docs in touched:
+                self._seen[docs] = True
+            found = np.flatnonzero(self._seen[:size])
+            self._seen[found] = False
+        else:
+            found = np.unique(np.concatenate(touched))
+        values = scores[found]
+        scores[found] = 0.0
+        return found, values
+
+    def mask(self, memory_ids: Iterable[str]) -> np.ndarray:
+        """A mask over documents: these memories' (the ones held)."""
+        allowed = np.zeros(len(self._ids), dtype=bool)
+        docs = [d for memory_id in memory_ids if (d := self._doc.get(memory_id)) is not None]
+        allowed[docs] = True
+        return allowed

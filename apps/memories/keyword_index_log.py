@@ -1,0 +1,302 @@
+"""The in-memory keyword engine: each process's indexes, kept in step with SQL by a log.
+
+With ``MEMORYWEB_KEYWORD_ENGINE = "memory"`` lexical.search ranks from a per-namespace
+:class:`~apps.memories.keyword_index.NamespaceIndex` held by this process; SQL stays
+the truth (and the FTS5 tables / tsvector columns are still written, so the setting can
+be switched back at any restart).
+
+**Consistency across processes** (several server processes, commands, one database):
+``lexical.add/remove/replace`` write a :class:`~apps.memories.models.KeywordChange`
+row per memory in the write's own transaction (ids and operations, never text). Each
+process's index remembers the last sequence number it applied. A search first reads
+the namespace's ``max(id)`` (one indexed query); if it is newer, the rows after the one
+applied are read and each named memory is re-read from memories_memory: present, it is
+indexed as it is now; gone, it is dropped. Applying a change is idempotent and needs no
+order, so read-your-writes holds in every process. On PostgreSQL, where sequence numbers
+are taken before commit, the writer takes a per-namespace transaction advisory lock
+before its first log row, so a namespace's rows commit in sequence order and a reader
+that sees number n has every row below it (SQLite serialises writers anyway).
+
+**Pruning**: at most once a minute per writing process (after its commit), rows older
+than ``MEMORYWEB_KEYWORD_LOG_MINUTES`` are deleted, except each namespace's newest (so
+``max(id)`` unchanged still means "nothing new"). A process that has new rows to apply
+but last synced the namespace before that horizon (less a minute for clock skew) may
+have lost some: it rebuilds the namespace from SQL instead. ``reindex`` logs a
+``rebuild`` row: every process rebuilds that namespace at its next search.
+
+**Memory bound**: an LRU over namespaces, ``MEMORYWEB_KEYWORD_MEMORY_MB`` per process
+(estimated from the arrays and Python objects held); the least recently searched
+namespaces are evicted, and rebuilt from SQL at their next search. The namespace being
+searched is never evicted, even when it alone is larger than the budget.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, QuerySet
+from django.utils import timezone
+
+from apps.memories.keyword_index import NamespaceIndex, query_terms
+
+#: Ids per statement.
+_CHUNK = 500
+#: Skew allowed between processes' clocks when deciding a process fell behind the log.
+SKEW_SECONDS = 60.0
+PRUNE_EVERY_SECONDS = 60.0
+#: With filters, the top this many (at least) are checked against them first.
+_FILTER_PROBE = 200
+_ADVISORY_CLASS = 0x4B57  # "KW": the advisory lock namespace of these locks (PostgreSQL)
+
+
+def enabled() -> bool:
+    return settings.MEMORYWEB_KEYWORD_ENGINE == "memory"
+
+
+def _hex(value) -> str:
+    return value.hex if isinstance(value, uuid.UUID) else uuid.UUID(str(value)).hex
+
+
+# --- the log (written by lexical.py in the write's transaction) -------------------------
+
+_last_prune = 0.0
+
+
+def log(namespace_id: int, memory_ids: Sequence, op: str) -> None:
+    """Record that these memories' keyword entries changed (``op``: add, remove or
+    rebuild; ``memory_ids`` empty for rebuild). Call inside the write's transaction."""
+    from apps.memories.models import KeywordChange
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ADVISORY_CLASS, int(namespace_id)])
+    ids = list(memory_ids) if op != KeywordChange.Op.REBUILD else [None]
+    KeywordChange.objects.bulk_create(
+        [KeywordChange(namespace_id=namespace_id, memory_id=pk, op=op) for pk in ids], batch_size=_CHUNK)
+    global _last_prune
+    if time.monotonic() - _last_prune > PRUNE_EVERY_SECONDS:
+        _last_prune = time.monotonic()
+        transaction.on_commit(prune)
+
+
+def prune(now: datetime.datetime | None = None) -> int:
+    """Delete log rows older than the retention, each namespace's newest excepted."""
+    from apps.memories.models import KeywordChange
+
+    moment = timezone.now() if now is None else now
+    cutoff = moment - datetime.timedelta(minutes=settings.MEMORYWEB_KEYWORD_LOG_MINUTES)
+    newest = KeywordChange.objects.values("namespace_id").annotate(newest=Max("id")).values("newest")
+    return KeywordChange.objects.filter(created_at__lt=cutoff).exclude(id__in=newest).delete()[0]
+
+
+def _latest(namespace_id: int) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT max(id) FROM memories_keywordchange WHERE namespace_id = %s",
+                       [namespace_id])
+        return cursor.fetchone()[0] or 0
+
+
+def _changes(namespace_id: int, after: int) -> list[tuple[int, str | None, str]]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, memory_id, op FROM memories_keywordchange "
+                       "WHERE namespace_id = %s AND id > %s ORDER BY id", [namespace_id, after])
+        return cursor.fetchall()
+
+
+def _texts(namespace_id: int, memory_ids: Sequence[str] | None) -> Iterable[tuple[str, str, str | None]]:
+    """(id hex, content, context content) of these memories of the namespace as SQL has
+    them now (every memory of it for None)."""
+    from apps.memories.models import Memory
+
+    rows = Memory.objects.filter(namespace_id=namespace_id)
+    fields = ("pk", "content", "context_memory__content")
+    if memory_ids is None:
+        for pk, content, context in rows.values_list(*fields).iterator(chunk_size=2000):
+            yield _hex(pk), content, context
+        return
+    for start in range(0, len(memory_ids), _CHUNK):
+        part = [uuid.UUID(i) for i in memory_ids[start:start + _CHUNK]]
+        for pk, content, context in rows.filter(pk__in=part).values_list(*fields):
+            yield _hex(pk), content, context
+
+
+# --- one process's indexes --------------------------------------------------------------
+
+class Indexes:
+    """This process's namespace indexes: synced with the log before each use, an LRU
+    bounded by ``budget`` bytes (``MEMORYWEB_KEYWORD_MEMORY_MB`` when None)."""
+
+    def __init__(self, budget: int | None = None) -> None:
+        self._budget = budget
+        self._lock = threading.Lock()
+        self._held: OrderedDict[int, NamespaceIndex] = OrderedDict()
+        #: Each held index's estimated size when last synced, and their sum.
+        self._sizes: dict[int, int] = {}
+        self._total = 0
+        #: Builds from SQL (tests and ``stats`` read it).
+        self.builds = 0
+
+    def budget(self) -> int:
+        if self._budget is not None:
+            return self._budget
+        return int(settings.MEMORYWEB_KEYWORD_MEMORY_MB * 1024 * 1024)
+
+    def loaded(self) -> list[int]:
+        with self._lock:
+            return list(self._held)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._sizes.clear()
+            self._total = 0
+            self.builds = 0
+
+    def drop(self, namespace_id: int) -> None:
+        with self._lock:
+            self._held.pop(namespace_id, None)
+            self._total -= self._sizes.pop(namespace_id, 0)
+
+    def _entry(self, namespace_id: int) -> NamespaceIndex:
+        with self._lock:
+            index = self._held.get(namespace_id)
+            if index is None:
+                index = self._held[namespace_id] = NamespaceIndex(namespace_id)
+            self._held.move_to_end(namespace_id)
+            return index
+
+    def synced(self, namespace_id: int) -> NamespaceIndex:
+        """The namespace's index, in step with the log (built or caught up as needed).
+        The caller holds ``index.lock`` while it uses it."""
+        index = self._entry(namespace_id)
+        with index.lock:
+            self._sync(index)
+            size = index.nbytes()
+        self._evict(namespace_id, size)
+        return index
+
+    def _sync(self, index: NamespaceIndex) -> None:
+        """Catch the index up with the log. Inside a transaction (which may still roll
+        back) what it applies is provisional: the log position does not advance, the ids
+        are re-read at the next sync, and a build made there is made again outside."""
+        now = time.time()
+        inside = connection.in_atomic_block
+        latest = _latest(index.namespace_id)
+        if (index.synced_at and latest == index.applied and not index.pending
+                and not (index.provisional and not inside)):
+            index.synced_at = now
+            return
+        horizon = now - settings.MEMORYWEB_KEYWORD_LOG_MINUTES * 60 + SKEW_SECONDS
+        if (not index.synced_at or latest < index.applied or index.synced_at < horizon
+                or (index.provisional and not inside)):
+            self._build(index, latest, now, provisional=inside)
+            return
+        rows = _changes(index.namespace_id, index.applied)
+        if any(op == "rebuild" for _, _, op in rows):
+            self._build(index, max(latest, rows[-1][0]), now, provisional=inside)
+            return
+        changed = list(dict.fromkeys([*index.pending,
+                                      *(_hex(pk) for _, pk, _ in rows if pk is not None)]))
+        found = list(_texts(index.namespace_id, changed))
+        index.remove(changed)
+        index.add(found)
+        index.maybe_compact()
+        if inside:
+            index.pending = set(changed)
+        else:
+            index.pending = set()
+            index.applied = max([index.applied, latest, *(seq for seq, _, _ in rows)])
+        index.synced_at = now
+
+    def _build(self, index: NamespaceIndex, latest: int, now: float, provisional: bool) -> None:
+        """Replace the index's contents with the namespace as SQL holds it (the log's
+        number read first: later changes are applied again, harmlessly)."""
+        fresh = NamespaceIndex(index.namespace_id)
+        fresh.load(_texts(index.namespace_id, None))
+        index.__dict__.update({k: v for k, v in fresh.__dict__.items() if k != "lock"})
+        index.applied, index.synced_at, index.provisional = latest, now, provisional
+        self.builds += 1
+
+    def _evict(self, keep: int, size: int) -> None:
+        """Note ``keep``'s size, then evict the least recently used others while the
+        total is over the budget (O(1) per search, however many namespaces are held)."""
+        with self._lock:
+            if keep in self._held:
+                self._total += size - self._sizes.get(keep, 0)
+                self._sizes[keep] = size
+            budget = self.budget()
+            while self._total > budget:
+                oldest = next(iter(self._held))
+                if oldest == keep:
+                    break
+                self._held.pop(oldest)
+                self._total -= self._sizes.pop(oldest, 0)
+
+    # --- what lexical.search and the store registry ask ------------------------------
+
+    def search(self, namespace_id: int, terms: Sequence[str], limit: int, weight: float,
+               candidates: QuerySet | None = None) -> list[tuple[str, float]] | None:
+        """Best (memory id hex, score) of the namespace, best first; None when a term is a
+        multi-token phrase (the SQL engine answers those)."""
+        phrases = query_terms(terms)
+        if phrases is None:
+            return None
+        index = self.synced(namespace_id)
+        with index.lock:
+            if candidates is None:
+                return index.search(phrases, weight, limit)
+            # Filters: check the top few against them first; a selective filter that
+            # leaves fewer than ``limit`` of those reads its ids (all of them, ids only).
+            probe = index.search(phrases, weight, max(4 * limit, _FILTER_PROBE))
+            if not probe:
+                return []
+            ok = {_hex(pk) for part in _parts([pk for pk, _ in probe])
+                  for pk in candidates.filter(pk__in=part).values_list("pk", flat=True)}
+            kept = [(pk, score) for pk, score in probe if pk in ok]
+            if len(kept) >= limit or len(probe) < max(4 * limit, _FILTER_PROBE):
+                return kept[:limit]
+            allowed = index.mask(_hex(pk) for pk in candidates.values_list("pk", flat=True))
+            return index.search(phrases, weight, limit, allowed)
+
+    def held(self, namespace_id: int, memory_ids: Sequence) -> int:
+        """How many of these memories this process's index of the namespace holds, after
+        catching up with the log (0 if it holds none of the namespace)."""
+        if namespace_id not in self.loaded():
+            return 0
+        index = self.synced(namespace_id)
+        with index.lock:
+            return sum(index.holds(_hex(pk)) for pk in memory_ids)
+
+    def count(self, namespace_id: int) -> int | None:
+        if namespace_id not in self.loaded():
+            return None
+        index = self.synced(namespace_id)
+        return len(index)
+
+    def forget(self, namespace_id: int, memory_ids: Sequence) -> None:
+        """Drop these memories from this process's index now (erasure, after its commit)."""
+        with self._lock:
+            index = self._held.get(namespace_id)
+        if index is not None:
+            with index.lock:
+                index.remove([_hex(pk) for pk in memory_ids])
+
+
+def _parts(values: list[str]) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(values), _CHUNK):
+        yield [uuid.UUID(v) for v in values[start:start + _CHUNK]]
+
+
+_process = Indexes()
+
+
+def indexes() -> Indexes:
+    """This process's indexes."""
+    return _process
