@@ -138,6 +138,11 @@ class GuestVectorStore:
     def drop_collection(self, name: str) -> None:
         self._call("drop_collection", name)
 
+    def compact(self, namespace) -> bool:
+        """Erasure's rewrite of the namespace's collection (VectorStore.compact), on the
+        directory itself, or by the server that owns it (``vector.compact``)."""
+        return self._call("compact", namespace)
+
     def forget_cached(self, namespace) -> None:
         from apps.ops.control_client import ServerGone
 

@@ -103,6 +103,10 @@ class RemoteVectorStore:
     def drop_collection(self, name: str) -> None:
         self._call("drop_collection", name=name)
 
+    def compact(self, namespace) -> bool:
+        """Erasure's rewrite of the namespace's collection, by the server that owns it."""
+        return bool(self._call("compact", namespace=pack_namespace(namespace)))
+
     def forget_cached(self, namespace) -> None:
         self._call("forget_cached", namespace=pack_namespace(namespace))
 

@@ -443,6 +443,26 @@ def _row_stores() -> tuple[Store, ...]:
     )
 
 
+def _vector_files_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
+    from apps.memories.vectorstore import disk_residue
+
+    return disk_residue(erased.ids)  # None with a Chroma server: not checked
+
+
+def _vector_files_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """Rewrite the namespace's collection so Chroma's files hold only its live vectors
+    (HNSW files, log, freed SQLite pages); time proportional to the namespace."""
+    from apps.memories.vectorstore import get_vector_store
+
+    get_vector_store().compact(namespace)
+
+
+def _vector_files_orphans() -> list[str]:
+    from apps.memories.vectorstore import drop_orphan_segments
+
+    return drop_orphan_segments()
+
+
 def _index_stores() -> tuple[Store, ...]:
     """Indexes derived from the rows, pending index work, and records that name memories."""
     from django.contrib.admin.models import LogEntry
@@ -497,6 +517,18 @@ def _index_stores() -> tuple[Store, ...]:
               ErasedBy.ERASURE, models=(LogEntry,), count=_admin_log_count,
               remaining=_admin_log_remaining, erase=_admin_log_erase),
         *_keyword_memory_stores(),
+        # Last: it rewrites the namespace's collection once every other vector write of the
+        # erasure (vector_index, context_vectors, the outbox) is done.
+        Store("vector_files", "the vector index's files on disk",
+              "The embedded Chroma's files (CHROMA_PATH): a deleted vector stays in the HNSW "
+              "segment files (marked deleted), in Chroma's log (embeddings_queue, with its filter "
+              "fields) until the index persists, and in freed chroma.sqlite3 pages; a dropped "
+              "collection leaves its segment directory. Erasure rewrites the namespace's "
+              "collection from its live vectors and vacuums chroma.sqlite3, then checks that no "
+              "log or metadata row names an erased id and no dropped collection's directory is "
+              "left. With a Chroma server (CHROMA_URL) its files are out of reach: not checked.",
+              ErasedBy.ERASURE, remaining=_vector_files_remaining, erase=_vector_files_erase,
+              after_commit=True, external=True, drop_orphans=_vector_files_orphans),
     )
 
 

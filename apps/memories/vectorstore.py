@@ -1,17 +1,33 @@
 """ChromaDB access: one collection per namespace, vectors computed by MemoryWeb.
 
 Chroma holds only ids, vectors and the scalar fields recall filters on; the content
-stays in SQL (the truth), so erasing a memory from Chroma is deleting its id.
+stays in SQL (the truth), so making a memory unreachable in Chroma is deleting its id.
+
+Deleting is not erasing on disk (measured with chromadb 1.5.9, docs/privacy.md, "What
+erasure reaches on disk in the vector store"): the embedded PersistentClient keeps a
+deleted vector in its HNSW files (hnswlib marks it deleted), in its write-ahead log
+(``embeddings_queue`` in ``chroma.sqlite3``, with the filter metadata) until the HNSW
+segment next persists, and in the SQLite pages its rows freed; ``delete_collection``
+leaves the collection's segment directory (the HNSW files) behind. So erasure compacts
+(:meth:`VectorStore.compact`: the namespace's live vectors copied into a fresh
+collection, the old one dropped with its directory, ``chroma.sqlite3`` vacuumed), a
+dropped collection takes its directory along (:meth:`VectorStore.drop_collection`), and
+:func:`disk_residue` says what the files still hold.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
+import shutil
+import sqlite3
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +38,13 @@ from apps.tenancy.models import Namespace
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
 META_KEY = "m:"  # metadata key prefix for a scalar user-metadata value
 CONTEXT_KEY = "context_id"  # the memory whose words were embedded with this one (context.py)
+#: The name a collection is rebuilt under by ``compact`` before it takes the old name.
+REWRITE_SUFFIX = ".rewrite"
+#: Vectors per page when ``compact`` copies a collection.
+COPY_PAGE = 1000
+#: Chroma's own database file inside CHROMA_PATH (its sysdb, log and metadata segments).
+CHROMA_DB = "chroma.sqlite3"
+_SEGMENT_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,65 @@ def _swapped(namespace: Namespace) -> Namespace | None:
     return Namespace(pk=namespace.pk, slug=namespace.slug, collection=current)
 
 
+class _Gate:
+    """Any number of operations at once, or one that needs the store alone (a rewrite of
+    Chroma's files: ``compact``, ``drop_collection``). A thread already inside may enter
+    again (a read that follows a reindex swap); a waiting rewrite keeps newcomers out."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._alone = False
+        self._waiting = 0
+        self._mine = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        depth = getattr(self._mine, "depth", 0)
+        with self._cond:
+            while self._alone or (self._waiting and not depth):
+                self._cond.wait()
+            self._shared += 1
+        self._mine.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._mine.depth = depth
+            with self._cond:
+                self._shared -= 1
+                if not self._shared:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            try:
+                while self._alone or self._shared:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._alone = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._alone = False
+                self._cond.notify_all()
+
+
+def persist_path(client) -> Path | None:
+    """The directory of an embedded (persistent) Chroma client; None for a server's."""
+    try:
+        chroma_settings = client.get_settings()
+    except Exception:  # not a chromadb client (a test's stand-in)
+        return None
+    if not getattr(chroma_settings, "is_persistent", False) or \
+            chroma_settings.chroma_api_impl != "chromadb.api.rust.RustBindingsAPI":
+        return None
+    return Path(chroma_settings.persist_directory)
+
+
 class VectorStore:
     def __init__(self, client):
         from apps.memories.embeddings import MemoryWebEmbeddingFunction
@@ -100,6 +182,22 @@ class VectorStore:
         self._ef = MemoryWebEmbeddingFunction()
         self._collections: dict[str, Any] = {}
         self._lock = threading.Lock()
+        #: Every operation is shared; a rewrite of Chroma's files is alone.
+        self._gate = _Gate()
+        #: Writes to one collection, and ``compact`` copying it, one at a time.
+        self._writers: dict[str, threading.Lock] = {}
+        #: The embedded store's directory (None: a Chroma server, whose files are its own).
+        self.path = persist_path(client)
+
+    def _writer(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._writers.setdefault(name, threading.Lock())
+
+    @contextmanager
+    def _writing(self, name: str) -> Iterator[None]:
+        """A write to one collection: after any other write to it (or its ``compact``)."""
+        with self._writer(name), self._gate.shared():
+            yield
 
     def collection_name(self, namespace: Namespace) -> str:
         return settings.CHROMA_COLLECTION_PREFIX + namespace.collection
@@ -150,10 +248,11 @@ class VectorStore:
         ingest), which have no stored keys to clear, so the read is skipped."""
         if not ids:
             return
-        collection = self.collection(namespace)
-        if not fresh:
-            metadatas = _without_stale_keys(collection, ids, metadatas)
-        collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
+        with self._writing(self.collection_name(namespace)):
+            collection = self.collection(namespace)
+            if not fresh:
+                metadatas = _without_stale_keys(collection, ids, metadatas)
+            collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
 
     def update_metadata(self, namespace: Namespace, ids: Sequence[str],
                         metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -166,22 +265,25 @@ class VectorStore:
         """
         if not ids:
             return {}
-        collection = self.collection(namespace)
-        stored = collection.get(ids=list(ids), include=["metadatas", "embeddings"])
-        before = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
-        vectors = {i: np.asarray(v, dtype=np.float32)
-                   for i, v in zip(stored["ids"], stored["embeddings"], strict=True)}
-        found = [(i, meta) for i, meta in zip(ids, metadatas, strict=True) if i in before]
-        if found:
-            collection.update(
-                ids=[i for i, _ in found],
-                metadatas=[{**meta, **dict.fromkeys(set(before[i] or {}) - set(meta))}
-                           for i, meta in found])
+        with self._writing(self.collection_name(namespace)):
+            collection = self.collection(namespace)
+            stored = collection.get(ids=list(ids), include=["metadatas", "embeddings"])
+            before = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
+            vectors = {i: np.asarray(v, dtype=np.float32)
+                       for i, v in zip(stored["ids"], stored["embeddings"], strict=True)}
+            found = [(i, meta) for i, meta in zip(ids, metadatas, strict=True) if i in before]
+            if found:
+                collection.update(
+                    ids=[i for i, _ in found],
+                    metadatas=[{**meta, **dict.fromkeys(set(before[i] or {}) - set(meta))}
+                               for i, meta in found])
         return vectors
 
     def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:
+        """Make ids unreachable (their bytes stay in Chroma's files until ``compact``)."""
         if ids:
-            self.collection(namespace).delete(ids=list(ids))
+            with self._writing(self.collection_name(namespace)):
+                self.collection(namespace).delete(ids=list(ids))
 
     def query(
         self, namespace: Namespace, embedding: np.ndarray, n: int, where: dict | None
@@ -189,12 +291,13 @@ class VectorStore:
         from chromadb.errors import NotFoundError
 
         try:
-            result = self._readable(namespace).query(
-                query_embeddings=embedding.reshape(1, -1),
-                n_results=n,
-                where=where or None,
-                include=["distances"],
-            )
+            with self._gate.shared():
+                result = self._readable(namespace).query(
+                    query_embeddings=embedding.reshape(1, -1),
+                    n_results=n,
+                    where=where or None,
+                    include=["distances"],
+                )
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
                 raise
@@ -208,11 +311,12 @@ class VectorStore:
         from chromadb.errors import NotFoundError
 
         try:
-            collection = self._readable(namespace)
-            if not len(embeddings) or not collection.count():
-                return [None] * len(embeddings)
-            result = collection.query(query_embeddings=embeddings, n_results=1,
-                                      include=["distances"])
+            with self._gate.shared():
+                collection = self._readable(namespace)
+                if not len(embeddings) or not collection.count():
+                    return [None] * len(embeddings)
+                result = collection.query(query_embeddings=embeddings, n_results=1,
+                                          include=["distances"])
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
                 raise
@@ -227,7 +331,8 @@ class VectorStore:
         if not ids:
             return {}
         try:
-            found = self._readable(namespace).get(ids=list(ids), include=["embeddings"])
+            with self._gate.shared():
+                found = self._readable(namespace).get(ids=list(ids), include=["embeddings"])
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
                 raise
@@ -236,7 +341,8 @@ class VectorStore:
                 for i, v in zip(found["ids"], found["embeddings"], strict=True)}
 
     def count(self, namespace: Namespace) -> int:
-        return self._readable(namespace).count()
+        with self._gate.shared():
+            return self._readable(namespace).count()
 
     def context_holders(self, namespace: Namespace, context_ids: Sequence[str]) -> list[str]:
         """The ids whose vector was embedded with one of ``context_ids`` as its
@@ -244,10 +350,12 @@ class VectorStore:
         if not context_ids:
             return []
         where = {CONTEXT_KEY: {"$in": [str(i) for i in context_ids]}}
-        return list(self._readable(namespace).get(where=where, include=[])["ids"])
+        with self._gate.shared():
+            return list(self._readable(namespace).get(where=where, include=[])["ids"])
 
     def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
-        return self._readable(namespace).get(include=[], limit=limit, offset=offset)["ids"]
+        with self._gate.shared():
+            return self._readable(namespace).get(include=[], limit=limit, offset=offset)["ids"]
 
     def all_ids(self, namespace: Namespace, page: int = 5000) -> set[str]:
         ids: set[str] = set()
@@ -260,22 +368,207 @@ class VectorStore:
             offset += page
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection; one that is already gone is fine, other errors propagate."""
+        """Delete a collection; one that is already gone is fine, other errors propagate.
+
+        Embedded: its files go too. Chroma's ``delete_collection`` leaves the segment
+        directory (the HNSW files, every vector) and the SQLite pages of its log and
+        metadata rows; the directories of segments Chroma no longer knows are removed and
+        ``chroma.sqlite3`` is vacuumed (:meth:`_scrub`), so a retried drop (the collection
+        already gone) finishes the job too."""
         from chromadb.errors import NotFoundError
 
-        with self._lock:
-            self._collections.pop(name, None)
+        with self._gate.alone():
+            with self._lock:
+                self._collections.pop(name, None)
+            try:
+                self.client.delete_collection(name)
+            except NotFoundError:
+                pass
+            self._scrub()
+
+    def compact(self, namespace: Namespace) -> bool:
+        """Rewrite the namespace's collection so that Chroma's files hold only the vectors
+        it has now: erasure's last step (docs/privacy.md). False with a Chroma server
+        (CHROMA_URL), whose files are out of reach (and which keeps a dropped collection's
+        directory too: rebuilding there would only move the vectors).
+
+        Deleted vectors stay in the HNSW files (marked deleted), in Chroma's log until the
+        index next persists (up to ``hnsw:sync_threshold`` writes later, or never in an idle
+        namespace), and in freed SQLite pages. So the live vectors and their filter fields
+        are copied, without re-embedding, into a fresh collection; the old one is dropped,
+        the fresh one takes its name, the old segment directory is removed and
+        ``chroma.sqlite3`` vacuumed. Writes to the namespace wait during the copy (reads go
+        on); every operation waits during the swap and the vacuum. Costs time proportional
+        to the namespace (measured: about 0.5 s per 1,000 vectors): erasure only.
+        """
+        from chromadb.errors import NotFoundError
+
+        if self.path is None:
+            return False
+        name = self.collection_name(namespace)
+        temp = name + REWRITE_SUFFIX
+        with self._writer(name):  # the namespace's writes wait until the swap is done
+            with self._gate.shared():
+                try:
+                    old = self.client.get_collection(name=name, embedding_function=self._ef)
+                except NotFoundError:
+                    old = None  # never written to, or dropped: only the files to scrub
+                if old is not None:
+                    self._delete_quietly(temp)  # left by an interrupted rewrite
+                    fresh = self.client.create_collection(
+                        name=temp, embedding_function=self._ef,
+                        configuration={"hnsw": {"space": "cosine"}},
+                        metadata=old.metadata or {"namespace": namespace.slug})
+                    try:
+                        _copy(old, fresh)
+                    except BaseException:
+                        self._delete_quietly(temp)
+                        raise
+            with self._gate.alone():
+                if old is not None:
+                    with self._lock:
+                        self._collections.pop(name, None)
+                    self.client.delete_collection(name)
+                    fresh.modify(name=name)
+                self._scrub()
+        return True
+
+    def _delete_quietly(self, name: str) -> None:
+        from chromadb.errors import NotFoundError
+
         try:
             self.client.delete_collection(name)
         except NotFoundError:
             pass
+
+    def _scrub(self) -> None:
+        """Embedded, with the store alone: remove the directories of segments Chroma no
+        longer knows, then vacuum ``chroma.sqlite3`` so the pages its deleted rows freed
+        (log entries with vectors, metadata) are gone from the file.
+
+        Another connection must not vacuum under Chroma's busy one (measured: Chroma's
+        reads failed with "collection does not exist" and the vacuum saw a malformed
+        image), so Chroma's engine is stopped (its database and HNSW files closed), the
+        file vacuumed, and the engine started again in the same client: collections
+        opened before stay usable, HNSW indexes reload on their next use."""
+        if self.path is None:
+            return
+        engine = self.client._server  # chromadb.api.rust.RustBindingsAPI (persist_path)
+        engine.stop()
+        try:
+            for directory in orphan_segments(self.path):
+                _remove(directory)
+            connection = sqlite3.connect(self.path / CHROMA_DB, timeout=60,
+                                         isolation_level=None)
+            try:
+                connection.execute("VACUUM")
+            finally:
+                connection.close()
+        finally:
+            engine.start()
 
     def forget_cached(self, namespace: Namespace) -> None:
         with self._lock:
             self._collections.pop(self.collection_name(namespace), None)
 
     def heartbeat(self) -> None:
-        self.client.heartbeat()
+        with self._gate.shared():
+            self.client.heartbeat()
+
+
+def _copy(source, target) -> None:
+    """Every id of ``source`` with its vector and filter fields, into ``target``."""
+    offset = 0
+    while True:
+        page = source.get(include=["embeddings", "metadatas"], limit=COPY_PAGE, offset=offset)
+        ids = page["ids"]
+        if not ids:
+            return
+        metadatas = page["metadatas"] or [None] * len(ids)
+        with_meta = [k for k, meta in enumerate(metadatas) if meta]
+        without = [k for k, meta in enumerate(metadatas) if not meta]
+        embeddings = np.asarray(page["embeddings"], dtype=np.float32)
+        if with_meta:
+            target.add(ids=[ids[k] for k in with_meta], embeddings=embeddings[with_meta],
+                       metadatas=[metadatas[k] for k in with_meta])
+        if without:
+            target.add(ids=[ids[k] for k in without], embeddings=embeddings[without])
+        offset += len(ids)
+
+
+# --- Chroma's files (embedded) ----------------------------------------------------------
+
+def _read_sysdb(path: Path, query: str, params: Sequence[Any] = ()) -> list[tuple]:
+    """Rows of ``chroma.sqlite3``, read-only (it may be open in this or another process)."""
+    database = path / CHROMA_DB
+    if not database.exists():
+        return []
+    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    try:
+        return connection.execute(query, tuple(params)).fetchall()
+    finally:
+        connection.close()
+
+
+def orphan_segments(path: Path | None = None) -> list[Path]:
+    """Segment directories under the embedded Chroma's directory (named by a segment's
+    UUID) whose segment Chroma's sysdb no longer has: a dropped collection's HNSW files.
+
+    The directories are listed before the sysdb is read, so a collection created
+    meanwhile (its segment rows exist before Chroma writes its directory) is never taken
+    for an orphan. Only direct, real (not symlinked) subdirectories are considered."""
+    root = Path(path or settings.CHROMA_PATH)
+    if not root.is_dir():
+        return []
+    candidates = [entry for entry in root.iterdir()
+                  if _SEGMENT_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()]
+    if not candidates:
+        return []
+    known = {row[0] for row in _read_sysdb(root, "SELECT id FROM segments")}
+    return [entry for entry in candidates if entry.name not in known]
+
+
+def _remove(directory: Path) -> None:
+    """Remove a segment directory; one another process removed meanwhile is fine."""
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        pass
+
+
+def drop_orphan_segments() -> list[str]:
+    """Remove orphan segment directories (of collections dropped before MemoryWeb removed
+    them itself); what was removed, in words. Embedded only; safe beside a running
+    server (an orphan is nobody's). For the registry's ``drop_orphans`` (``reindex``)."""
+    if settings.CHROMA_URL:
+        return []
+    dropped = []
+    for directory in orphan_segments():
+        _remove(directory)
+        dropped.append(f"the vector files of a dropped collection ({directory.name})")
+    return dropped
+
+
+def disk_residue(ids: Sequence[Any]) -> int | None:
+    """What the embedded Chroma's files still hold of erased memories: rows of its log
+    (``embeddings_queue``: the vector and the filter fields) and of its metadata segments
+    (``embeddings``) that name one of ``ids``, plus segment directories of dropped
+    collections (HNSW files nobody reads). None with a Chroma server (CHROMA_URL): its
+    files are not ours to read. Reads ``chroma.sqlite3`` read-only: cheap, and safe from
+    a command beside the server."""
+    if settings.CHROMA_URL:
+        return None
+    root = Path(settings.CHROMA_PATH)
+    held = len(orphan_segments(root))
+    wanted = [str(i) for i in ids]
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        marks = ",".join("?" * len(part))
+        for table, column in (("embeddings_queue", "id"), ("embeddings", "embedding_id")):
+            rows = _read_sysdb(root, f"SELECT count(*) FROM {table} WHERE {column} IN ({marks})",
+                               part)
+            held += rows[0][0] if rows else 0
+    return held
 
 
 _store: VectorStore | None = None
@@ -302,10 +595,19 @@ def make_client():
         )
     _lock_embedded_store()
     try:
-        return chromadb.PersistentClient(path=str(settings.CHROMA_PATH), settings=chroma_settings)
+        return _persistent_client(settings.CHROMA_PATH)
     except BaseException:
         _unlock_embedded_store()
         raise
+
+
+def _persistent_client(path: Path):
+    """The embedded client on ``path`` (the caller holds the directory's lock)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    return chromadb.PersistentClient(
+        path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False))
 
 
 _lock_file = None

@@ -427,6 +427,13 @@ def _drop_collection(args: dict[str, Any]) -> None:
     _store().drop_collection(name)
 
 
+@operation("vector.compact")
+def _compact(args: dict[str, Any]) -> bool:
+    """Erasure's rewrite of a namespace's collection (VectorStore.compact), for an erasure
+    that a command executes beside the server."""
+    return _store().compact(_namespace(args))
+
+
 @operation("vector.forget_cached")
 def _forget_cached(args: dict[str, Any]) -> None:
     _store().forget_cached(_namespace(args))

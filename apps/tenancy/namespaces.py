@@ -117,7 +117,8 @@ def delete_namespace(principal: Principal, namespace: Namespace) -> int:
 
     The SQL rows go by cascade; what lives outside SQL is dropped by the apps that keep
     it, on ``changes.namespace_deleting`` (memories: the vector collection, before the
-    rows; its keyword table after, on ``post_delete``).
+    rows, with its files on disk in the embedded store; its keyword table after, on
+    ``post_delete``).
     """
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete a namespace.")

@@ -25,9 +25,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from websockets.sync.client import connect
 
@@ -244,6 +246,28 @@ def test_a_client_retries_when_every_connection_slot_is_taken(served, monkeypatc
     client = ControlClient()
     assert client.call("hello")["pid"] == os.getpid()
     assert waits == [0]
+
+
+def test_a_command_compacts_a_collection_through_the_server(served, monkeypatch):
+    """Erasure executed by a command beside the server: the server rewrites the
+    collection (``vector.compact``), so Chroma's log no longer holds the deleted vector."""
+    from apps.memories import vectorstore
+    from apps.tenancy.models import Namespace
+
+    owned = vectorstore.VectorStore(vectorstore.make_client())  # the server's own store
+    monkeypatch.setattr(control, "_store", lambda: owned)
+    served()
+    namespace = Namespace(pk=987_654, slug="compacted", collection=f"c{uuid.uuid4().hex}")
+    remote = RemoteVectorStore()
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    vectors = np.eye(3, 384, dtype=np.float32)
+    remote.upsert(namespace, ids, vectors, [{"kind": "fact"}] * 3, fresh=True)
+    remote.delete(namespace, ids[:1])
+    assert vectorstore.disk_residue(ids[:1]) > 0  # the log still names it
+    assert remote.compact(namespace) is True
+    assert vectorstore.disk_residue(ids[:1]) == 0
+    assert remote.count(namespace) == 2
+    remote.drop_collection(owned.collection_name(namespace))
 
 
 # --- 3. no socket configured: the plain store ----------------------------------------

@@ -1,0 +1,205 @@
+"""Erasure reaches the vector bytes on disk, not only Chroma's API.
+
+Measured with chromadb 1.5.9 (docs/privacy.md, "What erasure reaches on disk in the vector
+store"): ``delete_collection`` left the collection's segment directory (its HNSW files),
+and a deleted vector stayed in the HNSW files, in Chroma's log (``embeddings_queue``) and
+in the SQLite pages its rows freed. These tests look for a memory's vector in every file
+under the embedded Chroma directory, as float32 (the HNSW copy is normalised again, so a
+few ulps apart: compared with a tolerance, at every byte alignment).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from apps.memories import vectorstore
+from apps.memories.vectorstore import get_vector_store
+from apps.tenancy.namespaces import delete_namespace
+from apps.tenancy.principal import Principal
+
+#: Commits for real: erasure certifies against the audit anchor after each commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EMBEDDED_ONLY = pytest.mark.skipif(
+    bool(settings.CHROMA_URL),
+    reason="reads the embedded Chroma's files under CHROMA_PATH; with a Chroma server "
+           "(CHROMA_URL, scaled mode) its files are in the server's directory, out of reach")
+
+
+def _held_in(path: Path, vector: np.ndarray, k: int = 8, tol: float = 1e-5) -> bool:
+    """Whether ``path`` holds ``vector``'s first ``k`` floats (float32, any alignment)."""
+    data = path.read_bytes()
+    head = vector[:k].astype(np.float32)
+    for shift in range(4):
+        count = (len(data) - shift) // 4
+        if count < k:
+            continue
+        floats = np.frombuffer(data, dtype="<f4", count=count, offset=shift)
+        with np.errstate(invalid="ignore"):
+            starts = np.nonzero(np.abs(floats[: count - k + 1] - head[0]) < tol)[0]
+        for start in starts:
+            with np.errstate(invalid="ignore"):
+                if np.all(np.abs(floats[start:start + k] - head) < tol):
+                    return True
+    return False
+
+
+def _files_holding(vector: np.ndarray) -> list[str]:
+    root = Path(settings.CHROMA_PATH)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and _held_in(p, vector))
+
+
+def _segment_dirs(collection_name: str) -> list[Path]:
+    """The segment directories of a live collection, from Chroma's sysdb."""
+    rows = vectorstore._read_sysdb(
+        Path(settings.CHROMA_PATH),
+        "SELECT s.id FROM segments s JOIN collections c ON c.id = s.collection WHERE c.name = ?",
+        [collection_name])
+    return [Path(settings.CHROMA_PATH) / row[0] for row in rows]
+
+
+def _store(caller, words: str) -> str:
+    response = caller.post("/api/v1/memories", {"content": f"{words} ({uuid.uuid4().hex})"})
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def _fill(caller, n: int, words: str) -> list[str]:
+    """Enough memories that Chroma persists the HNSW files (hnsw:sync_threshold 1000 is
+    counted in log records; a batch ingest writes them at once)."""
+    items = [{"content": f"{words} {i} ({uuid.uuid4().hex})"} for i in range(n)]
+    ids = []
+    for start in range(0, n, 100):
+        response = caller.post("/api/v1/memories/batch", {"memories": items[start:start + 100]})
+        assert response.status_code in (200, 201), response.content
+        ids += [item["id"] for item in response.json()["results"]]
+    return ids
+
+
+@EMBEDDED_ONLY
+def test_deleting_a_namespace_removes_its_segment_directory_and_vector_bytes(
+        alpha, beta, agent, outsider, system_admin):
+    secret = _store(agent, "Ada's locker code is 4411")
+    _fill(agent, 1100, "alpha filler note")  # the HNSW files are written to disk
+    kept = _store(outsider, "beta keeps its own note about lunch")
+    store = get_vector_store()
+    vector = store.embeddings(alpha, [secret])[secret]
+    directories = _segment_dirs(store.collection_name(alpha))
+    assert any((d / "data_level0.bin").exists() for d in directories), "nothing persisted"
+    assert _files_holding(vector), "the test cannot see the vector before the deletion"
+
+    delete_namespace(Principal.for_key(system_admin.key), alpha)
+
+    assert directories and not any(d.exists() for d in directories)
+    assert _files_holding(vector) == []
+    assert vectorstore.orphan_segments() == []
+    assert vectorstore.disk_residue([secret]) == 0
+    # The other tenant's vector is on disk and recalled.
+    assert _files_holding(store.embeddings(beta, [kept])[kept])
+    recalled = outsider.post("/api/v1/recall", {"query": "lunch note"}).json()
+    assert recalled["results"][0]["id"] == kept
+
+
+def _erase_ids(team_admin, system_admin, ids: list[str]) -> dict:
+    created = team_admin.post("/api/v1/erasure-requests", {"ids": ids, "reason": "ticket 7"})
+    assert created.status_code == 201, created.content
+    request_id = created.json()["id"]
+    assert team_admin.post(f"/api/v1/erasure-requests/{request_id}/approve").status_code == 200
+    executed = system_admin.post(f"/api/v1/erasure-requests/{request_id}/execute")
+    assert executed.status_code == 200, executed.content
+    return executed.json()["certificate"]
+
+
+@EMBEDDED_ONLY
+@pytest.mark.parametrize("filler", [0, 1100], ids=["log-only", "hnsw-persisted"])
+def test_erasing_a_memory_removes_its_vector_bytes_and_keeps_the_others(
+        alpha, agent, team_admin, system_admin, filler):
+    """Small namespace: the vectors are only in Chroma's log; large: in the HNSW files too."""
+    erased = _store(agent, "Dana's blood type is AB negative")
+    kept = _store(agent, "The office closes at six")
+    if filler:
+        _fill(agent, filler, "filler about the weather")
+    store = get_vector_store()
+    vectors = store.embeddings(alpha, [erased, kept])
+    assert _files_holding(vectors[erased]), "the test cannot see the vector before erasure"
+
+    certificate = _erase_ids(team_admin, system_admin, [erased])
+
+    assert _files_holding(vectors[erased]) == []
+    assert _files_holding(vectors[kept])  # the check can fail: kept bytes are found
+    assert vectorstore.disk_residue([erased]) == 0
+    assert all(check["ok"] for check in certificate["verification"].values())
+    assert store.embeddings(alpha, [erased]) == {}
+    assert store.count(alpha) == 1 + filler
+    recalled = agent.post("/api/v1/recall", {"query": "when does the office close"}).json()
+    assert recalled["results"][0]["id"] == kept
+
+
+def test_recall_and_writes_work_after_compaction_and_a_dropped_namespace(
+        alpha, beta, agent, outsider, system_admin):
+    """In both modes: the store's operations go on after compact and drop_collection
+    (embedded: the client was closed and opened again around the vacuum)."""
+    mine = _store(agent, "Alpha's printer is on floor three")
+    theirs = _store(outsider, "Beta's printer is in the basement")
+    store = get_vector_store()
+    compacted = store.compact(alpha)
+    assert compacted is (not settings.CHROMA_URL)
+    assert store.embeddings(alpha, [mine]).keys() == {mine}
+
+    delete_namespace(Principal.for_key(system_admin.key), alpha)
+
+    later = _store(outsider, "Beta's stapler is in the second drawer")
+    assert store.all_ids(beta) == {theirs, later}
+    recalled = outsider.post("/api/v1/recall", {"query": "where is the printer"}).json()
+    assert recalled["results"][0]["id"] == theirs
+
+
+def test_operations_during_a_compaction_wait_for_it_and_none_is_lost(alpha, beta, agent,
+                                                                     outsider):
+    """Embedded, compact swaps the collection and stops Chroma's engine for the vacuum:
+    recall elsewhere and writes to the namespace wait, then succeed; no write is lost."""
+    mine = _store(agent, "Alpha's badge reader is by the lift")
+    theirs = _store(outsider, "Beta's badge reader is at reception")
+    store = get_vector_store()
+    vector, their_vector = (store.embeddings(alpha, [mine])[mine],
+                            store.embeddings(beta, [theirs])[theirs])
+    errors: list[BaseException] = []
+    written: list[str] = []
+    done = threading.Event()
+
+    def traffic() -> None:
+        while not done.is_set():
+            try:
+                assert store.query(beta, their_vector, 1, None)[0].id == theirs
+                extra = f"extra-{len(written)}"
+                store.upsert(alpha, [extra], vector.reshape(1, -1), [{"agent_id": "x"}],
+                             fresh=True)
+                written.append(extra)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        for _ in range(3):
+            store.compact(alpha)
+    finally:
+        done.set()
+        thread.join()
+    assert errors == []
+    assert written and store.all_ids(alpha) == {mine, *written}
+
+
+def test_disk_residue_is_unknown_with_a_chroma_server():
+    if not settings.CHROMA_URL:
+        assert vectorstore.disk_residue([str(uuid.uuid4())]) == 0
+    else:
+        assert vectorstore.disk_residue([str(uuid.uuid4())]) is None
