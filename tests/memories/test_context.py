@@ -71,6 +71,22 @@ def test_a_batch_chains_its_turns_and_continues_the_stored_session(agent, alpha)
     assert context[ids[1]] is None and context[ids[3]] is None
 
 
+def test_a_batch_continues_from_the_last_turn_of_the_batch_before(agent, alpha):
+    """Every row of a batch is stored in one instant: the next batch's first turn must still
+    follow the previous batch's *last* turn, not any turn of it (they were equal in time)."""
+    turns = [f"Turn {i}: the kiln reached {900 + 37 * i} degrees." for i in range(6)]
+    before = agent.post("/api/v1/memories/batch", {"memories": [
+        {"content": text, "session_id": "s9"} for text in turns[:4]]})
+    assert before.status_code == 201, before.content
+    after = agent.post("/api/v1/memories/batch", {"memories": [
+        {"content": text, "session_id": "s9"} for text in turns[4:]]})
+    assert after.status_code == 201, after.content
+    ids = [r["id"] for r in before.json()["results"] + after.json()["results"]]
+    context = {str(m.pk): m.context_memory_id and str(m.context_memory_id)
+               for m in Memory.objects.filter(namespace=alpha)}
+    assert [context[i] for i in ids] == [None, *ids[:-1]]
+
+
 def test_sessions_never_reach_across_namespaces(agent, outsider, alpha, beta):
     _store(outsider, "Beta's own quokka notes.")
     answer = _store(agent, ANSWER)

@@ -4,6 +4,7 @@ path (apps/memories/writes.py) stores what is new before the memories are indexe
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -156,9 +157,12 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
     fresh: dict[str, Memory] = {}
     for data, digest in zip(cleaned, hashes, strict=True):
         if digest not in existing and digest not in fresh:
+            # One microsecond apart in the order given, so "newest first" is the batch's
+            # order reversed, and the next batch's first turn follows this one's last
+            # (context.assign; with one instant for all, it took any turn of the batch).
+            at = now + datetime.timedelta(microseconds=len(fresh))
             fresh[digest] = Memory(id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
-                                   content_hash=digest, created_at=now,
-                                   updated_at=now, **data)
+                                   content_hash=digest, created_at=at, updated_at=at, **data)
     memories = list(fresh.values())
     embeddings = None
     near = _NearDuplicates()
