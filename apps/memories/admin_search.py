@@ -3,7 +3,7 @@ never ``LIKE``.
 
 - Every word by default; ``?match=any`` (the "any word" box beside the search) for any
   of them. "Quoted phrases" and punctuated tokens (e-mail addresses, URLs, ids) match
-  exactly as written (services.keyword_matches, lexical.parse_lookup).
+  exactly as written (services.keyword_matches, lexical_lookup.parse_lookup).
 - Across namespaces the rows are grouped by namespace (slug order), each namespace's
   best first: BM25 scores are per namespace (each has its own index statistics) and do
   not compare, so interleaving them put another tenant's weak match above a strong one.
@@ -30,7 +30,7 @@ from django.db.models import Case, Count, IntegerField, Value, When
 from django.http import HttpResponseRedirect
 from django.utils.html import escape, format_html, format_html_join
 
-from apps.memories import lexical, services
+from apps.memories import lexical_lookup, services
 from apps.memories.admin_filters import MetadataFilter, SubjectFilter
 from apps.memories.models import Memory
 
@@ -58,7 +58,7 @@ class LookupResult:
 
     text: str
     match_all: bool
-    parsed: lexical.Lookup
+    parsed: lexical_lookup.Lookup
     #: Matches found, counting at most one past the cap.
     found: int
     cap: int
@@ -114,7 +114,7 @@ class MemorySearchMixin:
         """The start of the content, or with a search the text around its first match,
         matched terms in ``<mark>``; every piece of content escaped (format_html)."""
         content = obj.content
-        query: lexical.Lookup | None = getattr(obj, "lookup_query", None)
+        query: lexical_lookup.Lookup | None = getattr(obj, "lookup_query", None)
         spans = query.spans(content) if query is not None else []
         if not spans:
             return content[:80] + ("…" if len(content) > 80 else "")
@@ -155,7 +155,7 @@ class MemorySearchMixin:
                                        namespace_ids=namespace_ids, match=match,
                                        candidates=queryset.order_by() if filtered else None)
         result = LookupResult(search_term, match == "all",
-                              lexical.parse_lookup(search_term, match_all=match == "all"),
+                              lexical_lookup.parse_lookup(search_term, match_all=match == "all"),
                               found=len(ids), cap=cap)
         ids = ids[:cap]
         queryset = queryset.filter(pk__in=ids)

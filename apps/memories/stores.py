@@ -34,6 +34,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models, transaction
 
+from apps.memories import chroma_files
 from apps.tenancy.models import Namespace
 
 #: Ids per statement (well under SQLite's bound-parameter limit).
@@ -443,26 +444,6 @@ def _row_stores() -> tuple[Store, ...]:
     )
 
 
-def _vector_files_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
-    from apps.memories.vectorstore import disk_residue
-
-    return disk_residue(erased.ids)  # None with a Chroma server: not checked
-
-
-def _vector_files_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
-    """Rewrite the namespace's collection so Chroma's files hold only its live vectors
-    (HNSW files, log, freed SQLite pages); time proportional to the namespace."""
-    from apps.memories.vectorstore import get_vector_store
-
-    get_vector_store().compact(namespace)
-
-
-def _vector_files_orphans() -> list[str]:
-    from apps.memories.vectorstore import drop_orphan_segments
-
-    return drop_orphan_segments()
-
-
 def _index_stores() -> tuple[Store, ...]:
     """Indexes derived from the rows, pending index work, and records that name memories."""
     from django.contrib.admin.models import LogEntry
@@ -527,8 +508,9 @@ def _index_stores() -> tuple[Store, ...]:
               "collection from its live vectors and vacuums chroma.sqlite3, then checks that no "
               "log or metadata row names an erased id and no dropped collection's directory is "
               "left. With a Chroma server (CHROMA_URL) its files are out of reach: not checked.",
-              ErasedBy.ERASURE, remaining=_vector_files_remaining, erase=_vector_files_erase,
-              after_commit=True, external=True, drop_orphans=_vector_files_orphans),
+              ErasedBy.ERASURE, remaining=lambda namespace, erased: chroma_files.disk_residue(erased.ids),
+              erase=chroma_files.compact_namespace, after_commit=True, external=True,
+              drop_orphans=chroma_files.drop_orphan_segments),
     )
 
 

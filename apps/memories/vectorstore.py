@@ -12,15 +12,13 @@ leaves the collection's segment directory (the HNSW files) behind. So erasure co
 (:meth:`VectorStore.compact`: the namespace's live vectors copied into a fresh
 collection, the old one dropped with its directory, ``chroma.sqlite3`` vacuumed), a
 dropped collection takes its directory along (:meth:`VectorStore.drop_collection`), and
-:func:`disk_residue` says what the files still hold.
+chroma_files.py has the details and says what the files still hold (``disk_residue``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
-import shutil
 import sqlite3
 import sys
 import threading
@@ -33,18 +31,20 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from apps.memories.chroma_files import (
+    CHROMA_DB,
+    REWRITE_SUFFIX,
+    Gate,
+    copy_collection,
+    orphan_segments,
+    persist_path,
+    remove_dir,
+)
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
 META_KEY = "m:"  # metadata key prefix for a scalar user-metadata value
 CONTEXT_KEY = "context_id"  # the memory whose words were embedded with this one (context.py)
-#: The name a collection is rebuilt under by ``compact`` before it takes the old name.
-REWRITE_SUFFIX = ".rewrite"
-#: Vectors per page when ``compact`` copies a collection.
-COPY_PAGE = 1000
-#: Chroma's own database file inside CHROMA_PATH (its sysdb, log and metadata segments).
-CHROMA_DB = "chroma.sqlite3"
-_SEGMENT_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -115,65 +115,6 @@ def _swapped(namespace: Namespace) -> Namespace | None:
     return Namespace(pk=namespace.pk, slug=namespace.slug, collection=current)
 
 
-class _Gate:
-    """Any number of operations at once, or one that needs the store alone (a rewrite of
-    Chroma's files: ``compact``, ``drop_collection``). A thread already inside may enter
-    again (a read that follows a reindex swap); a waiting rewrite keeps newcomers out."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._alone = False
-        self._waiting = 0
-        self._mine = threading.local()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        depth = getattr(self._mine, "depth", 0)
-        with self._cond:
-            while self._alone or (self._waiting and not depth):
-                self._cond.wait()
-            self._shared += 1
-        self._mine.depth = depth + 1
-        try:
-            yield
-        finally:
-            self._mine.depth = depth
-            with self._cond:
-                self._shared -= 1
-                if not self._shared:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def alone(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            try:
-                while self._alone or self._shared:
-                    self._cond.wait()
-            finally:
-                self._waiting -= 1
-            self._alone = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._alone = False
-                self._cond.notify_all()
-
-
-def persist_path(client) -> Path | None:
-    """The directory of an embedded (persistent) Chroma client; None for a server's."""
-    try:
-        chroma_settings = client.get_settings()
-    except Exception:  # not a chromadb client (a test's stand-in)
-        return None
-    if not getattr(chroma_settings, "is_persistent", False) or \
-            chroma_settings.chroma_api_impl != "chromadb.api.rust.RustBindingsAPI":
-        return None
-    return Path(chroma_settings.persist_directory)
-
-
 class VectorStore:
     def __init__(self, client):
         from apps.memories.embeddings import MemoryWebEmbeddingFunction
@@ -183,7 +124,7 @@ class VectorStore:
         self._collections: dict[str, Any] = {}
         self._lock = threading.Lock()
         #: Every operation is shared; a rewrite of Chroma's files is alone.
-        self._gate = _Gate()
+        self._gate = Gate()
         #: Writes to one collection, and ``compact`` copying it, one at a time.
         self._writers: dict[str, threading.Lock] = {}
         #: The embedded store's directory (None: a Chroma server, whose files are its own).
@@ -420,7 +361,7 @@ class VectorStore:
                         configuration={"hnsw": {"space": "cosine"}},
                         metadata=old.metadata or {"namespace": namespace.slug})
                     try:
-                        _copy(old, fresh)
+                        copy_collection(old, fresh)
                     except BaseException:
                         self._delete_quietly(temp)
                         raise
@@ -457,7 +398,7 @@ class VectorStore:
         engine.stop()
         try:
             for directory in orphan_segments(self.path):
-                _remove(directory)
+                remove_dir(directory)
             connection = sqlite3.connect(self.path / CHROMA_DB, timeout=60,
                                          isolation_level=None)
             try:
@@ -474,101 +415,6 @@ class VectorStore:
     def heartbeat(self) -> None:
         with self._gate.shared():
             self.client.heartbeat()
-
-
-def _copy(source, target) -> None:
-    """Every id of ``source`` with its vector and filter fields, into ``target``."""
-    offset = 0
-    while True:
-        page = source.get(include=["embeddings", "metadatas"], limit=COPY_PAGE, offset=offset)
-        ids = page["ids"]
-        if not ids:
-            return
-        metadatas = page["metadatas"] or [None] * len(ids)
-        with_meta = [k for k, meta in enumerate(metadatas) if meta]
-        without = [k for k, meta in enumerate(metadatas) if not meta]
-        embeddings = np.asarray(page["embeddings"], dtype=np.float32)
-        if with_meta:
-            target.add(ids=[ids[k] for k in with_meta], embeddings=embeddings[with_meta],
-                       metadatas=[metadatas[k] for k in with_meta])
-        if without:
-            target.add(ids=[ids[k] for k in without], embeddings=embeddings[without])
-        offset += len(ids)
-
-
-# --- Chroma's files (embedded) ----------------------------------------------------------
-
-def _read_sysdb(path: Path, query: str, params: Sequence[Any] = ()) -> list[tuple]:
-    """Rows of ``chroma.sqlite3``, read-only (it may be open in this or another process)."""
-    database = path / CHROMA_DB
-    if not database.exists():
-        return []
-    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    try:
-        return connection.execute(query, tuple(params)).fetchall()
-    finally:
-        connection.close()
-
-
-def orphan_segments(path: Path | None = None) -> list[Path]:
-    """Segment directories under the embedded Chroma's directory (named by a segment's
-    UUID) whose segment Chroma's sysdb no longer has: a dropped collection's HNSW files.
-
-    The directories are listed before the sysdb is read, so a collection created
-    meanwhile (its segment rows exist before Chroma writes its directory) is never taken
-    for an orphan. Only direct, real (not symlinked) subdirectories are considered."""
-    root = Path(path or settings.CHROMA_PATH)
-    if not root.is_dir():
-        return []
-    candidates = [entry for entry in root.iterdir()
-                  if _SEGMENT_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()]
-    if not candidates:
-        return []
-    known = {row[0] for row in _read_sysdb(root, "SELECT id FROM segments")}
-    return [entry for entry in candidates if entry.name not in known]
-
-
-def _remove(directory: Path) -> None:
-    """Remove a segment directory; one another process removed meanwhile is fine."""
-    try:
-        shutil.rmtree(directory)
-    except FileNotFoundError:
-        pass
-
-
-def drop_orphan_segments() -> list[str]:
-    """Remove orphan segment directories (of collections dropped before MemoryWeb removed
-    them itself); what was removed, in words. Embedded only; safe beside a running
-    server (an orphan is nobody's). For the registry's ``drop_orphans`` (``reindex``)."""
-    if settings.CHROMA_URL:
-        return []
-    dropped = []
-    for directory in orphan_segments():
-        _remove(directory)
-        dropped.append(f"the vector files of a dropped collection ({directory.name})")
-    return dropped
-
-
-def disk_residue(ids: Sequence[Any]) -> int | None:
-    """What the embedded Chroma's files still hold of erased memories: rows of its log
-    (``embeddings_queue``: the vector and the filter fields) and of its metadata segments
-    (``embeddings``) that name one of ``ids``, plus segment directories of dropped
-    collections (HNSW files nobody reads). None with a Chroma server (CHROMA_URL): its
-    files are not ours to read. Reads ``chroma.sqlite3`` read-only: cheap, and safe from
-    a command beside the server."""
-    if settings.CHROMA_URL:
-        return None
-    root = Path(settings.CHROMA_PATH)
-    held = len(orphan_segments(root))
-    wanted = [str(i) for i in ids]
-    for start in range(0, len(wanted), 500):
-        part = wanted[start:start + 500]
-        marks = ",".join("?" * len(part))
-        for table, column in (("embeddings_queue", "id"), ("embeddings", "embedding_id")):
-            rows = _read_sysdb(root, f"SELECT count(*) FROM {table} WHERE {column} IN ({marks})",
-                               part)
-            held += rows[0][0] if rows else 0
-    return held
 
 
 _store: VectorStore | None = None

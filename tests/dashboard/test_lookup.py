@@ -13,7 +13,7 @@ import re
 import pytest
 
 from apps.core.roles import Role
-from apps.memories import lexical, services
+from apps.memories import lexical, lexical_lookup, services
 from apps.memories.admin import MemoryAdmin
 from apps.memories.models import Memory
 from apps.privacy.selectors import Selector
@@ -191,7 +191,7 @@ def test_a_team_admin_never_sees_another_namespaces_rows_or_choices(alice, bob, 
     ("the", ("the",), ()),
 ])
 def test_parse_lookup(db, text, words, exact):
-    parsed = lexical.parse_lookup(text)
+    parsed = lexical_lookup.parse_lookup(text)
     assert (parsed.words, parsed.exact) == (words, exact)
 
 

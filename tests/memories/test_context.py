@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 
 from apps.core.roles import Role
-from apps.memories import lexical
+from apps.memories import lexical, lexical_lookup
 from apps.memories.models import Memory
 from apps.memories.vectorstore import CONTEXT_KEY, get_vector_store
 from tests.helpers.callers import make_caller
@@ -133,7 +133,7 @@ def test_erasure_certifies_the_context_is_gone_from_other_memories(team_admin, s
 
 def test_a_person_lookup_matches_a_memorys_own_words_only(alpha, turns):
     question, _ = turns
-    found = lexical.lookup(alpha.pk, lexical.parse_lookup("quokka"), 10)
+    found = lexical_lookup.lookup(alpha.pk, lexical_lookup.parse_lookup("quokka"), 10)
     assert [str(pk) for pk, _ in found] == [question]
 
 

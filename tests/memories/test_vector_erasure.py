@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 
-from apps.memories import vectorstore
+from apps.memories import chroma_files
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
@@ -58,7 +58,7 @@ def _files_holding(vector: np.ndarray) -> list[str]:
 
 def _segment_dirs(collection_name: str) -> list[Path]:
     """The segment directories of a live collection, from Chroma's sysdb."""
-    rows = vectorstore._read_sysdb(
+    rows = chroma_files.read_sysdb(
         Path(settings.CHROMA_PATH),
         "SELECT s.id FROM segments s JOIN collections c ON c.id = s.collection WHERE c.name = ?",
         [collection_name])
@@ -99,8 +99,8 @@ def test_deleting_a_namespace_removes_its_segment_directory_and_vector_bytes(
 
     assert directories and not any(d.exists() for d in directories)
     assert _files_holding(vector) == []
-    assert vectorstore.orphan_segments() == []
-    assert vectorstore.disk_residue([secret]) == 0
+    assert chroma_files.orphan_segments() == []
+    assert chroma_files.disk_residue([secret]) == 0
     # The other tenant's vector is on disk and recalled.
     assert _files_holding(store.embeddings(beta, [kept])[kept])
     recalled = outsider.post("/api/v1/recall", {"query": "lunch note"}).json()
@@ -134,7 +134,7 @@ def test_erasing_a_memory_removes_its_vector_bytes_and_keeps_the_others(
 
     assert _files_holding(vectors[erased]) == []
     assert _files_holding(vectors[kept])  # the check can fail: kept bytes are found
-    assert vectorstore.disk_residue([erased]) == 0
+    assert chroma_files.disk_residue([erased]) == 0
     assert all(check["ok"] for check in certificate["verification"].values())
     assert store.embeddings(alpha, [erased]) == {}
     assert store.count(alpha) == 1 + filler
@@ -200,6 +200,6 @@ def test_operations_during_a_compaction_wait_for_it_and_none_is_lost(alpha, beta
 
 def test_disk_residue_is_unknown_with_a_chroma_server():
     if not settings.CHROMA_URL:
-        assert vectorstore.disk_residue([str(uuid.uuid4())]) == 0
+        assert chroma_files.disk_residue([str(uuid.uuid4())]) == 0
     else:
-        assert vectorstore.disk_residue([str(uuid.uuid4())]) is None
+        assert chroma_files.disk_residue([str(uuid.uuid4())]) is None

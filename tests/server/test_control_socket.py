@@ -251,7 +251,7 @@ def test_a_client_retries_when_every_connection_slot_is_taken(served, monkeypatc
 def test_a_command_compacts_a_collection_through_the_server(served, monkeypatch):
     """Erasure executed by a command beside the server: the server rewrites the
     collection (``vector.compact``), so Chroma's log no longer holds the deleted vector."""
-    from apps.memories import vectorstore
+    from apps.memories import chroma_files, vectorstore
     from apps.tenancy.models import Namespace
 
     owned = vectorstore.VectorStore(vectorstore.make_client())  # the server's own store
@@ -263,9 +263,9 @@ def test_a_command_compacts_a_collection_through_the_server(served, monkeypatch)
     vectors = np.eye(3, 384, dtype=np.float32)
     remote.upsert(namespace, ids, vectors, [{"kind": "fact"}] * 3, fresh=True)
     remote.delete(namespace, ids[:1])
-    assert vectorstore.disk_residue(ids[:1]) > 0  # the log still names it
+    assert chroma_files.disk_residue(ids[:1]) > 0  # the log still names it
     assert remote.compact(namespace) is True
-    assert vectorstore.disk_residue(ids[:1]) == 0
+    assert chroma_files.disk_residue(ids[:1]) == 0
     assert remote.count(namespace) == 2
     remote.drop_collection(owned.collection_name(namespace))
 

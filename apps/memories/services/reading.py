@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from apps.core.errors import NotFound
 from apps.core.roles import Action
-from apps.memories import lexical
+from apps.memories import lexical_lookup
 from apps.memories.models import Memory
 from apps.memories.results import SharedMemory
 from apps.memories.services.access import _shared, _visible
@@ -60,11 +60,11 @@ def keyword_matches(principal: Principal, text: str, limit: int = 1000, *,
     For people searching a list (the dashboard), not for recall (whose keyword stage is
     an OR of words tuned for recall: lexical.build_query). ``match`` "all": every word;
     "any": any of them; either way "quoted phrases" and punctuated tokens (e-mail
-    addresses, URLs, ids) match exactly as written (lexical.parse_lookup). BM25 scores
+    addresses, URLs, ids) match exactly as written (lexical_lookup.parse_lookup). BM25 scores
     are per namespace and do not compare, so the result is grouped by namespace (in slug
     order), each namespace's best first; at most ``limit``.
     """
-    query = lexical.parse_lookup(text, match_all=match == "all")
+    query = lexical_lookup.parse_lookup(text, match_all=match == "all")
     if not query.terms:
         return []
     readable = Namespace.objects.order_by("slug")
@@ -74,7 +74,7 @@ def keyword_matches(principal: Principal, text: str, limit: int = 1000, *,
         readable = readable.filter(pk__in=list(namespace_ids))
     found: list[uuid.UUID] = []
     for ns_id in readable.values_list("pk", flat=True):
-        found.extend(pk for pk, _ in lexical.lookup(ns_id, query, limit - len(found), candidates))
+        found.extend(pk for pk, _ in lexical_lookup.lookup(ns_id, query, limit - len(found), candidates))
         if len(found) >= limit:
             break
     return found
