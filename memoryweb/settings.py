@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenancy",
     "apps.memories",
+    "apps.timeline",
     "apps.audit",
     "apps.privacy",
     "apps.live",
@@ -282,6 +283,41 @@ CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
 MEMORYWEB_EMBEDDER = env.str("MEMORYWEB_EMBEDDER", default="minilm-onnx")
 MEMORYWEB_EMBEDDER_THREADS = env.int("MEMORYWEB_EMBEDDER_THREADS", default=0)  # 0 = onnxruntime default
 MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=64)
+
+# --- Summarizer (apps/core/summarizer.py, docs/summarizer.md) -----------------
+# What rollups and digests summarise with: "extractive" (offline, deterministic: picks
+# the input's own sentences) or "openai" (an OpenAI-compatible chat-completions API at
+# URL, e.g. https://api.openai.com/v1; URL, MODEL and KEY are then required, checked at
+# start). The key may come from a file (MEMORYWEB_SUMMARIZER_KEY_FILE).
+MEMORYWEB_SUMMARIZER = env.str("MEMORYWEB_SUMMARIZER", default="extractive").strip()
+MEMORYWEB_SUMMARIZER_URL = env.str("MEMORYWEB_SUMMARIZER_URL", default="").strip()
+MEMORYWEB_SUMMARIZER_MODEL = env.str("MEMORYWEB_SUMMARIZER_MODEL", default="").strip()
+MEMORYWEB_SUMMARIZER_KEY = env.str("MEMORYWEB_SUMMARIZER_KEY", default="").strip()
+# Seconds per request phase (connect, send, each read); retries after the first attempt
+# on a 429, a 5xx, a timeout or a lost connection, waiting BACKOFF * 2^n seconds (with
+# jitter; a Retry-After is honoured instead), before the job gives up for this run.
+MEMORYWEB_SUMMARIZER_TIMEOUT = env.float("MEMORYWEB_SUMMARIZER_TIMEOUT", default=60.0)
+MEMORYWEB_SUMMARIZER_RETRIES = env.int("MEMORYWEB_SUMMARIZER_RETRIES", default=3)
+MEMORYWEB_SUMMARIZER_BACKOFF = env.float("MEMORYWEB_SUMMARIZER_BACKOFF", default=1.0)
+# Characters of source text sent per request; above it the extractive summarizer first
+# picks the sentences that best cover the input, and only those are sent.
+MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS = env.int("MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS",
+                                               default=100_000)
+
+# --- The timeline's rollups (docs/timeline.md) ------------------------------------------
+# The build_rollups job builds namespaces that hold conversation events (a namespace's
+# `rollups` setting turns it on or off there); false: only namespaces that turn it on.
+MEMORYWEB_ROLLUPS_SCHEDULED = env.bool("MEMORYWEB_ROLLUPS_SCHEDULED", default=True)
+MEMORYWEB_ROLLUP_INTERVAL_MINUTES = env.int("MEMORYWEB_ROLLUP_INTERVAL_MINUTES", default=60)
+MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES = env.int("MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES", default=30)
+# The longest summary per level, in characters.
+MEMORYWEB_ROLLUP_MAX_CHARS = {
+    "segment": env.int("MEMORYWEB_ROLLUP_SEGMENT_CHARS", default=600),
+    "day": env.int("MEMORYWEB_ROLLUP_DAY_CHARS", default=1200),
+    "week": env.int("MEMORYWEB_ROLLUP_WEEK_CHARS", default=1500),
+    "month": env.int("MEMORYWEB_ROLLUP_MONTH_CHARS", default=2000),
+    "year": env.int("MEMORYWEB_ROLLUP_YEAR_CHARS", default=2500),
+}
 
 # --- API and limits (documented in docs/api.md and the README) ---------------
 MEMORYWEB_LIMITS = {

@@ -18,6 +18,12 @@ Ids (docs/operations.md#settings-checks):
 - ``memoryweb.E007`` a number: recall tuning, intervals, counts
 - ``memoryweb.E008`` a dotted path that does not import (embedder, reranker), or the
   default embedder's model package missing
+- ``memoryweb.E009`` the summarizer: its name, the ``openai`` provider's URL, model and key
+  (required: it fails closed), its timeout, retries, backoff and input bound
+- ``memoryweb.W009`` (a warning) the ``openai`` provider's key would travel over plain HTTP
+  to another machine
+- ``memoryweb.E010`` the timeline's rollups: schedule switch, interval, segment gap,
+  summary lengths
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, register, run_checks
+from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
@@ -366,6 +374,70 @@ def _missing_model_packages() -> list[Error]:
             if importlib.util.find_spec(package) is None]
 
 
+# --- E009: the summarizer -----------------------------------------------------------------
+
+#: The summarizer's numbers (named as their environment variable) and what each may be.
+SUMMARIZER_NUMBERS: dict[str, tuple[Bound, str | None]] = {
+    "MEMORYWEB_SUMMARIZER_TIMEOUT": (Bound(low=0, high=3600, above=True),
+                                     "Seconds per request phase (60 is the default)."),
+    "MEMORYWEB_SUMMARIZER_RETRIES": (Bound(low=0, high=20, integer=True),
+                                     "Retries after the first attempt (3 is the default)."),
+    "MEMORYWEB_SUMMARIZER_BACKOFF": (Bound(low=0, high=600),
+                                     "The first retry's wait in seconds, doubled each time "
+                                     "(1 is the default)."),
+    "MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS": (Bound(low=1000, integer=True),
+                                             "Characters of source text per request "
+                                             "(100000 is the default)."),
+}
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _without_query(url: str) -> str:
+    """A URL for a message: its query string and fragment left out (an Azure-style
+    ``?api-key=`` would otherwise land in logs)."""
+    return url.split("?", 1)[0].split("#", 1)[0] + ("?…" if "?" in url else "")
+
+
+@register(TAG)
+def check_summarizer(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """The summarizer fails closed: ``openai`` without a URL, a model or a key stops the
+    start, instead of every rollup failing later (or, worse, falling back silently)."""
+    errors: list[CheckMessage] = _choice("MEMORYWEB_SUMMARIZER", settings.MEMORYWEB_SUMMARIZER,
+                                         conf.SUMMARIZERS, "extractive (the default) needs no "
+                                         "network; openai calls an OpenAI-compatible API.")
+    errors = [_error(e.msg, 9, e.hint) for e in errors]
+    for name, (bound, hint) in SUMMARIZER_NUMBERS.items():
+        errors += _bounded(name, getattr(settings, name), bound, 9, hint)
+    if settings.MEMORYWEB_SUMMARIZER != "openai":
+        return errors
+    url = settings.MEMORYWEB_SUMMARIZER_URL
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if not url:
+        errors.append(_error("MEMORYWEB_SUMMARIZER=openai needs MEMORYWEB_SUMMARIZER_URL, the "
+                             "API's base URL.", 9, "e.g. https://api.openai.com/v1 (requests "
+                             "go to its /chat/completions)."))
+    elif parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append(_error("MEMORYWEB_SUMMARIZER_URL must be an http(s) URL; it is "
+                             f"{_without_query(url)!r}.",
+                             9, "e.g. https://api.openai.com/v1"))
+    elif parts.username or parts.password:
+        errors.append(_error("MEMORYWEB_SUMMARIZER_URL must not hold credentials; put the key "
+                             "in MEMORYWEB_SUMMARIZER_KEY (or _KEY_FILE).", 9))
+    elif parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+        errors.append(CheckWarning(
+            f"MEMORYWEB_SUMMARIZER_URL={_without_query(url)!r} is plain HTTP to another "
+            "machine: the key and the (redacted) texts travel unencrypted.",
+            hint="Use https, or a proxy on this machine.", id=f"{TAG}.W009"))
+    if not settings.MEMORYWEB_SUMMARIZER_MODEL:
+        errors.append(_error("MEMORYWEB_SUMMARIZER=openai needs MEMORYWEB_SUMMARIZER_MODEL, the "
+                             "model to ask.", 9, "e.g. gpt-4o-mini"))
+    if not settings.MEMORYWEB_SUMMARIZER_KEY:
+        errors.append(_error("MEMORYWEB_SUMMARIZER=openai needs MEMORYWEB_SUMMARIZER_KEY (or "
+                             "MEMORYWEB_SUMMARIZER_KEY_FILE, a file holding it).", 9,
+                             "A local server that wants no key accepts any placeholder."))
+    return errors
+
+
 def refuse_to_start() -> None:
     """Raise ``ImproperlyConfigured`` listing every settings error: the server calls this
     before it serves (Daphne runs no system checks), as ``manage.py`` commands check for
@@ -374,3 +446,27 @@ def refuse_to_start() -> None:
     if errors:
         listed = "\n".join(f"  {message}" for message in errors)
         raise ImproperlyConfigured(f"MemoryWeb's settings are invalid:\n{listed}")
+
+
+# --- E010: the timeline's rollups -----------------------------------------------------------
+
+
+@register(TAG)
+def check_rollups(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """Rollup intervals and summary lengths: a bad value would fail every scheduled build."""
+    errors: list[CheckMessage] = []
+    if not isinstance(settings.MEMORYWEB_ROLLUPS_SCHEDULED, bool):
+        errors.append(_error("MEMORYWEB_ROLLUPS_SCHEDULED must be true or false; it is "
+                             f"{settings.MEMORYWEB_ROLLUPS_SCHEDULED!r}.", 10))
+    errors += _bounded("MEMORYWEB_ROLLUP_INTERVAL_MINUTES",
+                       settings.MEMORYWEB_ROLLUP_INTERVAL_MINUTES,
+                       Bound(low=5, high=10080, integer=True), 10,
+                       "Minutes between a namespace's scheduled builds (60 is the default).")
+    errors += _bounded("MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES",
+                       settings.MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES,
+                       Bound(low=1, high=1440, integer=True), 10,
+                       "A pause longer than this starts a new segment (30 is the default).")
+    chars = Bound(low=100, high=20000, integer=True)
+    errors += _structured("MEMORYWEB_ROLLUP_MAX_CHARS",
+                          {name: chars for name in conf.env_names("MEMORYWEB_ROLLUP_MAX_CHARS")}, 10)
+    return errors

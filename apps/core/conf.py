@@ -84,12 +84,44 @@ class FusionWeights:
     rerank: float = _env("MEMORYWEB_FUSION_WEIGHT_RERANK")
 
 
+@dataclass(frozen=True, slots=True)
+class RollupChars:
+    """``MEMORYWEB_ROLLUP_MAX_CHARS``: the longest summary of each timeline level."""
+
+    segment: int = _env("MEMORYWEB_ROLLUP_SEGMENT_CHARS")
+    day: int = _env("MEMORYWEB_ROLLUP_DAY_CHARS")
+    week: int = _env("MEMORYWEB_ROLLUP_WEEK_CHARS")
+    month: int = _env("MEMORYWEB_ROLLUP_MONTH_CHARS")
+    year: int = _env("MEMORYWEB_ROLLUP_YEAR_CHARS")
+
+
 #: Each structured setting, the type its dict is read as.
 STRUCTURED: dict[str, type] = {
     "MEMORYWEB_LIMITS": Limits,
     "MEMORYWEB_LIVE": LiveLimits,
     "MEMORYWEB_FUSION_WEIGHTS": FusionWeights,
+    "MEMORYWEB_ROLLUP_MAX_CHARS": RollupChars,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RollupSettings:
+    """The timeline's ``MEMORYWEB_ROLLUP*`` settings, typed (docs/timeline.md)."""
+
+    scheduled: bool
+    interval_minutes: int
+    segment_gap_minutes: int
+    max_chars: RollupChars
+
+
+def rollups() -> RollupSettings:
+    """The timeline's settings now (the checks refuse bad ones at start)."""
+    return RollupSettings(
+        scheduled=settings.MEMORYWEB_ROLLUPS_SCHEDULED,
+        interval_minutes=settings.MEMORYWEB_ROLLUP_INTERVAL_MINUTES,
+        segment_gap_minutes=settings.MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES,
+        max_chars=RollupChars(**settings.MEMORYWEB_ROLLUP_MAX_CHARS),
+    )
 
 
 def limits() -> Limits:
@@ -180,6 +212,42 @@ def key_cache_seconds() -> float:
     """``MEMORYWEB_KEY_CACHE_SECONDS`` now: how long a process may remember an
     authenticated API key (0: not at all; apps/tenancy/key_cache.py)."""
     return float(settings.MEMORYWEB_KEY_CACHE_SECONDS)
+
+
+# --- The summarizer (apps/core/summarizer.py, docs/summarizer.md) -------------------------
+
+#: Summarizers (``MEMORYWEB_SUMMARIZER``): offline extractive, or an OpenAI-compatible API.
+SUMMARIZERS = ("extractive", "openai")
+
+
+@dataclass(frozen=True, slots=True)
+class SummarizerSettings:
+    """The ``MEMORYWEB_SUMMARIZER*`` settings, typed. The key is left out of the repr, so
+    logging or printing the settings shows no secret."""
+
+    name: str
+    url: str
+    model: str
+    key: str = field(repr=False)
+    timeout_seconds: float
+    retries: int
+    backoff_seconds: float
+    max_input_chars: int
+
+
+def summarizer() -> SummarizerSettings:
+    """The ``MEMORYWEB_SUMMARIZER*`` settings now (the provider is built from them at each
+    ``get_summarizer()``; the checks refuse bad ones at start)."""
+    return SummarizerSettings(
+        name=settings.MEMORYWEB_SUMMARIZER,
+        url=settings.MEMORYWEB_SUMMARIZER_URL,
+        model=settings.MEMORYWEB_SUMMARIZER_MODEL,
+        key=settings.MEMORYWEB_SUMMARIZER_KEY,
+        timeout_seconds=settings.MEMORYWEB_SUMMARIZER_TIMEOUT,
+        retries=settings.MEMORYWEB_SUMMARIZER_RETRIES,
+        backoff_seconds=settings.MEMORYWEB_SUMMARIZER_BACKOFF,
+        max_input_chars=settings.MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS,
+    )
 
 
 # --- The data directory: created at start, never at import --------------------------------

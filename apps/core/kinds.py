@@ -18,3 +18,11 @@ class MemoryKind(models.TextChoices):
     OBSERVATION = "observation"
     SUMMARY = "summary"
     NOTE = "note"
+    #: A conversation event captured from an agent's hooks (``POST /api/v1/events``):
+    #: only that route stores it, with its ``event_type`` and ``role`` (issue 20).
+    EVENT = "event"
+
+
+#: The kinds a memory may be stored with: all but ``event``, which only conversation events
+#: have (they come through ``POST /api/v1/events``, idempotent and append-only).
+STORABLE_KINDS = [(value, label) for value, label in MemoryKind.choices if value != MemoryKind.EVENT]

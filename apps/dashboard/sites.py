@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.http import HttpResponseRedirect
 from django.shortcuts import resolve_url
-from django.urls import path, reverse
+from django.urls import path, re_path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from apps.dashboard.access import is_dashboard_user
@@ -20,6 +20,8 @@ TOOLS = [
     ("overview", "Namespace overview"),
     ("playground", "Recall playground"),
     ("live", "Live feed"),
+    ("timeline", "Timeline"),
+    ("sessions", "Sessions"),
 ]
 
 
@@ -49,12 +51,20 @@ class DashboardSite(admin.AdminSite):
                                     f"{urlencode({REDIRECT_FIELD_NAME: next_url})}")
 
     def get_urls(self):
-        from apps.dashboard import views
+        from apps.dashboard import session_views, timeline_views, views
 
         pages = [
             path("dashboard/overview/", self.admin_view(views.overview), name="overview"),
             path("dashboard/playground/", self.admin_view(views.playground), name="playground"),
             path("dashboard/live/", self.admin_view(views.live_feed), name="live"),
+            path("dashboard/timeline/", self.admin_view(timeline_views.timeline), name="timeline"),
+            path("dashboard/timeline/rebuild/", self.admin_view(timeline_views.timeline_rebuild),
+                 name="timeline_rebuild"),
+            path("dashboard/sessions/", self.admin_view(session_views.sessions), name="sessions"),
+            # A session id is free text (up to 128 characters; "/" and even a line break
+            # included): the rest of the path, whatever it holds.
+            re_path(r"^dashboard/sessions/(?P<session_id>(?s:.+))/$",
+                    self.admin_view(session_views.session), name="session"),
         ]
         return pages + super().get_urls()
 

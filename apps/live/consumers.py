@@ -424,10 +424,13 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     def offer_event(self, message: dict) -> None:
         memories = [{k: v for k, v in item.items() if k != "embedding"}
                     for item in message["memories"]]
-        self.offer({"type": "event", "id": self.events_id, "event": message["event"],
-                    "namespace": message["namespace"], "actor": message["actor"],
-                    "agent_id": message["agent_id"], "at": message["at"],
-                    "erasure": message["erasure"], "memories": memories})
+        event = {"type": "event", "id": self.events_id, "event": message["event"],
+                 "namespace": message["namespace"], "actor": message["actor"],
+                 "agent_id": message["agent_id"], "at": message["at"],
+                 "erasure": message["erasure"], "memories": memories}
+        if "node" in message:  # timeline.node: the rollup node that changed
+            event["node"] = message["node"]
+        self.offer(event)
 
     def offer_match(self, subscription: Subscription, item: dict, score: float,
                     message: dict) -> None:

@@ -69,6 +69,22 @@ def memories_recalled(namespace, ids: Sequence[Any], actor) -> None:
         _after_commit(namespace, "recalled", lambda: [{"id": str(i)} for i in ids], actor)
 
 
+def timeline_node(namespace, change: str, node: dict, actor) -> None:
+    """``timeline.node``: a rollup node was created, rebuilt or removed (its place in the
+    tree, never its summary: a subscriber reads the node with its own access checked).
+    Sent after the commit to the namespace's feed, whose watchers may read it."""
+    base = {"type": "live.event", "event": "timeline.node", "namespace_id": namespace.pk,
+            "namespace": namespace.slug, "actor": actor.label if actor else "",
+            "agent_id": getattr(actor, "agent_id", ""), "erasure": False, "memories": [],
+            "node": {**node, "change": change}}
+
+    def publish() -> None:
+        if may_listen(namespace.pk):
+            send(namespace_group(namespace.pk), {**base, "at": timezone.now().isoformat()})
+
+    transaction.on_commit(publish)
+
+
 def control(group: str, action: str, **fields: Any) -> None:
     """A control message (a key revoked, a grant revoked) to the connections it concerns."""
     transaction.on_commit(lambda: send(group, {"type": "live.control", "action": action,

@@ -1,7 +1,7 @@
 """Live listens to the apps below it: a memory written, deleted or recalled
-(apps/memories/changes.py), a key or grant changed (apps/tenancy/changes.py), each
-turned into the event or control message apps/live/events.py publishes after the commit.
-Connected in LiveConfig.ready."""
+(apps/memories/changes.py), a timeline node built or removed (apps/timeline/changes.py),
+a key or grant changed (apps/tenancy/changes.py), each turned into the event or control
+message apps/live/events.py publishes after the commit. Connected in LiveConfig.ready."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.dispatch import receiver
 from apps.live import events
 from apps.memories import changes as memory_changes
 from apps.tenancy import changes as tenancy_changes
+from apps.timeline import changes as timeline_changes
 
 
 @receiver(memory_changes.memories_written, dispatch_uid="live.memories_written")
@@ -28,6 +29,12 @@ def memories_removed(*, namespace: Any, ids: Any, actor: Any, erasure: bool, **k
 @receiver(memory_changes.memories_returned, dispatch_uid="live.memories_returned")
 def memories_returned(*, namespace: Any, ids: Any, actor: Any, **kwargs: Any) -> None:
     events.memories_recalled(namespace, ids, actor)
+
+
+@receiver(timeline_changes.node_changed, dispatch_uid="live.timeline_node_changed")
+def timeline_node_changed(*, change: str, namespace: Any, node: Any, actor: Any,
+                          **kwargs: Any) -> None:
+    events.timeline_node(namespace, change, node, actor)
 
 
 @receiver(tenancy_changes.key_changed, dispatch_uid="live.key_changed")

@@ -20,6 +20,9 @@ class Backend(Protocol):
     def update(self, memory_id: str, data: dict[str, Any]) -> dict[str, Any]: ...
     def forget(self, memory_id: str) -> None: ...
     def list_recent(self, limit: int) -> list[dict[str, Any]]: ...
+    def timeline_browse(self, params: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def timeline_node(self, node_id: str) -> dict[str, Any]: ...
+    def grip_expand(self, grip_id: str, before: int, after: int) -> dict[str, Any]: ...
 
 
 class ServiceBackend:
@@ -68,6 +71,31 @@ class ServiceBackend:
         memories = list(self._call(services.list_memories)[:limit])
         return [memory_row(m) for m in memories]
 
+    def timeline_browse(self, params):
+        from apps.timeline import services
+        from apps.timeline.representation import node_row
+
+        limit = int(params.pop("limit", 20))
+        return [node_row(node) for node in self._call(services.browse, params)[:limit]]
+
+    def timeline_node(self, node_id):
+        from apps.timeline import services
+        from apps.timeline.representation import grip_row, node_row
+
+        opened = self._call(services.open_node, node_id)
+        return {**node_row(opened.node), "children": [node_row(c) for c in opened.children],
+                "grips": [grip_row(g) for g in opened.grips]}
+
+    def grip_expand(self, grip_id, before, after):
+        from apps.memories.representation import memory_row
+        from apps.timeline import services
+        from apps.timeline.representation import grip_row
+
+        found = self._call(services.expand_grip, grip_id, {"before": before, "after": after})
+        return {"grip": grip_row(found.grip), "session_id": found.source.session_id,
+                "before": [memory_row(m) for m in found.before],
+                "source": memory_row(found.source), "after": [memory_row(m) for m in found.after]}
+
 
 class ServerBackend:
     """Through the admin socket of the server running on this embedded data directory
@@ -103,6 +131,15 @@ class ServerBackend:
 
     def list_recent(self, limit):
         return self._call("list_recent", int(limit))
+
+    def timeline_browse(self, params):
+        return self._call("timeline_browse", params)
+
+    def timeline_node(self, node_id):
+        return self._call("timeline_node", str(node_id))
+
+    def grip_expand(self, grip_id, before, after):
+        return self._call("grip_expand", str(grip_id), int(before), int(after))
 
 
 class RestBackend:
@@ -151,3 +188,13 @@ class RestBackend:
 
     def list_recent(self, limit):
         return self._send("GET", "memories", params={"limit": limit})["results"]
+
+    def timeline_browse(self, params):
+        return self._send("GET", "timeline", params=params)["results"]
+
+    def timeline_node(self, node_id):
+        return self._send("GET", f"timeline/{quote(str(node_id), safe='')}")
+
+    def grip_expand(self, grip_id, before, after):
+        return self._send("GET", f"grips/{quote(str(grip_id), safe='')}/expand",
+                          params={"before": before, "after": after})

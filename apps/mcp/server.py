@@ -1,6 +1,7 @@
-"""The MCP server: five memory tools with schemas and descriptions an LLM can use well.
+"""The MCP server: memory tools with schemas and descriptions an LLM can use well.
 
-Seed 003 offered store, recall, update and forget; MemoryWeb adds list_recent. Every
+Seed 003 offered store, recall, update and forget; MemoryWeb adds list_recent, and the
+timeline's timeline_browse and grip_expand (docs/timeline.md). Every
 tool calls a ``Backend`` (backends.py): the services in-process, or the REST API when
 the command runs as a thin proxy. Validation, permissions, audit and events happen
 there, once, as for every other door.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from channels.db import database_sync_to_async
@@ -28,6 +30,7 @@ INSTRUCTIONS = (
 )
 
 Kind = Literal["fact", "preference", "episode", "procedure", "observation", "summary", "note"]
+Level = Literal["segment", "day", "week", "month", "year"]
 
 
 async def _call(backend: Callable[[Context | None], Backend], ctx: Context | None,
@@ -88,13 +91,17 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
                               "meaning; lexical: exact words")] = None,
         include_shared: Annotated[bool, Field(description="Also search namespaces that "
                                               "share memories with yours")] = False,
+        as_of: Annotated[datetime | None, Field(description="Answer as of this moment (ISO "
+                                                "8601): what was known then, edited "
+                                                "memories as they were")] = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Find the memories that best answer a query, best first, each with its id and
         score (ids are what update and forget take)."""
         filters = _drop_none({"tags": tags, "kind": kind})
         request = _drop_none({"query": query, "k": k, "mode": mode,
-                              "include_shared": include_shared, "filters": filters or None})
+                              "include_shared": include_shared, "filters": filters or None,
+                              "as_of": as_of.isoformat() if as_of else None})
         return await _call(backend, ctx, "recall", request)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True,
@@ -123,6 +130,45 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         request, an administrator uses a certified erasure instead."""
         await _call(backend, ctx, "forget", str(id))
         return {"forgotten": str(id)}
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    async def timeline_browse(
+        level: Annotated[Level, Field(description="day (default), week, month, year, or "
+                                      "segment (a stretch of one session)")] = "day",
+        start: Annotated[str | None, Field(description="From this date (YYYY-MM-DD) or "
+                                           "ISO date-time, UTC")] = None,
+        end: Annotated[str | None, Field(description="Up to this date (included) or "
+                                         "date-time")] = None,
+        node_id: Annotated[uuid.UUID | None, Field(description="Open this node instead: its "
+                                                   "summary, children and grips")] = None,
+        agent_id: Annotated[str | None, Field(description="An agent's own timeline, if one "
+                                              "is built; absent: the namespace's")] = None,
+        limit: Annotated[int, Field(ge=1, le=100, description="How many nodes (default "
+                                    "20)")] = 20,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """What happened when: the timeline's summaries by day, week, month or year
+        (oldest first), or one node with its children and grips. Each grip quotes the
+        source that supports a part of the summary; grip_expand shows its context."""
+        if node_id is not None:
+            return await _call(backend, ctx, "timeline_node", str(node_id))
+        params = _drop_none({"level": level, "from": start, "to": end, "agent_id": agent_id,
+                             "limit": limit})
+        return {"results": await _call(backend, ctx, "timeline_browse", params)}
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    async def grip_expand(
+        grip_id: Annotated[uuid.UUID, Field(description="A grip's id (from timeline_browse "
+                                            "with node_id)")],
+        before: Annotated[int, Field(ge=0, le=50, description="Memories before the source "
+                                     "(default 5)")] = 5,
+        after: Annotated[int, Field(ge=0, le=50, description="Memories after it (default "
+                                    "5)")] = 5,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """The exact source of a timeline summary's statement, with the conversation
+        around it (same session, in order): read it before relying on a summary."""
+        return await _call(backend, ctx, "grip_expand", str(grip_id), before, after)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def list_recent(

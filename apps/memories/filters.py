@@ -7,7 +7,7 @@ from django import forms
 from django.db.models.functions import Coalesce
 from django_filters.fields import IsoDateTimeField
 
-from apps.memories.models import Memory, MemoryKind
+from apps.memories.models import EventType, Memory, MemoryKind
 
 
 class UTCIsoDateTimeField(IsoDateTimeField):
@@ -53,6 +53,9 @@ class MemoryFilter(django_filters.FilterSet):
     agent_id = django_filters.CharFilter()
     session_id = django_filters.CharFilter()
     kind = django_filters.ChoiceFilter(choices=MemoryKind.choices)
+    event_type = django_filters.ChoiceFilter(
+        choices=EventType.choices, label="Conversation events of this type (kind=event: all "
+        "of them)")
     tag = django_filters.CharFilter(method="filter_tag", label="Has this tag")
     created_after = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = UTCIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -68,8 +71,8 @@ class MemoryFilter(django_filters.FilterSet):
     class Meta:
         model = Memory
         form = MemoryFilterForm
-        fields = ["agent_id", "session_id", "kind", "tag", "created_after", "created_before",
-                  "occurred_after", "occurred_before", "ordering"]
+        fields = ["agent_id", "session_id", "kind", "event_type", "tag", "created_after",
+                  "created_before", "occurred_after", "occurred_before", "ordering"]
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(tag_rows__tag=value)

@@ -31,8 +31,10 @@ from apps.core.roles import Action
 from apps.memories import indexing, schemas, writes
 from apps.memories.external_ids import raise_sequence
 from apps.memories.models import (
+    EventType,
     ExternalId,
     Memory,
+    MemoryKind,
     MemoryVersion,
     content_hash,
 )
@@ -66,9 +68,20 @@ class ImportInput(schemas.MemoryInput):
     access_count = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0)
     version = serializers.IntegerField(min_value=1, max_value=2**31 - 1, default=1)
     versions = VersionInput(many=True, required=False, default=list)
+    #: A conversation event (an export's, with its ``event`` id in ``external_ids``) stays
+    #: one: kind ``event`` and its type go together.
+    event_type = serializers.ChoiceField(choices=EventType.choices, required=False,
+                                         allow_blank=True, default="")
+    role = schemas.TextField(max_length=32, required=False, allow_blank=True, default="")
+    #: Every kind, "event" included (ingest's list leaves it out).
+    kind = serializers.ChoiceField(choices=MemoryKind.choices, default=MemoryKind.FACT)
 
     def validate(self, attrs):
         attrs = super().validate(attrs)
+        if (attrs["kind"] == MemoryKind.EVENT) != bool(attrs["event_type"]):
+            raise serializers.ValidationError(
+                {"event_type": "an event has kind 'event' and an event_type; other memories "
+                 "neither."})
         numbers = [v["version"] for v in attrs["versions"]]
         if len(set(numbers)) != len(numbers) or any(n > attrs["version"] for n in numbers):
             raise serializers.ValidationError(

@@ -28,6 +28,21 @@ class MemoryQuerySet(NamespaceScopedQuerySet):
         return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
 
 
+class EventType(models.TextChoices):
+    """What a conversation event records (issue 20): the hook events of a coding agent.
+    An ordinary memory has none (``event_type`` ""); an event is stored only through
+    ``POST /api/v1/events`` (apps/memories/services/events.py) and is append-only for
+    agents."""
+
+    SESSION_START = "session_start"
+    USER_MESSAGE = "user_message"
+    ASSISTANT_MESSAGE = "assistant_message"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    ASSISTANT_STOP = "assistant_stop"
+    SESSION_END = "session_end"
+
+
 class Memory(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memories")
@@ -73,6 +88,12 @@ class Memory(models.Model):
     dedup_slot = models.CharField(  # noqa: DJ001
         max_length=64, null=True, blank=True, editable=False)
     version = models.PositiveIntegerField(default=1)
+    #: An event's type ("" for an ordinary memory), and who spoke (user, assistant, tool,
+    #: system). The database default ("") lets migration 0016 add the columns without
+    #: copying the table (SQLite's ADD COLUMN ... NOT NULL DEFAULT '').
+    event_type = models.CharField(max_length=32, blank=True, default="", db_default="",
+                                  choices=EventType.choices)
+    role = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     objects = MemoryQuerySet.as_manager()
 
@@ -90,6 +111,10 @@ class Memory(models.Model):
             models.Index(fields=["namespace", "content_hash"], name="memory_ns_hash"),
             models.Index(fields=["agent_id"], name="memory_agent"),
             models.Index(fields=["namespace", "occurred_at"], name="memory_ns_occurred"),
+            # A session's events in conversation order (GET /api/v1/events?session_id=).
+            # Partial: only events are listed that way, so ordinary memories do not pay.
+            models.Index(fields=["namespace", "session_id", "occurred_at", "created_at"],
+                         condition=~Q(event_type=""), name="memory_ns_session_occurred"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["namespace", "dedup_slot"],
@@ -99,6 +124,11 @@ class Memory(models.Model):
 
     def __str__(self) -> str:
         return self.content[:60]
+
+    @property
+    def is_event(self) -> bool:
+        """A conversation event (append-only for agents), not an ordinary memory."""
+        return bool(self.event_type)
 
     def is_live(self, now) -> bool:
         """Not expired: the row-level twin of ``Memory.objects.live()``."""
@@ -146,6 +176,8 @@ class MemoryVersion(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["memory", "version"], name="memoryversion_unique")
         ]
+        # As-of recall finds the memories edited since a moment (recall/as_of.py).
+        indexes = [models.Index(fields=["changed_at"], name="memoryversion_changed")]
 
     def __str__(self) -> str:
         return f"v{self.version} by {self.changed_by}"
@@ -233,6 +265,8 @@ class ExternalId(models.Model):
         MEMORYWEB = "memoryweb", "MemoryWeb export"
         MEM0 = "mem0", "mem0"
         CMM = "cmm", "seed 000 (CMM)"
+        #: A conversation event's id as its client sent it: a repeated id is not stored twice.
+        EVENT = "event", "conversation event"
 
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     system = models.CharField(max_length=16, choices=System.choices)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from apps.memories.models import Memory
-from apps.memories.results import Readable, SharedMemory, StoredMemory
+from apps.memories.results import Readable, SharedMemory, StoredEvent, StoredMemory
 
 if TYPE_CHECKING:
     from apps.memories.recall.results import RecallHit
@@ -30,7 +30,7 @@ MEMORY_FIELDS = (
     "id", "namespace", "content", "kind", "tags", "metadata", "agent_id", "session_id",
     "importance", "confidence", "created_at", "updated_at", "last_recalled_at",
     "access_count", "expires_at", "valid_from", "valid_until", "occurred_at",
-    "near_duplicate_of", "content_hash", "version",
+    "near_duplicate_of", "content_hash", "version", "event_type", "role",
 )
 #: What a shared memory's row leaves out (null): the grantor's own statistics and links.
 GRANTOR_ONLY = ("access_count", "last_recalled_at", "near_duplicate_of")
@@ -66,6 +66,18 @@ def stored_row(result: StoredMemory) -> dict[str, Any]:
     return row
 
 
+def event_row(memory: Memory, event_id: str | None) -> dict[str, Any]:
+    """A conversation event as a session lists it: its memory's row and ``event_id``, the
+    client's id for it (read beside the page by the caller: an external id)."""
+    return {**memory_row(memory), "event_id": event_id}
+
+
+def stored_event_row(result: StoredEvent) -> dict[str, Any]:
+    """One event of a store's answer: the client's id, the memory holding it, and
+    whether this request stored it."""
+    return {"id": result.event_id, "memory_id": str(result.memory.pk), "created": result.created}
+
+
 def hit_row(hit: RecallHit, explain: bool = False) -> dict[str, Any]:
     """A recall hit: its memory's row (a shared one's without the grantor's statistics),
     ``score``, ``shared`` and, with ``explain``, each channel's part."""
@@ -92,5 +104,6 @@ def _row(m: Memory) -> dict[str, Any]:
         "expires_at": iso_datetime(m.expires_at), "valid_from": iso_datetime(m.valid_from),
         "valid_until": iso_datetime(m.valid_until), "occurred_at": iso_datetime(m.occurred_at),
         "near_duplicate_of": str(m.near_duplicate_of_id) if m.near_duplicate_of_id else None,
-        "content_hash": m.content_hash, "version": m.version,
+        "content_hash": m.content_hash, "version": m.version, "event_type": m.event_type,
+        "role": m.role,
     }

@@ -37,6 +37,17 @@ class StoredMemory:
 
 
 @dataclass(frozen=True)
+class StoredEvent:
+    """One event of ``store_events``, in request order: the memory that holds it, the
+    client's id for it, and whether this call stored it (False: the id was stored
+    before, or earlier in the same batch, and ``memory`` is that event)."""
+
+    memory: Memory
+    event_id: str
+    created: bool
+
+
+@dataclass(frozen=True)
 class SharedMemory:
     """A memory of another namespace, read through a sharing grant (``get``, recall with
     ``include_shared``). Its representation leaves out the grantor's own statistics and

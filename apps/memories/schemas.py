@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.core import conf
+from apps.core.kinds import STORABLE_KINDS
 from apps.core.validation import (
     INT64,
     MAX_METADATA_DEPTH,
@@ -62,7 +63,10 @@ class MemoryInput(StrictSerializer):
     """One memory to store. ``namespace`` is only for system-admin keys."""
 
     content = TextField(trim_whitespace=True)
-    kind = serializers.ChoiceField(choices=MemoryKind.choices, default=MemoryKind.FACT)
+    kind = serializers.ChoiceField(
+        choices=STORABLE_KINDS, default=MemoryKind.FACT, error_messages={
+            "invalid_choice": '"{input}" is not a kind a memory is stored with; conversation '
+                              'events (kind "event") come through POST /api/v1/events.'})
     tags = TagsField(required=False, default=list)
     metadata = MetadataField(required=False, default=dict)
     session_id = TextField(
@@ -104,6 +108,9 @@ class MemoryUpdate(MemoryInput):
 
     session_id = None
     namespace = None
+    #: Every kind, "event" included: an event's edit may name its own kind (services refuse
+    #: any change of it, and making a memory an event: access.check_kind).
+    kind = serializers.ChoiceField(choices=MemoryKind.choices, default=MemoryKind.FACT)
 
 
 class MemoryBatchInput(StrictSerializer):
@@ -203,6 +210,13 @@ class RecallTuning(StrictSerializer):
         "for (score 0). Default false: such padding is left out.")
 
 
+#: What ``as_of`` means wherever it is taken (recall, a memory's GET).
+AS_OF_HELP = ("Answer as of this moment (date-time, normalised to UTC): what the namespace "
+              "held then. Memories stored after it are left out and edited ones are shown "
+              "at the version in force then; deleted and erased memories are gone. A moment "
+              "after now means now.")
+
+
 class RecallInput(RecallTuning):
     query = TextField()
     k = serializers.IntegerField(min_value=1, max_value=LIMITS["max_k"], default=10)
@@ -214,9 +228,19 @@ class RecallInput(RecallTuning):
     include_shared = serializers.BooleanField(
         default=False, help_text="Also search every namespace that currently shares memories "
         "with this one (sharing grants); each result names its namespace.")
+    as_of = UTCDateTimeField(
+        required=False, help_text=AS_OF_HELP + " Memories edited since are ranked by their "
+        "text then; the recall filters apply to their state then, and filters.valid_at "
+        "defaults to as_of.")
 
     def validate_query(self, value: str) -> str:
         return check_bytes(value, conf.limits().max_query_bytes, "query")
+
+
+class AsOfInput(StrictSerializer):
+    """``?as_of=`` of a memory's GET (``services.get``)."""
+
+    as_of = UTCDateTimeField(help_text=AS_OF_HELP)
 
 
 class IngestAndRecallInput(MemoryInput, RecallTuning):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.db.models import Q
 
 from apps.core.roles import Action
-from apps.memories.models import Memory, MemoryTag
+from apps.memories.models import Memory, MemoryKind, MemoryTag
 from apps.memories.vectorstore import TAG_KEY
 from apps.tenancy.grants import live_grants_to
 from apps.tenancy.models import Namespace, SharingGrant
@@ -61,6 +61,8 @@ class Source:
 
 def _grant_where(grant: SharingGrant) -> dict:
     clauses: list[dict] = []
+    if not grant.kinds and not grant.is_unrestricted:  # SharingGrant.covers_fields: summaries
+        clauses.append({"kind": {"$ne": MemoryKind.SUMMARY.value}})
     if grant.tags:
         tags = [{TAG_KEY + tag: True} for tag in grant.tags]
         clauses.append(tags[0] if len(tags) == 1 else {"$or": tags})
@@ -80,6 +82,8 @@ def _grant_q(grant: SharingGrant) -> Q:
                                                       tag__in=grant.tags).values("memory_id"))
     if grant.kinds:
         condition &= Q(kind__in=grant.kinds)
+    elif not grant.is_unrestricted:  # summaries only where the kinds name them (covers_fields)
+        condition &= ~Q(kind=MemoryKind.SUMMARY)
     if grant.created_after:
         condition &= Q(created_at__gte=grant.created_after)
     if grant.created_before:

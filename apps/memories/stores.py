@@ -17,7 +17,9 @@ The operations are optional; a consumer skips a store that lacks the one it need
   (erasure's checks and ``verify_certificate``; the namespace is None once deleted);
 - ``erase(namespace, ids)``: remove them; for a store the delete path already reaches,
   the finishing step (merge the keyword index, delete vectors again: idempotent);
-- ``rebuild(namespace, progress)``: re-derive it from SQL, the truth (``reindex``).
+- ``rebuild(namespace, progress)``: re-derive it from SQL, the truth (``reindex``);
+- ``touched(namespace, ids)``: what an erasure changes there besides removing the ids
+  (listed in the certificate).
 
 Memories registers its own stores (and those of the apps below it, which cannot import
 this module: the audit log) from ``MemoriesConfig.ready``; an app above memories with
@@ -100,6 +102,11 @@ class Store:
     drop_orphans: Callable[[], list[str]] | None = None
     #: Its key in a certificate's ``counts`` (counted before the erasure), if any.
     certificate_count: str | None = None
+    #: ``touched(namespace, ids)``: what an erasure of these ids changes in this store
+    #: besides removing them (ids and periods, never content), asked before it runs and
+    #: listed in the certificate's ``touched`` under the store's name (the rollup nodes
+    #: rebuilt without the erased memories, apps/timeline/erasure.py).
+    touched: Callable[[Namespace, Sequence[Any]], list[Any]] | None = None
 
 
 _registry: dict[str, Store] = {}
@@ -514,31 +521,18 @@ def _index_stores() -> tuple[Store, ...]:
     )
 
 
-def _memory_index_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int | None:
+def _memory_indexes():
+    """This process's in-memory keyword indexes (imported late: numpy and the engine load
+    only when the store is used)."""
     from apps.memories import keyword_index_log
 
-    indexes = keyword_index_log.indexes()
-    return indexes.count(namespace.pk) if ids is None else indexes.held(namespace.pk, ids)
-
-
-def _memory_index_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
-    from apps.memories import keyword_index_log
-
-    return None if namespace is None else keyword_index_log.indexes().held(namespace.pk, erased.ids)
-
-
-def _memory_index_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
-    from apps.memories import keyword_index_log
-
-    keyword_index_log.indexes().forget(namespace.pk, ids)
+    return keyword_index_log.indexes()
 
 
 def _memory_index_rebuild(namespace: Namespace, progress: Progress) -> int | None:
     """Every process rebuilds at its next search (``lexical.rebuild`` logs it): here, the
     local copy goes now."""
-    from apps.memories import keyword_index_log
-
-    keyword_index_log.indexes().drop(namespace.pk)
+    _memory_indexes().drop(namespace.pk)
     return None
 
 
@@ -553,8 +547,13 @@ def _keyword_memory_stores() -> tuple[Store, ...]:
               "The delete path logs the removal; erasure drops the ids from this process's "
               "index at once, every other process drops them at its next search of the "
               "namespace (before answering it). Counted and checked in this process.",
-              ErasedBy.DELETE_PATH, count=_memory_index_count, remaining=_memory_index_remaining,
-              erase=_memory_index_erase, after_commit=True, rebuild=_memory_index_rebuild),
+              ErasedBy.DELETE_PATH,
+              count=lambda ns, ids=None: (_memory_indexes().count(ns.pk) if ids is None
+                                          else _memory_indexes().held(ns.pk, ids)),
+              remaining=lambda ns, erased: (None if ns is None
+                                            else _memory_indexes().held(ns.pk, erased.ids)),
+              erase=lambda ns, ids: _memory_indexes().forget(ns.pk, ids), after_commit=True,
+              rebuild=_memory_index_rebuild),
         Store("keyword_change_log", "keyword index change log",
               "memories_keywordchange: which memory's keyword entries changed (add, remove) "
               "and when, so each process's in-memory index catches up; ids and operation "

@@ -44,6 +44,8 @@ from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
 META_KEY = "m:"  # metadata key prefix for a scalar user-metadata value
+#: Kinds a new memory is never a near-duplicate of (``nearest``).
+NOT_DUPLICATED = ("event", "summary")
 CONTEXT_KEY = "context_id"  # the memory whose words were embedded with this one (context.py)
 
 
@@ -248,7 +250,10 @@ class VectorStore:
         return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
     def nearest(self, namespace: Namespace, embeddings: np.ndarray) -> list[VectorHit | None]:
-        """The closest stored vector to each row of ``embeddings`` (None: empty collection)."""
+        """The closest stored vector to each row of ``embeddings`` (None: none), among the
+        memories a new one may duplicate: never an event (the turn a fact came from) nor a
+        summary (the timeline replaces its own at each rebuild), or the one hit asked for
+        would often be one of those and hide the real near-duplicate behind it."""
         from chromadb.errors import NotFoundError
 
         try:
@@ -257,6 +262,7 @@ class VectorStore:
                 if not len(embeddings) or not collection.count():
                     return [None] * len(embeddings)
                 result = collection.query(query_embeddings=embeddings, n_results=1,
+                                          where={"kind": {"$nin": list(NOT_DUPLICATED)}},
                                           include=["distances"])
         except NotFoundError:
             if (current := _swapped(namespace)) is None:

@@ -6,7 +6,8 @@ memories from every store in the registry (apps/memories/stores.py: SQL rows, ve
 tags, other systems' ids, keyword index rows, idempotency records and admin log rows
 that name them, Chroma by id, the outbox), then asks every store again and issues a
 certificate: who asked, who approved, the selector, counts,
-the content hashes of what was erased (never the content), each store's check, and a
+the content hashes of what was erased (never the content), what the erasure rebuilt
+around them (``touched``: the timeline's nodes, by id), each store's check, and a
 SHA-256 over all of it that is also written into the audit chain.
 
 A rejection gives its reason; a selector that matches nothing is refused when the request
@@ -228,10 +229,13 @@ def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None
             digest for _, digest in rows}).exclude(pk__in=ids).values_list("pk", "content_hash"))
         counts = {store.certificate_count: store.count(namespace, ids)
                   for store in stores.stores() if store.certificate_count and store.count}
+        touched = {store.name: found for store in stores.stores()
+                   if store.touched and (found := store.touched(namespace, ids))}
         request.erased = [{"id": str(pk), "content_sha256": digest} for pk, digest in rows]
         request.state, request.executed_by = ErasureState.EXECUTING, principal.label
         request.certificate = {"counts": counts, "retained": [  # completed by _certify
-            {"id": str(pk), "content_sha256": digest} for pk, digest in retained]}
+            {"id": str(pk), "content_sha256": digest} for pk, digest in retained],
+            **({"touched": touched} if touched else {})}
         request.save(update_fields=["erased", "state", "executed_by", "certificate"])
 
         def entry(namespace: Namespace, ids: Sequence[Any], removed: int) -> None:
@@ -306,6 +310,9 @@ def _certify(principal: Principal, request: ErasureRequest, namespace: Namespace
         "erased": request.erased, "retained": (request.certificate or {}).get("retained", []),
         "verification": checks,
     }
+    touched = (request.certificate or {}).get("touched")
+    if touched:  # what the erasure rebuilt around the memories (rollup nodes): ids only
+        body["touched"] = touched
     digest = certificate_hash(body)
     with transaction.atomic():
         current = ErasureRequest.objects.select_for_update().get(pk=request.pk)

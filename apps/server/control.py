@@ -74,7 +74,8 @@ FULL = "full"
 CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.2
 #: The tools ``mcp.call`` runs (apps/mcp/backends.py's Backend).
-MCP_TOOLS = frozenset({"store", "recall", "update", "forget", "list_recent"})
+MCP_TOOLS = frozenset({"store", "recall", "update", "forget", "list_recent", "timeline_browse",
+                       "timeline_node", "grip_expand"})
 #: The channel-layer groups of apps/live/events.py.
 LIVE_GROUP = re.compile(r"live\.(ns|key|grant)\.[0-9]+")
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.kinds import MemoryKind
 from apps.core.roles import ROLE_CHOICES, Role
 from apps.core.scoping import NamespaceScopedQuerySet
 
@@ -58,6 +59,11 @@ class Namespace(models.Model):
         help_text='Overrides of the server\'s recall settings for this namespace, e.g. '
         '{"mode": "hybrid", "fusion": "rrf", "weights": {"lexical": 1.5}, "min_score": 0.2, '
         '"mmr_lambda": 0.7}. See docs/recall.md.')
+    rollups = models.JSONField(
+        default=dict, blank=True,
+        help_text='The timeline\'s scheduled rollups here, e.g. {"enabled": true, '
+        '"interval_minutes": 60, "agents": ["planner"]}; empty follows the server '
+        '(MEMORYWEB_ROLLUPS_SCHEDULED). See docs/timeline.md.')
     audit_reads = models.BooleanField(
         null=True, blank=True,
         help_text="Write an audit entry for every recall in this namespace (ids returned, never "
@@ -96,11 +102,16 @@ class Namespace(models.Model):
 
         if self.near_duplicate_threshold is not None and not 0 < self.near_duplicate_threshold <= 1:
             raise ValidationError({"near_duplicate_threshold": "must be in (0, 1]."})
-        try:
-            self.recall_defaults = namespace_settings.clean("recall_defaults", self.recall_defaults)
-        except InvalidInput as exc:
-            where = f"{exc.field}: " if exc.field else ""
-            raise ValidationError({"recall_defaults": where + exc.message}) from None
+        for name in SETTING_FIELDS:
+            try:
+                setattr(self, name, namespace_settings.clean(name, getattr(self, name)))
+            except InvalidInput as exc:
+                where = f"{exc.field}: " if exc.field else ""
+                raise ValidationError({name: where + exc.message}) from None
+
+
+#: Namespace fields whose rules belong to an app above tenancy (namespace_settings.py).
+SETTING_FIELDS = ("recall_defaults", "rollups")
 
 
 class ApiKeyQuerySet(NamespaceScopedQuerySet):
@@ -266,7 +277,15 @@ class SharingGrant(models.Model):
             memory.tags, memory.kind, memory.created_at)
 
     def covers_fields(self, tags, kind: str, created_at) -> bool:
-        """The scope test on a memory's fields (a row, or a live event's copy of one)."""
+        """The scope test on a memory's fields (a row, or a live event's copy of one).
+
+        A restricted grant shares summaries only when its ``kinds`` name ``summary``: a
+        summary (the timeline's, rebuilt with a new ``created_at``) quotes memories from
+        any time and of any kind and tag, so a window or a tag would not bound what it
+        carries (docs/tenancy.md)."""
+        if kind == MemoryKind.SUMMARY and not self.is_unrestricted and MemoryKind.SUMMARY not in (
+                self.kinds or []):
+            return False
         return ((not self.tags or bool(set(self.tags) & set(tags or [])))
                 and (not self.kinds or kind in self.kinds)
                 and (self.created_after is None or created_at >= self.created_after)

@@ -22,7 +22,7 @@ from apps.core.roles import Action, Role
 from apps.core.validation import StrictSerializer, validate
 from apps.tenancy import changes, invitations, namespace_settings
 from apps.tenancy import members as membership
-from apps.tenancy.models import Invitation, Namespace, NearDuplicatePolicy
+from apps.tenancy.models import SETTING_FIELDS, Invitation, Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import (
     SLUG_RE,
@@ -43,6 +43,7 @@ class NamespaceCreate(StrictSerializer):
 class NamespaceUpdate(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     recall_defaults = namespace_settings.NamespaceSettingField("recall_defaults", required=False)
+    rollups = namespace_settings.NamespaceSettingField("rollups", required=False)
     near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
@@ -93,9 +94,9 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
         before = namespace.archived_at
         namespace.archived_at = (namespace.archived_at or timezone.now()) if archived else None
         archived_changed = before != namespace.archived_at
-    if "recall_defaults" in cleaned:
-        cleaned["recall_defaults"] = namespace_settings.clean("recall_defaults",
-                                                        cleaned["recall_defaults"])
+    for name in SETTING_FIELDS:
+        if name in cleaned:
+            cleaned[name] = namespace_settings.clean(name, cleaned[name])
     changed = sorted(name for name, value in cleaned.items() if getattr(namespace, name) != value)
     for name, value in cleaned.items():
         setattr(namespace, name, value)

@@ -47,6 +47,11 @@ WRITES = [
           "memory.create"),
     Write("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall",
           {"content": CONTENT + " 5"}, "agent", "memory.create"),
+    # Conversation events (issue 20): one entry per stored batch.
+    Write("POST", "api/v1/events", "/api/v1/events",
+          {"events": [{"id": "audited-1", "event_type": "user_message", "session_id": "s1",
+                       "occurred_at": "2026-03-03T10:00:00Z", "text": CONTENT + " event"}]},
+          "agent", "event.create"),
     Write("PATCH", "api/v1/memories/<pk>", "/api/v1/memories/{memory}",
           {"content": CONTENT + " edited"}, "admin", "memory.update", names="memory"),
     Write("PUT", "api/v1/memories/<pk>", "/api/v1/memories/{memory}", {"content": CONTENT + " put"},

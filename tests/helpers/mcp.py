@@ -7,7 +7,7 @@ import json
 
 from tests.helpers.embedded import manage_commands, migrate
 
-TOOLS = {"store", "recall", "update", "forget", "list_recent"}
+TOOLS = {"store", "recall", "update", "forget", "list_recent", "timeline_browse", "grip_expand"}
 #: ``manage.py shell -c`` code revoking the agent's key while its session is open.
 REVOKE = ("from django.utils import timezone; from apps.tenancy.models import ApiKey; "
           "ApiKey.objects.filter(agent_id='agent-bot').update(revoked_at=timezone.now())")

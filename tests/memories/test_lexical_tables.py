@@ -43,10 +43,11 @@ def _raw_memory(namespace: Namespace, content: str) -> Memory:
 
 
 def _migrate(target: tuple[str, str] | None) -> None:
-    """Migrate memories to ``target``; None: to its latest migration (as the suite expects)."""
+    """Migrate memories to ``target``; None: every app to its latest migration (as the suite
+    expects: going back in memories also unapplies the apps that depend on it, timeline)."""
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
-    executor.migrate([target] if target else executor.loader.graph.leaf_nodes("memories"))
+    executor.migrate([target] if target else executor.loader.graph.leaf_nodes())
 
 
 @pytest.mark.django_db(transaction=True)

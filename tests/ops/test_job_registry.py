@@ -15,7 +15,8 @@ from huey.contrib.djhuey import HUEY
 from apps.ops import jobs
 
 OWNERS = {"drain_outbox": "apps.memories.tasks", "expire_memories": "apps.privacy.tasks",
-          "audit_checkpoint": "apps.audit.tasks", "audit_verify_full": "apps.audit.tasks"}
+          "audit_checkpoint": "apps.audit.tasks", "audit_verify_full": "apps.audit.tasks",
+          "build_rollups": "apps.timeline.tasks"}
 
 
 def test_every_job_is_declared_by_the_app_that_owns_it():

@@ -51,6 +51,12 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r"\w+ differs between the body and the query string\.", "body and query agree"),
     # Query parameters cannot be declared mutually exclusive (bodies can: oneOf / not).
     (r"give one of agent_id, session_id, subject_id, ids, not ", "one subject per selector"),
+    # Conversation events come only through POST /api/v1/events and keep their kind
+    # (issue 20): a store's kind choices leave "event" out, but an edit's list every kind
+    # (an event's edit may name its own), so turning a memory into an event, or an event
+    # into another kind, is refused by a rule the schema cannot state.
+    (r"kind 'event' is for conversation events", "events only through /api/v1/events"),
+    (r"an event's kind stays 'event'\.", "an event keeps its kind"),
     # Deleting by filter needs a filter.
     (r"give at least one filter \(or ids\)", "seed 003 forget: a filter"),
 ]

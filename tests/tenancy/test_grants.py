@@ -351,3 +351,31 @@ def test_shared_rows_leave_out_the_grantors_statistics_and_links(team_admin, age
     assert Memory.objects.get(pk=memory_id).access_count == before  # not counted for alpha
     own = agent.get(f"/api/v1/memories/{memory_id}").json()
     assert own["access_count"] == before
+
+
+@pytest.mark.parametrize("mode", ["vector", "lexical", "hybrid"])
+def test_a_restricted_grant_shares_summaries_only_when_its_kinds_name_them(team_admin, outsider,
+                                                                          stored, mode):
+    """A summary (the timeline's, rebuilt with a new created_at) quotes memories of any
+    time, kind and tag: a window or a tag grant would not bound what it carries."""
+    summary = stored("The lighthouse summary: the offsite moved to Lisbon in March.",
+                     tags=["ops"], kind="summary")
+    note = stored("The lighthouse deploy runs at midnight.", tags=["ops"], kind="procedure")
+    grant(team_admin, tags=["ops"])
+    found = ids(shared_recall(outsider, mode=mode))
+    assert note["id"] in found and summary["id"] not in found
+    assert outsider.get(f"/api/v1/memories/{summary['id']}").status_code == 404
+
+    SharingGrant.objects.all().delete()
+    grant(team_admin, created_after=(timezone.now() - dt.timedelta(days=1)).isoformat())
+    found = ids(shared_recall(outsider, mode=mode))
+    assert note["id"] in found and summary["id"] not in found
+
+    SharingGrant.objects.all().delete()
+    grant(team_admin, kinds=["summary"])
+    found = ids(shared_recall(outsider, mode=mode))
+    assert summary["id"] in found and note["id"] not in found
+
+    SharingGrant.objects.all().delete()
+    grant(team_admin)  # unrestricted: everything, summaries included
+    assert {summary["id"], note["id"]} <= ids(shared_recall(outsider, mode=mode))

@@ -30,6 +30,8 @@ from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_namespace
+from apps.timeline.models import Grip, RollupNode
+from apps.timeline.services import build as build_timeline
 from tests.helpers.callers import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 
@@ -78,6 +80,19 @@ ROUTES = [
     Route("GET", "api/v1/memories/<pk>/versions", "/api/v1/memories/{shared}/versions", None,
           Role.READER, 200),
     Route("POST", "api/v1/recall", "/api/v1/recall", {"query": "launch code", "namespace": "alpha"},
+          Role.READER, 200),
+    # Conversation events (issue 20): agents add them, readers list a session.
+    Route("POST", "api/v1/events", "/api/v1/events",
+          {"events": [{"id": "matrix-1", "event_type": "user_message", "session_id": "s1",
+                       "occurred_at": "2026-03-03T10:00:00Z", "text": "written by the matrix"}],
+           "namespace": "alpha"}, Role.AGENT, 201),
+    Route("GET", "api/v1/events", "/api/v1/events?session_id=s1&namespace=alpha", None,
+          Role.READER, 200),
+    # The timeline (issue 20): readers browse, open a node and expand a grip.
+    Route("GET", "api/v1/timeline", "/api/v1/timeline?namespace=alpha", None, Role.READER, 200),
+    Route("GET", "api/v1/timeline/<str:node_id>", "/api/v1/timeline/{timeline_node}", None,
+          Role.READER, 200),
+    Route("GET", "api/v1/grips/<str:grip_id>/expand", "/api/v1/grips/{grip}/expand", None,
           Role.READER, 200),
     Route("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall", MEMORY_BODY,
           Role.AGENT, 201),
@@ -269,9 +284,12 @@ def world(alpha, beta, callers):
     }
     pk = Memory.objects.get(pk=memory["id"]).pk
     cmm_memory = cmm_numbers(alpha, "cmm", [pk])[pk]
+    build_timeline(alpha)  # alpha's memories rolled up: a year node and its grips
+    year = RollupNode.objects.get(namespace=alpha, level="year", agent_id="")
     invitation = invitations.invite(root, "alpha", {"username": "reading-person", "role": "agent"})
     return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
-            "cmm_memory": cmm_memory,
+            "cmm_memory": cmm_memory, "timeline_node": str(year.pk),
+            "grip": str(Grip.objects.filter(node=year).first().pk),
             "user": "member-1", "grant": grant.pk, "invitation": invitation.pk, **erasures,
             "callers": {**callers, **extra}}
 

@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from apps.core.openapi import ErrorDetailSerializer
 from apps.memories import representation
-from apps.memories.models import Memory, MemoryVersion
+from apps.memories.models import EventType, Memory, MemoryVersion
 from apps.memories.recall import RecallHit
 from apps.memories.results import Readable, StoredMemory
 from apps.memories.schemas import MemoryInput
@@ -25,6 +25,11 @@ class MemorySerializer(serializers.ModelSerializer):
     test checks DRF's generic rendering of them agrees field for field."""
 
     namespace = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    event_type = serializers.ChoiceField(
+        choices=EventType.choices, allow_blank=True, read_only=True,
+        help_text='A conversation event\'s type (kind "event"); "" for any other memory.')
+    role = serializers.CharField(read_only=True, help_text="Who spoke in a conversation event "
+                                 "(user, assistant, tool, system); \"\" for other memories.")
 
     def to_representation(self, item: Readable) -> dict[str, Any]:
         return representation.memory_row(item)
@@ -119,3 +124,28 @@ class MemoryBatchRequestSerializer(serializers.Serializer):
     memories = MemoryInput(many=True, min_length=1, max_length=settings.MEMORYWEB_LIMITS["max_batch"],
                            help_text="1 to 1,000 memories, stored all or nothing.")
     namespace = serializers.SlugField(required=False, help_text="System-admin keys only.")
+
+
+class EventRowSerializer(MemorySerializer):
+    """A session's event as ``GET /api/v1/events`` lists it (``representation.event_row``):
+    MemorySerializer's row plus the client's id for the event."""
+
+    event_id = serializers.CharField(allow_null=True, help_text="The client's id for the event "
+                                     "(the `id` it was posted with).")
+
+    class Meta(MemorySerializer.Meta):
+        fields = [*MemorySerializer.Meta.fields, "event_id"]
+        read_only_fields = fields
+
+
+class StoredEventSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The client's id for the event, as posted.")
+    memory_id = serializers.UUIDField(help_text="The memory that holds the event.")
+    created = serializers.BooleanField(help_text="Stored by this request (false: the id was "
+                                       "already stored, or came earlier in the batch).")
+
+
+class EventBatchResponseSerializer(serializers.Serializer):
+    results = StoredEventSerializer(many=True, help_text="One per event, in request order.")
+    stored = serializers.IntegerField(help_text="Events stored by this request.")
+    existing = serializers.IntegerField(help_text="Events whose id was already stored.")

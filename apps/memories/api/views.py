@@ -36,6 +36,11 @@ NAMESPACE_PARAM = OpenApiParameter(
 )
 
 
+AS_OF_PARAM = OpenApiParameter(
+    "as_of", OpenApiTypes.DATETIME, description=schemas.AS_OF_HELP + " A memory stored after "
+    "it is 404, as a missing one.")
+
+
 def _query_namespace(request) -> str | None:
     """``?namespace=`` for system-admin keys; a body ``namespace`` takes precedence."""
     return request.query_params.get("namespace") or None
@@ -47,7 +52,8 @@ def _idempotency_key(request) -> str | None:
 
 @extend_schema_view(
     list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM]),
-    retrieve=extend_schema(summary="Get a memory"),
+    retrieve=extend_schema(summary="Get a memory (now, or as it was at as_of)",
+                           parameters=[AS_OF_PARAM]),
     create=extend_schema(
         summary="Store a memory (identical content: 200 with the existing one, duplicate=true)",
         request=schemas.MemoryInput,
@@ -63,7 +69,8 @@ def _idempotency_key(request) -> str | None:
 class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = MemorySerializer
     #: Besides the list's filters, paging and ordering (apps/core/query_params.py).
-    query_params = {"list": {"namespace"}, "create": {"namespace"}, "batch": {"namespace"}}
+    query_params = {"list": {"namespace"}, "create": {"namespace"}, "batch": {"namespace"},
+                    "retrieve": {"as_of"}}
     filterset_class = MemoryFilter
     lookup_value_regex = "[^/]+"
 
@@ -79,7 +86,8 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
         return Response(body, status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED)
 
     def retrieve(self, request, pk=None):
-        return Response(memory_row(services.get(request.user, pk)))
+        as_of = request.query_params.get("as_of")  # present but empty: a 400 naming it
+        return Response(memory_row(services.get(request.user, pk, as_of=as_of)))
 
     def update(self, request, pk=None):
         memory = services.update(request.user, pk, request.data, partial=False)
@@ -154,6 +162,8 @@ class RecallView(KnownQueryParams, APIView):
             body["explain"] = {"mode": result.mode, "lexical_query": result.lexical_query,
                                "lexical_dropped": list(result.lexical_dropped),
                                **result.options.describe()}
+            if result.as_of is not None:  # the moment used and what was rebuilt for it
+                body["explain"].update(result.as_of.describe())
             if result.mode != "hybrid":  # one channel: nothing is fused or weighted
                 body["explain"].update(fusion=None, weights=None)
         response = Response(body)

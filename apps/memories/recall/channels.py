@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from django.conf import settings
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
@@ -19,6 +20,8 @@ from apps.memories import lexical, sharing
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory, MemoryTag
 from apps.memories.recall import fusion
+from apps.memories.recall.as_of import AsOf
+from apps.memories.recall.as_of import merge as as_of_merge
 from apps.memories.recall.results import RecallResult, _Stopwatch
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
 
@@ -32,7 +35,7 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
                      filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
                      result: RecallResult, embedding: dict[str, Any],
                      on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
-                     ) -> dict[str, list[tuple[uuid.UUID, float]]]:
+                     as_of: AsOf | None = None) -> dict[str, list[tuple[uuid.UUID, float]]]:
     """Ask each channel of ``mode`` for ``n`` candidates, best first, across the sources.
 
     In hybrid mode the vector side (model + Chroma, no database) runs on a helper thread
@@ -46,13 +49,31 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
     their own namespace (``_by_rank``): BM25 uses each namespace's own term statistics
     (lexical.py), so its scores do not compare across namespaces, and a grantor's raw
     scores would tell a grantee how common a word is among memories it was not shown.
+
+    ``as_of`` (an as-of recall, ``recall.as_of``): its "edited since" memories are kept out
+    of both channels, and those that answer the recall at the moment are put back into
+    each source's list by their score as they were then, before the sources are merged.
     """
+    searched = excluded | as_of.excluded if as_of is not None else excluded
+
     def vector() -> list[tuple[uuid.UUID, float]]:
-        return _best([_vector_channel(s, query, filters, n, excluded, result, embedding)
-                      for s in sources], n)
+        found = []
+        for s in sources:
+            hits = _vector_channel(s, query, filters, n, searched, result, embedding)
+            if as_of is not None:
+                hits = as_of_merge(hits, as_of.vector_hits(s, embedding["vector"], n, excluded), n)
+            found.append(hits)
+        return _best(found, n)
 
     def keyword() -> list[tuple[uuid.UUID, float]]:
-        found = [_lexical_channel(s, query, filters, n, excluded, result) for s in sources]
+        found = []
+        for s in sources:
+            lexical_query = _lexical_query(s, query, result)
+            hits = _lexical_channel(s, lexical_query, filters, n, searched, result)
+            if as_of is not None:
+                weight = settings.MEMORYWEB_LEXICAL_CONTEXT_WEIGHT
+                hits = as_of_merge(hits, as_of.keyword_hits(s, lexical_query, n, weight, excluded), n)
+            found.append(hits)
         hits = _best([_by_rank(hits) for hits in found] if len(found) > 1 else found, n)
         if on_lexical is not None:
             on_lexical(hits)
@@ -109,16 +130,23 @@ def _and(*clauses: dict | None) -> dict | None:
     return {"$and": present}
 
 
-def _lexical_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
-                     excluded: set[uuid.UUID], result: RecallResult) -> list[tuple[uuid.UUID, float]]:
-    """Keyword matches from the SQL full-text index, filters and grant scope applied in
-    the same query. The explain fields describe the caller's own namespace's query."""
-    ns = source.namespace
+def _lexical_query(source: sharing.Source, query: str, result: RecallResult) -> lexical.LexicalQuery:
+    """The keyword query asked of ``source``: common terms pruned in the caller's own
+    namespace only. The explain fields describe the caller's own namespace's query."""
     lexical_query = lexical.build_query(query)
     if not source.shared:  # a grantor's frequencies would show through what is dropped
-        lexical_query = lexical.prune_common(lexical_query, ns.pk)
+        lexical_query = lexical.prune_common(lexical_query, source.namespace.pk)
         result.lexical_query = lexical_query.engine_query
         result.lexical_dropped = lexical_query.dropped
+    return lexical_query
+
+
+def _lexical_channel(source: sharing.Source, lexical_query: lexical.LexicalQuery,
+                     filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
+                     result: RecallResult) -> list[tuple[uuid.UUID, float]]:
+    """Keyword matches from the SQL full-text index, filters and grant scope applied in
+    the same query."""
+    ns = source.namespace
     candidates = None
     if any(filters.values()) or not source.unrestricted:
         candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters))
@@ -141,6 +169,8 @@ def _filtered(queryset, filters: Mapping[str, Any]):
         queryset = queryset.filter(created_at__gte=filters["created_after"])
     if filters.get("created_before"):
         queryset = queryset.filter(created_at__lt=filters["created_before"])
+    if filters.get("as_of"):  # an as-of recall: stored by then (recall.as_of)
+        queryset = queryset.filter(created_at__lte=filters["as_of"])
     if filters.get("occurred_after") or filters.get("occurred_before"):
         queryset = queryset.alias(_event=Coalesce("occurred_at", "created_at"))
         if filters.get("occurred_after"):
@@ -168,6 +198,8 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
         clauses.append({"created_ts": {"$gte": filters["created_after"].timestamp()}})
     if filters.get("created_before"):
         clauses.append({"created_ts": {"$lt": filters["created_before"].timestamp()}})
+    if filters.get("as_of"):
+        clauses.append({"created_ts": {"$lte": filters["as_of"].timestamp()}})
     if filters.get("occurred_after"):
         clauses.append({"event_ts": {"$gte": filters["occurred_after"].timestamp()}})
     if filters.get("occurred_before"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from apps.memories import sharing
 from apps.memories.models import Memory
@@ -54,6 +55,8 @@ class RecallResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: The namespaces searched: the caller's own, then those sharing with it.
     sources: list[sharing.Source] = field(default_factory=list)
+    #: An as-of recall's moment and what it rebuilt (``recall.as_of.AsOf``); None otherwise.
+    as_of: Any = None
 
 
 class _Stopwatch:

@@ -17,6 +17,7 @@ from apps.core.roles import Action
 from apps.memories import changes, recall_stats, schemas, sharing
 from apps.memories.models import Memory
 from apps.memories.recall import fusion, ranking
+from apps.memories.recall.as_of import AsOf
 from apps.memories.recall.channels import _search_channels
 from apps.memories.recall.context import _embeddings, _hydrate, _session_context
 from apps.memories.recall.results import RecallHit, RecallResult, _Stopwatch
@@ -45,6 +46,11 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     With ``include_shared`` every namespace that currently grants the caller's namespace
     access is searched too, within its grants' scope, and all candidates are ranked
     together as if they were one namespace (see ``_search_channels``).
+
+    With ``as_of`` the recall ranks what the namespaces held at that moment: memories
+    stored after it are left out, memories edited since are ranked and shown as they were
+    then (``recall.as_of``). It counts as a recall of the memories it returns (statistics,
+    live event, audit), like any other.
     """
     params = schemas.validate(schemas.RecallInput, data)
     ns = resolve_namespace(principal, params.get("namespace") or namespace)
@@ -53,8 +59,11 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     k, mode = params["k"], options.mode
     filters = params.get("filters") or {}
     sources = sharing.sources(ns, params["include_shared"])
+    as_of = AsOf.load(sources, params["as_of"], filters) if params.get("as_of") else None
+    if as_of is not None:  # the channels' filters: stored by the moment, too
+        filters = {**filters, "as_of": as_of.moment}
     result = RecallResult(ns, params["query"], k, [], mode=mode, explain=params["explain"],
-                          options=options, sources=sources)
+                          options=options, sources=sources, as_of=as_of)
     excluded = {uuid.UUID(str(i)) for i in exclude_ids}
     depth = options.candidate_depth(k)
     # Each channel proposes more than k in hybrid mode so the fusion has candidates to
@@ -64,21 +73,21 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
     while True:
         channels = _search_channels(sources, params["query"], mode, filters, pool, excluded,
-                                    result, embedding, on_lexical)
+                                    result, embedding, on_lexical, as_of)
         on_lexical = None  # once: a widened search does not stream again
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, options.fusion, options.weights)
         if mode == "hybrid":
             scored = _session_context(scored, filters, options, result)
         with _Stopwatch(result.timings, "sql"):
-            candidates = _hydrate(sources, scored, depth, filters)
+            candidates = _hydrate(sources, scored, depth, filters, as_of)
         exhausted = all(len(found) < pool for found in channels.values())
         if len(candidates) >= depth or exhausted or pool >= 8 * depth + 64:
             break
         pool *= 4
     with _Stopwatch(result.timings, "rank"):
         finished = ranking.finish(params["query"], candidates, options, k,
-                                  lambda ids: _embeddings(candidates, ids))
+                                  lambda ids: _embeddings(candidates, ids, as_of))
     result.hits = [RecallHit(c.memory if c.memory.namespace_id == ns.pk else SharedMemory(c.memory),
                              c.score, c.parts) for c in finished]
     recall_stats.note_recall(ns.pk)
@@ -87,11 +96,13 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
         _note_recalled(own)
         changes.memories_recalled(ns, [memory.pk for memory in own], principal)
     if _audits_reads(ns):
+        summary = {"k": k, "mode": mode, "results": len(result.hits),
+                   "include_shared": params["include_shared"]}
+        if as_of is not None:
+            summary["as_of"] = as_of.describe()["as_of"]
         with transaction.atomic():
             audit(principal, "memory.recall", namespace=ns,
-                  record_ids=[h.memory.pk for h in result.hits],
-                  summary={"k": k, "mode": mode, "results": len(result.hits),
-                           "include_shared": params["include_shared"]})
+                  record_ids=[h.memory.pk for h in result.hits], summary=summary)
     metrics.RECALLS.labels(mode).inc()
     return result
 

@@ -6,7 +6,8 @@ indexes after the commit. Doors only translate their protocol.
 
 One module per use case, so each reads on its own: ``ingestion`` (store), ``reading``
 (get, list, keyword lookup), ``editing`` (update, batched edits, revert), ``deletion``
-(by id, agent or filter, and a whole namespace) and ``combined`` (ingest, then recall);
+(by id, agent or filter, and a whole namespace), ``combined`` (ingest, then recall) and
+``events`` (conversation events: store a batch, list a session);
 ``access`` holds the visibility and archived-namespace checks they share. Recall is a
 package of its own, :mod:`apps.memories.recall`. Doors import from this package
 (``services.ingest``, ``from apps.memories.services import check_writable``). The
@@ -16,7 +17,7 @@ a re-exported function would shadow its module here, and a patch of
 """
 
 from apps.memories.recall import RecallHit, RecallResult, recall
-from apps.memories.results import SharedMemory, StoredMemory
+from apps.memories.results import SharedMemory, StoredEvent, StoredMemory
 from apps.memories.services.access import check_writable
 from apps.memories.services.combined import IngestAndRecallResult, ingest_and_recall
 from apps.memories.services.deletion import (
@@ -38,6 +39,7 @@ from apps.memories.services.editing import (
     state_at,
     update,
 )
+from apps.memories.services.events import list_session_events, store_events
 from apps.memories.services.ingestion import ingest, ingest_many
 from apps.memories.services.reading import get, keyword_matches, list_memories, versions
 from apps.tenancy.namespaces import delete_namespace  # tenancy's; kept here for the doors
@@ -51,6 +53,7 @@ __all__ = [
     "RecallHit",
     "RecallResult",
     "SharedMemory",
+    "StoredEvent",
     "StoredMemory",
     "check_writable",
     "delete",
@@ -66,11 +69,13 @@ __all__ = [
     "ingest_many",
     "keyword_matches",
     "list_memories",
+    "list_session_events",
     "recall",
     "retag_many",
     "revert",
     "set_kind_many",
     "state_at",
+    "store_events",
     "update",
     "versions",
 ]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from apps.core.errors import NotFound, PermissionDenied
-from apps.core.roles import Action
+from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.core.roles import Action, allows
 from apps.memories import sharing
-from apps.memories.models import Memory
+from apps.memories.models import Memory, MemoryKind
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, check_writable  # check_writable: tenancy's rule
 
@@ -50,6 +50,31 @@ def _editable(principal: Principal, memory_id: Any) -> Memory:
             raise PermissionDenied("this memory is shared with your namespace read-only; "
                                    "only its own namespace may change it.") from None
         raise
+    check_append_only(principal, memory.namespace_id, memory.is_event)
     authorize(principal, memory.namespace_id, Action.EDIT)
     check_writable(memory.namespace)
     return memory
+
+
+#: Why an agent (or reader) may not change an event: said by every door the same way.
+APPEND_ONLY = ("conversation events are append-only: a key with the agent role may add "
+               "events (POST /api/v1/events) but not edit or delete them; a team admin may.")
+
+
+def check_append_only(principal: Principal, namespace_id: int, is_event: bool) -> None:
+    """Refuse (403 ``append_only``) an edit or delete of an event by a caller whose role in
+    its namespace may not edit. Checked before the role itself, so the answer says why;
+    one check here for every door (REST, MCP, the drop-in routes, the dashboard)."""
+    role = principal.role_in(namespace_id)
+    if is_event and role is not None and not allows(role, Action.EDIT):
+        raise PermissionDenied(APPEND_ONLY, code="append_only")
+
+
+def check_kind(memory: Memory, kind: str, field: str = "kind") -> None:
+    """An event keeps kind ``event`` and only an event has it: the kind and the
+    ``event_type`` never disagree (events come only through POST /api/v1/events)."""
+    if memory.is_event and kind != MemoryKind.EVENT:
+        raise InvalidInput("an event's kind stays 'event'.", field=field)
+    if not memory.is_event and kind == MemoryKind.EVENT:
+        raise InvalidInput("kind 'event' is for conversation events (POST /api/v1/events); "
+                           "a memory cannot become one.", field=field)

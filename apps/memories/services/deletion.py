@@ -17,7 +17,7 @@ from apps.core.roles import Action
 from apps.memories import schemas, writes
 from apps.memories.models import Memory
 from apps.memories.recall.channels import _filtered
-from apps.memories.services.access import _editable, check_writable
+from apps.memories.services.access import _editable, check_append_only, check_writable
 from apps.ops import metrics
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
@@ -40,12 +40,16 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
     except ValueError:
         raise NotFound("memory not found.") from None
     by_namespace: dict[int, list[uuid.UUID]] = {}
-    for ns_id, pk in Memory.objects.for_principal(principal).filter(pk__in=pks).values_list(
-            "namespace_id", "pk"):
+    with_events: set[int] = set()
+    for ns_id, pk, event_type in Memory.objects.for_principal(principal).filter(
+            pk__in=pks).values_list("namespace_id", "pk", "event_type"):
         by_namespace.setdefault(ns_id, []).append(pk)
+        if event_type:
+            with_events.add(ns_id)
     if sum(map(len, by_namespace.values())) != len(pks):
         raise NotFound("memory not found.")
     for ns_id, namespace in Namespace.objects.in_bulk(list(by_namespace)).items():
+        check_append_only(principal, ns_id, ns_id in with_events)
         authorize(principal, ns_id, Action.EDIT)
         check_writable(namespace)  # as delete(): an archived namespace is read-only
     return delete_memories(principal, by_namespace, "memory.delete")
@@ -56,6 +60,8 @@ def delete_by_agent(principal: Principal, agent_id: str, namespace: str | None =
                     all_namespaces: bool = False, limit: int | None = None) -> dict[str, int]:
     """Delete every memory stored by ``agent_id`` (system admin) in ``namespace``, or in
     every namespace when ``all_namespaces`` says so explicitly; the count per namespace.
+    The agent's conversation events go too: only a system admin gets here, and admins
+    may erase events (append-only binds agents, who cannot reach this).
     ``limit``: at most this many this call (the dashboard's bulk job forgets in batches).
 
     An agent id is only unique within a tenant (two tenants may both have ``agent-1``), so
@@ -96,7 +102,8 @@ _DELETE_FILTERS = {"agent_id", "session_id", "kind", "tags", "tags_any", "create
 def delete_matching(principal: Principal, namespace: str | None, filters: Mapping[str, Any]) -> int:
     """Delete every memory of a namespace that matches ``filters`` (system admin, like
     delete_by_agent): the recall filters' meaning, at least one of them, and at most
-    ``max_filter_delete`` memories (more is refused: narrow it or delete by ids)."""
+    ``max_filter_delete`` memories (more is refused: narrow it or delete by ids). Events
+    that match go too (``kind: event`` selects only them), as in delete_by_agent."""
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete memories by filter.")
     cleaned = schemas.validate(schemas.RecallFilters, dict(filters), prefix="filters")

@@ -15,8 +15,14 @@ from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, ServiceError
 from apps.core.roles import Action
 from apps.memories import context, indexing, schemas, writes
-from apps.memories.models import Memory
-from apps.memories.services.access import _editable, _pk, check_writable
+from apps.memories.models import Memory, MemoryKind
+from apps.memories.services.access import (
+    _editable,
+    _pk,
+    check_append_only,
+    check_kind,
+    check_writable,
+)
 from apps.ops import metrics
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize
@@ -42,6 +48,10 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
     cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=partial)
     if not partial:  # PUT replaces every editable field; omitted ones take defaults
         cleaned = {name: cleaned.get(name) for name in EDITABLE_FIELDS}
+        if memory.is_event and "kind" not in data:
+            cleaned["kind"] = MemoryKind.EVENT  # an event's kind is no default: it stays
+    if "kind" in cleaned:
+        check_kind(memory, cleaned["kind"])
     embedded_text = cleaned.get("content", memory.content)
     embeddings = None
     if embedded_text != memory.content:  # with its conversation context, as ingest embeds it
@@ -150,6 +160,12 @@ def _edit_chunk(principal: Principal, pks: Sequence[uuid.UUID],
         memories = list(Memory.objects.select_for_update(of=("self",)).select_related("namespace")
                         .filter(pk__in=list(pks)).order_by("pk"))
         for memory in memories:
+            if memory.is_event:  # refused alone, saying why (append-only for agents)
+                try:
+                    check_append_only(principal, memory.namespace_id, memory.is_event)
+                except ServiceError as exc:
+                    result.errors.append((str(memory.pk), exc.message))
+                    continue
             if memory.namespace_id not in refused:
                 try:
                     authorize(principal, memory.namespace_id, Action.EDIT)
@@ -166,6 +182,8 @@ def _edit_chunk(principal: Principal, pks: Sequence[uuid.UUID],
                 raise ValueError(f"edit_many cannot change {sorted(set(data) - BATCH_EDITABLE)}")
             try:
                 cleaned = schemas.validate(schemas.MemoryUpdate, data, partial=True)
+                if "kind" in cleaned:
+                    check_kind(memory, cleaned["kind"])
             except ServiceError as exc:
                 result.errors.append((str(memory.pk), exc.message))
                 continue

@@ -4,7 +4,6 @@ path (apps/memories/writes.py) stores what is new before the memories are indexe
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
@@ -16,20 +15,17 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError
-from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
-from apps.core.roles import Action
 from apps.memories import context, indexing, schemas, writes
-from apps.memories.models import IdempotencyRecord, Memory, content_hash
+from apps.memories.models import IdempotencyRecord, Memory, MemoryKind, content_hash
 from apps.memories.results import StoredMemory
-from apps.memories.services.access import check_writable
+from apps.memories.services.building import batch_namespace, ingest_namespace, new_memories
 from apps.memories.vectorstore import get_vector_store
 from apps.ops import metrics
 from apps.tenancy.models import Namespace, NearDuplicatePolicy
 from apps.tenancy.principal import Principal
-from apps.tenancy.services import authorize, resolve_namespace
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +41,10 @@ def ingest(principal: Principal, data: Mapping[str, Any], namespace: str | None 
     """
     if not isinstance(data, Mapping):
         raise InvalidInput("expected a JSON object.")
-    ns = resolve_namespace(principal, data.get("namespace") or namespace)
-    authorize(principal, ns.pk, Action.INGEST)
-    check_writable(ns)
+    ns = ingest_namespace(principal, data.get("namespace") or namespace)
     cleaned = schemas.validate(schemas.MemoryInput, data)
     _check_same_namespace(ns, cleaned, "namespace")
+    _check_not_event(cleaned, "kind")
     return _store_once(principal, ns, [cleaned], idempotency_key, data)[0]
 
 
@@ -58,19 +53,12 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
                 namespace: str | None = None, *, idempotency_key: str | None = None,
                 ) -> list[StoredMemory]:
     """Store up to ``max_batch`` memories in one namespace, all or nothing (dedup as ingest)."""
-    limit = settings.MEMORYWEB_LIMITS["max_batch"]
-    if not items:
-        raise InvalidInput("no memories given.", field="memories")
-    if len(items) > limit:
-        raise InvalidInput(f"{len(items)} memories; a batch holds at most {limit}.",
-                           field="memories", code="too_many")
-    ns = resolve_namespace(principal, namespace)
-    authorize(principal, ns.pk, Action.INGEST)
-    check_writable(ns)
+    ns = batch_namespace(principal, items, namespace, "memories")
     cleaned = []
     for i, item in enumerate(items):  # validate everything before writing anything
         data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
         _check_same_namespace(ns, data, f"memories[{i}].namespace")
+        _check_not_event(data, f"memories[{i}].kind")
         cleaned.append(data)
     return _store_once(principal, ns, cleaned, idempotency_key, list(items))
 
@@ -80,6 +68,14 @@ def _check_same_namespace(ns: Namespace, data: dict[str, Any], field: str) -> No
     if other and other != ns.slug:
         raise InvalidInput(f"namespace {other!r} differs from the request's namespace {ns.slug!r}.",
                            field=field)
+
+
+def _check_not_event(data: dict[str, Any], field: str) -> None:
+    """Events come only through ``POST /api/v1/events`` (services/events.py): there they
+    are idempotent by their client id and append-only; stored here they would be neither."""
+    if data.get("kind") == MemoryKind.EVENT:
+        raise InvalidInput("kind 'event' is for conversation events: store them with "
+                           "POST /api/v1/events.", field=field)
 
 
 class _KeyTaken(Exception):
@@ -153,16 +149,12 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
     """
     hashes = [content_hash(d["content"]) for d in cleaned]
     existing = _live_by_hash(ns, hashes)
-    now = timezone.now()
-    fresh: dict[str, Memory] = {}
+    unique: dict[str, dict[str, Any]] = {}  # content hash -> the first item with it, if new
     for data, digest in zip(cleaned, hashes, strict=True):
-        if digest not in existing and digest not in fresh:
-            # One microsecond apart in the order given, so "newest first" is the batch's
-            # order reversed, and the next batch's first turn follows this one's last
-            # (context.assign; with one instant for all, it took any turn of the batch).
-            at = now + datetime.timedelta(microseconds=len(fresh))
-            fresh[digest] = Memory(id=uuid.uuid4(), namespace=ns, agent_id=principal.agent_id,
-                                   content_hash=digest, created_at=at, updated_at=at, **data)
+        if digest not in existing and digest not in unique:
+            unique[digest] = data
+    fresh: dict[str, Memory] = dict(zip(unique, new_memories(
+        principal, ns, list(unique.values()), hashes=list(unique)), strict=True))
     memories = list(fresh.values())
     embeddings = None
     near = _NearDuplicates()
@@ -205,10 +197,15 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
 
 
 def _live_by_hash(ns: Namespace, hashes: Sequence[str]) -> dict[str, Memory]:
-    """The namespace's live memory for each content hash that has one (the oldest)."""
+    """The namespace's live memory for each content hash that has one (the oldest).
+
+    Conversation events are left out: a turn that says what a memory says is a record of
+    the conversation, not that memory (and an event, append-only for agents, must not
+    stand in for what an agent stores)."""
     found: dict[str, Memory] = {}
     for memory in (Memory.objects.live().select_related("namespace")
-                   .filter(namespace=ns, content_hash__in=set(hashes)).order_by("-created_at")):
+                   .filter(namespace=ns, content_hash__in=set(hashes), event_type="")
+                   .order_by("-created_at")):
         found[memory.content_hash] = memory  # oldest wins
     return found
 
@@ -297,7 +294,9 @@ def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
         log.warning("near-duplicate check skipped: %s", exc)
         stored = [None] * len(memories)
     stored_ids = {uuid.UUID(hit.id) for hit in stored if hit and hit.similarity >= threshold}
-    targets = Memory.objects.live().filter(namespace=ns).in_bulk(stored_ids) if stored_ids else {}
+    targets = (Memory.objects.live().filter(namespace=ns, event_type="")
+               .exclude(kind=MemoryKind.SUMMARY).in_bulk(stored_ids)
+               if stored_ids else {})  # not an event nor a summary (vectorstore.nearest)
     within = embeddings @ embeddings.T  # unit vectors: cosine similarity
     found = _NearDuplicates()
     skipped = found.skipped

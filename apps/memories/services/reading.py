@@ -1,6 +1,6 @@
-"""Reading memories: one (``get``, the caller's own or shared with it), its history
-(``versions``), a list (``list_memories``) and the dashboard's keyword lookup
-(``keyword_matches``)."""
+"""Reading memories: one (``get``, the caller's own or shared with it, now or as it was at
+a past moment), its history (``versions``), a list (``list_memories``) and the
+dashboard's keyword lookup (``keyword_matches``)."""
 
 from __future__ import annotations
 
@@ -12,26 +12,56 @@ from django.db.models import QuerySet
 
 from apps.core.errors import NotFound
 from apps.core.roles import Action
-from apps.memories import lexical_lookup
+from apps.memories import history, lexical_lookup, schemas
 from apps.memories.models import Memory
 from apps.memories.results import SharedMemory
 from apps.memories.services.access import _shared, _visible
+from apps.tenancy.grants import live_grants_to
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, resolve_namespace
 
 
-def get(principal: Principal, memory_id: Any) -> Memory | SharedMemory:
+def get(principal: Principal, memory_id: Any, as_of: Any = None) -> Memory | SharedMemory:
     """One live memory the principal may read: in its namespaces (the ``Memory``), or
     shared with one of them by a live grant (a ``SharedMemory``, shown without the
-    grantor's statistics); NotFound otherwise (never says which)."""
+    grantor's statistics); NotFound otherwise (never says which).
+
+    ``as_of`` (a date-time; a later one than now means now): the memory as it was then
+    (``apps.memories.history``): NotFound if it was stored after, as for a missing one;
+    an edited one at the version in force then, as an unsaved snapshot. A memory read
+    through a grant must be in the grant's scope both now and as it was then. Deleted,
+    erased and expired memories are gone whatever the moment.
+    """
+    moment = None
+    if as_of is not None:
+        moment = history.moment(schemas.validate(schemas.AsOfInput, {"as_of": as_of})["as_of"])
     try:
-        return _visible(principal, memory_id, Memory.objects.live())
+        memory = _visible(principal, memory_id, Memory.objects.live())
     except NotFound:
         memory = _shared(principal, memory_id, Memory.objects.live())
         if memory is None:
             raise
-        return SharedMemory(memory)
+        if moment is None:
+            return SharedMemory(memory)
+        then = history.at(memory, moment)
+        if then is None or not _shared_then(principal, then):
+            raise
+        return SharedMemory(then)
+    if moment is None:
+        return memory
+    then = history.at(memory, moment)
+    if then is None:
+        raise NotFound("memory not found.")
+    return then
+
+
+def _shared_then(principal: Principal, then: Memory) -> bool:
+    """A live grant to one of the principal's namespaces covers ``then`` (a memory's
+    state at a past moment): a grant's scope (tags, kinds) is checked on what is shown."""
+    grantees = principal.namespace_ids(Action.READ)
+    return any(grant.covers(then)
+               for grant in live_grants_to(list(grantees)).get(then.namespace_id, []))
 
 
 def versions(principal: Principal, memory_id: Any):

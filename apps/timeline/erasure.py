@@ -1,0 +1,300 @@
+"""Erasure reaches rollups: the store timeline registers in the registry
+(apps/memories/stores.py), so every certified erasure, its checks and
+``verify_certificate`` cover it without a list of their own.
+
+When memories are erased, the nodes built from them — the segments that list them as
+sources, every node holding a grip to one (a day whose rebuild failed after its segment
+was rebuilt without the memory still quotes it), and the day, week, month and year above
+each — are emptied in the erasure's transaction (summary, parts, grips, their summary
+memory deleted through the write path while SQLite zeroes freed pages) and marked
+``pending``: no erased text survives the commit. They are rebuilt **after the commit**
+by the offline summariser (no network, no summarising under the erasure's write lock);
+a period with nothing left is removed; what that rebuild cannot do (another build holds
+the tree) the next build does. A node whose own summary memory is erased is emptied and
+stays so while its inputs are unchanged (status ``erased``), and its ancestors are
+rebuilt without it. The certificate lists the nodes touched (``touched.rollups``).
+
+What the check (``remaining``) proves, see docs/timeline.md "Erasure": ids (no grip,
+source or summary memory names an erased memory); whole-text hashes (no summary part or
+grip excerpt is an erased memory's whole text); and, during the erasure itself only,
+sentence and 8-word fingerprints of the erased texts (apps/timeline/fingerprints.py:
+no part or excerpt quotes a sentence of one that no remaining memory also holds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from apps.audit.log import record as audit
+from apps.core import conf as core_conf
+from apps.core.kinds import MemoryKind
+from apps.memories import stores, writes
+from apps.memories.models import Memory, content_hash
+from apps.tenancy.models import Namespace
+from apps.timeline import changes, fingerprints, periods
+from apps.timeline.build import ACTOR, Builder, BuildReport, release_lease, renew_lease, take_lease
+from apps.timeline.models import Grip, Level, NodeStatus, RollupNode, RollupSource
+from apps.timeline.representation import node_event
+
+#: The levels whose period holds a day (a day's ancestors by input: a month is built from
+#: its days, so a day reaches its week, its month and its year).
+_ABOVE_DAY = (Level.DAY, Level.WEEK, Level.MONTH, Level.YEAR)
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Affected:
+    """The nodes an erasure of some memories changes."""
+
+    #: Nodes whose own summary memory is erased.
+    erased: list[RollupNode] = field(default_factory=list)
+    #: Nodes built from an erased memory (or from an erased node), to empty and rebuild.
+    emptied: list[RollupNode] = field(default_factory=list)
+    #: Per tree (agent id), the days to rebuild.
+    days: dict[str, set[dt.date]] = field(default_factory=lambda: defaultdict(set))
+
+    def __bool__(self) -> bool:
+        return bool(self.erased or self.emptied)
+
+
+def affected(namespace: Namespace, ids: Sequence[Any]) -> Affected:
+    wanted = [str(i) for i in ids]
+    found = Affected()
+    for part in stores.chunks(wanted):
+        found.erased += list(RollupNode.objects.filter(namespace=namespace, memory_id__in=part))
+    built_from: set[Any] = set()
+    for part in stores.chunks(wanted):
+        built_from |= set(RollupSource.objects.filter(
+            node__namespace=namespace, memory_id__in=part).values_list("node_id", flat=True))
+        # A grip quotes the memory: a node whose rebuild failed after its children were
+        # rebuilt without it has no source row naming it, but still its text.
+        built_from |= set(Grip.objects.filter(
+            node__namespace=namespace, memory_id__in=part).values_list("node_id", flat=True))
+    own = {node.pk for node in found.erased}
+    direct = list(RollupNode.objects.filter(pk__in=built_from).exclude(pk__in=own))
+    years: dict[str, set[dt.datetime]] = defaultdict(set)
+    for node in [*direct, *found.erased]:
+        day = periods.day_of(node.start)
+        if not periods.covered_day(day):
+            continue  # never built (periods.LIMIT); nothing above it either
+        if node.level in (Level.SEGMENT, Level.DAY):
+            found.days[node.agent_id].add(day)
+        elif node.level == Level.MONTH:  # a month is an input of its year only
+            years[node.agent_id].add(node.start)
+    seen = set(own) | {node.pk for node in direct}
+    found.emptied = direct
+    for agent_id in set(found.days) | set(years):
+        for level in _ABOVE_DAY:
+            starts = {periods.start_of(level, day) for day in found.days.get(agent_id, ())}
+            if level == Level.YEAR:
+                starts |= {periods.start_of(Level.YEAR, month.date()) for month in years[agent_id]}
+            for node in RollupNode.objects.filter(namespace=namespace, agent_id=agent_id,
+                                                  level=level, start__in=starts):
+                if node.pk not in seen:
+                    seen.add(node.pk)
+                    found.emptied.append(node)
+    return found
+
+
+def touched(namespace: Namespace, ids: Sequence[Any]) -> list[dict[str, Any]]:
+    """The certificate's ``touched.rollups``: each node the erasure changes (``erased``:
+    its own summary memory is erased; ``rebuilt``: emptied, then rebuilt without the
+    erased memories or removed if nothing is left)."""
+    _remember(namespace, ids)
+    found = affected(namespace, ids)
+    rows = [{"id": str(node.pk), "level": node.level, "start": node.start.isoformat(),
+             "agent_id": node.agent_id, "change": change}
+            for change, nodes in (("erased", found.erased), ("rebuilt", found.emptied))
+            for node in nodes]
+    return sorted(rows, key=lambda row: (row["agent_id"], row["start"], row["level"], row["id"]))
+
+
+def _remember(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """The erased texts' fingerprints, for this erasure's check (taken while the rows are
+    there: ``touched`` and ``erase`` run before the delete)."""
+    if fingerprints.known(namespace.pk, ids):
+        return
+    prints: set[str] = set()
+    for part in stores.chunks([str(i) for i in ids]):
+        prints |= fingerprints.of_all(Memory.objects.filter(namespace=namespace, pk__in=part)
+                                      .values_list("content", flat=True).iterator())
+    fingerprints.remember(namespace.pk, ids, prints)
+
+
+def erase(namespace: Namespace, ids: Sequence[Any]) -> None:
+    """In the erasure's transaction, before its delete (the rows are still there): empty
+    the affected nodes (status ``pending``, or ``erased`` for a node whose own summary
+    memory goes), so that no erased text survives the commit; rebuild them after the
+    commit, outside the erasure's transaction. Idempotent: a retried erasure finds
+    nothing left that names them (and rebuilds what is still pending)."""
+    _remember(namespace, ids)
+    found = affected(namespace, ids)
+    erased_ids = {str(i) for i in ids}
+    if not found:
+        return
+    if Memory.objects.filter(namespace=namespace).count() <= len(erased_ids):
+        _drop_everything(namespace, erased_ids)  # the whole namespace goes: nothing to rebuild
+        return
+    with writes.atomic() as write:
+        for node in found.erased:
+            _empty(write, namespace, node, NodeStatus.ERASED, erased_ids)
+        for node in found.emptied:
+            _empty(write, namespace, node, NodeStatus.PENDING, erased_ids)
+        for part in stores.chunks(sorted(erased_ids)):
+            RollupSource.objects.filter(node__namespace=namespace, memory_id__in=part).delete()
+            Grip.objects.filter(node__namespace=namespace, memory_id__in=part).delete()
+        audit(ACTOR, "timeline.erase", namespace=namespace,
+              record_ids=[node.pk for node in (*found.erased, *found.emptied)],
+              summary={"erased": len(found.erased), "emptied": len(found.emptied)})
+    scopes = {agent_id: set(days) for agent_id, days in found.days.items()}
+    for agent_id in {node.agent_id for node in found.emptied} - set(scopes):
+        scopes[agent_id] = set()  # its pending nodes only
+    # After the commit: summarising whole days must not hold the write lock, nor run the
+    # write path's vector work inside the erasure's uncommitted transaction. (Outside a
+    # transaction it runs now; ``exclude`` keeps the rows about to be deleted out.)
+    transaction.on_commit(partial(_rebuild, namespace.pk, scopes, frozenset(erased_ids)),
+                          robust=True)
+
+
+def _rebuild(namespace_pk: Any, scopes: dict[str, set[dt.date]], erased_ids: frozenset[str]) -> None:
+    """Rebuild an erasure's emptied nodes, offline, each tree under its lease. A tree
+    another build holds keeps them ``pending``: that build or the next rebuilds them."""
+    from apps.core.summarizer_extractive import ExtractiveSummarizer
+
+    namespace = Namespace.objects.filter(pk=namespace_pk).first()
+    if namespace is None:
+        return
+    interim = core_conf.summarizer().name != "extractive"
+    for agent_id, days in sorted(scopes.items()):
+        token = take_lease(namespace, agent_id)
+        if token is None:
+            log.info("timeline of %s/%s is being built: its erased nodes stay pending",
+                     namespace.slug, agent_id or "*")
+            continue
+        try:
+            Builder(namespace, agent_id, ExtractiveSummarizer(),
+                    BuildReport(namespace.slug, agent_id), exclude=erased_ids, scope=days,
+                    interim=interim, heartbeat=partial(renew_lease, namespace, agent_id, token),
+                    ).run()
+        finally:
+            release_lease(namespace, agent_id, token)
+
+
+def _empty(write: writes.Write, namespace: Namespace, node: RollupNode, status: str,
+           erased_ids: set[str]) -> None:
+    """The node without its text: summary, parts, grips, its summary memory (deleted here
+    unless the erasure deletes it itself, then remembered by hash)."""
+    memory = node.memory_id
+    if memory and str(memory) not in erased_ids:
+        write.delete(namespace, [memory], actor=ACTOR, audit=lambda *args: None)
+    elif memory and status == NodeStatus.ERASED:
+        node.erased_content_sha256 = Memory.objects.filter(pk=memory).values_list(
+            "content_hash", flat=True).first() or ""
+    Grip.objects.filter(node=node).delete()
+    node.summary, node.parts, node.memory, node.status = "", [], None, status
+    node.revision += 1
+    if status == NodeStatus.PENDING:
+        node.input_digest = ""
+    node.save()
+    changes.announce("updated", namespace, node_event(node), ACTOR)
+
+
+def _drop_everything(namespace: Namespace, erased_ids: set[str]) -> None:
+    """Every memory of the namespace is erased (or the namespace is being deleted): its
+    timeline goes whole. The summary memories are among the erased ids."""
+    with transaction.atomic():
+        nodes = list(RollupNode.objects.filter(namespace=namespace).values_list("pk", flat=True))
+        RollupNode.objects.filter(namespace=namespace).delete()
+        audit(ACTOR, "timeline.erase", namespace=namespace, record_ids=nodes,
+              summary={"removed": len(nodes)})
+
+
+# --- the store --------------------------------------------------------------------------
+
+def count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int:
+    """Nodes of the namespace (``stats``), or the entries naming these memory ids."""
+    if ids is None:
+        return RollupNode.objects.filter(namespace=namespace).count()
+    wanted = [str(i) for i in ids]
+    return (stores.count_in(RollupSource.objects.filter(node__namespace=namespace), "memory_id", wanted)
+            + stores.count_in(RollupNode.objects.filter(namespace=namespace), "memory_id", wanted))
+
+
+def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
+    """Sources, grips and summary memories naming an erased memory, plus summary parts and
+    grip excerpts that are a whole erased memory's text (by content hash) or — during the
+    erasure, while its fingerprints are known — quote a sentence or 8 words of one that no
+    remaining memory also holds."""
+    if namespace is None:
+        return None  # its nodes went with it
+    ids = list(erased.ids)
+    held = (stores.count_in(RollupSource.objects.all(), "memory_id", ids)
+            + stores.count_in(Grip.objects.all(), "memory_id", ids)
+            + stores.count_in(RollupNode.objects.all(), "memory_id", ids))
+    hashes = set(erased.hashes)
+    if hashes:  # text a live memory also holds is that memory's to show
+        hashes -= set(Memory.objects.filter(namespace=namespace, content_hash__in=hashes)
+                      .values_list("content_hash", flat=True))
+    prints = fingerprints.recalled(namespace.pk, ids)
+    if not hashes and not prints:
+        return held
+    suspects: list[set[str]] = []
+    for text in _timeline_texts(namespace):
+        if content_hash(text) in hashes:
+            held += 1
+        elif prints and (hit := fingerprints.of(text) & prints):
+            suspects.append(hit)
+    if suspects:  # words a remaining memory also holds are that memory's to show
+        explained = _held_elsewhere(namespace, set().union(*suspects))
+        held += sum(1 for hit in suspects if hit - explained)
+    return held
+
+
+def _timeline_texts(namespace: Namespace) -> Iterator[str]:
+    """Every summary part and grip excerpt of the namespace's timeline."""
+    for parts in RollupNode.objects.filter(namespace=namespace).values_list(
+            "parts", flat=True).iterator(chunk_size=500):
+        yield from parts or []
+    yield from Grip.objects.filter(node__namespace=namespace).values_list(
+        "excerpt", flat=True).iterator(chunk_size=2000)
+
+
+def _held_elsewhere(namespace: Namespace, wanted: set[str]) -> set[str]:
+    """Of these fingerprints, those some memory of the namespace still holds (summaries
+    aside: they are derived from the timeline, the very text being checked). Reads every
+    such memory's content: done only when a part or an excerpt matched at all."""
+    found: set[str] = set()
+    contents = (Memory.objects.filter(namespace=namespace).exclude(kind=MemoryKind.SUMMARY)
+                .values_list("content", flat=True))  # the erased rows are deleted by now
+    for text in contents.iterator(chunk_size=2000):
+        found |= fingerprints.of(text) & wanted
+        if found == wanted:
+            break
+    return found
+
+
+ROLLUPS = stores.Store(
+    "rollups", "timeline rollups (nodes, grips, sources)",
+    "timeline_rollupnode, timeline_grip, timeline_rollupsource: each period's summary (its "
+    "text is also a summary memory, a store of its own as every memory is), the grips "
+    "quoting source memories, and the ids each segment was built from. Erasure empties "
+    "every node built from or quoting (by grip) an erased memory in its transaction and "
+    "rebuilds it without it after the commit (or removes it); the check looks for erased "
+    "ids in grips, sources and summary memories, for an erased memory's whole text in any "
+    "summary part or excerpt, and, during the erasure only, for any of its sentences or "
+    "8-word runs that no remaining memory holds.",
+    stores.ErasedBy.ERASURE, models=(RollupNode, Grip, RollupSource), count=count,
+    remaining=remaining, erase=erase, touched=touched)
+
+
+def register_stores() -> None:
+    """Called by ``TimelineConfig.ready``."""
+    stores.register(ROLLUPS)
