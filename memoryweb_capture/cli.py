@@ -43,6 +43,7 @@ environment:
   MEMORYWEB_CAPTURE_SPOOL     spool file (default ~/.memoryweb/spool.jsonl)
   MEMORYWEB_CAPTURE_LOG       log file (default capture.log beside the spool)
   MEMORYWEB_CAPTURE_TOOL_CHARS  characters kept of a tool's input and output (2000)
+  MEMORYWEB_CAPTURE_SPOOL_MAX_MB  megabytes the spool keeps waiting (50); oldest dropped past it
 
 examples:
   echo '{"event_type": "user_message", "session_id": "s1", "text": "hi"}' \\

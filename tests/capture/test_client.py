@@ -10,7 +10,9 @@ import stat
 import threading
 from pathlib import Path
 
-from memoryweb_capture import cli, client
+import pytest
+
+from memoryweb_capture import cli, spool
 from memoryweb_capture.client import BATCH_SIZE, Settings, Spool, capture, requeue_rejected
 from memoryweb_capture.events import normalise_event
 from tests.capture.support import PLANTED, SECRET_MARKERS, FakeMemoryWeb, free_port
@@ -297,7 +299,7 @@ def test_a_hook_with_the_server_down_reads_only_the_head_of_a_large_spool(tmp_pa
 
 
 def test_sending_moves_the_head_and_compacts_instead_of_rewriting_per_batch(tmp_path, monkeypatch):
-    monkeypatch.setattr(client, "COMPACT_MIN_BYTES", 10**9)
+    monkeypatch.setattr(spool, "COMPACT_MIN_BYTES", 10**9)
     capture(_down(tmp_path), _events(250))
     size = (tmp_path / "cap" / "spool.jsonl").stat().st_size
     with FakeMemoryWeb() as fake:
@@ -307,7 +309,7 @@ def test_sending_moves_the_head_and_compacts_instead_of_rewriting_per_batch(tmp_
         assert report.sent == 100 and report.pending == 150
         assert settings.spool_path.stat().st_size == size  # not rewritten: the head moved
         assert _spooled_ids(settings) == [f"s1-{n:04d}" for n in range(100, 250)]
-        monkeypatch.setattr(client, "COMPACT_MIN_BYTES", 0)
+        monkeypatch.setattr(spool, "COMPACT_MIN_BYTES", 0)
         fake.respond = lambda events: None if len(fake.requests) == 3 else (503, {"detail": "busy"}, {})
         assert capture(settings, []).sent == 100
         # the head sent (200 lines) outweighs the 50 waiting: cut off, the rest kept
@@ -319,7 +321,8 @@ def test_sending_moves_the_head_and_compacts_instead_of_rewriting_per_batch(tmp_
     assert settings.spool_path.stat().st_size == 0
 
 
-def test_a_lost_or_foreign_head_file_means_from_the_start_never_a_skip(tmp_path):
+@pytest.mark.parametrize("how", ["replaced", "rewritten in place"])
+def test_a_head_file_of_another_spool_means_from_the_start_never_a_skip(tmp_path, how):
     capture(_down(tmp_path), _events(250))
     with FakeMemoryWeb() as fake:
         fake.respond = lambda events: None if len(fake.requests) == 1 else (503, {"detail": "busy"}, {})
@@ -327,10 +330,15 @@ def test_a_lost_or_foreign_head_file_means_from_the_start_never_a_skip(tmp_path)
         capture(settings, [])
         head = json.loads(Path(str(settings.spool_path) + ".head").read_text())
         assert head["offset"] > 0 and head["events"] == 150
-        # The spool replaced by another file: the head's offset must not apply to it.
-        other = settings.spool_path.with_name("other.jsonl")
-        other.write_text("".join(line + "\n" for line in Spool(settings).read()))
-        other.replace(settings.spool_path)
+        # The spool replaced by another file, or rewritten by hand (same inode): the
+        # head's offset must not apply to it.
+        waiting = "".join(line + "\n" for line in Spool(settings).read())
+        if how == "replaced":
+            other = settings.spool_path.with_name("other.jsonl")
+            other.write_text(waiting)
+            other.replace(settings.spool_path)
+        else:
+            settings.spool_path.write_text(waiting)
         assert _spooled_ids(settings) == [f"s1-{n:04d}" for n in range(100, 250)]
         fake.respond = lambda events: None
         report = capture(settings, [])
