@@ -32,6 +32,7 @@ vectors the index returns, so it is sent with that work, after the block.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -217,21 +218,25 @@ class Write:
 
     def delete(self, namespace: Namespace, ids: Sequence[Any], *, actor: Any,
                audit: Callable[[Namespace, Sequence[Any], int], object], erasure: bool = False,
-               ) -> int:
+               secure: bool = False) -> int:
         """Delete memories of one namespace: the rows (versions, tags and external ids by
         cascade), their keyword index rows, ``delete`` outbox rows; ``audit(namespace,
         ids, removed)``, then the live ``deleted`` event (``erasure``: says so, nothing
         more). After the block: removed from the vector index. Returns the rows deleted.
+        ``secure``: SQLite zeroes the pages these deletes free (a derived copy of other
+        memories' text, such as a replaced timeline summary, leaves nothing a later
+        erasure of those memories could miss in free pages).
         """
         self._require_open()
         # The memories indexed with these as their context: the delete unlinks them (SET
         # NULL); their keyword rows and vectors lose the deleted words below.
         dependents = context.dependents(namespace.pk, ids)
         removed = 0
-        for part in stores.chunks(ids):
-            removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete()[1].get(
-                Memory._meta.label, 0)
-        lexical.remove(namespace.pk, ids)
+        with _secure_delete() if secure else contextlib.nullcontext():
+            for part in stores.chunks(ids):
+                removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete(
+                    )[1].get(Memory._meta.label, 0)
+            lexical.remove(namespace.pk, ids)
         outbox = IndexOutbox.objects.bulk_create(
             [IndexOutbox(namespace_id=namespace.pk, memory_id=pk, op=IndexOutbox.Op.DELETE)
              for pk in ids])

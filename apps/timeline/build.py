@@ -425,7 +425,7 @@ class Builder:
         if blocked:  # the very text an erasure removed: the node stays empty
             content, texts, found = "", [], []
         if old and str(old) not in self.exclude:
-            write.delete(self.namespace, [old], actor=ACTOR, audit=_recorded_below)
+            write.delete(self.namespace, [old], actor=ACTOR, audit=_recorded_below, secure=True)
         memory = None
         if content:
             now = timezone.now()
@@ -468,7 +468,8 @@ class Builder:
                 return
             memory = node.memory_id
             if memory and str(memory) not in self.exclude:
-                write.delete(self.namespace, [memory], actor=ACTOR, audit=_recorded_below)
+                write.delete(self.namespace, [memory], actor=ACTOR, audit=_recorded_below,
+                             secure=True)
             audit(ACTOR, "timeline.remove", namespace=self.namespace,
                   record_ids=[node.pk, *([memory] if memory else [])],
                   summary={"level": node.level, "start": node.start.isoformat(),

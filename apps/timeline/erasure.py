@@ -194,7 +194,7 @@ def _empty(write: writes.Write, namespace: Namespace, node: RollupNode, status: 
     unless the erasure deletes it itself, then remembered by hash)."""
     memory = node.memory_id
     if memory and str(memory) not in erased_ids:
-        write.delete(namespace, [memory], actor=ACTOR, audit=lambda *args: None)
+        write.delete(namespace, [memory], actor=ACTOR, audit=lambda *args: None, secure=True)
     elif memory and status == NodeStatus.ERASED:
         node.erased_content_sha256 = Memory.objects.filter(pk=memory).values_list(
             "content_hash", flat=True).first() or ""
