@@ -11,7 +11,8 @@ transcript at Stop):
   payload, payload on stdin, the transcript growing on disk as the session goes: what a
   Claude Code agent runs (docs/capture.md's install snippet);
 * ``jsonl_100`` / ``jsonl_1000``: the same events as JSON lines, 100 or 1,000 per
-  ``--format jsonl`` process;
+  ``--format jsonl`` process (``--batch-timeout``, 120 s: a bulk import; the budget probe
+  below shows what the shipped 2 s does with a batch);
 * ``direct_events`` (the floor): the same events POSTed by this process to
   ``/api/v1/events`` in batches of 100 (the client's batch size) on one keep-alive
   connection;
@@ -25,7 +26,9 @@ beside ``python3 -c pass`` (the floor: the interpreter's start) and ``python3 -c
 memoryweb_capture.cli"`` (start + the client's imports). Then an outage: the server is
 stopped, ``--outage-events`` are captured by hooks (they spool: timed too), the server
 restarts, and the replay is timed: the agent's next hook (its 2 s budget) then
-``--flush`` until the spool is empty; no event may be lost or stored twice.
+``--flush`` until the spool is empty; no event may be lost or stored twice. The budget
+probe: one ``--format jsonl`` invocation of 100 events with the shipped 2 s, and how long
+the server takes to store them anyway.
 
 ``--embedder hash|minilm|both`` (default both): a server per embedder, one after the
 other. Capture embeds every event, so ``minilm`` (the default model) is what a deployment
@@ -42,6 +45,7 @@ import platform
 import random
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -663,7 +667,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
         axes[1].set_xticks([x + width * (len(runs) - 1) / 2 for x in range(4)], labels, fontsize=8)
     axes[0].set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(SERIES) + 1)],
                        [*SERIES, "replay"], rotation=20, fontsize=8)
-    axes[0].set_ylabel("events/s")
+    axes[0].set_yscale("log")  # MiniLM's rates are ~30x below the hash embedder's
+    axes[0].set_ylabel("events/s (log)")
     axes[0].set_title("capture throughput (floor: direct_events)")
     axes[1].set_ylabel("ms per invocation")
     axes[1].set_title("hook wall time vs the interpreter's start")
@@ -671,7 +676,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
     axes[2].set_title("hook wall p95 by hook")
     for ax in axes:
         ax.legend(fontsize=7)
-    fig.suptitle(f"MemoryWeb capture, {report['parameters']['events']} events per series, "
+    sizes = ", ".join(f"{name} {run['events_expected']:,}" for name, run in runs.items())
+    fig.suptitle(f"MemoryWeb capture, events per series: {sizes}; "
                  f"{report['timestamp'][:10]} (loadavg {report['machine']['loadavg_before'][0]:.1f})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -705,7 +711,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="events per series with the hash embedder (whole sessions, so a few more; "
                              "default 2000)")
     parser.add_argument("--minilm-events", type=int, default=1000,
-                        help="events per series with MiniLM (default 1000: it embeds ~10-50 events/s here)")
+                        help="events per series with MiniLM (default 1000: it embeds 5-15 of these events a "
+                             "second on 2 cores)")
     parser.add_argument("--block", type=int, default=1000,
                         help="events per turn of a series (whole sessions; default 1000)")
     parser.add_argument("--outage-events", type=int, default=300,
@@ -726,31 +733,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS / "capture.json",
                         help="the JSON (the PNG goes beside it; default bench/results/capture.json)")
     parser.add_argument("--keep-data", action="store_true", help="keep the temp data dirs and logs")
+    parser.add_argument("--replot", action="store_true",
+                        help="run nothing: redraw the PNG beside --output from that JSON")
     args = parser.parse_args(argv)
     if min(args.events, args.minilm_events, args.block, args.outage_events) < 1:
         parser.error("--events, --minilm-events, --block and --outage-events must be >= 1")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="mw-bench-capture-"))
-    load_before, started = os.getloadavg(), time.perf_counter()
-    embedders = ("hash", "minilm") if args.embedder == "both" else (args.embedder,)
-    results = {}
-    try:
-        for embedder in embedders:
-            results[embedder] = bench_embedder(embedder, args, work)
-            results[embedder]["loadavg_after"] = os.getloadavg()
-    finally:
-        if args.keep_data:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+def build_report(args: argparse.Namespace, embedders: tuple[str, ...], results: dict[str, Any],
+                 load_before: tuple[float, ...], started: float) -> dict[str, Any]:
+    """The JSON: machine, parameters, notes, the client's import profile, the code measured,
+    one section per embedder finished (``complete`` false until all are)."""
     python_version = subprocess.run([args.python, "-c", "import platform; print(platform.python_version())"],
                                     capture_output=True, text=True).stdout.strip()
-    report = {
+    return {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "complete": set(results) == set(embedders),
         "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "hook_python": args.python,
                     "hook_python_version": python_version, "loadavg_before": load_before,
@@ -776,8 +775,32 @@ def main(argv: list[str] | None = None) -> int:
         "code": code_digest(),
         "embedders": results,
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        chart(json.loads(args.output.read_text()), args.output.with_suffix(".png"))
+        return 0
+    # SIGTERM (a shared machine's cleanup) runs the finally blocks: server stopped, temp dir gone
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="mw-bench-capture-"))
+    load_before, started = os.getloadavg(), time.perf_counter()
+    embedders = ("hash", "minilm") if args.embedder == "both" else (args.embedder,)
+    results: dict[str, Any] = {}
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    try:
+        for embedder in embedders:
+            results[embedder] = bench_embedder(embedder, args, work)
+            results[embedder]["loadavg_after"] = os.getloadavg()
+            # written after each embedder: a run that dies later keeps what it measured
+            report = build_report(args, embedders, results, load_before, started)
+            args.output.write_text(json.dumps(report, indent=2) + "\n")
+    finally:
+        if args.keep_data:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     png = args.output.with_suffix(".png")
     chart(report, png)
     print_summary(report)

@@ -49,6 +49,7 @@ import pstats
 import random
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -610,6 +611,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM (a shared machine's cleanup) runs the finally blocks: server stopped, temp dir gone
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data_dir = Path(tempfile.mkdtemp(prefix="mw-bench-rollups-"))
     os.environ.setdefault("MEMORYWEB_EMBEDDER", HASH_EMBEDDER)
     os.environ["MEMORYWEB_ROLLUPS_SCHEDULED"] = "false"
