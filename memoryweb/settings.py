@@ -486,6 +486,7 @@ SPECTACULAR_SETTINGS = {
     # `check --deploy` warns, drf_spectacular.W001).
     "ENUM_NAME_OVERRIDES": {
         "KindEnum": "apps.memories.models.MemoryKind",
+        "StorableKindEnum": "apps.core.kinds.STORABLE_KINDS",
         "RoleEnum": ["reader", "agent", "admin"],  # a role one gives: keys, members, invitations
         "KeyRoleEnum": "apps.core.roles.ROLE_CHOICES",  # a key's role (system keys too)
     },

@@ -57,6 +57,9 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     # into another kind, is refused by a rule the schema cannot state.
     (r"kind 'event' is for conversation events", "events only through /api/v1/events"),
     (r"an event's kind stays 'event'\.", "an event keeps its kind"),
+    # The timeline's range: the bounds' order, and the years it covers (issue 20).
+    (r"to must be after from\.", "timeline: to after from"),
+    (r"must be in the years 1 to 9998", "timeline: years 1 to 9998"),
     # Deleting by filter needs a filter.
     (r"give at least one filter \(or ids\)", "seed 003 forget: a filter"),
 ]

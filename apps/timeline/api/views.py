@@ -10,13 +10,18 @@ from rest_framework.views import APIView
 
 from apps.core.query_params import KnownQueryParams
 from apps.memories.representation import memory_row
+from apps.tenancy.services import AGENT_ID_RE
 from apps.timeline import conf, services
 from apps.timeline.api.serializers import ExpandSerializer, NodeDetailSerializer, NodeSerializer
 from apps.timeline.models import RollupNode
 from apps.timeline.reading import LEVELS
 from apps.timeline.representation import grip_row, node_row
 
-_RANGE = ("A date (YYYY-MM-DD) or an ISO 8601 date-time, UTC unless it says otherwise.")
+_RANGE = ("A date (YYYY-MM-DD) or an ISO 8601 date-time, UTC unless it says otherwise; "
+          "years 1 to 9998.")
+#: ``from`` / ``to`` in the schema: a date or a date-time.
+_MOMENT = {"anyOf": [{"type": "string", "format": "date"},
+                     {"type": "string", "format": "date-time"}]}
 
 
 class TimelineView(KnownQueryParams, GenericAPIView):
@@ -33,11 +38,12 @@ class TimelineView(KnownQueryParams, GenericAPIView):
         parameters=[
             OpenApiParameter("level", OpenApiTypes.STR, enum=list(LEVELS),
                              description="segment, day (default), week, month or year"),
-            OpenApiParameter("from", OpenApiTypes.STR, description="Nodes whose period ends "
+            OpenApiParameter("from", _MOMENT, description="Nodes whose period ends "
                              f"after this. {_RANGE}"),
-            OpenApiParameter("to", OpenApiTypes.STR, description="Nodes whose period starts "
+            OpenApiParameter("to", _MOMENT, description="Nodes whose period starts "
                              f"before this (a date: through the end of that day). {_RANGE}"),
-            OpenApiParameter("agent_id", OpenApiTypes.STR, description="An agent's own "
+            OpenApiParameter("agent_id", {"type": "string", "pattern": AGENT_ID_RE.pattern},
+                             description="An agent's own "
                              "timeline (built with manage.py rollup --agent); absent: the "
                              "whole namespace's."),
             OpenApiParameter("namespace", OpenApiTypes.STR, description="Namespace slug "
@@ -71,7 +77,9 @@ class GripExpandView(KnownQueryParams, APIView):
 
     @extend_schema(
         summary="Expand a grip: its source and the memories around it in conversation order",
-        parameters=[OpenApiParameter(name, OpenApiTypes.INT, description=f"Memories {name} "
+        parameters=[OpenApiParameter(name, {"type": "integer", "minimum": 0,
+                                            "maximum": conf.EXPAND_MAX},
+                                     description=f"Memories {name} "
                                      f"the source (default {conf.EXPAND_DEFAULT}, at most "
                                      f"{conf.EXPAND_MAX}).")
                     for name in ("before", "after")],
