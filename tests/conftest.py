@@ -15,7 +15,8 @@ from tests.helpers.callers import Caller, make_caller
 
 #: Fixtures and hooks of tests that start processes (Daphne, Chroma, Chromium, manage.py),
 #: and their ``processes`` marker; pytester to test that plugin (tests/test_markers.py).
-pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "pytester"]
+pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
+                  "pytester"]
 
 
 @pytest.fixture(autouse=True)

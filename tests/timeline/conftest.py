@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import pytest
-import pytest_asyncio
 
 from apps.core.summarizer import SourceText, SummarizerError, Summary
 from apps.core.summarizer_extractive import ExtractiveSummarizer
@@ -88,29 +87,3 @@ def tree(alpha) -> Callable[..., dict[str, list[RollupNode]]]:
             found[node.level].append(node)
         return found
     return read
-
-
-@pytest.fixture
-def fresh_layer():
-    """A fresh in-memory channel layer and hub registry for a WebSocket test."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from apps.live import hub as hub_module
-
-    yield
-    layer = get_channel_layer()
-    if hasattr(layer, "flush"):
-        async_to_sync(layer.flush)()
-    hub_module._hubs.clear()
-
-
-@pytest_asyncio.fixture
-async def close_sync_thread_connections():
-    """The consumer's and the MCP tools' database work runs on worker threads that keep
-    their connections; close them so the test database can be dropped."""
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-
-    yield
-    await sync_to_async(connections.close_all)()
