@@ -1,12 +1,12 @@
 """Rollup nodes in the dashboard, read-only: the timeline is derived data, changed only by
-its builds and by erasure (the dashboard's timeline page comes later)."""
+its builds and by erasure (people browse it on the dashboard's timeline page)."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from apps.core.roles import Action
-from apps.tenancy.admin_base import NamespaceFilter, ScopedAdmin
+from apps.tenancy.admin_base import NamespaceFilter, ReadOnlyAdmin
 from apps.timeline.models import Grip, RollupNode
 
 
@@ -26,7 +26,7 @@ class GripInline(admin.TabularInline):
 
 
 @admin.register(RollupNode)
-class RollupNodeAdmin(ScopedAdmin):
+class RollupNodeAdmin(ReadOnlyAdmin):
     scope_action = Action.READ
     list_display = ["level", "start", "end", "namespace", "agent_id", "session_id",
                     "source_count", "status", "built_at"]
@@ -39,12 +39,3 @@ class RollupNodeAdmin(ScopedAdmin):
               "input_digest"]
     readonly_fields = fields
     inlines = [GripInline]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
