@@ -277,6 +277,12 @@ CHROMA_PATH = DATA_DIR / "chroma"
 MEMORYWEB_CONTROL_SOCKET = env.str("MEMORYWEB_CONTROL_SOCKET",
                                    default=str(DATA_DIR / "control.sock"))
 CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
+# How many candidates Chroma's HNSW index explores per vector query (its ``ef_search``).
+# HNSW is approximate: two indexes of the same vectors (a restored copy, a reindex) can
+# differ in a near-tie. Higher: closer to exact (at least the namespace's size: exact),
+# slower. 0 keeps Chroma's default (100). Applied to new collections and, when opened, to
+# existing ones.
+MEMORYWEB_VECTOR_SEARCH_EF = env.int("MEMORYWEB_VECTOR_SEARCH_EF", default=0)
 
 # --- Embedder ----------------------------------------------------------------
 # Dotted path to a factory returning an apps.memories.embeddings.Embedder.

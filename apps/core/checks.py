@@ -296,6 +296,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),
     "MEMORYWEB_NEAR_DUPLICATE_THRESHOLD": (Bound(low=0, high=1, above=True), None),
+    "MEMORYWEB_VECTOR_SEARCH_EF": (Bound(low=0, high=1_000_000, integer=True),
+                                   "0 keeps Chroma's default (100)."),
     # Intervals.
     "MEMORYWEB_JOB_HEARTBEAT_SECONDS": (_SECONDS, "30 is the default."),
     "MEMORYWEB_IDEMPOTENCY_DAYS": (_SECONDS, "Retries need the records (7 is the default)."),

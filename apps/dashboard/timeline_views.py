@@ -161,7 +161,7 @@ def timeline(request: HttpRequest) -> HttpResponse:
     if namespace is None:
         return _page(request, "dashboard/timeline.html", "Timeline", **context)
     agent = _agent(request)
-    params = {"namespace": namespace.slug, "agent_id": agent}
+    params = {"namespace": namespace.slug, **({"agent_id": agent} if agent else {})}
     if request.GET.get("day"):
         try:
             day = services.browse(principal, {**params, "level": Level.DAY,

@@ -94,6 +94,25 @@ def _without_stale_keys(collection, ids: Sequence[str],
     return cleaned
 
 
+def hnsw_configuration() -> dict[str, Any]:
+    """A new collection's index: cosine, and ``MEMORYWEB_VECTOR_SEARCH_EF`` when set."""
+    hnsw: dict[str, Any] = {"space": "cosine"}
+    if settings.MEMORYWEB_VECTOR_SEARCH_EF:
+        hnsw["ef_search"] = settings.MEMORYWEB_VECTOR_SEARCH_EF
+    return {"hnsw": hnsw}
+
+
+def _searching_as_set(collection):
+    """An opened collection, its ``ef_search`` changed to the setting's when they differ (a
+    collection keeps the value it was created with; the setting may have changed since)."""
+    wanted = settings.MEMORYWEB_VECTOR_SEARCH_EF
+    if wanted:
+        current = ((getattr(collection, "configuration", None) or {}).get("hnsw") or {})
+        if current.get("ef_search") != wanted:
+            collection.modify(configuration={"hnsw": {"ef_search": wanted}})
+    return collection
+
+
 def _swapped(namespace: Namespace) -> Namespace | None:
     """``namespace`` with its current collection if a reindex swapped it since the caller
     read the row (and then dropped the old one), else None. A read that raced the swap
@@ -152,12 +171,12 @@ class VectorStore:
             with self._lock:
                 found = self._collections.get(name)
                 if found is None:
-                    found = self.client.get_or_create_collection(
+                    found = _searching_as_set(self.client.get_or_create_collection(
                         name=name,
                         embedding_function=self._ef,
-                        configuration={"hnsw": {"space": "cosine"}},
+                        configuration=hnsw_configuration(),
                         metadata={"namespace": namespace.slug},
-                    )
+                    ))
                     self._collections[name] = found
         return found
 
@@ -175,6 +194,7 @@ class VectorStore:
             found = self.client.get_collection(name=name, embedding_function=self._ef)
         except NotFoundError:  # dropped by a swap, or never written to
             return self.collection(_swapped(namespace) or namespace)
+        found = _searching_as_set(found)
         with self._lock:
             return self._collections.setdefault(name, found)
 
@@ -364,7 +384,7 @@ class VectorStore:
                     self._delete_quietly(temp)  # left by an interrupted rewrite
                     fresh = self.client.create_collection(
                         name=temp, embedding_function=self._ef,
-                        configuration={"hnsw": {"space": "cosine"}},
+                        configuration=hnsw_configuration(),
                         metadata=old.metadata or {"namespace": namespace.slug})
                     try:
                         copy_collection(old, fresh)

@@ -54,7 +54,7 @@ def _moment(params: Mapping[str, Any], name: str, *, end_of_day: bool = False) -
     """``from`` / ``to``: a date (``to``: through the end of that day) or a date-time, in
     the years the timeline covers (1 to 9998, UTC: periods.LIMIT)."""
     raw = params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return None
     try:
         moment = DateOrDateTimeField().run_validation(raw)
@@ -76,19 +76,19 @@ def browse(principal: Principal, params: Mapping[str, Any]) -> QuerySet[RollupNo
     date-time (a date ``to`` includes that day); ``agent_id``: an agent's own timeline
     (absent: the whole namespace's); ``namespace``: for system-admin keys.
     """
-    level = params.get("level") or Level.DAY
+    level = params.get("level", Level.DAY)  # present but empty is a mistake, not the default
     if level not in LEVELS:
         raise InvalidInput(f"level must be one of {', '.join(LEVELS)}.", field="level")
     start, end = _moment(params, "from"), _moment(params, "to", end_of_day=True)
     if start is not None and end is not None and end <= start:
         raise InvalidInput("to must be after from.", field="to")
-    agent_id = params.get("agent_id") or ""
-    if agent_id and not AGENT_ID_RE.match(agent_id):
+    agent_id = params.get("agent_id")
+    if agent_id is not None and not AGENT_ID_RE.match(agent_id):
         raise InvalidInput("agent_id must be 1-128 characters: letters, digits, '_', '.', "
                            "'@', '-'.", field="agent_id")
     namespace = resolve_namespace(principal, params.get("namespace") or None)
     authorize(principal, namespace.pk, Action.READ)
-    nodes = RollupNode.objects.filter(namespace=namespace, agent_id=agent_id, level=level)
+    nodes = RollupNode.objects.filter(namespace=namespace, agent_id=agent_id or "", level=level)
     if start is not None:
         nodes = nodes.filter(Q(end__gt=start) | Q(level=Level.SEGMENT, end__gte=start))
     if end is not None:

@@ -91,6 +91,10 @@ def test_expand_a_grip_shows_its_session_in_conversation_order(built, reader, ag
 @pytest.mark.parametrize(("query", "field"), [
     ("level=decade", "level"),
     ("from=yesterday", "from"),
+    ("from=", "from"),
+    ("to=", "to"),
+    ("level=", "level"),
+    ("agent_id=", "agent_id"),
     ("to=2024-13-01", "to"),
     ("from=2024-02-01&to=2024-01-01", "to"),
     ("agent_id=no%20spaces", "agent_id"),

@@ -119,7 +119,11 @@ def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, An
     except Exception as exc:
         log.warning("vector recall failed: %s", exc)
         raise Unavailable("the vector index is unavailable; retry shortly.") from exc
-    return [(uuid.UUID(h.id), h.similarity) for h in hits if uuid.UUID(h.id) not in excluded][:n]
+    # Ties by id, like the keyword channel: an index's walk order (which differs between
+    # two builds of the same vectors) must not decide the order of equal scores.
+    found = [(uuid.UUID(h.id), h.similarity) for h in hits if uuid.UUID(h.id) not in excluded]
+    found.sort(key=lambda hit: (-hit[1], hit[0].hex))
+    return found[:n]
 
 
 def _and(*clauses: dict | None) -> dict | None:
