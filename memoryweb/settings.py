@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.privacy",
     "apps.live",
+    "apps.lifecycle",
     "apps.ops",
     "apps.dashboard",
     "apps.mcp",
@@ -289,6 +290,14 @@ MEMORYWEB_VECTOR_SEARCH_EF = env.int("MEMORYWEB_VECTOR_SEARCH_EF", default=0)
 MEMORYWEB_EMBEDDER = env.str("MEMORYWEB_EMBEDDER", default="minilm-onnx")
 MEMORYWEB_EMBEDDER_THREADS = env.int("MEMORYWEB_EMBEDDER_THREADS", default=0)  # 0 = onnxruntime default
 MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=64)
+
+# --- Consolidation (apps/lifecycle, docs/lifecycle.md) --------------------------------
+# Cosine similarity of two memories' contents at which they say the same thing (a request
+# may give its own ``threshold``); chosen on bench/consolidation.py's tuning part.
+MEMORYWEB_CONSOLIDATE_THRESHOLD = env.float("MEMORYWEB_CONSOLIDATE_THRESHOLD", default=0.84)
+# The most memories one REST/MCP/drop-in consolidation may consider (a request holds a
+# worker meanwhile); manage.py consolidate has no such cap.
+MEMORYWEB_CONSOLIDATE_MAX = env.int("MEMORYWEB_CONSOLIDATE_MAX", default=20000)
 
 # --- Summarizer (apps/core/summarizer.py, docs/summarizer.md) -----------------
 # What rollups and digests summarise with: "extractive" (offline, deterministic: picks

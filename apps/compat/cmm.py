@@ -12,7 +12,9 @@ Importance: MemoryWeb's is 0..1 (0.5 = ordinary). Seed 000's is a positive weigh
 back ``w = unit / (1 - unit)``: 1.0 <-> 0.5, 2.0 <-> 0.667, 0 <-> 0, order kept; the top
 of MemoryWeb's scale (1.0) shows as 1e12.
 
-Consolidate, end of day and merge answer 501 until the lifecycle work lands.
+``/end_of_day`` answers the day's digest (apps/lifecycle/digest.py, the timeline's day
+node with grips to its sources); consolidate and merge answer 501 until the lifecycle
+work lands.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
 from apps.core.query_params import KnownQueryParams
 from apps.core.roles import Action
+from apps.lifecycle import consolidation, digest
+from apps.lifecycle.api.doors import digest_errors, with_retry_after
+from apps.lifecycle.representation import conflict_rows, proposal_rows
 from apps.memories import external_ids, services
 from apps.memories.models import ExternalId, Memory
 from apps.memories.representation import iso_datetime
@@ -43,6 +48,7 @@ from apps.memories.results import memory_of
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, resolve_namespace
+from apps.timeline.representation import grip_row
 
 CMM = ExternalId.System.CMM
 TAG = "seed 000 drop-in (cmm)"
@@ -389,14 +395,108 @@ class _NotYet(CmmView):
         raise not_yet(self.what)
 
 
-@extend_schema(tags=[TAG], summary="Seed 000's /consolidate: 501 until lifecycle work lands")
-class ConsolidateView(_NotYet):
-    what = "consolidate (merging similar memories)"
+#: What seed 000's /consolidate body may carry.
+_CONSOLIDATE = {"namespace", "dry_run", "threshold", "agent_id", "kind", "tags"}
 
 
-@extend_schema(tags=[TAG], summary="Seed 000's /end_of_day: 501 until lifecycle work lands")
-class EndOfDayView(_NotYet):
-    what = "end_of_day (the daily digest)"
+@extend_schema(tags=[TAG])
+class ConsolidateView(CmmView):
+    """Seed 000's /consolidate (team admin): merges the namespace's memories that say the
+    same thing at once unless ``dry_run`` (the seed's call does the work); each group's
+    best member stays (``kept``), the others are superseded by it, reversibly
+    (``POST /api/v1/memories/{id}/unmerge``; docs/lifecycle.md). Ids are seed 000 numbers,
+    the UUIDs beside them."""
+
+    @extend_schema(summary="Seed 000's /consolidate: merge memories that say the same thing "
+                   "(team admin)", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, Mapping):
+            raise InvalidInput("expected a JSON object.")
+        unknown = sorted(set(body) - _CONSOLIDATE)
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        ns = _namespace(request, body)
+        data: dict[str, Any] = {name: body[name] for name in ("dry_run", "threshold")
+                                if body.get(name) is not None}
+        filters = {name: body[name] for name in ("agent_id", "kind", "tags")
+                   if body.get(name) not in (None, "", [])}
+        if filters:
+            data["filters"] = filters
+        outcome = consolidation.consolidate(request.user, ns.slug, data, dry_run_default=False,
+                                            limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        rows, conflicts = proposal_rows(outcome), conflict_rows(outcome)
+        numbers = external_ids.numbers(ns, CMM, [
+            uuid.UUID(m) for m in [*(m for row in rows for m in row["members"]),
+                                   *(m for c in conflicts for m in c["members"])]])
+        number = {str(pk): n for pk, n in numbers.items()}
+        return Response({
+            "namespace": ns.slug, "dry_run": outcome.dry_run, "threshold": outcome.threshold,
+            "candidates": outcome.candidates, "merged": outcome.merged,
+            "superseded": outcome.superseded,
+            "groups": [{"kept": number.get(row["survivor"]),
+                        "merged": [number.get(m) for m in row["members"] if m != row["survivor"]],
+                        "memoryweb_ids": row["members"], "similarity": row["similarity"],
+                        "gist": row["merged_content"],
+                        **({"applied": row["applied"]} if "applied" in row else {})}
+                       for row in rows],
+            "conflicts": [{"ids": [number.get(m) for m in c["members"]],
+                           "memoryweb_ids": c["members"], "differs_in": c["differs_in"]}
+                          for c in conflicts]})
+
+
+#: What seed 000's /end_of_day body may carry (null or "" is the default, as its clients send).
+_END_OF_DAY = {"namespace", "date", "agent_id"}
+
+
+def _digest_row(namespace: Namespace, found: digest.Digest) -> dict[str, Any]:
+    """The digest as seed 000's clients read memories: sources and the summary memory by
+    their seed 000 numbers (``id``), the UUIDs beside them."""
+    node = found.node
+    summary_memory = node.memory_id if node is not None else None
+    numbers = external_ids.numbers(namespace, CMM, [*(g.memory_id for g in found.grips),
+                                                    *([summary_memory] if summary_memory else [])])
+    grips = []
+    for grip in found.grips:
+        row = grip_row(grip)
+        grips.append({"id": numbers.get(grip.memory_id), "memoryweb_id": row["memory_id"],
+                      "grip_id": row["id"], "part": row["part"], "text": row["text"],
+                      "excerpt": row["excerpt"], "occurred_at": row["occurred_at"],
+                      "session_id": row["session_id"]})
+    return {"date": found.day.isoformat(), "namespace": namespace.slug,
+            "agent_id": found.agent_id, "built": found.built, "complete": found.complete,
+            "empty": found.empty, "summary": node.summary if node is not None else "",
+            "source_count": node.source_count if node is not None else 0,
+            "status": node.status if node is not None else None,
+            "node_id": str(node.pk) if node is not None else None,
+            "memory_id": numbers.get(summary_memory) if summary_memory else None,
+            "memoryweb_memory_id": str(summary_memory) if summary_memory else None,
+            "grips": grips}
+
+
+@extend_schema(tags=[TAG], parameters=[NAMESPACE_PARAM])
+class EndOfDayView(CmmView):
+    """Seed 000's /end_of_day (team admin): the day's digest, built now for that day
+    only — the timeline's day node with its grips (apps/lifecycle/digest.py)."""
+
+    @extend_schema(summary="Seed 000's /end_of_day: the day's digest with grips to its "
+                   "sources (team admin)",
+                   request={"application/json": openapi.CmmEndOfDay},
+                   responses={200: OpenApiTypes.OBJECT, **digest_errors()})
+    def post(self, request):
+        body = request.data
+        if not isinstance(body, Mapping):
+            raise InvalidInput("expected a JSON object.")
+        unknown = sorted(set(body) - _END_OF_DAY)
+        if unknown:
+            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        ns = _namespace(request, body)
+        given = {name: body[name] for name in ("date", "agent_id") if body.get(name) not in (None, "")}
+        found = digest.end_of_day(request.user, ns, **given)
+        return Response(_digest_row(ns, found))
+
+    def handle_exception(self, exc):
+        return with_retry_after(super().handle_exception(exc), exc)
 
 
 @extend_schema(tags=[TAG], summary="Seed 000's /merge: 501 until lifecycle work lands")

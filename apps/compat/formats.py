@@ -34,7 +34,7 @@ Item = ImportRecord | tuple[int, str]
 
 #: Export fields that are the receiving server's to set, not the record's.
 _EXPORT_ONLY = ("type", "id", "namespace", "content_hash", "near_duplicate_of", "external_ids",
-                "duplicate", "near_duplicate_similarity")
+                "duplicate", "near_duplicate_similarity", "superseded_by")
 
 
 def count(path: Path, fmt: str) -> int | None:
@@ -98,13 +98,15 @@ def _export_record(number: int, row: dict[str, Any]) -> Item:
             f"(0 to {MAX_NUMBER})."
     if ExternalId.System.CMM in other_ids:  # "007" and "7" are one number
         other_ids = {**other_ids, "cmm": str(_int_id(other_ids[ExternalId.System.CMM]))}
-    if row.get("near_duplicate_of") is not None and not isinstance(row["near_duplicate_of"], str):
-        return number, "near_duplicate_of: expected a memory id."
+    for link in ("near_duplicate_of", "superseded_by"):
+        if row.get(link) is not None and not isinstance(row[link], str):
+            return number, f"{link}: expected a memory id."
     content = row.get("content")
     key = str(preferred) if preferred else "sha256:" + hashlib.sha256(
         str(content).encode()).hexdigest()
     return ImportRecord(number, ExternalId.System.MEMORYWEB, key, data, preferred_id=preferred,
                         near_duplicate_of=row.get("near_duplicate_of") or None,
+                        superseded_by=row.get("superseded_by") or None,
                         other_ids=dict(other_ids))
 
 

@@ -33,18 +33,19 @@ from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from apps.compat import openapi
-from apps.compat.common import check_own_agent, int_param, not_yet
+from apps.compat.common import check_own_agent, int_param
 from apps.core.client_address import client_address
 from apps.core.errors import InvalidInput
 from apps.core.query_params import KnownQueryParams
-from apps.core.roles import Action
+from apps.lifecycle import consolidation
+from apps.lifecycle.representation import conflict_rows, proposal_rows
 from apps.memories import schemas, services
 from apps.memories.models import Memory, MemoryKind
 from apps.memories.representation import iso_datetime
 from apps.privacy import erasure, export
 from apps.privacy.api.views import streaming
 from apps.privacy.selectors import select
-from apps.tenancy.services import authenticate_key, authorize, resolve_namespace
+from apps.tenancy.services import authenticate_key
 
 TAG = "seed 003 drop-in (memoryOSS /v1)"
 TYPE_TO_KIND = {"semantic": MemoryKind.FACT, "episodic": MemoryKind.EPISODE,
@@ -458,12 +459,40 @@ class MemoriesView(MemoryOssView):
                          "memories": [memory_row(m) for m in page]})
 
 
+_CONSOLIDATE_FIELDS = {"namespace", "threshold", "dry_run", "agent", "memory_type", "tags"}
+
+
 @extend_schema(tags=[TAG])
 class ConsolidateView(MemoryOssView):
-    @extend_schema(summary="Seed 003's /v1/consolidate: 501 until lifecycle work lands",
-                   request=None, responses={501: OpenApiTypes.OBJECT})
+    """Seed 003's "merge similar memories" (team admin): merges at once unless
+    ``dry_run`` (the seed's call does the work); reversible with
+    ``POST /api/v1/memories/{id}/unmerge`` (docs/lifecycle.md)."""
+
+    @extend_schema(summary="Seed 003's /v1/consolidate: merge similar memories (team admin)",
+                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        body = request.data if isinstance(request.data, Mapping) else {}
-        namespace = resolve_namespace(request.user, _namespace_of(request, body))
-        authorize(request.user, namespace.pk, Action.EDIT)  # whether it could, then: not yet
-        raise not_yet("consolidate (merging similar memories)")
+        body = _checked(request.data, _CONSOLIDATE_FIELDS)
+        data: dict[str, Any] = {key: body[key] for key in ("threshold", "dry_run")
+                                if body.get(key) is not None}
+        filters: dict[str, Any] = {}
+        if _given(body, "agent"):
+            filters["agent_id"] = body["agent"]
+        if _given(body, "tags"):
+            filters["tags"] = body["tags"]
+        if body.get("memory_type") is not None:
+            filters["kind"] = _kind(body["memory_type"], "memory_type")
+        if filters:
+            data["filters"] = filters
+        outcome = consolidation.consolidate(
+            request.user, _namespace_of(request, body), data, dry_run_default=False,
+            limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        return Response({
+            "namespace": outcome.namespace.slug, "dry_run": outcome.dry_run,
+            "threshold": outcome.threshold, "candidates": outcome.candidates,
+            "merged": outcome.merged, "superseded": outcome.superseded,
+            "groups": [{"kept": row["survivor"], "merged": [m for m in row["members"]
+                                                            if m != row["survivor"]],
+                        "similarity": row["similarity"], "content": row["merged_content"],
+                        **({"applied": row["applied"]} if "applied" in row else {})}
+                       for row in proposal_rows(outcome)],
+            "conflicts": conflict_rows(outcome)})

@@ -118,6 +118,27 @@ class CmmRecall(StrictBody):
                                       help_text="System-admin keys: the namespace to search.")
 
 
+@extend_schema_field({"anyOf": [{"type": "string", "format": "date"},
+                               {"type": "string", "maxLength": 0}], "nullable": True})
+class DayOrEmptyField(serializers.CharField):
+    """Seed 000's /end_of_day ``date``: a day as YYYY-MM-DD, or empty / null for today."""
+
+
+class CmmEndOfDay(StrictBody):
+    """Seed 000's /end_of_day: which day's digest (default today, UTC), of the whole
+    namespace or of one agent."""
+
+    date = DayOrEmptyField(required=False, allow_blank=True, allow_null=True,
+                           help_text="The day (UTC) as YYYY-MM-DD, not after today; empty or "
+                           "null: today (UTC).")
+    agent_id = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$", required=False, allow_blank=True,
+        allow_null=True, help_text="That agent's own digest; empty or null: the whole "
+        "namespace's.")
+    namespace = serializers.SlugField(required=False, allow_blank=True, allow_null=True,
+                                      help_text="System-admin keys: the namespace.")
+
+
 # --- seed 003 (/v1/) ----------------------------------------------------------------------
 
 @extend_schema_field({"anyOf": [{"type": "boolean", "enum": [False]},

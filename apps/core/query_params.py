@@ -77,3 +77,20 @@ class KnownQueryParams:
         super().initial(request, *args, **kwargs)  # authentication and permissions first
         if hasattr(self, request.method.lower()):  # an unsupported method stays a 405
             self.check_query_params(request)
+
+
+#: How a boolean query parameter may be written (anything else is a 400 naming it).
+_TRUE, _FALSE = frozenset({"true", "1", "yes"}), frozenset({"false", "0", "no"})
+
+
+def flag(params: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean query parameter: absent is ``default``; true/false (1/0, yes/no, any case)
+    otherwise; an empty or other value is a 400 naming it."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise InvalidInput(f"{name} must be true or false.", field=name)

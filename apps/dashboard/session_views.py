@@ -57,9 +57,10 @@ def _turn(memory: Memory) -> Turn:
 
 
 def _in_session(request: HttpRequest, slug: str, session_id: str) -> QuerySet[Memory]:
-    """The session's live events and memories (summaries aside), in conversation order."""
-    return (services.list_memories(principal_for(request), slug).filter(session_id=session_id)
-            .exclude(kind=MemoryKind.SUMMARY).order_by(*ORDERINGS["occurred_at"]))
+    """The session's live events and memories (summaries aside; superseded ones too: the
+    session is a record), in conversation order."""
+    return (services.list_memories(principal_for(request), slug, include_superseded=True)
+            .filter(session_id=session_id).exclude(kind=MemoryKind.SUMMARY).order_by(*ORDERINGS["occurred_at"]))
 
 
 def _page_of(rows: QuerySet[Memory], memory_id: str) -> int | None:
@@ -120,7 +121,8 @@ def sessions(request: HttpRequest) -> HttpResponse:
     context: dict = {"namespaces": namespaces, "namespace": namespace}
     if namespace is not None:
         prefix = request.GET.get("q", "").strip()[:128]
-        memories = (services.list_memories(principal_for(request), namespace.slug)
+        memories = (services.list_memories(principal_for(request), namespace.slug,
+                                            include_superseded=True)
                     .exclude(session_id="").exclude(kind=MemoryKind.SUMMARY))
         if prefix:
             memories = memories.filter(session_id__startswith=prefix)

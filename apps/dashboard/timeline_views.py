@@ -265,7 +265,8 @@ def _confirm(request: HttpRequest, namespace: Namespace, agent: str, full: bool,
              tree: str) -> HttpResponse:
     from django.contrib import admin
 
-    memories = memory_services.list_memories(principal_for(request), namespace.slug).exclude(
+    memories = memory_services.list_memories(principal_for(request), namespace.slug,
+                                             include_superseded=True).exclude(
         kind=MemoryKind.SUMMARY)
     if agent:
         memories = memories.filter(agent_id=agent)

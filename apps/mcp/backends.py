@@ -23,6 +23,8 @@ class Backend(Protocol):
     def timeline_browse(self, params: dict[str, Any]) -> list[dict[str, Any]]: ...
     def timeline_node(self, node_id: str) -> dict[str, Any]: ...
     def grip_expand(self, grip_id: str, before: int, after: int) -> dict[str, Any]: ...
+    def end_of_day(self, date: str | None, agent_id: str | None) -> dict[str, Any]: ...
+    def consolidate(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class ServiceBackend:
@@ -96,6 +98,21 @@ class ServiceBackend:
                 "before": [memory_row(m) for m in found.before],
                 "source": memory_row(found.source), "after": [memory_row(m) for m in found.after]}
 
+    def end_of_day(self, date, agent_id):
+        from apps.lifecycle import digest
+
+        return digest.digest_row(self._call(digest.end_of_day, None, date=date,
+                                            agent_id=agent_id))
+
+    def consolidate(self, params):
+        from django.conf import settings
+
+        from apps.lifecycle import consolidation
+        from apps.lifecycle.representation import outcome_row
+
+        return outcome_row(self._call(consolidation.consolidate, None, params,
+                                      limit=settings.MEMORYWEB_CONSOLIDATE_MAX))
+
 
 class ServerBackend:
     """Through the admin socket of the server running on this embedded data directory
@@ -141,6 +158,12 @@ class ServerBackend:
     def grip_expand(self, grip_id, before, after):
         return self._call("grip_expand", str(grip_id), int(before), int(after))
 
+    def end_of_day(self, date, agent_id):
+        return self._call("end_of_day", date, agent_id)
+
+    def consolidate(self, params):
+        return self._call("consolidate", dict(params))
+
 
 class RestBackend:
     """A thin proxy to a MemoryWeb server (seed 002's topology): the key travels as the
@@ -149,6 +172,7 @@ class RestBackend:
     def __init__(self, server_url: str, key: str, timeout: float = 60):
         self.client = httpx.Client(base_url=server_url.rstrip("/"), timeout=timeout,
                                    headers={"Authorization": f"Bearer {key}"})
+        self._slug: str | None = None
 
     def _send(self, method: str, path: str, **kwargs) -> Any:
         try:
@@ -198,3 +222,23 @@ class RestBackend:
     def grip_expand(self, grip_id, before, after):
         return self._send("GET", f"grips/{quote(str(grip_id), safe='')}/expand",
                           params={"before": before, "after": after})
+
+    def end_of_day(self, date, agent_id):
+        body = {name: value for name, value in (("date", date), ("agent_id", agent_id))
+                if value is not None}
+        return self._send("POST", f"namespaces/{quote(self._namespace(), safe='')}/end-of-day",
+                          json=body)
+
+    def consolidate(self, params):
+        return self._send("POST", f"namespaces/{quote(self._namespace(), safe='')}/consolidate",
+                          json=params)
+
+    def _namespace(self) -> str:
+        """The key's namespace, for routes that name it in the path (asked once): a
+        namespace key sees exactly its own."""
+        if self._slug is None:
+            visible = self._send("GET", "namespaces")
+            if not isinstance(visible, list) or len(visible) != 1:
+                raise ToolError("invalid: this tool needs a key bound to one namespace.")
+            self._slug = str(visible[0]["slug"])
+        return self._slug

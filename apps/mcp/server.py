@@ -1,7 +1,8 @@
 """The MCP server: memory tools with schemas and descriptions an LLM can use well.
 
-Seed 003 offered store, recall, update and forget; MemoryWeb adds list_recent, and the
-timeline's timeline_browse and grip_expand (docs/timeline.md). Every
+Seed 003 offered store, recall, update and forget; MemoryWeb adds list_recent, the
+timeline's timeline_browse and grip_expand (docs/timeline.md), and the lifecycle's
+end_of_day and consolidate (docs/lifecycle.md). Every
 tool calls a ``Backend`` (backends.py): the services in-process, or the REST API when
 the command runs as a thin proxy. Validation, permissions, audit and events happen
 there, once, as for every other door.
@@ -169,6 +170,44 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         """The exact source of a timeline summary's statement, with the conversation
         around it (same session, in order): read it before relying on a summary."""
         return await _call(backend, ctx, "grip_expand", str(grip_id), before, after)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False,
+                                             idempotentHint=True))
+    async def end_of_day(
+        date: Annotated[str | None, Field(description="The day (UTC) as YYYY-MM-DD, not "
+                                          "after today; default today")] = None,
+        agent_id: Annotated[str | None, Field(description="That agent's own digest; absent: "
+                                              "the whole namespace's")] = None,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """The day's digest (needs the team-admin role): the day's summary with grips to
+        the memories and events it quotes, built now for that day. Asking again with
+        nothing new that day builds nothing (built=false, the same node); a day with no
+        memories answers empty=true."""
+        return await _call(backend, ctx, "end_of_day", date, agent_id)
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False,
+                                             idempotentHint=True))
+    async def consolidate(
+        dry_run: Annotated[bool, Field(description="Only propose (default); false merges: "
+                                       "each group's best member stays, the others are "
+                                       "superseded by it (reversible by unmerge)")] = True,
+        threshold: Annotated[float | None, Field(ge=0.5, le=1.0, description="Similarity "
+                                                 "at which two memories say the same thing "
+                                                 "(default: the server's)")] = None,
+        agent_id: Annotated[str | None, Field(description="Only this agent's memories")] = None,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """Find the memories of the namespace that say the same thing (needs the
+        team-admin role): groups with their similarities and the memory each would keep;
+        pairs alike but for a number, a name, a date or a negation are listed as conflicts
+        and never merged."""
+        params: dict[str, Any] = {"dry_run": dry_run}
+        if threshold is not None:
+            params["threshold"] = threshold
+        if agent_id:
+            params["filters"] = {"agent_id": agent_id}
+        return await _call(backend, ctx, "consolidate", params)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def list_recent(

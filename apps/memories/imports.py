@@ -102,6 +102,9 @@ class ImportRecord:
     preferred_id: uuid.UUID | None = None
     #: The source's near-duplicate link, as an id of the same source (linked at the end).
     near_duplicate_of: str | None = None
+    #: The memory a consolidation merged it into, as an id of the same source (restored
+    #: at the end, like the near-duplicate link: superseded again, derived_from linked).
+    superseded_by: str | None = None
     #: Ids the memory had in other systems (an export carries them), restored as well.
     other_ids: dict[str, str] = field(default_factory=dict)
 
@@ -244,6 +247,8 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
                                 imported=True) for system, value in ids.items()]
         if record.near_duplicate_of:
             links.append((pk, record.system, record.near_duplicate_of))
+        if record.superseded_by:
+            links.append((pk, record.system, SUPERSEDED + record.superseded_by))
     if not memories:
         return
     embeddings = indexing.embed_contents([m.content for m in memories])
@@ -267,23 +272,41 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
     report.created += len(memories)
 
 
+#: Marks a link of ``links`` that restores a supersede rather than a near-duplicate.
+SUPERSEDED = "superseded:"
+
+
 def _link_near_duplicates(principal: Principal, ns: Namespace,
                           links: list[tuple[uuid.UUID, str, str]]) -> int:
-    """Restore the source's near-duplicate links once every record is in (a link may
-    point forward in the file). A target that was not imported stays unlinked."""
+    """Restore the source's near-duplicate links and supersedes (consolidation lineage)
+    once every record is in (a link may point forward in the file). A target that was not
+    imported stays unlinked (the memory is then current)."""
     linked: list[uuid.UUID] = []
+    superseded: list[tuple[uuid.UUID, uuid.UUID]] = []
     for pk, system, target in links:
+        lineage = target.startswith(SUPERSEDED)
+        target = target.removeprefix(SUPERSEDED)
         found = (ExternalId.objects.filter(namespace=ns, system=system, external_id=target)
                  .values_list("memory_id", flat=True).first())
         if found is None and system == ExternalId.System.MEMORYWEB:
             found = Memory.objects.filter(namespace=ns, pk=_uuid_or_none(target)).values_list(
                 "pk", flat=True).first()
         if found is not None and found != pk:
-            if writes.link_near_duplicate(pk, found):
+            if lineage:
+                superseded.append((pk, found))
+            elif writes.link_near_duplicate(pk, found):
                 linked.append(pk)
     if linked:
         audit(principal, "memory.import", namespace=ns, record_ids=linked,
               summary={"near_duplicates_linked": len(linked)})
+    if superseded:
+        with writes.atomic() as write:
+            for pk, by in superseded:
+                write.supersede(ns, [Memory(pk=pk, namespace=ns)], Memory(pk=by, namespace=ns),
+                                similarity={}, actor=principal)
+            audit(principal, "memory.import", namespace=ns,
+                  record_ids=[pk for pk, _ in superseded],
+                  summary={"superseded_restored": len(superseded)})
     return len(linked)
 
 

@@ -27,6 +27,10 @@ class MemoryQuerySet(NamespaceScopedQuerySet):
         """Not expired (expired rows wait for the retention job but are never served)."""
         return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
 
+    def current(self) -> MemoryQuerySet:
+        """Not superseded by a consolidation (default lists and recall show only these)."""
+        return self.filter(superseded_by__isnull=True)
+
 
 class EventType(models.TextChoices):
     """What a conversation event records (issue 20): the hook events of a coding agent.
@@ -94,6 +98,15 @@ class Memory(models.Model):
     event_type = models.CharField(max_length=32, blank=True, default="", db_default="",
                                   choices=EventType.choices)
     role = models.CharField(max_length=32, blank=True, default="", db_default="")
+    #: Consolidation (apps/lifecycle, docs/lifecycle.md): the memory that now says what
+    #: this one said, and since when. A superseded memory is kept (unmerge brings it
+    #: back) but left out of default lists and recall (``include_superseded``). Lineage,
+    #: not an edit: no version (what the memory says is unchanged); the links and the
+    #: audit log record who did it and when, and an as-of read compares superseded_at.
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes",
+        editable=False)
+    superseded_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = MemoryQuerySet.as_manager()
 
@@ -143,6 +156,40 @@ class Memory(models.Model):
         """Inside its validity window (open ends are unbounded)."""
         return ((self.valid_from is None or self.valid_from <= moment)
                 and (self.valid_until is None or moment < self.valid_until))
+
+
+class MemoryLink(models.Model):
+    """A relation between two memories of one namespace found by consolidation
+    (apps/lifecycle): ``derived_from`` (``source`` is the memory that now says what
+    ``target`` said: the kept member or a merged text; target is superseded by it) or
+    ``conflicts_with`` (two memories alike but for a number, a name, a date or a negation:
+    both stay, shown together; stored once, source id < target id). Erasing either
+    memory removes the link (cascade)."""
+
+    class Relation(models.TextChoices):
+        DERIVED_FROM = "derived_from"
+        CONFLICTS_WITH = "conflicts_with"
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    source = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="links_out")
+    target = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="links_in")
+    relation = models.CharField(max_length=16, choices=Relation.choices)
+    similarity = models.FloatField(null=True, blank=True)
+    #: What differs between two conflicting memories (facet names: number, name, date,
+    #: negation); empty for derived_from.
+    differs_in = models.JSONField(default=list, blank=True)
+    created_by = models.CharField(max_length=160)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "target", "relation"],
+                                               name="memorylink_unique")]
+        indexes = [models.Index(fields=["target", "relation"], name="memorylink_target")]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} {self.relation} {self.target_id}"
 
 
 class MemoryTag(models.Model):

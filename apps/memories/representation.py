@@ -30,10 +30,10 @@ MEMORY_FIELDS = (
     "id", "namespace", "content", "kind", "tags", "metadata", "agent_id", "session_id",
     "importance", "confidence", "created_at", "updated_at", "last_recalled_at",
     "access_count", "expires_at", "valid_from", "valid_until", "occurred_at",
-    "near_duplicate_of", "content_hash", "version", "event_type", "role",
+    "near_duplicate_of", "content_hash", "version", "event_type", "role", "superseded_by",
 )
 #: What a shared memory's row leaves out (null): the grantor's own statistics and links.
-GRANTOR_ONLY = ("access_count", "last_recalled_at", "near_duplicate_of")
+GRANTOR_ONLY = ("access_count", "last_recalled_at", "near_duplicate_of", "superseded_by")
 
 
 def iso_datetime(value: datetime | None) -> str | None:
@@ -106,4 +106,5 @@ def _row(m: Memory) -> dict[str, Any]:
         "near_duplicate_of": str(m.near_duplicate_of_id) if m.near_duplicate_of_id else None,
         "content_hash": m.content_hash, "version": m.version, "event_type": m.event_type,
         "role": m.role,
+        "superseded_by": str(m.superseded_by_id) if m.superseded_by_id else None,
     }

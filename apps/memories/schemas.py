@@ -151,6 +151,9 @@ class RecallFilters(StrictSerializer):
         "valid_until) contains this moment. Default: now.")
     include_invalid = serializers.BooleanField(
         default=False, help_text="Also return memories outside their validity window.")
+    include_superseded = serializers.BooleanField(
+        default=False, help_text="Also return memories a consolidation superseded (merged "
+        "into another: docs/lifecycle.md).")
     metadata = MetadataFilterField(required=False)
 
     def validate(self, attrs):

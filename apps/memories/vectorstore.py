@@ -291,6 +291,27 @@ class VectorStore:
         return [VectorHit(ids[0], 1.0 - float(distances[0])) if ids else None
                 for ids, distances in zip(result["ids"], result["distances"], strict=True)]
 
+    def neighbours(self, namespace: Namespace, embeddings: np.ndarray, n: int
+                   ) -> list[list[VectorHit]]:
+        """The ``n`` nearest stored vectors to each row of ``embeddings``, best first, in
+        one query (consolidation's candidate pairs: n per memory, never all pairs)."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            with self._gate.shared():
+                collection = self._readable(namespace)
+                size = collection.count() if len(embeddings) else 0
+                if not size:
+                    return [[] for _ in range(len(embeddings))]
+                result = collection.query(query_embeddings=embeddings, n_results=min(n, size),
+                                          include=["distances"])
+        except NotFoundError:
+            if (current := _swapped(namespace)) is None:
+                raise
+            return self.neighbours(current, embeddings, n)
+        return [[VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
+                for ids, distances in zip(result["ids"], result["distances"], strict=True)]
+
     def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors by id (ids not in the index are left out)."""
         from chromadb.errors import NotFoundError

@@ -48,6 +48,7 @@ from apps.memories.models import (
     ExternalId,
     IndexOutbox,
     Memory,
+    MemoryLink,
     MemoryTag,
     MemoryVersion,
     content_hash,
@@ -231,6 +232,11 @@ class Write:
         # The memories indexed with these as their context: the delete unlinks them (SET
         # NULL); their keyword rows and vectors lose the deleted words below.
         dependents = context.dependents(namespace.pk, ids)
+        # What a deleted memory superseded is current again (the SET NULL would leave its
+        # superseded_at behind); its derived_from links go with the row (cascade).
+        for part in stores.chunks(ids):
+            Memory.objects.filter(namespace_id=namespace.pk, superseded_by__in=part).exclude(
+                pk__in=part).update(superseded_by=None, superseded_at=None)
         removed = 0
         with _secure_delete() if secure else contextlib.nullcontext():
             for part in stores.chunks(ids):
@@ -248,6 +254,63 @@ class Write:
             memory.context_memory = None
         self._reindex_context(namespace, dependents)
         return removed
+
+    # --- lineage (apps/lifecycle) --------------------------------------------------------
+
+    def supersede(self, namespace: Namespace, members: Sequence[Memory], by: Memory, *,
+                  similarity: Mapping[Any, float], actor: Any) -> int:
+        """Mark ``members`` (locked by the caller) as said by ``by`` from now on: their
+        ``superseded_by``/``superseded_at`` and a ``derived_from`` link from ``by`` to each
+        (with its similarity). Not an edit of theirs: no version, no outbox row (neither
+        index holds the state; recall drops superseded rows when it reads them). The
+        caller audits. Returns how many were superseded."""
+        self._require_open()
+        now = timezone.now()
+        ids = [m.pk for m in members if m.pk != by.pk]
+        done = Memory.objects.filter(namespace_id=namespace.pk, pk__in=ids).update(
+            superseded_by=by, superseded_at=now)
+        MemoryLink.objects.bulk_create([
+            MemoryLink(namespace=namespace, source=by, target_id=pk,
+                       relation=MemoryLink.Relation.DERIVED_FROM,
+                       similarity=similarity.get(pk), created_by=actor.label, created_at=now)
+            for pk in ids], ignore_conflicts=True)
+        for member in members:
+            if member.pk != by.pk:
+                member.superseded_by, member.superseded_at = by, now
+        return done
+
+    def release(self, namespace: Namespace, by: Memory, only: Sequence[Any] | None = None
+                ) -> list[Any]:
+        """Undo :meth:`supersede` for the memories ``by`` superseded (all, or ``only``
+        these): current again, their ``derived_from`` links from ``by`` removed. The
+        caller audits. Returns their ids."""
+        self._require_open()
+        superseded = Memory.objects.filter(namespace_id=namespace.pk, superseded_by=by)
+        if only is not None:
+            superseded = superseded.filter(pk__in=list(only))
+        ids = list(superseded.values_list("pk", flat=True))
+        Memory.objects.filter(pk__in=ids).update(superseded_by=None, superseded_at=None)
+        MemoryLink.objects.filter(source=by, target_id__in=ids,
+                                  relation=MemoryLink.Relation.DERIVED_FROM).delete()
+        return ids
+
+    def link_conflicts(self, namespace: Namespace,
+                       pairs: Sequence[tuple[Any, Any, float, Sequence[str]]], *,
+                       actor: Any) -> int:
+        """``conflicts_with`` links, one per pair ``(a, b, similarity, differs_in)``
+        (stored once, the smaller id first; an existing link is kept). Returns how many
+        pairs were given a new link."""
+        self._require_open()
+        rows = []
+        for a, b, similarity, differs_in in pairs:
+            low, high = sorted((a, b), key=str)
+            rows.append(MemoryLink(namespace=namespace, source_id=low, target_id=high,
+                                   relation=MemoryLink.Relation.CONFLICTS_WITH,
+                                   similarity=similarity, differs_in=list(differs_in),
+                                   created_by=actor.label))
+        before = MemoryLink.objects.filter(namespace=namespace).count()
+        MemoryLink.objects.bulk_create(rows, ignore_conflicts=True)
+        return MemoryLink.objects.filter(namespace=namespace).count() - before
 
     def _reindex_context(self, namespace: Namespace, memories: Sequence[Memory]) -> None:
         """Re-index memories whose conversation context changed or went (context.py):

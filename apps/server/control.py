@@ -75,7 +75,7 @@ CLAIM_WAIT_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 0.2
 #: The tools ``mcp.call`` runs (apps/mcp/backends.py's Backend).
 MCP_TOOLS = frozenset({"store", "recall", "update", "forget", "list_recent", "timeline_browse",
-                       "timeline_node", "grip_expand"})
+                       "timeline_node", "grip_expand", "end_of_day", "consolidate"})
 #: The channel-layer groups of apps/live/events.py.
 LIVE_GROUP = re.compile(r"live\.(ns|key|grant)\.[0-9]+")
 
@@ -387,6 +387,18 @@ def _nearest(args: dict[str, Any]) -> list[list[Any] | None]:
         raise Refused("bad_request", "vector.nearest: embeddings is a matrix")
     hits = _store().nearest(_namespace(args), vectors)
     return [[hit.id, hit.similarity] if hit else None for hit in hits]
+
+
+@operation("vector.neighbours")
+def _neighbours(args: dict[str, Any]) -> list[list[list[Any]]]:
+    vectors = unpack_array(args["embeddings"])
+    if vectors.ndim != 2:
+        raise Refused("bad_request", "vector.neighbours: embeddings is a matrix")
+    n = args.get("n")
+    if not isinstance(n, int) or not 1 <= n <= 100:
+        raise Refused("bad_request", "vector.neighbours: n is 1..100")
+    return [[[hit.id, hit.similarity] for hit in hits]
+            for hits in _store().neighbours(_namespace(args), vectors, n)]
 
 
 @operation("vector.embeddings")

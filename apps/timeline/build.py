@@ -57,6 +57,8 @@ LEASE_TIMEOUT = dt.timedelta(hours=2)
 Progress = Callable[[int, int], None]
 #: Renews the build's lease; False when it was lost (presumed dead and taken over).
 Heartbeat = Callable[[], bool]
+#: The levels summarised from the days, bottom up (``up_to`` stops among them).
+UPPER_LEVELS = (Level.WEEK, Level.MONTH, Level.YEAR)
 _CHUNK = 500
 
 
@@ -93,10 +95,22 @@ class _Stale(Exception):
 
 
 def build(namespace: Namespace, *, agent_id: str = "", rebuild: bool = False,
-          progress: Progress | None = None, summarizer: Summarizer | None = None) -> BuildReport:
+          progress: Progress | None = None, summarizer: Summarizer | None = None,
+          scope: Collection[dt.date] | None = None, up_to: str = Level.YEAR) -> BuildReport:
     """Bring one timeline up to date (``agent_id`` "": the whole namespace's); with
     ``rebuild``, every node is summarised again. One build per tree at a time: a second
-    one finds the lease held and returns a report that says so (``skipped``)."""
+    one finds the lease held and returns a report that says so (``skipped``).
+
+    ``scope``: only these days (UTC) are looked at — their memories alone are listed,
+    and nodes waiting for a rebuild elsewhere are left to the next full build.
+    ``up_to``: the highest level built; ``Level.DAY`` builds the days and their segments
+    but not the weeks, months and years above them (the next full build brings those up
+    to date: their digests of the days' texts differ). The end-of-day digest
+    (apps/lifecycle/digest.py) builds one day this way, so a call costs one day's work.
+    Only a full build (no scope, up to the year) is recorded as the tree's last build,
+    which the scheduled job times its next one from."""
+    if up_to not in UPPER_LEVELS and up_to != Level.DAY:
+        raise ValueError(f"up_to must be day, week, month or year, not {up_to!r}")
     report = BuildReport(namespace.slug, agent_id)
     if namespace.archived_at is not None:
         report.skipped = "archived"
@@ -111,9 +125,11 @@ def build(namespace: Namespace, *, agent_id: str = "", rebuild: bool = False,
 
             summarizer = get_summarizer()
         Builder(namespace, agent_id, summarizer, report, rebuild=rebuild, progress=progress,
+                scope=scope, strict=scope is not None, up_to=up_to,
                 heartbeat=lambda: renew_lease(namespace, agent_id, token)).run()
     finally:
-        release_lease(namespace, agent_id, token, report)
+        full = scope is None and up_to == Level.YEAR
+        release_lease(namespace, agent_id, token, report if full else None)
     return report
 
 
@@ -156,7 +172,9 @@ def _text_sha(text: str) -> str:
 class Builder:
     """One run over one tree. ``exclude``: memory ids treated as gone (an erasure rebuilds
     inside its transaction, before the rows are deleted); ``scope``: only these days and
-    the periods holding them (and nodes waiting for a rebuild); ``interim``: the nodes
+    the periods holding them (and nodes waiting for a rebuild, unless ``strict``: then
+    the scope's days alone, and only their memories are listed); ``up_to``: the highest
+    level built (``Level.DAY``: no week, month or year); ``interim``: the nodes
     written are marked for the next build to summarise again (an erasure's offline
     rebuild while another summariser is configured); ``heartbeat``: renews the caller's
     lease after each day and each higher node (the run stops when it was lost)."""
@@ -164,13 +182,16 @@ class Builder:
     def __init__(self, namespace: Namespace, agent_id: str, summarizer: Summarizer,
                  report: BuildReport, *, rebuild: bool = False, exclude: Collection[str] = (),
                  scope: Collection[dt.date] | None = None, progress: Progress | None = None,
-                 interim: bool = False, heartbeat: Heartbeat | None = None) -> None:
+                 interim: bool = False, heartbeat: Heartbeat | None = None,
+                 strict: bool = False, up_to: str = Level.YEAR) -> None:
         self.heartbeat = heartbeat or (lambda: True)
         self._last_beat: tuple[int, int, int] = (0, 0, 0)
         self.namespace, self.agent_id, self.summarizer = namespace, agent_id, summarizer
         self.report, self.rebuild, self.interim = report, rebuild, interim
         self.exclude = {str(i) for i in exclude}
         self.scope = None if scope is None else set(scope)
+        self.strict = strict and self.scope is not None
+        self.upper = UPPER_LEVELS[:UPPER_LEVELS.index(up_to) + 1] if up_to in UPPER_LEVELS else ()
         self.progress = progress or (lambda done, total: None)
         self.gap = conf.segment_gap_minutes()
         self.failed: dict[str, set[dt.datetime]] = defaultdict(set)
@@ -191,7 +212,7 @@ class Builder:
             Level.SEGMENT, status=NodeStatus.PENDING).values_list("start", flat=True)}
         days = set(by_day) | set(existing) | waiting
         if self.scope is not None:
-            days &= self.scope | waiting
+            days &= self.scope if self.strict else self.scope | waiting
         for done, day in enumerate(sorted(days), start=1):
             if by_day.get(day):
                 self._day(day, by_day[day], existing.get(day))
@@ -200,7 +221,7 @@ class Builder:
             if not self._alive():
                 return self.report
             self.progress(done, len(days))
-        for level in (Level.WEEK, Level.MONTH, Level.YEAR):
+        for level in self.upper:
             if not self._upper(level, days):
                 return self.report
         self._link()
@@ -229,6 +250,12 @@ class Builder:
                     .order_by("at", "created_at", "pk"))
         if self.agent_id:
             queryset = queryset.filter(agent_id=self.agent_id)
+        if self.strict:  # the scope's days only: a one-day build lists one day
+            covered = [day for day in self.scope if periods.covered_day(day)]
+            if not covered:
+                return []
+            queryset = queryset.filter(at__gte=periods.midnight(min(covered)),
+                                       at__lt=periods.bounds(Level.DAY, max(covered))[1])
         return [periods.Row(pk, version, at, session)
                 for pk, version, at, session in queryset.values_list(
                     "pk", "version", "at", "session_id").iterator(chunk_size=5000)

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
+from apps.lifecycle import consolidation
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
 from apps.tenancy import invitations
@@ -109,6 +110,20 @@ WRITES = [
           "erasure.execute", names="erasure_approved"),
     Write("DELETE", "api/v1/forget/certified", "/api/v1/forget/certified?namespace=alpha&"
           "agent_id=agent-1", None, "system", "erasure.execute"),
+    # The end-of-day digest (issue 21): who asked for which day's build, beside the
+    # build's own timeline.build entries (the system's).
+    Write("POST", "api/v1/namespaces/<str:slug>/end-of-day", "/api/v1/namespaces/alpha/end-of-day",
+          {}, "admin", "lifecycle.end_of_day"),
+    # Consolidation (issue 21): each applied merge and each unmerge.
+    Write("POST", "api/v1/namespaces/<str:slug>/consolidate", "/api/v1/namespaces/alpha/consolidate",
+          {"dry_run": False, "threshold": 0.85, "filters": {"tags": ["tomerge"]}}, "admin",
+          "memory.consolidate", names="tomerge"),
+    Write("POST", "api/v1/memories/<str:pk>/unmerge", "/api/v1/memories/{merged}/unmerge", None,
+          "admin", "memory.unmerge", names="merged"),
+    Write("POST", "cmm/consolidate", "/cmm/consolidate",
+          {"threshold": 0.85, "tags": ["tomerge"]}, "admin", "memory.consolidate", names="tomerge"),
+    Write("POST", "v1/consolidate", "/v1/consolidate", {"threshold": 0.85, "tags": ["tomerge"]},
+          "admin", "memory.consolidate", names="tomerge"),
     # The drop-in routes (apps/compat) write through the same services.
     Write("POST", "cmm/ingest", "/cmm/ingest", {"gist": CONTENT + " 6"}, "agent",
           "memory.create"),
@@ -121,6 +136,7 @@ WRITES = [
     Write("DELETE", "cmm/memories/agent/<str:agent_id>",
           "/cmm/memories/agent/agent-1?namespace=alpha", None, "system",
           "memory.delete_by_agent", names="memory"),
+    Write("POST", "cmm/end_of_day", "/cmm/end_of_day", {}, "admin", "lifecycle.end_of_day"),
     Write("POST", "v1/store", "/v1/store", {"content": CONTENT + " 8"}, "agent", "memory.create"),
     Write("POST", "v1/store/batch", "/v1/store/batch", {"memories": [{"content": CONTENT + " 9"}]},
           "agent", "memory.create"),
@@ -137,8 +153,7 @@ READS = {("POST", "api/v1/recall"), ("POST", "cmm/recall"), ("POST", "v1/recall"
 #: POST routes that change nothing: a key check, seed 000's /save (every write is already
 #: durable) and the lifecycle operations that answer 501 (tests/compat check they write
 #: nothing).
-NO_WRITE = {("POST", "v1/auth/token"), ("POST", "cmm/save"), ("POST", "cmm/consolidate"),
-            ("POST", "cmm/end_of_day"), ("POST", "cmm/merge"), ("POST", "v1/consolidate")}
+NO_WRITE = {("POST", "v1/auth/token"), ("POST", "cmm/save"), ("POST", "cmm/merge")}
 
 
 @pytest.fixture
@@ -154,7 +169,17 @@ def targets(alpha, beta, agent):
     invitation = invitations.invite(root, "alpha", {"username": INVITEE, "role": "reader"}).pk
     session = APIClient()
     session.force_login(invitee)
-    return {"memory": memory, "key": key, "grant": grant, "user": "member-1",
+    # Two paraphrases to merge, and two merged already (the survivor is unmerged).
+    tomerge = [agent.post("/api/v1/memories", {"content": text, "tags": ["tomerge"]}).json()["id"]
+               for text in ("Production deploys happen on Tuesday afternoons.",
+                            "Deployments to production happen every Tuesday afternoon.")]
+    for text in ("The staging database runs PostgreSQL 15 on host db-2.",
+                 "Note: the staging database runs on PostgreSQL 15 (host db-2)."):
+        agent.post("/api/v1/memories", {"content": text, "tags": ["merged"]})
+    merged = consolidation.consolidate(root, "alpha", {"dry_run": False, "threshold": 0.85,
+                                                       "filters": {"tags": ["merged"]}})
+    return {"memory": memory, "tomerge": tomerge[0], "merged": merged.groups[0].survivor,
+            "key": key, "grant": grant, "user": "member-1",
             "invitation": invitation, "invitee": Caller(session, None, None, "person"),
             "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
             "erasure": erasure.create(root, selector).pk,

@@ -178,9 +178,33 @@ def test_put_refuses_what_an_edit_cannot_change(imported, team_admin):
     assert team_admin.put("/cmm/memory/not-an-id", {"gist": "x"}).status_code == 404
 
 
-@pytest.mark.parametrize("path, lowest", [("/cmm/consolidate", "admin"),
-                                          ("/cmm/end_of_day", "admin"),
-                                          ("/cmm/merge", "system")])
+def test_consolidate_merges_at_once_with_seed_numbers_and_undoes(alpha, callers):
+    agent, admin = callers["agent"], callers["admin"]
+    texts = ["Production deploys happen on Tuesday afternoons.",
+             "Deployments to production happen every Tuesday afternoon.",
+             "The API timeout is 30 seconds.", "The API timeout is 45 seconds."]
+    numbers = [agent.post("/cmm/ingest", {"gist": t}).json()["id"] for t in texts]
+    assert agent.post("/cmm/consolidate", {}).status_code == 403
+    dry = admin.post("/cmm/consolidate", {"dry_run": True, "threshold": 0.85}).json()
+    assert dry["merged"] == 0 and len(dry["groups"]) == 1
+    assert not Memory.objects.filter(superseded_by__isnull=False).exists()
+    body = admin.post("/cmm/consolidate", {"threshold": 0.85, "agent_id": "agent-1"}).json()
+    assert body["dry_run"] is False and body["merged"] == 1 and body["superseded"] == 1
+    group = body["groups"][0]
+    assert {group["kept"], *group["merged"]} == set(numbers[:2]) and group["applied"] is True
+    assert group["gist"] in texts[:2]
+    assert sorted(body["conflicts"][0]["ids"]) == sorted(numbers[2:])
+    assert body["conflicts"][0]["differs_in"] == ["number"]
+    listed = {m["id"] for m in agent.get("/cmm/memories?limit=50").json()["memories"]}
+    assert group["kept"] in listed and not set(group["merged"]) & listed
+    kept = next(i for i in group["memoryweb_ids"]
+                if Memory.objects.filter(pk=i, superseded_by__isnull=True).exists())
+    assert admin.post(f"/api/v1/memories/{kept}/unmerge").status_code == 200
+    assert len(agent.get("/cmm/memories?limit=50").json()["memories"]) == 4
+    assert admin.post("/cmm/consolidate", {"similarity": 1}).status_code == 400
+
+
+@pytest.mark.parametrize("path, lowest", [("/cmm/merge", "system")])
 def test_lifecycle_operations_answer_501_not_a_fake_success(imported, callers, path, lowest):
     before = Memory.objects.count(), AuditEntry.objects.count()
     for name in ("reader", "agent", "admin", "system"):

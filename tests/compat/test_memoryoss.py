@@ -220,10 +220,30 @@ def test_tenants_stay_apart(alpha, beta, agent, outsider, team_admin):
     assert Memory.objects.get(pk=mine).content == "alpha's secret recipe"
 
 
-def test_consolidate_is_501_for_admins_and_403_below(alpha, agent, team_admin):
+def test_consolidate_merges_similar_memories_for_admins_and_is_403_below(alpha, agent,
+                                                                         team_admin):
+    texts = ["Production deploys happen on Tuesday afternoons.",
+             "Deployments to production happen every Tuesday afternoon.",
+             "The API timeout is 30 seconds.", "The API timeout is 45 seconds."]
+    ids = [agent.post("/v1/store", {"content": t}).json()["id"] for t in texts]
     assert agent.post("/v1/consolidate", {}).status_code == 403
-    response = team_admin.post("/v1/consolidate", {})
-    assert response.status_code == 501 and response.json()["code"] == "not_implemented"
+    dry = team_admin.post("/v1/consolidate", {"dry_run": True, "threshold": 0.85,
+                                              "agent": "agent-1", "memory_type": "semantic"})
+    assert dry.status_code == 200, dry.json()
+    assert dry.json()["merged"] == 0 and len(dry.json()["groups"]) == 1
+    response = team_admin.post("/v1/consolidate", {"threshold": 0.85})  # the seed's call merges
+    body = response.json()
+    assert response.status_code == 200 and body["dry_run"] is False and body["merged"] == 1
+    group = body["groups"][0]
+    assert {group["kept"], *group["merged"]} == set(ids[:2]) and group["applied"] is True
+    assert body["conflicts"] == [{"members": sorted(ids[2:]), "similarity":
+                                  body["conflicts"][0]["similarity"], "differs_in": ["number"]}]
+    listed = {m["id"] for m in agent.get("/v1/memories").json()["memories"]}
+    assert group["kept"] in listed and not set(group["merged"]) & listed
+    refused = team_admin.post("/v1/consolidate", {"threshold": 2})
+    assert refused.status_code == 400 and refused.json()["field"] == "threshold"
+    unknown = team_admin.post("/v1/consolidate", {"similarity": 0.9})
+    assert unknown.status_code == 400 and unknown.json()["field"] == "similarity"
 
 
 def test_odd_parameters_are_400s(alpha, agent, reader):

@@ -7,7 +7,8 @@ import json
 
 from tests.helpers.embedded import manage_commands, migrate
 
-TOOLS = {"store", "recall", "update", "forget", "list_recent", "timeline_browse", "grip_expand"}
+TOOLS = {"store", "recall", "update", "forget", "list_recent", "timeline_browse", "grip_expand",
+         "end_of_day", "consolidate"}
 #: ``manage.py shell -c`` code revoking the agent's key while its session is open.
 REVOKE = ("from django.utils import timezone; from apps.tenancy.models import ApiKey; "
           "ApiKey.objects.filter(agent_id='agent-bot').update(revoked_at=timezone.now())")

@@ -60,6 +60,8 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     # The timeline's range: the bounds' order, and the years it covers (issue 20).
     (r"to must be after from\.", "timeline: to after from"),
     (r"must be in the years 1 to 9998", "timeline: years 1 to 9998"),
+    # The end-of-day digest asks for a day that has begun (issue 21; today moves).
+    (r"date \S+ is after today", "end of day: not after today"),
     # Deleting by filter needs a filter.
     (r"give at least one filter \(or ids\)", "seed 003 forget: a filter"),
 ]

@@ -94,6 +94,15 @@ ROUTES = [
           Role.READER, 200),
     Route("GET", "api/v1/grips/<str:grip_id>/expand", "/api/v1/grips/{grip}/expand", None,
           Role.READER, 200),
+    # The lifecycle (issue 21): a team admin asks for a day's digest (today by default).
+    Route("POST", "api/v1/namespaces/<str:slug>/end-of-day", "/api/v1/namespaces/alpha/end-of-day",
+          {}, Role.ADMIN, 200),
+    # Consolidation (issue 21): a team admin proposes (dry run) and unmerges (alpha's
+    # private memory is merged with nothing: 409 once the caller may ask).
+    Route("POST", "api/v1/namespaces/<str:slug>/consolidate",
+          "/api/v1/namespaces/alpha/consolidate", {"dry_run": True}, Role.ADMIN, 200),
+    Route("POST", "api/v1/memories/<str:pk>/unmerge", "/api/v1/memories/{memory}/unmerge", None,
+          Role.ADMIN, 409),
     Route("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall", MEMORY_BODY,
           Role.AGENT, 201),
     Route("DELETE", "api/v1/agents/<str:agent_id>/memories",
@@ -182,8 +191,9 @@ ROUTES = [
     Route("GET", "cmm/memories", "/cmm/memories?namespace=alpha&limit=50", None, Role.READER, 200),
     Route("DELETE", "cmm/memories/agent/<str:agent_id>",
           "/cmm/memories/agent/agent-1?namespace=alpha", None, Role.SYSTEM, 200, scoped=False),
-    Route("POST", "cmm/consolidate", "/cmm/consolidate?namespace=alpha", {}, Role.ADMIN, 501),
-    Route("POST", "cmm/end_of_day", "/cmm/end_of_day?namespace=alpha", {}, Role.ADMIN, 501),
+    Route("POST", "cmm/consolidate", "/cmm/consolidate?namespace=alpha", {"dry_run": True},
+          Role.ADMIN, 200),
+    Route("POST", "cmm/end_of_day", "/cmm/end_of_day?namespace=alpha", {}, Role.ADMIN, 200),
     Route("POST", "cmm/merge", "/cmm/merge", {}, Role.SYSTEM, 501, scoped=False),
     Route("POST", "cmm/save", "/cmm/save?namespace=alpha", {}, Role.ADMIN, 200),
     Route("GET", "cmm/health", "/cmm/health", None, Role.READER, 200, scoped=False),
@@ -203,7 +213,8 @@ ROUTES = [
           None, Role.SYSTEM, 200, scoped=False),
     Route("GET", "v1/export", "/v1/export?namespace=alpha", None, Role.ADMIN, 200),
     Route("GET", "v1/memories", "/v1/memories?namespace=alpha", None, Role.READER, 200),
-    Route("POST", "v1/consolidate", "/v1/consolidate?namespace=alpha", {}, Role.ADMIN, 501),
+    Route("POST", "v1/consolidate", "/v1/consolidate?namespace=alpha", {"dry_run": True},
+          Role.ADMIN, 200),
 ]
 #: Routes that take no credential, tested on their own: seed 003's key check answers 401
 #: to every caller with a wrong key (tests/compat/test_memoryoss.py).

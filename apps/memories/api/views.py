@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.errors import InvalidInput
-from apps.core.query_params import KnownQueryParams
+from apps.core.query_params import KnownQueryParams, flag
 from apps.memories import schemas, services
 from apps.memories.api.serializers import (
     BatchResponseSerializer,
@@ -36,6 +36,10 @@ NAMESPACE_PARAM = OpenApiParameter(
 )
 
 
+INCLUDE_SUPERSEDED = OpenApiParameter(
+    "include_superseded", OpenApiTypes.BOOL, description="Also list memories a "
+    "consolidation superseded (default false: they are kept, but left out).")
+
 AS_OF_PARAM = OpenApiParameter(
     "as_of", OpenApiTypes.DATETIME, description=schemas.AS_OF_HELP + " A memory stored after "
     "it is 404, as a missing one.")
@@ -51,7 +55,7 @@ def _idempotency_key(request) -> str | None:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM]),
+    list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM, INCLUDE_SUPERSEDED]),
     retrieve=extend_schema(summary="Get a memory (now, or as it was at as_of)",
                            parameters=[AS_OF_PARAM]),
     create=extend_schema(
@@ -69,7 +73,8 @@ def _idempotency_key(request) -> str | None:
 class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = MemorySerializer
     #: Besides the list's filters, paging and ordering (apps/core/query_params.py).
-    query_params = {"list": {"namespace"}, "create": {"namespace"}, "batch": {"namespace"},
+    query_params = {"list": {"namespace", "include_superseded"}, "create": {"namespace"},
+                    "batch": {"namespace"},
                     "retrieve": {"as_of"}}
     filterset_class = MemoryFilter
     lookup_value_regex = "[^/]+"
@@ -77,7 +82,9 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation: no caller
             return Memory.objects.none()
-        return services.list_memories(self.request.user, self.request.query_params.get("namespace"))
+        return services.list_memories(
+            self.request.user, self.request.query_params.get("namespace"),
+            include_superseded=flag(self.request.query_params, "include_superseded"))
 
     def create(self, request):
         result = services.ingest(request.user, request.data, _query_namespace(request),

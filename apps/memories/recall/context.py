@@ -53,8 +53,9 @@ def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], 
              filters: Mapping[str, Any], as_of: AsOf | None = None) -> list[ranking.Candidate]:
     """The first ``depth`` ranked ids that are servable rows of the sources, from SQL.
 
-    Servable: live (not expired) and, unless ``include_invalid``, inside the validity
-    window at ``valid_at`` (default now). Both are rare exclusions, so they are checked
+    Servable: live (not expired), unless ``include_superseded`` not superseded by a
+    consolidation, and, unless ``include_invalid``, inside the validity window at
+    ``valid_at`` (default now). Both are rare exclusions, so they are checked
     on the fetched rows rather than pushed into every channel. Loads ``depth`` rows
     first and only reads further down the ranking when some were dropped. By primary
     key only: with a namespace condition in the query SQLite's planner scans the
@@ -72,6 +73,7 @@ def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], 
     now = timezone.now()
     default_at = now if as_of is None else as_of.moment
     valid_at = None if filters.get("include_invalid") else (filters.get("valid_at") or default_at)
+    superseded_too = bool(filters.get("include_superseded"))
     start, size = 0, depth
     while len(found) < depth and start < len(scored):
         window = scored[start : start + size]
@@ -87,11 +89,18 @@ def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], 
             then = as_of is not None and entry.item in as_of.snapshots
             if (source is not None and source.covers(memory) and (then or memory.is_live(now))
                     and (valid_at is None or memory.is_valid_at(valid_at))
+                    and (superseded_too or not _superseded(memory, default_at))
                     and (as_of is None or memory.created_at <= as_of.moment)):
                 memory.namespace = source.namespace  # no join, no per-row query
                 found.append(ranking.Candidate(memory, entry.score, entry.parts))
         start, size = start + size, size * 2
     return found[:depth]
+
+
+def _superseded(memory: Memory, moment) -> bool:
+    """Superseded by a consolidation at ``moment`` (now, or an as-of recall's moment: a
+    memory merged since then was current then)."""
+    return memory.superseded_at is not None and memory.superseded_at <= moment
 
 
 def _embeddings(candidates: Sequence[ranking.Candidate], ids: Sequence[str],

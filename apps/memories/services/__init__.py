@@ -18,7 +18,7 @@ a re-exported function would shadow its module here, and a patch of
 
 from apps.memories.recall import RecallHit, RecallResult, recall
 from apps.memories.results import SharedMemory, StoredEvent, StoredMemory
-from apps.memories.services.access import check_writable
+from apps.memories.services.access import check_writable, editable
 from apps.memories.services.combined import IngestAndRecallResult, ingest_and_recall
 from apps.memories.services.deletion import (
     delete,
@@ -63,6 +63,7 @@ __all__ = [
     "delete_memories",
     "delete_namespace",
     "edit_many",
+    "editable",
     "get",
     "ingest",
     "ingest_and_recall",

@@ -56,6 +56,12 @@ def _editable(principal: Principal, memory_id: Any) -> Memory:
     return memory
 
 
+def editable(principal: Principal, memory_id: Any) -> Memory:
+    """A memory the principal may change (team admin of its own namespace, not archived):
+    for the apps above that change memories through the write path (apps/lifecycle)."""
+    return _editable(principal, memory_id)
+
+
 #: Why an agent (or reader) may not change an event: said by every door the same way.
 APPEND_ONLY = ("conversation events are append-only: a key with the agent role may add "
                "events (POST /api/v1/events) but not edit or delete them; a team admin may.")

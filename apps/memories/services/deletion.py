@@ -108,6 +108,7 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
         raise PermissionDenied("only a system admin may delete memories by filter.")
     cleaned = schemas.validate(schemas.RecallFilters, dict(filters), prefix="filters")
     cleaned.pop("include_invalid", None)
+    cleaned.pop("include_superseded", None)  # superseded memories match like any other
     other = sorted(set(cleaned) - _DELETE_FILTERS)
     if other:  # a recall-only filter (valid_at) would select nothing here, or everything
         raise InvalidInput(f"{other[0]} cannot select memories to delete.", field=f"filters.{other[0]}")

@@ -70,9 +70,13 @@ def versions(principal: Principal, memory_id: Any):
     return _visible(principal, memory_id, Memory.objects.live()).versions.all()
 
 
-def list_memories(principal: Principal, namespace: str | None = None):
-    """Memories the principal may read, newest first; one namespace or all it can see."""
+def list_memories(principal: Principal, namespace: str | None = None, *,
+                  include_superseded: bool = False):
+    """Memories the principal may read, newest first; one namespace or all it can see.
+    Memories a consolidation superseded are left out unless ``include_superseded``."""
     queryset = Memory.objects.for_principal(principal).live().select_related("namespace")
+    if not include_superseded:
+        queryset = queryset.current()
     if namespace:
         ns = resolve_namespace(principal, namespace)
         authorize(principal, ns.pk, Action.READ)

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from apps.lifecycle.api import consolidation_views as views
+
+app_name = "lifecycle-consolidation"
+
+urlpatterns = [
+    path("namespaces/<str:slug>/consolidate", views.ConsolidateView.as_view(), name="consolidate"),
+    path("memories/<str:pk>/unmerge", views.UnmergeView.as_view(), name="unmerge"),
+]

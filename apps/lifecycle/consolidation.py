@@ -1,0 +1,275 @@
+"""Consolidation: merge the memories of a namespace that say the same thing, with lineage,
+reversibly (docs/lifecycle.md).
+
+``consolidate`` finds groups (apps/lifecycle/grouping.py) among the namespace's current
+memories (optionally narrowed by agent, kind, tags, time) and, on a dry run, returns them
+as proposals with their similarities. Applied, each group keeps its best member (the
+*survivor*, whose text is the proposal's ``merged_content``) and the others are marked
+superseded by it through the write path (``Write.supersede``: a ``derived_from`` link each;
+they leave default lists and recall, and stay readable by id and with
+``include_superseded``). Pairs alike but for a number, a name, a date or a negation are
+linked ``conflicts_with`` instead and both stay. ``unmerge`` undoes a merge. Every apply and
+unmerge is audited; nothing is deleted.
+
+Conversation events and timeline summaries are never consolidated: events are the record of
+what was said (append-only), summaries are rebuilt by the timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db.models import QuerySet
+from rest_framework import serializers
+
+from apps.audit.log import record as audit
+from apps.core.errors import Conflict, InvalidInput, Unavailable
+from apps.core.kinds import MemoryKind
+from apps.core.roles import Action
+from apps.core.validation import StrictSerializer, TagsField, TextField, UTCDateTimeField, validate
+from apps.lifecycle import grouping
+from apps.memories import services, writes
+from apps.memories.embeddings import get_embedder
+from apps.memories.models import Memory
+from apps.memories.subjects import SUBJECT_KEY
+from apps.memories.vectorstore import get_vector_store
+from apps.tenancy.models import Namespace
+from apps.tenancy.principal import Principal
+from apps.tenancy.services import authorize, check_writable, resolve_namespace
+
+#: Kinds consolidation leaves alone (events: the record of what was said; summaries: the
+#: timeline's, rebuilt by it).
+NEVER = (MemoryKind.EVENT, MemoryKind.SUMMARY)
+#: Vectors read from the index per request.
+CHUNK = 1000
+
+
+class ConsolidateFilters(StrictSerializer):
+    agent_id = TextField(max_length=128, required=False)
+    kind = serializers.ChoiceField(
+        choices=[k for k in MemoryKind.choices if k[0] not in NEVER], required=False)
+    tags = TagsField(required=False, help_text="Only memories with every one of these tags.")
+    created_after = UTCDateTimeField(required=False)
+    created_before = UTCDateTimeField(required=False)
+
+    def validate(self, attrs):
+        low, high = attrs.get("created_after"), attrs.get("created_before")
+        if low and high and high <= low:
+            raise serializers.ValidationError({"created_before": "must be after created_after."})
+        return attrs
+
+
+class ConsolidateInput(StrictSerializer):
+    dry_run = serializers.BooleanField(
+        required=False, help_text="Only propose (the default on /api/v1; the seeds' routes "
+        "apply unless told otherwise).")
+    threshold = serializers.FloatField(
+        required=False, min_value=0.5, max_value=1.0,
+        help_text="Cosine similarity of the contents at which two memories say the same "
+        "thing (default MEMORYWEB_CONSOLIDATE_THRESHOLD).")
+    filters = ConsolidateFilters(required=False)
+
+
+@dataclass
+class Outcome:
+    """What a consolidation found (and, unless a dry run, did)."""
+
+    namespace: Namespace
+    dry_run: bool
+    threshold: float
+    candidates: int
+    pairs_checked: int
+    groups: list[grouping.Group]
+    conflicts: list[grouping.Conflict]
+    contents: dict[str, str]
+    #: Applied: groups merged, memories superseded, groups left (changed meanwhile),
+    #: conflict links written.
+    merged: int = 0
+    superseded: int = 0
+    stale: int = 0
+    conflicts_linked: int = 0
+    applied: list[bool] = field(default_factory=list)
+
+
+def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, Any], *,
+                dry_run_default: bool = True, limit: int | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> Outcome:
+    """Find (and unless ``dry_run``, apply) merges in a namespace (team admin).
+
+    ``limit``: the most candidates a call may consider (the REST doors pass
+    MEMORYWEB_CONSOLIDATE_MAX; ``manage.py consolidate`` none). ``progress(stage, done,
+    total)``: for a progress bar.
+    """
+    cleaned = validate(ConsolidateInput, dict(data))
+    ns = resolve_namespace(principal, namespace)
+    authorize(principal, ns.pk, Action.EDIT)
+    dry_run = cleaned.get("dry_run", dry_run_default)
+    if not dry_run:
+        check_writable(ns)
+    threshold = cleaned.get("threshold", settings.MEMORYWEB_CONSOLIDATE_THRESHOLD)
+    rows = list(_candidates(ns, cleaned.get("filters") or {}).values_list(
+        "pk", "content", "kind", "agent_id", "metadata", "importance", "confidence",
+        "access_count", "created_at", "context_memory_id"))
+    if limit is not None and len(rows) > limit:
+        raise InvalidInput(f"{len(rows)} memories match; a request consolidates at most "
+                           f"{limit} (MEMORYWEB_CONSOLIDATE_MAX): narrow it with filters, or "
+                           "run manage.py consolidate.", field="filters")
+    candidates = [grouping.Candidate(
+        str(pk), content, (kind, agent, (metadata or {}).get(SUBJECT_KEY)),
+        (importance, confidence, access_count, created.timestamp()))
+        for pk, content, kind, agent, metadata, importance, confidence, access_count, created, _
+        in rows]
+    with_context = {str(pk) for pk, *_, context in rows if context is not None}
+    vectors = _content_vectors(ns, candidates, with_context, progress)
+    store = get_vector_store()
+
+    def neighbours(batch: np.ndarray) -> list[list[tuple[str, float]]]:
+        return [[(hit.id, hit.similarity) for hit in hits]
+                for hits in store.neighbours(ns, batch, grouping.NEIGHBOURS + 1)]
+
+    def neighbour_progress(n: int) -> None:
+        if progress:
+            progress("neighbours", n, len(candidates))
+
+    found = grouping.find_groups(candidates, vectors, neighbours, threshold, term_similarity,
+                                 neighbour_progress)
+    outcome = Outcome(ns, dry_run, threshold, found.candidates, found.pairs_checked,
+                      found.groups, found.conflicts, {c.id: c.content for c in candidates})
+    if not dry_run:
+        _apply(principal, outcome, progress)
+    return outcome
+
+
+def term_similarity(pairs: list[tuple[str, str]]) -> list[float]:
+    """The model's cosine of each pair of words (one batch for all of them)."""
+    if not pairs:
+        return []
+    words = sorted({word for pair in pairs for word in pair})
+    try:
+        vectors = dict(zip(words, get_embedder().embed(words), strict=True))
+    except Exception as exc:
+        raise Unavailable("the embedding model failed; retry shortly.") from exc
+    return [float(np.dot(vectors[a], vectors[b])) for a, b in pairs]
+
+
+def _candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
+    """The namespace's current, live memories that may be merged, narrowed by ``filters``."""
+    queryset = (Memory.objects.live().current().filter(namespace=ns, event_type="")
+                .exclude(kind__in=NEVER))
+    for name in ("agent_id", "kind"):
+        if filters.get(name):
+            queryset = queryset.filter(**{name: filters[name]})
+    for tag in filters.get("tags") or []:
+        queryset = queryset.filter(tag_rows__tag=tag)
+    if filters.get("created_after"):
+        queryset = queryset.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        queryset = queryset.filter(created_at__lt=filters["created_before"])
+    return queryset.order_by("created_at", "pk")
+
+
+def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate], with_context: set[str],
+                     progress: Callable[[str, int, int], None] | None) -> np.ndarray:
+    """Unit vectors of the candidates' contents alone: the stored vector where it is the
+    content's, else (embedded with its session's previous turn, or missing) embedded now."""
+    store = get_vector_store()
+    vectors = np.zeros((len(candidates), get_embedder().dimension), dtype=np.float32)
+    missing: list[int] = []
+    for start in range(0, len(candidates), CHUNK):
+        part = candidates[start:start + CHUNK]
+        stored = store.embeddings(ns, [c.id for c in part if c.id not in with_context])
+        for offset, candidate in enumerate(part):
+            vector = stored.get(candidate.id)
+            if vector is None:
+                missing.append(start + offset)
+            else:
+                vectors[start + offset] = vector
+        if progress:
+            progress("vectors", len(part), len(candidates))
+    for start in range(0, len(missing), CHUNK):
+        rows = missing[start:start + CHUNK]
+        try:
+            embedded = get_embedder().embed([candidates[i].content for i in rows])
+        except Exception as exc:
+            raise Unavailable("the embedding model failed; retry shortly.") from exc
+        vectors[rows] = embedded
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1, norms)
+
+
+def _apply(principal: Principal, outcome: Outcome,
+           progress: Callable[[str, int, int], None] | None) -> None:
+    """Each group in its own transaction (SQLite's write lock is never held for the whole
+    run): its members locked and checked unchanged (still current, live, the same text);
+    a group that changed meanwhile is left (``stale``)."""
+    ns = outcome.namespace
+    for group in outcome.groups:
+        applied = _apply_group(principal, outcome, group)
+        outcome.applied.append(applied)
+        if applied:
+            outcome.merged += 1
+        else:
+            outcome.stale += 1
+        if progress:
+            progress("apply", 1, len(outcome.groups))
+    if outcome.conflicts:
+        pairs = [(c.a, c.b, c.similarity, c.differs_in) for c in outcome.conflicts]
+        with writes.atomic() as write:
+            live = {str(pk) for pk in Memory.objects.filter(
+                namespace=ns, pk__in={i for c in outcome.conflicts for i in (c.a, c.b)}
+            ).values_list("pk", flat=True)}
+            pairs = [p for p in pairs if p[0] in live and p[1] in live]
+            outcome.conflicts_linked = write.link_conflicts(ns, pairs, actor=principal)
+            if outcome.conflicts_linked:
+                audit(principal, "memory.conflicts", namespace=ns,
+                      record_ids=sorted({i for p in pairs for i in p[:2]}),
+                      summary={"linked": outcome.conflicts_linked})
+
+
+def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) -> bool:
+    ns = outcome.namespace
+    with writes.atomic() as write:
+        rows = {str(m.pk): m for m in Memory.objects.live().select_for_update()
+                .filter(namespace=ns, pk__in=group.members)}
+        if len(rows) != len(group.members) or any(
+                rows[i].superseded_by_id is not None or rows[i].content != outcome.contents[i]
+                for i in group.members):
+            return False
+        others = [rows[i] for i in group.members if i != group.survivor]
+        outcome.superseded += write.supersede(ns, others, rows[group.survivor],
+                                              similarity=group.to_survivor(), actor=principal)
+        audit(principal, "memory.consolidate", namespace=ns, record_ids=group.members,
+              summary={"survivor": group.survivor, "members": len(group.members),
+                       "similarity": round(group.similarity, 4), "threshold": outcome.threshold})
+    return True
+
+
+@dataclass(frozen=True)
+class Unmerged:
+    memory: Memory
+    released: list[str]
+
+
+def unmerge(principal: Principal, memory_id: Any) -> Unmerged:
+    """Undo a merge (team admin): for a survivor, every memory merged into it is current
+    again; for a superseded memory, that one alone. Audited; 409 if it is neither."""
+    memory = services.editable(principal, memory_id)
+    with writes.atomic() as write:
+        memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
+        if Memory.objects.filter(superseded_by=memory).exists():
+            released = write.release(memory.namespace, memory)
+        elif memory.superseded_by_id is not None:
+            released = write.release(memory.namespace, Memory(pk=memory.superseded_by_id),
+                                     only=[memory.pk])
+        else:
+            raise Conflict("this memory is not merged: nothing was merged into it and it is "
+                           "not superseded.", field="id")
+        audit(principal, "memory.unmerge", namespace=memory.namespace,
+              record_ids=list(dict.fromkeys([memory.pk, *released])),
+              summary={"released": len(released)})
+    memory.refresh_from_db()
+    return Unmerged(memory, [str(pk) for pk in released])

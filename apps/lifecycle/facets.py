@@ -1,0 +1,189 @@
+"""What two alike memories may disagree on: a number, a date, a name, a negation.
+
+Consolidation merges memories that say the same thing. Two sentences can be close in
+meaning (cosine 0.95 and more) and still contradict each other: "The API timeout is 30
+seconds" and "... 45 seconds", "Maria leads the project" and "Anna leads ...", "we use
+Redis" and "we do not use Redis". Such a pair is never merged: it is linked as
+``conflicts_with`` and both stay (docs/lifecycle.md).
+
+Each text is read once into its :class:`Facets` (linear in its length); a pair is
+compared with :func:`differences` (linear in the facets). The rules lean to caution: a
+paraphrase that changes a name ("Kubernetes" / "K8s") is left unmerged, which costs
+recall; merging a contradiction would cost truth.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from apps.memories.lexical import STOPWORDS
+
+#: Number words a paraphrase may use instead of digits ("three retries" / "3 retries").
+NUMBER_WORDS = {
+    "zero": "0", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+    "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+    "thirteen": "13", "fourteen": "14", "fifteen": "15", "sixteen": "16", "seventeen": "17",
+    "eighteen": "18", "nineteen": "19", "twenty": "20", "thirty": "30", "forty": "40",
+    "fifty": "50", "hundred": "100", "thousand": "1000", "dozen": "12",
+}
+MONTHS = {
+    "jan": "01", "january": "01", "feb": "02", "february": "02", "mar": "03", "march": "03",
+    "apr": "04", "april": "04", "may": "05", "jun": "06", "june": "06", "jul": "07",
+    "july": "07", "aug": "08", "august": "08", "sep": "09", "sept": "09", "september": "09",
+    "oct": "10", "october": "10", "nov": "11", "november": "11", "dec": "12",
+    "december": "12",
+}
+WEEKDAYS = {
+    "monday": "mon", "mon": "mon", "tuesday": "tue", "tue": "tue", "tues": "tue",
+    "wednesday": "wed", "wed": "wed", "thursday": "thu", "thu": "thu", "thurs": "thu",
+    "friday": "fri", "fri": "fri", "saturday": "sat", "sat": "sat", "sunday": "sun",
+    "sun": "sun",
+}
+#: What agents wrap a fact in: no part of what it says.
+FILLER = frozenset("""note notes fyi reminder remember remembering confirmed discussed
+mentioned twice record heads worth noted assistant per sync btw important update todo
+apparently also said told last still current currently""".split())
+#: Words that flip what a sentence says.
+NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "neither", "nor",
+                       "without", "cannot", "can't", "won't", "don't", "doesn't", "didn't",
+                       "isn't", "aren't", "wasn't", "weren't", "shouldn't", "mustn't",
+                       "hasn't", "haven't", "hadn't", "couldn't", "wouldn't", "no longer"})
+#: Capitalised words that are no name: sentence openers, pronouns, labels agents prefix.
+NOT_NAMES = frozenset("""a an the this that these those it its we our us i my me you your
+he she they them their his her there here what when where which who why how if then
+also and but or so note notes fyi reminder important update todo fact memory user
+assistant agent please yes ok okay every each all some any most many more less
+""".split())
+
+_TOKEN = re.compile(r"[A-Za-z][\w'\u2019.-]*[\w]|[A-Za-z]|(?<=[A-Za-z])[+-]\d[\d,._:/-]*\d|"
+                    r"(?<=[A-Za-z])[+-]\d|\d[\d,._:/-]*\d|\d")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
+_SLASHED_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{2,4}$")
+_CLOCK = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
+_POSSESSIVE = re.compile(r"['\u2019]s$")
+#: A number right before or after a word ("may 2", "2 may"): "may" is then the month.
+_NEAR_NUMBER = re.compile(r"\d\s+may\b|\bmay\s+\d", re.IGNORECASE)
+_NUMBER = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^\d+(?:\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class Facets:
+    """What a text states that a paraphrase must keep: its numbers (and values with
+    digits: db-2, v2.3.1, utc-8), dates and times, the names in it (capitalised words that
+    are no common word), whether it negates, and its lower-cased words (to tell a
+    substitution from an omission)."""
+
+    numbers: frozenset[str]
+    dates: frozenset[str]
+    names: frozenset[str]
+    negated: bool
+    words: frozenset[str]
+
+    @property
+    def richness(self) -> int:
+        """How much the text pins down: the member that keeps most is the survivor."""
+        return len(self.numbers) + len(self.dates) + len(self.names)
+
+
+def facets(text: str) -> Facets:
+    """Read ``text`` once into its facets."""
+    numbers: set[str] = set()
+    dates: set[str] = set()
+    names: set[str] = set()
+    words: set[str] = set()
+    negated = False
+    for match in _TOKEN.finditer(text):
+        token = _POSSESSIVE.sub("", match.group(0).strip(".-'\u2019"))
+        if not token:
+            continue
+        if token == "1:1":  # a meeting, not a ratio
+            token = "one-on-one"
+        lower = token.lower()
+        if lower in FILLER:  # what an agent wraps a fact in ("Note:", "as discussed")
+            continue
+        words.add(lower)
+        if lower in NEGATIONS or lower.endswith("n't"):
+            negated = True
+        if token[0].isdigit():
+            _number_or_date(token, numbers, dates)
+        elif token[0] in "+-":  # an offset: UTC+3
+            numbers.add(token)
+        elif lower in NUMBER_WORDS:
+            numbers.add(NUMBER_WORDS[lower])
+        elif lower in MONTHS and (lower != "may" or token[0].isupper()
+                                  or _NEAR_NUMBER.search(text, max(0, match.start() - 4),
+                                                         match.end() + 4)):
+            dates.add("month:" + MONTHS[lower])
+        elif lower in WEEKDAYS or (lower.endswith("s") and lower[:-1] in WEEKDAYS):
+            dates.add("day:" + WEEKDAYS.get(lower, WEEKDAYS.get(lower[:-1], lower)))
+        elif any(c.isdigit() for c in token):  # v2.3.1, PROJ-123, db-2, utc-8: a value
+            numbers.add(lower)
+        elif token[0].isupper() and lower not in NOT_NAMES and lower not in STOPWORDS:
+            # A sentence's first word counts too ("Maria leads ..."): a capitalised common
+            # word only matters if the other text swaps it for another (differences()).
+            names.add(lower)
+    return Facets(frozenset(numbers), frozenset(dates), frozenset(names), negated,
+                  frozenset(words))
+
+
+def _number_or_date(token: str, numbers: set[str], dates: set[str]) -> None:
+    if m := _ISO_DATE.match(token):
+        dates.add(f"{int(m.group(1)):04d}-{int(m.group(2)):02d}-{int(m.group(3)):02d}")
+    elif _SLASHED_DATE.match(token):
+        dates.add(token)
+    elif _CLOCK.match(token):
+        hours, minutes = token.split(":")[:2]
+        dates.add(f"time:{int(hours):02d}:{minutes}")
+    elif _NUMBER.match(token):
+        value = token.replace(",", "")
+        numbers.add(value.rstrip("0").rstrip(".") if "." in value else str(int(value)))
+    else:  # 10.0.0.1, 1-2, 3/4: compared as written
+        numbers.add(token)
+
+
+def differences(a: Facets, b: Facets) -> list[str]:
+    """The facets on which two texts disagree (empty: they may say the same thing).
+
+    - numbers, dates: the two sets differ (one text stating a number or a date the other
+      leaves out counts: "UTC" and "UTC+3" are two time zones);
+    - names: each text has a name the other does not mention at all (a substitution:
+      "Maria" for "Anna"; a name one text leaves out is no disagreement);
+    - negation: one negates, the other does not.
+    """
+    found = []
+    if a.numbers != b.numbers:
+        found.append("number")
+    if a.dates != b.dates:
+        found.append("date")
+    if (a.names - b.words) and (b.names - a.words):
+        found.append("name")
+    if a.negated != b.negated:
+        found.append("negation")
+    return found
+
+
+def content_words(f: Facets) -> frozenset[str]:
+    """The words that carry meaning: no stopword, no number, a plural's s dropped."""
+    return frozenset(word[:-1] if len(word) > 3 and word.endswith("s") else word
+                     for word in f.words if word not in STOPWORDS and not word[0].isdigit())
+
+
+def rest_words(f: Facets) -> frozenset[str]:
+    """The content words that are no value (number, name, date): what a statement is
+    about, to tell a contradiction (same statement, another value) from another fact."""
+    return content_words(f) - f.names - f.numbers - {w for w in f.words if w in MONTHS
+                                                    or w in WEEKDAYS}
+
+
+def swapped_term(a: Facets, b: Facets) -> tuple[str, str] | None:
+    """The words each text has that the other lacks, when that is all that differs (at
+    most two a side: "staging" / "production", "web frontend" / "search service", "mateo"
+    / "theo"): a substitution, which may be a synonym (the caller asks the model) or
+    another value. None otherwise, or when one is an abbreviation of the other."""
+    only_a, only_b = content_words(a) - content_words(b), content_words(b) - content_words(a)
+    if 1 <= len(only_a) <= 2 and 1 <= len(only_b) <= 2:
+        x, y = " ".join(sorted(only_a)), " ".join(sorted(only_b))
+        if not (x.startswith(y) or y.startswith(x)):  # prod / production
+            return x, y
+    return None

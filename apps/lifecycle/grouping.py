@@ -1,0 +1,235 @@
+"""Groups of memories that say the same thing, never by comparing every pair.
+
+1. **Candidate pairs**: each memory's ``NEIGHBOURS`` nearest stored vectors (Chroma's HNSW,
+   queried in batches), plus identical content. O(n·k) pairs, never O(n²).
+2. **Pair check** on content-only vectors (a stored vector may mix in the previous turn of
+   its session: apps/memories/context.py): cosine at least the threshold, or a little
+   below it when the words overlap strongly (Jaccard); never across a partition (kind,
+   agent, GDPR subject: merging across them would hide a memory from a filtered recall or
+   from its subject's erasure); never when :func:`facets.differences` finds a number, a
+   name, a date or a negation that differs: such a pair is a *conflict*, reported instead.
+3. **Groups**: connected components of the checked pairs, then complete linkage inside each
+   (every two members alike, none in conflict), so a chain A~B~C never merges A with an
+   unlike C. Components are capped (``MAX_GROUP``); a bigger one is split greedily.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apps.lifecycle.facets import Facets, differences, facets, rest_words, swapped_term
+
+#: Nearest neighbours asked per memory.
+NEIGHBOURS = 10
+#: Memories per neighbour query.
+BATCH = 256
+#: How far below the threshold a pair may be when its words overlap strongly.
+LEXICAL_SLACK = 0.08
+#: Word overlap (Jaccard) that earns the slack.
+LEXICAL_OVERLAP = 0.6
+#: Cosine of two words (the model's) at which a one-word swap is a synonym, not another value.
+SYNONYM = 0.6
+#: Word overlap, besides the differing value, at which two memories make the same statement
+#: (then a differing number, name, date or negation is a conflict; below, two facts).
+SAME_REST = 0.75
+#: Members of one group at most (a larger component is split).
+MAX_GROUP = 20
+#: Members of a component compared with each other at most (a larger one is cut).
+MAX_COMPONENT = 400
+
+
+TermSimilarity = Callable[[list[tuple[str, str]]], list[float]]
+
+
+@dataclass
+class Candidate:
+    """A memory consolidation may merge, with what the check needs."""
+
+    id: str
+    content: str
+    partition: tuple[Any, ...]
+    rank: tuple[Any, ...]
+    facets: Facets = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.facets = facets(self.content)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    a: str
+    b: str
+    similarity: float
+    differs_in: tuple[str, ...]
+
+
+@dataclass
+class Group:
+    """Members that say the same thing; ``survivor`` keeps saying it (the member that
+    pins down most: numbers, dates, names; then importance, confidence, use, newest)."""
+
+    members: list[str]
+    survivor: str
+    similarities: dict[tuple[str, str], float]
+
+    @property
+    def similarity(self) -> float:
+        return float(np.mean(list(self.similarities.values())))
+
+    @property
+    def min_similarity(self) -> float:
+        return float(min(self.similarities.values()))
+
+    def to_survivor(self) -> dict[str, float]:
+        """Each other member's similarity to the survivor (its lineage link's)."""
+        found = {}
+        for member in self.members:
+            if member != self.survivor:
+                key = (member, self.survivor) if member < self.survivor else (self.survivor, member)
+                found[member] = self.similarities.get(key, self.min_similarity)
+        return found
+
+
+@dataclass
+class Found:
+    groups: list[Group]
+    conflicts: list[Conflict]
+    candidates: int
+    pairs_checked: int
+
+
+def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 0.0
+
+
+def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
+                neighbours: Callable[[np.ndarray], list[list[tuple[str, float]]]],
+                threshold: float, term_similarity: TermSimilarity,
+                progress: Callable[[int], None] | None = None) -> Found:
+    """Groups and conflicts among ``candidates`` (``vectors``: their content-only unit
+    vectors, row by row). ``neighbours(rows)``: each row's nearest stored ids with their
+    similarity (the index; ids that are not candidates are ignored).
+    ``term_similarity(pairs)``: how alike two words are (the model's cosine), for pairs
+    that differ in one word only: a synonym ("team" / "squad") may merge, another value
+    ("staging" / "production") is a conflict."""
+    index = {c.id: i for i, c in enumerate(candidates)}
+    pairs: set[tuple[int, int]] = set()
+    by_hash: dict[str, int] = {}
+    for i, candidate in enumerate(candidates):  # identical content (dedup missed: imports)
+        key = " ".join(candidate.content.split())
+        if key in by_hash:
+            pairs.add((by_hash[key], i))
+        else:
+            by_hash[key] = i
+    for start in range(0, len(candidates), BATCH):
+        rows = vectors[start:start + BATCH]
+        for offset, hits in enumerate(neighbours(rows)):
+            i = start + offset
+            for hit_id, _ in hits:
+                j = index.get(hit_id)
+                if j is not None and j != i:
+                    pairs.add((min(i, j), max(i, j)))
+        if progress:
+            progress(len(rows))
+    alike: dict[tuple[int, int], float] = {}
+    conflicts: list[Conflict] = []
+    floor = threshold - LEXICAL_SLACK
+    swaps: dict[tuple[int, int], tuple[str, str]] = {}
+    for i, j in pairs:
+        a, b = candidates[i], candidates[j]
+        if a.partition != b.partition:
+            continue
+        similarity = float(np.dot(vectors[i], vectors[j]))
+        if similarity < floor:
+            continue
+        if similarity < threshold and _jaccard(a.facets.words, b.facets.words) < LEXICAL_OVERLAP:
+            continue
+        differs = differences(a.facets, b.facets)
+        if not differs and (swap := swapped_term(a.facets, b.facets)) is not None:
+            swaps[(i, j)] = swap
+        elif len(differs) == 1 and _jaccard(rest_words(a.facets), rest_words(b.facets)) >= SAME_REST:
+            # the same statement but for one thing: they may contradict
+            conflicts.append(Conflict(*sorted((a.id, b.id)), round(similarity, 6), tuple(differs)))
+        elif not differs:
+            alike[(i, j)] = similarity
+        # more than one difference: two facts about different things, neither merged nor linked
+    if swaps:
+        swapped = list(swaps.items())
+        alike_terms = term_similarity([terms for _, terms in swapped])
+        for ((i, j), _), term_alike in zip(swapped, alike_terms, strict=True):
+            similarity = float(np.dot(vectors[i], vectors[j]))
+            if term_alike >= SYNONYM:
+                alike[(i, j)] = similarity
+            # else another value of a term ("staging" / "production"): two facts, kept
+            # apart; not listed as a conflict (they rarely contradict, and would bury the
+            # conflicts that do)
+    groups = [group for component in _components(len(candidates), alike)
+              for part in _parts(component)
+              for group in _complete(part, candidates, vectors, floor)]
+    return Found(groups, sorted(conflicts, key=lambda c: (c.a, c.b)), len(candidates), len(pairs))
+
+
+def _components(n: int, edges: Iterable[tuple[int, int]]) -> list[list[int]]:
+    parent = list(range(n))
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in edges:
+        parent[root(i)] = root(j)
+    found: dict[int, list[int]] = {}
+    for i in range(n):
+        found.setdefault(root(i), []).append(i)
+    return [members for members in found.values() if len(members) > 1]
+
+
+def _parts(component: list[int]) -> list[list[int]]:
+    """A component too large to compare within (a chain through many near topics) in
+    pieces of MAX_COMPONENT, so the complete-linkage step stays bounded."""
+    return [component[i:i + MAX_COMPONENT] for i in range(0, len(component), MAX_COMPONENT)]
+
+
+def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np.ndarray,
+              floor: float) -> list[Group]:
+    """Split a component into groups whose every two members are alike (cosine at least
+    ``floor``, no differing facet): greedily, strongest-connected first, at most
+    MAX_GROUP each."""
+    sub = vectors[component]
+    similarity = sub @ sub.T
+    size = len(component)
+    ok = similarity >= floor
+    for x, y in itertools.combinations(range(size), 2):
+        if ok[x, y] and differences(candidates[component[x]].facets, candidates[component[y]].facets):
+            ok[x, y] = ok[y, x] = False
+    order = sorted(range(size), key=lambda x: -int(ok[x].sum()))
+    groups: list[Group] = []
+    placed: set[int] = set()
+    for seed in order:
+        if seed in placed:
+            continue
+        members = [seed]
+        for other in order:
+            if other in placed or other == seed or len(members) >= MAX_GROUP:
+                continue
+            if all(ok[other, m] for m in members):
+                members.append(other)
+        if len(members) < 2:
+            continue
+        placed.update(members)
+        ids = [candidates[component[m]].id for m in members]
+        pairs = {}
+        for x, y in itertools.combinations(members, 2):
+            a, b = candidates[component[x]].id, candidates[component[y]].id
+            pairs[(a, b) if a < b else (b, a)] = round(float(similarity[x, y]), 6)
+        survivor = max((candidates[component[m]] for m in members),
+                       key=lambda c: (c.facets.richness, *c.rank)).id
+        groups.append(Group(sorted(ids), survivor, pairs))
+    return groups

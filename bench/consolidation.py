@@ -1,0 +1,635 @@
+#!/usr/bin/env python
+"""Consolidation quality and time: injected near-duplicates found, hard negatives kept apart.
+
+Issue 21 item 7. A deterministic corpus of agent memories (bench/consolidation_data.py:
+facts about people, projects, preferences, infrastructure, meetings, decisions, customers,
+incidents, written the ways an agent writes them) of --n memories (10,000) holds --groups
+(500) near-duplicate groups of 2-4 paraphrases of one fact and --hard-negatives (500) pairs
+of facts one number, name, date or negation apart (a fifth of them pairing a new memory
+with a group's member); the rest are distinct facts, many on the same topics. The ground
+truth says which memory is in which group and which pairs are hard negatives.
+
+A real Daphne on a fresh temp data dir (embedded SQLite + local Chroma; --embedder minilm,
+the default model, or hash) gets a namespace and a team-admin key (manage.py), the corpus
+through POST /api/v1/memories/batch, then POST /api/v1/namespaces/{slug}/consolidate with
+{"dry_run": true} (the server's default threshold) and once per --thresholds value. Scored
+per call (bench/consolidation_data.py's ``score``): pairwise precision and recall of the
+proposed merges (a pair is right iff both are in one injected group; recall over every
+within-group pair), groups matched exactly, hard negatives merged (target 0) and reported as
+conflicts, the call's wall and server CPU time, and ingest's.
+
+Honest tuning (docs/recall.md, "The tuning protocol"): --part tuning (seed 2101) is where a
+threshold is chosen from a sweep, --part reporting (seed 2102, the default) is what the
+numbers quoted come from; no choice looks at it. Targets (issue 21; --check exits 1 on a
+fail), at the default threshold: precision >= 0.95, recall >= 0.80, no hard negative merged,
+and with --n >= 100,000 the consolidate call within 600 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+try:
+    from bench.consolidation_data import Corpus, generate, score, truth_rows
+    from bench.recall_latency import cpu_seconds, free_port, manage, start_server, stop_server
+except ImportError:  # run as a script, bench/ is sys.path[0]
+    from consolidation_data import Corpus, generate, score, truth_rows
+    from recall_latency import cpu_seconds, free_port, manage, start_server, stop_server
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SEEDS = {"tuning": 2101, "reporting": 2102}
+EMBEDDERS = {"hash": "bench.hash_embedder.HashEmbedder", "minilm": "minilm-onnx"}
+NAMESPACE, AGENT = "consolidation-bench", "bench-agent"
+TARGETS = {"precision": 0.95, "recall": 0.80, "seconds_at_100k": 600.0}
+DONE = {"done", "completed", "complete", "succeeded", "success", "finished", "ok"}
+FAILED = {"failed", "error", "errored", "cancelled", "canceled"}
+
+
+# --- the consolidation API: the one place that knows its shape ----------------------------
+
+class RouteMissing(RuntimeError):
+    """The server has no consolidation route (yet): 404, 405 or 501."""
+
+
+def consolidate(client: httpx.Client, slug: str, threshold: float | None, *, timeout: float,
+                poll_every: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One dry run: ``POST /api/v1/namespaces/{slug}/consolidate`` ``{"dry_run": true,
+    "threshold"?}``; the answer (``proposals``, ``conflicts``, ...) and what the call was
+    (status, polls).
+
+    A 200/201 with ``proposals`` is the answer. A 202, or any answer naming a job
+    (``status_url``, or ``job``/``job_id``: an id or an object with ``id``/``status_url``),
+    is polled (GET, ``/api/v1/consolidations/{id}`` for a bare id) until its ``status`` (or
+    ``state``) is done, the proposals then read from its ``result`` or the body itself;
+    ``progress`` ({done, total} or a fraction) drives a progress bar.
+    """
+    path = f"/api/v1/namespaces/{slug}/consolidate"
+    body: dict[str, Any] = {"dry_run": True} | ({} if threshold is None else {"threshold": threshold})
+    deadline = time.monotonic() + timeout
+    response = client.post(path, json=body, timeout=timeout)
+    meta: dict[str, Any] = {"http_status": response.status_code, "polls": 0, "request": body}
+    if response.status_code in (404, 405, 501):
+        raise RouteMissing(f"POST {path} answered {response.status_code}: no consolidation route on "
+                           "this server (issue 21 item 1 not in this checkout?), or no such namespace. "
+                           f"Body: {response.text[:300]}")
+    if response.status_code not in (200, 201, 202):
+        raise RuntimeError(f"POST {path}: {response.status_code} {response.text[:500]}")
+    data = response.json()
+    url = _job_url(data)
+    if response.status_code == 202 and url is None:
+        raise RuntimeError(f"POST {path}: 202 without a job to poll: {str(data)[:500]}")
+    if url is not None:
+        meta["job_url"] = url
+        data = _poll(client, url, deadline, poll_every, meta)
+    if not isinstance(data.get("proposals"), list):
+        raise RuntimeError(f"POST {path}: no proposals list in the answer: {str(data)[:500]}")
+    return data, meta
+
+
+def _job_url(data: dict[str, Any]) -> str | None:
+    if isinstance(data.get("proposals"), list) and str(data.get("status", "done")).lower() in DONE:
+        return None  # the answer itself
+    if isinstance(data.get("status_url"), str):
+        return data["status_url"]
+    job = data.get("job", data.get("job_id"))
+    if isinstance(job, dict):
+        return job.get("status_url") or (f"/api/v1/consolidations/{job['id']}" if "id" in job else None)
+    return f"/api/v1/consolidations/{job}" if isinstance(job, str | int) and job != "" else None
+
+
+def _poll(client: httpx.Client, url: str, deadline: float, every: float, meta: dict[str, Any]
+          ) -> dict[str, Any]:
+    with tqdm(desc="consolidate (job)", unit="step", leave=False) as bar:
+        while True:
+            response = client.get(url)
+            meta["polls"] += 1
+            if response.status_code != 200:
+                raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:500]}")
+            data = response.json()
+            status = str(data.get("status", data.get("state", ""))).lower()
+            progress = data.get("progress")
+            if isinstance(progress, dict) and isinstance(progress.get("total"), int):
+                bar.total = progress["total"]
+                bar.update(max(0, int(progress.get("done", 0)) - bar.n))
+            elif isinstance(progress, int | float):
+                bar.total = 100
+                bar.update(max(0, round(100 * progress if progress <= 1 else progress) - bar.n))
+            if status in DONE or (not status and "proposals" in data):
+                return data["result"] if isinstance(data.get("result"), dict) else data
+            if status in FAILED:
+                raise RuntimeError(f"consolidation job failed: {str(data)[:500]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"consolidation job not done before --timeout: {str(data)[:300]}")
+            time.sleep(every)
+
+
+# --- the server -----------------------------------------------------------------------------
+
+def proc_status(pid: int) -> dict[str, float]:
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                  if ":" in line)
+    return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+            "hwm_mb": int(status["VmHWM"].split()[0]) / 1024}
+
+
+def ingest(client: httpx.Client, corpus: Corpus, batch: int, pid: int) -> tuple[list[str], dict[str, Any]]:
+    """The corpus through POST /memories/batch in order; each memory's id, and the numbers."""
+    ids: list[str] = []
+    duplicates, links = 0, []
+    cpu0, started = cpu_seconds(pid), time.perf_counter()
+    with tqdm(total=len(corpus.memories), desc="ingest", unit="mem") as bar:
+        for i in range(0, len(corpus.memories), batch):
+            chunk = corpus.memories[i:i + batch]
+            response = client.post("/api/v1/memories/batch", json={"memories": chunk})
+            if response.status_code != 201:
+                raise RuntimeError(f"POST /api/v1/memories/batch: {response.status_code} "
+                                   f"{response.text[:500]}")
+            rows = response.json()["results"]
+            if len(rows) != len(chunk):
+                raise RuntimeError(f"batch answered {len(rows)} rows for {len(chunk)} memories")
+            ids += [str(row["id"]) for row in rows]
+            duplicates += sum(bool(row.get("duplicate")) for row in rows)
+            links += [(i + k, str(row["near_duplicate_of"])) for k, row in enumerate(rows)
+                      if row.get("near_duplicate_of")]
+            bar.update(len(chunk))
+    wall = time.perf_counter() - started
+    if duplicates or len(set(ids)) != len(ids):
+        raise RuntimeError(f"{duplicates} memories were deduplicated at ingest: the corpus must be distinct")
+    position = {memory_id: i for i, memory_id in enumerate(ids)}
+    same_group = sum(corpus.group_of[a] is not None and corpus.group_of[a] == corpus.group_of[position[b]]
+                     for a, b in links if b in position)
+    hn = {frozenset((h["a"], h["b"])) for h in corpus.hard_negatives}
+    return ids, {"memories": len(ids), "wall_s": wall, "per_s": len(ids) / wall,
+                 "server_cpu_s": cpu_seconds(pid) - cpu0, "batch": batch,
+                 "near_duplicate_links_at_ingest": {
+                     "total": len(links), "within_a_group": same_group,
+                     "hard_negative_pairs": sum(frozenset((a, position[b])) in hn for a, b in links
+                                                if b in position)}}
+
+
+def wait_indexed(base_url: str, timeout: float = 300) -> int:
+    """Until /readiness reports an empty outbox (every vector written); the backlog left."""
+    deadline, backlog = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{base_url}/readiness", timeout=10, trust_env=False).json()
+        backlog = answer.get("outbox_backlog", 0)
+        if backlog == 0:
+            return 0
+        time.sleep(1)
+    return backlog
+
+
+def run_calls(client: httpx.Client, args: argparse.Namespace, corpus: Corpus, ids: list[str], pid: int,
+              save: Any) -> list[dict[str, Any]]:
+    """The default threshold, then each --thresholds value; the JSON saved after each."""
+    runs: list[dict[str, Any]] = []
+    for threshold in [None, *args.thresholds]:
+        label = "default" if threshold is None else f"{threshold:g}"
+        print(f"consolidate (dry run, threshold {label}) ...", flush=True)
+        cpu0, started = cpu_seconds(pid), time.perf_counter()
+        answer, meta = consolidate(client, NAMESPACE, threshold, timeout=args.timeout)
+        wall = time.perf_counter() - started
+        used = answer.get("threshold", threshold)
+        runs.append({"threshold_requested": threshold,
+                     "threshold_used": used if isinstance(used, int | float) else None,
+                     "wall_s": wall, "server_cpu_s": cpu_seconds(pid) - cpu0, "server": proc_status(pid),
+                     **meta, "answer_fields": {k: v for k, v in answer.items()
+                                               if k not in ("proposals", "conflicts")},
+                     "metrics": score(corpus, ids, answer["proposals"], answer.get("conflicts") or [])})
+        save(runs)
+    return runs
+
+
+# --- judging and reporting ------------------------------------------------------------------
+
+def choose(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tuning rule: of the runs with precision >= 0.95 and no hard negative merged, the
+    highest recall (then precision, then threshold); if none qualifies, the best F1."""
+    def key(r: dict[str, Any]) -> tuple:
+        m = r["metrics"]
+        return (m["recall"] or 0, m["precision"] or 0, r["threshold_used"] or 0)
+
+    ok = [r for r in runs if (r["metrics"]["precision"] or 0) >= TARGETS["precision"]
+          and r["metrics"]["hard_negatives_merged"] == 0]
+    best = max(ok, key=key) if ok else max(runs, key=lambda r: r["metrics"]["f1"] or 0)
+    return {"rule": choose.__doc__.split("\n")[0].strip() + " " + choose.__doc__.split("\n")[1].strip(),
+            "threshold": best["threshold_used"], "requested": best["threshold_requested"],
+            "meets_precision_and_hard_negatives": bool(ok), "precision": best["metrics"]["precision"],
+            "recall": best["metrics"]["recall"]}
+
+
+def targets(runs: list[dict[str, Any]], n: int) -> dict[str, dict[str, Any]]:
+    """At the default threshold (the first run)."""
+    if not runs:
+        return {}
+    m, wall = runs[0]["metrics"], runs[0]["wall_s"]
+    checks = {"precision_ge_0.95": (m["precision"], ">=", TARGETS["precision"]),
+              "recall_ge_0.80": (m["recall"], ">=", TARGETS["recall"]),
+              "no_hard_negative_merged": (m["hard_negatives_merged"], "<=", 0)}
+    if n >= 100_000:
+        checks["consolidate_100k_le_600s"] = (wall, "<=", TARGETS["seconds_at_100k"])
+    def passes(value: float | None, op: str, limit: float) -> bool:
+        return value is not None and (value <= limit if op == "<=" else value >= limit)
+
+    return {name: {"value": value, "limit": f"{op} {limit}",
+                   "result": "pass" if passes(value, op, limit) else "fail"}
+            for name, (value, op, limit) in checks.items()}
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """Precision and recall against the threshold, hard negatives merged / as conflicts,
+    and the time of ingest and of each consolidate call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["runs"]
+    fig, (pr, hn, tm) = plt.subplots(1, 3, figsize=(17, 5))
+    xs = [r["threshold_used"] if r["threshold_used"] is not None else float("nan") for r in runs]
+    order = sorted(range(len(runs)), key=lambda i: (xs[i] != xs[i], xs[i]))  # NaN (unknown) last
+    swept = [i for i in order if xs[i] == xs[i]]
+    for key, color in (("precision", "#1b9e77"), ("recall", "#d95f02"), ("groups_exact_rate", "#7570b3")):
+        pr.plot([xs[i] for i in swept], [runs[i]["metrics"][key] for i in swept], "o-", color=color,
+                label=key.replace("_", " "))
+        if runs and runs[0]["threshold_requested"] is None and xs[0] == xs[0]:
+            pr.plot([xs[0]], [runs[0]["metrics"][key]], "*", color=color, markersize=16)
+    if runs and xs[0] != xs[0]:  # the server did not say its default threshold: a level line
+        for key, color in (("precision", "#1b9e77"), ("recall", "#d95f02")):
+            pr.axhline(runs[0]["metrics"][key] or 0, color=color, ls=":", lw=2, label=f"default: {key}")
+    pr.axhline(TARGETS["precision"], color="#1b9e77", ls="--", lw=1)
+    pr.axhline(TARGETS["recall"], color="#d95f02", ls="--", lw=1)
+    pr.set(title="Proposals vs ground truth (star: default threshold)", xlabel="threshold", ylim=(0, 1.02))
+    pr.legend(fontsize=8)
+    hn.plot([xs[i] for i in swept], [runs[i]["metrics"]["hard_negatives_merged"] for i in swept], "o-",
+            color="red", label="hard negatives merged (target 0)")
+    hn.plot([xs[i] for i in swept], [runs[i]["metrics"]["hard_negatives_as_conflicts"] for i in swept], "s-",
+            color="#386cb0", label="hard negatives reported as conflicts")
+    hn.set(title=f"Hard negatives (of {report['corpus']['hard_negative_pairs']})", xlabel="threshold")
+    hn.legend(fontsize=8)
+    names = ["ingest"] + [f"consolidate\n{r['threshold_requested'] or 'default'}" for r in runs]
+    bars = tm.bar(names, [report["ingest"]["wall_s"]] + [r["wall_s"] for r in runs],
+                  color=["#999999"] + ["#e7298a"] * len(runs))
+    tm.bar_label(bars, fmt="%.1f s", fontsize=8)
+    if report["parameters"]["n"] >= 100_000:
+        tm.axhline(TARGETS["seconds_at_100k"], color="red", ls="--", lw=1, label="600 s target")
+        tm.legend(fontsize=8)
+    tm.set(title="Wall time", ylabel="seconds")
+    tm.tick_params(axis="x", labelsize=7)
+    p = report["parameters"]
+    fig.suptitle(f"MemoryWeb consolidation: {p['n']:,} memories, {report['corpus']['groups']} groups, "
+                 f"{report['corpus']['hard_negative_pairs']} hard negatives; part {p['part']} "
+                 f"(seed {p['seed']}), "
+                 f"{p['embedder']}; {report['timestamp'][:10]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(report: dict[str, Any]) -> None:
+    ing = report["ingest"]
+    print(f"\ningest: {ing['memories']:,} memories in {ing['wall_s']:.1f} s ({ing['per_s']:.0f}/s); "
+          f"near-duplicate links at ingest {ing['near_duplicate_links_at_ingest']}")
+    print(f"{'threshold':>13} {'P':>6} {'R':>6} {'exact':>6} {'HN merged':>9} {'HN confl':>8} "
+          f"{'proposals':>9} {'wall s':>8} {'cpu s':>7}")
+    for r in report["runs"]:
+        m = r["metrics"]
+        label = "default" if r["threshold_requested"] is None else f"{r['threshold_requested']:g}"
+        if r["threshold_used"] is not None:
+            label += f" ({r['threshold_used']:g})" if r["threshold_requested"] is None else ""
+        print(f"{label:>13} {m['precision'] or 0:6.3f} {m['recall'] or 0:6.3f} "
+              f"{m['groups_exact_rate'] or 0:6.3f} "
+              f"{m['hard_negatives_merged']:9d} {m['hard_negatives_as_conflicts']:8d} {m['proposals']:9d} "
+              f"{r['wall_s']:8.1f} {r['server_cpu_s']:7.1f}")
+    if report["runs"]:
+        m = report["runs"][0]["metrics"]
+        by = {k: v["recall"] for k, v in m["recall_by_difficulty"].items()}
+        print(f"default: recall by difficulty {by}; "
+              f"false pairs {m['false_pairs_by_kind']}")
+    if "selection" in report:
+        print(f"tuning selection: {report['selection']}")
+    for name, t in report["targets"].items():
+        print(f"target {name}: {t['value']} {t['limit']} -> {t['result'].upper()}")
+
+
+# --- self-test: no server -------------------------------------------------------------------
+
+def self_test() -> int:
+    """The generator's guarantees, the scoring on a hand-made and on fabricated proposals
+    (exact expected numbers), the API client against a fake server (404, direct answer,
+    202 + polling by status_url or job id, a failed job), the tuning rule, the chart."""
+    import re
+    from math import comb
+
+    data = sys.modules[generate.__module__]  # the generator's module, however it was imported
+    BY_NAME, TEMPLATES, Fact, facts_apart = data.BY_NAME, data.TEMPLATES, data.Fact, data.facts_apart
+    failures: list[str] = []
+
+    def check(name: str, ok: bool, detail: Any = "") -> None:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + (f": {detail}" if detail != "" else ""))
+        if not ok:
+            failures.append(name)
+
+    # 1. the generator
+    a = generate(3000, 7, 60, 60)
+    b = generate(3000, 7, 60, 60)
+    check("same seed, same corpus", a.memories == b.memories and a.groups == b.groups
+          and a.hard_negatives == b.hard_negatives)
+    check("another seed, another corpus", generate(3000, 8, 60, 60).memories != a.memories)
+    distinct = {" ".join(m["content"].split()) for m in a.memories}
+    check("n memories, distinct after whitespace normalisation (as the server dedups)",
+          len(a.memories) == 3000 == len(distinct))
+    check("60 groups of 2-4", len(a.groups) == 60 and all(2 <= len(g) <= 4 for g in a.groups),
+          a.stats()["group_sizes"])
+    check("a group states one fact, no memory outside it does",
+          all(len({a.facts[m] for m in g}) == 1 and a.facts.count(a.facts[g[0]]) == len(g) for g in a.groups))
+    hns = a.hard_negatives
+    check("60 hard negatives, each one slot (or the polarity) apart",
+          len(hns) == 60 and all(facts_apart(a.facts[h["a"]], a.facts[h["b"]]) == 1 for h in hns))
+    check("12 anchored on a group member, the rest outside groups",
+          sum(h["anchored"] for h in hns) == 12
+          and all((a.group_of[h["a"]] is not None) == h["anchored"] and a.group_of[h["b"]] is None
+                  for h in hns))
+    check("a hard negative pair is written alike (few words differ)",
+          all(0 < len(set(a.memories[h["a"]]["content"].split())
+                      ^ set(a.memories[h["b"]]["content"].split())) <= 8 for h in hns))
+    check("every phrasing names every slot; negations align with phrasings",
+          all({s for s, _ in t.slots} == set(re.findall(r"{(\w+)}", form)) for t in TEMPLATES
+              for form in t.forms + t.negated)
+          and all(len(t.negated) in (0, len(t.forms)) for t in TEMPLATES))
+    small = generate(800, 9, 16, 16)
+    check("one-slot-apart count = brute force", small.one_slot_apart_count() == sum(
+        facts_apart(x, y) == 1 for x, y in combinations(small.facts, 2)), small.one_slot_apart_count())
+    # 2. scoring, hand-made: groups {0,1,2} {3,4}; hard negatives (5,6) and (2,7) (anchored)
+    def fact(template: str, negated: bool = False, **values: str) -> Fact:
+        return Fact(template, tuple((s, values[s]) for s, _ in BY_NAME[template].slots), negated)
+
+    maria = fact("pref", person="Maria", pref="morning meetings")
+    api = {"env": "staging", "service": "API gateway"}
+    facts = [maria, maria, maria, fact("timeout", **api, timeout="30"), fact("timeout", **api, timeout="30"),
+             fact("timeout", **api, timeout="45"), fact("timeout", **api, timeout="60"),
+             maria._replace(negated=True), fact("diet", person="Omar", diet="vegan"),
+             fact("diet", person="Lena", diet="vegan")]
+    hand = Corpus(seed=0, memories=[{"content": f"memory {i}"} for i in range(10)], facts=facts,
+                  groups=[[0, 1, 2], [3, 4]], group_of=[0, 0, 0, 1, 1, None, None, None, None, None],
+                  difficulty=["base", "surface", "rephrased", "base", "lexical"] + ["base"] * 5,
+                  role=["group"] * 5 + ["hard_negative"] * 3 + ["filler"] * 2,
+                  hard_negatives=[{"a": 5, "b": 6, "kind": "number", "slot": "timeout", "anchored": False},
+                                  {"a": 2, "b": 7, "kind": "negation", "slot": "negation", "anchored": True}])
+    ids = [f"id{i}" for i in range(10)]
+    m = score(hand, ids, [{"members": ["id0", "id1", "id2"]}, {"members": ["id3", "id4", "id5"]},
+                          {"members": ["id6", "id8", "nope"]}],
+              [{"members": ["id5", "id6"], "differs_in": ["number"]},
+               {"members": ["id2", "id7"], "differs_in": ["name"]}, {"members": ["id0", "id1"]}])
+    expect = {"precision": 4 / 7, "recall": 1.0, "groups_exact": 1, "groups_complete": 2,
+              "hard_negatives_merged": 0, "hard_negatives_as_conflicts": 2,
+              "hard_negatives_as_conflicts_right_facet": 1,
+              "conflict_pairs_within_a_group": 1,
+              "unknown_ids": 1, "false_pairs_by_kind": {"one slot apart": 2, "other template": 1}}
+    check("hand-made: pairwise P/R, groups, conflicts, false-pair kinds",
+          all(m[k] == v for k, v in expect.items()), {k: m[k] for k in expect})
+    m = score(hand, ids, [{"members": ["id0", "id1"]}, {"members": ["id7", "id9"]},
+                          {"members": ["id5", "id6"]}, {"members": ["id1", "id7"]}], [])
+    check("hand-made: a merged negative counts (the anchored one through any member of its group)",
+          m["hard_negatives_merged"] == 2 and m["recall"] == 1 / 4 and m["groups_complete"] == 0
+          and m["false_pairs_by_kind"].get("injected hard negative") == 1, m["hard_negatives_merged_by_kind"])
+    # 3. scoring, fabricated proposals on the generated corpus
+    ids = [f"m{i}" for i in range(len(a.memories))]
+    perfect = [{"members": [ids[i] for i in g]} for g in a.groups]
+    m = score(a, ids, perfect, [])
+    check("perfect proposals: P = R = exact = 1, nothing merged wrongly",
+          (m["precision"], m["recall"], m["groups_exact_rate"], m["hard_negatives_merged"])
+          == (1.0, 1.0, 1.0, 0))
+    split = [g for g in a.groups[10:] if len(g) >= 3][:10]
+    kept = [g for g in a.groups[10:] if g not in split]
+    fillers = [i for i, r in enumerate(a.role) if r == "filler"]
+    wrong = [[h["a"], h["b"]] for h in hns[:5]] + [[fillers[2 * k], fillers[2 * k + 1]] for k in range(5)]
+    props = [{"members": [ids[i] for i in g]} for g in [*(g[:2] for g in split), *kept, *wrong]]
+    conflicts = [{"members": [ids[h["a"]], ids[h["b"]]]} for h in hns[10:30]]
+    m = score(a, ids, props, conflicts)
+    found = sum(comb(len(g), 2) for g in kept) + len(split)
+    total = sum(comb(len(g), 2) for g in a.groups)
+    check("fabricated errors: exact P, R, hard negatives merged and as conflicts",
+          (m["precision"], m["recall"], m["hard_negatives_merged"], m["hard_negatives_as_conflicts"],
+           m["groups_exact"]) == (found / (found + 10), found / total, 5, 20, len(kept)),
+          {k: m[k] for k in ("precision", "recall", "hard_negatives_merged", "hard_negatives_as_conflicts")})
+    # 4. the API client against a fake server
+    answer = {"proposals": [{"members": ["m0", "m1"], "survivor": "m0", "similarity": 0.97}], "conflicts": []}
+    seen: list[tuple[str, str, Any]] = []
+
+    def server(mode: str) -> httpx.Client:
+        def handle(request: httpx.Request) -> httpx.Response:
+            body = json.loads(request.content) if request.content else None
+            seen.append((request.method, request.url.path, body))
+            gets = sum(s[0] == "GET" for s in seen)
+            if mode == "404":
+                return httpx.Response(404, json={"error": {"code": "not_found"}})
+            if request.method == "POST":
+                return {"direct": httpx.Response(200, json=answer),
+                        "status_url": httpx.Response(202, json={"status_url": "/api/v1/consolidations/c1"}),
+                        "job": httpx.Response(202, json={"job": {"id": "j7", "status": "queued"}}),
+                        "failed": httpx.Response(202, json={"job": "j8"})}[mode]
+            if mode == "failed":
+                return httpx.Response(200, json={"status": "failed", "error": "boom"})
+            if gets < 2:
+                return httpx.Response(200, json={"status": "running", "progress": {"done": 1, "total": 2}})
+            return httpx.Response(200, json={"status": "done", "result": answer} if mode == "status_url"
+                                  else {"status": "completed", **answer})
+        return httpx.Client(base_url="http://fake", transport=httpx.MockTransport(handle))
+
+    try:
+        consolidate(server("404"), "ns", None, timeout=5)
+        check("404: RouteMissing", False)
+    except RouteMissing as exc:
+        check("404: RouteMissing naming the route", "/api/v1/namespaces/ns/consolidate" in str(exc))
+    seen.clear()
+    got, meta = consolidate(server("direct"), "ns", None, timeout=5)
+    check("200: the answer as is; body {dry_run: true} without a threshold",
+          got == answer and meta["polls"] == 0 and seen[0][2] == {"dry_run": True})
+    for mode, path in (("status_url", "/api/v1/consolidations/c1"), ("job", "/api/v1/consolidations/j7")):
+        seen.clear()
+        got, meta = consolidate(server(mode), "ns", 0.9, timeout=5, poll_every=0)
+        check(f"202 + {mode}: polled to the end",
+              got["proposals"] == answer["proposals"] and meta["polls"] == 2
+              and seen[0][2] == {"dry_run": True, "threshold": 0.9} and seen[-1][1] == path, meta)
+    try:
+        consolidate(server("failed"), "ns", None, timeout=5, poll_every=0)
+        check("failed job raises", False)
+    except RuntimeError as exc:
+        check("failed job raises", "failed" in str(exc))
+    # 5. the tuning rule, targets, the report and chart
+    def run(threshold: float | None, p: float, r: float, merged: int) -> dict[str, Any]:
+        metrics = score(hand, [f"id{i}" for i in range(10)], [], []) | {
+            "precision": p, "recall": r, "f1": 2 * p * r / (p + r), "hard_negatives_merged": merged,
+            "groups_exact_rate": r}
+        return {"threshold_requested": threshold, "threshold_used": threshold or 0.9, "wall_s": 1.0,
+                "server_cpu_s": 1.0, "metrics": metrics}
+
+    runs = [run(None, 0.97, 0.82, 0), run(0.85, 0.90, 0.95, 3), run(0.88, 0.96, 0.86, 0),
+            run(0.92, 0.99, 0.7, 0)]
+    check("tuning rule: highest recall with P >= 0.95 and no negative merged",
+          choose(runs)["threshold"] == 0.88)
+    check("targets at the default threshold",
+          all(t["result"] == "pass" for t in targets(runs, 10_000).values())
+          and targets([run(None, 0.97, 0.82, 1)], 10_000)["no_hard_negative_merged"]["result"]
+          == "fail")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = {"runs": runs, "corpus": a.stats(), "ingest": {"wall_s": 3.0},
+                  "parameters": {"n": 100_000, "part": "tuning", "seed": 7, "embedder": "hash"},
+                  "timestamp": datetime.now(UTC).isoformat()}
+        json.dumps(report, allow_nan=False)
+        chart(report, Path(tmp) / "c.png")
+        check("chart drawn", (Path(tmp) / "c.png").stat().st_size > 10_000)
+    print(f"\nself-test: {len(failures)} failed" + (f": {', '.join(failures)}" if failures else ""))
+    return 1 if failures else 0
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000, help="memories in the corpus (10,000)")
+    parser.add_argument("--groups", type=int, help="near-duplicate groups (500; below n=10,000: 5%% of n)")
+    parser.add_argument("--hard-negatives", type=int,
+                        help="hard-negative pairs (500; below n=10,000: 5%% of n)")
+    parser.add_argument("--part", choices=tuple(SEEDS), default="reporting",
+                        help="tuning (seed 2101: choose thresholds here) or reporting (seed 2102, default)")
+    parser.add_argument("--seed", type=int, help="another seed (part recorded as 'custom')")
+    parser.add_argument("--thresholds", type=lambda s: [float(x) for x in s.split(",") if x], default=[],
+                        help="comma-separated thresholds to sweep after the default, e.g. 0.85,0.88,0.9")
+    parser.add_argument("--embedder", choices=tuple(EMBEDDERS), default="minilm",
+                        help="minilm (the server's default model) or hash (bench/hash_embedder.py: no "
+                             "synonyms, for timing only)")
+    parser.add_argument("--batch", type=int, default=500, help="memories per batch request, max 1000 (500)")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds one consolidate call (or its job) may take (3600)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the server, repeatable")
+    parser.add_argument("--output", type=Path, help="the JSON, PNG beside it (default "
+                        "bench/results/consolidation.json; consolidation_tuning.json for --part tuning)")
+    parser.add_argument("--dump-corpus", type=Path, help="also write the corpus and its truth as JSON lines")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temp data directory")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
+    parser.add_argument("--self-test", action="store_true",
+                        help="no server: check the generator, the scoring, the API client and the chart")
+    args = parser.parse_args(argv)
+    scaled = max(1, round(args.n * 0.05)) if args.n < 10_000 else 500
+    args.groups = scaled if args.groups is None else args.groups
+    args.hard_negatives = scaled if args.hard_negatives is None else args.hard_negatives
+    args.seed_value = args.seed if args.seed is not None else SEEDS[args.part]
+    args.part_label = "custom" if args.seed is not None else args.part
+    if args.output is None:
+        tuning = args.part_label == "tuning"
+        args.output = RESULTS / ("consolidation_tuning.json" if tuning else "consolidation.json")
+    if not 1 <= args.batch <= 1000:
+        parser.error("--batch must be between 1 and 1000")
+    if any("=" not in kv for kv in args.server_env):
+        parser.error("--server-env takes NAME=VALUE")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.self_test:
+        return self_test()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks still run
+    print(f"generating {args.n:,} memories (seed {args.seed_value}) ...", flush=True)
+    corpus = generate(args.n, args.seed_value, args.groups, args.hard_negatives)
+    if args.dump_corpus:
+        args.dump_corpus.write_text("".join(json.dumps(row) + "\n" for row in truth_rows(corpus)))
+    data_dir = Path(tempfile.mkdtemp(prefix="mw-bench-consolidation-"))
+    env = {**os.environ, "MEMORYWEB_ENV": "local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
+           "MEMORYWEB_DATA_DIR": str(data_dir), "MEMORYWEB_EMBEDDER": EMBEDDERS[args.embedder],
+           "MEMORYWEB_RATE_LIMIT": "", "MEMORYWEB_ROLLUPS_SCHEDULED": "false",
+           # a REST call considers at most MEMORYWEB_CONSOLIDATE_MAX (20,000) memories: the whole corpus
+           "MEMORYWEB_CONSOLIDATE_MAX": str(max(args.n, 20_000)),
+           **dict(kv.split("=", 1) for kv in args.server_env)}
+    load_before, started = os.getloadavg(), time.perf_counter()
+    report: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "complete": False,
+        "machine": {"nproc": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "loadavg_before": load_before},
+        "parameters": {"n": args.n, "groups": args.groups, "hard_negatives": args.hard_negatives,
+                       "part": args.part_label, "seed": args.seed_value, "embedder": args.embedder,
+                       "batch": args.batch, "thresholds": args.thresholds, "server_env": args.server_env,
+                       "route": f"POST /api/v1/namespaces/{NAMESPACE}/consolidate {{dry_run: true}}"},
+        "corpus": {**corpus.stats(), "sha256": hashlib.sha256(
+            "\n".join(m["content"] for m in corpus.memories).encode()).hexdigest()[:16]},
+        "notes": ["Protocol and fields: bench/consolidation.py's docstring and bench/README.md.",
+                  "precision/recall: pairwise over proposal members; a pair is correct iff both are in one "
+                  "injected group. hard_negatives_merged counts a pair if any memory stating either fact "
+                  "shares a proposal with one stating the other.",
+                  "The server runs with MEMORYWEB_CONSOLIDATE_MAX = max(n, 20,000), so one REST call "
+                  "considers the whole corpus (--server-env overrides)."],
+        "code": {str(f.relative_to(REPO)): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
+                 for f in sorted((REPO / "apps/lifecycle").rglob("*.py")) if "migrations" not in f.parts},
+        "ingest": None, "runs": [], "targets": {},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(runs: list[dict[str, Any]]) -> None:
+        report["runs"], report["targets"] = runs, targets(runs, args.n)
+        report["duration_s"] = time.perf_counter() - started
+        args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+    proc = None
+    try:
+        manage(env, "migrate", "-v0")
+        manage(env, "create_namespace", NAMESPACE)
+        key = manage(env, "create_api_key", "--namespace", NAMESPACE, "--role", "admin",
+                     "--agent-id", AGENT).splitlines()[-1].strip()
+        port = free_port()
+        proc = start_server(env, port, data_dir / "daphne.log")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=args.timeout, trust_env=False,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
+            ids, report["ingest"] = ingest(client, corpus, args.batch, proc.pid)
+            report["ingest"]["outbox_backlog_after"] = wait_indexed(f"http://127.0.0.1:{port}")
+            save([])
+            try:
+                runs = run_calls(client, args, corpus, ids, proc.pid, save)
+            except RouteMissing as exc:
+                report["error"] = str(exc)
+                save(report["runs"])
+                print(f"\nFAILED: {exc}\nIngest worked: {report['ingest']['memories']:,} memories in "
+                      f"{report['ingest']['wall_s']:.1f} s. Partial JSON: {args.output}", file=sys.stderr)
+                return 2
+    finally:
+        if proc is not None:
+            stop_server(proc)
+        if args.keep_data:
+            print(f"kept {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    report["complete"] = True
+    report["machine"]["loadavg_after"] = os.getloadavg()
+    if args.part_label == "tuning" and runs:
+        report["selection"] = choose(runs)
+    save(runs)
+    png = args.output.with_suffix(".png")
+    chart(report, png)
+    summary(report)
+    print(f"wrote {args.output} and {png}")
+    return 1 if args.check and any(t["result"] == "fail" for t in report["targets"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
