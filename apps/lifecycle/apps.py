@@ -10,3 +10,15 @@ class LifecycleConfig(AppConfig):
     name = "apps.lifecycle"
     label = "lifecycle"
     verbose_name = "Lifecycle (digests, consolidation)"
+
+    def ready(self) -> None:
+        from apps.lifecycle.namespace_setting import (
+            ConsolidationSettings,
+            validate_consolidation_settings,
+        )
+        from apps.tenancy import namespace_settings
+
+        # A namespace's ``consolidation`` (schedule, interval, threshold) is lifecycle's
+        # rule, stored on tenancy's row.
+        namespace_settings.register(namespace_settings.NamespaceSetting(
+            "consolidation", validate_consolidation_settings, ConsolidationSettings))

@@ -248,6 +248,45 @@ def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) 
     return True
 
 
+def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
+          threshold: float | None = None) -> Outcome:
+    """Apply one proposal as a person accepted it (the dashboard's review): ``members``
+    (at least two, at most ``grouping.MAX_GROUP``) of the namespace's current memories,
+    ``survivor`` among them, all of one partition (kind, agent, subject). Checked and
+    written as :func:`consolidate` applies a group; ``merged`` says whether it was (a
+    member changed meanwhile: ``stale``)."""
+    ns = resolve_namespace(principal, namespace)
+    authorize(principal, ns.pk, Action.EDIT)
+    check_writable(ns)
+    wanted = list(dict.fromkeys(str(m) for m in members))
+    if not 2 <= len(wanted) <= grouping.MAX_GROUP or str(survivor) not in wanted:
+        raise InvalidInput(f"give 2 to {grouping.MAX_GROUP} members, the survivor among them.",
+                           field="members")
+    rows = {str(m.pk): m for m in _candidates(ns, {}).filter(pk__in=wanted)}
+    if len(rows) != len(wanted):
+        raise Conflict("a member is gone, superseded, or cannot be merged (an event, a "
+                       "summary): consolidate again.", field="members")
+    partitions = {(m.kind, m.agent_id, (m.metadata or {}).get(SUBJECT_KEY)) for m in rows.values()}
+    if len(partitions) > 1:
+        raise InvalidInput("members of different kinds, agents or subjects are never merged.",
+                           field="members")
+    vectors = _content_vectors(ns, [grouping.Candidate(i, rows[i].content, (), ()) for i in wanted],
+                               {i for i in wanted if rows[i].context_memory_id}, None)
+    similarity = {}
+    for x in range(len(wanted)):
+        for y in range(x + 1, len(wanted)):
+            a, b = sorted((wanted[x], wanted[y]))
+            similarity[(a, b)] = round(float(vectors[x] @ vectors[y]), 6)
+    group = grouping.Group(sorted(wanted), str(survivor), similarity)
+    outcome = Outcome(ns, False, threshold or settings.MEMORYWEB_CONSOLIDATE_THRESHOLD,
+                      len(wanted), len(similarity), [group], [],
+                      {i: rows[i].content for i in wanted})
+    applied = _apply_group(principal, outcome, group)
+    outcome.applied.append(applied)
+    outcome.merged, outcome.stale = int(applied), int(not applied)
+    return outcome
+
+
 @dataclass(frozen=True)
 class Unmerged:
     memory: Memory

@@ -64,6 +64,11 @@ class Namespace(models.Model):
         help_text='The timeline\'s scheduled rollups here, e.g. {"enabled": true, '
         '"interval_minutes": 60, "agents": ["planner"]}; empty follows the server '
         '(MEMORYWEB_ROLLUPS_SCHEDULED). See docs/timeline.md.')
+    consolidation = models.JSONField(
+        default=dict, blank=True,
+        help_text='Scheduled consolidation here, e.g. {"enabled": true, "interval_hours": 24, '
+        '"threshold": 0.86}: merges the memories that say the same thing on schedule '
+        '(reversible). Empty: off. See docs/lifecycle.md.')
     audit_reads = models.BooleanField(
         null=True, blank=True,
         help_text="Write an audit entry for every recall in this namespace (ids returned, never "
@@ -111,7 +116,7 @@ class Namespace(models.Model):
 
 
 #: Namespace fields whose rules belong to an app above tenancy (namespace_settings.py).
-SETTING_FIELDS = ("recall_defaults", "rollups")
+SETTING_FIELDS = ("recall_defaults", "rollups", "consolidation")
 
 
 class ApiKeyQuerySet(NamespaceScopedQuerySet):

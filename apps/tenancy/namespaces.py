@@ -44,6 +44,7 @@ class NamespaceUpdate(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     recall_defaults = namespace_settings.NamespaceSettingField("recall_defaults", required=False)
     rollups = namespace_settings.NamespaceSettingField("rollups", required=False)
+    consolidation = namespace_settings.NamespaceSettingField("consolidation", required=False)
     near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,

@@ -194,3 +194,29 @@ def test_the_mcp_tool_proposes_and_merges_for_a_team_admin_only(team_admin, agen
 
     with pytest.raises(Refused, match="permission_denied"):
         call({"key": agent.raw, "tool": "consolidate", "args": [{"dry_run": True}]})
+
+
+
+def test_one_proposal_is_merged_as_accepted_and_checked(team_admin, agent, corpus):
+    """What the dashboard's review calls: one group, checked again before it is written."""
+    from apps.core.errors import Conflict, InvalidInput, PermissionDenied
+    from apps.lifecycle.consolidation import merge
+    from apps.tenancy.principal import Principal
+
+    admin, helper = Principal.for_key(team_admin.key), Principal.for_key(agent.key)
+    members = [corpus[t] for t in STAGING]
+    with pytest.raises(PermissionDenied):
+        merge(helper, "alpha", members, members[0])
+    with pytest.raises(InvalidInput):
+        merge(admin, "alpha", members[:1], members[0])
+    with pytest.raises(InvalidInput):
+        merge(admin, "alpha", members, corpus[OTHERS[0]])
+    outcome = merge(admin, "alpha", members, members[1])
+    assert outcome.merged == 1 and outcome.superseded == 2
+    assert set(Memory.objects.filter(superseded_by=members[1]).values_list("pk", flat=True)
+               .iterator()) == {Memory.objects.get(pk=m).pk for m in (members[0], members[2])}
+    with pytest.raises(Conflict):  # superseded now: no longer a candidate
+        merge(admin, "alpha", members, members[1])
+    other = team_admin.post("/api/v1/memories", {"content": DEPLOYS[0] + " Noted."}).json()
+    with pytest.raises(InvalidInput, match="agents"):
+        merge(admin, "alpha", [corpus[DEPLOYS[0]], other["id"]], other["id"])
