@@ -22,6 +22,7 @@ TOOLS = [
     ("live", "Live feed"),
     ("timeline", "Timeline"),
     ("sessions", "Sessions"),
+    ("consolidation", "Consolidation"),
 ]
 
 
@@ -51,7 +52,7 @@ class DashboardSite(admin.AdminSite):
                                     f"{urlencode({REDIRECT_FIELD_NAME: next_url})}")
 
     def get_urls(self):
-        from apps.dashboard import session_views, timeline_views, views
+        from apps.dashboard import consolidation_views, session_views, timeline_views, views
 
         pages = [
             path("dashboard/overview/", self.admin_view(views.overview), name="overview"),
@@ -65,6 +66,7 @@ class DashboardSite(admin.AdminSite):
             # included): the rest of the path, whatever it holds.
             re_path(r"^dashboard/sessions/(?P<session_id>(?s:.+))/$",
                     self.admin_view(session_views.session), name="session"),
+            *consolidation_views.urls(self.admin_view),
         ]
         return pages + super().get_urls()
 

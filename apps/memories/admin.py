@@ -24,6 +24,7 @@ from apps.memories.admin_bulk import MemoryBulkActionsMixin
 from apps.memories.admin_diff import version_rows
 from apps.memories.admin_filters import AgentFilter, DuplicateFilter, ImportanceFilter, TagFilter
 from apps.memories.admin_forms import MemoryForm
+from apps.memories.admin_lineage import lineage
 from apps.memories.admin_search import MemorySearchMixin
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.services import EDITABLE_FIELDS
@@ -123,6 +124,7 @@ class MemoryAdmin(MemoryBulkActionsMixin, MemorySearchMixin, ScopedAdmin):
                     AuditEntry.objects.for_principal(principal, Action.MANAGE)
                     .filter(records__record_id=str(stored.pk)).order_by("-seq")[:50]),
                 "near_duplicates": list(near),
+                "lineage": lineage(stored),  # merged into / from, conflicts (issue 21)
             })
         return super().render_change_form(request, context, add, change, form_url, obj)
 

@@ -266,13 +266,15 @@ class Write:
         caller audits. Returns how many were superseded."""
         self._require_open()
         now = timezone.now()
+        similarity = {str(key): value for key, value in similarity.items()}
         ids = [m.pk for m in members if m.pk != by.pk]
         done = Memory.objects.filter(namespace_id=namespace.pk, pk__in=ids).update(
             superseded_by=by, superseded_at=now)
         MemoryLink.objects.bulk_create([
             MemoryLink(namespace=namespace, source=by, target_id=pk,
                        relation=MemoryLink.Relation.DERIVED_FROM,
-                       similarity=similarity.get(pk), created_by=actor.label, created_at=now)
+                       similarity=similarity.get(str(pk)), created_by=actor.label,
+                       created_at=now)
             for pk in ids], ignore_conflicts=True)
         for member in members:
             if member.pk != by.pk:

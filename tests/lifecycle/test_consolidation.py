@@ -69,8 +69,9 @@ def test_applying_supersedes_all_but_the_survivor_with_lineage_and_audit(team_ad
     others = set(staging["members"]) - {survivor}
     assert set(Memory.objects.filter(superseded_by=survivor).values_list("pk", flat=True)
                .iterator()) == {Memory.objects.get(pk=o).pk for o in others}
-    assert {str(link.target_id) for link in MemoryLink.objects.filter(
-        source_id=survivor, relation="derived_from")} == others
+    links = MemoryLink.objects.filter(source_id=survivor, relation="derived_from")
+    assert {str(link.target_id) for link in links} == others
+    assert {str(link.target_id): link.similarity for link in links} == staging["member_similarity"]
     assert AuditEntry.objects.filter(operation="memory.consolidate").count() == 2
     # Out of default lists and recall; visible on request and by id.
     listed = {m["id"] for m in agent.get("/api/v1/memories?limit=100").json()["results"]}
