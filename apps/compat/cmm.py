@@ -408,7 +408,8 @@ class ConsolidateView(CmmView):
     the UUIDs beside them."""
 
     @extend_schema(summary="Seed 000's /consolidate: merge memories that say the same thing "
-                   "(team admin)", request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   "(team admin)", request={"application/json": openapi.CmmConsolidate},
+                   responses=OpenApiTypes.OBJECT)
     def post(self, request):
         body = request.data
         if not isinstance(body, Mapping):

@@ -469,7 +469,8 @@ class ConsolidateView(MemoryOssView):
     ``POST /api/v1/memories/{id}/unmerge`` (docs/lifecycle.md)."""
 
     @extend_schema(summary="Seed 003's /v1/consolidate: merge similar memories (team admin)",
-                   request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+                   request={"application/json": openapi.V1Consolidate},
+                   responses=OpenApiTypes.OBJECT)
     def post(self, request):
         body = _checked(request.data, _CONSOLIDATE_FIELDS)
         data: dict[str, Any] = {key: body[key] for key in ("threshold", "dry_run")

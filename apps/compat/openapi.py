@@ -139,6 +139,29 @@ class CmmEndOfDay(StrictBody):
                                       help_text="System-admin keys: the namespace.")
 
 
+#: The kinds consolidation may merge (never events nor the timeline's summaries).
+CONSOLIDATED_KINDS = [k for k in MemoryKind.values if k not in (MemoryKind.EVENT, MemoryKind.SUMMARY)]
+_THRESHOLD_HELP = ("The similarity at which two memories say the same thing (default "
+                   "MEMORYWEB_CONSOLIDATE_THRESHOLD).")
+
+
+class CmmConsolidate(StrictBody):
+    """Seed 000's /consolidate: merges at once unless ``dry_run``."""
+
+    namespace = serializers.SlugField(required=False, allow_blank=True, allow_null=True,
+                                      help_text="System-admin keys: the namespace.")
+    dry_run = serializers.BooleanField(required=False, allow_null=True,
+                                       help_text="Only propose (default false: merge).")
+    threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.5,
+                                       max_value=1.0, help_text=_THRESHOLD_HELP)
+    agent_id = TextField(required=False, allow_null=True, allow_blank=True, max_length=128,
+                         help_text="Only this agent's memories (empty or null: every agent's).")
+    kind = serializers.ChoiceField(choices=CONSOLIDATED_KINDS, required=False, allow_null=True,
+                                   allow_blank=True, help_text="Only memories of this kind.")
+    tags = TagsField(required=False, allow_null=True,
+                     help_text="Only memories with every one of these tags.")
+
+
 # --- seed 003 (/v1/) ----------------------------------------------------------------------
 
 @extend_schema_field({"anyOf": [{"type": "boolean", "enum": [False]},
@@ -201,6 +224,23 @@ class V1Recall(StrictBody):
     cursor = _unsupported("cursor paging")
     weights = _unsupported("per-request weights; a namespace's recall_defaults set them")
     query_embedding = _unsupported("client-side query embeddings")
+
+
+class V1Consolidate(StrictBody):
+    """Seed 003's /v1/consolidate: merges similar memories at once unless ``dry_run``."""
+
+    namespace = serializers.SlugField(required=False, allow_blank=True, allow_null=True)
+    dry_run = serializers.BooleanField(required=False, allow_null=True,
+                                       help_text="Only propose (default false: merge).")
+    threshold = serializers.FloatField(required=False, allow_null=True, min_value=0.5,
+                                       max_value=1.0, help_text=_THRESHOLD_HELP)
+    agent = TextField(required=False, allow_null=True, max_length=128,
+                      help_text="Only this agent's memories.")
+    memory_type = serializers.ChoiceField(
+        choices=[t for t in MEMORY_TYPES if t not in (MemoryKind.EVENT, MemoryKind.SUMMARY)],
+        required=False, allow_null=True, help_text="Only memories of this type.")
+    tags = TagsField(required=False, allow_null=True,
+                     help_text="Only memories with every one of these tags.")
 
 
 class V1RecallBatch(serializers.Serializer):

@@ -89,6 +89,16 @@ def check_bytes(value: str, limit: int, what: str) -> str:
     return value
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true`` or ``false`` only: DRF's BooleanField also takes 0, 1, "yes", "off"…,
+    which the OpenAPI schema (``type: boolean``) says are refused."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
 class TagsField(serializers.ListField):
     """Tags: trimmed, blanks dropped, duplicates folded, within MEMORYWEB_LIMITS."""
 

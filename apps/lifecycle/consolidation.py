@@ -30,7 +30,14 @@ from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
 from apps.core.kinds import MemoryKind
 from apps.core.roles import Action
-from apps.core.validation import StrictSerializer, TagsField, TextField, UTCDateTimeField, validate
+from apps.core.validation import (
+    StrictBooleanField,
+    StrictSerializer,
+    TagsField,
+    TextField,
+    UTCDateTimeField,
+    validate,
+)
 from apps.lifecycle import grouping
 from apps.memories import services, writes
 from apps.memories.embeddings import get_embedder
@@ -64,7 +71,7 @@ class ConsolidateFilters(StrictSerializer):
 
 
 class ConsolidateInput(StrictSerializer):
-    dry_run = serializers.BooleanField(
+    dry_run = StrictBooleanField(
         required=False, help_text="Only propose (the default on /api/v1; the seeds' routes "
         "apply unless told otherwise).")
     threshold = serializers.FloatField(
@@ -93,6 +100,8 @@ class Outcome:
     stale: int = 0
     conflicts_linked: int = 0
     applied: list[bool] = field(default_factory=list)
+    #: Each candidate's version when it was read: a member edited since is not merged.
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, Any], *,
@@ -104,26 +113,28 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
     MEMORYWEB_CONSOLIDATE_MAX; ``manage.py consolidate`` none). ``progress(stage, done,
     total)``: for a progress bar.
     """
-    cleaned = validate(ConsolidateInput, dict(data))
+    if not isinstance(data, Mapping):  # JSON null, a list, a number: no request body
+        raise InvalidInput("expected a JSON object.")
+    cleaned = validate(ConsolidateInput, data)
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.EDIT)
     dry_run = cleaned.get("dry_run", dry_run_default)
     if not dry_run:
         check_writable(ns)
     threshold = cleaned.get("threshold", settings.MEMORYWEB_CONSOLIDATE_THRESHOLD)
-    rows = list(_candidates(ns, cleaned.get("filters") or {}).values_list(
-        "pk", "content", "kind", "agent_id", "metadata", "importance", "confidence",
-        "access_count", "created_at", "context_memory_id"))
-    if limit is not None and len(rows) > limit:
-        raise InvalidInput(f"{len(rows)} memories match; a request consolidates at most "
+    selected = _candidates(ns, cleaned.get("filters") or {})
+    if limit is not None and (count := selected.count()) > limit:
+        raise InvalidInput(f"{count} memories match; a request consolidates at most "
                            f"{limit} (MEMORYWEB_CONSOLIDATE_MAX): narrow it with filters, or "
                            "run manage.py consolidate.", field="filters")
-    candidates = [grouping.Candidate(
-        str(pk), content, (kind, agent, (metadata or {}).get(SUBJECT_KEY)),
-        (importance, confidence, access_count, created.timestamp()))
-        for pk, content, kind, agent, metadata, importance, confidence, access_count, created, _
-        in rows]
-    with_context = {str(pk) for pk, *_, context in rows if context is not None}
+    rows = list(selected.values_list(
+        "pk", "content", "kind", "agent_id", "metadata", "tags", "valid_from", "valid_until",
+        "importance", "confidence", "access_count", "created_at", "version",
+        "context_memory_id"))
+    candidates = [grouping.Candidate(str(row[0]), row[1], partition(*row[2:8]),
+                                     (row[8], row[9], row[10], row[11].timestamp()))
+                  for row in rows]
+    with_context = {str(row[0]) for row in rows if row[13] is not None}
     vectors = _content_vectors(ns, candidates, with_context, progress)
     store = get_vector_store()
 
@@ -138,10 +149,20 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
     found = grouping.find_groups(candidates, vectors, neighbours, threshold, term_similarity,
                                  neighbour_progress)
     outcome = Outcome(ns, dry_run, threshold, found.candidates, found.pairs_checked,
-                      found.groups, found.conflicts, {c.id: c.content for c in candidates})
+                      found.groups, found.conflicts, {c.id: c.content for c in candidates},
+                      versions={str(row[0]): row[12] for row in rows})
     if not dry_run:
         _apply(principal, outcome, progress)
     return outcome
+
+
+def partition(kind: str, agent_id: str, metadata: Any, tags: Any, valid_from: Any,
+              valid_until: Any) -> tuple[Any, ...]:
+    """What two memories must share to be merged: kind, agent, GDPR subject, tags (a
+    tag-filtered recall or a tag-scoped grant must not lose the fact) and validity window
+    (the survivor must be valid whenever a member was)."""
+    return (kind, agent_id, (metadata or {}).get(SUBJECT_KEY), tuple(sorted(tags or ())),
+            valid_from, valid_until)
 
 
 def term_similarity(pairs: list[tuple[str, str]]) -> list[float]:
@@ -237,8 +258,9 @@ def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) 
                 .filter(namespace=ns, pk__in=group.members)}
         if len(rows) != len(group.members) or any(
                 rows[i].superseded_by_id is not None or rows[i].content != outcome.contents[i]
+                or (i in outcome.versions and rows[i].version != outcome.versions[i])
                 for i in group.members):
-            return False
+            return False  # a member went, was merged or edited since it was read
         others = [rows[i] for i in group.members if i != group.survivor]
         outcome.superseded += write.supersede(ns, others, rows[group.survivor],
                                               similarity=group.to_survivor(), actor=principal)
@@ -266,10 +288,11 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     if len(rows) != len(wanted):
         raise Conflict("a member is gone, superseded, or cannot be merged (an event, a "
                        "summary): consolidate again.", field="members")
-    partitions = {(m.kind, m.agent_id, (m.metadata or {}).get(SUBJECT_KEY)) for m in rows.values()}
+    partitions = {partition(m.kind, m.agent_id, m.metadata, m.tags, m.valid_from, m.valid_until)
+                  for m in rows.values()}
     if len(partitions) > 1:
-        raise InvalidInput("members of different kinds, agents or subjects are never merged.",
-                           field="members")
+        raise InvalidInput("members of different kinds, agents, subjects, tags or validity "
+                           "windows are never merged.", field="members")
     vectors = _content_vectors(ns, [grouping.Candidate(i, rows[i].content, (), ()) for i in wanted],
                                {i for i in wanted if rows[i].context_memory_id}, None)
     similarity = {}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +116,9 @@ def today() -> dt.date:
 def parse_body(data: Any) -> dict[str, Any]:
     """A door's JSON body as :func:`end_of_day`'s arguments: ``date`` (a ``date``) and
     ``agent_id``, each only when given; an unknown field or a bad value is a 400 naming it."""
-    return validate(EndOfDayInput, {} if data is None else data)
+    if not isinstance(data, Mapping):  # JSON null, a list, a number: not a request body
+        raise InvalidInput("expected a JSON object.")
+    return validate(EndOfDayInput, data)
 
 
 def _day(value: dt.date | str | None) -> dt.date:

@@ -43,12 +43,47 @@ WEEKDAYS = {
 #: What agents wrap a fact in: no part of what it says.
 FILLER = frozenset("""note notes fyi reminder remember remembering confirmed discussed
 mentioned twice record heads worth noted assistant per sync btw important update todo
-apparently also said told last still current currently""".split())
+apparently also said told still current currently""".split())
 #: Words that flip what a sentence says.
 NEGATIONS = frozenset({"not", "no", "never", "none", "nobody", "nothing", "neither", "nor",
                        "without", "cannot", "can't", "won't", "don't", "doesn't", "didn't",
                        "isn't", "aren't", "wasn't", "weren't", "shouldn't", "mustn't",
-                       "hasn't", "haven't", "hadn't", "couldn't", "wouldn't", "no longer"})
+                       "hasn't", "haven't", "hadn't", "couldn't", "wouldn't", "no longer",
+                       # a few other languages' (the model is multilingual enough to pair
+                       # them; the negation must not slip through)
+                       "не", "нет", "ни", "nicht", "kein", "keine", "keinen", "nie",
+                       "niemals", "pas", "jamais", "non", "nunca", "nada", "niet", "geen",
+                       "inte", "ikke", "ei"})
+#: Negation in scripts without spaces between words (Chinese, Japanese).
+_CJK_NEGATION = re.compile("[不没沒无無非别別未]")
+#: Units a number may carry ("5 min" / "5 minutes"; "5 minutes" / "5 hours" differ).
+UNITS = {
+    "ms": "ms", "millisecond": "ms", "milliseconds": "ms", "s": "second", "sec": "second",
+    "secs": "second", "second": "second", "seconds": "second", "min": "minute",
+    "mins": "minute", "minute": "minute", "minutes": "minute", "h": "hour", "hr": "hour",
+    "hrs": "hour", "hour": "hour", "hours": "hour", "day": "day", "days": "day",
+    "week": "week", "weeks": "week", "month": "month", "months": "month", "year": "year",
+    "years": "year", "yr": "year", "yrs": "year", "d": "day", "kb": "kb", "mb": "mb", "gb": "gb",
+    "tb": "tb", "percent": "%", "%": "%", "k": "k", "m": "m",
+}
+#: Words whose swap turns a statement around (the model rates many of them alike:
+#: enabled / disabled 0.77, small / large 0.79): one in each text is a contrast.
+_OPPOSITES = """on:off up:down before:after above:below over:under next:last first:last
+enabled:disabled enable:disable enabling:disabling fast:slow faster:slower small:large
+small:big smaller:larger high:low higher:lower min:max minimum:maximum increase:decrease
+increased:decreased increases:decreases more:less more:fewer open:closed allow:deny
+allowed:denied allowed:blocked allow:block true:false yes:no start:stop started:stopped
+start:end succeeded:failed success:failure pass:fail passed:failed accept:reject
+accepted:rejected include:exclude included:excluded add:remove added:removed old:new
+older:newer earlier:later early:late left:right inbound:outbound upload:download push:pull
+online:offline valid:invalid sync:async synchronous:asynchronous light:dark hot:cold
+strong:weak required:optional mandatory:optional primary:secondary primary:replica
+leader:follower public:private internal:external read:write input:output likes:dislikes
+like:dislike prefers:avoids always:never with:without increase:reduce win:lose won:lost
+morning:afternoon morning:evening afternoon:evening morning:night evening:night am:pm
+hourly:daily hourly:weekly daily:weekly daily:monthly weekly:monthly monthly:yearly
+monthly:annually daily:yearly weekly:yearly monthly:quarterly quarterly:yearly"""
+OPPOSITES = tuple(tuple(pair.split(":")) for pair in _OPPOSITES.split())
 #: Capitalised words that are no name: sentence openers, pronouns, labels agents prefix.
 NOT_NAMES = frozenset("""a an the this that these those it its we our us i my me you your
 he she they them their his her there here what when where which who why how if then
@@ -56,8 +91,9 @@ also and but or so note notes fyi reminder important update todo fact memory use
 assistant agent please yes ok okay every each all some any most many more less
 """.split())
 
-_TOKEN = re.compile(r"[A-Za-z][\w'\u2019.-]*[\w]|[A-Za-z]|(?<=[A-Za-z])[+-]\d[\d,._:/-]*\d|"
-                    r"(?<=[A-Za-z])[+-]\d|\d[\d,._:/-]*\d|\d")
+#: Words in any script (a letter first), offsets after a word (UTC+3), numbers, and % (a unit).
+_TOKEN = re.compile(r"[^\W\d_][\w'\u2019.-]*\w|[^\W\d_]|(?<=[^\W\d_])[+-]\d[\d,._:/-]*\d|"
+                    r"(?<=[^\W\d_])[+-]\d|\d[\d,._:/-]*\d|\d|%")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
 _SLASHED_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{2,4}$")
 _CLOCK = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
@@ -86,13 +122,39 @@ class Facets:
         return len(self.numbers) + len(self.dates) + len(self.names)
 
 
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
+_ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
+#: Dates written with a month's name ("Aug 10, 2025", "10 August 2025", "June 28"): read
+#: as one date (2025-08-10, 06-28) so that they equal their ISO spelling.
+_NAMED_DATES = [
+    (re.compile(rf"\b({_MONTH})\.?\s+{_ORDINAL},?\s+(\d{{4}})\b", re.IGNORECASE), (3, 1, 2)),
+    (re.compile(rf"\b{_ORDINAL}\s+({_MONTH})\.?,?\s+(\d{{4}})\b", re.IGNORECASE), (3, 2, 1)),
+    (re.compile(rf"\b({_MONTH})\.?\s+{_ORDINAL}\b(?!:)", re.IGNORECASE), (None, 1, 2)),
+    (re.compile(rf"\b{_ORDINAL}\s+({_MONTH})\b", re.IGNORECASE), (None, 2, 1)),
+]
+
+
+def _named_dates(text: str, dates: set[str]) -> str:
+    """Take the dates written with a month's name out of ``text`` into ``dates``."""
+    for pattern, (year, month, day) in _NAMED_DATES:
+        def found(match: re.Match, year=year, month=month, day=day) -> str:
+            number = MONTHS[match.group(month).lower()]
+            when = f"{number}-{int(match.group(day)):02d}"
+            dates.add(f"{match.group(year)}-{when}" if year else when)
+            return " " * len(match.group(0))
+        text = pattern.sub(found, text)
+    return text
+
+
 def facets(text: str) -> Facets:
     """Read ``text`` once into its facets."""
     numbers: set[str] = set()
     dates: set[str] = set()
+    original, text = text, _named_dates(text, dates)
     names: set[str] = set()
     words: set[str] = set()
     negated = False
+    previous_number: str | None = None
     for match in _TOKEN.finditer(text):
         token = _POSSESSIVE.sub("", match.group(0).strip(".-'\u2019"))
         if not token:
@@ -105,12 +167,22 @@ def facets(text: str) -> Facets:
         words.add(lower)
         if lower in NEGATIONS or lower.endswith("n't"):
             negated = True
+        if previous_number is not None and lower in UNITS:  # 5 min: the number and its unit
+            numbers.discard(previous_number)
+            numbers.add(f"{previous_number} {UNITS[lower]}")
+            previous_number = None
+            continue
+        previous_number = None
         if token[0].isdigit():
+            before = set(numbers)
             _number_or_date(token, numbers, dates)
+            added = numbers - before
+            previous_number = next(iter(added)) if len(added) == 1 else None
         elif token[0] in "+-":  # an offset: UTC+3
             numbers.add(token)
         elif lower in NUMBER_WORDS:
             numbers.add(NUMBER_WORDS[lower])
+            previous_number = NUMBER_WORDS[lower]
         elif lower in MONTHS and (lower != "may" or token[0].isupper()
                                   or _NEAR_NUMBER.search(text, max(0, match.start() - 4),
                                                          match.end() + 4)):
@@ -123,6 +195,7 @@ def facets(text: str) -> Facets:
             # A sentence's first word counts too ("Maria leads ..."): a capitalised common
             # word only matters if the other text swaps it for another (differences()).
             names.add(lower)
+    negated = negated or bool(_CJK_NEGATION.search(original))
     return Facets(frozenset(numbers), frozenset(dates), frozenset(names), negated,
                   frozenset(words))
 
@@ -137,7 +210,8 @@ def _number_or_date(token: str, numbers: set[str], dates: set[str]) -> None:
         dates.add(f"time:{int(hours):02d}:{minutes}")
     elif _NUMBER.match(token):
         value = token.replace(",", "")
-        numbers.add(value.rstrip("0").rstrip(".") if "." in value else str(int(value)))
+        # As text, never int(): a number of thousands of digits is text like any other.
+        numbers.add(value.rstrip("0").rstrip(".") if "." in value else value.lstrip("0") or "0")
     else:  # 10.0.0.1, 1-2, 3/4: compared as written
         numbers.add(token)
 
@@ -149,7 +223,8 @@ def differences(a: Facets, b: Facets) -> list[str]:
       leaves out counts: "UTC" and "UTC+3" are two time zones);
     - names: each text has a name the other does not mention at all (a substitution:
       "Maria" for "Anna"; a name one text leaves out is no disagreement);
-    - negation: one negates, the other does not.
+    - negation: one negates, the other does not;
+    - contrast: one says "enabled" where the other says "disabled" (``OPPOSITES``).
     """
     found = []
     if a.numbers != b.numbers:
@@ -160,6 +235,10 @@ def differences(a: Facets, b: Facets) -> list[str]:
         found.append("name")
     if a.negated != b.negated:
         found.append("negation")
+    if any((x in a.words and y in b.words and x not in b.words and y not in a.words)
+           or (y in a.words and x in b.words and y not in b.words and x not in a.words)
+           for x, y in OPPOSITES):
+        found.append("contrast")
     return found
 
 

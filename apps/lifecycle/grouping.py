@@ -37,6 +37,10 @@ SYNONYM = 0.6
 #: Word overlap, besides the differing value, at which two memories make the same statement
 #: (then a differing number, name, date or negation is a conflict; below, two facts).
 SAME_REST = 0.75
+#: Characters the model reliably sees (MiniLM reads 256 word pieces); longer texts need
+#: LONG_OVERLAP of their words in common as well.
+MODEL_CHARS = 1000
+LONG_OVERLAP = 0.9
 #: Members of one group at most (a larger component is split).
 MAX_GROUP = 20
 #: Members of a component compared with each other at most (a larger one is cut).
@@ -139,6 +143,7 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
     alike: dict[tuple[int, int], float] = {}
     conflicts: list[Conflict] = []
     floor = threshold - LEXICAL_SLACK
+    terms = _Terms(term_similarity)
     swaps: dict[tuple[int, int], tuple[str, str]] = {}
     for i, j in pairs:
         a, b = candidates[i], candidates[j]
@@ -150,6 +155,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
         if similarity < threshold and _jaccard(a.facets.words, b.facets.words) < LEXICAL_OVERLAP:
             continue
         differs = differences(a.facets, b.facets)
+        if not differs and _beyond_the_model(a, b):
+            continue
         if not differs and (swap := swapped_term(a.facets, b.facets)) is not None:
             swaps[(i, j)] = swap
         elif len(differs) == 1 and _jaccard(rest_words(a.facets), rest_words(b.facets)) >= SAME_REST:
@@ -158,20 +165,41 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
         elif not differs:
             alike[(i, j)] = similarity
         # more than one difference: two facts about different things, neither merged nor linked
-    if swaps:
-        swapped = list(swaps.items())
-        alike_terms = term_similarity([terms for _, terms in swapped])
-        for ((i, j), _), term_alike in zip(swapped, alike_terms, strict=True):
-            similarity = float(np.dot(vectors[i], vectors[j]))
-            if term_alike >= SYNONYM:
-                alike[(i, j)] = similarity
-            # else another value of a term ("staging" / "production"): two facts, kept
-            # apart; not listed as a conflict (they rarely contradict, and would bury the
-            # conflicts that do)
+    terms.learn(list(swaps.values()))
+    for (i, j), swap in swaps.items():
+        if terms.synonyms(swap):
+            alike[(i, j)] = float(np.dot(vectors[i], vectors[j]))
+        # else another value of a term ("staging" / "production"): two facts, kept apart;
+        # not listed as a conflict (they rarely contradict, and would bury those that do)
     groups = [group for component in _components(len(candidates), alike)
               for part in _parts(component)
-              for group in _complete(part, candidates, vectors, floor)]
+              for group in _complete(part, candidates, vectors, floor, terms)]
     return Found(groups, sorted(conflicts, key=lambda c: (c.a, c.b)), len(candidates), len(pairs))
+
+
+class _Terms:
+    """The model's verdict on swapped words, asked once per pair of words (in batches)."""
+
+    def __init__(self, similarity: TermSimilarity) -> None:
+        self._similarity = similarity
+        self._known: dict[tuple[str, str], float] = {}
+
+    def learn(self, swaps: list[tuple[str, str]]) -> None:
+        wanted = list(dict.fromkeys(s for s in swaps if s not in self._known))
+        if wanted:
+            self._known.update(zip(wanted, self._similarity(wanted), strict=True))
+
+    def synonyms(self, swap: tuple[str, str]) -> bool:
+        return self._known[swap] >= SYNONYM
+
+
+def _beyond_the_model(a: Candidate, b: Candidate) -> bool:
+    """The model reads a text's first ~256 tokens only: past that, two memories alike at
+    the start may differ at the end. Long ones are merged only when their words are nearly
+    all the same."""
+    if max(len(a.content), len(b.content)) <= MODEL_CHARS:
+        return False
+    return _jaccard(a.facets.words, b.facets.words) < LONG_OVERLAP
 
 
 def _components(n: int, edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -198,16 +226,27 @@ def _parts(component: list[int]) -> list[list[int]]:
 
 
 def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np.ndarray,
-              floor: float) -> list[Group]:
-    """Split a component into groups whose every two members are alike (cosine at least
-    ``floor``, no differing facet): greedily, strongest-connected first, at most
+              floor: float, terms: _Terms) -> list[Group]:
+    """Split a component into groups whose every two members are alike by the same rules as
+    a pair (cosine at least ``floor``, no differing facet, no swapped term that is another
+    value, nothing beyond the model's reach): greedily, strongest-connected first, at most
     MAX_GROUP each."""
     sub = vectors[component]
     similarity = sub @ sub.T
     size = len(component)
     ok = similarity >= floor
+    swaps: dict[tuple[int, int], tuple[str, str]] = {}
     for x, y in itertools.combinations(range(size), 2):
-        if ok[x, y] and differences(candidates[component[x]].facets, candidates[component[y]].facets):
+        if not ok[x, y]:
+            continue
+        a, b = candidates[component[x]], candidates[component[y]]
+        if differences(a.facets, b.facets) or _beyond_the_model(a, b):
+            ok[x, y] = ok[y, x] = False
+        elif (swap := swapped_term(a.facets, b.facets)) is not None:
+            swaps[(x, y)] = swap
+    terms.learn(list(swaps.values()))
+    for (x, y), swap in swaps.items():
+        if not terms.synonyms(swap):
             ok[x, y] = ok[y, x] = False
     order = sorted(range(size), key=lambda x: -int(ok[x].sum()))
     groups: list[Group] = []

@@ -294,7 +294,8 @@ class VectorStore:
     def neighbours(self, namespace: Namespace, embeddings: np.ndarray, n: int
                    ) -> list[list[VectorHit]]:
         """The ``n`` nearest stored vectors to each row of ``embeddings``, best first, in
-        one query (consolidation's candidate pairs: n per memory, never all pairs)."""
+        one query (consolidation's candidate pairs: n per memory, never all pairs); events
+        and summaries, which are never merged, are left out so they crowd out nothing."""
         from chromadb.errors import NotFoundError
 
         try:
@@ -304,6 +305,7 @@ class VectorStore:
                 if not size:
                     return [[] for _ in range(len(embeddings))]
                 result = collection.query(query_embeddings=embeddings, n_results=min(n, size),
+                                          where={"kind": {"$nin": list(NOT_DUPLICATED)}},
                                           include=["distances"])
         except NotFoundError:
             if (current := _swapped(namespace)) is None:

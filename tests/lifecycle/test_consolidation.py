@@ -219,5 +219,40 @@ def test_one_proposal_is_merged_as_accepted_and_checked(team_admin, agent, corpu
     with pytest.raises(Conflict):  # superseded now: no longer a candidate
         merge(admin, "alpha", members, members[1])
     other = team_admin.post("/api/v1/memories", {"content": DEPLOYS[0] + " Noted."}).json()
-    with pytest.raises(InvalidInput, match="agents"):
+    with pytest.raises(InvalidInput, match="agents"):  # kinds, agents, subjects, tags…
         merge(admin, "alpha", [corpus[DEPLOYS[0]], other["id"]], other["id"])
+
+
+@pytest.mark.parametrize("value", [0, 1, "yes", "false", None])
+def test_dry_run_is_a_json_boolean_through_every_door(team_admin, corpus, value):
+    for path, body in ((URL, {"dry_run": value}), ("/v1/consolidate", {"dry_run": value}),
+                       ("/cmm/consolidate", {"dry_run": value})):
+        response = team_admin.post(path, body)
+        if value is None and path != URL:  # the seeds' null: the default
+            assert response.status_code == 200, (path, response.content)
+            continue
+        assert response.status_code == 400, (path, value, response.content)
+
+
+@pytest.mark.parametrize("body", ["null", "[1]", "5", '"x"', '[["dry_run", false]]'])
+def test_a_body_that_is_no_object_is_a_400_and_merges_nothing(team_admin, corpus, body):
+    for path in (URL, "/v1/consolidate", "/cmm/consolidate"):
+        response = team_admin.client.post(path, body, content_type="application/json")
+        assert response.status_code == 400, (path, body, response.content)
+    assert not Memory.objects.filter(superseded_by__isnull=False).exists()
+
+
+def test_a_member_edited_between_reading_and_applying_is_not_merged(team_admin, corpus,
+                                                                     monkeypatch):
+    from apps.lifecycle import consolidation
+
+    real = consolidation._apply_group
+
+    def edit_first(principal, outcome, group):
+        Memory.objects.filter(pk=group.members[0]).update(version=7)  # a concurrent edit
+        return real(principal, outcome, group)
+
+    monkeypatch.setattr(consolidation, "_apply_group", edit_first)
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
+    assert body["merged"] == 0 and body["stale"] == 2
+    assert not Memory.objects.filter(superseded_by__isnull=False).exists()

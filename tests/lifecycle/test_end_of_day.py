@@ -377,3 +377,11 @@ def test_the_mcp_proxy_asks_the_rest_route(alpha, history, team_admin, reader, l
         RestBackend(live_server.url, reader.raw).end_of_day(DAY, None)
     with pytest.raises(ToolError, match="invalid"):
         proxy.end_of_day("tomorrow", None)
+
+
+@pytest.mark.parametrize("body", ["null", "[]", "3"])
+def test_a_body_that_is_no_object_is_a_400(alpha, team_admin, body):
+    response = team_admin.client.post("/api/v1/namespaces/alpha/end-of-day", body,
+                                      content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "JSON object" in response.json()["error"]["message"]

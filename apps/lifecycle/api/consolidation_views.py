@@ -31,7 +31,7 @@ class ConflictSerializer(serializers.Serializer):
     members = serializers.ListField(child=serializers.UUIDField())
     similarity = serializers.FloatField()
     differs_in = serializers.ListField(child=serializers.ChoiceField(
-        choices=["number", "date", "name", "negation"]))
+        choices=["number", "date", "name", "negation", "contrast"]))
 
 
 class OutcomeSerializer(serializers.Serializer):
