@@ -424,8 +424,13 @@ class ConsolidateView(CmmView):
                    if body.get(name) not in (None, "", [])}
         if filters:
             data["filters"] = filters
-        outcome = consolidation.consolidate(request.user, ns.slug, data, dry_run_default=False,
-                                            limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        try:
+            outcome = consolidation.consolidate(request.user, ns.slug, data,
+                                                dry_run_default=False,
+                                                limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        except InvalidInput as exc:
+            raise consolidation.renamed(exc, {f"filters.{name}": name
+                                              for name in ("agent_id", "kind", "tags")}) from None
         rows, conflicts = proposal_rows(outcome), conflict_rows(outcome)
         numbers = external_ids.numbers(ns, CMM, [
             uuid.UUID(m) for m in [*(m for row in rows for m in row["members"]),

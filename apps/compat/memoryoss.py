@@ -484,9 +484,14 @@ class ConsolidateView(MemoryOssView):
             filters["kind"] = _kind(body["memory_type"], "memory_type")
         if filters:
             data["filters"] = filters
-        outcome = consolidation.consolidate(
-            request.user, _namespace_of(request, body), data, dry_run_default=False,
-            limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        try:
+            outcome = consolidation.consolidate(
+                request.user, _namespace_of(request, body), data, dry_run_default=False,
+                limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        except InvalidInput as exc:
+            raise consolidation.renamed(exc, {"filters.agent_id": "agent",
+                                              "filters.kind": "memory_type",
+                                              "filters.tags": "tags"}) from None
         return Response({
             "namespace": outcome.namespace.slug, "dry_run": outcome.dry_run,
             "threshold": outcome.threshold, "candidates": outcome.candidates,

@@ -310,6 +310,15 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     return outcome
 
 
+def renamed(exc: InvalidInput, names: Mapping[str, str]) -> InvalidInput:
+    """The same refusal naming the door's own field (a drop-in route's ``agent`` for the
+    service's ``filters.agent_id``), so a caller reads back what it sent."""
+    for name, door in names.items():
+        if exc.field and (exc.field == name or exc.field.startswith((name + "[", name + "."))):
+            exc.field = door + exc.field[len(name):]
+    return exc
+
+
 @dataclass(frozen=True)
 class Unmerged:
     memory: Memory

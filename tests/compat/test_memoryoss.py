@@ -242,6 +242,8 @@ def test_consolidate_merges_similar_memories_for_admins_and_is_403_below(alpha, 
     assert group["kept"] in listed and not set(group["merged"]) & listed
     refused = team_admin.post("/v1/consolidate", {"threshold": 2})
     assert refused.status_code == 400 and refused.json()["field"] == "threshold"
+    bad_tags = team_admin.post("/v1/consolidate", {"tags": [""]})
+    assert bad_tags.status_code == 400 and bad_tags.json()["field"].startswith("tags")
     unknown = team_admin.post("/v1/consolidate", {"similarity": 0.9})
     assert unknown.status_code == 400 and unknown.json()["field"] == "similarity"
 
