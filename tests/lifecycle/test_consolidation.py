@@ -79,7 +79,12 @@ def test_applying_supersedes_all_but_the_survivor_with_lineage_and_audit(team_ad
     everything = agent.get("/api/v1/memories?limit=100&include_superseded=true").json()
     assert others <= {m["id"] for m in everything["results"]}
     one = agent.get(f"/api/v1/memories/{next(iter(others))}").json()
-    assert one["superseded_by"] == survivor
+    assert one["superseded_by"] == survivor and one["derived_from"] == []
+    kept = agent.get(f"/api/v1/memories/{survivor}").json()
+    assert set(kept["derived_from"]) == others and kept["superseded_by"] is None
+    a, b, facet = CONFLICTS[0]
+    assert agent.get(f"/api/v1/memories/{corpus[a]}").json()["conflicts_with"] == [
+        {"id": corpus[b], "differs_in": [facet]}]
     hits = agent.post("/api/v1/recall", {"query": "staging database PostgreSQL", "k": 10}).json()
     assert survivor in {h["id"] for h in hits["results"]}
     assert not others & {h["id"] for h in hits["results"]}

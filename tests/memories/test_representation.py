@@ -40,13 +40,14 @@ APPS = Path(__file__).resolve().parents[2] / "apps"
 
 @pytest.fixture
 def recalled(stored) -> Memory:
-    """A memory with the statistics and link a grantee must not see."""
+    """A memory with the statistics and links a grantee must not see."""
     first = stored("The spare badge is in the blue drawer.")
     data = stored("rendering check", tags=["a"], metadata={"k": [1, {"x": None}]},
                   valid_from="2026-01-01T10:00:00+02:00")
     memory = Memory.objects.select_related("namespace").get(pk=data["id"])
     memory.access_count, memory.last_recalled_at = 3, timezone.now() - timedelta(hours=1)
     memory.near_duplicate_of_id = first["id"]
+    memory.superseded_by_id = first["id"]  # merged into it by a consolidation
     return memory
 
 

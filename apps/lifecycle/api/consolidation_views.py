@@ -11,7 +11,6 @@ from rest_framework.views import APIView
 from apps.core.query_params import KnownQueryParams
 from apps.lifecycle import consolidation
 from apps.lifecycle.representation import outcome_row, unmerged_row
-from apps.memories.api.serializers import MemorySerializer
 
 
 class ProposalSerializer(serializers.Serializer):
@@ -51,7 +50,8 @@ class OutcomeSerializer(serializers.Serializer):
 
 
 class UnmergedSerializer(serializers.Serializer):
-    memory = MemorySerializer()
+    memory = serializers.DictField(help_text="The memory unmerged, as GET /api/v1/memories/{id} "
+                                   "shows it.")
     released = serializers.ListField(child=serializers.UUIDField(),
                                      help_text="The memories current again.")
 

@@ -40,6 +40,30 @@ class MemorySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ConflictLinkSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    differs_in = serializers.ListField(child=serializers.CharField())
+
+
+class MemoryDetailSerializer(MemorySerializer):
+    """``GET /api/v1/memories/{id}``: the row plus its consolidation lineage (null for a
+    memory read through a sharing grant)."""
+
+    derived_from = serializers.ListField(
+        child=serializers.UUIDField(), allow_null=True,
+        help_text="The memories merged into this one (now superseded by it).")
+    conflicts_with = ConflictLinkSerializer(
+        many=True, allow_null=True, help_text="Memories alike but for a number, a name, a "
+        "date, a negation or an opposite word (docs/lifecycle.md).")
+
+    def to_representation(self, item: Any) -> dict[str, Any]:
+        return item  # the view builds the row
+
+    class Meta(MemorySerializer.Meta):
+        fields = [*MemorySerializer.Meta.fields, "derived_from", "conflicts_with"]
+        read_only_fields = fields
+
+
 class StoredMemorySerializer(MemorySerializer):
     """What a store returns (a ``StoredMemory``): MemorySerializer's row plus how dedup
     went (``representation.stored_row``)."""

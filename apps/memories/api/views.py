@@ -21,6 +21,7 @@ from apps.memories.api.serializers import (
     DeleteCountSerializer,
     IngestAndRecallResponseSerializer,
     MemoryBatchRequestSerializer,
+    MemoryDetailSerializer,
     MemorySerializer,
     MemoryVersionSerializer,
     RecallResponseSerializer,
@@ -56,8 +57,9 @@ def _idempotency_key(request) -> str | None:
 
 @extend_schema_view(
     list=extend_schema(summary="List memories", parameters=[NAMESPACE_PARAM, INCLUDE_SUPERSEDED]),
-    retrieve=extend_schema(summary="Get a memory (now, or as it was at as_of)",
-                           parameters=[AS_OF_PARAM]),
+    retrieve=extend_schema(summary="Get a memory (now, or as it was at as_of), with its "
+                           "consolidation lineage", parameters=[AS_OF_PARAM],
+                           responses=MemoryDetailSerializer),
     create=extend_schema(
         summary="Store a memory (identical content: 200 with the existing one, duplicate=true)",
         request=schemas.MemoryInput,
@@ -94,7 +96,13 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
 
     def retrieve(self, request, pk=None):
         as_of = request.query_params.get("as_of")  # present but empty: a 400 naming it
-        return Response(memory_row(services.get(request.user, pk, as_of=as_of)))
+        found = services.get(request.user, pk, as_of=as_of)
+        row = memory_row(found)
+        # Lineage names other memories of the namespace: its own readers only (a shared
+        # memory's row leaves the grantor's links out, as its superseded_by).
+        shown = services.lineage(found) if isinstance(found, Memory) else {
+            "derived_from": None, "conflicts_with": None}
+        return Response({**row, **shown})
 
     def update(self, request, pk=None):
         memory = services.update(request.user, pk, request.data, partial=False)

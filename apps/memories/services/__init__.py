@@ -41,7 +41,7 @@ from apps.memories.services.editing import (
 )
 from apps.memories.services.events import list_session_events, store_events
 from apps.memories.services.ingestion import ingest, ingest_many
-from apps.memories.services.reading import get, keyword_matches, list_memories, versions
+from apps.memories.services.reading import get, keyword_matches, lineage, list_memories, versions
 from apps.tenancy.namespaces import delete_namespace  # tenancy's; kept here for the doors
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "ingest_and_recall",
     "ingest_many",
     "keyword_matches",
+    "lineage",
     "list_memories",
     "list_session_events",
     "recall",

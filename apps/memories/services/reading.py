@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from apps.core.errors import NotFound
 from apps.core.roles import Action
@@ -62,6 +62,30 @@ def _shared_then(principal: Principal, then: Memory) -> bool:
     grantees = principal.namespace_ids(Action.READ)
     return any(grant.covers(then)
                for grant in live_grants_to(list(grantees)).get(then.namespace_id, []))
+
+
+def lineage(memory: Memory) -> dict[str, Any]:
+    """A memory's consolidation lineage (docs/lifecycle.md), for its own namespace's
+    readers: the memories merged into it (``derived_from``) and those it conflicts with
+    (``conflicts_with``: the other's id and what differs). Two queries."""
+    from apps.memories.models import MemoryLink
+
+    derived, conflicts = [], []
+    for source, target, relation, differs_in in (
+            MemoryLink.objects.filter(Q(source=memory.pk) | Q(target=memory.pk),
+                                      namespace_id=memory.namespace_id)
+            .order_by("created_at", "pk")
+            .values_list("source_id", "target_id", "relation", "differs_in")[:LINEAGE_MAX]):
+        if relation == MemoryLink.Relation.DERIVED_FROM and source == memory.pk:
+            derived.append(str(target))
+        elif relation == MemoryLink.Relation.CONFLICTS_WITH:
+            other = target if source == memory.pk else source
+            conflicts.append({"id": str(other), "differs_in": list(differs_in or [])})
+    return {"derived_from": derived, "conflicts_with": conflicts}
+
+
+#: Lineage links shown per memory at most (a survivor holds up to 20 per merge).
+LINEAGE_MAX = 500
 
 
 def versions(principal: Principal, memory_id: Any):
