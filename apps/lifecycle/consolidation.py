@@ -131,8 +131,9 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
         "pk", "content", "kind", "agent_id", "metadata", "tags", "valid_from", "valid_until",
         "importance", "confidence", "access_count", "created_at", "version",
         "context_memory_id"))
-    candidates = [grouping.Candidate(str(row[0]), row[1], partition(*row[2:8]),
-                                     (row[8], row[9], row[10], row[11].timestamp()))
+    candidates = [grouping.Candidate(str(row[0]), row[1], partition(*row[2:5], *row[6:8]),
+                                     (row[8], row[9], row[10], row[11].timestamp()),
+                                     frozenset(row[5] or ()))
                   for row in rows]
     with_context = {str(row[0]) for row in rows if row[13] is not None}
     vectors = _content_vectors(ns, candidates, with_context, progress)
@@ -156,13 +157,12 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
     return outcome
 
 
-def partition(kind: str, agent_id: str, metadata: Any, tags: Any, valid_from: Any,
+def partition(kind: str, agent_id: str, metadata: Any, valid_from: Any,
               valid_until: Any) -> tuple[Any, ...]:
-    """What two memories must share to be merged: kind, agent, GDPR subject, tags (a
-    tag-filtered recall or a tag-scoped grant must not lose the fact) and validity window
-    (the survivor must be valid whenever a member was)."""
-    return (kind, agent_id, (metadata or {}).get(SUBJECT_KEY), tuple(sorted(tags or ())),
-            valid_from, valid_until)
+    """What two memories must share to be merged: kind, agent, GDPR subject and validity
+    window (the survivor must be valid whenever a member was). Tags need only be nested
+    (grouping.Candidate.tags)."""
+    return (kind, agent_id, (metadata or {}).get(SUBJECT_KEY), valid_from, valid_until)
 
 
 def term_similarity(pairs: list[tuple[str, str]]) -> list[float]:
@@ -288,11 +288,13 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     if len(rows) != len(wanted):
         raise Conflict("a member is gone, superseded, or cannot be merged (an event, a "
                        "summary): consolidate again.", field="members")
-    partitions = {partition(m.kind, m.agent_id, m.metadata, m.tags, m.valid_from, m.valid_until)
+    partitions = {partition(m.kind, m.agent_id, m.metadata, m.valid_from, m.valid_until)
                   for m in rows.values()}
-    if len(partitions) > 1:
-        raise InvalidInput("members of different kinds, agents, subjects, tags or validity "
-                           "windows are never merged.", field="members")
+    widest = set(rows[str(survivor)].tags or ())
+    if len(partitions) > 1 or any(not set(m.tags or ()) <= widest for m in rows.values()):
+        raise InvalidInput("members of different kinds, agents, subjects or validity windows "
+                           "are never merged, nor into a memory that lacks one of their tags.",
+                           field="members")
     vectors = _content_vectors(ns, [grouping.Candidate(i, rows[i].content, (), ()) for i in wanted],
                                {i for i in wanted if rows[i].context_memory_id}, None)
     similarity = {}

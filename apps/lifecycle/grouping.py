@@ -58,6 +58,10 @@ class Candidate:
     content: str
     partition: tuple[Any, ...]
     rank: tuple[Any, ...]
+    #: Its tags: two memories merge only when one's tags hold the other's, and the group's
+    #: survivor holds them all (a tag-filtered recall or a tag-scoped grant that found a
+    #: member finds the survivor; nothing becomes visible to a grant that was not).
+    tags: frozenset[str] = frozenset()
     facets: Facets = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,7 +151,7 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
     swaps: dict[tuple[int, int], tuple[str, str]] = {}
     for i, j in pairs:
         a, b = candidates[i], candidates[j]
-        if a.partition != b.partition:
+        if a.partition != b.partition or not _nested(a.tags, b.tags):
             continue
         similarity = float(np.dot(vectors[i], vectors[j]))
         if similarity < floor:
@@ -191,6 +195,10 @@ class _Terms:
 
     def synonyms(self, swap: tuple[str, str]) -> bool:
         return self._known[swap] >= SYNONYM
+
+
+def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
+    return a <= b or b <= a
 
 
 def _beyond_the_model(a: Candidate, b: Candidate) -> bool:
@@ -240,7 +248,7 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
         if not ok[x, y]:
             continue
         a, b = candidates[component[x]], candidates[component[y]]
-        if differences(a.facets, b.facets) or _beyond_the_model(a, b):
+        if differences(a.facets, b.facets) or _beyond_the_model(a, b) or not _nested(a.tags, b.tags):
             ok[x, y] = ok[y, x] = False
         elif (swap := swapped_term(a.facets, b.facets)) is not None:
             swaps[(x, y)] = swap
@@ -269,6 +277,6 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
             a, b = candidates[component[x]].id, candidates[component[y]].id
             pairs[(a, b) if a < b else (b, a)] = round(float(similarity[x, y]), 6)
         survivor = max((candidates[component[m]] for m in members),
-                       key=lambda c: (c.facets.richness, *c.rank)).id
+                       key=lambda c: (len(c.tags), c.facets.richness, *c.rank)).id
         groups.append(Group(sorted(ids), survivor, pairs))
     return groups

@@ -52,8 +52,9 @@ def test_a_number_of_thousands_of_digits_is_read_as_text():
 
 
 def _find(texts: list[str], vectors: np.ndarray, synonyms: dict, threshold: float = 0.8,
-          partitions: list | None = None) -> grouping.Found:
-    candidates = [grouping.Candidate(str(i), t, partitions[i] if partitions else (), (i,))
+          partitions: list | None = None, tags: list | None = None) -> grouping.Found:
+    candidates = [grouping.Candidate(str(i), t, partitions[i] if partitions else (), (i,),
+                                     frozenset(tags[i]) if tags else frozenset())
                   for i, t in enumerate(texts)]
     everyone = [[(str(j), 1.0) for j in range(len(texts))]]
 
@@ -79,8 +80,11 @@ def test_groups_never_cross_a_partition_and_long_texts_need_the_same_words():
              "Office closed on public holidays."]
     vectors = np.ones((2, 4), dtype=np.float32) / 2
     assert len(_find(texts, vectors, {}).groups) == 1
-    assert _find(texts, vectors, {}, partitions=[("fact", "a", None, ("x",)),
-                                                 ("fact", "a", None, ())]).groups == []
+    assert _find(texts, vectors, {}, partitions=[("fact", "a"), ("fact", "b")]).groups == []
+    # Tags: merged only when nested, into the member that holds them all.
+    nested = _find(texts, vectors, {}, tags=[{"ops"}, {"ops", "office"}]).groups
+    assert len(nested) == 1 and nested[0].survivor == "1"
+    assert _find(texts, vectors, {}, tags=[{"ops"}, {"office"}]).groups == []
     start = "Incident report. " + "The service degraded under load for an hour. " * 30
     long = [start + "Root cause: a bad deploy.", start + "Root cause: a disk filled up on the "
             "primary database host after log rotation stopped working weeks ago."]
