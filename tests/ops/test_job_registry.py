@@ -16,7 +16,7 @@ from apps.ops import jobs
 
 OWNERS = {"drain_outbox": "apps.memories.tasks", "expire_memories": "apps.privacy.tasks",
           "audit_checkpoint": "apps.audit.tasks", "audit_verify_full": "apps.audit.tasks",
-          "build_rollups": "apps.timeline.tasks"}
+          "build_rollups": "apps.timeline.tasks", "consolidate_memories": "apps.lifecycle.tasks"}
 
 
 def test_every_job_is_declared_by_the_app_that_owns_it():
@@ -38,6 +38,7 @@ def test_huey_knows_each_job_under_its_name_from_before_the_move():
     ("expire_memories", ["00:07", "13:07"], ["13:08", "13:00"]),
     ("audit_checkpoint", ["00:00", "13:50"], ["13:51", "13:07"]),
     ("audit_verify_full", ["03:17"], ["03:18", "04:17", "13:17"]),
+    ("consolidate_memories", ["00:23", "13:23"], ["13:24", "13:00"]),
 ])
 def test_the_schedules_are_unchanged(name, runs_at, skips):
     task = jobs.TASKS[name].s()
