@@ -218,44 +218,6 @@ def _left(model: type[models.Model], id_field: str
 
 # --- memories' own stores ---------------------------------------------------------------
 
-def _links_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int:
-    """Links of the namespace, or those naming one of ``ids`` at either end."""
-    from apps.memories.models import MemoryLink
-
-    links = MemoryLink.objects.filter(namespace=namespace)
-    if ids is None:
-        return links.count()
-    return sum(links.filter(models.Q(source_id__in=part) | models.Q(target_id__in=part)).count()
-               for part in chunks(ids))
-
-
-def _links_touched(namespace: Namespace, ids: Sequence[Any]) -> list[dict[str, str]]:
-    """What erasing ``ids`` changes in the lineage of the memories kept: a memory merged
-    into an erased one is current again (``released``); a kept survivor loses the erased
-    members it was derived from (``lineage_removed``). Ids only."""
-    from apps.memories.models import Memory, MemoryLink
-
-    erased = {str(i) for i in ids}
-    found: dict[str, str] = {}
-    for part in chunks(list(erased)):
-        for pk in Memory.objects.filter(namespace=namespace, superseded_by__in=part).values_list(
-                "pk", flat=True):
-            if str(pk) not in erased:
-                found[str(pk)] = "released"
-        for source in MemoryLink.objects.filter(namespace=namespace, target_id__in=part,
-                                                relation=MemoryLink.Relation.DERIVED_FROM
-                                                ).values_list("source_id", flat=True):
-            if str(source) not in erased:
-                found.setdefault(str(source), "lineage_removed")
-    return [{"memory": pk, "change": change} for pk, change in sorted(found.items())]
-
-
-def _links_remaining(namespace: Namespace | None, erased: Erased) -> int | None:
-    if namespace is None:
-        return None  # its rows went with the namespace
-    return _links_count(namespace, erased.ids)
-
-
 def _memories_remaining(namespace: Namespace | None, erased: Erased) -> int:
     from apps.memories.models import Memory
 
@@ -459,6 +421,7 @@ def memory_stores() -> tuple[Store, ...]:
 
 def _row_stores() -> tuple[Store, ...]:
     """SQL rows that hold a memory's content or name it."""
+    from apps.memories import lineage_store
     from apps.memories.models import ExternalId, Memory, MemoryLink, MemoryTag, MemoryVersion
 
     return (
@@ -489,8 +452,8 @@ def _row_stores() -> tuple[Store, ...]:
         Store("memory_links", "consolidation lineage",
               "memories_memorylink: which memory another was merged into (derived_from) and "
               "which two memories conflict (conflicts_with), by id (apps/lifecycle).",
-              ErasedBy.CASCADE, models=(MemoryLink,), count=_links_count,
-              remaining=_links_remaining, touched=_links_touched),
+              ErasedBy.CASCADE, models=(MemoryLink,), count=lineage_store.count,
+              remaining=lineage_store.remaining, touched=lineage_store.touched),
     )
 
 

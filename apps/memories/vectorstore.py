@@ -40,6 +40,7 @@ from apps.memories.chroma_files import (
     persist_path,
     remove_dir,
 )
+from apps.memories.hnsw import hnsw_configuration, searching_as_set
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
@@ -92,25 +93,6 @@ def _without_stale_keys(collection, ids: Sequence[str],
         stale = set(before.get(memory_id) or {}) - set(meta)
         cleaned.append({**meta, **dict.fromkeys(stale)})
     return cleaned
-
-
-def hnsw_configuration() -> dict[str, Any]:
-    """A new collection's index: cosine, and ``MEMORYWEB_VECTOR_SEARCH_EF`` when set."""
-    hnsw: dict[str, Any] = {"space": "cosine"}
-    if settings.MEMORYWEB_VECTOR_SEARCH_EF:
-        hnsw["ef_search"] = settings.MEMORYWEB_VECTOR_SEARCH_EF
-    return {"hnsw": hnsw}
-
-
-def _searching_as_set(collection):
-    """An opened collection, its ``ef_search`` changed to the setting's when they differ (a
-    collection keeps the value it was created with; the setting may have changed since)."""
-    wanted = settings.MEMORYWEB_VECTOR_SEARCH_EF
-    if wanted:
-        current = ((getattr(collection, "configuration", None) or {}).get("hnsw") or {})
-        if current.get("ef_search") != wanted:
-            collection.modify(configuration={"hnsw": {"ef_search": wanted}})
-    return collection
 
 
 def _swapped(namespace: Namespace) -> Namespace | None:
@@ -171,7 +153,7 @@ class VectorStore:
             with self._lock:
                 found = self._collections.get(name)
                 if found is None:
-                    found = _searching_as_set(self.client.get_or_create_collection(
+                    found = searching_as_set(self.client.get_or_create_collection(
                         name=name,
                         embedding_function=self._ef,
                         configuration=hnsw_configuration(),
@@ -194,7 +176,7 @@ class VectorStore:
             found = self.client.get_collection(name=name, embedding_function=self._ef)
         except NotFoundError:  # dropped by a swap, or never written to
             return self.collection(_swapped(namespace) or namespace)
-        found = _searching_as_set(found)
+        found = searching_as_set(found)
         with self._lock:
             return self._collections.setdefault(name, found)
 
