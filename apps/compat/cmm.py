@@ -395,6 +395,17 @@ class _NotYet(CmmView):
         raise not_yet(self.what)
 
 
+def _object(body: Any, allowed: set[str]) -> Mapping[str, Any]:
+    """A body that is a JSON object with only ``allowed`` fields, or a 400 naming the
+    first other one."""
+    if not isinstance(body, Mapping):
+        raise InvalidInput("expected a JSON object.")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+    return body
+
+
 #: What seed 000's /consolidate body may carry.
 _CONSOLIDATE = {"namespace", "dry_run", "threshold", "agent_id", "kind", "tags"}
 
@@ -411,12 +422,7 @@ class ConsolidateView(CmmView):
                    "(team admin)", request={"application/json": openapi.CmmConsolidate},
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
-        body = request.data
-        if not isinstance(body, Mapping):
-            raise InvalidInput("expected a JSON object.")
-        unknown = sorted(set(body) - _CONSOLIDATE)
-        if unknown:
-            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        body = _object(request.data, _CONSOLIDATE)
         ns = _namespace(request, body)
         data: dict[str, Any] = {name: body[name] for name in ("dry_run", "threshold")
                                 if body.get(name) is not None}
@@ -490,12 +496,7 @@ class EndOfDayView(CmmView):
                    request={"application/json": openapi.CmmEndOfDay},
                    responses={200: OpenApiTypes.OBJECT, **digest_errors()})
     def post(self, request):
-        body = request.data
-        if not isinstance(body, Mapping):
-            raise InvalidInput("expected a JSON object.")
-        unknown = sorted(set(body) - _END_OF_DAY)
-        if unknown:
-            raise InvalidInput(f"unknown field {unknown[0]!r}.", field=unknown[0])
+        body = _object(request.data, _END_OF_DAY)
         ns = _namespace(request, body)
         given = {name: body[name] for name in ("date", "agent_id") if body.get(name) not in (None, "")}
         found = digest.end_of_day(request.user, ns, **given)

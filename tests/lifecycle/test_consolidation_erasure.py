@@ -8,24 +8,17 @@ from __future__ import annotations
 import pytest
 
 from apps.memories.models import Memory, MemoryLink
+from tests.helpers.erasure import erase_through_requests
 
 #: Commits for real: the erasure's steps and the audit anchor, as certificates check them.
 pytestmark = pytest.mark.django_db(transaction=True)
-REQUESTS = "/api/v1/erasure-requests"
 STAGING = ["The staging database runs PostgreSQL 15 on host db-2.",
            "Note: the staging database runs on PostgreSQL 15 (host db-2).",
            "Staging database: PostgreSQL 15, running on host db-2."]
 
 
 def _erase(team_admin, system_admin, ids: list[str]) -> dict:
-    created = team_admin.post(REQUESTS, {"namespace": "alpha", "ids": ids,
-                                         "reason": "ticket 8"})
-    assert created.status_code == 201, created.content
-    request_id = created.json()["id"]
-    assert team_admin.post(f"{REQUESTS}/{request_id}/approve").status_code == 200
-    executed = system_admin.post(f"{REQUESTS}/{request_id}/execute")
-    assert executed.status_code == 200, executed.content
-    return executed.json()["certificate"]
+    return erase_through_requests(team_admin, system_admin, {"namespace": "alpha", "ids": ids})
 
 
 @pytest.fixture

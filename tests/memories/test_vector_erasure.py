@@ -22,6 +22,7 @@ from apps.memories import chroma_files
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
+from tests.helpers.erasure import erase_through_requests
 
 #: Commits for real: erasure certifies against the audit anchor after each commit.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,13 +109,7 @@ def test_deleting_a_namespace_removes_its_segment_directory_and_vector_bytes(
 
 
 def _erase_ids(team_admin, system_admin, ids: list[str]) -> dict:
-    created = team_admin.post("/api/v1/erasure-requests", {"ids": ids, "reason": "ticket 7"})
-    assert created.status_code == 201, created.content
-    request_id = created.json()["id"]
-    assert team_admin.post(f"/api/v1/erasure-requests/{request_id}/approve").status_code == 200
-    executed = system_admin.post(f"/api/v1/erasure-requests/{request_id}/execute")
-    assert executed.status_code == 200, executed.content
-    return executed.json()["certificate"]
+    return erase_through_requests(team_admin, system_admin, {"ids": ids})
 
 
 @EMBEDDED_ONLY

@@ -13,22 +13,16 @@ from django.core.management import CommandError, call_command
 from apps.memories.models import Memory
 from apps.timeline.build import build
 from apps.timeline.models import Grip, NodeStatus, RollupNode, RollupSource
+from tests.helpers.erasure import erase_through_requests
 from tests.timeline.conftest import COUNTS, store
 
 #: Commits for real: the erasure's steps and the audit anchor, as certificates check them.
 pytestmark = pytest.mark.django_db(transaction=True)
-REQUESTS = "/api/v1/erasure-requests"
 RARE = "zorblaxian"
 
 
 def _erase(team_admin, system_admin, selector: dict) -> dict:
-    created = team_admin.post(REQUESTS, {**selector, "reason": "ticket 7"})
-    assert created.status_code == 201, created.content
-    request_id = created.json()["id"]
-    assert team_admin.post(f"{REQUESTS}/{request_id}/approve").status_code == 200
-    executed = system_admin.post(f"{REQUESTS}/{request_id}/execute")
-    assert executed.status_code == 200, executed.content
-    return executed.json()["certificate"]
+    return erase_through_requests(team_admin, system_admin, selector)
 
 
 def _everything(alpha) -> str:
