@@ -502,6 +502,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "KindEnum": "apps.memories.models.MemoryKind",
         "StorableKindEnum": "apps.core.kinds.STORABLE_KINDS",
+        # What consolidation may merge: no events, no summaries (docs/lifecycle.md).
+        "ConsolidatedKindEnum": "apps.compat.openapi.CONSOLIDATED_KINDS",
+        "ConsolidatedMemoryTypeEnum": "apps.compat.openapi.CONSOLIDATED_MEMORY_TYPES",
+        "MemoryTypeEnum": "apps.compat.openapi.MEMORY_TYPES",  # seed 003's memory_type
         "RoleEnum": ["reader", "agent", "admin"],  # a role one gives: keys, members, invitations
         "KeyRoleEnum": "apps.core.roles.ROLE_CHOICES",  # a key's role (system keys too)
     },

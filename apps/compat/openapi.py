@@ -178,6 +178,9 @@ def _unsupported(what: str) -> EmptyOnlyField:
 
 
 MEMORY_TYPES = ["semantic", "episodic", "procedural", "working", *MemoryKind.values]
+#: Seed 003's types consolidation may merge (never events nor the timeline's summaries).
+CONSOLIDATED_MEMORY_TYPES = [t for t in MEMORY_TYPES
+                             if t not in (MemoryKind.EVENT, MemoryKind.SUMMARY)]
 
 
 class V1Store(StrictBody):
@@ -237,8 +240,8 @@ class V1Consolidate(StrictBody):
     agent = TextField(required=False, allow_null=True, max_length=128,
                       help_text="Only this agent's memories.")
     memory_type = serializers.ChoiceField(
-        choices=[t for t in MEMORY_TYPES if t not in (MemoryKind.EVENT, MemoryKind.SUMMARY)],
-        required=False, allow_null=True, help_text="Only memories of this type.")
+        choices=CONSOLIDATED_MEMORY_TYPES, required=False, allow_null=True,
+        help_text="Only memories of this type.")
     tags = TagsField(required=False, allow_null=True,
                      help_text="Only memories with every one of these tags.")
 
