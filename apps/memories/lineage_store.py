@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import models
 
-from apps.memories.stores import Erased, chunks
+from apps.memories.stores import Erased, ErasedBy, Store, chunks
 from apps.tenancy.models import Namespace
 
 
@@ -48,3 +48,14 @@ def remaining(namespace: Namespace | None, erased: Erased) -> int | None:
     if namespace is None:
         return None  # its rows went with the namespace
     return count(namespace, erased.ids)
+
+
+def store() -> Store:
+    """The registry's entry (registered with memories' own row stores)."""
+    from apps.memories.models import MemoryLink
+
+    return Store("memory_links", "consolidation lineage",
+                 "memories_memorylink: which memory another was merged into (derived_from) "
+                 "and which two memories conflict (conflicts_with), by id (apps/lifecycle).",
+                 ErasedBy.CASCADE, models=(MemoryLink,), count=count, remaining=remaining,
+                 touched=touched)

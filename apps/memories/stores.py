@@ -422,7 +422,7 @@ def memory_stores() -> tuple[Store, ...]:
 def _row_stores() -> tuple[Store, ...]:
     """SQL rows that hold a memory's content or name it."""
     from apps.memories import lineage_store
-    from apps.memories.models import ExternalId, Memory, MemoryLink, MemoryTag, MemoryVersion
+    from apps.memories.models import ExternalId, Memory, MemoryTag, MemoryVersion
 
     return (
         Store("memories", "memory rows",
@@ -449,11 +449,7 @@ def _row_stores() -> tuple[Store, ...]:
               ErasedBy.CASCADE, models=(ExternalId,),
               count=_rows(ExternalId, "namespace", "memory_id"),
               remaining=_left(ExternalId, "memory_id")),
-        Store("memory_links", "consolidation lineage",
-              "memories_memorylink: which memory another was merged into (derived_from) and "
-              "which two memories conflict (conflicts_with), by id (apps/lifecycle).",
-              ErasedBy.CASCADE, models=(MemoryLink,), count=lineage_store.count,
-              remaining=lineage_store.remaining, touched=lineage_store.touched),
+        lineage_store.store(),
     )
 
 
