@@ -12,12 +12,15 @@ files are read with sqlite3, read-only.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,14 @@ REWRITE_SUFFIX = ".rewrite"
 COPY_PAGE = 1000
 #: Chroma's own database file inside CHROMA_PATH (its sysdb, log and metadata segments).
 CHROMA_DB = "chroma.sqlite3"
+#: An HNSW segment's files (Chroma's hnswlib): the header, and the vectors with their links.
+HNSW_HEADER, HNSW_DATA = "header.bin", "data_level0.bin"
+#: The header's start: version (int32), then offsetLevel0, max_elements, cur_element_count,
+#: size_data_per_element (size_t each). Only version 1 is read; another is left alone.
+_HNSW_HEAD = struct.Struct("<iQQQQ")
+_HNSW_VERSION = 1
+_ZERO_CHUNK = 1 << 20
+logger = logging.getLogger(__name__)
 _SEGMENT_DIR = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -136,8 +147,7 @@ def orphan_segments(path: Path | None = None) -> list[Path]:
     root = Path(path or settings.CHROMA_PATH)
     if not root.is_dir():
         return []
-    candidates = [entry for entry in root.iterdir()
-                  if _SEGMENT_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()]
+    candidates = _segment_dirs(root)
     if not candidates:
         return []
     known = {row[0] for row in read_sysdb(root, "SELECT id FROM segments")}
@@ -163,6 +173,138 @@ def drop_orphan_segments() -> list[str]:
         remove_dir(directory)
         dropped.append(f"the vector files of a dropped collection ({directory.name})")
     return dropped
+
+
+@dataclass(frozen=True)
+class HnswLayout:
+    """Where an HNSW segment's ``data_level0.bin`` holds elements: slots of
+    ``element_size`` bytes, ``count`` in use of ``capacity``."""
+
+    capacity: int
+    count: int
+    element_size: int
+
+
+def hnsw_layout(directory: Path) -> HnswLayout | None:
+    """The layout of a segment directory's HNSW files; None when they are missing or not
+    in the format this reads (a header of another version, or sizes that disagree with
+    the file): such files are never written to."""
+    header, data = directory / HNSW_HEADER, directory / HNSW_DATA
+    try:
+        head = header.read_bytes()[:_HNSW_HEAD.size]
+        size = data.stat().st_size
+    except OSError:
+        return None
+    if len(head) < _HNSW_HEAD.size:
+        return None
+    version, offset, capacity, count, element_size = _HNSW_HEAD.unpack(head)
+    if version != _HNSW_VERSION or offset != 0 or not element_size \
+            or count > capacity or capacity * element_size != size:
+        return None
+    return HnswLayout(capacity=capacity, count=count, element_size=element_size)
+
+
+def _segment_dirs(root: Path) -> list[Path]:
+    return [entry for entry in root.iterdir()
+            if _SEGMENT_DIR.match(entry.name) and entry.is_dir() and not entry.is_symlink()]
+
+
+def _unused(directory: Path) -> tuple[Path, int, int] | None:
+    """(data file, first unused byte, its size) of a segment, or None."""
+    layout = hnsw_layout(directory)
+    if layout is None:
+        return None
+    return (directory / HNSW_DATA, layout.count * layout.element_size,
+            layout.capacity * layout.element_size)
+
+
+def zero_unused_capacity(path: Path | None = None) -> int:
+    """Zero the slots past the element count in every HNSW segment's ``data_level0.bin``;
+    the bytes that were not zero already. Only with Chroma's engine stopped (the scrub).
+
+    hnswlib allocates an index's capacity with malloc and persists all of it, so those
+    slots hold whatever the process's heap held before: measured, the vector of an erased
+    memory in a collection created after it (docs/privacy.md). The slots are never read
+    (an element is written before the count covers it)."""
+    root = Path(path or settings.CHROMA_PATH)
+    if not root.is_dir():
+        return 0
+    zeroed = 0
+    for directory in _segment_dirs(root):
+        found = _unused(directory)
+        if found is None:
+            if (directory / HNSW_DATA).exists():
+                logger.warning("HNSW files in %s are not in a layout this version reads: "
+                               "their unused capacity was not zeroed", directory)
+            continue
+        data, start, end = found
+        with data.open("r+b") as handle:
+            handle.seek(start)
+            while start < end:
+                chunk = handle.read(min(_ZERO_CHUNK, end - start))
+                if not chunk:
+                    break
+                dirty = len(chunk) - chunk.count(0)
+                if dirty:
+                    zeroed += dirty
+                    handle.seek(start)
+                    handle.write(bytes(len(chunk)))
+                start += len(chunk)
+    return zeroed
+
+
+def unused_capacity_bytes(path: Path | None = None) -> int:
+    """Bytes that are not zero in the unused capacity of the HNSW files (see
+    :func:`zero_unused_capacity`); 0 right after a scrub."""
+    root = Path(path or settings.CHROMA_PATH)
+    if not root.is_dir():
+        return 0
+    held = 0
+    for directory in _segment_dirs(root):
+        found = _unused(directory)
+        if found is None:
+            continue
+        data, start, end = found
+        with data.open("rb") as handle:
+            handle.seek(start)
+            while start < end:
+                chunk = handle.read(min(_ZERO_CHUNK, end - start))
+                if not chunk:
+                    break
+                held += len(chunk) - chunk.count(0)
+                start += len(chunk)
+    return held
+
+
+#: glibc's mallopt parameter M_PERTURB, and the byte freed memory is overwritten with.
+_M_PERTURB = -6
+PERTURB_BYTE = 0x5A
+_malloc_scrubbing = False
+
+
+def scrub_freed_memory() -> bool:
+    """Make glibc overwrite every block it frees (and fill every block it hands out) with
+    a fixed byte; whether it could (glibc only). Called when the embedded client is made.
+
+    hnswlib allocates an index's capacity with malloc and persists all of it, the slots it
+    never wrote included, and loads an index into a fresh allocation the same way. Without
+    this those slots hold what the process's heap held before: measured, the vector of an
+    erased memory (from the dropped index, or a buffer a read had used) in the file of a
+    collection created after the erasure. Costs a memset per allocation and free."""
+    global _malloc_scrubbing
+    if _malloc_scrubbing:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        _malloc_scrubbing = bool(libc.mallopt(_M_PERTURB, PERTURB_BYTE))
+    except (OSError, AttributeError):  # not glibc
+        _malloc_scrubbing = False
+    if not _malloc_scrubbing:
+        logger.warning("freed memory is not overwritten (not glibc?): an HNSW file written "
+                       "later may hold freed vectors until an erasure's scrub zeroes it")
+    return _malloc_scrubbing
 
 
 def disk_residue(ids: Sequence[Any]) -> int | None:

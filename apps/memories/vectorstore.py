@@ -39,6 +39,8 @@ from apps.memories.chroma_files import (
     orphan_segments,
     persist_path,
     remove_dir,
+    scrub_freed_memory,
+    zero_unused_capacity,
 )
 from apps.memories.hnsw import hnsw_configuration, searching_as_set
 from apps.tenancy.models import Namespace
@@ -430,6 +432,7 @@ class VectorStore:
         try:
             for directory in orphan_segments(self.path):
                 remove_dir(directory)
+            zero_unused_capacity(self.path)
             connection = sqlite3.connect(self.path / CHROMA_DB, timeout=60,
                                          isolation_level=None)
             try:
@@ -483,6 +486,7 @@ def _persistent_client(path: Path):
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
+    scrub_freed_memory()
     return chromadb.PersistentClient(
         path=str(path), settings=ChromaSettings(anonymized_telemetry=False, allow_reset=False))
 

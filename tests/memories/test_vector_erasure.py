@@ -10,6 +10,7 @@ few ulps apart: compared with a tolerance, at every byte alignment).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import uuid
 from pathlib import Path
@@ -198,3 +199,55 @@ def test_disk_residue_is_unknown_with_a_chroma_server():
         assert chroma_files.disk_residue([str(uuid.uuid4())]) == 0
     else:
         assert chroma_files.disk_residue([str(uuid.uuid4())]) is None
+
+
+@EMBEDDED_ONLY
+def test_compaction_zeroes_the_unused_capacity_of_the_hnsw_files(alpha, beta, agent):
+    """hnswlib allocates an index's capacity with malloc and persists all of it: the slots
+    past its element count hold whatever the process's heap held before, a freed index's
+    vectors included (seen: an erased vector in the fresh collection's data_level0.bin,
+    when another namespace's large index had been freed earlier in the process). With the
+    engine stopped, a compaction (of any namespace) zeroes those slots in every segment's
+    files; the index still answers."""
+    kept = _store(agent, "The lift is serviced on Mondays")
+    store = get_vector_store()
+    store.compact(alpha)  # engine stopped and started: the files are written
+    [directory] = [d for d in _segment_dirs(store.collection_name(alpha))
+                   if (d / "data_level0.bin").exists()]
+    data = directory / "data_level0.bin"
+    layout = chroma_files.hnsw_layout(directory)
+    assert layout is not None and layout.capacity * layout.element_size == data.stat().st_size
+    used = layout.count * layout.element_size
+    assert used < data.stat().st_size, "no unused capacity to test"
+    planted = np.full(8, 0.123, dtype=np.float32)
+    with data.open("r+b") as handle:  # what a reused heap block leaves
+        handle.seek(used + layout.element_size // 2)
+        handle.write(planted.tobytes())
+    assert _files_holding(planted)
+
+    store.compact(beta)
+
+    assert _files_holding(planted) == []
+    assert chroma_files.unused_capacity_bytes() == 0
+    recalled = agent.post("/api/v1/recall", {"query": "when is the lift serviced"}).json()
+    assert recalled["results"][0]["id"] == kept
+
+
+@EMBEDDED_ONLY
+def test_the_process_that_opens_chroma_hands_out_no_stale_memory(alpha):
+    """M_PERTURB is set when the embedded client is made: a block freed and handed out
+    again holds the fill byte, not what was written into it before."""
+    get_vector_store().count(alpha)
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    size = 4096
+    block = libc.malloc(size)
+    ctypes.memset(block, 0x77, size)
+    libc.free(block)
+    again = libc.malloc(size)
+    try:
+        held = ctypes.string_at(again, size)
+    finally:
+        libc.free(again)
+    assert held == bytes([chroma_files.PERTURB_BYTE ^ 0xFF]) * size
