@@ -25,6 +25,7 @@ urlpatterns = [
     path("api/v1/", include("apps.timeline.api.urls")),
     path("api/v1/", include("apps.lifecycle.api.urls")),
     path("api/v1/", include("apps.lifecycle.api.consolidation_urls")),
+    path("api/v1/", include("apps.lifecycle.api.merge_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Unknown API paths answer the JSON error envelope, also with DEBUG on.

@@ -13,8 +13,8 @@ back ``w = unit / (1 - unit)``: 1.0 <-> 0.5, 2.0 <-> 0.667, 0 <-> 0, order kept;
 of MemoryWeb's scale (1.0) shows as 1e12.
 
 ``/end_of_day`` answers the day's digest (apps/lifecycle/digest.py, the timeline's day
-node with grips to its sources); consolidate and merge answer 501 until the lifecycle
-work lands.
+node with grips to its sources), ``/consolidate`` merges memories that say the same thing
+and ``/merge`` merges namespaces (apps/lifecycle).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.compat import openapi
-from apps.compat.common import check_own_agent, int_param, not_yet
+from apps.compat.common import check_own_agent, int_param
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.parsers import JSONParser  # with the nesting limit, as every JSON route
 from apps.core.query_params import KnownQueryParams
 from apps.core.roles import Action
-from apps.lifecycle import consolidation, digest
+from apps.lifecycle import consolidation, digest, namespace_merge
 from apps.lifecycle.api.doors import digest_errors, with_retry_after
 from apps.lifecycle.representation import conflict_rows, proposal_rows
 from apps.memories import external_ids, services
@@ -378,23 +378,6 @@ class SaveView(CmmView):
                          "database before answering; there is nothing left to save."})
 
 
-class _NotYet(CmmView):
-    """Seed 000 operations of the memory lifecycle, not offered yet: 501 after the role
-    check, so a caller learns both whether it could and that it cannot yet."""
-
-    action = Action.EDIT
-    what = ""
-
-    @extend_schema(request=None, responses={501: OpenApiTypes.OBJECT})
-    def post(self, request):
-        if self.action == Action.SYSTEM:  # across namespaces: no namespace to name
-            if not request.user.is_system_admin:
-                raise PermissionDenied(f"only a system admin may {self.what}.")
-        else:
-            authorize(request.user, _namespace(request, request.data).pk, self.action)
-        raise not_yet(self.what)
-
-
 def _object(body: Any, allowed: set[str]) -> Mapping[str, Any]:
     """A body that is a JSON object with only ``allowed`` fields, or a 400 naming the
     first other one."""
@@ -506,10 +489,36 @@ class EndOfDayView(CmmView):
         return with_retry_after(super().handle_exception(exc), exc)
 
 
-@extend_schema(tags=[TAG], summary="Seed 000's /merge: 501 until lifecycle work lands")
-class MergeView(_NotYet):
-    action = Action.SYSTEM
-    what = "merge (merging namespaces)"
+#: What seed 000's /merge body may carry.
+_MERGE = {"source", "target", "dry_run"}
+
+
+@extend_schema(tags=[TAG])
+class MergeView(CmmView):
+    """Seed 000's /merge (system admin): every memory of ``source`` moves into ``target``
+    with its id and history, the source archived, its keys and grants revoked
+    (apps/lifecycle/namespace_merge.py, as ``POST /api/v1/namespaces/{slug}/merge-into``)."""
+
+    query_params: set[str] = set()
+
+    @extend_schema(summary="Seed 000's /merge: merge one namespace into another (system admin)",
+                   description="A large source is merged by a job: 202 with the merge to poll "
+                   "at `GET /api/v1/namespace-merges/{id}`. `dry_run` reports and changes "
+                   "nothing. Reversible: `POST /api/v1/namespace-merges/{id}/revert`.",
+                   request={"application/json": openapi.CmmMerge},
+                   responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
+    def post(self, request):
+        if not request.user.is_system_admin:
+            raise PermissionDenied("only a system admin may merge namespaces.")
+        body = _object(request.data, _MERGE)
+        source = body.get("source")
+        if not isinstance(source, str) or not source:
+            raise InvalidInput("source: the slug of the namespace to merge is required.",
+                               field="source")
+        merge, row = namespace_merge.merge_into(
+            request.user, source, {name: body[name] for name in ("target", "dry_run") if name in body})
+        running = merge is not None and merge.state in ("queued", "running")
+        return Response(row, status=status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK)
 
 
 @extend_schema(tags=[TAG])

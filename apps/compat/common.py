@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from apps.core.errors import InvalidInput, NotImplementedYet
+from apps.core.errors import InvalidInput
 from apps.tenancy.principal import Principal
 
 _DIGITS = re.compile(r"\d{1,9}", re.ASCII)
@@ -21,12 +21,6 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
     if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise InvalidInput(f"{name} must be an integer from {low} to {high}.", field=name)
     return int(raw)
-
-
-def not_yet(what: str) -> NotImplementedYet:
-    """The 501 for a replaced system's lifecycle operation MemoryWeb does not offer yet."""
-    return NotImplementedYet(f"{what} is not available yet in MemoryWeb (it comes with the "
-                             "memory lifecycle work); nothing was changed.")
 
 
 def check_own_agent(principal: Principal, agent: Any, field: str) -> None:

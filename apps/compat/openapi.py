@@ -124,6 +124,15 @@ class DayOrEmptyField(serializers.CharField):
     """Seed 000's /end_of_day ``date``: a day as YYYY-MM-DD, or empty / null for today."""
 
 
+class CmmMerge(StrictBody):
+    """Seed 000's /merge: which namespace moves into which."""
+
+    source = serializers.CharField(help_text="The slug of the namespace whose memories move "
+                                   "(archived afterwards).")
+    target = serializers.CharField(help_text="The slug of the namespace that receives them.")
+    dry_run = serializers.BooleanField(required=False, help_text="Only report (default false).")
+
+
 class CmmEndOfDay(StrictBody):
     """Seed 000's /end_of_day: which day's digest (default today, UTC), of the whole
     namespace or of one agent."""

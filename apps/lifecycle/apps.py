@@ -12,6 +12,7 @@ class LifecycleConfig(AppConfig):
     verbose_name = "Lifecycle (digests, consolidation)"
 
     def ready(self) -> None:
+        from apps.lifecycle.namespace_merge import register_stores
         from apps.lifecycle.namespace_setting import (
             ConsolidationSettings,
             validate_consolidation_settings,
@@ -22,3 +23,4 @@ class LifecycleConfig(AppConfig):
         # rule, stored on tenancy's row.
         namespace_settings.register(namespace_settings.NamespaceSetting(
             "consolidation", validate_consolidation_settings, ConsolidationSettings))
+        register_stores()  # the namespace merges' records (kept, ids only)

@@ -1,9 +1,13 @@
 """What the lifecycle keeps of its own: when each namespace was last consolidated on
-schedule (ids and counts only: the lineage itself lives on the memories)."""
+schedule, and the namespace merges (ids and counts only: the lineage itself lives on the
+memories)."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
+from django.utils import timezone
 
 from apps.core.scoping import NamespaceScopedQuerySet
 from apps.tenancy.models import Namespace
@@ -24,3 +28,65 @@ class ConsolidationState(models.Model):
 
     def __str__(self) -> str:
         return f"consolidation of {self.namespace_id}"
+
+
+class NamespaceMerge(models.Model):
+    """One namespace's memories moved into another (apps/lifecycle/namespace_merge.py):
+    the run's state and progress, resumable after the last committed batch."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        REVERTED = "reverted", "Reverted"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    #: PROTECT: the source is archived, not deleted, while its merge can be reverted.
+    source = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="+")
+    target = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="+")
+    requested_by = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(default=0, help_text="Memories to move, counted at the start.")
+    moved = models.PositiveIntegerField(default=0)
+    #: Moved memories whose content the target already held live: superseded by it.
+    duplicates = models.PositiveIntegerField(default=0)
+    #: The last moved memory's id (batches go in id order).
+    cursor = models.CharField(max_length=36, blank=True, default="")
+    #: What the start decided (keys and grants revoked, members left on the source, the
+    #: target's members and grantees who now see the moved memories); ids and names only.
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    lease = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    reverted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"merge of {self.source_id} into {self.target_id} ({self.state})"
+
+
+class NamespaceMergeItem(models.Model):
+    """One moved memory: what its revert needs (ids only, never content)."""
+
+    merge = models.ForeignKey(NamespaceMerge, on_delete=models.CASCADE, related_name="items")
+    #: The memory's id (not a foreign key: the memory may be erased later, the record stays).
+    memory_id = models.UUIDField()
+    #: The target's memory it duplicated, if any (it superseded the moved one).
+    duplicate_of = models.UUIDField(null=True, blank=True)
+    #: Ids it had in other systems that the move left behind: seed 000's number (the
+    #: target numbers its own), or an id the target already used. ``[[system, id], ...]``.
+    dropped_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["merge", "memory_id"],
+                                               name="namespacemergeitem_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.memory_id} in merge {self.merge_id}"

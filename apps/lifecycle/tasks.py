@@ -1,6 +1,8 @@
 """lifecycle's scheduled job, ``consolidate_memories``, registered with apps.ops.jobs
 (huey's consumer and every process's OpsConfig.ready find this module). Pause and resume
-it like any job (``manage.py jobs pause consolidate_memories``)."""
+it like any job (``manage.py jobs pause consolidate_memories``). And the huey tasks of
+namespace merges run as jobs (apps/lifecycle/namespace_merge.py), with the minute's sweep
+that resumes one whose worker stopped."""
 
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ from typing import Any
 
 from django.utils import timezone
 from huey import crontab
+from huey.contrib.djhuey import db_periodic_task, db_task
 
 from apps.core.roles import Role
-from apps.lifecycle import consolidation
+from apps.lifecycle import consolidation, namespace_merge
 from apps.lifecycle.models import ConsolidationState
 from apps.lifecycle.namespace_setting import DEFAULT_INTERVAL_HOURS
 from apps.ops.jobs import Job, register
@@ -78,3 +81,15 @@ consolidate_memories = register(Job(
     "hourly (each namespace at its own interval)", _consolidate_memories,
     timeout=timedelta(hours=2)),
     crontab(minute="23"))
+
+
+@db_task()
+def run_namespace_merge(merge_id: str) -> None:
+    """Run one namespace merge; a second task for the same merge finds it held and returns."""
+    namespace_merge.run(merge_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def resume_namespace_merges() -> None:
+    """Queue again the namespace merges whose worker died or whose task was lost."""
+    namespace_merge.resume_stalled()

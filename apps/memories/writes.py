@@ -43,7 +43,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Unavailable
-from apps.memories import changes, context, indexing, lexical, stores
+from apps.memories import changes, context, indexing, lexical, stores, write_moves
 from apps.memories.models import (
     ExternalId,
     IndexOutbox,
@@ -314,6 +314,25 @@ class Write:
         MemoryLink.objects.bulk_create(rows, ignore_conflicts=True)
         return MemoryLink.objects.filter(namespace=namespace).count() - before
 
+    # --- move (a namespace merge, apps/lifecycle/namespace_merge.py) ---------------------
+
+    def move(self, source: Namespace, target: Namespace, memories: Sequence[Memory],
+             vectors: np.ndarray | None, *, duplicates: Mapping[str, Memory], actor: Any,
+             audit: Callable[[Sequence[Memory]], object]) -> dict[str, list[list[str]]]:
+        """Re-home memories of ``source`` (locked by the caller) in ``target``, in place
+        (apps/memories/write_moves.py says how each registered store follows). Returns
+        the ids from other systems each memory left behind: id -> ``[[system, id], ...]``."""
+        self._require_open()
+        return write_moves.move(self, source, target, memories, vectors, duplicates=duplicates,
+                                actor=actor, audit=audit)
+
+    def cut_ties(self, namespace: Namespace, ids: Sequence[Any], together: set[str]) -> int:
+        """Before ``ids`` leave ``namespace``: undo lineage between them and memories
+        staying there (not in ``together``, the memories leaving with them): supersessions
+        either way released, conflict links removed. Returns how many ties were cut."""
+        self._require_open()
+        return write_moves.cut_ties(self, namespace, ids, together)
+
     def _reindex_context(self, namespace: Namespace, memories: Sequence[Memory]) -> None:
         """Re-index memories whose conversation context changed or went (context.py):
         their keyword rows now, their vectors (re-embedded) after the block, through
@@ -404,6 +423,13 @@ def _erasable(*how: stores.ErasedBy, after_commit: bool = False) -> list[stores.
     """The registered stores erased this way that have an ``erase`` step in that phase."""
     return [store for store in stores.stores() if store.erase and store.erased_by in how
             and store.after_commit == after_commit]
+
+
+def secure_deletes() -> contextlib.AbstractContextManager[None]:
+    """SQLite: the deletes (and dropped tables) inside zero the pages they free, as an
+    erasure's do; elsewhere nothing. For a store dropped whole (a merged namespace's
+    keyword table)."""
+    return _secure_delete()
 
 
 @contextmanager

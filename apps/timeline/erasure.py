@@ -217,6 +217,21 @@ def _drop_everything(namespace: Namespace, erased_ids: set[str]) -> None:
               summary={"removed": len(nodes)})
 
 
+def forget_tree(namespace: Namespace) -> int:
+    """Drop a namespace's whole timeline: its nodes' summary memories (deleted through the
+    write path, their pages zeroed) and every node, audited. For a namespace merge,
+    before the source's memories move (the target builds its own timeline from them).
+    Returns how many nodes went."""
+    summaries = [str(pk) for pk in RollupNode.objects.filter(
+        namespace=namespace, memory__isnull=False).values_list("memory_id", flat=True)]
+    with writes.atomic() as write:
+        if summaries:
+            write.delete(namespace, summaries, actor=ACTOR, audit=lambda *args: None, secure=True)
+        nodes = RollupNode.objects.filter(namespace=namespace).count()
+        _drop_everything(namespace, set(summaries))
+    return nodes
+
+
 # --- the store --------------------------------------------------------------------------
 
 def count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int:

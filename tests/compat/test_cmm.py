@@ -204,21 +204,27 @@ def test_consolidate_merges_at_once_with_seed_numbers_and_undoes(alpha, callers)
     assert admin.post("/cmm/consolidate", {"similarity": 1}).status_code == 400
 
 
-@pytest.mark.parametrize("path, lowest", [("/cmm/merge", "system")])
-def test_lifecycle_operations_answer_501_not_a_fake_success(imported, callers, path, lowest):
+def test_merge_moves_a_namespace_for_system_admins_only(imported, callers, beta):
+    """Seed 000's /merge: system admin; the memories move with their ids, seed 000
+    numbers are the target's own afterwards."""
     before = Memory.objects.count(), AuditEntry.objects.count()
-    for name in ("reader", "agent", "admin", "system"):
-        caller = callers[name]
-        suffix = "?namespace=alpha" if name == "system" else ""
-        response = caller.post(path + suffix, {})
-        allowed = {"admin": name in ("admin", "system"), "system": name == "system"}[lowest]
-        if allowed:
-            assert response.status_code == 501, (name, response.content)
-            assert response.json()["error"]["code"] == "not_implemented"
-            assert "not available yet" in response.json()["error"]["message"]
-        else:
-            assert response.status_code == 403, (name, response.content)
+    body = {"source": "alpha", "target": "beta"}
+    for name in ("reader", "agent", "admin"):
+        response = callers[name].post("/cmm/merge", body)
+        assert response.status_code == 403, (name, response.content)
     assert (Memory.objects.count(), AuditEntry.objects.count()) == before
+    system = callers["system"]
+    dry = system.post("/cmm/merge", {**body, "dry_run": True})
+    assert dry.status_code == 200 and dry.json()["memories"] == before[0]
+    ids = set(Memory.objects.filter(namespace__slug="alpha").values_list("pk", flat=True))
+    merged = system.post("/cmm/merge", body)
+    assert merged.status_code == 200, merged.content
+    assert merged.json()["state"] == "done" and merged.json()["moved"] == len(ids)
+    assert set(Memory.objects.filter(namespace__slug="beta").values_list("pk", flat=True)) == ids
+    assert not ExternalId.objects.filter(system="cmm", namespace__slug="alpha").exists()
+    listed = system.get("/cmm/memories?namespace=beta&limit=50").json()["memories"]
+    assert len(listed) == len(ids) and all(isinstance(row["id"], int) for row in listed)
+    assert system.post("/cmm/merge", body).status_code == 409  # alpha is archived now
 
 
 def test_save_and_health(imported, team_admin, agent):
@@ -387,7 +393,7 @@ def test_what_a_get_shows_can_be_put_back_unchanged(imported, team_admin):
 def test_system_keys_reach_save_and_merge_without_a_namespace(system_admin, agent, alpha):
     assert system_admin.post("/cmm/save", {}).status_code == 200
     merged = system_admin.post("/cmm/merge", {})
-    assert merged.status_code == 501
+    assert merged.status_code == 400 and merged.json()["error"]["field"] == "source"
     assert agent.post("/cmm/merge", {}).status_code == 403
 
 

@@ -1,0 +1,387 @@
+"""Namespace merge: move every memory of one namespace into another (system admin), with
+lineage, dedup on the way, audit, the source archived; resumable, and reversible.
+
+Memories are re-homed **in place** (``Write.move``): ids, versions, links and audit
+references stay, and no copy of the personal data is left in the source. The run:
+
+1. **Start** (:func:`start`, one transaction): the source is archived (it refuses writes
+   from now on), its API keys are revoked and every live grant to or from it is revoked
+   (each audited as a revoke is); a :class:`NamespaceMerge` row records the decision,
+   with the source's members (left on the archived source, for the target's admins to
+   invite) and the target's members and grantees (who now see the moved memories). The
+   source's timeline is dropped (the target builds its own from the moved memories).
+2. **Batches** of ``MEMORYWEB_NAMESPACE_MERGE_BATCH`` memories in id order, each one
+   transaction with the merge's progress: the stored vectors are read first (nothing is
+   re-embedded), the memories move, a memory whose content the target already holds
+   live is superseded by that memory (``derived_from``, similarity 1.0; reversible like
+   a consolidation's merge), a :class:`NamespaceMergeItem` keeps what the revert needs,
+   and one ``namespace.merge_batch`` audit entry names the ids. A worker that dies
+   mid-batch leaves nothing half done; the minute's sweep resumes after the last
+   committed batch (a lease on the row keeps it to one worker).
+3. **End**: the source's keyword table is dropped with its freed pages zeroed and its
+   vector collection dropped with its files (the moved text survives nowhere in the
+   source, where no later erasure would look); ``namespace.merged`` is audited.
+
+:func:`revert` moves the items back (the same path the other way), releases what the
+dedup superseded, restores the seed 000 numbers the move left behind and unarchives the
+source. Revoked keys and grants stay revoked: re-issuing access is a decision for people.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.audit.log import record as audit
+from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from apps.core.roles import Role
+from apps.core.validation import StrictBooleanField, StrictSerializer, TextField, validate
+from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem
+from apps.memories import lexical, stores, writes
+from apps.memories.models import ExternalId, Memory
+from apps.memories.vectorstore import get_vector_store
+from apps.tenancy import grants as tenancy_grants
+from apps.tenancy import keys as tenancy_keys
+from apps.tenancy.members import members
+from apps.tenancy.models import ApiKey, Namespace, SharingGrant
+from apps.tenancy.principal import Principal
+from apps.tenancy.services import resolve_namespace
+from apps.timeline.erasure import forget_tree
+
+log = logging.getLogger(__name__)
+State = NamespaceMerge.State
+
+#: The merges' record of moved memories, in the registry of stores (apps/memories/stores.py).
+MERGE_RECORDS = stores.Store(
+    "namespace_merges", "namespace merge records",
+    "lifecycle_namespacemergeitem: each moved memory's id, the target's memory it duplicated "
+    "and the ids from other systems it left behind (seed 000 numbers, imported ids).",
+    stores.ErasedBy.KEPT, models=(NamespaceMergeItem,),
+    kept_because="the record a revert needs, ids only, never content; a revert skips erased "
+    "memories.")
+
+
+def register_stores() -> None:
+    """Called by ``LifecycleConfig.ready``: lifecycle sits above memories."""
+    stores.register(MERGE_RECORDS)
+#: Heartbeats a running merge may miss before the sweep takes it over.
+STALE_BEATS = 4
+
+
+# --- planning and starting ---------------------------------------------------------------
+
+class MergeInput(StrictSerializer):
+    target = TextField(max_length=64, help_text="The slug of the namespace that receives the "
+                       "memories.")
+    dry_run = StrictBooleanField(required=False, help_text="Only report what the merge would "
+                                 "do (default false).")
+
+
+def merge_into(principal: Principal, source: str, data: Any, *,
+               inline_max: int | None = None) -> tuple[NamespaceMerge | None, dict[str, Any]]:
+    """The REST and drop-in entry: a dry run's report (``None, report``), or the merge
+    started and, up to ``inline_max`` memories (MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX), run
+    to its end here; above, queued as a job (its state says which)."""
+    _require_system(principal)
+    cleaned = validate(MergeInput, data)
+    if cleaned.get("dry_run"):
+        return None, plan(principal, source, cleaned["target"])
+    merge = start(principal, source, cleaned["target"])
+    limit = settings.MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX if inline_max is None else inline_max
+    if merge.total <= limit:
+        run(merge.pk)
+    else:
+        enqueue(merge)
+    merge.refresh_from_db()
+    return merge, status(merge)
+
+
+def _require_system(principal: Principal) -> None:
+    if not principal.is_system_admin:
+        raise PermissionDenied("only a system admin may merge namespaces.")
+
+
+def _pair(principal: Principal, source: str, target: Any) -> tuple[Namespace, Namespace]:
+    _require_system(principal)
+    if not isinstance(target, str) or not target:
+        raise InvalidInput("target: the slug of the namespace to merge into is required.",
+                           field="target")
+    src = resolve_namespace(principal, source)
+    dst = resolve_namespace(principal, target)
+    if src.pk == dst.pk:
+        raise InvalidInput("a namespace cannot be merged into itself.", field="target")
+    if dst.archived_at is not None:
+        raise Conflict(f"namespace {dst.slug!r} is archived: unarchive it to merge into it.",
+                       field="target")
+    if src.archived_at is not None:
+        raise Conflict(f"namespace {src.slug!r} is archived (merged already?): unarchive it "
+                       "first.", field="namespace")
+    busy = NamespaceMerge.objects.filter(state__in=NamespaceMerge.ACTIVE).filter(
+        Q(source__in=[src, dst]) | Q(target__in=[src, dst])).first()
+    if busy is not None:
+        raise Conflict(f"merge {busy.pk} of these namespaces is still running.", field="namespace")
+    return src, dst
+
+
+def _live_grants(namespace: Namespace) -> list[SharingGrant]:
+    return list(SharingGrant.objects.live().filter(Q(grantor=namespace) | Q(grantee=namespace))
+                .select_related("grantor", "grantee").order_by("pk"))
+
+
+def plan(principal: Principal, source: str, target: Any) -> dict[str, Any]:
+    """What a merge would do, changing nothing (a dry run)."""
+    src, dst = _pair(principal, source, target)
+    return _report(src, dst) | {"dry_run": True}
+
+
+def _report(src: Namespace, dst: Namespace) -> dict[str, Any]:
+    hashes = Memory.objects.filter(namespace=src).values_list("content_hash", flat=True)
+    duplicates = Memory.objects.live().current().filter(
+        namespace=dst, content_hash__in=hashes).values_list("content_hash", flat=True)
+    return {
+        "source": src.slug, "target": dst.slug,
+        "memories": Memory.objects.filter(namespace=src).count(),
+        "duplicates": Memory.objects.filter(namespace=src, content_hash__in=list(duplicates)).count(),
+        "keys_revoked": [str(pk) for pk in ApiKey.objects.filter(
+            namespace=src, revoked_at__isnull=True).values_list("pk", flat=True)],
+        "grants_revoked": [grant.pk for grant in _live_grants(src)],
+        "source_members": sorted(members(src)),
+        "target_members": sorted(members(dst)),
+        "target_grantees": sorted({g.grantee.slug for g in SharingGrant.objects.live().filter(
+            grantor=dst).select_related("grantee")}),
+    }
+
+
+def start(principal: Principal, source: str, target: Any) -> NamespaceMerge:
+    """Archive the source, revoke its keys and grants, drop its timeline and record the
+    merge (queued). The caller runs it (:func:`run`) inline or as a job (:func:`enqueue`)."""
+    src, dst = _pair(principal, source, target)
+    with transaction.atomic():
+        src = Namespace.objects.select_for_update().get(pk=src.pk)
+        if src.archived_at is not None:
+            raise Conflict(f"namespace {src.slug!r} was archived meanwhile.", field="namespace")
+        report = _report(src, dst)
+        src.archived_at = timezone.now()
+        src.save(update_fields=["archived_at"])
+        for key in ApiKey.objects.filter(namespace=src, revoked_at__isnull=True):
+            tenancy_keys.revoke_key(principal, src.slug, key.pk)
+        for grant in _live_grants(src):
+            tenancy_grants.revoke_grant(principal, grant.grantor.slug, grant.pk)
+        merge = NamespaceMerge.objects.create(
+            source=src, target=dst, requested_by=principal.label, report=report,
+            total=report["memories"])
+        audit(principal, "namespace.merge", namespace=src, record_ids=[merge.pk],
+              summary={"into": dst.slug, "memories": report["memories"],
+                       "keys_revoked": len(report["keys_revoked"]),
+                       "grants_revoked": len(report["grants_revoked"])})
+    forget_tree(src)
+    return merge
+
+
+def enqueue(merge: NamespaceMerge) -> None:
+    """Run the merge in huey's worker (the in-process consumer embedded)."""
+    from apps.lifecycle.tasks import run_namespace_merge
+
+    transaction.on_commit(lambda: run_namespace_merge(str(merge.pk)))
+
+
+# --- running ------------------------------------------------------------------------------
+
+def _stale_before():
+    return timezone.now() - timedelta(
+        seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
+
+
+def _claim(merge_id: Any) -> str | None:
+    token = uuid.uuid4().hex
+    taken = NamespaceMerge.objects.filter(pk=merge_id, state__in=NamespaceMerge.ACTIVE).filter(
+        Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+    ).update(state=State.RUNNING, lease=token, heartbeat_at=timezone.now())
+    return token if taken else None
+
+
+def run(merge_id: Any, *, progress=None) -> str | None:
+    """Run a merge to its end from its last committed batch; its final state, or None when
+    another worker holds it or it is finished. ``progress(n)`` after each batch."""
+    token = _claim(merge_id)
+    if token is None:
+        return None
+    try:
+        while _step(merge_id, token, progress):
+            pass
+    except Exception as exc:
+        log.exception("namespace merge %s: a batch failed", merge_id)
+        NamespaceMerge.objects.filter(pk=merge_id, lease=token).update(
+            state=State.FAILED, lease="", error=f"{type(exc).__name__}: {exc}"[:2000],
+            finished_at=timezone.now())
+    return NamespaceMerge.objects.values_list("state", flat=True).get(pk=merge_id)
+
+
+def _step(merge_id: Any, token: str, progress) -> bool:
+    """One batch with the merge's progress, in one transaction; whether more remains."""
+    batch = settings.MEMORYWEB_NAMESPACE_MERGE_BATCH
+    merge = NamespaceMerge.objects.select_related("source", "target").get(pk=merge_id)
+    src, dst = merge.source, merge.target
+    pending = Memory.objects.filter(namespace=src).order_by("pk")
+    ids = [str(pk) for pk in pending.values_list("pk", flat=True)[:batch]]
+    if not ids:
+        _finish(merge, token)
+        return Memory.objects.filter(namespace=src).exists() and NamespaceMerge.objects.filter(
+            pk=merge_id, state=State.RUNNING, lease=token).exists()
+    stored = get_vector_store().embeddings(src, ids)
+    actor = Principal(label=merge.requested_by, agent_id="", role=Role.SYSTEM)
+    with writes.atomic() as write:
+        merge = NamespaceMerge.objects.select_for_update().get(pk=merge_id)
+        if merge.lease != token or merge.state != State.RUNNING:
+            return False
+        memories = list(Memory.objects.select_for_update().filter(namespace=src, pk__in=ids)
+                        .order_by("pk"))
+        vectors = (np.stack([stored[str(m.pk)] for m in memories])
+                   if memories and all(str(m.pk) in stored for m in memories) else None)
+        duplicates = _duplicates(dst, memories)
+        dropped = write.move(src, dst, memories, vectors, duplicates=duplicates, actor=actor,
+                             audit=lambda moved: audit(
+                                 actor, "namespace.merge_batch", namespace=dst,
+                                 record_ids=[m.pk for m in moved],
+                                 summary={"from": src.slug, "merge": str(merge.pk),
+                                          "duplicates": len(duplicates)}))
+        NamespaceMergeItem.objects.bulk_create([
+            NamespaceMergeItem(merge=merge, memory_id=m.pk,
+                               duplicate_of=getattr(duplicates.get(str(m.pk)), "pk", None),
+                               dropped_ids=dropped.get(str(m.pk), []))
+            for m in memories])
+        merge.moved += len(memories)
+        merge.duplicates += len(duplicates)
+        merge.cursor = str(memories[-1].pk) if memories else merge.cursor
+        merge.heartbeat_at = timezone.now()
+        merge.save(update_fields=["moved", "duplicates", "cursor", "heartbeat_at"])
+    if progress:
+        progress(len(memories))
+    return True
+
+
+def _duplicates(target: Namespace, memories: list[Memory]) -> dict[str, Memory]:
+    """Moved memory id -> the target's live, current memory with the same content."""
+    found: dict[str, Memory] = {}
+    for memory in Memory.objects.live().current().filter(
+            namespace=target, content_hash__in=[m.content_hash for m in memories]).order_by("created_at"):
+        found.setdefault(memory.content_hash, memory)
+    return {str(m.pk): found[m.content_hash] for m in memories if m.content_hash in found}
+
+
+def _finish(merge: NamespaceMerge, token: str) -> None:
+    """The source is empty: its keyword table and vector collection go with their files."""
+    src = merge.source
+    if Memory.objects.filter(namespace=src).exists():
+        return  # a write that passed the archive check just before it: the next step moves it
+    with writes.secure_deletes():
+        lexical.drop(src.pk)
+    store = get_vector_store()
+    store.drop_collection(store.collection_name(src))
+    with transaction.atomic():
+        done = NamespaceMerge.objects.filter(pk=merge.pk, lease=token, state=State.RUNNING).update(
+            state=State.DONE, lease="", finished_at=timezone.now())
+        if done:
+            merge.refresh_from_db()
+            audit(merge.requested_by, "namespace.merged", namespace=merge.target,
+                  record_ids=[merge.pk], summary={"from": src.slug, "moved": merge.moved,
+                                                  "duplicates": merge.duplicates})
+
+
+def resume_stalled() -> list[str]:
+    """Queue again the merges nobody is working on (a dead worker, a lost task)."""
+    stalled = NamespaceMerge.objects.filter(
+        Q(state=State.RUNNING, heartbeat_at__lt=_stale_before())
+        | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
+    ids = [str(pk) for pk in stalled.values_list("pk", flat=True)]
+    for merge_id in ids:
+        log.warning("namespace merge %s: resumed (its worker stopped or its task was lost)",
+                    merge_id)
+        from apps.lifecycle.tasks import run_namespace_merge
+
+        run_namespace_merge(merge_id)
+    return ids
+
+
+# --- reading and reverting ---------------------------------------------------------------
+
+def get(principal: Principal, merge_id: Any) -> NamespaceMerge:
+    _require_system(principal)
+    try:
+        return NamespaceMerge.objects.select_related("source", "target").get(pk=merge_id)
+    except (NamespaceMerge.DoesNotExist, ValueError, TypeError) as exc:
+        raise NotFound("namespace merge not found.") from exc
+
+
+def revert(principal: Principal, merge_id: Any) -> NamespaceMerge:
+    """Move a finished merge's memories back into the (unarchived) source; memories the
+    target erased meanwhile stay erased, and memories edited there keep their edits."""
+    merge = get(principal, merge_id)
+    if merge.state != State.DONE:
+        raise Conflict(f"only a finished merge can be reverted (this one is {merge.state}).",
+                       field="state")
+    src, dst = merge.source, merge.target
+    items = list(merge.items.order_by("memory_id"))
+    stored_all = get_vector_store().embeddings(dst, [str(i.memory_id) for i in items])
+    together = {str(i.memory_id) for i in items}
+    batch = settings.MEMORYWEB_NAMESPACE_MERGE_BATCH
+    for start_at in range(0, len(items), batch):
+        part = items[start_at:start_at + batch]
+        with writes.atomic() as write:
+            memories = list(Memory.objects.select_for_update().filter(
+                namespace=dst, pk__in=[i.memory_id for i in part]).order_by("pk"))
+            if not memories:
+                continue
+            # What the dedup superseded, and lineage made in the target meanwhile with
+            # memories that stay there: released (lineage never crosses namespaces).
+            write.cut_ties(dst, [m.pk for m in memories], together)
+            vectors = (np.stack([stored_all[str(m.pk)] for m in memories])
+                       if all(str(m.pk) in stored_all for m in memories) else None)
+            write.move(dst, src, memories, vectors, duplicates={}, actor=principal,
+                       audit=lambda moved: audit(principal, "namespace.merge_revert_batch",
+                                                 namespace=src, record_ids=[m.pk for m in moved],
+                                                 summary={"merge": str(merge.pk)}))
+            _restore_ids(src, part)
+    with transaction.atomic():
+        Namespace.objects.filter(pk=src.pk).update(archived_at=None)
+        NamespaceMerge.objects.filter(pk=merge.pk).update(state=State.REVERTED,
+                                                           reverted_at=timezone.now())
+        audit(principal, "namespace.merge_revert", namespace=src, record_ids=[merge.pk],
+              summary={"from": dst.slug, "memories": len(items)})
+    merge.refresh_from_db()
+    return merge
+
+
+def _restore_ids(namespace: Namespace, items: list[NamespaceMergeItem]) -> None:
+    """The ids a move left behind, back where the source still has them free."""
+    rows = [ExternalId(namespace=namespace, system=system, external_id=value,
+                       memory_id=item.memory_id)
+            for item in items for system, value in item.dropped_ids]
+    present = set(Memory.objects.filter(pk__in=[r.memory_id for r in rows]).values_list(
+        "pk", flat=True))
+    ExternalId.objects.bulk_create([r for r in rows if r.memory_id in present],
+                                   ignore_conflicts=True)
+
+
+def status(merge: NamespaceMerge) -> dict[str, Any]:
+    """The merge as the REST routes answer it."""
+    return {"id": str(merge.pk), "source": merge.source.slug, "target": merge.target.slug,
+            "state": merge.state, "total": merge.total, "moved": merge.moved,
+            "duplicates": merge.duplicates, "requested_by": merge.requested_by,
+            "created_at": merge.created_at, "finished_at": merge.finished_at,
+            "reverted_at": merge.reverted_at, "error": merge.error or None,
+            "report": _public_report(merge.report)}
+
+
+def _public_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: report.get(key) for key in (
+        "keys_revoked", "grants_revoked", "source_members", "target_members", "target_grantees")}

@@ -1,0 +1,247 @@
+"""Namespace merge (issue 21, item 3): every memory of alpha moves into beta with its id,
+versions and lineage, dedup on the way, audited; alpha archived, its keys and grants
+revoked; resumable; reversible; erasure in the target reaches the moved memories."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from apps.audit.models import AuditEntry
+from apps.core.roles import Role
+from apps.lifecycle import namespace_merge
+from apps.lifecycle.models import NamespaceMerge
+from apps.lifecycle.tasks import run_namespace_merge
+from apps.memories import lexical, stores
+from apps.memories.models import ExternalId, Memory, MemoryLink, MemoryVersion
+from apps.memories.vectorstore import get_vector_store
+from apps.memories.write_moves import MOVE_HANDLING
+from apps.tenancy.models import ApiKey, Namespace, SharingGrant
+from apps.tenancy.principal import Principal
+from tests.helpers.callers import make_caller
+from tests.helpers.erasure import erase_through_requests
+
+#: Commits for real: batches commit with their progress, erasure certifies after commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ALPHA_TEXTS = ["Alpha's deploy window is Tuesday at 14:00 UTC.",
+               "The staging database runs PostgreSQL 15 on host db-2.",
+               "Ada prefers written status updates over meetings.",
+               "The on-call rotation changes every Monday morning."]
+SHARED_TEXT = "The office closes at six on Fridays."
+
+
+def _store(caller, text: str, **fields) -> str:
+    response = caller.post("/api/v1/memories", {"content": text, **fields})
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+@pytest.fixture
+def filled(agent, outsider) -> dict[str, list[str]]:
+    alpha_ids = [_store(agent, text, tags=["ops"]) for text in ALPHA_TEXTS]
+    alpha_dup = _store(agent, SHARED_TEXT)
+    beta_own = _store(outsider, SHARED_TEXT)
+    return {"alpha": alpha_ids, "alpha_dup": [alpha_dup], "beta": [beta_own]}
+
+
+def _merge(system_admin, body=None, slug="alpha"):
+    return system_admin.post(f"/api/v1/namespaces/{slug}/merge-into",
+                             {"target": "beta"} if body is None else body)
+
+
+def test_only_a_system_admin_may_merge_and_bad_input_changes_nothing(
+        filled, team_admin, outsider, system_admin):
+    assert _merge(team_admin).status_code == 403
+    assert _merge(outsider).status_code in (403, 404)
+    for body, field in (({}, "target"), ({"target": 7}, "target"), ({"target": "alpha"}, "target"),
+                        ({"target": "beta", "dry_run": "yes"}, "dry_run"),
+                        ({"target": "beta", "extra": 1}, "extra")):
+        response = _merge(system_admin, body)
+        assert response.status_code == 400, (body, response.content)
+        assert field in response.content.decode()
+    assert _merge(system_admin, {"target": "nowhere"}).status_code == 404
+    assert Memory.objects.filter(namespace__slug="alpha").count() == 5
+    assert Namespace.objects.get(slug="alpha").archived_at is None
+    assert not NamespaceMerge.objects.exists()
+
+
+def test_a_dry_run_reports_and_changes_nothing(filled, system_admin, agent):
+    response = _merge(system_admin, {"target": "beta", "dry_run": True})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["dry_run"] is True and body["memories"] == 5 and body["duplicates"] == 1
+    assert body["keys_revoked"] == [str(agent.key.pk)]
+    assert Namespace.objects.get(slug="alpha").archived_at is None
+    assert ApiKey.objects.get(pk=agent.key.pk).revoked_at is None
+    assert not NamespaceMerge.objects.exists()
+
+
+def test_merge_moves_every_memory_with_its_id_and_history(filled, system_admin, agent, outsider,
+                                                          embed_calls):
+    before_versions = {pk: MemoryVersion.objects.filter(memory_id=pk).count()
+                       for pk in filled["alpha"]}
+    embed_calls.clear()
+    response = _merge(system_admin)
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["state"] == "done" and body["moved"] == 5 and body["duplicates"] == 1
+    assert embed_calls == []  # the stored vectors moved: nothing re-embedded
+    moved = Memory.objects.filter(pk__in=filled["alpha"] + filled["alpha_dup"])
+    assert {m.namespace.slug for m in moved} == {"beta"}
+    for pk in filled["alpha"]:  # a version row records the move
+        versions = MemoryVersion.objects.filter(memory_id=pk).order_by("version")
+        assert versions.count() == before_versions[pk] + 1
+        assert versions.last().changes == {"namespace": {"before": "alpha", "after": "beta"}}
+    # The duplicate is superseded by beta's own copy, not lost.
+    dup = Memory.objects.get(pk=filled["alpha_dup"][0])
+    assert str(dup.superseded_by_id) == filled["beta"][0]
+    # beta's agent recalls and lists the moved memories (keyword and vector channels).
+    for mode in ("lexical", "vector", "hybrid"):
+        recalled = outsider.post("/api/v1/recall", {"query": "when is the deploy window",
+                                                    "mode": mode}).json()
+        assert recalled["results"][0]["id"] == filled["alpha"][0], (mode, recalled)
+    tagged = outsider.get("/api/v1/memories", {"tag": "ops"}).json()
+    assert {m["id"] for m in tagged["results"]} == set(filled["alpha"])
+    listed = {m["id"] for m in outsider.get("/api/v1/memories").json()["results"]}
+    assert filled["alpha_dup"][0] not in listed  # superseded: out of default lists
+    # Nothing of alpha's is left in alpha's stores.
+    alpha = Namespace.objects.get(slug="alpha")
+    assert alpha.archived_at is not None
+    assert not Memory.objects.filter(namespace=alpha).exists()
+    assert lexical.held(alpha.pk, filled["alpha"]) == 0
+    assert get_vector_store().count(alpha) == 0
+    assert get_vector_store().count(Namespace.objects.get(slug="beta")) == 6
+    # Alpha's key is revoked: it gets nothing any more.
+    assert agent.post("/api/v1/recall", {"query": "deploy window"}).status_code == 401
+    operations = list(AuditEntry.objects.filter(operation__startswith="namespace.merge")
+                      .values_list("operation", flat=True))
+    assert operations.count("namespace.merge") == 1
+    assert "namespace.merge_batch" in operations and "namespace.merged" in operations
+
+
+def test_grants_to_and_from_the_source_are_revoked_and_reported(filled, system_admin, team_admin):
+    other = Namespace.objects.create(slug="gamma", name="Gamma")
+    given = SharingGrant.objects.create(grantor=Namespace.objects.get(slug="alpha"), grantee=other)
+    taken = SharingGrant.objects.create(grantor=other, grantee=Namespace.objects.get(slug="alpha"))
+    body = _merge(system_admin).json()
+    assert sorted(body["report"]["grants_revoked"]) == sorted([given.pk, taken.pk])
+    assert not SharingGrant.objects.live().filter(pk__in=[given.pk, taken.pk]).exists()
+    assert body["report"]["source_members"] == []
+    # The archived source refuses writes; its team admin may no longer write there.
+    assert team_admin.post("/api/v1/memories", {"content": "late"}).status_code in (401, 409)
+
+
+def test_seed_numbers_are_left_behind_and_the_target_numbers_its_own(filled, system_admin,
+                                                                     outsider):
+    alpha = Namespace.objects.get(slug="alpha")
+    ExternalId.objects.create(namespace=alpha, system=ExternalId.System.CMM, external_id="1",
+                              memory_id=filled["alpha"][0])
+    ExternalId.objects.create(namespace=alpha, system=ExternalId.System.MEM0,
+                              external_id="m-1", memory_id=filled["alpha"][1], imported=True)
+    assert _merge(system_admin).status_code == 200
+    assert not ExternalId.objects.filter(system="cmm", memory_id=filled["alpha"][0]).exists()
+    kept = ExternalId.objects.get(memory_id=filled["alpha"][1])
+    assert kept.namespace.slug == "beta"
+
+
+def test_a_merge_resumes_after_its_last_committed_batch(filled, system_admin, settings):
+    settings.MEMORYWEB_NAMESPACE_MERGE_BATCH = 2
+    principal = Principal.for_key(system_admin.key)
+    merge = namespace_merge.start(principal, "alpha", "beta")
+    token = namespace_merge._claim(merge.pk)
+    assert namespace_merge._step(merge.pk, token, None)  # one batch, then the worker dies
+    merge.refresh_from_db()
+    assert merge.moved == 2 and merge.state == "running"
+    NamespaceMerge.objects.filter(pk=merge.pk).update(heartbeat_at=merge.created_at.replace(
+        year=2000))
+    assert namespace_merge.run(merge.pk) == "done"
+    merge.refresh_from_db()
+    assert merge.moved == 5 and merge.items.count() == 5
+    assert not Memory.objects.filter(namespace__slug="alpha").exists()
+
+
+def test_a_large_source_is_merged_by_a_job(filled, system_admin):
+    with override_settings(MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX=2):
+        response = _merge(system_admin)
+    assert response.status_code == 202, response.content
+    merge_id = response.json()["id"]
+    assert response.json()["state"] == "queued" and response.json()["moved"] == 0
+    assert response["Location"].endswith(f"/api/v1/namespace-merges/{merge_id}")
+    run_namespace_merge.call_local(merge_id)  # what huey's worker runs
+    status = system_admin.get(f"/api/v1/namespace-merges/{merge_id}").json()
+    assert status["state"] == "done" and status["moved"] == 5
+    assert namespace_merge.resume_stalled() == []
+
+
+def test_revert_moves_the_memories_back_and_unarchives_the_source(filled, system_admin, outsider):
+    merge_id = _merge(system_admin).json()["id"]
+    assert outsider.get("/api/v1/namespace-merges/" + merge_id).status_code == 403
+    response = system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert")
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "reverted"
+    alpha = Namespace.objects.get(slug="alpha")
+    assert alpha.archived_at is None
+    assert set(Memory.objects.filter(namespace=alpha).values_list("pk", flat=True).iterator()) \
+        == {Memory.objects.get(pk=pk).pk for pk in filled["alpha"] + filled["alpha_dup"]}
+    assert Memory.objects.get(pk=filled["alpha_dup"][0]).superseded_by_id is None
+    assert get_vector_store().count(alpha) == 5
+    assert lexical.held(alpha.pk, filled["alpha"]) == 4
+    assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 409
+
+
+def test_erasing_a_moved_memory_in_the_target_is_certified(filled, system_admin, outsider):
+    assert _merge(system_admin).status_code == 200
+    beta_admin = make_caller(Role.ADMIN, Namespace.objects.get(slug="beta"), "beta-admin")
+    certificate = erase_through_requests(beta_admin, system_admin, {"ids": [filled["alpha"][1]]})
+    assert all(check["ok"] for check in certificate["verification"].values()), certificate
+    assert not Memory.objects.filter(pk=filled["alpha"][1]).exists()
+
+
+def test_the_command_merges_resumes_and_reverts(filled, system_admin):
+    out = StringIO()
+    call_command("merge_namespace", "alpha", "beta", "--dry-run", stdout=out)
+    assert json.loads(out.getvalue())["memories"] == 5
+    assert Namespace.objects.get(slug="alpha").archived_at is None
+    out = StringIO()
+    call_command("merge_namespace", "alpha", "beta", stdout=out)
+    assert "5 memories moved from alpha into beta (1 duplicates" in out.getvalue()
+    merge = NamespaceMerge.objects.get()
+    with pytest.raises(CommandError, match="done"):
+        call_command("merge_namespace", "--resume", str(merge.pk), stdout=StringIO())
+    call_command("merge_namespace", "--revert", str(merge.pk), stdout=StringIO())
+    assert Memory.objects.filter(namespace__slug="alpha").count() == 5
+    with pytest.raises(CommandError, match="merged into itself"):
+        call_command("merge_namespace", "alpha", "alpha", stdout=StringIO())
+
+
+def test_every_registered_store_says_how_a_move_carries_it():
+    """A store added to the registry must say what a namespace merge does with it: one
+    left behind would keep moved text where no erasure of the target looks."""
+    assert set(MOVE_HANDLING) == {store.name for store in stores.stores()}
+    assert all(MOVE_HANDLING.values())
+
+
+def test_revert_cuts_lineage_made_in_the_target_meanwhile(filled, system_admin):
+    merge_id = _merge(system_admin).json()["id"]
+    beta_admin = make_caller(Role.ADMIN, Namespace.objects.get(slug="beta"), "beta-admin")
+    beta_agent = make_caller(Role.AGENT, Namespace.objects.get(slug="beta"), "agent-1")
+    near = _store(beta_agent, "Note: the staging database runs on PostgreSQL 15 (host db-2).",
+                  tags=["ops"])  # the same agent: consolidation merges within an agent
+    body = beta_admin.post("/api/v1/namespaces/beta/consolidate",
+                           {"dry_run": False, "threshold": 0.85}).json()
+    together = {frozenset(p["members"]) for p in body["proposals"]}
+    assert frozenset({filled["alpha"][1], near}) in together, body
+    assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 200
+    for pk in (filled["alpha"][1], near):
+        memory = Memory.objects.get(pk=pk)
+        assert memory.superseded_by_id is None, pk
+    assert not MemoryLink.objects.filter(namespace__slug="alpha").filter(
+        target_id=near).exists()
+    assert not MemoryLink.objects.filter(source_id=near).exists()
+    assert Memory.objects.get(pk=near).namespace.slug == "beta"
