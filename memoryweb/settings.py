@@ -410,11 +410,16 @@ MEMORYWEB_FUSION_WEIGHTS = {
     "session": env.float("MEMORYWEB_FUSION_WEIGHT_SESSION", default=1.2),
     "recency": env.float("MEMORYWEB_FUSION_WEIGHT_RECENCY", default=0.0),
     "importance": env.float("MEMORYWEB_FUSION_WEIGHT_IMPORTANCE", default=0.0),
+    # A memory's strength (apps/memories/strength.py, docs/lifecycle.md): chosen on
+    # LoCoMo's tuning part (docs/recall.md).
+    "strength": env.float("MEMORYWEB_FUSION_WEIGHT_STRENGTH", default=0.0),
     "rerank": env.float("MEMORYWEB_FUSION_WEIGHT_RERANK", default=3.0),
 }
 # Settings under which every recall would be empty (or fail) are refused at start-up by the
 # system checks, as a namespace's recall_defaults are when saved (ranking.check).
 MEMORYWEB_RECENCY_HALF_LIFE_DAYS = env.float("MEMORYWEB_RECENCY_HALF_LIFE_DAYS", default=30.0)
+# The half-life of a memory's strength by age (since it happened or was last recalled).
+MEMORYWEB_STRENGTH_HALF_LIFE_DAYS = env.float("MEMORYWEB_STRENGTH_HALF_LIFE_DAYS", default=90.0)
 # Results scoring below this are dropped (unset: none); MMR diversity lambda (unset: off).
 MEMORYWEB_MIN_SCORE = env.float("MEMORYWEB_MIN_SCORE", default=None)
 MEMORYWEB_MMR_LAMBDA = env.float("MEMORYWEB_MMR_LAMBDA", default=None)

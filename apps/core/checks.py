@@ -293,6 +293,7 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
                                       "A process that has not searched a namespace for this "
                                       "long rebuilds it when it has changed (60 is the default)."),
     "MEMORYWEB_RECENCY_HALF_LIFE_DAYS": (_SECONDS, None),
+    "MEMORYWEB_STRENGTH_HALF_LIFE_DAYS": (_SECONDS, None),
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),
     "MEMORYWEB_NEAR_DUPLICATE_THRESHOLD": (Bound(low=0, high=1, above=True), None),

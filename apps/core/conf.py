@@ -81,6 +81,7 @@ class FusionWeights:
     session: float = _env("MEMORYWEB_FUSION_WEIGHT_SESSION")
     recency: float = _env("MEMORYWEB_FUSION_WEIGHT_RECENCY")
     importance: float = _env("MEMORYWEB_FUSION_WEIGHT_IMPORTANCE")
+    strength: float = _env("MEMORYWEB_FUSION_WEIGHT_STRENGTH")
     rerank: float = _env("MEMORYWEB_FUSION_WEIGHT_RERANK")
 
 

@@ -392,3 +392,26 @@ class KeywordChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.op} {self.memory_id}"
+
+
+class AgentRecord(models.Model):
+    """An agent's track record in a namespace: how many of its memories were stored, and
+    how many were later corrected by someone else, deleted or erased. Counted by the write
+    path (apps/memories/writes.py); read by strength (apps/memories/strength.py), where a
+    source that is often corrected makes its memories weaker. Counts only, never ids."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    agent_id = models.CharField(max_length=128)
+    stored = models.PositiveIntegerField(default=0)
+    corrected = models.PositiveIntegerField(default=0)
+    deleted = models.PositiveIntegerField(default=0)
+    erased = models.PositiveIntegerField(default=0)
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["namespace", "agent_id"],
+                                               name="agentrecord_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.stored} stored"

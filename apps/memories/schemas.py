@@ -188,7 +188,7 @@ class RecallFilters(StrictSerializer):
 RECALL_MODES = list(conf.RECALL_MODES)
 FUSION_METHODS = list(conf.FUSION_METHODS)
 #: Fusion inputs: the two retrieval channels and the priors scored on their candidates.
-FUSION_INPUTS = ("vector", "lexical", "recency", "importance", "rerank")
+FUSION_INPUTS = ("vector", "lexical", "recency", "importance", "strength", "rerank")
 
 
 class RecallTuning(StrictSerializer):
@@ -264,6 +264,7 @@ class FusionWeights(StrictSerializer):
     lexical = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     recency = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     importance = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
+    strength = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     rerank = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
     session = serializers.FloatField(required=False, min_value=0.0, max_value=100.0)
 
@@ -274,6 +275,7 @@ class RecallDefaults(RecallTuning):
     fusion = serializers.ChoiceField(choices=FUSION_METHODS, required=False)
     weights = FusionWeights(required=False)
     recency_half_life_days = serializers.FloatField(required=False, min_value=0.001)
+    strength_half_life_days = serializers.FloatField(required=False, min_value=0.001)
 
 
 def validate_recall_defaults(value: Any) -> dict[str, Any]:

@@ -33,6 +33,7 @@ vectors the index returns, so it is sent with that work, after the block.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -43,7 +44,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Unavailable
-from apps.memories import changes, context, indexing, lexical, stores, write_moves
+from apps.memories import changes, context, indexing, lexical, stores, track_record, write_moves
 from apps.memories.models import (
     ExternalId,
     IndexOutbox,
@@ -124,6 +125,8 @@ class Write:
         outbox = IndexOutbox.objects.bulk_create(
             [IndexOutbox(namespace=namespace, memory_id=m.pk, op=IndexOutbox.Op.UPSERT)
              for m in memories])
+        if track_record.counts(actor):
+            track_record.add(namespace.pk, track_record.by_agent(memories), "stored")
         audit(memories)
         changes.memories_changed("created", namespace, memories, embeddings, actor)
         outbox_ids = [o.pk for o in outbox]
@@ -148,6 +151,10 @@ class Write:
         the stored vector) and the live ``updated`` event with the vectors.
         """
         self._require_open()
+        if "content" in edits and track_record.counts(actor) \
+                and getattr(actor, "agent_id", None) != memory.agent_id:
+            # Someone else corrected what this agent said: its record counts it.
+            track_record.add(memory.namespace_id, track_record.by_agent([memory]), "corrected")
         _apply(memory, values, edits)
         memory.save()
         if "content" in edits:
@@ -237,6 +244,12 @@ class Write:
         for part in stores.chunks(ids):
             Memory.objects.filter(namespace_id=namespace.pk, superseded_by__in=part).exclude(
                 pk__in=part).update(superseded_by=None, superseded_at=None)
+        if track_record.counts(actor):
+            tally: Counter[str] = Counter()
+            for part in stores.chunks(ids):
+                tally += track_record.by_agent(Memory.objects.filter(
+                    namespace_id=namespace.pk, pk__in=part).values_list("agent_id", "kind"))
+            track_record.add(namespace.pk, tally, "erased" if erasure else "deleted")
         removed = 0
         with _secure_delete() if secure else contextlib.nullcontext():
             for part in stores.chunks(ids):

@@ -45,6 +45,19 @@ class ConflictLinkSerializer(serializers.Serializer):
     differs_in = serializers.ListField(child=serializers.CharField())
 
 
+class StrengthPartSerializer(serializers.Serializer):
+    value = serializers.FloatField(help_text="0..1")
+    weight = serializers.FloatField()
+
+
+class StrengthSerializer(serializers.Serializer):
+    value = serializers.FloatField(help_text="0..1: the parts' weighted mean times the factors.")
+    parts = serializers.DictField(child=StrengthPartSerializer(), help_text="importance, "
+                                  "confidence, use, age, track (the source agent's record).")
+    factors = serializers.DictField(child=serializers.FloatField(), help_text="superseded "
+                                    "(0.1), conflicted (0.8), when they apply.")
+
+
 class MemoryDetailSerializer(MemorySerializer):
     """``GET /api/v1/memories/{id}``: the row plus its consolidation lineage (null for a
     memory read through a sharing grant)."""
@@ -55,12 +68,15 @@ class MemoryDetailSerializer(MemorySerializer):
     conflicts_with = ConflictLinkSerializer(
         many=True, allow_null=True, help_text="Memories alike but for a number, a name, a "
         "date, a negation or an opposite word (docs/lifecycle.md).")
+    strength = StrengthSerializer(allow_null=True, help_text="How much the memory still "
+                                  "counts, with its parts (docs/lifecycle.md); null through a "
+                                  "sharing grant or with as_of.")
 
     def to_representation(self, item: Any) -> dict[str, Any]:
         return item  # the view builds the row
 
     class Meta(MemorySerializer.Meta):
-        fields = [*MemorySerializer.Meta.fields, "derived_from", "conflicts_with"]
+        fields = [*MemorySerializer.Meta.fields, "derived_from", "conflicts_with", "strength"]
         read_only_fields = fields
 
 

@@ -33,7 +33,7 @@ from apps.memories.recall.rerank import get_reranker
 from apps.tenancy.models import Namespace
 
 RETRIEVAL_CHANNELS = ("vector", "lexical")
-PRIORS = ("recency", "importance")
+PRIORS = ("recency", "importance", "strength")
 #: Hybrid's session-context input (``fusion.session_context``), part of the fused score.
 SESSION = "session"
 #: Inputs whose positive contribution is evidence besides the channels' own: the session
@@ -232,7 +232,9 @@ def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],
     channels' weights, plus the session input's when it took part); each prior adds
     ``weight * value`` and its weight to the total.
     """
-    values = {name: _prior_values(name, query, candidates, options) for name in priors}
+    strengths = _strengths(candidates) if "strength" in priors else {}
+    values = {name: _prior_values(name, query, candidates, options, strengths)
+              for name in priors}
     retrieval = sum(options.weights.get(name, 1.0) for name in RETRIEVAL_CHANNELS)
     if any(SESSION in c.parts for c in candidates):
         retrieval += options.weights.get(SESSION, 0.0)
@@ -246,6 +248,10 @@ def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],
                 continue
             candidate.parts[name] = {"raw": column[index], "rank": ranks[index],
                                      "contribution": options.weights[name] * column[index] / total}
+            if name == "strength":  # explain shows what the strength is made of
+                candidate.parts[name].update(
+                    {key: value for key, value in strengths[str(candidate.memory.pk)].as_dict(
+                    ).items() if key != "value"})
     for candidate in candidates:
         for name in (*RETRIEVAL_CHANNELS, SESSION):
             if name in candidate.parts:
@@ -254,7 +260,7 @@ def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],
 
 
 def _prior_values(name: str, query: str, candidates: Sequence[Candidate],
-                  options: RecallOptions) -> list[float | None]:
+                  options: RecallOptions, strengths: Mapping[str, Any]) -> list[float | None]:
     """One 0..1 value per candidate (None: no value)."""
     if name == "importance":
         return [min(max(c.memory.importance, 0.0), 1.0) for c in candidates]
@@ -264,9 +270,26 @@ def _prior_values(name: str, query: str, candidates: Sequence[Candidate],
         times = [c.memory.event_time.timestamp() for c in candidates]
         newest, half_life = max(times), options.recency_half_life_days * 86400
         return [0.5 ** ((newest - t) / half_life) for t in times]
+    if name == "strength":
+        return [strengths[str(c.memory.pk)].value for c in candidates]
     if name == "rerank":
         return _rerank_values(query, candidates)
     raise ValueError(f"unknown prior {name!r}")
+
+
+def _strengths(candidates: Sequence[Candidate]) -> dict[str, Any]:
+    """Each candidate's strength (apps/memories/strength.py) by id, read per namespace (a
+    recall with ``include_shared`` spans several): two queries per namespace."""
+    from apps.memories import strength
+
+    by_namespace: dict[int, list[Memory]] = {}
+    for candidate in candidates:
+        by_namespace.setdefault(candidate.memory.namespace_id, []).append(candidate.memory)
+    namespaces = Namespace.objects.in_bulk(list(by_namespace))
+    found: dict[str, Any] = {}
+    for namespace_id, memories in by_namespace.items():
+        found.update(strength.for_memories(namespaces[namespace_id], memories))
+    return found
 
 
 def _rerank_values(query: str, candidates: Sequence[Candidate]) -> list[float | None]:

@@ -41,7 +41,14 @@ from apps.memories.services.editing import (
 )
 from apps.memories.services.events import list_session_events, store_events
 from apps.memories.services.ingestion import ingest, ingest_many
-from apps.memories.services.reading import get, keyword_matches, lineage, list_memories, versions
+from apps.memories.services.reading import (
+    get,
+    keyword_matches,
+    lineage,
+    list_memories,
+    strength_of,
+    versions,
+)
 from apps.tenancy.namespaces import delete_namespace  # tenancy's; kept here for the doors
 
 __all__ = [
@@ -78,6 +85,7 @@ __all__ = [
     "set_kind_many",
     "state_at",
     "store_events",
+    "strength_of",
     "update",
     "versions",
 ]

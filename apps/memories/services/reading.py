@@ -84,6 +84,14 @@ def lineage(memory: Memory) -> dict[str, Any]:
     return {"derived_from": derived, "conflicts_with": conflicts}
 
 
+def strength_of(memory: Memory) -> dict[str, Any]:
+    """A memory's strength with its parts (apps/memories/strength.py), for its own
+    namespace's readers (it includes the source agent's track record). Three queries."""
+    from apps.memories import strength
+
+    return strength.for_memories(memory.namespace, [memory])[str(memory.pk)].as_dict()
+
+
 #: Lineage links shown per memory at most (a survivor holds up to 20 per merge).
 LINEAGE_MAX = 500
 
