@@ -420,6 +420,10 @@ MEMORYWEB_FUSION_WEIGHTS = {
 MEMORYWEB_RECENCY_HALF_LIFE_DAYS = env.float("MEMORYWEB_RECENCY_HALF_LIFE_DAYS", default=30.0)
 # The half-life of a memory's strength by age (since it happened or was last recalled).
 MEMORYWEB_STRENGTH_HALF_LIFE_DAYS = env.float("MEMORYWEB_STRENGTH_HALF_LIFE_DAYS", default=90.0)
+# Controlled forgetting (apps/lifecycle/forgetting.py): a memory whose strength stays below
+# the floor this many days is proposed for forgetting (an erasure request a person makes).
+MEMORYWEB_FORGET_FLOOR = env.float("MEMORYWEB_FORGET_FLOOR", default=0.25)
+MEMORYWEB_FORGET_AFTER_DAYS = env.int("MEMORYWEB_FORGET_AFTER_DAYS", default=30)
 # Results scoring below this are dropped (unset: none); MMR diversity lambda (unset: off).
 MEMORYWEB_MIN_SCORE = env.float("MEMORYWEB_MIN_SCORE", default=None)
 MEMORYWEB_MMR_LAMBDA = env.float("MEMORYWEB_MMR_LAMBDA", default=None)

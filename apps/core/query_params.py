@@ -17,6 +17,7 @@ view does not use this mixin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 
 from rest_framework.settings import api_settings
@@ -94,3 +95,16 @@ def flag(params: Mapping[str, str], name: str, default: bool = False) -> bool:
     if raw.lower() in _FALSE:
         return False
     raise InvalidInput(f"{name} must be true or false.", field=name)
+
+
+_DIGITS = re.compile(r"\d{1,9}", re.ASCII)
+
+
+def integer(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """``?name=`` as an integer in ``low..high`` (ASCII digits only), else a 400."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}.", field=name)
+    return int(raw)

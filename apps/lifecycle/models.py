@@ -44,9 +44,10 @@ class NamespaceMerge(models.Model):
     ACTIVE = (State.QUEUED, State.RUNNING)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    #: PROTECT: the source is archived, not deleted, while its merge can be reverted.
-    source = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="+")
-    target = models.ForeignKey(Namespace, on_delete=models.PROTECT, related_name="+")
+    #: Deleting either namespace deletes the record (the audit log keeps the history): a
+    #: deleted source cannot take its memories back, a deleted target has none to give.
+    source = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    target = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     requested_by = models.CharField(max_length=200)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     total = models.PositiveIntegerField(default=0, help_text="Memories to move, counted at the start.")
@@ -90,3 +91,33 @@ class NamespaceMergeItem(models.Model):
 
     def __str__(self) -> str:
         return f"{self.memory_id} in merge {self.merge_id}"
+
+
+class WeakMemory(models.Model):
+    """A memory whose strength is below ``MEMORYWEB_FORGET_FLOOR`` (apps/lifecycle/
+    forgetting.py): watched from ``below_since``, proposed for forgetting after
+    ``MEMORYWEB_FORGET_AFTER_DAYS``, then dismissed by a person or requested for erasure.
+    Goes with its memory (cascade); ids, numbers and states only."""
+
+    class State(models.TextChoices):
+        WATCHING = "watching", "Watching"
+        PROPOSED = "proposed", "Proposed for forgetting"
+        DISMISSED = "dismissed", "Dismissed (keep it)"
+        REQUESTED = "requested", "Erasure requested"
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    memory = models.OneToOneField("memories.Memory", on_delete=models.CASCADE, related_name="+")
+    strength = models.FloatField()
+    below_since = models.DateTimeField()
+    checked_at = models.DateTimeField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WATCHING)
+    erasure_request = models.UUIDField(null=True, blank=True)
+    decided_by = models.CharField(max_length=200, blank=True)
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["namespace", "state"], name="weakmemory_ns_state")]
+
+    def __str__(self) -> str:
+        return f"{self.memory_id} ({self.state})"

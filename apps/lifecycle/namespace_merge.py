@@ -45,7 +45,7 @@ from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Role
 from apps.core.validation import StrictBooleanField, StrictSerializer, TextField, validate
-from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem
+from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem, WeakMemory
 from apps.memories import lexical, stores, writes
 from apps.memories.models import ExternalId, Memory
 from apps.memories.vectorstore import get_vector_store
@@ -184,6 +184,7 @@ def start(principal: Principal, source: str, target: Any) -> NamespaceMerge:
                        "keys_revoked": len(report["keys_revoked"]),
                        "grants_revoked": len(report["grants_revoked"])})
     forget_tree(src)
+    WeakMemory.objects.filter(namespace=src).delete()  # the target reviews them anew
     return merge
 
 
@@ -317,8 +318,12 @@ def resume_stalled() -> list[str]:
 def get(principal: Principal, merge_id: Any) -> NamespaceMerge:
     _require_system(principal)
     try:
-        return NamespaceMerge.objects.select_related("source", "target").get(pk=merge_id)
-    except (NamespaceMerge.DoesNotExist, ValueError, TypeError) as exc:
+        key = uuid.UUID(str(merge_id))
+    except ValueError as exc:
+        raise NotFound("namespace merge not found.") from exc
+    try:
+        return NamespaceMerge.objects.select_related("source", "target").get(pk=key)
+    except NamespaceMerge.DoesNotExist as exc:
         raise NotFound("namespace merge not found.") from exc
 
 

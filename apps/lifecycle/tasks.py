@@ -15,7 +15,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from apps.core.roles import Role
-from apps.lifecycle import consolidation, namespace_merge
+from apps.lifecycle import consolidation, forgetting, namespace_merge
 from apps.lifecycle.models import ConsolidationState
 from apps.lifecycle.namespace_setting import DEFAULT_INTERVAL_HOURS
 from apps.ops.jobs import Job, register
@@ -81,6 +81,25 @@ consolidate_memories = register(Job(
     "hourly (each namespace at its own interval)", _consolidate_memories,
     timeout=timedelta(hours=2)),
     crontab(minute="23"))
+
+
+def _review_strength() -> dict[str, Any]:
+    """Each namespace's weak memories watched, the long weak proposed for forgetting."""
+    totals = {"namespaces": 0, "watched": 0, "proposed": 0, "recovered": 0}
+    for namespace in Namespace.objects.filter(archived_at__isnull=True).order_by("pk"):
+        found = forgetting.review(namespace)
+        totals["namespaces"] += 1
+        for key in ("watched", "proposed", "recovered"):
+            totals[key] += found[key]
+    return totals
+
+
+review_strength = register(Job(
+    "review_strength", "Compute every memory's strength; propose for forgetting those below "
+    "MEMORYWEB_FORGET_FLOOR for MEMORYWEB_FORGET_AFTER_DAYS (a review list: nothing is "
+    "deleted; docs/lifecycle.md).", "daily at 04:41", _review_strength,
+    timeout=timedelta(hours=2)),
+    crontab(hour="4", minute="41"))
 
 
 @db_task()

@@ -53,6 +53,8 @@ MOVE_HANDLING: dict[str, str] = {
                "builds its own from the moved memories",
     "erasure_records": "kept (an erasure's record stays with the namespace it ran in)",
     "namespace_merges": "written by the merge itself: one record per moved memory",
+    "forgetting_review": "the merge drops the source's review list at the start (the "
+                         "target's next review finds the weak memories again)",
 }
 
 

@@ -193,6 +193,16 @@ def test_revert_moves_the_memories_back_and_unarchives_the_source(filled, system
     assert get_vector_store().count(alpha) == 5
     assert lexical.held(alpha.pk, filled["alpha"]) == 4
     assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 409
+    for unknown in ("0", "00000000-0000-0000-0000-000000000000"):
+        assert system_admin.get(f"/api/v1/namespace-merges/{unknown}").status_code == 404
+        assert system_admin.post(f"/api/v1/namespace-merges/{unknown}/revert").status_code == 404
+
+
+def test_a_merged_namespace_can_be_deleted(filled, system_admin):
+    merge_id = _merge(system_admin).json()["id"]
+    assert system_admin.delete("/api/v1/namespaces/alpha").status_code == 204
+    assert not NamespaceMerge.objects.filter(pk=merge_id).exists()
+    assert Memory.objects.filter(namespace__slug="beta").count() == 6
 
 
 def test_erasing_a_moved_memory_in_the_target_is_certified(filled, system_admin, outsider):

@@ -16,7 +16,8 @@ from apps.ops import jobs
 
 OWNERS = {"drain_outbox": "apps.memories.tasks", "expire_memories": "apps.privacy.tasks",
           "audit_checkpoint": "apps.audit.tasks", "audit_verify_full": "apps.audit.tasks",
-          "build_rollups": "apps.timeline.tasks", "consolidate_memories": "apps.lifecycle.tasks"}
+          "build_rollups": "apps.timeline.tasks", "consolidate_memories": "apps.lifecycle.tasks",
+          "review_strength": "apps.lifecycle.tasks"}
 
 
 def test_every_job_is_declared_by_the_app_that_owns_it():
@@ -39,6 +40,7 @@ def test_huey_knows_each_job_under_its_name_from_before_the_move():
     ("audit_checkpoint", ["00:00", "13:50"], ["13:51", "13:07"]),
     ("audit_verify_full", ["03:17"], ["03:18", "04:17", "13:17"]),
     ("consolidate_memories", ["00:23", "13:23"], ["13:24", "13:00"]),
+    ("review_strength", ["04:41"], ["04:42", "05:41", "13:41"]),
 ])
 def test_the_schedules_are_unchanged(name, runs_at, skips):
     task = jobs.TASKS[name].s()

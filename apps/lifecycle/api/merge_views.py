@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -76,7 +76,11 @@ class MergeIntoView(KnownQueryParams, APIView):
                     "request (200, `state` done); more answer 202 with the merge to poll "
                     "(`Location`). Reversible: `POST /api/v1/namespace-merges/{id}/revert`.",
         request=namespace_merge.MergeInput,
-        responses={200: MergeSerializer, 202: MergeSerializer,
+        responses={200: PolymorphicProxySerializer(
+                       component_name="MergeIntoResult",
+                       serializers=[MergeSerializer, MergeDryRunSerializer],
+                       resource_type_field_name=None),
+                   202: MergeSerializer,
                    409: OpenApiResponse(ErrorSerializer, description="The source or target is "
                                         "archived, or a merge of either is running.")})
     def post(self, request, slug: str):
