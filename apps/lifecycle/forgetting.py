@@ -31,6 +31,7 @@ from apps.memories import stores, strength
 from apps.memories.models import Memory
 from apps.memories.track_record import NOT_COUNTED_KINDS
 from apps.privacy import erasure
+from apps.privacy.models import ErasureRequest, ErasureState
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, resolve_namespace
@@ -78,6 +79,10 @@ def review(namespace: Namespace, now: datetime | None = None, *, progress=None) 
         weak = {pk: s.value for pk, s in found.items() if s.value < floor}
         strong = [pk for pk, s in found.items() if s.value >= floor]
         with transaction.atomic():
+            # A row recorded under another namespace (its memory moved: a namespace merge
+            # or its revert) is dropped and the memory judged here afresh.
+            WeakMemory.objects.filter(memory_id__in=list(found)).exclude(
+                namespace=namespace).delete()
             known = {str(row.memory_id): row for row in WeakMemory.objects.filter(
                 memory_id__in=list(found))}
             new = [WeakMemory(namespace=namespace, memory_id=pk, strength=value,
@@ -96,6 +101,13 @@ def review(namespace: Namespace, now: datetime | None = None, *, progress=None) 
             progress(len(chunk))
     cutoff = now - timedelta(days=settings.MEMORYWEB_FORGET_AFTER_DAYS)
     with transaction.atomic():
+        # A request for forgetting that was rejected: proposed again (a person said no to
+        # the erasure, not to the review; dismiss keeps a memory for good).
+        rejected = ErasureRequest.objects.filter(
+            namespace=namespace, state=ErasureState.REJECTED).values("pk")
+        WeakMemory.objects.filter(namespace=namespace, state=State.REQUESTED,
+                                  erasure_request__in=rejected).update(
+            state=State.PROPOSED, erasure_request=None)
         proposed = WeakMemory.objects.filter(namespace=namespace, state=State.WATCHING,
                                              below_since__lte=cutoff).update(state=State.PROPOSED)
         if watched or proposed or recovered:
@@ -120,7 +132,8 @@ def review_list(principal: Principal, slug: str, state: str = State.PROPOSED,
     namespace = _managed(principal, slug)
     if state not in State.values:
         raise InvalidInput(f"state must be one of {', '.join(State.values)}.", field="state")
-    rows = WeakMemory.objects.filter(namespace=namespace, state=state).select_related(
+    rows = WeakMemory.objects.filter(namespace=namespace, memory__namespace=namespace,
+                                     state=state).select_related(
         "memory").order_by("strength", "memory_id")
     return {"namespace": namespace.slug, "state": state,
             "floor": settings.MEMORYWEB_FORGET_FLOOR,
@@ -147,7 +160,8 @@ class DecisionInput(StrictSerializer):
 def _proposed(namespace: Namespace, ids: list[Any]) -> list[WeakMemory]:
     wanted = {str(pk) for pk in ids}
     rows = list(WeakMemory.objects.select_for_update().filter(
-        namespace=namespace, state=State.PROPOSED, memory_id__in=list(wanted)))
+        namespace=namespace, memory__namespace=namespace, state=State.PROPOSED,
+        memory_id__in=list(wanted)))
     missing = sorted(wanted - {str(row.memory_id) for row in rows})
     if missing:
         raise InvalidInput(f"not proposed for forgetting in {namespace.slug!r}: {missing[0]}"

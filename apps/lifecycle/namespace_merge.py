@@ -46,9 +46,10 @@ from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Role
 from apps.core.validation import StrictBooleanField, StrictSerializer, TextField, validate
 from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem, WeakMemory
-from apps.memories import lexical, stores, writes
-from apps.memories.models import ExternalId, Memory
+from apps.memories import lexical, stores, track_record, writes
+from apps.memories.models import AgentRecord, ExternalId, Memory
 from apps.memories.vectorstore import get_vector_store
+from apps.privacy.models import ErasureRequest, ErasureState
 from apps.tenancy import grants as tenancy_grants
 from apps.tenancy import keys as tenancy_keys
 from apps.tenancy.members import members
@@ -60,14 +61,22 @@ from apps.timeline.erasure import forget_tree
 log = logging.getLogger(__name__)
 State = NamespaceMerge.State
 
+def _items_naming(ids) -> Any:
+    return NamespaceMergeItem.objects.filter(memory_id__in=[str(i) for i in ids])
+
+
 #: The merges' record of moved memories, in the registry of stores (apps/memories/stores.py).
 MERGE_RECORDS = stores.Store(
     "namespace_merges", "namespace merge records",
     "lifecycle_namespacemergeitem: each moved memory's id, the target's memory it duplicated "
-    "and the ids from other systems it left behind (seed 000 numbers, imported ids).",
-    stores.ErasedBy.KEPT, models=(NamespaceMergeItem,),
-    kept_because="the record a revert needs, ids only, never content; a revert skips erased "
-    "memories.")
+    "and the ids from other systems it left behind (seed 000 numbers, imported ids). "
+    "Erasure removes the records of erased memories (a revert has nothing to move back for "
+    "them, and their other systems' ids must not outlive them).",
+    stores.ErasedBy.ERASURE, models=(NamespaceMergeItem,),
+    count=lambda namespace, ids=None: _items_naming(ids).count() if ids is not None else
+    NamespaceMergeItem.objects.filter(merge__target=namespace).count(),
+    remaining=lambda namespace, erased: _items_naming(erased.ids).count(),
+    erase=lambda namespace, ids: _items_naming(ids).delete())
 
 
 def register_stores() -> None:
@@ -119,17 +128,30 @@ def _pair(principal: Principal, source: str, target: Any) -> tuple[Namespace, Na
     dst = resolve_namespace(principal, target)
     if src.pk == dst.pk:
         raise InvalidInput("a namespace cannot be merged into itself.", field="target")
+    _check_free(src, dst)
+    return src, dst
+
+
+def _check_free(src: Namespace, dst: Namespace) -> None:
+    """409 unless both namespaces are writable, in no unfinished merge, and the source has
+    no erasure request in flight (executed after the move, it would erase nothing there
+    and certify it, while the memories live on in the target)."""
     if dst.archived_at is not None:
         raise Conflict(f"namespace {dst.slug!r} is archived: unarchive it to merge into it.",
                        field="target")
     if src.archived_at is not None:
         raise Conflict(f"namespace {src.slug!r} is archived (merged already?): unarchive it "
                        "first.", field="namespace")
-    busy = NamespaceMerge.objects.filter(state__in=NamespaceMerge.ACTIVE).filter(
+    busy = NamespaceMerge.objects.exclude(state__in=[State.DONE, State.REVERTED]).filter(
         Q(source__in=[src, dst]) | Q(target__in=[src, dst])).first()
     if busy is not None:
-        raise Conflict(f"merge {busy.pk} of these namespaces is still running.", field="namespace")
-    return src, dst
+        raise Conflict(f"merge {busy.pk} of these namespaces is not finished ({busy.state}): "
+                       "resume or revert it first.", field="namespace")
+    pending = ErasureRequest.objects.filter(namespace=src, state__in=[
+        ErasureState.REQUESTED, ErasureState.APPROVED, ErasureState.EXECUTING]).count()
+    if pending:
+        raise Conflict(f"namespace {src.slug!r} has {pending} erasure request(s) not executed "
+                       "or rejected yet: finish them before merging it.", field="namespace")
 
 
 def _live_grants(namespace: Namespace) -> list[SharingGrant]:
@@ -166,9 +188,12 @@ def start(principal: Principal, source: str, target: Any) -> NamespaceMerge:
     merge (queued). The caller runs it (:func:`run`) inline or as a job (:func:`enqueue`)."""
     src, dst = _pair(principal, source, target)
     with transaction.atomic():
-        src = Namespace.objects.select_for_update().get(pk=src.pk)
-        if src.archived_at is not None:
-            raise Conflict(f"namespace {src.slug!r} was archived meanwhile.", field="namespace")
+        # Both rows locked in one order, and the checks made again under the locks: two
+        # merges of overlapping namespaces cannot both start.
+        locked = {n.pk: n for n in Namespace.objects.select_for_update().filter(
+            pk__in=[src.pk, dst.pk]).order_by("pk")}
+        src, dst = locked[src.pk], locked[dst.pk]
+        _check_free(src, dst)
         report = _report(src, dst)
         src.archived_at = timezone.now()
         src.save(update_fields=["archived_at"])
@@ -176,6 +201,7 @@ def start(principal: Principal, source: str, target: Any) -> NamespaceMerge:
             tenancy_keys.revoke_key(principal, src.slug, key.pk)
         for grant in _live_grants(src):
             tenancy_grants.revoke_grant(principal, grant.grantor.slug, grant.pk)
+        _add_track_records(src, dst)
         merge = NamespaceMerge.objects.create(
             source=src, target=dst, requested_by=principal.label, report=report,
             total=report["memories"])
@@ -185,7 +211,19 @@ def start(principal: Principal, source: str, target: Any) -> NamespaceMerge:
                        "grants_revoked": len(report["grants_revoked"])})
     forget_tree(src)
     WeakMemory.objects.filter(namespace=src).delete()  # the target reviews them anew
+    # What is left to move (the timeline's summary memories went with its tree).
+    NamespaceMerge.objects.filter(pk=merge.pk).update(
+        total=Memory.objects.filter(namespace=src).count())
+    merge.refresh_from_db()
     return merge
+
+
+def _add_track_records(src: Namespace, dst: Namespace) -> None:
+    """The source's agents' records join the target's (the moved memories keep their
+    history): counts added per agent."""
+    for record in AgentRecord.objects.filter(namespace=src):
+        for field in track_record.FIELDS:
+            track_record.add(dst.pk, {record.agent_id: getattr(record, field)}, field)
 
 
 def enqueue(merge: NamespaceMerge) -> None:
@@ -204,7 +242,8 @@ def _stale_before():
 
 def _claim(merge_id: Any) -> str | None:
     token = uuid.uuid4().hex
-    taken = NamespaceMerge.objects.filter(pk=merge_id, state__in=NamespaceMerge.ACTIVE).filter(
+    taken = NamespaceMerge.objects.filter(
+        pk=merge_id, state__in=[*NamespaceMerge.ACTIVE, State.FAILED]).filter(
         Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
     ).update(state=State.RUNNING, lease=token, heartbeat_at=timezone.now())
     return token if taken else None
@@ -221,9 +260,11 @@ def run(merge_id: Any, *, progress=None) -> str | None:
             pass
     except Exception as exc:
         log.exception("namespace merge %s: a batch failed", merge_id)
+        # Failed, resumable: the minute's sweep tries again once the heartbeat is stale,
+        # ``--resume`` at once; or it can be reverted.
         NamespaceMerge.objects.filter(pk=merge_id, lease=token).update(
             state=State.FAILED, lease="", error=f"{type(exc).__name__}: {exc}"[:2000],
-            finished_at=timezone.now())
+            heartbeat_at=timezone.now())
     return NamespaceMerge.objects.values_list("state", flat=True).get(pk=merge_id)
 
 
@@ -236,8 +277,9 @@ def _step(merge_id: Any, token: str, progress) -> bool:
     ids = [str(pk) for pk in pending.values_list("pk", flat=True)[:batch]]
     if not ids:
         _finish(merge, token)
+        # A write that committed into the source meanwhile: moved by another step.
         return Memory.objects.filter(namespace=src).exists() and NamespaceMerge.objects.filter(
-            pk=merge_id, state=State.RUNNING, lease=token).exists()
+            pk=merge_id, lease=token).exists()
     stored = get_vector_store().embeddings(src, ids)
     actor = Principal(label=merge.requested_by, agent_id="", role=Role.SYSTEM)
     with writes.atomic() as write:
@@ -248,7 +290,8 @@ def _step(merge_id: Any, token: str, progress) -> bool:
                         .order_by("pk"))
         vectors = (np.stack([stored[str(m.pk)] for m in memories])
                    if memories and all(str(m.pk) in stored for m in memories) else None)
-        duplicates = _duplicates(dst, memories)
+        duplicates = _duplicates(dst, [m for m in memories if m.superseded_by_id is None],
+                                 merge)
         dropped = write.move(src, dst, memories, vectors, duplicates=duplicates, actor=actor,
                              audit=lambda moved: audit(
                                  actor, "namespace.merge_batch", namespace=dst,
@@ -270,11 +313,15 @@ def _step(merge_id: Any, token: str, progress) -> bool:
     return True
 
 
-def _duplicates(target: Namespace, memories: list[Memory]) -> dict[str, Memory]:
-    """Moved memory id -> the target's live, current memory with the same content."""
+def _duplicates(target: Namespace, memories: list[Memory], merge: NamespaceMerge
+                ) -> dict[str, Memory]:
+    """Moved memory id -> the target's own live, current memory with the same content (not
+    one this merge moved there: copies within the source stay as they were)."""
     found: dict[str, Memory] = {}
+    moved = NamespaceMergeItem.objects.filter(merge=merge).values("memory_id")
     for memory in Memory.objects.live().current().filter(
-            namespace=target, content_hash__in=[m.content_hash for m in memories]).order_by("created_at"):
+            namespace=target, content_hash__in=[m.content_hash for m in memories]).exclude(
+            pk__in=moved).order_by("created_at"):
         found.setdefault(memory.content_hash, memory)
     return {str(m.pk): found[m.content_hash] for m in memories if m.content_hash in found}
 
@@ -289,6 +336,8 @@ def _finish(merge: NamespaceMerge, token: str) -> None:
     store = get_vector_store()
     store.drop_collection(store.collection_name(src))
     with transaction.atomic():
+        if Memory.objects.filter(namespace=src).exists():
+            return  # arrived while the files went: the next step moves it, then finishes
         done = NamespaceMerge.objects.filter(pk=merge.pk, lease=token, state=State.RUNNING).update(
             state=State.DONE, lease="", finished_at=timezone.now())
         if done:
@@ -301,7 +350,7 @@ def _finish(merge: NamespaceMerge, token: str) -> None:
 def resume_stalled() -> list[str]:
     """Queue again the merges nobody is working on (a dead worker, a lost task)."""
     stalled = NamespaceMerge.objects.filter(
-        Q(state=State.RUNNING, heartbeat_at__lt=_stale_before())
+        Q(state__in=[State.RUNNING, State.FAILED], heartbeat_at__lt=_stale_before())
         | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
     ids = [str(pk) for pk in stalled.values_list("pk", flat=True)]
     for merge_id in ids:
@@ -328,42 +377,69 @@ def get(principal: Principal, merge_id: Any) -> NamespaceMerge:
 
 
 def revert(principal: Principal, merge_id: Any) -> NamespaceMerge:
-    """Move a finished merge's memories back into the (unarchived) source; memories the
-    target erased meanwhile stay erased, and memories edited there keep their edits."""
+    """Move a merge's memories back into the (unarchived) source: a finished merge, or a
+    failed one (what it had moved). Memories the target erased meanwhile stay erased, and
+    memories edited there keep their edits. One revert at a time (a lease on the row)."""
     merge = get(principal, merge_id)
-    if merge.state != State.DONE:
-        raise Conflict(f"only a finished merge can be reverted (this one is {merge.state}).",
-                       field="state")
+    if merge.state not in (State.DONE, State.FAILED):
+        raise Conflict(f"only a finished or failed merge can be reverted (this one is "
+                       f"{merge.state}).", field="state")
     src, dst = merge.source, merge.target
+    busy = NamespaceMerge.objects.exclude(pk=merge.pk).exclude(
+        state__in=[State.DONE, State.REVERTED]).filter(Q(source=dst) | Q(target=dst)).first()
+    if busy is not None:
+        raise Conflict(f"merge {busy.pk} involving {dst.slug!r} is not finished.", field="state")
+    token = uuid.uuid4().hex
+    if not NamespaceMerge.objects.filter(pk=merge.pk, state=merge.state, lease="").update(
+            lease=token, heartbeat_at=timezone.now()):
+        raise Conflict("this merge is being reverted or resumed.", field="state")
+    try:
+        moved_back = _move_back(principal, merge, src, dst)
+    except BaseException:
+        NamespaceMerge.objects.filter(pk=merge.pk, lease=token).update(lease="")
+        raise
+    with transaction.atomic():
+        Namespace.objects.filter(pk=src.pk).update(archived_at=None)
+        NamespaceMerge.objects.filter(pk=merge.pk).update(
+            state=State.REVERTED, lease="", reverted_at=timezone.now(),
+            report={**merge.report, "moved_back": moved_back})
+        audit(principal, "namespace.merge_revert", namespace=src, record_ids=[merge.pk],
+              summary={"from": dst.slug, "memories": moved_back})
+    merge.refresh_from_db()
+    return merge
+
+
+def _move_back(principal: Principal, merge: NamespaceMerge, src: Namespace,
+               dst: Namespace) -> int:
+    """The recorded memories still in the target, back into the source; how many."""
     items = list(merge.items.order_by("memory_id"))
-    stored_all = get_vector_store().embeddings(dst, [str(i.memory_id) for i in items])
     together = {str(i.memory_id) for i in items}
     batch = settings.MEMORYWEB_NAMESPACE_MERGE_BATCH
+    moved_back = 0
     for start_at in range(0, len(items), batch):
         part = items[start_at:start_at + batch]
+        ids = [str(i.memory_id) for i in part]
+        stored = get_vector_store().embeddings(dst, ids)
         with writes.atomic() as write:
             memories = list(Memory.objects.select_for_update().filter(
-                namespace=dst, pk__in=[i.memory_id for i in part]).order_by("pk"))
+                namespace=dst, pk__in=ids).order_by("pk"))
             if not memories:
                 continue
             # What the dedup superseded, and lineage made in the target meanwhile with
             # memories that stay there: released (lineage never crosses namespaces).
             write.cut_ties(dst, [m.pk for m in memories], together)
-            vectors = (np.stack([stored_all[str(m.pk)] for m in memories])
-                       if all(str(m.pk) in stored_all for m in memories) else None)
+            for memory in memories:
+                memory.refresh_from_db(fields=["superseded_by", "superseded_at"])
+            vectors = (np.stack([stored[str(m.pk)] for m in memories])
+                       if all(str(m.pk) in stored for m in memories) else None)
             write.move(dst, src, memories, vectors, duplicates={}, actor=principal,
                        audit=lambda moved: audit(principal, "namespace.merge_revert_batch",
                                                  namespace=src, record_ids=[m.pk for m in moved],
                                                  summary={"merge": str(merge.pk)}))
             _restore_ids(src, part)
-    with transaction.atomic():
-        Namespace.objects.filter(pk=src.pk).update(archived_at=None)
-        NamespaceMerge.objects.filter(pk=merge.pk).update(state=State.REVERTED,
-                                                           reverted_at=timezone.now())
-        audit(principal, "namespace.merge_revert", namespace=src, record_ids=[merge.pk],
-              summary={"from": dst.slug, "memories": len(items)})
-    merge.refresh_from_db()
-    return merge
+            WeakMemory.objects.filter(memory_id__in=[m.pk for m in memories]).delete()
+            moved_back += len(memories)
+    return moved_back
 
 
 def _restore_ids(namespace: Namespace, items: list[NamespaceMergeItem]) -> None:
@@ -389,4 +465,5 @@ def status(merge: NamespaceMerge) -> dict[str, Any]:
 
 def _public_report(report: Mapping[str, Any]) -> dict[str, Any]:
     return {key: report.get(key) for key in (
-        "keys_revoked", "grants_revoked", "source_members", "target_members", "target_grantees")}
+        "keys_revoked", "grants_revoked", "source_members", "target_members", "target_grantees",
+        "moved_back")}

@@ -396,16 +396,17 @@ class KeywordChange(models.Model):
 
 class AgentRecord(models.Model):
     """An agent's track record in a namespace: how many of its memories were stored, and
-    how many were later corrected by someone else, deleted or erased. Counted by the write
-    path (apps/memories/writes.py); read by strength (apps/memories/strength.py), where a
-    source that is often corrected makes its memories weaker. Counts only, never ids."""
+    how many times they were later corrected by someone else or deleted. Counted by the
+    write path (apps/memories/writes.py); read by strength (apps/memories/strength.py),
+    where a source that is often corrected makes its memories weaker. Erasures are not
+    counted (a data subject's erasure, or forgetting, says nothing about the agent).
+    Counts only, never ids."""
 
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     agent_id = models.CharField(max_length=128)
     stored = models.PositiveIntegerField(default=0)
     corrected = models.PositiveIntegerField(default=0)
     deleted = models.PositiveIntegerField(default=0)
-    erased = models.PositiveIntegerField(default=0)
 
     objects = NamespaceScopedQuerySet.as_manager()
 

@@ -9,8 +9,9 @@ over five parts, each 0..1 (docs/lifecycle.md, "Strength and decay"):
 - ``age``: ``0.5 ^ (days / half-life)`` since it happened or was last recalled, whichever
   is later (recall refreshes it); the half-life is the namespace's
   ``recall_defaults.strength_half_life_days``, else ``MEMORYWEB_STRENGTH_HALF_LIFE_DAYS``;
-- ``track``: the source agent's record, ``1 - (later corrected + deleted + erased + 1) /
-  (stored + 10)``: a Bayesian estimate that starts at 0.9 for an agent with no history.
+- ``track``: the source agent's record, ``1 - (later corrected + deleted + 1) / (stored +
+  10)``: a Bayesian estimate that starts at 0.9 for an agent with no history (erasures
+  are not counted: apps/memories/track_record.py).
 
 Then two factors: 0.1 when a consolidation superseded the memory (another says it now),
 0.8 when it is in conflict with another (``conflicts_with``): one of the two is wrong.
@@ -69,7 +70,7 @@ def half_life_days(namespace) -> float:
 def track(record: AgentRecord | None) -> float:
     """The source agent's record as 0..1 (0.9 with no history)."""
     stored = record.stored if record else 0
-    bad = (record.corrected + record.deleted + record.erased) if record else 0
+    bad = (record.corrected + record.deleted) if record else 0
     return max(0.0, 1.0 - (bad + TRACK_PRIOR_BAD) / (stored + TRACK_PRIOR_STORED))
 
 

@@ -1,11 +1,13 @@
 """Agents' track records (``AgentRecord``): counted by the write path, read by strength.
 
-A memory's strength (apps/memories/strength.py) includes its source agent's record: the
-share of the agent's memories that were later corrected by someone else, deleted or
-erased. The write path counts here in the write's own transaction. What is not counted:
-writes by system jobs (``system:*``: retention, the timeline, the lifecycle), whose
-deletes say nothing about the agent, and conversation events and summaries, which are
-captured or derived rather than asserted.
+A memory's strength (apps/memories/strength.py) includes its source agent's record: how
+often the agent's memories were later corrected by someone else or deleted, against how
+many it stored. The write path counts here in the write's own transaction. What is not
+counted: writes by system jobs (``system:*``: retention, the timeline, the lifecycle),
+whose deletes say nothing about the agent; erasures (a data subject's right, or a
+forgetting of weak memories: counting those would weaken the agent's other memories and
+feed the forgetting list itself); conversation events and summaries, which are captured
+or derived rather than asserted.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from apps.memories.models import AgentRecord
 
 #: Kinds that are not an agent's assertion: not counted.
 NOT_COUNTED_KINDS = frozenset({"event", "summary"})
-FIELDS = ("stored", "corrected", "deleted", "erased")
+FIELDS = ("stored", "corrected", "deleted")
 
 
 def counts(actor: Any) -> bool:

@@ -85,7 +85,8 @@ def move(write: Write, source: Namespace, target: Namespace, memories: Sequence[
         memory.updated_at = now
         versions.append(MemoryVersion(
             memory=memory, version=memory.version, changed_by=actor.label,
-            changes={"namespace": {"before": source.slug, "after": target.slug}}))
+            # Not "namespace" (a field: as_of would try to restore it from a slug).
+            changes={"namespace_slug": {"before": source.slug, "after": target.slug}}))
     Memory.objects.bulk_update(memories, ["namespace", "dedup_slot", "version", "updated_at"])
     lexical.add(target.pk, ids)
     MemoryTag.objects.filter(memory_id__in=ids).update(namespace=target)

@@ -244,12 +244,12 @@ class Write:
         for part in stores.chunks(ids):
             Memory.objects.filter(namespace_id=namespace.pk, superseded_by__in=part).exclude(
                 pk__in=part).update(superseded_by=None, superseded_at=None)
-        if track_record.counts(actor):
+        if track_record.counts(actor) and not erasure:  # erasures say nothing of the agent
             tally: Counter[str] = Counter()
             for part in stores.chunks(ids):
                 tally += track_record.by_agent(Memory.objects.filter(
                     namespace_id=namespace.pk, pk__in=part).values_list("agent_id", "kind"))
-            track_record.add(namespace.pk, tally, "erased" if erasure else "deleted")
+            track_record.add(namespace.pk, tally, "deleted")
         removed = 0
         with _secure_delete() if secure else contextlib.nullcontext():
             for part in stores.chunks(ids):

@@ -10,14 +10,15 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
+from django.utils import timezone
 
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
 from apps.lifecycle import namespace_merge
-from apps.lifecycle.models import NamespaceMerge
+from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem
 from apps.lifecycle.tasks import run_namespace_merge
 from apps.memories import lexical, stores
-from apps.memories.models import ExternalId, Memory, MemoryLink, MemoryVersion
+from apps.memories.models import AgentRecord, ExternalId, Memory, MemoryLink, MemoryVersion
 from apps.memories.vectorstore import get_vector_store
 from apps.memories.write_moves import MOVE_HANDLING
 from apps.tenancy.models import ApiKey, Namespace, SharingGrant
@@ -97,7 +98,7 @@ def test_merge_moves_every_memory_with_its_id_and_history(filled, system_admin, 
     for pk in filled["alpha"]:  # a version row records the move
         versions = MemoryVersion.objects.filter(memory_id=pk).order_by("version")
         assert versions.count() == before_versions[pk] + 1
-        assert versions.last().changes == {"namespace": {"before": "alpha", "after": "beta"}}
+        assert versions.last().changes == {"namespace_slug": {"before": "alpha", "after": "beta"}}
     # The duplicate is superseded by beta's own copy, not lost.
     dup = Memory.objects.get(pk=filled["alpha_dup"][0])
     assert str(dup.superseded_by_id) == filled["beta"][0]
@@ -210,6 +211,8 @@ def test_erasing_a_moved_memory_in_the_target_is_certified(filled, system_admin,
     beta_admin = make_caller(Role.ADMIN, Namespace.objects.get(slug="beta"), "beta-admin")
     certificate = erase_through_requests(beta_admin, system_admin, {"ids": [filled["alpha"][1]]})
     assert all(check["ok"] for check in certificate["verification"].values()), certificate
+    assert certificate["verification"]["namespace_merges"] == {"remaining": 0, "ok": True}
+    assert not NamespaceMergeItem.objects.filter(memory_id=filled["alpha"][1]).exists()
     assert not Memory.objects.filter(pk=filled["alpha"][1]).exists()
 
 
@@ -255,3 +258,71 @@ def test_revert_cuts_lineage_made_in_the_target_meanwhile(filled, system_admin):
         target_id=near).exists()
     assert not MemoryLink.objects.filter(source_id=near).exists()
     assert Memory.objects.get(pk=near).namespace.slug == "beta"
+
+
+def test_a_source_with_an_erasure_in_flight_is_not_merged(filled, system_admin, team_admin):
+    created = team_admin.post("/api/v1/erasure-requests", {"ids": [filled["alpha"][0]],
+                                                           "reason": "ticket 9"})
+    assert created.status_code == 201, created.content
+    response = _merge(system_admin)
+    assert response.status_code == 409 and "erasure request" in response.json()["error"]["message"]
+    assert Namespace.objects.get(slug="alpha").archived_at is None
+    assert not NamespaceMerge.objects.exists()
+
+
+def test_as_of_before_the_move_reads_the_moved_memory(filled, system_admin, outsider):
+    before = timezone.now().isoformat()
+    assert _merge(system_admin).status_code == 200
+    response = outsider.get(f"/api/v1/memories/{filled['alpha'][0]}", {"as_of": before})
+    assert response.status_code == 200, response.content
+    assert response.json()["content"] == ALPHA_TEXTS[0] and response.json()["strength"] is None
+
+
+def test_a_failed_merge_is_resumed_and_finishes(filled, system_admin, monkeypatch):
+    store = type(get_vector_store())
+    real = store.embeddings
+    calls = []
+
+    def failing_once(self, namespace, ids):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("Chroma is down")
+        return real(self, namespace, ids)
+
+    monkeypatch.setattr(store, "embeddings", failing_once)
+    body = _merge(system_admin).json()
+    assert body["state"] == "failed" and "Chroma is down" in body["error"]
+    assert _merge(system_admin, slug="beta", body={"target": "alpha"}).status_code == 409
+    NamespaceMerge.objects.filter(pk=body["id"]).update(heartbeat_at=timezone.now().replace(
+        year=2000))
+    assert namespace_merge.resume_stalled() == [body["id"]]  # queued for the worker
+    assert namespace_merge.run(body["id"]) == "done"
+    assert Memory.objects.filter(namespace__slug="beta").count() == 6
+
+
+def test_track_records_join_the_target_and_revert_is_one_at_a_time(filled, system_admin):
+    merge_id = _merge(system_admin).json()["id"]
+    record = AgentRecord.objects.get(namespace__slug="beta", agent_id="agent-1")
+    assert record.stored == 5
+    NamespaceMerge.objects.filter(pk=merge_id).update(lease="someone")
+    assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 409
+    NamespaceMerge.objects.filter(pk=merge_id).update(lease="")
+    reverted = system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").json()
+    assert reverted["report"]["moved_back"] == 5
+
+
+def test_the_forgetting_list_never_shows_a_memory_that_moved_away(filled, system_admin,
+                                                                   settings):
+    from apps.lifecycle import forgetting
+    from apps.lifecycle.models import WeakMemory
+
+    merge_id = _merge(system_admin).json()["id"]
+    beta = Namespace.objects.get(slug="beta")
+    WeakMemory.objects.create(namespace=beta, memory_id=filled["alpha"][0], strength=0.1,
+                              below_since=timezone.now(), checked_at=timezone.now(),
+                              state="proposed")
+    assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 200
+    beta_admin = make_caller(Role.ADMIN, beta, "beta-admin")
+    assert beta_admin.get("/api/v1/namespaces/beta/forgetting").json()["count"] == 0
+    forgetting.review(Namespace.objects.get(slug="alpha"))
+    assert not WeakMemory.objects.filter(namespace=beta, memory_id=filled["alpha"][0]).exists()

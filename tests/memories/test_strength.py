@@ -70,7 +70,7 @@ def test_the_track_record_is_counted_by_the_write_path(alpha, agent, team_admin,
     assert team_admin.patch(f"/api/v1/memories/{ids[2]}", {"tags": ["x"]}).status_code == 200
     assert team_admin.delete(f"/api/v1/memories/{ids[3]}").status_code == 204
     record = AgentRecord.objects.get(namespace=alpha, agent_id="agent-1")
-    assert (record.stored, record.corrected, record.deleted, record.erased) == (4, 1, 1, 0)
+    assert (record.stored, record.corrected, record.deleted) == (4, 1, 1)
 
     body = agent.get(f"/api/v1/memories/{ids[0]}").json()
     track = 1 - (2 + 1) / (4 + 10)
@@ -129,3 +129,21 @@ def test_the_strength_prior_lifts_the_stronger_of_two_equal_matches(alpha, agent
     shown = body["results"][0]["explain"]["strength"]
     assert 0 < shown["raw"] <= 1 and set(shown["parts"]) == set(strength.WEIGHTS)
     assert "strength" in ranking.PRIORS
+
+
+def test_explain_of_a_shared_hit_shows_its_strength_but_not_the_grantors_parts(
+        alpha, beta, team_admin, stored):
+    stored(EARLY)
+    assert team_admin.post("/api/v1/namespaces/alpha/grants", {"grantee": "beta"}
+                           ).status_code == 201
+    beta.recall_defaults = {"weights": {"strength": 1.0}}
+    beta.full_clean()
+    beta.save()
+    outsider = make_caller(Role.AGENT, beta, "outsider-2")
+    body = outsider.post("/api/v1/recall", {"query": "When does the backup job run?",
+                                            "mode": "hybrid", "explain": True,
+                                            "include_shared": True}).json()
+    shared = [hit for hit in body["results"] if hit["shared"]]
+    assert shared and "raw" in shared[0]["explain"]["strength"]
+    assert "parts" not in shared[0]["explain"]["strength"]
+    assert "factors" not in shared[0]["explain"]["strength"]

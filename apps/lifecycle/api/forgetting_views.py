@@ -45,7 +45,9 @@ class ForgettingView(KnownQueryParams, APIView):
                    parameters=[OpenApiParameter("state", str, enum=["watching", "proposed",
                                                                     "dismissed", "requested"],
                                                 description="Default proposed."),
-                               OpenApiParameter("limit", int, description="1..1000, default 100.")],
+                               OpenApiParameter("limit", {"type": "integer", "minimum": 1,
+                                                          "maximum": 1000},
+                                                description="Default 100.")],
                    responses=ReviewListSerializer)
     def get(self, request, slug: str):
         state = request.query_params.get("state", "proposed")

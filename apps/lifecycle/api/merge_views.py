@@ -25,6 +25,8 @@ class MergeReportSerializer(serializers.Serializer):
                                            "who now see the moved memories.")
     target_grantees = serializers.ListField(child=serializers.CharField(), help_text="Namespaces "
                                             "the target shares with, under their grants' scope.")
+    moved_back = serializers.IntegerField(allow_null=True, required=False, help_text="After a "
+                                          "revert: the memories moved back.")
 
 
 class MergeDryRunSerializer(MergeReportSerializer):

@@ -88,8 +88,9 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     with _Stopwatch(result.timings, "rank"):
         finished = ranking.finish(params["query"], candidates, options, k,
                                   lambda ids: _embeddings(candidates, ids, as_of))
-    result.hits = [RecallHit(c.memory if c.memory.namespace_id == ns.pk else SharedMemory(c.memory),
-                             c.score, c.parts) for c in finished]
+    result.hits = [RecallHit(c.memory, c.score, c.parts) if c.memory.namespace_id == ns.pk
+                   else RecallHit(SharedMemory(c.memory), c.score, _grantee_parts(c.parts))
+                   for c in finished]
     recall_stats.note_recall(ns.pk)
     if result.hits:
         own = [h.memory for h in result.hits if not h.shared]
@@ -127,3 +128,14 @@ def _note_recalled(memories: Sequence[Memory]) -> None:
     for memory in memories:  # what the caller sees matches what will be stored
         memory.access_count += 1
         memory.last_recalled_at = now
+
+
+def _grantee_parts(parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A shared memory's explain parts, without what describes the grantor: a strength
+    prior's parts and factors (its agents' track record, its conflicts), as GET
+    /api/v1/memories/{id} shows no strength through a grant. The number stays."""
+    if "strength" not in parts:
+        return parts
+    kept = {key: value for key, value in parts["strength"].items()
+            if key not in ("parts", "factors")}
+    return {**parts, "strength": kept}

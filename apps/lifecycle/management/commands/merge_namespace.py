@@ -40,7 +40,8 @@ class Command(BaseCommand):
         try:
             if opts["revert"]:
                 merge = namespace_merge.revert(OPERATOR, opts["revert"])
-                self.stdout.write(f"reverted: {merge.moved} memories back in {merge.source.slug}")
+                self.stdout.write(f"reverted: {merge.report.get('moved_back', 0)} memories back "
+                                  f"in {merge.source.slug}")
                 return
             if opts["resume"]:
                 merge = namespace_merge.get(OPERATOR, opts["resume"])
