@@ -119,7 +119,8 @@ def _require_system(principal: Principal) -> None:
         raise PermissionDenied("only a system admin may merge namespaces.")
 
 
-def _pair(principal: Principal, source: str, target: Any) -> tuple[Namespace, Namespace]:
+def _pair(principal: Principal, source: str, target: Any, *, check: bool = True
+          ) -> tuple[Namespace, Namespace]:
     _require_system(principal)
     if not isinstance(target, str) or not target:
         raise InvalidInput("target: the slug of the namespace to merge into is required.",
@@ -128,7 +129,8 @@ def _pair(principal: Principal, source: str, target: Any) -> tuple[Namespace, Na
     dst = resolve_namespace(principal, target)
     if src.pk == dst.pk:
         raise InvalidInput("a namespace cannot be merged into itself.", field="target")
-    _check_free(src, dst)
+    if check:
+        _check_free(src, dst)
     return src, dst
 
 
@@ -160,9 +162,16 @@ def _live_grants(namespace: Namespace) -> list[SharingGrant]:
 
 
 def plan(principal: Principal, source: str, target: Any) -> dict[str, Any]:
-    """What a merge would do, changing nothing (a dry run)."""
-    src, dst = _pair(principal, source, target)
-    return _report(src, dst) | {"dry_run": True}
+    """What a merge would do, changing nothing (a dry run); ``refused`` says why it would
+    be refused now (409 for the real thing), else null."""
+    src, dst = _pair(principal, source, target, check=False)
+    try:
+        _check_free(src, dst)
+    except Conflict as exc:
+        refused: str | None = exc.message
+    else:
+        refused = None
+    return _report(src, dst) | {"dry_run": True, "refused": refused}
 
 
 def _report(src: Namespace, dst: Namespace) -> dict[str, Any]:

@@ -10,17 +10,20 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
-from apps.lifecycle import consolidation
+from apps.lifecycle import consolidation, namespace_merge
+from apps.lifecycle.models import WeakMemory
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
 from apps.tenancy import invitations
 from apps.tenancy.members import set_role
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
+from apps.tenancy.services import create_namespace
 from tests.helpers.callers import Caller, make_caller
 from tests.routes import API_PREFIXES, fill
 
@@ -137,6 +140,20 @@ WRITES = [
           "/cmm/memories/agent/agent-1?namespace=alpha", None, "system",
           "memory.delete_by_agent", names="memory"),
     Write("POST", "cmm/end_of_day", "/cmm/end_of_day", {}, "admin", "lifecycle.end_of_day"),
+    # Namespace merge (system admin): beta into alpha (alpha has erasures in flight, so it
+    # cannot be the source); the revert of an earlier merge of an empty namespace.
+    Write("POST", "cmm/merge", "/cmm/merge", {"source": "beta", "target": "alpha"}, "system",
+          "namespace.merge", namespace="beta"),
+    Write("POST", "api/v1/namespaces/<str:slug>/merge-into", "/api/v1/namespaces/beta/merge-into",
+          {"target": "alpha"}, "system", "namespace.merge", namespace="beta"),
+    Write("POST", "api/v1/namespace-merges/<str:pk>/revert", "/api/v1/namespace-merges/{merge}/revert",
+          None, "system", "namespace.merge_revert", namespace="emptied"),
+    # Controlled forgetting (team admin): the memory is proposed in the fixture.
+    Write("POST", "api/v1/namespaces/<str:slug>/forgetting", "/api/v1/namespaces/alpha/forgetting",
+          {"ids": ["{memory}"]}, "admin", "erasure.request"),
+    Write("POST", "api/v1/namespaces/<str:slug>/forgetting/dismiss",
+          "/api/v1/namespaces/alpha/forgetting/dismiss", {"ids": ["{memory}"]}, "admin",
+          "forgetting.dismiss", names="memory"),
     Write("POST", "v1/store", "/v1/store", {"content": CONTENT + " 8"}, "agent", "memory.create"),
     Write("POST", "v1/store/batch", "/v1/store/batch", {"memories": [{"content": CONTENT + " 9"}]},
           "agent", "memory.create"),
@@ -151,9 +168,8 @@ WRITES = [
 READS = {("POST", "api/v1/recall"), ("POST", "cmm/recall"), ("POST", "v1/recall"),
          ("POST", "v1/recall/batch")}
 #: POST routes that change nothing: a key check, seed 000's /save (every write is already
-#: durable) and the lifecycle operations that answer 501 (tests/compat check they write
-#: nothing).
-NO_WRITE = {("POST", "v1/auth/token"), ("POST", "cmm/save"), ("POST", "cmm/merge")}
+#: durable).
+NO_WRITE = {("POST", "v1/auth/token"), ("POST", "cmm/save")}
 
 
 @pytest.fixture
@@ -178,8 +194,14 @@ def targets(alpha, beta, agent):
         agent.post("/api/v1/memories", {"content": text, "tags": ["merged"]})
     merged = consolidation.consolidate(root, "alpha", {"dry_run": False, "threshold": 0.85,
                                                        "filters": {"tags": ["merged"]}})
+    create_namespace("emptied")
+    done = namespace_merge.start(root, "emptied", "alpha")
+    assert namespace_merge.run(done.pk) == "done"
+    WeakMemory.objects.create(namespace=alpha, memory_id=memory, strength=0.1,
+                              below_since=timezone.now(), checked_at=timezone.now(),
+                              state="proposed")
     return {"memory": memory, "tomerge": tomerge[0], "merged": merged.groups[0].survivor,
-            "key": key, "grant": grant, "user": "member-1",
+            "key": key, "grant": grant, "user": "member-1", "merge": done.pk,
             "invitation": invitation, "invitee": Caller(session, None, None, "person"),
             "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
             "erasure": erasure.create(root, selector).pk,

@@ -26,6 +26,7 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r".* matches nothing you can see in namespace", "an erasure must erase something"),
     (r"a namespace cannot share with itself\.", "grantee = the path's namespace"),
     (r"a namespace cannot be merged into itself\.", "merge target = the source"),
+    (r"not proposed for forgetting in ", "only what the review proposed may be forgotten"),
     (r"this key was already rotated", "rotate the newest key"),
     (r"a revoked or expired key cannot be rotated", "rotate a live key"),
     (r"a namespace is required for this role\.", "which roles a key may have"),

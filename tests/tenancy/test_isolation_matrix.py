@@ -97,6 +97,24 @@ ROUTES = [
     # The lifecycle (issue 21): a team admin asks for a day's digest (today by default).
     Route("POST", "api/v1/namespaces/<str:slug>/end-of-day", "/api/v1/namespaces/alpha/end-of-day",
           {}, Role.ADMIN, 200),
+    # Namespace merge (issue 21): system admins only; a dry run changes nothing. No merge
+    # exists in the world: its routes answer 404 to a system admin, 403 to the rest.
+    Route("POST", "api/v1/namespaces/<str:slug>/merge-into", "/api/v1/namespaces/alpha/merge-into",
+          {"target": "beta", "dry_run": True}, Role.SYSTEM, 200, scoped=False),
+    Route("GET", "api/v1/namespace-merges/<str:pk>",
+          "/api/v1/namespace-merges/00000000-0000-0000-0000-000000000000", None, Role.SYSTEM,
+          404, scoped=False),
+    Route("POST", "api/v1/namespace-merges/<str:pk>/revert",
+          "/api/v1/namespace-merges/00000000-0000-0000-0000-000000000000/revert", None,
+          Role.SYSTEM, 404, scoped=False),
+    # Controlled forgetting (issue 21): alpha's team admins; nothing is proposed in the
+    # world, so asking to forget or dismiss a memory is a 400 naming ids.
+    Route("GET", "api/v1/namespaces/<str:slug>/forgetting", "/api/v1/namespaces/alpha/forgetting",
+          None, Role.ADMIN, 200),
+    Route("POST", "api/v1/namespaces/<str:slug>/forgetting", "/api/v1/namespaces/alpha/forgetting",
+          {"ids": ["{memory}"]}, Role.ADMIN, 400),
+    Route("POST", "api/v1/namespaces/<str:slug>/forgetting/dismiss",
+          "/api/v1/namespaces/alpha/forgetting/dismiss", {"ids": ["{memory}"]}, Role.ADMIN, 400),
     # Consolidation (issue 21): a team admin proposes (dry run) and unmerges (alpha's
     # private memory is merged with nothing: 409 once the caller may ask).
     Route("POST", "api/v1/namespaces/<str:slug>/consolidate",
@@ -194,7 +212,8 @@ ROUTES = [
     Route("POST", "cmm/consolidate", "/cmm/consolidate?namespace=alpha", {"dry_run": True},
           Role.ADMIN, 200),
     Route("POST", "cmm/end_of_day", "/cmm/end_of_day?namespace=alpha", {}, Role.ADMIN, 200),
-    Route("POST", "cmm/merge", "/cmm/merge", {}, Role.SYSTEM, 501, scoped=False),
+    Route("POST", "cmm/merge", "/cmm/merge", {"source": "alpha", "target": "beta",
+                                              "dry_run": True}, Role.SYSTEM, 200, scoped=False),
     Route("POST", "cmm/save", "/cmm/save?namespace=alpha", {}, Role.ADMIN, 200),
     Route("GET", "cmm/health", "/cmm/health", None, Role.READER, 200, scoped=False),
     # Seed 003's drop-in routes (apps/compat/memoryoss.py).

@@ -36,6 +36,8 @@ class MergeDryRunSerializer(MergeReportSerializer):
     memories = serializers.IntegerField(help_text="Memories that would move.")
     duplicates = serializers.IntegerField(help_text="Of them, whose content the target holds "
                                           "live: superseded by it on arrival.")
+    refused = serializers.CharField(allow_null=True, help_text="Why the merge would be "
+                                    "refused now (409), or null.")
 
 
 class MergeSerializer(serializers.Serializer):

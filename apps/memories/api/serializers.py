@@ -70,7 +70,7 @@ class MemoryDetailSerializer(MemorySerializer):
         "date, a negation or an opposite word (docs/lifecycle.md).")
     strength = StrengthSerializer(allow_null=True, help_text="How much the memory still "
                                   "counts, with its parts (docs/lifecycle.md); null through a "
-                                  "sharing grant or with as_of.")
+                                  "sharing grant.")
 
     def to_representation(self, item: Any) -> dict[str, Any]:
         return item  # the view builds the row

@@ -100,8 +100,7 @@ class MemoryViewSet(KnownQueryParams, mixins.ListModelMixin, viewsets.GenericVie
         row = memory_row(found)
         # Lineage names other memories of the namespace: its own readers only (a shared
         # memory's row leaves the grantor's links out, as its superseded_by).
-        shown = {**services.lineage(found), "strength": None if as_of else
-                 services.strength_of(found)} \
+        shown = {**services.lineage(found), "strength": services.strength_of(found)} \
             if isinstance(found, Memory) else {"derived_from": None, "conflicts_with": None,
                                                "strength": None}
         return Response({**row, **shown})
