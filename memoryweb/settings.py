@@ -294,7 +294,7 @@ MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=64)
 # --- Consolidation (apps/lifecycle, docs/lifecycle.md) --------------------------------
 # Cosine similarity of two memories' contents at which they say the same thing (a request
 # may give its own ``threshold``); chosen on bench/consolidation.py's tuning part.
-MEMORYWEB_CONSOLIDATE_THRESHOLD = env.float("MEMORYWEB_CONSOLIDATE_THRESHOLD", default=0.84)
+MEMORYWEB_CONSOLIDATE_THRESHOLD = env.float("MEMORYWEB_CONSOLIDATE_THRESHOLD", default=0.80)
 # The most memories one REST/MCP/drop-in consolidation may consider (a request holds a
 # worker meanwhile); manage.py consolidate has no such cap.
 MEMORYWEB_CONSOLIDATE_MAX = env.int("MEMORYWEB_CONSOLIDATE_MAX", default=20000)

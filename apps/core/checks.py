@@ -300,7 +300,7 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_MIN_SCORE": (Bound(low=-1, optional=True), "Unset: no minimum."),
     "MEMORYWEB_MMR_LAMBDA": (Bound(low=0, high=1, optional=True), "Unset: MMR is off."),
     "MEMORYWEB_NEAR_DUPLICATE_THRESHOLD": (Bound(low=0, high=1, above=True), None),
-    "MEMORYWEB_CONSOLIDATE_THRESHOLD": (Bound(low=0.5, high=1), "0.84 is the default."),
+    "MEMORYWEB_CONSOLIDATE_THRESHOLD": (Bound(low=0.5, high=1), "0.80 is the default."),
     "MEMORYWEB_CONSOLIDATE_MAX": (Bound(low=1, high=10_000_000, integer=True),
                                   "20000 is the default."),
     "MEMORYWEB_NAMESPACE_MERGE_BATCH": (Bound(low=1, high=10_000, integer=True),

@@ -7,9 +7,15 @@ as proposals with their similarities. Applied, each group keeps its best member 
 *survivor*, whose text is the proposal's ``merged_content``) and the others are marked
 superseded by it through the write path (``Write.supersede``: a ``derived_from`` link each;
 they leave default lists and recall, and stay readable by id and with
-``include_superseded``). Pairs alike but for a number, a name, a date or a negation are
-linked ``conflicts_with`` instead and both stay. ``unmerge`` undoes a merge. Every apply and
-unmerge is audited; nothing is deleted.
+``include_superseded``). The survivor takes the union of its group's tags, as a versioned
+edit (``Write.update``) marked ``"by": "merge"`` in its version, so a tag-filtered recall
+that found a member finds the survivor; a tag named by one of the namespace's live
+tag-scoped sharing grants is never gained (:func:`guarded_tags`: that would show the
+survivor to another namespace), so members differing in one merge only when nested, as
+before. Pairs alike but for a number, a name, a date or a negation are linked
+``conflicts_with`` instead and both stay. ``unmerge`` undoes a merge, the survivor's gained
+tags included (unless it was edited since). Every apply and unmerge is audited; nothing is
+deleted.
 
 Conversation events and timeline summaries are never consolidated: events are the record of
 what was said (append-only), summaries are rebuilt by the timeline.
@@ -44,7 +50,7 @@ from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.subjects import SUBJECT_KEY
 from apps.memories.vectorstore import get_vector_store
-from apps.tenancy.models import Namespace
+from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, check_writable, resolve_namespace
 
@@ -53,6 +59,9 @@ from apps.tenancy.services import authorize, check_writable, resolve_namespace
 NEVER = (MemoryKind.EVENT, MemoryKind.SUMMARY)
 #: Vectors read from the index per request.
 CHUNK = 1000
+#: The mark in a tags edit's version (``changes["tags"]["by"]``) that consolidation made
+#: it: unmerge reverts only edits so marked, and only while nothing else edited since.
+MERGE, UNMERGE = "merge", "unmerge"
 
 
 class ConsolidateFilters(StrictSerializer):
@@ -148,7 +157,12 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
             progress("neighbours", n, len(candidates))
 
     found = grouping.find_groups(candidates, vectors, neighbours, threshold, term_similarity,
-                                 neighbour_progress)
+                                 neighbour_progress, guarded=guarded_tags(ns),
+                                 max_tags=settings.MEMORYWEB_LIMITS["max_tags"])
+    ordered = {str(row[0]): row[5] or [] for row in rows}
+    for group in found.groups:  # the survivor's own tags in their stored order
+        group.tags = tuple(grouping.merged_tags(ordered[group.survivor],
+                                                (ordered[m] for m in group.members)))
     outcome = Outcome(ns, dry_run, threshold, found.candidates, found.pairs_checked,
                       found.groups, found.conflicts, {c.id: c.content for c in candidates},
                       versions={str(row[0]): row[12] for row in rows})
@@ -160,9 +174,19 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
 def partition(kind: str, agent_id: str, metadata: Any, valid_from: Any,
               valid_until: Any) -> tuple[Any, ...]:
     """What two memories must share to be merged: kind, agent, GDPR subject and validity
-    window (the survivor must be valid whenever a member was). Tags need only be nested
-    (grouping.Candidate.tags)."""
+    window (the survivor must be valid whenever a member was). Tags may differ: the
+    survivor takes their union (grouping.tags_may_merge, :func:`guarded_tags`)."""
     return (kind, agent_id, (metadata or {}).get(SUBJECT_KEY), valid_from, valid_until)
+
+
+def guarded_tags(ns: Namespace) -> frozenset[str]:
+    """Tags a survivor may not gain: those of the namespace's live tag-scoped sharing
+    grants. Such a grant shares a memory holding any of its tags, so a survivor gaining
+    one would become visible to the grantee when it was not: a merge may then differ in
+    it only when the survivor already holds it (nested tags). Every live grant counts,
+    whatever its kinds or window (cautious; a grant named nothing else is rare)."""
+    return frozenset(tag for tags in SharingGrant.objects.live().filter(grantor=ns)
+                     .values_list("tags", flat=True) for tag in tags or ())
 
 
 def term_similarity(pairs: list[tuple[str, str]]) -> list[float]:
@@ -254,20 +278,40 @@ def _apply(principal: Principal, outcome: Outcome,
 def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) -> bool:
     ns = outcome.namespace
     with writes.atomic() as write:
-        rows = {str(m.pk): m for m in Memory.objects.live().select_for_update()
-                .filter(namespace=ns, pk__in=group.members)}
+        rows = {str(m.pk): m for m in Memory.objects.live().select_for_update(of=("self",))
+                .select_related("namespace").filter(namespace=ns, pk__in=group.members)}
         if len(rows) != len(group.members) or any(
                 rows[i].superseded_by_id is not None or rows[i].content != outcome.contents[i]
                 or (i in outcome.versions and rows[i].version != outcome.versions[i])
                 for i in group.members):
             return False  # a member went, was merged or edited since it was read
+        survivor = rows[group.survivor]
+        tags = grouping.merged_tags(survivor.tags or [], (rows[i].tags or [] for i in group.members))
+        gained = set(tags) - set(survivor.tags or ())
+        if gained & guarded_tags(ns):
+            return False  # a grant naming a tag it would gain was given meanwhile
         others = [rows[i] for i in group.members if i != group.survivor]
-        outcome.superseded += write.supersede(ns, others, rows[group.survivor],
+        if gained:
+            _retag(write, principal, survivor, tags, MERGE)
+        outcome.superseded += write.supersede(ns, others, survivor,
                                               similarity=group.to_survivor(), actor=principal)
         audit(principal, "memory.consolidate", namespace=ns, record_ids=group.members,
               summary={"survivor": group.survivor, "members": len(group.members),
-                       "similarity": round(group.similarity, 4), "threshold": outcome.threshold})
+                       "similarity": round(group.similarity, 4), "threshold": outcome.threshold,
+                       "tags_gained": len(gained)})
     return True
+
+
+def _retag(write: writes.Write, principal: Principal, memory: Memory, tags: list[str],
+           by: str) -> None:
+    """Give ``memory`` (locked) these tags as an ordinary versioned edit through the write
+    path (version row, tag rows, a ``metadata`` outbox row so the vector index's tag
+    filter follows, the live event), marked ``by`` merge or unmerge in its version so
+    unmerge can tell consolidation's edits from a person's. Its audit entry is the
+    group's (``memory.consolidate`` / ``memory.unmerge``)."""
+    before = list(memory.tags or [])
+    write.update(memory, {"tags": tags}, {"tags": {"before": before, "after": tags, "by": by}},
+                 embeddings=None, actor=principal, audit=lambda *_: None)
 
 
 def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
@@ -290,11 +334,18 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
                        "summary): consolidate again.", field="members")
     partitions = {partition(m.kind, m.agent_id, m.metadata, m.valid_from, m.valid_until)
                   for m in rows.values()}
-    widest = set(rows[str(survivor)].tags or ())
-    if len(partitions) > 1 or any(not set(m.tags or ()) <= widest for m in rows.values()):
+    if len(partitions) > 1:
         raise InvalidInput("members of different kinds, agents, subjects or validity windows "
-                           "are never merged, nor into a memory that lacks one of their tags.",
-                           field="members")
+                           "are never merged.", field="members")
+    own = rows[str(survivor)].tags or []
+    tags = grouping.merged_tags(own, (m.tags or [] for m in rows.values()))
+    if (set(tags) - set(own)) & guarded_tags(ns):
+        raise InvalidInput("the kept memory would gain a tag that a sharing grant of this "
+                           "namespace names (another namespace would see it): keep a member "
+                           "that has every such tag.", field="survivor")
+    if len(tags) > settings.MEMORYWEB_LIMITS["max_tags"]:
+        raise InvalidInput(f"together the members hold {len(tags)} tags; a memory holds at "
+                           f"most {settings.MEMORYWEB_LIMITS['max_tags']}.", field="members")
     vectors = _content_vectors(ns, [grouping.Candidate(i, rows[i].content, (), ()) for i in wanted],
                                {i for i in wanted if rows[i].context_memory_id}, None)
     similarity = {}
@@ -302,7 +353,7 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
         for y in range(x + 1, len(wanted)):
             a, b = sorted((wanted[x], wanted[y]))
             similarity[(a, b)] = round(float(vectors[x] @ vectors[y]), 6)
-    group = grouping.Group(sorted(wanted), str(survivor), similarity)
+    group = grouping.Group(sorted(wanted), str(survivor), similarity, tuple(tags))
     outcome = Outcome(ns, False, threshold or settings.MEMORYWEB_CONSOLIDATE_THRESHOLD,
                       len(wanted), len(similarity), [group], [],
                       {i: rows[i].content for i in wanted})
@@ -329,20 +380,56 @@ class Unmerged:
 
 def unmerge(principal: Principal, memory_id: Any) -> Unmerged:
     """Undo a merge (team admin): for a survivor, every memory merged into it is current
-    again; for a superseded memory, that one alone. Audited; 409 if it is neither."""
+    again; for a superseded memory, that one alone. The survivor loses the tags its merges
+    gave it that no memory still merged into it holds (:func:`_untag`). Audited; 409 if
+    it is neither."""
     memory = services.editable(principal, memory_id)
     with writes.atomic() as write:
         memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
         if Memory.objects.filter(superseded_by=memory).exists():
+            survivor = memory
             released = write.release(memory.namespace, memory)
         elif memory.superseded_by_id is not None:
-            released = write.release(memory.namespace, Memory(pk=memory.superseded_by_id),
-                                     only=[memory.pk])
+            survivor = (Memory.objects.select_for_update(of=("self",))
+                        .select_related("namespace").get(pk=memory.superseded_by_id))
+            released = write.release(memory.namespace, survivor, only=[memory.pk])
         else:
             raise Conflict("this memory is not merged: nothing was merged into it and it is "
                            "not superseded.", field="id")
+        dropped = _untag(write, principal, survivor)
         audit(principal, "memory.unmerge", namespace=memory.namespace,
-              record_ids=list(dict.fromkeys([memory.pk, *released])),
-              summary={"released": len(released)})
+              record_ids=list(dict.fromkeys([memory.pk, *released,
+                                             *([survivor.pk] if dropped else [])])),
+              summary={"released": len(released), "tags_dropped": dropped})
     memory.refresh_from_db()
     return Unmerged(memory, [str(pk) for pk in released])
+
+
+def _untag(write: writes.Write, principal: Principal, survivor: Memory) -> int:
+    """After a release: take from ``survivor`` (locked) the tags consolidation gave it that
+    no memory still merged into it holds, as a versioned edit; returns how many.
+
+    Only while its latest edits are consolidation's own (versions marked ``by`` merge or
+    unmerge, from its current version down): once anything else edited it (a person's
+    edit, a revert), its tags are what that edit left, and are kept as they are; the tags
+    gained by merges before that edit are kept too."""
+    gained: set[str] = set()
+    expected = survivor.version
+    for version in survivor.versions.filter(version__lte=expected).order_by("-version"):
+        change = (version.changes or {}).get("tags")
+        if (version.version != expected or set(version.changes) != {"tags"}
+                or not isinstance(change, Mapping) or change.get("by") not in (MERGE, UNMERGE)):
+            break
+        if change["by"] == MERGE:
+            gained |= set(change.get("after") or ()) - set(change.get("before") or ())
+        expected -= 1
+    if not gained:
+        return 0
+    still = {tag for tags in Memory.objects.filter(superseded_by=survivor)
+             .values_list("tags", flat=True) for tag in tags or ()}
+    tags = [t for t in survivor.tags or [] if t not in gained or t in still]
+    if tags == list(survivor.tags or []):
+        return 0
+    dropped = len(survivor.tags or []) - len(tags)
+    _retag(write, principal, survivor, tags, UNMERGE)
+    return dropped

@@ -14,8 +14,9 @@ recall; merging a contradiction would cost truth.
 
 from __future__ import annotations
 
+import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from apps.memories.lexical import STOPWORDS
 
@@ -115,6 +116,12 @@ class Facets:
     names: frozenset[str]
     negated: bool
     words: frozenset[str]
+    #: The names capitalised inside a sentence (not its first word): proper nouns, which
+    #: name someone wherever they appear, lower-cased too (:func:`with_known_names`).
+    proper: frozenset[str] = frozenset()
+    #: The words written in lower case in a text that capitalises (so no all-lower-case
+    #: note): common words, whatever another text capitalises ("the Team plan").
+    plain: frozenset[str] = frozenset()
 
     @property
     def richness(self) -> int:
@@ -152,6 +159,9 @@ def facets(text: str) -> Facets:
     dates: set[str] = set()
     original, text = text, _named_dates(text, dates)
     names: set[str] = set()
+    proper: set[str] = set()
+    plain: set[str] = set()
+    cased = any(c.isupper() for c in text)
     words: set[str] = set()
     negated = False
     previous_number: str | None = None
@@ -165,6 +175,8 @@ def facets(text: str) -> Facets:
         if lower in FILLER:  # what an agent wraps a fact in ("Note:", "as discussed")
             continue
         words.add(lower)
+        if cased and token == lower:
+            plain.add(lower)
         if lower in NEGATIONS or lower.endswith("n't"):
             negated = True
         if previous_number is not None and lower in UNITS:  # 5 min: the number and its unit
@@ -195,9 +207,28 @@ def facets(text: str) -> Facets:
             # A sentence's first word counts too ("Maria leads ..."): a capitalised common
             # word only matters if the other text swaps it for another (differences()).
             names.add(lower)
+            if not _starts_sentence(text, match.start()) and not token.isupper():
+                proper.add(lower)  # an acronym (EM, QA) is no one's name
     negated = negated or bool(_CJK_NEGATION.search(original))
     return Facets(frozenset(numbers), frozenset(dates), frozenset(names), negated,
-                  frozenset(words))
+                  frozenset(words), frozenset(proper), frozenset(plain))
+
+
+def _starts_sentence(text: str, at: int) -> bool:
+    """Whether the word at ``at`` opens a sentence (or a clause after a colon or dash),
+    where a capital says nothing about being a name."""
+    i = at - 1
+    while i >= 0 and text[i].isspace():
+        i -= 1
+    return i < 0 or text[i] in ".!?:;-\u2013\u2014(\"'"
+
+
+def with_known_names(f: Facets, known: frozenset[str]) -> Facets:
+    """``f`` with the words that are names elsewhere (``known``: proper nouns of the other
+    texts) counted as names where written in lower case ("page selin" names Selin as
+    "page Selin" does), so a swap of lower-cased names is a name that differs."""
+    extra = (f.words & known) - f.names
+    return replace(f, names=f.names | extra) if extra else f
 
 
 def _number_or_date(token: str, numbers: set[str], dates: set[str]) -> None:
@@ -255,12 +286,62 @@ def rest_words(f: Facets) -> frozenset[str]:
                                                     or w in WEEKDAYS}
 
 
+#: Letters two forms of one word share at least (``managed`` / ``manager``).
+STEM = 5
+
+
+def _one_word(x: str, y: str) -> bool:
+    """Two forms of one word: an abbreviation that is its prefix ("cert" / "certificate",
+    "min" / "minute"), or the same stem of STEM letters or more with at most two letters
+    of ending each ("managed" / "manager", "caused" / "causes")."""
+    short, long = sorted((x, y), key=len)
+    if len(short) >= 3 and long.startswith(short):
+        return True
+    common = _common_prefix(x, y)
+    return common >= STEM and len(long) - common <= 2
+
+
+def _common_prefix(x: str, y: str) -> int:
+    n = 0
+    for c, d in zip(x, y, strict=False):
+        if c != d:
+            break
+        n += 1
+    return n
+
+
+def _unpaired(only_a: set[str], only_b: set[str]) -> tuple[set[str], set[str]]:
+    """The words left once those that are another form of a word on the other side (or,
+    for one word, the initials of all the other side's: "tz" / "time zone") are paired
+    off: what a rephrasing changed in form is no substitution of a value."""
+    only_a, only_b = set(only_a), set(only_b)
+    for x in sorted(only_a):
+        match = next((y for y in sorted(only_b) if _one_word(x, y)), None)
+        if match is not None:
+            only_a.discard(x)
+            only_b.discard(match)
+    for one, many in ((only_a, only_b), (only_b, only_a)):
+        if len(one) == 1 and len(many) >= 2:
+            word = next(iter(one))
+            if any(word == "".join(w[0] for w in order) for order in _orders(many)):
+                one.clear()
+                many.clear()
+    return only_a, only_b
+
+
+def _orders(words: set[str]) -> list[tuple[str, ...]]:
+    return list(itertools.permutations(sorted(words))) if len(words) <= 3 else []
+
+
 def swapped_term(a: Facets, b: Facets) -> tuple[str, str] | None:
     """The words each text has that the other lacks, when that is all that differs (at
     most two a side: "staging" / "production", "web frontend" / "search service", "mateo"
     / "theo"): a substitution, which may be a synonym (the caller asks the model) or
-    another value. None otherwise, or when one is an abbreviation of the other."""
+    another value. None otherwise, or when one is an abbreviation of the other, and
+    once another form of the same word is paired off (:func:`_unpaired`) when nothing
+    is left on one side (then words were only added: no value was replaced)."""
     only_a, only_b = content_words(a) - content_words(b), content_words(b) - content_words(a)
+    only_a, only_b = _unpaired(only_a, only_b)
     if 1 <= len(only_a) <= 2 and 1 <= len(only_b) <= 2:
         x, y = " ".join(sorted(only_a)), " ".join(sorted(only_b))
         if not (x.startswith(y) or y.startswith(x)):  # prod / production

@@ -8,6 +8,10 @@
    agent, GDPR subject: merging across them would hide a memory from a filtered recall or
    from its subject's erasure); never when :func:`facets.differences` finds a number, a
    name, a date or a negation that differs: such a pair is a *conflict*, reported instead.
+   Tags may differ: the survivor takes the union of its group's tags (so a tag-filtered
+   recall that found a member finds it), except a *guarded* tag (one a tag-scoped sharing
+   grant names: gaining it would show the survivor to another namespace), which a pair
+   may differ in only when one's tags hold the other's, as before.
 3. **Groups**: connected components of the checked pairs, then complete linkage inside each
    (every two members alike, none in conflict), so a chain A~B~C never merges A with an
    unlike C. Components are capped (``MAX_GROUP``); a bigger one is split greedily.
@@ -22,7 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from apps.lifecycle.facets import Facets, differences, facets, rest_words, swapped_term
+from apps.lifecycle.facets import (
+    Facets,
+    differences,
+    facets,
+    rest_words,
+    swapped_term,
+    with_known_names,
+)
 
 #: Nearest neighbours asked per memory.
 NEIGHBOURS = 10
@@ -58,9 +69,9 @@ class Candidate:
     content: str
     partition: tuple[Any, ...]
     rank: tuple[Any, ...]
-    #: Its tags: two memories merge only when one's tags hold the other's, and the group's
-    #: survivor holds them all (a tag-filtered recall or a tag-scoped grant that found a
-    #: member finds the survivor; nothing becomes visible to a grant that was not).
+    #: Its tags: the group's survivor is given every member's (:func:`merged_tags`), so a
+    #: tag-filtered recall that found a member finds the survivor; see ``guarded`` in
+    #: :func:`find_groups` for the tags it may not gain.
     tags: frozenset[str] = frozenset()
     facets: Facets = field(init=False)
 
@@ -84,6 +95,8 @@ class Group:
     members: list[str]
     survivor: str
     similarities: dict[tuple[str, str], float]
+    #: The survivor's tags once merged: its own, then those only other members had.
+    tags: tuple[str, ...] = ()
 
     @property
     def similarity(self) -> float:
@@ -115,16 +128,48 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 0.0
 
 
+def merged_tags(survivor: Iterable[str], members: Iterable[Iterable[str]]) -> list[str]:
+    """The survivor's tags after a merge: its own in their order, then the tags only other
+    members had (sorted, so a run is repeatable)."""
+    own = list(dict.fromkeys(survivor))
+    return own + sorted({t for tags in members for t in tags} - set(own))
+
+
+def tags_may_merge(a: frozenset[str], b: frozenset[str], guarded: frozenset[str] | None,
+                   max_tags: int | None) -> bool:
+    """Whether two memories' tags allow a merge. Nested tags always do (the wider one
+    survives, or a survivor holding both). Otherwise the survivor will gain the other's
+    tags, which is safe unless one of them is ``guarded`` (None: every tag is, the old
+    nested-only rule) or the union would exceed ``max_tags`` (the per-memory limit)."""
+    if a <= b or b <= a:
+        return True
+    if guarded is None or (a ^ b) & guarded:
+        return False
+    return max_tags is None or len(a | b) <= max_tags
+
+
 def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
                 neighbours: Callable[[np.ndarray], list[list[tuple[str, float]]]],
                 threshold: float, term_similarity: TermSimilarity,
-                progress: Callable[[int], None] | None = None) -> Found:
+                progress: Callable[[int], None] | None = None, *,
+                guarded: frozenset[str] | None = None, max_tags: int | None = None) -> Found:
     """Groups and conflicts among ``candidates`` (``vectors``: their content-only unit
     vectors, row by row). ``neighbours(rows)``: each row's nearest stored ids with their
     similarity (the index; ids that are not candidates are ignored).
     ``term_similarity(pairs)``: how alike two words are (the model's cosine), for pairs
     that differ in one word only: a synonym ("team" / "squad") may merge, another value
-    ("staging" / "production") is a conflict."""
+    ("staging" / "production") is a conflict.
+
+    ``guarded``: tags a survivor may not gain (those of the namespace's tag-scoped sharing
+    grants; None, the default: every tag, so only nested tags merge); ``max_tags``: the
+    most tags a memory may hold (a group whose union is larger is not formed)."""
+    # A name written in lower case ("page selin") is still a name: the words another
+    # memory capitalises inside a sentence, unless a normally written one has them in
+    # lower case (a common word: "the Team plan" / "the team").
+    known = (frozenset().union(*(c.facets.proper for c in candidates))
+             - frozenset().union(*(c.facets.plain for c in candidates)))
+    for candidate in candidates:
+        candidate.facets = with_known_names(candidate.facets, known)
     index = {c.id: i for i, c in enumerate(candidates)}
     pairs: set[tuple[int, int]] = set()
     by_hash: dict[str, int] = {}
@@ -151,7 +196,7 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
     swaps: dict[tuple[int, int], tuple[str, str]] = {}
     for i, j in pairs:
         a, b = candidates[i], candidates[j]
-        if a.partition != b.partition or not _nested(a.tags, b.tags):
+        if a.partition != b.partition or not tags_may_merge(a.tags, b.tags, guarded, max_tags):
             continue
         similarity = float(np.dot(vectors[i], vectors[j]))
         if similarity < floor:
@@ -177,7 +222,7 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
         # not listed as a conflict (they rarely contradict, and would bury those that do)
     groups = [group for component in _components(len(candidates), alike)
               for part in _parts(component)
-              for group in _complete(part, candidates, vectors, floor, terms)]
+              for group in _complete(part, candidates, vectors, floor, terms, guarded, max_tags)]
     return Found(groups, sorted(conflicts, key=lambda c: (c.a, c.b)), len(candidates), len(pairs))
 
 
@@ -195,10 +240,6 @@ class _Terms:
 
     def synonyms(self, swap: tuple[str, str]) -> bool:
         return self._known[swap] >= SYNONYM
-
-
-def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
-    return a <= b or b <= a
 
 
 def _beyond_the_model(a: Candidate, b: Candidate) -> bool:
@@ -234,11 +275,13 @@ def _parts(component: list[int]) -> list[list[int]]:
 
 
 def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np.ndarray,
-              floor: float, terms: _Terms) -> list[Group]:
+              floor: float, terms: _Terms, guarded: frozenset[str] | None,
+              max_tags: int | None) -> list[Group]:
     """Split a component into groups whose every two members are alike by the same rules as
     a pair (cosine at least ``floor``, no differing facet, no swapped term that is another
-    value, nothing beyond the model's reach): greedily, strongest-connected first, at most
-    MAX_GROUP each."""
+    value, nothing beyond the model's reach, tags that may merge): greedily,
+    strongest-connected first, at most MAX_GROUP each, their tags' union within
+    ``max_tags``."""
     sub = vectors[component]
     similarity = sub @ sub.T
     size = len(component)
@@ -248,7 +291,8 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
         if not ok[x, y]:
             continue
         a, b = candidates[component[x]], candidates[component[y]]
-        if differences(a.facets, b.facets) or _beyond_the_model(a, b) or not _nested(a.tags, b.tags):
+        if (differences(a.facets, b.facets) or _beyond_the_model(a, b)
+                or not tags_may_merge(a.tags, b.tags, guarded, max_tags)):
             ok[x, y] = ok[y, x] = False
         elif (swap := swapped_term(a.facets, b.facets)) is not None:
             swaps[(x, y)] = swap
@@ -263,12 +307,19 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
         if seed in placed:
             continue
         members = [seed]
+        union = set(candidates[component[seed]].tags)
         for other in order:
             if other in placed or other == seed or len(members) >= MAX_GROUP:
                 continue
-            if all(ok[other, m] for m in members):
+            tags = candidates[component[other]].tags
+            if all(ok[other, m] for m in members) and (
+                    max_tags is None or len(union | tags) <= max_tags):
                 members.append(other)
+                union |= tags
         if len(members) < 2:
+            continue
+        survivor = _survivor([candidates[component[m]] for m in members], guarded)
+        if survivor is None:
             continue
         placed.update(members)
         ids = [candidates[component[m]].id for m in members]
@@ -276,7 +327,20 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
         for x, y in itertools.combinations(members, 2):
             a, b = candidates[component[x]].id, candidates[component[y]].id
             pairs[(a, b) if a < b else (b, a)] = round(float(similarity[x, y]), 6)
-        survivor = max((candidates[component[m]] for m in members),
-                       key=lambda c: (len(c.tags), c.facets.richness, *c.rank)).id
-        groups.append(Group(sorted(ids), survivor, pairs))
+        tags = merged_tags(sorted(survivor.tags), (candidates[component[m]].tags for m in members))
+        groups.append(Group(sorted(ids), survivor.id, pairs, tuple(tags)))
     return groups
+
+
+def _survivor(members: list[Candidate], guarded: frozenset[str] | None) -> Candidate | None:
+    """The member that keeps saying it: of those that already hold every guarded tag of
+    the group (it gains none), the one that pins down most (numbers, dates, names), then
+    importance, confidence, use, the newest. With tags that may merge pairwise such a
+    member exists (members that differ in a guarded tag are nested, so their guarded
+    tags form a chain); None only if not (then the group is not formed)."""
+    union = frozenset().union(*(m.tags for m in members))
+    need = union if guarded is None else union & guarded
+    eligible = [m for m in members if need <= m.tags]
+    if not eligible:
+        return None
+    return max(eligible, key=lambda c: (c.facets.richness, *c.rank))

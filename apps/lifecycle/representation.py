@@ -14,6 +14,7 @@ def proposal_rows(outcome: Outcome) -> list[dict[str, Any]]:
     for number, group in enumerate(outcome.groups):
         row = {"members": group.members, "survivor": group.survivor,
                "merged_content": outcome.contents[group.survivor],
+               "tags": list(group.tags),
                "similarity": round(group.similarity, 6),
                "min_similarity": round(group.min_similarity, 6),
                "member_similarity": {k: round(v, 6) for k, v in group.to_survivor().items()}}

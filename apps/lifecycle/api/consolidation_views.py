@@ -18,6 +18,8 @@ class ProposalSerializer(serializers.Serializer):
     survivor = serializers.UUIDField(help_text="The member that stays current and says it.")
     merged_content = serializers.CharField(help_text="What the merged memory says (the "
                                            "survivor's text).")
+    tags = serializers.ListField(child=serializers.CharField(), help_text="The survivor's "
+                                 "tags once merged: its own, then every other member's.")
     similarity = serializers.FloatField(help_text="Mean cosine similarity of the members.")
     min_similarity = serializers.FloatField()
     member_similarity = serializers.DictField(child=serializers.FloatField(),
