@@ -226,54 +226,42 @@ def zero_unused_capacity(path: Path | None = None) -> int:
     slots hold whatever the process's heap held before: measured, the vector of an erased
     memory in a collection created after it (docs/privacy.md). The slots are never read
     (an element is written before the count covers it)."""
+    return _sweep_unused(path, zero=True)
+
+
+def unused_capacity_bytes(path: Path | None = None) -> int:
+    """Bytes that are not zero in the unused capacity of the HNSW files (see
+    :func:`zero_unused_capacity`); 0 right after a scrub."""
+    return _sweep_unused(path, zero=False)
+
+
+def _sweep_unused(path: Path | None, *, zero: bool) -> int:
+    """The non-zero bytes in every segment's unused capacity, zeroed too when ``zero``."""
     root = Path(path or settings.CHROMA_PATH)
     if not root.is_dir():
         return 0
-    zeroed = 0
+    found = 0
     for directory in _segment_dirs(root):
-        found = _unused(directory)
-        if found is None:
-            if (directory / HNSW_DATA).exists():
+        unused = _unused(directory)
+        if unused is None:
+            if zero and (directory / HNSW_DATA).exists():
                 logger.warning("HNSW files in %s are not in a layout this version reads: "
                                "their unused capacity was not zeroed", directory)
             continue
-        data, start, end = found
-        with data.open("r+b") as handle:
+        data, start, end = unused
+        with data.open("r+b" if zero else "rb") as handle:
             handle.seek(start)
             while start < end:
                 chunk = handle.read(min(_ZERO_CHUNK, end - start))
                 if not chunk:
                     break
                 dirty = len(chunk) - chunk.count(0)
-                if dirty:
-                    zeroed += dirty
+                if dirty and zero:
                     handle.seek(start)
                     handle.write(bytes(len(chunk)))
+                found += dirty
                 start += len(chunk)
-    return zeroed
-
-
-def unused_capacity_bytes(path: Path | None = None) -> int:
-    """Bytes that are not zero in the unused capacity of the HNSW files (see
-    :func:`zero_unused_capacity`); 0 right after a scrub."""
-    root = Path(path or settings.CHROMA_PATH)
-    if not root.is_dir():
-        return 0
-    held = 0
-    for directory in _segment_dirs(root):
-        found = _unused(directory)
-        if found is None:
-            continue
-        data, start, end = found
-        with data.open("rb") as handle:
-            handle.seek(start)
-            while start < end:
-                chunk = handle.read(min(_ZERO_CHUNK, end - start))
-                if not chunk:
-                    break
-                held += len(chunk) - chunk.count(0)
-                start += len(chunk)
-    return held
+    return found
 
 
 #: glibc's mallopt parameter M_PERTURB, and the byte freed memory is overwritten with.
