@@ -89,9 +89,10 @@ def review(namespace: Namespace, now: datetime | None = None, *, progress=None) 
                               below_since=now, checked_at=now)
                    for pk, value in weak.items() if pk not in known]
             WeakMemory.objects.bulk_create(new)
-            for pk, value in weak.items():
-                if pk in known:
-                    WeakMemory.objects.filter(pk=known[pk].pk).update(strength=value, checked_at=now)
+            still = [known[pk] for pk in weak if pk in known]
+            for row in still:
+                row.strength, row.checked_at = weak[str(row.memory_id)], now
+            WeakMemory.objects.bulk_update(still, ["strength", "checked_at"])
             recovered += WeakMemory.objects.filter(
                 memory_id__in=[pk for pk in strong if pk in known]).exclude(
                 state=State.REQUESTED).delete()[0]

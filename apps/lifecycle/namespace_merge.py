@@ -436,9 +436,10 @@ def _move_back(principal: Principal, merge: NamespaceMerge, src: Namespace,
                 continue
             # What the dedup superseded, and lineage made in the target meanwhile with
             # memories that stay there: released (lineage never crosses namespaces).
-            write.cut_ties(dst, [m.pk for m in memories], together)
-            for memory in memories:
-                memory.refresh_from_db(fields=["superseded_by", "superseded_at"])
+            if write.cut_ties(dst, [m.pk for m in memories], together):
+                # released rows: read again (locked already) in one query, not one each
+                memories = list(Memory.objects.filter(
+                    pk__in=[m.pk for m in memories]).order_by("pk"))
             vectors = (np.stack([stored[str(m.pk)] for m in memories])
                        if all(str(m.pk) in stored for m in memories) else None)
             write.move(dst, src, memories, vectors, duplicates={}, actor=principal,

@@ -8,7 +8,6 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.errors import InvalidInput
 from apps.core.query_params import KnownQueryParams
 from apps.core.query_params import integer as int_param
 from apps.lifecycle import forgetting
@@ -50,9 +49,7 @@ class ForgettingView(KnownQueryParams, APIView):
                                                 description="Default 100.")],
                    responses=ReviewListSerializer)
     def get(self, request, slug: str):
-        state = request.query_params.get("state", "proposed")
-        if state == "":
-            raise InvalidInput("state must not be empty.", field="state")
+        state = request.query_params.get("state", "proposed")  # the service checks it
         limit = int_param(request.query_params, "limit", 100, 1, 1000)
         return Response(forgetting.review_list(request.user, slug, state, limit))
 
