@@ -298,6 +298,9 @@ MEMORYWEB_CONSOLIDATE_THRESHOLD = env.float("MEMORYWEB_CONSOLIDATE_THRESHOLD", d
 # The most memories one REST/MCP/drop-in consolidation may consider (a request holds a
 # worker meanwhile); manage.py consolidate has no such cap.
 MEMORYWEB_CONSOLIDATE_MAX = env.int("MEMORYWEB_CONSOLIDATE_MAX", default=20000)
+# Above this many memories, a REST consolidation runs as a job (202 and the run to poll,
+# GET /api/v1/consolidations/{id}); at or below, it is answered within the request.
+MEMORYWEB_CONSOLIDATE_INLINE_MAX = env.int("MEMORYWEB_CONSOLIDATE_INLINE_MAX", default=2000)
 # Namespace merge (docs/lifecycle.md): memories moved per transaction, and the most a
 # REST request moves itself before the merge runs as a job (202).
 MEMORYWEB_NAMESPACE_MERGE_BATCH = env.int("MEMORYWEB_NAMESPACE_MERGE_BATCH", default=500)

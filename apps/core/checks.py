@@ -303,6 +303,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_CONSOLIDATE_THRESHOLD": (Bound(low=0.5, high=1), "0.80 is the default."),
     "MEMORYWEB_CONSOLIDATE_MAX": (Bound(low=1, high=10_000_000, integer=True),
                                   "20000 is the default."),
+    "MEMORYWEB_CONSOLIDATE_INLINE_MAX": (Bound(low=0, high=10_000_000, integer=True),
+                                         "2000 is the default."),
     "MEMORYWEB_NAMESPACE_MERGE_BATCH": (Bound(low=1, high=10_000, integer=True),
                                         "500 is the default."),
     "MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX": (Bound(low=0, high=10_000_000, integer=True),

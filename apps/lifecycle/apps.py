@@ -12,7 +12,7 @@ class LifecycleConfig(AppConfig):
     verbose_name = "Lifecycle (digests, consolidation)"
 
     def ready(self) -> None:
-        from apps.lifecycle import forgetting
+        from apps.lifecycle import consolidation_jobs, forgetting
         from apps.lifecycle.namespace_merge import register_stores
         from apps.lifecycle.namespace_setting import (
             ConsolidationSettings,
@@ -26,3 +26,4 @@ class LifecycleConfig(AppConfig):
             "consolidation", validate_consolidation_settings, ConsolidationSettings))
         register_stores()  # the namespace merges' records (kept, ids only)
         forgetting.register_stores()  # the forgetting review list (cascade)
+        consolidation_jobs.register_stores()  # consolidation jobs' results (ids only)

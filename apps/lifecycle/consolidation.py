@@ -217,6 +217,12 @@ def _candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
     return queryset.order_by("created_at", "pk")
 
 
+def candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
+    """The memories a consolidation of ``ns`` with ``filters`` would consider (counted by
+    the REST door to decide between answering now and queueing a job)."""
+    return _candidates(ns, filters)
+
+
 def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate], with_context: set[str],
                      progress: Callable[[str, int, int], None] | None) -> np.ndarray:
     """Unit vectors of the candidates' contents alone: the stored vector where it is the

@@ -121,3 +121,74 @@ class WeakMemory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.memory_id} ({self.state})"
+
+
+class ConsolidationRun(models.Model):
+    """A consolidation too large to answer within its request (more candidates than
+    ``MEMORYWEB_CONSOLIDATE_INLINE_MAX``), run by huey's worker
+    (apps/lifecycle/consolidation_jobs.py): its input, progress and result.
+
+    The result keeps ids, similarities and counts, never a memory's text: the merged text
+    is read from the survivor when the run is shown, so an erased memory leaves nothing
+    here (its :class:`ConsolidationRunMember` rows go and the result forgets its id)."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    #: Who asked (the audit label) and as what: the run acts with that role and agent.
+    requested_by = models.CharField(max_length=200)
+    agent_id = models.CharField(max_length=200, blank=True, default="")
+    role = models.PositiveSmallIntegerField(help_text="apps.core.roles.Role's value.")
+    #: The request's validated body (dry_run, threshold, filters): no memory content.
+    request = models.JSONField(default=dict, blank=True)
+    dry_run = models.BooleanField(default=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    #: Progress: the stage running (vectors, neighbours, apply) and its done/total.
+    stage = models.CharField(max_length=32, blank=True, default="")
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    candidates = models.PositiveIntegerField(default=0, help_text="Memories matched when "
+                                             "the run was asked for.")
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    lease = models.CharField(max_length=32, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NamespaceScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["namespace", "state"], name="consolidationrun_ns_state")]
+        #: One run at a time per namespace, decided by the database under concurrency.
+        constraints = [models.UniqueConstraint(
+            fields=["namespace"], condition=models.Q(state__in=["queued", "running"]),
+            name="consolidationrun_one_active")]
+
+    def __str__(self) -> str:
+        return f"consolidation run {self.pk} of {self.namespace_id} ({self.state})"
+
+
+class ConsolidationRunMember(models.Model):
+    """A memory a run's result names (a proposal's member or a conflict's side): what
+    erasure finds and removes, so a result never outlives a memory's erasure."""
+
+    run = models.ForeignKey(ConsolidationRun, on_delete=models.CASCADE, related_name="members")
+    #: Not a foreign key: the memory may be erased; erasure removes this row with it.
+    memory_id = models.UUIDField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "memory_id"],
+                                               name="consolidationrunmember_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.memory_id} in run {self.run_id}"

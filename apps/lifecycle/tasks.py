@@ -2,7 +2,8 @@
 (huey's consumer and every process's OpsConfig.ready find this module). Pause and resume
 it like any job (``manage.py jobs pause consolidate_memories``). And the huey tasks of
 namespace merges run as jobs (apps/lifecycle/namespace_merge.py), with the minute's sweep
-that resumes one whose worker stopped."""
+that resumes one whose worker stopped; likewise the consolidations too large for a request
+(apps/lifecycle/consolidation_jobs.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
 from apps.core.roles import Role
-from apps.lifecycle import consolidation, forgetting, namespace_merge
+from apps.lifecycle import consolidation, consolidation_jobs, forgetting, namespace_merge
 from apps.lifecycle.models import ConsolidationState
 from apps.lifecycle.namespace_setting import DEFAULT_INTERVAL_HOURS
 from apps.ops.jobs import Job, register
@@ -112,3 +113,15 @@ def run_namespace_merge(merge_id: str) -> None:
 def resume_namespace_merges() -> None:
     """Queue again the namespace merges whose worker died or whose task was lost."""
     namespace_merge.resume_stalled()
+
+
+@db_task()
+def run_consolidation(run_id: str) -> None:
+    """Run one queued consolidation; a second task for the same run finds it held and returns."""
+    consolidation_jobs.run(run_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def resume_consolidations() -> None:
+    """Queue again the consolidation runs whose worker died or whose task was lost."""
+    consolidation_jobs.resume_stalled()

@@ -55,6 +55,8 @@ MOVE_HANDLING: dict[str, str] = {
     "namespace_merges": "written by the merge itself: one record per moved memory",
     "forgetting_review": "the merge drops the source's review list at the start (the "
                          "target's next review finds the weak memories again)",
+    "consolidation_runs": "kept with the source's runs (ids only; a run shows no text of a "
+                          "memory no longer in its namespace)",
 }
 
 

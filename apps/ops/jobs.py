@@ -127,26 +127,28 @@ def _take_lease(job: Job) -> str | None:
     return token if taken else None
 
 
-class _Heartbeat(threading.Thread):
-    """Renews the run's lease while it works; stops with the run (or when it lost it)."""
+class Heartbeat(threading.Thread):
+    """Renews a lease while its run works; stops with the run (or when it lost the lease).
 
-    def __init__(self, name: str, token: str):
-        super().__init__(name=f"job-heartbeat-{name}", daemon=True)
-        self.job, self.token, self.stopped = name, token, threading.Event()
+    ``renew()`` writes the beat and returns how many rows it updated: 0 means another
+    worker took the lease over (presumed dead), and the run goes on unguarded. Used by the
+    scheduled jobs here and by the lifecycle's long runs (consolidation jobs)."""
+
+    def __init__(self, label: str, renew: Callable[[], int]):
+        super().__init__(name=f"heartbeat-{label}", daemon=True)
+        self.label, self.renew, self.stopped = label, renew, threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS):
                 try:
-                    held = JobState.objects.filter(name=self.job, lease=self.token).update(
-                        heartbeat_at=timezone.now())
+                    held = self.renew()
                 except Exception:  # a busy or dropped database: the next beat tries again
-                    log.warning("job %s: heartbeat not written", self.job, exc_info=True)
+                    log.warning("%s: heartbeat not written", self.label, exc_info=True)
                     connection.close_if_unusable_or_obsolete()
                     continue
                 if not held:  # taken over (presumed dead): the run goes on, unguarded
-                    log.error("job %s lost its lease to another worker while running",
-                              self.job)
+                    log.error("%s lost its lease to another worker while running", self.label)
                     return
         finally:
             connection.close()
@@ -168,7 +170,8 @@ def run_job(name: str) -> dict[str, Any] | None:
         return None
     started = time.perf_counter()
     outcome, error, result = "ok", "", {}
-    heartbeat = _Heartbeat(name, token)
+    heartbeat = Heartbeat(f"job {name}", lambda: JobState.objects.filter(
+        name=name, lease=token).update(heartbeat_at=timezone.now()))
     heartbeat.start()
     try:
         result = job.run()

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apps.core.roles import Role
+from apps.lifecycle.models import ConsolidationRun
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
@@ -121,6 +122,9 @@ ROUTES = [
           "/api/v1/namespaces/alpha/consolidate", {"dry_run": True}, Role.ADMIN, 200),
     Route("POST", "api/v1/memories/<str:pk>/unmerge", "/api/v1/memories/{memory}/unmerge", None,
           Role.ADMIN, 409),
+    # A consolidation run (a large consolidation's job): alpha's team admins read it.
+    Route("GET", "api/v1/consolidations/<str:pk>", "/api/v1/consolidations/{consolidation_run}",
+          None, Role.ADMIN, 200),
     Route("POST", "api/v1/ingest_and_recall", "/api/v1/ingest_and_recall", MEMORY_BODY,
           Role.AGENT, 201),
     Route("DELETE", "api/v1/agents/<str:agent_id>/memories",
@@ -317,7 +321,10 @@ def world(alpha, beta, callers):
     build_timeline(alpha)  # alpha's memories rolled up: a year node and its grips
     year = RollupNode.objects.get(namespace=alpha, level="year", agent_id="")
     invitation = invitations.invite(root, "alpha", {"username": "reading-person", "role": "agent"})
-    return {"memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
+    run = ConsolidationRun.objects.create(namespace=alpha, requested_by="matrix",
+                                          role=Role.ADMIN, request={"dry_run": True})
+    return {"consolidation_run": str(run.pk),
+            "memory": memory["id"], "shared": shared["id"], "key": target_key.key.pk,
             "cmm_memory": cmm_memory, "timeline_node": str(year.pk),
             "grip": str(Grip.objects.filter(node=year).first().pk),
             "user": "member-1", "grant": grant.pk, "invitation": invitation.pk, **erasures,

@@ -7,4 +7,5 @@ app_name = "lifecycle-consolidation"
 urlpatterns = [
     path("namespaces/<str:slug>/consolidate", views.ConsolidateView.as_view(), name="consolidate"),
     path("memories/<str:pk>/unmerge", views.UnmergeView.as_view(), name="unmerge"),
+    path("consolidations/<str:pk>", views.ConsolidationRunView.as_view(), name="run"),
 ]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.openapi import ErrorSerializer
 from apps.core.query_params import KnownQueryParams
-from apps.lifecycle import consolidation
+from apps.lifecycle import consolidation, consolidation_jobs
 from apps.lifecycle.representation import outcome_row, unmerged_row
 
 
@@ -58,19 +60,66 @@ class UnmergedSerializer(serializers.Serializer):
                                      help_text="The memories current again.")
 
 
+class ProgressSerializer(serializers.Serializer):
+    stage = serializers.CharField(help_text="vectors, neighbours, apply (empty: not started).")
+    done = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class ConsolidationRunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    namespace = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    state = serializers.ChoiceField(choices=["queued", "running", "done", "failed"])
+    candidates = serializers.IntegerField(help_text="Memories matched when it was asked for.")
+    progress = ProgressSerializer()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    result = OutcomeSerializer(allow_null=True, help_text="Once done: what the request "
+                               "would have answered (proposals naming a memory erased "
+                               "since are left out).")
+
+
 class ConsolidateView(KnownQueryParams, APIView):
     """Merge the memories of a namespace that say the same thing (team admin): a dry run
     (the default) proposes; applied, each group's best member stays and the others are
-    superseded by it, reversibly (docs/lifecycle.md)."""
+    superseded by it, reversibly (docs/lifecycle.md). A large one runs as a job."""
 
     query_params: set[str] = set()
 
-    @extend_schema(summary="Consolidate a namespace: propose (dry run) or merge near-identical "
-                   "memories", request=consolidation.ConsolidateInput, responses=OutcomeSerializer)
+    @extend_schema(
+        summary="Consolidate a namespace: propose (dry run) or merge near-identical memories",
+        description="Up to MEMORYWEB_CONSOLIDATE_INLINE_MAX matching memories are "
+                    "consolidated within the request (200, the outcome). More answer 202 "
+                    "with the run to poll (`Location`: GET /api/v1/consolidations/{id}); "
+                    "one run at a time per namespace (409).",
+        request=consolidation.ConsolidateInput,
+        responses={200: OutcomeSerializer, 202: ConsolidationRunSerializer,
+                   409: OpenApiResponse(ErrorSerializer, description="The namespace is "
+                                        "archived, or a consolidation of it is queued or "
+                                        "running.")})
     def post(self, request, slug: str):
-        outcome = consolidation.consolidate(request.user, slug, request.data,
-                                            limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
-        return Response(outcome_row(outcome))
+        found = consolidation_jobs.consolidate_or_queue(
+            request.user, slug, request.data, limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
+        if isinstance(found, consolidation.Outcome):
+            return Response(outcome_row(found))
+        response = Response(consolidation_jobs.run_row(found), status=202)
+        response["Location"] = reverse("lifecycle-consolidation:run", args=[found.pk])
+        return response
+
+
+class ConsolidationRunView(KnownQueryParams, APIView):
+    """A consolidation run as a job: its state, progress and, once done, its outcome
+    (team admin of its namespace; another tenant's is a 404)."""
+
+    query_params: set[str] = set()
+
+    @extend_schema(summary="A consolidation run: state, progress, outcome",
+                   responses=ConsolidationRunSerializer)
+    def get(self, request, pk: str):
+        return Response(consolidation_jobs.run_row(consolidation_jobs.get(request.user, pk)))
 
 
 class UnmergeView(KnownQueryParams, APIView):
