@@ -261,3 +261,19 @@ def test_a_member_edited_between_reading_and_applying_is_not_merged(team_admin, 
     body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
     assert body["merged"] == 0 and body["stale"] == 2
     assert not Memory.objects.filter(superseded_by__isnull=False).exists()
+
+
+def test_storing_a_merged_memorys_text_again_answers_with_its_survivor(team_admin, agent,
+                                                                      corpus):
+    """The superseded member keeps its text's dedup slot: the duplicate answered is the
+    memory that says it now (the survivor), not one left out of default recall."""
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
+    staging = next(p for p in body["proposals"] if corpus[STAGING[0]] in p["members"])
+    merged = next(t for t in STAGING if corpus[t] != staging["survivor"])
+    again = agent.post("/api/v1/memories", {"content": merged})
+    assert again.status_code == 200, again.json()
+    assert again.json()["duplicate"] is True and again.json()["id"] == staging["survivor"]
+    assert again.json()["superseded_by"] is None
+    batch = agent.post("/api/v1/memories/batch", {"memories": [{"content": merged}]}).json()
+    assert [r["id"] for r in batch["results"]] == [staging["survivor"]]
+    assert Memory.objects.count() == len(corpus)

@@ -207,6 +207,32 @@ def _live_by_hash(ns: Namespace, hashes: Sequence[str]) -> dict[str, Memory]:
                    .filter(namespace=ns, content_hash__in=set(hashes), event_type="")
                    .order_by("-created_at")):
         found[memory.content_hash] = memory  # oldest wins
+    return _speaking_for(found)
+
+
+#: How many merges deep a superseded memory's survivor is looked for.
+MAX_SUPERSEDED_HOPS = 8
+
+
+def _speaking_for(found: dict[str, Memory]) -> dict[str, Memory]:
+    """Each memory, or where consolidation superseded it, the live memory that says it now
+    (its survivor, followed through later merges): a repeat of a merged memory's text is
+    answered with the memory recall serves, not one left out of it."""
+    pending = {digest: m.superseded_by_id for digest, m in found.items() if m.superseded_by_id}
+    for _ in range(MAX_SUPERSEDED_HOPS):
+        if not pending:
+            break
+        rows = Memory.objects.live().select_related("namespace").in_bulk(set(pending.values()))
+        for digest, survivor_id in list(pending.items()):
+            survivor = rows.get(survivor_id)
+            if survivor is None:  # expired or gone: the member itself stays the answer
+                del pending[digest]
+                continue
+            found[digest] = survivor
+            if survivor.superseded_by_id:
+                pending[digest] = survivor.superseded_by_id
+            else:
+                del pending[digest]
     return found
 
 
