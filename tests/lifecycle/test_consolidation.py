@@ -277,3 +277,15 @@ def test_storing_a_merged_memorys_text_again_answers_with_its_survivor(team_admi
     batch = agent.post("/api/v1/memories/batch", {"memories": [{"content": merged}]}).json()
     assert [r["id"] for r in batch["results"]] == [staging["survivor"]]
     assert Memory.objects.count() == len(corpus)
+
+
+def test_deleting_a_survivor_names_the_memories_it_releases_in_the_audit_log(team_admin,
+                                                                              corpus):
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
+    staging = next(p for p in body["proposals"] if corpus[STAGING[0]] in p["members"])
+    others = sorted(set(staging["members"]) - {staging["survivor"]})
+    assert team_admin.delete(f"/api/v1/memories/{staging['survivor']}").status_code == 204
+    entry = AuditEntry.objects.filter(operation="memory.delete").latest("seq")
+    assert entry.record_ids == [staging["survivor"]]
+    assert entry.summary == {"count": 1, "released": others}
+    assert not Memory.objects.filter(pk__in=others, superseded_by__isnull=False).exists()

@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action
-from apps.memories import schemas, writes
+from apps.memories import schemas, stores, writes
 from apps.memories.models import Memory
 from apps.memories.recall.channels import _filtered
 from apps.memories.services.access import _editable, check_append_only, check_writable
@@ -138,15 +138,30 @@ def delete_memories(principal: Principal, by_namespace: Mapping[int, Sequence[An
     once it is done. ``counts`` (if given) gets each namespace's deletions."""
     namespaces = Namespace.objects.in_bulk(list(by_namespace))
     deleted = 0
+    released: list[str] = []
 
     def entry(namespace: Namespace, ids: Sequence[Any], removed: int) -> None:
+        # A deleted survivor's merged memories are current again: named, as what changed.
         audit(principal, operation, namespace=namespace, record_ids=ids,
-              summary={**(summary or {}), "count": removed})
+              summary={**(summary or {}), "count": removed,
+                       **({"released": released} if released else {})})
 
     with writes.atomic() as write:
         for ns_id, pks in by_namespace.items():
+            released[:] = superseded_by_any(ns_id, pks)
             removed = write.delete(namespaces[ns_id], pks, actor=principal, audit=entry)
             deleted += removed
             if counts is not None:
                 counts[ns_id] = removed
     return deleted
+
+
+def superseded_by_any(namespace_id: int, ids: Sequence[Any]) -> list[str]:
+    """The memories outside ``ids`` that one of ``ids`` superseded (a consolidation's
+    members): deleting their survivor makes them current again."""
+    found: list[str] = []
+    for part in stores.chunks(list(ids)):
+        found += [str(pk) for pk in Memory.objects.filter(
+            namespace_id=namespace_id, superseded_by__in=part).exclude(pk__in=part)
+            .order_by("pk").values_list("pk", flat=True)]
+    return sorted(set(found) - {str(i) for i in ids})
