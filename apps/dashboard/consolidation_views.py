@@ -146,6 +146,8 @@ class Member:
     similarity: float | None
     survivor: bool
     url: str
+    #: Its own tags, as stored.
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -157,6 +159,10 @@ class Proposal:
     min_similarity: float
     to_survivor: dict[str, float]
     reject_url: str
+    #: The survivor's tags once merged (the proposal's ``tags``: its own, then every other
+    #: member's), and those it gains.
+    tags: list[str] = field(default_factory=list)
+    gained: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -194,22 +200,25 @@ def _review(outcome: Outcome, query: Any, hide: list[str]) -> Review:
     conflicts = outcome.conflicts[:MAX_CONFLICTS]
     review.more_conflicts = len(outcome.conflicts) - len(conflicts)
     ids = {i for _, g in shown for i in g.members} | {i for c in conflicts for i in (c.a, c.b)}
-    about = {str(pk): (agent, created) for pk, agent, created in Memory.objects.filter(
-        namespace=outcome.namespace, pk__in=ids).values_list("pk", "agent_id", "created_at")}
+    about = {str(pk): (agent, created, tags or []) for pk, agent, created, tags in
+             Memory.objects.filter(namespace=outcome.namespace, pk__in=ids).values_list(
+                 "pk", "agent_id", "created_at", "tags")}
 
     def member(memory_id: str, similarity: float | None = None, survivor: bool = False) -> Member:
-        agent, created = about.get(memory_id, ("", None))
+        agent, created, tags = about.get(memory_id, ("", None, []))
         return Member(memory_id, outcome.contents[memory_id], agent, created, similarity, survivor,
-                      reverse("admin:memories_memory_change", args=[memory_id]))
+                      reverse("admin:memories_memory_change", args=[memory_id]), list(tags))
 
     for key, group in shown:
         to_survivor = group.to_survivor()
         kept = member(group.survivor, survivor=True)
         others = sorted(to_survivor.items(), key=lambda item: (-item[1], item[0]))
+        tags = list(group.tags)
         review.proposals.append(Proposal(
             key, [kept, *(member(i, s) for i, s in others)], kept, group.similarity,
             group.min_similarity, to_survivor,
-            page_url(outcome.namespace, query, hide=[*hide, key])))
+            page_url(outcome.namespace, query, hide=[*hide, key]), tags,
+            [t for t in tags if t not in kept.tags]))
     review.conflicts = [ConflictRow([member(c.a), member(c.b)], c.similarity, list(c.differs_in))
                         for c in conflicts]
     return review
@@ -315,6 +324,8 @@ def merge_view(request: HttpRequest) -> HttpResponse:
                       "since the dry run: run the dry run again.", 409)
     kept = rows[survivor]
     others = [rows[i] for i in members if i != survivor]
+    tags = grouping.merged_tags(kept.tags or [], (m.tags or [] for m in others))
+    gained = [t for t in tags if t not in (kept.tags or [])]
     if confirmed(request):
         try:
             outcome = merge(principal, namespace.slug, members, survivor)
@@ -327,6 +338,7 @@ def merge_view(request: HttpRequest) -> HttpResponse:
         "stays as it is: to change it, edit the kept memory after merging.",
         *(f"Superseded by it: “{m.content}” ({m.agent_id}, stored {m.created_at:%Y-%m-%d})."
           for m in others),
+        _tags_line(tags, gained),
         "Superseded memories are kept: out of default lists and recall, shown with "
         "include_superseded. Unmerge on a memory's page undoes this.",
     ]
@@ -335,6 +347,17 @@ def merge_view(request: HttpRequest) -> HttpResponse:
         effect=f"Merge {plural(len(members), 'memory', 'memories')} in {namespace.slug}, keeping "
                f"“{snippet(kept.content)}”", button=f"Merge {len(members)} memories",
         cancel_url=back, details=details)
+
+
+def _tags_line(tags: list[str], gained: list[str]) -> str:
+    """The kept memory's tags after merging, and what it gains (unmerge takes those back)."""
+    if not tags:
+        return "Tags after merging: none (no member has a tag)."
+    line = f"Tags after merging: {', '.join(tags)}"
+    if gained:
+        return (f"{line}; it gains {', '.join(gained)} from the others (so a tag-filtered recall "
+                "that found one of them finds it; unmerge takes them back).")
+    return f"{line} (its own: it gains none)."
 
 
 def _say_merged(request: HttpRequest, namespace: Namespace, kept: Memory, count: int,

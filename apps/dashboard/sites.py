@@ -23,7 +23,11 @@ TOOLS = [
     ("timeline", "Timeline"),
     ("sessions", "Sessions"),
     ("consolidation", "Consolidation"),
+    ("forgetting", "Forgetting"),
+    ("namespace_merges", "Namespace merges"),
 ]
+#: Tools for system admins only: not listed for anyone else (their pages answer 403).
+SYSTEM_TOOLS = frozenset({"namespace_merges"})
 
 
 class DashboardSite(admin.AdminSite):
@@ -52,7 +56,14 @@ class DashboardSite(admin.AdminSite):
                                     f"{urlencode({REDIRECT_FIELD_NAME: next_url})}")
 
     def get_urls(self):
-        from apps.dashboard import consolidation_views, session_views, timeline_views, views
+        from apps.dashboard import (
+            consolidation_views,
+            forgetting_views,
+            merge_views,
+            session_views,
+            timeline_views,
+            views,
+        )
 
         pages = [
             path("dashboard/overview/", self.admin_view(views.overview), name="overview"),
@@ -67,17 +78,22 @@ class DashboardSite(admin.AdminSite):
             re_path(r"^dashboard/sessions/(?P<session_id>(?s:.+))/$",
                     self.admin_view(session_views.session), name="session"),
             *consolidation_views.urls(self.admin_view),
+            *forgetting_views.urls(self.admin_view),
+            *merge_views.urls(self.admin_view),
         ]
         return pages + super().get_urls()
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)
         if app_label is None or app_label == "dashboard":
+            principal = principal_for(request)
+            system = principal is not None and principal.is_system_admin
+            tools = [(name, title) for name, title in TOOLS if system or name not in SYSTEM_TOOLS]
             apps.insert(0, {
                 "name": "Tools", "app_label": "dashboard", "app_url": reverse("admin:overview"),
                 "has_module_perms": True,
                 "models": [{"name": title, "object_name": name, "admin_url": reverse(f"admin:{name}"),
                             "add_url": None, "view_only": True, "perms": {"view": True}}
-                           for name, title in TOOLS],
+                           for name, title in tools],
             })
         return apps

@@ -385,6 +385,15 @@ def get(principal: Principal, merge_id: Any) -> NamespaceMerge:
         raise NotFound("namespace merge not found.") from exc
 
 
+def listing(principal: Principal, state: str = "") -> Any:
+    """Every namespace merge, newest first (system admin), of one ``state`` if given."""
+    _require_system(principal)
+    if state and state not in State.values:
+        raise InvalidInput(f"state is one of {', '.join(State.values)}.", field="state")
+    rows = NamespaceMerge.objects.select_related("source", "target").order_by("-created_at", "pk")
+    return rows.filter(state=state) if state else rows
+
+
 def revert(principal: Principal, merge_id: Any) -> NamespaceMerge:
     """Move a merge's memories back into the (unarchived) source: a finished merge, or a
     failed one (what it had moved). Memories the target erased meanwhile stay erased, and

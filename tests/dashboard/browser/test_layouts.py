@@ -42,6 +42,8 @@ SCREENS = [
     ("playground", "alice", "/admin/dashboard/playground/"),
     ("live-feed", "alice", "/admin/dashboard/live/"),
     ("namespace", "alice", lambda site: "/admin/tenancy/namespace/"),
+    ("forgetting", "alice", "/admin/dashboard/forgetting/"),
+    ("namespace-merges", "root", "/admin/dashboard/namespace-merges/"),
 ]
 
 #: Runs in the page: the widest overflow and the text elements with too little contrast.
