@@ -3,7 +3,8 @@
 could not read, so the import reports it and goes on.
 
 - ``jsonl``: MemoryWeb's own export (``GET /api/v1/export``, ``manage.py export``). Every
-  field comes back; the manifest's SHA-256 is checked. Audit and grant lines are not
+  field comes back, consolidation lineage included (checked and restored by
+  apps/memories/import_lineage.py); the manifest's SHA-256 is checked. Audit and grant lines are not
   imported: the audit log is the receiving server's own record, and grants name that
   server's namespaces.
 - ``mem0``: the JSON of mem0's ``get_all`` (``{"results": [...]}`` or a bare list).
@@ -34,7 +35,8 @@ Item = ImportRecord | tuple[int, str]
 
 #: Export fields that are the receiving server's to set, not the record's.
 _EXPORT_ONLY = ("type", "id", "namespace", "content_hash", "near_duplicate_of", "external_ids",
-                "duplicate", "near_duplicate_similarity", "superseded_by")
+                "duplicate", "near_duplicate_similarity", "superseded_by", "superseded_at",
+                "derived_from", "conflicts_with")
 
 
 def count(path: Path, fmt: str) -> int | None:
@@ -107,6 +109,9 @@ def _export_record(number: int, row: dict[str, Any]) -> Item:
     return ImportRecord(number, ExternalId.System.MEMORYWEB, key, data, preferred_id=preferred,
                         near_duplicate_of=row.get("near_duplicate_of") or None,
                         superseded_by=row.get("superseded_by") or None,
+                        superseded_at=row.get("superseded_at"),
+                        derived_from=row.get("derived_from"),
+                        conflicts_with=row.get("conflicts_with"),
                         other_ids=dict(other_ids))
 
 

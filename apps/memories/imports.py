@@ -8,6 +8,8 @@ That is why it takes a team admin (``manage``), not an agent.
 
 Idempotent: a record names its id in the source system (an :class:`ExternalId`), and
 a record already imported into the namespace is skipped, so a re-run creates nothing.
+Links between memories (near-duplicates, consolidation lineage) are restored once every
+record is in (apps/memories/import_lineage.py).
 Each batch is one transaction of the write path (apps/memories/writes.py: memories, tag
 rows, keyword index, versions, external ids, outbox, one audit entry), indexed in Chroma
 after the commit like any write. A bad
@@ -28,7 +30,7 @@ from rest_framework import serializers
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput
 from apps.core.roles import Action
-from apps.memories import indexing, schemas, writes
+from apps.memories import import_lineage, indexing, schemas, writes
 from apps.memories.external_ids import raise_sequence
 from apps.memories.models import (
     EventType,
@@ -105,6 +107,14 @@ class ImportRecord:
     #: The memory a consolidation merged it into, as an id of the same source (restored
     #: at the end, like the near-duplicate link: superseded again, derived_from linked).
     superseded_by: str | None = None
+    #: Its consolidation lineage as the file has it, checked with the record
+    #: (import_lineage.check): since when it was superseded (ISO 8601); the memories
+    #: merged into it (``[{"id", "similarity"}]``: the similarity its restored
+    #: derived_from link gets); the memories it conflicts with (``[{"id", "differs_in",
+    #: "similarity"}]``, linked again when both ends are in).
+    superseded_at: Any = None
+    derived_from: Any = None
+    conflicts_with: Any = None
     #: Ids the memory had in other systems (an export carries them), restored as well.
     other_ids: dict[str, str] = field(default_factory=dict)
 
@@ -118,6 +128,9 @@ class ImportReport:
     #: (line, message): imported, with something left out (said why).
     warnings: list[tuple[int, str]] = field(default_factory=list)
     linked: int = 0
+    #: Supersedes and conflict links restored (a source's consolidation lineage).
+    superseded: int = 0
+    conflicts: int = 0
     #: Each record's source id seen in this run -> its line (a file naming one twice).
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -131,7 +144,7 @@ def import_records(principal: Principal, namespace: str, records: Iterable[Impor
     authorize(principal, ns.pk, Action.MANAGE)
     check_writable(ns)
     report = ImportReport()
-    links: list[tuple[uuid.UUID, str, str]] = []
+    links = import_lineage.Pending()
     for chunk in _chunks(records, batch_size):
         good: list[ImportRecord] = []
         for item in chunk:
@@ -143,7 +156,7 @@ def import_records(principal: Principal, namespace: str, records: Iterable[Impor
             _import_batch(principal, ns, good, report, links)
         if progress:
             progress(len(chunk))
-    report.linked = _link_near_duplicates(principal, ns, links)
+    import_lineage.restore(principal, ns, links, report)
     return report
 
 
@@ -196,11 +209,13 @@ class _Known:
 
 
 def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecord],
-                  report: ImportReport, links: list[tuple[uuid.UUID, str, str]]) -> None:
+                  report: ImportReport, links: import_lineage.Pending) -> None:
     known = _Known.of(ns, records)
     memories: list[Memory] = []
     versions: list[MemoryVersion] = []
     external: list[ExternalId] = []
+    #: Each memory's links, remembered once the batch is written (not when it lost a race).
+    pending: list[tuple[ImportRecord, uuid.UUID, import_lineage.Lineage]] = []
     for record in records:
         key = (record.system, record.external_id)
         if key in report.seen:
@@ -221,6 +236,7 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
             continue
         try:
             cleaned = schemas.validate(ImportInput, record.data)
+            lineage = import_lineage.check(record)
         except InvalidInput as exc:
             report.errors.append((record.line, f"{exc.field + ': ' if exc.field else ''}"
                                   f"{exc.message}"))
@@ -245,10 +261,7 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
             ids.setdefault(record.system, record.external_id)  # the origin, if it had one, stays
         external += [ExternalId(namespace=ns, system=system, external_id=value, memory=memory,
                                 imported=True) for system, value in ids.items()]
-        if record.near_duplicate_of:
-            links.append((pk, record.system, record.near_duplicate_of))
-        if record.superseded_by:
-            links.append((pk, record.system, SUPERSEDED + record.superseded_by))
+        pending.append((record, pk, lineage))
     if not memories:
         return
     embeddings = indexing.embed_contents([m.content for m in memories])
@@ -270,44 +283,8 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
                               f"some of them meanwhile ({exc}); run again to add the rest."))
         return
     report.created += len(memories)
-
-
-#: Marks a link of ``links`` that restores a supersede rather than a near-duplicate.
-SUPERSEDED = "superseded:"
-
-
-def _link_near_duplicates(principal: Principal, ns: Namespace,
-                          links: list[tuple[uuid.UUID, str, str]]) -> int:
-    """Restore the source's near-duplicate links and supersedes (consolidation lineage)
-    once every record is in (a link may point forward in the file). A target that was not
-    imported stays unlinked (the memory is then current)."""
-    linked: list[uuid.UUID] = []
-    superseded: list[tuple[uuid.UUID, uuid.UUID]] = []
-    for pk, system, target in links:
-        lineage = target.startswith(SUPERSEDED)
-        target = target.removeprefix(SUPERSEDED)
-        found = (ExternalId.objects.filter(namespace=ns, system=system, external_id=target)
-                 .values_list("memory_id", flat=True).first())
-        if found is None and system == ExternalId.System.MEMORYWEB:
-            found = Memory.objects.filter(namespace=ns, pk=_uuid_or_none(target)).values_list(
-                "pk", flat=True).first()
-        if found is not None and found != pk:
-            if lineage:
-                superseded.append((pk, found))
-            elif writes.link_near_duplicate(pk, found):
-                linked.append(pk)
-    if linked:
-        audit(principal, "memory.import", namespace=ns, record_ids=linked,
-              summary={"near_duplicates_linked": len(linked)})
-    if superseded:
-        with writes.atomic() as write:
-            for pk, by in superseded:
-                write.supersede(ns, [Memory(pk=pk, namespace=ns)], Memory(pk=by, namespace=ns),
-                                similarity={}, actor=principal)
-            audit(principal, "memory.import", namespace=ns,
-                  record_ids=[pk for pk, _ in superseded],
-                  summary={"superseded_restored": len(superseded)})
-    return len(linked)
+    for record, pk, lineage in pending:
+        links.add(record, pk, lineage)
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -36,6 +36,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -271,14 +272,17 @@ class Write:
     # --- lineage (apps/lifecycle) --------------------------------------------------------
 
     def supersede(self, namespace: Namespace, members: Sequence[Memory], by: Memory, *,
-                  similarity: Mapping[Any, float], actor: Any) -> int:
+                  similarity: Mapping[Any, float | None], actor: Any,
+                  at: datetime | None = None) -> int:
         """Mark ``members`` (locked by the caller) as said by ``by`` from now on: their
         ``superseded_by``/``superseded_at`` and a ``derived_from`` link from ``by`` to each
-        (with its similarity). Not an edit of theirs: no version, no outbox row (neither
-        index holds the state; recall drops superseded rows when it reads them). The
-        caller audits. Returns how many were superseded."""
+        (with its similarity; a member without one gets none). Not an edit of theirs: no
+        version, no outbox row (neither index holds the state; recall drops superseded rows
+        when it reads them). The caller audits. ``at`` is for an import restoring a
+        source's lineage: when the source superseded them (their ``superseded_at`` and the
+        links' time; default now). Returns how many were superseded."""
         self._require_open()
-        now = timezone.now()
+        now = at or timezone.now()
         similarity = {str(key): value for key, value in similarity.items()}
         ids = [m.pk for m in members if m.pk != by.pk]
         done = Memory.objects.filter(namespace_id=namespace.pk, pk__in=ids).update(
@@ -447,17 +451,23 @@ def secure_deletes() -> contextlib.AbstractContextManager[None]:
 
 @contextmanager
 def _secure_delete() -> Iterator[None]:
-    """SQLite: zero freed pages instead of leaving content there, for the erasure's deletes."""
+    """SQLite: zero freed pages instead of leaving content there, for the erasure's deletes.
+
+    The embedded settings turn ``secure_delete`` on for every connection (so ordinary
+    updates leave no stale copies either); this holds it on whatever a connection was
+    opened with (a DATABASE_URL without the pragma), and restores that setting after."""
     if connection.vendor != "sqlite":
         yield
         return
     with connection.cursor() as cursor:
+        cursor.execute("PRAGMA secure_delete")
+        before = cursor.fetchone()[0]
         cursor.execute("PRAGMA secure_delete = ON")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("PRAGMA secure_delete = OFF")
+            cursor.execute(f"PRAGMA secure_delete = {int(before)}")
 
 
 # --- links ------------------------------------------------------------------------------

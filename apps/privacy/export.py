@@ -1,6 +1,7 @@
 """Export: everything held about a namespace or a subject, as streamed JSON lines.
 
-Lines, in order: every selected memory with its versions (``"type": "memory"``; and
+Lines, in order: every selected memory with its versions (``"type": "memory"``; its
+consolidation lineage: ``superseded_at``, ``derived_from`` and ``conflicts_with``; and
 ``external_ids`` when it was imported from another system), the
 sharing grants that expose any of them (``"grant"``), the audit entries about them
 (``"audit"``), then one ``"manifest"`` line with the selector, counts per type and the
@@ -22,8 +23,8 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry, AuditRecord
 from apps.memories.external_ids import external_ids_of
-from apps.memories.models import Memory, MemoryVersion
-from apps.memories.representation import memory_row
+from apps.memories.models import Memory, MemoryLink, MemoryVersion
+from apps.memories.representation import iso_datetime, memory_row
 from apps.privacy.selectors import Selector
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
@@ -69,9 +70,12 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
     for memories in _chunks(selector):
         versions = _versions_of(memories)
         other_ids = external_ids_of(memories)
+        lineage = _lineage_of(selector.namespace.pk, memories)
         lines = []
         for memory in memories:
             row = {"type": "memory", **memory_row(memory),
+                   "superseded_at": iso_datetime(memory.superseded_at),
+                   **lineage.get(memory.pk, {"derived_from": [], "conflicts_with": []}),
                    "versions": versions.get(memory.pk, [])}
             if memory.pk in other_ids:  # its ids in the systems it was imported from
                 row["external_ids"] = other_ids[memory.pk]
@@ -120,6 +124,38 @@ def _versions_of(memories: list[Memory]) -> dict[Any, list[dict[str, Any]]]:
         found.setdefault(version.memory_id, []).append({
             "version": version.version, "changed_by": version.changed_by,
             "changed_at": version.changed_at.isoformat(), "changes": version.changes})
+    return found
+
+
+def _lineage_of(namespace_id: int, memories: list[Memory]) -> dict[Any, dict[str, list[Any]]]:
+    """Each memory's consolidation links, two queries per chunk: ``derived_from`` (the
+    memories merged into it, with their similarity to it) and ``conflicts_with`` (stored
+    once, listed on both ends: the other's id, what differs, the similarity), each list in
+    id order so an export -> import -> export gives the same lines. The ids name memories
+    of the namespace, exported or not (a subject export names ones it leaves out)."""
+    ids = [m.pk for m in memories]
+    found: dict[Any, dict[str, list[Any]]] = {}
+
+    def add(memory: Any, kind: str, item: dict[str, Any]) -> None:
+        found.setdefault(memory, {"derived_from": [], "conflicts_with": []})[kind].append(item)
+
+    links = MemoryLink.objects.filter(namespace_id=namespace_id)
+    columns = ("source_id", "target_id", "relation", "similarity", "differs_in")
+    outgoing = links.filter(source_id__in=ids).values_list(*columns)
+    incoming = links.filter(target_id__in=ids,
+                            relation=MemoryLink.Relation.CONFLICTS_WITH).values_list(*columns)
+    for source, target, relation, similarity, differs_in in outgoing:
+        if relation == MemoryLink.Relation.DERIVED_FROM:
+            add(source, "derived_from", {"id": str(target), "similarity": similarity})
+        elif relation == MemoryLink.Relation.CONFLICTS_WITH:
+            add(source, "conflicts_with", {"id": str(target), "differs_in": list(differs_in or []),
+                                           "similarity": similarity})
+    for source, target, _, similarity, differs_in in incoming:
+        add(target, "conflicts_with", {"id": str(source), "differs_in": list(differs_in or []),
+                                       "similarity": similarity})
+    for lists in found.values():
+        for items in lists.values():
+            items.sort(key=lambda item: item["id"])
     return found
 
 

@@ -65,6 +65,9 @@ class Command(BaseCommand):
         for line, message in report.warnings[:SHOWN]:
             self.stderr.write(f"{name}: {f'line {line}: ' if line else ''}warning: {message}")
         links = f", {report.linked} near-duplicate links restored" if report.linked else ""
+        if report.superseded or report.conflicts:  # a consolidated namespace's lineage
+            links += (f", {report.superseded} superseded memories and {report.conflicts} "
+                      "conflict links restored")
         self.stdout.write(
             f"{namespace}: {report.created} imported, {report.existing} already there{links}, "
             f"{len(report.errors)} problems (listed above; those records were skipped)"
