@@ -220,6 +220,10 @@ else:
                     f"PRAGMA synchronous={SQLITE_SYNCHRONOUS};"
                     "PRAGMA foreign_keys=ON;"
                     "PRAGMA busy_timeout=30000;"
+                    # Every delete and update zeroes the bytes it frees: a derived copy of
+                    # a memory's text (a rollup's excerpt, a replaced summary, an edited
+                    # row) leaves nothing in free space for a later erasure to miss.
+                    "PRAGMA secure_delete=ON;"
                 ),
             },
         }
