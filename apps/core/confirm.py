@@ -30,17 +30,21 @@ def typed_matches(request: HttpRequest, expected: str) -> bool:
 def confirmation_page(request: HttpRequest, admin_site, *, title: str, effect: str, button: str,
                       cancel_url: str, details: Sequence[str] = (), typed: str | None = None,
                       reason: bool = False, error: str | None = None, can_confirm: bool = True,
-                      status: int = 200) -> TemplateResponse:
+                      status: int = 200, text: tuple[str, str] | None = None) -> TemplateResponse:
     """The confirmation page: ``effect`` in words, a danger ``button`` naming it, Cancel.
 
     ``typed``: a word the user must type to confirm; ``reason``: a required reason field;
     ``error``: why the last attempt was refused (shown as a form error, nothing changed);
-    ``can_confirm`` False shows the page without the button (the action is refused)."""
+    ``can_confirm`` False shows the page without the button (the action is refused);
+    ``text``: ``(label, value)`` of a text the user may edit before confirming (posted as
+    ``text``; the posted value is shown again after a refusal)."""
     context = {
         **admin_site.each_context(request),
         "title": title, "effect": effect, "button": button, "cancel_url": cancel_url,
         "details": list(details), "typed": typed, "reason": reason, "error": error,
         "can_confirm": can_confirm, "reason_value": request.POST.get("reason", ""),
+        "text_label": text[0] if text else None,
+        "text_value": request.POST.get("text", text[1]) if text else None,
     }
     return TemplateResponse(request, TEMPLATE, context, status=status)
 

@@ -242,7 +242,9 @@ def test_accept_asks_first_then_merges_and_returns_to_a_fresh_dry_run(alice, cor
     assert confirm.status_code == 200 and 'id="mw-confirm"' in text
     assert f"Merge 3 memories in alpha, keeping “{staging.survivor.text[:40]}" in text
     assert ">Merge 3 memories</button>" in text
-    assert "edit the kept memory after merging" in text and "Unmerge" in text
+    assert "Edit the merged text below" in text and "Unmerge" in text
+    assert re.search(r'<textarea name="text" id="mw-text"[^>]*>' + re.escape(
+        staging.survivor.text) + "</textarea>", text)
     for member in staging.members:
         assert member.text in text
     _unchanged()
@@ -267,6 +269,44 @@ def test_accept_asks_first_then_merges_and_returns_to_a_fresh_dry_run(alice, cor
     assert [{m.id for m in p.members} for p in done.context["proposals"]] == [
         {corpus[t] for t in DEPLOYS}]
     assert not MemoryLink.objects.filter(relation="conflicts_with").exists()
+
+
+def test_the_merged_text_edited_on_the_confirmation_is_what_the_kept_memory_says(alice,
+                                                                                   corpus):
+    response, _ = _dry_run(alice)
+    deploys = _proposal(response, corpus, DEPLOYS)
+    confirm = alice.get(MERGE, _accept_query(deploys))
+    url = confirm.request["PATH_INFO"] + "?" + confirm.request["QUERY_STRING"]
+    merged_text = "Production deploys: every Tuesday afternoon."
+    done = alice.post(url, {"confirm": "yes", "text": merged_text}, follow=True)
+    assert done.status_code == 200
+    kept = Memory.objects.get(pk=deploys.survivor.id)
+    assert kept.content == merged_text and kept.version == 2
+    others = {m.id for m in deploys.members} - {deploys.survivor.id}
+    assert {str(pk) for pk in Memory.objects.filter(superseded_by=kept.pk)
+            .values_list("pk", flat=True)} == others
+    edit = AuditEntry.objects.get(operation="memory.update")
+    assert edit.record_ids == [deploys.survivor.id] and edit.summary["fields"] == ["content"]
+    assert "now says the merged text" in unescape(done.content.decode())
+    # The text left as it was (spacing aside) is no edit.
+    staging = _proposal(_dry_run(alice)[0], corpus, STAGING)
+    confirm = alice.get(MERGE, _accept_query(staging))
+    url = confirm.request["PATH_INFO"] + "?" + confirm.request["QUERY_STRING"]
+    alice.post(url, {"confirm": "yes", "text": f"  {staging.survivor.text} "})
+    assert Memory.objects.get(pk=staging.survivor.id).version == 1
+    assert AuditEntry.objects.filter(operation="memory.update").count() == 1
+
+
+def test_a_refused_merged_text_merges_nothing(alice, corpus):
+    response, _ = _dry_run(alice)
+    deploys = _proposal(response, corpus, DEPLOYS)
+    confirm = alice.get(MERGE, _accept_query(deploys))
+    url = confirm.request["PATH_INFO"] + "?" + confirm.request["QUERY_STRING"]
+    refused = alice.post(url, {"confirm": "yes", "text": "   "})
+    assert refused.status_code == 400 and 'id="mw-confirm-error"' in refused.content.decode()
+    assert "content" in unescape(refused.content.decode())
+    _unchanged()
+    assert Memory.objects.get(pk=deploys.survivor.id).version == 1
 
 
 def test_the_radio_chooses_another_survivor(alice, corpus):
