@@ -44,7 +44,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.errors import Unavailable
+from apps.core.errors import Conflict, Unavailable
 from apps.memories import changes, context, indexing, lexical, stores, track_record, write_moves
 from apps.memories.models import (
     ExternalId,
@@ -110,6 +110,7 @@ class Write:
         self._require_open()
         if not memories:
             return []
+        _writable_now(namespace)
         if on_taken is not None:
             for memory in memories:
                 memory.dedup_slot = memory.content_hash
@@ -468,6 +469,23 @@ def _secure_delete() -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"PRAGMA secure_delete = {int(before)}")
+
+
+def _writable_now(namespace: Namespace) -> None:
+    """The namespace is not archived, read inside the write's transaction: the services'
+    request-time check (tenancy's ``check_writable``) may have run before a namespace
+    merge archived it, and a store committing after the merge's last look would stay in
+    the archived source. SQLite's write lock (``BEGIN IMMEDIATE``) orders this read after
+    the archive's commit; on PostgreSQL ``FOR SHARE`` waits for it (and lets concurrent
+    writers through together)."""
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT archived_at FROM {Namespace._meta.db_table} WHERE id = %s{lock}",
+                       [namespace.pk])
+        row = cursor.fetchone()
+    if row is not None and row[0] is not None:
+        raise Conflict(f"namespace {namespace.slug!r} is archived; writes are refused until a "
+                       "system admin unarchives it.", field="namespace")
 
 
 # --- links ------------------------------------------------------------------------------

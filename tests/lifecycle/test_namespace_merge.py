@@ -335,3 +335,25 @@ def test_the_forgetting_list_never_shows_a_memory_that_moved_away(filled, system
     assert beta_admin.get("/api/v1/namespaces/beta/forgetting").json()["count"] == 0
     forgetting.review(Namespace.objects.get(slug="alpha"))
     assert not WeakMemory.objects.filter(namespace=beta, memory_id=filled["alpha"][0]).exists()
+
+
+def test_a_store_that_passed_the_archive_check_before_a_merge_archived_is_refused(
+        filled, system_admin, agent, monkeypatch):
+    """The write path checks the namespace again inside its own transaction: a store whose
+    request-time checks (its key, the archive) ran before the merge archived the source and
+    revoked its keys (a slow embedding, say) cannot commit into the archived source after
+    the merge's last look."""
+    from apps.core.errors import Conflict
+    from apps.memories import services
+    from apps.memories.services import building
+
+    in_flight = Principal.for_key(agent.key)  # authenticated before the merge
+    merge_id = _merge(system_admin).json()["id"]
+    assert NamespaceMerge.objects.get(pk=merge_id).state == "done"
+    before = Memory.objects.count()
+    monkeypatch.setattr(building, "check_writable", lambda ns: None)  # checked "earlier"
+    with pytest.raises(Conflict) as refused:
+        services.ingest(in_flight, {"content": "written after the last check"})
+    assert refused.value.field == "namespace" and "archived" in refused.value.message
+    assert Memory.objects.count() == before
+    assert not Memory.objects.filter(namespace__slug="alpha").exists()
