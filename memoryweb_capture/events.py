@@ -32,9 +32,11 @@ EVENT_TYPES = ("session_start", "user_message", "assistant_message", "tool_call"
                "assistant_stop", "session_end")
 #: Event types that may come without text.
 TEXT_OPTIONAL = frozenset({"session_start", "session_end", "assistant_stop"})
-#: The role an event type gets when the source names none.
+#: The role an event type gets when the source names none: the server's defaults
+#: (apps/memories/event_schemas.py). A tool call is the assistant's act (it asks for the
+#: tool, as in a chat-completions assistant message); only its result comes from the tool.
 DEFAULT_ROLE = {"session_start": "system", "user_message": "user", "assistant_message": "assistant",
-                "tool_call": "tool", "tool_result": "tool", "assistant_stop": "assistant",
+                "tool_call": "assistant", "tool_result": "tool", "assistant_stop": "assistant",
                 "session_end": "system"}
 FIELDS = frozenset({"id", "event_type", "role", "session_id", "occurred_at", "text", "metadata"})
 

@@ -14,9 +14,10 @@ from apps.tenancy.services import create_namespace
 from tests.helpers.callers import Caller, make_caller
 
 #: Fixtures and hooks of tests that start processes (Daphne, Chroma, Chromium, manage.py),
-#: and their ``processes`` marker; pytester to test that plugin (tests/test_markers.py).
+#: and their ``processes`` marker; pytester to test that plugin (tests/test_markers.py);
+#: the summarizer provider's fake upstream (tests/core, tests/timeline).
 pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
-                  "pytester"]
+                  "tests.plugins.fake_upstream", "pytester"]
 
 
 @pytest.fixture(autouse=True)

@@ -39,8 +39,8 @@ def test_the_recorded_claude_code_session_maps_hook_by_hook(tmp_path):
     assert types == [
         [("session_start", "system")],
         [("user_message", "user")],
-        [("tool_call", "tool"), ("tool_result", "tool")],
-        [("tool_call", "tool"), ("tool_result", "tool")],
+        [("tool_call", "assistant"), ("tool_result", "tool")],
+        [("tool_call", "assistant"), ("tool_result", "tool")],
         [("assistant_message", "assistant"), ("assistant_stop", "assistant")],
         [("user_message", "user")],
         [("assistant_message", "assistant"), ("assistant_stop", "assistant")],
@@ -64,6 +64,19 @@ def test_the_recorded_claude_code_session_maps_hook_by_hook(tmp_path):
     # the second reply: its thinking line has no text, its text line is the message
     assert reply2["text"].startswith("Added tests/test_settings.py::test_payment_timeout_default")
     assert end["metadata"]["reason"] == "prompt_input_exit"
+
+
+def test_the_hooks_and_the_server_give_an_event_the_same_role():
+    """A tool call is the assistant's act (it asks for the tool); its result comes from
+    the tool: the hooks send the role the server would give an event without one, so
+    a session reads the same whether a hook or a client that sends no role stored it."""
+    from apps.memories.event_schemas import DEFAULT_ROLE as SERVER_ROLE
+
+    assert set(ev.EVENT_TYPES) == {str(t) for t in SERVER_ROLE}
+    assert ev.DEFAULT_ROLE == {str(t): role for t, role in SERVER_ROLE.items()}
+    assert ev.DEFAULT_ROLE["tool_call"] == "assistant" and ev.DEFAULT_ROLE["tool_result"] == "tool"
+    call = ev.normalise_event({"event_type": "tool_call", "session_id": "s1", "text": "ls"}, now=NOW)
+    assert call["role"] == "assistant"
 
 
 def test_no_planted_secret_survives_conversion(tmp_path):

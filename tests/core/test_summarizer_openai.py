@@ -1,25 +1,24 @@
 """The OpenAI-compatible summarizer against a fake upstream on loopback (a threading HTTP
-server in this process that answers from a script and records every request): canned
-answers mapped back to source ids, 429 with Retry-After, 5xx, timeouts, refused keys,
-malformed answers; the request carries the model and the key and no secret of the
-sources; the key appears in no error and no log line."""
+server in this process that answers from a script and records every request:
+tests/helpers/fake_upstream.py, its fixtures in tests/plugins/fake_upstream.py, shared
+with the rollups built through the provider): canned answers mapped back to source ids,
+429 with Retry-After, 5xx, timeouts, refused keys, malformed answers; the request carries
+the model and the key and no secret of the sources; the key appears in no error and no
+log line."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from apps.core import conf
 from apps.core.summarizer import SourceText, SummarizerError, get_summarizer
 from apps.core.summarizer_openai import MAX_WAIT_SECONDS, OpenAISummarizer
+from tests.helpers.fake_upstream import KEY, Reply, chat
 
-KEY = "sk-test-Zq8Lm3Vx7Rt2Np5Kw9Hy4Jb6"
 #: A secret pasted into a conversation: it must never reach the upstream.
 PLANTED = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 T0 = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
@@ -34,23 +33,6 @@ SOURCES = [
 ]
 
 
-@dataclass
-class Reply:
-    status: int = 200
-    body: object = None  # dict -> JSON; str -> as is
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds before answering (a timeout test)
-
-
-def chat(content: object) -> dict:
-    """A chat-completions answer whose message content is ``content`` (JSON-encoded if not
-    a string)."""
-    text = content if isinstance(content, str) else json.dumps(content)
-    return {"id": "chatcmpl-1", "object": "chat.completion", "model": "tiny-1",
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text}}]}
-
-
 GOOD = chat({"parts": [
     {"text": "Alice moved the nightly backup to 02:00 UTC.", "sources": [1],
      "quotes": ["Alice moved the nightly backup to 02:00 UTC."]},
@@ -60,77 +42,11 @@ GOOD = chat({"parts": [
 ]})
 
 
-class FakeUpstream:
-    """Answers POSTs from ``script`` (one reply per request; the last repeats) and records
-    each request's path, headers and JSON body."""
-
-    def __init__(self) -> None:
-        self.script: list[Reply] = [Reply(body=GOOD)]
-        self.requests: list[dict] = []
-        self.closing = threading.Event()
-        upstream = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                raw = self.rfile.read(length)
-                upstream.requests.append({"path": self.path, "headers": dict(self.headers),
-                                          "body": json.loads(raw), "raw": raw.decode()})
-                index = min(len(upstream.requests), len(upstream.script)) - 1
-                reply = upstream.script[index]
-                if reply.delay and upstream.closing.wait(reply.delay):
-                    return
-                body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-                try:
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
-                    for name, value in reply.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(body.encode())))
-                    self.end_headers()
-                    self.wfile.write(body.encode())
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (its timeout)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self) -> FakeUpstream:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if not self.closing.is_set():
-            self.closing.set()
-            self.server.shutdown()
-            self.server.server_close()
-
-
 @pytest.fixture
-def upstream():
-    with FakeUpstream() as server:
-        yield server
-
-
-@pytest.fixture
-def provider_settings(settings, upstream):
-    """``MEMORYWEB_SUMMARIZER=openai`` pointed at the fake upstream, with short waits."""
-    settings.MEMORYWEB_SUMMARIZER = "openai"
-    settings.MEMORYWEB_SUMMARIZER_URL = upstream.url
-    settings.MEMORYWEB_SUMMARIZER_MODEL = "tiny-1"
-    settings.MEMORYWEB_SUMMARIZER_KEY = KEY
-    settings.MEMORYWEB_SUMMARIZER_TIMEOUT = 5.0
-    settings.MEMORYWEB_SUMMARIZER_RETRIES = 3
-    settings.MEMORYWEB_SUMMARIZER_BACKOFF = 0.01
-    return settings
+def upstream(upstream):
+    """The shared fake upstream (tests/plugins/fake_upstream.py), answering GOOD."""
+    upstream.script = [Reply(body=GOOD)]
+    return upstream
 
 
 def _provider(**changes) -> tuple[OpenAISummarizer, list[float]]:
