@@ -300,3 +300,22 @@ def test_sentence_splitting_stays_linear_on_runs_of_end_marks(text):
                           text=True, timeout=120, check=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert done.stdout.isdigit()
+
+
+def test_the_offline_summarizer_needs_no_network(monkeypatch):
+    """The default summarizer opens no connection and resolves no name: with sockets and
+    name lookups refusing, it summarises the day as it does with them."""
+    import socket
+
+    with_network = ExtractiveSummarizer().summarize(_sources(DAY), max_chars=400)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the offline summarizer used the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    offline = ExtractiveSummarizer().summarize(_sources(DAY), max_chars=400)
+    assert offline == with_network and offline.parts
+    _assert_well_formed(offline, _sources(DAY), 400)
