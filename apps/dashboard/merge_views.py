@@ -110,7 +110,7 @@ def merge_detail(request: HttpRequest, merge_id: uuid.UUID) -> HttpResponse:
         request, "dashboard/namespace_merge.html",
         f"Merge of {merge.source.slug} into {merge.target.slug}", merge=merge, status=status,
         report=report, percent=percent(merge), started=merge.report.get("memories"),
-        running=merge.state in NamespaceMerge.ACTIVE, refresh=REFRESH_SECONDS,
+        running=merge.state in (*NamespaceMerge.ACTIVE, State.REVERTING), refresh=REFRESH_SECONDS,
         revertible=merge.state in REVERTIBLE,
         target_change=reverse("admin:tenancy_namespace_change", args=[merge.target_id]),
         source_change=reverse("admin:tenancy_namespace_change", args=[merge.source_id]))
@@ -172,6 +172,11 @@ def revert_view(request: HttpRequest, merge_id: uuid.UUID) -> HttpResponse:
         done = namespace_merge.revert(principal, merge.pk)
     except ServiceError as exc:
         return page(exc.message, exc.status, can_confirm=False)
+    if done.state == State.REVERTING:
+        messages.success(request, f"Reverting the merge of {src} into {dst}: its "
+                         f"{plural(done.items.count(), 'memory is', 'memories are')} moved back "
+                         "in the background; this page follows it.")
+        return HttpResponseRedirect(back)
     back_count = (done.report or {}).get("moved_back", 0)
     messages.success(request, f"Merge of {src} into {dst} reverted: "
                      f"{plural(back_count, 'memory', 'memories')} moved back into {src}, which "

@@ -39,6 +39,8 @@ class NamespaceMerge(models.Model):
         RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        #: A revert too large for its request, run by huey's worker (resumable).
+        REVERTING = "reverting", "Reverting"
         REVERTED = "reverted", "Reverted"
 
     ACTIVE = (State.QUEUED, State.RUNNING)
@@ -65,6 +67,8 @@ class NamespaceMerge(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     reverted_at = models.DateTimeField(null=True, blank=True)
+    #: Who asked for the revert (its audit label): a revert run as a job acts as them.
+    reverted_by = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]

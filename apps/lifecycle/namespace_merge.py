@@ -357,18 +357,21 @@ def _finish(merge: NamespaceMerge, token: str) -> None:
 
 
 def resume_stalled() -> list[str]:
-    """Queue again the merges nobody is working on (a dead worker, a lost task)."""
-    stalled = NamespaceMerge.objects.filter(
-        Q(state__in=[State.RUNNING, State.FAILED], heartbeat_at__lt=_stale_before())
-        | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
-    ids = [str(pk) for pk in stalled.values_list("pk", flat=True)]
-    for merge_id in ids:
-        log.warning("namespace merge %s: resumed (its worker stopped or its task was lost)",
-                    merge_id)
-        from apps.lifecycle.tasks import run_namespace_merge
+    """Queue again the merges and reverts nobody is working on (a dead worker, a lost
+    task)."""
+    from apps.lifecycle.tasks import run_namespace_merge, run_namespace_merge_revert
 
-        run_namespace_merge(merge_id)
-    return ids
+    stalled = NamespaceMerge.objects.filter(
+        Q(state__in=[State.RUNNING, State.FAILED, State.REVERTING],
+          heartbeat_at__lt=_stale_before())
+        | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
+    found = list(stalled.values_list("pk", "state"))
+    for merge_id, state in found:
+        log.warning("namespace merge %s: %s resumed (its worker stopped or its task was lost)",
+                    merge_id, "its revert" if state == State.REVERTING else "it")
+        (run_namespace_merge_revert if state == State.REVERTING
+         else run_namespace_merge)(str(merge_id))
+    return [str(pk) for pk, _ in found]
 
 
 # --- reading and reverting ---------------------------------------------------------------
@@ -394,42 +397,92 @@ def listing(principal: Principal, state: str = "") -> Any:
     return rows.filter(state=state) if state else rows
 
 
-def revert(principal: Principal, merge_id: Any) -> NamespaceMerge:
+def revert(principal: Principal, merge_id: Any, *,
+           inline_max: int | None = None) -> NamespaceMerge:
     """Move a merge's memories back into the (unarchived) source: a finished merge, or a
     failed one (what it had moved). Memories the target erased meanwhile stay erased, and
-    memories edited there keep their edits. One revert at a time (a lease on the row)."""
+    memories edited there keep their edits. One revert at a time (a lease on the row).
+
+    Up to ``inline_max`` moved memories (MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX, as for the
+    merge itself) are moved back here; above, the merge turns ``reverting`` and huey's
+    worker moves them (:func:`run_revert`; resumed by the minute's sweep if it stops)."""
     merge = get(principal, merge_id)
     if merge.state not in (State.DONE, State.FAILED):
         raise Conflict(f"only a finished or failed merge can be reverted (this one is "
                        f"{merge.state}).", field="state")
-    src, dst = merge.source, merge.target
+    dst = merge.target
     busy = NamespaceMerge.objects.exclude(pk=merge.pk).exclude(
         state__in=[State.DONE, State.REVERTED]).filter(Q(source=dst) | Q(target=dst)).first()
     if busy is not None:
         raise Conflict(f"merge {busy.pk} involving {dst.slug!r} is not finished.", field="state")
+    limit = settings.MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX if inline_max is None else inline_max
+    inline = merge.items.count() <= limit
     token = uuid.uuid4().hex
     if not NamespaceMerge.objects.filter(pk=merge.pk, state=merge.state, lease="").update(
-            lease=token, heartbeat_at=timezone.now()):
+            lease=token if inline else "", heartbeat_at=timezone.now(),
+            reverted_by=principal.label, **({} if inline else {"state": State.REVERTING})):
         raise Conflict("this merge is being reverted or resumed.", field="state")
+    if not inline:
+        with transaction.atomic():
+            audit(principal, "namespace.merge_revert_started", namespace=merge.source,
+                  record_ids=[merge.pk], summary={"from": dst.slug,
+                                                  "memories": merge.items.count()})
+            _enqueue_revert(merge)
+        merge.refresh_from_db()
+        return merge
+    _revert_holding(principal, merge, token)
+    merge.refresh_from_db()
+    return merge
+
+
+def _revert_holding(principal: Principal, merge: NamespaceMerge, token: str) -> None:
+    """Move back and finish, holding the row's lease ``token`` (released on a failure)."""
+    src, dst = merge.source, merge.target
     try:
-        moved_back = _move_back(principal, merge, src, dst)
+        moved_back = _move_back(principal, merge, src, dst, token)
     except BaseException:
         NamespaceMerge.objects.filter(pk=merge.pk, lease=token).update(lease="")
         raise
     with transaction.atomic():
         Namespace.objects.filter(pk=src.pk).update(archived_at=None)
         NamespaceMerge.objects.filter(pk=merge.pk).update(
-            state=State.REVERTED, lease="", reverted_at=timezone.now(),
+            state=State.REVERTED, lease="", reverted_at=timezone.now(), error="",
             report={**merge.report, "moved_back": moved_back})
         audit(principal, "namespace.merge_revert", namespace=src, record_ids=[merge.pk],
               summary={"from": dst.slug, "memories": moved_back})
-    merge.refresh_from_db()
-    return merge
+
+
+def _enqueue_revert(merge: NamespaceMerge) -> None:
+    from apps.lifecycle.tasks import run_namespace_merge_revert
+
+    transaction.on_commit(lambda: run_namespace_merge_revert(str(merge.pk)))
+
+
+def run_revert(merge_id: Any) -> str | None:
+    """A ``reverting`` merge moved back to its end (huey's worker); its final state, or
+    None when another worker holds it. A failure leaves it ``reverting`` with its error,
+    for the sweep to take up again once its heartbeat is stale."""
+    token = uuid.uuid4().hex
+    if not NamespaceMerge.objects.filter(pk=merge_id, state=State.REVERTING).filter(
+            Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+    ).update(lease=token, heartbeat_at=timezone.now()):
+        return None
+    merge = NamespaceMerge.objects.select_related("source", "target").get(pk=merge_id)
+    actor = Principal(label=merge.reverted_by or "system:lifecycle", agent_id="",
+                      role=Role.SYSTEM)
+    try:
+        _revert_holding(actor, merge, token)
+    except Exception as exc:
+        log.exception("namespace merge %s: its revert failed", merge_id)
+        NamespaceMerge.objects.filter(pk=merge_id).update(
+            error=f"{type(exc).__name__}: {exc}"[:2000], heartbeat_at=timezone.now())
+    return NamespaceMerge.objects.values_list("state", flat=True).get(pk=merge_id)
 
 
 def _move_back(principal: Principal, merge: NamespaceMerge, src: Namespace,
-               dst: Namespace) -> int:
-    """The recorded memories still in the target, back into the source; how many."""
+               dst: Namespace, token: str) -> int:
+    """The recorded memories still in the target, back into the source; how many. Each
+    batch renews the lease's heartbeat (a run that stops is taken up again)."""
     items = list(merge.items.order_by("memory_id"))
     together = {str(i.memory_id) for i in items}
     batch = settings.MEMORYWEB_NAMESPACE_MERGE_BATCH
@@ -458,6 +511,8 @@ def _move_back(principal: Principal, merge: NamespaceMerge, src: Namespace,
             _restore_ids(src, part)
             WeakMemory.objects.filter(memory_id__in=[m.pk for m in memories]).delete()
             moved_back += len(memories)
+        NamespaceMerge.objects.filter(pk=merge.pk, lease=token).update(
+            heartbeat_at=timezone.now())
     return moved_back
 
 

@@ -109,6 +109,12 @@ def run_namespace_merge(merge_id: str) -> None:
     namespace_merge.run(merge_id)
 
 
+@db_task()
+def run_namespace_merge_revert(merge_id: str) -> None:
+    """Move a reverting merge's memories back; a second task finds it held and returns."""
+    namespace_merge.run_revert(merge_id)
+
+
 @db_periodic_task(crontab(minute="*"))
 def resume_namespace_merges() -> None:
     """Queue again the namespace merges whose worker died or whose task was lost."""

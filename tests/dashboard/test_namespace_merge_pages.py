@@ -119,7 +119,7 @@ def test_the_list_shows_each_merge_with_state_counts_and_progress(merged):
     # The state filter: reverted ones are none yet; a bad state is said, not obeyed.
     assert 'class="mw-merge"' not in root.get(LIST, {"state": "reverted"}).content.decode()
     odd = root.get(LIST, {"state": "sideways"}, follow=True).content.decode()
-    assert "?state= is one of queued, running, done, failed, reverted" in odd
+    assert "?state= is one of queued, running, done, failed, reverting, reverted" in odd
     assert odd.count('class="mw-merge"') == 1
 
 

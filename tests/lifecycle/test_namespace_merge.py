@@ -357,3 +357,34 @@ def test_a_store_that_passed_the_archive_check_before_a_merge_archived_is_refuse
     assert refused.value.field == "namespace" and "archived" in refused.value.message
     assert Memory.objects.count() == before
     assert not Memory.objects.filter(namespace__slug="alpha").exists()
+
+
+def test_a_large_revert_runs_as_a_job_and_resumes_when_its_worker_stops(filled, system_admin):
+    from apps.lifecycle.tasks import run_namespace_merge_revert
+
+    merge_id = _merge(system_admin).json()["id"]
+    with override_settings(MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX=2):
+        response = system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert")
+    assert response.status_code == 202, response.content
+    assert response.json()["state"] == "reverting"
+    assert response["Location"].endswith(f"/api/v1/namespace-merges/{merge_id}")
+    started = AuditEntry.objects.get(operation="namespace.merge_revert_started")
+    assert started.record_ids == [merge_id] and started.summary["memories"] == 5
+    alpha = Namespace.objects.get(slug="alpha")
+    assert alpha.archived_at is not None  # still archived until the memories are back
+    # A second revert, or a new merge involving the target, waits for this one.
+    assert system_admin.post(f"/api/v1/namespace-merges/{merge_id}/revert").status_code == 409
+    # The worker dies before its first batch: the sweep takes it up once its beat is stale.
+    NamespaceMerge.objects.filter(pk=merge_id).update(
+        heartbeat_at=timezone.now().replace(year=2000))
+    assert namespace_merge.resume_stalled() == [merge_id]
+    run_namespace_merge_revert.call_local(merge_id)  # what huey's worker runs
+    status = system_admin.get(f"/api/v1/namespace-merges/{merge_id}").json()
+    assert status["state"] == "reverted" and status["report"]["moved_back"] == 5
+    alpha.refresh_from_db()
+    assert alpha.archived_at is None
+    assert Memory.objects.filter(namespace=alpha).count() == 5
+    done = AuditEntry.objects.get(operation="namespace.merge_revert")
+    assert done.actor == started.actor  # the job acts as who asked
+    assert namespace_merge.run_revert(merge_id) is None  # nothing left to take up
+    assert namespace_merge.resume_stalled() == []

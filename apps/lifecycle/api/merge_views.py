@@ -57,7 +57,7 @@ class MergeSerializer(serializers.Serializer):
 
 
 def _answer(merge, row) -> Response:
-    if merge.state in ("queued", "running"):
+    if merge.state in ("queued", "running", "reverting"):
         response = Response(row, status=202)
         response["Location"] = reverse("lifecycle-merge:merge", args=[merge.pk])
         return response
@@ -114,10 +114,13 @@ class MergeRevertView(KnownQueryParams, APIView):
     @extend_schema(summary="Revert a namespace merge (system admin)", request=None,
                    description="Memories move back with their ids; what the dedup superseded "
                    "is current again; the source is unarchived. Revoked keys and grants stay "
-                   "revoked. 409 unless the merge is `done`.",
-                   responses={200: MergeSerializer,
+                   "revoked. 409 unless the merge is `done` or `failed`. Up to "
+                   "MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX moved memories are moved back within "
+                   "the request (200, `state` reverted); more answer 202 with the merge "
+                   "`reverting`, to poll (`Location`).",
+                   responses={200: MergeSerializer, 202: MergeSerializer,
                               409: OpenApiResponse(ErrorSerializer, description="The merge "
                                                    "is not finished, or was reverted.")})
     def post(self, request, pk: str):
         merge = namespace_merge.revert(request.user, pk)
-        return Response(namespace_merge.status(merge))
+        return _answer(merge, namespace_merge.status(merge))

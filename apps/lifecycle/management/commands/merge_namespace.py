@@ -5,6 +5,7 @@ a finished one. No size limit (the REST door hands large merges to a job)."""
 from __future__ import annotations
 
 import json
+import sys
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -39,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             if opts["revert"]:
-                merge = namespace_merge.revert(OPERATOR, opts["revert"])
+                merge = namespace_merge.revert(OPERATOR, opts["revert"], inline_max=sys.maxsize)
                 self.stdout.write(f"reverted: {merge.report.get('moved_back', 0)} memories back "
                                   f"in {merge.source.slug}")
                 return
