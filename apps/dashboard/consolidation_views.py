@@ -331,7 +331,8 @@ def merge_view(request: HttpRequest) -> HttpResponse:
         text = request.POST.get("text")
         rewrite = text is not None and " ".join(text.split()) != " ".join(kept.content.split())
         try:
-            if rewrite:  # checked before anything is merged: a refused text merges nothing
+            if rewrite:  # checked before anything is merged: a text the schema refuses
+                # merges nothing (a later failure of the edit itself is said after)
                 validate(MemoryUpdate, {"content": text}, partial=True)
             outcome = merge(principal, namespace.slug, members, survivor)
         except ServiceError as exc:

@@ -8,16 +8,20 @@ the run to poll (``GET /api/v1/consolidations/{id}``), with its progress (stage,
 total) and, once done, the same outcome the request would have answered. One run at a time
 per namespace (the database's constraint decides under concurrency: 409).
 
-The run acts with the requester's role and agent as they were when it was asked for
-(audited under the requester's label, like every merge). Its lease is renewed by a
-heartbeat thread while it works; a run whose worker died (a stale heartbeat) or whose task
-was lost is taken up again by the minute's sweep (:func:`resume_stalled`), from the start:
-a dry run only reads, and an applied run's merges already made are no longer candidates.
+A run's lease is renewed by a heartbeat thread while it works; a run whose worker died (a
+stale heartbeat) or whose task was lost is taken up again by the minute's sweep
+(:func:`resume_stalled`), from the start: a dry run only reads, and an applied run's merges
+already made are no longer candidates. A run taken up ``MAX_ATTEMPTS`` times is failed.
 
-The result keeps ids, similarities and counts, never a memory's text: the merged text is
-read from the survivor when the run is shown. The memories it names are rows of
-:class:`ConsolidationRunMember`, a store in the registry: erasing a memory removes its rows
-and every proposal or conflict naming it from the stored results.
+The result keeps ids, similarities, counts and a survivor's tags, never a memory's text:
+the merged text is read from the survivor when the run is shown. The memories it names are
+rows of :class:`ConsolidationRunMember`, a store in the registry: erasing a memory removes
+its rows and every proposal or conflict naming it from the stored results (a run finishing
+while an erasure runs leaves out what the erasure took).
+
+The run acts as who asked, as they are when it runs: the key (still active) or the person,
+with their roles then; a key revoked since, or a role lost, fails the run (checked before
+it reads and again before it merges).
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.audit.log import record as audit
-from apps.core.errors import Conflict, InvalidInput, NotFound
+from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
 from apps.core.validation import validate
 from apps.lifecycle import consolidation
@@ -43,7 +48,7 @@ from apps.lifecycle.representation import outcome_row
 from apps.memories import stores
 from apps.memories.models import Memory
 from apps.ops.jobs import STALE_BEATS, Heartbeat
-from apps.tenancy.models import Namespace
+from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, check_writable, resolve_namespace
 
@@ -51,6 +56,8 @@ log = logging.getLogger(__name__)
 State = ConsolidationRun.State
 #: Progress is written at most this often (seconds), and at every change of stage.
 PROGRESS_EVERY = 1.0
+#: Times a run is taken up (its worker died each time) before it is given up as failed.
+MAX_ATTEMPTS = 3
 
 
 def _naming(ids: Sequence[Any]) -> Any:
@@ -59,27 +66,41 @@ def _naming(ids: Sequence[Any]) -> Any:
 
 def _erase(namespace: Namespace, ids: Sequence[Any]) -> None:
     """Forget erased memories in the runs' results: their rows, and every proposal or
-    conflict that names one (what is left of a group is not a proposal anyone made)."""
+    conflict that names one (what is left of a group is not a proposal anyone made). The
+    runs' rows are locked: two erasures at once must not write back each other's result."""
     erased = {str(i) for i in ids}
     naming = _naming(ids)
-    for run in ConsolidationRun.objects.filter(pk__in=naming.values("run_id")):
+    for run in ConsolidationRun.objects.select_for_update().filter(
+            pk__in=list(naming.values_list("run_id", flat=True))):
         if run.result:
             run.result = forget(run.result, erased)
             run.save(update_fields=["result"])
     naming.delete()
 
 
+def _remaining(namespace: Namespace | None, erased: stores.Erased) -> int:
+    """Rows naming an erased memory, plus stored results that still name one (read
+    whole: a result written without its rows would otherwise go unseen)."""
+    wanted = {str(i) for i in erased.ids}
+    results = ConsolidationRun.objects.filter(result__isnull=False)
+    if namespace is not None:
+        results = results.filter(namespace=namespace)
+    return _naming(erased.ids).count() + sum(
+        1 for result in results.values_list("result", flat=True).iterator()
+        if wanted & named(result))
+
+
 #: The runs' results, in the registry of stores (apps/memories/stores.py).
 RUN_RESULTS = stores.Store(
     "consolidation_runs", "consolidation job results",
-    "lifecycle_consolidationrunmember: the memories a consolidation job's result names "
-    "(proposals and conflicts: ids and similarities, never text). Erasure removes them and "
-    "every proposal or conflict naming an erased memory from the stored results.",
+    "lifecycle_consolidationrun(member): the memories a consolidation job's result names "
+    "(proposals and conflicts: ids, similarities and a survivor's tags, never a memory's "
+    "text). Erasure removes every proposal or conflict naming an erased memory from the "
+    "stored results, and their rows; the check reads the results themselves too.",
     stores.ErasedBy.ERASURE, models=(ConsolidationRunMember,),
     count=lambda namespace, ids=None: _naming(ids).count() if ids is not None else
     ConsolidationRunMember.objects.filter(run__namespace=namespace).count(),
-    remaining=lambda namespace, erased: _naming(erased.ids).count(),
-    erase=_erase)
+    remaining=_remaining, erase=_erase)
 
 
 def register_stores() -> None:
@@ -123,8 +144,8 @@ def consolidate_or_queue(principal: Principal, namespace: str | None, data: Any,
         with transaction.atomic():
             run = ConsolidationRun.objects.create(
                 namespace=ns, requested_by=principal.label, agent_id=principal.agent_id or "",
-                role=int(role), request=_json(data), dry_run=dry_run, candidates=count,
-                total=count)
+                role=int(role), key_id=principal.key_id, user_id=principal.user_id,
+                request=_json(data), dry_run=dry_run, candidates=count, total=count)
             audit(principal, "memory.consolidate_queued", namespace=ns, record_ids=[run.pk],
                   summary={"dry_run": dry_run, "candidates": count})
     except IntegrityError as exc:  # consolidationrun_one_active
@@ -156,22 +177,58 @@ def _stale_before():
 
 
 def _claim(run_id: Any) -> str | None:
+    """Take the run up (queued, or running with a stale heartbeat): its lease token; ""
+    when it was taken up :data:`MAX_ATTEMPTS` times already (its worker died each time)
+    and is failed now instead; None when it is held or finished."""
+    claimable = ConsolidationRun.objects.filter(pk=run_id).filter(
+        Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=_stale_before()))
+    if claimable.filter(attempts__gte=MAX_ATTEMPTS).update(
+            state=State.FAILED, lease="", finished_at=timezone.now(),
+            error=f"given up after {MAX_ATTEMPTS} attempts: its worker stopped each time."):
+        log.error("consolidation run %s given up after %d attempts", run_id, MAX_ATTEMPTS)
+        return ""
     token = uuid.uuid4().hex
-    taken = ConsolidationRun.objects.filter(pk=run_id).filter(
-        Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=_stale_before())
-    ).update(state=State.RUNNING, lease=token, heartbeat_at=timezone.now(),
-             started_at=timezone.now(), stage="", done=0)
+    taken = claimable.update(
+        state=State.RUNNING, lease=token, heartbeat_at=timezone.now(),
+        started_at=timezone.now(), stage="", done=0, attempts=F("attempts") + 1)
     return token if taken else None
 
 
-def _progress(run_id: Any, token: str) -> Callable[[str, int, int], None]:
+def requester(job: ConsolidationRun) -> Principal:
+    """Who asked, as they are now: the key (still active) or the person (still active),
+    with their roles today; refused unless they may still edit the namespace. A run
+    without either (a system caller) acts with the role it was asked with."""
+    if job.key_id is not None:
+        key = ApiKey.objects.active().select_related("namespace").filter(pk=job.key_id).first()
+        if key is None:
+            raise PermissionDenied("the key that asked for this consolidation was revoked or "
+                                   "has expired since.")
+        actor = Principal.for_key(key)
+    elif job.user_id is not None:
+        user = get_user_model().objects.filter(pk=job.user_id, is_active=True).first()
+        if user is None:
+            raise PermissionDenied("the person who asked for this consolidation is no longer "
+                                   "an active user.")
+        actor = Principal.for_user(user)
+    else:
+        actor = Principal(label=job.requested_by, agent_id=job.agent_id, role=Role(job.role),
+                          namespace_id=job.namespace_id)
+    authorize(actor, job.namespace_id, Action.EDIT)
+    return actor
+
+
+def _progress(run_id: Any, token: str, recheck: Callable[[], object]
+              ) -> Callable[[str, int, int], None]:
     """``consolidate``'s progress callback (``stage``, items just done, stage total),
-    written to the run at most every :data:`PROGRESS_EVERY` seconds and at each stage."""
+    written to the run at most every :data:`PROGRESS_EVERY` seconds and at each stage;
+    ``recheck()`` runs before the ``apply`` stage (who asked may still merge)."""
     seen = {"stage": "", "done": 0, "written": 0.0}
 
     def progress(stage: str, done: int, total: int) -> None:
         now = timezone.now().timestamp()
         changed = stage != seen["stage"]
+        if changed and stage == "apply":
+            recheck()
         seen["done"] = done if changed else seen["done"] + done
         seen["stage"] = stage
         if changed or now - seen["written"] >= PROGRESS_EVERY or seen["done"] >= total:
@@ -187,19 +244,25 @@ def run(run_id: Any) -> str | None:
     """Run a queued (or stalled) consolidation to its end; its final state, or None when
     another worker holds it or it is finished."""
     token = _claim(run_id)
-    if token is None:
-        return None
+    if not token:
+        return State.FAILED if token == "" else None
     job = ConsolidationRun.objects.select_related("namespace").get(pk=run_id)
-    actor = Principal(label=job.requested_by, agent_id=job.agent_id, role=Role(job.role),
-                      namespace_id=job.namespace_id)
     heartbeat = Heartbeat(f"consolidation run {run_id}", lambda: ConsolidationRun.objects
                           .filter(pk=run_id, lease=token).update(heartbeat_at=timezone.now()))
     heartbeat.start()
     try:
-        outcome = consolidation.consolidate(actor, job.namespace.slug, job.request,
-                                            progress=_progress(run_id, token))
+        actor = requester(job)
+        outcome = consolidation.consolidate(
+            actor, job.namespace.slug, job.request,
+            progress=_progress(run_id, token, lambda: requester(job)))
         result = stored_result(outcome)
         with transaction.atomic():
+            # The memories it names, locked: one erased meanwhile is left out (the
+            # erasure found no row of this run to clean; it must find nothing after).
+            ids = named(result)
+            present = {str(pk) for pk in Memory.objects.select_for_update().filter(
+                pk__in=list(ids)).values_list("pk", flat=True)}
+            result = forget(result, ids - present)
             if not ConsolidationRun.objects.filter(pk=run_id, lease=token).update(
                     state=State.DONE, lease="", result=result, finished_at=timezone.now(),
                     error=""):

@@ -150,6 +150,12 @@ class ConsolidationRun(models.Model):
     requested_by = models.CharField(max_length=200)
     agent_id = models.CharField(max_length=200, blank=True, default="")
     role = models.PositiveSmallIntegerField(help_text="apps.core.roles.Role's value.")
+    #: The key or person that asked: the run checks they still may (a key revoked since,
+    #: a membership removed) before it reads and again before it merges.
+    key_id = models.BigIntegerField(null=True, blank=True)
+    user_id = models.BigIntegerField(null=True, blank=True)
+    #: Times a worker took the run up (a run that keeps dying is given up: failed).
+    attempts = models.PositiveSmallIntegerField(default=0)
     #: The request's validated body (dry_run, threshold, filters): no memory content.
     request = models.JSONField(default=dict, blank=True)
     dry_run = models.BooleanField(default=True)

@@ -478,10 +478,11 @@ def _writable_now(namespace: Namespace) -> None:
     the archived source. SQLite's write lock (``BEGIN IMMEDIATE``) orders this read after
     the archive's commit; on PostgreSQL ``FOR SHARE`` waits for it (and lets concurrent
     writers through together)."""
+    sql, params = (Namespace.objects.filter(pk=namespace.pk).values_list("archived_at")
+                   .query.sql_with_params())
     lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT archived_at FROM {Namespace._meta.db_table} WHERE id = %s{lock}",
-                       [namespace.pk])
+        cursor.execute(sql + lock, params)
         row = cursor.fetchone()
     if row is not None and row[0] is not None:
         raise Conflict(f"namespace {namespace.slug!r} is archived; writes are refused until a "

@@ -289,3 +289,18 @@ def test_deleting_a_survivor_names_the_memories_it_releases_in_the_audit_log(tea
     assert entry.record_ids == [staging["survivor"]]
     assert entry.summary == {"count": 1, "released": others}
     assert not Memory.objects.filter(pk__in=others, superseded_by__isnull=False).exists()
+
+
+@pytest.mark.parametrize("policy", ["skip", "link"])
+def test_a_near_repeat_of_a_merged_memory_meets_its_survivor(team_admin, agent, alpha, corpus,
+                                                            policy):
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
+    staging = next(p for p in body["proposals"] if corpus[STAGING[0]] in p["members"])
+    merged = next(t for t in STAGING if corpus[t] != staging["survivor"])
+    alpha.near_duplicate_policy = policy
+    alpha.save(update_fields=["near_duplicate_policy"])
+    near = agent.post("/api/v1/memories", {"content": merged + " (confirmed)"}).json()
+    if policy == "skip":  # the memory that stands in is the one recall serves
+        assert near["duplicate"] is True and near["id"] == staging["survivor"]
+    else:
+        assert near["near_duplicate_of"] == staging["survivor"]

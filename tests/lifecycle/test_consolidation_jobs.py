@@ -15,8 +15,9 @@ from apps.audit.models import AuditEntry
 from apps.lifecycle import consolidation_jobs
 from apps.lifecycle.models import ConsolidationRun, ConsolidationRunMember
 from apps.lifecycle.tasks import run_consolidation
+from apps.memories import stores
 from apps.memories.models import Memory
-from apps.tenancy.models import Namespace
+from apps.tenancy.models import ApiKey, Namespace
 from tests.helpers.erasure import erase_through_requests
 
 STAGING = ["The staging database runs PostgreSQL 15 on host db-2.",
@@ -171,3 +172,76 @@ def test_erasing_a_member_removes_it_from_stored_results(team_admin, system_admi
     assert _groups(result) == {frozenset(corpus[t] for t in DEPLOYS)}
     assert member not in str(ConsolidationRun.objects.get(pk=run_id).result)
     assert not ConsolidationRunMember.objects.filter(memory_id=member).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_memory_erased_while_a_run_works_is_not_in_its_result(team_admin, system_admin,
+                                                                corpus, monkeypatch):
+    run_id = _queue(team_admin, {"dry_run": True, "threshold": 0.85}).json()["id"]
+    member = corpus[STAGING[1]]
+    real, certificates = consolidation_jobs._progress, []
+
+    def erasing(run, token, recheck):
+        inner = real(run, token, recheck)
+
+        def progress(stage, done, total):
+            if stage == "neighbours" and not certificates:  # after the run read its rows
+                certificates.append(erase_through_requests(
+                    team_admin, system_admin, {"namespace": "alpha", "ids": [member]}))
+            inner(stage, done, total)
+        return progress
+
+    monkeypatch.setattr(consolidation_jobs, "_progress", erasing)
+    assert consolidation_jobs.run(run_id) == "done"
+    assert certificates[0]["verification"]["consolidation_runs"]["ok"] is True
+    stored = ConsolidationRun.objects.get(pk=run_id).result
+    assert member not in str(stored)
+    assert not ConsolidationRunMember.objects.filter(memory_id=member).exists()
+    # The store's check reads the results themselves: a result naming an erased memory
+    # without its row is still found.
+    ConsolidationRun.objects.filter(pk=run_id).update(result={
+        **stored, "conflicts": [{"members": [member, corpus[DEPLOYS[0]]], "similarity": 0.9,
+                                 "differs_in": ["number"]}]})
+    erased = stores.Erased(ids=(member,))
+    assert consolidation_jobs.RUN_RESULTS.remaining(None, erased) == 1
+
+
+def test_a_run_whose_requester_lost_the_right_fails_and_merges_nothing(team_admin, corpus):
+    run_id = _queue(team_admin, {"dry_run": False, "threshold": 0.85}).json()["id"]
+    ApiKey.objects.filter(pk=team_admin.key.pk).update(revoked_at=timezone.now())
+    assert consolidation_jobs.run(run_id) == "failed"
+    failed = ConsolidationRun.objects.get(pk=run_id)
+    assert "revoked" in failed.error
+    assert not Memory.objects.filter(superseded_by__isnull=False).exists()
+    assert not AuditEntry.objects.filter(operation="memory.consolidate").exists()
+
+
+def test_a_run_demoted_before_it_merges_fails_at_the_apply_stage(team_admin, corpus):
+    run_id = _queue(team_admin, {"dry_run": False, "threshold": 0.85}).json()["id"]
+    real = consolidation_jobs._progress
+
+    def demoting(run, token, recheck):
+        inner = real(run, token, recheck)
+
+        def progress(stage, done, total):
+            if stage == "neighbours":  # read as a team admin; lower the key before merging
+                ApiKey.objects.filter(pk=team_admin.key.pk).update(role="reader")
+            inner(stage, done, total)
+        return progress
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(consolidation_jobs, "_progress", demoting)
+        assert consolidation_jobs.run(run_id) == "failed"
+    assert "PermissionDenied" in ConsolidationRun.objects.get(pk=run_id).error
+    assert not Memory.objects.filter(superseded_by__isnull=False).exists()
+
+
+def test_a_run_that_keeps_dying_is_given_up(team_admin, corpus):
+    run_id = _queue(team_admin, {"dry_run": True}).json()["id"]
+    long_ago = timezone.now() - timedelta(hours=1)
+    ConsolidationRun.objects.filter(pk=run_id).update(
+        state="running", lease="dead", heartbeat_at=long_ago,
+        attempts=consolidation_jobs.MAX_ATTEMPTS)
+    assert consolidation_jobs.run(run_id) == "failed"
+    assert "given up" in ConsolidationRun.objects.get(pk=run_id).error
+    assert _queue(team_admin, {"dry_run": True}).status_code == 202  # the namespace is free

@@ -214,7 +214,7 @@ def _live_by_hash(ns: Namespace, hashes: Sequence[str]) -> dict[str, Memory]:
 MAX_SUPERSEDED_HOPS = 8
 
 
-def _speaking_for(found: dict[str, Memory]) -> dict[str, Memory]:
+def _speaking_for(found: dict[Any, Memory]) -> dict[Any, Memory]:
     """Each memory, or where consolidation superseded it, the live memory that says it now
     (its survivor, followed through later merges): a repeat of a merged memory's text is
     answered with the memory recall serves, not one left out of it."""
@@ -323,6 +323,8 @@ def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
     targets = (Memory.objects.live().filter(namespace=ns, event_type="")
                .exclude(kind=MemoryKind.SUMMARY).in_bulk(stored_ids)
                if stored_ids else {})  # not an event nor a summary (vectorstore.nearest)
+    # A match that consolidation merged into another: the memory that says it now.
+    targets = _speaking_for(targets)
     within = embeddings @ embeddings.T  # unit vectors: cosine similarity
     found = _NearDuplicates()
     skipped = found.skipped
