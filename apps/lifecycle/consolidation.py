@@ -258,6 +258,8 @@ def _apply(principal: Principal, outcome: Outcome,
     run): its members locked and checked unchanged (still current, live, the same text);
     a group that changed meanwhile is left (``stale``)."""
     ns = outcome.namespace
+    if progress:  # the apply stage begins (a job checks its requester may still merge)
+        progress("apply", 0, len(outcome.groups))
     for group in outcome.groups:
         applied = _apply_group(principal, outcome, group)
         outcome.applied.append(applied)
