@@ -26,8 +26,12 @@ django_asgi_app = with_lean_api(get_asgi_application())
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
 
+from apps.gateway.http import gateway_router  # noqa: E402
 from apps.live.routing import websocket_application  # noqa: E402
 from apps.mcp.http import mcp_router  # noqa: E402
 
-application = recording_main_loop(ProtocolTypeRouter({"http": mcp_router(django_asgi_app),
-                                                      "websocket": websocket_application()}))
+# /mcp and the memory gateway's /proxy/ routes are ASGI endpoints on the server's loop,
+# in front of Django (apps/mcp/http.py, apps/gateway/http.py); the rest is Django.
+application = recording_main_loop(ProtocolTypeRouter({
+    "http": mcp_router(gateway_router(django_asgi_app)),
+    "websocket": websocket_application()}))

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "apps.dashboard",
     "apps.mcp",
     "apps.compat",
+    "apps.gateway",
     "apps.server",
 ]
 
@@ -329,6 +330,32 @@ MEMORYWEB_SUMMARIZER_BACKOFF = env.float("MEMORYWEB_SUMMARIZER_BACKOFF", default
 # picks the sentences that best cover the input, and only those are sent.
 MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS = env.int("MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS",
                                                default=100_000)
+
+# --- The memory gateway (apps/gateway, docs/gateway.md) ------------------------
+# OpenAI- and Anthropic-compatible proxy routes under /proxy/ that recall and inject the
+# key's namespace's memories, then forward to the upstream API. A route whose upstream URL
+# is empty answers 503 (fail closed). URLs are base URLs: OPENAI_URL ends where the API's
+# paths begin (https://api.openai.com/v1), ANTHROPIC_URL before /v1 (https://api.anthropic.com).
+MEMORYWEB_GATEWAY_OPENAI_URL = env.str("MEMORYWEB_GATEWAY_OPENAI_URL", default="").strip()
+MEMORYWEB_GATEWAY_ANTHROPIC_URL = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_URL", default="").strip()
+# Files holding the upstream keys, read at each request (a rotated key needs no restart;
+# the key is never kept in settings, logged or stored). Empty: the client must bring its
+# own upstream key in X-Upstream-Authorization, or the upstream gets none.
+MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = env.str("MEMORYWEB_GATEWAY_OPENAI_KEY_FILE", default="").strip()
+MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE",
+                                               default="").strip()
+# Milliseconds the recall before forwarding may take; slower (or failing) recall forwards
+# the request unchanged (fail-open), counted and logged.
+MEMORYWEB_GATEWAY_RECALL_BUDGET_MS = env.int("MEMORYWEB_GATEWAY_RECALL_BUDGET_MS", default=300)
+# Memories recalled per request at most, the share of the model's context window they may
+# fill (apps/gateway/injection.py has the model table), and the minimum recall score (a
+# namespace's recall_defaults.min_score wins).
+MEMORYWEB_GATEWAY_RECALL_K = env.int("MEMORYWEB_GATEWAY_RECALL_K", default=8)
+MEMORYWEB_GATEWAY_MEMORY_SHARE = env.float("MEMORYWEB_GATEWAY_MEMORY_SHARE", default=0.10)
+MEMORYWEB_GATEWAY_MIN_SCORE = env.float("MEMORYWEB_GATEWAY_MIN_SCORE", default=0.3)
+# Seconds to connect to the upstream and to wait for each piece of its answer (a model
+# may think for minutes before its first token).
+MEMORYWEB_GATEWAY_TIMEOUT = env.float("MEMORYWEB_GATEWAY_TIMEOUT", default=600.0)
 
 # --- The timeline's rollups (docs/timeline.md) ------------------------------------------
 # The build_rollups job builds namespaces that hold conversation events (a namespace's

@@ -39,13 +39,13 @@ from apps.core.errors import InvalidInput
 from apps.core.query_params import KnownQueryParams
 from apps.lifecycle import consolidation
 from apps.lifecycle.representation import conflict_rows, proposal_rows
-from apps.memories import schemas, services
+from apps.memories import memory_modes, schemas, services
 from apps.memories.models import Memory, MemoryKind
 from apps.memories.representation import iso_datetime
 from apps.privacy import erasure, export
 from apps.privacy.api.views import streaming
 from apps.privacy.selectors import select
-from apps.tenancy.services import authenticate_key
+from apps.tenancy.services import authenticate_key, resolve_namespace
 
 TAG = "seed 003 drop-in (memoryOSS /v1)"
 TYPE_TO_KIND = {"semantic": MemoryKind.FACT, "episodic": MemoryKind.EPISODE,
@@ -192,6 +192,9 @@ class StoreView(MemoryOssView):
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
         data = store_input(request, request.data)
+        mode = _stores_nothing(request, data.get("namespace") or _namespace_of(request))
+        if mode is not None:
+            return _not_stored(mode, {"id": None, "version": None, "duplicate": False})
         result = services.ingest(request.user, data, _namespace_of(request))
         return Response({"id": str(result.memory.pk), "version": result.memory.version,
                          "duplicate": result.duplicate})
@@ -211,9 +214,28 @@ class StoreBatchView(MemoryOssView):
         if len(slugs) > 1:
             raise InvalidInput("a batch stores into one namespace.", field="memories")
         namespace = next(iter(slugs), None) or _namespace_of(request, body)
+        mode = _stores_nothing(request, namespace)
+        if mode is not None:
+            return _not_stored(mode, {"stored": []})
         results = services.ingest_many(request.user, data, namespace)
         return Response({"stored": [{"id": str(r.memory.pk), "version": r.memory.version,
                                      "duplicate": r.duplicate} for r in results]})
+
+
+def _stores_nothing(request, slug: str | None) -> str | None:
+    """The memory mode (``off`` or ``readonly``) under which this store stores nothing
+    (the namespace's default, or ``X-Memory-Mode`` where the namespace allows it: seed
+    003's modes, apps/memories/memory_modes.py); None to store. Another tenant's
+    namespace is still a 404."""
+    namespace = resolve_namespace(request.user, slug)
+    return memory_modes.stores_nothing(namespace, request.headers)
+
+
+def _not_stored(mode: str, shape: dict[str, Any]) -> Response:
+    """200 with nothing stored, saying so (``stored_nothing``) and why."""
+    response = Response({**shape, "stored_nothing": True, "memory_mode": mode})
+    response["X-Memory-Mode"] = mode
+    return response
 
 
 def _given(body: Mapping[str, Any], name: str) -> bool:

@@ -24,6 +24,8 @@ Ids (docs/operations.md#settings-checks):
   to another machine
 - ``memoryweb.E010`` the timeline's rollups: schedule switch, interval, segment gap,
   summary lengths
+- ``memoryweb.E011`` the memory gateway: upstream URLs, key files, recall budget, k,
+  memory share, minimum score, timeout (``W011``: a key over plain HTTP to another machine)
 """
 
 from __future__ import annotations
@@ -484,4 +486,53 @@ def check_rollups(app_configs=None, **kwargs) -> list[CheckMessage]:
     chars = Bound(low=100, high=20000, integer=True)
     errors += _structured("MEMORYWEB_ROLLUP_MAX_CHARS",
                           {name: chars for name in conf.env_names("MEMORYWEB_ROLLUP_MAX_CHARS")}, 10)
+    return errors
+
+
+# --- E011: the memory gateway ----------------------------------------------------------------
+
+GATEWAY_NUMBERS: dict[str, tuple[Bound, str]] = {
+    "MEMORYWEB_GATEWAY_RECALL_BUDGET_MS": (Bound(low=1, high=60_000, integer=True),
+                                           "Milliseconds recall may take before the request "
+                                           "is forwarded unchanged (300 is the default)."),
+    "MEMORYWEB_GATEWAY_RECALL_K": (Bound(low=1, high=100, integer=True),
+                                   "Memories recalled per request at most (8 is the default)."),
+    "MEMORYWEB_GATEWAY_MEMORY_SHARE": (Bound(low=0, high=0.5, above=True),
+                                       "The share of the model's context window memories may "
+                                       "fill (0.10 is the default)."),
+    "MEMORYWEB_GATEWAY_MIN_SCORE": (Bound(low=0, high=1),
+                                    "Hybrid recall scores are 0..1 (0.3 is the default)."),
+    "MEMORYWEB_GATEWAY_TIMEOUT": (Bound(low=0, high=3600, above=True),
+                                  "Seconds to wait for the upstream (600 is the default)."),
+}
+
+
+@register(TAG)
+def check_gateway(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """The gateway's upstreams and numbers. An empty URL is allowed (that route answers
+    503); a set key file must be readable, so a typo stops the start instead of every
+    request going upstream without a key."""
+    errors: list[CheckMessage] = []
+    for name, (bound, hint) in GATEWAY_NUMBERS.items():
+        errors += _bounded(name, getattr(settings, name), bound, 11, hint)
+    for provider in ("OPENAI", "ANTHROPIC"):
+        url_name = f"MEMORYWEB_GATEWAY_{provider}_URL"
+        file_name = f"MEMORYWEB_GATEWAY_{provider}_KEY_FILE"
+        url, key_file = getattr(settings, url_name), getattr(settings, file_name)
+        parts = urlsplit(url) if isinstance(url, str) and url else None
+        if url and (parts is None or parts.scheme not in ("http", "https") or not parts.hostname):
+            errors.append(_error(f"{url_name} must be an http(s) URL; it is "
+                                 f"{_without_query(url)!r}.", 11))
+        elif parts is not None and (parts.username or parts.password):
+            errors.append(_error(f"{url_name} must not hold credentials; put the key in a "
+                                 f"file named by {file_name}.", 11))
+        elif (parts is not None and key_file and parts.scheme == "http"
+              and parts.hostname not in _LOOPBACK_HOSTS):
+            errors.append(CheckWarning(
+                f"{url_name}={_without_query(url)!r} is plain HTTP to another machine: the "
+                "upstream key and every prompt travel unencrypted.",
+                hint="Use https, or a proxy on this machine.", id=f"{TAG}.W011"))
+        if key_file and not (os.path.isfile(key_file) and os.access(key_file, os.R_OK)):
+            errors.append(_error(f"{file_name} must name a readable file holding the upstream "
+                                 f"key; {key_file!r} is not one.", 11))
     return errors

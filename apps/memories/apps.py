@@ -15,6 +15,12 @@ class MemoriesConfig(AppConfig):
         # A namespace's recall_defaults are memories' rules, stored on tenancy's row.
         namespace_settings.register(namespace_settings.NamespaceSetting(
             "recall_defaults", validate_recall_defaults, RecallDefaults))
+        from apps.memories.memory_modes import MemoryModeSettings, validate_memory_mode_settings
+
+        # The memory mode (full/readonly/after/off) that the gateway and the drop-in store
+        # routes honour: memories' rule, since two sibling doors read it.
+        namespace_settings.register(namespace_settings.NamespaceSetting(
+            "memory_mode", validate_memory_mode_settings, MemoryModeSettings))
 
         from apps.memories.stores import register_memory_stores
 

@@ -49,7 +49,8 @@ class NamespaceForm(forms.ModelForm):
     class Meta:
         model = Namespace
         fields = ["slug", "name", "near_duplicate_policy", "near_duplicate_threshold",
-                  "recall_defaults", "rollups", "consolidation", "audit_reads", "retention_days"]
+                  "recall_defaults", "rollups", "consolidation", "memory_mode", "audit_reads",
+                  "retention_days"]
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]
@@ -110,7 +111,7 @@ class NamespaceAdmin(ScopedAdmin):
         if not change:
             created = create_namespace(obj.slug, obj.name, actor=principal)
             for name in ("near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
-                         "rollups", "consolidation", "audit_reads", "retention_days"):
+                         "rollups", "consolidation", "memory_mode", "audit_reads", "retention_days"):
                 setattr(created, name, getattr(obj, name))
             obj.pk = created.pk
             form.changed_data = [name for name in form.changed_data if name not in ("slug", "name")]

@@ -69,6 +69,11 @@ class Namespace(models.Model):
         help_text='Scheduled consolidation here, e.g. {"enabled": true, "interval_hours": 24, '
         '"threshold": 0.86}: merges the memories that say the same thing on schedule '
         '(reversible). Empty: off. See docs/lifecycle.md.')
+    memory_mode = models.JSONField(
+        default=dict, blank=True,
+        help_text='The memory mode of the gateway and the drop-in store routes here, e.g. '
+        '{"default": "readonly", "allow_client_control": false}: full, readonly, after '
+        '(with "after": "YYYY-MM-DD") or off. Empty: full, headers honoured. See docs/gateway.md.')
     audit_reads = models.BooleanField(
         null=True, blank=True,
         help_text="Write an audit entry for every recall in this namespace (ids returned, never "
@@ -116,7 +121,7 @@ class Namespace(models.Model):
 
 
 #: Namespace fields whose rules belong to an app above tenancy (namespace_settings.py).
-SETTING_FIELDS = ("recall_defaults", "rollups", "consolidation")
+SETTING_FIELDS = ("recall_defaults", "rollups", "consolidation", "memory_mode")
 
 
 class ApiKeyQuerySet(NamespaceScopedQuerySet):

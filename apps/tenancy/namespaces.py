@@ -45,6 +45,7 @@ class NamespaceUpdate(StrictSerializer):
     recall_defaults = namespace_settings.NamespaceSettingField("recall_defaults", required=False)
     rollups = namespace_settings.NamespaceSettingField("rollups", required=False)
     consolidation = namespace_settings.NamespaceSettingField("consolidation", required=False)
+    memory_mode = namespace_settings.NamespaceSettingField("memory_mode", required=False)
     near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,

@@ -1,0 +1,292 @@
+"""The memory gateway's routes under /proxy/, an ASGI endpoint on the server's event loop.
+
+Why not Django views: the project's Django handler runs every view on a pool thread
+(apps/core/asgi.py); an async view there would hold that thread until the upstream
+answered, and a model's answer takes seconds to minutes. So, as /mcp does, the gateway
+sits in front of Django in the ASGI application (memoryweb/asgi.py): the request is
+read on the loop, the short sync parts (authenticating the key, the rate budget, the
+mode, the recall) run on the request pool's threads, and the upstream call and the relay
+of its answer are awaited on the loop with the process's one ``httpx.AsyncClient`` — no
+thread per request or stream.
+
+The relay reads the upstream's answer chunk by chunk and hands each to the server before
+reading the next (one chunk in flight: a slow client slows the read from the upstream),
+unchanged: the same status, headers (less hop-by-hop ones) and bytes, streaming (SSE) or
+not. A client that goes away closes the upstream request.
+
+Per request: read the body (at most ``max_body_bytes``), admit the key (401, 429),
+decide the memory mode, recall within ``MEMORYWEB_GATEWAY_RECALL_BUDGET_MS`` and inject
+(apps/gateway/injection.py), forward. If the recall fails or is too slow, the request goes
+on unchanged (fail-open: ``X-Memory-Fail-Open``, logged and counted). docs/gateway.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from apps.core.asgi import request_pool
+from apps.core.parsers import JSONTooDeep
+from apps.core.parsers import loads as parse_json
+
+from . import injection, memory, metrics, upstream
+from .memory import Admission
+
+logger = logging.getLogger("memoryweb.gateway")
+
+PREFIX = "/proxy/"
+
+
+@dataclass(frozen=True)
+class Route:
+    api: str  # chat | responses | models | anthropic
+    provider: upstream.Provider
+    method: str
+    upstream_path: str
+
+
+def route_for(path: str) -> Route | None:
+    """The route of a /proxy/ path (None: not one of the gateway's)."""
+    if path == "/proxy/v1/chat/completions":
+        return Route("chat", upstream.OPENAI, "POST", "/chat/completions")
+    if path == "/proxy/v1/responses":
+        return Route("responses", upstream.OPENAI, "POST", "/responses")
+    if path == "/proxy/v1/models" or path.startswith("/proxy/v1/models/"):
+        return Route("models", upstream.OPENAI, "GET", path[len("/proxy/v1"):])
+    # Seed 003 documents ANTHROPIC_BASE_URL=.../proxy/anthropic/v1, to which the SDKs add
+    # /v1/messages: both spellings are the one route.
+    if path in ("/proxy/anthropic/v1/messages", "/proxy/anthropic/v1/v1/messages"):
+        return Route("anthropic", upstream.ANTHROPIC, "POST", "/v1/messages")
+    return None
+
+
+# --- answers of the gateway's own -----------------------------------------------------
+
+def _error_body(api: str, status: int, kind: str, message: str) -> bytes:
+    """An error in the shape the client's SDK reads (OpenAI's or Anthropic's)."""
+    if api == "anthropic":
+        payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        payload = {"error": {"message": message, "type": kind, "code": kind, "param": None}}
+    return json.dumps(payload).encode()
+
+
+async def _answer(send, api: str, status: int, kind: str, message: str,
+                  headers: dict[str, str] | None = None) -> None:
+    body = _error_body(api, status, kind, message)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in (headers or {}).items())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body; None once it exceeds ``limit`` bytes or the client left."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _headers(scope) -> dict[str, str]:
+    return {name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope.get("headers", ())}
+
+
+def _memoryweb_key(api: str, headers: dict[str, str]) -> str | None:
+    """Where the client's SDK put the provider key: ``x-api-key`` (Anthropic), else
+    ``Authorization: Bearer`` (OpenAI; Anthropic clients using an auth token)."""
+    if api == "anthropic" and headers.get("x-api-key"):
+        return headers["x-api-key"].strip()
+    scheme, _, raw = headers.get("authorization", "").partition(" ")
+    return raw.strip() if scheme.lower() == "bearer" and raw.strip() else None
+
+
+# --- the endpoint ---------------------------------------------------------------------
+
+async def _on_pool(function, *args):
+    return await sync_to_async(function, thread_sensitive=False, executor=request_pool())(*args)
+
+
+async def _memories(route: Route, admission: Admission, body: dict[str, Any]
+                    ) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The body with memories injected (None: forward the original bytes) and the response
+    headers that say what happened. Fail-open: any failure or a recall over its budget
+    forwards the request unchanged."""
+    decision = admission.decision
+    told = {"x-memory-mode": decision.mode, "x-memory-injected": "0"}
+    if not decision.recall:
+        return None, told
+    query = injection.query_of(route.api, body)
+    if not query:
+        return None, told
+    budget_s = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000
+    try:
+        recalled = await asyncio.wait_for(_on_pool(memory.recall, admission, query), budget_s)
+    except TimeoutError:
+        return None, {**told, **_failed_open(route, "timeout", None)}
+    except Exception as exc:  # any failure of the memory core: the client still gets its answer
+        return None, {**told, **_failed_open(route, "error", exc)}
+    if recalled.screened_out:
+        metrics.SCREENED_OUT.inc(recalled.screened_out)
+        told["x-memory-screened"] = str(recalled.screened_out)
+    chosen = injection.fit(recalled.candidates, injection.token_budget(
+        body.get("model"), settings.MEMORYWEB_GATEWAY_MEMORY_SHARE))
+    if not chosen:
+        return None, told
+    metrics.INJECTED.inc(len(chosen))
+    told["x-memory-injected"] = str(len(chosen))
+    told["x-memory-ids"] = ",".join(c.id for c in chosen)
+    return injection.inject(route.api, body, injection.render(chosen)), told
+
+
+def _failed_open(route: Route, reason: str, exc: BaseException | None) -> dict[str, str]:
+    metrics.FAIL_OPEN.labels(route=route.api, reason=reason).inc()
+    # The error's type only: a message could quote the prompt (the query).
+    logger.warning("gateway fail-open on %s: recall %s%s", route.api, reason,
+                   f" ({type(exc).__name__})" if exc is not None else "")
+    return {"x-memory-fail-open": reason}
+
+
+async def gateway(scope, receive, send) -> None:
+    path = scope.get("path", "")
+    route = route_for(path)
+    api = route.api if route else "chat"
+    if route is None:
+        await _answer(send, api, 404, "not_found_error", f"no gateway route {path[:200]!r}.")
+        return
+    if scope.get("method") != route.method:
+        await _answer(send, api, 405, "invalid_request_error",
+                      f"{path} takes {route.method}.", {"allow": route.method})
+        return
+    headers = _headers(scope)
+    body = b""
+    if route.method == "POST":
+        read = await _read_body(receive, settings.MEMORYWEB_LIMITS["max_body_bytes"])
+        if read is None:
+            await _answer(send, api, 413, "request_too_large", "Request body is larger than "
+                          f"the limit ({settings.MEMORYWEB_LIMITS['max_body_bytes']} bytes).")
+            return
+        body = read
+    try:
+        admission = await _on_pool(memory.admit, _memoryweb_key(api, headers), headers,
+                                   route.api != "models")
+    except Exception as exc:  # the key cannot be checked: never forward unauthenticated
+        logger.error("gateway: the key could not be checked (%s)", type(exc).__name__)
+        await _answer(send, api, 503, "memoryweb_unavailable",
+                      "MemoryWeb cannot check the key right now; retry shortly.")
+        return
+    if admission.refusal is not None:
+        status, kind, message, extra = admission.refusal
+        await _answer(send, api, status, kind, message, extra)
+        return
+    if not route.provider.base_url:
+        await _answer(send, api, 503, "gateway_not_configured",
+                      f"the gateway's {route.provider.name} upstream is not configured "
+                      f"({route.provider.url_setting} is empty).")
+        return
+    told: dict[str, str] = {}
+    if route.api != "models":
+        try:
+            parsed = parse_json(body)
+        except (JSONTooDeep, ValueError) as exc:
+            await _answer(send, api, 400, "invalid_request_error", f"the body is not JSON: {exc}")
+            return
+        if not isinstance(parsed, dict):
+            await _answer(send, api, 400, "invalid_request_error", "the body must be an object.")
+            return
+        injected, told = await _memories(route, admission, parsed)
+        if injected is not None:
+            body = json.dumps(injected, ensure_ascii=False).encode()
+    await _forward(scope, receive, send, route, headers, body, told)
+
+
+async def _forward(scope, receive, send, route: Route, headers: dict[str, str], body: bytes,
+                   told: dict[str, str]) -> None:
+    try:
+        auth = route.provider.auth_headers(headers.get(upstream.UPSTREAM_AUTH_HEADER))
+    except OSError:
+        logger.error("gateway: the %s upstream key file cannot be read", route.provider.name)
+        await _answer(send, route.api, 503, "gateway_not_configured",
+                      f"the gateway's {route.provider.name} key file cannot be read.")
+        return
+    query = scope.get("query_string", b"")
+    url = route.provider.base_url + route.upstream_path + (f"?{query.decode('latin-1')}"
+                                                           if query else "")
+    client = upstream.client()
+    request = client.build_request(
+        route.method, url, content=body if route.method == "POST" else None,
+        headers={**upstream.forwarded_headers(scope.get("headers", ())), **auth},
+        timeout=upstream.timeout())
+    try:
+        response = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        logger.warning("gateway: the %s upstream did not answer (%s)", route.provider.name,
+                       type(exc).__name__)
+        status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+        await _answer(send, route.api, status, "upstream_unavailable",
+                      f"the {route.provider.name} upstream did not answer "
+                      f"({type(exc).__name__}).", told)
+        return
+    relay = asyncio.ensure_future(_relay(send, response, told))
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait([relay, gone], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (relay, gone):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(relay, gone, return_exceptions=True)
+        await response.aclose()
+    if relay.done() and not relay.cancelled() and relay.exception() is not None:
+        logger.warning("gateway: relay from the %s upstream broke off (%s)",
+                       route.provider.name, type(relay.exception()).__name__)
+
+
+async def _relay(send, response: httpx.Response, told: dict[str, str]) -> None:
+    """The upstream's answer to the client: status, headers, then each chunk as it comes."""
+    headers = upstream.relayed_headers(response) + [
+        (name.encode(), value.encode()) for name, value in told.items()]
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": headers})
+    try:
+        async for chunk in response.aiter_raw():
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _disconnected(receive) -> None:
+    """Returns when the client goes away (the request body was read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def gateway_router(app):
+    """HTTP: /proxy/... to the gateway, everything else to ``app``."""
+
+    async def route(scope, receive, send):
+        if scope.get("type") == "http" and scope.get("path", "").startswith(PREFIX):
+            await gateway(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return route
