@@ -348,6 +348,12 @@ def check_numbers(app_configs=None, **kwargs) -> list[CheckMessage]:
     errors = []
     for name, (bound, hint) in NUMBERS.items():
         errors += _bounded(name, getattr(settings, name), bound, 7, hint)
+    inline, cap = settings.MEMORYWEB_CONSOLIDATE_INLINE_MAX, settings.MEMORYWEB_CONSOLIDATE_MAX
+    if not errors and inline > cap:  # between them a REST request would be refused, not queued
+        errors.append(_error(
+            f"MEMORYWEB_CONSOLIDATE_INLINE_MAX ({inline}) is above MEMORYWEB_CONSOLIDATE_MAX "
+            f"({cap}): a REST consolidation of a size between them would be refused instead "
+            "of running as a job.", 7, "Keep the inline size at most the cap."))
     return errors
 
 

@@ -89,6 +89,8 @@ BAD = [
     ("E007", {"MEMORYWEB_HYBRID_POOL": 0}, ["MEMORYWEB_HYBRID_POOL", "at least 1"]),
     ("E007", {"MEMORYWEB_HTTP_THREADS": "8"}, ["MEMORYWEB_HTTP_THREADS", "whole number", "'8'"]),
     ("E007", {"MEMORYWEB_GIL_SWITCH_MS": 0.0}, ["MEMORYWEB_GIL_SWITCH_MS", "above 0"]),
+    ("E007", {"MEMORYWEB_CONSOLIDATE_INLINE_MAX": 30000, "MEMORYWEB_CONSOLIDATE_MAX": 20000},
+     ["MEMORYWEB_CONSOLIDATE_INLINE_MAX (30000) is above MEMORYWEB_CONSOLIDATE_MAX (20000)"]),
     ("E008", {"MEMORYWEB_RERANKER": "apps.nowhere.Reranker"},
      ["MEMORYWEB_RERANKER='apps.nowhere.Reranker'", "does not import"]),
     ("E008", {"MEMORYWEB_EMBEDDER": "apps.memories.embeddings.NoSuchFactory"},
