@@ -75,7 +75,8 @@ def consolidate(client: httpx.Client, slug: str, threshold: float | None, *, tim
     (status, polls).
 
     A 200/201 with ``proposals`` is the answer. A 202, or any answer naming a job
-    (``status_url``, or ``job``/``job_id``: an id or an object with ``id``/``status_url``),
+    (``status_url``, or ``job``/``job_id``: an id or an object with ``id``/``status_url``;
+    MemoryWeb's 202 is the run itself, ``{"id", "state", ...}`` with a ``Location``),
     is polled (GET, ``/api/v1/consolidations/{id}`` for a bare id) until its ``status`` (or
     ``state``) is done, the proposals then read from its ``result`` or the body itself;
     ``progress`` ({done, total} or a fraction) drives a progress bar.
@@ -94,6 +95,8 @@ def consolidate(client: httpx.Client, slug: str, threshold: float | None, *, tim
     data = response.json()
     url = _job_url(data)
     if response.status_code == 202 and url is None:
+        url = response.headers.get("Location")  # the run itself: {"id", "state", ...}
+    if response.status_code == 202 and url is None:
         raise RuntimeError(f"POST {path}: 202 without a job to poll: {str(data)[:500]}")
     if url is not None:
         meta["job_url"] = url
@@ -111,6 +114,8 @@ def _job_url(data: dict[str, Any]) -> str | None:
     job = data.get("job", data.get("job_id"))
     if isinstance(job, dict):
         return job.get("status_url") or (f"/api/v1/consolidations/{job['id']}" if "id" in job else None)
+    if job is None and "id" in data and ("state" in data or "status" in data):
+        job = data["id"]  # the run itself (MemoryWeb's 202: {"id", "state", "progress", ...})
     return f"/api/v1/consolidations/{job}" if isinstance(job, str | int) and job != "" else None
 
 
@@ -445,9 +450,17 @@ def self_test() -> int:
                 return {"direct": httpx.Response(200, json=answer),
                         "status_url": httpx.Response(202, json={"status_url": "/api/v1/consolidations/c1"}),
                         "job": httpx.Response(202, json={"job": {"id": "j7", "status": "queued"}}),
-                        "failed": httpx.Response(202, json={"job": "j8"})}[mode]
+                        "failed": httpx.Response(202, json={"job": "j8"}),
+                        "run": httpx.Response(202, json={"id": "r3", "state": "queued", "result": None}),
+                        "location": httpx.Response(202, json={"state": "queued"},
+                                                   headers={"Location": "/api/v1/consolidations/r4"}),
+                        }[mode]
             if mode == "failed":
                 return httpx.Response(200, json={"status": "failed", "error": "boom"})
+            if mode in ("run", "location"):  # MemoryWeb's run: state, progress {stage, done, total}
+                return httpx.Response(200, json={"state": "running", "result": None, "progress": {
+                    "stage": "neighbours", "done": 1, "total": 2}} if gets < 2
+                    else {"state": "done", "result": answer})
             if gets < 2:
                 return httpx.Response(200, json={"status": "running", "progress": {"done": 1, "total": 2}})
             return httpx.Response(200, json={"status": "done", "result": answer} if mode == "status_url"
@@ -463,7 +476,8 @@ def self_test() -> int:
     got, meta = consolidate(server("direct"), "ns", None, timeout=5)
     check("200: the answer as is; body {dry_run: true} without a threshold",
           got == answer and meta["polls"] == 0 and seen[0][2] == {"dry_run": True})
-    for mode, path in (("status_url", "/api/v1/consolidations/c1"), ("job", "/api/v1/consolidations/j7")):
+    for mode, path in (("status_url", "/api/v1/consolidations/c1"), ("job", "/api/v1/consolidations/j7"),
+                       ("run", "/api/v1/consolidations/r3"), ("location", "/api/v1/consolidations/r4")):
         seen.clear()
         got, meta = consolidate(server(mode), "ns", 0.9, timeout=5, poll_every=0)
         check(f"202 + {mode}: polled to the end",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from apps.memories.lexical import STOPWORDS
 
@@ -85,6 +86,21 @@ morning:afternoon morning:evening afternoon:evening morning:night evening:night 
 hourly:daily hourly:weekly daily:weekly daily:monthly weekly:monthly monthly:yearly
 monthly:annually daily:yearly weekly:yearly monthly:quarterly quarterly:yearly"""
 OPPOSITES = tuple(tuple(pair.split(":")) for pair in _OPPOSITES.split())
+
+
+def _opposite_of(pairs: tuple[tuple[str, ...], ...]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for x, y in pairs:
+        found.setdefault(x, set()).add(y)
+        found.setdefault(y, set()).add(x)
+    return {word: frozenset(others) for word, others in found.items()}
+
+
+#: Each word of ``OPPOSITES`` with the words it is the opposite of: a pair is checked by
+#: looking up its words (a dictionary look-up each), not by walking the whole list for
+#: every pair (130 entries: most of a 100,000-memory dry run's pair checks).
+OPPOSITE_OF = _opposite_of(OPPOSITES)
+_OPPOSABLE = frozenset(OPPOSITE_OF)
 #: Capitalised words that are no name: sentence openers, pronouns, labels agents prefix.
 NOT_NAMES = frozenset("""a an the this that these those it its we our us i my me you your
 he she they them their his her there here what when where which who why how if then
@@ -128,6 +144,20 @@ class Facets:
         """How much the text pins down: the member that keeps most is the survivor."""
         return len(self.numbers) + len(self.dates) + len(self.names)
 
+    @cached_property
+    def content(self) -> frozenset[str]:
+        """:func:`content_words`, computed once: a memory is in up to ~20 candidate pairs,
+        and the pair checks ask for it each time."""
+        return frozenset(word[:-1] if len(word) > 3 and word.endswith("s") else word
+                         for word in self.words
+                         if word not in STOPWORDS and not word[0].isdigit())
+
+    @cached_property
+    def rest(self) -> frozenset[str]:
+        """:func:`rest_words`, computed once (as ``content``)."""
+        return self.content - self.names - self.numbers - {
+            w for w in self.words if w in MONTHS or w in WEEKDAYS}
+
 
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
@@ -161,7 +191,7 @@ def facets(text: str) -> Facets:
     names: set[str] = set()
     proper: set[str] = set()
     plain: set[str] = set()
-    cased = any(c.isupper() for c in text)
+    cased = any(map(str.isupper, text))
     words: set[str] = set()
     negated = False
     previous_number: str | None = None
@@ -266,24 +296,31 @@ def differences(a: Facets, b: Facets) -> list[str]:
         found.append("name")
     if a.negated != b.negated:
         found.append("negation")
-    if any((x in a.words and y in b.words and x not in b.words and y not in a.words)
-           or (y in a.words and x in b.words and y not in b.words and x not in a.words)
-           for x, y in OPPOSITES):
+    if _contrast(a.words, b.words):
         found.append("contrast")
     return found
 
 
+def _contrast(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether a word of ``OPPOSITES`` is in one text only and its opposite in the other
+    only ("enabled" / "disabled"; a text saying both says neither)."""
+    only_b = None
+    for word in (a & _OPPOSABLE) - b:
+        only_b = b - a if only_b is None else only_b
+        if not OPPOSITE_OF[word].isdisjoint(only_b):
+            return True
+    return False
+
+
 def content_words(f: Facets) -> frozenset[str]:
     """The words that carry meaning: no stopword, no number, a plural's s dropped."""
-    return frozenset(word[:-1] if len(word) > 3 and word.endswith("s") else word
-                     for word in f.words if word not in STOPWORDS and not word[0].isdigit())
+    return f.content
 
 
 def rest_words(f: Facets) -> frozenset[str]:
     """The content words that are no value (number, name, date): what a statement is
     about, to tell a contradiction (same statement, another value) from another fact."""
-    return content_words(f) - f.names - f.numbers - {w for w in f.words if w in MONTHS
-                                                    or w in WEEKDAYS}
+    return f.rest
 
 
 #: Letters two forms of one word share at least (``managed`` / ``manager``).
