@@ -207,8 +207,8 @@ def test_the_export_reads_lineage_a_fixed_number_of_queries_per_chunk(consolidat
 
 # --- bad lineage fields ------------------------------------------------------------------
 
-OTHER = str(uuid.uuid4())
-OWN = str(uuid.uuid4())
+OTHER = "6f1c2a44-0b8e-4f5e-9d3a-2c7b1e9f0a11"  # fixed: parametrize ids must match across xdist workers
+OWN = "0d9e8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
 
 
 @pytest.mark.parametrize(("fields", "words"), [
