@@ -146,17 +146,14 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
                   for row in rows]
     with_context = {str(row[0]) for row in rows if row[13] is not None}
     vectors = _content_vectors(ns, candidates, with_context, progress)
-    store = get_vector_store()
-
-    def neighbours(batch: np.ndarray) -> list[list[tuple[str, float]]]:
-        return [[(hit.id, hit.similarity) for hit in hits]
-                for hits in store.neighbours(ns, batch, grouping.NEIGHBOURS + 1)]
 
     def neighbour_progress(n: int) -> None:
         if progress:
             progress("neighbours", n, len(candidates))
 
-    found = grouping.find_groups(candidates, vectors, neighbours, threshold, term_similarity,
+    # The neighbours among these content vectors, searched in process (grouping.py and
+    # neighbours.py say why not the index, whose vectors may mix in a previous turn).
+    found = grouping.find_groups(candidates, vectors, None, threshold, term_similarity,
                                  neighbour_progress, guarded=guarded_tags(ns),
                                  max_tags=settings.MEMORYWEB_LIMITS["max_tags"])
     ordered = {str(row[0]): row[5] or [] for row in rows}

@@ -117,6 +117,9 @@ _CLOCK = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 #: A number right before or after a word ("may 2", "2 may"): "may" is then the month.
 _NEAR_NUMBER = re.compile(r"\d\s+may\b|\bmay\s+\d", re.IGNORECASE)
+#: A dotted or snake_case identifier (a domain, a file, a module, a field), of parts of two
+#: letters or more: "api.acme.io", "node.js", "user_id"; not "e.g" or "a.m".
+_IDENTIFIER = re.compile(r"^(?=.*?[^\W\d_]{2,}[._].*?[^\W\d_]{2,})[\w.]*[._][\w.]*$")
 _NUMBER = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^\d+(?:\.\d+)?$")
 
 
@@ -138,6 +141,10 @@ class Facets:
     #: The words written in lower case in a text that capitalises (so no all-lower-case
     #: note): common words, whatever another text capitalises ("the Team plan").
     plain: frozenset[str] = frozenset()
+    #: Its words in their order (lower case, possessives and wrapping left out): to tell a
+    #: reversal ("Wen is Felix's manager" / "Felix is Wen's manager") or a substitution in
+    #: place ("... in staging" / "... in production") from a rephrasing.
+    sequence: tuple[str, ...] = ()
 
     @property
     def richness(self) -> int:
@@ -193,6 +200,7 @@ def facets(text: str) -> Facets:
     plain: set[str] = set()
     cased = any(map(str.isupper, text))
     words: set[str] = set()
+    sequence: list[str] = []
     negated = False
     previous_number: str | None = None
     for match in _TOKEN.finditer(text):
@@ -205,6 +213,7 @@ def facets(text: str) -> Facets:
         if lower in FILLER:  # what an agent wraps a fact in ("Note:", "as discussed")
             continue
         words.add(lower)
+        sequence.append(lower)
         if cased and token == lower:
             plain.add(lower)
         if lower in NEGATIONS or lower.endswith("n't"):
@@ -233,6 +242,8 @@ def facets(text: str) -> Facets:
             dates.add("day:" + WEEKDAYS.get(lower, WEEKDAYS.get(lower[:-1], lower)))
         elif any(c.isdigit() for c in token):  # v2.3.1, PROJ-123, db-2, utc-8: a value
             numbers.add(lower)
+        elif _IDENTIFIER.match(lower):  # api.acme.io, node.js, user_id: it names something
+            names.add(lower)
         elif token[0].isupper() and lower not in NOT_NAMES and lower not in STOPWORDS:
             # A sentence's first word counts too ("Maria leads ..."): a capitalised common
             # word only matters if the other text swaps it for another (differences()).
@@ -241,7 +252,7 @@ def facets(text: str) -> Facets:
                 proper.add(lower)  # an acronym (EM, QA) is no one's name
     negated = negated or bool(_CJK_NEGATION.search(original))
     return Facets(frozenset(numbers), frozenset(dates), frozenset(names), negated,
-                  frozenset(words), frozenset(proper), frozenset(plain))
+                  frozenset(words), frozenset(proper), frozenset(plain), tuple(sequence))
 
 
 def _starts_sentence(text: str, at: int) -> bool:
@@ -384,3 +395,49 @@ def swapped_term(a: Facets, b: Facets) -> tuple[str, str] | None:
         if not (x.startswith(y) or y.startswith(x)):  # prod / production
             return x, y
     return None
+
+
+#: Words that join two others whose order then says nothing ("Ana and Ben met").
+_JOINING = frozenset({"and", "&", "or", "nor", "with", "plus"})
+
+
+def reversal(a: Facets, b: Facets) -> bool:
+    """Whether two texts say the same words but for two that changed places ("Wen is
+    Felix's manager" / "Felix is Wen's manager", "email over Slack" / "Slack over
+    email"): who does what to whom changed, so they say different things. Not when the
+    two are joined by "and" or the like ("Ana and Ben met" / "Ben and Ana met")."""
+    x, y = a.sequence, b.sequence
+    if len(x) != len(y) or x == y or a.words != b.words:
+        return False
+    apart = [k for k in range(len(x)) if x[k] != y[k]]
+    if len(apart) != 2:
+        return False
+    i, j = apart
+    if x[i] != y[j] or x[j] != y[i] or x[i] in STOPWORDS or x[j] in STOPWORDS:
+        return False
+    return not (j - i <= 3 and _JOINING & set(x[i + 1:j]))
+
+
+#: Words a substitution in place replaces at most on each side.
+IN_PLACE = 3
+
+
+def in_place(a: Facets, b: Facets) -> bool:
+    """Whether the two texts are the same words in the same order but for one stretch of
+    at most IN_PLACE words on each side ("the search service in staging" / "... in
+    production"): a value replaced where it stood, not a rephrasing."""
+    x, y = a.sequence, b.sequence
+    shorter = min(len(x), len(y))
+    start = 0
+    while start < shorter and x[start] == y[start]:
+        start += 1
+    end = 0
+    while end < shorter - start and x[-1 - end] == y[-1 - end]:
+        end += 1
+    return len(x) - start - end <= IN_PLACE and len(y) - start - end <= IN_PLACE
+
+
+def unpaired(a: Facets, b: Facets) -> tuple[set[str], set[str]]:
+    """The content words each text has that the other lacks, once another form of one
+    word on the other side is paired off (:func:`_unpaired`)."""
+    return _unpaired(content_words(a) - content_words(b), content_words(b) - content_words(a))

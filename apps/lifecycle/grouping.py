@@ -1,20 +1,32 @@
 """Groups of memories that say the same thing, never by comparing every pair.
 
-1. **Candidate pairs**: each memory's ``NEIGHBOURS`` nearest stored vectors (Chroma's HNSW,
-   queried in batches), plus identical content. O(n·k) pairs, never O(n²).
-2. **Pair check** on content-only vectors (a stored vector may mix in the previous turn of
-   its session: apps/memories/context.py): cosine at least the threshold, or a little
-   below it when the words overlap strongly (Jaccard); never across a partition (kind,
-   agent, GDPR subject: merging across them would hide a memory from a filtered recall or
-   from its subject's erasure); never when :func:`facets.differences` finds a number, a
-   name, a date or a negation that differs: such a pair is a *conflict*, reported instead.
-   Tags may differ: the survivor takes the union of its group's tags (so a tag-filtered
-   recall that found a member finds it), except a *guarded* tag (one a tag-scoped sharing
-   grant names: gaining it would show the survivor to another namespace), which a pair
-   may differ in only when one's tags hold the other's, as before.
-3. **Groups**: connected components of the checked pairs, then complete linkage inside each
-   (every two members alike, none in conflict), so a chain A~B~C never merges A with an
-   unlike C. Components are capped (``MAX_GROUP``); a bigger one is split greedily.
+1. **Candidate pairs**: each memory's ``NEIGHBOURS`` nearest among the content-only
+   vectors (apps/lifecycle/neighbours.py; a stored vector may mix in the previous turn of
+   its session: apps/memories/context.py), plus identical content. O(n·k) pairs, never
+   O(n²).
+2. **Pair check**: cosine at least the threshold, or a little below it when the words
+   overlap strongly (Jaccard); never across a partition (kind, agent, GDPR subject:
+   merging across them would hide a memory from a filtered recall or from its subject's
+   erasure); never when :func:`facets.differences` finds a number, a name, a date or a
+   negation that differs: such a pair is a *conflict*, reported instead; never when two
+   words changed places (:func:`facets.reversal`). Tags may differ: the survivor takes the
+   union of its group's tags (so a tag-filtered recall that found a member finds it),
+   except a *guarded* tag (one a tag-scoped sharing grant names: gaining it would show the
+   survivor to another namespace), which a pair may differ in only when one's tags hold
+   the other's, as before.
+3. **Swapped words**: where one or two words a side are all that differ, the model judges
+   them (a synonym merges; another value does not). A swap it refuses *in place* (the same
+   words in the same order around it: "... in staging" / "... in production") is another
+   value, and the run remembers the two: a rephrasing whose differing words substitute
+   one for the other is not merged either (the model is not asked about a rephrasing's
+   words: too many differ).
+4. **Groups**: connected components of the checked pairs, then a linkage inside each: a
+   memory joins a group when it is alike by every check with one member, and with every
+   member similar enough with nothing hard against it (no differing facet, no reversal,
+   no swap refused in place, no remembered value substituted, tags that may merge). So
+   a rephrasing whose words the model does not follow still joins the group of a member
+   it repeats, while a chain A~B~C never merges A with a C that differs from it in a
+   fact or a value. Groups are capped (``MAX_GROUP``); a bigger component is split.
 """
 
 from __future__ import annotations
@@ -26,18 +38,23 @@ from typing import Any
 
 import numpy as np
 
+from apps.lifecycle import neighbours as nearest
 from apps.lifecycle.facets import (
     Facets,
     differences,
     facets,
+    in_place,
     rest_words,
+    reversal,
     swapped_term,
+    unpaired,
     with_known_names,
 )
 
-#: Nearest neighbours asked per memory.
-NEIGHBOURS = 10
-#: Memories per neighbour query.
+#: Nearest neighbours of each memory compared with it (tuning part: 10 -> 20 found 17
+#: more duplicate pairs at the same precision; 30 two more).
+NEIGHBOURS = 20
+#: Memories per neighbour query (a ``neighbours`` callable's batches).
 BATCH = 256
 #: How far below the threshold a pair may be when its words overlap strongly.
 LEXICAL_SLACK = 0.08
@@ -149,13 +166,15 @@ def tags_may_merge(a: frozenset[str], b: frozenset[str], guarded: frozenset[str]
 
 
 def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
-                neighbours: Callable[[np.ndarray], list[list[tuple[str, float]]]],
+                neighbours: Callable[[np.ndarray], list[list[tuple[str, float]]]] | None,
                 threshold: float, term_similarity: TermSimilarity,
                 progress: Callable[[int], None] | None = None, *,
                 guarded: frozenset[str] | None = None, max_tags: int | None = None) -> Found:
     """Groups and conflicts among ``candidates`` (``vectors``: their content-only unit
-    vectors, row by row). ``neighbours(rows)``: each row's nearest stored ids with their
-    similarity (the index; ids that are not candidates are ignored).
+    vectors, row by row). ``neighbours``: None to compare each with its ``NEIGHBOURS``
+    nearest ``vectors`` (apps/lifecycle/neighbours.py), or ``neighbours(rows)``: each row's
+    nearest ids with their similarity, asked in batches (ids that are not candidates are
+    ignored).
     ``term_similarity(pairs)``: how alike two words are (the model's cosine), for pairs
     that differ in one word only: a synonym ("team" / "squad") may merge, another value
     ("staging" / "production") is a conflict.
@@ -179,21 +198,26 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
             pairs.add((by_hash[key], i))
         else:
             by_hash[key] = i
-    for start in range(0, len(candidates), BATCH):
-        rows = vectors[start:start + BATCH]
-        for offset, hits in enumerate(neighbours(rows)):
-            i = start + offset
-            for hit_id, _ in hits:
-                j = index.get(hit_id)
-                if j is not None and j != i:
-                    pairs.add((min(i, j), max(i, j)))
-        if progress:
-            progress(len(rows))
+    if neighbours is None:
+        for i, hits in enumerate(nearest.nearest(vectors, NEIGHBOURS, progress)):
+            pairs.update((min(i, j), max(i, j)) for j, _ in hits)
+    else:
+        for start in range(0, len(candidates), BATCH):
+            rows = vectors[start:start + BATCH]
+            for offset, hits in enumerate(neighbours(rows)):
+                i = start + offset
+                for hit_id, _ in hits:
+                    j = index.get(hit_id)
+                    if j is not None and j != i:
+                        pairs.add((min(i, j), max(i, j)))
+            if progress:
+                progress(len(rows))
     alike: dict[tuple[int, int], float] = {}
     conflicts: list[Conflict] = []
     floor = threshold - LEXICAL_SLACK
     terms = _Terms(term_similarity)
     swaps: dict[tuple[int, int], tuple[str, str]] = {}
+    rephrased: dict[tuple[int, int], tuple[set[str], set[str]]] = {}
     for i, j in pairs:
         a, b = candidates[i], candidates[j]
         if a.partition != b.partition or not tags_may_merge(a.tags, b.tags, guarded, max_tags):
@@ -204,8 +228,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
         if similarity < threshold and _jaccard(a.facets.words, b.facets.words) < LEXICAL_OVERLAP:
             continue
         differs = differences(a.facets, b.facets)
-        if not differs and _beyond_the_model(a, b):
-            continue
+        if not differs and (_beyond_the_model(a, b) or reversal(a.facets, b.facets)):
+            continue  # a reversal: who does what to whom changed; neither merged nor listed
         if not differs and (swap := swapped_term(a.facets, b.facets)) is not None:
             swaps[(i, j)] = swap
         elif len(differs) == 1 and _jaccard(rest_words(a.facets), rest_words(b.facets)) >= SAME_REST:
@@ -213,13 +237,21 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
             conflicts.append(Conflict(*sorted((a.id, b.id)), round(similarity, 6), tuple(differs)))
         elif not differs:
             alike[(i, j)] = similarity
+            only_a, only_b = unpaired(a.facets, b.facets)
+            if only_a and only_b:  # more than two words a side: a rephrasing
+                rephrased[(i, j)] = (only_a, only_b)
         # more than one difference: two facts about different things, neither merged nor linked
     terms.learn(list(swaps.values()))
     for (i, j), swap in swaps.items():
         if terms.synonyms(swap):
             alike[(i, j)] = float(np.dot(vectors[i], vectors[j]))
+        elif in_place(candidates[i].facets, candidates[j].facets):
+            terms.values.add(frozenset(swap))
         # else another value of a term ("staging" / "production"): two facts, kept apart;
         # not listed as a conflict (they rarely contradict, and would bury those that do)
+    for pair, (only_a, only_b) in rephrased.items():
+        if terms.substitutes_a_value(only_a, only_b):
+            del alike[pair]
     groups = [group for component in _components(len(candidates), alike)
               for part in _parts(component)
               for group in _complete(part, candidates, vectors, floor, terms, guarded, max_tags)]
@@ -227,11 +259,15 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
 
 
 class _Terms:
-    """The model's verdict on swapped words, asked once per pair of words (in batches)."""
+    """The model's verdict on swapped words, asked once per pair of words (in batches),
+    and the pairs of words it refused in place: another value wherever they appear."""
 
     def __init__(self, similarity: TermSimilarity) -> None:
         self._similarity = similarity
         self._known: dict[tuple[str, str], float] = {}
+        #: Swaps refused in place ({"staging", "production"}, {"api payment", "billing
+        #: service"}): each side one or two words (in swapped_term's spelling).
+        self.values: set[frozenset[str]] = set()
 
     def learn(self, swaps: list[tuple[str, str]]) -> None:
         wanted = list(dict.fromkeys(s for s in swaps if s not in self._known))
@@ -240,6 +276,16 @@ class _Terms:
 
     def synonyms(self, swap: tuple[str, str]) -> bool:
         return self._known[swap] >= SYNONYM
+
+    def substitutes_a_value(self, only_a: set[str], only_b: set[str]) -> bool:
+        """Whether the words one text has and the other lacks replace one side of a swap
+        refused in place by its other side (a rephrasing that also changed a value)."""
+        for value in self.values:
+            if len(value) == 2:
+                x, y = (set(side.split()) for side in value)
+                if (x <= only_a and y <= only_b) or (y <= only_a and x <= only_b):
+                    return True
+        return False
 
 
 def _beyond_the_model(a: Candidate, b: Candidate) -> bool:
@@ -277,11 +323,13 @@ def _parts(component: list[int]) -> list[list[int]]:
 def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np.ndarray,
               floor: float, terms: _Terms, guarded: frozenset[str] | None,
               max_tags: int | None) -> list[Group]:
-    """Split a component into groups whose every two members are alike by the same rules as
-    a pair (cosine at least ``floor``, no differing facet, no swapped term that is another
-    value, nothing beyond the model's reach, tags that may merge): greedily,
-    strongest-connected first, at most MAX_GROUP each, their tags' union within
-    ``max_tags``."""
+    """Split a component into groups: greedily, strongest-connected first, at most
+    MAX_GROUP each, their tags' union within ``max_tags``. A memory joins a group when it
+    is alike by the same rules as a pair with at least one member (cosine at least
+    ``floor``, no differing facet or reversal, no swapped term that is another value,
+    nothing beyond the model's reach, tags that may merge), and with every member nothing
+    hard stands against it: all of those but a swap the model refused in a rephrasing (its
+    words not in place), which the member it is alike with vouches for."""
     sub = vectors[component]
     similarity = sub @ sub.T
     size = len(component)
@@ -292,14 +340,21 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
             continue
         a, b = candidates[component[x]], candidates[component[y]]
         if (differences(a.facets, b.facets) or _beyond_the_model(a, b)
+                or reversal(a.facets, b.facets)
                 or not tags_may_merge(a.tags, b.tags, guarded, max_tags)):
             ok[x, y] = ok[y, x] = False
         elif (swap := swapped_term(a.facets, b.facets)) is not None:
             swaps[(x, y)] = swap
+        elif terms.values and terms.substitutes_a_value(*unpaired(a.facets, b.facets)):
+            ok[x, y] = ok[y, x] = False
+    hard = ~ok  # what no member vouches for
     terms.learn(list(swaps.values()))
     for (x, y), swap in swaps.items():
         if not terms.synonyms(swap):
             ok[x, y] = ok[y, x] = False
+            a, b = candidates[component[x]].facets, candidates[component[y]].facets
+            if in_place(a, b):  # another value where it stood
+                hard[x, y] = hard[y, x] = True
     order = sorted(range(size), key=lambda x: -int(ok[x].sum()))
     groups: list[Group] = []
     placed: set[int] = set()
@@ -312,8 +367,9 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
             if other in placed or other == seed or len(members) >= MAX_GROUP:
                 continue
             tags = candidates[component[other]].tags
-            if all(ok[other, m] for m in members) and (
-                    max_tags is None or len(union | tags) <= max_tags):
+            if (not any(hard[other, m] for m in members)
+                    and any(ok[other, m] for m in members)
+                    and (max_tags is None or len(union | tags) <= max_tags)):
                 members.append(other)
                 union |= tags
         if len(members) < 2:

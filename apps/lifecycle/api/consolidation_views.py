@@ -42,7 +42,7 @@ class OutcomeSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
     threshold = serializers.FloatField()
     candidates = serializers.IntegerField(help_text="Memories considered.")
-    pairs_checked = serializers.IntegerField(help_text="Neighbour pairs compared (about 10 "
+    pairs_checked = serializers.IntegerField(help_text="Neighbour pairs compared (about 20 "
                                              "per memory: never every pair).")
     proposals = ProposalSerializer(many=True)
     conflicts = ConflictSerializer(many=True, help_text="Alike but for a number, a name, a "
