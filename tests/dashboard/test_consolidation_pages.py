@@ -160,8 +160,8 @@ def test_a_dry_run_shows_the_groups_side_by_side_and_the_conflicts(alice, corpus
         if not marked:
             shown = re.search(r'<span class="mw-similarity">([0-9.]+)</span>', card).group(1)
             assert shown == f"{similarities[memory_id]:.3f}"
-    # No merged text is written: the kept text, and where to edit it after merging.
-    assert "edit the kept memory after merging" in block
+    # The merged text is the kept text: edit it on the confirmation, or after merging.
+    assert "edit it on the confirmation (Accept…), or edit the kept memory after merging" in block
     assert f'href="{_change_url(staging.survivor.id)}"' in block
     # Accept is a form to the confirmation page; Reject a link that hides it on this page.
     assert f'action="{MERGE}"' in block and 'method="get"' in block

@@ -60,7 +60,8 @@ def test_review_accept_and_unmerge(person, site, screenshot):
     # Accept: the confirmation names the effect; confirming merges in the server.
     staging.get_by_role("button", name="Accept…").click()
     expect(page.locator("#mw-effect")).to_contain_text("Merge 3 memories in alpha, keeping")
-    expect(page.locator("#mw-confirm-details")).to_contain_text("edit the kept memory after merging")
+    expect(page.locator("#mw-confirm-details")).to_contain_text("Edit the merged text below")
+    expect(page.locator("#mw-text")).to_be_visible()  # the merged text, editable, left as it is
     screenshot(page, "consolidation-confirm")
     click_submit(page.locator("#mw-confirm-button"))
     expect(page.locator("ul.messagelist")).to_contain_text("Merged 3 memories in alpha")
