@@ -23,6 +23,11 @@ threshold is chosen from a sweep, --part reporting (seed 2102, the default) is w
 numbers quoted come from; no choice looks at it. Targets (issue 21; --check exits 1 on a
 fail), at the default threshold: precision >= 0.95, recall >= 0.80, no hard negative merged,
 and with --n >= 100,000 the consolidate call within 600 s.
+
+--keep-data keeps the data dir; --reuse-data DIR runs the calls again on it without
+the ingest (100,000 memories take about an hour to ingest with MiniLM here), the ids matched by
+content. A REST call over more than MEMORYWEB_CONSOLIDATE_INLINE_MAX memories answers 202 with
+the run, polled until done: its wall time includes up to a second of polling.
 """
 
 from __future__ import annotations
@@ -189,6 +194,22 @@ def ingest(client: httpx.Client, corpus: Corpus, batch: int, pid: int) -> tuple[
                                                 if b in position)}}
 
 
+#: A kept data dir's memories, content -> id (the corpus's texts are distinct).
+READ_IDS = ("import json; from apps.memories.models import Memory; print(json.dumps([[c, str(i)] for c, i in "
+            f"Memory.objects.filter(namespace__slug={NAMESPACE!r}).values_list('content', 'id')]))")
+
+
+def stored_ids(env: dict[str, str], corpus: Corpus) -> list[str]:
+    """--reuse-data: each corpus memory's id in a data dir an earlier run kept (--keep-data),
+    matched by content; refused unless it holds exactly this corpus."""
+    by_content = dict(json.loads(manage(env, "shell", "-c", READ_IDS).splitlines()[-1]))
+    missing = sum(m["content"] not in by_content for m in corpus.memories)
+    if missing or len(by_content) != len(corpus.memories):
+        raise RuntimeError(f"--reuse-data: the namespace holds {len(by_content)} memories, {missing} of "
+                           f"the corpus's {len(corpus.memories)} missing: not this --n/--part/--seed")
+    return [by_content[m["content"]] for m in corpus.memories]
+
+
 def wait_indexed(base_url: str, timeout: float = 300) -> int:
     """Until /readiness reports an empty outbox (every vector written); the backlog left."""
     deadline, backlog = time.monotonic() + timeout, -1
@@ -310,8 +331,11 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
 def summary(report: dict[str, Any]) -> None:
     ing = report["ingest"]
-    print(f"\ningest: {ing['memories']:,} memories in {ing['wall_s']:.1f} s ({ing['per_s']:.0f}/s); "
-          f"near-duplicate links at ingest {ing['near_duplicate_links_at_ingest']}")
+    if ing.get("reused_data_dir"):
+        print(f"\ningest: none, {ing['memories']:,} memories of {ing['reused_data_dir']} (--reuse-data)")
+    else:
+        print(f"\ningest: {ing['memories']:,} memories in {ing['wall_s']:.1f} s ({ing['per_s']:.0f}/s); "
+              f"near-duplicate links at ingest {ing['near_duplicate_links_at_ingest']}")
     print(f"{'threshold':>13} {'P':>6} {'R':>6} {'exact':>6} {'HN merged':>9} {'HN confl':>8} "
           f"{'proposals':>9} {'wall s':>8} {'cpu s':>7}")
     for r in report["runs"]:
@@ -542,6 +566,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "bench/results/consolidation.json; consolidation_tuning.json for --part tuning)")
     parser.add_argument("--dump-corpus", type=Path, help="also write the corpus and its truth as JSON lines")
     parser.add_argument("--keep-data", action="store_true", help="keep the temp data directory")
+    parser.add_argument("--reuse-data", type=Path, metavar="DIR",
+                        help="a data dir an earlier run kept (same --n, --part/--seed, --embedder): no "
+                             "ingest, only the consolidate calls (100,000 with MiniLM take an hour to "
+                             "ingest); the dir is left as it is")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
     parser.add_argument("--self-test", action="store_true",
                         help="no server: check the generator, the scoring, the API client and the chart")
@@ -570,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = generate(args.n, args.seed_value, args.groups, args.hard_negatives)
     if args.dump_corpus:
         args.dump_corpus.write_text("".join(json.dumps(row) + "\n" for row in truth_rows(corpus)))
-    data_dir = Path(tempfile.mkdtemp(prefix="mw-bench-consolidation-"))
+    data_dir = args.reuse_data or Path(tempfile.mkdtemp(prefix="mw-bench-consolidation-"))
     env = {**os.environ, "MEMORYWEB_ENV": "local", "DEBUG": "false", "LOG_LEVEL": "WARNING",
            "MEMORYWEB_DATA_DIR": str(data_dir), "MEMORYWEB_EMBEDDER": EMBEDDERS[args.embedder],
            "MEMORYWEB_RATE_LIMIT": "", "MEMORYWEB_ROLLUPS_SCHEDULED": "false",
@@ -608,14 +636,20 @@ def main(argv: list[str] | None = None) -> int:
     proc = None
     try:
         manage(env, "migrate", "-v0")
-        manage(env, "create_namespace", NAMESPACE)
+        if args.reuse_data:
+            ids = stored_ids(env, corpus)
+            report["ingest"] = {"reused_data_dir": str(data_dir), "memories": len(ids), "wall_s": 0.0}
+            report["notes"].append("--reuse-data: no ingest; the memories of an earlier run's data dir.")
+        else:
+            manage(env, "create_namespace", NAMESPACE)
         key = manage(env, "create_api_key", "--namespace", NAMESPACE, "--role", "admin",
                      "--agent-id", AGENT).splitlines()[-1].strip()
         port = free_port()
         proc = start_server(env, port, data_dir / "daphne.log")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=args.timeout, trust_env=False,
                           headers={"Authorization": f"Bearer {key}"}) as client:
-            ids, report["ingest"] = ingest(client, corpus, args.batch, proc.pid)
+            if not args.reuse_data:
+                ids, report["ingest"] = ingest(client, corpus, args.batch, proc.pid)
             report["ingest"]["outbox_backlog_after"] = wait_indexed(f"http://127.0.0.1:{port}")
             save([])
             try:
@@ -629,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if proc is not None:
             stop_server(proc)
-        if args.keep_data:
+        if args.keep_data or args.reuse_data:
             print(f"kept {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
