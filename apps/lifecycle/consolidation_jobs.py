@@ -47,7 +47,7 @@ from apps.lifecycle.models import ConsolidationRun, ConsolidationRunMember
 from apps.lifecycle.representation import outcome_row
 from apps.memories import stores
 from apps.memories.models import Memory
-from apps.ops.jobs import STALE_BEATS, Heartbeat
+from apps.ops.jobs import Heartbeat, stale_before
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import authorize, check_writable, resolve_namespace
@@ -171,17 +171,13 @@ def enqueue(run: ConsolidationRun) -> None:
 
 # --- running -------------------------------------------------------------------------------
 
-def _stale_before():
-    return timezone.now() - timedelta(
-        seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
-
 
 def _claim(run_id: Any) -> str | None:
     """Take the run up (queued, or running with a stale heartbeat): its lease token; ""
     when it was taken up :data:`MAX_ATTEMPTS` times already (its worker died each time)
     and is failed now instead; None when it is held or finished."""
     claimable = ConsolidationRun.objects.filter(pk=run_id).filter(
-        Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=_stale_before()))
+        Q(state=State.QUEUED) | Q(state=State.RUNNING, heartbeat_at__lt=stale_before()))
     if claimable.filter(attempts__gte=MAX_ATTEMPTS).update(
             state=State.FAILED, lease="", finished_at=timezone.now(),
             error=f"given up after {MAX_ATTEMPTS} attempts: its worker stopped each time."):
@@ -298,7 +294,7 @@ def named(result: Mapping[str, Any]) -> set[str]:
 def resume_stalled() -> list[str]:
     """Queue again the runs nobody is working on (a dead worker, a lost task)."""
     stalled = ConsolidationRun.objects.filter(
-        Q(state=State.RUNNING, heartbeat_at__lt=_stale_before())
+        Q(state=State.RUNNING, heartbeat_at__lt=stale_before())
         | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
     ids = [str(pk) for pk in stalled.values_list("pk", flat=True)]
     from apps.lifecycle.tasks import run_consolidation

@@ -49,6 +49,7 @@ from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem, WeakMemory
 from apps.memories import lexical, stores, track_record, writes
 from apps.memories.models import AgentRecord, ExternalId, Memory
 from apps.memories.vectorstore import get_vector_store
+from apps.ops.jobs import stale_before
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.tenancy import grants as tenancy_grants
 from apps.tenancy import keys as tenancy_keys
@@ -82,8 +83,6 @@ MERGE_RECORDS = stores.Store(
 def register_stores() -> None:
     """Called by ``LifecycleConfig.ready``: lifecycle sits above memories."""
     stores.register(MERGE_RECORDS)
-#: Heartbeats a running merge may miss before the sweep takes it over.
-STALE_BEATS = 4
 
 
 # --- planning and starting ---------------------------------------------------------------
@@ -244,16 +243,12 @@ def enqueue(merge: NamespaceMerge) -> None:
 
 # --- running ------------------------------------------------------------------------------
 
-def _stale_before():
-    return timezone.now() - timedelta(
-        seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
-
 
 def _claim(merge_id: Any) -> str | None:
     token = uuid.uuid4().hex
     taken = NamespaceMerge.objects.filter(
         pk=merge_id, state__in=[*NamespaceMerge.ACTIVE, State.FAILED]).filter(
-        Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+        Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before())
     ).update(state=State.RUNNING, lease=token, heartbeat_at=timezone.now())
     return token if taken else None
 
@@ -363,7 +358,7 @@ def resume_stalled() -> list[str]:
 
     stalled = NamespaceMerge.objects.filter(
         Q(state__in=[State.RUNNING, State.FAILED, State.REVERTING],
-          heartbeat_at__lt=_stale_before())
+          heartbeat_at__lt=stale_before())
         | Q(state=State.QUEUED, created_at__lt=timezone.now() - timedelta(minutes=1)))
     found = list(stalled.values_list("pk", "state"))
     for merge_id, state in found:
@@ -464,7 +459,7 @@ def run_revert(merge_id: Any) -> str | None:
     for the sweep to take up again once its heartbeat is stale."""
     token = uuid.uuid4().hex
     if not NamespaceMerge.objects.filter(pk=merge_id, state=State.REVERTING).filter(
-            Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+            Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before())
     ).update(lease=token, heartbeat_at=timezone.now()):
         return None
     merge = NamespaceMerge.objects.select_related("source", "target").get(pk=merge_id)

@@ -45,14 +45,12 @@ from apps.core.roles import Action
 from apps.memories import services
 from apps.memories.bulk_models import BulkJob
 from apps.memories.models import Memory
+from apps.ops.jobs import stale_before
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 
 log = logging.getLogger(__name__)
 
-#: Heartbeats (MEMORYWEB_JOB_HEARTBEAT_SECONDS) a running job may miss before another
-#: worker takes it over; as for the scheduled jobs (apps/ops/jobs.py).
-STALE_BEATS = 4
 #: Runs that end in an error before the job is marked failed.
 MAX_ATTEMPTS = 3
 #: A queued job nobody picked up after this long is enqueued again by the sweep (the
@@ -92,16 +90,12 @@ def enqueue(job_id: uuid.UUID | str) -> None:
 
 
 # --- Running -------------------------------------------------------------------------
-def _stale_before() -> Any:
-    return timezone.now() - timedelta(
-        seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
-
 
 def claim(job_id: uuid.UUID | str) -> str | None:
     """Take the job's lease (a token) unless a live worker holds it or it is finished."""
     now, token = timezone.now(), uuid.uuid4().hex
     taken = BulkJob.objects.filter(pk=job_id, state__in=BulkJob.ACTIVE).filter(
-        Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=_stale_before())
+        Q(lease="") | Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=stale_before())
     ).update(state=State.RUNNING, lease=token, heartbeat_at=now)
     if not taken:
         return None
@@ -258,7 +252,7 @@ def resume_stalled() -> list[str]:
     ``resume_bulk_jobs`` task calls this; ``claim`` keeps a job to one worker anyway."""
     now = timezone.now()
     stalled = BulkJob.objects.filter(
-        Q(state=State.RUNNING, lease="") | Q(state=State.RUNNING, heartbeat_at__lt=_stale_before())
+        Q(state=State.RUNNING, lease="") | Q(state=State.RUNNING, heartbeat_at__lt=stale_before())
         | Q(state=State.QUEUED, created_at__lt=now - QUEUED_GRACE))
     ids = [str(pk) for pk in stalled.values_list("pk", flat=True)]
     for job_id in ids:

@@ -110,18 +110,24 @@ def _holder() -> str:
 STALE_BEATS = 4
 
 
+def stale_before() -> datetime:
+    """A lease whose last heartbeat is older than this belonged to a run that died (every
+    job-like run: scheduled jobs, bulk jobs, namespace merges, consolidation runs)."""
+    return timezone.now() - timedelta(
+        seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
+
+
 def _take_lease(job: Job) -> str | None:
     """Mark the job running and return the run's token, unless a live run holds it or it
     is paused (None)."""
-    now, token = timezone.now(), uuid.uuid4().hex
-    stale = timedelta(seconds=settings.MEMORYWEB_JOB_HEARTBEAT_SECONDS * STALE_BEATS)
+    now, token, cutoff = timezone.now(), uuid.uuid4().hex, stale_before()
     JobState.objects.get_or_create(name=job.name)
     with transaction.atomic():
         taken = JobState.objects.filter(name=job.name, paused=False).filter(
             Q(running_since__isnull=True) | Q(running_since__lt=now - job.timeout)
             # Stale heartbeat, on a run old enough to have beaten (a run just taken over by
             # a worker that does not beat, mid-upgrade, keeps the old value meanwhile).
-            | Q(heartbeat_at__lt=now - stale, running_since__lt=now - stale)
+            | Q(heartbeat_at__lt=cutoff, running_since__lt=cutoff)
         ).update(running_since=now, running_on=_holder(), last_started_at=now, lease=token,
                  heartbeat_at=now)
     return token if taken else None
