@@ -113,6 +113,34 @@ class Outcome:
     versions: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Request:
+    """A consolidation asked for and allowed: its namespace and validated body."""
+
+    namespace: Namespace
+    cleaned: dict[str, Any]
+    dry_run: bool
+
+    def candidates(self) -> QuerySet[Memory]:
+        """The memories it would consider (counted by the REST door: now or as a job)."""
+        return _candidates(self.namespace, self.cleaned.get("filters") or {})
+
+
+def prepare(principal: Principal, namespace: str | None, data: Any, *,
+            dry_run_default: bool = True) -> Request:
+    """Everything a consolidation may be refused for, before any work: the body, the
+    namespace, the role (team admin), an archived namespace for an applied one."""
+    if not isinstance(data, Mapping):  # JSON null, a list, a number: no request body
+        raise InvalidInput("expected a JSON object.")
+    cleaned = validate(ConsolidateInput, data)
+    ns = resolve_namespace(principal, namespace)
+    authorize(principal, ns.pk, Action.EDIT)
+    dry_run = cleaned.get("dry_run", dry_run_default)
+    if not dry_run:
+        check_writable(ns)
+    return Request(ns, cleaned, dry_run)
+
+
 def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, Any], *,
                 dry_run_default: bool = True, limit: int | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> Outcome:
@@ -122,16 +150,16 @@ def consolidate(principal: Principal, namespace: str | None, data: Mapping[str, 
     MEMORYWEB_CONSOLIDATE_MAX; ``manage.py consolidate`` none). ``progress(stage, done,
     total)``: for a progress bar.
     """
-    if not isinstance(data, Mapping):  # JSON null, a list, a number: no request body
-        raise InvalidInput("expected a JSON object.")
-    cleaned = validate(ConsolidateInput, data)
-    ns = resolve_namespace(principal, namespace)
-    authorize(principal, ns.pk, Action.EDIT)
-    dry_run = cleaned.get("dry_run", dry_run_default)
-    if not dry_run:
-        check_writable(ns)
+    return run(principal, prepare(principal, namespace, data, dry_run_default=dry_run_default),
+               limit=limit, progress=progress)
+
+
+def run(principal: Principal, request: Request, *, limit: int | None = None,
+        progress: Callable[[str, int, int], None] | None = None) -> Outcome:
+    """A prepared consolidation (:func:`prepare`) carried out."""
+    ns, cleaned, dry_run = request.namespace, request.cleaned, request.dry_run
     threshold = cleaned.get("threshold", settings.MEMORYWEB_CONSOLIDATE_THRESHOLD)
-    selected = _candidates(ns, cleaned.get("filters") or {})
+    selected = request.candidates()
     if limit is not None and (count := selected.count()) > limit:
         raise InvalidInput(f"{count} memories match; a request consolidates at most "
                            f"{limit} (MEMORYWEB_CONSOLIDATE_MAX): narrow it with filters, or "
@@ -212,12 +240,6 @@ def _candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
     if filters.get("created_before"):
         queryset = queryset.filter(created_at__lt=filters["created_before"])
     return queryset.order_by("created_at", "pk")
-
-
-def candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
-    """The memories a consolidation of ``ns`` with ``filters`` would consider (counted by
-    the REST door to decide between answering now and queueing a job)."""
-    return _candidates(ns, filters)
 
 
 def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate], with_context: set[str],

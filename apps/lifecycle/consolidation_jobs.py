@@ -39,9 +39,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.audit.log import record as audit
-from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from apps.core.errors import Conflict, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
-from apps.core.validation import validate
 from apps.lifecycle import consolidation
 from apps.lifecycle.models import ConsolidationRun, ConsolidationRunMember
 from apps.lifecycle.representation import outcome_row
@@ -50,7 +49,7 @@ from apps.memories.models import Memory
 from apps.ops.jobs import Heartbeat, stale_before
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
-from apps.tenancy.services import authorize, check_writable, resolve_namespace
+from apps.tenancy.services import authorize
 
 log = logging.getLogger(__name__)
 State = ConsolidationRun.State
@@ -127,18 +126,12 @@ def consolidate_or_queue(principal: Principal, namespace: str | None, data: Any,
     answers at once), else the queued run, with no cap (like ``manage.py consolidate`` and
     the scheduled job: a job holds no request). Everything a request could be refused for
     is refused here, before anything is queued."""
-    if not isinstance(data, Mapping):  # JSON null, a list, a number: no request body
-        raise InvalidInput("expected a JSON object.")
-    cleaned = validate(consolidation.ConsolidateInput, data)
-    ns = resolve_namespace(principal, namespace)
-    authorize(principal, ns.pk, Action.EDIT)
-    dry_run = cleaned.get("dry_run", True)
-    if not dry_run:
-        check_writable(ns)
+    request = consolidation.prepare(principal, namespace, data)
+    ns, dry_run = request.namespace, request.dry_run
     inline_max = settings.MEMORYWEB_CONSOLIDATE_INLINE_MAX if inline_max is None else inline_max
-    count = consolidation.candidates(ns, cleaned.get("filters") or {}).count()
+    count = request.candidates().count()
     if count <= inline_max:
-        return consolidation.consolidate(principal, ns.slug, data, limit=limit)
+        return consolidation.run(principal, request, limit=limit)
     role = principal.role_in(ns.pk)
     try:
         with transaction.atomic():
