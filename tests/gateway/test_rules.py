@@ -188,6 +188,10 @@ def test_check_gateway_names_bad_settings(settings, tmp_path):
 
 # --- admission (the key, its namespace, its mode) --------------------------------------------
 
+# Outside a test transaction, as on the gateway's worker threads: admit() tidies the thread's
+# connection before and after (close_old_connections), which inside an atomic block would
+# close the test's own PostgreSQL connection.
+@pytest.mark.django_db(transaction=True)
 def test_admission_takes_the_keys_namespace_and_a_system_key_names_one(alpha, beta, agent,
                                                                        system_admin):
     from apps.gateway.memory import admit
