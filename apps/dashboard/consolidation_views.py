@@ -43,7 +43,6 @@ from apps.lifecycle import grouping
 from apps.lifecycle.consolidation import Outcome, consolidate, merge, unmerge
 from apps.memories import services
 from apps.memories.models import Memory
-from apps.memories.schemas import MemoryUpdate, validate
 from apps.memories.vectorstore import EmbeddedStoreBusy
 from apps.tenancy.models import Namespace
 from apps.tenancy.people import principal_for
@@ -328,18 +327,17 @@ def merge_view(request: HttpRequest) -> HttpResponse:
     tags = grouping.merged_tags(kept.tags or [], (m.tags or [] for m in others))
     gained = [t for t in tags if t not in (kept.tags or [])]
     if confirmed(request):
-        text = request.POST.get("text")
-        rewrite = text is not None and " ".join(text.split()) != " ".join(kept.content.split())
         try:
-            if rewrite:  # checked before anything is merged: a text the schema refuses
-                # merges nothing (a later failure of the edit itself is said after)
-                validate(MemoryUpdate, {"content": text}, partial=True)
-            outcome = merge(principal, namespace.slug, members, survivor)
+            outcome = merge(principal, namespace.slug, members, survivor,
+                            content=request.POST.get("text"))
         except ServiceError as exc:
             return refuse(exc.message, exc.status)
         _say_merged(request, namespace, kept, len(members), outcome)
-        if rewrite and outcome.merged:
-            _rewrite(request, principal, kept, text)
+        if outcome.rewritten:
+            messages.info(request, "The kept memory now says the merged text (a new version).")
+        elif outcome.rewrite_error:
+            messages.error(request, f"Merged, but the kept memory's text was not changed: "
+                           f"{outcome.rewrite_error}")
         return HttpResponseRedirect(back)
     details = [
         f"Kept: “{kept.content}” ({kept.agent_id}, stored {kept.created_at:%Y-%m-%d}). Edit "
@@ -356,18 +354,6 @@ def merge_view(request: HttpRequest) -> HttpResponse:
         effect=f"Merge {plural(len(members), 'memory', 'memories')} in {namespace.slug}, keeping "
                f"“{snippet(kept.content)}”", button=f"Merge {len(members)} memories",
         cancel_url=back, details=details, text=("Merged text", kept.content))
-
-
-def _rewrite(request: HttpRequest, principal, kept: Memory, text: str) -> None:
-    """The kept memory says the merged text edited on the confirmation: an ordinary
-    versioned, audited edit (apps/memories/services/editing.py) after the merge."""
-    try:
-        services.update(principal, kept.pk, {"content": text})
-    except ServiceError as exc:
-        messages.error(request, f"Merged, but the kept memory's text was not changed: "
-                       f"{exc.message}")
-    else:
-        messages.info(request, "The kept memory now says the merged text (a new version).")
 
 
 def _tags_line(tags: list[str], gained: list[str]) -> str:

@@ -33,7 +33,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apps.audit.log import record as audit
-from apps.core.errors import Conflict, InvalidInput, Unavailable
+from apps.core.errors import Conflict, InvalidInput, ServiceError, Unavailable
 from apps.core.kinds import MemoryKind
 from apps.core.roles import Action
 from apps.core.validation import (
@@ -45,7 +45,7 @@ from apps.core.validation import (
     validate,
 )
 from apps.lifecycle import grouping
-from apps.memories import services, writes
+from apps.memories import schemas, services, writes
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.subjects import SUBJECT_KEY
@@ -111,6 +111,9 @@ class Outcome:
     applied: list[bool] = field(default_factory=list)
     #: Each candidate's version when it was read: a member edited since is not merged.
     versions: dict[str, int] = field(default_factory=dict)
+    #: merge() with a merged text: whether the survivor now says it, or why not.
+    rewritten: bool = False
+    rewrite_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -342,15 +345,22 @@ def _retag(write: writes.Write, principal: Principal, memory: Memory, tags: list
 
 
 def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
-          threshold: float | None = None) -> Outcome:
+          threshold: float | None = None, content: str | None = None) -> Outcome:
     """Apply one proposal as a person accepted it (the dashboard's review): ``members``
     (at least two, at most ``grouping.MAX_GROUP``) of the namespace's current memories,
     ``survivor`` among them, all of one partition (kind, agent, subject). Checked and
     written as :func:`consolidate` applies a group; ``merged`` says whether it was (a
-    member changed meanwhile: ``stale``)."""
+    member changed meanwhile: ``stale``).
+
+    ``content``: the merged text the survivor says afterwards, when it differs (spacing
+    aside) from its own: checked before anything is merged (a text the schema refuses
+    merges nothing), then written as an ordinary versioned edit; ``rewritten`` says it was,
+    ``rewrite_error`` why not (the merge stands)."""
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.EDIT)
     check_writable(ns)
+    if content is not None:
+        schemas.validate(schemas.MemoryUpdate, {"content": content}, partial=True)
     wanted = list(dict.fromkeys(str(m) for m in members))
     if not 2 <= len(wanted) <= grouping.MAX_GROUP or str(survivor) not in wanted:
         raise InvalidInput(f"give 2 to {grouping.MAX_GROUP} members, the survivor among them.",
@@ -387,6 +397,14 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     applied = _apply_group(principal, outcome, group)
     outcome.applied.append(applied)
     outcome.merged, outcome.stale = int(applied), int(not applied)
+    kept = rows[str(survivor)].content
+    if applied and content is not None and " ".join(content.split()) != " ".join(kept.split()):
+        try:
+            services.update(principal, survivor, {"content": content})
+        except ServiceError as exc:
+            outcome.rewrite_error = exc.message
+        else:
+            outcome.rewritten = True
     return outcome
 
 
