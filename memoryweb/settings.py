@@ -344,6 +344,9 @@ MEMORYWEB_GATEWAY_ANTHROPIC_URL = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_URL", def
 MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = env.str("MEMORYWEB_GATEWAY_OPENAI_KEY_FILE", default="").strip()
 MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE",
                                                default="").strip()
+# The directory of per-namespace upstream key files (a namespace's gateway.upstreams names a
+# file here, never a path). Empty: namespaces cannot have their own keys.
+MEMORYWEB_GATEWAY_KEY_DIR = env.str("MEMORYWEB_GATEWAY_KEY_DIR", default="").strip()
 # Milliseconds the recall before forwarding may take; slower (or failing) recall forwards
 # the request unchanged (fail-open), counted and logged.
 MEMORYWEB_GATEWAY_RECALL_BUDGET_MS = env.int("MEMORYWEB_GATEWAY_RECALL_BUDGET_MS", default=300)

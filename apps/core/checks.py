@@ -541,4 +541,8 @@ def check_gateway(app_configs=None, **kwargs) -> list[CheckMessage]:
         if key_file and not (os.path.isfile(key_file) and os.access(key_file, os.R_OK)):
             errors.append(_error(f"{file_name} must name a readable file holding the upstream "
                                  f"key; {key_file!r} is not one.", 11))
+    key_dir = settings.MEMORYWEB_GATEWAY_KEY_DIR
+    if key_dir and not (os.path.isdir(key_dir) and os.access(key_dir, os.R_OK | os.X_OK)):
+        errors.append(_error("MEMORYWEB_GATEWAY_KEY_DIR must name a readable directory of "
+                             f"per-namespace upstream key files; {key_dir!r} is not one.", 11))
     return errors

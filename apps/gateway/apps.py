@@ -9,3 +9,12 @@ class GatewayConfig(AppConfig):
     name = "apps.gateway"
     label = "gateway"
     verbose_name = "Memory gateway"
+
+    def ready(self) -> None:
+        from apps.gateway.namespace_setting import GatewaySettings, validate_gateway_settings
+        from apps.tenancy import namespace_settings
+
+        # A namespace's own upstreams: the gateway's rule, stored on tenancy's row; only a
+        # system admin changes it (it names server credentials).
+        namespace_settings.register(namespace_settings.NamespaceSetting(
+            "gateway", validate_gateway_settings, GatewaySettings, system_admin_only=True))

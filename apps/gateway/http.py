@@ -195,7 +195,18 @@ async def gateway(scope, receive, send) -> None:
         status, kind, message, extra = admission.refusal
         await _answer(send, api, status, kind, message, extra)
         return
-    if not route.provider.base_url:
+    # The namespace's own upstream, if it has one (the models route has no memory, so no
+    # resolved namespace: the key's own namespace decides).
+    namespace = admission.namespace or getattr(admission.principal, "namespace", None)
+    try:
+        target = upstream.target(route.provider, namespace,
+                                 headers.get(upstream.UPSTREAM_AUTH_HEADER))
+    except OSError:
+        logger.error("gateway: the %s upstream key file cannot be read", route.provider.name)
+        await _answer(send, api, 503, "gateway_not_configured",
+                      f"the gateway's {route.provider.name} key file cannot be read.")
+        return
+    if not target.base_url:
         await _answer(send, api, 503, "gateway_not_configured",
                       f"the gateway's {route.provider.name} upstream is not configured "
                       f"({route.provider.url_setting} is empty).")
@@ -213,21 +224,15 @@ async def gateway(scope, receive, send) -> None:
         injected, told = await _memories(route, admission, parsed)
         if injected is not None:
             body = json.dumps(injected, ensure_ascii=False).encode()
-    await _forward(scope, receive, send, route, headers, body, told)
+    await _forward(scope, receive, send, route, target, body, told)
 
 
-async def _forward(scope, receive, send, route: Route, headers: dict[str, str], body: bytes,
+async def _forward(scope, receive, send, route: Route, target: upstream.Target, body: bytes,
                    told: dict[str, str]) -> None:
-    try:
-        auth = route.provider.auth_headers(headers.get(upstream.UPSTREAM_AUTH_HEADER))
-    except OSError:
-        logger.error("gateway: the %s upstream key file cannot be read", route.provider.name)
-        await _answer(send, route.api, 503, "gateway_not_configured",
-                      f"the gateway's {route.provider.name} key file cannot be read.")
-        return
+    auth = target.auth
     query = scope.get("query_string", b"")
-    url = route.provider.base_url + route.upstream_path + (f"?{query.decode('latin-1')}"
-                                                           if query else "")
+    url = target.base_url + route.upstream_path + (f"?{query.decode('latin-1')}"
+                                                   if query else "")
     client = upstream.client()
     request = client.build_request(
         route.method, url, content=body if route.method == "POST" else None,

@@ -63,11 +63,48 @@ class Provider:
                 return {"x-api-key": own}
             return {"authorization": own if own.lower().startswith("bearer ") else
                     f"Bearer {own}"}
-        key = self.server_key()
+        return self.key_headers(self.server_key())
+
+    def key_headers(self, key: str) -> dict[str, str]:
+        """A key from a file as this API sends it ({} for no key)."""
         if not key:
             return {}
         return {"x-api-key": key} if self.name == "anthropic" else {
             "authorization": f"Bearer {key}"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one request goes and with which credential."""
+
+    base_url: str
+    auth: dict[str, str]
+    #: The namespace's own URL (its ``gateway.upstreams``), not the server's.
+    overridden: bool = False
+
+
+def target(provider: Provider, namespace: object, own: str | None) -> Target:
+    """The upstream for a request in ``namespace`` (None: the server's).
+
+    The URL is the namespace's own if it names one, else the server's. The credential, in
+    order: the client's own key; the namespace's key file (in ``MEMORYWEB_GATEWAY_KEY_DIR``);
+    the server's key — but never to a namespace's own URL, which would hand the server's
+    account to wherever a setting points. An unreadable key file is an OSError for the
+    caller to turn into a 503.
+    """
+    from .namespace_setting import override
+
+    part = override(namespace, provider.name) if namespace is not None else {}
+    url = (part.get("url") or "").rstrip("/")
+    base = url or provider.base_url
+    if own:
+        return Target(base, provider.auth_headers(own), bool(url))
+    if part.get("key_file"):
+        path = Path(settings.MEMORYWEB_GATEWAY_KEY_DIR or "/nonexistent") / part["key_file"]
+        return Target(base, provider.key_headers(path.read_text().strip()), bool(url))
+    if url:
+        return Target(base, {}, True)
+    return Target(base, provider.auth_headers(None))
 
 
 OPENAI = Provider("openai", "MEMORYWEB_GATEWAY_OPENAI_URL", "MEMORYWEB_GATEWAY_OPENAI_KEY_FILE")

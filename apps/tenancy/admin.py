@@ -49,8 +49,8 @@ class NamespaceForm(forms.ModelForm):
     class Meta:
         model = Namespace
         fields = ["slug", "name", "near_duplicate_policy", "near_duplicate_threshold",
-                  "recall_defaults", "rollups", "consolidation", "memory_mode", "audit_reads",
-                  "retention_days"]
+                  "recall_defaults", "rollups", "consolidation", "memory_mode", "gateway",
+                  "audit_reads", "retention_days"]
 
     def clean_slug(self):
         slug = self.cleaned_data["slug"]
@@ -103,7 +103,10 @@ class NamespaceAdmin(ScopedAdmin):
         return super().get_queryset(request).annotate(memory_count=Count("memories"))
 
     def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "slug"] if obj else self.readonly_fields
+        fields = [*self.readonly_fields, "slug"] if obj else list(self.readonly_fields)
+        if not self.principal(request).is_system_admin:
+            fields.append("gateway")  # names server credentials (namespace_setting.py)
+        return fields
 
     def save_model(self, request, obj, form, change):
         """Through the namespace services, so the change is validated and audited."""
@@ -111,7 +114,8 @@ class NamespaceAdmin(ScopedAdmin):
         if not change:
             created = create_namespace(obj.slug, obj.name, actor=principal)
             for name in ("near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
-                         "rollups", "consolidation", "memory_mode", "audit_reads", "retention_days"):
+                         "rollups", "consolidation", "memory_mode", "gateway", "audit_reads",
+                         "retention_days"):
                 setattr(created, name, getattr(obj, name))
             obj.pk = created.pk
             form.changed_data = [name for name in form.changed_data if name not in ("slug", "name")]

@@ -74,6 +74,11 @@ class Namespace(models.Model):
         help_text='The memory mode of the gateway and the drop-in store routes here, e.g. '
         '{"default": "readonly", "allow_client_control": false}: full, readonly, after '
         '(with "after": "YYYY-MM-DD") or off. Empty: full, headers honoured. See docs/gateway.md.')
+    gateway = models.JSONField(
+        default=dict, blank=True,
+        help_text='The gateway\'s upstreams for this namespace (system admins only), e.g. '
+        '{"upstreams": {"openai": {"url": "https://…/v1", "key_file": "acme.key"}}}: key files '
+        'are names in MEMORYWEB_GATEWAY_KEY_DIR. Empty: the server\'s. See docs/gateway.md.')
     audit_reads = models.BooleanField(
         null=True, blank=True,
         help_text="Write an audit entry for every recall in this namespace (ids returned, never "
@@ -121,7 +126,7 @@ class Namespace(models.Model):
 
 
 #: Namespace fields whose rules belong to an app above tenancy (namespace_settings.py).
-SETTING_FIELDS = ("recall_defaults", "rollups", "consolidation", "memory_mode")
+SETTING_FIELDS = ("recall_defaults", "rollups", "consolidation", "memory_mode", "gateway")
 
 
 class ApiKeyQuerySet(NamespaceScopedQuerySet):

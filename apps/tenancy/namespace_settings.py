@@ -28,6 +28,9 @@ class NamespaceSetting:
     clean: Callable[[Any], Any]
     #: The serializer that describes the value in the OpenAPI schema.
     schema: type[serializers.Serializer]
+    #: Only a system admin may change it (it names server credentials or where data goes:
+    #: the gateway's upstreams); a team admin may read it and send it back unchanged.
+    system_admin_only: bool = False
 
 
 _SETTINGS: dict[str, NamespaceSetting] = {}

@@ -46,6 +46,8 @@ class NamespaceUpdate(StrictSerializer):
     rollups = namespace_settings.NamespaceSettingField("rollups", required=False)
     consolidation = namespace_settings.NamespaceSettingField("consolidation", required=False)
     memory_mode = namespace_settings.NamespaceSettingField("memory_mode", required=False)
+    gateway = namespace_settings.NamespaceSettingField(
+        "gateway", required=False, help_text="System admins only.")
     near_duplicate_policy = serializers.ChoiceField(choices=NearDuplicatePolicy.choices,
                                                     required=False)
     near_duplicate_threshold = serializers.FloatField(required=False, allow_null=True,
@@ -99,6 +101,9 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
     for name in SETTING_FIELDS:
         if name in cleaned:
             cleaned[name] = namespace_settings.clean(name, cleaned[name])
+            if (namespace_settings.registered(name).system_admin_only
+                    and not principal.is_system_admin and cleaned[name] != getattr(namespace, name)):
+                raise PermissionDenied(f"only a system admin may change {name}.")
     changed = sorted(name for name, value in cleaned.items() if getattr(namespace, name) != value)
     for name, value in cleaned.items():
         setattr(namespace, name, value)

@@ -21,7 +21,8 @@ class NamespaceSerializer(serializers.ModelSerializer):
         model = Namespace
         fields = ["slug", "name", "role", "archived", "archived_at", "created_at", "updated_at",
                   "near_duplicate_policy", "near_duplicate_threshold", "recall_defaults",
-                  "rollups", "consolidation", "memory_mode", "audit_reads", "retention_days"]
+                  "rollups", "consolidation", "memory_mode", "gateway", "audit_reads",
+                  "retention_days"]
         read_only_fields = fields
 
     def get_archived(self, namespace: Namespace) -> bool:

@@ -1,0 +1,105 @@
+"""A namespace's ``gateway`` setting: its own upstreams (seed 003's per-namespace
+overrides). The gateway's rule, stored on tenancy's namespace row and checked through
+tenancy's registry (apps/tenancy/namespace_settings.py), registered from
+``GatewayConfig.ready``::
+
+    {"upstreams": {"openai": {"url": "https://example.openai.azure.com/openai/v1",
+                              "key_file": "acme-openai.key"},
+                   "anthropic": {"key_file": "acme-anthropic.key"}}}
+
+Why only a system admin may change it: a key file names a credential on the server, and a
+URL decides where every prompt of the namespace goes. A team admin who could pick another
+namespace's key file would spend that namespace's upstream account; one who could point
+the URL anywhere would send the namespace's prompts there.
+
+Key files are bare names inside ``MEMORYWEB_GATEWAY_KEY_DIR`` (no path, no ``..``): the
+key itself never enters the database, and no setting can make the server read a file
+outside that directory (``/etc/…``, the data directory's secret key) and send it upstream
+as a bearer token. The file is read at each request, so a rotated key needs no restart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from rest_framework import serializers
+
+from apps.core.validation import StrictSerializer, validate
+
+PROVIDERS = ("openai", "anthropic")
+#: A key file's name: letters, digits, dot, dash, underscore; not starting with a dot.
+_KEY_FILE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class UpstreamOverride(StrictSerializer):
+    """One provider's upstream for this namespace; a part left out is the server's."""
+
+    url = serializers.CharField(
+        required=False, max_length=2000,
+        help_text="The upstream's base URL for this namespace (as MEMORYWEB_GATEWAY_OPENAI_URL "
+        "/ _ANTHROPIC_URL). The server's key is never sent to it: name a key_file, or clients "
+        "bring their own key (X-Upstream-Authorization).")
+    key_file = serializers.CharField(
+        required=False, max_length=255,
+        help_text="The name of a file in MEMORYWEB_GATEWAY_KEY_DIR holding this namespace's "
+        "upstream key (read at each request; never stored in the database).")
+
+    def validate_url(self, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise serializers.ValidationError("must be an http(s) URL.")
+        if parts.username or parts.password:
+            raise serializers.ValidationError("must not hold credentials; name a key_file.")
+        if parts.query or parts.fragment:
+            raise serializers.ValidationError("must be a base URL, without query or fragment.")
+        return value.strip().rstrip("/")
+
+    def validate_key_file(self, value: str) -> str:
+        if not value or value.startswith(".") or not set(value) <= _KEY_FILE_CHARS:
+            raise serializers.ValidationError(
+                "must be a bare file name in MEMORYWEB_GATEWAY_KEY_DIR (letters, digits, "
+                "'.', '-', '_'; no path).")
+        directory = settings.MEMORYWEB_GATEWAY_KEY_DIR
+        if not directory:
+            raise serializers.ValidationError(
+                "per-namespace key files need MEMORYWEB_GATEWAY_KEY_DIR on the server.")
+        path = Path(directory) / value
+        if not (path.is_file() and os.access(path, os.R_OK)):
+            raise serializers.ValidationError(
+                f"no readable file {value!r} in MEMORYWEB_GATEWAY_KEY_DIR.")
+        return value
+
+
+class Upstreams(StrictSerializer):
+    openai = UpstreamOverride(required=False)
+    anthropic = UpstreamOverride(required=False)
+
+
+class GatewaySettings(StrictSerializer):
+    """A namespace's ``gateway`` setting. Empty: the server's upstreams and keys."""
+
+    upstreams = Upstreams(
+        required=False, help_text="Per-provider upstream URL and key file for this namespace "
+        "(system admins only). See docs/gateway.md.")
+
+
+def validate_gateway_settings(value: Any) -> dict[str, Any]:
+    """The ``gateway`` value checked and normalised (plain JSON, empty parts dropped)."""
+    if value in (None, ""):
+        return {}
+    cleaned = validate(GatewaySettings, value, prefix="gateway")
+    upstreams = {name: dict(part) for name, part in (cleaned.get("upstreams") or {}).items()
+                 if part}
+    if not upstreams:
+        return {}
+    return {"upstreams": upstreams}
+
+
+def override(namespace: Any, provider: str) -> dict[str, str]:
+    """This namespace's override for ``provider`` ({} when it uses the server's)."""
+    value = getattr(namespace, "gateway", None) or {}
+    return dict((value.get("upstreams") or {}).get(provider) or {})
