@@ -11,10 +11,15 @@ class GatewayConfig(AppConfig):
     verbose_name = "Memory gateway"
 
     def ready(self) -> None:
-        from apps.gateway.namespace_setting import GatewaySettings, validate_gateway_settings
+        from apps.gateway.namespace_setting import (
+            GatewaySettings,
+            upstreams_of,
+            validate_gateway_settings,
+        )
         from apps.tenancy import namespace_settings
 
-        # A namespace's own upstreams: the gateway's rule, stored on tenancy's row; only a
-        # system admin changes it (it names server credentials).
+        # A namespace's gateway setting: the gateway's rule, stored on tenancy's row; only a
+        # system admin changes its upstreams (they name server credentials).
         namespace_settings.register(namespace_settings.NamespaceSetting(
-            "gateway", validate_gateway_settings, GatewaySettings, system_admin_only=True))
+            "gateway", validate_gateway_settings, GatewaySettings,
+            system_admin_part=upstreams_of))

@@ -79,12 +79,22 @@ class Upstreams(StrictSerializer):
     anthropic = UpstreamOverride(required=False)
 
 
+#: What a request trace keeps (docs/gateway.md, "Traces"): nothing; ids, counts and
+#: timings; or those and the recall query too.
+TRACE_LEVELS = ("off", "metadata", "content")
+
+
 class GatewaySettings(StrictSerializer):
-    """A namespace's ``gateway`` setting. Empty: the server's upstreams and keys."""
+    """A namespace's ``gateway`` setting. Empty: the server's upstreams and keys, no trace."""
 
     upstreams = Upstreams(
         required=False, help_text="Per-provider upstream URL and key file for this namespace "
         "(system admins only). See docs/gateway.md.")
+    trace = serializers.ChoiceField(
+        choices=TRACE_LEVELS, required=False,
+        help_text="Keep a per-request trace of what was injected: off (default); metadata "
+        "(memory ids, counts, mode, timings; no text); content (also the recall query, "
+        "redacted). Team admins may change it.")
 
 
 def validate_gateway_settings(value: Any) -> dict[str, Any]:
@@ -92,11 +102,24 @@ def validate_gateway_settings(value: Any) -> dict[str, Any]:
     if value in (None, ""):
         return {}
     cleaned = validate(GatewaySettings, value, prefix="gateway")
+    normal: dict[str, Any] = {}
     upstreams = {name: dict(part) for name, part in (cleaned.get("upstreams") or {}).items()
                  if part}
-    if not upstreams:
-        return {}
-    return {"upstreams": upstreams}
+    if upstreams:
+        normal["upstreams"] = upstreams
+    if cleaned.get("trace", "off") != "off":
+        normal["trace"] = cleaned["trace"]
+    return normal
+
+
+def upstreams_of(value: Any) -> dict[str, Any]:
+    """The part of the setting only a system admin changes."""
+    return dict((value or {}).get("upstreams") or {})
+
+
+def trace_level(namespace: Any) -> str:
+    """What this namespace's request traces keep (``off`` unless it opted in)."""
+    return ((getattr(namespace, "gateway", None) or {}).get("trace")) or "off"
 
 
 def override(namespace: Any, provider: str) -> dict[str, str]:

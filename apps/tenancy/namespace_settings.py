@@ -28,9 +28,15 @@ class NamespaceSetting:
     clean: Callable[[Any], Any]
     #: The serializer that describes the value in the OpenAPI schema.
     schema: type[serializers.Serializer]
-    #: Only a system admin may change it (it names server credentials or where data goes:
-    #: the gateway's upstreams); a team admin may read it and send it back unchanged.
-    system_admin_only: bool = False
+    #: The part of the value only a system admin may change (it names server credentials
+    #: or where data goes: the gateway's upstreams), or None. A team admin may change the
+    #: rest, and send this part back unchanged.
+    system_admin_part: Callable[[Any], Any] | None = None
+
+    def system_admin_change(self, before: Any, after: Any) -> bool:
+        """Whether going from ``before`` to ``after`` changes the system-admin part."""
+        part = self.system_admin_part
+        return part is not None and part(before or {}) != part(after or {})
 
 
 _SETTINGS: dict[str, NamespaceSetting] = {}

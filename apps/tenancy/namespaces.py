@@ -101,9 +101,10 @@ def update(principal: Principal, slug: str, data: Mapping[str, Any]) -> Namespac
     for name in SETTING_FIELDS:
         if name in cleaned:
             cleaned[name] = namespace_settings.clean(name, cleaned[name])
-            if (namespace_settings.registered(name).system_admin_only
-                    and not principal.is_system_admin and cleaned[name] != getattr(namespace, name)):
-                raise PermissionDenied(f"only a system admin may change {name}.")
+            setting = namespace_settings.registered(name)
+            if (not principal.is_system_admin
+                    and setting.system_admin_change(getattr(namespace, name), cleaned[name])):
+                raise PermissionDenied(f"only a system admin may change {name}.upstreams.")
     changed = sorted(name for name, value in cleaned.items() if getattr(namespace, name) != value)
     for name, value in cleaned.items():
         setattr(namespace, name, value)

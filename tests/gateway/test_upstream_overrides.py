@@ -70,7 +70,7 @@ def test_only_a_system_admin_sets_upstreams_and_team_admins_see_them(world, fake
                                         "key_file": "alpha-openai.key"}}}
     refused = _patch(world, "alpha_admin", {"gateway": setting})
     assert refused.status_code == 403, refused.text
-    assert "only a system admin may change gateway" in refused.json()["error"]["message"]
+    assert "only a system admin may change gateway.upstreams" in refused.json()["error"]["message"]
     read = httpx.get(f"{world['site'].url}/api/v1/namespaces/alpha", timeout=30,
                      headers={"Authorization": f"Bearer {world['site'].keys['alpha_admin']}"})
     assert read.json()["gateway"] == {}  # nothing changed
@@ -84,9 +84,14 @@ def test_only_a_system_admin_sets_upstreams_and_team_admins_see_them(world, fake
     read = httpx.get(f"{world['site'].url}/api/v1/namespaces/alpha", timeout=30,
                      headers={"Authorization": f"Bearer {world['site'].keys['alpha_admin']}"})
     assert read.json()["gateway"] == expected
-    # A team admin may send the setting back unchanged with other changes.
-    again = _patch(world, "alpha_admin", {"gateway": expected, "name": "Alpha"})
+    # A team admin may send the upstreams back unchanged, and change the rest (the trace).
+    again = _patch(world, "alpha_admin", {"gateway": {**expected, "trace": "metadata"},
+                                          "name": "Alpha"})
     assert again.status_code == 200, again.text
+    assert again.json()["gateway"] == {**expected, "trace": "metadata"}
+    # ... but dropping them is a change too.
+    dropped = _patch(world, "alpha_admin", {"gateway": {"trace": "metadata"}})
+    assert dropped.status_code == 403, dropped.text
 
 
 @pytest.mark.parametrize("key_file, problem", [
