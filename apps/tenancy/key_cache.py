@@ -24,6 +24,7 @@ What keeps it safe:
 from __future__ import annotations
 
 import hmac
+import logging
 import pickle
 import threading
 import time
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -39,6 +40,8 @@ from django.utils import timezone
 from apps.core import conf
 from apps.tenancy import changes
 from apps.tenancy.models import ApiKey, Namespace
+
+log = logging.getLogger(__name__)
 
 #: Most keys remembered at once; past it, expired entries go, then all (a full cache only
 #: costs the SQL lookups it saves).
@@ -86,7 +89,16 @@ def find(digest: str) -> ApiKey | None:
         # The namespace is read afresh (by primary key): its row also changes through
         # queryset updates no signal announces (a reindex swaps its vector collection),
         # and a request must never act on an old copy of it.
-        namespace = Namespace.objects.filter(pk=key.namespace_id).first()
+        try:
+            namespace = Namespace.objects.filter(pk=key.namespace_id).first()
+        except DatabaseError:
+            # The database is unreachable. The key itself was checked (hash, expiry, not
+            # revoked when remembered, at most the cache's seconds ago), so the caller is
+            # still known, with the namespace as it was read then: nothing can be written
+            # with it, but a door that fails open (the gateway forwards unchanged) can.
+            log.warning("key cache: the namespace could not be read; using the "
+                        "remembered copy")
+            return key
         if namespace is None:
             return None
         key.namespace = namespace

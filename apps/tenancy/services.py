@@ -9,7 +9,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.log import record as audit
@@ -110,7 +110,11 @@ def authenticate_key(raw: str) -> ApiKey | None:
     digest = _hash_key(raw)
     remembered = key_cache.find(digest)
     if remembered is not None:
-        if _touch(remembered):
+        try:
+            touched = _touch(remembered)
+        except DatabaseError:  # unreachable: the use is recorded next time
+            touched = False
+        if touched:
             key_cache.remember(digest, remembered, key_cache.generation(), keep_until=True)
         return remembered
     seen = key_cache.generation()

@@ -1,0 +1,202 @@
+"""Fail-open with the database unreachable, over the wire (issue 22, item 5).
+
+The database is PostgreSQL behind a loopback TCP forwarder (tests/servers.py TcpProxy):
+cutting it drops every open connection and refuses new ones, as a database host that
+went away does. The vector store is the local Chroma, which stays up, so what fails is
+the database alone. The clients are the official ``openai`` SDK (and httpx for exact
+bytes) against a real Daphne whose upstream is the fake LLM API.
+
+What docs/gateway.md promises, and these tests hold it to:
+
+* a key the server authenticated moments ago (within ``MEMORYWEB_KEY_CACHE_SECONDS``)
+  is admitted from the key cache; its recall then fails on the database, and the request
+  goes upstream unchanged, byte for byte, streaming or not, with
+  ``X-Memory-Fail-Open: error``; the event is logged (the error's type, never the
+  prompt) and counted in ``memoryweb_gateway_fail_open_total{route, reason}``;
+* authentication is not fail-open: a key that must be looked up in the database answers
+  503 ``memoryweb_unavailable`` and nothing goes upstream;
+* once the database is back, recall and injection work again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import openai
+import psycopg
+import pytest
+
+from tests.helpers.embedded import embedded_environment, manage_commands, migrate
+from tests.helpers.fake_llm import REPLY, FakeLLM, sse_bytes
+from tests.servers import DaphneServer, TcpProxy
+
+pytestmark = pytest.mark.processes
+
+POSTGRES = os.environ.get("MEMORYWEB_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+METRICS_TOKEN = "metrics-token-fail-open-db-4Kq9"
+FALCON = "The deploy script for project Falcon lives in tools/deploy.sh."
+QUESTION = "Where does the deploy script for project Falcon live?"
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
+#: Keys made up front: ``fresh`` and ``fresh_stream`` are first used while the database is
+#: unreachable. Each test that cuts the database makes its own ``cached`` key and uses it
+#: just before (the key cache remembers it for at most 60 s, the setting's maximum).
+AGENTS = ("writer", "fresh", "fresh_stream")
+
+
+@dataclass
+class Site:
+    url: str
+    fake: FakeLLM
+    keys: dict[str, str]
+    database: TcpProxy
+    log: Path
+    env: dict[str, str]
+
+    def new_key(self, agent: str) -> str:
+        """A new agent key of ``alpha`` (the database must be up), kept as ``keys[agent]``."""
+        out = manage_commands(self.env, ["create_api_key", "--namespace", "alpha", "--role",
+                                         "agent", "--agent-id", agent])[0]
+        self.keys[agent] = out.splitlines()[-1]
+        return self.keys[agent]
+
+    @property
+    def openai_base(self) -> str:
+        return f"{self.url}/proxy/v1"
+
+    def client(self, agent: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.openai_base, api_key=self.keys[agent], max_retries=0,
+                             timeout=60)
+
+    def fail_open_count(self, route: str, reason: str) -> float:
+        """The counter's value now, from /metrics (0 before its first increment)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=30,
+                         headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
+        for line in text.splitlines():
+            if (line.startswith("memoryweb_gateway_fail_open_total{") and f'route="{route}"' in line
+                    and f'reason="{reason}"' in line):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    """Daphne on a fresh PostgreSQL database reached through a TcpProxy; the key cache at
+    its longest (60 s), so a key used just before a cut is still remembered during it."""
+    base = tmp_path_factory.mktemp("database-down")
+    name = f"mw_gateway_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    proxy.start()
+    (base / "openai.key").write_text("sk-server-openai-Db7Yx2\n")
+    try:
+        with FakeLLM() as fake:
+            env = embedded_environment(
+                base / "data", DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/{name}",
+                MEMORYWEB_GATEWAY_OPENAI_URL=fake.openai_url,
+                MEMORYWEB_GATEWAY_OPENAI_KEY_FILE=str(base / "openai.key"),
+                # Generous: the first recall loads the embedding model on a busy box.
+                MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="30000",
+                MEMORYWEB_KEY_CACHE_SECONDS="60", MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN)
+            migrate(env)
+            outputs = manage_commands(env, ["create_namespace", "alpha"], *(
+                ["create_api_key", "--namespace", "alpha", "--role", "agent", "--agent-id", agent]
+                for agent in AGENTS))
+            keys = {agent: out.splitlines()[-1] for agent, out in zip(AGENTS, outputs[1:], strict=True)}
+            with DaphneServer(base / "daphne.log", env) as server:
+                stored = httpx.post(f"{server.url}/api/v1/memories", json={"content": FALCON},
+                                    headers={"Authorization": f"Bearer {keys['writer']}"}, timeout=60)
+                assert stored.status_code == 201, stored.text
+                yield Site(server.url, fake, keys, proxy, base / "daphne.log", env)
+    finally:
+        proxy.stop()
+        with psycopg.connect(POSTGRES, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_down(site) -> Iterator[Site]:
+    """The database unreachable for the test, just after a new ``cached`` key's first
+    request (recall and injection working), and back after it."""
+    site.new_key("cached")
+    working = site.client("cached").chat.completions.with_raw_response.create(**BODY)
+    assert working.headers["x-memory-injected"] == "1", "recall must work before the cut"
+    assert "x-memory-fail-open" not in working.headers
+    site.database.stop()
+    site.fake.reset()
+    try:
+        yield site
+    finally:
+        site.database.start()
+
+
+def test_a_cached_key_is_forwarded_unchanged_when_recall_cannot_reach_the_database(database_down):
+    site = database_down
+    raw = json.dumps(BODY).encode()
+    answer = httpx.post(site.openai_base + "/chat/completions", content=raw, timeout=60, headers={
+        "authorization": f"Bearer {site.keys['cached']}", "content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == REPLY
+    assert answer.headers["x-memory-fail-open"] == "error"
+    assert answer.headers["x-memory-injected"] == "0"
+    assert site.fake.last()["raw"] == raw  # byte for byte, no memory block
+
+
+def test_the_openai_sdk_gets_its_answer_streaming_and_not(database_down):
+    site = database_down
+    client = site.client("cached")
+    plain = client.chat.completions.with_raw_response.create(**BODY)
+    assert plain.parse().choices[0].message.content == REPLY
+    assert plain.headers["x-memory-fail-open"] == "error"
+    assert site.fake.last()["body"] == BODY
+    with client.chat.completions.with_streaming_response.create(**BODY, stream=True) as streamed:
+        assert streamed.headers["x-memory-fail-open"] == "error"
+        received = b"".join(streamed.iter_bytes())
+    assert received == sse_bytes("/v1/chat/completions", "gpt-4o")
+    assert site.fake.last()["body"] == {**BODY, "stream": True}
+
+
+def test_a_key_that_must_be_looked_up_answers_503_and_nothing_goes_upstream(database_down):
+    site = database_down
+    with pytest.raises(openai.APIStatusError) as refused:
+        site.client("fresh").chat.completions.create(**BODY)
+    assert refused.value.status_code == 503
+    assert refused.value.body["type"] == "memoryweb_unavailable"  # the SDK's body is the error
+    assert "retry" in refused.value.body["message"]
+    with pytest.raises(openai.APIStatusError) as streamed:
+        site.client("fresh_stream").chat.completions.create(**BODY, stream=True)
+    assert streamed.value.status_code == 503
+    assert site.fake.requests == []
+    assert "gateway: the key could not be checked (OperationalError)" in site.log.read_text()
+
+
+def test_fail_open_is_logged_without_the_prompt_and_counted(site):
+    site.new_key("cached")
+    before = site.fail_open_count("chat", "error")
+    site.client("cached").chat.completions.create(**BODY)  # working: not counted
+    site.database.stop()
+    try:
+        answer = site.client("cached").chat.completions.with_raw_response.create(**BODY)
+        assert answer.headers["x-memory-fail-open"] == "error"
+    finally:
+        site.database.start()
+    assert site.fail_open_count("chat", "error") == before + 1
+    log = site.log.read_text()
+    assert "gateway fail-open on chat: recall error (OperationalError)" in log
+    assert QUESTION not in log
+
+
+def test_recall_and_injection_come_back_with_the_database(site):
+    site.database.stop()
+    site.database.start()
+    site.fake.reset()
+    answer = site.client("writer").chat.completions.with_raw_response.create(**BODY)
+    assert answer.headers["x-memory-injected"] == "1"
+    assert "x-memory-fail-open" not in answer.headers
+    assert FALCON in site.fake.last()["body"]["messages"][0]["content"]
