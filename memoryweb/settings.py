@@ -275,6 +275,10 @@ PROMETHEUS_METRIC_NAMESPACE = ""
 # --- Vector store (ChromaDB) -------------------------------------------------
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.
 CHROMA_URL = env.str("CHROMA_URL", default="")
+# Seconds each request to the Chroma server (CHROMA_URL) may take before it is an error
+# (recall answers 503, the gateway fails open, the outbox retries): a hung server must not
+# hold request threads for ever.
+MEMORYWEB_CHROMA_TIMEOUT = env.float("MEMORYWEB_CHROMA_TIMEOUT", default=30.0)
 CHROMA_PATH = DATA_DIR / "chroma"
 # The embedded server's admin socket (apps/ops/control.py): the server owns the embedded
 # Chroma, and commands run beside it do their vector-store work through this socket

@@ -313,6 +313,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
                                              "2000 is the default."),
     "MEMORYWEB_VECTOR_SEARCH_EF": (Bound(low=0, high=1_000_000, integer=True),
                                    "0 keeps Chroma's default (100)."),
+    "MEMORYWEB_CHROMA_TIMEOUT": (Bound(low=0, high=3600, above=True),
+                                 "Seconds per request to a Chroma server (30 is the default)."),
     # Intervals.
     "MEMORYWEB_JOB_HEARTBEAT_SECONDS": (_SECONDS, "30 is the default."),
     "MEMORYWEB_IDEMPOTENCY_DAYS": (_SECONDS, "Retries need the records (7 is the default)."),

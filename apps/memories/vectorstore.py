@@ -456,20 +456,15 @@ _owner = False
 
 def make_client():
     """A Chroma client: HTTP when CHROMA_URL is set, else persistent under DATA_DIR."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.CHROMA_URL:
         from urllib.parse import urlparse
 
+        from apps.memories.chroma_http import http_client
+
         url = urlparse(settings.CHROMA_URL)
-        return chromadb.HttpClient(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
+        return http_client(url.hostname or "127.0.0.1",
+                           url.port or (443 if url.scheme == "https" else 8000),
+                           url.scheme == "https")
     _lock_embedded_store()
     try:
         return _persistent_client(settings.CHROMA_PATH)
