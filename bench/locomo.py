@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,26 @@ def recall_ranked(principal, question: str, slug: str, mode: str) -> list[str]:
     return [h.memory.metadata["dia_id"] for h in hits]
 
 
+def evidence_scores(evidence: set[str], ranked: list[str]) -> dict[str, float]:
+    """One question's scores: the share of its evidence turns in the top k of ``ranked``
+    for each k, and MRR (1 / rank of the first evidence turn, 0 if none)."""
+    first = next((i for i, d in enumerate(ranked, 1) if d in evidence), None)
+    scores = {f"R@{k}": len(evidence & set(ranked[:k])) / len(evidence) for k in KS}
+    scores["MRR"] = 1 / first if first else 0.0
+    return scores
+
+
+def mean(values: list[float]) -> float:
+    """The average, 0 for no values (a category or mode with no question scores 0)."""
+    return sum(values) / len(values) if values else 0.0
+
+
+def by_category(per_category: dict[int, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Each category's mean scores and its number of questions, keyed "4 single-hop"."""
+    return {f"{c} {CATEGORIES[c]}": {n: mean(v) for n, v in per_category[c].items()}
+            | {"questions": len(per_category[c]["MRR"])} for c in sorted(per_category)}
+
+
 def evaluate(samples, known, principal, modes=MODES) -> dict[str, Any]:
     """Recall every resolvable question in every mode; score the evidence ranks."""
     per_mode: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in modes}
@@ -158,20 +179,14 @@ def evaluate(samples, known, principal, modes=MODES) -> dict[str, Any]:
             start = time.perf_counter()
             ranked = recall_ranked(principal, qa["question"], slug, mode)
             latency[mode].append(time.perf_counter() - start)
-            first = next((i for i, d in enumerate(ranked, 1) if d in evidence), None)
-            scores = {f"R@{k}": len(evidence & set(ranked[:k])) / len(evidence) for k in KS}
-            scores["MRR"] = 1 / first if first else 0.0
-            for name, value in scores.items():
+            for name, value in evidence_scores(evidence, ranked).items():
                 per_mode[mode][name].append(value)
                 per_category[mode][qa["category"]][name].append(value)
-    mean = lambda values: sum(values) / len(values) if values else 0.0  # noqa: E731
     return {
         "conversations": [s["sample_id"] for s in samples],
         "questions": len(per_mode[modes[0]]["MRR"]), "skipped_unresolvable": skipped,
         "overall": {m: {n: mean(v) for n, v in per_mode[m].items()} for m in modes},
-        "by_category": {m: {f"{c} {CATEGORIES[c]}": {n: mean(v) for n, v in per_category[m][c].items()}
-                            | {"questions": len(per_category[m][c]["MRR"])}
-                            for c in sorted(per_category[m])} for m in modes},
+        "by_category": {m: by_category(per_category[m]) for m in modes},
         "latency_ms_p50": {m: sorted(v)[len(v) // 2] * 1000 for m, v in latency.items()},
     }
 
@@ -231,6 +246,137 @@ def part_indices(swap: bool) -> dict[str, range]:
     if not swap:
         return dict(PARTS)
     return {"tuning": PARTS["reporting"], "reporting": PARTS["tuning"]}
+
+
+# --- before/after variants (bench/locomo_summaries.py, bench/locomo_consolidation.py) ---------
+# They store every turn as above, then score default (hybrid) recall before and after
+# a change to the store, the same questions scored the same way: the loop is here once.
+
+def hybrid_hits(principal, question: str, slug: str) -> list:
+    """Default recall's top 20 for one question: hybrid, padded to k as above."""
+    from apps.memories import services
+
+    return services.recall(principal, {"query": question, "k": max(KS), "mode": "hybrid",
+                                       "namespace": slug, "pad_to_k": True}).hits
+
+
+def ranked_dia_ids(hits: list, quoted: Callable[[Any], list[str | None]]) -> list[str]:
+    """The hits as the top 20 dia_ids, each hit's memory replaced by the turns
+    ``quoted(memory)`` says it stands for, at its rank; a turn ranked higher is not
+    counted twice."""
+    ranked: list[str] = []
+    for hit in hits:
+        ranked += [d for d in quoted(hit.memory) if d and d not in ranked]
+    return ranked[: max(KS)]
+
+
+def score_questions(samples, known: dict[str, set[str]], rank: Callable[[str, str], list[str]],
+                    desc: str) -> dict[str, Any]:
+    """Every question of ``samples`` whose evidence turns all resolve, ranked by
+    ``rank(slug, question)`` (dia_ids, best first), scored overall and per category."""
+    per: dict[str, list[float]] = defaultdict(list)
+    per_category: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    questions = [(s["sample_id"].lower(), qa) for s in samples for qa in s["qa"]]
+    for slug, qa in tqdm(questions, desc=desc, unit="q"):
+        evidence = set(evidence_ids(qa.get("evidence", [])))
+        if not evidence or not evidence <= known[slug]:
+            continue
+        for name, value in evidence_scores(evidence, rank(slug, qa["question"])).items():
+            per[name].append(value)
+            per_category[qa["category"]][name].append(value)
+    return {"questions": len(per["MRR"]), "overall": {n: mean(v) for n, v in per.items()},
+            "by_category": by_category(per_category)}
+
+
+#: What a variant measures once every turn is stored: (principal, parts, known dia_ids per
+#: conversation) -> its own report fields, ``parts`` among them ({part: {mode: scores}}).
+Measure = Callable[[Any, dict[str, list[dict[str, Any]]], dict[str, set[str]]], dict[str, Any]]
+
+
+def run_variant(doc: str, output: str, measure: Measure, protocol: dict[str, Any],
+                chart_to: Callable[[dict[str, Any], Path], None], argv: list[str] | None
+                ) -> dict[str, Any]:
+    """A variant's command line (``--data``, ``--part``, ``--output``; ``doc`` is its
+    --help), every turn of the chosen parts stored on a fresh data dir, ``measure``, and
+    the report written to ``--output`` (``chart_to`` draws the PNG beside it)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], epilog=doc.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="locomo10.json")
+    parser.add_argument("--part", choices=("both", "tuning", "reporting"), default="both")
+    parser.add_argument("--output", type=Path, default=RESULTS / output)
+    args = parser.parse_args(argv)
+    data = json.loads(args.data.read_text())
+    parts = {name: [data[i] for i in indices] for name, indices in part_indices(False).items()
+             if args.part in ("both", name)}
+    data_dir = Path(tempfile.mkdtemp(prefix=f"memoryweb-{Path(output).stem.replace('_', '-')}-"))
+    try:
+        setup_django(data_dir)
+        from apps.core.roles import Role
+        from apps.tenancy.principal import Principal
+
+        principal = Principal(label="bench:locomo", agent_id="locomo", role=Role.SYSTEM)
+        known = ingest([s for group in parts.values() for s in group], principal)
+        measured = measure(principal, parts, known)
+        report = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                              "loadavg": os.getloadavg()},
+                  "protocol": {"parts": {n: [s["sample_id"] for s in v] for n, v in parts.items()},
+                               **protocol},
+                  "turns": sum(len(v) for v in known.values()), **measured}
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    chart_to(report, args.output.with_suffix(".png"))
+    return report
+
+
+def print_variants(report: dict[str, Any], modes: tuple[str, ...]) -> None:
+    """Per part, R@5 and MRR of each mode, overall and per category, and the second
+    mode's gain over the first."""
+    for name, part in report["parts"].items():
+        print(f"\n{name} part: {part[modes[0]]['questions']} questions")
+        print(f"{'':28}" + "".join(f"{m:>16}" for m in modes))
+        for group in ["overall", *part[modes[0]]["by_category"]]:
+            for metric in ("R@5", "MRR"):
+                row = [(part[m]["overall"] if group == "overall" else part[m]["by_category"][group])[metric]
+                       for m in modes]
+                print(f"{group + ' ' + metric:28}" + "".join(f"{v:16.3f}" for v in row)
+                      + f"   {row[1] - row[0]:+.3f}")
+
+
+def chart_variants(report: dict[str, Any], path: Path, modes: tuple[str, ...], colors: dict[str, str],
+                   width: float, title: str, panel_title: Callable[[str, dict[str, Any]], str]) -> None:
+    """Per category and overall, R@5 and MRR of each mode, one panel per part; more modes,
+    a wider panel and smaller type."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = report["parts"]
+    extra = len(modes) - 2
+    fig, axes = plt.subplots(1, len(parts), figsize=((8 + extra) * len(parts), 4.8), squeeze=False)
+    for ax, (name, part) in zip(axes[0], parts.items(), strict=True):
+        labels, x = [], 0.0
+        for group in ["overall", *part[modes[0]]["by_category"]]:
+            for metric, hatch in (("R@5", ""), ("MRR", "//")):
+                for i, mode in enumerate(modes):
+                    source = part[mode]["overall"] if group == "overall" else part[mode]["by_category"][group]
+                    bar = ax.bar(x + i * width, source[metric], width, color=colors[mode], hatch=hatch,
+                                 label=f"{mode} {metric}" if group == "overall" else None)
+                    ax.bar_label(bar, fmt="%.2f", fontsize=5 - extra)
+                labels.append((x + width * (len(modes) - 1) / 2, f"{group.split(' ', 1)[-1]}\n{metric}"))
+                x += width * len(modes) + 0.2
+            x += 0.4
+        ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize=6)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("evidence recall@5 / MRR")
+        ax.legend(fontsize=7 - extra, ncol=1 + extra)
+        ax.set_title(panel_title(name, part), fontsize=10 - extra)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -123,9 +123,6 @@ class GuestVectorStore:
     def nearest(self, namespace, embeddings):
         return self._call("nearest", namespace, embeddings)
 
-    def neighbours(self, namespace, embeddings, n: int):
-        return self._call("neighbours", namespace, embeddings, n) if len(embeddings) else []
-
     def embeddings(self, namespace, ids):
         return self._call("embeddings", namespace, ids) if ids else {}
 

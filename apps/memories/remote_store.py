@@ -73,13 +73,6 @@ class RemoteVectorStore:
                           embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)))
         return [VectorHit(str(row[0]), float(row[1])) if row else None for row in rows]
 
-    def neighbours(self, namespace, embeddings, n: int) -> list[list[VectorHit]]:
-        if not len(embeddings):
-            return []
-        rows = self._call("neighbours", namespace=pack_namespace(namespace), n=int(n),
-                          embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)))
-        return [[VectorHit(str(i), float(s)) for i, s in row] for row in rows]
-
     def embeddings(self, namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
         found = self._call("embeddings", namespace=pack_namespace(namespace),
                            ids=[str(i) for i in ids])

@@ -43,7 +43,6 @@ from apps.memories.chroma_files import (
     zero_unused_capacity,
 )
 from apps.memories.hnsw import hnsw_configuration, searching_as_set
-from apps.memories.vector_neighbours import nearest_allowed
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
@@ -275,25 +274,6 @@ class VectorStore:
             return self.nearest(current, embeddings)
         return [VectorHit(ids[0], 1.0 - float(distances[0])) if ids else None
                 for ids, distances in zip(result["ids"], result["distances"], strict=True)]
-
-    def neighbours(self, namespace: Namespace, embeddings: np.ndarray, n: int
-                   ) -> list[list[VectorHit]]:
-        """The ``n`` nearest stored vectors to each row of ``embeddings``, best first
-        (consolidation's candidate pairs: n per memory, never all pairs); events and
-        summaries, which are never merged, are left out so they crowd out nothing. Asked
-        without a metadata filter where it can (vector_neighbours.py: a filtered query
-        costs time in proportion to the collection)."""
-        from chromadb.errors import NotFoundError
-
-        try:
-            with self._gate.shared():
-                found = nearest_allowed(self._readable(namespace), embeddings, n,
-                                        NOT_DUPLICATED)
-        except NotFoundError:
-            if (current := _swapped(namespace)) is None:
-                raise
-            return self.neighbours(current, embeddings, n)
-        return [[VectorHit(i, similarity) for i, similarity in hits] for hits in found]
 
     def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors by id (ids not in the index are left out)."""

@@ -389,18 +389,6 @@ def _nearest(args: dict[str, Any]) -> list[list[Any] | None]:
     return [[hit.id, hit.similarity] if hit else None for hit in hits]
 
 
-@operation("vector.neighbours")
-def _neighbours(args: dict[str, Any]) -> list[list[list[Any]]]:
-    vectors = unpack_array(args["embeddings"])
-    if vectors.ndim != 2:
-        raise Refused("bad_request", "vector.neighbours: embeddings is a matrix")
-    n = args.get("n")
-    if not isinstance(n, int) or not 1 <= n <= 100:
-        raise Refused("bad_request", "vector.neighbours: n is 1..100")
-    return [[[hit.id, hit.similarity] for hit in hits]
-            for hits in _store().neighbours(_namespace(args), vectors, n)]
-
-
 @operation("vector.embeddings")
 def _embeddings(args: dict[str, Any]) -> dict[str, Any]:
     found = _store().embeddings(_namespace(args), _strings(args, "ids"))
