@@ -363,6 +363,21 @@ MEMORYWEB_GATEWAY_MIN_SCORE = env.float("MEMORYWEB_GATEWAY_MIN_SCORE", default=0
 # Seconds to connect to the upstream and to wait for each piece of its answer (a model
 # may think for minutes before its first token).
 MEMORYWEB_GATEWAY_TIMEOUT = env.float("MEMORYWEB_GATEWAY_TIMEOUT", default=600.0)
+# Learning (docs/gateway.md, "Learning"): after the answer, the exchange (redacted) is
+# queued and its candidate facts extracted off the request path. offline: a heuristic over
+# the user's sentences, no network; openai: an OpenAI-compatible /chat/completions model at
+# EXTRACTOR_URL (its key read from EXTRACTOR_KEY_FILE at each call).
+MEMORYWEB_GATEWAY_EXTRACTOR = env.str("MEMORYWEB_GATEWAY_EXTRACTOR", default="offline").strip()
+MEMORYWEB_GATEWAY_EXTRACTOR_URL = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_URL", default="").strip()
+MEMORYWEB_GATEWAY_EXTRACTOR_MODEL = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_MODEL",
+                                            default="gpt-4o-mini").strip()
+MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE",
+                                               default="").strip()
+MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT = env.float("MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT",
+                                                default=30.0)
+# A quarantined fact becomes a memory when this many exchanges have stated it (or a team
+# admin approves it).
+MEMORYWEB_GATEWAY_PROMOTE_AFTER = env.int("MEMORYWEB_GATEWAY_PROMOTE_AFTER", default=2)
 
 # --- The timeline's rollups (docs/timeline.md) ------------------------------------------
 # The build_rollups job builds namespaces that hold conversation events (a namespace's

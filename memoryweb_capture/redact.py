@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["PATTERNS", "SENSITIVE_KEY", "redact", "redact_value"]
+__all__ = ["LABELS", "PATTERNS", "SENSITIVE_KEY", "redact", "redact_value"]
 
 #: A key name whose value is a secret: ends with one of these words (``DB_PASSWORD``,
 #: ``githubToken``, ``client_secret``, ``x-api-key``). ``max_tokens``, ``token_count``
@@ -44,10 +44,16 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "private_key": re.compile(
         r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
         r"(?:[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*\Z)"),
-    # scheme://user:password@host — only the password. Every part bounded: unbounded,
-    # the search was quadratic on long runs of scheme characters ("a-a-a-…").
+    # scheme://user:password@host (connection strings: postgres://, mysql://, redis://,
+    # mongodb+srv://, amqp://, jdbc:postgresql://…) — only the password. The user may be
+    # empty (redis://:password@host) or hold an "@" (Azure's user@server); the password
+    # runs to the last "@" before the host, so one holding an "@" goes whole. Every part
+    # bounded: unbounded, the search was quadratic on long runs of scheme characters.
     "url_credentials": re.compile(
-        r"\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/@'\"<>]{1,256}:(?P<secret>[^\s@/'\"<>]{1,256})@"),
+        r"\b[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/'\"<>]{0,256}:(?P<secret>[^\s/'\"<>]{1,256})@"),
+    # Oracle's JDBC form, jdbc:oracle:thin:user/password@host — only the password.
+    "jdbc_oracle": re.compile(
+        r"(?i)\bjdbc:oracle:[a-z0-9]{1,16}:[^\s/@:'\"<>]{1,128}/(?P<secret>[^\s@'\"<>]{1,256})@"),
     # Authorization: Bearer|Basic|Token <credential> (headers, curl -H, HTTP dumps).
     "authorization": re.compile(
         r"(?i)\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?(?:bearer|basic|token|bot)\s+"
@@ -73,6 +79,12 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     "jwt": re.compile(r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
     # MemoryWeb's own keys (apps/tenancy/services.py: mw_live_ / mw_read_ + token_urlsafe).
     "memoryweb": re.compile(r"\bmw_(?:live|read)_[A-Za-z0-9_\-]{20,}"),
+    # A semicolon-separated connection string (ADO.NET, ODBC, JDBC properties):
+    # "Server=db;User Id=app;Password=correct horse battery;" — the value runs to the next
+    # ";" (or quote, or line end), spaces included, where ``credential`` stops at a space.
+    "connection_string": re.compile(
+        r"(?i);[ \t]*(?:password|pwd)[ \t]*=[ \t]*(?!\[REDACTED)"
+        r"(?P<secret>[^;\r\n\"'{}]{1,256}?)[ \t]*(?=;|[\"'}]|$)", re.MULTILINE),
     # "password": "v" (JSON, also with escaped quotes inside the value).
     "credential_json": re.compile(
         rf"(?i)\"{_KEY}\"\s*:\s*\"{_NOT_A_VALUE}(?P<secret>(?:[^\"\\\n]|\\.){{3,}})\""),
@@ -91,8 +103,10 @@ PATTERNS: dict[str, re.Pattern[str]] = {
 #: or template reference (``$TOKEN``, ``${TOKEN}``, ``{{ secret }}``).
 _CODE_VALUE = re.compile(r"^(?:[^\"'].*[(\[]|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+$|\$\{?\w+\}?$|\{\{)")
 
-#: The replacement's name per pattern: both assignment forms read "credential".
-_LABEL = {"credential_json": "credential"}
+#: The replacement's name per pattern: every assignment form reads "credential", every
+#: connection URL "url_credentials" (the names docs/capture.md's table lists).
+_LABEL = {"credential_json": "credential", "connection_string": "credential",
+          "jdbc_oracle": "url_credentials"}
 
 
 def _replacer(name: str):
@@ -117,6 +131,8 @@ def _replacer(name: str):
 
 
 _REPLACERS = {name: _replacer(name) for name in PATTERNS}
+#: Pattern name -> the name its replacement shows (``[REDACTED:<label>]``).
+LABELS = {name: _LABEL.get(name, name) for name in PATTERNS}
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _WORD_CHARS = _KEY_CHARS - {".", "-"}
 

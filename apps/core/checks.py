@@ -512,6 +512,12 @@ GATEWAY_NUMBERS: dict[str, tuple[Bound, str]] = {
                                     "Hybrid recall scores are 0..1 (0.3 is the default)."),
     "MEMORYWEB_GATEWAY_TIMEOUT": (Bound(low=0, high=3600, above=True),
                                   "Seconds to wait for the upstream (600 is the default)."),
+    "MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT": (Bound(low=0, high=600, above=True),
+                                            "Seconds to wait for the extraction model (30 is "
+                                            "the default)."),
+    "MEMORYWEB_GATEWAY_PROMOTE_AFTER": (Bound(low=1, high=100, integer=True),
+                                        "Sightings that promote a quarantined fact (2 is the "
+                                        "default)."),
 }
 
 
@@ -543,8 +549,38 @@ def check_gateway(app_configs=None, **kwargs) -> list[CheckMessage]:
         if key_file and not (os.path.isfile(key_file) and os.access(key_file, os.R_OK)):
             errors.append(_error(f"{file_name} must name a readable file holding the upstream "
                                  f"key; {key_file!r} is not one.", 11))
+    errors += _gateway_extractor()
     key_dir = settings.MEMORYWEB_GATEWAY_KEY_DIR
     if key_dir and not (os.path.isdir(key_dir) and os.access(key_dir, os.R_OK | os.X_OK)):
         errors.append(_error("MEMORYWEB_GATEWAY_KEY_DIR must name a readable directory of "
                              f"per-namespace upstream key files; {key_dir!r} is not one.", 11))
+    return errors
+
+
+def _gateway_extractor() -> list[CheckMessage]:
+    """The learning extractor: a known name; ``openai`` needs an http(s) URL without
+    credentials and, when set, a readable key file."""
+    name = settings.MEMORYWEB_GATEWAY_EXTRACTOR
+    if name not in ("offline", "openai"):
+        return [_error(f"MEMORYWEB_GATEWAY_EXTRACTOR must be offline or openai; it is "
+                       f"{name!r}.", 11)]
+    errors: list[CheckMessage] = []
+    key_file = settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE
+    if key_file and not (os.path.isfile(key_file) and os.access(key_file, os.R_OK)):
+        errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE must name a readable file "
+                             f"holding the extractor's key; {key_file!r} is not one.", 11))
+    if name != "openai":
+        return errors
+    url = settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL
+    parts = urlsplit(url) if isinstance(url, str) and url else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR=openai needs "
+                             "MEMORYWEB_GATEWAY_EXTRACTOR_URL, an http(s) base URL; it is "
+                             f"{_without_query(url or '')!r}.", 11))
+    elif parts.username or parts.password:
+        errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR_URL must not hold credentials; put "
+                             "the key in MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE.", 11))
+    if not settings.MEMORYWEB_GATEWAY_EXTRACTOR_MODEL:
+        errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR=openai needs "
+                             "MEMORYWEB_GATEWAY_EXTRACTOR_MODEL.", 11))
     return errors

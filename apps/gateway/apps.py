@@ -3,8 +3,9 @@ from django.apps import AppConfig
 
 class GatewayConfig(AppConfig):
     """The memory gateway (docs/gateway.md): OpenAI- and Anthropic-compatible proxy routes
-    under /proxy/ that recall the key's memories, inject them and forward to the upstream.
-    A door: it calls the memories services, mounted in memoryweb/asgi.py."""
+    under /proxy/ that recall the key's memories, inject them and forward to the upstream,
+    and learn from the exchange into quarantine. A door: it calls the memories services,
+    mounted in memoryweb/asgi.py."""
 
     name = "apps.gateway"
     label = "gateway"
@@ -23,3 +24,9 @@ class GatewayConfig(AppConfig):
         namespace_settings.register(namespace_settings.NamespaceSetting(
             "gateway", validate_gateway_settings, GatewaySettings,
             system_admin_part=upstreams_of))
+
+        # Its learning tables are memory-derived data: erasure, stats and the certificate
+        # checks reach them through the registry of stores.
+        from apps.gateway.learning_stores import register_stores
+
+        register_stores()

@@ -17,7 +17,11 @@ not. A client that goes away closes the upstream request.
 Per request: read the body (at most ``max_body_bytes``), admit the key (401, 429),
 decide the memory mode, recall within ``MEMORYWEB_GATEWAY_RECALL_BUDGET_MS`` and inject
 (apps/gateway/injection.py), forward. If the recall fails or is too slow, the request goes
-on unchanged (fail-open: ``X-Memory-Fail-Open``, logged and counted). docs/gateway.md.
+on unchanged (fail-open: ``X-Memory-Fail-Open``, logged and counted). When the mode stores,
+the relay also shows each chunk, after sending it, to an ``AnswerTap``
+(apps/gateway/answers.py), and once the answer is complete the exchange is queued for
+learning (apps/gateway/learning.py): after the last chunk, so the answer is never delayed.
+docs/gateway.md.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +41,14 @@ from apps.core.asgi import request_pool
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
 
-from . import injection, memory, metrics, upstream
+from . import answers, injection, learning, memory, metrics, upstream
 from .memory import Admission
 
 logger = logging.getLogger("memoryweb.gateway")
 
 PREFIX = "/proxy/"
+#: Request headers that name the client's session (learned facts keep it), first found wins.
+SESSION_HEADERS = ("x-memory-session", "x-claude-code-session-id", "session_id")
 
 
 @dataclass(frozen=True)
@@ -183,6 +190,7 @@ async def gateway(scope, receive, send) -> None:
                           f"the limit ({settings.MEMORYWEB_LIMITS['max_body_bytes']} bytes).")
             return
         body = read
+    started = time.perf_counter()  # the gateway's own time: admission + recall + injection
     try:
         admission = await _on_pool(memory.admit, _memoryweb_key(api, headers), headers,
                                    route.api != "models")
@@ -195,6 +203,8 @@ async def gateway(scope, receive, send) -> None:
         status, kind, message, extra = admission.refusal
         await _answer(send, api, status, kind, message, extra)
         return
+    decision = admission.decision
+    metrics.REQUESTS.labels(route=route.api, mode=decision.mode if decision else "none").inc()
     # The namespace's own upstream, if it has one (the models route has no memory, so no
     # resolved namespace: the key's own namespace decides).
     namespace = admission.namespace or getattr(admission.principal, "namespace", None)
@@ -212,6 +222,7 @@ async def gateway(scope, receive, send) -> None:
                       f"({route.provider.url_setting} is empty).")
         return
     told: dict[str, str] = {}
+    lesson = None
     if route.api != "models":
         try:
             parsed = parse_json(body)
@@ -221,14 +232,50 @@ async def gateway(scope, receive, send) -> None:
         if not isinstance(parsed, dict):
             await _answer(send, api, 400, "invalid_request_error", "the body must be an object.")
             return
+        lesson = _lesson(route, admission, headers, parsed)
         injected, told = await _memories(route, admission, parsed)
         if injected is not None:
             body = json.dumps(injected, ensure_ascii=False).encode()
-    await _forward(scope, receive, send, route, target, body, told)
+    metrics.ADDED_LATENCY.labels(route=route.api).observe(time.perf_counter() - started)
+    await _forward(scope, receive, send, route, target, body, told, lesson)
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What to learn from once the answer is relayed: who taught it and the user's turn."""
+
+    taught: learning.Taught
+    user_text: str
+
+
+def _lesson(route: Route, admission: Admission, headers: dict[str, str],
+            body: dict[str, Any]) -> Lesson | None:
+    """The exchange's lesson when its mode stores (``full``, ``after``; never ``readonly``,
+    ``off`` or a reader key) and the request has a user turn to learn from."""
+    decision = admission.decision
+    if decision is None or not decision.store or admission.principal is None:
+        return None
+    user_text = answers.latest_user_text(route.api, body)
+    if not user_text:
+        return None
+    session = next((headers[name] for name in SESSION_HEADERS if headers.get(name)), "")
+    return Lesson(learning.Taught(admission.principal, admission.namespace, session.strip()),
+                  user_text)
+
+
+async def _learn(route: Route, lesson: Lesson, tap: answers.AnswerTap) -> None:
+    """Queue the exchange for learning (redacted, on a pool thread). The answer is complete
+    already; a failure here is logged and counted, never the client's."""
+    try:
+        await _on_pool(learning.enqueue, lesson.taught, route.api, lesson.user_text, tap.text())
+    except Exception as exc:
+        metrics.LEARN_FAILURES.labels(stage="queue").inc()
+        logger.warning("gateway: the exchange could not be queued for learning (%s)",
+                       type(exc).__name__)
 
 
 async def _forward(scope, receive, send, route: Route, target: upstream.Target, body: bytes,
-                   told: dict[str, str]) -> None:
+                   told: dict[str, str], lesson: Lesson | None = None) -> None:
     auth = target.auth
     query = scope.get("query_string", b"")
     url = target.base_url + route.upstream_path + (f"?{query.decode('latin-1')}"
@@ -248,7 +295,10 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
                       f"the {route.provider.name} upstream did not answer "
                       f"({type(exc).__name__}).", told)
         return
-    relay = asyncio.ensure_future(_relay(send, response, told))
+    tap = (answers.AnswerTap(route.api, response.headers.get("content-type", ""),
+                             response.headers.get("content-encoding", ""))
+           if lesson is not None and response.status_code == 200 else None)
+    relay = asyncio.ensure_future(_relay(send, response, told, tap))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait([relay, gone], return_when=asyncio.FIRST_COMPLETED)
@@ -261,10 +311,15 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
     if relay.done() and not relay.cancelled() and relay.exception() is not None:
         logger.warning("gateway: relay from the %s upstream broke off (%s)",
                        route.provider.name, type(relay.exception()).__name__)
+    elif tap is not None and lesson is not None and (
+            tap.complete or (relay.done() and not relay.cancelled())):
+        await _learn(route, lesson, tap)  # after the last chunk: the answer is not delayed
 
 
-async def _relay(send, response: httpx.Response, told: dict[str, str]) -> None:
-    """The upstream's answer to the client: status, headers, then each chunk as it comes."""
+async def _relay(send, response: httpx.Response, told: dict[str, str],
+                 tap: answers.AnswerTap | None = None) -> None:
+    """The upstream's answer to the client: status, headers, then each chunk as it comes
+    (each also shown to ``tap`` once sent, for learning)."""
     headers = upstream.relayed_headers(response) + [
         (name.encode(), value.encode()) for name, value in told.items()]
     await send({"type": "http.response.start", "status": response.status_code,
@@ -273,6 +328,8 @@ async def _relay(send, response: httpx.Response, told: dict[str, str]) -> None:
         async for chunk in response.aiter_raw():
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if tap is not None:
+                    tap.feed(chunk)
     finally:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from memoryweb_capture.redact import PATTERNS, redact, redact_value
+from memoryweb_capture.redact import LABELS, redact, redact_value
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,7 +137,7 @@ def test_redact_value_walks_json():
 def test_the_documented_table_names_every_pattern():
     doc = (ROOT / "docs" / "capture.md").read_text()
     table = set(re.findall(r"^\| `([a-z_]+)` \|", doc, flags=re.MULTILINE))
-    labels = {"credential" if name == "credential_json" else name for name in PATTERNS}
+    labels = set(LABELS.values())
     assert labels <= table, f"docs/capture.md lacks {sorted(labels - table)}"
 
 
@@ -148,8 +148,10 @@ def test_the_documented_table_names_every_pattern():
 # a hang detector, thousands of times the expected run, not a speed target (bench/ has those).
 @pytest.mark.processes
 @pytest.mark.parametrize("text", ["a-" * 131072, "x." * 131072, "ab://" * 52000,
-                                  "http://" + "a:" * 131072, "password" * 32768 + "=abc"],
-                         ids=["dashes", "dots", "schemes", "user-colons", "words"])
+                                  "http://" + "a:" * 131072, "password" * 32768 + "=abc",
+                                  ";pwd= a" * 40000, "x://" + "@:" * 131072],
+                         ids=["dashes", "dots", "schemes", "user-colons", "words",
+                              "connection-strings", "ats"])
 def test_redaction_stays_linear_on_adversarial_input(text):
     import subprocess
     import sys
@@ -176,3 +178,32 @@ def test_token_patterns_stay_linear_on_adversarial_input(text):
     done = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True,
                           text=True, timeout=120, cwd=ROOT, check=True)
     assert int(done.stdout) >= len(text) // 2
+
+
+# Connection strings (shared with the memory gateway's learning, docs/gateway.md): the
+# password goes whole, the rest of the string stays readable.
+@pytest.mark.parametrize(("text", "secret", "expected"), [
+    ("redis://:pa55w0rd@cache:6379/0", "pa55w0rd", "redis://:[REDACTED:url_credentials]@cache:6379/0"),
+    ("postgres://admin@srv:p@ss:w0rd@srv.example.com/db", "p@ss:w0rd",
+     "postgres://admin@srv:[REDACTED:url_credentials]@srv.example.com/db"),
+    ("mongodb+srv://app:Xy7-Long_pw@cluster0.mongodb.net/app", "Xy7-Long_pw",
+     "mongodb+srv://app:[REDACTED:url_credentials]@cluster0.mongodb.net/app"),
+    ("jdbc:oracle:thin:scott/tiger99@db:1521:orcl", "tiger99",
+     "jdbc:oracle:thin:scott/[REDACTED:url_credentials]@db:1521:orcl"),
+    ("Server=tcp:db;Database=x;User Id=app;Password=correct horse battery;Encrypt=true",
+     "horse", "Server=tcp:db;Database=x;User Id=app;Password=[REDACTED:credential];Encrypt=true"),
+    ('conn = "Host=db;Username=app;Pwd=two words"', "two words",
+     'conn = "Host=db;Username=app;Pwd=[REDACTED:credential]"'),
+    ("jdbc:postgresql://db/app?user=app&password=s3cret", "s3cret",
+     "jdbc:postgresql://db/app?user=app&password=[REDACTED:credential]"),
+])
+def test_connection_strings_lose_their_password(text, secret, expected):
+    out = redact(text)
+    assert secret not in out
+    assert out == expected
+    assert redact(out) == out
+
+
+def test_semicolons_in_prose_are_no_connection_string():
+    text = "We met on Monday; the password policy was discussed; nothing else."
+    assert redact(text) == text

@@ -39,14 +39,17 @@ class Failure:
     #: that goes away mid-stream shows in ``FakeLLM.disconnects``).
     long_stream: int = 0
     event_delay: float = 0.05
+    #: The text of the next (non-streaming) answer instead of ``REPLY``: a model
+    #: extractor's JSON, for the gateway's learning.
+    reply: str | None = None
 
 
 # --- the answers, as each API writes them ------------------------------------------------
 
-def _chat(model: str) -> dict[str, Any]:
+def _chat(model: str, reply: str = REPLY) -> dict[str, Any]:
     return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,
             "model": model, "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                                         "message": {"role": "assistant", "content": REPLY}}],
+                                         "message": {"role": "assistant", "content": reply}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}}
 
 
@@ -169,6 +172,9 @@ class FakeLLM:
                 answer, events = ANSWERS[path]
                 if body.get("stream"):
                     self._stream(events(body.get("model", "")))
+                elif failure is not None and failure.reply is not None and path == \
+                        "/v1/chat/completions":
+                    self._json(200, _chat(body.get("model", ""), failure.reply))
                 else:
                     self._json(200, answer(body.get("model", "")))
 
