@@ -41,7 +41,7 @@ from apps.core.asgi import request_pool
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
 
-from . import answers, injection, learning, memory, metrics, upstream
+from . import answers, injection, learning, memory, metrics, recall_pool, upstream
 from .memory import Admission
 
 logger = logging.getLogger("memoryweb.gateway")
@@ -130,7 +130,7 @@ async def _on_pool(function, *args):
     return await sync_to_async(function, thread_sensitive=False, executor=request_pool())(*args)
 
 
-async def _memories(route: Route, admission: Admission, body: dict[str, Any]
+async def _memories(route: Route, admission: Admission, body: dict[str, Any], started: float
                     ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The body with memories injected (None: forward the original bytes) and the response
     headers that say what happened. Fail-open: any failure or a recall over its budget
@@ -142,11 +142,16 @@ async def _memories(route: Route, admission: Admission, body: dict[str, Any]
     query = injection.query_of(route.api, body)
     if not query:
         return None, told
-    budget_s = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000
+    # One deadline from the request's arrival: admission's time counts against the budget.
+    left = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000 - (time.perf_counter() - started)
+    if left <= 0:
+        return None, {**told, **_failed_open(route, "timeout", None)}
     try:
-        recalled = await asyncio.wait_for(_on_pool(memory.recall, admission, query), budget_s)
+        recalled = await asyncio.wait_for(recall_pool.run(memory.recall, admission, query), left)
     except TimeoutError:
         return None, {**told, **_failed_open(route, "timeout", None)}
+    except recall_pool.Busy:  # recalls past their budget still hold every recall thread
+        return None, {**told, **_failed_open(route, "busy", None)}
     except Exception as exc:  # any failure of the memory core: the client still gets its answer
         return None, {**told, **_failed_open(route, "error", exc)}
     if recalled.screened_out:
@@ -233,7 +238,7 @@ async def gateway(scope, receive, send) -> None:
             await _answer(send, api, 400, "invalid_request_error", "the body must be an object.")
             return
         lesson = _lesson(route, admission, headers, parsed)
-        injected, told = await _memories(route, admission, parsed)
+        injected, told = await _memories(route, admission, parsed, started)
         if injected is not None:
             body = json.dumps(injected, ensure_ascii=False).encode()
     metrics.ADDED_LATENCY.labels(route=route.api).observe(time.perf_counter() - started)

@@ -6,6 +6,7 @@ upstream is not configured answers 503 (fail closed: nothing is sent anywhere)."
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import anthropic
@@ -95,4 +96,46 @@ def test_recall_failing_forwards_the_request_unchanged(tmp_path):
             assert "fail-open on chat: recall error (Unavailable" in (
                 tmp_path / "site" / "daphne.log").read_text()
     finally:
+        chroma.stop()
+
+
+def test_a_hung_memory_core_fails_open_without_holding_the_servers_threads(tmp_path):
+    """Chroma stops answering (a listener on its port that never accepts): recalls past
+    their budget keep their threads, but only the gateway's few recall threads. Once those
+    are taken, requests fail open at once (``busy``), and the rest of the server (admission,
+    REST) still answers."""
+    chroma = ChromaServer(tmp_path / "chroma", tmp_path / "chroma.log")
+    chroma.start()
+    blackhole = None
+    try:
+        # 4 request threads, so 2 recall threads; a budget any hung recall overruns.
+        with gateway_site(tmp_path / "site", anthropic=False, CHROMA_URL=chroma.url,
+                          MEMORYWEB_HTTP_THREADS="4", MEMORYWEB_CHROMA_TIMEOUT="120",
+                          MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="2000") as site:
+            falcon = site.store("alpha_agent", FALCON)
+            assert _chat(site).headers["x-memory-ids"] == falcon  # the client is built
+            chroma.stop()
+            blackhole = socket.socket()
+            blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blackhole.bind(("127.0.0.1", chroma.port))
+            blackhole.listen(64)  # connections complete; no answer ever comes
+            site.fake.reset()
+            reasons = []
+            for _ in range(6):  # more than the request threads: before, the 5th never answered
+                answer = _chat(site)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["choices"][0]["message"]["content"] == REPLY
+                reasons.append(answer.headers["x-memory-fail-open"])
+            assert reasons == ["timeout", "timeout", "busy", "busy", "busy", "busy"]
+            assert [r["body"] for r in site.fake.requests] == [BODY] * 6
+            namespace = httpx.get(f"{site.url}/api/v1/namespaces/alpha", timeout=30,
+                                  headers={"Authorization": f"Bearer {site.keys['alpha_admin']}"})
+            assert namespace.status_code == 200
+            # Closing the listener resets the hung connections: the recall threads end (a
+            # server stopping waits for them, as for any request still running).
+            blackhole.close()
+            blackhole = None
+    finally:
+        if blackhole is not None:
+            blackhole.close()
         chroma.stop()
