@@ -417,6 +417,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MEMORYWEB_LIMITS["max_body_bytes"]
 # Audit log (apps/audit): the chain's tip is also written to this file after each commit,
 # so cutting entries off the end is detectable; empty disables it (not recommended).
 MEMORYWEB_AUDIT_ANCHOR = env.str("MEMORYWEB_AUDIT_ANCHOR", default=str(DATA_DIR / "audit-anchor.json"))
+# The key store (apps/core/keystore.py): the erasure ledger and its selector key, outside
+# the data directory so no backup or copy of it carries them (docs/privacy.md#backups-and-erasure).
+# Default: a sibling of the data directory, one per deployment.
+MEMORYWEB_KEYSTORE_DIR = Path(env.str("MEMORYWEB_KEYSTORE_DIR",
+                                      default=f"{DATA_DIR}-keystore")).resolve()
 # Audit every recall too (a namespace may override); exports are always audited.
 MEMORYWEB_AUDIT_READS = env.bool("MEMORYWEB_AUDIT_READS", default=False)
 # Erasure approvals by someone other than the requester (a key counts as whoever created

@@ -24,6 +24,9 @@ Ids (docs/operations.md#settings-checks):
   to another machine
 - ``memoryweb.E010`` the timeline's rollups: schedule switch, interval, segment gap,
   summary lengths
+- ``memoryweb.E012`` the key store (``MEMORYWEB_KEYSTORE_DIR``): outside the data
+  directory, a writable directory (``E013``, apps/privacy/ledger.py: the database is
+  behind the erasure ledger kept there)
 - ``memoryweb.E011`` the memory gateway: upstream URLs, key files, recall budget, k,
   memory share, minimum score, timeout (``W011``: a key over plain HTTP to another machine)
 """
@@ -276,6 +279,19 @@ def check_paths(app_configs=None, **kwargs) -> list[CheckMessage]:
             f"{SOCKET_PATH_BYTES} bytes (a Unix socket's limit; the default is in "
             "MEMORYWEB_DATA_DIR), or empty to turn the admin socket off.", 6))
     return errors
+
+
+# --- E012: the key store -------------------------------------------------------------------------
+
+
+@register(TAG)
+def check_keystore(app_configs=None, **kwargs) -> list[CheckMessage]:
+    """The key store outside the data directory, writable (apps/core/keystore.py)."""
+    from apps.core import keystore
+
+    problem = keystore.problem()
+    return [_error(problem, 12, "Put it beside the data directory (the default: "
+                   "<MEMORYWEB_DATA_DIR>-keystore) or on other storage.")] if problem else []
 
 
 # --- E007: numbers ------------------------------------------------------------------------------

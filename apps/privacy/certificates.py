@@ -19,6 +19,7 @@ from apps.audit.models import AuditEntry
 from apps.audit.verify import verify
 from apps.core.confirm import plural
 from apps.memories import stores
+from apps.privacy import ledger
 from apps.privacy.erasure import FORMAT, certificate_hash, verify_stores
 from apps.tenancy.models import Namespace
 
@@ -86,10 +87,16 @@ def verify_certificate(certificate: Any) -> Verification:
 
     anchor = certificate.get("audit") or {}
     entry = AuditEntry.objects.filter(seq=anchor.get("seq")).first()
+    anchored = (entry is not None and entry.entry_hash == anchor.get("entry_hash")
+                and entry.summary.get("certificate_sha256") == digest)
+    replayed = None if anchored else ledger.replayed_certificate(digest, anchor)
     result.checks.append(Check(
-        "audit entry", entry is not None and entry.entry_hash == anchor.get("entry_hash")
-        and entry.summary.get("certificate_sha256") == digest,
-        f"#{anchor.get('seq')} records this certificate's hash" if entry else "not found"))
+        "audit entry", anchored or replayed is not None,
+        f"#{anchor.get('seq')} records this certificate's hash" if anchored
+        else (f"#{anchor.get('seq')} is not in this database (restored from an earlier "
+              f"backup); erasure ledger entry {replayed[0]} records this certificate's hash "
+              f"and was replayed here (audit #{replayed[1]})") if replayed
+        else "not found" if entry is None else "does not record this certificate's hash"))
 
     chain = verify()
     result.checks.append(Check(

@@ -39,7 +39,7 @@ from apps.core.roles import Action
 from apps.core.validation import StrictSerializer, validate
 from apps.memories import stores, writes
 from apps.memories.models import Memory
-from apps.privacy import four_eyes
+from apps.privacy import four_eyes, ledger
 from apps.privacy.models import ErasureRequest, ErasureState
 from apps.privacy.selectors import SUBJECT_FIELDS, Selector, SelectorInput, select
 from apps.tenancy.models import Namespace
@@ -321,6 +321,9 @@ def _certify(principal: Principal, request: ErasureRequest, namespace: Namespace
             return
         entry = audit(principal, "erasure.execute", namespace=namespace, record_ids=[request.pk],
                       summary={"certificate_sha256": digest, "memories": len(request.erased)})
+        # Before the commit: a ledger that cannot be written leaves the request
+        # ``executing`` (503, retry execute), never certified without its line.
+        ledger.record_erasure(request, body, digest, entry)
         request.certificate = {**body, "certificate_sha256": digest,
                                "audit": {"seq": entry.seq, "entry_hash": entry.entry_hash}}
         request.certificate_sha256 = digest

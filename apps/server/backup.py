@@ -64,6 +64,8 @@ class RestoreReport:
     reindexed: int = 0
     audit_ok: bool = False
     audit_entries: int = 0
+    #: The erasure ledger's entries re-applied (apps/privacy/ledger.py), oldest first.
+    replayed: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -96,6 +98,11 @@ def create(output: Path, *, passphrase: str | None = None,
         from apps.audit import anchor
 
         tip = anchor.read()
+        # The erasure ledger's head, read before the snapshot too: the snapshot includes
+        # at least the erasures up to it, so restore replays what came after.
+        from apps.core import erasure_ledger, keystore
+
+        ledger_head = erasure_ledger.head()
         if tip is not None and tip.signed:
             (folder / ANCHOR_NAME).write_text(anchor.path().read_text())
             files.append(folder / ANCHOR_NAME)
@@ -114,6 +121,7 @@ def create(output: Path, *, passphrase: str | None = None,
             "format": FORMAT, "created_at": timezone.now().isoformat(), "engine": _engine(),
             "encrypted": bool(passphrase), "counts": counts,
             "vectors": "not copied: restore re-embeds every memory from SQL",
+            "erasure_ledger": {"head": ledger_head, "keystore": str(keystore.directory())},
             "files": {f.name: {"sha256": _sha256(f), "bytes": f.stat().st_size} for f in files},
         }
         partial = output.with_name(output.name + ".partial")
@@ -300,8 +308,10 @@ def _finish(report: RestoreReport, note: Callable[[str, int, int], None],
     from apps.memories import lexical
     from apps.memories.indexing import reindex_namespace
     from apps.memories.models import IndexOutbox, Memory
+    from apps.privacy import ledger
     from apps.tenancy.models import Namespace, new_collection_name
 
+    entries = _ledger_entries(report.manifest)  # before anything: a wrong key store stops here
     call_command("migrate", verbosity=0, interactive=False)  # a backup of an older version
     IndexOutbox.objects.all().delete()  # everything is re-embedded below
     lexical.drop_orphans()
@@ -326,15 +336,23 @@ def _finish(report: RestoreReport, note: Callable[[str, int, int], None],
                 verdict = verify()
         if verdict.ok:  # advance it to the restored tip
             anchor.write(head.seq, head.entry_hash, force=False)
+    for namespace in Namespace.objects.order_by("pk"):
+        # A collection of its own: with a shared Chroma server the source deployment's
+        # collections (named in the restored rows) must stay untouched.
+        Namespace.objects.filter(pk=namespace.pk).update(collection=new_collection_name())
+    # Every erasure, retention expiry and namespace deletion executed after the backup
+    # (the ledger's entries this database does not include) again, before anything is
+    # embedded or served; the vectors are rebuilt from SQL below, so only SQL is erased.
+    behind = ledger.pending(entries)
+    report.replayed = ledger.replay(
+        behind, after_commit=False,
+        progress=lambda item: note("erasures replayed", 1, len(behind)))
+    IndexOutbox.objects.all().delete()  # the replay's vector work: nothing is embedded yet
     namespaces = list(Namespace.objects.order_by("pk"))
     total = Memory.objects.count()
     report.namespaces, report.memories = len(namespaces), total
     done = 0
     for namespace in namespaces:  # the keyword tables came inside the SQLite snapshot
-        # A collection of its own: with a shared Chroma server the source deployment's
-        # collections (named in the restored rows) must stay untouched.
-        namespace.collection = new_collection_name()
-        Namespace.objects.filter(pk=namespace.pk).update(collection=namespace.collection)
         done += reindex_namespace(namespace, progress=lambda n: note("vectors", n, total))
     report.reindexed = done
     report.audit_ok = verdict is None or verdict.ok
@@ -343,3 +361,29 @@ def _finish(report: RestoreReport, note: Callable[[str, int, int], None],
         report.notes.append(f"audit chain broken at entry {verdict.broken[0]}: {verdict.broken[1]}")
     marker.unlink(missing_ok=True)
     return report
+
+
+def _ledger_entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The erasure ledger's entries, refusing a ledger that does not verify or that lacks
+    the head the backup recorded (a tampered ledger, or another deployment's key store:
+    replaying from either could skip an erasure)."""
+    from apps.core import erasure_ledger, keystore
+
+    verdict = erasure_ledger.verify()
+    if not verdict.ok:
+        seq, reason = verdict.broken or (0, "")
+        raise BackupError(f"the erasure ledger {erasure_ledger.path()} does not verify: {reason}. "
+                          "Restore refuses: the erasures to replay cannot be trusted. Restore "
+                          "the key store from its own copy, then run restore again.")
+    entries = list(erasure_ledger.entries())
+    recorded = (manifest.get("erasure_ledger") or {}).get("head")
+    if recorded:
+        seq = int(recorded["seq"])
+        if seq > len(entries) or entries[seq - 1].get("hash") != recorded["hash"]:
+            raise BackupError(
+                f"the backup was taken beside an erasure ledger whose entry {seq} this key "
+                f"store does not hold (MEMORYWEB_KEYSTORE_DIR={str(keystore.directory())!r}, "
+                f"{len(entries)} entries; the backup's was "
+                f"{(manifest.get('erasure_ledger') or {}).get('keystore')!r}): point "
+                "MEMORYWEB_KEYSTORE_DIR at the deployment's key store and run restore again.")
+    return entries

@@ -17,6 +17,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from apps.audit.log import record as audit
+from apps.audit.models import AuditEntry
+from apps.core import erasure_ledger
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
 from apps.core.validation import StrictSerializer, validate
@@ -120,24 +122,35 @@ def delete(principal: Principal, slug: str) -> int:
     return delete_namespace(principal, resolve_namespace(principal, slug))
 
 
-def delete_namespace(principal: Principal, namespace: Namespace) -> int:
+def delete_namespace(principal: Principal, namespace: Namespace, *,
+                     ledger: bool = True) -> int:
     """Delete a namespace with its memories, versions, keys, keyword table and vector
     collection (system admin); returns how many memories it held.
 
     The SQL rows go by cascade; what lives outside SQL is dropped by the apps that keep
     it, on ``changes.namespace_deleting`` (memories: the vector collection, before the
     rows, with its files on disk in the embedded store; its keyword table after, on
-    ``post_delete``).
+    ``post_delete``). The deletion is appended to the erasure ledger before the commit
+    (apps/core/erasure_ledger.py), so restoring an older backup deletes it again; a
+    ledger that cannot be written fails the deletion (503). ``ledger=False``: a replay
+    of that very entry (apps/privacy/ledger.py).
     """
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete a namespace.")
     changes.namespace_deleting.send(sender=Namespace, namespace=namespace)
     with transaction.atomic():
-        count = namespace.memories.count()
-        audit(principal, "namespace.delete", namespace=namespace,
-              summary={"memories": count, "keys": namespace.api_keys.count()})
+        ids = [str(pk) for pk in namespace.memories.values_list("pk", flat=True)]
+        entry = audit(principal, "namespace.delete", namespace=namespace,
+                      summary={"memories": len(ids), "keys": namespace.api_keys.count()})
+        slug, pk = namespace.slug, namespace.pk
         namespace.delete()
-    return count
+        if ledger:
+            erasure_ledger.append("namespace_deleted", {
+                "namespace": {"slug": slug, "id": pk}, "memories": ids,
+                "audit": {"seq": entry.seq, "entry_hash": entry.entry_hash},
+                "origin": AuditEntry.objects.filter(seq=1).values_list(
+                    "entry_hash", flat=True).first()})
+    return len(ids)
 
 
 def list_members(principal: Principal, slug: str) -> dict[str, Role]:
