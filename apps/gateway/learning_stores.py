@@ -20,7 +20,7 @@ and, within the erasing process, for anything left of the agents and sessions er
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db.models import Q
@@ -127,6 +127,56 @@ def exchanges_remaining(namespace: Namespace | None, erased: stores.Erased) -> i
     return _exchanges(namespace, agents, sessions).count() if agents or sessions else 0
 
 
+def _people_selected(namespace: Namespace, memories: Any) -> tuple[set[str], set[str]]:
+    """The agents and sessions whose every memory of the namespace is in ``memories`` (a
+    queryset): a subject's export carries their facts, as their erasure removes them, and
+    never another person's."""
+    agents = set(memories.values_list("agent_id", flat=True).distinct())
+    sessions = set(memories.exclude(session_id="").values_list("session_id", flat=True)
+                   .distinct())
+    others = Memory.objects.filter(namespace=namespace).exclude(pk__in=memories.values("pk"))
+    agents -= set(others.filter(agent_id__in=agents).values_list("agent_id", flat=True))
+    sessions -= set(others.filter(session_id__in=sessions).values_list("session_id", flat=True))
+    return agents, sessions
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def facts_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
+    """The facts learned in the namespace (``memories`` None), or those promoted into a
+    selected memory or taught by an agent or session the selection takes whole."""
+    query = LearnedFact.objects.filter(namespace=namespace)
+    if memories is not None:
+        agents, sessions = _people_selected(namespace, memories)
+        query = query.filter(Q(memory_id__in=memories.values("pk")) | Q(agent_id__in=agents)
+                             | Q(session_id__in=sessions))
+    for fact in query.order_by("first_seen_at", "id").iterator(chunk_size=500):
+        yield {"id": str(fact.pk), "state": fact.state, "text": fact.text,
+               "agent_id": fact.agent_id, "session_id": fact.session_id,
+               "confidence": fact.confidence, "seen_count": fact.seen_count,
+               "first_seen_at": _iso(fact.first_seen_at), "last_seen_at": _iso(fact.last_seen_at),
+               "memory_id": str(fact.memory_id) if fact.memory_id else None,
+               "decided_by": fact.decided_by, "decided_at": _iso(fact.decided_at)}
+
+
+def exchanges_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
+    """The exchanges still queued for learning (redacted text), of the namespace or of the
+    agents and sessions the selection takes whole."""
+    query = PendingExchange.objects.filter(namespace=namespace)
+    if memories is not None:
+        agents, sessions = _people_selected(namespace, memories)
+        if not (agents or sessions):
+            return
+        query = _exchanges(namespace, agents, sessions)
+    for row in query.order_by("created_at", "id").iterator(chunk_size=500):
+        yield {"id": str(row.pk), "agent_id": row.agent_id, "session_id": row.session_id,
+               "api": row.api, "user_text": row.user_text,
+               "assistant_text": row.assistant_text, "facts": row.facts,
+               "created_at": _iso(row.created_at), "failed": row.failed}
+
+
 FACTS = stores.Store(
     "gateway_facts", "gateway facts (quarantined, promoted, rejected)",
     "gateway_learnedfact: candidate facts the memory gateway extracted from exchanges "
@@ -134,14 +184,14 @@ FACTS = stores.Store(
     "the memory each became. Erasure removes the facts promoted into or repeating an erased "
     "memory, and every fact of an agent or session the erasure takes whole.",
     stores.ErasedBy.ERASURE, models=(LearnedFact,), count=facts_count,
-    remaining=facts_remaining, erase=facts_erase)
+    remaining=facts_remaining, erase=facts_erase, export=facts_export)
 EXCHANGES = stores.Store(
     "gateway_exchanges", "gateway exchanges waiting for learning",
     "gateway_pendingexchange: answered exchanges (the latest user turn and the answer, "
     "redacted) queued for extraction, then their extracted facts until applied. Erasure "
     "removes those of an agent or session it takes whole.",
     stores.ErasedBy.ERASURE, models=(PendingExchange,), count=exchanges_count,
-    remaining=exchanges_remaining, erase=exchanges_erase)
+    remaining=exchanges_remaining, erase=exchanges_erase, export=exchanges_export)
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = {

@@ -3,7 +3,9 @@
 Lines, in order: every selected memory with its versions (``"type": "memory"``; its
 consolidation lineage: ``superseded_at``, ``derived_from`` and ``conflicts_with``; and
 ``external_ids`` when it was imported from another system), the
-sharing grants that expose any of them (``"grant"``), the audit entries about them
+sharing grants that expose any of them (``"grant"``), the rows other registered stores hold
+about them (typed with the store's name, e.g. ``"gateway_facts"``: apps/memories/stores.py
+``Store.export``), the audit entries about them
 (``"audit"``), then one ``"manifest"`` line with the selector, counts per type and the
 SHA-256 of every byte before it, so a recipient can check the file is whole. Memories
 are read in keyset-ordered chunks and written as they are read: memory use does not
@@ -22,6 +24,7 @@ from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry, AuditRecord
+from apps.memories import stores
 from apps.memories.external_ids import external_ids_of
 from apps.memories.models import Memory, MemoryLink, MemoryVersion
 from apps.memories.representation import iso_datetime, memory_row
@@ -93,6 +96,19 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
     counts["grant"] = len(lines)
     if lines:
         yield emit(lines)
+    selected = None if whole_namespace else selector.memories()
+    for store in stores.stores():
+        if store.export is None:
+            continue
+        lines = []
+        for row in store.export(selector.namespace, selected):
+            lines.append(_line({"type": store.name, **row}))
+            counts[store.name] = counts.get(store.name, 0) + 1  # listed when it held some
+            if len(lines) >= CHUNK:
+                yield emit(lines)
+                lines = []
+        if lines:
+            yield emit(lines)
     if whole_namespace:
         for entries in _namespace_entries(selector.namespace.pk):
             counts["audit"] += len(entries)

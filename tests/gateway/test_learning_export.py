@@ -1,0 +1,69 @@
+"""A GDPR export carries what the gateway learned (apps/gateway/learning_stores.py through
+``Store.export``): quarantined facts and queued exchanges of the namespace, and for a
+subject only those of the agents and sessions the selection takes whole — as erasure
+removes them, never another person's."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apps.core.roles import Role
+from apps.gateway import learning
+from apps.gateway.models import LearnedFact, PendingExchange
+from apps.tenancy.principal import Principal
+from tests.helpers.callers import make_caller
+
+#: The learner's functions tidy the thread's connections, as on the server's threads.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def no_learner_thread(monkeypatch):
+    monkeypatch.setattr(learning, "wake", lambda: None)
+
+
+def _teach(caller, text: str, session: str) -> None:
+    principal = Principal.for_key(caller.key)
+    assert learning.enqueue(learning.Taught(principal, caller.key.namespace, session), "chat",
+                            text, "Noted.")
+    learning.process_due()
+
+
+def _export(admin, query: str = "") -> tuple[list[dict], dict]:
+    response = admin.get(f"/api/v1/export{query}")
+    assert response.status_code == 200, response.content
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    return lines[:-1], lines[-1]
+
+
+def test_exports_carry_the_learned_facts_of_the_namespace_and_of_a_whole_subject(
+        alpha, agent, team_admin):
+    other = make_caller(Role.AGENT, alpha, "agent-2")
+    # Each agent has a memory in its own session, and taught a fact there.
+    agent.post("/api/v1/memories", {"content": "Planning notes.", "session_id": "s-one"})
+    other.post("/api/v1/memories", {"content": "Other notes.", "session_id": "s-two"})
+    _teach(agent, "Remember that the staging database is on host db-2.", "s-one")
+    _teach(other, "Remember that the billing service runs on host b-7.", "s-two")
+    PendingExchange.objects.create(  # one still waiting for its extraction
+        namespace=alpha, api_key=agent.key, agent_id="agent-1", session_id="s-one", api="chat",
+        user_text="We deploy on Fridays.", assistant_text="Noted.")
+    assert LearnedFact.objects.count() == 2
+
+    lines, manifest = _export(team_admin)
+    facts = {line["text"]: line for line in lines if line["type"] == "gateway_facts"}
+    assert set(facts) == {"The staging database is on host db-2.",
+                          "The billing service runs on host b-7."}
+    assert facts["The staging database is on host db-2."]["state"] == "quarantined"
+    assert [line["user_text"] for line in lines if line["type"] == "gateway_exchanges"] == [
+        "We deploy on Fridays."]
+    assert manifest["counts"]["gateway_facts"] == 2
+    assert manifest["counts"]["gateway_exchanges"] == 1
+
+    # A subject export of agent-1 carries agent-1's fact and exchange, not agent-2's.
+    lines, manifest = _export(team_admin, "?agent_id=agent-1")
+    assert [line["text"] for line in lines if line["type"] == "gateway_facts"] == [
+        "The staging database is on host db-2."]
+    assert len([line for line in lines if line["type"] == "gateway_exchanges"]) == 1
+    assert manifest["counts"]["gateway_facts"] == 1
