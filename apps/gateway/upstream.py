@@ -29,7 +29,7 @@ _NOT_FORWARDED = {
     "host", "content-length", "connection", "keep-alive", "proxy-authorization",
     "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "cookie",
     "authorization", "x-api-key", UPSTREAM_AUTH_HEADER, "x-memory-mode", "x-memory-after",
-    "x-memory-namespace", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "x-memory-namespace", "x-memory-session", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
     "x-real-ip",
 }
 #: Response headers never relayed (hop-by-hop; the server frames the body itself).

@@ -61,14 +61,15 @@ def test_off_forwards_the_request_byte_for_byte(site, fake, falcon):
     assert fake.last()["raw"] == json.dumps(BODY).encode()
 
 
-def test_readonly_injects_and_full_stores_nothing_yet(site, fake, falcon):
+def test_readonly_and_full_both_inject_and_a_question_stores_no_memory(site, fake, falcon):
     before = _count(site)
     readonly = _chat(site, **{"X-Memory-Mode": "readonly"})
     assert (readonly.headers["x-memory-mode"], readonly.headers["x-memory-ids"]) == (
         "readonly", falcon)
     full = _chat(site, **{"X-Memory-Mode": "full"})
     assert full.headers["x-memory-ids"] == falcon
-    assert _count(site) == before  # learning is not built yet: full stores nothing
+    # A question states no fact: learning (test_learning.py) has nothing to store.
+    assert _count(site) == before
 
 
 def test_after_recalls_only_memories_stored_since_the_date(site, fake, falcon):

@@ -237,6 +237,15 @@ def test_a_client_may_bring_its_own_upstream_key(site, fake, memories):
     assert fake.last()["headers"]["x-api-key"] == "sk-ant-client-own"
 
 
+def test_the_gateways_own_headers_stay_here_and_the_clients_go_on(site, fake, memories):
+    _openai(site, default_headers={"X-Memory-Session": "s-42", "X-Memory-Mode": "readonly",
+                                   "X-Client-Note": "kept"}
+            ).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    sent = fake.last()["headers"]
+    assert not [name for name in sent if name.startswith("x-memory-")]
+    assert sent["x-client-note"] == "kept"
+
+
 def test_wrong_or_missing_keys_are_refused_before_the_upstream(site, fake):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=site.openai_base, api_key="mw_wrong", max_retries=0
