@@ -378,6 +378,9 @@ MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT = env.float("MEMORYWEB_GATEWAY_EXTRACTOR_TIM
 # A quarantined fact becomes a memory when this many exchanges have stated it (or a team
 # admin approves it).
 MEMORYWEB_GATEWAY_PROMOTE_AFTER = env.int("MEMORYWEB_GATEWAY_PROMOTE_AFTER", default=2)
+# Days a request trace (docs/gateway.md, "Traces"; namespaces whose gateway.trace is not
+# off) is kept; older ones are dropped as new ones are written.
+MEMORYWEB_GATEWAY_TRACE_DAYS = env.int("MEMORYWEB_GATEWAY_TRACE_DAYS", default=7)
 
 # --- The timeline's rollups (docs/timeline.md) ------------------------------------------
 # The build_rollups job builds namespaces that hold conversation events (a namespace's

@@ -28,7 +28,7 @@ Ids (docs/operations.md#settings-checks):
   directory, a writable directory (``E013``, apps/privacy/ledger.py: the database is
   behind the erasure ledger kept there)
 - ``memoryweb.E011`` the memory gateway: upstream URLs, key files, recall budget, k,
-  memory share, minimum score, timeout (``W011``: a key over plain HTTP to another machine)
+  memory share, minimum score, timeout, trace retention (``W011``: a key over plain HTTP to another machine)
 """
 
 from __future__ import annotations
@@ -534,6 +534,9 @@ GATEWAY_NUMBERS: dict[str, tuple[Bound, str]] = {
     "MEMORYWEB_GATEWAY_PROMOTE_AFTER": (Bound(low=1, high=100, integer=True),
                                         "Sightings that promote a quarantined fact (2 is the "
                                         "default)."),
+    "MEMORYWEB_GATEWAY_TRACE_DAYS": (Bound(low=1, high=365, integer=True),
+                                     "Days a gateway request trace is kept (7 is the "
+                                     "default)."),
 }
 
 

@@ -30,3 +30,9 @@ class GatewayConfig(AppConfig):
         from apps.gateway.learning_stores import register_stores
 
         register_stores()
+
+        # Its request traces (opt-in per namespace) hold memory ids and, at level
+        # content, the query: a registered store too (apps/gateway/traces.py).
+        from apps.gateway.traces import register_store
+
+        register_store()

@@ -21,7 +21,8 @@ on unchanged (fail-open: ``X-Memory-Fail-Open``, logged and counted). When the m
 the relay also shows each chunk, after sending it, to an ``AnswerTap``
 (apps/gateway/answers.py), and once the answer is complete the exchange is queued for
 learning (apps/gateway/learning.py): after the last chunk, so the answer is never delayed.
-docs/gateway.md.
+A namespace that opted in (``gateway.trace``) gets a trace of the request written the same
+way, after the answer (apps/gateway/traces.py). docs/gateway.md.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from apps.core.asgi import request_pool
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
 
-from . import answers, injection, learning, memory, metrics, recall_pool, upstream
+from . import answers, injection, learning, memory, metrics, recall_pool, traces, upstream
 from .memory import Admission
 
 logger = logging.getLogger("memoryweb.gateway")
@@ -228,6 +229,8 @@ async def gateway(scope, receive, send) -> None:
         return
     told: dict[str, str] = {}
     lesson = None
+    level = traces.level_of(admission.namespace) if route.api != "models" else "off"
+    query, parsed = "", {}
     if route.api != "models":
         try:
             parsed = parse_json(body)
@@ -238,11 +241,33 @@ async def gateway(scope, receive, send) -> None:
             await _answer(send, api, 400, "invalid_request_error", "the body must be an object.")
             return
         lesson = _lesson(route, admission, headers, parsed)
+        if level == traces.CONTENT and decision is not None and decision.recall:
+            query = injection.query_of(route.api, parsed)
         injected, told = await _memories(route, admission, parsed, started)
         if injected is not None:
             body = json.dumps(injected, ensure_ascii=False).encode()
-    metrics.ADDED_LATENCY.labels(route=route.api).observe(time.perf_counter() - started)
-    await _forward(scope, receive, send, route, target, body, told, lesson)
+    added = time.perf_counter() - started
+    metrics.ADDED_LATENCY.labels(route=route.api).observe(added)
+    status = await _forward(scope, receive, send, route, target, body, told, lesson)
+    if level in traces.RECORDED:  # after the answer: a trace never delays it
+        await _trace(traces.Trace(
+            namespace=admission.namespace, level=level, api=route.api,
+            model=str(parsed.get("model") or ""), mode=told.get("x-memory-mode", ""),
+            agent_id=getattr(admission.principal, "agent_id", "") or "",
+            injected=int(told.get("x-memory-injected", "0")),
+            memory_ids=tuple(i for i in told.get("x-memory-ids", "").split(",") if i),
+            screened_out=int(told.get("x-memory-screened", "0")),
+            fail_open=told.get("x-memory-fail-open", ""), added_ms=added * 1000,
+            upstream_status=status, query=query))
+
+
+async def _trace(trace: traces.Trace) -> None:
+    """Write the request's trace on a pool thread; a failure is logged, never the client's."""
+    try:
+        await _on_pool(traces.record, trace)
+    except Exception as exc:
+        logger.warning("gateway: the request's trace could not be written (%s)",
+                       type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -280,7 +305,9 @@ async def _learn(route: Route, lesson: Lesson, tap: answers.AnswerTap) -> None:
 
 
 async def _forward(scope, receive, send, route: Route, target: upstream.Target, body: bytes,
-                   told: dict[str, str], lesson: Lesson | None = None) -> None:
+                   told: dict[str, str], lesson: Lesson | None = None) -> int:
+    """Send the request upstream and relay its answer; returns the status the client got
+    (the upstream's, or the gateway's own 502 / 504)."""
     auth = target.auth
     query = scope.get("query_string", b"")
     url = target.base_url + route.upstream_path + (f"?{query.decode('latin-1')}"
@@ -299,7 +326,7 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
         await _answer(send, route.api, status, "upstream_unavailable",
                       f"the {route.provider.name} upstream did not answer "
                       f"({type(exc).__name__}).", told)
-        return
+        return status
     tap = (answers.AnswerTap(route.api, response.headers.get("content-type", ""),
                              response.headers.get("content-encoding", ""))
            if lesson is not None and response.status_code == 200 else None)
@@ -319,6 +346,7 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
     elif tap is not None and lesson is not None and (
             tap.complete or (relay.done() and not relay.cancelled())):
         await _learn(route, lesson, tap)  # after the last chunk: the answer is not delayed
+    return response.status_code
 
 
 async def _relay(send, response: httpx.Response, told: dict[str, str],

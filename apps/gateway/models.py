@@ -95,3 +95,49 @@ class LearnedFact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} fact {self.pk}"
+
+
+class GatewayTrace(models.Model):
+    """One proxied request of a namespace that opted in to traces (``gateway.trace``):
+    what the gateway did with memory (apps/gateway/traces.py). Ids, counts and timings;
+    the recall query only at level ``content``, redacted. Kept
+    ``MEMORYWEB_GATEWAY_TRACE_DAYS`` days; a registered store (``gateway_traces``)."""
+
+    namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    #: The namespace's trace level when the request came: metadata | content.
+    level = models.CharField(max_length=16)
+    api = models.CharField(max_length=16)  # chat | responses | anthropic
+    model = models.CharField(max_length=200, blank=True, default="")
+    mode = models.CharField(max_length=16, blank=True, default="")
+    agent_id = models.CharField(max_length=128, blank=True, default="")
+    injected = models.PositiveIntegerField(default=0)
+    #: The injected memories' ids, in the block's order.
+    memory_ids = models.JSONField(default=list, blank=True)
+    screened_out = models.PositiveIntegerField(default=0)
+    #: Why the recall failed open (timeout | error), else empty.
+    fail_open = models.CharField(max_length=16, blank=True, default="")
+    #: The gateway's own time before forwarding (admission, recall, injection), in ms.
+    added_ms = models.FloatField(default=0.0)
+    #: The status the client got (the upstream's, or the gateway's 502 / 504).
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    #: The recall query (redacted), at level content only.
+    query = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [models.Index(fields=["namespace", "created_at"], name="gw_trace_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.api} request at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class NamespaceGatewaySettings(Namespace):
+    """The namespace seen as its gateway settings: no table of its own (a proxy), only so
+    the dashboard's navigation lists *Gateway settings* under the gateway
+    (apps/gateway/admin_settings.py; the page edits the namespace's settings through
+    ``apps.tenancy.namespaces.update``)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "gateway settings"
+        verbose_name_plural = "gateway settings"
