@@ -42,7 +42,17 @@ from apps.core.asgi import request_pool
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
 
-from . import answers, injection, learning, memory, metrics, recall_pool, traces, upstream
+from . import (
+    answers,
+    debug_stats,
+    injection,
+    learning,
+    memory,
+    metrics,
+    recall_pool,
+    traces,
+    upstream,
+)
 from .memory import Admission
 
 logger = logging.getLogger("memoryweb.gateway")
@@ -72,6 +82,8 @@ def route_for(path: str) -> Route | None:
     # /v1/messages: both spellings are the one route.
     if path in ("/proxy/anthropic/v1/messages", "/proxy/anthropic/v1/v1/messages"):
         return Route("anthropic", upstream.ANTHROPIC, "POST", "/v1/messages")
+    if path == "/proxy/v1/debug/stats":  # the gateway's own answer (debug_stats.py)
+        return Route("stats", upstream.OPENAI, "GET", "")
     return None
 
 
@@ -88,7 +100,11 @@ def _error_body(api: str, status: int, kind: str, message: str) -> bytes:
 
 async def _answer(send, api: str, status: int, kind: str, message: str,
                   headers: dict[str, str] | None = None) -> None:
-    body = _error_body(api, status, kind, message)
+    await _send_json(send, status, _error_body(api, status, kind, message), headers)
+
+
+async def _send_json(send, status: int, body: bytes,
+                     headers: dict[str, str] | None = None) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         *((k.encode(), v.encode()) for k, v in (headers or {}).items())]})
@@ -131,6 +147,13 @@ async def _on_pool(function, *args):
     return await sync_to_async(function, thread_sensitive=False, executor=request_pool())(*args)
 
 
+def forward_reserve(budget: float) -> float:
+    """Seconds of the budget kept for what follows a recall that fails open (building and
+    sending the request upstream): 5% of it, at least 10 ms, so the gateway's added
+    latency stays within the budget even when the memory core hangs."""
+    return min(budget, max(0.010, 0.05 * budget))
+
+
 async def _memories(route: Route, admission: Admission, body: dict[str, Any], started: float
                     ) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """The body with memories injected (None: forward the original bytes) and the response
@@ -143,8 +166,10 @@ async def _memories(route: Route, admission: Admission, body: dict[str, Any], st
     query = injection.query_of(route.api, body)
     if not query:
         return None, told
-    # One deadline from the request's arrival: admission's time counts against the budget.
-    left = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000 - (time.perf_counter() - started)
+    # One deadline from the request's arrival: admission's time counts against the budget,
+    # and the forward after a fail-open is kept inside it (forward_reserve).
+    budget = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000
+    left = budget - forward_reserve(budget) - (time.perf_counter() - started)
     if left <= 0:
         return None, {**told, **_failed_open(route, "timeout", None)}
     try:
@@ -199,7 +224,7 @@ async def gateway(scope, receive, send) -> None:
     started = time.perf_counter()  # the gateway's own time: admission + recall + injection
     try:
         admission = await _on_pool(memory.admit, _memoryweb_key(api, headers), headers,
-                                   route.api != "models")
+                                   route.api not in ("models", "stats"))
     except Exception as exc:  # the key cannot be checked: never forward unauthenticated
         logger.error("gateway: the key could not be checked (%s)", type(exc).__name__)
         await _answer(send, api, 503, "memoryweb_unavailable",
@@ -208,6 +233,10 @@ async def gateway(scope, receive, send) -> None:
     if admission.refusal is not None:
         status, kind, message, extra = admission.refusal
         await _answer(send, api, status, kind, message, extra)
+        return
+    if route.api == "stats":
+        status, answer = await _on_pool(debug_stats.stats, admission, headers)
+        await _send_json(send, status, json.dumps(answer).encode())
         return
     decision = admission.decision
     metrics.REQUESTS.labels(route=route.api, mode=decision.mode if decision else "none").inc()

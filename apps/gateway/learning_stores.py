@@ -127,7 +127,7 @@ def exchanges_remaining(namespace: Namespace | None, erased: stores.Erased) -> i
     return _exchanges(namespace, agents, sessions).count() if agents or sessions else 0
 
 
-def _people_selected(namespace: Namespace, memories: Any) -> tuple[set[str], set[str]]:
+def people_selected(namespace: Namespace, memories: Any) -> tuple[set[str], set[str]]:
     """The agents and sessions whose every memory of the namespace is in ``memories`` (a
     queryset): a subject's export carries their facts, as their erasure removes them, and
     never another person's."""
@@ -149,7 +149,7 @@ def facts_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]
     selected memory or taught by an agent or session the selection takes whole."""
     query = LearnedFact.objects.filter(namespace=namespace)
     if memories is not None:
-        agents, sessions = _people_selected(namespace, memories)
+        agents, sessions = people_selected(namespace, memories)
         query = query.filter(Q(memory_id__in=memories.values("pk")) | Q(agent_id__in=agents)
                              | Q(session_id__in=sessions))
     for fact in query.order_by("first_seen_at", "id").iterator(chunk_size=500):
@@ -166,7 +166,7 @@ def exchanges_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, 
     agents and sessions the selection takes whole."""
     query = PendingExchange.objects.filter(namespace=namespace)
     if memories is not None:
-        agents, sessions = _people_selected(namespace, memories)
+        agents, sessions = people_selected(namespace, memories)
         if not (agents or sessions):
             return
         query = _exchanges(namespace, agents, sessions)

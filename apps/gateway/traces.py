@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.memories import stores
@@ -174,6 +175,26 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     return len(_naming(namespace, erased.ids))
 
 
+def export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
+    """The namespace's traces (``memories`` None), or those naming a selected memory or
+    of an agent the selection takes whole (never another person's queries)."""
+    query = GatewayTrace.objects.filter(namespace=namespace)
+    if memories is not None:
+        from .learning_stores import people_selected
+
+        agents, _ = people_selected(namespace, memories)
+        naming = set(_naming(namespace, [str(pk) for pk in memories.values_list(
+            "pk", flat=True).iterator(chunk_size=2000)]))
+        query = query.filter(Q(pk__in=sorted(naming)) | Q(agent_id__in=agents))
+    for trace in query.order_by("created_at", "id").iterator(chunk_size=500):
+        yield {"id": trace.pk, "created_at": trace.created_at.isoformat(), "level": trace.level,
+               "api": trace.api, "model": trace.model, "mode": trace.mode,
+               "agent_id": trace.agent_id, "injected": trace.injected,
+               "memory_ids": trace.memory_ids, "screened_out": trace.screened_out,
+               "fail_open": trace.fail_open, "added_ms": trace.added_ms,
+               "upstream_status": trace.upstream_status, "query": trace.query}
+
+
 STORE = stores.Store(
     "gateway_traces", "gateway request traces",
     "gateway_gatewaytrace: per-request traces of namespaces that opted in (gateway.trace): "
@@ -181,7 +202,7 @@ STORE = stores.Store(
     "recall query (redacted). Kept MEMORYWEB_GATEWAY_TRACE_DAYS days. Erasure removes the "
     "traces naming an erased memory and those of the erased memories' agents.",
     stores.ErasedBy.ERASURE, models=(GatewayTrace,), count=count, remaining=remaining,
-    erase=erase)
+    erase=erase, export=export)
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = ("kept with the source namespace (diagnostics of its requests; they go "

@@ -67,3 +67,22 @@ def test_exports_carry_the_learned_facts_of_the_namespace_and_of_a_whole_subject
         "The staging database is on host db-2."]
     assert len([line for line in lines if line["type"] == "gateway_exchanges"]) == 1
     assert manifest["counts"]["gateway_facts"] == 1
+
+
+def test_exports_carry_the_request_traces_naming_the_selection(alpha, agent, team_admin):
+    from apps.gateway.models import GatewayTrace
+
+    memory = agent.post("/api/v1/memories", {"content": "Planning notes."}).json()
+    other = make_caller(Role.AGENT, alpha, "agent-2")
+    other.post("/api/v1/memories", {"content": "Other notes."})
+    GatewayTrace.objects.create(namespace=alpha, level="content", api="chat", mode="full",
+                                agent_id="agent-2", injected=1, memory_ids=[memory["id"]],
+                                query="what are the plans?")
+    GatewayTrace.objects.create(namespace=alpha, level="content", api="chat", mode="full",
+                                agent_id="agent-2", query="something else entirely")
+    lines, manifest = _export(team_admin)
+    assert manifest["counts"]["gateway_traces"] == 2
+    # agent-1's export: the trace that injected its memory, not agent-2's other query.
+    lines, _ = _export(team_admin, "?agent_id=agent-1")
+    assert [line["query"] for line in lines if line["type"] == "gateway_traces"] == [
+        "what are the plans?"]

@@ -207,3 +207,12 @@ def test_admission_takes_the_keys_namespace_and_a_system_key_names_one(alpha, be
     assert admit(None, {}, False).refusal[0] == 401
     models = admit(agent.raw, {"x-memory-namespace": "beta"}, False)  # no memory: no namespace
     assert models.refusal is None and models.namespace is None
+
+
+def test_the_forward_reserve_keeps_a_failed_open_request_within_the_budget():
+    from apps.gateway.http import forward_reserve
+
+    assert forward_reserve(0.300) == pytest.approx(0.015)  # 5%
+    assert forward_reserve(0.050) == pytest.approx(0.010)  # at least 10 ms
+    assert forward_reserve(0.001) == pytest.approx(0.001)  # never more than the budget
+    assert route_for("/proxy/v1/debug/stats").api == "stats"
