@@ -1,8 +1,9 @@
 """MemoryWeb settings, read from the environment (django-environ).
 
 Sections: environment and secrets, data directory, apps, database, vector store,
-embedder, API and limits, static files, logging. Every variable is listed in the
-README's configuration table.
+embedder, API and limits, static files, logging; the memory lifecycle's (consolidation,
+summarizer, gateway, rollups) are in settings_lifecycle.py, imported below. Every variable
+is listed in the README's configuration table.
 
 ``MEMORYWEB_ENV`` is ``local`` (default: DEBUG on, a secret key generated once into
 the data directory) or ``production`` (DEBUG off, ``SECRET_KEY`` required).
@@ -300,102 +301,8 @@ MEMORYWEB_EMBEDDER = env.str("MEMORYWEB_EMBEDDER", default="minilm-onnx")
 MEMORYWEB_EMBEDDER_THREADS = env.int("MEMORYWEB_EMBEDDER_THREADS", default=0)  # 0 = onnxruntime default
 MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=64)
 
-# --- Consolidation (apps/lifecycle, docs/lifecycle.md) --------------------------------
-# Cosine similarity of two memories' contents at which they say the same thing (a request
-# may give its own ``threshold``); chosen on bench/consolidation.py's tuning part.
-MEMORYWEB_CONSOLIDATE_THRESHOLD = env.float("MEMORYWEB_CONSOLIDATE_THRESHOLD", default=0.80)
-# The most memories one REST/MCP/drop-in consolidation may consider (a request holds a
-# worker meanwhile); manage.py consolidate has no such cap.
-MEMORYWEB_CONSOLIDATE_MAX = env.int("MEMORYWEB_CONSOLIDATE_MAX", default=20000)
-# Above this many memories, a REST consolidation runs as a job (202 and the run to poll,
-# GET /api/v1/consolidations/{id}); at or below, it is answered within the request.
-MEMORYWEB_CONSOLIDATE_INLINE_MAX = env.int("MEMORYWEB_CONSOLIDATE_INLINE_MAX", default=2000)
-# Namespace merge (docs/lifecycle.md): memories moved per transaction, and the most a
-# REST request moves itself before the merge runs as a job (202).
-MEMORYWEB_NAMESPACE_MERGE_BATCH = env.int("MEMORYWEB_NAMESPACE_MERGE_BATCH", default=500)
-MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX = env.int("MEMORYWEB_NAMESPACE_MERGE_INLINE_MAX", default=2000)
-
-# --- Summarizer (apps/core/summarizer.py, docs/summarizer.md) -----------------
-# What rollups and digests summarise with: "extractive" (offline, deterministic: picks
-# the input's own sentences) or "openai" (an OpenAI-compatible chat-completions API at
-# URL, e.g. https://api.openai.com/v1; URL, MODEL and KEY are then required, checked at
-# start). The key may come from a file (MEMORYWEB_SUMMARIZER_KEY_FILE).
-MEMORYWEB_SUMMARIZER = env.str("MEMORYWEB_SUMMARIZER", default="extractive").strip()
-MEMORYWEB_SUMMARIZER_URL = env.str("MEMORYWEB_SUMMARIZER_URL", default="").strip()
-MEMORYWEB_SUMMARIZER_MODEL = env.str("MEMORYWEB_SUMMARIZER_MODEL", default="").strip()
-MEMORYWEB_SUMMARIZER_KEY = env.str("MEMORYWEB_SUMMARIZER_KEY", default="").strip()
-# Seconds per request phase (connect, send, each read); retries after the first attempt
-# on a 429, a 5xx, a timeout or a lost connection, waiting BACKOFF * 2^n seconds (with
-# jitter; a Retry-After is honoured instead), before the job gives up for this run.
-MEMORYWEB_SUMMARIZER_TIMEOUT = env.float("MEMORYWEB_SUMMARIZER_TIMEOUT", default=60.0)
-MEMORYWEB_SUMMARIZER_RETRIES = env.int("MEMORYWEB_SUMMARIZER_RETRIES", default=3)
-MEMORYWEB_SUMMARIZER_BACKOFF = env.float("MEMORYWEB_SUMMARIZER_BACKOFF", default=1.0)
-# Characters of source text sent per request; above it the extractive summarizer first
-# picks the sentences that best cover the input, and only those are sent.
-MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS = env.int("MEMORYWEB_SUMMARIZER_MAX_INPUT_CHARS",
-                                               default=100_000)
-
-# --- The memory gateway (apps/gateway, docs/gateway.md) ------------------------
-# OpenAI- and Anthropic-compatible proxy routes under /proxy/ that recall and inject the
-# key's namespace's memories, then forward to the upstream API. A route whose upstream URL
-# is empty answers 503 (fail closed). URLs are base URLs: OPENAI_URL ends where the API's
-# paths begin (https://api.openai.com/v1), ANTHROPIC_URL before /v1 (https://api.anthropic.com).
-MEMORYWEB_GATEWAY_OPENAI_URL = env.str("MEMORYWEB_GATEWAY_OPENAI_URL", default="").strip()
-MEMORYWEB_GATEWAY_ANTHROPIC_URL = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_URL", default="").strip()
-# Files holding the upstream keys, read at each request (a rotated key needs no restart;
-# the key is never kept in settings, logged or stored). Empty: the client must bring its
-# own upstream key in X-Upstream-Authorization, or the upstream gets none.
-MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = env.str("MEMORYWEB_GATEWAY_OPENAI_KEY_FILE", default="").strip()
-MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE = env.str("MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE",
-                                               default="").strip()
-# The directory of per-namespace upstream key files (a namespace's gateway.upstreams names a
-# file here, never a path). Empty: namespaces cannot have their own keys.
-MEMORYWEB_GATEWAY_KEY_DIR = env.str("MEMORYWEB_GATEWAY_KEY_DIR", default="").strip()
-# Milliseconds the recall before forwarding may take; slower (or failing) recall forwards
-# the request unchanged (fail-open), counted and logged.
-MEMORYWEB_GATEWAY_RECALL_BUDGET_MS = env.int("MEMORYWEB_GATEWAY_RECALL_BUDGET_MS", default=300)
-# Memories recalled per request at most, the share of the model's context window they may
-# fill (apps/gateway/injection.py has the model table), and the minimum recall score (a
-# namespace's recall_defaults.min_score wins).
-MEMORYWEB_GATEWAY_RECALL_K = env.int("MEMORYWEB_GATEWAY_RECALL_K", default=8)
-MEMORYWEB_GATEWAY_MEMORY_SHARE = env.float("MEMORYWEB_GATEWAY_MEMORY_SHARE", default=0.10)
-MEMORYWEB_GATEWAY_MIN_SCORE = env.float("MEMORYWEB_GATEWAY_MIN_SCORE", default=0.3)
-# Seconds to connect to the upstream and to wait for each piece of its answer (a model
-# may think for minutes before its first token).
-MEMORYWEB_GATEWAY_TIMEOUT = env.float("MEMORYWEB_GATEWAY_TIMEOUT", default=600.0)
-# Learning (docs/gateway.md, "Learning"): after the answer, the exchange (redacted) is
-# queued and its candidate facts extracted off the request path. offline: a heuristic over
-# the user's sentences, no network; openai: an OpenAI-compatible /chat/completions model at
-# EXTRACTOR_URL (its key read from EXTRACTOR_KEY_FILE at each call).
-MEMORYWEB_GATEWAY_EXTRACTOR = env.str("MEMORYWEB_GATEWAY_EXTRACTOR", default="offline").strip()
-MEMORYWEB_GATEWAY_EXTRACTOR_URL = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_URL", default="").strip()
-MEMORYWEB_GATEWAY_EXTRACTOR_MODEL = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_MODEL",
-                                            default="gpt-4o-mini").strip()
-MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE = env.str("MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE",
-                                               default="").strip()
-MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT = env.float("MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT",
-                                                default=30.0)
-# A quarantined fact becomes a memory when this many exchanges have stated it (or a team
-# admin approves it).
-MEMORYWEB_GATEWAY_PROMOTE_AFTER = env.int("MEMORYWEB_GATEWAY_PROMOTE_AFTER", default=2)
-# Days a request trace (docs/gateway.md, "Traces"; namespaces whose gateway.trace is not
-# off) is kept; older ones are dropped as new ones are written.
-MEMORYWEB_GATEWAY_TRACE_DAYS = env.int("MEMORYWEB_GATEWAY_TRACE_DAYS", default=7)
-
-# --- The timeline's rollups (docs/timeline.md) ------------------------------------------
-# The build_rollups job builds namespaces that hold conversation events (a namespace's
-# `rollups` setting turns it on or off there); false: only namespaces that turn it on.
-MEMORYWEB_ROLLUPS_SCHEDULED = env.bool("MEMORYWEB_ROLLUPS_SCHEDULED", default=True)
-MEMORYWEB_ROLLUP_INTERVAL_MINUTES = env.int("MEMORYWEB_ROLLUP_INTERVAL_MINUTES", default=60)
-MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES = env.int("MEMORYWEB_ROLLUP_SEGMENT_GAP_MINUTES", default=30)
-# The longest summary per level, in characters.
-MEMORYWEB_ROLLUP_MAX_CHARS = {
-    "segment": env.int("MEMORYWEB_ROLLUP_SEGMENT_CHARS", default=600),
-    "day": env.int("MEMORYWEB_ROLLUP_DAY_CHARS", default=1200),
-    "week": env.int("MEMORYWEB_ROLLUP_WEEK_CHARS", default=1500),
-    "month": env.int("MEMORYWEB_ROLLUP_MONTH_CHARS", default=2000),
-    "year": env.int("MEMORYWEB_ROLLUP_YEAR_CHARS", default=2500),
-}
+# --- Consolidation, summarizer, gateway, rollups (memoryweb/settings_lifecycle.py) ------
+from memoryweb.settings_lifecycle import *  # noqa: E402,F403
 
 # --- API and limits (documented in docs/api.md and the README) ---------------
 MEMORYWEB_LIMITS = {
