@@ -15,9 +15,11 @@ from tests.helpers.callers import Caller, make_caller
 
 #: Fixtures and hooks of tests that start processes (Daphne, Chroma, Chromium, manage.py),
 #: and their ``processes`` marker; pytester to test that plugin (tests/test_markers.py);
-#: the summarizer provider's fake upstream (tests/core, tests/timeline).
+#: the summarizer provider's fake upstream (tests/core, tests/timeline); fresh PostgreSQL
+#: databases for tests that run their own deployment on it.
 pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
-                  "tests.plugins.fake_upstream", "pytester"]
+                  "tests.plugins.fake_upstream", "tests.plugins.postgres_databases",
+                  "pytester"]
 
 
 @pytest.fixture(autouse=True)

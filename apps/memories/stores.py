@@ -107,11 +107,9 @@ class Store:
     #: listed in the certificate's ``touched`` under the store's name (the rollup nodes
     #: rebuilt without the erased memories, apps/timeline/erasure.py).
     touched: Callable[[Namespace, Sequence[Any]], list[Any]] | None = None
-    #: ``export(namespace, memories)``: the rows this store holds about the selected
-    #: memories (a queryset of them; None: the whole namespace), as JSON-ready dicts. A GDPR
-    #: export (apps/privacy/export.py) writes them as lines typed with the store's name; a
-    #: store holding a person's data that memories' own lines do not carry (the gateway's
-    #: quarantined facts) must have one.
+    #: ``export(namespace, memories)``: its rows about the selected memories (a queryset;
+    #: None: the whole namespace) as dicts, written by apps/privacy/export.py as lines
+    #: typed with the store's name. A store of data the memory lines lack needs one.
     export: Callable[[Namespace, Any], Iterable[dict[str, Any]]] | None = None
 
 

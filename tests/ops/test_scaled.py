@@ -10,10 +10,8 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import httpx
-import psycopg
 import pytest
 from websockets.sync.client import connect
 
@@ -30,24 +28,6 @@ def _manage(env, *args) -> str:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"manage.py {args[0]}:\n{done.stderr[-3000:]}"
     return done.stdout.strip()
-
-
-@pytest.fixture
-def databases():
-    """``databases()``: a fresh PostgreSQL database for this test, dropped afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"mw_scaled_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return name
-
-    yield make
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

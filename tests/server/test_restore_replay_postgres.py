@@ -9,9 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
-import psycopg
 import pytest
 
 from tests.servers import ROOT
@@ -58,24 +56,6 @@ def _manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
 
 def _tagged(out: str, tag: str) -> str:
     return next(line for line in out.splitlines() if line.startswith(tag))[len(tag):]
-
-
-@pytest.fixture
-def databases():
-    """``databases()``: a fresh PostgreSQL database for this test, dropped afterwards."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"mw_replay_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-        made.append(name)
-        return name
-
-    yield make
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        for name in made:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pg_env(tmp_path, name: str, database: str, keystore) -> dict[str, str]:
