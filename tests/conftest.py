@@ -19,7 +19,7 @@ from tests.helpers.callers import Caller, make_caller
 #: databases for tests that run their own deployment on it.
 pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
                   "tests.plugins.fake_upstream", "tests.plugins.postgres_databases",
-                  "pytester"]
+                  "tests.plugins.people", "pytester"]
 
 
 @pytest.fixture(autouse=True)

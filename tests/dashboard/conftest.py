@@ -1,28 +1,11 @@
-"""Dashboard fixtures: a team admin of alpha, one of beta, memories in both."""
+"""Dashboard fixtures: memories in alpha and beta (the people, alice, bob and root, are
+tests/plugins/people.py's)."""
 
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
-from tests.helpers.people import person, store
-
-
-@pytest.fixture
-def alice(alpha) -> Client:
-    """Team admin of alpha."""
-    return person("alice", alpha)
-
-
-@pytest.fixture
-def bob(beta) -> Client:
-    """Team admin of beta."""
-    return person("bob", beta)
-
-
-@pytest.fixture
-def root(db) -> Client:
-    return person("root", superuser=True)
+from tests.helpers.people import store
 
 
 @pytest.fixture

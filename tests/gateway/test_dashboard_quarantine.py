@@ -25,21 +25,6 @@ def learned(namespace, text: str, key=None, agent_id: str = "agent-1", **fields)
 
 
 @pytest.fixture
-def alice(alpha) -> Client:
-    return person("alice", alpha)
-
-
-@pytest.fixture
-def bob(beta) -> Client:
-    return person("bob", beta)
-
-
-@pytest.fixture
-def root(db) -> Client:
-    return person("root", superuser=True)
-
-
-@pytest.fixture
 def quarantine(alpha, beta, agent, outsider):
     return {
         "alpha": [learned(alpha, "The staging database is on host db-2.", agent.key),

@@ -24,16 +24,6 @@ SECRET = "sk-test-never-shown-0123456789"
 
 
 @pytest.fixture
-def alice(alpha) -> Client:
-    return person("alice", alpha)
-
-
-@pytest.fixture
-def root(db) -> Client:
-    return person("root", superuser=True)
-
-
-@pytest.fixture
 def key_dir(settings, tmp_path):
     directory = tmp_path / "keys"
     directory.mkdir()
