@@ -81,8 +81,10 @@ MEMORYWEB_GATEWAY_TIMEOUT = _env.float("MEMORYWEB_GATEWAY_TIMEOUT", default=600.
 # Learning (docs/gateway.md, "Learning"): after the answer, the exchange (redacted) is
 # queued and its candidate facts extracted off the request path. offline: a heuristic over
 # the user's sentences, no network; openai: an OpenAI-compatible /chat/completions model at
-# EXTRACTOR_URL (its key read from EXTRACTOR_KEY_FILE at each call).
-MEMORYWEB_GATEWAY_EXTRACTOR = _env.str("MEMORYWEB_GATEWAY_EXTRACTOR", default="offline").strip()
+# EXTRACTOR_URL (its key read from EXTRACTOR_KEY_FILE at each call); auto (the default):
+# openai when EXTRACTOR_URL is set, else the gateway's own OpenAI upstream when it has a
+# server key, else offline.
+MEMORYWEB_GATEWAY_EXTRACTOR = _env.str("MEMORYWEB_GATEWAY_EXTRACTOR", default="auto").strip()
 MEMORYWEB_GATEWAY_EXTRACTOR_URL = _env.str("MEMORYWEB_GATEWAY_EXTRACTOR_URL", default="").strip()
 MEMORYWEB_GATEWAY_EXTRACTOR_MODEL = _env.str("MEMORYWEB_GATEWAY_EXTRACTOR_MODEL",
                                             default="gpt-4o-mini").strip()

@@ -79,20 +79,20 @@ def check_gateway(app_configs=None, **kwargs) -> list[CheckMessage]:
 
 
 def _gateway_extractor() -> list[CheckMessage]:
-    """The learning extractor: a known name; ``openai`` needs an http(s) URL without
-    credentials and, when set, a readable key file."""
+    """The learning extractor: a known name; ``openai`` (or ``auto`` with a URL) needs an
+    http(s) URL without credentials and, when set, a readable key file."""
     name = settings.MEMORYWEB_GATEWAY_EXTRACTOR
-    if name not in ("offline", "openai"):
-        return [_error(f"MEMORYWEB_GATEWAY_EXTRACTOR must be offline or openai; it is "
+    if name not in ("auto", "offline", "openai"):
+        return [_error(f"MEMORYWEB_GATEWAY_EXTRACTOR must be auto, offline or openai; it is "
                        f"{name!r}.", 11)]
     errors: list[CheckMessage] = []
     key_file = settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE
     if key_file and not (os.path.isfile(key_file) and os.access(key_file, os.R_OK)):
         errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE must name a readable file "
                              f"holding the extractor's key; {key_file!r} is not one.", 11))
-    if name != "openai":
-        return errors
     url = settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL
+    if name == "offline" or (name == "auto" and not url):  # auto without one: see extract.py
+        return errors
     parts = urlsplit(url) if isinstance(url, str) and url else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         errors.append(_error("MEMORYWEB_GATEWAY_EXTRACTOR=openai needs "

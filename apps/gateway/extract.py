@@ -2,7 +2,11 @@
 
 ``MEMORYWEB_GATEWAY_EXTRACTOR`` chooses:
 
-- ``offline`` (the default): :class:`HeuristicExtractor`, no network. It keeps the user's
+- ``auto`` (the default): the model extractor when one is configured
+  (``MEMORYWEB_GATEWAY_EXTRACTOR_URL``), else the gateway's own OpenAI-compatible upstream
+  when the server has a key for it (``MEMORYWEB_GATEWAY_OPENAI_URL`` and ``…_KEY_FILE``:
+  seed 003 extracts with the provider it proxies), else ``offline``. See :func:`choice`.
+- ``offline``: :class:`HeuristicExtractor`, no network. It keeps the user's
   declarative sentences that say something durable — "remember that …", "note: …",
   "my/our X is Y", preferences ("I prefer …", "I always …"), "we use …", decisions ("we
   decided …", "let's go with …") — and skips questions, greetings, thanks and code. The
@@ -220,17 +224,31 @@ class ModelExtractor:
         return " ".join(redact(text).split())
 
 
+def choice() -> tuple[str, str, str]:
+    """(extractor, model URL, key file) as configured now: ``("offline", "", "")`` or
+    ``("openai", url, key_file)``, ``auto`` resolved (see the module docstring)."""
+    name = settings.MEMORYWEB_GATEWAY_EXTRACTOR
+    if name == "offline":
+        return "offline", "", ""
+    if name == "openai" or settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL:
+        return ("openai", settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL,
+                settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE)
+    if settings.MEMORYWEB_GATEWAY_OPENAI_URL and settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE:
+        return ("openai", settings.MEMORYWEB_GATEWAY_OPENAI_URL,
+                settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE)
+    return "offline", "", ""
+
+
 def extractor() -> Extractor:
     """The configured extractor, built now (settings read at call time; the key file read
     at each build, so a rotated key needs no restart). An unreadable key file is an
     ExtractionError: the exchange waits instead of going out without a key."""
-    if settings.MEMORYWEB_GATEWAY_EXTRACTOR != "openai":
+    name, url, key_file = choice()
+    if name != "openai":
         return HeuristicExtractor()
-    key_file = settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE
     try:
         key = Path(key_file).read_text().strip() if key_file else ""
     except OSError:
-        raise ExtractionError("MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE cannot be read") from None
-    return ModelExtractor(url=settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL,
-                          model=settings.MEMORYWEB_GATEWAY_EXTRACTOR_MODEL, key=key,
+        raise ExtractionError("the extractor's key file cannot be read") from None
+    return ModelExtractor(url=url, model=settings.MEMORYWEB_GATEWAY_EXTRACTOR_MODEL, key=key,
                           timeout_seconds=settings.MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT)

@@ -101,6 +101,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
                 base / "data", DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/{name}",
                 MEMORYWEB_GATEWAY_OPENAI_URL=fake.openai_url,
                 MEMORYWEB_GATEWAY_OPENAI_KEY_FILE=str(base / "openai.key"),
+                MEMORYWEB_GATEWAY_EXTRACTOR="offline",
                 # Generous: the first recall loads the embedding model on a busy box.
                 MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="30000",
                 MEMORYWEB_KEY_CACHE_SECONDS="60", MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN)

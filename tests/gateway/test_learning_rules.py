@@ -125,7 +125,7 @@ def test_check_gateway_names_bad_learning_settings(settings, tmp_path):
     settings.MEMORYWEB_GATEWAY_PROMOTE_AFTER = 0
     settings.MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT = 0
     messages = " ".join(m.msg for m in check_gateway() if isinstance(m, Error))
-    assert "MEMORYWEB_GATEWAY_EXTRACTOR must be offline or openai; it is 'gpt'" in messages
+    assert "MEMORYWEB_GATEWAY_EXTRACTOR must be auto, offline or openai; it is 'gpt'" in messages
     assert "MEMORYWEB_GATEWAY_PROMOTE_AFTER" in messages
     assert "MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT" in messages
     settings.MEMORYWEB_GATEWAY_EXTRACTOR = "openai"
@@ -177,3 +177,28 @@ def test_the_model_extractor_fails_without_quoting_the_key(llm, failure):
     with pytest.raises(extract.ExtractionError) as raised:
         _model(llm).extract(extract.Exchange("We use pnpm here.", ""))
     assert "sk-extract-Zz9" not in str(raised.value)
+
+
+def test_auto_extracts_with_a_configured_model_then_the_gateways_upstream_then_offline(
+        settings, tmp_path):
+    from apps.gateway import extract
+
+    key = tmp_path / "openai.key"
+    key.write_text("sk-server\n")
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR = "auto"
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL = ""
+    settings.MEMORYWEB_GATEWAY_OPENAI_URL = ""
+    settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = ""
+    assert extract.choice() == ("offline", "", "")
+    assert isinstance(extract.extractor(), extract.HeuristicExtractor)
+    # The gateway's upstream with a server key: seed 003 extracts with the provider it proxies.
+    settings.MEMORYWEB_GATEWAY_OPENAI_URL = "http://127.0.0.1:9/v1"
+    assert extract.choice() == ("offline", "", "")  # no server key: not sent anywhere
+    settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = str(key)
+    assert extract.choice() == ("openai", "http://127.0.0.1:9/v1", str(key))
+    assert isinstance(extract.extractor(), extract.ModelExtractor)
+    # A model of its own wins.
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL = "http://127.0.0.1:10/v1"
+    assert extract.choice()[:2] == ("openai", "http://127.0.0.1:10/v1")
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR = "offline"
+    assert extract.choice() == ("offline", "", "")

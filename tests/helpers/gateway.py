@@ -63,7 +63,10 @@ def gateway_site(base: Path, *, anthropic: bool = True, **extra: str) -> Iterato
         settings = {"MEMORYWEB_GATEWAY_OPENAI_URL": fake.openai_url,
                     "MEMORYWEB_GATEWAY_OPENAI_KEY_FILE": str(base / "openai.key"),
                     # Generous: the first recall loads the embedding model on a busy box.
-                    "MEMORYWEB_GATEWAY_RECALL_BUDGET_MS": "30000"}
+                    "MEMORYWEB_GATEWAY_RECALL_BUDGET_MS": "30000",
+                    # auto would extract with the fake upstream (the server has its key):
+                    # the tests that want a model extractor say so.
+                    "MEMORYWEB_GATEWAY_EXTRACTOR": "offline"}
         if anthropic:
             settings |= {"MEMORYWEB_GATEWAY_ANTHROPIC_URL": fake.anthropic_url,
                          "MEMORYWEB_GATEWAY_ANTHROPIC_KEY_FILE": str(base / "anthropic.key")}
