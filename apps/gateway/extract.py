@@ -36,6 +36,8 @@ from django.conf import settings
 
 from memoryweb_capture.redact import redact
 
+from .namespace_setting import override
+
 #: A fact is one sentence of this many characters at most (longer: not a fact).
 MAX_FACT_CHARS = 300
 MIN_FACT_WORDS = 3
@@ -224,26 +226,35 @@ class ModelExtractor:
         return " ".join(redact(text).split())
 
 
-def choice() -> tuple[str, str, str]:
-    """(extractor, model URL, key file) as configured now: ``("offline", "", "")`` or
-    ``("openai", url, key_file)``, ``auto`` resolved (see the module docstring)."""
+def choice(namespace: object = None) -> tuple[str, str, str]:
+    """(extractor, model URL, key file) as configured now for ``namespace``'s exchanges:
+    ``("offline", "", "")`` or ``("openai", url, key_file)``, ``auto`` resolved (see the
+    module docstring). Under ``auto`` a namespace with its own OpenAI upstream
+    (``gateway.upstreams.openai``) extracts there with its own key file, or offline when it
+    has none: its exchanges never go to the server's upstream instead."""
     name = settings.MEMORYWEB_GATEWAY_EXTRACTOR
     if name == "offline":
         return "offline", "", ""
     if name == "openai" or settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL:
         return ("openai", settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL,
                 settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE)
+    own = override(namespace, "openai") if namespace is not None else {}
+    if own:
+        if own.get("key_file") and settings.MEMORYWEB_GATEWAY_KEY_DIR:
+            return ("openai", own.get("url") or settings.MEMORYWEB_GATEWAY_OPENAI_URL,
+                    str(Path(settings.MEMORYWEB_GATEWAY_KEY_DIR) / own["key_file"]))
+        return "offline", "", ""
     if settings.MEMORYWEB_GATEWAY_OPENAI_URL and settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE:
         return ("openai", settings.MEMORYWEB_GATEWAY_OPENAI_URL,
                 settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE)
     return "offline", "", ""
 
 
-def extractor() -> Extractor:
+def extractor(namespace: object = None) -> Extractor:
     """The configured extractor, built now (settings read at call time; the key file read
     at each build, so a rotated key needs no restart). An unreadable key file is an
     ExtractionError: the exchange waits instead of going out without a key."""
-    name, url, key_file = choice()
+    name, url, key_file = choice(namespace)
     if name != "openai":
         return HeuristicExtractor()
     try:

@@ -30,9 +30,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -58,6 +60,8 @@ from .memory import Admission
 logger = logging.getLogger("memoryweb.gateway")
 
 PREFIX = "/proxy/"
+#: A model id in /proxy/v1/models/{id}: one path segment (fine-tuned ids hold ':' and '.').
+MODEL_ID = re.compile(r"[A-Za-z0-9._:@+-]{1,200}")
 #: Request headers that name the client's session (learned facts keep it), first found wins.
 SESSION_HEADERS = ("x-memory-session", "x-claude-code-session-id", "session_id")
 
@@ -76,8 +80,15 @@ def route_for(path: str) -> Route | None:
         return Route("chat", upstream.OPENAI, "POST", "/chat/completions")
     if path == "/proxy/v1/responses":
         return Route("responses", upstream.OPENAI, "POST", "/responses")
-    if path == "/proxy/v1/models" or path.startswith("/proxy/v1/models/"):
-        return Route("models", upstream.OPENAI, "GET", path[len("/proxy/v1"):])
+    if path == "/proxy/v1/models":
+        return Route("models", upstream.OPENAI, "GET", "/models")
+    if path.startswith("/proxy/v1/models/"):
+        # Exactly one model id: never a path that walks out of /models (``..``, decoded
+        # from %2e%2e by the server) to another upstream endpoint with the server's key.
+        model = path[len("/proxy/v1/models/"):]
+        if not MODEL_ID.fullmatch(model) or model in (".", ".."):
+            return None
+        return Route("models", upstream.OPENAI, "GET", "/models/" + quote(model, safe=":@+"))
     # Seed 003 documents ANTHROPIC_BASE_URL=.../proxy/anthropic/v1, to which the SDKs add
     # /v1/messages: both spellings are the one route.
     if path in ("/proxy/anthropic/v1/messages", "/proxy/anthropic/v1/v1/messages"):
@@ -344,7 +355,8 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
     client = upstream.client()
     request = client.build_request(
         route.method, url, content=body if route.method == "POST" else None,
-        headers={**upstream.forwarded_headers(scope.get("headers", ())), **auth},
+        headers={**upstream.forwarded_headers(scope.get("headers", ()), own_key=target.own),
+                 **auth},
         timeout=upstream.timeout())
     try:
         response = await client.send(request, stream=True)

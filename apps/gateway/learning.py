@@ -105,7 +105,7 @@ def enqueue(taught: Taught, api: str, user_text: str, assistant_text: str) -> st
         return None  # the gateway admits keys only; a user session never gets here
     assistant_text = redact(assistant_text or "").strip()
     found = None
-    if extract.choice()[0] == "offline":
+    if extract.choice(taught.namespace)[0] == "offline":
         # A few regular expressions, no network: done here, so an exchange without a fact
         # (most: questions) writes nothing, and one with facts holds only them.
         found = _extract_with(extract.HeuristicExtractor(), user_text, assistant_text)
@@ -209,7 +209,7 @@ def process(pk: Any) -> bool:
 
 
 def _extract(row: PendingExchange) -> list[str]:
-    return _extract_with(extract.extractor(), row.user_text, row.assistant_text)
+    return _extract_with(extract.extractor(row.namespace), row.user_text, row.assistant_text)
 
 
 def _extract_with(chosen: extract.Extractor, user_text: str, assistant_text: str) -> list[str]:

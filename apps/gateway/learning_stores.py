@@ -127,31 +127,30 @@ def exchanges_remaining(namespace: Namespace | None, erased: stores.Erased) -> i
     return _exchanges(namespace, agents, sessions).count() if agents or sessions else 0
 
 
-def people_selected(namespace: Namespace, memories: Any) -> tuple[set[str], set[str]]:
-    """The agents and sessions whose every memory of the namespace is in ``memories`` (a
-    queryset): a subject's export carries their facts, as their erasure removes them, and
-    never another person's."""
-    agents = set(memories.values_list("agent_id", flat=True).distinct())
-    sessions = set(memories.exclude(session_id="").values_list("session_id", flat=True)
-                   .distinct())
-    others = Memory.objects.filter(namespace=namespace).exclude(pk__in=memories.values("pk"))
-    agents -= set(others.filter(agent_id__in=agents).values_list("agent_id", flat=True))
-    sessions -= set(others.filter(session_id__in=sessions).values_list("session_id", flat=True))
-    return agents, sessions
+def subject_filter(selection: Any, memory_field: str | None = None) -> Q:
+    """The rows of a gateway store about a subject (privacy's Selector): an agent's or a
+    session's own rows when the subject is that agent or session, and rows tied to a
+    selected memory (``memory_field``). Never widened from memories to whole agents: an
+    agent key may serve several people, and a subject export must not carry the others'."""
+    field, value = selection.subject
+    found = Q(pk__in=[])
+    if field in ("agent_id", "session_id"):
+        found |= Q(**{field: value})
+    if memory_field:
+        found |= Q(**{f"{memory_field}__in": selection.memories().values("pk")})
+    return found
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def facts_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
-    """The facts learned in the namespace (``memories`` None), or those promoted into a
-    selected memory or taught by an agent or session the selection takes whole."""
+def facts_export(namespace: Namespace, selection: Any) -> Iterator[dict[str, Any]]:
+    """The facts learned in the namespace (``selection`` None), or a subject's: those its
+    agent or session taught, and those promoted into one of its memories."""
     query = LearnedFact.objects.filter(namespace=namespace)
-    if memories is not None:
-        agents, sessions = people_selected(namespace, memories)
-        query = query.filter(Q(memory_id__in=memories.values("pk")) | Q(agent_id__in=agents)
-                             | Q(session_id__in=sessions))
+    if selection is not None:
+        query = query.filter(subject_filter(selection, "memory_id"))
     for fact in query.order_by("first_seen_at", "id").iterator(chunk_size=500):
         yield {"id": str(fact.pk), "state": fact.state, "text": fact.text,
                "agent_id": fact.agent_id, "session_id": fact.session_id,
@@ -161,15 +160,12 @@ def facts_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]
                "decided_by": fact.decided_by, "decided_at": _iso(fact.decided_at)}
 
 
-def exchanges_export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
+def exchanges_export(namespace: Namespace, selection: Any) -> Iterator[dict[str, Any]]:
     """The exchanges still queued for learning (redacted text), of the namespace or of the
-    agents and sessions the selection takes whole."""
+    subject's agent or session."""
     query = PendingExchange.objects.filter(namespace=namespace)
-    if memories is not None:
-        agents, sessions = people_selected(namespace, memories)
-        if not (agents or sessions):
-            return
-        query = _exchanges(namespace, agents, sessions)
+    if selection is not None:
+        query = query.filter(subject_filter(selection))
     for row in query.order_by("created_at", "id").iterator(chunk_size=500):
         yield {"id": str(row.pk), "agent_id": row.agent_id, "session_id": row.session_id,
                "api": row.api, "user_text": row.user_text,

@@ -175,17 +175,18 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     return len(_naming(namespace, erased.ids))
 
 
-def export(namespace: Namespace, memories: Any) -> Iterator[dict[str, Any]]:
-    """The namespace's traces (``memories`` None), or those naming a selected memory or
-    of an agent the selection takes whole (never another person's queries)."""
+def export(namespace: Namespace, selection: Any) -> Iterator[dict[str, Any]]:
+    """The namespace's traces (``selection`` None), or a subject's: its agent's, and those
+    that injected one of its memories."""
     query = GatewayTrace.objects.filter(namespace=namespace)
-    if memories is not None:
-        from .learning_stores import people_selected
+    if selection is not None:
+        from .learning_stores import subject_filter
 
-        agents, _ = people_selected(namespace, memories)
-        naming = set(_naming(namespace, [str(pk) for pk in memories.values_list(
-            "pk", flat=True).iterator(chunk_size=2000)]))
-        query = query.filter(Q(pk__in=sorted(naming)) | Q(agent_id__in=agents))
+        naming = _naming(namespace, [str(pk) for pk in selection.memories().values_list(
+            "pk", flat=True).iterator(chunk_size=2000)])
+        field, _ = selection.subject
+        own = subject_filter(selection) if field == "agent_id" else Q(pk__in=[])
+        query = query.filter(Q(pk__in=sorted(naming)) | own)
     for trace in query.order_by("created_at", "id").iterator(chunk_size=500):
         yield {"id": trace.pk, "created_at": trace.created_at.isoformat(), "level": trace.level,
                "api": trace.api, "model": trace.model, "mode": trace.mode,

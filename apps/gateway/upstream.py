@@ -81,6 +81,8 @@ class Target:
     auth: dict[str, str]
     #: The namespace's own URL (its ``gateway.upstreams``), not the server's.
     overridden: bool = False
+    #: The client's own upstream key (``X-Upstream-Authorization``) is the credential.
+    own: bool = False
 
 
 def target(provider: Provider, namespace: object, own: str | None) -> Target:
@@ -98,7 +100,7 @@ def target(provider: Provider, namespace: object, own: str | None) -> Target:
     url = (part.get("url") or "").rstrip("/")
     base = url or provider.base_url
     if own:
-        return Target(base, provider.auth_headers(own), bool(url))
+        return Target(base, provider.auth_headers(own), bool(url), own=True)
     if part.get("key_file"):
         path = Path(settings.MEMORYWEB_GATEWAY_KEY_DIR or "/nonexistent") / part["key_file"]
         return Target(base, provider.key_headers(path.read_text().strip()), bool(url))
@@ -132,12 +134,18 @@ def timeout() -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=min(seconds, 30.0))
 
 
-def forwarded_headers(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+#: Headers that choose which account of the credential pays and whose data is read: only a
+#: client that brought its own key may send them (the server's key may reach several).
+ACCOUNT_HEADERS = {"openai-organization", "openai-project"}
+
+
+def forwarded_headers(headers: list[tuple[bytes, bytes]], *, own_key: bool = False
+                      ) -> dict[str, str]:
     """The client's request headers that go on to the upstream (latin-1, as received)."""
     kept: dict[str, str] = {}
     for name, value in headers:
         key = name.decode("latin-1").lower()
-        if key not in _NOT_FORWARDED:
+        if key not in _NOT_FORWARDED and (own_key or key not in ACCOUNT_HEADERS):
             text = value.decode("latin-1")
             kept[key] = f"{kept[key]}, {text}" if key in kept else text
     # The answer is relayed as the upstream encoded it: a client that asked for no

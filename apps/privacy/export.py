@@ -96,12 +96,11 @@ def _stream(principal: Principal, selector: Selector) -> Iterator[bytes]:
     counts["grant"] = len(lines)
     if lines:
         yield emit(lines)
-    selected = None if whole_namespace else selector.memories()
     for store in stores.stores():
         if store.export is None:
             continue
         lines = []
-        for row in store.export(selector.namespace, selected):
+        for row in store.export(selector.namespace, None if whole_namespace else selector):
             lines.append(_line({"type": store.name, **row}))
             counts[store.name] = counts.get(store.name, 0) + 1  # listed when it held some
             if len(lines) >= CHUNK:

@@ -76,8 +76,11 @@ def generation() -> int:
     return _generation
 
 
-def find(digest: str) -> ApiKey | None:
-    """A copy of the remembered, still active key whose hash is ``digest``, or None."""
+def find(digest: str, *, stale_namespace_ok: bool = False) -> ApiKey | None:
+    """A copy of the remembered, still active key whose hash is ``digest``, or None.
+    ``stale_namespace_ok``: when the namespace cannot be re-read (the database is down),
+    keep the remembered copy instead of raising — for a door that fails open (the gateway
+    forwards unchanged) and writes nothing with it."""
     entry = _entries.get(digest)
     if entry is None:
         return None
@@ -92,6 +95,8 @@ def find(digest: str) -> ApiKey | None:
         try:
             namespace = Namespace.objects.filter(pk=key.namespace_id).first()
         except DatabaseError:
+            if not stale_namespace_ok:
+                raise
             # The database is unreachable. The key itself was checked (hash, expiry, not
             # revoked when remembered, at most the cache's seconds ago), so the caller is
             # still known, with the namespace as it was read then: nothing can be written

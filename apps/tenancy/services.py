@@ -97,22 +97,26 @@ def key_summary(key: ApiKey) -> dict:
             "expires_at": key.expires_at.isoformat() if key.expires_at else None}
 
 
-def authenticate_key(raw: str) -> ApiKey | None:
+def authenticate_key(raw: str, *, fail_open: bool = False) -> ApiKey | None:
     """The active key matching ``raw``, compared in constant time, or None.
 
     A key authenticated in the last ``MEMORYWEB_KEY_CACHE_SECONDS`` comes from this
     process's memory of it (apps/tenancy/key_cache.py: keyed by the key's hash, expiry
     checked now, forgotten at once when it changes here), without SQL; each caller gets
-    its own copy.
+    its own copy. ``fail_open`` (the gateway only): with the database unreachable, such a
+    remembered key is still returned, its namespace as remembered; every other door gets
+    the database's error.
     """
     if not raw.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) or len(raw) > 200:
         return None
     digest = _hash_key(raw)
-    remembered = key_cache.find(digest)
+    remembered = key_cache.find(digest, stale_namespace_ok=fail_open)
     if remembered is not None:
         try:
             touched = _touch(remembered)
         except DatabaseError:  # unreachable: the use is recorded next time
+            if not fail_open:
+                raise
             touched = False
         if touched:
             key_cache.remember(digest, remembered, key_cache.generation(), keep_until=True)

@@ -86,3 +86,20 @@ def test_exports_carry_the_request_traces_naming_the_selection(alpha, agent, tea
     lines, _ = _export(team_admin, "?agent_id=agent-1")
     assert [line["query"] for line in lines if line["type"] == "gateway_traces"] == [
         "what are the plans?"]
+
+
+def test_a_subject_export_never_carries_another_persons_facts_through_a_shared_agent(
+        alpha, agent, team_admin):
+    # One agent key serves two people: Alice's memory, and a fact Bob stated (quarantined).
+    agent.post("/api/v1/memories", {"content": "Alice prefers tea.",
+                                    "metadata": {"subject_id": "alice"}})
+    _teach(agent, "Remember that Bob's locker code is on the blue card.", "s-bob")
+    assert LearnedFact.objects.count() == 1
+    lines, manifest = _export(team_admin, "?subject_id=alice")
+    assert [line for line in lines if line["type"].startswith("gateway_")] == []
+    assert "gateway_facts" not in manifest["counts"]
+    # The agent's own export (it taught it) and the session's carry it.
+    for query in ("?agent_id=agent-1", "?session_id=s-bob"):
+        lines, _ = _export(team_admin, query)
+        assert [line["text"] for line in lines if line["type"] == "gateway_facts"] == [
+            "Bob's locker code is on the blue card."]

@@ -202,3 +202,24 @@ def test_auto_extracts_with_a_configured_model_then_the_gateways_upstream_then_o
     assert extract.choice()[:2] == ("openai", "http://127.0.0.1:10/v1")
     settings.MEMORYWEB_GATEWAY_EXTRACTOR = "offline"
     assert extract.choice() == ("offline", "", "")
+
+
+
+def test_auto_keeps_a_namespace_with_its_own_upstream_off_the_servers(settings, tmp_path):
+    from types import SimpleNamespace
+
+    from apps.gateway import extract
+
+    (tmp_path / "server.key").write_text("sk-server\n")
+    (tmp_path / "acme.key").write_text("sk-acme\n")
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR = "auto"
+    settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL = ""
+    settings.MEMORYWEB_GATEWAY_OPENAI_URL = "http://127.0.0.1:9/v1"
+    settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = str(tmp_path / "server.key")
+    settings.MEMORYWEB_GATEWAY_KEY_DIR = str(tmp_path)
+    plain = SimpleNamespace(gateway={})
+    assert extract.choice(plain)[:2] == ("openai", "http://127.0.0.1:9/v1")
+    eu = SimpleNamespace(gateway={"upstreams": {"openai": {"url": "https://eu.example/v1"}}})
+    assert extract.choice(eu) == ("offline", "", "")  # no key of its own: never the server's
+    eu.gateway["upstreams"]["openai"]["key_file"] = "acme.key"
+    assert extract.choice(eu) == ("openai", "https://eu.example/v1", str(tmp_path / "acme.key"))

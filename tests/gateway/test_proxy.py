@@ -5,6 +5,7 @@ shows what was injected and where."""
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import anthropic
 import httpx
@@ -237,6 +238,19 @@ def test_a_client_may_bring_its_own_upstream_key(site, fake, memories):
     assert fake.last()["headers"]["x-api-key"] == "sk-ant-client-own"
 
 
+def test_account_headers_go_on_only_with_the_clients_own_key(site, fake, memories):
+    account = {"OpenAI-Organization": "org-other", "OpenAI-Project": "proj-other"}
+    _openai(site, default_headers=account).chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    sent = fake.last()["headers"]
+    assert "openai-organization" not in sent and "openai-project" not in sent
+    _openai(site, default_headers={**account, "X-Upstream-Authorization": "Bearer sk-own"}
+            ).chat.completions.create(model="gpt-4o",
+                                      messages=[{"role": "user", "content": "hi"}])
+    sent = fake.last()["headers"]
+    assert (sent["openai-organization"], sent["openai-project"]) == ("org-other", "proj-other")
+
+
 def test_the_gateways_own_headers_stay_here_and_the_clients_go_on(site, fake, memories):
     _openai(site, default_headers={"X-Memory-Session": "s-42", "X-Memory-Mode": "readonly",
                                    "X-Client-Note": "kept"}
@@ -310,3 +324,22 @@ def test_unknown_routes_wrong_methods_bad_bodies(site, fake):
                       content=b'{"model": "gpt-4o", "pad": "' + b"x" * 3_000_000 + b'"}')
     assert huge.status_code == 413
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("path", ["/proxy/v1/models/%2e%2e/chat/completions",
+                                  "/proxy/v1/models/%2E%2E/files", "/proxy/v1/models/..",
+                                  "/proxy/v1/models/gpt-4%2F..%2F..%2Ffiles",
+                                  "/proxy/v1/models/a/b"])
+def test_the_models_route_never_walks_to_another_upstream_endpoint(site, fake, path):
+    answer = httpx.get(site.url + path, timeout=30,
+                       headers={"Authorization": f"Bearer {site.keys['alpha_reader']}"})
+    assert answer.status_code == 404, answer.text
+    assert fake.requests == []  # the server's key went nowhere
+
+
+def test_a_fine_tuned_model_id_is_one_segment_upstream(site, fake):
+    model = "ft:gpt-4o-mini:acme:memo:abc.1"
+    answer = httpx.get(f"{site.url}/proxy/v1/models/{model}", timeout=30,
+                       headers={"Authorization": f"Bearer {site.keys['alpha_reader']}"})
+    assert fake.last()["path"] == f"/v1/models/{quote(model, safe=':@+')}"
+    assert answer.status_code in (200, 404)  # the fake knows two models; what counts is the path

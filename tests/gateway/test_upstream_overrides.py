@@ -84,6 +84,11 @@ def test_only_a_system_admin_sets_upstreams_and_team_admins_see_them(world, fake
     read = httpx.get(f"{world['site'].url}/api/v1/namespaces/alpha", timeout=30,
                      headers={"Authorization": f"Bearer {world['site'].keys['alpha_admin']}"})
     assert read.json()["gateway"] == expected
+    # Readers and agents do not see where the namespace's prompts go, nor its key files.
+    for key in ("alpha_reader", "alpha_agent"):
+        seen = httpx.get(f"{world['site'].url}/api/v1/namespaces/alpha", timeout=30,
+                         headers={"Authorization": f"Bearer {world['site'].keys[key]}"})
+        assert seen.status_code == 200 and seen.json()["gateway"] == {}
     # A team admin may send the upstreams back unchanged, and change the rest (the trace).
     again = _patch(world, "alpha_admin", {"gateway": {**expected, "trace": "metadata"},
                                           "name": "Alpha"})

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.query_params import KnownQueryParams
+from apps.core.roles import Action
 from apps.tenancy import namespaces
 from apps.tenancy.api.invitation_views import InvitedSerializer, invited
 from apps.tenancy.models import Invitation, Namespace
@@ -24,6 +25,15 @@ class NamespaceSerializer(serializers.ModelSerializer):
                   "rollups", "consolidation", "memory_mode", "gateway", "audit_reads",
                   "retention_days"]
         read_only_fields = fields
+
+    def to_representation(self, namespace: Namespace) -> dict:
+        data = super().to_representation(namespace)
+        principal = self.context.get("principal")
+        if data.get("gateway") and not (principal and principal.can(Action.MANAGE,
+                                                                    namespace.pk)):
+            # Upstream URLs and key file names are for those who manage the namespace.
+            data["gateway"] = {k: v for k, v in data["gateway"].items() if k != "upstreams"}
+        return data
 
     def get_archived(self, namespace: Namespace) -> bool:
         return namespace.archived_at is not None
