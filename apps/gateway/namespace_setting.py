@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from apps.core.validation import StrictSerializer, validate
@@ -33,18 +34,28 @@ from apps.core.validation import StrictSerializer, validate
 PROVIDERS = ("openai", "anthropic")
 #: A key file's name: letters, digits, dot, dash, underscore; not starting with a dot.
 _KEY_FILE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+KEY_FILE_RE = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$"
+#: A base URL: http(s), a host name or IPv4 address (or [IPv6]), an optional port and
+#: path; no credentials, query or fragment. In the schema too (its ``pattern``), so a
+#: client (and schemathesis) knows the rule.
+URL_RE = (r"^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+          r"(/[A-Za-z0-9._~%!$&'()*+,;=:@/-]*)?$")
 
 
 class UpstreamOverride(StrictSerializer):
     """One provider's upstream for this namespace; a part left out is the server's."""
 
     url = serializers.CharField(
-        required=False, max_length=2000,
+        required=False, max_length=2000, validators=[RegexValidator(
+            URL_RE, "must be an http(s) base URL: a host, optional port and path; no "
+            "credentials, query or fragment.")],
         help_text="The upstream's base URL for this namespace (as MEMORYWEB_GATEWAY_OPENAI_URL "
         "/ _ANTHROPIC_URL). The server's key is never sent to it: name a key_file, or clients "
         "bring their own key (X-Upstream-Authorization).")
     key_file = serializers.CharField(
-        required=False, max_length=255,
+        required=False, max_length=255, validators=[RegexValidator(
+            KEY_FILE_RE, "must be a bare file name in MEMORYWEB_GATEWAY_KEY_DIR (letters, "
+            "digits, '.', '-', '_'; no path).")],
         help_text="The name of a file in MEMORYWEB_GATEWAY_KEY_DIR holding this namespace's "
         "upstream key (read at each request; never stored in the database).")
 

@@ -64,6 +64,9 @@ CROSS_FIELD_RULES: list[tuple[str, str]] = [
     (r"must be in the years 1 to 9998", "timeline: years 1 to 9998"),
     # The end-of-day digest asks for a day that has begun (issue 21; today moves).
     (r"date \S+ is after today", "end of day: not after today"),
+    # A namespace's own upstream key file must exist on the server (issue 22).
+    (r"no readable file .* in MEMORYWEB_GATEWAY_KEY_DIR", "a key file the server holds"),
+    (r"per-namespace key files need MEMORYWEB_GATEWAY_KEY_DIR", "the server's key directory"),
     # Deleting by filter needs a filter.
     (r"give at least one filter \(or ids\)", "seed 003 forget: a filter"),
 ]
