@@ -19,6 +19,11 @@ from apps.gateway.models import GatewayTrace
 from apps.memories import stores
 from tests.helpers.people import person, store
 
+#: traces.record() tidies its thread's connections (close_old_connections) as on the
+#: gateway's pool threads; inside a test transaction on PostgreSQL that would close the
+#: test's own connection, so these tests run outside one.
+pytestmark = pytest.mark.django_db(transaction=True)
+
 SECRET = "sk-proj-Abcdefghijklmnop1234567890XYZ"
 LIST = "/admin/gateway/gatewaytrace/"
 
