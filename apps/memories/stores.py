@@ -107,9 +107,8 @@ class Store:
     #: listed in the certificate's ``touched`` under the store's name (the rollup nodes
     #: rebuilt without the erased memories, apps/timeline/erasure.py).
     touched: Callable[[Namespace, Sequence[Any]], list[Any]] | None = None
-    #: ``export(namespace, selection)``: its rows about a subject (``selection``: privacy's
-    #: Selector, ``.subject`` and ``.memories()``; None: the whole namespace) as dicts, as
-    #: lines typed with the store's name. A store of data the memory lines lack needs one.
+    #: ``export(namespace, selection)``: its rows about a subject (privacy's Selector; None:
+    #: the namespace) as dicts, exported as lines typed with the store's name.
     export: Callable[[Namespace, Any], Iterable[dict[str, Any]]] | None = None
 
 
