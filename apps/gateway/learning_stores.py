@@ -14,6 +14,11 @@ while the memory rows can still be read):
   confirmed. (An erasure by memory ids that happens to take all of an agent's memories
   takes its facts too: more is erased, never less.)
 
+An erasure by ``agent_id`` or ``session_id`` also reaches their rows directly (the
+``subject_*`` operations, :func:`apps.memories.stores.subject_columns`): an agent known to
+the gateway only (its facts still in quarantine, no memory yet) is erasable, and a ledger
+replay after a restore finds its rows by the keyed hash of its id.
+
 The check (``remaining``) looks for facts naming an erased id or holding an erased text,
 and, within the erasing process, for anything left of the agents and sessions erased.
 """
@@ -178,16 +183,19 @@ FACTS = stores.Store(
     "gateway_learnedfact: candidate facts the memory gateway extracted from exchanges "
     "(redacted text, the agent and session that taught them, sightings) and, once promoted, "
     "the memory each became. Erasure removes the facts promoted into or repeating an erased "
-    "memory, and every fact of an agent or session the erasure takes whole.",
+    "memory, and every fact of an agent or session the erasure takes whole or names (an "
+    "erasure by agent_id or session_id: even one that selects no memory).",
     stores.ErasedBy.ERASURE, models=(LearnedFact,), count=facts_count,
-    remaining=facts_remaining, erase=facts_erase, export=facts_export)
+    remaining=facts_remaining, erase=facts_erase, export=facts_export,
+    **stores.subject_columns(LearnedFact))
 EXCHANGES = stores.Store(
     "gateway_exchanges", "gateway exchanges waiting for learning",
     "gateway_pendingexchange: answered exchanges (the latest user turn and the answer, "
     "redacted) queued for extraction, then their extracted facts until applied. Erasure "
-    "removes those of an agent or session it takes whole.",
+    "removes those of an agent or session it takes whole or names.",
     stores.ErasedBy.ERASURE, models=(PendingExchange,), count=exchanges_count,
-    remaining=exchanges_remaining, erase=exchanges_erase, export=exchanges_export)
+    remaining=exchanges_remaining, erase=exchanges_erase, export=exchanges_export,
+    **stores.subject_columns(PendingExchange))
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = {

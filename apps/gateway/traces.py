@@ -201,9 +201,10 @@ STORE = stores.Store(
     "gateway_gatewaytrace: per-request traces of namespaces that opted in (gateway.trace): "
     "the ids of the memories injected, counts, mode, timings and, at level content, the "
     "recall query (redacted). Kept MEMORYWEB_GATEWAY_TRACE_DAYS days. Erasure removes the "
-    "traces naming an erased memory and those of the erased memories' agents.",
+    "traces naming an erased memory and those of the erased memories' agents (or of the "
+    "agent an erasure names).",
     stores.ErasedBy.ERASURE, models=(GatewayTrace,), count=count, remaining=remaining,
-    erase=erase, export=export)
+    erase=erase, export=export, **stores.subject_columns(GatewayTrace, ("agent_id",)))
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = ("kept with the source namespace (diagnostics of its requests; they go "

@@ -22,7 +22,7 @@ class MemoriesConfig(AppConfig):
         namespace_settings.register(namespace_settings.NamespaceSetting(
             "memory_mode", validate_memory_mode_settings, MemoryModeSettings))
 
-        from apps.memories.stores import register_memory_stores
+        from apps.memories.own_stores import register_memory_stores
 
         register_memory_stores()  # the registry erasure, verification, stats and reindex iterate
 

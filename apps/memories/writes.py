@@ -390,6 +390,18 @@ def erase_again(namespace: Namespace, ids: Sequence[Any]) -> None:
     _erase(namespace, ids, None)
 
 
+def erase_subject(namespace: Namespace, field: str, value: str) -> dict[str, int]:
+    """Erase what the registered stores hold about a subject apart from its memories (the
+    facts an agent's key taught the gateway; ``Store.subject_erase``), inside the
+    erasure's transaction; returns the rows each store held."""
+    held = stores.subject_rows(namespace, field, value)
+    with _secure_delete():
+        for store in stores.stores():
+            if store.name in held and store.subject_erase is not None:
+                store.subject_erase(namespace, field, value)
+    return held
+
+
 def _erase(namespace: Namespace, ids: Sequence[Any], delete: Callable[[], None] | None) -> None:
     with _secure_delete():
         if ids:

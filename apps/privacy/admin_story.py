@@ -136,7 +136,7 @@ def certificate_card(certificate: Mapping[str, Any]) -> dict[str, Any]:
     anchor = certificate.get("audit") or {}
     labels = store_labels()
     return {
-        "counts": [(COUNT_LABELS.get(name, name), counts[name])
+        "counts": [(COUNT_LABELS.get(name) or labels.get(name, name), counts[name])
                    for name in [*COUNT_LABELS, *sorted(set(counts) - set(COUNT_LABELS))]
                    if name in counts],
         "checks": [(labels.get(name, name), found.get("remaining"), bool(found.get("ok")))

@@ -151,11 +151,14 @@ def new_request_view(model_admin, request: HttpRequest) -> HttpResponse:
                 form.refused(exc)
                 status = exc.status
             else:
-                count = Selector.described(created.namespace, created.selector).memories().count()
+                selected = Selector.described(created.namespace, created.selector)
+                count, other = selected.memories().count(), sum(selected.other_rows().values())
+                also = (f" and {plural(other, 'row', 'rows')} the gateway learned from the "
+                        "subject" if other else "")
                 who = ("another team admin or a system admin (four-eyes: not you)"
                        if four_eyes.enabled() else "a team admin or a system admin")
                 messages.success(request, f"Erasure requested: {describe(created.selector)}, "
-                                 f"{plural(count, 'memory', 'memories')}. Next, {who} approves "
+                                 f"{plural(count, 'memory', 'memories')}{also}. Next, {who} approves "
                                  "or rejects it.")
                 return HttpResponseRedirect(reverse("admin:privacy_erasurerequest_change",
                                                     args=[created.pk]))

@@ -10,8 +10,11 @@ the content hashes of what was erased (never the content), what the erasure rebu
 around them (``touched``: the timeline's nodes, by id), each store's check, and a
 SHA-256 over all of it that is also written into the audit chain.
 
-A rejection gives its reason; a selector that matches nothing is refused when the request
-is made. With four-eyes on (``MEMORYWEB_ERASURE_FOUR_EYES``, apps/privacy/four_eyes.py)
+An erasure by ``agent_id`` or ``session_id`` also takes the rows the stores hold about
+that agent or session apart from any memory (``Store.subject_erase``: the facts its key
+taught the gateway, still in quarantine), and checks them; such rows alone are enough to
+erase. A rejection gives its reason; a selector that matches nothing is refused when the
+request is made. With four-eyes on (``MEMORYWEB_ERASURE_FOUR_EYES``, apps/privacy/four_eyes.py)
 the approver is another identity than the requester, and one-call erasure is off.
 
 Execution is restartable: the ids and hashes are saved (state ``executing``) before
@@ -80,7 +83,7 @@ def create(principal: Principal, data: Mapping[str, Any]) -> ErasureRequest:
         raise PermissionDenied("four-eyes is on (MEMORYWEB_ERASURE_FOUR_EYES): an erasure is "
                                "requested, approved by someone else, then executed; it cannot "
                                "be done in one call.")
-    if not selector.memories().exists():
+    if not selector.memories().exists() and not selector.other_rows():
         field, value = selector.subject
         named = field if field == "ids" else f"{field} {value!r}"
         # The selection is within a namespace the caller manages: another tenant's ids
@@ -191,7 +194,8 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
     else:  # a retry: the rows are gone; the stores' own steps are repeated (idempotent)
         _erase_again(request.pk, namespace)
     _finish(request, namespace)
-    checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate))
+    checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate),
+                           subject=_subject(request.selector))
     if not all(check["ok"] for check in checks.values()):
         request.last_error = f"verification failed: {json.dumps(checks)}"
         request.save(update_fields=["last_error"])
@@ -229,6 +233,8 @@ def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None
             digest for _, digest in rows}).exclude(pk__in=ids).values_list("pk", "content_hash"))
         counts = {store.certificate_count: store.count(namespace, ids)
                   for store in stores.stores() if store.certificate_count and store.count}
+        # Rows about the subject that name no memory (what its key taught the gateway).
+        counts.update(writes.erase_subject(namespace, *selector.subject))
         touched = {store.name: found for store in stores.stores()
                    if store.touched and (found := store.touched(namespace, ids))}
         request.erased = [{"id": str(pk), "content_sha256": digest} for pk, digest in rows]
@@ -270,24 +276,32 @@ def _finish(request: ErasureRequest, namespace: Namespace) -> None:
 
 
 def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]],
-                  retained: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
+                  retained: Sequence[str] = (), subject: tuple[str, Any] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """Ask every registered store whether it still holds any erased id or content hash
     (``retained``: the memories outside the selector that held identical content when it
-    ran). A deleted namespace's stores that went with it are not asked."""
+    ran). A deleted namespace's stores that went with it are not asked.
+
+    ``subject`` (at execution only): also the rows the stores hold about that agent or
+    session apart from memories (``Store.subject_count``). A later verification does not
+    ask it: the same agent may have taught the gateway again since, which is new data."""
     done = stores.Erased(ids=tuple(item["id"] for item in erased),
                          hashes=tuple(item["content_sha256"] for item in erased),
                          retained=tuple(retained))
+    about = (stores.subject_rows(namespace, *subject)
+             if namespace is not None and subject is not None else {})
     checks = {}
     for store in stores.stores():
-        if store.remaining is None:
+        if store.remaining is None and store.name not in about:
             continue
         try:
-            held = store.remaining(namespace, done)
+            held = store.remaining(namespace, done) if store.remaining else 0
         except Exception as exc:
             if not store.external:
                 raise
             raise Unavailable(f"the {store.label} is unavailable; cannot check it.") from exc
         if held is not None:
+            held += about.get(store.name, 0)
             checks[store.name] = {"remaining": held, "ok": held == 0}
     return checks
 

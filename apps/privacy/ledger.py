@@ -36,7 +36,7 @@ from apps.audit.models import AuditEntry
 from apps.core import erasure_ledger, keystore
 from apps.core.checks import TAG
 from apps.core.roles import Role
-from apps.memories import writes
+from apps.memories import stores, writes
 from apps.memories.models import Memory
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
@@ -181,7 +181,9 @@ def replay(entries: Sequence[Mapping[str, Any]], *, after_commit: bool = True,
     Erasures and retention expiries erase their memory ids through the write path and
     the store registry (``writes.erase``: every store an erasure empties), wherever the
     ids are now; ids whose rows are already gone still have the erasure-only stores
-    cleared. A namespace deletion deletes the namespace again (same id and slug).
+    cleared. An erasure by agent or session also erases what the database holds of that
+    subject, matched by its keyed hash (:func:`_erase_subject`). A namespace deletion
+    deletes the namespace again (same id and slug).
     ``after_commit=False``: leave the stores outside SQL (the vector index) alone, for a
     restore that rebuilds them from SQL afterwards. Resumable: each entry's record is
     written when it is done, and :func:`pending` starts after the last one."""
@@ -200,6 +202,12 @@ def replay(entries: Sequence[Mapping[str, Any]], *, after_commit: bool = True,
         elif entry["kind"] == "namespace_deleted":
             result.notes.append("the namespace is already gone")
         result.erased += _erase_ids(entry, namespace, ids, after_commit=after_commit)
+        if namespace is not None:
+            memories, rows = _erase_subject(entry, namespace, after_commit=after_commit)
+            result.erased += memories
+            if rows:
+                result.notes.append("rows about the subject apart from memories: " + ", ".join(
+                    f"{count} in {name}" for name, count in sorted(rows.items())))
         with transaction.atomic():
             audit(REPLAYER, REPLAY_OPERATION, namespace=namespace, record_ids=ids[:1000],
                   summary={"ledger_seq": entry["seq"], "ledger_hash": entry["hash"],
@@ -239,6 +247,38 @@ def _erase_ids(entry: Mapping[str, Any], namespace: Namespace | None, ids: Seque
         if after_commit:
             writes.erase_after_commit(namespace, gone)
     return erased
+
+
+def _erase_subject(entry: Mapping[str, Any], namespace: Namespace, *, after_commit: bool
+                   ) -> tuple[int, dict[str, int]]:
+    """An erasure by ``agent_id`` or ``session_id``: what this database still holds of that
+    subject, found by the keyed hash the entry recorded (never the value itself) — its
+    memories (an older backup may hold some the erasure never listed: deleted before it,
+    back with the restore) and every store's rows about it apart from memories
+    (``Store.subject_erase``: what its key taught the gateway). Everything in a database
+    behind the ledger is older than the entry, so all of it was the subject's then.
+    Returns the memories erased and the other rows, per store."""
+    hashed = entry.get("selector") or {}
+    memories, rows = 0, defaultdict(int)
+    for name in stores.SUBJECT_ROW_FIELDS:
+        wanted = hashed.get(name)
+        if not wanted:
+            continue
+        held = set(Memory.objects.filter(namespace=namespace).exclude(**{name: ""})
+                   .values_list(name, flat=True).distinct())
+        for store in stores.stores():
+            if store.subject_values is not None:
+                held.update(store.subject_values(namespace, name))
+        for value in sorted(held):
+            if keystore.keyed_hash(name, json.dumps(value, sort_keys=True)) != wanted:
+                continue
+            with transaction.atomic():
+                for store, count in writes.erase_subject(namespace, name, value).items():
+                    rows[store] += count
+            ids = [str(pk) for pk in Memory.objects.filter(namespace=namespace, **{name: value})
+                   .values_list("pk", flat=True)]
+            memories += _erase_ids(entry, namespace, ids, after_commit=after_commit)
+    return memories, dict(rows)
 
 
 def replayed_certificate(digest: str, anchor: Mapping[str, Any]) -> tuple[int, int] | None:

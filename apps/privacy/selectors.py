@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 
 from apps.core.validation import StrictSerializer, validate
+from apps.memories import stores
 from apps.memories.models import Memory
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
 from apps.tenancy.models import Namespace
@@ -57,6 +58,13 @@ class Selector:
         if field == "subject_id":  # the shared rule (apps/memories/subjects.py)
             return found.filter(pk__in=naming_subject(value).values("pk"))
         return found.filter(**{field: value})
+
+    def other_rows(self) -> dict[str, int]:
+        """Per store, the rows about the subject apart from its memories (what an agent's
+        key taught the gateway; apps/memories/stores.py's ``subject_*``): erased with it."""
+        if self.subject is None:
+            return {}
+        return stores.subject_rows(self.namespace, *self.subject)
 
     @classmethod
     def described(cls, namespace: Namespace, described: Mapping[str, Any]) -> Selector:
