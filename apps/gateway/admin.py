@@ -193,57 +193,54 @@ class LearnedFactAdmin(ScopedAdmin):
             raise Http404("fact not found.")
         return fact
 
+    def _decide_view(self, request, fact: LearnedFact, *, verb: str, decide, done: str,
+                     details: list[str], **page):
+        """A decision's confirmation page (``page``: title, effect, button, text); the
+        confirming POST calls ``decide(principal, fact)`` (the learning service) and goes
+        back to the fact with ``done``, or shows the refusal, nothing changed."""
+        back = reverse("admin:gateway_learnedfact_change", args=[fact.pk])
+        error = None
+        if confirmed(request) and fact.state == FactState.QUARANTINED:
+            try:
+                decide(self.principal(request), fact)
+            except ServiceError as exc:
+                error = exc.message
+            else:
+                self.message_user(request, done)
+                return HttpResponseRedirect(back)
+        can = fact.state == FactState.QUARANTINED
+        return confirmation_page(
+            request, self.admin_site, cancel_url=back, error=error, can_confirm=can,
+            status=400 if error else 200, **page,
+            details=[*details, *([] if can else [f"This fact is {fact.state}: nothing to {verb}."])])
+
     def approve_view(self, request, fact_id):
         """A confirmation page with the text (editable: approving an edited text stores
         that); the confirming POST calls ``learning.approve``."""
         fact = self._fact(request, fact_id)
-        back = reverse("admin:gateway_learnedfact_change", args=[fact.pk])
-        error = None
-        if confirmed(request) and fact.state == FactState.QUARANTINED:
-            posted = request.POST.get("text", "")
-            text = None if " ".join(posted.split()) == " ".join(fact.text.split()) else posted
-            try:
-                learning.approve(self.principal(request), fact, text=text)
-            except ServiceError as exc:
-                error = exc.message
-            else:
-                self.message_user(request, f"Fact approved{' with the edited text' if text else ''}:"
-                                           " it is now a memory.")
-                return HttpResponseRedirect(back)
-        can = fact.state == FactState.QUARANTINED
-        return confirmation_page(
-            request, self.admin_site, title="Approve a learned fact",
+        posted = request.POST.get("text", "")
+        text = None if " ".join(posted.split()) == " ".join(fact.text.split()) else posted
+        return self._decide_view(
+            request, fact, verb="approve",
+            decide=lambda principal, found: learning.approve(principal, found, text=text),
+            done=f"Fact approved{' with the edited text' if text else ''}: it is now a memory.",
+            title="Approve a learned fact", button="Approve and store as a memory",
             effect=f"Approve this fact in {fact.namespace.slug}: store it as a memory",
-            button="Approve and store as a memory", cancel_url=back,
+            text=("Text to store (edit it first if needed)", fact.text),
             details=[f"Seen {plural(fact.seen_count, 'time', 'times')}; learned from "
                      f"{fact.agent_id}.",
                      "The memory is stored as the key that taught it (tag learned), through the "
-                     "memories' write path; the approval is audited.",
-                     *([] if can else [f"This fact is {fact.state}: nothing to approve."])],
-            text=("Text to store (edit it first if needed)", fact.text), error=error,
-            can_confirm=can, status=400 if error else 200)
+                     "memories' write path; the approval is audited."])
 
     def reject_view(self, request, fact_id):
         fact = self._fact(request, fact_id)
-        back = reverse("admin:gateway_learnedfact_change", args=[fact.pk])
-        error = None
-        if confirmed(request) and fact.state == FactState.QUARANTINED:
-            try:
-                learning.reject(self.principal(request), fact)
-            except ServiceError as exc:
-                error = exc.message
-            else:
-                self.message_user(request, "Fact rejected: it will not be quarantined again.")
-                return HttpResponseRedirect(back)
-        can = fact.state == FactState.QUARANTINED
-        return confirmation_page(
-            request, self.admin_site, title="Reject a learned fact",
+        return self._decide_view(
+            request, fact, verb="reject", decide=learning.reject,
+            done="Fact rejected: it will not be quarantined again.",
+            title="Reject a learned fact", button="Reject the fact",
             effect=f"Reject this fact in {fact.namespace.slug}: {Truncator(fact.text).chars(200)}",
-            button="Reject the fact", cancel_url=back,
             details=["It stays listed as rejected, so a later sighting does not quarantine it "
-                     "again; this cannot be undone.",
-                     *([] if can else [f"This fact is {fact.state}: nothing to reject."])],
-            error=error, can_confirm=can, status=400 if error else 200)
+                     "again; this cannot be undone."])
 
     # --- bulk actions -----------------------------------------------------------------------
     def _bulk(self, request, queryset, action: str, verb: str, done_word: str, call

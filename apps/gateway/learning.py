@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,7 +54,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.audit.log import record as audit
-from apps.core.errors import InvalidInput, NotFound
+from apps.core.errors import Conflict, InvalidInput, NotFound
 from apps.core.roles import Action
 from apps.memories import indexing, recall_stats, services
 from apps.memories.models import Memory, MemoryKind, content_hash
@@ -330,23 +330,34 @@ def _teacher(fact: LearnedFact) -> Principal | None:
 
 
 def _promote(fact: LearnedFact, principal: Principal | None, how: str,
-             text: str | None = None, decided_by: str = "") -> LearnedFact:
+             text: str | None = None, decided_by: str = "",
+             then: Callable[[LearnedFact, Any], None] | None = None) -> LearnedFact:
     """Store the fact as a memory through ``services.ingest`` (the write path, audited) as
-    the key that taught it (else ``principal``), then mark it promoted."""
+    the key that taught it (else ``principal``), then mark it promoted — in one
+    transaction holding the fact's row, so an approval, a rejection and a promotion by
+    sighting that race are serialised: the first wins, the others find it decided (409)
+    and no memory is stored for a fact that is not promoted. ``then(fact, memory_id)``
+    runs in that transaction (the approval's audit entry)."""
     author = _teacher(fact) or principal
     if author is None:
         raise NotFound("the key that taught this fact is gone; approve it as an admin.")
-    content = redact(text if text is not None else fact.text)
-    stored = services.ingest(author, {
-        "content": content, "confidence": PROMOTED_CONFIDENCE, "tags": [LEARNED_TAG],
-        "metadata": {"source": "gateway", "learned_fact": str(fact.pk)},
-        **({"session_id": fact.session_id} if fact.session_id else {})},
-        namespace=fact.namespace.slug)
-    updated = LearnedFact.objects.filter(pk=fact.pk, state=FactState.QUARANTINED).update(
-        state=FactState.PROMOTED, memory_id=stored.memory.pk, text=content,
-        confidence=PROMOTED_CONFIDENCE, decided_by=decided_by, decided_at=timezone.now())
-    if updated:
-        metrics.PROMOTED.labels(how=how).inc()
+    with transaction.atomic():
+        locked = LearnedFact.objects.select_for_update().filter(pk=fact.pk).first()
+        if locked is None or locked.state != FactState.QUARANTINED:
+            raise Conflict(f"the fact is {locked.state if locked else 'gone'}; only a "
+                           "quarantined fact is promoted.", field="state")
+        content = redact(text if text is not None else locked.text)
+        stored = services.ingest(author, {
+            "content": content, "confidence": PROMOTED_CONFIDENCE, "tags": [LEARNED_TAG],
+            "metadata": {"source": "gateway", "learned_fact": str(fact.pk)},
+            **({"session_id": locked.session_id} if locked.session_id else {})},
+            namespace=fact.namespace.slug)
+        LearnedFact.objects.filter(pk=fact.pk).update(
+            state=FactState.PROMOTED, memory_id=stored.memory.pk, text=content,
+            confidence=PROMOTED_CONFIDENCE, decided_by=decided_by, decided_at=timezone.now())
+        if then is not None:
+            then(locked, stored.memory.pk)
+    metrics.PROMOTED.labels(how=how).inc()
     fact.refresh_from_db()
     return fact
 
@@ -387,11 +398,12 @@ def approve(principal: Principal, fact: LearnedFact | Any, text: str | None = No
                            field="state")
     if text is not None and (not isinstance(text, str) or not text.strip()):
         raise InvalidInput("text must be a non-empty string.", field="text")
-    promoted = _promote(found, principal, "approved", text=text, decided_by=principal.label)
-    with transaction.atomic():
+    def audited(fact: LearnedFact, memory_id: Any) -> None:
         audit(principal, "gateway.fact.approve", namespace=found.namespace,
-              record_ids=[found.pk, promoted.memory_id], summary={"edited": text is not None})
-    return promoted
+              record_ids=[fact.pk, memory_id], summary={"edited": text is not None})
+
+    return _promote(found, principal, "approved", text=text, decided_by=principal.label,
+                    then=audited)
 
 
 def reject(principal: Principal, fact: LearnedFact | Any) -> LearnedFact:
@@ -401,9 +413,12 @@ def reject(principal: Principal, fact: LearnedFact | Any) -> LearnedFact:
     if found.state != FactState.QUARANTINED:
         raise InvalidInput(f"the fact is {found.state}; only a quarantined fact is rejected.",
                            field="state")
-    with transaction.atomic():
-        LearnedFact.objects.filter(pk=found.pk).update(
+    with transaction.atomic():  # conditional: a fact decided meanwhile stays as decided
+        rejected = LearnedFact.objects.filter(pk=found.pk, state=FactState.QUARANTINED).update(
             state=FactState.REJECTED, decided_by=principal.label, decided_at=timezone.now())
+        if not rejected:
+            raise Conflict("the fact was decided meanwhile; only a quarantined fact is "
+                           "rejected.", field="state")
         audit(principal, "gateway.fact.reject", namespace=found.namespace,
               record_ids=[found.pk], summary={})
     found.refresh_from_db()
@@ -421,7 +436,10 @@ def edit(principal: Principal, fact: LearnedFact | Any, text: str) -> LearnedFac
                            field="text")
     cleaned = redact(" ".join(text.split()))
     with transaction.atomic():
-        LearnedFact.objects.filter(pk=found.pk).update(text=cleaned)
+        if not LearnedFact.objects.filter(pk=found.pk, state=FactState.QUARANTINED).update(
+                text=cleaned):
+            raise Conflict("the fact was decided meanwhile; only a quarantined fact is "
+                           "edited.", field="state")
         audit(principal, "gateway.fact.edit", namespace=found.namespace, record_ids=[found.pk],
               summary={})
     found.refresh_from_db()
