@@ -203,9 +203,15 @@ TEMPLATES = [
 # IMMEDIATE transactions take the write lock up front, so concurrent writers queue on
 # the busy timeout instead of failing with "database is locked" on lock upgrade.
 SQLITE_SYNCHRONOUS = env.str("MEMORYWEB_SQLITE_SYNCHRONOUS", default="FULL")
+MEMORYWEB_DB_CONNECT_TIMEOUT = env.int("MEMORYWEB_DB_CONNECT_TIMEOUT", default=10)
 if "DATABASE_URL" in env:
     DATABASES = {"default": env.db("DATABASE_URL")}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database host that stops answering fails a new connection after this long instead
+    # of holding a request thread for ever (the URL's own ?connect_timeout= wins).
+    if "postgresql" in DATABASES["default"]["ENGINE"]:
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+            "connect_timeout", MEMORYWEB_DB_CONNECT_TIMEOUT)
     # The same backends, instrumented for Prometheus (queries, errors, connections).
     DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
         "django.db.backends.", "django_prometheus.db.backends.")

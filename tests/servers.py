@@ -108,9 +108,18 @@ class TcpProxy:
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._hanging = False
 
-    def start(self) -> None:
+    def hang(self) -> None:
+        """Drop every open connection and accept new ones without ever answering (no
+        refusal either): a database host that stopped answering."""
+        self.stop()
+        self.start(hanging=True)
+
+    def start(self, hanging: bool = False) -> None:
         import threading
+
+        self._hanging = hanging
 
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,6 +140,9 @@ class TcpProxy:
             if self._listener is not listener:  # stopped while this one was arriving
                 client.close()
                 return
+            if self._hanging:  # held open, never answered: a host that stopped answering
+                self._sockets.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:

@@ -331,6 +331,9 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
                                    "0 keeps Chroma's default (100)."),
     "MEMORYWEB_CHROMA_TIMEOUT": (Bound(low=0, high=3600, above=True),
                                  "Seconds per request to a Chroma server (30 is the default)."),
+    "MEMORYWEB_DB_CONNECT_TIMEOUT": (Bound(low=2, high=3600, integer=True),
+                                     "Seconds to connect to PostgreSQL (libpq's minimum is 2; "
+                                     "10 is the default)."),
     # Intervals.
     "MEMORYWEB_JOB_HEARTBEAT_SECONDS": (_SECONDS, "30 is the default."),
     "MEMORYWEB_IDEMPOTENCY_DAYS": (_SECONDS, "Retries need the records (7 is the default)."),

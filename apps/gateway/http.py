@@ -9,10 +9,12 @@ mode, the recall) run on the request pool's threads, and the upstream call and t
 of its answer are awaited on the loop with the process's one ``httpx.AsyncClient`` — no
 thread per request or stream.
 
-The relay reads the upstream's answer chunk by chunk and hands each to the server before
-reading the next (one chunk in flight: a slow client slows the read from the upstream),
-unchanged: the same status, headers (less hop-by-hop ones) and bytes, streaming (SSE) or
-not. A client that goes away closes the upstream request.
+The relay (apps/gateway/relay.py) hands a stream to the server chunk by chunk, one chunk
+in flight (a slow client slows the read from the upstream), and a JSON answer whole,
+unchanged: the same status, headers (less hop-by-hop ones) and bytes. An upstream that
+breaks off mid-answer is never relayed as a clean end: a stream ends with an error event
+the SDKs raise, a JSON answer becomes a 502. A client that goes away closes the upstream
+request.
 
 Per request: read the body (at most ``max_body_bytes``), admit the key (401, 429),
 decide the memory mode, recall within ``MEMORYWEB_GATEWAY_RECALL_BUDGET_MS`` and inject
@@ -52,6 +54,7 @@ from . import (
     memory,
     metrics,
     recall_pool,
+    relay,
     traces,
     upstream,
 )
@@ -371,41 +374,30 @@ async def _forward(scope, receive, send, route: Route, target: upstream.Target, 
     tap = (answers.AnswerTap(route.api, response.headers.get("content-type", ""),
                              response.headers.get("content-encoding", ""))
            if lesson is not None and response.status_code == 200 else None)
-    relay = asyncio.ensure_future(_relay(send, response, told, tap))
+    relaying = asyncio.ensure_future(relay.relay(send, response, told, route.api, tap))
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
-        await asyncio.wait([relay, gone], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([relaying, gone], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (relay, gone):
+        for task in (relaying, gone):
             if not task.done():
                 task.cancel()
-        await asyncio.gather(relay, gone, return_exceptions=True)
+        await asyncio.gather(relaying, gone, return_exceptions=True)
         await response.aclose()
-    if relay.done() and not relay.cancelled() and relay.exception() is not None:
-        logger.warning("gateway: relay from the %s upstream broke off (%s)",
-                       route.provider.name, type(relay.exception()).__name__)
+    broke = (relaying.exception() if relaying.done() and not relaying.cancelled() else None)
+    if broke is not None:  # never learned from: the answer is incomplete
+        logger.warning("gateway: the %s upstream broke off mid-answer (%s)",
+                       route.provider.name, broke)
+        metrics.UPSTREAM_BROKE_OFF.labels(route=route.api).inc()
+        if isinstance(broke, relay.BrokeOff) and not broke.started:
+            await _answer(send, route.api, 502, "upstream_unavailable",
+                          f"the {route.provider.name} upstream broke off mid-answer "
+                          f"({type(broke.cause).__name__}).", told)
+            return 502
     elif tap is not None and lesson is not None and (
-            tap.complete or (relay.done() and not relay.cancelled())):
+            tap.complete or (relaying.done() and not relaying.cancelled())):
         await _learn(route, lesson, tap)  # after the last chunk: the answer is not delayed
     return response.status_code
-
-
-async def _relay(send, response: httpx.Response, told: dict[str, str],
-                 tap: answers.AnswerTap | None = None) -> None:
-    """The upstream's answer to the client: status, headers, then each chunk as it comes
-    (each also shown to ``tap`` once sent, for learning)."""
-    headers = upstream.relayed_headers(response) + [
-        (name.encode(), value.encode()) for name, value in told.items()]
-    await send({"type": "http.response.start", "status": response.status_code,
-                "headers": headers})
-    try:
-        async for chunk in response.aiter_raw():
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                if tap is not None:
-                    tap.feed(chunk)
-    finally:
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _disconnected(receive) -> None:

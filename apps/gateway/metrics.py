@@ -15,6 +15,9 @@ SCREENED_OUT = Counter("memoryweb_gateway_screened_out_total",
 FAIL_OPEN = Counter("memoryweb_gateway_fail_open_total",
                     "Requests forwarded unchanged because recall failed or ran over its budget.",
                     ["route", "reason"])
+UPSTREAM_BROKE_OFF = Counter("memoryweb_gateway_upstream_broke_off_total",
+                             "Upstream answers that broke off mid-answer (a stream closed "
+                             "with an error event, or a 502).", ["route"])
 #: The gateway's own time before forwarding: admission (key, rate budget, mode), recall,
 #: screening and injection. Buckets from 1 ms to the recall budget's range.
 ADDED_LATENCY = Histogram("memoryweb_gateway_added_latency_seconds",

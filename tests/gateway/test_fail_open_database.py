@@ -104,7 +104,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
                 MEMORYWEB_GATEWAY_EXTRACTOR="offline",
                 # Generous: the first recall loads the embedding model on a busy box.
                 MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="30000",
-                MEMORYWEB_KEY_CACHE_SECONDS="60", MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN)
+                MEMORYWEB_KEY_CACHE_SECONDS="60", MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN,
+                MEMORYWEB_DB_CONNECT_TIMEOUT="2")
             migrate(env)
             outputs = manage_commands(env, ["create_namespace", "alpha"], *(
                 ["create_api_key", "--namespace", "alpha", "--role", "agent", "--agent-id", agent]
@@ -191,6 +192,28 @@ def test_fail_open_is_logged_without_the_prompt_and_counted(site):
     log = site.log.read_text()
     assert "gateway fail-open on chat: recall error (OperationalError)" in log
     assert QUESTION not in log
+
+
+def test_a_database_that_stops_answering_is_not_waited_on_for_ever(site):
+    """New connections are accepted and never answered (``MEMORYWEB_DB_CONNECT_TIMEOUT``,
+    2 s here): a key that must be looked up gets its 503 and a cached key its answer,
+    instead of requests held until the client gives up."""
+    site.new_key("hang_fresh")
+    site.new_key("hang_cached")
+    site.client("hang_cached").chat.completions.create(**BODY)  # known to the key cache
+    site.database.hang()
+    site.fake.reset()
+    try:
+        with pytest.raises(openai.APIStatusError) as refused:
+            site.client("hang_fresh").chat.completions.create(**BODY)
+        assert refused.value.status_code == 503
+        assert site.fake.requests == []
+        answer = site.client("hang_cached").chat.completions.with_raw_response.create(**BODY)
+        assert answer.parse().choices[0].message.content == REPLY
+        assert answer.headers["x-memory-fail-open"] == "error"
+    finally:
+        site.database.stop()
+        site.database.start()
 
 
 def test_recall_and_injection_come_back_with_the_database(site):

@@ -15,6 +15,7 @@ exact bytes sent, to compare with what a client received through the gateway.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +43,9 @@ class Failure:
     #: The text of the next (non-streaming) answer instead of ``REPLY``: a model
     #: extractor's JSON, for the gateway's learning.
     reply: str | None = None
+    #: The connection breaks off mid-answer: a stream after this many events, a JSON body
+    #: after this many bytes (its Content-Length promised more) — no clean end either way.
+    break_after: int | None = None
 
 
 # --- the answers, as each API writes them ------------------------------------------------
@@ -170,15 +174,19 @@ class FakeLLM:
                     return
                 body = json.loads(raw)
                 answer, events = ANSWERS[path]
+                cut = failure.break_after if failure is not None else None
                 if body.get("stream"):
-                    self._stream(events(body.get("model", "")))
+                    self._stream(events(body.get("model", "")), cut=cut)
+                elif cut is not None:
+                    self._json(200, answer(body.get("model", "")), cut=cut)
                 elif failure is not None and failure.reply is not None and path == \
                         "/v1/chat/completions":
                     self._json(200, _chat(body.get("model", ""), failure.reply))
                 else:
                     self._json(200, answer(body.get("model", "")))
 
-            def _json(self, status: int, payload: dict[str, Any]) -> None:
+            def _json(self, status: int, payload: dict[str, Any], cut: int | None = None
+                      ) -> None:
                 data = json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -186,11 +194,20 @@ class FakeLLM:
                     self.send_header("X-Fake-Upstream", "yes")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    self.wfile.write(data if cut is None else data[:cut])
+                    if cut is not None:
+                        self._break()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def _stream(self, events: list[str], delay: float = 0.005) -> None:
+            def _break(self) -> None:
+                """Drop the connection without finishing the answer."""
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def _stream(self, events: list[str], delay: float = 0.005,
+                        cut: int | None = None) -> None:
                 """Each event in its own HTTP chunk, flushed, a moment apart: the client
                 sees them arrive one by one."""
                 try:
@@ -200,7 +217,10 @@ class FakeLLM:
                     self.send_header("X-Fake-Upstream", "yes")
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    for event in events:
+                    for sent, event in enumerate(events):
+                        if sent == cut:
+                            self._break()
+                            return
                         data = event.encode()
                         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
                         self.wfile.flush()
