@@ -113,3 +113,12 @@ MEMORYWEB_ROLLUP_MAX_CHARS = {
     "month": _env.int("MEMORYWEB_ROLLUP_MONTH_CHARS", default=2000),
     "year": _env.int("MEMORYWEB_ROLLUP_YEAR_CHARS", default=2500),
 }
+
+# --- Encryption at rest (apps/core/key_providers.py, docs/encryption.md) ---------------
+# Who wraps the namespaces' data keys: file (a key-encryption key in a file, made on first
+# use), env (MEMORYWEB_KEK, base64; MEMORYWEB_KEK_PREVIOUS during a rotation) or a dotted
+# path to a KeyProvider (a KMS or Vault transit engine).
+MEMORYWEB_KEY_PROVIDER = _env.str("MEMORYWEB_KEY_PROVIDER", default="file")
+# The file provider's key-encryption key (empty: kek.key in MEMORYWEB_KEYSTORE_DIR); point
+# it at a mounted secret to keep it apart from the wrapped keys.
+MEMORYWEB_KEK_PATH = _env.str("MEMORYWEB_KEK_PATH", default="")

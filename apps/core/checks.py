@@ -29,6 +29,8 @@ Ids (docs/operations.md#settings-checks):
   behind the erasure ledger kept there)
 - ``memoryweb.E011`` the memory gateway: upstream URLs, key files, recall budget, k,
   memory share, minimum score, timeout, trace retention (``W011``: a key over plain HTTP to another machine)
+- ``memoryweb.E014`` encryption at rest: the key provider, its key-encryption key, and
+  every namespace data key it must unwrap (apps/core/checks_encryption.py)
 """
 
 from __future__ import annotations
@@ -516,5 +518,7 @@ def check_rollups(app_configs=None, **kwargs) -> list[CheckMessage]:
     return errors
 
 
-# E011, the memory gateway's settings, live in checks_gateway.py (registered on import).
+# E011, the memory gateway's settings, and E014, encryption at rest's keys, live in
+# checks_gateway.py and checks_encryption.py (registered on import).
+from apps.core.checks_encryption import check_encryption_keys  # noqa: E402,F401
 from apps.core.checks_gateway import GATEWAY_NUMBERS, check_gateway  # noqa: E402,F401
