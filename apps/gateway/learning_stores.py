@@ -187,7 +187,7 @@ FACTS = stores.Store(
     "erasure by agent_id or session_id: even one that selects no memory).",
     stores.ErasedBy.ERASURE, models=(LearnedFact,), count=facts_count,
     remaining=facts_remaining, erase=facts_erase, export=facts_export,
-    **stores.subject_columns(LearnedFact))
+    **stores.subject_columns(LearnedFact, "first_seen_at"))
 EXCHANGES = stores.Store(
     "gateway_exchanges", "gateway exchanges waiting for learning",
     "gateway_pendingexchange: answered exchanges (the latest user turn and the answer, "
@@ -195,7 +195,7 @@ EXCHANGES = stores.Store(
     "removes those of an agent or session it takes whole or names.",
     stores.ErasedBy.ERASURE, models=(PendingExchange,), count=exchanges_count,
     remaining=exchanges_remaining, erase=exchanges_erase, export=exchanges_export,
-    **stores.subject_columns(PendingExchange))
+    **stores.subject_columns(PendingExchange, "created_at"))
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = {

@@ -47,10 +47,12 @@ def error_event(api: str, message: str) -> bytes:
     if api == "anthropic":
         data = {"type": "error", "error": {"type": "api_error", "message": message}}
         return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
-    data: dict[str, Any] = {"error": {"message": message, "type": "upstream_error",
-                                      "code": "upstream_broke_off"}}
-    prefix = "event: error\n" if api == "responses" else ""
-    return f"{prefix}data: {json.dumps(data)}\n\n".encode()
+    error = {"message": message, "type": "upstream_error", "code": "upstream_broke_off"}
+    if api == "responses":  # the Responses API's error event, with the SDKs' error object
+        data: dict[str, Any] = {"type": "error", "code": error["code"], "message": message,
+                                "param": None, "error": error}
+        return f"event: error\ndata: {json.dumps(data)}\n\n".encode()
+    return f"data: {json.dumps({'error': error})}\n\n".encode()
 
 
 async def relay(send, response: httpx.Response, told: dict[str, str], api: str,

@@ -204,7 +204,7 @@ STORE = stores.Store(
     "traces naming an erased memory and those of the erased memories' agents (or of the "
     "agent an erasure names).",
     stores.ErasedBy.ERASURE, models=(GatewayTrace,), count=count, remaining=remaining,
-    erase=erase, export=export, **stores.subject_columns(GatewayTrace, ("agent_id",)))
+    erase=erase, export=export, **stores.subject_columns(GatewayTrace, "created_at", ("agent_id",)))
 
 #: What a namespace merge does with them (apps/memories/write_moves.py's MOVE_HANDLING).
 MOVE_HANDLING = ("kept with the source namespace (diagnostics of its requests; they go "

@@ -124,8 +124,10 @@ class Store:
     #: erasure's transaction; ``subject_values(namespace, field)``: the values its rows
     #: hold, for a ledger replay that knows the subject only by its keyed hash. ``field``
     #: is one of :data:`SUBJECT_ROW_FIELDS`.
-    subject_count: Callable[[Namespace, str, str], int] | None = None
-    subject_erase: Callable[[Namespace, str, str], None] | None = None
+    #: ``before`` (a datetime or None): only rows made up to then — an erasure takes and
+    #: checks what existed when it ran, not what the same agent's key sends afterwards.
+    subject_count: Callable[[Namespace, str, str, Any], int] | None = None
+    subject_erase: Callable[[Namespace, str, str, Any], int] | None = None
     subject_values: Callable[[Namespace, str], Iterable[str]] | None = None
 
 
@@ -135,7 +137,13 @@ _exempt: dict[str, str] = {}
 
 
 def register(store: Store) -> Store:
-    """Add a store (registering the very same store again is a no-op)."""
+    """Add a store (registering the very same store again is a no-op). A store with some
+    of the ``subject_*`` operations has all three: one it can count but not erase would
+    leave an erasure that can never be certified."""
+    subject = (store.subject_count, store.subject_erase, store.subject_values)
+    if any(subject) and not all(subject):
+        raise ImproperlyConfigured(f"memory store {store.name!r} declares only some of "
+                                   "subject_count, subject_erase and subject_values")
     existing = _registry.get(store.name)
     if existing is not None and existing != store:
         raise ImproperlyConfigured(f"two memory stores are named {store.name!r}")
@@ -236,30 +244,34 @@ def rows_remaining(model: type[models.Model], id_field: str
     return remaining
 
 
-def subject_rows(namespace: Namespace, field: str, value: str) -> dict[str, int]:
-    """Per store, the rows about ``field = value`` held apart from any memory (only the
-    stores that hold some)."""
+def subject_rows(namespace: Namespace, field: str, value: str, before: Any = None
+                 ) -> dict[str, int]:
+    """Per store, the rows about ``field = value`` held apart from any memory (made up to
+    ``before``, if given; only the stores that hold some)."""
     if field not in SUBJECT_ROW_FIELDS:
         return {}
-    found = {store.name: store.subject_count(namespace, field, value)
+    found = {store.name: store.subject_count(namespace, field, value, before)
              for store in stores() if store.subject_count is not None}
     return {name: count for name, count in found.items() if count}
 
 
-def subject_columns(model: type[models.Model], fields: Sequence[str] = SUBJECT_ROW_FIELDS
-                    ) -> dict[str, Callable[..., Any]]:
-    """A Store's ``subject_*`` operations for a table with a ``namespace`` and columns of
-    the subject's fields (``Store(..., **subject_columns(Model))``)."""
-    def rows(namespace: Namespace, field: str, value: str) -> models.QuerySet:
+def subject_columns(model: type[models.Model], made: str,
+                    fields: Sequence[str] = SUBJECT_ROW_FIELDS) -> dict[str, Callable[..., Any]]:
+    """A Store's ``subject_*`` operations for a table with a ``namespace``, columns of the
+    subject's fields and ``made``, when a row was made (``Store(..., **subject_columns(
+    Model, "created_at"))``)."""
+    def rows(namespace: Namespace, field: str, value: str, before: Any) -> models.QuerySet:
         manager = model._default_manager
-        return (manager.filter(namespace=namespace, **{field: value}) if field in fields
-                else manager.none())
+        if field not in fields:
+            return manager.none()
+        found = manager.filter(namespace=namespace, **{field: value})
+        return found if before is None else found.filter(**{f"{made}__lte": before})
 
-    def count(namespace: Namespace, field: str, value: str) -> int:
-        return rows(namespace, field, value).count()
+    def count(namespace: Namespace, field: str, value: str, before: Any = None) -> int:
+        return rows(namespace, field, value, before).count()
 
-    def erase(namespace: Namespace, field: str, value: str) -> None:
-        rows(namespace, field, value).delete()
+    def erase(namespace: Namespace, field: str, value: str, before: Any = None) -> int:
+        return rows(namespace, field, value, before).delete()[0]
 
     def values(namespace: Namespace, field: str) -> Iterable[str]:
         if field not in fields:

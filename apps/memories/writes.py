@@ -390,16 +390,20 @@ def erase_again(namespace: Namespace, ids: Sequence[Any]) -> None:
     _erase(namespace, ids, None)
 
 
-def erase_subject(namespace: Namespace, field: str, value: str) -> dict[str, int]:
+def erase_subject(namespace: Namespace, field: str, value: str, before: Any = None
+                  ) -> dict[str, int]:
     """Erase what the registered stores hold about a subject apart from its memories (the
-    facts an agent's key taught the gateway; ``Store.subject_erase``), inside the
-    erasure's transaction; returns the rows each store held."""
-    held = stores.subject_rows(namespace, field, value)
+    facts an agent's key taught the gateway; ``Store.subject_erase``), made up to
+    ``before`` if given, inside the erasure's transaction; returns the rows each store
+    deleted (the stores that deleted some)."""
+    if field not in stores.SUBJECT_ROW_FIELDS:
+        return {}
+    erased: dict[str, int] = {}
     with _secure_delete():
         for store in stores.stores():
-            if store.name in held and store.subject_erase is not None:
-                store.subject_erase(namespace, field, value)
-    return held
+            if store.subject_erase is not None:
+                erased[store.name] = store.subject_erase(namespace, field, value, before)
+    return {name: count for name, count in erased.items() if count}
 
 
 def _erase(namespace: Namespace, ids: Sequence[Any], delete: Callable[[], None] | None) -> None:

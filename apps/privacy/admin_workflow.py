@@ -102,9 +102,10 @@ def export_view(model_admin, request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 selector = select(principal, form.selector_data())
-                if not selector.memories().exists():  # an empty file would say nothing
-                    raise InvalidInput(f"{describe(selector.describe())} matches no memory: "
-                                       "there is nothing to export.",
+                if not selector.memories().exists() and not selector.other_rows():
+                    # an empty file would say nothing
+                    raise InvalidInput(f"{describe(selector.describe())} matches no memory "
+                                       "and nothing else: there is nothing to export.",
                                        field=selector.subject[0] if selector.subject else None)
                 return stream_export(request, principal, selector)
             except ServiceError as exc:

@@ -29,6 +29,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
@@ -195,7 +196,8 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
         _erase_again(request.pk, namespace)
     _finish(request, namespace)
     checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate),
-                           subject=_subject(request.selector))
+                           subject=_subject(request.selector),
+                           before=_subject_through(request.certificate))
     if not all(check["ok"] for check in checks.values()):
         request.last_error = f"verification failed: {json.dumps(checks)}"
         request.save(update_fields=["last_error"])
@@ -233,15 +235,19 @@ def _delete(principal: Principal, request_id: Any, namespace: Namespace) -> None
             digest for _, digest in rows}).exclude(pk__in=ids).values_list("pk", "content_hash"))
         counts = {store.certificate_count: store.count(namespace, ids)
                   for store in stores.stores() if store.certificate_count and store.count}
-        # Rows about the subject that name no memory (what its key taught the gateway).
-        counts.update(writes.erase_subject(namespace, *selector.subject))
+        # Rows about the subject that name no memory (what its key taught the gateway),
+        # made up to now: what the same key sends later is new data, not this erasure's.
+        through = timezone.now()
+        counts.update(writes.erase_subject(namespace, *selector.subject, before=through))
         touched = {store.name: found for store in stores.stores()
                    if store.touched and (found := store.touched(namespace, ids))}
         request.erased = [{"id": str(pk), "content_sha256": digest} for pk, digest in rows]
         request.state, request.executed_by = ErasureState.EXECUTING, principal.label
         request.certificate = {"counts": counts, "retained": [  # completed by _certify
             {"id": str(pk), "content_sha256": digest} for pk, digest in retained],
-            **({"touched": touched} if touched else {})}
+            **({"touched": touched} if touched else {}),
+            **({"subject_rows_through": through.isoformat()}
+               if selector.subject[0] in stores.SUBJECT_ROW_FIELDS else {})}
         request.save(update_fields=["erased", "state", "executed_by", "certificate"])
 
         def entry(namespace: Namespace, ids: Sequence[Any], removed: int) -> None:
@@ -260,6 +266,9 @@ def _erase_again(request_id: Any, namespace: Namespace) -> None:
         if request.state != ErasureState.EXECUTING:
             return  # a concurrent execute certified it meanwhile
         writes.erase_again(namespace, [item["id"] for item in request.erased])
+        through = _subject_through(request.certificate)
+        if through is not None:
+            writes.erase_subject(namespace, *_subject(request.selector), before=through)
 
 
 def _finish(request: ErasureRequest, namespace: Namespace) -> None:
@@ -276,32 +285,33 @@ def _finish(request: ErasureRequest, namespace: Namespace) -> None:
 
 
 def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]],
-                  retained: Sequence[str] = (), subject: tuple[str, Any] | None = None
-                  ) -> dict[str, dict[str, Any]]:
+                  retained: Sequence[str] = (), subject: tuple[str, Any] | None = None,
+                  before: Any = None) -> dict[str, dict[str, Any]]:
     """Ask every registered store whether it still holds any erased id or content hash
     (``retained``: the memories outside the selector that held identical content when it
     ran). A deleted namespace's stores that went with it are not asked.
 
     ``subject`` (at execution only): also the rows the stores hold about that agent or
-    session apart from memories (``Store.subject_count``). A later verification does not
-    ask it: the same agent may have taught the gateway again since, which is new data."""
+    session apart from memories (``Store.subject_count``), made up to ``before`` (when the
+    erasure ran). A later verification does not ask it: the same agent may have taught
+    the gateway again since, which is new data."""
     done = stores.Erased(ids=tuple(item["id"] for item in erased),
                          hashes=tuple(item["content_sha256"] for item in erased),
                          retained=tuple(retained))
-    about = (stores.subject_rows(namespace, *subject)
+    about = (stores.subject_rows(namespace, *subject, before=before)
              if namespace is not None and subject is not None else {})
     checks = {}
     for store in stores.stores():
         if store.remaining is None and store.name not in about:
             continue
         try:
-            held = store.remaining(namespace, done) if store.remaining else 0
+            held = store.remaining(namespace, done) if store.remaining else None
         except Exception as exc:
             if not store.external:
                 raise
             raise Unavailable(f"the {store.label} is unavailable; cannot check it.") from exc
-        if held is not None:
-            held += about.get(store.name, 0)
+        if held is not None or store.name in about:
+            held = (held or 0) + about.get(store.name, 0)
             checks[store.name] = {"remaining": held, "ok": held == 0}
     return checks
 
@@ -327,6 +337,9 @@ def _certify(principal: Principal, request: ErasureRequest, namespace: Namespace
     touched = (request.certificate or {}).get("touched")
     if touched:  # what the erasure rebuilt around the memories (rollup nodes): ids only
         body["touched"] = touched
+    through = (request.certificate or {}).get("subject_rows_through")
+    if through:  # the rows about the agent or session apart from memories, made up to then
+        body["subject_rows_through"] = through
     digest = certificate_hash(body)
     with transaction.atomic():
         current = ErasureRequest.objects.select_for_update().get(pk=request.pk)
@@ -350,6 +363,12 @@ def certificate_hash(certificate: Mapping[str, Any]) -> str:
     body = {k: v for k, v in certificate.items() if k not in ("certificate_sha256", "audit")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"),
                                      ensure_ascii=True).encode()).hexdigest()
+
+
+def _subject_through(certificate: Mapping[str, Any] | None) -> Any:
+    """When an erasure by agent or session took the stores' rows about it (their cutoff)."""
+    found = (certificate or {}).get("subject_rows_through")
+    return datetime.fromisoformat(found) if found else None
 
 
 def _subject(selector: Mapping[str, Any]) -> tuple[str, Any]:

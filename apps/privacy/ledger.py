@@ -24,6 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
@@ -66,6 +67,9 @@ def record_erasure(request: Any, body: Mapping[str, Any], digest: str, entry: Au
             "memories": [item["id"] for item in request.erased],
             "touched": body.get("touched") or {},
             "selector": selector,
+            # An erasure by agent or session took the rows about it made up to then.
+            **({"through": body["subject_rows_through"]}
+               if body.get("subject_rows_through") else {}),
             "request": str(request.pk), "certificate_sha256": digest,
             "audit": {"seq": entry.seq, "entry_hash": entry.entry_hash},
             "origin": origin()})
@@ -256,16 +260,19 @@ def _erase_subject(entry: Mapping[str, Any], namespace: Namespace, *, after_comm
     memories (an older backup may hold some the erasure never listed: deleted before it,
     back with the restore) and every store's rows about it apart from memories
     (``Store.subject_erase``: what its key taught the gateway). Everything in a database
-    behind the ledger is older than the entry, so all of it was the subject's then.
+    behind the ledger is older than the entry, so all of it was the subject's then; the
+    search is still bounded by when the erasure ran (``through``, else the entry's time),
+    so a line whose erasure never committed cannot take what the subject made after it.
     Returns the memories erased and the other rows, per store."""
     hashed = entry.get("selector") or {}
+    through = datetime.fromisoformat(entry.get("through") or entry["at"])
     memories, rows = 0, defaultdict(int)
     for name in stores.SUBJECT_ROW_FIELDS:
         wanted = hashed.get(name)
         if not wanted:
             continue
-        held = set(Memory.objects.filter(namespace=namespace).exclude(**{name: ""})
-                   .values_list(name, flat=True).distinct())
+        held = set(Memory.objects.filter(namespace=namespace, created_at__lte=through)
+                   .exclude(**{name: ""}).values_list(name, flat=True).distinct())
         for store in stores.stores():
             if store.subject_values is not None:
                 held.update(store.subject_values(namespace, name))
@@ -273,10 +280,12 @@ def _erase_subject(entry: Mapping[str, Any], namespace: Namespace, *, after_comm
             if keystore.keyed_hash(name, json.dumps(value, sort_keys=True)) != wanted:
                 continue
             with transaction.atomic():
-                for store, count in writes.erase_subject(namespace, name, value).items():
+                for store, count in writes.erase_subject(namespace, name, value,
+                                                         before=through).items():
                     rows[store] += count
-            ids = [str(pk) for pk in Memory.objects.filter(namespace=namespace, **{name: value})
-                   .values_list("pk", flat=True)]
+            ids = [str(pk) for pk in Memory.objects.filter(
+                namespace=namespace, created_at__lte=through, **{name: value})
+                .values_list("pk", flat=True)]
             memories += _erase_ids(entry, namespace, ids, after_commit=after_commit)
     return memories, dict(rows)
 

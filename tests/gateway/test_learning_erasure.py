@@ -4,7 +4,10 @@ stores"; apps/memories/stores.py's ``subject_*`` operations)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from apps.core import erasure_ledger
 from apps.core.roles import Role
@@ -79,6 +82,27 @@ def test_an_agent_known_only_to_the_gateway_is_erased_and_certified(
         assert certificate["verification"][store] == {"remaining": 0, "ok": True}
 
 
+def test_what_the_agent_sends_while_it_is_erased_does_not_block_the_certificate(
+        two_agents, team_admin, system_admin, alpha, monkeypatch):
+    """The agent's key still works: a trace it makes after the rows were taken (while the
+    vectors are erased) is new data, outside this erasure — which is certified."""
+    from apps.memories import writes
+
+    real = writes.erase_after_commit
+
+    def meanwhile(namespace, ids):
+        trace_of("agent-1", alpha)
+        real(namespace, ids)
+
+    monkeypatch.setattr(writes, "erase_after_commit", meanwhile)
+    certificate = erase_through_requests(team_admin, system_admin,
+                                         {"namespace": "alpha", "agent_id": "agent-1"})
+    assert certificate["verification"]["gateway_traces"] == {"remaining": 0, "ok": True}
+    assert certificate["counts"]["gateway_traces"] == 1
+    assert certificate["subject_rows_through"]
+    assert held_by("agent-1") == (0, 0, 1)  # the new one: made after the erasure ran
+
+
 def test_a_session_known_only_to_the_gateway_is_erased(two_agents, team_admin, system_admin):
     erase_through_requests(team_admin, system_admin, {"namespace": "alpha", "session_id": "s-1"})
     assert not LearnedFact.objects.filter(session_id="s-1").exists()
@@ -109,19 +133,26 @@ def test_a_restore_brings_them_back_and_the_replay_takes_them_again(
     erase_through_requests(team_admin, system_admin, {"namespace": "alpha", "agent_id": "agent-1"})
     entry = list(erasure_ledger.entries())[-1]
     assert "agent-1" not in str(entry) and entry["selector"]["agent_id"].startswith("hmac")
-    # As restored from the older backup: the rows come back.
+    # As restored from the older backup: the rows come back, as old as they were.
     teach(agent, FACT, session="s-1")
     teach(agent, "Remember that Ada lives in Lyon.", learn=False)
     trace_of("agent-1", alpha)
     back = stored("agent-1's note from before the erasure.")["id"]
     kept = two_agents.post("/api/v1/memories", {"content": "agent-2's note."}).json()["id"]
+    before = timezone.now() - timedelta(days=1)
+    LearnedFact.objects.update(first_seen_at=before)
+    for model in (PendingExchange, GatewayTrace, Memory):
+        model.objects.update(created_at=before)
     assert held_by("agent-1") == (1, 1, 1)
+    # What the agent made after the erasure ran is not the erasure's (a line whose
+    # erasure never committed must not take it).
+    later = stored("agent-1's note after the erasure.")["id"]
 
     (done,) = ledger.replay([entry], after_commit=False)
     assert held_by("agent-1") == (0, 0, 0)
     assert held_by("agent-2") == (1, 0, 1)
     assert not Memory.objects.filter(pk=back).exists()
-    assert Memory.objects.filter(pk=kept).exists()
+    assert Memory.objects.filter(pk__in=[kept, later]).count() == 2
     assert done.erased == 1
     assert any("1 in gateway_facts" in note and "1 in gateway_traces" in note
                for note in done.notes)
