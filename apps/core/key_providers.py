@@ -118,22 +118,10 @@ def _file_provider(create: bool) -> LocalKeys:
             raise KeyUnavailable(f"the key-encryption key file {path} is missing.")
         with keystore.locked():
             if not path.exists():
-                _write_private(path, secrets.token_bytes(KEK_BYTES))
+                keystore.write_private(path, secrets.token_bytes(KEK_BYTES))
     current = path.read_bytes()
     retired = [found.read_bytes() for found in sorted(path.parent.glob("kek-*.retired"))]
     return LocalKeys(current, retired)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(descriptor, data)
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-    os.replace(temporary, path)
 
 
 def _env_key(name: str) -> bytes | None:
@@ -182,9 +170,9 @@ def rotate_file_kek() -> tuple[str, str]:
         path = kek_file()
         old = path.read_bytes() if path.exists() else None
         if old is not None:
-            _write_private(retired_file(fingerprint(old)), old)
+            keystore.write_private(retired_file(fingerprint(old)), old)
         new = secrets.token_bytes(KEK_BYTES)
-        _write_private(path, new)
+        keystore.write_private(path, new)
     return (fingerprint(old) if old else ""), fingerprint(new)
 
 

@@ -123,8 +123,14 @@ def truncate(name: str, size: int) -> None:
 
 def write_file(name: str, data: bytes) -> None:
     """Replace file ``name`` atomically: a private temporary file, synced, renamed."""
-    target = directory() / name
-    temporary = target.with_name(f".{name}.{secrets.token_hex(6)}.tmp")
+    write_private(directory() / name, data)
+
+
+def write_private(target: Path, data: bytes) -> None:
+    """Replace ``target`` (0600) atomically, in or out of the key store (a KEK file on a
+    mounted secret): a private temporary file beside it, synced, renamed."""
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(descriptor, data)
