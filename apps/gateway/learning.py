@@ -165,6 +165,9 @@ def process_due(limit: int = 20) -> int:
             ).order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
         if process(pk):
             done += 1
+    LearnedFact.objects.filter(  # promotions whose process stopped: quarantined again
+        state=FactState.PROMOTING, decided_at__lt=timezone.now() - CLAIM).update(
+        state=FactState.QUARANTINED, decided_at=None)
     for fact in LearnedFact.objects.filter(state=FactState.QUARANTINED,
                                            seen_count__gte=_threshold(),
                                            api_key__in=ApiKey.objects.active())[:limit]:
@@ -333,30 +336,43 @@ def _promote(fact: LearnedFact, principal: Principal | None, how: str,
              text: str | None = None, decided_by: str = "",
              then: Callable[[LearnedFact, Any], None] | None = None) -> LearnedFact:
     """Store the fact as a memory through ``services.ingest`` (the write path, audited) as
-    the key that taught it (else ``principal``), then mark it promoted — in one
-    transaction holding the fact's row, so an approval, a rejection and a promotion by
-    sighting that race are serialised: the first wins, the others find it decided (409)
-    and no memory is stored for a fact that is not promoted. ``then(fact, memory_id)``
-    runs in that transaction (the approval's audit entry)."""
+    the key that taught it (else ``principal``), then mark it promoted.
+
+    The fact is claimed first (quarantined → promoting, one conditional update), so an
+    approval, a rejection, an edit and a promotion by sighting that race are serialised:
+    the first wins, the others find it taken (409) and no memory is stored for a fact
+    that is not promoted. The memory is stored outside any transaction (embedding and
+    indexing hold no lock); marking it promoted and ``then(fact, memory_id)`` (the
+    approval's audit entry) commit together. A failed store gives the fact back to
+    quarantine; a process that dies between leaves it promoting until :func:`process_due`
+    gives it back after ``CLAIM`` (a memory already stored is found again by its hash)."""
     author = _teacher(fact) or principal
     if author is None:
         raise NotFound("the key that taught this fact is gone; approve it as an admin.")
-    with transaction.atomic():
-        locked = LearnedFact.objects.select_for_update().filter(pk=fact.pk).first()
-        if locked is None or locked.state != FactState.QUARANTINED:
-            raise Conflict(f"the fact is {locked.state if locked else 'gone'}; only a "
-                           "quarantined fact is promoted.", field="state")
-        content = redact(text if text is not None else locked.text)
+    if not LearnedFact.objects.filter(pk=fact.pk, state=FactState.QUARANTINED).update(
+            state=FactState.PROMOTING, decided_at=timezone.now()):
+        now = LearnedFact.objects.filter(pk=fact.pk).values_list("state", flat=True).first()
+        raise Conflict(f"the fact is {now or 'gone'}; only a quarantined fact is promoted.",
+                       field="state")
+    try:
+        claimed = LearnedFact.objects.get(pk=fact.pk)
+        content = redact(text if text is not None else claimed.text)
         stored = services.ingest(author, {
             "content": content, "confidence": PROMOTED_CONFIDENCE, "tags": [LEARNED_TAG],
             "metadata": {"source": "gateway", "learned_fact": str(fact.pk)},
-            **({"session_id": locked.session_id} if locked.session_id else {})},
+            **({"session_id": claimed.session_id} if claimed.session_id else {})},
             namespace=fact.namespace.slug)
-        LearnedFact.objects.filter(pk=fact.pk).update(
-            state=FactState.PROMOTED, memory_id=stored.memory.pk, text=content,
-            confidence=PROMOTED_CONFIDENCE, decided_by=decided_by, decided_at=timezone.now())
-        if then is not None:
-            then(locked, stored.memory.pk)
+        with transaction.atomic():
+            LearnedFact.objects.filter(pk=fact.pk, state=FactState.PROMOTING).update(
+                state=FactState.PROMOTED, memory_id=stored.memory.pk, text=content,
+                confidence=PROMOTED_CONFIDENCE, decided_by=decided_by,
+                decided_at=timezone.now())
+            if then is not None:
+                then(claimed, stored.memory.pk)
+    except BaseException:
+        LearnedFact.objects.filter(pk=fact.pk, state=FactState.PROMOTING).update(
+            state=FactState.QUARANTINED, decided_at=None)
+        raise
     metrics.PROMOTED.labels(how=how).inc()
     fact.refresh_from_db()
     return fact

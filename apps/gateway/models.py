@@ -58,6 +58,8 @@ class PendingExchange(models.Model):
 
 class FactState(models.TextChoices):
     QUARANTINED = "quarantined", "Quarantined"
+    #: Claimed by a promotion storing its memory (apps/gateway/learning.py ``_promote``).
+    PROMOTING = "promoting", "Being promoted"
     PROMOTED = "promoted", "Promoted"
     REJECTED = "rejected", "Rejected"
 

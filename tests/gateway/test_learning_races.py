@@ -97,3 +97,29 @@ def test_two_approvals_at_once_store_one_memory(fact, team_admin):
     assert outcomes.count("approved") == 1, outcomes
     assert Memory.objects.count() == 1
     assert LearnedFact.objects.get().state == FactState.PROMOTED
+
+
+def test_a_promotion_that_fails_to_store_gives_the_fact_back(monkeypatch, fact, team_admin):
+    from apps.memories import services
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("the embedder is down")
+
+    monkeypatch.setattr(services, "ingest", refused)
+    with pytest.raises(RuntimeError):
+        learning.approve(Principal.for_key(team_admin.key), fact)
+    fact.refresh_from_db()
+    assert (fact.state, fact.memory_id) == (FactState.QUARANTINED, None)
+    assert not Memory.objects.exists()
+
+
+def test_a_promotion_whose_process_stopped_is_quarantined_again(fact):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    LearnedFact.objects.filter(pk=fact.pk).update(
+        state=FactState.PROMOTING, decided_at=timezone.now() - learning.CLAIM - timedelta(1))
+    learning.process_due()
+    fact.refresh_from_db()
+    assert fact.state == FactState.QUARANTINED
