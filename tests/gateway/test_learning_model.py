@@ -85,7 +85,12 @@ def test_planted_secrets_reach_neither_the_extractor_nor_the_disk(learned, model
     answer = client.chat.completions.create(model="gpt-4o",
                                             messages=[{"role": "user", "content": PLANTED}])
     assert answer.choices[0].message.content == REPLY
-    found = learning.wait_for(lambda: learning.facts(learned.data), "the model's facts")
+    # The exchange's facts are applied one transaction each: wait for both.
+    def both() -> dict | None:
+        facts = learning.facts(learned.data)
+        return facts if len(facts) >= 2 else None
+
+    found = learning.wait_for(both, "the model's two facts")
     assert "The Avocet billing service talks to the ledger." in found
     assert "The Avocet key is [REDACTED:openai]." in found
     (extraction,) = _extractions(model)
