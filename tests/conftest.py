@@ -19,7 +19,8 @@ from tests.helpers.callers import Caller, make_caller
 #: databases for tests that run their own deployment on it.
 pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
                   "tests.plugins.fake_upstream", "tests.plugins.postgres_databases",
-                  "tests.plugins.people", "pytester"]
+                  "tests.plugins.people", "tests.plugins.connection_guard",
+                  "tests.plugins.static_files", "tests.plugins.embeddings_cache", "pytester"]
 
 
 @pytest.fixture(autouse=True)

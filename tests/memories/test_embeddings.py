@@ -10,6 +10,10 @@ from apps.memories.chroma_adapter import MemoryWebEmbeddingFunction
 from apps.memories.embeddings import get_embedder
 from apps.memories.vectorstore import get_vector_store
 
+#: The model itself on every text, not the suite's per-process cache of its vectors
+#: (tests/plugins/embeddings_cache.py), whose soundness these tests are.
+pytestmark = pytest.mark.uncached_embeddings
+
 TEXTS = [
     "short",
     "A somewhat longer sentence about the quarterly planning meeting and its agenda.",
