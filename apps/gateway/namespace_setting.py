@@ -60,7 +60,11 @@ class UpstreamOverride(StrictSerializer):
         "upstream key (read at each request; never stored in the database).")
 
     def validate_url(self, value: str) -> str:
-        parts = urlsplit(value.strip())
+        try:  # an invalid [IPv6] literal or a port above 65535 raises here
+            parts = urlsplit(value.strip())
+            parts.port  # noqa: B018 (read for its check)
+        except ValueError as exc:
+            raise serializers.ValidationError(f"is not a valid URL ({exc}).") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise serializers.ValidationError("must be an http(s) URL.")
         if parts.username or parts.password:

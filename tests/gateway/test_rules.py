@@ -216,3 +216,16 @@ def test_the_forward_reserve_keeps_a_failed_open_request_within_the_budget():
     assert forward_reserve(0.050) == pytest.approx(0.010)  # at least 10 ms
     assert forward_reserve(0.001) == pytest.approx(0.001)  # never more than the budget
     assert route_for("/proxy/v1/debug/stats").api == "stats"
+
+
+@pytest.mark.parametrize("url", ["https://[16c:2:f7]/v1", "https://[::1]:99999/v1",
+                                 "http://user:pw@example.com/v1", "https://example.com/v1?x=1"])
+def test_a_namespace_upstream_url_that_cannot_be_one_is_a_400(url):
+    """Schemathesis found an invalid IPv6 literal answering 500 (urlsplit raised)."""
+    from apps.gateway.namespace_setting import validate_gateway_settings
+
+    with pytest.raises(InvalidInput) as refused:
+        validate_gateway_settings({"upstreams": {"anthropic": {"url": url}}})
+    assert "url" in str(refused.value.field or "") + refused.value.message
+    assert validate_gateway_settings({"upstreams": {"openai": {"url": "https://[::1]:8443/v1/"}}}
+                                     ) == {"upstreams": {"openai": {"url": "https://[::1]:8443/v1"}}}
