@@ -63,8 +63,30 @@ def _context(namespace_id: int, version: int) -> bytes:
     return f"namespace:{int(namespace_id)}:v{int(version)}".encode()
 
 
+#: The file as last parsed, with the stat that identifies that version of it: every
+#: seal and open asks for a key, and a ``stat`` is all it then costs (a change by any
+#: process replaces the file, so its inode and mtime change with it).
+_parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+
+
 def _read() -> dict[str, Any]:
+    """The file's content, for reading only (:func:`_change` edits a fresh parse)."""
+    global _parsed
     path = keystore.directory() / FILE_NAME
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return {"format": FORMAT, "namespaces": {}, "shredded": {}}
+    signature = (found.st_ino, found.st_mtime_ns, found.st_size)
+    cached = _parsed
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    data = _parse(path)
+    _parsed = (signature, data)
+    return data
+
+
+def _parse(path: Any) -> dict[str, Any]:
     if not path.exists():
         return {"format": FORMAT, "namespaces": {}, "shredded": {}}
     try:
@@ -83,7 +105,7 @@ def _write(data: dict[str, Any]) -> None:
 def _change(edit: Callable[[dict[str, Any]], Any]) -> Any:
     """Read, edit and write the file under the key store's lock (every process)."""
     with keystore.locked():
-        data = _read()
+        data = _parse(keystore.directory() / FILE_NAME)
         result = edit(data)
         _write(data)
     return result
