@@ -63,7 +63,8 @@ async def relay(send, response: httpx.Response, told: dict[str, str], api: str,
         (name.encode(), value.encode()) for name, value in told.items()]
     chunks = response.aiter_raw()
     held: list[bytes] = []
-    if not is_stream(response):
+    streaming = is_stream(response)
+    if not streaming:
         size = 0
         try:
             async for chunk in chunks:
@@ -84,7 +85,7 @@ async def relay(send, response: httpx.Response, told: dict[str, str], api: str,
             async for chunk in chunks:
                 await _send(send, chunk, tap)
         except httpx.HTTPError as exc:
-            if is_stream(response):
+            if streaming:
                 await send({"type": "http.response.body", "more_body": True,
                             "body": error_event(api, "the upstream broke off mid-answer "
                                                 f"({type(exc).__name__}); the answer is "
