@@ -31,6 +31,18 @@ def audit_anchor(settings, tmp_path):
     return tmp_path / "audit-anchor.json"
 
 
+@pytest.fixture(autouse=True)
+def key_store_per_test(settings, tmp_path):
+    """Each test its own key store (data keys, erasure ledger) and nothing remembered
+    about which namespace ids are encrypted: ids start over with the database."""
+    from apps.memories import sealing
+
+    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
+    sealing.forget()
+    yield
+    sealing.forget()
+
+
 @pytest.fixture
 def alpha(db) -> Namespace:
     return create_namespace("alpha", "Team Alpha")

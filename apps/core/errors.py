@@ -126,6 +126,23 @@ _DRF_CODES = {
 }
 
 
+def sealed_data_error(exc: BaseException) -> Unavailable | None:
+    """An encrypted namespace's data that cannot be read (docs/encryption.md) as a 503
+    naming why — a key that is missing, destroyed or under another KEK, or a ciphertext
+    that does not open (changed, or moved from another row) — never garbage, never a 500
+    without a word."""
+    from apps.core.envelope import Undecryptable
+    from apps.core.key_providers import KeyUnavailable
+
+    if isinstance(exc, KeyUnavailable):
+        return Unavailable(f"this namespace's encryption key is not available: {exc}",
+                           code="key_unavailable")
+    if isinstance(exc, Undecryptable):
+        return Unavailable(f"stored data of this namespace could not be decrypted: {exc}",
+                           code="undecryptable")
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler: every API error leaves as the MemoryWeb error envelope."""
     from django.core.exceptions import RequestDataTooBig
@@ -133,6 +150,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     if isinstance(exc, ServiceError):
         return Response(exc.as_dict(), status=exc.status)
+    sealed = sealed_data_error(exc)
+    if sealed is not None:
+        return Response(sealed.as_dict(), status=sealed.status)
     if isinstance(exc, RequestDataTooBig):
         err = PayloadTooLarge("Request body is larger than the limit.", field=None)
         return Response(err.as_dict(), status=err.status)

@@ -76,3 +76,17 @@ class JsonApiErrorsMiddleware:
             if header in response:
                 replaced[header] = response[header]
         return replaced
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """An encrypted namespace's data that cannot be read (a key missing or destroyed, a
+        ciphertext that does not open) is a 503 naming why at every door that is not DRF
+        (whose handler says the same), the dashboard included — never a bare 500."""
+        from apps.core.errors import error_response, sealed_data_error
+
+        refusal = sealed_data_error(exception)
+        if refusal is None:
+            return None
+        if is_api_path(request.path):
+            return error_response(refusal.status, refusal.code, refusal.message)
+        return HttpResponse(refusal.message, status=refusal.status,
+                            content_type="text/plain; charset=utf-8")

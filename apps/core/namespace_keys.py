@@ -174,10 +174,18 @@ def data_key(namespace_id: int, version: int | None = None) -> tuple[int, bytes]
     return version, key
 
 
+#: The data key version the purpose keys are derived from: the namespace's first. Blind
+#: keyword tokens and keyed content hashes must stay the same across a rotation of the
+#: data key (the index and the dedup hashes would otherwise stop matching the moment a
+#: new version is current), so that version is kept as long as the namespace lives
+#: (:func:`retire` refuses it) and destroyed with the others when it is shredded.
+PURPOSE_VERSION = 1
+
+
 def subkey(namespace_id: int, purpose: str, version: int | None = None) -> bytes:
     """A key for one purpose (``blind-tokens``, ``content-hash``), derived from the data
-    key: destroyed with it, and never usable as it."""
-    _, key = data_key(namespace_id, version)
+    key (:data:`PURPOSE_VERSION` unless told): destroyed with it, and never usable as it."""
+    _, key = data_key(namespace_id, PURPOSE_VERSION if version is None else version)
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
                 info=f"memoryweb/{purpose}".encode()).derive(key)
 
@@ -206,6 +214,10 @@ def retire(namespace_id: int, version: int) -> None:
         if entry is None or int(entry["current"]) == int(version):
             raise KeyUnavailable(f"namespace {namespace_id}'s key version {version} is current "
                                  "or unknown; it cannot be retired.")
+        if int(version) == PURPOSE_VERSION:
+            raise KeyUnavailable(f"namespace {namespace_id}'s key version {PURPOSE_VERSION} "
+                                 "derives its keyword tokens and content hashes; it is kept "
+                                 "until the namespace is shredded.")
         entry["keys"].pop(str(version), None)
     _change(edit)
     _forget(namespace_id)

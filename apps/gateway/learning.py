@@ -281,7 +281,7 @@ def _existing_memory(namespace: Namespace, text: str) -> Memory | None:
     """A live memory of the namespace that says ``text``: the same content hash, else the
     nearest stored vector at the namespace's near-duplicate threshold (best effort: with
     the embedder or the vector index down, only the hash counts)."""
-    same = (Memory.objects.live().filter(namespace=namespace, content_hash=content_hash(text),
+    same = (Memory.objects.live().filter(namespace=namespace, content_hash=content_hash(text, namespace),
                                          event_type="").order_by("created_at").first())
     if same is not None:
         return same

@@ -81,7 +81,7 @@ def _facts_matching(namespace: Namespace, ids: Sequence[Any], hashes: set[str],
                      .values_list("pk", flat=True))
     if hashes:
         found |= {pk for pk, text in query.values_list("pk", "text").iterator(chunk_size=2000)
-                  if content_hash(text) in hashes}
+                  if content_hash(text, namespace) in hashes}
     return list(found)
 
 

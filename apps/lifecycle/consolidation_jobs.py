@@ -44,7 +44,7 @@ from apps.core.roles import Action, Role
 from apps.lifecycle import consolidation
 from apps.lifecycle.models import ConsolidationRun, ConsolidationRunMember
 from apps.lifecycle.representation import outcome_row
-from apps.memories import stores
+from apps.memories import sealing, stores
 from apps.memories.models import Memory
 from apps.ops.jobs import Heartbeat, stale_before
 from apps.tenancy.models import ApiKey, Namespace
@@ -322,8 +322,8 @@ def result_row(run: ConsolidationRun) -> dict[str, Any] | None:
         return None
     result = dict(run.result)
     survivors = [p["survivor"] for p in result.get("proposals") or []]
-    texts = {str(pk): content for pk, content in Memory.objects.filter(
-        namespace_id=run.namespace_id, pk__in=survivors).values_list("pk", "content")}
+    texts = {str(pk): content for pk, content in sealing.texts(Memory.objects.filter(
+        namespace_id=run.namespace_id, pk__in=survivors))}
     result["proposals"] = [{**p, "merged_content": texts[p["survivor"]]}
                            for p in result.get("proposals") or [] if p["survivor"] in texts]
     return result

@@ -33,6 +33,7 @@ from typing import Any
 
 from django.conf import settings
 
+from apps.memories import sealing
 from apps.memories.lexical import CONTEXT_CHARS
 from apps.memories.models import Memory
 
@@ -63,7 +64,7 @@ def assign(namespace_id: int, memories: Sequence[Memory]) -> None:
             continue
         if session not in previous:
             previous[session] = (Memory.objects.filter(namespace_id=namespace_id, session_id=session)
-                                 .order_by("-created_at").only("pk", "content").first())
+                                 .order_by("-created_at").only("pk", "namespace_id", "content").first())
         before = previous[session]
         if before is not None:
             memory.context_memory = before
@@ -84,7 +85,7 @@ def index_texts(memories: Sequence[Memory]) -> list[str]:
     wanted = {m.context_memory_id for m in memories
               if m.context_memory_id is not None and not _CONTEXT_FIELD.is_cached(m)}
     contents: dict[Any, str] = dict(
-        Memory.objects.filter(pk__in=wanted).values_list("pk", "content")) if wanted else {}
+        sealing.texts(Memory.objects.filter(pk__in=wanted))) if wanted else {}
     texts = []
     for memory in memories:
         context = None

@@ -100,7 +100,7 @@ def snapshot(memory: Memory, undo: Iterable[MemoryVersion], version: int,
     values["version"] = version
     values["updated_at"] = updated_at
     if values["content"] != memory.content:
-        values["content_hash"] = content_hash(values["content"])
+        values["content_hash"] = content_hash(values["content"], memory.namespace_id)
     copy = Memory(**values)
     if Memory.namespace.is_cached(memory):
         copy.namespace = memory.namespace  # doors format the row with it: no extra query

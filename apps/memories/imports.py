@@ -246,7 +246,7 @@ def _import_batch(principal: Principal, ns: Namespace, records: list[ImportRecor
         history = cleaned.pop("versions")
         cleaned.setdefault("created_at", timezone.now())
         cleaned.setdefault("updated_at", cleaned["created_at"])
-        memory = Memory(id=pk, namespace=ns, content_hash=content_hash(cleaned["content"]),
+        memory = Memory(id=pk, namespace=ns, content_hash=content_hash(cleaned["content"], ns),
                         **cleaned)
         memories.append(memory)
         versions += [MemoryVersion(memory=memory, **v) for v in history]

@@ -43,6 +43,7 @@ import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -101,6 +102,18 @@ def query_terms(terms: Sequence[str]) -> list[str] | None:
     return found
 
 
+def _counts(content: str | list[str], context: str | list[str] | None) -> tuple[Counter, Counter]:
+    """A row's term counts: its own words and its context's first ``CONTEXT_CHARS``
+    characters, tokenized here; or, from an encrypted namespace (blind_tokens.py), lists
+    of its blind tokens, already normalised and cut, counted as they are."""
+    from apps.memories.lexical import CONTEXT_CHARS
+
+    if isinstance(content, list):
+        return Counter(content), Counter(context or ())
+    own = Counter(tokens(content))
+    return own, (Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter())
+
+
 class NamespaceIndex:
     """One namespace's documents (memories) and postings; not thread-safe by itself
     (keyword_index_log.py holds ``lock`` around every use)."""
@@ -150,15 +163,13 @@ class NamespaceIndex:
 
     # --- writes -----------------------------------------------------------------------
 
-    def add(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
+    def add(self, rows: Iterable[tuple[str, Any, Any]]) -> None:
         """Index memories given as (id hex, content, context text or None), replacing any
-        held under the same id. The context is cut to ``CONTEXT_CHARS`` characters."""
-        from apps.memories.lexical import CONTEXT_CHARS
-
+        held under the same id. The context is cut to ``CONTEXT_CHARS`` characters.
+        Blind tokens come as lists of tokens instead (``_counts``)."""
         for memory_id, content, context in rows:
             self.remove([memory_id])
-            own = Counter(tokens(content))
-            ctx = Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter()
+            own, ctx = _counts(content, context)
             doc = len(self._ids)
             self._version += 1
             self._grow(doc + 1)
@@ -173,20 +184,17 @@ class NamespaceIndex:
                 self._tail.setdefault(term, []).append((doc, own.get(term, 0), ctx.get(term, 0)))
                 self._tail_size += 1
 
-    def load(self, rows: Iterable[tuple[str, str, str | None]]) -> None:
+    def load(self, rows: Iterable[tuple[str, Any, Any]]) -> None:
         """Fill an empty index (a build from SQL): postings gathered in flat int arrays,
         then laid out as CSR, never as per-posting Python objects (their peak was several
         times the index's size)."""
-        from apps.memories.lexical import CONTEXT_CHARS
-
         assert not self._ids, "load() fills an empty index"
         vocab: dict[str, int] = {}
         tids, docs, owns, ctxs, lengths = (array("i") for _ in range(5))
         for memory_id, content, context in rows:
             if memory_id in self._doc:
                 continue
-            own = Counter(tokens(content))
-            ctx = Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter()
+            own, ctx = _counts(content, context)
             doc = len(self._ids)
             self._ids.append(memory_id)
             self._doc[memory_id] = doc

@@ -38,12 +38,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
+from apps.memories import blind_tokens
 from apps.memories.keyword_index import NamespaceIndex, query_terms
 
 #: Ids per statement.
@@ -110,11 +112,17 @@ def _changes(namespace_id: int, after: int) -> list[tuple[int, str | None, str]]
         return cursor.fetchall()
 
 
-def _texts(namespace_id: int, memory_ids: Sequence[str] | None) -> Iterable[tuple[str, str, str | None]]:
+def _texts(namespace_id: int, memory_ids: Sequence[str] | None) -> Iterable[tuple[str, Any, Any]]:
     """(id hex, content, context content) of these memories of the namespace as SQL has
-    them now (every memory of it for None)."""
+    them now (every memory of it for None). An encrypted namespace's come as lists of
+    blind tokens (blind_tokens.py: read through the ORM, which opens the sealed text)."""
     from apps.memories.models import Memory
 
+    if blind_tokens.encrypted(namespace_id):
+        blinder = blind_tokens.for_namespace(namespace_id)
+        for pk, content, context, _ in blind_tokens.plaintexts(namespace_id, memory_ids):
+            yield pk, blinder.terms(content), blinder.terms(blind_tokens.context_cut(context))
+        return
     rows = Memory.objects.filter(namespace_id=namespace_id)
     fields = ("pk", "content", "context_memory__content")
     if memory_ids is None:
@@ -242,10 +250,12 @@ class Indexes:
     # --- what lexical.search and the store registry ask ------------------------------
 
     def search(self, namespace_id: int, terms: Sequence[str], limit: int, weight: float,
-               candidates: QuerySet | None = None) -> list[tuple[str, float]] | None:
+               candidates: QuerySet | None = None, index_terms: Sequence[str] | None = None,
+               ) -> list[tuple[str, float]] | None:
         """Best (memory id hex, score) of the namespace, best first; None when a term is a
-        multi-token phrase (the SQL engine answers those)."""
-        phrases = query_terms(terms)
+        multi-token phrase (the SQL engine answers those). ``index_terms``: the query as
+        index terms already (an encrypted namespace's blind tokens), ``terms`` unused."""
+        phrases = query_terms(terms) if index_terms is None else list(index_terms)
         if phrases is None:
             return None
         index = self.synced(namespace_id)

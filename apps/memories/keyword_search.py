@@ -107,16 +107,25 @@ def sqlite(cursor, table: str, terms: Sequence[str], *, limit: int, weight: floa
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
+#: The tsvector columns and text search configurations ``postgresql`` may be given.
+_COLUMNS = {"m.search", "m.blind_search"}
+_CONFIGS = {"english", "simple"}
+
+
 def postgresql(cursor, namespace_id: int, terms: Sequence[str], engine_query: str, *, limit: int,
-               weight: float, restrict: str, restrict_params: Sequence) -> list[tuple[str, float]]:
+               weight: float, restrict: str, restrict_params: Sequence, config: str = "english",
+               column: str = "m.search") -> list[tuple[str, float]]:
     """ts_rank_cd over the memory's tsvector (and its context's, by ``weight``), bounded
-    above the window (module docstring)."""
+    above the window (module docstring). An encrypted namespace's query passes its blind
+    tokens with ``config`` "simple" and ``column`` "m.blind_search" (lexical.py)."""
+    if column not in _COLUMNS or config not in _CONFIGS:  # formatted into the statement
+        raise ValueError(f"unknown tsvector column {column!r} or configuration {config!r}")
     if weight > 0:
-        score = ("ts_rank_cd(m.search, q) + %s * ts_rank_cd(coalesce(m.context_search, "
+        score = (f"ts_rank_cd({column}, q) + %s * ts_rank_cd(coalesce(m.context_search, "
                  "''::tsvector), q)")
-        match, first = "(m.search @@ q OR m.context_search @@ q)", [float(weight)]
+        match, first = f"({column} @@ q OR m.context_search @@ q)", [float(weight)]
     else:
-        score, match, first = "ts_rank_cd(m.search, q)", "m.search @@ q", []
+        score, match, first = f"ts_rank_cd({column}, q)", f"{column} @@ q", []
     bound, bound_args = "", []
     window = settings.MEMORYWEB_LEXICAL_WINDOW
     if window:
@@ -124,22 +133,23 @@ def postgresql(cursor, namespace_id: int, terms: Sequence[str], engine_query: st
                        "ORDER BY created_at DESC OFFSET %s LIMIT 1", [namespace_id, window])
         row = cursor.fetchone()
         if row is not None:
-            rare = _rare_before(cursor, namespace_id, terms, row[0], match)
+            rare = _rare_before(cursor, namespace_id, terms, row[0], match, config)
             bound, bound_args = " AND (m.created_at > %s OR m.id = ANY(%s::uuid[]))", [row[0], rare]
     cursor.execute(
-        f"SELECT m.id, {score} AS score FROM memories_memory m, to_tsquery('english', %s) q "
+        f"SELECT m.id, {score} AS score FROM memories_memory m, to_tsquery('{config}', %s) q "
         f"WHERE {match} AND m.namespace_id = %s{bound}{restrict} ORDER BY score DESC, m.id LIMIT %s",
         [*first, engine_query, namespace_id, *bound_args, *restrict_params, limit])
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
-def _rare_before(cursor, namespace_id: int, terms: Sequence[str], before, match: str) -> list:
+def _rare_before(cursor, namespace_id: int, terms: Sequence[str], before, match: str,
+                 config: str = "english") -> list:
     """Ids of the namespace's memories from ``before`` or earlier that hold one of the
     terms found there at most ``MEMORYWEB_LEXICAL_RARE_DF`` times (PostgreSQL)."""
     cap = settings.MEMORYWEB_LEXICAL_RARE_DF
     found: list = []
     for term in terms:
-        cursor.execute(f"SELECT m.id FROM memories_memory m, to_tsquery('english', %s) q "
+        cursor.execute(f"SELECT m.id FROM memories_memory m, to_tsquery('{config}', %s) q "
                        f"WHERE {match} AND m.namespace_id = %s AND m.created_at <= %s LIMIT %s",
                        [term, namespace_id, before, cap + 1])
         ids = [row[0] for row in cursor.fetchall()]

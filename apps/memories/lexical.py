@@ -9,6 +9,13 @@ elsewhere. The services keep the table in step inside the write's transaction
 dropped with the namespace. PostgreSQL: a generated tsvector column (migration 0002),
 ranked by ts_rank_cd without corpus statistics, so nothing here applies to it.
 
+Encrypted namespaces (docs/encryption.md): the index holds blind tokens, never words
+(blind_tokens.py). The rows are read through the ORM (SQL holds ciphertext) and written
+as token text into the same FTS5 columns (PostgreSQL: ``blind_search`` and
+``context_search`` under the ``simple`` configuration, migration 0021); ``search`` and
+``prune_common`` blind the query's terms with the namespace's key before they reach the
+engine. A namespace without its key raises KeyUnavailable, never a word query.
+
 Queries are built from the user's words only: the text is split into word tokens,
 common English stopwords are dropped, and each token is quoted (FTS5) or passed as a
 bare lexeme (PostgreSQL), so quotes, ``NEAR``, ``*``, ``-`` or parentheses in a query
@@ -30,7 +37,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
 
-from apps.memories import keyword_index_log, keyword_search
+from apps.memories import blind_tokens, keyword_index_log, keyword_search
 
 MAX_TERMS = 32
 
@@ -58,6 +65,9 @@ class LexicalQuery:
     #: The namespace's document count per term when ``prune_common`` looked them up
     #: (``search`` reuses them rather than asking the vocabulary twice).
     frequency: tuple[tuple[str, int], ...] | None = None
+    #: How ``engine_query`` joins the terms ("OR", or "AND" for a lookup of every word):
+    #: an encrypted namespace's query is rebuilt from the blinded terms with it.
+    operator: str = "OR"
 
 
 def build_query(text: str) -> LexicalQuery:
@@ -132,8 +142,10 @@ def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None
 def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, int] | None:
     """How many of the namespace's memories hold each term (by its Porter stem, from the
     table's FTS5 vocabulary; 0 if the stem is not there), or None without a table."""
-    stems = {term: _stem(term) for term in terms}
-    unique = sorted(set(stems.values()))
+    stems = _vocab_terms(namespace_id, terms)
+    unique = sorted({stem for stem in stems.values() if stem is not None})
+    if not unique:
+        return dict.fromkeys(terms, 0)
     try:
         cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
                        f"({', '.join(['%s'] * len(unique))})", unique)
@@ -142,7 +154,18 @@ def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, i
             return None
         raise
     counts = dict(cursor.fetchall())
-    return {term: counts.get(stem, 0) for term, stem in stems.items()}
+    return {term: counts.get(stem, 0) if stem is not None else 0 for term, stem in stems.items()}
+
+
+def _vocab_terms(namespace_id: int, terms: Sequence[str]) -> dict[str, str | None]:
+    """Each query term as the fts5vocab holds it: its Porter stem, or in an encrypted
+    namespace the blind token of its one index term (None for a phrase of several or
+    none, which counts 0 there as its stem, not a vocabulary entry, does in the clear)."""
+    if not blind_tokens.encrypted(namespace_id):
+        return {term: _stem(term) for term in terms}
+    blinder = blind_tokens.for_namespace(namespace_id)
+    found = {term: blinder.terms(term) for term in terms}
+    return {term: parts[0] if len(parts) == 1 else None for term, parts in found.items()}
 
 
 def _total_rows(cursor, namespace_id: int) -> int:
@@ -172,16 +195,15 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
     if not query.terms:
         return []
     weight = settings.MEMORYWEB_LEXICAL_CONTEXT_WEIGHT if context_weight is None else context_weight
+    if blind_tokens.encrypted(namespace_id):
+        return _search_blind(namespace_id, query, limit, candidates, weight)
     if keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query:
         # The in-memory engine (keyword_index.py): the same BM25 without scoring every
         # match in SQL. OR queries only (a lookup's every-word or phrase query stays SQL).
         found = keyword_index_log.indexes().search(namespace_id, query.terms, limit, weight, candidates)
         if found is not None:
             return [(uuid.UUID(pk), score) for pk, score in found]
-    restrict, params = "", []
-    if candidates is not None:
-        subquery, params = candidates.values("id").query.sql_with_params()
-        restrict = f" AND {'m.id' if connection.vendor == 'postgresql' else 'memory_id'} IN ({subquery})"
+    restrict, params = _restrict(candidates)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             found = keyword_search.postgresql(cursor, namespace_id, query.terms, query.engine_query,
@@ -199,6 +221,72 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
                 if _is_missing_table(exc):  # no memory was ever written to this namespace
                     return []
                 raise
+    return [(_as_uuid(pk), score) for pk, score in found]
+
+
+def _restrict(candidates: QuerySet | None) -> tuple[str, list]:
+    if candidates is None:
+        return "", []
+    subquery, params = candidates.values("id").query.sql_with_params()
+    column = "m.id" if connection.vendor == "postgresql" else "memory_id"
+    return f" AND {column} IN ({subquery})", list(params)
+
+
+def blind_pg_query(blinder: blind_tokens.Blinder, query: LexicalQuery) -> str | None:
+    """PostgreSQL: the query over an encrypted namespace's tokens (``to_tsquery('simple',
+    …)``): each term's tokens as a phrase, joined as the query joins its terms; None when
+    no term has a token (nothing matches, as in the clear)."""
+    operands = [" <-> ".join(blinder.terms(term)) for term in query.terms]
+    operands = [operand for operand in operands if operand]
+    return (" & " if query.operator == "AND" else " | ").join(operands) if operands else None
+
+
+def _search_blind(namespace_id: int, query: LexicalQuery, limit: int,
+                  candidates: QuerySet | None, weight: float) -> list[tuple[uuid.UUID, float]]:
+    """``search`` in an encrypted namespace: each term becomes the phrase of blind tokens
+    the index holds for it (blind_tokens.py), joined as the query joined them, so the
+    engine computes the scores it would on the words. KeyUnavailable propagates."""
+    blinder = blind_tokens.for_namespace(namespace_id)
+    phrases = tuple(blinder.phrase(term) for term in query.terms)
+    if keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query:
+        terms = blind_tokens.index_terms(blinder, query.terms)
+        if all(len(parts) <= 1 for parts in terms):
+            found = keyword_index_log.indexes().search(
+                namespace_id, (), limit, weight, candidates,
+                index_terms=[parts[0] for parts in terms if parts])
+            if found is not None:
+                return [(uuid.UUID(pk), score) for pk, score in found]
+    restrict, params = _restrict(candidates)
+    if connection.vendor == "postgresql":
+        engine_query = blind_pg_query(blinder, query)
+        if engine_query is None:
+            return []
+        operands = [" <-> ".join(phrase.split()) for phrase in phrases if phrase]
+        with connection.cursor() as cursor:
+            found = keyword_search.postgresql(
+                cursor, namespace_id, operands, engine_query, limit=limit, weight=weight,
+                restrict=restrict, restrict_params=params, config="simple",
+                column="m.blind_search")
+        return [(_as_uuid(pk), score) for pk, score in found]
+    expression = f" {query.operator} ".join(f'"{phrase}"' for phrase in phrases)
+
+    def frequency() -> dict[str, int] | None:
+        counts = (dict(query.frequency) if query.frequency is not None
+                  else _frequencies(cursor, namespace_id, query.terms))
+        if counts is None:
+            return None
+        return {phrase: counts.get(term, 0) for term, phrase in zip(query.terms, phrases, strict=True)}
+
+    with connection.cursor() as cursor:
+        try:
+            found = keyword_search.sqlite(
+                cursor, fts_table(namespace_id), phrases, limit=limit, weight=weight,
+                restrict=restrict, restrict_params=params, expression=expression,
+                frequency=frequency)
+        except OperationalError as exc:
+            if _is_missing_table(exc):
+                return []
+            raise
     return [(_as_uuid(pk), score) for pk, score in found]
 
 
@@ -275,6 +363,9 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
 
 
 def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+    if blind_tokens.encrypted(namespace_id):
+        _add_blind(namespace_id, memory_ids)
+        return
     if connection.vendor == "postgresql":
         _set_context_search(memory_ids)
         return
@@ -285,6 +376,38 @@ def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
         for part in _chunks(memory_ids):
             cursor.execute(_insert_rows(namespace_id, f" AND m.id IN ({', '.join(['%s'] * len(part))})"),
                            [namespace_id, *part])
+
+
+def _add_blind(namespace_id: int, memory_ids: Sequence[uuid.UUID] | None, rebuild: bool = False,
+               ) -> int:
+    """Index memories of an encrypted namespace (every one for None) as blind tokens,
+    read through the ORM (SQL holds ciphertext); how many. Same columns as the clear:
+    FTS5's ``content``/``context``, or PostgreSQL's ``blind_search``/``context_search``.
+    ``rebuild``: the table is replaced, once every row's tokens are made (a key that is
+    missing fails before anything is dropped)."""
+    rows = list(blind_tokens.blinded_rows(namespace_id, memory_ids))
+    if rebuild and connection.vendor == "sqlite":
+        drop(namespace_id)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            for start in range(0, len(rows), _CHUNK):
+                part = rows[start:start + _CHUNK]
+                cursor.execute(
+                    "UPDATE memories_memory m SET blind_search = to_tsvector('simple', t.content), "
+                    "context_search = CASE WHEN t.has_context THEN to_tsvector('simple', t.context) END "
+                    "FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bool[]) "
+                    "AS t(id, content, context, has_context) WHERE m.id = t.id",
+                    [[r[0] for r in part], [r[1] for r in part], [r[2] for r in part],
+                     [r[3] is not None for r in part]])
+        return len(rows)
+    if connection.vendor != "sqlite":
+        return 0
+    with connection.cursor() as cursor:
+        _create(cursor, namespace_id)
+        if rows:
+            cursor.executemany(f"INSERT INTO {fts_table(namespace_id)}(memory_id, content, "
+                               "context, context_id) VALUES (%s, %s, %s, %s)", rows)
+    return len(rows)
 
 
 def _set_context_search(memory_ids: Sequence[uuid.UUID | str] | None, namespace_id: int | None = None,
@@ -367,6 +490,8 @@ def rebuild(namespace_id: int) -> int:
     """
     if keyword_index_log.enabled():
         keyword_index_log.log(namespace_id, (), "rebuild")
+    if blind_tokens.encrypted(namespace_id):
+        return _add_blind(namespace_id, None, rebuild=True)
     if connection.vendor == "postgresql":
         _set_context_search(None, namespace_id)
     if connection.vendor != "sqlite":

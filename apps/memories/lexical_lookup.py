@@ -8,17 +8,24 @@ example and com found 534 memories. The engines only narrow the candidates (FTS5
 jane@example.com into a phrase of three words, PostgreSQL keeps it one token); each
 exact item is then checked on the text itself, so mary.jane@example.com or
 jane@example.com.au never count as jane@example.com.
+
+In an encrypted namespace the engine matches blind tokens (lexical.search blinds the
+words and each exact item's parts with the namespace's key), and the exact check reads
+the memories' text through the ORM, which opens it: nothing here reads words back from
+the index, which has none.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
 from django.db.models import QuerySet
 
+from apps.memories import blind_tokens, sealing
 from apps.memories.lexical import _CHUNK, _WORD, MAX_TERMS, STOPWORDS, LexicalQuery, _stem, search
 
 _QUOTES = "\"“”„"
@@ -116,7 +123,7 @@ def _lookup_query(words: list[str], exact: list[str], match_all: bool) -> Lexica
     else:
         phrases = ['"' + " ".join(_PARTS.findall(item)) + '"' for item in exact]
         engine_query = (" AND " if match_all else " OR ").join([*(f'"{w}"' for w in words), *phrases])
-    return LexicalQuery((*words, *exact), engine_query)
+    return LexicalQuery((*words, *exact), engine_query, operator="AND" if match_all else "OR")
 
 
 def _exact_pattern(item: str) -> re.Pattern[str]:
@@ -150,6 +157,14 @@ def lookup(namespace_id: int, query: Lookup, limit: int,
         fetch *= 4
 
 
+def _texts(namespace_id: int, memories: QuerySet) -> Iterable[tuple[uuid.UUID, str]]:
+    """``(pk, content)``: as stored, or opened through the ORM in an encrypted namespace
+    (its column holds ciphertext; ``sealing.texts`` opens it)."""
+    if blind_tokens.encrypted(namespace_id):
+        return sealing.texts(memories)
+    return memories.values_list("pk", "content")
+
+
 def _exact_verdicts(namespace_id: int, query: Lookup, ids: list[uuid.UUID]) -> dict[uuid.UUID, bool]:
     """Per memory: does it satisfy the lookup, exact items checked on its text? With
     "any", a memory that has none of the exact items passes if a plain word matched
@@ -161,7 +176,7 @@ def _exact_verdicts(namespace_id: int, query: Lookup, ids: list[uuid.UUID]) -> d
     verdicts: dict[uuid.UUID, bool] = {}
     for start in range(0, len(ids), _CHUNK):
         part = ids[start:start + _CHUNK]
-        for pk, content in Memory.objects.filter(pk__in=part).values_list("pk", "content"):
+        for pk, content in _texts(namespace_id, Memory.objects.filter(pk__in=part)):
             verdicts[pk] = check(pattern.search(content) for pattern in patterns)
     missing = {pk: False for pk in ids if pk not in verdicts}  # deleted meanwhile
     failed = [pk for pk, ok in verdicts.items() if not ok]

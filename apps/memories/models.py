@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core import namespace_keys
+from apps.core.errors import Conflict
 from apps.core.kinds import MemoryKind
 from apps.core.scoping import NamespaceScopedQuerySet
+from apps.memories import sealing
 from apps.tenancy.models import Namespace
 
 
-def content_hash(content: str) -> str:
-    """SHA-256 of the whitespace-normalised content (indexed per namespace for dedup, issue 3)."""
+def content_hash(content: str, namespace: Namespace | int | None = None) -> str:
+    """SHA-256 of the whitespace-normalised content (indexed per namespace for dedup, issue 3).
+
+    In an encrypted namespace (docs/encryption.md) an HMAC-SHA256 under the namespace's
+    ``content-hash`` key instead: a plain hash of a short memory ("yes", a name) would
+    give its text away to a dictionary, and the key dies with the namespace's data key.
+    Pass the namespace wherever the hash is stored or compared.
+    """
     normalised = " ".join(content.split())
+    namespace_id = namespace if isinstance(namespace, int) or namespace is None else namespace.pk
+    if sealing.namespace_encrypted(namespace_id, None if isinstance(namespace, int) else namespace):
+        key = namespace_keys.subkey(namespace_id, "content-hash")
+        return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
@@ -30,6 +44,30 @@ class MemoryQuerySet(NamespaceScopedQuerySet):
     def current(self) -> MemoryQuerySet:
         """Not superseded by a consolidation (default lists and recall show only these)."""
         return self.filter(superseded_by__isnull=True)
+
+    def bulk_update(self, objs, fields, batch_size=None) -> int:
+        """Django's bulk_update writes ``getattr(obj, field)`` without ``pre_save``: here
+        the sealed fields of an encrypted namespace's memories are sealed first
+        (apps/memories/sealing.py), so a bulk edit never stores their text in clear."""
+        objs = list(objs)
+        sealed = [name for name in sealing.sealed_fields(self.model) if name in fields]
+        if "namespace" in fields and any(
+                sealing.namespace_encrypted(o.namespace_id) for o in objs):
+            raise Conflict("memories of an encrypted namespace cannot be moved to another "
+                           "namespace yet (docs/encryption.md, \"Not yet\").", field="namespace")
+        held: list[tuple[Memory, str, object]] = []
+        try:
+            for obj in objs:
+                for name in sealed:
+                    field = self.model._meta.get_field(name)
+                    value = sealing.outgoing(field, obj)
+                    if value is not None:
+                        held.append((obj, field.attname, obj.__dict__.get(field.attname)))
+                        obj.__dict__[field.attname] = value
+            return super().bulk_update(objs, fields, batch_size=batch_size)
+        finally:
+            for obj, attname, value in held:
+                obj.__dict__[attname] = value
 
 
 class EventType(models.TextChoices):
@@ -50,7 +88,9 @@ class EventType(models.TextChoices):
 class Memory(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="memories")
-    content = models.TextField()
+    content = sealing.SealedTextField(
+        help_text="What the memory says; AES-256-GCM ciphertext in an encrypted namespace "
+        "(apps/memories/sealing.py).")
     kind = models.CharField(max_length=32, choices=MemoryKind.choices, default=MemoryKind.FACT)
     tags = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
@@ -216,7 +256,8 @@ class MemoryVersion(models.Model):
     version = models.PositiveIntegerField(help_text="The memory's version after this edit.")
     changed_by = models.CharField(max_length=160)
     changed_at = models.DateTimeField(default=timezone.now)
-    changes = models.JSONField(help_text='{"field": {"before": ..., "after": ...}}')
+    changes = sealing.SealedVersionChanges(
+        help_text='{"field": {"before": ..., "after": ...}}; sealed in an encrypted namespace.')
 
     class Meta:
         ordering = ["memory", "-version"]

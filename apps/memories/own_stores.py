@@ -76,7 +76,7 @@ def _keyword_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
 def _keyword_rebuild(namespace: Namespace, progress: Progress) -> int | None:
     from apps.memories import lexical
 
-    if connection.vendor != "sqlite":
+    if connection.vendor != "sqlite" and not namespace.encrypted:  # blind_search is written
         return None  # a generated column of the memory row: nothing to rebuild
     with transaction.atomic():  # recall never sees a half-built keyword table
         rows = lexical.rebuild(namespace.pk)

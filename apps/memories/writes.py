@@ -523,7 +523,7 @@ def _apply(memory: Memory, values: Mapping[str, Any], edits: Mapping[str, Any]) 
     for name, value in values.items():
         setattr(memory, name, value)
     if "content" in edits:
-        memory.content_hash = content_hash(memory.content)
+        memory.content_hash = content_hash(memory.content, memory.namespace_id)
         memory.dedup_slot = None
     memory.version += 1
     memory.updated_at = timezone.now()

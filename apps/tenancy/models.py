@@ -91,6 +91,11 @@ class Namespace(models.Model):
         null=True, blank=True,
         help_text="Set when a system admin archives the namespace: its memories stay readable, "
         "writes are refused (409) until it is unarchived.")
+    encrypted = models.BooleanField(
+        default=False, editable=False,
+        help_text="Its memories' text is sealed under the namespace's own data key (kept "
+        "wrapped in MEMORYWEB_KEYSTORE_DIR) and its keyword index holds blind tokens; set by "
+        "create_namespace --encrypted, never turned off. See docs/encryption.md.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 

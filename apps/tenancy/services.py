@@ -13,6 +13,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.log import record as audit
+from apps.core import namespace_keys
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
 from apps.tenancy import key_cache
@@ -43,15 +44,23 @@ def _hash_key(raw: str) -> str:
 
 
 def create_namespace(slug: str, name: str = "", *,
-                     actor: Principal | str = "system:manage.py") -> Namespace:
+                     actor: Principal | str = "system:manage.py",
+                     encrypted: bool = False) -> Namespace:
     """A new namespace; ``actor`` is who the audit entry names (a principal, or the
-    command that created it)."""
+    command that created it). ``encrypted``: its data key is made in the key store in
+    the same transaction (docs/encryption.md), so an encrypted namespace never exists
+    without one; a key store that cannot take it fails the creation."""
     if not isinstance(slug, str) or not SLUG_RE.match(slug):
         raise InvalidInput("slug must be lowercase letters, digits, '-' or '_'.", field="slug")
     try:
         with transaction.atomic():
-            namespace = Namespace.objects.create(slug=slug, name=name or slug)
-            audit(actor, "namespace.create", namespace=namespace, summary={"name": namespace.name})
+            namespace = Namespace.objects.create(slug=slug, name=name or slug,
+                                                 encrypted=encrypted)
+            summary: dict[str, object] = {"name": namespace.name}
+            if encrypted:
+                summary["encrypted"] = True
+                summary["key_version"] = namespace_keys.create(namespace.pk, namespace.slug)
+            audit(actor, "namespace.create", namespace=namespace, summary=summary)
             return namespace
     except IntegrityError:
         raise Conflict(f"namespace {slug!r} already exists.", field="slug") from None

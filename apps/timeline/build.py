@@ -448,7 +448,7 @@ class Builder:
                               start=start, session_id=session_id)
         old = node.memory_id
         blocked = (node.status == NodeStatus.ERASED and content
-                   and content_hash(content) == node.erased_content_sha256)
+                   and content_hash(content, self.namespace) == node.erased_content_sha256)
         if blocked:  # the very text an erasure removed: the node stays empty
             content, texts, found = "", [], []
         if old and str(old) not in self.exclude:
@@ -458,7 +458,7 @@ class Builder:
             now = timezone.now()
             memory = Memory(
                 id=uuid.uuid4(), namespace=self.namespace, content=content,
-                content_hash=content_hash(content), kind=MemoryKind.SUMMARY,
+                content_hash=content_hash(content, self.namespace), kind=MemoryKind.SUMMARY,
                 agent_id=self.agent_id or SUMMARY_AGENT, occurred_at=start,
                 tags=["timeline", level], created_at=now, updated_at=now,
                 metadata={"timeline_node": str(node.pk), "level": level,

@@ -35,8 +35,9 @@ from django.db import transaction
 
 from apps.audit.log import record as audit
 from apps.core import conf as core_conf
+from apps.core.key_providers import KeyUnavailable
 from apps.core.kinds import MemoryKind
-from apps.memories import stores, writes
+from apps.memories import sealing, stores, writes
 from apps.memories.models import Memory, content_hash
 from apps.tenancy.models import Namespace
 from apps.timeline import changes, fingerprints, periods
@@ -123,9 +124,12 @@ def _remember(namespace: Namespace, ids: Sequence[Any]) -> None:
     if fingerprints.known(namespace.pk, ids):
         return
     prints: set[str] = set()
-    for part in stores.chunks([str(i) for i in ids]):
-        prints |= fingerprints.of_all(Memory.objects.filter(namespace=namespace, pk__in=part)
-                                      .values_list("content", flat=True).iterator())
+    try:
+        for part in stores.chunks([str(i) for i in ids]):
+            prints |= fingerprints.of_all(text for _, text in sealing.texts(
+                Memory.objects.filter(namespace=namespace, pk__in=part)))
+    except KeyUnavailable:  # a shredded key (a restore replaying a namespace's deletion):
+        prints = set()  # no text of it opens any more, its summaries' neither
     fingerprints.remember(namespace.pk, ids, prints)
 
 
@@ -263,7 +267,7 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
         return held
     suspects: list[set[str]] = []
     for text in _timeline_texts(namespace):
-        if content_hash(text) in hashes:
+        if content_hash(text, namespace) in hashes:
             held += 1
         elif prints and (hit := fingerprints.of(text) & prints):
             suspects.append(hit)
@@ -287,9 +291,9 @@ def _held_elsewhere(namespace: Namespace, wanted: set[str]) -> set[str]:
     aside: they are derived from the timeline, the very text being checked). Reads every
     such memory's content: done only when a part or an excerpt matched at all."""
     found: set[str] = set()
-    contents = (Memory.objects.filter(namespace=namespace).exclude(kind=MemoryKind.SUMMARY)
-                .values_list("content", flat=True))  # the erased rows are deleted by now
-    for text in contents.iterator(chunk_size=2000):
+    contents = sealing.texts(  # the erased rows are deleted by now
+        Memory.objects.filter(namespace=namespace).exclude(kind=MemoryKind.SUMMARY))
+    for _, text in contents:
         found |= fingerprints.of(text) & wanted
         if found == wanted:
             break

@@ -140,14 +140,20 @@ def test_a_new_version_keeps_the_old_until_retired():
     version, second = namespace_keys.data_key(3)
     assert version == 2 and second != first
     assert namespace_keys.data_key(3, 1) == (1, first)  # still opens what it sealed
+    tokens = namespace_keys.subkey(3, "blind-tokens")
+    assert namespace_keys.new_version(3) == 3
+    # Keyword tokens and content hashes outlive rotations: derived from version 1, kept.
+    assert namespace_keys.subkey(3, "blind-tokens") == tokens
     with pytest.raises(KeyUnavailable):
-        namespace_keys.retire(3, 2)  # never the current one
-    namespace_keys.retire(3, 1)
-    with pytest.raises(KeyUnavailable, match="no data key version 1"):
-        namespace_keys.data_key(3, 1)
+        namespace_keys.retire(3, 3)  # never the current one
+    with pytest.raises(KeyUnavailable, match="keyword tokens"):
+        namespace_keys.retire(3, 1)  # nor the one the purpose keys come from
+    namespace_keys.retire(3, 2)
+    with pytest.raises(KeyUnavailable, match="no data key version 2"):
+        namespace_keys.data_key(3, 2)
     (found,) = namespace_keys.status()
     assert (found.namespace_id, found.slug, found.current_version, found.versions) == (
-        3, "alpha", 2, (2,))
+        3, "alpha", 3, (1, 3))
     assert found.rotated_at is not None
 
 

@@ -47,7 +47,7 @@ import numpy as np
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput
-from apps.memories import context, history, lexical, sharing
+from apps.memories import context, history, lexical, sealing, sharing
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.recall import as_of_keywords
@@ -129,7 +129,7 @@ class AsOf:
                                    if state.content != rows[pk].content)
         linked = {s.context_memory_id for s in self.snapshots.values() if s.context_memory_id}
         if linked:
-            texts = dict(Memory.objects.filter(pk__in=linked).values_list("pk", "content"))
+            texts = dict(sealing.texts(Memory.objects.filter(pk__in=linked)))
             self.contexts = {pk: texts.get(s.context_memory_id, "")
                              for pk, s in self.snapshots.items() if s.context_memory_id}
 

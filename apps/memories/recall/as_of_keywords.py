@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 from django.db import OperationalError, connection, transaction
 
-from apps.memories import keyword_index_log, lexical
+from apps.memories import blind_tokens, keyword_index_log, lexical
 from apps.memories.keyword_index import K1, B, tokens
 
 #: (memory id, text at the moment, its conversation context's text or "").
@@ -42,18 +42,29 @@ def scores(namespace_id: int, query: lexical.LexicalQuery, texts: Sequence[Text]
     keyword channel would score them; empty when the engine cannot be matched."""
     if not texts or not query.terms:
         return []
+    # An encrypted namespace's index holds blind tokens (apps/memories/blind_tokens.py):
+    # the past text is scored as its tokens, never sent to or looked up as words.
+    blinder = blind_tokens.for_namespace(namespace_id) if blind_tokens.encrypted(namespace_id) else None
     if connection.vendor == "postgresql":
-        return [] if keyword_index_log.enabled() else _postgresql(query, texts, weight)
+        return [] if keyword_index_log.enabled() else _postgresql(query, texts, weight, blinder)
     if connection.vendor != "sqlite":
         return []
-    return _sqlite(namespace_id, query, texts, weight)
+    return _sqlite(namespace_id, query, texts, weight, blinder)
 
 
-def _postgresql(query: lexical.LexicalQuery, texts: Sequence[Text],
-                weight: float) -> list[tuple[uuid.UUID, float]]:
+def _postgresql(query: lexical.LexicalQuery, texts: Sequence[Text], weight: float,
+                blinder: blind_tokens.Blinder | None = None) -> list[tuple[uuid.UUID, float]]:
     """ts_rank_cd of each text (and its context's first characters, by ``weight``)."""
-    own = "to_tsvector('english', t.content)"
-    ctx = f"to_tsvector('english', left(t.context, {lexical.CONTEXT_CHARS}))"
+    config, cut, engine_query = "english", f"left(t.context, {lexical.CONTEXT_CHARS})", query.engine_query
+    if blinder is not None:
+        engine_query = lexical.blind_pg_query(blinder, query)
+        if engine_query is None:
+            return []
+        config, cut = "simple", "t.context"
+        texts = [(pk, blinder.text(content), blinder.text(blind_tokens.context_cut(context)))
+                 for pk, content, context in texts]
+    own = f"to_tsvector('{config}', t.content)"
+    ctx = f"to_tsvector('{config}', {cut})"
     if weight > 0:
         score, match, first = f"ts_rank_cd({own}, q) + %s * ts_rank_cd({ctx}, q)", \
             f"({own} @@ q OR {ctx} @@ q)", [float(weight)]
@@ -62,23 +73,24 @@ def _postgresql(query: lexical.LexicalQuery, texts: Sequence[Text],
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT t.i, {score} FROM unnest(%s::int[], %s::text[], %s::text[]) AS t(i, content, "
-            f"context), to_tsquery('english', %s) q WHERE {match}",
+            f"context), to_tsquery('{config}', %s) q WHERE {match}",
             [*first, list(range(len(texts))), [t[1] for t in texts], [t[2] for t in texts],
-             query.engine_query])
+             engine_query])
         return [(texts[index][0], float(value)) for index, value in cursor.fetchall()]
 
 
 def _sqlite(namespace_id: int, query: lexical.LexicalQuery, texts: Sequence[Text],
-            weight: float) -> list[tuple[uuid.UUID, float]]:
+            weight: float, blinder: blind_tokens.Blinder | None = None) -> list[tuple[uuid.UUID, float]]:
     """FTS5's bm25() of each text against the namespace's table statistics."""
     table = lexical.fts_table(namespace_id)
-    phrases = [tokens(term) for term in query.terms]
+    terms = tokens if blinder is None else blinder.terms
+    phrases = [terms(term) for term in query.terms]
     try:
         totals = _totals(table)
         if totals is None:
             return []
         rows, total_tokens = totals
-        frequency = _document_counts(table, query.terms, phrases, weight)
+        frequency = _document_counts(table, query.terms, phrases, weight, blinder is not None)
     except OperationalError as exc:
         if "no such table" in str(exc):  # nothing was ever written to the namespace
             return []
@@ -92,7 +104,7 @@ def _sqlite(namespace_id: int, query: lexical.LexicalQuery, texts: Sequence[Text
         idf.append(value if value > 0.0 else 1e-6)  # FTS5's clamp
     found = []
     for memory_id, content, context in texts:
-        own, ctx = tokens(content), tokens(context[:lexical.CONTEXT_CHARS]) if context else []
+        own, ctx = terms(content), terms(context[:lexical.CONTEXT_CHARS]) if context else []
         norm = K1 * (1 - B + B * (len(own) + len(ctx)) / average)
         score, matched = 0.0, False
         for phrase, term_idf in zip(phrases, idf, strict=True):
@@ -146,7 +158,7 @@ def _varints(block: bytes) -> list[int]:
 
 
 def _document_counts(table: str, terms: Sequence[str], phrases: Sequence[Sequence[str]],
-                     weight: float) -> Mapping[str, int]:
+                     weight: float, blind: bool = False) -> Mapping[str, int]:
     """How many of the namespace's rows match each term in the columns searched: the
     fts5vocab view for one-token terms over both columns (its ``doc``), a count of the
     phrase's matches otherwise (a ``foo_bar`` term, or the memory's own words only)."""
@@ -168,7 +180,7 @@ def _document_counts(table: str, terms: Sequence[str], phrases: Sequence[Sequenc
                 counts[term] = 0
                 continue
             cursor.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH %s",
-                           [f'{columns} : ("{term}")'])
+                           [f'{columns} : ("{" ".join(phrase) if blind else term}")'])
             counts[term] = cursor.fetchone()[0]
     return counts
 

@@ -56,7 +56,8 @@ def new_memories(principal: Principal, namespace: Namespace, items: Sequence[Map
     one instant for all, it took any turn of the batch).
     """
     now = timezone.now()
-    digests = hashes if hashes is not None else [content_hash(item["content"]) for item in items]
+    digests = hashes if hashes is not None else [content_hash(item["content"], namespace)
+                                                     for item in items]
     memories = []
     for i, (item, digest) in enumerate(zip(items, digests, strict=True)):
         at = now + datetime.timedelta(microseconds=i)

@@ -105,11 +105,12 @@ def _signature(memory: Memory) -> tuple[str, str, str, str]:
     return (memory.agent_id, memory.session_id, memory.event_type, memory.content_hash)
 
 
-def _signature_of(principal: Principal, event: dict[str, Any]) -> tuple[str, str, str, str]:
+def _signature_of(principal: Principal, event: dict[str, Any],
+                  ns: Namespace) -> tuple[str, str, str, str]:
     """``_signature`` of an event about to be stored (redacted and validated already, so a
     replay of the same request has the same one)."""
     return (principal.agent_id, event["session_id"], event["event_type"],
-            content_hash(event_schemas.content_of(event)))
+            content_hash(event_schemas.content_of(event), ns))
 
 
 def _known(ns: Namespace, ids: set[str]) -> dict[str, Memory]:
@@ -134,12 +135,12 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
     for i, event in enumerate(cleaned):
         field = f"events[{i}].id"
         if event["id"] in known:
-            if _signature(known[event["id"]]) != _signature_of(principal, event):
+            if _signature(known[event["id"]]) != _signature_of(principal, event, ns):
                 raise Conflict(f"event id {event['id']!r} is already stored in this namespace "
                                "with another agent, session, type or text; a retry must send "
                                "the same event.", field=field)
         elif event["id"] in fresh:
-            if _signature_of(principal, fresh[event["id"]]) != _signature_of(principal, event):
+            if _signature_of(principal, fresh[event["id"]], ns) != _signature_of(principal, event, ns):
                 raise InvalidInput(f"event id {event['id']!r} appears twice in the batch with "
                                    "different events.", field=field)
         else:

@@ -147,7 +147,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
     outbox row, vector or live event). ``claim``: an Idempotency-Key record, inserted
     first in the same transaction (raises ``_KeyTaken`` if another request holds it).
     """
-    hashes = [content_hash(d["content"]) for d in cleaned]
+    hashes = [content_hash(d["content"], ns) for d in cleaned]
     existing = _live_by_hash(ns, hashes)
     unique: dict[str, dict[str, Any]] = {}  # content hash -> the first item with it, if new
     for data, digest in zip(cleaned, hashes, strict=True):

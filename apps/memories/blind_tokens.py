@@ -1,0 +1,142 @@
+"""Blind keyword tokens: the keyword index of an encrypted namespace holds no words.
+
+Issue 23 item 2 (docs/encryption.md): an encrypted namespace's memories are ciphertext in
+SQL (apps/memories/sealing.py), but lexical and hybrid recall still need a keyword index.
+Each term the index would hold (FTS5's ``porter unicode61 remove_diacritics 2``, which
+``keyword_index.tokens`` reproduces: lower case, diacritics removed, runs of letters and
+digits, Porter stem for 3..64 bytes) is replaced by a *blind token*: HMAC-SHA256 of the
+term under the namespace's ``blind-tokens`` key (``namespace_keys.subkey``, derived from
+its data key, so it dies with it when the namespace is shredded), written as
+:data:`DIGITS` decimal digits.
+
+Why this keeps ranking as it was: the mapping is one-to-one per namespace (up to HMAC
+collisions, ~2**-79 per pair of terms), and a memory's token text keeps its terms' order
+and count, so BM25's statistics (document frequencies, row lengths, the average) and
+FTS5's phrases (positions) are those of the plaintext. Why digits: FTS5's unicode61
+tokenizer keeps a run of digits as one token and its porter stemmer only strips letter
+suffixes, so the table stores exactly the token written (tests/memories/
+test_blind_tokens.py checks it in the table's fts5vocab), and PostgreSQL's parser keeps
+it one lexeme under the ``simple`` configuration.
+
+What it does not hide: how often a (blinded) term occurs and in which memories, i.e. the
+equality pattern of terms — what any searchable index of ciphertext reveals. Without the
+key a token cannot be tied to a word by a dictionary, and another namespace's token for
+the same word differs.
+
+The queries are blinded with the same key in ``lexical.search``, per namespace searched
+(a grantor's key for a shared namespace), never in ``build_query``: the query text as
+typed stays the caller's. A missing, shredded or wrong key raises
+:class:`~apps.core.key_providers.KeyUnavailable` from :func:`for_namespace` (503 at the
+API); nothing here ever falls back to words.
+
+Key versions: the token key is derived from the namespace's first data key version
+(``namespace_keys.PURPOSE_VERSION``, kept until the namespace is shredded), so a rotation
+of the data key (``rotate_keys --namespace``) leaves the index as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+
+from apps.core import namespace_keys
+from apps.memories import sealing
+from apps.memories.keyword_index import tokens
+
+PURPOSE = "blind-tokens"
+#: Decimal digits per token: 10**24 > 2**79, so two terms of a namespace share a token
+#: with negligible probability (and a collision only merges two terms' statistics).
+DIGITS = 24
+_MODULUS = 10**DIGITS
+#: Ids per ORM read.
+_CHUNK = 500
+
+
+def encrypted(namespace_id: int) -> bool:
+    """Whether the namespace's keyword index holds blind tokens (cheap: sealing.py caches
+    the flag, for good once it is on)."""
+    return sealing.namespace_encrypted(int(namespace_id))
+
+
+class Blinder:
+    """One namespace's token function (made per operation, so a shredded key stops the
+    next one; holds no per-word cache: no word-to-token table is kept in memory)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def token(self, term: str) -> str:
+        """The blind token of one index term (already normalised and stemmed)."""
+        digest = hmac.new(self._key, term.encode(), hashlib.sha256).digest()
+        return f"{int.from_bytes(digest[:16], 'big') % _MODULUS:0{DIGITS}d}"
+
+    def terms(self, text: str) -> list[str]:
+        """The tokens of ``text``, in order: what the index holds for it."""
+        return [self.token(term) for term in tokens(text)]
+
+    def text(self, text: str) -> str:
+        """``text`` as the index stores it: its tokens separated by spaces."""
+        return " ".join(self.terms(text))
+
+    def phrase(self, query_term: str) -> str:
+        """A query term (a word of ``build_query``, or an exact item's parts) as a phrase
+        of tokens, to quote for FTS5 (``"t1 t2"``; "" for a term of no token, which
+        matches nothing, as the quoted word did)."""
+        return self.text(query_term)
+
+
+def for_namespace(namespace_id: int) -> Blinder:
+    """The namespace's token function; :class:`KeyUnavailable` without its key."""
+    return Blinder(namespace_keys.subkey(int(namespace_id), PURPOSE))
+
+
+def context_cut(text: str | None) -> str:
+    """The part of a conversation context the index holds (``lexical.CONTEXT_CHARS``
+    characters, as ``substr`` cuts it in SQL), '' for none."""
+    from apps.memories.lexical import CONTEXT_CHARS
+
+    return text[:CONTEXT_CHARS] if text else ""
+
+
+def plaintexts(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
+               ) -> Iterator[tuple[str, str, str | None, str | None]]:
+    """``(id hex, content, context content or None, context id hex or None)`` of these
+    memories of the namespace (every one for None), read through the ORM so sealed text
+    is opened (``values_list`` would give ciphertext markers)."""
+    from apps.memories.models import Memory
+
+    rows = (Memory.objects.filter(namespace_id=namespace_id).select_related("context_memory")
+            .only("id", "namespace_id", "content", "context_memory_id", "context_memory__id",
+                  "context_memory__namespace_id", "context_memory__content"))
+
+    def read(queryset) -> Iterator[tuple[str, str, str | None, str | None]]:
+        for memory in queryset:
+            context = memory.context_memory
+            yield (memory.pk.hex, memory.content, None if context is None else context.content,
+                   None if context is None else context.pk.hex)
+
+    if memory_ids is None:
+        yield from read(rows.order_by().iterator(chunk_size=2000))
+        return
+    ids = [uuid.UUID(str(i)) for i in memory_ids]
+    for start in range(0, len(ids), _CHUNK):
+        yield from read(rows.filter(pk__in=ids[start:start + _CHUNK]))
+
+
+def blinded_rows(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
+                 ) -> Iterator[tuple[str, str, str, str | None]]:
+    """``(id hex, content tokens, context tokens, context id hex)`` for the index of an
+    encrypted namespace; the key is taken once, before the first row."""
+    blinder = for_namespace(namespace_id)
+    for memory_id, content, context, context_id in plaintexts(namespace_id, memory_ids):
+        yield memory_id, blinder.text(content), blinder.text(context_cut(context)), context_id
+
+
+def index_terms(blinder: Blinder, terms: Iterable[str]) -> list[list[str]]:
+    """Each query term as the token phrase it is in the index (for the in-memory engine
+    and the fts5vocab look-ups)."""
+    return [blinder.terms(term) for term in terms]

@@ -1,0 +1,248 @@
+"""An encrypted namespace's memory text, sealed where it meets the database.
+
+Issue 23 (docs/encryption.md): in a namespace created with ``--encrypted`` a memory's
+``content`` and every version's ``changes`` (the before and after of each edit) are
+stored as AES-256-GCM ciphertext under the namespace's data key
+(apps/core/namespace_keys.py), with associated data naming the value's place — table,
+column, row and namespace — so a ciphertext copied to another row or tenant does not
+open there.
+
+Why in the model fields and not in each service: every door writes through the ORM, and
+the fields are the one place every write and every read passes. A field seals in
+``pre_save`` (which ``save``, ``bulk_create`` and, through ``MemoryQuerySet.bulk_update``,
+``bulk_update`` call); the value on the instance stays plaintext, so the caller's object
+is unchanged. Reading leaves a :class:`SealedValue` from the database until the
+attribute is first read, then opens it with the row's own place: rows whose text is never
+read cost no decryption, and a ``values_list("content")`` (which bypasses the instance)
+gets the marker, not a string — code that forgets to open fails loudly instead of
+handing out ciphertext.
+
+What fails closed: a missing, shredded or unwrappable key raises
+:class:`~apps.core.key_providers.KeyUnavailable`; a changed or moved ciphertext raises
+:class:`~apps.core.envelope.Undecryptable`. Both answer 503 at the API
+(apps/core/errors.py), never garbage and never plaintext in place of the ciphertext.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import models
+from django.db.models.query_utils import DeferredAttribute
+
+from apps.core import envelope, namespace_keys
+
+#: How long a "not encrypted" answer about a namespace id is trusted (an encrypted one
+#: is for good: the flag is never turned off).
+_PLAIN_TTL_SECONDS = 5.0
+_encrypted: dict[int, bool] = {}
+_plain_until: dict[int, float] = {}
+_lock = threading.Lock()
+
+
+class SealedValue:
+    """Ciphertext as read from the database, not yet opened (its row opens it)."""
+
+    __slots__ = ("stored",)
+
+    def __init__(self, stored: str) -> None:
+        self.stored = stored
+
+    def __repr__(self) -> str:
+        return "<sealed>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SealedValue) and other.stored == self.stored
+
+    def __hash__(self) -> int:
+        return hash(self.stored)
+
+
+def namespace_encrypted(namespace_id: int | None, namespace: Any = None) -> bool:
+    """Whether the namespace seals its memories (the loaded namespace's flag if at hand)."""
+    if namespace is not None and getattr(namespace, "pk", None) == namespace_id:
+        flag = bool(getattr(namespace, "encrypted", False))
+        if flag:
+            with _lock:
+                _encrypted[namespace_id] = True
+        return flag
+    if namespace_id is None:
+        return False
+    with _lock:
+        if _encrypted.get(namespace_id) or _plain_until.get(namespace_id, 0) > time.monotonic():
+            return bool(_encrypted.get(namespace_id))
+    from apps.tenancy.models import Namespace
+
+    flag = bool(Namespace.objects.filter(pk=namespace_id, encrypted=True).exists())
+    with _lock:
+        if flag:
+            _encrypted[namespace_id] = True
+        else:
+            _plain_until[namespace_id] = time.monotonic() + _PLAIN_TTL_SECONDS
+    return flag
+
+
+def place(table: str, column: str, row: str, namespace_id: int) -> bytes:
+    """The associated data binding a ciphertext to its table, column, row and namespace."""
+    return f"memoryweb:{table}:{column}:{row}:{namespace_id}".encode()
+
+
+def seal_text(namespace_id: int, where: bytes, text: str) -> str:
+    version, key = namespace_keys.data_key(namespace_id)
+    return envelope.seal_text(key, version, text, where)
+
+
+def open_text(namespace_id: int, where: bytes, stored: str) -> str:
+    version = envelope.version_of(envelope.sealed_bytes(stored))
+    _, key = namespace_keys.data_key(namespace_id, version)
+    return envelope.open_text(key, stored, where)
+
+
+class Outgoing(SealedValue):
+    """Ciphertext on its way to the database (``MemoryQuerySet.bulk_update`` puts it on the
+    instance for the write): not opened when read, so the write stores it as it is."""
+
+    __slots__ = ()
+
+
+class _SealedAttribute(DeferredAttribute):
+    """Opens the field's value the first time it is read from an instance.
+
+    A data descriptor (it has ``__set__``): Django's DeferredAttribute alone is consulted
+    only while the value is missing from the instance's ``__dict__``, so a loaded value
+    would be read past it, still sealed."""
+
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        value = super().__get__(instance, cls)
+        if isinstance(value, SealedValue) and not isinstance(value, Outgoing):
+            value = self.field.open_for(instance, value)
+            instance.__dict__[self.field.attname] = value
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[self.field.attname] = value
+
+
+class _Sealing:
+    """What the sealed fields share: where a row's value is, and how it is sealed."""
+
+    descriptor_class = _SealedAttribute
+    attname: str
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        """``(namespace id, loaded namespace or None, row key)`` of the instance."""
+        raise NotImplementedError
+
+    def where(self, instance: Any) -> tuple[int, bytes] | None:
+        namespace_id, namespace, row = self.row_place(instance)
+        if not namespace_encrypted(namespace_id, namespace):
+            return None
+        return namespace_id, place(self.model._meta.db_table, self.column, row, namespace_id)
+
+    def encode(self, value: Any) -> str:
+        return value
+
+    def decode(self, text: str) -> Any:
+        return text
+
+    def open_for(self, instance: Any, value: SealedValue) -> Any:
+        namespace_id, _, row = self.row_place(instance)
+        if namespace_id is None:
+            raise envelope.Undecryptable(f"a sealed {self.model.__name__}.{self.attname} "
+                                         "without a namespace to open it")
+        where = place(self.model._meta.db_table, self.column, row, namespace_id)
+        return self.decode(open_text(namespace_id, where, value.stored))
+
+    def sealed_for_save(self, instance: Any) -> Any:
+        """The value to store for the instance: sealed when its namespace is encrypted."""
+        value = instance.__dict__.get(self.attname)
+        if isinstance(value, SealedValue):
+            return value  # read and never opened: stored as it was
+        where = self.where(instance)
+        if where is None or value is None:
+            return value
+        return SealedValue(seal_text(where[0], where[1], self.encode(value)))
+
+    def pre_save(self, model_instance: Any, add: bool) -> Any:
+        return self.sealed_for_save(model_instance)
+
+
+def _cached_namespace(instance: Any) -> Any:
+    return instance._state.fields_cache.get("namespace")
+
+
+class SealedTextField(_Sealing, models.TextField):
+    """A memory's text column (``Memory.content``): the row is the memory's id."""
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        return instance.namespace_id, _cached_namespace(instance), str(instance.pk)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return SealedValue(value) if envelope.is_sealed_text(value) else value
+
+    def get_prep_value(self, value: Any) -> Any:
+        if isinstance(value, SealedValue):
+            return value.stored
+        return super().get_prep_value(value)
+
+
+class SealedVersionChanges(_Sealing, models.JSONField):
+    """A version's ``changes``: the row is the memory and the version number (known
+    before the insert, unlike the row's own id); the namespace is the memory's."""
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        memory = instance._state.fields_cache.get("memory")
+        if memory is None:
+            from apps.memories.models import Memory
+
+            memory = Memory.objects.only("id", "namespace_id").filter(pk=instance.memory_id).first()
+        namespace_id = memory.namespace_id if memory is not None else None
+        namespace = _cached_namespace(memory) if memory is not None else None
+        return namespace_id, namespace, f"{instance.memory_id}:{instance.version}"
+
+    def encode(self, value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    def decode(self, text: str) -> Any:
+        return json.loads(text)
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        decoded = super().from_db_value(value, expression, connection)
+        return SealedValue(decoded) if envelope.is_sealed_text(decoded) else decoded
+
+    def get_prep_value(self, value: Any) -> Any:
+        if isinstance(value, SealedValue):
+            value = value.stored
+        return super().get_prep_value(value)
+
+
+def sealed_fields(model: type[models.Model]) -> list[str]:
+    """The model's sealed fields' names."""
+    return [f.name for f in model._meta.concrete_fields if isinstance(f, _Sealing)]
+
+
+def outgoing(field: Any, instance: Any) -> Outgoing | None:
+    """The instance's value of a sealed field as ciphertext ready to write, or None when
+    it is stored as it is (its namespace is not encrypted, or it is empty)."""
+    value = field.sealed_for_save(instance)
+    return Outgoing(value.stored) if isinstance(value, SealedValue) else None
+
+
+def texts(memories: Any, chunk_size: int = 2000) -> Iterator[tuple[Any, str]]:
+    """``(pk, content)`` of each memory of the queryset, opened where sealed: the
+    replacement for ``values_list("pk", "content")``, which yields ciphertext markers."""
+    for memory in memories.only("pk", "namespace_id", "content").iterator(chunk_size=chunk_size):
+        yield memory.pk, memory.content
+
+
+def forget() -> None:
+    """Forget which namespace ids were seen encrypted (tests, where ids start over)."""
+    with _lock:
+        _encrypted.clear()
+        _plain_until.clear()

@@ -1,0 +1,153 @@
+"""An encrypted namespace's memory text is ciphertext in SQL and plaintext at every door
+(issue 23, apps/memories/sealing.py): content and every version's before/after, bound to
+their row and namespace; a wrong, moved or tampered value and a destroyed key fail closed
+with a 503 naming why."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from django.db import connection
+
+from apps.core import envelope, namespace_keys
+from apps.core.roles import Role
+from apps.memories.models import Memory, MemoryVersion
+from apps.tenancy.services import create_namespace
+from tests.helpers.callers import make_caller
+
+SECRET = "Dana's locker code is 4417 and her cat is called Pistachio"
+
+
+@pytest.fixture
+def vault(db):
+    return create_namespace("vault", encrypted=True)
+
+
+@pytest.fixture
+def vault_agent(vault):
+    return make_caller(Role.AGENT, vault, "agent-v")
+
+
+@pytest.fixture
+def vault_admin(vault):
+    return make_caller(Role.ADMIN, vault, "admin-v")
+
+
+def raw(sql: str, *params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def raw_content(pk) -> str:
+    row = Memory._meta.pk.get_db_prep_value(pk, connection)
+    return raw("SELECT content FROM memories_memory WHERE id = %s", row)[0][0]
+
+
+def stored(caller, content: str = SECRET) -> str:
+    response = caller.post("/api/v1/memories", {"content": content, "tags": ["t"]})
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_content_is_ciphertext_in_sql_and_plaintext_through_the_api(vault_agent, agent):
+    sealed_id, plain_id = stored(vault_agent), stored(agent)
+    assert raw_content(sealed_id).startswith(envelope.TEXT_PREFIX)
+    assert "Pistachio" not in raw_content(sealed_id)
+    assert raw_content(plain_id) == SECRET  # the same write in a plain namespace: clear text
+    assert vault_agent.get(f"/api/v1/memories/{sealed_id}").json()["content"] == SECRET
+    assert Memory.objects.get(pk=sealed_id).content == SECRET
+    # The dedup hash is keyed there: no dictionary can find the text from it.
+    digest = Memory.objects.get(pk=sealed_id).content_hash
+    assert digest != hashlib.sha256(SECRET.encode()).hexdigest()
+    assert Memory.objects.get(pk=plain_id).content_hash == hashlib.sha256(SECRET.encode()).hexdigest()
+    again = vault_agent.post("/api/v1/memories", {"content": SECRET})
+    assert again.json()["id"] == sealed_id  # exact duplicates are still found
+
+
+def test_every_version_is_sealed_and_the_history_reads_back(vault_admin, vault_agent):
+    pk = stored(vault_agent, "The launch is on Tuesday")
+    response = vault_admin.patch(f"/api/v1/memories/{pk}", {"content": "The launch moved to Friday"})
+    assert response.status_code == 200, response.content
+    rows = raw("SELECT changes FROM memories_memoryversion")
+    assert rows and all("Tuesday" not in r[0] and "Friday" not in r[0] for r in rows)
+    assert all(envelope.TEXT_PREFIX in r[0] for r in rows)
+    changes = MemoryVersion.objects.get(memory_id=pk).changes
+    assert changes["content"] == {"before": "The launch is on Tuesday",
+                                  "after": "The launch moved to Friday"}
+    assert "Friday" not in raw_content(pk)
+
+
+def test_a_ciphertext_moved_to_another_row_or_tenant_fails_closed(vault_agent, db):
+    other_vault = create_namespace("vault2", encrypted=True)
+    other_agent = make_caller(Role.AGENT, other_vault, "agent-w")
+    first, second = stored(vault_agent), stored(vault_agent, "Something else entirely")
+    theirs = stored(other_agent, "The other tenant's note")
+    pk = Memory._meta.pk
+    for source, target, caller in ((first, second, vault_agent), (first, theirs, other_agent)):
+        raw("UPDATE memories_memory SET content = %s WHERE id = %s", raw_content(source),
+            pk.get_db_prep_value(target, connection))
+        response = caller.get(f"/api/v1/memories/{target}")
+        assert response.status_code == 503, response.content
+        assert response.json()["error"]["code"] == "undecryptable"
+        assert "Pistachio" not in response.content.decode()
+
+
+def test_a_changed_byte_fails_closed(vault_agent):
+    pk = stored(vault_agent)
+    sealed = bytearray(envelope.sealed_bytes(raw_content(pk)))
+    sealed[-5] ^= 0x40
+    raw("UPDATE memories_memory SET content = %s WHERE id = %s",
+        envelope.TEXT_PREFIX + base64.urlsafe_b64encode(bytes(sealed)).decode(),
+        Memory._meta.pk.get_db_prep_value(pk, connection))
+    response = vault_agent.get(f"/api/v1/memories/{pk}")
+    assert response.status_code == 503 and response.json()["error"]["code"] == "undecryptable"
+
+
+def test_a_destroyed_key_answers_503_not_garbage(vault, vault_agent):
+    pk = stored(vault_agent)
+    namespace_keys.shred(vault.pk)
+    namespace_keys.forget_all()
+    response = vault_agent.get(f"/api/v1/memories/{pk}")
+    assert response.status_code == 503, response.content
+    error = response.json()["error"]
+    assert error["code"] == "key_unavailable" and "destroyed" in error["message"]
+    refused = vault_agent.post("/api/v1/memories", {"content": "a new note"})
+    assert refused.status_code == 503  # never stored in clear instead
+    assert not Memory.objects.filter(namespace=vault).exclude(pk=pk).exists()
+
+
+def test_recall_and_lists_answer_plaintext(vault_agent):
+    pk = stored(vault_agent)
+    stored(vault_agent, "Ordering more coffee beans on Monday")
+    listed = vault_agent.get("/api/v1/memories").json()
+    assert SECRET in [m["content"] for m in listed["results"]]
+    found = vault_agent.post("/api/v1/recall", {"query": "what is the cat called", "mode": "vector"})
+    assert found.status_code == 200, found.content
+    assert found.json()["results"][0]["id"] == pk
+    assert found.json()["results"][0]["content"] == SECRET
+
+
+def test_a_bulk_update_of_content_stores_ciphertext(vault_agent):
+    pk = stored(vault_agent)
+    memory = Memory.objects.get(pk=pk)
+    memory.content = "Rewritten by a bulk edit: the code is 9931"
+    Memory.objects.bulk_update([memory], ["content"])
+    assert "9931" not in raw_content(pk) and raw_content(pk).startswith(envelope.TEXT_PREFIX)
+    assert memory.content == "Rewritten by a bulk edit: the code is 9931"  # caller's copy unchanged
+    assert Memory.objects.get(pk=pk).content == "Rewritten by a bulk edit: the code is 9931"
+
+
+def test_a_new_data_key_version_keeps_old_rows_readable_and_keyword_recall_working(
+        vault, vault_agent):
+    old = stored(vault_agent)
+    namespace_keys.new_version(vault.pk)  # rotate_keys --namespace
+    new = stored(vault_agent, "Pistachio the cat needs her vaccine in March")
+    assert envelope.version_of(envelope.sealed_bytes(raw_content(new))) == 2
+    assert vault_agent.get(f"/api/v1/memories/{old}").json()["content"] == SECRET
+    found = vault_agent.post("/api/v1/recall", {"query": "Pistachio", "mode": "lexical"})
+    assert {r["id"] for r in found.json()["results"]} == {old, new}
+    again = vault_agent.post("/api/v1/memories", {"content": SECRET})
+    assert again.json()["id"] == old  # the keyed dedup hash did not change with the key
