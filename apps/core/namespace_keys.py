@@ -236,6 +236,11 @@ def shred(namespace_id: int) -> bool:
     return had
 
 
+def shredded() -> dict[str, dict[str, str]]:
+    """The record of destroyed keys: namespace id (text) -> its slug and when (no key)."""
+    return {k: dict(v) for k, v in _read()["shredded"].items()}
+
+
 def rewrap_all(progress: Callable[[int], None] | None = None) -> int:
     """Re-wrap every data key under the provider's current KEK (a KEK rotation: the keys
     and the data stay, only their wrapping changes); how many were re-wrapped."""

@@ -25,9 +25,11 @@ TOOLS = [
     ("consolidation", "Consolidation"),
     ("forgetting", "Forgetting"),
     ("namespace_merges", "Namespace merges"),
+    ("encryption", "Encryption"),
+    ("erasure_ledger", "Erasure ledger"),
 ]
 #: Tools for system admins only: not listed for anyone else (their pages answer 403).
-SYSTEM_TOOLS = frozenset({"namespace_merges"})
+SYSTEM_TOOLS = frozenset({"namespace_merges", "encryption", "erasure_ledger"})
 
 
 class DashboardSite(admin.AdminSite):
@@ -58,6 +60,7 @@ class DashboardSite(admin.AdminSite):
     def get_urls(self):
         from apps.dashboard import (
             consolidation_views,
+            encryption_views,
             forgetting_views,
             merge_views,
             session_views,
@@ -80,6 +83,7 @@ class DashboardSite(admin.AdminSite):
             *consolidation_views.urls(self.admin_view),
             *forgetting_views.urls(self.admin_view),
             *merge_views.urls(self.admin_view),
+            *encryption_views.urls(self.admin_view),
         ]
         return pages + super().get_urls()
 

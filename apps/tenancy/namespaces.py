@@ -7,6 +7,7 @@ principal sees the namespaces it can read. Invisible namespaces are 404s.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +19,9 @@ from rest_framework import serializers
 
 from apps.audit.log import record as audit
 from apps.audit.models import AuditEntry
-from apps.core import erasure_ledger
+from apps.core import erasure_ledger, keystore, namespace_keys
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
+from apps.core.key_providers import KeyUnavailable
 from apps.core.roles import Action, Role
 from apps.core.validation import StrictSerializer, validate
 from apps.tenancy import changes, invitations, namespace_settings
@@ -33,6 +35,8 @@ from apps.tenancy.services import (
     managed_namespace,
     resolve_namespace,
 )
+
+logger = logging.getLogger(__name__)
 
 
 class NamespaceCreate(StrictSerializer):
@@ -134,6 +138,12 @@ def delete_namespace(principal: Principal, namespace: Namespace, *,
     (apps/core/erasure_ledger.py), so restoring an older backup deletes it again; a
     ledger that cannot be written fails the deletion (503). ``ledger=False``: a replay
     of that very entry (apps/privacy/ledger.py).
+
+    Crypto-shredding (docs/encryption.md): a namespace with a data key in the key store
+    has it destroyed once the deletion committed — never before, so a deletion that rolls
+    back keeps its key and its data readable. A replay shreds too: a restored backup's
+    namespace stays unreadable even beside a key store put back from an older key backup,
+    and a key shredded already (the usual case) is simply not there any more.
     """
     if not principal.is_system_admin:
         raise PermissionDenied("only a system admin may delete a namespace.")
@@ -144,6 +154,7 @@ def delete_namespace(principal: Principal, namespace: Namespace, *,
                       summary={"memories": len(ids), "keys": namespace.api_keys.count()})
         slug, pk = namespace.slug, namespace.pk
         namespace.delete()
+        transaction.on_commit(lambda: shred_key(pk, slug))
         if ledger:
             erasure_ledger.append("namespace_deleted", {
                 "namespace": {"slug": slug, "id": pk}, "memories": ids,
@@ -151,6 +162,23 @@ def delete_namespace(principal: Principal, namespace: Namespace, *,
                 "origin": AuditEntry.objects.filter(seq=1).values_list(
                     "entry_hash", flat=True).first()})
     return len(ids)
+
+
+def shred_key(namespace_id: int, slug: str = "") -> bool:
+    """Destroy a deleted namespace's data key, if it has one; whether it had.
+
+    Runs after the deletion committed, so it cannot undo it: a key store that fails here
+    is logged (the namespace's id, the cause) and the key is left for the operator to
+    shred, rather than answering an error for a deletion that did happen."""
+    try:
+        return namespace_keys.has_key(namespace_id) and namespace_keys.shred(namespace_id)
+    except (KeyUnavailable, keystore.KeystoreError, OSError):
+        logger.exception("namespace %s (%s) was deleted but its data key in %s could not be "
+                         "destroyed; its ciphertext stays readable until it is: fix the key "
+                         "store, then run manage.py shell -c \"from apps.core import "
+                         "namespace_keys; namespace_keys.shred(%s)\"", namespace_id, slug,
+                         keystore.directory(), namespace_id)
+        return False
 
 
 def list_members(principal: Principal, slug: str) -> dict[str, Role]:

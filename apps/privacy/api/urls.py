@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.privacy.api import views
+from apps.privacy.api import encryption_views, views
 
 app_name = "privacy-api"
 
@@ -18,4 +18,6 @@ urlpatterns = [
     path("erasure-requests/<str:request_id>/certificate", views.CertificateView.as_view(),
          name="erasure-certificate"),
     path("forget/certified", views.ForgetCertifiedView.as_view(), name="forget-certified"),
+    path("encryption", encryption_views.EncryptionStatusView.as_view(), name="encryption"),
+    path("erasure-ledger", encryption_views.ErasureLedgerView.as_view(), name="erasure-ledger"),
 ]
