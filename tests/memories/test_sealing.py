@@ -38,7 +38,7 @@ def vault_admin(vault):
 def raw(sql: str, *params) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return cursor.fetchall()
+        return cursor.fetchall() if cursor.description else []
 
 
 def raw_content(pk) -> str:
