@@ -137,6 +137,10 @@ def _check_free(src: Namespace, dst: Namespace) -> None:
     """409 unless both namespaces are writable, in no unfinished merge, and the source has
     no erasure request in flight (executed after the move, it would erase nothing there
     and certify it, while the memories live on in the target)."""
+    for namespace, field in ((src, "namespace"), (dst, "target")):
+        if namespace.encrypted:  # its rows are sealed to it (docs/encryption.md, "Not yet")
+            raise Conflict(f"namespace {namespace.slug!r} is encrypted: merging an encrypted "
+                           "namespace is not supported yet.", field=field)
     if dst.archived_at is not None:
         raise Conflict(f"namespace {dst.slug!r} is archived: unarchive it to merge into it.",
                        field="target")

@@ -9,8 +9,10 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.db.models.fields.json import KeyTransform
 
+from apps.memories import sealing
 from apps.memories.models import MemoryTag
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
+from apps.tenancy.models import Namespace
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -148,8 +150,10 @@ class MetadataFilter(_InputFilter):
             messages.warning(request, "The metadata filter takes key=value (for example "
                              "ticket=T-42) or a key alone.")
             return queryset.none()
-        if not given:
-            return queryset.filter(metadata__has_key=key)
+        encrypted = list(Namespace.objects.filter(encrypted=True).values_list("pk", flat=True))
+        if not given:  # an encrypted namespace's keys are in metadata_blind, readable
+            return queryset.filter(Q(metadata__has_key=key) | Q(
+                namespace_id__in=encrypted, metadata_blind__has_key=key))
         values: list[Any] = [raw]
         try:
             spelled = json.loads(raw)
@@ -160,5 +164,11 @@ class MetadataFilter(_InputFilter):
         match = Q()
         for value in values:
             match |= Q(metadata_value=value)
-        return queryset.alias(metadata_value=KeyTransform(key, "metadata")).filter(
+        blind = Q()  # sealed metadata: the values' blind tokens, per namespace
+        for namespace_id in encrypted:
+            tokens = {sealing.blind_value(namespace_id, value) for value in values}
+            blind |= Q(namespace_id=namespace_id, metadata_token__in=tokens)
+        return queryset.alias(metadata_value=KeyTransform(key, "metadata"),
+                              metadata_token=KeyTransform(key, "metadata_blind")).filter(
+            (Q(metadata__has_key=key) & match) | blind if encrypted else
             Q(metadata__has_key=key) & match)

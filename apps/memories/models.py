@@ -50,6 +50,12 @@ class MemoryQuerySet(NamespaceScopedQuerySet):
         the sealed fields of an encrypted namespace's memories are sealed first
         (apps/memories/sealing.py), so a bulk edit never stores their text in clear."""
         objs = list(objs)
+        fields = list(fields)
+        if "metadata" in fields and self.model is Memory:  # its blind tokens follow it
+            blind = self.model._meta.get_field("metadata_blind")
+            for obj in objs:
+                blind.pre_save(obj, False)
+            fields = fields if "metadata_blind" in fields else [*fields, "metadata_blind"]
         sealed = [name for name in sealing.sealed_fields(self.model) if name in fields]
         if "namespace" in fields and any(
                 sealing.namespace_encrypted(o.namespace_id) for o in objs):
@@ -93,7 +99,10 @@ class Memory(models.Model):
         "(apps/memories/sealing.py).")
     kind = models.CharField(max_length=32, choices=MemoryKind.choices, default=MemoryKind.FACT)
     tags = models.JSONField(default=list, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    metadata = sealing.SealedMetadataField(default=dict, blank=True)
+    #: In an encrypted namespace: each scalar metadata value's blind token (sealing.py),
+    #: what equality filters, the subject lookup and Chroma's filter fields compare.
+    metadata_blind = sealing.BlindMetadataField(null=True, blank=True, editable=False)
     agent_id = models.CharField(max_length=128, help_text="From the credential that stored it.")
     session_id = models.CharField(max_length=128, blank=True, default="")
     importance = models.FloatField(default=0.5, help_text="0..1")

@@ -25,6 +25,8 @@ What fails closed: a missing, shredded or unwrappable key raises
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -192,19 +194,8 @@ class SealedTextField(_Sealing, models.TextField):
         return super().get_prep_value(value)
 
 
-class SealedVersionChanges(_Sealing, models.JSONField):
-    """A version's ``changes``: the row is the memory and the version number (known
-    before the insert, unlike the row's own id); the namespace is the memory's."""
-
-    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
-        memory = instance._state.fields_cache.get("memory")
-        if memory is None:
-            from apps.memories.models import Memory
-
-            memory = Memory.objects.only("id", "namespace_id").filter(pk=instance.memory_id).first()
-        namespace_id = memory.namespace_id if memory is not None else None
-        namespace = _cached_namespace(memory) if memory is not None else None
-        return namespace_id, namespace, f"{instance.memory_id}:{instance.version}"
+class _SealedJSON(_Sealing, models.JSONField):
+    """A JSON column sealed whole (its JSON text is the plaintext)."""
 
     def encode(self, value: Any) -> str:
         return json.dumps(value, sort_keys=True)
@@ -220,6 +211,84 @@ class SealedVersionChanges(_Sealing, models.JSONField):
         if isinstance(value, SealedValue):
             value = value.stored
         return super().get_prep_value(value)
+
+
+class SealedMetadataField(_SealedJSON):
+    """A memory's ``metadata``: sealed whole, the row is the memory's id. Its scalar values'
+    blind tokens go to :class:`BlindMetadataField` so equality filters, the GDPR subject
+    lookup and Chroma's filter fields still work without the values."""
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        return instance.namespace_id, _cached_namespace(instance), str(instance.pk)
+
+
+class SealedVersionChanges(_SealedJSON):
+    """A version's ``changes``: the row is the memory and the version number (known
+    before the insert, unlike the row's own id); the namespace is the memory's."""
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        memory = instance._state.fields_cache.get("memory")
+        if memory is None:
+            from apps.memories.models import Memory
+
+            memory = Memory.objects.only("id", "namespace_id").filter(pk=instance.memory_id).first()
+        namespace_id = memory.namespace_id if memory is not None else None
+        namespace = _cached_namespace(memory) if memory is not None else None
+        return namespace_id, namespace, f"{instance.memory_id}:{instance.version}"
+
+
+#: The purpose key of metadata values' blind tokens.
+METADATA_PURPOSE = "metadata-values"
+
+
+def _canonical(value: Any) -> str:
+    """One text per value as the JSON filter compares them (5 and 5.0 are equal)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def blind_value(namespace_id: int, value: Any, key: bytes | None = None) -> str:
+    """A metadata value's blind token in the namespace: an HMAC, equal for equal values."""
+    key = key or namespace_keys.subkey(namespace_id, METADATA_PURPOSE)
+    return "b" + hmac.new(key, _canonical(value).encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def blind_metadata(namespace_id: int, metadata: Any) -> dict[str, str]:
+    """Each scalar metadata value's blind token, by key (keys stay readable: they are the
+    schema a filter names, not the person's data)."""
+    if not isinstance(metadata, dict) or not metadata:
+        return {}
+    key = namespace_keys.subkey(namespace_id, METADATA_PURPOSE)
+    return {name: blind_value(namespace_id, value, key) for name, value in metadata.items()
+            if value is None or isinstance(value, (str, int, float, bool))}
+
+
+class BlindMetadataField(models.JSONField):
+    """``metadata_blind``: in an encrypted namespace, the blind token of each scalar
+    metadata value (NULL elsewhere), computed from the instance's metadata on every save."""
+
+    def pre_save(self, model_instance: Any, add: bool) -> Any:
+        namespace_id = model_instance.namespace_id
+        if not namespace_encrypted(namespace_id, _cached_namespace(model_instance)):
+            return None
+        value = blind_metadata(namespace_id, model_instance.metadata)
+        setattr(model_instance, self.attname, value)
+        return value
+
+
+def metadata_column(namespace: Any) -> str:
+    """The column a metadata equality filter reads in this namespace."""
+    return "metadata_blind" if namespace_encrypted(namespace.pk, namespace) else "metadata"
+
+
+def metadata_filter_values(namespace: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A recall or delete filter's metadata values as this namespace stores them: the values
+    themselves, or their blind tokens where the namespace is encrypted (SQL and Chroma)."""
+    if not metadata or not namespace_encrypted(namespace.pk, namespace):
+        return metadata
+    key = namespace_keys.subkey(namespace.pk, METADATA_PURPOSE)
+    return {name: blind_value(namespace.pk, value, key) for name, value in metadata.items()}
 
 
 def sealed_fields(model: type[models.Model]) -> list[str]:

@@ -7,7 +7,9 @@ import re
 
 from django.db.models import Q, QuerySet
 
-from apps.memories.models import Memory
+from apps.memories import sealing
+from apps.memories.models import Memory, MemoryVersion
+from apps.tenancy.models import Namespace
 
 #: The metadata key that names a data subject (a person the memories are about).
 SUBJECT_KEY = "subject_id"
@@ -25,4 +27,27 @@ def naming_subject(subject_id: str) -> QuerySet[Memory]:
     for named in values:
         match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
         match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
-    return Memory.objects.filter(match)
+    return Memory.objects.filter(match | _in_encrypted_namespaces(values))
+
+
+def _in_encrypted_namespaces(values: list[str | int]) -> Q:
+    """The same rule where metadata and versions are sealed (docs/encryption.md): the
+    subject's blind token in ``metadata_blind``, and the versions opened and read — they
+    cannot be queried sealed; an erasure or export is rare enough to pay the scan. A key
+    that is gone raises (fail closed): a lookup must not report "none" for data it
+    cannot read."""
+    match = Q()
+    encrypted = list(Namespace.objects.filter(encrypted=True).values_list("pk", flat=True))
+    for namespace_id in encrypted:
+        tokens = {sealing.blind_value(namespace_id, named) for named in values}
+        match |= Q(namespace_id=namespace_id, **{f"metadata_blind__{SUBJECT_KEY}__in": tokens})
+    if not encrypted:
+        return match
+    named_before: set = set()
+    versions = MemoryVersion.objects.filter(memory__namespace_id__in=encrypted).select_related(
+        "memory").only("memory_id", "version", "changes", "memory__id", "memory__namespace_id")
+    for version in versions.iterator(chunk_size=1000):
+        before = ((version.changes or {}).get("metadata") or {}).get("before") or {}
+        if isinstance(before, dict) and before.get(SUBJECT_KEY) in values:
+            named_before.add(version.memory_id)
+    return match | Q(pk__in=named_before) if named_before else match

@@ -72,6 +72,9 @@ def chroma_metadata(memory) -> dict[str, Any]:
         meta[CONTEXT_KEY] = str(memory.context_memory_id)
     for tag in memory.tags:
         meta[TAG_KEY + tag] = True
+    if memory.metadata_blind is not None:  # an encrypted namespace: tokens, not values
+        meta.update({META_KEY + key: token for key, token in memory.metadata_blind.items()})
+        return meta
     for key, value in (memory.metadata or {}).items():
         if isinstance(value, (str, bool)) or (
             isinstance(value, int) and -(2**63) <= value < 2**63

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from apps.core import envelope, namespace_keys
+from apps.core.errors import Conflict
 from apps.core.roles import Role
 from apps.memories.models import Memory, MemoryVersion
 from apps.tenancy.services import create_namespace
@@ -151,3 +152,50 @@ def test_a_new_data_key_version_keeps_old_rows_readable_and_keyword_recall_worki
     assert {r["id"] for r in found.json()["results"]} == {old, new}
     again = vault_agent.post("/api/v1/memories", {"content": SECRET})
     assert again.json()["id"] == old  # the keyed dedup hash did not change with the key
+
+
+def test_metadata_is_sealed_and_its_filters_and_subject_lookup_still_work(vault, vault_agent):
+    from apps.memories.subjects import naming_subject
+
+    response = vault_agent.post("/api/v1/memories", {
+        "content": "Quarterly review notes", "metadata": {"subject_id": "person-8812",
+                                                         "ticket": "T-4471", "priority": 3}})
+    pk = response.json()["id"]
+    other = stored(vault_agent, "Unrelated memory about quarterly review")
+    row = raw("SELECT metadata, metadata_blind FROM memories_memory WHERE id = %s",
+              Memory._meta.pk.get_db_prep_value(pk, connection))[0]
+    assert "person-8812" not in str(row[0]) and "T-4471" not in str(row[0])
+    assert "person-8812" not in str(row[1]) and "subject_id" in str(row[1])
+    assert vault_agent.get(f"/api/v1/memories/{pk}").json()["metadata"] == {
+        "subject_id": "person-8812", "ticket": "T-4471", "priority": 3}
+    for mode in ("vector", "lexical", "hybrid"):  # SQL and Chroma filters compare tokens
+        found = vault_agent.post("/api/v1/recall", {
+            "query": "quarterly review", "mode": mode, "filters": {"metadata": {"ticket": "T-4471"}}})
+        assert found.status_code == 200, found.content
+        assert [r["id"] for r in found.json()["results"]] == [pk], mode
+        numeric = vault_agent.post("/api/v1/recall", {
+            "query": "quarterly review", "mode": mode, "filters": {"metadata": {"priority": 3.0}}})
+        assert [r["id"] for r in numeric.json()["results"]] == [pk], mode
+    assert list(naming_subject("person-8812").values_list("pk", flat=True)) == [
+        Memory.objects.get(pk=pk).pk]
+    # An edit that takes the subject out: the sealed version still names it.
+    edited = make_caller(Role.ADMIN, vault, "admin-v").patch(
+        f"/api/v1/memories/{pk}", {"metadata": {"ticket": "T-4471"}})
+    assert edited.status_code == 200, edited.content
+    assert set(naming_subject("person-8812").values_list("pk", flat=True)) == {
+        Memory.objects.get(pk=pk).pk}
+    assert Memory.objects.get(pk=other).metadata == {}
+
+
+def test_an_encrypted_namespace_is_not_merged_and_its_memories_are_not_moved(vault, vault_agent,
+                                                                             agent, system_admin):
+    pk = stored(vault_agent)
+    for source, target in (("vault", "alpha"), ("alpha", "vault")):
+        response = system_admin.post(f"/api/v1/namespaces/{source}/merge-into", {"target": target})
+        assert response.status_code == 409, response.content
+        assert "encrypted" in response.json()["error"]["message"]
+    moved = Memory.objects.get(pk=pk)
+    moved.namespace = vault
+    with pytest.raises(Conflict):  # a bulk move into (or within) an encrypted namespace
+        Memory.objects.bulk_update([moved], ["namespace"])
+    assert Memory.objects.get(pk=pk).content == SECRET

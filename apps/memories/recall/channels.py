@@ -16,7 +16,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce
 
 from apps.core.errors import Unavailable
-from apps.memories import lexical, sharing
+from apps.memories import lexical, sealing, sharing
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory, MemoryTag
 from apps.memories.recall import fusion
@@ -24,6 +24,7 @@ from apps.memories.recall.as_of import AsOf
 from apps.memories.recall.as_of import merge as as_of_merge
 from apps.memories.recall.results import RecallResult, _Stopwatch
 from apps.memories.vectorstore import META_KEY, TAG_KEY, get_vector_store
+from apps.tenancy.models import Namespace
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, An
         with _Stopwatch(result.timings, "embed"):
             embedding["vector"] = get_embedder().embed([query])[0]
     vector = embedding["vector"]
-    where = _and(_where(filters), source.where())
+    where = _and(_where(filters, source.namespace), source.where())
     try:
         with _Stopwatch(result.timings, "vector"):
             hits = get_vector_store().query(source.namespace, vector, n + len(excluded), where)
@@ -153,14 +154,16 @@ def _lexical_channel(source: sharing.Source, lexical_query: lexical.LexicalQuery
     ns = source.namespace
     candidates = None
     if any(filters.values()) or not source.unrestricted:
-        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters))
+        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters, ns))
     with _Stopwatch(result.timings, "lexical"):
         found = lexical.search(ns.pk, lexical_query, n + len(excluded), candidates)
     return [(pk, score) for pk, score in found if pk not in excluded][:n]
 
 
-def _filtered(queryset, filters: Mapping[str, Any]):
-    """Recall filters as SQL conditions: the same meaning as ``_where`` has in Chroma."""
+def _filtered(queryset, filters: Mapping[str, Any], namespace: Namespace):
+    """Recall filters as SQL conditions: the same meaning as ``_where`` has in Chroma.
+    Metadata values are compared as the namespace stores them (blind tokens where it is
+    encrypted, apps/memories/sealing.py)."""
     for name in ("agent_id", "session_id", "kind"):
         if filters.get(name):
             queryset = queryset.filter(**{name: filters[name]})
@@ -181,14 +184,17 @@ def _filtered(queryset, filters: Mapping[str, Any]):
             queryset = queryset.filter(_event__gte=filters["occurred_after"])
         if filters.get("occurred_before"):
             queryset = queryset.filter(_event__lt=filters["occurred_before"])
-    for index, (key, value) in enumerate((filters.get("metadata") or {}).items()):
+    column = sealing.metadata_column(namespace)
+    metadata = sealing.metadata_filter_values(namespace, filters.get("metadata") or {})
+    for index, (key, value) in enumerate(metadata.items()):
         alias = f"_meta_{index}"  # KeyTransform quotes the key: no lookup injection via "__"
-        queryset = queryset.alias(**{alias: KeyTransform(key, "metadata")}).filter(**{alias: value})
+        queryset = queryset.alias(**{alias: KeyTransform(key, column)}).filter(**{alias: value})
     return queryset
 
 
-def _where(filters: Mapping[str, Any]) -> dict | None:
-    """Recall filters as one Chroma ``where`` clause (all scalar, all pushed down)."""
+def _where(filters: Mapping[str, Any], namespace: Namespace) -> dict | None:
+    """Recall filters as one Chroma ``where`` clause (all scalar, all pushed down; an
+    encrypted namespace's metadata values as their blind tokens)."""
     clauses: list[dict] = []
     for name in ("agent_id", "session_id", "kind"):
         if filters.get(name):
@@ -208,7 +214,7 @@ def _where(filters: Mapping[str, Any]) -> dict | None:
         clauses.append({"event_ts": {"$gte": filters["occurred_after"].timestamp()}})
     if filters.get("occurred_before"):
         clauses.append({"event_ts": {"$lt": filters["occurred_before"].timestamp()}})
-    for key, value in (filters.get("metadata") or {}).items():
+    for key, value in sealing.metadata_filter_values(namespace, filters.get("metadata") or {}).items():
         clauses.append({META_KEY + key: value})
     if not clauses:
         return None

@@ -117,7 +117,7 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
                            "is DELETE /api/v1/namespaces/{slug}.", field="filters")
     ns = resolve_namespace(principal, namespace)
     check_writable(ns)
-    pks = list(_filtered(Memory.objects.filter(namespace=ns), cleaned).values_list("pk", flat=True)
+    pks = list(_filtered(Memory.objects.filter(namespace=ns), cleaned, ns).values_list("pk", flat=True)
                [: settings.MEMORYWEB_LIMITS["max_filter_delete"] + 1])
     if len(pks) > settings.MEMORYWEB_LIMITS["max_filter_delete"]:
         raise InvalidInput(f"the filter matches more than "
