@@ -19,9 +19,9 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from apps.compat.cmm import importance_from_cmm
 from apps.core import parsers as json_input
@@ -39,26 +39,36 @@ _EXPORT_ONLY = ("type", "id", "namespace", "content_hash", "near_duplicate_of", 
                 "derived_from", "conflicts_with")
 
 
-def count(path: Path, fmt: str) -> int | None:
+#: Opens a file to read its lines (a MemoryWeb export may be encrypted: stream_crypto).
+Opener = Callable[[Path], BinaryIO]
+
+
+def _plain(path: Path) -> BinaryIO:
+    return path.open("rb")
+
+
+def count(path: Path, fmt: str, opener: Opener = _plain) -> int | None:
     """How many records a file holds, for the progress bar (None: unknown)."""
     if fmt == "jsonl":
         memory_line = re.compile(rb'^\s*\{\s*"type"\s*:\s*"memory"')
-        with path.open("rb") as handle:
+        with opener(path) as handle:
             return sum(1 for line in handle if memory_line.match(line)) or None
     return None
 
 
-def read(path: Path, fmt: str) -> Iterator[Item]:
-    readers = {"jsonl": read_jsonl, "mem0": read_mem0, "cmm": read_cmm}
+def read(path: Path, fmt: str, opener: Opener = _plain) -> Iterator[Item]:
+    if fmt == "jsonl":
+        return read_jsonl(path, opener)
+    readers = {"mem0": read_mem0, "cmm": read_cmm}
     return readers[fmt](path)
 
 
 # --- MemoryWeb's export --------------------------------------------------------------
 
-def read_jsonl(path: Path) -> Iterator[Item]:
+def read_jsonl(path: Path, opener: Opener = _plain) -> Iterator[Item]:
     digest = hashlib.sha256()
     counts = {"memory": 0, "grant": 0, "audit": 0}
-    with path.open("rb") as handle:
+    with opener(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 digest.update(raw)

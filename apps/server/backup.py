@@ -1,6 +1,6 @@
 """Backup and restore: a consistent snapshot of the truth while the server runs.
 
-A backup is a tar.gz (optionally encrypted, apps/server/crypto.py) holding ``manifest.json``
+A backup is a tar.gz (optionally encrypted, apps/core/stream_crypto.py) holding ``manifest.json``
 (format, counts, SHA-256 of each file), the database snapshot and, for a local
 deployment, the generated secret key (it signs the audit anchor and encrypts TOTP
 secrets; a production SECRET_KEY comes from the environment and is not copied).
@@ -40,7 +40,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.server.crypto import DecryptingReader, EncryptingWriter, is_encrypted
+from apps.core.stream_crypto import DecryptingReader, EncryptingWriter, is_encrypted
 
 FORMAT = "memoryweb-backup/1"
 SQLITE_NAME = "memoryweb.sqlite3"

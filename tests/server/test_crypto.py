@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from apps.server import crypto
-from apps.server.crypto import CHUNK, DecryptingReader, DecryptionError, EncryptingWriter
+from apps.core import stream_crypto as crypto
+from apps.core.stream_crypto import CHUNK, DecryptingReader, DecryptionError, EncryptingWriter
 
 
 def _seal(data: bytes, passphrase: str = "correct horse") -> bytes:

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from apps.compat import formats
+from apps.core import stream_crypto
 from apps.core.errors import ServiceError
 from apps.core.roles import Role
 from apps.memories.imports import import_records
@@ -37,8 +38,14 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=200,
                             help="memories embedded and written per transaction (default 200)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--passphrase-file", type=Path,
+            help="for an encrypted export (manage.py export --encrypt): a file whose first "
+            "line is its passphrase; without it the passphrase is asked on the terminal, "
+            "else read from the first line of stdin")
 
-    def handle(self, *args, namespace, format, path, batch_size, no_progress, **options):
+    def handle(self, *args, namespace, format, path, batch_size, no_progress,
+               passphrase_file=None, **options):
         source = Path(path)
         if not source.exists():
             raise CommandError(f"{source}: no such file or directory.")
@@ -48,15 +55,28 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be from 1 to 1000.")
         principal = Principal(label="system:manage.py import_memories", agent_id="",
                               role=Role.SYSTEM)
-        total = formats.count(source, format)
-        with tqdm(total=total, unit="memory", disable=no_progress,
-                  file=self.stderr._out) as bar:
-            try:
-                report = import_records(principal, namespace, formats.read(source, format),
+        asked: list[str] = []
+
+        def passphrase() -> str:  # asked once, and only for an encrypted file
+            if not asked:
+                asked.append(stream_crypto.passphrase_from(passphrase_file, new=False))
+            return asked[0]
+
+        def opener(file: Path):
+            return stream_crypto.open_file(file, passphrase)
+
+        try:
+            total = formats.count(source, format, opener)
+            with tqdm(total=total, unit="memory", disable=no_progress,
+                      file=self.stderr._out) as bar:
+                report = import_records(principal, namespace,
+                                        formats.read(source, format, opener),
                                         progress=bar.update, batch_size=batch_size)
-            except ServiceError as exc:
-                raise CommandError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") \
-                    from None
+        except ServiceError as exc:
+            raise CommandError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") \
+                from None
+        except (ValueError, stream_crypto.DecryptionError) as exc:
+            raise CommandError(f"{source}: {exc}") from None
         name = "memories.json" if source.is_dir() else source.name  # cmm: the file read
         for line, message in report.errors[:SHOWN]:
             self.stderr.write(f"{name}: {f'line {line}: ' if line else ''}{message}")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from apps.core import stream_crypto
 from apps.core.errors import ServiceError
 from apps.core.roles import Role
 from apps.privacy import export
@@ -27,8 +31,23 @@ class Command(BaseCommand):
                              "is this")
         subject.add_argument("--ids", help="only these memory ids (comma-separated)")
         parser.add_argument("--output", "-o", required=True, help="the file to write")
+        parser.add_argument(
+            "--encrypt", action="store_true",
+            help="encrypt the file under a passphrase (AES-256-GCM, key from scrypt; "
+            "import_memories reads it back): from --passphrase-file, else asked on the "
+            "terminal, else the first line of stdin; at least 12 characters")
+        parser.add_argument("--passphrase-file", type=Path,
+                            help="a file whose first line is the passphrase (with --encrypt)")
 
-    def handle(self, *args, namespace, agent_id, session_id, subject_id, ids, output, **opts):
+    def handle(self, *args, namespace, agent_id, session_id, subject_id, ids, output,
+               encrypt=False, passphrase_file=None, **opts):
+        if passphrase_file is not None and not encrypt:
+            raise CommandError("--passphrase-file goes with --encrypt.")
+        try:
+            passphrase = stream_crypto.passphrase_from(passphrase_file, new=True) \
+                if encrypt else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         principal = Principal(label="system:manage.py export", agent_id="", role=Role.SYSTEM)
         data = {"namespace": namespace, "agent_id": agent_id, "session_id": session_id,
                 "subject_id": subject_id, "ids": ids.split(",") if ids else None}
@@ -37,9 +56,13 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
         total = selector.memories().count()
-        with open(output, "wb") as out, tqdm(total=total, unit="memory",
-                                             file=self.stderr._out) as bar:
+        with open(output, "wb") as sink, tqdm(total=total, unit="memory",
+                                              file=self.stderr._out) as bar:
+            out = stream_crypto.EncryptingWriter(sink, passphrase) if passphrase else sink
             for chunk in export.start(principal, selector):
                 out.write(chunk)
                 bar.update(chunk.count(b'{"type":"memory"'))
-        self.stdout.write(f"exported {total} memories of {namespace} to {output}")
+            out.close()
+        os.chmod(output, 0o600)
+        self.stdout.write(f"exported {total} memories of {namespace} to {output}"
+                          + (", encrypted" if passphrase else ""))

@@ -1,4 +1,5 @@
-"""Passphrase encryption for backups: AES-256-GCM in 1 MiB chunks (``cryptography``).
+"""Passphrase encryption for backups and export files: AES-256-GCM in 1 MiB chunks
+(``cryptography``).
 
 Format: ``MAGIC``, a 16-byte salt, the scrypt cost (n, r, p), a 4-byte nonce prefix;
 then records of a 4-byte length and one chunk's ciphertext with its tag. Each chunk's
@@ -9,8 +10,11 @@ Memory stays at about one chunk however large the backup.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
@@ -21,6 +25,8 @@ MAGIC = b"MWBACKUP-AESGCM-1\n"
 CHUNK = 1 << 20
 #: scrypt cost: ~0.1 s and 32 MiB to derive the key (per backup or restore, not per chunk).
 N, R, P = 1 << 15, 8, 1
+#: The shortest new passphrase a command accepts for an export file.
+MIN_PASSPHRASE = 12
 #: The most a file may ask for (it names its own cost): 1 GiB of memory at most.
 MAX_N, MAX_R, MAX_P = 1 << 20, 16, 4
 
@@ -77,10 +83,11 @@ def is_encrypted(head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
-class DecryptingReader:
-    """A read-only file object over an encrypted backup (``read`` only, forward only)."""
+class DecryptingReader(io.RawIOBase):
+    """A read-only file object over an encrypted file (forward only)."""
 
     def __init__(self, source: BinaryIO, passphrase: str):
+        super().__init__()
         header = source.read(len(MAGIC) + 16 + 12 + 4)
         if not header.startswith(MAGIC) or len(header) < len(MAGIC) + 32:
             raise DecryptionError("not an encrypted MemoryWeb backup.")
@@ -121,3 +128,52 @@ class DecryptingReader:
         out = bytes(self.buffer[:size])
         del self.buffer[:size]
         return out
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:
+        """For ``io.BufferedReader`` (line by line reading of an encrypted export)."""
+        data = self.read(len(target))
+        target[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.source.close()
+        super().close()
+
+
+def open_file(path: Path, passphrase: Callable[[], str]) -> BinaryIO:
+    """``path`` for reading line by line, decrypted if it is an encrypted file (asking
+    ``passphrase`` only then); :class:`DecryptionError` for a wrong passphrase or a file
+    that was changed or cut."""
+    handle = path.open("rb")
+    if not is_encrypted(handle.peek(len(MAGIC)) if hasattr(handle, "peek") else b""):
+        return handle
+    return io.BufferedReader(DecryptingReader(handle, passphrase()))  # type: ignore[arg-type]
+
+
+def passphrase_from(file: Path | None, *, new: bool, stdin: BinaryIO | None = None) -> str:
+    """A passphrase for a command: the first line of ``file``, else asked on a terminal
+    (twice when ``new``), else the first line of stdin (scripts). Never a command-line
+    value: a command line is visible to every user of the machine and kept in history."""
+    import getpass
+    import sys
+
+    if file is not None:
+        try:
+            lines = file.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"--passphrase-file {file}: {exc.strerror or exc}.") from None
+        passphrase = lines[0] if lines else ""
+    elif sys.stdin.isatty():
+        passphrase = getpass.getpass("New passphrase: " if new else "Passphrase: ")
+        if new and getpass.getpass("Repeat: ") != passphrase:
+            raise ValueError("the passphrases differ.")
+    else:
+        passphrase = sys.stdin.readline().rstrip("\n")
+    if len(passphrase) < MIN_PASSPHRASE and new:
+        raise ValueError(f"the passphrase is shorter than {MIN_PASSPHRASE} characters.")
+    if not passphrase:
+        raise ValueError("the passphrase is empty.")
+    return passphrase
