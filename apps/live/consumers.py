@@ -24,7 +24,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.utils import timezone
 
 from apps.core import conf
-from apps.core.errors import InvalidInput, ServiceError
+from apps.core.errors import InvalidInput, ServiceError, sealed_data_error
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
 from apps.live import subscriptions
@@ -308,6 +308,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await handler(request_id, body)
         except ServiceError as exc:
             self._error(request_id, exc.code, exc.message, exc.field)
+        except Exception as exc:  # an encrypted namespace's data that cannot be read
+            refusal = sealed_data_error(exc)
+            if refusal is None:
+                raise
+            self._error(request_id, refusal.code, refusal.message)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         try:

@@ -27,6 +27,36 @@ class Backend(Protocol):
     def consolidate(self, params: dict[str, Any]) -> dict[str, Any]: ...
 
 
+def _sealed_refusals(cls: type) -> type:
+    """Each public method of ``cls`` answers a ToolError naming why when an encrypted
+    namespace's data cannot be read (a key gone, a ciphertext that does not open;
+    docs/encryption.md) — raised where the text is first read, which may be while the
+    answer is formatted, after the service returned."""
+    from functools import wraps
+
+    def guarded(method):
+        @wraps(method)
+        def call(*args, **kwargs):
+            from apps.core.errors import sealed_data_error
+
+            try:
+                return method(*args, **kwargs)
+            except ToolError:
+                raise
+            except Exception as exc:
+                refusal = sealed_data_error(exc)
+                if refusal is None:
+                    raise
+                raise ToolError(f"{refusal.code}: {refusal.message}") from None
+        return call
+
+    for name, value in list(vars(cls).items()):
+        if callable(value) and not name.startswith("_"):
+            setattr(cls, name, guarded(value))
+    return cls
+
+
+@_sealed_refusals
 class ServiceBackend:
     """In-process: the key's principal calls the services (``manage.py mcp``, ``/mcp``)."""
 
