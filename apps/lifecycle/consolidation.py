@@ -167,10 +167,13 @@ def run(principal: Principal, request: Request, *, limit: int | None = None,
         raise InvalidInput(f"{count} memories match; a request consolidates at most "
                            f"{limit} (MEMORYWEB_CONSOLIDATE_MAX): narrow it with filters, or "
                            "run manage.py consolidate.", field="filters")
-    rows = list(selected.values_list(
-        "pk", "content", "kind", "agent_id", "metadata", "tags", "valid_from", "valid_until",
-        "importance", "confidence", "access_count", "created_at", "version",
-        "context_memory_id"))
+    columns = ("pk", "content", "kind", "agent_id", "metadata", "tags", "valid_from",
+               "valid_until", "importance", "confidence", "access_count", "created_at",
+               "version", "context_memory_id")
+    # Through instances, not values_list: an encrypted namespace's content and metadata
+    # are opened by their fields (apps/memories/sealing.py).
+    rows = [tuple(getattr(memory, name) for name in columns) for memory in
+            selected.only(*columns[1:], "namespace_id").iterator(chunk_size=2000)]
     candidates = [grouping.Candidate(str(row[0]), row[1], partition(*row[2:5], *row[6:8]),
                                      (row[8], row[9], row[10], row[11].timestamp()),
                                      frozenset(row[5] or ()))

@@ -130,7 +130,10 @@ class SubjectFilter(_InputFilter):
 
     def queryset(self, request, queryset):
         value = (self.value() or "").strip()
-        return queryset.filter(pk__in=naming_subject(value).values("pk")) if value else queryset
+        if not value:
+            return queryset
+        return queryset.filter(pk__in=naming_subject(
+            value, queryset.order_by().values("namespace_id").distinct()).values("pk"))
 
 
 class MetadataFilter(_InputFilter):

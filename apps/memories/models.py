@@ -34,8 +34,11 @@ def content_hash(content: str, namespace: Namespace | int | None = None) -> str:
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
-class MemoryQuerySet(NamespaceScopedQuerySet):
-    """``for_principal`` (the one scoping entry point) comes from NamespaceScopedQuerySet."""
+class MemoryQuerySet(sealing.SealedQuerySet, NamespaceScopedQuerySet):
+    """``for_principal`` (the one scoping entry point) comes from NamespaceScopedQuerySet;
+    bulk writes of sealed fields are sealed by sealing.SealedQuerySet."""
+
+    namespace_path = "namespace"
 
     def live(self) -> MemoryQuerySet:
         """Not expired (expired rows wait for the retention job but are never served)."""
@@ -46,34 +49,20 @@ class MemoryQuerySet(NamespaceScopedQuerySet):
         return self.filter(superseded_by__isnull=True)
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
-        """Django's bulk_update writes ``getattr(obj, field)`` without ``pre_save``: here
-        the sealed fields of an encrypted namespace's memories are sealed first
-        (apps/memories/sealing.py), so a bulk edit never stores their text in clear."""
+        """A memory's metadata tokens follow its metadata; a move between namespaces is
+        refused where one is encrypted (the sealing itself: sealing.SealedQuerySet)."""
         objs = list(objs)
         fields = list(fields)
-        if "metadata" in fields and self.model is Memory:  # its blind tokens follow it
+        if "metadata" in fields:
             blind = self.model._meta.get_field("metadata_blind")
             for obj in objs:
                 blind.pre_save(obj, False)
             fields = fields if "metadata_blind" in fields else [*fields, "metadata_blind"]
-        sealed = [name for name in sealing.sealed_fields(self.model) if name in fields]
         if "namespace" in fields and any(
                 sealing.namespace_encrypted(o.namespace_id) for o in objs):
             raise Conflict("memories of an encrypted namespace cannot be moved to another "
                            "namespace yet (docs/encryption.md, \"Not yet\").", field="namespace")
-        held: list[tuple[Memory, str, object]] = []
-        try:
-            for obj in objs:
-                for name in sealed:
-                    field = self.model._meta.get_field(name)
-                    value = sealing.outgoing(field, obj)
-                    if value is not None:
-                        held.append((obj, field.attname, obj.__dict__.get(field.attname)))
-                        obj.__dict__[field.attname] = value
-            return super().bulk_update(objs, fields, batch_size=batch_size)
-        finally:
-            for obj, attname, value in held:
-                obj.__dict__[attname] = value
+        return super().bulk_update(objs, fields, batch_size=batch_size)
 
 
 class EventType(models.TextChoices):
@@ -258,6 +247,10 @@ class MemoryTag(models.Model):
         return self.tag
 
 
+class MemoryVersionQuerySet(sealing.SealedQuerySet):
+    namespace_path = "memory__namespace"
+
+
 class MemoryVersion(models.Model):
     """One edit of a memory: who, when, and each changed field's before and after."""
 
@@ -267,6 +260,8 @@ class MemoryVersion(models.Model):
     changed_at = models.DateTimeField(default=timezone.now)
     changes = sealing.SealedVersionChanges(
         help_text='{"field": {"before": ..., "after": ...}}; sealed in an encrypted namespace.')
+
+    objects = MemoryVersionQuerySet.as_manager()
 
     class Meta:
         ordering = ["memory", "-version"]

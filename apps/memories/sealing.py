@@ -25,6 +25,7 @@ What fails closed: a missing, shredded or unwrappable key raises
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -65,15 +66,20 @@ class SealedValue:
 
 
 def namespace_encrypted(namespace_id: int | None, namespace: Any = None) -> bool:
-    """Whether the namespace seals its memories (the loaded namespace's flag if at hand)."""
-    if namespace is not None and getattr(namespace, "pk", None) == namespace_id:
-        flag = bool(getattr(namespace, "encrypted", False))
-        if flag:
-            with _lock:
-                _encrypted[namespace_id] = True
-        return flag
+    """Whether the namespace seals its memories.
+
+    A loaded namespace that says "encrypted" is believed at once; one that says "plain" is
+    not: it may have been loaded before ``encrypt_namespace`` turned the flag on (a
+    timeline build holds its namespace for minutes), so the answer then comes from this
+    process's record, else the database (a "plain" answer trusted for
+    ``_PLAIN_TTL_SECONDS``, which ``encrypt_namespace`` waits out before its sweep)."""
     if namespace_id is None:
         return False
+    if namespace is not None and getattr(namespace, "pk", None) == namespace_id \
+            and getattr(namespace, "encrypted", False):
+        with _lock:
+            _encrypted[namespace_id] = True
+        return True
     with _lock:
         if _encrypted.get(namespace_id) or _plain_until.get(namespace_id, 0) > time.monotonic():
             return bool(_encrypted.get(namespace_id))
@@ -154,10 +160,14 @@ class _Sealing:
         return text
 
     def open_for(self, instance: Any, value: SealedValue) -> Any:
-        namespace_id, _, row = self.row_place(instance)
+        namespace_id, namespace, row = self.row_place(instance)
         if namespace_id is None:
             raise envelope.Undecryptable(f"a sealed {self.model.__name__}.{self.attname} "
                                          "without a namespace to open it")
+        if not namespace_encrypted(namespace_id, namespace):
+            # A plain namespace never holds ciphertext (the flag is never turned off):
+            # text that merely looks sealed, stored before writes refused it, is text.
+            return value.stored
         where = place(self.model._meta.db_table, self.column, row, namespace_id)
         return self.decode(open_text(namespace_id, where, value.stored))
 
@@ -167,6 +177,12 @@ class _Sealing:
         if isinstance(value, SealedValue):
             return value  # read and never opened: stored as it was
         where = self.where(instance)
+        if where is None and envelope.is_sealed_text(value):
+            from apps.core.errors import InvalidInput
+
+            raise InvalidInput(f"{self.attname} must not start with "
+                               f"{envelope.TEXT_PREFIX!r}: that prefix marks ciphertext.",
+                               field=self.attname)
         if where is None or value is None:
             return value
         return SealedValue(seal_text(where[0], where[1], self.encode(value)))
@@ -289,6 +305,54 @@ def metadata_filter_values(namespace: Any, metadata: dict[str, Any]) -> dict[str
         return metadata
     key = namespace_keys.subkey(namespace.pk, METADATA_PURPOSE)
     return {name: blind_value(namespace.pk, value, key) for name, value in metadata.items()}
+
+
+#: Set while SealedQuerySet.bulk_update runs: its values are sealed already.
+_in_bulk_update: contextvars.ContextVar[bool] = contextvars.ContextVar("sealed_bulk", default=False)
+
+
+class SealedQuerySet(models.QuerySet):
+    """Bulk writes that bypass ``pre_save`` made safe for sealed fields.
+
+    Django's ``bulk_update`` writes ``getattr(obj, field)`` and ``update()`` writes the
+    given value, neither through ``pre_save``: here ``bulk_update`` seals each object's
+    sealed fields first (a deferred one is loaded and opened, then sealed again), and an
+    ``update()`` that sets a sealed field is refused when it would reach a row of an
+    encrypted namespace (``namespace_path``: the lookup from this model to its namespace).
+    """
+
+    namespace_path = "namespace"
+
+    def bulk_update(self, objs, fields, batch_size=None) -> int:
+        objs = list(objs)
+        sealed = [self.model._meta.get_field(name) for name in sealed_fields(self.model)
+                  if name in fields]
+        held: list[tuple[Any, str, Any]] = []
+        try:
+            for obj in objs:
+                for field in sealed:
+                    if field.attname not in obj.__dict__:
+                        getattr(obj, field.attname)  # deferred: loaded (and opened) first
+                    value = outgoing(field, obj)
+                    if value is not None:
+                        held.append((obj, field.attname, obj.__dict__.get(field.attname)))
+                        obj.__dict__[field.attname] = value
+            token = _in_bulk_update.set(True)  # Django's bulk_update calls update()
+            try:
+                return super().bulk_update(objs, fields, batch_size=batch_size)
+            finally:
+                _in_bulk_update.reset(token)
+        finally:
+            for obj, attname, value in held:
+                obj.__dict__[attname] = value
+
+    def update(self, **kwargs: Any) -> int:
+        touched = [name for name in sealed_fields(self.model) if name in kwargs]
+        encrypted = {f"{self.namespace_path}__encrypted": True}
+        if touched and not _in_bulk_update.get() and self.filter(**encrypted).exists():
+            raise ValueError(f"update() of {', '.join(touched)} would store an encrypted "
+                             "namespace's text in clear: save the rows (save, bulk_update).")
+        return super().update(**kwargs)
 
 
 def sealed_fields(model: type[models.Model]) -> list[str]:

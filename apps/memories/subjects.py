@@ -4,6 +4,7 @@ subject filter share (a second copy of it would let a lookup and an erasure disa
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from django.db.models import Q, QuerySet
 
@@ -15,11 +16,13 @@ from apps.tenancy.models import Namespace
 SUBJECT_KEY = "subject_id"
 
 
-def naming_subject(subject_id: str) -> QuerySet[Memory]:
+def naming_subject(subject_id: str, namespaces: Any = None) -> QuerySet[Memory]:
     """Memories whose metadata ``subject_id`` equals ``subject_id`` (as a string, or the
     same id stored as a number), now or before an edit took it out: a version keeps the
-    old metadata, and a revert would bring the subject back. Every namespace: callers
-    narrow it to theirs."""
+    old metadata, and a revert would bring the subject back. Every namespace unless
+    ``namespaces`` (ids, or a queryset of them) says which: callers narrow the result to
+    theirs, and should say so here too, so that an encrypted namespace is only read (its
+    key only needed) when it is one of them."""
     values: list[str | int] = [subject_id]
     if re.fullmatch(r"-?\d{1,18}", subject_id):
         values.append(int(subject_id))
@@ -27,17 +30,20 @@ def naming_subject(subject_id: str) -> QuerySet[Memory]:
     for named in values:
         match |= Q(**{f"metadata__{SUBJECT_KEY}": named})
         match |= Q(**{f"versions__changes__metadata__before__{SUBJECT_KEY}": named})
-    return Memory.objects.filter(match | _in_encrypted_namespaces(values))
+    return Memory.objects.filter(match | _in_encrypted_namespaces(values, namespaces))
 
 
-def _in_encrypted_namespaces(values: list[str | int]) -> Q:
+def _in_encrypted_namespaces(values: list[str | int], namespaces: Any) -> Q:
     """The same rule where metadata and versions are sealed (docs/encryption.md): the
     subject's blind token in ``metadata_blind``, and the versions opened and read — they
     cannot be queried sealed; an erasure or export is rare enough to pay the scan. A key
     that is gone raises (fail closed): a lookup must not report "none" for data it
     cannot read."""
     match = Q()
-    encrypted = list(Namespace.objects.filter(encrypted=True).values_list("pk", flat=True))
+    found = Namespace.objects.filter(encrypted=True)
+    if namespaces is not None:
+        found = found.filter(pk__in=namespaces)
+    encrypted = list(found.values_list("pk", flat=True))
     for namespace_id in encrypted:
         tokens = {sealing.blind_value(namespace_id, named) for named in values}
         match |= Q(namespace_id=namespace_id, **{f"metadata_blind__{SUBJECT_KEY}__in": tokens})

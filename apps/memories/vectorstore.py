@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from apps.memories import sealing
 from apps.memories.chroma_files import (
     CHROMA_DB,
     REWRITE_SUFFIX,
@@ -72,8 +73,12 @@ def chroma_metadata(memory) -> dict[str, Any]:
         meta[CONTEXT_KEY] = str(memory.context_memory_id)
     for tag in memory.tags:
         meta[TAG_KEY + tag] = True
-    if memory.metadata_blind is not None:  # an encrypted namespace: tokens, not values
-        meta.update({META_KEY + key: token for key, token in memory.metadata_blind.items()})
+    tokens = memory.metadata_blind
+    if tokens is None and sealing.namespace_encrypted(
+            memory.namespace_id, memory._state.fields_cache.get("namespace")):
+        tokens = sealing.blind_metadata(memory.namespace_id, memory.metadata)  # not saved yet
+    if tokens is not None:  # an encrypted namespace: tokens, never the values
+        meta.update({META_KEY + key: token for key, token in tokens.items()})
         return meta
     for key, value in (memory.metadata or {}).items():
         if isinstance(value, (str, bool)) or (

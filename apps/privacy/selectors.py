@@ -56,7 +56,7 @@ class Selector:
         if field == "ids":
             return found.filter(pk__in=value)
         if field == "subject_id":  # the shared rule (apps/memories/subjects.py)
-            return found.filter(pk__in=naming_subject(value).values("pk"))
+            return found.filter(pk__in=naming_subject(value, [self.namespace.pk]).values("pk"))
         return found.filter(**{field: value})
 
     def other_rows(self) -> dict[str, int]:

@@ -33,7 +33,7 @@ def _shredded_vault():
 def test_the_mcp_tools_name_the_missing_key():
     caller = _shredded_vault()
     backend = ServiceBackend(Principal.for_key(authenticate_key(caller.raw)))
-    with pytest.raises(ToolError, match="key_unavailable: .*destroyed"):
+    with pytest.raises(ToolError, match=r"key_unavailable: .*destroyed"):
         backend.list_recent(5)
     with pytest.raises(ToolError, match="key_unavailable"):
         backend.store({"content": "a new note"})

@@ -199,3 +199,59 @@ def test_an_encrypted_namespace_is_not_merged_and_its_memories_are_not_moved(vau
     with pytest.raises(Conflict):  # a bulk move into (or within) an encrypted namespace
         Memory.objects.bulk_update([moved], ["namespace"])
     assert Memory.objects.get(pk=pk).content == SECRET
+
+
+def test_other_bulk_writes_never_store_text_in_clear(vault_agent, agent):
+    pk = stored(vault_agent)
+    with pytest.raises(ValueError, match="in clear"):
+        Memory.objects.filter(pk=pk).update(content="Plain via update 9999")
+    plain = stored(agent, "a plain namespace's note")
+    assert Memory.objects.filter(pk=plain).update(content="edited in place") == 1  # allowed
+    # A deferred sealed field in a bulk_update is loaded, then sealed again.
+    memory = Memory.objects.only("id", "namespace_id", "tags").get(pk=pk)
+    memory.tags = ["x"]
+    Memory.objects.bulk_update([memory], ["content", "tags"])
+    assert raw_content(pk).startswith(envelope.TEXT_PREFIX) and "4417" not in raw_content(pk)
+    assert Memory.objects.get(pk=pk).content == SECRET
+
+
+def test_text_that_looks_sealed_is_refused_in_a_plain_namespace(agent):
+    fake = envelope.TEXT_PREFIX + base64.urlsafe_b64encode(b"x" * 60).decode()
+    response = agent.post("/api/v1/memories", {"content": fake})
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["field"] == "content"
+    assert not Memory.objects.exists()
+    assert agent.get("/api/v1/memories").status_code == 200
+
+
+def test_a_stale_plain_namespace_object_does_not_write_plaintext(vault, db):
+    from apps.memories import sealing
+    from apps.tenancy.models import Namespace
+
+    stale = Namespace.objects.get(pk=vault.pk)
+    stale.encrypted = False  # loaded before encryption was turned on
+    memory = Memory(namespace=stale, content="late plaintext 5521", agent_id="a",
+                    content_hash="x")
+    sealing.forget()
+    memory.save()
+    assert "5521" not in raw_content(memory.pk)
+
+
+def test_consolidation_reads_an_encrypted_namespace(vault, vault_admin, vault_agent):
+    for text in ("The standup is at nine every morning", "The standup is at nine each morning",
+                 "Ordering coffee beans on Monday"):
+        stored(vault_agent, text)
+    response = vault_admin.post("/api/v1/namespaces/vault/consolidate", {"dry_run": True})
+    assert response.status_code == 200, response.content
+    assert "mwenc1" not in response.content.decode()
+
+
+def test_a_subject_lookup_needs_only_the_keys_of_the_namespaces_it_reads(vault, agent, alpha):
+    from apps.memories.subjects import naming_subject
+
+    agent.post("/api/v1/memories", {"content": "About Bob", "metadata": {"subject_id": "bob-7"}})
+    namespace_keys.shred(vault.pk)
+    namespace_keys.forget_all()
+    assert naming_subject("bob-7", [alpha.pk]).count() == 1
+    with pytest.raises(namespace_keys.KeyUnavailable):  # fail closed where it must read
+        naming_subject("bob-7", [alpha.pk, vault.pk]).count()

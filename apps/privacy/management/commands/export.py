@@ -56,8 +56,11 @@ class Command(BaseCommand):
         except ServiceError as exc:
             raise CommandError(f"{exc.field + ': ' if exc.field else ''}{exc.message}") from None
         total = selector.memories().count()
-        with open(output, "wb") as sink, tqdm(total=total, unit="memory",
-                                              file=self.stderr._out) as bar:
+        # 0600 from the start: the file holds everything about the namespace (in clear
+        # unless --encrypt) while it is written, and if the export stops half-way.
+        descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as sink, tqdm(total=total, unit="memory",
+                                                       file=self.stderr._out) as bar:
             out = stream_crypto.EncryptingWriter(sink, passphrase) if passphrase else sink
             for chunk in export.start(principal, selector):
                 out.write(chunk)

@@ -5,8 +5,8 @@ from tqdm import tqdm
 
 from apps.core import key_backup, keystore
 from apps.core.key_providers import KeyUnavailable
-from apps.server import backup
 from apps.core.stream_crypto import DecryptionError
+from apps.server import backup
 from apps.server.management.commands.backup import read_keys_passphrase, read_passphrase
 
 
