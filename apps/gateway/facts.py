@@ -6,17 +6,20 @@ folding, dropping the wrappers a speaker puts around a fact ("remember that", "n
 (:data:`FILLERS`: "always", "currently", "the"…) and collapsing whitespace. So
 "Remember that our DB is Postgres 16!" and "our db is postgres 16" are one fact, and so
 are "We deploy on Fridays" and "We always deploy on Fridays" (near-identical); "We use
-pnpm" and "We use npm" are two. The :func:`key` (SHA-256 of the canonical text) finds a
-fact's row in one lookup. Deliberately word-exact beyond that: a similarity ratio over
-characters calls "pnpm" and "npm" the same, and a wrong merge would promote a fact
-nobody stated twice.
+pnpm" and "We use npm" are two. The :func:`key` (SHA-256 of the canonical text; in an
+encrypted namespace an HMAC under the namespace's ``fact-key`` key, so the column gives no
+short fact away to a dictionary) finds a fact's row in one lookup. Deliberately word-exact
+beyond that: a similarity ratio over characters calls "pnpm" and "npm" the same, and a
+wrong merge would promote a fact nobody stated twice.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
+from typing import Any
+
+from apps.memories.sealing import keyed_hash
 
 #: Words whose presence does not change a fact.
 FILLERS = frozenset({
@@ -36,8 +39,10 @@ def normalise(text: str) -> str:
     return " ".join(word for word in words if word not in FILLERS)
 
 
-def key(text: str) -> str:
-    return hashlib.sha256(normalise(text).encode()).hexdigest()
+def key(text: str, namespace: Any = None) -> str:
+    """The fact's row key in ``namespace`` (a Namespace or its id): see the module doc.
+    Pass the namespace wherever the key is stored or compared."""
+    return keyed_hash(normalise(text), namespace, "fact-key")
 
 
 def near_identical(one: str, other: str) -> bool:

@@ -56,7 +56,7 @@ from django.utils import timezone
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, NotFound
 from apps.core.roles import Action
-from apps.memories import indexing, recall_stats, services
+from apps.memories import indexing, recall_stats, sealing, services
 from apps.memories.models import Memory, MemoryKind, content_hash
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.models import ApiKey, Namespace
@@ -195,10 +195,12 @@ def process(pk: Any) -> bool:
         except extract.ExtractionError as exc:
             _retry_later(row, "extract", str(exc))
             return False
-        with transaction.atomic():  # the facts kept, the exchange's own text dropped
-            PendingExchange.objects.filter(pk=pk).update(facts=found, user_text="",
-                                                         assistant_text="")
-        row.facts = found
+        # The facts kept, the exchange's own text dropped; an encrypted namespace's facts
+        # sealed (update() calls no pre_save: sealing.for_update does it).
+        row.facts, row.user_text, row.assistant_text = found, "", ""
+        with transaction.atomic():
+            PendingExchange.objects.filter(pk=pk).update(**sealing.for_update(
+                row, "facts", "user_text", "assistant_text"))
     try:
         for index in range(row.applied, len(row.facts)):
             promote = _apply(principal, row, row.facts[index], index)
@@ -257,8 +259,8 @@ def _apply(principal: Principal, row: PendingExchange, text: str, index: int
         if repeated is not None:
             _strengthen(principal, namespace, repeated)
             return None
-        key = facts.key(text)
-        if any(facts.key(other) == key for other in row.facts[:index]):
+        key = facts.key(text, namespace)
+        if any(facts.key(other, namespace) == key for other in row.facts[:index]):
             return None  # stated twice in one exchange: one sighting
         known = _known_fact(namespace, key)
         now = timezone.now()
@@ -362,9 +364,11 @@ def _promote(fact: LearnedFact, principal: Principal | None, how: str,
             "metadata": {"source": "gateway", "learned_fact": str(fact.pk)},
             **({"session_id": claimed.session_id} if claimed.session_id else {})},
             namespace=fact.namespace.slug)
+        claimed.text = content  # sealed for the update in an encrypted namespace
         with transaction.atomic():
             LearnedFact.objects.filter(pk=fact.pk, state=FactState.PROMOTING).update(
-                state=FactState.PROMOTED, memory_id=stored.memory.pk, text=content,
+                state=FactState.PROMOTED, memory_id=stored.memory.pk,
+                **sealing.for_update(claimed, "text"),
                 confidence=PROMOTED_CONFIDENCE, decided_by=decided_by,
                 decided_at=timezone.now())
             if then is not None:
@@ -450,10 +454,10 @@ def edit(principal: Principal, fact: LearnedFact | Any, text: str) -> LearnedFac
     if not isinstance(text, str) or not text.strip() or len(text) > 10_000:
         raise InvalidInput("text must be a non-empty string of at most 10,000 characters.",
                            field="text")
-    cleaned = redact(" ".join(text.split()))
+    found.text = redact(" ".join(text.split()))  # sealed for the update where encrypted
     with transaction.atomic():
         if not LearnedFact.objects.filter(pk=found.pk, state=FactState.QUARANTINED).update(
-                text=cleaned):
+                **sealing.for_update(found, "text")):
             raise Conflict("the fact was decided meanwhile; only a quarantined fact is "
                            "edited.", field="state")
         audit(principal, "gateway.fact.edit", namespace=found.namespace, record_ids=[found.pk],

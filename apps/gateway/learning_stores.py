@@ -80,8 +80,9 @@ def _facts_matching(namespace: Namespace, ids: Sequence[Any], hashes: set[str],
         found |= set(query.filter(Q(agent_id__in=agents) | Q(session_id__in=sessions))
                      .values_list("pk", flat=True))
     if hashes:
-        found |= {pk for pk, text in query.values_list("pk", "text").iterator(chunk_size=2000)
-                  if content_hash(text, namespace) in hashes}
+        # Through instances, not values_list: an encrypted namespace's text opens there.
+        found |= {fact.pk for fact in query.only("pk", "namespace_id", "text")
+                  .iterator(chunk_size=2000) if content_hash(fact.text, namespace) in hashes}
     return list(found)
 
 

@@ -20,6 +20,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from apps.memories.sealing import SealedJSON, SealedText
 from apps.tenancy.models import ApiKey, Namespace
 
 
@@ -36,9 +37,10 @@ class PendingExchange(models.Model):
     agent_id = models.CharField(max_length=128)
     session_id = models.CharField(max_length=128, blank=True, default="")
     api = models.CharField(max_length=16)  # chat | responses | anthropic
-    user_text = models.TextField(blank=True, default="")
-    assistant_text = models.TextField(blank=True, default="")
-    facts = models.JSONField(null=True, blank=True)
+    #: Sealed in an encrypted namespace (docs/encryption.md), bound to the row's id.
+    user_text = SealedText(blank=True, default="")
+    assistant_text = SealedText(blank=True, default="")
+    facts = SealedJSON(null=True, blank=True)
     applied = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveIntegerField(default=0)
@@ -75,8 +77,10 @@ class LearnedFact(models.Model):
                                 related_name="+")
     agent_id = models.CharField(max_length=128)
     session_id = models.CharField(max_length=128, blank=True, default="")
-    text = models.TextField()
-    #: SHA-256 of the normalised text (apps/gateway/facts.py): sightings match on it.
+    #: Sealed in an encrypted namespace (docs/encryption.md), bound to the row's id.
+    text = SealedText()
+    #: SHA-256 of the normalised text (apps/gateway/facts.py): sightings match on it. In an
+    #: encrypted namespace an HMAC under the namespace's ``fact-key`` key instead.
     key = models.CharField(max_length=64)
     confidence = models.FloatField(default=0.3)
     seen_count = models.PositiveIntegerField(default=1)
@@ -123,8 +127,11 @@ class GatewayTrace(models.Model):
     added_ms = models.FloatField(default=0.0)
     #: The status the client got (the upstream's, or the gateway's 502 / 504).
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    #: The recall query (redacted), at level content only.
-    query = models.TextField(blank=True, default="")
+    #: Names the row before its insert (the integer id does not exist yet): a sealed
+    #: ``query``'s associated data is bound to it.
+    uid = models.UUIDField(default=uuid.uuid4, editable=False)
+    #: The recall query (redacted), at level content only; sealed in an encrypted namespace.
+    query = SealedText(blank=True, default="", row="uid")
 
     class Meta:
         indexes = [models.Index(fields=["namespace", "created_at"], name="gw_trace_recent")]

@@ -379,3 +379,103 @@ def forget() -> None:
     with _lock:
         _encrypted.clear()
         _plain_until.clear()
+
+
+# --- the other stores of an encrypted namespace ------------------------------------------
+# Issue 23's "every derived store is covered": the gateway's queued exchanges, learned facts
+# and traces, erasure requests' selectors, the timeline's summaries and excerpts. Their
+# rows declare where they are (which attribute is the row, which the namespace) instead of
+# Memory's fixed ``pk``/``namespace_id``.
+
+
+def _dotted(instance: Any, path: str) -> Any:
+    """``instance.a.b``: each hop through the instance's cached relation when loaded."""
+    value = instance
+    for name in path.split("."):
+        if value is None:
+            return None
+        value = getattr(value, name)
+    return value
+
+
+class _DeclaredPlace(_Sealing):
+    """A sealed field whose row and namespace are named by the model.
+
+    ``row``: the attribute (dotted path allowed) that names the row *before* the insert — a
+    UUID primary key set by its default, or a UUID column added for the purpose where the
+    key is an autoincrement integer (which ``pre_save`` does not know yet). ``namespace``:
+    the attribute holding the namespace id (``namespace_id``; ``node.namespace_id`` through
+    a relation). ``when_gone``: what a sealed value reads as once its row has lost its
+    namespace (a deleted namespace's erasure request: ``SET_NULL``, and the key was
+    shredded with it) — a fixed, plain value saying so, rather than a 503 on every list
+    that shows the row; None raises :class:`~apps.core.key_providers.KeyUnavailable`."""
+
+    def __init__(self, *args: Any, row: str = "pk", namespace: str = "namespace_id",
+                 when_gone: Any = None, **kwargs: Any) -> None:
+        self.row_attr = row
+        self.namespace_attr = namespace
+        self.when_gone = when_gone
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self.row_attr != "pk":
+            kwargs["row"] = self.row_attr
+        if self.namespace_attr != "namespace_id":
+            kwargs["namespace"] = self.namespace_attr
+        if self.when_gone is not None:
+            kwargs["when_gone"] = self.when_gone
+        return name, path, args, kwargs
+
+    def row_place(self, instance: Any) -> tuple[int | None, Any, str]:
+        namespace_id = _dotted(instance, self.namespace_attr)
+        owner = _dotted(instance, self.namespace_attr.rpartition(".")[0]) \
+            if "." in self.namespace_attr else instance
+        namespace = _cached_namespace(owner) if owner is not None else None
+        return namespace_id, namespace, str(_dotted(instance, self.row_attr))
+
+    def open_for(self, instance: Any, value: SealedValue) -> Any:
+        if self.row_place(instance)[0] is None:
+            if self.when_gone is not None:
+                return self.when_gone
+            from apps.core.key_providers import KeyUnavailable
+
+            raise KeyUnavailable(f"a sealed {self.model.__name__}.{self.attname} whose "
+                                 "namespace was deleted: its key was destroyed with it")
+        return super().open_for(instance, value)
+
+
+class SealedText(_DeclaredPlace, SealedTextField):
+    """A text column sealed in an encrypted namespace, its row declared by the model."""
+
+
+class SealedJSON(_DeclaredPlace, SealedVersionChanges):
+    """A JSON column sealed (as one ciphertext of its canonical JSON) in an encrypted
+    namespace, its row declared by the model. ``None`` stays a SQL NULL."""
+
+
+def keyed_hash(text: str, namespace: Any, purpose: str) -> str:
+    """SHA-256 of ``text``, or in an encrypted namespace an HMAC-SHA256 under the
+    namespace's ``purpose`` key (derived from its data key, so shredded with it): a plain
+    hash of a short text gives it away to a dictionary. ``namespace``: the model or its id."""
+    import hashlib
+    import hmac
+
+    namespace_id = namespace if isinstance(namespace, int) or namespace is None else namespace.pk
+    if namespace_encrypted(namespace_id, None if isinstance(namespace, int) else namespace):
+        key = namespace_keys.subkey(namespace_id, purpose)
+        return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def for_update(instance: Any, *names: str) -> dict[str, Any]:
+    """``{name: value}`` of the instance's fields as they must be stored — sealed where its
+    namespace is encrypted — for a ``QuerySet.update()``, which calls no ``pre_save``:
+    ``Model.objects.filter(pk=...).update(**for_update(row, "text"))``."""
+    values = {}
+    for name in names:
+        field = instance._meta.get_field(name)
+        value = field.sealed_for_save(instance) if isinstance(field, _Sealing) \
+            else getattr(instance, field.attname)
+        values[name] = value
+    return values

@@ -96,7 +96,7 @@ def create(principal: Principal, data: Mapping[str, Any]) -> ErasureRequest:
             namespace=selector.namespace, namespace_slug=selector.namespace.slug,
             selector=selector.describe(), reason=reason, requested_by=principal.label)
         audit(principal, "erasure.request", namespace=selector.namespace, record_ids=[request.pk],
-              summary={"selector": request.selector})
+              summary={"selector": ledger.for_audit(selector.namespace, request.selector)})
     if execute_now:
         approve(principal, request.pk)
         return execute(principal, request.pk)
@@ -146,7 +146,7 @@ def _decide(principal: Principal, request_id: Any, to: ErasureState, **fields: A
         request.save(update_fields=["state", "decided_by", "decided_at", *fields])
         audit(principal, f"erasure.{'approve' if to == ErasureState.APPROVED else 'reject'}",
               namespace=request.namespace, record_ids=[request.pk],
-              summary={"selector": request.selector})
+              summary={"selector": ledger.for_audit(request.namespace, request.selector)})
     return request
 
 

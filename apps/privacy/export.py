@@ -28,6 +28,7 @@ from apps.memories import stores
 from apps.memories.external_ids import external_ids_of
 from apps.memories.models import Memory, MemoryLink, MemoryVersion
 from apps.memories.representation import iso_datetime, memory_row
+from apps.privacy import ledger
 from apps.privacy.selectors import Selector
 from apps.tenancy.models import SharingGrant
 from apps.tenancy.principal import Principal
@@ -50,7 +51,8 @@ def start(principal: Principal, selector: Selector, *,
     began (``memories``), whichever door asked (REST, dashboard, manage.py). ``context``
     adds to it, e.g. the dashboard's ``{"erasure_request": id}`` for an export made from
     an erasure request, so the request's story lists it."""
-    summary = {**selector.describe(), "memories": selector.memories().count(),
+    summary = {**ledger.for_audit(selector.namespace, selector.describe()),
+               "memories": selector.memories().count(),
                **(context or {})}
     with transaction.atomic():
         audit(principal, "export", namespace=selector.namespace, summary=summary)

@@ -39,6 +39,8 @@ from apps.core.checks import TAG
 from apps.core.roles import Role
 from apps.memories import stores, writes
 from apps.memories.models import Memory
+from apps.memories.sealing import namespace_encrypted
+from apps.privacy.selectors import SUBJECT_FIELDS
 from apps.tenancy.models import Namespace
 from apps.tenancy.principal import Principal
 
@@ -53,6 +55,17 @@ def hashed_selector(selector: Mapping[str, Any]) -> dict[str, str]:
     selector key: an email or name never reaches the ledger in clear."""
     return {name: keystore.keyed_hash(name, json.dumps(value, sort_keys=True))
             for name, value in selector.items() if name != "namespace"}
+
+
+def for_audit(namespace: Any, described: Mapping[str, Any]) -> dict[str, Any]:
+    """A selector as an audit entry's summary records it: as it is, or — in an encrypted
+    namespace, whose selectors are sealed (docs/encryption.md) — its subject fields as the
+    ledger's HMACs, so the audit log, a plain store, names nobody in clear."""
+    if namespace is None or not namespace_encrypted(namespace.pk, namespace):
+        return dict(described)
+    return {**{name: value for name, value in described.items()
+               if name not in SUBJECT_FIELDS}, **hashed_selector(
+        {name: value for name, value in described.items() if name in SUBJECT_FIELDS})}
 
 
 def record_erasure(request: Any, body: Mapping[str, Any], digest: str, entry: AuditEntry) -> None:

@@ -8,6 +8,11 @@ from django.db import models
 from django.utils import timezone
 
 from apps.core.scoping import NamespaceScopedQuerySet
+from apps.memories.sealing import SealedJSON, SealedText
+
+#: What a sealed selector reads as once its namespace is deleted (its key was destroyed
+#: with it: docs/encryption.md, "Shredding"). The row and its certificate hash stay.
+SELECTOR_GONE = {"sealed": "the namespace was deleted and its key destroyed"}
 
 
 class ErasureState(models.TextChoices):
@@ -30,21 +35,27 @@ class ErasureRequest(models.Model):
     namespace = models.ForeignKey("tenancy.Namespace", null=True, on_delete=models.SET_NULL,
                                   related_name="erasure_requests")
     namespace_slug = models.CharField(max_length=64)
-    selector = models.JSONField(help_text="Whose memories: the namespace and one subject field.")
-    reason = models.CharField(max_length=500, blank=True)
+    #: ``selector``, ``reason``, ``rejection_reason`` and ``certificate`` name the person
+    #: (a subject id, an agent, free text): sealed in an encrypted namespace
+    #: (docs/encryption.md), bound to the request's id.
+    selector = SealedJSON(help_text="Whose memories: the namespace and one subject field.",
+                          when_gone=SELECTOR_GONE)
+    reason = SealedText(max_length=500, blank=True, when_gone="")
     state = models.CharField(max_length=16, choices=ErasureState.choices,
                              default=ErasureState.REQUESTED)
     requested_by = models.CharField(max_length=200)
     requested_at = models.DateTimeField(default=timezone.now)
     decided_by = models.CharField(max_length=200, blank=True, help_text="Who approved or rejected.")
     decided_at = models.DateTimeField(null=True, blank=True)
-    rejection_reason = models.CharField(max_length=500, blank=True)
+    rejection_reason = SealedText(max_length=500, blank=True, when_gone="")
     executed_by = models.CharField(max_length=200, blank=True)
     executed_at = models.DateTimeField(null=True, blank=True)
     #: What execution removed: [{"id", "content_sha256"}], kept so a retry finishes the job.
     erased = models.JSONField(default=list, blank=True)
     last_error = models.TextField(blank=True)
-    certificate = models.JSONField(null=True, blank=True)
+    #: A deleted encrypted namespace's reads as ``{}`` (shredded with its key); the hash
+    #: below, the erasure ledger and the audit chain still verify the requester's copy.
+    certificate = SealedJSON(null=True, blank=True, when_gone={})
     certificate_sha256 = models.CharField(max_length=64, blank=True)
 
     objects = NamespaceScopedQuerySet.as_manager()

@@ -372,7 +372,9 @@ class Builder:
                             wanted: str) -> bool:
         usable = [c for c in children if c.status != NodeStatus.ERASED and c.summary.strip()]
         held: dict[str, list[grips.GripSpec]] = defaultdict(list)
-        for grip in Grip.objects.filter(node__in=usable).order_by("node", "position"):
+        # The node with each grip: an encrypted namespace's excerpt opens under its namespace.
+        for grip in Grip.objects.filter(node__in=usable).select_related("node").order_by(
+                "node", "position"):
             held[str(grip.node_id)].append(grips.GripSpec(grip.part, str(grip.memory_id),
                                                           grip.excerpt))
         kids = {str(c.pk): grips.ChildGrips(c.parts or [], held[str(c.pk)]) for c in usable}

@@ -279,11 +279,13 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
 
 def _timeline_texts(namespace: Namespace) -> Iterator[str]:
     """Every summary part and grip excerpt of the namespace's timeline."""
-    for parts in RollupNode.objects.filter(namespace=namespace).values_list(
-            "parts", flat=True).iterator(chunk_size=500):
-        yield from parts or []
-    yield from Grip.objects.filter(node__namespace=namespace).values_list(
-        "excerpt", flat=True).iterator(chunk_size=2000)
+    # Through instances, not values_list: an encrypted namespace's texts open there.
+    for node in RollupNode.objects.filter(namespace=namespace).only(
+            "pk", "namespace_id", "parts").iterator(chunk_size=500):
+        yield from node.parts or []
+    for grip in Grip.objects.filter(node__namespace=namespace).select_related(
+            "node").only("pk", "node__namespace_id", "excerpt").iterator(chunk_size=2000):
+        yield grip.excerpt
 
 
 def _held_elsewhere(namespace: Namespace, wanted: set[str]) -> set[str]:

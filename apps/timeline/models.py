@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.core.scoping import NamespaceScopedQuerySet
 from apps.memories.models import Memory
+from apps.memories.sealing import SealedJSON, SealedText
 from apps.tenancy.models import Namespace
 
 
@@ -56,10 +57,12 @@ class RollupNode(models.Model):
                                   help_text="A segment's session; empty at the other levels.")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="children")
-    summary = models.TextField(blank=True, default="")
+    #: The summary's text and parts are a copy of its summary memory's: sealed like it in
+    #: an encrypted namespace (docs/encryption.md), bound to the node's id.
+    summary = SealedText(blank=True, default="")
     #: The summary's parts in order (``summary`` is them joined by a line break); a grip
     #: names its part by index.
-    parts = models.JSONField(default=list, blank=True)
+    parts = SealedJSON(default=list, blank=True)
     summarizer = models.CharField(max_length=128, blank=True, default="")
     #: The memories the period covers (a segment's sources; a day's, the sum of its
     #: segments'; above, the sum of the children's).
@@ -108,7 +111,9 @@ class Grip(models.Model):
     part = models.PositiveIntegerField(help_text="Index into the node's parts.")
     position = models.PositiveIntegerField(help_text="Order among the node's grips.")
     memory = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="+")
-    excerpt = models.TextField()
+    #: A substring of a memory: sealed in an encrypted namespace (the node's), bound to
+    #: the grip's id.
+    excerpt = SealedText(namespace="node.namespace_id")
 
     objects = GripQuerySet.as_manager()
 
