@@ -52,6 +52,9 @@ MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
 EXEMPT = {
     "apps/memories/recall_stats.py": "recall statistics (access_count, last_recalled_at): "
     "counters a recall bumps, not a change of the memory (no version, outbox row or event)",
+    "apps/memories/encrypt_existing.py": "encrypt_namespace re-seals rows in place: the same "
+    "text, versions and hashes stored sealed under the namespace's key, not a change of the "
+    "memory (no version, outbox row or event; the keyword index is rebuilt whole)",
 }
 
 

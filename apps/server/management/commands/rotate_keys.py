@@ -6,10 +6,9 @@ Two rotations of envelope encryption (docs/encryption.md#rotation):
   and so every ciphertext, stay; only the wrapping in ``namespace-keys.json`` changes, in
   one locked rewrite of the file, while the server runs (it unwraps afresh from the file).
 - ``--namespace SLUG``: a new data key version for one namespace, made current (new values
-  are sealed under it). Re-encrypting what the older versions sealed is the background
-  re-encryption's work (not built yet): until then the older versions stay and still open
-  it. Destroying an old version is what makes a leaked data key harmless for new data, not
-  for old: say so to whoever asked for the rotation.
+  are sealed under it). ``encrypt_namespace SLUG --reseal`` then re-seals what the older
+  versions sealed under the new one and retires them: until it has run they stay and still
+  open it, so a leaked old data key stays harmful for old data until then.
 
 In apps/server (the top layer) rather than core: it looks namespaces up by slug and audits.
 """
@@ -39,8 +38,8 @@ class Command(BaseCommand):
             "provider: set the new KEK in MEMORYWEB_KEK and the old one in "
             "MEMORYWEB_KEK_PREVIOUS first; a KMS provider: under its current key). "
             "--namespace SLUG: a new data key version for that namespace, used for new "
-            "values; the background re-encryption of older values (not built yet) retires "
-            "the older versions. Safe while the server runs; audited.")
+            "values; encrypt_namespace SLUG --reseal then re-seals older values under it and "
+            "retires the older versions. Safe while the server runs; audited.")
 
     def add_arguments(self, parser):
         which = parser.add_mutually_exclusive_group(required=True)
@@ -131,6 +130,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{slug}: data key version {version} is current; new values are sealed under it. "
             f"Values sealed under version(s) {', '.join(map(str, older))} stay under them and "
-            "still open: re-encrypting them under the new key is the background "
-            "re-encryption's work, which is not built yet (docs/encryption.md#rotation), so "
-            "the older versions are kept until then.")
+            "still open until `manage.py encrypt_namespace "
+            f"{slug} --reseal` re-seals them under it and retires the older versions "
+            "(docs/encryption.md#turning-encryption-on).")
