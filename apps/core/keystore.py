@@ -43,9 +43,18 @@ class KeystoreError(RuntimeError):
     file of the wrong size): what the operator must fix, named."""
 
 
+#: Resolved directories by configured value: every seal and open of an encrypted
+#: namespace asks for the key store, and resolving a path is several system calls.
+_resolved: dict[str, Path] = {}
+
+
 def directory() -> Path:
     """The configured key store directory (read at call time: ``override_settings`` works)."""
-    return Path(settings.MEMORYWEB_KEYSTORE_DIR).resolve()
+    configured = str(settings.MEMORYWEB_KEYSTORE_DIR)
+    found = _resolved.get(configured)
+    if found is None:
+        found = _resolved[configured] = Path(configured).resolve()
+    return found
 
 
 def inside_data_dir(path: Path | None = None) -> bool:

@@ -39,6 +39,9 @@ FORMAT = 1
 KEY_BYTES = 32
 
 _cache: dict[tuple[int, int, str], bytes] = {}
+#: Purpose keys by (namespace, version, purpose, data key): looked up only after
+#: :func:`data_key` answered, so a shredded key still fails at once.
+_subkeys: dict[tuple[int, int, str, bytes], bytes] = {}
 _cache_lock = threading.Lock()
 
 
@@ -185,9 +188,17 @@ PURPOSE_VERSION = 1
 def subkey(namespace_id: int, purpose: str, version: int | None = None) -> bytes:
     """A key for one purpose (``blind-tokens``, ``content-hash``), derived from the data
     key (:data:`PURPOSE_VERSION` unless told): destroyed with it, and never usable as it."""
-    _, key = data_key(namespace_id, PURPOSE_VERSION if version is None else version)
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
-                info=f"memoryweb/{purpose}".encode()).derive(key)
+    version = PURPOSE_VERSION if version is None else version
+    _, key = data_key(namespace_id, version)
+    cached = (int(namespace_id), version, purpose, key)
+    with _cache_lock:
+        if cached in _subkeys:
+            return _subkeys[cached]
+    derived = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
+                   info=f"memoryweb/{purpose}".encode()).derive(key)
+    with _cache_lock:
+        _subkeys[cached] = derived
+    return derived
 
 
 def new_version(namespace_id: int) -> int:
@@ -303,9 +314,12 @@ def _forget(namespace_id: int) -> None:
     with _cache_lock:
         for cached in [c for c in _cache if c[0] == int(namespace_id)]:
             del _cache[cached]
+        for derived in [d for d in _subkeys if d[0] == int(namespace_id)]:
+            del _subkeys[derived]
 
 
 def forget_all() -> None:
     """Drop every key held in this process's memory (a rotation, tests)."""
     with _cache_lock:
         _cache.clear()
+        _subkeys.clear()
