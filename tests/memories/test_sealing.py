@@ -255,3 +255,16 @@ def test_a_subject_lookup_needs_only_the_keys_of_the_namespaces_it_reads(vault, 
     assert naming_subject("bob-7", [alpha.pk]).count() == 1
     with pytest.raises(namespace_keys.KeyUnavailable):  # fail closed where it must read
         naming_subject("bob-7", [alpha.pk, vault.pk]).count()
+
+
+def test_the_idempotency_record_keeps_a_keyed_hash_of_the_body(vault_agent):
+    from apps.memories.models import IdempotencyRecord
+
+    body = {"content": "yes"}
+    first = vault_agent.post("/api/v1/memories", body, HTTP_IDEMPOTENCY_KEY="k1")
+    again = vault_agent.post("/api/v1/memories", body, HTTP_IDEMPOTENCY_KEY="k1")
+    assert first.status_code == 201 and again.json()["id"] == first.json()["id"]
+    stored_hash = IdempotencyRecord.objects.get().request_hash
+    assert stored_hash != hashlib.sha256(b'{"content":"yes"}').hexdigest()
+    other = vault_agent.post("/api/v1/memories", {"content": "no"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert other.status_code == 409  # a different body under the same key is still refused

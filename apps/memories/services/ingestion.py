@@ -4,7 +4,6 @@ path (apps/memories/writes.py) stores what is new before the memories are indexe
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
@@ -18,7 +17,7 @@ from django.db import IntegrityError
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
-from apps.memories import context, indexing, schemas, writes
+from apps.memories import context, indexing, schemas, sealing, writes
 from apps.memories.models import IdempotencyRecord, Memory, MemoryKind, content_hash
 from apps.memories.results import StoredMemory
 from apps.memories.services.building import batch_namespace, ingest_namespace, new_memories
@@ -99,8 +98,9 @@ def _store_once(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any
         return _store(principal, ns, cleaned)
     if len(idempotency_key) > 255:
         raise InvalidInput("Idempotency-Key is at most 255 characters.", field="Idempotency-Key")
-    request_hash = hashlib.sha256(
-        json.dumps(raw, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+    # Keyed in an encrypted namespace: the body holds the memory's text (docs/encryption.md).
+    request_hash = sealing.keyed_hash(
+        json.dumps(raw, sort_keys=True, default=str, separators=(",", ":")), ns, "idempotency")
     scope = {"namespace": ns, "principal": principal.label, "key": idempotency_key}
     for _ in range(3):  # a record can vanish between the failed insert and the read (retention)
         record = IdempotencyRecord.objects.filter(**scope).first()  # a retry skips the embedding
