@@ -32,15 +32,37 @@ def audit_anchor(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def key_store_per_test(settings, tmp_path):
-    """Each test its own key store (data keys, erasure ledger) and nothing remembered
-    about which namespace ids are encrypted: ids start over with the database."""
+def key_store(settings, tmp_path):
+    """Each test its own key store (data keys, erasure ledger) with the file provider,
+    no unwrapped key held and nothing remembered about which namespace ids are
+    encrypted: ids start over with the database."""
+    from apps.core import namespace_keys
     from apps.memories import sealing
 
     settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
+    settings.MEMORYWEB_KEY_PROVIDER = "file"
+    settings.MEMORYWEB_KEK_PATH = ""
+    namespace_keys.forget_all()
     sealing.forget()
-    yield
+    yield settings.MEMORYWEB_KEYSTORE_DIR
+    namespace_keys.forget_all()
     sealing.forget()
+
+
+@pytest.fixture
+def vault(db) -> Namespace:
+    """An encrypted namespace (issue 23): its data key in the test's key store."""
+    return create_namespace("vault", encrypted=True)
+
+
+@pytest.fixture
+def vault_agent(vault) -> Caller:
+    return make_caller(Role.AGENT, vault, "agent-v")
+
+
+@pytest.fixture
+def vault_admin(vault) -> Caller:
+    return make_caller(Role.ADMIN, vault, "admin-v")
 
 
 @pytest.fixture

@@ -17,17 +17,6 @@ from apps.core.checks import TAG
 from apps.core.key_providers import KeyUnavailable
 
 
-@pytest.fixture(autouse=True)
-def key_store(settings, tmp_path):
-    """A key store of the test's own, the file provider, nothing cached."""
-    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
-    settings.MEMORYWEB_KEY_PROVIDER = "file"
-    settings.MEMORYWEB_KEK_PATH = ""
-    namespace_keys.forget_all()
-    yield settings.MEMORYWEB_KEYSTORE_DIR
-    namespace_keys.forget_all()
-
-
 def kek_errors() -> list[str]:
     return [m.msg for m in run_checks(tags=[TAG]) if m.id == "memoryweb.E014"]
 

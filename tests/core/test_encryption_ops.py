@@ -37,16 +37,11 @@ PASSPHRASE = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
-def key_store(settings, tmp_path, monkeypatch):
-    """A key store of the test's own, the file provider, nothing cached, no passphrase
-    in the environment unless the test sets one."""
-    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
-    settings.MEMORYWEB_KEY_PROVIDER = "file"
-    settings.MEMORYWEB_KEK_PATH = ""
+def key_store(key_store, monkeypatch):
+    """The test's own key store (tests/conftest.py), and no passphrase in the environment
+    unless the test sets one."""
     monkeypatch.delenv("MEMORYWEB_KEYS_PASSPHRASE", raising=False)
-    namespace_keys.forget_all()
-    yield settings.MEMORYWEB_KEYSTORE_DIR
-    namespace_keys.forget_all()
+    return key_store
 
 
 @pytest.fixture

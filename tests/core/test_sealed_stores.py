@@ -23,7 +23,6 @@ from apps.memories.models import Memory
 from apps.privacy import certificates
 from apps.privacy.models import SELECTOR_GONE, ErasureRequest
 from apps.tenancy.principal import Principal
-from apps.tenancy.services import create_namespace
 from apps.timeline.build import build
 from apps.timeline.models import Grip, RollupNode
 from tests.helpers.callers import make_caller
@@ -31,21 +30,6 @@ from tests.helpers.erasure import REQUESTS, erase_through_requests
 from tests.timeline.conftest import HISTORY, store
 
 SECRET = "Dana's locker code is 4417 and her cat is called Pistachio"
-
-
-@pytest.fixture
-def vault(db):
-    return create_namespace("vault", encrypted=True)
-
-
-@pytest.fixture
-def vault_agent(vault):
-    return make_caller(Role.AGENT, vault, "agent-v")
-
-
-@pytest.fixture
-def vault_admin(vault):
-    return make_caller(Role.ADMIN, vault, "admin-v")
 
 
 @pytest.fixture(autouse=True)

@@ -22,15 +22,6 @@ LEDGER = "/admin/dashboard/erasure-ledger/"
 EMAIL = "dana.planted@example.com"
 
 
-@pytest.fixture(autouse=True)
-def key_store(settings, tmp_path):
-    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
-    settings.MEMORYWEB_KEY_PROVIDER = "file"
-    settings.MEMORYWEB_KEK_PATH = ""
-    namespace_keys.forget_all()
-    yield settings.MEMORYWEB_KEYSTORE_DIR
-    namespace_keys.forget_all()
-
 
 @pytest.fixture
 def keyed(alpha, beta, key_store):

@@ -43,15 +43,10 @@ TOKEN = re.compile(rf"\d{{{blind_tokens.DIGITS}}}")
 
 
 @pytest.fixture(autouse=True)
-def key_store(settings, tmp_path):
-    """A key store of the test's own; no flag or key cached from another test (namespace
-    ids come back after a test's rollback)."""
-    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
-    settings.MEMORYWEB_KEY_PROVIDER = "file"
-    settings.MEMORYWEB_KEK_PATH = ""
-    _forget()
-    yield
-    _forget()
+def key_store(key_store):
+    """The test's own key store (tests/conftest.py), and no in-memory keyword index left
+    from another test (namespace ids come back after a test's rollback)."""
+    yield key_store
     keyword_index_log.indexes().clear()
 
 

@@ -21,21 +21,6 @@ from tests.helpers.callers import make_caller
 SECRET = "Dana's locker code is 4417 and her cat is called Pistachio"
 
 
-@pytest.fixture
-def vault(db):
-    return create_namespace("vault", encrypted=True)
-
-
-@pytest.fixture
-def vault_agent(vault):
-    return make_caller(Role.AGENT, vault, "agent-v")
-
-
-@pytest.fixture
-def vault_admin(vault):
-    return make_caller(Role.ADMIN, vault, "admin-v")
-
-
 def raw(sql: str, *params) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -21,16 +21,6 @@ LEDGER = "/api/v1/erasure-ledger"
 EMAIL = "dana.planted@example.com"
 
 
-@pytest.fixture(autouse=True)
-def key_store(settings, tmp_path):
-    """A key store of the test's own with the file provider, nothing cached."""
-    settings.MEMORYWEB_KEYSTORE_DIR = tmp_path / "keystore"
-    settings.MEMORYWEB_KEY_PROVIDER = "file"
-    settings.MEMORYWEB_KEK_PATH = ""
-    namespace_keys.forget_all()
-    yield settings.MEMORYWEB_KEYSTORE_DIR
-    namespace_keys.forget_all()
-
 
 @pytest.fixture
 def keyed(alpha, beta, key_store):
