@@ -90,7 +90,11 @@ def test_every_screen_fits_and_reads(browser, site, person, screenshot, width, t
             response = page.goto(path)
             assert response is not None and response.status == 200, f"{name}: {path} answered " \
                 f"{response.status if response else 'nothing'}"
-            page.wait_for_load_state("networkidle")
+            # The page with its stylesheets, images and fonts: what layout and contrast
+            # depend on. Not "networkidle": the jobs pages poll their status every ~0.5 s,
+            # so a quiet half-second may never come on a loaded machine (CI timed out).
+            page.wait_for_load_state("load")
+            page.evaluate("document.fonts.ready.then(() => true)")
             found = page.evaluate(CHECK, MIN_CONTRAST)
             if found["scroll"] > WIDTHS[width]["width"]:
                 problems.append(f"{name} at {width} px ({theme}): the page is {found['scroll']} px wide")
