@@ -10,9 +10,11 @@ Memory stays at about one chunk however large the backup.
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
 import struct
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -148,32 +150,38 @@ def open_file(path: Path, passphrase: Callable[[], str]) -> BinaryIO:
     ``passphrase`` only then); :class:`DecryptionError` for a wrong passphrase or a file
     that was changed or cut."""
     handle = path.open("rb")
-    if not is_encrypted(handle.peek(len(MAGIC)) if hasattr(handle, "peek") else b""):
+    if not is_encrypted(handle.peek(len(MAGIC))):
         return handle
     return io.BufferedReader(DecryptingReader(handle, passphrase()))  # type: ignore[arg-type]
 
 
-def passphrase_from(file: Path | None, *, new: bool, stdin: BinaryIO | None = None) -> str:
-    """A passphrase for a command: the first line of ``file``, else asked on a terminal
-    (twice when ``new``), else the first line of stdin (scripts). Never a command-line
-    value: a command line is visible to every user of the machine and kept in history."""
-    import getpass
-    import sys
-
+def read_passphrase(prompt: str, *, new: bool = False, file: Path | None = None,
+                    file_option: str = "--passphrase-file", env: str | None = None,
+                    stdin: bool = True, minimum: int = 0, what: str = "the passphrase") -> str:
+    """A passphrase for a command (backups, key backups, exports): the first line of
+    ``file``, else the environment variable ``env``, else asked on a terminal (twice when
+    ``new``), else the first line of stdin (scripts) unless ``stdin`` is taken by another
+    passphrase. Never a command-line value: a command line is visible to every user of
+    the machine and kept in history. :class:`ValueError` names what is wrong."""
     if file is not None:
         try:
             lines = file.read_text().splitlines()
         except OSError as exc:
-            raise ValueError(f"--passphrase-file {file}: {exc.strerror or exc}.") from None
+            raise ValueError(f"{file_option} {file}: {exc.strerror or exc}.") from None
         passphrase = lines[0] if lines else ""
+    elif env and os.environ.get(env):
+        passphrase = os.environ[env]
     elif sys.stdin.isatty():
-        passphrase = getpass.getpass("New passphrase: " if new else "Passphrase: ")
+        passphrase = getpass.getpass(prompt)
         if new and getpass.getpass("Repeat: ") != passphrase:
             raise ValueError("the passphrases differ.")
-    else:
+    elif stdin:
         passphrase = sys.stdin.readline().rstrip("\n")
-    if len(passphrase) < MIN_PASSPHRASE and new:
-        raise ValueError(f"the passphrase is shorter than {MIN_PASSPHRASE} characters.")
+    else:
+        raise ValueError(f"{what}: give {file_option} FILE or set {env} (no terminal to ask on).")
     if not passphrase:
-        raise ValueError("the passphrase is empty.")
+        raise ValueError(f"{what} is empty.")
+    if new and len(passphrase) < minimum:
+        raise ValueError(f"{what} is shorter than {minimum} characters: it must be at least "
+                         f"{minimum} characters.")
     return passphrase

@@ -40,7 +40,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from apps.core.stream_crypto import DecryptingReader, EncryptingWriter, is_encrypted
+from apps.core.stream_crypto import EncryptingWriter, open_file
 
 FORMAT = "memoryweb-backup/1"
 SQLITE_NAME = "memoryweb.sqlite3"
@@ -208,15 +208,6 @@ def _pg_dump(target: Path) -> Path:
 
 # --- restore -----------------------------------------------------------------------
 
-def _open(path: Path, passphrase: Callable[[], str]) -> BinaryIO:
-    handle = path.open("rb")
-    if is_encrypted(handle.read(32)):
-        handle.seek(0)
-        return DecryptingReader(handle, passphrase())  # type: ignore[return-value]
-    handle.seek(0)
-    return handle
-
-
 def _check_empty_target() -> None:
     if _engine() == "sqlite":
         database = Path(settings.DATABASES["default"]["NAME"])
@@ -257,7 +248,7 @@ def restore(path: Path, *, passphrase: Callable[[], str],
     settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".memoryweb-restore-", dir=settings.DATA_DIR) as work:
         folder = Path(work)
-        source = _open(path, passphrase)
+        source = open_file(path, passphrase)
         try:
             with tarfile.open(fileobj=source, mode="r|gz") as archive:
                 archive.extractall(folder, filter="data")

@@ -59,7 +59,7 @@ class Command(BaseCommand):
 
         def passphrase() -> str:  # asked once, and only for an encrypted file
             if not asked:
-                asked.append(stream_crypto.passphrase_from(passphrase_file, new=False))
+                asked.append(stream_crypto.read_passphrase("Passphrase: ", file=passphrase_file))
             return asked[0]
 
         def opener(file: Path):

@@ -44,8 +44,9 @@ class Command(BaseCommand):
         if passphrase_file is not None and not encrypt:
             raise CommandError("--passphrase-file goes with --encrypt.")
         try:
-            passphrase = stream_crypto.passphrase_from(passphrase_file, new=True) \
-                if encrypt else None
+            passphrase = stream_crypto.read_passphrase(
+                "New passphrase: ", new=True, file=passphrase_file,
+                minimum=stream_crypto.MIN_PASSPHRASE) if encrypt else None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         principal = Principal(label="system:manage.py export", agent_id="", role=Role.SYSTEM)

@@ -1,12 +1,9 @@
-import getpass
-import os
-import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from apps.core import key_backup, keystore
+from apps.core import key_backup, keystore, stream_crypto
 from apps.core.key_providers import KeyUnavailable
 from apps.server import backup
 
@@ -15,43 +12,28 @@ from apps.server import backup
 KEYS_PASSPHRASE_ENV = "MEMORYWEB_KEYS_PASSPHRASE"
 
 
-def read_passphrase(prompt: str) -> str:
-    """From the terminal (twice, without echo) or the first line of stdin (scripts)."""
-    if sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if prompt.startswith("New") and getpass.getpass("Repeat: ") != first:
-            raise CommandError("the passphrases differ.")
-        return first
-    return sys.stdin.readline().rstrip("\n")
+def read_passphrase(prompt: str, *, new: bool = False) -> str:
+    """A data backup's passphrase: from the terminal (twice, without echo, when ``new``)
+    or the first line of stdin (scripts)."""
+    try:
+        return stream_crypto.read_passphrase(prompt, new=new)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def read_keys_passphrase(file: Path | None, *, new: bool) -> str:
     """The key backup's passphrase: the first line of ``file``, else the environment
     variable MEMORYWEB_KEYS_PASSPHRASE, else asked for on a terminal (twice for a new
-    one). Not stdin: ``--encrypt`` reads the data backup's passphrase there."""
-    if file is not None:
-        try:
-            lines = file.read_text().splitlines()
-        except OSError as exc:
-            raise CommandError(f"--keys-passphrase-file {file}: {exc.strerror or exc}.") from None
-        passphrase = lines[0] if lines else ""
-    elif os.environ.get(KEYS_PASSPHRASE_ENV):
-        passphrase = os.environ[KEYS_PASSPHRASE_ENV]
-    elif sys.stdin.isatty():
-        passphrase = getpass.getpass("New key backup passphrase: " if new
-                                     else "Key backup passphrase: ")
-        if new and getpass.getpass("Repeat: ") != passphrase:
-            raise CommandError("the passphrases differ.")
-    else:
-        raise CommandError(f"the key backup's passphrase: give --keys-passphrase-file FILE or "
-                           f"set {KEYS_PASSPHRASE_ENV} (no terminal to ask on).")
-    if not passphrase:
-        raise CommandError("the key backup's passphrase is empty.")
-    if new and len(passphrase) < key_backup.MIN_PASSPHRASE:
-        raise CommandError(f"the key backup's passphrase must be at least "
-                           f"{key_backup.MIN_PASSPHRASE} characters: it is all that guards "
-                           "every namespace's key.")
-    return passphrase
+    one). Not stdin: ``--encrypt`` reads the data backup's passphrase there. A new one is
+    at least key_backup.MIN_PASSPHRASE characters: it is all that guards every key."""
+    try:
+        return stream_crypto.read_passphrase(
+            "New key backup passphrase: " if new else "Key backup passphrase: ", new=new,
+            file=file, file_option="--keys-passphrase-file", env=KEYS_PASSPHRASE_ENV,
+            stdin=False, minimum=key_backup.MIN_PASSPHRASE,
+            what="the key backup's passphrase")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -87,9 +69,7 @@ class Command(BaseCommand):
             raise CommandError("--keys-to must be another file than --output.")
         keys_passphrase = (read_keys_passphrase(keys_passphrase_file, new=True)
                            if keys_to is not None else None)
-        passphrase = read_passphrase("New backup passphrase: ") if encrypt else None
-        if encrypt and not passphrase:
-            raise CommandError("the passphrase is empty.")
+        passphrase = read_passphrase("New backup passphrase: ", new=True) if encrypt else None
         if output is not None:
             self._data(output, passphrase)
         if keys_to is not None and keys_passphrase is not None:
