@@ -12,7 +12,6 @@ from django.db.models.fields.json import KeyTransform
 from apps.memories import sealing
 from apps.memories.models import MemoryTag
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
-from apps.tenancy.models import Namespace
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -153,10 +152,8 @@ class MetadataFilter(_InputFilter):
             messages.warning(request, "The metadata filter takes key=value (for example "
                              "ticket=T-42) or a key alone.")
             return queryset.none()
-        encrypted = list(Namespace.objects.filter(encrypted=True).values_list("pk", flat=True))
         if not given:  # an encrypted namespace's keys are in metadata_blind, readable
-            return queryset.filter(Q(metadata__has_key=key) | Q(
-                namespace_id__in=encrypted, metadata_blind__has_key=key))
+            return queryset.filter(Q(metadata__has_key=key) | Q(metadata_blind__has_key=key))
         values: list[Any] = [raw]
         try:
             spelled = json.loads(raw)
@@ -167,11 +164,8 @@ class MetadataFilter(_InputFilter):
         match = Q()
         for value in values:
             match |= Q(metadata_value=value)
-        blind = Q()  # sealed metadata: the values' blind tokens, per namespace
-        for namespace_id in encrypted:
-            tokens = {sealing.blind_value(namespace_id, value) for value in values}
-            blind |= Q(namespace_id=namespace_id, metadata_token__in=tokens)
+        _, blind = sealing.blind_match(  # sealed metadata: the values' blind tokens
+            "metadata_token__in", values, queryset.order_by().values("namespace_id").distinct())
         return queryset.alias(metadata_value=KeyTransform(key, "metadata"),
                               metadata_token=KeyTransform(key, "metadata_blind")).filter(
-            (Q(metadata__has_key=key) & match) | blind if encrypted else
-            Q(metadata__has_key=key) & match)
+            (Q(metadata__has_key=key) & match) | blind)

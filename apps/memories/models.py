@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core import namespace_keys
 from apps.core.errors import Conflict
 from apps.core.kinds import MemoryKind
 from apps.core.scoping import NamespaceScopedQuerySet
@@ -26,12 +23,7 @@ def content_hash(content: str, namespace: Namespace | int | None = None) -> str:
     give its text away to a dictionary, and the key dies with the namespace's data key.
     Pass the namespace wherever the hash is stored or compared.
     """
-    normalised = " ".join(content.split())
-    namespace_id = namespace if isinstance(namespace, int) or namespace is None else namespace.pk
-    if sealing.namespace_encrypted(namespace_id, None if isinstance(namespace, int) else namespace):
-        key = namespace_keys.subkey(namespace_id, "content-hash")
-        return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
-    return hashlib.sha256(normalised.encode()).hexdigest()
+    return sealing.keyed_hash(" ".join(content.split()), namespace, "content-hash")
 
 
 class MemoryQuerySet(sealing.SealedQuerySet, NamespaceScopedQuerySet):

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.query_utils import DeferredAttribute
 
 from apps.core import envelope, namespace_keys
@@ -293,6 +294,26 @@ class BlindMetadataField(models.JSONField):
         return value
 
 
+def blind_match(lookup: str, values: Any, among: Any = None) -> tuple[list[int], Q]:
+    """``(encrypted namespace ids, condition)``: in each encrypted namespace (of ``among``:
+    ids or a queryset of them; all when None), the rows whose ``lookup`` (a metadata
+    token, e.g. ``metadata_blind__subject_id__in``) is the blind token of one of
+    ``values``. The metadata filters and the subject lookup share it; a namespace whose
+    key is gone raises (fail closed), never matches nothing."""
+    from apps.tenancy.models import Namespace
+
+    found = Namespace.objects.filter(encrypted=True)
+    if among is not None:
+        found = found.filter(pk__in=among)
+    encrypted = list(found.values_list("pk", flat=True))
+    match = Q()
+    for namespace_id in encrypted:
+        key = namespace_keys.subkey(namespace_id, METADATA_PURPOSE)
+        tokens = {blind_value(namespace_id, value, key) for value in values}
+        match |= Q(namespace_id=namespace_id, **{lookup: tokens})
+    return encrypted, match
+
+
 def metadata_column(namespace: Any) -> str:
     """The column a metadata equality filter reads in this namespace."""
     return "metadata_blind" if namespace_encrypted(namespace.pk, namespace) else "metadata"
@@ -458,9 +479,6 @@ def keyed_hash(text: str, namespace: Any, purpose: str) -> str:
     """SHA-256 of ``text``, or in an encrypted namespace an HMAC-SHA256 under the
     namespace's ``purpose`` key (derived from its data key, so shredded with it): a plain
     hash of a short text gives it away to a dictionary. ``namespace``: the model or its id."""
-    import hashlib
-    import hmac
-
     namespace_id = namespace if isinstance(namespace, int) or namespace is None else namespace.pk
     if namespace_encrypted(namespace_id, None if isinstance(namespace, int) else namespace):
         key = namespace_keys.subkey(namespace_id, purpose)

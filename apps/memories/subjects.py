@@ -10,7 +10,6 @@ from django.db.models import Q, QuerySet
 
 from apps.memories import sealing
 from apps.memories.models import Memory, MemoryVersion
-from apps.tenancy.models import Namespace
 
 #: The metadata key that names a data subject (a person the memories are about).
 SUBJECT_KEY = "subject_id"
@@ -39,14 +38,8 @@ def _in_encrypted_namespaces(values: list[str | int], namespaces: Any) -> Q:
     cannot be queried sealed; an erasure or export is rare enough to pay the scan. A key
     that is gone raises (fail closed): a lookup must not report "none" for data it
     cannot read."""
-    match = Q()
-    found = Namespace.objects.filter(encrypted=True)
-    if namespaces is not None:
-        found = found.filter(pk__in=namespaces)
-    encrypted = list(found.values_list("pk", flat=True))
-    for namespace_id in encrypted:
-        tokens = {sealing.blind_value(namespace_id, named) for named in values}
-        match |= Q(namespace_id=namespace_id, **{f"metadata_blind__{SUBJECT_KEY}__in": tokens})
+    encrypted, match = sealing.blind_match(f"metadata_blind__{SUBJECT_KEY}__in", values,
+                                           namespaces)
     if not encrypted:
         return match
     named_before: set = set()

@@ -198,3 +198,15 @@ def test_parse_lookup(db, text, words, exact):
 def test_recall_keeps_its_or_of_words(db):
     """The API's keyword stage is untouched: an address is still the OR of its words."""
     assert lexical.build_query("jane@example.com").terms == ("jane", "example", "com")
+
+
+def test_the_metadata_and_subject_filters_work_on_sealed_metadata(root, vault, alpha):
+    """An encrypted namespace's metadata is sealed: its filters compare blind tokens
+    (apps/memories/sealing.py ``blind_match``), beside a plain namespace's values."""
+    sealed = store(vault, "Sealed ticket note.", metadata={"ticket": "T-42", "subject_id": "ann"})
+    other = store(vault, "Another sealed note.", metadata={"ticket": "T-7", "priority": 2})
+    plain = store(alpha, "Plain ticket note.", metadata={"ticket": "T-42"})
+    assert set(listed(root, metadata="ticket=T-42")) == ids(sealed, plain)
+    assert set(listed(root, metadata="priority=2")) == ids(other)  # the number it spells
+    assert len(listed(root, metadata="ticket")) == 3  # has the key, sealed or not
+    assert listed(root, subject_id="ann") == [str(sealed.pk)]
