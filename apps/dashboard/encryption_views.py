@@ -24,10 +24,8 @@ from django.utils.http import urlencode
 
 from apps.core import erasure_ledger
 from apps.core.errors import ServiceError
-from apps.dashboard.no_access import held_roles
-from apps.dashboard.views import _page
+from apps.dashboard.views import _page, system_admin_only
 from apps.privacy import encryption_status as services
-from apps.tenancy.people import principal_for
 from apps.tenancy.principal import Principal
 
 #: Ledger entries on one page, newest first.
@@ -45,14 +43,11 @@ def urls(admin_view: Callable) -> list[URLPattern]:
 
 
 def _system_admin(request: HttpRequest, title: str) -> Principal | HttpResponse:
-    """The person's principal, or a 403 page in the dashboard's look for a team admin."""
-    principal = principal_for(request)
-    if principal is not None and principal.is_system_admin:
-        return principal
-    response = _page(request, "dashboard/keys_system_only.html", title,
-                     roles=held_roles(principal))
-    response.status_code = 403
-    return response
+    return system_admin_only(
+        request, title, "is",
+        "The key store holds every namespace's data keys and the record of every erasure, "
+        "so only a system admin follows encryption keys, their rotation and the erasure "
+        "ledger.", "Ask a system admin if you need to know whether a namespace is encrypted.")
 
 
 def encryption(request: HttpRequest) -> HttpResponse:

@@ -27,11 +27,9 @@ from django.utils.http import urlencode
 
 from apps.core.confirm import confirmation_page, confirmed, plural, typed_matches
 from apps.core.errors import NotFound, ServiceError
-from apps.dashboard.no_access import held_roles
-from apps.dashboard.views import _page
+from apps.dashboard.views import _page, system_admin_only
 from apps.lifecycle import namespace_merge
 from apps.lifecycle.models import NamespaceMerge
-from apps.tenancy.people import principal_for
 from apps.tenancy.principal import Principal
 
 State = NamespaceMerge.State
@@ -55,15 +53,11 @@ def urls(admin_view: Callable) -> list[URLPattern]:
 
 
 def _system_admin(request: HttpRequest) -> Principal | HttpResponse:
-    """The person's principal, or the 403 page for a dashboard user who is no system admin
-    (it names their roles and leads back to the dashboard: no dead end)."""
-    principal = principal_for(request)
-    if principal is not None and principal.is_system_admin:
-        return principal
-    response = _page(request, "dashboard/system_only.html", "Namespace merges",
-                     roles=held_roles(principal))
-    response.status_code = 403
-    return response
+    return system_admin_only(
+        request, "Namespace merges", "are",
+        "Moving a whole namespace into another changes who may read its memories, so only "
+        "a system admin starts, follows or reverts one.",
+        "Ask a system admin if two of your namespaces should become one.")
 
 
 def percent(merge: NamespaceMerge) -> int:

@@ -42,6 +42,22 @@ def _page(request, template: str, title: str, **context) -> TemplateResponse:
                                                 "title": title, **context})
 
 
+def system_admin_only(request, title: str, verb: str, why: str, ask: str):
+    """The person's principal, or a 403 page in the dashboard's look for someone who is no
+    system admin (a team admin): "``title`` ``verb`` for system admins", ``why`` only a
+    system admin may, ``ask`` what to do instead; it names their roles and leads back to
+    the dashboard (no dead end)."""
+    from apps.dashboard.no_access import held_roles
+
+    principal = principal_for(request)
+    if principal is not None and principal.is_system_admin:
+        return principal
+    response = _page(request, "dashboard/system_only.html", title, verb=verb, why=why,
+                     ask=ask, roles=held_roles(principal))
+    response.status_code = 403
+    return response
+
+
 def _chosen(request, namespaces, slug: str | None) -> Namespace | None:
     """The namespace named by ``slug`` among ``namespaces`` (404 if not there), or the
     first one when none is named."""
