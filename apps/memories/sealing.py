@@ -314,18 +314,15 @@ def blind_match(lookup: str, values: Any, among: Any = None) -> tuple[list[int],
     return encrypted, match
 
 
-def metadata_column(namespace: Any) -> str:
-    """The column a metadata equality filter reads in this namespace."""
-    return "metadata_blind" if namespace_encrypted(namespace.pk, namespace) else "metadata"
-
-
-def metadata_filter_values(namespace: Any, metadata: dict[str, Any]) -> dict[str, Any]:
-    """A recall or delete filter's metadata values as this namespace stores them: the values
-    themselves, or their blind tokens where the namespace is encrypted (SQL and Chroma)."""
+def metadata_filter(namespace: Any, metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``(column, values)`` of a recall or delete filter's metadata as this namespace stores
+    it: ``metadata`` and the values themselves, or ``metadata_blind`` and their blind tokens
+    where the namespace is encrypted (SQL and Chroma). No metadata filter: no lookup."""
     if not metadata or not namespace_encrypted(namespace.pk, namespace):
-        return metadata
+        return "metadata", metadata
     key = namespace_keys.subkey(namespace.pk, METADATA_PURPOSE)
-    return {name: blind_value(namespace.pk, value, key) for name, value in metadata.items()}
+    return "metadata_blind", {name: blind_value(namespace.pk, value, key)
+                              for name, value in metadata.items()}
 
 
 #: Set while SealedQuerySet.bulk_update runs: its values are sealed already.

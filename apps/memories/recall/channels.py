@@ -184,8 +184,7 @@ def _filtered(queryset, filters: Mapping[str, Any], namespace: Namespace):
             queryset = queryset.filter(_event__gte=filters["occurred_after"])
         if filters.get("occurred_before"):
             queryset = queryset.filter(_event__lt=filters["occurred_before"])
-    column = sealing.metadata_column(namespace)
-    metadata = sealing.metadata_filter_values(namespace, filters.get("metadata") or {})
+    column, metadata = sealing.metadata_filter(namespace, filters.get("metadata") or {})
     for index, (key, value) in enumerate(metadata.items()):
         alias = f"_meta_{index}"  # KeyTransform quotes the key: no lookup injection via "__"
         queryset = queryset.alias(**{alias: KeyTransform(key, column)}).filter(**{alias: value})
@@ -214,7 +213,7 @@ def _where(filters: Mapping[str, Any], namespace: Namespace) -> dict | None:
         clauses.append({"event_ts": {"$gte": filters["occurred_after"].timestamp()}})
     if filters.get("occurred_before"):
         clauses.append({"event_ts": {"$lt": filters["occurred_before"].timestamp()}})
-    for key, value in sealing.metadata_filter_values(namespace, filters.get("metadata") or {}).items():
+    for key, value in sealing.metadata_filter(namespace, filters.get("metadata") or {})[1].items():
         clauses.append({META_KEY + key: value})
     if not clauses:
         return None
