@@ -19,7 +19,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -31,9 +31,11 @@ from apps.core.roles import Action
 from apps.gateway import (
     admin_settings,
     admin_traces,  # noqa: F401  (registers the traces list)
+    facts,
     learning,
 )
 from apps.gateway.models import FactState, LearnedFact
+from apps.memories.admin_search import SealedTextSearchMixin
 from apps.tenancy.admin_base import NamespaceFilter, ScopedAdmin
 
 #: The most facts one bulk confirmation page names one by one (the counts cover them all).
@@ -74,8 +76,11 @@ class FactForm(forms.ModelForm):
 
 
 @admin.register(LearnedFact)
-class LearnedFactAdmin(ScopedAdmin):
-    """Quarantine review: list, detail (edit the text), approve / reject with confirmation."""
+class LearnedFactAdmin(SealedTextSearchMixin, ScopedAdmin):
+    """Quarantine review: list, detail (edit the text), approve / reject with confirmation.
+    The search box matches the text; in an encrypted namespace, where it is sealed, the
+    newest facts are opened and read (SealedTextSearchMixin) and the whole term is also
+    looked up by its keyed ``key``."""
 
     scope_action = Action.MANAGE
     form = FactForm
@@ -85,6 +90,7 @@ class LearnedFactAdmin(ScopedAdmin):
                     "first_seen_at", "last_seen_at"]
     list_filter = [NamespaceFilter, ("agent_id", admin.AllValuesFieldListFilter), StateFilter]
     search_fields = ["text"]
+    sealed_scan_order = ("-last_seen_at", "-pk")
     ordering = ["-last_seen_at"]
     list_per_page = 50
     actions = ["approve_selected", "reject_selected"]
@@ -127,6 +133,10 @@ class LearnedFactAdmin(ScopedAdmin):
         if obj is not None and not self.has_change_permission(request, obj):
             return ["text", *self.readonly_fields]
         return self.readonly_fields
+
+    def sealed_exact_lookup(self, search_term, namespace):
+        """The fact whose canonical text is the whole term (its keyed ``key``)."""
+        return Q(key=facts.key(search_term, namespace)) if facts.normalise(search_term) else None
 
     # --- columns ----------------------------------------------------------------------------
     @admin.display(description="text", ordering="text")

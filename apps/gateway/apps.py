@@ -36,3 +36,8 @@ class GatewayConfig(AppConfig):
         from apps.gateway.traces import register_store
 
         register_store()
+
+        # A learned fact's key is a keyed hash: encrypt_namespace recomputes it.
+        from apps.gateway import fact_keys
+
+        fact_keys.register()

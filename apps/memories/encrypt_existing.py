@@ -24,7 +24,9 @@ Why this order, and why it is safe while the server keeps serving:
    the flag went on — is given up, as an edit gives it up).
    The other stores' sealed columns of the namespace (gateway exchanges, facts and
    traces, timeline summaries, erasure requests: any model whose sealed fields name their
-   namespace) are sealed the same way, after the memories.
+   namespace) are sealed the same way, after the memories, and their keyed-hash columns
+   (:func:`register_keyed_hash`: a learned fact's ``key``) are recomputed from the
+   opened text in the same batch.
 4. **Passes until nothing is left**: the sweep is a re-scan, so it is idempotent and a run
    cut short resumes by running again; the last pass must change nothing, then a
    verification counts what SQL holds in clear (0 or the command fails).
@@ -84,11 +86,14 @@ class Counts:
     resealed: int = 0
     passes: int = 0
     store_values_sealed: int = 0
+    store_hashes_keyed: int = 0
+    store_rows_merged: int = 0
     filters_unindexed: int = 0
     left_plain_contents: int = 0
     left_plain_other: int = 0
     left_plain_versions: int = 0
     left_plain_store_values: int = 0
+    left_stale_store_hashes: int = 0
     left_old_versions: int = 0
     retired_versions: list[int] = field(default_factory=list)
     index_rows: int = 0
@@ -96,12 +101,12 @@ class Counts:
     def changed(self) -> int:
         return (self.contents_sealed + self.other_values_sealed + self.versions_sealed
                 + self.hashes_keyed + self.slots_given_up + self.resealed
-                + self.store_values_sealed)
+                + self.store_values_sealed + self.store_hashes_keyed + self.store_rows_merged)
 
     def add(self, other: Counts) -> None:
         for name in ("contents_sealed", "other_values_sealed", "versions_sealed",
                      "hashes_keyed", "slots_given_up", "resealed", "store_values_sealed",
-                     "filters_unindexed"):
+                     "store_hashes_keyed", "store_rows_merged", "filters_unindexed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def summary(self) -> dict[str, Any]:
@@ -329,11 +334,42 @@ def _store_rows(model: type, fields: list[Any], namespace: Namespace) -> Any:
         **{fields[0].namespace_attr.replace(".", "__"): namespace.pk})
 
 
+@dataclass(frozen=True)
+class KeyedHash:
+    """A keyed-hash column of another store (``sealing.keyed_hash`` of its text: plain
+    SHA-256 while the namespace was plain, an HMAC under a purpose key once encrypted),
+    which the sweep recomputes from the row's opened values. ``compute(row, namespace)``:
+    the hash as the store's own code would write it now. ``merge(row, holder)``, for a
+    column unique per namespace: ``holder`` (another row, locked) already holds the hash
+    ``row`` must take — written since the switch, when the stale hash no longer matched
+    (a fact seen again) — and is to be folded into ``row`` and deleted, ``merge`` writing
+    what it changes of ``row`` itself (the sweep writes the column); True when it was,
+    False leaves ``row`` stale (the verification reports it). Registered by the store's
+    app (``AppConfig.ready``): the apps holding them sit in the layers above."""
+
+    model: type
+    column: str
+    compute: Callable[[Any, Namespace], str]
+    merge: Callable[[Any, Any], bool] | None = None
+
+
+_keyed_hashes: dict[tuple[type, str], KeyedHash] = {}
+
+
+def register_keyed_hash(entry: KeyedHash) -> None:
+    """Have ``encrypt_namespace`` recompute this column (idempotent: by model and column)."""
+    _keyed_hashes[(entry.model, entry.column)] = entry
+
+
+def keyed_hashes(model: type) -> list[KeyedHash]:
+    return [entry for (m, _), entry in _keyed_hashes.items() if m is model]
+
+
 def seal_other_stores(namespace: Namespace, current: int | None = None,
                       batch_size: int = BATCH_SIZE) -> Counts:
     """Seal (or re-seal) the other stores' values of the namespace, a batch of rows per
-    transaction, each row locked and read again as for memories. Their own keyed hashes
-    (a learned fact's ``text_hash``) are theirs to recompute: not touched here."""
+    transaction, each row locked and read again as for memories, and recompute their
+    registered keyed hashes (:class:`KeyedHash`) from the opened values."""
     counts = Counts()
     for model, fields in other_stores():
         after = None
@@ -344,19 +380,24 @@ def seal_other_stores(namespace: Namespace, current: int | None = None,
             ids = list(page.values_list("pk", flat=True)[:batch_size])
             if not ids:
                 break
-            counts.add(_retrying(lambda m=model, f=fields, i=ids: _seal_rows(m, f, i, current)))
+            counts.add(_retrying(lambda m=model, f=fields, i=ids: _seal_rows(
+                m, f, i, current, namespace)))
             after = ids[-1]
     return counts
 
 
-def _seal_rows(model: type, fields: list[Any], ids: list[Any], current: int | None) -> Counts:
+def _seal_rows(model: type, fields: list[Any], ids: list[Any], current: int | None,
+               namespace: Namespace) -> Counts:
     counts = Counts()
+    hashes = keyed_hashes(model)
     with transaction.atomic():
-        for row in model._default_manager.select_for_update().filter(pk__in=ids):
+        for row in model._default_manager.select_for_update().filter(pk__in=ids).order_by("pk"):
+            stored = {f.attname: row.__dict__.get(f.attname) for f in fields}
             names = []
+            for entry in hashes:  # first: computed from the opened values
+                names += _rekey(entry, row, namespace, counts)
             for f in fields:
-                stored = row.__dict__.get(f.attname)
-                if stored is None or not _needs(stored, current):
+                if stored[f.attname] is None or not _needs(stored[f.attname], current):
                     continue
                 getattr(row, f.attname)  # opened if sealed under an older version
                 value = sealing.outgoing(f, row)
@@ -365,13 +406,46 @@ def _seal_rows(model: type, fields: list[Any], ids: list[Any], current: int | No
                     # stores this as it is (an Outgoing value is never opened or re-sealed).
                     row.__dict__[f.attname] = value
                     names.append(f.name)
-                    if _sealed_version(stored) is None:
+                    if _sealed_version(stored[f.attname]) is None:
                         counts.store_values_sealed += 1
                     else:
                         counts.resealed += 1
             if names:
                 model._default_manager.bulk_update([row], names)
     return counts
+
+
+def _rekey(entry: KeyedHash, row: Any, namespace: Namespace, counts: Counts) -> list[str]:
+    """Recompute one keyed hash of a locked row; the column's name when it changed."""
+    wanted = entry.compute(row, namespace)
+    if getattr(row, entry.column) == wanted:
+        return []
+    if entry.merge is not None:
+        holder = _store_rows_of(entry.model, namespace).select_for_update().filter(
+            **{entry.column: wanted}).exclude(pk=row.pk).first()
+        if holder is not None:
+            if not entry.merge(row, holder):
+                return []
+            counts.store_rows_merged += 1
+    setattr(row, entry.column, wanted)
+    counts.store_hashes_keyed += 1
+    return [entry.column]
+
+
+def _store_rows_of(model: type, namespace: Namespace) -> Any:
+    fields = [model._meta.get_field(name) for name in sealing.sealed_fields(model)]
+    return _store_rows(model, [f for f in fields if getattr(f, "namespace_attr", None)],
+                       namespace)
+
+
+def stale_store_hashes(namespace: Namespace) -> int:
+    """Rows of the namespace whose registered keyed hash is not what their store would
+    compute now (an unkeyed hash left from before the switch), their values opened."""
+    stale = 0
+    for (model, _), entry in list(_keyed_hashes.items()):
+        for row in _store_rows_of(model, namespace).order_by().iterator(chunk_size=500):
+            stale += getattr(row, entry.column) != entry.compute(row, namespace)
+    return stale
 
 
 # --- 4. verification --------------------------------------------------------------------
@@ -393,9 +467,11 @@ def _stored(namespace: Namespace) -> list[tuple[str, Any]]:
 
 def verify(namespace: Namespace, counts: Counts, current: int | None = None) -> Counts:
     """What SQL still holds in clear for the namespace (and, re-sealing, under another
-    key version than ``current``), read raw: the values as stored, nothing opened."""
+    key version than ``current``), read raw: the values as stored, nothing opened; and
+    the other stores' hashes not yet keyed (:func:`stale_store_hashes`, opened)."""
     counts.left_plain_contents = counts.left_plain_other = 0
     counts.left_plain_versions = counts.left_old_versions = counts.left_plain_store_values = 0
+    counts.left_stale_store_hashes = stale_store_hashes(namespace)
     for name, values in _stored(namespace):
         for value in values.iterator(chunk_size=2000):
             version = _sealed_version(value)

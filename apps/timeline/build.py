@@ -449,8 +449,11 @@ class Builder:
             node = RollupNode(namespace=self.namespace, agent_id=self.agent_id, level=level,
                               start=start, session_id=session_id)
         old = node.memory_id
+        # The hash as stored: keyed, or plain when erased before encrypt_namespace (the
+        # text is gone, so the sweep cannot key it).
         blocked = (node.status == NodeStatus.ERASED and content
-                   and content_hash(content, self.namespace) == node.erased_content_sha256)
+                   and node.erased_content_sha256 in (content_hash(content, self.namespace),
+                                                      content_hash(content, None)))
         if blocked:  # the very text an erasure removed: the node stays empty
             content, texts, found = "", [], []
         if old and str(old) not in self.exclude:

@@ -48,8 +48,9 @@ class Command(BaseCommand):
         "turns Namespace.encrypted on (audited; from then on every write to it is sealed "
         "and its keyword index holds blind tokens), waits until every process has seen "
         "that, then seals every memory's text and every version's before/after in batches "
-        "and re-keys their content hashes, and verifies that SQL holds none of it in "
-        "clear. Resumable: a run that stops (Ctrl-C, --max-batches, a crash) is finished "
+        "and re-keys their content hashes (and the other stores' keyed hashes: a learned "
+        "fact's key), and verifies that SQL holds none of it in clear. Resumable: a run "
+        "that stops (Ctrl-C, --max-batches, a crash) is finished "
         "by running it again. --reseal: after rotate_keys --namespace SLUG, seal again "
         "under the current data key version what older versions sealed, then retire "
         "those versions (never version 1, which derives the keyword tokens and hashes). "
@@ -123,7 +124,9 @@ class Command(BaseCommand):
             f"and {counts.versions_sealed} versions sealed, {counts.resealed} values "
             f"re-sealed under the current key, {counts.hashes_keyed} content hashes keyed "
             f"({counts.slots_given_up} dedup slots given up to a newer identical memory), "
-            f"{counts.store_values_sealed} values of other stores sealed; keyword index "
+            f"{counts.store_values_sealed} values of other stores sealed and "
+            f"{counts.store_hashes_keyed} of their hashes keyed ({counts.store_rows_merged} "
+            f"rows merged into an older one); keyword index "
             f"rebuilt ({counts.index_rows} rows).")
         if counts.filters_unindexed:
             self.stdout.write(f"the vector index's filter fields of {counts.filters_unindexed} "
@@ -131,11 +134,12 @@ class Command(BaseCommand):
                               f"{slug}.")
         left = (counts.left_plain_contents + counts.left_plain_other
                 + counts.left_plain_versions + counts.left_plain_store_values
-                + counts.left_old_versions)
+                + counts.left_old_versions + counts.left_stale_store_hashes)
         self.stdout.write(
             f"verification: {counts.left_plain_contents} contents, {counts.left_plain_other} "
             f"other values, {counts.left_plain_versions} versions and "
-            f"{counts.left_plain_store_values} values of other stores in clear"
+            f"{counts.left_plain_store_values} values of other stores in clear, "
+            f"{counts.left_stale_store_hashes} hashes of other stores not keyed"
             + (f", {counts.left_old_versions} values under older key versions" if reseal else ""))
         if counts.retired_versions:
             self.stdout.write("retired data key version(s) "
