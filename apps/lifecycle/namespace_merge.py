@@ -25,6 +25,13 @@ references stay, and no copy of the personal data is left in the source. The run
 :func:`revert` moves the items back (the same path the other way), releases what the
 dedup superseded, restores the seed 000 numbers the move left behind and unarchives the
 source. Revoked keys and grants stay revoked: re-issuing access is a decision for people.
+
+**Encrypted namespaces** (docs/encryption.md): each moved memory is re-sealed for the
+namespace it lands in (``Write.move``), and its dedup against the target compares the
+target's keyed hash. An encrypted source into a plain target is refused (409): it would
+store the source's memories in clear. The source keeps its data key (its archived rows,
+its erasure requests and a revert need it) until the source namespace is deleted, which
+shreds it.
 """
 
 from __future__ import annotations
@@ -42,12 +49,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.log import record as audit
+from apps.core import namespace_keys
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Role
 from apps.core.validation import StrictBooleanField, StrictSerializer, TextField, validate
 from apps.lifecycle.models import NamespaceMerge, NamespaceMergeItem, WeakMemory
-from apps.memories import lexical, stores, track_record, writes
-from apps.memories.models import AgentRecord, ExternalId, Memory
+from apps.memories import lexical, sealing, stores, track_record, writes
+from apps.memories.models import AgentRecord, ExternalId, Memory, content_hash
 from apps.memories.vectorstore import get_vector_store
 from apps.ops.jobs import stale_before
 from apps.privacy.models import ErasureRequest, ErasureState
@@ -136,11 +144,16 @@ def _pair(principal: Principal, source: str, target: Any, *, check: bool = True
 def _check_free(src: Namespace, dst: Namespace) -> None:
     """409 unless both namespaces are writable, in no unfinished merge, and the source has
     no erasure request in flight (executed after the move, it would erase nothing there
-    and certify it, while the memories live on in the target)."""
-    for namespace, field in ((src, "namespace"), (dst, "target")):
-        if namespace.encrypted:  # its rows are sealed to it (docs/encryption.md, "Not yet")
-            raise Conflict(f"namespace {namespace.slug!r} is encrypted: merging an encrypted "
-                           "namespace is not supported yet.", field=field)
+    and certify it, while the memories live on in the target), and unless an encrypted
+    source would land in a plain target (its memories stored in clear). An encrypted
+    namespace's key must open (503 otherwise, before anything changes)."""
+    if _encrypted(src) and not _encrypted(dst):
+        raise Conflict(f"target {dst.slug!r} is not encrypted: merging would store the memories "
+                       f"of {src.slug!r} (encrypted) in clear; encrypt the target first with "
+                       f"manage.py encrypt_namespace {dst.slug}.", field="target")
+    for namespace in (src, dst):
+        if _encrypted(namespace):
+            namespace_keys.data_key(namespace.pk)  # KeyUnavailable: 503, nothing changed
     if dst.archived_at is not None:
         raise Conflict(f"namespace {dst.slug!r} is archived: unarchive it to merge into it.",
                        field="target")
@@ -157,6 +170,10 @@ def _check_free(src: Namespace, dst: Namespace) -> None:
     if pending:
         raise Conflict(f"namespace {src.slug!r} has {pending} erasure request(s) not executed "
                        "or rejected yet: finish them before merging it.", field="namespace")
+
+
+def _encrypted(namespace: Namespace) -> bool:
+    return sealing.namespace_encrypted(namespace.pk, namespace)
 
 
 def _live_grants(namespace: Namespace) -> list[SharingGrant]:
@@ -177,14 +194,28 @@ def plan(principal: Principal, source: str, target: Any) -> dict[str, Any]:
     return _report(src, dst) | {"dry_run": True, "refused": refused}
 
 
+def _duplicate_count(src: Namespace, dst: Namespace) -> int:
+    """How many of the source's memories the target holds live (the same content)."""
+    mine = Memory.objects.filter(namespace=src)
+    live = Memory.objects.live().current().filter(namespace=dst)
+    if not (_encrypted(src) or _encrypted(dst)):  # one plain hash: SQL compares them
+        found = live.filter(content_hash__in=mine.values_list("content_hash", flat=True))
+        return mine.filter(content_hash__in=list(found.values_list("content_hash", flat=True))
+                           ).count()
+    # Keyed per namespace: the target's hash of each source text, computed here.
+    digests = [content_hash(text, dst) for _, text in sealing.texts(mine)]
+    held: set[str] = set()
+    for at in range(0, len(digests), 500):
+        held.update(live.filter(content_hash__in=digests[at:at + 500]).values_list(
+            "content_hash", flat=True))
+    return sum(digest in held for digest in digests)
+
+
 def _report(src: Namespace, dst: Namespace) -> dict[str, Any]:
-    hashes = Memory.objects.filter(namespace=src).values_list("content_hash", flat=True)
-    duplicates = Memory.objects.live().current().filter(
-        namespace=dst, content_hash__in=hashes).values_list("content_hash", flat=True)
     return {
         "source": src.slug, "target": dst.slug,
         "memories": Memory.objects.filter(namespace=src).count(),
-        "duplicates": Memory.objects.filter(namespace=src, content_hash__in=list(duplicates)).count(),
+        "duplicates": _duplicate_count(src, dst),
         "keys_revoked": [str(pk) for pk in ApiKey.objects.filter(
             namespace=src, revoked_at__isnull=True).values_list("pk", flat=True)],
         "grants_revoked": [grant.pk for grant in _live_grants(src)],
@@ -324,14 +355,18 @@ def _step(merge_id: Any, token: str, progress) -> bool:
 def _duplicates(target: Namespace, memories: list[Memory], merge: NamespaceMerge
                 ) -> dict[str, Memory]:
     """Moved memory id -> the target's own live, current memory with the same content (not
-    one this merge moved there: copies within the source stay as they were)."""
+    one this merge moved there: copies within the source stay as they were). Compared by
+    the target's hash of each text (keyed per namespace where one is encrypted)."""
     found: dict[str, Memory] = {}
+    rehash = _encrypted(merge.source) or _encrypted(target)
+    digests = {str(m.pk): content_hash(m.content, target) if rehash else m.content_hash
+               for m in memories}
     moved = NamespaceMergeItem.objects.filter(merge=merge).values("memory_id")
     for memory in Memory.objects.live().current().filter(
-            namespace=target, content_hash__in=[m.content_hash for m in memories]).exclude(
+            namespace=target, content_hash__in=list(digests.values())).exclude(
             pk__in=moved).order_by("created_at"):
         found.setdefault(memory.content_hash, memory)
-    return {str(m.pk): found[m.content_hash] for m in memories if m.content_hash in found}
+    return {pk: found[digest] for pk, digest in digests.items() if digest in found}
 
 
 def _finish(merge: NamespaceMerge, token: str) -> None:
@@ -503,7 +538,9 @@ def _move_back(principal: Principal, merge: NamespaceMerge, src: Namespace,
                     pk__in=[m.pk for m in memories]).order_by("pk"))
             vectors = (np.stack([stored[str(m.pk)] for m in memories])
                        if all(str(m.pk) in stored for m in memories) else None)
+            # Back where they were: re-sealed for the source, in clear if it is plain.
             write.move(dst, src, memories, vectors, duplicates={}, actor=principal,
+                       into_clear=True,
                        audit=lambda moved: audit(principal, "namespace.merge_revert_batch",
                                                  namespace=src, record_ids=[m.pk for m in moved],
                                                  summary={"merge": str(merge.pk)}))

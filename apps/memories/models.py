@@ -41,20 +41,35 @@ class MemoryQuerySet(sealing.SealedQuerySet, NamespaceScopedQuerySet):
         return self.filter(superseded_by__isnull=True)
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
-        """A memory's metadata tokens follow its metadata; a move between namespaces is
-        refused where one is encrypted (the sealing itself: sealing.SealedQuerySet)."""
+        """A memory's metadata tokens follow its metadata; a move to or from an encrypted
+        namespace must re-seal (the sealing itself: sealing.SealedQuerySet)."""
         objs = list(objs)
         fields = list(fields)
+        if "namespace" in fields:
+            self._check_resealed(objs, fields)
         if "metadata" in fields:
             blind = self.model._meta.get_field("metadata_blind")
             for obj in objs:
                 blind.pre_save(obj, False)
             fields = fields if "metadata_blind" in fields else [*fields, "metadata_blind"]
-        if "namespace" in fields and any(
-                sealing.namespace_encrypted(o.namespace_id) for o in objs):
-            raise Conflict("memories of an encrypted namespace cannot be moved to another "
-                           "namespace yet (docs/encryption.md, \"Not yet\").", field="namespace")
         return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def _check_resealed(self, objs: list, fields: list[str]) -> None:
+        """A move to or from an encrypted namespace writes every sealed field with it, each
+        opened (plaintext on the instance, sealed afresh for the new namespace): a value
+        still sealed would be stored bound to the old namespace (apps/memories/write_moves.py
+        opens them first)."""
+        if not any(sealing.namespace_encrypted(o.namespace_id) for o in objs) and not \
+                self.model.objects.filter(pk__in=[o.pk for o in objs],
+                                          namespace__encrypted=True).exists():
+            return
+        sealed = [self.model._meta.get_field(n).attname for n in sealing.sealed_fields(self.model)]
+        if any(n not in fields for n in sealing.sealed_fields(self.model)) or any(
+                n not in o.__dict__ or isinstance(o.__dict__[n], sealing.SealedValue)
+                for o in objs for n in sealed):
+            raise Conflict("memories moved to or from an encrypted namespace must be re-sealed: "
+                           "move them with their opened content and metadata "
+                           "(apps/memories/write_moves.py).", field="namespace")
 
 
 class EventType(models.TextChoices):

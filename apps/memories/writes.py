@@ -336,13 +336,16 @@ class Write:
 
     def move(self, source: Namespace, target: Namespace, memories: Sequence[Memory],
              vectors: np.ndarray | None, *, duplicates: Mapping[str, Memory], actor: Any,
-             audit: Callable[[Sequence[Memory]], object]) -> dict[str, list[list[str]]]:
+             audit: Callable[[Sequence[Memory]], object],
+             into_clear: bool = False) -> dict[str, list[list[str]]]:
         """Re-home memories of ``source`` (locked by the caller) in ``target``, in place
-        (apps/memories/write_moves.py says how each registered store follows). Returns
-        the ids from other systems each memory left behind: id -> ``[[system, id], ...]``."""
+        (apps/memories/write_moves.py says how each registered store follows; to or from
+        an encrypted namespace they are re-sealed for the target, and from an encrypted
+        into a plain one only with ``into_clear``). Returns the ids from other systems
+        each memory left behind: id -> ``[[system, id], ...]``."""
         self._require_open()
         return write_moves.move(self, source, target, memories, vectors, duplicates=duplicates,
-                                actor=actor, audit=audit)
+                                actor=actor, audit=audit, into_clear=into_clear)
 
     def cut_ties(self, namespace: Namespace, ids: Sequence[Any], together: set[str]) -> int:
         """Before ``ids`` leave ``namespace``: undo lineage between them and memories
