@@ -31,7 +31,10 @@ Statistics are this namespace's only: another tenant's words never move a score.
 occurrences in the memory's words, in its context) plus a tail of postings added since
 the last compaction; removed documents are tombstones (a mask; N and the token total
 drop at once, ``df`` counts live documents) until :meth:`NamespaceIndex.compact` drops
-them with the tail merged in (when either passes a share of the index).
+them with the tail merged in (when either passes a share of the index). The CSR postings
+are also kept in impact order (by occurrences, then document length) for
+keyword_topk.py, which finds a large query's top from bounds and scores only the
+documents that can reach it (the same results as the full pass, bit for bit).
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-K1 = 1.2
-B = 0.75
+from apps.memories.keyword_topk import K1, B, top_k
+
 #: FTS5's porter tokenizer stems tokens of 3..64 bytes only.
 _STEM_MIN_BYTES, _STEM_MAX_BYTES = 3, 64
 #: unicode61 token characters (letters and digits); everything else separates.
@@ -141,8 +144,24 @@ class NamespaceIndex:
         self._docs = self._own = self._ctx = _EMPTY
         self._tail: dict[str, list[tuple[int, int, int]]] = {}
         self._tail_size = 0
+        #: Per term of the CSR arrays / of the tail: the most own and context occurrences
+        #: of a posting and the shortest document holding it (dead ones included), which
+        #: bound a posting's contribution (keyword_topk.py takes the tail's).
+        self._own_max = self._ctx_max = self._len_min = _EMPTY
+        self._by_impact = self._group_start = _EMPTY
+        self._group_own = self._group_ctx = _EMPTY
+        self._groups = np.zeros(1, dtype=np.int64)
+        self._impact_key = np.zeros(0, dtype=np.int64)
+        self._impact_ready = False
+        self._distinct_lengths, self._lengths_key = _EMPTY, -1
+        self._tail_bounds: dict[str, list[int]] = {}
+        self._df: dict[tuple[str, bool], int] = {}  # document frequencies at ``_df_version``
+        self._df_version = -1
+        #: Postings the last search scored in full (a bounded search skips some).
+        self.scored = 0
         self._buffer = np.zeros(0, dtype=np.float64)
         self._seen = np.zeros(0, dtype=bool)
+        self._where = np.zeros(0, dtype=np.int32)
         self._norm = np.zeros(0, dtype=np.float64)
         self._norm_key: tuple[int, int, int] | None = None
         self._version = 0  # bumped by every change of documents or their numbering
@@ -158,7 +177,8 @@ class NamespaceIndex:
     def nbytes(self) -> int:
         """An estimate of the memory it takes (arrays exactly; Python objects by size)."""
         arrays = (self._length.nbytes + self._alive.nbytes + self._keys.nbytes + self._offsets.nbytes
-                  + self._docs.nbytes + self._own.nbytes + self._ctx.nbytes)
+                  + self._docs.nbytes + self._own.nbytes + self._ctx.nbytes + self._by_impact.nbytes
+                  + self._impact_key.nbytes + 3 * self._group_start.nbytes)
         return arrays + 200 * len(self._ids) + 170 * len(self._vocab) + 120 * self._tail_size
 
     # --- writes -----------------------------------------------------------------------
@@ -181,8 +201,14 @@ class NamespaceIndex:
             self._alive[doc] = True
             self._tokens += length
             for term in own.keys() | ctx.keys():
-                self._tail.setdefault(term, []).append((doc, own.get(term, 0), ctx.get(term, 0)))
+                o, c = own.get(term, 0), ctx.get(term, 0)
+                self._tail.setdefault(term, []).append((doc, o, c))
                 self._tail_size += 1
+                bound = self._tail_bounds.get(term)
+                if bound is None:
+                    self._tail_bounds[term] = [o, c, length]
+                else:
+                    bound[0], bound[1], bound[2] = max(bound[0], o), max(bound[1], c), min(bound[2], length)
 
     def load(self, rows: Iterable[tuple[str, Any, Any]]) -> None:
         """Fill an empty index (a build from SQL): postings gathered in flat int arrays,
@@ -217,6 +243,7 @@ class NamespaceIndex:
         self._alive = np.ones(len(self._ids), dtype=bool)
         self._keys = np.array([memory_id.encode() for memory_id in self._ids], dtype="S32")
         self._grow(len(self._ids) + 1)
+        self._csr_bounds()
         self._version += 1
 
     def remove(self, memory_ids: Iterable[str]) -> None:
@@ -276,7 +303,67 @@ class NamespaceIndex:
         self._alive = np.ones(len(self._ids), dtype=bool)
         self._grow(len(self._ids) + 1)
         self._tail, self._tail_size, self._dead = {}, 0, 0
+        self._tail_bounds = {}
+        self._csr_bounds()
         self._version += 1
+
+    def _csr_bounds(self) -> None:
+        """Per term of the CSR arrays: its bounds (:meth:`bounds`); the impact order is
+        laid out again at its next use."""
+        starts = self._offsets[:-1]
+        self._impact_ready = False
+        self._by_impact = self._group_start = self._group_own = self._group_ctx = _EMPTY
+        self._impact_key = np.zeros(0, dtype=np.int64)
+        if not len(self._docs) or not len(starts):
+            self._own_max = self._ctx_max = self._len_min = _EMPTY
+            return
+        self._own_max = np.maximum.reduceat(self._own, starts)
+        self._ctx_max = np.maximum.reduceat(self._ctx, starts)
+        self._len_min = np.minimum.reduceat(self._length[self._docs], starts)
+
+    def _impact_layout(self) -> None:
+        """The CSR postings again in impact order, for keyword_topk.py (built at its first
+        use after a build or compaction: 16 bytes a posting, ~0.5 s a million): grouped
+        by (own, context) occurrences, most first, each group by document length,
+        shortest first (``_groups``: per term a range of groups, each a start in
+        ``_by_impact`` / ``_impact_key`` and its own and context occurrences)."""
+        self._impact_ready = True
+        starts = self._offsets[:-1]
+        if not len(self._docs) or not len(starts):
+            self._groups = np.zeros(len(self._offsets), dtype=np.int64)
+            return
+        length = self._length[self._docs]
+        tid = np.repeat(np.arange(len(starts)), np.diff(self._offsets))
+        order = np.lexsort((length, -self._ctx, -self._own, tid))
+        own, ctx = self._own[order], self._ctx[order]
+        self._by_impact = self._docs[order]
+        change = (np.diff(tid) != 0) | (np.diff(own) != 0) | (np.diff(ctx) != 0)
+        self._group_start = np.concatenate([[0], np.flatnonzero(change) + 1]).astype(np.int64)
+        self._group_own, self._group_ctx = own[self._group_start], ctx[self._group_start]
+        self._groups = np.searchsorted(self._group_start, self._offsets)
+        sizes = np.diff(np.append(self._group_start, len(order)))
+        group = np.repeat(np.arange(len(self._group_start)), sizes)
+        # (group, document length), sorted: keyword_topk's cuts
+        self._impact_key = group * 2**31 + length[order]
+
+    def impact_groups(self, term: str) -> tuple[int, int, int, int, int]:
+        """(first group, end group, CSR start, CSR end, term id) of the term, or zeros
+        and -1 when the CSR arrays do not hold it."""
+        if not self._impact_ready:
+            self._impact_layout()
+        tid = self._vocab.get(term)
+        if tid is None:
+            return 0, 0, 0, 0, -1
+        return (int(self._groups[tid]), int(self._groups[tid + 1]), int(self._offsets[tid]),
+                int(self._offsets[tid + 1]), tid)
+
+    def lengths(self, size: int) -> np.ndarray:
+        """The distinct lengths of documents held (dead ones too), sorted; kept until
+        the documents change."""
+        if self._lengths_key != self._version:
+            self._distinct_lengths = np.unique(self._length[:size])
+            self._lengths_key = self._version
+        return self._distinct_lengths
 
     # --- reads ------------------------------------------------------------------------
 
@@ -303,10 +390,39 @@ class NamespaceIndex:
             docs = docs[own > 0]
         return int(np.count_nonzero(self._alive[docs])) if self._dead else len(docs)
 
+    def frequency(self, term: str, docs: np.ndarray, own: np.ndarray, weight: float) -> int:
+        """:meth:`document_frequency` from the term's postings, kept until the documents change."""
+        if weight > 0 and not self._dead:
+            return len(docs)
+        if self._df_version != self._version:
+            self._df, self._df_version = {}, self._version
+        key = (term, weight > 0)
+        found = self._df.get(key)
+        if found is None:
+            if weight <= 0:
+                docs = docs[own > 0]
+            found = self._df[key] = int(np.count_nonzero(self._alive[docs])) if self._dead else len(docs)
+        return found
+
+    def bounds(self, term: str) -> tuple[int, int, int]:
+        """The term's most own and context occurrences in a posting and its shortest
+        document (over all its postings, dead ones included: bounds, not exact)."""
+        own = ctx = 0
+        length = 2**31 - 1
+        tid = self._vocab.get(term)
+        if tid is not None:
+            own, ctx, length = int(self._own_max[tid]), int(self._ctx_max[tid]), int(self._len_min[tid])
+        tail = self._tail_bounds.get(term)
+        if tail is not None:
+            own, ctx, length = max(own, tail[0]), max(ctx, tail[1]), min(length, tail[2])
+        return own, ctx, length
+
     def search(self, terms: Sequence[str], weight: float, limit: int,
-               allowed: np.ndarray | None = None) -> list[tuple[str, float]]:
+               allowed: np.ndarray | None = None, exhaustive: bool = False) -> list[tuple[str, float]]:
         """The best ``limit`` (memory id hex, score) for these index terms, score
-        descending then id; ``allowed`` (a mask over documents) narrows them."""
+        descending then id; ``allowed`` (a mask over documents) narrows them. The common
+        terms' postings are scored only where they can change the top (keyword_topk.py)
+        unless ``exhaustive``: the same results either way."""
         rows = len(self._doc)
         if not rows or not terms or limit <= 0:
             return []
@@ -314,14 +430,23 @@ class NamespaceIndex:
         if len(self._buffer) < size:  # kept zeroed between searches: no fresh pages each time
             self._buffer = np.zeros(max(size, 2 * len(self._buffer)), dtype=np.float64)
         try:
-            found, values = self._accumulate(self._buffer, terms, weight, rows, size)
+            bounded = None if exhaustive else top_k(self, terms, weight, limit, allowed, rows, size)
+            if bounded is None:
+                found, values = self._accumulate(self._buffer, terms, weight, rows, size)
+                if allowed is not None:
+                    keep = allowed[found]
+                    found, values = found[keep], values[keep]
+            else:
+                found, values = bounded
         except BaseException:
             self._buffer = np.zeros(0, dtype=np.float64)  # never leave them dirty
             self._seen = np.zeros(0, dtype=bool)
+            self._where = np.zeros(0, dtype=np.int32)
             raise
-        if allowed is not None:
-            keep = allowed[found]
-            found, values = found[keep], values[keep]
+        return self._best(found, values, limit)
+
+    def _best(self, found: np.ndarray, values: np.ndarray, limit: int) -> list[tuple[str, float]]:
+        """The best ``limit`` of these documents and scores: score descending, then id."""
         if len(found) > limit:
             kth = np.partition(values, len(values) - limit)[len(values) - limit]
             above = values > kth
@@ -333,6 +458,18 @@ class NamespaceIndex:
         ranked = sorted(zip(found.tolist(), values.tolist(), strict=True),
                         key=lambda item: (-item[1], self._ids[item[0]]))[:limit]
         return [(self._ids[doc], score) for doc, score in ranked]
+
+    def seen(self, size: int) -> np.ndarray:
+        """A scratch mask over documents, all False (left so by its users)."""
+        if len(self._seen) < size:
+            self._seen = np.zeros(max(size, len(self._buffer)), dtype=bool)
+        return self._seen
+
+    def where(self, size: int) -> np.ndarray:
+        """A scratch int32 array over documents, all 0 (left so by its users)."""
+        if len(self._where) < size:
+            self._where = np.zeros(max(size, len(self._buffer)), dtype=np.int32)
+        return self._where
 
     def _norms(self, rows: int, size: int) -> np.ndarray:
         """Per document ``k1 * (1 - b + b * D / avgdl)`` (FTS5's expression, same float
@@ -369,6 +506,7 @@ class NamespaceIndex:
             scores[docs] += idf * ((freq * (K1 + 1.0)) / (freq + norm[docs]))
             touched.append(docs)
             postings += len(docs)
+        self.scored = postings
         if not touched:
             return _EMPTY, np.zeros(0)
         if len(touched) == 1:
