@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import threading
 from collections.abc import Callable
@@ -70,21 +71,27 @@ def _context(namespace_id: int, version: int) -> bytes:
 #: seal and open asks for a key, and a ``stat`` is all it then costs (a change by any
 #: process replaces the file, so its inode and mtime change with it).
 _parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+#: The file's path as a string per key store directory: ``os.stat`` of it costs a third
+#: of building a Path and stat-ing that, once per seal and open.
+_paths: dict[Any, str] = {}
 
 
 def _read() -> dict[str, Any]:
     """The file's content, for reading only (:func:`_change` edits a fresh parse)."""
     global _parsed
-    path = keystore.directory() / FILE_NAME
+    directory = keystore.directory()
+    path = _paths.get(directory)
+    if path is None:
+        path = _paths[directory] = str(directory / FILE_NAME)
     try:
-        found = path.stat()
+        found = os.stat(path)
     except FileNotFoundError:
         return {"format": FORMAT, "namespaces": {}, "shredded": {}}
     signature = (found.st_ino, found.st_mtime_ns, found.st_size)
     cached = _parsed
     if cached is not None and cached[0] == signature:
         return cached[1]
-    data = _parse(path)
+    data = _parse(directory / FILE_NAME)
     _parsed = (signature, data)
     return data
 

@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from apps.core import namespace_keys
 from apps.memories import sealing
@@ -62,17 +63,21 @@ def encrypted(namespace_id: int) -> bool:
 
 class Blinder:
     """One namespace's token function (made per operation, so a shredded key stops the
-    next one; holds no per-word cache: no word-to-token table is kept in memory)."""
+    next one; holds no per-word cache: no word-to-token table is kept in memory beyond
+    one operation — :func:`blinded_rows` memoises one call's terms in a dict of its own)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        #: The HMAC with the key absorbed: each token copies it (a third faster than
+        #: keying a new one per term).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def token(self, term: str) -> str:
         """The blind token of one index term (already normalised and stemmed)."""
-        digest = hmac.new(self._key, term.encode(), hashlib.sha256).digest()
-        return f"{int.from_bytes(digest[:16], 'big') % _MODULUS:0{DIGITS}d}"
+        mac = self._keyed.copy()
+        mac.update(term.encode())
+        return f"{int.from_bytes(mac.digest()[:16], 'big') % _MODULUS:0{DIGITS}d}"
 
     def terms(self, text: str) -> list[str]:
         """The tokens of ``text``, in order: what the index holds for it."""
@@ -127,13 +132,57 @@ def plaintexts(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
         yield from read(rows.filter(pk__in=ids[start:start + _CHUNK]))
 
 
+def written_plaintexts(memories: Sequence[Any]) -> Iterator[tuple[str, str, str | None, str | None]]:
+    """:func:`plaintexts` of memories just written (saved ``Memory`` instances, in the
+    write's transaction): their text is on the instances already (a sealed field seals
+    what it stores and leaves the instance's value as it was), and so are the contexts
+    ``context.assign`` linked; any other context is read in one query."""
+    from apps.memories.models import Memory
+
+    linked = Memory._meta.get_field("context_memory")
+    wanted = {m.context_memory_id for m in memories
+              if m.context_memory_id is not None and not linked.is_cached(m)}
+    contents = dict(sealing.texts(Memory.objects.filter(pk__in=wanted))) if wanted else {}
+    for memory in memories:
+        context = None
+        if memory.context_memory_id is not None:
+            loaded = memory.context_memory if linked.is_cached(memory) else None
+            context = loaded.content if loaded is not None else contents.get(memory.context_memory_id)
+        yield (memory.pk.hex, memory.content, context,
+               None if memory.context_memory_id is None else memory.context_memory_id.hex)
+
+
 def blinded_rows(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
-                 ) -> Iterator[tuple[str, str, str, str | None]]:
+                 written: Sequence[Any] | None = None) -> Iterator[tuple[str, str, str, str | None]]:
     """``(id hex, content tokens, context tokens, context id hex)`` for the index of an
-    encrypted namespace; the key is taken once, before the first row."""
+    encrypted namespace (``written``: the instances of ``memory_ids`` just saved, read
+    from themselves); the key is taken once, before the first row.
+
+    A batch repeats its words, and a memory's context is usually the batch's previous
+    memory: each term is blinded once per call and each text tokenised once, memoised in
+    this call's own dicts, which go with it (the module keeps no word-to-token table
+    beyond one operation). Measured in-process (cProfile, 6 batches of 500 bench/corpus.py
+    memories): 2.6 s of blinding and reading back before, 0.4 s after."""
     blinder = for_namespace(namespace_id)
-    for memory_id, content, context, context_id in plaintexts(namespace_id, memory_ids):
-        yield memory_id, blinder.text(content), blinder.text(context_cut(context)), context_id
+    made: dict[str, str] = {}
+    done: dict[str, str] = {}
+
+    def text(value: str) -> str:
+        found = done.get(value)
+        if found is not None:
+            return found
+        out = []
+        for term in tokens(value):
+            token = made.get(term)
+            if token is None:
+                token = made[term] = blinder.token(term)
+            out.append(token)
+        found = done[value] = " ".join(out)
+        return found
+
+    rows = written_plaintexts(written) if written is not None else plaintexts(namespace_id, memory_ids)
+    for memory_id, content, context, context_id in rows:
+        yield memory_id, text(content), text(context_cut(context)), context_id
 
 
 def index_terms(blinder: Blinder, terms: Iterable[str]) -> list[list[str]]:

@@ -25,22 +25,44 @@ most recent memories by ``created_at`` (the namespace's index), and a term is ra
 a probe reading at most ``rare_df`` + 1 of its older matches comes back short. The GIN
 index only marks matches; the heap reads and ts_rank_cd are what grew with the namespace.
 lexical.py owns the tables and the query's terms; this module only the statements.
+
+SQLite reads **rowids first**: ``memory_id`` is an UNINDEXED column, so selecting it made
+FTS5 load every matching row's whole content record to rank the matches (an encrypted
+namespace's blind-token rows are ~4x longer, often on overflow pages: in plain sqlite3
+at 10k rows, 3.7 ms a query against 1.3 ms by rowid; 2.9 against 1.5 with words). The
+statement ranks ``(rowid, score)``, keeps the top :func:`fetched` rows and joins only
+those to their memory ids, in the same statement (one snapshot). The answer is exactly
+the memory-id statement's, equal scores going by memory id: when the rows tied with the
+last one kept run past what was fetched, that statement itself runs
+(``KeywordPlan.sql``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
 
 @dataclass(frozen=True)
 class KeywordPlan:
+    #: The statement by memory id: ``(memory_id, score)`` by score, then memory id.
     sql: str
     args: list
     #: False: every match is scored (the namespace is within the window, or no window).
     bounded: bool
+    #: The same matches ranked by rowid, the top :func:`fetched` of them joined to their
+    #: memory ids: ``(memory_id, score)`` by score, then memory id ("" for no limit).
+    by_rowid: str = ""
+    by_rowid_args: list = field(default_factory=list)
+
+
+def fetched(limit: int) -> int:
+    """Rows the rowid statement keeps for ``limit``: as many again (at least 10) so that
+    rows tied in score across the cut are still in it (on bench/corpus.py texts the ties
+    past the cut at 10k memories were at most 4 at limit 10 and 27 at limit 50)."""
+    return limit + max(limit, 10)
 
 
 def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit: int,
@@ -55,13 +77,12 @@ def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit
     namespace's document count per term (terms missing from it count as rare).
     """
     score = f"-bm25({table}, 0.0, 1.0, %s, 0.0)"
-    select = f"SELECT memory_id, {score} AS score FROM {table} WHERE {table} MATCH %s"
 
     def match(expression: str) -> str:
         return f"{columns} : ({expression})"
 
-    def part(expression: str, rowid: str) -> tuple[str, list]:
-        return (f"{select}{rowid}{restrict}",
+    def part(expression: str, rowid: str, key: str) -> tuple[str, list]:
+        return (f"SELECT {key}, {score} AS score FROM {table} WHERE {table} MATCH %s{rowid}{restrict}",
                 [float(weight), match(expression), *([last_rowid - window] if rowid else []),
                  *restrict_params])
 
@@ -71,17 +92,27 @@ def plan(table: str, terms: Sequence[str], *, columns: str, weight: float, limit
     bounded = bool(window and last_rowid > window and frequency is not None and every == _or(terms))
     rare = [t for t in terms if bounded and frequency.get(t, 0) <= rare_df]
     common = [t for t in terms if t not in rare]
-    if not bounded or not common:  # whole; with every term rare it is already cheap
-        sql, args = part(every, "")
-        return KeywordPlan(f"{sql} ORDER BY score DESC, memory_id LIMIT %s", [*args, limit], bounded)
-    parts = [part(every, " AND rowid > %s")]
-    if rare:
-        parts.append(part(f"({_or(rare)}) AND ({_or(common)})", " AND rowid <= %s"))
-        parts.append(part(f"({_or(rare)}) NOT ({_or(common)})", " AND rowid <= %s"))
-    sql = " UNION ALL ".join(text for text, _ in parts)
-    args = [value for _, values in parts for value in values]
-    return KeywordPlan(f"SELECT memory_id, score FROM ({sql}) ORDER BY score DESC, memory_id "
-                       "LIMIT %s", [*args, limit], True)
+    split = bounded and bool(common)  # whole otherwise; with every term rare it is already cheap
+    expressions = [(every, "")] if not split else [(every, " AND rowid > %s")] + (
+        [(f"({_or(rare)}) AND ({_or(common)})", " AND rowid <= %s"),
+         (f"({_or(rare)}) NOT ({_or(common)})", " AND rowid <= %s")] if rare else [])
+
+    def ranked(key: str, column: str) -> tuple[str, list]:
+        parts = [part(text, rowid, key) for text, rowid in expressions]
+        sql = " UNION ALL ".join(text for text, _ in parts)
+        if split:
+            sql = f"SELECT {column}, score FROM ({sql})"
+        return (f"{sql} ORDER BY score DESC, {column} LIMIT %s",
+                [value for _, values in parts for value in values])
+
+    sql, args = ranked("memory_id", "memory_id")
+    by_rowid, by_rowid_args = "", []
+    if limit > 0:  # (SQLite: a negative LIMIT is none; that stays the memory-id statement's)
+        top, top_args = ranked("rowid AS rid", "rid")
+        by_rowid = (f"SELECT m.memory_id, top.score FROM ({top}) AS top CROSS JOIN {table} AS m "
+                    "ON m.rowid = top.rid ORDER BY top.score DESC, m.memory_id")
+        by_rowid_args = [*top_args, fetched(limit)]
+    return KeywordPlan(sql, [*args, limit], bounded, by_rowid, by_rowid_args)
 
 
 def _or(terms: Sequence[str]) -> str:
@@ -103,6 +134,13 @@ def sqlite(cursor, table: str, terms: Sequence[str], *, limit: int, weight: floa
                      last_rowid=last_rowid, window=window, rare_df=settings.MEMORYWEB_LEXICAL_RARE_DF,
                      frequency=frequency() if window and last_rowid > window else None,
                      expression=expression)
+    if statement.by_rowid:
+        cursor.execute(statement.by_rowid, statement.by_rowid_args)
+        rows = cursor.fetchall()
+        # Exact unless the rows tied with the limit-th run to the end of what was kept
+        # (then one of them left out may have a lower memory id).
+        if len(rows) < fetched(limit) or rows[-1][1] < rows[limit - 1][1]:
+            return [(row[0], float(row[1])) for row in rows[:limit]]
     cursor.execute(statement.sql, statement.args)
     return [(row[0], float(row[1])) for row in cursor.fetchall()]
 

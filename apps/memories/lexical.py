@@ -346,25 +346,27 @@ def _insert_rows(namespace_id: int, where: str) -> str:
             f"WHERE m.namespace_id = %s{where}")
 
 
-def add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+def add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | None = None) -> None:
     """Index these memories of the namespace, copied from memories_memory, with their
     conversation context's words (the ``context`` column on SQLite; ``context_search``
     on PostgreSQL, where the content's own words are a generated column).
 
     Call inside the transaction that wrote them, so the index commits or rolls back with
     the rows. Reading the text back from the table keeps the stored id format (and the
-    content) exactly what the memories table holds.
+    content) exactly what the memories table holds. ``written``: the saved ``Memory``
+    instances of ``memory_ids``; an encrypted namespace's tokens are then made from
+    their text rather than from the rows read back and opened again.
     """
     if not memory_ids:
         return
     if keyword_index_log.enabled():
         keyword_index_log.log(namespace_id, memory_ids, "add")
-    _add(namespace_id, memory_ids)
+    _add(namespace_id, memory_ids, written)
 
 
-def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
+def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | None = None) -> None:
     if blind_tokens.encrypted(namespace_id):
-        _add_blind(namespace_id, memory_ids)
+        _add_blind(namespace_id, memory_ids, written=written)
         return
     if connection.vendor == "postgresql":
         _set_context_search(memory_ids)
@@ -379,13 +381,13 @@ def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
 
 
 def _add_blind(namespace_id: int, memory_ids: Sequence[uuid.UUID] | None, rebuild: bool = False,
-               ) -> int:
+               written: Sequence | None = None) -> int:
     """Index memories of an encrypted namespace (every one for None) as blind tokens,
-    read through the ORM (SQL holds ciphertext); how many. Same columns as the clear:
-    FTS5's ``content``/``context``, or PostgreSQL's ``blind_search``/``context_search``.
-    ``rebuild``: the table is replaced, once every row's tokens are made (a key that is
-    missing fails before anything is dropped)."""
-    rows = list(blind_tokens.blinded_rows(namespace_id, memory_ids))
+    read through the ORM (SQL holds ciphertext) unless ``written`` gives them; how many.
+    Same columns as the clear: FTS5's ``content``/``context``, or PostgreSQL's
+    ``blind_search``/``context_search``. ``rebuild``: the table is replaced, once every
+    row's tokens are made (a key that is missing fails before anything is dropped)."""
+    rows = list(blind_tokens.blinded_rows(namespace_id, memory_ids, written))
     if rebuild and connection.vendor == "sqlite":
         drop(namespace_id)
     if connection.vendor == "postgresql":

@@ -119,7 +119,7 @@ class Write:
                 return []
         else:
             Memory.objects.bulk_create(memories)
-        lexical.add(namespace.pk, [m.pk for m in memories])
+        lexical.add(namespace.pk, [m.pk for m in memories], written=memories)
         MemoryTag.objects.bulk_create(
             [MemoryTag(memory=m, namespace=namespace, tag=t) for m in memories for t in m.tags])
         MemoryVersion.objects.bulk_create(list(versions))

@@ -254,3 +254,15 @@ def test_the_idempotency_record_keeps_a_keyed_hash_of_the_body(vault_agent):
     assert stored_hash != hashlib.sha256(b'{"content":"yes"}').hexdigest()
     other = vault_agent.post("/api/v1/memories", {"content": "no"}, HTTP_IDEMPOTENCY_KEY="k1")
     assert other.status_code == 409  # a different body under the same key is still refused
+
+
+def test_metadata_tokens_do_not_outlive_a_bulk_update_into_a_plain_namespace(vault_agent, alpha):
+    pk = vault_agent.post("/api/v1/memories", {"content": "Badge 7 opens door 3",
+                                               "metadata": {"room": "lab"}}).json()["id"]
+    memory = Memory.objects.get(pk=pk)
+    assert memory.metadata_blind  # tokens while encrypted
+    assert memory.metadata == {"room": "lab"}  # opened while it is still sealed to the vault
+    memory.namespace = alpha  # a plain namespace: bulk_update writes every attribute it names
+    field = Memory._meta.get_field("metadata_blind")
+    assert field.pre_save(memory, add=False) is None
+    assert memory.metadata_blind is None  # cleared on the instance, not only in the value
