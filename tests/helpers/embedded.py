@@ -22,8 +22,14 @@ from tests.servers import ROOT
 REDIS_URL = os.environ.get("MEMORYWEB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: Variables that differ from one test to the next without changing what ``migrate``
-#: writes: the data directory itself, and pytest's note of the running test.
-_NOT_SCHEMA = frozenset({"MEMORYWEB_DATA_DIR", "PYTEST_CURRENT_TEST"})
+#: writes: the data directory itself, pytest's note of the running test, and settings no
+#: migration or ``post_migrate`` handler reads (the gateway's, with a fake upstream's port
+#: and a test's key paths in them, gave every gateway module a migration of its own; a
+#: test's own key store: ``migrate`` writes nothing there, checked 2026-12-06).
+_NOT_SCHEMA = frozenset({"MEMORYWEB_DATA_DIR", "PYTEST_CURRENT_TEST", "MEMORYWEB_EMBEDDER",
+                         "MEMORYWEB_VECTOR_SEARCH_EF", "MEMORYWEB_RATE_LIMIT",
+                         "MEMORYWEB_TOKEN_RATE", "MEMORYWEB_KEYSTORE_DIR"})
+_NOT_SCHEMA_PREFIXES = ("MEMORYWEB_GATEWAY_",)
 _templates: dict[frozenset[tuple[str, str]], Path] = {}
 _templates_lock = threading.Lock()
 
@@ -87,7 +93,8 @@ def migrate(env: dict[str, str]) -> None:
     if env.get("DATABASE_URL") or (target.is_dir() and any(target.iterdir())):
         manage(env, "migrate", "-v0")
         return
-    key = frozenset((k, v) for k, v in env.items() if k not in _NOT_SCHEMA)
+    key = frozenset((k, v) for k, v in env.items()
+                    if k not in _NOT_SCHEMA and not k.startswith(_NOT_SCHEMA_PREFIXES))
     with _templates_lock:
         template = _templates.get(key)
         if template is None:

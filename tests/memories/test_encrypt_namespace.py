@@ -392,18 +392,6 @@ def test_concurrent_ingest_and_edits_are_neither_lost_nor_left_in_clear(alpha, a
 
 # --- a real server, a real command ---------------------------------------------------------
 
-def _manage(env: dict[str, str], *args: str) -> str:
-    import subprocess
-    import sys
-
-    from tests.servers import ROOT
-
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"manage.py {args[0]}:\n{done.stderr[-3000:]}"
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-
 VOCABULARY = ("supplier invoice warehouse pallet freight customs courier refund ledger "
               "audit payroll pension contract renewal license server backup outage "
               "rollback deploy canary latency budget forecast quarter vendor").split()
@@ -427,6 +415,7 @@ def test_a_serving_daphne_keeps_answering_while_the_command_encrypts_2000_memori
 
     import httpx
 
+    from tests.helpers.embedded import manage_commands, migrate
     from tests.servers import ROOT, DaphneServer
 
     data_dir = tmp_path / "data"
@@ -435,13 +424,20 @@ def test_a_serving_daphne_keeps_answering_while_the_command_encrypts_2000_memori
     env.update({"MEMORYWEB_DATA_DIR": str(data_dir), "MEMORYWEB_KEYSTORE_DIR": str(tmp_path / "keys"),
                 "MEMORYWEB_ENV": "local", "DEBUG": "false",
                 "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
-                "MEMORYWEB_RATE_LIMIT": "", "MEMORYWEB_TOKEN_RATE": "1000000/min"})
-    _manage(env, "migrate", "-v0")
-    _manage(env, "create_namespace", "demo")
-    agent_key = _manage(env, "create_api_key", "--namespace", "demo", "--role", "agent",
-                        "--agent-id", "agent-demo")
-    admin_key = _manage(env, "create_api_key", "--namespace", "demo", "--role", "admin",
-                        "--agent-id", "admin-demo")
+                "MEMORYWEB_RATE_LIMIT": "", "MEMORYWEB_TOKEN_RATE": "1000000/min",
+                # A model-free embedder for server and command alike (tests/helpers/
+                # hash_embedder.py): what is tested is that no request fails, no write is lost
+                # and vector recall answers as before the switch, with any deterministic
+                # embedder; MiniLM over the 2,000 texts was most of the minutes. Its texts tie
+                # nowhere, and the search is exhaustive (an ef above the namespace's size), so
+                # "as before" compares the ranking, not an approximate graph's luck.
+                "MEMORYWEB_EMBEDDER": "tests.helpers.hash_embedder.DistinctHashEmbedder",
+                "MEMORYWEB_VECTOR_SEARCH_EF": "100000"})
+    migrate(env)
+    agent_key, admin_key = (out.splitlines()[-1] for out in manage_commands(
+        env, ["create_namespace", "demo"],
+        ["create_api_key", "--namespace", "demo", "--role", "agent", "--agent-id", "agent-demo"],
+        ["create_api_key", "--namespace", "demo", "--role", "admin", "--agent-id", "admin-demo"])[1:])
     rng = random.Random(23)
 
     def sentence(i: int) -> str:

@@ -14,9 +14,11 @@ from django.db import connection
 from apps.core import checks
 from apps.core.roles import Role
 from apps.memories import keyword_index_log, lexical, stores
+from apps.memories.embeddings import get_embedder
 from apps.memories.keyword_index import tokens
 from apps.memories.models import KeywordChange, Memory
 from bench.corpus import generate_memories, generate_queries
+from bench.hash_embedder import HashEmbedder
 from tests.helpers.callers import make_caller
 
 REQUESTS = "/api/v1/erasure-requests"
@@ -73,11 +75,16 @@ CORPUS_EXTRA = ["Café naïve résumé, the façade was repainted in Ångström 
 
 
 @pytest.fixture
-def corpus(agent, alpha):
+def corpus(agent, alpha, monkeypatch):
+    """327 memories in 25 sessions. Embedded by the model-free hash embedder
+    (bench/hash_embedder.py): the tests compare two keyword engines over the same rows,
+    which no vector enters, and MiniLM over the corpus was most of their set-up."""
     rng = random.Random(7)
     contents = [m["content"] for m in generate_memories(320, seed=11)] + CORPUS_EXTRA
     rng.shuffle(contents)
-    return _store_many(agent, contents, sessions=25)
+    with monkeypatch.context() as patch:
+        patch.setattr(get_embedder(), "embed", HashEmbedder().embed)
+        return _store_many(agent, contents, sessions=25)
 
 
 QUERIES = [*generate_queries(40, seed=5), "running relay", "cafe facade", "yes did may",

@@ -20,9 +20,11 @@ import pytest
 from django.conf import settings
 
 from apps.memories import chroma_files
+from apps.memories.embeddings import get_embedder
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
+from bench.hash_embedder import HashEmbedder
 from tests.helpers.erasure import erase_through_requests
 
 #: Commits for real: erasure certifies against the audit anchor after each commit.
@@ -75,13 +77,20 @@ def _store(caller, words: str) -> str:
 
 def _fill(caller, n: int, words: str) -> list[str]:
     """Enough memories that Chroma persists the HNSW files (hnsw:sync_threshold 1000 is
-    counted in log records; a batch ingest writes them at once)."""
+    counted in log records; a batch ingest writes them at once).
+
+    The filler is embedded by the model-free hash embedder (bench/hash_embedder.py): it
+    is there to make Chroma write its files, any vectors do, and MiniLM over its 1,100
+    unique texts was most of each test's time. The memories under test (the secret, the
+    kept ones) and the queries still go through the real model."""
     items = [{"content": f"{words} {i} ({uuid.uuid4().hex})"} for i in range(n)]
     ids = []
-    for start in range(0, n, 100):
-        response = caller.post("/api/v1/memories/batch", {"memories": items[start:start + 100]})
-        assert response.status_code in (200, 201), response.content
-        ids += [item["id"] for item in response.json()["results"]]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(get_embedder(), "embed", HashEmbedder().embed)
+        for start in range(0, n, 100):
+            response = caller.post("/api/v1/memories/batch", {"memories": items[start:start + 100]})
+            assert response.status_code in (200, 201), response.content
+            ids += [item["id"] for item in response.json()["results"]]
     return ids
 
 

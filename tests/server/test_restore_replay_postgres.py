@@ -20,6 +20,8 @@ POSTGRES = os.environ.get("MEMORYWEB_TEST_POSTGRES", "postgres://postgres@127.0.
 EMAIL = "dana.planted@example.com"
 
 STORE = f"""
+from django.core.management import call_command
+call_command("create_namespace", "demo")
 from apps.memories import services
 from apps.tenancy.principal import Principal
 from apps.core.roles import Role
@@ -71,8 +73,7 @@ def test_postgresql_restore_replays_an_erasure(tmp_path, databases):
     keystore = tmp_path / "keystore"
     source = _pg_env(tmp_path, "source", databases(), keystore)
     _manage(source, "migrate", "-v0")
-    _manage(source, "create_namespace", "demo")
-    _manage(source, "shell", "-c", STORE)
+    _manage(source, "shell", "-c", STORE)  # create_namespace, then the memories: one start
     _manage(source, "backup", "-o", str(tmp_path / "pg.tar.gz"))
     certificate = json.loads(_tagged(_manage(source, "shell", "-c", ERASE).stdout, "CERTIFICATE="))
     (tmp_path / "certificate.json").write_text(json.dumps(certificate))
