@@ -70,7 +70,7 @@ def _context(namespace_id: int, version: int) -> bytes:
 #: The file as last parsed, with the stat that identifies that version of it: every
 #: seal and open asks for a key, and a ``stat`` is all it then costs (a change by any
 #: process replaces the file, so its inode and mtime change with it).
-_parsed: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+_parsed: tuple[tuple[str, int, int, int], dict[str, Any]] | None = None
 #: The file's path as a string per key store directory: ``os.stat`` of it costs a third
 #: of building a Path and stat-ing that, once per seal and open.
 _paths: dict[Any, str] = {}
@@ -87,7 +87,8 @@ def _read() -> dict[str, Any]:
         found = os.stat(path)
     except FileNotFoundError:
         return {"format": FORMAT, "namespaces": {}, "shredded": {}}
-    signature = (found.st_ino, found.st_mtime_ns, found.st_size)
+    # The path too: another key store's file (a test's) may reuse an inode and a time.
+    signature = (path, found.st_ino, found.st_mtime_ns, found.st_size)
     cached = _parsed
     if cached is not None and cached[0] == signature:
         return cached[1]

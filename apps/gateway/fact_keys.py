@@ -10,7 +10,8 @@ A sighting between the switch and the sweep already made that second row (under 
 keyed key): :func:`merge` folds it into the older one — sightings added, the earliest
 first and the latest last sighting, a decision either made kept — and deletes it, so the
 namespace keeps one row per fact. A row being promoted at that moment is left alone
-(the sweep's next pass or run merges it).
+(the sweep's next pass or run merges it), and so are two rows decided differently (one
+rejected, one promoted: a person decides; the verification reports the row).
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def merge(fact: LearnedFact, holder: LearnedFact) -> bool:
     """Fold ``holder`` (the same fact, recorded since the switch) into ``fact`` and delete
     it; False while either is being promoted."""
     if FactState.PROMOTING in (fact.state, holder.state):
+        return False
+    if (fact.state in _DECIDED and holder.state in _DECIDED
+            and (fact.state, fact.memory_id) != (holder.state, holder.memory_id)):
+        # Two decisions that disagree (rejected before the switch, promoted since): folding
+        # would drop one, and with it a live memory's record. Left for a person: the row
+        # stays unkeyed, which the verification counts (the command fails saying so).
         return False
     changes: dict[str, Any] = {
         "seen_count": fact.seen_count + holder.seen_count,

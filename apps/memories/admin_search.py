@@ -174,7 +174,7 @@ class MemorySearchMixin:
             ids = services.keyword_matches(self.principal(request), search_term, cap + 1,
                                            namespace_ids=namespace_ids, match=match,
                                            candidates=queryset.order_by() if filtered else None)
-        except KeyUnavailable as exc:  # a key lost since the check above
+        except (KeyUnavailable, keystore.KeystoreError) as exc:  # lost since the check above
             messages.error(request, f"Not searched: {exc}")
             ids = []
         result = LookupResult(search_term, match == "all",

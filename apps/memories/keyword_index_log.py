@@ -260,20 +260,31 @@ class Indexes:
             return None
         index = self.synced(namespace_id)
         with index.lock:
-            if candidates is None:
-                return index.search(phrases, weight, limit)
-            # Filters: check the top few against them first; a selective filter that
-            # leaves fewer than ``limit`` of those reads its ids (all of them, ids only).
-            probe = index.search(phrases, weight, max(4 * limit, _FILTER_PROBE))
-            if not probe:
-                return []
-            ok = {_hex(pk) for part in _parts([pk for pk, _ in probe])
-                  for pk in candidates.filter(pk__in=part).values_list("pk", flat=True)}
-            kept = [(pk, score) for pk, score in probe if pk in ok]
-            if len(kept) >= limit or len(probe) < max(4 * limit, _FILTER_PROBE):
-                return kept[:limit]
-            allowed = index.mask(_hex(pk) for pk in candidates.values_list("pk", flat=True))
-            return index.search(phrases, weight, limit, allowed)
+            found = self._search(index, phrases, limit, weight, candidates)
+            size = index.nbytes()
+        # A heavy query builds the impact layout (keyword_topk.py) inside the search: its
+        # bytes count against the budget now, not at the namespace's next sync.
+        self._evict(namespace_id, size)
+        return found
+
+    @staticmethod
+    def _search(index: NamespaceIndex, phrases: Sequence[str], limit: int, weight: float,
+                candidates: QuerySet | None) -> list[tuple[str, float]]:
+        """``search`` on the synced index; the caller holds ``index.lock``."""
+        if candidates is None:
+            return index.search(phrases, weight, limit)
+        # Filters: check the top few against them first; a selective filter that
+        # leaves fewer than ``limit`` of those reads its ids (all of them, ids only).
+        probe = index.search(phrases, weight, max(4 * limit, _FILTER_PROBE))
+        if not probe:
+            return []
+        ok = {_hex(pk) for part in _parts([pk for pk, _ in probe])
+              for pk in candidates.filter(pk__in=part).values_list("pk", flat=True)}
+        kept = [(pk, score) for pk, score in probe if pk in ok]
+        if len(kept) >= limit or len(probe) < max(4 * limit, _FILTER_PROBE):
+            return kept[:limit]
+        allowed = index.mask(_hex(pk) for pk in candidates.values_list("pk", flat=True))
+        return index.search(phrases, weight, limit, allowed)
 
     def held(self, namespace_id: int, memory_ids: Sequence) -> int:
         """How many of these memories this process's index of the namespace holds, after

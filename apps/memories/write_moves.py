@@ -127,14 +127,19 @@ def move(write: Write, source: Namespace, target: Namespace, memories: Sequence[
         m.dedup_slot for m in memories if m.dedup_slot]).values_list("dedup_slot", flat=True))
     now = timezone.now()
     versions = []
+    # Slots taken by this batch: a source midway through encrypt_namespace can hold the
+    # same text twice (a plain and a keyed hash), which are one hash in the target.
+    claimed: set[str] = set()
     for memory in memories:
         memory.namespace = target
         if not sealed_to:
             # A plain namespace keeps no blind tokens (bulk_update writes the instance's
             # value: BlindMetadataField.pre_save only returns None there).
             memory.metadata_blind = None
-        if memory.dedup_slot in held or str(memory.pk) in duplicates:
+        if memory.dedup_slot in held or memory.dedup_slot in claimed or str(memory.pk) in duplicates:
             memory.dedup_slot = None
+        if memory.dedup_slot:
+            claimed.add(memory.dedup_slot)
         memory.version += 1
         memory.updated_at = now
         versions.append(MemoryVersion(

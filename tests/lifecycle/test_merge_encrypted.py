@@ -320,3 +320,23 @@ def test_a_namespace_whose_key_is_gone_is_not_merged(alpha, agent, system_admin)
     assert alpha.archived_at is None and not NamespaceMerge.objects.exists()
     assert ApiKey.objects.get(pk=agent.key.pk).revoked_at is None
     assert Memory.objects.get(pk=pk).namespace_id == alpha.pk
+
+
+def test_a_source_midway_through_encrypt_namespace_merges_its_two_copies_of_a_text(system_admin):
+    from apps.memories import encrypt_existing
+
+    source = create_namespace("src")
+    create_namespace("dst", encrypted=True)
+    writer = make_caller(Role.AGENT, source, "agent-s")
+    first = _store(writer, TEXTS[0])  # its slot: the plain hash
+    encrypt_existing.turn_on(source, "system:test")  # the flag is on, the sweep not run yet
+    source.refresh_from_db()
+    second = _store(make_caller(Role.AGENT, source, "agent-s2"), TEXTS[0])  # the keyed hash
+    assert first != second  # the plain slot did not match: two rows, two slots
+
+    response = system_admin.post("/api/v1/namespaces/src/merge-into", {"target": "dst"})
+
+    assert response.status_code == 200, response.content  # not a unique-slot failure
+    assert response.json()["state"] == "done"
+    slots = list(Memory.objects.filter(pk__in=[first, second]).values_list("dedup_slot", flat=True))
+    assert sorted(slot is None for slot in slots) == [False, True]  # one keeps the slot

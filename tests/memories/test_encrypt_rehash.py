@@ -163,3 +163,25 @@ def test_an_erased_summary_stays_erased_after_the_switch(alpha, agent, team_admi
     assert build(alpha).ok
     day.refresh_from_db()
     assert (day.status, day.summary, day.memory_id) == (NodeStatus.ERASED, "", None)
+
+
+def test_two_rows_decided_differently_are_left_for_a_person(agent, alpha, team_admin):
+    from django.core.management.base import CommandError
+
+    teach(agent, FACT)
+    older = LearnedFact.objects.get(namespace=alpha)
+    learning.reject(Principal.for_key(team_admin.key), older)
+    encrypt_existing.turn_on(alpha, "system:test")  # the flag is on, the sweep not run yet
+    teach(agent, "Remember: the staging database is on host db-2")
+    newer = LearnedFact.objects.get(namespace=alpha, key=facts.key(FACT, alpha))
+    memory = Memory.objects.filter(namespace=alpha).first() or Memory.objects.create(
+        namespace=alpha, agent_id="agent-1", content="The staging database is on host db-2.")
+    LearnedFact.objects.filter(pk=newer.pk).update(state=FactState.PROMOTED, memory_id=memory.pk)
+
+    with pytest.raises(CommandError):  # the verification names the row left unkeyed
+        encrypt("alpha")
+
+    rows = {f.pk: f for f in LearnedFact.objects.filter(namespace=alpha)}
+    assert set(rows) == {older.pk, newer.pk}  # neither decision dropped
+    assert rows[older.pk].state == FactState.REJECTED
+    assert rows[newer.pk].state == FactState.PROMOTED and rows[newer.pk].memory_id == memory.pk
