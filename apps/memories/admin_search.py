@@ -167,8 +167,12 @@ class MemorySearchMixin:
             return queryset, False
         match = "any" if request.GET.get(MATCH_VAR) == "any" else "all"
         cap = search_limit()
-        namespace_ids = list(queryset.order_by().values_list("namespace_id", flat=True).distinct())
-        namespace_ids = searchable(request, namespace_ids)
+        # The namespaces and which are encrypted in one query (the page's query count is
+        # pinned: one keyword lookup per namespace, nothing per row).
+        held = list(queryset.order_by().values_list(
+            "namespace_id", "namespace__encrypted", "namespace__slug").distinct())
+        namespace_ids = searchable(request, [pk for pk, _, _ in held],
+                                   {pk: slug for pk, sealed, slug in held if sealed})
         filtered = bool(set(request.GET) - UNFILTERED)
         try:
             ids = services.keyword_matches(self.principal(request), search_term, cap + 1,
@@ -213,12 +217,17 @@ class MemorySearchMixin:
 SEALED_SCAN_ROWS = 5000
 
 
-def unreadable(namespace_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+def unreadable(namespace_ids: Iterable[int], encrypted: dict[int, str] | None = None,
+               ) -> dict[int, tuple[str, str]]:
     """``{id: (slug, why)}`` of the encrypted namespaces among ``namespace_ids`` whose key
-    cannot be used (shredded, missing, a wrong KEK): searching them would fail closed."""
+    cannot be used (shredded, missing, a wrong KEK): searching them would fail closed.
+    ``encrypted`` (id -> slug of the encrypted ones), when the caller read it already,
+    saves the query."""
+    if encrypted is None:
+        encrypted = dict(Namespace.objects.filter(pk__in=list(namespace_ids), encrypted=True
+                                                  ).values_list("pk", "slug"))
     found = {}
-    for pk, slug in Namespace.objects.filter(pk__in=list(namespace_ids), encrypted=True
-                                             ).values_list("pk", "slug"):
+    for pk, slug in encrypted.items():
         try:
             namespace_keys.data_key(pk)
             namespace_keys.subkey(pk, blind_tokens.PURPOSE)
@@ -227,11 +236,12 @@ def unreadable(namespace_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
     return found
 
 
-def searchable(request: Any, namespace_ids: list[int]) -> list[int]:
+def searchable(request: Any, namespace_ids: list[int], encrypted: dict[int, str] | None = None,
+               ) -> list[int]:
     """``namespace_ids`` without the encrypted namespaces whose key is unavailable, each
     left out with an error message naming it (the page still lists the others' matches,
-    instead of the 503 the whole search would be)."""
-    left_out = unreadable(namespace_ids)
+    instead of the 503 the whole search would be). ``encrypted``: as for :func:`unreadable`."""
+    left_out = unreadable(namespace_ids, encrypted)
     for slug, why in left_out.values():
         messages.error(request, f"Not searched: namespace “{slug}” — its encryption key is "
                                 f"not available ({why}). Its rows are left out of the results.")
@@ -278,7 +288,8 @@ class SealedTextSearchMixin:
         sealed = {ns.pk for ns in encrypted}
         found, duplicates = super().get_search_results(
             request, queryset.exclude(namespace_id__in=sealed), search_term)
-        readable = [ns for ns in encrypted if ns.pk in searchable(request, list(sealed))]
+        kept = searchable(request, list(sealed), {ns.pk: ns.slug for ns in encrypted})
+        readable = [ns for ns in encrypted if ns.pk in kept]
         matched = Q(pk__in=found.values("pk"))
         scanned, hits = 0, []
         rows = queryset.filter(namespace_id__in=[ns.pk for ns in readable]).order_by(
