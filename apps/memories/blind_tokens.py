@@ -53,6 +53,9 @@ DIGITS = 24
 _MODULUS = 10**DIGITS
 #: Ids per ORM read.
 _CHUNK = 500
+#: Texts :func:`blinded_rows` remembers within one call (a memory's context is usually
+#: the batch's previous memory; a rebuild must not hold the whole namespace's text).
+_MEMO_TEXTS = 1024
 
 
 def encrypted(namespace_id: int) -> bool:
@@ -160,9 +163,10 @@ def blinded_rows(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None
 
     A batch repeats its words, and a memory's context is usually the batch's previous
     memory: each term is blinded once per call and each text tokenised once, memoised in
-    this call's own dicts, which go with it (the module keeps no word-to-token table
-    beyond one operation). Measured in-process (cProfile, 6 batches of 500 bench/corpus.py
-    memories): 2.6 s of blinding and reading back before, 0.4 s after."""
+    this call's own dicts (texts: at most :data:`_MEMO_TEXTS`), which go with it (the
+    module keeps no word-to-token table beyond one operation). Measured in-process
+    (cProfile, 6 batches of 500 bench/corpus.py memories): 2.6 s of blinding and reading
+    back before, 0.4 s after."""
     blinder = for_namespace(namespace_id)
     made: dict[str, str] = {}
     done: dict[str, str] = {}
@@ -177,6 +181,8 @@ def blinded_rows(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None
             if token is None:
                 token = made[term] = blinder.token(term)
             out.append(token)
+        if len(done) >= _MEMO_TEXTS:  # bounded: a rebuild reads the whole namespace
+            done.clear()
         found = done[value] = " ".join(out)
         return found
 

@@ -131,11 +131,7 @@ def move(write: Write, source: Namespace, target: Namespace, memories: Sequence[
     # same text twice (a plain and a keyed hash), which are one hash in the target.
     claimed: set[str] = set()
     for memory in memories:
-        memory.namespace = target
-        if not sealed_to:
-            # A plain namespace keeps no blind tokens (bulk_update writes the instance's
-            # value: BlindMetadataField.pre_save only returns None there).
-            memory.metadata_blind = None
+        memory.namespace = target  # metadata_blind follows in bulk_update (its pre_save)
         if memory.dedup_slot in held or memory.dedup_slot in claimed or str(memory.pk) in duplicates:
             memory.dedup_slot = None
         if memory.dedup_slot:
