@@ -20,7 +20,8 @@ from tests.helpers.callers import Caller, make_caller
 pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugins.live_layer",
                   "tests.plugins.fake_upstream", "tests.plugins.postgres_databases",
                   "tests.plugins.people", "tests.plugins.connection_guard",
-                  "tests.plugins.static_files", "tests.plugins.embeddings_cache", "pytester"]
+                  "tests.plugins.static_files", "tests.plugins.embeddings_cache", "tests.plugins.passes",
+                  "pytester"]
 
 
 @pytest.fixture(autouse=True)

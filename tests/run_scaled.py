@@ -4,7 +4,9 @@
 chromadb package) on a free port in a temporary directory, points the suite at it with
 CHROMA_URL, at PostgreSQL with DATABASE_URL (default: the local ``test`` database on
 127.0.0.1:5432) and at Redis with REDIS_URL (default 127.0.0.1:6379), runs pytest with
-any arguments given, and stops the Chroma server.
+any arguments given, and stops the Chroma server. Tests that start only embedded
+deployments or servers of their own, and use no database here, are left out: they ran
+the same in the embedded pass (tests/plugins/passes.py; MEMORYWEB_TEST_PASS=all keeps them).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def main(argv: list[str]) -> int:
             env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
             env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
             env["CHROMA_URL"] = chroma.url
+            # Tests that run the same programs in both passes ran in the embedded one
+            # (tests/plugins/passes.py); MEMORYWEB_TEST_PASS=all runs them here too.
+            env.setdefault("MEMORYWEB_TEST_PASS", "scaled")
             print(f"scaled mode: DATABASE_URL={env['DATABASE_URL']} CHROMA_URL={chroma.url} "
                   f"REDIS_URL={env['REDIS_URL']}", flush=True)
             return subprocess.call([sys.executable, "-m", "pytest", *argv], env=env)
