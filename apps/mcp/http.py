@@ -32,21 +32,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 
 from apps.core.parsers import JSONTooDeep
 from apps.core.parsers import loads as parse_json
-from apps.mcp.backends import ServiceBackend
-from apps.mcp.server import build_server
 from apps.tenancy import budget
+
+if TYPE_CHECKING:  # the MCP SDK is imported by the first /mcp request (mcp_router)
+    from mcp.server.mcpserver import Context
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+    from apps.mcp.backends import ServiceBackend
 
 #: Where the endpoint leaves the request's principal for the tools (the ASGI scope).
 SCOPE_KEY = "memoryweb.principal"
@@ -77,6 +77,10 @@ def principal_for_key(raw: str | None):
 
 def _backend(ctx: Context | None) -> ServiceBackend:
     """The principal the endpoint authenticated for this very request."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from apps.mcp.backends import ServiceBackend
+
     request = ctx.request_context.request if ctx is not None else None
     principal = getattr(request, "scope", {}).get(SCOPE_KEY) if request is not None else None
     if principal is None:
@@ -85,13 +89,22 @@ def _backend(ctx: Context | None) -> ServiceBackend:
 
 
 class McpEndpoint:
+    """The SDK's server and its session manager. Built by the first /mcp request, in a
+    worker thread: importing the SDK (its pydantic models) is about a third of a Daphne
+    process's start-up CPU, which a server nobody reaches over MCP never needs."""
+
     def __init__(self) -> None:
+        from apps.mcp.server import build_server
+
         self.server = build_server(_backend)
         self.manager: StreamableHTTPSessionManager | None = None
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
 
     def _new_manager(self) -> StreamableHTTPSessionManager:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+        from mcp.server.transport_security import TransportSecuritySettings
+
         return StreamableHTTPSessionManager(
             app=self.server._lowlevel_server, stateless=True, json_response=True,
             max_request_body_size=settings.MEMORYWEB_LIMITS["max_body_bytes"],
@@ -224,13 +237,22 @@ def _admit(body: bytes, label: str) -> tuple[int, dict[str, Any], list] | None:
 
 
 def mcp_router(django_app):
-    """HTTP: /mcp to the MCP endpoint, everything else to Django."""
-    endpoint = McpEndpoint()
+    """HTTP: /mcp to the MCP endpoint, everything else to Django. The endpoint (and the
+    SDK) is made by the first /mcp request, off the event loop, once."""
+    made: list[McpEndpoint] = []
+    lock = asyncio.Lock()
+
+    async def endpoint() -> McpEndpoint:
+        if not made:
+            async with lock:
+                if not made:
+                    made.append(await asyncio.to_thread(McpEndpoint))
+        return made[0]
 
     async def route(scope, receive, send):
         path = scope.get("path", "")
         if path == "/mcp" or path.startswith("/mcp/"):
-            await endpoint(scope, receive, send)
+            await (await endpoint())(scope, receive, send)
         else:
             await django_app(scope, receive, send)
 

@@ -22,14 +22,19 @@ from tests.servers import ROOT
 REDIS_URL = os.environ.get("MEMORYWEB_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: Variables that differ from one test to the next without changing what ``migrate``
-#: writes: the data directory itself, pytest's note of the running test, and settings no
-#: migration or ``post_migrate`` handler reads (the gateway's, with a fake upstream's port
-#: and a test's key paths in them, gave every gateway module a migration of its own; a
-#: test's own key store: ``migrate`` writes nothing there, checked 2026-12-06).
-_NOT_SCHEMA = frozenset({"MEMORYWEB_DATA_DIR", "PYTEST_CURRENT_TEST", "MEMORYWEB_EMBEDDER",
-                         "MEMORYWEB_VECTOR_SEARCH_EF", "MEMORYWEB_RATE_LIMIT",
-                         "MEMORYWEB_TOKEN_RATE", "MEMORYWEB_KEYSTORE_DIR"})
-_NOT_SCHEMA_PREFIXES = ("MEMORYWEB_GATEWAY_",)
+#: writes: the data directory itself, pytest's note of the running test, and MemoryWeb's
+#: settings except ``_SCHEMA_SETTINGS``. No migration's code reads a setting (only
+#: ``AUTH_USER_MODEL`` for its dependencies) and the ``post_migrate`` receivers (content
+#: types, permissions, django-guardian's anonymous user, memories/signals.py's orphan
+#: keyword tables) read none of MemoryWeb's, so one template serves every module of a
+#: worker whatever it sets (a template per combination of settings was 25 ``migrate``
+#: runs of ~5 CPU seconds each in one pass, measured 2026-12-06).
+_NOT_SCHEMA = frozenset({"MEMORYWEB_DATA_DIR", "PYTEST_CURRENT_TEST"})
+#: MemoryWeb settings that do shape what start-up and ``migrate`` leave in the data
+#: directory: the mode (a generated secret key file in local and test mode) and the
+#: one path outside the data directory's defaults that the audit app writes.
+_SCHEMA_SETTINGS = frozenset({"MEMORYWEB_ENV", "MEMORYWEB_AUDIT_ANCHOR",
+                              "MEMORYWEB_GENERATED_SECRET_KEY"})
 _templates: dict[frozenset[tuple[str, str]], Path] = {}
 _templates_lock = threading.Lock()
 
@@ -93,8 +98,8 @@ def migrate(env: dict[str, str]) -> None:
     if env.get("DATABASE_URL") or (target.is_dir() and any(target.iterdir())):
         manage(env, "migrate", "-v0")
         return
-    key = frozenset((k, v) for k, v in env.items()
-                    if k not in _NOT_SCHEMA and not k.startswith(_NOT_SCHEMA_PREFIXES))
+    key = frozenset((k, v) for k, v in env.items() if k not in _NOT_SCHEMA
+                    and (not k.startswith("MEMORYWEB_") or k in _SCHEMA_SETTINGS))
     with _templates_lock:
         template = _templates.get(key)
         if template is None:
