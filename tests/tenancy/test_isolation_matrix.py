@@ -6,29 +6,48 @@ alpha's reader / agent / team admin keys, alpha's reader and team admin as logge
 people (session), a system admin, beta's agent (the outsider), delta's agent (a grantee
 with a live grant) and epsilon's agent (a grantee whose grant was revoked). A route added
 to the API fails ``test_every_api_route_is_in_the_matrix`` until it gets a row here.
+
+The world is built once per module (``shared_world``), not once per test: building it
+through the API was ~90 % of this module's time (issue 18: ``make test-fast``). It lives
+in a transaction opened for the module and never committed; every test runs in a
+savepoint of it (``db``), every cell in a savepoint of that, so no SQL write outlives
+its cell. What is not SQL is put back before each test (``world``): the world's Chroma
+vectors, which cells delete, replace or drop, and its key store (the erasure ledger).
+After the module the transaction is rolled back, the world's collections are dropped,
+and the teardown fails unless the database (rows per table, tables, SQLite's sequences)
+and the vector store are as the module found them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
+from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from apps.core import namespace_keys
 from apps.core.roles import Role
 from apps.lifecycle.models import ConsolidationRun
+from apps.memories import sealing, vectorstore
+from apps.memories.embeddings import MemoryWebEmbeddingFunction
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
-from apps.tenancy import invitations
+from apps.tenancy import invitations, key_cache
 from apps.tenancy.members import set_role
-from apps.tenancy.models import SharingGrant
+from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_namespace
 from apps.timeline.models import Grip, RollupNode
@@ -272,6 +291,102 @@ def expected_status(route: Route, caller: str) -> int:
     return route.ok if ALPHA_ROLES[caller] >= route.min_role else 403
 
 
+#: The namespaces the world makes: their Chroma collections are put back before every
+#: test and dropped after the module.
+WORLD_NAMESPACES = ("alpha", "beta", "delta", "epsilon")
+
+
+@dataclass(frozen=True)
+class SharedWorld:
+    """The module's world (``world``'s value), and what puts back what is not SQL."""
+
+    world: dict
+    keystore: Path  # the key store the world was built with (copied into each test's)
+    namespaces: list[Namespace]
+    vectors: dict[str, dict[str, tuple[np.ndarray, dict]] | None]  # None: no collection
+
+
+def _database_state() -> dict[str, int]:
+    """Rows per table (every table, the keyword index's too) and SQLite's sequences."""
+    state: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names(cursor):
+            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
+            state[table] = cursor.fetchone()[0]
+        if connection.vendor == "sqlite":
+            cursor.execute("SELECT name, seq FROM sqlite_sequence")
+            state.update({f"sqlite_sequence:{name}": seq for name, seq in cursor.fetchall()})
+    return state
+
+
+def _collection_names(store) -> set[str]:
+    return {getattr(found, "name", found) for found in store.client.list_collections()}
+
+
+def _vectors(store, namespaces) -> dict[str, dict[str, tuple[np.ndarray, dict]] | None]:
+    """Each namespace's collection as it is: id -> (embedding, metadata); None if none."""
+    from chromadb.errors import NotFoundError
+
+    found: dict[str, dict[str, tuple[np.ndarray, dict]] | None] = {}
+    for namespace in namespaces:
+        name = store.collection_name(namespace)
+        try:
+            collection = store.client.get_collection(
+                name=name, embedding_function=MemoryWebEmbeddingFunction())
+        except NotFoundError:
+            found[name] = None
+            continue
+        rows = collection.get(include=["embeddings", "metadatas"])
+        found[name] = {
+            pk: (np.asarray(vector, np.float32), dict(metadata or {}))
+            for pk, vector, metadata in zip(rows["ids"], rows["embeddings"], rows["metadatas"],
+                                            strict=True)}
+    return found
+
+
+def _same(have: tuple[np.ndarray, dict], want: tuple[np.ndarray, dict]) -> bool:
+    """One vector as the world has it: the same metadata and embedding (to float32's
+    precision: a round trip through Chroma may move the last digit)."""
+    return have[1] == want[1] and np.allclose(have[0], want[0], rtol=0, atol=1e-6)
+
+
+def _restore_vectors(store, shared: SharedWorld) -> None:
+    """Put the world's collections back as they were built: cells' Chroma writes (stores,
+    replaced content, metadata, deletes, a dropped collection) are not rolled back with
+    their SQL. A changed vector is deleted and added again (an upsert would keep metadata
+    keys the world's vector lacks: Chroma merges metadata)."""
+    now = _vectors(store, shared.namespaces)
+    for namespace in shared.namespaces:
+        name = store.collection_name(namespace)
+        want, have = shared.vectors[name], now[name]
+        if want is None:
+            if have is not None:
+                store.drop_collection(name)
+            continue
+        stale = sorted(pk for pk in have or () if pk not in want or not _same(have[pk], want[pk]))
+        missing = sorted(pk for pk in want if pk not in (have or ()) or pk in stale)
+        if have is not None and not stale and not missing:
+            continue
+        collection = store.collection(namespace)  # re-created if a cell dropped it
+        if stale:
+            collection.delete(ids=stale)
+        if missing:
+            collection.add(ids=missing, embeddings=[want[pk][0] for pk in missing],
+                           metadatas=[want[pk][1] for pk in missing])
+
+
+def _leftovers(before: dict[str, int], after: dict[str, int], chroma_before: set[str],
+               chroma_after: set[str], store, namespaces) -> list[str]:
+    """What differs from the database and vector store as the module found them."""
+    left = [f"{name}: {before.get(name)} -> {after.get(name)}"
+            for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+    if settings.CHROMA_URL:  # a server other workers use too: only the world's collections
+        chroma_after = chroma_after & {store.collection_name(namespace) for namespace in namespaces}
+        chroma_before = set()
+    left += [f"Chroma collection {name}" for name in sorted(chroma_after - chroma_before)]
+    return left
+
+
 def _person(username: str, namespace, role: Role) -> Caller:
     user = get_user_model().objects.create_user(username)
     set_role(namespace, user, role)
@@ -280,9 +395,24 @@ def _person(username: str, namespace, role: Role) -> Caller:
     return Caller(client, None, None, f"member {role.label}")
 
 
-@pytest.fixture
-def world(alpha, beta, callers):
+def _base_callers() -> dict[str, Caller]:
+    """tests/conftest.py's ``callers`` (alpha, beta and the six callers), made without its
+    function-scoped fixtures so that a module-scoped fixture can make them."""
+    alpha, beta = create_namespace("alpha", "Team Alpha"), create_namespace("beta", "Team Beta")
+    return {
+        "reader": make_caller(Role.READER, alpha, "reader-1"),
+        "agent": make_caller(Role.AGENT, alpha, "agent-1"),
+        "admin": make_caller(Role.ADMIN, alpha, "admin-1"),
+        "system": make_caller(Role.SYSTEM, None, "root"),
+        "outsider": make_caller(Role.AGENT, beta, "outsider-1"),
+        "anonymous": make_caller(None, None),
+    }
+
+
+def _build_world() -> dict:
     """alpha's private and shared memories, key, member and grants; the extra callers."""
+    callers = _base_callers()
+    alpha = Namespace.objects.get(slug="alpha")
     memory = callers["agent"].post("/api/v1/memories", {"content": SECRET}).json()
     shared = callers["agent"].post("/api/v1/memories", {"content": SHARED,
                                                         "tags": ["public"]}).json()
@@ -334,6 +464,68 @@ def world(alpha, beta, callers):
             "callers": {**callers, **extra}}
 
 
+@pytest.fixture(scope="module")
+def shared_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[SharedWorld]:
+    """The world, built once for the module in a transaction that is never committed.
+
+    Why: building it (memories stored through the API: embedding, Chroma, keyword index,
+    audit; keys, members, grants, erasures, a timeline, an invitation, a consolidation
+    run) was most of this module's time when every test built its own. Each test's
+    ``db`` transaction is a savepoint inside this one, so the world is what a per-test
+    build made (nothing committed: no ``on_commit`` hook ran, as before); ``world`` puts
+    back what is not SQL. Cleaned: the transaction is rolled back (rows, keyword tables,
+    SQLite's sequences), the world's Chroma collections are dropped, and :func:`_leftovers`
+    must find every table's row count, the table list, SQLite's sequences and the
+    collections (embedded: all; a Chroma server other workers share: the world's) as
+    they were before the module.
+    """
+    home = tmp_path_factory.mktemp("isolation-matrix")
+    store = vectorstore.get_vector_store()
+    with django_db_blocker.unblock():
+        before = _database_state()
+    chroma_before = _collection_names(store)
+    outer = transaction.atomic()
+    with django_db_blocker.unblock(), override_settings(
+            MEMORYWEB_AUDIT_ANCHOR=str(home / "audit-anchor.json"),
+            MEMORYWEB_KEYSTORE_DIR=home / "keystore", MEMORYWEB_KEY_PROVIDER="file",
+            MEMORYWEB_KEK_PATH=""):
+        namespace_keys.forget_all()
+        sealing.forget()
+        outer.__enter__()
+        try:
+            world = _build_world()
+            namespaces = list(Namespace.objects.filter(slug__in=WORLD_NAMESPACES))
+        except BaseException:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            raise
+    shared = SharedWorld(world, home / "keystore", namespaces, _vectors(store, namespaces))
+    try:
+        yield shared
+    finally:
+        with django_db_blocker.unblock():
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+            for namespace in namespaces:
+                store.drop_collection(store.collection_name(namespace))
+            key_cache.clear()
+            namespace_keys.forget_all()
+            sealing.forget()
+            left = _leftovers(before, _database_state(), chroma_before,
+                              _collection_names(store), store, namespaces)
+        assert not left, f"the shared world left this behind: {left}"
+
+
+@pytest.fixture
+def world(shared_world, db, key_store):
+    """The shared world as a fresh one would be: its vectors and key store put back."""
+    _restore_vectors(vectorstore.get_vector_store(), shared_world)
+    if shared_world.keystore.exists():
+        shutil.copytree(shared_world.keystore, key_store, dirs_exist_ok=True)
+    key_cache.clear()
+    return shared_world.world
+
+
 def _cell(world, route: Route, caller: str) -> list[str]:
     """One caller on one route: what is wrong with the answer (nothing, ideally)."""
     client = world["callers"][caller]
@@ -359,8 +551,9 @@ def _cell(world, route: Route, caller: str) -> list[str]:
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.path}")
 def test_matrix_row(world, route):
     """Every caller on one route, each on the same world: a caller's writes are rolled
-    back (a savepoint) before the next one asks. The SQL world is built once per route
-    rather than once per cell (this test was a fifth of the suite's time)."""
+    back (a savepoint) before the next one asks. The world is built once per module and
+    put back before each route (``world``), rather than built per route or per cell
+    (this test was a fifth of the suite's time)."""
     problems = []
     for caller in CALLERS:
         with transaction.atomic():
