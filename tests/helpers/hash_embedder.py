@@ -10,6 +10,10 @@ words the very same similarity to a query, and the order of such ties may change
 vector index does; a test that compares recall's order before and after an operation uses
 this one, which adds to each vector a tiny component of its own (seeded by the text's
 CRC-32: the same in every process) so that no two texts tie.
+
+``use_distinct_hash_embedder``: the same for in-process tests whose subject is keyword
+search (FTS5 statements, blind tokens): it stands in for the process's embedder for one
+test, so no MiniLM model is loaded or run for corpora no vector assertion looks at.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import zlib
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from bench.hash_embedder import HashEmbedder
 
-__all__ = ["DistinctHashEmbedder", "HashEmbedder"]
+__all__ = ["DistinctHashEmbedder", "HashEmbedder", "use_distinct_hash_embedder"]
 
 
 class DistinctHashEmbedder(HashEmbedder):
@@ -35,3 +40,14 @@ class DistinctHashEmbedder(HashEmbedder):
             out[row] += 0.02 * jitter / np.sqrt(self.dimension)
             out[row] /= np.linalg.norm(out[row])
         return out
+
+
+def use_distinct_hash_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``DistinctHashEmbedder`` the process's embedder until ``monkeypatch`` undoes it.
+
+    It replaces the embedder ``get_embedder`` hands out (wrapped for the metrics as the
+    app wraps any), so ingest, recall's query and the near-duplicate check all use the
+    same vectors, and the model is not even loaded when nothing else asked for it."""
+    from apps.memories import embeddings
+
+    monkeypatch.setattr(embeddings, "_embedder", embeddings.MeasuredEmbedder(DistinctHashEmbedder()))

@@ -5,6 +5,9 @@ made from the instances' text (not read back and opened again), each term blinde
 per batch; ``SealedQuerySet.bulk_create`` asks the key store once per namespace, not once
 per sealed value. What the index holds must be exactly what a rebuild from the table
 (the rows read back through the ORM) makes of it.
+
+No vector is looked at: the memories are embedded by the model-free hash embedder
+(tests/helpers/hash_embedder.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from apps.memories import blind_tokens, lexical
 from apps.memories.models import Memory
 from bench.corpus import generate_memories
 from tests.helpers.callers import make_caller
+from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
 
 def _ingest(namespace, count: int = 120) -> None:
@@ -40,8 +44,10 @@ def _index_rows(namespace_id: int) -> set[tuple]:
 
 
 @pytest.fixture(autouse=True)
-def _keys(key_store):
-    """The test's own key store (tests/conftest.py), set before the namespace is made."""
+def _keys(key_store, monkeypatch):
+    """The test's own key store (tests/conftest.py), set before the namespace is made;
+    the hash embedder."""
+    use_distinct_hash_embedder(monkeypatch)
     return key_store
 
 

@@ -5,6 +5,10 @@ ranks exactly as the same memories rank in a namespace in the clear: the same co
 stored in both (and a second encrypted namespace, whose tokens must differ), and every
 keyword answer — lexical and hybrid recall, pruning, a person's lookup, the in-memory
 engine — is compared. Runs on SQLite and on PostgreSQL (tests/run_scaled.py).
+
+The memories and queries are embedded by the model-free hash embedder
+(tests/helpers/hash_embedder.py): hybrid recall compares the two namespaces over the same
+vectors, whichever embedder made them, and MiniLM over the corpus was most of the set-up.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from apps.memories.models import Memory
 from apps.tenancy.services import create_namespace
 from bench.corpus import generate_memories, generate_queries
 from tests.helpers.callers import make_caller
+from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
 #: Words no generated memory has: found in the clear, nowhere in an encrypted index.
 PLANTED = ["zephyrine", "quokkalite", "marzipanova", "tintinnabulation", "xylocarpous"]
@@ -43,9 +48,10 @@ TOKEN = re.compile(rf"\d{{{blind_tokens.DIGITS}}}")
 
 
 @pytest.fixture(autouse=True)
-def key_store(key_store):
-    """The test's own key store (tests/conftest.py), and no in-memory keyword index left
-    from another test (namespace ids come back after a test's rollback)."""
+def key_store(key_store, monkeypatch):
+    """The test's own key store (tests/conftest.py), the hash embedder, and no in-memory
+    keyword index left from another test (namespace ids come back after a rollback)."""
+    use_distinct_hash_embedder(monkeypatch)
     yield key_store
     keyword_index_log.indexes().clear()
 

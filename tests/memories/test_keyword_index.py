@@ -1,6 +1,10 @@
 """The in-memory keyword engine (MEMORYWEB_KEYWORD_ENGINE = "memory";
 apps/memories/keyword_index.py, keyword_index_log.py): FTS5's ranking, kept in step
-with SQL in every process, per-namespace statistics, bounded memory, reached by erasure."""
+with SQL in every process, per-namespace statistics, bounded memory, reached by erasure.
+
+No vector enters a keyword answer: every test's memories are embedded by the model-free
+hash embedder (tests/helpers/hash_embedder.py); MiniLM over the corpora was most of their
+time."""
 
 from __future__ import annotations
 
@@ -14,15 +18,19 @@ from django.db import connection
 from apps.core import checks
 from apps.core.roles import Role
 from apps.memories import keyword_index_log, lexical, stores
-from apps.memories.embeddings import get_embedder
 from apps.memories.keyword_index import tokens
 from apps.memories.models import KeywordChange, Memory
 from bench.corpus import generate_memories, generate_queries
-from bench.hash_embedder import HashEmbedder
 from tests.helpers.callers import make_caller
+from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
 REQUESTS = "/api/v1/erasure-requests"
 sqlite_only = pytest.mark.skipif("connection.vendor != 'sqlite'")
+
+
+@pytest.fixture(autouse=True)
+def _hash_vectors(monkeypatch):
+    use_distinct_hash_embedder(monkeypatch)
 
 
 @pytest.fixture
@@ -75,16 +83,13 @@ CORPUS_EXTRA = ["Café naïve résumé, the façade was repainted in Ångström 
 
 
 @pytest.fixture
-def corpus(agent, alpha, monkeypatch):
-    """327 memories in 25 sessions. Embedded by the model-free hash embedder
-    (bench/hash_embedder.py): the tests compare two keyword engines over the same rows,
-    which no vector enters, and MiniLM over the corpus was most of their set-up."""
+def corpus(agent, alpha):
+    """327 memories in 25 sessions (hash-embedded, as every test's: the tests compare two
+    keyword engines over the same rows, which no vector enters)."""
     rng = random.Random(7)
     contents = [m["content"] for m in generate_memories(320, seed=11)] + CORPUS_EXTRA
     rng.shuffle(contents)
-    with monkeypatch.context() as patch:
-        patch.setattr(get_embedder(), "embed", HashEmbedder().embed)
-        return _store_many(agent, contents, sessions=25)
+    return _store_many(agent, contents, sessions=25)
 
 
 QUERIES = [*generate_queries(40, seed=5), "running relay", "cafe facade", "yes did may",

@@ -7,6 +7,9 @@ answer must stay exactly what the memory-id statement gave, ties included (equal
 go by memory id): these tests compare every answer with that statement's, in a plain and
 an encrypted namespace, whole and bounded (``MEMORYWEB_LEXICAL_WINDOW``), with and
 without filters, on a corpus with many ties. SQLite only: PostgreSQL has no FTS5 table.
+
+No vector enters these answers: the corpus is embedded by the model-free hash embedder
+(tests/helpers/hash_embedder.py), and each test stores only the namespace it searches.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from apps.memories.models import Memory
 from apps.tenancy.services import create_namespace
 from bench.corpus import generate_memories, generate_queries
 from tests.helpers.callers import make_caller
+from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 statement only")
 
@@ -34,7 +38,8 @@ LIMITS = (1, 2, 3, 5, 10, 20, 50, 400)
 
 
 @pytest.fixture(autouse=True)
-def _clean(key_store):
+def _clean(key_store, monkeypatch):
+    use_distinct_hash_embedder(monkeypatch)
     yield
     keyword_index_log.indexes().clear()
 
@@ -49,16 +54,18 @@ def _store(namespace, contents: list[str]) -> None:
         assert response.status_code == 201, response.content
 
 
-@pytest.fixture
-def namespaces(db):
-    """A plain and an encrypted namespace holding the same memories, ties among them."""
+def _filled(slug: str):
+    """A namespace ("sealed": an encrypted one) holding the corpus, ties among it."""
     contents = [m["content"] for m in generate_memories(160, seed=4)] + TIED
-    found = []
-    for namespace in (create_namespace("plain"), create_namespace("sealed", encrypted=True)):
-        _store(namespace, contents)
-        assert Memory.objects.filter(namespace=namespace).count() == len(contents)  # no dedup
-        found.append(namespace)
-    return found
+    namespace = create_namespace(slug, encrypted=slug == "sealed")
+    _store(namespace, contents)
+    assert Memory.objects.filter(namespace=namespace).count() == len(contents)  # no dedup
+    return namespace
+
+
+@pytest.fixture
+def plain(db):
+    return _filled("plain")
 
 
 def _memory_id_statement(cursor, table, terms, *, limit, weight, restrict, restrict_params,
@@ -96,8 +103,9 @@ def _answers(namespace, monkeypatch, candidates=None):
 
 
 @pytest.fixture(params=["plain", "sealed"])
-def namespace(request, namespaces):
-    return namespaces[0] if request.param == "plain" else namespaces[1]
+def namespace(request, db):
+    """The plain or the encrypted namespace: each test stores only the one it searches."""
+    return _filled(request.param)
 
 
 @pytest.fixture
@@ -106,9 +114,9 @@ def pruning(monkeypatch):
     monkeypatch.setattr(lexical, "_totals", {})
 
 
-def test_the_memory_id_statement_is_todays(namespaces):
+def test_the_memory_id_statement_is_todays(plain):
     """The reference these tests compare with is the statement as it was written before."""
-    table = lexical.fts_table(namespaces[0].pk)
+    table = lexical.fts_table(plain.pk)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT memory_id, -bm25({table}, 0.0, 1.0, %s, 0.0) AS score FROM {table} "
                        f"WHERE {table} MATCH %s ORDER BY score DESC, memory_id LIMIT %s",

@@ -20,7 +20,6 @@ import pytest
 from django.conf import settings
 
 from apps.memories import chroma_files
-from apps.memories.embeddings import get_embedder
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
@@ -75,22 +74,25 @@ def _store(caller, words: str) -> str:
     return response.json()["id"]
 
 
-def _fill(caller, n: int, words: str) -> list[str]:
-    """Enough memories that Chroma persists the HNSW files (hnsw:sync_threshold 1000 is
-    counted in log records; a batch ingest writes them at once).
+def _fill(namespace, n: int, words: str) -> list[str]:
+    """Enough vectors that Chroma persists the HNSW files (hnsw:sync_threshold 1000 is
+    counted in log records; each upsert of 100 writes 100 of them).
 
-    The filler is embedded by the model-free hash embedder (bench/hash_embedder.py): it
-    is there to make Chroma write its files, any vectors do, and MiniLM over its 1,100
-    unique texts was most of each test's time. The memories under test (the secret, the
-    kept ones) and the queries still go through the real model."""
-    items = [{"content": f"{words} {i} ({uuid.uuid4().hex})"} for i in range(n)]
-    ids = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(get_embedder(), "embed", HashEmbedder().embed)
-        for start in range(0, n, 100):
-            response = caller.post("/api/v1/memories/batch", {"memories": items[start:start + 100]})
-            assert response.status_code in (200, 201), response.content
-            ids += [item["id"] for item in response.json()["results"]]
+    The filler is only there to make Chroma write its files: any vectors do, and no
+    assertion reads a filler's memory. They are written straight into the namespace's
+    collection (as the write path's ``upsert`` does, 100 at a time), with the model-free
+    hash embedder's vectors (bench/hash_embedder.py): 1,100 memories through the whole
+    ingest path (validation, SQL, keyword index, near-duplicate checks) were most of each
+    test's time. The memories under test (the secret, the kept ones) and the queries
+    still go through the API and the real model."""
+    texts = [f"{words} {i} ({uuid.uuid4().hex})" for i in range(n)]
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    vectors = HashEmbedder().embed(texts)
+    store = get_vector_store()
+    for start in range(0, n, 100):
+        chunk = ids[start:start + 100]
+        store.upsert(namespace, chunk, vectors[start:start + 100], [{"agent_id": "filler"}] * len(chunk),
+                     fresh=True)
     return ids
 
 
@@ -98,7 +100,7 @@ def _fill(caller, n: int, words: str) -> list[str]:
 def test_deleting_a_namespace_removes_its_segment_directory_and_vector_bytes(
         alpha, beta, agent, outsider, system_admin):
     secret = _store(agent, "Ada's locker code is 4411")
-    _fill(agent, 1100, "alpha filler note")  # the HNSW files are written to disk
+    _fill(alpha, 1100, "alpha filler note")  # the HNSW files are written to disk
     kept = _store(outsider, "beta keeps its own note about lunch")
     store = get_vector_store()
     vector = store.embeddings(alpha, [secret])[secret]
@@ -130,7 +132,7 @@ def test_erasing_a_memory_removes_its_vector_bytes_and_keeps_the_others(
     erased = _store(agent, "Dana's blood type is AB negative")
     kept = _store(agent, "The office closes at six")
     if filler:
-        _fill(agent, filler, "filler about the weather")
+        _fill(alpha, filler, "filler about the weather")
     store = get_vector_store()
     vectors = store.embeddings(alpha, [erased, kept])
     assert _files_holding(vectors[erased]), "the test cannot see the vector before erasure"
