@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -47,6 +48,8 @@ if TYPE_CHECKING:  # the MCP SDK is imported by the first /mcp request (mcp_rout
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
     from apps.mcp.backends import ServiceBackend
+
+logger = logging.getLogger(__name__)
 
 #: Where the endpoint leaves the request's principal for the tools (the ASGI scope).
 SCOPE_KEY = "memoryweb.principal"
@@ -237,23 +240,45 @@ def _admit(body: bytes, label: str) -> tuple[int, dict[str, Any], list] | None:
 
 
 def mcp_router(django_app):
-    """HTTP: /mcp to the MCP endpoint, everything else to Django. The endpoint (and the
-    SDK) is made by the first /mcp request, off the event loop, once."""
+    """HTTP: /mcp to the MCP endpoint, everything else to Django.
+
+    The endpoint (and the SDK) is made by the first /mcp request, off the event loop, by
+    one task that the requests arriving meanwhile wait on (shielded: a client that goes
+    away does not cancel it). If it fails, those requests get a 503 JSON error, the
+    failure is logged, and the next request tries again."""
     made: list[McpEndpoint] = []
-    lock = asyncio.Lock()
+    building: list[asyncio.Future] = []
 
     async def endpoint() -> McpEndpoint:
+        if made:
+            return made[0]
+        if not building:
+            building.append(asyncio.ensure_future(asyncio.to_thread(McpEndpoint)))
+        task = building[0]
+        try:
+            built = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if building and building[0] is task:
+                building.clear()
+            raise
         if not made:
-            async with lock:
-                if not made:
-                    made.append(await asyncio.to_thread(McpEndpoint))
+            made.append(built)
         return made[0]
 
     async def route(scope, receive, send):
         path = scope.get("path", "")
-        if path == "/mcp" or path.startswith("/mcp/"):
-            await (await endpoint())(scope, receive, send)
-        else:
+        if not (path == "/mcp" or path.startswith("/mcp/")):
             await django_app(scope, receive, send)
+            return
+        try:
+            handler = await endpoint()
+        except Exception:
+            logger.exception("the MCP endpoint could not be built")
+            await _answer(send, 503, {"error": {"code": "mcp_unavailable", "message":
+                          "MCP over HTTP is unavailable on this server; see its log."}})
+            return
+        await handler(scope, receive, send)
 
     return route

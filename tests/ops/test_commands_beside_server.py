@@ -9,9 +9,9 @@ from it: ``stats``, ``verify_certificate``, ``reindex``, ``drain_outbox``, ``exp
 started hands it over as soon as the server is up, and keeps working through it.
 
 These tests always run embedded (``embedded_env`` drops DATABASE_URL, CHROMA_URL and
-REDIS_URL), also under ``tests/run_scaled.py``: the single-owner lock exists only for the
-embedded Chroma, and that is what is tested here; the scaled mode (a Chroma server every
-process talks to) has no owner to share.
+REDIS_URL), so the scaled pass leaves them out (tests/plugins/passes.py): the
+single-owner lock exists only for the embedded Chroma, and that is what is tested here;
+the scaled mode (a Chroma server every process talks to) has no owner to share.
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ twice doubled that time for nothing.
 
 With ``MEMORYWEB_TEST_PASS=scaled`` (set by ``tests/run_scaled.py``) such tests are
 deselected — pytest counts them as "deselected" in its summary, and a line below says
-why. A process test whose programs do take the pass's backends from the environment
-(``{**os.environ, ...}`` for a subprocess: schemathesis against the scaled server) is
-marked ``scaled`` and kept. ``MEMORYWEB_TEST_PASS=all`` runs everything under
-``run_scaled.py``.
+why (with pytest-xdist, the workers collect: each reports its count to the controller,
+which prints the line). A process test whose programs do take the pass's backends from
+the environment (a subprocess started with ``{**os.environ, ...}`` that reaches the
+database, Chroma or Redis) must be marked ``scaled`` to be kept; none is today (reviewed
+2026-12-06: the subprocesses that inherit the environment only read settings).
+``MEMORYWEB_TEST_PASS=all`` runs everything under ``run_scaled.py``.
 """
 
 from __future__ import annotations
@@ -50,9 +52,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=left)
         items[:] = kept
     config.stash[_LEFT] = len(left)
+    if hasattr(config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        config.workeroutput[_OUTPUT] = len(left)
 
 
 _LEFT = pytest.StashKey[int]()
+_OUTPUT = "memoryweb_scaled_pass_deselected"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """On the pytest-xdist controller (which collects nothing): every worker deselected
+    the same tests, so any one's count is the pass's."""
+    left = getattr(node, "workeroutput", {}).get(_OUTPUT)
+    if left is not None:
+        node.config.stash[_LEFT] = max(node.config.stash.get(_LEFT, 0), left)
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:

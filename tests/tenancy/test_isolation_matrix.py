@@ -23,15 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shutil
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import override_settings
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
@@ -39,9 +37,9 @@ from rest_framework.test import APIClient
 
 from apps.core import namespace_keys
 from apps.core.roles import Role
+from apps.gateway import learning_stores
 from apps.lifecycle.models import ConsolidationRun
-from apps.memories import sealing, vectorstore
-from apps.memories.embeddings import MemoryWebEmbeddingFunction
+from apps.memories import lexical, sealing, vectorstore
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.memories.models import Memory
 from apps.privacy import erasure
@@ -50,9 +48,18 @@ from apps.tenancy.members import set_role
 from apps.tenancy.models import Namespace, SharingGrant
 from apps.tenancy.principal import Principal
 from apps.tenancy.services import create_namespace
+from apps.timeline import fingerprints
 from apps.timeline.models import Grip, RollupNode
 from apps.timeline.services import build as build_timeline
 from tests.helpers.callers import Caller, make_caller
+from tests.helpers.world_state import (
+    SharedWorld,
+    collection_names,
+    database_state,
+    leftovers,
+    restore_vectors,
+    vectors,
+)
 from tests.routes import API_PREFIXES, fill
 
 SECRET = "alpha's confidential launch code is 7734"
@@ -296,97 +303,6 @@ def expected_status(route: Route, caller: str) -> int:
 WORLD_NAMESPACES = ("alpha", "beta", "delta", "epsilon")
 
 
-@dataclass(frozen=True)
-class SharedWorld:
-    """The module's world (``world``'s value), and what puts back what is not SQL."""
-
-    world: dict
-    keystore: Path  # the key store the world was built with (copied into each test's)
-    namespaces: list[Namespace]
-    vectors: dict[str, dict[str, tuple[np.ndarray, dict]] | None]  # None: no collection
-
-
-def _database_state() -> dict[str, int]:
-    """Rows per table (every table, the keyword index's too) and SQLite's sequences."""
-    state: dict[str, int] = {}
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names(cursor):
-            cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")
-            state[table] = cursor.fetchone()[0]
-        if connection.vendor == "sqlite":
-            cursor.execute("SELECT name, seq FROM sqlite_sequence")
-            state.update({f"sqlite_sequence:{name}": seq for name, seq in cursor.fetchall()})
-    return state
-
-
-def _collection_names(store) -> set[str]:
-    return {getattr(found, "name", found) for found in store.client.list_collections()}
-
-
-def _vectors(store, namespaces) -> dict[str, dict[str, tuple[np.ndarray, dict]] | None]:
-    """Each namespace's collection as it is: id -> (embedding, metadata); None if none."""
-    from chromadb.errors import NotFoundError
-
-    found: dict[str, dict[str, tuple[np.ndarray, dict]] | None] = {}
-    for namespace in namespaces:
-        name = store.collection_name(namespace)
-        try:
-            collection = store.client.get_collection(
-                name=name, embedding_function=MemoryWebEmbeddingFunction())
-        except NotFoundError:
-            found[name] = None
-            continue
-        rows = collection.get(include=["embeddings", "metadatas"])
-        found[name] = {
-            pk: (np.asarray(vector, np.float32), dict(metadata or {}))
-            for pk, vector, metadata in zip(rows["ids"], rows["embeddings"], rows["metadatas"],
-                                            strict=True)}
-    return found
-
-
-def _same(have: tuple[np.ndarray, dict], want: tuple[np.ndarray, dict]) -> bool:
-    """One vector as the world has it: the same metadata and embedding (to float32's
-    precision: a round trip through Chroma may move the last digit)."""
-    return have[1] == want[1] and np.allclose(have[0], want[0], rtol=0, atol=1e-6)
-
-
-def _restore_vectors(store, shared: SharedWorld) -> None:
-    """Put the world's collections back as they were built: cells' Chroma writes (stores,
-    replaced content, metadata, deletes, a dropped collection) are not rolled back with
-    their SQL. A changed vector is deleted and added again (an upsert would keep metadata
-    keys the world's vector lacks: Chroma merges metadata)."""
-    now = _vectors(store, shared.namespaces)
-    for namespace in shared.namespaces:
-        name = store.collection_name(namespace)
-        want, have = shared.vectors[name], now[name]
-        if want is None:
-            if have is not None:
-                store.drop_collection(name)
-            continue
-        stale = sorted(pk for pk in have or () if pk not in want or not _same(have[pk], want[pk]))
-        missing = sorted(pk for pk in want if pk not in (have or ()) or pk in stale)
-        if have is not None and not stale and not missing:
-            continue
-        collection = store.collection(namespace)  # re-created if a cell dropped it
-        if stale:
-            collection.delete(ids=stale)
-        if missing:
-            collection.add(ids=missing, embeddings=[want[pk][0] for pk in missing],
-                           metadatas=[want[pk][1] for pk in missing])
-
-
-def _leftovers(before: dict[str, int], after: dict[str, int], chroma_before: set[str],
-               chroma_after: set[str], store, namespaces) -> list[str]:
-    """What differs from the database and vector store as the module found them."""
-    left = [f"{name}: {before.get(name)} -> {after.get(name)}"
-            for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
-    if settings.CHROMA_URL:  # a server other workers use too: only the world's collections
-        chroma_after = chroma_after & {store.collection_name(namespace) for namespace in namespaces}
-        chroma_before = set()
-    left += [f"Chroma collection {name}" for name in sorted(chroma_after - chroma_before)]
-    return left
-
-
 def _person(username: str, namespace, role: Role) -> Caller:
     user = get_user_model().objects.create_user(username)
     set_role(namespace, user, role)
@@ -474,7 +390,7 @@ def shared_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterat
     ``db`` transaction is a savepoint inside this one, so the world is what a per-test
     build made (nothing committed: no ``on_commit`` hook ran, as before); ``world`` puts
     back what is not SQL. Cleaned: the transaction is rolled back (rows, keyword tables,
-    SQLite's sequences), the world's Chroma collections are dropped, and :func:`_leftovers`
+    SQLite's sequences), the world's Chroma collections are dropped, and :func:`leftovers`
     must find every table's row count, the table list, SQLite's sequences and the
     collections (embedded: all; a Chroma server other workers share: the world's) as
     they were before the module.
@@ -482,8 +398,8 @@ def shared_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterat
     home = tmp_path_factory.mktemp("isolation-matrix")
     store = vectorstore.get_vector_store()
     with django_db_blocker.unblock():
-        before = _database_state()
-    chroma_before = _collection_names(store)
+        before = database_state()
+    chroma_before = collection_names(store)
     outer = transaction.atomic()
     with django_db_blocker.unblock(), override_settings(
             MEMORYWEB_AUDIT_ANCHOR=str(home / "audit-anchor.json"),
@@ -499,7 +415,7 @@ def shared_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterat
             transaction.set_rollback(True)
             outer.__exit__(None, None, None)
             raise
-    shared = SharedWorld(world, home / "keystore", namespaces, _vectors(store, namespaces))
+    shared = SharedWorld(world, home / "keystore", namespaces, vectors(store, namespaces))
     try:
         yield shared
     finally:
@@ -511,18 +427,23 @@ def shared_world(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterat
             key_cache.clear()
             namespace_keys.forget_all()
             sealing.forget()
-            left = _leftovers(before, _database_state(), chroma_before,
-                              _collection_names(store), store, namespaces)
+            left = leftovers(before, database_state(), chroma_before,
+                              collection_names(store), store, namespaces)
         assert not left, f"the shared world left this behind: {left}"
 
 
 @pytest.fixture
-def world(shared_world, db, key_store):
-    """The shared world as a fresh one would be: its vectors and key store put back."""
-    _restore_vectors(vectorstore.get_vector_store(), shared_world)
+def world(shared_world, db, key_store, monkeypatch):
+    """The shared world as a fresh one would be: its vectors and key store put back, and
+    the in-process memos keyed by the world's (now fixed) ids emptied: keyword row
+    counts, erased texts' fingerprints, learned-fact look-ups."""
+    restore_vectors(vectorstore.get_vector_store(), shared_world)
     if shared_world.keystore.exists():
         shutil.copytree(shared_world.keystore, key_store, dirs_exist_ok=True)
     key_cache.clear()
+    monkeypatch.setattr(lexical, "_totals", {})
+    monkeypatch.setattr(fingerprints, "_remembered", OrderedDict())
+    monkeypatch.setattr(learning_stores, "_whole", {})
     return shared_world.world
 
 
