@@ -246,26 +246,21 @@ def mcp_router(django_app):
     one task that the requests arriving meanwhile wait on (shielded: a client that goes
     away does not cancel it). If it fails, those requests get a 503 JSON error, the
     failure is logged, and the next request tries again."""
-    made: list[McpEndpoint] = []
-    building: list[asyncio.Future] = []
+    built: McpEndpoint | None = None
+    building: asyncio.Future | None = None
 
     async def endpoint() -> McpEndpoint:
-        if made:
-            return made[0]
-        if not building:
-            building.append(asyncio.ensure_future(asyncio.to_thread(McpEndpoint)))
-        task = building[0]
-        try:
-            built = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if building and building[0] is task:
-                building.clear()
-            raise
-        if not made:
-            made.append(built)
-        return made[0]
+        nonlocal built, building
+        if built is None:
+            if building is None:
+                building = asyncio.ensure_future(asyncio.to_thread(McpEndpoint))
+            task = building
+            try:
+                built = await asyncio.shield(task)
+            finally:
+                if building is task and task.done():
+                    building = None  # built, or failed: the next request tries again
+        return built
 
     async def route(scope, receive, send):
         path = scope.get("path", "")

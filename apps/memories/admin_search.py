@@ -33,7 +33,6 @@ where the store has one (a fact's ``key``) that reaches past that cap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,15 +216,10 @@ class MemorySearchMixin:
 SEALED_SCAN_ROWS = 5000
 
 
-def unreadable(namespace_ids: Iterable[int], encrypted: dict[int, str] | None = None,
-               ) -> dict[int, tuple[str, str]]:
-    """``{id: (slug, why)}`` of the encrypted namespaces among ``namespace_ids`` whose key
-    cannot be used (shredded, missing, a wrong KEK): searching them would fail closed.
-    ``encrypted`` (id -> slug of the encrypted ones), when the caller read it already,
-    saves the query."""
-    if encrypted is None:
-        encrypted = dict(Namespace.objects.filter(pk__in=list(namespace_ids), encrypted=True
-                                                  ).values_list("pk", "slug"))
+def unreadable(encrypted: dict[int, str]) -> dict[int, tuple[str, str]]:
+    """``{id: (slug, why)}`` of the encrypted namespaces (``encrypted``: id -> slug, as
+    the caller's own query read them) whose key cannot be used (shredded, missing, a wrong
+    KEK): searching them would fail closed."""
     found = {}
     for pk, slug in encrypted.items():
         try:
@@ -236,12 +230,12 @@ def unreadable(namespace_ids: Iterable[int], encrypted: dict[int, str] | None = 
     return found
 
 
-def searchable(request: Any, namespace_ids: list[int], encrypted: dict[int, str] | None = None,
-               ) -> list[int]:
+def searchable(request: Any, namespace_ids: list[int], encrypted: dict[int, str]) -> list[int]:
     """``namespace_ids`` without the encrypted namespaces whose key is unavailable, each
     left out with an error message naming it (the page still lists the others' matches,
-    instead of the 503 the whole search would be). ``encrypted``: as for :func:`unreadable`."""
-    left_out = unreadable(namespace_ids, encrypted)
+    instead of the 503 the whole search would be). ``encrypted``: id -> slug of the
+    encrypted ones among them."""
+    left_out = unreadable(encrypted)
     for slug, why in left_out.values():
         messages.error(request, f"Not searched: namespace “{slug}” — its encryption key is "
                                 f"not available ({why}). Its rows are left out of the results.")
