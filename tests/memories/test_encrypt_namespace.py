@@ -54,7 +54,7 @@ def raw_contents(namespace: Namespace) -> dict[str, str]:
 def raw_changes(namespace: Namespace) -> list[str]:
     return [str(r[0]) for r in raw(
         "SELECT v.changes FROM memories_memoryversion v JOIN memories_memory m "
-        "ON m.id = v.memory_id WHERE m.namespace_id = %s", namespace.pk)]
+        "ON m.id = v.memory_id WHERE m.namespace_id = %s ORDER BY v.id", namespace.pk)]
 
 
 def lexical(caller, query: str) -> list[str]:
