@@ -11,8 +11,8 @@ procedural = procedure, working = note; MemoryWeb's other kinds are accepted as 
 are); ``agent`` must be the key's own agent; ``tags`` in a recall matches any tag, as
 there; ``limit`` is clamped to ``max_k``. Refused with a clear 400: client-side
 embeddings (``embedding``, ``query_embedding``, ``zero_knowledge``), per-request
-``weights`` and ``cursor`` paging. ``/v1/consolidate`` answers 501 until the lifecycle
-work lands.
+``weights`` and ``cursor`` paging. ``/v1/consolidate`` merges similar memories (team
+admin) through apps/lifecycle/consolidation.py.
 """
 
 from __future__ import annotations

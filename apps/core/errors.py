@@ -65,14 +65,6 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
-class NotImplementedYet(ServiceError):
-    """An operation a replaced system had that MemoryWeb does not offer yet: refused,
-    never faked."""
-
-    status = 501
-    code = "not_implemented"
-
-
 def envelope(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     """``{"error": {"code", "message", "field"?}}``: the body of every error MemoryWeb sends."""
     body: dict[str, Any] = {"code": code, "message": message}

@@ -64,7 +64,8 @@ def test_playground_shows_ranked_results_with_per_channel_explain(alice, memorie
     assert rows and "ninety days" in rows[0]
     assert "<th>lexical<br>" in page and "<th>vector<br>" in page
     parts = re.findall(r'<td class="mw-score mw-part"[^>]*>([^<]*)</td>', rows[0])
-    assert len(parts) == 2 and all(re.fullmatch(r"-?[\d.]+ / \d+ / [\d.]+", p.strip()) for p in parts)
+    assert "<th>strength<br>" in page  # shown at its default weight 0, contributing nothing
+    assert len(parts) == 3 and all(re.fullmatch(r"-?[\d.]+ / \d+ / [\d.]+", p.strip()) for p in parts)
     assert "Keyword query:" in page
 
 

@@ -38,7 +38,9 @@ def test_hybrid_explain_shows_both_channels_and_the_engine_query(agent, facts):
     else:
         assert explain["lexical_query"] == '"db" OR "3" OR "host" OR "near"'
     top = body["results"][0]
-    assert set(top["explain"]) == {"vector", "lexical"}
+    # plus the strength, shown at its default weight 0 with no contribution
+    assert set(top["explain"]) == {"vector", "lexical", "strength"}
+    assert top["explain"]["strength"]["contribution"] == 0
     assert top["explain"]["lexical"]["raw"] > 0
 
 

@@ -62,7 +62,9 @@ def test_recency_lifts_what_happened_last(agent, alpha, stored, newer):
 def test_zero_weight_priors_do_not_appear(agent, stored):
     stored(EARLY)
     parts = _recall(agent, explain=True)["results"][0]["explain"]
-    assert set(parts) <= {"vector", "lexical"}
+    # the strength is shown even at weight 0 (its default), contributing nothing
+    assert set(parts) <= {"vector", "lexical", "strength"}
+    assert parts["strength"]["contribution"] == 0
 
 
 def test_min_score_drops_weak_results(agent, stored):

@@ -147,3 +147,33 @@ def test_explain_of_a_shared_hit_shows_its_strength_but_not_the_grantors_parts(
     assert shared and "raw" in shared[0]["explain"]["strength"]
     assert "parts" not in shared[0]["explain"]["strength"]
     assert "factors" not in shared[0]["explain"]["strength"]
+
+
+def test_explain_shows_the_strength_with_no_contribution_at_the_default_weight(alpha, agent,
+                                                                                stored):
+    """At the strength prior's default weight (0) explain still shows each own result's
+    strength and its parts, contributing 0: the ranking is the same as without it."""
+    from django.conf import settings
+
+    assert settings.MEMORYWEB_FUSION_WEIGHTS.get("strength", 0) == 0
+    for content in (EARLY, LATE):
+        stored(content)
+    query = {"query": "When does the backup job run?", "mode": "hybrid"}
+    plain = agent.post("/api/v1/recall", query).json()["results"]
+    # Read before the explained recall, which counts as a use (after its strengths are read).
+    details = {r["id"]: agent.get(f"/api/v1/memories/{r['id']}").json()["strength"]
+               for r in plain}
+    body = agent.post("/api/v1/recall", {**query, "explain": True}).json()
+    results = body["results"]
+    assert [(r["id"], r["score"]) for r in results] == [(r["id"], r["score"]) for r in plain]
+    for rank, result in enumerate(sorted(results, key=lambda r: -r["explain"]["strength"]["raw"]),
+                                  start=1):
+        shown = result["explain"]["strength"]
+        assert shown["contribution"] == 0 and shown["rank"] == rank
+        assert shown["raw"] == pytest.approx(details[result["id"]]["value"], abs=1e-3)
+        assert set(shown["parts"]) == set(strength.WEIGHTS) and "factors" in shown
+        total = sum(part["contribution"] for part in result["explain"].values())
+        assert total == pytest.approx(result["score"], abs=1e-5)
+    assert body["explain"]["weights"].get("strength", 0) == 0
+    lexical = agent.post("/api/v1/recall", {**query, "mode": "lexical", "explain": True}).json()
+    assert all(list(r["explain"]) == ["lexical"] for r in lexical["results"])

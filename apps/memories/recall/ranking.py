@@ -208,8 +208,13 @@ class Candidate:
 
 
 def finish(query: str, candidates: list[Candidate], options: RecallOptions, k: int,
-           embeddings_for: Callable[[Sequence[str]], Mapping[str, np.ndarray]]) -> list[Candidate]:
-    """Priors, minimum score and MMR over fused candidates (best first); the top k."""
+           embeddings_for: Callable[[Sequence[str]], Mapping[str, np.ndarray]], *,
+           explain_for: int | None = None) -> list[Candidate]:
+    """Priors, minimum score and MMR over fused candidates (best first); the top k.
+
+    ``explain_for``: with explain, the caller's namespace id; in hybrid mode its own
+    results then show their strength even when the strength prior's weight is 0
+    (``_explain_strength``), which costs nothing when not explaining."""
     priors = options.active_priors()
     if priors and candidates:
         _add_priors(query, candidates, priors, options)
@@ -220,8 +225,31 @@ def finish(query: str, candidates: list[Candidate], options: RecallOptions, k: i
         candidates = [c for c in candidates if c.score >= options.min_score]
     if options.mmr_lambda is not None and len(candidates) > 1:
         vectors = embeddings_for([str(c.memory.pk) for c in candidates])
-        return mmr(candidates, vectors, options.mmr_lambda, k)
-    return candidates[:k]
+        finished = mmr(candidates, vectors, options.mmr_lambda, k)
+    else:
+        finished = candidates[:k]
+    if explain_for is not None and options.mode == "hybrid" and "strength" not in priors:
+        _explain_strength([c for c in finished if c.memory.namespace_id == explain_for])
+    return finished
+
+
+def _explain_strength(results: Sequence[Candidate]) -> None:
+    """The strength prior at weight 0 (its default): each result's strength and its parts,
+    contributing 0, so explain shows it without changing a score or the order. The rank
+    is among these results (at a positive weight it is among all candidates). Own results
+    only: a shared memory's strength describes the grantor and, at weight 0, plays no
+    part in the caller's ranking."""
+    if not results:
+        return
+    strengths = _strengths(results)
+    values = [strengths[str(c.memory.pk)].value for c in results]
+    order = sorted(range(len(results)), key=lambda i: values[i], reverse=True)
+    for rank, index in enumerate(order, start=1):
+        shown = strengths[str(results[index].memory.pk)].as_dict()
+        results[index].parts["strength"] = {"raw": values[index], "rank": rank,
+                                            "contribution": 0.0,
+                                            **{key: value for key, value in shown.items()
+                                               if key != "value"}}
 
 
 def _add_priors(query: str, candidates: list[Candidate], priors: Sequence[str],

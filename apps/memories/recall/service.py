@@ -87,7 +87,8 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
         pool *= 4
     with _Stopwatch(result.timings, "rank"):
         finished = ranking.finish(params["query"], candidates, options, k,
-                                  lambda ids: _embeddings(candidates, ids, as_of))
+                                  lambda ids: _embeddings(candidates, ids, as_of),
+                                  explain_for=ns.pk if params["explain"] else None)
     result.hits = [RecallHit(c.memory, c.score, c.parts) if c.memory.namespace_id == ns.pk
                    else RecallHit(SharedMemory(c.memory), c.score, _grantee_parts(c.parts))
                    for c in finished]
