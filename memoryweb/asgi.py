@@ -19,6 +19,11 @@ from apps.core.checks import refuse_to_start  # noqa: E402
 refuse_to_start()
 
 from apps.core.asgi import recording_main_loop, with_lean_api  # noqa: E402
+from apps.core.backpressure import pace_http_responses  # noqa: E402
+
+# Under Daphne, ``send`` of a response body waits while the client is not reading (a
+# relayed gateway stream or a streamed export holds one chunk, not the whole answer).
+pace_http_responses()
 from apps.server.asgi import get_asgi_application  # noqa: E402
 
 # API calls with a key take the lean middleware chain; the rest the full one (apps/core/asgi.py).

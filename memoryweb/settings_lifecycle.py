@@ -69,6 +69,11 @@ MEMORYWEB_GATEWAY_KEY_DIR = _env.str("MEMORYWEB_GATEWAY_KEY_DIR", default="").st
 # Milliseconds the recall before forwarding may take; slower (or failing) recall forwards
 # the request unchanged (fail-open), counted and logged.
 MEMORYWEB_GATEWAY_RECALL_BUDGET_MS = _env.int("MEMORYWEB_GATEWAY_RECALL_BUDGET_MS", default=300)
+# Seconds a key the gateway has seen is still admitted (its requests forwarded unchanged,
+# fail-open) while the database is down or does not answer, counted from when the
+# database last showed it active; 0: every request waits for the database (503 when down).
+MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS = _env.int("MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS",
+                                               default=3600)
 # Memories recalled per request at most, the share of the model's context window they may
 # fill (apps/gateway/injection.py has the model table), and the minimum recall score (a
 # namespace's recall_defaults.min_score wins).

@@ -109,6 +109,8 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._hanging = False
+        #: Connections accepted so far (hanging ones too): how often the server tried.
+        self.accepted = 0
 
     def hang(self) -> None:
         """Drop every open connection and accept new ones without ever answering (no
@@ -137,6 +139,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # stopped
+            self.accepted += 1
             if self._listener is not listener:  # stopped while this one was arriving
                 client.close()
                 return

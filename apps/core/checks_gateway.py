@@ -21,6 +21,10 @@ GATEWAY_NUMBERS: dict[str, tuple[Bound, str]] = {
     "MEMORYWEB_GATEWAY_RECALL_BUDGET_MS": (Bound(low=1, high=60_000, integer=True),
                                            "Milliseconds recall may take before the request "
                                            "is forwarded unchanged (300 is the default)."),
+    "MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS": (Bound(low=0, high=86_400, integer=True),
+                                            "Seconds a key the gateway has seen is admitted "
+                                            "while the database is down (3600 is the default; "
+                                            "0: never without the database)."),
     "MEMORYWEB_GATEWAY_RECALL_K": (Bound(low=1, high=100, integer=True),
                                    "Memories recalled per request at most (8 is the default)."),
     "MEMORYWEB_GATEWAY_MEMORY_SHARE": (Bound(low=0, high=0.5, above=True),

@@ -9,12 +9,14 @@ mode, the recall) run on the request pool's threads, and the upstream call and t
 of its answer are awaited on the loop with the process's one ``httpx.AsyncClient`` — no
 thread per request or stream.
 
-The relay (apps/gateway/relay.py) hands a stream to the server chunk by chunk, one chunk
-in flight (a slow client slows the read from the upstream), and a JSON answer whole,
-unchanged: the same status, headers (less hop-by-hop ones) and bytes. An upstream that
-breaks off mid-answer is never relayed as a clean end: a stream ends with an error event
-the SDKs raise, a JSON answer becomes a 502. A client that goes away closes the upstream
-request.
+The relay (apps/gateway/relay.py) hands a stream to the server chunk by chunk, reading
+the next from the upstream once ``send`` returned — under Daphne only when the client
+takes more, as memoryweb/asgi.py installs apps/core/backpressure.py (Daphne's own
+``send`` returns at once and would buffer the whole answer for a stalled client) — and
+a JSON answer whole, unchanged: the same status, headers (less hop-by-hop ones) and
+bytes. An upstream that breaks off mid-answer is never relayed as a clean end: a stream
+ends with an error event the SDKs raise, a JSON answer becomes a 502. A client that goes
+away closes the upstream request.
 
 Per request: read the body (at most ``max_body_bytes``), admit the key (401, 429),
 decide the memory mode, recall within ``MEMORYWEB_GATEWAY_RECALL_BUDGET_MS`` and inject
@@ -180,6 +182,8 @@ async def _memories(route: Route, admission: Admission, body: dict[str, Any], st
     query = injection.query_of(route.api, body)
     if not query:
         return None, told
+    if admission.fail_open:  # admitted without the database: no recall can work now
+        return None, {**told, **_failed_open(route, admission.fail_open, admission.failure)}
     # One deadline from the request's arrival: admission's time counts against the budget,
     # and the forward after a fail-open is kept inside it (forward_reserve).
     budget = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000
@@ -236,9 +240,11 @@ async def gateway(scope, receive, send) -> None:
             return
         body = read
     started = time.perf_counter()  # the gateway's own time: admission + recall + injection
-    try:
-        admission = await _on_pool(memory.admit, _memoryweb_key(api, headers), headers,
-                                   route.api not in ("models", "stats"))
+    budget = settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS / 1000
+    try:  # a key the gateway has seen waits for the database at most until the deadline
+        admission = await memory.admit_within(_memoryweb_key(api, headers), headers,
+                                              route.api not in ("models", "stats"),
+                                              budget - forward_reserve(budget))
     except Exception as exc:  # the key cannot be checked: never forward unauthenticated
         logger.error("gateway: the key could not be checked (%s)", type(exc).__name__)
         await _answer(send, api, 503, "memoryweb_unavailable",
@@ -249,6 +255,10 @@ async def gateway(scope, receive, send) -> None:
         await _answer(send, api, status, kind, message, extra)
         return
     if route.api == "stats":
+        if admission.fail_open:  # its numbers are in the database, which is down
+            await _answer(send, api, 503, "memoryweb_unavailable",
+                          "MemoryWeb's database is unavailable; retry shortly.")
+            return
         status, answer = await _on_pool(debug_stats.stats, admission, headers)
         await _send_json(send, status, json.dumps(answer).encode())
         return
@@ -272,7 +282,9 @@ async def gateway(scope, receive, send) -> None:
         return
     told: dict[str, str] = {}
     lesson = None
-    level = traces.level_of(admission.namespace) if route.api != "models" else "off"
+    # With the database down (admitted as remembered) a trace could not be written.
+    level = (traces.level_of(admission.namespace)
+             if route.api != "models" and not admission.fail_open else "off")
     query, parsed = "", {}
     if route.api != "models":
         try:
@@ -326,7 +338,8 @@ def _lesson(route: Route, admission: Admission, headers: dict[str, str],
     """The exchange's lesson when its mode stores (``full``, ``after``; never ``readonly``,
     ``off`` or a reader key) and the request has a user turn to learn from."""
     decision = admission.decision
-    if decision is None or not decision.store or admission.principal is None:
+    if (decision is None or not decision.store or admission.principal is None
+            or admission.fail_open):  # the database is down: nothing could be stored
         return None
     user_text = answers.latest_user_text(route.api, body)
     if not user_text:

@@ -1,22 +1,41 @@
 """The gateway's calls into the memory core, on worker threads (the Django ORM is sync):
 who the caller is, what it may do, and what it recalls. Every call goes through the
 service layer with the key's ``Principal``, as every door's does.
+
+Admission (:func:`admit_within`) stays within the request's budget when the database is
+down or hangs (docs/gateway.md "Fail-open"): a key the gateway has seen (the key cache's
+memory of it, apps/tenancy/key_cache.py, up to ``MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS``
+after the database last confirmed it) waits for the database at most until the request's
+deadline, and not at all while the database failed moments ago (``key_cache.breaker``);
+it is then admitted as remembered and its request forwarded unchanged. A key the gateway
+has not seen is never admitted without the database (503). The rate budget is drawn
+either way (Django's cache, not the database).
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 
+from apps.core.asgi import request_pool
 from apps.core.errors import ServiceError
 from apps.memories import memory_modes, services
 from apps.memories.memory_modes import ModeDecision
-from apps.tenancy import budget
+from apps.tenancy import budget, key_cache
+from apps.tenancy.models import ApiKey
 from apps.tenancy.principal import Principal
-from apps.tenancy.services import authenticate_key, resolve_namespace
+from apps.tenancy.services import (
+    KEY_PREFIX_READ,
+    KEY_PREFIX_WRITE,
+    authenticate_key,
+    resolve_namespace,
+)
 
 from . import screening
 from .injection import Candidate
@@ -35,38 +54,139 @@ class Admission:
     decision: ModeDecision | None = None
     #: Refused: (HTTP status, error type, message, extra response headers).
     refusal: tuple[int, str, str, dict[str, str]] | None = None
+    #: Admitted as remembered, without the database (``error``: it failed, now or moments
+    #: ago; ``timeout``: it did not answer within the budget): recall is skipped and the
+    #: request forwarded unchanged with this ``X-Memory-Fail-Open`` reason.
+    fail_open: str | None = None
+    failure: BaseException | None = None
 
 
-def admit(raw_key: str | None, headers: Mapping[str, str], with_memory: bool) -> Admission:
+class Unavailable(Exception):
+    """The key cannot be checked: the database is down and the gateway has not seen it."""
+
+
+class Claim:
+    """Who draws the request's unit of rate budget: the admission that read the database,
+    or the one that gave up waiting for it — exactly one of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken = False
+
+    def take(self) -> bool:
+        with self._lock:
+            taken, self._taken = self._taken, True
+            return not taken
+
+
+_UNAUTHENTICATED = (401, "authentication_error", "send an active MemoryWeb API key where "
+                    "your SDK sends the provider's key (Authorization: Bearer, or x-api-key "
+                    "for Anthropic).", {})
+
+
+def admit(raw_key: str | None, headers: Mapping[str, str], with_memory: bool,
+          attempt: key_cache.Attempt | None = None, claim: Claim | None = None) -> Admission:
     """Authenticate ``raw_key`` (constant-time compare, the key cache), draw one unit from
-    its rate budget, and (``with_memory``) resolve its namespace and memory mode."""
+    its rate budget, and (``with_memory``) resolve its namespace and memory mode.
+    ``attempt``: told whether the database answered. ``claim``: the unit is drawn only if
+    the request still waits for this admission."""
     close_old_connections()
     try:
-        # fail_open: with the database down, a key this process knows is still known (its
-        # namespace as remembered), so the request can be forwarded unchanged.
-        key = authenticate_key(raw_key, fail_open=True) if raw_key else None
-        if key is None:
-            return Admission(refusal=(401, "authentication_error", "send an active MemoryWeb "
-                                      "API key where your SDK sends the provider's key "
-                                      "(Authorization: Bearer, or x-api-key for Anthropic).", {}))
-        principal = Principal.for_key(key)
-        verdict = budget.draw(principal.label)
-        if not verdict.allowed:
-            wait = verdict.retry_after_seconds
-            return Admission(refusal=(429, "rate_limit_error", f"the rate limit ({verdict.rate}, "
-                                      f"shared with every door) is used up; retry in {wait} s.",
-                                      {"retry-after": str(wait)}))
-        if not with_memory:
-            return Admission(principal=principal)
         try:
-            namespace = resolve_namespace(principal, headers.get(NAMESPACE_HEADER) or None)
-            decision = memory_modes.decide(principal, namespace, headers)
-        except ServiceError as exc:
-            kind = _ERROR_TYPES.get(exc.status, "invalid_request_error")
-            return Admission(refusal=(exc.status, kind, exc.message, {}))
-        return Admission(principal=principal, namespace=namespace, decision=decision)
+            key = authenticate_key(raw_key) if raw_key else None
+        except DatabaseError:
+            if attempt is not None:
+                attempt.failed()
+            raise
+        if attempt is not None:
+            attempt.ok()
+        if key is None:
+            return Admission(refusal=_UNAUTHENTICATED)
+        if claim is not None and not claim.take():
+            return Admission(refusal=_UNAUTHENTICATED)  # given up on: nobody reads it
+        return _admitted(key, headers, with_memory)
     finally:
         close_old_connections()
+
+
+def admit_remembered(key: ApiKey, headers: Mapping[str, str], with_memory: bool, reason: str,
+                     failure: BaseException | None, draw: bool) -> Admission:
+    """Admit ``key`` as the key cache remembers it, without the database (it is down):
+    the rate budget is drawn (``draw``: unless the admission that read the database did)
+    and the memory mode decided on the remembered namespace; ``reason`` and ``failure``
+    say why (fail-open). No ``close_old_connections``: that may ping the database."""
+    admission = _admitted(key, headers, with_memory, draw=draw)
+    if admission.refusal is not None:
+        return admission
+    return Admission(principal=admission.principal, namespace=admission.namespace,
+                     decision=admission.decision, fail_open=reason, failure=failure)
+
+
+def _admitted(key: ApiKey, headers: Mapping[str, str], with_memory: bool,
+              draw: bool = True) -> Admission:
+    principal = Principal.for_key(key)
+    verdict = budget.draw(principal.label) if draw else None
+    if verdict is not None and not verdict.allowed:
+        wait = verdict.retry_after_seconds
+        return Admission(refusal=(429, "rate_limit_error", f"the rate limit ({verdict.rate}, "
+                                  f"shared with every door) is used up; retry in {wait} s.",
+                                  {"retry-after": str(wait)}))
+    if not with_memory:
+        return Admission(principal=principal)
+    try:
+        namespace = resolve_namespace(principal, headers.get(NAMESPACE_HEADER) or None)
+        decision = memory_modes.decide(principal, namespace, headers)
+    except ServiceError as exc:
+        kind = _ERROR_TYPES.get(exc.status, "invalid_request_error")
+        return Admission(refusal=(exc.status, kind, exc.message, {}))
+    return Admission(principal=principal, namespace=namespace, decision=decision)
+
+
+async def _on_pool(function, *args):
+    return await sync_to_async(function, thread_sensitive=False, executor=request_pool())(*args)
+
+
+def _well_formed(raw_key: str | None) -> bool:
+    """Whether ``authenticate_key`` would look ``raw_key`` up (else it refuses it unread)."""
+    return bool(raw_key) and raw_key.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) and len(
+        raw_key) <= 200
+
+
+async def admit_within(raw_key: str | None, headers: Mapping[str, str], with_memory: bool,
+                       seconds: float) -> Admission:
+    """:func:`admit` on a request thread, for a key the gateway remembers within
+    ``seconds`` (what is left of the request's budget) and without touching the database
+    while it is known down: such a key is then admitted as remembered (fail-open). A key
+    it does not remember waits for the database as long as that takes (nothing can be
+    forwarded without it); :class:`Unavailable` while the database is known down, a
+    ``DatabaseError`` when it fails."""
+    if not _well_formed(raw_key):
+        return await _on_pool(admit, raw_key, headers, with_memory)
+    grace = float(settings.MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS)
+    key_cache.keep_fresh(grace)
+    known = key_cache.remembered(raw_key, grace)
+    attempt = key_cache.breaker.attempt()
+    if attempt is None:  # the database failed moments ago: do not wait for it again
+        if known is None:
+            raise Unavailable("the database is down")
+        return await _on_pool(admit_remembered, known, headers, with_memory, "error", None, True)
+    claim = Claim()
+    reading = asyncio.ensure_future(_on_pool(admit, raw_key, headers, with_memory, attempt,
+                                             claim))
+    reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
+    if known is None:
+        return await reading
+    try:
+        return await asyncio.wait_for(asyncio.shield(reading), max(seconds, 0.0))
+    except TimeoutError:  # its thread goes on until the database answers or fails
+        if not claim.take():  # past the database already, drawing the rate budget
+            return await reading
+        attempt.stalled()
+        return await _on_pool(admit_remembered, known, headers, with_memory, "timeout", None,
+                              True)
+    except DatabaseError as exc:
+        return await _on_pool(admit_remembered, known, headers, with_memory, "error", exc,
+                              claim.take())
 
 
 @dataclass

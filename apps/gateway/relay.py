@@ -1,12 +1,19 @@
 """The upstream's answer to the client, and what the client is told when the upstream
 breaks off in the middle of it.
 
-A stream (``text/event-stream``) is relayed chunk by chunk, each handed to the server
-before the next is read (one chunk in flight: a slow client slows the read from the
-upstream), unchanged. If the upstream's connection breaks mid-stream, the client must not
-see a clean end — an SDK would take the half answer for a whole one — so the stream is
-closed with one error event in the API's own format, which the official SDKs raise as an
-error (OpenAI: a ``data`` event holding ``error``; Anthropic: ``event: error``).
+A stream (``text/event-stream``) is relayed chunk by chunk, unchanged, each handed to
+the server (``await send``) before the next is read from the upstream. That keeps
+backpressure only because ``send`` waits while the client is not reading: uvicorn's and
+hypercorn's do; Daphne's returns at once (it buffers the bytes in the process) unless
+paced by apps/core/backpressure.py, which memoryweb/asgi.py installs. Paced, a client
+that stops reading stops the read from the upstream, and a stalled client leaves at most
+what the sockets on the way buffer (measured: 10 MB of a 210 MB stream; unpaced, all of
+it, in Daphne's memory).
+
+If the upstream's connection breaks mid-stream, the client must not see a clean end — an
+SDK would take the half answer for a whole one — so the stream is closed with one error
+event in the API's own format, which the official SDKs raise as an error (OpenAI: a
+``data`` event holding ``error``; Anthropic: ``event: error``).
 
 Any other answer (a JSON body) is read whole before anything is sent (bounded by
 :data:`WHOLE_MAX`): it is one document the client cannot use before its end anyway, and a
@@ -96,6 +103,8 @@ async def relay(send, response: httpx.Response, told: dict[str, str], api: str,
 
 
 async def _send(send, chunk: bytes, tap: answers.AnswerTap | None) -> None:
+    """One chunk to the client; returns when the server takes the next (the module's
+    docstring: under Daphne, once apps/core/backpressure.py paces ``send``)."""
     if chunk:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if tap is not None:

@@ -19,12 +19,24 @@ What keeps it safe:
   old row back (``generation``).
 * In any other process (another Daphne, a shell's data fix) a change is seen when the
   entry ends: at most ``MEMORYWEB_KEY_CACHE_SECONDS`` later (0 turns the cache off).
+
+The gateway also asks it who a key is while the database is down (:func:`remembered`,
+docs/gateway.md "Fail-open"): an entry outlives its seconds there, up to the gateway's
+grace (``MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS``) after the database last confirmed the key.
+So that this never honours a key changed elsewhere long before the outage, the gateway
+starts a sweep (:func:`keep_fresh`) that re-reads every remembered key every
+``MEMORYWEB_KEY_CACHE_SECONDS`` while the database answers, dropping the ones no longer
+active. :data:`breaker` says whether the database is worth trying: after a failure (or
+an attempt past its request's budget) nobody tries it for :data:`RETRY_SECONDS`, then one
+attempt at a time, so a database that hangs costs one thread, not one per request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import os
 import pickle
 import threading
 import time
@@ -32,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -46,6 +58,15 @@ log = logging.getLogger(__name__)
 #: Most keys remembered at once; past it, expired entries go, then all (a full cache only
 #: costs the SQL lookups it saves).
 MAX_ENTRIES = 10_000
+#: Seconds after a database failure before anyone tries the database again (then one
+#: attempt at a time until one succeeds).
+RETRY_SECONDS = 2.0
+#: Seconds an attempt in flight keeps others from trying: one stuck on a connection that
+#: never answers (no ``statement_timeout``) must not keep the gateway off the database for
+#: ever once it is back.
+PROBE_LEASE_SECONDS = 30.0
+#: Keys re-read per query by the sweep.
+SWEEP_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +79,7 @@ class _Entry:
     grace_ends_at: datetime | None
     snapshot: bytes  # the ApiKey with its namespace, pickled: a fresh copy per request
     until: float  # time.monotonic() past which the entry is not used
+    confirmed: float  # time.monotonic() when the database last showed the key active
 
     def active(self, now: datetime) -> bool:
         """ApiKeyQuerySet.active(), on the remembered row."""
@@ -68,6 +90,9 @@ class _Entry:
 _entries: dict[str, _Entry] = {}
 _lock = threading.Lock()
 _generation = 0
+#: Seconds an entry is kept past its end for the gateway (0 until it starts the sweep).
+_grace = 0.0
+_sweeping_pid: int | None = None
 
 
 def generation() -> int:
@@ -76,11 +101,8 @@ def generation() -> int:
     return _generation
 
 
-def find(digest: str, *, stale_namespace_ok: bool = False) -> ApiKey | None:
-    """A copy of the remembered, still active key whose hash is ``digest``, or None.
-    ``stale_namespace_ok``: when the namespace cannot be re-read (the database is down),
-    keep the remembered copy instead of raising — for a door that fails open (the gateway
-    forwards unchanged) and writes nothing with it."""
+def find(digest: str) -> ApiKey | None:
+    """A copy of the remembered, still active key whose hash is ``digest``, or None."""
     entry = _entries.get(digest)
     if entry is None:
         return None
@@ -92,18 +114,7 @@ def find(digest: str, *, stale_namespace_ok: bool = False) -> ApiKey | None:
         # The namespace is read afresh (by primary key): its row also changes through
         # queryset updates no signal announces (a reindex swaps its vector collection),
         # and a request must never act on an old copy of it.
-        try:
-            namespace = Namespace.objects.filter(pk=key.namespace_id).first()
-        except DatabaseError:
-            if not stale_namespace_ok:
-                raise
-            # The database is unreachable. The key itself was checked (hash, expiry, not
-            # revoked when remembered, at most the cache's seconds ago), so the caller is
-            # still known, with the namespace as it was read then: nothing can be written
-            # with it, but a door that fails open (the gateway forwards unchanged) can.
-            log.warning("key cache: the namespace could not be read; using the "
-                        "remembered copy")
-            return key
+        namespace = Namespace.objects.filter(pk=key.namespace_id).first()
         if namespace is None:
             return None
         key.namespace = namespace
@@ -124,19 +135,192 @@ def remember(digest: str, key: ApiKey, seen_generation: int, *, keep_until: bool
         current = _entries.get(digest)
         if keep_until and current is None:
             return
-        until = current.until if keep_until else time.monotonic() + seconds
+        now = time.monotonic()
+        until = current.until if keep_until else now + seconds
+        # A touch read no key row: the key was last confirmed when its entry was.
+        confirmed = current.confirmed if keep_until else now
         if len(_entries) >= MAX_ENTRIES and digest not in _entries:
             _prune()
-        _entries[digest] = _Entry(key.key_hash, key.pk, key.namespace_id, key.revoked_at is not None,
-                                  key.expires_at, key.grace_ends_at, snapshot, until)
+        _entries[digest] = _entry(key, snapshot, until, confirmed)
+
+
+def _entry(key: ApiKey, snapshot: bytes, until: float, confirmed: float) -> _Entry:
+    return _Entry(key.key_hash, key.pk, key.namespace_id, key.revoked_at is not None,
+                  key.expires_at, key.grace_ends_at, snapshot, until, confirmed)
 
 
 def _prune() -> None:
     now = time.monotonic()
-    for digest in [d for d, entry in _entries.items() if entry.until <= now]:
+    for digest in [d for d, entry in _entries.items() if entry.until + _grace <= now]:
         del _entries[digest]
     if len(_entries) >= MAX_ENTRIES:
         _entries.clear()
+
+
+def remembered(raw: str, grace: float) -> ApiKey | None:
+    """For the gateway while the database is down: a copy of the key ``raw`` as last read
+    (its namespace with it), if it is remembered, bound to a namespace, still active by
+    the remembered row (revoked, expiry, rotation checked now), and the database showed
+    it active at most ``grace`` seconds ago. Never reads SQL. The raw key is only hashed."""
+    if grace <= 0:
+        return None
+    digest = hashlib.sha256(raw.encode()).hexdigest()  # as services._hash_key
+    entry = _entries.get(digest)
+    if (entry is None or entry.namespace_id is None
+            or time.monotonic() - entry.confirmed > grace
+            or not hmac.compare_digest(entry.key_hash, digest)
+            or not entry.active(timezone.now())):
+        return None
+    return pickle.loads(entry.snapshot)  # our own bytes, made by remember()
+
+
+def keep_fresh(grace: float) -> None:
+    """Keep remembered keys ``grace`` seconds past their end, and start this process's
+    sweep (once): every ``MEMORYWEB_KEY_CACHE_SECONDS`` it re-reads them (:func:`sweep`).
+    Called by the gateway, the one door that uses :func:`remembered`."""
+    global _grace, _sweeping_pid
+    _grace = max(0.0, grace)
+    if _grace <= 0 or conf.key_cache_seconds() <= 0 or _sweeping_pid == os.getpid():
+        return
+    with _lock:
+        if _sweeping_pid == os.getpid():
+            return
+        _sweeping_pid = os.getpid()
+    threading.Thread(target=_sweep_forever, name="key-cache-sweep", daemon=True).start()
+
+
+def _sweep_forever() -> None:
+    while True:
+        time.sleep(max(1.0, conf.key_cache_seconds()))
+        try:
+            sweep()
+        except Exception:  # never let the sweep die: the gateway's grace depends on it
+            log.exception("key cache: the sweep failed")
+
+
+def sweep() -> bool:
+    """Re-read every remembered key (a few queries by primary key): refresh the active
+    ones (their namespace too) as confirmed now, drop the rest (revoked, expired,
+    deleted elsewhere) and those unused for longer than the grace. Skipped while
+    :data:`breaker` says the database is down; a failure tells it. Whether it ran."""
+    started = time.monotonic()
+    with _lock:
+        for digest in [d for d, entry in _entries.items() if entry.until + _grace <= started]:
+            del _entries[digest]
+        wanted = sorted({entry.key_id for entry in _entries.values()})
+        seen = _generation
+    if not wanted:
+        return False
+    attempt = breaker.attempt()
+    if attempt is None:
+        return False
+    close_old_connections()
+    rows: dict[int, ApiKey] = {}
+    try:
+        for start in range(0, len(wanted), SWEEP_CHUNK):
+            rows.update((key.pk, key) for key in ApiKey.objects.active().select_related(
+                "namespace").filter(pk__in=wanted[start:start + SWEEP_CHUNK]))
+    except DatabaseError as exc:
+        attempt.failed()
+        log.warning("key cache: the sweep could not read the keys (%s)", type(exc).__name__)
+        return False
+    finally:
+        close_old_connections()
+    attempt.ok()
+    asked = set(wanted)
+    with _lock:
+        for digest, entry in list(_entries.items()):
+            if entry.key_id not in asked:
+                continue  # remembered since the sweep began
+            row = rows.get(entry.key_id)
+            if row is None or row.key_hash != entry.key_hash:
+                del _entries[digest]  # not active any more: always safe to forget
+            elif seen == _generation:  # nothing changed meanwhile: the read is current
+                snapshot = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+                _entries[digest] = _entry(row, snapshot, entry.until, started)
+    return True
+
+
+class Attempt:
+    """One try of the database under :data:`breaker`; ends with :meth:`ok` or
+    :meth:`failed` (from the thread that tried), or :meth:`stalled` (from the request
+    that stopped waiting for it)."""
+
+    def __init__(self, owner: Breaker, probe: bool) -> None:
+        self._owner = owner
+        self.probe = probe
+        self.ended = False
+
+    def ok(self) -> None:
+        self._owner._ended(self, True)
+
+    def failed(self) -> None:
+        self._owner._ended(self, False)
+
+    def stalled(self) -> None:
+        self._owner._stalled(self)
+
+
+class Breaker:
+    """Whether the database is worth trying now. Up: everyone tries. After a failure or
+    a stall it is down: nobody tries for :data:`RETRY_SECONDS`, then one attempt (a probe)
+    at a time, until one succeeds. Only the gateway and the sweep consult it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down = False
+        self._retry_at = 0.0
+        self._probing = False
+        self._probing_since = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    def attempt(self) -> Attempt | None:
+        """An attempt to make now, or None: the database failed moments ago, or another
+        attempt is finding out whether it is back."""
+        with self._lock:
+            now = time.monotonic()
+            if not self._down:
+                return Attempt(self, probe=False)
+            if now < self._retry_at or (
+                    self._probing and now - self._probing_since < PROBE_LEASE_SECONDS):
+                return None
+            self._probing, self._probing_since = True, now
+            return Attempt(self, probe=True)
+
+    def _ended(self, attempt: Attempt, ok: bool) -> None:
+        with self._lock:
+            if attempt.ended:
+                return
+            attempt.ended = True
+            if attempt.probe:
+                self._probing = False
+            if ok:
+                self._down = False
+            else:
+                self._down = True
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _stalled(self, attempt: Attempt) -> None:
+        with self._lock:
+            if attempt.ended:
+                return  # it answered just as its request stopped waiting
+            self._down = True
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+            if not attempt.probe:  # still in the database: nobody else tries until it ends
+                attempt.probe = True
+                self._probing, self._probing_since = True, time.monotonic()
+
+    def reset(self) -> None:
+        """Up again (tests)."""
+        with self._lock:
+            self._down, self._retry_at, self._probing = False, 0.0, False
+
+
+#: The database as the gateway's admissions and the sweep last found it.
+breaker = Breaker()
 
 
 def forget(*, key_id: int | None = None, namespace_id: int | None = None) -> None:

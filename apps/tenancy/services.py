@@ -9,7 +9,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.log import record as audit
@@ -106,28 +106,21 @@ def key_summary(key: ApiKey) -> dict:
             "expires_at": key.expires_at.isoformat() if key.expires_at else None}
 
 
-def authenticate_key(raw: str, *, fail_open: bool = False) -> ApiKey | None:
+def authenticate_key(raw: str) -> ApiKey | None:
     """The active key matching ``raw``, compared in constant time, or None.
 
     A key authenticated in the last ``MEMORYWEB_KEY_CACHE_SECONDS`` comes from this
     process's memory of it (apps/tenancy/key_cache.py: keyed by the key's hash, expiry
     checked now, forgotten at once when it changes here), without SQL; each caller gets
-    its own copy. ``fail_open`` (the gateway only): with the database unreachable, such a
-    remembered key is still returned, its namespace as remembered; every other door gets
-    the database's error.
+    its own copy. (The gateway, while the database is down, asks the cache itself:
+    apps/gateway/memory.py, ``key_cache.remembered``.)
     """
     if not raw.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) or len(raw) > 200:
         return None
     digest = _hash_key(raw)
-    remembered = key_cache.find(digest, stale_namespace_ok=fail_open)
+    remembered = key_cache.find(digest)
     if remembered is not None:
-        try:
-            touched = _touch(remembered)
-        except DatabaseError:  # unreachable: the use is recorded next time
-            if not fail_open:
-                raise
-            touched = False
-        if touched:
+        if _touch(remembered):
             key_cache.remember(digest, remembered, key_cache.generation(), keep_until=True)
         return remembered
     seen = key_cache.generation()
