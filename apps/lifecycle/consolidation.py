@@ -15,7 +15,9 @@ survivor to another namespace), so members differing in one merge only when nest
 before. Pairs alike but for a number, a name, a date or a negation are linked
 ``conflicts_with`` instead and both stay. ``unmerge`` undoes a merge, the survivor's gained
 tags included (unless it was edited since). Every apply and unmerge is audited; nothing is
-deleted.
+deleted. A certified erasure of a member takes back what it gave the survivor: the tags
+only it brought, and a merged text a person gave at the merge (marked ``merge_text``)
+(apps/memories/merge_marks.py, docs/lifecycle.md "Erasure of a merged member").
 
 Conversation events and timeline summaries are never consolidated: events are the record of
 what was said (append-only), summaries are rebuilt by the timeline.
@@ -45,7 +47,7 @@ from apps.core.validation import (
     validate,
 )
 from apps.lifecycle import grouping
-from apps.memories import schemas, services, writes
+from apps.memories import merge_marks, schemas, services, writes
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.subjects import SUBJECT_KEY
@@ -60,8 +62,9 @@ NEVER = (MemoryKind.EVENT, MemoryKind.SUMMARY)
 #: Vectors read from the index per request.
 CHUNK = 1000
 #: The mark in a tags edit's version (``changes["tags"]["by"]``) that consolidation made
-#: it: unmerge reverts only edits so marked, and only while nothing else edited since.
-MERGE, UNMERGE = "merge", "unmerge"
+#: it: unmerge reverts only edits so marked, and only while nothing else edited since
+#: (apps/memories/merge_marks.py; ``merge_text``: a text given at a merge).
+MERGE, UNMERGE, MERGE_TEXT = merge_marks.MERGE, merge_marks.UNMERGE, merge_marks.MERGE_TEXT
 
 
 class ConsolidateFilters(StrictSerializer):
@@ -342,9 +345,7 @@ def _retag(write: writes.Write, principal: Principal, memory: Memory, tags: list
     filter follows, the live event), marked ``by`` merge or unmerge in its version so
     unmerge can tell consolidation's edits from a person's. Its audit entry is the
     group's (``memory.consolidate`` / ``memory.unmerge``)."""
-    before = list(memory.tags or [])
-    write.update(memory, {"tags": tags}, {"tags": {"before": before, "after": tags, "by": by}},
-                 embeddings=None, actor=principal, audit=lambda *_: None)
+    merge_marks.retag(write, principal, memory, tags, by)
 
 
 def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
@@ -403,12 +404,31 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     kept = rows[str(survivor)].content
     if applied and content is not None and " ".join(content.split()) != " ".join(kept.split()):
         try:
-            services.update(principal, survivor, {"content": content})
+            _rewrite(principal, str(survivor), content, sorted(set(wanted) - {str(survivor)}))
         except ServiceError as exc:
             outcome.rewrite_error = exc.message
         else:
             outcome.rewritten = True
     return outcome
+
+
+def _rewrite(principal: Principal, survivor: str, content: str, members: list[str]) -> None:
+    """The survivor says the merged text: a versioned edit through the write path marked
+    ``"by": "merge_text"`` with the members it was merged ``from``, so erasing one of
+    them reverts it (apps/memories/merge_marks.py). Audited as an edit."""
+    with writes.atomic() as write:
+        memory = (Memory.objects.select_for_update(of=("self",)).select_related("namespace")
+                  .get(pk=survivor))
+        edits = {"content": {"before": memory.content, "after": content, "by": MERGE_TEXT,
+                             "from": members}}
+
+        def entry(edited: Memory, changed: dict[str, Any]) -> None:
+            audit(principal, "memory.update", namespace=edited.namespace, record_ids=[edited.pk],
+                  summary={"fields": sorted(changed), "version": edited.version,
+                           "by": MERGE_TEXT})
+
+        write.update(memory, {"content": content}, edits, embeddings=None, actor=principal,
+                     audit=entry)
 
 
 def renamed(exc: InvalidInput, names: Mapping[str, str]) -> InvalidInput:
@@ -457,20 +477,12 @@ def _untag(write: writes.Write, principal: Principal, survivor: Memory) -> int:
     """After a release: take from ``survivor`` (locked) the tags consolidation gave it that
     no memory still merged into it holds, as a versioned edit; returns how many.
 
-    Only while its latest edits are consolidation's own (versions marked ``by`` merge or
-    unmerge, from its current version down): once anything else edited it (a person's
-    edit, a revert), its tags are what that edit left, and are kept as they are; the tags
-    gained by merges before that edit are kept too."""
-    gained: set[str] = set()
-    expected = survivor.version
-    for version in survivor.versions.filter(version__lte=expected).order_by("-version"):
-        change = (version.changes or {}).get("tags")
-        if (version.version != expected or set(version.changes) != {"tags"}
-                or not isinstance(change, Mapping) or change.get("by") not in (MERGE, UNMERGE)):
-            break
-        if change["by"] == MERGE:
-            gained |= set(change.get("after") or ()) - set(change.get("before") or ())
-        expected -= 1
+    Only while its latest edits are consolidation's own (tags versions marked ``by`` merge,
+    unmerge or erasure, from its current version down: ``merge_marks.merge_gained``, which
+    an erasure of a member shares): once anything else edited it (a person's edit, a
+    revert, a merged text), its tags are what that edit left, and are kept as they are;
+    the tags gained by merges before that edit are kept too."""
+    gained, _ = merge_marks.merge_gained(survivor)
     if not gained:
         return 0
     still = {tag for tags in Memory.objects.filter(superseded_by=survivor)

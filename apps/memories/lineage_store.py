@@ -1,5 +1,7 @@
 """The ``memory_links`` store of the registry (apps/memories/stores.py): consolidation's
-lineage rows by id, what an erasure changes in them, and what is left of erased ids."""
+lineage rows by id, what an erasure changes in them, and what is left of erased ids; and
+the ``merged_survivors`` store: what erased members gave the survivors they were merged
+into (tags, a merged text), taken back by the erasure (apps/memories/merge_marks.py)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,11 @@ def remaining(namespace: Namespace | None, erased: Erased) -> int | None:
     return count(namespace, erased.ids)
 
 
+def stores() -> tuple[Store, ...]:
+    """The registry's entries (registered with memories' own row stores)."""
+    return store(), survivors_store()
+
+
 def store() -> Store:
     """The registry's entry (registered with memories' own row stores)."""
     from apps.memories.models import MemoryLink
@@ -59,3 +66,16 @@ def store() -> Store:
                  "and which two memories conflict (conflicts_with), by id (apps/lifecycle).",
                  ErasedBy.CASCADE, models=(MemoryLink,), count=count, remaining=remaining,
                  touched=touched)
+
+
+def survivors_store() -> Store:
+    """What a kept survivor took from its erased members: erased before the delete (the
+    members are still there to read), checked by the digests of its erasure versions."""
+    from apps.memories import merge_marks
+
+    return Store("merged_survivors", "what merged members gave the memories kept",
+                 "A kept survivor's tags gained at a merge only from an erased member, those "
+                 "tags in its merge versions, and a text given at a merge from an erased "
+                 "member: taken back by a versioned edit marked by erasure (apps/lifecycle).",
+                 ErasedBy.ERASURE, erase=merge_marks.erase, remaining=merge_marks.remaining,
+                 touched=merge_marks.touched)

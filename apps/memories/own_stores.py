@@ -260,7 +260,7 @@ def _row_stores() -> tuple[Store, ...]:
               ErasedBy.CASCADE, models=(ExternalId,),
               count=rows_count(ExternalId, "namespace", "memory_id"),
               remaining=rows_remaining(ExternalId, "memory_id")),
-        lineage_store.store(),
+        *lineage_store.stores(),
     )
 
 

@@ -64,6 +64,8 @@ MOVE_HANDLING: dict[str, str] = {
                     "target already uses: left behind, recorded for the revert",
     "memory_links": "follow (namespace updated); ties to memories staying behind are cut "
                     "first (a revert)",
+    "merged_survivors": "follow their memory: an erasure's versions of a survivor, with "
+                        "the digests of the tags it dropped (which name no namespace)",
     "keyword_index": "removed from the source's table, added to the target's (blind tokens "
                      "under the target's key where it is encrypted)",
     "context_keyword_rows": "re-derived with the keyword rows in the target, and those of the "

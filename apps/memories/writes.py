@@ -314,6 +314,13 @@ class Write:
                                   relation=MemoryLink.Relation.DERIVED_FROM).delete()
         return ids
 
+    def rewrite_versions(self, versions: Sequence[MemoryVersion]) -> None:
+        """Store these version rows' ``changes`` as the caller rewrote them: an erasure
+        scrubbing what erased members gave a kept survivor from its history
+        (apps/memories/merge_marks.py). No new version, outbox row or event."""
+        self._require_open()
+        MemoryVersion.objects.bulk_update(list(versions), ["changes"])
+
     def link_conflicts(self, namespace: Namespace,
                        pairs: Sequence[tuple[Any, Any, float, Sequence[str]]], *,
                        actor: Any) -> int:
