@@ -19,7 +19,9 @@ response body with more to come, a streaming producer (:class:`Pacer`) is regist
 the request at its first such message and ``send`` returns only while the transport is
 not paused. Daphne runs Twisted's asyncio reactor, so Twisted's calls and the app's
 awaits share one event loop and a plain asyncio future carries the signal. The
-request's ``finish`` unregisters the producer first (Twisted's cleanup expects it gone).
+request's ``finish`` unregisters the producer first (Twisted's cleanup expects it gone)
+and stops it (:func:`release`): an app paused when Daphne's ``http_timeout`` finishes the
+response stops waiting then and gets its ``http.disconnect``.
 
 At most one body chunk (plus the 64 KB buffer and the kernel's socket buffers) is then
 held per response for a stalled client. The app's task waits as long as the client
@@ -70,6 +72,18 @@ class Pacer:
             await asyncio.shield(self._waiter)  # a cancelled waiter leaves it to others
 
 
+def release(request) -> None:
+    """Before Daphne's request finishes — its response's end, or Daphne's ``http_timeout``
+    finishing it while the app waits on a paused pacer: end that wait now (not at
+    ``application_close_timeout``, which cancels the app), and unregister the pacer
+    (Twisted's request cleanup logs an error for a producer still registered)."""
+    pacer = getattr(request, "_memoryweb_pacer", None)
+    if isinstance(pacer, Pacer):
+        pacer.stopProducing()  # a finished response takes no more: the app stops waiting
+    if isinstance(request.producer, Pacer) and request.channel is not None:
+        request.unregisterProducer()
+
+
 def pace_http_responses() -> None:
     """Make Daphne's ``send`` of a response body wait while the client is not reading.
 
@@ -104,9 +118,7 @@ def pace_http_responses() -> None:
     finish = WebRequest.finish
 
     def finish_unpaced(self):
-        # Twisted's request cleanup logs an error for a producer still registered.
-        if isinstance(self.producer, Pacer) and self.channel is not None:
-            self.unregisterProducer()
+        release(self)
         return finish(self)
 
     Server.handle_reply = paced_handle_reply

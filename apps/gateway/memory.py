@@ -7,7 +7,10 @@ down or hangs (docs/gateway.md "Fail-open"): a key the gateway has seen (the key
 memory of it, apps/tenancy/key_cache.py, up to ``MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS``
 after the database last confirmed it) waits for the database at most until the request's
 deadline, and not at all while the database failed moments ago (``key_cache.breaker``);
-it is then admitted as remembered and its request forwarded unchanged. A key the gateway
+it is then admitted as remembered and its request forwarded unchanged. Only the
+database's own time counts against it: a request whose admission is still queued for a
+request thread at the deadline fails open for itself (``busy``) and the breaker is left
+alone; and the deadline is never below :data:`ADMISSION_FLOOR_SECONDS`. A key the gateway
 has not seen is never admitted without the database (503). The rate budget is drawn
 either way (Django's cache, not the database).
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import Error, close_old_connections
 
 from apps.core.asgi import request_pool
 from apps.core.errors import ServiceError
@@ -43,6 +48,9 @@ from .injection import Candidate
 NAMESPACE_HEADER = "x-memory-namespace"
 #: A service's refusal as the error ``type`` both SDK families know.
 _ERROR_TYPES = {403: "permission_error", 404: "not_found_error"}
+#: The least time admission gives the database, whatever the budget: a database that
+#: answers in a few ms is never blamed (the breaker) because the budget is tiny.
+ADMISSION_FLOOR_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -55,8 +63,9 @@ class Admission:
     #: Refused: (HTTP status, error type, message, extra response headers).
     refusal: tuple[int, str, str, dict[str, str]] | None = None
     #: Admitted as remembered, without the database (``error``: it failed, now or moments
-    #: ago; ``timeout``: it did not answer within the budget): recall is skipped and the
-    #: request forwarded unchanged with this ``X-Memory-Fail-Open`` reason.
+    #: ago; ``timeout``: it did not answer within the budget; ``busy``: every request
+    #: thread was taken until the deadline): recall is skipped and the request forwarded
+    #: unchanged with this ``X-Memory-Fail-Open`` reason.
     fail_open: str | None = None
     failure: BaseException | None = None
 
@@ -67,16 +76,37 @@ class Unavailable(Exception):
 
 class Claim:
     """Who draws the request's unit of rate budget: the admission that read the database,
-    or the one that gave up waiting for it — exactly one of them."""
+    or the one that gave up waiting for it — exactly one of them. It also tells the one
+    that gives up whether the admission's thread had begun on the database (and when)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._taken = False
+        self._began: float | None = None
+
+    def start(self) -> bool:
+        """From the admission's thread, before it touches the database: False when the
+        request gave up on it while it was still queued (it must not start then)."""
+        with self._lock:
+            if self._taken:
+                return False
+            self._began = time.monotonic()
+            return True
 
     def take(self) -> bool:
         with self._lock:
             taken, self._taken = self._taken, True
             return not taken
+
+    def give_up(self) -> tuple[bool, float | None]:
+        """From the request that stops waiting: whether the unit is still its to draw
+        (else the admission draws it: wait for that), and when the admission's thread
+        began on the database (None: still queued, and now it never will)."""
+        with self._lock:
+            if self._taken:
+                return False, None
+            self._taken = True
+            return True, self._began
 
 
 _UNAUTHENTICATED = (401, "authentication_error", "send an active MemoryWeb API key where "
@@ -88,18 +118,25 @@ def admit(raw_key: str | None, headers: Mapping[str, str], with_memory: bool,
           attempt: key_cache.Attempt | None = None, claim: Claim | None = None) -> Admission:
     """Authenticate ``raw_key`` (constant-time compare, the key cache), draw one unit from
     its rate budget, and (``with_memory``) resolve its namespace and memory mode.
-    ``attempt``: told whether the database answered. ``claim``: the unit is drawn only if
-    the request still waits for this admission."""
-    close_old_connections()
+    ``attempt``: told whether the database answered (and ended whatever happens).
+    ``claim``: not begun if the request gave up while this was queued; the unit is drawn
+    only if the request still waits for this admission."""
+    if claim is not None and not claim.start():
+        return Admission(refusal=_UNAUTHENTICATED)  # given up on in the queue: nobody reads it
     try:
         try:
+            close_old_connections()
             key = authenticate_key(raw_key) if raw_key else None
-        except DatabaseError:
+        except Error:  # DatabaseError, and InterfaceError (not one of those)
             if attempt is not None:
                 attempt.failed()
             raise
-        if attempt is not None:
-            attempt.ok()
+        else:
+            if attempt is not None:
+                attempt.ok()
+        finally:
+            if attempt is not None:
+                attempt.abandon()  # any other exception: ended all the same
         if key is None:
             return Admission(refusal=_UNAUTHENTICATED)
         if claim is not None and not claim.take():
@@ -146,6 +183,23 @@ async def _on_pool(function, *args):
     return await sync_to_async(function, thread_sensitive=False, executor=request_pool())(*args)
 
 
+_remembering_lock = threading.Lock()
+_remembering: ThreadPoolExecutor | None = None
+
+
+async def _remembering_thread(*args) -> Admission:
+    """:func:`admit_remembered` on a thread of its own (not the request pool: a fail-open
+    does not queue behind the requests that hold every request thread). It reads no SQL;
+    the rate budget may be Redis (blocking), hence not on the loop."""
+    global _remembering
+    with _remembering_lock:
+        if _remembering is None:
+            _remembering = ThreadPoolExecutor(max_workers=2,
+                                              thread_name_prefix="gateway-remembered")
+    return await sync_to_async(admit_remembered, thread_sensitive=False,
+                               executor=_remembering)(*args)
+
+
 def _well_formed(raw_key: str | None) -> bool:
     """Whether ``authenticate_key`` would look ``raw_key`` up (else it refuses it unread)."""
     return bool(raw_key) and raw_key.startswith((KEY_PREFIX_WRITE, KEY_PREFIX_READ)) and len(
@@ -159,7 +213,7 @@ async def admit_within(raw_key: str | None, headers: Mapping[str, str], with_mem
     while it is known down: such a key is then admitted as remembered (fail-open). A key
     it does not remember waits for the database as long as that takes (nothing can be
     forwarded without it); :class:`Unavailable` while the database is known down, a
-    ``DatabaseError`` when it fails."""
+    ``django.db.Error`` when it fails."""
     if not _well_formed(raw_key):
         return await _on_pool(admit, raw_key, headers, with_memory)
     grace = float(settings.MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS)
@@ -169,7 +223,7 @@ async def admit_within(raw_key: str | None, headers: Mapping[str, str], with_mem
     if attempt is None:  # the database failed moments ago: do not wait for it again
         if known is None:
             raise Unavailable("the database is down")
-        return await _on_pool(admit_remembered, known, headers, with_memory, "error", None, True)
+        return await _remembering_thread(known, headers, with_memory, "error", None, True)
     claim = Claim()
     reading = asyncio.ensure_future(_on_pool(admit, raw_key, headers, with_memory, attempt,
                                              claim))
@@ -177,16 +231,23 @@ async def admit_within(raw_key: str | None, headers: Mapping[str, str], with_mem
     if known is None:
         return await reading
     try:
-        return await asyncio.wait_for(asyncio.shield(reading), max(seconds, 0.0))
-    except TimeoutError:  # its thread goes on until the database answers or fails
-        if not claim.take():  # past the database already, drawing the rate budget
+        return await asyncio.wait_for(asyncio.shield(reading),
+                                      max(seconds, ADMISSION_FLOOR_SECONDS))
+    except TimeoutError:  # a thread that began goes on until the database answers or fails
+        ours, began = claim.give_up()
+        if not ours:  # past the database already, drawing the rate budget
             return await reading
-        attempt.stalled()
-        return await _on_pool(admit_remembered, known, headers, with_memory, "timeout", None,
-                              True)
-    except DatabaseError as exc:
-        return await _on_pool(admit_remembered, known, headers, with_memory, "error", exc,
-                              claim.take())
+        if began is None:  # queued for a request thread all along: not the database's fault
+            attempt.abandon()
+            reason = "busy"
+        else:  # blamed only if the database had the floor's time and did not answer
+            if time.monotonic() - began >= ADMISSION_FLOOR_SECONDS:
+                attempt.stalled()
+            reason = "timeout"
+        return await _remembering_thread(known, headers, with_memory, reason, None, True)
+    except Error as exc:
+        return await _remembering_thread(known, headers, with_memory, "error", exc,
+                                         claim.take())
 
 
 @dataclass

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import Error, close_old_connections, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
@@ -214,19 +214,21 @@ def sweep() -> bool:
     attempt = breaker.attempt()
     if attempt is None:
         return False
-    close_old_connections()
     rows: dict[int, ApiKey] = {}
     try:
+        close_old_connections()
         for start in range(0, len(wanted), SWEEP_CHUNK):
             rows.update((key.pk, key) for key in ApiKey.objects.active().select_related(
                 "namespace").filter(pk__in=wanted[start:start + SWEEP_CHUNK]))
-    except DatabaseError as exc:
+    except Error as exc:  # DatabaseError, and InterfaceError (not one of those)
         attempt.failed()
         log.warning("key cache: the sweep could not read the keys (%s)", type(exc).__name__)
         return False
+    else:
+        attempt.ok()
     finally:
+        attempt.abandon()  # any other exception: ended all the same (no-op once ended)
         close_old_connections()
-    attempt.ok()
     asked = set(wanted)
     with _lock:
         for digest, entry in list(_entries.items()):
@@ -259,6 +261,11 @@ class Attempt:
 
     def stalled(self) -> None:
         self._owner._stalled(self)
+
+    def abandon(self) -> None:
+        """Ended without a verdict (it never reached the database, or failed otherwise):
+        a probe's lease is given back at once. No-op once ended."""
+        self._owner._abandoned(self)
 
 
 class Breaker:
@@ -302,6 +309,14 @@ class Breaker:
             else:
                 self._down = True
                 self._retry_at = time.monotonic() + RETRY_SECONDS
+
+    def _abandoned(self, attempt: Attempt) -> None:
+        with self._lock:
+            if attempt.ended:
+                return
+            attempt.ended = True
+            if attempt.probe:
+                self._probing = False
 
     def _stalled(self, attempt: Attempt) -> None:
         with self._lock:

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.core.backpressure import Pacer
+from apps.core.backpressure import Pacer, release
 from tests.helpers.gateway import GatewaySite, gateway_site
 
 #: The upstream's send buffer (set on its socket, so the kernel does not grow it).
@@ -227,5 +227,32 @@ def test_the_pacer_waits_from_pause_to_resume_or_stop():
         pacer.pauseProducing()  # no pausing a stopped producer
         await asyncio.wait_for(pacer.writable(), 1)
         assert Pacer(paused=True).paused
+
+    asyncio.run(scenario())
+
+
+class _Request:
+    """What ``release`` touches of Daphne's WebRequest (Twisted's Request)."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.producer, self.channel, self._memoryweb_pacer = pacer, object(), pacer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+
+def test_finishing_a_request_wakes_an_app_waiting_on_its_paused_pacer():
+    """Daphne's http_timeout finishes a request while the app waits for the client to
+    read: the wait ends then (not at application_close_timeout)."""
+
+    async def scenario() -> None:
+        pacer = Pacer(paused=True)
+        request = _Request(pacer)
+        waiting = asyncio.ensure_future(pacer.writable())
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        release(request)
+        await asyncio.wait_for(waiting, 1)
+        assert request.producer is None and pacer.stopped
 
     asyncio.run(scenario())

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
 from apps.tenancy import key_cache
@@ -140,3 +140,26 @@ def test_the_system_check_bounds_the_grace(settings):
                    for m in check_gateway() if isinstance(m, Error)), bad
     settings.MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS = 0
     assert not [m for m in check_gateway() if "GRACE" in m.msg]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_ends_its_attempt_whatever_fails(agent, monkeypatch):
+    """``InterfaceError`` is no ``DatabaseError``: the database failed all the same. Any
+    other exception ends the attempt too, so a probe does not hold its lease."""
+    authenticate_key(agent.raw)
+    monkeypatch.setattr(key_cache, "RETRY_SECONDS", 0.0)
+
+    def interface_error(*args, **kwargs):
+        raise InterfaceError("connection already closed")
+
+    monkeypatch.setattr(ApiKey.objects, "active", interface_error)
+    assert key_cache.sweep() is False
+    assert key_cache.breaker.down
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("not the database")
+
+    monkeypatch.setattr(ApiKey.objects, "active", bug)
+    with pytest.raises(RuntimeError):
+        key_cache.sweep()  # as a probe
+    assert key_cache.breaker.attempt() is not None  # its lease was given back
