@@ -1,8 +1,8 @@
 """The shipped hook scripts, fed recorded payloads, against a real Daphne (issue 20's
 acceptance): the session arrives as the expected ordered events; the server going down
 mid-session and coming back loses nothing and duplicates nothing; a planted secret is
-in no file of the server's data directory. Also Codex ``notify`` and ``manage.py
-capture``.
+in no file of the server's data directory. Also Codex ``notify`` (with an outage
+between turns too) and ``manage.py capture``.
 
 The hooks run as an agent runs them: the system ``python3`` (no virtualenv, so nothing
 but the standard library), the package's directory as the program, an environment
@@ -163,16 +163,19 @@ def test_a_claude_code_session_with_an_outage_arrives_once_in_order(deployment, 
     _assert_no_secret_in(Path(env["MEMORYWEB_DATA_DIR"]))
 
 
-def test_codex_notify_turns_arrive_in_order_once(deployment, tmp_path):
+def test_codex_notify_turns_with_an_outage_arrive_once_in_order(deployment, tmp_path):
+    """Codex's ``notify`` through the shipped package, the server down for turn 2 (whose
+    notify fires twice while it is down) and back for turn 3, which replays the spool."""
     server, keys, env = deployment
     home = tmp_path / "home"
     home.mkdir()
     hook_env = _hook_env(home, server.url, keys["agent"])
-    for number in (1, 2, 2, 3):  # turn 2's notify fired twice
+
+    def notify(number: int) -> None:
         body = json.dumps(payload(f"codex/notify_{number}.json"))
         _hook(hook_env, "--format", "codex", body, module=True)  # Codex appends the JSON argument
-    rows = _session_events(server.url, keys["agent"], THREAD)
-    assert [(row["event_type"], row["content"]) for row in rows] == [
+
+    expected = [
         ("user_message", "Rename `load_stock` to `fetch_stock` and update the callsites."),
         ("assistant_message", "Renamed load_stock to fetch_stock in 4 files; `cargo build` succeeds."),
         ("user_message", "Also export GITHUB_TOKEN=[REDACTED:github] in the CI script."),
@@ -181,7 +184,30 @@ def test_codex_notify_turns_arrive_in_order_once(deployment, tmp_path):
         ("user_message", "Run the tests."),
         ("assistant_message", "All 58 tests pass."),
     ]
-    assert _spool_lines(home) == []
+    notify(1)
+    rows = _session_events(server.url, keys["agent"], THREAD)
+    assert [(row["event_type"], row["content"]) for row in rows] == expected[:2]
+
+    server.stop()  # the server goes down between turns
+    notify(2)
+    notify(2)  # turn 2's notify fired twice while down
+    spooled = _spool_lines(home)
+    assert [line["event"]["event_type"] for line in spooled] == ["user_message", "user_message",
+                                                                 "assistant_message"] * 2
+    assert "server unavailable" in _log(home)
+    spool_text = (home / ".memoryweb" / "spool.jsonl").read_text()  # redacted before it is spooled
+    assert spool_text.count("[REDACTED:github]") == 2
+    assert not [marker for marker in SECRET_MARKERS if marker in spool_text]
+
+    server.start()  # back, on the same port with the same data
+    notify(3)  # replays the spool first, then sends its own turn
+    assert _spool_lines(home) == [], _log(home)
+
+    rows = _session_events(server.url, keys["agent"], THREAD)
+    assert [(row["event_type"], row["content"]) for row in rows] == expected
+    assert len({row["event_id"] for row in rows}) == len(rows) == 7
+    assert all(row["agent_id"] == "agent-bot" and row["session_id"] == THREAD for row in rows)
+    assert not (home / ".memoryweb" / "spool.rejected.jsonl").exists()
     _assert_no_secret_in(Path(env["MEMORYWEB_DATA_DIR"]))
 
 
