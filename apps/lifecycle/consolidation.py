@@ -364,7 +364,8 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     authorize(principal, ns.pk, Action.EDIT)
     check_writable(ns)
     if content is not None:
-        schemas.validate(schemas.MemoryUpdate, {"content": content}, partial=True)
+        content = schemas.validate(schemas.MemoryUpdate, {"content": content},
+                                   partial=True)["content"]  # the text as stored (trimmed)
     wanted = list(dict.fromkeys(str(m) for m in members))
     if not 2 <= len(wanted) <= grouping.MAX_GROUP or str(survivor) not in wanted:
         raise InvalidInput(f"give 2 to {grouping.MAX_GROUP} members, the survivor among them.",

@@ -12,6 +12,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.memories import merge_marks
 from apps.memories.models import Memory, MemoryTag, MemoryVersion
 from apps.memories.vectorstore import get_vector_store
 from apps.tenancy.principal import Principal
@@ -151,13 +152,20 @@ def test_a_text_rewritten_at_the_merge_is_reverted_and_scrubbed(alpha, agent, te
 
 def test_a_text_edited_by_a_person_after_the_merge_is_kept(alpha, agent, team_admin,
                                                           system_admin):
+    """The person's text is kept; the merged text leaves the history all the same (the
+    ``merge_text`` version's ``after``, the person's version's ``before``)."""
     ids = _store(agent, [[], [], []])
-    _merge(team_admin, ids, ids[2], content="Staging DB: PostgreSQL 15, host db-2 (merged).")
+    _merge(team_admin, ids, ids[2], content="Staging DB: PostgreSQL 15, host db-2 (zorblax).")
     edited = "Staging DB: PostgreSQL 15 on db-2, checked by Ana."
     assert team_admin.patch(f"/api/v1/memories/{ids[2]}", {"content": edited}).status_code == 200
     certificate = _erase(team_admin, system_admin, [ids[0]])
-    assert Memory.objects.get(pk=ids[2]).content == edited
-    assert "merged_survivors" not in certificate.get("touched", {})
+    kept = Memory.objects.get(pk=ids[2])
+    assert kept.content == edited
+    assert "zorblax" not in _history(ids[2])
+    person = kept.versions.order_by("-version").first().changes["content"]
+    assert person["before"] == STAGING[2] and person["after"] == edited
+    assert certificate["touched"]["merged_survivors"] == [
+        {"memory": ids[2], "change": "history_scrubbed"}]
 
 
 def test_unmerge_after_an_erasure_still_takes_back_the_rest(alpha, agent, team_admin,
@@ -215,3 +223,148 @@ def test_in_an_encrypted_namespace_the_sealed_history_is_scrubbed(vault, vault_a
     assert certificate["verification"]["merged_survivors"] == {"remaining": 0, "ok": True}
     assert {entry["change"] for entry in certificate["touched"]["merged_survivors"]} == {
         "tags_dropped", "text_reverted"}
+
+
+def test_a_revert_to_the_text_before_the_merge_still_scrubs_the_merged_text(
+        alpha, agent, team_admin, system_admin):
+    from apps.memories.services import editing
+
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, ids, ids[2], content="Merged zorblax text.")
+    version = Memory.objects.get(pk=ids[2]).version
+    editing.revert(Principal.for_key(team_admin.key), ids[2], version - 1)
+    assert Memory.objects.get(pk=ids[2]).content == STAGING[2]
+
+    certificate = _erase(team_admin, system_admin, [ids[0]])
+
+    assert Memory.objects.get(pk=ids[2]).content == STAGING[2]
+    assert "zorblax" not in _history(ids[2])
+    assert {"memory": ids[2], "change": "tags_dropped"} in certificate["touched"][
+        "merged_survivors"]
+    assert {"memory": ids[2], "change": "text_reverted"} not in certificate["touched"][
+        "merged_survivors"]  # its text is already the one before the merge
+
+
+def test_a_merged_text_built_on_an_erased_member_s_text_goes_too(alpha, agent, team_admin,
+                                                                system_admin):
+    """Two merges: T1 from member 0, then T2 from member 1 on top of T1. Erasing member 0
+    reverts the survivor to its own text and scrubs both merged texts."""
+    ids = _store(agent, [[], [], []])
+    _merge(team_admin, [ids[0], ids[2]], ids[2], content="First zorblax text from member 0.")
+    _merge(team_admin, [ids[1], ids[2]], ids[2], content="Second text, built on quuxly.")
+
+    certificate = _erase(team_admin, system_admin, [ids[0]])
+
+    kept = Memory.objects.get(pk=ids[2])
+    assert kept.content == STAGING[2]
+    history = _history(ids[2])
+    assert "zorblax" not in history and "quuxly" not in history
+    assert {"memory": ids[2], "change": "text_reverted"} in certificate["touched"][
+        "merged_survivors"]
+
+
+def _before_the_lock(monkeypatch, action) -> None:
+    """Run ``action`` when the erasure first locks a survivor (after it found what to take
+    back), as a concurrent transaction committing just then would."""
+    original = Memory.objects.select_for_update
+    pending = [action]
+
+    def hooked(*args, **kwargs):
+        while pending:
+            pending.pop()()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(Memory.objects, "select_for_update", hooked)
+
+
+def test_a_concurrent_erasure_s_scrub_is_not_written_back(alpha, agent, team_admin,
+                                                         monkeypatch):
+    from apps.memories import writes
+
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, ids, ids[2])
+    _before_the_lock(monkeypatch, lambda: merge_marks.erase(alpha, [ids[0]]))
+    with writes.atomic():
+        merge_marks.erase(alpha, [ids[1]])
+    assert "patient-0" not in _history(ids[2]) and "patient-1" not in _history(ids[2])
+    assert Memory.objects.get(pk=ids[2]).tags == ["patient-2"]
+
+
+def test_a_person_s_concurrent_tags_edit_is_kept(alpha, agent, team_admin, monkeypatch):
+    from apps.memories import writes
+
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, ids, ids[2])
+    tags = [*Memory.objects.get(pk=ids[2]).tags, "reviewed"]
+
+    def edit() -> None:
+        response = team_admin.patch(f"/api/v1/memories/{ids[2]}", {"tags": tags})
+        assert response.status_code == 200, response.content
+
+    _before_the_lock(monkeypatch, edit)
+    with writes.atomic():
+        merge_marks.erase(alpha, [ids[0]])
+    assert Memory.objects.get(pk=ids[2]).tags == tags
+
+
+def test_a_tag_planted_back_after_a_namespace_merge_fails_the_certificate(
+        alpha, beta, agent, team_admin, system_admin, tmp_path):
+    from apps.lifecycle import namespace_merge
+
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, ids, ids[2])
+    certificate = _erase(team_admin, system_admin, [ids[0]])
+    path = tmp_path / "certificate.json"
+    path.write_text(json.dumps(certificate))
+    moving = namespace_merge.start(Principal.for_key(system_admin.key), "alpha", "beta")
+    assert namespace_merge.run(moving.pk) == "done"
+    call_command("verify_certificate", str(path))
+    survivor = Memory.objects.get(pk=ids[2])
+    assert survivor.namespace.slug == "beta"
+    survivor.tags = [*survivor.tags, "patient-0"]  # planted back (a restored backup)
+    survivor.save()
+    with pytest.raises(CommandError, match="merged_survivors"):
+        call_command("verify_certificate", str(path))
+
+
+def test_a_member_s_tags_leave_the_versions_below_a_person_s_tags_edit(
+        alpha, agent, team_admin, system_admin):
+    """Merge, unmerge, a person's tags edit, merge again, erase the member: its tag leaves
+    the first merge's ``after`` and the unmerge's ``before`` too."""
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, [ids[0], ids[2]], ids[2])
+    response = team_admin.post(f"/api/v1/memories/{ids[2]}/unmerge")
+    assert response.status_code == 200, response.content
+    tags = [*Memory.objects.get(pk=ids[2]).tags, "reviewed"]
+    assert team_admin.patch(f"/api/v1/memories/{ids[2]}", {"tags": tags}).status_code == 200
+    _merge(team_admin, [ids[0], ids[2]], ids[2])
+
+    certificate = _erase(team_admin, system_admin, [ids[0]])
+
+    assert Memory.objects.get(pk=ids[2]).tags == ["patient-2", "reviewed"]
+    assert "patient-0" not in _history(ids[2])
+    assert certificate["verification"]["merged_survivors"] == {"remaining": 0, "ok": True}
+
+
+def test_a_member_s_tag_a_person_removed_leaves_the_history(alpha, agent, team_admin,
+                                                            system_admin):
+    """A person's tags edit without the member's tag stops the walk, but the tag still
+    leaves the merge's ``after`` and that edit's ``before``."""
+    ids = _store(agent, [["patient-0"], ["patient-1"], ["patient-2"]])
+    _merge(team_admin, ids, ids[2])
+    tags = ["patient-2", "patient-1", "reviewed"]
+    assert team_admin.patch(f"/api/v1/memories/{ids[2]}", {"tags": tags}).status_code == 200
+    certificate = _erase(team_admin, system_admin, [ids[0]])
+    assert Memory.objects.get(pk=ids[2]).tags == tags
+    assert "patient-0" not in _history(ids[2])
+    assert certificate["touched"]["merged_survivors"] == [
+        {"memory": ids[2], "change": "history_scrubbed"}]
+
+
+def test_the_merged_text_is_stored_trimmed(alpha, agent, team_admin):
+    ids = _store(agent, [[], [], []])
+    _merge(team_admin, ids, ids[2], content="   Merged text, padded.  ")
+    kept = Memory.objects.get(pk=ids[2])
+    assert kept.content == "Merged text, padded."
+    assert kept.versions.order_by("-version").first().changes["content"]["after"] == \
+        "Merged text, padded."
