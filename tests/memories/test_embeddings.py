@@ -79,3 +79,26 @@ def test_collections_carry_the_embedding_function(alpha):
     assert config["hnsw"]["space"] == "cosine"
     vectors = MemoryWebEmbeddingFunction()(["hello world"])
     np.testing.assert_allclose(vectors[0], get_embedder().embed(["hello world"])[0], atol=1e-6)
+
+
+def test_each_model_run_takes_a_small_batch():
+    """onnxruntime's CPU arena keeps a process's largest run for good: a capturing server
+    that embedded 64 long texts per run grew to ~5 GB (apps/memories/embeddings.py,
+    ``MiniLMOnnxEmbedder.BATCH_SIZE``). However many texts a call brings, no run takes
+    more than eight of them, and the vectors are those of one text at a time."""
+    embedder = embeddings.MiniLMOnnxEmbedder()
+    rows: list[int] = []
+    run = embedder.session.run
+
+    def counting(outputs, feeds, *rest):
+        rows.append(len(feeds["input_ids"]))
+        return run(outputs, feeds, *rest)
+
+    embedder.session = type("Counting", (), {"run": staticmethod(counting),
+                                             "get_inputs": embedder.session.get_inputs})()
+    texts = [f"memory {i}: " + "the deploy ran on Tuesday " * (i % 40) for i in range(64)]
+    together = embedder.embed(texts)
+    assert sum(rows) == 64 and max(rows) <= 8, rows
+    np.testing.assert_allclose(together[[0, 17, 63]],
+                               np.stack([embedder.embed([texts[i]])[0] for i in (0, 17, 63)]),
+                               atol=1e-5)
