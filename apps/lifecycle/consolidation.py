@@ -454,6 +454,10 @@ def unmerge(principal: Principal, memory_id: Any) -> Unmerged:
     it is neither."""
     memory = services.editable(principal, memory_id)
     with writes.atomic() as write:
+        if memory.superseded_by_id is not None:  # the survivor's lock first, as an erasure
+            # takes them (merge_marks: survivors, then its delete of the members): no deadlock
+            Memory.objects.select_for_update(of=("self",)).filter(
+                pk=memory.superseded_by_id).first()
         memory = Memory.objects.select_for_update().select_related("namespace").get(pk=memory.pk)
         if Memory.objects.filter(superseded_by=memory).exists():
             survivor = memory

@@ -29,17 +29,22 @@ registered store ``merged_survivors`` (apps/memories/lineage_store.py) runs
   same edit: the merged text is kept nowhere;
 - a survivor that was itself merged into another passes on what it lost (a chain).
 
-Each survivor is locked, then read again and planned on the locked row (a concurrent
-erasure's or a person's edit is seen; no version row read before the lock is written).
+The survivors are locked at once in primary-key order (:func:`_locked`; unmerge takes a
+survivor's lock before its member's, as the erasure's delete follows), then planned on
+the locked rows (a concurrent erasure's or a person's edit is seen; no version row read
+before the lock is written). A version whose change is not well formed (:func:`_names`:
+an imported or damaged history) is read as an edit that is not consolidation's.
 As for unmerge, a person's edit of the survivor's tags after the merge (or a revert) makes
 its tags theirs: they are kept, with the merges' gains before that edit; edits of other
 fields are passed over. A person's content edit after a ``merge_text`` one keeps the
 text (the merged text leaves that version's ``before``). The check (:func:`remaining`)
-counts a dropped tag found on its survivor again, wherever it lives now.
+counts a dropped tag found on its survivor again, wherever it lives now, reading only the
+survivors the certificate names (``touched.merged_survivors``).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +63,36 @@ MERGE, UNMERGE, ERASURE, MERGE_TEXT = "merge", "unmerge", "erasure", "merge_text
 TAG_MARKS = frozenset({MERGE, UNMERGE, ERASURE})
 #: Who writes an erasure's edits of kept survivors (``system:``: no agent's record counts).
 ACTOR = Principal(label="system:erasure", agent_id="system:erasure", role=Role.SYSTEM)
+
+
+def _names(value: Any) -> set[str] | None:
+    """A list of strings (a tags change's ``before``/``after``, ``erased``, ``digests``,
+    ``from``) as a set; None for anything else (an imported or damaged version): the
+    readers below take such a version for an edit that is not a merge's."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return set(value)
+    return None
+
+
+def _uuid(value: Any) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
+
+
+def _changes(version: MemoryVersion) -> Mapping[str, Any]:
+    return version.changes if isinstance(version.changes, Mapping) else {}
+
+
+def _tags_change(version: MemoryVersion) -> Mapping[str, Any] | None:
+    """The version's tags change if it is well formed (``before`` and ``after`` lists of
+    strings, or absent); None otherwise."""
+    change = _changes(version).get("tags")
+    if not isinstance(change, Mapping) or any(
+            _names(change.get(name) or []) is None for name in ("before", "after")):
+        return None
+    return change
 
 
 def merge_gained(memory: Memory, *, past_other_edits: bool = False
@@ -84,16 +119,16 @@ def _gained(current: int, versions: Iterable[MemoryVersion], *, past_other_edits
         if version.version != expected:
             break
         expected -= 1
-        changes = version.changes or {}
-        change = changes.get("tags")
-        if change is None and past_other_edits:
+        changes = _changes(version)
+        if changes.get("tags") is None and past_other_edits:
             continue
-        if (not isinstance(change, Mapping) or change.get("by") not in TAG_MARKS
+        change = _tags_change(version)  # a malformed one is no merge's: the walk stops
+        if (change is None or change.get("by") not in TAG_MARKS
                 or (not past_other_edits and set(changes) != {"tags"})):
             break
         walked.append(version)
         if change["by"] == MERGE:
-            gained |= set(change.get("after") or ()) - set(change.get("before") or ())
+            gained |= _names(change.get("after") or []) - _names(change.get("before") or [])
     return gained, walked
 
 
@@ -175,13 +210,11 @@ def _run(namespace: Namespace, ids: Sequence[Any], write: writes.Write | None
     erased = {str(i) for i in ids}
     given, direct, chain = _survivors(namespace, erased)
     tainted, tags_now, done = set(erased), {}, []
-    for pk in sorted(chain, key=lambda key: -_depth(key, chain)):
-        memory = chain[pk]
-        if write is not None:
-            memory = (Memory.objects.select_for_update(of=("self",)).select_related("namespace")
-                      .filter(pk=pk).first())
-            if memory is None:
-                continue
+    rows = _locked(sorted(chain)) if write is not None else chain
+    for pk in sorted(chain, key=lambda key: (-_depth(key, chain), key)):
+        memory = rows.get(pk)
+        if memory is None:
+            continue
         takeback = _assess(memory, given.get(pk, set()), direct.get(pk, set()), erased,
                            tainted, tags_now)
         if not takeback:
@@ -197,6 +230,15 @@ def _run(namespace: Namespace, ids: Sequence[Any], write: writes.Write | None
             given.setdefault(str(above), set()).update(takeback.scrub | takeback.drop)
             direct.setdefault(str(above), set()).update(takeback.erased)
     return done
+
+
+def _locked(pks: Sequence[str]) -> dict[str, Memory]:
+    """Lock these survivors, all at once and in primary-key order (so two erasures, or an
+    erasure and an unmerge, take their locks in one order and cannot deadlock), and read
+    them on the locked rows."""
+    return {str(memory.pk): memory for part in stores.chunks(list(pks)) for memory in
+            Memory.objects.select_for_update(of=("self",)).select_related("namespace")
+            .filter(pk__in=part).order_by("pk")}
 
 
 def _depth(pk: str, chain: Mapping[str, Memory]) -> int:
@@ -234,16 +276,17 @@ def _held(versions: Sequence[MemoryVersion]) -> set[str]:
     held: set[str] = set()
     merged = False
     for version in reversed(versions):  # oldest first
-        change = (version.changes or {}).get("tags")
-        if not isinstance(change, Mapping):
+        change = _tags_change(version)
+        if change is None:
             continue
+        before, after = _names(change.get("before") or []), _names(change.get("after") or [])
         if change.get("by") == MERGE and not merged:
             merged = True
-            held |= set(change.get("before") or ())
+            held |= before
         elif change.get("by") not in TAG_MARKS:
-            held |= set(change.get("after") or ())
+            held |= after
             if not merged:
-                held |= set(change.get("before") or ())
+                held |= before
     return held
 
 
@@ -253,34 +296,38 @@ def _tainted_texts(versions: Sequence[MemoryVersion], tainted: set[str]) -> dict
     goes), or built on such a text (the taint carries forward)."""
     replace: dict[str, str] = {}
     for version in reversed(versions):  # oldest first
-        change = (version.changes or {}).get("content")
+        change = _changes(version).get("content")
         if not isinstance(change, Mapping) or change.get("by") != MERGE_TEXT:
+            continue
+        drawn = _names(change.get("from") or [])
+        if drawn is None:  # malformed: not a merge's text
             continue
         before, after = change.get("before"), change.get("after")
         if not isinstance(before, str) or not isinstance(after, str) or before == after:
             continue
-        if tainted & set(change.get("from") or ()) or before in replace:
+        if tainted & drawn or before in replace:
             replace[after] = replace.get(before, before)
     return {text: back for text, back in replace.items() if text != back}
 
 
 def _scrub(version: MemoryVersion, tags: set[str], replace: Mapping[str, str]) -> bool:
     """Take these tags and merged texts out of the version's ``changes``; whether it
-    changed (then it is marked ``"scrubbed": "erasure"``)."""
-    changes = dict(version.changes or {})
-    change = changes.get("tags")
-    if tags and isinstance(change, Mapping):
+    changed (then the field's change is marked ``"scrubbed": "erasure"``). A malformed
+    tags change is left as it is (no tag list to take them from)."""
+    changes = dict(_changes(version))
+    change = _tags_change(version)
+    if tags and change is not None:
         kept = {name: [t for t in change.get(name) or () if t not in tags]
                 for name in ("before", "after") if isinstance(change.get(name), list)}
         if any(kept[name] != change[name] for name in kept):
-            changes["tags"] = {**change, **kept}
+            changes["tags"] = {**change, **kept, "scrubbed": ERASURE}
     change = changes.get("content")
     if replace and isinstance(change, Mapping):
         texts = {name: replace[change[name]] for name in ("before", "after")
                  if isinstance(change.get(name), str) and change[name] in replace}
         if texts:
             changes["content"] = {**change, **texts, "scrubbed": ERASURE}
-    if changes == (version.changes or {}):
+    if changes == _changes(version):
         return False
     version.changes = changes
     return True
@@ -339,17 +386,25 @@ def _take_back(write: writes.Write, namespace: Namespace, takeback: Takeback) ->
 
 def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     """Tags an erasure of these ids dropped that are on their survivor again (found by the
-    digests of its ``by: erasure`` versions naming an erased member), wherever the survivor
-    lives now: a namespace merge moves it with its versions, so they are not looked for by
-    namespace (the digests name none)."""
+    digests of its ``by: erasure`` versions naming an erased member). Only the survivors
+    the certificate names (``touched.merged_survivors``) are read, by id, wherever they
+    live now: a namespace merge moves a survivor with its versions and keeps its id, so
+    they are not looked for by namespace (the digests name none); no other memory's
+    history is opened (another tenant's key may be unavailable)."""
     if namespace is None:
         return None  # the survivors went with the namespace
+    survivors = sorted({pk for entry in erased.touched.get("merged_survivors") or ()
+                        if isinstance(entry, Mapping) and (pk := _uuid(entry.get("memory")))})
     wanted, held = set(erased.ids), 0
-    for version in MemoryVersion.objects.filter(changed_by=ACTOR.label).select_related(
-            "memory", "memory__namespace"):
-        change = (version.changes or {}).get("tags")
-        if not isinstance(change, Mapping) or not wanted & set(change.get("erased") or ()):
-            continue
-        digests = set(change.get("digests") or ())
-        held += sum(digest(tag) in digests for tag in version.memory.tags or ())
+    for part in stores.chunks(survivors):
+        for version in MemoryVersion.objects.filter(
+                memory_id__in=part, changed_by=ACTOR.label).select_related(
+                "memory", "memory__namespace"):
+            change = _changes(version).get("tags")
+            if not isinstance(change, Mapping):
+                continue
+            named, digests = _names(change.get("erased")), _names(change.get("digests") or [])
+            if not named or not wanted & named or digests is None:
+                continue
+            held += sum(digest(tag) in digests for tag in version.memory.tags or ())
     return held

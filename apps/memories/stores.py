@@ -32,8 +32,9 @@ an app above memories with memory-derived data registers its stores from its own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import StrEnum
 from typing import Any
 
@@ -69,11 +70,14 @@ class ErasedBy(StrEnum):
 @dataclass(frozen=True)
 class Erased:
     """What an erasure removed: memory ids, their content hashes, and the ids of memories
-    outside the selection that held identical content (kept, so not counted)."""
+    outside the selection that held identical content (kept, so not counted); and its
+    certificate's ``touched`` (what it changed around them, by store: a check may read
+    only those, as ``merged_survivors`` does)."""
 
     ids: tuple[str, ...]
     hashes: tuple[str, ...] = ()
     retained: tuple[str, ...] = ()
+    touched: Mapping[str, Any] = dataclass_field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

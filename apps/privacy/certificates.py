@@ -108,7 +108,8 @@ def verify_certificate(certificate: Any) -> Verification:
 
     namespace = Namespace.objects.filter(pk=where.get("id"), slug=where.get("slug")).first()
     stores = verify_stores(namespace, certificate.get("erased") or [],
-                           [item["id"] for item in certificate.get("retained") or []])
+                           [item["id"] for item in certificate.get("retained") or []],
+                           touched=certificate.get("touched"))
     for store, found in stores.items():
         held = plural(found["remaining"], "erased item", "erased items")
         result.checks.append(Check(f"store {store}", found["ok"], f"{held} held"))

@@ -196,6 +196,7 @@ def execute(principal: Principal, request_id: Any) -> ErasureRequest:
         _erase_again(request.pk, namespace)
     _finish(request, namespace)
     checks = verify_stores(namespace, request.erased, _retained_ids(request.certificate),
+                           touched=(request.certificate or {}).get("touched"),
                            subject=_subject(request.selector),
                            before=_subject_through(request.certificate))
     if not all(check["ok"] for check in checks.values()):
@@ -286,10 +287,12 @@ def _finish(request: ErasureRequest, namespace: Namespace) -> None:
 
 def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str]],
                   retained: Sequence[str] = (), subject: tuple[str, Any] | None = None,
-                  before: Any = None) -> dict[str, dict[str, Any]]:
+                  before: Any = None, touched: Mapping[str, Any] | None = None
+                  ) -> dict[str, dict[str, Any]]:
     """Ask every registered store whether it still holds any erased id or content hash
     (``retained``: the memories outside the selector that held identical content when it
-    ran). A deleted namespace's stores that went with it are not asked.
+    ran; ``touched``: the certificate's, what it changed around them, which a store's
+    check may be scoped to). A deleted namespace's stores that went with it are not asked.
 
     ``subject`` (at execution only): also the rows the stores hold about that agent or
     session apart from memories (``Store.subject_count``), made up to ``before`` (when the
@@ -297,7 +300,8 @@ def verify_stores(namespace: Namespace | None, erased: Sequence[Mapping[str, str
     the gateway again since, which is new data."""
     done = stores.Erased(ids=tuple(item["id"] for item in erased),
                          hashes=tuple(item["content_sha256"] for item in erased),
-                         retained=tuple(retained))
+                         retained=tuple(retained),
+                         touched=touched if isinstance(touched, Mapping) else {})
     about = (stores.subject_rows(namespace, *subject, before=before)
              if namespace is not None and subject is not None else {})
     checks = {}
