@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import Error, close_old_connections
 
 from apps.core.asgi import request_pool
-from apps.core.errors import ServiceError
+from apps.core.errors import NotFound, ServiceError
 from apps.memories import memory_modes, services
 from apps.memories.memory_modes import ModeDecision
 from apps.tenancy import budget, key_cache
@@ -51,6 +51,9 @@ _ERROR_TYPES = {403: "permission_error", 404: "not_found_error"}
 #: The least time admission gives the database, whatever the budget: a database that
 #: answers in a few ms is never blamed (the breaker) because the budget is tiny.
 ADMISSION_FLOOR_SECONDS = 0.05
+#: Past the deadline, the most a request waits for an admission that the database already
+#: answered (it is drawing the rate budget, resolving the namespace) before failing open.
+CLAIMED_MARGIN_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,10 @@ class Unavailable(Exception):
 
 class Claim:
     """Who draws the request's unit of rate budget: the admission that read the database,
-    or the one that gave up waiting for it — exactly one of them. It also tells the one
-    that gives up whether the admission's thread had begun on the database (and when)."""
+    or the one that gave up waiting for it — exactly one of them (the admission takes it
+    as soon as the database answered, a refusal too: that answer is then the request's).
+    It also tells the one that gives up whether the admission's thread had begun on the
+    database (and when)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -132,15 +137,16 @@ def admit(raw_key: str | None, headers: Mapping[str, str], with_memory: bool,
                 attempt.failed()
             raise
         else:
+            # The database answered, a refusal as much as a key: the request that has not
+            # given up yet takes this answer (it waits for it), never a remembered key.
+            ours = claim is None or claim.take()
             if attempt is not None:
                 attempt.ok()
         finally:
             if attempt is not None:
                 attempt.abandon()  # any other exception: ended all the same
-        if key is None:
+        if key is None or not ours:  # not ours: given up on, nobody reads it
             return Admission(refusal=_UNAUTHENTICATED)
-        if claim is not None and not claim.take():
-            return Admission(refusal=_UNAUTHENTICATED)  # given up on: nobody reads it
         return _admitted(key, headers, with_memory)
     finally:
         close_old_connections()
@@ -151,7 +157,11 @@ def admit_remembered(key: ApiKey, headers: Mapping[str, str], with_memory: bool,
     """Admit ``key`` as the key cache remembers it, without the database (it is down):
     the rate budget is drawn (``draw``: unless the admission that read the database did)
     and the memory mode decided on the remembered namespace; ``reason`` and ``failure``
-    say why (fail-open). No ``close_old_connections``: that may ping the database."""
+    say why (fail-open). No ``close_old_connections``: that may ping the database.
+    :class:`Unavailable` for a key without its namespace remembered (a system key: the
+    namespace would be looked up in SQL), as for a key the gateway has not seen."""
+    if key.namespace_id is None or not ApiKey.namespace.is_cached(key):
+        raise Unavailable("the database is down and the key's namespace is not remembered")
     admission = _admitted(key, headers, with_memory, draw=draw)
     if admission.refusal is not None:
         return admission
@@ -187,17 +197,36 @@ _remembering_lock = threading.Lock()
 _remembering: ThreadPoolExecutor | None = None
 
 
-async def _remembering_thread(*args) -> Admission:
+async def _remembering_thread(known: ApiKey, headers: Mapping[str, str], with_memory: bool,
+                              reason: str, failure: BaseException | None,
+                              draw: bool) -> Admission:
     """:func:`admit_remembered` on a thread of its own (not the request pool: a fail-open
     does not queue behind the requests that hold every request thread). It reads no SQL;
-    the rate budget may be Redis (blocking), hence not on the loop."""
+    the rate budget may be Redis (blocking), hence not on the loop. Should the database
+    fail it all the same, the request still fails open: without memory, forwarded."""
     global _remembering
     with _remembering_lock:
         if _remembering is None:
             _remembering = ThreadPoolExecutor(max_workers=2,
                                               thread_name_prefix="gateway-remembered")
-    return await sync_to_async(admit_remembered, thread_sensitive=False,
-                               executor=_remembering)(*args)
+    try:
+        return await sync_to_async(admit_remembered, thread_sensitive=False,
+                                   executor=_remembering)(known, headers, with_memory, reason,
+                                                          failure, draw)
+    except Error as exc:  # pure from here: the namespace is remembered with the key
+        principal = Principal.for_key(known)
+        if not with_memory:
+            return Admission(principal=principal, fail_open="error", failure=exc)
+        try:
+            named = headers.get(NAMESPACE_HEADER) or None
+            if named is not None and named != known.namespace.slug:  # as resolve_namespace
+                raise NotFound(f"namespace {named!r} not found.", field="namespace")
+            decision = memory_modes.decide(principal, known.namespace, headers)
+        except ServiceError as refused:
+            kind = _ERROR_TYPES.get(refused.status, "invalid_request_error")
+            return Admission(refusal=(refused.status, kind, refused.message, {}))
+        return Admission(principal=principal, namespace=known.namespace, decision=decision,
+                         fail_open="error", failure=exc)
 
 
 def _well_formed(raw_key: str | None) -> bool:
@@ -228,15 +257,39 @@ async def admit_within(raw_key: str | None, headers: Mapping[str, str], with_mem
     reading = asyncio.ensure_future(_on_pool(admit, raw_key, headers, with_memory, attempt,
                                              claim))
     reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved
-    if known is None:
-        return await reading
     try:
-        return await asyncio.wait_for(asyncio.shield(reading),
-                                      max(seconds, ADMISSION_FLOOR_SECONDS))
-    except TimeoutError:  # a thread that began goes on until the database answers or fails
-        ours, began = claim.give_up()
-        if not ours:  # past the database already, drawing the rate budget
+        if known is None:
             return await reading
+        return await _known_within(reading, claim, attempt, known, headers, with_memory,
+                                   max(seconds, ADMISSION_FLOOR_SECONDS))
+    except asyncio.CancelledError:  # the client went away: an admission still queued
+        ours, began = claim.give_up()  # never starts, and its attempt (a probe's lease)
+        if ours and began is None:  # is given back now, not when its thread comes
+            attempt.abandon()
+        raise
+
+
+async def _known_within(reading: asyncio.Future, claim: Claim, attempt: key_cache.Attempt,
+                        known: ApiKey, headers: Mapping[str, str], with_memory: bool,
+                        seconds: float) -> Admission:
+    """The admission of a key the gateway remembers, within ``seconds``; as remembered
+    past them. The thread that took the claim (the database answered) is waited for
+    :data:`CLAIMED_MARGIN_SECONDS` more at most: it drew the rate budget, so the
+    fail-open that follows it does not draw again."""
+    try:
+        try:
+            return await asyncio.wait_for(asyncio.shield(reading), seconds)
+        except TimeoutError:  # a thread that began goes on until the database answers or fails
+            pass
+        if reading.done():  # answered just as the deadline passed: the answer wins
+            return reading.result()
+        ours, began = claim.give_up()
+        if not ours:  # the database answered; the rate budget or the namespace is slow
+            try:
+                return await asyncio.wait_for(asyncio.shield(reading), CLAIMED_MARGIN_SECONDS)
+            except TimeoutError:
+                return await _remembering_thread(known, headers, with_memory, "timeout", None,
+                                                 False)
         if began is None:  # queued for a request thread all along: not the database's fault
             attempt.abandon()
             reason = "busy"
