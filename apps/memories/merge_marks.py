@@ -29,6 +29,11 @@ registered store ``merged_survivors`` (apps/memories/lineage_store.py) runs
   same edit: the merged text is kept nowhere;
 - a survivor that was itself merged into another passes on what it lost (a chain).
 
+:func:`merged_texts` tells a store erased after this one (the timeline's rollups, which
+empty the nodes built from such a survivor) which survivors lose a merged text, and the
+texts: from the plan, or, once :func:`erase` ran in this process, the survivors it took one
+back from (ids only: the texts are gone).
+
 The survivors are locked at once in primary-key order (:func:`_locked`; unmerge takes a
 survivor's lock before its member's, as the erasure's delete follows), then planned on
 the locked rows (a concurrent erasure's or a person's edit is seen; no version row read
@@ -45,6 +50,7 @@ survivors the certificate names (``touched.merged_survivors``).
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +172,8 @@ class Takeback:
     text: str | None = None
     #: Its version rows rewritten (read after the lock when the erasure writes).
     versions: list[MemoryVersion] = field(default_factory=list)
+    #: The merged texts that go (from its content or only its history).
+    texts: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.drop or self.text is not None or self.versions)
@@ -262,6 +270,7 @@ def _assess(memory: Memory, offered: set[str], direct: set[str], erased: set[str
         takeback.scrub = offered - still - _held(versions) - (set(memory.tags or ())
                                                               - takeback.drop)
     replace = _tainted_texts(versions, tainted)
+    takeback.texts = set(replace)
     if memory.content in replace:
         takeback.text = replace[memory.content]
     for version in versions:
@@ -354,7 +363,43 @@ def erase(namespace: Namespace, ids: Sequence[Any]) -> None:
     back from each kept survivor what the erased members gave it (module docstring).
     Idempotent: a retried erasure finds no member left, so nothing to take back."""
     with writes.atomic() as write:
-        _run(namespace, ids, write)
+        done = _run(namespace, ids, write)
+    survivors = {str(takeback.survivor.pk) for takeback in done if takeback.texts}
+    if survivors:  # for the stores erased after this one (ids only, never the texts)
+        _texts_taken[_key(namespace, ids)] = frozenset(survivors)
+        _texts_taken.move_to_end(_key(namespace, ids))
+        while len(_texts_taken) > _KEPT:
+            _texts_taken.popitem(last=False)
+
+
+#: Per erasure (namespace, ids), the survivors whose merged text this process's
+#: :func:`erase` took back (the latest ``_KEPT``): a store erased after this one (the
+#: timeline's rollups, apps/timeline/erasure.py) can no longer read them from the plan.
+_KEPT = 32
+_texts_taken: OrderedDict[tuple[Any, frozenset[str]], frozenset[str]] = OrderedDict()
+
+
+def _key(namespace: Namespace, ids: Sequence[Any]) -> tuple[Any, frozenset[str]]:
+    return namespace.pk, frozenset(str(i) for i in ids)
+
+
+def merged_texts(namespace: Namespace, ids: Sequence[Any]) -> dict[str, set[str]]:
+    """Each kept survivor whose merged text an erasure of ``ids`` removes (from its content,
+    or only from its history), with those texts: read from the plan (the data
+    :func:`erase` reads), so asked before it runs. Once it has run in this process, the
+    survivors it took a merged text back from are added, without their texts (which are
+    gone): :func:`texts_taken`."""
+    found = {str(takeback.survivor.pk): set(takeback.texts)
+             for takeback in plan(namespace, ids) if takeback.texts}
+    for pk in texts_taken(namespace, ids):
+        found.setdefault(pk, set())
+    return found
+
+
+def texts_taken(namespace: Namespace, ids: Sequence[Any]) -> frozenset[str]:
+    """The survivors whose merged text this process's :func:`erase` of exactly these ids
+    took back (empty: none, or another process ran it)."""
+    return _texts_taken.get(_key(namespace, ids), frozenset())
 
 
 def _take_back(write: writes.Write, namespace: Namespace, takeback: Takeback) -> None:

@@ -12,7 +12,11 @@ by the offline summariser (no network, no summarising under the erasure's write 
 a period with nothing left is removed; what that rebuild cannot do (another build holds
 the tree) the next build does. A node whose own summary memory is erased is emptied and
 stays so while its inputs are unchanged (status ``erased``), and its ancestors are
-rebuilt without it. The certificate lists the nodes touched (``touched.rollups``).
+rebuilt without it. The nodes naming a kept survivor whose merged text the erasure takes
+back (``merged_survivors``, apps/memories/merge_marks.py ``merged_texts``) are emptied
+the same way and rebuilt from its reverted text (the survivor stays an input), and those
+texts' fingerprints join the check's. The certificate lists the nodes touched
+(``touched.rollups``).
 
 What the check (``remaining``) proves, see docs/timeline.md "Erasure": ids (no grip,
 source or summary memory names an erased memory); whole-text hashes (no summary part or
@@ -26,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,7 +41,7 @@ from apps.audit.log import record as audit
 from apps.core import conf as core_conf
 from apps.core.key_providers import KeyUnavailable
 from apps.core.kinds import MemoryKind
-from apps.memories import sealing, stores, writes
+from apps.memories import merge_marks, sealing, stores, writes
 from apps.memories.models import Memory, content_hash
 from apps.tenancy.models import Namespace
 from apps.timeline import changes, fingerprints, periods
@@ -66,13 +70,17 @@ class Affected:
         return bool(self.erased or self.emptied)
 
 
-def affected(namespace: Namespace, ids: Sequence[Any]) -> Affected:
+def affected(namespace: Namespace, ids: Sequence[Any], survivors: Collection[str] = ()
+             ) -> Affected:
+    """The nodes an erasure of ``ids`` changes; ``survivors``: kept memories whose merged
+    text it takes back (apps/memories/merge_marks.py), whose nodes are emptied and rebuilt
+    like those of an erased memory (the survivor stays, with its reverted text)."""
     wanted = [str(i) for i in ids]
     found = Affected()
     for part in stores.chunks(wanted):
         found.erased += list(RollupNode.objects.filter(namespace=namespace, memory_id__in=part))
     built_from: set[Any] = set()
-    for part in stores.chunks(wanted):
+    for part in stores.chunks(sorted({*wanted, *survivors})):
         built_from |= set(RollupSource.objects.filter(
             node__namespace=namespace, memory_id__in=part).values_list("node_id", flat=True))
         # A grip quotes the memory: a node whose rebuild failed after its children were
@@ -109,8 +117,7 @@ def touched(namespace: Namespace, ids: Sequence[Any]) -> list[dict[str, Any]]:
     """The certificate's ``touched.rollups``: each node the erasure changes (``erased``:
     its own summary memory is erased; ``rebuilt``: emptied, then rebuilt without the
     erased memories or removed if nothing is left)."""
-    _remember(namespace, ids)
-    found = affected(namespace, ids)
+    found = affected(namespace, ids, _remember(namespace, ids))
     rows = [{"id": str(node.pk), "level": node.level, "start": node.start.isoformat(),
              "agent_id": node.agent_id, "change": change}
             for change, nodes in (("erased", found.erased), ("rebuilt", found.emptied))
@@ -118,19 +125,28 @@ def touched(namespace: Namespace, ids: Sequence[Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (row["agent_id"], row["start"], row["level"], row["id"]))
 
 
-def _remember(namespace: Namespace, ids: Sequence[Any]) -> None:
+def _remember(namespace: Namespace, ids: Sequence[Any]) -> set[str]:
     """The erased texts' fingerprints, for this erasure's check (taken while the rows are
-    there: ``touched`` and ``erase`` run before the delete)."""
+    there: ``touched`` and ``erase`` run before the delete), with those of the merged texts
+    it takes back from kept survivors (``merged_survivors``, which is erased first: the
+    certificate's ``touched``, asked before any store is erased, takes them). Returns those
+    survivors' ids."""
+    try:
+        merged = merge_marks.merged_texts(namespace, ids)
+    except KeyUnavailable:  # its survivors' histories no longer open: nothing taken back
+        merged = {}
     if fingerprints.known(namespace.pk, ids):
-        return
+        return set(merged)
     prints: set[str] = set()
     try:
         for part in stores.chunks([str(i) for i in ids]):
             prints |= fingerprints.of_all(text for _, text in sealing.texts(
                 Memory.objects.filter(namespace=namespace, pk__in=part)))
+        prints |= fingerprints.of_all(text for texts in merged.values() for text in texts)
     except KeyUnavailable:  # a shredded key (a restore replaying a namespace's deletion):
         prints = set()  # no text of it opens any more, its summaries' neither
     fingerprints.remember(namespace.pk, ids, prints)
+    return set(merged)
 
 
 def erase(namespace: Namespace, ids: Sequence[Any]) -> None:
@@ -139,8 +155,7 @@ def erase(namespace: Namespace, ids: Sequence[Any]) -> None:
     memory goes), so that no erased text survives the commit; rebuild them after the
     commit, outside the erasure's transaction. Idempotent: a retried erasure finds
     nothing left that names them (and rebuilds what is still pending)."""
-    _remember(namespace, ids)
-    found = affected(namespace, ids)
+    found = affected(namespace, ids, _remember(namespace, ids))
     erased_ids = {str(i) for i in ids}
     if not found:
         return
@@ -307,11 +322,12 @@ ROLLUPS = stores.Store(
     "timeline_rollupnode, timeline_grip, timeline_rollupsource: each period's summary (its "
     "text is also a summary memory, a store of its own as every memory is), the grips "
     "quoting source memories, and the ids each segment was built from. Erasure empties "
-    "every node built from or quoting (by grip) an erased memory in its transaction and "
-    "rebuilds it without it after the commit (or removes it); the check looks for erased "
+    "every node built from or quoting (by grip) an erased memory, or a kept survivor whose "
+    "merged text it takes back, in its transaction and rebuilds it without the erased "
+    "memory after the commit (or removes it); the check looks for erased "
     "ids in grips, sources and summary memories, for an erased memory's whole text in any "
     "summary part or excerpt, and, during the erasure only, for any of its sentences or "
-    "8-word runs that no remaining memory holds.",
+    "8-word runs (or a merged text's taken back) that no remaining memory holds.",
     stores.ErasedBy.ERASURE, models=(RollupNode, Grip, RollupSource), count=count,
     remaining=remaining, erase=erase, touched=touched)
 
