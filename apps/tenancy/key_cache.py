@@ -297,13 +297,19 @@ class Breaker:
             self._probing, self._probing_since = True, now
             return Attempt(self, probe=True)
 
+    def _close(self, attempt: Attempt) -> bool:
+        """End ``attempt`` (the lock held): whether it was still open."""
+        if attempt.ended:
+            return False
+        attempt.ended = True
+        if attempt.probe:
+            self._probing = False
+        return True
+
     def _ended(self, attempt: Attempt, ok: bool) -> None:
         with self._lock:
-            if attempt.ended:
+            if not self._close(attempt):
                 return
-            attempt.ended = True
-            if attempt.probe:
-                self._probing = False
             if ok:
                 self._down = False
             else:
@@ -312,11 +318,7 @@ class Breaker:
 
     def _abandoned(self, attempt: Attempt) -> None:
         with self._lock:
-            if attempt.ended:
-                return
-            attempt.ended = True
-            if attempt.probe:
-                self._probing = False
+            self._close(attempt)
 
     def _stalled(self, attempt: Attempt) -> None:
         with self._lock:

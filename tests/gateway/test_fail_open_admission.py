@@ -17,17 +17,7 @@ from apps.core.asgi import request_pool
 from apps.gateway import memory
 from apps.tenancy import key_cache
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def fresh(settings):
-    settings.MEMORYWEB_KEY_CACHE_SECONDS = 60
-    key_cache.clear()
-    key_cache.breaker.reset()
-    yield
-    key_cache.clear()
-    key_cache.breaker.reset()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_key_cache")]
 
 
 def _admit(raw: str, seconds: float = 0.285) -> memory.Admission:

@@ -14,15 +14,7 @@ from apps.tenancy import key_cache
 from apps.tenancy.models import ApiKey
 from apps.tenancy.services import authenticate_key
 
-
-@pytest.fixture(autouse=True)
-def fresh(settings):
-    settings.MEMORYWEB_KEY_CACHE_SECONDS = 60
-    key_cache.clear()
-    key_cache.breaker.reset()
-    yield
-    key_cache.clear()
-    key_cache.breaker.reset()
+pytestmark = pytest.mark.usefixtures("fresh_key_cache")
 
 
 def test_the_breaker_stops_attempts_after_a_failure_then_lets_one_probe(monkeypatch):
