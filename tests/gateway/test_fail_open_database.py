@@ -78,6 +78,19 @@ class Site:
         return openai.OpenAI(base_url=self.openai_base, api_key=self.keys[agent], max_retries=0,
                              timeout=60)
 
+    def gateway_back(self) -> None:
+        """Wait (at most 30 s) until the gateway uses the database again after an earlier
+        test's outage: for a moment after a failure it leaves the database alone (its
+        breaker), admitting known keys from memory and answering unknown ones 503."""
+        deadline = time.monotonic() + 30
+        while True:
+            answer = httpx.post(self.openai_base + "/chat/completions", json=BODY, timeout=60,
+                                headers={"authorization": f"Bearer {self.keys['writer']}"})
+            if answer.status_code == 200 and "x-memory-fail-open" not in answer.headers:
+                return
+            assert time.monotonic() < deadline, answer.headers.get("x-memory-fail-open")
+            time.sleep(0.5)
+
     def fail_open_count(self, route: str, reason: str) -> float:
         """The counter's value now, from /metrics (0 before its first increment)."""
         text = httpx.get(f"{self.url}/metrics", timeout=30,
@@ -131,6 +144,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
 def database_down(site) -> Iterator[Site]:
     """The database unreachable for the test, just after a new ``cached`` key's first
     request (recall and injection working), and back after it."""
+    site.gateway_back()
     site.new_key("cached")
     working = site.client("cached").chat.completions.with_raw_response.create(**BODY)
     assert working.headers["x-memory-injected"] == "1", "recall must work before the cut"
@@ -184,6 +198,7 @@ def test_a_key_that_must_be_looked_up_answers_503_and_nothing_goes_upstream(data
 
 
 def test_fail_open_is_logged_without_the_prompt_and_counted(site):
+    site.gateway_back()
     site.new_key("cached")
     before = site.fail_open_count("chat", "error")
     site.client("cached").chat.completions.create(**BODY)  # working: not counted
@@ -203,6 +218,7 @@ def test_a_database_that_stops_answering_is_not_waited_on_for_ever(site):
     """New connections are accepted and never answered (``MEMORYWEB_DB_CONNECT_TIMEOUT``,
     2 s here): a key that must be looked up gets its 503 and a cached key its answer,
     instead of requests held until the client gives up."""
+    site.gateway_back()
     site.new_key("hang_fresh")
     site.new_key("hang_cached")
     site.client("hang_cached").chat.completions.create(**BODY)  # known to the key cache
