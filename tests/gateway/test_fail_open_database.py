@@ -25,119 +25,39 @@ an outage longer than the key cache's seconds, revoked and never-seen keys.
 from __future__ import annotations
 
 import json
-import os
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
-import psycopg
 import pytest
 
-from tests.helpers.embedded import embedded_environment, manage_commands, migrate
-from tests.helpers.fake_llm import REPLY, FakeLLM, sse_bytes
-from tests.servers import DaphneServer, TcpProxy
+from tests.helpers.database_outage import (
+    BODY,
+    QUESTION,
+    Site,
+    assert_recall_comes_back,
+    database_site,
+)
+from tests.helpers.fake_llm import REPLY, sse_bytes
 
 pytestmark = pytest.mark.processes
 
-POSTGRES = os.environ.get("MEMORYWEB_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
-METRICS_TOKEN = "metrics-token-fail-open-db-4Kq9"
-FALCON = "The deploy script for project Falcon lives in tools/deploy.sh."
-QUESTION = "Where does the deploy script for project Falcon live?"
-BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
 #: Keys made up front: ``fresh`` and ``fresh_stream`` are first used while the database is
 #: unreachable. Each test that cuts the database makes its own ``cached`` key and uses it
 #: just before (the key cache remembers it for at most 60 s, the setting's maximum).
 AGENTS = ("writer", "fresh", "fresh_stream")
 
 
-@dataclass
-class Site:
-    url: str
-    fake: FakeLLM
-    keys: dict[str, str]
-    database: TcpProxy
-    log: Path
-    env: dict[str, str]
-
-    def new_key(self, agent: str) -> str:
-        """A new agent key of ``alpha`` (the database must be up), kept as ``keys[agent]``."""
-        out = manage_commands(self.env, ["create_api_key", "--namespace", "alpha", "--role",
-                                         "agent", "--agent-id", agent])[0]
-        self.keys[agent] = out.splitlines()[-1]
-        return self.keys[agent]
-
-    @property
-    def openai_base(self) -> str:
-        return f"{self.url}/proxy/v1"
-
-    def client(self, agent: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.openai_base, api_key=self.keys[agent], max_retries=0,
-                             timeout=60)
-
-    def gateway_back(self) -> None:
-        """Wait (at most 30 s) until the gateway uses the database again after an earlier
-        test's outage: for a moment after a failure it leaves the database alone (its
-        breaker), admitting known keys from memory and answering unknown ones 503."""
-        deadline = time.monotonic() + 30
-        while True:
-            answer = httpx.post(self.openai_base + "/chat/completions", json=BODY, timeout=60,
-                                headers={"authorization": f"Bearer {self.keys['writer']}"})
-            if answer.status_code == 200 and "x-memory-fail-open" not in answer.headers:
-                return
-            assert time.monotonic() < deadline, answer.headers.get("x-memory-fail-open")
-            time.sleep(0.5)
-
-    def fail_open_count(self, route: str, reason: str) -> float:
-        """The counter's value now, from /metrics (0 before its first increment)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=30,
-                         headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-        for line in text.splitlines():
-            if (line.startswith("memoryweb_gateway_fail_open_total{") and f'route="{route}"' in line
-                    and f'reason="{reason}"' in line):
-                return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    """Daphne on a fresh PostgreSQL database reached through a TcpProxy; the key cache at
-    its longest (60 s), so a key used just before a cut is still remembered during it."""
-    base = tmp_path_factory.mktemp("database-down")
-    name = f"mw_gateway_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    proxy = TcpProxy(("127.0.0.1", 5432))
-    proxy.start()
-    (base / "openai.key").write_text("sk-server-openai-Db7Yx2\n")
-    try:
-        with FakeLLM() as fake:
-            env = embedded_environment(
-                base / "data", DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/{name}",
-                MEMORYWEB_GATEWAY_OPENAI_URL=fake.openai_url,
-                MEMORYWEB_GATEWAY_OPENAI_KEY_FILE=str(base / "openai.key"),
-                MEMORYWEB_GATEWAY_EXTRACTOR="offline",
-                # Generous: the first recall loads the embedding model on a busy box.
-                MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="30000",
-                MEMORYWEB_KEY_CACHE_SECONDS="60", MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN,
-                MEMORYWEB_DB_CONNECT_TIMEOUT="2")
-            migrate(env)
-            outputs = manage_commands(env, ["create_namespace", "alpha"], *(
-                ["create_api_key", "--namespace", "alpha", "--role", "agent", "--agent-id", agent]
-                for agent in AGENTS))
-            keys = {agent: out.splitlines()[-1] for agent, out in zip(AGENTS, outputs[1:], strict=True)}
-            with DaphneServer(base / "daphne.log", env) as server:
-                stored = httpx.post(f"{server.url}/api/v1/memories", json={"content": FALCON},
-                                    headers={"Authorization": f"Bearer {keys['writer']}"}, timeout=60)
-                assert stored.status_code == 201, stored.text
-                yield Site(server.url, fake, keys, proxy, base / "daphne.log", env)
-    finally:
-        proxy.stop()
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """The key cache at its longest (60 s), so a key used just before a cut is still
+    remembered during it."""
+    with database_site(tmp_path_factory.mktemp("database-down"), AGENTS,
+                       # Generous: the first recall loads the embedding model on a busy box.
+                       MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="30000",
+                       MEMORYWEB_KEY_CACHE_SECONDS="60",
+                       MEMORYWEB_DB_CONNECT_TIMEOUT="2") as site:
+        yield site
 
 
 @pytest.fixture
@@ -238,15 +158,4 @@ def test_a_database_that_stops_answering_is_not_waited_on_for_ever(site):
 
 
 def test_recall_and_injection_come_back_with_the_database(site):
-    site.database.stop()
-    site.database.start()
-    deadline = time.monotonic() + 30
-    while True:  # the gateway tries the database again a moment after its last failure
-        site.fake.reset()
-        answer = site.client("writer").chat.completions.with_raw_response.create(**BODY)
-        if answer.headers.get("x-memory-injected") == "1" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert answer.headers["x-memory-injected"] == "1"
-    assert "x-memory-fail-open" not in answer.headers
-    assert FALCON in site.fake.last()["body"]["messages"][0]["content"]
+    assert_recall_comes_back(site)

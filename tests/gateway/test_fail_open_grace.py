@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -33,10 +32,14 @@ import openai
 import psycopg
 import pytest
 
-from tests.gateway.test_fail_open_database import BODY, FALCON, METRICS_TOKEN, POSTGRES, Site
-from tests.helpers.embedded import embedded_environment, manage_commands, migrate
-from tests.helpers.fake_llm import REPLY, FakeLLM
-from tests.servers import DaphneServer, TcpProxy
+from tests.helpers.database_outage import (
+    BODY,
+    POSTGRES,
+    Site,
+    assert_recall_comes_back,
+    database_site,
+)
+from tests.helpers.fake_llm import REPLY
 
 pytestmark = pytest.mark.processes
 
@@ -51,40 +54,11 @@ AGENTS = ("writer", "never_seen")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    base = tmp_path_factory.mktemp("database-grace")
-    name = f"mw_gateway_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    proxy = TcpProxy(("127.0.0.1", 5432))
-    proxy.start()
-    (base / "openai.key").write_text("sk-server-openai-Gr4ce9\n")
-    try:
-        with FakeLLM() as fake:
-            env = embedded_environment(
-                base / "data", DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/{name}",
-                MEMORYWEB_GATEWAY_OPENAI_URL=fake.openai_url,
-                MEMORYWEB_GATEWAY_OPENAI_KEY_FILE=str(base / "openai.key"),
-                MEMORYWEB_GATEWAY_EXTRACTOR="offline",
-                MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="1000",
-                MEMORYWEB_KEY_CACHE_SECONDS=str(CACHE_SECONDS),
-                MEMORYWEB_METRICS_TOKEN=METRICS_TOKEN,
-                MEMORYWEB_DB_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT))
-            migrate(env)
-            outputs = manage_commands(env, ["create_namespace", "alpha"], *(
-                ["create_api_key", "--namespace", "alpha", "--role", "agent", "--agent-id", agent]
-                for agent in AGENTS))
-            keys = {agent: out.splitlines()[-1] for agent, out in zip(AGENTS, outputs[1:], strict=True)}
-            with DaphneServer(base / "daphne.log", env) as server:
-                stored = httpx.post(f"{server.url}/api/v1/memories", json={"content": FALCON},
-                                    headers={"Authorization": f"Bearer {keys['writer']}"}, timeout=60)
-                assert stored.status_code == 201, stored.text
-                site = Site(server.url, fake, keys, proxy, base / "daphne.log", env)
-                site.database_name = name  # type: ignore[attr-defined]
-                yield site
-    finally:
-        proxy.stop()
-        with psycopg.connect(POSTGRES, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with database_site(tmp_path_factory.mktemp("database-grace"), AGENTS,
+                       MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="1000",
+                       MEMORYWEB_KEY_CACHE_SECONDS=str(CACHE_SECONDS),
+                       MEMORYWEB_DB_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT)) as site:
+        yield site
 
 
 def _seen(site: Site, agent: str) -> str:
@@ -180,7 +154,7 @@ def test_a_key_revoked_before_the_outage_is_refused(site):
     """Revoked in SQL by another process (a data fix: no signal reaches the server); the
     server learns it from its sweep of the keys it remembers, before the outage."""
     raw = _seen(site, "revoked")
-    with psycopg.connect(POSTGRES.rsplit("/", 1)[0] + "/" + site.database_name,  # type: ignore[attr-defined]
+    with psycopg.connect(POSTGRES.rsplit("/", 1)[0] + "/" + site.database_name,
                          autocommit=True) as conn:
         done = conn.execute("UPDATE tenancy_apikey SET revoked_at = now() WHERE key_hash = %s",
                             (hashlib.sha256(raw.encode()).hexdigest(),))
@@ -202,14 +176,4 @@ def test_a_key_revoked_before_the_outage_is_refused(site):
 
 
 def test_recall_and_injection_come_back_with_the_database(site):
-    _restore(site)
-    deadline = time.monotonic() + 30
-    while True:  # the gateway tries the database again a moment after its last failure
-        site.fake.reset()
-        answer = site.client("writer").chat.completions.with_raw_response.create(**BODY)
-        if answer.headers.get("x-memory-injected") == "1" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert answer.headers["x-memory-injected"] == "1"
-    assert "x-memory-fail-open" not in answer.headers
-    assert FALCON in site.fake.last()["body"]["messages"][0]["content"]
+    assert_recall_comes_back(site)
