@@ -345,7 +345,9 @@ def _retag(write: writes.Write, principal: Principal, memory: Memory, tags: list
     filter follows, the live event), marked ``by`` merge or unmerge in its version so
     unmerge can tell consolidation's edits from a person's. Its audit entry is the
     group's (``memory.consolidate`` / ``memory.unmerge``)."""
-    merge_marks.retag(write, principal, memory, tags, by)
+    before = list(memory.tags or [])
+    write.update(memory, {"tags": tags}, {"tags": {"before": before, "after": tags, "by": by}},
+                 embeddings=None, actor=principal, audit=lambda *_: None)
 
 
 def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
@@ -487,7 +489,7 @@ def _untag(write: writes.Write, principal: Principal, survivor: Memory) -> int:
     an erasure of a member shares): once anything else edited it (a person's edit, a
     revert, a merged text), its tags are what that edit left, and are kept as they are;
     the tags gained by merges before that edit are kept too."""
-    gained, _ = merge_marks.merge_gained(survivor)
+    gained = merge_marks.merge_gained(survivor)
     if not gained:
         return 0
     still = {tag for tags in Memory.objects.filter(superseded_by=survivor)

@@ -101,23 +101,21 @@ def _tags_change(version: MemoryVersion) -> Mapping[str, Any] | None:
     return change
 
 
-def merge_gained(memory: Memory, *, past_other_edits: bool = False
-                 ) -> tuple[set[str], list[MemoryVersion]]:
+def merge_gained(memory: Memory) -> set[str]:
     """The tags merges gave ``memory`` (each ``by: merge`` version's ``after`` less its
-    ``before``) and the consolidation versions walked, from its current version down while
-    its edits are consolidation's own (tags edits marked merge, unmerge or erasure). An
-    edit of anything else stops the walk (unmerge: the survivor is what that edit left);
-    with ``past_other_edits`` (erasure) an edit that changes no tags is passed over, and
-    only a tags edit of a person's (or a revert) stops it."""
+    ``before``), from its current version down while its edits are consolidation's own
+    (tags edits marked merge, unmerge or erasure): an edit of anything else stops the walk
+    (unmerge: the survivor is what that edit left)."""
     versions = memory.versions.filter(version__lte=memory.version).order_by("-version")
-    return _gained(memory.version, versions, past_other_edits=past_other_edits)
+    return _gained(memory.version, versions, past_other_edits=False)
 
 
 def _gained(current: int, versions: Iterable[MemoryVersion], *, past_other_edits: bool
-            ) -> tuple[set[str], list[MemoryVersion]]:
-    """:func:`merge_gained` over these versions, newest first."""
+            ) -> set[str]:
+    """:func:`merge_gained` over these versions, newest first. With ``past_other_edits``
+    (erasure) an edit that changes no tags is passed over, and only a tags edit of a
+    person's (or a revert) stops the walk."""
     gained: set[str] = set()
-    walked: list[MemoryVersion] = []
     expected = current
     for version in versions:
         if version.version > current:
@@ -132,18 +130,9 @@ def _gained(current: int, versions: Iterable[MemoryVersion], *, past_other_edits
         if (change is None or change.get("by") not in TAG_MARKS
                 or (not past_other_edits and set(changes) != {"tags"})):
             break
-        walked.append(version)
         if change["by"] == MERGE:
             gained |= _names(change.get("after") or []) - _names(change.get("before") or [])
-    return gained, walked
-
-
-def retag(write: writes.Write, actor: Any, memory: Memory, tags: list[str], by: str) -> None:
-    """Give ``memory`` (locked) these tags as an ordinary versioned edit through the write
-    path, marked ``by`` in its version. Its audit entry is the caller's."""
-    before = list(memory.tags or [])
-    write.update(memory, {"tags": tags}, {"tags": {"before": before, "after": tags, "by": by}},
-                 embeddings=None, actor=actor, audit=lambda *_: None)
+    return gained
 
 
 def digest(tag: str) -> str:
@@ -262,7 +251,7 @@ def _assess(memory: Memory, offered: set[str], direct: set[str], erased: set[str
     takeback = Takeback(memory, set(direct))
     versions = list(memory.versions.order_by("-version"))  # newest first
     if offered:
-        gained, _ = _gained(memory.version, versions, past_other_edits=True)
+        gained = _gained(memory.version, versions, past_other_edits=True)
         still = {tag for member, tags in Memory.objects.filter(superseded_by_id=memory.pk)
                  .values_list("pk", "tags") if str(member) not in erased
                  for tag in tags_now.get(str(member), tags or ())}
@@ -366,8 +355,9 @@ def erase(namespace: Namespace, ids: Sequence[Any]) -> None:
         done = _run(namespace, ids, write)
     survivors = {str(takeback.survivor.pk) for takeback in done if takeback.texts}
     if survivors:  # for the stores erased after this one (ids only, never the texts)
-        _texts_taken[_key(namespace, ids)] = frozenset(survivors)
-        _texts_taken.move_to_end(_key(namespace, ids))
+        key = _key(namespace, ids)
+        _texts_taken[key] = frozenset(survivors)
+        _texts_taken.move_to_end(key)
         while len(_texts_taken) > _KEPT:
             _texts_taken.popitem(last=False)
 
