@@ -85,7 +85,7 @@ class _Mirror(blind_tokens.Blinder):
 
 
 @pytest.fixture
-def pair(db, monkeypatch):
+def pair(db, monkeypatch, settings):
     """(reference, encrypted) namespaces holding the same memories, and their agents.
 
     The reference is a namespace in the clear on SQLite, where the encrypted index must
@@ -93,7 +93,13 @@ def pair(db, monkeypatch):
     ``english`` configuration's (Snowball stems, no diacritics folding) while blind
     tokens are made of FTS5's terms (docs/encryption.md), so the reference there is an
     encrypted namespace whose "tokens" are those terms themselves: the blinding must not
-    change a single match or score."""
+    change a single match or score.
+
+    Chroma's HNSW search is exact here (``MEMORYWEB_VECTOR_SEARCH_EF`` above the corpus):
+    at its default breadth two namespaces' indexes of the same vectors can return
+    different last candidates, which moves hybrid fusion's min-max scaling (seen in CI
+    on PostgreSQL: every hybrid score off by ~0.0005)."""
+    settings.MEMORYWEB_VECTOR_SEARCH_EF = 100_000
     contents = _contents()
     secret = create_namespace("secret", encrypted=True)
     if connection.vendor == "sqlite":
