@@ -300,6 +300,13 @@ CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
 # slower. 0 keeps Chroma's default (100). Applied to new collections and, when opened, to
 # existing ones.
 MEMORYWEB_VECTOR_SEARCH_EF = env.int("MEMORYWEB_VECTOR_SEARCH_EF", default=0)
+# Chroma's collection cache loses an evicted collection's latest vectors (chromadb 1.5.9;
+# apps/memories/chroma_cache.py). Embedded: how many collections the engine may hold
+# before the server restarts it (0: 200, never above 4/5 of Chroma's cache, which is
+# RLIMIT_NOFILE // 5). Collections under MEMORYWEB_VECTOR_SYNC_UNTIL vectors write their
+# index to disk at every write (0: Chroma's every 1,000 writes for all).
+MEMORYWEB_VECTOR_OPEN_COLLECTIONS = env.int("MEMORYWEB_VECTOR_OPEN_COLLECTIONS", default=0)
+MEMORYWEB_VECTOR_SYNC_UNTIL = env.int("MEMORYWEB_VECTOR_SYNC_UNTIL", default=2000)
 
 # --- Embedder ----------------------------------------------------------------
 # Dotted path to a factory returning an apps.memories.embeddings.Embedder.

@@ -73,6 +73,10 @@ class Gate:
                 if not self._shared:
                     self._cond.notify_all()
 
+    def inside(self) -> bool:
+        """Whether this thread is in a shared operation (it must not wait to be alone)."""
+        return getattr(self._mine, "depth", 0) > 0
+
     @contextmanager
     def alone(self) -> Iterator[None]:
         with self._cond:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from apps.memories import sealing
+from apps.memories import chroma_cache, sealing
 from apps.memories.chroma_files import (
     CHROMA_DB,
     REWRITE_SUFFIX,
@@ -43,7 +43,7 @@ from apps.memories.chroma_files import (
     scrub_freed_memory,
     zero_unused_capacity,
 )
-from apps.memories.hnsw import hnsw_configuration, searching_as_set
+from apps.memories.hnsw import grown, hnsw_configuration, searching_as_set, syncs_every_write
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
@@ -142,6 +142,10 @@ class VectorStore:
         self._writers: dict[str, threading.Lock] = {}
         #: The embedded store's directory (None: a Chroma server, whose files are its own).
         self.path = persist_path(client)
+        #: Embedded: the collections the engine holds, kept under Chroma's cache size
+        #: (chroma_cache.py: an evicted collection comes back without its latest vectors).
+        self.open = (chroma_cache.OpenCollections(chroma_cache.open_limit())
+                     if self.path is not None else None)
 
     def _writer(self, name: str) -> threading.Lock:
         with self._lock:
@@ -150,7 +154,24 @@ class VectorStore:
     @contextmanager
     def _writing(self, name: str) -> Iterator[None]:
         """A write to one collection: after any other write to it (or its ``compact``)."""
-        with self._writer(name), self._gate.shared():
+        with self._writer(name), self._using(name):
+            yield
+
+    @contextmanager
+    def _using(self, name: str) -> Iterator[None]:
+        """An operation on one collection. Embedded, when the engine already holds as
+        many collections as it may and not this one, the engine is restarted first."""
+        if self.open is not None and self.open.full_without(name) and not self._gate.inside():
+            with self._gate.alone():
+                if self.open.full_without(name):  # not done meanwhile by another thread
+                    engine = self.client._server  # chromadb.api.rust.RustBindingsAPI
+                    engine.stop()
+                    engine.start()  # opened collections stay usable, reloaded at next use
+                    self.open.clear()
+                    self.open.restarts += 1
+        with self._gate.shared():
+            if self.open is not None:
+                self.open.add(name)
             yield
 
     def collection_name(self, namespace: Namespace) -> str:
@@ -208,6 +229,8 @@ class VectorStore:
             if not fresh:
                 metadatas = _without_stale_keys(collection, ids, metadatas)
             collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
+            if syncs_every_write(collection):
+                grown(collection)
 
     def update_metadata(self, namespace: Namespace, ids: Sequence[str],
                         metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -246,7 +269,7 @@ class VectorStore:
         from chromadb.errors import NotFoundError
 
         try:
-            with self._gate.shared():
+            with self._using(self.collection_name(namespace)):
                 result = self._readable(namespace).query(
                     query_embeddings=embedding.reshape(1, -1),
                     n_results=n,
@@ -269,7 +292,7 @@ class VectorStore:
         from chromadb.errors import NotFoundError
 
         try:
-            with self._gate.shared():
+            with self._using(self.collection_name(namespace)):
                 collection = self._readable(namespace)
                 if not len(embeddings) or not collection.count():
                     return [None] * len(embeddings)
@@ -290,7 +313,7 @@ class VectorStore:
         if not ids:
             return {}
         try:
-            with self._gate.shared():
+            with self._using(self.collection_name(namespace)):
                 found = self._readable(namespace).get(ids=list(ids), include=["embeddings"])
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
@@ -300,7 +323,7 @@ class VectorStore:
                 for i, v in zip(found["ids"], found["embeddings"], strict=True)}
 
     def count(self, namespace: Namespace) -> int:
-        with self._gate.shared():
+        with self._using(self.collection_name(namespace)):
             return self._readable(namespace).count()
 
     def context_holders(self, namespace: Namespace, context_ids: Sequence[str]) -> list[str]:
@@ -309,11 +332,11 @@ class VectorStore:
         if not context_ids:
             return []
         where = {CONTEXT_KEY: {"$in": [str(i) for i in context_ids]}}
-        with self._gate.shared():
+        with self._using(self.collection_name(namespace)):
             return list(self._readable(namespace).get(where=where, include=[])["ids"])
 
     def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
-        with self._gate.shared():
+        with self._using(self.collection_name(namespace)):
             return self._readable(namespace).get(include=[], limit=limit, offset=offset)["ids"]
 
     def all_ids(self, namespace: Namespace, page: int = 5000) -> set[str]:
@@ -376,7 +399,7 @@ class VectorStore:
                     self._delete_quietly(temp)  # left by an interrupted rewrite
                     fresh = self.client.create_collection(
                         name=temp, embedding_function=self._ef,
-                        configuration=hnsw_configuration(),
+                        configuration=hnsw_configuration(old.count()),
                         metadata=old.metadata or {"namespace": namespace.slug})
                     try:
                         copy_collection(old, fresh)
@@ -426,6 +449,8 @@ class VectorStore:
                 connection.close()
         finally:
             engine.start()
+            if self.open is not None:
+                self.open.clear()
 
     def forget_cached(self, namespace: Namespace) -> None:
         with self._lock:

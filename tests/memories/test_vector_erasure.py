@@ -125,10 +125,14 @@ def _erase_ids(team_admin, system_admin, ids: list[str]) -> dict:
 
 
 @EMBEDDED_ONLY
-@pytest.mark.parametrize("filler", [0, 1100], ids=["log-only", "hnsw-persisted"])
+@pytest.mark.parametrize(("filler", "sync_until"), [(0, 0), (1100, 0), (0, 2000)],
+                         ids=["log-only", "hnsw-persisted", "small-synced"])
 def test_erasing_a_memory_removes_its_vector_bytes_and_keeps_the_others(
-        alpha, agent, team_admin, system_admin, filler):
-    """Small namespace: the vectors are only in Chroma's log; large: in the HNSW files too."""
+        alpha, agent, team_admin, system_admin, filler, sync_until, settings):
+    """With Chroma's sync every 1,000 writes (``MEMORYWEB_VECTOR_SYNC_UNTIL`` 0), a small
+    namespace's vectors are only in Chroma's log, a large one's in the HNSW files too;
+    by default a small namespace writes its HNSW files at every write (chroma_cache.py)."""
+    settings.MEMORYWEB_VECTOR_SYNC_UNTIL = sync_until
     erased = _store(agent, "Dana's blood type is AB negative")
     kept = _store(agent, "The office closes at six")
     if filler:

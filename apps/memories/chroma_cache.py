@@ -1,0 +1,96 @@
+"""Guards against Chroma's collection cache: how many collections the embedded engine
+holds open, and how often a small collection's index goes to disk.
+
+Chroma's engine (chromadb 1.5.9, its Rust bindings; the server is the same code) keeps
+every collection it opens in a cache sized from the process's open-file limit, about
+``RLIMIT_NOFILE // 5`` collections, each holding 4 open files and ~2.8 MB. When the
+cache is full it evicts one, and an evicted collection comes back wrong in that process
+(measured, docs/performance.md "Many namespaces"): the vectors written since its HNSW
+index last went to disk (Chroma writes it every ``sync_threshold`` writes, 1,000 by
+default) are missing from its queries and its count, silently; one that never went to
+disk fails every query ("Nothing found on disk"). A restart reads the write-ahead log
+again and is right. With the usual limit of 1,024 open files that began at about 200
+namespaces.
+
+Two guards, each enough on its own where it applies:
+
+- **Embedded** (this process owns Chroma): Chroma never evicts. The store counts the
+  collections used since its engine started; before one more would pass
+  :func:`open_limit`, it stops and starts the engine with the store alone — what a
+  restart does, in ~50 ms: files closed, memory freed, each collection read again with
+  its log at its next use. That also bounds the open files and memory of a server with
+  many namespaces.
+- **Small collections** (under ``MEMORYWEB_VECTOR_SYNC_UNTIL`` vectors) write their
+  index to disk at every write (``sync_threshold`` 1), so an eviction loses nothing, also
+  in a Chroma server whose cache MemoryWeb does not control; Chroma then drops their
+  log rows, so a collection's first query after a restart no longer replays its log (200
+  collections of 100 vectors: 21.9 → 4.9 ms). Larger collections keep Chroma's 1,000: the
+  disk write costs about 0.4 ms per 1,000 vectors (41 ms a write at 100,000).
+"""
+
+from __future__ import annotations
+
+import resource
+import threading
+
+from django.conf import settings
+
+#: Chroma's own ``sync_threshold`` default, kept by collections past the small size.
+CHROMA_SYNC_THRESHOLD = 1000
+#: The automatic limit of open collections (``MEMORYWEB_VECTOR_OPEN_COLLECTIONS`` = 0):
+#: with ~2.8 MB each, at most ~560 MB of small collections held at once.
+DEFAULT_OPEN_COLLECTIONS = 200
+
+
+def chroma_capacity() -> int:
+    """Collections Chroma's cache holds before it evicts: a fifth of the soft open-file
+    limit, which it reads when the client is made (measured with chromadb 1.5.9)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1_000_000
+    return max(1, soft // 5)
+
+
+def open_limit() -> int:
+    """How many collections the embedded engine may hold before the store restarts it:
+    the setting (0: :data:`DEFAULT_OPEN_COLLECTIONS`), never more than four fifths of
+    Chroma's capacity, so its cache never fills (and files are left for sockets)."""
+    wanted = settings.MEMORYWEB_VECTOR_OPEN_COLLECTIONS or DEFAULT_OPEN_COLLECTIONS
+    return max(1, min(wanted, chroma_capacity() * 4 // 5))
+
+
+def sync_threshold(size: int) -> int | None:
+    """The ``sync_threshold`` a collection of ``size`` vectors should have; None when
+    the guard is off (``MEMORYWEB_VECTOR_SYNC_UNTIL`` = 0: Chroma's default for all)."""
+    until = settings.MEMORYWEB_VECTOR_SYNC_UNTIL
+    if not until:
+        return None
+    return 1 if size < until else CHROMA_SYNC_THRESHOLD
+
+
+class OpenCollections:
+    """The collections the embedded engine has opened since it last started."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._names: set[str] = set()
+        self._lock = threading.Lock()
+        #: Times the engine was restarted to stay under the limit (stats, tests).
+        self.restarts = 0
+
+    def full_without(self, name: str) -> bool:
+        """Whether opening ``name`` would pass the limit."""
+        with self._lock:
+            return name not in self._names and len(self._names) >= self.limit
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._names.add(name)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._names.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._names)
