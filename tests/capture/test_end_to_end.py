@@ -37,6 +37,15 @@ CLAUDE_EXPECTED = ["session_start", "user_message", "tool_call", "tool_result", 
 
 
 @pytest.fixture
+def embedded_env(embedded_env: dict[str, str]) -> dict[str, str]:
+    """The embedded deployment with a model-free embedder (tests/helpers/hash_embedder.py)
+    in every server and command here: the hooks, the spool and the events' order are the
+    subject, not the model (no assertion here ranks anything by meaning), whose load in
+    each (re)started server costs 0.4 s of CPU or more (measured 2026-12-06)."""
+    return {**embedded_env, "MEMORYWEB_EMBEDDER": "tests.helpers.hash_embedder.DistinctHashEmbedder"}
+
+
+@pytest.fixture
 def deployment(embedded_env, tmp_path):
     """A migrated embedded deployment (namespace ``demo`` and its keys) served by Daphne;
     the test may stop and restart the server (same port, same data)."""

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers.embedded import manage_commands, migrate
 from tests.servers import ROOT, DaphneServer
 
 pytestmark = pytest.mark.processes  # Daphne, manage.py and the schemathesis CLI
@@ -75,13 +76,6 @@ checks.use_after_free.enabled = false
 """
 
 
-def _manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"manage.py {args[0]}:\n{done.stderr[-3000:]}"
-    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-
-
 def _run(url: str, key: str, namespaces: list[str], agent: str, work: Path) -> tuple[int, str]:
     work.mkdir()
     config = work / "schemathesis.toml"
@@ -109,12 +103,12 @@ def test_openapi_schema_matches_behaviour(tmp_path):
                 "DEBUG": "false", "DJANGO_SETTINGS_MODULE": "memoryweb.settings",
                 # thousands of requests in a minute: the rate limits are not under test here
                 "MEMORYWEB_RATE_LIMIT": "", "MEMORYWEB_TOKEN_RATE": "1000000/min"})
-    _manage(env, "migrate", "-v0")
-    for slug in ("gamma", "scratch"):
-        _manage(env, "create_namespace", slug)
-    agent_key = _manage(env, "create_api_key", "--namespace", "gamma", "--role", "agent",
-                        "--agent-id", AGENT_ID)
-    system_key = _manage(env, "create_api_key", "--system-admin", "--agent-id", SYSTEM_AGENT_ID)
+    migrate(env)  # a copy of the worker's migrated template, as ``migrate`` would leave it
+    outputs = manage_commands(  # one Django start for the four commands
+        env, *(["create_namespace", slug] for slug in ("gamma", "scratch")),
+        ["create_api_key", "--namespace", "gamma", "--role", "agent", "--agent-id", AGENT_ID],
+        ["create_api_key", "--system-admin", "--agent-id", SYSTEM_AGENT_ID])
+    agent_key, system_key = (out.splitlines()[-1] for out in outputs[2:])
 
     with DaphneServer(tmp_path / "daphne.log", env) as server:
         schema = httpx.get(f"{server.url}/api/schema/?format=json", timeout=60).json()
