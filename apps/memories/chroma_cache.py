@@ -5,7 +5,7 @@ Chroma's engine (chromadb 1.5.9, its Rust bindings; the server is the same code)
 every collection it opens in a cache sized from the process's open-file limit, about
 ``RLIMIT_NOFILE // 5`` collections, each holding 4 open files and ~2.8 MB. When the
 cache is full it evicts one, and an evicted collection comes back wrong in that process
-(measured, docs/performance.md "Many namespaces"): the vectors written since its HNSW
+(measured; docs/operations.md, "Many namespaces"): the vectors written since its HNSW
 index last went to disk (Chroma writes it every ``sync_threshold`` writes, 1,000 by
 default) are missing from its queries and its count, silently; one that never went to
 disk fails every query ("Nothing found on disk"). A restart reads the write-ahead log
@@ -17,15 +17,23 @@ Two guards, each enough on its own where it applies:
 - **Embedded** (this process owns Chroma): Chroma never evicts. The store counts the
   collections used since its engine started; before one more would pass
   :func:`open_limit`, it stops and starts the engine with the store alone — what a
-  restart does, in ~50 ms: files closed, memory freed, each collection read again with
-  its log at its next use. That also bounds the open files and memory of a server with
-  many namespaces.
+  restart does, in ~50 ms: files closed, each collection read again with its log at its
+  next use. That also bounds the open files of a server with many namespaces. The limit
+  is soft: when the store is busy (a compaction holds it for seconds), the restart waits
+  at most :data:`RESTART_WAIT` and the operation goes on, until Chroma's own capacity is
+  close; only then does it wait as long as it takes.
 - **Small collections** (under ``MEMORYWEB_VECTOR_SYNC_UNTIL`` vectors) write their
   index to disk at every write (``sync_threshold`` 1), so an eviction loses nothing, also
   in a Chroma server whose cache MemoryWeb does not control; Chroma then drops their
   log rows, so a collection's first query after a restart no longer replays its log (200
   collections of 100 vectors: 21.9 → 4.9 ms). Larger collections keep Chroma's 1,000: the
   disk write costs about 0.4 ms per 1,000 vectors (41 ms a write at 100,000).
+
+Chroma reads a collection's ``sync_threshold`` when its engine loads it: a change made
+by ``modify`` (an existing collection opened under the guard, one that grew past the
+size) takes effect at the engine's next start, so the embedded store restarts it at its
+next operation (:attr:`OpenCollections.stale`). A Chroma server applies it when it next
+loads the collection (its restart).
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ CHROMA_SYNC_THRESHOLD = 1000
 #: The automatic limit of open collections (``MEMORYWEB_VECTOR_OPEN_COLLECTIONS`` = 0):
 #: with ~2.8 MB each, at most ~560 MB of small collections held at once.
 DEFAULT_OPEN_COLLECTIONS = 200
+#: Seconds a restart under the limit waits for the store before the operation goes on.
+RESTART_WAIT = 0.05
 
 
 def chroma_capacity() -> int:
@@ -68,14 +78,47 @@ def sync_threshold(size: int) -> int | None:
     return 1 if size < until else CHROMA_SYNC_THRESHOLD
 
 
+def restart_engine(client) -> None:
+    """Stop and start the embedded engine: its files closed, every collection loaded
+    again (with its log) at its next use; a failed start is tried once more."""
+    engine = client._server  # chromadb.api.rust.RustBindingsAPI
+    try:
+        engine.stop()
+    finally:
+        try:
+            engine.start()
+        except Exception:
+            engine.start()
+
+
+def restart_if_due(held: OpenCollections, gate, client, name: str) -> None:
+    """Before an operation on ``name``: restart the engine when it holds as many
+    collections as it may (and not this one) or a collection's settings changed, with
+    the store alone (``gate``, chroma_files.Gate). Put off while the store is busy, up to
+    :data:`RESTART_WAIT`, unless Chroma's cache is nearly full; never from inside an
+    operation (this thread would wait for itself)."""
+    if not (held.stale or held.full_without(name)) or gate.inside():
+        return
+    wait = None if held.urgent(name) else RESTART_WAIT
+    with gate.alone_within(wait) as alone:
+        if alone and (held.stale or held.full_without(name)):  # not done meanwhile
+            restart_engine(client)  # opened collection handles stay usable
+            held.clear()
+            held.restarts += 1
+
+
 class OpenCollections:
     """The collections the embedded engine has opened since it last started."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, capacity: int | None = None) -> None:
         self.limit = limit
+        #: Chroma's own cache size: at it, a restart waits for the store however long.
+        self.capacity = capacity or chroma_capacity()
         self._names: set[str] = set()
         self._lock = threading.Lock()
-        #: Times the engine was restarted to stay under the limit (stats, tests).
+        #: A collection's configuration changed: it applies at the engine's next start.
+        self.stale = False
+        #: Times the engine was restarted (tests, docs/operations.md's figures).
         self.restarts = 0
 
     def full_without(self, name: str) -> bool:
@@ -83,13 +126,21 @@ class OpenCollections:
         with self._lock:
             return name not in self._names and len(self._names) >= self.limit
 
+    def urgent(self, name: str) -> bool:
+        """Whether opening ``name`` would come within a few collections of Chroma's
+        cache size, past which it evicts: the restart must not be put off."""
+        with self._lock:
+            return name not in self._names and len(self._names) >= self.capacity - 4
+
     def add(self, name: str) -> None:
         with self._lock:
             self._names.add(name)
 
     def clear(self) -> None:
+        """After the engine started again: nothing held, nothing stale."""
         with self._lock:
             self._names.clear()
+            self.stale = False
 
     def __len__(self) -> int:
         with self._lock:

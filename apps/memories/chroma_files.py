@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,16 +80,34 @@ class Gate:
 
     @contextmanager
     def alone(self) -> Iterator[None]:
+        with self.alone_within(None):
+            yield
+
+    @contextmanager
+    def alone_within(self, seconds: float | None) -> Iterator[bool]:
+        """The store alone, waiting at most ``seconds`` (None: as long as it takes);
+        yields False, having kept nobody out past that, when it was not had in time."""
+        deadline = None if seconds is None else time.monotonic() + seconds
         with self._cond:
             self._waiting += 1
             try:
                 while self._alone or self._shared:
-                    self._cond.wait()
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    self._cond.wait(left)
+                got = not (self._alone or self._shared)
             finally:
                 self._waiting -= 1
-            self._alone = True
+                if not self._waiting:
+                    self._cond.notify_all()  # newcomers held back by this wait go on
+            if got:
+                self._alone = True
+        if not got:
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             with self._cond:
                 self._alone = False

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.memories.chroma_cache import sync_threshold
+from apps.memories.chroma_cache import CHROMA_SYNC_THRESHOLD, sync_threshold
 
 
 def hnsw_configuration(size: int = 0) -> dict[str, Any]:
@@ -28,30 +28,30 @@ def _current(collection) -> dict[str, Any]:
 
 
 def searching_as_set(collection):
-    """An opened collection, its ``ef_search`` and ``sync_threshold`` changed to the
-    settings' when they differ (a collection keeps the values it was created with; the
-    settings, or its size, may have changed since)."""
-    current = _current(collection)
-    changes: dict[str, Any] = {}
+    """An opened collection, its ``ef_search`` changed to the setting's when they differ
+    (a collection keeps the value it was created with; the setting may have changed)."""
     wanted = settings.MEMORYWEB_VECTOR_SEARCH_EF
-    if wanted and current.get("ef_search") != wanted:
-        changes["ef_search"] = wanted
-    if settings.MEMORYWEB_VECTOR_SYNC_UNTIL:
-        sync = sync_threshold(collection.count())
-        if current.get("sync_threshold") != sync:
-            changes["sync_threshold"] = sync
-    if changes:
-        collection.modify(configuration={"hnsw": changes})
+    if wanted and _current(collection).get("ef_search") != wanted:
+        collection.modify(configuration={"hnsw": {"ef_search": wanted}})
     return collection
 
 
+def sync_as_set(collection, size: int | None = None) -> bool:
+    """Give an opened collection the ``sync_threshold`` its size calls for (the guard
+    off: Chroma's default). True when it was changed: the change applies when Chroma next
+    loads the collection (chroma_cache.py)."""
+    current = _current(collection).get("sync_threshold")
+    wanted = sync_threshold(collection.count() if size is None else size)
+    if wanted is None:  # the guard is off: Chroma's own default, also for those it set
+        if current != 1:
+            return False
+        wanted = CHROMA_SYNC_THRESHOLD
+    if current == wanted:
+        return False
+    collection.modify(configuration={"hnsw": {"sync_threshold": wanted}})
+    return True
+
+
 def syncs_every_write(collection) -> bool:
-    """Whether the collection was opened (or created) writing its index at every write."""
+    """Whether the collection is set to write its index at every write."""
     return _current(collection).get("sync_threshold") == 1
-
-
-def grown(collection) -> None:
-    """A collection that syncs at every write and has reached the size past which it
-    should not: back to Chroma's default. Called after writes to such collections."""
-    if sync_threshold(collection.count()) != 1:
-        collection.modify(configuration={"hnsw": {"sync_threshold": sync_threshold(10**12)}})

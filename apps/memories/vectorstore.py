@@ -43,7 +43,7 @@ from apps.memories.chroma_files import (
     scrub_freed_memory,
     zero_unused_capacity,
 )
-from apps.memories.hnsw import grown, hnsw_configuration, searching_as_set, syncs_every_write
+from apps.memories.hnsw import hnsw_configuration, searching_as_set, sync_as_set, syncs_every_write
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
@@ -159,16 +159,12 @@ class VectorStore:
 
     @contextmanager
     def _using(self, name: str) -> Iterator[None]:
-        """An operation on one collection. Embedded, when the engine already holds as
-        many collections as it may and not this one, the engine is restarted first."""
-        if self.open is not None and self.open.full_without(name) and not self._gate.inside():
-            with self._gate.alone():
-                if self.open.full_without(name):  # not done meanwhile by another thread
-                    engine = self.client._server  # chromadb.api.rust.RustBindingsAPI
-                    engine.stop()
-                    engine.start()  # opened collections stay usable, reloaded at next use
-                    self.open.clear()
-                    self.open.restarts += 1
+        """An operation on one collection. Embedded, the engine is restarted first when it
+        holds as many collections as it may (and not this one) or a collection's settings
+        changed (chroma_cache.py); a busy store puts that off unless Chroma's cache is
+        nearly full."""
+        if self.open is not None:
+            chroma_cache.restart_if_due(self.open, self._gate, self.client, name)
         with self._gate.shared():
             if self.open is not None:
                 self.open.add(name)
@@ -191,7 +187,14 @@ class VectorStore:
                         metadata={"namespace": namespace.slug},
                     ))
                     self._collections[name] = found
+            self._sync_as_set(found)
         return found
+
+    def _sync_as_set(self, collection) -> None:
+        """The collection's ``sync_threshold`` for its size; a change applies when the
+        engine next starts (embedded: at the next operation)."""
+        if sync_as_set(collection) and self.open is not None:
+            self.open.stale = True
 
     def _readable(self, namespace: Namespace):
         """The collection a read uses: opened, never created, unless the namespace has
@@ -208,6 +211,7 @@ class VectorStore:
         except NotFoundError:  # dropped by a swap, or never written to
             return self.collection(_swapped(namespace) or namespace)
         found = searching_as_set(found)
+        self._sync_as_set(found)
         with self._lock:
             return self._collections.setdefault(name, found)
 
@@ -229,8 +233,8 @@ class VectorStore:
             if not fresh:
                 metadatas = _without_stale_keys(collection, ids, metadatas)
             collection.upsert(ids=list(ids), embeddings=embeddings, metadatas=metadatas)
-            if syncs_every_write(collection):
-                grown(collection)
+            if syncs_every_write(collection):  # grown past the size that syncs every write?
+                self._sync_as_set(collection)
 
     def update_metadata(self, namespace: Namespace, ids: Sequence[str],
                         metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:

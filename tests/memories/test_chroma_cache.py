@@ -12,23 +12,28 @@ time, and reads each back: both guards together (the default), each alone, and n
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
+from contextlib import closing
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from django.conf import settings
 
 from apps.memories import chroma_cache
+from apps.memories.chroma_files import Gate
 from apps.memories.vectorstore import get_vector_store
 from tests.helpers.embedded import embedded_environment
 from tests.servers import ROOT
 
 EMBEDDED_ONLY = pytest.mark.skipif(
     bool(settings.CHROMA_URL),
-    reason="the engine restart guard is the embedded store's (a Chroma server's cache is "
-           "its own); the sync guard runs against the server in tests/memories/test_vector_search_ef")
+    reason="the engine restart guard and Chroma's files are the embedded store's (a Chroma "
+           "server's cache and files are its own)")
 
 SCRIPT = textwrap.dedent("""
     import json, os, resource, sys
@@ -98,7 +103,8 @@ def test_more_namespaces_than_chromas_cache_lose_no_vector(tmp_path, engine_guar
 @pytest.mark.processes
 def test_without_the_guards_chroma_loses_an_evicted_collections_latest_vectors(tmp_path):
     """Chroma's own behaviour (chromadb 1.5.9), which the guards exist for: if this
-    fails after an upgrade, Chroma may have fixed it (chroma_cache.py says how to check)."""
+    fails after an upgrade, Chroma may have fixed it: the guards could then go (run the
+    scenarios of this module without them to check)."""
     found = _run(tmp_path, "off", "0")
     assert found["wrong"] or found["failed"], found
 
@@ -116,24 +122,52 @@ def _write(namespace, n: int, first: int = 0) -> None:
                               [{"agent_id": "a"}] * n, fresh=True)
 
 
+def _log_rows(namespace) -> int:
+    """Rows of the collection in Chroma's write-ahead log: the writes not yet in its
+    HNSW files on disk (Chroma keeps the last one after a sync)."""
+    store = get_vector_store()
+    collection = store._readable(namespace)
+    with closing(sqlite3.connect(f"file:{settings.CHROMA_PATH / 'chroma.sqlite3'}?mode=ro",
+                                 uri=True)) as db:
+        return db.execute("SELECT count(*) FROM embeddings_queue WHERE topic LIKE ?",
+                          [f"%{collection.id}"]).fetchone()[0]
+
+
 def test_a_small_collection_syncs_every_write_until_it_grows(alpha, settings):
     settings.MEMORYWEB_VECTOR_SYNC_UNTIL = 50
+    store = get_vector_store()
     _write(alpha, 20)
     assert _sync_threshold(alpha) == 1
-    store = get_vector_store()
     _write(alpha, 40, first=20)  # 60: past the size
     collection = store._collections[store.collection_name(alpha)]
     assert collection.configuration["hnsw"]["sync_threshold"] == chroma_cache.CHROMA_SYNC_THRESHOLD
     assert _sync_threshold(alpha) == chroma_cache.CHROMA_SYNC_THRESHOLD  # as stored
+    if store.open is not None:  # embedded: applied at the engine's next start, next operation
+        assert store.open.stale
+        restarts = store.open.restarts
+        assert store.count(alpha) == 60
+        assert store.open.restarts == restarts + 1 and not store.open.stale
 
 
+@EMBEDDED_ONLY
 def test_an_existing_small_collection_takes_the_guard_when_opened(alpha, settings):
     settings.MEMORYWEB_VECTOR_SYNC_UNTIL = 0  # made before the guard: Chroma's default
     _write(alpha, 5)
+    _write(alpha, 5, first=5)
     assert _sync_threshold(alpha) == chroma_cache.CHROMA_SYNC_THRESHOLD
+    assert _log_rows(alpha) == 10  # every write waits in the log for Chroma's 1,000th
     settings.MEMORYWEB_VECTOR_SYNC_UNTIL = 2000  # the server restarts with it
     assert _sync_threshold(alpha) == 1
-    assert get_vector_store().count(alpha) == 5
+    _write(alpha, 5, first=10)  # the engine restarts first; then the write syncs
+    assert _log_rows(alpha) <= 1
+    assert get_vector_store().count(alpha) == 15
+
+
+def test_turning_the_guard_off_gives_back_chromas_default(alpha, settings):
+    _write(alpha, 5)
+    assert _sync_threshold(alpha) == 1
+    settings.MEMORYWEB_VECTOR_SYNC_UNTIL = 0
+    assert _sync_threshold(alpha) == chroma_cache.CHROMA_SYNC_THRESHOLD
 
 
 @pytest.mark.parametrize(("soft", "setting", "expected"),
@@ -160,3 +194,59 @@ def test_the_engine_restarts_before_holding_more_than_the_limit(alpha, beta, vau
         hit = store.query(namespace, np.random.default_rng(10 * index).normal(size=(3, 16))
                           .astype(np.float32)[0], 1, None)[0]
         assert hit.id == f"{10 * index:032x}"
+
+
+class _Engine:
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[str] = []
+        self.failures = failures
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def start(self) -> None:
+        self.calls.append("start")
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the engine did not start")
+
+
+def test_a_busy_store_puts_the_restart_off_until_chromas_cache_is_nearly_full():
+    gate, engine = Gate(), _Engine()
+    client = SimpleNamespace(_server=engine)
+    held = chroma_cache.OpenCollections(limit=2, capacity=10)
+    for name in ("a", "b"):
+        held.add(name)
+    busy, release = threading.Event(), threading.Event()
+
+    def compaction() -> None:  # holds the store, as a long copy does
+        with gate.shared():
+            busy.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=compaction)
+    worker.start()
+    busy.wait(10)
+    try:
+        chroma_cache.restart_if_due(held, gate, client, "c")  # over the limit, store busy
+        assert engine.calls == []  # put off: the operation goes on
+        with gate.shared():  # and nobody else was kept out by the attempt
+            pass
+        for name in "cdefg":
+            held.add(name)  # 7 held: within 4 of Chroma's 10 at the next one
+        waiting = threading.Thread(target=chroma_cache.restart_if_due,
+                                   args=(held, gate, client, "h"))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and engine.calls == []  # it waits for the store now
+    finally:
+        release.set()
+        worker.join(10)
+    waiting.join(10)
+    assert engine.calls == ["stop", "start"] and len(held) == 0 and held.restarts == 1
+
+
+def test_an_engine_that_fails_to_start_once_is_started_again():
+    engine = _Engine(failures=1)
+    chroma_cache.restart_engine(SimpleNamespace(_server=engine))
+    assert engine.calls == ["stop", "start", "start"]
