@@ -133,6 +133,7 @@ def _log_rows(namespace) -> int:
                           [f"%{collection.id}"]).fetchone()[0]
 
 
+@EMBEDDED_ONLY
 def test_a_small_collection_syncs_every_write_until_it_grows(alpha, settings):
     settings.MEMORYWEB_VECTOR_SYNC_UNTIL = 50
     store = get_vector_store()
@@ -142,11 +143,10 @@ def test_a_small_collection_syncs_every_write_until_it_grows(alpha, settings):
     collection = store._collections[store.collection_name(alpha)]
     assert collection.configuration["hnsw"]["sync_threshold"] == chroma_cache.CHROMA_SYNC_THRESHOLD
     assert _sync_threshold(alpha) == chroma_cache.CHROMA_SYNC_THRESHOLD  # as stored
-    if store.open is not None:  # embedded: applied at the engine's next start, next operation
-        assert store.open.stale
-        restarts = store.open.restarts
-        assert store.count(alpha) == 60
-        assert store.open.restarts == restarts + 1 and not store.open.stale
+    assert store.open.stale  # applied at the engine's next start: the next operation
+    restarts = store.open.restarts
+    assert store.count(alpha) == 60
+    assert store.open.restarts == restarts + 1 and not store.open.stale
 
 
 @EMBEDDED_ONLY
@@ -163,6 +163,7 @@ def test_an_existing_small_collection_takes_the_guard_when_opened(alpha, setting
     assert get_vector_store().count(alpha) == 15
 
 
+@EMBEDDED_ONLY
 def test_turning_the_guard_off_gives_back_chromas_default(alpha, settings):
     _write(alpha, 5)
     assert _sync_threshold(alpha) == 1
@@ -246,7 +247,17 @@ def test_a_busy_store_puts_the_restart_off_until_chromas_cache_is_nearly_full():
     assert engine.calls == ["stop", "start"] and len(held) == 0 and held.restarts == 1
 
 
-def test_an_engine_that_fails_to_start_once_is_started_again():
+def test_an_engine_that_fails_to_start_once_is_started_again(monkeypatch):
+    trims = []
+    monkeypatch.setattr(chroma_cache, "trim_heap", lambda: trims.append(1))
     engine = _Engine(failures=1)
     chroma_cache.restart_engine(SimpleNamespace(_server=engine))
     assert engine.calls == ["stop", "start", "start"]
+    assert trims == [1]  # the stopped engine's memory given back
+
+
+def test_a_chroma_server_keeps_chromas_default(settings):
+    settings.CHROMA_URL = "http://127.0.0.1:8000"
+    assert chroma_cache.sync_threshold(5) is None
+    settings.CHROMA_URL = ""
+    assert chroma_cache.sync_threshold(5) == 1
