@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import resource
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -69,25 +70,33 @@ def open_limit() -> int:
     return max(1, min(wanted, chroma_capacity() * 4 // 5))
 
 
+def sync_guarded() -> bool:
+    """Whether small collections sync at every write: the guard is on
+    (``MEMORYWEB_VECTOR_SYNC_UNTIL`` > 0) and the store is embedded. A Chroma server's
+    every-write syncs made its SQLite refuse a concurrent client's collection change
+    ("database is locked", the scaled test pass with two workers), so there only its
+    open-file limit protects."""
+    return bool(settings.MEMORYWEB_VECTOR_SYNC_UNTIL) and not settings.CHROMA_URL
+
+
 def sync_threshold(size: int) -> int | None:
-    """The ``sync_threshold`` a collection of ``size`` vectors should have; None when
-    the guard is off (``MEMORYWEB_VECTOR_SYNC_UNTIL`` = 0) or the store is a Chroma
-    server (``CHROMA_URL``): Chroma's default. A server's every-write syncs made its
-    SQLite refuse a concurrent client's collection change ("database is locked", the
-    scaled test pass with two workers), so there only its open-file limit protects."""
-    until = settings.MEMORYWEB_VECTOR_SYNC_UNTIL
-    if not until or settings.CHROMA_URL:
+    """The ``sync_threshold`` a collection of ``size`` vectors should have; None (Chroma's
+    default) when not :func:`sync_guarded`."""
+    if not sync_guarded():
         return None
-    return 1 if size < until else CHROMA_SYNC_THRESHOLD
+    return 1 if size < settings.MEMORYWEB_VECTOR_SYNC_UNTIL else CHROMA_SYNC_THRESHOLD
 
 
-def restart_engine(client) -> None:
-    """Stop and start the embedded engine: its files closed, every collection loaded
-    again (with its log) at its next use; a failed start is tried once more. Then the
-    memory the stopped engine freed is given back to the system (:func:`trim_heap`)."""
+def restart_engine(client, while_stopped: Callable[[], None] | None = None) -> None:
+    """Stop and start the embedded engine: its files closed (``while_stopped`` runs then:
+    a vacuum of its database), every collection loaded again (with its log) at its next
+    use; a failed start is tried once more. Then the memory the stopped engine freed is
+    given back to the system (:func:`trim_heap`)."""
     engine = client._server  # chromadb.api.rust.RustBindingsAPI
     try:
         engine.stop()
+        if while_stopped is not None:
+            while_stopped()
     finally:
         try:
             engine.start()

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 
-from apps.memories.chroma_cache import CHROMA_SYNC_THRESHOLD, sync_threshold
+from apps.memories.chroma_cache import CHROMA_SYNC_THRESHOLD, sync_guarded, sync_threshold
 
 
 def hnsw_configuration(size: int = 0) -> dict[str, Any]:
@@ -36,16 +36,17 @@ def searching_as_set(collection):
     return collection
 
 
-def sync_as_set(collection, size: int | None = None) -> bool:
+def sync_as_set(collection) -> bool:
     """Give an opened collection the ``sync_threshold`` its size calls for (the guard
     off: Chroma's default). True when it was changed: the change applies when Chroma next
     loads the collection (chroma_cache.py)."""
     current = _current(collection).get("sync_threshold")
-    wanted = sync_threshold(collection.count() if size is None else size)
-    if wanted is None:  # the guard is off: Chroma's own default, also for those it set
+    if not sync_guarded():  # Chroma's default, also for collections the guard set to 1
         if current != 1:
-            return False
+            return False  # without asking the store for the collection's size
         wanted = CHROMA_SYNC_THRESHOLD
+    else:
+        wanted = sync_threshold(collection.count())
     if current == wanted:
         return False
     collection.modify(configuration={"hnsw": {"sync_threshold": wanted}})

@@ -439,22 +439,21 @@ class VectorStore:
         opened before stay usable, HNSW indexes reload on their next use."""
         if self.path is None:
             return
-        engine = self.client._server  # chromadb.api.rust.RustBindingsAPI (persist_path)
-        engine.stop()
+        chroma_cache.restart_engine(self.client, while_stopped=self._scrub_files)
+        if self.open is not None:
+            self.open.clear()
+
+    def _scrub_files(self) -> None:
+        """With the engine stopped: orphan segment directories removed, unused HNSW
+        capacity zeroed, ``chroma.sqlite3`` vacuumed."""
+        for directory in orphan_segments(self.path):
+            remove_dir(directory)
+        zero_unused_capacity(self.path)
+        connection = sqlite3.connect(self.path / CHROMA_DB, timeout=60, isolation_level=None)
         try:
-            for directory in orphan_segments(self.path):
-                remove_dir(directory)
-            zero_unused_capacity(self.path)
-            connection = sqlite3.connect(self.path / CHROMA_DB, timeout=60,
-                                         isolation_level=None)
-            try:
-                connection.execute("VACUUM")
-            finally:
-                connection.close()
+            connection.execute("VACUUM")
         finally:
-            engine.start()
-            if self.open is not None:
-                self.open.clear()
+            connection.close()
 
     def forget_cached(self, namespace: Namespace) -> None:
         with self._lock:
