@@ -184,9 +184,14 @@ def _admitted(key: ApiKey, headers: Mapping[str, str], with_memory: bool,
         namespace = resolve_namespace(principal, headers.get(NAMESPACE_HEADER) or None)
         decision = memory_modes.decide(principal, namespace, headers)
     except ServiceError as exc:
-        kind = _ERROR_TYPES.get(exc.status, "invalid_request_error")
-        return Admission(refusal=(exc.status, kind, exc.message, {}))
+        return _refused(exc)
     return Admission(principal=principal, namespace=namespace, decision=decision)
+
+
+def _refused(exc: ServiceError) -> Admission:
+    """A service's refusal as the upstream API's error type."""
+    kind = _ERROR_TYPES.get(exc.status, "invalid_request_error")
+    return Admission(refusal=(exc.status, kind, exc.message, {}))
 
 
 async def _on_pool(function, *args):
@@ -223,8 +228,7 @@ async def _remembering_thread(known: ApiKey, headers: Mapping[str, str], with_me
                 raise NotFound(f"namespace {named!r} not found.", field="namespace")
             decision = memory_modes.decide(principal, known.namespace, headers)
         except ServiceError as refused:
-            kind = _ERROR_TYPES.get(refused.status, "invalid_request_error")
-            return Admission(refusal=(refused.status, kind, refused.message, {}))
+            return _refused(refused)
         return Admission(principal=principal, namespace=known.namespace, decision=decision,
                          fail_open="error", failure=exc)
 

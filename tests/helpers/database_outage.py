@@ -26,6 +26,7 @@ FALCON = "The deploy script for project Falcon lives in tools/deploy.sh."
 QUESTION = "Where does the deploy script for project Falcon live?"
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
 
+
 @dataclass
 class Site:
     url: str
