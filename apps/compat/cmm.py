@@ -390,7 +390,7 @@ def _object(body: Any, allowed: set[str]) -> Mapping[str, Any]:
 
 
 #: What seed 000's /consolidate body may carry.
-_CONSOLIDATE = {"namespace", "dry_run", "threshold", "agent_id", "kind", "tags"}
+_CONSOLIDATE = {"namespace", "dry_run", "threshold", "agent_id", "kind", "tags", "merged_text"}
 
 
 @extend_schema(tags=[TAG])
@@ -407,7 +407,8 @@ class ConsolidateView(CmmView):
     def post(self, request):
         body = _object(request.data, _CONSOLIDATE)
         ns = _namespace(request, body)
-        data: dict[str, Any] = {name: body[name] for name in ("dry_run", "threshold")
+        data: dict[str, Any] = {name: body[name] for name in ("dry_run", "threshold",
+                                                              "merged_text")
                                 if body.get(name) is not None}
         filters = {name: body[name] for name in ("agent_id", "kind", "tags")
                    if body.get(name) not in (None, "", [])}

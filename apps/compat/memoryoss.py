@@ -481,7 +481,8 @@ class MemoriesView(MemoryOssView):
                          "memories": [memory_row(m) for m in page]})
 
 
-_CONSOLIDATE_FIELDS = {"namespace", "threshold", "dry_run", "agent", "memory_type", "tags"}
+_CONSOLIDATE_FIELDS = {"namespace", "threshold", "dry_run", "agent", "memory_type", "tags",
+                       "merged_text"}
 
 
 @extend_schema(tags=[TAG])
@@ -495,7 +496,7 @@ class ConsolidateView(MemoryOssView):
                    responses=OpenApiTypes.OBJECT)
     def post(self, request):
         body = _checked(request.data, _CONSOLIDATE_FIELDS)
-        data: dict[str, Any] = {key: body[key] for key in ("threshold", "dry_run")
+        data: dict[str, Any] = {key: body[key] for key in ("threshold", "dry_run", "merged_text")
                                 if body.get(key) is not None}
         filters: dict[str, Any] = {}
         if _given(body, "agent"):

@@ -169,6 +169,10 @@ class CmmConsolidate(StrictBody):
                                    allow_blank=True, help_text="Only memories of this kind.")
     tags = TagsField(required=False, allow_null=True,
                      help_text="Only memories with every one of these tags.")
+    merged_text = serializers.ChoiceField(
+        choices=("member", "summary"), required=False, allow_null=True,
+        help_text="What a merged memory says: its best member's text (`member`) or the "
+        "summarizer's text of the group (`summary`); default: the namespace's setting.")
 
 
 # --- seed 003 (/v1/) ----------------------------------------------------------------------
@@ -253,6 +257,10 @@ class V1Consolidate(StrictBody):
         help_text="Only memories of this type.")
     tags = TagsField(required=False, allow_null=True,
                      help_text="Only memories with every one of these tags.")
+    merged_text = serializers.ChoiceField(
+        choices=("member", "summary"), required=False, allow_null=True,
+        help_text="What a merged memory says: its best member's text (`member`) or the "
+        "summarizer's text of the group (`summary`); default: the namespace's setting.")
 
 
 class V1RecallBatch(serializers.Serializer):

@@ -39,7 +39,7 @@ from django.utils.http import urlencode
 from apps.core.confirm import confirmation_page, confirmed, plural
 from apps.core.errors import ServiceError
 from apps.dashboard.views import _chosen, _namespaces, _page
-from apps.lifecycle import grouping
+from apps.lifecycle import grouping, merged_text
 from apps.lifecycle.consolidation import Outcome, consolidate, merge, unmerge
 from apps.memories import services
 from apps.memories.models import Memory
@@ -122,8 +122,9 @@ class DryRunForm(forms.Form):
         return agent
 
     def service_input(self) -> dict[str, Any]:
-        """The form as ``consolidate``'s input (what a REST client would send)."""
-        data: dict[str, Any] = {"dry_run": True}
+        """The form as ``consolidate``'s input (what a REST client would send). The page
+        shows the members side by side: a merged text is written on the confirmation only."""
+        data: dict[str, Any] = {"dry_run": True, "merged_text": merged_text.MEMBER}
         if self.cleaned_data["threshold"] is not None:
             data["threshold"] = self.cleaned_data["threshold"]
         if self.cleaned_data["agent"]:
@@ -339,10 +340,11 @@ def merge_view(request: HttpRequest) -> HttpResponse:
             messages.error(request, f"Merged, but the kept memory's text was not changed: "
                            f"{outcome.rewrite_error}")
         return HttpResponseRedirect(back)
+    proposed, note = _proposed_text(namespace, kept, others)
     details = [
         f"Kept: “{kept.content}” ({kept.agent_id}, stored {kept.created_at:%Y-%m-%d}). Edit "
         "the merged text below to have the kept memory say it (a versioned edit, after the "
-        "merge); left as it is, its text stays.",
+        "merge); left as the kept memory's own text, its text stays.", *note,
         *(f"Superseded by it: “{m.content}” ({m.agent_id}, stored {m.created_at:%Y-%m-%d})."
           for m in others),
         _tags_line(tags, gained),
@@ -353,7 +355,24 @@ def merge_view(request: HttpRequest) -> HttpResponse:
         request, admin.site, title="Merge memories",
         effect=f"Merge {plural(len(members), 'memory', 'memories')} in {namespace.slug}, keeping "
                f"“{snippet(kept.content)}”", button=f"Merge {len(members)} memories",
-        cancel_url=back, details=details, text=("Merged text", kept.content))
+        cancel_url=back, details=details, text=("Merged text", proposed))
+
+
+def _proposed_text(namespace: Namespace, kept: Memory, others: list[Memory]
+                   ) -> tuple[str, list[str]]:
+    """The merged text offered for editing: the kept memory's own, or, where the
+    namespace's ``consolidation.merged_text`` is ``summary``, the summarizer's text of the
+    members (the kept one's when the summarizer fails, saying so)."""
+    if (namespace.consolidation or {}).get("merged_text") != merged_text.SUMMARY:
+        return kept.content, []
+    contents = {str(m.pk): m.content for m in [kept, *others]}
+    try:
+        _, texts = merged_text.summaries([(str(kept.pk), list(contents))], contents)
+    except ServiceError as exc:
+        return kept.content, [f"The summarizer could not write a merged text: {exc.message}"]
+    return texts.get(str(kept.pk), kept.content), [
+        "The merged text below was written by the summarizer from the members (this "
+        "namespace's consolidation setting)."]
 
 
 def _tags_line(tags: list[str], gained: list[str]) -> str:

@@ -46,7 +46,7 @@ from apps.core.validation import (
     UTCDateTimeField,
     validate,
 )
-from apps.lifecycle import grouping
+from apps.lifecycle import grouping, merged_text
 from apps.memories import merge_marks, schemas, services, writes
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
@@ -61,6 +61,7 @@ from apps.tenancy.services import authorize, check_writable, resolve_namespace
 NEVER = (MemoryKind.EVENT, MemoryKind.SUMMARY)
 #: Vectors read from the index per request.
 CHUNK = 1000
+MEMBER, SUMMARY, MERGED_TEXTS = merged_text.MEMBER, merged_text.SUMMARY, merged_text.CHOICES
 #: The mark in a tags edit's version (``changes["tags"]["by"]``) that consolidation made
 #: it: unmerge reverts only edits so marked, and only while nothing else edited since
 #: (apps/memories/merge_marks.py; ``merge_text``: a text given at a merge).
@@ -91,6 +92,13 @@ class ConsolidateInput(StrictSerializer):
         help_text="Cosine similarity of the contents at which two memories say the same "
         "thing (default MEMORYWEB_CONSOLIDATE_THRESHOLD).")
     filters = ConsolidateFilters(required=False)
+    merged_text = serializers.ChoiceField(
+        choices=MERGED_TEXTS, required=False,
+        help_text="What a merged memory says: `member`, the survivor's own text (nothing "
+        "new is written); `summary`, the summarizer's text of the group's members "
+        "(MEMORYWEB_SUMMARIZER, offline extractive by default), written as a versioned edit "
+        "of the survivor that erasing any member reverts. Default: the namespace's "
+        "`consolidation.merged_text`, else `member`.")
 
 
 @dataclass
@@ -117,6 +125,15 @@ class Outcome:
     #: merge() with a merged text: whether the survivor now says it, or why not.
     rewritten: bool = False
     rewrite_error: str = ""
+    #: ``merged_text``: ``member`` or ``summary``; with ``summary``, each survivor's merged
+    #: text where it differs from its own (:func:`merged_texts`) and who wrote them.
+    merged_text: str = MEMBER
+    merged_texts: dict[str, str] = field(default_factory=dict)
+    summarizer: str = ""
+
+    def merged_content(self, group: grouping.Group) -> str:
+        """What the group's merged memory says (or would say, on a dry run)."""
+        return self.merged_texts.get(group.survivor, self.contents[group.survivor])
 
 
 @dataclass(frozen=True)
@@ -199,7 +216,11 @@ def run(principal: Principal, request: Request, *, limit: int | None = None,
                                                 (ordered[m] for m in group.members)))
     outcome = Outcome(ns, dry_run, threshold, found.candidates, found.pairs_checked,
                       found.groups, found.conflicts, {c.id: c.content for c in candidates},
-                      versions={str(row[0]): row[12] for row in rows})
+                      versions={str(row[0]): row[12] for row in rows},
+                      merged_text=merged_text.asked(ns, cleaned))
+    if outcome.merged_text == SUMMARY:  # every text written before anything is merged
+        outcome.summarizer, outcome.merged_texts = merged_text.summaries(
+            [(g.survivor, g.members) for g in outcome.groups], outcome.contents, progress)
     if not dry_run:
         _apply(principal, outcome, progress)
     return outcome
@@ -331,10 +352,14 @@ def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) 
             _retag(write, principal, survivor, tags, MERGE)
         outcome.superseded += write.supersede(ns, others, survivor,
                                               similarity=group.to_survivor(), actor=principal)
+        text = outcome.merged_texts.get(group.survivor)
+        if text is not None:
+            merged_text.say(write, principal, survivor, text, [m.pk for m in others],
+                            summarizer=outcome.summarizer)
         audit(principal, "memory.consolidate", namespace=ns, record_ids=group.members,
               summary={"survivor": group.survivor, "members": len(group.members),
                        "similarity": round(group.similarity, 4), "threshold": outcome.threshold,
-                       "tags_gained": len(gained)})
+                       "tags_gained": len(gained), "merged_text": text is not None})
     return True
 
 
@@ -422,16 +447,7 @@ def _rewrite(principal: Principal, survivor: str, content: str, members: list[st
     with writes.atomic() as write:
         memory = (Memory.objects.select_for_update(of=("self",)).select_related("namespace")
                   .get(pk=survivor))
-        edits = {"content": {"before": memory.content, "after": content, "by": MERGE_TEXT,
-                             "from": members}}
-
-        def entry(edited: Memory, changed: dict[str, Any]) -> None:
-            audit(principal, "memory.update", namespace=edited.namespace, record_ids=[edited.pk],
-                  summary={"fields": sorted(changed), "version": edited.version,
-                           "by": MERGE_TEXT})
-
-        write.update(memory, {"content": content}, edits, embeddings=None, actor=principal,
-                     audit=entry)
+        merged_text.say(write, principal, memory, content, members)
 
 
 def renamed(exc: InvalidInput, names: Mapping[str, str]) -> InvalidInput:
@@ -471,11 +487,13 @@ def unmerge(principal: Principal, memory_id: Any) -> Unmerged:
         else:
             raise Conflict("this memory is not merged: nothing was merged into it and it is "
                            "not superseded.", field="id")
+        untexted = merged_text.unsay(write, principal, survivor, released)
         dropped = _untag(write, principal, survivor)
         audit(principal, "memory.unmerge", namespace=memory.namespace,
               record_ids=list(dict.fromkeys([memory.pk, *released,
-                                             *([survivor.pk] if dropped else [])])),
-              summary={"released": len(released), "tags_dropped": dropped})
+                                             *([survivor.pk] if dropped or untexted else [])])),
+              summary={"released": len(released), "tags_dropped": dropped,
+                       "text_reverted": untexted})
     memory.refresh_from_db()
     return Unmerged(memory, [str(pk) for pk in released])
 

@@ -14,7 +14,8 @@ stale heartbeat) or whose task was lost is taken up again by the minute's sweep
 already made are no longer candidates. A run taken up ``MAX_ATTEMPTS`` times is failed.
 
 The result keeps ids, similarities, counts and a survivor's tags, never a memory's text:
-the merged text is read from the survivor when the run is shown. The memories it names are
+the merged text is read from the survivor when the run is shown (a dry run asked for the
+summarizer's merged texts writes them again from the members then). The memories it names are
 rows of :class:`ConsolidationRunMember`, a store in the registry: erasing a memory removes
 its rows and every proposal or conflict naming it from the stored results (a run finishing
 while an erasure runs leaves out what the erasure took).
@@ -39,9 +40,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.audit.log import record as audit
-from apps.core.errors import Conflict, NotFound, PermissionDenied
+from apps.core.errors import Conflict, NotFound, PermissionDenied, ServiceError
 from apps.core.roles import Action, Role
-from apps.lifecycle import consolidation
+from apps.lifecycle import consolidation, merged_text
 from apps.lifecycle.models import ConsolidationRun, ConsolidationRunMember
 from apps.lifecycle.representation import outcome_row
 from apps.memories import sealing, stores
@@ -152,7 +153,8 @@ def consolidate_or_queue(principal: Principal, namespace: str | None, data: Any,
 
 def _json(data: Mapping[str, Any]) -> dict[str, Any]:
     """The request body as the run replays it (validated above; dates stay strings)."""
-    return {key: data[key] for key in ("dry_run", "threshold", "filters") if key in data}
+    return {key: data[key] for key in ("dry_run", "threshold", "filters", "merged_text")
+            if key in data}
 
 
 def enqueue(run: ConsolidationRun) -> None:
@@ -321,11 +323,23 @@ def result_row(run: ConsolidationRun) -> dict[str, Any] | None:
     if run.result is None:
         return None
     result = dict(run.result)
-    survivors = [p["survivor"] for p in result.get("proposals") or []]
+    proposals = result.get("proposals") or []
+    wanted = {p["survivor"] for p in proposals}
+    summary = run.dry_run and result.get("merged_text") == merged_text.SUMMARY
+    if summary:  # a dry run's merged texts are written again from the members now
+        wanted |= {m for p in proposals for m in p.get("members") or ()}
     texts = {str(pk): content for pk, content in sealing.texts(Memory.objects.filter(
-        namespace_id=run.namespace_id, pk__in=survivors))}
-    result["proposals"] = [{**p, "merged_content": texts[p["survivor"]]}
-                           for p in result.get("proposals") or [] if p["survivor"] in texts]
+        namespace_id=run.namespace_id, pk__in=list(wanted)))}
+    proposals = [p for p in proposals if p["survivor"] in texts and (
+        not summary or all(m in texts for m in p.get("members") or ()))]
+    merged = dict(texts)
+    if summary:
+        try:
+            merged.update(merged_text.summaries(
+                [(p["survivor"], p["members"]) for p in proposals], texts)[1])
+        except ServiceError as exc:
+            result["merged_text_error"] = exc.message
+    result["proposals"] = [{**p, "merged_content": merged[p["survivor"]]} for p in proposals]
     return result
 
 

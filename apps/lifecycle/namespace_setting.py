@@ -29,6 +29,11 @@ class ConsolidationSettings(StrictSerializer):
         required=False, min_value=0.5, max_value=1.0,
         help_text="The similarity at which two memories say the same thing (default "
         "MEMORYWEB_CONSOLIDATE_THRESHOLD).")
+    merged_text = serializers.ChoiceField(
+        choices=("member", "summary"), required=False,
+        help_text="What a merged memory says when a consolidation does not ask: `member` "
+        "(default), the survivor's own text; `summary`, the summarizer's text of the group "
+        "(docs/lifecycle.md, \"Merged text\").")
 
 
 def validate_consolidation_settings(value: Any) -> dict[str, Any]:

@@ -13,7 +13,7 @@ def proposal_rows(outcome: Outcome) -> list[dict[str, Any]]:
     rows = []
     for number, group in enumerate(outcome.groups):
         row = {"members": group.members, "survivor": group.survivor,
-               "merged_content": outcome.contents[group.survivor],
+               "merged_content": outcome.merged_content(group),
                "tags": list(group.tags),
                "similarity": round(group.similarity, 6),
                "min_similarity": round(group.min_similarity, 6),
@@ -33,7 +33,8 @@ def outcome_row(outcome: Outcome) -> dict[str, Any]:
     """What was found (and done): the proposals with their similarities, the conflicts."""
     return {
         "namespace": outcome.namespace.slug, "dry_run": outcome.dry_run,
-        "threshold": outcome.threshold, "candidates": outcome.candidates,
+        "threshold": outcome.threshold, "merged_text": outcome.merged_text,
+        "candidates": outcome.candidates,
         "pairs_checked": outcome.pairs_checked, "proposals": proposal_rows(outcome),
         "conflicts": conflict_rows(outcome), "merged": outcome.merged,
         "superseded": outcome.superseded, "stale": outcome.stale,

@@ -196,6 +196,10 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
                                                  "at which two memories say the same thing "
                                                  "(default: the server's)")] = None,
         agent_id: Annotated[str | None, Field(description="Only this agent's memories")] = None,
+        merged_text: Annotated[Literal["member", "summary"] | None, Field(
+            description="What a merged memory says: its best member's own text, or the "
+            "summarizer's text of the group (default: the namespace's setting, else member)"
+        )] = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Find the memories of the namespace that say the same thing (needs the
@@ -207,6 +211,8 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
             params["threshold"] = threshold
         if agent_id:
             params["filters"] = {"agent_id": agent_id}
+        if merged_text:
+            params["merged_text"] = merged_text
         return await _call(backend, ctx, "consolidate", params)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))

@@ -124,7 +124,7 @@ def _gained(current: int, versions: Iterable[MemoryVersion], *, past_other_edits
             break
         expected -= 1
         changes = _changes(version)
-        if changes.get("tags") is None and past_other_edits:
+        if changes.get("tags") is None and (past_other_edits or _consolidation_text(changes)):
             continue
         change = _tags_change(version)  # a malformed one is no merge's: the walk stops
         if (change is None or change.get("by") not in TAG_MARKS
@@ -133,6 +133,17 @@ def _gained(current: int, versions: Iterable[MemoryVersion], *, past_other_edits
         if change["by"] == MERGE:
             gained |= _names(change.get("after") or []) - _names(change.get("before") or [])
     return gained
+
+
+def _consolidation_text(changes: Mapping[str, Any]) -> bool:
+    """Whether a version changes only the content, as consolidation's own: a merged text
+    the summarizer wrote (``merge_text`` with ``summarizer``) or its revert by an unmerge
+    (apps/lifecycle/merged_text.py). Unmerge's walk passes over them; a person's text
+    stops it."""
+    change = changes.get("content")
+    return set(changes) == {"content"} and isinstance(change, Mapping) and (
+        change.get("by") == UNMERGE
+        or (change.get("by") == MERGE_TEXT and bool(change.get("summarizer"))))
 
 
 def digest(tag: str) -> str:

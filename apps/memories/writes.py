@@ -144,16 +144,18 @@ class Write:
 
     def update(self, memory: Memory, values: Mapping[str, Any], edits: dict[str, Any], *,
                embeddings: np.ndarray | None, actor: Any,
-               audit: Callable[[Memory, dict[str, Any]], object]) -> None:
+               audit: Callable[[Memory, dict[str, Any]], object], correction: bool = True) -> None:
         """Edit one memory (locked by the caller): set ``values``, bump its version, record
         ``edits`` (field -> before/after) as a version row, re-index its words if the
         content changed and its tag rows if the tags did, an outbox row (``upsert`` for new
         content, else ``metadata``), ``audit(memory, edits)``. After the block: indexed
         (``embeddings``: of the new content, None to embed it then; a metadata edit keeps
         the stored vector) and the live ``updated`` event with the vectors.
+        ``correction``: a content change by another than the memory's agent counts against
+        that agent's record, unless False (a text consolidation's summarizer wrote).
         """
         self._require_open()
-        if "content" in edits and track_record.counts(actor) \
+        if "content" in edits and correction and track_record.counts(actor) \
                 and getattr(actor, "agent_id", None) != memory.agent_id:
             # Someone else corrected what this agent said: its record counts it.
             track_record.add(memory.namespace_id, track_record.by_agent([memory]), "corrected")

@@ -476,3 +476,26 @@ def test_the_tools_and_the_overview_link_consolidation(alice, alpha):
     assert f'href="{PAGE}"' in index and ">Consolidation<" in index
     overview = alice.get("/admin/dashboard/overview/").content.decode()
     assert f'href="{PAGE}?namespace=alpha"' in overview
+
+
+def test_where_the_namespace_asks_for_summaries_the_confirmation_offers_one(alice, alpha,
+                                                                           corpus, provider_settings,
+                                                                           upstream):
+    """``consolidation.merged_text: summary``: the dry run asks the summarizer nothing (the
+    page shows the members); the confirmation offers its text of the group (the fake
+    upstream's quoting model: each member's sentence, the kept one's first) to edit."""
+    alpha.consolidation = {"merged_text": "summary"}
+    alpha.save()
+    response, _ = _dry_run(alice)
+    assert not upstream.requests
+    deploys = _proposal(response, corpus, DEPLOYS)
+    confirm = alice.get(MERGE, _accept_query(deploys))
+    assert confirm.status_code == 200 and len(upstream.requests) == 1
+    page = unescape(confirm.content.decode())
+    other = next(m for m in deploys.members if m.id != deploys.survivor.id)
+    offered = f"{deploys.survivor.text}\n{other.text}"
+    assert re.search(r"<textarea[^>]*>\s*" + re.escape(offered) + r"\s*</textarea>", page)
+    assert "written by the summarizer" in page
+    url = confirm.request["PATH_INFO"] + "?" + confirm.request["QUERY_STRING"]
+    alice.post(url, {"confirm": "yes", "text": offered})
+    assert Memory.objects.get(pk=deploys.survivor.id).content == offered

@@ -44,15 +44,16 @@ def chat(content: object) -> dict:
                          "message": {"role": "assistant", "content": text}}]}
 
 
-#: A source line of the provider's prompt: "[n] 2026-03-03T09:00Z label: text".
-_SOURCE_LINE = re.compile(r"^\[(\d+)\] (.*?): (.*)$")
+#: A source line of the provider's prompt: "[n] 2026-03-03T09:00Z label: text", or "[n]:
+#: text" for a source with neither time nor label (a consolidation's members).
+_SOURCE_LINE = re.compile(r"^\[(\d+)\](?: (.*?))?: (.*)$")
 
 
 def sent_sources(request_body: dict) -> list[tuple[int, str, str]]:
     """The sources a request carried, as (number, "time label", text): what the upstream
     was shown."""
     user = request_body["messages"][1]["content"]
-    return [(int(m.group(1)), m.group(2), m.group(3))
+    return [(int(m.group(1)), m.group(2) or "", m.group(3))
             for m in map(_SOURCE_LINE.match, user.splitlines()) if m]
 
 
