@@ -44,6 +44,7 @@ from apps.memories.chroma_files import (
     zero_unused_capacity,
 )
 from apps.memories.hnsw import hnsw_configuration, searching_as_set, sync_as_set, syncs_every_write
+from apps.memories.vector_nearest import nearest_allowed
 from apps.tenancy.models import Namespace
 
 TAG_KEY = "t:"  # metadata key prefix marking a tag, value True
@@ -298,17 +299,14 @@ class VectorStore:
         try:
             with self._using(self.collection_name(namespace)):
                 collection = self._readable(namespace)
-                if not len(embeddings) or not collection.count():
+                if not len(embeddings) or not (size := collection.count()):
                     return [None] * len(embeddings)
-                result = collection.query(query_embeddings=embeddings, n_results=1,
-                                          where={"kind": {"$nin": list(NOT_DUPLICATED)}},
-                                          include=["distances"])
+                found = nearest_allowed(collection, np.asarray(embeddings), NOT_DUPLICATED, size)
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
                 raise
             return self.nearest(current, embeddings)
-        return [VectorHit(ids[0], 1.0 - float(distances[0])) if ids else None
-                for ids, distances in zip(result["ids"], result["distances"], strict=True)]
+        return [VectorHit(hit[0], 1.0 - hit[1]) if hit else None for hit in found]
 
     def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Stored vectors by id (ids not in the index are left out)."""

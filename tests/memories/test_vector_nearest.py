@@ -1,0 +1,95 @@
+"""``nearest_allowed`` (apps/memories/vector_nearest.py): the nearest vector of a kind a new
+memory may duplicate, found by an unfiltered probe and asked again with Chroma's filter only
+when every probed hit is an excluded kind. Against a real Chroma collection in a temp dir,
+it must answer what the filtered query answers."""
+
+from __future__ import annotations
+
+import chromadb
+import numpy as np
+import pytest
+
+from apps.memories.vector_nearest import PROBE, nearest_allowed
+from apps.memories.vectorstore import NOT_DUPLICATED
+
+
+class Counting:
+    """The collection, counting the queries asked with a ``where`` filter."""
+
+    def __init__(self, collection):
+        self.collection, self.filtered = collection, 0
+
+    def query(self, **kwargs):
+        self.filtered += "where" in kwargs
+        return self.collection.query(**kwargs)
+
+
+@pytest.fixture
+def collection(tmp_path):
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    return client.create_collection("nearest-test", metadata={"hnsw:space": "cosine"})
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _filtered(collection, queries: np.ndarray) -> list[str | None]:
+    found = collection.query(query_embeddings=queries, n_results=1, include=["distances"],
+                             where={"kind": {"$nin": list(NOT_DUPLICATED)}})
+    return [ids[0] if ids else None for ids in found["ids"]]
+
+
+def test_the_nearest_allowed_hit_behind_more_excluded_ones_than_the_probe(collection):
+    """The query's PROBE + 3 nearest vectors are events; a fact lies just beyond them."""
+    base = np.zeros(16, dtype=np.float32)
+    base[0] = 1.0
+    rows, kinds = [], []
+    for n in range(PROBE + 3):  # events ever closer to the query
+        row = base.copy()
+        row[1] = 0.01 * (n + 1)
+        rows.append(row)
+        kinds.append("event")
+    fact = base.copy()
+    fact[1] = 0.5
+    rows.append(fact)
+    kinds.append("fact")
+    far = np.zeros(16, dtype=np.float32)
+    far[2] = 1.0
+    rows.append(far)
+    kinds.append("summary")
+    collection.add(ids=[f"m{i}" for i in range(len(rows))], embeddings=_unit(np.array(rows)),
+                   metadatas=[{"kind": k} for k in kinds])
+    counting = Counting(collection)
+    (hit,) = nearest_allowed(counting, _unit(base[None, :]), NOT_DUPLICATED, len(rows))
+    assert hit is not None and hit[0] == f"m{PROBE + 3}" and 0 < hit[1] < 0.2
+    assert counting.filtered == 1  # asked again, with the filter
+
+
+def test_only_excluded_kinds_is_none_and_a_close_fact_needs_no_filter(collection):
+    rows = _unit(np.random.default_rng(3).standard_normal((5, 16)))
+    collection.add(ids=[f"e{i}" for i in range(5)], embeddings=rows,
+                   metadatas=[{"kind": "event"}] * 5)
+    counting = Counting(collection)
+    assert nearest_allowed(counting, rows[:2], NOT_DUPLICATED, 5) == [None, None]
+    assert counting.filtered == 0  # every vector was probed: nothing lies beyond
+    collection.add(ids=["f0"], embeddings=rows[:1] * 0.99 + rows[1:2] * 0.01,
+                   metadatas=[{"kind": "fact"}])
+    counting = Counting(collection)
+    (hit,) = nearest_allowed(counting, rows[:1], NOT_DUPLICATED, 6)
+    assert hit is not None and hit[0] == "f0" and counting.filtered == 0
+
+
+def test_it_answers_what_the_filtered_query_answers(collection):
+    """600 vectors, two thirds events or summaries, 200 queries: the same nearest hit as
+    Chroma's filtered query, and far fewer filtered queries than rows."""
+    rng = np.random.default_rng(7)
+    rows = _unit(rng.standard_normal((600, 24)))
+    kinds = rng.choice(["event", "summary", "fact", "note", "event", "event"], size=600)
+    collection.add(ids=[f"m{i}" for i in range(600)], embeddings=rows,
+                   metadatas=[{"kind": str(k)} for k in kinds])
+    queries = _unit(rng.standard_normal((200, 24)))
+    counting = Counting(collection)
+    found = nearest_allowed(counting, queries, NOT_DUPLICATED, 600)
+    assert [hit[0] if hit else None for hit in found] == _filtered(collection, queries)
+    assert counting.filtered <= 1
