@@ -36,7 +36,7 @@ Item = ImportRecord | tuple[int, str]
 #: Export fields that are the receiving server's to set, not the record's.
 _EXPORT_ONLY = ("type", "id", "namespace", "content_hash", "near_duplicate_of", "external_ids",
                 "duplicate", "near_duplicate_similarity", "superseded_by", "superseded_at",
-                "derived_from", "conflicts_with")
+                "derived_from", "conflicts_with", "kept_apart")
 
 
 #: Opens a file to read its lines (a MemoryWeb export may be encrypted: stream_crypto).
@@ -122,6 +122,7 @@ def _export_record(number: int, row: dict[str, Any]) -> Item:
                         superseded_at=row.get("superseded_at"),
                         derived_from=row.get("derived_from"),
                         conflicts_with=row.get("conflicts_with"),
+                        kept_apart=row.get("kept_apart"),
                         other_ids=dict(other_ids))
 
 

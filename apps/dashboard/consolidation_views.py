@@ -69,7 +69,15 @@ def urls(admin_view: Callable) -> list[URLPattern]:
         path("dashboard/consolidation/merge/", admin_view(merge_view), name="consolidation_merge"),
         path("dashboard/consolidation/unmerge/<uuid:memory_id>/", admin_view(unmerge_view),
              name="consolidation_unmerge"),
+        path("dashboard/consolidation/keep-apart/", admin_view(_keep_apart),
+             name="consolidation_keep_apart"),
     ]
+
+
+def _keep_apart(request: HttpRequest) -> HttpResponse:
+    from apps.dashboard.kept_apart_views import keep_apart_view  # it imports this module
+
+    return keep_apart_view(request)
 
 
 def snippet(text: str, length: int = 60) -> str:
@@ -418,7 +426,8 @@ def unmerge_view(request: HttpRequest, memory_id: uuid.UUID) -> HttpResponse:
                   f"“{text}”")
         button = f"Unmerge {plural(merged_into_it, 'memory', 'memories')}"
         details = ["They become current again: back in default lists and recall.",
-                   f"“{text}” itself does not change (merging never changed its text)."]
+                   f"“{text}” keeps its text, unless the summarizer wrote it at the merge: "
+                   "then it says its own text again."]
         if memory.superseded_by is not None:
             details.append(f"It stays merged into “{snippet(memory.superseded_by.content)}”; "
                            "unmerge it on its own afterwards.")

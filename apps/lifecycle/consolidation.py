@@ -46,7 +46,7 @@ from apps.core.validation import (
     UTCDateTimeField,
     validate,
 )
-from apps.lifecycle import grouping, merged_text
+from apps.lifecycle import grouping, kept_apart, merged_text
 from apps.memories import merge_marks, schemas, services, writes
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
@@ -209,7 +209,8 @@ def run(principal: Principal, request: Request, *, limit: int | None = None,
     # neighbours.py say why not the index, whose vectors may mix in a previous turn).
     found = grouping.find_groups(candidates, vectors, None, threshold, term_similarity,
                                  neighbour_progress, guarded=guarded_tags(ns),
-                                 max_tags=settings.MEMORYWEB_LIMITS["max_tags"])
+                                 max_tags=settings.MEMORYWEB_LIMITS["max_tags"],
+                                 apart=kept_apart.pairs_in(ns))
     ordered = {str(row[0]): row[5] or [] for row in rows}
     for group in found.groups:  # the survivor's own tags in their stored order
         group.tags = tuple(grouping.merged_tags(ordered[group.survivor],
@@ -401,6 +402,9 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     if len(rows) != len(wanted):
         raise Conflict("a member is gone, superseded, or cannot be merged (an event, a "
                        "summary): consolidate again.", field="members")
+    if kept_apart.pairs_in(ns, wanted):
+        raise Conflict("two of these memories were kept apart by a person: allow them "
+                       "together first.", field="members")
     partitions = {partition(m.kind, m.agent_id, m.metadata, m.valid_from, m.valid_until)
                   for m in rows.values()}
     if len(partitions) > 1:

@@ -169,7 +169,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
                 neighbours: Callable[[np.ndarray], list[list[tuple[str, float]]]] | None,
                 threshold: float, term_similarity: TermSimilarity,
                 progress: Callable[[int], None] | None = None, *,
-                guarded: frozenset[str] | None = None, max_tags: int | None = None) -> Found:
+                guarded: frozenset[str] | None = None, max_tags: int | None = None,
+                apart: frozenset[frozenset[str]] = frozenset()) -> Found:
     """Groups and conflicts among ``candidates`` (``vectors``: their content-only unit
     vectors, row by row). ``neighbours``: None to compare each with its ``NEIGHBOURS``
     nearest ``vectors`` (apps/lifecycle/neighbours.py), or ``neighbours(rows)``: each row's
@@ -181,7 +182,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
 
     ``guarded``: tags a survivor may not gain (those of the namespace's tag-scoped sharing
     grants; None, the default: every tag, so only nested tags merge); ``max_tags``: the
-    most tags a memory may hold (a group whose union is larger is not formed)."""
+    most tags a memory may hold (a group whose union is larger is not formed);
+    ``apart``: pairs of ids a person kept apart (never in one group, nor listed)."""
     # A name written in lower case ("page selin") is still a name: the words another
     # memory capitalises inside a sentence, unless a normally written one has them in
     # lower case (a common word: "the Team plan" / "the team").
@@ -220,7 +222,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
     rephrased: dict[tuple[int, int], tuple[set[str], set[str]]] = {}
     for i, j in pairs:
         a, b = candidates[i], candidates[j]
-        if a.partition != b.partition or not tags_may_merge(a.tags, b.tags, guarded, max_tags):
+        if a.partition != b.partition or not tags_may_merge(a.tags, b.tags, guarded, max_tags) \
+                or (apart and frozenset((a.id, b.id)) in apart):
             continue
         similarity = float(np.dot(vectors[i], vectors[j]))
         if similarity < floor:
@@ -254,7 +257,8 @@ def find_groups(candidates: Sequence[Candidate], vectors: np.ndarray,
             del alike[pair]
     groups = [group for component in _components(len(candidates), alike)
               for part in _parts(component)
-              for group in _complete(part, candidates, vectors, floor, terms, guarded, max_tags)]
+              for group in _complete(part, candidates, vectors, floor, terms, guarded, max_tags,
+                                     apart)]
     return Found(groups, sorted(conflicts, key=lambda c: (c.a, c.b)), len(candidates), len(pairs))
 
 
@@ -322,14 +326,16 @@ def _parts(component: list[int]) -> list[list[int]]:
 
 def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np.ndarray,
               floor: float, terms: _Terms, guarded: frozenset[str] | None,
-              max_tags: int | None) -> list[Group]:
+              max_tags: int | None, apart: frozenset[frozenset[str]] = frozenset()
+              ) -> list[Group]:
     """Split a component into groups: greedily, strongest-connected first, at most
     MAX_GROUP each, their tags' union within ``max_tags``. A memory joins a group when it
     is alike by the same rules as a pair with at least one member (cosine at least
     ``floor``, no differing facet or reversal, no swapped term that is another value,
-    nothing beyond the model's reach, tags that may merge), and with every member nothing
-    hard stands against it: all of those but a swap the model refused in a rephrasing (its
-    words not in place), which the member it is alike with vouches for."""
+    nothing beyond the model's reach, tags that may merge, not kept apart by a person), and
+    with every member nothing hard stands against it: all of those but a swap the model
+    refused in a rephrasing (its words not in place), which the member it is alike with
+    vouches for."""
     sub = vectors[component]
     similarity = sub @ sub.T
     size = len(component)
@@ -339,7 +345,8 @@ def _complete(component: list[int], candidates: Sequence[Candidate], vectors: np
         if not ok[x, y]:
             continue
         a, b = candidates[component[x]], candidates[component[y]]
-        if (differences(a.facets, b.facets) or _beyond_the_model(a, b)
+        if ((apart and frozenset((a.id, b.id)) in apart)
+                or differences(a.facets, b.facets) or _beyond_the_model(a, b)
                 or reversal(a.facets, b.facets)
                 or not tags_may_merge(a.tags, b.tags, guarded, max_tags)):
             ok[x, y] = ok[y, x] = False

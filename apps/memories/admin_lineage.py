@@ -1,5 +1,5 @@
 """The memory page's lineage block (issue 21, item 6): what a memory was merged into, what
-was merged into it, and the memories it conflicts with.
+was merged into it, the memories it conflicts with, and those a person kept apart from it.
 
 Read-only, from the rows consolidation writes (apps/lifecycle): ``Memory.superseded_by``
 and ``MemoryLink`` (``derived_from``: survivor -> merged memory, with its similarity;
@@ -32,11 +32,14 @@ class Lineage:
     merged: list[tuple[Memory, float | None]] = field(default_factory=list)
     #: (the other memory, what differs, similarity).
     conflicts: list[tuple[Memory, list[str], float | None]] = field(default_factory=list)
+    #: The memories a person kept apart from this one (never merged with it).
+    kept_apart: list[Memory] = field(default_factory=list)
     more: bool = False
 
     @property
     def count(self) -> int:
-        return int(self.merged_into is not None) + len(self.merged) + len(self.conflicts)
+        return (int(self.merged_into is not None) + len(self.merged) + len(self.conflicts)
+                + len(self.kept_apart))
 
 
 def lineage(memory: Memory) -> Lineage | None:
@@ -62,4 +65,6 @@ def lineage(memory: Memory) -> Lineage | None:
         (link.target if link.source_id == memory.pk else link.source, list(link.differs_in or []),
          link.similarity)
         for link in links if link.relation == MemoryLink.Relation.CONFLICTS_WITH]
+    found.kept_apart = [link.target if link.source_id == memory.pk else link.source
+                        for link in links if link.relation == MemoryLink.Relation.KEPT_APART]
     return found if found.count else None

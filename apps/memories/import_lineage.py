@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.db import transaction
 from rest_framework import serializers
 
 from apps.audit.log import record as audit
@@ -69,10 +70,17 @@ class ConflictInput(DerivedInput):
                                        required=False, default=list)
 
 
+class KeptApartInput(StrictSerializer):
+    """A memory a person kept apart from this one (consolidation never merges the two)."""
+
+    id = serializers.UUIDField()
+
+
 class LineageInput(StrictSerializer):
     superseded_at = UTCDateTimeField(required=False, allow_null=True, default=None)
     derived_from = DerivedInput(many=True, required=False, default=list)
     conflicts_with = ConflictInput(many=True, required=False, default=list)
+    kept_apart = KeptApartInput(many=True, required=False, default=list)
 
 
 @dataclass
@@ -84,12 +92,14 @@ class Lineage:
     derived_from: dict[str, float | None]
     #: (other id, similarity, differs_in)
     conflicts_with: list[tuple[str, float | None, list[str]]]
+    #: other ids
+    kept_apart: list[str] = field(default_factory=list)
 
 
 def check(record: ImportRecord) -> Lineage:
     """The record's lineage fields, checked (``InvalidInput`` naming the field). A field
     missing or null is empty: an export written before they existed imports as before."""
-    names = ("superseded_at", "derived_from", "conflicts_with")
+    names = ("superseded_at", "derived_from", "conflicts_with", "kept_apart")
     data = {name: value for name in names if (value := getattr(record, name)) is not None}
     if not data or data == {"derived_from": [], "conflicts_with": []}:  # most records
         return Lineage(None, {}, [])
@@ -97,7 +107,7 @@ def check(record: ImportRecord) -> Lineage:
     if cleaned["superseded_at"] is not None and not record.superseded_by:
         raise InvalidInput("only a superseded memory (with superseded_by) has one.",
                            field="superseded_at")
-    for name in ("derived_from", "conflicts_with"):
+    for name in ("derived_from", "conflicts_with", "kept_apart"):
         ids = [item["id"] for item in cleaned[name]]
         if record.preferred_id is not None and record.preferred_id in ids:
             raise InvalidInput("the memory itself is named (a memory is never merged into "
@@ -109,7 +119,8 @@ def check(record: ImportRecord) -> Lineage:
         cleaned["superseded_at"],
         {str(item["id"]): item["similarity"] for item in cleaned["derived_from"]},
         [(str(item["id"]), item["similarity"], list(item["differs_in"]))
-         for item in cleaned["conflicts_with"]])
+         for item in cleaned["conflicts_with"]],
+        [str(item["id"]) for item in cleaned["kept_apart"]])
 
 
 @dataclass
@@ -135,6 +146,9 @@ class Pending:
     #: system -> (line, memory, other id, similarity, differs_in)
     conflicts: dict[str, list[tuple[int, uuid.UUID, str, float | None, list[str]]]] = field(
         default_factory=lambda: defaultdict(list))
+    #: system -> (memory, other id): kept-apart links
+    apart: dict[str, list[tuple[uuid.UUID, str]]] = field(
+        default_factory=lambda: defaultdict(list))
 
     def add(self, record: ImportRecord, memory: uuid.UUID, lineage: Lineage) -> None:
         """Remember a record's links (its memory is written in this batch)."""
@@ -149,6 +163,7 @@ class Pending:
             self.similarities[(system, record.external_id)] = lineage.derived_from
         for other, similarity, differs_in in lineage.conflicts_with:
             self.conflicts[system].append((record.line, memory, other, similarity, differs_in))
+        self.apart[system].extend((memory, other) for other in lineage.kept_apart)
 
 
 def restore(principal: Principal, ns: Namespace, pending: Pending, report: ImportReport) -> None:
@@ -163,14 +178,17 @@ def restore(principal: Principal, ns: Namespace, pending: Pending, report: Impor
         wanted[system].update(item.by for item in items)
     for system, conflicts in pending.conflicts.items():
         wanted[system].update(other for _, _, other, _, _ in conflicts)
+    for system, apart in pending.apart.items():
+        wanted[system].update(other for _, other in apart)
     found = {system: _resolve(ns, system, names) for system, names in wanted.items()}
 
-    linked = [pk for _, pk, system, target in pending.near_duplicates
-              if (to := found[system].get(_canonical(target))) is not None and to != pk
-              and writes.link_near_duplicate(pk, to)]
-    if linked:
-        audit(principal, "memory.import", namespace=ns, record_ids=linked,
-              summary={"near_duplicates_linked": len(linked)})
+    with transaction.atomic():  # the links and their audit entry together
+        linked = [pk for _, pk, system, target in pending.near_duplicates
+                  if (to := found[system].get(_canonical(target))) is not None and to != pk
+                  and writes.link_near_duplicate(pk, to)]
+        if linked:
+            audit(principal, "memory.import", namespace=ns, record_ids=linked,
+                  summary={"near_duplicates_linked": len(linked)})
     report.linked = len(linked)
 
     groups = _supersede_groups(pending, found, report)
@@ -180,7 +198,9 @@ def restore(principal: Principal, ns: Namespace, pending: Pending, report: Impor
             to = found[system].get(other)
             if to is not None and to != pk:
                 pairs.setdefault(frozenset((pk, to)), (pk, to, similarity, differs_in))
-    if not groups and not pairs:
+    apart = {frozenset((pk, to)): (pk, to) for system, items in pending.apart.items()
+             for pk, other in items if (to := found[system].get(other)) is not None and to != pk}
+    if not groups and not pairs and not apart:
         return
     with writes.atomic() as write:
         for (by, at), members in groups.items():
@@ -189,12 +209,15 @@ def restore(principal: Principal, ns: Namespace, pending: Pending, report: Impor
                 Memory(pk=by, namespace=ns), similarity=dict(members), at=at, actor=principal)
         if pairs:
             report.conflicts = write.link_conflicts(ns, list(pairs.values()), actor=principal)
-        if report.superseded or report.conflicts:
+        kept = report.kept_apart = (write.keep_apart(ns, list(apart.values()), actor=principal)
+                                    if apart else 0)
+        if report.superseded or report.conflicts or kept:
             named = {pk for members in groups.values() for pk, _ in members}
-            named |= {pk for pair in pairs for pk in pair}
+            named |= {pk for pair in [*pairs, *apart] for pk in pair}
             audit(principal, "memory.import", namespace=ns, record_ids=sorted(named, key=str),
                   summary={"superseded_restored": report.superseded,
-                           "conflicts_restored": report.conflicts})
+                           "conflicts_restored": report.conflicts,
+                           **({"kept_apart_restored": kept} if kept else {})})
 
 
 def _supersede_groups(pending: Pending, found: dict[str, dict[str, uuid.UUID]],

@@ -126,6 +126,9 @@ class ImportRecord:
     superseded_at: Any = None
     derived_from: Any = None
     conflicts_with: Any = None
+    #: The memories a person kept apart from it (``[{"id"}]``), linked again when both
+    #: ends are in.
+    kept_apart: Any = None
     #: Ids the memory had in other systems (an export carries them), restored as well.
     other_ids: dict[str, str] = field(default_factory=dict)
 
@@ -142,6 +145,8 @@ class ImportReport:
     #: Supersedes and conflict links restored (a source's consolidation lineage).
     superseded: int = 0
     conflicts: int = 0
+    #: Kept-apart links restored (a person's rejected merges).
+    kept_apart: int = 0
     #: Each record's source id seen in this run -> its line (a file naming one twice).
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
 

@@ -208,12 +208,14 @@ class MemoryLink(models.Model):
     (apps/lifecycle): ``derived_from`` (``source`` is the memory that now says what
     ``target`` said: the kept member or a merged text; target is superseded by it) or
     ``conflicts_with`` (two memories alike but for a number, a name, a date or a negation:
-    both stay, shown together; stored once, source id < target id). Erasing either
-    memory removes the link (cascade)."""
+    both stay, shown together; stored once, source id < target id) or ``kept_apart`` (a
+    person rejected merging the two: consolidation never groups them; stored once, the
+    smaller id first). Erasing either memory removes the link (cascade)."""
 
     class Relation(models.TextChoices):
         DERIVED_FROM = "derived_from"
         CONFLICTS_WITH = "conflicts_with"
+        KEPT_APART = "kept_apart"
 
     namespace = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="+")
     source = models.ForeignKey(Memory, on_delete=models.CASCADE, related_name="links_out")

@@ -329,14 +329,33 @@ class Write:
         """``conflicts_with`` links, one per pair ``(a, b, similarity, differs_in)``
         (stored once, the smaller id first; an existing link is kept). Returns how many
         pairs were given a new link."""
+        return self._link(namespace, MemoryLink.Relation.CONFLICTS_WITH, pairs, actor)
+
+    def keep_apart(self, namespace: Namespace, pairs: Sequence[tuple[Any, Any]], *,
+                   actor: Any, apart: bool = True) -> int:
+        """``kept_apart`` links, one per pair (a person rejected merging them;
+        consolidation never groups them), or with ``apart=False`` those links removed.
+        Returns how many links were added or removed."""
         self._require_open()
+        if apart:
+            return self._link(namespace, MemoryLink.Relation.KEPT_APART,
+                              [(a, b, None, ()) for a, b in pairs], actor)
+        ordered = [sorted((a, b), key=str) for a, b in pairs]
+        query = Q(pk__in=[])
+        for low, high in ordered:
+            query |= Q(source_id=low, target_id=high)
+        return MemoryLink.objects.filter(query, namespace=namespace,
+                                         relation=MemoryLink.Relation.KEPT_APART).delete()[0]
+
+    @staticmethod
+    def _link(namespace: Namespace, relation: str,
+              pairs: Sequence[tuple[Any, Any, float | None, Sequence[str]]], actor: Any) -> int:
         rows = []
         for a, b, similarity, differs_in in pairs:
             low, high = sorted((a, b), key=str)
             rows.append(MemoryLink(namespace=namespace, source_id=low, target_id=high,
-                                   relation=MemoryLink.Relation.CONFLICTS_WITH,
-                                   similarity=similarity, differs_in=list(differs_in),
-                                   created_by=actor.label))
+                                   relation=relation, similarity=similarity,
+                                   differs_in=list(differs_in), created_by=actor.label))
         before = MemoryLink.objects.filter(namespace=namespace).count()
         MemoryLink.objects.bulk_create(rows, ignore_conflicts=True)
         return MemoryLink.objects.filter(namespace=namespace).count() - before

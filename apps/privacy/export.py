@@ -154,22 +154,28 @@ def _lineage_of(namespace_id: int, memories: list[Memory]) -> dict[Any, dict[str
     found: dict[Any, dict[str, list[Any]]] = {}
 
     def add(memory: Any, kind: str, item: dict[str, Any]) -> None:
-        found.setdefault(memory, {"derived_from": [], "conflicts_with": []})[kind].append(item)
+        found.setdefault(memory, {"derived_from": [], "conflicts_with": []}).setdefault(
+            kind, []).append(item)
 
     links = MemoryLink.objects.filter(namespace_id=namespace_id)
     columns = ("source_id", "target_id", "relation", "similarity", "differs_in")
     outgoing = links.filter(source_id__in=ids).values_list(*columns)
-    incoming = links.filter(target_id__in=ids,
-                            relation=MemoryLink.Relation.CONFLICTS_WITH).values_list(*columns)
+    incoming = links.filter(target_id__in=ids, relation__in=[
+        MemoryLink.Relation.CONFLICTS_WITH, MemoryLink.Relation.KEPT_APART]).values_list(*columns)
     for source, target, relation, similarity, differs_in in outgoing:
         if relation == MemoryLink.Relation.DERIVED_FROM:
             add(source, "derived_from", {"id": str(target), "similarity": similarity})
         elif relation == MemoryLink.Relation.CONFLICTS_WITH:
             add(source, "conflicts_with", {"id": str(target), "differs_in": list(differs_in or []),
                                            "similarity": similarity})
-    for source, target, _, similarity, differs_in in incoming:
-        add(target, "conflicts_with", {"id": str(source), "differs_in": list(differs_in or []),
-                                       "similarity": similarity})
+        elif relation == MemoryLink.Relation.KEPT_APART:
+            add(source, "kept_apart", {"id": str(target)})
+    for source, target, relation, similarity, differs_in in incoming:
+        if relation == MemoryLink.Relation.KEPT_APART:
+            add(target, "kept_apart", {"id": str(source)})
+        else:
+            add(target, "conflicts_with", {"id": str(source), "differs_in": list(differs_in or []),
+                                           "similarity": similarity})
     for lists in found.values():
         for items in lists.values():
             items.sort(key=lambda item: item["id"])

@@ -148,6 +148,12 @@ ROUTES = [
           "/api/v1/namespaces/alpha/consolidate", {"dry_run": True}, Role.ADMIN, 200),
     Route("POST", "api/v1/memories/<str:pk>/unmerge", "/api/v1/memories/{memory}/unmerge", None,
           Role.ADMIN, 409),
+    # Kept apart (a rejection kept): alpha's team admins, alpha's memories.
+    Route("POST", "api/v1/namespaces/<str:slug>/keep-apart", "/api/v1/namespaces/alpha/keep-apart",
+          {"members": ["{memory}", "{shared}"]}, Role.ADMIN, 200),
+    Route("POST", "api/v1/namespaces/<str:slug>/allow-together",
+          "/api/v1/namespaces/alpha/allow-together", {"members": ["{memory}", "{shared}"]},
+          Role.ADMIN, 200),
     # A consolidation run (a large consolidation's job): alpha's team admins read it.
     Route("GET", "api/v1/consolidations/<str:pk>", "/api/v1/consolidations/{consolidation_run}",
           None, Role.ADMIN, 200),

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from apps.core.openapi import ErrorSerializer
 from apps.core.query_params import KnownQueryParams
-from apps.lifecycle import consolidation, consolidation_jobs
+from apps.lifecycle import consolidation, consolidation_jobs, kept_apart
 from apps.lifecycle.representation import outcome_row, unmerged_row
 
 
@@ -132,3 +132,37 @@ class UnmergeView(KnownQueryParams, APIView):
                    responses=UnmergedSerializer)
     def post(self, request, pk: str):
         return Response(unmerged_row(consolidation.unmerge(request.user, pk)))
+
+
+class KeptApartSerializer(serializers.Serializer):
+    namespace = serializers.CharField()
+    members = serializers.ListField(child=serializers.UUIDField())
+    pairs = serializers.IntegerField(help_text="Links added (keep-apart) or removed "
+                                     "(allow-together); 0 when nothing changed.")
+
+
+class KeepApartView(KnownQueryParams, APIView):
+    """Keep memories apart (team admin): a person's rejection of a consolidation proposal,
+    kept. Consolidation never groups two of them again (every door, the schedule);
+    ``merge`` refuses them (docs/lifecycle.md, "Kept apart")."""
+
+    query_params: set[str] = set()
+    apart = True
+
+    @extend_schema(summary="Keep memories apart: consolidation never merges two of them",
+                   request=kept_apart.KeepApartInput, responses=KeptApartSerializer)
+    def post(self, request, slug: str):
+        members, pairs = kept_apart.keep_apart(request.user, slug, request.data,
+                                               apart=self.apart)
+        return Response({"namespace": slug, "members": members, "pairs": pairs})
+
+
+class AllowTogetherView(KeepApartView):
+    """Undo a keep-apart (team admin): consolidation may group these memories again."""
+
+    apart = False
+
+    @extend_schema(summary="Allow memories kept apart to be merged again",
+                   request=kept_apart.KeepApartInput, responses=KeptApartSerializer)
+    def post(self, request, slug: str):
+        return super().post(request, slug)

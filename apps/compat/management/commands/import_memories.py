@@ -88,6 +88,8 @@ class Command(BaseCommand):
         if report.superseded or report.conflicts:  # a consolidated namespace's lineage
             links += (f", {report.superseded} superseded memories and {report.conflicts} "
                       "conflict links restored")
+        if report.kept_apart:
+            links += f", {report.kept_apart} kept-apart links restored"
         self.stdout.write(
             f"{namespace}: {report.created} imported, {report.existing} already there{links}, "
             f"{len(report.errors)} problems (listed above; those records were skipped)"
