@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway import metrics_page
 from tests.helpers import learning
 from tests.helpers.fake_llm import REPLY
 from tests.helpers.gateway import GatewaySite, gateway_site
@@ -42,6 +43,10 @@ def _chat(learned: Learned, text: str, key: str = "alpha_agent", **headers: str)
         model="gpt-4o", messages=[{"role": "user", "content": text}], extra_headers=headers)
     assert raw.parse().choices[0].message.content == REPLY
     return raw
+
+
+def _metric(learned: Learned, name: str, **labels: str) -> float:
+    return metrics_page.value(learned.site.url, name, METRICS_TOKEN, **labels)
 
 
 def _fact(learned: Learned, text: str, namespace: str = "alpha", state: str = "quarantined"):
@@ -75,12 +80,15 @@ def test_a_repeated_memory_is_strengthened_not_quarantined(learned):
     site = learned.site
     text = "We use the Kestrel queue for every background job."
     memory_id = site.store("alpha_agent", text)
+    strengthened = "memoryweb_gateway_memories_strengthened_total"
+    before = _metric(learned, strengthened)
     _chat(learned, "we use the Kestrel queue for every background job")
     _chat(learned, "Remember that the Kestrel dashboard lives at /ops/kestrel.")  # a barrier
     _fact(learned, "The Kestrel dashboard lives at /ops/kestrel.")
     strengthened = learning.query(learned.data, "SELECT actor, record_ids FROM "
                                   "audit_auditentry WHERE operation = 'gateway.strengthen'")
     assert any(memory_id in ids for _, ids in strengthened)
+    assert _metric(learned, "memoryweb_gateway_memories_strengthened_total") == before + 1
     assert text not in learning.facts(learned.data)
     assert not [t for t in learning.facts(learned.data) if "Kestrel queue" in t]
 
@@ -136,25 +144,28 @@ def test_a_fact_of_one_namespace_is_not_a_sighting_in_another(learned):
 
 
 def test_the_metrics_count_requests_learning_and_the_added_latency(learned):
+    grown = {  # (series, labels): how much the two exchanges below add
+        ("memoryweb_gateway_requests_total", ("mode", "full"), ("route", "chat")): 2,
+        ("memoryweb_gateway_added_latency_seconds_count", ("route", "chat")): 2,
+        ("memoryweb_gateway_exchanges_queued_total", ("route", "chat")): 2,
+        ("memoryweb_gateway_facts_extracted_total", ("extractor", "offline")): 2,
+        ("memoryweb_gateway_facts_quarantined_total",): 1,
+        ("memoryweb_gateway_facts_promoted_total", ("how", "seen")): 1}
+
+    before = {series: _metric(learned, series[0], **dict(series[1:])) for series in grown}
     _chat(learned, "Remember that the Shrike queue drains every five minutes.")
     _fact(learned, "The Shrike queue drains every five minutes.")
     _chat(learned, "Remember that the Shrike queue drains every five minutes.")
     _fact(learned, "The Shrike queue drains every five minutes.", state="promoted")
+    # A promotion is counted just after its commit shows: each series is waited for.
+    after = {series: metrics_page.reached(learned.site.url, series[0], before[series] + n,
+                                          METRICS_TOKEN, **dict(series[1:]))
+             for series, n in grown.items()}
+    assert {series: after[series] - before[series] for series in grown} == grown
     page = httpx.get(f"{learned.site.url}/metrics", timeout=30,
                      headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
-
-    def value(series: str) -> float:
-        lines = [line for line in page.splitlines() if line.startswith(series + " ")]
-        assert lines, f"{series} is not on /metrics"
-        return float(lines[0].split()[-1])
-
-    assert value('memoryweb_gateway_requests_total{mode="full",route="chat"}') >= 2
-    assert value('memoryweb_gateway_added_latency_seconds_count{route="chat"}') >= 2
-    assert value('memoryweb_gateway_exchanges_queued_total{route="chat"}') >= 2
-    assert value('memoryweb_gateway_facts_extracted_total{extractor="offline"}') >= 2
-    assert value("memoryweb_gateway_facts_quarantined_total") >= 1
-    assert value('memoryweb_gateway_facts_promoted_total{how="seen"}') >= 1
     # Bounded labels: no namespace, key or text in any of the gateway's series.
     gateway_lines = [line for line in page.splitlines()
                      if line.startswith("memoryweb_gateway_")]
+    assert gateway_lines
     assert not [line for line in gateway_lines if "alpha" in line or "Shrike" in line]

@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from apps.gateway.extract import SYSTEM_PROMPT
+from tests.gateway import metrics_page
 from tests.helpers import learning
 from tests.helpers.fake_llm import REPLY, Failure, FakeLLM
 from tests.helpers.gateway import GatewaySite, gateway_site
@@ -53,7 +54,8 @@ def learned(tmp_path_factory) -> Iterator[Learned]:
     with FakeLLM() as extractor, gateway_site(
             base, MEMORYWEB_GATEWAY_EXTRACTOR="openai",
             MEMORYWEB_GATEWAY_EXTRACTOR_URL=extractor.openai_url,
-            MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE=str(base / "extractor.key")) as site:
+            MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE=str(base / "extractor.key"),
+            MEMORYWEB_METRICS_TOKEN=metrics_page.TOKEN) as site:
         yield Learned(site, base / "data", extractor)
 
 
@@ -133,6 +135,8 @@ def test_a_streamed_answer_reaches_the_extractor_reassembled(learned, model, sha
 
 def test_an_extractor_failing_leaves_the_exchange_queued(learned, model):
     site = learned.site
+    failures = "memoryweb_gateway_learn_failures_total"
+    before = metrics_page.value(site.url, failures, stage="extract")
     model.failures[CHAT] = [Failure(status=500, body={"error": {"message": "down"}})]
     client = openai.OpenAI(base_url=site.openai_base, api_key=site.keys["alpha_agent"],
                            max_retries=0, timeout=60)
@@ -147,3 +151,5 @@ def test_an_extractor_failing_leaves_the_exchange_queued(learned, model):
     assert attempts == 1 and "500" in error and facts is None
     assert user_text == said  # kept (redacted) for the retry: not lost
     assert not [t for t in learning.facts(learned.data) if "Curlew" in t]  # nothing half-stored
+    # Counted before the row shows the failure (the retry is 30 s away: no second one yet).
+    assert metrics_page.value(site.url, failures, stage="extract") == before + 1

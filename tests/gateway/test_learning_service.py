@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from apps.audit.models import AuditEntry
 from apps.core.errors import NotFound, PermissionDenied
@@ -34,6 +35,15 @@ def no_learner_thread(monkeypatch):
     monkeypatch.setattr(learning, "wake", lambda: None)
 
 
+def counted(name: str, **labels: str) -> float:
+    """A gateway counter's value in this process (0 before a labelled one's first count);
+    the registry is the process's: compare before and after."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+PROMOTED = "memoryweb_gateway_facts_promoted_total"
+
+
 def teach(caller, text: str, answer: str = "Noted.", session: str = "") -> None:
     principal = Principal.for_key(caller.key)
     namespace = caller.key.namespace
@@ -42,6 +52,7 @@ def teach(caller, text: str, answer: str = "Noted.", session: str = "") -> None:
 
 
 def test_a_fact_is_quarantined_then_promoted_when_stated_again(agent, alpha):
+    seen = counted(PROMOTED, how="seen")
     teach(agent, FACT)
     (fact,) = LearnedFact.objects.all()
     assert (fact.state, fact.seen_count, fact.confidence, fact.agent_id) == (
@@ -53,6 +64,7 @@ def test_a_fact_is_quarantined_then_promoted_when_stated_again(agent, alpha):
     teach(agent, "note: the staging database is on host db-2")  # a later exchange
     fact.refresh_from_db()
     assert fact.state == FactState.PROMOTED and fact.seen_count == 2
+    assert counted(PROMOTED, how="seen") == seen + 1
     memory = Memory.objects.get(pk=fact.memory_id)
     assert memory.content == "The staging database is on host db-2."
     assert (memory.agent_id, memory.confidence, memory.metadata["source"]) == (
@@ -76,7 +88,9 @@ def test_one_exchange_is_one_sighting(agent, alpha):
 def test_a_duplicate_of_a_memory_strengthens_it(agent, alpha, stored):
     memory_id = stored("We use pnpm, not npm, in this repo.")["id"]
     before = Memory.objects.get(pk=memory_id).access_count
+    strengthened = counted("memoryweb_gateway_memories_strengthened_total")
     teach(agent, "we use pnpm, not npm, in this repo")
+    assert counted("memoryweb_gateway_memories_strengthened_total") == strengthened + 1
     assert not LearnedFact.objects.exists()
     memory = Memory.objects.get(pk=memory_id)
     assert memory.access_count == before + 1 and memory.last_recalled_at is not None
@@ -90,12 +104,14 @@ def test_approve_edit_and_reject(agent, team_admin, alpha):
     teach(agent, "Remember that we deploy on Tuesdays.")
     first, second = LearnedFact.objects.order_by("first_seen_at")
     admin = Principal.for_key(team_admin.key)
+    approvals = counted(PROMOTED, how="approved")
     edited = learning.edit(admin, first, "The staging DB is on db-2 (password=hunter22).")
     assert edited.text == "The staging DB is on db-2 (password=[REDACTED:credential])."
     approved = learning.approve(admin, first.pk, text="Staging DB: host db-2.")
     assert approved.state == FactState.PROMOTED and approved.decided_by == admin.label
     memory = Memory.objects.get(pk=approved.memory_id)
     assert memory.content == "Staging DB: host db-2." and memory.agent_id == "agent-1"
+    assert counted(PROMOTED, how="approved") == approvals + 1
     rejected = learning.reject(admin, second)
     assert rejected.state == FactState.REJECTED
     teach(agent, "Remember that we deploy on Tuesdays.")  # seen again: stays rejected
@@ -146,6 +162,7 @@ def test_the_model_extractor_failing_leaves_the_exchange_for_later(agent, alpha,
         settings.MEMORYWEB_GATEWAY_EXTRACTOR_URL = llm.openai_url
         settings.MEMORYWEB_GATEWAY_EXTRACTOR_KEY_FILE = str(tmp_path / "extractor.key")
         llm.failures["/v1/chat/completions"] = [Failure(status=500, body={"error": {}})]
+        failures = counted("memoryweb_gateway_learn_failures_total", stage="extract")
         learning.enqueue(learning.Taught(Principal.for_key(agent.key), alpha), "chat",
                          f"Our database URL is {secret}; we use PostgreSQL 16.", "Noted.")
         assert learning.process_due() == 0
@@ -154,16 +171,41 @@ def test_the_model_extractor_failing_leaves_the_exchange_for_later(agent, alpha,
         assert "500" in row.last_error and not LearnedFact.objects.exists()
         assert learning.process_due() == 0  # not due yet: the upstream is not asked again
         assert len(llm.requests) == 1
+        assert counted("memoryweb_gateway_learn_failures_total", stage="extract") == failures + 1
 
         PendingExchange.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
         llm.failures["/v1/chat/completions"] = [Failure(reply=json.dumps(
             {"facts": ["The app database is PostgreSQL 16 on db.internal."]}))]
         assert learning.process_due() == 1
         assert not PendingExchange.objects.exists()
+        assert counted("memoryweb_gateway_learn_failures_total", stage="extract") == failures + 1
         assert LearnedFact.objects.get().text == "The app database is PostgreSQL 16 on db.internal."
         for request in llm.requests:  # both attempts: the secret never left
             assert b"Sup3r-Secret-pw" not in request["raw"]
             assert b"[REDACTED:url_credentials]" in request["raw"]
+
+
+def test_a_failure_applying_the_facts_is_counted_and_retried_later(agent, alpha, monkeypatch):
+    failures = counted("memoryweb_gateway_learn_failures_total", stage="apply")
+    learning.enqueue(learning.Taught(Principal.for_key(agent.key), alpha), "chat", FACT, "")
+
+    def down(*args):
+        raise RuntimeError("the database went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(learning, "_apply", down)
+        with pytest.raises(RuntimeError):
+            learning.process_due()
+    assert counted("memoryweb_gateway_learn_failures_total", stage="apply") == failures + 1
+    row = PendingExchange.objects.get()
+    assert (row.attempts, row.applied, row.facts) == (1, 0, ["The staging database is on host db-2."])
+    assert row.next_attempt_at > timezone.now() and "RuntimeError" in row.last_error
+    assert not LearnedFact.objects.exists()
+
+    PendingExchange.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert learning.process_due() == 1  # the facts kept from the first try are applied
+    assert LearnedFact.objects.get().text == "The staging database is on host db-2."
+    assert counted("memoryweb_gateway_learn_failures_total", stage="apply") == failures + 1
 
 
 def test_the_queue_holds_only_redacted_text(agent, alpha):

@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway import metrics_page
 from tests.helpers.fake_llm import PIECES, REPLY, Failure, sse_bytes
 from tests.helpers.gateway import ANTHROPIC_SERVER_KEY, OPENAI_SERVER_KEY
 
@@ -51,7 +52,12 @@ def _ids(headers) -> list[str]:
     return [i for i in headers.get("x-memory-ids", "").split(",") if i]
 
 
+def _injected(site) -> float:
+    return metrics_page.value(site.url, "memoryweb_gateway_injected_total")
+
+
 def test_chat_completion_gets_memories_in_a_system_message(site, fake, memories):
+    before = _injected(site)
     raw = _openai(site).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
     assert raw.parse().choices[0].message.content == REPLY
@@ -66,15 +72,19 @@ def test_chat_completion_gets_memories_in_a_system_message(site, fake, memories)
     assert memories["falcon"] in _ids(raw.headers)
     assert int(raw.headers["x-memory-injected"]) == len(_ids(raw.headers)) >= 1
     assert raw.headers["x-memory-mode"] == "full"
+    assert _injected(site) == before + int(raw.headers["x-memory-injected"])
     # The upstream gets the server's key, never the client's MemoryWeb key.
     assert sent["headers"]["authorization"] == f"Bearer {OPENAI_SERVER_KEY}"
     assert site.keys["alpha_agent"] not in str(sent["headers"])
 
 
 def test_screened_memories_are_not_injected_and_are_counted(site, fake, memories):
+    screened = "memoryweb_gateway_screened_out_total"
+    before = metrics_page.value(site.url, screened)
     raw = _openai(site).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
     assert raw.headers["x-memory-screened"] == "1"
+    assert metrics_page.value(site.url, screened) == before + 1
     assert memories["poisoned"] not in _ids(raw.headers)
     assert "ignore all previous" not in fake.last()["raw"].decode()
 
@@ -89,6 +99,71 @@ def test_a_key_never_gets_another_namespaces_memories(site, fake, memories):
     assert _ids(beta.headers) == [memories["beta_falcon"]]
     body = fake.last()["raw"].decode()
     assert "walnut" in body and memories["falcon"] not in body and "tools/deploy.sh" not in body
+
+
+@pytest.fixture
+def recall_defaults(site):
+    """Set alpha's recall_defaults for a test; back to none after it."""
+    def put(value: dict) -> None:
+        answer = httpx.patch(f"{site.url}/api/v1/namespaces/alpha", timeout=30,
+                             json={"recall_defaults": value},
+                             headers={"Authorization": f"Bearer {site.keys['alpha_admin']}"})
+        assert answer.status_code == 200, answer.text
+    yield put
+    put({})
+
+
+def _chat_as_sent(site, text: str):
+    """A chat completion through the SDK: its raw response and the bytes the SDK sent."""
+    sent = []
+    with httpx.Client(event_hooks={"request": [lambda r: sent.append(r.read())]}) as client:
+        raw = _openai(site, http_client=client).chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": text}])
+    return raw, sent[-1]
+
+
+# The namespace's recall settings, in vector mode: a score there is the cosine similarity,
+# one scale for every query. (In hybrid mode each channel is scaled to its best candidate,
+# so the memory that tops both channels scores 1.0, the highest min_score allowed.)
+
+def test_a_namespace_min_score_above_every_match_injects_nothing(site, fake, memories,
+                                                                 recall_defaults):
+    recall_defaults({"mode": "vector"})  # the server's minimum: Falcon (cosine ~0.86) passes
+    raw, _ = _chat_as_sent(site, QUESTION)
+    assert memories["falcon"] in _ids(raw.headers)
+    recall_defaults({"mode": "vector", "min_score": 0.99})
+    raw, sent = _chat_as_sent(site, QUESTION)
+    assert raw.headers["x-memory-injected"] == "0"
+    assert "x-memory-ids" not in raw.headers
+    assert "x-memory-screened" not in raw.headers  # the poisoned note is not recalled either
+    assert fake.last()["raw"] == sent  # forwarded unchanged: no memory block
+
+
+def test_a_namespace_min_score_below_the_servers_lets_a_weaker_match_through(
+        site, fake, memories, recall_defaults):
+    weak = "Tell me about tools."  # Falcon's cosine ~0.25: under the server's 0.3
+    recall_defaults({"mode": "vector"})
+    raw, sent = _chat_as_sent(site, weak)
+    assert raw.headers["x-memory-injected"] == "0" and fake.last()["raw"] == sent
+    recall_defaults({"mode": "vector", "min_score": 0.2})
+    raw, _ = _chat_as_sent(site, weak)
+    assert _ids(raw.headers) == [memories["falcon"]]
+    assert raw.headers["x-memory-injected"] == "1"
+    system, user = fake.last()["body"]["messages"]
+    assert user == {"role": "user", "content": weak}
+    assert system["role"] == "system" and f"- [mem {memories['falcon']}] {FALCON}" in (
+        system["content"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "gateway bug: hybrid recall scales each channel to its best candidate, so the nearest "
+    "memory by vector alone scores weight_vector / (weight_vector + weight_lexical) = "
+    "1 / 2.5 = 0.4 however far it is (cosine 0.04 here), above MEMORYWEB_GATEWAY_MIN_SCORE "
+    "(0.3): the default minimum keeps nothing out (apps/gateway/memory.py:326-329)"))
+def test_a_question_unrelated_to_every_memory_gets_none_injected(site, fake, memories):
+    raw, sent = _chat_as_sent(site, "What is the weather like in Lisbon today?")
+    assert raw.headers["x-memory-injected"] == "0"
+    assert fake.last()["raw"] == sent
 
 
 def test_chat_merges_with_the_clients_system_message(site, fake, memories):

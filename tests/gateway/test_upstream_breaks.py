@@ -11,11 +11,24 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway import metrics_page
 from tests.helpers.fake_llm import PIECES, Failure
 
 pytestmark = pytest.mark.processes
 
 QUESTION = "Where does the deploy script for project Falcon live?"
+BROKE_OFF = "memoryweb_gateway_upstream_broke_off_total"
+
+
+def _broke_off(site, route: str) -> float:
+    return metrics_page.value(site.url, BROKE_OFF, route=route)
+
+
+def _counted_once(site, route: str, before: float) -> None:
+    """The break was counted once on ``route`` (counted as the relay ends, which may be
+    just after the client saw the error: waited for)."""
+    metrics_page.reached(site.url, BROKE_OFF, before + 1, route=route)
+    assert _broke_off(site, route) == before + 1
 
 
 def _openai(site) -> openai.OpenAI:
@@ -29,6 +42,7 @@ def _anthropic(site) -> anthropic.Anthropic:
 
 
 def test_a_chat_stream_that_breaks_off_raises_in_the_sdk(site, fake):
+    before = _broke_off(site, "chat")
     fake.failures["/v1/chat/completions"] = [Failure(break_after=4)]  # role + 3 pieces
     stream = _openai(site).chat.completions.create(
         model="gpt-4o", stream=True, messages=[{"role": "user", "content": QUESTION}])
@@ -38,9 +52,11 @@ def test_a_chat_stream_that_breaks_off_raises_in_the_sdk(site, fake):
             if chunk.choices and chunk.choices[0].delta.content:
                 deltas.append(chunk.choices[0].delta.content)
     assert deltas == PIECES[:3]  # what came before the break, in order, unchanged
+    _counted_once(site, "chat", before)
 
 
 def test_a_responses_stream_that_breaks_off_raises_in_the_sdk(site, fake):
+    before = _broke_off(site, "responses")
     fake.failures["/v1/responses"] = [Failure(break_after=3)]  # created + 2 deltas
     events = _openai(site).responses.create(model="gpt-4o", input=QUESTION, stream=True)
     deltas = []
@@ -49,9 +65,11 @@ def test_a_responses_stream_that_breaks_off_raises_in_the_sdk(site, fake):
             if event.type == "response.output_text.delta":
                 deltas.append(event.delta)
     assert deltas == PIECES[:2]
+    _counted_once(site, "responses", before)
 
 
 def test_an_anthropic_stream_that_breaks_off_raises_in_the_sdk(site, fake):
+    before = _broke_off(site, "anthropic")
     fake.failures["/v1/messages"] = [Failure(break_after=4)]  # start, block start, 2 deltas
     text = []
     with pytest.raises(anthropic.APIError, match="broke off mid-answer"):
@@ -60,6 +78,7 @@ def test_an_anthropic_stream_that_breaks_off_raises_in_the_sdk(site, fake):
                 messages=[{"role": "user", "content": QUESTION}]) as stream:
             text.extend(stream.text_stream)
     assert text == PIECES[:2]
+    _counted_once(site, "anthropic", before)
 
 
 @pytest.mark.parametrize("path, body, key_header", [
@@ -71,6 +90,8 @@ def test_an_anthropic_stream_that_breaks_off_raises_in_the_sdk(site, fake):
 ])
 def test_a_json_answer_that_breaks_off_is_a_502_not_a_truncated_body(site, fake, path, body,
                                                                       key_header):
+    route = "anthropic" if "anthropic" in path else "chat"
+    before = _broke_off(site, route)
     upstream = path.removeprefix("/proxy").removeprefix("/anthropic")
     fake.failures[upstream] = [Failure(break_after=20)]
     key = site.keys["alpha_agent"]
@@ -81,6 +102,7 @@ def test_a_json_answer_that_breaks_off_is_a_502_not_a_truncated_body(site, fake,
     error = answer.json()["error"]
     assert "broke off mid-answer" in error["message"]
     assert error["type"] == "upstream_unavailable"
+    assert _broke_off(site, route) == before + 1  # counted before the 502 was sent
 
 
 def test_the_sdks_see_a_broken_json_answer_as_a_server_error(site, fake):
