@@ -80,6 +80,11 @@ MEMORYWEB_GATEWAY_KEY_GRACE_SECONDS = _env.int("MEMORYWEB_GATEWAY_KEY_GRACE_SECO
 MEMORYWEB_GATEWAY_RECALL_K = _env.int("MEMORYWEB_GATEWAY_RECALL_K", default=8)
 MEMORYWEB_GATEWAY_MEMORY_SHARE = _env.float("MEMORYWEB_GATEWAY_MEMORY_SHARE", default=0.10)
 MEMORYWEB_GATEWAY_MIN_SCORE = _env.float("MEMORYWEB_GATEWAY_MIN_SCORE", default=0.3)
+# Hybrid scores are relative (each channel scaled to its best candidate): a hit is also
+# injected only with this cosine similarity to the query, or a keyword match
+# (bench/gateway_relevance.py chose it on LoCoMo's tuning part).
+MEMORYWEB_GATEWAY_MIN_SIMILARITY = _env.float("MEMORYWEB_GATEWAY_MIN_SIMILARITY",
+                                              default=0.35)
 # Seconds to connect to the upstream and to wait for each piece of its answer (a model
 # may think for minutes before its first token).
 MEMORYWEB_GATEWAY_TIMEOUT = _env.float("MEMORYWEB_GATEWAY_TIMEOUT", default=600.0)

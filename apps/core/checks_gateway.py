@@ -32,6 +32,9 @@ GATEWAY_NUMBERS: dict[str, tuple[Bound, str]] = {
                                        "fill (0.10 is the default)."),
     "MEMORYWEB_GATEWAY_MIN_SCORE": (Bound(low=0, high=1),
                                     "Hybrid recall scores are 0..1 (0.3 is the default)."),
+    "MEMORYWEB_GATEWAY_MIN_SIMILARITY": (Bound(low=0, high=1),
+                                         "A cosine similarity, 0..1 (0.35 is the default; 0: "
+                                         "the fused score alone decides)."),
     "MEMORYWEB_GATEWAY_TIMEOUT": (Bound(low=0, high=3600, above=True),
                                   "Seconds to wait for the upstream (600 is the default)."),
     "MEMORYWEB_GATEWAY_EXTRACTOR_TIMEOUT": (Bound(low=0, high=600, above=True),

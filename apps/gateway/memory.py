@@ -315,9 +315,23 @@ class Recalled:
     screened_out: int = 0
 
 
+def relevant(parts: dict[str, dict[str, float]]) -> bool:
+    """Whether a hybrid hit answers the query at all: its cosine similarity to it (the
+    vector channel's raw score) is at least ``MEMORYWEB_GATEWAY_MIN_SIMILARITY``, or it
+    matched the query's words. Fusion scales each channel to its best candidate, so the
+    nearest memory scores high however far it is: the fused score alone injected a
+    memory into every request of a namespace that had one."""
+    floor = settings.MEMORYWEB_GATEWAY_MIN_SIMILARITY
+    lexical, vector = parts.get("lexical"), parts.get("vector")
+    if floor <= 0 or (lexical is not None and lexical.get("raw", 0) > 0):
+        return True
+    return vector is not None and vector.get("raw", 0) >= floor
+
+
 def recall(admission: Admission, query: str) -> Recalled:
     """The namespace's memories that answer ``query`` (hybrid unless the namespace says
-    otherwise; its recall settings; the minimum score), screened."""
+    otherwise; its recall settings; the minimum score; in hybrid mode, :func:`relevant`
+    only), screened."""
     close_old_connections()
     try:
         namespace = admission.namespace
@@ -333,6 +347,8 @@ def recall(admission: Admission, query: str) -> Recalled:
         result = services.recall(admission.principal, data, namespace=namespace.slug)
         recalled = Recalled()
         for hit in result.hits:
+            if result.mode == "hybrid" and not relevant(hit.parts):
+                continue
             memory = hit.memory
             if screening.flags(memory.content):
                 recalled.screened_out += 1

@@ -179,6 +179,7 @@ def test_check_gateway_names_bad_settings(settings, tmp_path):
     settings.MEMORYWEB_GATEWAY_OPENAI_KEY_FILE = str(tmp_path / "missing.key")
     settings.MEMORYWEB_GATEWAY_RECALL_BUDGET_MS = 0
     settings.MEMORYWEB_GATEWAY_MEMORY_SHARE = 0.9
+    settings.MEMORYWEB_GATEWAY_MIN_SIMILARITY = 1.5
     messages = [m.msg for m in check_gateway() if isinstance(m, Error)]
     assert any("MEMORYWEB_GATEWAY_OPENAI_URL must be an http(s) URL" in m for m in messages)
     assert any("MEMORYWEB_GATEWAY_ANTHROPIC_URL must not hold credentials" in m for m in messages)
@@ -186,6 +187,7 @@ def test_check_gateway_names_bad_settings(settings, tmp_path):
                for m in messages)
     assert any(m.startswith("MEMORYWEB_GATEWAY_RECALL_BUDGET_MS") for m in messages)
     assert any(m.startswith("MEMORYWEB_GATEWAY_MEMORY_SHARE") for m in messages)
+    assert any(m.startswith("MEMORYWEB_GATEWAY_MIN_SIMILARITY") for m in messages)
     assert all("pw" not in m for m in messages)
 
 
@@ -243,3 +245,24 @@ def test_every_url_the_schema_pattern_allows_is_accepted(url):
     cleaned = namespace_setting.validate_gateway_settings(
         {"upstreams": {"openai": {"url": url}}})
     assert cleaned["upstreams"]["openai"]["url"] == url.strip().rstrip("/")
+
+
+# --- relevance: what a hybrid hit needs besides its fused score ---------------------------
+
+@pytest.mark.parametrize("parts, injected", [
+    ({"vector": {"raw": 0.04, "rank": 1, "contribution": 0.4}}, False),  # nearest, unrelated
+    ({"vector": {"raw": 0.35, "rank": 1, "contribution": 0.4}}, True),
+    ({"vector": {"raw": 0.349, "rank": 1, "contribution": 0.4}}, False),
+    ({"lexical": {"raw": 3.2, "rank": 1, "contribution": 0.6}}, True),  # matched its words
+    ({"vector": {"raw": 0.1, "rank": 5, "contribution": 0.1},
+      "lexical": {"raw": 1.5, "rank": 2, "contribution": 0.3}}, True),
+    ({"lexical": {"raw": 0.0, "rank": 9, "contribution": 0.0}}, False),
+    ({}, False),
+])
+def test_a_hybrid_hit_needs_a_cosine_at_the_floor_or_a_keyword_match(settings, parts, injected):
+    from apps.gateway.memory import relevant
+
+    settings.MEMORYWEB_GATEWAY_MIN_SIMILARITY = 0.35
+    assert relevant(parts) is injected
+    settings.MEMORYWEB_GATEWAY_MIN_SIMILARITY = 0.0  # 0: the fused score alone decides
+    assert relevant(parts) is True
