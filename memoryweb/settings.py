@@ -282,29 +282,24 @@ PROMETHEUS_METRIC_NAMESPACE = ""
 # --- Vector store (ChromaDB) -------------------------------------------------
 # Empty CHROMA_URL: an embedded PersistentClient under DATA_DIR/chroma.
 CHROMA_URL = env.str("CHROMA_URL", default="")
-# Seconds each request to the Chroma server (CHROMA_URL) may take before it is an error
-# (recall answers 503, the gateway fails open, the outbox retries): a hung server must not
-# hold request threads for ever.
+# Seconds a request to the Chroma server may take before it is an error (recall 503, the
+# gateway fails open, the outbox retries): a hung server must not hold threads for ever.
 MEMORYWEB_CHROMA_TIMEOUT = env.float("MEMORYWEB_CHROMA_TIMEOUT", default=30.0)
 CHROMA_PATH = DATA_DIR / "chroma"
-# The embedded server's admin socket (apps/ops/control.py): the server owns the embedded
-# Chroma, and commands run beside it do their vector-store work through this socket
-# (docs/operations.md). Empty: off (commands then need the server stopped). A Unix socket
-# path must be absolute and short (the kernel's limit is 107 bytes).
+# The embedded server's admin socket (apps/ops/control.py): commands run beside the server
+# do their vector-store work through it (docs/operations.md). Empty: off (they then need
+# the server stopped). Absolute and short (the kernel's limit is 107 bytes).
 MEMORYWEB_CONTROL_SOCKET = env.str("MEMORYWEB_CONTROL_SOCKET",
                                    default=str(DATA_DIR / "control.sock"))
 CHROMA_COLLECTION_PREFIX = env.str("MEMORYWEB_CHROMA_PREFIX", default="mw_")
-# How many candidates Chroma's HNSW index explores per vector query (its ``ef_search``).
-# HNSW is approximate: two indexes of the same vectors (a restored copy, a reindex) can
-# differ in a near-tie. Higher: closer to exact (at least the namespace's size: exact),
-# slower. 0 keeps Chroma's default (100). Applied to new collections and, when opened, to
-# existing ones.
+# Candidates Chroma's HNSW explores per query (``ef_search``; approximate: two indexes of
+# the same vectors can differ in a near-tie). Higher: closer to exact (the namespace's
+# size: exact). 0: Chroma's 100. Applied to new collections and to existing ones opened.
 MEMORYWEB_VECTOR_SEARCH_EF = env.int("MEMORYWEB_VECTOR_SEARCH_EF", default=0)
 # Chroma's collection cache loses an evicted collection's latest vectors (chromadb 1.5.9;
-# apps/memories/chroma_cache.py). Embedded: how many collections the engine may hold
-# before the server restarts it (0: 200, never above 4/5 of Chroma's cache, which is
-# RLIMIT_NOFILE // 5). Collections under MEMORYWEB_VECTOR_SYNC_UNTIL vectors write their
-# index to disk at every write (0: Chroma's every 1,000 writes for all).
+# apps/memories/chroma_cache.py). Embedded: collections the engine holds before the server
+# restarts it (0: 200; at most 4/5 of RLIMIT_NOFILE // 5). Collections under
+# MEMORYWEB_VECTOR_SYNC_UNTIL vectors sync their index at every write (0: every 1,000).
 MEMORYWEB_VECTOR_OPEN_COLLECTIONS = env.int("MEMORYWEB_VECTOR_OPEN_COLLECTIONS", default=0)
 MEMORYWEB_VECTOR_SYNC_UNTIL = env.int("MEMORYWEB_VECTOR_SYNC_UNTIL", default=2000)
 
