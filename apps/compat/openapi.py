@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
+from apps.lifecycle.merged_text import CHOICES as MERGED_TEXTS
 from apps.memories.models import MemoryKind
 from apps.memories.schemas import (
     LIMITS,
@@ -170,7 +171,7 @@ class CmmConsolidate(StrictBody):
     tags = TagsField(required=False, allow_null=True,
                      help_text="Only memories with every one of these tags.")
     merged_text = serializers.ChoiceField(
-        choices=("member", "summary"), required=False, allow_null=True,
+        choices=MERGED_TEXTS, required=False, allow_null=True,
         help_text="What a merged memory says: its best member's text (`member`) or the "
         "summarizer's text of the group (`summary`); default: the namespace's setting.")
 
@@ -258,7 +259,7 @@ class V1Consolidate(StrictBody):
     tags = TagsField(required=False, allow_null=True,
                      help_text="Only memories with every one of these tags.")
     merged_text = serializers.ChoiceField(
-        choices=("member", "summary"), required=False, allow_null=True,
+        choices=MERGED_TEXTS, required=False, allow_null=True,
         help_text="What a merged memory says: its best member's text (`member`) or the "
         "summarizer's text of the group (`summary`); default: the namespace's setting.")
 

@@ -336,9 +336,13 @@ def merge_view(request: HttpRequest) -> HttpResponse:
     tags = grouping.merged_tags(kept.tags or [], (m.tags or [] for m in others))
     gained = [t for t in tags if t not in (kept.tags or [])]
     if confirmed(request):
+        posted = request.POST.get("text")
+        offered, _, author = _proposed_text(namespace, kept, others)
+        by = author if posted is not None and " ".join(posted.split()) == " ".join(
+            offered.split()) else ""  # accepted as the summarizer wrote it: its text
         try:
-            outcome = merge(principal, namespace.slug, members, survivor,
-                            content=request.POST.get("text"))
+            outcome = merge(principal, namespace.slug, members, survivor, content=posted,
+                            summarizer=by)
         except ServiceError as exc:
             return refuse(exc.message, exc.status)
         _say_merged(request, namespace, kept, len(members), outcome)
@@ -348,7 +352,7 @@ def merge_view(request: HttpRequest) -> HttpResponse:
             messages.error(request, f"Merged, but the kept memory's text was not changed: "
                            f"{outcome.rewrite_error}")
         return HttpResponseRedirect(back)
-    proposed, note = _proposed_text(namespace, kept, others)
+    proposed, note, _ = _proposed_text(namespace, kept, others)
     details = [
         f"Kept: “{kept.content}” ({kept.agent_id}, stored {kept.created_at:%Y-%m-%d}). Edit "
         "the merged text below to have the kept memory say it (a versioned edit, after the "
@@ -367,20 +371,24 @@ def merge_view(request: HttpRequest) -> HttpResponse:
 
 
 def _proposed_text(namespace: Namespace, kept: Memory, others: list[Memory]
-                   ) -> tuple[str, list[str]]:
-    """The merged text offered for editing: the kept memory's own, or, where the
-    namespace's ``consolidation.merged_text`` is ``summary``, the summarizer's text of the
-    members (the kept one's when the summarizer fails, saying so)."""
+                   ) -> tuple[str, list[str], str]:
+    """The merged text offered for editing, a note on it, and who wrote it: the kept
+    memory's own (""), or, where the namespace's ``consolidation.merged_text`` is
+    ``summary``, the summarizer's text of the members and its name (the kept one's when
+    the summarizer fails, saying so)."""
     if (namespace.consolidation or {}).get("merged_text") != merged_text.SUMMARY:
-        return kept.content, []
+        return kept.content, [], ""
     contents = {str(m.pk): m.content for m in [kept, *others]}
     try:
-        _, texts = merged_text.summaries([(str(kept.pk), list(contents))], contents)
+        name, texts = merged_text.summaries([(str(kept.pk), list(contents))], contents)
     except ServiceError as exc:
-        return kept.content, [f"The summarizer could not write a merged text: {exc.message}"]
-    return texts.get(str(kept.pk), kept.content), [
+        return kept.content, [f"The summarizer could not write a merged text: {exc.message}"], ""
+    if str(kept.pk) not in texts:
+        return kept.content, [], ""
+    return texts[str(kept.pk)], [
         "The merged text below was written by the summarizer from the members (this "
-        "namespace's consolidation setting)."]
+        "namespace's consolidation setting); accepted as it is, it stays the summarizer's "
+        "(an unmerge takes it back), edited it is yours."], name
 
 
 def _tags_line(tags: list[str], gained: list[str]) -> str:

@@ -35,7 +35,8 @@ def keep_apart_view(request: HttpRequest) -> HttpResponse:
         raise Http404("namespace not found")
     allow = request.GET.get("allow") == "1"
     try:
-        members = list(dict.fromkeys(str(uuid.UUID(v)) for v in request.GET.getlist("members")))
+        members = list(dict.fromkeys(str(uuid.UUID(v)) for v in request.GET.getlist(
+            "members")[:kept_apart.MAX_MEMBERS + 1]))
         memory = str(uuid.UUID(request.GET["memory"])) if request.GET.get("memory") else None
     except ValueError:
         members, memory = [], None

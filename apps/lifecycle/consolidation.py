@@ -25,6 +25,7 @@ what was said (append-only), summaries are rebuilt by the timeline.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,6 +344,8 @@ def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) 
                 or (i in outcome.versions and rows[i].version != outcome.versions[i])
                 for i in group.members):
             return False  # a member went, was merged or edited since it was read
+        if kept_apart.pairs_in(ns, group.members):
+            return False  # a person kept two of them apart meanwhile
         survivor = rows[group.survivor]
         tags = grouping.merged_tags(survivor.tags or [], (rows[i].tags or [] for i in group.members))
         gained = set(tags) - set(survivor.tags or ())
@@ -377,7 +380,8 @@ def _retag(write: writes.Write, principal: Principal, memory: Memory, tags: list
 
 
 def merge(principal: Principal, namespace: str | None, members: list[str], survivor: str,
-          threshold: float | None = None, content: str | None = None) -> Outcome:
+          threshold: float | None = None, content: str | None = None,
+          summarizer: str = "") -> Outcome:
     """Apply one proposal as a person accepted it (the dashboard's review): ``members``
     (at least two, at most ``grouping.MAX_GROUP``) of the namespace's current memories,
     ``survivor`` among them, all of one partition (kind, agent, subject). Checked and
@@ -387,7 +391,8 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     ``content``: the merged text the survivor says afterwards, when it differs (spacing
     aside) from its own: checked before anything is merged (a text the schema refuses
     merges nothing), then written as an ordinary versioned edit; ``rewritten`` says it was,
-    ``rewrite_error`` why not (the merge stands)."""
+    ``rewrite_error`` why not (the merge stands). ``summarizer``: the summarizer wrote it
+    (the person accepted its text as offered): marked so, as consolidation's own."""
     ns = resolve_namespace(principal, namespace)
     authorize(principal, ns.pk, Action.EDIT)
     check_writable(ns)
@@ -402,7 +407,8 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     if len(rows) != len(wanted):
         raise Conflict("a member is gone, superseded, or cannot be merged (an event, a "
                        "summary): consolidate again.", field="members")
-    if kept_apart.pairs_in(ns, wanted):
+    apart = kept_apart.pairs_in(ns)  # with what was merged into them since
+    if any(frozenset(pair) in apart for pair in itertools.combinations(wanted, 2)):
         raise Conflict("two of these memories were kept apart by a person: allow them "
                        "together first.", field="members")
     partitions = {partition(m.kind, m.agent_id, m.metadata, m.valid_from, m.valid_until)
@@ -436,7 +442,8 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     kept = rows[str(survivor)].content
     if applied and content is not None and " ".join(content.split()) != " ".join(kept.split()):
         try:
-            _rewrite(principal, str(survivor), content, sorted(set(wanted) - {str(survivor)}))
+            _rewrite(principal, str(survivor), content, sorted(set(wanted) - {str(survivor)}),
+                     summarizer)
         except ServiceError as exc:
             outcome.rewrite_error = exc.message
         else:
@@ -444,14 +451,15 @@ def merge(principal: Principal, namespace: str | None, members: list[str], survi
     return outcome
 
 
-def _rewrite(principal: Principal, survivor: str, content: str, members: list[str]) -> None:
+def _rewrite(principal: Principal, survivor: str, content: str, members: list[str],
+             summarizer: str = "") -> None:
     """The survivor says the merged text: a versioned edit through the write path marked
     ``"by": "merge_text"`` with the members it was merged ``from``, so erasing one of
     them reverts it (apps/memories/merge_marks.py). Audited as an edit."""
     with writes.atomic() as write:
         memory = (Memory.objects.select_for_update(of=("self",)).select_related("namespace")
                   .get(pk=survivor))
-        merged_text.say(write, principal, memory, content, members)
+        merged_text.say(write, principal, memory, content, members, summarizer=summarizer)
 
 
 def renamed(exc: InvalidInput, names: Mapping[str, str]) -> InvalidInput:

@@ -333,12 +333,20 @@ def result_row(run: ConsolidationRun) -> dict[str, Any] | None:
     proposals = [p for p in proposals if p["survivor"] in texts and (
         not summary or all(m in texts for m in p.get("members") or ()))]
     merged = dict(texts)
-    if summary:
+    if summary and settings.MEMORYWEB_SUMMARIZER != "extractive":
+        # A remote model is not asked again on every read of a large run: shown on apply.
+        result["merged_text_error"] = ("the summarizer's merged texts of a queued dry run "
+                                       "are written again on reading only by the offline "
+                                       "summarizer; these are the survivors' own texts.")
+    elif summary:
         try:
             merged.update(merged_text.summaries(
                 [(p["survivor"], p["members"]) for p in proposals], texts)[1])
         except ServiceError as exc:
             result["merged_text_error"] = exc.message
+        except Exception as exc:  # a misconfigured summarizer: the run is still shown
+            log.exception("consolidation run %s: merged texts not written", run.pk)
+            result["merged_text_error"] = f"the summarizer failed ({type(exc).__name__})."
     result["proposals"] = [{**p, "merged_content": merged[p["survivor"]]} for p in proposals]
     return result
 

@@ -37,19 +37,36 @@ class KeepApartInput(StrictSerializer):
 
 
 def pairs_in(ns: Namespace, ids: Iterable[Any] | None = None) -> frozenset[frozenset[str]]:
-    """The namespace's kept-apart pairs (of these ids, when given), as id pairs."""
+    """The namespace's kept-apart pairs (of these ids, when given: direct links only), as
+    id pairs. Without ``ids``, each pair also as the pair of the memories its two ends
+    were merged into since (followed to the current survivor): a memory kept apart from
+    one merged into C is kept apart from C, so it never joins C's group."""
     links = MemoryLink.objects.filter(namespace=ns, relation=MemoryLink.Relation.KEPT_APART)
     if ids is not None:
         wanted = [str(i) for i in ids]
         links = links.filter(Q(source_id__in=wanted) & Q(target_id__in=wanted))
-    return frozenset(frozenset((str(a), str(b)))
-                     for a, b in links.values_list("source_id", "target_id"))
+    pairs = [(str(a), str(b)) for a, b in links.values_list("source_id", "target_id")]
+    if ids is not None or not pairs:
+        return frozenset(frozenset(pair) for pair in pairs)
+    above = {str(pk): str(by) for pk, by in Memory.objects.filter(
+        namespace=ns, superseded_by__isnull=False).values_list("pk", "superseded_by")}
+
+    def root(pk: str) -> str:
+        seen = {pk}
+        while pk in above and above[pk] not in seen:
+            pk = above[pk]
+            seen.add(pk)
+        return pk
+
+    found = {frozenset(pair) for pair in pairs}
+    found |= {frozenset((root(a), root(b))) for a, b in pairs if root(a) != root(b)}
+    return frozenset(found)
 
 
 def keep_apart(principal: Principal, namespace: str | None, data: Any, *,
                apart: bool = True) -> tuple[list[str], int]:
     """Keep these memories of the namespace apart (team admin): every pair of them is never
-    grouped by consolidation; with ``apart=False``, allow them together again. Returns the
+    grouped by consolidation; with ``apart=False``, allow them together again.
     ``data``: ``{"members": [ids]}``. Returns the memories and the links added (or
     removed). 400 for fewer than 2 (distinct) or more than ``MAX_MEMBERS``, 404 when one
     is not a live memory of the namespace."""
@@ -62,12 +79,13 @@ def keep_apart(principal: Principal, namespace: str | None, data: Any, *,
     wanted = sorted(dict.fromkeys(str(m) for m in cleaned["members"]))
     if len(wanted) < 2:
         raise InvalidInput("give 2 different memories at least.", field="members")
-    found = {str(pk) for pk in Memory.objects.live().filter(namespace=ns, pk__in=wanted)
-             .values_list("pk", flat=True)}
-    if len(found) != len(wanted):
-        raise NotFound("a memory is not a memory of this namespace (deleted or erased?).",
-                       field="members")
     with writes.atomic() as write:
+        # Locked, so an erasure cannot take one between this check and the links.
+        found = {str(pk) for pk in Memory.objects.live().select_for_update().filter(
+            namespace=ns, pk__in=wanted).order_by("pk").values_list("pk", flat=True)}
+        if len(found) != len(wanted):
+            raise NotFound("a memory is not a memory of this namespace (deleted or erased?).",
+                           field="members")
         changed = write.keep_apart(ns, list(itertools.combinations(wanted, 2)),
                                    actor=principal, apart=apart)
         if changed:

@@ -17,7 +17,8 @@ from typing import Any
 from django.conf import settings
 
 from apps.audit.log import record as audit
-from apps.core.errors import Unavailable
+from apps.core import envelope
+from apps.core.errors import InvalidInput, Unavailable
 from apps.core.summarizer import SourceText, SummarizerError, get_summarizer
 from apps.memories import merge_marks, schemas, writes
 from apps.memories.models import Memory
@@ -43,11 +44,13 @@ def summaries(groups: list[tuple[str, list[str]]], contents: Mapping[str, str],
     own; and the summarizer's name. The survivor's text comes first (the summarizer keeps
     input order where nothing else orders it); the bound is twice the longest member,
     within the content limit. A summarizer that fails refuses the whole call with a 503
-    (nothing merged yet): a merged memory never says half a text."""
+    (nothing merged yet): a merged memory never says half a text. A text no memory may
+    hold (the schema refuses it, or it reads as a sealed envelope) keeps the survivor's
+    own for that group."""
     summarizer = get_summarizer()
     cap = settings.MEMORYWEB_LIMITS["max_content_bytes"] // 4  # UTF-8: up to 4 bytes a char
     texts: dict[str, str] = {}
-    for done, (survivor, members) in enumerate(groups, 1):
+    for survivor, members in groups:
         order = [survivor, *(m for m in members if m != survivor)]
         longest = max(len(contents[m]) for m in order)
         try:
@@ -57,18 +60,21 @@ def summaries(groups: list[tuple[str, list[str]]], contents: Mapping[str, str],
             raise Unavailable(f"the summarizer failed ({exc}); nothing was merged: retry "
                               "shortly, or ask for merged_text \"member\".",
                               field="merged_text") from exc
-        text = schemas.validate(schemas.MemoryUpdate, {"content": summary.text or
-                                                       contents[survivor]},
-                                partial=True)["content"]
-        if " ".join(text.split()) != " ".join(contents[survivor].split()):
+        try:
+            text = schemas.validate(schemas.MemoryUpdate, {"content": summary.text},
+                                    partial=True)["content"]
+        except InvalidInput:
+            text = contents[survivor]
+        if not envelope.is_sealed_text(text) \
+                and " ".join(text.split()) != " ".join(contents[survivor].split()):
             texts[survivor] = text
         if progress:
-            progress("summaries", done, len(groups))
+            progress("summaries", 1, len(groups))  # one more done: stages count increments
     return summarizer.name, texts
 
 
 def say(write: writes.Write, principal: Principal, memory: Memory, content: str,
-         members: list[Any], *, summarizer: str = "") -> None:
+        members: list[Any], *, summarizer: str = "") -> None:
     """``memory`` (the survivor, locked) says ``content`` drawn from ``members``: a
     versioned edit through the write path marked ``"by": "merge_text"`` with the members
     it was merged ``from`` (audited as an edit). ``summarizer`` names who wrote a text no
@@ -88,25 +94,29 @@ def say(write: writes.Write, principal: Principal, memory: Memory, content: str,
 
 
 def unsay(write: writes.Write, principal: Principal, survivor: Memory,
-            released: list[Any]) -> bool:
-    """After a release: a merged text the summarizer wrote (``merged_text: summary``) drawn
-    from a released memory goes back to the survivor's text before it, as a versioned
-    edit marked ``by: unmerge``; whether it did. Only while that text is the survivor's
-    latest content change and still what it says: a person's content edit since (or a
-    text a person gave at the merge) is theirs, and kept."""
-    change = None
-    for version in survivor.versions.order_by("-version"):
-        change = (version.changes or {}).get("content") if isinstance(version.changes, dict) \
-            else None
-        if change is not None:
-            break
-    if not isinstance(change, Mapping) or change.get("by") != MERGE_TEXT \
-            or not change.get("summarizer") or change.get("after") != survivor.content \
-            or not isinstance(change.get("before"), str) \
-            or not {str(pk) for pk in released} & set(change.get("from") or ()):
+          released: list[Any]) -> bool:
+    """After a release: the survivor's text, when the summarizer wrote it (``merged_text:
+    summary``) from a released memory or on top of such a text, goes back to the text
+    before the first of them, as a versioned edit marked ``by: unmerge``; whether it did.
+    The taint carries forward as an erasure's does (merge_marks): a second merge's
+    summary of the first summary and another member still holds the released memory's
+    words. A person's text (an edit, or a text given at a merge) is theirs: kept."""
+    gone = {str(pk) for pk in released}
+    replace: dict[str, str] = {}
+    for version in survivor.versions.order_by("version"):  # oldest first
+        change = version.changes.get("content") if isinstance(version.changes, dict) else None
+        if not isinstance(change, Mapping) or change.get("by") != MERGE_TEXT \
+                or not change.get("summarizer"):
+            continue
+        before, after = change.get("before"), change.get("after")
+        if not isinstance(before, str) or not isinstance(after, str) or before == after:
+            continue
+        if gone & set(change.get("from") or ()) or before in replace:
+            replace[after] = replace.get(before, before)
+    back = replace.get(survivor.content)
+    if back is None or back == survivor.content:
         return False
-    write.update(survivor, {"content": change["before"]},
-                 {"content": {"before": survivor.content, "after": change["before"],
-                              "by": UNMERGE}},
+    write.update(survivor, {"content": back},
+                 {"content": {"before": survivor.content, "after": back, "by": UNMERGE}},
                  embeddings=None, actor=principal, audit=lambda *_: None, correction=False)
     return True

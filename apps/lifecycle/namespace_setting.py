@@ -11,6 +11,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.validation import StrictSerializer, validate
+from apps.lifecycle import merged_text
 
 #: ``interval_hours`` when the setting does not say.
 DEFAULT_INTERVAL_HOURS = 24
@@ -30,7 +31,7 @@ class ConsolidationSettings(StrictSerializer):
         help_text="The similarity at which two memories say the same thing (default "
         "MEMORYWEB_CONSOLIDATE_THRESHOLD).")
     merged_text = serializers.ChoiceField(
-        choices=("member", "summary"), required=False,
+        choices=merged_text.CHOICES, required=False,
         help_text="What a merged memory says when a consolidation does not ask: `member` "
         "(default), the survivor's own text; `summary`, the summarizer's text of the group "
         "(docs/lifecycle.md, \"Merged text\").")

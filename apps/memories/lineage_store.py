@@ -62,8 +62,9 @@ def store() -> Store:
     from apps.memories.models import MemoryLink
 
     return Store("memory_links", "consolidation lineage",
-                 "memories_memorylink: which memory another was merged into (derived_from) "
-                 "and which two memories conflict (conflicts_with), by id (apps/lifecycle).",
+                 "memories_memorylink: which memory another was merged into (derived_from), "
+                 "which two memories conflict (conflicts_with) and which a person kept "
+                 "apart (kept_apart), by id (apps/lifecycle).",
                  ErasedBy.CASCADE, models=(MemoryLink,), count=count, remaining=remaining,
                  touched=touched)
 

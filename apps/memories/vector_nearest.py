@@ -37,8 +37,8 @@ def nearest_allowed(collection: Any, embeddings: np.ndarray, excluded: Sequence[
             found["ids"], found["distances"], found["metadatas"], strict=True)):
         hit = next(((i, float(d)) for i, d, m in zip(ids, distances, metadatas, strict=True)
                     if (m or {}).get("kind") not in excluded), None)
-        if hit is None and len(ids) == probe < size:
-            again.append(row)  # every probed hit excluded: more may lie beyond them
+        if hit is None and probe < size:
+            again.append(row)  # every probed hit excluded (or fewer came): more may lie beyond
         hits.append(hit)
     if again:
         filtered = collection.query(query_embeddings=embeddings[again], n_results=1,

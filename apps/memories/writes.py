@@ -329,6 +329,7 @@ class Write:
         """``conflicts_with`` links, one per pair ``(a, b, similarity, differs_in)``
         (stored once, the smaller id first; an existing link is kept). Returns how many
         pairs were given a new link."""
+        self._require_open()
         return self._link(namespace, MemoryLink.Relation.CONFLICTS_WITH, pairs, actor)
 
     def keep_apart(self, namespace: Namespace, pairs: Sequence[tuple[Any, Any]], *,

@@ -21,7 +21,7 @@ from django.utils.html import escape
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
 from apps.lifecycle.consolidation import consolidate, merge
-from apps.memories.models import Memory, MemoryLink
+from apps.memories.models import AgentRecord, Memory, MemoryLink
 from apps.tenancy.members import set_role
 from apps.tenancy.principal import Principal
 from tests.helpers.people import person, store
@@ -160,8 +160,8 @@ def test_a_dry_run_shows_the_groups_side_by_side_and_the_conflicts(alice, corpus
         if not marked:
             shown = re.search(r'<span class="mw-similarity">([0-9.]+)</span>', card).group(1)
             assert shown == f"{similarities[memory_id]:.3f}"
-    # The merged text is the kept text: edit it on the confirmation, or after merging.
-    assert "edit it on the confirmation (Accept…), or edit the kept memory after merging" in block
+    # The merged text is offered on the confirmation to edit, or the kept memory after merging.
+    assert "offered on the confirmation (Accept…) to edit; or edit the kept memory after merging" in block
     assert f'href="{_change_url(staging.survivor.id)}"' in block
     # Accept is a form to the confirmation page; Reject a link that hides it on this page.
     assert f'action="{MERGE}"' in block and 'method="get"' in block
@@ -498,4 +498,9 @@ def test_where_the_namespace_asks_for_summaries_the_confirmation_offers_one(alic
     assert "written by the summarizer" in page
     url = confirm.request["PATH_INFO"] + "?" + confirm.request["QUERY_STRING"]
     alice.post(url, {"confirm": "yes", "text": offered})
-    assert Memory.objects.get(pk=deploys.survivor.id).content == offered
+    kept = Memory.objects.get(pk=deploys.survivor.id)
+    assert kept.content == offered
+    # Accepted as offered: the summarizer's text (an unmerge takes it back), no correction.
+    change = kept.versions.get(changes__content__by="merge_text").changes["content"]
+    assert change["summarizer"].startswith("openai:")
+    assert not AgentRecord.objects.filter(corrected__gt=0).exists()

@@ -221,3 +221,22 @@ def test_the_dashboard_refuses_a_foreign_memory_and_needs_csrf(alice, alpha, bet
     response = strict.post(KEEP_APART + f"?namespace=alpha&members={a}&members="
                            f"{corpus[DEPLOYS[1]]}", {"confirm": "yes"})
     assert response.status_code == 403 and not _links()
+
+
+def test_a_memory_kept_apart_from_one_merged_since_stays_apart_from_its_survivor(team_admin,
+                                                                               agent, alpha):
+    """A and B kept apart; B merged into C (allowed: B-C is not kept apart). A must not
+    join C's group afterwards: it would sit under one survivor with B."""
+    from apps.lifecycle.consolidation import merge
+
+    third = "Every Tuesday afternoon we deploy to production."
+    a, b, c = (agent.post("/api/v1/memories", {"content": t}).json()["id"]
+               for t in [*DEPLOYS, third])
+    assert {a, b, c} in [set(g) for g in _groups(_dry(team_admin))]  # one group before
+    assert team_admin.post(APART, {"members": [a, b]}).status_code == 200
+    admin = Principal.for_key(team_admin.key)
+    assert merge(admin, "alpha", [b, c], c).merged == 1
+    assert not any(a in group and c in group for group in _groups(_dry(team_admin)))
+    with pytest.raises(Exception, match="kept apart") as refused:
+        merge(admin, "alpha", [a, c], c)
+    assert refused.value.status == 409

@@ -234,8 +234,7 @@ def test_a_bad_namespace_setting_is_a_400(team_admin, alpha):
     assert not (alpha.consolidation or {}).get("merged_text")
 
 
-def test_a_queued_dry_run_shows_the_summary_and_stores_no_text(team_admin, corpus, provider):
-    texts = {i: t for t, i in corpus.items()}
+def _queued_dry_run(team_admin) -> str:
     with override_settings(MEMORYWEB_CONSOLIDATE_INLINE_MAX=3):
         response = team_admin.post(URL, {"dry_run": True, "threshold": 0.85,
                                          "merged_text": "summary"})
@@ -244,11 +243,33 @@ def test_a_queued_dry_run_shows_the_summary_and_stores_no_text(team_admin, corpu
     run_consolidation.call_local(run_id)
     stored = ConsolidationRun.objects.get(pk=run_id).result
     assert not any("merged_content" in p for p in stored["proposals"])
-    assert not any(t in json.dumps(stored) for t in STAGING)
+    assert not any(t in json.dumps(stored) for t in STAGING)  # never a memory's text
+    return run_id
+
+
+def test_a_queued_dry_run_shows_the_offline_summary_and_stores_no_text(team_admin, corpus):
+    texts = {i: t for t, i in corpus.items()}
+    run_id = _queued_dry_run(team_admin)
     shown = team_admin.get(f"/api/v1/consolidations/{run_id}").json()
     assert "merged_text_error" not in shown["result"], shown["result"]
     proposal = _proposal(shown["result"], corpus)
-    assert proposal["merged_content"] == "\n".join(_expected(proposal, texts))
+    order = [proposal["survivor"], *(m for m in proposal["members"] if m != proposal["survivor"])]
+    assert proposal["merged_content"] == ExtractiveSummarizer().summarize(
+        [SourceText(m, texts[m]) for m in order],
+        max_chars=2 * max(len(texts[m]) for m in order)).text
+
+
+def test_a_queued_dry_run_asks_a_remote_summarizer_nothing_on_reading(team_admin, corpus,
+                                                                     provider):
+    texts = {i: t for t, i in corpus.items()}
+    run_id = _queued_dry_run(team_admin)
+    asked = len(provider.requests)
+    for _ in range(2):
+        shown = team_admin.get(f"/api/v1/consolidations/{run_id}").json()
+        assert "offline summarizer" in shown["result"]["merged_text_error"]
+        proposal = _proposal(shown["result"], corpus)
+        assert proposal["merged_content"] == texts[proposal["survivor"]]
+    assert len(provider.requests) == asked
 
 
 def test_the_seed_routes_and_mcp_pass_it_on(team_admin, corpus, provider):
@@ -268,3 +289,49 @@ def test_the_seed_routes_and_mcp_pass_it_on(team_admin, corpus, provider):
                                   "args": [{"dry_run": True, "threshold": 0.85,
                                             "merged_text": "summary"}]})
     assert mcp["proposals"][0]["merged_content"] == group["gist"]
+
+
+def test_unmerging_the_first_member_reverts_a_summary_built_on_its_summary(team_admin, agent):
+    """S absorbs A (summary T1), then C (summary T2 of T1 and C). Unmerging A alone must
+    take A's words out of S's text: T2 holds them through T1, so S says its own text
+    again (C stays merged into it)."""
+    from apps.lifecycle import merged_text
+    from apps.lifecycle.consolidation import merge
+    from apps.memories import writes
+    from apps.tenancy.principal import Principal
+
+    ids = [agent.post("/api/v1/memories", {"content": t}).json()["id"] for t in STAGING]
+    s, a, c = ids
+    admin = Principal.for_key(team_admin.key)
+
+    def summarised(members: list[str], text: str) -> None:
+        assert merge(admin, "alpha", [s, *members], s).merged == 1
+        with writes.atomic() as write:
+            survivor = Memory.objects.select_for_update().select_related("namespace").get(pk=s)
+            merged_text.say(write, admin, survivor, text, members, summarizer="extractive")
+
+    summarised([a], "T1: staging runs PostgreSQL 15 (from A).")
+    summarised([c], "T2: T1 and what C said.")
+    response = team_admin.post(f"/api/v1/memories/{a}/unmerge")
+    assert response.status_code == 200, response.json()
+    kept = Memory.objects.get(pk=s)
+    assert kept.content == STAGING[0]
+    assert Memory.objects.get(pk=c).superseded_by_id == kept.pk  # C stays merged
+    assert Memory.objects.get(pk=a).superseded_by_id is None
+    assert AuditEntry.objects.filter(operation="memory.unmerge").get().summary[
+        "text_reverted"] is True
+
+
+def test_a_summary_no_memory_may_hold_keeps_the_survivors_text(team_admin, corpus, provider):
+    from tests.helpers.fake_upstream import chat
+
+    sealed_looking = {"parts": [{"text": "mwenc1:AAAA staging database", "sources": [1],
+                                 "quotes": ["staging database"]}]}
+    provider.script = [Reply(body=chat(sealed_looking))]
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85,
+                                 "merged_text": "summary"}).json()
+    proposal = _proposal(body, corpus)
+    texts = {i: t for t, i in corpus.items()}
+    assert proposal["applied"] is True and proposal["merged_content"] == texts[proposal["survivor"]]
+    assert Memory.objects.get(pk=proposal["survivor"]).content == texts[proposal["survivor"]]
+    assert not MemoryVersion.objects.filter(changes__content__by="merge_text").exists()

@@ -18,8 +18,9 @@ from apps.lifecycle.representation import outcome_row, unmerged_row
 class ProposalSerializer(serializers.Serializer):
     members = serializers.ListField(child=serializers.UUIDField())
     survivor = serializers.UUIDField(help_text="The member that stays current and says it.")
-    merged_content = serializers.CharField(help_text="What the merged memory says (the "
-                                           "survivor's text).")
+    merged_content = serializers.CharField(help_text="What the merged memory says: the "
+                                           "survivor's text, or the summarizer's "
+                                           "(merged_text summary).")
     tags = serializers.ListField(child=serializers.CharField(), help_text="The survivor's "
                                  "tags once merged: its own, then every other member's.")
     similarity = serializers.FloatField(help_text="Mean cosine similarity of the members.")
@@ -41,6 +42,11 @@ class OutcomeSerializer(serializers.Serializer):
     namespace = serializers.CharField()
     dry_run = serializers.BooleanField()
     threshold = serializers.FloatField()
+    merged_text = serializers.ChoiceField(choices=["member", "summary"],
+                                          help_text="What the merged memories say.")
+    merged_text_error = serializers.CharField(
+        required=False, help_text="A queued dry run's result only: why its merged texts "
+        "are the survivors' own (the summarizer is not asked on reading, or failed).")
     candidates = serializers.IntegerField(help_text="Memories considered.")
     pairs_checked = serializers.IntegerField(help_text="Neighbour pairs compared (about 20 "
                                              "per memory: never every pair).")
@@ -61,7 +67,8 @@ class UnmergedSerializer(serializers.Serializer):
 
 
 class ProgressSerializer(serializers.Serializer):
-    stage = serializers.CharField(help_text="vectors, neighbours, apply (empty: not started).")
+    stage = serializers.CharField(help_text="vectors, neighbours, summaries (merged_text "
+                                  "summary), apply (empty: not started).")
     done = serializers.IntegerField()
     total = serializers.IntegerField()
 
@@ -99,7 +106,10 @@ class ConsolidateView(KnownQueryParams, APIView):
         responses={200: OutcomeSerializer, 202: ConsolidationRunSerializer,
                    409: OpenApiResponse(ErrorSerializer, description="The namespace is "
                                         "archived, or a consolidation of it is queued or "
-                                        "running.")})
+                                        "running."),
+                   503: OpenApiResponse(ErrorSerializer, description="The embedding model "
+                                        "or the summarizer (merged_text summary) failed: "
+                                        "nothing was merged.")})
     def post(self, request, slug: str):
         found = consolidation_jobs.consolidate_or_queue(
             request.user, slug, request.data, limit=settings.MEMORYWEB_CONSOLIDATE_MAX)
@@ -141,6 +151,15 @@ class KeptApartSerializer(serializers.Serializer):
                                      "(allow-together); 0 when nothing changed.")
 
 
+KEPT_APART_RESPONSES = {
+    200: KeptApartSerializer,
+    400: OpenApiResponse(ErrorSerializer, description="members: not 2 to 20 distinct ids."),
+    404: OpenApiResponse(ErrorSerializer, description="A memory is not one of the "
+                         "namespace's (or the namespace is not the caller's)."),
+    409: OpenApiResponse(ErrorSerializer, description="The namespace is archived."),
+}
+
+
 class KeepApartView(KnownQueryParams, APIView):
     """Keep memories apart (team admin): a person's rejection of a consolidation proposal,
     kept. Consolidation never groups two of them again (every door, the schedule);
@@ -150,7 +169,7 @@ class KeepApartView(KnownQueryParams, APIView):
     apart = True
 
     @extend_schema(summary="Keep memories apart: consolidation never merges two of them",
-                   request=kept_apart.KeepApartInput, responses=KeptApartSerializer)
+                   request=kept_apart.KeepApartInput, responses=KEPT_APART_RESPONSES)
     def post(self, request, slug: str):
         members, pairs = kept_apart.keep_apart(request.user, slug, request.data,
                                                apart=self.apart)
@@ -163,6 +182,6 @@ class AllowTogetherView(KeepApartView):
     apart = False
 
     @extend_schema(summary="Allow memories kept apart to be merged again",
-                   request=kept_apart.KeepApartInput, responses=KeptApartSerializer)
+                   request=kept_apart.KeepApartInput, responses=KEPT_APART_RESPONSES)
     def post(self, request, slug: str):
         return super().post(request, slug)

@@ -73,7 +73,9 @@ def lineage(memory: Memory) -> dict[str, Any]:
     derived, conflicts = [], []
     for source, target, relation, differs_in in (
             MemoryLink.objects.filter(Q(source=memory.pk) | Q(target=memory.pk),
-                                      namespace_id=memory.namespace_id)
+                                      namespace_id=memory.namespace_id,
+                                      relation__in=[MemoryLink.Relation.DERIVED_FROM,
+                                                    MemoryLink.Relation.CONFLICTS_WITH])
             .order_by("created_at", "pk")
             .values_list("source_id", "target_id", "relation", "differs_in")[:LINEAGE_MAX]):
         if relation == MemoryLink.Relation.DERIVED_FROM and source == memory.pk:

@@ -39,6 +39,10 @@ class Command(BaseCommand):
                             help="similarity at which two memories say the same thing "
                             "(default MEMORYWEB_CONSOLIDATE_THRESHOLD)")
         parser.add_argument("--agent", metavar="ID", help="only this agent's memories")
+        parser.add_argument("--merged-text", choices=("member", "summary"),
+                            help="what a merged memory says: its best member's text, or the "
+                            "summarizer's text of the group (default: the namespace's "
+                            "consolidation.merged_text, else member)")
         parser.add_argument("--kind", help="only memories of this kind")
         parser.add_argument("--tag", action="append", default=[], metavar="TAG",
                             help="only memories with this tag (repeat for several: all of them)")
@@ -49,6 +53,8 @@ class Command(BaseCommand):
         data: dict = {"dry_run": not opts["apply"]}
         if opts["threshold"] is not None:
             data["threshold"] = opts["threshold"]
+        if opts["merged_text"]:
+            data["merged_text"] = opts["merged_text"]
         filters = {key: value for key, value in (("agent_id", opts["agent"]),
                                                  ("kind", opts["kind"]),
                                                  ("tags", opts["tag"])) if value}
