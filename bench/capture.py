@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import resource
 import shutil
 import signal
@@ -57,270 +56,32 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 from tqdm import tqdm
 
 try:
-    from bench.corpus import PEOPLE, PROJECTS, _fields, generate_memories
     from bench.recall_latency import cpu_seconds, free_port, manage, start_server, stop_server
 except ImportError:  # run as a script, bench/ is sys.path[0]
-    from corpus import PEOPLE, PROJECTS, _fields, generate_memories
     from recall_latency import cpu_seconds, free_port, manage, start_server, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(REPO))
-from memoryweb_capture.client import Settings, redact_event  # noqa: E402  (stdlib only)
-from memoryweb_capture.events import convert  # noqa: E402
+# the helpers import memoryweb_capture (stdlib only), on the repo's path
+from bench.capture_client import Capture, Floors, import_profile  # noqa: E402
+from bench.capture_data import claude_sessions, memory_of, prepared_events, write_transcript  # noqa: E402
+from bench.capture_report import SERIES, chart, print_summary, stats_ms, summarise  # noqa: E402
 
 EMBEDDERS = {"hash": "bench.hash_embedder.HashEmbedder", "minilm": "minilm-onnx"}
-SERIES = ("hook", "jsonl_100", "jsonl_1000", "direct_events", "direct_memories")
 DIRECT_BATCH = 100  # memoryweb_capture.client.BATCH_SIZE: what the client sends per request
-HOOK_SCRIPT = REPO / "memoryweb_capture"
 #: Events each Claude Code hook gives (ours: every Stop finds an answer in the transcript).
 HOOK_EVENTS = {"SessionStart": 1, "UserPromptSubmit": 1, "PostToolUse": 2, "Stop": 2, "SessionEnd": 1}
 
 
-# --- the workload: Claude Code sessions ------------------------------------------------------
-
-def _output(rng: random.Random, f: dict[str, Any]) -> str:
-    """A tool's output: log lines, test results or a file, 100 to ~5,000 characters (the
-    client keeps 2,000); one in 20 holds a credential assignment for redaction to catch."""
-    kind = rng.choice(("log", "tests", "file", "grep"))
-    lines = []
-    for i in range(rng.randint(2, 60)):
-        if kind == "log":
-            level = rng.choice(("INFO", "WARN", "ERROR"))
-            lines.append(f"2026-0{rng.randint(1, 9)}-{rng.randint(10, 28)}T{rng.randint(10, 23)}:"
-                         f"{rng.randint(10, 59)}:{rng.randint(10, 59)}Z {level} "
-                         f"{f['proj'].lower()}-api request {rng.randint(1000, 99999)} took "
-                         f"{rng.randint(2, 4000)} ms ({f['tool']})")
-        elif kind == "tests":
-            lines.append(f"tests/test_{f['task'].replace(' ', '_')}.py::test_case_{i} "
-                         f"{rng.choice(('PASSED', 'PASSED', 'PASSED', 'FAILED'))}")
-        elif kind == "file":
-            lines.append(f"    {f['task'].replace(' ', '_')}_{i} = settings.get('{f['proj'].upper()}_{i}', "
-                         f"{rng.randint(1, 500)})  # owner: {rng.choice(PEOPLE)}")
-        else:
-            lines.append(f"src/{f['proj'].lower()}/{f['task'].replace(' ', '_')}.py:{rng.randint(1, 900)}: "
-                         f"# {rng.choice(PEOPLE)} asked for {f['pref']} here")
-    if rng.random() < 0.05:
-        lines.append(f"DB_PASSWORD=Tr0ub4dor-{rng.randint(1000, 9999)}-{f['city']}")
-    return "\n".join(lines)
-
-
-def _tool(rng: random.Random, f: dict[str, Any], cwd: str) -> tuple[str, dict[str, Any], Any]:
-    """(tool_name, tool_input, tool_response) of one PostToolUse, as Claude Code sends them."""
-    name = rng.choice(("Bash", "Bash", "Read", "Edit", "Grep"))
-    proj = f["proj"].lower()
-    if name == "Bash":
-        command = rng.choice((f"kubectl logs deploy/{proj}-api --since=1h | tail -n 60",
-                              f"pytest tests/test_{proj}.py -q -x", f"git log --oneline -n {f['n2']}",
-                              f"grep -rn '{f['task']}' src/{proj} | head"))
-        return name, {"command": command, "description": f"Check {f['task']} on {f['proj']}"}, \
-            {"stdout": _output(rng, f), "stderr": "", "interrupted": False, "isImage": False}
-    path = f"{cwd}/src/{proj}/{f['task'].replace(' ', '_')}.py"
-    if name == "Read":
-        return name, {"file_path": path}, {"type": "text", "file": {"filePath": path,
-                                                                   "content": _output(rng, f)}}
-    if name == "Grep":
-        return name, {"pattern": f["task"], "path": f"{cwd}/src"}, {"mode": "content",
-                                                                    "content": _output(rng, f)}
-    old, new = f"TIMEOUT = {f['n2']}", f"TIMEOUT = {f['n2'] * 2}"
-    return name, {"file_path": path, "old_string": old, "new_string": new}, \
-        {"filePath": path, "oldString": old, "newString": new, "userModified": False}
-
-
-def claude_sessions(n_events: int, seed: int = 42) -> list[dict[str, Any]]:
-    """Sessions of Claude Code hook payloads adding up to at least ``n_events`` events.
-
-    Each is ``{"id", "steps": [(payload, transcript lines to append before the hook)]}``:
-    SessionStart, then 2-8 turns (UserPromptSubmit, 0-5 PostToolUse, Stop), SessionEnd.
-    Events per hook: 1, 1, 2 (call + result), 2 (the answer + the stop), 1."""
-    rng = random.Random(seed)
-    answers = iter(generate_memories(max(200, n_events), seed=seed))
-    sessions, total = [], 0
-    while total < n_events:
-        sid = f"{rng.getrandbits(128):032x}"
-        sid = f"{sid[:8]}-{sid[8:12]}-{sid[12:16]}-{sid[16:20]}-{sid[20:]}"
-        cwd = f"/home/dev/{rng.choice(PROJECTS).lower()}"
-        base = {"session_id": sid, "transcript_path": "", "cwd": cwd, "permission_mode": "default"}
-        steps: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
-            ({**base, "hook_event_name": "SessionStart", "source": "startup",
-              "model": "claude-sonnet-4-5-20250929"}, [])]
-        events = 1
-        parent = None
-
-        def entry(kind: str, message: dict[str, Any], sid: str = sid, cwd: str = cwd) -> dict[str, Any]:
-            nonlocal parent
-            uid = f"{rng.getrandbits(64):016x}"
-            line = {"parentUuid": parent, "isSidechain": False, "type": kind, "sessionId": sid,
-                    "cwd": cwd, "version": "2.0.14", "message": message, "uuid": uid, "timestamp": ""}
-            parent = uid
-            return line
-
-        for _turn in range(rng.randint(2, 8)):
-            f = _fields(rng)
-            prompt = rng.choice((
-                f"Why did the {f['proj']} {f['event']} fail on {f['date']}? {f['p']} says {f['tool']} "
-                f"showed {f['n']} errors.",
-                f"Please move {f['task']} for {f['proj']} to {f['tool2']}; {f['p2']} in {f['city']} "
-                f"approved a budget of {f['n']} hours.",
-                f"Add a test for the {f['task']} timeout ({f['n2']} s) and ask {f['p']} to review it.",
-                f"Summarise what {f['p']} and {f['p2']} decided about {f['proj']} before {f['date2']}."))
-            steps.append(({**base, "hook_event_name": "UserPromptSubmit", "prompt": prompt},
-                          [entry("user", {"role": "user", "content": prompt})]))
-            events += 1
-            for _call in range(rng.choice((0, 1, 1, 2, 2, 3, 4, 5))):
-                name, tool_input, response = _tool(rng, _fields(rng), cwd)
-                use_id = f"toolu_{rng.getrandbits(96):024x}"
-                lines = [entry("assistant", {"id": f"msg_{rng.getrandbits(48):012x}", "role": "assistant",
-                                             "content": [{"type": "tool_use", "id": use_id, "name": name,
-                                                          "input": tool_input}]}),
-                         entry("user", {"role": "user", "content": [
-                             {"type": "tool_result", "tool_use_id": use_id,
-                              "content": json.dumps(response)[:8000]}]})]
-                steps.append(({**base, "hook_event_name": "PostToolUse", "tool_name": name,
-                               "tool_input": tool_input, "tool_response": response, "tool_use_id": use_id},
-                              lines))
-                events += 2
-            answer = " ".join(next(answers)["content"] for _ in range(rng.randint(1, 3)))
-            steps.append(({**base, "hook_event_name": "Stop", "stop_hook_active": False},
-                          [entry("assistant", {"id": f"msg_{rng.getrandbits(48):012x}", "role": "assistant",
-                                               "content": [{"type": "text", "text": answer}]})]))
-            events += 2
-        steps.append(({**base, "hook_event_name": "SessionEnd",
-                       "reason": rng.choice(("prompt_input_exit", "clear", "logout"))}, []))
-        events += 1
-        sessions.append({"id": sid, "steps": steps, "events": events})
-        total += events
-    return sessions
-
-
-def write_transcript(path: Path, lines: list[dict[str, Any]]) -> None:
-    """Append transcript lines, stamped now (as Claude Code writes them)."""
-    stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    with path.open("a") as out:
-        for line in lines:
-            out.write(json.dumps({**line, "timestamp": stamp}) + "\n")
-
-
-def prepared_events(session: dict[str, Any], transcript: Path) -> list[dict[str, Any]]:
-    """The events the hooks of a session produce (converted here, redacted as the client
-    does), for the series that send events without running the hooks."""
-    transcript.unlink(missing_ok=True)
-    events = []
-    for payload, lines in session["steps"]:
-        write_transcript(transcript, lines)
-        converted = convert("claude-code", json.dumps({**payload, "transcript_path": str(transcript)}))
-        events += [redact_event(e) for e in converted.events]
-    return events
-
-
-def memory_of(event: dict[str, Any]) -> dict[str, Any]:
-    """An event as a plain memory: the same text (or the server's line for an empty one)."""
-    text = event.get("text") or f"{event['event_type'].replace('_', ' ').capitalize()}."
-    return {"content": text, "kind": "episode", "session_id": event["session_id"],
-            "occurred_at": event["occurred_at"], "metadata": event.get("metadata", {})}
-
-
 # --- running things ----------------------------------------------------------------------
-
-def stats_ms(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"count": 0}
-    ms = np.asarray(samples) * 1000.0
-    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "mean": float(ms.mean()),
-            "count": len(samples)}
-
 
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-class Capture:
-    """One client identity: a key, a spool, an agent's working directory."""
-
-    def __init__(self, python: str, work: Path, url: str, key: str, timeout: float | None):
-        self.python, self.work = python, work
-        work.mkdir(parents=True, exist_ok=True)
-        self.spool = work / "spool.jsonl"
-        self.env = {"PATH": os.environ.get("PATH", ""), "HOME": str(work), "LANG": "C.UTF-8",
-                    "MEMORYWEB_SERVER_URL": url, "MEMORYWEB_API_KEY": key,
-                    "MEMORYWEB_CAPTURE_SPOOL": str(self.spool)}
-        if timeout is not None:
-            self.env["MEMORYWEB_CAPTURE_TIMEOUT"] = str(timeout)
-
-    def run(self, args: list[str], stdin: bytes = b"") -> float:
-        """One invocation, the documented way (python3 /path/to/memoryweb_capture ...); wall s."""
-        start = time.perf_counter()
-        proc = subprocess.run([self.python, str(HOOK_SCRIPT), *args], input=stdin, env=self.env,
-                              cwd=self.work, capture_output=True)
-        wall = time.perf_counter() - start
-        if proc.returncode != 0 or proc.stdout:
-            raise RuntimeError(f"capture exited {proc.returncode}, stdout {proc.stdout[:200]!r}, "
-                               f"stderr {proc.stderr[-500:]!r}")
-        return wall
-
-    def pending(self) -> int:
-        """Events waiting in the spool, as the client counts them (its head offset: sent
-        lines stay in the file until it is compacted)."""
-        from memoryweb_capture.spool import Spool
-
-        if not self.spool.exists():
-            return 0
-        return Spool(Settings.from_env(self.env)).status().events
-
-    def log_lines(self, last: int = 8) -> list[str]:
-        """The client's own account (capture.log), connection-refused lines left out."""
-        path = self.work / "capture.log"
-        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-        return [line[:300] for line in lines if "Connection refused" not in line][-last:]
-
-    def flush(self) -> tuple[float, int]:
-        """``--flush`` until the spool is empty (30 s budget each); wall s and invocations."""
-        wall, runs = 0.0, 0
-        while self.pending():
-            wall += self.run(["--flush"])
-            runs += 1
-            if runs > 100:
-                raise RuntimeError(f"spool {self.spool} does not drain")
-        return wall, runs
-
-
-class Floors:
-    """Interpreter start (``-c pass``) and start + the client's imports, sampled between hooks."""
-
-    def __init__(self, python: str):
-        self.python = python
-        self.samples: dict[str, list[float]] = {"python_start": [], "python_start_import": []}
-        self.env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)}
-
-    def sample(self, which: str) -> None:
-        code = "pass" if which == "python_start" else "import memoryweb_capture.cli"
-        start = time.perf_counter()
-        subprocess.run([self.python, "-c", code], env=self.env, check=True, capture_output=True)
-        self.samples[which].append(time.perf_counter() - start)
-
-
-def import_profile(python: str, top: int = 12) -> list[dict[str, Any]]:
-    """``-X importtime`` of the client's imports: the modules that cost the hook most
-    (cumulative µs, the median of 5 runs), for the part of its wall that is not the network."""
-    runs: list[dict[str, int]] = []
-    for _ in range(5):
-        err = subprocess.run([python, "-X", "importtime", "-c", "import memoryweb_capture.cli"],
-                             env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO)},
-                             capture_output=True, text=True, check=True).stderr
-        cumulative = {}
-        for line in err.splitlines():
-            parts = line.split("|")
-            if len(parts) == 3 and parts[1].strip().isdigit():
-                cumulative[parts[2].strip()] = int(parts[1])
-        runs.append(cumulative)
-    names = sorted(runs[0], key=lambda n: -runs[0][n])[:top]
-    return [{"module": n, "cumulative_us": int(np.median([r.get(n, 0) for r in runs]))} for n in names]
 
 
 def code_digest() -> dict[str, str]:
@@ -597,111 +358,6 @@ def _rss(pid: int) -> dict[str, float]:
     return {"rss_mb": int(status["VmRSS"].split()[0]) / 1024,
             "hwm_mb": int(status["VmHWM"].split()[0]) / 1024}
 
-
-def summarise(rows: list[dict[str, Any]], tails: dict[str, Any], stored: dict[str, Any],
-              ctx: dict[str, Any], expected: int) -> dict[str, Any]:
-    series: dict[str, Any] = {}
-    for name in SERIES:
-        mine = [r for r in rows if r["series"] == name]
-        wall = sum(r["wall_s"] for r in mine) + tails.get(name, {}).get("flush_wall_s", 0.0)
-        events = sum(r["events"] for r in mine)
-        series[name] = {"events": events, "wall_s": wall, "events_per_s": events / wall,
-                        "server_cpu_ms_per_event": 1000 * sum(r["server_cpu_s"] for r in mine) / events,
-                        "client_cpu_ms_per_event": 1000 * sum(r["client_cpu_s"] for r in mine) / events,
-                        "stored": stored[name], **({"final_flush": tails[name]} if name in tails else {})}
-    floor = series["direct_events"]["events_per_s"]
-    for name in SERIES:
-        series[name]["over_direct_events"] = series[name]["events_per_s"] / floor
-    walls = ctx["hook_walls"]
-    by_hook = {h: stats_ms([w["wall_s"] for w in walls if w["hook"] == h])
-               for h in dict.fromkeys(w["hook"] for w in walls)}
-    hook = stats_ms([w["wall_s"] for w in walls])
-    start = stats_ms(ctx["floors"].samples["python_start"])
-    imports = stats_ms(ctx["floors"].samples["python_start_import"])
-    series["hook"]["invocations"] = len(walls)
-    series["hook"]["events_per_invocation"] = series["hook"]["events"] / len(walls)
-    for name in ("jsonl_100", "jsonl_1000"):
-        series[name]["invocations"] = len(ctx["jsonl_walls"][name])
-        series[name]["invocation_ms"] = stats_ms(ctx["jsonl_walls"][name])
-        series[name]["left_in_spool_after_invocation"] = {
-            "max": max(ctx["jsonl_pending"][name]), "mean": float(np.mean(ctx["jsonl_pending"][name]))}
-    complete = all(series[n]["stored"]["rows"] == expected for n in SERIES if n != "direct_memories")
-    return {"events_expected": expected, "all_events_stored_once": complete and all(
-                series[n]["stored"]["event_ids"] == series[n]["stored"]["distinct_event_ids"] == expected
-                for n in SERIES if n != "direct_memories"),
-            "series": series, "blocks": rows,
-            "hook_wall_ms": {"all": hook, "by_hook": by_hook, "python_start": start,
-                             "python_start_import": imports,
-                             "p50_over_python_start": hook["p50"] / start["p50"],
-                             "p95_over_python_start": hook["p95"] / start["p95"],
-                             "p50_minus_start_import_ms": hook["p50"] - imports["p50"]}}
-
-
-# --- report ----------------------------------------------------------------------------------
-
-def chart(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = report["embedders"]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    width = 0.8 / max(1, len(runs))
-    for j, (name, run) in enumerate(runs.items()):
-        values = [*(run["series"][s]["events_per_s"] for s in SERIES),
-                  run["outage"]["replay_events_per_s"] or 0]
-        bars = axes[0].bar([x + j * width for x in range(len(values))], values, width, label=name)
-        axes[0].bar_label(bars, fmt="%.0f", fontsize=7)
-        hw = run["hook_wall_ms"]
-        labels = ["python -c pass", "+ import client", "hook, server down", "hook"]
-        stats = [hw["python_start"], hw["python_start_import"], run["outage"]["spool_only_hook_ms"],
-                 hw["all"]]
-        for k, p in enumerate(("p50", "p95")):
-            axes[1].bar([x + j * width + k * width / 2 for x in range(4)], [s[p] for s in stats], width / 2,
-                        label=f"{name} {p}", alpha=0.6 + 0.4 * k)
-        by = hw["by_hook"]
-        axes[2].bar([x + j * width for x in range(len(by))], [v["p95"] for v in by.values()], width,
-                    label=f"{name} p95")
-        axes[2].set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(by))], list(by), fontsize=8)
-        axes[1].set_xticks([x + width * (len(runs) - 1) / 2 for x in range(4)], labels, fontsize=8)
-    axes[0].set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(SERIES) + 1)],
-                       [*SERIES, "replay"], rotation=20, fontsize=8)
-    axes[0].set_yscale("log")  # MiniLM's rates are ~30x below the hash embedder's
-    axes[0].set_ylabel("events/s (log)")
-    axes[0].set_title("capture throughput (floor: direct_events)")
-    axes[1].set_ylabel("ms per invocation")
-    axes[1].set_title("hook wall time vs the interpreter's start")
-    axes[2].set_ylabel("ms")
-    axes[2].set_title("hook wall p95 by hook")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    sizes = ", ".join(f"{name} {run['events_expected']:,}" for name, run in runs.items())
-    fig.suptitle(f"MemoryWeb capture, events per series: {sizes}; "
-                 f"{report['timestamp'][:10]} (loadavg {report['machine']['loadavg_before'][0]:.1f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    for name, run in report["embedders"].items():
-        print(f"\n== embedder {name}: {run['events_expected']:,} events per series, "
-              f"stored once each: {run['all_events_stored_once']}")
-        print(f"{'series':16}{'events/s':>10}{'/floor':>8}{'srv ms/ev':>11}{'cli ms/ev':>11}")
-        for s in SERIES:
-            row = run["series"][s]
-            print(f"{s:16}{row['events_per_s']:10.1f}{row['over_direct_events']:8.2f}"
-                  f"{row['server_cpu_ms_per_event']:11.2f}{row['client_cpu_ms_per_event']:11.2f}")
-        hw = run["hook_wall_ms"]
-        print(f"hook wall p50 {hw['all']['p50']:.1f} ms, p95 {hw['all']['p95']:.1f} ms; python -c pass p50 "
-              f"{hw['python_start']['p50']:.1f} / p95 {hw['python_start']['p95']:.1f}; + import p50 "
-              f"{hw['python_start_import']['p50']:.1f}; server down p50 "
-              f"{run['outage']['spool_only_hook_ms']['p50']:.1f} ms")
-        out = run["outage"]
-        print(f"outage: {out['events_spooled']} spooled, replayed {out['events_replayed']} in "
-              f"{out['replay_wall_s']:.2f} s = {out['replay_events_per_s']:.0f} events/s "
-              f"({out['replay_over_direct_events']:.2f}x direct); lost {out['lost']}, duplicates "
-              f"{out['duplicates']}, ok {out['ok']}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

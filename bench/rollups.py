@@ -62,100 +62,19 @@ from typing import Any
 from tqdm import tqdm
 
 try:
-    from bench.corpus import EXTRAS, PEOPLE, TEMPLATES, _fields
     from bench.locomo import setup_django
+    from bench.rollups_data import day_events
+    from bench.rollups_report import LEVELS, chart, print_summary, targets
 except ImportError:  # run as a script, bench/ is sys.path[0]
-    from corpus import EXTRAS, PEOPLE, TEMPLATES, _fields
     from locomo import setup_django
+    from rollups_data import day_events
+    from rollups_report import LEVELS, chart, print_summary, targets
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 UTC = dt.UTC
-LEVELS = ("segment", "day", "week", "month", "year")
 HASH_EMBEDDER = "bench.hash_embedder.HashEmbedder"
 STORE_BATCH = 1000  # MEMORYWEB_MAX_BATCH's default
-
-
-# --- the conversations -----------------------------------------------------------------------
-
-def _prompt(rng: random.Random, f: dict[str, Any]) -> str:
-    return rng.choice((
-        f"Why did the {f['proj']} {f['event']} fail on {f['date']}? {f['p']} says {f['tool']} showed "
-        f"{f['n']} errors.",
-        f"Please move {f['task']} for {f['proj']} to {f['tool2']}; {f['p2']} in {f['city']} approved "
-        f"{f['n']} hours.",
-        f"Can you check with {f['p']} whether the {f['proj']} {f['event2']} is still planned for "
-        f"{f['date2']}?",
-        f"Summarise what {f['p']} and {f['p2']} decided about {f['proj']} before {f['date2']}."))
-
-
-def _answer(rng: random.Random, f: dict[str, Any]) -> str:
-    kinds = rng.sample(list(TEMPLATES), rng.randint(1, 3))
-    parts = [rng.choice(TEMPLATES[kind]).format(**f) for kind in kinds]
-    parts += [extra.format(**f) for extra in rng.sample(EXTRAS, rng.randint(0, 2))]
-    return " ".join(parts)
-
-
-def _tool_call(rng: random.Random, f: dict[str, Any]) -> str:
-    proj = f["proj"].lower()
-    return rng.choice((f"Bash: kubectl logs deploy/{proj}-api --since=1h | tail -n 60",
-                       f"Bash: pytest tests/test_{proj}.py -q -x", f"Bash: git log --oneline -n {f['n2']}",
-                       f'Read: {{"file_path": "/home/dev/{proj}/src/{f["task"].replace(" ", "_")}.py"}}',
-                       f'Grep: {{"pattern": "{f["task"]}", "path": "/home/dev/{proj}/src"}}'))
-
-
-def _tool_result(rng: random.Random, f: dict[str, Any]) -> str:
-    lines = [f"2026-04-{rng.randint(10, 28)}T{rng.randint(10, 23)}:{rng.randint(10, 59)}Z "
-             f"{rng.choice(('INFO', 'WARN', 'ERROR'))} {f['proj'].lower()}-api request "
-             f"{rng.randint(1000, 99999)} "
-             f"took {rng.randint(2, 4000)} ms ({f['tool']}, owner {rng.choice(PEOPLE)})"
-             for _ in range(rng.randint(1, 12))]
-    return f"{_tool_call(rng, f).split(':')[0]} result: " + "\n".join(lines)
-
-
-def _session_types(rng: random.Random, size: int) -> list[str]:
-    """session_start, turns (prompt, 0-3 tool call + result, answer, stop), session_end."""
-    types = ["session_start"]
-    while len(types) < size - 1:
-        types.append("user_message")
-        for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            types += ["tool_call", "tool_result"]
-        types += ["assistant_message", "assistant_stop"]
-    return [*types[:size - 1], "session_end"] if size > 1 else ["session_start"]
-
-
-def day_events(day: dt.date, count: int, rng: random.Random, prefix: str) -> list[dict[str, Any]]:
-    """``count`` events on ``day``: sessions of 40-400 events starting between 06:00 and
-    20:00 UTC, a few seconds to minutes apart, now and then a pause longer than the
-    segment gap; in time order, as capture would send them."""
-    events: list[dict[str, Any]] = []
-    sizes, left = [], count
-    while left > 0:
-        sizes.append(min(left, rng.randint(40, 400)))
-        left -= sizes[-1]
-    end_of_day = dt.datetime.combine(day, dt.time(23, 59, 59), UTC)
-    for number, size in enumerate(sizes):
-        session = f"{prefix}-{day:%Y%m%d}-{number:03d}"
-        start = dt.datetime.combine(day, dt.time(6), UTC) + dt.timedelta(seconds=rng.randint(0, 14 * 3600))
-        offsets, at = [], 0.0
-        for _ in range(size):
-            at += rng.expovariate(1 / 20) + (rng.uniform(2100, 3600) if rng.random() < 0.01 else 0)
-            offsets.append(at)
-        room = (end_of_day - start).total_seconds()
-        scale = min(1.0, room / offsets[-1])  # the session ends the same day
-        f = _fields(rng)
-        for i, kind in enumerate(_session_types(rng, size)):
-            if kind == "user_message":
-                f = _fields(rng)  # each turn its own topic
-            text = {"user_message": _prompt, "assistant_message": _answer, "tool_call": _tool_call,
-                    "tool_result": _tool_result}.get(kind)
-            event = {"id": f"{session}-{i:04d}", "event_type": kind, "session_id": session,
-                     "occurred_at": (start + dt.timedelta(seconds=offsets[i] * scale)).isoformat(),
-                     "metadata": {"capture": "claude-code", "cwd": f"/home/dev/{f['proj'].lower()}"}}
-            if text is not None:
-                event["text"] = text(rng, f)
-            events.append(event)
-    return sorted(events, key=lambda e: e["occurred_at"])
 
 
 # --- measuring a build ---------------------------------------------------------------------
@@ -493,94 +412,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["day"]["profile_rebuild"] = profile_rebuild(day_ns)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return results
-
-
-def targets(results: dict[str, Any]) -> dict[str, Any]:
-    day = results["day"]["build"]["wall_s"]
-    inc = results["month"]["incremental"]["rebuilt"]
-    none = results["month"]["no_change"]["rebuilt"]
-    elsewhere = sum(v["elsewhere"] for v in inc["by_level"].values())
-    ours = sum(v["that_day_or_ancestor"] for v in inc["by_level"].values())
-    return {
-        "day_build_under_60s": {"value": day, "limit": "< 60 s", "result": "pass" if day < 60 else "fail"},
-        "one_changed_day_rebuilt_alone": {
-            "value": {"written_elsewhere": elsewhere, "written_that_day_or_ancestors": ours},
-            "limit": "0 nodes of other days (or of their weeks, months, years) rewritten; the "
-                     "changed day's day node rewritten",
-            "result": "pass" if inc["only_that_day_and_ancestors"] else "fail"},
-        "ancestors_follow_a_changed_day_summary": {
-            "value": inc["that_day_and_ancestors"],
-            "limit": "when the day's summary text changed, its week, month and year are rewritten",
-            "result": "pass" if not inc["that_day_and_ancestors"]["day"]["summary_changed"] or all(
-                inc["that_day_and_ancestors"][lv]["rewritten"] for lv in ("week", "month", "year"))
-            else "fail"},
-        "no_change_builds_nothing": {"value": none["written"] + none["removed"], "limit": "0 nodes written",
-                                     "result": "pass" if none["written"] + none["removed"] == 0 else "fail"},
-    }
-
-
-def chart(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    day, month = report["day"], report["month"]
-    builds = {"day full": day["build"], "day no change": day["no_change"], "month full": month["build"],
-              "month 1 day changed": month["incremental"], "month no change": month["no_change"]}
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    names = list(builds)
-    floors = [b.get("floor", {}).get("wall_s", 0.0) for b in builds.values()]
-    bars = axes[0].bar(names, [b["wall_s"] for b in builds.values()], color="#d95f02", label="build")
-    axes[0].bar_label(bars, fmt="%.1f s", fontsize=8)
-    axes[0].bar(names, floors, color="#999999", width=0.4, label="floor: summarizer alone")
-    axes[0].axhline(60, color="red", linestyle="--", linewidth=1, label="60 s target (day)")
-    axes[0].set_yscale("symlog", linthresh=1)
-    axes[0].set_ylabel("seconds")
-    axes[0].set_title("build wall time")
-    axes[0].tick_params(axis="x", labelrotation=20, labelsize=8)
-    axes[0].legend(fontsize=8)
-    for k, (name, b) in enumerate((("day full", day["build"]), ("month full", month["build"]))):
-        write = [b["per_level"][lv]["write_s"] - b["per_level"][lv]["summarize_s"] for lv in LEVELS]
-        summ = [b["per_level"][lv]["summarize_s"] for lv in LEVELS]
-        xs = [x + k * 0.4 for x in range(len(LEVELS))]
-        axes[1].bar(xs, summ, 0.4, color=("#1b9e77", "#7570b3")[k], label=f"{name}: summarize")
-        axes[1].bar(xs, write, 0.4, bottom=summ, color=("#1b9e77", "#7570b3")[k], alpha=0.45,
-                    label=f"{name}: write path")
-    axes[1].set_xticks([x + 0.2 for x in range(len(LEVELS))], LEVELS)
-    axes[1].set_ylabel("seconds")
-    axes[1].set_title("node writes per level (summarize + write path)")
-    axes[1].legend(fontsize=7)
-    inc = month["incremental"]["rebuilt"]["by_level"]
-    axes[2].bar(LEVELS, [inc[lv]["that_day_or_ancestor"] for lv in LEVELS], color="#1b9e77",
-                label="the changed day / its ancestors")
-    axes[2].bar(LEVELS, [inc[lv]["elsewhere"] for lv in LEVELS], color="red", label="anything else")
-    axes[2].set_title(f"incremental: nodes rewritten ({month['incremental']['rebuilt']['unchanged']} "
-                      f"of {month['incremental']['rebuilt']['nodes_after']} untouched)")
-    axes[2].legend(fontsize=8)
-    fig.suptitle(f"MemoryWeb rollups: day {report['parameters']['day_events']:,} events, month "
-                 f"{month['load']['events']:,}; {report['timestamp'][:10]} "
-                 f"(loadavg {report['machine']['loadavg_before'][0]:.1f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    day, month = report["day"], report["month"]
-    for name, b in (("day full", day["build"]), ("day no change", day["no_change"]),
-                    ("month full", month["build"]), ("month 1 day changed", month["incremental"]),
-                    ("month no change", month["no_change"])):
-        fl = b.get("floor")
-        print(f"{name:22}{b['wall_s']:8.2f} s  nodes {b['nodes_built']:5}  "
-              + (f"floor {fl['wall_s']:.2f} s ({b['wall_s'] / max(fl['wall_s'], 1e-9):.1f}x)  " if fl else "")
-              + f"built {b['report']['built']}  RSS {b['rss']['rss_mb']:.0f} MiB")
-    print(f"load: day {day['load']['events_per_s']:.0f} events/s, "
-          f"month {month['load']['events_per_s']:.0f} events/s")
-    inc = month["incremental"]["rebuilt"]
-    print(f"incremental: {inc['written']} written ({inc['created']} new), {inc['removed']} removed, "
-          f"{inc['unchanged']} unchanged; by level {inc['by_level']}")
-    for name, t in report["targets"].items():
-        print(f"target {name}: {t['value']} {t['limit']} -> {t['result'].upper()}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

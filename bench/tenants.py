@@ -23,13 +23,10 @@ import os
 import platform
 import random
 import shutil
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,194 +37,17 @@ from tqdm import tqdm
 
 try:
     from bench.corpus import generate_memories, generate_queries
-    from bench.recall_latency import free_port, manage
+    from bench.tenants_report import chart, print_summary, summarise
+    from bench.tenants_server import Server, sample
 except ImportError:  # run as a script, bench/ is sys.path[0]
     from corpus import generate_memories, generate_queries
-    from recall_latency import free_port, manage
+    from tenants_report import chart, print_summary, summarise
+    from tenants_server import Server, sample
 
-REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 EMBEDDERS = {"hash": "bench.hash_embedder.HashEmbedder", "minilm": "minilm-onnx"}
-AGENT, WARMUP, BLOCK = "bench-agent", 20, 10
+WARMUP, BLOCK = 20, 10
 Series = Callable[[str], httpx.Response]
-
-
-# --- processes ---------------------------------------------------------------------------
-
-class Server:
-    """One Daphne on one data directory, as deployed; restartable, with its own client."""
-
-    def __init__(self, name: str, data_dir: Path, env: dict[str, str], timeout: float,
-                 nofile: int | None = None):
-        self.name, self.data_dir, self.timeout, self.nofile = name, data_dir, timeout, nofile
-        self.env = {**env, "MEMORYWEB_DATA_DIR": str(data_dir)}
-        self.proc: subprocess.Popen | None = None
-        self.client: httpx.Client | None = None
-        self.admin = ""  # a system-admin key, made before the first start
-
-    def setup(self) -> None:
-        manage(self.env, "migrate", "-v0")
-        self.admin = manage(self.env, "create_api_key", "--system-admin").splitlines()[-1].strip()
-
-    def start(self) -> float:
-        """Start and wait for /readiness 200; the seconds that took."""
-        port, log_path = free_port(), self.data_dir / "daphne.log"
-        started = time.perf_counter()
-        with log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                 "memoryweb.asgi:application"], cwd=REPO, env=self.env, stdout=log, stderr=log,
-                preexec_fn=self._limit_files if self.nofile else None)
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name}: daphne exited with {self.proc.returncode}:\n"
-                                   f"{log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readiness", timeout=5,
-                             trust_env=False).status_code == 200:
-                    elapsed = time.perf_counter() - started
-                    self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600,
-                                               trust_env=False)
-                    return elapsed
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name}: not ready after {self.timeout:.0f} s")
-
-    def _limit_files(self) -> None:
-        """In the child: the soft RLIMIT_NOFILE asked for (Chroma sizes its cache of open
-        HNSW indexes from it: a fifth of the limit, four files each)."""
-        import resource
-
-        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, hard))
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def call(self, method: str, path: str, key: str, expect: int, body: Any = None) -> httpx.Response:
-        assert self.client is not None, "server not started"
-        response = self.client.request(method, path, json=body,
-                                       headers={"Authorization": f"Bearer {key}"})
-        if response.status_code != expect:
-            raise RuntimeError(f"{self.name}: {method} {path}: {response.status_code} "
-                               f"{response.text[:500]}")
-        return response
-
-    def create_namespace(self, slug: str) -> str:
-        """A namespace and an agent key of it, through the system-admin REST routes."""
-        self.call("POST", "/api/v1/namespaces", self.admin, 201, {"slug": slug})
-        return self.call("POST", f"/api/v1/namespaces/{slug}/keys", self.admin, 201,
-                         {"role": "agent", "agent_id": AGENT}).json()["key"]
-
-    def store(self, key: str, memories: list[dict[str, Any]], batch: int) -> None:
-        for i in range(0, len(memories), batch):
-            chunk = memories[i:i + batch]
-            body = self.call("POST", "/api/v1/memories/batch", key, 201, {"memories": chunk}).json()
-            if body["count"] != len(chunk):
-                raise RuntimeError(f"{self.name}: batch stored {body['count']} of {len(chunk)}")
-
-    def delete_namespace(self, slug: str) -> None:
-        self.call("DELETE", f"/api/v1/namespaces/{slug}", self.admin, 204)
-
-    def recall(self, key: str, query: str) -> httpx.Response:
-        response = self.call("POST", "/api/v1/recall", key, 200, {"query": query, "k": 10})
-        if not response.json()["results"]:
-            raise RuntimeError(f"{self.name}: no results for {query!r}")
-        return response
-
-
-# --- what the process holds ----------------------------------------------------------------
-
-def _status(pid: int) -> dict[str, int]:
-    """Memory and threads (/proc status) and the soft open-files limit: Chroma keeps up
-    to a fifth of that limit of HNSW indexes open, four files each."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "Threads"):
-            fields[name] = int(value.split()[0])
-    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
-        if line.startswith("Max open files"):
-            fields["nofile"] = int(line.split()[3])
-    return fields
-
-
-def _fd_kinds(pid: int, data_dir: Path) -> dict[str, int]:
-    """Open descriptors by what they point at: Chroma's files, SQLite's, sockets, other."""
-    kinds: dict[str, int] = {}
-    chroma, sqlite_files = str(data_dir / "chroma"), ("sqlite3", "sqlite3-wal", "sqlite3-shm")
-    for fd in os.scandir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(fd.path)
-        except OSError:
-            continue  # closed meanwhile
-        kind = "socket" if target.startswith("socket:") else "other"
-        if target.endswith(sqlite_files):
-            kind = "chroma_sqlite" if target.startswith(chroma) else "sqlite"
-        elif target.startswith(chroma):
-            kind = "chroma_segment"
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
-
-
-def _disk(path: Path) -> int:
-    """Bytes allocated under ``path`` (st_blocks, as du counts them)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
-def _schema(data_dir: Path) -> dict[str, Any]:
-    """The SQL schema's size and what it costs a new connection: SQLite parses the whole
-    schema on a connection's first statement (and again after any DDL elsewhere)."""
-    uri, first = f"file:{data_dir / 'memoryweb.sqlite3'}?mode=ro", []
-    for _ in range(3):  # the median of three
-        started = time.perf_counter()
-        with closing(sqlite3.connect(uri, uri=True)) as conn:
-            conn.execute("SELECT 1 FROM tenancy_namespace LIMIT 1").fetchall()
-            first.append((time.perf_counter() - started) * 1000)
-    first_ms = sorted(first)[1]
-    with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        fts = conn.execute("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%USING fts5(%'").fetchone()[0]
-    with closing(sqlite3.connect(f"file:{data_dir / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)) as conn:
-        collections = conn.execute("SELECT count(*) FROM collections").fetchone()[0]
-    return {"sqlite_master_rows": rows, "fts_tables": fts, "new_connection_first_query_ms": first_ms,
-            "chroma_collections": collections}
-
-
-def sample(server: Server, **extra: Any) -> dict[str, Any]:
-    """RSS, threads and open files of the server process, disk and schema of its data dir."""
-    assert server.proc is not None
-    pid = server.proc.pid
-    status, kinds = _status(pid), _fd_kinds(pid, server.data_dir)
-    chroma = server.data_dir / "chroma"
-    dirs = sum(1 for entry in os.scandir(chroma) if entry.is_dir()) if chroma.exists() else 0
-    return {**extra, "rss_mb": status["VmRSS"] / 1024, "hwm_mb": status["VmHWM"] / 1024,
-            "rss_anon_mb": status.get("RssAnon", 0) / 1024, "rss_file_mb": status.get("RssFile", 0) / 1024,
-            "threads": status["Threads"], "nofile": status.get("nofile"),
-            "open_files": sum(kinds.values()), "fd_kinds": kinds, "chroma_segment_dirs": dirs,
-            "disk_mb": {"total": _disk(server.data_dir) / 2**20,
-                        "chroma": _disk(server.data_dir / "chroma") / 2**20},
-            **_schema(server.data_dir)}
 
 
 # --- timing --------------------------------------------------------------------------------
@@ -424,108 +244,6 @@ def large_namespaces(args: argparse.Namespace, server: Server, base: Server, bas
     out["recall"]["after"] = sample(server)
 
 
-# --- report --------------------------------------------------------------------------------
-
-def per_thousand(samples: list[dict[str, Any]], x: str, y: Callable[[dict[str, Any]], float]) -> float | None:
-    """Growth of ``y`` per 1,000 of ``x`` (least squares over the samples)."""
-    points = [(s[x], y(s)) for s in samples if x in s]
-    if len(points) < 2 or points[-1][0] == points[0][0]:
-        return None
-    xs, ys = zip(*points, strict=True)
-    return float(np.polyfit(xs, ys, 1)[0] * 1000)
-
-
-def _p95_ratio(recall: dict[str, Any], name: str) -> float | None:
-    if name not in recall or "one_namespace_server" not in recall:
-        return None
-    return recall[name]["p95"] / recall["one_namespace_server"]["p95"]
-
-
-def summarise(report: dict[str, Any]) -> dict[str, Any]:
-    """Ratios against the one-namespace server and growth per 1,000 namespaces."""
-    out: dict[str, Any] = {}
-    many, large = report.get("many") or {}, report.get("large") or {}
-    if many:
-        populated = many.get("populate", {}).get("samples", [])
-        touched = many.get("touch_all", {}).get("samples", [])
-        grow = {"rss_mb": lambda s: s["rss_mb"], "open_files": lambda s: s["open_files"],
-                "schema_rows": lambda s: s["sqlite_master_rows"], "disk_mb": lambda s: s["disk_mb"]["total"]}
-        out["many"] = {
-            **{f"{name}_p95_over_one_namespace": _p95_ratio(many.get("recall", {}), name)
-               for name in ("random_small_namespace", "same_small_namespace")},
-            **{f"populate_{y}_per_1000_namespaces": per_thousand(populated, "namespaces", f)
-               for y, f in grow.items()},
-            **{f"recall_all_{y}_per_1000_namespaces": per_thousand(touched, "namespaces_recalled", grow[y])
-               for y in ("rss_mb", "open_files")}}
-    if large:
-        out["large"] = {f"{name}_p95_over_one_namespace": _p95_ratio(large.get("recall", {}), name)
-                        for name in ("small_namespace", "large_namespaces_rotating", "same_large_namespace")}
-    return out
-
-
-def chart(report: dict[str, Any], path: Path) -> None:
-    """RSS and open files against namespaces created (and recalled after a restart); recall
-    p95 of every series next to the one-namespace server's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (rss_ax, fd_ax, sql_ax, bars) = plt.subplots(1, 4, figsize=(21, 4.8))
-    many = report.get("many") or {}
-    for key, x, label, style in (("populate", "namespaces", "populating", "-o"),
-                                 ("touch_all", "namespaces_recalled",
-                                  "after the restart and recall phase: a recall in each", "--s")):
-        samples = many.get(key, {}).get("samples", [])
-        if samples:
-            xs = [s[x] for s in samples]
-            rss_ax.plot(xs, [s["rss_mb"] for s in samples], style, label=label, markersize=3)
-            fd_ax.plot(xs, [s["open_files"] for s in samples], style, label=label, markersize=3)
-    populated = many.get("populate", {})
-    if populated.get("samples"):
-        sql_ax.plot([s["namespaces"] for s in populated["samples"]],
-                    [s["new_connection_first_query_ms"] for s in populated["samples"]], "-o",
-                    markersize=3, label="new SQLite connection: first query")
-        windows = populated.get("timing_per_window", [])
-        sql_ax.plot([w["namespaces"] for w in windows],
-                    [w["create_namespace_and_key"]["p50"] for w in windows], "--s", markersize=3,
-                    label="create namespace + key, p50")
-    sql_ax.set_title("What the SQL schema costs (7 entries per namespace)", fontsize=10)
-    sql_ax.set_ylabel("ms")
-    if "restart" in many:
-        for ax, y in ((rss_ax, "rss_mb"), (fd_ax, "open_files")):
-            ax.axhline(many["restart"]["after_start"][y], color="grey", lw=0.8, ls=":",
-                       label="right after the restart")
-    for ax, label in ((rss_ax, "server RSS (MB)"), (fd_ax, "server open files"), (sql_ax, "ms")):
-        ax.set_xlabel("namespaces")
-        ax.set_ylabel(label)
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    p = report["parameters"]
-    rss_ax.set_title(f"RSS, {p['per_namespace']} memories per namespace", fontsize=10)
-    limit = many.get("populate", {}).get("samples", [{}])[0].get("nofile") or 0
-    fd_ax.set_title(f"Open files (RLIMIT_NOFILE {limit}: Chroma keeps <= {limit // 5} indexes open)",
-                    fontsize=10)
-    labels, p95s, colors = [], [], []
-    for section, color in (("many", "#d95f02"), ("large", "#7570b3")):
-        for name, stats in (report.get(section) or {}).get("recall", {}).items():
-            if name != "after":
-                labels.append(f"{section}: {name.replace('_', ' ')}")
-                p95s.append(stats["p95"])
-                colors.append("#1b9e77" if name == "one_namespace_server" else color)
-    if labels:
-        bars.bar_label(bars.bar(range(len(labels)), p95s, color=colors), fmt="%.1f", fontsize=8)
-        bars.set_xticks(range(len(labels)), labels, fontsize=7, rotation=35, ha="right")
-    bars.set_ylabel("recall p95 (ms), k=10, default mode")
-    bars.set_title("Recall p95 (green: the server holding one namespace)", fontsize=10)
-    fig.suptitle(f"MemoryWeb, many namespaces: {p['namespaces']:,} x {p['per_namespace']}, "
-                 f"{p['large_namespaces']} x {p['large_size']:,}; embedder {p['embedder']}; "
-                 f"{report['timestamp'][:10]}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -643,36 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.output} and {args.output.with_suffix('.png')}")
     return 1 if args.check and not all(targets.values()) else 0
 
-
-def _line(label: str, s: dict[str, Any]) -> str:
-    return (f"{label}: RSS {s['rss_mb']:.0f} MB, {s['open_files']} open files {s['fd_kinds']}, "
-            f"{s['sqlite_master_rows']} schema rows (new connection {s['new_connection_first_query_ms']:.0f} "
-            f"ms), {s['chroma_collections']} collections / {s['chroma_segment_dirs']} segment dirs, "
-            f"disk {s['disk_mb']['total']:.0f} MB")
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """The last sample of each phase, the timings, ratios and targets (the rest: the JSON)."""
-    for section in ("many", "large"):
-        out = report.get(section) or {}
-        for phase, s in (("populated", (out.get("populate", {}).get("samples") or [None])[-1]),
-                         (f"restarted (ready in {out.get('restart', {}).get('startup_s', 0):.1f} s)",
-                          out.get("restart", {}).get("after_start")),
-                         ("after the sweep", (out.get("touch_all", {}).get("samples") or [None])[-1]),
-                         ("after create/delete", out.get("create_delete", {}).get("after"))):
-            if s:
-                print(_line(f"{section} {phase}", s))
-        timings = {**{f"recall {k}": v for k, v in out.get("recall", {}).items() if k != "after"},
-                   **out.get("create_delete", {}).get("timing", {})}
-        for op, stats in timings.items():
-            print(f"  {section} {op:34} p50 {stats['p50']:7.1f}  p95 {stats['p95']:7.1f} ms")
-        problems = [out.get("error"), *(out.get(part, {}).get(what, {}).get("error")
-                    for part in ("populate", "touch_all") for what in ("failure", "first_refused"))]
-        for problem in filter(None, problems):
-            print(f"  {section} FAILED: {problem[:500]}")
-    print(json.dumps(report["ratios"], indent=2))
-    for name, verdict in report["targets"].items():
-        print(f"target {name}: {verdict.upper()}")
 
 
 if __name__ == "__main__":
