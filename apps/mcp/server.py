@@ -55,6 +55,13 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
     """An MCP server whose tools call ``backend(ctx)``, per call: over stdio one key serves
     the whole process, over HTTP each request carries its own (apps/mcp/http.py)."""
     server = MCPServer(name="memoryweb", title="MemoryWeb", instructions=INSTRUCTIONS)
+    for register in (_memory_tools, _timeline_tools, _lifecycle_tools, _listing_tools):
+        register(server, backend)  # in this order: the order tools/list shows them
+    return server
+
+
+def _memory_tools(server: MCPServer, backend: Callable[[Context], Backend]) -> None:
+    """Seed 003's four: store, recall, update, forget."""
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False))
     async def store(
@@ -132,6 +139,10 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         await _call(backend, ctx, "forget", str(id))
         return {"forgotten": str(id)}
 
+
+def _timeline_tools(server: MCPServer, backend: Callable[[Context], Backend]) -> None:
+    """The timeline's browse and grip expansion (docs/timeline.md)."""
+
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def timeline_browse(
         level: Annotated[Level, Field(description="day (default), week, month, year, or "
@@ -170,6 +181,10 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
         """The exact source of a timeline summary's statement, with the conversation
         around it (same session, in order): read it before relying on a summary."""
         return await _call(backend, ctx, "grip_expand", str(grip_id), before, after)
+
+
+def _lifecycle_tools(server: MCPServer, backend: Callable[[Context], Backend]) -> None:
+    """The lifecycle's end-of-day digest and consolidation (docs/lifecycle.md)."""
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False,
                                              idempotentHint=True))
@@ -215,6 +230,10 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
             params["merged_text"] = merged_text
         return await _call(backend, ctx, "consolidate", params)
 
+
+def _listing_tools(server: MCPServer, backend: Callable[[Context], Backend]) -> None:
+    """What happened lately."""
+
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
     async def list_recent(
         limit: Annotated[int, Field(ge=1, le=100, description="How many (default 10)")] = 10,
@@ -222,5 +241,3 @@ def build_server(backend: Callable[[Context], Backend]) -> MCPServer:
     ) -> dict[str, Any]:
         """The most recently stored memories, newest first: what happened lately."""
         return {"memories": await _call(backend, ctx, "list_recent", limit)}
-
-    return server
