@@ -16,18 +16,22 @@ through POST /api/v1/memories/batch, then POST /api/v1/namespaces/{slug}/consoli
 per call (bench/consolidation_data.py's ``score``): pairwise precision and recall of the
 proposed merges (a pair is right iff both are in one injected group; recall over every
 within-group pair), groups matched exactly, hard negatives merged (target 0) and reported as
-conflicts, the call's wall and server CPU time, and ingest's.
+conflicts, the call's wall and server CPU time, and ingest's (its rate over each tenth of
+the corpus: how it changes as the namespace grows). --apply then runs one applied
+consolidation, {"dry_run": false} at the default threshold: its wall and server CPU time and
+the counts it answers (merged, superseded, stale, conflicts_linked).
 
 Honest tuning (docs/recall.md, "The tuning protocol"): --part tuning (seed 2101) is where a
 threshold is chosen from a sweep, --part reporting (seed 2102, the default) is what the
 numbers quoted come from; no choice looks at it. Targets (issue 21; --check exits 1 on a
 fail), at the default threshold: precision >= 0.95, recall >= 0.80, no hard negative merged,
-and with --n >= 100,000 the consolidate call within 600 s.
+and with --n >= 100,000 the consolidate call (and the applied one, with --apply) within 600 s.
 
 --keep-data keeps the data dir; --reuse-data DIR runs the calls again on it without
-the ingest (100,000 memories take about an hour to ingest with MiniLM here), the ids matched by
-content. A REST call over more than MEMORYWEB_CONSOLIDATE_INLINE_MAX memories answers 202 with
-the run, polled until done: its wall time includes up to a second of polling.
+the ingest (100,000 memories took 28 minutes to ingest with MiniLM here, 2026-12-06), the
+ids matched by content. A REST call over more than MEMORYWEB_CONSOLIDATE_INLINE_MAX memories answers 202 with
+the run, polled until done: its wall time includes up to a second of polling. --apply
+changes the data dir: a later --reuse-data of it sees the merged memories superseded.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 from bench.consolidation_client import (
     NAMESPACE,
     RouteMissing,
+    apply_call,
     consolidate,
     ingest,
     run_calls,
@@ -213,6 +218,30 @@ def self_test() -> int:
     got, meta = consolidate(server("direct"), "ns", None, timeout=5)
     check("200: the answer as is; body {dry_run: true} without a threshold",
           got == answer and meta["polls"] == 0 and seen[0][2] == {"dry_run": True})
+    seen.clear()
+    got, meta = consolidate(server("run"), "ns", None, timeout=5, poll_every=0, dry_run=False)
+    check("applied: body {dry_run: false}, the job polled to the end",
+          seen[0][2] == {"dry_run": False} and meta["polls"] == 2 and got["proposals"] == answer["proposals"])
+    applied_answer = {**answer, "dry_run": False, "threshold": 0.9, "merged": 1, "superseded": 1,
+                      "stale": 0, "conflicts_linked": 0}
+    fake = httpx.Client(base_url="http://fake", transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, json=applied_answer if json.loads(request.content)["dry_run"]
+                                       is False else answer)))
+    two = Corpus(seed=0, memories=[{"content": "a"}, {"content": "b"}], facts=[maria, maria], groups=[[0, 1]],
+                 group_of=[0, 0], difficulty=["base", "surface"], role=["group"] * 2, hard_negatives=[])
+    got = apply_call(fake, argparse.Namespace(timeout=5), two, ["m0", "m1"], os.getpid())
+    check("apply_call: counts, the threshold used, timings, the proposals scored",
+          got["counts"] == {"merged": 1, "superseded": 1, "stale": 0, "conflicts_linked": 0}
+          and got["threshold_used"] == 0.9 and got["request"] == {"dry_run": False}
+          and got["wall_s"] >= 0 and got["server_cpu_s"] >= 0 and len(got["loadavg_after"]) == 3
+          and got["applied_proposals"] == 1 and got["metrics"]["precision"] == 1.0, got["counts"])
+    try:
+        apply_call(httpx.Client(base_url="http://fake", transport=httpx.MockTransport(
+            lambda request: httpx.Response(200, json={**answer, "dry_run": True}))),
+            argparse.Namespace(timeout=5), two, ["m0", "m1"], os.getpid())
+        check("apply_call: an answer still a dry run raises", False)
+    except RuntimeError as exc:
+        check("apply_call: an answer still a dry run raises", "not applied" in str(exc))
     for mode, path in (("status_url", "/api/v1/consolidations/c1"), ("job", "/api/v1/consolidations/j7"),
                        ("run", "/api/v1/consolidations/r3"), ("location", "/api/v1/consolidations/r4")):
         seen.clear()
@@ -241,13 +270,27 @@ def self_test() -> int:
           all(t["result"] == "pass" for t in targets(runs, 10_000).values())
           and targets([run(None, 0.97, 0.82, 1)], 10_000)["no_hard_negative_merged"]["result"]
           == "fail")
+    applied = {**run(None, 0.97, 0.82, 0), "wall_s": 601.0, "applied_proposals": 3, "loadavg_before":
+               [1.0, 1.0, 1.0], "loadavg_after": [2.0, 1.5, 1.0],
+               "counts": {"merged": 3, "superseded": 5, "stale": 0, "conflicts_linked": 2}}
+    big = targets(runs, 100_000, applied)
+    check("--apply at 100,000: applied_seconds_le_600 judged (601 s fails), none below 100,000",
+          big["applied_seconds_le_600"] == {"value": 601.0, "limit": "<= 600.0", "result": "fail"}
+          and big["consolidate_100k_le_600s"]["result"] == "pass"
+          and "applied_seconds_le_600" not in targets(runs, 10_000, applied))
     with tempfile.TemporaryDirectory() as tmp:
-        report = {"runs": runs, "corpus": a.stats(), "ingest": {"wall_s": 3.0},
+        report = {"runs": runs, "corpus": a.stats(), "ingest": {"wall_s": 3.0}, "applied": applied,
                   "parameters": {"n": 100_000, "part": "tuning", "seed": 7, "embedder": "hash"},
                   "timestamp": datetime.now(UTC).isoformat()}
         json.dumps(report, allow_nan=False)
         chart(report, Path(tmp) / "c.png")
-        check("chart drawn", (Path(tmp) / "c.png").stat().st_size > 10_000)
+        check("chart drawn (with the applied call)", (Path(tmp) / "c.png").stat().st_size > 10_000)
+        report["applied"] = None
+        chart(report, Path(tmp) / "d.png")
+        check("chart drawn without --apply", (Path(tmp) / "d.png").stat().st_size > 10_000)
+        summary({**report, "applied": applied, "targets": big,
+                 "ingest": {"wall_s": 3.0, "memories": 10, "per_s": 3.3, "near_duplicate_links_at_ingest": {},
+                            "by_tenth": [{"stored": 5, "per_s": 4.0}, {"stored": 10, "per_s": 2.9}]}})
     print(f"\nself-test: {len(failures)} failed" + (f": {', '.join(failures)}" if failures else ""))
     return 1 if failures else 0
 
@@ -281,8 +324,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-data", action="store_true", help="keep the temp data directory")
     parser.add_argument("--reuse-data", type=Path, metavar="DIR",
                         help="a data dir an earlier run kept (same --n, --part/--seed, --embedder): no "
-                             "ingest, only the consolidate calls (100,000 with MiniLM take an hour to "
+                             "ingest, only the consolidate calls (100,000 with MiniLM take half an hour to "
                              "ingest); the dir is left as it is")
+    parser.add_argument("--apply", action="store_true",
+                        help="after the dry run(s), one applied consolidation ({dry_run: false}, the "
+                             "default threshold): its time and counts (changes the data dir)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target fails")
     parser.add_argument("--self-test", action="store_true",
                         help="no server: check the generator, the scoring, the API client and the chart")
@@ -326,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"n": args.n, "groups": args.groups, "hard_negatives": args.hard_negatives,
                        "part": args.part_label, "seed": args.seed_value, "embedder": args.embedder,
                        "batch": args.batch, "thresholds": args.thresholds, "server_env": args.server_env,
-                       "route": f"POST /api/v1/namespaces/{NAMESPACE}/consolidate {{dry_run: true}}"},
+                       "apply": args.apply,
+                       "route": f"POST /api/v1/namespaces/{NAMESPACE}/consolidate {{dry_run: true}}"
+                                + (", then {dry_run: false}" if args.apply else "")},
         "corpus": {**corpus.stats(), "sha256": hashlib.sha256(
             "\n".join(m["content"] for m in corpus.memories).encode()).hexdigest()[:16]},
         "notes": ["Protocol and fields: bench/consolidation.py's docstring and bench/README.md.",
@@ -337,12 +385,12 @@ def main(argv: list[str] | None = None) -> int:
                   "considers the whole corpus (--server-env overrides)."],
         "code": {str(f.relative_to(REPO)): hashlib.sha256(f.read_bytes()).hexdigest()[:12]
                  for f in sorted((REPO / "apps/lifecycle").rglob("*.py")) if "migrations" not in f.parts},
-        "ingest": None, "runs": [], "targets": {},
+        "ingest": None, "runs": [], "applied": None, "targets": {},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
 
     def save(runs: list[dict[str, Any]]) -> None:
-        report["runs"], report["targets"] = runs, targets(runs, args.n)
+        report["runs"], report["targets"] = runs, targets(runs, args.n, report["applied"])
         report["duration_s"] = time.perf_counter() - started
         args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
 
@@ -367,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             save([])
             try:
                 runs = run_calls(client, args, corpus, ids, proc.pid, save)
+                if args.apply:
+                    report["applied"] = apply_call(client, args, corpus, ids, proc.pid)
+                    save(runs)
             except RouteMissing as exc:
                 report["error"] = str(exc)
                 save(report["runs"])

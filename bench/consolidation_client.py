@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,11 @@ class RouteMissing(RuntimeError):
 
 
 def consolidate(client: httpx.Client, slug: str, threshold: float | None, *, timeout: float,
-                poll_every: float = 1.0) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One dry run: ``POST /api/v1/namespaces/{slug}/consolidate`` ``{"dry_run": true,
-    "threshold"?}``; the answer (``proposals``, ``conflicts``, ...) and what the call was
-    (status, polls).
+                poll_every: float = 1.0, dry_run: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One call: ``POST /api/v1/namespaces/{slug}/consolidate`` ``{"dry_run": true,
+    "threshold"?}`` (``dry_run=False``: applied, ``{"dry_run": false}``); the answer
+    (``proposals``, ``conflicts``, and applied ``merged``, ``superseded``, ...) and what the
+    call was (status, polls).
 
     A 200/201 with ``proposals`` is the answer. A 202, or any answer naming a job
     (``status_url``, or ``job``/``job_id``: an id or an object with ``id``/``status_url``;
@@ -45,7 +48,7 @@ def consolidate(client: httpx.Client, slug: str, threshold: float | None, *, tim
     ``progress`` ({done, total} or a fraction) drives a progress bar.
     """
     path = f"/api/v1/namespaces/{slug}/consolidate"
-    body: dict[str, Any] = {"dry_run": True} | ({} if threshold is None else {"threshold": threshold})
+    body: dict[str, Any] = {"dry_run": dry_run} | ({} if threshold is None else {"threshold": threshold})
     deadline = time.monotonic() + timeout
     response = client.post(path, json=body, timeout=timeout)
     meta: dict[str, Any] = {"http_status": response.status_code, "polls": 0, "request": body}
@@ -120,7 +123,8 @@ def proc_status(pid: int) -> dict[str, float]:
 def ingest(client: httpx.Client, corpus: Corpus, batch: int, pid: int) -> tuple[list[str], dict[str, Any]]:
     """The corpus through POST /memories/batch in order; each memory's id, and the numbers."""
     ids: list[str] = []
-    duplicates, links = 0, []
+    duplicates, links, marks = 0, [], [(0, 0.0)]  # (memories stored, seconds) at each tenth
+    tenth = max(1, len(corpus.memories) // 10)
     cpu0, started = cpu_seconds(pid), time.perf_counter()
     with tqdm(total=len(corpus.memories), desc="ingest", unit="mem") as bar:
         for i in range(0, len(corpus.memories), batch):
@@ -137,6 +141,8 @@ def ingest(client: httpx.Client, corpus: Corpus, batch: int, pid: int) -> tuple[
             links += [(i + k, str(row["near_duplicate_of"])) for k, row in enumerate(rows)
                       if row.get("near_duplicate_of")]
             bar.update(len(chunk))
+            if len(ids) >= marks[-1][0] + tenth or len(ids) == len(corpus.memories):
+                marks.append((len(ids), time.perf_counter() - started))
     wall = time.perf_counter() - started
     if duplicates or len(set(ids)) != len(ids):
         raise RuntimeError(f"{duplicates} memories were deduplicated at ingest: the corpus must be distinct")
@@ -146,6 +152,9 @@ def ingest(client: httpx.Client, corpus: Corpus, batch: int, pid: int) -> tuple[
     hn = {frozenset((h["a"], h["b"])) for h in corpus.hard_negatives}
     return ids, {"memories": len(ids), "wall_s": wall, "per_s": len(ids) / wall,
                  "server_cpu_s": cpu_seconds(pid) - cpu0, "batch": batch,
+                 # how the rate changes as the namespace grows: memories/s over each stretch
+                 "by_tenth": [{"stored": n1, "per_s": (n1 - n0) / max(t1 - t0, 1e-9)}
+                              for (n0, t0), (n1, t1) in pairwise(marks)],
                  "near_duplicate_links_at_ingest": {
                      "total": len(links), "within_a_group": same_group,
                      "hard_negative_pairs": sum(frozenset((a, position[b])) in hn for a, b in links
@@ -180,6 +189,26 @@ def wait_indexed(base_url: str, timeout: float = 300) -> int:
     return backlog
 
 
+#: An applied consolidation's counts (apps/lifecycle/representation.py's outcome_row).
+APPLIED_COUNTS = ("merged", "superseded", "stale", "conflicts_linked")
+
+
+def timed_call(client: httpx.Client, args: argparse.Namespace, corpus: Corpus, ids: list[str], pid: int,
+               threshold: float | None, dry_run: bool = True) -> dict[str, Any]:
+    """One consolidate call (polled to its end): wall and server CPU, the load averages
+    before and after, the answer's fields and the proposals scored."""
+    load0, cpu0, started = os.getloadavg(), cpu_seconds(pid), time.perf_counter()
+    answer, meta = consolidate(client, NAMESPACE, threshold, timeout=args.timeout, dry_run=dry_run)
+    wall = time.perf_counter() - started
+    used = answer.get("threshold", threshold)
+    return {"threshold_requested": threshold,
+            "threshold_used": used if isinstance(used, int | float) else None,
+            "wall_s": wall, "server_cpu_s": cpu_seconds(pid) - cpu0, "server": proc_status(pid),
+            "loadavg_before": load0, "loadavg_after": os.getloadavg(),
+            **meta, "answer_fields": {k: v for k, v in answer.items() if k not in ("proposals", "conflicts")},
+            "metrics": score(corpus, ids, answer["proposals"], answer.get("conflicts") or [])}
+
+
 def run_calls(client: httpx.Client, args: argparse.Namespace, corpus: Corpus, ids: list[str], pid: int,
               save: Any) -> list[dict[str, Any]]:
     """The default threshold, then each --thresholds value; the JSON saved after each."""
@@ -187,15 +216,20 @@ def run_calls(client: httpx.Client, args: argparse.Namespace, corpus: Corpus, id
     for threshold in [None, *args.thresholds]:
         label = "default" if threshold is None else f"{threshold:g}"
         print(f"consolidate (dry run, threshold {label}) ...", flush=True)
-        cpu0, started = cpu_seconds(pid), time.perf_counter()
-        answer, meta = consolidate(client, NAMESPACE, threshold, timeout=args.timeout)
-        wall = time.perf_counter() - started
-        used = answer.get("threshold", threshold)
-        runs.append({"threshold_requested": threshold,
-                     "threshold_used": used if isinstance(used, int | float) else None,
-                     "wall_s": wall, "server_cpu_s": cpu_seconds(pid) - cpu0, "server": proc_status(pid),
-                     **meta, "answer_fields": {k: v for k, v in answer.items()
-                                               if k not in ("proposals", "conflicts")},
-                     "metrics": score(corpus, ids, answer["proposals"], answer.get("conflicts") or [])})
+        runs.append(timed_call(client, args, corpus, ids, pid, threshold))
         save(runs)
     return runs
+
+
+def apply_call(client: httpx.Client, args: argparse.Namespace, corpus: Corpus, ids: list[str],
+               pid: int) -> dict[str, Any]:
+    """--apply: one applied consolidation at the server's default threshold, ``{"dry_run":
+    false}`` as the REST route runs it (a job when large, polled); its time and counts."""
+    print("consolidate (applied, threshold default) ...", flush=True)
+    run = timed_call(client, args, corpus, ids, pid, None, dry_run=False)
+    fields = run["answer_fields"]
+    if fields.get("dry_run") is not False:
+        raise RuntimeError(f"the applied call answered dry_run={fields.get('dry_run')!r}: not applied")
+    run["counts"] = {name: fields.get(name) for name in APPLIED_COUNTS}
+    run["applied_proposals"] = run["metrics"]["proposals"]
+    return run

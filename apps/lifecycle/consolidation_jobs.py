@@ -247,6 +247,9 @@ def run(run_id: Any) -> str | None:
             actor, job.namespace.slug, job.request,
             progress=_progress(run_id, token, lambda: requester(job)))
         result = stored_result(outcome)
+        # No beat after the work: one landing after the commit below (which clears the
+        # lease) would find no lease and report it lost.
+        heartbeat.stop()
         with transaction.atomic():
             # The memories it names, locked: one erased meanwhile is left out (the
             # erasure found no row of this run to clean; it must find nothing after).
