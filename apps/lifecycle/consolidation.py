@@ -62,6 +62,8 @@ from apps.tenancy.services import authorize, check_writable, resolve_namespace
 NEVER = (MemoryKind.EVENT, MemoryKind.SUMMARY)
 #: Vectors read from the index per request.
 CHUNK = 1000
+#: Conflict links written per transaction (and audited per entry).
+CONFLICT_CHUNK = 2000
 MEMBER, SUMMARY, MERGED_TEXTS = merged_text.MEMBER, merged_text.SUMMARY, merged_text.CHOICES
 #: The mark in a tags edit's version (``changes["tags"]["by"]``) that consolidation made
 #: it: unmerge reverts only edits so marked, and only while nothing else edited since
@@ -320,18 +322,22 @@ def _apply(principal: Principal, outcome: Outcome,
             outcome.stale += 1
         if progress:
             progress("apply", 1, len(outcome.groups))
-    if outcome.conflicts:
-        pairs = [(c.a, c.b, c.similarity, c.differs_in) for c in outcome.conflicts]
+    pairs = [(c.a, c.b, c.similarity, c.differs_in) for c in outcome.conflicts]
+    for start in range(0, len(pairs), CONFLICT_CHUNK):
+        # A transaction per chunk: SQLite's write lock is never held for all the links
+        # (a dense namespace finds hundreds of thousands; every other writer would wait).
+        chunk = pairs[start:start + CONFLICT_CHUNK]
         with writes.atomic() as write:
             live = {str(pk) for pk in Memory.objects.filter(
-                namespace=ns, pk__in={i for c in outcome.conflicts for i in (c.a, c.b)}
+                namespace=ns, pk__in={i for p in chunk for i in p[:2]}
             ).values_list("pk", flat=True)}
-            pairs = [p for p in pairs if p[0] in live and p[1] in live]
-            outcome.conflicts_linked = write.link_conflicts(ns, pairs, actor=principal)
-            if outcome.conflicts_linked:
+            chunk = [p for p in chunk if p[0] in live and p[1] in live]
+            linked = write.link_conflicts(ns, chunk, actor=principal)
+            if linked:
+                outcome.conflicts_linked += linked
                 audit(principal, "memory.conflicts", namespace=ns,
-                      record_ids=sorted({i for p in pairs for i in p[:2]}),
-                      summary={"linked": outcome.conflicts_linked})
+                      record_ids=sorted({i for p in chunk for i in p[:2]}),
+                      summary={"linked": linked})
 
 
 def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) -> bool:

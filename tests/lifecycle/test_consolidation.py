@@ -96,6 +96,19 @@ def test_applying_supersedes_all_but_the_survivor_with_lineage_and_audit(team_ad
     assert again["proposals"] == [] and again["candidates"] == len(corpus) - 3
 
 
+def test_conflict_links_are_written_a_chunk_per_transaction(team_admin, corpus, monkeypatch):
+    """A dense namespace finds hundreds of thousands of conflicts: writing them in one
+    transaction held SQLite's write lock long enough for other writers to time out."""
+    from apps.lifecycle import consolidation
+
+    monkeypatch.setattr(consolidation, "CONFLICT_CHUNK", 2)
+    body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
+    assert body["conflicts_linked"] == 3
+    entries = AuditEntry.objects.filter(operation="memory.conflicts").order_by("seq")
+    assert [e.summary["linked"] for e in entries] == [2, 1]
+    assert MemoryLink.objects.filter(relation="conflicts_with").count() == 3
+
+
 def test_unmerge_makes_them_current_again(team_admin, agent, corpus):
     body = team_admin.post(URL, {"dry_run": False, "threshold": 0.85}).json()
     staging = next(p for p in body["proposals"] if corpus[STAGING[0]] in p["members"])
