@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from apps.audit.models import AuditEntry
 from apps.core.roles import Role
-from apps.lifecycle import consolidation, namespace_merge
+from apps.lifecycle import consolidation, kept_apart, namespace_merge
 from apps.lifecycle.models import WeakMemory
 from apps.memories.external_ids import numbers as cmm_numbers
 from apps.privacy import erasure
@@ -123,6 +123,13 @@ WRITES = [
           "memory.consolidate", names="tomerge"),
     Write("POST", "api/v1/memories/<str:pk>/unmerge", "/api/v1/memories/{merged}/unmerge", None,
           "admin", "memory.unmerge", names="merged"),
+    # Kept apart (a rejection kept) and allowed together again (a pair kept apart in the
+    # fixture).
+    Write("POST", "api/v1/namespaces/<str:slug>/keep-apart", "/api/v1/namespaces/alpha/keep-apart",
+          {"members": ["{memory}", "{tomerge}"]}, "admin", "memory.keep_apart", names="memory"),
+    Write("POST", "api/v1/namespaces/<str:slug>/allow-together",
+          "/api/v1/namespaces/alpha/allow-together", {"members": ["{memory}", "{apart}"]},
+          "admin", "memory.allow_together", names="apart"),
     Write("POST", "cmm/consolidate", "/cmm/consolidate",
           {"threshold": 0.85, "tags": ["tomerge"]}, "admin", "memory.consolidate", names="tomerge"),
     Write("POST", "v1/consolidate", "/v1/consolidate", {"threshold": 0.85, "tags": ["tomerge"]},
@@ -194,13 +201,15 @@ def targets(alpha, beta, agent):
         agent.post("/api/v1/memories", {"content": text, "tags": ["merged"]})
     merged = consolidation.consolidate(root, "alpha", {"dry_run": False, "threshold": 0.85,
                                                        "filters": {"tags": ["merged"]}})
+    kept_apart.keep_apart(root, "alpha", {"members": [memory, tomerge[1]]})
     create_namespace("emptied")
     done = namespace_merge.start(root, "emptied", "alpha")
     assert namespace_merge.run(done.pk) == "done"
     WeakMemory.objects.create(namespace=alpha, memory_id=memory, strength=0.1,
                               below_since=timezone.now(), checked_at=timezone.now(),
                               state="proposed")
-    return {"memory": memory, "tomerge": tomerge[0], "merged": merged.groups[0].survivor,
+    return {"memory": memory, "tomerge": tomerge[0], "apart": tomerge[1],
+            "merged": merged.groups[0].survivor,
             "key": key, "grant": grant, "user": "member-1", "merge": done.pk,
             "invitation": invitation, "invitee": Caller(session, None, None, "person"),
             "cmm_memory": cmm_numbers(alpha, "cmm", [uuid.UUID(memory)])[uuid.UUID(memory)],
