@@ -352,17 +352,17 @@ MEMORYWEB_HYBRID_POOL = env.int("MEMORYWEB_HYBRID_POOL", default=50)
 # SQLite keyword queries leave out terms found in more than this share of all memories
 # (they barely move BM25 but dominate its cost); 1.0 keeps every term.
 MEMORYWEB_LEXICAL_MAX_DF = env.float("MEMORYWEB_LEXICAL_MAX_DF", default=0.2)
-# Opt-in bounded keyword stage (apps/memories/keyword_search.py, docs/recall.md): in a
-# namespace of more than WINDOW indexed memories, score only the WINDOW most recent ones
-# plus older ones holding a term found in at most RARE_DF memories. Its cost stops
-# growing with the namespace, but it loses keyword recall on older memories (measured on
-# LoCoMo). 0 (the default) scores every match.
+# Opt-in bounded keyword stage (apps/memories/keyword_search.py, docs/recall.md): score
+# only the WINDOW most recent memories plus older ones holding a term found in at most
+# RARE_DF memories (loses recall on older ones, measured on LoCoMo). 0: every match.
 MEMORYWEB_LEXICAL_WINDOW = env.int("MEMORYWEB_LEXICAL_WINDOW", default=0)
 MEMORYWEB_LEXICAL_RARE_DF = env.int("MEMORYWEB_LEXICAL_RARE_DF", default=1_000)
-# Conversation context (apps/memories/context.py, docs/recall.md): a memory stored with a
-# session_id is indexed with the memory before it in that session (embedding and keyword
-# index); the keyword channel weighs the context's words by this against the memory's own.
+# Conversation context (apps/memories/context.py, docs/recall.md): a session memory is
+# indexed with the one before it; its vector mixes theirs ("mix", weight MIX_WEIGHT) or
+# embeds both texts ("text"); keyword recall weighs the context's words by CONTEXT_WEIGHT.
 MEMORYWEB_INDEX_CONTEXT = env.bool("MEMORYWEB_INDEX_CONTEXT", default=True)
+MEMORYWEB_CONTEXT_EMBEDDING = env.str("MEMORYWEB_CONTEXT_EMBEDDING", default="mix")
+MEMORYWEB_CONTEXT_MIX_WEIGHT = env.float("MEMORYWEB_CONTEXT_MIX_WEIGHT", default=0.4)
 MEMORYWEB_LEXICAL_CONTEXT_WEIGHT = env.float("MEMORYWEB_LEXICAL_CONTEXT_WEIGHT", default=0.25)
 # Keyword recall's engine (docs/recall.md, "An in-memory keyword index"): "sql" ranks in
 # the database (FTS5 bm25 / ts_rank_cd); "memory" ranks from a per-namespace in-memory

@@ -181,6 +181,9 @@ def check_modes(app_configs=None, **kwargs) -> list[CheckMessage]:
     errors += _choice("MEMORYWEB_KEYWORD_ENGINE", settings.MEMORYWEB_KEYWORD_ENGINE,
                       conf.KEYWORD_ENGINES, "sql (the default) ranks keyword recall in the "
                       "database; memory from an in-memory index per namespace.")
+    errors += _choice("MEMORYWEB_CONTEXT_EMBEDDING", settings.MEMORYWEB_CONTEXT_EMBEDDING,
+                      conf.CONTEXT_EMBEDDINGS, "mix (the default) adds the previous turn's "
+                      "vector; text embeds both texts together (twice the model's time).")
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         errors += _choice("MEMORYWEB_SQLITE_SYNCHRONOUS (SQLITE_SYNCHRONOUS)",
                           settings.SQLITE_SYNCHRONOUS, _SQLITE_SYNCHRONOUS,
@@ -306,6 +309,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
     "MEMORYWEB_LEXICAL_MAX_DF": (Bound(low=0, high=1, above=True), "1 keeps every term."),
     "MEMORYWEB_LEXICAL_CONTEXT_WEIGHT": (Bound(low=0, high=1), "0 leaves the context's words "
                                          "out of keyword recall."),
+    "MEMORYWEB_CONTEXT_MIX_WEIGHT": (Bound(low=0, high=1), "0.4 is the default; 0 leaves "
+                                     "the previous turn out of the vector."),
     "MEMORYWEB_LEXICAL_WINDOW": (Bound(low=0, integer=True), "0 scores every keyword match."),
     "MEMORYWEB_LEXICAL_RARE_DF": (Bound(low=0, integer=True), None),
     "MEMORYWEB_KEYWORD_MEMORY_MB": (Bound(low=0, above=True), "512 is the default."),

@@ -28,6 +28,8 @@ from django.core.exceptions import ImproperlyConfigured
 RECALL_MODES = ("vector", "lexical", "hybrid")
 #: Hybrid fusion methods (``MEMORYWEB_FUSION``).
 FUSION_METHODS = ("weighted", "rrf")
+#: How context enters a memory's vector (``MEMORYWEB_CONTEXT_EMBEDDING``).
+CONTEXT_EMBEDDINGS = ("mix", "text")
 #: Keyword recall engines (``MEMORYWEB_KEYWORD_ENGINE``).
 KEYWORD_ENGINES = ("sql", "memory")
 #: The most a fusion weight may be: the bound on a namespace's ``recall_defaults.weights``.

@@ -9,6 +9,7 @@ the same way, and core is the layer below them all.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -168,3 +169,22 @@ def validate(serializer_class: type[serializers.Serializer], data: Any, *, parti
             field = f"{prefix}.{field}" if field else prefix
         raise InvalidInput(message, field=field, code=code)
     return dict(serializer.validated_data)
+
+
+def validate_each(serializer_class: type[serializers.Serializer], items: Sequence[Any], *,
+                  prefix: str) -> Iterator[dict[str, Any]]:
+    """:func:`validate` for each item of a list, through one serializer instance: DRF
+    deep-copies a serializer's declared fields for every instance (about 0.6 ms for a
+    memory's here), which a batch of 1,000 memories paid a thousand times. ``prefix`` is
+    formatted with the item's index (``"memories[{}]"``)."""
+    serializer = serializer_class()
+    for index, data in enumerate(items):
+        where = prefix.format(index)
+        if not isinstance(data, dict):
+            raise InvalidInput("expected a JSON object.", field=where)
+        try:
+            yield dict(serializer.run_validation(data))
+        except serializers.ValidationError as exc:
+            field, message, code = flatten_validation_error(exc.detail)
+            raise InvalidInput(message, field=f"{where}.{field}" if field else where,
+                               code=code) from None

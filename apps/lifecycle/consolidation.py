@@ -26,6 +26,7 @@ what was said (append-only), summaries are rebuilt by the timeline.
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ from apps.core.validation import (
     validate,
 )
 from apps.lifecycle import grouping, kept_apart, merged_text
-from apps.memories import merge_marks, schemas, services, writes
+from apps.memories import merge_marks, plain_vectors, schemas, services, writes
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.subjects import SUBJECT_KEY
@@ -192,7 +193,7 @@ def run(principal: Principal, request: Request, *, limit: int | None = None,
                            "run manage.py consolidate.", field="filters")
     columns = ("pk", "content", "kind", "agent_id", "metadata", "tags", "valid_from",
                "valid_until", "importance", "confidence", "access_count", "created_at",
-               "version", "context_memory_id")
+               "version", "context_memory_id", "content_hash")
     # Through instances, not values_list: an encrypted namespace's content and metadata
     # are opened by their fields (apps/memories/sealing.py).
     rows = [tuple(getattr(memory, name) for name in columns) for memory in
@@ -201,7 +202,7 @@ def run(principal: Principal, request: Request, *, limit: int | None = None,
                                      (row[8], row[9], row[10], row[11].timestamp()),
                                      frozenset(row[5] or ()))
                   for row in rows]
-    with_context = {str(row[0]) for row in rows if row[13] is not None}
+    with_context = {str(row[0]): row[14] for row in rows if row[13] is not None}
     vectors = _content_vectors(ns, candidates, with_context, progress)
 
     def neighbour_progress(n: int) -> None:
@@ -276,16 +277,22 @@ def _candidates(ns: Namespace, filters: Mapping[str, Any]) -> QuerySet[Memory]:
     return queryset.order_by("created_at", "pk")
 
 
-def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate], with_context: set[str],
+def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate],
+                     with_context: Mapping[str, str],
                      progress: Callable[[str, int, int], None] | None) -> np.ndarray:
-    """Unit vectors of the candidates' contents alone: the stored vector where it is the
-    content's, else (embedded with its session's previous turn, or missing) embedded now."""
+    """Unit vectors of the candidates' contents alone: the index's vector where it is the
+    content's; for one indexed with its session's previous turn (``with_context``: id ->
+    content hash), its kept plain vector (apps/memories/plain_vectors.py); else embedded
+    now, and kept for the next run."""
     store = get_vector_store()
     vectors = np.zeros((len(candidates), get_embedder().dimension), dtype=np.float32)
     missing: list[int] = []
     for start in range(0, len(candidates), CHUNK):
         part = candidates[start:start + CHUNK]
         stored = store.embeddings(ns, [c.id for c in part if c.id not in with_context])
+        kept = plain_vectors.stored({uuid.UUID(c.id): with_context[c.id]
+                                     for c in part if c.id in with_context})
+        stored.update((str(pk), vector) for pk, vector in kept.items())
         for offset, candidate in enumerate(part):
             vector = stored.get(candidate.id)
             if vector is None:
@@ -301,6 +308,8 @@ def _content_vectors(ns: Namespace, candidates: list[grouping.Candidate], with_c
         except Exception as exc:
             raise Unavailable("the embedding model failed; retry shortly.") from exc
         vectors[rows] = embedded
+        plain_vectors.keep({uuid.UUID(candidates[i].id): (with_context[candidates[i].id], embedded[n])
+                            for n, i in enumerate(rows) if candidates[i].id in with_context})
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms == 0, 1, norms)
 

@@ -20,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.background import run_every
-from apps.memories import context
+from apps.memories import context, plain_vectors
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, Memory
 from apps.memories.vectorstore import chroma_metadata, get_vector_store
@@ -45,6 +45,16 @@ def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
         return None
 
 
+def embed_memories(memories: Sequence[Memory]) -> np.ndarray | None:
+    """The memories' index vectors (:func:`context.index_vectors`: with their
+    conversation context), embedded before the transaction; None if it fails."""
+    try:
+        return context.index_vectors(memories)
+    except Exception:
+        log.exception("embedding failed; the write will be indexed from the outbox")
+        return None
+
+
 def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarray | None = None,
             *, fresh: bool = False) -> None:
     """Memories' vectors (embedded now unless given) and filter fields into the collection.
@@ -54,9 +64,10 @@ def _upsert(namespace: Namespace, memories: Sequence[Memory], vectors: np.ndarra
     if not memories:
         return
     if vectors is None:
-        vectors = get_embedder().embed(context.index_texts(memories))
+        vectors = context.index_vectors(memories)
     get_vector_store().upsert(namespace, [str(m.pk) for m in memories], vectors,
                               [chroma_metadata(m) for m in memories], fresh=fresh)
+    plain_vectors.save(memories)  # the contents embedded alone on the way, if any
 
 
 def refresh(namespace: Namespace, memories: Sequence[Memory]) -> None:
@@ -76,7 +87,7 @@ def _update_metadata(namespace: Namespace, memories: Sequence[Memory]) -> np.nda
     vectors = store.update_metadata(namespace, ids, [chroma_metadata(m) for m in memories])
     missing = [m for m in memories if str(m.pk) not in vectors]
     if missing:
-        embedded = get_embedder().embed(context.index_texts(missing))
+        embedded = context.index_vectors(missing)
         store.upsert(namespace, [str(m.pk) for m in missing], embedded,
                      [chroma_metadata(m) for m in missing])
         vectors.update(zip((str(m.pk) for m in missing), embedded, strict=True))

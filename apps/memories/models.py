@@ -470,3 +470,19 @@ class AgentRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent_id}: {self.stored} stored"
+
+
+class PlainVector(models.Model):
+    """A memory's content embedded alone (apps/memories/plain_vectors.py): what the next
+    turn of its session mixes into its own vector, and what consolidation compares, kept
+    so neither embeds it again. A cache: used only while ``content_hash`` and ``model``
+    match the memory and the embedder; goes with the memory (cascade)."""
+
+    memory = models.OneToOneField(Memory, on_delete=models.CASCADE, primary_key=True,
+                                  related_name="+")
+    content_hash = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    vector = models.BinaryField(help_text="float32, little-endian, the embedder's dimension.")
+
+    def __str__(self) -> str:
+        return f"plain vector of {self.memory_id}"

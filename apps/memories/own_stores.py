@@ -232,8 +232,8 @@ def memory_stores() -> tuple[Store, ...]:
 
 def _row_stores() -> tuple[Store, ...]:
     """SQL rows that hold a memory's content or name it."""
-    from apps.memories import lineage_store
-    from apps.memories.models import ExternalId, Memory, MemoryTag, MemoryVersion
+    from apps.memories import lineage_store, plain_vectors
+    from apps.memories.models import ExternalId, Memory, MemoryTag, MemoryVersion, PlainVector
 
     return (
         Store("memories", "memory rows",
@@ -260,6 +260,14 @@ def _row_stores() -> tuple[Store, ...]:
               ErasedBy.CASCADE, models=(ExternalId,),
               count=rows_count(ExternalId, "namespace", "memory_id"),
               remaining=rows_remaining(ExternalId, "memory_id")),
+        Store("plain_vectors", "content vectors",
+              "memories_plainvector: a session memory's content embedded alone (what the "
+              "next turn's vector mixes in and consolidation compares), a cache of the "
+              "model's output, never text.",
+              ErasedBy.CASCADE, models=(PlainVector,),
+              count=rows_count(PlainVector, "memory__namespace", "memory_id"),
+              remaining=rows_remaining(PlainVector, "memory_id"),
+              rebuild=lambda namespace, progress: plain_vectors.drop_stale(namespace.pk)),
         *lineage_store.stores(),
     )
 

@@ -48,7 +48,6 @@ from django.utils import timezone
 
 from apps.core.errors import InvalidInput
 from apps.memories import context, history, lexical, sealing, sharing
-from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory
 from apps.memories.recall import as_of_keywords
 from apps.memories.vectorstore import get_vector_store
@@ -186,9 +185,9 @@ class AsOf:
         # rewritten since the moment, not indexed yet (outbox pending), or unreadable
         embed = [pk for pk in wanted if pk not in self._vectors]
         if embed:
-            texts = [context.index_text(self.snapshots[pk].content, self.contexts.get(pk) or None)
-                     for pk in embed]
-            self._vectors.update(zip(embed, get_embedder().embed(texts), strict=True))
+            vectors = context.mixed_texts([self.snapshots[pk].content for pk in embed],
+                                          [self.contexts.get(pk) or None for pk in embed])
+            self._vectors.update(zip(embed, vectors, strict=True))
         return {pk: self._vectors[pk] for pk in ids if pk in self._vectors}
 
     def describe(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, ServiceError
 from apps.core.roles import Action
-from apps.memories import context, indexing, schemas, writes
+from apps.memories import indexing, plain_vectors, schemas, writes
 from apps.memories.models import Memory, MemoryKind
 from apps.memories.services.access import (
     _editable,
@@ -54,10 +54,9 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
         check_kind(memory, cleaned["kind"])
     embedded_text = cleaned.get("content", memory.content)
     embeddings = None
+    probe = Memory(content=embedded_text, context_memory_id=memory.context_memory_id)
     if embedded_text != memory.content:  # with its conversation context, as ingest embeds it
-        embeddings = indexing.embed_contents(
-            context.index_texts([Memory(content=embedded_text,
-                                        context_memory_id=memory.context_memory_id)]))
+        embeddings = indexing.embed_memories([probe])
 
     def entry(edited: Memory, changes: dict[str, Any]) -> None:
         summary = {"fields": sorted(changes), "version": edited.version}
@@ -82,6 +81,8 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
             return memory
         if cleaned.get("content", memory.content) != embedded_text:
             embeddings = None  # a concurrent edit changed the content meanwhile: embed it anew
+        # the new content's own vector, kept after the commit (apps/memories/plain_vectors.py)
+        setattr(memory, plain_vectors.PENDING, getattr(probe, plain_vectors.PENDING, None))
         write.update(memory, cleaned, changes, embeddings=embeddings, actor=principal, audit=entry)
     return memory
 

@@ -150,7 +150,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]]) -
     if stored:
         memories = list(stored.values())
         context.assign(ns.pk, memories)  # the turn before, indexed with each (context.py)
-        embeddings = indexing.embed_contents(context.index_texts(memories))
+        embeddings = indexing.embed_memories(memories)
 
         def entry(written: list[Memory]) -> None:
             audit(principal, "event.create", namespace=ns, record_ids=[m.pk for m in written],

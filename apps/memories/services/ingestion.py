@@ -17,6 +17,7 @@ from django.db import IntegrityError
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
+from apps.core.validation import validate_each
 from apps.memories import context, indexing, schemas, sealing, writes
 from apps.memories.models import IdempotencyRecord, Memory, MemoryKind, content_hash
 from apps.memories.results import StoredMemory
@@ -54,8 +55,8 @@ def ingest_many(principal: Principal, items: Sequence[Mapping[str, Any]],
     """Store up to ``max_batch`` memories in one namespace, all or nothing (dedup as ingest)."""
     ns = batch_namespace(principal, items, namespace, "memories")
     cleaned = []
-    for i, item in enumerate(items):  # validate everything before writing anything
-        data = schemas.validate(schemas.MemoryInput, item, prefix=f"memories[{i}]")
+    # validate everything before writing anything
+    for i, data in enumerate(validate_each(schemas.MemoryInput, items, prefix="memories[{}]")):
         _check_same_namespace(ns, data, f"memories[{i}].namespace")
         _check_not_event(data, f"memories[{i}].kind")
         cleaned.append(data)
@@ -160,7 +161,7 @@ def _store(principal: Principal, ns: Namespace, cleaned: list[dict[str, Any]],
     near = _NearDuplicates()
     if memories:
         context.assign(ns.pk, memories)  # the turn before, indexed with each (context.py)
-        embeddings = indexing.embed_contents(context.index_texts(memories))
+        embeddings = indexing.embed_memories(memories)
         near = _near_duplicates(ns, memories, embeddings)
         skipped = near.skipped
         if skipped:  # skip policy: the near-duplicate stands in for the new memory
