@@ -62,6 +62,8 @@ MOVE_HANDLING: dict[str, str] = {
     "tags": "their rows follow (namespace updated)",
     "external_ids": "follow, but seed 000's numbers (the target numbers its own) and ids the "
                     "target already uses: left behind, recorded for the revert",
+    "plain_vectors": "follow their memory (keyed by its id); the target's content hash "
+                     "differs, so each is embedded again at its next use and replaced",
     "memory_links": "follow (namespace updated); ties to memories staying behind are cut "
                     "first (a revert)",
     "merged_survivors": "follow their memory: an erasure's versions of a survivor, with "

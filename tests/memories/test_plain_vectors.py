@@ -83,7 +83,7 @@ def test_a_turn_is_indexed_as_its_vector_mixed_with_the_turn_before(agent, alpha
 @pytest.mark.django_db(transaction=True)
 def test_the_next_turn_reads_the_kept_vector_instead_of_embedding_the_turn_before(
         agent, alpha, counting):
-    first, second = _batch(agent, FIRST, SECOND)
+    _, second = _batch(agent, FIRST, SECOND)
     assert sorted(counting.texts) == sorted([FIRST, SECOND])  # one text a turn, not two
     counting.texts.clear()
     (third,) = _batch(agent, THIRD)
@@ -112,7 +112,7 @@ def test_a_missing_or_stale_row_is_embedded_again_never_used(agent, alpha, count
 
 @pytest.mark.django_db(transaction=True)
 def test_an_edit_keeps_the_new_contents_vector_and_remixes_the_next_turn(agent, alpha, team_admin):
-    first, second, third = _batch(agent, FIRST, SECOND, THIRD)
+    _, second, third = _batch(agent, FIRST, SECOND, THIRD)
     edited = "Yes, though the espresso there was bitter."
     response = team_admin.patch(f"/api/v1/memories/{second}", {"content": edited})
     assert response.status_code == 200, response.content
@@ -143,7 +143,7 @@ def test_memories_without_a_session_keep_no_row(agent, alpha):
 @pytest.mark.django_db(transaction=True)
 @override_settings(MEMORYWEB_CONTEXT_EMBEDDING="text")
 def test_text_mode_embeds_both_texts_together_and_keeps_nothing(agent, alpha):
-    first, second = _batch(agent, FIRST, SECOND)
+    _, second = _batch(agent, FIRST, SECOND)
     np.testing.assert_allclose(_indexed(alpha, second), _e(context.index_text(SECOND, FIRST)),
                                atol=1e-5)
     assert not PlainVector.objects.exists()

@@ -38,8 +38,8 @@ def test_every_model_that_references_a_memory_is_covered_by_a_store():
 def test_the_built_in_stores_are_registered_in_certificate_order():
     names = [store.name for store in stores.stores()]
     assert names[:14] == ["memories", "content_hashes", "versions", "tags", "external_ids",
-                          "plain_vectors", "memory_links", "merged_survivors", "keyword_index", "vector_index",
-                          "context_keyword_rows", "context_vectors", "outbox",
+                          "plain_vectors", "memory_links", "merged_survivors", "keyword_index",
+                          "vector_index", "context_keyword_rows", "context_vectors", "outbox",
                           "idempotency_records"]
     assert {"admin_log", "audit_log", "bulk_jobs"} <= set(names)
     kept = {store.name: store.kept_because for store in stores.stores()
