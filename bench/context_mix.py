@@ -1,45 +1,37 @@
 #!/usr/bin/env python
 """Conversation context as a vector mix: LoCoMo recall and embedding CPU, against the text context.
 
-Today (``MEMORYWEB_INDEX_CONTEXT`` on) a memory with a session is embedded as
-``content + "\\n\\n" + previous turn[:1000]`` (apps/memories/context.py ``index_text``): the
-model reads about twice the tokens per memory. The alternative measured here embeds every
-text alone and stores, for a memory whose session has a turn before it,
+The mix is now the app's own (apps/memories/context.py ``index_vectors``), chosen by
+``MEMORYWEB_CONTEXT_EMBEDDING``: with ``mix`` (the default) a memory whose session has a turn
+before it is indexed with
 
-    v = normalize(e(content) + alpha * e(previous turn's content))
+    v = normalize(e(content) + alpha * e(previous turn's content)),  alpha = MEMORYWEB_CONTEXT_MIX_WEIGHT
 
-where e() is the plain, normalised embedding. Within a batch of a session's turns e(previous)
-is the vector computed for that previous memory anyway; only a memory whose predecessor was
-stored by an earlier batch needs one extra embedding (counted here: ``extra_embeddings``).
-The mix is never recursive: e(previous) is the predecessor's plain embedding, not its
-stored (mixed) vector, so an erased memory leaves nothing two turns later.
+where e() is the plain, normalised embedding of a text alone (kept in SQL,
+apps/memories/plain_vectors.py, so the next turn's mix reads it instead of embedding it
+again; the mix is never recursive: an erased turn leaves nothing two turns later); with
+``text`` it embeds ``content + "\\n\\n" + previous turn[:1000]`` (``index_texts``):
+the model reads about twice the tokens per memory. This script measures the app's code
+path under each setting; it patches nothing in the app.
 
-How the mix is swapped in, without editing app code (the monkeypatch lives in this script
-only, and only while a mix setting runs). Ingest (apps/memories/services/ingestion.py
-``_store``) embeds with ``indexing.embed_contents(context.index_texts(memories))``; both are
-looked up on their modules at call time, so this script replaces, for the run:
+Settings, each run under ``django.test.override_settings``:
 
-* ``context.index_texts`` -> returns, per memory, a ``str`` subclass whose value is exactly
-  today's index text (any other caller sees what it always did) and which also carries the
-  memory's own content and its context's content (and whether that context is in the batch);
-* ``indexing.embed_contents`` -> given those, embeds each content alone (and each
-  predecessor's content, once) through the configured embedder and returns the mixed,
-  normalised vectors; given anything else it is the original function.
+* ``text``: ``MEMORYWEB_INDEX_CONTEXT=True, MEMORYWEB_CONTEXT_EMBEDDING="text"``;
+* ``off``: ``MEMORYWEB_INDEX_CONTEXT=False`` (no context in either index);
+* ``mix:ALPHA``: ``MEMORYWEB_INDEX_CONTEXT=True, MEMORYWEB_CONTEXT_EMBEDDING="mix",
+  MEMORYWEB_CONTEXT_MIX_WEIGHT=ALPHA`` (0 <= ALPHA <= 1, the setting's bound).
 
-The vectors go on through the write path unchanged (near-duplicate check, outbox, Chroma).
-Everything else runs as in production: the context link (``context_memory``), the keyword
-index's context column and its weight, fusion, priors, and the query embedding. Paths
-that re-embed later (an edit, a dependent's re-index, a reindex) still embed today's text;
-LoCoMo ingest never takes them. Plain embeddings are cached by text across the settings of
-one run (the model's output for a text does not depend on alpha), so an alpha sweep costs
-one embedding pass; the extra-embedding count is by memory, not by cache misses.
-
-Settings: ``text`` (today's default), ``off`` (``MEMORYWEB_INDEX_CONTEXT=false``: no
-context in either index), ``mix:ALPHA`` (vector mix; keyword context column as today).
-Each is ingested into fresh namespaces and scored with bench/locomo.py's own ``ingest``
-and ``evaluate`` (evidence recall@k, MRR), then its namespaces are deleted. The protocol
-is bench/locomo.py's: choose alpha on the ``tuning`` part (hybrid R@5, then MRR), report the
-chosen alpha and the baseline once on the ``reporting`` part (``--swap`` exchanges parts).
+The keyword index's context column and its weight, fusion, priors and the query embedding
+are as in production in every setting. Each setting is ingested into fresh namespaces and
+scored with bench/locomo.py's own ``ingest`` and ``evaluate`` (evidence recall@k, MRR), then
+its namespaces are deleted (their kept plain vectors with them). There is no cross-setting
+cache: an alpha sweep embeds the part's turns once per setting (about a minute of CPU each
+on the tuning part here). For the run of a setting the configured model
+(``get_embedder().inner``) is wrapped in a counter that only counts what passes through it
+(texts and calls, during ingest and during recall: ``embedded``; the vectors are the
+model's). The protocol is bench/locomo.py's: choose alpha on the ``tuning`` part (hybrid R@5,
+then MRR), report the chosen alpha and the baseline once on the ``reporting`` part
+(``--swap`` exchanges parts).
 
 ``--cpu`` also times the embedder (``get_embedder().inner.embed``, MEMORYWEB_EMBED_BATCH)
 on all LoCoMo turns: (a) plain texts, (b) today's text+context, (c) what a mix ingest in
@@ -47,12 +39,15 @@ on all LoCoMo turns: (a) plain texts, (b) today's text+context, (c) what a mix i
 (a) embedded in the same batches), as ``time.process_time()`` seconds per 1,000 memories,
 median of ``--reps`` interleaved repetitions. The extra-embedding counts for batch sizes
 ``--count-batches`` are computed from the data (LoCoMo's turns and bench/corpus.py's
-synthetic corpus) without a server.
+synthetic corpus) without a server: a memory whose predecessor an earlier batch stored
+needs that predecessor's plain vector, which the app reads from its kept row (an extra
+embedding only when the row is missing or stale), so they are an upper bound.
 
 Results are merged into ``--output`` (by part and setting; default
 bench/results/context_mix.json), and the chart (same name, .png) is redrawn: hybrid R@5 and
 MRR against alpha on the tuning part, the text and off baselines as lines, the reporting
-part's runs as markers.
+part's runs as markers. A row's ``settings`` holds its overrides (rows of the earlier,
+bench-patched mix have no ``MEMORYWEB_CONTEXT_EMBEDDING`` there).
 
 Examples:
   .venv/bin/python bench/context_mix.py --part tuning --baselines text,off   # the sweep
@@ -70,14 +65,13 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 try:
     from bench import locomo
@@ -91,87 +85,42 @@ DEFAULT_ALPHAS = "0.25,0.4,0.55,0.7,1.0"
 DEFAULT_MODES = "vector,lexical,hybrid"
 
 
-# --- the mix ------------------------------------------------------------------------------
+# --- one setting through the app ---------------------------------------------------------
 
-class IndexText(str):
-    """Today's index text of a memory, carrying its parts for the mix."""
+class CountingEmbedder:
+    """The configured model, counting the texts and calls that pass through it."""
 
-    content: str
-    context: str | None
-    context_in_batch: bool
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.texts = self.calls = 0
+        self._lock = threading.Lock()
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        with self._lock:
+            self.texts += len(texts)
+            self.calls += 1
+        return self.inner.embed(texts)
+
+    def __getattr__(self, name: str) -> Any:  # name, dimension, batch_size, tokenizer ...
+        return getattr(self.inner, name)
+
+    def snapshot(self) -> tuple[int, int]:
+        with self._lock:
+            return self.texts, self.calls
 
 
-class Mixer:
-    """The patched ``index_texts``/``embed_contents`` pair for one alpha, with counters."""
+@contextmanager
+def counting_embedder() -> Iterator[CountingEmbedder]:
+    """``get_embedder().inner`` wrapped in a :class:`CountingEmbedder` for the block."""
+    from apps.memories.embeddings import get_embedder
 
-    def __init__(self, alpha: float, cache: dict[str, np.ndarray]):
-        self.alpha = alpha
-        self.cache = cache
-        self.memories = 0
-        self.with_context = 0
-        self.extra_embeddings = 0
-        self.batches = 0
-
-    def index_texts(self, memories: Sequence[Any]) -> list[str]:
-        from apps.memories import context
-
-        texts = self._original_index_texts(memories)  # today's texts; reads the contexts
-        batch = {m.pk for m in memories}
-        wanted = {m.context_memory_id for m in memories if m.context_memory_id is not None
-                  and not context._CONTEXT_FIELD.is_cached(m)}
-        contents = dict(context.Memory.objects.filter(pk__in=wanted).values_list("pk", "content")
-                        ) if wanted else {}
-        out = []
-        for memory, text in zip(memories, texts, strict=True):
-            item = IndexText(text)
-            item.content, item.context, item.context_in_batch = memory.content, None, False
-            if memory.context_memory_id is not None:
-                item.context = (memory.context_memory.content
-                                if context._CONTEXT_FIELD.is_cached(memory)
-                                and memory.context_memory is not None
-                                else contents.get(memory.context_memory_id))
-                item.context_in_batch = memory.context_memory_id in batch
-            out.append(item)
-        return out
-
-    def embed_contents(self, contents: Sequence[str]) -> np.ndarray | None:
-        if not contents or not all(isinstance(c, IndexText) for c in contents):
-            return self._original_embed_contents(contents)
-        self.batches += 1
-        self.memories += len(contents)
-        own = [c.content for c in contents]
-        predecessors = [c.context for c in contents if c.context and not c.context_in_batch]
-        self.with_context += sum(1 for c in contents if c.context)
-        self.extra_embeddings += len(predecessors)
-        vectors = self.embed_plain(own + predecessors)
-        mixed = np.stack([vectors[c.content] + self.alpha * vectors[c.context] if c.context
-                          else vectors[c.content] for c in contents]).astype(np.float32)
-        return mixed / np.clip(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12, None)
-
-    def embed_plain(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        from apps.memories.embeddings import get_embedder
-
-        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        if missing:
-            self.cache.update(zip(missing, get_embedder().embed(missing), strict=True))
-        return {t: self.cache[t] for t in texts}
-
-    @contextmanager
-    def patched(self) -> Iterator[Mixer]:
-        from apps.memories import context, indexing
-
-        self._original_index_texts = context.index_texts
-        self._original_embed_contents = indexing.embed_contents
-        context.index_texts, indexing.embed_contents = self.index_texts, self.embed_contents
-        try:
-            yield self
-        finally:
-            context.index_texts = self._original_index_texts
-            indexing.embed_contents = self._original_embed_contents
-
-    def counts(self) -> dict[str, int]:
-        return {"memories": self.memories, "with_context": self.with_context,
-                "extra_embeddings": self.extra_embeddings, "embed_batches": self.batches}
+    measured = get_embedder()
+    counter = CountingEmbedder(measured.inner)
+    measured.inner = counter
+    try:
+        yield counter
+    finally:
+        measured.inner = counter.inner
 
 
 def parse_setting(name: str) -> tuple[str, float | None]:
@@ -182,23 +131,35 @@ def parse_setting(name: str) -> tuple[str, float | None]:
     raise ValueError(f"unknown setting {name!r} (text, off or mix:ALPHA)")
 
 
-def run_setting(name: str, samples: list[dict[str, Any]], principal, modes: tuple[str, ...],
-                cache: dict[str, np.ndarray]) -> dict[str, Any]:
+def setting_overrides(name: str) -> dict[str, Any]:
+    """The Django settings a setting runs under."""
+    kind, alpha = parse_setting(name)
+    if kind == "off":
+        return {"MEMORYWEB_INDEX_CONTEXT": False}
+    if kind == "text":
+        return {"MEMORYWEB_INDEX_CONTEXT": True, "MEMORYWEB_CONTEXT_EMBEDDING": "text"}
+    return {"MEMORYWEB_INDEX_CONTEXT": True, "MEMORYWEB_CONTEXT_EMBEDDING": "mix",
+            "MEMORYWEB_CONTEXT_MIX_WEIGHT": alpha}
+
+
+def run_setting(name: str, samples: list[dict[str, Any]], principal,
+                modes: tuple[str, ...]) -> dict[str, Any]:
     """Ingest the part into fresh namespaces under one setting, score it, delete them."""
     from django.test import override_settings
 
     from apps.tenancy import namespaces
 
-    kind, alpha = parse_setting(name)
-    overrides = {"MEMORYWEB_INDEX_CONTEXT": kind != "off"}
-    mixer = Mixer(alpha or 0.0, cache)
+    _, alpha = parse_setting(name)
+    overrides = setting_overrides(name)
     started = time.perf_counter()
     try:
-        with override_settings(**overrides), (mixer.patched() if kind == "mix" else _nothing()):
+        with override_settings(**overrides), counting_embedder() as counter:
             cpu = time.process_time()
             known = locomo.ingest(samples, principal)
             ingest_cpu = time.process_time() - cpu
+            ingest_texts, ingest_calls = counter.snapshot()
             result = locomo.evaluate(samples, known, principal, modes)
+            total_texts, total_calls = counter.snapshot()
     finally:
         for sample in samples:
             try:
@@ -206,15 +167,12 @@ def run_setting(name: str, samples: list[dict[str, Any]], principal, modes: tupl
             except Exception as exc:  # never created (a failed ingest)
                 print(f"  (namespace {sample['sample_id']}: {exc})", file=sys.stderr)
     result.update({"setting": name, "alpha": alpha, "settings": overrides,
-                   "ingest_cpu_seconds": ingest_cpu, "wall_seconds": time.perf_counter() - started})
-    if kind == "mix":
-        result["mix"] = mixer.counts()
+                   "ingest_cpu_seconds": ingest_cpu, "wall_seconds": time.perf_counter() - started,
+                   "embedded": {"turns": sum(len(k) for k in known.values()),
+                                "ingest_texts": ingest_texts, "ingest_calls": ingest_calls,
+                                "recall_texts": total_texts - ingest_texts,
+                                "recall_calls": total_calls - ingest_calls}})
     return result
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 # --- extra embeddings, counted from the data ----------------------------------------------
@@ -395,11 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--swap", action="store_true",
                         help="tuning = conversations 6-10, reporting = 1-5")
     parser.add_argument("--alphas", default=DEFAULT_ALPHAS,
-                        help=f"comma-separated mix weights to run (default {DEFAULT_ALPHAS}; "
-                             "'' for none)")
+                        help="comma-separated MEMORYWEB_CONTEXT_MIX_WEIGHT values to run with "
+                             f"MEMORYWEB_CONTEXT_EMBEDDING=mix (default {DEFAULT_ALPHAS}; '' for none)")
     parser.add_argument("--baselines", default="text,off",
-                        help="comma-separated, of text (context as today) and off "
-                             "(MEMORYWEB_INDEX_CONTEXT=false); default both, '' for none")
+                        help="comma-separated, of text (MEMORYWEB_CONTEXT_EMBEDDING=text) and "
+                             "off (MEMORYWEB_INDEX_CONTEXT=false); default both, '' for none")
     parser.add_argument("--modes", default=DEFAULT_MODES,
                         help=f"recall modes to score (default {DEFAULT_MODES})")
     parser.add_argument("--cpu", action="store_true",
@@ -422,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     settings_run = [b for b in args.baselines.split(",") if b]
     if bad := set(settings_run) - {"text", "off"}:
         parser.error(f"unknown baseline(s): {', '.join(sorted(bad))}")
-    settings_run += [f"mix:{float(a):g}" for a in args.alphas.split(",") if a]
+    alphas = [float(a) for a in args.alphas.split(",") if a]
+    if bad_alphas := [a for a in alphas if not 0 <= a <= 1]:
+        parser.error(f"alpha(s) outside [0, 1] (MEMORYWEB_CONTEXT_MIX_WEIGHT's bound): {bad_alphas}")
+    settings_run += [f"mix:{a:g}" for a in alphas]
 
     data = json.loads(args.data.read_text())
     samples = [data[i] for i in locomo.part_indices(args.swap)[args.part]]
@@ -459,10 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cpu:
             report["cpu"] = time_embedder(data, args.reps, args.cpu_batch)
             save()
-        cache: dict[str, np.ndarray] = {}
         for name in settings_run:
             print(f"\n== {args.part} part, setting {name}", flush=True)
-            result = run_setting(name, samples, principal, modes, cache)
+            result = run_setting(name, samples, principal, modes)
+            print(f"  {name}: embedded {result['embedded']}, ingest CPU "
+                  f"{result['ingest_cpu_seconds']:.1f} s, wall {result['wall_seconds']:.1f} s")
             report.setdefault("parts", {}).setdefault(args.part, {})[name] = result
             save()
     finally:
