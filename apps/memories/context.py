@@ -83,10 +83,9 @@ def latest_stored(namespace_id: int, sessions: Sequence[str]) -> dict[str, Memor
     cost about 1.6 ms of the batch's time per memory (profiled, 2026-12-07)."""
     from django.db.models import Max
 
-    from apps.memories.stores import chunks
-
     found: dict[str, Memory] = {}
-    for part in chunks(sessions):
+    for start in range(0, len(sessions), 400):  # 2 x 400 + 1 parameters: under SQLite's 999
+        part = sessions[start:start + 400]
         latest = dict(Memory.objects.filter(namespace_id=namespace_id, session_id__in=part)
                       .order_by().values("session_id").annotate(at=Max("created_at"))
                       .values_list("session_id", "at"))

@@ -50,7 +50,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from apps.audit.log import record as audit
 from apps.core import envelope, namespace_keys
-from apps.memories import lexical, sealing
+from apps.memories import lexical, plain_vectors, sealing
 from apps.memories.models import Memory, MemoryVersion, content_hash
 from apps.tenancy.models import Namespace
 
@@ -243,6 +243,7 @@ def _seal_batch(namespace: Namespace, ids: list[Any], current: int | None) -> Co
         # their current text, sealed by MemoryQuerySet.bulk_update from the opened values.
         for fields_of, memories in groups.items():
             Memory.objects.bulk_update(memories, list(fields_of))
+        plain_vectors.rehash([memory.pk for memory in rows])  # keyed hashes there too
         by_pk = {memory.pk: memory for memory in rows}
         resealed_versions = []
         for version in MemoryVersion.objects.select_for_update().filter(

@@ -13,8 +13,12 @@ are the memory's and the embedder's, so an edit (or a move to another namespace,
 hash differs) makes it stale, never wrong; a missing or stale row is embedded again. The
 write path stores a row when it embeds a memory's content (:func:`save`, from
 ``indexing``), only for memories with a session (the ones a later turn may take as its
-context) while context is indexed by mixing. Rows go with their memory (SQL cascade:
-erasure reaches them in its delete statement, registry store ``plain_vectors``).
+context) while context is indexed by mixing, and deletes it when the content changes
+(:func:`forget`); consolidation keeps those it embeds, in either mode. A change of hash
+alone (encryption turned on, a move) rewrites the rows' hash (:func:`rehash`): no row
+keeps a hash its memory gave up. Rows go with their memory (SQL cascade: erasure reaches
+them in its delete statement, registry store ``plain_vectors``). Like Chroma's, these
+vectors are not sealed in an encrypted namespace (docs/encryption.md).
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from apps.memories.models import Memory, PlainVector
 
 log = logging.getLogger(__name__)
 
-#: The instance attribute holding a plain vector embedded for the memory's current
-#: content and not yet stored (set by :func:`of`, read by :func:`save`).
+#: The instance attribute holding ``(content, vector)``: a plain vector embedded for that
+#: content and not yet stored (set by :func:`of`, read by :func:`save`, which keeps it
+#: only while the memory still holds that content).
 PENDING = "_plain_vector"
 #: Rows read per query.
 CHUNK = 500
@@ -86,11 +91,12 @@ def of(memories: Sequence[Memory]) -> np.ndarray:
             missing.append(i)
         else:
             out[i] = vector
+            setattr(memory, PENDING, None)
     if missing:
         embedded = embedder.embed([memories[i].content for i in missing])
         for row, i in enumerate(missing):
             out[i] = embedded[row]
-            setattr(memories[i], PENDING, embedded[row])
+            setattr(memories[i], PENDING, (memories[i].content, embedded[row]))
     return out
 
 
@@ -100,9 +106,9 @@ def save(memories: Sequence[Memory]) -> int:
     database error, only leaves the cache without the row (logged). Returns rows written."""
     if not mixing():
         return 0
-    entries = {m.pk: (m.content_hash, vector) for m in memories
-               if (vector := getattr(m, PENDING, None)) is not None
-               and (m.session_id or m.context_memory_id)}
+    entries = {m.pk: (m.content_hash, pending[1]) for m in memories
+               if (pending := getattr(m, PENDING, None)) is not None
+               and pending[0] == m.content and (m.session_id or m.context_memory_id)}
     written = keep(entries)
     for memory in memories:
         if memory.pk in written:
@@ -122,7 +128,11 @@ def keep(entries: Mapping[Any, tuple[str, np.ndarray]]) -> set[Any]:
         part = keys[start:start + CHUNK]
         try:
             with transaction.atomic():
-                present = set(Memory.objects.filter(pk__in=part).values_list("pk", flat=True))
+                # Locked (PostgreSQL; SQLite serialises writers anyway), those a delete holds
+                # skipped: a row inserted after a delete collected its cascade would fail
+                # that delete's foreign-key check at its commit.
+                present = set(Memory.objects.select_for_update(skip_locked=True)
+                              .filter(pk__in=part).values_list("pk", flat=True))
                 rows = [PlainVector(memory_id=pk, content_hash=entries[pk][0], model=model,
                                     vector=np.asarray(entries[pk][1], dtype="<f4").tobytes())
                         for pk in part if pk in present]
@@ -134,6 +144,25 @@ def keep(entries: Mapping[Any, tuple[str, np.ndarray]]) -> set[Any]:
             continue
         written |= {row.memory_id for row in rows}
     return written
+
+
+def rehash(ids: Sequence[Any]) -> int:
+    """Give these memories' rows their memory's current content hash: the content did not
+    change but its hash did (encryption turned on: keyed now; a move to another
+    namespace), so the vector still holds, and a row must never keep a hash the memory
+    gave up (an unkeyed SHA-256 of an encrypted memory's text). Returns rows updated."""
+    from django.db.models import OuterRef, Subquery
+
+    current = Memory.objects.filter(pk=OuterRef("memory_id")).values("content_hash")[:1]
+    return sum(PlainVector.objects.filter(memory_id__in=ids[start:start + CHUNK])
+               .update(content_hash=Subquery(current)) for start in range(0, len(ids), CHUNK))
+
+
+def forget(ids: Sequence[Any]) -> int:
+    """Delete these memories' rows (their content changed: the old content's vector is
+    not kept beside the new one). Returns rows deleted."""
+    return sum(PlainVector.objects.filter(memory_id__in=ids[start:start + CHUNK]).delete()[0]
+               for start in range(0, len(ids), CHUNK))
 
 
 def drop_stale(namespace_id: int) -> int:

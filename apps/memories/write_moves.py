@@ -33,7 +33,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict
-from apps.memories import changes, indexing, lexical, sealing, stores
+from apps.memories import changes, indexing, lexical, plain_vectors, sealing, stores
 from apps.memories.models import (
     ExternalId,
     IndexOutbox,
@@ -62,8 +62,8 @@ MOVE_HANDLING: dict[str, str] = {
     "tags": "their rows follow (namespace updated)",
     "external_ids": "follow, but seed 000's numbers (the target numbers its own) and ids the "
                     "target already uses: left behind, recorded for the revert",
-    "plain_vectors": "follow their memory (keyed by its id); the target's content hash "
-                     "differs, so each is embedded again at its next use and replaced",
+    "plain_vectors": "follow their memory (keyed by its id), their content hash rewritten "
+                     "to the memory's new one (the target's keyed hash where encrypted)",
     "memory_links": "follow (namespace updated); ties to memories staying behind are cut "
                     "first (a revert)",
     "merged_survivors": "follow their memory: an erasure's versions of a survivor, with "
@@ -150,6 +150,7 @@ def move(write: Write, source: Namespace, target: Namespace, memories: Sequence[
     if reseal:  # opened above; sealed for the target (metadata_blind follows metadata)
         fields += [*sealing.sealed_fields(Memory), "content_hash"]
     Memory.objects.bulk_update(memories, fields)
+    plain_vectors.rehash(ids)  # the target's (keyed) hash of the same content
     MemoryVersion.objects.bulk_update(versions_held, ["changes"])
     if sealed_from and not sealed_to and connection.vendor == "postgresql":
         _clear_blind_search(ids)

@@ -55,6 +55,7 @@ from apps.memories.models import (
     MemoryVersion,
     content_hash,
 )
+from apps.memories.plain_vectors import forget as forget_plain_vectors
 from apps.ops import metrics
 from apps.tenancy.models import Namespace
 
@@ -161,9 +162,9 @@ class Write:
             track_record.add(memory.namespace_id, track_record.by_agent([memory]), "corrected")
         _apply(memory, values, edits)
         memory.save()
-        if "content" in edits:
+        if "content" in edits:  # its words, its kept vector, the next turns' context (old words)
             lexical.replace(memory.namespace_id, [memory.pk])
-            # the memories indexed with this one as their context carry its old words
+            forget_plain_vectors([memory.pk])
             self._reindex_context(memory.namespace, context.dependents(memory.namespace_id, [memory.pk]))
         if "tags" in edits:
             _replace_tags([memory])
@@ -550,8 +551,7 @@ def link_near_duplicate(memory_id: Any, target_id: Any) -> bool:
 
 def _apply(memory: Memory, values: Mapping[str, Any], edits: Mapping[str, Any]) -> None:
     """Set an edit's values on the row. New content gives up its old words' dedup slot
-    rather than keep their hash, and claims none (slots are ingest's; edits may repeat
-    content)."""
+    rather than keep their hash, and claims none (ingest's; edits may repeat content)."""
     for name, value in values.items():
         setattr(memory, name, value)
     if "content" in edits:

@@ -193,3 +193,71 @@ def test_consolidation_keeps_the_vectors_it_embeds_for_its_next_run(agent, alpha
     counting.texts.clear()
     assert team_admin.post(url, {"dry_run": True}).status_code == 200
     assert not set(counting.texts) & set(turns)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_consolidation_reads_the_kept_row_not_the_mixed_index_vector(agent, alpha, team_admin):
+    paraphrase = "Yes, and the espresso there was really excellent."
+    ids = _batch(agent, FIRST, SECOND, paraphrase, THIRD)
+    # The paraphrase's kept vector now says something else (same hash and model: valid).
+    PlainVector.objects.filter(memory_id=ids[2]).update(
+        vector=_e("Quarterly tax filings are due in April.").astype("<f4").tobytes())
+    response = team_admin.post(f"/api/v1/namespaces/{alpha.slug}/consolidate", {"dry_run": True})
+    assert response.status_code == 200, response.content
+    assert response.json()["proposals"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_deletes_the_old_contents_row_even_when_nothing_replaces_it(
+        agent, alpha, team_admin, monkeypatch):
+    _, second = _batch(agent, FIRST, SECOND)
+    monkeypatch.setattr(plain_vectors, "keep", lambda entries: set())  # keeping fails
+    response = team_admin.patch(f"/api/v1/memories/{second}", {"content": "Something else."})
+    assert response.status_code == 200, response.content
+    assert not PlainVector.objects.filter(memory_id=second).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_racing_the_deletion_of_its_context_does_not_mix_the_deleted_turn_in(
+        agent, alpha, team_admin, monkeypatch):
+    from apps.memories import indexing
+
+    first, second = _batch(agent, FIRST, SECOND)
+    edited = "Yes, though the espresso there was bitter."
+    embed = indexing.embed_memories
+
+    def embed_then_delete_context(memories):
+        vectors = embed(memories)  # mixed with FIRST, as the edit saw it
+        assert team_admin.delete(f"/api/v1/memories/{first}").status_code == 204
+        return vectors
+
+    monkeypatch.setattr(indexing, "embed_memories", embed_then_delete_context)
+    response = team_admin.patch(f"/api/v1/memories/{second}", {"content": edited})
+    assert response.status_code == 200, response.content
+    assert Memory.objects.get(pk=second).context_memory_id is None
+    np.testing.assert_allclose(_indexed(alpha, second), _e(edited), atol=1e-5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pending_vector_of_other_content_is_never_kept(agent, alpha):
+    _, second = _batch(agent, FIRST, SECOND)
+    PlainVector.objects.all().delete()
+    memory = Memory.objects.get(pk=second)
+    setattr(memory, plain_vectors.PENDING, ("another text", _e("another text")))
+    assert plain_vectors.save([memory]) == 0
+    assert not PlainVector.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_turning_encryption_on_rekeys_the_rows_hashes(agent, alpha):
+    import hashlib
+
+    from tests.memories.test_encrypt_namespace import encrypt
+
+    ids = _batch(agent, FIRST, SECOND)
+    encrypt("alpha")
+    for memory_id, text in zip(ids, (FIRST, SECOND), strict=True):
+        memory, row = Memory.objects.get(pk=memory_id), PlainVector.objects.get(memory_id=memory_id)
+        assert row.content_hash == memory.content_hash
+        assert row.content_hash != hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
+        np.testing.assert_allclose(_kept(memory_id), _e(text), atol=1e-5)  # still valid

@@ -81,6 +81,8 @@ def update(principal: Principal, memory_id: Any, data: Mapping[str, Any], *,
             return memory
         if cleaned.get("content", memory.content) != embedded_text:
             embeddings = None  # a concurrent edit changed the content meanwhile: embed it anew
+        if memory.context_memory_id != probe.context_memory_id:
+            embeddings = None  # its context was deleted meanwhile: mixed in, it would stay
         # the new content's own vector, kept after the commit (apps/memories/plain_vectors.py)
         setattr(memory, plain_vectors.PENDING, getattr(probe, plain_vectors.PENDING, None))
         write.update(memory, cleaned, changes, embeddings=embeddings, actor=principal, audit=entry)
