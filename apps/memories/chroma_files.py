@@ -201,11 +201,17 @@ def drop_orphan_segments() -> list[str]:
 @dataclass(frozen=True)
 class HnswLayout:
     """Where an HNSW segment's ``data_level0.bin`` holds elements: slots of
-    ``element_size`` bytes, ``count`` in use of ``capacity``."""
+    ``element_size`` bytes, ``count`` in use of ``capacity``; the file holds ``slots`` of
+    them. hnswlib writes its whole initial allocation when it creates the file (100 slots
+    in Chroma), then only the elements it changes: a resize raises ``capacity`` in the
+    header and never grows the file. So a file holds max(initial, written) slots, and
+    those past ``count`` (a collection under 100, or one whose capacity grew while few
+    elements were written) are malloc'd bytes persisted as they were."""
 
     capacity: int
     count: int
     element_size: int
+    slots: int = 0
 
 
 def hnsw_layout(directory: Path) -> HnswLayout | None:
@@ -221,10 +227,11 @@ def hnsw_layout(directory: Path) -> HnswLayout | None:
     if len(head) < _HNSW_HEAD.size:
         return None
     version, offset, capacity, count, element_size = _HNSW_HEAD.unpack(head)
-    if version != _HNSW_VERSION or offset != 0 or not element_size \
-            or count > capacity or capacity * element_size != size:
+    if version != _HNSW_VERSION or offset != 0 or not element_size or count > capacity \
+            or size % element_size or not count * element_size <= size <= capacity * element_size:
         return None
-    return HnswLayout(capacity=capacity, count=count, element_size=element_size)
+    return HnswLayout(capacity=capacity, count=count, element_size=element_size,
+                      slots=size // element_size)
 
 
 def _segment_dirs(root: Path) -> list[Path]:
@@ -238,7 +245,7 @@ def _unused(directory: Path) -> tuple[Path, int, int] | None:
     if layout is None:
         return None
     return (directory / HNSW_DATA, layout.count * layout.element_size,
-            layout.capacity * layout.element_size)
+            layout.slots * layout.element_size)
 
 
 def zero_unused_capacity(path: Path | None = None) -> int:
@@ -267,9 +274,13 @@ def _sweep_unused(path: Path | None, *, zero: bool) -> int:
     for directory in _segment_dirs(root):
         unused = _unused(directory)
         if unused is None:
-            if zero and (directory / HNSW_DATA).exists():
+            data = directory / HNSW_DATA
+            if data.exists():
                 logger.warning("HNSW files in %s are not in a layout this version reads: "
-                               "their unused capacity was not zeroed", directory)
+                               "their unused capacity was not %s", directory,
+                               "zeroed" if zero else "read")
+                if not zero:  # counted whole: a check must not pass on what it cannot read
+                    found += data.stat().st_size - data.read_bytes().count(0)
             continue
         data, start, end = unused
         with data.open("r+b" if zero else "rb") as handle:
