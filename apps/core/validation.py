@@ -164,11 +164,16 @@ def validate(serializer_class: type[serializers.Serializer], data: Any, *, parti
         raise InvalidInput("expected a JSON object.", field=prefix or None)
     serializer = serializer_class(data=data, partial=partial)
     if not serializer.is_valid():
-        field, message, code = flatten_validation_error(serializer.errors)
-        if prefix:
-            field = f"{prefix}.{field}" if field else prefix
-        raise InvalidInput(message, field=field, code=code)
+        raise _invalid(serializer.errors, prefix)
     return dict(serializer.validated_data)
+
+
+def _invalid(detail: Any, prefix: str) -> InvalidInput:
+    """DRF's error detail as the :class:`InvalidInput` naming its first bad field."""
+    field, message, code = flatten_validation_error(detail)
+    if prefix:
+        field = f"{prefix}.{field}" if field else prefix
+    return InvalidInput(message, field=field, code=code)
 
 
 def validate_each(serializer_class: type[serializers.Serializer], items: Sequence[Any], *,
@@ -185,6 +190,4 @@ def validate_each(serializer_class: type[serializers.Serializer], items: Sequenc
         try:
             yield dict(serializer.run_validation(data))
         except serializers.ValidationError as exc:
-            field, message, code = flatten_validation_error(exc.detail)
-            raise InvalidInput(message, field=f"{where}.{field}" if field else where,
-                               code=code) from None
+            raise _invalid(exc.detail, where) from None

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.db.models import Max
 
 from apps.memories import plain_vectors, sealing
 from apps.memories.embeddings import get_embedder
@@ -79,10 +80,8 @@ def assign(namespace_id: int, memories: Sequence[Memory]) -> None:
 
 def latest_stored(namespace_id: int, sessions: Sequence[str]) -> dict[str, Memory]:
     """Each session's latest stored memory (by ``created_at``, then id), two queries per
-    500 sessions: a batch of interleaved conversations names hundreds, and a query each
+    400 sessions: a batch of interleaved conversations names hundreds, and a query each
     cost about 1.6 ms of the batch's time per memory (profiled, 2026-12-07)."""
-    from django.db.models import Max
-
     found: dict[str, Memory] = {}
     for start in range(0, len(sessions), 400):  # 2 x 400 + 1 parameters: under SQLite's 999
         part = sessions[start:start + 400]
@@ -93,7 +92,7 @@ def latest_stored(namespace_id: int, sessions: Sequence[str]) -> dict[str, Memor
             continue
         rows = (Memory.objects.filter(namespace_id=namespace_id, session_id__in=list(latest),
                                       created_at__in=set(latest.values()))
-                .only("pk", "namespace_id", "content", "content_hash", "session_id", "created_at"))
+                .only("pk", "namespace_id", "content", "session_id", "created_at"))
         for row in sorted(rows, key=lambda m: str(m.pk)):
             if row.created_at == latest[row.session_id]:
                 found[row.session_id] = row
@@ -155,12 +154,8 @@ def index_vectors(memories: Sequence[Memory]) -> np.ndarray:
     outside = wanted - row_of.keys()
     contexts: dict[Any, np.ndarray] = {pk: own[i] for pk, i in row_of.items() if pk in wanted}
     if outside:  # stored turns before the batch: their kept vectors, else embedded now
-        loaded = {m.context_memory_id: m.context_memory for m in memories
-                  if m.context_memory_id in outside and _CONTEXT_FIELD.is_cached(m)
-                  and m.context_memory is not None
-                  and not {"content", "content_hash"} & m.context_memory.get_deferred_fields()}
-        before = [*loaded.values(), *Memory.objects.filter(pk__in=outside - loaded.keys())
-                  .only("pk", "namespace_id", "content", "content_hash")]
+        before = list(Memory.objects.filter(pk__in=outside)
+                      .only("pk", "namespace_id", "content", "content_hash"))
         contexts.update(zip((m.pk for m in before), plain_vectors.of(before), strict=True))
     return mix(own, [contexts.get(m.context_memory_id) for m in memories])
 

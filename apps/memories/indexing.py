@@ -38,18 +38,18 @@ AUTO_DRAIN_MAX_ATTEMPTS = 3
 
 def embed_contents(contents: Sequence[str]) -> np.ndarray | None:
     """Embed before the transaction so SQL never waits on the model; None if it fails."""
-    try:
-        return get_embedder().embed(list(contents))
-    except Exception:
-        log.exception("embedding failed; the write will be indexed from the outbox")
-        return None
+    return _or_outbox(lambda: get_embedder().embed(list(contents)))
 
 
 def embed_memories(memories: Sequence[Memory]) -> np.ndarray | None:
     """The memories' index vectors (:func:`context.index_vectors`: with their
     conversation context), embedded before the transaction; None if it fails."""
+    return _or_outbox(lambda: context.index_vectors(memories))
+
+
+def _or_outbox(embed: Callable[[], np.ndarray]) -> np.ndarray | None:
     try:
-        return context.index_vectors(memories)
+        return embed()
     except Exception:
         log.exception("embedding failed; the write will be indexed from the outbox")
         return None

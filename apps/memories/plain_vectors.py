@@ -34,6 +34,7 @@ from django.db.models import F
 
 from apps.memories.embeddings import get_embedder
 from apps.memories.models import Memory, PlainVector
+from apps.memories.stores import chunks
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 #: content and not yet stored (set by :func:`of`, read by :func:`save`, which keeps it
 #: only while the memory still holds that content).
 PENDING = "_plain_vector"
-#: Rows read per query.
-CHUNK = 500
 
 
 def mixing() -> bool:
@@ -63,10 +62,8 @@ def stored(hashes: Mapping[Any, str]) -> dict[Any, np.ndarray]:
     hash) that has one: written for that hash by the current model."""
     embedder = get_embedder()
     found: dict[Any, np.ndarray] = {}
-    keys = list(hashes)
-    for start in range(0, len(keys), CHUNK):
-        rows = (PlainVector.objects.filter(memory_id__in=keys[start:start + CHUNK],
-                                           model=embedder.name)
+    for part in chunks(list(hashes)):
+        rows = (PlainVector.objects.filter(memory_id__in=part, model=embedder.name)
                 .values_list("memory_id", "content_hash", "vector"))
         for pk, digest, blob in rows:
             if hashes.get(pk) == digest and (vector := _decode(blob, embedder.dimension)) is not None:
@@ -118,14 +115,12 @@ def save(memories: Sequence[Memory]) -> int:
 
 def keep(entries: Mapping[Any, tuple[str, np.ndarray]]) -> set[Any]:
     """Store plain vectors (primary key -> (the content hash they were embedded for, the
-    vector)) of memories that still exist, :data:`CHUNK` a transaction (a consolidation
+    vector)) of memories that still exist, 500 a transaction (a consolidation
     may keep tens of thousands: SQLite's write lock is never held long); best effort (a
     failure is logged). Returns the keys written."""
     model = get_embedder().name
-    keys = list(entries)
     written: set[Any] = set()
-    for start in range(0, len(keys), CHUNK):
-        part = keys[start:start + CHUNK]
+    for part in chunks(list(entries)):
         try:
             with transaction.atomic():
                 # Locked (PostgreSQL; SQLite serialises writers anyway), those a delete holds
@@ -154,25 +149,19 @@ def rehash(ids: Sequence[Any]) -> int:
     from django.db.models import OuterRef, Subquery
 
     current = Memory.objects.filter(pk=OuterRef("memory_id")).values("content_hash")[:1]
-    return sum(PlainVector.objects.filter(memory_id__in=ids[start:start + CHUNK])
-               .update(content_hash=Subquery(current)) for start in range(0, len(ids), CHUNK))
+    return sum(PlainVector.objects.filter(memory_id__in=part)
+               .update(content_hash=Subquery(current)) for part in chunks(ids))
 
 
 def forget(ids: Sequence[Any]) -> int:
     """Delete these memories' rows (their content changed: the old content's vector is
     not kept beside the new one). Returns rows deleted."""
-    return sum(PlainVector.objects.filter(memory_id__in=ids[start:start + CHUNK]).delete()[0]
-               for start in range(0, len(ids), CHUNK))
+    return sum(PlainVector.objects.filter(memory_id__in=part).delete()[0] for part in chunks(ids))
 
 
 def drop_stale(namespace_id: int) -> int:
     """Delete the namespace's rows another model wrote, or whose memory's content
     changed since (a rebuild's tidy-up: such rows are never used). Returns rows dropped."""
-    model = get_embedder().name
-    rows = PlainVector.objects.filter(memory__namespace_id=namespace_id)
-    dropped, _ = rows.exclude(model=model).delete()
-    stale = list(rows.exclude(content_hash=F("memory__content_hash"))
-                 .values_list("memory_id", flat=True))
-    for start in range(0, len(stale), CHUNK):
-        dropped += PlainVector.objects.filter(memory_id__in=stale[start:start + CHUNK]).delete()[0]
-    return dropped
+    return (PlainVector.objects.filter(memory__namespace_id=namespace_id)
+            .exclude(model=get_embedder().name, content_hash=F("memory__content_hash"))
+            .delete()[0])

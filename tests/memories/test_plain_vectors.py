@@ -261,3 +261,11 @@ def test_turning_encryption_on_rekeys_the_rows_hashes(agent, alpha):
         assert row.content_hash == memory.content_hash
         assert row.content_hash != hashlib.sha256(" ".join(text.split()).encode()).hexdigest()
         np.testing.assert_allclose(_kept(memory_id), _e(text), atol=1e-5)  # still valid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reindex_keeps_rows_that_are_still_valid(agent, alpha):
+    first, second = _batch(agent, FIRST, SECOND)
+    PlainVector.objects.filter(memory_id=first).update(content_hash="0" * 64)
+    assert plain_vectors.drop_stale(alpha.pk) == 1
+    assert [str(pk) for pk in PlainVector.objects.values_list("memory_id", flat=True)] == [second]
