@@ -162,10 +162,9 @@ class Write:
             track_record.add(memory.namespace_id, track_record.by_agent([memory]), "corrected")
         _apply(memory, values, edits)
         memory.save()
-        if "content" in edits:  # its words, its kept vector, the next turns' context (old words)
+        if "content" in edits:  # its words and kept vector; the next turns' context below
             lexical.replace(memory.namespace_id, [memory.pk])
             forget_plain_vectors([memory.pk])
-            self._reindex_context(memory.namespace, context.dependents(memory.namespace_id, [memory.pk]))
         if "tags" in edits:
             _replace_tags([memory])
         MemoryVersion.objects.create(memory=memory, version=memory.version,
@@ -185,6 +184,8 @@ class Write:
             changes.memories_changed("updated", namespace, [memory], vectors, actor)
 
         self._queue(index)
+        if "content" in edits:  # after its own index: they read the vector that one keeps
+            self._reindex_context(namespace, context.dependents(memory.namespace_id, [memory.pk]))
 
     def update_many(self, edits: Sequence[tuple[Memory, Mapping[str, Any], dict[str, Any]]], *,
                     actor: Any, audit: Callable[[Memory, dict[str, Any]], object]) -> list[Memory]:

@@ -269,3 +269,14 @@ def test_reindex_keeps_rows_that_are_still_valid(agent, alpha):
     PlainVector.objects.filter(memory_id=first).update(content_hash="0" * 64)
     assert plain_vectors.drop_stale(alpha.pk) == 1
     assert [str(pk) for pk in PlainVector.objects.values_list("memory_id", flat=True)] == [second]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_embeds_its_new_content_once_for_itself_and_the_next_turn(
+        agent, alpha, team_admin, counting):
+    _, second, third = _batch(agent, FIRST, SECOND, THIRD)
+    edited = "Yes, though the espresso there was bitter."
+    counting.texts.clear()
+    assert team_admin.patch(f"/api/v1/memories/{second}", {"content": edited}).status_code == 200
+    assert counting.texts == [edited]  # the next turn's re-index reads the kept vector
+    np.testing.assert_allclose(_indexed(alpha, third), _mixed(THIRD, edited), atol=1e-5)
