@@ -102,3 +102,26 @@ def test_each_model_run_takes_a_small_batch():
     np.testing.assert_allclose(together[[0, 17, 63]],
                                np.stack([embedder.embed([texts[i]])[0] for i in (0, 17, 63)]),
                                atol=1e-5)
+
+
+def test_the_server_embedder_takes_small_batches_by_default(monkeypatch):
+    """The setting, not only the class, keeps runs small: ``MEMORYWEB_EMBED_BATCH``
+    defaulted to 64 after the class moved to 8, so the server (built from the setting)
+    still ran 64 texts a run while the benchmarks' floor ran 8, and batch ingest was
+    measured against a faster model than its own (docs/performance.md)."""
+    from memoryweb import settings as defaults
+
+    assert defaults.MEMORYWEB_EMBED_BATCH == embeddings.MiniLMOnnxEmbedder.BATCH_SIZE
+    monkeypatch.setattr(embeddings, "_embedder", None)  # built anew from the settings
+    inner = get_embedder().inner  # (the original comes back at teardown)
+    rows: list[int] = []
+    run = inner.session.run
+
+    def counting(outputs, feeds, *rest):
+        rows.append(len(feeds["input_ids"]))
+        return run(outputs, feeds, *rest)
+
+    inner.session = type("Counting", (), {"run": staticmethod(counting),
+                                          "get_inputs": inner.session.get_inputs})()
+    inner.embed([f"turn {i}: we moved the release to Friday" for i in range(40)])
+    assert sum(rows) == 40 and max(rows) <= 8, rows
