@@ -290,13 +290,13 @@ def _existing_memory(namespace: Namespace, text: str) -> Memory | None:
     vectors = indexing.embed_contents([text])
     if vectors is None:
         return None
+    threshold = (namespace.near_duplicate_threshold
+                 or settings.MEMORYWEB_NEAR_DUPLICATE_THRESHOLD)
     try:
-        (hit,) = get_vector_store().nearest(namespace, vectors)
+        (hit,) = get_vector_store().nearest(namespace, vectors, threshold)
     except Exception as exc:
         log.warning("gateway learning: near-duplicate check skipped (%s)", type(exc).__name__)
         return None
-    threshold = (namespace.near_duplicate_threshold
-                 or settings.MEMORYWEB_NEAR_DUPLICATE_THRESHOLD)
     if hit is None or hit.similarity < threshold:
         return None
     return (Memory.objects.live().filter(namespace=namespace, pk=hit.id, event_type="")

@@ -120,8 +120,8 @@ class GuestVectorStore:
     def query(self, namespace, embedding, n: int, where: dict | None):
         return self._call("query", namespace, embedding, n, where)
 
-    def nearest(self, namespace, embeddings):
-        return self._call("nearest", namespace, embeddings)
+    def nearest(self, namespace, embeddings, within=None):
+        return self._call("nearest", namespace, embeddings, within)
 
     def embeddings(self, namespace, ids):
         return self._call("embeddings", namespace, ids) if ids else {}

@@ -339,11 +339,16 @@ _CONTEXT_SQL = {"sqlite": f"coalesce(substr(c.content, 1, {CONTEXT_CHARS}), '')"
 
 def _insert_rows(namespace_id: int, where: str) -> str:
     """SQLite: the statement copying memories of the namespace (``m``, narrowed by
-    ``where``) into its table, each with its context's words (``add`` and ``rebuild``)."""
+    ``where``) into its table, each with its context's words (``add`` and ``rebuild``).
+
+    Narrowed (ids), the namespace is a check on the rows found, not the index to walk
+    (``+``): SQLite has no statistics here and, given ``namespace_id = ?`` and
+    ``id IN (3 or more)``, walked every memory of the namespace for each batch."""
+    namespace = "+m.namespace_id" if where else "m.namespace_id"
     return (f"INSERT INTO {fts_table(namespace_id)}(memory_id, content, context, context_id) "
             f"SELECT m.id, m.content, {_CONTEXT_SQL['sqlite']}, m.context_memory_id "
             "FROM memories_memory m LEFT JOIN memories_memory c ON c.id = m.context_memory_id "
-            f"WHERE m.namespace_id = %s{where}")
+            f"WHERE {namespace} = %s{where}")
 
 
 def add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | None = None) -> None:

@@ -66,11 +66,12 @@ class RemoteVectorStore:
                           where=where or None)
         return [VectorHit(str(i), float(s)) for i, s in rows]
 
-    def nearest(self, namespace, embeddings) -> list[VectorHit | None]:
+    def nearest(self, namespace, embeddings, within=None) -> list[VectorHit | None]:
         if not len(embeddings):
             return []
         rows = self._call("nearest", namespace=pack_namespace(namespace),
-                          embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)))
+                          embeddings=pack_array(np.asarray(embeddings).reshape(len(embeddings), -1)),
+                          within=within)
         return [VectorHit(str(row[0]), float(row[1])) if row else None for row in rows]
 
     def embeddings(self, namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:

@@ -10,6 +10,12 @@ slowed as a namespace grew. The unfiltered probe answers exactly whenever one of
 is of a kind that may be duplicated (any closer such vector would be among them); only
 rows whose hits are all excluded kinds (events, summaries) are asked again with the
 filter.
+
+With ``within`` (the least similarity the caller acts on: the near-duplicate threshold),
+the probe asks Chroma for distances only; a kind is read (``get``, by id) only for hits
+that close, so the usual row, nothing that near, costs one HNSW search. Reading the
+metadata of all 8 hits was a third of the probe (bare Chroma, 20,000 vectors: 0.65 vs
+0.44 ms a query) and the probe 6% of batch ingest at 70,000 memories.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ PROBE = 8
 
 
 def nearest_allowed(collection: Any, embeddings: np.ndarray, excluded: Sequence[str],
-                    size: int) -> list[tuple[str, float] | None]:
+                    size: int, within: float | None = None) -> list[tuple[str, float] | None]:
     """For each row of ``embeddings``: the closest vector of ``collection`` (holding
     ``size`` vectors) whose metadata ``kind`` is not ``excluded``, as ``(id, distance)``,
-    or None when there is none."""
+    or None when there is none — or, with ``within``, none at least that similar."""
     probe = min(PROBE, size)
+    if within is not None:
+        return _nearest_within(collection, embeddings, excluded, size, probe, within)
     found = collection.query(query_embeddings=embeddings, n_results=probe,
                              include=["distances", "metadatas"])
     hits: list[tuple[str, float] | None] = []
@@ -47,4 +55,39 @@ def nearest_allowed(collection: Any, embeddings: np.ndarray, excluded: Sequence[
         for row, ids, distances in zip(again, filtered["ids"], filtered["distances"],
                                        strict=True):
             hits[row] = (ids[0], float(distances[0])) if ids else None
+    return hits
+
+
+#: Distances a hair beyond the bound still come back: the caller compares similarities
+#: (1 - distance) with the bound itself, and float rounding must not drop an equal one.
+_SLACK = 1e-6
+
+
+def _nearest_within(collection: Any, embeddings: np.ndarray, excluded: Sequence[str], size: int,
+                    probe: int, within: float) -> list[tuple[str, float] | None]:
+    """``nearest_allowed`` for hits of similarity ``within`` or more: distances first,
+    kinds only for the hits that close."""
+    bound = 1.0 - within + _SLACK
+    found = collection.query(query_embeddings=embeddings, n_results=probe, include=["distances"])
+    close = [[(i, float(d)) for i, d in zip(ids, distances, strict=True) if d <= bound]
+             for ids, distances in zip(found["ids"], found["distances"], strict=True)]
+    wanted = sorted({i for row in close for i, _ in row})
+    kinds: dict[str, Any] = {}
+    if wanted:
+        got = collection.get(ids=wanted, include=["metadatas"])
+        kinds = {i: (m or {}).get("kind") for i, m in zip(got["ids"], got["metadatas"], strict=True)}
+    hits: list[tuple[str, float] | None] = []
+    again: list[int] = []
+    for row, near in enumerate(close):
+        hit = next(((i, d) for i, d in near if kinds.get(i) not in excluded), None)
+        if hit is None and len(near) == probe and probe < size:
+            again.append(row)  # every probed hit close but excluded: more may lie beyond
+        hits.append(hit)
+    if again:
+        filtered = collection.query(query_embeddings=embeddings[again], n_results=1,
+                                    where={"kind": {"$nin": list(excluded)}},
+                                    include=["distances"])
+        for row, ids, distances in zip(again, filtered["ids"], filtered["distances"],
+                                       strict=True):
+            hits[row] = (ids[0], float(distances[0])) if ids and distances[0] <= bound else None
     return hits

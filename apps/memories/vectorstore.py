@@ -289,11 +289,14 @@ class VectorStore:
         distances = result["distances"][0]
         return [VectorHit(i, 1.0 - float(d)) for i, d in zip(ids, distances, strict=True)]
 
-    def nearest(self, namespace: Namespace, embeddings: np.ndarray) -> list[VectorHit | None]:
+    def nearest(self, namespace: Namespace, embeddings: np.ndarray,
+                within: float | None = None) -> list[VectorHit | None]:
         """The closest stored vector to each row of ``embeddings`` (None: none), among the
         memories a new one may duplicate: never an event (the turn a fact came from) nor a
         summary (the timeline replaces its own at each rebuild), or the one hit asked for
-        would often be one of those and hide the real near-duplicate behind it."""
+        would often be one of those and hide the real near-duplicate behind it.
+        ``within``: only hits of at least this similarity (None below it), found cheaper
+        (vector_nearest.py)."""
         from chromadb.errors import NotFoundError
 
         try:
@@ -301,11 +304,12 @@ class VectorStore:
                 collection = self._readable(namespace)
                 if not len(embeddings) or not (size := collection.count()):
                     return [None] * len(embeddings)
-                found = nearest_allowed(collection, np.asarray(embeddings), NOT_DUPLICATED, size)
+                found = nearest_allowed(collection, np.asarray(embeddings), NOT_DUPLICATED, size,
+                                        within)
         except NotFoundError:
             if (current := _swapped(namespace)) is None:
                 raise
-            return self.nearest(current, embeddings)
+            return self.nearest(current, embeddings, within)
         return [VectorHit(hit[0], 1.0 - hit[1]) if hit else None for hit in found]
 
     def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:

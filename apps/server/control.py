@@ -383,9 +383,12 @@ def _query(args: dict[str, Any]) -> list[list[Any]]:
 @operation("vector.nearest")
 def _nearest(args: dict[str, Any]) -> list[list[Any] | None]:
     vectors = unpack_array(args["embeddings"])
+    within = args.get("within")
     if vectors.ndim != 2:
         raise Refused("bad_request", "vector.nearest: embeddings is a matrix")
-    hits = _store().nearest(_namespace(args), vectors)
+    if within is not None and (isinstance(within, bool) or not isinstance(within, int | float)):
+        raise Refused("bad_request", "vector.nearest: within is a number")
+    hits = _store().nearest(_namespace(args), vectors, within)
     return [[hit.id, hit.similarity] if hit else None for hit in hits]
 
 

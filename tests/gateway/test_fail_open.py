@@ -21,7 +21,10 @@ from tests.servers import ChromaServer
 pytestmark = pytest.mark.processes
 
 FALCON = "The deploy script for project Falcon lives in tools/deploy.sh."
-#: The slow site's rate budget per key (beta's agent spends it; alpha's needs a few units).
+#: The slow site's rate budget per key (beta's agent spends it; alpha's needs a few units),
+#: per day: the budget is a sliding-window estimate, so with a per-minute one the 21
+#: requests, a few seconds on a loaded machine, could straddle a minute's edge and the
+#: last be let through (it happened under `pytest -n 2`).
 RATE = 20
 BODY = {"model": "gpt-4o", "messages": [
     {"role": "user", "content": "Where does the deploy script for project Falcon live?"}]}
@@ -39,7 +42,7 @@ def slow_site(tmp_path_factory) -> Iterator[GatewaySite]:
     Anthropic upstream."""
     with gateway_site(tmp_path_factory.mktemp("slow"), anthropic=False,
                       MEMORYWEB_GATEWAY_RECALL_BUDGET_MS="1",
-                      MEMORYWEB_RATE_LIMIT=f"{RATE}/min") as site:
+                      MEMORYWEB_RATE_LIMIT=f"{RATE}/d") as site:
         site.store("alpha_agent", FALCON)
         yield site
 

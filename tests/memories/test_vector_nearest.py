@@ -17,11 +17,17 @@ class Counting:
     """The collection, counting the queries asked with a ``where`` filter."""
 
     def __init__(self, collection):
-        self.collection, self.filtered = collection, 0
+        self.collection, self.filtered, self.with_metadata = collection, 0, 0
+        self.read: list[str] = []  # ids whose metadata was read by id
 
     def query(self, **kwargs):
         self.filtered += "where" in kwargs
+        self.with_metadata += "metadatas" in kwargs.get("include", ())
         return self.collection.query(**kwargs)
+
+    def get(self, **kwargs):
+        self.read.extend(kwargs["ids"])
+        return self.collection.get(**kwargs)
 
 
 @pytest.fixture
@@ -93,3 +99,55 @@ def test_it_answers_what_the_filtered_query_answers(collection):
     found = nearest_allowed(counting, queries, NOT_DUPLICATED, 600)
     assert [hit[0] if hit else None for hit in found] == _filtered(collection, queries)
     assert counting.filtered <= 1
+
+
+def _around(rng, rows: np.ndarray, noise: float) -> np.ndarray:
+    return _unit(rows + noise * rng.standard_normal(rows.shape))
+
+
+def test_within_a_similarity_it_answers_what_the_filtered_query_answers(collection):
+    """With ``within`` (the near-duplicate threshold) the probe reads distances only and
+    the kinds of close hits only: the answer is the filtered query's nearest hit when it
+    is that similar, else None."""
+    rng = np.random.default_rng(11)
+    rows = _unit(rng.standard_normal((600, 24)))
+    kinds = rng.choice(["event", "summary", "fact", "note", "event", "event"], size=600)
+    collection.add(ids=[f"m{i}" for i in range(600)], embeddings=rows,
+                   metadatas=[{"kind": str(k)} for k in kinds])
+    # Half the queries are near a stored vector (some of them events), half are not.
+    queries = np.concatenate([_around(rng, rows[:100], 0.05), _unit(rng.standard_normal((100, 24)))])
+    expected = collection.query(query_embeddings=queries, n_results=1, include=["distances"],
+                                where={"kind": {"$nin": list(NOT_DUPLICATED)}})
+    wanted = [ids[0] if ids and 1 - d[0] >= 0.95 else None
+              for ids, d in zip(expected["ids"], expected["distances"], strict=True)]
+    counting = Counting(collection)
+    found = nearest_allowed(counting, queries, NOT_DUPLICATED, 600, within=0.95)
+    assert [hit[0] if hit else None for hit in found] == wanted
+    assert sum(hit is not None for hit in found) >= 20  # the case is exercised
+    assert counting.with_metadata == 0
+    close = {hit[0] for hit in found if hit}
+    assert close <= set(counting.read) and len(counting.read) < 200  # kinds of close hits only
+
+
+def test_within_finds_an_allowed_hit_behind_close_excluded_ones(collection):
+    """More close events than the probe holds, a close fact beyond them: asked again with
+    the filter; a fact beyond the bound is None."""
+    base = np.zeros(16, dtype=np.float32)
+    base[0] = 1.0
+    rows = []
+    for n in range(PROBE + 3):
+        row = base.copy()
+        row[1] = 0.01 * (n + 1)
+        rows.append(row)
+    fact = base.copy()
+    fact[1] = 0.2  # cosine ~0.98
+    collection.add(ids=[f"e{i}" for i in range(len(rows))] + ["fact"],
+                   embeddings=_unit(np.array([*rows, fact])),
+                   metadatas=[{"kind": "event"}] * len(rows) + [{"kind": "fact"}])
+    counting = Counting(collection)
+    (hit,) = nearest_allowed(counting, _unit(base[None, :]), NOT_DUPLICATED, len(rows) + 1,
+                             within=0.95)
+    assert hit is not None and hit[0] == "fact" and counting.filtered == 1
+    (hit,) = nearest_allowed(collection, _unit(base[None, :]), NOT_DUPLICATED, len(rows) + 1,
+                             within=0.99)
+    assert hit is None

@@ -230,6 +230,9 @@ store.upsert(ns, ["a", "b", "c"], vectors, [{"agent_id": "x", "t:red": True},
 out = {"store": type(store).__name__, "count": store.count(ns),
        "query": [h.id for h in store.query(ns, vectors[1], 2, {"agent_id": "y"})],
        "nearest": [h.id for h in store.nearest(ns, vectors[2:3])],
+       # at least 0.95 similar (the near-duplicate probe): c itself, nothing near (0.6, 0.8)
+       "within": [h and h.id for h in store.nearest(
+           ns, np.stack([vectors[2], 0.6 * vectors[0] + 0.8 * vectors[1]]), 0.95)],
        "embeddings": {i: v.tolist()[:3] for i, v in store.embeddings(ns, ["a", "zz"]).items()}}
 store.upsert(ns, ["a"], vectors[:1], [{"agent_id": "x"}])  # the tag removed
 out["tagged"] = [h.id for h in store.query(ns, vectors[0], 3, {"t:red": True})]
@@ -254,7 +257,8 @@ def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600  # only this user may connect
         done = json.loads(run_command(embedded_env, "shell", "-c", VECTOR_OPS).stdout.splitlines()[-1])
         assert done == {"store": "GuestVectorStore", "count": 3, "query": ["b"], "nearest": ["c"],
-                        "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [], "left": ["a", "c"],
+                        "within": ["c", None], "embeddings": {"a": [1.0, 0.0, 0.0]}, "tagged": [],
+                        "left": ["a", "c"],
                         "kept": {"c": [0.0, 0.0, 1.0]}, "blue": ["c"], "blue_after": []}
         hello = _ask(path, b'{"op": "hello"}')
         assert hello["ok"] and hello["result"]["protocol"] == 1

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError
+from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
@@ -204,9 +205,13 @@ def _live_by_hash(ns: Namespace, hashes: Sequence[str]) -> dict[str, Memory]:
     the conversation, not that memory (and an event, append-only for agents, must not
     stand in for what an agent stores)."""
     found: dict[str, Memory] = {}
-    for memory in (Memory.objects.live().select_related("namespace")
-                   .filter(namespace=ns, content_hash__in=set(hashes), event_type="")
-                   .order_by("-created_at")):
+    # Sorted here, not in SQL: an ORDER BY created_at (or the model's default ordering)
+    # makes SQLite's planner, which has no statistics, walk the namespace's created_at
+    # index, every memory of it, for each batch instead of seeking the hashes
+    # (memory_ns_hash); batch ingest then slowed as the namespace grew.
+    rows = (Memory.objects.live().select_related("namespace")
+            .filter(namespace=ns, content_hash__in=set(hashes), event_type="").order_by())
+    for memory in sorted(rows, key=lambda m: (m.created_at, str(m.pk)), reverse=True):
         found[memory.content_hash] = memory  # oldest wins
     return _speaking_for(found)
 
@@ -316,14 +321,18 @@ def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
         return _NearDuplicates()
     threshold = ns.near_duplicate_threshold or settings.MEMORYWEB_NEAR_DUPLICATE_THRESHOLD
     try:
-        stored = get_vector_store().nearest(ns, embeddings)
+        stored = get_vector_store().nearest(ns, embeddings, threshold)
     except Exception as exc:  # the index is down: store without linking
         log.warning("near-duplicate check skipped: %s", exc)
         stored = [None] * len(memories)
     stored_ids = {uuid.UUID(hit.id) for hit in stored if hit and hit.similarity >= threshold}
-    targets = (Memory.objects.live().filter(namespace=ns, event_type="")
-               .exclude(kind=MemoryKind.SUMMARY).in_bulk(stored_ids)
-               if stored_ids else {})  # not an event nor a summary (vectorstore.nearest)
+    # Not an event nor a summary (vectorstore.nearest), checked on the rows read by
+    # primary key: with the namespace in the statement (and the model's ordering) SQLite
+    # walks every memory of the namespace instead (see _live_by_hash).
+    now = timezone.now()
+    targets = {pk: m for pk, m in Memory.objects.order_by().in_bulk(stored_ids).items()
+               if m.namespace_id == ns.pk and m.event_type == "" and m.kind != MemoryKind.SUMMARY
+               and m.is_live(now)} if stored_ids else {}
     # A match that consolidation merged into another: the memory that says it now.
     targets = _speaking_for(targets)
     within = embeddings @ embeddings.T  # unit vectors: cosine similarity
