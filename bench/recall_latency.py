@@ -453,6 +453,18 @@ def summary(report: dict[str, Any]) -> None:
         print(f"target {name}: {target['value']:.2f} {target['limit']} -> {target['result'].upper()}")
 
 
+def _embedder_batches(server_env: list[str]) -> dict[str, int]:
+    """Texts per model run on each side: the floor's embedder class default, the server's
+    MEMORYWEB_EMBED_BATCH (its --server-env, else the settings' default)."""
+    from django.conf import settings
+
+    from apps.memories.embeddings import MiniLMOnnxEmbedder
+
+    chosen = dict(kv.split("=", 1) for kv in server_env).get("MEMORYWEB_EMBED_BATCH")
+    return {"floor": MiniLMOnnxEmbedder.BATCH_SIZE,
+            "server": int(chosen) if chosen else settings.MEMORYWEB_EMBED_BATCH}
+
+
 def report(args: argparse.Namespace, blocks: list[dict[str, Any]], points: list[dict[str, Any]],
            load_before: tuple[float, ...], started: float) -> dict[str, Any]:
     """The JSON: machine, parameters, checkpoints, ingest rates with every block, targets."""
@@ -465,7 +477,8 @@ def report(args: argparse.Namespace, blocks: list[dict[str, Any]], points: list[
                     "loadavg_after": os.getloadavg()},
         "parameters": {"n": args.n, "checkpoints": args.checkpoints, "block": args.block,
                        "batch": args.batch, "queries": args.queries, "warmup": WARMUP,
-                       "window": args.window, "k": 10, "seed": 42, "embedder_batch": 64,
+                       "window": args.window, "k": 10, "seed": 42,
+                       "embedder_batch": _embedder_batches(args.server_env),
                        "server_env": args.server_env},
         "duration_s": time.perf_counter() - started,
         "notes": ["Protocol and fields: the docstring of bench/recall_latency.py and bench/README.md.",
