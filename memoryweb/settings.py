@@ -307,9 +307,7 @@ MEMORYWEB_VECTOR_SYNC_UNTIL = env.int("MEMORYWEB_VECTOR_SYNC_UNTIL", default=200
 # Dotted path to a factory returning an apps.memories.embeddings.Embedder.
 MEMORYWEB_EMBEDDER = env.str("MEMORYWEB_EMBEDDER", default="minilm-onnx")
 MEMORYWEB_EMBEDDER_THREADS = env.int("MEMORYWEB_EMBEDDER_THREADS", default=0)  # 0 = onnxruntime default
-# Texts per model run: 8 keeps onnxruntime's arena small and pads least (embeddings.py,
-# MiniLMOnnxEmbedder.BATCH_SIZE, measured there); 64 made batch ingest ~1.3x slower.
-MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=8)
+MEMORYWEB_EMBED_BATCH = env.int("MEMORYWEB_EMBED_BATCH", default=8)  # texts per model run: embeddings.py
 
 # --- Consolidation, summarizer, gateway, rollups (memoryweb/settings_lifecycle.py) ------
 from memoryweb.settings_lifecycle import *  # noqa: E402,F403

@@ -283,8 +283,11 @@ def _existing_memory(namespace: Namespace, text: str) -> Memory | None:
     """A live memory of the namespace that says ``text``: the same content hash, else the
     nearest stored vector at the namespace's near-duplicate threshold (best effort: with
     the embedder or the vector index down, only the hash counts)."""
-    same = (Memory.objects.live().filter(namespace=namespace, content_hash=content_hash(text, namespace),
-                                         event_type="").order_by("created_at").first())
+    # The oldest picked here: ORDER BY created_at made SQLite (no statistics) walk the
+    # namespace's created_at index rather than seek memory_ns_hash.
+    same = min(Memory.objects.live().filter(namespace=namespace, event_type="",
+                                            content_hash=content_hash(text, namespace)).order_by(),
+               key=lambda m: (m.created_at, m.pk), default=None)
     if same is not None:
         return same
     vectors = indexing.embed_contents([text])

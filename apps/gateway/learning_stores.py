@@ -48,12 +48,12 @@ def _people(namespace: Namespace, ids: Sequence[Any]) -> tuple[set[str], set[str
     agents: set[str] = set()
     sessions: set[str] = set()
     for part in stores.chunks(wanted):
-        for agent, session in Memory.objects.filter(namespace=namespace, pk__in=part
-                                                    ).values_list("agent_id", "session_id"):
+        for agent, session in Memory.objects.in_namespace_checked(namespace).filter(
+                pk__in=part).values_list("agent_id", "session_id"):
             agents.add(agent)
             if session:
                 sessions.add(session)
-    others = Memory.objects.filter(namespace=namespace).exclude(pk__in=wanted)
+    others = Memory.objects.filter(namespace=namespace).exclude(pk__in=wanted).order_by()
     agents -= set(others.filter(agent_id__in=agents).values_list("agent_id", flat=True))
     sessions -= set(others.filter(session_id__in=sessions).values_list("session_id", flat=True))
     if len(_whole) >= _REMEMBERED:  # a long-running process: keep the latest erasures only
@@ -65,7 +65,7 @@ def _people(namespace: Namespace, ids: Sequence[Any]) -> tuple[set[str], set[str
 def _hashes(namespace: Namespace, ids: Sequence[Any]) -> set[str]:
     found: set[str] = set()
     for part in stores.chunks([str(i) for i in ids]):
-        found |= set(Memory.objects.filter(namespace=namespace, pk__in=part)
+        found |= set(Memory.objects.in_namespace_checked(namespace).filter(pk__in=part)
                      .values_list("content_hash", flat=True))
     return found
 

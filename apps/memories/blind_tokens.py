@@ -117,7 +117,7 @@ def plaintexts(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
     is opened (``values_list`` would give ciphertext markers)."""
     from apps.memories.models import Memory
 
-    rows = (Memory.objects.filter(namespace_id=namespace_id).select_related("context_memory")
+    rows = (Memory.objects.select_related("context_memory")
             .only("id", "namespace_id", "content", "context_memory_id", "context_memory__id",
                   "context_memory__namespace_id", "context_memory__content"))
 
@@ -128,11 +128,11 @@ def plaintexts(namespace_id: int, memory_ids: Sequence[uuid.UUID | str] | None,
                    None if context is None else context.pk.hex)
 
     if memory_ids is None:
-        yield from read(rows.order_by().iterator(chunk_size=2000))
+        yield from read(rows.filter(namespace_id=namespace_id).order_by().iterator(chunk_size=2000))
         return
     ids = [uuid.UUID(str(i)) for i in memory_ids]
     for start in range(0, len(ids), _CHUNK):
-        yield from read(rows.filter(pk__in=ids[start:start + _CHUNK]))
+        yield from read(rows.in_namespace_checked(namespace_id).filter(pk__in=ids[start:start + _CHUNK]))
 
 
 def written_plaintexts(memories: Sequence[Any]) -> Iterator[tuple[str, str, str | None, str | None]]:

@@ -134,7 +134,7 @@ def dependents(namespace_id: int, ids: Sequence[uuid.UUID | str]) -> list[Memory
     found: list[Memory] = []
     for part in chunks(sorted(wanted, key=str)):
         found += [m for m in Memory.objects.select_related("namespace")
-                  .filter(namespace_id=namespace_id, context_memory_id__in=part)
+                  .in_namespace_checked(namespace_id).filter(context_memory_id__in=part)
                   if m.pk not in wanted]
     return found
 

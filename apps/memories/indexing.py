@@ -238,7 +238,7 @@ def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
     # memories out) means upsert, absent means delete. A memory whose pending rows are all
     # ``metadata`` (no content change) keeps its stored vector.
     embed = {str(r.memory_id) for r in rows if r.op != IndexOutbox.Op.METADATA}
-    memories = list(Memory.objects.filter(pk__in=ids, namespace_id=namespace.pk))
+    memories = list(Memory.objects.in_namespace_checked(namespace).filter(pk__in=ids))
     present = {str(m.pk) for m in memories}
     store = get_vector_store()
     store.delete(namespace, [i for i in ids if i not in present])
@@ -247,8 +247,8 @@ def _replay(namespace: Namespace, rows: Sequence[IndexOutbox]) -> None:
         _update_metadata(namespace, [m for m in memories if str(m.pk) not in embed])
         # A delete that committed while we embedded has already unindexed and dropped its
         # outbox row: take back what we just re-added for it.
-        still = {str(pk) for pk in Memory.objects.filter(
-            pk__in=list(present), namespace_id=namespace.pk).values_list("pk", flat=True)}
+        still = {str(pk) for pk in Memory.objects.in_namespace_checked(namespace).filter(
+            pk__in=list(present)).values_list("pk", flat=True)}
         store.delete(namespace, [i for i in present if i not in still])
 
 

@@ -131,7 +131,8 @@ def _texts(namespace_id: int, memory_ids: Sequence[str] | None) -> Iterable[tupl
         return
     for start in range(0, len(memory_ids), _CHUNK):
         part = [uuid.UUID(i) for i in memory_ids[start:start + _CHUNK]]
-        for pk, content, context in rows.filter(pk__in=part).values_list(*fields):
+        for pk, content, context in Memory.objects.in_namespace_checked(namespace_id).filter(
+                pk__in=part).values_list(*fields):
             yield _hex(pk), content, context
 
 

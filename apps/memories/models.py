@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.core.errors import Conflict
@@ -39,6 +39,17 @@ class MemoryQuerySet(sealing.SealedQuerySet, NamespaceScopedQuerySet):
     def current(self) -> MemoryQuerySet:
         """Not superseded by a consolidation (default lists and recall show only these)."""
         return self.filter(superseded_by__isnull=True)
+
+    def in_namespace_checked(self, namespace: Namespace | int) -> MemoryQuerySet:
+        """The memories of ``namespace`` (an instance or its pk), the namespace checked on
+        the rows the other conditions find, never the index walked: for a query narrowed
+        by something selective (ids, ``context_memory_id``, ``superseded_by``). SQLite
+        here has no statistics (no ANALYZE): given ``namespace_id = ?`` its planner
+        searches a (namespace, ...) index by the namespace alone, reading every memory of
+        it, instead of the primary key or the foreign key's index. ``namespace_id + 0``
+        is no column an index can serve; the rows are those of ``filter(namespace=...)``.
+        """
+        return self.alias(_ns=F("namespace_id") + 0).filter(_ns=getattr(namespace, "pk", namespace))
 
     def bulk_update(self, objs, fields, batch_size=None) -> int:
         """A memory's metadata tokens follow its metadata; a move to or from an encrypted

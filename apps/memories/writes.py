@@ -248,18 +248,18 @@ class Write:
         # What a deleted memory superseded is current again (the SET NULL would leave its
         # superseded_at behind); its derived_from links go with the row (cascade).
         for part in stores.chunks(ids):
-            Memory.objects.filter(namespace_id=namespace.pk, superseded_by__in=part).exclude(
+            Memory.objects.in_namespace_checked(namespace).filter(superseded_by__in=part).exclude(
                 pk__in=part).update(superseded_by=None, superseded_at=None)
         if track_record.counts(actor) and not erasure:  # erasures say nothing of the agent
             tally: Counter[str] = Counter()
             for part in stores.chunks(ids):
-                tally += track_record.by_agent(Memory.objects.filter(
-                    namespace_id=namespace.pk, pk__in=part).values_list("agent_id", "kind"))
+                tally += track_record.by_agent(Memory.objects.in_namespace_checked(
+                    namespace).filter(pk__in=part).values_list("agent_id", "kind"))
             track_record.add(namespace.pk, tally, "deleted")
         removed = 0
         with _secure_delete() if secure else contextlib.nullcontext():
             for part in stores.chunks(ids):
-                removed += Memory.objects.filter(namespace_id=namespace.pk, pk__in=part).delete(
+                removed += Memory.objects.in_namespace_checked(namespace).filter(pk__in=part).delete(
                     )[1].get(Memory._meta.label, 0)
             lexical.remove(namespace.pk, ids)
         outbox = IndexOutbox.objects.bulk_create(
@@ -290,7 +290,7 @@ class Write:
         now = at or timezone.now()
         similarity = {str(key): value for key, value in similarity.items()}
         ids = [m.pk for m in members if m.pk != by.pk]
-        done = Memory.objects.filter(namespace_id=namespace.pk, pk__in=ids).update(
+        done = Memory.objects.in_namespace_checked(namespace).filter(pk__in=ids).update(
             superseded_by=by, superseded_at=now)
         MemoryLink.objects.bulk_create([
             MemoryLink(namespace=namespace, source=by, target_id=pk,
@@ -309,7 +309,7 @@ class Write:
         these): current again, their ``derived_from`` links from ``by`` removed. The
         caller audits. Returns their ids."""
         self._require_open()
-        superseded = Memory.objects.filter(namespace_id=namespace.pk, superseded_by=by)
+        superseded = Memory.objects.in_namespace_checked(namespace).filter(superseded_by=by)
         if only is not None:
             superseded = superseded.filter(pk__in=list(only))
         ids = list(superseded.values_list("pk", flat=True))

@@ -154,7 +154,9 @@ def _lexical_channel(source: sharing.Source, lexical_query: lexical.LexicalQuery
     ns = source.namespace
     candidates = None
     if any(filters.values()) or not source.unrestricted:
-        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters, ns))
+        # No ORDER BY: the default (-created_at) made SQLite walk the namespace's created_at
+        # index for the ids the keyword search is restricted to, not the filter's index.
+        candidates = source.restrict(_filtered(Memory.objects.filter(namespace=ns), filters, ns)).order_by()
     with _Stopwatch(result.timings, "lexical"):
         found = lexical.search(ns.pk, lexical_query, n + len(excluded), candidates)
     return [(pk, score) for pk, score in found if pk not in excluded][:n]

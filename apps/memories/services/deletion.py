@@ -14,6 +14,7 @@ from django.conf import settings
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action
+from apps.core.scoping import namespace_check
 from apps.memories import schemas, stores, writes
 from apps.memories.models import Memory
 from apps.memories.recall.channels import _filtered
@@ -41,8 +42,11 @@ def delete_many(principal: Principal, memory_ids: Sequence[Any]) -> int:
         raise NotFound("memory not found.") from None
     by_namespace: dict[int, list[uuid.UUID]] = {}
     with_events: set[int] = set()
-    for ns_id, pk, event_type in Memory.objects.for_principal(principal).filter(
-            pk__in=pks).values_list("namespace_id", "pk", "event_type"):
+    readable = namespace_check(principal)  # by primary key (scoping.namespace_check)
+    for ns_id, pk, event_type in Memory.objects.filter(pk__in=pks).values_list(
+            "namespace_id", "pk", "event_type"):
+        if not readable(ns_id):
+            continue
         by_namespace.setdefault(ns_id, []).append(pk)
         if event_type:
             with_events.add(ns_id)
@@ -161,7 +165,7 @@ def superseded_by_any(namespace_id: int, ids: Sequence[Any]) -> list[str]:
     members): deleting their survivor makes them current again."""
     found: list[str] = []
     for part in stores.chunks(list(ids)):
-        found += [str(pk) for pk in Memory.objects.filter(
-            namespace_id=namespace_id, superseded_by__in=part).exclude(pk__in=part)
+        found += [str(pk) for pk in Memory.objects.in_namespace_checked(
+            namespace_id).filter(superseded_by__in=part).exclude(pk__in=part)
             .order_by("pk").values_list("pk", flat=True)]
     return sorted(set(found) - {str(i) for i in ids})

@@ -14,6 +14,7 @@ from typing import Any
 from apps.audit.log import record as audit
 from apps.core.errors import InvalidInput, NotFound, ServiceError
 from apps.core.roles import Action
+from apps.core.scoping import namespace_check
 from apps.memories import indexing, plain_vectors, schemas, writes
 from apps.memories.models import Memory, MemoryKind
 from apps.memories.services.access import (
@@ -145,8 +146,9 @@ def edit_many(principal: Principal, memory_ids: Sequence[Any],
         except NotFound as exc:
             result.errors.append((str(memory_id), exc.message))
     pks = list(dict.fromkeys(pks))
-    visible = set(Memory.objects.for_principal(principal).filter(pk__in=pks)
-                  .values_list("pk", flat=True))
+    readable = namespace_check(principal)  # by primary key (scoping.namespace_check)
+    visible = {pk for pk, ns_id in Memory.objects.filter(pk__in=pks).values_list("pk", "namespace_id")
+               if readable(ns_id)}
     result.errors += [(str(pk), "memory not found.") for pk in pks if pk not in visible]
     pks = [pk for pk in pks if pk in visible]
     for start in range(0, len(pks), BATCH_EDIT_CHUNK):
