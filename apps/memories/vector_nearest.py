@@ -48,14 +48,21 @@ def nearest_allowed(collection: Any, embeddings: np.ndarray, excluded: Sequence[
         if hit is None and probe < size:
             again.append(row)  # every probed hit excluded (or fewer came): more may lie beyond
         hits.append(hit)
-    if again:
-        filtered = collection.query(query_embeddings=embeddings[again], n_results=1,
-                                    where={"kind": {"$nin": list(excluded)}},
-                                    include=["distances"])
-        for row, ids, distances in zip(again, filtered["ids"], filtered["distances"],
-                                       strict=True):
-            hits[row] = (ids[0], float(distances[0])) if ids else None
+    _ask_again(collection, embeddings, excluded, again, hits, bound=None)
     return hits
+
+
+def _ask_again(collection: Any, embeddings: np.ndarray, excluded: Sequence[str],
+               again: list[int], hits: list[tuple[str, float] | None], bound: float | None) -> None:
+    """Fill ``hits[row]`` for the rows whose probe found only excluded kinds, with
+    Chroma's filter (the nearest allowed one; None beyond ``bound`` when one is given)."""
+    if not again:
+        return
+    filtered = collection.query(query_embeddings=embeddings[again], n_results=1,
+                                where={"kind": {"$nin": list(excluded)}}, include=["distances"])
+    for row, ids, distances in zip(again, filtered["ids"], filtered["distances"], strict=True):
+        near = ids and (bound is None or distances[0] <= bound)
+        hits[row] = (ids[0], float(distances[0])) if near else None
 
 
 #: Distances a hair beyond the bound still come back: the caller compares similarities
@@ -83,11 +90,5 @@ def _nearest_within(collection: Any, embeddings: np.ndarray, excluded: Sequence[
         if hit is None and len(near) == probe and probe < size:
             again.append(row)  # every probed hit close but excluded: more may lie beyond
         hits.append(hit)
-    if again:
-        filtered = collection.query(query_embeddings=embeddings[again], n_results=1,
-                                    where={"kind": {"$nin": list(excluded)}},
-                                    include=["distances"])
-        for row, ids, distances in zip(again, filtered["ids"], filtered["distances"],
-                                       strict=True):
-            hits[row] = (ids[0], float(distances[0])) if ids and distances[0] <= bound else None
+    _ask_again(collection, embeddings, excluded, again, hits, bound)
     return hits

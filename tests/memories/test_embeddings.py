@@ -81,12 +81,8 @@ def test_collections_carry_the_embedding_function(alpha):
     np.testing.assert_allclose(vectors[0], get_embedder().embed(["hello world"])[0], atol=1e-6)
 
 
-def test_each_model_run_takes_a_small_batch():
-    """onnxruntime's CPU arena keeps a process's largest run for good: a capturing server
-    that embedded 64 long texts per run grew to ~5 GB (apps/memories/embeddings.py,
-    ``MiniLMOnnxEmbedder.BATCH_SIZE``). However many texts a call brings, no run takes
-    more than eight of them, and the vectors are those of one text at a time."""
-    embedder = embeddings.MiniLMOnnxEmbedder()
+def _count_runs(embedder) -> list[int]:
+    """Swap the embedder's ONNX session for one that notes each run's text count."""
     rows: list[int] = []
     run = embedder.session.run
 
@@ -96,6 +92,16 @@ def test_each_model_run_takes_a_small_batch():
 
     embedder.session = type("Counting", (), {"run": staticmethod(counting),
                                              "get_inputs": embedder.session.get_inputs})()
+    return rows
+
+
+def test_each_model_run_takes_a_small_batch():
+    """onnxruntime's CPU arena keeps a process's largest run for good: a capturing server
+    that embedded 64 long texts per run grew to ~5 GB (apps/memories/embeddings.py,
+    ``MiniLMOnnxEmbedder.BATCH_SIZE``). However many texts a call brings, no run takes
+    more than eight of them, and the vectors are those of one text at a time."""
+    embedder = embeddings.MiniLMOnnxEmbedder()
+    rows = _count_runs(embedder)
     texts = [f"memory {i}: " + "the deploy ran on Tuesday " * (i % 40) for i in range(64)]
     together = embedder.embed(texts)
     assert sum(rows) == 64 and max(rows) <= 8, rows
@@ -114,14 +120,6 @@ def test_the_server_embedder_takes_small_batches_by_default(monkeypatch):
     assert defaults.MEMORYWEB_EMBED_BATCH == embeddings.MiniLMOnnxEmbedder.BATCH_SIZE
     monkeypatch.setattr(embeddings, "_embedder", None)  # built anew from the settings
     inner = get_embedder().inner  # (the original comes back at teardown)
-    rows: list[int] = []
-    run = inner.session.run
-
-    def counting(outputs, feeds, *rest):
-        rows.append(len(feeds["input_ids"]))
-        return run(outputs, feeds, *rest)
-
-    inner.session = type("Counting", (), {"run": staticmethod(counting),
-                                          "get_inputs": inner.session.get_inputs})()
+    rows = _count_runs(inner)
     inner.embed([f"turn {i}: we moved the release to Friday" for i in range(40)])
     assert sum(rows) == 40 and max(rows) <= 8, rows
