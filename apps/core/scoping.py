@@ -2,7 +2,8 @@
 
 The API's filter backend (tenancy/filters.py), the services and the dashboard (the Django
 admin) all scope through it, so a list cannot be scoped one way in REST and another way
-in the admin.
+in the admin. Rows read by primary key (where a namespace term would make SQLite walk the
+namespace) apply the same rule through ``namespace_check``.
 """
 
 from __future__ import annotations

@@ -27,8 +27,9 @@ def content_hash(content: str, namespace: Namespace | int | None = None) -> str:
 
 
 class MemoryQuerySet(sealing.SealedQuerySet, NamespaceScopedQuerySet):
-    """``for_principal`` (the one scoping entry point) comes from NamespaceScopedQuerySet;
-    bulk writes of sealed fields are sealed by sealing.SealedQuerySet."""
+    """``for_principal`` (the scoping entry point; rows read by primary key apply its rule
+    through ``scoping.namespace_check``) comes from NamespaceScopedQuerySet; bulk writes
+    of sealed fields are sealed by sealing.SealedQuerySet."""
 
     namespace_path = "namespace"
 

@@ -85,9 +85,11 @@ def _nearest_within(collection: Any, embeddings: np.ndarray, excluded: Sequence[
         kinds = {i: (m or {}).get("kind") for i, m in zip(got["ids"], got["metadatas"], strict=True)}
     hits: list[tuple[str, float] | None] = []
     again: list[int] = []
-    for row, near in enumerate(close):
-        hit = next(((i, d) for i, d in near if kinds.get(i) not in excluded), None)
-        if hit is None and len(near) == probe and probe < size:
+    for row, (near, ids) in enumerate(zip(close, found["ids"], strict=True)):
+        # A hit gone between the query and the get (a summary a rebuild deleted) counts
+        # as excluded: it must not hide a real duplicate behind it.
+        hit = next(((i, d) for i, d in near if i in kinds and kinds[i] not in excluded), None)
+        if hit is None and near and len(near) == len(ids) and probe < size:
             again.append(row)  # every probed hit close but excluded: more may lie beyond
         hits.append(hit)
     _ask_again(collection, embeddings, excluded, again, hits, bound)

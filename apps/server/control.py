@@ -32,6 +32,7 @@ import atexit
 import errno
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -386,8 +387,9 @@ def _nearest(args: dict[str, Any]) -> list[list[Any] | None]:
     within = args.get("within")
     if vectors.ndim != 2:
         raise Refused("bad_request", "vector.nearest: embeddings is a matrix")
-    if within is not None and (isinstance(within, bool) or not isinstance(within, int | float)):
-        raise Refused("bad_request", "vector.nearest: within is a number")
+    if within is not None and (isinstance(within, bool) or not isinstance(within, int | float)
+                               or not math.isfinite(within)):
+        raise Refused("bad_request", "vector.nearest: within is a finite number")
     hits = _store().nearest(_namespace(args), vectors, within)
     return [[hit.id, hit.similarity] if hit else None for hit in hits]
 

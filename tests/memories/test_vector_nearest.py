@@ -151,3 +151,54 @@ def test_within_finds_an_allowed_hit_behind_close_excluded_ones(collection):
     (hit,) = nearest_allowed(collection, _unit(base[None, :]), NOT_DUPLICATED, len(rows) + 1,
                              within=0.99)
     assert hit is None
+
+
+class Losing(Counting):
+    """The collection as a racing writer leaves it: ``get`` no longer finds ``gone``, and
+    the unfiltered query brings back only its first ``short`` hits."""
+
+    def __init__(self, collection, gone: set[str] = frozenset(), short: int | None = None):
+        super().__init__(collection)
+        self.gone, self.short = gone, short
+
+    def query(self, **kwargs):
+        found = super().query(**kwargs)
+        if self.short is not None and "where" not in kwargs:
+            found = {key: [row[:self.short] for row in rows] if rows else rows
+                     for key, rows in found.items()}
+        return found
+
+    def get(self, **kwargs):
+        got = super().get(**kwargs)
+        kept = [n for n, i in enumerate(got["ids"]) if i not in self.gone]
+        return {"ids": [got["ids"][n] for n in kept], "metadatas": [got["metadatas"][n] for n in kept]}
+
+
+def _close_pair(collection):
+    """A query vector, a summary nearest to it, a fact just behind (both at ~0.99)."""
+    base = np.zeros(16, dtype=np.float32)
+    base[0] = 1.0
+    summary, fact = base.copy(), base.copy()
+    summary[1], fact[1] = 0.05, 0.1
+    filler = _unit(np.random.default_rng(5).standard_normal((20, 16)))
+    collection.add(ids=["summary", "fact", *[f"x{i}" for i in range(20)]],
+                   embeddings=np.concatenate([_unit(np.stack([summary, fact])), filler]),
+                   metadatas=[{"kind": "fact"}, {"kind": "fact"}] + [{"kind": "note"}] * 20)
+    return _unit(base[None, :])
+
+
+def test_within_a_hit_gone_before_its_kind_is_read_hides_nothing(collection):
+    query = _close_pair(collection)
+    (hit,) = nearest_allowed(Losing(collection, gone={"summary"}), query, NOT_DUPLICATED, 22,
+                             within=0.95)
+    assert hit is not None and hit[0] == "fact"
+
+
+def test_within_asks_again_when_fewer_hits_came_and_all_were_excluded(collection):
+    query = _close_pair(collection)
+    collection.update(ids=["summary", "fact"], metadatas=[{"kind": "summary"}, {"kind": "event"}])
+    collection.add(ids=["behind"], embeddings=_unit(np.array([[1.0, 0.15] + [0.0] * 14])),
+                   metadatas=[{"kind": "fact"}])
+    losing = Losing(collection, short=2)  # two hits came, both close, both excluded
+    (hit,) = nearest_allowed(losing, query, NOT_DUPLICATED, 23, within=0.95)
+    assert hit is not None and hit[0] == "behind" and losing.filtered == 1

@@ -273,6 +273,12 @@ def test_the_admin_socket_runs_named_operations_only(embedded_env, tmp_path):
                             b'"ids": ["a"], "metadatas": []}}', "bad_request")):
             answer = _ask(path, line)
             assert not answer["ok"] and answer["error"]["code"] == code, (line, answer)
+        for bad in (b"NaN", b"Infinity", b'"0.9"', b"true"):  # the probe's similarity bound
+            answer = _ask(path, b'{"op": "vector.nearest", "args": {"namespace": {"id": 1, "slug": '
+                          b'"demo", "collection": "demo"}, "embeddings": {"shape": [1, 3], '
+                          b'"f32": "AAAAAAAAAAAAAAAA"}, "within": ' + bad + b"}}")
+            assert answer["error"] == {"code": "bad_request", "message":
+                                       "vector.nearest: within is a finite number"}, (bad, answer)
         # The key travels with every MCP call and is checked there.
         for key in ("", "mw_live_not_a_key", keys["agent"] + "x"):
             refused = _ask(path, json.dumps({"op": "mcp.call", "args": {
