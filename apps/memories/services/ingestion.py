@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError
-from django.utils import timezone
 
 from apps.audit.log import record as audit
 from apps.core.errors import Conflict, InvalidInput, Unavailable
@@ -326,13 +325,11 @@ def _near_duplicates(ns: Namespace, memories: Sequence[Memory],
         log.warning("near-duplicate check skipped: %s", exc)
         stored = [None] * len(memories)
     stored_ids = {uuid.UUID(hit.id) for hit in stored if hit and hit.similarity >= threshold}
-    # Not an event nor a summary (vectorstore.nearest), checked on the rows read by
-    # primary key: with the namespace in the statement (and the model's ordering) SQLite
-    # walks every memory of the namespace instead (see _live_by_hash).
-    now = timezone.now()
-    targets = {pk: m for pk, m in Memory.objects.order_by().in_bulk(stored_ids).items()
-               if m.namespace_id == ns.pk and m.event_type == "" and m.kind != MemoryKind.SUMMARY
-               and m.is_live(now)} if stored_ids else {}
+    # Not an event nor a summary (vectorstore.nearest); read by primary key, the namespace
+    # checked on the rows (in_namespace_checked: SQLite would walk the namespace).
+    targets = (Memory.objects.live().in_namespace_checked(ns).filter(event_type="")
+               .exclude(kind=MemoryKind.SUMMARY).order_by().in_bulk(stored_ids)
+               if stored_ids else {})
     # A match that consolidation merged into another: the memory that says it now.
     targets = _speaking_for(targets)
     within = embeddings @ embeddings.T  # unit vectors: cosine similarity
