@@ -129,6 +129,14 @@ def stored(agent):
 
 
 @pytest.fixture
+def vector_side(monkeypatch):
+    """Which of hybrid recall's channels answers first (tests/memories/vector_order.py)."""
+    from tests.memories.vector_order import vector_side as order
+
+    return order(monkeypatch)
+
+
+@pytest.fixture
 def embed_calls(monkeypatch) -> list[int]:
     """Texts per call of the embedder, recorded (the real one still runs): how tests
     prove that an edit of tags, kind or metadata re-embeds nothing."""

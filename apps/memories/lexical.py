@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.db.models import QuerySet
 
-from apps.memories import blind_tokens, keyword_index_log, keyword_search
+from apps.memories import blind_tokens, keyword_index_log, keyword_search, term_counts
 
 MAX_TERMS = 32
 
@@ -146,14 +146,21 @@ def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, i
     unique = sorted({stem for stem in stems.values() if stem is not None})
     if not unique:
         return dict.fromkeys(terms, 0)
-    try:
-        cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
-                       f"({', '.join(['%s'] * len(unique))})", unique)
-    except OperationalError as exc:
-        if _is_missing_table(exc):
-            return None
-        raise
-    counts = dict(cursor.fetchall())
+    epoch = _totals.get(namespace_id, (0, None))[1]  # term_counts.py: as old as the total
+    counts = term_counts.known(namespace_id, epoch, unique)
+    missing = [stem for stem in unique if stem not in counts]
+    if missing:
+        try:
+            cursor.execute(f"SELECT term, doc FROM {vocab_table(namespace_id)} WHERE term IN "
+                           f"({', '.join(['%s'] * len(missing))})", missing)
+        except OperationalError as exc:
+            if _is_missing_table(exc):
+                return None
+            raise
+        found = dict(cursor.fetchall())
+        fresh = {stem: found.get(stem, 0) for stem in missing}
+        term_counts.keep(namespace_id, epoch, fresh)
+        counts.update(fresh)
     return {term: counts.get(stem, 0) if stem is not None else 0 for term, stem in stems.items()}
 
 
@@ -440,6 +447,7 @@ def remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """
     if memory_ids and keyword_index_log.enabled():
         keyword_index_log.log(namespace_id, memory_ids, "remove")
+    term_counts.forget(namespace_id)
     _remove(namespace_id, memory_ids)
 
 
@@ -471,6 +479,7 @@ def replace(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """Re-index memories whose content or context changed, in the edit's transaction."""
     if memory_ids and keyword_index_log.enabled():
         keyword_index_log.log(namespace_id, memory_ids, "add")  # "add": re-read as it is now
+    term_counts.forget(namespace_id)  # an edit may take words out (a redaction)
     _remove(namespace_id, memory_ids)
     _add(namespace_id, memory_ids)
 
@@ -485,6 +494,7 @@ def drop(namespace_id: int) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {vocab_table(namespace_id)}")
         cursor.execute(f"DROP TABLE IF EXISTS {fts_table(namespace_id)}")
     _totals.pop(namespace_id, None)
+    term_counts.forget(namespace_id)
 
 
 def rebuild(namespace_id: int) -> int:
@@ -497,6 +507,7 @@ def rebuild(namespace_id: int) -> int:
     """
     if keyword_index_log.enabled():
         keyword_index_log.log(namespace_id, (), "rebuild")
+    term_counts.forget(namespace_id)
     if blind_tokens.encrypted(namespace_id):
         return _add_blind(namespace_id, None, rebuild=True)
     if connection.vendor == "postgresql":

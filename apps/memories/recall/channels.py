@@ -36,7 +36,9 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
                      filters: Mapping[str, Any], n: int, excluded: set[uuid.UUID],
                      result: RecallResult, embedding: dict[str, Any],
                      on_lexical: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
-                     as_of: AsOf | None = None) -> dict[str, list[tuple[uuid.UUID, float]]]:
+                     as_of: AsOf | None = None,
+                     prefetch: Callable[[list[tuple[uuid.UUID, float]]], None] | None = None,
+                     ) -> dict[str, list[tuple[uuid.UUID, float]]]:
     """Ask each channel of ``mode`` for ``n`` candidates, best first, across the sources.
 
     In hybrid mode the vector side (model + Chroma, no database) runs on a helper thread
@@ -54,6 +56,10 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
     ``as_of`` (an as-of recall, ``recall.as_of``): its "edited since" memories are kept out
     of both channels, and those that answer the recall at the moment are put back into
     each source's list by their score as they were then, before the sources are merged.
+
+    ``prefetch`` (hybrid): called with the keyword hits when they are known and the
+    vector side is still running, so the request thread reads their rows from SQL
+    instead of waiting idle (``context.Rows``). Its time is the ``prefetch`` stage.
     """
     searched = excluded | as_of.excluded if as_of is not None else excluded
 
@@ -86,6 +92,9 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
         return {"lexical": keyword()}
     pending = _channel_pool.submit(vector)
     lexical_hits = keyword()
+    if prefetch is not None and not pending.done():
+        with _Stopwatch(result.timings, "prefetch"):
+            prefetch(lexical_hits)
     return {"lexical": lexical_hits, "vector": pending.result()}
 
 
@@ -169,11 +178,14 @@ def _filtered(queryset, filters: Mapping[str, Any], namespace: Namespace):
     for name in ("agent_id", "session_id", "kind"):
         if filters.get(name):
             queryset = queryset.filter(**{name: filters[name]})
+    # The tag rows of ``namespace`` only (a tag row's namespace is its memory's): by tag
+    # alone the subquery read every namespace's tag rows, (namespace, tag) unused.
     for tag in filters.get("tags") or []:
-        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(tag=tag).values("memory_id"))
+        queryset = queryset.filter(pk__in=MemoryTag.objects.filter(
+            namespace_id=namespace.pk, tag=tag).values("memory_id"))
     if filters.get("tags_any"):
         queryset = queryset.filter(pk__in=MemoryTag.objects.filter(
-            tag__in=filters["tags_any"]).values("memory_id"))
+            namespace_id=namespace.pk, tag__in=filters["tags_any"]).values("memory_id"))
     if filters.get("created_after"):
         queryset = queryset.filter(created_at__gte=filters["created_after"])
     if filters.get("created_before"):

@@ -19,7 +19,8 @@ from apps.memories.vectorstore import get_vector_store
 
 
 def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
-                     options: ranking.RecallOptions, result: RecallResult) -> list[fusion.Fused]:
+                     options: ranking.RecallOptions, result: RecallResult,
+                     rows: Rows | None = None) -> list[fusion.Fused]:
     """Hybrid: the ``session`` input (``fusion.session_context``), weighted like a channel.
 
     Skipped when the recall is filtered to one session: every candidate shares it, so
@@ -30,8 +31,57 @@ def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
         return scored
     channels = sum(options.weights.get(name, 1.0) for name in ranking.RETRIEVAL_CHANNELS)
     with _Stopwatch(result.timings, "sql"):
-        sessions = _sessions_of([entry.item for entry in scored])
+        sessions = (rows or Rows()).sessions([entry.item for entry in scored])
     return fusion.session_context(scored, sessions, weight / (channels or 1.0))
+
+
+class Rows:
+    """The memory rows (and sessions) one recall has read by primary key, kept for its
+    later stages so that none is read twice.
+
+    Why: in hybrid mode the keyword channel answers well before the vector side (model +
+    Chroma) on its helper thread, and the request thread would wait idle. It reads the
+    keyword hits' rows and sessions meanwhile (:meth:`prefetch`), and after fusion only
+    the vector side's new ids are left to read (``_session_context``, ``_hydrate``). A
+    row read a few milliseconds before fusion is no staler than one read after it: a
+    recall is not one transaction, and ``_hydrate`` checks liveness on whatever it has.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[uuid.UUID, Memory] = {}
+        self.absent: set[uuid.UUID] = set()  # asked for and not found
+        self.session_of: dict[uuid.UUID, str | None] = {}
+
+    def load(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Memory]:
+        """The rows of ``ids`` that exist, read from SQL only if not read before."""
+        missing = [i for i in ids if i not in self.rows and i not in self.absent]
+        if missing:
+            found = Memory.objects.in_bulk(missing)
+            self.rows.update(found)
+            self.absent.update(i for i in missing if i not in found)
+            for pk, memory in found.items():
+                self.session_of[pk] = _session_key(memory.namespace_id, memory.session_id)
+        return {i: self.rows[i] for i in ids if i in self.rows}
+
+    def sessions(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """id -> ``<namespace id>:<session_id>`` of those memories that have one."""
+        missing = [i for i in ids if i not in self.session_of]
+        if missing:
+            found = _sessions_of(missing)
+            self.session_of.update({i: found.get(i) for i in missing})
+        return {i: self.session_of[i] for i in ids if self.session_of.get(i)}
+
+    def prefetch(self, hits: Sequence[tuple[uuid.UUID, float]], depth: int) -> None:
+        """While the vector side runs: the rows of the keyword channel's first ``depth``
+        hits (those fusion most likely keeps) and the sessions of all of them."""
+        ids = [pk for pk, _ in hits]
+        self.load(ids[:depth])
+        self.sessions(ids)
+
+
+def _session_key(namespace_id: int, session_id: str) -> str | None:
+    """Two namespaces may use the same session names: a session is namespace and name."""
+    return f"{namespace_id}:{session_id}" if session_id else None
 
 
 def _sessions_of(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -46,11 +96,12 @@ def _sessions_of(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
            f"WHERE id IN ({', '.join(['%s'] * len(by_db_value))}) AND session_id <> ''")
     with connection.cursor() as cursor:
         cursor.execute(sql, list(by_db_value))
-        return {by_db_value[row[0]]: f"{row[1]}:{row[2]}" for row in cursor.fetchall()}
+        return {by_db_value[row[0]]: _session_key(row[1], row[2]) for row in cursor.fetchall()}
 
 
 def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], depth: int,
-             filters: Mapping[str, Any], as_of: AsOf | None = None) -> list[ranking.Candidate]:
+             filters: Mapping[str, Any], as_of: AsOf | None = None,
+             rows: Rows | None = None) -> list[ranking.Candidate]:
     """The first ``depth`` ranked ids that are servable rows of the sources, from SQL.
 
     Servable: live (not expired), unless ``include_superseded`` not superseded by a
@@ -78,12 +129,12 @@ def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], 
     while len(found) < depth and start < len(scored):
         window = scored[start : start + size]
         if as_of is None:
-            rows = Memory.objects.in_bulk([entry.item for entry in window])
+            fetched = (rows or Rows()).load([entry.item for entry in window])
         else:
-            rows = Memory.objects.in_bulk([e.item for e in window if e.item not in as_of.excluded])
-            rows.update({e.item: as_of.snapshots[e.item] for e in window if e.item in as_of.snapshots})
+            fetched = Memory.objects.in_bulk([e.item for e in window if e.item not in as_of.excluded])
+            fetched.update({e.item: as_of.snapshots[e.item] for e in window if e.item in as_of.snapshots})
         for entry in window:
-            memory = rows.get(entry.item)
+            memory = fetched.get(entry.item)
             source = by_namespace.get(memory.namespace_id) if memory is not None else None
             # a snapshot's expiry is its then; the row's was checked now (AsOf._rebuild)
             then = as_of is not None and entry.item in as_of.snapshots

@@ -19,7 +19,7 @@ from apps.memories.models import Memory
 from apps.memories.recall import fusion, ranking
 from apps.memories.recall.as_of import AsOf
 from apps.memories.recall.channels import _search_channels
-from apps.memories.recall.context import _embeddings, _hydrate, _session_context
+from apps.memories.recall.context import Rows, _embeddings, _hydrate, _session_context
 from apps.memories.recall.results import RecallHit, RecallResult, _Stopwatch
 from apps.memories.results import SharedMemory
 from apps.ops import metrics
@@ -71,16 +71,19 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     # search widens.
     pool = depth if mode != "hybrid" else max(4 * k, depth, settings.MEMORYWEB_HYBRID_POOL)
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
+    rows = Rows()  # rows read by primary key, kept for the later stages (and a widened search)
+    # hybrid: the keyword hits' rows are read while the vector side still runs
+    prefetch = None if as_of is not None else (lambda hits: rows.prefetch(hits, depth))
     while True:
         channels = _search_channels(sources, params["query"], mode, filters, pool, excluded,
-                                    result, embedding, on_lexical, as_of)
+                                    result, embedding, on_lexical, as_of, prefetch)
         on_lexical = None  # once: a widened search does not stream again
         scored = fusion.single(mode, channels[mode]) if mode != "hybrid" else fusion.fuse(
             channels, options.fusion, options.weights)
         if mode == "hybrid":
-            scored = _session_context(scored, filters, options, result)
+            scored = _session_context(scored, filters, options, result, rows)
         with _Stopwatch(result.timings, "sql"):
-            candidates = _hydrate(sources, scored, depth, filters, as_of)
+            candidates = _hydrate(sources, scored, depth, filters, as_of, rows)
         exhausted = all(len(found) < pool for found in channels.values())
         if len(candidates) >= depth or exhausted or pool >= 8 * depth + 64:
             break
