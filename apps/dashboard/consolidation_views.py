@@ -210,8 +210,8 @@ def _review(outcome: Outcome, query: Any, hide: list[str]) -> Review:
     review.more_conflicts = len(outcome.conflicts) - len(conflicts)
     ids = {i for _, g in shown for i in g.members} | {i for c in conflicts for i in (c.a, c.b)}
     about = {str(pk): (agent, created, tags or []) for pk, agent, created, tags in
-             Memory.objects.filter(namespace=outcome.namespace, pk__in=ids).values_list(
-                 "pk", "agent_id", "created_at", "tags")}
+             Memory.objects.in_namespace_checked(outcome.namespace).filter(pk__in=ids)
+             .order_by().values_list("pk", "agent_id", "created_at", "tags")}
 
     def member(memory_id: str, similarity: float | None = None, survivor: bool = False) -> Member:
         agent, created, tags = about.get(memory_id, ("", None, []))

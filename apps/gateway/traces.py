@@ -148,8 +148,8 @@ def _naming(namespace: Namespace, ids: Sequence[Any]) -> list[int]:
 def _agents(namespace: Namespace, ids: Sequence[Any]) -> set[str]:
     agents: set[str] = set()
     for part in stores.chunks([str(i) for i in ids]):
-        agents |= set(Memory.objects.filter(namespace=namespace, pk__in=part)
-                      .values_list("agent_id", flat=True))
+        agents |= set(Memory.objects.in_namespace_checked(namespace).filter(pk__in=part)
+                      .order_by().values_list("agent_id", flat=True))
     return agents
 
 

@@ -337,9 +337,8 @@ def _apply(principal: Principal, outcome: Outcome,
         # (a dense namespace finds hundreds of thousands; every other writer would wait).
         chunk = pairs[start:start + CONFLICT_CHUNK]
         with writes.atomic() as write:
-            live = {str(pk) for pk in Memory.objects.filter(
-                namespace=ns, pk__in={i for p in chunk for i in p[:2]}
-            ).values_list("pk", flat=True)}
+            live = {str(pk) for pk in Memory.objects.in_namespace_checked(ns).filter(
+                pk__in={i for p in chunk for i in p[:2]}).order_by().values_list("pk", flat=True)}
             chunk = [p for p in chunk if p[0] in live and p[1] in live]
             linked = write.link_conflicts(ns, chunk, actor=principal)
             if linked:
@@ -353,7 +352,8 @@ def _apply_group(principal: Principal, outcome: Outcome, group: grouping.Group) 
     ns = outcome.namespace
     with writes.atomic() as write:
         rows = {str(m.pk): m for m in Memory.objects.live().select_for_update(of=("self",))
-                .select_related("namespace").filter(namespace=ns, pk__in=group.members)}
+                .select_related("namespace").in_namespace_checked(ns).filter(pk__in=group.members)
+                .order_by("pk")}
         if len(rows) != len(group.members) or any(
                 rows[i].superseded_by_id is not None or rows[i].content != outcome.contents[i]
                 or (i in outcome.versions and rows[i].version != outcome.versions[i])

@@ -331,8 +331,8 @@ def result_row(run: ConsolidationRun) -> dict[str, Any] | None:
     summary = run.dry_run and result.get("merged_text") == merged_text.SUMMARY
     if summary:  # a dry run's merged texts are written again from the members now
         wanted |= {m for p in proposals for m in p.get("members") or ()}
-    texts = {str(pk): content for pk, content in sealing.texts(Memory.objects.filter(
-        namespace_id=run.namespace_id, pk__in=list(wanted)))}
+    texts = {str(pk): content for pk, content in sealing.texts(
+        Memory.objects.in_namespace_checked(run.namespace_id).filter(pk__in=list(wanted)).order_by())}
     proposals = [p for p in proposals if p["survivor"] in texts and (
         not summary or all(m in texts for m in p.get("members") or ()))]
     merged = dict(texts)

@@ -12,6 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from apps.memories import sealing
 from apps.memories.models import MemoryTag
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
+from apps.tenancy.admin_base import NamespaceFilter
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -42,14 +43,25 @@ class TagFilter(_ScopedFilter):
     parameter_name = "tag"
 
     def lookups(self, request, model_admin):
-        tags = MemoryTag.objects.for_principal(model_admin.principal(request), model_admin.scope_action)
-        rows = tags.values("tag").annotate(n=Count("pk")).order_by("-n", "tag")[:FILTER_CHOICES]
+        # The tag rows of the namespaces the list shows: the person's (all for a system
+        # admin), or the one the namespace filter picks. A tag row's namespace is its
+        # memory's, so the list's rows are the same; by tag alone the filter's subquery
+        # read every namespace's tag rows, the (namespace, tag) index unused.
+        self.tag_rows = MemoryTag.objects.for_principal(model_admin.principal(request),
+                                                        model_admin.scope_action)
+        rows = (self.tag_rows.values("tag").annotate(n=Count("pk"))
+                .order_by("-n", "tag")[:FILTER_CHOICES])
+        picked = request.GET.get(NamespaceFilter.parameter_name)
+        try:  # read as NamespaceFilter reads it (not a number: it shows no rows at all)
+            self.tag_rows = self.tag_rows.filter(namespace_id=int(picked))
+        except (TypeError, ValueError):
+            pass
         return [(row["tag"], f"{row['tag']} ({row['n']})") for row in rows]
 
     def queryset(self, request, queryset):
         if not self.value():
             return queryset
-        return queryset.filter(pk__in=MemoryTag.objects.filter(tag=self.value()).values("memory_id"))
+        return queryset.filter(pk__in=self.tag_rows.filter(tag=self.value()).values("memory_id"))
 
 
 class ImportanceFilter(admin.SimpleListFilter):

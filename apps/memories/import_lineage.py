@@ -273,8 +273,8 @@ def _resolve(ns: Namespace, system: str, names: Iterable[str]) -> dict[str, uuid
         kept = [pk for name in names if name not in found
                 and (pk := _uuid_or_none(name)) is not None]
         for part in stores.chunks(kept):
-            found.update((str(pk), pk) for pk in Memory.objects.filter(
-                namespace=ns, pk__in=part).values_list("pk", flat=True))
+            found.update((str(pk), pk) for pk in Memory.objects.in_namespace_checked(ns).filter(
+                pk__in=part).order_by().values_list("pk", flat=True))
     return found
 
 

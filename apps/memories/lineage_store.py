@@ -34,8 +34,8 @@ def touched(namespace: Namespace, ids: Sequence[Any]) -> list[dict[str, str]]:
     erased = {str(i) for i in ids}
     found: dict[str, str] = {}
     for part in chunks(list(erased)):
-        for pk in Memory.objects.filter(namespace=namespace, superseded_by__in=part).values_list(
-                "pk", flat=True):
+        for pk in Memory.objects.in_namespace_checked(namespace).filter(
+                superseded_by__in=part).order_by().values_list("pk", flat=True):
             if str(pk) not in erased:
                 found[str(pk)] = "released"
         for source in MemoryLink.objects.filter(namespace=namespace, target_id__in=part,

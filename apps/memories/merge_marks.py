@@ -192,9 +192,9 @@ def _survivors(namespace: Namespace, erased: set[str]
     given: dict[str, set[str]] = {}  # survivor -> the tags its erased members held
     direct: dict[str, set[str]] = {}
     for part in stores.chunks(sorted(erased)):
-        for pk, by, tags in Memory.objects.filter(
-                namespace=namespace, pk__in=part, superseded_by__isnull=False
-        ).values_list("pk", "superseded_by_id", "tags"):
+        for pk, by, tags in Memory.objects.in_namespace_checked(namespace).filter(
+                pk__in=part, superseded_by__isnull=False
+        ).order_by().values_list("pk", "superseded_by_id", "tags"):
             if str(by) not in erased:
                 given.setdefault(str(by), set()).update(tags or ())
                 direct.setdefault(str(by), set()).add(str(pk))

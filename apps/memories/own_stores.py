@@ -161,7 +161,8 @@ def _context_vectors_erase(namespace: Namespace, ids: Sequence[Any]) -> None:
     for part in chunks([str(i) for i in ids]):
         holders = get_vector_store().context_holders(namespace, part)
         if holders:
-            refresh(namespace, list(Memory.objects.filter(namespace=namespace, pk__in=holders)))
+            refresh(namespace, list(Memory.objects.in_namespace_checked(namespace).filter(
+                pk__in=holders)))
 
 
 def _outbox_erase(namespace: Namespace, ids: Sequence[Any]) -> None:

@@ -214,8 +214,8 @@ def _reindex_arrived_context(target: Namespace, ids: Sequence[Any]) -> None:
     """The target's memories whose conversation context is among the arrivals: their
     keyword rows read that context's text while it was still sealed for (or in) the other
     namespace; re-derived now that it reads in the target."""
-    dependents = list(Memory.objects.filter(namespace=target, context_memory_id__in=ids)
-                      .exclude(pk__in=ids).values_list("pk", flat=True))
+    dependents = list(Memory.objects.in_namespace_checked(target).filter(context_memory_id__in=ids)
+                      .exclude(pk__in=ids).order_by().values_list("pk", flat=True))
     if dependents:
         lexical.replace(target.pk, dependents)
 
@@ -254,8 +254,8 @@ def cut_ties(write: Write, namespace: Namespace, ids: Sequence[Any], together: s
         cut += len(write.release(namespace, by, only=ids))
     # Staying memories superseded by one that leaves: current again.
     for by in Memory.objects.filter(pk__in=ids):
-        staying = list(Memory.objects.filter(namespace=namespace, superseded_by=by).exclude(
-            pk__in=list(together)).values_list("pk", flat=True))
+        staying = list(Memory.objects.in_namespace_checked(namespace).filter(superseded_by=by)
+                       .exclude(pk__in=list(together)).order_by().values_list("pk", flat=True))
         if staying:
             cut += len(write.release(namespace, by, only=staying))
     crossing = MemoryLink.objects.filter(

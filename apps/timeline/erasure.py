@@ -141,7 +141,7 @@ def _remember(namespace: Namespace, ids: Sequence[Any]) -> set[str]:
     try:
         for part in stores.chunks([str(i) for i in ids]):
             prints |= fingerprints.of_all(text for _, text in sealing.texts(
-                Memory.objects.filter(namespace=namespace, pk__in=part)))
+                Memory.objects.in_namespace_checked(namespace).filter(pk__in=part).order_by()))
         prints |= fingerprints.of_all(text for texts in merged.values() for text in texts)
     except KeyUnavailable:  # a shredded key (a restore replaying a namespace's deletion):
         prints = set()  # no text of it opens any more, its summaries' neither

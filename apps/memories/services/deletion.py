@@ -17,7 +17,7 @@ from apps.core.roles import Action
 from apps.core.scoping import namespace_check
 from apps.memories import schemas, stores, writes
 from apps.memories.models import Memory
-from apps.memories.recall.channels import _filtered
+from apps.memories.recall.channels import _filtered, filter_start
 from apps.memories.services.access import _editable, check_append_only, check_writable
 from apps.ops import metrics
 from apps.tenancy.models import Namespace
@@ -121,7 +121,7 @@ def delete_matching(principal: Principal, namespace: str | None, filters: Mappin
                            "is DELETE /api/v1/namespaces/{slug}.", field="filters")
     ns = resolve_namespace(principal, namespace)
     check_writable(ns)
-    pks = list(_filtered(Memory.objects.filter(namespace=ns), cleaned, ns).values_list("pk", flat=True)
+    pks = list(_filtered(filter_start(ns, cleaned), cleaned, ns).order_by().values_list("pk", flat=True)
                [: settings.MEMORYWEB_LIMITS["max_filter_delete"] + 1])
     if len(pks) > settings.MEMORYWEB_LIMITS["max_filter_delete"]:
         raise InvalidInput(f"the filter matches more than "
