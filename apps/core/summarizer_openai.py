@@ -293,8 +293,9 @@ def _source_number(number: Any, count: int) -> int | None:
     """The 0-based index of source ``number`` (1-based, as sent; "3" accepted), or None."""
     if isinstance(number, bool):
         return None
-    if isinstance(number, str) and number.strip().lstrip("[").rstrip("]").isdigit():
-        number = int(number.strip().lstrip("[").rstrip("]"))
+    text = number.strip().lstrip("[").rstrip("]") if isinstance(number, str) else ""
+    if text.isascii() and text.isdigit():  # "²" is a digit, not a number
+        number = int(text)
     if isinstance(number, float) and number.is_integer():
         number = int(number)
     if isinstance(number, int) and 1 <= number <= count:

@@ -98,7 +98,8 @@ class MemoryPrivacyActionsMixin:
     def _privacy_prefill(self, request) -> dict[str, str]:
         query: dict[str, str] = {}
         namespace_pk = request.GET.get("namespace", "")
-        if namespace_pk.isdigit():  # the list filters by id; the forms take the slug
+        # the list filters by id; the forms take the slug ("²" is a digit, not a number)
+        if namespace_pk.isascii() and namespace_pk.isdigit():
             slug = (Namespace.objects.for_principal(self.principal(request), self.scope_action)
                     .filter(pk=int(namespace_pk)).values_list("slug", flat=True).first())
             if slug:

@@ -284,3 +284,14 @@ def test_no_redaction_nothing_sent(provider_settings, upstream, monkeypatch):
         get_summarizer().summarize(SOURCES, max_chars=500)
     assert raised.value.retryable is False
     assert upstream.requests == []
+
+
+@pytest.mark.parametrize("number, index", [
+    (3, 2), ("3", 2), (" [2] ", 1), (2.0, 1), (True, None), (0, None), (6, None),
+    ("²", None),  # a digit to str.isdigit(), not a number to int(): it raised ValueError
+    ("x", None), (None, None),
+])
+def test_a_source_number_is_read_as_sent_or_ignored(number, index):
+    from apps.core.summarizer_openai import _source_number
+
+    assert _source_number(number, 5) == index

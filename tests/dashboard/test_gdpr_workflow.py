@@ -207,6 +207,15 @@ def test_the_list_buttons_carry_its_filters(alice, alpha, dana):
     assert f'href="{NEW}?namespace=alpha&amp;agent_id=agent-2" id="memory-privacy-erasure"' in page
 
 
+@pytest.mark.parametrize("value", ["²", "٣", "x", ""])
+def test_a_namespace_filter_that_is_not_a_number_is_no_error(alice, dana, value):
+    """The buttons' prefill reads the list's namespace id: "²" and "٣" are digits to
+    str.isdigit() but not numbers to int(); they gave a 500."""
+    response = alice.get(MEMORIES, {"namespace": value})
+    assert response.status_code == 200
+    assert 'id="memory-privacy-export"' in response.content.decode()
+
+
 def test_the_matches_of_a_request_in_the_list(alice, dana):
     request = erasure.create(_principal("alice"), {"namespace": "alpha", "subject_id": "dana"})
     page = alice.get(MEMORIES, {"erasure": str(request.pk)})
