@@ -13,9 +13,9 @@ What keeps it honest:
 * Counts are per namespace (another tenant's never answer), and only for the epoch of
   the namespace's total (the ``time.monotonic()`` it was counted at): when the total is
   counted again, every count of the namespace is asked again.
-* A removal of memories in this process (delete, erasure, the namespace's tables
-  dropped or rebuilt) forgets the namespace's counts at once; other processes within
-  the minute, as for the total.
+* A removal or edit of memories in this process (delete, erasure, the namespace's
+  tables dropped or rebuilt) forgets the namespace's counts at once and again at commit;
+  other processes within the minute, as for the total.
 * At most ``MAX_HELD`` counts in the process; past it all are forgotten (a miss costs
   only the query it saves).
 """
@@ -23,6 +23,8 @@ What keeps it honest:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
+from django.db import transaction
 
 #: Most counts held in this process (all namespaces); past it the cache starts over.
 MAX_HELD = 100_000
@@ -59,7 +61,14 @@ def keep(namespace_id: int, epoch: float | None, counts: Mapping[str, int]) -> N
 
 
 def forget(namespace_id: int) -> None:
-    """Drop the namespace's counts (memories were removed: a count may name them)."""
+    """Drop the namespace's counts (memories were removed or edited: a count may include
+    them) now, and again when the transaction commits: a recall in between reads the
+    counts as they were before the change and may remember them."""
+    _drop(namespace_id)
+    transaction.on_commit(lambda: _drop(namespace_id))
+
+
+def _drop(namespace_id: int) -> None:
     global _held
     entry = _counts.pop(namespace_id, None)
     if entry is not None:

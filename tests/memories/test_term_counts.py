@@ -99,3 +99,18 @@ def test_the_cache_is_bounded(monkeypatch):
     assert term_counts.known(2, 1.0, ["c", "d"]) == {"d": 4}
     assert term_counts.known(2, 2.0, ["d"]) == {}  # another epoch: not known
     term_counts.clear()
+
+
+def test_counts_read_before_a_removal_commits_are_forgotten_at_commit(agent, alpha, prune_everywhere,
+                                                                      django_capture_on_commit_callbacks):
+    """A recall between the delete statement and its commit reads (and remembers) the
+    counts from before: the commit forgets them again."""
+    _store(agent, [f"walrus memo {i}" for i in range(6)] + ["a project note"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        term_counts.forget(alpha.pk)
+        _prune(alpha.pk, "walrus project", share=0.99)  # remembered again, "before" the commit
+        stem = [lexical._stem("walrus")]  # counts are kept by the vocabulary's stems
+        assert term_counts.known(alpha.pk, lexical._totals[alpha.pk][1], stem)
+    for callback in callbacks:
+        callback()
+    assert term_counts.known(alpha.pk, lexical._totals[alpha.pk][1], stem) == {}
