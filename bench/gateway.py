@@ -238,7 +238,7 @@ def interleaved(site: Site, queries: list[str], series: tuple[str, ...], desc: s
     what the proxy's headers said."""
     samples: dict[str, list[float]] = {name: [] for name in series}
     samples |= {"direct_stream_total": [], "proxy_stream_total": []}
-    stages: dict[str, list[float]] = {}
+    stages: list[dict[str, float]] = []  # per recall: a stage may be in some only (prefetch)
     told: dict[str, list] = {"injected": [], "fail_open": [], "recall_hits": []}
 
     def note(headers: httpx.Headers) -> None:
@@ -261,8 +261,7 @@ def interleaved(site: Site, queries: list[str], series: tuple[str, ...], desc: s
         elapsed, hits, timing = site.recall(q, args.recall_k, args.min_score)
         samples["recall"].append(elapsed)
         told["recall_hits"].append(hits)
-        for stage, ms in timing.items():
-            stages.setdefault(stage, []).append(ms / 1000)
+        stages.append({stage: ms / 1000 for stage, ms in timing.items()})
 
     calls: dict[str, Callable[[str], None]] = {
         "direct": lambda q: samples["direct"].append(site.direct.chat(q)[0]), "proxy": proxy,
@@ -287,8 +286,10 @@ def summarize(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
             kept[name] = [p - d for p, d in zip(samples[proxy], samples[direct], strict=True)]
             out[name] = stats_ms(kept[name])
     out["_samples"] = kept  # raw seconds, for the chart's CDFs (main() moves them)
-    if raw["stages"]:
-        out["recall"]["server_timing"] = {s: stats_ms(v[warmup:]) for s, v in raw["stages"].items()}
+    timed = raw["stages"][warmup:]  # the warm-up recalls dropped, whatever stages they had
+    names = sorted({stage for timing in timed for stage in timing})
+    if names:  # each over the recalls that had it
+        out["recall"]["server_timing"] = {s: stats_ms([t[s] for t in timed if s in t]) for s in names}
     told = raw["told"]
     injected = told["injected"][2 * warmup:]
     out["proxy_headers"] = {"requests": len(injected), "with_injection": sum(1 for n in injected if n),

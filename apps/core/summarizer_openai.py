@@ -294,7 +294,9 @@ def _source_number(number: Any, count: int) -> int | None:
     if isinstance(number, bool):
         return None
     text = number.strip().lstrip("[").rstrip("]") if isinstance(number, str) else ""
-    if text.isascii() and text.isdigit():  # "²" is a digit, not a number
+    # "²" is a digit, not a number; a longer string of digits than any source number
+    # would pass int()'s digit limit
+    if text.isascii() and text.isdigit() and len(text) <= len(str(count)):
         number = int(text)
     if isinstance(number, float) and number.is_integer():
         number = int(number)

@@ -254,8 +254,9 @@ def run(run_id: Any) -> str | None:
             # The memories it names, locked: one erased meanwhile is left out (the
             # erasure found no row of this run to clean; it must find nothing after).
             ids = named(result)
+            # in pk order, as every other lock of memory rows (consolidation._apply_group)
             present = {str(pk) for pk in Memory.objects.select_for_update().filter(
-                pk__in=list(ids)).values_list("pk", flat=True)}
+                pk__in=list(ids)).order_by("pk").values_list("pk", flat=True)}
             result = forget(result, ids - present)
             if not ConsolidationRun.objects.filter(pk=run_id, lease=token).update(
                     state=State.DONE, lease="", result=result, finished_at=timezone.now(),

@@ -12,7 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from apps.memories import sealing
 from apps.memories.models import MemoryTag
 from apps.memories.subjects import SUBJECT_KEY, naming_subject
-from apps.tenancy.admin_base import NamespaceFilter
+from apps.tenancy.admin_base import NamespaceFilter, namespace_id_param
 
 #: Choices offered by the agent and tag filters (the most frequent first).
 FILTER_CHOICES = 50
@@ -51,11 +51,10 @@ class TagFilter(_ScopedFilter):
                                                         model_admin.scope_action)
         rows = (self.tag_rows.values("tag").annotate(n=Count("pk"))
                 .order_by("-n", "tag")[:FILTER_CHOICES])
-        picked = request.GET.get(NamespaceFilter.parameter_name)
-        try:  # read as NamespaceFilter reads it (not a number: it shows no rows at all)
-            self.tag_rows = self.tag_rows.filter(namespace_id=int(picked))
-        except (TypeError, ValueError):
-            pass
+        # read as NamespaceFilter reads it (not a number: it shows no rows at all)
+        picked = namespace_id_param(request.GET.get(NamespaceFilter.parameter_name))
+        if picked is not None:
+            self.tag_rows = self.tag_rows.filter(namespace_id=picked)
         return [(row["tag"], f"{row['tag']} ({row['n']})") for row in rows]
 
     def queryset(self, request, queryset):

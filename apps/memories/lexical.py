@@ -146,7 +146,8 @@ def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, i
     unique = sorted({stem for stem in stems.values() if stem is not None})
     if not unique:
         return dict.fromkeys(terms, 0)
-    epoch = _totals.get(namespace_id, (0, None))[1]  # term_counts.py: as old as the total
+    at = _totals.get(namespace_id, (0, None))[1]  # term_counts.py: as old as the total,
+    epoch = at if at is not None and time.monotonic() - at <= _TOTAL_TTL else None  # ≤ a minute
     counts = term_counts.known(namespace_id, epoch, unique)
     missing = [stem for stem in unique if stem not in counts]
     if missing:

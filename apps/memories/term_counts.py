@@ -22,6 +22,7 @@ What keeps it honest:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 
 from django.db import transaction
@@ -31,6 +32,7 @@ MAX_HELD = 100_000
 
 _counts: dict[int, tuple[float, dict[str, int]]] = {}
 _held = 0
+_lock = threading.Lock()  # keeps _held the number of counts held
 
 
 def known(namespace_id: int, epoch: float | None, terms: Iterable[str]) -> dict[str, int]:
@@ -47,17 +49,19 @@ def keep(namespace_id: int, epoch: float | None, counts: Mapping[str, int]) -> N
     global _held
     if epoch is None or not counts:
         return
-    entry = _counts.get(namespace_id)
-    if entry is None or entry[0] != epoch:
-        if entry is not None:
-            _held -= len(entry[1])
-        entry = _counts[namespace_id] = (epoch, {})
-    if _held + len(counts) > MAX_HELD:
-        clear()
-        entry = _counts[namespace_id] = (epoch, {})
-    before = len(entry[1])
-    entry[1].update(counts)
-    _held += len(entry[1]) - before
+    with _lock:
+        entry = _counts.get(namespace_id)
+        if entry is None or entry[0] != epoch:
+            if entry is not None:
+                _held -= len(entry[1])
+            entry = _counts[namespace_id] = (epoch, {})
+        if _held + len(counts) > MAX_HELD:
+            _counts.clear()
+            _held = 0
+            entry = _counts[namespace_id] = (epoch, {})
+        before = len(entry[1])
+        entry[1].update(counts)
+        _held += len(entry[1]) - before
 
 
 def forget(namespace_id: int) -> None:
@@ -70,12 +74,14 @@ def forget(namespace_id: int) -> None:
 
 def _drop(namespace_id: int) -> None:
     global _held
-    entry = _counts.pop(namespace_id, None)
-    if entry is not None:
-        _held -= len(entry[1])
+    with _lock:
+        entry = _counts.pop(namespace_id, None)
+        if entry is not None:
+            _held -= len(entry[1])
 
 
 def clear() -> None:
     global _held
-    _counts.clear()
-    _held = 0
+    with _lock:
+        _counts.clear()
+        _held = 0

@@ -27,6 +27,7 @@ from apps.privacy.admin_forms import ErasureForm
 from apps.privacy.admin_workflow import form_page, stream_export
 from apps.privacy.models import ErasureState
 from apps.privacy.selectors import Selector, select
+from apps.tenancy.admin_base import namespace_id_param
 from apps.tenancy.models import Namespace
 
 #: The list's filter parameters that prefill the privacy forms: list parameter -> field.
@@ -97,11 +98,10 @@ class MemoryPrivacyActionsMixin:
 
     def _privacy_prefill(self, request) -> dict[str, str]:
         query: dict[str, str] = {}
-        namespace_pk = request.GET.get("namespace", "")
-        # the list filters by id; the forms take the slug ("²" is a digit, not a number)
-        if namespace_pk.isascii() and namespace_pk.isdigit():
+        namespace_pk = namespace_id_param(request.GET.get("namespace"))
+        if namespace_pk is not None:  # the list filters by id; the forms take the slug
             slug = (Namespace.objects.for_principal(self.principal(request), self.scope_action)
-                    .filter(pk=int(namespace_pk)).values_list("slug", flat=True).first())
+                    .filter(pk=namespace_pk).values_list("slug", flat=True).first())
             if slug:
                 query["namespace"] = slug
         for parameter, name in PREFILL_FROM_LIST.items():

@@ -77,6 +77,15 @@ class ReadOnlyAdmin(ScopedAdmin):
         return False
 
 
+def namespace_id_param(value: str | None) -> int | None:
+    """A list's ``?namespace=`` as a namespace id, or None when it cannot be one: ASCII
+    digits only ("²" is a digit to ``str.isdigit`` but not a number to ``int``) and at most
+    18 of them (longer overflows SQLite's integer and passes Python's digit limit)."""
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 18:
+        return None
+    return int(value)
+
+
 class NamespaceFilter(admin.SimpleListFilter):
     """Rows of one namespace; the choices are only the namespaces the viewer may see, so
     the list of choices leaks no other tenant's slug. Shared by the memory and audit lists."""
@@ -92,7 +101,6 @@ class NamespaceFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if not self.value():
             return queryset
-        try:
-            return queryset.filter(namespace_id=int(self.value()))
-        except ValueError:  # a hand-typed ?namespace=abc finds nothing, not a 500
-            return queryset.none()
+        picked = namespace_id_param(self.value())
+        # a hand-typed ?namespace=abc (or ²) finds nothing, not a 500
+        return queryset.none() if picked is None else queryset.filter(namespace_id=picked)

@@ -290,6 +290,7 @@ def test_no_redaction_nothing_sent(provider_settings, upstream, monkeypatch):
     (3, 2), ("3", 2), (" [2] ", 1), (2.0, 1), (True, None), (0, None), (6, None),
     ("²", None),  # a digit to str.isdigit(), not a number to int(): it raised ValueError
     ("x", None), (None, None),
+    ("12", None), ("1" * 5000, None),  # longer than any source number (5000 digits: int() raised)
 ])
 def test_a_source_number_is_read_as_sent_or_ignored(number, index):
     from apps.core.summarizer_openai import _source_number

@@ -207,11 +207,13 @@ def test_the_list_buttons_carry_its_filters(alice, alpha, dana):
     assert f'href="{NEW}?namespace=alpha&amp;agent_id=agent-2" id="memory-privacy-erasure"' in page
 
 
-@pytest.mark.parametrize("value", ["²", "٣", "x", ""])
-def test_a_namespace_filter_that_is_not_a_number_is_no_error(alice, dana, value):
-    """The buttons' prefill reads the list's namespace id: "²" and "٣" are digits to
-    str.isdigit() but not numbers to int(); they gave a 500."""
-    response = alice.get(MEMORIES, {"namespace": value})
+@pytest.mark.parametrize("value", ["²", "٣", "x", "", "9" * 25, "1" * 5000])
+@pytest.mark.parametrize("tag", [None, "ops"])
+def test_a_namespace_filter_that_is_not_a_number_is_no_error(alice, dana, value, tag):
+    """The namespace filter, the tag filter and the buttons' prefill read the list's
+    namespace id: "²" is a digit to str.isdigit() but not a number to int(); 25 digits
+    overflow SQLite's integer and 5,000 pass int()'s digit limit: each gave a 500."""
+    response = alice.get(MEMORIES, {"namespace": value, **({"tag": tag} if tag else {})})
     assert response.status_code == 200
     assert 'id="memory-privacy-export"' in response.content.decode()
 

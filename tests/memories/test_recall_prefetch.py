@@ -118,3 +118,28 @@ def test_no_memory_row_is_read_twice(agent, notes, vector_side):
             sessions += params
     assert len(rows) >= 25 and len(rows) == len(set(rows))
     assert len(sessions) == len(set(sessions))
+
+
+def test_a_widened_search_reads_its_rows_again(agent, vector_side, monkeypatch):
+    """Most keyword hits expired: the search widens, and the rows the first pass read
+    are read again (one deleted in between must not be served from the first read)."""
+    from apps.memories.recall.context import Rows
+
+    items = [{"content": f"archive entry {i} about the harbour crane"} for i in range(130)]
+    response = agent.post("/api/v1/memories/batch", {"memories": items})
+    assert response.status_code == 201, response.content
+    ids = [m["id"] for m in response.json()["results"]]
+    Memory.objects.filter(pk__in=ids[:120]).update(expires_at=timezone.now() - timedelta(minutes=1))
+    forgotten: list[int] = []
+    original = Rows.forget_rows
+
+    def counted(self):
+        forgotten.append(len(self.rows))
+        original(self)
+
+    monkeypatch.setattr(Rows, "forget_rows", counted)
+    vector_side(still_running=True)
+    found = agent.post("/api/v1/recall", {"query": "harbour crane archive", "k": 10, "mode": "hybrid"})
+    assert found.status_code == 200
+    assert sorted(hit["id"] for hit in found.json()["results"]) == sorted(ids[120:])
+    assert forgotten and forgotten[0] > 0

@@ -114,3 +114,14 @@ def test_counts_read_before_a_removal_commits_are_forgotten_at_commit(agent, alp
     for callback in callbacks:
         callback()
     assert term_counts.known(alpha.pk, lexical._totals[alpha.pk][1], stem) == {}
+
+
+def test_counts_are_not_kept_under_a_total_older_than_a_minute(agent, alpha, prune_everywhere):
+    """The keyword search's own count lookup (the bounded window) reads counts without
+    re-counting the total: an epoch past the minute keeps nothing and answers nothing."""
+    _store(agent, [f"walrus memo {i}" for i in range(3)])
+    lexical._totals[alpha.pk] = (3, lexical.time.monotonic() - 2 * lexical._TOTAL_TTL)
+    for _ in range(2):
+        with CaptureQueriesContext(connection) as captured, connection.cursor() as cursor:
+            assert lexical._frequencies(cursor, alpha.pk, ["walrus"]) == {"walrus": 3}
+        assert sum(lexical.vocab_table(alpha.pk) in q["sql"] for q in captured.captured_queries) == 1

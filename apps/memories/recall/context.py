@@ -71,6 +71,12 @@ class Rows:
             self.session_of.update({i: found.get(i) for i in missing})
         return {i: self.session_of[i] for i in ids if self.session_of.get(i)}
 
+    def forget_rows(self) -> None:
+        """Before a widened search: its rows are read again, as if first asked (a memory
+        deleted meanwhile must not be served from here); sessions never change."""
+        self.rows.clear()
+        self.absent.clear()
+
     def prefetch(self, hits: Sequence[tuple[uuid.UUID, float]], depth: int) -> None:
         """While the vector side runs: the rows of the keyword channel's first ``depth``
         hits (those fusion most likely keeps) and the sessions of all of them."""

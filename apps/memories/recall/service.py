@@ -71,7 +71,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
     # search widens.
     pool = depth if mode != "hybrid" else max(4 * k, depth, settings.MEMORYWEB_HYBRID_POOL)
     embedding: dict[str, Any] = {}  # the query vector, computed once even if the search widens
-    rows = Rows()  # rows read by primary key, kept for the later stages (and a widened search)
+    rows = Rows()  # rows read by primary key, kept for the later stages (a widened search re-reads)
     # hybrid: the keyword hits' rows are read while the vector side still runs
     prefetch = None if as_of is not None else (lambda hits: rows.prefetch(hits, depth))
     while True:
@@ -88,6 +88,7 @@ def recall(principal: Principal, data: Mapping[str, Any], *, namespace: str | No
         if len(candidates) >= depth or exhausted or pool >= 8 * depth + 64:
             break
         pool *= 4
+        rows.forget_rows()
     with _Stopwatch(result.timings, "rank"):
         finished = ranking.finish(params["query"], candidates, options, k,
                                   lambda ids: _embeddings(candidates, ids, as_of),
