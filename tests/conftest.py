@@ -128,6 +128,17 @@ def stored(agent):
     return _store
 
 
+@pytest.fixture(autouse=True)
+def fresh_term_counts():
+    """Common-term pruning keeps a namespace's total and term counts per process for a
+    minute (apps/memories/term_counts.py): a namespace id the next test reuses must not
+    find the last test's."""
+    from apps.memories import lexical, term_counts
+
+    term_counts.clear()
+    lexical._totals.clear()
+
+
 @pytest.fixture
 def vector_side(monkeypatch):
     """Which of hybrid recall's channels answers first (tests/memories/vector_order.py)."""
