@@ -286,9 +286,8 @@ def summarize(raw: dict[str, Any], warmup: int) -> dict[str, Any]:
             kept[name] = [p - d for p, d in zip(samples[proxy], samples[direct], strict=True)]
             out[name] = stats_ms(kept[name])
     out["_samples"] = kept  # raw seconds, for the chart's CDFs (main() moves them)
-    timed = raw["stages"][warmup:]  # the warm-up recalls dropped, whatever stages they had
-    names = sorted({stage for timing in timed for stage in timing})
-    if names:  # each over the recalls that had it
+    timed = raw["stages"][warmup:]  # warm-up recalls dropped; each stage over the recalls that had it
+    if names := sorted({stage for timing in timed for stage in timing}):
         out["recall"]["server_timing"] = {s: stats_ms([t[s] for t in timed if s in t]) for s in names}
     told = raw["told"]
     injected = told["injected"][2 * warmup:]
