@@ -146,8 +146,7 @@ def _frequencies(cursor, namespace_id: int, terms: Sequence[str]) -> dict[str, i
     unique = sorted({stem for stem in stems.values() if stem is not None})
     if not unique:
         return dict.fromkeys(terms, 0)
-    at = _totals.get(namespace_id, (0, None))[1]  # term_counts.py: as old as the total,
-    epoch = at if at is not None and time.monotonic() - at <= _TOTAL_TTL else None  # ≤ a minute
+    epoch = _total_epoch(namespace_id)  # term_counts.py: counts as old as the total
     counts = term_counts.known(namespace_id, epoch, unique)
     missing = [stem for stem in unique if stem not in counts]
     if missing:
@@ -176,14 +175,20 @@ def _vocab_terms(namespace_id: int, terms: Sequence[str]) -> dict[str, str | Non
     return {term: parts[0] if len(parts) == 1 else None for term, parts in found.items()}
 
 
+def _total_epoch(namespace_id: int) -> float | None:
+    """When the namespace's remembered total was counted, or None if it is older than a
+    minute (or was never counted in this process)."""
+    at = _totals.get(namespace_id, (0, None))[1]
+    return at if at is not None and time.monotonic() - at <= _TOTAL_TTL else None
+
+
 def _total_rows(cursor, namespace_id: int) -> int:
     """The namespace's memories, re-counted at most once a minute per process."""
-    now = time.monotonic()
-    rows, at = _totals.get(namespace_id, (0, float("-inf")))
-    if now - at > _TOTAL_TTL:
+    rows = _totals.get(namespace_id, (0, None))[0]
+    if _total_epoch(namespace_id) is None:
         cursor.execute("SELECT count(*) FROM memories_memory WHERE namespace_id = %s", [namespace_id])
         rows = cursor.fetchone()[0]
-        _totals[namespace_id] = (rows, now)
+        _totals[namespace_id] = (rows, time.monotonic())
     return rows
 
 

@@ -20,18 +20,19 @@ from apps.memories.vectorstore import get_vector_store
 
 def _session_context(scored: list[fusion.Fused], filters: Mapping[str, Any],
                      options: ranking.RecallOptions, result: RecallResult,
-                     rows: Rows | None = None) -> list[fusion.Fused]:
+                     rows: Rows) -> list[fusion.Fused]:
     """Hybrid: the ``session`` input (``fusion.session_context``), weighted like a channel.
 
     Skipped when the recall is filtered to one session: every candidate shares it, so
-    the input would carry no information. Costs one primary-key query (~0.3 ms).
+    the input would carry no information. Costs at most one primary-key query (~0.3 ms),
+    for the ids whose session ``rows`` does not know yet.
     """
     weight = options.weights.get("session", 0.0)
     if weight <= 0 or filters.get("session_id") or len(scored) < 2:
         return scored
     channels = sum(options.weights.get(name, 1.0) for name in ranking.RETRIEVAL_CHANNELS)
     with _Stopwatch(result.timings, "sql"):
-        sessions = (rows or Rows()).sessions([entry.item for entry in scored])
+        sessions = rows.sessions([entry.item for entry in scored])
     return fusion.session_context(scored, sessions, weight / (channels or 1.0))
 
 
@@ -106,8 +107,7 @@ def _sessions_of(ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
 
 
 def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], depth: int,
-             filters: Mapping[str, Any], as_of: AsOf | None = None,
-             rows: Rows | None = None) -> list[ranking.Candidate]:
+             filters: Mapping[str, Any], as_of: AsOf | None, rows: Rows) -> list[ranking.Candidate]:
     """The first ``depth`` ranked ids that are servable rows of the sources, from SQL.
 
     Servable: live (not expired), unless ``include_superseded`` not superseded by a
@@ -135,7 +135,7 @@ def _hydrate(sources: Sequence[sharing.Source], scored: Sequence[fusion.Fused], 
     while len(found) < depth and start < len(scored):
         window = scored[start : start + size]
         if as_of is None:
-            fetched = (rows or Rows()).load([entry.item for entry in window])
+            fetched = rows.load([entry.item for entry in window])
         else:
             fetched = Memory.objects.in_bulk([e.item for e in window if e.item not in as_of.excluded])
             fetched.update({e.item: as_of.snapshots[e.item] for e in window if e.item in as_of.snapshots})
