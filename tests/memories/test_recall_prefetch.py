@@ -31,8 +31,10 @@ def notes(agent, alpha):
 
 
 def _in_bulk(sql: str) -> bool:
-    """A read of memory rows by primary key (``Memory.objects.in_bulk``)."""
-    return sql.startswith(f'SELECT "{TABLE}"."id"') and f'WHERE "{TABLE}"."id" IN (' in sql
+    """A read of whole memory rows by primary key (``apps.core.rows_by_pk``, or the ORM's
+    ``Memory.objects.in_bulk``)."""
+    return ((sql.startswith('SELECT "id", "namespace_id", ') and f'FROM "{TABLE}" WHERE "id" IN (' in sql)
+            or (sql.startswith(f'SELECT "{TABLE}"."id"') and f'WHERE "{TABLE}"."id" IN (' in sql))
 
 
 def _sessions(sql: str) -> bool:

@@ -27,7 +27,9 @@ def _collect(channels: Channels, contribution) -> list[Fused]:
     fused: dict[Hashable, Fused] = {}
     for name, ranked in channels.items():
         for rank, (item, raw) in enumerate(ranked, start=1):
-            entry = fused.setdefault(item, Fused(item))
+            entry = fused.get(item)
+            if entry is None:  # not setdefault: it would build a Fused per hit
+                entry = fused[item] = Fused(item)
             share = contribution(name, rank, raw)
             entry.parts[name] = {"raw": raw, "rank": rank, "contribution": share}
             entry.score += share
