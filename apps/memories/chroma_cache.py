@@ -163,10 +163,6 @@ class OpenCollections:
         with self._lock:
             self._names.add(name)
 
-    def __contains__(self, name: object) -> bool:
-        with self._lock:
-            return name in self._names
-
     def clear(self) -> None:
         """After the engine started again: nothing held, nothing stale."""
         with self._lock:

@@ -129,9 +129,6 @@ class GuestVectorStore:
     def count(self, namespace) -> int:
         return self._call("count", namespace)
 
-    def cold(self, namespace) -> bool:
-        return False  # the server that owns the store loads its collections itself
-
     def context_holders(self, namespace, context_ids) -> list[str]:
         return self._call("context_holders", namespace, context_ids) if context_ids else []
 

@@ -63,7 +63,9 @@ class VectorHit:
 def chroma_metadata(memory) -> dict[str, Any]:
     """The filterable fields of a memory as Chroma metadata (scalars only)."""
     meta: dict[str, Any] = {
-        "agent_id": memory.agent_id, "session_id": memory.session_id or "", "kind": memory.kind,
+        "agent_id": memory.agent_id,
+        "session_id": memory.session_id or "",
+        "kind": memory.kind,
         "created_ts": memory.created_at.timestamp(),
         # When it happened (occurred_at, else created_at): occurred_* filters and `after`.
         "event_ts": memory.event_time.timestamp(),
@@ -112,7 +114,8 @@ def _swapped(namespace: Namespace) -> Namespace | None:
 
     opened = connection.connection is None  # a worker thread's (recall's vector channel)
     try:
-        current = Namespace.objects.filter(pk=namespace.pk).values_list("collection", flat=True).first()
+        current = (Namespace.objects.filter(pk=namespace.pk)
+                   .values_list("collection", flat=True).first())
     except DatabaseError:
         # A worker thread cannot always read SQL (SQLite's shared-cache memory database
         # while a test's transaction holds it: "schema is locked"): read as before the
@@ -457,10 +460,6 @@ class VectorStore:
     def forget_cached(self, namespace: Namespace) -> None:
         with self._lock:
             self._collections.pop(self.collection_name(namespace), None)
-
-    def cold(self, namespace: Namespace) -> bool:
-        """Embedded, not loaded since the engine started: its next operation loads it."""
-        return self.open is not None and self.collection_name(namespace) not in self.open
 
     def heartbeat(self) -> None:
         with self._gate.shared():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -30,34 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Threads for the vector side of hybrid recalls (one per concurrent hybrid recall).
 _channel_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="recall-vector")
-#: Threads that load a cold collection while the query is embedded (``_start_loading``).
-#: A pool of their own: a vector side waits for its load, so a load must never queue
-#: behind vector sides.
-_load_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="recall-load")
-
-
-def _start_loading(sources: Sequence[sharing.Source]) -> dict[int, Future]:
-    """Start loading the collections of the sources that the embedded engine has not
-    loaded since it started, so the load runs while the query is embedded.
-
-    Why: embedded Chroma loads a collection at its first operation (~3.6 ms bare for 100
-    vectors, 6-8 ms in the server: docs/performance.md, "Many namespaces"), and with many
-    namespaces most recalls in a small one find its collection cold. Loading is a count
-    of the collection; the vector side waits for it before its query (never both at once
-    on one collection).
-    """
-    store = get_vector_store()
-    return {s.namespace.pk: _load_pool.submit(store.count, s.namespace)
-            for s in sources if store.cold(s.namespace)}
-
-
-def _loaded(loading: Future | None) -> None:
-    """Wait for a collection's load; a failed one is left to the query to report."""
-    if loading is not None:
-        try:
-            loading.result()
-        except Exception:  # the query meets the same store and raises
-            pass
 
 
 def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
@@ -90,13 +62,11 @@ def _search_channels(sources: Sequence[sharing.Source], query: str, mode: str,
     instead of waiting idle (``context.Rows``). Its time is the ``prefetch`` stage.
     """
     searched = excluded | as_of.excluded if as_of is not None else excluded
-    loading = _start_loading(sources) if mode != "lexical" else {}
 
     def vector() -> list[tuple[uuid.UUID, float]]:
         found = []
         for s in sources:
-            hits = _vector_channel(s, query, filters, n, searched, result, embedding,
-                                   loading.get(s.namespace.pk))
+            hits = _vector_channel(s, query, filters, n, searched, result, embedding)
             if as_of is not None:
                 hits = as_of_merge(hits, as_of.vector_hits(s, embedding["vector"], n, excluded), n)
             found.append(hits)
@@ -145,10 +115,9 @@ def _best(lists: Sequence[list[tuple[uuid.UUID, float]]], n: int) -> list[tuple[
 
 def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, Any], n: int,
                     excluded: set[uuid.UUID], result: RecallResult, embedding: dict[str, Any],
-                    loading: Future | None = None) -> list[tuple[uuid.UUID, float]]:
+                    ) -> list[tuple[uuid.UUID, float]]:
     """Nearest neighbours in Chroma (cosine similarity), filters and grant scope applied
-    inside Chroma. ``loading``: the collection's load, started while the query is embedded
-    (``_start_loading``); what is left of it counts in the ``vector`` stage."""
+    inside Chroma."""
     if "vector" not in embedding:
         with _Stopwatch(result.timings, "embed"):
             embedding["vector"] = get_embedder().embed([query])[0]
@@ -156,7 +125,6 @@ def _vector_channel(source: sharing.Source, query: str, filters: Mapping[str, An
     where = _and(_where(filters, source.namespace), source.where())
     try:
         with _Stopwatch(result.timings, "vector"):
-            _loaded(loading)
             hits = get_vector_store().query(source.namespace, vector, n + len(excluded), where)
     except Exception as exc:
         log.warning("vector recall failed: %s", exc)
