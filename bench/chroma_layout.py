@@ -194,7 +194,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("records in the shared collection (namespaces of "
                   f"{report['parameters']['per_namespace']})")
     ax.set_ylabel("query latency, ms (log)")
-    ax.set_title("A small namespace's vector query in embedded Chroma 1.5.9, by layout")
+    ax.set_title(f"A small namespace's vector query in embedded Chroma {report['chromadb']}, by layout")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -135,8 +135,10 @@ def print_summary(report: dict[str, Any]) -> None:
         timings = {**{f"recall {k}": v for k, v in out.get("recall", {}).items() if k != "after"},
                    **out.get("create_delete", {}).get("timing", {})}
         for op, stats in timings.items():
-            if stats.get("count"):  # --churn 0: no create/delete was timed
-                print(f"  {section} {op:34} p50 {stats['p50']:7.1f}  p95 {stats['p95']:7.1f} ms")
+            if not stats.get("count"):  # nothing timed (--churn 0), or every call failed
+                print(f"  {section} {op:34} no samples")
+                continue
+            print(f"  {section} {op:34} p50 {stats['p50']:7.1f}  p95 {stats['p95']:7.1f} ms")
         problems = [out.get("error"), *(out.get(part, {}).get(what, {}).get("error")
                     for part in ("populate", "touch_all") for what in ("failure", "first_refused"))]
         for problem in filter(None, problems):

@@ -9,11 +9,14 @@ statement's shape depends only on the model, the database and the number of keys
 the select list and the converters are worked out once per (model, database alias) and
 only the placeholders vary.
 
-What it returns is what ``in_bulk`` returns: instances built by ``Model.from_db`` from
-every concrete column, each value passed through the converters the ORM would apply
-(the backend's, then the field's ``from_db_value``, so sealed fields stay sealed and
-datetimes aware). ``tests/core/test_rows_by_pk.py`` compares the two field by field on
-each database the suite runs on.
+What it returns is what ``in_bulk`` returns, but for the dict's order (unspecified here;
+``in_bulk`` follows ``Meta.ordering``): instances built by ``Model.from_db`` from every
+concrete column, each value passed through the converters the ORM would apply (the
+backend's, then the field's ``from_db_value``, so sealed fields stay sealed and datetimes
+aware). ``tests/core/test_rows_by_pk.py`` compares the two field by field on each
+database the suite runs on. The database is the alias given (no router is asked, as the
+project has none); models whose rows span tables (multi-table inheritance) or whose key
+is composite are refused.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ class _Plan:
 
     head: str  # "SELECT <every column> FROM <table> WHERE <pk> IN ("
     attnames: tuple[str, ...]
-    #: (column index, its field's column expression, the converters to apply in order)
-    converters: tuple[tuple[int, Any, tuple[Callable[..., Any], ...]], ...]
+    #: (column index, its field's column expression, the converters to apply in order,
+    #: each with whether it is the backend's: called with the calling thread's ``ops``)
+    converters: tuple[tuple[int, Any, tuple[tuple[Callable[..., Any], bool], ...]], ...]
     pk_index: int
 
 
@@ -50,18 +54,24 @@ def _plan(model: type[models.Model], using: str) -> _Plan:
     found = _plans.get((model, using))
     if found is not None:
         return found
+    meta = model._meta
+    if any(meta.parents.values()) or meta.pk.column is None:  # a proxy's parent link is None
+        raise TypeError(f"rows_by_pk reads one table by a one-column key; {meta.label} "
+                        "has a parent table or a composite key: use in_bulk.")
     connection = connections[using]
     quote = connection.ops.quote_name
-    meta = model._meta
     fields = list(meta.concrete_fields)
     converters = []
     for index, field in enumerate(fields):
         column = field.get_col(meta.db_table)
-        # The order the ORM's compiler uses: the backend's, then the expression's own.
-        found_converters = (connection.ops.get_db_converters(column)
-                            + column.get_db_converters(connection))
-        if found_converters:
-            converters.append((index, column, tuple(found_converters)))
+        # The order the ORM's compiler uses: the backend's, then the expression's own. The
+        # backend's are methods of this thread's connection: kept unbound, so the plan
+        # holds no thread's connection (and each call uses its own).
+        chain = [_unbound(convert, connection.ops)
+                 for convert in connection.ops.get_db_converters(column)]
+        chain += [(convert, False) for convert in column.get_db_converters(connection)]
+        if chain:
+            converters.append((index, column, tuple(chain)))
     head = (f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)} "
             f"WHERE {quote(meta.pk.column)} IN (")
     plan = _Plan(head, tuple(f.attname for f in fields), tuple(converters),
@@ -70,10 +80,18 @@ def _plan(model: type[models.Model], using: str) -> _Plan:
         return _plans.setdefault((model, using), plan)
 
 
+def _unbound(convert: Callable[..., Any], ops: Any) -> tuple[Callable[..., Any], bool]:
+    """A backend converter as a function taking the ops (True), else as it is."""
+    if getattr(convert, "__self__", None) is ops:
+        return convert.__func__, True
+    return convert, False
+
+
 def rows_by_pk(model: type[M], pks: Iterable[Hashable], using: str = "default") -> dict[Any, M]:
     """The rows of ``model`` whose primary key is in ``pks``, keyed by primary key (the
-    field's Python value, e.g. a UUID even when a string was asked); keys with no row are
-    left out. The same instances as ``model.objects.using(using).in_bulk(pks)``."""
+    field's Python value, e.g. a UUID even when a string was asked), in no particular
+    order; keys with no row are left out. The rows and values of
+    ``model.objects.using(using).in_bulk(pks)``."""
     connection = connections[using]
     pk = model._meta.pk
     params: list[Any] = []
@@ -95,8 +113,9 @@ def rows_by_pk(model: type[M], pks: Iterable[Hashable], using: str = "default") 
                 values = list(row)
                 for index, column, converters in plan.converters:
                     value = values[index]
-                    for convert in converters:
-                        value = convert(value, column, connection)
+                    for convert, takes_ops in converters:
+                        value = (convert(connection.ops, value, column, connection) if takes_ops
+                                 else convert(value, column, connection))
                     values[index] = value
                 instance = model.from_db(using, plan.attnames, values)
                 found[values[plan.pk_index]] = instance

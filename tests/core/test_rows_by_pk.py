@@ -6,18 +6,24 @@ statement's worth."""
 
 from __future__ import annotations
 
+import gc
+import threading
 import uuid
+import weakref
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.core.exceptions import ValidationError
+from django.db import connection, connections, models
+from django.test.utils import CaptureQueriesContext, isolate_apps
 from django.utils import timezone
 
+from apps.audit.models import AuditEntry
 from apps.core import rows_by_pk as module
 from apps.core.rows_by_pk import rows_by_pk
+from apps.gateway.models import NamespaceGatewaySettings
 from apps.memories import sealing
-from apps.memories.models import Memory
+from apps.memories.models import Memory, PlainVector
 from apps.tenancy.models import ApiKey, Namespace
 
 pytestmark = pytest.mark.django_db
@@ -92,12 +98,74 @@ def test_more_keys_than_one_statement_takes(monkeypatch, stored):
     _same(Memory.objects.in_bulk(ids), got, Memory)
 
 
-def test_other_models_and_integer_keys(alpha, beta, agent):
+def test_other_models_and_keys_not_called_id(alpha, beta, agent, stored):
     keys = list(ApiKey.objects.values_list("pk", flat=True))
     assert keys
     _same(Namespace.objects.in_bulk([alpha.pk, beta.pk]),
-          rows_by_pk(Namespace, [alpha.pk, beta.pk, 10**9]), Namespace)
+          rows_by_pk(Namespace, [alpha.pk, str(beta.pk), 10**9]), Namespace)
     _same(ApiKey.objects.in_bulk(keys), rows_by_pk(ApiKey, keys), ApiKey)
+    # a proxy reads its concrete model's table
+    _same(NamespaceGatewaySettings.objects.in_bulk([alpha.pk]),
+          rows_by_pk(NamespaceGatewaySettings, [alpha.pk]), NamespaceGatewaySettings)
+    # the audit log's key is ``seq``; a plain vector's is its memory (a one-to-one, attname
+    # memory_id), with a binary column
+    seqs = list(AuditEntry.objects.values_list("seq", flat=True)[:5])
+    assert seqs
+    _same(AuditEntry.objects.in_bulk(seqs), rows_by_pk(AuditEntry, seqs), AuditEntry)
+    memory = Memory.objects.get(pk=stored("with a plain vector")["id"])
+    PlainVector.objects.create(memory=memory, content_hash=memory.content_hash, model="m",
+                               vector=b"\x00\x01\x02")
+    got = rows_by_pk(PlainVector, [memory.pk])
+    _same(PlainVector.objects.in_bulk([memory.pk]), got, PlainVector)
+    assert bytes(got[memory.pk].vector) == b"\x00\x01\x02"
+
+
+def test_no_key_and_bad_keys_as_in_bulk(stored):
+    pk = stored("one")["id"]
+    assert rows_by_pk(Memory, [None]) == Memory.objects.in_bulk([None]) == {}
+    assert set(rows_by_pk(Memory, [None, pk])) == set(Memory.objects.in_bulk([None, pk]))
+    for bad in ("nope", object()):
+        with pytest.raises(ValidationError):
+            Memory.objects.in_bulk([bad])
+        with pytest.raises(ValidationError):
+            rows_by_pk(Memory, [bad])
+
+
+@isolate_apps("apps.core")
+def test_models_whose_rows_span_tables_are_refused():
+    class Base(models.Model):  # noqa: DJ008 - never shown
+        class Meta:
+            app_label = "core"
+
+    class Child(Base):  # noqa: DJ008
+        class Meta:
+            app_label = "core"
+
+    with pytest.raises(TypeError, match="parent table"):
+        rows_by_pk(Child, [1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_statement_kept_holds_no_thread_s_connection(stored):
+    """The plan is kept for the process, its converters called with each caller's own
+    connection: a worker thread that read rows and ended leaves no connection behind."""
+    pk = stored("read from a worker thread")["id"]
+    module._plans.clear()
+    seen: dict = {}
+
+    def worker():
+        seen["rows"] = rows_by_pk(Memory, [pk])
+        seen["wrapper"] = weakref.ref(connections["default"])
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert uuid.UUID(pk) in seen["rows"]
+    assert seen["wrapper"]() is None  # the thread's connection went with it
+    got = rows_by_pk(Memory, [pk])[uuid.UUID(pk)]  # this thread, the plan built there
+    assert got.created_at == seen["rows"][uuid.UUID(pk)].created_at
+    assert got.created_at.tzinfo is not None
 
 
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's EXPLAIN QUERY PLAN wording")
