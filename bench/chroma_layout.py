@@ -32,6 +32,7 @@ import json
 import random
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,24 +145,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     del client, own
     # A new process's view: nothing loaded yet (Chroma keeps one engine per process and
     # path, so the first operation on each collection is what "cold" measures).
-    code = (
-        "import json, sys, time, numpy as np, chromadb\n"
-        f"client = chromadb.PersistentClient(path={str(work / 'chroma')!r})\n"
-        "rng = np.random.default_rng(3)\n"
-        "def q():\n"
-        f"    v = rng.standard_normal((1, {DIM})).astype(np.float32); return v / np.linalg.norm(v)\n"
-        "cold, warm = [], []\n"
-        f"for times in (cold, warm):\n"
-        f"    for i in range({OWN}):\n"
-        "        t = time.perf_counter(); c = client.get_collection(f'own_{i}')\n"
-        f"        c.query(query_embeddings=q(), n_results={N_RESULTS}, include=['distances'])\n"
-        "        times.append(time.perf_counter() - t)\n"
-        "print(json.dumps({'cold': cold, 'warm': warm}))\n")
-    import subprocess
-
-    measured = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True,
-                                         text=True, check=True).stdout)
-    report["own_cold"], report["own_warm"] = stats_ms(measured["cold"]), stats_ms(measured["warm"])
+    child = subprocess.run([sys.executable, __file__, "--own-collections", str(work / "chroma")],
+                           capture_output=True, text=True, check=True)
+    report.update(json.loads(child.stdout))
     db = sql_store(work / "vectors.sqlite3", max(args.sizes), args.per_namespace, rng)
     report["sql_brute_force"] = timed(lambda i: sql_query(
         db, pick.randrange(max(args.sizes)), queries[i % len(queries)]), args.queries)
@@ -170,6 +156,20 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
           f"{report['own_warm']['p50']:.2f} ms; SQL + numpy over {args.per_namespace} "
           f"vectors: {report['sql_brute_force']['p50']:.2f} ms (p50)", flush=True)
     return report
+
+
+def own_collections(path: str) -> dict[str, Any]:
+    """In this (new) process: each ``own_*`` collection queried for the first time (cold),
+    then again (warm); ``get_collection`` counted in both."""
+    import chromadb
+
+    client = chromadb.PersistentClient(path=path)
+    rng = np.random.default_rng(3)
+    measured = {}
+    for series in ("own_cold", "own_warm"):
+        measured[series] = timed(lambda i: client.get_collection(f"own_{i}").query(
+            query_embeddings=units(rng, 1), n_results=N_RESULTS, include=["distances"]), OWN)
+    return measured
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
@@ -210,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200, help="timed queries per series (200)")
     parser.add_argument("--output", type=Path, default=RESULTS / "chroma_layout.json",
                         help="JSON report; the PNG goes next to it")
+    parser.add_argument("--own-collections", help=argparse.SUPPRESS)  # the child's part
     args = parser.parse_args(argv)
+    if args.own_collections:
+        print(json.dumps(own_collections(args.own_collections)))
+        return 0
     args.sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="mw-chroma-layout-"))
     try:

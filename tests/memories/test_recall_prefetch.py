@@ -30,11 +30,10 @@ def notes(agent, alpha):
     return ids
 
 
-def _in_bulk(sql: str) -> bool:
-    """A read of whole memory rows by primary key (``apps.core.rows_by_pk``, or the ORM's
-    ``Memory.objects.in_bulk``)."""
-    return ((sql.startswith('SELECT "id", "namespace_id", ') and f'FROM "{TABLE}" WHERE "id" IN (' in sql)
-            or (sql.startswith(f'SELECT "{TABLE}"."id"') and f'WHERE "{TABLE}"."id" IN (' in sql))
+def _reads_rows(sql: str) -> bool:
+    """A read of whole memory rows by primary key (``apps.core.rows_by_pk``, which recall
+    reads its rows with)."""
+    return sql.startswith('SELECT "id", "namespace_id", ') and f'FROM "{TABLE}" WHERE "id" IN (' in sql
 
 
 def _sessions(sql: str) -> bool:
@@ -44,7 +43,7 @@ def _sessions(sql: str) -> bool:
 
 def _rows_read(log: list[str]):
     def wrapper(execute, sql, params, many, context):
-        if _in_bulk(sql):
+        if _reads_rows(sql):
             log.append("memory rows read")
         return execute(sql, params, many, context)
     return connection.execute_wrapper(wrapper)
@@ -113,7 +112,7 @@ def test_no_memory_row_is_read_twice(agent, notes, vector_side):
     rows: list[str] = []
     sessions: list[str] = []
     for sql, params in statements:
-        if _in_bulk(sql):
+        if _reads_rows(sql):
             rows += params
         elif _sessions(sql):
             assert not set(params) & set(rows)  # a row read gives its session too
