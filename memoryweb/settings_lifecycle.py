@@ -132,3 +132,9 @@ MEMORYWEB_KEY_PROVIDER = _env.str("MEMORYWEB_KEY_PROVIDER", default="file")
 # The file provider's key-encryption key (empty: kek.key in MEMORYWEB_KEYSTORE_DIR); point
 # it at a mounted secret to keep it apart from the wrapped keys.
 MEMORYWEB_KEK_PATH = _env.str("MEMORYWEB_KEK_PATH", default="")
+
+# --- Small namespaces' vectors (apps/memories/small_index.py, docs/performance.md) -------
+# Embedded store only: a namespace's vectors stay in one SQLite file beside Chroma's,
+# searched exactly by brute force, until it holds more than this many; then they move to
+# its own Chroma collection (HNSW). 0: every namespace in Chroma from its first memory.
+MEMORYWEB_SMALL_INDEX_LIMIT = _env.int("MEMORYWEB_SMALL_INDEX_LIMIT", default=2000)

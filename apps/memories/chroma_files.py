@@ -34,6 +34,8 @@ REWRITE_SUFFIX = ".rewrite"
 COPY_PAGE = 1000
 #: Chroma's own database file inside CHROMA_PATH (its sysdb, log and metadata segments).
 CHROMA_DB = "chroma.sqlite3"
+#: Small namespaces' vectors, beside Chroma's files (apps/memories/small_index.py).
+SMALL_INDEX_DB = "small_index.sqlite3"
 #: An HNSW segment's files (Chroma's hnswlib): the header, and the vectors with their links.
 HNSW_HEADER, HNSW_DATA = "header.bin", "data_level0.bin"
 #: The header's start: version (int32), then offsetLevel0, max_elements, cur_element_count,
@@ -148,12 +150,14 @@ def copy_collection(source, target) -> None:
 
 # --- Chroma's files (embedded) ----------------------------------------------------------
 
-def read_sysdb(path: Path, query: str, params: Sequence[Any] = ()) -> list[tuple]:
-    """Rows of ``chroma.sqlite3``, read-only (it may be open in this or another process)."""
-    database = path / CHROMA_DB
-    if not database.exists():
+def read_sysdb(path: Path, query: str, params: Sequence[Any] = (),
+               database: str = CHROMA_DB) -> list[tuple]:
+    """Rows of ``chroma.sqlite3`` (or another file of the store), read-only (it may be
+    open in this or another process)."""
+    file = path / database
+    if not file.exists():
         return []
-    connection = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    connection = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
     try:
         return connection.execute(query, tuple(params)).fetchall()
     finally:
@@ -348,6 +352,9 @@ def disk_residue(ids: Sequence[Any]) -> int | None:
             rows = read_sysdb(root, f"SELECT count(*) FROM {table} WHERE {column} IN ({marks})",
                                part)
             held += rows[0][0] if rows else 0
+        rows = read_sysdb(root, f"SELECT count(*) FROM vectors WHERE id IN ({marks})", part,
+                          database=SMALL_INDEX_DB)  # small namespaces' (small_index.py)
+        held += rows[0][0] if rows else 0
     return held
 
 

@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Any
 
+from apps.memories.tiered_store import open_store
 from apps.memories.vectorstore import (
     EmbeddedStoreBusy,
     VectorStore,
@@ -68,7 +69,7 @@ class GuestVectorStore:
     def _open_local(self) -> VectorStore:
         """The directory itself (caller holds the gate); EmbeddedStoreBusy if it is held."""
         if self._local is None:
-            self._local = VectorStore(make_client())
+            self._local = open_store(make_client())
             if self._watcher is None:
                 self._watcher = threading.Thread(target=self._watch, name="vector-store-guest",
                                                  daemon=True)
@@ -84,7 +85,7 @@ class GuestVectorStore:
                 return
             local, self._local = self._local, None
             try:
-                local.client.close()  # Chroma flushes and closes its files
+                local.close()  # Chroma (and the small index) close their files
             finally:
                 _unlock_embedded_store()
             log.info("a server started: the embedded vector store is handed to it")

@@ -288,7 +288,8 @@ def _index_stores() -> tuple[Store, ...]:
               erase=_keyword_erase, mirrors_memories=True, rebuild=_keyword_rebuild,
               drop_orphans=_keyword_orphans, certificate_count="keyword_rows"),
         Store("vector_index", "vector index",
-              "Chroma, a collection per namespace: the embedding and the filter fields "
+              "Chroma, a collection per namespace (embedded: a small namespace's in the small "
+              "index, small_index.sqlite3): the embedding and the filter fields "
               "(agent, session, kind, tags, metadata values). Deleted by id inline and from "
               "the outbox; erasure deletes again after the commit and retries until it holds.",
               ErasedBy.DELETE_PATH, count=_vector_count, remaining=_vector_remaining,
@@ -336,7 +337,9 @@ def _index_stores() -> tuple[Store, ...]:
               "collection leaves its segment directory. Erasure rewrites the namespace's "
               "collection from its live vectors and vacuums chroma.sqlite3, then checks that no "
               "log or metadata row names an erased id and no dropped collection's directory is "
-              "left. With a Chroma server (CHROMA_URL) its files are out of reach: not checked.",
+              "left. The small index zeroes deleted rows (secure_delete); its log is emptied "
+              "and its rows naming an erased id are counted too. With a Chroma server "
+              "(CHROMA_URL) its files are out of reach: not checked.",
               ErasedBy.ERASURE, remaining=lambda namespace, erased: chroma_files.disk_residue(erased.ids),
               erase=chroma_files.compact_namespace, after_commit=True, external=True,
               drop_orphans=chroma_files.drop_orphan_segments),

@@ -99,11 +99,8 @@ def _without_stale_keys(collection, ids: Sequence[str],
     """
     stored = collection.get(ids=list(ids), include=["metadatas"])
     before = dict(zip(stored["ids"], stored["metadatas"] or [], strict=True))
-    cleaned = []
-    for memory_id, meta in zip(ids, metadatas, strict=True):
-        stale = set(before.get(memory_id) or {}) - set(meta)
-        cleaned.append({**meta, **dict.fromkeys(stale)})
-    return cleaned
+    return [{**meta, **dict.fromkeys(set(before.get(memory_id) or {}) - set(meta))}
+            for memory_id, meta in zip(ids, metadatas, strict=True)]
 
 
 def _swapped(namespace: Namespace) -> Namespace | None:
@@ -117,9 +114,8 @@ def _swapped(namespace: Namespace) -> Namespace | None:
         current = (Namespace.objects.filter(pk=namespace.pk)
                    .values_list("collection", flat=True).first())
     except DatabaseError:
-        # A worker thread cannot always read SQL (SQLite's shared-cache memory database
-        # while a test's transaction holds it: "schema is locked"): read as before the
-        # swap check existed, the collection the caller named.
+        # A worker thread cannot always read SQL (SQLite's shared-cache memory database while a
+        # test's transaction holds it: "schema is locked"): read the collection the caller named.
         return None
     finally:
         if opened and not connection.in_atomic_block:
@@ -465,6 +461,9 @@ class VectorStore:
         with self._gate.shared():
             self.client.heartbeat()
 
+    def close(self) -> None:
+        self.client.close()  # Chroma flushes and closes its files
+
 
 _store: VectorStore | None = None
 _store_lock = threading.Lock()
@@ -590,7 +589,9 @@ def get_vector_store() -> VectorStore:
         with _store_lock:
             if _store is None:
                 if settings.CHROMA_URL or _owner or not settings.MEMORYWEB_CONTROL_SOCKET:
-                    _store = VectorStore(make_client())
+                    from apps.memories.tiered_store import open_store
+
+                    _store = open_store(make_client())
                 else:
                     from apps.memories.guest_store import GuestVectorStore
 

@@ -2,9 +2,10 @@
 
 tests/tenancy/test_isolation_matrix.py builds its world once per module inside a
 transaction that is never committed: SQL goes back by itself, what is not SQL does not.
-These put a namespace's Chroma collection back as it was built (cells delete, replace and
-drop vectors) and say what a module left behind (rows per table, tables, SQLite's
-sequences, collections).
+These put a namespace's vector collection (Chroma's, or the embedded store's small index,
+apps/memories/small_index.py) back as it was built (cells delete, replace and drop
+vectors) and say what a module left behind (rows per table, tables, SQLite's sequences,
+collections).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def database_state() -> dict[str, int]:
 
 
 def collection_names(store) -> set[str]:
-    return {getattr(found, "name", found) for found in store.client.list_collections()}
+    """Chroma's collections and the small index's (embedded)."""
+    small = store.small.names() if hasattr(store, "small") else set()
+    return {getattr(found, "name", found) for found in store.client.list_collections()} | small
 
 
 def vectors(store, namespaces) -> dict[str, dict[str, tuple[np.ndarray, dict]] | None]:
@@ -54,6 +57,11 @@ def vectors(store, namespaces) -> dict[str, dict[str, tuple[np.ndarray, dict]] |
     found: dict[str, dict[str, tuple[np.ndarray, dict]] | None] = {}
     for namespace in namespaces:
         name = store.collection_name(namespace)
+        if hasattr(store, "small") and store.small.holds(name):
+            ids, embeddings, metadatas = store.small.rows(name)
+            found[name] = {pk: (vector, metadata)
+                           for pk, vector, metadata in zip(ids, embeddings, metadatas, strict=True)}
+            continue
         try:
             collection = store.client.get_collection(
                 name=name, embedding_function=MemoryWebEmbeddingFunction())
@@ -77,8 +85,9 @@ def _same(have: tuple[np.ndarray, dict], want: tuple[np.ndarray, dict]) -> bool:
 def restore_vectors(store, shared: SharedWorld) -> None:
     """Put the world's collections back as they were built: cells' Chroma writes (stores,
     replaced content, metadata, deletes, a dropped collection) are not rolled back with
-    their SQL. A changed vector is deleted and added again (an upsert would keep metadata
-    keys the world's vector lacks: Chroma merges metadata)."""
+    their SQL. A changed vector is deleted and written again through the store (which
+    puts it on whichever side holds the namespace; a fresh write after the delete keeps
+    no metadata key the world's vector lacks)."""
     now = vectors(store, shared.namespaces)
     for namespace in shared.namespaces:
         name = store.collection_name(namespace)
@@ -91,12 +100,11 @@ def restore_vectors(store, shared: SharedWorld) -> None:
         missing = sorted(pk for pk in want if pk not in (have or ()) or pk in stale)
         if have is not None and not stale and not missing:
             continue
-        collection = store.collection(namespace)  # re-created if a cell dropped it
         if stale:
-            collection.delete(ids=stale)
-        if missing:
-            collection.add(ids=missing, embeddings=[want[pk][0] for pk in missing],
-                           metadatas=[want[pk][1] for pk in missing])
+            store.delete(namespace, stale)
+        if missing:  # re-creates the collection if a cell dropped it
+            store.upsert(namespace, missing, np.stack([want[pk][0] for pk in missing]),
+                         [want[pk][1] for pk in missing], fresh=True)
 
 
 def leftovers(before: dict[str, int], after: dict[str, int], chroma_before: set[str],

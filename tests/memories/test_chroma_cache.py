@@ -35,6 +35,16 @@ EMBEDDED_ONLY = pytest.mark.skipif(
     reason="the engine restart guard and Chroma's files are the embedded store's (a Chroma "
            "server's cache and files are its own)")
 
+
+
+@pytest.fixture(autouse=True)
+def chroma_only(settings):
+    """These tests are about Chroma's collections: every namespace goes there from its
+    first memory (the small index, which spares small namespaces all this, has its own
+    tests: test_small_index.py, test_tiered_store.py)."""
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 0
+
+
 SCRIPT = textwrap.dedent("""
     import json, os, resource, sys
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -76,7 +86,8 @@ SCRIPT = textwrap.dedent("""
 def _run(tmp_path, engine_guard: str, sync_until: str) -> dict:
     (tmp_path / "data").mkdir()
     env = embedded_environment(tmp_path / "data", MEMORYWEB_VECTOR_SYNC_UNTIL=sync_until,
-                               ENGINE_GUARD=engine_guard, MEMORYWEB_CONTROL_SOCKET="")
+                               ENGINE_GUARD=engine_guard, MEMORYWEB_CONTROL_SOCKET="",
+                               MEMORYWEB_SMALL_INDEX_LIMIT="0")  # every namespace in Chroma
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -12,6 +12,7 @@ from apps.memories import lexical, lexical_lookup
 from apps.memories.models import Memory
 from apps.memories.vectorstore import CONTEXT_KEY, get_vector_store
 from tests.helpers.callers import make_caller
+from tests.helpers.vector_index import stored_metadata
 
 QUESTION = "Did you ever finish the quokka census on Rottnest?"
 ANSWER = "Yes, I did! It took three weekends."
@@ -29,8 +30,7 @@ def _keyword(namespace_id: int, text: str, weight: float | None = None) -> list[
 
 
 def _vector_context(namespace, memory_id: str) -> str | None:
-    found = get_vector_store().collection(namespace).get(ids=[memory_id], include=["metadatas"])
-    return found["metadatas"][0].get(CONTEXT_KEY)
+    return stored_metadata(namespace, [memory_id])[memory_id].get(CONTEXT_KEY)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from apps.memories.embeddings import get_embedder
 from apps.memories.models import IndexOutbox, MemoryVersion
 from apps.memories.vectorstore import TAG_KEY, get_vector_store
 from apps.tenancy.principal import Principal
+from tests.helpers.vector_index import stored_metadata
 
 
 def _admin(namespace) -> Principal:
@@ -38,10 +39,8 @@ def _recall(namespace, tag: str, mode: str) -> set[str]:
 
 
 def _stored_tags(namespace, ids) -> dict[str, frozenset[str]]:
-    found = get_vector_store().collection(namespace).get(ids=[str(i) for i in ids],
-                                                         include=["metadatas"])
     return {i: frozenset(k[len(TAG_KEY):] for k in meta if k.startswith(TAG_KEY))
-            for i, meta in zip(found["ids"], found["metadatas"], strict=True)}
+            for i, meta in stored_metadata(namespace, ids).items()}
 
 
 def test_a_tags_only_edit_does_not_embed_and_moves_the_tag_filter(alpha, embed_calls):
@@ -102,8 +101,8 @@ def test_bulk_kind_change_does_not_embed(alpha, embed_calls):
     embed_calls.clear()
     result = services.set_kind_many(_admin(alpha), ids, "procedure")
     assert embed_calls == [] and len(result.updated) == 5
-    kinds = get_vector_store().collection(alpha).get(ids=[str(i) for i in ids], include=["metadatas"])
-    assert {meta["kind"] for meta in kinds["metadatas"]} == {"procedure"}
+    kinds = stored_metadata(alpha, ids)
+    assert len(kinds) == 5 and {meta["kind"] for meta in kinds.values()} == {"procedure"}
 
 
 def test_bulk_retag_refuses_what_the_caller_may_not_edit(alpha, beta, embed_calls):

@@ -25,9 +25,20 @@ from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
 from bench.hash_embedder import HashEmbedder
 from tests.helpers.erasure import erase_through_requests
+from tests.helpers.vector_index import files_holding
 
 #: Commits for real: erasure certifies against the audit anchor after each commit.
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+
+@pytest.fixture(autouse=True)
+def chroma_only(settings):
+    """Chroma's files: every namespace goes there from its first memory. What erasure
+    reaches in the small index, where small namespaces live by default, is
+    test_tiered_store.py's."""
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 0
+
 
 EMBEDDED_ONLY = pytest.mark.skipif(
     bool(settings.CHROMA_URL),
@@ -35,28 +46,8 @@ EMBEDDED_ONLY = pytest.mark.skipif(
            "(CHROMA_URL, scaled mode) its files are in the server's directory, out of reach")
 
 
-def _held_in(path: Path, vector: np.ndarray, k: int = 8, tol: float = 1e-5) -> bool:
-    """Whether ``path`` holds ``vector``'s first ``k`` floats (float32, any alignment)."""
-    data = path.read_bytes()
-    head = vector[:k].astype(np.float32)
-    for shift in range(4):
-        count = (len(data) - shift) // 4
-        if count < k:
-            continue
-        floats = np.frombuffer(data, dtype="<f4", count=count, offset=shift)
-        with np.errstate(invalid="ignore"):
-            starts = np.nonzero(np.abs(floats[: count - k + 1] - head[0]) < tol)[0]
-        for start in starts:
-            with np.errstate(invalid="ignore"):
-                if np.all(np.abs(floats[start:start + k] - head) < tol):
-                    return True
-    return False
-
-
 def _files_holding(vector: np.ndarray) -> list[str]:
-    root = Path(settings.CHROMA_PATH)
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and _held_in(p, vector))
+    return files_holding(vector)
 
 
 def _segment_dirs(collection_name: str) -> list[Path]:

@@ -277,7 +277,8 @@ from apps.memories import vectorstore
 from apps.server import control
 control.start()  # as the server does at start-up: nothing to serve
 store = vectorstore.get_vector_store()
-print(type(store).__name__, vectorstore._lock_file is not None)
+print(type(store).__name__, isinstance(store, vectorstore.VectorStore),
+      vectorstore._lock_file is not None)
 """
 
 
@@ -287,4 +288,5 @@ def test_no_socket_configured_means_the_plain_vector_store(embedded_env):
     done = subprocess.run([sys.executable, "manage.py", "shell", "-c", NO_SOCKET], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[-2:] == ["VectorStore", "True"], done.stdout
+    # The embedded store itself (with the small index in front), not a guest's view.
+    assert done.stdout.split()[-3:] == ["TieredVectorStore", "True", "True"], done.stdout

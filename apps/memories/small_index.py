@@ -1,0 +1,285 @@
+"""Small namespaces' vectors outside Chroma: one SQLite file, searched by brute force.
+
+Why: the embedded Chroma keeps one HNSW index per collection and loads it on first use;
+with many namespaces a server's recall in a namespace not used lately pays that load
+(measured at 500 namespaces: the vector stage 7.9 vs 1.7 ms p50, 70 % of it Chroma's
+load), and Chroma's cache holds only so many collections. A namespace's 100 vectors read
+from SQLite and scored with numpy cost ~0.15 ms (docs/performance.md, "Many namespaces:
+the layouts measured"); a shared collection with a namespace filter grows with every
+namespace (83 ms at 100,000 records) and was ruled out.
+
+So a collection (one per namespace, named as Chroma's would be) starts here and moves to
+Chroma once it holds more than ``MEMORYWEB_SMALL_INDEX_LIMIT`` vectors
+(apps/memories/tiered_store.py decides; this module only stores and searches). Same
+contract as Chroma's collection: ids, float32 vectors, scalar filter fields searched by
+Chroma's ``where`` (where_match.py), cosine similarity. Unlike HNSW the search is exact.
+
+Like Chroma it is derived data (SQL is the truth; reindex rebuilds it), lives in
+``CHROMA_PATH`` (not in backups), and is written by the one process that owns the
+embedded store. Erasure: ``secure_delete`` zeroes a deleted row's bytes in the file and
+:meth:`SmallIndex.checkpoint` empties the write-ahead log (erasure's compact step).
+
+Reads keep each collection's decoded rows in memory (bounded by :data:`CACHE_VECTORS`);
+this process is the only writer, so a write drops its collection's entry and the next
+read loads it again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apps.memories.chroma_files import SMALL_INDEX_DB
+from apps.memories.where_match import compile_where
+
+FILE_NAME = SMALL_INDEX_DB
+#: Decoded vectors kept in memory across all collections (384 floats: ~1.5 kB each).
+CACHE_VECTORS = 50_000
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class _Loaded:
+    """One collection's rows, decoded: ids, unit vectors (row per id), filter fields, and
+    each row's place in id order (equal scores rank by id, as Chroma's callers sort)."""
+
+    ids: list[str]
+    unit: np.ndarray
+    vectors: np.ndarray
+    metadatas: list[dict[str, Any]]
+    id_rank: np.ndarray
+
+    def ranked(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every row, most similar to ``vector`` first (ties by id), and the cosine
+        similarities by row."""
+        norm = float(np.linalg.norm(vector)) or 1.0
+        scores = self.unit @ (np.asarray(vector, dtype=np.float32) / norm)
+        return np.lexsort((self.id_rank, -scores)), scores
+
+
+def _encode(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+class SmallIndex:
+    """Collections of vectors in one SQLite file (``path / FILE_NAME``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = Path(path) / FILE_NAME
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.file, check_same_thread=False, isolation_level=None,
+                                   timeout=60)
+        for pragma in ("journal_mode=WAL", "secure_delete=ON", "synchronous=NORMAL"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._cache: OrderedDict[str, _Loaded] = OrderedDict()
+        self._cached = 0
+        self._names: set[str] = {name for (name,) in self._db.execute(
+            "SELECT name FROM collections")}
+
+    # --- collections --------------------------------------------------------------------
+
+    def holds(self, name: str) -> bool:
+        """Whether the collection lives here (created and not moved out or dropped)."""
+        return name in self._names
+
+    def names(self) -> set[str]:
+        with self._lock:
+            return set(self._names)
+
+    def create(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO collections (name) VALUES (?)", (name,))
+            self._names.add(name)
+
+    def drop(self, name: str) -> None:
+        """The collection and every row of it gone (bytes zeroed: ``secure_delete``; the
+        log emptied)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM vectors WHERE collection = ?", (name,))
+                self._db.execute("DELETE FROM collections WHERE name = ?", (name,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._names.discard(name)
+            self._forget(name)
+            self.checkpoint()  # a dropped namespace's rows out of the write-ahead log too
+
+    def checkpoint(self) -> None:
+        """Empty the write-ahead log into the file and truncate it: after this, deleted
+        rows are nowhere in the files (erasure's last step, as for the main database)."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def upsert(self, name: str, ids: Sequence[str], embeddings: np.ndarray,
+               metadatas: Sequence[Mapping[str, Any]]) -> None:
+        """Store each id's vector and filter fields, replacing what it had (all of it: a
+        key the new fields lack is gone, as the Chroma side achieves by clearing it)."""
+        vectors = np.asarray(embeddings, dtype=np.float32).reshape(len(ids), -1)
+        rows = [(name, str(i), _encode(v), json.dumps(dict(m or {})))
+                for i, v, m in zip(ids, vectors, metadatas, strict=True)]
+        with self._lock:
+            self._write("INSERT OR REPLACE INTO vectors (collection, id, vector, metadata) "
+                        "VALUES (?, ?, ?, ?)", rows, name)
+
+    def update_metadata(self, name: str, ids: Sequence[str],
+                        metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        """Replace the filter fields of the ids stored; their vectors, by id."""
+        with self._lock:
+            vectors = self.embeddings(name, ids)
+            rows = [(json.dumps(dict(m or {})), name, str(i))
+                    for i, m in zip(ids, metadatas, strict=True) if str(i) in vectors]
+            self._write("UPDATE vectors SET metadata = ? WHERE collection = ? AND id = ?",
+                        rows, name)
+        return vectors
+
+    def delete(self, name: str, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._write("DELETE FROM vectors WHERE collection = ? AND id = ?",
+                        [(name, str(i)) for i in ids], name)
+
+    def _write(self, statement: str, rows: list[tuple], name: str) -> None:
+        if not rows:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(statement, rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._forget(name)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def count(self, name: str) -> int:
+        with self._lock:
+            if (loaded := self._cache.get(name)) is not None:
+                return len(loaded.ids)
+            (found,) = self._db.execute("SELECT count(*) FROM vectors WHERE collection = ?",
+                                        (name,)).fetchone()
+            return int(found)
+
+    def query(self, name: str, embedding: np.ndarray, n: int,
+              where: Mapping[str, Any] | None) -> list[tuple[str, float]]:
+        """The ``n`` ids most similar to ``embedding`` among those ``where`` selects, as
+        ``(id, cosine similarity)``, best first (exact)."""
+        match = compile_where(where)
+        loaded = self._load(name)
+        if not loaded.ids or n <= 0:
+            return []
+        order, scores = loaded.ranked(embedding)
+        if match is None:
+            picked = order[:n]
+        else:  # the filter asked in rank order, until n pass: most filters pass early
+            picked = []
+            for row in order:
+                if match(loaded.metadatas[row]):
+                    picked.append(row)
+                    if len(picked) == n:
+                        break
+        return [(loaded.ids[row], float(scores[row])) for row in picked]
+
+    def nearest(self, name: str, embeddings: np.ndarray, excluded_kinds: Iterable[str],
+                within: float | None) -> list[tuple[str, float] | None]:
+        """For each row of ``embeddings``: the most similar id whose ``kind`` is not
+        excluded, as ``(id, similarity)``, or None (none, or none at least ``within``)."""
+        loaded = self._load(name)
+        queries = np.asarray(embeddings, dtype=np.float32)
+        if not loaded.ids:
+            return [None] * len(queries)
+        excluded = set(excluded_kinds)
+        found: list[tuple[str, float] | None] = []
+        for vector in queries.reshape(len(queries), -1):
+            order, scores = loaded.ranked(vector)
+            best = next((row for row in order
+                         if loaded.metadatas[row].get("kind") not in excluded), None)
+            near = best is not None and (within is None or scores[best] >= within - 1e-6)
+            found.append((loaded.ids[best], float(scores[best])) if near else None)
+        return found
+
+    def embeddings(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        loaded = self._load(name)
+        where = {i: k for k, i in enumerate(loaded.ids)}
+        return {str(i): loaded.vectors[where[str(i)]].copy() for i in ids if str(i) in where}
+
+    def metadatas(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        loaded = self._load(name)
+        where = {i: k for k, i in enumerate(loaded.ids)}
+        return {str(i): dict(loaded.metadatas[where[str(i)]]) for i in ids if str(i) in where}
+
+    def ids_where(self, name: str, where: Mapping[str, Any] | None) -> list[str]:
+        match = compile_where(where)
+        loaded = self._load(name)
+        return [i for i, meta in zip(loaded.ids, loaded.metadatas, strict=True)
+                if match is None or match(meta)]
+
+    def ids_page(self, name: str, offset: int, limit: int) -> list[str]:
+        with self._lock:
+            return [i for (i,) in self._db.execute(
+                "SELECT id FROM vectors WHERE collection = ? ORDER BY id LIMIT ? OFFSET ?",
+                (name, limit, offset))]
+
+    def rows(self, name: str) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+        """Every id with its vector and filter fields (a move to Chroma)."""
+        loaded = self._load(name)
+        return list(loaded.ids), loaded.vectors.copy(), [dict(m) for m in loaded.metadatas]
+
+    def _load(self, name: str) -> _Loaded:
+        with self._lock:
+            if (loaded := self._cache.get(name)) is not None:
+                self._cache.move_to_end(name)
+                return loaded
+            ids: list[str] = []
+            blobs: list[bytes] = []
+            metadatas: list[dict[str, Any]] = []
+            for item, blob, meta in self._db.execute(
+                    "SELECT id, vector, metadata FROM vectors WHERE collection = ?", (name,)):
+                ids.append(item)
+                blobs.append(blob)
+                metadatas.append(json.loads(meta))
+            width = len(blobs[0]) // 4 if blobs else 0
+            vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32)
+                       .reshape(len(ids), width))
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            unit = vectors / np.where(norms == 0, 1.0, norms)
+            loaded = _Loaded(ids, unit, vectors, metadatas,
+                             np.argsort(np.argsort(np.array(ids, dtype=object))))
+            self._cache[name] = loaded
+            self._cached += len(ids)
+            while self._cached > CACHE_VECTORS and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cached -= len(old.ids)
+            return loaded
+
+    def _forget(self, name: str) -> None:
+        if (old := self._cache.pop(name, None)) is not None:
+            self._cached -= len(old.ids)

@@ -1,0 +1,220 @@
+"""The embedded vector store with small namespaces outside Chroma.
+
+A namespace's collection starts in the small index (apps/memories/small_index.py: one
+SQLite file, exact brute-force search) and moves into its own Chroma collection once it
+holds more than ``MEMORYWEB_SMALL_INDEX_LIMIT`` vectors; it never moves back (a
+namespace that shrank stays in Chroma until a reindex rebuilds it, which starts small
+again). Collections Chroma already holds (written before this existed, or with the limit
+at 0) stay there. Every caller goes through :class:`VectorStore`'s interface and cannot
+tell where a namespace lives, except by speed: a recall in a small namespace no longer
+loads an HNSW index into Chroma's cache (docs/performance.md).
+
+One process owns the embedded store (vectorstore.py's lock), so which side holds a
+collection is known here without asking anyone else: the small index's own table says
+which it holds; the rest are Chroma's. The move copies the vectors into Chroma, then
+drops them from the small index; a read that raced the drop asks Chroma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+
+from apps.memories.small_index import SmallIndex
+from apps.memories.vectorstore import (
+    CONTEXT_KEY,
+    NOT_DUPLICATED,
+    VectorHit,
+    VectorStore,
+    _swapped,
+)
+from apps.tenancy.models import Namespace
+
+#: Vectors copied into Chroma per call when a collection moves there.
+MOVE_PAGE = 1000
+
+
+def open_store(client) -> VectorStore:
+    """The store on ``client``: the embedded one with the small index in front (always,
+    so collections it holds stay readable even with the limit turned to 0: they move to
+    Chroma at their next write), a Chroma server's as it is."""
+    from apps.memories.chroma_files import persist_path
+
+    return TieredVectorStore(client) if persist_path(client) is not None else VectorStore(client)
+
+
+class TieredVectorStore(VectorStore):
+    """The embedded VectorStore with the small index in front of Chroma."""
+
+    def __init__(self, client) -> None:
+        super().__init__(client)
+        assert self.path is not None, "the small index lives beside the embedded Chroma"
+        self.small = SmallIndex(self.path)
+        #: Collection names known to live in Chroma (asked once per process).
+        self._in_chroma: set[str] = set()
+
+    # --- where a collection lives -------------------------------------------------------
+
+    def _chroma_has(self, name: str) -> bool:
+        from chromadb.errors import NotFoundError
+
+        if name in self._in_chroma or name in self._collections:
+            return True
+        with self._gate.shared():
+            try:
+                self.client.get_collection(name=name, embedding_function=self._ef)
+            except NotFoundError:
+                return False
+        self._in_chroma.add(name)
+        return True
+
+    def _small_name(self, namespace: Namespace, *, reading: bool) -> tuple[Namespace, str | None]:
+        """``(namespace, name)`` when its collection is (or is now made) the small index's,
+        ``(namespace, None)`` when Chroma's. A read from a row older than a reindex swap
+        follows it to the current collection; a collection that exists nowhere yet is
+        made small unless the limit is 0."""
+        name = self.collection_name(namespace)
+        if self.small.holds(name):
+            return namespace, name
+        if self._chroma_has(name):
+            return namespace, None
+        if reading and (current := _swapped(namespace)) is not None:
+            return self._small_name(current, reading=True)
+        if settings.MEMORYWEB_SMALL_INDEX_LIMIT <= 0:
+            return namespace, None
+        self.small.create(name)
+        return namespace, name
+
+    # --- writes -------------------------------------------------------------------------
+
+    def upsert(self, namespace: Namespace, ids: Sequence[str], embeddings: np.ndarray,
+               metadatas: Sequence[Mapping[str, Any]], *, fresh: bool = False) -> None:
+        if not ids:
+            return
+        _, name = self._small_name(namespace, reading=False)
+        if name is not None:
+            with self._writer(name):
+                if self.small.holds(name):
+                    self.small.upsert(name, ids, embeddings, metadatas)
+                    if self.small.count(name) > settings.MEMORYWEB_SMALL_INDEX_LIMIT:
+                        self._move_to_chroma(namespace, name)
+                    return
+        super().upsert(namespace, ids, embeddings, metadatas, fresh=fresh)
+
+    def _move_to_chroma(self, namespace: Namespace, name: str) -> None:
+        """Copy the collection into Chroma, then drop it here (the caller holds its
+        writer lock: no write to it runs meanwhile; reads go on, from here until the
+        drop)."""
+        ids, vectors, metadatas = self.small.rows(name)
+        with self._using(name):
+            collection = self.collection(namespace)
+            for start in range(0, len(ids), MOVE_PAGE):
+                page = range(start, min(start + MOVE_PAGE, len(ids)))
+                with_meta = [k for k in page if metadatas[k]]
+                without = [k for k in page if not metadatas[k]]
+                if with_meta:
+                    collection.upsert(ids=[ids[k] for k in with_meta],
+                                      embeddings=vectors[with_meta],
+                                      metadatas=[metadatas[k] for k in with_meta])
+                if without:
+                    collection.upsert(ids=[ids[k] for k in without], embeddings=vectors[without])
+            self._sync_as_set(collection)
+        self._in_chroma.add(name)
+        self.small.drop(name)
+
+    def update_metadata(self, namespace: Namespace, ids: Sequence[str],
+                        metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        _, name = self._small_name(namespace, reading=False)
+        if name is not None:
+            with self._writer(name):
+                if self.small.holds(name):
+                    return self.small.update_metadata(name, ids, metadatas)
+        return super().update_metadata(namespace, ids, metadatas)
+
+    def delete(self, namespace: Namespace, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        name = self.collection_name(namespace)
+        if self.small.holds(name):
+            with self._writer(name):
+                if self.small.holds(name):
+                    self.small.delete(name, ids)
+                    return
+        if self._chroma_has(name):
+            super().delete(namespace, ids)
+
+    def drop_collection(self, name: str) -> None:
+        """Gone from wherever it lives; Chroma's drop (and its scrub, which restarts
+        Chroma's engine) only for a collection Chroma holds."""
+        self.small.drop(name)
+        if self._chroma_has(name):
+            self._in_chroma.discard(name)
+            super().drop_collection(name)
+
+    def compact(self, namespace: Namespace) -> bool:
+        """A small collection's deleted rows are zeroed as they go (``secure_delete``);
+        the log is emptied here. A Chroma collection is rewritten (VectorStore.compact)."""
+        name = self.collection_name(namespace)
+        self.small.checkpoint()
+        if self.small.holds(name) and not self._chroma_has(name):
+            return True
+        return super().compact(namespace)
+
+    # --- reads --------------------------------------------------------------------------
+
+    def _read(self, namespace: Namespace, small: Any, chroma: Any) -> Any:
+        """``small(name)`` when the collection lives in the small index (asked again of
+        Chroma if it moved there meanwhile), else ``chroma(namespace)``."""
+        current, name = self._small_name(namespace, reading=True)
+        if name is not None:
+            found = small(name)
+            if self.small.holds(name):
+                return found
+        return chroma(current)
+
+    def query(self, namespace: Namespace, embedding: np.ndarray, n: int,
+              where: dict | None) -> list[VectorHit]:
+        return self._read(
+            namespace,
+            lambda name: [VectorHit(i, s) for i, s in self.small.query(name, embedding, n, where)],
+            lambda current: super(TieredVectorStore, self).query(current, embedding, n, where))
+
+    def nearest(self, namespace: Namespace, embeddings: np.ndarray,
+                within: float | None = None) -> list[VectorHit | None]:
+        def small(name: str) -> list[VectorHit | None]:
+            found = self.small.nearest(name, embeddings, NOT_DUPLICATED, within)
+            return [VectorHit(*hit) if hit else None for hit in found]
+        return self._read(namespace, small, lambda current: super(
+            TieredVectorStore, self).nearest(current, embeddings, within))
+
+    def embeddings(self, namespace: Namespace, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        return self._read(namespace, lambda name: self.small.embeddings(name, ids),
+                          lambda current: super(TieredVectorStore, self).embeddings(current, ids))
+
+    def count(self, namespace: Namespace) -> int:
+        return self._read(namespace, self.small.count,
+                          lambda current: super(TieredVectorStore, self).count(current))
+
+    def context_holders(self, namespace: Namespace, context_ids: Sequence[str]) -> list[str]:
+        if not context_ids:
+            return []
+        where = {CONTEXT_KEY: {"$in": [str(i) for i in context_ids]}}
+        return self._read(
+            namespace, lambda name: self.small.ids_where(name, where),
+            lambda current: super(TieredVectorStore, self).context_holders(current, context_ids))
+
+    def ids_page(self, namespace: Namespace, offset: int, limit: int) -> list[str]:
+        return self._read(
+            namespace, lambda name: self.small.ids_page(name, offset, limit),
+            lambda current: super(TieredVectorStore, self).ids_page(current, offset, limit))
+
+    def close(self) -> None:
+        self.small.close()
+        super().close()
