@@ -22,7 +22,10 @@ What the check (``remaining``) proves, see docs/timeline.md "Erasure": ids (no g
 source or summary memory names an erased memory); whole-text hashes (no summary part or
 grip excerpt is an erased memory's whole text); and, during the erasure itself only,
 sentence and 8-word fingerprints of the erased texts (apps/timeline/fingerprints.py:
-no part or excerpt quotes a sentence of one that no remaining memory also holds).
+no part or excerpt quotes a sentence of one that no remaining memory also holds). A part or
+excerpt that a remaining (non-summary) memory contains verbatim passes both: the rebuild
+quotes the remaining memories' sentences, and one of them may be an erased memory's whole
+text, or an erased sentence (``_unexplained``).
 """
 
 from __future__ import annotations
@@ -265,8 +268,8 @@ def count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int:
 def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     """Sources, grips and summary memories naming an erased memory, plus summary parts and
     grip excerpts that are a whole erased memory's text (by content hash) or — during the
-    erasure, while its fingerprints are known — quote a sentence or 8 words of one that no
-    remaining memory also holds."""
+    erasure, while its fingerprints are known — quote a sentence or 8 words of one, unless
+    a remaining memory also holds that text (``_unexplained``)."""
     if namespace is None:
         return None  # its nodes went with it
     ids = list(erased.ids)
@@ -280,15 +283,15 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     prints = fingerprints.recalled(namespace.pk, ids)
     if not hashes and not prints:
         return held
-    suspects: list[set[str]] = []
+    # (text, the erased fingerprints it quotes; None: it is a whole erased text)
+    suspects: list[tuple[str, set[str] | None]] = []
     for text in _timeline_texts(namespace):
         if content_hash(text, namespace) in hashes:
-            held += 1
+            suspects.append((text, None))
         elif prints and (hit := fingerprints.of(text) & prints):
-            suspects.append(hit)
-    if suspects:  # words a remaining memory also holds are that memory's to show
-        explained = _held_elsewhere(namespace, set().union(*suspects))
-        held += sum(1 for hit in suspects if hit - explained)
+            suspects.append((text, hit))
+    if suspects:
+        held += _unexplained(namespace, suspects)
     return held
 
 
@@ -303,18 +306,32 @@ def _timeline_texts(namespace: Namespace) -> Iterator[str]:
         yield grip.excerpt
 
 
-def _held_elsewhere(namespace: Namespace, wanted: set[str]) -> set[str]:
-    """Of these fingerprints, those some memory of the namespace still holds (summaries
-    aside: they are derived from the timeline, the very text being checked). Reads every
-    such memory's content: done only when a part or an excerpt matched at all."""
+def _unexplained(namespace: Namespace, suspects: Sequence[tuple[str, set[str] | None]]) -> int:
+    """How many suspect parts and excerpts no remaining memory of the namespace explains
+    (summaries aside: they are derived from the timeline, the very text being checked).
+
+    A part or excerpt that a remaining memory contains verbatim (a shortened part without
+    its ellipsis) is that memory's to show, whatever an erased memory also said: the
+    rebuilt nodes quote the remaining memories' sentences as the summariser splits them
+    (apps/core/summarizer_extractive.py ``split_units``), and such a sentence can be an
+    erased memory's whole text, or an erased sentence the fingerprints' own splitter does
+    not split out of the remaining memory (after a closing quote, an ellipsis, a CJK full
+    stop). Otherwise a part quoting fingerprints is explained when every one of them is
+    also a remaining memory's; a whole erased text never is. Reads every such memory's
+    content: done only when a part or an excerpt matched at all."""
+    left = [(text[:-1] if text.endswith("\u2026") else text, hit) for text, hit in suspects]
+    wanted = set().union(*(hit for _, hit in left if hit))
     found: set[str] = set()
     contents = sealing.texts(  # the erased rows are deleted by now
         Memory.objects.filter(namespace=namespace).exclude(kind=MemoryKind.SUMMARY))
-    for _, text in contents:
-        found |= fingerprints.of(text) & wanted
-        if found == wanted:
+    for _, content in contents:
+        if wanted - found:
+            found |= fingerprints.of(content) & wanted
+        left = [(text, hit) for text, hit in left
+                if (not text or text not in content) and (hit is None or hit - found)]
+        if not left:
             break
-    return found
+    return len(left)
 
 
 ROLLUPS = stores.Store(
