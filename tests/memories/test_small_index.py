@@ -118,6 +118,9 @@ def test_what_is_stored_survives_a_restart(tmp_path):
         assert again.holds("c") and again.count("c") == 2
         assert again.metadatas("c", ["b"]) == {"b": {"k": 2}}
         assert again.ids_page("c", 0, 1) == ["a"] and again.ids_page("c", 1, 5) == ["b"]
+        assert again._db.execute("PRAGMA page_size").fetchone() == (16384,)
+        assert again._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert again._db.execute("PRAGMA secure_delete").fetchone() == (1,)
     finally:
         again.close()
 
@@ -149,6 +152,25 @@ def test_the_cache_is_bounded_and_a_write_is_seen_by_the_next_read(index, monkey
     index.upsert("a", ["a9"], np.eye(1, 6, dtype=np.float32) * 5, [{"kind": "fact"}])
     assert index.count("a") == 7
     assert [i for i, _ in index.query("a", np.eye(6, dtype=np.float32)[0], 2, None)] == ["a0", "a9"]
+
+
+def test_filter_fields_are_parsed_only_when_a_read_needs_them(index):
+    index.create("c")
+    index.upsert("c", ["b", "a"], np.eye(2, 3, dtype=np.float32), [{"kind": "fact"}, {"kind": "event"}])
+    assert [i for i, _ in index.query("c", np.ones(3, dtype=np.float32), 5, None)] == ["a", "b"]
+    assert index._cache["c"]._parsed is None  # a query without a filter read no JSON
+    assert index.ids_where("c", {"kind": "event"}) == ["a"]
+    assert index._cache["c"]._parsed == [{"kind": "event"}, {"kind": "fact"}]  # in id order
+
+
+def test_vectors_that_are_not_unit_length_are_scored_by_cosine(index):
+    index.create("c")
+    index.upsert("c", ["long", "short"], np.array([[10, 0], [0.1, 0.1]], dtype=np.float32),
+                 [{}, {}])
+    hits = index.query("c", np.array([1, 1], dtype=np.float32), 2, None)
+    assert [i for i, _ in hits] == ["short", "long"]
+    assert [round(s, 4) for _, s in hits] == [1.0, 0.7071]
+    np.testing.assert_array_equal(index.embeddings("c", ["long"])["long"], [10, 0])
 
 
 def test_a_filter_chroma_would_refuse_is_refused(index):
