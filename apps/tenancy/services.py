@@ -124,8 +124,10 @@ def authenticate_key(raw: str) -> ApiKey | None:
             key_cache.remember(digest, remembered, key_cache.generation(), keep_until=True)
         return remembered
     seen = key_cache.generation()
-    prefix = raw[: len(KEY_PREFIX_WRITE) + _LOOKUP_CHARS]
-    key = ApiKey.objects.active().select_related("namespace").filter(prefix=prefix).first()
+    known, key = key_cache.revalidate(digest)  # remembered, its seconds up: read by pk
+    if not known:
+        prefix = raw[: len(KEY_PREFIX_WRITE) + _LOOKUP_CHARS]
+        key = ApiKey.objects.active().select_related("namespace").filter(prefix=prefix).first()
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         return None
     _touch(key)

@@ -7,6 +7,7 @@ seen within the window, is tested against a real Daphne: tests/server/test_lean_
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 
@@ -138,3 +139,43 @@ def test_a_lookup_that_raced_a_change_is_not_remembered(agent):
     key_cache.forget(key_id=agent.key.pk)  # what the revocation's signal does
     key_cache.remember(_hash_key(agent.raw), old_row, seen)
     assert authenticate_key(agent.raw) is None
+
+
+def _expire(raw: str) -> None:
+    """The key's entry as it is once its seconds are up (still remembered)."""
+    digest = _hash_key(raw)
+    key_cache._entries[digest] = dataclasses.replace(key_cache._entries[digest],
+                                                     until=time.monotonic() - 1)
+
+
+def test_a_key_whose_seconds_are_up_is_read_again_by_primary_key(agent):
+    assert authenticate_key(agent.raw) is not None
+    _expire(agent.raw)
+    with CaptureQueriesContext(connection) as queries:
+        key = authenticate_key(agent.raw)
+    assert key is not None and key.pk == agent.key.pk and key.namespace.slug == "alpha"
+    lookups = _key_queries(queries)
+    assert len(lookups) == 1 and '"tenancy_apikey"."prefix"' not in lookups[0]  # by pk
+    assert key_cache._entries[_hash_key(agent.raw)].until > time.monotonic()  # again 60 s
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate_key(agent.raw) is not None
+    assert _key_queries(queries) == []
+
+
+@pytest.mark.parametrize("change", ["revoked", "expired", "deleted"])
+def test_a_key_changed_elsewhere_is_refused_when_read_again(agent, change):
+    """Changed by a queryset update or a raw delete (another process, a data fix: no
+    signal here): the read by primary key sees it, and nothing looks the key up by
+    prefix."""
+    assert authenticate_key(agent.raw) is not None
+    _expire(agent.raw)
+    rows = ApiKey.objects.filter(pk=agent.key.pk)
+    if change == "deleted":
+        rows._raw_delete(rows.db)  # no post_delete signal, as in another process
+    else:
+        field = {"revoked": "revoked_at", "expired": "expires_at"}[change]
+        rows.update(**{field: timezone.now()})
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate_key(agent.raw) is None
+    assert all('"tenancy_apikey"."prefix"' not in q for q in _key_queries(queries))
+    assert agent.get("/api/v1/memories").status_code == 401
