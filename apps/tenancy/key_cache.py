@@ -136,16 +136,23 @@ def revalidate(digest: str) -> tuple[bool, ApiKey | None]:
     entry = _entries.get(digest)
     if entry is None:
         return False, None
-    key = rows_by_pk(ApiKey, [entry.key_id]).get(entry.key_id)
+    return True, read_active(entry.key_id, digest)
+
+
+def read_active(key_id: int, digest: str) -> ApiKey | None:
+    """The key row ``key_id`` with its namespace, read afresh by primary key (rows_by_pk),
+    if it has the hash ``digest`` (compared in constant time) and is active now (what
+    ``ApiKey.objects.active()`` selects); else None."""
+    key = rows_by_pk(ApiKey, [key_id]).get(key_id)
     if (key is None or not hmac.compare_digest(key.key_hash, digest)
             or not _entry(key, b"", 0.0, 0.0).active(timezone.now())):  # as remembered
-        return True, None
+        return None
     if key.namespace_id is not None:
         namespace = rows_by_pk(Namespace, [key.namespace_id]).get(key.namespace_id)
         if namespace is None:
-            return True, None
+            return None
         key.namespace = namespace
-    return True, key
+    return key
 
 
 def remember(digest: str, key: ApiKey, seen_generation: int, *, keep_until: bool = False) -> None:

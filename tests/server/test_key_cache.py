@@ -61,7 +61,24 @@ def test_with_the_cache_off_every_request_looks_the_key_up(agent, settings):
     for _ in range(2):
         with CaptureQueriesContext(connection) as queries:
             assert agent.get("/api/v1/namespaces/alpha").status_code == 200
-        assert len(_key_queries(queries)) == 1
+        # Looked up afresh: its id by prefix, then its row by primary key.
+        lookups = _key_queries(queries)
+        assert len(lookups) == 2 and '"prefix" = ' in lookups[0] and '"id" IN (' in lookups[1]
+
+
+def test_an_unseen_key_is_found_by_prefix_and_read_by_primary_key(alpha):
+    """No ORM lookup with a join: its id by the prefix, its row and namespace by primary
+    key; a key with the right prefix but another hash, or revoked, is refused."""
+    key, raw = create_api_key(role=Role.AGENT, agent_id="one", namespace=alpha)
+    with CaptureQueriesContext(connection) as queries:
+        found = authenticate_key(raw)
+    assert found is not None and found.pk == key.pk and found.namespace.slug == "alpha"
+    assert not any(" JOIN " in q["sql"] for q in queries.captured_queries)
+    key_cache.clear()
+    assert authenticate_key(raw[:-1] + ("A" if raw[-1] != "A" else "B")) is None  # same prefix
+    ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+    key_cache.clear()
+    assert authenticate_key(raw) is None
 
 
 def test_a_revoked_key_is_refused_on_the_next_request(team_admin, agent):
