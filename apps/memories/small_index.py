@@ -148,7 +148,10 @@ class SmallIndex:
         """Empty the write-ahead log into the file and truncate it: after this, deleted
         rows are nowhere in the files (erasure's last step, as for the main database)."""
         with self._lock:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # a reader (a command's read-only look) kept it: the log still holds rows
+            raise RuntimeError(f"{self.file.name}: its write-ahead log could not be emptied "
+                               "(a reader held it); retry")
 
     def close(self) -> None:
         with self._lock:
@@ -164,6 +167,12 @@ class SmallIndex:
         rows = [(name, str(i), _encode(v), json.dumps(dict(m or {})))
                 for i, v, m in zip(ids, vectors, metadatas, strict=True)]
         with self._lock:
+            stored = self._db.execute("SELECT length(vector) FROM vectors WHERE collection = ? "
+                                      "LIMIT 1", (name,)).fetchone()
+            if stored is not None and stored[0] != vectors.shape[1] * 4:
+                # As Chroma refuses it: one width per collection (another model: reindex).
+                raise ValueError(f"collection {name} holds vectors of {stored[0] // 4} "
+                                 f"dimensions, not {vectors.shape[1]}")
             self._write("INSERT OR REPLACE INTO vectors (collection, id, vector, metadata) "
                         "VALUES (?, ?, ?, ?)", rows, name)
 
@@ -288,6 +297,8 @@ class SmallIndex:
             unit = vectors if np.allclose(norms, 1.0, atol=1e-5) else \
                 vectors / np.where(norms == 0, 1.0, norms)
             loaded = _Loaded(ids, unit, vectors, [row[2] for row in rows])
+            if name not in self._names:  # a read of a collection that is not here: not kept
+                return loaded
             self._cache[name] = loaded
             self._cached += len(ids)
             while self._cached > CACHE_VECTORS and len(self._cache) > 1:

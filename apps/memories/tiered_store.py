@@ -30,6 +30,7 @@ from apps.memories.vectorstore import (
     VectorHit,
     VectorStore,
     _swapped,
+    _without_stale_keys,
 )
 from apps.tenancy.models import Namespace
 
@@ -55,6 +56,16 @@ class TieredVectorStore(VectorStore):
         self.small = SmallIndex(self.path)
         #: Collection names known to live in Chroma (asked once per process).
         self._in_chroma: set[str] = set()
+        #: Collections both sides hold: a move that stopped between its copy and its drop
+        #: (a crash). The small side has every write since; the move is finished at the
+        #: collection's next use (:meth:`_finish_move`).
+        self._unfinished: set[str] = self.unfinished_moves()
+
+    def unfinished_moves(self) -> set[str]:
+        """The collections both the small index and Chroma hold (read at start)."""
+        with self._gate.shared():
+            chroma = {getattr(found, "name", found) for found in self.client.list_collections()}
+        return self.small.names() & chroma
 
     # --- where a collection lives -------------------------------------------------------
 
@@ -72,21 +83,35 @@ class TieredVectorStore(VectorStore):
         return True
 
     def _small_name(self, namespace: Namespace, *, reading: bool) -> tuple[Namespace, str | None]:
-        """``(namespace, name)`` when its collection is (or is now made) the small index's,
-        ``(namespace, None)`` when Chroma's. A read from a row older than a reindex swap
-        follows it to the current collection; a collection that exists nowhere yet is
-        made small unless the limit is 0."""
+        """``(namespace, name)`` when its collection is the small index's, ``(namespace,
+        None)`` when Chroma's. A read from a row older than a reindex swap follows it to
+        the current collection. A collection that exists nowhere: a write makes it small
+        (unless the limit is 0: Chroma); a read gets the name and an empty answer, and
+        makes nothing (a namespace being deleted is not made again by a late read)."""
         name = self.collection_name(namespace)
+        if name in self._unfinished:
+            self._finish_move(namespace, name)
         if self.small.holds(name):
             return namespace, name
         if self._chroma_has(name):
             return namespace, None
-        if reading and (current := _swapped(namespace)) is not None:
-            return self._small_name(current, reading=True)
+        if reading:
+            if (current := _swapped(namespace)) is not None:
+                return self._small_name(current, reading=True)
+            return namespace, name
         if settings.MEMORYWEB_SMALL_INDEX_LIMIT <= 0:
             return namespace, None
         self.small.create(name)
         return namespace, name
+
+    def _finish_move(self, namespace: Namespace, name: str) -> None:
+        """A move a crash stopped after its copy: copied again from the small side (which
+        has every write since) and dropped there, under the collection's writer lock."""
+        with self._writer(name):
+            if name in self._unfinished:
+                if self.small.holds(name):
+                    self._move_to_chroma(namespace, name)
+                self._unfinished.discard(name)
 
     # --- writes -------------------------------------------------------------------------
 
@@ -107,10 +132,19 @@ class TieredVectorStore(VectorStore):
     def _move_to_chroma(self, namespace: Namespace, name: str) -> None:
         """Copy the collection into Chroma, then drop it here (the caller holds its
         writer lock: no write to it runs meanwhile; reads go on, from here until the
-        drop)."""
+        drop). A Chroma collection already there (a move a crash stopped) is made equal
+        to the small side: ids the small side no longer has deleted, filter keys it no
+        longer has cleared."""
         ids, vectors, metadatas = self.small.rows(name)
         with self._using(name):
             collection = self.collection(namespace)
+            if collection.count():  # left by an earlier move: only what is here now
+                kept = set(ids)
+                gone = [i for i in self.all_chroma_ids(collection) if i not in kept]
+                for start in range(0, len(gone), MOVE_PAGE):
+                    collection.delete(ids=gone[start:start + MOVE_PAGE])
+                metadatas = [dict(meta) for meta in _without_stale_keys(
+                    collection, ids, metadatas)] if ids else metadatas
             for start in range(0, len(ids), MOVE_PAGE):
                 page = range(start, min(start + MOVE_PAGE, len(ids)))
                 with_meta = [k for k in page if metadatas[k]]
@@ -124,6 +158,13 @@ class TieredVectorStore(VectorStore):
             self._sync_as_set(collection)
         self._in_chroma.add(name)
         self.small.drop(name)
+
+    @staticmethod
+    def all_chroma_ids(collection: Any) -> list[str]:
+        found: list[str] = []
+        while batch := collection.get(include=[], limit=MOVE_PAGE, offset=len(found))["ids"]:
+            found.extend(batch)
+        return found
 
     def update_metadata(self, namespace: Namespace, ids: Sequence[str],
                         metadatas: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -140,6 +181,8 @@ class TieredVectorStore(VectorStore):
         if not ids:
             return
         name = self.collection_name(namespace)
+        if name in self._unfinished:  # both sides hold it: one side first
+            self._finish_move(namespace, name)
         if self.small.holds(name):
             with self._writer(name):
                 if self.small.holds(name):
@@ -149,17 +192,24 @@ class TieredVectorStore(VectorStore):
             super().delete(namespace, ids)
 
     def drop_collection(self, name: str) -> None:
-        """Gone from wherever it lives; Chroma's drop (and its scrub, which restarts
-        Chroma's engine) only for a collection Chroma holds."""
-        self.small.drop(name)
-        if self._chroma_has(name):
-            self._in_chroma.discard(name)
-            super().drop_collection(name)
+        """Gone from wherever it lives (under its writer lock: a move running meanwhile
+        does not put it back in Chroma). Chroma's drop, and its scrub, which restarts
+        Chroma's engine, unless the collection was the small index's alone: a retried
+        drop of a Chroma collection (gone already, its scrub failed) scrubs again."""
+        with self._writer(name):
+            was_small = self.small.holds(name)
+            self.small.drop(name)
+            self._unfinished.discard(name)
+            if not was_small or self._chroma_has(name):
+                self._in_chroma.discard(name)
+                super().drop_collection(name)
 
     def compact(self, namespace: Namespace) -> bool:
         """A small collection's deleted rows are zeroed as they go (``secure_delete``);
         the log is emptied here. A Chroma collection is rewritten (VectorStore.compact)."""
         name = self.collection_name(namespace)
+        if name in self._unfinished:  # both sides hold it: one side first
+            self._finish_move(namespace, name)
         self.small.checkpoint()
         if self.small.holds(name) and not self._chroma_has(name):
             return True
@@ -168,14 +218,30 @@ class TieredVectorStore(VectorStore):
     # --- reads --------------------------------------------------------------------------
 
     def _read(self, namespace: Namespace, small: Any, chroma: Any) -> Any:
-        """``small(name)`` when the collection lives in the small index (asked again of
-        Chroma if it moved there meanwhile), else ``chroma(namespace)``."""
+        """``small(name)`` when the collection lives in the small index, else
+        ``chroma(namespace)``. A collection the small index stopped holding during the
+        read (moved to Chroma, or dropped by a reindex swap) is asked again, wherever it
+        is now; one that exists nowhere answers as an empty small one."""
         current, name = self._small_name(namespace, reading=True)
-        if name is not None:
-            found = small(name)
-            if self.small.holds(name):
-                return found
-        return chroma(current)
+        if name is None:
+            return chroma(current)
+        held = self.small.holds(name)
+        found = small(name)
+        if not held or self.small.holds(name):
+            return found
+        return self._read(current, small, chroma)
+
+    def _readable(self, namespace: Namespace):
+        """Chroma's collection for a read, never made here: a name Chroma lacks is its
+        NotFoundError, which the read answers by following a reindex swap (the current
+        collection may be the small index's; VectorStore._readable would make it in
+        Chroma)."""
+        from chromadb.errors import NotFoundError
+
+        name = self.collection_name(namespace)
+        if name not in self._collections and not self._chroma_has(name):
+            raise NotFoundError(f"Collection {name} does not exist.")
+        return super()._readable(namespace)
 
     def query(self, namespace: Namespace, embedding: np.ndarray, n: int,
               where: dict | None) -> list[VectorHit]:

@@ -180,3 +180,19 @@ def test_a_filter_chroma_would_refuse_is_refused(index):
         index.query("c", np.ones(2, dtype=np.float32), 1, {"n": {"$gt": "x"}})
     with pytest.raises(ValueError):
         index.query("c", np.ones(2, dtype=np.float32), 1, {"n": {"$like": 1}})
+
+
+def test_a_log_a_reader_keeps_is_reported_not_taken_as_emptied(index, tmp_path):
+    index.create("c")
+    index.upsert("c", ["a", "b"], np.eye(2, 4, dtype=np.float32), [{}, {}])
+    reader = sqlite3.connect(tmp_path / "small_index.sqlite3")
+    try:
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM vectors").fetchone() == (2,)  # a snapshot
+        index.delete("c", ["a"])
+        index._db.execute("PRAGMA busy_timeout = 100")
+        with pytest.raises(RuntimeError, match="write-ahead log"):
+            index.checkpoint()
+    finally:
+        reader.close()
+    index.checkpoint()  # the reader gone: emptied

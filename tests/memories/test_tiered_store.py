@@ -16,7 +16,7 @@ from apps.tenancy.models import Namespace
 from apps.tenancy.namespaces import delete_namespace
 from apps.tenancy.principal import Principal
 from tests.helpers.erasure import erase_through_requests
-from tests.helpers.vector_index import files_holding
+from tests.helpers.vector_index import files_holding, stored_metadata
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -178,3 +178,101 @@ def test_a_read_of_a_namespace_with_nothing_stored_creates_nothing_in_chroma(alp
     assert not _in_chroma(store.collection_name(alpha))
     assert store.count(alpha) == 0 and store.all_ids(alpha) == set()
     assert uuid.UUID(_store(agent, "now something"))
+
+
+def test_a_move_a_crash_stopped_is_finished_from_the_small_side(alpha, agent, settings,
+                                                                monkeypatch):
+    """Copied to Chroma, not yet dropped here (the process died): after a restart the
+    small side, which has every write since, wins: a delete and a removed tag made then
+    are not undone by the copy Chroma kept."""
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 3
+    store = get_vector_store()
+    name = store.collection_name(alpha)
+    ids = [_store(agent, text, tags=["x"]) for text in
+           ("Ada likes teal", "The printer jams on A3", "Bob is allergic to peanuts")]
+    real_drop = store.small.drop
+
+    def crash(collection):
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(store.small, "drop", crash)
+    # The write is acknowledged (SQL holds it; the outbox keeps the vector work).
+    fourth = _store(agent, "The wifi password rotates every Monday", tags=["x"])
+    monkeypatch.setattr(store.small, "drop", real_drop)
+    assert store.small.holds(name) and _in_chroma(name)
+    store._in_chroma.discard(name)  # a restart: what the process knew is gone
+    store._collections.pop(name, None)
+    store._unfinished = store.unfinished_moves()
+    assert name in store._unfinished
+
+    erased = ids[0]
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 100  # the limit raised meanwhile: still finished
+    store.small.delete(name, [erased])  # written while both sides held it
+    kept_meta = store.small.metadatas(name, [ids[1]])[ids[1]]
+    store.small.update_metadata(name, [ids[1]], [{k: v for k, v in kept_meta.items() if k != "t:x"}])
+
+    assert store.count(alpha) == 3  # the next use finishes the move
+    assert not store.small.holds(name) and name not in store._unfinished
+    assert store.all_ids(alpha) == {ids[1], ids[2], fourth}
+    assert "t:x" not in stored_metadata(alpha, [ids[1]])[ids[1]]
+    assert stored_metadata(alpha, [ids[2]])[ids[2]]["t:x"] is True
+
+
+def test_a_read_from_a_row_older_than_a_reindex_swap_follows_it_to_the_small_side(
+        alpha, agent, monkeypatch):
+    """The swap drops the old collection while a read of it runs: the read asks the
+    current collection, in the small index, and makes no Chroma collection for it."""
+    store = get_vector_store()
+    kept = _store(agent, "The spare key is under the blue flowerpot")
+    vector = store.embeddings(alpha, [kept])[kept]
+    old_row = Namespace.objects.get(pk=alpha.pk)
+    old_name = store.collection_name(old_row)
+    new_row = Namespace(pk=alpha.pk, slug=alpha.slug, collection="swapped" + uuid.uuid4().hex[:8])
+    store.upsert(new_row, [kept], vector[None, :], [{"agent_id": "agent-1", "kind": "fact"}])
+    Namespace.objects.filter(pk=alpha.pk).update(collection=new_row.collection)
+    real_query = store.small.query
+
+    def swapped_meanwhile(collection, embedding, n, where):
+        found = real_query(collection, embedding, n, where)
+        if collection == old_name:
+            store.drop_collection(old_name)  # what the swap does after the update
+            return []
+        return found
+
+    monkeypatch.setattr(store.small, "query", swapped_meanwhile)
+    hits = store.query(old_row, vector, 5, None)
+    assert [hit.id for hit in hits] == [kept]
+    assert not _in_chroma(store.collection_name(new_row)) and not _in_chroma(old_name)
+    # Once dropped, the old name is read as nothing, and not made again.
+    assert store.count(old_row) == 1  # follows the swap
+    assert not store.small.holds(old_name)
+
+
+def test_a_retried_drop_of_a_chroma_collection_still_scrubs(alpha, agent, settings,
+                                                           monkeypatch):
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 0  # a Chroma collection
+    store = get_vector_store()
+    _store(agent, "held in Chroma")
+    name = store.collection_name(alpha)
+    assert _in_chroma(name)
+    real_scrub = store._scrub
+    monkeypatch.setattr(store, "_scrub", lambda: (_ for _ in ()).throw(OSError("disk busy")))
+    with pytest.raises(OSError):
+        store.drop_collection(name)
+    assert not _in_chroma(name)
+    calls = []
+    monkeypatch.setattr(store, "_scrub", lambda: calls.append(1) or real_scrub())
+    store.drop_collection(name)  # the retry: gone from Chroma already, scrubbed all the same
+    assert calls == [1] and chroma_files.orphan_segments() == []
+
+
+def test_a_vector_of_another_width_is_refused_and_the_collection_stays_readable(alpha, agent):
+    import numpy as np
+
+    store = get_vector_store()
+    kept = _store(agent, "The office closes at six")
+    with pytest.raises(ValueError, match="dimensions"):
+        store.upsert(alpha, [str(uuid.uuid4())], np.ones((1, 128), dtype=np.float32),
+                     [{"kind": "fact"}])
+    assert store.count(alpha) == 1
+    assert _recall(agent, "when does the office close", mode="vector")[0] == kept

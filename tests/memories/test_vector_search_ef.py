@@ -8,9 +8,17 @@ the search exact, and equal scores come back in id order whatever the index's wa
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from apps.memories.recall import channels
 from apps.memories.vectorstore import get_vector_store
+
+
+@pytest.fixture(autouse=True)
+def chroma_only(settings):
+    """HNSW's ef_search is Chroma's: every namespace goes there from its first memory
+    (the small index, where small namespaces live by default, searches exactly)."""
+    settings.MEMORYWEB_SMALL_INDEX_LIMIT = 0
 
 
 def _ef_search(namespace) -> int:
