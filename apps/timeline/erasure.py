@@ -23,9 +23,13 @@ source or summary memory names an erased memory); whole-text hashes (no summary 
 grip excerpt is an erased memory's whole text); and, during the erasure itself only,
 sentence and 8-word fingerprints of the erased texts (apps/timeline/fingerprints.py:
 no part or excerpt quotes a sentence of one that no remaining memory also holds). A part or
-excerpt that a remaining (non-summary) memory contains verbatim passes both: the rebuild
-quotes the remaining memories' sentences, and one of them may be an erased memory's whole
-text, or an erased sentence (``_unexplained``).
+excerpt the timeline can cut from a remaining (non-summary) memory passes both: a part
+that is one of the memory's sentences as the summariser splits them
+(apps/core/summarizer_extractive.py ``split_units``), or the start of one cut at a space
+with an ellipsis (``shorten``); a grip's excerpt that is one of the sentences of the
+memory it names. The rebuild quotes the remaining memories' sentences, and one of them may
+be an erased memory's whole text, or an erased sentence. Text merely contained in a
+remaining memory (inside a word, or mid-sentence) explains nothing (``_unexplained``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from apps.timeline.representation import node_event
 #: The levels whose period holds a day (a day's ancestors by input: a month is built from
 #: its days, so a day reaches its week, its month and its year).
 _ABOVE_DAY = (Level.DAY, Level.WEEK, Level.MONTH, Level.YEAR)
+#: What ``shorten`` (apps/core/summarizer.py) ends a shortened part with.
+ELLIPSIS = "\u2026"
 log = logging.getLogger(__name__)
 
 
@@ -269,7 +275,9 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     """Sources, grips and summary memories naming an erased memory, plus summary parts and
     grip excerpts that are a whole erased memory's text (by content hash) or — during the
     erasure, while its fingerprints are known — quote a sentence or 8 words of one, unless
-    a remaining memory also holds that text (``_unexplained``)."""
+    the timeline can cut that text from a remaining memory (a sentence of it, a shortened
+    one; for an excerpt, a sentence of the grip's own memory) or, for fingerprints, the
+    remaining memories hold every one matched (``_unexplained``)."""
     if namespace is None:
         return None  # its nodes went with it
     ids = list(erased.ids)
@@ -283,55 +291,89 @@ def remaining(namespace: Namespace | None, erased: stores.Erased) -> int | None:
     prints = fingerprints.recalled(namespace.pk, ids)
     if not hashes and not prints:
         return held
-    # (text, the erased fingerprints it quotes; None: it is a whole erased text)
-    suspects: list[tuple[str, set[str] | None]] = []
-    for text in _timeline_texts(namespace):
+    # (text, the erased fingerprints it quotes or None: it is a whole erased text,
+    #  the memory a grip quotes or None: a summary part)
+    suspects: list[tuple[str, set[str] | None, str | None]] = []
+    for text, quoted in _timeline_texts(namespace):
         if content_hash(text, namespace) in hashes:
-            suspects.append((text, None))
+            suspects.append((text, None, quoted))
         elif prints and (hit := fingerprints.of(text) & prints):
-            suspects.append((text, hit))
+            suspects.append((text, hit, quoted))
     if suspects:
         held += _unexplained(namespace, suspects)
     return held
 
 
-def _timeline_texts(namespace: Namespace) -> Iterator[str]:
-    """Every summary part and grip excerpt of the namespace's timeline."""
+def _timeline_texts(namespace: Namespace) -> Iterator[tuple[str, str | None]]:
+    """Every summary part (with None) and grip excerpt (with its memory's id) of the
+    namespace's timeline."""
     # Through instances, not values_list: an encrypted namespace's texts open there.
     for node in RollupNode.objects.filter(namespace=namespace).only(
             "pk", "namespace_id", "parts").iterator(chunk_size=500):
-        yield from node.parts or []
-    for grip in Grip.objects.filter(node__namespace=namespace).select_related(
-            "node").only("pk", "node__namespace_id", "excerpt").iterator(chunk_size=2000):
-        yield grip.excerpt
+        for part in node.parts or []:
+            yield part, None
+    for grip in Grip.objects.filter(node__namespace=namespace).select_related("node").only(
+            "pk", "node__namespace_id", "memory_id", "excerpt").iterator(chunk_size=2000):
+        yield grip.excerpt, str(grip.memory_id)
 
 
-def _unexplained(namespace: Namespace, suspects: Sequence[tuple[str, set[str] | None]]) -> int:
+def _unexplained(namespace: Namespace,
+                 suspects: Sequence[tuple[str, set[str] | None, str | None]]) -> int:
     """How many suspect parts and excerpts no remaining memory of the namespace explains
     (summaries aside: they are derived from the timeline, the very text being checked).
 
-    A part or excerpt that a remaining memory contains verbatim (a shortened part without
-    its ellipsis) is that memory's to show, whatever an erased memory also said: the
-    rebuilt nodes quote the remaining memories' sentences as the summariser splits them
-    (apps/core/summarizer_extractive.py ``split_units``), and such a sentence can be an
-    erased memory's whole text, or an erased sentence the fingerprints' own splitter does
-    not split out of the remaining memory (after a closing quote, an ellipsis, a CJK full
-    stop). Otherwise a part quoting fingerprints is explained when every one of them is
-    also a remaining memory's; a whole erased text never is. Reads every such memory's
-    content: done only when a part or an excerpt matched at all."""
-    left = [(text[:-1] if text.endswith("\u2026") else text, hit) for text, hit in suspects]
-    wanted = set().union(*(hit for _, hit in left if hit))
+    A remaining memory explains a text the timeline can cut from it, whatever an erased
+    memory also said (``_cut_from``): the rebuilt nodes quote the remaining memories'
+    sentences as the summariser splits them (apps/core/summarizer_extractive.py
+    ``split_units``), and such a sentence can be an erased memory's whole text, or an
+    erased sentence the fingerprints' own splitter does not split out of the remaining
+    memory (after a closing quote, an ellipsis, a CJK full stop). A text merely contained
+    in a memory is not explained ("hunter2" in "hunter22"): the summariser cannot cut it.
+    Otherwise a part or excerpt quoting fingerprints is explained when every one of them
+    is also a remaining memory's; a whole erased text never is. Reads every such memory's
+    content: done only when a part or an excerpt matched at all; splits a memory only
+    when a suspect's text occurs in it."""
+    from apps.core.summarizer_extractive import split_units
+
+    left = list(suspects)
+    wanted = set().union(*(hit for _, hit, _ in left if hit))
     found: set[str] = set()
     contents = sealing.texts(  # the erased rows are deleted by now
         Memory.objects.filter(namespace=namespace).exclude(kind=MemoryKind.SUMMARY))
-    for _, content in contents:
+    for pk, content in contents:
         if wanted - found:
             found |= fingerprints.of(content) & wanted
-        left = [(text, hit) for text, hit in left
-                if (not text or text not in content) and (hit is None or hit - found)]
+        units: set[str] | None = None  # this memory's, split when first needed
+        still = []
+        for suspect in left:
+            text, hit, quoted = suspect
+            if hit is not None and not hit - found:
+                continue
+            if quoted in (None, str(pk)) and text.removesuffix(ELLIPSIS) in content:
+                if units is None:
+                    units = {content[start:end] for start, end in split_units(content)}
+                if _cut_from(text, units, shortened=quoted is None):
+                    continue
+            still.append(suspect)
+        left = still
         if not left:
             break
     return len(left)
+
+
+def _cut_from(text: str, units: Collection[str], *, shortened: bool) -> bool:
+    """Whether ``text`` is what the timeline cuts from a memory split into ``units``: one
+    of them whole (a part, as the extractive summariser picks it; a grip's excerpt, as
+    ``grips.evidence`` keeps it); or, when ``shortened`` (a part: apps/core/summarizer.py
+    ``shorten``, applied when a unit exceeds a level's ``max_chars``), the start of one cut
+    at a space, with an ellipsis in place of the rest."""
+    if text in units:
+        return True
+    head = text.removesuffix(ELLIPSIS)
+    if not shortened or head == text or not head or head[-1].isspace():
+        return False
+    return any(len(unit) > len(head) and unit[len(head)].isspace() and unit.startswith(head)
+               for unit in units)
 
 
 ROLLUPS = stores.Store(
