@@ -187,8 +187,12 @@ def _schema(data_dir: Path) -> dict[str, Any]:
         fts = conn.execute("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%USING fts5(%'").fetchone()[0]
     with closing(sqlite3.connect(f"file:{data_dir / 'chroma' / 'chroma.sqlite3'}?mode=ro", uri=True)) as conn:
         collections = conn.execute("SELECT count(*) FROM collections").fetchone()[0]
+    small, small_file = 0, data_dir / "chroma" / "small_index.sqlite3"  # apps/memories/small_index.py
+    if small_file.exists():
+        with closing(sqlite3.connect(f"file:{small_file}?mode=ro", uri=True)) as conn:
+            small = conn.execute("SELECT count(*) FROM collections").fetchone()[0]
     return {"sqlite_master_rows": rows, "fts_tables": fts, "new_connection_first_query_ms": first_ms,
-            "chroma_collections": collections}
+            "chroma_collections": collections, "small_index_collections": small}
 
 
 def sample(server: Server, **extra: Any) -> dict[str, Any]:
