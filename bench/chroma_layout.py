@@ -172,6 +172,15 @@ def own_collections(path: str) -> dict[str, Any]:
     return measured
 
 
+def write_report(report: dict[str, Any], output: Path, draw) -> None:
+    """The JSON report, and the chart ``draw`` makes of it next to it (PNG)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    png = output.with_suffix(".png")
+    draw(report, png)
+    print(f"wrote {output} and {png}")
+
+
 def chart(report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -227,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                           "queries": args.queries, "n_results": N_RESULTS, "dimension": DIM})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    png = args.output.with_suffix(".png")
-    chart(report, png)
-    print(f"wrote {args.output} and {png}")
+    write_report(report, args.output, chart)
     return 0
 
 

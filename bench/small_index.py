@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,22 +42,16 @@ if str(ROOT) not in sys.path:  # run as a script: the project's modules
 from apps.memories import small_index  # noqa: E402
 from apps.memories.small_index import SmallIndex  # noqa: E402
 
+try:
+    from bench.chroma_layout import DIM, timed, units, write_report
+except ImportError:  # run as a script, bench/ is sys.path[0]
+    from chroma_layout import DIM, timed, units, write_report
+
 RESULTS = Path(__file__).resolve().parent / "results"
-DIM, N_RESULTS = 384, 50
+N_RESULTS = 50
 #: Collections per size on each side (the child of bench/chroma_layout.py opens 40).
 COLLECTIONS = 40
 FILTER = {"$and": [{"agent_id": "a1"}, {"kind": {"$ne": "summary"}}]}
-
-
-def stats_ms(samples: list[float]) -> dict[str, float]:
-    ms = np.asarray(samples) * 1000.0
-    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "mean": float(ms.mean()), "count": len(samples)}
-
-
-def units(rng: np.random.Generator, n: int) -> np.ndarray:
-    v = rng.standard_normal((n, DIM)).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
 def metadata(k: int) -> dict[str, Any]:
@@ -66,15 +59,6 @@ def metadata(k: int) -> dict[str, Any]:
     return {"agent_id": f"a{k % 4}", "session_id": f"s{k % 10}",
             "kind": "summary" if k % 20 == 0 else "fact", "created_ts": 1.7e9 + k,
             "event_ts": 1.7e9 + k, "t:project": True}
-
-
-def timed(work, reps: int) -> dict[str, float]:
-    samples = []
-    for i in range(reps):
-        started = time.perf_counter()
-        work(i)
-        samples.append(time.perf_counter() - started)
-    return stats_ms(samples)
 
 
 def measure_size(size: int, queries: np.ndarray, work: Path, rng: np.random.Generator,
@@ -182,11 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "dimension": DIM, "collections": COLLECTIONS, "filter": FILTER}}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    png = args.output.with_suffix(".png")
-    chart(report, png)
-    print(f"wrote {args.output} and {png}")
+    write_report(report, args.output, chart)
     return 0
 
 
