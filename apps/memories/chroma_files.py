@@ -136,16 +136,24 @@ def copy_collection(source, target) -> None:
         ids = page["ids"]
         if not ids:
             return
-        metadatas = page["metadatas"] or [None] * len(ids)
-        with_meta = [k for k, meta in enumerate(metadatas) if meta]
-        without = [k for k, meta in enumerate(metadatas) if not meta]
-        embeddings = np.asarray(page["embeddings"], dtype=np.float32)
-        if with_meta:
-            target.add(ids=[ids[k] for k in with_meta], embeddings=embeddings[with_meta],
-                       metadatas=[metadatas[k] for k in with_meta])
-        if without:
-            target.add(ids=[ids[k] for k in without], embeddings=embeddings[without])
+        put_rows(target.add, ids, np.asarray(page["embeddings"], dtype=np.float32),
+                 page["metadatas"] or [None] * len(ids))
         offset += len(ids)
+
+
+def put_rows(write, ids: Sequence[str], embeddings: np.ndarray,
+             metadatas: Sequence[Any]) -> None:
+    """``write`` (a collection's ``add`` or ``upsert``) the rows in pages of ``COPY_PAGE``:
+    Chroma refuses an empty metadata object, so rows without filter fields go apart."""
+    for start in range(0, len(ids), COPY_PAGE):
+        page = range(start, min(start + COPY_PAGE, len(ids)))
+        with_meta = [k for k in page if metadatas[k]]
+        without = [k for k in page if not metadatas[k]]
+        if with_meta:
+            write(ids=[ids[k] for k in with_meta], embeddings=embeddings[with_meta],
+                  metadatas=[metadatas[k] for k in with_meta])
+        if without:
+            write(ids=[ids[k] for k in without], embeddings=embeddings[without])
 
 
 # --- Chroma's files (embedded) ----------------------------------------------------------

@@ -72,12 +72,21 @@ class _Loaded:
     vectors: np.ndarray
     raw: list[str]
     _parsed: list[dict[str, Any]] | None = None
+    _positions: dict[str, int] | None = None
 
     @property
     def metadatas(self) -> list[dict[str, Any]]:
         if self._parsed is None:  # two threads may both parse: the same result
             self._parsed = [json.loads(meta) for meta in self.raw]
         return self._parsed
+
+    def rows_of(self, ids: Sequence[Any]) -> list[tuple[str, int]]:
+        """``(id, row)`` for each of ``ids`` held (the id-to-row map made once per load:
+        recall asks for its candidates' vectors on every request)."""
+        if self._positions is None:
+            self._positions = {item: row for row, item in enumerate(self.ids)}
+        found = ((str(i), self._positions.get(str(i))) for i in ids)
+        return [(item, row) for item, row in found if row is not None]
 
     def ranked(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every row, most similar to ``vector`` first (equal scores in id order, as
@@ -255,13 +264,11 @@ class SmallIndex:
 
     def embeddings(self, name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         loaded = self._load(name)
-        where = {i: k for k, i in enumerate(loaded.ids)}
-        return {str(i): loaded.vectors[where[str(i)]].copy() for i in ids if str(i) in where}
+        return {item: loaded.vectors[row].copy() for item, row in loaded.rows_of(ids)}
 
     def metadatas(self, name: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         loaded = self._load(name)
-        where = {i: k for k, i in enumerate(loaded.ids)}
-        return {str(i): dict(loaded.metadatas[where[str(i)]]) for i in ids if str(i) in where}
+        return {item: dict(loaded.metadatas[row]) for item, row in loaded.rows_of(ids)}
 
     def ids_where(self, name: str, where: Mapping[str, Any] | None) -> list[str]:
         match = compile_where(where)
@@ -290,8 +297,8 @@ class SmallIndex:
             ids = [row[0] for row in rows]
             blobs = [row[1] for row in rows]
             width = len(blobs[0]) // 4 if blobs else 0
-            vectors = (np.frombuffer(b"".join(blobs), dtype="<f4").astype(np.float32)
-                       .reshape(len(ids), width))
+            # Read-only over the joined bytes (no copy): readers copy what they hand out.
+            vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), width)
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
             # The model's vectors are unit length already: no second copy of them.
             unit = vectors if np.allclose(norms, 1.0, atol=1e-5) else \

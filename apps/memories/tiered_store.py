@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
+from apps.memories.chroma_files import COPY_PAGE, persist_path, put_rows
 from apps.memories.small_index import SmallIndex
 from apps.memories.vectorstore import (
     CONTEXT_KEY,
@@ -34,16 +35,11 @@ from apps.memories.vectorstore import (
 )
 from apps.tenancy.models import Namespace
 
-#: Vectors copied into Chroma per call when a collection moves there.
-MOVE_PAGE = 1000
-
 
 def open_store(client) -> VectorStore:
     """The store on ``client``: the embedded one with the small index in front (always,
     so collections it holds stay readable even with the limit turned to 0: they move to
     Chroma at their next write), a Chroma server's as it is."""
-    from apps.memories.chroma_files import persist_path
-
     return TieredVectorStore(client) if persist_path(client) is not None else VectorStore(client)
 
 
@@ -140,29 +136,20 @@ class TieredVectorStore(VectorStore):
             collection = self.collection(namespace)
             if collection.count():  # left by an earlier move: only what is here now
                 kept = set(ids)
-                gone = [i for i in self.all_chroma_ids(collection) if i not in kept]
-                for start in range(0, len(gone), MOVE_PAGE):
-                    collection.delete(ids=gone[start:start + MOVE_PAGE])
-                metadatas = [dict(meta) for meta in _without_stale_keys(
-                    collection, ids, metadatas)] if ids else metadatas
-            for start in range(0, len(ids), MOVE_PAGE):
-                page = range(start, min(start + MOVE_PAGE, len(ids)))
-                with_meta = [k for k in page if metadatas[k]]
-                without = [k for k in page if not metadatas[k]]
-                if with_meta:
-                    collection.upsert(ids=[ids[k] for k in with_meta],
-                                      embeddings=vectors[with_meta],
-                                      metadatas=[metadatas[k] for k in with_meta])
-                if without:
-                    collection.upsert(ids=[ids[k] for k in without], embeddings=vectors[without])
+                gone = [i for i in self._chroma_ids(collection) if i not in kept]
+                for start in range(0, len(gone), COPY_PAGE):
+                    collection.delete(ids=gone[start:start + COPY_PAGE])
+                if ids:
+                    metadatas = _without_stale_keys(collection, ids, metadatas)
+            put_rows(collection.upsert, ids, vectors, metadatas)
             self._sync_as_set(collection)
         self._in_chroma.add(name)
         self.small.drop(name)
 
     @staticmethod
-    def all_chroma_ids(collection: Any) -> list[str]:
+    def _chroma_ids(collection: Any) -> list[str]:
         found: list[str] = []
-        while batch := collection.get(include=[], limit=MOVE_PAGE, offset=len(found))["ids"]:
+        while batch := collection.get(include=[], limit=COPY_PAGE, offset=len(found))["ids"]:
             found.extend(batch)
         return found
 

@@ -84,8 +84,14 @@ class _Entry:
 
     def active(self, now: datetime) -> bool:
         """ApiKeyQuerySet.active(), on the remembered row."""
-        return (not self.revoked and (self.expires_at is None or self.expires_at > now)
-                and (self.grace_ends_at is None or self.grace_ends_at > now))
+        return _active(self.revoked, self.expires_at, self.grace_ends_at, now)
+
+
+def _active(revoked: bool, expires_at: datetime | None, grace_ends_at: datetime | None,
+            now: datetime) -> bool:
+    """What ApiKeyQuerySet.active() selects, on one row's fields."""
+    return (not revoked and (expires_at is None or expires_at > now)
+            and (grace_ends_at is None or grace_ends_at > now))
 
 
 _entries: dict[str, _Entry] = {}
@@ -148,7 +154,8 @@ def read_active(key_id: int, digest: str) -> ApiKey | None:
     ``ApiKey.objects.active()`` selects); else None."""
     key = rows_by_pk(ApiKey, [key_id]).get(key_id)
     if (key is None or not hmac.compare_digest(key.key_hash, digest)
-            or not _entry(key, b"", 0.0, 0.0).active(timezone.now())):  # as remembered
+            or not _active(key.revoked_at is not None, key.expires_at, key.grace_ends_at,
+                           timezone.now())):
         return None
     return _with_namespace(key)
 

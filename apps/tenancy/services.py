@@ -144,13 +144,9 @@ def _lookup(prefix: str, digest: str) -> ApiKey | None:
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {quote(meta.pk.column)} FROM {quote(meta.db_table)} WHERE "
-                       f"{quote(meta.get_field('prefix').column)} = %s "
-                       f"ORDER BY {quote(meta.pk.column)}", [prefix])
-        ids = [row[0] for row in cursor.fetchall()]
-    for pk in ids:
-        if (key := key_cache.read_active(pk, digest)) is not None:
-            return key
-    return None
+                       f"{quote(meta.get_field('prefix').column)} = %s", [prefix])
+        found = cursor.fetchone()
+    return None if found is None else key_cache.read_active(found[0], digest)
 
 
 def _touch(key: ApiKey) -> bool:
