@@ -138,3 +138,8 @@ MEMORYWEB_KEK_PATH = _env.str("MEMORYWEB_KEK_PATH", default="")
 # searched exactly by brute force, until it holds more than this many; then they move to
 # its own Chroma collection (HNSW). 0: every namespace in Chroma from its first memory.
 MEMORYWEB_SMALL_INDEX_LIMIT = _env.int("MEMORYWEB_SMALL_INDEX_LIMIT", default=2000)
+# SQLite only: a namespace gets its FTS5 keyword table (seven schema entries, which every
+# connection parses) once it holds more than this many memories; until then its keyword
+# recall is ranked in memory from its rows (apps/memories/small_keywords.py). 0: a table
+# from the first memory.
+MEMORYWEB_SMALL_KEYWORD_LIMIT = _env.int("MEMORYWEB_SMALL_KEYWORD_LIMIT", default=2000)

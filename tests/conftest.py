@@ -132,11 +132,22 @@ def stored(agent):
 def fresh_term_counts():
     """Common-term pruning keeps a namespace's total and term counts per process for a
     minute (apps/memories/term_counts.py): a namespace id the next test reuses must not
-    find the last test's."""
-    from apps.memories import lexical, term_counts
+    find the last test's. Nor its in-memory keyword indexes, which small namespaces use
+    whatever the engine (apps/memories/small_keywords.py): the change log's numbers start
+    over with the database too."""
+    from apps.memories import keyword_index_log, lexical, term_counts
 
     term_counts.clear()
     lexical._totals.clear()
+    keyword_index_log.indexes().clear()
+
+
+@pytest.fixture
+def keyword_tables(settings):
+    """Every namespace gets its FTS5 table from its first memory, as before small
+    namespaces were ranked in memory (apps/memories/small_keywords.py): for tests about
+    the tables themselves."""
+    settings.MEMORYWEB_SMALL_KEYWORD_LIMIT = 0
 
 
 @pytest.fixture

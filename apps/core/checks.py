@@ -338,6 +338,8 @@ NUMBERS: dict[str, tuple[Bound, str | None]] = {
                                    "0 keeps Chroma's default (100)."),
     "MEMORYWEB_SMALL_INDEX_LIMIT": (Bound(low=0, high=100_000, integer=True),
                                     "2000 is the default; 0 keeps every namespace in Chroma."),
+    "MEMORYWEB_SMALL_KEYWORD_LIMIT": (Bound(low=0, high=100_000, integer=True),
+                                      "2000 is the default; 0 gives every namespace its FTS5 table."),
     "MEMORYWEB_VECTOR_OPEN_COLLECTIONS": (Bound(low=0, high=1_000_000, integer=True),
                                           "0: 200 (and never above 4/5 of Chroma's cache)."),
     "MEMORYWEB_VECTOR_SYNC_UNTIL": (Bound(low=0, high=10_000_000, integer=True),

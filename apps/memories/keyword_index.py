@@ -61,6 +61,12 @@ _TOKEN = re.compile(r"[^\W_]+")
 COMPACT_SHARE = 0.2
 _COMPACT_MIN = 5_000
 _EMPTY = np.zeros(0, dtype=np.int32)
+#: load() counts its rows' postings a chunk of about this many characters at a time (its
+#: words are Python objects until then).
+_LOAD_CHARS = 1 << 21
+#: load()'s split of folded texts: letters and digits kept (ASCII ones, every byte of
+#: UTF-8's others), NUL kept (it separates texts), any other ASCII byte made a space.
+_WORD_BYTES = bytes(b if b >= 0x80 or b == 0 or chr(b).isalnum() else 0x20 for b in range(256))
 
 _stems: dict[str, str] = {}
 _STEM_CACHE_MAX = 500_000
@@ -115,6 +121,54 @@ def _counts(content: str | list[str], context: str | list[str] | None) -> tuple[
         return Counter(content), Counter(context or ())
     own = Counter(tokens(content))
     return own, (Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter())
+
+
+def _spaced(text: str) -> str:
+    """``text`` folded as tokens() folds it, reduced to its words (as tokens() finds them)
+    joined by spaces when not ASCII: load()'s bytes split then finds the same words."""
+    text = _fold(text)
+    return text.replace("\0", " ") if text.isascii() else " ".join(_TOKEN.findall(text))
+
+
+def _chunk(texts: list[str], blind: list[str], runs: array, vocab: dict[str, int],
+           word_ids: dict[bytes, int], first: int) -> tuple[np.ndarray, ...]:
+    """load()'s postings of a chunk of rows, the first document ``first``: (term ids,
+    documents, own and context occurrences) sorted by term then document; the rows' lengths.
+    ``texts``: two a row (own words, context cut), ``blind``: blind rows' tokens, in runs
+    of (text's position, tokens) pairs. Each distinct text is split once (a context is
+    often another row's words), each distinct word stemmed once; occurrences are counted
+    with numpy: no Counter per row."""
+    if not texts:
+        return (_EMPTY,) * 5
+    unique: dict[str, int] = {}
+    which = np.array([unique.setdefault(text, len(unique)) for text in texts], dtype=np.int64)
+    words = " \0 ".join(map(_spaced, unique)).encode().translate(_WORD_BYTES).split()
+    for word in set(words).difference(word_ids):
+        word_ids[word] = vocab.setdefault(_stemmed(word.decode()), len(vocab))
+    tid = np.fromiter(map(word_ids.__getitem__, words), dtype=np.int64, count=len(words))
+    cut = tid < 0  # the NULs between texts (word_ids[b"\0"] is -1)
+    tid = tid[~cut]
+    bounds = np.concatenate([[0], np.flatnonzero(cut) - np.arange(len(unique) - 1), [len(tid)]])
+    starts, sizes = bounds[which], np.diff(bounds)[which]
+    tid = tid[np.arange(sizes.sum()) + np.repeat(starts - np.cumsum(sizes) + sizes, sizes)]
+    code = np.repeat(np.arange(len(texts)), sizes)
+    if blind:
+        vocab.update({term: len(vocab) + i for i, term in enumerate(set(blind).difference(vocab))})
+        tid = np.concatenate([tid, np.fromiter(map(vocab.__getitem__, blind), np.int64, len(blind))])
+        code = np.concatenate([code, np.repeat(runs[0::2], runs[1::2])])
+    rows = len(texts) // 2
+    lengths = np.bincount(code, minlength=2 * rows).reshape(rows, 2).sum(axis=1)
+    # by term, then row: stably (rows ascend, unless blind ones are among text ones), by a
+    # radix sort when term ids fit 16 bits
+    order = (np.lexsort((code, tid)) if blind else
+             np.argsort(tid.astype(np.uint16) if len(vocab) <= 1 << 16 else tid, kind="stable"))
+    key = (tid * (2 * rows) + code)[order]  # term * 2 rows + 2 row + column, ascending
+    pair = key >> 1
+    starts = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]]))  # a (term, row)'s first
+    ctx = np.add.reduceat(key & 1, starts)
+    own, pair = np.diff(np.append(starts, len(key))) - ctx, pair[starts]
+    return ((pair // rows).astype(np.int32), (pair % rows + first).astype(np.int32),
+            own.astype(np.int32), ctx.astype(np.int32), lengths.astype(np.int32))
 
 
 class NamespaceIndex:
@@ -211,34 +265,47 @@ class NamespaceIndex:
                     bound[0], bound[1], bound[2] = max(bound[0], o), max(bound[1], c), min(bound[2], length)
 
     def load(self, rows: Iterable[tuple[str, Any, Any]]) -> None:
-        """Fill an empty index (a build from SQL): postings gathered in flat int arrays,
-        then laid out as CSR, never as per-posting Python objects (their peak was several
-        times the index's size)."""
+        """Fill an empty index (a build from SQL): postings counted with numpy a chunk of
+        rows at a time (``_chunk``) and laid out as CSR, never as per-posting Python
+        objects (their peak was several times the index's size)."""
         assert not self._ids, "load() fills an empty index"
+        from apps.memories.lexical import CONTEXT_CHARS
+
         vocab: dict[str, int] = {}
-        tids, docs, owns, ctxs, lengths = (array("i") for _ in range(5))
+        word_ids: dict[bytes, int] = {b"\0": -1}
+        parts: list[tuple[np.ndarray, ...]] = []
+        texts: list[str] = []
+        blind: list[str] = []
+        runs, size, first = array("q"), 0, 0
         for memory_id, content, context in rows:
             if memory_id in self._doc:
                 continue
-            own, ctx = _counts(content, context)
-            doc = len(self._ids)
+            self._doc[memory_id] = len(self._ids)
             self._ids.append(memory_id)
-            self._doc[memory_id] = doc
-            lengths.append(own.total() + ctx.total())
-            for term in own.keys() | ctx.keys():
-                tids.append(vocab.setdefault(term, len(vocab)))
-                docs.append(doc)
-                owns.append(own.get(term, 0))
-                ctxs.append(ctx.get(term, 0))
-        tid = np.frombuffer(tids, dtype=np.int32)
-        order = np.argsort(tid, kind="stable")
+            if isinstance(content, list):  # blind tokens (_counts)
+                context = context or ()
+                runs.extend((len(texts), len(content), len(texts) + 1, len(context)))
+                blind += [*content, *context]
+                texts += ("", "")
+                size += len(content) + len(context)
+            else:
+                texts += (content, context[:CONTEXT_CHARS] if context else "")
+                size += len(content) + len(texts[-1])
+            if size > _LOAD_CHARS:
+                parts.append(_chunk(texts, blind, runs, vocab, word_ids, first))
+                first += len(texts) // 2
+                texts, blind, runs, size = [], [], array("q"), 0
+        if texts or not parts:
+            parts.append(_chunk(texts, blind, runs, vocab, word_ids, first))
+        tid, docs, own, ctx, self._length = (np.concatenate(c) for c in zip(*parts, strict=True))
+        if len(parts) > 1:  # chunks' documents ascend: a stable sort by term keeps them so
+            del parts
+            order = np.argsort(tid, kind="stable")
+            tid, docs, own, ctx = tid[order], docs[order], own[order], ctx[order]
+        self._docs, self._own, self._ctx = docs, own, ctx
         counts = np.bincount(tid, minlength=len(vocab))
         self._vocab = vocab
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._docs = np.frombuffer(docs, dtype=np.int32)[order]
-        self._own = np.frombuffer(owns, dtype=np.int32)[order]
-        self._ctx = np.frombuffer(ctxs, dtype=np.int32)[order]
-        self._length = np.frombuffer(lengths, dtype=np.int32).copy()
         self._tokens = int(self._length.sum())
         self._alive = np.ones(len(self._ids), dtype=bool)
         self._keys = np.array([memory_id.encode() for memory_id in self._ids], dtype="S32")

@@ -252,16 +252,21 @@ class Indexes:
 
     def search(self, namespace_id: int, terms: Sequence[str], limit: int, weight: float,
                candidates: QuerySet | None = None, index_terms: Sequence[str] | None = None,
-               ) -> list[tuple[str, float]] | None:
+               every: bool = False) -> list[tuple[str, float]] | None:
         """Best (memory id hex, score) of the namespace, best first; None when a term is a
         multi-token phrase (the SQL engine answers those). ``index_terms``: the query as
-        index terms already (an encrypted namespace's blind tokens), ``terms`` unused."""
+        index terms already (an encrypted namespace's blind tokens), ``terms`` unused.
+        ``every``: only documents holding every term (FTS5's AND; the scores are the OR's,
+        as bm25() sums the same per-term parts)."""
         phrases = query_terms(terms) if index_terms is None else list(index_terms)
         if phrases is None:
             return None
         index = self.synced(namespace_id)
         with index.lock:
-            found = self._search(index, phrases, limit, weight, candidates)
+            if every:
+                found = self._search_every(index, phrases, limit, weight, candidates)
+            else:
+                found = self._search(index, phrases, limit, weight, candidates)
             size = index.nbytes()
         # A heavy query builds the impact layout (keyword_topk.py) inside the search: its
         # bytes count against the budget now, not at the namespace's next sync.
@@ -285,6 +290,25 @@ class Indexes:
         if len(kept) >= limit or len(probe) < max(4 * limit, _FILTER_PROBE):
             return kept[:limit]
         allowed = index.mask(_hex(pk) for pk in candidates.values_list("pk", flat=True))
+        return index.search(phrases, weight, limit, allowed)
+
+    @staticmethod
+    def _search_every(index: NamespaceIndex, phrases: Sequence[str], limit: int, weight: float,
+                      candidates: QuerySet | None) -> list[tuple[str, float]]:
+        """``search`` of the documents holding every term (in the columns searched: their
+        own words when ``weight`` is 0); the caller holds ``index.lock``."""
+        allowed = ~index.mask(())
+        for term in phrases:
+            docs, own, _ = index.postings(term)
+            if weight <= 0:
+                docs = docs[own > 0]
+            holding = index.mask(())
+            holding[docs] = True
+            allowed &= holding
+        if candidates is not None:
+            allowed &= index.mask(_hex(pk) for pk in candidates.values_list("pk", flat=True))
+        if not allowed.any():
+            return []
         return index.search(phrases, weight, limit, allowed)
 
     def held(self, namespace_id: int, memory_ids: Sequence) -> int:

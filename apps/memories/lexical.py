@@ -5,8 +5,11 @@ so BM25's corpus statistics (row count, document frequencies, average length) an
 common-term pruning see only the caller's own memories; with one shared table another
 tenant's words moved the scores, which told a caller whether a word was stored
 elsewhere. The services keep the table in step inside the write's transaction
-(``add``/``remove``/``replace``); a namespace's table is created by its first write and
-dropped with the namespace. PostgreSQL: a generated tsvector column (migration 0002),
+(``add``/``remove``/``replace``); a namespace's table is created by the write that takes
+it past ``MEMORYWEB_SMALL_KEYWORD_LIMIT`` memories and dropped with the namespace. A
+namespace under the limit has no table: its keyword recall is ranked in memory from its
+rows, with the same matches and scores (small_keywords.py), so thousands of small
+namespaces add nothing to the schema. PostgreSQL: a generated tsvector column (migration 0002),
 ranked by ts_rank_cd without corpus statistics, so nothing here applies to it.
 
 Encrypted namespaces (docs/encryption.md): the index holds blind tokens, never words
@@ -29,15 +32,27 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import snowballstemmer
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 
-from apps.memories import blind_tokens, keyword_index_log, keyword_search, term_counts
+from apps.memories import blind_tokens, keyword_index_log, keyword_search, small_keywords, term_counts
+from apps.memories.keyword_index import tokens
+from apps.memories.keyword_tables import (  # noqa: F401 (re-exported: lexical.held etc.)
+    _CHUNK,
+    _chunks,
+    _is_missing_table,
+    _per_chunk,
+    compact,
+    fts_table,
+    held,
+    held_as_context,
+    vocab_table,
+)
 
 MAX_TERMS = 32
 
@@ -231,10 +246,21 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
                     frequency=lambda: (dict(query.frequency) if query.frequency is not None
                                        else _frequencies(cursor, namespace_id, query.terms)))
             except OperationalError as exc:
-                if _is_missing_table(exc):  # no memory was ever written to this namespace
-                    return []
+                if _is_missing_table(exc):  # a small namespace (small_keywords.py)
+                    return _search_small(namespace_id, query, limit, weight, candidates)
                 raise
     return [(_as_uuid(pk), score) for pk, score in found]
+
+
+def _search_small(namespace_id: int, query: LexicalQuery, limit: int, weight: float,
+                  candidates: QuerySet | None, blinder: blind_tokens.Blinder | None = None,
+                  ) -> list[tuple[uuid.UUID, float]]:
+    """``search`` in a namespace without its FTS5 table: each term as the index terms it
+    makes (blind tokens with ``blinder``), joined as the query joins them."""
+    phrases = ([tokens(term) for term in query.terms] if blinder is None
+               else blind_tokens.index_terms(blinder, query.terms))
+    return small_keywords.search(namespace_id, phrases, query.operator == "AND", limit, weight,
+                                 candidates)
 
 
 def _restrict(candidates: QuerySet | None) -> tuple[str, list]:
@@ -297,8 +323,8 @@ def _search_blind(namespace_id: int, query: LexicalQuery, limit: int,
                 restrict=restrict, restrict_params=params, expression=expression,
                 frequency=frequency)
         except OperationalError as exc:
-            if _is_missing_table(exc):
-                return []
+            if _is_missing_table(exc):  # a small namespace (small_keywords.py)
+                return _search_small(namespace_id, query, limit, weight, candidates, blinder)
             raise
     return [(_as_uuid(pk), score) for pk, score in found]
 
@@ -308,24 +334,6 @@ def _as_uuid(value) -> uuid.UUID:
 
 
 # --- the per-namespace tables (SQLite) -------------------------------------------------
-
-#: Bound parameters per statement, well under SQLite's limit.
-_CHUNK = 500
-
-
-def fts_table(namespace_id: int) -> str:
-    """The namespace's FTS5 table; the id is an int, so the name is safe to format in."""
-    return f"memories_fts_{int(namespace_id)}"
-
-
-def vocab_table(namespace_id: int) -> str:
-    """An fts5vocab view of the namespace's table: per-term document counts for pruning."""
-    return f"{fts_table(namespace_id)}_vocab"
-
-
-def _is_missing_table(exc: OperationalError) -> bool:
-    return "no such table" in str(exc)
-
 
 def _create(cursor, namespace_id: int) -> None:
     """Create the namespace's tables if they do not exist yet (a cheap no-op if they do).
@@ -377,9 +385,27 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | 
     """
     if not memory_ids:
         return
-    if keyword_index_log.enabled():
+    small = small_keywords.is_small(namespace_id)
+    if small and small_keywords.outgrown(namespace_id):
+        _make_table(namespace_id, written)  # these memories with every other
+        small = False
+    elif not small:
+        _add(namespace_id, memory_ids, written)
+    if keyword_index_log.enabled() or small:
         keyword_index_log.log(namespace_id, memory_ids, "add")
-    _add(namespace_id, memory_ids, written)
+
+
+def _make_table(namespace_id: int, written: Sequence | None = None) -> int:
+    """Give a small namespace its FTS5 table, filled with every memory it holds (in the
+    caller's transaction: it commits or rolls back with the write); its rows. This
+    process's in-memory index of it is no longer used: it goes after the commit."""
+    transaction.on_commit(lambda: keyword_index_log.indexes().drop(namespace_id))
+    if blind_tokens.encrypted(namespace_id):
+        return _add_blind(namespace_id, None, written=written)
+    with connection.cursor() as cursor:
+        _create(cursor, namespace_id)
+        cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])
+        return cursor.rowcount
 
 
 def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | None = None) -> None:
@@ -392,7 +418,6 @@ def _add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence |
     if connection.vendor != "sqlite":
         return
     with connection.cursor() as cursor:
-        _create(cursor, namespace_id)
         for part in _chunks(memory_ids):
             cursor.execute(_insert_rows(namespace_id, f" AND m.id IN ({', '.join(['%s'] * len(part))})"),
                            [namespace_id, *part])
@@ -451,10 +476,14 @@ def remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     memory_id is not indexed by FTS5, so each statement scans the namespace's rows once:
     delete in chunks, never one statement per memory.
     """
-    if memory_ids and keyword_index_log.enabled():
+    if not memory_ids:
+        return
+    small = small_keywords.is_small(namespace_id)
+    if keyword_index_log.enabled() or small:
         keyword_index_log.log(namespace_id, memory_ids, "remove")
     term_counts.forget(namespace_id)
-    _remove(namespace_id, memory_ids)
+    if not small:
+        _remove(namespace_id, memory_ids)
 
 
 def _remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
@@ -463,31 +492,17 @@ def _remove(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     _per_chunk(f"DELETE FROM {fts_table(namespace_id)} WHERE memory_id IN", memory_ids)
 
 
-def _per_chunk(statement: str, memory_ids: Sequence[uuid.UUID | str]) -> list[tuple]:
-    """Run ``statement IN (…)`` per chunk of ids; each chunk's first row (if any). A
-    namespace that never got its table (no memory written yet) yields nothing."""
-    rows = []
-    with connection.cursor() as cursor:
-        for part in _chunks(memory_ids):
-            try:
-                cursor.execute(f"{statement} ({', '.join(['%s'] * len(part))})", part)
-            except OperationalError as exc:
-                if not _is_missing_table(exc):
-                    raise
-                return rows
-            row = cursor.fetchone() if cursor.description else None
-            if row is not None:
-                rows.append(row)
-    return rows
-
-
 def replace(namespace_id: int, memory_ids: Sequence[uuid.UUID]) -> None:
     """Re-index memories whose content or context changed, in the edit's transaction."""
-    if memory_ids and keyword_index_log.enabled():
+    if not memory_ids:
+        return
+    small = small_keywords.is_small(namespace_id)
+    if keyword_index_log.enabled() or small:
         keyword_index_log.log(namespace_id, memory_ids, "add")  # "add": re-read as it is now
     term_counts.forget(namespace_id)  # an edit may take words out (a redaction)
-    _remove(namespace_id, memory_ids)
-    _add(namespace_id, memory_ids)
+    if not small:
+        _remove(namespace_id, memory_ids)
+        _add(namespace_id, memory_ids)
 
 
 def drop(namespace_id: int) -> None:
@@ -511,9 +526,12 @@ def rebuild(namespace_id: int) -> int:
     With the in-memory engine, every process rebuilds its index of the namespace at its
     next search (a ``rebuild`` row in the change log).
     """
-    if keyword_index_log.enabled():
+    if keyword_index_log.enabled() or connection.vendor == "sqlite":
         keyword_index_log.log(namespace_id, (), "rebuild")
     term_counts.forget(namespace_id)
+    if connection.vendor == "sqlite" and not small_keywords.outgrown(namespace_id):
+        drop(namespace_id)  # small (small_keywords.py): ranked in memory from its rows
+        return small_keywords.memories(namespace_id)
     if blind_tokens.encrypted(namespace_id):
         return _add_blind(namespace_id, None, rebuild=True)
     if connection.vendor == "postgresql":
@@ -544,54 +562,3 @@ def drop_orphans() -> list[int]:
 
 
 _TABLE_NAME = re.compile(r"memories_fts_(\d+)")
-
-
-def _chunks(ids: Iterable[uuid.UUID]) -> Iterable[list[str]]:
-    """Ids in the memories table's own storage format (32 hex digits), _CHUNK at a time."""
-    values = [uuid.UUID(str(i)).hex for i in ids]
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def held_as_context(namespace_id: int, memory_ids: Sequence[uuid.UUID | str]) -> int:
-    """How many keyword rows of the namespace still hold one of these memories' words as
-    another memory's conversation context (erasure checks). PostgreSQL: the rows whose
-    ``context_search`` was computed from one of them (the link names it), and any row of
-    the namespace with context words but no context left (a re-index that did not run)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM memories_memory WHERE namespace_id = %s AND "
-                           "context_search IS NOT NULL AND context_memory_id IS NULL", [namespace_id])
-            stale = cursor.fetchone()[0]
-        return stale + sum(count for (count,) in _per_chunk(
-            "SELECT count(*) FROM memories_memory WHERE context_search IS NOT NULL "
-            "AND context_memory_id IN", memory_ids))
-    if connection.vendor != "sqlite":
-        return 0
-    return sum(count for (count,) in _per_chunk(
-        f"SELECT count(*) FROM {fts_table(namespace_id)} WHERE context_id IN", memory_ids))
-
-
-def held(namespace_id: int, memory_ids: Sequence[uuid.UUID | str]) -> int:
-    """How many of these memories the namespace's keyword index still holds (erasure
-    checks). PostgreSQL indexes a column of the memory row itself: 0 once it is gone."""
-    if connection.vendor != "sqlite":
-        return 0
-    return sum(count for (count,) in _per_chunk(
-        f"SELECT count(*) FROM {fts_table(namespace_id)} WHERE memory_id IN", memory_ids))
-
-
-def compact(namespace_id: int) -> None:
-    """Merge the namespace's FTS5 segments (SQLite), so deleted rows' tokens leave the
-    index files too, not just the results (FTS5 keeps them until a merge; SQLite 3.40
-    has no secure-delete option). Costs time proportional to the namespace's index:
-    for erasure, not for every delete."""
-    if connection.vendor != "sqlite":
-        return
-    table = fts_table(namespace_id)
-    with connection.cursor() as cursor:
-        try:
-            cursor.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
-        except OperationalError as exc:
-            if not _is_missing_table(exc):
-                raise

@@ -45,12 +45,14 @@ def _content_hashes_remaining(namespace: Namespace | None, erased: Erased) -> in
 
 
 def _keyword_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> int | None:
-    from apps.memories import lexical
+    from apps.memories import lexical, small_keywords
 
     if ids is not None:
         return lexical.held(namespace.pk, ids)
     if connection.vendor != "sqlite":
         return None  # PostgreSQL indexes a column of the memory row: always in step
+    if small_keywords.is_small(namespace.pk):
+        return None  # no table: ranked in memory from the rows (keyword_memory_index)
     with connection.cursor() as cursor:
         try:
             cursor.execute(f"SELECT count(*) FROM {lexical.fts_table(namespace.pk)}")

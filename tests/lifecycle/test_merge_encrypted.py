@@ -25,7 +25,8 @@ from apps.tenancy.services import create_namespace
 from tests.helpers.callers import make_caller
 
 #: Commits for real: batches commit with their progress, a deletion shreds after commit.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("keyword_tables")]  # about the FTS5 tables
 
 TEXTS = ["Dana's locker code is 4417 and her cat is called Pistachio.",
          "The Zanzibar rollout needs the quokka flag flipped before noon.",

@@ -23,6 +23,9 @@ from bench.corpus import generate_memories
 from tests.helpers.callers import make_caller
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
+#: About the FTS5 tables: every namespace gets its table (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("keyword_tables")
+
 
 def _ingest(namespace, count: int = 120) -> None:
     caller = make_caller(Role.AGENT, namespace, "agent-ingest")

@@ -33,6 +33,9 @@ from bench.corpus import generate_memories, generate_queries
 from tests.helpers.callers import make_caller
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
+#: About the FTS5 tables: every namespace gets its table (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("keyword_tables")
+
 #: Words no generated memory has: found in the clear, nowhere in an encrypted index.
 PLANTED = ["zephyrine", "quokkalite", "marzipanova", "tintinnabulation", "xylocarpous"]
 EXTRA = ["Zephyrine met the quokkalite courier near the marzipanova bakery.",

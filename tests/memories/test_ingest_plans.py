@@ -69,9 +69,11 @@ def test_near_duplicate_targets_are_read_by_primary_key(agent, alpha):
     assert len(linked) == 2, answered  # both found their original
 
 
-def test_the_keyword_rows_are_copied_by_primary_key(agent, alpha):
+def test_the_keyword_rows_are_copied_by_primary_key(agent, alpha, keyword_tables):
     """lexical.add's INSERT ... SELECT narrows by the batch's ids: the namespace is a
-    check, not the index walked (it was, from three ids on)."""
+    check, not the index walked (it was, from three ids on). The namespace's first write
+    made its table, filled from the whole namespace, once (small_keywords.py)."""
+    _ingest(agent, ["the write that makes the table"])
     statements = _ingest(agent, [f"keyword row {i}" for i in range(5)])
     copies = [sql.split(" SELECT ", 1)[1] for sql in statements
               if sql.startswith("INSERT INTO") and "SELECT m.id, m.content" in sql]

@@ -160,7 +160,7 @@ def test_a_second_process_catches_up_from_the_log(memory_engine, agent, team_adm
     assert other.builds == 1 and other.held(alpha.pk, [first, second]) == 2
 
 
-def test_the_default_engine_writes_no_log(agent, alpha):
+def test_the_default_engine_writes_no_log_for_a_namespace_with_its_table(keyword_tables, agent, alpha):
     agent.post("/api/v1/memories", {"content": "Quokka census notes."})
     assert not KeywordChange.objects.exists()
 
@@ -286,3 +286,62 @@ def test_settings_are_checked(settings):
     messages = " ".join(e.msg for e in checks.check_numbers())
     assert "MEMORYWEB_KEYWORD_MEMORY_MB" in messages and "MEMORYWEB_KEYWORD_LOG_MINUTES" in messages
     assert connection.vendor in {"sqlite", "postgresql"}
+
+
+# --- a build (load) equals the incremental path (add) --------------------------------------
+
+def _load_rows() -> list[tuple[str, object, object]]:
+    """Rows as SQL gives them: contexts (the row before, none, empty, past CONTEXT_CHARS),
+    an id seen twice, diacritics and other scripts, NUL and underscores, empty content."""
+    corpus = [m["content"] for m in generate_memories(80)]
+    odd = ["Café naïve à Zürich, Ærø og Straße", "İSTANBUL ΟΔΟΣ ΣΑΣ. Kelvin", "日本語のテキスト emoji🙂x",
+           "snake_case__words x\0y", "e\u0301te\u0301 ﬁne ²³ ٣٤ " + "x" * 70, "", "  —  ", "don't U.S.A."]
+    rows: list[tuple[str, object, object]] = []
+    for i, content in enumerate(corpus):
+        text = f"{content} {odd[i % len(odd)]}" if i % 3 else odd[i % len(odd)]
+        context = [None, "", corpus[i - 1], corpus[i - 1] * 9, odd[(i + 1) % len(odd)]][i % 5]
+        rows.append((f"{i:032x}", text, context))
+    rows.insert(40, (f"{7:032x}", "a duplicate: the first row under an id wins", None))
+    rows += [(f"{i + 100:032x}", [f"{(i * j) % 23:08d}" for j in range(i % 9)],
+              [f"{j:08d}" for j in range(i % 4)] if i % 2 else None) for i in range(12)]
+    # blind rows among text ones (a term of both kinds: its postings by document still)
+    rows.insert(5, (f"{200:032x}", [*tokens("the project office"), "00000001"], tokens("the office")))
+    return rows
+
+
+@pytest.mark.parametrize("chunk", [None, 500])
+def test_load_equals_add(monkeypatch, chunk):
+    import numpy as np
+
+    from apps.memories import keyword_index
+
+    if chunk:  # several chunks of rows, merged
+        monkeypatch.setattr(keyword_index, "_LOAD_CHARS", chunk)
+    rows = _load_rows()
+    loaded, added = keyword_index.NamespaceIndex(1), keyword_index.NamespaceIndex(1)
+    loaded.load(iter(rows))
+    first: dict[str, tuple] = {}
+    for row in rows:
+        first.setdefault(row[0], row)
+    added.add(first.values())
+    assert len(loaded) == len(added) == len(first) and loaded._ids == added._ids
+    assert loaded._tokens == added._tokens > 0 and set(loaded._vocab) == set(added._tail)
+    size = len(loaded._ids)
+    assert np.array_equal(loaded._length[:size], added._length[:size])
+    assert np.array_equal(loaded._keys[:size], added._keys[:size]) and loaded._alive[:size].all()
+    terms = sorted(loaded._vocab)
+    assert {*tokens("Café naïve Zürich İSTANBUL ΟΔΟΣ snake_case 日本語のテキスト"), "00000000"} <= set(terms)
+    for term in terms:
+        assert all(loaded.document_frequency(term, w) == added.document_frequency(term, w) for w in (0, 1))
+        assert loaded.bounds(term) == added.bounds(term)
+    pick = random.Random(5)
+    for _ in range(60):
+        query = pick.sample(terms, pick.randint(1, 6))
+        for weight in (0.0, 0.25, 1.0):
+            expected = added.search(query, weight, 10, exhaustive=True)
+            assert loaded.search(query, weight, 10) == expected
+            assert loaded.search(query, weight, 10, exhaustive=True) == expected
+    added.compact()  # the same CSR postings as a build's, term by term
+    for term in terms:
+        pairs = zip(loaded.postings(term), added.postings(term), strict=True)
+        assert all(np.array_equal(a, b) for a, b in pairs)

@@ -27,7 +27,8 @@ from bench.corpus import generate_memories, generate_queries
 from tests.helpers.callers import make_caller
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
-pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 statement only")
+pytestmark = [pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 statement only"),
+              pytest.mark.usefixtures("keyword_tables")]  # about the FTS5 tables
 
 #: Texts whose words are the same (punctuation and case differ, so dedup keeps each) and
 #: stored without a session, so no conversation context adds to their length (FTS5's

@@ -18,8 +18,10 @@ RECENT = ["apple juice at breakfast", "apple crumble for dessert", "apple stock 
 
 
 @pytest.fixture
-def stored(agent, alpha):
-    """The memories, one request each so created_at (PostgreSQL's window) follows order."""
+def stored(agent, alpha, keyword_tables):
+    """The memories, one request each so created_at (PostgreSQL's window) follows order.
+    In an FTS5 table (SQLite), where the window applies: a small namespace without one is
+    ranked in memory, exactly (apps/memories/small_keywords.py)."""
     ids = {}
     for text in OLD + RECENT:
         response = agent.post("/api/v1/memories", {"content": text})

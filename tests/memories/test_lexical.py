@@ -8,6 +8,9 @@ from django.db import connection
 from apps.memories import lexical
 from apps.memories.models import Memory
 
+#: About the FTS5 tables: every namespace gets its table (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("keyword_tables")
+
 
 def _search(namespace, text, limit=10):
     return lexical.search(namespace.pk, lexical.build_query(text), limit)

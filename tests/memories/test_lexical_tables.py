@@ -16,7 +16,8 @@ from apps.memories import lexical
 from apps.memories.models import Memory, content_hash
 from apps.tenancy.models import Namespace
 
-pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 tables only")
+pytestmark = [pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 tables only"),
+              pytest.mark.usefixtures("keyword_tables")]  # about the FTS5 tables
 
 
 def _search(namespace_id: int, text: str, context_weight: float | None = None) -> list[uuid.UUID]:

@@ -140,7 +140,7 @@ def test_the_learning_check_seeks_the_hash(agent, alpha):
     assert found is not None and str(found.pk) == first[0]
 
 
-def test_a_filtered_recall_seeks_the_filter(agent, team_admin, alpha, settings):
+def test_a_filtered_recall_seeks_the_filter(agent, team_admin, alpha, settings, keyword_tables):
     settings.MEMORYWEB_KEYWORD_ENGINE = "sql"
     _store(agent, [f"deploy note {i}" for i in range(4)])
     _store(team_admin, ["deploy note by the admin"])

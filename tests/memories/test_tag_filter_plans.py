@@ -75,7 +75,7 @@ def _system() -> Principal:
 @pytest.mark.parametrize("filters", [{"tags": ["ops"]}, {"tags_any": ["ops", "infra"]},
                                      {"tags": ["ops"], "tags_any": ["ops", "infra"]}])
 def test_a_tag_filtered_recall_reads_its_namespaces_tag_rows(agent, outsider, alpha, settings,
-                                                             filters):
+                                                             filters, keyword_tables):
     settings.MEMORYWEB_KEYWORD_ENGINE = "sql"
     _store(outsider, [f"deploy note of beta {i}" for i in range(4)], tags=["ops"])
     mine = _store(agent, ["deploy note tagged ops"], tags=["ops"])

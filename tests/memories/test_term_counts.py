@@ -10,8 +10,9 @@ from django.test.utils import CaptureQueriesContext
 
 from apps.memories import lexical, term_counts
 
-pytestmark = pytest.mark.skipif(connection.vendor != "sqlite",
-                                reason="PostgreSQL ranks without document counts: nothing is pruned")
+pytestmark = [pytest.mark.skipif(connection.vendor != "sqlite",
+                                reason="PostgreSQL ranks without document counts: nothing is pruned"),
+              pytest.mark.usefixtures("keyword_tables")]  # about the FTS5 tables
 
 
 @pytest.fixture

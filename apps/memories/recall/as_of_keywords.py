@@ -29,8 +29,9 @@ from collections.abc import Mapping, Sequence
 
 from django.db import OperationalError, connection, transaction
 
-from apps.memories import blind_tokens, keyword_index_log, lexical
+from apps.memories import blind_tokens, keyword_index_log, lexical, small_keywords
 from apps.memories.keyword_index import K1, B, tokens
+from apps.memories.small_keywords import occurrences
 
 #: (memory id, text at the moment, its conversation context's text or "").
 Text = tuple[uuid.UUID, str, str]
@@ -92,9 +93,14 @@ def _sqlite(namespace_id: int, query: lexical.LexicalQuery, texts: Sequence[Text
         rows, total_tokens = totals
         frequency = _document_counts(table, query.terms, phrases, weight, blinder is not None)
     except OperationalError as exc:
-        if "no such table" in str(exc):  # nothing was ever written to the namespace
+        if "no such table" not in str(exc):
+            raise
+        # A small namespace (small_keywords.py): the same statistics from its rows.
+        found = small_keywords.statistics(namespace_id, phrases, weight)
+        if found is None:
             return []
-        raise
+        rows, total_tokens, counts = found
+        frequency = dict(zip(query.terms, counts, strict=True))
     if rows <= 0:
         return []
     average = total_tokens / rows
@@ -108,7 +114,7 @@ def _sqlite(namespace_id: int, query: lexical.LexicalQuery, texts: Sequence[Text
         norm = K1 * (1 - B + B * (len(own) + len(ctx)) / average)
         score, matched = 0.0, False
         for phrase, term_idf in zip(phrases, idf, strict=True):
-            hits = _occurrences(own, phrase) + (weight * _occurrences(ctx, phrase) if weight > 0 else 0)
+            hits = occurrences(own, phrase) + (weight * occurrences(ctx, phrase) if weight > 0 else 0)
             if hits > 0:
                 matched = True
                 score += term_idf * ((hits * (K1 + 1.0)) / (hits + norm))
@@ -183,13 +189,3 @@ def _document_counts(table: str, terms: Sequence[str], phrases: Sequence[Sequenc
                            [f'{columns} : ("{" ".join(phrase) if blind else term}")'])
             counts[term] = cursor.fetchone()[0]
     return counts
-
-
-def _occurrences(words: Sequence[str], phrase: Sequence[str]) -> int:
-    """How often ``phrase`` (a token sequence) occurs in ``words``."""
-    if not phrase:
-        return 0
-    if len(phrase) == 1:
-        return list(words).count(phrase[0])
-    size, wanted = len(phrase), list(phrase)
-    return sum(1 for start in range(len(words) - size + 1) if list(words[start:start + size]) == wanted)
