@@ -4,8 +4,10 @@ FTS5 computes bm25() for every row that matches the OR query (~3 µs a row), so 
 keyword stage grew with the namespace (docs/recall.md). This index scores the same
 matches with numpy (a few ns a posting) and keeps only the top ``limit``, so what grows
 with the namespace is a vectorised pass over the query terms' postings, not a per-row
-function call. It is opt-in (``MEMORYWEB_KEYWORD_ENGINE = "memory"``); keyword_index_log.py
-keeps one per namespace in step with SQL across processes and bounds their memory.
+function call. It ranks every namespace with ``MEMORYWEB_KEYWORD_ENGINE = "memory"``, and
+on SQLite the small namespaces, which have no FTS5 table (small_keywords.py);
+keyword_index_log.py keeps one per namespace in step with SQL across processes and
+bounds their memory.
 
 **The same ranking as the namespace's FTS5 table** (lexical.py, ``_create``):
 
@@ -40,9 +42,7 @@ documents that can reach it (the same results as the full pass, bit for bit).
 from __future__ import annotations
 
 import math
-import re
 import threading
-import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -50,12 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from apps.memories.keyword_tokens import _chunk, query_terms, tokens  # noqa: F401 (query_terms, tokens re-exported)
 from apps.memories.keyword_topk import K1, B, top_k
 
-#: FTS5's porter tokenizer stems tokens of 3..64 bytes only.
-_STEM_MIN_BYTES, _STEM_MAX_BYTES = 3, 64
-#: unicode61 token characters (letters and digits); everything else separates.
-_TOKEN = re.compile(r"[^\W_]+")
 #: Compact when the tail holds more than this share of the postings (or dead documents
 #: pass this share of the documents).
 COMPACT_SHARE = 0.2
@@ -64,52 +61,6 @@ _EMPTY = np.zeros(0, dtype=np.int32)
 #: load() counts its rows' postings a chunk of about this many characters at a time (its
 #: words are Python objects until then).
 _LOAD_CHARS = 1 << 21
-#: load()'s split of folded texts: letters and digits kept (ASCII ones, every byte of
-#: UTF-8's others), NUL kept (it separates texts), any other ASCII byte made a space.
-_WORD_BYTES = bytes(b if b >= 0x80 or b == 0 or chr(b).isalnum() else 0x20 for b in range(256))
-
-_stems: dict[str, str] = {}
-_STEM_CACHE_MAX = 500_000
-
-
-def _stemmed(word: str) -> str:
-    """The Porter stem as FTS5's porter tokenizer makes it (cached: words repeat)."""
-    found = _stems.get(word)
-    if found is None:
-        from apps.memories.lexical import _stem  # lexical imports this module's users
-
-        size = len(word) if word.isascii() else len(word.encode())
-        found = word if size < _STEM_MIN_BYTES or size > _STEM_MAX_BYTES else _stem(word)
-        if len(_stems) >= _STEM_CACHE_MAX:
-            _stems.clear()
-        _stems[word] = found
-    return found
-
-
-def _fold(text: str) -> str:
-    text = text.lower()
-    if text.isascii():
-        return text
-    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-
-
-def tokens(text: str) -> list[str]:
-    """The terms FTS5's ``porter unicode61 remove_diacritics 2`` makes of ``text``."""
-    return [_stemmed(word) for word in _TOKEN.findall(_fold(text))]
-
-
-def query_terms(terms: Sequence[str]) -> list[str] | None:
-    """Each query term (a quoted FTS5 phrase) as the one index term it is, in order; None
-    when one is a phrase of several tokens (``foo_bar``), which only the SQL engine
-    matches (it needs positions); a term of no token matches nothing and is left out."""
-    found = []
-    for term in terms:
-        parts = tokens(term)
-        if len(parts) > 1:
-            return None
-        found.extend(parts)
-    return found
-
 
 def _counts(content: str | list[str], context: str | list[str] | None) -> tuple[Counter, Counter]:
     """A row's term counts: its own words and its context's first ``CONTEXT_CHARS``
@@ -121,54 +72,6 @@ def _counts(content: str | list[str], context: str | list[str] | None) -> tuple[
         return Counter(content), Counter(context or ())
     own = Counter(tokens(content))
     return own, (Counter(tokens(context[:CONTEXT_CHARS])) if context else Counter())
-
-
-def _spaced(text: str) -> str:
-    """``text`` folded as tokens() folds it, reduced to its words (as tokens() finds them)
-    joined by spaces when not ASCII: load()'s bytes split then finds the same words."""
-    text = _fold(text)
-    return text.replace("\0", " ") if text.isascii() else " ".join(_TOKEN.findall(text))
-
-
-def _chunk(texts: list[str], blind: list[str], runs: array, vocab: dict[str, int],
-           word_ids: dict[bytes, int], first: int) -> tuple[np.ndarray, ...]:
-    """load()'s postings of a chunk of rows, the first document ``first``: (term ids,
-    documents, own and context occurrences) sorted by term then document; the rows' lengths.
-    ``texts``: two a row (own words, context cut), ``blind``: blind rows' tokens, in runs
-    of (text's position, tokens) pairs. Each distinct text is split once (a context is
-    often another row's words), each distinct word stemmed once; occurrences are counted
-    with numpy: no Counter per row."""
-    if not texts:
-        return (_EMPTY,) * 5
-    unique: dict[str, int] = {}
-    which = np.array([unique.setdefault(text, len(unique)) for text in texts], dtype=np.int64)
-    words = " \0 ".join(map(_spaced, unique)).encode().translate(_WORD_BYTES).split()
-    for word in set(words).difference(word_ids):
-        word_ids[word] = vocab.setdefault(_stemmed(word.decode()), len(vocab))
-    tid = np.fromiter(map(word_ids.__getitem__, words), dtype=np.int64, count=len(words))
-    cut = tid < 0  # the NULs between texts (word_ids[b"\0"] is -1)
-    tid = tid[~cut]
-    bounds = np.concatenate([[0], np.flatnonzero(cut) - np.arange(len(unique) - 1), [len(tid)]])
-    starts, sizes = bounds[which], np.diff(bounds)[which]
-    tid = tid[np.arange(sizes.sum()) + np.repeat(starts - np.cumsum(sizes) + sizes, sizes)]
-    code = np.repeat(np.arange(len(texts)), sizes)
-    if blind:
-        vocab.update({term: len(vocab) + i for i, term in enumerate(set(blind).difference(vocab))})
-        tid = np.concatenate([tid, np.fromiter(map(vocab.__getitem__, blind), np.int64, len(blind))])
-        code = np.concatenate([code, np.repeat(runs[0::2], runs[1::2])])
-    rows = len(texts) // 2
-    lengths = np.bincount(code, minlength=2 * rows).reshape(rows, 2).sum(axis=1)
-    # by term, then row: stably (rows ascend, unless blind ones are among text ones), by a
-    # radix sort when term ids fit 16 bits
-    order = (np.lexsort((code, tid)) if blind else
-             np.argsort(tid.astype(np.uint16) if len(vocab) <= 1 << 16 else tid, kind="stable"))
-    key = (tid * (2 * rows) + code)[order]  # term * 2 rows + 2 row + column, ascending
-    pair = key >> 1
-    starts = np.flatnonzero(np.concatenate([[True], pair[1:] != pair[:-1]]))  # a (term, row)'s first
-    ctx = np.add.reduceat(key & 1, starts)
-    own, pair = np.diff(np.append(starts, len(key))) - ctx, pair[starts]
-    return ((pair // rows).astype(np.int32), (pair % rows + first).astype(np.int32),
-            own.astype(np.int32), ctx.astype(np.int32), lengths.astype(np.int32))
 
 
 class NamespaceIndex:
@@ -227,6 +130,10 @@ class NamespaceIndex:
 
     def holds(self, memory_id: str) -> bool:
         return memory_id in self._doc
+
+    def statistics(self) -> tuple[int, int]:
+        """(live documents, their tokens in every column): BM25's N and avgdl's numerator."""
+        return len(self._doc), self._tokens
 
     def nbytes(self) -> int:
         """An estimate of the memory it takes (arrays exactly; Python objects by size)."""
@@ -544,7 +451,7 @@ class NamespaceIndex:
         key = (self._version, rows, size)
         if self._norm_key != key:
             length = self._length[:size].astype(np.float64)
-            self._norm = K1 * (1 - B + B * length / (self._tokens / rows))
+            self._norm = K1 * (1 - B + B * length / ((self._tokens or rows) / rows))  # no token: unused
             self._norm_key = key
         return self._norm
 

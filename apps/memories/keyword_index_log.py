@@ -3,7 +3,8 @@
 With ``MEMORYWEB_KEYWORD_ENGINE = "memory"`` lexical.search ranks from a per-namespace
 :class:`~apps.memories.keyword_index.NamespaceIndex` held by this process; SQL stays
 the truth (and the FTS5 tables / tsvector columns are still written, so the setting can
-be switched back at any restart).
+be switched back at any restart). On SQLite a small namespace, which has no FTS5 table
+(small_keywords.py), is ranked from one whatever the engine, and its writes are logged.
 
 **Consistency across processes** (several server processes, commands, one database):
 ``lexical.add/remove/replace`` write a :class:`~apps.memories.models.KeywordChange`
@@ -27,7 +28,8 @@ have lost some: it rebuilds the namespace from SQL instead. ``reindex`` logs a
 **Memory bound**: an LRU over namespaces, ``MEMORYWEB_KEYWORD_MEMORY_MB`` per process
 (estimated from the arrays and Python objects held); the least recently searched
 namespaces are evicted, and rebuilt from SQL at their next search. The namespace being
-searched is never evicted, even when it alone is larger than the budget.
+searched is never evicted, even when it alone is larger than the budget. One unused for
+longer than the log is kept is let go too (``_evict``).
 """
 
 from __future__ import annotations
@@ -249,15 +251,23 @@ class Indexes:
 
     def _evict(self, keep: int, size: int) -> None:
         """Note ``keep``'s size, then evict the least recently used others while the
-        total is over the budget (O(1) per search, however many namespaces are held)."""
+        total is over the budget, and those unused for longer than the log is kept
+        (amortised O(1) per search, however many namespaces are held).
+
+        Idle ones go because nothing else would let go of them: a namespace deleted, or
+        grown past ``MEMORYWEB_SMALL_KEYWORD_LIMIT`` by another process (its table answers
+        from then on), is never searched here again, and an erased memory must not stay
+        in a process's memory. Such an index would be rebuilt at its next use anyway
+        (``_sync``: it fell behind the log's horizon)."""
+        idle = time.time() - settings.MEMORYWEB_KEYWORD_LOG_MINUTES * 60
         with self._lock:
             if keep in self._held:
                 self._total += size - self._sizes.get(keep, 0)
                 self._sizes[keep] = size
             budget = self.budget()
-            while self._total > budget:
+            while self._held:
                 oldest = next(iter(self._held))
-                if oldest == keep:
+                if oldest == keep or (self._total <= budget and self._held[oldest].synced_at >= idle):
                     break
                 self._held.pop(oldest)
                 self._total -= self._sizes.pop(oldest, 0)

@@ -249,7 +249,16 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
                 if _is_missing_table(exc):  # a small namespace (small_keywords.py)
                     return _search_small(namespace_id, query, limit, weight, candidates)
                 raise
+        _let_go(namespace_id)
     return [(_as_uuid(pk), score) for pk, score in found]
+
+
+def _let_go(namespace_id: int) -> None:
+    """The table answered: an in-memory index of the namespace this process made while it
+    was small is no longer used nor kept in step (its writes are no longer logged with
+    the default engine), so it goes now, not at its eviction."""
+    if not keyword_index_log.enabled():
+        keyword_index_log.indexes().drop(namespace_id)
 
 
 def _search_small(namespace_id: int, query: LexicalQuery, limit: int, weight: float,
@@ -326,6 +335,7 @@ def _search_blind(namespace_id: int, query: LexicalQuery, limit: int,
             if _is_missing_table(exc):  # a small namespace (small_keywords.py)
                 return _search_small(namespace_id, query, limit, weight, candidates, blinder)
             raise
+    _let_go(namespace_id)
     return [(_as_uuid(pk), score) for pk, score in found]
 
 
@@ -387,7 +397,7 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | 
         return
     small = small_keywords.is_small(namespace_id)
     if small and small_keywords.outgrown(namespace_id):
-        _make_table(namespace_id, written)  # these memories with every other
+        _make_table(namespace_id)  # these memories with every other
         small = False
     elif not small:
         _add(namespace_id, memory_ids, written)
@@ -395,13 +405,18 @@ def add(namespace_id: int, memory_ids: Sequence[uuid.UUID], written: Sequence | 
         keyword_index_log.log(namespace_id, memory_ids, "add")
 
 
-def _make_table(namespace_id: int, written: Sequence | None = None) -> int:
+def _make_table(namespace_id: int) -> int:
     """Give a small namespace its FTS5 table, filled with every memory it holds (in the
-    caller's transaction: it commits or rolls back with the write); its rows. This
-    process's in-memory index of it is no longer used: it goes after the commit."""
+    caller's transaction: it commits or rolls back with the write); its rows. The
+    in-memory indexes of it are no longer used: this process's goes after the commit,
+    and a ``rebuild`` row tells every other process to let go of its own at its next
+    sync (writes to a namespace with a table are not logged with the default engine).
+    An encrypted namespace's rows are all read back through the ORM (the write's are
+    among them)."""
     transaction.on_commit(lambda: keyword_index_log.indexes().drop(namespace_id))
+    keyword_index_log.log(namespace_id, (), "rebuild")
     if blind_tokens.encrypted(namespace_id):
-        return _add_blind(namespace_id, None, written=written)
+        return _add_blind(namespace_id, None)
     with connection.cursor() as cursor:
         _create(cursor, namespace_id)
         cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])
@@ -524,21 +539,29 @@ def rebuild(namespace_id: int) -> int:
     For ``manage.py reindex``: repairs whatever writes that bypassed the services left
     out (or behind). Run it inside a transaction so recall never sees a half-built table.
     With the in-memory engine, every process rebuilds its index of the namespace at its
-    next search (a ``rebuild`` row in the change log).
+    next search (a ``rebuild`` row in the change log). A namespace at or under
+    ``MEMORYWEB_SMALL_KEYWORD_LIMIT`` loses its table (small_keywords.py). The old table
+    goes with its freed pages zeroed (SQLite), as a merged namespace's does: the text of
+    memories deleted around the services must not stay in free pages.
     """
+    from apps.memories.writes import secure_deletes  # writes.py imports this module
+
     if keyword_index_log.enabled() or connection.vendor == "sqlite":
         keyword_index_log.log(namespace_id, (), "rebuild")
     term_counts.forget(namespace_id)
     if connection.vendor == "sqlite" and not small_keywords.outgrown(namespace_id):
-        drop(namespace_id)  # small (small_keywords.py): ranked in memory from its rows
+        with secure_deletes():
+            drop(namespace_id)  # small: ranked in memory from its rows
         return small_keywords.memories(namespace_id)
     if blind_tokens.encrypted(namespace_id):
-        return _add_blind(namespace_id, None, rebuild=True)
+        with secure_deletes():
+            return _add_blind(namespace_id, None, rebuild=True)
     if connection.vendor == "postgresql":
         _set_context_search(None, namespace_id)
     if connection.vendor != "sqlite":
         return 0
-    drop(namespace_id)
+    with secure_deletes():
+        drop(namespace_id)
     with connection.cursor() as cursor:
         _create(cursor, namespace_id)
         cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])

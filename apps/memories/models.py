@@ -432,7 +432,8 @@ class KeywordChange(models.Model):
     """One change to a namespace's keyword index: which memory, not what it says.
 
     Written by ``lexical.add/remove/replace`` in the write's own transaction when
-    ``MEMORYWEB_KEYWORD_ENGINE`` is ``"memory"``, so every process's in-memory keyword
+    ``MEMORYWEB_KEYWORD_ENGINE`` is ``"memory"``, and for a small namespace without its
+    FTS5 table whatever the engine (small_keywords.py), so every process's in-memory keyword
     index (apps/memories/keyword_index.py) learns of it at its next search: the id is
     re-read from memories_memory (present: indexed as it is now; gone: dropped). Ids and
     operation names only, never text; rows older than ``MEMORYWEB_KEYWORD_LOG_MINUTES``

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 from django.db import connection
@@ -48,8 +48,8 @@ def limit() -> int:
 def has_table(namespace_id: int) -> bool:
     """Whether the namespace has its FTS5 table (SQLite; read inside the caller's
     transaction, so a writer sees what its own transaction made)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s",
+    with connection.cursor() as cursor:  # the schema's own lookup, not a scan of sqlite_master
+        cursor.execute("SELECT 1 FROM pragma_table_list(%s) WHERE schema = 'main'",
                        [fts_table(namespace_id)])
         return cursor.fetchone() is not None
 
@@ -92,31 +92,29 @@ def search(namespace_id: int, phrases: Sequence[Sequence[str]], every: bool, cou
 
 def scan(namespace_id: int, phrases: Sequence[Sequence[str]], every: bool, count: int,
          weight: float, candidates: QuerySet | None = None) -> list[tuple[uuid.UUID, float]]:
-    """:func:`search` by reading every row of the namespace (phrases need positions, which
-    the in-memory index does not keep). Matches as FTS5 does (a phrase is its tokens in
-    a row, in order, within one column); scores are bm25() with the namespace's own row
-    count, average length and per-phrase document counts."""
-    rows = [(pk, *own_and_context(content, context)) for pk, content, context
-            in keyword_index_log._texts(namespace_id, None)]
-    if not rows:
+    """:func:`search` for phrases (positions, which the in-memory index does not keep):
+    matches as FTS5 does (a phrase is its tokens in a row, in order, within one column),
+    scores are bm25() with the namespace's own row count, average length and per-phrase
+    document counts."""
+    found = _phrase_hits(namespace_id, phrases, weight)
+    if found is None:
         return []
-    hits = [[_hits(own, ctx, phrase, weight) for phrase in phrases] for _, own, ctx in rows]
-    total = len(rows)
-    average = sum(len(own) + len(ctx) for _, own, ctx in rows) / total
-    idf = [_idf(total, sum(1 for row in hits if row[i] > 0)) for i in range(len(phrases))]
+    total, tokens_total, rows = found
+    average = tokens_total / total
+    idf = [_idf(total, sum(1 for _, _, hits in rows if hits[i] > 0)) for i in range(len(phrases))]
     matched = []
-    for (pk, own, ctx), found in zip(rows, hits, strict=True):
-        if not (all(h > 0 for h in found) if every else any(h > 0 for h in found)):
+    for pk, length, hits in rows:
+        if not (all(h > 0 for h in hits) if every else any(h > 0 for h in hits)):
             continue
-        norm = K1 * (1 - B + B * (len(own) + len(ctx)) / average)
+        norm = K1 * (1 - B + B * length / average)
         score = 0.0
-        for h, term_idf in zip(found, idf, strict=True):
+        for h, term_idf in zip(hits, idf, strict=True):
             if h > 0:
                 score += term_idf * ((h * (K1 + 1.0)) / (h + norm))
         matched.append((pk, score))
     if candidates is not None and matched:
-        allowed = {uuid.UUID(str(pk)).hex for pk in candidates.filter(
-            pk__in=[uuid.UUID(pk) for pk, _ in matched]).values_list("pk", flat=True)}
+        allowed = {uuid.UUID(str(pk)).hex for part in _parts([pk for pk, _ in matched])
+                   for pk in candidates.filter(pk__in=part).values_list("pk", flat=True)}
         matched = [(pk, score) for pk, score in matched if pk in allowed]
     matched.sort(key=lambda item: (-item[1], item[0]))
     return [(uuid.UUID(pk), score) for pk, score in matched[:count]]
@@ -127,12 +125,42 @@ def statistics(namespace_id: int, phrases: Sequence[Sequence[str]], weight: floa
     """(rows, tokens in every column, rows matching each phrase) of the namespace, as its
     FTS5 table's statistics would say (recall/as_of_keywords.py scores past text with
     them); None when it holds no memory."""
-    rows = [own_and_context(content, context) for _, content, context
-            in keyword_index_log._texts(namespace_id, None)]
-    if not rows:
+    found = _phrase_hits(namespace_id, phrases, weight)
+    if found is None:
         return None
-    counts = [sum(1 for own, ctx in rows if _hits(own, ctx, phrase, weight) > 0) for phrase in phrases]
-    return len(rows), sum(len(own) + len(ctx) for own, ctx in rows), counts
+    total, tokens_total, rows = found
+    counts = [sum(1 for _, _, hits in rows if hits[i] > 0) for i in range(len(phrases))]
+    return total, tokens_total, counts
+
+
+def _phrase_hits(namespace_id: int, phrases: Sequence[Sequence[str]], weight: float,
+                 ) -> tuple[int, int, list[tuple[str, int, list[float]]]] | None:
+    """(rows, their tokens in every column, [(memory id hex, row length, each phrase's weighted
+    occurrences)] for the rows that hold some phrase) of the namespace, or None when it
+    is empty. Only rows holding every token of some phrase are read and tokenized: the
+    in-memory index's postings name them (a phrase's tokens in other order or columns
+    are checked here), and its totals give the row count and length."""
+    indexes = keyword_index_log.indexes()
+    index = indexes.synced(namespace_id)
+    with index.lock:
+        total, tokens_total = index.statistics()
+    if not total:
+        return None
+    holding: set[str] = set()
+    for phrase in phrases:
+        if phrase:
+            holding.update(pk for pk, _ in indexes.search(
+                namespace_id, (), total, weight, index_terms=list(dict.fromkeys(phrase)), every=True) or ())
+    rows = []
+    for pk, content, context in keyword_index_log._texts(namespace_id, sorted(holding)):
+        own, ctx = own_and_context(content, context)
+        rows.append((pk, len(own) + len(ctx), [_hits(own, ctx, phrase, weight) for phrase in phrases]))
+    return total, tokens_total, rows
+
+
+def _parts(values: list[str], size: int = 500) -> Iterable[list[uuid.UUID]]:
+    for start in range(0, len(values), size):
+        yield [uuid.UUID(v) for v in values[start:start + size]]
 
 
 def own_and_context(content, context) -> tuple[list[str], list[str]]:

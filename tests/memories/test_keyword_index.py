@@ -162,7 +162,11 @@ def test_a_second_process_catches_up_from_the_log(memory_engine, agent, team_adm
 
 def test_the_default_engine_writes_no_log_for_a_namespace_with_its_table(keyword_tables, agent, alpha):
     agent.post("/api/v1/memories", {"content": "Quokka census notes."})
-    assert not KeywordChange.objects.exists()
+    # the write that made the table logs one rebuild (small_keywords.py), then nothing
+    assert list(KeywordChange.objects.values_list("op", flat=True)) == ["rebuild"]
+    memory = agent.post("/api/v1/memories", {"content": "More quokka notes."}).json()
+    agent.patch(f"/api/v1/memories/{memory['id']}", {"content": "Fewer quokka notes."})
+    assert KeywordChange.objects.count() == 1
 
 
 # --- per-namespace statistics ---------------------------------------------------------------
@@ -345,3 +349,20 @@ def test_load_equals_add(monkeypatch, chunk):
     for term in terms:
         pairs = zip(loaded.postings(term), added.postings(term), strict=True)
         assert all(np.array_equal(a, b) for a, b in pairs)
+
+
+@pytest.mark.parametrize("chunk", [None, 8])
+def test_load_of_rows_without_a_token(monkeypatch, chunk):
+    """Rows of emoji or punctuation only make no term: a build of them (a small
+    namespace whose memories are all "👍") holds them, matches nothing, and does not fail;
+    with ``chunk`` a chunk of such rows follows one with words."""
+    from apps.memories import keyword_index
+
+    if chunk:
+        monkeypatch.setattr(keyword_index, "_LOAD_CHARS", chunk)
+    rows = [(f"{1:032x}", "kestrel nest", None), (f"{2:032x}", "👍", None), (f"{3:032x}", "...", "✅")]
+    index = keyword_index.NamespaceIndex(1)
+    index.load(rows if chunk else rows[1:])
+    assert len(index) == (3 if chunk else 2)
+    assert [pk for pk, _ in index.search(["kestrel"], 1.0, 10)] == ([f"{1:032x}"] if chunk else [])
+    assert index.search(["thumb"], 1.0, 10) == []

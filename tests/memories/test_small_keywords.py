@@ -202,3 +202,43 @@ def test_an_encrypted_small_namespace_ranks_as_its_table_would(vault_agent, vaul
         lexical.rebuild(vault.pk)
     assert _has_table(vault)
     _same(small, _answers(vault))
+
+
+def test_an_encrypted_namespace_crossing_the_limit_fills_its_table_with_every_memory(
+        vault_agent, vault, settings):
+    settings.MEMORYWEB_SMALL_KEYWORD_LIMIT = 3
+    first = _store(vault_agent, [f"the sealed heron note {i}" for i in range(3)])
+    assert not _has_table(vault)
+    fourth = _store(vault_agent, ["one more sealed heron"])  # the write that crosses
+    assert _has_table(vault)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {lexical.fts_table(vault.pk)}")
+        assert cursor.fetchone()[0] == 4
+    found = lexical.search(vault.pk, lexical.build_query("heron"), 10)
+    assert {str(pk) for pk, _ in found} == set(first) | set(fourth)
+
+
+def test_a_process_lets_go_of_its_copy_once_the_table_answers(agent, alpha, settings):
+    """The crossing write logs a ``rebuild`` (other processes' copies are rebuilt or let
+    go), and a search the table answers drops this process's copy, which nothing keeps
+    in step any more."""
+    settings.MEMORYWEB_SMALL_KEYWORD_LIMIT = 3
+    _store(agent, ["a grebe on the lake", "two grebes"])
+    assert lexical.search(alpha.pk, lexical.build_query("grebe"), 10)
+    assert alpha.pk in keyword_index_log.indexes().loaded()
+    _store(agent, ["three grebes", "four grebes"])
+    assert KeywordChange.objects.filter(namespace=alpha, op="rebuild").count() == 1
+    assert len(lexical.search(alpha.pk, lexical.build_query("grebe"), 10)) == 4
+    assert alpha.pk not in keyword_index_log.indexes().loaded()
+
+
+def test_indexes_unused_for_longer_than_the_log_is_kept_are_let_go(agent, outsider, alpha, beta,
+                                                                   settings):
+    _store(agent, ["a coot nest"])
+    _store(outsider, ["a coot of beta"])
+    indexes = keyword_index_log.Indexes()
+    query = lexical.build_query("coot")
+    assert indexes.search(alpha.pk, query.terms, 5, 1.0) and indexes.loaded() == [alpha.pk]
+    indexes.synced(alpha.pk).synced_at -= settings.MEMORYWEB_KEYWORD_LOG_MINUTES * 60 + 5
+    assert indexes.search(beta.pk, query.terms, 5, 1.0)
+    assert indexes.loaded() == [beta.pk]
