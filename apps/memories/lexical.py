@@ -348,10 +348,11 @@ def _as_uuid(value) -> uuid.UUID:
 def _create(cursor, namespace_id: int) -> None:
     """Create the namespace's tables if they do not exist yet (a cheap no-op if they do).
 
-    Created by the first write rather than with the namespace: a namespace that never
-    stores a memory costs no schema entries (each FTS5 table is six, and every new
-    connection parses the whole schema), and namespaces made by any path (admin, ORM,
-    fixtures) get one without a hook on their creation.
+    Created by the write that takes the namespace past ``MEMORYWEB_SMALL_KEYWORD_LIMIT``
+    (``_make_table``) rather than with the namespace: a small one costs no schema entries
+    (each FTS5 table is six, its vocabulary view one, and every new connection parses the
+    whole schema), and namespaces made by any path (admin, ORM, fixtures) get one without
+    a hook on their creation.
     """
     table = fts_table(namespace_id)
     cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5("
