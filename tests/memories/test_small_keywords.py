@@ -22,6 +22,7 @@ from apps.memories.models import KeywordChange, Memory
 from apps.memories.own_stores import _keyword_count
 from apps.memories.recall import as_of_keywords
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
+from tests.memories.test_keyword_index import _store_many as _store
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 tables only")
 
@@ -40,17 +41,6 @@ def _hash_vectors(monkeypatch):
 def _texts(count: int, seed: int = 3) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 14))) for _ in range(count)]
-
-
-def _store(caller, texts: list[str], sessions: int = 0) -> list[str]:
-    ids = []
-    for start in range(0, len(texts), 100):
-        batch = [{"content": t, **({"session_id": f"s{(start + i) % sessions}"} if sessions else {})}
-                 for i, t in enumerate(texts[start:start + 100])]
-        response = caller.post("/api/v1/memories/batch", {"memories": batch})
-        assert response.status_code == 201, response.content
-        ids += [m["id"] for m in response.json()["results"]]
-    return ids
 
 
 def _has_table(namespace) -> bool:
