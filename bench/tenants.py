@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """A server holding many namespaces: startup, RSS, open files, recall, create/delete.
 
-Each namespace has its own Chroma collection and its own SQLite FTS5 table; this bench
-measures whether that layout holds at 10,000 small namespaces (100 memories each) and
-at 10 large ones (20,000 each), the way a client sees it: a real Daphne on a fresh data
+A small namespace keeps its vectors in the small index and its keywords in memory (no
+Chroma collection, no FTS5 table); a large one has its own of each. This bench measures
+whether that layout holds at 10,000 small namespaces (100 memories each) and at 10
+large ones (20,000 each), the way a client sees it: a real Daphne on a fresh data
 directory, namespaces and keys made through the system-admin REST routes, memories
 stored through ``POST /api/v1/memories/batch`` with each namespace's own key.
 

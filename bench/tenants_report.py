@@ -77,7 +77,7 @@ def chart(report: dict[str, Any], path: Path) -> None:
         sql_ax.plot([w["namespaces"] for w in windows],
                     [w["create_namespace_and_key"]["p50"] for w in windows], "--s", markersize=3,
                     label="create namespace + key, p50")
-    sql_ax.set_title("What the SQL schema costs (7 entries per namespace)", fontsize=10)
+    sql_ax.set_title("What the SQL schema costs (7 entries per FTS5 table)", fontsize=10)
     sql_ax.set_ylabel("ms")
     if "restart" in many:
         for ax, y in ((rss_ax, "rss_mb"), (fd_ax, "open_files")):
