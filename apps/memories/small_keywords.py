@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import QuerySet
 
 from apps.memories import keyword_index_log
@@ -45,12 +45,21 @@ def limit() -> int:
     return settings.MEMORYWEB_SMALL_KEYWORD_LIMIT
 
 
+#: SQLite's ``pragma_table_list`` (3.37+) finds a table by name in the parsed schema; on
+#: an older SQLite, sqlite_master is scanned instead (Django 5.2 accepts 3.31).
+_LOOKUPS = ["SELECT 1 FROM pragma_table_list(%s) WHERE schema = 'main'",
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = %s"]
+
+
 def has_table(namespace_id: int) -> bool:
     """Whether the namespace has its FTS5 table (SQLite; read inside the caller's
     transaction, so a writer sees what its own transaction made)."""
-    with connection.cursor() as cursor:  # the schema's own lookup, not a scan of sqlite_master
-        cursor.execute("SELECT 1 FROM pragma_table_list(%s) WHERE schema = 'main'",
-                       [fts_table(namespace_id)])
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(_LOOKUPS[0], [fts_table(namespace_id)])
+        except OperationalError:  # no pragma_table_list: an SQLite before 3.37
+            del _LOOKUPS[:-1]
+            cursor.execute(_LOOKUPS[0], [fts_table(namespace_id)])
         return cursor.fetchone() is not None
 
 

@@ -232,3 +232,13 @@ def test_indexes_unused_for_longer_than_the_log_is_kept_are_let_go(agent, outsid
     indexes.synced(alpha.pk).synced_at -= settings.MEMORYWEB_KEYWORD_LOG_MINUTES * 60 + 5
     assert indexes.search(beta.pk, query.terms, 5, 1.0)
     assert indexes.loaded() == [beta.pk]
+
+
+def test_an_sqlite_without_pragma_table_list_scans_the_schema(agent, alpha, settings, monkeypatch):
+    settings.MEMORYWEB_SMALL_KEYWORD_LIMIT = 1
+    monkeypatch.setattr(small_keywords, "_LOOKUPS", ["SELECT 1 FROM no_such_function_here(%s)",
+                                                     *small_keywords._LOOKUPS[-1:]])
+    _store(agent, ["one dunlin"])
+    assert not _has_table(alpha)
+    _store(agent, ["two dunlins"])
+    assert _has_table(alpha) and len(small_keywords._LOOKUPS) == 1
