@@ -19,8 +19,9 @@ Until then (lexical.py asks :func:`is_small`):
   by the in-memory index (keyword_index.py: FTS5's tokens and bm25(), the namespace's own
   statistics), built from memories_memory at the namespace's first search in a process;
 - a query with a phrase of several tokens (a lookup's "quoted phrase", ``foo_bar``) is
-  matched and scored by :func:`scan`, which reads the namespace's rows (at most the
-  limit) and computes what the table would: FTS5's matches, bm25() and order.
+  matched and scored by :func:`scan`, which reads the rows the in-memory postings say
+  hold all of a phrase's tokens and computes what the table would: FTS5's matches,
+  bm25() and order.
 
 PostgreSQL indexes a column of the memory row (no schema per namespace): nothing here
 applies to it.
