@@ -138,7 +138,7 @@ def prune_common(query: LexicalQuery, namespace_id: int, max_share: float | None
     if connection.vendor != "sqlite" or share >= 1.0 or len(query.terms) < 2:
         return query
     with connection.cursor() as cursor:
-        total = _total_rows(cursor, namespace_id)
+        total = _total_rows(namespace_id)
         if total < PRUNE_FROM_ROWS:  # small index: every query is cheap
             return query
         frequency = _frequencies(cursor, namespace_id, query.terms)
@@ -197,12 +197,11 @@ def _total_epoch(namespace_id: int) -> float | None:
     return at if at is not None and time.monotonic() - at <= _TOTAL_TTL else None
 
 
-def _total_rows(cursor, namespace_id: int) -> int:
+def _total_rows(namespace_id: int) -> int:
     """The namespace's memories, re-counted at most once a minute per process."""
     rows = _totals.get(namespace_id, (0, None))[0]
     if _total_epoch(namespace_id) is None:
-        cursor.execute("SELECT count(*) FROM memories_memory WHERE namespace_id = %s", [namespace_id])
-        rows = cursor.fetchone()[0]
+        rows = small_keywords.memories(namespace_id)
         _totals[namespace_id] = (rows, time.monotonic())
     return rows
 
@@ -418,6 +417,11 @@ def _make_table(namespace_id: int) -> int:
     keyword_index_log.log(namespace_id, (), "rebuild")
     if blind_tokens.encrypted(namespace_id):
         return _add_blind(namespace_id, None)
+    return _fill(namespace_id)
+
+
+def _fill(namespace_id: int) -> int:
+    """Create the namespace's table and copy every memory of it in; its rows."""
     with connection.cursor() as cursor:
         _create(cursor, namespace_id)
         cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])
@@ -563,10 +567,7 @@ def rebuild(namespace_id: int) -> int:
         return 0
     with secure_deletes():
         drop(namespace_id)
-    with connection.cursor() as cursor:
-        _create(cursor, namespace_id)
-        cursor.execute(_insert_rows(namespace_id, ""), [namespace_id])
-        return cursor.rowcount
+    return _fill(namespace_id)
 
 
 def drop_orphans() -> list[int]:

@@ -54,10 +54,7 @@ def _keyword_count(namespace: Namespace, ids: Sequence[Any] | None = None) -> in
     if small_keywords.is_small(namespace.pk):
         return None  # no table: ranked in memory from the rows (keyword_memory_index)
     with connection.cursor() as cursor:
-        try:
-            cursor.execute(f"SELECT count(*) FROM {lexical.fts_table(namespace.pk)}")
-        except Exception:  # never written to: no table yet
-            return 0
+        cursor.execute(f"SELECT count(*) FROM {lexical.fts_table(namespace.pk)}")
         return cursor.fetchone()[0]
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import OperationalError, connection
@@ -123,7 +123,7 @@ def scan(namespace_id: int, phrases: Sequence[Sequence[str]], every: bool, count
                 score += term_idf * ((h * (K1 + 1.0)) / (h + norm))
         matched.append((pk, score))
     if candidates is not None and matched:
-        allowed = {uuid.UUID(str(pk)).hex for part in _parts([pk for pk, _ in matched])
+        allowed = {uuid.UUID(str(pk)).hex for part in keyword_index_log._parts([pk for pk, _ in matched])
                    for pk in candidates.filter(pk__in=part).values_list("pk", flat=True)}
         matched = [(pk, score) for pk, score in matched if pk in allowed]
     matched.sort(key=lambda item: (-item[1], item[0]))
@@ -150,27 +150,20 @@ def _phrase_hits(namespace_id: int, phrases: Sequence[Sequence[str]], weight: fl
     is empty. Only rows holding every token of some phrase are read and tokenized: the
     in-memory index's postings name them (a phrase's tokens in other order or columns
     are checked here), and its totals give the row count and length."""
-    indexes = keyword_index_log.indexes()
-    index = indexes.synced(namespace_id)
-    with index.lock:
-        total, tokens_total = index.statistics()
-    if not total:
-        return None
+    index = keyword_index_log.indexes().synced(namespace_id)
     holding: set[str] = set()
-    for phrase in phrases:
-        if phrase:
-            holding.update(pk for pk, _ in indexes.search(
-                namespace_id, (), total, weight, index_terms=list(dict.fromkeys(phrase)), every=True) or ())
+    with index.lock:  # synced once: every phrase's candidates from the same state
+        total, tokens_total = index.statistics()
+        if not total:
+            return None
+        for phrase in filter(None, phrases):
+            holding.update(pk for pk, _ in keyword_index_log.Indexes._search_every(
+                index, list(dict.fromkeys(phrase)), total, weight, None))
     rows = []
     for pk, content, context in keyword_index_log._texts(namespace_id, sorted(holding)):
         own, ctx = own_and_context(content, context)
         rows.append((pk, len(own) + len(ctx), [_hits(own, ctx, phrase, weight) for phrase in phrases]))
     return total, tokens_total, rows
-
-
-def _parts(values: list[str], size: int = 500) -> Iterable[list[uuid.UUID]]:
-    for start in range(0, len(values), size):
-        yield [uuid.UUID(v) for v in values[start:start + size]]
 
 
 def own_and_context(content, context) -> tuple[list[str], list[str]]:
