@@ -4,6 +4,7 @@ Over the wire, with PostgreSQL cut and hung: tests/gateway/test_fail_open_grace.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -155,3 +156,12 @@ def test_the_sweep_ends_its_attempt_whatever_fails(agent, monkeypatch):
     with pytest.raises(RuntimeError):
         key_cache.sweep()  # as a probe
     assert key_cache.breaker.attempt() is not None  # its lease was given back
+
+
+def test_no_sweep_thread_runs_inside_a_test_process():
+    """The gateway starts the sweep at its first keyed request. Inside a pytest worker that
+    thread would read the test database on a second connection while a test holds its
+    transaction (SQLite's shared cache: "database table is locked"), so the test plugin
+    keeps it out; the tests here call :func:`key_cache.sweep` themselves."""
+    key_cache.keep_fresh(30.0)
+    assert not [t for t in threading.enumerate() if t.name == "key-cache-sweep"]
