@@ -19,7 +19,7 @@ from datetime import date, datetime
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -87,7 +87,24 @@ class RecallStatsBuffer:
 
     @staticmethod
     def _write_recalls(recalls: Counter[tuple[int, date]]) -> None:
-        """Add to each (namespace, day) row, creating it on the day's first recall."""
+        """Add to each (namespace, day) row, creating it on the day's first recall: one
+        upsert per :data:`DAY_ROWS` rows in one transaction. A server with many namespaces
+        recalls in hundreds of them a second; a statement and a commit for each took
+        SQLite's write lock that often, beside the request path's writes (profiled at
+        1,500 namespaces, docs/performance.md). Rows of a namespace deleted meanwhile
+        are left out; if one is deleted between that check and the commit (PostgreSQL's
+        deferred foreign key), the rows are written one by one instead."""
+        items = list(recalls.items())
+        try:  # one statement is atomic already (and costs no savepoint inline)
+            with transaction.atomic() if len(items) > DAY_ROWS else contextlib.nullcontext():
+                for start in range(0, len(items), DAY_ROWS):
+                    _upsert_days(items[start:start + DAY_ROWS])
+        except IntegrityError:
+            RecallStatsBuffer._write_recalls_one_by_one(recalls)
+        recalls.clear()
+
+    @staticmethod
+    def _write_recalls_one_by_one(recalls: Counter[tuple[int, date]]) -> None:
         from apps.memories.models import RecallDay
 
         for (namespace_id, day), increment in list(recalls.items()):
@@ -117,6 +134,32 @@ class RecallStatsBuffer:
             for increment, ids in statements:
                 Memory.objects.filter(pk__in=ids).update(
                     access_count=F("access_count") + increment, last_recalled_at=when)
+
+
+#: (namespace, day) rows per upsert statement (three parameters each: under SQLite's
+#: oldest limit of 999).
+DAY_ROWS = 300
+
+
+def _upsert_days(items: list[tuple[tuple[int, date], int]]) -> None:
+    """``INSERT … ON CONFLICT DO UPDATE`` (SQLite 3.24+ and PostgreSQL alike) of these
+    (namespace, day) increments, joined to the namespaces that still exist. SQLite needs
+    the ``WHERE true`` to read ``ON CONFLICT`` as the upsert's, not the join's."""
+    from apps.memories.models import RecallDay
+    from apps.tenancy.models import Namespace
+
+    quote = connection.ops.quote_name
+    days, namespaces = quote(RecallDay._meta.db_table), quote(Namespace._meta.db_table)
+    values = ", ".join(["(%s, %s, %s)"] * len(items))
+    params = [value for (namespace_id, day), increment in items
+              for value in (namespace_id, day, increment)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {days} (namespace_id, day, count) "
+            f"SELECT v.column1, v.column2, v.column3 FROM (VALUES {values}) AS v "
+            f"JOIN {namespaces} n ON n.id = v.column1 WHERE true "
+            f"ON CONFLICT (namespace_id, day) DO UPDATE SET count = {days}.count + excluded.count",
+            params)
 
 
 recall_stats = RecallStatsBuffer()
