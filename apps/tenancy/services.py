@@ -17,6 +17,7 @@ from apps.core import namespace_keys
 from apps.core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from apps.core.roles import Action, Role
 from apps.tenancy import key_cache
+from apps.tenancy.key_touch import key_touches
 from apps.tenancy.models import ApiKey, Namespace
 from apps.tenancy.principal import Principal
 
@@ -151,11 +152,11 @@ def _lookup(prefix: str, digest: str) -> ApiKey | None:
 
 def _touch(key: ApiKey) -> bool:
     """Record use at most once per MEMORYWEB_KEY_TOUCH_SECONDS, so reads stay reads;
-    whether it wrote."""
+    whether it did. Written off the request path (apps/tenancy/key_touch.py)."""
     now = timezone.now()
     period = timedelta(seconds=settings.MEMORYWEB_KEY_TOUCH_SECONDS)
     if key.last_used_at is None or now - key.last_used_at > period:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key_touches.touch(key.pk, now)
         key.last_used_at = now
         return True
     return False
