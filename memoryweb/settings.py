@@ -369,7 +369,7 @@ MEMORYWEB_LEXICAL_CONTEXT_WEIGHT = env.float("MEMORYWEB_LEXICAL_CONTEXT_WEIGHT",
 # BM25 index (apps/memories/keyword_index.py) kept in step with SQL through a change log
 # (rows kept LOG_MINUTES), at most MEMORY_MB per process (least recently searched
 # namespaces are evicted and rebuilt from SQL when next searched).
-MEMORYWEB_KEYWORD_ENGINE = env.str("MEMORYWEB_KEYWORD_ENGINE", default="sql")
+MEMORYWEB_KEYWORD_ENGINE = env.str("MEMORYWEB_KEYWORD_ENGINE", default="auto")
 MEMORYWEB_KEYWORD_MEMORY_MB = env.float("MEMORYWEB_KEYWORD_MEMORY_MB", default=512.0)
 MEMORYWEB_KEYWORD_LOG_MINUTES = env.int("MEMORYWEB_KEYWORD_LOG_MINUTES", default=60)
 # The dashboard's memory search lists at most this many matches (it looks for one more,

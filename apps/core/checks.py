@@ -179,8 +179,9 @@ def check_modes(app_configs=None, **kwargs) -> list[CheckMessage]:
                      "names one.")
     errors += _choice("MEMORYWEB_FUSION", settings.MEMORYWEB_FUSION, conf.FUSION_METHODS)
     errors += _choice("MEMORYWEB_KEYWORD_ENGINE", settings.MEMORYWEB_KEYWORD_ENGINE,
-                      conf.KEYWORD_ENGINES, "sql (the default) ranks keyword recall in the "
-                      "database; memory from an in-memory index per namespace.")
+                      conf.KEYWORD_ENGINES, "auto (the default) ranks from an in-memory index per "
+                      "namespace once built, the database meanwhile (PostgreSQL: sql); "
+                      "sql in the database; memory in memory, built on first use.")
     errors += _choice("MEMORYWEB_CONTEXT_EMBEDDING", settings.MEMORYWEB_CONTEXT_EMBEDDING,
                       conf.CONTEXT_EMBEDDINGS, "mix (the default) adds the previous turn's "
                       "vector; text embeds both texts together (twice the model's time).")

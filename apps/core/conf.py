@@ -31,7 +31,7 @@ FUSION_METHODS = ("weighted", "rrf")
 #: How context enters a memory's vector (``MEMORYWEB_CONTEXT_EMBEDDING``).
 CONTEXT_EMBEDDINGS = ("mix", "text")
 #: Keyword recall engines (``MEMORYWEB_KEYWORD_ENGINE``).
-KEYWORD_ENGINES = ("sql", "memory")
+KEYWORD_ENGINES = ("auto", "sql", "memory")
 #: The most a fusion weight may be: the bound on a namespace's ``recall_defaults.weights``.
 MAX_FUSION_WEIGHT = 100.0
 

@@ -35,6 +35,9 @@ longer than the log is kept is let go too (``_evict``).
 from __future__ import annotations
 
 import datetime
+import logging
+import os
+import queue
 import threading
 import time
 import uuid
@@ -43,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
@@ -58,9 +61,27 @@ PRUNE_EVERY_SECONDS = 60.0
 #: With filters, the top this many (at least) are checked against them first.
 _FILTER_PROBE = 200
 _ADVISORY_CLASS = 0x4B57  # "KW": the advisory lock namespace of these locks (PostgreSQL)
+#: ``auto`` builds indexes on a thread of each server process. Test processes turn it off
+#: (tests/plugins/key_cache.py): that thread would read the test database beside the test.
+WARM_IN_BACKGROUND = True
+
+logger = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
+    """The in-memory engine ranks OR queries and every write is logged: ``memory``, or
+    ``auto`` (the default) on SQLite, where the index's scores are FTS5's own to the last
+    bit. On PostgreSQL ``auto`` is ``sql``: ``ts_rank_cd`` is not BM25, and a namespace's
+    scores must not change scale when its index is built."""
+    engine = settings.MEMORYWEB_KEYWORD_ENGINE
+    return engine == "memory" or (engine == "auto" and connection.vendor == "sqlite")
+
+
+def builds_inline() -> bool:
+    """Whether a search builds a namespace's missing index on the request path
+    (``memory``). With ``auto`` the table answers meanwhile and the index is built on
+    this process's warming thread (:meth:`Indexes.warm`): a 100,000-memory namespace's
+    build takes seconds, its FTS5 query tens of milliseconds."""
     return settings.MEMORYWEB_KEYWORD_ENGINE == "memory"
 
 
@@ -167,6 +188,12 @@ class Indexes:
         self._total = 0
         #: Builds from SQL (tests and ``stats`` read it).
         self.builds = 0
+        #: ``auto``: namespaces queued or being built on the warming thread, and those whose
+        #: index alone outgrew the budget (their table answers in this process).
+        self._building: set[int] = set()
+        self._too_large: set[int] = set()
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._warming_pid: int | None = None
 
     def budget(self) -> int:
         if self._budget is not None:
@@ -183,6 +210,7 @@ class Indexes:
             self._sizes.clear()
             self._total = 0
             self.builds = 0
+            self._too_large.clear()
 
     def drop(self, namespace_id: int) -> None:
         with self._lock:
@@ -207,26 +235,29 @@ class Indexes:
         self._evict(namespace_id, size)
         return index
 
-    def _sync(self, index: NamespaceIndex) -> None:
+    def _sync(self, index: NamespaceIndex, build: bool = True) -> bool:
         """Catch the index up with the log. Inside a transaction (which may still roll
         back) what it applies is provisional: the log position does not advance, the ids
-        are re-read at the next sync, and a build made there is made again outside."""
+        are re-read at the next sync, and a build made there is made again outside.
+        Whether it is in step: False only when it needs a build and ``build`` is False."""
         now = time.time()
         inside = connection.in_atomic_block
         latest = _latest(index.namespace_id)
         if (index.synced_at and latest == index.applied and not index.pending
                 and not (index.provisional and not inside)):
             index.synced_at = now
-            return
+            return True
         horizon = now - settings.MEMORYWEB_KEYWORD_LOG_MINUTES * 60 + SKEW_SECONDS
         if (not index.synced_at or latest < index.applied or index.synced_at < horizon
                 or (index.provisional and not inside)):
-            self._build(index, latest, now, provisional=inside)
-            return
+            if build:
+                self._build(index, latest, now, provisional=inside)
+            return build
         rows = _changes(index.namespace_id, index.applied)
         if any(op == "rebuild" for _, _, op in rows):
-            self._build(index, max(latest, rows[-1][0]), now, provisional=inside)
-            return
+            if build:
+                self._build(index, max(latest, rows[-1][0]), now, provisional=inside)
+            return build
         changed = list(dict.fromkeys([*index.pending,
                                       *(_hex(pk) for _, pk, _ in rows if pk is not None)]))
         found = list(_texts(index.namespace_id, changed))
@@ -239,6 +270,7 @@ class Indexes:
             index.pending = set()
             index.applied = max([index.applied, latest, *(seq for seq, _, _ in rows)])
         index.synced_at = now
+        return True
 
     def _build(self, index: NamespaceIndex, latest: int, now: float, provisional: bool) -> None:
         """Replace the index's contents with the namespace as SQL holds it (the log's
@@ -276,16 +308,20 @@ class Indexes:
 
     def search(self, namespace_id: int, terms: Sequence[str], limit: int, weight: float,
                candidates: QuerySet | None = None, index_terms: Sequence[str] | None = None,
-               every: bool = False) -> list[tuple[str, float]] | None:
+               every: bool = False, build: bool = True) -> list[tuple[str, float]] | None:
         """Best (memory id hex, score) of the namespace, best first; None when a term is a
         multi-token phrase (the SQL engine answers those). ``index_terms``: the query as
         index terms already (an encrypted namespace's blind tokens), ``terms`` unused.
         ``every``: only documents holding every term (FTS5's AND; the scores are the OR's,
-        as bm25() sums the same per-term parts)."""
+        as bm25() sums the same per-term parts). ``build`` False (``auto``): None too when
+        the index is not held in step (not built, evicted, being built, or behind a
+        ``rebuild``) — the caller asks the table and may :meth:`warm` it."""
         phrases = query_terms(terms) if index_terms is None else list(index_terms)
         if phrases is None:
             return None
-        index = self.synced(namespace_id)
+        index = self.synced(namespace_id) if build else self._ready(namespace_id)
+        if index is None:
+            return None
         with index.lock:
             if every:
                 found = self._search_every(index, phrases, limit, weight, candidates)
@@ -296,6 +332,77 @@ class Indexes:
         # bytes count against the budget now, not at the namespace's next sync.
         self._evict(namespace_id, size)
         return found
+
+    def _ready(self, namespace_id: int) -> NamespaceIndex | None:
+        """The namespace's index caught up with the log if it is held and needs no
+        build, else None; never waits for a build (a search holds the lock briefly)."""
+        with self._lock:
+            index = self._held.get(namespace_id)
+            if index is None or namespace_id in self._building:
+                return None
+            self._held.move_to_end(namespace_id)
+        while not index.lock.acquire(timeout=0.01):
+            with self._lock:
+                if namespace_id in self._building:
+                    return None
+        try:
+            if not self._sync(index, build=False):
+                return None
+            size = index.nbytes()
+        finally:
+            index.lock.release()
+        self._evict(namespace_id, size)
+        return index
+
+    # --- auto: builds off the request path ----------------------------------------------
+
+    def warm(self, namespace_id: int) -> None:
+        """Have this process's warming thread build the namespace's index (``auto``: its
+        table answered a query the index could have). Once per namespace at a time; not
+        for one whose index alone outgrew the budget; not where :data:`WARM_IN_BACKGROUND`
+        is off (test processes)."""
+        if not WARM_IN_BACKGROUND:
+            return
+        with self._lock:
+            if namespace_id in self._building or namespace_id in self._too_large:
+                return
+            self._building.add(namespace_id)
+            if self._warming_pid != os.getpid():
+                self._warming_pid = os.getpid()
+                threading.Thread(target=self._warm_forever, name="keyword-warm",
+                                 daemon=True).start()
+        self._queue.put(namespace_id)
+
+    def _warm_forever(self) -> None:
+        while True:
+            namespace_id = self._queue.get()
+            try:
+                close_old_connections()
+                self.build(namespace_id)
+            except Exception:  # the table keeps answering; the next query asks again
+                logger.exception("keyword index: the build of namespace %s failed", namespace_id)
+            finally:
+                with self._lock:
+                    self._building.discard(namespace_id)
+                close_old_connections()
+
+    def build(self, namespace_id: int) -> None:
+        """Build (or catch up) the namespace's index now, as the warming thread does. An
+        index larger than the whole budget is dropped and not built again in this
+        process: it would evict every other namespace's at each of its builds."""
+        index = self._entry(namespace_id)
+        with index.lock:
+            self._sync(index)
+            size = index.nbytes()
+        if size > self.budget():
+            with self._lock:
+                self._too_large.add(namespace_id)
+            self.drop(namespace_id)
+            logger.warning("keyword index: namespace %s needs %.0f MB, more than "
+                        "MEMORYWEB_KEYWORD_MEMORY_MB: its table answers", namespace_id,
+                        size / 2**20)
+            return
+        self._evict(namespace_id, size)
 
     @staticmethod
     def _search(index: NamespaceIndex, phrases: Sequence[str], limit: int, weight: float,

@@ -224,10 +224,12 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
     weight = settings.MEMORYWEB_LEXICAL_CONTEXT_WEIGHT if context_weight is None else context_weight
     if blind_tokens.encrypted(namespace_id):
         return _search_blind(namespace_id, query, limit, candidates, weight)
-    if keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query:
+    indexable = keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query
+    if indexable:
         # The in-memory engine (keyword_index.py): the same BM25 without scoring every
         # match in SQL. OR queries only (a lookup's every-word or phrase query stays SQL).
-        found = keyword_index_log.indexes().search(namespace_id, query.terms, limit, weight, candidates)
+        found = keyword_index_log.indexes().search(namespace_id, query.terms, limit, weight, candidates,
+                                                   build=keyword_index_log.builds_inline())
         if found is not None:
             return [(uuid.UUID(pk), score) for pk, score in found]
     restrict, params = _restrict(candidates)
@@ -248,16 +250,19 @@ def search(namespace_id: int, query: LexicalQuery, limit: int,
                 if _is_missing_table(exc):  # a small namespace (small_keywords.py)
                     return _search_small(namespace_id, query, limit, weight, candidates)
                 raise
-        _let_go(namespace_id)
+        _table_answered(namespace_id, indexable)
     return [(_as_uuid(pk), score) for pk, score in found]
 
 
-def _let_go(namespace_id: int) -> None:
-    """The table answered: an in-memory index of the namespace this process made while it
-    was small is no longer used nor kept in step (its writes are no longer logged with
-    the default engine), so it goes now, not at its eviction."""
+def _table_answered(namespace_id: int, indexable: bool) -> None:
+    """The table answered. With ``sql`` an in-memory index of the namespace this process
+    made while it was small is no longer used nor kept in step (its writes are no longer
+    logged), so it goes now, not at its eviction. With ``auto``, a query the index could
+    have answered has it built off the request path for the next ones."""
     if not keyword_index_log.enabled():
         keyword_index_log.indexes().drop(namespace_id)
+    elif indexable and not keyword_index_log.builds_inline():
+        keyword_index_log.indexes().warm(namespace_id)
 
 
 def _search_small(namespace_id: int, query: LexicalQuery, limit: int, weight: float,
@@ -295,12 +300,15 @@ def _search_blind(namespace_id: int, query: LexicalQuery, limit: int,
     engine computes the scores it would on the words. KeyUnavailable propagates."""
     blinder = blind_tokens.for_namespace(namespace_id)
     phrases = tuple(blinder.phrase(term) for term in query.terms)
-    if keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query:
+    indexable = keyword_index_log.enabled() and query.engine_query == _with_terms(query.terms).engine_query
+    if indexable:
         terms = blind_tokens.index_terms(blinder, query.terms)
-        if all(len(parts) <= 1 for parts in terms):
+        indexable = all(len(parts) <= 1 for parts in terms)
+        if indexable:
             found = keyword_index_log.indexes().search(
                 namespace_id, (), limit, weight, candidates,
-                index_terms=[parts[0] for parts in terms if parts])
+                index_terms=[parts[0] for parts in terms if parts],
+                build=keyword_index_log.builds_inline())
             if found is not None:
                 return [(uuid.UUID(pk), score) for pk, score in found]
     restrict, params = _restrict(candidates)
@@ -334,7 +342,7 @@ def _search_blind(namespace_id: int, query: LexicalQuery, limit: int,
             if _is_missing_table(exc):  # a small namespace (small_keywords.py)
                 return _search_small(namespace_id, query, limit, weight, candidates, blinder)
             raise
-    _let_go(namespace_id)
+    _table_answered(namespace_id, indexable)
     return [(_as_uuid(pk), score) for pk, score in found]
 
 
@@ -410,7 +418,7 @@ def _make_table(namespace_id: int) -> int:
     caller's transaction: it commits or rolls back with the write); its rows. The
     in-memory indexes of it are no longer used: this process's goes after the commit,
     and a ``rebuild`` row tells every other process to let go of its own at its next
-    sync (writes to a namespace with a table are not logged with the default engine).
+    sync (``sql`` logs no write to a namespace with a table; ``auto`` builds it anew later).
     An encrypted namespace's rows are all read back through the ORM (the write's are
     among them)."""
     transaction.on_commit(lambda: keyword_index_log.indexes().drop(namespace_id))

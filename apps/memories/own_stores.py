@@ -361,7 +361,8 @@ def _memory_index_rebuild(namespace: Namespace, progress: Progress) -> int | Non
 
 
 def _keyword_memory_stores() -> tuple[Store, ...]:
-    """The in-memory keyword engine (``MEMORYWEB_KEYWORD_ENGINE = "memory"``)."""
+    """The in-memory keyword indexes (``MEMORYWEB_KEYWORD_ENGINE`` ``auto``, the default,
+    or ``memory``; small namespaces whatever the engine)."""
     from apps.memories.models import KeywordChange
 
     return (

@@ -160,7 +160,9 @@ def test_a_second_process_catches_up_from_the_log(memory_engine, agent, team_adm
     assert other.builds == 1 and other.held(alpha.pk, [first, second]) == 2
 
 
-def test_the_default_engine_writes_no_log_for_a_namespace_with_its_table(keyword_tables, agent, alpha):
+def test_the_sql_engine_writes_no_log_for_a_namespace_with_its_table(keyword_tables, agent, alpha,
+                                                                     settings):
+    settings.MEMORYWEB_KEYWORD_ENGINE = "sql"
     agent.post("/api/v1/memories", {"content": "Quokka census notes."})
     # SQLite: the write that made the table logs one rebuild (small_keywords.py); then,
     # as on PostgreSQL (no table to make), nothing

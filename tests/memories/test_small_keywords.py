@@ -209,9 +209,10 @@ def test_an_encrypted_namespace_crossing_the_limit_fills_its_table_with_every_me
 
 
 def test_a_process_lets_go_of_its_copy_once_the_table_answers(agent, alpha, settings):
-    """The crossing write logs a ``rebuild`` (other processes' copies are rebuilt or let
-    go), and a search the table answers drops this process's copy, which nothing keeps
-    in step any more."""
+    """``sql``: the crossing write logs a ``rebuild`` (other processes' copies are rebuilt
+    or let go), and a search the table answers drops this process's copy, which nothing
+    keeps in step any more."""
+    settings.MEMORYWEB_KEYWORD_ENGINE = "sql"
     settings.MEMORYWEB_SMALL_KEYWORD_LIMIT = 3
     _store(agent, ["a grebe on the lake", "two grebes"])
     assert lexical.search(alpha.pk, lexical.build_query("grebe"), 10)

@@ -6,7 +6,8 @@ so one test's outage must not reach the next).
 request never starts inside a test process. It would read the test database on a second
 connection while a test holds its transaction; with SQLite's shared in-memory cache that
 fails the test's own write ("database table is locked"). Tests call ``key_cache.sweep()``
-themselves; servers the tests start (Daphne) run the thread as in production."""
+themselves; servers the tests start (Daphne) run the thread as in production. The same
+goes for the keyword indexes' warming thread (``MEMORYWEB_KEYWORD_ENGINE=auto``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 
 import pytest
 
+from apps.memories import keyword_index_log
 from apps.tenancy import key_cache
 
 
@@ -30,3 +32,6 @@ def fresh_key_cache(settings):
 @pytest.fixture(scope="session", autouse=True)
 def no_sweep_thread():
     key_cache._sweeping_pid = os.getpid()  # keep_fresh() then takes it as already running
+    # The same for the keyword indexes' warming thread (MEMORYWEB_KEYWORD_ENGINE=auto):
+    # tests build with ``indexes().build()``.
+    keyword_index_log.WARM_IN_BACKGROUND = False
