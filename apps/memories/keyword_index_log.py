@@ -61,6 +61,10 @@ PRUNE_EVERY_SECONDS = 60.0
 #: With filters, the top this many (at least) are checked against them first.
 _FILTER_PROBE = 200
 _ADVISORY_CLASS = 0x4B57  # "KW": the advisory lock namespace of these locks (PostgreSQL)
+#: ``auto``: a request catches an index up with at most this many log rows; more (a bulk
+#: ingest since its last search) are applied by the warming thread, the table answering
+#: meanwhile. Past this many, and a quarter of the index, a catch-up is a build.
+INLINE_CHANGES = 1000
 #: ``auto`` builds indexes on a thread of each server process. Test processes turn it off
 #: (tests/plugins/key_cache.py): that thread would read the test database beside the test.
 WARM_IN_BACKGROUND = True
@@ -239,7 +243,9 @@ class Indexes:
         """Catch the index up with the log. Inside a transaction (which may still roll
         back) what it applies is provisional: the log position does not advance, the ids
         are re-read at the next sync, and a build made there is made again outside.
-        Whether it is in step: False only when it needs a build and ``build`` is False."""
+        Whether it is in step: False only when it needs a build and ``build`` is False,
+        or (then too) when it is more than :data:`INLINE_CHANGES` log rows behind: after a
+        bulk ingest the catch-up is left to the warming thread, not a request."""
         now = time.time()
         inside = connection.in_atomic_block
         latest = _latest(index.namespace_id)
@@ -253,8 +259,11 @@ class Indexes:
             if build:
                 self._build(index, latest, now, provisional=inside)
             return build
+        if not build and latest - index.applied > INLINE_CHANGES:  # the log's ids are shared by
+            return False  # every namespace: an upper bound of this one's rows
         rows = _changes(index.namespace_id, index.applied)
-        if any(op == "rebuild" for _, _, op in rows):
+        if (any(op == "rebuild" for _, _, op in rows)
+                or len(rows) > max(INLINE_CHANGES, len(index) // 4)):  # a build is the faster
             if build:
                 self._build(index, max(latest, rows[-1][0]), now, provisional=inside)
             return build

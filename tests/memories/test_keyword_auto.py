@@ -170,3 +170,25 @@ def test_auto_is_sql_on_postgresql_and_logs_every_write_on_sqlite(agent, alpha):
         assert ops == ["rebuild", "add", "add"] and keyword_index_log.enabled()
     else:
         assert ops == [] and not keyword_index_log.enabled()
+
+
+@sqlite_only
+def test_a_bulk_ingest_since_the_last_search_is_caught_up_off_the_request_path(
+        agent, alpha, warmed, monkeypatch):
+    _store(agent, TEXTS)
+    indexes = keyword_index_log.indexes()
+    indexes.build(alpha.pk)
+    assert indexes.builds == 1
+    monkeypatch.setattr(keyword_index_log, "INLINE_CHANGES", 5)
+    _store(agent, [f"a shearwater sighting {i}" for i in range(8)])  # 8 log rows > 5
+    with CaptureQueriesContext(connection) as queries:
+        from_table = lexical.search(alpha.pk, lexical.build_query("shearwater"), 20)
+    assert _asked_the_table(queries, alpha.pk) and warmed == [alpha.pk]
+    indexes.build(alpha.pk)  # the warming thread: 8 rows, over a quarter of the 24 held: a build
+    assert indexes.builds == 2
+    with CaptureQueriesContext(connection) as queries:
+        assert lexical.search(alpha.pk, lexical.build_query("shearwater"), 20) == from_table
+    assert not _asked_the_table(queries, alpha.pk) and len(from_table) == 8
+    _store(agent, ["one more shearwater"])  # a few rows: caught up inline, no build
+    assert len(lexical.search(alpha.pk, lexical.build_query("shearwater"), 20)) == 9
+    assert indexes.builds == 2
