@@ -408,8 +408,8 @@ class Indexes:
                 self._too_large.add(namespace_id)
             self.drop(namespace_id)
             logger.warning("keyword index: namespace %s needs %.0f MB, more than "
-                        "MEMORYWEB_KEYWORD_MEMORY_MB: its table answers", namespace_id,
-                        size / 2**20)
+                           "MEMORYWEB_KEYWORD_MEMORY_MB: its table answers", namespace_id,
+                           size / 2**20)
             return
         self._evict(namespace_id, size)
 
