@@ -21,8 +21,8 @@ from django.test.utils import CaptureQueriesContext
 from apps.memories import keyword_index_log, lexical
 from apps.memories.keyword_tables import fts_table
 from apps.memories.models import KeywordChange
+from tests.helpers.batches import store_many as _store
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
-from tests.memories.test_keyword_index import _store_many as _store
 
 sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="auto is sql on PostgreSQL")
 QUERIES = ["osprey harbour", "lantern", "glacier pepper violin", "nothing-matches-this"]

@@ -21,6 +21,7 @@ from apps.memories import keyword_index_log, lexical, stores
 from apps.memories.keyword_index import tokens
 from apps.memories.models import KeywordChange, Memory
 from bench.corpus import generate_memories, generate_queries
+from tests.helpers.batches import store_many
 from tests.helpers.callers import make_caller
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
 
@@ -39,17 +40,6 @@ def memory_engine(settings):
     keyword_index_log.indexes().clear()
     yield keyword_index_log.indexes()
     keyword_index_log.indexes().clear()
-
-
-def _store_many(caller, contents: list[str], sessions: int = 0) -> list[str]:
-    ids = []
-    for start in range(0, len(contents), 100):
-        batch = [{"content": c, **({"session_id": f"s{(start + i) % sessions}"} if sessions else {})}
-                 for i, c in enumerate(contents[start:start + 100])]
-        response = caller.post("/api/v1/memories/batch", {"memories": batch})
-        assert response.status_code == 201, response.content
-        ids += [m["id"] for m in response.json()["results"]]
-    return ids
 
 
 def _search(namespace_id: int, text: str, limit: int = 10, weight: float | None = None,
@@ -89,7 +79,7 @@ def corpus(agent, alpha):
     rng = random.Random(7)
     contents = [m["content"] for m in generate_memories(320, seed=11)] + CORPUS_EXTRA
     rng.shuffle(contents)
-    return _store_many(agent, contents, sessions=25)
+    return store_many(agent, contents, sessions=25)
 
 
 QUERIES = [*generate_queries(40, seed=5), "running relay", "cafe facade", "yes did may",
@@ -176,10 +166,10 @@ def test_the_sql_engine_writes_no_log_for_a_namespace_with_its_table(keyword_tab
 # --- per-namespace statistics ---------------------------------------------------------------
 
 def test_other_tenants_words_do_not_move_scores(memory_engine, agent, outsider, alpha, beta):
-    _store_many(outsider, ["the zephyrine report is filed", "the quokkalite report is filed",
+    store_many(outsider, ["the zephyrine report is filed", "the quokkalite report is filed",
                            "an unrelated note about lunch"])
     before = _search(beta.pk, "zephyrine quokkalite report")
-    _store_many(agent, [f"zephyrine memo {i} about the zephyrine report" for i in range(30)])
+    store_many(agent, [f"zephyrine memo {i} about the zephyrine report" for i in range(30)])
     assert _search(alpha.pk, "zephyrine")  # alpha's index holds them
     assert _search(beta.pk, "zephyrine quokkalite report") == before
     keyword_index_log.indexes().clear()  # and built afresh
@@ -189,7 +179,7 @@ def test_other_tenants_words_do_not_move_scores(memory_engine, agent, outsider, 
 # --- filters ---------------------------------------------------------------------------------
 
 def test_filters_selective_and_broad(memory_engine, agent, alpha):
-    ids = _store_many(agent, [f"Kafka outage report number {i}" for i in range(300)])
+    ids = store_many(agent, [f"Kafka outage report number {i}" for i in range(300)])
     few = ids[-5:]
     found = _search(alpha.pk, "Kafka outage", limit=10, candidates=Memory.objects.filter(pk__in=few))
     assert {pk for pk, _ in found} == set(few)

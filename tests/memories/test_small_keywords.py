@@ -21,8 +21,8 @@ from apps.memories.lexical_lookup import lookup, parse_lookup
 from apps.memories.models import KeywordChange, Memory
 from apps.memories.own_stores import _keyword_count
 from apps.memories.recall import as_of_keywords
+from tests.helpers.batches import store_many as _store
 from tests.helpers.hash_embedder import use_distinct_hash_embedder
-from tests.memories.test_keyword_index import _store_many as _store
 
 pytestmark = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 tables only")
 
