@@ -143,13 +143,13 @@ DAY_ROWS = 300
 
 def _upsert_days(items: list[tuple[tuple[int, date], int]]) -> None:
     """``INSERT … ON CONFLICT DO UPDATE`` (SQLite 3.24+ and PostgreSQL alike) of these
-    (namespace, day) increments, joined to the namespaces that still exist. SQLite needs
-    the ``WHERE true`` to read ``ON CONFLICT`` as the upsert's, not the join's."""
+    (namespace, day) increments, of the namespaces that still exist. (The ``WHERE`` also
+    lets SQLite read ``ON CONFLICT`` as the upsert's.)"""
     from apps.memories.models import RecallDay
     from apps.tenancy.models import Namespace
 
-    quote = connection.ops.quote_name
-    days, namespaces = quote(RecallDay._meta.db_table), quote(Namespace._meta.db_table)
+    days = connection.ops.quote_name(RecallDay._meta.db_table)
+    existing, existing_params = Namespace.objects.values("pk").query.sql_with_params()
     values = ", ".join(["(%s, %s, %s)"] * len(items))
     params = [value for (namespace_id, day), increment in items
               for value in (namespace_id, day, increment)]
@@ -157,9 +157,9 @@ def _upsert_days(items: list[tuple[tuple[int, date], int]]) -> None:
         cursor.execute(
             f"INSERT INTO {days} (namespace_id, day, count) "
             f"SELECT v.column1, v.column2, v.column3 FROM (VALUES {values}) AS v "
-            f"JOIN {namespaces} n ON n.id = v.column1 WHERE true "
+            f"WHERE v.column1 IN ({existing}) "
             f"ON CONFLICT (namespace_id, day) DO UPDATE SET count = {days}.count + excluded.count",
-            params)
+            [*params, *existing_params])
 
 
 recall_stats = RecallStatsBuffer()
