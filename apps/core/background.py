@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import close_old_connections
 
 log = logging.getLogger(__name__)
@@ -31,3 +32,33 @@ def run_every(interval: float, job: Callable[[], object], name: str) -> threadin
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread
+
+
+class FlushedBuffer:
+    """Bookkeeping buffered per process and written by :meth:`flush` on a background
+    thread every ``MEMORYWEB_RECALL_STATS_SECONDS`` (recall statistics, keys'
+    ``last_used_at``): statistics, not acknowledged writes, kept off the request path.
+    ``interval``: seconds between flushes; None reads the setting each time (so a setting
+    changed at run time, or in a test, takes effect); 0 or less means write inline."""
+
+    #: The flush thread's name.
+    thread_name = "flush"
+
+    def __init__(self, interval: float | None = None) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        if self._interval is not None:
+            return self._interval
+        return float(settings.MEMORYWEB_RECALL_STATS_SECONDS)
+
+    def _start(self) -> None:
+        """Start the flush thread once (the caller holds ``_lock``)."""
+        if self._thread is None:
+            self._thread = run_every(self.interval, self.flush, self.thread_name)
+
+    def flush(self) -> int:
+        raise NotImplementedError

@@ -12,38 +12,30 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
 from uuid import UUID
 
-from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from apps.core.background import run_every
+from apps.core.background import FlushedBuffer
 
 
-class RecallStatsBuffer:
-    """``interval``: seconds between flushes; None reads MEMORYWEB_RECALL_STATS_SECONDS
-    each time (so a setting changed at run time, or in a test, takes effect)."""
+class RecallStatsBuffer(FlushedBuffer):
+    """Access counts, last-recalled times and recalls per day (``interval``: see
+    :class:`~apps.core.background.FlushedBuffer`)."""
+
+    thread_name = "recall-stats"
 
     def __init__(self, interval: float | None = None):
-        self._interval = interval
+        super().__init__(interval)
         self._counts: Counter[UUID] = Counter()
         self._last: datetime | None = None
         #: (namespace id, UTC day) -> recalls answered
         self._recalls: Counter[tuple[int, date]] = Counter()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def interval(self) -> float:
-        if self._interval is not None:
-            return self._interval
-        return float(settings.MEMORYWEB_RECALL_STATS_SECONDS)
 
     def record(self, ids: Iterable[UUID], when: datetime) -> None:
         if self.interval <= 0:
@@ -52,8 +44,7 @@ class RecallStatsBuffer:
         with self._lock:
             self._counts.update(ids)
             self._last = when
-            if self._thread is None:
-                self._thread = run_every(self.interval, self.flush, "recall-stats")
+            self._start()
 
     def record_recall(self, namespace_id: int, day: date) -> None:
         if self.interval <= 0:
@@ -61,8 +52,7 @@ class RecallStatsBuffer:
             return
         with self._lock:
             self._recalls[(namespace_id, day)] += 1
-            if self._thread is None:
-                self._thread = run_every(self.interval, self.flush, "recall-stats")
+            self._start()
 
     def flush(self) -> int:
         """Write what is buffered; returns the number of memories touched."""

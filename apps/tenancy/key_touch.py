@@ -20,35 +20,27 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import threading
 from collections import defaultdict
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from apps.core.background import run_every
+from apps.core.background import FlushedBuffer
 
 #: Keys per UPDATE (their ids are bound parameters).
 CHUNK = 500
 
 
-class TouchBuffer:
-    """``interval``: seconds between flushes; None reads MEMORYWEB_RECALL_STATS_SECONDS
-    each time (so a setting changed at run time, or in a test, takes effect)."""
+class TouchBuffer(FlushedBuffer):
+    """Keys' last use, by key id (``interval``: see
+    :class:`~apps.core.background.FlushedBuffer`)."""
+
+    thread_name = "key-touch"
 
     def __init__(self, interval: float | None = None) -> None:
-        self._interval = interval
+        super().__init__(interval)
         self._due: dict[int, datetime] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def interval(self) -> float:
-        if self._interval is not None:
-            return self._interval
-        return float(settings.MEMORYWEB_RECALL_STATS_SECONDS)
 
     def touch(self, key_id: int, when: datetime) -> None:
         """Record that the key was used at ``when`` (written now if the interval is 0)."""
@@ -57,8 +49,7 @@ class TouchBuffer:
             return
         with self._lock:
             self._keep(key_id, when)
-            if self._thread is None:
-                self._thread = run_every(self.interval, self.flush, "key-touch")
+            self._start()
 
     def flush(self) -> int:
         """Write what is buffered; the number of keys written. On an error (the database
