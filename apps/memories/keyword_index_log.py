@@ -132,6 +132,16 @@ def _latest(namespace_id: int) -> int:
         return cursor.fetchone()[0] or 0
 
 
+def _behind(namespace_id: int, after: int) -> int:
+    """How many of the namespace's log rows follow ``after``, counted to at most
+    ``INLINE_CHANGES + 1`` (a range of the (namespace, id) index)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM (SELECT 1 FROM memories_keywordchange WHERE "
+                       "namespace_id = %s AND id > %s LIMIT %s) AS behind",
+                       [namespace_id, after, INLINE_CHANGES + 1])
+        return cursor.fetchone()[0]
+
+
 def _changes(namespace_id: int, after: int) -> list[tuple[int, str | None, str]]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, memory_id, op FROM memories_keywordchange "
@@ -259,8 +269,9 @@ class Indexes:
             if build:
                 self._build(index, latest, now, provisional=inside)
             return build
-        if not build and latest - index.applied > INLINE_CHANGES:  # the log's ids are shared by
-            return False  # every namespace: an upper bound of this one's rows
+        if (not build and latest - index.applied > INLINE_CHANGES  # ids are shared by every
+                and _behind(index.namespace_id, index.applied) > INLINE_CHANGES):  # namespace
+            return False
         rows = _changes(index.namespace_id, index.applied)
         if (any(op == "rebuild" for _, _, op in rows)
                 or len(rows) > max(INLINE_CHANGES, len(index) // 4)):  # a build is the faster

@@ -192,3 +192,18 @@ def test_a_bulk_ingest_since_the_last_search_is_caught_up_off_the_request_path(
     _store(agent, ["one more shearwater"])  # a few rows: caught up inline, no build
     assert len(lexical.search(alpha.pk, lexical.build_query("shearwater"), 20)) == 9
     assert indexes.builds == 2
+
+
+@sqlite_only
+def test_other_namespaces_writes_do_not_send_a_search_to_the_table(agent, outsider, alpha, warmed,
+                                                                   monkeypatch):
+    """The log's ids are shared by all namespaces: many rows of another namespace since
+    this one's last search leave it a single row behind, caught up inline."""
+    _store(agent, TEXTS)
+    keyword_index_log.indexes().build(alpha.pk)
+    monkeypatch.setattr(keyword_index_log, "INLINE_CHANGES", 5)
+    _store(outsider, [f"beta's own note {i}" for i in range(12)])
+    _store(agent, ["a petrel at dusk"])
+    with CaptureQueriesContext(connection) as queries:
+        assert len(lexical.search(alpha.pk, lexical.build_query("petrel"), 5)) == 1
+    assert not _asked_the_table(queries, alpha.pk) and not warmed
