@@ -21,7 +21,7 @@ pytest_plugins = ["tests.plugins.processes", "tests.plugins.order", "tests.plugi
                   "tests.plugins.fake_upstream", "tests.plugins.postgres_databases",
                   "tests.plugins.people", "tests.plugins.connection_guard",
                   "tests.plugins.static_files", "tests.plugins.embeddings_cache", "tests.plugins.passes",
-                  "tests.plugins.key_cache",
+                  "tests.plugins.key_cache", "tests.plugins.background_threads",
                   "pytester"]
 
 

@@ -11,6 +11,14 @@ from django.db import close_old_connections
 
 log = logging.getLogger(__name__)
 
+#: Whether this process starts the threads that read the database on their own schedule,
+#: unasked by any request or command: the key cache's sweep (apps/tenancy/key_cache.py)
+#: and the keyword indexes' warming (apps/memories/keyword_index_log.py). Test processes
+#: turn it off (tests/plugins/background_threads.py): such a thread would read the test
+#: database on a second connection while a test holds its transaction (SQLite's shared
+#: in-memory cache: "database table is locked"); the tests run that work themselves.
+AUTONOMOUS_THREADS = True
+
 
 def run_every(interval: float, job: Callable[[], object], name: str) -> threading.Thread:
     """Call ``job`` every ``interval`` seconds for the life of the process.

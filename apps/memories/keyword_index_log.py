@@ -50,6 +50,7 @@ from django.db import close_old_connections, connection, transaction
 from django.db.models import Max, QuerySet
 from django.utils import timezone
 
+from apps.core import background
 from apps.memories import blind_tokens
 from apps.memories.keyword_index import NamespaceIndex, query_terms
 
@@ -65,9 +66,6 @@ _ADVISORY_CLASS = 0x4B57  # "KW": the advisory lock namespace of these locks (Po
 #: ingest since its last search) are applied by the warming thread, the table answering
 #: meanwhile. Past this many, and a quarter of the index, a catch-up is a build.
 INLINE_CHANGES = 1000
-#: ``auto`` builds indexes on a thread of each server process. Test processes turn it off
-#: (tests/plugins/key_cache.py): that thread would read the test database beside the test.
-WARM_IN_BACKGROUND = True
 
 logger = logging.getLogger(__name__)
 
@@ -242,12 +240,16 @@ class Indexes:
     def synced(self, namespace_id: int) -> NamespaceIndex:
         """The namespace's index, in step with the log (built or caught up as needed).
         The caller holds ``index.lock`` while it uses it."""
+        index, size = self._caught_up(namespace_id)
+        self._evict(namespace_id, size)
+        return index
+
+    def _caught_up(self, namespace_id: int) -> tuple[NamespaceIndex, int]:
+        """The namespace's index built or caught up with the log, and its size."""
         index = self._entry(namespace_id)
         with index.lock:
             self._sync(index)
-            size = index.nbytes()
-        self._evict(namespace_id, size)
-        return index
+            return index, index.nbytes()
 
     def _sync(self, index: NamespaceIndex, build: bool = True) -> bool:
         """Catch the index up with the log. Inside a transaction (which may still roll
@@ -379,9 +381,9 @@ class Indexes:
     def warm(self, namespace_id: int) -> None:
         """Have this process's warming thread build the namespace's index (``auto``: its
         table answered a query the index could have). Once per namespace at a time; not
-        for one whose index alone outgrew the budget; not where :data:`WARM_IN_BACKGROUND`
-        is off (test processes)."""
-        if not WARM_IN_BACKGROUND:
+        for one whose index alone outgrew the budget; not where
+        ``background.AUTONOMOUS_THREADS`` is off (test processes)."""
+        if not background.AUTONOMOUS_THREADS:
             return
         with self._lock:
             if namespace_id in self._building or namespace_id in self._too_large:
@@ -410,10 +412,7 @@ class Indexes:
         """Build (or catch up) the namespace's index now, as the warming thread does. An
         index larger than the whole budget is dropped and not built again in this
         process: it would evict every other namespace's at each of its builds."""
-        index = self._entry(namespace_id)
-        with index.lock:
-            self._sync(index)
-            size = index.nbytes()
+        _, size = self._caught_up(namespace_id)
         if size > self.budget():
             with self._lock:
                 self._too_large.add(namespace_id)

@@ -49,7 +49,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from apps.core import conf
+from apps.core import background, conf
 from apps.core.rows_by_pk import rows_by_pk
 from apps.tenancy import changes
 from apps.tenancy.models import ApiKey, Namespace
@@ -219,7 +219,8 @@ def keep_fresh(grace: float) -> None:
     Called by the gateway, the one door that uses :func:`remembered`."""
     global _grace, _sweeping_pid
     _grace = max(0.0, grace)
-    if _grace <= 0 or conf.key_cache_seconds() <= 0 or _sweeping_pid == os.getpid():
+    if (_grace <= 0 or conf.key_cache_seconds() <= 0 or _sweeping_pid == os.getpid()
+            or not background.AUTONOMOUS_THREADS):
         return
     with _lock:
         if _sweeping_pid == os.getpid():

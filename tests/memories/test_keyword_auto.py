@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.core import background
 from apps.memories import keyword_index_log, lexical
 from apps.memories.keyword_tables import fts_table
 from apps.memories.models import KeywordChange
@@ -135,7 +136,7 @@ def test_an_index_larger_than_the_budget_is_not_kept(agent, alpha, monkeypatch):
     _store(agent, TEXTS)
     indexes = keyword_index_log.Indexes(budget=1)
     monkeypatch.setattr(keyword_index_log, "_process", indexes)
-    monkeypatch.setattr(keyword_index_log, "WARM_IN_BACKGROUND", True)
+    monkeypatch.setattr(background, "AUTONOMOUS_THREADS", True)
     indexes.build(alpha.pk)
     assert indexes.loaded() == []
     indexes.warm(alpha.pk)  # not queued again: no thread started for it
@@ -150,7 +151,7 @@ def test_the_warming_thread_builds_the_index(agent, alpha, monkeypatch):
     _store(agent, TEXTS)
     indexes = keyword_index_log.Indexes()
     monkeypatch.setattr(keyword_index_log, "_process", indexes)
-    monkeypatch.setattr(keyword_index_log, "WARM_IN_BACKGROUND", True)
+    monkeypatch.setattr(background, "AUTONOMOUS_THREADS", True)
     expected = _answers(alpha.pk)  # from the table; asks the thread to build it
     for _ in range(600):
         if alpha.pk in indexes.loaded() and not indexes._building:
