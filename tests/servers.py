@@ -71,8 +71,11 @@ class ServerProcess:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
         self.stop()
+        if kind is not None:  # a failing test: what the server said goes into its report
+            tail = self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+            print(f"--- {self.log_path.name} (last lines) ---\n{tail}", file=sys.stderr)
 
 
 class DaphneServer(ServerProcess):
@@ -100,10 +103,12 @@ class TcpProxy:
     the database "goes down" for the processes that connect through it, with every open
     connection dropped, and comes back on the same port."""
 
-    def __init__(self, target: tuple[str, int]):
+    def __init__(self, target: tuple[str, int], latency: float = 0.0):
         import threading
 
         self.target = target
+        #: Seconds each chunk from the server waits before it is passed on: a slow link.
+        self.latency = latency
         self.port = free_port()
         self._threads: list[threading.Thread] = []
         self._sockets: list[socket.socket] = []
@@ -152,13 +157,17 @@ class TcpProxy:
                 client.close()
                 continue
             self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            for source, sink, delay in ((client, upstream, 0.0),
+                                        (upstream, client, self.latency)):
+                threading.Thread(target=self._pipe, args=(source, sink, delay),
+                                 daemon=True).start()
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(source: socket.socket, sink: socket.socket, delay: float) -> None:
         try:
             while data := source.recv(65536):
+                if delay:
+                    time.sleep(delay)
                 sink.sendall(data)
         except OSError:
             pass

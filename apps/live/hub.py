@@ -45,7 +45,11 @@ class Hub:
 
     async def _ensure_started(self) -> None:
         if self.channel is None:
-            self.channel = await self.layer.new_channel("live.hub.")
+            # The default prefix, as every consumer's channel: channels_redis lets one
+            # receive at a time pop the process's channel named up to the "!", and a
+            # prefix of our own was a second such channel, never popped while a
+            # connection waited on the first (events stopped reaching this process).
+            self.channel = await self.layer.new_channel()
             self._task = asyncio.create_task(self._receive_forever())
 
     async def _join(self, group: str) -> None:
