@@ -17,7 +17,7 @@ from apps.ops.jobs import Job, register
 
 def _drain_outbox() -> dict[str, Any]:
     before = IndexOutbox.objects.count()
-    indexing.drain_outbox(limit=10_000)
+    indexing.drain_outbox(limit=10_000, in_flight_too=False)
     return {"backlog_before": before, "backlog_after": IndexOutbox.objects.count()}
 
 

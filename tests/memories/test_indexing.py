@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+from django.utils import timezone
 
 from apps.memories import indexing, services
 from apps.memories.models import IndexOutbox, Memory
@@ -44,6 +47,30 @@ def test_auto_drain_skips_rows_that_keep_failing(agent, alpha):
     assert IndexOutbox.objects.filter(pk=row.pk).exists()  # left to the drainer and the command
     assert indexing.drain_outbox().processed == 1
     assert not IndexOutbox.objects.exists()
+
+
+def test_automatic_drains_leave_a_write_in_flight_to_it(agent, alpha, monkeypatch):
+    """A row no inline index failed yet, younger than IN_FLIGHT_SECONDS, is a write's
+    that committed a moment ago and is indexing it now: neither the background drain nor
+    another write's settling replays (re-embeds) it. Once it is older (its process died),
+    the background drain does."""
+    stored = agent.post("/api/v1/memories", {"content": "indexed right now"}).json()
+    row = _pending(alpha, [stored["id"]])[0]  # committed, its inline index still running
+    replayed: list[list[str]] = []
+    real_replay = indexing._replay
+
+    def replay(namespace, rows):
+        replayed.append([str(r.memory_id) for r in rows])
+        return real_replay(namespace, rows)
+
+    monkeypatch.setattr(indexing, "_replay", replay)
+    indexing._drain_backlog()
+    agent.post("/api/v1/memories", {"content": "another write settles"})
+    assert replayed == [] and IndexOutbox.objects.filter(pk=row.pk).exists()
+    IndexOutbox.objects.filter(pk=row.pk).update(
+        created_at=timezone.now() - dt.timedelta(seconds=indexing.IN_FLIGHT_SECONDS + 1))
+    indexing._drain_backlog()
+    assert replayed == [[stored["id"]]] and not IndexOutbox.objects.exists()
 
 
 def test_writes_during_a_rebuild_are_kept(agent, team_admin, alpha, monkeypatch):
