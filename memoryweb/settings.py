@@ -158,16 +158,11 @@ ASGI_APPLICATION = "memoryweb.asgi.application"
 # processes share events and standing queries (apps/live, docs/live.md).
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    # A connection's receive blocks in BZPOPMIN for 5 s (channels_redis), and redis-py 8
-    # gives up reading after its default socket timeout, also 5 s: a reply a moment late
-    # (a loaded machine, a remote Redis) raised TimeoutError inside the consumer, and
-    # Daphne closed the WebSocket with 1011. Reads wait longer than the block; a Redis
-    # that stops answering still fails them, after 15 s.
-    CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15.0}],
-                   "prefix": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb")},
-    }}
+    # Reads outlast channels_redis's 5 s blocking pop (redis-py 8's default timeout, 5 s,
+    # raced it: sockets closed with 1011; docs/live.md); a silent Redis fails after 15 s.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
+        "hosts": [{"address": REDIS_URL, "socket_timeout": 15.0}],
+        "prefix": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb")}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # Publish memory events to the channel layer (WebSocket feeds and standing queries).
