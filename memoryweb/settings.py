@@ -23,6 +23,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from memoryweb.channel_layers import redis_channel_layers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Any variable may come from a file instead: SECRET_KEY_FILE=/run/secrets/key reads
@@ -158,11 +160,9 @@ ASGI_APPLICATION = "memoryweb.asgi.application"
 # processes share events and standing queries (apps/live, docs/live.md).
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    # Reads outlast channels_redis's 5 s blocking pop (redis-py 8's default timeout, 5 s,
-    # raced it: sockets closed with 1011; docs/live.md); a silent Redis fails after 15 s.
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {
-        "hosts": [{"address": REDIS_URL, "socket_timeout": 15.0}],
-        "prefix": env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb")}}}
+    # Redis reads outlast channels_redis's blocking pop: memoryweb/channel_layers.py.
+    CHANNEL_LAYERS = redis_channel_layers(
+        REDIS_URL, env.str("MEMORYWEB_CHANNEL_PREFIX", default="memoryweb"))
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # Publish memory events to the channel layer (WebSocket feeds and standing queries).

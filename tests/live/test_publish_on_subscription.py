@@ -21,6 +21,7 @@ from websockets.sync.client import connect as ws_connect
 
 from apps.core import asgi as core_asgi
 from apps.live.events import namespace_group
+from memoryweb.channel_layers import redis_channel_layers
 from tests.helpers.embedded import REDIS_URL, manage_commands, migrate
 from tests.helpers.websocket import TIMEOUT, ask, connect, rest
 from tests.servers import DaphneServer
@@ -111,8 +112,7 @@ async def test_a_standing_query_is_a_subscriber_too(alpha, agent, sends):
 async def test_with_redis_events_are_published_without_a_subscriber(alpha, agent, settings,
                                                                     redis_prefix, monkeypatch):
     """Scaled mode: other processes' subscribers are unknown here, so every event goes out."""
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                           "CONFIG": {"hosts": [REDIS_URL], "prefix": redis_prefix}}}
+    settings.CHANNEL_LAYERS = redis_channel_layers(REDIS_URL, redis_prefix)
     layer = get_channel_layer()
     assert type(layer).__name__ == "RedisChannelLayer"
     calls: list[str] = []

@@ -19,6 +19,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from apps.live.hub import Hub
+from memoryweb.channel_layers import redis_channel_layers
 from tests.helpers.embedded import REDIS_URL, embedded_environment
 from tests.servers import ROOT, TcpProxy
 
@@ -63,10 +64,7 @@ async def test_the_hub_receives_while_a_connection_waits_on_the_same_layer(setti
     its "!"); the others wait for that receive to hand them their messages. A hub whose
     channel had a prefix of its own was a second such channel: while a connection held
     the process's receive, events for the hub were never popped."""
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15.0}],
-                   "prefix": redis_prefix}}}
+    settings.CHANNEL_LAYERS = redis_channel_layers(REDIS_URL, redis_prefix)
     layer = get_channel_layer()
     connection = await layer.new_channel()  # what Channels gives a consumer
     waiting = asyncio.ensure_future(layer.receive(connection))
